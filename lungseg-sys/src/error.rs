@@ -1,0 +1,79 @@
+//! One error type for the whole library. Its `kind` maps 1:1 onto the C status codes, so the
+//! FFI layer never has to guess which status a failure deserves.
+
+use std::fmt;
+
+/// What went wrong, coarse enough for a C caller to branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidArgument,
+    Io,
+    Format,
+    Unsupported,
+    Limit,
+    Device,
+    OutOfMemory,
+    Panic,
+}
+
+/// An error with a message meant for a human reading a device log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn io(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Io, message)
+    }
+    pub fn format(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Format, message)
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Limit, message)
+    }
+    pub fn device(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Device, message)
+    }
+    pub fn oom(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::OutOfMemory, message)
+    }
+    /// Wraps an `std::io::Error` with the path or context it happened on.
+    pub fn from_io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        Self::io(format!("{context}: {err}"))
+    }
+    /// Prefixes the message with more context, keeping the kind.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Allocates a zeroed `Vec` without aborting the process when the allocator says no.
+pub fn try_vec<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::oom(format!("cannot allocate {len} elements for {what}")))?;
+    v.resize(len, T::default());
+    Ok(v)
+}

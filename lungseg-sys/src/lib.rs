@@ -1,0 +1,24 @@
+//! lungseg: lung-nodule segmentation with Monte-Carlo-dropout uncertainty, for device software.
+//!
+//! Layers, bottom up: [`mhd`] reads and writes MetaImage CT into a [`volume::Volume`] with
+//! [`geometry`]; [`patch`] resamples HU patches around world points; [`model`] loads the
+//! safetensors U-Net; [`nn`] holds the CPU kernels; [`mc`] runs the forward pass and MC-dropout
+//! sampling with [`philox`] masks; [`ffi`] is the stable C ABI (`include/lungseg.h`).
+
+pub mod error;
+pub mod ffi;
+pub mod geometry;
+pub mod mc;
+pub mod mhd;
+pub mod model;
+pub mod nn;
+pub mod patch;
+pub mod philox;
+pub mod volume;
+
+pub use error::{Error, ErrorKind, Result};
+pub use geometry::Geometry;
+pub use volume::{ElementType, PixelData, Volume};
+
+/// The crate version, as `Cargo.toml` states it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

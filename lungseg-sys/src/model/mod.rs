@@ -1,0 +1,1 @@
+//! Model file format and weights (skeleton; see issue 3)

@@ -1,0 +1,1 @@
+//! CPU kernels (skeleton; see issue 3)

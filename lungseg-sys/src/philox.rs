@@ -1,0 +1,1 @@
+//! (skeleton; see issue 3)
