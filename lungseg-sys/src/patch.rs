@@ -17,7 +17,11 @@ pub struct PatchSpec {
 
 impl Default for PatchSpec {
     fn default() -> Self {
-        PatchSpec { size: [64; 3], spacing_mm: [1.0; 3], outside_hu: -1000.0 }
+        PatchSpec {
+            size: [64; 3],
+            spacing_mm: [1.0; 3],
+            outside_hu: -1000.0,
+        }
     }
 }
 
@@ -30,12 +34,20 @@ pub struct HuWindow {
 
 impl Default for HuWindow {
     fn default() -> Self {
-        HuWindow { lo: -1000.0, hi: 400.0 }
+        HuWindow {
+            lo: -1000.0,
+            hi: 400.0,
+        }
     }
 }
 
 /// Trilinear HU patch around `center_world` into `dst` (`size` voxels, x fastest).
-pub fn extract_hu(volume: &Volume, center_world: [f64; 3], spec: &PatchSpec, dst: &mut [f32]) -> Result<()> {
+pub fn extract_hu(
+    volume: &Volume,
+    center_world: [f64; 3],
+    spec: &PatchSpec,
+    dst: &mut [f32],
+) -> Result<()> {
     let _ = (volume, center_world, spec, dst);
     Err(Error::unsupported("patch extraction not implemented yet"))
 }
