@@ -29,7 +29,9 @@ impl Geometry {
         direction: [[f64; 3]; 3],
     ) -> Result<Self> {
         if dims.iter().any(|&d| d == 0) {
-            return Err(Error::format(format!("DimSize {dims:?} has a zero dimension")));
+            return Err(Error::format(format!(
+                "DimSize {dims:?} has a zero dimension"
+            )));
         }
         dims.iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -43,7 +45,9 @@ impl Geometry {
             return Err(Error::format(format!("origin {origin:?} must be finite")));
         }
         if direction.iter().flatten().any(|v| !v.is_finite()) {
-            return Err(Error::format(format!("direction {direction:?} must be finite")));
+            return Err(Error::format(format!(
+                "direction {direction:?} must be finite"
+            )));
         }
         let mut m = direction;
         for row in m.iter_mut() {
@@ -51,15 +55,22 @@ impl Geometry {
                 *v *= spacing[c];
             }
         }
-        let inverse = invert3(&m).ok_or_else(|| {
-            Error::format(format!("direction matrix {direction:?} is singular"))
-        })?;
+        let inverse = invert3(&m)
+            .ok_or_else(|| Error::format(format!("direction matrix {direction:?} is singular")))?;
         // A direction matrix must be (close to) a rotation/reflection: columns of unit length.
         let det = det3(&direction);
         if det.abs() < 1e-6 {
-            return Err(Error::format(format!("direction matrix {direction:?} is singular")));
+            return Err(Error::format(format!(
+                "direction matrix {direction:?} is singular"
+            )));
         }
-        Ok(Geometry { dims, spacing, origin, direction, inverse })
+        Ok(Geometry {
+            dims,
+            spacing,
+            origin,
+            direction,
+            inverse,
+        })
     }
 
     /// An axis-aligned grid (identity direction).
@@ -75,16 +86,28 @@ impl Geometry {
     /// `TransformPhysicalPointToContinuousIndex`.
     #[inline]
     pub fn world_to_index(&self, world: [f64; 3]) -> [f64; 3] {
-        let d = [world[0] - self.origin[0], world[1] - self.origin[1], world[2] - self.origin[2]];
+        let d = [
+            world[0] - self.origin[0],
+            world[1] - self.origin[1],
+            world[2] - self.origin[2],
+        ];
         mat_vec(&self.inverse, d)
     }
 
     /// World point of a continuous index (`TransformContinuousIndexToPhysicalPoint`).
     #[inline]
     pub fn index_to_world(&self, index: [f64; 3]) -> [f64; 3] {
-        let scaled = [index[0] * self.spacing[0], index[1] * self.spacing[1], index[2] * self.spacing[2]];
+        let scaled = [
+            index[0] * self.spacing[0],
+            index[1] * self.spacing[1],
+            index[2] * self.spacing[2],
+        ];
         let r = mat_vec(&self.direction, scaled);
-        [self.origin[0] + r[0], self.origin[1] + r[1], self.origin[2] + r[2]]
+        [
+            self.origin[0] + r[0],
+            self.origin[1] + r[1],
+            self.origin[2] + r[2],
+        ]
     }
 
     /// Whether a continuous index lies inside the grid's voxel centres' hull, `[0, n-1]` per axis.
@@ -95,7 +118,9 @@ impl Geometry {
     /// Row-major flattening of the direction for C (`D[r][c]` at `r * 3 + c`).
     pub fn direction_row_major(&self) -> [f64; 9] {
         let d = &self.direction;
-        [d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2], d[2][0], d[2][1], d[2][2]]
+        [
+            d[0][0], d[0][1], d[0][2], d[1][0], d[1][1], d[1][2], d[2][0], d[2][1], d[2][2],
+        ]
     }
 }
 
@@ -109,7 +134,8 @@ fn mat_vec(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
 }
 
 fn det3(m: &[[f64; 3]; 3]) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
 }
 
@@ -121,11 +147,24 @@ fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
         return None;
     }
     let inv_det = 1.0 / det;
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let c =
+        |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
     Some([
-        [c(1, 1, 2, 2) * inv_det, -c(0, 1, 2, 2) * inv_det, c(0, 1, 1, 2) * inv_det],
-        [-c(1, 0, 2, 2) * inv_det, c(0, 0, 2, 2) * inv_det, -c(0, 0, 1, 2) * inv_det],
-        [c(1, 0, 2, 1) * inv_det, -c(0, 0, 2, 1) * inv_det, c(0, 0, 1, 1) * inv_det],
+        [
+            c(1, 1, 2, 2) * inv_det,
+            -c(0, 1, 2, 2) * inv_det,
+            c(0, 1, 1, 2) * inv_det,
+        ],
+        [
+            -c(1, 0, 2, 2) * inv_det,
+            c(0, 0, 2, 2) * inv_det,
+            -c(0, 0, 1, 2) * inv_det,
+        ],
+        [
+            c(1, 0, 2, 1) * inv_det,
+            -c(0, 0, 2, 1) * inv_det,
+            c(0, 0, 1, 1) * inv_det,
+        ],
     ])
 }
 
@@ -146,9 +185,13 @@ mod tests {
             [[s, -s, 0.0], [s, s, 0.0], [0.0, 0.0, 1.0]],
             [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
         ] {
-            let g = Geometry::new([10, 20, 30], [0.7, 0.8, 2.5], [-100.0, 50.0, -300.0], dir).unwrap();
+            let g =
+                Geometry::new([10, 20, 30], [0.7, 0.8, 2.5], [-100.0, 50.0, -300.0], dir).unwrap();
             for idx in [[0.0, 0.0, 0.0], [3.5, 7.25, 29.0], [-2.0, 40.0, 1.0]] {
-                assert!(close(g.world_to_index(g.index_to_world(idx)), idx), "{dir:?} {idx:?}");
+                assert!(
+                    close(g.world_to_index(g.index_to_world(idx)), idx),
+                    "{dir:?} {idx:?}"
+                );
             }
         }
     }

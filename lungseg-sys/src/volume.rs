@@ -102,16 +102,46 @@ impl_sample!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
 macro_rules! with_pixels {
     ($data:expr, |$s:ident| $body:expr) => {
         match $data {
-            $crate::volume::PixelData::I8(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::U8(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::I16(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::U16(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::I32(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::U32(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::I64(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::U64(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::F32(v) => { let $s = &v[..]; $body }
-            $crate::volume::PixelData::F64(v) => { let $s = &v[..]; $body }
+            $crate::volume::PixelData::I8(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::U8(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::I16(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::U16(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::I32(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::U32(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::I64(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::U64(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::F32(v) => {
+                let $s = &v[..];
+                $body
+            }
+            $crate::volume::PixelData::F64(v) => {
+                let $s = &v[..];
+                $body
+            }
         }
     };
 }

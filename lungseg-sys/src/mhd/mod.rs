@@ -19,7 +19,11 @@ pub struct ReadOptions {
 impl Default for ReadOptions {
     fn default() -> Self {
         // Generous enough for a 1024×1024×2000 int16 scan.
-        ReadOptions { max_voxels: 1024 * 1024 * 2000, max_bytes: 1024 * 1024 * 2000 * 8, allow_outside_paths: false }
+        ReadOptions {
+            max_voxels: 1024 * 1024 * 2000,
+            max_bytes: 1024 * 1024 * 2000 * 8,
+            allow_outside_paths: false,
+        }
     }
 }
 

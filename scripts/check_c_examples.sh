@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the C/C++ examples against the shared and static library (Makefile and CMake), runs
+# them on a synthetic LUNA16-style scan and checks what they print against SimpleITK.
+#   scripts/check_c_examples.sh <cargo target dir>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=${1:-${CARGO_TARGET_DIR:-target}}
+TARGET=$(cd "$TARGET" && pwd)
+LIBDIR=$TARGET/release
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+echo "== build lungseg (release) and lungseg-train"
+cargo build --release -p lungseg-sys -p lungseg-train --target-dir "$TARGET"
+echo "== synthetic scan"
+"$TARGET/release/lungseg-train" synth --out "$WORK/data" --scans 2 --seed 11 >/dev/null
+SCAN=$(ls "$WORK"/data/subset0/*.mhd | head -1)
+UID_=$(basename "$SCAN" .mhd)
+read -r X Y Z < <(awk -F, -v u="$UID_" 'NR>1 && $1==u {print $2, $3, $4; exit}' "$WORK/data/annotations.csv")
+if [ -z "${X:-}" ]; then X=0; Y=0; Z=0; fi
+echo "scan $SCAN at ($X, $Y, $Z)"
+
+echo "== make"
+make -s -C c-examples LIBDIR="$LIBDIR" BIN="$WORK/make" all
+if command -v cmake >/dev/null; then
+  echo "== cmake"
+  cmake -S c-examples -B "$WORK/cmake" -DLUNGSEG_LIBDIR="$LIBDIR" >/dev/null
+  cmake --build "$WORK/cmake" -j 2 >/dev/null
+fi
+
+# SimpleITK is the outside oracle for the geometry the examples print.
+python3 - "$SCAN" "$X" "$Y" "$Z" > "$WORK/expected.txt" <<'PY'
+import sys, SimpleITK as sitk
+img = sitk.ReadImage(sys.argv[1])
+w = [float(v) for v in sys.argv[2:5]]
+print("dims %d %d %d" % img.GetSize())
+print("spacing %.6f %.6f %.6f" % img.GetSpacing())
+print("origin %.6f %.6f %.6f" % img.GetOrigin())
+print("direction " + " ".join("%g" % d for d in img.GetDirection()))
+v = img.TransformPhysicalPointToContinuousIndex(w)
+print("world %.3f %.3f %.3f -> voxel %.4f %.4f %.4f" % (w[0], w[1], w[2], v[0], v[1], v[2]))
+PY
+
+status=0
+first=""
+for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodule_*; do
+  [ -x "$exe" ] && [ -f "$exe" ] || continue
+  name=$(basename "$exe")
+  case "$name" in
+    scan_patch_*) args=("$SCAN" "$X" "$Y" "$Z") ;;
+    predict_nodule_*) args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-}") ;;
+    *) continue ;;
+  esac
+  if ! "$exe" "${args[@]}" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
+    echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1; continue
+  fi
+  grep -q '^ok$' "$WORK/$name.out" || { echo "FAIL $name did not print ok"; status=1; }
+  if [[ $name == scan_patch_* ]]; then
+    while read -r line; do
+      grep -qxF "$line" "$WORK/$name.out" || { echo "FAIL $name: missing '$line'"; cat "$WORK/$name.out"; status=1; }
+    done < "$WORK/expected.txt"
+    # Every build of the same program must print the same thing.
+    if [ -z "$first" ]; then first=$name; else
+      diff <(grep -v '^bad input' "$WORK/$first.out") <(grep -v '^bad input' "$WORK/$name.out") >/dev/null \
+        || { echo "FAIL $name differs from $first"; status=1; }
+    fi
+  fi
+  echo "ok   $name"
+done
+[ -n "$first" ] || { echo "FAIL no example ran"; status=1; }
+cat "$WORK/$first.out" 2>/dev/null | sed 's/^/     /' || true
+exit $status

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one command that runs every test (README; .ci/run calls exactly this).
+# Installs what it needs: SimpleITK + numpy (outside oracle), cmake (C example build), cargo-fuzz.
+# FUZZ_SECONDS (default 60) sets the time per fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+export CARGO_TERM_COLOR=never
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "setup"
+if ! python3 -c 'import SimpleITK, numpy' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy
+fi
+if ! command -v cmake >/dev/null; then
+  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+fi
+
+step "format"
+cargo fmt --all --check
+
+step "cargo test (workspace)"
+cargo test --workspace --no-fail-fast
+
+if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
+  step "cuda feature builds without a CUDA toolkit"
+  cargo check -p lungseg-sys --features cuda --all-targets
+fi
+
+step "C and C++ examples (shared + static, make + cmake)"
+scripts/check_c_examples.sh "$CARGO_TARGET_DIR"
+
+if [ -x scripts/fuzz.sh ]; then
+  step "fuzz targets, ${FUZZ_SECONDS}s each"
+  scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
+
+step "all tests passed"
