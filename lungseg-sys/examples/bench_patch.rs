@@ -10,7 +10,13 @@ use std::time::Instant;
 
 fn bench(name: &str, direction: [[f64; 3]; 3], data: &[i16]) {
     let dims = [512, 512, 300];
-    let g = Geometry::new(dims, [0.703125, 0.703125, 1.25], [180.0, 180.0, -350.0], direction).unwrap();
+    let g = Geometry::new(
+        dims,
+        [0.703125, 0.703125, 1.25],
+        [180.0, 180.0, -350.0],
+        direction,
+    )
+    .unwrap();
     let vol = Volume::new(g, PixelData::I16(data.to_vec())).unwrap();
     let spec = PatchSpec::default();
     let mut dst = vec![0f32; spec.len()];
@@ -38,8 +44,18 @@ fn bench(name: &str, direction: [[f64; 3]; 3], data: &[i16]) {
 
 fn main() {
     let n = 512 * 512 * 300;
-    let data: Vec<i16> = (0..n).map(|i: usize| (i.wrapping_mul(2_654_435_761) % 2000) as i16 - 1000).collect();
-    bench("flipped (LUNA16, separable path)", [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]], &data);
+    let data: Vec<i16> = (0..n)
+        .map(|i: usize| (i.wrapping_mul(2_654_435_761) % 2000) as i16 - 1000)
+        .collect();
+    bench(
+        "flipped (LUNA16, separable path)",
+        [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+        &data,
+    );
     let (s, c) = 20f64.to_radians().sin_cos();
-    bench("rotated 20° about z (general path)", [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], &data);
+    bench(
+        "rotated 20° about z (general path)",
+        [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]],
+        &data,
+    );
 }

@@ -56,7 +56,8 @@ json.dump(out, sys.stdout)
 
 /// Runs the oracle with a JSON request; fails loudly if python3/SimpleITK/numpy are missing.
 fn oracle(request: Value) -> Value {
-    const HINT: &str = "these tests need python3 with SimpleITK and numpy: run `pip install SimpleITK numpy`";
+    const HINT: &str =
+        "these tests need python3 with SimpleITK and numpy: run `pip install SimpleITK numpy`";
     let mut child = Command::new("python3")
         .args(["-c", ORACLE])
         .stdin(Stdio::piped())
@@ -64,16 +65,25 @@ fn oracle(request: Value) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {HINT}"));
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("LUNGSEG_MISSING_PYTHON_DEPS"), "{stderr}\n{HINT}");
+    assert!(
+        !stderr.contains("LUNGSEG_MISSING_PYTHON_DEPS"),
+        "{stderr}\n{HINT}"
+    );
     assert!(out.status.success(), "SimpleITK oracle failed: {stderr}");
     serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
 }
 
 fn tmp(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("geometry_simpleitk-{}-{name}", std::process::id()))
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("geometry_simpleitk-{}-{name}", std::process::id()))
 }
 
 fn geometry_json(g: &Geometry) -> Value {
@@ -105,37 +115,67 @@ fn directions() -> Vec<(&'static str, [[f64; 3]; 3])> {
     }
     vec![
         ("identity", IDENTITY),
-        ("luna16-flip", [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]),
+        (
+            "luna16-flip",
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+        ),
         ("rot-z-30", rotation([0.0, 0.0, 1.0], 30.0)),
         ("oblique", rotation([0.3, -0.5, 0.8], 71.0)),
-        ("permutation", [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]),
+        (
+            "permutation",
+            [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]],
+        ),
         ("oblique-reflection", reflected),
     ]
 }
 
 fn geometry(direction: [[f64; 3]; 3]) -> Geometry {
-    Geometry::new([40, 36, 20], [0.703125, 0.8, 2.5], [-12.25, 30.5, -101.75], direction).unwrap()
+    Geometry::new(
+        [40, 36, 20],
+        [0.703125, 0.8, 2.5],
+        [-12.25, 30.5, -101.75],
+        direction,
+    )
+    .unwrap()
 }
 
 #[test]
 fn world_index_transforms_match_simpleitk() {
-    let world: Vec<[f64; 3]> =
-        vec![[0.0; 3], [-12.25, 30.5, -101.75], [17.3, -4.9, -60.1], [-250.0, 300.0, 1000.5], [1e-3, 2e4, -3.3]];
-    let index: Vec<[f64; 3]> =
-        vec![[0.0; 3], [39.0, 35.0, 19.0], [-0.5, 17.25, 3.125], [12.7, -3.3, 100.0], [1000.0, 0.001, -7.0]];
+    let world: Vec<[f64; 3]> = vec![
+        [0.0; 3],
+        [-12.25, 30.5, -101.75],
+        [17.3, -4.9, -60.1],
+        [-250.0, 300.0, 1000.5],
+        [1e-3, 2e4, -3.3],
+    ];
+    let index: Vec<[f64; 3]> = vec![
+        [0.0; 3],
+        [39.0, 35.0, 19.0],
+        [-0.5, 17.25, 3.125],
+        [12.7, -3.3, 100.0],
+        [1000.0, 0.001, -7.0],
+    ];
     for (name, dir) in directions() {
         let g = geometry(dir);
-        let r = oracle(json!({ "mode": "geometry", "geometry": geometry_json(&g), "world": world, "index": index }));
+        let r = oracle(
+            json!({ "mode": "geometry", "geometry": geometry_json(&g), "world": world, "index": index }),
+        );
         for (w, expect) in world.iter().zip(r["to_index"].as_array().unwrap()) {
             let (got, expect) = (g.world_to_index(*w), vec3(expect));
             for a in 0..3 {
-                assert!((got[a] - expect[a]).abs() <= 1e-9, "{name} world {w:?}: {got:?} vs SimpleITK {expect:?}");
+                assert!(
+                    (got[a] - expect[a]).abs() <= 1e-9,
+                    "{name} world {w:?}: {got:?} vs SimpleITK {expect:?}"
+                );
             }
         }
         for (i, expect) in index.iter().zip(r["to_world"].as_array().unwrap()) {
             let (got, expect) = (g.index_to_world(*i), vec3(expect));
             for a in 0..3 {
-                assert!((got[a] - expect[a]).abs() <= 1e-9, "{name} index {i:?}: {got:?} vs SimpleITK {expect:?}");
+                assert!(
+                    (got[a] - expect[a]).abs() <= 1e-9,
+                    "{name} index {i:?}: {got:?} vs SimpleITK {expect:?}"
+                );
             }
         }
     }
@@ -180,7 +220,10 @@ impl Case<'_> {
         let (name, spec) = (&self.name, &self.spec);
         let bytes = std::fs::read(self.out()).unwrap();
         std::fs::remove_file(self.out()).ok();
-        let expect: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let expect: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         let got = extract_patch(self.volume, self.center, spec).unwrap();
         assert_eq!(got.len(), expect.len());
         let bad: Vec<_> = got
@@ -190,7 +233,11 @@ impl Case<'_> {
             .filter(|(_, (g, e))| (*g - *e).abs() > 1e-3 * (1.0 + e.abs()))
             .take(5)
             .collect();
-        assert!(bad.is_empty(), "{name} centre {:?} {spec:?}: (index, (ours, SimpleITK)) {bad:?}", self.center);
+        assert!(
+            bad.is_empty(),
+            "{name} centre {:?} {spec:?}: (index, (ours, SimpleITK)) {bad:?}",
+            self.center
+        );
         expect.iter().filter(|&&v| v == spec.outside_hu).count()
     }
 }
@@ -206,8 +253,18 @@ fn patches_match_simpleitk_resample() {
         let as_f32: Vec<f32> = data.iter().map(|&v| v as f32 * 0.37 + 0.1).collect();
         let raw_f32 = tmp(&format!("{name}-f32.raw"));
         std::fs::write(&raw_f32, bytemuck::cast_slice::<f32, u8>(&as_f32)).unwrap();
-        volumes.push((name, Volume::new(g, PixelData::I16(data)).unwrap(), raw_i16, "<i2"));
-        volumes.push((name, Volume::new(g, PixelData::F32(as_f32)).unwrap(), raw_f32, "<f4"));
+        volumes.push((
+            name,
+            Volume::new(g, PixelData::I16(data)).unwrap(),
+            raw_i16,
+            "<i2",
+        ));
+        volumes.push((
+            name,
+            Volume::new(g, PixelData::F32(as_f32)).unwrap(),
+            raw_f32,
+            "<f4",
+        ));
     }
     let mut cases = Vec::new();
     for (name, volume, raw, dtype) in &volumes {
@@ -215,8 +272,16 @@ fn patches_match_simpleitk_resample() {
         let middle = g.index_to_world([19.37, 17.61, 9.43]);
         let corner = g.index_to_world([1.13, 33.9, 0.71]);
         let cube = PatchSpec::cube(24, 1.0);
-        let aniso = PatchSpec { size: [20, 15, 12], spacing_mm: [0.61, 1.13, 1.7], outside_hu: -1000.0 };
-        let wide = PatchSpec { size: [17, 19, 9], spacing_mm: [3.1, 2.9, 7.3], outside_hu: -2048.5 };
+        let aniso = PatchSpec {
+            size: [20, 15, 12],
+            spacing_mm: [0.61, 1.13, 1.7],
+            outside_hu: -1000.0,
+        };
+        let wide = PatchSpec {
+            size: [17, 19, 9],
+            spacing_mm: [3.1, 2.9, 7.3],
+            outside_hu: -2048.5,
+        };
         for (case, center, spec) in [
             ("middle-cube", middle, cube),
             ("middle-aniso", middle, aniso),
@@ -225,7 +290,14 @@ fn patches_match_simpleitk_resample() {
             ("middle-wide", middle, wide),
         ] {
             let name = format!("{name}-{case}-{}", &dtype[1..]);
-            cases.push(Case { name, volume, raw: raw.clone(), dtype, center, spec });
+            cases.push(Case {
+                name,
+                volume,
+                raw: raw.clone(),
+                dtype,
+                center,
+                spec,
+            });
         }
     }
     oracle(json!({ "mode": "resample", "jobs": cases.iter().map(Case::job).collect::<Vec<_>>() }));
@@ -233,7 +305,11 @@ fn patches_match_simpleitk_resample() {
         let outside = case.check();
         // Corner and wide patches straddle the scan border: both paths (and the border) are hit.
         if !case.name.contains("middle-cube") && !case.name.contains("middle-aniso") {
-            assert!(outside > 0 && outside < case.spec.len(), "{}: {outside} outside voxels", case.name);
+            assert!(
+                outside > 0 && outside < case.spec.len(),
+                "{}: {outside} outside voxels",
+                case.name
+            );
         }
     }
     for (_, _, raw, _) in &volumes {
@@ -243,9 +319,17 @@ fn patches_match_simpleitk_resample() {
 
 #[test]
 fn sphere_mask_matches_numpy_and_ball_volume() {
-    let spec = PatchSpec { size: [64, 60, 40], spacing_mm: [0.9, 1.0, 1.3], outside_hu: -1000.0 };
+    let spec = PatchSpec {
+        size: [64, 60, 40],
+        spacing_mm: [0.9, 1.0, 1.3],
+        outside_hu: -1000.0,
+    };
     let patch_center = [10.0, -20.0, 30.0];
-    for (nodule, diameter) in [([10.3, -19.6, 31.1], 20.0), ([12.0, -21.7, 29.2], 7.5), ([40.0, -20.0, 30.0], 30.0)] {
+    for (nodule, diameter) in [
+        ([10.3, -19.6, 31.1], 20.0),
+        ([12.0, -21.7, 29.2], 7.5),
+        ([40.0, -20.0, 30.0], 30.0),
+    ] {
         let mut ours = vec![0u8; spec.len()];
         let n = sphere_mask(&spec, patch_center, nodule, diameter, &mut ours).unwrap();
         let out = tmp("sphere.raw");
@@ -255,16 +339,26 @@ fn sphere_mask_matches_numpy_and_ball_volume() {
         }));
         let expect = std::fs::read(&out).unwrap();
         std::fs::remove_file(&out).ok();
-        assert!(ours == expect, "mask for {nodule:?} d={diameter} differs from numpy");
+        assert!(
+            ours == expect,
+            "mask for {nodule:?} d={diameter} differs from numpy"
+        );
         if nodule[0] < 20.0 {
             // Fully inside the patch: voxel count × voxel volume ≈ 4/3·π·r³.
             let vol = n as f64 * spec.spacing_mm.iter().product::<f64>();
             let ball = 4.0 / 3.0 * std::f64::consts::PI * (diameter / 2.0).powi(3);
-            assert!((vol - ball).abs() / ball < 0.06, "d={diameter}: {vol} mm³ vs {ball} mm³");
+            assert!(
+                (vol - ball).abs() / ball < 0.06,
+                "d={diameter}: {vol} mm³ vs {ball} mm³"
+            );
         }
     }
     // Centred on voxel size/2 of an odd-sized patch: symmetric under all three mirrors.
-    let spec = PatchSpec { size: [33, 31, 29], spacing_mm: [0.7, 0.7, 1.1], outside_hu: -1000.0 };
+    let spec = PatchSpec {
+        size: [33, 31, 29],
+        spacing_mm: [0.7, 0.7, 1.1],
+        outside_hu: -1000.0,
+    };
     let mut m = vec![0u8; spec.len()];
     sphere_mask(&spec, patch_center, patch_center, 15.0, &mut m).unwrap();
     let [nx, ny, nz] = spec.size;

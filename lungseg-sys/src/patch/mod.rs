@@ -34,14 +34,22 @@ pub struct PatchSpec {
 
 impl Default for PatchSpec {
     fn default() -> Self {
-        PatchSpec { size: [64; 3], spacing_mm: [1.0; 3], outside_hu: -1000.0 }
+        PatchSpec {
+            size: [64; 3],
+            spacing_mm: [1.0; 3],
+            outside_hu: -1000.0,
+        }
     }
 }
 
 impl PatchSpec {
     /// A cube of `n³` voxels at `spacing_mm` isotropic, air outside.
     pub fn cube(n: usize, spacing_mm: f64) -> Self {
-        PatchSpec { size: [n; 3], spacing_mm: [spacing_mm; 3], ..Self::default() }
+        PatchSpec {
+            size: [n; 3],
+            spacing_mm: [spacing_mm; 3],
+            ..Self::default()
+        }
     }
 
     /// Voxel count, once the spec is valid (see [`PatchSpec::validate`]).
@@ -76,7 +84,10 @@ impl PatchSpec {
             )));
         }
         if !self.outside_hu.is_finite() {
-            return Err(Error::invalid(format!("outside_hu {} must be finite", self.outside_hu)));
+            return Err(Error::invalid(format!(
+                "outside_hu {} must be finite",
+                self.outside_hu
+            )));
         }
         Ok(n)
     }
@@ -104,7 +115,10 @@ pub struct HuWindow {
 
 impl Default for HuWindow {
     fn default() -> Self {
-        HuWindow { lo: -1000.0, hi: 400.0 }
+        HuWindow {
+            lo: -1000.0,
+            hi: 400.0,
+        }
     }
 }
 
@@ -126,7 +140,11 @@ impl HuWindow {
 }
 
 /// A patch with the validation in one place: `Vec` variant of [`extract_hu`].
-pub fn extract_patch(volume: &Volume, center_world: [f64; 3], spec: &PatchSpec) -> Result<Vec<f32>> {
+pub fn extract_patch(
+    volume: &Volume,
+    center_world: [f64; 3],
+    spec: &PatchSpec,
+) -> Result<Vec<f32>> {
     let n = spec.validate()?;
     let mut dst = crate::error::try_vec(n, "patch")?;
     extract_hu(volume, center_world, spec, &mut dst)?;
@@ -192,7 +210,9 @@ pub fn sphere_mask(
     check_finite("patch centre", patch_center_world)?;
     check_finite("nodule centre", nodule_center_world)?;
     if !diameter_mm.is_finite() || diameter_mm < 0.0 {
-        return Err(Error::invalid(format!("diameter {diameter_mm} mm must be finite and >= 0")));
+        return Err(Error::invalid(format!(
+            "diameter {diameter_mm} mm must be finite and >= 0"
+        )));
     }
     let r2 = (diameter_mm / 2.0).powi(2);
     // Offset of patch voxel 0 from the nodule centre, then separable squared distances.
@@ -232,8 +252,15 @@ mod tests {
 
     #[test]
     fn grid_convention() {
-        let s = PatchSpec { size: [64, 5, 4], spacing_mm: [1.0, 0.5, 2.0], outside_hu: -1000.0 };
-        assert_eq!(s.voxel_world([10.0, 20.0, 30.0], [32, 2, 2]), [10.0, 20.0, 30.0]);
+        let s = PatchSpec {
+            size: [64, 5, 4],
+            spacing_mm: [1.0, 0.5, 2.0],
+            outside_hu: -1000.0,
+        };
+        assert_eq!(
+            s.voxel_world([10.0, 20.0, 30.0], [32, 2, 2]),
+            [10.0, 20.0, 30.0]
+        );
         assert_eq!(s.voxel_world([0.0; 3], [0, 0, 0]), [-32.0, -1.0, -4.0]);
         assert_eq!(s.voxel_world([0.0; 3], [63, 4, 3]), [31.0, 1.0, 2.0]);
     }
@@ -241,23 +268,56 @@ mod tests {
     #[test]
     fn spec_validation() {
         let bad = [
-            PatchSpec { size: [0, 64, 64], ..Default::default() },
-            PatchSpec { size: [MAX_PATCH_AXIS + 1, 1, 1], ..Default::default() },
-            PatchSpec { size: [1024, 1024, 1024], ..Default::default() },
-            PatchSpec { spacing_mm: [1.0, 0.0, 1.0], ..Default::default() },
-            PatchSpec { spacing_mm: [1.0, f64::NAN, 1.0], ..Default::default() },
-            PatchSpec { spacing_mm: [-1.0, 1.0, 1.0], ..Default::default() },
-            PatchSpec { outside_hu: f32::NAN, ..Default::default() },
+            PatchSpec {
+                size: [0, 64, 64],
+                ..Default::default()
+            },
+            PatchSpec {
+                size: [MAX_PATCH_AXIS + 1, 1, 1],
+                ..Default::default()
+            },
+            PatchSpec {
+                size: [1024, 1024, 1024],
+                ..Default::default()
+            },
+            PatchSpec {
+                spacing_mm: [1.0, 0.0, 1.0],
+                ..Default::default()
+            },
+            PatchSpec {
+                spacing_mm: [1.0, f64::NAN, 1.0],
+                ..Default::default()
+            },
+            PatchSpec {
+                spacing_mm: [-1.0, 1.0, 1.0],
+                ..Default::default()
+            },
+            PatchSpec {
+                outside_hu: f32::NAN,
+                ..Default::default()
+            },
         ];
         for s in bad {
-            assert_eq!(s.validate().unwrap_err().kind, ErrorKind::InvalidArgument, "{s:?}");
+            assert_eq!(
+                s.validate().unwrap_err().kind,
+                ErrorKind::InvalidArgument,
+                "{s:?}"
+            );
         }
         assert_eq!(PatchSpec::default().validate().unwrap(), 64 * 64 * 64);
     }
 
     #[test]
     fn normalize_window() {
-        let hu = [-2000.0, -1000.0, -300.0, 400.0, 1000.0, f32::INFINITY, f32::NEG_INFINITY];
+        let hu = [
+            -2000.0,
+            -1000.0,
+            -300.0,
+            400.0,
+            1000.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
         let mut out = [0.0; 7];
         normalize(&hu, HuWindow::default(), &mut out).unwrap();
         assert_eq!(out, [0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 0.0]);
@@ -275,7 +335,15 @@ mod tests {
         assert_eq!(v[0], 0.0, "untouched on error");
         let mut out = [0.0; 3];
         assert!(normalize(&[0.0; 3], HuWindow { lo: 1.0, hi: 1.0 }, &mut out).is_err());
-        assert!(normalize(&[0.0; 3], HuWindow { lo: f32::NAN, hi: 1.0 }, &mut out).is_err());
+        assert!(normalize(
+            &[0.0; 3],
+            HuWindow {
+                lo: f32::NAN,
+                hi: 1.0
+            },
+            &mut out
+        )
+        .is_err());
         assert!(normalize(&[0.0; 2], HuWindow::default(), &mut out).is_err());
     }
 
@@ -289,7 +357,10 @@ mod tests {
             let n = sphere_mask(&spec, [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], d, &mut m).unwrap();
             let expect = 4.0 / 3.0 * std::f64::consts::PI * (d / 2.0f64).powi(3);
             assert_eq!(n, m.iter().map(|&v| v as usize).sum::<usize>());
-            assert!((n as f64 - expect).abs() / expect < tol, "d={d}: {n} vs {expect}");
+            assert!(
+                (n as f64 - expect).abs() / expect < tol,
+                "d={d}: {n} vs {expect}"
+            );
             if d == 3.0 {
                 assert_eq!(n, 19);
             }
@@ -314,6 +385,9 @@ mod tests {
         assert!(sphere_mask(&spec, [0.0; 3], [0.0; 3], -1.0, &mut m).is_err());
         assert!(sphere_mask(&spec, [0.0; 3], [f64::NAN, 0.0, 0.0], 1.0, &mut m).is_err());
         assert!(sphere_mask(&spec, [0.0; 3], [0.0; 3], 1.0, &mut m[1..]).is_err());
-        assert_eq!(sphere_mask(&spec, [0.0; 3], [0.0; 3], 0.0, &mut m).unwrap(), 1);
+        assert_eq!(
+            sphere_mask(&spec, [0.0; 3], [0.0; 3], 0.0, &mut m).unwrap(),
+            1
+        );
     }
 }

@@ -14,7 +14,12 @@ use crate::with_pixels;
 /// Errors (all `InvalidArgument` except the channel check, `Unsupported`): a multi-channel
 /// volume, an invalid spec (see [`PatchSpec::validate`]), `dst.len()` not the patch voxel
 /// count, a non-finite centre, or a volume whose data length disagrees with its geometry.
-pub fn extract_hu(volume: &Volume, center_world: [f64; 3], spec: &PatchSpec, dst: &mut [f32]) -> Result<()> {
+pub fn extract_hu(
+    volume: &Volume,
+    center_world: [f64; 3],
+    spec: &PatchSpec,
+    dst: &mut [f32],
+) -> Result<()> {
     volume.require_scalar()?;
     let n = spec.validate()?;
     if dst.len() != n {
@@ -42,7 +47,12 @@ pub fn extract_hu(volume: &Volume, center_world: [f64; 3], spec: &PatchSpec, dst
         let u = g.world_to_index(w);
         std::array::from_fn(|c| u[c])
     };
-    let map = Affine { u0, ux: step(0), uy: step(1), uz: step(2) };
+    let map = Affine {
+        u0,
+        ux: step(0),
+        uy: step(1),
+        uz: step(2),
+    };
     let grid = Grid::new(g.dims);
     if map.is_separable() {
         let taps = [0, 1, 2].map(|a| Taps::new(&grid, a, map.u0[a], map.step(a)[a], spec.size[a]));
@@ -87,7 +97,12 @@ impl Taps {
     fn new(g: &Grid, a: usize, u0: f64, step: f64, len: usize) -> Self {
         let stride = [1, g.stride_y, g.stride_z][a];
         let n = g.dims[a] as isize;
-        let mut t = Taps { lo: vec![0; len], hi: vec![0; len], f: vec![0.0; len], inside: vec![false; len] };
+        let mut t = Taps {
+            lo: vec![0; len],
+            hi: vec![0; len],
+            f: vec![0.0; len],
+            inside: vec![false; len],
+        };
         for i in 0..len {
             let u = u0 + i as f64 * step;
             if !(u >= -0.5 && u < g.end[a]) {
@@ -116,7 +131,12 @@ fn resample_separable<T: Sample>(src: &[T], taps: &[Taps; 3], spec: &PatchSpec, 
                 continue;
             }
             let (fy, fz) = (ty.f[j], tz.f[k]);
-            let rows = [tz.lo[k] + ty.lo[j], tz.lo[k] + ty.hi[j], tz.hi[k] + ty.lo[j], tz.hi[k] + ty.hi[j]];
+            let rows = [
+                tz.lo[k] + ty.lo[j],
+                tz.lo[k] + ty.hi[j],
+                tz.hi[k] + ty.lo[j],
+                tz.hi[k] + ty.hi[j],
+            ];
             for (i, d) in row.iter_mut().enumerate() {
                 if !tx.inside[i] {
                     *d = spec.outside_hu;
@@ -124,7 +144,11 @@ fn resample_separable<T: Sample>(src: &[T], taps: &[Taps; 3], spec: &PatchSpec, 
                 }
                 let (a, b, fx) = (tx.lo[i], tx.hi[i], tx.f[i]);
                 let x = |r: usize| lerp(src[r + a].to_f32(), src[r + b].to_f32(), fx);
-                *d = lerp(lerp(x(rows[0]), x(rows[1]), fy), lerp(x(rows[2]), x(rows[3]), fy), fz);
+                *d = lerp(
+                    lerp(x(rows[0]), x(rows[1]), fy),
+                    lerp(x(rows[2]), x(rows[3]), fy),
+                    fz,
+                );
             }
         }
     }
@@ -162,7 +186,11 @@ fn resample<T: Sample>(src: &[T], grid: &Grid, map: &Affine, spec: &PatchSpec, d
                 std::array::from_fn(|c| map.u0[c] + jf * map.uy[c] + kf * map.uz[c]);
             let at = |i: usize| -> [f64; 3] {
                 let f = i as f64;
-                [base[0] + f * map.ux[0], base[1] + f * map.ux[1], base[2] + f * map.ux[2]]
+                [
+                    base[0] + f * map.ux[0],
+                    base[1] + f * map.ux[1],
+                    base[2] + f * map.ux[2],
+                ]
             };
             let (lo, hi) = interior_run(grid, &base, &map.ux, px);
             for (i, d) in row.iter_mut().enumerate().take(lo) {
@@ -212,7 +240,11 @@ fn interior_run(g: &Grid, base: &[f64; 3], ux: &[f64; 3], len: usize) -> (usize,
 #[inline(always)]
 fn interior<T: Sample>(src: &[T], g: &Grid, u: [f64; 3]) -> f32 {
     let x0 = [u[0] as usize, u[1] as usize, u[2] as usize];
-    let f = [(u[0] - x0[0] as f64) as f32, (u[1] - x0[1] as f64) as f32, (u[2] - x0[2] as f64) as f32];
+    let f = [
+        (u[0] - x0[0] as f64) as f32,
+        (u[1] - x0[1] as f64) as f32,
+        (u[2] - x0[2] as f64) as f32,
+    ];
     let i000 = x0[0] + x0[1] * g.stride_y + x0[2] * g.stride_z;
     trilinear(src, [i000, i000 + 1], [0, g.stride_y], [0, g.stride_z], f)
 }
@@ -240,7 +272,10 @@ fn sample<T: Sample>(src: &[T], g: &Grid, u: [f64; 3], outside: f32) -> f32 {
     }
     trilinear(
         src,
-        [lo[0] + lo[1] * g.stride_y + lo[2] * g.stride_z, hi[0] + lo[1] * g.stride_y + lo[2] * g.stride_z],
+        [
+            lo[0] + lo[1] * g.stride_y + lo[2] * g.stride_z,
+            hi[0] + lo[1] * g.stride_y + lo[2] * g.stride_z,
+        ],
         [0, (hi[1] - lo[1]) * g.stride_y],
         [0, (hi[2] - lo[2]) * g.stride_z],
         f,
@@ -249,7 +284,13 @@ fn sample<T: Sample>(src: &[T], g: &Grid, u: [f64; 3], outside: f32) -> f32 {
 
 /// Interpolates from the two x-neighbours `x` (at y, z offsets 0), offset by `dy[1]`/`dz[1]`.
 #[inline(always)]
-fn trilinear<T: Sample>(src: &[T], x: [usize; 2], dy: [usize; 2], dz: [usize; 2], f: [f32; 3]) -> f32 {
+fn trilinear<T: Sample>(
+    src: &[T],
+    x: [usize; 2],
+    dy: [usize; 2],
+    dz: [usize; 2],
+    f: [f32; 3],
+) -> f32 {
     let v = |i: usize| src[i].to_f32();
     let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
     let row = |o: usize| lerp(v(x[0] + o), v(x[1] + o), f[0]);
@@ -267,7 +308,13 @@ mod tests {
 
     /// A linear ramp in world x: trilinear interpolation reproduces it exactly inside.
     fn ramp(direction: [[f64; 3]; 3]) -> Volume {
-        let g = Geometry::new([20, 30, 12], [0.7, 0.8, 2.5], [-5.0, -10.0, -12.0], direction).unwrap();
+        let g = Geometry::new(
+            [20, 30, 12],
+            [0.7, 0.8, 2.5],
+            [-5.0, -10.0, -12.0],
+            direction,
+        )
+        .unwrap();
         let mut v = Vec::new();
         for k in 0..12 {
             for j in 0..30 {
@@ -282,7 +329,10 @@ mod tests {
 
     #[test]
     fn reproduces_a_linear_field_under_flips() {
-        for dir in [crate::geometry::IDENTITY, [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]] {
+        for dir in [
+            crate::geometry::IDENTITY,
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+        ] {
             let vol = ramp(dir);
             let c = vol.geometry.index_to_world([10.0, 15.0, 6.0]);
             let spec = PatchSpec::cube(8, 0.9);
@@ -293,7 +343,10 @@ mod tests {
                         let w = spec.voxel_world(c, [i, j, k]);
                         let expect = (2.0 * w[0] - w[1] + 0.5 * w[2]) as f32;
                         let got = p[(k * 8 + j) * 8 + i];
-                        assert!((got - expect).abs() < 1e-3, "{dir:?} {i},{j},{k}: {got} vs {expect}");
+                        assert!(
+                            (got - expect).abs() < 1e-3,
+                            "{dir:?} {i},{j},{k}: {got} vs {expect}"
+                        );
                     }
                 }
             }
@@ -306,7 +359,11 @@ mod tests {
         let g = &vol.geometry;
         // A centre near a corner so border, interior and outside samples all occur.
         let c = g.index_to_world([1.3, 27.9, 0.4]);
-        let spec = PatchSpec { size: [16, 12, 10], spacing_mm: [0.9, 1.1, 1.3], outside_hu: -1000.0 };
+        let spec = PatchSpec {
+            size: [16, 12, 10],
+            spacing_mm: [0.9, 1.1, 1.3],
+            outside_hu: -1000.0,
+        };
         let fast = extract_patch(&vol, c, &spec).unwrap();
         let u0 = g.world_to_index(spec.voxel_world(c, [0, 0, 0]));
         let step = |a: usize| {
@@ -314,10 +371,17 @@ mod tests {
             w[a] += spec.spacing_mm[a];
             g.world_to_index(w)
         };
-        let map = Affine { u0, ux: step(0), uy: step(1), uz: step(2) };
+        let map = Affine {
+            u0,
+            ux: step(0),
+            uy: step(1),
+            uz: step(2),
+        };
         assert!(map.is_separable());
         let mut general = vec![0.0; spec.len()];
-        let PixelData::F32(src) = &vol.data else { unreachable!() };
+        let PixelData::F32(src) = &vol.data else {
+            unreachable!()
+        };
         resample(src, &Grid::new(g.dims), &map, &spec, &mut general);
         assert_eq!(fast, general);
         assert!(fast.contains(&-1000.0) && fast.iter().any(|&v| v != -1000.0));
@@ -328,7 +392,10 @@ mod tests {
         // 1-D along x: values 10, 20, 30 at x = 0, 1, 2 (spacing 1, origin 0).
         let g = Geometry::axis_aligned([3, 1, 1], [1.0; 3], [0.0; 3]).unwrap();
         let vol = Volume::new(g, PixelData::I16(vec![10, 20, 30])).unwrap();
-        let spec = PatchSpec { size: [1, 1, 1], ..Default::default() };
+        let spec = PatchSpec {
+            size: [1, 1, 1],
+            ..Default::default()
+        };
         let at = |x: f64| extract_patch(&vol, [x, 0.0, 0.0], &spec).unwrap()[0];
         assert_eq!(at(-0.5), 10.0);
         assert_eq!(at(-0.3), 10.0);
@@ -338,7 +405,10 @@ mod tests {
         assert_eq!(at(-0.51), -1000.0);
         assert_eq!(at(1e300), -1000.0);
         // y and z are 1 voxel thick: inside for |offset| < 0.5.
-        assert_eq!(extract_patch(&vol, [1.0, 0.4, -0.4], &spec).unwrap()[0], 20.0);
+        assert_eq!(
+            extract_patch(&vol, [1.0, 0.4, -0.4], &spec).unwrap()[0],
+            20.0
+        );
     }
 
     #[test]
@@ -350,11 +420,19 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         let e = extract_hu(&vol, [0.0; 3], &spec, &mut dst[..63]).unwrap_err();
         assert!(e.message.contains("63"), "{e}");
-        let zero = PatchSpec { size: [4, 0, 4], ..spec };
+        let zero = PatchSpec {
+            size: [4, 0, 4],
+            ..spec
+        };
         assert!(extract_hu(&vol, [0.0; 3], &zero, &mut dst).is_err());
         let mut multi = vol.clone();
         multi.channels = 2;
-        assert_eq!(extract_hu(&multi, [0.0; 3], &spec, &mut dst).unwrap_err().kind, ErrorKind::Unsupported);
+        assert_eq!(
+            extract_hu(&multi, [0.0; 3], &spec, &mut dst)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Unsupported
+        );
         let mut short = vol.clone();
         short.data = PixelData::F32(vec![0.0; 10]);
         assert!(extract_hu(&short, [0.0; 3], &spec, &mut dst).is_err());
