@@ -57,7 +57,8 @@ impl std::fmt::Display for MetricsError {
 
 impl std::error::Error for MetricsError {}
 
-pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MetricsError> {
+/// `Ok` when an array has the expected number of voxels, else a [`MetricsError::LengthMismatch`].
+pub fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MetricsError> {
     if expected == got {
         Ok(())
     } else {

@@ -36,6 +36,8 @@ pub struct ReferralPoint {
 pub struct ReferralCurve {
     pub points: Vec<ReferralPoint>,
     pub auc: f64,
+    /// The curve when patches are referred worst Dice first (best achievable).
+    pub oracle: Vec<ReferralPoint>,
     /// Same area when patches are referred worst Dice first.
     pub auc_oracle: f64,
     /// Expected area for a random referral order (= mean Dice of all patches).
@@ -57,6 +59,7 @@ pub fn referral_curve(dice: &[f64], score: &[f32]) -> Result<ReferralCurve, Metr
         auc_oracle: area(&oracle, n),
         auc_random: dice.iter().sum::<f64>() / n as f64,
         points,
+        oracle,
     })
 }
 
