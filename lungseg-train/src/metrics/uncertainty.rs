@@ -341,7 +341,9 @@ impl ScoreHistogram {
         }
     }
 
-    /// Re-bins into `bins` coarse bins (for figures) and normalises each class to 1.
+    /// Re-bins into `bins` coarse bins (for figures) and normalises each class to 1. A fine
+    /// bin goes wholly to the coarse bin holding its lower edge, so coarse edges are exact
+    /// only to one fine bin width.
     pub fn density(&self, measure: UncertaintyMeasure, bins: usize) -> HistogramDensity {
         let bins = bins.max(1);
         let n = self.bins();
