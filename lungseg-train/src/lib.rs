@@ -1,2 +1,3 @@
 pub fn x() {}
-pub mod metrics; pub mod report;
+pub mod metrics;
+pub mod report;

@@ -1,8 +1,8 @@
 //! ECE, Brier and reliability bins against a worked example.
 
 mod metrics_calibration {
-    use lungseg_train::metrics::CalibrationAccumulator;
     use lungseg_train::metrics::calibration::{brier, ece};
+    use lungseg_train::metrics::CalibrationAccumulator;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-6
@@ -41,7 +41,8 @@ mod metrics_calibration {
     #[test]
     fn roi_restricts_voxels_and_p_one_lands_in_last_bin() {
         let mut acc = CalibrationAccumulator::new(10).unwrap();
-        acc.add_patch(&[1, 0, 0], &[1.0, 0.0, 0.9], Some(&[1, 1, 0])).unwrap();
+        acc.add_patch(&[1, 0, 0], &[1.0, 0.0, 0.9], Some(&[1, 1, 0]))
+            .unwrap();
         let s = acc.summary();
         assert_eq!(s.voxels, 2);
         assert_eq!(s.bins[9].count, 1);

@@ -13,18 +13,26 @@ mod metrics_referral {
     fn referral_curve_worked_example() {
         // Refer order by score: p1 (0.2), p2 (0.8), p3 (0.6), p0 (0.9).
         let rc = referral_curve(&DICE, &[0.1, 0.9, 0.5, 0.3]).unwrap();
-        let got: Vec<(f64, f64)> = rc.points.iter().map(|p| (p.fraction_referred, p.retained_dice)).collect();
+        let got: Vec<(f64, f64)> = rc
+            .points
+            .iter()
+            .map(|p| (p.fraction_referred, p.retained_dice))
+            .collect();
         let want = [(0.0, 0.625), (0.25, 2.3 / 3.0), (0.5, 0.75), (0.75, 0.9)];
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
             assert!(close(g.0, w.0) && close(g.1, w.1), "{got:?}");
         }
         // Trapezoids of width 0.25 over [0, 0.75], divided by 0.75.
-        let area = 0.25 * ((0.625 + 2.3 / 3.0) / 2.0 + (2.3 / 3.0 + 0.75) / 2.0 + (0.75 + 0.9) / 2.0) / 0.75;
+        let area = 0.25
+            * ((0.625 + 2.3 / 3.0) / 2.0 + (2.3 / 3.0 + 0.75) / 2.0 + (0.75 + 0.9) / 2.0)
+            / 0.75;
         assert!(close(rc.auc, area), "{} vs {area}", rc.auc);
         assert!(close(rc.auc, 0.759_722_222_222_222_2));
         // Oracle refers 0.2, 0.6, 0.8: retained 0.625, 0.7667, 0.85, 0.9.
-        let oracle = 0.25 * ((0.625 + 2.3 / 3.0) / 2.0 + (2.3 / 3.0 + 0.85) / 2.0 + (0.85 + 0.9) / 2.0) / 0.75;
+        let oracle = 0.25
+            * ((0.625 + 2.3 / 3.0) / 2.0 + (2.3 / 3.0 + 0.85) / 2.0 + (0.85 + 0.9) / 2.0)
+            / 0.75;
         assert!(close(rc.auc_oracle, oracle));
         assert!(close(rc.auc_random, 0.625));
         assert!(rc.auc_oracle >= rc.auc && rc.auc >= rc.auc_random);
@@ -55,7 +63,14 @@ mod metrics_referral {
         let referred = |t: f32| scores.iter().filter(|&&s| s > t).count();
         let t = threshold_for_refer_fraction(&scores, 0.1).unwrap().unwrap();
         assert_eq!((t, referred(t)), (0.9, 1));
-        assert_eq!(referred(threshold_for_refer_fraction(&scores, 0.25).unwrap().unwrap()), 3);
+        assert_eq!(
+            referred(
+                threshold_for_refer_fraction(&scores, 0.25)
+                    .unwrap()
+                    .unwrap()
+            ),
+            3
+        );
         let t0 = threshold_for_refer_fraction(&scores, 0.0).unwrap().unwrap();
         assert_eq!((t0, referred(t0)), (1.0, 0));
         let t1 = threshold_for_refer_fraction(&scores, 1.0).unwrap().unwrap();
@@ -65,7 +80,9 @@ mod metrics_referral {
         let t = threshold_for_refer_fraction(&thirty, 0.1).unwrap().unwrap();
         assert_eq!(thirty.iter().filter(|&&s| s > t).count(), 3);
         // Ties at the boundary are not split: fewer are referred.
-        let t = threshold_for_refer_fraction(&[0.9, 0.5, 0.5, 0.1], 0.5).unwrap().unwrap();
+        let t = threshold_for_refer_fraction(&[0.9, 0.5, 0.5, 0.1], 0.5)
+            .unwrap()
+            .unwrap();
         assert_eq!(t, 0.5);
         assert_eq!(threshold_for_refer_fraction(&[], 0.1).unwrap(), None);
         assert!(threshold_for_refer_fraction(&scores, 1.5).is_err());
@@ -75,7 +92,12 @@ mod metrics_referral {
 
     #[test]
     fn review_confusion_against_bad_patches() {
-        let c = review_confusion(&[0.3, 0.9, 0.4, 0.8, 0.5], &[true, true, false, false, false], 0.5).unwrap();
+        let c = review_confusion(
+            &[0.3, 0.9, 0.4, 0.8, 0.5],
+            &[true, true, false, false, false],
+            0.5,
+        )
+        .unwrap();
         assert_eq!((c.tp, c.fp, c.fn_, c.tn), (1, 1, 1, 2));
         assert!(close(c.sensitivity.unwrap(), 0.5));
         assert!(close(c.specificity.unwrap(), 2.0 / 3.0));

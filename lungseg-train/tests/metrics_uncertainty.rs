@@ -2,7 +2,7 @@
 
 mod metrics_uncertainty {
     use lungseg_train::metrics::uncertainty::{ueo, ueo_max_exact};
-    use lungseg_train::metrics::{ScoreHistogram, UncertaintyMeasure, auroc_exact};
+    use lungseg_train::metrics::{auroc_exact, ScoreHistogram, UncertaintyMeasure};
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
@@ -36,7 +36,10 @@ mod metrics_uncertainty {
     fn auroc_ties_count_half() {
         assert_eq!(auc(&[0.5; 4], &[true, false, true, false]), 0.5);
         // pos {0.5, 0.9} vs neg {0.2, 0.5}: 1 + ½ + 1 + 1 = 3.5 of 4.
-        assert_eq!(auc(&[0.2, 0.5, 0.5, 0.9], &[false, true, false, true]), 0.875);
+        assert_eq!(
+            auc(&[0.2, 0.5, 0.5, 0.9], &[false, true, false, true]),
+            0.875
+        );
     }
 
     #[test]
@@ -59,7 +62,13 @@ mod metrics_uncertainty {
             .iter()
             .map(|&e| {
                 let x = r.next();
-                if e { (0.3 + 0.7 * x).min(1.0) } else if x < 0.5 { 0.0 } else { x * x * 0.6 }
+                if e {
+                    (0.3 + 0.7 * x).min(1.0)
+                } else if x < 0.5 {
+                    0.0
+                } else {
+                    x * x * 0.6
+                }
             })
             .collect();
         let exact = auroc_exact(&u, &err).unwrap().unwrap();
@@ -69,7 +78,10 @@ mod metrics_uncertainty {
         }
         let a = h.auroc().unwrap();
         assert!(exact.value > 0.85);
-        assert!((a.value - exact.value).abs() <= a.max_abs_error + 1e-12, "{a:?} vs {exact:?}");
+        assert!(
+            (a.value - exact.value).abs() <= a.max_abs_error + 1e-12,
+            "{a:?} vs {exact:?}"
+        );
         assert!(a.max_abs_error < 1e-3, "bound {}", a.max_abs_error);
         assert!(close(a.value, exact.value, 1e-4));
         // A coarse histogram has a larger bound, and still honours it.

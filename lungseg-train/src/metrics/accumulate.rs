@@ -14,10 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
 use super::morphology::dilate_cube;
-use super::overlap::{Confusion, OverlapScores, OverlapSummary, summarize_overlap};
-use super::referral::{DEFAULT_BAD_DICE, ReferralCurve, ReviewConfusion, referral_curve, review_confusion};
-use super::uncertainty::{DEFAULT_HIST_BINS, HistogramDensity, ScoreHistogram, UncertaintyMeasure, UncertaintySummary};
-use super::{DEFAULT_FG_THRESHOLD, MetricsError, check_len};
+use super::overlap::{summarize_overlap, Confusion, OverlapScores, OverlapSummary};
+use super::referral::{
+    referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
+};
+use super::uncertainty::{
+    HistogramDensity, ScoreHistogram, UncertaintyMeasure, UncertaintySummary, DEFAULT_HIST_BINS,
+};
+use super::{check_len, MetricsError, DEFAULT_FG_THRESHOLD};
 
 /// Parameters of the evaluation; all are written into the report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,8 +106,16 @@ pub struct EvalMetrics {
 
 impl EvalMetrics {
     /// The uncertainty summary of `measure` in the ROI or over all voxels.
-    pub fn uncertainty(&self, measure: UncertaintyMeasure, roi: bool) -> Option<&UncertaintySummary> {
-        let list = if roi { &self.uncertainty_roi } else { &self.uncertainty_all };
+    pub fn uncertainty(
+        &self,
+        measure: UncertaintyMeasure,
+        roi: bool,
+    ) -> Option<&UncertaintySummary> {
+        let list = if roi {
+            &self.uncertainty_roi
+        } else {
+            &self.uncertainty_all
+        };
         list.iter().find(|u| u.measure == measure)
     }
 }
@@ -193,7 +205,11 @@ impl EvalAccumulator {
         let scores: Vec<f32> = self.patches.iter().map(|p| p.score).collect();
         let flags: Vec<bool> = self.patches.iter().map(|p| p.needs_review).collect();
         let summarize = |h: &[ScoreHistogram]| {
-            UncertaintyMeasure::ALL.iter().zip(h).map(|(&m, h)| h.summary(m)).collect::<Vec<_>>()
+            UncertaintyMeasure::ALL
+                .iter()
+                .zip(h)
+                .map(|(&m, h)| h.summary(m))
+                .collect::<Vec<_>>()
         };
         Ok(EvalMetrics {
             config: self.config.clone(),
@@ -208,7 +224,11 @@ impl EvalAccumulator {
                 .zip(&self.hist_roi)
                 .map(|(&m, h)| h.density(m, self.config.figure_hist_bins))
                 .collect(),
-            referral: if dice.is_empty() { None } else { Some(referral_curve(&dice, &scores)?) },
+            referral: if dice.is_empty() {
+                None
+            } else {
+                Some(referral_curve(&dice, &scores)?)
+            },
             review: review_confusion(&dice, &flags, self.config.bad_dice)?,
             patches: self.patches.clone(),
         })

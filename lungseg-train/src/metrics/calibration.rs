@@ -58,7 +58,9 @@ pub struct CalibrationSummary {
 impl CalibrationAccumulator {
     pub fn new(bins: usize) -> Result<Self, MetricsError> {
         if bins == 0 {
-            return Err(MetricsError::InvalidParameter("calibration needs at least one bin".into()));
+            return Err(MetricsError::InvalidParameter(
+                "calibration needs at least one bin".into(),
+            ));
         }
         Ok(CalibrationAccumulator {
             count: vec![0; bins],
@@ -83,7 +85,12 @@ impl CalibrationAccumulator {
     }
 
     /// Adds every voxel of a patch whose `roi` is non-zero (all voxels when `roi` is `None`).
-    pub fn add_patch(&mut self, gt: &[u8], prob: &[f32], roi: Option<&[u8]>) -> Result<(), MetricsError> {
+    pub fn add_patch(
+        &mut self,
+        gt: &[u8],
+        prob: &[f32],
+        roi: Option<&[u8]>,
+    ) -> Result<(), MetricsError> {
         super::check_len("probability map", gt.len(), prob.len())?;
         if let Some(r) = roi {
             super::check_len("region of interest", gt.len(), r.len())?;
@@ -98,7 +105,9 @@ impl CalibrationAccumulator {
 
     pub fn merge(&mut self, other: &CalibrationAccumulator) -> Result<(), MetricsError> {
         if other.count.len() != self.count.len() {
-            return Err(MetricsError::InvalidParameter("merging calibration with different bins".into()));
+            return Err(MetricsError::InvalidParameter(
+                "merging calibration with different bins".into(),
+            ));
         }
         for b in 0..self.count.len() {
             self.count[b] += other.count[b];

@@ -21,10 +21,10 @@ pub use accumulate::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput, Patch
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use referral::{
-    ReferralCurve, ReferralPoint, ReviewConfusion, referral_curve, review_confusion,
-    threshold_for_refer_fraction,
+    referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
+    ReviewConfusion,
 };
-pub use uncertainty::{Auroc, ScoreHistogram, UncertaintyMeasure, auroc_exact};
+pub use uncertainty::{auroc_exact, Auroc, ScoreHistogram, UncertaintyMeasure};
 
 /// Probability at or above which a voxel counts as predicted foreground.
 pub const DEFAULT_FG_THRESHOLD: f32 = 0.5;

@@ -1,6 +1,6 @@
 //! 3D binary dilation, used to build the calibration region of interest.
 
-use super::{MetricsError, check_len};
+use super::{check_len, MetricsError};
 
 /// Dilates a binary mask (`dims = [nz, ny, nx]`, x fastest) with a cube of side
 /// `2 * radius + 1` voxels (Chebyshev ball), i.e. a voxel is set when any voxel within
@@ -59,5 +59,8 @@ fn dilate_line(line: &[u8], radius: usize, mut out: impl FnMut(usize, u8)) {
 /// Union of two binary masks of equal length (output 0/1).
 pub fn union(a: &[u8], b: &[u8]) -> Result<Vec<u8>, MetricsError> {
     check_len("union", a.len(), b.len())?;
-    Ok(a.iter().zip(b).map(|(&x, &y)| u8::from(x != 0 || y != 0)).collect())
+    Ok(a.iter()
+        .zip(b)
+        .map(|(&x, &y)| u8::from(x != 0 || y != 0))
+        .collect())
 }

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetricsError, check_len};
+use super::{check_len, MetricsError};
 
 /// Voxel confusion counts of a binary segmentation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetricsError, check_len};
+use super::{check_len, MetricsError};
 
 /// Dice below which a patch counts as a bad segmentation.
 pub const DEFAULT_BAD_DICE: f64 = 0.5;
@@ -49,9 +49,14 @@ pub struct ReferralCurve {
 pub fn referral_curve(dice: &[f64], score: &[f32]) -> Result<ReferralCurve, MetricsError> {
     check_len("patch scores", dice.len(), score.len())?;
     if dice.is_empty() {
-        return Err(MetricsError::InvalidParameter("referral curve of no patches".into()));
+        return Err(MetricsError::InvalidParameter(
+            "referral curve of no patches".into(),
+        ));
     }
-    let points = curve_by_key(dice, &score.iter().map(|&s| f64::from(s)).collect::<Vec<_>>());
+    let points = curve_by_key(
+        dice,
+        &score.iter().map(|&s| f64::from(s)).collect::<Vec<_>>(),
+    );
     let oracle = curve_by_key(dice, &dice.iter().map(|&d| -d).collect::<Vec<_>>());
     let n = dice.len();
     Ok(ReferralCurve {
@@ -93,7 +98,9 @@ fn area(points: &[ReferralPoint], n: usize) -> f64 {
     }
     let mut a = 0.0;
     for w in points.windows(2) {
-        a += (w[1].fraction_referred - w[0].fraction_referred) * (w[0].retained_dice + w[1].retained_dice) / 2.0;
+        a += (w[1].fraction_referred - w[0].fraction_referred)
+            * (w[0].retained_dice + w[1].retained_dice)
+            / 2.0;
     }
     let last = points[points.len() - 1];
     a += (end - last.fraction_referred) * last.retained_dice;
@@ -126,7 +133,11 @@ pub struct ReviewConfusion {
 }
 
 /// Confusion of `needs_review` against `dice < bad_dice`.
-pub fn review_confusion(dice: &[f64], needs_review: &[bool], bad_dice: f64) -> Result<ReviewConfusion, MetricsError> {
+pub fn review_confusion(
+    dice: &[f64],
+    needs_review: &[bool],
+    bad_dice: f64,
+) -> Result<ReviewConfusion, MetricsError> {
     check_len("review flags", dice.len(), needs_review.len())?;
     let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
     for (&d, &r) in dice.iter().zip(needs_review) {
@@ -145,7 +156,11 @@ pub fn review_confusion(dice: &[f64], needs_review: &[bool], bad_dice: f64) -> R
         fp,
         fn_,
         tn,
-        referred_fraction: if n > 0 { (tp + fp) as f64 / n as f64 } else { 0.0 },
+        referred_fraction: if n > 0 {
+            (tp + fp) as f64 / n as f64
+        } else {
+            0.0
+        },
         sensitivity: ratio(tp, fn_),
         specificity: ratio(tn, fp),
         ppv: ratio(tp, fp),
@@ -161,9 +176,14 @@ pub fn review_confusion(dice: &[f64], needs_review: &[bool], bad_dice: f64) -> R
 /// when `s_k = s_{k+1}`: tied patches are never split, they stay together below). `k = 0`
 /// gives `s_1` (nothing referred); `k = n` gives the largest float below `s_n`.
 /// `None` for no scores; an error for a fraction outside `[0, 1]` or a NaN score.
-pub fn threshold_for_refer_fraction(scores: &[f32], fraction: f64) -> Result<Option<f32>, MetricsError> {
+pub fn threshold_for_refer_fraction(
+    scores: &[f32],
+    fraction: f64,
+) -> Result<Option<f32>, MetricsError> {
     if !(0.0..=1.0).contains(&fraction) {
-        return Err(MetricsError::InvalidParameter(format!("refer fraction {fraction} is outside [0, 1]")));
+        return Err(MetricsError::InvalidParameter(format!(
+            "refer fraction {fraction} is outside [0, 1]"
+        )));
     }
     if scores.iter().any(|s| s.is_nan()) {
         return Err(MetricsError::InvalidParameter("NaN patch score".into()));

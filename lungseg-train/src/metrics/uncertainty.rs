@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetricsError, check_len};
+use super::{check_len, MetricsError};
 
 /// Default number of histogram bins for streaming AUROC/UEO.
 pub const DEFAULT_HIST_BINS: usize = 1 << 16;
@@ -250,7 +250,9 @@ impl ScoreHistogram {
 
     pub fn merge(&mut self, other: &ScoreHistogram) -> Result<(), MetricsError> {
         if other.lo != self.lo || other.hi != self.hi || other.bins() != self.bins() {
-            return Err(MetricsError::InvalidParameter("merging histograms with different bins".into()));
+            return Err(MetricsError::InvalidParameter(
+                "merging histograms with different bins".into(),
+            ));
         }
         for b in 0..self.bins() {
             self.err[b] += other.err[b];
@@ -364,7 +366,9 @@ impl ScoreHistogram {
         let step = (f64::from(self.hi) - f64::from(self.lo)) / bins as f64;
         HistogramDensity {
             measure,
-            edges: (0..=bins).map(|k| (f64::from(self.lo) + step * k as f64) as f32).collect(),
+            edges: (0..=bins)
+                .map(|k| (f64::from(self.lo) + step * k as f64) as f32)
+                .collect(),
             correct: c,
             incorrect: i,
         }

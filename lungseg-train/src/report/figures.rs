@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
+use plotters::style::{register_font, FontStyle};
 
 use crate::metrics::calibration::CalibrationSummary;
 use crate::metrics::referral::ReferralCurve;
@@ -43,8 +43,13 @@ fn err(e: impl std::fmt::Display) -> FigureError {
 /// Registers the embedded font once; every figure function calls it.
 pub fn ensure_font() -> Result<(), FigureError> {
     static DONE: OnceLock<bool> = OnceLock::new();
-    let ok = *DONE.get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
-    if ok { Ok(()) } else { Err(FigureError("embedded font failed to load".into())) }
+    let ok = *DONE
+        .get_or_init(|| register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(FigureError("embedded font failed to load".into()))
+    }
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
@@ -78,7 +83,11 @@ fn render(
 
 /// Reliability diagram: observed nodule frequency per probability bin (bars), the
 /// bins' mean probability (points) and the diagonal of perfect calibration.
-pub fn reliability_diagram(path: &Path, cal: &CalibrationSummary, title: &str) -> Result<(), FigureError> {
+pub fn reliability_diagram(
+    path: &Path,
+    cal: &CalibrationSummary,
+    title: &str,
+) -> Result<(), FigureError> {
     render(path, (640, 560), |root| {
         let caption = match cal.ece {
             Some(e) => format!("{title} (ECE {e:.3})"),
@@ -101,15 +110,20 @@ pub fn reliability_diagram(path: &Path, cal: &CalibrationSummary, title: &str) -
                 .map(|f| Rectangle::new([(b.lower, 0.0), (b.upper, f)], BLUE.mix(0.35).filled()))
         }))?;
         chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.stroke_width(1)))?
+            .draw_series(LineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                BLACK.stroke_width(1),
+            ))?
             .label("perfect calibration")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
         chart
-            .draw_series(
-                cal.bins
-                    .iter()
-                    .filter_map(|b| Some(Circle::new((b.mean_prob?, b.observed_freq?), 4, RED.filled()))),
-            )?
+            .draw_series(cal.bins.iter().filter_map(|b| {
+                Some(Circle::new(
+                    (b.mean_prob?, b.observed_freq?),
+                    4,
+                    RED.filled(),
+                ))
+            }))?
             .label("bin: mean p vs observed")
             .legend(|(x, y)| Circle::new((x + 10, y), 4, RED.filled()));
         chart
@@ -147,7 +161,9 @@ pub fn referral_curve(path: &Path, rc: &ReferralCurve) -> Result<(), FigureError
             .label_style((FONT, 13))
             .draw()?;
         let line = |pts: &[crate::metrics::referral::ReferralPoint]| {
-            pts.iter().map(|p| (p.fraction_referred, p.retained_dice)).collect::<Vec<_>>()
+            pts.iter()
+                .map(|p| (p.fraction_referred, p.retained_dice))
+                .collect::<Vec<_>>()
         };
         chart
             .draw_series(LineSeries::new(line(&rc.points), BLUE.stroke_width(2)))?
@@ -158,7 +174,10 @@ pub fn referral_curve(path: &Path, rc: &ReferralCurve) -> Result<(), FigureError
             .label(format!("oracle ({:.3})", rc.auc_oracle))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN));
         chart
-            .draw_series(LineSeries::new([(0.0, rc.auc_random), (1.0, rc.auc_random)], BLACK))?
+            .draw_series(LineSeries::new(
+                [(0.0, rc.auc_random), (1.0, rc.auc_random)],
+                BLACK,
+            ))?
             .label(format!("random ({:.3})", rc.auc_random))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
         chart
@@ -174,7 +193,11 @@ pub fn referral_curve(path: &Path, rc: &ReferralCurve) -> Result<(), FigureError
 
 /// One panel per measure: normalised histograms of the uncertainty on correct and on
 /// error voxels.
-pub fn uncertainty_histograms(path: &Path, hists: &[HistogramDensity], title: &str) -> Result<(), FigureError> {
+pub fn uncertainty_histograms(
+    path: &Path,
+    hists: &[HistogramDensity],
+    title: &str,
+) -> Result<(), FigureError> {
     let n = hists.len().max(1) as u32;
     render(path, (420 * n, 400), |root| {
         let root = root.titled(title, (FONT, 20))?;
@@ -183,7 +206,13 @@ pub fn uncertainty_histograms(path: &Path, hists: &[HistogramDensity], title: &s
                 f64::from(*h.edges.first().unwrap_or(&0.0)),
                 f64::from(*h.edges.last().unwrap_or(&1.0)),
             );
-            let ymax = h.correct.iter().chain(&h.incorrect).fold(0.0f64, |a, &b| a.max(b)).max(1e-6) * 1.05;
+            let ymax = h
+                .correct
+                .iter()
+                .chain(&h.incorrect)
+                .fold(0.0f64, |a, &b| a.max(b))
+                .max(1e-6)
+                * 1.05;
             let mut chart = ChartBuilder::on(area)
                 .caption(h.measure.label(), (FONT, 15))
                 .margin(10)
@@ -239,14 +268,28 @@ pub struct EpochRow {
 /// column order, extra columns ignored; an empty field reads as NaN and is not drawn).
 pub fn parse_metrics_csv(text: &str) -> Result<Vec<EpochRow>, FigureError> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().ok_or_else(|| err("metrics.csv is empty"))?.split(',').map(str::trim).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| err("metrics.csv is empty"))?
+        .split(',')
+        .map(str::trim)
+        .collect();
     let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .ok_or_else(|| err(format!("metrics.csv has no '{name}' column (header: {})", header.join(","))))
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            err(format!(
+                "metrics.csv has no '{name}' column (header: {})",
+                header.join(",")
+            ))
+        })
     };
-    let idx = [col("epoch")?, col("loss")?, col("train_dice")?, col("val_dice")?, col("lr")?, col("seconds")?];
+    let idx = [
+        col("epoch")?,
+        col("loss")?,
+        col("train_dice")?,
+        col("val_dice")?,
+        col("lr")?,
+        col("seconds")?,
+    ];
     lines
         .enumerate()
         .map(|(i, line)| {
@@ -254,16 +297,29 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<EpochRow>, FigureError> {
             let v = |k: usize| -> Result<f64, FigureError> {
                 match fields.get(idx[k]) {
                     None | Some(&"") => Ok(f64::NAN),
-                    Some(s) => s.parse().map_err(|_| err(format!("metrics.csv line {}: bad number '{s}'", i + 2))),
+                    Some(s) => s
+                        .parse()
+                        .map_err(|_| err(format!("metrics.csv line {}: bad number '{s}'", i + 2))),
                 }
             };
-            Ok(EpochRow { epoch: v(0)?, loss: v(1)?, train_dice: v(2)?, val_dice: v(3)?, lr: v(4)?, seconds: v(5)? })
+            Ok(EpochRow {
+                epoch: v(0)?,
+                loss: v(1)?,
+                train_dice: v(2)?,
+                val_dice: v(3)?,
+                lr: v(4)?,
+                seconds: v(5)?,
+            })
         })
         .collect()
 }
 
 fn finite_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = vals
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
     if !lo.is_finite() {
         (0.0, 1.0)
     } else if hi - lo < 1e-12 {
@@ -274,6 +330,9 @@ fn finite_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// One line of a training-curve panel: legend label, value getter, colour.
+type Series = (&'static str, fn(&EpochRow) -> f64, RGBColor);
+
 /// Training curves: loss, train/validation Dice, and learning rate against epoch.
 pub fn training_curves(path: &Path, rows: &[EpochRow]) -> Result<(), FigureError> {
     if rows.is_empty() {
@@ -283,10 +342,15 @@ pub fn training_curves(path: &Path, rows: &[EpochRow]) -> Result<(), FigureError
         let root = root.titled("Training", (FONT, 20))?;
         let areas = root.split_evenly((1, 3));
         let (x0, x1) = finite_range(rows.iter().map(|r| r.epoch));
-        type Get = fn(&EpochRow) -> f64;
-        let panels: [(&str, Vec<(&str, Get, RGBColor)>); 3] = [
+        let panels: [(&str, Vec<Series>); 3] = [
             ("loss", vec![("loss", |r| r.loss, RED)]),
-            ("Dice", vec![("train", |r| r.train_dice, BLUE), ("validation", |r| r.val_dice, GREEN)]),
+            (
+                "Dice",
+                vec![
+                    ("train", |r| r.train_dice, BLUE),
+                    ("validation", |r| r.val_dice, GREEN),
+                ],
+            ),
             ("learning rate", vec![("lr", |r| r.lr, BLACK)]),
         ];
         for (area, (name, series)) in areas.iter().zip(panels) {
@@ -297,14 +361,23 @@ pub fn training_curves(path: &Path, rows: &[EpochRow]) -> Result<(), FigureError
                 .x_label_area_size(35)
                 .y_label_area_size(65)
                 .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart.configure_mesh().x_desc("epoch").label_style((FONT, 11)).draw()?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .label_style((FONT, 11))
+                .draw()?;
             for (label, get, color) in series {
-                let pts: Vec<(f64, f64)> =
-                    rows.iter().map(|r| (r.epoch, get(r))).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+                let pts: Vec<(f64, f64)> = rows
+                    .iter()
+                    .map(|r| (r.epoch, get(r)))
+                    .filter(|p| p.0.is_finite() && p.1.is_finite())
+                    .collect();
                 chart
                     .draw_series(LineSeries::new(pts, color.stroke_width(2)))?
                     .label(label)
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()
@@ -323,4 +396,4 @@ pub fn training_curves_from_csv(csv: &Path, png: &Path) -> Result<(), FigureErro
     training_curves(png, &parse_metrics_csv(&text)?)
 }
 
-pub use super::panel::{PanelInput, sample_panel};
+pub use super::panel::{sample_panel, PanelInput};

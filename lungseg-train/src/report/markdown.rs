@@ -100,7 +100,10 @@ pub fn render_markdown(r: &Report) -> String {
         f(p.precision),
         m.n_patches
     );
-    for (name, mo) in [("mean, nodule patches", &o.mean_positive), ("mean, all patches", &o.mean_all)] {
+    for (name, mo) in [
+        ("mean, nodule patches", &o.mean_positive),
+        ("mean, all patches", &o.mean_all),
+    ] {
         let [d, j, se, pr] = mean_cols(mo);
         let _ = writeln!(
             s,
@@ -119,8 +122,17 @@ pub fn render_markdown(r: &Report) -> String {
         c.calibration_bins, c.roi_dilation
     );
     s.push_str("| region | ECE | Brier | voxels |\n|---|---|---|---|\n");
-    for (name, cal) in [("ROI", &m.calibration_roi), ("all voxels", &m.calibration_all)] {
-        let _ = writeln!(s, "| {name} | {} | {} | {} |", f(cal.ece), f(cal.brier), cal.voxels);
+    for (name, cal) in [
+        ("ROI", &m.calibration_roi),
+        ("all voxels", &m.calibration_all),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            f(cal.ece),
+            f(cal.brier),
+            cal.voxels
+        );
     }
 
     s.push_str("\n## Uncertainty versus error\n\n");
@@ -153,9 +165,16 @@ pub fn render_markdown(r: &Report) -> String {
             "| | area |\n|---|---|\n| model | {:.4} |\n| random | {:.4} |\n| oracle | {:.4} |\n",
             rc.auc, rc.auc_random, rc.auc_oracle
         );
-        s.push_str("| referred (at most) | retained patches | retained mean Dice |\n|---|---|---|\n");
+        s.push_str(
+            "| referred (at most) | retained patches | retained mean Dice |\n|---|---|---|\n",
+        );
         for target in [0.0, 0.05, 0.1, 0.2, 0.3, 0.5] {
-            if let Some(pt) = rc.points.iter().rev().find(|p| p.fraction_referred <= target + 1e-12) {
+            if let Some(pt) = rc
+                .points
+                .iter()
+                .rev()
+                .find(|p| p.fraction_referred <= target + 1e-12)
+            {
                 let _ = writeln!(
                     s,
                     "| {:.0} % (actual {}) | {} | {:.4} |",

@@ -2,9 +2,9 @@
 //! (radiologist- and engineer-facing, with definitions) and PNG figures.
 
 pub mod figures;
-mod panel;
 pub mod json;
 pub mod markdown;
+mod panel;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,14 +58,20 @@ impl Report {
         use crate::metrics::UncertaintyMeasure::Entropy;
         let m = &self.metrics;
         let ent = m.uncertainty(Entropy, true);
-        let check = |name: &str, target: &str, value: Option<f64>, ok: fn(f64) -> bool| QualityCheck {
-            name: name.into(),
-            target: target.into(),
-            value,
-            passed: value.is_some_and(ok),
-        };
+        let check =
+            |name: &str, target: &str, value: Option<f64>, ok: fn(f64) -> bool| QualityCheck {
+                name: name.into(),
+                target: target.into(),
+                value,
+                passed: value.is_some_and(ok),
+            };
         vec![
-            check("Dice, mean over nodule patches", ">= 0.80", m.overlap.mean_positive.dice, |v| v >= 0.80),
+            check(
+                "Dice, mean over nodule patches",
+                ">= 0.80",
+                m.overlap.mean_positive.dice,
+                |v| v >= 0.80,
+            ),
             check(
                 "Voxel AUROC of entropy for errors (ROI)",
                 ">= 0.90",

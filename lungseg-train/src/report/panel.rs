@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::figures::{FigureError, ensure_font, write_png};
+use super::figures::{ensure_font, write_png, FigureError};
 use crate::metrics::check_len;
 
 /// One patch to show; all maps have `dims[0] * dims[1] * dims[2]` voxels (z, y, x; x fastest).
@@ -50,12 +50,36 @@ fn centroid(mask: impl Iterator<Item = bool>, dims: [usize; 3]) -> Option<[usize
 
 /// Voxel indices of a slice, row-major, with its (width, height). Views: 0 axial (rows y,
 /// cols x), 1 coronal (rows z top = last slice, cols x), 2 sagittal (rows z, cols y).
-fn slice(view: usize, [nz, ny, nx]: [usize; 3], [cz, cy, cx]: [usize; 3]) -> (usize, usize, Vec<usize>) {
+fn slice(
+    view: usize,
+    [nz, ny, nx]: [usize; 3],
+    [cz, cy, cx]: [usize; 3],
+) -> (usize, usize, Vec<usize>) {
     let idx = |z: usize, y: usize, x: usize| (z * ny + y) * nx + x;
     match view {
-        0 => (nx, ny, (0..ny).flat_map(|y| (0..nx).map(move |x| idx(cz, y, x))).collect()),
-        1 => (nx, nz, (0..nz).rev().flat_map(|z| (0..nx).map(move |x| idx(z, cy, x))).collect()),
-        _ => (ny, nz, (0..nz).rev().flat_map(|z| (0..ny).map(move |y| idx(z, y, cx))).collect()),
+        0 => (
+            nx,
+            ny,
+            (0..ny)
+                .flat_map(|y| (0..nx).map(move |x| idx(cz, y, x)))
+                .collect(),
+        ),
+        1 => (
+            nx,
+            nz,
+            (0..nz)
+                .rev()
+                .flat_map(|z| (0..nx).map(move |x| idx(z, cy, x)))
+                .collect(),
+        ),
+        _ => (
+            ny,
+            nz,
+            (0..nz)
+                .rev()
+                .flat_map(|z| (0..ny).map(move |y| idx(z, y, cx)))
+                .collect(),
+        ),
     }
 }
 
@@ -80,7 +104,14 @@ fn boundary(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
         .map(|i| {
             let (x, y) = (i % w, i / w);
             mask[i]
-                && (x == 0 || y == 0 || x + 1 == w || y + 1 == h || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w])
+                && (x == 0
+                    || y == 0
+                    || x + 1 == w
+                    || y + 1 == h
+                    || !mask[i - 1]
+                    || !mask[i + 1]
+                    || !mask[i - w]
+                    || !mask[i + w])
         })
         .collect()
 }
@@ -127,7 +158,11 @@ pub fn sample_panel(path: &Path, p: &PanelInput<'_>) -> Result<(), FigureError> 
                 over = [0, 220, 0];
             }
             if pred_edge[k] {
-                over = if gt_edge[k] { [255, 220, 0] } else { [255, 0, 0] };
+                over = if gt_edge[k] {
+                    [255, 220, 0]
+                } else {
+                    [255, 0, 0]
+                };
             }
             let colours = [
                 ct,
@@ -138,7 +173,10 @@ pub fn sample_panel(path: &Path, p: &PanelInput<'_>) -> Result<(), FigureError> 
             ];
             let (x, y) = ((k % sw) as u32, (k / sw) as u32);
             for (col, c) in colours.iter().enumerate() {
-                let (x0, y0) = (LEFT + col as u32 * cell + x * scale, TOP + view as u32 * cell + y * scale);
+                let (x0, y0) = (
+                    LEFT + col as u32 * cell + x * scale,
+                    TOP + view as u32 * cell + y * scale,
+                );
                 for dy in 0..scale {
                     for dx in 0..scale {
                         let o = (((y0 + dy) * w + x0 + dx) * 3) as usize;
@@ -151,16 +189,33 @@ pub fn sample_panel(path: &Path, p: &PanelInput<'_>) -> Result<(), FigureError> 
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let text = |s: &str, x: u32, y: u32, size: u32| {
-            root.draw_text(s, &("sans-serif", size).into_font().color(&BLACK), (x as i32, y as i32))
+            root.draw_text(
+                s,
+                &("sans-serif", size).into_font().color(&BLACK),
+                (x as i32, y as i32),
+            )
         };
         text(p.title, 8, 6, 18)?;
-        for (col, name) in ["CT", "ground truth", "probability", "uncertainty", "overlay"].iter().enumerate() {
+        for (col, name) in [
+            "CT",
+            "ground truth",
+            "probability",
+            "uncertainty",
+            "overlay",
+        ]
+        .iter()
+        .enumerate()
+        {
             text(name, LEFT + col as u32 * cell, TOP - 22, 14)?;
         }
         let [cz, cy, cx] = centre;
-        for (row, name) in [format!("axial z={cz}"), format!("coronal y={cy}"), format!("sagittal x={cx}")]
-            .iter()
-            .enumerate()
+        for (row, name) in [
+            format!("axial z={cz}"),
+            format!("coronal y={cy}"),
+            format!("sagittal x={cx}"),
+        ]
+        .iter()
+        .enumerate()
         {
             text(name, 6, TOP + row as u32 * cell + cell / 2 - 8, 13)?;
         }
