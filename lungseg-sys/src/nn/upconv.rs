@@ -36,7 +36,8 @@ pub fn upconv(a: &UpArgs<'_>, out: &mut [f32], out_stride: usize, out_off: usize
                 let src = &a.input[g.index(z, y, x) * a.in_stride..][..a.in_stride];
                 for o in 0..8 {
                     let (dz, dy, dx) = (o / 4, o / 2 % 2, o % 2);
-                    let vox = (dz * og.plane() + (2 * y + dy + 1) * og.row() + 2 * x + dx + 1) * out_stride;
+                    let vox = (dz * og.plane() + (2 * y + dy + 1) * og.row() + 2 * x + dx + 1)
+                        * out_stride;
                     for ch in (0..a.cout).step_by(16) {
                         acc.copy_from_slice(&a.bias[ch..ch + 16]);
                         for (j, &c) in a.ci.iter().enumerate() {
@@ -57,7 +58,14 @@ pub fn upconv(a: &UpArgs<'_>, out: &mut [f32], out_stride: usize, out_off: usize
 }
 
 /// Plain reference: dense NDHWC input, PyTorch weight `[cin][cout][2][2][2]`.
-pub fn reference(input: &[f32], g: Grid, cin: usize, w: &[f32], bias: &[f32], cout: usize) -> Vec<f32> {
+pub fn reference(
+    input: &[f32],
+    g: Grid,
+    cin: usize,
+    w: &[f32],
+    bias: &[f32],
+    cout: usize,
+) -> Vec<f32> {
     let og = g.double();
     let mut out = vec![0.0f32; og.voxels() * cout];
     for z in 0..og.d {
