@@ -106,7 +106,7 @@ const char *lungseg_version(void);
 size_t lungseg_last_error(char *buf, size_t buf_len);
 
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
-const char *lungseg_status_name(enum lungseg_status status);
+const char *lungseg_status_name(int status);
 
 // Opens a MetaImage CT (`.mhd` + `.raw`/`.zraw`, or `.mha`) with default options.
 // On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
@@ -151,15 +151,27 @@ enum lungseg_status lungseg_volume_extract_patch(const struct lungseg_volume *vo
                                                  float *dst,
                                                  size_t dst_len);
 
-// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`; `dst` may equal `hu`.
+// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
+// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
 enum lungseg_status lungseg_normalize_hu(const float *hu,
                                          size_t len,
                                          float window_lo,
                                          float window_hi,
                                          float *dst);
+
+// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
+// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
+// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
+enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
+                                        const double *patch_center_world,
+                                        const double *nodule_world,
+                                        double diameter_mm,
+                                        uint8_t *dst,
+                                        size_t dst_len,
+                                        uint64_t *voxels_set);
 
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
-const char *lungseg_status_name(enum lungseg_status status);
+const char *lungseg_status_name(int status);
 
 // Opens a MetaImage CT (`.mhd` + `.raw`/`.zraw`, or `.mha`) with default options.
 // On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
@@ -204,12 +216,24 @@ enum lungseg_status lungseg_volume_extract_patch(const struct lungseg_volume *vo
                                                  float *dst,
                                                  size_t dst_len);
 
-// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`; `dst` may equal `hu`.
+// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
+// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
 enum lungseg_status lungseg_normalize_hu(const float *hu,
                                          size_t len,
                                          float window_lo,
                                          float window_hi,
                                          float *dst);
+
+// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
+// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
+// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
+enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
+                                        const double *patch_center_world,
+                                        const double *nodule_world,
+                                        double diameter_mm,
+                                        uint8_t *dst,
+                                        size_t dst_len,
+                                        uint64_t *voxels_set);
 
 #ifdef __cplusplus
 }  // extern "C"
