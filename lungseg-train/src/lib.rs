@@ -1,3 +1,8 @@
-pub fn x() {}
+//! lungseg-train: the training harness around `lungseg`: synthetic LUNA16-like CT ([`synth`]),
+//! evaluation metrics ([`metrics`]) and reports ([`report`]), and the demo ([`demo`]).
+//! LUNA16 preparation, training (Burn) and export come next.
+
+pub mod demo;
 pub mod metrics;
 pub mod report;
+pub mod synth;
