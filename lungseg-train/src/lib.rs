@@ -1,6 +1,8 @@
-//! lungseg-train: the training harness around `lungseg`. For now: synthetic LUNA16-like CT
-//! ([`synth`]) and a provisional demo ([`demo`]); LUNA16 preparation, training (Burn), export
-//! and evaluation come next.
+//! lungseg-train: the training harness around `lungseg`: synthetic LUNA16-like CT ([`synth`]),
+//! evaluation metrics ([`metrics`]) and reports ([`report`]), and the demo ([`demo`]).
+//! LUNA16 preparation, training (Burn) and export come next.
 
 pub mod demo;
+pub mod metrics;
+pub mod report;
 pub mod synth;

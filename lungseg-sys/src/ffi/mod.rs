@@ -9,11 +9,14 @@
 #![allow(non_camel_case_types)]
 
 mod error;
+mod model;
 mod status;
 mod volume;
 
 pub use error::*;
+pub use model::*;
 pub use status::*;
+pub(crate) use volume::path_arg;
 pub use volume::*;
 
 use crate::error::{Error, Result};

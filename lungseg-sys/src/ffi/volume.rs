@@ -62,7 +62,7 @@ pub struct lungseg_patch_spec {
 const OPEN_OPTIONS_V1: usize = std::mem::size_of::<lungseg_open_options>();
 const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
 
-unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
+pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
     if p.is_null() {
         return Err(Error::invalid(format!("{name} is NULL")));
     }
@@ -101,7 +101,7 @@ pub(crate) fn patch_spec_from(spec: Option<lungseg_patch_spec>) -> Result<PatchS
     Ok(out)
 }
 
-fn world_arg(p: *const f64, name: &str) -> Result<[f64; 3]> {
+pub(crate) fn world_arg(p: *const f64, name: &str) -> Result<[f64; 3]> {
     let s = unsafe { arg_slice(p, 3, name)? };
     let w = [s[0], s[1], s[2]];
     if w.iter().any(|v| !v.is_finite()) {
