@@ -100,7 +100,7 @@ impl fmt::Display for DemoReport {
         )?;
         writeln!(f, "  spacing   {} mm", v3(self.spacing))?;
         writeln!(f, "  origin    {} mm", v3(self.origin))?;
-        let d = self.direction.map(|v| v as i64 as f64 + 0.0);
+        let d = self.direction.map(|v| v + 0.0); // no -0
         writeln!(f, "  direction {:?}", d)?;
         writeln!(
             f,

@@ -227,7 +227,7 @@ fn interior_run(g: &Grid, base: &[f64; 3], ux: &[f64; 3], len: usize) -> (usize,
         t0 = t0.max(e0.min(e1));
         t1 = t1.min(e0.max(e1));
     }
-    if !(t0 <= t1) {
+    if t0 > t1 {
         return (0, 0);
     }
     let lo = (t0.ceil() + 1.0).max(0.0) as usize;

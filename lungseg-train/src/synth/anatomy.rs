@@ -159,7 +159,7 @@ impl Anatomy {
         let zz = z + self.rib_tilt * (1.0 - posterior) * 0.5 - self.rib_phase;
         let dz = zz - (zz / self.rib_pitch).round() * self.rib_pitch;
         let d = (radial * radial + dz * dz * 0.5).sqrt() / self.rib_r;
-        (d < 1.0).then(|| if d > 0.65 { self.cortex } else { MARROW })
+        (d < 1.0).then_some(if d > 0.65 { self.cortex } else { MARROW })
     }
 
     /// Vertebral body (cortex + marrow) with discs every ~25 mm.

@@ -27,7 +27,7 @@ impl Canvas {
             let i0 = ((lo[a] - self.start[a]) / self.spacing[a]).ceil().max(0.0);
             let i1 = ((hi[a] - self.start[a]) / self.spacing[a]).floor() + 1.0;
             let i1 = i1.min(self.dims[a] as f64);
-            if !(i0 < i1) {
+            if i0 >= i1 {
                 return None;
             }
             r[a] = (i0 as usize, i1 as usize);

@@ -128,44 +128,85 @@ fn stream(seed: u64, index: u64, purpose: u64) -> ChaCha8Rng {
     rng
 }
 
+/// A scan's identity and geometry: the cheap first draws, before any voxel is drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanPlan {
+    pub seriesuid: String,
+    pub dims: [usize; 3],
+    pub spacing: [f64; 3],
+    pub flipped: bool,
+    /// World position of voxel (0, 0, 0) of the unflipped grid.
+    pub origin_unflipped: [f64; 3],
+    /// World position of the anatomy frame's origin (body axis in x/y, lowest slice in z).
+    pub body: [f64; 3],
+}
+
+impl ScanPlan {
+    /// Draws the plan of scan `index` (deterministic in config, seed and index).
+    pub fn draw(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Self> {
+        cfg.validate()?;
+        let mut rng = stream(seed, index, 0);
+        let seriesuid = format!(
+            "{UID_PREFIX}{}{}",
+            rng.random_range(1..=9u8),
+            (0..29)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect::<String>()
+        );
+        let sxy = rng.random_range(cfg.spacing_xy_mm.0..=cfg.spacing_xy_mm.1);
+        let sz = rng.random_range(cfg.spacing_z_mm.0..=cfg.spacing_z_mm.1);
+        let nz = ((cfg.z_extent_mm / sz).round() as usize).max(2);
+        // A uniform draw (not `random_bool`, which may skip the RNG at p = 0 or 1) keeps the
+        // later draws, and so the anatomy, independent of the flip fraction.
+        let flipped = rng.random::<f64>() < cfg.flip_fraction;
+        let half = (cfg.dims_xy - 1) as f64 * sxy / 2.0;
+        let origin_unflipped = [
+            -half + rng.random_range(-15.0..15.0),
+            -half + rng.random_range(-15.0..15.0),
+            rng.random_range(-400.0..-100.0),
+        ];
+        let fov = cfg.dims_xy as f64 * sxy;
+        let body = [
+            origin_unflipped[0] + half + rng.random_range(-0.03..0.03) * fov,
+            origin_unflipped[1] + half + rng.random_range(-0.03..0.03) * fov,
+            origin_unflipped[2],
+        ];
+        Ok(ScanPlan {
+            seriesuid,
+            dims: [cfg.dims_xy, cfg.dims_xy, nz],
+            spacing: [sxy, sxy, sz],
+            flipped,
+            origin_unflipped,
+            body,
+        })
+    }
+
+    /// The stored geometry: flipped scans run x and y backwards from the far corner, so every
+    /// world point keeps its anatomy.
+    pub fn geometry(&self) -> Result<Geometry> {
+        let (origin, direction) = if self.flipped {
+            let o = self.origin_unflipped;
+            let far = |a: usize| o[a] + (self.dims[a] - 1) as f64 * self.spacing[a];
+            ([far(0), far(1), o[2]], FLIPPED)
+        } else {
+            (self.origin_unflipped, IDENTITY)
+        };
+        Geometry::new(self.dims, self.spacing, origin, direction)
+    }
+
+    fn to_world(&self, p: [f64; 3]) -> [f64; 3] {
+        std::array::from_fn(|i| p[i] + self.body[i])
+    }
+}
+
 /// Generates scan `index` of the dataset with this seed (deterministic).
 pub fn generate_scan(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Scan> {
-    cfg.validate()?;
-    let mut rng = stream(seed, index, 0);
-    let seriesuid = format!(
-        "{UID_PREFIX}{}{}",
-        rng.random_range(1..=9u8),
-        (0..29)
-            .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-            .collect::<String>()
-    );
-    let sxy = rng.random_range(cfg.spacing_xy_mm.0..=cfg.spacing_xy_mm.1);
-    let sz = rng.random_range(cfg.spacing_z_mm.0..=cfg.spacing_z_mm.1);
-    let spacing = [sxy, sxy, sz];
-    let nz = ((cfg.z_extent_mm / sz).round() as usize).max(2);
-    let dims = [cfg.dims_xy, cfg.dims_xy, nz];
-    let fov = cfg.dims_xy as f64 * sxy;
-    let height = (nz - 1) as f64 * sz;
-    let flipped = rng.random_bool(cfg.flip_fraction);
-    // World position of the unflipped grid's voxel 0 (LUNA16-like numbers), and of the body axis.
-    let origin0 = [
-        -((cfg.dims_xy - 1) as f64) * sxy / 2.0 + rng.random_range(-15.0..15.0),
-        -((cfg.dims_xy - 1) as f64) * sxy / 2.0 + rng.random_range(-15.0..15.0),
-        rng.random_range(-400.0..-100.0),
-    ];
-    let axis = [
-        rng.random_range(-0.03..0.03) * fov,
-        rng.random_range(-0.03..0.03) * fov,
-    ];
-    let body = [
-        origin0[0] + (cfg.dims_xy - 1) as f64 * sxy / 2.0 + axis[0],
-        origin0[1] + (cfg.dims_xy - 1) as f64 * sxy / 2.0 + axis[1],
-        origin0[2],
-    ];
-    let to_world = |p: [f64; 3]| -> [f64; 3] { std::array::from_fn(|i| p[i] + body[i]) };
-
+    let plan = ScanPlan::draw(cfg, seed, index)?;
+    let (dims, spacing) = (plan.dims, plan.spacing);
+    let fov = dims[0] as f64 * spacing[0];
+    let height = (dims[2] - 1) as f64 * spacing[2];
     let anatomy = Anatomy::random(&mut stream(seed, index, 1), fov, height);
-    let start = std::array::from_fn(|i| origin0[i] - body[i]);
+    let start = std::array::from_fn(|i| plan.origin_unflipped[i] - plan.body[i]);
     let mut canvas = render(&anatomy, dims, spacing, start);
     let segments = vessels::grow(&mut stream(seed, index, 2), &anatomy);
     for s in &segments {
@@ -180,39 +221,31 @@ pub fn generate_scan(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Scan> {
     for n in &nodules {
         n.paint(&mut canvas);
     }
-    let data = quantize(&canvas, cfg.noise_hu, &mut stream(seed, index, 4), flipped);
-    let (origin, direction) = if flipped {
-        let far = [
-            origin0[0] + (dims[0] - 1) as f64 * sxy,
-            origin0[1] + (dims[1] - 1) as f64 * sxy,
-            origin0[2],
-        ];
-        (far, FLIPPED)
-    } else {
-        (origin0, IDENTITY)
-    };
-    let volume = Volume::new(
-        Geometry::new(dims, spacing, origin, direction)?,
-        PixelData::I16(data),
-    )?;
+    let data = quantize(
+        &canvas,
+        cfg.noise_hu,
+        &mut stream(seed, index, 4),
+        plan.flipped,
+    );
+    let volume = Volume::new(plan.geometry()?, PixelData::I16(data))?;
     let annotations = nodules
         .iter()
         .map(|n| Annotation {
-            world: to_world(n.center),
+            world: plan.to_world(n.center),
             nodule: *n,
         })
         .collect();
     let candidates = candidates(&mut stream(seed, index, 5), &anatomy, &segments, &nodules)
         .into_iter()
         .map(|c| Candidate {
-            world: to_world(c.world),
+            world: plan.to_world(c.world),
             class: c.class,
         })
         .collect();
     Ok(Scan {
-        seriesuid,
+        seriesuid: plan.seriesuid,
         volume,
-        flipped,
+        flipped: plan.flipped,
         annotations,
         candidates,
     })

@@ -82,7 +82,10 @@ pub fn place(
             };
             // Subsolid nodules are rarely tiny; everything stays within LUNA16's 3–30 mm.
             let min = if kind == NoduleKind::Solid { 3.0 } else { 5.0 };
-            let d = sizes.sample(rng).clamp(min, 30.0);
+            let d = sizes.sample(rng);
+            if !(min..=30.0).contains(&d) {
+                continue; // redraw rather than clamp: no pile-up at the limits
+            }
             let juxta = rng.random_bool(0.3);
             let Some(center) = position(rng, anatomy, d / 2.0, juxta) else {
                 continue;
