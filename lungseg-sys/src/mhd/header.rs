@@ -216,13 +216,12 @@ impl<'a> Parser<'a> {
                 let v = self.list(key, value, ListLen::N)?;
                 let mut dims = Vec::with_capacity(v.len());
                 for t in v {
-                    let d: i64 = t.parse().map_err(|_| {
-                        Error::format(format!("DimSize value {:?} is not an integer", truncate(&t)))
-                    })?;
-                    if d < 0 {
-                        return Err(Error::format(format!("DimSize value {d} is negative")));
+                    if t.starts_with('-') && t[1..].bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(Error::format(format!("DimSize value {} is negative", truncate(&t))));
                     }
-                    dims.push(d as u64);
+                    dims.push(t.parse().map_err(|_| {
+                        Error::format(format!("DimSize value {:?} is not an integer", truncate(&t)))
+                    })?);
                 }
                 self.fields.dim_size = Some(dims);
             }
@@ -295,7 +294,16 @@ impl<'a> Parser<'a> {
                     tokens.len()
                 )));
             };
-            tokens.extend(String::from_utf8_lossy(raw).split_whitespace().map(str::to_string));
+            let line = String::from_utf8_lossy(raw);
+            if line.contains(['=', ':']) {
+                return Err(Error::format(format!(
+                    "{key} has {} values, NDims = {n} needs {want} (line {} is {:?})",
+                    tokens.len(),
+                    self.lines.line_no,
+                    truncate(&line)
+                )));
+            }
+            tokens.extend(line.split_whitespace().map(str::to_string));
         }
         if tokens.len() > want {
             return Err(Error::format(format!(

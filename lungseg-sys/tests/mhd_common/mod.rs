@@ -126,3 +126,59 @@ pub fn sample_volume(t: ElementType, channels: usize, direction: [[f64; 3]; 3]) 
         extra: Vec::new(),
     }
 }
+
+/// A LUNA16-style header (SimpleITK's key order) for a 4×3×2 MET_SHORT volume in `d.raw`.
+pub const BASIC: &str = "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n\
+CompressedData = False\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = -198.10000600000001 -195 -335.209991\n\
+CenterOfRotation = 0 0 0\nAnatomicalOrientation = RAI\nElementSpacing = 0.7617189884185791 0.7617189884185791 2.5\n\
+DimSize = 4 3 2\nElementType = MET_SHORT\nElementDataFile = d.raw\n";
+
+/// 24 int16 values 0, -1, 2, -3, … as little-endian bytes.
+pub fn basic_values() -> Vec<i16> {
+    (0..24).map(|i: i16| if i % 2 == 0 { i * 10 } else { -i * 10 }).collect()
+}
+
+pub fn le_bytes(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Reads `header` (named `h.mhd`, or `h.mha` if `LOCAL`) with `files` in memory.
+pub fn mem_read(header: &[u8], files: &[(&str, &[u8])]) -> lungseg::Result<Volume> {
+    mem_read_opts(header, files, &lungseg::mhd::ReadOptions::default())
+}
+
+pub fn mem_read_opts(
+    header: &[u8],
+    files: &[(&str, &[u8])],
+    opts: &lungseg::mhd::ReadOptions,
+) -> lungseg::Result<Volume> {
+    let mut src = lungseg::mhd::MemorySource::new().with("h.mhd", header);
+    for (name, bytes) in files {
+        src = src.with(name, *bytes);
+    }
+    lungseg::mhd::read_from(&src, "h.mhd", opts)
+}
+
+/// Asserts an error of `kind` whose message contains every one of `needles`.
+#[track_caller]
+pub fn assert_err<T: std::fmt::Debug>(r: lungseg::Result<T>, kind: lungseg::ErrorKind, needles: &[&str]) {
+    let e = r.expect_err("expected an error");
+    assert_eq!(e.kind, kind, "wrong kind for: {}", e.message);
+    for n in needles {
+        assert!(e.message.contains(n), "message {:?} lacks {n:?}", e.message);
+    }
+}
+
+pub fn zlib(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
