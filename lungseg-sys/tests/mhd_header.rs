@@ -177,6 +177,10 @@ fn list_lengths_must_match_ndims() {
     assert_err(p("DimSize = 1 -2 3\n"), ErrorKind::Format, &["DimSize", "-2", "negative"]);
     assert_err(p("DimSize = 1 2.5 3\n"), ErrorKind::Format, &["DimSize", "2.5"]);
     assert_err(parse_header(b"DimSize = 1 2 3\nNDims = 3\n"), ErrorKind::Format, &["DimSize appears before NDims"]);
+    let changed = "NDims = 2\nDimSize = 1 2\nNDims = 3\nElementType = MET_SHORT\nElementDataFile = x\n";
+    assert_err(parse_header(changed.as_bytes()), ErrorKind::Format, &["DimSize has 2 values", "final NDims = 3"]);
+    let changed = "NDims = 3\nDimSize = 1 2 3\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nNDims = 2\nDimSize = 1 2\nElementType = MET_SHORT\nElementDataFile = x\n";
+    assert_err(parse_header(changed.as_bytes()), ErrorKind::Format, &["TransformMatrix has 9 values", "needs 4"]);
 }
 
 #[test]

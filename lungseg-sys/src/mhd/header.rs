@@ -330,6 +330,24 @@ impl<'a> Parser<'a> {
         let ndims = f.ndims.ok_or_else(|| Error::format("MetaImage header has no NDims"))?;
         let dim_size = f.dim_size.ok_or_else(|| Error::format("MetaImage header has no DimSize"))?;
         let element_type = f.element_type.ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
+        // NDims may have changed after a list was read: every list must fit the final NDims.
+        let lists = [
+            ("DimSize", Some(dim_size.len()), ndims),
+            ("ElementSpacing", f.element_spacing.as_ref().map(Vec::len), ndims),
+            ("ElementSize", f.element_size.as_ref().map(Vec::len), ndims),
+            ("Offset", f.offset.as_ref().map(Vec::len), ndims),
+            ("Position", f.position.as_ref().map(Vec::len), ndims),
+            ("Origin", f.origin.as_ref().map(Vec::len), ndims),
+            ("CenterOfRotation", f.center_of_rotation.as_ref().map(Vec::len), ndims),
+            ("TransformMatrix", f.transform_matrix.as_ref().map(Vec::len), ndims * ndims),
+            ("Rotation", f.rotation.as_ref().map(Vec::len), ndims * ndims),
+            ("Orientation", f.orientation.as_ref().map(Vec::len), ndims * ndims),
+        ];
+        for (key, len, want) in lists {
+            if let Some(len) = len.filter(|&l| l != want) {
+                return Err(Error::format(format!("{key} has {len} values but the final NDims = {ndims} needs {want}")));
+            }
+        }
         if value.is_empty() {
             return Err(Error::format("ElementDataFile is empty"));
         }
@@ -426,7 +444,7 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
     if words.len() > 4 {
         return Err(Error::format(format!("ElementDataFile pattern {value:?} has more than 3 numbers")));
     }
-    let last = *dims.last().unwrap_or(&0) as i64;
+    let last = i64::try_from(*dims.last().unwrap_or(&0)).unwrap_or(i64::MAX);
     let num = |i: usize, what: &str| -> Result<i64> {
         words[i]
             .parse::<i64>()
@@ -435,7 +453,7 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
             .ok_or_else(|| Error::format(format!("ElementDataFile pattern {what} {:?} is not an integer", words[i])))
     };
     let min = if words.len() > 1 { num(1, "min")? } else { 1 };
-    let mut max = min.saturating_add(last) - 1;
+    let mut max = min.saturating_add(last).saturating_sub(1);
     let mut step = 1;
     if words.len() > 2 {
         max = num(2, "max")?;
