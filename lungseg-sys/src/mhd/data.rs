@@ -317,9 +317,29 @@ fn zeroed<T: bytemuck::Zeroable>(n: usize) -> Result<Vec<T>> {
         if ptr.is_null() {
             return Err(oom());
         }
+        advise_huge_pages(ptr as *mut u8, layout.size());
         Ok(Vec::from_raw_parts(ptr, n, n))
     }
 }
+
+/// Asks Linux for transparent huge pages on a large, not yet touched buffer: filling a 150 MB
+/// scan then costs ~75 page faults instead of ~38 000, a third of a raw read's time. Only a hint.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 4 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    // SAFETY: [start, end) lies inside the allocation we own; MADV_HUGEPAGE changes no contents.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
 
 fn bytes_mut(data: &mut PixelData) -> &mut [u8] {
     match data {
