@@ -66,14 +66,15 @@ def main():
         reply = ours.stdout.readline().strip()
         if reply.startswith("error"):
             raise SystemExit(reply)
-        return float(reply)
+        wall, cpu = reply.split()
+        return float(wall), float(cpu)
 
     def sitk_ms(path):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         im = sitk.ReadImage(path)
-        ms = (time.perf_counter() - t) * 1e3
+        ms, cpu = (time.perf_counter() - t) * 1e3, (time.process_time() - c) * 1e3
         del im
-        return ms
+        return ms, cpu
 
     # Warm the page cache and both code paths once, then interleave.
     for p in (raw, zraw):
@@ -91,13 +92,14 @@ def main():
     print(f"files: {raw} ({rsize / 1e6:.1f} MB raw), {zraw} ({zsize / 1e6:.1f} MB zraw, ratio {rsize / zsize:.2f})")
     print(f"SimpleITK {sitk.Version.VersionString()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, runs={runs}, load avg before {load_before[0]:.2f} after {load_after[0]:.2f}")
-    print("| file | lungseg median (ms) | SimpleITK median (ms) | ratio lungseg/SimpleITK |")
-    print("|---|---|---|---|")
+    print("| file | lungseg wall | SimpleITK wall | ratio | lungseg CPU | SimpleITK CPU | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for name in ("raw", "zraw"):
-        o, s = statistics.median(times[f"{name}_ours"]), statistics.median(times[f"{name}_sitk"])
-        print(f"| .mhd/.{name} | {o:.1f} | {s:.1f} | {o / s:.2f} |")
+        med = lambda who, i: statistics.median(t[i] for t in times[f"{name}_{who}"])
+        ow, sw, oc, sc = med("ours", 0), med("sitk", 0), med("ours", 1), med("sitk", 1)
+        print(f"| .mhd/.{name} | {ow:.1f} ms | {sw:.1f} ms | {ow / sw:.2f} | {oc:.1f} ms | {sc:.1f} ms | {oc / sc:.2f} |")
     for k, v in times.items():
-        print(f"  {k}: " + " ".join(f"{x:.1f}" for x in v))
+        print(f"  {k} wall/cpu ms: " + " ".join(f"{w:.1f}/{c:.1f}" for w, c in v))
 
 
 if __name__ == "__main__":

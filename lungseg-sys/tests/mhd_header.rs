@@ -18,7 +18,7 @@ fn luna16_header() {
     assert_eq!(h.ndims, 3);
     assert_eq!(h.dim_size, vec![4, 3, 2]);
     assert_eq!(h.element_type, ElementType::Short);
-    assert_eq!(h.origin(), vec![-198.10000600000001, -195.0, -335.209991]);
+    assert_eq!(h.origin(), vec![-198.100006, -195.0, -335.209991]);
     assert_eq!(h.spacing(), vec![0.7617189884185791, 0.7617189884185791, 2.5]);
     assert_eq!(h.anatomical_orientation.as_deref(), Some("RAI"));
     assert_eq!(h.element_data_file, DataFile::Path("d.raw".into()));

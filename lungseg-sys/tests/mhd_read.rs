@@ -23,7 +23,7 @@ fn raw_little_endian() {
     let v = mem_read(BASIC.as_bytes(), &[("d.raw", &le_bytes(&basic_values()))]).unwrap();
     assert_eq!(v.data, PixelData::I16(basic_values()));
     assert_eq!(v.geometry.dims, [4, 3, 2]);
-    assert_eq!(v.geometry.origin, [-198.10000600000001, -195.0, -335.209991]);
+    assert_eq!(v.geometry.origin, [-198.100006, -195.0, -335.209991]);
     assert_eq!(v.anatomical_orientation.as_deref(), Some("RAI"));
     assert_eq!(v.channels, 1);
 }
