@@ -48,6 +48,8 @@ fn main() {
             Ok((ms, cpu)) => format!("{ms:.4} {cpu:.4}"),
             Err(e) => format!("error {e}"),
         };
-        writeln!(out, "{reply}").and_then(|_| out.flush()).expect("stdout");
+        writeln!(out, "{reply}")
+            .and_then(|_| out.flush())
+            .expect("stdout");
     }
 }

@@ -6,9 +6,17 @@ use lungseg::mhd::fuzzing;
 use std::path::{Path, PathBuf};
 
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz").join(kind).join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz")
+        .join(kind)
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     files
 }
@@ -16,7 +24,11 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 #[test]
 fn mhd_header_seeds_and_regressions() {
     let seeds = inputs("seeds", "mhd_header");
-    assert!(seeds.len() >= 10, "fuzz/seeds/mhd_header has only {} seeds", seeds.len());
+    assert!(
+        seeds.len() >= 10,
+        "fuzz/seeds/mhd_header has only {} seeds",
+        seeds.len()
+    );
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         fuzzing::mhd_header(&data);
@@ -30,7 +42,11 @@ fn mhd_header_seeds_and_regressions() {
 #[test]
 fn mhd_volume_seeds_and_regressions() {
     let seeds = inputs("seeds", "mhd_volume");
-    assert!(seeds.len() >= 10, "fuzz/seeds/mhd_volume has only {} seeds", seeds.len());
+    assert!(
+        seeds.len() >= 10,
+        "fuzz/seeds/mhd_volume has only {} seeds",
+        seeds.len()
+    );
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         fuzzing::mhd_volume(&data);

@@ -68,9 +68,14 @@ sitk.WriteImage(im, d + "/theirs.mhd")
         &[dir.to_str().unwrap()],
     );
     let ours = std::fs::read_to_string(dir.join("ours.mhd")).unwrap();
-    let theirs = std::fs::read_to_string(dir.join("theirs.mhd")).unwrap().replace("theirs.raw", "ours.raw");
+    let theirs = std::fs::read_to_string(dir.join("theirs.mhd"))
+        .unwrap()
+        .replace("theirs.raw", "ours.raw");
     assert_eq!(ours, theirs);
-    assert_eq!(std::fs::read(dir.join("ours.raw")).unwrap(), std::fs::read(dir.join("theirs.raw")).unwrap());
+    assert_eq!(
+        std::fs::read(dir.join("ours.raw")).unwrap(),
+        std::fs::read(dir.join("theirs.raw")).unwrap()
+    );
 }
 
 const SITK_WRITE_PY: &str = r#"
@@ -107,9 +112,15 @@ fn simpleitk_files_read_identically() {
     ];
     let mut read = Vec::new();
     for (name, t) in types {
-        for file in [format!("{name}.mhd"), format!("{name}_z.mhd"), format!("{name}.mha"), format!("{name}_z.mha")] {
+        for file in [
+            format!("{name}.mhd"),
+            format!("{name}_z.mhd"),
+            format!("{name}.mha"),
+            format!("{name}_z.mha"),
+        ] {
             let path = dir.join(&file);
-            let ours = mhd::read(&path, &ReadOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let ours =
+                mhd::read(&path, &ReadOptions::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(ours.element_type, t, "{file}");
             read.push((path, t, ours, file));
         }

@@ -59,8 +59,14 @@ fn volume_flipped_compressed_mha() {
     let raw = le_bytes(&basic_values());
     let z = gzip(&raw);
     let h = BASIC
-        .replace("TransformMatrix = 1 0 0 0 1 0 0 0 1", "TransformMatrix = -1 0 0 0 -1 0 0 0 1")
-        .replace("CompressedData = False", &format!("CompressedData = True\nCompressedDataSize = {}", z.len()))
+        .replace(
+            "TransformMatrix = 1 0 0 0 1 0 0 0 1",
+            "TransformMatrix = -1 0 0 0 -1 0 0 0 1",
+        )
+        .replace(
+            "CompressedData = False",
+            &format!("CompressedData = True\nCompressedDataSize = {}", z.len()),
+        )
         .replace("d.raw", "LOCAL");
     let v = mem_read(&[h.as_bytes(), &z].concat(), &[]).unwrap();
     insta::assert_yaml_snapshot!(summary(&v));

@@ -41,7 +41,9 @@ pub(crate) fn read_pixels(
         let ctx = || chunk.name.clone();
         if !header.binary_data {
             if header.compressed_data {
-                return Err(Error::unsupported("compressed ASCII data (BinaryData = False, CompressedData = True)"));
+                return Err(Error::unsupported(
+                    "compressed ASCII data (BinaryData = False, CompressedData = True)",
+                ));
             }
             let start = region_start(header, &chunk, reader.len(), None)?;
             let len = reader.len() - start;
@@ -57,7 +59,11 @@ pub(crate) fn read_pixels(
             reader.read_at(start, &mut text)?;
             decode_ascii(&text, header.element_type, dst).map_err(|e| e.context(ctx()))?;
         } else if header.compressed_data {
-            let size = if single { header.compressed_data_size } else { None };
+            let size = if single {
+                header.compressed_data_size
+            } else {
+                None
+            };
             let start = region_start(header, &chunk, reader.len(), size)?;
             let available = reader.len() - start;
             let len = match size {
@@ -92,20 +98,35 @@ pub(crate) fn read_pixels(
 
 /// The data files and which output bytes each fills.
 fn chunks(header: &Header, header_name: &str, total: usize) -> Result<Vec<Chunk>> {
-    let one = |name: &str, local_offset| vec![Chunk { name: name.to_string(), local_offset, out: 0..total }];
+    let one = |name: &str, local_offset| {
+        vec![Chunk {
+            name: name.to_string(),
+            local_offset,
+            out: 0..total,
+        }]
+    };
     let split = |names: Vec<String>| -> Vec<Chunk> {
         let each = total / names.len().max(1);
         names
             .into_iter()
             .enumerate()
-            .map(|(i, name)| Chunk { name, local_offset: None, out: i * each..(i + 1) * each })
+            .map(|(i, name)| Chunk {
+                name,
+                local_offset: None,
+                out: i * each..(i + 1) * each,
+            })
             .collect()
     };
     Ok(match &header.element_data_file {
         DataFile::Local => one(header_name, Some(header.data_offset as u64)),
         DataFile::Path(p) => one(p, None),
         DataFile::List { files, .. } => split(files.clone()),
-        DataFile::Pattern { pattern, min, max, step } => {
+        DataFile::Pattern {
+            pattern,
+            min,
+            max,
+            step,
+        } => {
             let slices = *header.dim_size.last().unwrap_or(&1) as usize;
             let mut names = Vec::new();
             let mut i = *min;
@@ -186,7 +207,14 @@ fn inflate(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8]) ->
         reader.read_at(start, &mut magic)?;
     }
     if magic == [0x1f, 0x8b] {
-        let region = BufReader::with_capacity(1 << 20, Region { reader, pos: start, end: start + len });
+        let region = BufReader::with_capacity(
+            1 << 20,
+            Region {
+                reader,
+                pos: start,
+                end: start + len,
+            },
+        );
         fill(flate2::bufread::GzDecoder::new(region), dst, "gzip")
     } else {
         inflate_zlib(reader, start, len, dst)
@@ -209,8 +237,14 @@ fn inflate_zlib(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8
         loop {
             let (in0, out0) = (z.total_in(), z.total_out() as usize);
             // Once `dst` is full, decode into a 1-byte spare: any output there means "too long".
-            let out: &mut [u8] = if out0 < dst.len() { &mut dst[out0..] } else { &mut spare };
-            let status = z.decompress(input, out, FlushDecompress::None).map_err(corrupt)?;
+            let out: &mut [u8] = if out0 < dst.len() {
+                &mut dst[out0..]
+            } else {
+                &mut spare
+            };
+            let status = z
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(corrupt)?;
             input = &input[(z.total_in() - in0) as usize..];
             if z.total_out() as usize > dst.len() {
                 return Err(Error::format(format!(
@@ -221,7 +255,10 @@ fn inflate_zlib(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8
             if status == Status::StreamEnd {
                 let got = z.total_out() as usize;
                 if got < dst.len() {
-                    return Err(Error::format(format!("zlib stream inflates to {got} bytes, expected {}", dst.len())));
+                    return Err(Error::format(format!(
+                        "zlib stream inflates to {got} bytes, expected {}",
+                        dst.len()
+                    )));
                 }
                 return Ok(());
             }
@@ -229,7 +266,9 @@ fn inflate_zlib(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8
                 break;
             }
             if z.total_in() == in0 && z.total_out() as usize == out0 {
-                return Err(Error::format("corrupt zlib stream: inflation makes no progress"));
+                return Err(Error::format(
+                    "corrupt zlib stream: inflation makes no progress",
+                ));
             }
         }
         if pos == end {
@@ -280,7 +319,9 @@ fn fill(mut decoder: impl Read, dst: &mut [u8], kind: &str) -> Result<()> {
 fn decode_ascii(text: &[u8], t: ElementType, dst: &mut [u8]) -> Result<()> {
     let width = t.size();
     let want = dst.len() / width;
-    let mut tokens = text.split(|b| b.is_ascii_whitespace()).filter(|s| !s.is_empty());
+    let mut tokens = text
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|s| !s.is_empty());
     for (i, out) in dst.chunks_exact_mut(width).enumerate() {
         let tok = tokens
             .next()
@@ -318,8 +359,12 @@ fn decode_ascii(text: &[u8], t: ElementType, dst: &mut [u8]) -> Result<()> {
             ElementType::UInt | ElementType::ULong => int!(u32),
             ElementType::LongLong => int!(i64),
             ElementType::ULongLong => int!(u64),
-            ElementType::Float => out.copy_from_slice(&(s.parse::<f64>().map_err(|_| bad())? as f32).to_ne_bytes()),
-            ElementType::Double => out.copy_from_slice(&s.parse::<f64>().map_err(|_| bad())?.to_ne_bytes()),
+            ElementType::Float => {
+                out.copy_from_slice(&(s.parse::<f64>().map_err(|_| bad())? as f32).to_ne_bytes())
+            }
+            ElementType::Double => {
+                out.copy_from_slice(&s.parse::<f64>().map_err(|_| bad())?.to_ne_bytes())
+            }
         }
     }
     Ok(())
@@ -328,9 +373,15 @@ fn decode_ascii(text: &[u8], t: ElementType, dst: &mut [u8]) -> Result<()> {
 /// Big-endian to native, in place, a whole word at a time (vectorises).
 fn swap_bytes(bytes: &mut [u8], width: usize) {
     match width {
-        2 => bytemuck::cast_slice_mut::<u8, u16>(bytes).iter_mut().for_each(|v| *v = v.swap_bytes()),
-        4 => bytemuck::cast_slice_mut::<u8, u32>(bytes).iter_mut().for_each(|v| *v = v.swap_bytes()),
-        8 => bytemuck::cast_slice_mut::<u8, u64>(bytes).iter_mut().for_each(|v| *v = v.swap_bytes()),
+        2 => bytemuck::cast_slice_mut::<u8, u16>(bytes)
+            .iter_mut()
+            .for_each(|v| *v = v.swap_bytes()),
+        4 => bytemuck::cast_slice_mut::<u8, u32>(bytes)
+            .iter_mut()
+            .for_each(|v| *v = v.swap_bytes()),
+        8 => bytemuck::cast_slice_mut::<u8, u64>(bytes)
+            .iter_mut()
+            .for_each(|v| *v = v.swap_bytes()),
         _ => {}
     }
 }

@@ -13,7 +13,11 @@ pub const FILE_MARKER: &[u8] = b"\n@@FILE ";
 
 /// Small limits: the fuzzer must find bugs, not spend its time allocating gigabytes.
 pub fn fuzz_options() -> ReadOptions {
-    ReadOptions { max_voxels: 1 << 20, max_bytes: 1 << 24, allow_outside_paths: false }
+    ReadOptions {
+        max_voxels: 1 << 20,
+        max_bytes: 1 << 24,
+        allow_outside_paths: false,
+    }
 }
 
 /// `mhd_header`: the parser must return, never panic, on any bytes.

@@ -22,9 +22,17 @@ pub enum DataFile {
     /// One file, relative to the header's folder.
     Path(String),
     /// `LIST [kD]`: files of `file_ndims` axes each, names on the lines after the header.
-    List { file_ndims: usize, files: Vec<String> },
+    List {
+        file_ndims: usize,
+        files: Vec<String>,
+    },
     /// `name%03d.raw min max step`: one file per slice of the last axis.
-    Pattern { pattern: String, min: i64, max: i64, step: i64 },
+    Pattern {
+        pattern: String,
+        min: i64,
+        max: i64,
+        step: i64,
+    },
 }
 
 /// Every header field MetaIO/ITK interprets, plus the unknown keys.
@@ -79,7 +87,11 @@ impl Header {
             .clone()
             .or_else(|| self.rotation.clone())
             .or_else(|| self.orientation.clone())
-            .unwrap_or_else(|| (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 }).collect())
+            .unwrap_or_else(|| {
+                (0..n * n)
+                    .map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+                    .collect()
+            })
     }
 
     /// `ElementSpacing`, else `ElementSize`, else ones.
@@ -92,14 +104,23 @@ impl Header {
 
     /// Big-endian data? `BinaryDataByteOrderMSB` wins over `ElementByteOrderMSB`; default little.
     pub fn msb(&self) -> bool {
-        self.binary_data_byte_order_msb.or(self.element_byte_order_msb).unwrap_or(false)
+        self.binary_data_byte_order_msb
+            .or(self.element_byte_order_msb)
+            .unwrap_or(false)
     }
 }
 
 /// Parses a header. `bytes` may continue past the header (a whole `.mha`): parsing stops at the
 /// `ElementDataFile` line (after the `LIST` names).
 pub fn parse_header(bytes: &[u8]) -> Result<Header> {
-    let mut p = Parser { lines: Lines { bytes, pos: 0, line_no: 0 }, fields: Fields::default() };
+    let mut p = Parser {
+        lines: Lines {
+            bytes,
+            pos: 0,
+            line_no: 0,
+        },
+        fields: Fields::default(),
+    };
     p.run()
 }
 
@@ -182,7 +203,9 @@ impl<'a> Parser<'a> {
             let key = line[..sep].trim();
             let value = line[sep + 1..].trim();
             if key.is_empty() {
-                return Err(Error::format(format!("MetaImage header line {line_no} has an empty key")));
+                return Err(Error::format(format!(
+                    "MetaImage header line {line_no} has an empty key"
+                )));
             }
             if key == "ElementDataFile" {
                 // A file name must be exact bytes: refuse what lossy decoding would change.
@@ -193,7 +216,9 @@ impl<'a> Parser<'a> {
             }
             self.field(key, value, line_no)?;
         }
-        Err(Error::format("MetaImage header has no ElementDataFile line"))
+        Err(Error::format(
+            "MetaImage header has no ElementDataFile line",
+        ))
     }
 
     fn field(&mut self, key: &str, value: &str, line_no: usize) -> Result<()> {
@@ -202,13 +227,18 @@ impl<'a> Parser<'a> {
             "ObjectType" => f.object_type = Some(value.to_string()),
             "NDims" => {
                 let n: i64 = value.parse().map_err(|_| {
-                    Error::format(format!("NDims = {:?} is not an integer (line {line_no})", truncate(value)))
+                    Error::format(format!(
+                        "NDims = {:?} is not an integer (line {line_no})",
+                        truncate(value)
+                    ))
                 })?;
                 if n <= 0 {
                     return Err(Error::format(format!("NDims = {n} must be positive")));
                 }
                 if n as u64 > MAX_NDIMS as u64 {
-                    return Err(Error::unsupported(format!("NDims = {n}: MetaImage allows at most {MAX_NDIMS}")));
+                    return Err(Error::unsupported(format!(
+                        "NDims = {n}: MetaImage allows at most {MAX_NDIMS}"
+                    )));
                 }
                 f.ndims = Some(n as usize);
             }
@@ -217,23 +247,39 @@ impl<'a> Parser<'a> {
                 let mut dims = Vec::with_capacity(v.len());
                 for t in v {
                     if t.starts_with('-') && t[1..].bytes().all(|b| b.is_ascii_digit()) {
-                        return Err(Error::format(format!("DimSize value {} is negative", truncate(&t))));
+                        return Err(Error::format(format!(
+                            "DimSize value {} is negative",
+                            truncate(&t)
+                        )));
                     }
                     dims.push(t.parse().map_err(|_| {
-                        Error::format(format!("DimSize value {:?} is not an integer", truncate(&t)))
+                        Error::format(format!(
+                            "DimSize value {:?} is not an integer",
+                            truncate(&t)
+                        ))
                     })?);
                 }
                 self.fields.dim_size = Some(dims);
             }
-            "ElementSpacing" => self.fields.element_spacing = Some(self.floats(key, value, ListLen::N)?),
-            "ElementSize" => self.fields.element_size = Some(self.floats(key, value, ListLen::N)?),
+            "ElementSpacing" => {
+                self.fields.element_spacing = Some(self.floats(key, value, ListLen::N)?)
+            }
+            "ElementSize" => {
+                self.fields.element_size = Some(self.floats(key, value, ListLen::N)?)
+            }
             "Offset" => self.fields.offset = Some(self.floats(key, value, ListLen::N)?),
             "Position" => self.fields.position = Some(self.floats(key, value, ListLen::N)?),
             "Origin" => self.fields.origin = Some(self.floats(key, value, ListLen::N)?),
-            "CenterOfRotation" => self.fields.center_of_rotation = Some(self.floats(key, value, ListLen::N)?),
-            "TransformMatrix" => self.fields.transform_matrix = Some(self.floats(key, value, ListLen::NxN)?),
+            "CenterOfRotation" => {
+                self.fields.center_of_rotation = Some(self.floats(key, value, ListLen::N)?)
+            }
+            "TransformMatrix" => {
+                self.fields.transform_matrix = Some(self.floats(key, value, ListLen::NxN)?)
+            }
             "Rotation" => self.fields.rotation = Some(self.floats(key, value, ListLen::NxN)?),
-            "Orientation" => self.fields.orientation = Some(self.floats(key, value, ListLen::NxN)?),
+            "Orientation" => {
+                self.fields.orientation = Some(self.floats(key, value, ListLen::NxN)?)
+            }
             "AnatomicalOrientation" => f.anatomical_orientation = Some(value.to_string()),
             "BinaryData" => f.binary_data = Some(boolean(value)),
             "BinaryDataByteOrderMSB" => f.binary_data_byte_order_msb = Some(boolean(value)),
@@ -241,26 +287,39 @@ impl<'a> Parser<'a> {
             "CompressedData" => f.compressed_data = Some(boolean(value)),
             "CompressedDataSize" => {
                 let n: i64 = value.parse().map_err(|_| {
-                    Error::format(format!("CompressedDataSize = {:?} is not an integer", truncate(value)))
+                    Error::format(format!(
+                        "CompressedDataSize = {:?} is not an integer",
+                        truncate(value)
+                    ))
                 })?;
                 if n < 0 {
-                    return Err(Error::format(format!("CompressedDataSize = {n} is negative")));
+                    return Err(Error::format(format!(
+                        "CompressedDataSize = {n} is negative"
+                    )));
                 }
                 // 0 means "to the end of the file", as in MetaIO.
                 f.compressed_data_size = (n > 0).then_some(n as u64);
             }
             "HeaderSize" => {
                 let n: i64 = value.parse().map_err(|_| {
-                    Error::format(format!("HeaderSize = {:?} is not an integer", truncate(value)))
+                    Error::format(format!(
+                        "HeaderSize = {:?} is not an integer",
+                        truncate(value)
+                    ))
                 })?;
                 f.header_size = Some(n);
             }
             "ElementNumberOfChannels" => {
                 let n: i64 = value.parse().map_err(|_| {
-                    Error::format(format!("ElementNumberOfChannels = {:?} is not an integer", truncate(value)))
+                    Error::format(format!(
+                        "ElementNumberOfChannels = {:?} is not an integer",
+                        truncate(value)
+                    ))
                 })?;
                 if n < 1 {
-                    return Err(Error::format(format!("ElementNumberOfChannels = {n} must be at least 1")));
+                    return Err(Error::format(format!(
+                        "ElementNumberOfChannels = {n} must be at least 1"
+                    )));
                 }
                 f.element_number_of_channels = Some(usize::try_from(n).map_err(|_| {
                     Error::limit(format!("ElementNumberOfChannels = {n} is too large"))
@@ -281,7 +340,10 @@ impl<'a> Parser<'a> {
 
     /// The tokens of a list key; reads further lines until NDims (or NDims²) values are found.
     fn list(&mut self, key: &str, value: &str, len: ListLen) -> Result<Vec<String>> {
-        let n = self.fields.ndims.ok_or_else(|| Error::format(format!("{key} appears before NDims")))?;
+        let n = self
+            .fields
+            .ndims
+            .ok_or_else(|| Error::format(format!("{key} appears before NDims")))?;
         let want = match len {
             ListLen::N => n,
             ListLen::NxN => n * n,
@@ -318,8 +380,9 @@ impl<'a> Parser<'a> {
         self.list(key, value, len)?
             .iter()
             .map(|t| {
-                t.parse::<f64>()
-                    .map_err(|_| Error::format(format!("{key} value {:?} is not a number", truncate(t))))
+                t.parse::<f64>().map_err(|_| {
+                    Error::format(format!("{key} value {:?} is not a number", truncate(t)))
+                })
             })
             .collect()
     }
@@ -327,25 +390,49 @@ impl<'a> Parser<'a> {
     /// Validates what is required and reads what follows `ElementDataFile` (LIST names).
     fn finish(&mut self, value: &str) -> Result<Header> {
         let f = std::mem::take(&mut self.fields);
-        let ndims = f.ndims.ok_or_else(|| Error::format("MetaImage header has no NDims"))?;
-        let dim_size = f.dim_size.ok_or_else(|| Error::format("MetaImage header has no DimSize"))?;
-        let element_type = f.element_type.ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
+        let ndims = f
+            .ndims
+            .ok_or_else(|| Error::format("MetaImage header has no NDims"))?;
+        let dim_size = f
+            .dim_size
+            .ok_or_else(|| Error::format("MetaImage header has no DimSize"))?;
+        let element_type = f
+            .element_type
+            .ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
         // NDims may have changed after a list was read: every list must fit the final NDims.
         let lists = [
             ("DimSize", Some(dim_size.len()), ndims),
-            ("ElementSpacing", f.element_spacing.as_ref().map(Vec::len), ndims),
+            (
+                "ElementSpacing",
+                f.element_spacing.as_ref().map(Vec::len),
+                ndims,
+            ),
             ("ElementSize", f.element_size.as_ref().map(Vec::len), ndims),
             ("Offset", f.offset.as_ref().map(Vec::len), ndims),
             ("Position", f.position.as_ref().map(Vec::len), ndims),
             ("Origin", f.origin.as_ref().map(Vec::len), ndims),
-            ("CenterOfRotation", f.center_of_rotation.as_ref().map(Vec::len), ndims),
-            ("TransformMatrix", f.transform_matrix.as_ref().map(Vec::len), ndims * ndims),
+            (
+                "CenterOfRotation",
+                f.center_of_rotation.as_ref().map(Vec::len),
+                ndims,
+            ),
+            (
+                "TransformMatrix",
+                f.transform_matrix.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
             ("Rotation", f.rotation.as_ref().map(Vec::len), ndims * ndims),
-            ("Orientation", f.orientation.as_ref().map(Vec::len), ndims * ndims),
+            (
+                "Orientation",
+                f.orientation.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
         ];
         for (key, len, want) in lists {
             if let Some(len) = len.filter(|&l| l != want) {
-                return Err(Error::format(format!("{key} has {len} values but the final NDims = {ndims} needs {want}")));
+                return Err(Error::format(format!(
+                    "{key} has {len} values but the final NDims = {ndims} needs {want}"
+                )));
             }
         }
         if value.is_empty() {
@@ -366,7 +453,11 @@ impl<'a> Parser<'a> {
         } else {
             DataFile::Path(value.to_string())
         };
-        let data_offset = if element_data_file == DataFile::Local { self.lines.pos } else { 0 };
+        let data_offset = if element_data_file == DataFile::Local {
+            self.lines.pos
+        } else {
+            0
+        };
         Ok(Header {
             object_type: f.object_type,
             ndims,
@@ -410,19 +501,33 @@ impl<'a> Parser<'a> {
                     ))
                 })?
         };
-        let count = dims[file_ndims..].iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-        let count = count.ok_or_else(|| Error::limit(format!("DimSize {dims:?} overflows the LIST file count")))?;
+        let count = dims[file_ndims..]
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d));
+        let count = count.ok_or_else(|| {
+            Error::limit(format!("DimSize {dims:?} overflows the LIST file count"))
+        })?;
         let mut files = Vec::new();
         while (files.len() as u64) < count {
-            let Some(raw) = self.lines.next_line() else { break };
+            let Some(raw) = self.lines.next_line() else {
+                break;
+            };
             let name = std::str::from_utf8(raw)
-                .map_err(|_| Error::format(format!("LIST file name {} is not valid UTF-8", files.len() + 1)))?
+                .map_err(|_| {
+                    Error::format(format!(
+                        "LIST file name {} is not valid UTF-8",
+                        files.len() + 1
+                    ))
+                })?
                 .trim();
             if name.is_empty() {
                 continue;
             }
             if name.len() > MAX_NAME_LEN {
-                return Err(Error::format(format!("LIST file name {} is too long", files.len() + 1)));
+                return Err(Error::format(format!(
+                    "LIST file name {} is too long",
+                    files.len() + 1
+                )));
             }
             files.push(name.to_string());
         }
@@ -442,7 +547,9 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
     let pattern = words[0].to_string();
     check_pattern(&pattern)?;
     if words.len() > 4 {
-        return Err(Error::format(format!("ElementDataFile pattern {value:?} has more than 3 numbers")));
+        return Err(Error::format(format!(
+            "ElementDataFile pattern {value:?} has more than 3 numbers"
+        )));
     }
     let last = i64::try_from(*dims.last().unwrap_or(&0)).unwrap_or(i64::MAX);
     let num = |i: usize, what: &str| -> Result<i64> {
@@ -450,7 +557,12 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
             .parse::<i64>()
             .ok()
             .filter(|v| v.unsigned_abs() < 1 << 40)
-            .ok_or_else(|| Error::format(format!("ElementDataFile pattern {what} {:?} is not an integer", words[i])))
+            .ok_or_else(|| {
+                Error::format(format!(
+                    "ElementDataFile pattern {what} {:?} is not an integer",
+                    words[i]
+                ))
+            })
     };
     let min = if words.len() > 1 { num(1, "min")? } else { 1 };
     let mut max = min.saturating_add(last).saturating_sub(1);
@@ -467,7 +579,12 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
             "ElementDataFile pattern {value:?} has step {step}: it must be positive"
         )));
     }
-    Ok(DataFile::Pattern { pattern, min, max, step })
+    Ok(DataFile::Pattern {
+        pattern,
+        min,
+        max,
+        step,
+    })
 }
 
 /// Exactly one integer conversion, `%d`/`%i` with optional `0` flag and width; `%%` is a literal.
@@ -548,11 +665,26 @@ fn element_type(value: &str) -> Result<ElementType> {
     if let Some(t) = ElementType::from_met_name(value) {
         return Ok(t);
     }
-    const NON_NUMERIC: [&str; 5] = ["MET_NONE", "MET_ASCII_CHAR", "MET_STRING", "MET_FLOAT_MATRIX", "MET_OTHER"];
-    if NON_NUMERIC.contains(&value) || value.strip_suffix("_ARRAY").is_some_and(|b| NON_NUMERIC.contains(&b)) {
-        return Err(Error::unsupported(format!("ElementType = {value} is not a numeric voxel type")));
+    const NON_NUMERIC: [&str; 5] = [
+        "MET_NONE",
+        "MET_ASCII_CHAR",
+        "MET_STRING",
+        "MET_FLOAT_MATRIX",
+        "MET_OTHER",
+    ];
+    if NON_NUMERIC.contains(&value)
+        || value
+            .strip_suffix("_ARRAY")
+            .is_some_and(|b| NON_NUMERIC.contains(&b))
+    {
+        return Err(Error::unsupported(format!(
+            "ElementType = {value} is not a numeric voxel type"
+        )));
     }
-    Err(Error::format(format!("ElementType = {:?} is not a MetaImage type", truncate(value))))
+    Err(Error::format(format!(
+        "ElementType = {:?} is not a MetaImage type",
+        truncate(value)
+    )))
 }
 
 /// Keeps error messages short when a fuzzer or a broken file hands us megabyte lines.

@@ -35,7 +35,11 @@ pub struct ReadOptions {
 impl Default for ReadOptions {
     fn default() -> Self {
         // Generous enough for a 1024×1024×2000 int16 scan.
-        ReadOptions { max_voxels: 1024 * 1024 * 2000, max_bytes: 1024 * 1024 * 2000 * 8, allow_outside_paths: false }
+        ReadOptions {
+            max_voxels: 1024 * 1024 * 2000,
+            max_bytes: 1024 * 1024 * 2000 * 8,
+            allow_outside_paths: false,
+        }
     }
 }
 
@@ -50,7 +54,10 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::invalid(format!("{}: not a file name in UTF-8", path.display())))?;
     let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let source = DiskSource { folder, allow_outside: opts.allow_outside_paths };
+    let source = DiskSource {
+        folder,
+        allow_outside: opts.allow_outside_paths,
+    };
     read_from(&source, name, opts).map_err(|e| {
         if e.message.contains(name) {
             e
@@ -67,8 +74,11 @@ pub fn read_from(source: &dyn DataSource, header_name: &str, opts: &ReadOptions)
     file.read_at(0, &mut prefix)?;
     drop(file);
     let header = parse_header(&prefix)?;
-    if header.data_offset as u64 >= MAX_HEADER_BYTES && header.element_data_file == DataFile::Local {
-        return Err(Error::format(format!("{header_name}: header is longer than {MAX_HEADER_BYTES} bytes")));
+    if header.data_offset as u64 >= MAX_HEADER_BYTES && header.element_data_file == DataFile::Local
+    {
+        return Err(Error::format(format!(
+            "{header_name}: header is longer than {MAX_HEADER_BYTES} bytes"
+        )));
     }
     if header.ndims != 3 {
         return Err(Error::unsupported(format!(
@@ -106,7 +116,9 @@ fn check_limits(h: &Header, opts: &ReadOptions) -> Result<(usize, u64)> {
     let samples = voxels.checked_mul(h.element_number_of_channels as u64);
     let bytes = samples.and_then(|s| s.checked_mul(width));
     match (samples, bytes) {
-        (Some(s), Some(b)) if b <= opts.max_bytes && usize::try_from(b).is_ok() => Ok((s as usize, b)),
+        (Some(s), Some(b)) if b <= opts.max_bytes && usize::try_from(b).is_ok() => {
+            Ok((s as usize, b))
+        }
         _ => Err(Error::limit(format!(
             "DimSize {dims:?} × {} channels of {} is more than the limit of {} bytes",
             h.element_number_of_channels,
@@ -118,7 +130,11 @@ fn check_limits(h: &Header, opts: &ReadOptions) -> Result<(usize, u64)> {
 
 /// Origin, spacing and direction with MetaIO's precedence; validated by `Geometry::new`.
 fn geometry(h: &Header) -> Result<Geometry> {
-    let dims = [h.dim_size[0] as usize, h.dim_size[1] as usize, h.dim_size[2] as usize];
+    let dims = [
+        h.dim_size[0] as usize,
+        h.dim_size[1] as usize,
+        h.dim_size[2] as usize,
+    ];
     let s = h.spacing();
     let o = h.origin();
     let tm = h.direction_values();

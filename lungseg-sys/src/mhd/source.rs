@@ -29,7 +29,10 @@ pub trait DataReader {
 /// `allow_outside`; NUL bytes are always refused (no OS accepts them, and C APIs would truncate).
 pub fn check_name(name: &str, allow_outside: bool) -> Result<()> {
     if name.contains('\0') {
-        return Err(Error::format(format!("data file name {:?} contains a NUL byte", name.replace('\0', "\\0"))));
+        return Err(Error::format(format!(
+            "data file name {:?} contains a NUL byte",
+            name.replace('\0', "\\0")
+        )));
     }
     if name.is_empty() {
         return Err(Error::format("data file name is empty"));
@@ -43,7 +46,8 @@ pub fn check_name(name: &str, allow_outside: bool) -> Result<()> {
         ))
     };
     let b = name.as_bytes();
-    if b[0] == b'/' || b[0] == b'\\' || (b.len() > 1 && b[1] == b':' && b[0].is_ascii_alphabetic()) {
+    if b[0] == b'/' || b[0] == b'\\' || (b.len() > 1 && b[1] == b':' && b[0].is_ascii_alphabetic())
+    {
         return Err(refuse("is an absolute path"));
     }
     if b[0] == b'~' {
@@ -76,7 +80,9 @@ impl DiskSource {
     fn resolve(&self, name: &str) -> Result<PathBuf> {
         check_name(name, self.allow_outside)?;
         let p = Path::new(name);
-        if p.components().any(|c| matches!(c, Component::Prefix(_) | Component::RootDir)) {
+        if p.components()
+            .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+        {
             return Ok(p.to_path_buf());
         }
         Ok(self.folder.join(p))
@@ -93,7 +99,10 @@ impl DataSource for DiskSource {
     fn open(&self, name: &str) -> Result<Box<dyn DataReader + '_>> {
         let path = self.resolve(name)?;
         let file = File::open(&path).map_err(|e| Error::from_io(path.display(), e))?;
-        let len = file.metadata().map_err(|e| Error::from_io(path.display(), e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::from_io(path.display(), e))?
+            .len();
         Ok(Box::new(DiskReader { file, len, path }))
     }
 }
@@ -103,9 +112,18 @@ impl DataReader for DiskReader {
         self.len
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        check_range(offset, buf.len(), self.len, &self.path.display().to_string())?;
-        self.file.seek(SeekFrom::Start(offset)).map_err(|e| Error::from_io(self.path.display(), e))?;
-        self.file.read_exact(buf).map_err(|e| Error::from_io(self.path.display(), e))
+        check_range(
+            offset,
+            buf.len(),
+            self.len,
+            &self.path.display().to_string(),
+        )?;
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::from_io(self.path.display(), e))?;
+        self.file
+            .read_exact(buf)
+            .map_err(|e| Error::from_io(self.path.display(), e))
     }
 }
 

@@ -38,7 +38,10 @@ const RESERVED: [&str; 24] = [
 ];
 
 pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     let local = match ext.as_deref() {
         Some("mha") => true,
         Some("mhd") => false,
@@ -57,10 +60,9 @@ pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result
     let data_name = if local {
         "LOCAL".to_string()
     } else {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(|| Error::invalid(format!("{}: file name is not valid UTF-8", path.display())))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).ok_or_else(|| {
+            Error::invalid(format!("{}: file name is not valid UTF-8", path.display()))
+        })?;
         format!("{stem}.{}", if opts.compress { "zraw" } else { "raw" })
     };
     let header = header_text(volume, compressed.as_ref().map(|c| c.len()), &data_name);
@@ -96,7 +98,10 @@ fn check_storage(volume: &Volume) -> Result<()> {
     }
     let stored = volume.data.element_type();
     let ok = stored == volume.element_type
-        || matches!((volume.element_type, &volume.data), (T::Long, PixelData::I32(_)) | (T::ULong, PixelData::U32(_)));
+        || matches!(
+            (volume.element_type, &volume.data),
+            (T::Long, PixelData::I32(_)) | (T::ULong, PixelData::U32(_))
+        );
     if !ok {
         return Err(Error::invalid(format!(
             "element_type {} does not match the stored {} samples",
@@ -109,16 +114,27 @@ fn check_storage(volume: &Volume) -> Result<()> {
 
 /// One zlib stream at level 2, as SimpleITK's `useCompression`.
 fn compress(raw: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = flate2::write::ZlibEncoder::new(Vec::with_capacity(raw.len() / 2), flate2::Compression::new(2));
-    enc.write_all(raw).and_then(|_| enc.finish()).map_err(|e| Error::io(format!("zlib compression failed: {e}")))
+    let mut enc = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(raw.len() / 2),
+        flate2::Compression::new(2),
+    );
+    enc.write_all(raw)
+        .and_then(|_| enc.finish())
+        .map_err(|e| Error::io(format!("zlib compression failed: {e}")))
 }
 
 /// The header in SimpleITK's key order.
-pub(crate) fn header_text(volume: &Volume, compressed_size: Option<usize>, data_name: &str) -> String {
+pub(crate) fn header_text(
+    volume: &Volume,
+    compressed_size: Option<usize>,
+    data_name: &str,
+) -> String {
     let g = &volume.geometry;
     let nums = |v: &[f64]| v.iter().map(|&x| g17(x)).collect::<Vec<_>>().join(" ");
     // Row i of TransformMatrix is the direction of axis i, i.e. column i of D.
-    let tm: Vec<f64> = (0..3).flat_map(|c| (0..3).map(move |r| g.direction[r][c])).collect();
+    let tm: Vec<f64> = (0..3)
+        .flat_map(|c| (0..3).map(move |r| g.direction[r][c]))
+        .collect();
     let orientation = volume
         .anatomical_orientation
         .as_deref()
@@ -133,7 +149,14 @@ pub(crate) fn header_text(volume: &Volume, compressed_size: Option<usize>, data_
     kv("ObjectType", "Image");
     kv("NDims", "3");
     kv("BinaryData", "True");
-    kv("BinaryDataByteOrderMSB", if cfg!(target_endian = "big") { "True" } else { "False" });
+    kv(
+        "BinaryDataByteOrderMSB",
+        if cfg!(target_endian = "big") {
+            "True"
+        } else {
+            "False"
+        },
+    );
     match compressed_size {
         Some(n) => {
             kv("CompressedData", "True");
@@ -172,7 +195,13 @@ fn is_safe_value(v: &str) -> bool {
 fn anatomical_orientation(d: &[[f64; 3]; 3]) -> String {
     (0..3)
         .map(|c| {
-            let r = (0..3).fold(0, |best, r| if d[r][c].abs() > d[best][c].abs() { r } else { best });
+            let r = (0..3).fold(0, |best, r| {
+                if d[r][c].abs() > d[best][c].abs() {
+                    r
+                } else {
+                    best
+                }
+            });
             let letters = [['R', 'L'], ['A', 'P'], ['I', 'S']];
             letters[r][usize::from(d[r][c] < 0.0)]
         })
@@ -185,7 +214,13 @@ pub fn g17(x: f64) -> String {
         return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
     if !x.is_finite() {
-        return if x.is_nan() { "nan".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return if x.is_nan() {
+            "nan".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     let sci = format!("{x:.16e}");
     let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
@@ -200,7 +235,12 @@ pub fn g17(x: f64) -> String {
     if (-4..17).contains(&exp) {
         trim(&format!("{x:.*}", (16 - exp) as usize))
     } else {
-        format!("{}e{}{:02}", trim(mantissa), if exp < 0 { '-' } else { '+' }, exp.abs())
+        format!(
+            "{}e{}{:02}",
+            trim(mantissa),
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
     }
 }
 

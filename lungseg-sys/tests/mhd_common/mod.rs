@@ -7,7 +7,9 @@ use std::process::Command;
 
 /// A fresh, empty folder under cargo's per-target temporary directory.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mhd").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("mhd")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -15,9 +17,14 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// Runs a python3 snippet that uses SimpleITK; fails (never skips) when it is not installed.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3").arg("-c").arg(script).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run python3 ({e}); these tests need it: pip install SimpleITK numpy")
-    });
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}); these tests need it: pip install SimpleITK numpy")
+        });
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         if stderr.contains("No module named") {
@@ -78,16 +85,30 @@ pub fn sitk_read_many(files: &[(PathBuf, ElementType)]) -> Vec<SitkImage> {
     let mut args = Vec::new();
     for (path, t) in files {
         let dump = path.with_extension("sitk.bin");
-        args.extend([path.to_str().unwrap().to_string(), numpy_dtype(*t).to_string(), dump.to_str().unwrap().to_string()]);
+        args.extend([
+            path.to_str().unwrap().to_string(),
+            numpy_dtype(*t).to_string(),
+            dump.to_str().unwrap().to_string(),
+        ]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = python(READ_PY, &args);
-    assert_eq!(out.lines().count(), files.len(), "SimpleITK answered for fewer files:\n{out}");
+    assert_eq!(
+        out.lines().count(),
+        files.len(),
+        "SimpleITK answered for fewer files:\n{out}"
+    );
     out.lines()
         .zip(files)
         .map(|(line, (path, _))| {
             let j: serde_json::Value = serde_json::from_str(line).unwrap();
-            let arr = |k: &str| -> Vec<f64> { j[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+            let arr = |k: &str| -> Vec<f64> {
+                j[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            };
             let size = arr("size");
             let (sp, or, di) = (arr("spacing"), arr("origin"), arr("direction"));
             SitkImage {
@@ -110,7 +131,10 @@ pub fn assert_same(v: &Volume, s: &SitkImage, what: &str) {
     assert_eq!(g.origin, s.origin, "{what}: origin");
     assert_eq!(g.direction_row_major(), s.direction, "{what}: direction");
     assert_eq!(v.channels, s.channels, "{what}: channels");
-    assert!(v.data.as_bytes() == s.bytes.as_slice(), "{what}: voxel values differ");
+    assert!(
+        v.data.as_bytes() == s.bytes.as_slice(),
+        "{what}: voxel values differ"
+    );
 }
 
 /// Deterministic test data of `n` samples in the storage type of `t`, spanning its range.
@@ -121,8 +145,12 @@ pub fn sample_data(t: ElementType, n: usize) -> PixelData {
         ElementType::UChar => PixelData::U8((0..n).map(|i| f(i) as u8).collect()),
         ElementType::Short => PixelData::I16((0..n).map(|i| f(i) as i16).collect()),
         ElementType::UShort => PixelData::U16((0..n).map(|i| f(i) as u16).collect()),
-        ElementType::Int | ElementType::Long => PixelData::I32((0..n).map(|i| (f(i) as i32).wrapping_mul(1000)).collect()),
-        ElementType::UInt | ElementType::ULong => PixelData::U32((0..n).map(|i| (f(i) as u32).wrapping_mul(1000)).collect()),
+        ElementType::Int | ElementType::Long => {
+            PixelData::I32((0..n).map(|i| (f(i) as i32).wrapping_mul(1000)).collect())
+        }
+        ElementType::UInt | ElementType::ULong => {
+            PixelData::U32((0..n).map(|i| (f(i) as u32).wrapping_mul(1000)).collect())
+        }
         ElementType::LongLong => PixelData::I64((0..n).map(|i| f(i) << 30).collect()),
         ElementType::ULongLong => PixelData::U64((0..n).map(|i| (f(i) as u64) << 30).collect()),
         ElementType::Float => PixelData::F32((0..n).map(|i| f(i) as f32 * 0.37).collect()),
@@ -133,7 +161,13 @@ pub fn sample_data(t: ElementType, n: usize) -> PixelData {
 /// A small volume with an awkward geometry (anisotropic, non-round origin, given direction).
 pub fn sample_volume(t: ElementType, channels: usize, direction: [[f64; 3]; 3]) -> Volume {
     let dims = [7, 5, 3];
-    let g = Geometry::new(dims, [0.7617189884185791, 0.1, 2.5], [-198.100006, 0.3, -335.209991], direction).unwrap();
+    let g = Geometry::new(
+        dims,
+        [0.7617189884185791, 0.1, 2.5],
+        [-198.100006, 0.3, -335.209991],
+        direction,
+    )
+    .unwrap();
     Volume {
         geometry: g,
         element_type: t,
@@ -152,7 +186,9 @@ DimSize = 4 3 2\nElementType = MET_SHORT\nElementDataFile = d.raw\n";
 
 /// 24 int16 values 0, -1, 2, -3, … as little-endian bytes.
 pub fn basic_values() -> Vec<i16> {
-    (0..24).map(|i: i16| if i % 2 == 0 { i * 10 } else { -i * 10 }).collect()
+    (0..24)
+        .map(|i: i16| if i % 2 == 0 { i * 10 } else { -i * 10 })
+        .collect()
 }
 
 pub fn le_bytes(v: &[i16]) -> Vec<u8> {
@@ -178,7 +214,11 @@ pub fn mem_read_opts(
 
 /// Asserts an error of `kind` whose message contains every one of `needles`.
 #[track_caller]
-pub fn assert_err<T: std::fmt::Debug>(r: lungseg::Result<T>, kind: lungseg::ErrorKind, needles: &[&str]) {
+pub fn assert_err<T: std::fmt::Debug>(
+    r: lungseg::Result<T>,
+    kind: lungseg::ErrorKind,
+    needles: &[&str],
+) {
     let e = r.expect_err("expected an error");
     assert_eq!(e.kind, kind, "wrong kind for: {}", e.message);
     for n in needles {
