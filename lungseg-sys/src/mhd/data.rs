@@ -47,9 +47,11 @@ pub(crate) fn read_pixels(
             }
             let start = region_start(header, &chunk, reader.len(), None)?;
             let len = reader.len() - start;
-            if len > max_bytes {
+            // Generous for any number formatting, but bounded by the voxel count, not the file.
+            let cap = max_bytes.min((dst.len() / width) as u64 * 64 + 4096);
+            if len > cap {
                 return Err(Error::limit(format!(
-                    "{}: {len} bytes of ASCII data exceed the limit of {max_bytes}",
+                    "{}: {len} bytes of ASCII data exceed the limit of {cap}",
                     ctx()
                 )));
             }
@@ -204,6 +206,7 @@ fn inflate(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8]) ->
     if len >= 2 {
         reader.read_at(start, &mut magic)?;
     }
+<<<<<<< HEAD
     let region = BufReader::with_capacity(
         1 << 20,
         Region {
@@ -212,10 +215,80 @@ fn inflate(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8]) ->
             end: start + len,
         },
     );
+=======
+>>>>>>> mhd
     if magic == [0x1f, 0x8b] {
+        let region = BufReader::with_capacity(
+            1 << 20,
+            Region {
+                reader,
+                pos: start,
+                end: start + len,
+            },
+        );
         fill(flate2::bufread::GzDecoder::new(region), dst, "gzip")
     } else {
-        fill(flate2::bufread::ZlibDecoder::new(region), dst, "zlib")
+        inflate_zlib(reader, start, len, dst)
+    }
+}
+
+/// zlib straight through `Decompress` into `dst`: no `Read` layering, large input chunks.
+fn inflate_zlib(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8]) -> Result<()> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let corrupt = |e: flate2::DecompressError| Error::format(format!("corrupt zlib stream: {e}"));
+    let mut z = Decompress::new(true);
+    let mut buf = vec![0u8; len.min(4 << 20) as usize];
+    let (mut pos, end) = (start, start + len);
+    let mut spare = [0u8; 1];
+    loop {
+        let n = (end - pos).min(buf.len() as u64) as usize;
+        reader.read_at(pos, &mut buf[..n])?;
+        pos += n as u64;
+        let mut input = &buf[..n];
+        loop {
+            let (in0, out0) = (z.total_in(), z.total_out() as usize);
+            // Once `dst` is full, decode into a 1-byte spare: any output there means "too long".
+            let out: &mut [u8] = if out0 < dst.len() {
+                &mut dst[out0..]
+            } else {
+                &mut spare
+            };
+            let status = z
+                .decompress(input, out, FlushDecompress::None)
+                .map_err(corrupt)?;
+            input = &input[(z.total_in() - in0) as usize..];
+            if z.total_out() as usize > dst.len() {
+                return Err(Error::format(format!(
+                    "zlib stream inflates to more than the expected {} bytes",
+                    dst.len()
+                )));
+            }
+            if status == Status::StreamEnd {
+                let got = z.total_out() as usize;
+                if got < dst.len() {
+                    return Err(Error::format(format!(
+                        "zlib stream inflates to {got} bytes, expected {}",
+                        dst.len()
+                    )));
+                }
+                return Ok(());
+            }
+            if input.is_empty() {
+                break;
+            }
+            if z.total_in() == in0 && z.total_out() as usize == out0 {
+                return Err(Error::format(
+                    "corrupt zlib stream: inflation makes no progress",
+                ));
+            }
+        }
+        if pos == end {
+            let got = z.total_out() as usize;
+            return Err(Error::format(format!(
+                "zlib stream ends early: inflated {got} bytes of the expected {}",
+                dst.len()
+            )));
+        }
     }
 }
 
@@ -355,9 +428,29 @@ fn zeroed<T: bytemuck::Zeroable>(n: usize) -> Result<Vec<T>> {
         if ptr.is_null() {
             return Err(oom());
         }
+        advise_huge_pages(ptr as *mut u8, layout.size());
         Ok(Vec::from_raw_parts(ptr, n, n))
     }
 }
+
+/// Asks Linux for transparent huge pages on a large, not yet touched buffer: filling a 150 MB
+/// scan then costs ~75 page faults instead of ~38 000, a third of a raw read's time. Only a hint.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 4 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + len) / HUGE * HUGE;
+    // SAFETY: [start, end) lies inside the allocation we own; MADV_HUGEPAGE changes no contents.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _len: usize) {}
 
 fn bytes_mut(data: &mut PixelData) -> &mut [u8] {
     match data {

@@ -246,6 +246,7 @@ impl<'a> Parser<'a> {
                 let v = self.list(key, value, ListLen::N)?;
                 let mut dims = Vec::with_capacity(v.len());
                 for t in v {
+<<<<<<< HEAD
                     let d: i64 = t.parse().map_err(|_| {
                         Error::format(format!(
                             "DimSize value {:?} is not an integer",
@@ -254,8 +255,20 @@ impl<'a> Parser<'a> {
                     })?;
                     if d < 0 {
                         return Err(Error::format(format!("DimSize value {d} is negative")));
+=======
+                    if t.starts_with('-') && t[1..].bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(Error::format(format!(
+                            "DimSize value {} is negative",
+                            truncate(&t)
+                        )));
+>>>>>>> mhd
                     }
-                    dims.push(d as u64);
+                    dims.push(t.parse().map_err(|_| {
+                        Error::format(format!(
+                            "DimSize value {:?} is not an integer",
+                            truncate(&t)
+                        ))
+                    })?);
                 }
                 self.fields.dim_size = Some(dims);
             }
@@ -354,11 +367,24 @@ impl<'a> Parser<'a> {
                     tokens.len()
                 )));
             };
+<<<<<<< HEAD
             tokens.extend(
                 String::from_utf8_lossy(raw)
                     .split_whitespace()
                     .map(str::to_string),
             );
+=======
+            let line = String::from_utf8_lossy(raw);
+            if line.contains(['=', ':']) {
+                return Err(Error::format(format!(
+                    "{key} has {} values, NDims = {n} needs {want} (line {} is {:?})",
+                    tokens.len(),
+                    self.lines.line_no,
+                    truncate(&line)
+                )));
+            }
+            tokens.extend(line.split_whitespace().map(str::to_string));
+>>>>>>> mhd
         }
         if tokens.len() > want {
             return Err(Error::format(format!(
@@ -392,6 +418,45 @@ impl<'a> Parser<'a> {
         let element_type = f
             .element_type
             .ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
+<<<<<<< HEAD
+=======
+        // NDims may have changed after a list was read: every list must fit the final NDims.
+        let lists = [
+            ("DimSize", Some(dim_size.len()), ndims),
+            (
+                "ElementSpacing",
+                f.element_spacing.as_ref().map(Vec::len),
+                ndims,
+            ),
+            ("ElementSize", f.element_size.as_ref().map(Vec::len), ndims),
+            ("Offset", f.offset.as_ref().map(Vec::len), ndims),
+            ("Position", f.position.as_ref().map(Vec::len), ndims),
+            ("Origin", f.origin.as_ref().map(Vec::len), ndims),
+            (
+                "CenterOfRotation",
+                f.center_of_rotation.as_ref().map(Vec::len),
+                ndims,
+            ),
+            (
+                "TransformMatrix",
+                f.transform_matrix.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
+            ("Rotation", f.rotation.as_ref().map(Vec::len), ndims * ndims),
+            (
+                "Orientation",
+                f.orientation.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
+        ];
+        for (key, len, want) in lists {
+            if let Some(len) = len.filter(|&l| l != want) {
+                return Err(Error::format(format!(
+                    "{key} has {len} values but the final NDims = {ndims} needs {want}"
+                )));
+            }
+        }
+>>>>>>> mhd
         if value.is_empty() {
             return Err(Error::format("ElementDataFile is empty"));
         }
@@ -508,7 +573,7 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
             "ElementDataFile pattern {value:?} has more than 3 numbers"
         )));
     }
-    let last = *dims.last().unwrap_or(&0) as i64;
+    let last = i64::try_from(*dims.last().unwrap_or(&0)).unwrap_or(i64::MAX);
     let num = |i: usize, what: &str| -> Result<i64> {
         words[i]
             .parse::<i64>()
@@ -522,7 +587,7 @@ fn pattern(value: &str, dims: &[u64]) -> Result<DataFile> {
             })
     };
     let min = if words.len() > 1 { num(1, "min")? } else { 1 };
-    let mut max = min.saturating_add(last) - 1;
+    let mut max = min.saturating_add(last).saturating_sub(1);
     let mut step = 1;
     if words.len() > 2 {
         max = num(2, "max")?;
