@@ -206,17 +206,6 @@ fn inflate(reader: &mut dyn DataReader, start: u64, len: u64, dst: &mut [u8]) ->
     if len >= 2 {
         reader.read_at(start, &mut magic)?;
     }
-<<<<<<< HEAD
-    let region = BufReader::with_capacity(
-        1 << 20,
-        Region {
-            reader,
-            pos: start,
-            end: start + len,
-        },
-    );
-=======
->>>>>>> mhd
     if magic == [0x1f, 0x8b] {
         let region = BufReader::with_capacity(
             1 << 20,

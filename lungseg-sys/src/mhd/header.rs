@@ -246,22 +246,11 @@ impl<'a> Parser<'a> {
                 let v = self.list(key, value, ListLen::N)?;
                 let mut dims = Vec::with_capacity(v.len());
                 for t in v {
-<<<<<<< HEAD
-                    let d: i64 = t.parse().map_err(|_| {
-                        Error::format(format!(
-                            "DimSize value {:?} is not an integer",
-                            truncate(&t)
-                        ))
-                    })?;
-                    if d < 0 {
-                        return Err(Error::format(format!("DimSize value {d} is negative")));
-=======
                     if t.starts_with('-') && t[1..].bytes().all(|b| b.is_ascii_digit()) {
                         return Err(Error::format(format!(
                             "DimSize value {} is negative",
                             truncate(&t)
                         )));
->>>>>>> mhd
                     }
                     dims.push(t.parse().map_err(|_| {
                         Error::format(format!(
@@ -367,13 +356,6 @@ impl<'a> Parser<'a> {
                     tokens.len()
                 )));
             };
-<<<<<<< HEAD
-            tokens.extend(
-                String::from_utf8_lossy(raw)
-                    .split_whitespace()
-                    .map(str::to_string),
-            );
-=======
             let line = String::from_utf8_lossy(raw);
             if line.contains(['=', ':']) {
                 return Err(Error::format(format!(
@@ -384,7 +366,6 @@ impl<'a> Parser<'a> {
                 )));
             }
             tokens.extend(line.split_whitespace().map(str::to_string));
->>>>>>> mhd
         }
         if tokens.len() > want {
             return Err(Error::format(format!(
@@ -418,8 +399,6 @@ impl<'a> Parser<'a> {
         let element_type = f
             .element_type
             .ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
-<<<<<<< HEAD
-=======
         // NDims may have changed after a list was read: every list must fit the final NDims.
         let lists = [
             ("DimSize", Some(dim_size.len()), ndims),
@@ -456,7 +435,6 @@ impl<'a> Parser<'a> {
                 )));
             }
         }
->>>>>>> mhd
         if value.is_empty() {
             return Err(Error::format("ElementDataFile is empty"));
         }

@@ -77,34 +77,6 @@ for path, dtype, dump in zip(args[0::3], args[1::3], args[2::3]):
 
 /// Reads `path` with `SimpleITK.ReadImage`.
 pub fn sitk_read(path: &Path, t: ElementType) -> SitkImage {
-<<<<<<< HEAD
-    let dump = path.with_extension("sitk.bin");
-    let out = python(
-        READ_PY,
-        &[
-            path.to_str().unwrap(),
-            numpy_dtype(t),
-            dump.to_str().unwrap(),
-        ],
-    );
-    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let arr = |k: &str| -> Vec<f64> {
-        j[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    };
-    let size = arr("size");
-    let (sp, or, di) = (arr("spacing"), arr("origin"), arr("direction"));
-    SitkImage {
-        size: [size[0] as usize, size[1] as usize, size[2] as usize],
-        spacing: [sp[0], sp[1], sp[2]],
-        origin: [or[0], or[1], or[2]],
-        direction: di.try_into().unwrap(),
-        channels: j["channels"].as_u64().unwrap() as usize,
-        bytes: std::fs::read(&dump).unwrap(),
-=======
     sitk_read_many(&[(path.to_path_buf(), t)]).pop().unwrap()
 }
 
@@ -118,7 +90,6 @@ pub fn sitk_read_many(files: &[(PathBuf, ElementType)]) -> Vec<SitkImage> {
             numpy_dtype(*t).to_string(),
             dump.to_str().unwrap().to_string(),
         ]);
->>>>>>> mhd
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = python(READ_PY, &args);
