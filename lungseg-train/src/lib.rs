@@ -2,6 +2,7 @@
 //! evaluation metrics ([`metrics`]) and reports ([`report`]), and the demo ([`demo`]).
 //! LUNA16 preparation, training (Burn) and export come next.
 
+pub mod dataset;
 pub mod demo;
 pub mod metrics;
 pub mod report;
