@@ -5,5 +5,6 @@
 pub mod dataset;
 pub mod demo;
 pub mod metrics;
+pub mod prepare;
 pub mod report;
 pub mod synth;
