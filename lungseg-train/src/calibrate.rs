@@ -139,7 +139,10 @@ pub fn calibrate_review_threshold(
 pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Result<()> {
     use safetensors::SafeTensors;
     let path = model_path.as_ref();
-    ensure!(threshold.is_finite(), "review threshold {threshold} is not finite");
+    ensure!(
+        threshold.is_finite(),
+        "review threshold {threshold} is not finite"
+    );
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
@@ -149,7 +152,10 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
     let mut review = match meta.get("review") {
         Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
             Ok(serde_json::Value::Object(m)) => m,
-            _ => bail!("{}: metadata 'review' is not a JSON object: {s}", path.display()),
+            _ => bail!(
+                "{}: metadata 'review' is not a JSON object: {s}",
+                path.display()
+            ),
         },
         None => serde_json::Map::new(),
     };
@@ -157,7 +163,10 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
         .entry("score")
         .or_insert_with(|| lungseg::model::ReviewConfig::default().score.name().into());
     review.insert("threshold".into(), serde_json::json!(threshold));
-    meta.insert("review".into(), serde_json::Value::Object(review).to_string());
+    meta.insert(
+        "review".into(),
+        serde_json::Value::Object(review).to_string(),
+    );
     let out = safetensors::serialize(st.tensors(), Some(meta))
         .with_context(|| format!("{}: cannot re-serialise", path.display()))?;
     let model = Model::from_bytes(&out)
@@ -168,7 +177,11 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
         model.review().threshold
     );
     let name = path.file_name().context("model path has no file name")?;
-    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

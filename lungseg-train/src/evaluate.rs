@@ -82,7 +82,13 @@ struct Maps {
     mutual_info: Vec<f32>,
 }
 
-fn run_patch(model: &Model, rec: &PatchRecord, patch: &Patch, samples: u32, seed: u64) -> Result<(PatchSummary, Maps)> {
+fn run_patch(
+    model: &Model,
+    rec: &PatchRecord,
+    patch: &Patch,
+    samples: u32,
+    seed: u64,
+) -> Result<(PatchSummary, Maps)> {
     let n = patch.hu.len();
     let mut m = Maps {
         mean: vec![0.0; n],
@@ -162,13 +168,14 @@ pub fn evaluate(
 
     let dice_large = sized_dice(&ds, &idx, &metrics.patches, MIN_DIAMETER_MM);
     let mut figs = Vec::new();
-    let mut fig = |r: std::result::Result<(), figures::FigureError>, title: &str, file: &str| match r {
-        Ok(()) => figs.push(FigureRef {
-            title: title.into(),
-            path: file.into(),
-        }),
-        Err(e) => notes.push(format!("figure {file} not written: {e}")),
-    };
+    let mut fig =
+        |r: std::result::Result<(), figures::FigureError>, title: &str, file: &str| match r {
+            Ok(()) => figs.push(FigureRef {
+                title: title.into(),
+                path: file.into(),
+            }),
+            Err(e) => notes.push(format!("figure {file} not written: {e}")),
+        };
     let out = &opts.out;
     fig(
         figures::reliability_diagram(
@@ -218,7 +225,12 @@ pub fn evaluate(
         let d = |i: usize| ds.records[i].diameter_mm.unwrap_or(0.0);
         d(b).total_cmp(&d(a)).then(a.cmp(&b))
     });
-    shown.extend(by_size.into_iter().take(opts.samples_shown).map(|i| (i, "largest nodule")));
+    shown.extend(
+        by_size
+            .into_iter()
+            .take(opts.samples_shown)
+            .map(|i| (i, "largest nodule")),
+    );
     let mut by_score: Vec<usize> = (0..idx.len()).collect();
     by_score.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     for k in by_score.into_iter().take(opts.samples_shown) {
@@ -235,7 +247,8 @@ pub fn evaluate(
         let title = format!(
             "{} ({why}{}, score {:.3}{})",
             rec.id,
-            rec.diameter_mm.map_or(String::new(), |d| format!(", {d:.1} mm")),
+            rec.diameter_mm
+                .map_or(String::new(), |d| format!(", {d:.1} mm")),
             s.uncertainty_score,
             if s.needs_review { ", needs review" } else { "" }
         );
@@ -285,7 +298,11 @@ pub fn evaluate(
     }
     let report = Report {
         title: "lungseg evaluation".into(),
-        model: format!("{} (provenance {})", model_path.display(), model.provenance()),
+        model: format!(
+            "{} (provenance {})",
+            model_path.display(),
+            model.provenance()
+        ),
         dataset: format!("{} split of {}", opts.split, ds.root().display()),
         mc_samples: opts.samples,
         review_score: review.score.name().into(),
@@ -316,7 +333,8 @@ pub fn evaluate(
         fmt_opt(dice_large.mean_dice),
         fmt_opt(dice_large.mean_iou)
     );
-    std::fs::write(&report_md, md).with_context(|| format!("cannot write {}", report_md.display()))?;
+    std::fs::write(&report_md, md)
+        .with_context(|| format!("cannot write {}", report_md.display()))?;
     Ok(EvaluateOutput {
         report,
         dice_large_nodules: dice_large,
@@ -361,7 +379,12 @@ fn sized_dice(
 /// Writes `<id>_{hu,gt,prob,entropy,mi}.mhd` with the patch's world geometry (identity
 /// direction, origin = centre − size/2 · spacing, the `lungseg::patch` grid convention), so
 /// they overlay the original scan in 3D Slicer.
-fn write_slicer_volumes(dir: &Path, rec: &PatchRecord, patch: &Patch, m: &Maps) -> Result<Vec<PathBuf>> {
+fn write_slicer_volumes(
+    dir: &Path,
+    rec: &PatchRecord,
+    patch: &Patch,
+    m: &Maps,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let [d, h, w] = rec.shape;
     let spacing = rec.spacing_mm.unwrap_or([1.0; 3]);

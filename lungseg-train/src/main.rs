@@ -129,7 +129,11 @@ struct EvaluateArgs {
 fn parse_triple<T: std::str::FromStr + Copy>(s: &str) -> Result<[T; 3], String> {
     let v: Vec<T> = s
         .split(',')
-        .map(|x| x.trim().parse::<T>().map_err(|_| format!("'{x}' is not a number")))
+        .map(|x| {
+            x.trim()
+                .parse::<T>()
+                .map_err(|_| format!("'{x}' is not a number"))
+        })
         .collect::<Result<_, _>>()?;
     match v[..] {
         [n] => Ok([n; 3]),
@@ -140,8 +144,10 @@ fn parse_triple<T: std::str::FromStr + Copy>(s: &str) -> Result<[T; 3], String> 
 
 fn bar(len: u64, what: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(
-        ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} (eta {{eta}})"))
-            .expect("valid template"),
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} (eta {{eta}})"
+        ))
+        .expect("valid template"),
     )
 }
 
@@ -175,9 +181,19 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
 }
 
 fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
-    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?.split(&a.split).len();
+    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
+        .split(&a.split)
+        .len();
     let pb = bar(n as u64, "patches");
-    let c = calibrate::calibrate(&a.model, &a.data, &a.split, a.refer_fraction, a.samples, a.seed, || pb.inc(1));
+    let c = calibrate::calibrate(
+        &a.model,
+        &a.data,
+        &a.split,
+        a.refer_fraction,
+        a.samples,
+        a.seed,
+        || pb.inc(1),
+    );
     pb.finish_and_clear();
     let c = c?;
     println!(

@@ -37,9 +37,13 @@ fn dataset(dir: &Path) -> PathBuf {
             for z in 0..d {
                 for y in 0..h {
                     for x in 0..wd {
-                        k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        k = k
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         let noise = ((k >> 40) as f32 / 16_777_216.0 - 0.5) * 60.0;
-                        let r2 = (x as f64 - c[0]).powi(2) + (y as f64 - c[1]).powi(2) + (z as f64 - c[2]).powi(2);
+                        let r2 = (x as f64 - c[0]).powi(2)
+                            + (y as f64 - c[1]).powi(2)
+                            + (z as f64 - c[2]).powi(2);
                         let inside = label == 1 && r2 <= (diameter / 2.0).powi(2);
                         hu.push(if inside { 40.0 } else { -850.0 } + noise);
                         mask.push(u8::from(inside));
@@ -80,13 +84,19 @@ fn threshold_refers_the_requested_fraction() {
         scores.sort_by(|a, b| b.total_cmp(a));
         // Exactly k unless ties straddle the cut (tied patches are never split).
         if k == 0 || k == 10 || scores[k - 1] != scores[k] {
-            assert_eq!(referred, k, "fraction {fraction}, threshold {t}, scores {scores:?}");
+            assert_eq!(
+                referred, k,
+                "fraction {fraction}, threshold {t}, scores {scores:?}"
+            );
         } else {
             assert!(referred <= k);
         }
     }
     let e = calibrate_review_threshold(&model_path, &data, "train", 0.1, 4, 1).unwrap_err();
-    assert!(format!("{e:#}").contains("split 'train' has no patches"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("split 'train' has no patches"),
+        "{e:#}"
+    );
 }
 
 #[test]
@@ -103,7 +113,10 @@ fn set_review_threshold_round_trips() {
     assert_eq!(new.config(), old.config());
     assert_eq!(new.provenance(), old.provenance());
 
-    let (a, b) = (SafeTensors::deserialize(&before).unwrap(), SafeTensors::deserialize(&after).unwrap());
+    let (a, b) = (
+        SafeTensors::deserialize(&before).unwrap(),
+        SafeTensors::deserialize(&after).unwrap(),
+    );
     let mut names = a.names();
     names.sort();
     let mut names_b = b.names();
@@ -111,9 +124,20 @@ fn set_review_threshold_round_trips() {
     assert_eq!(names, names_b);
     for n in names {
         let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
-        assert_eq!((x.dtype(), x.shape(), x.data()), (y.dtype(), y.shape(), y.data()), "{n}");
+        assert_eq!(
+            (x.dtype(), x.shape(), x.data()),
+            (y.dtype(), y.shape(), y.data()),
+            "{n}"
+        );
     }
-    let meta = |bytes: &[u8]| SafeTensors::read_metadata(bytes).unwrap().1.metadata().clone().unwrap();
+    let meta = |bytes: &[u8]| {
+        SafeTensors::read_metadata(bytes)
+            .unwrap()
+            .1
+            .metadata()
+            .clone()
+            .unwrap()
+    };
     let (ma, mb) = (meta(&before), meta(&after));
     for (k, v) in &ma {
         if k != "review" {
@@ -134,7 +158,10 @@ fn set_review_threshold_round_trips() {
     assert!(set_review_threshold(&path, f32::NAN).is_err());
     let junk = tmp.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
-    assert!(format!("{:#}", set_review_threshold(&junk, 0.1).unwrap_err()).contains("not a safetensors file"));
+    assert!(
+        format!("{:#}", set_review_threshold(&junk, 0.1).unwrap_err())
+            .contains("not a safetensors file")
+    );
     assert_eq!(std::fs::read(&junk).unwrap(), b"not a model");
 }
 
@@ -161,40 +188,88 @@ fn evaluate_writes_report_figures_and_volumes() {
     })
     .unwrap();
     assert_eq!(calls, 6);
-    for f in ["report.json", "report.md", "reliability.png", "referral.png", "uncertainty_histograms.png", "training_curves.png"] {
+    for f in [
+        "report.json",
+        "report.md",
+        "reliability.png",
+        "referral.png",
+        "uncertainty_histograms.png",
+        "training_curves.png",
+    ] {
         let p = out.join(f);
-        assert!(p.is_file() && std::fs::metadata(&p).unwrap().len() > 0, "{f} missing");
+        assert!(
+            p.is_file() && std::fs::metadata(&p).unwrap().len() > 0,
+            "{f} missing"
+        );
     }
     let panels = std::fs::read_dir(&out)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("panel_"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("panel_")
+        })
         .count();
     assert!((2..=4).contains(&panels), "{panels} panels");
     assert_eq!(r.volumes.len(), panels * 5);
 
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&r.report_json).unwrap()).unwrap();
-    for key in ["title", "model", "dataset", "mc_samples", "review_score", "review_threshold", "metrics", "figures", "notes", "quality_checks", "dice_nodules_ge_5mm", "evaluation"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&r.report_json).unwrap()).unwrap();
+    for key in [
+        "title",
+        "model",
+        "dataset",
+        "mc_samples",
+        "review_score",
+        "review_threshold",
+        "metrics",
+        "figures",
+        "notes",
+        "quality_checks",
+        "dice_nodules_ge_5mm",
+        "evaluation",
+    ] {
         assert!(v.get(key).is_some(), "report.json lacks {key}");
     }
     let m = &v["metrics"];
     assert_eq!(m["n_patches"], 6);
     assert_eq!(m["patches"].as_array().unwrap().len(), 6);
     let pooled = &m["overlap"]["pooled"];
-    let (dice, iou) = (pooled["dice"].as_f64().unwrap(), pooled["iou"].as_f64().unwrap());
+    let (dice, iou) = (
+        pooled["dice"].as_f64().unwrap(),
+        pooled["iou"].as_f64().unwrap(),
+    );
     assert!((0.0..=1.0).contains(&dice) && (0.0..=1.0).contains(&iou));
-    assert!(iou <= dice && (dice == 0.0 || iou < dice), "Dice {dice}, IoU {iou}");
+    assert!(
+        iou <= dice && (dice == 0.0 || iou < dice),
+        "Dice {dice}, IoU {iou}"
+    );
     assert_eq!(v["mc_samples"], 3);
     assert_eq!(v["quality_checks"].as_array().unwrap().len(), 4);
     // Positives in test: i = 0, 2, 4 → diameters 3, 5, 7 mm; two are ≥ 5 mm.
     assert_eq!(v["dice_nodules_ge_5mm"]["n"], 2);
-    assert_eq!(v["review_threshold"].as_f64().unwrap() as f32, Model::open(&model_path).unwrap().review().threshold);
+    assert_eq!(
+        v["review_threshold"].as_f64().unwrap() as f32,
+        Model::open(&model_path).unwrap().review().threshold
+    );
     assert_eq!(v["figures"].as_array().unwrap().len(), 4 + panels);
     let md = std::fs::read_to_string(&r.report_md).unwrap();
     assert!(md.contains("## Dice on nodules ≥ 5 mm"), "{md}");
 
     // The Slicer volumes sit where the patch was cut, and hold the patch.
-    let hu_path = r.volumes.iter().find(|p| p.to_string_lossy().ends_with("_hu.mhd")).unwrap();
-    let id = hu_path.file_name().unwrap().to_string_lossy().trim_end_matches("_hu.mhd").to_string();
+    let hu_path = r
+        .volumes
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_hu.mhd"))
+        .unwrap();
+    let id = hu_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches("_hu.mhd")
+        .to_string();
     let ds = PatchDataset::open(&data).unwrap();
     let i = ds.records.iter().position(|r| r.id == id).unwrap();
     let vol = lungseg::mhd::read(hu_path, &Default::default()).unwrap();
@@ -204,7 +279,11 @@ fn evaluate_writes_report_figures_and_volumes() {
     let mut hu = vec![0.0; 16 * 12 * 8];
     vol.copy_f32(&mut hu).unwrap();
     assert_eq!(hu, ds.load(i).unwrap().hu);
-    let prob = lungseg::mhd::read(&hu_path.with_file_name(format!("{id}_prob.mhd")), &Default::default()).unwrap();
+    let prob = lungseg::mhd::read(
+        &hu_path.with_file_name(format!("{id}_prob.mhd")),
+        &Default::default(),
+    )
+    .unwrap();
     let mut p = vec![0.0; hu.len()];
     prob.copy_f32(&mut p).unwrap();
     assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -234,6 +313,12 @@ fn evaluate_refuses_patches_of_another_size() {
         out: tmp.path().join("rep"),
         ..Default::default()
     };
-    let e = format!("{:#}", evaluate::evaluate(&model_path, &root, &opts, |_, _| {}).unwrap_err());
-    assert!(e.contains("the model expects [8, 12, 16]") && e.contains("--patch-size 16,12,8"), "{e}");
+    let e = format!(
+        "{:#}",
+        evaluate::evaluate(&model_path, &root, &opts, |_, _| {}).unwrap_err()
+    );
+    assert!(
+        e.contains("the model expects [8, 12, 16]") && e.contains("--patch-size 16,12,8"),
+        "{e}"
+    );
 }

@@ -34,7 +34,11 @@ fn cfg() -> PrepareConfig {
     }
 }
 
-fn run(input: &Path, out: &Path, cfg: &PrepareConfig) -> anyhow::Result<(prepare::PrepareSummary, Vec<String>)> {
+fn run(
+    input: &Path,
+    out: &Path,
+    cfg: &PrepareConfig,
+) -> anyhow::Result<(prepare::PrepareSummary, Vec<String>)> {
     let mut warnings = Vec::new();
     let s = prepare::prepare(input, out, cfg, |e| {
         if let prepare::Event::Warning(w) = e {
@@ -53,7 +57,10 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.file_name().unwrap() != prepare::REPORT {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -65,7 +72,10 @@ fn counts_splits_labels_and_determinism() {
     let tmp = tempfile::tempdir().unwrap();
     let input = luna(tmp.path(), 7, None);
     let annotations = luna::read_annotations(&input.join("annotations.csv")).unwrap();
-    assert!(annotations.len() >= 3, "the synthetic set should have nodules");
+    assert!(
+        annotations.len() >= 3,
+        "the synthetic set should have nodules"
+    );
     let out = tmp.path().join("ds");
     let c = cfg();
     let (s, warnings) = run(&input, &out, &c).unwrap();
@@ -74,15 +84,29 @@ fn counts_splits_labels_and_determinism() {
     assert_eq!(s.positives(), annotations.len() * 2);
     // Lung points are plentiful here, so the global ratio is exact.
     assert_eq!(s.negatives(), s.positives() * 2);
-    assert_eq!(s.splits["train"].scans + s.splits["val"].scans + s.splits["test"].scans, 7);
-    assert_eq!([s.splits["train"].scans, s.splits["val"].scans, s.splits["test"].scans], [5, 1, 1]);
+    assert_eq!(
+        s.splits["train"].scans + s.splits["val"].scans + s.splits["test"].scans,
+        7
+    );
+    assert_eq!(
+        [
+            s.splits["train"].scans,
+            s.splits["val"].scans,
+            s.splits["test"].scans
+        ],
+        [5, 1, 1]
+    );
 
     let ds = PatchDataset::open(&out).unwrap();
     assert_eq!(ds.records.len(), s.positives() + s.negatives());
     let mut split_of: HashMap<&str, &str> = HashMap::new();
     for r in &ds.records {
         let prev = split_of.insert(&r.seriesuid, &r.split);
-        assert!(prev.is_none_or(|p| p == r.split), "{} is in two splits", r.seriesuid);
+        assert!(
+            prev.is_none_or(|p| p == r.split),
+            "{} is in two splits",
+            r.seriesuid
+        );
         assert_eq!(r.shape, [16, 16, 16]);
     }
     let by_uid: HashMap<&str, Vec<&luna::Annotation>> =
@@ -104,12 +128,20 @@ fn counts_splits_labels_and_determinism() {
             // mask voxel nearest it is set.
             let a = by_uid[r.seriesuid.as_str()]
                 .iter()
-                .find(|a| a.diameter_mm == d && (0..3).all(|k| (a.world[k] - c[k]).abs() <= 3.0 + 1e-9))
+                .find(|a| {
+                    a.diameter_mm == d && (0..3).all(|k| (a.world[k] - c[k]).abs() <= 3.0 + 1e-9)
+                })
                 .unwrap_or_else(|| panic!("{}: no annotation within the jitter", r.id));
-            let idx: Vec<usize> = (0..3).map(|k| (a.world[k] - c[k] + 8.0).round() as usize).collect();
+            let idx: Vec<usize> = (0..3)
+                .map(|k| (a.world[k] - c[k] + 8.0).round() as usize)
+                .collect();
             assert_eq!(p.mask[(idx[2] * 16 + idx[1]) * 16 + idx[0]], 1, "{}", r.id);
             // HU, not a lung mask: the nodule is soft tissue, the patch has lung air too.
-            assert!(p.hu.iter().any(|&v| v > -300.0) && p.hu.iter().any(|&v| v < -600.0), "{}", r.id);
+            assert!(
+                p.hu.iter().any(|&v| v > -300.0) && p.hu.iter().any(|&v| v < -600.0),
+                "{}",
+                r.id
+            );
         } else {
             // Negatives are clear of nodules (the clearance exceeds the patch half-size here
             // only for small nodules, so just check the centre voxel).
@@ -154,7 +186,12 @@ fn unjittered_positive_masks_are_centred() {
         assert!(n > 0.0, "{}", r.id);
         if r.diameter_mm.unwrap() < 20.0 {
             for (k, sk) in s.iter().enumerate() {
-                assert!((sk / n - 12.0).abs() <= 1.0, "{} axis {k}: centroid {}", r.id, sk / n);
+                assert!(
+                    (sk / n - 12.0).abs() <= 1.0,
+                    "{} axis {k}: centroid {}",
+                    r.id,
+                    sk / n
+                );
             }
             checked += 1;
         }
@@ -174,8 +211,18 @@ fn split_by_subset_folds() {
     };
     let (s, _) = run(&input, &out, &c).unwrap();
     assert_eq!(s.scans_left_out, 1);
-    assert_eq!((s.splits["train"].scans, s.splits["val"].scans, s.splits["test"].scans), (2, 2, 0));
-    let subset: HashMap<&str, u32> = scans.iter().map(|s| (s.seriesuid.as_str(), s.subset.unwrap())).collect();
+    assert_eq!(
+        (
+            s.splits["train"].scans,
+            s.splits["val"].scans,
+            s.splits["test"].scans
+        ),
+        (2, 2, 0)
+    );
+    let subset: HashMap<&str, u32> = scans
+        .iter()
+        .map(|s| (s.seriesuid.as_str(), s.subset.unwrap()))
+        .collect();
     for r in PatchDataset::open(&out).unwrap().records {
         let want = ["train", "val"][subset[r.seriesuid.as_str()] as usize];
         assert_eq!(r.split, want, "{}", r.id);
@@ -208,30 +255,62 @@ fn bad_csv_input_gives_clear_messages() {
         format!("{e:#}")
     };
 
-    let e = err("annotations.csv", &|t| t.replacen(",diameter_mm", ",diam", 1));
-    assert!(e.contains("annotations.csv: missing column 'diameter_mm'"), "{e}");
+    let e = err("annotations.csv", &|t| {
+        t.replacen(",diameter_mm", ",diam", 1)
+    });
+    assert!(
+        e.contains("annotations.csv: missing column 'diameter_mm'"),
+        "{e}"
+    );
     let e = err("candidates.csv", &|t| t.replacen(",class", ",label", 1));
     assert!(e.contains("candidates.csv: missing column 'class'"), "{e}");
 
-    let uid = pristine.0.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
-    let e = err("annotations.csv", &|t| t + &format!("{uid},1.0,nan,3.0,5.0\n"));
+    let uid = pristine
+        .0
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},1.0,nan,3.0,5.0\n")
+    });
     let line = pristine.0.lines().count() + 1;
-    assert!(e.contains(&format!("annotations.csv line {line}: column 'coordY' is 'nan', not a finite number")), "{e}");
-    let e = err("annotations.csv", &|t| t + &format!("{uid},abc,2.0,3.0,5.0\n"));
-    assert!(e.contains("column 'coordX' is 'abc', not a finite number"), "{e}");
-    let e = err("annotations.csv", &|t| t + &format!("{uid},1.0,2.0,3.0,-4\n"));
+    assert!(
+        e.contains(&format!(
+            "annotations.csv line {line}: column 'coordY' is 'nan', not a finite number"
+        )),
+        "{e}"
+    );
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},abc,2.0,3.0,5.0\n")
+    });
+    assert!(
+        e.contains("column 'coordX' is 'abc', not a finite number"),
+        "{e}"
+    );
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},1.0,2.0,3.0,-4\n")
+    });
     assert!(e.contains("diameter_mm is -4, must be >= 0"), "{e}");
     let e = err("candidates.csv", &|t| t + &format!("{uid},1.0,2.0,3.0,2\n"));
     assert!(e.contains("class is '2', expected 0 or 1"), "{e}");
 
     // An annotation for a scan that is not on disk: warned about, counted, not fatal.
     reset();
-    edit(&input, "annotations.csv", |t| t + "1.2.3.999,1.0,2.0,3.0,5.0\n");
+    edit(&input, "annotations.csv", |t| {
+        t + "1.2.3.999,1.0,2.0,3.0,5.0\n"
+    });
     let (s, warnings) = run(&input, &tmp.path().join("ds"), &cfg()).unwrap();
     assert_eq!(s.unknown_annotations, 1);
     assert_eq!(s.unknown_seriesuids, ["1.2.3.999"]);
     assert!(
-        warnings.iter().any(|w| w.contains("1 annotation(s) name 1 seriesuid(s) with no scan") && w.contains("1.2.3.999")),
+        warnings.iter().any(
+            |w| w.contains("1 annotation(s) name 1 seriesuid(s) with no scan")
+                && w.contains("1.2.3.999")
+        ),
         "{warnings:?}"
     );
 }
@@ -242,32 +321,64 @@ fn damaged_scans_are_reported_and_skipped() {
     let input = luna(tmp.path(), 4, None);
     let scans = luna::find_scans(&input).unwrap();
     // A header with a bad DimSize, and a scan whose data file is cut short.
-    std::fs::write(&scans[0].path, "ObjectType = Image\nNDims = 3\nDimSize = 10 x 10\n").unwrap();
+    std::fs::write(
+        &scans[0].path,
+        "ObjectType = Image\nNDims = 3\nDimSize = 10 x 10\n",
+    )
+    .unwrap();
     let raw = scans[1].path.with_extension("raw");
     let bytes = std::fs::read(&raw).unwrap();
     std::fs::write(&raw, &bytes[..bytes.len() / 2]).unwrap();
     let out = tmp.path().join("ds");
     let (s, warnings) = run(&input, &out, &cfg()).unwrap();
     assert_eq!((s.scans_ok, s.scans_skipped.len()), (2, 2));
-    let skipped: HashSet<&str> = s.scans_skipped.iter().map(|k| k.seriesuid.as_str()).collect();
-    assert!(skipped.contains(scans[0].seriesuid.as_str()) && skipped.contains(scans[1].seriesuid.as_str()));
+    let skipped: HashSet<&str> = s
+        .scans_skipped
+        .iter()
+        .map(|k| k.seriesuid.as_str())
+        .collect();
+    assert!(
+        skipped.contains(scans[0].seriesuid.as_str())
+            && skipped.contains(scans[1].seriesuid.as_str())
+    );
     for k in &s.scans_skipped {
         assert!(!k.reason.is_empty());
-        assert!(warnings.iter().any(|w| w.starts_with("skipping") && w.contains(&k.seriesuid)), "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("skipping") && w.contains(&k.seriesuid)),
+            "{warnings:?}"
+        );
     }
     let rep = std::fs::read_to_string(out.join(prepare::REPORT)).unwrap();
-    assert!(rep.contains(&scans[0].seriesuid) && rep.contains("DimSize"), "{rep}");
+    assert!(
+        rep.contains(&scans[0].seriesuid) && rep.contains("DimSize"),
+        "{rep}"
+    );
     // No patch of a skipped scan made it into the dataset.
     let ds = PatchDataset::open(&out).unwrap();
-    assert!(ds.records.iter().all(|r| !skipped.contains(r.seriesuid.as_str())));
+    assert!(ds
+        .records
+        .iter()
+        .all(|r| !skipped.contains(r.seriesuid.as_str())));
 }
 
 #[test]
 fn empty_folder_and_missing_annotations() {
     let tmp = tempfile::tempdir().unwrap();
-    let e = format!("{:#}", run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err()
+    );
     assert!(e.contains("annotations.csv"), "{e}");
-    std::fs::write(tmp.path().join("annotations.csv"), "seriesuid,coordX,coordY,coordZ,diameter_mm\n").unwrap();
-    let e = format!("{:#}", run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err());
+    std::fs::write(
+        tmp.path().join("annotations.csv"),
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err()
+    );
     assert!(e.contains("no subset*/<seriesuid>.mhd"), "{e}");
 }

@@ -49,9 +49,10 @@ impl Table {
     fn read(path: &Path) -> Result<Table> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
         let mut lines = text
             .trim_start_matches('\u{feff}')
             .lines()
@@ -60,7 +61,11 @@ impl Table {
         let Some((_, header)) = lines.next() else {
             bail!("{name}: the file is empty (expected a header line)");
         };
-        let split = |l: &str| l.split(',').map(|f| f.trim().to_string()).collect::<Vec<_>>();
+        let split = |l: &str| {
+            l.split(',')
+                .map(|f| f.trim().to_string())
+                .collect::<Vec<_>>()
+        };
         let columns = split(header);
         let rows = lines.map(|(i, l)| (i + 1, split(l))).collect();
         Ok(Table {
@@ -160,7 +165,10 @@ pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>> {
             let class = match t.field(*line, row, c)? {
                 "0" => 0,
                 "1" => 1,
-                other => bail!("{} line {line}: class is '{other}', expected 0 or 1", t.name),
+                other => bail!(
+                    "{} line {line}: class is '{other}', expected 0 or 1",
+                    t.name
+                ),
             };
             Ok(Candidate {
                 seriesuid: t.field(*line, row, uid)?.to_string(),
@@ -202,9 +210,14 @@ pub fn find_scans(root: &Path) -> Result<Vec<ScanFile>> {
             continue;
         }
         let subset = rest.parse::<u32>().ok();
-        for f in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        for f in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
             let path = f?.path();
-            if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("mhd")) {
+            if path
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("mhd"))
+            {
                 if let Some(uid) = path.file_stem().and_then(|s| s.to_str()) {
                     let uid = uid.to_string();
                     if let Some(prev) = scans.insert(

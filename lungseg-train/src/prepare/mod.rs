@@ -290,9 +290,16 @@ pub fn prepare(
         .take(cfg.max_scans.unwrap_or(usize::MAX))
         .collect();
     summary.scans_left_out = scans.len() - assigned.len();
+    ensure!(
+        !assigned.is_empty(),
+        "none of the {} scans is in a split (check --split-by-subset folds against the subset* folders)",
+        scans.len()
+    );
     let total_pos: usize = assigned
         .iter()
-        .map(|(s, _)| by_uid.get(s.seriesuid.as_str()).map_or(0, Vec::len) * cfg.positives_per_nodule)
+        .map(|(s, _)| {
+            by_uid.get(s.seriesuid.as_str()).map_or(0, Vec::len) * cfg.positives_per_nodule
+        })
         .sum();
     let total_neg = (total_pos as f64 * cfg.neg_ratio).round() as usize;
     let n_scans = assigned.len();
@@ -301,8 +308,14 @@ pub fn prepare(
     let mut writer = DatasetWriter::create(output)?;
     on_event(Event::Start { scans: n_scans });
     for (i, (scan, split)) in assigned.iter().enumerate() {
-        let ann = by_uid.get(scan.seriesuid.as_str()).cloned().unwrap_or_default();
-        let cand = cand_by_uid.get(scan.seriesuid.as_str()).cloned().unwrap_or_default();
+        let ann = by_uid
+            .get(scan.seriesuid.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let cand = cand_by_uid
+            .get(scan.seriesuid.as_str())
+            .cloned()
+            .unwrap_or_default();
         match cut_scan(scan, &ann, &cand, neg_quota(i), cfg, &spec) {
             Ok(cut) => {
                 let counts = summary.splits.get_mut(*split).expect("known split");
@@ -374,7 +387,8 @@ fn cut_scan(
     let volume = lungseg::mhd::read(&scan.path, &Default::default())?;
     volume.require_scalar()?;
     let mut rng = ChaCha8Rng::seed_from_u64(split::uid_hash(&scan.seriesuid, cfg.seed));
-    let mut sites = sampling::positives(ann, cfg.positives_per_nodule, cfg.jitter_mm, spec, &mut rng);
+    let mut sites =
+        sampling::positives(ann, cfg.positives_per_nodule, cfg.jitter_mm, spec, &mut rng);
     sites.extend(sampling::negatives(
         &volume,
         ann,

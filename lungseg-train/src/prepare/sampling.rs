@@ -58,7 +58,11 @@ pub struct Site {
 }
 
 fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn clear_of_nodules(p: [f64; 3], ann: &[&Annotation]) -> bool {
@@ -172,7 +176,11 @@ pub fn lung_point(volume: &Volume, rng: &mut ChaCha8Rng) -> Option<[f64; 3]> {
         && (i + 1..nx).any(|x| tissue(x, j))
         && (0..j).any(|y| tissue(i, y))
         && (j + 1..ny).any(|y| tissue(i, y));
-    enclosed.then(|| volume.geometry.index_to_world([i as f64, j as f64, k as f64]))
+    enclosed.then(|| {
+        volume
+            .geometry
+            .index_to_world([i as f64, j as f64, k as f64])
+    })
 }
 
 /// The label of a patch at `center`: the union of every annotation's ball.

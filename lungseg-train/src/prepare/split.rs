@@ -39,19 +39,32 @@ impl SplitRule {
             .split(',')
             .map(|x| x.trim().parse::<f64>())
             .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("split fractions '{s}': expected three numbers, e.g. 0.7,0.15,0.15"))?;
-        ensure!(v.len() == 3, "split fractions '{s}': expected three numbers (train,val,test)");
+            .with_context(|| {
+                format!("split fractions '{s}': expected three numbers, e.g. 0.7,0.15,0.15")
+            })?;
+        ensure!(
+            v.len() == 3,
+            "split fractions '{s}': expected three numbers (train,val,test)"
+        );
         let sum: f64 = v.iter().sum();
         ensure!(
             v.iter().all(|x| x.is_finite() && *x >= 0.0) && sum > 0.0,
             "split fractions '{s}' must be non-negative with a positive sum"
         );
-        let scale = if (sum - 100.0).abs() < 1e-6 { 100.0 } else { 1.0 };
+        let scale = if (sum - 100.0).abs() < 1e-6 {
+            100.0
+        } else {
+            1.0
+        };
         ensure!(
             (sum / scale - 1.0).abs() < 1e-6,
             "split fractions '{s}' must sum to 1 (or 100)"
         );
-        Ok(SplitRule::Fractions([v[0] / scale, v[1] / scale, v[2] / scale]))
+        Ok(SplitRule::Fractions([
+            v[0] / scale,
+            v[1] / scale,
+            v[2] / scale,
+        ]))
     }
 
     /// Parses `train=0-6,val=7,test=8-9` (ranges and single subsets, `;`/`+` joins lists:
@@ -63,14 +76,17 @@ impl SplitRule {
                 .split_once('=')
                 .with_context(|| format!("subset folds '{s}': '{part}' is not split=subsets"))?;
             let Some(k) = SPLITS.iter().position(|n| *n == name.trim()) else {
-                bail!("subset folds '{s}': unknown split '{}' (train, val, test)", name.trim());
+                bail!(
+                    "subset folds '{s}': unknown split '{}' (train, val, test)",
+                    name.trim()
+                );
             };
             for item in list.split(['+', ';']) {
                 let item = item.trim();
                 let num = |x: &str| {
-                    x.trim()
-                        .parse::<u32>()
-                        .with_context(|| format!("subset folds '{s}': '{x}' is not a subset number"))
+                    x.trim().parse::<u32>().with_context(|| {
+                        format!("subset folds '{s}': '{x}' is not a subset number")
+                    })
                 };
                 match item.split_once('-') {
                     Some((a, b)) => folds[k].extend(num(a)?..=num(b)?),
@@ -91,7 +107,10 @@ impl SplitRule {
                 }
             }
         }
-        ensure!(!folds[0].is_empty(), "subset folds '{s}': no training subsets");
+        ensure!(
+            !folds[0].is_empty(),
+            "subset folds '{s}': no training subsets"
+        );
         Ok(SplitRule::Subsets(folds))
     }
 
@@ -128,7 +147,8 @@ pub fn split_counts(n: usize, f: [f64; 3]) -> [usize; 3] {
     let exact: Vec<f64> = f.iter().map(|x| x * n as f64).collect();
     let mut c: [usize; 3] = std::array::from_fn(|k| exact[k].floor() as usize);
     let mut by_rem: Vec<usize> = (0..3).collect();
-    by_rem.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    by_rem
+        .sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
     let mut left = n - c.iter().sum::<usize>();
     for &k in by_rem.iter().cycle().take(3 * 3) {
         if left == 0 {
@@ -196,7 +216,10 @@ mod tests {
             SplitRule::Fractions([0.7, 0.15, 0.15])
         );
         let e = SplitRule::parse_subsets("train=0-6,val=6").unwrap_err();
-        assert!(e.to_string().contains("subset6 is in both train and val"), "{e}");
+        assert!(
+            e.to_string().contains("subset6 is in both train and val"),
+            "{e}"
+        );
         assert!(SplitRule::parse_fractions("0.5,0.5").is_err());
         assert!(SplitRule::parse_subsets("dev=1").is_err());
     }
