@@ -2,7 +2,11 @@
 //! evaluation metrics ([`metrics`]) and reports ([`report`]), and the demo ([`demo`]).
 //! LUNA16 preparation, training (Burn) and export come next.
 
+pub mod calibrate;
+pub mod dataset;
 pub mod demo;
+pub mod evaluate;
 pub mod metrics;
+pub mod prepare;
 pub mod report;
 pub mod synth;
