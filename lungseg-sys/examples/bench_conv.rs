@@ -14,7 +14,7 @@ fn cpu_s() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads = args.iter().position(|a| a == "--threads").map_or(1, |i| args[i + 1].parse().unwrap());
-    for (s, cin, cout) in [(64usize, 16usize, 16usize), (64, 32, 16), (32, 32, 32), (32, 64, 32), (16, 64, 64), (8, 128, 128), (4, 256, 256)] {
+    for (s, cin, cout) in [(16usize, 16usize, 16usize), (64usize, 16usize, 16usize), (64, 32, 16), (32, 32, 32), (32, 64, 32), (16, 64, 64), (8, 128, 128), (4, 256, 256)] {
         let g = Grid::new(s, s, s);
         let input: Vec<f32> = (0..g.padded_voxels() * cin).map(|i| (i % 7) as f32 * 0.1).collect();
         let cp = cout.div_ceil(16) * 16;

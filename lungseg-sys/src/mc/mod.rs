@@ -78,11 +78,11 @@ pub struct PatchSummary {
 
 /// Scratch workspaces of one model, one per concurrent call, reused across calls.
 #[derive(Default)]
-pub(crate) struct WorkspacePool(Mutex<Vec<Box<Workspace>>>);
+pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
 
 struct Lease<'m> {
     model: &'m Model,
-    ws: Option<Box<Workspace>>,
+    ws: Option<Workspace>,
 }
 
 impl Drop for Lease<'_> {
@@ -98,7 +98,7 @@ fn lease(model: &Model) -> Result<Lease<'_>> {
     let cached = model.workspaces.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
     let ws = match cached {
         Some(ws) => ws,
-        None => Box::new(Workspace::new(model)?),
+        None => Workspace::new(model)?,
     };
     Ok(Lease { model, ws: Some(ws) })
 }
@@ -178,7 +178,7 @@ pub fn predict_uncertainty(
     ws.stats.reset();
     for sample in 0..opts.n_samples {
         forward(model, ws, Some(SampleDrop { seed: opts.seed, sample }), threads);
-        let Workspace { prob, stats, .. } = &mut **ws;
+        let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
     }
     Ok(summarise(model, &ws.stats, opts, &mut maps))

@@ -186,7 +186,9 @@ macro_rules! kernels {
     };
 }
 
+// AVX-512 intrinsics are stable since Rust 1.89: the workspace MSRV must be at least that.
 #[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
 mod avx512 {
     use super::Ctx;
     use std::arch::x86_64::*;
