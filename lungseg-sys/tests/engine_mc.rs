@@ -104,3 +104,18 @@ fn one_model_serves_many_threads() {
         }
     });
 }
+
+#[test]
+fn single_level_and_odd_channel_networks_run() {
+    for cfg in [r#"{"channels":[5],"patch_size":[8,6,4]}"#, r#"{"channels":[3,17,33],"patch_size":[8,12,4],"dropout":{"p":0.5,"kind":"element"}}"#] {
+        let m = Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+        let n = m.config().patch_voxels();
+        let input: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 15.0 - 900.0).collect();
+        let mut prob = vec![0.0; n];
+        predict(&m, &input, &mut prob, 2).unwrap();
+        assert!(prob.iter().all(|p| (0.0..=1.0).contains(p)));
+        let (maps, s) = run(&m, &input, &McOptions { n_samples: 3, seed: 1, threads: 2, review_threshold: None });
+        assert!(maps.iter().all(|v| v.iter().all(|x| x.is_finite())));
+        assert_eq!(s.n_samples, 3);
+    }
+}
