@@ -26,10 +26,18 @@ fn synth_model() -> Vec<u8> {
         }
     };
     for (l, &c) in ch.iter().enumerate() {
-        block(format!("enc.{l}"), if l == 0 { 1 } else { ch[l - 1] }, c, &mut names);
+        block(
+            format!("enc.{l}"),
+            if l == 0 { 1 } else { ch[l - 1] },
+            c,
+            &mut names,
+        );
     }
     for l in 0..ch.len() - 1 {
-        names.push((format!("dec.{l}.up.weight"), vec![ch[l + 1], ch[l], 2, 2, 2]));
+        names.push((
+            format!("dec.{l}.up.weight"),
+            vec![ch[l + 1], ch[l], 2, 2, 2],
+        ));
         names.push((format!("dec.{l}.up.bias"), vec![ch[l]]));
         block(format!("dec.{l}"), 2 * ch[l], ch[l], &mut names);
     }
@@ -64,7 +72,12 @@ fn synth_model() -> Vec<u8> {
     let views: Vec<(String, TensorView)> = names
         .iter()
         .zip(&data)
-        .map(|((n, s), d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap()))
+        .map(|((n, s), d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     let meta = [("format", "lungseg-unet3d"), ("format_version", "1")]
         .into_iter()
@@ -76,14 +89,25 @@ fn synth_model() -> Vec<u8> {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// CPU seconds of the whole process (all threads): with wall time, shows other load.
 fn cpu_s() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
@@ -109,7 +133,13 @@ fn main() {
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--threads") && !args[i - 1].starts_with("--runs") && !args[i - 1].starts_with("--samples")))
+        .filter(|(i, a)| {
+            !a.starts_with("--")
+                && (*i == 0
+                    || !args[i - 1].starts_with("--threads")
+                        && !args[i - 1].starts_with("--runs")
+                        && !args[i - 1].starts_with("--samples"))
+        })
         .map(|(_, a)| a)
         .collect();
     let model = match positional.first() {
@@ -125,8 +155,16 @@ fn main() {
             .collect(),
         None => (0..n)
             .map(|i| {
-                let (z, y, x) = ((i / 4096) as f32 - 32.0, (i / 64 % 64) as f32 - 32.0, (i % 64) as f32 - 32.0);
-                if z * z + y * y + x * x < 81.0 { 40.0 } else { -850.0 }
+                let (z, y, x) = (
+                    (i / 4096) as f32 - 32.0,
+                    (i / 64 % 64) as f32 - 32.0,
+                    (i % 64) as f32 - 32.0,
+                );
+                if z * z + y * y + x * x < 81.0 {
+                    40.0
+                } else {
+                    -850.0
+                }
             })
             .collect(),
     };
@@ -145,10 +183,19 @@ fn main() {
     };
     let (det, det_cpu) = time(&mut || predict(&model, &patch, &mut prob, threads).unwrap());
     let (mut mean, mut mi) = (vec![0.0; n], vec![0.0; n]);
-    let opts = McOptions { n_samples: samples, seed: 1, threads, review_threshold: None };
+    let opts = McOptions {
+        n_samples: samples,
+        seed: 1,
+        threads,
+        review_threshold: None,
+    };
     let mut summary = None;
     let (mc, mc_cpu) = time(&mut || {
-        let maps = UncertaintyMaps { mean: Some(&mut mean), mutual_info: Some(&mut mi), ..Default::default() };
+        let maps = UncertaintyMaps {
+            mean: Some(&mut mean),
+            mutual_info: Some(&mut mi),
+            ..Default::default()
+        };
         summary = Some(predict_uncertainty(&model, &patch, &opts, maps).unwrap());
     });
     let rss = peak_rss_mib();
@@ -161,7 +208,9 @@ fn main() {
     } else {
         println!("threads {threads}, {runs} runs after warm-up, medians");
         println!("deterministic: {det:.4} s  ({gf_det:.1} GFLOP/s), CPU {det_cpu:.3} s");
-        println!("MC-{samples}:         {mc:.4} s  ({gf_mc:.1} GFLOP/s nominal), CPU {mc_cpu:.3} s");
+        println!(
+            "MC-{samples}:         {mc:.4} s  ({gf_mc:.1} GFLOP/s nominal), CPU {mc_cpu:.3} s"
+        );
         println!("peak RSS: {rss:.1} MiB");
         println!("summary: {:?}", summary.unwrap());
     }

@@ -21,7 +21,10 @@ impl Rng {
 fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: element {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: element {i}: {x} vs {y}"
+        );
     }
 }
 
@@ -64,14 +67,31 @@ fn conv3_matches_reference_on_odd_shapes() {
         let kw = kernel_w(&wt, nk, cout);
         let mut kb = bias.clone();
         kb.resize(cout.div_ceil(16) * 16, 0.0);
-        let a = Conv3Args { input: &input, grid: g, in_stride: stride, ci, w: &kw, bias: &kb, cout, relu: true };
+        let a = Conv3Args {
+            input: &input,
+            grid: g,
+            in_stride: stride,
+            ci,
+            w: &kw,
+            bias: &kb,
+            cout,
+            relu: true,
+        };
         let mut first: Option<Vec<f32>> = None;
         for (avx, threads) in [(true, 1), (true, 3), (false, 1), (false, 2)] {
             let mut out = vec![0.0; g.padded_voxels() * os];
             conv3_with(&a, &mut out, os, oo, threads, avx);
-            close(&unpad(&out, g, os, oo, cout), &want, 1e-5, &format!("conv {d}x{h}x{w} avx={avx} t={threads}"));
+            close(
+                &unpad(&out, g, os, oo, cout),
+                &want,
+                1e-5,
+                &format!("conv {d}x{h}x{w} avx={avx} t={threads}"),
+            );
             // the halo and the other channels stay untouched (zero)
-            let touched: f32 = unpad(&out, g, os, 0, os).iter().map(|v| v.abs()).sum::<f32>();
+            let touched: f32 = unpad(&out, g, os, 0, os)
+                .iter()
+                .map(|v| v.abs())
+                .sum::<f32>();
             let total: f32 = out.iter().map(|v| v.abs()).sum();
             assert_eq!(touched, total, "writes outside the interior");
             if avx {
@@ -89,7 +109,10 @@ fn maxpool_matches_reference() {
     let mut r = Rng(99);
     let (g, c, stride, off) = (Grid::new(4, 6, 10), 5, 12, 7);
     let all = r.vec(g.voxels() * stride);
-    let dense: Vec<f32> = all.chunks(stride).flat_map(|v| v[off..off + c].to_vec()).collect();
+    let dense: Vec<f32> = all
+        .chunks(stride)
+        .flat_map(|v| v[off..off + c].to_vec())
+        .collect();
     let want = pool_ref(&dense, g, c);
     let input = pad(&all, g, stride);
     for threads in [1, 2] {
@@ -102,7 +125,11 @@ fn maxpool_matches_reference() {
 #[test]
 fn upconv_matches_reference() {
     let mut r = Rng(7);
-    for &(d, h, w, cin, cout) in &[(2usize, 3usize, 5usize, 3usize, 4usize), (1, 1, 2, 20, 17), (3, 2, 2, 16, 32)] {
+    for &(d, h, w, cin, cout) in &[
+        (2usize, 3usize, 5usize, 3usize, 4usize),
+        (1, 1, 2, 20, 17),
+        (3, 2, 2, 16, 32),
+    ] {
         let g = Grid::new(d, h, w);
         let dense = r.vec(g.voxels() * cin);
         let wt = r.vec(cin * cout * 8);
@@ -121,7 +148,15 @@ fn upconv_matches_reference() {
         kb.resize(cp, 0.0);
         let ci: Vec<u32> = (0..cin as u32).collect();
         let input = pad(&dense, g, cin);
-        let a = UpArgs { input: &input, grid: g, in_stride: cin, ci: &ci, w: &kw, bias: &kb, cout };
+        let a = UpArgs {
+            input: &input,
+            grid: g,
+            in_stride: cin,
+            ci: &ci,
+            w: &kw,
+            bias: &kb,
+            cout,
+        };
         let og = g.double();
         let (os, oo) = (cout + 3, 2);
         for threads in [1, 2] {

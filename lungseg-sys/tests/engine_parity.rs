@@ -20,7 +20,8 @@ fn check_mc(name: &str, model: &Model) {
     let side = sidecar(name);
     let input = read_f32(&format!("{name}.input.f32"));
     let n = input.len();
-    let (mut mean, mut var, mut ent, mut mi) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let (mut mean, mut var, mut ent, mut mi) =
+        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     let opts = McOptions {
         n_samples: side["n_samples"].as_u64().unwrap() as u32,
         seed: side["seed"].as_u64().unwrap(),
@@ -34,12 +35,20 @@ fn check_mc(name: &str, model: &Model) {
         mutual_info: Some(&mut mi),
     };
     let s = predict_uncertainty(model, &input, &opts, maps).unwrap();
-    for (k, got, tol) in [("mc_mean", &mean, 1e-4), ("mc_variance", &var, 1e-5), ("mc_entropy", &ent, 1e-3), ("mc_mutual_info", &mi, 1e-3)] {
+    for (k, got, tol) in [
+        ("mc_mean", &mean, 1e-4),
+        ("mc_variance", &var, 1e-5),
+        ("mc_entropy", &ent, 1e-3),
+        ("mc_mutual_info", &mi, 1e-3),
+    ] {
         let want = read_f32(&format!("{name}.{k}.f32"));
         let err = max_abs_diff(got, &want);
         assert!(err <= tol, "{name} {k}: max abs error {err}");
     }
-    assert_eq!(s.foreground_voxels, side["foreground_voxels"].as_u64().unwrap());
+    assert_eq!(
+        s.foreground_voxels,
+        side["foreground_voxels"].as_u64().unwrap()
+    );
     assert_eq!(s.n_samples, opts.n_samples);
 }
 

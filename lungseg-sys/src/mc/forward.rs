@@ -56,7 +56,9 @@ impl Workspace {
         let ch = &cfg.channels;
         let levels = ch.len();
         let [px, py, pz] = cfg.patch_size;
-        let grids: Vec<Grid> = (0..levels).map(|l| Grid::new(pz >> l, py >> l, px >> l)).collect();
+        let grids: Vec<Grid> = (0..levels)
+            .map(|l| Grid::new(pz >> l, py >> l, px >> l))
+            .collect();
         let pv = |l: usize| grids[l].padded_voxels();
         let mut tmp = Vec::new();
         let mut cat = Vec::new();
@@ -137,7 +139,13 @@ pub(crate) fn prologue(model: &Model, ws: &mut Workspace, patch_hu: &[f32], thre
         cout: c.cout,
         relu: true,
     };
-    conv3(&a, &mut ws.first, c.cout, 0, par(threads, g.voxels() * 27 * c.cout));
+    conv3(
+        &a,
+        &mut ws.first,
+        c.cout,
+        0,
+        par(threads, g.voxels() * 27 * c.cout),
+    );
 }
 
 fn par(threads: usize, macs: usize) -> usize {
@@ -165,7 +173,20 @@ pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop
     let scale = 1.0 / (1.0 - p);
     let chan = drop.is_some() && cfg.dropout.kind == DropoutKind::Channel;
     let elem = drop.filter(|_| cfg.dropout.kind == DropoutKind::Element);
-    let Workspace { grids, first, tmp, cat, pooled, bott, prob, w_eff, ci, ident, masks, .. } = ws;
+    let Workspace {
+        grids,
+        first,
+        tmp,
+        cat,
+        pooled,
+        bott,
+        prob,
+        w_eff,
+        ci,
+        ident,
+        masks,
+        ..
+    } = ws;
     if let (true, Some(d)) = (chan, drop) {
         for (k, m) in masks.iter_mut().enumerate() {
             let s = DropoutStream::new(d.seed, d.sample, k as u32, p);
@@ -176,12 +197,13 @@ pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop
     }
     let masks: &Vec<Vec<f32>> = masks;
     let mask = |k: u32| chan.then(|| &masks[k as usize][..]);
-    let mask_elems = |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
-        if let Some(d) = elem {
-            let s = DropoutStream::new(d.seed, d.sample, k, p);
-            dropout_elements(buf, src, g, stride, c, &s, scale, threads);
-        }
-    };
+    let mask_elems =
+        |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
+            if let Some(d) = elem {
+                let s = DropoutStream::new(d.seed, d.sample, k, p);
+                dropout_elements(buf, src, g, stride, c, &s, scale, threads);
+            }
+        };
 
     // Level 0 conv2 reads `first` (shared by all samples) through dropout layer 0.
     let g0 = grids[0];
@@ -191,19 +213,74 @@ pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop
         mask_elems(&mut tmp[0], Some(first), g0, c0, c0, enc_layer(0, false));
         input0 = &tmp[0];
     }
-    let out0: (&mut Vec<f32>, usize) = if levels > 1 { (&mut cat[0], 2 * c0) } else { (&mut *bott, c0) };
-    conv_layer(&net.enc[0].conv2, input0, g0, c0, &[(c0, mask(enc_layer(0, false)))], out0.0, out0.1, 0, w_eff, ci, ident, threads);
+    let out0: (&mut Vec<f32>, usize) = if levels > 1 {
+        (&mut cat[0], 2 * c0)
+    } else {
+        (&mut *bott, c0)
+    };
+    conv_layer(
+        &net.enc[0].conv2,
+        input0,
+        g0,
+        c0,
+        &[(c0, mask(enc_layer(0, false)))],
+        out0.0,
+        out0.1,
+        0,
+        w_eff,
+        ci,
+        ident,
+        threads,
+    );
     mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
 
     for l in 1..levels {
         let g = grids[l];
         let (cp, cl) = (ch[l - 1], ch[l]);
-        maxpool2(&cat[l - 1], grids[l - 1], 2 * cp, 0, cp, &mut pooled[l], par(threads, g.voxels() * cp * 8));
+        maxpool2(
+            &cat[l - 1],
+            grids[l - 1],
+            2 * cp,
+            0,
+            cp,
+            &mut pooled[l],
+            par(threads, g.voxels() * cp * 8),
+        );
         let b = &net.enc[l];
-        conv_layer(&b.conv1, &pooled[l], g, cp, &[(cp, mask(enc_layer(l - 1, true)))], &mut tmp[l], cl, 0, w_eff, ci, ident, threads);
+        conv_layer(
+            &b.conv1,
+            &pooled[l],
+            g,
+            cp,
+            &[(cp, mask(enc_layer(l - 1, true)))],
+            &mut tmp[l],
+            cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
         mask_elems(&mut tmp[l], None, g, cl, cl, enc_layer(l, false));
-        let (out, stride) = if l + 1 < levels { (&mut cat[l], 2 * cl) } else { (&mut *bott, cl) };
-        conv_layer(&b.conv2, &tmp[l], g, cl, &[(cl, mask(enc_layer(l, false)))], out, stride, 0, w_eff, ci, ident, threads);
+        let (out, stride) = if l + 1 < levels {
+            (&mut cat[l], 2 * cl)
+        } else {
+            (&mut *bott, cl)
+        };
+        conv_layer(
+            &b.conv2,
+            &tmp[l],
+            g,
+            cl,
+            &[(cl, mask(enc_layer(l, false)))],
+            out,
+            stride,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
         mask_elems(out, None, g, stride, cl, enc_layer(l, true));
     }
 
@@ -218,19 +295,70 @@ pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop
             (&hi[0], 2 * cn, dec_layer(levels, l + 1, true))
         };
         let u = &net.up[l];
-        let (w, cis) = effective(&u.w, 1, 8 * u.bias.len(), &[(cn, mask(src_layer))], w_eff, ci, ident);
-        let a = UpArgs { input: src, grid: grids[l + 1], in_stride: src_stride, ci: cis, w, bias: &u.bias, cout: cl };
-        upconv(&a, dst, 2 * cl, cl, par(threads, grids[l + 1].voxels() * cn * 8 * cl));
+        let (w, cis) = effective(
+            &u.w,
+            1,
+            8 * u.bias.len(),
+            &[(cn, mask(src_layer))],
+            w_eff,
+            ci,
+            ident,
+        );
+        let a = UpArgs {
+            input: src,
+            grid: grids[l + 1],
+            in_stride: src_stride,
+            ci: cis,
+            w,
+            bias: &u.bias,
+            cout: cl,
+        };
+        upconv(
+            &a,
+            dst,
+            2 * cl,
+            cl,
+            par(threads, grids[l + 1].voxels() * cn * 8 * cl),
+        );
         let b = &net.dec[l];
         let parts = [(cl, mask(enc_layer(l, true))), (cl, None)];
-        conv_layer(&b.conv1, &cat[l], g, 2 * cl, &parts, &mut tmp[l], cl, 0, w_eff, ci, ident, threads);
+        conv_layer(
+            &b.conv1,
+            &cat[l],
+            g,
+            2 * cl,
+            &parts,
+            &mut tmp[l],
+            cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
         mask_elems(&mut tmp[l], None, g, cl, cl, dec_layer(levels, l, false));
-        conv_layer(&b.conv2, &tmp[l], g, cl, &[(cl, mask(dec_layer(levels, l, false)))], &mut cat[l], 2 * cl, 0, w_eff, ci, ident, threads);
+        conv_layer(
+            &b.conv2,
+            &tmp[l],
+            g,
+            cl,
+            &[(cl, mask(dec_layer(levels, l, false)))],
+            &mut cat[l],
+            2 * cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
         mask_elems(&mut cat[l], None, g, 2 * cl, cl, dec_layer(levels, l, true));
     }
 
-    let (src, stride, k): (&[f32], usize, u32) =
-        if levels > 1 { (&cat[0], 2 * c0, dec_layer(levels, 0, true)) } else { (bott, c0, enc_layer(0, true)) };
+    let (src, stride, k): (&[f32], usize, u32) = if levels > 1 {
+        (&cat[0], 2 * c0, dec_layer(levels, 0, true))
+    } else {
+        (bott, c0, enc_layer(0, true))
+    };
     let h = &net.head;
     let (w, cis) = effective(&h.w, 1, 1, &[(c0, mask(k))], w_eff, ci, ident);
     head(src, g0, stride, cis, w, h.bias, prob);
@@ -253,8 +381,23 @@ fn conv_layer(
     threads: usize,
 ) {
     let (w, cis) = effective(&c.w, 27, c.bias.len(), parts, w_eff, ci, ident);
-    let a = Conv3Args { input, grid: g, in_stride, ci: cis, w, bias: &c.bias, cout: c.cout, relu: true };
-    conv3(&a, out, out_stride, out_off, par(threads, g.voxels() * 27 * cis.len() * c.cout));
+    let a = Conv3Args {
+        input,
+        grid: g,
+        in_stride,
+        ci: cis,
+        w,
+        bias: &c.bias,
+        cout: c.cout,
+        relu: true,
+    };
+    conv3(
+        &a,
+        out,
+        out_stride,
+        out_off,
+        par(threads, g.voxels() * 27 * cis.len() * c.cout),
+    );
 }
 
 /// The weights `[taps][cin][row]` and channel list a consumer uses this sample: the model's
@@ -323,7 +466,11 @@ fn dropout_elements(
                 let e = ((z * g.h + y) * g.w + x) as u64;
                 for ch in 0..c {
                     let v = src.map_or(chunk[o + ch], |s| s[sp + ch]);
-                    chunk[o + ch] = if s.keep(ch as u64 * vox + e) { v * scale } else { 0.0 };
+                    chunk[o + ch] = if s.keep(ch as u64 * vox + e) {
+                        v * scale
+                    } else {
+                        0.0
+                    };
                 }
             }
         }

@@ -36,7 +36,12 @@ pub struct McOptions {
 
 impl Default for McOptions {
     fn default() -> Self {
-        McOptions { n_samples: 20, seed: 0, threads: 0, review_threshold: None }
+        McOptions {
+            n_samples: 20,
+            seed: 0,
+            threads: 0,
+            review_threshold: None,
+        }
     }
 }
 
@@ -88,25 +93,40 @@ struct Lease<'m> {
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(ws) = self.ws.take() {
-            let mut pool = self.model.workspaces.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = self
+                .model
+                .workspaces
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             pool.push(ws);
         }
     }
 }
 
 fn lease(model: &Model) -> Result<Lease<'_>> {
-    let cached = model.workspaces.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let cached = model
+        .workspaces
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop();
     let ws = match cached {
         Some(ws) => ws,
         None => Workspace::new(model)?,
     };
-    Ok(Lease { model, ws: Some(ws) })
+    Ok(Lease {
+        model,
+        ws: Some(ws),
+    })
 }
 
 fn resolve_threads(threads: usize) -> Result<usize> {
     match threads {
         0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        t if t > MAX_THREADS => Err(Error::invalid(format!("threads = {t} exceeds {MAX_THREADS}"))),
+        t if t > MAX_THREADS => Err(Error::invalid(format!(
+            "threads = {t} exceeds {MAX_THREADS}"
+        ))),
         t => Ok(t),
     }
 }
@@ -121,7 +141,10 @@ fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
         )));
     }
     if let Some(i) = patch_hu.iter().position(|v| !v.is_finite()) {
-        return Err(Error::invalid(format!("patch voxel {i} is {} (NaN/Inf not allowed)", patch_hu[i])));
+        return Err(Error::invalid(format!(
+            "patch voxel {i} is {} (NaN/Inf not allowed)",
+            patch_hu[i]
+        )));
     }
     Ok(())
 }
@@ -131,7 +154,11 @@ fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
 pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize) -> Result<()> {
     check_patch(model, patch_hu)?;
     if prob.len() != patch_hu.len() {
-        return Err(Error::invalid(format!("prob has {} elements, expected {}", prob.len(), patch_hu.len())));
+        return Err(Error::invalid(format!(
+            "prob has {} elements, expected {}",
+            prob.len(),
+            patch_hu.len()
+        )));
     }
     let threads = resolve_threads(threads)?;
     let mut lease = lease(model)?;
@@ -154,10 +181,15 @@ pub fn predict_uncertainty(
     check_patch(model, patch_hu)?;
     let n = patch_hu.len();
     if opts.n_samples == 0 || opts.n_samples > MAX_SAMPLES {
-        return Err(Error::invalid(format!("n_samples = {} must be in 1..={MAX_SAMPLES}", opts.n_samples)));
+        return Err(Error::invalid(format!(
+            "n_samples = {} must be in 1..={MAX_SAMPLES}",
+            opts.n_samples
+        )));
     }
     if let Some(t) = opts.review_threshold.filter(|t| !t.is_finite()) {
-        return Err(Error::invalid(format!("review_threshold = {t} is not finite")));
+        return Err(Error::invalid(format!(
+            "review_threshold = {t} is not finite"
+        )));
     }
     for (name, m) in [
         ("mean", &maps.mean),
@@ -167,7 +199,10 @@ pub fn predict_uncertainty(
     ] {
         if let Some(m) = m {
             if m.len() != n {
-                return Err(Error::invalid(format!("{name} map has {} elements, expected {n}", m.len())));
+                return Err(Error::invalid(format!(
+                    "{name} map has {} elements, expected {n}",
+                    m.len()
+                )));
             }
         }
     }
@@ -177,14 +212,27 @@ pub fn predict_uncertainty(
     prologue(model, ws, patch_hu, threads);
     ws.stats.reset();
     for sample in 0..opts.n_samples {
-        forward(model, ws, Some(SampleDrop { seed: opts.seed, sample }), threads);
+        forward(
+            model,
+            ws,
+            Some(SampleDrop {
+                seed: opts.seed,
+                sample,
+            }),
+            threads,
+        );
         let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
     }
     Ok(summarise(model, &ws.stats, opts, &mut maps))
 }
 
-fn summarise(model: &Model, stats: &stats::Stats, opts: &McOptions, maps: &mut UncertaintyMaps<'_>) -> PatchSummary {
+fn summarise(
+    model: &Model,
+    stats: &stats::Stats,
+    opts: &McOptions,
+    maps: &mut UncertaintyMaps<'_>,
+) -> PatchSummary {
     let cfg = model.config();
     let (mut fg, mut region) = (0u64, 0u64);
     let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
@@ -208,7 +256,13 @@ fn summarise(model: &Model, stats: &stats::Stats, opts: &McOptions, maps: &mut U
             svar += f64::from(v.variance);
         }
     }
-    let avg = |s: f64| if region > 0 { (s / region as f64) as f32 } else { 0.0 };
+    let avg = |s: f64| {
+        if region > 0 {
+            (s / region as f64) as f32
+        } else {
+            0.0
+        }
+    };
     let [sx, sy, sz] = cfg.spacing_mm;
     let volume = fg as f64 * sx * sy * sz;
     let review = model.review();

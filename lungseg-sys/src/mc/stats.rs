@@ -88,7 +88,13 @@ impl Stats {
 
 /// Statistics of one sample set given directly (tests, and a definition in code).
 pub fn voxel_stats(samples: &[f32]) -> VoxelStats {
-    let mut s = Stats { n: 0, mean: vec![0.0], m2: vec![0.0], sum_h: vec![0.0], any_fg: vec![false] };
+    let mut s = Stats {
+        n: 0,
+        mean: vec![0.0],
+        m2: vec![0.0],
+        sum_h: vec![0.0],
+        any_fg: vec![false],
+    };
     for &p in samples {
         s.add(&[p]);
     }

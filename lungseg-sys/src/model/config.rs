@@ -58,7 +58,10 @@ impl Default for ModelConfig {
             channels: vec![16, 32, 64, 128, 256],
             norm: Norm::Batch,
             bn_eps: 1e-5,
-            dropout: Dropout { p: 0.2, kind: DropoutKind::Channel },
+            dropout: Dropout {
+                p: 0.2,
+                kind: DropoutKind::Channel,
+            },
             patch_size: [64, 64, 64],
             spacing_mm: [1.0, 1.0, 1.0],
             hu_window: (-1000.0, 400.0),
@@ -100,7 +103,11 @@ impl ModelConfig {
             cfg.norm = match v.as_str() {
                 "batch" => Norm::Batch,
                 "none" => Norm::None,
-                other => return Err(Error::unsupported(format!("config.norm '{other}' (supported: batch, none)"))),
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "config.norm '{other}' (supported: batch, none)"
+                    )))
+                }
             };
         }
         if let Some(v) = raw.bn_eps {
@@ -124,7 +131,9 @@ impl ModelConfig {
         }
         if let Some(u) = raw.upsample {
             if u != "conv_transpose" {
-                return Err(Error::unsupported(format!("config.upsample '{u}' (supported: conv_transpose)")));
+                return Err(Error::unsupported(format!(
+                    "config.upsample '{u}' (supported: conv_transpose)"
+                )));
             }
         }
         if let Some(v) = raw.patch_size {
@@ -149,10 +158,14 @@ impl ModelConfig {
         }
         let levels = self.channels.len();
         if levels == 0 || levels > 8 {
-            return Err(Error::unsupported(format!("config.channels has {levels} levels (1..=8 supported)")));
+            return Err(Error::unsupported(format!(
+                "config.channels has {levels} levels (1..=8 supported)"
+            )));
         }
         if let Some(&c) = self.channels.iter().find(|&&c| c == 0 || c > 4096) {
-            return Err(Error::unsupported(format!("config.channels contains {c} (1..=4096 supported)")));
+            return Err(Error::unsupported(format!(
+                "config.channels contains {c} (1..=4096 supported)"
+            )));
         }
         let div = 1usize << (levels - 1);
         for (axis, &n) in ["x", "y", "z"].iter().zip(&self.patch_size) {
@@ -162,23 +175,39 @@ impl ModelConfig {
                 )));
             }
         }
-        let vox = self.patch_size.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+        let vox = self
+            .patch_size
+            .iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n));
         if vox.is_none_or(|v| v > 1 << 24) {
-            return Err(Error::unsupported(format!("config.patch_size {:?} is too large", self.patch_size)));
+            return Err(Error::unsupported(format!(
+                "config.patch_size {:?} is too large",
+                self.patch_size
+            )));
         }
         let p = self.dropout.p;
         if !(0.0..1.0).contains(&p) {
-            return Err(Error::format(format!("config.dropout.p = {p} must be in [0, 1)")));
+            return Err(Error::format(format!(
+                "config.dropout.p = {p} must be in [0, 1)"
+            )));
         }
         if !(self.bn_eps.is_finite() && self.bn_eps >= 0.0) {
-            return Err(Error::format(format!("config.bn_eps = {} must be finite and >= 0", self.bn_eps)));
+            return Err(Error::format(format!(
+                "config.bn_eps = {} must be finite and >= 0",
+                self.bn_eps
+            )));
         }
         if !self.spacing_mm.iter().all(|s| s.is_finite() && *s > 0.0) {
-            return Err(Error::format(format!("config.spacing_mm {:?} must be finite and > 0", self.spacing_mm)));
+            return Err(Error::format(format!(
+                "config.spacing_mm {:?} must be finite and > 0",
+                self.spacing_mm
+            )));
         }
         let (lo, hi) = self.hu_window;
         if !(lo.is_finite() && hi.is_finite() && hi > lo) {
-            return Err(Error::format(format!("config.hu_window [{lo}, {hi}] must be finite with hi > lo")));
+            return Err(Error::format(format!(
+                "config.hu_window [{lo}, {hi}] must be finite with hi > lo"
+            )));
         }
         Ok(())
     }
@@ -234,7 +263,10 @@ pub struct ReviewConfig {
 
 impl Default for ReviewConfig {
     fn default() -> Self {
-        ReviewConfig { score: ReviewScore::MeanMutualInfo, threshold: 0.1 }
+        ReviewConfig {
+            score: ReviewScore::MeanMutualInfo,
+            threshold: 0.1,
+        }
     }
 }
 
@@ -279,10 +311,22 @@ mod tests {
     fn defaults_fill_missing_keys() {
         let c = ModelConfig::from_json(r#"{"channels":[4,8],"patch_size":[16,16,16]}"#).unwrap();
         assert_eq!(c.channels, vec![4, 8]);
-        assert_eq!(c.dropout, Dropout { p: 0.2, kind: DropoutKind::Channel });
+        assert_eq!(
+            c.dropout,
+            Dropout {
+                p: 0.2,
+                kind: DropoutKind::Channel
+            }
+        );
         assert_eq!(c.hu_window, (-1000.0, 400.0));
-        assert_eq!(ModelConfig::from_json("{}").unwrap(), ModelConfig::default());
-        assert_eq!(ReviewConfig::from_json("{}").unwrap(), ReviewConfig::default());
+        assert_eq!(
+            ModelConfig::from_json("{}").unwrap(),
+            ModelConfig::default()
+        );
+        assert_eq!(
+            ReviewConfig::from_json("{}").unwrap(),
+            ReviewConfig::default()
+        );
     }
 
     #[test]

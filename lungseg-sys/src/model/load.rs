@@ -36,8 +36,16 @@ pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
     let meta = header.metadata().as_ref().unwrap_or(&empty);
     match meta.get("format").map(String::as_str) {
         Some(FORMAT) => {}
-        Some(other) => return Err(Error::unsupported(format!("model format '{other}' (expected '{FORMAT}')"))),
-        None => return Err(Error::format(format!("metadata key 'format' is missing (expected '{FORMAT}')"))),
+        Some(other) => {
+            return Err(Error::unsupported(format!(
+                "model format '{other}' (expected '{FORMAT}')"
+            )))
+        }
+        None => {
+            return Err(Error::format(format!(
+                "metadata key 'format' is missing (expected '{FORMAT}')"
+            )))
+        }
     }
     match meta.get("format_version").map(String::as_str) {
         Some(FORMAT_VERSION) => {}
@@ -56,14 +64,26 @@ pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
         Some(s) => ReviewConfig::from_json(s)?,
         None => ReviewConfig::default(),
     };
-    let provenance = meta.get("provenance").cloned().unwrap_or_else(|| "{}".to_string());
+    let provenance = meta
+        .get("provenance")
+        .cloned()
+        .unwrap_or_else(|| "{}".to_string());
 
-    let mut r = Reader { st: &st, used: HashSet::new(), params: 0, cfg: &config };
+    let mut r = Reader {
+        st: &st,
+        used: HashSet::new(),
+        params: 0,
+        cfg: &config,
+    };
     let ch = &config.channels;
     let levels = ch.len();
     let mut enc = Vec::with_capacity(levels);
     for l in 0..levels {
-        let cin = if l == 0 { config.in_channels } else { ch[l - 1] };
+        let cin = if l == 0 {
+            config.in_channels
+        } else {
+            ch[l - 1]
+        };
         enc.push(r.block(&format!("enc.{l}"), cin, ch[l])?);
     }
     let mut up = Vec::with_capacity(levels.saturating_sub(1));
@@ -81,10 +101,19 @@ pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
         .collect();
     if !extra.is_empty() {
         extra.sort_unstable();
-        return Err(Error::format(format!("unexpected tensor(s) in model file: {}", extra.join(", "))));
+        return Err(Error::format(format!(
+            "unexpected tensor(s) in model file: {}",
+            extra.join(", ")
+        )));
     }
     let parameter_count = r.params;
-    Ok(Loaded { config, review, provenance, net: Net { enc, up, dec, head }, parameter_count })
+    Ok(Loaded {
+        config,
+        review,
+        provenance,
+        net: Net { enc, up, dec, head },
+        parameter_count,
+    })
 }
 
 struct Reader<'a, 'b> {
@@ -103,7 +132,9 @@ impl Reader<'_, '_> {
     /// The tensor `name` as f32, which must have exactly `shape`.
     fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.st.tensor(name).map_err(|_| {
-            Error::format(format!("tensor '{name}' is missing (expected shape {shape:?})"))
+            Error::format(format!(
+                "tensor '{name}' is missing (expected shape {shape:?})"
+            ))
         })?;
         if t.shape() != shape {
             return Err(Error::format(format!(
@@ -115,9 +146,15 @@ impl Reader<'_, '_> {
         let mut out = try_vec::<f32>(n, name)?;
         let data = t.data();
         match t.dtype() {
-            Dtype::F32 => convert(data, 4, &mut out, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            Dtype::F16 => convert(data, 2, &mut out, |b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-            Dtype::BF16 => convert(data, 2, &mut out, |b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::F32 => convert(data, 4, &mut out, |b| {
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }),
+            Dtype::F16 => convert(data, 2, &mut out, |b| {
+                half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+            }),
+            Dtype::BF16 => convert(data, 2, &mut out, |b| {
+                half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+            }),
             other => {
                 return Err(Error::unsupported(format!(
                     "tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"
@@ -125,7 +162,9 @@ impl Reader<'_, '_> {
             }
         }
         if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-            return Err(Error::format(format!("tensor '{name}' has a non-finite value at element {i}")));
+            return Err(Error::format(format!(
+                "tensor '{name}' has a non-finite value at element {i}"
+            )));
         }
         self.used.insert(name.to_string());
         Ok(out)
@@ -141,8 +180,18 @@ impl Reader<'_, '_> {
 
     fn block(&mut self, prefix: &str, cin: usize, cout: usize) -> Result<Block> {
         Ok(Block {
-            conv1: self.conv3(&format!("{prefix}.conv1"), &format!("{prefix}.bn1"), cin, cout)?,
-            conv2: self.conv3(&format!("{prefix}.conv2"), &format!("{prefix}.bn2"), cout, cout)?,
+            conv1: self.conv3(
+                &format!("{prefix}.conv1"),
+                &format!("{prefix}.bn1"),
+                cin,
+                cout,
+            )?,
+            conv2: self.conv3(
+                &format!("{prefix}.conv2"),
+                &format!("{prefix}.bn2"),
+                cout,
+                cout,
+            )?,
         })
     }
 
@@ -170,7 +219,12 @@ impl Reader<'_, '_> {
     }
 
     /// Per-channel (scale, shift) that replace conv bias + BN in eval mode.
-    fn bn(&mut self, bn: &str, c: usize, conv_bias: Option<&[f32]>) -> Result<(Vec<f64>, Vec<f64>)> {
+    fn bn(
+        &mut self,
+        bn: &str,
+        c: usize,
+        conv_bias: Option<&[f32]>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         let bias = |i: usize| conv_bias.map_or(0.0, |b| f64::from(b[i]));
         if self.cfg.norm == Norm::None {
             return Ok((vec![1.0; c], (0..c).map(bias).collect()));
@@ -224,7 +278,10 @@ impl Reader<'_, '_> {
         let w = self.tensor("head.weight", &[1, c0, 1, 1, 1])?;
         let b = self.optional("head.bias", &[1])?;
         self.params += w.len() + b.as_ref().map_or(0, Vec::len);
-        Ok(Head { w, bias: b.map_or(0.0, |b| b[0]) })
+        Ok(Head {
+            w,
+            bias: b.map_or(0.0, |b| b[0]),
+        })
     }
 }
 

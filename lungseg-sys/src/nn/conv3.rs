@@ -42,14 +42,27 @@ struct Ctx<'a> {
 
 /// Writes channels `[out_off, out_off + cout)` of every interior voxel of `out` (zero-halo,
 /// `out_stride` floats per voxel, same grid as the input).
-pub fn conv3(a: &Conv3Args<'_>, out: &mut [f32], out_stride: usize, out_off: usize, threads: usize) {
+pub fn conv3(
+    a: &Conv3Args<'_>,
+    out: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+    threads: usize,
+) {
     conv3_with(a, out, out_stride, out_off, threads, has_avx512());
 }
 
 /// [`conv3`] choosing the micro-kernel: `avx512 = false` runs the portable one (parity tests);
 /// `true` falls back to portable where AVX-512 is absent.
 #[doc(hidden)]
-pub fn conv3_with(a: &Conv3Args<'_>, out: &mut [f32], out_stride: usize, out_off: usize, threads: usize, avx512: bool) {
+pub fn conv3_with(
+    a: &Conv3Args<'_>,
+    out: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+    threads: usize,
+    avx512: bool,
+) {
     let g = a.grid;
     let cp = a.cout.div_ceil(16) * 16;
     let nk = a.ci.len();
@@ -63,7 +76,12 @@ pub fn conv3_with(a: &Conv3Args<'_>, out: &mut [f32], out_stride: usize, out_off
         let (kz, ky, kx) = (t / 9, t / 3 % 3, t % 3);
         *tap = ((kz * (g.h + 2) + ky) * (g.w + 2) + kx) * a.in_stride;
     }
-    let ctx = Ctx { a, cp, taps, out_stride };
+    let ctx = Ctx {
+        a,
+        cp,
+        taps,
+        out_stride,
+    };
     let plane = g.plane() * out_stride;
     let avx = avx512 && has_avx512();
     par_units(out, plane, plane, g.d, threads, |z, chunk| {
@@ -252,7 +270,15 @@ mod portable {
 
 /// Plain reference: dense NDHWC input `[d][h][w][cin]`, PyTorch weights
 /// `[cout][cin][3][3][3]`, returns dense `[d][h][w][cout]`.
-pub fn reference(input: &[f32], g: Grid, cin: usize, w: &[f32], bias: &[f32], cout: usize, relu: bool) -> Vec<f32> {
+pub fn reference(
+    input: &[f32],
+    g: Grid,
+    cin: usize,
+    w: &[f32],
+    bias: &[f32],
+    cout: usize,
+    relu: bool,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; g.voxels() * cout];
     for z in 0..g.d {
         for y in 0..g.h {

@@ -3,7 +3,15 @@
 use super::Grid;
 
 /// `prob[(z·h + y)·w + x] = σ(bias + Σ_j w[j] · in[voxel][ci[j]])`.
-pub fn head(input: &[f32], g: Grid, in_stride: usize, ci: &[u32], w: &[f32], bias: f32, prob: &mut [f32]) {
+pub fn head(
+    input: &[f32],
+    g: Grid,
+    in_stride: usize,
+    ci: &[u32],
+    w: &[f32],
+    bias: f32,
+    prob: &mut [f32],
+) {
     assert!(input.len() >= g.padded_voxels() * in_stride && ci.len() == w.len());
     assert!(ci.iter().all(|&c| (c as usize) < in_stride) && prob.len() == g.voxels());
     let mut k = 0;

@@ -57,8 +57,14 @@ impl Grid {
 
 /// Runs `f(u, chunk)` for units `u in 0..n`, where unit `u` owns
 /// `out[first + u·len ..][..len]`, on up to `threads` threads (contiguous ranges of units).
-pub(crate) fn par_units<F>(out: &mut [f32], first: usize, len: usize, n: usize, threads: usize, f: F)
-where
+pub(crate) fn par_units<F>(
+    out: &mut [f32],
+    first: usize,
+    len: usize,
+    n: usize,
+    threads: usize,
+    f: F,
+) where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let body = &mut out[first..first + n * len];

@@ -5,7 +5,15 @@
 use super::{par_units, Grid};
 
 /// `g` is the input grid (even sizes); the output grid is `g.half()` with stride `c`.
-pub fn maxpool2(input: &[f32], g: Grid, in_stride: usize, off: usize, c: usize, out: &mut [f32], threads: usize) {
+pub fn maxpool2(
+    input: &[f32],
+    g: Grid,
+    in_stride: usize,
+    off: usize,
+    c: usize,
+    out: &mut [f32],
+    threads: usize,
+) {
     let og = g.half();
     assert!(off + c <= in_stride && input.len() >= g.padded_voxels() * in_stride);
     assert!(out.len() >= og.padded_voxels() * c);
@@ -17,7 +25,8 @@ pub fn maxpool2(input: &[f32], g: Grid, in_stride: usize, off: usize, c: usize, 
                 let dst = &mut chunk[o..o + c];
                 dst.fill(f32::NEG_INFINITY);
                 for k in 0..8 {
-                    let s = g.index(2 * z + k / 4, 2 * y + k / 2 % 2, 2 * x + k % 2) * in_stride + off;
+                    let s =
+                        g.index(2 * z + k / 4, 2 * y + k / 2 % 2, 2 * x + k % 2) * in_stride + off;
                     for (d, &v) in dst.iter_mut().zip(&input[s..s + c]) {
                         *d = d.max(v);
                     }

@@ -45,7 +45,13 @@ pub fn upconv(a: &UpArgs<'_>, out: &mut [f32], out_stride: usize, out_off: usize
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn plane_avx512(a: &UpArgs<'_>, z: usize, chunk: &mut [f32], out_stride: usize, out_off: usize) {
+unsafe fn plane_avx512(
+    a: &UpArgs<'_>,
+    z: usize,
+    chunk: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+) {
     plane(a, z, chunk, out_stride, out_off);
 }
 
@@ -77,7 +83,8 @@ fn plane(a: &UpArgs<'_>, z: usize, chunk: &mut [f32], out_stride: usize, out_off
                 let n = (a.cout - ch).min(16);
                 for (o, acc_o) in acc.iter().enumerate() {
                     let (dz, dy, dx) = (o / 4, o / 2 % 2, o % 2);
-                    let vox = (dz * og.plane() + (2 * y + dy + 1) * og.row() + 2 * x + dx + 1) * out_stride;
+                    let vox = (dz * og.plane() + (2 * y + dy + 1) * og.row() + 2 * x + dx + 1)
+                        * out_stride;
                     let d = vox + out_off + ch;
                     chunk[d..d + n].copy_from_slice(&acc_o[..n]);
                 }
@@ -87,7 +94,14 @@ fn plane(a: &UpArgs<'_>, z: usize, chunk: &mut [f32], out_stride: usize, out_off
 }
 
 /// Plain reference: dense NDHWC input, PyTorch weight `[cin][cout][2][2][2]`.
-pub fn reference(input: &[f32], g: Grid, cin: usize, w: &[f32], bias: &[f32], cout: usize) -> Vec<f32> {
+pub fn reference(
+    input: &[f32],
+    g: Grid,
+    cin: usize,
+    w: &[f32],
+    bias: &[f32],
+    cout: usize,
+) -> Vec<f32> {
     let og = g.double();
     let mut out = vec![0.0f32; og.voxels() * cout];
     for z in 0..og.d {

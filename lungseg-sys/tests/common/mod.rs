@@ -5,12 +5,16 @@
 use std::path::PathBuf;
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn read_f32(name: &str) -> Vec<f32> {
     let b = std::fs::read(fixture(name)).unwrap();
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn sidecar(name: &str) -> serde_json::Value {
@@ -18,7 +22,9 @@ pub fn sidecar(name: &str) -> serde_json::Value {
 }
 
 fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3))
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    })
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -30,7 +36,10 @@ fn splitmix(mut z: u64) -> u64 {
 pub fn uniform(name: &str, n: usize) -> Vec<f32> {
     let h = fnv1a(name);
     (0..n as u64)
-        .map(|i| (splitmix(h.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) >> 40) as f32 / 16_777_216.0)
+        .map(|i| {
+            (splitmix(h.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) >> 40) as f32
+                / 16_777_216.0
+        })
         .collect()
 }
 
@@ -55,7 +64,11 @@ pub fn synth_tensor(name: &str, shape: &[usize]) -> Vec<f32> {
             } else if name == "head.bias" {
                 0.1 * s(u) - 0.4
             } else if name.contains(".up.") {
-                if kind == "weight" { s(u) * sq(3.0 / shape[0] as f64) } else { 0.05 * s(u) }
+                if kind == "weight" {
+                    s(u) * sq(3.0 / shape[0] as f64)
+                } else {
+                    0.05 * s(u)
+                }
             } else if kind == "weight" {
                 s(u) * sq(6.0 / (shape[1] * 27) as f64)
             } else {
@@ -78,10 +91,18 @@ pub fn tensor_shapes(ch: &[usize]) -> Vec<(String, Vec<usize>)> {
         }
     };
     for (l, &c) in ch.iter().enumerate() {
-        block(&mut v, &format!("enc.{l}"), if l == 0 { 1 } else { ch[l - 1] }, c);
+        block(
+            &mut v,
+            &format!("enc.{l}"),
+            if l == 0 { 1 } else { ch[l - 1] },
+            c,
+        );
     }
     for l in 0..ch.len() - 1 {
-        v.push((format!("dec.{l}.up.weight"), vec![ch[l + 1], ch[l], 2, 2, 2]));
+        v.push((
+            format!("dec.{l}.up.weight"),
+            vec![ch[l + 1], ch[l], 2, 2, 2],
+        ));
         v.push((format!("dec.{l}.up.bias"), vec![ch[l]]));
         block(&mut v, &format!("dec.{l}"), 2 * ch[l], ch[l]);
     }
@@ -110,8 +131,10 @@ pub fn f32_tensor(name: &str, shape: &[usize], v: &[f32]) -> RawTensor {
 /// Serialises a safetensors file by hand.
 pub fn write_safetensors(tensors: &[RawTensor], meta: &[(&str, String)]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
-    let m: serde_json::Map<String, serde_json::Value> =
-        meta.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone()))).collect();
+    let m: serde_json::Map<String, serde_json::Value> = meta
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+        .collect();
     header.insert("__metadata__".into(), m.into());
     let mut off = 0;
     for t in tensors {
@@ -143,7 +166,10 @@ pub fn standard_meta(config: &str) -> Vec<(&'static str, String)> {
 
 /// The formula model for a config JSON, as F32 tensors.
 pub fn synth_tensors(channels: &[usize]) -> Vec<RawTensor> {
-    tensor_shapes(channels).into_iter().map(|(n, s)| f32_tensor(&n, &s, &synth_tensor(&n, &s))).collect()
+    tensor_shapes(channels)
+        .into_iter()
+        .map(|(n, s)| f32_tensor(&n, &s, &synth_tensor(&n, &s)))
+        .collect()
 }
 
 pub fn synth_model_bytes(config: &str) -> Vec<u8> {
@@ -164,5 +190,8 @@ pub fn fixture_model(name: &str) -> lungseg::model::Model {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
