@@ -83,11 +83,11 @@ pub struct PatchSummary {
 
 /// Scratch workspaces of one model, one per concurrent call, reused across calls.
 #[derive(Default)]
-pub(crate) struct WorkspacePool(Mutex<Vec<Box<Workspace>>>);
+pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
 
 struct Lease<'m> {
     model: &'m Model,
-    ws: Option<Box<Workspace>>,
+    ws: Option<Workspace>,
 }
 
 impl Drop for Lease<'_> {
@@ -113,7 +113,7 @@ fn lease(model: &Model) -> Result<Lease<'_>> {
         .pop();
     let ws = match cached {
         Some(ws) => ws,
-        None => Box::new(Workspace::new(model)?),
+        None => Workspace::new(model)?,
     };
     Ok(Lease {
         model,
@@ -221,7 +221,7 @@ pub fn predict_uncertainty(
             }),
             threads,
         );
-        let Workspace { prob, stats, .. } = &mut **ws;
+        let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
     }
     Ok(summarise(model, &ws.stats, opts, &mut maps))

@@ -27,6 +27,12 @@ pub struct Model {
     pub(crate) workspaces: WorkspacePool,
 }
 
+// One model serves many threads: keep it Send + Sync.
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<Model>();
+};
+
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")

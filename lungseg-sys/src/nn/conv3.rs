@@ -10,7 +10,7 @@
 //! input channel it loads `NV` weight vectors and, per position, broadcasts one input value and
 //! FMAs it into the `NV` accumulators. Tiles: `NV=1, XT=16` (16 channels), `NV=2, XT=8`,
 //! `NV=4, XT=4` (16 accumulators each, leaving registers for weights on AVX-512's 32 zmm);
-//! row tails use `XT=4` then `XT=1`. The same generic code is compiled for AVX-512
+//! row tails use `XT=4` then `XT=1`. Common input strides (16..512) are compile-time constants. The same generic code is compiled for AVX-512
 //! (`std::arch` intrinsics, runtime detection) and as a portable `[f32; 16]` version that
 //! autovectorises; the two may differ in the last bit (FMA vs mul+add) but each is
 //! deterministic.
@@ -49,6 +49,20 @@ pub fn conv3(
     out_off: usize,
     threads: usize,
 ) {
+    conv3_with(a, out, out_stride, out_off, threads, has_avx512());
+}
+
+/// [`conv3`] choosing the micro-kernel: `avx512 = false` runs the portable one (parity tests);
+/// `true` falls back to portable where AVX-512 is absent.
+#[doc(hidden)]
+pub fn conv3_with(
+    a: &Conv3Args<'_>,
+    out: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+    threads: usize,
+    avx512: bool,
+) {
     let g = a.grid;
     let cp = a.cout.div_ceil(16) * 16;
     let nk = a.ci.len();
@@ -69,7 +83,7 @@ pub fn conv3(
         out_stride,
     };
     let plane = g.plane() * out_stride;
-    let avx = has_avx512();
+    let avx = avx512 && has_avx512();
     par_units(out, plane, plane, g.d, threads, |z, chunk| {
         for y in 0..g.h {
             // Neighbourhood origin of output (z, y, 0) is padded input voxel (z, y, 0).
@@ -94,20 +108,35 @@ macro_rules! kernels {
     ($(#[$attr:meta])*, $vec:ty, $zero:expr, $load:path, $splat:path, $fma:path, $finish:path) => {
         $(#[$attr])*
         pub(super) unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
+            // A compile-time input stride turns the per-position offsets into immediate
+            // displacements, freeing the general registers the tile would otherwise spill.
+            match c.a.in_stride {
+                16 => row_si::<16>(c, inp, out),
+                32 => row_si::<32>(c, inp, out),
+                64 => row_si::<64>(c, inp, out),
+                128 => row_si::<128>(c, inp, out),
+                256 => row_si::<256>(c, inp, out),
+                512 => row_si::<512>(c, inp, out),
+                _ => row_si::<0>(c, inp, out),
+            }
+        }
+
+        $(#[$attr])*
+        unsafe fn row_si<const SI: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32) {
             let nv = c.cp / 16;
             let mut v0 = 0;
             while v0 < nv {
                 match nv - v0 {
                     r if r >= 4 => {
-                        tiles::<4, 4>(c, inp, out, v0);
+                        tiles::<4, 4, SI>(c, inp, out, v0);
                         v0 += 4;
                     }
                     r if r >= 2 => {
-                        tiles::<2, 8>(c, inp, out, v0);
+                        tiles::<2, 8, SI>(c, inp, out, v0);
                         v0 += 2;
                     }
                     _ => {
-                        tiles::<1, 16>(c, inp, out, v0);
+                        tiles::<1, 16, SI>(c, inp, out, v0);
                         v0 += 1;
                     }
                 }
@@ -115,29 +144,34 @@ macro_rules! kernels {
         }
 
         $(#[$attr])*
-        unsafe fn tiles<const NV: usize, const XT: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32, v0: usize) {
+        unsafe fn tiles<const NV: usize, const XT: usize, const SI: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32, v0: usize) {
             let w = c.a.grid.w;
             let (si, so) = (c.a.in_stride, c.out_stride);
             let mut x = 0;
             while x + XT <= w {
-                tile::<NV, XT>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, XT, SI>(c, inp + x * si, out.add(x * so), v0);
                 x += XT;
             }
             while XT > 4 && x + 4 <= w {
-                tile::<NV, 4>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, 4, SI>(c, inp + x * si, out.add(x * so), v0);
                 x += 4;
             }
             while x < w {
-                tile::<NV, 1>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, 1, SI>(c, inp + x * si, out.add(x * so), v0);
                 x += 1;
             }
         }
 
         $(#[$attr])*
-        unsafe fn tile<const NV: usize, const XT: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32, v0: usize) {
+        unsafe fn tile<const NV: usize, const XT: usize, const SI: usize>(
+            c: &Ctx<'_>,
+            inp: usize,
+            out: *mut f32,
+            v0: usize,
+        ) {
             let a = c.a;
             let nk = a.ci.len();
-            let si = a.in_stride;
+            let si = if SI == 0 { a.in_stride } else { SI };
             let src = a.input.as_ptr().add(inp);
             let mut acc: [[$vec; NV]; XT] = [[$zero; NV]; XT];
             for t in 0..27 {
@@ -170,7 +204,9 @@ macro_rules! kernels {
     };
 }
 
+// AVX-512 intrinsics are stable since Rust 1.89: the workspace MSRV must be at least that.
 #[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
 mod avx512 {
     use super::Ctx;
     use std::arch::x86_64::*;

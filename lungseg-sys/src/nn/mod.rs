@@ -6,13 +6,14 @@
 //! the skip writer and the transposed conv fill in place. Kernels write only interior voxels,
 //! so halos stay zero and the 3³ convolution needs no boundary branches.
 //!
-//! Threads split the output into contiguous z-planes; each output value is computed by
+//! Threads (a persistent per-caller team, see `team.rs`) split the output into contiguous z-planes; each output value is computed by
 //! exactly one thread in a fixed order, so results are bit-identical for any thread count.
 //! Every kernel has a plain `reference` implementation used by the parity tests.
 
 pub mod conv3;
 pub mod head;
 pub mod pool;
+mod team;
 pub mod upconv;
 
 /// Interior size of an activation grid (the halo is implied).
@@ -75,28 +76,19 @@ pub(crate) fn par_units<F>(
         }
         return;
     }
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut rest = body;
-        let mut u0 = 0;
-        for k in 0..t {
-            let cnt = n * (k + 1) / t - n * k / t;
-            let (mine, tail) = rest.split_at_mut(cnt * len);
-            rest = tail;
-            let start = u0;
-            u0 += cnt;
-            let mut run = move || {
-                for (i, c) in mine.chunks_mut(len).enumerate() {
-                    f(start + i, c);
-                }
-            };
-            if k + 1 == t {
-                run();
-            } else {
-                s.spawn(run);
-            }
+    let base = body.as_mut_ptr() as usize;
+    let job = |k: usize| {
+        let (u0, u1) = (n * k / t, n * (k + 1) / t);
+        // SAFETY: the shares [u0, u1) of different k are disjoint and lie inside `body`, which
+        // stays mutably borrowed until `team::run` has returned from every share.
+        let mine = unsafe {
+            std::slice::from_raw_parts_mut((base as *mut f32).add(u0 * len), (u1 - u0) * len)
+        };
+        for (i, c) in mine.chunks_mut(len).enumerate() {
+            f(u0 + i, c);
         }
-    });
+    };
+    team::run(t, &job);
 }
 
 /// Whether the AVX-512 kernels may run on this CPU (runtime detection, cached by std).
