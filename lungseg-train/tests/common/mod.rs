@@ -2,10 +2,18 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use lungseg_train::dataset::{DatasetWriter, PatchRecord};
 use lungseg_train::model::{DropoutKind, DropoutSpec, UNetConfig};
 use lungseg_train::train::rng::Rng;
+
+/// Burn's flex backend keeps one process-wide RNG (`Device::seed` sets it), so tests that
+/// check seeded reproducibility hold this lock to keep other tests' draws out of their stream.
+pub fn rng_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A small config the tests can afford: two levels, 16³ patches.
 pub fn tiny_config() -> UNetConfig {
