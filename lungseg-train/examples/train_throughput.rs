@@ -16,12 +16,16 @@ fn main() {
     let size: usize = args.first().map_or(64, |s| s.parse().expect("size"));
     let batch: usize = args.get(1).map_or(2, |s| s.parse().expect("batch"));
     let steps: usize = args.get(2).map_or(5, |s| s.parse().expect("steps"));
-    let channels: Vec<usize> = args
-        .get(3)
-        .map_or(vec![16, 32, 64, 128, 256], |s| s.split(',').map(|c| c.parse().expect("channels")).collect());
+    let channels: Vec<usize> = args.get(3).map_or(vec![16, 32, 64, 128, 256], |s| {
+        s.split(',').map(|c| c.parse().expect("channels")).collect()
+    });
     let device = Device::flex().autodiff();
     device.seed(0);
-    let config = UNetConfig { channels: channels.clone(), patch_size: [size; 3], ..UNetConfig::default() };
+    let config = UNetConfig {
+        channels: channels.clone(),
+        patch_size: [size; 3],
+        ..UNetConfig::default()
+    };
     let mut model = config.init(&device);
     let mut optim = AdamConfig::new().init();
     let shape = [batch, 1, size, size, size];
@@ -35,7 +39,10 @@ fn main() {
         model = optim.step(1e-3, model, grads);
         let l = loss.into_scalar::<f32>();
         let s = t.elapsed().as_secs_f64();
-        eprintln!("step {step}: {s:.3}s loss {l:.4}{}", if step == 0 { " (warm-up)" } else { "" });
+        eprintln!(
+            "step {step}: {s:.3}s loss {l:.4}{}",
+            if step == 0 { " (warm-up)" } else { "" }
+        );
         if step > 0 {
             times.push(s);
         }

@@ -48,7 +48,10 @@ pub struct Review {
 
 impl Default for Review {
     fn default() -> Self {
-        Review { score: "mean_mutual_info".into(), threshold: DEFAULT_REVIEW_THRESHOLD }
+        Review {
+            score: "mean_mutual_info".into(),
+            threshold: DEFAULT_REVIEW_THRESHOLD,
+        }
     }
 }
 
@@ -86,11 +89,21 @@ pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
             }
             let t = param.val();
             let shape = t.dims().to_vec();
-            let data = t.into_data().try_into_vec_as::<f32>().expect("f32 tensor data");
-            self.out.push(NamedTensor { name: parts.join("."), shape, data });
+            let data = t
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32 tensor data");
+            self.out.push(NamedTensor {
+                name: parts.join("."),
+                shape,
+                data,
+            });
         }
     }
-    let mut c = Collect { path: Vec::new(), out: Vec::new() };
+    let mut c = Collect {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
     model.valid().visit(&mut c);
     c.out
 }
@@ -118,7 +131,10 @@ impl View for &Raw {
 }
 
 fn is_batch_norm(name: &str) -> bool {
-    name.split('.').rev().nth(1).is_some_and(|m| m.starts_with("bn"))
+    name.split('.')
+        .rev()
+        .nth(1)
+        .is_some_and(|m| m.starts_with("bn"))
 }
 
 /// Serialises `model` in the lungseg-unet3d format to bytes.
@@ -134,11 +150,27 @@ pub fn to_safetensors(
         .map(|t| {
             let half = dtype == ExportDtype::F16 && !is_batch_norm(&t.name);
             let (dtype, bytes) = if half {
-                (Dtype::F16, t.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect())
+                (
+                    Dtype::F16,
+                    t.data
+                        .iter()
+                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                        .collect(),
+                )
             } else {
-                (Dtype::F32, t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+                (
+                    Dtype::F32,
+                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
             };
-            (t.name, Raw { dtype, shape: t.shape, bytes })
+            (
+                t.name,
+                Raw {
+                    dtype,
+                    shape: t.shape,
+                    bytes,
+                },
+            )
         })
         .collect();
     let metadata = HashMap::from([
@@ -166,7 +198,10 @@ pub struct ExportOptions {
 
 /// Loads the run's checkpoint and writes the model file; returns the provenance written.
 pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
-    let dir = opts.checkpoint.clone().unwrap_or_else(|| checkpoint::best_dir(&opts.run));
+    let dir = opts
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint::best_dir(&opts.run));
     let state = checkpoint::load_state(&dir)
         .with_context(|| format!("{} is not a checkpoint (run `train` first?)", dir.display()))?;
     let device = burn::tensor::Device::flex();
@@ -192,21 +227,30 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
     });
     let bytes = to_safetensors(&model, &state.config, &opts.review, &provenance, opts.dtype)?;
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(&opts.out, bytes).with_context(|| format!("cannot write {}", opts.out.display()))?;
+    std::fs::write(&opts.out, bytes)
+        .with_context(|| format!("cannot write {}", opts.out.display()))?;
     Ok(provenance)
 }
 
 /// `git rev-parse HEAD` of the working directory, if git and a repository are there.
 fn git_commit() -> Option<String> {
-    let out = Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no date crate for one timestamp).
 pub fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     format_utc(secs)
 }
 
@@ -223,7 +267,12 @@ pub fn format_utc(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Reads the metadata of an exported file (for tests and `export`'s summary line).
@@ -264,11 +313,17 @@ pub enum DtypeArg {
 impl ExportArgs {
     pub fn run(&self) -> Result<()> {
         anyhow::ensure!(
-            matches!(self.review_score.as_str(), "mean_mutual_info" | "mean_entropy" | "mean_variance"),
+            matches!(
+                self.review_score.as_str(),
+                "mean_mutual_info" | "mean_entropy" | "mean_variance"
+            ),
             "--review-score '{}' (expected mean_mutual_info, mean_entropy or mean_variance)",
             self.review_score
         );
-        anyhow::ensure!(self.review_threshold.is_finite(), "--review-threshold must be finite");
+        anyhow::ensure!(
+            self.review_threshold.is_finite(),
+            "--review-threshold must be finite"
+        );
         let opts = ExportOptions {
             run: self.run.clone(),
             checkpoint: self.checkpoint.clone(),
@@ -277,7 +332,10 @@ impl ExportArgs {
                 DtypeArg::F32 => ExportDtype::F32,
                 DtypeArg::F16 => ExportDtype::F16,
             },
-            review: Review { score: self.review_score.clone(), threshold: self.review_threshold },
+            review: Review {
+                score: self.review_score.clone(),
+                threshold: self.review_threshold,
+            },
         };
         let prov = export(&opts)?;
         println!(

@@ -59,7 +59,10 @@ impl Default for UNetConfig {
             channels: vec![16, 32, 64, 128, 256],
             norm: "batch".into(),
             bn_eps: 1e-5,
-            dropout: DropoutSpec { p: 0.2, kind: DropoutKind::Channel },
+            dropout: DropoutSpec {
+                p: 0.2,
+                kind: DropoutKind::Channel,
+            },
             upsample: "conv_transpose".into(),
             patch_size: [64, 64, 64],
             spacing_mm: [1.0, 1.0, 1.0],
@@ -72,10 +75,20 @@ impl UNetConfig {
     /// Rejects configs this crate cannot build, with a message naming the field.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.in_channels >= 1, "config.in_channels must be ≥ 1");
-        anyhow::ensure!(self.out_channels == 1, "config.out_channels must be 1 (binary segmentation)");
+        anyhow::ensure!(
+            self.out_channels == 1,
+            "config.out_channels must be 1 (binary segmentation)"
+        );
         anyhow::ensure!(!self.channels.is_empty(), "config.channels is empty");
-        anyhow::ensure!(self.channels.iter().all(|&c| c > 0), "config.channels has a zero");
-        anyhow::ensure!(self.norm == "batch", "config.norm '{}' (only 'batch' is trainable here)", self.norm);
+        anyhow::ensure!(
+            self.channels.iter().all(|&c| c > 0),
+            "config.channels has a zero"
+        );
+        anyhow::ensure!(
+            self.norm == "batch",
+            "config.norm '{}' (only 'batch' is trainable here)",
+            self.norm
+        );
         anyhow::ensure!(
             self.upsample == "conv_transpose",
             "config.upsample '{}' (only 'conv_transpose')",
@@ -94,7 +107,10 @@ impl UNetConfig {
             self.patch_size,
             self.channels.len()
         );
-        anyhow::ensure!(self.hu_window[1] > self.hu_window[0], "config.hu_window must be (lo, hi) with lo < hi");
+        anyhow::ensure!(
+            self.hu_window[1] > self.hu_window[0],
+            "config.hu_window must be (lo, hi) with lo < hi"
+        );
         Ok(())
     }
 
@@ -190,12 +206,22 @@ impl Block {
                 .init(device)
         };
         let bn = || BatchNormConfig::new(cout).with_epsilon(eps).init(device);
-        Block { up, conv1: conv(cin, cout), bn1: bn(), conv2: conv(cout, cout), bn2: bn(), drop }
+        Block {
+            up,
+            conv1: conv(cin, cout),
+            bn1: bn(),
+            conv2: conv(cout, cout),
+            bn2: bn(),
+            drop,
+        }
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let x = self.drop.forward(relu(self.bn1.forward(self.conv1.forward(x))));
-        self.drop.forward(relu(self.bn2.forward(self.conv2.forward(x))))
+        let x = self
+            .drop
+            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        self.drop
+            .forward(relu(self.bn2.forward(self.conv2.forward(x))))
     }
 }
 
@@ -221,7 +247,10 @@ impl UNet {
         }
         skips.pop();
         for block in self.dec.iter().rev() {
-            let up = block.up.as_ref().expect("decoder blocks have an up-convolution");
+            let up = block
+                .up
+                .as_ref()
+                .expect("decoder blocks have an up-convolution");
             let skip = skips.pop().expect("one skip per decoder level");
             x = block.forward(Tensor::cat(vec![skip, up.forward(x)], 1));
         }
@@ -233,7 +262,8 @@ impl UNet {
     pub fn num_learnable_params(&self) -> usize {
         let bn = |b: &BatchNorm| b.gamma.shape().num_elements() + b.beta.shape().num_elements();
         let conv = |c: &Conv3d| {
-            c.weight.shape().num_elements() + c.bias.as_ref().map_or(0, |b| b.shape().num_elements())
+            c.weight.shape().num_elements()
+                + c.bias.as_ref().map_or(0, |b| b.shape().num_elements())
         };
         let blocks: usize = self
             .enc
@@ -241,7 +271,8 @@ impl UNet {
             .chain(&self.dec)
             .map(|b| {
                 let up = b.up.as_ref().map_or(0, |u| {
-                    u.weight.shape().num_elements() + u.bias.as_ref().map_or(0, |b| b.shape().num_elements())
+                    u.weight.shape().num_elements()
+                        + u.bias.as_ref().map_or(0, |b| b.shape().num_elements())
                 });
                 up + conv(&b.conv1) + conv(&b.conv2) + bn(&b.bn1) + bn(&b.bn2)
             })

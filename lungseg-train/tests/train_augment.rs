@@ -21,7 +21,10 @@ fn marked(z: usize, y: usize, x: usize) -> (Vec<f32>, Vec<u8>) {
 #[test]
 fn flips_move_a_voxel_to_the_mirror_position() {
     let (img, _) = marked(1, 2, 5);
-    let g = Geometry { flip: [true, false, true], rot90: 0 };
+    let g = Geometry {
+        flip: [true, false, true],
+        rot90: 0,
+    };
     let out = g.apply(&img, SHAPE);
     assert_eq!(out[idx(2, 2, 0)], 1.0);
 }
@@ -30,8 +33,14 @@ fn flips_move_a_voxel_to_the_mirror_position() {
 fn quarter_turns_compose() {
     let n: usize = SHAPE.iter().product();
     let img: Vec<u32> = (0..n as u32).collect();
-    let r1 = Geometry { flip: [false; 3], rot90: 1 };
-    let r2 = Geometry { flip: [false; 3], rot90: 2 };
+    let r1 = Geometry {
+        flip: [false; 3],
+        rot90: 1,
+    };
+    let r2 = Geometry {
+        flip: [false; 3],
+        rot90: 2,
+    };
     let twice = r1.apply(&r1.apply(&img, SHAPE), SHAPE);
     assert_eq!(twice, r2.apply(&img, SHAPE));
     let four = r2.apply(&twice, SHAPE);
@@ -41,7 +50,12 @@ fn quarter_turns_compose() {
 
 #[test]
 fn image_and_mask_stay_aligned_under_random_augmentation() {
-    let cfg = AugmentConfig { noise_std: 0.0, shift: 0.0, scale: 0.0, ..AugmentConfig::default() };
+    let cfg = AugmentConfig {
+        noise_std: 0.0,
+        shift: 0.0,
+        scale: 0.0,
+        ..AugmentConfig::default()
+    };
     let mut rng = Rng::new(7);
     let mut positions = std::collections::HashSet::new();
     for _ in 0..64 {
@@ -53,7 +67,11 @@ fn image_and_mask_stay_aligned_under_random_augmentation() {
         assert_eq!(pi, pm);
         positions.insert(pi[0]);
     }
-    assert!(positions.len() >= 8, "flips × rotations reach many positions, got {}", positions.len());
+    assert!(
+        positions.len() >= 8,
+        "flips × rotations reach many positions, got {}",
+        positions.len()
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
-use lungseg_train::export::{export, format_utc, to_safetensors, ExportDtype, ExportOptions, Review};
+use lungseg_train::export::{
+    export, format_utc, to_safetensors, ExportDtype, ExportOptions, Review,
+};
 use lungseg_train::model::UNetConfig;
 use lungseg_train::train::{train, TrainOptions};
 use safetensors::{Dtype, SafeTensors};
@@ -24,13 +26,20 @@ fn expected(config: &UNetConfig) -> BTreeMap<String, Vec<usize>> {
         }
     };
     for l in 0..ch.len() {
-        block(format!("enc.{l}"), if l == 0 { 1 } else { ch[l - 1] }, ch[l]);
+        block(
+            format!("enc.{l}"),
+            if l == 0 { 1 } else { ch[l - 1] },
+            ch[l],
+        );
     }
     for l in 0..ch.len() - 1 {
         block(format!("dec.{l}"), 2 * ch[l], ch[l]);
     }
     for l in 0..ch.len() - 1 {
-        m.insert(format!("dec.{l}.up.weight"), vec![ch[l + 1], ch[l], 2, 2, 2]);
+        m.insert(
+            format!("dec.{l}.up.weight"),
+            vec![ch[l + 1], ch[l], 2, 2, 2],
+        );
         m.insert(format!("dec.{l}.up.bias"), vec![ch[l]]);
     }
     m.insert("head.weight".into(), vec![1, ch[0], 1, 1, 1]);
@@ -42,10 +51,20 @@ fn expected(config: &UNetConfig) -> BTreeMap<String, Vec<usize>> {
 fn default_model_exports_every_name_and_shape() {
     let config = UNetConfig::default();
     let model = config.init(&Device::flex());
-    let bytes = to_safetensors(&model, &config, &Review::default(), &serde_json::json!({}), ExportDtype::F32).unwrap();
+    let bytes = to_safetensors(
+        &model,
+        &config,
+        &Review::default(),
+        &serde_json::json!({}),
+        ExportDtype::F32,
+    )
+    .unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let got: BTreeMap<String, Vec<usize>> =
-        st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+    let got: BTreeMap<String, Vec<usize>> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec()))
+        .collect();
     assert_eq!(got, expected(&config));
     assert!(st.tensors().iter().all(|(_, t)| t.dtype() == Dtype::F32));
     // BN starts at γ = 1, running_var = 1.
@@ -71,8 +90,18 @@ fn trained_run_exports_with_metadata_and_f16() {
 
     for dtype in [ExportDtype::F32, ExportDtype::F16] {
         let out = tmp.path().join(format!("model-{dtype:?}.safetensors"));
-        let review = Review { score: "mean_mutual_info".into(), threshold: 0.25 };
-        export(&ExportOptions { run: run.clone(), checkpoint: None, out: out.clone(), dtype, review }).unwrap();
+        let review = Review {
+            score: "mean_mutual_info".into(),
+            threshold: 0.25,
+        };
+        export(&ExportOptions {
+            run: run.clone(),
+            checkpoint: None,
+            out: out.clone(),
+            dtype,
+            review,
+        })
+        .unwrap();
         let bytes = std::fs::read(&out).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -83,13 +112,19 @@ fn trained_run_exports_with_metadata_and_f16() {
         assert_eq!(config.channels, [4, 8]);
         assert_eq!(config.patch_size, [16, 16, 16]);
         let review: serde_json::Value = serde_json::from_str(&meta["review"]).unwrap();
-        assert_eq!(review, serde_json::json!({"score": "mean_mutual_info", "threshold": 0.25}));
+        assert_eq!(
+            review,
+            serde_json::json!({"score": "mean_mutual_info", "threshold": 0.25})
+        );
         let prov: serde_json::Value = serde_json::from_str(&meta["provenance"]).unwrap();
         assert_eq!(prov["epochs"], 1);
         assert!(prov["best_val_dice"].as_f64().is_some());
         assert!(prov["data"].as_str().unwrap().ends_with("data"));
-        let got: BTreeMap<String, Vec<usize>> =
-            st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+        let got: BTreeMap<String, Vec<usize>> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.shape().to_vec()))
+            .collect();
         assert_eq!(got, expected(&config));
         let conv = st.tensor("enc.0.conv1.weight").unwrap().dtype();
         let bn = st.tensor("enc.0.bn1.running_var").unwrap().dtype();

@@ -34,7 +34,10 @@ fn ten_adam_steps_lower_the_loss_on_a_sphere() {
         model = optim.step(1e-2, model, grads);
     }
     assert!(losses.iter().all(|l| l.is_finite()));
-    assert!(losses[9] < 0.8 * losses[0], "loss should drop by > 20% in 10 steps: {losses:?}");
+    assert!(
+        losses[9] < 0.8 * losses[0],
+        "loss should drop by > 20% in 10 steps: {losses:?}"
+    );
 }
 
 fn tiny_options(data: &std::path::Path, out: &std::path::Path) -> TrainOptions {
@@ -65,14 +68,22 @@ fn train_writes_metrics_and_checkpoints_and_resumes() {
     let out = tmp.path().join("run");
     let straight = train(&tiny_options(&data, &out)).unwrap();
     assert_eq!(straight.epochs_run, 3);
-    assert!(checkpoint::checkpoint_dir(&out, 2).join(checkpoint::OPTIM_FILE).exists());
-    assert!(checkpoint::best_dir(&out).join(checkpoint::MODEL_FILE).exists());
+    assert!(checkpoint::checkpoint_dir(&out, 2)
+        .join(checkpoint::OPTIM_FILE)
+        .exists());
+    assert!(checkpoint::best_dir(&out)
+        .join(checkpoint::MODEL_FILE)
+        .exists());
     let straight_rows = read_jsonl(&out.join("metrics.jsonl")).unwrap();
 
     // A crash before the epoch-3 checkpoint: resuming redoes epoch 3 from epoch 2's model,
     // optimiser state and RNG streams, and must land where the uninterrupted run did.
     std::fs::remove_dir_all(checkpoint::checkpoint_dir(&out, 3)).unwrap();
-    let resumed = train(&TrainOptions { resume: true, ..tiny_options(&data, &out) }).unwrap();
+    let resumed = train(&TrainOptions {
+        resume: true,
+        ..tiny_options(&data, &out)
+    })
+    .unwrap();
     assert_eq!(resumed.epochs_run, 3);
     let rows = read_jsonl(&out.join("metrics.jsonl")).unwrap();
     assert_eq!(rows.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3]);
@@ -80,12 +91,26 @@ fn train_writes_metrics_and_checkpoints_and_resumes() {
     assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
     assert!(csv.starts_with("epoch,train_loss,train_bce,train_dice,val_loss,val_dice"));
     for (a, b) in rows.iter().zip(&straight_rows) {
-        assert!((a.train_loss - b.train_loss).abs() < 1e-5, "epoch {}: {} vs {}", a.epoch, a.train_loss, b.train_loss);
-        assert!((a.val_dice - b.val_dice).abs() < 1e-6, "epoch {}: {} vs {}", a.epoch, a.val_dice, b.val_dice);
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-5,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(
+            (a.val_dice - b.val_dice).abs() < 1e-6,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.val_dice,
+            b.val_dice
+        );
         assert_eq!(a.lr, b.lr);
     }
     for m in &rows {
-        assert!(m.train_loss.is_finite() && m.val_loss.is_finite() && m.lr > 0.0 && m.seconds > 0.0);
+        assert!(
+            m.train_loss.is_finite() && m.val_loss.is_finite() && m.lr > 0.0 && m.seconds > 0.0
+        );
         assert!((0.0..=1.0).contains(&m.val_dice) && (0.0..=1.0).contains(&m.train_dice));
     }
 }
@@ -96,7 +121,10 @@ fn bad_data_gives_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let err = train(&tiny_options(&tmp.path().join("missing"), tmp.path())).unwrap_err();
     assert!(format!("{err:#}").contains("manifest.jsonl"), "{err:#}");
-    let err = train(&TrainOptions { resume: true, ..tiny_options(tmp.path(), tmp.path()) });
+    let err = train(&TrainOptions {
+        resume: true,
+        ..tiny_options(tmp.path(), tmp.path())
+    });
     assert!(err.is_err());
     std::fs::write(tmp.path().join("manifest.jsonl"), "{\"id\":\"a\"}\n").unwrap();
     let err = train(&tiny_options(tmp.path(), tmp.path())).unwrap_err();

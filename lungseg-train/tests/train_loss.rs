@@ -5,7 +5,10 @@ use lungseg_train::train::learning_rate;
 use lungseg_train::train::loss::{dice_bce, Overlap};
 
 fn t5(v: &[f32]) -> Tensor<5> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [1, 1, 1, 2, 2]), &Device::flex())
+    Tensor::from_data(
+        TensorData::new(v.to_vec(), [1, 1, 1, 2, 2]),
+        &Device::flex(),
+    )
 }
 
 #[test]
@@ -28,17 +31,34 @@ fn dice_bce_matches_hand_computed_values() {
 
 #[test]
 fn bce_is_finite_for_huge_logits() {
-    let loss = dice_bce(t5(&[200.0, -200.0, 200.0, -200.0]), t5(&[1.0, 0.0, 0.0, 1.0]));
+    let loss = dice_bce(
+        t5(&[200.0, -200.0, 200.0, -200.0]),
+        t5(&[1.0, 0.0, 0.0, 1.0]),
+    );
     let bce = f64::from(loss.bce.into_scalar::<f32>());
-    assert!((bce - 200.0).abs() < 1e-3, "two of four voxels wrong by 200 nats: {bce}");
+    assert!(
+        (bce - 200.0).abs() < 1e-3,
+        "two of four voxels wrong by 200 nats: {bce}"
+    );
 }
 
 #[test]
 fn hard_dice_counts() {
     let o = Overlap::count(&[1.0, 1.0, -1.0, -1.0, 0.5], &[1.0, 0.0, 1.0, 0.0, 1.0]);
-    assert_eq!(o, Overlap { tp: 2, pred: 3, truth: 3 });
+    assert_eq!(
+        o,
+        Overlap {
+            tp: 2,
+            pred: 3,
+            truth: 3
+        }
+    );
     assert!((o.dice() - 4.0 / 6.0).abs() < 1e-12);
-    assert_eq!(Overlap::count(&[-1.0], &[0.0]).dice(), 1.0, "both empty is a perfect match");
+    assert_eq!(
+        Overlap::count(&[-1.0], &[0.0]).dice(),
+        1.0,
+        "both empty is a perfect match"
+    );
 }
 
 #[test]

@@ -34,7 +34,11 @@ fn forward_keeps_the_spatial_shape() {
     let model = common::tiny_config().init(&device);
     let x = Tensor::<5>::random([2, 1, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
     assert_eq!(model.valid().forward(x).dims(), [2, 1, 16, 16, 16]);
-    let three = UNetConfig { channels: vec![2, 4, 8], ..common::tiny_config() }.init(&device);
+    let three = UNetConfig {
+        channels: vec![2, 4, 8],
+        ..common::tiny_config()
+    }
+    .init(&device);
     let x = Tensor::<5>::random([1, 1, 16, 8, 16], Distribution::Uniform(0.0, 1.0), &device);
     assert_eq!(three.forward(x).dims(), [1, 1, 16, 8, 16]);
 }
@@ -66,29 +70,61 @@ fn max_pool_matches_a_naive_loop() {
 #[test]
 fn eval_mode_is_deterministic_and_training_mode_drops() {
     let device = Device::flex();
-    let config = UNetConfig { dropout: lungseg_train::model::DropoutSpec { p: 0.5, ..common::tiny_config().dropout }, ..common::tiny_config() };
+    let config = UNetConfig {
+        dropout: lungseg_train::model::DropoutSpec {
+            p: 0.5,
+            ..common::tiny_config().dropout
+        },
+        ..common::tiny_config()
+    };
     let ad = device.clone().autodiff();
     let model = config.init(&ad);
     let x = Tensor::<5>::random([1, 1, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
     let eval = model.valid();
-    let a = eval.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
-    let b = eval.forward(x.clone()).into_data().try_into_vec::<f32>().unwrap();
+    let a = eval
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let b = eval
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     assert_eq!(a, b);
     let xa = Tensor::<5>::from_data(x.to_data(), &ad);
-    let c = model.forward(xa.clone()).into_data().try_into_vec::<f32>().unwrap();
+    let c = model
+        .forward(xa.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let d = model.forward(xa).into_data().try_into_vec::<f32>().unwrap();
-    assert_ne!(c, d, "training-mode forward passes should draw different dropout masks");
+    assert_ne!(
+        c, d,
+        "training-mode forward passes should draw different dropout masks"
+    );
 }
 
 #[test]
 fn channel_dropout_drops_whole_channels() {
     let ad = Device::flex().autodiff();
     let drop = &common::tiny_config().init(&ad).enc[0].drop;
-    let drop = lungseg_train::model::Dropout3d { prob: 0.5, channel: true, training: drop.training.clone() };
-    let y = drop.forward(Tensor::<5>::ones([2, 16, 3, 3, 3], &ad)).into_data().try_into_vec::<f32>().unwrap();
+    let drop = lungseg_train::model::Dropout3d {
+        prob: 0.5,
+        channel: true,
+        training: drop.training.clone(),
+    };
+    let y = drop
+        .forward(Tensor::<5>::ones([2, 16, 3, 3, 3], &ad))
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
     let (mut kept, mut dropped) = (0, 0);
     for ch in y.chunks(27) {
-        assert!(ch.iter().all(|&v| v == ch[0]), "a channel is all kept or all dropped");
+        assert!(
+            ch.iter().all(|&v| v == ch[0]),
+            "a channel is all kept or all dropped"
+        );
         match ch[0] {
             0.0 => dropped += 1,
             2.0 => kept += 1,

@@ -70,7 +70,12 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "channel")]
     pub dropout_kind: DropoutKindArg,
     /// HU window lo,hi of the input normalisation.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "-1000,400")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        default_value = "-1000,400"
+    )]
     pub hu_window: Vec<f64>,
     /// `flex` (CPU) or `wgpu` (GPU; needs the `wgpu` cargo feature).
     #[arg(long, value_enum, default_value = "flex")]
@@ -82,8 +87,14 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn options(&self) -> Result<TrainOptions> {
-        anyhow::ensure!(self.hu_window.len() == 2, "--hu-window takes two values: lo,hi");
-        let mut config = UNetConfig { channels: self.channels.clone(), ..UNetConfig::default() };
+        anyhow::ensure!(
+            self.hu_window.len() == 2,
+            "--hu-window takes two values: lo,hi"
+        );
+        let mut config = UNetConfig {
+            channels: self.channels.clone(),
+            ..UNetConfig::default()
+        };
         config.dropout.p = self.dropout;
         config.dropout.kind = match self.dropout_kind {
             DropoutKindArg::Channel => DropoutKind::Channel,
@@ -123,7 +134,11 @@ impl TrainArgs {
             s.seconds,
             s.best_val_dice,
             s.best_epoch,
-            if s.stopped_early { " (stopped early)" } else { "" },
+            if s.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            },
             opts.out.display()
         );
         Ok(())

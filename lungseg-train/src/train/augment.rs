@@ -23,7 +23,13 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        AugmentConfig { flips: true, rot90: true, scale: 0.1, shift: 0.05, noise_std: 0.03 }
+        AugmentConfig {
+            flips: true,
+            rot90: true,
+            scale: 0.1,
+            shift: 0.05,
+            noise_std: 0.03,
+        }
     }
 }
 
@@ -52,8 +58,15 @@ impl Geometry {
     /// `rot90 != 0`).
     pub fn apply<T: Copy>(&self, src: &[T], shape: [usize; 3]) -> Vec<T> {
         let [d, h, w] = shape;
-        assert_eq!(src.len(), d * h * w, "volume length does not match its shape");
-        assert!(self.rot90 % 4 == 0 || h == w, "90° rotation needs a square y–x plane");
+        assert_eq!(
+            src.len(),
+            d * h * w,
+            "volume length does not match its shape"
+        );
+        assert!(
+            self.rot90 % 4 == 0 || h == w,
+            "90° rotation needs a square y–x plane"
+        );
         if *self == Geometry::default() {
             return src.to_vec();
         }

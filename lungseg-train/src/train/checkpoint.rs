@@ -40,16 +40,21 @@ pub fn best_dir(run: &Path) -> PathBuf {
 }
 
 /// Writes model (+ optimiser when given) and state into `dir`, replacing what was there.
-pub fn save(dir: &Path, model: &UNet, optim: Option<&ModuleOptimizer>, state: &TrainState) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    model: &UNet,
+    optim: Option<&ModuleOptimizer>,
+    state: &TrainState,
+) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     model
         .clone()
         .save_file(dir.join(MODEL_FILE))
         .map_err(|e| anyhow::anyhow!("cannot save {}: {e:?}", dir.join(MODEL_FILE).display()))?;
     if let Some(optim) = optim {
-        optim
-            .save(dir.join(OPTIM_FILE))
-            .map_err(|e| anyhow::anyhow!("cannot save {}: {e:?}", dir.join(OPTIM_FILE).display()))?;
+        optim.save(dir.join(OPTIM_FILE)).map_err(|e| {
+            anyhow::anyhow!("cannot save {}: {e:?}", dir.join(OPTIM_FILE).display())
+        })?;
     }
     // State last: a folder with a state file is complete.
     fs::write(dir.join(STATE_FILE), serde_json::to_string_pretty(state)?)?;
@@ -58,8 +63,10 @@ pub fn save(dir: &Path, model: &UNet, optim: Option<&ModuleOptimizer>, state: &T
 
 pub fn load_state(dir: &Path) -> Result<TrainState> {
     let path = dir.join(STATE_FILE);
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a training state", path.display()))
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a training state", path.display()))
 }
 
 /// Builds the network of `state.config` on `device` and loads the weights of `dir`.
@@ -73,7 +80,9 @@ pub fn load_model(dir: &Path, config: &UNetConfig, device: &Device) -> Result<UN
 
 pub fn load_optim(dir: &Path, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
     let path = dir.join(OPTIM_FILE);
-    optim.load(&path).map_err(|e| anyhow::anyhow!("cannot load {}: {e:?}", path.display()))
+    optim
+        .load(&path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e:?}", path.display()))
 }
 
 /// The complete checkpoint with the highest epoch, if any.
@@ -86,10 +95,15 @@ pub fn latest(run: &Path) -> Result<Option<(usize, PathBuf)>> {
     for entry in fs::read_dir(&root).with_context(|| format!("cannot list {}", root.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(epoch) = name.to_str().and_then(|n| n.strip_prefix("epoch-")).and_then(|n| n.parse().ok()) else {
+        let Some(epoch) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("epoch-"))
+            .and_then(|n| n.parse().ok())
+        else {
             continue;
         };
-        let complete = entry.path().join(STATE_FILE).exists() && entry.path().join(OPTIM_FILE).exists();
+        let complete =
+            entry.path().join(STATE_FILE).exists() && entry.path().join(OPTIM_FILE).exists();
         if complete && best.as_ref().is_none_or(|(e, _)| epoch > *e) {
             best = Some((epoch, entry.path()));
         }

@@ -31,7 +31,11 @@ pub fn dice_bce(logits: Tensor<5>, target: Tensor<5>) -> Loss {
         .div(denom.add_scalar(DICE_SMOOTH))
         .neg()
         .add_scalar(1.0);
-    Loss { total: bce.clone() + dice.clone(), bce, dice }
+    Loss {
+        total: bce.clone() + dice.clone(),
+        bce,
+        dice,
+    }
 }
 
 /// Overlap counts of a binarised prediction (`logit > 0`, i.e. p > 0.5) and a 0/1 target.

@@ -42,8 +42,15 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Opens the log in `dir`, keeping only the rows with `epoch <= keep_until`.
     pub fn open(dir: &Path, keep_until: usize) -> Result<Self> {
-        let log = MetricsLog { csv: dir.join("metrics.csv"), jsonl: dir.join("metrics.jsonl") };
-        let kept: Vec<EpochMetrics> = log.read()?.into_iter().filter(|m| m.epoch <= keep_until).collect();
+        let log = MetricsLog {
+            csv: dir.join("metrics.csv"),
+            jsonl: dir.join("metrics.jsonl"),
+        };
+        let kept: Vec<EpochMetrics> = log
+            .read()?
+            .into_iter()
+            .filter(|m| m.epoch <= keep_until)
+            .collect();
         let mut csv = String::from(CSV_HEADER);
         csv.push('\n');
         let mut jsonl = String::new();
@@ -53,7 +60,8 @@ impl MetricsLog {
             jsonl.push('\n');
         }
         fs::write(&log.csv, csv).with_context(|| format!("cannot write {}", log.csv.display()))?;
-        fs::write(&log.jsonl, jsonl).with_context(|| format!("cannot write {}", log.jsonl.display()))?;
+        fs::write(&log.jsonl, jsonl)
+            .with_context(|| format!("cannot write {}", log.jsonl.display()))?;
         Ok(log)
     }
 
@@ -73,11 +81,14 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<EpochMetrics>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
         .collect()
 }
 

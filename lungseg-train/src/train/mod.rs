@@ -4,11 +4,11 @@
 //! Hand-written rather than Burn's `Learner` so that the seed fixes data order, augmentation
 //! and dropout masks, and a resumed run replays the same streams.
 
+pub mod args;
 pub mod augment;
 pub mod checkpoint;
 pub mod loss;
 pub mod metrics;
-pub mod args;
 pub mod rng;
 
 use std::fs;
@@ -167,7 +167,13 @@ pub fn load_batch(
     let mut aug = aug;
     for &i in idx {
         let p = data.load(i)?;
-        ensure!(p.shape == shape, "patch {} has shape {:?}, the batch {:?}", data.records[i].id, p.shape, shape);
+        ensure!(
+            p.shape == shape,
+            "patch {} has shape {:?}, the batch {:?}",
+            data.records[i].id,
+            p.shape,
+            shape
+        );
         let img: Vec<f32> = p.hu.iter().map(|&h| config.normalize_hu(h)).collect();
         let (img, m) = match aug.as_mut() {
             Some((cfg, rng)) => augment(&img, &p.mask, shape, cfg, rng),
@@ -176,11 +182,21 @@ pub fn load_batch(
         image.extend_from_slice(&img);
         mask.extend(m.iter().map(|&v| f32::from(v)));
     }
-    Ok(Batch { shape: [idx.len(), 1, shape[0], shape[1], shape[2]], image, mask })
+    Ok(Batch {
+        shape: [idx.len(), 1, shape[0], shape[1], shape[2]],
+        image,
+        mask,
+    })
 }
 
 /// Validation: loss, mean per-patch Dice over patches with a non-empty mask, pooled Dice.
-pub fn evaluate(model: &UNet, data: &PatchDataset, idx: &[usize], opts: &TrainOptions, device: &Device) -> Result<(f64, f64, f64)> {
+pub fn evaluate(
+    model: &UNet,
+    data: &PatchDataset,
+    idx: &[usize],
+    opts: &TrainOptions,
+    device: &Device,
+) -> Result<(f64, f64, f64)> {
     let model = model.valid();
     let (mut loss_sum, mut n) = (0.0, 0usize);
     let (mut dice_sum, mut positives) = (0.0, 0usize);
@@ -192,7 +208,10 @@ pub fn evaluate(model: &UNet, data: &PatchDataset, idx: &[usize], opts: &TrainOp
         let loss = dice_bce(logits.clone(), y).total.into_scalar::<f32>();
         loss_sum += f64::from(loss) * chunk.len() as f64;
         n += chunk.len();
-        let logits = logits.into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let logits = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let per = logits.len() / chunk.len();
         for (l, t) in logits.chunks(per).zip(batch.mask.chunks(per)) {
             let o = Overlap::count(l, t);
@@ -203,7 +222,11 @@ pub fn evaluate(model: &UNet, data: &PatchDataset, idx: &[usize], opts: &TrainOp
             }
         }
     }
-    let val_dice = if positives > 0 { dice_sum / positives as f64 } else { pooled.dice() };
+    let val_dice = if positives > 0 {
+        dice_sum / positives as f64
+    } else {
+        pooled.dice()
+    };
     Ok((loss_sum / n.max(1) as f64, val_dice, pooled.dice()))
 }
 
@@ -221,8 +244,10 @@ fn progress_bar(len: usize, prefix: String, enabled: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(len as u64).with_prefix(prefix);
     bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -234,13 +259,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     ensure!(opts.batch_size >= 1, "--batch-size must be ≥ 1");
     ensure!(opts.epochs >= 1, "--epochs must be ≥ 1");
     ensure!(opts.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1");
-    ensure!(opts.lr > 0.0 && opts.min_lr >= 0.0, "learning rates must be positive");
+    ensure!(
+        opts.lr > 0.0 && opts.min_lr >= 0.0,
+        "learning rates must be positive"
+    );
     let data = PatchDataset::open(&opts.data)?;
     let train_idx = data.split("train");
     let val_idx = data.split("val");
-    ensure!(!train_idx.is_empty(), "{}: no patches with split 'train'", opts.data.display());
-    ensure!(!val_idx.is_empty(), "{}: no patches with split 'val' (needed for early stopping)", opts.data.display());
-    fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    ensure!(
+        !train_idx.is_empty(),
+        "{}: no patches with split 'train'",
+        opts.data.display()
+    );
+    ensure!(
+        !val_idx.is_empty(),
+        "{}: no patches with split 'val' (needed for early stopping)",
+        opts.data.display()
+    );
+    fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
 
     let device = opts.backend.device()?;
     let ad = device.clone().autodiff();
@@ -256,14 +293,19 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
                 ..opts.config.clone()
             };
             if wanted != state.config {
-                eprintln!("note: resuming with the checkpoint's model config, not the command line's");
+                eprintln!(
+                    "note: resuming with the checkpoint's model config, not the command line's"
+                );
             }
             let model = checkpoint::load_model(&dir, &state.config, &ad)?;
             optim = checkpoint::load_optim(&dir, optim)?;
             eprintln!("resuming from {} (epoch {epoch})", dir.display());
             (model, state)
         }
-        None if opts.resume => bail!("--resume: no checkpoint in {}", opts.out.join("checkpoints").display()),
+        None if opts.resume => bail!(
+            "--resume: no checkpoint in {}",
+            opts.out.join("checkpoints").display()
+        ),
         _ => {
             // The patch geometry comes from the data; the config stores it (x, y, z).
             let first = &data.records[train_idx[0]];
@@ -289,13 +331,21 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let config = state.config.clone();
     let patch = data.records[train_idx[0]].shape;
     ensure!(
-        patch.iter().all(|&s| s % (1 << (config.channels.len() - 1)) == 0),
+        patch
+            .iter()
+            .all(|&s| s % (1 << (config.channels.len() - 1)) == 0),
         "patch shape {patch:?} is not divisible by 2^{} for {} levels",
         config.channels.len() - 1,
         config.channels.len()
     );
-    fs::write(opts.out.join("config.json"), serde_json::to_string(&config)?)?;
-    fs::write(opts.out.join("options.json"), serde_json::to_string_pretty(opts)?)?;
+    fs::write(
+        opts.out.join("config.json"),
+        serde_json::to_string(&config)?,
+    )?;
+    fs::write(
+        opts.out.join("options.json"),
+        serde_json::to_string_pretty(opts)?,
+    )?;
     let log = MetricsLog::open(&opts.out, state.epoch)?;
 
     let batches_per_epoch = {
@@ -315,7 +365,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
         ad.seed(Rng::derive(opts.seed, epoch as u64, STREAM_DROPOUT).next_u64());
 
-        let bar = progress_bar(batches_per_epoch, format!("epoch {epoch}/{}", opts.epochs), opts.progress);
+        let bar = progress_bar(
+            batches_per_epoch,
+            format!("epoch {epoch}/{}", opts.epochs),
+            opts.progress,
+        );
         let (mut loss_sum, mut bce_sum, mut seen) = (0.0, 0.0, 0usize);
         let mut overlap = Overlap::default();
         let mut lr = 0.0;
@@ -331,11 +385,19 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             state.step += 1;
 
             let l = f64::from(loss.total.into_scalar::<f32>());
-            ensure!(l.is_finite(), "training diverged at epoch {epoch}, step {}: loss = {l}", state.step);
+            ensure!(
+                l.is_finite(),
+                "training diverged at epoch {epoch}, step {}: loss = {l}",
+                state.step
+            );
             loss_sum += l * chunk.len() as f64;
             bce_sum += f64::from(loss.bce.into_scalar::<f32>()) * chunk.len() as f64;
             seen += chunk.len();
-            let logits = logits.detach().into_data().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let logits = logits
+                .detach()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             overlap.add(Overlap::count(&logits, &batch.mask));
             bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
             bar.inc(1);
@@ -343,7 +405,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         bar.finish_and_clear();
         let train_seconds = t0.elapsed().as_secs_f64();
 
-        let (val_loss, val_dice, val_dice_pooled) = evaluate(&model, &data, &val_idx, opts, &device)?;
+        let (val_loss, val_dice, val_dice_pooled) =
+            evaluate(&model, &data, &val_idx, opts, &device)?;
         let m = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen as f64,
@@ -372,7 +435,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         stopped_early = opts.patience > 0 && state.epochs_since_best >= opts.patience;
         if epoch % opts.checkpoint_every == 0 || epoch == opts.epochs || stopped_early {
-            checkpoint::save(&checkpoint::checkpoint_dir(&opts.out, epoch), &model, Some(&optim), &state)?;
+            checkpoint::save(
+                &checkpoint::checkpoint_dir(&opts.out, epoch),
+                &model,
+                Some(&optim),
+                &state,
+            )?;
         }
         let mean_epoch = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
         eprintln!(
@@ -393,7 +461,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             },
         );
         if stopped_early {
-            eprintln!("early stop: no better validation Dice for {} epochs", opts.patience);
+            eprintln!(
+                "early stop: no better validation Dice for {} epochs",
+                opts.patience
+            );
             break;
         }
     }
@@ -406,13 +477,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         final_train_loss,
         seconds: started.elapsed().as_secs_f64(),
     };
-    fs::write(opts.out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    fs::write(
+        opts.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     Ok(summary)
 }
 
 /// The run folder's model config (`config.json`).
 pub fn read_config(run: &Path) -> Result<UNetConfig> {
     let path = run.join("config.json");
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a model config", path.display()))
 }

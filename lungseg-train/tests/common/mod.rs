@@ -20,7 +20,10 @@ pub fn tiny_config() -> UNetConfig {
     UNetConfig {
         channels: vec![4, 8],
         patch_size: [16, 16, 16],
-        dropout: DropoutSpec { p: 0.1, kind: DropoutKind::Channel },
+        dropout: DropoutSpec {
+            p: 0.1,
+            kind: DropoutKind::Channel,
+        },
         ..UNetConfig::default()
     }
 }
@@ -33,7 +36,9 @@ pub fn sphere_patch(n: usize, center: [f64; 3], radius: f64, rng: &mut Rng) -> (
     for z in 0..n {
         for y in 0..n {
             for x in 0..n {
-                let d2 = (z as f64 - center[0]).powi(2) + (y as f64 - center[1]).powi(2) + (x as f64 - center[2]).powi(2);
+                let d2 = (z as f64 - center[0]).powi(2)
+                    + (y as f64 - center[1]).powi(2)
+                    + (x as f64 - center[2]).powi(2);
                 let inside = d2 <= radius * radius;
                 let base = if inside { 20.0 } else { -820.0 };
                 hu.push((base + 60.0 * rng.normal()) as f32);
@@ -54,7 +59,11 @@ pub fn write_dataset(dir: &Path, n: usize, n_train: usize, n_val: usize, seed: u
     for (i, split) in splits.enumerate() {
         let positive = i % 3 != 2;
         let c = n as f64 / 2.0 - 0.5;
-        let center = [c + rng.range(-2.0, 2.0), c + rng.range(-2.0, 2.0), c + rng.range(-2.0, 2.0)];
+        let center = [
+            c + rng.range(-2.0, 2.0),
+            c + rng.range(-2.0, 2.0),
+            c + rng.range(-2.0, 2.0),
+        ];
         let radius = if positive { rng.range(2.5, 4.5) } else { 0.0 };
         let (hu, mask) = sphere_patch(n, center, radius, &mut rng);
         let rec = PatchRecord {
