@@ -1,12 +1,16 @@
 //! lungseg-train: the training harness around `lungseg`: synthetic LUNA16-like CT ([`synth`]),
-//! evaluation metrics ([`metrics`]) and reports ([`report`]), and the demo ([`demo`]).
-//! LUNA16 preparation, training (Burn) and export come next.
+//! LUNA16 patch preparation ([`prepare`], [`dataset`]), the Burn U-Net ([`model`]) and its
+//! training ([`train`]) and export ([`export`]), review-threshold calibration ([`calibrate`]),
+//! evaluation through lungseg-sys ([`evaluate`], [`metrics`], [`report`]) and the demo ([`demo`]).
 
 pub mod calibrate;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;
+pub mod export;
 pub mod metrics;
+pub mod model;
 pub mod prepare;
 pub mod report;
 pub mod synth;
+pub mod train;

@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the U-Net (Burn) on a prepared patch dataset.
+    Train(lungseg_train::train::args::TrainArgs),
+    /// Export a checkpoint to the safetensors model format lungseg loads.
+    Export(lungseg_train::export::ExportArgs),
     /// Write a synthetic LUNA16-like dataset (subsetN/*.mhd+.raw, annotations.csv, candidates.csv).
     Synth {
         #[arg(long)]
@@ -304,6 +308,8 @@ fn main() -> ExitCode {
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
         Command::Evaluate(a) => run_evaluate(a),
+        Command::Train(a) => a.run(),
+        Command::Export(a) => a.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

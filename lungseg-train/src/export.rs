@@ -1,0 +1,350 @@
+//! The `export` command: a trained Burn model → the safetensors file lungseg-sys loads
+//! (`docs/model-format.md`).
+//!
+//! Written with the `safetensors` crate from the module's own tensors rather than through
+//! Burn's store adapters: the names, dtypes and metadata are then exactly what the format
+//! says, with nothing Burn-specific to rename or drop.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
+use safetensors::{Dtype, View};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::model::{UNet, UNetConfig};
+use crate::train::checkpoint;
+
+/// Metadata value of `format`.
+pub const FORMAT: &str = "lungseg-unet3d";
+/// Metadata value of `format_version`.
+pub const FORMAT_VERSION: &str = "1";
+/// Review threshold used until `evaluate` calibrates one on the validation set: lungseg-sys's
+/// own default for `mean_mutual_info` (bits).
+pub const DEFAULT_REVIEW_THRESHOLD: f64 = 0.1;
+
+/// Storage type of the exported tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportDtype {
+    F32,
+    /// Convolution weights and biases in F16; BatchNorm tensors stay F32 (they are folded in
+    /// f64 at load, and running variances lose too much in F16).
+    F16,
+}
+
+/// The `review` metadata JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    /// `mean_mutual_info`, `mean_entropy` or `mean_variance`.
+    pub score: String,
+    pub threshold: f64,
+}
+
+impl Default for Review {
+    fn default() -> Self {
+        Review {
+            score: "mean_mutual_info".into(),
+            threshold: DEFAULT_REVIEW_THRESHOLD,
+        }
+    }
+}
+
+/// One tensor under its PyTorch state_dict name, as f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Every tensor of `model` (weights and BatchNorm running statistics) under its PyTorch name:
+/// the module path, with BatchNorm's `gamma`/`beta` renamed `weight`/`bias`.
+pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
+    struct Collect {
+        path: Vec<String>,
+        out: Vec<NamedTensor>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let mut parts = self.path.clone();
+            let is_bn = parts.len() >= 2 && parts[parts.len() - 2].starts_with("bn");
+            if let Some(last) = parts.last_mut() {
+                match last.as_str() {
+                    "gamma" if is_bn => *last = "weight".into(),
+                    "beta" if is_bn => *last = "bias".into(),
+                    _ => {}
+                }
+            }
+            let t = param.val();
+            let shape = t.dims().to_vec();
+            let data = t
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32 tensor data");
+            self.out.push(NamedTensor {
+                name: parts.join("."),
+                shape,
+                data,
+            });
+        }
+    }
+    let mut c = Collect {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.valid().visit(&mut c);
+    c.out
+}
+
+/// A tensor's bytes in the chosen dtype, for `safetensors::serialize`.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn is_batch_norm(name: &str) -> bool {
+    name.split('.')
+        .rev()
+        .nth(1)
+        .is_some_and(|m| m.starts_with("bn"))
+}
+
+/// Serialises `model` in the lungseg-unet3d format to bytes.
+pub fn to_safetensors(
+    model: &UNet,
+    config: &UNetConfig,
+    review: &Review,
+    provenance: &serde_json::Value,
+    dtype: ExportDtype,
+) -> Result<Vec<u8>> {
+    let raws: Vec<(String, Raw)> = named_tensors(model)
+        .into_iter()
+        .map(|t| {
+            let half = dtype == ExportDtype::F16 && !is_batch_norm(&t.name);
+            let (dtype, bytes) = if half {
+                (
+                    Dtype::F16,
+                    t.data
+                        .iter()
+                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                        .collect(),
+                )
+            } else {
+                (
+                    Dtype::F32,
+                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            };
+            (
+                t.name,
+                Raw {
+                    dtype,
+                    shape: t.shape,
+                    bytes,
+                },
+            )
+        })
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("config".to_string(), serde_json::to_string(config)?),
+        ("review".to_string(), serde_json::to_string(review)?),
+        ("provenance".to_string(), serde_json::to_string(provenance)?),
+    ]);
+    safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(metadata))
+        .map_err(|e| anyhow!("safetensors serialisation failed: {e}"))
+}
+
+/// Options of the `export` command.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Run folder written by `train`.
+    pub run: PathBuf,
+    /// Checkpoint folder to export; default `<run>/best`.
+    pub checkpoint: Option<PathBuf>,
+    pub out: PathBuf,
+    pub dtype: ExportDtype,
+    pub review: Review,
+}
+
+/// Loads the run's checkpoint and writes the model file; returns the provenance written.
+pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
+    let dir = opts
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| checkpoint::best_dir(&opts.run));
+    let state = checkpoint::load_state(&dir)
+        .with_context(|| format!("{} is not a checkpoint (run `train` first?)", dir.display()))?;
+    let device = burn::tensor::Device::flex();
+    let model = checkpoint::load_model(&dir, &state.config, &device)?;
+    let options: serde_json::Value = std::fs::read_to_string(opts.run.join("options.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let provenance = json!({
+        "trainer": format!("lungseg-train {} (Burn 0.22)", env!("CARGO_PKG_VERSION")),
+        "data": options.get("data"),
+        "epochs": state.epoch,
+        "epochs_planned": options.get("epochs"),
+        "best_epoch": state.best_epoch,
+        "best_val_dice": state.best_val_dice,
+        "batch_size": options.get("batch_size"),
+        "lr": options.get("lr"),
+        "seed": state.seed,
+        "checkpoint": dir.display().to_string(),
+        "parameters": model.num_learnable_params(),
+        "date": utc_now(),
+        "git_commit": git_commit(),
+    });
+    let bytes = to_safetensors(&model, &state.config, &opts.review, &provenance, opts.dtype)?;
+    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&opts.out, bytes)
+        .with_context(|| format!("cannot write {}", opts.out.display()))?;
+    Ok(provenance)
+}
+
+/// `git rev-parse HEAD` of the working directory, if git and a repository are there.
+fn git_commit() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (no date crate for one timestamp).
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format_utc(secs)
+}
+
+/// Formats Unix seconds as ISO 8601 UTC (Howard Hinnant's civil-from-days).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Reads the metadata of an exported file (for tests and `export`'s summary line).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{e}"))?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+/// Write the model file lungseg-sys loads (safetensors, docs/model-format.md).
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Run folder written by `train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Checkpoint folder to export instead of `<run>/best`.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Output file.
+    #[arg(long, default_value = "model.safetensors")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// Patch score compared with the threshold: mean_mutual_info, mean_entropy or mean_variance.
+    #[arg(long, default_value = "mean_mutual_info")]
+    pub review_score: String,
+    /// Review threshold (until `evaluate` calibrates one on the validation set).
+    #[arg(long, default_value_t = DEFAULT_REVIEW_THRESHOLD)]
+    pub review_threshold: f64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+}
+
+impl ExportArgs {
+    pub fn run(&self) -> Result<()> {
+        anyhow::ensure!(
+            matches!(
+                self.review_score.as_str(),
+                "mean_mutual_info" | "mean_entropy" | "mean_variance"
+            ),
+            "--review-score '{}' (expected mean_mutual_info, mean_entropy or mean_variance)",
+            self.review_score
+        );
+        anyhow::ensure!(
+            self.review_threshold.is_finite(),
+            "--review-threshold must be finite"
+        );
+        let opts = ExportOptions {
+            run: self.run.clone(),
+            checkpoint: self.checkpoint.clone(),
+            out: self.out.clone(),
+            dtype: match self.dtype {
+                DtypeArg::F32 => ExportDtype::F32,
+                DtypeArg::F16 => ExportDtype::F16,
+            },
+            review: Review {
+                score: self.review_score.clone(),
+                threshold: self.review_threshold,
+            },
+        };
+        let prov = export(&opts)?;
+        println!(
+            "wrote {} ({:?}, {} parameters, best validation Dice {})",
+            opts.out.display(),
+            opts.dtype,
+            prov["parameters"],
+            prov["best_val_dice"]
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Command-line arguments of `train` (clap derive), mapped onto [`TrainOptions`].
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use super::augment::AugmentConfig;
+use super::{train, Backend, TrainOptions};
+use crate::model::{DropoutKind, UNetConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BackendArg {
+    Flex,
+    Wgpu,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DropoutKindArg {
+    Channel,
+    Element,
+}
+
+/// Train the U-Net on a patch dataset (see docs/dataset-format.md).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset folder with manifest.jsonl.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder (checkpoints, best model, metrics.csv/jsonl).
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 60)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub batch_size: usize,
+    /// Peak learning rate (Adam), reached after the warmup.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Final learning rate of the cosine decay.
+    #[arg(long, default_value_t = 1e-5)]
+    pub min_lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub warmup_epochs: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Epochs without a better validation Dice before stopping (0: never).
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+    /// Resumable checkpoint every k epochs (and after the last).
+    #[arg(long, default_value_t = 5)]
+    pub checkpoint_every: usize,
+    /// Fixes initialisation, data order, augmentation and dropout masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Train on the raw patches.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// At most this many batches per epoch.
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Channels per U-Net level, shallowest first.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f64,
+    #[arg(long, value_enum, default_value = "channel")]
+    pub dropout_kind: DropoutKindArg,
+    /// HU window lo,hi of the input normalisation.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        default_value = "-1000,400"
+    )]
+    pub hu_window: Vec<f64>,
+    /// `flex` (CPU) or `wgpu` (GPU; needs the `wgpu` cargo feature).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendArg,
+    /// No progress bars (per-epoch lines are still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl TrainArgs {
+    pub fn options(&self) -> Result<TrainOptions> {
+        anyhow::ensure!(
+            self.hu_window.len() == 2,
+            "--hu-window takes two values: lo,hi"
+        );
+        let mut config = UNetConfig {
+            channels: self.channels.clone(),
+            ..UNetConfig::default()
+        };
+        config.dropout.p = self.dropout;
+        config.dropout.kind = match self.dropout_kind {
+            DropoutKindArg::Channel => DropoutKind::Channel,
+            DropoutKindArg::Element => DropoutKind::Element,
+        };
+        config.hu_window = [self.hu_window[0], self.hu_window[1]];
+        Ok(TrainOptions {
+            data: self.data.clone(),
+            out: self.out.clone(),
+            config,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_epochs: self.warmup_epochs,
+            weight_decay: self.weight_decay,
+            patience: self.patience,
+            checkpoint_every: self.checkpoint_every,
+            seed: self.seed,
+            resume: self.resume,
+            augment: (!self.no_augment).then(AugmentConfig::default),
+            max_batches: self.max_batches,
+            backend: match self.backend {
+                BackendArg::Flex => Backend::Flex,
+                BackendArg::Wgpu => Backend::Wgpu,
+            },
+            progress: !self.no_progress,
+        })
+    }
+
+    pub fn run(&self) -> Result<()> {
+        let opts = self.options()?;
+        let s = train(&opts)?;
+        println!(
+            "trained {} epochs in {:.0}s; best validation Dice {:.4} at epoch {}{}; run folder {}",
+            s.epochs_run,
+            s.seconds,
+            s.best_val_dice,
+            s.best_epoch,
+            if s.stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            },
+            opts.out.display()
+        );
+        Ok(())
+    }
+}

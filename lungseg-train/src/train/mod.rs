@@ -1,0 +1,493 @@
+//! The `train` command: a hand-written Burn loop (Dice + BCE, Adam with warmup + cosine,
+//! augmentation, early stopping, checkpoints, resume, metrics files).
+//!
+//! Hand-written rather than Burn's `Learner` so that the seed fixes data order, augmentation
+//! and dropout masks, and a resumed run replays the same streams.
+
+pub mod args;
+pub mod augment;
+pub mod checkpoint;
+pub mod loss;
+pub mod metrics;
+pub mod rng;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::PatchDataset;
+use crate::model::{UNet, UNetConfig};
+use augment::{augment, AugmentConfig};
+use checkpoint::TrainState;
+use loss::{dice_bce, Overlap};
+use metrics::{EpochMetrics, MetricsLog};
+use rng::Rng;
+
+/// Where tensors live. `Wgpu` exists with the `wgpu` cargo feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Burn's pure-Rust CPU backend (rayon + gemm).
+    Flex,
+    /// A GPU through wgpu (Vulkan, Metal or DX12).
+    Wgpu,
+}
+
+impl Backend {
+    /// The plain (non-autodiff) device.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Backend::Flex => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => bail!("this build has no GPU backend: rebuild with `--features wgpu`"),
+        }
+    }
+}
+
+/// Everything `train` needs. `Default` is the documented long run on the default config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainOptions {
+    /// Dataset folder (`manifest.jsonl`).
+    pub data: PathBuf,
+    /// Run folder: checkpoints, best model, metrics.
+    pub out: PathBuf,
+    pub config: UNetConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate (after warmup).
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    /// Linear warmup from 0 over this many epochs.
+    pub warmup_epochs: usize,
+    /// L2 weight decay added to the gradient (Adam, not AdamW); 0 disables.
+    pub weight_decay: f64,
+    /// Stop after this many epochs without a better validation Dice; 0 never stops early.
+    pub patience: usize,
+    /// Write a resumable checkpoint every this many epochs (and after the last).
+    pub checkpoint_every: usize,
+    pub seed: u64,
+    /// Continue from the newest checkpoint in `out`.
+    pub resume: bool,
+    /// `None` trains on the raw patches.
+    #[serde(skip)]
+    pub augment: Option<AugmentConfig>,
+    /// Cap on batches per epoch (smoke tests, the demo); `None` uses every training patch.
+    pub max_batches: Option<usize>,
+    pub backend: Backend,
+    /// Draw progress bars (they also hide themselves when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            data: PathBuf::from("data/patches"),
+            out: PathBuf::from("runs/train"),
+            config: UNetConfig::default(),
+            epochs: 60,
+            batch_size: 2,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_epochs: 1,
+            weight_decay: 0.0,
+            patience: 10,
+            checkpoint_every: 5,
+            seed: 0,
+            resume: false,
+            augment: Some(AugmentConfig::default()),
+            max_batches: None,
+            backend: Backend::Flex,
+            progress: true,
+        }
+    }
+}
+
+/// What a finished run reports (also written to `<out>/summary.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub best_val_dice: f64,
+    pub stopped_early: bool,
+    pub final_train_loss: f64,
+    pub seconds: f64,
+}
+
+/// Learning rate at optimiser step `step` of `total`: linear warmup, then cosine to `min_lr`.
+pub fn learning_rate(step: u64, total: u64, warmup: u64, lr: f64, min_lr: f64) -> f64 {
+    if step < warmup {
+        return lr * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).max(1);
+    let t = ((step - warmup) as f64 / span as f64).min(1.0);
+    min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+}
+
+/// Stream ids for [`Rng::derive`].
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_AUGMENT: u64 = 2;
+const STREAM_DROPOUT: u64 = 3;
+
+/// A batch as host arrays: normalised images and 0/1 masks, `[B, 1, D, H, W]`.
+pub struct Batch {
+    pub shape: [usize; 5],
+    pub image: Vec<f32>,
+    pub mask: Vec<f32>,
+}
+
+impl Batch {
+    pub fn tensors(&self, device: &Device) -> (Tensor<5>, Tensor<5>) {
+        let x = Tensor::from_data(TensorData::new(self.image.clone(), self.shape), device);
+        let y = Tensor::from_data(TensorData::new(self.mask.clone(), self.shape), device);
+        (x, y)
+    }
+}
+
+/// Reads, normalises and (optionally) augments the patches `idx` into one batch.
+pub fn load_batch(
+    data: &PatchDataset,
+    idx: &[usize],
+    config: &UNetConfig,
+    aug: Option<(&AugmentConfig, &mut Rng)>,
+) -> Result<Batch> {
+    let shape = data.records[idx[0]].shape;
+    let mut image = Vec::with_capacity(idx.len() * shape.iter().product::<usize>());
+    let mut mask = Vec::with_capacity(image.capacity());
+    let mut aug = aug;
+    for &i in idx {
+        let p = data.load(i)?;
+        ensure!(
+            p.shape == shape,
+            "patch {} has shape {:?}, the batch {:?}",
+            data.records[i].id,
+            p.shape,
+            shape
+        );
+        let img: Vec<f32> = p.hu.iter().map(|&h| config.normalize_hu(h)).collect();
+        let (img, m) = match aug.as_mut() {
+            Some((cfg, rng)) => augment(&img, &p.mask, shape, cfg, rng),
+            None => (img, p.mask),
+        };
+        image.extend_from_slice(&img);
+        mask.extend(m.iter().map(|&v| f32::from(v)));
+    }
+    Ok(Batch {
+        shape: [idx.len(), 1, shape[0], shape[1], shape[2]],
+        image,
+        mask,
+    })
+}
+
+/// Validation: loss, mean per-patch Dice over patches with a non-empty mask, pooled Dice.
+pub fn evaluate(
+    model: &UNet,
+    data: &PatchDataset,
+    idx: &[usize],
+    opts: &TrainOptions,
+    device: &Device,
+) -> Result<(f64, f64, f64)> {
+    let model = model.valid();
+    let (mut loss_sum, mut n) = (0.0, 0usize);
+    let (mut dice_sum, mut positives) = (0.0, 0usize);
+    let mut pooled = Overlap::default();
+    for chunk in idx.chunks(opts.batch_size) {
+        let batch = load_batch(data, chunk, &opts.config, None)?;
+        let (x, y) = batch.tensors(device);
+        let logits = model.forward(x);
+        let loss = dice_bce(logits.clone(), y).total.into_scalar::<f32>();
+        loss_sum += f64::from(loss) * chunk.len() as f64;
+        n += chunk.len();
+        let logits = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let per = logits.len() / chunk.len();
+        for (l, t) in logits.chunks(per).zip(batch.mask.chunks(per)) {
+            let o = Overlap::count(l, t);
+            pooled.add(o);
+            if o.truth > 0 {
+                dice_sum += o.dice();
+                positives += 1;
+            }
+        }
+    }
+    let val_dice = if positives > 0 {
+        dice_sum / positives as f64
+    } else {
+        pooled.dice()
+    };
+    Ok((loss_sum / n.max(1) as f64, val_dice, pooled.dice()))
+}
+
+fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
+    let mut cfg = AdamConfig::new().with_epsilon(1e-8);
+    if opts.weight_decay > 0.0 {
+        cfg = cfg.with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay as f32)));
+    }
+    cfg.init()
+}
+
+fn progress_bar(len: usize, prefix: String, enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64).with_prefix(prefix);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Runs (or resumes) training as `opts` says; returns the summary also written to
+/// `<out>/summary.json`.
+pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
+    let started = Instant::now();
+    ensure!(opts.batch_size >= 1, "--batch-size must be ≥ 1");
+    ensure!(opts.epochs >= 1, "--epochs must be ≥ 1");
+    ensure!(opts.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1");
+    ensure!(
+        opts.lr > 0.0 && opts.min_lr >= 0.0,
+        "learning rates must be positive"
+    );
+    let data = PatchDataset::open(&opts.data)?;
+    let train_idx = data.split("train");
+    let val_idx = data.split("val");
+    ensure!(
+        !train_idx.is_empty(),
+        "{}: no patches with split 'train'",
+        opts.data.display()
+    );
+    ensure!(
+        !val_idx.is_empty(),
+        "{}: no patches with split 'val' (needed for early stopping)",
+        opts.data.display()
+    );
+    fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+
+    let device = opts.backend.device()?;
+    let ad = device.clone().autodiff();
+    let mut optim = optimizer(opts);
+
+    // Fresh start or resume: model, optimiser and the bookkeeping of the last checkpoint.
+    let (mut model, mut state) = match checkpoint::latest(&opts.out)? {
+        Some((epoch, dir)) if opts.resume => {
+            let state = checkpoint::load_state(&dir)?;
+            let wanted = UNetConfig {
+                patch_size: state.config.patch_size,
+                spacing_mm: state.config.spacing_mm,
+                ..opts.config.clone()
+            };
+            if wanted != state.config {
+                eprintln!(
+                    "note: resuming with the checkpoint's model config, not the command line's"
+                );
+            }
+            let model = checkpoint::load_model(&dir, &state.config, &ad)?;
+            optim = checkpoint::load_optim(&dir, optim)?;
+            eprintln!("resuming from {} (epoch {epoch})", dir.display());
+            (model, state)
+        }
+        None if opts.resume => bail!(
+            "--resume: no checkpoint in {}",
+            opts.out.join("checkpoints").display()
+        ),
+        _ => {
+            // The patch geometry comes from the data; the config stores it (x, y, z).
+            let first = &data.records[train_idx[0]];
+            let mut config = opts.config.clone();
+            config.patch_size = [first.shape[2], first.shape[1], first.shape[0]];
+            if let Some(s) = first.spacing_mm {
+                config.spacing_mm = s;
+            }
+            config.validate()?;
+            ad.seed(opts.seed);
+            let state = TrainState {
+                epoch: 0,
+                step: 0,
+                best_val_dice: -1.0,
+                best_epoch: 0,
+                epochs_since_best: 0,
+                seed: opts.seed,
+                config,
+            };
+            (state.config.init(&ad), state)
+        }
+    };
+    let config = state.config.clone();
+    let patch = data.records[train_idx[0]].shape;
+    ensure!(
+        patch
+            .iter()
+            .all(|&s| s % (1 << (config.channels.len() - 1)) == 0),
+        "patch shape {patch:?} is not divisible by 2^{} for {} levels",
+        config.channels.len() - 1,
+        config.channels.len()
+    );
+    fs::write(
+        opts.out.join("config.json"),
+        serde_json::to_string(&config)?,
+    )?;
+    fs::write(
+        opts.out.join("options.json"),
+        serde_json::to_string_pretty(opts)?,
+    )?;
+    let log = MetricsLog::open(&opts.out, state.epoch)?;
+
+    let batches_per_epoch = {
+        let n = train_idx.len().div_ceil(opts.batch_size);
+        opts.max_batches.map_or(n, |m| n.min(m.max(1)))
+    };
+    let total_steps = (opts.epochs * batches_per_epoch) as u64;
+    let warmup_steps = (opts.warmup_epochs * batches_per_epoch) as u64;
+    let mut stopped_early = false;
+    let mut final_train_loss = f64::NAN;
+    let mut epoch_seconds = Vec::new();
+
+    for epoch in state.epoch + 1..=opts.epochs {
+        let t0 = Instant::now();
+        let mut order = train_idx.clone();
+        Rng::derive(opts.seed, epoch as u64, STREAM_SHUFFLE).shuffle(&mut order);
+        let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
+        ad.seed(Rng::derive(opts.seed, epoch as u64, STREAM_DROPOUT).next_u64());
+
+        let bar = progress_bar(
+            batches_per_epoch,
+            format!("epoch {epoch}/{}", opts.epochs),
+            opts.progress,
+        );
+        let (mut loss_sum, mut bce_sum, mut seen) = (0.0, 0.0, 0usize);
+        let mut overlap = Overlap::default();
+        let mut lr = 0.0;
+        for chunk in order.chunks(opts.batch_size).take(batches_per_epoch) {
+            let aug = opts.augment.as_ref().map(|a| (a, &mut aug_rng));
+            let batch = load_batch(&data, chunk, &config, aug)?;
+            let (x, y) = batch.tensors(&ad);
+            let logits = model.forward(x);
+            let loss = dice_bce(logits.clone(), y);
+            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            lr = learning_rate(state.step, total_steps, warmup_steps, opts.lr, opts.min_lr);
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+
+            let l = f64::from(loss.total.into_scalar::<f32>());
+            ensure!(
+                l.is_finite(),
+                "training diverged at epoch {epoch}, step {}: loss = {l}",
+                state.step
+            );
+            loss_sum += l * chunk.len() as f64;
+            bce_sum += f64::from(loss.bce.into_scalar::<f32>()) * chunk.len() as f64;
+            seen += chunk.len();
+            let logits = logits
+                .detach()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            overlap.add(Overlap::count(&logits, &batch.mask));
+            bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_seconds = t0.elapsed().as_secs_f64();
+
+        let (val_loss, val_dice, val_dice_pooled) =
+            evaluate(&model, &data, &val_idx, opts, &device)?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_bce: bce_sum / seen as f64,
+            train_dice: overlap.dice(),
+            val_loss,
+            val_dice,
+            val_dice_pooled,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+            patches_per_s: seen as f64 / train_seconds,
+        };
+        final_train_loss = m.train_loss;
+        log.append(&m)?;
+        epoch_seconds.push(m.seconds);
+
+        state.epoch = epoch;
+        let improved = val_dice > state.best_val_dice;
+        if improved {
+            state.best_val_dice = val_dice;
+            state.best_epoch = epoch;
+            state.epochs_since_best = 0;
+            checkpoint::save(&checkpoint::best_dir(&opts.out), &model, None, &state)?;
+        } else {
+            state.epochs_since_best += 1;
+        }
+        stopped_early = opts.patience > 0 && state.epochs_since_best >= opts.patience;
+        if epoch % opts.checkpoint_every == 0 || epoch == opts.epochs || stopped_early {
+            checkpoint::save(
+                &checkpoint::checkpoint_dir(&opts.out, epoch),
+                &model,
+                Some(&optim),
+                &state,
+            )?;
+        }
+        let mean_epoch = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
+        eprintln!(
+            "epoch {epoch:>3}/{}: loss {:.4} (bce {:.4}) dice train {:.3} val {:.3} (pooled {:.3}) lr {:.2e} {:.1}s{}{}",
+            opts.epochs,
+            m.train_loss,
+            m.train_bce,
+            m.train_dice,
+            m.val_dice,
+            m.val_dice_pooled,
+            m.lr,
+            m.seconds,
+            if improved { " *best*" } else { "" },
+            if epoch < opts.epochs && !stopped_early {
+                format!(" | ETA {:.0}s", mean_epoch * (opts.epochs - epoch) as f64)
+            } else {
+                String::new()
+            },
+        );
+        if stopped_early {
+            eprintln!(
+                "early stop: no better validation Dice for {} epochs",
+                opts.patience
+            );
+            break;
+        }
+    }
+
+    let summary = TrainSummary {
+        epochs_run: state.epoch,
+        best_epoch: state.best_epoch,
+        best_val_dice: state.best_val_dice,
+        stopped_early,
+        final_train_loss,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    fs::write(
+        opts.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+/// The run folder's model config (`config.json`).
+pub fn read_config(run: &Path) -> Result<UNetConfig> {
+    let path = run.join("config.json");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a model config", path.display()))
+}

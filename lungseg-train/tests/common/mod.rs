@@ -1,0 +1,84 @@
+//! Tiny synthetic data for the training tests: a bright sphere in noisy lung-like background.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use lungseg_train::dataset::{DatasetWriter, PatchRecord};
+use lungseg_train::model::{DropoutKind, DropoutSpec, UNetConfig};
+use lungseg_train::train::rng::Rng;
+
+/// Burn's flex backend keeps one process-wide RNG (`Device::seed` sets it), so tests that
+/// check seeded reproducibility hold this lock to keep other tests' draws out of their stream.
+pub fn rng_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A small config the tests can afford: two levels, 16³ patches.
+pub fn tiny_config() -> UNetConfig {
+    UNetConfig {
+        channels: vec![4, 8],
+        patch_size: [16, 16, 16],
+        dropout: DropoutSpec {
+            p: 0.1,
+            kind: DropoutKind::Channel,
+        },
+        ..UNetConfig::default()
+    }
+}
+
+/// HU and mask of an `n³` patch with a sphere of `radius` voxels at `center` (z, y, x);
+/// radius 0 gives a negative patch.
+pub fn sphere_patch(n: usize, center: [f64; 3], radius: f64, rng: &mut Rng) -> (Vec<f32>, Vec<u8>) {
+    let mut hu = Vec::with_capacity(n * n * n);
+    let mut mask = Vec::with_capacity(n * n * n);
+    for z in 0..n {
+        for y in 0..n {
+            for x in 0..n {
+                let d2 = (z as f64 - center[0]).powi(2)
+                    + (y as f64 - center[1]).powi(2)
+                    + (x as f64 - center[2]).powi(2);
+                let inside = d2 <= radius * radius;
+                let base = if inside { 20.0 } else { -820.0 };
+                hu.push((base + 60.0 * rng.normal()) as f32);
+                mask.push(u8::from(inside));
+            }
+        }
+    }
+    (hu, mask)
+}
+
+/// Writes a dataset of `n_train` + `n_val` + 2 test patches (alternating positive/negative).
+pub fn write_dataset(dir: &Path, n: usize, n_train: usize, n_val: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut w = DatasetWriter::create(dir).unwrap();
+    let splits = std::iter::repeat_n("train", n_train)
+        .chain(std::iter::repeat_n("val", n_val))
+        .chain(std::iter::repeat_n("test", 2));
+    for (i, split) in splits.enumerate() {
+        let positive = i % 3 != 2;
+        let c = n as f64 / 2.0 - 0.5;
+        let center = [
+            c + rng.range(-2.0, 2.0),
+            c + rng.range(-2.0, 2.0),
+            c + rng.range(-2.0, 2.0),
+        ];
+        let radius = if positive { rng.range(2.5, 4.5) } else { 0.0 };
+        let (hu, mask) = sphere_patch(n, center, radius, &mut rng);
+        let rec = PatchRecord {
+            id: format!("p{i:03}"),
+            hu: String::new(),
+            mask: String::new(),
+            seriesuid: format!("scan{}", i / 2),
+            split: split.to_string(),
+            label: u8::from(positive),
+            shape: [n, n, n],
+            diameter_mm: positive.then_some(2.0 * radius),
+            spacing_mm: None,
+            center_world: None,
+        };
+        w.add(rec, &hu, &mask).unwrap();
+    }
+    w.finish().unwrap();
+}

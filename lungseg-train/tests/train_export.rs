@@ -1,0 +1,143 @@
+//! `export` writes the issue-3 safetensors file: PyTorch names and shapes, metadata.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+use lungseg_train::export::{
+    export, format_utc, to_safetensors, ExportDtype, ExportOptions, Review,
+};
+use lungseg_train::model::UNetConfig;
+use lungseg_train::train::{train, TrainOptions};
+use safetensors::{Dtype, SafeTensors};
+
+/// Every tensor name the format requires for `config`, with its shape.
+fn expected(config: &UNetConfig) -> BTreeMap<String, Vec<usize>> {
+    let ch = &config.channels;
+    let mut m = BTreeMap::new();
+    let mut block = |p: String, cin: usize, c: usize| {
+        for (conv, bn, ci) in [("conv1", "bn1", cin), ("conv2", "bn2", c)] {
+            m.insert(format!("{p}.{conv}.weight"), vec![c, ci, 3, 3, 3]);
+            m.insert(format!("{p}.{conv}.bias"), vec![c]);
+            for t in ["weight", "bias", "running_mean", "running_var"] {
+                m.insert(format!("{p}.{bn}.{t}"), vec![c]);
+            }
+        }
+    };
+    for l in 0..ch.len() {
+        block(
+            format!("enc.{l}"),
+            if l == 0 { 1 } else { ch[l - 1] },
+            ch[l],
+        );
+    }
+    for l in 0..ch.len() - 1 {
+        block(format!("dec.{l}"), 2 * ch[l], ch[l]);
+    }
+    for l in 0..ch.len() - 1 {
+        m.insert(
+            format!("dec.{l}.up.weight"),
+            vec![ch[l + 1], ch[l], 2, 2, 2],
+        );
+        m.insert(format!("dec.{l}.up.bias"), vec![ch[l]]);
+    }
+    m.insert("head.weight".into(), vec![1, ch[0], 1, 1, 1]);
+    m.insert("head.bias".into(), vec![1]);
+    m
+}
+
+#[test]
+fn default_model_exports_every_name_and_shape() {
+    let config = UNetConfig::default();
+    let model = config.init(&Device::flex());
+    let bytes = to_safetensors(
+        &model,
+        &config,
+        &Review::default(),
+        &serde_json::json!({}),
+        ExportDtype::F32,
+    )
+    .unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let got: BTreeMap<String, Vec<usize>> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec()))
+        .collect();
+    assert_eq!(got, expected(&config));
+    assert!(st.tensors().iter().all(|(_, t)| t.dtype() == Dtype::F32));
+    // BN starts at γ = 1, running_var = 1.
+    let g = st.tensor("enc.0.bn1.weight").unwrap();
+    assert_eq!(&g.data()[..4], &1f32.to_le_bytes());
+}
+
+#[test]
+fn trained_run_exports_with_metadata_and_f16() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 2, 2, 4);
+    let run = tmp.path().join("run");
+    train(&TrainOptions {
+        data: data.clone(),
+        out: run.clone(),
+        config: common::tiny_config(),
+        epochs: 1,
+        progress: false,
+        ..TrainOptions::default()
+    })
+    .unwrap();
+
+    for dtype in [ExportDtype::F32, ExportDtype::F16] {
+        let out = tmp.path().join(format!("model-{dtype:?}.safetensors"));
+        let review = Review {
+            score: "mean_mutual_info".into(),
+            threshold: 0.25,
+        };
+        export(&ExportOptions {
+            run: run.clone(),
+            checkpoint: None,
+            out: out.clone(),
+            dtype,
+            review,
+        })
+        .unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        assert_eq!(meta["format"], "lungseg-unet3d");
+        assert_eq!(meta["format_version"], "1");
+        let config: UNetConfig = serde_json::from_str(&meta["config"]).unwrap();
+        assert_eq!(config.channels, [4, 8]);
+        assert_eq!(config.patch_size, [16, 16, 16]);
+        let review: serde_json::Value = serde_json::from_str(&meta["review"]).unwrap();
+        assert_eq!(
+            review,
+            serde_json::json!({"score": "mean_mutual_info", "threshold": 0.25})
+        );
+        let prov: serde_json::Value = serde_json::from_str(&meta["provenance"]).unwrap();
+        assert_eq!(prov["epochs"], 1);
+        assert!(prov["best_val_dice"].as_f64().is_some());
+        assert!(prov["data"].as_str().unwrap().ends_with("data"));
+        let got: BTreeMap<String, Vec<usize>> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.shape().to_vec()))
+            .collect();
+        assert_eq!(got, expected(&config));
+        let conv = st.tensor("enc.0.conv1.weight").unwrap().dtype();
+        let bn = st.tensor("enc.0.bn1.running_var").unwrap().dtype();
+        match dtype {
+            ExportDtype::F32 => assert_eq!((conv, bn), (Dtype::F32, Dtype::F32)),
+            ExportDtype::F16 => assert_eq!((conv, bn), (Dtype::F16, Dtype::F32)),
+        }
+    }
+}
+
+#[test]
+fn utc_dates() {
+    assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+    assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(format_utc(1_798_761_599), "2026-12-31T23:59:59Z");
+}

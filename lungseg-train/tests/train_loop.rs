@@ -1,0 +1,132 @@
+//! Training lowers the loss; the `train` command writes metrics, checkpoints and resumes.
+
+mod common;
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use lungseg_train::train::loss::dice_bce;
+use lungseg_train::train::metrics::read_jsonl;
+use lungseg_train::train::rng::Rng;
+use lungseg_train::train::{checkpoint, train, TrainOptions};
+
+#[test]
+fn ten_adam_steps_lower_the_loss_on_a_sphere() {
+    let _rng = common::rng_lock();
+    let ad = Device::flex().autodiff();
+    ad.seed(3);
+    let config = common::tiny_config();
+    let mut model = config.init(&ad);
+    let mut rng = Rng::new(5);
+    let (mut img, mut mask) = (Vec::new(), Vec::new());
+    for c in [[7.5, 7.5, 7.5], [6.0, 9.0, 8.0]] {
+        let (hu, m) = common::sphere_patch(16, c, 4.0, &mut rng);
+        img.extend(hu.iter().map(|&h| config.normalize_hu(h)));
+        mask.extend(m.iter().map(|&v| f32::from(v)));
+    }
+    let x = Tensor::<5>::from_data(TensorData::new(img, [2, 1, 16, 16, 16]), &ad);
+    let y = Tensor::<5>::from_data(TensorData::new(mask, [2, 1, 16, 16, 16]), &ad);
+    let mut optim = AdamConfig::new().init();
+    let mut losses = Vec::new();
+    for _ in 0..10 {
+        let loss = dice_bce(model.forward(x.clone()), y.clone()).total;
+        losses.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(
+        losses[9] < 0.8 * losses[0],
+        "loss should drop by > 20% in 10 steps: {losses:?}"
+    );
+}
+
+fn tiny_options(data: &std::path::Path, out: &std::path::Path) -> TrainOptions {
+    TrainOptions {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        config: common::tiny_config(),
+        epochs: 3,
+        batch_size: 2,
+        lr: 3e-3,
+        warmup_epochs: 1,
+        patience: 0,
+        checkpoint_every: 2,
+        seed: 11,
+        progress: false,
+        ..TrainOptions::default()
+    }
+}
+
+#[test]
+fn train_writes_metrics_and_checkpoints_and_resumes() {
+    let _rng = common::rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 4, 2, 1);
+
+    // Three epochs straight; checkpoints after epochs 2 and 3.
+    let out = tmp.path().join("run");
+    let straight = train(&tiny_options(&data, &out)).unwrap();
+    assert_eq!(straight.epochs_run, 3);
+    assert!(checkpoint::checkpoint_dir(&out, 2)
+        .join(checkpoint::OPTIM_FILE)
+        .exists());
+    assert!(checkpoint::best_dir(&out)
+        .join(checkpoint::MODEL_FILE)
+        .exists());
+    let straight_rows = read_jsonl(&out.join("metrics.jsonl")).unwrap();
+
+    // A crash before the epoch-3 checkpoint: resuming redoes epoch 3 from epoch 2's model,
+    // optimiser state and RNG streams, and must land where the uninterrupted run did.
+    std::fs::remove_dir_all(checkpoint::checkpoint_dir(&out, 3)).unwrap();
+    let resumed = train(&TrainOptions {
+        resume: true,
+        ..tiny_options(&data, &out)
+    })
+    .unwrap();
+    assert_eq!(resumed.epochs_run, 3);
+    let rows = read_jsonl(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(rows.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
+    assert!(csv.starts_with("epoch,train_loss,train_bce,train_dice,val_loss,val_dice"));
+    for (a, b) in rows.iter().zip(&straight_rows) {
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-5,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.train_loss,
+            b.train_loss
+        );
+        assert!(
+            (a.val_dice - b.val_dice).abs() < 1e-6,
+            "epoch {}: {} vs {}",
+            a.epoch,
+            a.val_dice,
+            b.val_dice
+        );
+        assert_eq!(a.lr, b.lr);
+    }
+    for m in &rows {
+        assert!(
+            m.train_loss.is_finite() && m.val_loss.is_finite() && m.lr > 0.0 && m.seconds > 0.0
+        );
+        assert!((0.0..=1.0).contains(&m.val_dice) && (0.0..=1.0).contains(&m.train_dice));
+    }
+}
+
+#[test]
+fn bad_data_gives_clear_errors() {
+    let _rng = common::rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = train(&tiny_options(&tmp.path().join("missing"), tmp.path())).unwrap_err();
+    assert!(format!("{err:#}").contains("manifest.jsonl"), "{err:#}");
+    let err = train(&TrainOptions {
+        resume: true,
+        ..tiny_options(tmp.path(), tmp.path())
+    });
+    assert!(err.is_err());
+    std::fs::write(tmp.path().join("manifest.jsonl"), "{\"id\":\"a\"}\n").unwrap();
+    let err = train(&tiny_options(tmp.path(), tmp.path())).unwrap_err();
+    assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+}

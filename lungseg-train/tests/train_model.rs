@@ -1,0 +1,135 @@
+//! The Burn U-Net: shared config JSON, parameter count, shapes, pooling and dropout.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use lungseg_train::export::named_tensors;
+use lungseg_train::model::{max_pool2, UNetConfig};
+
+#[test]
+fn default_config_serialises_exactly_as_documented() {
+    let json = serde_json::to_string(&UNetConfig::default()).unwrap();
+    assert_eq!(
+        json,
+        r#"{"in_channels":1,"out_channels":1,"channels":[16,32,64,128,256],"norm":"batch","bn_eps":1e-5,"dropout":{"p":0.2,"kind":"channel"},"upsample":"conv_transpose","patch_size":[64,64,64],"spacing_mm":[1.0,1.0,1.0],"hu_window":[-1000.0,400.0]}"#
+    );
+    let back: UNetConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, UNetConfig::default());
+}
+
+#[test]
+fn default_model_has_5_644_913_learnable_parameters() {
+    let model = UNetConfig::default().init(&Device::flex());
+    // Conv weights + biases, transposed-conv weights + biases, BN γ/β, head; the
+    // 2 944 BatchNorm running statistics are buffers, not parameters.
+    assert_eq!(model.num_learnable_params(), 5_644_913);
+    let stored: usize = named_tensors(&model).iter().map(|t| t.data.len()).sum();
+    assert_eq!(stored, 5_644_913 + 2_944);
+}
+
+#[test]
+fn forward_keeps_the_spatial_shape() {
+    let device = Device::flex();
+    let model = common::tiny_config().init(&device);
+    let x = Tensor::<5>::random([2, 1, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+    assert_eq!(model.valid().forward(x).dims(), [2, 1, 16, 16, 16]);
+    let three = UNetConfig {
+        channels: vec![2, 4, 8],
+        ..common::tiny_config()
+    }
+    .init(&device);
+    let x = Tensor::<5>::random([1, 1, 16, 8, 16], Distribution::Uniform(0.0, 1.0), &device);
+    assert_eq!(three.forward(x).dims(), [1, 1, 16, 8, 16]);
+}
+
+#[test]
+fn max_pool_matches_a_naive_loop() {
+    let device = Device::flex();
+    let (b, c, d, h, w) = (2, 3, 4, 6, 8);
+    let x = Tensor::<5>::random([b, c, d, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let v = x.to_data().try_to_vec::<f32>().unwrap();
+    let got = max_pool2(x).into_data().try_into_vec::<f32>().unwrap();
+    let mut want = Vec::new();
+    for bc in 0..b * c {
+        for z in 0..d / 2 {
+            for y in 0..h / 2 {
+                for xx in 0..w / 2 {
+                    let mut m = f32::NEG_INFINITY;
+                    for (dz, dy, dx) in (0..8).map(|k| (k >> 2, (k >> 1) & 1, k & 1)) {
+                        m = m.max(v[((bc * d + 2 * z + dz) * h + 2 * y + dy) * w + 2 * xx + dx]);
+                    }
+                    want.push(m);
+                }
+            }
+        }
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn eval_mode_is_deterministic_and_training_mode_drops() {
+    let device = Device::flex();
+    let config = UNetConfig {
+        dropout: lungseg_train::model::DropoutSpec {
+            p: 0.5,
+            ..common::tiny_config().dropout
+        },
+        ..common::tiny_config()
+    };
+    let ad = device.clone().autodiff();
+    let model = config.init(&ad);
+    let x = Tensor::<5>::random([1, 1, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+    let eval = model.valid();
+    let a = eval
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let b = eval
+        .forward(x.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    let xa = Tensor::<5>::from_data(x.to_data(), &ad);
+    let c = model
+        .forward(xa.clone())
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let d = model.forward(xa).into_data().try_into_vec::<f32>().unwrap();
+    assert_ne!(
+        c, d,
+        "training-mode forward passes should draw different dropout masks"
+    );
+}
+
+#[test]
+fn channel_dropout_drops_whole_channels() {
+    let ad = Device::flex().autodiff();
+    let drop = &common::tiny_config().init(&ad).enc[0].drop;
+    let drop = lungseg_train::model::Dropout3d {
+        prob: 0.5,
+        channel: true,
+        training: drop.training.clone(),
+    };
+    let y = drop
+        .forward(Tensor::<5>::ones([2, 16, 3, 3, 3], &ad))
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let (mut kept, mut dropped) = (0, 0);
+    for ch in y.chunks(27) {
+        assert!(
+            ch.iter().all(|&v| v == ch[0]),
+            "a channel is all kept or all dropped"
+        );
+        match ch[0] {
+            0.0 => dropped += 1,
+            2.0 => kept += 1,
+            v => panic!("kept values are scaled by 1/(1-p) = 2, got {v}"),
+        }
+    }
+    assert!(kept > 0 && dropped > 0);
+}
