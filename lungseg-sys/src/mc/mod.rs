@@ -28,7 +28,9 @@ pub struct McOptions {
     pub n_samples: u32,
     /// Philox key of the dropout masks.
     pub seed: u64,
-    /// Worker threads; 0 = all available cores.
+    /// Worker threads, 0..=1024; 0 = all available cores. Each calling thread keeps its own
+    /// helpers (spawned on first use, reused afterwards); layers split work over z-planes, so
+    /// more threads than planes or cores only wastes threads. Results do not depend on it.
     pub threads: usize,
     /// Overrides the model's review threshold.
     pub review_threshold: Option<f32>,

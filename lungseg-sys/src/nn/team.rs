@@ -56,8 +56,8 @@ thread_local! {
     static TEAM: RefCell<Team> = RefCell::new(Team::default());
 }
 
-fn helper(shared: Arc<Shared>, k: usize) {
-    let mut seen = 0;
+/// Helper `k`'s loop; it reacts only to epochs after `seen` (the one current at its spawn).
+fn helper(shared: Arc<Shared>, k: usize, mut seen: u64) {
     loop {
         let job = {
             let mut st = shared.lock();
@@ -67,16 +67,15 @@ fn helper(shared: Arc<Shared>, k: usize) {
                 }
                 if st.epoch != seen {
                     seen = st.epoch;
-                    if k < st.active {
-                        break st.job;
+                    if let (true, Some(job)) = (k < st.active, st.job) {
+                        break job;
                     }
                 }
                 st = shared.start.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
         // SAFETY: see `JobPtr`.
-        let ok =
-            job.is_some_and(|j| catch_unwind(AssertUnwindSafe(|| unsafe { (*j.0)(k) })).is_ok());
+        let ok = catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(k) })).is_ok();
         let mut st = shared.lock();
         st.panicked |= !ok;
         st.pending -= 1;
@@ -103,9 +102,10 @@ pub(crate) fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
         };
         while team.helpers < n - 1 {
             let (shared, k) = (Arc::clone(&team.shared), team.helpers);
+            let epoch = shared.lock().epoch;
             let spawned = std::thread::Builder::new()
                 .name(format!("lungseg-{k}"))
-                .spawn(move || helper(shared, k));
+                .spawn(move || helper(shared, k, epoch));
             if spawned.is_err() {
                 // Out of threads: same shares, same results, one thread.
                 (0..n).for_each(f);
@@ -158,6 +158,15 @@ mod tests {
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         }
         assert_eq!(TEAM.with(|t| t.borrow().helpers), 4);
+        // Growing the team between calls while old helpers sleep.
+        for i in 0..300 {
+            let n = 1 + (i * 7) % 9;
+            let hits = AtomicUsize::new(0);
+            run(n, &|_| {
+                hits.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(hits.load(Ordering::Relaxed), n);
+        }
     }
 
     #[test]
