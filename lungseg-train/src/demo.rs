@@ -1,123 +1,223 @@
-//! Provisional demo (the real one comes with training): synthesise a few scans, open one with
-//! the library's own reader, cut a 64³ 1 mm patch around its first annotated nodule and report.
+//! The one-command demo: synthetic LUNA16-like CT → `prepare` → `train` (a small config) →
+//! `export` → review-threshold calibration on the validation split → `evaluate` through
+//! lungseg-sys on held-out scans generated with another seed. Everything lands in one folder.
 
+use crate::calibrate::{calibrate_review_threshold, set_review_threshold};
+use crate::evaluate::{evaluate, EvaluateOptions};
+use crate::export::{export, ExportDtype, ExportOptions, Review};
+use crate::model::UNetConfig;
+use crate::prepare::{prepare, PrepareConfig, SplitRule};
 use crate::synth::{self, SynthConfig};
-use lungseg::patch::{self, PatchSpec};
-use lungseg::{Error, Result};
-use std::fmt;
+use crate::train::{train, TrainOptions};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// What the demo found, printed as a short summary.
-#[derive(Debug, Clone)]
-pub struct DemoReport {
-    pub data_dir: PathBuf,
+/// The demo's knobs; `Default` fits the 10-minute budget on a 2-core machine.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    pub out: PathBuf,
+    /// Scans for training and validation (split by scan, 80/20).
     pub scans: usize,
-    pub nodules: usize,
-    pub candidates: usize,
-    pub mhd: PathBuf,
-    pub dims: [usize; 3],
-    pub spacing: [f64; 3],
-    pub origin: [f64; 3],
-    pub direction: [f64; 9],
-    pub nodule_world: [f64; 3],
-    pub nodule_voxel: [f64; 3],
-    pub diameter_mm: f64,
-    pub hu_min: f32,
-    pub hu_mean: f32,
-    pub hu_max: f32,
-    pub hu_center: f32,
-    pub mask_voxels: usize,
-    pub mask_expected: f64,
+    /// Held-out test scans, generated with `seed + 1`.
+    pub test_scans: usize,
+    pub seed: u64,
+    /// Cubic patch edge in voxels at 1 mm.
+    pub patch: usize,
+    pub channels: Vec<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub positives_per_nodule: usize,
+    pub mc_samples: u32,
+    pub refer_fraction: f64,
+    pub synth: SynthConfig,
+    pub progress: bool,
 }
 
-/// Runs the demo into `out/data` with `scans` scans (at least one nodule is guaranteed by
-/// generating more scans until one has a nodule, up to a bound).
-pub fn run(out: &Path, scans: usize, seed: u64, cfg: &SynthConfig) -> Result<DemoReport> {
-    let data_dir = out.join("data");
-    let summary = synth::write_dataset(&data_dir, cfg, scans.max(1), seed, None, |_| {})?;
-    let annotations = synth::read_annotations(&data_dir.join("annotations.csv"))?;
-    let (uid, nodule_world, diameter_mm) = annotations.first().cloned().ok_or_else(|| {
-        Error::invalid(format!(
-            "none of the {scans} scans has a nodule; try more scans or another seed"
-        ))
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            out: PathBuf::from("runs/demo"),
+            scans: 24,
+            test_scans: 8,
+            seed: 7,
+            patch: 32,
+            channels: vec![8, 16, 32, 64],
+            epochs: 12,
+            batch_size: 8,
+            positives_per_nodule: 4,
+            mc_samples: 20,
+            refer_fraction: 0.1,
+            synth: SynthConfig::default(),
+            progress: true,
+        }
+    }
+}
+
+/// Where the demo put things.
+#[derive(Debug)]
+pub struct DemoOutput {
+    pub model: PathBuf,
+    pub report_md: PathBuf,
+    pub report_json: PathBuf,
+    pub review_threshold: f32,
+    pub best_val_dice: f64,
+    pub seconds: f64,
+}
+
+fn step(name: &str, t0: Instant) {
+    eprintln!("[{:>5.0}s] {name}", t0.elapsed().as_secs_f64());
+}
+
+/// Runs the whole pipeline; `out` is wiped of earlier demo outputs first.
+pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
+    let t0 = Instant::now();
+    let out = &o.out;
+    for sub in [
+        "luna",
+        "luna-test",
+        "patches",
+        "patches-test",
+        "run",
+        "report",
+    ] {
+        let p = out.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
+        }
+    }
+    let luna = out.join("luna");
+    let luna_test = out.join("luna-test");
+    step(
+        &format!(
+            "synthesising {} + {} LUNA16-like scans",
+            o.scans, o.test_scans
+        ),
+        t0,
+    );
+    synth::write_dataset(&luna, &o.synth, o.scans, o.seed, None, |_| {})?;
+    synth::write_dataset(&luna_test, &o.synth, o.test_scans, o.seed + 1, None, |_| {})?;
+
+    step(
+        "preparing patches (HU at 1 mm, sphere labels, split by scan)",
+        t0,
+    );
+    let patches = out.join("patches");
+    let patches_test = out.join("patches-test");
+    let mut pc = PrepareConfig {
+        patch_size: [o.patch; 3],
+        spacing_mm: [1.0; 3],
+        jitter_mm: (o.patch as f64 / 8.0).max(1.0),
+        positives_per_nodule: o.positives_per_nodule,
+        neg_ratio: 1.0,
+        split: SplitRule::Fractions([0.8, 0.2, 0.0]),
+        seed: o.seed,
+        ..PrepareConfig::default()
+    };
+    let s = prepare(&luna, &patches, &pc, |_| {})?;
+    eprintln!(
+        "         train/val: {} positives, {} negatives",
+        s.positives(),
+        s.negatives()
+    );
+    pc.split = SplitRule::Fractions([0.0, 0.0, 1.0]);
+    pc.positives_per_nodule = 1;
+    let s = prepare(&luna_test, &patches_test, &pc, |_| {})?;
+    eprintln!(
+        "         test: {} positives, {} negatives",
+        s.positives(),
+        s.negatives()
+    );
+
+    step(
+        &format!(
+            "training a {:?} U-Net for {} epochs (Burn, CPU)",
+            o.channels, o.epochs
+        ),
+        t0,
+    );
+    let run_dir = out.join("run");
+    let topts = TrainOptions {
+        data: patches.clone(),
+        out: run_dir.clone(),
+        config: UNetConfig {
+            channels: o.channels.clone(),
+            ..UNetConfig::default()
+        },
+        epochs: o.epochs,
+        batch_size: o.batch_size,
+        lr: 3e-3,
+        min_lr: 1e-4,
+        patience: 0,
+        checkpoint_every: o.epochs,
+        seed: o.seed,
+        progress: o.progress,
+        ..TrainOptions::default()
+    };
+    let summary = train(&topts)?;
+
+    step("exporting the best checkpoint to safetensors", t0);
+    let model = out.join("model.safetensors");
+    export(&ExportOptions {
+        run: run_dir.clone(),
+        checkpoint: None,
+        out: model.clone(),
+        dtype: ExportDtype::F32,
+        review: Review::default(),
     })?;
-    let mhd = summary
-        .scans
-        .iter()
-        .find(|s| s.0 == uid)
-        .map(|s| s.1.clone())
-        .expect("annotated scan was written");
-    let volume = lungseg::mhd::read(&mhd, &Default::default())?;
-    let g = &volume.geometry;
-    let spec = PatchSpec::default();
-    let hu = patch::extract_patch(&volume, nodule_world, &spec)?;
-    let mut mask = vec![0u8; spec.len()];
-    let mask_voxels =
-        patch::sphere_mask(&spec, nodule_world, nodule_world, diameter_mm, &mut mask)?;
-    let (hu_min, hu_max) = hu
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let s = spec.size;
-    Ok(DemoReport {
-        data_dir,
-        scans: summary.scans.len(),
-        nodules: summary.nodules,
-        candidates: summary.candidates,
-        dims: g.dims,
-        spacing: g.spacing,
-        origin: g.origin,
-        direction: g.direction_row_major(),
-        nodule_voxel: g.world_to_index(nodule_world),
-        nodule_world,
-        diameter_mm,
-        hu_min,
-        hu_mean: (hu.iter().map(|&v| v as f64).sum::<f64>() / hu.len() as f64) as f32,
-        hu_max,
-        hu_center: hu[(s[2] / 2 * s[1] + s[1] / 2) * s[0] + s[0] / 2],
-        mask_voxels,
-        mask_expected: 4.0 / 3.0 * std::f64::consts::PI * (diameter_mm / 2.0).powi(3)
-            / spec.spacing_mm.iter().product::<f64>(),
-        mhd,
+
+    step(
+        &format!(
+            "calibrating the review threshold (refer {:.0}% of validation patches)",
+            o.refer_fraction * 100.0
+        ),
+        t0,
+    );
+    let threshold = calibrate_review_threshold(
+        &model,
+        &patches,
+        "val",
+        o.refer_fraction,
+        o.mc_samples,
+        o.seed,
+    )?;
+    set_review_threshold(&model, threshold)?;
+
+    step(
+        &format!(
+            "evaluating on held-out scans through lungseg-sys (MC-{})",
+            o.mc_samples
+        ),
+        t0,
+    );
+    let ev = evaluate(
+        &model,
+        &patches_test,
+        &EvaluateOptions {
+            split: "test".into(),
+            samples: o.mc_samples,
+            seed: o.seed,
+            out: out.join("report"),
+            training_metrics: Some(run_dir.join("metrics.csv")),
+            ..EvaluateOptions::default()
+        },
+        |_, _| {},
+    )?;
+    step("done", t0);
+    Ok(DemoOutput {
+        model,
+        report_md: ev.report_md,
+        report_json: ev.report_json,
+        review_threshold: threshold,
+        best_val_dice: summary.best_val_dice,
+        seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
-impl fmt::Display for DemoReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v3 = |v: [f64; 3]| format!("({:.2}, {:.2}, {:.2})", v[0], v[1], v[2]);
-        writeln!(
-            f,
-            "synthetic LUNA16-like data: {} scans, {} nodules, {} candidates in {}",
-            self.scans,
-            self.nodules,
-            self.candidates,
-            self.data_dir.display()
-        )?;
-        writeln!(f, "scan        {}", self.mhd.display())?;
-        writeln!(
-            f,
-            "  dims      {} x {} x {}",
-            self.dims[0], self.dims[1], self.dims[2]
-        )?;
-        writeln!(f, "  spacing   {} mm", v3(self.spacing))?;
-        writeln!(f, "  origin    {} mm", v3(self.origin))?;
-        let d = self.direction.map(|v| v + 0.0); // no -0
-        writeln!(f, "  direction {:?}", d)?;
-        writeln!(
-            f,
-            "nodule      world {} mm, voxel {}, diameter {:.1} mm",
-            v3(self.nodule_world),
-            v3(self.nodule_voxel),
-            self.diameter_mm
-        )?;
-        writeln!(
-            f,
-            "patch 64³ @ 1 mm: HU min {:.0} / mean {:.0} / max {:.0}, centre {:.0}",
-            self.hu_min, self.hu_mean, self.hu_max, self.hu_center
-        )?;
-        write!(
-            f,
-            "sphere mask: {} voxels (4/3·π·r³ = {:.0})",
-            self.mask_voxels, self.mask_expected
-        )
-    }
+/// A few headline numbers from `report.json` for the terminal.
+pub fn headline(report_json: &Path) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_json)?)?;
+    Ok(serde_json::to_string_pretty(
+        v.get("headline").unwrap_or(&v["metrics"]["overlap"]),
+    )?)
 }

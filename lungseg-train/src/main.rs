@@ -39,14 +39,23 @@ enum Command {
     Calibrate(CalibrateArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
-    /// Provisional demo: synthesise a few scans, read one back, cut a patch around a nodule.
+    /// The whole pipeline on synthetic CT in one command: synth → prepare → train → export →
+    /// calibrate → evaluate (through lungseg-sys). Prints where the report is.
     Demo {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
-        #[arg(long, default_value_t = 3)]
+        /// Training + validation scans (test scans come from another seed).
+        #[arg(long, default_value_t = 24)]
         scans: usize,
+        #[arg(long, default_value_t = 8)]
+        test_scans: usize,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// MC-dropout samples per patch for calibration and evaluation.
+        #[arg(long, default_value_t = 20)]
+        samples: u32,
         #[command(flatten)]
         shape: Shape,
     },
@@ -300,11 +309,21 @@ fn main() -> ExitCode {
         Command::Demo {
             out,
             scans,
+            test_scans,
+            epochs,
             seed,
+            samples,
             shape,
-        } => demo::run(&out, scans, seed, &shape.config())
-            .map(|r| println!("{r}"))
-            .map_err(Into::into),
+        } => run_demo(demo::DemoOptions {
+            out,
+            scans,
+            test_scans,
+            epochs,
+            seed,
+            mc_samples: samples,
+            synth: shape.config(),
+            ..demo::DemoOptions::default()
+        }),
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
         Command::Evaluate(a) => run_evaluate(a),
@@ -318,4 +337,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_demo(o: demo::DemoOptions) -> anyhow::Result<()> {
+    let r = demo::run(&o)?;
+    println!("demo finished in {:.0} s", r.seconds);
+    println!("model:            {}", r.model.display());
+    println!(
+        "best val Dice:    {:.3} (Burn, deterministic)",
+        r.best_val_dice
+    );
+    println!(
+        "review threshold: {:.5} (refers {:.0}% of validation patches)",
+        r.review_threshold,
+        o.refer_fraction * 100.0
+    );
+    println!("report:           {}", r.report_md.display());
+    println!("                  {}", r.report_json.display());
+    Ok(())
 }
