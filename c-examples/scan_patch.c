@@ -100,7 +100,10 @@ int main(int argc, char **argv) {
                       LUNGSEG_IO);
         if (none != NULL) { fprintf(stderr, "out not reset to NULL\n"); bad = 1; }
     }
-    bad |= expect("open NULL path", lungseg_volume_open(NULL, &vol), LUNGSEG_INVALID_ARGUMENT);
+    {
+        lungseg_volume *other = NULL;
+        bad |= expect("open NULL path", lungseg_volume_open(NULL, &other), LUNGSEG_INVALID_ARGUMENT);
+    }
     bad |= expect("info NULL out", lungseg_volume_get_info(vol, NULL), LUNGSEG_INVALID_ARGUMENT);
     bad |= expect("patch wrong length", lungseg_volume_extract_patch(vol, world, &spec, patch, n - 1),
                   LUNGSEG_INVALID_ARGUMENT);

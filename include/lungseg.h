@@ -45,8 +45,91 @@ typedef enum lungseg_status {
   LUNGSEG_PANIC = 8,
 } lungseg_status;
 
+// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
+typedef struct lungseg_model lungseg_model;
+
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
+
+// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores).
+typedef struct lungseg_model_options {
+  // `sizeof(lungseg_model_options)`.
+  uint32_t struct_size;
+  // A `lungseg_device` value.
+  uint32_t device;
+  // Worker threads per prediction; 0 = all cores.
+  uint32_t threads;
+} lungseg_model_options;
+
+// What a model expects and where it runs.
+typedef struct lungseg_model_info {
+  // Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
+  uint32_t patch_size[3];
+  // Patch spacing in mm the model was trained at.
+  double spacing_mm[3];
+  // HU window mapped to [0, 1] before the network.
+  float hu_window[2];
+  // U-Net levels and channels per level (first `levels` entries used).
+  uint32_t levels;
+  uint32_t channels[8];
+  // MC dropout probability and kind (0 = channel, 1 = element).
+  float dropout_p;
+  uint32_t dropout_kind;
+  // The patch uncertainty score above which `needs_review` is set.
+  float review_threshold;
+  uint64_t parameter_count;
+  // The device predictions actually run on (`lungseg_device`).
+  uint32_t device;
+  // NUL-terminated device name, e.g. the CPU or GPU model.
+  char device_name[64];
+} lungseg_model_info;
+
+// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
+typedef struct lungseg_mc_options {
+  // `sizeof(lungseg_mc_options)`.
+  uint32_t struct_size;
+  // Monte-Carlo samples, 1..=1024 (0 = 20).
+  uint32_t n_samples;
+  // Seed of the dropout masks: the same seed gives bit-identical maps on any thread count.
+  uint64_t seed;
+  // Non-zero: use `review_threshold` instead of the model's.
+  uint32_t override_review_threshold;
+  float review_threshold;
+} lungseg_mc_options;
+
+// Per-patch summary of an MC prediction.
+typedef struct lungseg_patch_summary {
+  // Voxels with mean probability >= 0.5.
+  uint64_t foreground_voxels;
+  // Their volume in mm³ and the diameter of a sphere of that volume.
+  double volume_mm3;
+  double equivalent_diameter_mm;
+  // Means over the voxels any sample calls foreground (0 when there are none).
+  float mean_probability;
+  float mean_entropy;
+  float mean_mutual_info;
+  // The score compared with the review threshold.
+  float uncertainty_score;
+  float review_threshold;
+  uint32_t n_samples;
+  // The prediction is doubtful: send it to a radiologist.
+  bool needs_review;
+} lungseg_patch_summary;
+
+// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
+// hold `len` floats (the model's patch voxel count).
+typedef struct lungseg_uncertainty {
+  // Mean probability over samples.
+  float *mean;
+  // Population variance of the probability over samples.
+  float *variance;
+  // Predictive entropy of the mean, in bits.
+  float *entropy;
+  // Mutual information (BALD) between prediction and weights, in bits.
+  float *mutual_info;
+  size_t len;
+  struct lungseg_patch_summary summary;
+} lungseg_uncertainty;
 
 // Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 typedef struct lungseg_open_options {
@@ -105,8 +188,46 @@ const char *lungseg_version(void);
 // Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
 size_t lungseg_last_error(char *buf, size_t buf_len);
 
+// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
+// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+enum lungseg_status lungseg_model_open(const char *path,
+                                       const struct lungseg_model_options *options,
+                                       struct lungseg_model **out);
+
+// Frees a model. NULL is a no-op. No prediction may be running on it.
+void lungseg_model_free(struct lungseg_model *model);
+
+// Describes what a model expects and where it runs.
+enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
+                                           struct lungseg_model_info *out);
+
+// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
+// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
+enum lungseg_status lungseg_predict(struct lungseg_model *model,
+                                    const float *patch_hu,
+                                    size_t len,
+                                    float *prob,
+                                    size_t prob_len);
+
+// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
+// (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
+// seed 0. The same seed gives bit-identical results on any thread count.
+enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
+                                                const float *patch_hu,
+                                                size_t len,
+                                                const struct lungseg_mc_options *opts,
+                                                struct lungseg_uncertainty *out);
+
+// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
+// `lungseg_predict_uncertainty` on it.
+enum lungseg_status lungseg_predict_uncertainty_at(struct lungseg_model *model,
+                                                   const struct lungseg_volume *volume,
+                                                   const double *center_world,
+                                                   const struct lungseg_mc_options *opts,
+                                                   struct lungseg_uncertainty *out);
+
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
-const char *lungseg_status_name(enum lungseg_status status);
+const char *lungseg_status_name(int status);
 
 // Opens a MetaImage CT (`.mhd` + `.raw`/`.zraw`, or `.mha`) with default options.
 // On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
@@ -151,15 +272,65 @@ enum lungseg_status lungseg_volume_extract_patch(const struct lungseg_volume *vo
                                                  float *dst,
                                                  size_t dst_len);
 
-// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`; `dst` may equal `hu`.
+// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
+// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
 enum lungseg_status lungseg_normalize_hu(const float *hu,
                                          size_t len,
                                          float window_lo,
                                          float window_hi,
                                          float *dst);
 
+// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
+// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
+// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
+enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
+                                        const double *patch_center_world,
+                                        const double *nodule_world,
+                                        double diameter_mm,
+                                        uint8_t *dst,
+                                        size_t dst_len,
+                                        uint64_t *voxels_set);
+
+// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
+// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+enum lungseg_status lungseg_model_open(const char *path,
+                                       const struct lungseg_model_options *options,
+                                       struct lungseg_model **out);
+
+// Frees a model. NULL is a no-op. No prediction may be running on it.
+void lungseg_model_free(struct lungseg_model *model);
+
+// Describes what a model expects and where it runs.
+enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
+                                           struct lungseg_model_info *out);
+
+// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
+// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
+enum lungseg_status lungseg_predict(struct lungseg_model *model,
+                                    const float *patch_hu,
+                                    size_t len,
+                                    float *prob,
+                                    size_t prob_len);
+
+// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
+// (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
+// seed 0. The same seed gives bit-identical results on any thread count.
+enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
+                                                const float *patch_hu,
+                                                size_t len,
+                                                const struct lungseg_mc_options *opts,
+                                                struct lungseg_uncertainty *out);
+
+// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
+// `lungseg_predict_uncertainty` on it.
+enum lungseg_status lungseg_predict_uncertainty_at(struct lungseg_model *model,
+                                                   const struct lungseg_volume *volume,
+                                                   const double *center_world,
+                                                   const struct lungseg_mc_options *opts,
+                                                   struct lungseg_uncertainty *out);
+
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
-const char *lungseg_status_name(enum lungseg_status status);
+const char *lungseg_status_name(int status);
 
 // Opens a MetaImage CT (`.mhd` + `.raw`/`.zraw`, or `.mha`) with default options.
 // On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
@@ -204,12 +375,24 @@ enum lungseg_status lungseg_volume_extract_patch(const struct lungseg_volume *vo
                                                  float *dst,
                                                  size_t dst_len);
 
-// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`; `dst` may equal `hu`.
+// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
+// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
 enum lungseg_status lungseg_normalize_hu(const float *hu,
                                          size_t len,
                                          float window_lo,
                                          float window_hi,
                                          float *dst);
+
+// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
+// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
+// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
+enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
+                                        const double *patch_center_world,
+                                        const double *nodule_world,
+                                        double diameter_mm,
+                                        uint8_t *dst,
+                                        size_t dst_len,
+                                        uint64_t *voxels_set);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -48,7 +48,7 @@ for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodul
   name=$(basename "$exe")
   case "$name" in
     scan_patch_*) args=("$SCAN" "$X" "$Y" "$Z") ;;
-    predict_nodule_*) args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-}") ;;
+    predict_nodule_*) args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}") ;;
     *) continue ;;
   esac
   if ! "$exe" "${args[@]}" > "$WORK/$name.out" 2> "$WORK/$name.err"; then

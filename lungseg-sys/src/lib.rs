@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ffi;
+pub mod fuzzing;
 pub mod geometry;
 pub mod mc;
 pub mod mhd;

@@ -75,9 +75,8 @@ impl PatchDataset {
             if line.trim().is_empty() {
                 continue;
             }
-            let rec: PatchRecord = serde_json::from_str(&line).with_context(|| {
-                format!("{} line {}: not a patch record", path.display(), i + 1)
-            })?;
+            let rec: PatchRecord = serde_json::from_str(&line)
+                .with_context(|| format!("{} line {}: not a patch record", path.display(), i + 1))?;
             ensure!(
                 matches!(rec.split.as_str(), "train" | "val" | "test"),
                 "{} line {}: split '{}' (expected train, val or test)",
@@ -85,12 +84,7 @@ impl PatchDataset {
                 i + 1,
                 rec.split
             );
-            ensure!(
-                rec.voxels() > 0,
-                "{} line {}: empty shape",
-                path.display(),
-                i + 1
-            );
+            ensure!(rec.voxels() > 0, "{} line {}: empty shape", path.display(), i + 1);
             records.push(rec);
         }
         Ok(PatchDataset { root, records })
@@ -102,9 +96,7 @@ impl PatchDataset {
 
     /// Indices of the records in `split`, in manifest order.
     pub fn split(&self, split: &str) -> Vec<usize> {
-        (0..self.records.len())
-            .filter(|&i| self.records[i].split == split)
-            .collect()
+        (0..self.records.len()).filter(|&i| self.records[i].split == split).collect()
     }
 
     /// Reads patch `i` from disk, checking the file sizes against the manifest shape.
@@ -112,8 +104,7 @@ impl PatchDataset {
         let rec = &self.records[i];
         let n = rec.voxels();
         let hu_path = self.root.join(&rec.hu);
-        let bytes = fs::read(&hu_path)
-            .with_context(|| format!("patch {}: cannot read {}", rec.id, hu_path.display()))?;
+        let bytes = fs::read(&hu_path).with_context(|| format!("patch {}: cannot read {}", rec.id, hu_path.display()))?;
         ensure!(
             bytes.len() == 4 * n,
             "patch {}: {} has {} bytes, expected {} (shape {:?} × f32)",
@@ -123,13 +114,10 @@ impl PatchDataset {
             4 * n,
             rec.shape
         );
-        let hu: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let hu: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         let mask_path = self.root.join(&rec.mask);
-        let mask = fs::read(&mask_path)
-            .with_context(|| format!("patch {}: cannot read {}", rec.id, mask_path.display()))?;
+        let mask =
+            fs::read(&mask_path).with_context(|| format!("patch {}: cannot read {}", rec.id, mask_path.display()))?;
         ensure!(
             mask.len() == n,
             "patch {}: {} has {} bytes, expected {} (shape {:?} × u8)",
@@ -145,11 +133,7 @@ impl PatchDataset {
         if hu.iter().any(|v| !v.is_finite()) {
             bail!("patch {}: HU file has a non-finite value", rec.id);
         }
-        Ok(Patch {
-            shape: rec.shape,
-            hu,
-            mask,
-        })
+        Ok(Patch { shape: rec.shape, hu, mask })
     }
 }
 
@@ -164,8 +148,7 @@ impl DatasetWriter {
     /// Creates `dir` (and `dir/patches`) and a new, empty manifest.
     pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
         let root = dir.as_ref().to_path_buf();
-        fs::create_dir_all(root.join("patches"))
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        fs::create_dir_all(root.join("patches")).with_context(|| format!("cannot create {}", root.display()))?;
         let path = root.join(MANIFEST);
         let file = OpenOptions::new()
             .create(true)
@@ -173,10 +156,7 @@ impl DatasetWriter {
             .truncate(true)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(DatasetWriter {
-            root,
-            manifest: BufWriter::new(file),
-        })
+        Ok(DatasetWriter { root, manifest: BufWriter::new(file) })
     }
 
     /// Writes one patch. `rec.hu`/`rec.mask` are set to `patches/<id>.hu.f32` / `.mask.u8`.
@@ -190,21 +170,15 @@ impl DatasetWriter {
             rec.shape
         );
         ensure!(
-            !rec.id.is_empty()
-                && rec
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            !rec.id.is_empty() && rec.id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
             "patch id '{}' must be non-empty ASCII letters, digits, '.', '_' or '-'",
             rec.id
         );
         rec.hu = format!("patches/{}.hu.f32", rec.id);
         rec.mask = format!("patches/{}.mask.u8", rec.id);
         let bytes: Vec<u8> = hu.iter().flat_map(|v| v.to_le_bytes()).collect();
-        fs::write(self.root.join(&rec.hu), bytes)
-            .with_context(|| format!("cannot write {}", rec.hu))?;
-        fs::write(self.root.join(&rec.mask), mask)
-            .with_context(|| format!("cannot write {}", rec.mask))?;
+        fs::write(self.root.join(&rec.hu), bytes).with_context(|| format!("cannot write {}", rec.hu))?;
+        fs::write(self.root.join(&rec.mask), mask).with_context(|| format!("cannot write {}", rec.mask))?;
         serde_json::to_writer(&mut self.manifest, &rec)?;
         self.manifest.write_all(b"\n")?;
         Ok(())

@@ -1,8 +1,13 @@
-use clap::{Parser, Subcommand};
+//! `lungseg-train`: synthetic data now; LUNA16 preparation, training and export later.
 
-/// lungseg training harness.
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lungseg_train::{calibrate, demo, evaluate, prepare, synth};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 #[derive(Parser)]
-#[command(name = "lungseg-train", version, about)]
+#[command(version, about = "Training harness for lungseg")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -10,13 +15,305 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a synthetic LUNA16-like dataset (subsetN/*.mhd+.raw, annotations.csv, candidates.csv).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        scans: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Scans per subsetN folder (default: all in subset0).
+        #[arg(long)]
+        subset_size: Option<usize>,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// LUNA16 folder (subset*/*.mhd, annotations.csv, candidates[_V2].csv) -> patch dataset.
+    Prepare(PrepareArgs),
+    /// Calibrate a model's review threshold on a split (MC dropout through lungseg).
+    Calibrate(CalibrateArgs),
+    /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
+    Evaluate(EvaluateArgs),
     Train(lungseg_train::train::args::TrainArgs),
     Export(lungseg_train::export::ExportArgs),
+    /// Provisional demo: synthesise a few scans, read one back, cut a patch around a nodule.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        scans: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[command(flatten)]
+        shape: Shape,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Train(args) => args.run(),
-        Command::Export(args) => args.run(),
+#[derive(Args)]
+struct PrepareArgs {
+    /// LUNA16 folder.
+    #[arg(long)]
+    luna: PathBuf,
+    /// Dataset folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Patch size in voxels: N (a cube) or X,Y,Z; must match the model's patch_size.
+    #[arg(long, default_value = "64", value_parser = parse_triple::<usize>)]
+    patch_size: [usize; 3],
+    /// Voxel spacing in mm: S or X,Y,Z; must match the model's spacing_mm.
+    #[arg(long, default_value = "1", value_parser = parse_triple::<f64>)]
+    spacing_mm: [f64; 3],
+    /// Largest random shift (mm, per axis) of positive patch centres.
+    #[arg(long, default_value_t = 8.0)]
+    jitter_mm: f64,
+    #[arg(long, default_value_t = 1)]
+    positives_per_nodule: usize,
+    /// Negatives per positive (over the dataset).
+    #[arg(long, default_value_t = 2.0)]
+    neg_ratio: f64,
+    /// Share of negatives from class-0 candidates (rest: random lung points).
+    #[arg(long, default_value_t = 0.5)]
+    candidate_fraction: f64,
+    /// train,val,test fractions of scans.
+    #[arg(long, default_value = "0.7,0.15,0.15")]
+    split: String,
+    /// Split by LUNA16 subset folds instead (default train=0-6,val=7,test=8-9).
+    #[arg(long, num_args = 0..=1, default_missing_value = "train=0-6,val=7,test=8-9")]
+    split_by_subset: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only the first N scans (by seriesuid).
+    #[arg(long)]
+    max_scans: Option<usize>,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "val")]
+    split: String,
+    #[arg(long, default_value_t = 0.1)]
+    refer_fraction: f64,
+    #[arg(long, default_value_t = 20)]
+    samples: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the threshold into the model file's review metadata.
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value_t = 20)]
+    samples: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (default: report/ next to the model).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Training metrics.csv for the training curves (default: metrics.csv next to the model).
+    #[arg(long)]
+    training_metrics: Option<PathBuf>,
+}
+
+/// `N` (all axes) or `X,Y,Z`.
+fn parse_triple<T: std::str::FromStr + Copy>(s: &str) -> Result<[T; 3], String> {
+    let v: Vec<T> = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<T>()
+                .map_err(|_| format!("'{x}' is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [n] => Ok([n; 3]),
+        [x, y, z] => Ok([x, y, z]),
+        _ => Err(format!("'{s}': expected N or X,Y,Z")),
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} (eta {{eta}})"
+        ))
+        .expect("valid template"),
+    )
+}
+
+fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
+    let split = match &a.split_by_subset {
+        Some(folds) => prepare::SplitRule::parse_subsets(folds)?,
+        None => prepare::SplitRule::parse_fractions(&a.split)?,
+    };
+    let cfg = prepare::PrepareConfig {
+        patch_size: a.patch_size,
+        spacing_mm: a.spacing_mm,
+        jitter_mm: a.jitter_mm,
+        positives_per_nodule: a.positives_per_nodule,
+        neg_ratio: a.neg_ratio,
+        candidate_fraction: a.candidate_fraction,
+        split,
+        seed: a.seed,
+        max_scans: a.max_scans,
+    };
+    let pb = bar(0, "scans");
+    let summary = prepare::prepare(&a.luna, &a.out, &cfg, |e| match e {
+        prepare::Event::Start { scans } => pb.set_length(scans as u64),
+        prepare::Event::ScanDone { .. } => pb.inc(1),
+        prepare::Event::Warning(w) => pb.suspend(|| eprintln!("warning: {w}")),
+    });
+    pb.finish_and_clear();
+    let summary = summary?;
+    println!("{summary}");
+    println!("report: {}", a.out.join(prepare::REPORT).display());
+    Ok(())
+}
+
+fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
+    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
+        .split(&a.split)
+        .len();
+    let pb = bar(n as u64, "patches");
+    let c = calibrate::calibrate(
+        &a.model,
+        &a.data,
+        &a.split,
+        a.refer_fraction,
+        a.samples,
+        a.seed,
+        || pb.inc(1),
+    );
+    pb.finish_and_clear();
+    let c = c?;
+    println!(
+        "review threshold {} ({}): refers {} of {} {} patches ({:.1}%, asked {:.1}%)",
+        c.threshold,
+        c.score,
+        c.referred,
+        c.patches,
+        a.split,
+        100.0 * c.referred as f64 / c.patches.max(1) as f64,
+        100.0 * c.refer_fraction_requested
+    );
+    if a.write {
+        calibrate::set_review_threshold(&a.model, c.threshold)?;
+        println!("wrote review threshold into {}", a.model.display());
+    }
+    Ok(())
+}
+
+fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
+    let out = a.out.unwrap_or_else(|| a.model.with_file_name("report"));
+    let opts = evaluate::EvaluateOptions {
+        split: a.split,
+        samples: a.samples,
+        seed: a.seed,
+        out,
+        training_metrics: a.training_metrics,
+        ..Default::default()
+    };
+    let pb = bar(0, "patches");
+    let r = evaluate::evaluate(&a.model, &a.data, &opts, |done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    });
+    pb.finish_and_clear();
+    let r = r?;
+    let o = &r.report.metrics.overlap;
+    let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "{} patches: pooled Dice {:.3} / IoU {:.3}; mean Dice on nodule patches {} (>= 5 mm: {}); ECE (ROI) {}",
+        r.report.metrics.n_patches,
+        o.pooled.dice,
+        o.pooled.iou,
+        f(o.mean_positive.dice),
+        f(r.dice_large_nodules.mean_dice),
+        f(r.report.metrics.calibration_roi.ece)
+    );
+    println!("report: {} ({:.1} s)", r.report_md.display(), r.seconds);
+    Ok(())
+}
+
+/// Scan size knobs (defaults: see `lungseg_train::synth`).
+#[derive(Args)]
+struct Shape {
+    /// In-plane voxels per axis.
+    #[arg(long, default_value_t = synth::SynthConfig::default().dims_xy)]
+    dims_xy: usize,
+    /// Scan length along z in mm.
+    #[arg(long, default_value_t = synth::SynthConfig::default().z_extent_mm)]
+    z_mm: f64,
+}
+
+impl Shape {
+    fn config(&self) -> synth::SynthConfig {
+        synth::SynthConfig {
+            dims_xy: self.dims_xy,
+            z_extent_mm: self.z_mm,
+            ..Default::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Synth {
+            out,
+            scans,
+            seed,
+            subset_size,
+            shape,
+        } => {
+            let bar = ProgressBar::new(scans as u64).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} scans, {elapsed} (eta {eta})")
+                    .expect("valid template"),
+            );
+            let r = synth::write_dataset(&out, &shape.config(), scans, seed, subset_size, |_| {
+                bar.inc(1)
+            });
+            bar.finish_and_clear();
+            r.map_err(anyhow::Error::from).map(|s| {
+                println!(
+                    "wrote {} scans ({} nodules, {} candidates) to {}",
+                    s.scans.len(),
+                    s.nodules,
+                    s.candidates,
+                    s.root.display()
+                )
+            })
+        }
+        Command::Demo {
+            out,
+            scans,
+            seed,
+            shape,
+        } => demo::run(&out, scans, seed, &shape.config())
+            .map(|r| println!("{r}"))
+            .map_err(Into::into),
+        Command::Prepare(a) => run_prepare(a),
+        Command::Calibrate(a) => run_calibrate(a),
+        Command::Evaluate(a) => run_evaluate(a),
+        Command::Train(a) => a.run(),
+        Command::Export(a) => a.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

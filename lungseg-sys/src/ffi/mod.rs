@@ -7,13 +7,19 @@
 //! - on failure a readable message is kept per thread ([`lungseg_last_error`]);
 //! - options structs start with `struct_size`, so they can grow without breaking callers.
 #![allow(non_camel_case_types)]
+// The safety contract of every entry point is the C header's: valid pointers of the stated
+// lengths or NULL (which is checked); it is documented once there, not per function.
+#![allow(clippy::missing_safety_doc)]
 
 mod error;
+mod model;
 mod status;
 mod volume;
 
 pub use error::*;
+pub use model::*;
 pub use status::*;
+pub(crate) use volume::path_arg;
 pub use volume::*;
 
 use crate::error::{Error, Result};

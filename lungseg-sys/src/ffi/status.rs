@@ -43,10 +43,9 @@ impl lungseg_status {
 
 /// A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
 #[no_mangle]
-pub extern "C" fn lungseg_status_name(status: lungseg_status) -> *const libc::c_char {
-    // Read the raw value: a C caller may pass any int.
-    let raw = status as u32;
-    let s: &'static str = match raw {
+pub extern "C" fn lungseg_status_name(status: libc::c_int) -> *const libc::c_char {
+    // Takes a plain int: a C caller may pass any value, and an out-of-range Rust enum is UB.
+    let s: &'static str = match status {
         0 => "LUNGSEG_OK\0",
         1 => "LUNGSEG_INVALID_ARGUMENT\0",
         2 => "LUNGSEG_IO\0",

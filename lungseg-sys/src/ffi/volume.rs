@@ -62,7 +62,7 @@ pub struct lungseg_patch_spec {
 const OPEN_OPTIONS_V1: usize = std::mem::size_of::<lungseg_open_options>();
 const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
 
-unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
+pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
     if p.is_null() {
         return Err(Error::invalid(format!("{name} is NULL")));
     }
@@ -101,7 +101,7 @@ pub(crate) fn patch_spec_from(spec: Option<lungseg_patch_spec>) -> Result<PatchS
     Ok(out)
 }
 
-fn world_arg(p: *const f64, name: &str) -> Result<[f64; 3]> {
+pub(crate) fn world_arg(p: *const f64, name: &str) -> Result<[f64; 3]> {
     let s = unsafe { arg_slice(p, 3, name)? };
     let w = [s[0], s[1], s[2]];
     if w.iter().any(|v| !v.is_finite()) {
@@ -245,7 +245,8 @@ pub unsafe extern "C" fn lungseg_volume_extract_patch(
     })
 }
 
-/// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`; `dst` may equal `hu`.
+/// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
+/// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_normalize_hu(
     hu: *const f32,
@@ -255,25 +256,47 @@ pub unsafe extern "C" fn lungseg_normalize_hu(
     dst: *mut f32,
 ) -> lungseg_status {
     guard(|| {
-        if !(window_lo.is_finite() && window_hi.is_finite() && window_hi > window_lo) {
-            return Err(Error::invalid(format!(
-                "HU window [{window_lo}, {window_hi}] must be finite with lo < hi"
-            )));
-        }
-        // `dst` may alias `hu`, so work through raw pointers element by element.
-        arg_slice(hu, len, "hu")?;
-        arg_slice(dst.cast_const(), len, "dst")?;
-        let w = HuWindow {
+        let window = HuWindow {
             lo: window_lo,
             hi: window_hi,
         };
-        let scale = 1.0 / (w.hi - w.lo);
-        for i in 0..len {
-            let x = *hu.add(i);
-            if x.is_nan() {
-                return Err(Error::invalid(format!("hu[{i}] is NaN")));
-            }
-            *dst.add(i) = ((x - w.lo) * scale).clamp(0.0, 1.0);
+        if std::ptr::eq(hu, dst.cast_const()) {
+            return patch::normalize_in_place(arg_slice_mut(dst, len, "dst")?, window);
+        }
+        let src = arg_slice(hu, len, "hu")?;
+        let dst = arg_slice_mut(dst, len, "dst")?;
+        let (a, b) = (src.as_ptr() as usize, dst.as_ptr() as usize);
+        let bytes = len * std::mem::size_of::<f32>();
+        if a < b + bytes && b < a + bytes {
+            return Err(Error::invalid(
+                "hu and dst overlap without being the same buffer",
+            ));
+        }
+        patch::normalize(src, window, dst)
+    })
+}
+
+/// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
+/// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
+/// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_sphere_mask(
+    spec: *const lungseg_patch_spec,
+    patch_center_world: *const f64,
+    nodule_world: *const f64,
+    diameter_mm: f64,
+    dst: *mut u8,
+    dst_len: usize,
+    voxels_set: *mut u64,
+) -> lungseg_status {
+    guard(|| {
+        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?)?;
+        let c = world_arg(patch_center_world, "patch_center_world")?;
+        let n = world_arg(nodule_world, "nodule_world")?;
+        let dst = arg_slice_mut(dst, dst_len, "dst")?;
+        let count = patch::sphere_mask(&spec, c, n, diameter_mm, dst)?;
+        if let Some(out) = voxels_set.as_mut() {
+            *out = count as u64;
         }
         Ok(())
     })

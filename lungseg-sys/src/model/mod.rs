@@ -1,1 +1,129 @@
-//! Model file format and weights (skeleton; see issue 3)
+//! The model file (`docs/model-format.md`): a safetensors U-Net with JSON metadata, loaded
+//! into an immutable [`Model`] whose weights are BN-folded and laid out for the [`crate::nn`]
+//! kernels.
+
+pub mod config;
+mod load;
+
+use std::path::Path;
+
+pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
+pub use load::{FORMAT, FORMAT_VERSION};
+
+use crate::error::{Error, Result};
+use crate::mc::WorkspacePool;
+
+/// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// A loaded network. Immutable after load except for an internal pool of scratch
+/// workspaces, so one `Model` can serve many threads at once (`Send + Sync`).
+pub struct Model {
+    config: ModelConfig,
+    review: ReviewConfig,
+    provenance: String,
+    parameter_count: usize,
+    pub(crate) net: Net,
+    pub(crate) workspaces: WorkspacePool,
+}
+
+// One model serves many threads: keep it Send + Sync.
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<Model>();
+};
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("review", &self.review)
+            .field("parameter_count", &self.parameter_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Parses a model file held in memory. Never panics, whatever the bytes: every failure
+    /// is a `Format` (corrupt, truncated, wrong shapes, missing/extra tensors) or
+    /// `Unsupported` (unknown format version, dtype, architecture option) error.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let l = load::load(bytes)?;
+        Ok(Model {
+            config: l.config,
+            review: l.review,
+            provenance: l.provenance,
+            parameter_count: l.parameter_count,
+            net: l.net,
+            workspaces: WorkspacePool::default(),
+        })
+    }
+
+    /// Reads and parses a model file.
+    pub fn open(path: &Path) -> Result<Model> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::from_io(path.display(), e))?;
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(Error::limit(format!(
+                "{}: model file of {} bytes exceeds {MAX_FILE_BYTES}",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::from_io(path.display(), e))?;
+        Model::from_bytes(&bytes).map_err(|e| e.context(path.display()))
+    }
+
+    /// Architecture and input specification.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Which patch score flags a case for review, and its threshold.
+    pub fn review(&self) -> &ReviewConfig {
+        &self.review
+    }
+
+    /// The raw `provenance` JSON of the file (`{}` when absent).
+    pub fn provenance(&self) -> &str {
+        &self.provenance
+    }
+
+    /// Learnable parameters as PyTorch counts them (conv/BN weights and biases; running
+    /// statistics excluded).
+    pub fn parameter_count(&self) -> usize {
+        self.parameter_count
+    }
+}
+
+/// 3³ convolution with BN folded in. `w` is `[27][cin][pad16(cout)]` (tap `9kz + 3ky + kx`),
+/// `bias` is `[pad16(cout)]`; padding lanes are zero.
+pub(crate) struct Conv3 {
+    pub cout: usize,
+    pub w: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// Transposed conv k2 s2: `w` is `[cin][8][pad16(cout)]`, `bias` `[pad16(cout)]`.
+pub(crate) struct UpConv {
+    pub w: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// 1×1×1 conv to one logit.
+pub(crate) struct Head {
+    pub w: Vec<f32>,
+    pub bias: f32,
+}
+
+pub(crate) struct Block {
+    pub conv1: Conv3,
+    pub conv2: Conv3,
+}
+
+/// `enc[l]` for every level (the last is the bottleneck); `up[l]`/`dec[l]` produce level `l`.
+pub(crate) struct Net {
+    pub enc: Vec<Block>,
+    pub up: Vec<UpConv>,
+    pub dec: Vec<Block>,
+    pub head: Head,
+}

@@ -1,1 +1,134 @@
-//! CPU kernels (skeleton; see issue 3)
+//! CPU kernels for the U-Net, on NDHWC f32 activations stored with a one-voxel zero halo.
+//!
+//! Layout: an activation grid of `d × h × w` voxels is stored as `(d+2) × (h+2) × (w+2)`
+//! voxels, z-major, x fastest, each voxel `stride` floats; a tensor may occupy channels
+//! `[off, off + c)` of each voxel so that a decoder's `concat([skip, up])` is one buffer that
+//! the skip writer and the transposed conv fill in place. Kernels write only interior voxels,
+//! so halos stay zero and the 3³ convolution needs no boundary branches.
+//!
+//! Threads (a persistent per-caller team, see `team.rs`) split the output into contiguous z-planes; each output value is computed by
+//! exactly one thread in a fixed order, so results are bit-identical for any thread count.
+//! Every kernel has a plain `reference` implementation used by the parity tests.
+
+pub mod conv3;
+pub mod head;
+pub mod pool;
+mod team;
+pub mod upconv;
+
+/// Interior size of an activation grid (the halo is implied).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    pub d: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Grid {
+    pub fn new(d: usize, h: usize, w: usize) -> Grid {
+        Grid { d, h, w }
+    }
+    /// Interior voxels.
+    pub fn voxels(&self) -> usize {
+        self.d * self.h * self.w
+    }
+    /// Stored voxels including the halo.
+    pub fn padded_voxels(&self) -> usize {
+        (self.d + 2) * self.plane()
+    }
+    /// Stored voxels per padded x-row.
+    pub fn row(&self) -> usize {
+        self.w + 2
+    }
+    /// Stored voxels per padded z-plane.
+    pub fn plane(&self) -> usize {
+        (self.h + 2) * (self.w + 2)
+    }
+    /// Stored voxel index of interior voxel (z, y, x).
+    pub fn index(&self, z: usize, y: usize, x: usize) -> usize {
+        ((z + 1) * (self.h + 2) + y + 1) * (self.w + 2) + x + 1
+    }
+    pub fn half(&self) -> Grid {
+        Grid::new(self.d / 2, self.h / 2, self.w / 2)
+    }
+    pub fn double(&self) -> Grid {
+        Grid::new(self.d * 2, self.h * 2, self.w * 2)
+    }
+}
+
+/// Runs `f(u, chunk)` for units `u in 0..n`, where unit `u` owns
+/// `out[first + u·len ..][..len]`, on up to `threads` threads (contiguous ranges of units).
+pub(crate) fn par_units<F>(
+    out: &mut [f32],
+    first: usize,
+    len: usize,
+    n: usize,
+    threads: usize,
+    f: F,
+) where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let body = &mut out[first..first + n * len];
+    let t = threads.clamp(1, n.max(1));
+    if t == 1 {
+        for (u, c) in body.chunks_mut(len).enumerate() {
+            f(u, c);
+        }
+        return;
+    }
+    let base = body.as_mut_ptr() as usize;
+    let job = |k: usize| {
+        let (u0, u1) = (n * k / t, n * (k + 1) / t);
+        // SAFETY: the shares [u0, u1) of different k are disjoint and lie inside `body`, which
+        // stays mutably borrowed until `team::run` has returned from every share.
+        let mine = unsafe {
+            std::slice::from_raw_parts_mut((base as *mut f32).add(u0 * len), (u1 - u0) * len)
+        };
+        for (i, c) in mine.chunks_mut(len).enumerate() {
+            f(u0 + i, c);
+        }
+    };
+    team::run(t, &job);
+}
+
+/// Whether the AVX-512 kernels may run on this CPU (runtime detection, cached by std).
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Packs a dense NDHWC tensor `[d][h][w][c]` into a zero-halo buffer (tests and benches).
+pub fn pad(dense: &[f32], g: Grid, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; g.padded_voxels() * c];
+    for z in 0..g.d {
+        for y in 0..g.h {
+            for x in 0..g.w {
+                let s = ((z * g.h + y) * g.w + x) * c;
+                let d = g.index(z, y, x) * c;
+                out[d..d + c].copy_from_slice(&dense[s..s + c]);
+            }
+        }
+    }
+    out
+}
+
+/// Extracts channels `[off, off + c)` of a zero-halo buffer as dense NDHWC (tests and benches).
+pub fn unpad(buf: &[f32], g: Grid, stride: usize, off: usize, c: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.voxels() * c);
+    for z in 0..g.d {
+        for y in 0..g.h {
+            for x in 0..g.w {
+                let s = g.index(z, y, x) * stride + off;
+                out.extend_from_slice(&buf[s..s + c]);
+            }
+        }
+    }
+    out
+}

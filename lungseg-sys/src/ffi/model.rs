@@ -1,0 +1,414 @@
+//! Models and predictions through the C ABI: open a model file, run the deterministic pass or
+//! Monte-Carlo dropout on a 64³ HU patch, get maps, a summary and the needs-review flag.
+
+use super::volume::lungseg_volume;
+use super::{
+    arg_mut, arg_options, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_status, path_arg,
+};
+use crate::error::{Error, Result};
+use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
+use crate::model::Model;
+use crate::patch::{self, PatchSpec};
+
+/// Where inference runs. Values are ABI.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_device {
+    /// The GPU when one is usable, else the CPU.
+    LUNGSEG_DEVICE_AUTO = 0,
+    LUNGSEG_DEVICE_CPU = 1,
+    /// An NVIDIA GPU (builds with the `cuda` feature); `LUNGSEG_DEVICE` status when unusable.
+    LUNGSEG_DEVICE_CUDA = 2,
+}
+
+/// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
+pub struct lungseg_model {
+    pub(crate) inner: Model,
+    pub(crate) device: lungseg_device,
+    pub(crate) threads: usize,
+}
+
+/// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct lungseg_model_options {
+    /// `sizeof(lungseg_model_options)`.
+    pub struct_size: u32,
+    /// A `lungseg_device` value.
+    pub device: u32,
+    /// Worker threads per prediction; 0 = all cores.
+    pub threads: u32,
+}
+
+/// What a model expects and where it runs.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lungseg_model_info {
+    /// Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
+    pub patch_size: [u32; 3],
+    /// Patch spacing in mm the model was trained at.
+    pub spacing_mm: [f64; 3],
+    /// HU window mapped to [0, 1] before the network.
+    pub hu_window: [f32; 2],
+    /// U-Net levels and channels per level (first `levels` entries used).
+    pub levels: u32,
+    pub channels: [u32; 8],
+    /// MC dropout probability and kind (0 = channel, 1 = element).
+    pub dropout_p: f32,
+    pub dropout_kind: u32,
+    /// The patch uncertainty score above which `needs_review` is set.
+    pub review_threshold: f32,
+    pub parameter_count: u64,
+    /// The device predictions actually run on (`lungseg_device`).
+    pub device: u32,
+    /// NUL-terminated device name, e.g. the CPU or GPU model.
+    pub device_name: [libc::c_char; 64],
+}
+
+/// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct lungseg_mc_options {
+    /// `sizeof(lungseg_mc_options)`.
+    pub struct_size: u32,
+    /// Monte-Carlo samples, 1..=1024 (0 = 20).
+    pub n_samples: u32,
+    /// Seed of the dropout masks: the same seed gives bit-identical maps on any thread count.
+    pub seed: u64,
+    /// Non-zero: use `review_threshold` instead of the model's.
+    pub override_review_threshold: u32,
+    pub review_threshold: f32,
+}
+
+/// Per-patch summary of an MC prediction.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct lungseg_patch_summary {
+    /// Voxels with mean probability >= 0.5.
+    pub foreground_voxels: u64,
+    /// Their volume in mm³ and the diameter of a sphere of that volume.
+    pub volume_mm3: f64,
+    pub equivalent_diameter_mm: f64,
+    /// Means over the voxels any sample calls foreground (0 when there are none).
+    pub mean_probability: f32,
+    pub mean_entropy: f32,
+    pub mean_mutual_info: f32,
+    /// The score compared with the review threshold.
+    pub uncertainty_score: f32,
+    pub review_threshold: f32,
+    pub n_samples: u32,
+    /// The prediction is doubtful: send it to a radiologist.
+    pub needs_review: bool,
+}
+
+/// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
+/// hold `len` floats (the model's patch voxel count).
+#[repr(C)]
+#[derive(Debug)]
+pub struct lungseg_uncertainty {
+    /// Mean probability over samples.
+    pub mean: *mut f32,
+    /// Population variance of the probability over samples.
+    pub variance: *mut f32,
+    /// Predictive entropy of the mean, in bits.
+    pub entropy: *mut f32,
+    /// Mutual information (BALD) between prediction and weights, in bits.
+    pub mutual_info: *mut f32,
+    pub len: usize,
+    pub summary: lungseg_patch_summary,
+}
+
+const MODEL_OPTIONS_V1: usize = std::mem::size_of::<lungseg_model_options>();
+const MC_OPTIONS_V1: usize = std::mem::size_of::<lungseg_mc_options>();
+
+/// The CPU's brand string (x86 CPUID), for `lungseg_model_info.device_name`.
+fn cpu_name() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86-64 CPU.
+        let max = __cpuid(0x8000_0000).eax;
+        if max >= 0x8000_0004 {
+            let mut bytes = Vec::with_capacity(48);
+            for leaf in 0x8000_0002u32..=0x8000_0004 {
+                let r = __cpuid(leaf);
+                for w in [r.eax, r.ebx, r.ecx, r.edx] {
+                    bytes.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+            let s = String::from_utf8_lossy(&bytes)
+                .trim_matches(char::from(0))
+                .trim()
+                .to_string();
+            if !s.is_empty() {
+                return format!("CPU: {s}");
+            }
+        }
+    }
+    "CPU".to_string()
+}
+
+fn device_from(raw: u32) -> Result<lungseg_device> {
+    match raw {
+        0 => Ok(lungseg_device::LUNGSEG_DEVICE_AUTO),
+        1 => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+        2 => Ok(lungseg_device::LUNGSEG_DEVICE_CUDA),
+        other => Err(Error::invalid(format!(
+            "device {other} is not a lungseg_device (0 AUTO, 1 CPU, 2 CUDA)"
+        ))),
+    }
+}
+
+/// Picks the device a model runs on. AUTO falls back to the CPU cleanly.
+fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
+    match requested {
+        lungseg_device::LUNGSEG_DEVICE_CUDA => Err(Error::device(
+            "CUDA was requested but this build has no CUDA backend (the `cuda` feature and its \
+             kernels are not available yet); use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
+        )),
+        _ => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+    }
+}
+
+fn mc_options_from(model: &lungseg_model, opts: Option<lungseg_mc_options>) -> Result<McOptions> {
+    let mut o = McOptions {
+        threads: model.threads,
+        ..McOptions::default()
+    };
+    if let Some(c) = opts {
+        if c.n_samples != 0 {
+            o.n_samples = c.n_samples;
+        }
+        o.seed = c.seed;
+        if c.override_review_threshold != 0 {
+            if !c.review_threshold.is_finite() {
+                return Err(Error::invalid(format!(
+                    "review_threshold {} is not finite",
+                    c.review_threshold
+                )));
+            }
+            o.review_threshold = Some(c.review_threshold);
+        }
+    }
+    Ok(o)
+}
+
+fn summary_to_c(s: &PatchSummary, threshold: f32) -> lungseg_patch_summary {
+    lungseg_patch_summary {
+        foreground_voxels: s.foreground_voxels,
+        volume_mm3: s.volume_mm3,
+        equivalent_diameter_mm: s.equivalent_diameter_mm,
+        mean_probability: s.mean_probability,
+        mean_entropy: s.mean_entropy,
+        mean_mutual_info: s.mean_mutual_info,
+        uncertainty_score: s.uncertainty_score,
+        review_threshold: threshold,
+        n_samples: s.n_samples,
+        needs_review: s.needs_review,
+    }
+}
+
+/// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
+/// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_open(
+    path: *const libc::c_char,
+    options: *const lungseg_model_options,
+    out: *mut *mut lungseg_model,
+) -> lungseg_status {
+    guard(|| {
+        let out = arg_mut(out, "out")?;
+        *out = std::ptr::null_mut();
+        let path = path_arg(path, "path")?;
+        let opts = arg_options(options, MODEL_OPTIONS_V1, "options")?.unwrap_or_default();
+        let device = select_device(device_from(opts.device)?)?;
+        if opts.threads as usize > mc::MAX_THREADS {
+            return Err(Error::invalid(format!(
+                "threads = {} exceeds {}",
+                opts.threads,
+                mc::MAX_THREADS
+            )));
+        }
+        let model = Model::open(&path)?;
+        *out = Box::into_raw(Box::new(lungseg_model {
+            inner: model,
+            device,
+            threads: opts.threads as usize,
+        }));
+        Ok(())
+    })
+}
+
+/// Frees a model. NULL is a no-op. No prediction may be running on it.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_free(model: *mut lungseg_model) {
+    if !model.is_null() {
+        let _ = std::panic::catch_unwind(|| drop(Box::from_raw(model)));
+    }
+}
+
+/// Describes what a model expects and where it runs.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_info(
+    model: *const lungseg_model,
+    out: *mut lungseg_model_info,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        let c = m.inner.config();
+        let mut channels = [0u32; 8];
+        for (d, s) in channels.iter_mut().zip(&c.channels) {
+            *d = *s as u32;
+        }
+        let mut name = [0 as libc::c_char; 64];
+        for (d, b) in name.iter_mut().zip(cpu_name().bytes().take(63)) {
+            *d = b as libc::c_char;
+        }
+        *out = lungseg_model_info {
+            patch_size: c.patch_size.map(|v| v as u32),
+            spacing_mm: c.spacing_mm,
+            hu_window: [c.hu_window.0, c.hu_window.1],
+            levels: c.channels.len() as u32,
+            channels,
+            dropout_p: c.dropout.p,
+            dropout_kind: match c.dropout.kind {
+                crate::model::DropoutKind::Channel => 0,
+                crate::model::DropoutKind::Element => 1,
+            },
+            review_threshold: m.inner.review().threshold,
+            parameter_count: m.inner.parameter_count() as u64,
+            device: m.device as u32,
+            device_name: name,
+        };
+        Ok(())
+    })
+}
+
+/// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
+/// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_predict(
+    model: *mut lungseg_model,
+    patch_hu: *const f32,
+    len: usize,
+    prob: *mut f32,
+    prob_len: usize,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model.cast_const(), "model")?;
+        let hu = arg_slice(patch_hu, len, "patch_hu")?;
+        let prob = arg_slice_mut(prob, prob_len, "prob")?;
+        if prob_len != len {
+            return Err(Error::invalid(format!(
+                "prob_len {prob_len} differs from len {len}"
+            )));
+        }
+        mc::predict(&m.inner, hu, prob, m.threads)
+    })
+}
+
+unsafe fn maps_from<'a>(
+    out: &'a mut lungseg_uncertainty,
+    voxels: usize,
+) -> Result<UncertaintyMaps<'a>> {
+    let any = [out.mean, out.variance, out.entropy, out.mutual_info]
+        .iter()
+        .any(|p| !p.is_null());
+    if any && out.len != voxels {
+        return Err(Error::invalid(format!(
+            "out->len is {}, the model's patch has {voxels} voxels",
+            out.len
+        )));
+    }
+    let map = |p: *mut f32, name: &str| -> Result<Option<&'a mut [f32]>> {
+        if p.is_null() {
+            Ok(None)
+        } else {
+            arg_slice_mut(p, voxels, name).map(Some)
+        }
+    };
+    let maps = UncertaintyMaps {
+        mean: map(out.mean, "out->mean")?,
+        variance: map(out.variance, "out->variance")?,
+        entropy: map(out.entropy, "out->entropy")?,
+        mutual_info: map(out.mutual_info, "out->mutual_info")?,
+    };
+    // Distinct maps must not overlap: they are written concurrently.
+    let ptrs: Vec<usize> = [out.mean, out.variance, out.entropy, out.mutual_info]
+        .iter()
+        .filter(|p| !p.is_null())
+        .map(|p| *p as usize)
+        .collect();
+    let bytes = voxels * std::mem::size_of::<f32>();
+    for (i, a) in ptrs.iter().enumerate() {
+        for b in &ptrs[i + 1..] {
+            if a < &(b + bytes) && b < &(a + bytes) {
+                return Err(Error::invalid("output maps overlap"));
+            }
+        }
+    }
+    Ok(maps)
+}
+
+fn run_mc(
+    m: &lungseg_model,
+    hu: &[f32],
+    opts: *const lungseg_mc_options,
+    out: &mut lungseg_uncertainty,
+) -> Result<()> {
+    let o = mc_options_from(m, unsafe { arg_options(opts, MC_OPTIONS_V1, "opts")? })?;
+    let threshold = o.review_threshold.unwrap_or(m.inner.review().threshold);
+    let voxels = m.inner.config().patch_voxels();
+    let summary = {
+        let maps = unsafe { maps_from(out, voxels)? };
+        mc::predict_uncertainty(&m.inner, hu, &o, maps)?
+    };
+    out.summary = summary_to_c(&summary, threshold);
+    Ok(())
+}
+
+/// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
+/// (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
+/// seed 0. The same seed gives bit-identical results on any thread count.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_predict_uncertainty(
+    model: *mut lungseg_model,
+    patch_hu: *const f32,
+    len: usize,
+    opts: *const lungseg_mc_options,
+    out: *mut lungseg_uncertainty,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model.cast_const(), "model")?;
+        let hu = arg_slice(patch_hu, len, "patch_hu")?;
+        let out = arg_mut(out, "out")?;
+        run_mc(m, hu, opts, out)
+    })
+}
+
+/// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
+/// `lungseg_predict_uncertainty` on it.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
+    model: *mut lungseg_model,
+    volume: *const lungseg_volume,
+    center_world: *const f64,
+    opts: *const lungseg_mc_options,
+    out: *mut lungseg_uncertainty,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model.cast_const(), "model")?;
+        let v = &arg_ref(volume, "volume")?.inner;
+        let c = super::volume::world_arg(center_world, "center_world")?;
+        let out = arg_mut(out, "out")?;
+        let cfg = m.inner.config();
+        let spec = PatchSpec {
+            size: cfg.patch_size,
+            spacing_mm: cfg.spacing_mm,
+            outside_hu: -1000.0,
+        };
+        let hu = patch::extract_patch(v, c, &spec)?;
+        run_mc(m, &hu, opts, out)
+    })
+}

@@ -1,0 +1,213 @@
+//! Bodies of the model and C-API fuzz targets, shared with the stable seed-replay test so that
+//! CI runs every seed and saved crash exactly as the fuzzer did. (MetaImage targets live in
+//! [`crate::mhd::fuzzing`].)
+#![doc(hidden)]
+
+use crate::ffi::*;
+use crate::mc::{self, McOptions, UncertaintyMaps};
+use crate::model::Model;
+use std::ptr::{null, null_mut};
+
+/// Largest patch a fuzzed model may run a forward pass on (keeps each input fast).
+const MAX_FUZZ_VOXELS: usize = 16 * 16 * 16;
+
+/// `model_load`: any bytes either load into a model that can run, or give an error; never a
+/// panic, never an allocation the file did not pay for.
+pub fn model_load(data: &[u8]) {
+    let Ok(model) = Model::from_bytes(data) else {
+        return;
+    };
+    let n = model.config().patch_voxels();
+    if n == 0 || n > MAX_FUZZ_VOXELS {
+        return;
+    }
+    let hu = vec![-400.0f32; n];
+    let mut prob = vec![0.0f32; n];
+    if mc::predict(&model, &hu, &mut prob, 1).is_ok() {
+        assert!(
+            prob.iter().all(|p| (0.0..=1.0).contains(p)),
+            "probability out of [0, 1]"
+        );
+    }
+    let mut mean = vec![0.0f32; n];
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..Default::default()
+    };
+    let opts = McOptions {
+        n_samples: 2,
+        seed: 1,
+        threads: 1,
+        review_threshold: None,
+    };
+    let _ = mc::predict_uncertainty(&model, &hu, &opts, maps);
+}
+
+/// A little-endian reader over the fuzz input that yields zeros once exhausted.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = N.min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn f32(&mut self) -> f32 {
+        f32::from_le_bytes(self.take())
+    }
+    fn f64(&mut self) -> f64 {
+        f64::from_le_bytes(self.take())
+    }
+}
+
+/// `c_api`: drives the model and patch entry points with fuzzed sizes, options and values on
+/// `model_bytes` (a small valid model). Every call must return a status, never crash; buffers
+/// are always as long as the lengths claim (that part of the contract is the caller's).
+pub fn c_api(model_bytes: &[u8], data: &[u8]) {
+    let Ok(model) = Model::from_bytes(model_bytes) else {
+        return;
+    };
+    let n = model.config().patch_voxels();
+    drop(model);
+    let mut b = Bytes(data);
+    let dir = std::env::temp_dir().join(format!("lungseg-fuzz-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("model.safetensors");
+    if !path.exists() && std::fs::write(&path, model_bytes).is_err() {
+        return;
+    }
+    let cpath = std::ffi::CString::new(path.to_str().unwrap_or_default()).unwrap_or_default();
+    let mopts = lungseg_model_options {
+        struct_size: b.u32() % 64,
+        device: b.u32() % 4,
+        threads: b.u32() % 4,
+    };
+    let mut m = null_mut();
+    let use_opts = b.u8() & 1 == 1;
+    let st = unsafe {
+        lungseg_model_open(
+            cpath.as_ptr(),
+            if use_opts { &mopts } else { null() },
+            &mut m,
+        )
+    };
+    if st != lungseg_status::LUNGSEG_OK {
+        assert!(m.is_null());
+        assert!(
+            unsafe { lungseg_last_error(null_mut(), 0) } > 0,
+            "failure without a message"
+        );
+        return;
+    }
+    // Scalars first (so short inputs still steer every option), HU from what is left.
+    let cap = n + 8;
+    let len = match b.u8() % 4 {
+        1 => (b.u32() as usize) % cap,
+        _ => n,
+    };
+    let sel = b.u8();
+    let out_len = if sel & 0x10 != 0 {
+        (b.u32() as usize) % cap
+    } else {
+        n
+    };
+    let raw_samples = b.u32();
+    let opts = lungseg_mc_options {
+        struct_size: b.u32() % 64,
+        // Mostly small valid counts (fast), sometimes anything (range checks).
+        n_samples: if raw_samples & 0x8000_0000 != 0 {
+            raw_samples & 0x7fff_ffff
+        } else {
+            raw_samples % 5
+        },
+        seed: b.u64(),
+        override_review_threshold: b.u32() % 3,
+        review_threshold: b.f32(),
+    };
+    let plen = if sel & 0x40 != 0 {
+        (b.u32() as usize) % cap
+    } else {
+        len
+    };
+    let spec = lungseg_patch_spec {
+        struct_size: b.u32() % 64,
+        size: [b.u32() % 24, b.u32() % 24, b.u32() % 24],
+        spacing_mm: [b.f64(), b.f64(), b.f64()],
+        outside_hu: b.f32(),
+    };
+    let centre = [b.f64(), b.f64(), b.f64()];
+    let diameter = b.f64();
+    let mlen = b.u32() as usize;
+    let window = (b.f32(), b.f32());
+    let hu: Vec<f32> = (0..cap)
+        .map(|_| if b.0.len() >= 4 { b.f32() } else { -500.0 })
+        .collect();
+
+    let mut maps = [
+        vec![0f32; cap],
+        vec![0f32; cap],
+        vec![0f32; cap],
+        vec![0f32; cap],
+    ];
+    let mut ptrs = [null_mut(); 4];
+    for (i, (p, m)) in ptrs.iter_mut().zip(maps.iter_mut()).enumerate() {
+        if sel & (1 << i) != 0 {
+            *p = m.as_mut_ptr();
+        }
+    }
+    let mut out = lungseg_uncertainty {
+        mean: ptrs[0],
+        variance: ptrs[1],
+        entropy: ptrs[2],
+        mutual_info: ptrs[3],
+        len: out_len,
+        summary: Default::default(),
+    };
+    let opts_ptr = if sel & 0x20 != 0 {
+        null()
+    } else {
+        &opts as *const _
+    };
+    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), len, opts_ptr, &mut out) };
+    if st == lungseg_status::LUNGSEG_OK {
+        let s = out.summary;
+        assert!(s.n_samples >= 1 && s.n_samples <= 1024);
+        assert!((0.0..=1.0).contains(&s.mean_probability));
+    } else {
+        assert!(
+            unsafe { lungseg_last_error(null_mut(), 0) } > 0,
+            "failure without a message"
+        );
+    }
+    let mut prob = vec![0f32; cap];
+    let _ = unsafe { lungseg_predict(m, hu.as_ptr(), len, prob.as_mut_ptr(), plen) };
+    // Patch-spec parsing and masks with fuzzed specs.
+    let mut mask = vec![0u8; 24 * 24 * 24];
+    let mlen = mlen % mask.len();
+    let _ = unsafe {
+        lungseg_sphere_mask(
+            &spec,
+            centre.as_ptr(),
+            centre.as_ptr(),
+            diameter,
+            mask.as_mut_ptr(),
+            mlen,
+            null_mut(),
+        )
+    };
+    let mut norm = hu.clone();
+    let _ =
+        unsafe { lungseg_normalize_hu(hu.as_ptr(), len, window.0, window.1, norm.as_mut_ptr()) };
+    unsafe { lungseg_model_free(m) };
+}

@@ -1,1 +1,0 @@
-//! (skeleton; see issue 3)

@@ -1,0 +1,478 @@
+//! One forward pass of the U-Net over a patch, with or without dropout masks, on reusable
+//! workspace buffers.
+//!
+//! MC structure: `enc.0.conv1` (+BN+ReLU) comes before the first dropout, so it is computed
+//! once per patch into `first`. Activations are stored *before* dropout; with channel dropout
+//! a tensor's mask travels to its consumers, which skip dropped input channels and fold the
+//! `1/(1-p)` scale into a per-sample copy of their weights (`effective`). This holds through
+//! max-pooling (a positive per-channel scale commutes with max) and through the transposed
+//! conv. Element dropout is applied in place on the stored tensor instead.
+//!
+//! Buffers per level `l` (grid `g_l`, channels `C_l`): `cat[l]` (stride `2C_l`) holds
+//! `[skip | up]` so the decoder's concat costs nothing; the encoder's conv2 and later the
+//! decoder's conv2 write its first half. `tmp[l]` holds conv1 outputs, `pooled[l]` the pooled
+//! input of level `l`, `bott` the bottleneck output.
+
+use crate::error::{try_vec, Result};
+use crate::model::{DropoutKind, Model, ModelConfig, Net};
+use crate::nn::conv3::{conv3, Conv3Args};
+use crate::nn::head::head;
+use crate::nn::pool::maxpool2;
+use crate::nn::upconv::{upconv, UpArgs};
+use crate::nn::Grid;
+use crate::philox::DropoutStream;
+
+/// Below this many multiply-adds a layer runs on the calling thread only.
+const PAR_MIN_MACS: usize = 1 << 21;
+
+/// Scratch memory for one concurrent call, sized for one model.
+pub(crate) struct Workspace {
+    grids: Vec<Grid>,
+    input: Vec<f32>,
+    first: Vec<f32>,
+    tmp: Vec<Vec<f32>>,
+    cat: Vec<Vec<f32>>,
+    pooled: Vec<Vec<f32>>,
+    bott: Vec<f32>,
+    pub prob: Vec<f32>,
+    w_eff: Vec<f32>,
+    ci: Vec<u32>,
+    ident: Vec<u32>,
+    masks: Vec<Vec<f32>>,
+    pub stats: super::stats::Stats,
+}
+
+/// Dropout layer numbers (the counter's second word): execution order, two per block.
+pub(crate) fn enc_layer(l: usize, second: bool) -> u32 {
+    (2 * l + usize::from(second)) as u32
+}
+pub(crate) fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
+    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
+}
+
+impl Workspace {
+    pub(crate) fn new(model: &Model) -> Result<Workspace> {
+        let cfg = model.config();
+        let ch = &cfg.channels;
+        let levels = ch.len();
+        let [px, py, pz] = cfg.patch_size;
+        let grids: Vec<Grid> = (0..levels)
+            .map(|l| Grid::new(pz >> l, py >> l, px >> l))
+            .collect();
+        let pv = |l: usize| grids[l].padded_voxels();
+        let mut tmp = Vec::new();
+        let mut cat = Vec::new();
+        let mut pooled = vec![Vec::new()];
+        for l in 0..levels {
+            tmp.push(try_vec(pv(l) * ch[l], "conv workspace")?);
+            if l + 1 < levels {
+                cat.push(try_vec(pv(l) * 2 * ch[l], "concat workspace")?);
+            }
+            if l > 0 {
+                pooled.push(try_vec(pv(l) * ch[l - 1], "pool workspace")?);
+            }
+        }
+        let net = &model.net;
+        let max_w = net
+            .enc
+            .iter()
+            .chain(&net.dec)
+            .flat_map(|b| [b.conv1.w.len(), b.conv2.w.len()])
+            .chain(net.up.iter().map(|u| u.w.len()))
+            .max()
+            .unwrap_or(0);
+        let max_c = ch.iter().max().copied().unwrap_or(0) * 2;
+        let nv = cfg.patch_voxels();
+        Ok(Workspace {
+            input: try_vec(pv(0), "input workspace")?,
+            first: try_vec(pv(0) * ch[0], "first-layer workspace")?,
+            bott: try_vec(pv(levels - 1) * ch[levels - 1], "bottleneck workspace")?,
+            prob: try_vec(nv, "probability workspace")?,
+            w_eff: try_vec(max_w, "weight workspace")?,
+            ci: try_vec(max_c, "channel list")?,
+            ident: (0..max_c as u32).collect(),
+            masks: (0..cfg.dropout_layers())
+                .map(|k| vec![1.0; ch[layer_level(levels, k)]])
+                .collect(),
+            stats: super::stats::Stats::new(nv)?,
+            grids,
+            tmp,
+            cat,
+            pooled,
+        })
+    }
+}
+
+/// The U-Net level whose channel count dropout layer `k` has.
+fn layer_level(levels: usize, k: usize) -> usize {
+    if k < 2 * levels {
+        k / 2
+    } else {
+        levels - 2 - (k - 2 * levels) / 2
+    }
+}
+
+/// Normalises the HU patch into the input buffer and runs `enc.0.conv1` (+BN+ReLU), the part
+/// of the network before the first dropout.
+pub(crate) fn prologue(model: &Model, ws: &mut Workspace, patch_hu: &[f32], threads: usize) {
+    let cfg = model.config();
+    let g = ws.grids[0];
+    let (lo, hi) = cfg.hu_window;
+    let mut k = 0;
+    for z in 0..g.d {
+        for y in 0..g.h {
+            let o = g.index(z, y, 0);
+            for (d, &hu) in ws.input[o..o + g.w].iter_mut().zip(&patch_hu[k..k + g.w]) {
+                *d = ((hu - lo) / (hi - lo)).clamp(0.0, 1.0);
+            }
+            k += g.w;
+        }
+    }
+    let c = &model.net.enc[0].conv1;
+    let a = Conv3Args {
+        input: &ws.input,
+        grid: g,
+        in_stride: 1,
+        ci: &[0],
+        w: &c.w,
+        bias: &c.bias,
+        cout: c.cout,
+        relu: true,
+    };
+    conv3(
+        &a,
+        &mut ws.first,
+        c.cout,
+        0,
+        par(threads, g.voxels() * 27 * c.cout),
+    );
+}
+
+fn par(threads: usize, macs: usize) -> usize {
+    if macs < PAR_MIN_MACS {
+        1
+    } else {
+        threads
+    }
+}
+
+/// Dropout for one MC sample.
+#[derive(Clone, Copy)]
+pub(crate) struct SampleDrop {
+    pub seed: u64,
+    pub sample: u32,
+}
+
+/// Runs everything after [`prologue`] and leaves the probabilities in `ws.prob`.
+pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop>, threads: usize) {
+    let cfg: &ModelConfig = model.config();
+    let net: &Net = &model.net;
+    let ch = &cfg.channels;
+    let levels = ch.len();
+    let p = cfg.dropout.p;
+    let scale = 1.0 / (1.0 - p);
+    let chan = drop.is_some() && cfg.dropout.kind == DropoutKind::Channel;
+    let elem = drop.filter(|_| cfg.dropout.kind == DropoutKind::Element);
+    let Workspace {
+        grids,
+        first,
+        tmp,
+        cat,
+        pooled,
+        bott,
+        prob,
+        w_eff,
+        ci,
+        ident,
+        masks,
+        ..
+    } = ws;
+    if let (true, Some(d)) = (chan, drop) {
+        for (k, m) in masks.iter_mut().enumerate() {
+            let s = DropoutStream::new(d.seed, d.sample, k as u32, p);
+            for (c, v) in m.iter_mut().enumerate() {
+                *v = if s.keep(c as u64) { scale } else { 0.0 };
+            }
+        }
+    }
+    let masks: &Vec<Vec<f32>> = masks;
+    let mask = |k: u32| chan.then(|| &masks[k as usize][..]);
+    let mask_elems =
+        |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
+            if let Some(d) = elem {
+                let s = DropoutStream::new(d.seed, d.sample, k, p);
+                dropout_elements(buf, src, g, stride, c, &s, scale, threads);
+            }
+        };
+
+    // Level 0 conv2 reads `first` (shared by all samples) through dropout layer 0.
+    let g0 = grids[0];
+    let c0 = ch[0];
+    let mut input0: &[f32] = first;
+    if elem.is_some() {
+        mask_elems(&mut tmp[0], Some(first), g0, c0, c0, enc_layer(0, false));
+        input0 = &tmp[0];
+    }
+    let out0: (&mut Vec<f32>, usize) = if levels > 1 {
+        (&mut cat[0], 2 * c0)
+    } else {
+        (&mut *bott, c0)
+    };
+    conv_layer(
+        &net.enc[0].conv2,
+        input0,
+        g0,
+        c0,
+        &[(c0, mask(enc_layer(0, false)))],
+        out0.0,
+        out0.1,
+        0,
+        w_eff,
+        ci,
+        ident,
+        threads,
+    );
+    mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
+
+    for l in 1..levels {
+        let g = grids[l];
+        let (cp, cl) = (ch[l - 1], ch[l]);
+        maxpool2(
+            &cat[l - 1],
+            grids[l - 1],
+            2 * cp,
+            0,
+            cp,
+            &mut pooled[l],
+            par(threads, g.voxels() * cp * 8),
+        );
+        let b = &net.enc[l];
+        conv_layer(
+            &b.conv1,
+            &pooled[l],
+            g,
+            cp,
+            &[(cp, mask(enc_layer(l - 1, true)))],
+            &mut tmp[l],
+            cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
+        mask_elems(&mut tmp[l], None, g, cl, cl, enc_layer(l, false));
+        let (out, stride) = if l + 1 < levels {
+            (&mut cat[l], 2 * cl)
+        } else {
+            (&mut *bott, cl)
+        };
+        conv_layer(
+            &b.conv2,
+            &tmp[l],
+            g,
+            cl,
+            &[(cl, mask(enc_layer(l, false)))],
+            out,
+            stride,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
+        mask_elems(out, None, g, stride, cl, enc_layer(l, true));
+    }
+
+    for l in (0..levels.saturating_sub(1)).rev() {
+        let g = grids[l];
+        let (cl, cn) = (ch[l], ch[l + 1]);
+        let (lo, hi) = cat.split_at_mut(l + 1);
+        let dst = &mut lo[l];
+        let (src, src_stride, src_layer): (&[f32], usize, u32) = if l + 2 == levels {
+            (bott, cn, enc_layer(l + 1, true))
+        } else {
+            (&hi[0], 2 * cn, dec_layer(levels, l + 1, true))
+        };
+        let u = &net.up[l];
+        let (w, cis) = effective(
+            &u.w,
+            1,
+            8 * u.bias.len(),
+            &[(cn, mask(src_layer))],
+            w_eff,
+            ci,
+            ident,
+        );
+        let a = UpArgs {
+            input: src,
+            grid: grids[l + 1],
+            in_stride: src_stride,
+            ci: cis,
+            w,
+            bias: &u.bias,
+            cout: cl,
+        };
+        upconv(
+            &a,
+            dst,
+            2 * cl,
+            cl,
+            par(threads, grids[l + 1].voxels() * cn * 8 * cl),
+        );
+        let b = &net.dec[l];
+        let parts = [(cl, mask(enc_layer(l, true))), (cl, None)];
+        conv_layer(
+            &b.conv1,
+            &cat[l],
+            g,
+            2 * cl,
+            &parts,
+            &mut tmp[l],
+            cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
+        mask_elems(&mut tmp[l], None, g, cl, cl, dec_layer(levels, l, false));
+        conv_layer(
+            &b.conv2,
+            &tmp[l],
+            g,
+            cl,
+            &[(cl, mask(dec_layer(levels, l, false)))],
+            &mut cat[l],
+            2 * cl,
+            0,
+            w_eff,
+            ci,
+            ident,
+            threads,
+        );
+        mask_elems(&mut cat[l], None, g, 2 * cl, cl, dec_layer(levels, l, true));
+    }
+
+    let (src, stride, k): (&[f32], usize, u32) = if levels > 1 {
+        (&cat[0], 2 * c0, dec_layer(levels, 0, true))
+    } else {
+        (bott, c0, enc_layer(0, true))
+    };
+    let h = &net.head;
+    let (w, cis) = effective(&h.w, 1, 1, &[(c0, mask(k))], w_eff, ci, ident);
+    head(src, g0, stride, cis, w, h.bias, prob);
+}
+
+/// One 3³ conv layer (+folded BN, ReLU) whose input channels come in `parts` (count, mask).
+#[allow(clippy::too_many_arguments)]
+fn conv_layer(
+    c: &crate::model::Conv3,
+    input: &[f32],
+    g: Grid,
+    in_stride: usize,
+    parts: &[(usize, Option<&[f32]>)],
+    out: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+    w_eff: &mut [f32],
+    ci: &mut [u32],
+    ident: &[u32],
+    threads: usize,
+) {
+    let (w, cis) = effective(&c.w, 27, c.bias.len(), parts, w_eff, ci, ident);
+    let a = Conv3Args {
+        input,
+        grid: g,
+        in_stride,
+        ci: cis,
+        w,
+        bias: &c.bias,
+        cout: c.cout,
+        relu: true,
+    };
+    conv3(
+        &a,
+        out,
+        out_stride,
+        out_off,
+        par(threads, g.voxels() * 27 * cis.len() * c.cout),
+    );
+}
+
+/// The weights `[taps][cin][row]` and channel list a consumer uses this sample: the model's
+/// own when nothing is masked, else the kept input channels with their scale folded in.
+fn effective<'a>(
+    w: &'a [f32],
+    taps: usize,
+    row: usize,
+    parts: &[(usize, Option<&[f32]>)],
+    w_eff: &'a mut [f32],
+    ci: &'a mut [u32],
+    ident: &'a [u32],
+) -> (&'a [f32], &'a [u32]) {
+    let cin: usize = parts.iter().map(|p| p.0).sum();
+    if parts.iter().all(|p| p.1.is_none()) {
+        return (w, &ident[..cin]);
+    }
+    let scale_of = |c: usize| {
+        let mut o = 0;
+        for &(n, m) in parts {
+            if c < o + n {
+                return m.map_or(1.0, |m| m[c - o]);
+            }
+            o += n;
+        }
+        1.0
+    };
+    let nk = (0..cin).filter(|&c| scale_of(c) != 0.0).fold(0, |j, c| {
+        ci[j] = c as u32;
+        j + 1
+    });
+    for t in 0..taps {
+        for j in 0..nk {
+            let c = ci[j] as usize;
+            let s = scale_of(c);
+            let src = &w[(t * cin + c) * row..][..row];
+            let dst = &mut w_eff[(t * nk + j) * row..][..row];
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = v * s;
+            }
+        }
+    }
+    (&w_eff[..taps * nk * row], &ci[..nk])
+}
+
+/// Element dropout on channels `[0, c)` of a zero-halo tensor: `dst = mask · scale · src`
+/// (`src = None`: in place). Element index = PyTorch NCDHW index within one sample.
+#[allow(clippy::too_many_arguments)]
+fn dropout_elements(
+    dst: &mut [f32],
+    src: Option<&[f32]>,
+    g: Grid,
+    stride: usize,
+    c: usize,
+    s: &DropoutStream,
+    scale: f32,
+    threads: usize,
+) {
+    let plane = g.plane() * stride;
+    let vox = g.voxels() as u64;
+    crate::nn::par_units(dst, plane, plane, g.d, threads, |z, chunk| {
+        for y in 0..g.h {
+            for x in 0..g.w {
+                let o = ((y + 1) * g.row() + x + 1) * stride;
+                let sp = g.index(z, y, x) * stride;
+                let e = ((z * g.h + y) * g.w + x) as u64;
+                for ch in 0..c {
+                    let v = src.map_or(chunk[o + ch], |s| s[sp + ch]);
+                    chunk[o + ch] = if s.keep(ch as u64 * vox + e) {
+                        v * scale
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    });
+}

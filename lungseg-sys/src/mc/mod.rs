@@ -1,0 +1,285 @@
+//! Inference: the deterministic forward pass ([`predict`]) and Monte-Carlo dropout sampling
+//! with per-voxel uncertainty maps and a patch summary ([`predict_uncertainty`]).
+//!
+//! Patches are HU values at the model's patch size, z-major with x fastest (PyTorch's
+//! `[D, H, W]`); normalisation with the model's HU window happens inside. Results are
+//! bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
+
+mod forward;
+pub mod stats;
+
+use std::sync::Mutex;
+
+pub use stats::{entropy_bits, voxel_stats, VoxelStats};
+
+use crate::error::{Error, Result};
+use crate::model::{Model, ReviewScore};
+use forward::{forward, prologue, SampleDrop, Workspace};
+
+/// Most MC samples one call may ask for.
+pub const MAX_SAMPLES: u32 = 1024;
+/// Most threads one call may ask for.
+pub const MAX_THREADS: usize = 1024;
+
+/// Options of [`predict_uncertainty`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct McOptions {
+    /// Number of MC samples, 1..=1024.
+    pub n_samples: u32,
+    /// Philox key of the dropout masks.
+    pub seed: u64,
+    /// Worker threads; 0 = all available cores.
+    pub threads: usize,
+    /// Overrides the model's review threshold.
+    pub review_threshold: Option<f32>,
+}
+
+impl Default for McOptions {
+    fn default() -> Self {
+        McOptions {
+            n_samples: 20,
+            seed: 0,
+            threads: 0,
+            review_threshold: None,
+        }
+    }
+}
+
+/// Caller-owned per-voxel output maps (each `patch_voxels` long, z-major); `None` = not wanted.
+#[derive(Debug, Default)]
+pub struct UncertaintyMaps<'a> {
+    /// Mean probability across samples.
+    pub mean: Option<&'a mut [f32]>,
+    /// Population variance of the probability across samples.
+    pub variance: Option<&'a mut [f32]>,
+    /// Predictive entropy `H(mean)` in bits.
+    pub entropy: Option<&'a mut [f32]>,
+    /// Mutual information (BALD) `H(mean) − mean_s H(p_s)` in bits.
+    pub mutual_info: Option<&'a mut [f32]>,
+}
+
+/// Patch-level results of [`predict_uncertainty`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PatchSummary {
+    /// Voxels with mean probability ≥ 0.5.
+    pub foreground_voxels: u64,
+    /// `foreground_voxels` × voxel volume at the model's spacing.
+    pub volume_mm3: f64,
+    /// Diameter of the sphere with that volume.
+    pub equivalent_diameter_mm: f64,
+    /// Mean of the mean probability over the voxels any sample calls foreground (p ≥ 0.5);
+    /// 0 when there are none (likewise the next two).
+    pub mean_probability: f32,
+    /// Mean predictive entropy (bits) over those voxels.
+    pub mean_entropy: f32,
+    /// Mean mutual information (bits) over those voxels.
+    pub mean_mutual_info: f32,
+    /// The model's review score (see [`crate::model::ReviewConfig`]) for this patch.
+    pub uncertainty_score: f32,
+    /// `uncertainty_score > threshold` (the caller's override or the model's).
+    pub needs_review: bool,
+    pub n_samples: u32,
+}
+
+/// Scratch workspaces of one model, one per concurrent call, reused across calls.
+#[derive(Default)]
+pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
+
+struct Lease<'m> {
+    model: &'m Model,
+    ws: Option<Workspace>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            let mut pool = self
+                .model
+                .workspaces
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pool.push(ws);
+        }
+    }
+}
+
+fn lease(model: &Model) -> Result<Lease<'_>> {
+    let cached = model
+        .workspaces
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop();
+    let ws = match cached {
+        Some(ws) => ws,
+        None => Workspace::new(model)?,
+    };
+    Ok(Lease {
+        model,
+        ws: Some(ws),
+    })
+}
+
+fn resolve_threads(threads: usize) -> Result<usize> {
+    match threads {
+        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        t if t > MAX_THREADS => Err(Error::invalid(format!(
+            "threads = {t} exceeds {MAX_THREADS}"
+        ))),
+        t => Ok(t),
+    }
+}
+
+fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
+    let n = model.config().patch_voxels();
+    if patch_hu.len() != n {
+        return Err(Error::invalid(format!(
+            "patch has {} voxels, the model expects {n} ({:?} x,y,z)",
+            patch_hu.len(),
+            model.config().patch_size
+        )));
+    }
+    if let Some(i) = patch_hu.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!(
+            "patch voxel {i} is {} (NaN/Inf not allowed)",
+            patch_hu[i]
+        )));
+    }
+    Ok(())
+}
+
+/// Deterministic forward pass (dropout off): writes the foreground probability of every voxel
+/// into `prob` (`patch_voxels` long, z-major).
+pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize) -> Result<()> {
+    check_patch(model, patch_hu)?;
+    if prob.len() != patch_hu.len() {
+        return Err(Error::invalid(format!(
+            "prob has {} elements, expected {}",
+            prob.len(),
+            patch_hu.len()
+        )));
+    }
+    let threads = resolve_threads(threads)?;
+    let mut lease = lease(model)?;
+    let ws = lease.ws.as_mut().expect("leased");
+    prologue(model, ws, patch_hu, threads);
+    forward(model, ws, None, threads);
+    prob.copy_from_slice(&ws.prob);
+    Ok(())
+}
+
+/// Monte-Carlo dropout: `n_samples` forward passes with Philox dropout masks keyed by `seed`,
+/// per-voxel maps into the caller's buffers, and the patch summary. With p = 0 the mean map
+/// equals [`predict`] exactly.
+pub fn predict_uncertainty(
+    model: &Model,
+    patch_hu: &[f32],
+    opts: &McOptions,
+    mut maps: UncertaintyMaps<'_>,
+) -> Result<PatchSummary> {
+    check_patch(model, patch_hu)?;
+    let n = patch_hu.len();
+    if opts.n_samples == 0 || opts.n_samples > MAX_SAMPLES {
+        return Err(Error::invalid(format!(
+            "n_samples = {} must be in 1..={MAX_SAMPLES}",
+            opts.n_samples
+        )));
+    }
+    if let Some(t) = opts.review_threshold.filter(|t| !t.is_finite()) {
+        return Err(Error::invalid(format!(
+            "review_threshold = {t} is not finite"
+        )));
+    }
+    for (name, m) in [
+        ("mean", &maps.mean),
+        ("variance", &maps.variance),
+        ("entropy", &maps.entropy),
+        ("mutual_info", &maps.mutual_info),
+    ] {
+        if let Some(m) = m {
+            if m.len() != n {
+                return Err(Error::invalid(format!(
+                    "{name} map has {} elements, expected {n}",
+                    m.len()
+                )));
+            }
+        }
+    }
+    let threads = resolve_threads(opts.threads)?;
+    let mut lease = lease(model)?;
+    let ws = lease.ws.as_mut().expect("leased");
+    prologue(model, ws, patch_hu, threads);
+    ws.stats.reset();
+    for sample in 0..opts.n_samples {
+        forward(
+            model,
+            ws,
+            Some(SampleDrop {
+                seed: opts.seed,
+                sample,
+            }),
+            threads,
+        );
+        let Workspace { prob, stats, .. } = ws;
+        stats.add(prob);
+    }
+    Ok(summarise(model, &ws.stats, opts, &mut maps))
+}
+
+fn summarise(
+    model: &Model,
+    stats: &stats::Stats,
+    opts: &McOptions,
+    maps: &mut UncertaintyMaps<'_>,
+) -> PatchSummary {
+    let cfg = model.config();
+    let (mut fg, mut region) = (0u64, 0u64);
+    let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
+    for i in 0..cfg.patch_voxels() {
+        let v = stats.voxel(i);
+        let put = |m: &mut Option<&mut [f32]>, x: f32| {
+            if let Some(m) = m {
+                m[i] = x;
+            }
+        };
+        put(&mut maps.mean, v.mean);
+        put(&mut maps.variance, v.variance);
+        put(&mut maps.entropy, v.entropy);
+        put(&mut maps.mutual_info, v.mutual_info);
+        fg += u64::from(v.mean >= 0.5);
+        if v.any_foreground {
+            region += 1;
+            sp += f64::from(v.mean);
+            sh += f64::from(v.entropy);
+            smi += f64::from(v.mutual_info);
+            svar += f64::from(v.variance);
+        }
+    }
+    let avg = |s: f64| {
+        if region > 0 {
+            (s / region as f64) as f32
+        } else {
+            0.0
+        }
+    };
+    let [sx, sy, sz] = cfg.spacing_mm;
+    let volume = fg as f64 * sx * sy * sz;
+    let review = model.review();
+    let score = match review.score {
+        ReviewScore::MeanMutualInfo => avg(smi),
+        ReviewScore::MeanEntropy => avg(sh),
+        ReviewScore::MeanVariance => avg(svar),
+    };
+    PatchSummary {
+        foreground_voxels: fg,
+        volume_mm3: volume,
+        equivalent_diameter_mm: (6.0 * volume / std::f64::consts::PI).cbrt(),
+        mean_probability: avg(sp),
+        mean_entropy: avg(sh),
+        mean_mutual_info: avg(smi),
+        uncertainty_score: score,
+        needs_review: score > opts.review_threshold.unwrap_or(review.threshold),
+        n_samples: stats.samples(),
+    }
+}

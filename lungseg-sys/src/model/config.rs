@@ -1,0 +1,345 @@
+//! The JSON documents stored in the safetensors metadata: `config` (architecture, input
+//! spec) and `review` (which patch score flags a case for a human). Missing keys take the
+//! defaults of the starting project's network; unknown keys are ignored so that newer writers
+//! can add fields without breaking older readers.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Which elements a dropout layer zeroes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropoutKind {
+    /// Whole channels per sample (PyTorch `Dropout3d`).
+    Channel,
+    /// Single activations (PyTorch `Dropout`).
+    Element,
+}
+
+/// Dropout used by MC sampling; inverted scaling `1/(1-p)` on kept units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    pub p: f32,
+    pub kind: DropoutKind,
+}
+
+/// Normalisation inside each conv block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Norm {
+    /// BatchNorm3d in eval mode, folded into the convolutions at load.
+    Batch,
+    /// No normalisation: conv → ReLU.
+    None,
+}
+
+/// The network and input specification of a model file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Channels per U-Net level, shallowest first; the last is the bottleneck.
+    pub channels: Vec<usize>,
+    pub norm: Norm,
+    pub bn_eps: f64,
+    pub dropout: Dropout,
+    /// Patch size in voxels, (x, y, z); buffers are z-major with x fastest.
+    pub patch_size: [usize; 3],
+    /// Voxel spacing in mm, (x, y, z).
+    pub spacing_mm: [f64; 3],
+    /// HU window (lo, hi); input is `clip((HU - lo) / (hi - lo), 0, 1)`.
+    pub hu_window: (f32, f32),
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            in_channels: 1,
+            out_channels: 1,
+            channels: vec![16, 32, 64, 128, 256],
+            norm: Norm::Batch,
+            bn_eps: 1e-5,
+            dropout: Dropout {
+                p: 0.2,
+                kind: DropoutKind::Channel,
+            },
+            patch_size: [64, 64, 64],
+            spacing_mm: [1.0, 1.0, 1.0],
+            hu_window: (-1000.0, 400.0),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Voxels in one patch.
+    pub fn patch_voxels(&self) -> usize {
+        self.patch_size.iter().product()
+    }
+
+    /// Number of U-Net levels (encoder blocks including the bottleneck).
+    pub fn levels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Dropout layers in one forward pass: two per block, encoder and decoder.
+    pub fn dropout_layers(&self) -> usize {
+        4 * self.levels() - 2
+    }
+
+    /// Parses the `config` metadata JSON and checks it.
+    pub fn from_json(json: &str) -> Result<ModelConfig> {
+        let raw: RawConfig = serde_json::from_str(json)
+            .map_err(|e| Error::format(format!("metadata 'config' is not valid JSON: {e}")))?;
+        let mut cfg = ModelConfig::default();
+        if let Some(v) = raw.in_channels {
+            cfg.in_channels = v;
+        }
+        if let Some(v) = raw.out_channels {
+            cfg.out_channels = v;
+        }
+        if let Some(v) = raw.channels {
+            cfg.channels = v;
+        }
+        if let Some(v) = raw.norm {
+            cfg.norm = match v.as_str() {
+                "batch" => Norm::Batch,
+                "none" => Norm::None,
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "config.norm '{other}' (supported: batch, none)"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = raw.bn_eps {
+            cfg.bn_eps = v;
+        }
+        if let Some(d) = raw.dropout {
+            if let Some(p) = d.p {
+                cfg.dropout.p = p as f32;
+            }
+            if let Some(k) = d.kind {
+                cfg.dropout.kind = match k.as_str() {
+                    "channel" => DropoutKind::Channel,
+                    "element" => DropoutKind::Element,
+                    other => {
+                        return Err(Error::unsupported(format!(
+                            "config.dropout.kind '{other}' (supported: channel, element)"
+                        )))
+                    }
+                };
+            }
+        }
+        if let Some(u) = raw.upsample {
+            if u != "conv_transpose" {
+                return Err(Error::unsupported(format!(
+                    "config.upsample '{u}' (supported: conv_transpose)"
+                )));
+            }
+        }
+        if let Some(v) = raw.patch_size {
+            cfg.patch_size = v;
+        }
+        if let Some(v) = raw.spacing_mm {
+            cfg.spacing_mm = v;
+        }
+        if let Some([lo, hi]) = raw.hu_window {
+            cfg.hu_window = (lo as f32, hi as f32);
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.in_channels != 1 || self.out_channels != 1 {
+            return Err(Error::unsupported(format!(
+                "config in_channels {} / out_channels {} (only 1 / 1 is supported)",
+                self.in_channels, self.out_channels
+            )));
+        }
+        let levels = self.channels.len();
+        if levels == 0 || levels > 8 {
+            return Err(Error::unsupported(format!(
+                "config.channels has {levels} levels (1..=8 supported)"
+            )));
+        }
+        if let Some(&c) = self.channels.iter().find(|&&c| c == 0 || c > 4096) {
+            return Err(Error::unsupported(format!(
+                "config.channels contains {c} (1..=4096 supported)"
+            )));
+        }
+        let div = 1usize << (levels - 1);
+        for (axis, &n) in ["x", "y", "z"].iter().zip(&self.patch_size) {
+            if n == 0 || n > 1024 || n % div != 0 {
+                return Err(Error::unsupported(format!(
+                    "config.patch_size {axis} = {n} must be in 1..=1024 and divisible by {div} (2^(levels-1))"
+                )));
+            }
+        }
+        let vox = self
+            .patch_size
+            .iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n));
+        if vox.is_none_or(|v| v > 1 << 24) {
+            return Err(Error::unsupported(format!(
+                "config.patch_size {:?} is too large",
+                self.patch_size
+            )));
+        }
+        let p = self.dropout.p;
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::format(format!(
+                "config.dropout.p = {p} must be in [0, 1)"
+            )));
+        }
+        if !(self.bn_eps.is_finite() && self.bn_eps >= 0.0) {
+            return Err(Error::format(format!(
+                "config.bn_eps = {} must be finite and >= 0",
+                self.bn_eps
+            )));
+        }
+        if !self.spacing_mm.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(Error::format(format!(
+                "config.spacing_mm {:?} must be finite and > 0",
+                self.spacing_mm
+            )));
+        }
+        let (lo, hi) = self.hu_window;
+        if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+            return Err(Error::format(format!(
+                "config.hu_window [{lo}, {hi}] must be finite with hi > lo"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    in_channels: Option<usize>,
+    out_channels: Option<usize>,
+    channels: Option<Vec<usize>>,
+    norm: Option<String>,
+    bn_eps: Option<f64>,
+    dropout: Option<RawDropout>,
+    upsample: Option<String>,
+    patch_size: Option<[usize; 3]>,
+    spacing_mm: Option<[f64; 3]>,
+    hu_window: Option<[f64; 2]>,
+}
+
+#[derive(Deserialize)]
+struct RawDropout {
+    p: Option<f64>,
+    kind: Option<String>,
+}
+
+/// Which patch-level number is compared with the review threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewScore {
+    /// Mean mutual information (BALD, bits) over the voxels any sample calls foreground.
+    MeanMutualInfo,
+    /// Mean predictive entropy (bits) over the same voxels.
+    MeanEntropy,
+    /// Mean variance of the probability over the same voxels.
+    MeanVariance,
+}
+
+impl ReviewScore {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReviewScore::MeanMutualInfo => "mean_mutual_info",
+            ReviewScore::MeanEntropy => "mean_entropy",
+            ReviewScore::MeanVariance => "mean_variance",
+        }
+    }
+}
+
+/// When a patch needs a human: `score > threshold`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReviewConfig {
+    pub score: ReviewScore,
+    pub threshold: f32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            score: ReviewScore::MeanMutualInfo,
+            threshold: 0.1,
+        }
+    }
+}
+
+impl ReviewConfig {
+    /// Parses the `review` metadata JSON, e.g. `{"score":"mean_mutual_info","threshold":0.1}`.
+    pub fn from_json(json: &str) -> Result<ReviewConfig> {
+        #[derive(Deserialize)]
+        struct Raw {
+            score: Option<String>,
+            threshold: Option<f64>,
+        }
+        let raw: Raw = serde_json::from_str(json)
+            .map_err(|e| Error::format(format!("metadata 'review' is not valid JSON: {e}")))?;
+        let mut r = ReviewConfig::default();
+        if let Some(s) = raw.score {
+            r.score = match s.as_str() {
+                "mean_mutual_info" => ReviewScore::MeanMutualInfo,
+                "mean_entropy" => ReviewScore::MeanEntropy,
+                "mean_variance" => ReviewScore::MeanVariance,
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "review.score '{other}' (supported: mean_mutual_info, mean_entropy, mean_variance)"
+                    )))
+                }
+            };
+        }
+        if let Some(t) = raw.threshold {
+            if !t.is_finite() {
+                return Err(Error::format(format!("review.threshold {t} is not finite")));
+            }
+            r.threshold = t as f32;
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_missing_keys() {
+        let c = ModelConfig::from_json(r#"{"channels":[4,8],"patch_size":[16,16,16]}"#).unwrap();
+        assert_eq!(c.channels, vec![4, 8]);
+        assert_eq!(
+            c.dropout,
+            Dropout {
+                p: 0.2,
+                kind: DropoutKind::Channel
+            }
+        );
+        assert_eq!(c.hu_window, (-1000.0, 400.0));
+        assert_eq!(
+            ModelConfig::from_json("{}").unwrap(),
+            ModelConfig::default()
+        );
+        assert_eq!(
+            ReviewConfig::from_json("{}").unwrap(),
+            ReviewConfig::default()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            r#"{"patch_size":[30,32,32],"channels":[4,8,16]}"#,
+            r#"{"dropout":{"p":1.0}}"#,
+            r#"{"hu_window":[400,-1000]}"#,
+            r#"{"channels":[]}"#,
+        ] {
+            assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
+        }
+        let e = ModelConfig::from_json(r#"{"dropout":{"kind":"gaussian"}}"#).unwrap_err();
+        assert!(e.message.contains("gaussian"));
+    }
+}

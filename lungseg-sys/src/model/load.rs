@@ -1,0 +1,292 @@
+//! Reading a `lungseg-unet3d` safetensors file into folded, kernel-ready layers.
+//!
+//! Every tensor is looked up by its PyTorch state_dict name, converted from F32/F16/BF16 to
+//! f32, shape-checked (the message names the tensor, the expected and the found shape), and
+//! BatchNorm is folded into the preceding convolution in f64:
+//! `w' = w·γ/√(σ²+ε)`, `b' = (b − μ)·γ/√(σ²+ε) + β`. Tensors the network does not use are an
+//! error, except PyTorch's `*.num_batches_tracked` counters.
+
+use std::collections::HashSet;
+
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::{ModelConfig, Norm, ReviewConfig};
+use super::{Block, Conv3, Head, Net, UpConv};
+use crate::error::{try_vec, Error, Result};
+
+/// Metadata value of `format`.
+pub const FORMAT: &str = "lungseg-unet3d";
+/// The only `format_version` this reader understands.
+pub const FORMAT_VERSION: &str = "1";
+
+pub(super) struct Loaded {
+    pub config: ModelConfig,
+    pub review: ReviewConfig,
+    pub provenance: String,
+    pub net: Net,
+    pub parameter_count: usize,
+}
+
+pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
+    let empty = Default::default();
+    let meta = header.metadata().as_ref().unwrap_or(&empty);
+    match meta.get("format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(Error::unsupported(format!(
+                "model format '{other}' (expected '{FORMAT}')"
+            )))
+        }
+        None => {
+            return Err(Error::format(format!(
+                "metadata key 'format' is missing (expected '{FORMAT}')"
+            )))
+        }
+    }
+    match meta.get("format_version").map(String::as_str) {
+        Some(FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(Error::unsupported(format!(
+                "model format_version '{other}' (this reader supports '{FORMAT_VERSION}')"
+            )))
+        }
+        None => return Err(Error::format("metadata key 'format_version' is missing")),
+    }
+    let config = match meta.get("config") {
+        Some(s) => ModelConfig::from_json(s)?,
+        None => ModelConfig::default(),
+    };
+    let review = match meta.get("review") {
+        Some(s) => ReviewConfig::from_json(s)?,
+        None => ReviewConfig::default(),
+    };
+    let provenance = meta
+        .get("provenance")
+        .cloned()
+        .unwrap_or_else(|| "{}".to_string());
+
+    let mut r = Reader {
+        st: &st,
+        used: HashSet::new(),
+        params: 0,
+        cfg: &config,
+    };
+    let ch = &config.channels;
+    let levels = ch.len();
+    let mut enc = Vec::with_capacity(levels);
+    for l in 0..levels {
+        let cin = if l == 0 {
+            config.in_channels
+        } else {
+            ch[l - 1]
+        };
+        enc.push(r.block(&format!("enc.{l}"), cin, ch[l])?);
+    }
+    let mut up = Vec::with_capacity(levels.saturating_sub(1));
+    let mut dec = Vec::with_capacity(levels.saturating_sub(1));
+    for l in 0..levels.saturating_sub(1) {
+        up.push(r.upconv(&format!("dec.{l}.up"), ch[l + 1], ch[l])?);
+        dec.push(r.block(&format!("dec.{l}"), 2 * ch[l], ch[l])?);
+    }
+    let head = r.head(ch[0])?;
+
+    let mut extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !r.used.contains(*n) && !n.ends_with(".num_batches_tracked"))
+        .collect();
+    if !extra.is_empty() {
+        extra.sort_unstable();
+        return Err(Error::format(format!(
+            "unexpected tensor(s) in model file: {}",
+            extra.join(", ")
+        )));
+    }
+    let parameter_count = r.params;
+    Ok(Loaded {
+        config,
+        review,
+        provenance,
+        net: Net { enc, up, dec, head },
+        parameter_count,
+    })
+}
+
+struct Reader<'a, 'b> {
+    st: &'a SafeTensors<'b>,
+    used: HashSet<String>,
+    params: usize,
+    cfg: &'a ModelConfig,
+}
+
+/// Rounds a channel count up to whole 16-lane vectors.
+pub(crate) fn pad16(c: usize) -> usize {
+    c.div_ceil(16) * 16
+}
+
+impl Reader<'_, '_> {
+    /// The tensor `name` as f32, which must have exactly `shape`.
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.st.tensor(name).map_err(|_| {
+            Error::format(format!(
+                "tensor '{name}' is missing (expected shape {shape:?})"
+            ))
+        })?;
+        if t.shape() != shape {
+            return Err(Error::format(format!(
+                "tensor '{name}': expected shape {shape:?}, found {:?}",
+                t.shape()
+            )));
+        }
+        let n: usize = shape.iter().product();
+        let mut out = try_vec::<f32>(n, name)?;
+        let data = t.data();
+        match t.dtype() {
+            Dtype::F32 => convert(data, 4, &mut out, |b| {
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }),
+            Dtype::F16 => convert(data, 2, &mut out, |b| {
+                half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+            }),
+            Dtype::BF16 => convert(data, 2, &mut out, |b| {
+                half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+            }),
+            other => {
+                return Err(Error::unsupported(format!(
+                    "tensor '{name}' has dtype {other:?} (supported: F32, F16, BF16)"
+                )))
+            }
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(format!(
+                "tensor '{name}' has a non-finite value at element {i}"
+            )));
+        }
+        self.used.insert(name.to_string());
+        Ok(out)
+    }
+
+    fn optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        if self.st.tensor(name).is_ok() {
+            self.tensor(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn block(&mut self, prefix: &str, cin: usize, cout: usize) -> Result<Block> {
+        Ok(Block {
+            conv1: self.conv3(
+                &format!("{prefix}.conv1"),
+                &format!("{prefix}.bn1"),
+                cin,
+                cout,
+            )?,
+            conv2: self.conv3(
+                &format!("{prefix}.conv2"),
+                &format!("{prefix}.bn2"),
+                cout,
+                cout,
+            )?,
+        })
+    }
+
+    /// Conv3d 3³ (+ bias) (+ BN), folded, in the kernel layout `[27][cin][pad16(cout)]`.
+    fn conv3(&mut self, conv: &str, bn: &str, cin: usize, cout: usize) -> Result<Conv3> {
+        let w = self.tensor(&format!("{conv}.weight"), &[cout, cin, 3, 3, 3])?;
+        let b = self.optional(&format!("{conv}.bias"), &[cout])?;
+        self.params += w.len() + b.as_ref().map_or(0, Vec::len);
+        let (scale, shift) = self.bn(bn, cout, b.as_deref())?;
+        let cp = pad16(cout);
+        let mut wk = try_vec::<f32>(27 * cin * cp, conv)?;
+        for co in 0..cout {
+            for ci in 0..cin {
+                for t in 0..27 {
+                    let v = f64::from(w[(co * cin + ci) * 27 + t]) * scale[co];
+                    wk[(t * cin + ci) * cp + co] = v as f32;
+                }
+            }
+        }
+        let mut bias = vec![0.0f32; cp];
+        for co in 0..cout {
+            bias[co] = shift[co] as f32;
+        }
+        Ok(Conv3 { cout, w: wk, bias })
+    }
+
+    /// Per-channel (scale, shift) that replace conv bias + BN in eval mode.
+    fn bn(
+        &mut self,
+        bn: &str,
+        c: usize,
+        conv_bias: Option<&[f32]>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let bias = |i: usize| conv_bias.map_or(0.0, |b| f64::from(b[i]));
+        if self.cfg.norm == Norm::None {
+            return Ok((vec![1.0; c], (0..c).map(bias).collect()));
+        }
+        let gamma = self.tensor(&format!("{bn}.weight"), &[c])?;
+        let beta = self.tensor(&format!("{bn}.bias"), &[c])?;
+        let mean = self.tensor(&format!("{bn}.running_mean"), &[c])?;
+        let var = self.tensor(&format!("{bn}.running_var"), &[c])?;
+        self.params += 2 * c;
+        let eps = self.cfg.bn_eps;
+        let mut scale = Vec::with_capacity(c);
+        let mut shift = Vec::with_capacity(c);
+        for i in 0..c {
+            let v = f64::from(var[i]) + eps;
+            if v <= 0.0 {
+                return Err(Error::format(format!(
+                    "tensor '{bn}.running_var' element {i} = {} gives a non-positive variance",
+                    var[i]
+                )));
+            }
+            let s = f64::from(gamma[i]) / v.sqrt();
+            scale.push(s);
+            shift.push((bias(i) - f64::from(mean[i])) * s + f64::from(beta[i]));
+        }
+        Ok((scale, shift))
+    }
+
+    /// ConvTranspose3d k2 s2, PyTorch weight `[cin, cout, 2, 2, 2]`, kernel layout
+    /// `[cin][8][pad16(cout)]` with offset `o = 4a + 2b + c` for output (2z+a, 2y+b, 2x+c).
+    fn upconv(&mut self, name: &str, cin: usize, cout: usize) -> Result<UpConv> {
+        let w = self.tensor(&format!("{name}.weight"), &[cin, cout, 2, 2, 2])?;
+        let b = self.optional(&format!("{name}.bias"), &[cout])?;
+        self.params += w.len() + b.as_ref().map_or(0, Vec::len);
+        let cp = pad16(cout);
+        let mut wk = try_vec::<f32>(cin * 8 * cp, name)?;
+        for ci in 0..cin {
+            for co in 0..cout {
+                for o in 0..8 {
+                    wk[(ci * 8 + o) * cp + co] = w[(ci * cout + co) * 8 + o];
+                }
+            }
+        }
+        let mut bias = vec![0.0f32; cp];
+        if let Some(b) = b {
+            bias[..cout].copy_from_slice(&b);
+        }
+        Ok(UpConv { w: wk, bias })
+    }
+
+    fn head(&mut self, c0: usize) -> Result<Head> {
+        let w = self.tensor("head.weight", &[1, c0, 1, 1, 1])?;
+        let b = self.optional("head.bias", &[1])?;
+        self.params += w.len() + b.as_ref().map_or(0, Vec::len);
+        Ok(Head {
+            w,
+            bias: b.map_or(0.0, |b| b[0]),
+        })
+    }
+}
+
+fn convert(data: &[u8], size: usize, out: &mut [f32], f: impl Fn(&[u8]) -> f32) {
+    for (o, b) in out.iter_mut().zip(data.chunks_exact(size)) {
+        *o = f(b);
+    }
+}

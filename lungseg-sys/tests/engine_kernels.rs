@@ -1,0 +1,168 @@
+//! Fast kernels against their plain reference implementations, on odd shapes.
+
+use lungseg::nn::conv3::{conv3_with, reference as conv_ref, Conv3Args};
+use lungseg::nn::pool::{maxpool2, reference as pool_ref};
+use lungseg::nn::upconv::{reference as up_ref, upconv, UpArgs};
+use lungseg::nn::{pad, unpad, Grid};
+
+struct Rng(u64);
+impl Rng {
+    fn f(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f()).collect()
+    }
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: element {i}: {x} vs {y}"
+        );
+    }
+}
+
+/// Kernel-layout weights `[27][nk][cp]` from PyTorch `[cout][nk][27]`.
+fn kernel_w(w: &[f32], nk: usize, cout: usize) -> Vec<f32> {
+    let cp = cout.div_ceil(16) * 16;
+    let mut k = vec![0.0; 27 * nk * cp];
+    for co in 0..cout {
+        for j in 0..nk {
+            for t in 0..27 {
+                k[(t * nk + j) * cp + co] = w[(co * nk + j) * 27 + t];
+            }
+        }
+    }
+    k
+}
+
+#[test]
+fn conv3_matches_reference_on_odd_shapes() {
+    let mut r = Rng(0x1234_5678);
+    // (d, h, w, stride, channels read, cout, out stride, out offset)
+    for &(d, h, w, stride, ci, cout, os, oo) in &[
+        (3, 4, 5, 1, &[0u32][..], 16, 16, 0),
+        (5, 7, 19, 6, &[4, 0, 2][..], 21, 24, 3),
+        (4, 3, 33, 16, &[0, 1, 2, 3, 5, 8, 9, 15][..], 40, 40, 0),
+        (2, 2, 9, 32, &[1, 31][..], 70, 80, 10),
+        (6, 5, 4, 8, &[0, 1, 2, 3, 4, 5, 6, 7][..], 5, 5, 0),
+    ] {
+        let g = Grid::new(d, h, w);
+        let nk = ci.len();
+        let dense_all = r.vec(g.voxels() * stride);
+        let dense: Vec<f32> = dense_all
+            .chunks(stride)
+            .flat_map(|v| ci.iter().map(|&c| v[c as usize]).collect::<Vec<_>>())
+            .collect();
+        let wt = r.vec(cout * nk * 27);
+        let bias = r.vec(cout);
+        let want = conv_ref(&dense, g, nk, &wt, &bias, cout, true);
+        let input = pad(&dense_all, g, stride);
+        let kw = kernel_w(&wt, nk, cout);
+        let mut kb = bias.clone();
+        kb.resize(cout.div_ceil(16) * 16, 0.0);
+        let a = Conv3Args {
+            input: &input,
+            grid: g,
+            in_stride: stride,
+            ci,
+            w: &kw,
+            bias: &kb,
+            cout,
+            relu: true,
+        };
+        let mut first: Option<Vec<f32>> = None;
+        for (avx, threads) in [(true, 1), (true, 3), (false, 1), (false, 2)] {
+            let mut out = vec![0.0; g.padded_voxels() * os];
+            conv3_with(&a, &mut out, os, oo, threads, avx);
+            close(
+                &unpad(&out, g, os, oo, cout),
+                &want,
+                1e-5,
+                &format!("conv {d}x{h}x{w} avx={avx} t={threads}"),
+            );
+            // the halo and the other channels stay untouched (zero)
+            let touched: f32 = unpad(&out, g, os, 0, os)
+                .iter()
+                .map(|v| v.abs())
+                .sum::<f32>();
+            let total: f32 = out.iter().map(|v| v.abs()).sum();
+            assert_eq!(touched, total, "writes outside the interior");
+            if avx {
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert_eq!(f, &out, "thread count changed the result"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn maxpool_matches_reference() {
+    let mut r = Rng(99);
+    let (g, c, stride, off) = (Grid::new(4, 6, 10), 5, 12, 7);
+    let all = r.vec(g.voxels() * stride);
+    let dense: Vec<f32> = all
+        .chunks(stride)
+        .flat_map(|v| v[off..off + c].to_vec())
+        .collect();
+    let want = pool_ref(&dense, g, c);
+    let input = pad(&all, g, stride);
+    for threads in [1, 2] {
+        let mut out = vec![0.0; g.half().padded_voxels() * c];
+        maxpool2(&input, g, stride, off, c, &mut out, threads);
+        assert_eq!(unpad(&out, g.half(), c, 0, c), want);
+    }
+}
+
+#[test]
+fn upconv_matches_reference() {
+    let mut r = Rng(7);
+    for &(d, h, w, cin, cout) in &[
+        (2usize, 3usize, 5usize, 3usize, 4usize),
+        (1, 1, 2, 20, 17),
+        (3, 2, 2, 16, 32),
+    ] {
+        let g = Grid::new(d, h, w);
+        let dense = r.vec(g.voxels() * cin);
+        let wt = r.vec(cin * cout * 8);
+        let bias = r.vec(cout);
+        let want = up_ref(&dense, g, cin, &wt, &bias, cout);
+        let cp = cout.div_ceil(16) * 16;
+        let mut kw = vec![0.0; cin * 8 * cp];
+        for ci in 0..cin {
+            for co in 0..cout {
+                for o in 0..8 {
+                    kw[(ci * 8 + o) * cp + co] = wt[(ci * cout + co) * 8 + o];
+                }
+            }
+        }
+        let mut kb = bias.clone();
+        kb.resize(cp, 0.0);
+        let ci: Vec<u32> = (0..cin as u32).collect();
+        let input = pad(&dense, g, cin);
+        let a = UpArgs {
+            input: &input,
+            grid: g,
+            in_stride: cin,
+            ci: &ci,
+            w: &kw,
+            bias: &kb,
+            cout,
+        };
+        let og = g.double();
+        let (os, oo) = (cout + 3, 2);
+        for threads in [1, 2] {
+            let mut out = vec![0.0; og.padded_voxels() * os];
+            upconv(&a, &mut out, os, oo, threads);
+            close(&unpad(&out, og, os, oo, cout), &want, 1e-5, "upconv");
+        }
+    }
+}

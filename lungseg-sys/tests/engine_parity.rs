@@ -1,0 +1,77 @@
+//! Parity with the PyTorch oracle (`scripts/make_model_fixtures.py`): deterministic forward
+//! and MC maps with the documented Philox masks.
+
+mod common;
+
+use common::*;
+use lungseg::mc::{predict, predict_uncertainty, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+
+fn check_forward(name: &str, model: &Model) {
+    let input = read_f32(&format!("{name}.input.f32"));
+    let golden = read_f32(&format!("{name}.prob.f32"));
+    let mut prob = vec![0.0; input.len()];
+    predict(model, &input, &mut prob, 2).unwrap();
+    let err = max_abs_diff(&prob, &golden);
+    assert!(err <= 1e-4, "{name}: max abs error {err}");
+}
+
+fn check_mc(name: &str, model: &Model) {
+    let side = sidecar(name);
+    let input = read_f32(&format!("{name}.input.f32"));
+    let n = input.len();
+    let (mut mean, mut var, mut ent, mut mi) =
+        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let opts = McOptions {
+        n_samples: side["n_samples"].as_u64().unwrap() as u32,
+        seed: side["seed"].as_u64().unwrap(),
+        threads: 2,
+        review_threshold: None,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        variance: Some(&mut var),
+        entropy: Some(&mut ent),
+        mutual_info: Some(&mut mi),
+    };
+    let s = predict_uncertainty(model, &input, &opts, maps).unwrap();
+    for (k, got, tol) in [
+        ("mc_mean", &mean, 1e-4),
+        ("mc_variance", &var, 1e-5),
+        ("mc_entropy", &ent, 1e-3),
+        ("mc_mutual_info", &mi, 1e-3),
+    ] {
+        let want = read_f32(&format!("{name}.{k}.f32"));
+        let err = max_abs_diff(got, &want);
+        assert!(err <= tol, "{name} {k}: max abs error {err}");
+    }
+    assert_eq!(
+        s.foreground_voxels,
+        side["foreground_voxels"].as_u64().unwrap()
+    );
+    assert_eq!(s.n_samples, opts.n_samples);
+}
+
+#[test]
+fn small_channel_dropout_matches_pytorch() {
+    let m = fixture_model("small");
+    check_forward("small", &m);
+    check_mc("small", &m);
+}
+
+#[test]
+fn f16_file_written_by_python_element_dropout_matches_pytorch() {
+    let m = Model::open(&fixture("small_f16_element.safetensors")).unwrap();
+    assert_eq!(m.review().threshold, 0.05);
+    assert!(m.provenance().contains("synthetic"));
+    check_forward("small_f16_element", &m);
+    check_mc("small_f16_element", &m);
+}
+
+#[test]
+fn default_model_matches_pytorch() {
+    let m = fixture_model("default");
+    let params = m.parameter_count();
+    assert!((5_500_000..5_700_000).contains(&params), "{params}");
+    check_forward("default", &m);
+}

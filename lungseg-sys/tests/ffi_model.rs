@@ -1,0 +1,385 @@
+//! The C ABI for models, called as C would: results equal the Rust engine's, bad input gets
+//! its status and a message, and one handle serves many threads.
+
+use lungseg::ffi::*;
+use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::ptr::{null, null_mut};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn read_f32(name: &str) -> Vec<f32> {
+    std::fs::read(fixture(name))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn last_error() -> String {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    unsafe { lungseg_last_error(buf.as_mut_ptr(), buf.len()) };
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn expect(st: lungseg_status, want: lungseg_status, needle: &str) {
+    assert_eq!(st, want, "message: {}", last_error());
+    let msg = last_error();
+    assert!(
+        msg.contains(needle),
+        "message {msg:?} should mention {needle:?}"
+    );
+}
+
+const MODEL: &str = "small_f16_element.safetensors";
+
+fn open(opts: Option<&lungseg_model_options>) -> *mut lungseg_model {
+    let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+    let mut m = null_mut();
+    let st =
+        unsafe { lungseg_model_open(p.as_ptr(), opts.map_or(null(), |o| o as *const _), &mut m) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    m
+}
+
+fn maps(n: usize) -> [Vec<f32>; 4] {
+    [
+        vec![f32::NAN; n],
+        vec![f32::NAN; n],
+        vec![f32::NAN; n],
+        vec![f32::NAN; n],
+    ]
+}
+
+#[test]
+fn info_and_results_match_the_rust_engine() {
+    let m = open(None);
+    let rust = Model::open(&fixture(MODEL)).unwrap();
+    let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { lungseg_model_get_info(m, &mut info) },
+        lungseg_status::LUNGSEG_OK
+    );
+    let c = rust.config();
+    assert_eq!(info.patch_size.map(|v| v as usize), c.patch_size);
+    assert_eq!(info.levels as usize, c.channels.len());
+    assert_eq!(info.parameter_count as usize, rust.parameter_count());
+    assert_eq!(info.review_threshold, rust.review().threshold);
+    assert_eq!(
+        info.device,
+        lungseg_device::LUNGSEG_DEVICE_CPU as u32,
+        "AUTO falls back to the CPU"
+    );
+    let name = unsafe { CStr::from_ptr(info.device_name.as_ptr()) }
+        .to_str()
+        .unwrap();
+    assert!(name.starts_with("CPU"), "{name}");
+
+    let input = read_f32("small_f16_element.input.f32");
+    let n = input.len();
+    let mut prob = vec![0f32; n];
+    assert_eq!(
+        unsafe { lungseg_predict(m, input.as_ptr(), n, prob.as_mut_ptr(), n) },
+        lungseg_status::LUNGSEG_OK
+    );
+    let mut want = vec![0f32; n];
+    mc::predict(&rust, &input, &mut want, 1).unwrap();
+    assert_eq!(prob, want);
+
+    let [mut mean, mut var, mut ent, mut mi] = maps(n);
+    let mut out = lungseg_uncertainty {
+        mean: mean.as_mut_ptr(),
+        variance: var.as_mut_ptr(),
+        entropy: ent.as_mut_ptr(),
+        mutual_info: mi.as_mut_ptr(),
+        len: n,
+        summary: Default::default(),
+    };
+    let opts = lungseg_mc_options {
+        struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,
+        n_samples: 8,
+        seed: 42,
+        ..Default::default()
+    };
+    let st = unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, &opts, &mut out) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    let [mut m2, mut v2, mut e2, mut i2] = maps(n);
+    let s = mc::predict_uncertainty(
+        &rust,
+        &input,
+        &McOptions {
+            n_samples: 8,
+            seed: 42,
+            threads: 1,
+            review_threshold: None,
+        },
+        UncertaintyMaps {
+            mean: Some(&mut m2),
+            variance: Some(&mut v2),
+            entropy: Some(&mut e2),
+            mutual_info: Some(&mut i2),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (mean, var, ent, mi),
+        (m2, v2, e2, i2),
+        "bit-identical to the Rust API on another thread count"
+    );
+    assert_eq!(out.summary.foreground_voxels, s.foreground_voxels);
+    assert_eq!(out.summary.uncertainty_score, s.uncertainty_score);
+    assert_eq!(out.summary.needs_review, s.needs_review);
+    assert_eq!(out.summary.n_samples, 8);
+    assert_eq!(out.summary.review_threshold, rust.review().threshold);
+
+    // Maps may be NULL; an override threshold of -1 always asks for review.
+    let mut only = lungseg_uncertainty {
+        mean: null_mut(),
+        variance: null_mut(),
+        entropy: null_mut(),
+        mutual_info: null_mut(),
+        len: 0,
+        summary: Default::default(),
+    };
+    let o2 = lungseg_mc_options {
+        override_review_threshold: 1,
+        review_threshold: -1.0,
+        ..opts
+    };
+    assert_eq!(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, &o2, &mut only) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert!(only.summary.needs_review);
+    assert_eq!(only.summary.review_threshold, -1.0);
+    // NULL options = 20 samples, seed 0.
+    assert_eq!(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, null(), &mut only) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(only.summary.n_samples, 20);
+    unsafe { lungseg_model_free(m) };
+    unsafe { lungseg_model_free(null_mut()) };
+}
+
+#[test]
+fn one_handle_many_threads() {
+    let m = open(None) as usize;
+    let input = read_f32("small_f16_element.input.f32");
+    let n = input.len();
+    let run = |seed: u64| {
+        let mut mean = vec![0f32; n];
+        let mut out = lungseg_uncertainty {
+            mean: mean.as_mut_ptr(),
+            variance: null_mut(),
+            entropy: null_mut(),
+            mutual_info: null_mut(),
+            len: n,
+            summary: Default::default(),
+        };
+        let opts = lungseg_mc_options {
+            struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,
+            n_samples: 4,
+            seed,
+            ..Default::default()
+        };
+        let st = unsafe {
+            lungseg_predict_uncertainty(m as *mut lungseg_model, input.as_ptr(), n, &opts, &mut out)
+        };
+        assert_eq!(st, lungseg_status::LUNGSEG_OK);
+        mean
+    };
+    let want: Vec<Vec<f32>> = (0..4).map(run).collect();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|t| s.spawn(move || (t % 4, run(t as u64 % 4))))
+            .collect();
+        for h in hs {
+            let (i, got) = h.join().unwrap();
+            assert_eq!(got, want[i]);
+        }
+    });
+    unsafe { lungseg_model_free(m as *mut lungseg_model) };
+}
+
+#[test]
+fn bad_model_files_and_options() {
+    use lungseg_status::*;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi_model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = 1usize as *mut lungseg_model;
+    let open_path = |p: &Path, o: *const lungseg_model_options, m: &mut *mut lungseg_model| {
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        unsafe { lungseg_model_open(c.as_ptr(), o, m) }
+    };
+    expect(
+        open_path(&dir.join("none.safetensors"), null(), &mut m),
+        LUNGSEG_IO,
+        "none.safetensors",
+    );
+    assert!(m.is_null());
+    let bytes = std::fs::read(fixture(MODEL)).unwrap();
+    let trunc = dir.join("truncated.safetensors");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    expect(open_path(&trunc, null(), &mut m), LUNGSEG_FORMAT, "");
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    expect(open_path(&junk, null(), &mut m), LUNGSEG_FORMAT, "");
+    expect(
+        unsafe { lungseg_model_open(null(), null(), &mut m) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "path is NULL",
+    );
+    expect(
+        {
+            let c = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+            unsafe { lungseg_model_open(c.as_ptr(), null(), null_mut()) }
+        },
+        LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    let sz = std::mem::size_of::<lungseg_model_options>() as u32;
+    let cuda = lungseg_model_options {
+        struct_size: sz,
+        device: 2,
+        threads: 0,
+    };
+    expect(
+        open_path(&fixture(MODEL), &cuda, &mut m),
+        LUNGSEG_DEVICE,
+        "CUDA",
+    );
+    let weird = lungseg_model_options {
+        struct_size: sz,
+        device: 7,
+        threads: 0,
+    };
+    expect(
+        open_path(&fixture(MODEL), &weird, &mut m),
+        LUNGSEG_INVALID_ARGUMENT,
+        "device 7",
+    );
+    let small = lungseg_model_options {
+        struct_size: 3,
+        device: 0,
+        threads: 0,
+    };
+    expect(
+        open_path(&fixture(MODEL), &small, &mut m),
+        LUNGSEG_INVALID_ARGUMENT,
+        "struct_size",
+    );
+    let threads = lungseg_model_options {
+        struct_size: sz,
+        device: 1,
+        threads: 100_000,
+    };
+    expect(
+        open_path(&fixture(MODEL), &threads, &mut m),
+        LUNGSEG_INVALID_ARGUMENT,
+        "threads",
+    );
+
+    let m = open(None);
+    let input = read_f32("small_f16_element.input.f32");
+    let n = input.len();
+    let mut prob = vec![0f32; n];
+    expect(
+        unsafe { lungseg_predict(null_mut(), input.as_ptr(), n, prob.as_mut_ptr(), n) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    expect(
+        unsafe { lungseg_predict(m, input.as_ptr(), n - 1, prob.as_mut_ptr(), n - 1) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "expects",
+    );
+    expect(
+        unsafe { lungseg_predict(m, input.as_ptr(), n, prob.as_mut_ptr(), n - 1) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "prob_len",
+    );
+    let mut nan = input.clone();
+    nan[17] = f32::NAN;
+    expect(
+        unsafe { lungseg_predict(m, nan.as_ptr(), n, prob.as_mut_ptr(), n) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "voxel 17",
+    );
+    let mut out = lungseg_uncertainty {
+        mean: prob.as_mut_ptr(),
+        variance: null_mut(),
+        entropy: null_mut(),
+        mutual_info: null_mut(),
+        len: n,
+        summary: Default::default(),
+    };
+    let sz = std::mem::size_of::<lungseg_mc_options>() as u32;
+    for (samples, needle) in [(2000u32, "1024"), (0, "")] {
+        let o = lungseg_mc_options {
+            struct_size: sz,
+            n_samples: samples,
+            ..Default::default()
+        };
+        let st = unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, &o, &mut out) };
+        if samples == 0 {
+            assert_eq!(st, LUNGSEG_OK, "0 samples means the default 20");
+        } else {
+            expect(st, LUNGSEG_INVALID_ARGUMENT, needle);
+        }
+    }
+    let o = lungseg_mc_options {
+        struct_size: 1,
+        ..Default::default()
+    };
+    expect(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, &o, &mut out) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "struct_size",
+    );
+    let o = lungseg_mc_options {
+        struct_size: sz,
+        override_review_threshold: 1,
+        review_threshold: f32::NAN,
+        ..Default::default()
+    };
+    expect(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, &o, &mut out) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "review_threshold",
+    );
+    out.len = 5;
+    expect(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, null(), &mut out) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "out->len",
+    );
+    out.len = n;
+    out.variance = prob.as_mut_ptr();
+    expect(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, null(), &mut out) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "overlap",
+    );
+    expect(
+        unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, null(), null_mut()) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    let w = [0.0f64; 3];
+    expect(
+        unsafe { lungseg_predict_uncertainty_at(m, null(), w.as_ptr(), null(), &mut out) },
+        LUNGSEG_INVALID_ARGUMENT,
+        "volume is NULL",
+    );
+    unsafe { lungseg_model_free(m) };
+}

@@ -1,0 +1,71 @@
+//! Evaluation metrics for nodule segmentation with MC-dropout uncertainty.
+//!
+//! Every metric here is a pure function (or a streaming accumulator) on flat voxel
+//! arrays, so the `evaluate` command only has to run the engine and feed patches in.
+//! Conventions shared by all modules:
+//! - masks are `u8`, any non-zero value is foreground;
+//! - a voxel is *predicted* foreground when its mean MC probability `p >= fg_threshold`
+//!   (0.5 by default, [`DEFAULT_FG_THRESHOLD`]);
+//! - a voxel is an *error* when the prediction differs from the ground truth;
+//! - uncertainty maps are in their natural units: entropy and mutual information in
+//!   bits (binary case, in `[0, 1]`), variance of the probability (in `[0, 0.25]`).
+
+pub mod accumulate;
+pub mod calibration;
+pub mod morphology;
+pub mod overlap;
+pub mod referral;
+pub mod uncertainty;
+
+pub use accumulate::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput, PatchRecord};
+pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
+pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
+pub use referral::{
+    referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
+    ReviewConfusion,
+};
+pub use uncertainty::{auroc_exact, Auroc, ScoreHistogram, UncertaintyMeasure};
+
+/// Probability at or above which a voxel counts as predicted foreground.
+pub const DEFAULT_FG_THRESHOLD: f32 = 0.5;
+
+/// Errors from metric inputs that do not fit together.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricsError {
+    /// Two arrays that must describe the same voxels have different lengths.
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A parameter outside its documented range.
+    InvalidParameter(String),
+}
+
+impl std::fmt::Display for MetricsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsError::LengthMismatch {
+                what,
+                expected,
+                got,
+            } => write!(f, "{what}: expected {expected} voxels, got {got}"),
+            MetricsError::InvalidParameter(m) => write!(f, "invalid parameter: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for MetricsError {}
+
+/// `Ok` when an array has the expected number of voxels, else a [`MetricsError::LengthMismatch`].
+pub fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MetricsError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(MetricsError::LengthMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
+}

@@ -1,0 +1,242 @@
+//! LUNA16's inputs: `annotations.csv`, `candidates.csv` / `candidates_V2.csv` and the
+//! `subset*/<seriesuid>.mhd` scans.
+//!
+//! Columns are found by header name (LUNA16's files and re-exports differ in column order and
+//! extra columns); every bad value is reported with file, line and column, because a silently
+//! dropped or misplaced nodule becomes a wrong label.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// One `annotations.csv` row: a nodule in world mm (LPS, as the `.mhd` origin).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Annotation {
+    pub seriesuid: String,
+    pub world: [f64; 3],
+    pub diameter_mm: f64,
+    /// 1-based line in the file, for messages.
+    pub line: usize,
+}
+
+/// One candidates row; class 1 = a nodule, 0 = not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub seriesuid: String,
+    pub world: [f64; 3],
+    pub class: u8,
+}
+
+/// A scan file found under `subset*/`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanFile {
+    pub seriesuid: String,
+    pub path: PathBuf,
+    /// N of the `subsetN` folder (`None` for a folder without a number).
+    pub subset: Option<u32>,
+}
+
+/// A CSV file split into a header-indexed table of rows (no quoting: LUNA16 has none).
+struct Table {
+    name: String,
+    columns: Vec<String>,
+    /// (1-based line number, fields)
+    rows: Vec<(usize, Vec<String>)>,
+}
+
+impl Table {
+    fn read(path: &Path) -> Result<Table> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let mut lines = text
+            .trim_start_matches('\u{feff}')
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let Some((_, header)) = lines.next() else {
+            bail!("{name}: the file is empty (expected a header line)");
+        };
+        let split = |l: &str| {
+            l.split(',')
+                .map(|f| f.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        let columns = split(header);
+        let rows = lines.map(|(i, l)| (i + 1, split(l))).collect();
+        Ok(Table {
+            name,
+            columns,
+            rows,
+        })
+    }
+
+    /// Index of a required column; the error names the column, the file and what was found.
+    fn column(&self, name: &str) -> Result<usize> {
+        self.columns.iter().position(|c| c == name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: missing column '{name}' (header: {})",
+                self.name,
+                self.columns.join(",")
+            )
+        })
+    }
+
+    fn field<'a>(&self, line: usize, row: &'a [String], col: usize) -> Result<&'a str> {
+        match row.get(col) {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => bail!(
+                "{} line {line}: column '{}' is empty or missing",
+                self.name,
+                self.columns[col]
+            ),
+        }
+    }
+
+    /// A finite number; NaN, inf and text are refused with file, line, column and value.
+    fn number(&self, line: usize, row: &[String], col: usize) -> Result<f64> {
+        let s = self.field(line, row, col)?;
+        match s.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => bail!(
+                "{} line {line}: column '{}' is '{s}', not a finite number",
+                self.name,
+                self.columns[col]
+            ),
+        }
+    }
+
+    fn world(&self, line: usize, row: &[String], cols: [usize; 3]) -> Result<[f64; 3]> {
+        Ok([
+            self.number(line, row, cols[0])?,
+            self.number(line, row, cols[1])?,
+            self.number(line, row, cols[2])?,
+        ])
+    }
+
+    fn xyz(&self) -> Result<[usize; 3]> {
+        Ok([
+            self.column("coordX")?,
+            self.column("coordY")?,
+            self.column("coordZ")?,
+        ])
+    }
+}
+
+/// Reads `annotations.csv` (`seriesuid,coordX,coordY,coordZ,diameter_mm`).
+pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>> {
+    let t = Table::read(path)?;
+    let uid = t.column("seriesuid")?;
+    let xyz = t.xyz()?;
+    let d = t.column("diameter_mm")?;
+    t.rows
+        .iter()
+        .map(|(line, row)| {
+            let diameter_mm = t.number(*line, row, d)?;
+            if diameter_mm < 0.0 {
+                bail!(
+                    "{} line {line}: diameter_mm is {diameter_mm}, must be >= 0",
+                    t.name
+                );
+            }
+            Ok(Annotation {
+                seriesuid: t.field(*line, row, uid)?.to_string(),
+                world: t.world(*line, row, xyz)?,
+                diameter_mm,
+                line: *line,
+            })
+        })
+        .collect()
+}
+
+/// Reads `candidates.csv` / `candidates_V2.csv` (`seriesuid,coordX,coordY,coordZ,class`).
+pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>> {
+    let t = Table::read(path)?;
+    let uid = t.column("seriesuid")?;
+    let xyz = t.xyz()?;
+    let c = t.column("class")?;
+    t.rows
+        .iter()
+        .map(|(line, row)| {
+            let class = match t.field(*line, row, c)? {
+                "0" => 0,
+                "1" => 1,
+                other => bail!(
+                    "{} line {line}: class is '{other}', expected 0 or 1",
+                    t.name
+                ),
+            };
+            Ok(Candidate {
+                seriesuid: t.field(*line, row, uid)?.to_string(),
+                world: t.world(*line, row, xyz)?,
+                class,
+            })
+        })
+        .collect()
+}
+
+/// The candidates file of a LUNA16 folder: `candidates_V2.csv` (also inside
+/// `candidates_V2/`, as LUNA16 ships it) is preferred over the older `candidates.csv`.
+pub fn find_candidates(root: &Path) -> Option<PathBuf> {
+    [
+        "candidates_V2.csv",
+        "candidates_V2/candidates_V2.csv",
+        "candidates.csv",
+    ]
+    .iter()
+    .map(|n| root.join(n))
+    .find(|p| p.is_file())
+}
+
+/// Every `subset*/<seriesuid>.mhd` under `root`, sorted by seriesuid (the processing order,
+/// so runs are reproducible whatever the file system's listing order).
+pub fn find_scans(root: &Path) -> Result<Vec<ScanFile>> {
+    let mut scans = BTreeMap::new();
+    let entries =
+        std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))?;
+    for e in entries {
+        let dir = e?.path();
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix("subset") else {
+            continue;
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        let subset = rest.parse::<u32>().ok();
+        for f in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let path = f?.path();
+            if path
+                .extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("mhd"))
+            {
+                if let Some(uid) = path.file_stem().and_then(|s| s.to_str()) {
+                    let uid = uid.to_string();
+                    if let Some(prev) = scans.insert(
+                        uid.clone(),
+                        ScanFile {
+                            seriesuid: uid.clone(),
+                            path: path.clone(),
+                            subset,
+                        },
+                    ) {
+                        bail!(
+                            "seriesuid {uid} appears twice: {} and {}",
+                            prev.path.display(),
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(scans.into_values().collect())
+}

@@ -1,0 +1,209 @@
+//! Where patches are cut in one scan, and their labels.
+//!
+//! - Positives: `positives_per_nodule` patches around each annotation, the centre moved by a
+//!   uniform jitter of up to `jitter_mm` per axis (capped so the nodule centre stays well inside
+//!   the patch), so the network does not learn "the nodule is always in the middle".
+//! - Negatives: class-0 candidates at least [`NEG_CLEARANCE_MM`] beyond every nodule's radius
+//!   (LUNA16's hard negatives: vessels, scars), and random lung points (see [`lung_point`]).
+//! - Labels: the union of the balls of every annotation of the scan, rasterised in world mm by
+//!   `lungseg::patch::sphere_mask` (so direction and anisotropic spacing are honoured), for
+//!   positives and negatives alike: a negative that happens to touch a nodule says so.
+
+use anyhow::Result;
+use lungseg::patch::{self, PatchSpec};
+use lungseg::volume::Volume;
+use rand::seq::SliceRandom;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use super::luna::{Annotation, Candidate};
+
+/// A negative must be this far (mm) beyond a nodule's surface.
+pub const NEG_CLEARANCE_MM: f64 = 10.0;
+/// Lung parenchyma window for random negatives (HU): aerated lung is about −850 HU; outside air
+/// (−1000) and soft tissue are excluded.
+pub const LUNG_HU: (f32, f32) = (-950.0, -700.0);
+/// "Tissue" when walking from a candidate lung voxel to the scan border (HU).
+pub const BODY_HU: f32 = -300.0;
+/// Random voxels tried per lung point wanted before giving up.
+const LUNG_TRIES: usize = 400;
+
+/// Why a patch was cut.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source {
+    /// Around annotation `index` (of the scan's annotations) with its diameter.
+    Nodule { index: usize, diameter_mm: f64 },
+    /// At a class-0 candidate.
+    Candidate,
+    /// At a random lung point.
+    Lung,
+}
+
+impl Source {
+    /// Letter used in patch ids: `p` positive, `c` candidate, `r` random lung.
+    pub fn tag(&self) -> char {
+        match self {
+            Source::Nodule { .. } => 'p',
+            Source::Candidate => 'c',
+            Source::Lung => 'r',
+        }
+    }
+}
+
+/// A patch to cut: its centre (world mm) and why.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Site {
+    pub center: [f64; 3],
+    pub source: Source,
+}
+
+fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn clear_of_nodules(p: [f64; 3], ann: &[&Annotation]) -> bool {
+    ann.iter()
+        .all(|a| dist(p, a.world) > a.diameter_mm / 2.0 + NEG_CLEARANCE_MM)
+}
+
+/// Jittered positive centres for every annotation.
+pub fn positives(
+    ann: &[&Annotation],
+    per_nodule: usize,
+    jitter_mm: f64,
+    spec: &PatchSpec,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Site> {
+    let mut out = Vec::with_capacity(ann.len() * per_nodule);
+    for (index, a) in ann.iter().enumerate() {
+        // Keep the nodule centre at least 2 voxels inside the patch on every axis.
+        let cap: [f64; 3] = std::array::from_fn(|k| {
+            let half = (spec.size[k] / 2) as f64 * spec.spacing_mm[k];
+            jitter_mm.min(half - 2.0 * spec.spacing_mm[k]).max(0.0)
+        });
+        for _ in 0..per_nodule {
+            let center = std::array::from_fn(|k| {
+                let j = if cap[k] > 0.0 {
+                    rng.random_range(-cap[k]..=cap[k])
+                } else {
+                    0.0
+                };
+                a.world[k] + j
+            });
+            out.push(Site {
+                center,
+                source: Source::Nodule {
+                    index,
+                    diameter_mm: a.diameter_mm,
+                },
+            });
+        }
+    }
+    out
+}
+
+/// `n` negative centres: about `candidate_fraction` of them from class-0 candidates clear of
+/// nodules, the rest random lung points; either kind fills in when the other runs out.
+/// Returns fewer than `n` only when neither is available.
+pub fn negatives(
+    volume: &Volume,
+    ann: &[&Annotation],
+    candidates: &[&Candidate],
+    n: usize,
+    candidate_fraction: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Site> {
+    let mut pool: Vec<[f64; 3]> = candidates
+        .iter()
+        .filter(|c| c.class == 0 && clear_of_nodules(c.world, ann))
+        .map(|c| c.world)
+        .collect();
+    pool.shuffle(rng);
+    let want_cand = ((n as f64 * candidate_fraction).round() as usize).min(n);
+    let mut out: Vec<Site> = pool
+        .iter()
+        .take(want_cand)
+        .map(|&center| Site {
+            center,
+            source: Source::Candidate,
+        })
+        .collect();
+    let mut tries = 0;
+    while out.len() < n && tries < LUNG_TRIES * n {
+        tries += 1;
+        if let Some(center) = lung_point(volume, rng) {
+            if clear_of_nodules(center, ann) {
+                out.push(Site {
+                    center,
+                    source: Source::Lung,
+                });
+            }
+        }
+    }
+    // Not enough lung found (e.g. a phantom or a cropped scan): more candidates.
+    let used = out.iter().filter(|s| s.source == Source::Candidate).count();
+    for &center in pool.iter().skip(used).take(n - out.len()) {
+        out.push(Site {
+            center,
+            source: Source::Candidate,
+        });
+    }
+    out
+}
+
+/// One random voxel, accepted as lung when its HU is in [`LUNG_HU`] and it is enclosed by the
+/// body: walking along its row (x) and its column (y) to the scan border finds tissue
+/// (> [`BODY_HU`]) on both sides. Outside air, the trachea and bowel gas (≈ −1000 HU) fail the
+/// HU test; air around the patient fails the enclosure test. A cheap heuristic, not a lung
+/// segmentation: it only has to make negatives look like the lung the positives sit in.
+pub fn lung_point(volume: &Volume, rng: &mut ChaCha8Rng) -> Option<[f64; 3]> {
+    let [nx, ny, nz] = volume.geometry.dims;
+    let (i, j, k) = (
+        rng.random_range(0..nx),
+        rng.random_range(0..ny),
+        rng.random_range(0..nz),
+    );
+    let v = volume.value(i, j, k);
+    if !(LUNG_HU.0..=LUNG_HU.1).contains(&v) {
+        return None;
+    }
+    let tissue = |x: usize, y: usize| volume.value(x, y, k) > BODY_HU;
+    let enclosed = (0..i).any(|x| tissue(x, j))
+        && (i + 1..nx).any(|x| tissue(x, j))
+        && (0..j).any(|y| tissue(i, y))
+        && (j + 1..ny).any(|y| tissue(i, y));
+    enclosed.then(|| {
+        volume
+            .geometry
+            .index_to_world([i as f64, j as f64, k as f64])
+    })
+}
+
+/// The label of a patch at `center`: the union of every annotation's ball.
+pub fn label_mask(spec: &PatchSpec, center: [f64; 3], ann: &[&Annotation]) -> Result<Vec<u8>> {
+    let n = spec.len();
+    let mut mask = vec![0u8; n];
+    let mut ball = vec![0u8; n];
+    let half_diag = spec
+        .size
+        .iter()
+        .zip(spec.spacing_mm)
+        .map(|(&s, sp)| (s as f64 * sp / 2.0 + sp).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    for a in ann {
+        if dist(center, a.world) > half_diag + a.diameter_mm / 2.0 {
+            continue;
+        }
+        if patch::sphere_mask(spec, center, a.world, a.diameter_mm, &mut ball)? > 0 {
+            for (m, b) in mask.iter_mut().zip(&ball) {
+                *m |= *b;
+            }
+        }
+    }
+    Ok(mask)
+}

@@ -1,0 +1,247 @@
+//! `report.md`: the numbers with the exact definition of each, for a reader who was not
+//! in the room when the metrics were chosen.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::Report;
+use crate::metrics::overlap::MeanOverlap;
+use crate::metrics::uncertainty::UncertaintySummary;
+
+fn f(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |x| format!("{x:.4}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |x| format!("{:.1} %", 100.0 * x))
+}
+
+fn mean_cols(m: &MeanOverlap) -> [String; 4] {
+    [f(m.dice), f(m.iou), f(m.sensitivity), f(m.precision)]
+}
+
+fn uncertainty_rows(out: &mut String, region: &str, list: &[UncertaintySummary]) {
+    for u in list {
+        let auroc = u.auroc.map_or_else(
+            || "n/a".into(),
+            |a| {
+                if a.max_abs_error > 0.0 {
+                    format!("{:.4} (± {:.1e})", a.value, a.max_abs_error)
+                } else {
+                    format!("{:.4}", a.value)
+                }
+            },
+        );
+        let ueo = match (u.ueo_max, u.ueo_threshold) {
+            (Some(v), Some(t)) => format!("{v:.4} at u ≥ {t:.4}"),
+            _ => "n/a".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {region} | {} | {} | {} | {} | {} | {auroc} | {ueo} |",
+            u.measure.label(),
+            f(u.mean_correct),
+            f(u.mean_incorrect),
+            u.ratio.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×")),
+            u.n_incorrect,
+        );
+    }
+}
+
+/// The Markdown report.
+pub fn render_markdown(r: &Report) -> String {
+    let m = &r.metrics;
+    let c = &m.config;
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", r.title);
+    let _ = writeln!(s, "- Model: {}", r.model);
+    let _ = writeln!(s, "- Data: {} ({} patches)", r.dataset, m.n_patches);
+    let _ = writeln!(s, "- MC-dropout samples per patch: {}", r.mc_samples);
+    let _ = writeln!(
+        s,
+        "- Review rule: a patch is flagged when `{} > {}`",
+        r.review_score, r.review_threshold
+    );
+    let _ = writeln!(
+        s,
+        "- A voxel is predicted nodule when its mean probability p ≥ {}.\n",
+        c.fg_threshold
+    );
+
+    s.push_str("## Quality bar\n\n| check | target | value | result |\n|---|---|---|---|\n");
+    for q in r.quality_checks() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            q.name,
+            q.target,
+            f(q.value),
+            if q.passed { "pass" } else { "**not met**" }
+        );
+    }
+
+    let o = &m.overlap;
+    s.push_str("\n## Segmentation overlap\n\n");
+    s.push_str(
+        "Dice = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN), sensitivity = TP/(TP+FN), precision = TP/(TP+FP), \
+         counted over voxels. *Pooled* sums the counts of all patches first; *mean* averages per-patch values. \
+         A patch with empty ground truth and empty prediction has Dice = IoU = 1; with exactly one of them \
+         empty, 0. Sensitivity is undefined without ground-truth nodule and precision without predicted \
+         nodule: such patches are left out of those means.\n\n",
+    );
+    s.push_str("| | Dice | IoU | sensitivity | precision | patches |\n|---|---|---|---|---|---|\n");
+    let p = o.pooled;
+    let _ = writeln!(
+        s,
+        "| pooled | {:.4} | {:.4} | {} | {} | {} |",
+        p.dice,
+        p.iou,
+        f(p.sensitivity),
+        f(p.precision),
+        m.n_patches
+    );
+    for (name, mo) in [
+        ("mean, nodule patches", &o.mean_positive),
+        ("mean, all patches", &o.mean_all),
+    ] {
+        let [d, j, se, pr] = mean_cols(mo);
+        let _ = writeln!(
+            s,
+            "| {name} | {d} | {j} | {se} (n={}) | {pr} (n={}) | {} |",
+            mo.n_sensitivity, mo.n_precision, mo.n
+        );
+    }
+
+    s.push_str("\n## Calibration\n\n");
+    let _ = writeln!(
+        s,
+        "Expected calibration error of the nodule probability: voxels binned by p into {} equal-width bins \
+         over [0, 1]; ECE = Σ (n_bin/N)·|fraction of nodule voxels in bin − mean p in bin|. Brier = mean (p − y)². \
+         ROI = ground truth dilated by a {}-voxel cube radius ∪ predicted nodule; whole-patch values are \
+         dominated by easy background.\n",
+        c.calibration_bins, c.roi_dilation
+    );
+    s.push_str("| region | ECE | Brier | voxels |\n|---|---|---|---|\n");
+    for (name, cal) in [
+        ("ROI", &m.calibration_roi),
+        ("all voxels", &m.calibration_all),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            f(cal.ece),
+            f(cal.brier),
+            cal.voxels
+        );
+    }
+
+    s.push_str("\n## Uncertainty versus error\n\n");
+    let _ = writeln!(
+        s,
+        "An error voxel is one where prediction and ground truth differ. Ratio = mean uncertainty on error \
+         voxels / mean on correct voxels. AUROC = probability that a random error voxel is more uncertain than \
+         a random correct voxel (ties ½), from {}-bin histograms; ± is the largest possible deviation from the \
+         exact value. UEO = Dice between {{uncertainty ≥ t}} and the error mask, maximised over t (the \
+         maximising t is given).\n",
+        c.hist_bins
+    );
+    s.push_str(
+        "| region | measure | mean (correct) | mean (error) | ratio | error voxels | AUROC | UEO (max) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    uncertainty_rows(&mut s, "ROI", &m.uncertainty_roi);
+    uncertainty_rows(&mut s, "all voxels", &m.uncertainty_all);
+
+    s.push_str("\n## Referral\n\n");
+    if let Some(rc) = &m.referral {
+        s.push_str(
+            "Patches are referred most uncertain first (equal scores together); the curve gives the mean \
+             Dice of the retained patches. AUC = area under it over the referred fraction [0, (n−1)/n], divided \
+             by the interval width (an average retained Dice). Random referral keeps the overall mean Dice; \
+             the oracle refers the worst patches first.\n\n",
+        );
+        let _ = writeln!(
+            s,
+            "| | area |\n|---|---|\n| model | {:.4} |\n| random | {:.4} |\n| oracle | {:.4} |\n",
+            rc.auc, rc.auc_random, rc.auc_oracle
+        );
+        s.push_str(
+            "| referred (at most) | retained patches | retained mean Dice |\n|---|---|---|\n",
+        );
+        for target in [0.0, 0.05, 0.1, 0.2, 0.3, 0.5] {
+            if let Some(pt) = rc
+                .points
+                .iter()
+                .rev()
+                .find(|p| p.fraction_referred <= target + 1e-12)
+            {
+                let _ = writeln!(
+                    s,
+                    "| {:.0} % (actual {}) | {} | {:.4} |",
+                    100.0 * target,
+                    pct(Some(pt.fraction_referred)),
+                    pt.n_retained,
+                    pt.retained_dice
+                );
+            }
+        }
+    } else {
+        s.push_str("No patches.\n");
+    }
+
+    let rv = &m.review;
+    let _ = writeln!(
+        s,
+        "\n## Needs-review flag against bad segmentations\n\nA patch is bad when its Dice < {}. {} of patches \
+         were flagged.\n\n| | bad | good |\n|---|---|---|\n| flagged | {} | {} |\n| not flagged | {} | {} |\n\n\
+         Sensitivity (bad patches flagged) {}, specificity {}, PPV {}, NPV {}.",
+        rv.bad_dice,
+        pct(Some(rv.referred_fraction)),
+        rv.tp,
+        rv.fp,
+        rv.fn_,
+        rv.tn,
+        pct(rv.sensitivity),
+        pct(rv.specificity),
+        pct(rv.ppv),
+        pct(rv.npv)
+    );
+
+    let mut worst: Vec<_> = m.patches.iter().collect();
+    worst.sort_by(|a, b| a.overlap.dice.total_cmp(&b.overlap.dice));
+    if !worst.is_empty() {
+        s.push_str("\n## Worst patches\n\n| patch | Dice | IoU | GT voxels | predicted voxels | score | flagged |\n|---|---|---|---|---|---|---|\n");
+        for p in worst.iter().take(10) {
+            let _ = writeln!(
+                s,
+                "| {} | {:.4} | {:.4} | {} | {} | {:.4} | {} |",
+                p.id,
+                p.overlap.dice,
+                p.overlap.iou,
+                p.confusion.gt_voxels(),
+                p.confusion.pred_voxels(),
+                p.score,
+                if p.needs_review { "yes" } else { "no" }
+            );
+        }
+    }
+
+    if !r.figures.is_empty() {
+        s.push_str("\n## Figures\n\n");
+        for fig in &r.figures {
+            let _ = writeln!(s, "### {}\n\n![{}]({})\n", fig.title, fig.title, fig.path);
+        }
+    }
+    if !r.notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+        for n in &r.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+/// Writes `report.md` (or any path).
+pub fn write_markdown(report: &Report, path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, render_markdown(report))
+}

@@ -1,0 +1,194 @@
+//! The chest, analytically: body ellipse with a fat layer and a muscular chest wall, ribs and a
+//! spine, a mediastinum with heart and aorta, and two lungs bounded by the rib cage, an apex and
+//! a diaphragm dome. Coordinates are the anatomy frame: mm from the body axis in x (patient left
+//! +) and y (posterior +), and mm above the lowest slice in z (LPS directions, like the world).
+
+use super::texture::ValueNoise;
+use rand::RngExt;
+
+/// Nominal intensities (HU) before texture and noise.
+pub const AIR: f32 = -1000.0;
+pub const FAT: f32 = -100.0;
+pub const MUSCLE: f32 = 40.0;
+pub const SOFT: f32 = 35.0;
+pub const LUNG: f32 = -860.0;
+pub const MARROW: f32 = 250.0;
+
+/// One scan's chest: every size is drawn per scan, relative to the field of view.
+pub struct Anatomy {
+    /// Body (skin) ellipse semi-axes.
+    a: f64,
+    b: f64,
+    fat: f64,
+    /// Rib-cage cavity semi-axes (inside fat and muscle).
+    ca: f64,
+    cb: f64,
+    /// Lowest lung point (costophrenic recess), dome height, lung apex.
+    z_base: f64,
+    dome: f64,
+    z_apex: f64,
+    /// Each lung's centre |x| and y, for the dome/apex shape and the vessel hila.
+    lung_x: f64,
+    lung_y: f64,
+    med_half: f64,
+    heart: ([f64; 2], [f64; 2], f64),
+    aorta: ([f64; 2], f64),
+    spine: ([f64; 2], f64),
+    rib_r: f64,
+    rib_pitch: f64,
+    rib_tilt: f64,
+    rib_phase: f64,
+    cortex: f32,
+    texture: ValueNoise,
+}
+
+impl Anatomy {
+    /// `fov_mm`: in-plane field of view; `height_mm`: z extent of the scan.
+    pub fn random(rng: &mut impl rand::Rng, fov_mm: f64, height_mm: f64) -> Self {
+        let a = fov_mm * rng.random_range(0.40..0.46);
+        let b = a * rng.random_range(0.66..0.76);
+        let s = fov_mm / 340.0; // 1 for an adult-sized field of view
+        let fat = s * rng.random_range(6.0..16.0);
+        let muscle = s * rng.random_range(9.0..15.0);
+        let (ca, cb) = (a - fat - muscle, b - fat - muscle);
+        let z_base = height_mm * rng.random_range(0.02..0.12);
+        let z_apex = height_mm * rng.random_range(0.92..1.05);
+        let dome = (z_apex - z_base) * rng.random_range(0.18..0.3);
+        Anatomy {
+            a,
+            b,
+            fat,
+            ca,
+            cb,
+            z_base,
+            dome,
+            z_apex,
+            lung_x: ca * 0.5,
+            lung_y: cb * 0.05,
+            med_half: ca * rng.random_range(0.10..0.14),
+            heart: (
+                [ca * 0.12, -cb * 0.28],
+                [ca * 0.34, cb * 0.42],
+                z_base + (z_apex - z_base) * 0.6,
+            ),
+            aorta: ([ca * 0.16, cb * 0.5], s * rng.random_range(10.0..13.0)),
+            spine: ([0.0, cb * 0.78], ca * 0.15),
+            rib_r: s * rng.random_range(4.0..6.0),
+            rib_pitch: rng.random_range(22.0..28.0),
+            rib_tilt: rng.random_range(20.0..40.0),
+            rib_phase: rng.random_range(0.0..30.0),
+            cortex: rng.random_range(700.0..1000.0),
+            texture: ValueNoise::new(rng, [2.0 * a + 10.0, 2.0 * b + 10.0, height_mm + 10.0], 5.0),
+        }
+    }
+
+    /// Correlated texture in [-~2, ~2] at an anatomy point.
+    fn tex(&self, p: [f64; 3]) -> f32 {
+        self.texture
+            .at([p[0] + self.a + 5.0, p[1] + self.b + 5.0, p[2] + 5.0])
+    }
+
+    /// Squared normalised distance from a lung's own centre (0 at the centre, 1 at its rim).
+    fn lung_rho2(&self, x: f64, y: f64) -> f64 {
+        ((x.abs() - self.lung_x) / self.lung_x).powi(2) + ((y - self.lung_y) / self.cb).powi(2)
+    }
+
+    /// Inside a lung: within the rib cage, above the diaphragm dome, below the apex, and
+    /// outside the mediastinum, heart, aorta and spine.
+    pub fn is_lung(&self, p: [f64; 3]) -> bool {
+        let [x, y, z] = p;
+        if ((x / (self.ca - 1.0)).powi(2) + (y / (self.cb - 1.0)).powi(2)) > 1.0 {
+            return false;
+        }
+        let rho2 = self.lung_rho2(x, y);
+        if z < self.z_base + self.dome * (1.0 - rho2).max(0.0)
+            || z > self.z_apex - (self.z_apex - self.z_base) * 0.35 * rho2
+        {
+            return false;
+        }
+        // Mediastinum: wider in front (y < 0) where the heart and great vessels sit.
+        let med = self.med_half * (1.0 + 0.8 * (-y / self.cb).max(0.0));
+        if x.abs() < med {
+            return false;
+        }
+        let (hc, hr, htop) = self.heart;
+        if z < htop && ((x - hc[0]) / hr[0]).powi(2) + ((y - hc[1]) / hr[1]).powi(2) < 1.0 {
+            return false;
+        }
+        let in_circle = |(c, r): ([f64; 2], f64), margin: f64| {
+            (x - c[0]).powi(2) + (y - c[1]).powi(2) < (r + margin).powi(2)
+        };
+        !(in_circle(self.aorta, 2.0) || in_circle(self.spine, 4.0))
+    }
+
+    /// Base intensity (HU, with texture, no noise) and whether the point is lung.
+    pub fn tissue(&self, p: [f64; 3]) -> (f32, bool) {
+        let [x, y, z] = p;
+        if (x / self.a).powi(2) + (y / self.b).powi(2) > 1.0 {
+            return (AIR, false);
+        }
+        if (x / (self.a - self.fat)).powi(2) + (y / (self.b - self.fat)).powi(2) > 1.0 {
+            return (FAT + 8.0 * self.tex(p), false);
+        }
+        let cav = ((x / self.ca).powi(2) + (y / self.cb).powi(2)).sqrt();
+        if cav > 1.0 {
+            return (
+                self.rib(x, y, z, cav).unwrap_or(MUSCLE + 6.0 * self.tex(p)),
+                false,
+            );
+        }
+        if let Some(bone) = self.vertebra(x, y, z) {
+            return (bone, false);
+        }
+        if self.is_lung(p) {
+            // Dependent (posterior) lung is denser.
+            let gradient = 40.0 * ((y / self.cb + 1.0) * 0.5).clamp(0.0, 1.0) as f32;
+            return (LUNG + gradient + 22.0 * self.tex(p), true);
+        }
+        (SOFT + 8.0 * self.tex(p), false)
+    }
+
+    /// Ribs: tilted hoops just outside the cavity, lower in front, absent at the sternum.
+    fn rib(&self, x: f64, y: f64, z: f64, cav: f64) -> Option<f32> {
+        let mean_r = 0.5 * (self.ca + self.cb);
+        let radial = (cav - 1.0) * mean_r - self.rib_r * 1.3;
+        if radial.abs() > self.rib_r || (y < 0.0 && x.abs() < 0.2 * self.ca) {
+            return None;
+        }
+        let posterior = (y / self.cb) / cav; // +1 at the back, -1 at the front
+        let zz = z + self.rib_tilt * (1.0 - posterior) * 0.5 - self.rib_phase;
+        let dz = zz - (zz / self.rib_pitch).round() * self.rib_pitch;
+        let d = (radial * radial + dz * dz * 0.5).sqrt() / self.rib_r;
+        (d < 1.0).then_some(if d > 0.65 { self.cortex } else { MARROW })
+    }
+
+    /// Vertebral body (cortex + marrow) with discs every ~25 mm.
+    fn vertebra(&self, x: f64, y: f64, z: f64) -> Option<f32> {
+        let (c, r) = self.spine;
+        let d = ((x - c[0]).powi(2) + (y - c[1]).powi(2)).sqrt() / r;
+        if d > 1.0 {
+            return None;
+        }
+        if (z / 25.0).fract() < 0.18 {
+            return Some(80.0); // disc
+        }
+        Some(if d > 0.82 { self.cortex } else { MARROW })
+    }
+
+    /// Hilum (vessel root) of the left (+1) or right (-1) lung.
+    pub fn hilum(&self, side: f64) -> [f64; 3] {
+        [
+            side * (self.med_half * 1.3),
+            self.lung_y,
+            self.z_base + 0.55 * (self.z_apex - self.z_base),
+        ]
+    }
+
+    /// Box that holds both lungs, for rejection sampling.
+    pub fn lung_box(&self) -> ([f64; 3], [f64; 3]) {
+        (
+            [-self.ca, -self.cb, self.z_base],
+            [self.ca, self.cb, self.z_apex],
+        )
+    }
+}

@@ -1,0 +1,324 @@
+//! `calibrate` and `evaluate` with the engine's small fixture model on a tiny hand-made
+//! dataset: the threshold refers the requested fraction, the metadata rewrite round-trips,
+//! and evaluation writes every report file with sane values.
+
+use std::path::{Path, PathBuf};
+
+use lungseg::model::Model;
+use lungseg_train::calibrate::{self, calibrate_review_threshold, set_review_threshold};
+use lungseg_train::dataset::{DatasetWriter, PatchDataset, PatchRecord};
+use lungseg_train::evaluate::{self, EvaluateOptions};
+use safetensors::SafeTensors;
+
+/// The engine's small F16 model: patch 16×12×8 (x, y, z), element dropout.
+fn fixture_model(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lungseg-sys/tests/fixtures/small_f16_element.safetensors");
+    let dst = dir.join("model.safetensors");
+    std::fs::copy(src, &dst).unwrap();
+    dst
+}
+
+const SHAPE: [usize; 3] = [8, 12, 16]; // z, y, x
+
+/// Lung-like background with a soft-tissue ball (positives) of varying size and position.
+fn dataset(dir: &Path) -> PathBuf {
+    let root = dir.join("ds");
+    let mut w = DatasetWriter::create(&root).unwrap();
+    let [d, h, wd] = SHAPE;
+    let mut k = 0u64;
+    for (split, n) in [("val", 10), ("test", 6)] {
+        for i in 0..n {
+            let label = u8::from(i % 2 == 0);
+            let diameter = 3.0 + i as f64;
+            let c = [8.0 + (i % 3) as f64, 6.0, 4.0];
+            let mut hu = Vec::with_capacity(d * h * wd);
+            let mut mask = Vec::with_capacity(d * h * wd);
+            for z in 0..d {
+                for y in 0..h {
+                    for x in 0..wd {
+                        k = k
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let noise = ((k >> 40) as f32 / 16_777_216.0 - 0.5) * 60.0;
+                        let r2 = (x as f64 - c[0]).powi(2)
+                            + (y as f64 - c[1]).powi(2)
+                            + (z as f64 - c[2]).powi(2);
+                        let inside = label == 1 && r2 <= (diameter / 2.0).powi(2);
+                        hu.push(if inside { 40.0 } else { -850.0 } + noise);
+                        mask.push(u8::from(inside));
+                    }
+                }
+            }
+            let rec = PatchRecord {
+                id: format!("{split}{i:02}"),
+                hu: String::new(),
+                mask: String::new(),
+                seriesuid: format!("1.2.{split}.{}", i / 2),
+                split: split.into(),
+                label,
+                shape: SHAPE,
+                diameter_mm: (label == 1).then_some(diameter),
+                spacing_mm: Some([1.0; 3]),
+                center_world: Some([10.0 * i as f64, -20.0, -100.5]),
+            };
+            w.add(rec, &hu, &mask).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    root
+}
+
+#[test]
+fn threshold_refers_the_requested_fraction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let model = Model::open(&model_path).unwrap();
+    let ds = PatchDataset::open(&data).unwrap();
+    let mut scores = calibrate::score_split(&model, &ds, "val", 4, 1, || {}).unwrap();
+    assert_eq!(scores.len(), 10);
+    for fraction in [0.0, 0.2, 0.5] {
+        let t = calibrate_review_threshold(&model_path, &data, "val", fraction, 4, 1).unwrap();
+        let referred = scores.iter().filter(|&&s| s > t).count();
+        let k = (fraction * 10.0).round() as usize;
+        scores.sort_by(|a, b| b.total_cmp(a));
+        // Exactly k unless ties straddle the cut (tied patches are never split).
+        if k == 0 || k == 10 || scores[k - 1] != scores[k] {
+            assert_eq!(
+                referred, k,
+                "fraction {fraction}, threshold {t}, scores {scores:?}"
+            );
+        } else {
+            assert!(referred <= k);
+        }
+    }
+    let e = calibrate_review_threshold(&model_path, &data, "train", 0.1, 4, 1).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("split 'train' has no patches"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn set_review_threshold_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = fixture_model(tmp.path());
+    let before = std::fs::read(&path).unwrap();
+    let old = Model::open(&path).unwrap();
+    set_review_threshold(&path, 0.0625).unwrap();
+    let after = std::fs::read(&path).unwrap();
+    let new = Model::open(&path).unwrap();
+    assert_eq!(new.review().threshold, 0.0625);
+    assert_eq!(new.review().score, old.review().score);
+    assert_eq!(new.config(), old.config());
+    assert_eq!(new.provenance(), old.provenance());
+
+    let (a, b) = (
+        SafeTensors::deserialize(&before).unwrap(),
+        SafeTensors::deserialize(&after).unwrap(),
+    );
+    let mut names = a.names();
+    names.sort();
+    let mut names_b = b.names();
+    names_b.sort();
+    assert_eq!(names, names_b);
+    for n in names {
+        let (x, y) = (a.tensor(n).unwrap(), b.tensor(n).unwrap());
+        assert_eq!(
+            (x.dtype(), x.shape(), x.data()),
+            (y.dtype(), y.shape(), y.data()),
+            "{n}"
+        );
+    }
+    let meta = |bytes: &[u8]| {
+        SafeTensors::read_metadata(bytes)
+            .unwrap()
+            .1
+            .metadata()
+            .clone()
+            .unwrap()
+    };
+    let (ma, mb) = (meta(&before), meta(&after));
+    for (k, v) in &ma {
+        if k != "review" {
+            assert_eq!(mb.get(k), Some(v), "metadata {k}");
+        }
+    }
+    let review: serde_json::Value = serde_json::from_str(&mb["review"]).unwrap();
+    assert_eq!(review["threshold"], 0.0625);
+    assert_eq!(review["score"], old.review().score.name());
+    // Same predictions, and no temporary file left behind.
+    let hu = vec![-500.0f32; old.config().patch_voxels()];
+    let (mut p1, mut p2) = (vec![0.0; hu.len()], vec![0.0; hu.len()]);
+    lungseg::mc::predict(&old, &hu, &mut p1, 1).unwrap();
+    lungseg::mc::predict(&new, &hu, &mut p2, 1).unwrap();
+    assert_eq!(p1, p2);
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+
+    assert!(set_review_threshold(&path, f32::NAN).is_err());
+    let junk = tmp.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a model").unwrap();
+    assert!(
+        format!("{:#}", set_review_threshold(&junk, 0.1).unwrap_err())
+            .contains("not a safetensors file")
+    );
+    assert_eq!(std::fs::read(&junk).unwrap(), b"not a model");
+}
+
+#[test]
+fn evaluate_writes_report_figures_and_volumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let csv = tmp.path().join("metrics.csv");
+    std::fs::write(&csv, "epoch,loss,train_dice,val_dice,lr,seconds\n1,0.9,0.1,0.1,0.001,3\n2,0.7,0.3,0.25,0.001,3\n").unwrap();
+    let out = tmp.path().join("report");
+    let opts = EvaluateOptions {
+        samples: 3,
+        seed: 4,
+        out: out.clone(),
+        training_metrics: None, // found next to the model
+        samples_shown: 2,
+        ..Default::default()
+    };
+    let mut calls = 0;
+    let r = evaluate::evaluate(&model_path, &data, &opts, |done, total| {
+        calls += 1;
+        assert_eq!(total, 6);
+        assert_eq!(done, calls);
+    })
+    .unwrap();
+    assert_eq!(calls, 6);
+    for f in [
+        "report.json",
+        "report.md",
+        "reliability.png",
+        "referral.png",
+        "uncertainty_histograms.png",
+        "training_curves.png",
+    ] {
+        let p = out.join(f);
+        assert!(
+            p.is_file() && std::fs::metadata(&p).unwrap().len() > 0,
+            "{f} missing"
+        );
+    }
+    let panels = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("panel_")
+        })
+        .count();
+    assert!((2..=4).contains(&panels), "{panels} panels");
+    assert_eq!(r.volumes.len(), panels * 5);
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&r.report_json).unwrap()).unwrap();
+    for key in [
+        "title",
+        "model",
+        "dataset",
+        "mc_samples",
+        "review_score",
+        "review_threshold",
+        "metrics",
+        "figures",
+        "notes",
+        "quality_checks",
+        "dice_nodules_ge_5mm",
+        "evaluation",
+    ] {
+        assert!(v.get(key).is_some(), "report.json lacks {key}");
+    }
+    let m = &v["metrics"];
+    assert_eq!(m["n_patches"], 6);
+    assert_eq!(m["patches"].as_array().unwrap().len(), 6);
+    let pooled = &m["overlap"]["pooled"];
+    let (dice, iou) = (
+        pooled["dice"].as_f64().unwrap(),
+        pooled["iou"].as_f64().unwrap(),
+    );
+    assert!((0.0..=1.0).contains(&dice) && (0.0..=1.0).contains(&iou));
+    assert!(
+        iou <= dice && (dice == 0.0 || iou < dice),
+        "Dice {dice}, IoU {iou}"
+    );
+    assert_eq!(v["mc_samples"], 3);
+    assert_eq!(v["quality_checks"].as_array().unwrap().len(), 4);
+    // Positives in test: i = 0, 2, 4 → diameters 3, 5, 7 mm; two are ≥ 5 mm.
+    assert_eq!(v["dice_nodules_ge_5mm"]["n"], 2);
+    assert_eq!(
+        v["review_threshold"].as_f64().unwrap() as f32,
+        Model::open(&model_path).unwrap().review().threshold
+    );
+    assert_eq!(v["figures"].as_array().unwrap().len(), 4 + panels);
+    let md = std::fs::read_to_string(&r.report_md).unwrap();
+    assert!(md.contains("## Dice on nodules ≥ 5 mm"), "{md}");
+
+    // The Slicer volumes sit where the patch was cut, and hold the patch.
+    let hu_path = r
+        .volumes
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_hu.mhd"))
+        .unwrap();
+    let id = hu_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches("_hu.mhd")
+        .to_string();
+    let ds = PatchDataset::open(&data).unwrap();
+    let i = ds.records.iter().position(|r| r.id == id).unwrap();
+    let vol = lungseg::mhd::read(hu_path, &Default::default()).unwrap();
+    let c = ds.records[i].center_world.unwrap();
+    assert_eq!(vol.geometry.dims, [16, 12, 8]);
+    assert_eq!(vol.geometry.origin, [c[0] - 8.0, c[1] - 6.0, c[2] - 4.0]);
+    let mut hu = vec![0.0; 16 * 12 * 8];
+    vol.copy_f32(&mut hu).unwrap();
+    assert_eq!(hu, ds.load(i).unwrap().hu);
+    let prob = lungseg::mhd::read(
+        &hu_path.with_file_name(format!("{id}_prob.mhd")),
+        &Default::default(),
+    )
+    .unwrap();
+    let mut p = vec![0.0; hu.len()];
+    prob.copy_f32(&mut p).unwrap();
+    assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+#[test]
+fn evaluate_refuses_patches_of_another_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(tmp.path());
+    let root = tmp.path().join("ds");
+    let mut w = DatasetWriter::create(&root).unwrap();
+    let rec = PatchRecord {
+        id: "a".into(),
+        hu: String::new(),
+        mask: String::new(),
+        seriesuid: "1.2".into(),
+        split: "test".into(),
+        label: 0,
+        shape: [16, 16, 16],
+        diameter_mm: None,
+        spacing_mm: None,
+        center_world: None,
+    };
+    w.add(rec, &vec![-800.0; 4096], &[0; 4096]).unwrap();
+    w.finish().unwrap();
+    let opts = EvaluateOptions {
+        out: tmp.path().join("rep"),
+        ..Default::default()
+    };
+    let e = format!(
+        "{:#}",
+        evaluate::evaluate(&model_path, &root, &opts, |_, _| {}).unwrap_err()
+    );
+    assert!(
+        e.contains("the model expects [8, 12, 16]") && e.contains("--patch-size 16,12,8"),
+        "{e}"
+    );
+}

@@ -1,0 +1,384 @@
+//! `prepare` on small synthetic LUNA16 folders: counts, by-scan splits, labels, determinism,
+//! and a clear message for every kind of bad input.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use lungseg_train::dataset::PatchDataset;
+use lungseg_train::prepare::{self, luna, PrepareConfig, SplitRule};
+use lungseg_train::synth::{self, SynthConfig};
+
+fn small_synth() -> SynthConfig {
+    SynthConfig {
+        dims_xy: 128,
+        z_extent_mm: 60.0,
+        ..Default::default()
+    }
+}
+
+/// A synthetic LUNA16 folder of `scans` scans, `subset_size` per subset folder.
+fn luna(dir: &Path, scans: usize, subset_size: Option<usize>) -> PathBuf {
+    let root = dir.join("luna");
+    synth::write_dataset(&root, &small_synth(), scans, 5, subset_size, |_| {}).unwrap();
+    root
+}
+
+fn cfg() -> PrepareConfig {
+    PrepareConfig {
+        patch_size: [16, 16, 16],
+        jitter_mm: 3.0,
+        positives_per_nodule: 2,
+        neg_ratio: 2.0,
+        seed: 9,
+        ..Default::default()
+    }
+}
+
+fn run(
+    input: &Path,
+    out: &Path,
+    cfg: &PrepareConfig,
+) -> anyhow::Result<(prepare::PrepareSummary, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let s = prepare::prepare(input, out, cfg, |e| {
+        if let prepare::Event::Warning(w) = e {
+            warnings.push(w.to_string());
+        }
+    })?;
+    Ok((s, warnings))
+}
+
+fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != prepare::REPORT {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn counts_splits_labels_and_determinism() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 7, None);
+    let annotations = luna::read_annotations(&input.join("annotations.csv")).unwrap();
+    assert!(
+        annotations.len() >= 3,
+        "the synthetic set should have nodules"
+    );
+    let out = tmp.path().join("ds");
+    let c = cfg();
+    let (s, warnings) = run(&input, &out, &c).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!((s.scans_found, s.scans_ok), (7, 7));
+    assert_eq!(s.positives(), annotations.len() * 2);
+    // Lung points are plentiful here, so the global ratio is exact.
+    assert_eq!(s.negatives(), s.positives() * 2);
+    assert_eq!(
+        s.splits["train"].scans + s.splits["val"].scans + s.splits["test"].scans,
+        7
+    );
+    assert_eq!(
+        [
+            s.splits["train"].scans,
+            s.splits["val"].scans,
+            s.splits["test"].scans
+        ],
+        [5, 1, 1]
+    );
+
+    let ds = PatchDataset::open(&out).unwrap();
+    assert_eq!(ds.records.len(), s.positives() + s.negatives());
+    let mut split_of: HashMap<&str, &str> = HashMap::new();
+    for r in &ds.records {
+        let prev = split_of.insert(&r.seriesuid, &r.split);
+        assert!(
+            prev.is_none_or(|p| p == r.split),
+            "{} is in two splits",
+            r.seriesuid
+        );
+        assert_eq!(r.shape, [16, 16, 16]);
+    }
+    let by_uid: HashMap<&str, Vec<&luna::Annotation>> =
+        annotations.iter().fold(HashMap::new(), |mut m, a| {
+            m.entry(a.seriesuid.as_str()).or_default().push(a);
+            m
+        });
+    for (i, r) in ds.records.iter().enumerate() {
+        let p = ds.load(i).unwrap();
+        let fg: Vec<[f64; 3]> = (0..p.mask.len())
+            .filter(|&v| p.mask[v] == 1)
+            .map(|v| [(v % 16) as f64, (v / 16 % 16) as f64, (v / 256) as f64])
+            .collect();
+        let c = r.center_world.unwrap();
+        if r.label == 1 {
+            assert!(!fg.is_empty(), "positive {} has an empty mask", r.id);
+            let d = r.diameter_mm.unwrap();
+            // The nodule this patch was cut around is within the jitter of the centre, and the
+            // mask voxel nearest it is set.
+            let a = by_uid[r.seriesuid.as_str()]
+                .iter()
+                .find(|a| {
+                    a.diameter_mm == d && (0..3).all(|k| (a.world[k] - c[k]).abs() <= 3.0 + 1e-9)
+                })
+                .unwrap_or_else(|| panic!("{}: no annotation within the jitter", r.id));
+            let idx: Vec<usize> = (0..3)
+                .map(|k| (a.world[k] - c[k] + 8.0).round() as usize)
+                .collect();
+            assert_eq!(p.mask[(idx[2] * 16 + idx[1]) * 16 + idx[0]], 1, "{}", r.id);
+            // HU, not a lung mask: the nodule is soft tissue, the patch has lung air too.
+            assert!(
+                p.hu.iter().any(|&v| v > -300.0) && p.hu.iter().any(|&v| v < -600.0),
+                "{}",
+                r.id
+            );
+        } else {
+            // Negatives are clear of nodules (the clearance exceeds the patch half-size here
+            // only for small nodules, so just check the centre voxel).
+            assert_eq!(p.mask[(8 * 16 + 8) * 16 + 8], 0, "{}", r.id);
+        }
+    }
+
+    // Same input and seed: byte-identical dataset.
+    let out2 = tmp.path().join("ds2");
+    run(&input, &out2, &c).unwrap();
+    assert_eq!(files(&out), files(&out2));
+    // The report says what happened.
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(prepare::REPORT)).unwrap()).unwrap();
+    assert_eq!(rep["scans_ok"], 7);
+    assert_eq!(rep["splits"]["train"]["scans"], 5);
+}
+
+#[test]
+fn unjittered_positive_masks_are_centred() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 4, None);
+    let out = tmp.path().join("ds");
+    let c = PrepareConfig {
+        jitter_mm: 0.0,
+        positives_per_nodule: 1,
+        patch_size: [24, 24, 24],
+        ..cfg()
+    };
+    run(&input, &out, &c).unwrap();
+    let ds = PatchDataset::open(&out).unwrap();
+    let mut checked = 0;
+    for (i, r) in ds.records.iter().enumerate().filter(|(_, r)| r.label == 1) {
+        let m = ds.load(i).unwrap().mask;
+        let (mut s, mut n) = ([0.0; 3], 0.0);
+        for (v, _) in m.iter().enumerate().filter(|(_, &x)| x == 1) {
+            s[0] += (v % 24) as f64;
+            s[1] += (v / 24 % 24) as f64;
+            s[2] += (v / 576) as f64;
+            n += 1.0;
+        }
+        assert!(n > 0.0, "{}", r.id);
+        if r.diameter_mm.unwrap() < 20.0 {
+            for (k, sk) in s.iter().enumerate() {
+                assert!(
+                    (sk / n - 12.0).abs() <= 1.0,
+                    "{} axis {k}: centroid {}",
+                    r.id,
+                    sk / n
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn split_by_subset_folds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 5, Some(2)); // subset0: 2, subset1: 2, subset2: 1
+    let scans = luna::find_scans(&input).unwrap();
+    let out = tmp.path().join("ds");
+    let c = PrepareConfig {
+        split: SplitRule::parse_subsets("train=0,val=1").unwrap(),
+        ..cfg()
+    };
+    let (s, _) = run(&input, &out, &c).unwrap();
+    assert_eq!(s.scans_left_out, 1);
+    assert_eq!(
+        (
+            s.splits["train"].scans,
+            s.splits["val"].scans,
+            s.splits["test"].scans
+        ),
+        (2, 2, 0)
+    );
+    let subset: HashMap<&str, u32> = scans
+        .iter()
+        .map(|s| (s.seriesuid.as_str(), s.subset.unwrap()))
+        .collect();
+    for r in PatchDataset::open(&out).unwrap().records {
+        let want = ["train", "val"][subset[r.seriesuid.as_str()] as usize];
+        assert_eq!(r.split, want, "{}", r.id);
+    }
+}
+
+/// Rewrites a CSV of the LUNA16 folder with `f` applied to its text.
+fn edit(input: &Path, name: &str, f: impl FnOnce(String) -> String) {
+    let p = input.join(name);
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, f(text)).unwrap();
+}
+
+#[test]
+fn bad_csv_input_gives_clear_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 3, None);
+    let pristine = (
+        std::fs::read_to_string(input.join("annotations.csv")).unwrap(),
+        std::fs::read_to_string(input.join("candidates.csv")).unwrap(),
+    );
+    let reset = || {
+        std::fs::write(input.join("annotations.csv"), &pristine.0).unwrap();
+        std::fs::write(input.join("candidates.csv"), &pristine.1).unwrap();
+    };
+    let err = |name: &str, f: &dyn Fn(String) -> String| {
+        reset();
+        edit(&input, name, f);
+        let e = run(&input, &tmp.path().join("ds"), &cfg()).unwrap_err();
+        format!("{e:#}")
+    };
+
+    let e = err("annotations.csv", &|t| {
+        t.replacen(",diameter_mm", ",diam", 1)
+    });
+    assert!(
+        e.contains("annotations.csv: missing column 'diameter_mm'"),
+        "{e}"
+    );
+    let e = err("candidates.csv", &|t| t.replacen(",class", ",label", 1));
+    assert!(e.contains("candidates.csv: missing column 'class'"), "{e}");
+
+    let uid = pristine
+        .0
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},1.0,nan,3.0,5.0\n")
+    });
+    let line = pristine.0.lines().count() + 1;
+    assert!(
+        e.contains(&format!(
+            "annotations.csv line {line}: column 'coordY' is 'nan', not a finite number"
+        )),
+        "{e}"
+    );
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},abc,2.0,3.0,5.0\n")
+    });
+    assert!(
+        e.contains("column 'coordX' is 'abc', not a finite number"),
+        "{e}"
+    );
+    let e = err("annotations.csv", &|t| {
+        t + &format!("{uid},1.0,2.0,3.0,-4\n")
+    });
+    assert!(e.contains("diameter_mm is -4, must be >= 0"), "{e}");
+    let e = err("candidates.csv", &|t| t + &format!("{uid},1.0,2.0,3.0,2\n"));
+    assert!(e.contains("class is '2', expected 0 or 1"), "{e}");
+
+    // An annotation for a scan that is not on disk: warned about, counted, not fatal.
+    reset();
+    edit(&input, "annotations.csv", |t| {
+        t + "1.2.3.999,1.0,2.0,3.0,5.0\n"
+    });
+    let (s, warnings) = run(&input, &tmp.path().join("ds"), &cfg()).unwrap();
+    assert_eq!(s.unknown_annotations, 1);
+    assert_eq!(s.unknown_seriesuids, ["1.2.3.999"]);
+    assert!(
+        warnings.iter().any(
+            |w| w.contains("1 annotation(s) name 1 seriesuid(s) with no scan")
+                && w.contains("1.2.3.999")
+        ),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn damaged_scans_are_reported_and_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 4, None);
+    let scans = luna::find_scans(&input).unwrap();
+    // A header with a bad DimSize, and a scan whose data file is cut short.
+    std::fs::write(
+        &scans[0].path,
+        "ObjectType = Image\nNDims = 3\nDimSize = 10 x 10\n",
+    )
+    .unwrap();
+    let raw = scans[1].path.with_extension("raw");
+    let bytes = std::fs::read(&raw).unwrap();
+    std::fs::write(&raw, &bytes[..bytes.len() / 2]).unwrap();
+    let out = tmp.path().join("ds");
+    let (s, warnings) = run(&input, &out, &cfg()).unwrap();
+    assert_eq!((s.scans_ok, s.scans_skipped.len()), (2, 2));
+    let skipped: HashSet<&str> = s
+        .scans_skipped
+        .iter()
+        .map(|k| k.seriesuid.as_str())
+        .collect();
+    assert!(
+        skipped.contains(scans[0].seriesuid.as_str())
+            && skipped.contains(scans[1].seriesuid.as_str())
+    );
+    for k in &s.scans_skipped {
+        assert!(!k.reason.is_empty());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("skipping") && w.contains(&k.seriesuid)),
+            "{warnings:?}"
+        );
+    }
+    let rep = std::fs::read_to_string(out.join(prepare::REPORT)).unwrap();
+    assert!(
+        rep.contains(&scans[0].seriesuid) && rep.contains("DimSize"),
+        "{rep}"
+    );
+    // No patch of a skipped scan made it into the dataset.
+    let ds = PatchDataset::open(&out).unwrap();
+    assert!(ds
+        .records
+        .iter()
+        .all(|r| !skipped.contains(r.seriesuid.as_str())));
+}
+
+#[test]
+fn empty_folder_and_missing_annotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = format!(
+        "{:#}",
+        run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err()
+    );
+    assert!(e.contains("annotations.csv"), "{e}");
+    std::fs::write(
+        tmp.path().join("annotations.csv"),
+        "seriesuid,coordX,coordY,coordZ,diameter_mm\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        run(tmp.path(), &tmp.path().join("ds"), &cfg()).unwrap_err()
+    );
+    assert!(e.contains("no subset*/<seriesuid>.mhd"), "{e}");
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/fuzz_targets/ for N seconds each (default 60), starting
+# from fuzz/seeds/<target>/ with the dictionary fuzz/<target>.dict or fuzz/<prefix>.dict
+# (mhd_volume -> mhd.dict). Crash inputs are copied to fuzz/regressions/<target>/ (replayed on
+# stable by the test suite) and make the script fail.
+#
+# Usage: scripts/fuzz.sh [seconds] [target...]
+set -euo pipefail
+
+secs="${1:-60}"
+shift || true
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+
+# cargo-fuzz needs nightly flags (sanitizers); use a nightly toolchain when there is one,
+# otherwise unlock them on stable.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    fuzz=(cargo +nightly fuzz)
+else
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+fi
+
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    targets=()
+    for f in fuzz/fuzz_targets/*.rs; do targets+=("$(basename "$f" .rs)"); done
+fi
+
+status=0
+for t in "${targets[@]}"; do
+    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1)
+    dict="fuzz/$t.dict"
+    [ -f "$dict" ] || dict="fuzz/${t%%_*}.dict"
+    [ -f "$dict" ] && args+=(-dict="$root/$dict")
+    corpus=("fuzz/corpus/$t")
+    [ -d "fuzz/seeds/$t" ] && corpus+=("fuzz/seeds/$t")
+    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    rm -f "fuzz/artifacts/$t"/*
+    echo "== fuzzing $t for ${secs}s (dict: ${dict})" >&2
+    if ! "${fuzz[@]}" run --fuzz-dir fuzz "$t" "${corpus[@]}" -- \
+        -artifact_prefix="$root/fuzz/artifacts/$t/" "${args[@]}"; then
+        status=1
+    fi
+    shopt -s nullglob
+    found=(fuzz/artifacts/"$t"/*)
+    shopt -u nullglob
+    if [ "${#found[@]}" -gt 0 ]; then
+        mkdir -p "fuzz/regressions/$t"
+        cp "${found[@]}" "fuzz/regressions/$t/"
+        echo "fuzz.sh: $t found ${#found[@]} failing input(s), saved to fuzz/regressions/$t/" >&2
+        status=1
+    fi
+done
+exit "$status"
