@@ -44,7 +44,11 @@ fn burn_eval_forward_matches_lungseg_sys() {
     let ds = PatchDataset::open(&data).unwrap();
     for i in ds.split("test") {
         let patch = ds.load(i).unwrap();
-        let x: Vec<f32> = patch.hu.iter().map(|&h| state.config.normalize_hu(h)).collect();
+        let x: Vec<f32> = patch
+            .hu
+            .iter()
+            .map(|&h| state.config.normalize_hu(h))
+            .collect();
         let x = Tensor::<5>::from_data(TensorData::new(x, [1, 1, 16, 16, 16]), &device);
         let burn = sigmoid(model.valid().forward(x))
             .into_data()
