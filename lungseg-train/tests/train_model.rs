@@ -21,13 +21,13 @@ fn default_config_serialises_as_documented() {
 }
 
 #[test]
-fn default_model_has_5_644_913_learnable_parameters() {
+fn default_model_has_5_647_857_learnable_parameters() {
     let model = UNetConfig::default().init(&Device::flex());
     // Conv weights + biases, transposed-conv weights + biases, BN γ/β, head; the
     // 2 944 BatchNorm running statistics are buffers, not parameters.
-    assert_eq!(model.num_learnable_params(), 5_644_913);
+    assert_eq!(model.num_learnable_params(), 5_647_857);
     let stored: usize = named_tensors(&model).iter().map(|t| t.data.len()).sum();
-    assert_eq!(stored, 5_644_913 + 2_944);
+    assert_eq!(stored, 5_647_857 + 2_944);
 }
 
 #[test]
