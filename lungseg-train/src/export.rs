@@ -206,15 +206,14 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         .with_context(|| format!("{} is not a checkpoint (run `train` first?)", dir.display()))?;
     let device = burn::tensor::Device::flex();
     let model = checkpoint::load_model(&dir, &state.config, &device)?;
-    let options: serde_json::Value = std::fs::read_to_string(opts.run.join("options.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let options = read_json(&opts.run.join("options.json"));
+    let summary = read_json(&opts.run.join("summary.json"));
     let provenance = json!({
         "trainer": format!("lungseg-train {} (Burn 0.22)", env!("CARGO_PKG_VERSION")),
         "data": options.get("data"),
-        "epochs": state.epoch,
+        "epochs": summary.get("epochs_run").cloned().unwrap_or(json!(state.epoch)),
         "epochs_planned": options.get("epochs"),
+        "stopped_early": summary.get("stopped_early"),
         "best_epoch": state.best_epoch,
         "best_val_dice": state.best_val_dice,
         "batch_size": options.get("batch_size"),
@@ -233,6 +232,15 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
     std::fs::write(&opts.out, bytes)
         .with_context(|| format!("cannot write {}", opts.out.display()))?;
     Ok(provenance)
+}
+
+/// A JSON file of the run folder, or `null` when it is missing or unreadable (provenance is
+/// best-effort: a checkpoint copied without its run folder still exports).
+fn read_json(path: &Path) -> serde_json::Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// `git rev-parse HEAD` of the working directory, if git and a repository are there.

@@ -32,15 +32,12 @@ fn expected(config: &UNetConfig) -> BTreeMap<String, Vec<usize>> {
             ch[l],
         );
     }
-    for l in 0..ch.len() - 1 {
-        block(format!("dec.{l}"), 2 * ch[l], ch[l]);
+    for (l, &c) in ch[..ch.len() - 1].iter().enumerate() {
+        block(format!("dec.{l}"), 2 * c, c);
     }
-    for l in 0..ch.len() - 1 {
-        m.insert(
-            format!("dec.{l}.up.weight"),
-            vec![ch[l + 1], ch[l], 2, 2, 2],
-        );
-        m.insert(format!("dec.{l}.up.bias"), vec![ch[l]]);
+    for (l, w) in ch.windows(2).enumerate() {
+        m.insert(format!("dec.{l}.up.weight"), vec![w[1], w[0], 2, 2, 2]);
+        m.insert(format!("dec.{l}.up.bias"), vec![w[0]]);
     }
     m.insert("head.weight".into(), vec![1, ch[0], 1, 1, 1]);
     m.insert("head.bias".into(), vec![1]);

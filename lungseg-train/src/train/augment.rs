@@ -64,7 +64,7 @@ impl Geometry {
             "volume length does not match its shape"
         );
         assert!(
-            self.rot90 % 4 == 0 || h == w,
+            self.rot90.is_multiple_of(4) || h == w,
             "90° rotation needs a square y–x plane"
         );
         if *self == Geometry::default() {

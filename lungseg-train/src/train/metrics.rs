@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
-    /// Mean training loss (BCE + Dice loss) over the epoch's batches.
+    /// Mean training loss (BCE + Dice loss) over the epoch's batches; `loss` in the files, the
+    /// column name `evaluate`'s training-curve figure reads.
+    #[serde(rename = "loss")]
     pub train_loss: f64,
     pub train_bce: f64,
     /// Training Dice pooled over the epoch (augmented data, dropout on).
@@ -30,7 +32,7 @@ pub struct EpochMetrics {
 }
 
 const CSV_HEADER: &str =
-    "epoch,train_loss,train_bce,train_dice,val_loss,val_dice,val_dice_pooled,lr,seconds,patches_per_s";
+    "epoch,loss,train_bce,train_dice,val_loss,val_dice,val_dice_pooled,lr,seconds,patches_per_s";
 
 /// Writes both files; on resume it first drops rows after the checkpoint's epoch so that the
 /// files never hold an epoch twice.

@@ -189,20 +189,31 @@ pub fn load_batch(
     })
 }
 
-/// Validation: loss, mean per-patch Dice over patches with a non-empty mask, pooled Dice.
+/// Validation numbers (eval mode: running BN statistics, no dropout, no augmentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Validation {
+    pub loss: f64,
+    /// Mean hard Dice over patches with a non-empty mask (pooled Dice if there are none).
+    pub dice: f64,
+    /// Hard Dice pooled over all voxels.
+    pub dice_pooled: f64,
+}
+
+/// Runs `model` in eval mode over the patches `idx`.
 pub fn evaluate(
     model: &UNet,
     data: &PatchDataset,
     idx: &[usize],
-    opts: &TrainOptions,
+    config: &UNetConfig,
+    batch_size: usize,
     device: &Device,
-) -> Result<(f64, f64, f64)> {
+) -> Result<Validation> {
     let model = model.valid();
     let (mut loss_sum, mut n) = (0.0, 0usize);
     let (mut dice_sum, mut positives) = (0.0, 0usize);
     let mut pooled = Overlap::default();
-    for chunk in idx.chunks(opts.batch_size) {
-        let batch = load_batch(data, chunk, &opts.config, None)?;
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let batch = load_batch(data, chunk, config, None)?;
         let (x, y) = batch.tensors(device);
         let logits = model.forward(x);
         let loss = dice_bce(logits.clone(), y).total.into_scalar::<f32>();
@@ -222,12 +233,15 @@ pub fn evaluate(
             }
         }
     }
-    let val_dice = if positives > 0 {
-        dice_sum / positives as f64
-    } else {
-        pooled.dice()
-    };
-    Ok((loss_sum / n.max(1) as f64, val_dice, pooled.dice()))
+    Ok(Validation {
+        loss: loss_sum / n.max(1) as f64,
+        dice: if positives > 0 {
+            dice_sum / positives as f64
+        } else {
+            pooled.dice()
+        },
+        dice_pooled: pooled.dice(),
+    })
 }
 
 fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
@@ -250,6 +264,99 @@ fn progress_bar(len: usize, prefix: String, enabled: bool) -> ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+/// A fresh model and state, or the newest checkpoint's model, optimiser and state.
+fn start_or_resume(
+    opts: &TrainOptions,
+    data: &PatchDataset,
+    train_idx: &[usize],
+    ad: &Device,
+) -> Result<(UNet, ModuleOptimizer, TrainState)> {
+    let optim = optimizer(opts);
+    match checkpoint::latest(&opts.out)? {
+        Some((epoch, dir)) if opts.resume => {
+            let state = checkpoint::load_state(&dir)?;
+            let wanted = UNetConfig {
+                patch_size: state.config.patch_size,
+                spacing_mm: state.config.spacing_mm,
+                ..opts.config.clone()
+            };
+            if wanted != state.config {
+                eprintln!(
+                    "note: resuming with the checkpoint's model config, not the command line's"
+                );
+            }
+            let model = checkpoint::load_model(&dir, &state.config, ad)?;
+            let optim = checkpoint::load_optim(&dir, optim)?;
+            eprintln!("resuming from {} (epoch {epoch})", dir.display());
+            Ok((model, optim, state))
+        }
+        None if opts.resume => bail!(
+            "--resume: no checkpoint in {}",
+            opts.out.join("checkpoints").display()
+        ),
+        _ => {
+            // The patch geometry comes from the data; the config stores it (x, y, z).
+            let first = &data.records[train_idx[0]];
+            let mut config = opts.config.clone();
+            config.patch_size = [first.shape[2], first.shape[1], first.shape[0]];
+            if let Some(s) = first.spacing_mm {
+                config.spacing_mm = s;
+            }
+            config.validate()?;
+            ad.seed(opts.seed);
+            let state = TrainState {
+                epoch: 0,
+                step: 0,
+                best_val_dice: -1.0,
+                best_epoch: 0,
+                epochs_since_best: 0,
+                seed: opts.seed,
+                config,
+            };
+            Ok((state.config.init(ad), optim, state))
+        }
+    }
+}
+
+/// Sums over one epoch's training batches.
+#[derive(Default)]
+struct EpochTrain {
+    loss_sum: f64,
+    bce_sum: f64,
+    seen: usize,
+    overlap: Overlap,
+    lr: f64,
+}
+
+/// One optimiser step on `batch`; adds its loss and overlap to `sums`.
+fn train_step(
+    model: UNet,
+    optim: &mut ModuleOptimizer,
+    batch: &Batch,
+    lr: f64,
+    ad: &Device,
+    sums: &mut EpochTrain,
+) -> Result<UNet> {
+    let (x, y) = batch.tensors(ad);
+    let logits = model.forward(x);
+    let loss = dice_bce(logits.clone(), y);
+    let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    let l = f64::from(loss.total.into_scalar::<f32>());
+    ensure!(l.is_finite(), "training diverged: loss = {l}");
+    let n = batch.shape[0];
+    sums.loss_sum += l * n as f64;
+    sums.bce_sum += f64::from(loss.bce.into_scalar::<f32>()) * n as f64;
+    sums.seen += n;
+    let logits = logits
+        .detach()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    sums.overlap.add(Overlap::count(&logits, &batch.mask));
+    Ok(model)
 }
 
 /// Runs (or resumes) training as `opts` says; returns the summary also written to
@@ -281,62 +388,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
 
     let device = opts.backend.device()?;
     let ad = device.clone().autodiff();
-    let mut optim = optimizer(opts);
 
-    // Fresh start or resume: model, optimiser and the bookkeeping of the last checkpoint.
-    let (mut model, mut state) = match checkpoint::latest(&opts.out)? {
-        Some((epoch, dir)) if opts.resume => {
-            let state = checkpoint::load_state(&dir)?;
-            let wanted = UNetConfig {
-                patch_size: state.config.patch_size,
-                spacing_mm: state.config.spacing_mm,
-                ..opts.config.clone()
-            };
-            if wanted != state.config {
-                eprintln!(
-                    "note: resuming with the checkpoint's model config, not the command line's"
-                );
-            }
-            let model = checkpoint::load_model(&dir, &state.config, &ad)?;
-            optim = checkpoint::load_optim(&dir, optim)?;
-            eprintln!("resuming from {} (epoch {epoch})", dir.display());
-            (model, state)
-        }
-        None if opts.resume => bail!(
-            "--resume: no checkpoint in {}",
-            opts.out.join("checkpoints").display()
-        ),
-        _ => {
-            // The patch geometry comes from the data; the config stores it (x, y, z).
-            let first = &data.records[train_idx[0]];
-            let mut config = opts.config.clone();
-            config.patch_size = [first.shape[2], first.shape[1], first.shape[0]];
-            if let Some(s) = first.spacing_mm {
-                config.spacing_mm = s;
-            }
-            config.validate()?;
-            ad.seed(opts.seed);
-            let state = TrainState {
-                epoch: 0,
-                step: 0,
-                best_val_dice: -1.0,
-                best_epoch: 0,
-                epochs_since_best: 0,
-                seed: opts.seed,
-                config,
-            };
-            (state.config.init(&ad), state)
-        }
-    };
+    let (mut model, mut optim, mut state) = start_or_resume(opts, &data, &train_idx, &ad)?;
     let config = state.config.clone();
     let patch = data.records[train_idx[0]].shape;
     ensure!(
-        patch
-            .iter()
-            .all(|&s| s % (1 << (config.channels.len() - 1)) == 0),
-        "patch shape {patch:?} is not divisible by 2^{} for {} levels",
-        config.channels.len() - 1,
-        config.channels.len()
+        [patch[2], patch[1], patch[0]] == config.patch_size,
+        "the data's patches are {patch:?} (z, y, x) but the model's patch_size is {:?} (x, y, z)",
+        config.patch_size
     );
     fs::write(
         opts.out.join("config.json"),
@@ -365,68 +424,45 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
         ad.seed(Rng::derive(opts.seed, epoch as u64, STREAM_DROPOUT).next_u64());
 
+        let mut sums = EpochTrain::default();
         let bar = progress_bar(
             batches_per_epoch,
             format!("epoch {epoch}/{}", opts.epochs),
             opts.progress,
         );
-        let (mut loss_sum, mut bce_sum, mut seen) = (0.0, 0.0, 0usize);
-        let mut overlap = Overlap::default();
-        let mut lr = 0.0;
         for chunk in order.chunks(opts.batch_size).take(batches_per_epoch) {
             let aug = opts.augment.as_ref().map(|a| (a, &mut aug_rng));
             let batch = load_batch(&data, chunk, &config, aug)?;
-            let (x, y) = batch.tensors(&ad);
-            let logits = model.forward(x);
-            let loss = dice_bce(logits.clone(), y);
-            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-            lr = learning_rate(state.step, total_steps, warmup_steps, opts.lr, opts.min_lr);
-            model = optim.step(lr, model, grads);
+            sums.lr = learning_rate(state.step, total_steps, warmup_steps, opts.lr, opts.min_lr);
+            model = train_step(model, &mut optim, &batch, sums.lr, &ad, &mut sums)?;
             state.step += 1;
-
-            let l = f64::from(loss.total.into_scalar::<f32>());
-            ensure!(
-                l.is_finite(),
-                "training diverged at epoch {epoch}, step {}: loss = {l}",
-                state.step
-            );
-            loss_sum += l * chunk.len() as f64;
-            bce_sum += f64::from(loss.bce.into_scalar::<f32>()) * chunk.len() as f64;
-            seen += chunk.len();
-            let logits = logits
-                .detach()
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            overlap.add(Overlap::count(&logits, &batch.mask));
-            bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+            bar.set_message(format!("loss {:.4}", sums.loss_sum / sums.seen as f64));
             bar.inc(1);
         }
         bar.finish_and_clear();
         let train_seconds = t0.elapsed().as_secs_f64();
 
-        let (val_loss, val_dice, val_dice_pooled) =
-            evaluate(&model, &data, &val_idx, opts, &device)?;
+        let val = evaluate(&model, &data, &val_idx, &config, opts.batch_size, &device)?;
         let m = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen as f64,
-            train_bce: bce_sum / seen as f64,
-            train_dice: overlap.dice(),
-            val_loss,
-            val_dice,
-            val_dice_pooled,
-            lr,
+            train_loss: sums.loss_sum / sums.seen as f64,
+            train_bce: sums.bce_sum / sums.seen as f64,
+            train_dice: sums.overlap.dice(),
+            val_loss: val.loss,
+            val_dice: val.dice,
+            val_dice_pooled: val.dice_pooled,
+            lr: sums.lr,
             seconds: t0.elapsed().as_secs_f64(),
-            patches_per_s: seen as f64 / train_seconds,
+            patches_per_s: sums.seen as f64 / train_seconds,
         };
         final_train_loss = m.train_loss;
         log.append(&m)?;
         epoch_seconds.push(m.seconds);
 
         state.epoch = epoch;
-        let improved = val_dice > state.best_val_dice;
+        let improved = val.dice > state.best_val_dice;
         if improved {
-            state.best_val_dice = val_dice;
+            state.best_val_dice = val.dice;
             state.best_epoch = epoch;
             state.epochs_since_best = 0;
             checkpoint::save(&checkpoint::best_dir(&opts.out), &model, None, &state)?;
