@@ -10,10 +10,11 @@ LIBDIR=$TARGET/release
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-echo "== build lungseg (release) and lungseg-train"
-cargo build --release -p lungseg-sys -p lungseg-train --target-dir "$TARGET"
+echo "== build lungseg (release) and lungseg-train (dev: the examples only need its synth)"
+cargo build --release -p lungseg-sys --target-dir "$TARGET"
+cargo build -p lungseg-train --target-dir "$TARGET"
 echo "== synthetic scan"
-"$TARGET/release/lungseg-train" synth --out "$WORK/data" --scans 2 --seed 11 >/dev/null
+"$TARGET/debug/lungseg-train" synth --out "$WORK/data" --scans 2 --seed 11 >/dev/null
 SCAN=$(ls "$WORK"/data/subset0/*.mhd | head -1)
 UID_=$(basename "$SCAN" .mhd)
 read -r X Y Z < <(awk -F, -v u="$UID_" 'NR>1 && $1==u {print $2, $3, $4; exit}' "$WORK/data/annotations.csv")
