@@ -10,14 +10,21 @@ use std::path::{Path, PathBuf};
 use std::ptr::null_mut;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("pipeline")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn small() -> SynthConfig {
-    SynthConfig { dims_xy: 128, z_extent_mm: 96.0, spacing_xy_mm: (1.4, 1.8), ..SynthConfig::default() }
+    SynthConfig {
+        dims_xy: 128,
+        z_extent_mm: 96.0,
+        spacing_xy_mm: (1.4, 1.8),
+        ..SynthConfig::default()
+    }
 }
 
 fn r(v: f64, d: i32) -> f64 {
@@ -60,7 +67,10 @@ fn synthetic_scans_read_back_with_geometry_and_nodules() {
             }
         }
         let centre = hu[(16 * 32 + 16) * 32 + 16];
-        assert!(centre > -700.0, "{uid}: centre HU {centre} is not nodule-like");
+        assert!(
+            centre > -700.0,
+            "{uid}: centre HU {centre} is not nodule-like"
+        );
         lines.push(format!(
             "{}: dims {:?} spacing [{:.3}, {:.3}, {:.3}] flipped {} | nodule {:.1} mm at voxel [{:.2}, {:.2}, {:.2}] | mask {} voxels, mean HU inside {:.0}, centre {:.0}",
             &uid[uid.len() - 6..],
@@ -85,17 +95,28 @@ fn synthetic_scans_read_back_with_geometry_and_nodules() {
 fn mc_dropout_at_a_synthetic_nodule_through_the_c_abi() {
     let dir = scratch("mc");
     let (_, path, c, _) = nodules(&dir).into_iter().next().unwrap();
-    let model_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lungseg-sys/tests/fixtures/small_f16_element.safetensors");
+    let model_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lungseg-sys/tests/fixtures/small_f16_element.safetensors");
     let mp = CString::new(model_path.to_str().unwrap()).unwrap();
     let vp = CString::new(path.to_str().unwrap()).unwrap();
     let (mut m, mut v) = (null_mut(), null_mut());
     unsafe {
-        assert_eq!(lungseg_model_open(mp.as_ptr(), std::ptr::null(), &mut m), lungseg_status::LUNGSEG_OK);
-        assert_eq!(lungseg_volume_open(vp.as_ptr(), &mut v), lungseg_status::LUNGSEG_OK);
+        assert_eq!(
+            lungseg_model_open(mp.as_ptr(), std::ptr::null(), &mut m),
+            lungseg_status::LUNGSEG_OK
+        );
+        assert_eq!(
+            lungseg_volume_open(vp.as_ptr(), &mut v),
+            lungseg_status::LUNGSEG_OK
+        );
     }
     let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
     unsafe { lungseg_model_get_info(m, &mut info) };
-    let n = info.patch_size.iter().map(|&s| s as usize).product::<usize>();
+    let n = info
+        .patch_size
+        .iter()
+        .map(|&s| s as usize)
+        .product::<usize>();
     let mut mean = vec![0f32; n];
     let mut out = lungseg_uncertainty {
         mean: mean.as_mut_ptr(),
@@ -118,14 +139,26 @@ fn mc_dropout_at_a_synthetic_nodule_through_the_c_abi() {
     let vol = lungseg::mhd::read(&path, &Default::default()).unwrap();
     let model = lungseg::model::Model::open(&model_path).unwrap();
     let cfg = model.config();
-    let spec = PatchSpec { size: cfg.patch_size, spacing_mm: cfg.spacing_mm, outside_hu: -1000.0 };
+    let spec = PatchSpec {
+        size: cfg.patch_size,
+        spacing_mm: cfg.spacing_mm,
+        outside_hu: -1000.0,
+    };
     let hu = patch::extract_patch(&vol, c, &spec).unwrap();
     let mut mean2 = vec![0f32; n];
     let s2 = lungseg::mc::predict_uncertainty(
         &model,
         &hu,
-        &lungseg::mc::McOptions { n_samples: 10, seed: 99, threads: 1, review_threshold: None },
-        lungseg::mc::UncertaintyMaps { mean: Some(&mut mean2), ..Default::default() },
+        &lungseg::mc::McOptions {
+            n_samples: 10,
+            seed: 99,
+            threads: 1,
+            review_threshold: None,
+        },
+        lungseg::mc::UncertaintyMaps {
+            mean: Some(&mut mean2),
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(mean, mean2);
