@@ -155,7 +155,11 @@ pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
 
 /// The cache folder (not created here).
 pub fn cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("LUNGSEG_CUDA_CACHE")
         .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("lungseg/cuda")))
         .or_else(|| env("HOME").map(|p| p.join(".cache/lungseg/cuda")))

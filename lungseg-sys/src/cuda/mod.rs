@@ -50,6 +50,11 @@ pub const KERNELS: &[KernelSource] = &[
         functions: &["ls_conv3"],
     },
     KernelSource {
+        name: "dropout",
+        source: include_str!("kernels/dropout.cu"),
+        functions: &["ls_dropout_expand"],
+    },
+    KernelSource {
         name: "pool",
         source: include_str!("kernels/pool.cu"),
         functions: &["ls_maxpool2"],
