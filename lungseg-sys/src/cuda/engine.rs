@@ -187,8 +187,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Buffers per level l: P (pooled input / up / decoder output), T (conv1 output), K
-    /// (skip = encoder output), aliased where lifetimes allow; plus the shared first output.
+    /// Buffers per level l: P (layer-0 input at level 0, then up / decoder output), Q (pooled
+    /// input, `C_{l-1}` channels), T (conv1 output), K (skip = encoder output), aliased where
+    /// lifetimes allow; plus the shared first-layer output.
     pub fn new(model: &Model) -> Plan {
         let cfg = model.config();
         let ch = &cfg.channels;
@@ -231,6 +232,19 @@ impl Plan {
                 })
             })
             .collect();
+        // Pooled inputs of levels 1.. (the previous level's channel count).
+        let q: Vec<usize> = (0..levels)
+            .map(|l| {
+                if l == 0 {
+                    return p[0]; // never used: level 0 is not pooled into
+                }
+                idx(Buf {
+                    level: l,
+                    c: ch[l.saturating_sub(1)],
+                    shared: false,
+                })
+            })
+            .collect();
         let mut ops = vec![
             Op::First { out: 0 },
             Op::Expand {
@@ -251,12 +265,12 @@ impl Plan {
         for l in 1..levels {
             ops.push(Op::Pool {
                 src: k[l - 1],
-                out: p[l],
+                out: q[l],
                 level_in: l - 1,
             });
             ops.push(Op::Conv {
                 conv,
-                src0: p[l],
+                src0: q[l],
                 src1: None,
                 out: t[l],
                 level: l,
