@@ -51,6 +51,15 @@ fn main() {
                             failures += 1;
                         }
                     }
+                    // Each function's report must carry the spill line, or "0 spills" would
+                    // only mean "not parsed".
+                    if c.log.matches("bytes spill stores").count() < k.functions.len() {
+                        eprintln!(
+                            "FAIL: {} sm_{arch}: ptxas report lacks spill lines:\n{}",
+                            k.name, c.log
+                        );
+                        failures += 1;
+                    }
                     for r in &rep {
                         println!(
                             "{:<12} sm_{:<4} {:<20} {:>5} {:>6} {:>7} {:>7}",
