@@ -49,10 +49,8 @@ run() {
   [ -x "$CARRY/bin/cuda_gpu" ] || { echo "FAIL: $CARRY/bin/cuda_gpu missing: run 'scripts/gpu-check.sh build' first and carry .gpu-carry" >&2; exit 1; }
   export LUNGSEG_GPU_TESTS=1 LUNGSEG_FIXTURES="$CARRY/fixtures"
   export LUNGSEG_CUDA_CACHE=${LUNGSEG_CUDA_CACHE:-$CARRY/cache}
-  # Without libnvrtc on the loader path, use the prebuilt cubins.
-  if ! ldconfig -p 2>/dev/null | grep -q libnvrtc.so.12 && [ -z "${CUDA_HOME:-}" ]; then
-    export LUNGSEG_CUDA_PREBUILT="$CARRY/prebuilt"
-  fi
+  # Used only when libnvrtc cannot be loaded (the probe and compile.rs decide).
+  export LUNGSEG_CUDA_PREBUILT="$CARRY/prebuilt"
   for d in /usr/local/cuda/lib64 ${CUDA_HOME:+$CUDA_HOME/lib64}; do
     [ -e "$d/libnvrtc.so.12" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   done

@@ -15,11 +15,12 @@ use cudarc::driver::{
 };
 use half::f16;
 use lungseg::cuda::engine::CudaEngine;
+use lungseg::cuda::probe::GpuInfo;
 use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
 use lungseg::cuda::{compile, probe, Probe, KERNELS};
 
 /// `None` when GPU tests are not requested; panics when requested but no GPU is usable.
-fn gpu() -> Option<(Arc<CudaContext>, Arc<CudaStream>, u32)> {
+fn gpu() -> Option<(Arc<CudaContext>, Arc<CudaStream>, GpuInfo)> {
     if std::env::var("LUNGSEG_GPU_TESTS").ok().as_deref() != Some("1") {
         eprintln!("GPU test skipped: LUNGSEG_GPU_TESTS is not 1");
         return None;
@@ -30,14 +31,15 @@ fn gpu() -> Option<(Arc<CudaContext>, Arc<CudaStream>, u32)> {
     };
     let ctx = CudaContext::new(0).unwrap();
     let st = ctx.default_stream();
-    Some((ctx, st, (info.compute.0 * 10 + info.compute.1) as u32))
+    Some((ctx, st, info))
 }
 
-fn func(ctx: &Arc<CudaContext>, arch: u32, file: &str, name: &str) -> CudaFunction {
+/// NVRTC (through the cache) or, without libnvrtc, the prebuilt cubins: as the engine loads them.
+fn func(ctx: &Arc<CudaContext>, info: &GpuInfo, file: &str, name: &str) -> CudaFunction {
     let k = KERNELS.iter().find(|k| k.name == file).unwrap();
-    let c = compile::compile_kernel(k, arch, false).unwrap();
+    let cubin = compile::cubin_for(k, info.compute, info.driver_version, info.nvrtc).unwrap();
     let m = ctx
-        .load_module(cudarc::nvrtc::Ptx::from_binary(c.cubin))
+        .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
         .unwrap();
     m.load_function(name).unwrap()
 }
@@ -98,8 +100,8 @@ fn cfg(grid: (u32, u32), block: u32) -> LaunchConfig {
 
 #[test]
 fn conv3_kernel_matches_reference() {
-    let Some((ctx, st, arch)) = gpu() else { return };
-    let f = func(&ctx, arch, "conv3", "ls_conv3");
+    let Some((ctx, st, info)) = gpu() else { return };
+    let f = func(&ctx, &info, "conv3", "ls_conv3");
     let mut rng = Rng(seed());
     // (c0, c1, cout, S, dims, shared src0, dropout kind): odd grid sizes exercise the edges.
     for &(c0, c1, cout, s, dims, shared, kind) in &[
@@ -186,8 +188,8 @@ fn conv3_kernel_matches_reference() {
 
 #[test]
 fn conv_first_kernel_matches_reference() {
-    let Some((ctx, st, arch)) = gpu() else { return };
-    let f = func(&ctx, arch, "conv_first", "ls_conv_first");
+    let Some((ctx, st, info)) = gpu() else { return };
+    let f = func(&ctx, &info, "conv_first", "ls_conv_first");
     let mut rng = Rng(seed());
     let (dims, cout) = ([7usize, 9, 10], 16usize);
     let v = 630;
@@ -220,10 +222,10 @@ fn conv_first_kernel_matches_reference() {
 
 #[test]
 fn pool_expand_upconv_kernels_match_references() {
-    let Some((ctx, st, arch)) = gpu() else { return };
+    let Some((ctx, st, info)) = gpu() else { return };
     let mut rng = Rng(seed());
     // maxpool2
-    let f = func(&ctx, arch, "pool", "ls_maxpool2");
+    let f = func(&ctx, &info, "pool", "ls_maxpool2");
     let (s, dims, c) = (3usize, [6usize, 4, 10], 32usize);
     let v = 240;
     let x = rng.h(s * v * c, 2.0);
@@ -243,7 +245,7 @@ fn pool_expand_upconv_kernels_match_references() {
     check(&st.clone_dtoh(&out).unwrap(), &want, 0.0, "maxpool2");
 
     // dropout_expand (element and channel)
-    let f = func(&ctx, arch, "dropout", "ls_dropout_expand");
+    let f = func(&ctx, &info, "dropout", "ls_dropout_expand");
     let shared = rng.h(v * 16, 1.0);
     for element in [false, true] {
         let drop = LsDrop::new(seed(), 0.2, 0, element, 5);
@@ -263,7 +265,7 @@ fn pool_expand_upconv_kernels_match_references() {
     }
 
     // upconv2
-    let f = func(&ctx, arch, "upconv", "ls_upconv2");
+    let f = func(&ctx, &info, "upconv", "ls_upconv2");
     let (cin, cout, dims) = (64usize, 32usize, [3usize, 5, 2]);
     let v = 30;
     let x = rng.h(s * v * cin, 1.0);
@@ -300,9 +302,9 @@ fn pool_expand_upconv_kernels_match_references() {
 
 #[test]
 fn head_kernels_match_reference() {
-    let Some((ctx, st, arch)) = gpu() else { return };
-    let fa = func(&ctx, arch, "head", "ls_head_accumulate");
-    let ff = func(&ctx, arch, "head", "ls_head_finalize");
+    let Some((ctx, st, info)) = gpu() else { return };
+    let fa = func(&ctx, &info, "head", "ls_head_accumulate");
+    let ff = func(&ctx, &info, "head", "ls_head_finalize");
     let mut rng = Rng(seed());
     let (c, v) = (16usize, 1000usize);
     let chunks = [4usize, 3];
