@@ -5,6 +5,8 @@
 //! safetensors U-Net; [`nn`] holds the CPU kernels; [`mc`] runs the forward pass and MC-dropout
 //! sampling with [`philox`] masks; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod error;
 pub mod ffi;
 pub mod fuzzing;

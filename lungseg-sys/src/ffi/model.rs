@@ -160,13 +160,30 @@ fn device_from(raw: u32) -> Result<lungseg_device> {
 }
 
 /// Picks the device a model runs on. AUTO falls back to the CPU cleanly.
+#[cfg(not(feature = "cuda"))]
 fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
     match requested {
         lungseg_device::LUNGSEG_DEVICE_CUDA => Err(Error::device(
-            "CUDA was requested but this build has no CUDA backend (the `cuda` feature and its \
-             kernels are not available yet); use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
+            "CUDA was requested but this build has no CUDA backend (built without the `cuda` \
+             feature); use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
         )),
         _ => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+    }
+}
+
+/// Picks the device a model runs on: AUTO takes the GPU when `cuda::probe()` finds one usable,
+/// else the CPU; CUDA without a usable GPU is a `LUNGSEG_DEVICE` error saying what is missing.
+#[cfg(feature = "cuda")]
+fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
+    use crate::cuda::Probe;
+    match (requested, crate::cuda::probe()) {
+        (lungseg_device::LUNGSEG_DEVICE_CPU, _) => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+        (_, Probe::Usable(_)) => Ok(lungseg_device::LUNGSEG_DEVICE_CUDA),
+        (lungseg_device::LUNGSEG_DEVICE_CUDA, Probe::Unusable(why)) => Err(Error::device(format!(
+            "CUDA was requested but no usable GPU was found: {why}; use LUNGSEG_DEVICE_AUTO or \
+             LUNGSEG_DEVICE_CPU"
+        ))),
+        (_, Probe::Unusable(_)) => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
     }
 }
 

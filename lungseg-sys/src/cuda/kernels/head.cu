@@ -1,0 +1,108 @@
+/* head.cu — the 1×1×1 head conv, sigmoid and the MC reduction across samples, so per-sample
+ * probability maps never reach device memory.
+ *
+ * ls_head_accumulate: x [S][V][C] fp16 (the last decoder conv's output, post-dropout), w [C]
+ *   f32, bias f32. For each voxel it folds the chunk's S samples into running per-voxel state
+ *   (sample order, Welford in f32): mean, m2, sum of H(p_s) (bits), any-foreground flag.
+ *   `n0` = samples already folded in (batches may be chunked to bound memory).
+ * ls_head_finalize: maps (mean, population variance, entropy H(mean), mutual information
+ *   max(H(mean) − sum_h/n, 0)), each optional (NULL = skip), plus one row of 6 f64 partial sums
+ *   per block for the summary: [foreground voxels (mean ≥ 0.5), uncertain-region voxels (any
+ *   sample ≥ 0.5), Σ mean, Σ entropy, Σ MI, Σ variance over the region]. The host adds the
+ *   rows in block order: deterministic, no atomics.
+ * Tiles: one thread per voxel, 256 threads; the C ≤ 64 weights sit in shared memory. Memory
+ * bound: reads C halves per voxel per sample once.
+ */
+
+#define HEAD_THREADS 256
+#define HEAD_MAX_C 64
+
+LS_FN float ls_entropy_bits(float p)
+{
+    p = fminf(fmaxf(p, 0.0f), 1.0f);
+    float h = 0.0f;
+    if (p > 0.0f)
+        h -= p * log2f(p);
+    if (p < 1.0f)
+        h -= (1.0f - p) * log2f(1.0f - p);
+    return h;
+}
+
+extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
+ls_head_accumulate(const ls_half *__restrict__ x, int C, const float *__restrict__ w,
+                   float bias, int S, ls_u32 V, int n0, float *__restrict__ mean,
+                   float *__restrict__ m2, float *__restrict__ sum_h,
+                   ls_u32 *__restrict__ any_fg)
+{
+    __shared__ float sw[HEAD_MAX_C];
+    for (int i = threadIdx.x; i < C; i += blockDim.x)
+        sw[i] = w[i];
+    __syncthreads();
+    const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
+    if (v >= V)
+        return;
+    float mu = n0 ? mean[v] : 0.0f, q = n0 ? m2[v] : 0.0f, sh = n0 ? sum_h[v] : 0.0f;
+    ls_u32 fg = n0 ? any_fg[v] : 0u;
+    for (int s = 0; s < S; ++s) {
+        const ls_u32 *px = (const ls_u32 *)(x + ((ls_u64)s * V + v) * C);
+        float logit = bias;
+        for (int c = 0; c < C; c += 2) {
+            ls_u32 pair = px[c / 2];
+            logit = fmaf(ls_h2f((ls_half)(pair & 0xffff)), sw[c], logit);
+            logit = fmaf(ls_h2f((ls_half)(pair >> 16)), sw[c + 1], logit);
+        }
+        const float p = 1.0f / (1.0f + expf(-logit));
+        const float k = (float)(n0 + s + 1);
+        const float d = p - mu;
+        mu += d / k;
+        q += d * (p - mu);
+        sh += ls_entropy_bits(p);
+        fg |= p >= 0.5f;
+    }
+    mean[v] = mu;
+    m2[v] = q;
+    sum_h[v] = sh;
+    any_fg[v] = fg;
+}
+
+extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
+ls_head_finalize(const float *__restrict__ mean, const float *__restrict__ m2,
+                 const float *__restrict__ sum_h, const ls_u32 *__restrict__ any_fg, int n,
+                 ls_u32 V, float *out_mean, float *out_var, float *out_ent, float *out_mi,
+                 double *__restrict__ partials)
+{
+    __shared__ double red[6][HEAD_THREADS];
+    const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
+    double acc[6] = {0, 0, 0, 0, 0, 0};
+    if (v < V) {
+        const float mu = mean[v];
+        const float var = fmaxf(m2[v] / (float)n, 0.0f);
+        const float h = ls_entropy_bits(mu);
+        const float mi = fmaxf(h - sum_h[v] / (float)n, 0.0f);
+        if (out_mean) out_mean[v] = mu;
+        if (out_var) out_var[v] = var;
+        if (out_ent) out_ent[v] = h;
+        if (out_mi) out_mi[v] = mi;
+        acc[0] = mu >= 0.5f ? 1.0 : 0.0;
+        if (any_fg[v]) {
+            acc[1] = 1.0;
+            acc[2] = mu;
+            acc[3] = h;
+            acc[4] = mi;
+            acc[5] = var;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < 6; ++k)
+        red[k][threadIdx.x] = acc[k];
+    __syncthreads();
+    for (int step = HEAD_THREADS / 2; step > 0; step >>= 1) {
+        if (threadIdx.x < step)
+#pragma unroll
+            for (int k = 0; k < 6; ++k)
+                red[k][threadIdx.x] += red[k][threadIdx.x + step];
+        __syncthreads();
+    }
+    if (threadIdx.x < 6)
+        partials[(ls_u64)blockIdx.x * 6 + threadIdx.x] = red[threadIdx.x][0];
+}

@@ -1,0 +1,75 @@
+//! NVIDIA GPU backend (feature `cuda`, `docs/cuda.md`): fp16 storage, fp32 accumulation, our own
+//! kernels (no cuDNN/cuBLAS), compiled by NVRTC at model open with an on-disk cache.
+//!
+//! - [`probe`]: is a usable GPU there? Checks that libcuda and libnvrtc can be loaded *before*
+//!   touching cudarc (its dynamic loaders panic on a missing library), then the device.
+//! - [`compile`]: NVRTC compilation of [`KERNELS`] (cubin for the device's `sm_XX`), the
+//!   ptxas report (registers, spills), the cache and the prebuilt-binary fallback.
+//! - [`reference`]: a CPU reference for every kernel (f32 with fp16 rounding where the kernel
+//!   rounds); the GPU tests compare against these, and CPU tests check them against `nn`.
+//! - [`engine`]: weights and workspace on the device, the MC batch, the launches.
+
+pub mod compile;
+pub mod engine;
+pub mod probe;
+pub mod reference;
+
+pub use probe::{probe, Probe};
+
+/// Prepended to every kernel source: Philox, fp16 helpers, the mma wrapper.
+pub const COMMON_CUH: &str = include_str!("kernels/common.cuh");
+
+/// One `.cu` file and the `extern "C"` kernels it defines.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSource {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub functions: &'static [&'static str],
+}
+
+impl KernelSource {
+    /// The full translation unit NVRTC compiles: `common.cuh` then the kernel file.
+    pub fn full_source(&self) -> String {
+        format!(
+            "{COMMON_CUH}\n#line 1 \"{}.cu\"\n{}",
+            self.name, self.source
+        )
+    }
+}
+
+/// Every kernel file of the backend; `scripts/nvrtc-check.sh` compiles each of them.
+pub const KERNELS: &[KernelSource] = &[
+    KernelSource {
+        name: "conv_first",
+        source: include_str!("kernels/conv_first.cu"),
+        functions: &["ls_conv_first"],
+    },
+    KernelSource {
+        name: "conv3",
+        source: include_str!("kernels/conv3.cu"),
+        functions: &["ls_conv3"],
+    },
+    KernelSource {
+        name: "dropout",
+        source: include_str!("kernels/dropout.cu"),
+        functions: &["ls_dropout_expand"],
+    },
+    KernelSource {
+        name: "pool",
+        source: include_str!("kernels/pool.cu"),
+        functions: &["ls_maxpool2"],
+    },
+    KernelSource {
+        name: "upconv",
+        source: include_str!("kernels/upconv.cu"),
+        functions: &["ls_upconv2"],
+    },
+    KernelSource {
+        name: "head",
+        source: include_str!("kernels/head.cu"),
+        functions: &["ls_head_accumulate", "ls_head_finalize"],
+    },
+];
+
+/// Architectures CI compiles for (A100, H100/H200).
+pub const CHECK_ARCHS: &[u32] = &[80, 90];

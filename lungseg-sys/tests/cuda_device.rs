@@ -1,0 +1,95 @@
+//! Device selection with the `cuda` feature on a machine without a usable GPU (CI, this
+//! machine): the probe says what is missing, CUDA is a `LUNGSEG_DEVICE` error with that
+//! message, AUTO falls back to the CPU and predicts. On a GPU machine (`LUNGSEG_GPU_TESTS=1`)
+//! these no-GPU expectations are skipped; `cuda_gpu.rs` covers that case.
+#![cfg(feature = "cuda")]
+
+use lungseg::cuda::{probe, Probe};
+use lungseg::ffi::lungseg_status::*;
+use lungseg::ffi::*;
+use std::ffi::{CStr, CString};
+use std::ptr::null_mut;
+
+fn gpu_run() -> bool {
+    std::env::var("LUNGSEG_GPU_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn open(device: u32) -> (lungseg_status, *mut lungseg_model, String) {
+    let path = CString::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/small_f16_element.safetensors"
+    ))
+    .unwrap();
+    let opts = lungseg_model_options {
+        struct_size: std::mem::size_of::<lungseg_model_options>() as u32,
+        device,
+        threads: 1,
+    };
+    let mut m = null_mut();
+    let st = unsafe { lungseg_model_open(path.as_ptr(), &opts, &mut m) };
+    let mut buf = vec![0 as libc::c_char; 2048];
+    unsafe { lungseg_last_error(buf.as_mut_ptr(), buf.len()) };
+    let msg = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    (st, m, msg)
+}
+
+#[test]
+fn without_a_gpu_cuda_is_a_device_error_and_auto_is_the_cpu() {
+    if gpu_run() {
+        return;
+    }
+    let why = match probe() {
+        Probe::Unusable(why) => why.clone(),
+        Probe::Usable(info) => panic!(
+            "a usable GPU ({}) but LUNGSEG_GPU_TESTS is not 1",
+            info.name
+        ),
+    };
+    if !lungseg::cuda::probe::libcuda_present() {
+        assert!(why.starts_with("no libcuda"), "{why}");
+    }
+
+    let (st, m, msg) = open(lungseg_device::LUNGSEG_DEVICE_CUDA as u32);
+    assert_eq!(st, LUNGSEG_DEVICE, "{msg}");
+    assert!(m.is_null());
+    assert!(
+        msg.contains("CUDA was requested") && msg.contains(&why),
+        "{msg}"
+    );
+
+    let (st, m, msg) = open(lungseg_device::LUNGSEG_DEVICE_AUTO as u32);
+    assert_eq!(st, LUNGSEG_OK, "{msg}");
+    let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { lungseg_model_get_info(m, &mut info) }, LUNGSEG_OK);
+    assert_eq!(info.device, lungseg_device::LUNGSEG_DEVICE_CPU as u32);
+    let n = info.patch_size.iter().product::<u32>() as usize;
+    let input = vec![-500.0f32; n];
+    let mut prob = vec![0.0f32; n];
+    let st = unsafe { lungseg_predict(m, input.as_ptr(), n, prob.as_mut_ptr(), n) };
+    assert_eq!(st, LUNGSEG_OK);
+    assert!(prob.iter().all(|p| (0.0..=1.0).contains(p)));
+    unsafe { lungseg_model_free(m) };
+
+    let (st, m, _) = open(lungseg_device::LUNGSEG_DEVICE_CPU as u32);
+    assert_eq!(st, LUNGSEG_OK);
+    unsafe { lungseg_model_free(m) };
+}
+
+#[test]
+fn engine_refuses_cleanly_without_a_gpu() {
+    if gpu_run() {
+        return;
+    }
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/small_f16_element.safetensors"
+    ))
+    .unwrap();
+    let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
+    let e = lungseg::cuda::engine::CudaEngine::new(&m)
+        .err()
+        .expect("no GPU here");
+    assert_eq!(e.kind, lungseg::ErrorKind::Device);
+}

@@ -1,0 +1,415 @@
+//! CPU checks of the CUDA backend's kernel references (no GPU needed): each reference against
+//! the CPU engine's own `nn` reference on small random inputs, and the whole launch plan run
+//! through the references against the CPU engine.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::*;
+use lungseg::cuda::engine::{run_reference, Plan};
+use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
+use lungseg::mc::{predict_uncertainty, McOptions, UncertaintyMaps};
+use lungseg::nn::{self, Grid};
+
+struct Rng(u64);
+impl Rng {
+    fn f(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
+    }
+    /// Values exactly representable in fp16, as stored activations/weights are.
+    fn h(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| round_f16(self.f() * scale)).collect()
+    }
+}
+
+fn close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= abs + rel * y.abs(),
+            "{what}: element {i}: {x} vs {y}"
+        );
+    }
+}
+
+/// PyTorch `[cout][cin][27]` → kernel `[cout][27][cin]`.
+fn to_kernel(w: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut k = vec![0.0; w.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for t in 0..27 {
+                k[(co * 27 + t) * cin + ci] = w[(co * cin + ci) * 27 + t];
+            }
+        }
+    }
+    k
+}
+
+#[test]
+fn conv3_reference_matches_nn_reference_with_two_sources_and_batch() {
+    let mut rng = Rng(0x5eed);
+    let (c0, c1, cout, s) = (16, 16, 24, 2);
+    let dims = [3, 5, 6];
+    let g = Grid::new(dims[0], dims[1], dims[2]);
+    let v = g.voxels();
+    let a = rng.h(s * v * c0, 1.0);
+    let b = rng.h(s * v * c1, 1.0);
+    let cin = c0 + c1;
+    let w = rng.h(cout * cin * 27, 0.2);
+    let bias = rng.h(cout, 0.5);
+    let got = r::conv3(
+        Src {
+            data: &a,
+            c: c0,
+            shared: false,
+        },
+        Some(Src {
+            data: &b,
+            c: c1,
+            shared: false,
+        }),
+        &to_kernel(&w, cin, cout),
+        &bias,
+        cout,
+        s,
+        dims,
+        true,
+        &LsDrop::NONE,
+    );
+    for sm in 0..s {
+        // The concat the kernel never materialises, for the CPU reference.
+        let mut cat = Vec::with_capacity(v * cin);
+        for vox in 0..v {
+            cat.extend_from_slice(&a[(sm * v + vox) * c0..][..c0]);
+            cat.extend_from_slice(&b[(sm * v + vox) * c1..][..c1]);
+        }
+        let want: Vec<f32> = nn::conv3::reference(&cat, g, cin, &w, &bias, cout, true)
+            .into_iter()
+            .map(round_f16)
+            .collect();
+        // Both round to fp16 at the end; f32 vs f64 accumulation may flip one ulp.
+        close(
+            &got[sm * v * cout..][..v * cout],
+            &want,
+            1e-3,
+            2e-3,
+            "conv3",
+        );
+    }
+}
+
+#[test]
+fn conv3_reference_shared_source_and_dropout_epilogue() {
+    let mut rng = Rng(77);
+    let (c0, cout, s) = (16, 16, 3);
+    let dims = [2, 3, 4];
+    let v = 24;
+    let a = rng.h(v * c0, 1.0);
+    let w = rng.h(cout * c0 * 27, 0.2);
+    let bias = rng.h(cout, 0.5);
+    let wk = to_kernel(&w, c0, cout);
+    let plain = r::conv3(
+        Src {
+            data: &a,
+            c: c0,
+            shared: true,
+        },
+        None,
+        &wk,
+        &bias,
+        cout,
+        s,
+        dims,
+        true,
+        &LsDrop::NONE,
+    );
+    // Shared input: every sample equal.
+    for sm in 1..s {
+        assert_eq!(plain[..v * cout], plain[sm * v * cout..][..v * cout]);
+    }
+    for element in [false, true] {
+        let d = LsDrop::new(42, 0.3, 5, element, 7);
+        let got = r::conv3(
+            Src {
+                data: &a,
+                c: c0,
+                shared: true,
+            },
+            None,
+            &wk,
+            &bias,
+            cout,
+            s,
+            dims,
+            true,
+            &d,
+        );
+        let mut dropped = 0;
+        for sm in 0..s {
+            let st = lungseg::philox::DropoutStream::new(42, 7 + sm as u32, 5, 0.3);
+            for vox in 0..v {
+                for c in 0..cout {
+                    let i = (sm * v + vox) * cout + c;
+                    let idx = if element {
+                        (c * v + vox) as u64
+                    } else {
+                        c as u64
+                    };
+                    let want = if st.keep(idx) {
+                        round_f16(plain[i] / 0.7)
+                    } else {
+                        0.0
+                    };
+                    dropped += usize::from(!st.keep(idx));
+                    assert!(
+                        (got[i] - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                        "{element} {i}: {} vs {want}",
+                        got[i]
+                    );
+                }
+            }
+        }
+        assert!(dropped > 0);
+    }
+}
+
+#[test]
+fn conv_first_reference_matches_nn_reference() {
+    let mut rng = Rng(3);
+    let dims = [4, 5, 6];
+    let g = Grid::new(4, 5, 6);
+    let cout = 16;
+    let hu: Vec<f32> = (0..g.voxels()).map(|_| rng.f() * 1500.0 - 300.0).collect();
+    let w = rng.h(cout * 27, 0.5);
+    let bias = rng.h(cout, 0.2);
+    let mut w32 = vec![0.0; 32 * cout];
+    for co in 0..cout {
+        for t in 0..27 {
+            w32[t * cout + co] = w[co * 27 + t];
+        }
+    }
+    let got = r::conv_first(&hu, -1000.0, 400.0, &w32, &bias, cout, dims);
+    let norm: Vec<f32> = hu
+        .iter()
+        .map(|&x| round_f16(((x + 1000.0) / 1400.0).clamp(0.0, 1.0)))
+        .collect();
+    let want: Vec<f32> = nn::conv3::reference(&norm, g, 1, &w, &bias, cout, true)
+        .into_iter()
+        .map(round_f16)
+        .collect();
+    close(&got, &want, 1e-3, 2e-3, "conv_first");
+}
+
+#[test]
+fn maxpool_reference_matches_nn_reference_exactly() {
+    let mut rng = Rng(11);
+    let (s, c) = (2, 16);
+    let g = Grid::new(4, 6, 8);
+    let x = rng.h(s * g.voxels() * c, 1.0);
+    let got = r::maxpool2(&x, s, [4, 6, 8], c);
+    let hv = g.half().voxels();
+    for sm in 0..s {
+        let want = nn::pool::reference(&x[sm * g.voxels() * c..][..g.voxels() * c], g, c);
+        assert_eq!(&got[sm * hv * c..][..hv * c], &want[..]);
+    }
+}
+
+#[test]
+fn upconv_reference_matches_nn_reference() {
+    let mut rng = Rng(19);
+    let (s, cin, cout) = (2, 32, 16);
+    let g = Grid::new(2, 3, 2);
+    let x = rng.h(s * g.voxels() * cin, 1.0);
+    let w = rng.h(cin * cout * 8, 0.3); // PyTorch [cin][cout][2][2][2]
+    let bias = rng.h(cout, 0.3);
+    let mut wk = vec![0.0; w.len()];
+    for ci in 0..cin {
+        for co in 0..cout {
+            for o in 0..8 {
+                wk[(o * cout + co) * cin + ci] = w[(ci * cout + co) * 8 + o];
+            }
+        }
+    }
+    let got = r::upconv2(&x, cin, &wk, &bias, cout, s, [2, 3, 2]);
+    let ov = g.double().voxels();
+    for sm in 0..s {
+        let want: Vec<f32> = nn::upconv::reference(
+            &x[sm * g.voxels() * cin..][..g.voxels() * cin],
+            g,
+            cin,
+            &w,
+            &bias,
+            cout,
+        )
+        .into_iter()
+        .map(round_f16)
+        .collect();
+        close(
+            &got[sm * ov * cout..][..ov * cout],
+            &want,
+            1e-3,
+            2e-3,
+            "upconv",
+        );
+    }
+}
+
+#[test]
+fn head_reference_matches_cpu_statistics_across_chunks() {
+    let mut rng = Rng(23);
+    let (c, v, n) = (16, 50, 7);
+    let x = rng.h(n * v * c, 1.0);
+    let w = rng.h(c, 0.8);
+    let bias = 0.1;
+    // Two chunks (4 + 3 samples) as the engine folds them.
+    let mut st = r::HeadState::default();
+    r::head_accumulate(&x[..4 * v * c], c, &w, bias, 4, &mut st);
+    r::head_accumulate(&x[4 * v * c..], c, &w, bias, 3, &mut st);
+    let out = r::head_finalize(&st);
+    let mut region = 0;
+    for i in 0..v {
+        let ps: Vec<f32> = (0..n)
+            .map(|sm| {
+                let px = &x[(sm * v + i) * c..][..c];
+                nn::head::sigmoid(px.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + bias)
+            })
+            .collect();
+        let want = lungseg::mc::voxel_stats(&ps);
+        assert!((out.mean[i] - want.mean).abs() < 1e-5);
+        assert!((out.variance[i] - want.variance).abs() < 1e-5);
+        assert!((out.entropy[i] - want.entropy).abs() < 1e-4);
+        assert!((out.mutual_info[i] - want.mutual_info).abs() < 1e-4, "{i}");
+        region += usize::from(want.any_foreground);
+    }
+    assert_eq!(out.sums[1] as usize, region);
+}
+
+fn cpu_engine(
+    model: &lungseg::model::Model,
+    input: &[f32],
+    seed: u64,
+    n: u32,
+) -> ([Vec<f32>; 4], lungseg::mc::PatchSummary) {
+    let v = input.len();
+    let (mut a, mut b, mut c, mut d) = (vec![0.0; v], vec![0.0; v], vec![0.0; v], vec![0.0; v]);
+    let s = predict_uncertainty(
+        model,
+        input,
+        &McOptions {
+            n_samples: n,
+            seed,
+            threads: 1,
+            review_threshold: None,
+        },
+        UncertaintyMaps {
+            mean: Some(&mut a),
+            variance: Some(&mut b),
+            entropy: Some(&mut c),
+            mutual_info: Some(&mut d),
+        },
+    )
+    .unwrap();
+    ([a, b, c, d], s)
+}
+
+/// The whole GPU launch plan, executed with the kernel references, against the CPU engine with
+/// identical masks: the same tolerances the GPU test uses (max ≤ 1e-2, mean ≤ 1e-3).
+fn plan_matches_cpu_engine(
+    model: &lungseg::model::Model,
+    input: &[f32],
+    seed: u64,
+    n: u32,
+    chunk: usize,
+) {
+    let (maps, summary) = cpu_engine(model, input, seed, n);
+    let got = run_reference(model, input, seed, n, chunk, true);
+    for (name, g, w) in [
+        ("mean", &got.mean, &maps[0]),
+        ("variance", &got.variance, &maps[1]),
+        ("entropy", &got.entropy, &maps[2]),
+        ("mutual_info", &got.mutual_info, &maps[3]),
+    ] {
+        let max = max_abs_diff(g, w);
+        let mean = g
+            .iter()
+            .zip(w.iter())
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / g.len() as f64;
+        eprintln!("{name}: max {max:.2e} mean {mean:.2e}");
+        assert!(max <= 1e-2 && mean <= 1e-3, "{name}: max {max} mean {mean}");
+    }
+    let fg = got.mean.iter().filter(|&&m| m >= 0.5).count() as u64;
+    assert!(
+        (fg as i64 - summary.foreground_voxels as i64).abs()
+            <= 2 + summary.foreground_voxels as i64 / 100
+    );
+}
+
+#[test]
+fn reference_plan_matches_cpu_engine_channel_dropout() {
+    let m = fixture_model("small");
+    let input = read_f32("small.input.f32");
+    plan_matches_cpu_engine(&m, &input, 0x1234_5678_9abc_def0, 5, 2);
+}
+
+#[test]
+fn reference_plan_matches_cpu_engine_element_dropout() {
+    let m = fixture_model("small_f16_element");
+    let input = read_f32("small_f16_element.input.f32");
+    plan_matches_cpu_engine(&m, &input, 99, 4, 3);
+}
+
+#[test]
+fn reference_plan_matches_cpu_engine_gpu_shaped_model() {
+    // Channels that the CUDA kernels accept (multiples of 16), three levels.
+    let cfg =
+        r#"{"channels":[16,32,48],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
+    let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+    assert!(lungseg::cuda::engine::unsupported_reason(&m).is_none());
+    let mut rng = Rng(5);
+    let input: Vec<f32> = (0..512).map(|_| rng.f() * 1000.0 - 200.0).collect();
+    plan_matches_cpu_engine(&m, &input, 7, 3, 2);
+    // Deterministic pass (no dropout) against lungseg::mc::predict.
+    let mut prob = vec![0.0; 512];
+    lungseg::mc::predict(&m, &input, &mut prob, 1).unwrap();
+    let det = run_reference(&m, &input, 0, 1, 1, false);
+    assert!(max_abs_diff(&det.mean, &prob) <= 1e-2);
+}
+
+#[test]
+fn plan_has_the_documented_dropout_layers_and_no_in_place_launch() {
+    let cfg = r#"{"channels":[16,32,64,128,256]}"#;
+    let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+    let plan = Plan::new(&m);
+    let mut layers = Vec::new();
+    for op in &plan.ops {
+        match *op {
+            lungseg::cuda::engine::Op::Expand { src, out, layer } => {
+                assert_ne!(src, out);
+                layers.push(layer);
+            }
+            lungseg::cuda::engine::Op::Conv {
+                src0,
+                src1,
+                out,
+                layer,
+                ..
+            } => {
+                assert!(src0 != out && src1 != Some(out));
+                layers.push(layer);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(layers, (0..18).collect::<Vec<u32>>());
+    // Default model, MC-20 in one chunk: the workspace fits the 1 GiB goal with the weights.
+    assert!(
+        plan.workspace_bytes(20) < 900 << 20,
+        "{}",
+        plan.workspace_bytes(20) >> 20
+    );
+}
