@@ -27,6 +27,9 @@ cargo test --workspace --no-fail-fast
 if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   step "cuda feature builds without a CUDA toolkit"
   cargo check -p lungseg-sys --features cuda --all-targets
+  cargo test -p lungseg-sys --features cuda --no-fail-fast
+  step "CUDA kernels compile with NVRTC for sm_80 and sm_90, no register spills"
+  scripts/nvrtc-check.sh
 fi
 
 step "C and C++ examples (shared + static, make + cmake)"

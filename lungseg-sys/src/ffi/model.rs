@@ -171,19 +171,23 @@ fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
     }
 }
 
-/// Picks the device a model runs on: AUTO takes the GPU when `cuda::probe()` finds one usable,
-/// else the CPU; CUDA without a usable GPU is a `LUNGSEG_DEVICE` error saying what is missing.
+/// Picks the device a model runs on. The CUDA engine (`crate::cuda`) is built and its kernels
+/// compile, but it is not yet wired into `lungseg_predict*` and has never run on a GPU; until it
+/// is, AUTO honestly reports and uses the CPU, and an explicit CUDA request is a
+/// `LUNGSEG_DEVICE` error saying why (what is missing, or that the engine is not wired yet).
 #[cfg(feature = "cuda")]
 fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
     use crate::cuda::Probe;
     match (requested, crate::cuda::probe()) {
-        (lungseg_device::LUNGSEG_DEVICE_CPU, _) => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
-        (_, Probe::Usable(_)) => Ok(lungseg_device::LUNGSEG_DEVICE_CUDA),
+        (lungseg_device::LUNGSEG_DEVICE_CUDA, Probe::Usable(_)) => Err(Error::device(
+            "CUDA was requested and a GPU is usable, but the CUDA engine is not wired into \
+             predictions yet in this version; use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
+        )),
         (lungseg_device::LUNGSEG_DEVICE_CUDA, Probe::Unusable(why)) => Err(Error::device(format!(
             "CUDA was requested but no usable GPU was found: {why}; use LUNGSEG_DEVICE_AUTO or \
              LUNGSEG_DEVICE_CPU"
         ))),
-        (_, Probe::Unusable(_)) => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+        _ => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
     }
 }
 
