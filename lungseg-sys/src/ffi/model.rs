@@ -429,7 +429,18 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
             spacing_mm: cfg.spacing_mm,
             outside_hu: -1000.0,
         };
-        let hu = patch::extract_patch(v, c, &spec)?;
-        run_mc(m, &hu, opts, out)
+        // The patch buffer is reused per thread: no heap allocation per call after the first.
+        PATCH_BUFFER.with(|buf| {
+            let mut hu = buf
+                .try_borrow_mut()
+                .map_err(|_| Error::invalid("re-entrant call"))?;
+            hu.resize(cfg.patch_voxels(), 0.0);
+            patch::extract_hu(v, c, &spec, &mut hu)?;
+            run_mc(m, &hu, opts, out)
+        })
     })
+}
+
+thread_local! {
+    static PATCH_BUFFER: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
