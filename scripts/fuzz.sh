@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1)
     dict="fuzz/$t.dict"
     [ -f "$dict" ] || dict="fuzz/${t%%_*}.dict"
-    [ -f "$dict" ] && args+=(-dict="$root/$dict")
+    if [ -f "$dict" ]; then args+=(-dict="$root/$dict"); else dict="none"; fi
     corpus=("fuzz/corpus/$t")
     [ -d "fuzz/seeds/$t" ] && corpus+=("fuzz/seeds/$t")
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"

@@ -1,6 +1,9 @@
 //! The C ABI for models, called as C would: results equal the Rust engine's, bad input gets
 //! its status and a message, and one handle serves many threads.
 
+mod ffi_common;
+
+use ffi_common::{expect, last_error};
 use lungseg::ffi::*;
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::Model;
@@ -20,24 +23,6 @@ fn read_f32(name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
-}
-
-fn last_error() -> String {
-    let mut buf = vec![0 as libc::c_char; 1024];
-    unsafe { lungseg_last_error(buf.as_mut_ptr(), buf.len()) };
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn expect(st: lungseg_status, want: lungseg_status, needle: &str) {
-    assert_eq!(st, want, "message: {}", last_error());
-    let msg = last_error();
-    assert!(
-        msg.contains(needle),
-        "message {msg:?} should mention {needle:?}"
-    );
 }
 
 const MODEL: &str = "small_f16_element.safetensors";

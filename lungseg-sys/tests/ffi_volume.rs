@@ -1,5 +1,8 @@
 //! The C ABI for volumes, called as C would: every bad input gets its status and a message.
 
+mod ffi_common;
+
+use ffi_common::{expect, last_error};
 use lungseg::ffi::*;
 use lungseg::mhd::{self, WriteOptions};
 use lungseg::{Geometry, PixelData, Volume};
@@ -14,27 +17,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn last_error() -> String {
-    let n = unsafe { lungseg_last_error(null_mut(), 0) };
-    let mut buf = vec![0 as libc::c_char; n + 1];
-    let m = unsafe { lungseg_last_error(buf.as_mut_ptr(), buf.len()) };
-    assert_eq!(m, n);
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Asserts a status and that the message mentions `needle`.
-fn expect(st: lungseg_status, want: lungseg_status, needle: &str) {
-    assert_eq!(st, want, "message: {}", last_error());
-    let msg = last_error();
-    assert!(
-        msg.contains(needle),
-        "message {msg:?} should mention {needle:?}"
-    );
 }
 
 /// A flipped, anisotropic int16 scan with a bright cube; returns its path.

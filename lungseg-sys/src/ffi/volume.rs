@@ -83,7 +83,7 @@ pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<Path
     }
 }
 
-pub(crate) fn patch_spec_from(spec: Option<lungseg_patch_spec>) -> Result<PatchSpec> {
+pub(crate) fn patch_spec_from(spec: Option<lungseg_patch_spec>) -> PatchSpec {
     let mut out = PatchSpec::default();
     if let Some(s) = spec {
         for a in 0..3 {
@@ -98,7 +98,7 @@ pub(crate) fn patch_spec_from(spec: Option<lungseg_patch_spec>) -> Result<PatchS
             out.outside_hu = s.outside_hu;
         }
     }
-    Ok(out)
+    out
 }
 
 pub(crate) fn world_arg(p: *const f64, name: &str) -> Result<[f64; 3]> {
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn lungseg_volume_extract_patch(
     guard(|| {
         let v = &arg_ref(volume, "volume")?.inner;
         let c = world_arg(center_world, "center_world")?;
-        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?)?;
+        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?);
         let dst = arg_slice_mut(dst, dst_len, "dst")?;
         patch::extract_hu(v, c, &spec, dst)
     })
@@ -290,7 +290,7 @@ pub unsafe extern "C" fn lungseg_sphere_mask(
     voxels_set: *mut u64,
 ) -> lungseg_status {
     guard(|| {
-        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?)?;
+        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?);
         let c = world_arg(patch_center_world, "patch_center_world")?;
         let n = world_arg(nodule_world, "nodule_world")?;
         let dst = arg_slice_mut(dst, dst_len, "dst")?;

@@ -1,5 +1,5 @@
-//! Replays every committed fuzz seed and saved crash input through the fuzz target bodies on
-//! stable, so CI catches regressions without a fuzzer. Seeds must also still parse/read
+//! Replays every committed fuzz seed and saved crash input (MetaImage, model, C API targets)
+//! through the fuzz target bodies on stable, so CI catches regressions without a fuzzer. Seeds must also still parse/read
 //! successfully: a seed that errors out early no longer guides the fuzzer anywhere useful.
 
 use lungseg::mhd::fuzzing;
@@ -56,5 +56,46 @@ fn mhd_volume_seeds_and_regressions() {
     }
     for p in inputs("regressions", "mhd_volume") {
         fuzzing::mhd_volume(&std::fs::read(p).unwrap());
+    }
+}
+
+fn model_bytes() -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_f16_element.safetensors"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn model_load_seeds_and_regressions() {
+    let seeds = inputs("seeds", "model_load");
+    assert!(
+        seeds.len() >= 5,
+        "fuzz/seeds/model_load has only {} seeds",
+        seeds.len()
+    );
+    let mut loaded = 0;
+    for p in seeds.iter().chain(&inputs("regressions", "model_load")) {
+        let data = std::fs::read(p).unwrap();
+        lungseg::fuzzing::model_load(&data);
+        loaded += lungseg::model::Model::from_bytes(&data).is_ok() as usize;
+    }
+    assert!(
+        loaded >= 2,
+        "seeds should include loadable models, {loaded} loaded"
+    );
+}
+
+#[test]
+fn c_api_seeds_and_regressions() {
+    let seeds = inputs("seeds", "c_api");
+    assert!(
+        seeds.len() >= 5,
+        "fuzz/seeds/c_api has only {} seeds",
+        seeds.len()
+    );
+    let model = model_bytes();
+    for p in seeds.iter().chain(&inputs("regressions", "c_api")) {
+        lungseg::fuzzing::c_api(&model, &std::fs::read(p).unwrap());
     }
 }
