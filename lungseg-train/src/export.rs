@@ -63,6 +63,21 @@ pub struct NamedTensor {
     pub data: Vec<f32>,
 }
 
+/// The PyTorch state_dict name of the tensor at module path `path`: the path joined with dots,
+/// with BatchNorm's `gamma`/`beta` renamed `weight`/`bias`.
+pub fn pytorch_name(path: &[String]) -> String {
+    let is_bn = path.len() >= 2 && path[path.len() - 2].starts_with("bn");
+    let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let Some(last) = parts.last_mut() {
+        match *last {
+            "gamma" if is_bn => *last = "weight",
+            "beta" if is_bn => *last = "bias",
+            _ => {}
+        }
+    }
+    parts.join(".")
+}
+
 /// Every tensor of `model` (weights and BatchNorm running statistics) under its PyTorch name:
 /// the module path, with BatchNorm's `gamma`/`beta` renamed `weight`/`bias`.
 pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
@@ -78,15 +93,6 @@ pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let mut parts = self.path.clone();
-            let is_bn = parts.len() >= 2 && parts[parts.len() - 2].starts_with("bn");
-            if let Some(last) = parts.last_mut() {
-                match last.as_str() {
-                    "gamma" if is_bn => *last = "weight".into(),
-                    "beta" if is_bn => *last = "bias".into(),
-                    _ => {}
-                }
-            }
             let t = param.val();
             let shape = t.dims().to_vec();
             let data = t
@@ -94,7 +100,7 @@ pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
                 .try_into_vec_as::<f32>()
                 .expect("f32 tensor data");
             self.out.push(NamedTensor {
-                name: parts.join("."),
+                name: pytorch_name(&self.path),
                 shape,
                 data,
             });

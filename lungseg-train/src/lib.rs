@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod demo;
 pub mod evaluate;
 pub mod export;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod prepare;

@@ -138,3 +138,66 @@ fn utc_dates() {
     assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(format_utc(1_798_761_599), "2026-12-31T23:59:59Z");
 }
+
+/// `import::from_safetensors` reads back exactly what `export` wrote (F32 bit for bit, F16 to
+/// its rounding), and refuses a file that is not a lungseg model.
+#[test]
+fn exported_model_imports_back() {
+    use lungseg_train::export::named_tensors;
+    use lungseg_train::import::from_safetensors;
+    let config = common::tiny_config();
+    let device = Device::flex();
+    let model = config.init(&device);
+    let want = named_tensors(&model);
+    for dtype in [ExportDtype::F32, ExportDtype::F16] {
+        let bytes = to_safetensors(
+            &model,
+            &config,
+            &Review::default(),
+            &serde_json::json!({}),
+            dtype,
+        )
+        .unwrap();
+        let (back, cfg) = from_safetensors(&bytes, &device).unwrap();
+        assert_eq!(cfg, config);
+        let got = named_tensors(&back);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.name, &g.shape), (&w.name, &w.shape));
+            for (a, b) in g.data.iter().zip(&w.data) {
+                let tol = if dtype == ExportDtype::F32 {
+                    0.0
+                } else {
+                    1e-3 * b.abs().max(1e-4)
+                };
+                assert!((a - b).abs() <= tol, "{}: {a} vs {b} ({dtype:?})", g.name);
+            }
+        }
+    }
+    let err = from_safetensors(b"not a model", &device).unwrap_err();
+    assert!(err.to_string().contains("safetensors"), "{err}");
+}
+
+/// `fg_prior` sets the head's bias to the prior's logit, so that an untrained net already
+/// predicts the background rate.
+#[test]
+fn prior_bias_sets_head_bias() {
+    use lungseg_train::train::with_prior_bias;
+    let model = common::tiny_config().init(&Device::flex());
+    let model = with_prior_bias(model, 0.01).unwrap();
+    let b = model
+        .head
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!((b[0] - (0.01f32 / 0.99).ln()).abs() < 1e-6, "{b:?}");
+    assert!(with_prior_bias(common::tiny_config().init(&Device::flex()), 1.5).is_err());
+    // On an autodiff device the bias stays a trainable parameter.
+    let ad = Device::flex().autodiff();
+    let model = with_prior_bias(common::tiny_config().init(&ad), 0.01).unwrap();
+    assert!(model.head.bias.as_ref().unwrap().val().is_require_grad());
+}

@@ -59,6 +59,9 @@ pub struct TrainArgs {
     /// Train on the raw patches.
     #[arg(long)]
     pub no_augment: bool,
+    /// Foreground prior the head's bias starts at (logit of it); 0 keeps Burn's initialisation.
+    #[arg(long, default_value_t = 0.01)]
+    pub fg_prior: f64,
     /// At most this many batches per epoch.
     #[arg(long)]
     pub max_batches: Option<usize>,
@@ -116,6 +119,7 @@ impl TrainArgs {
             seed: self.seed,
             resume: self.resume,
             augment: (!self.no_augment).then(AugmentConfig::default),
+            fg_prior: self.fg_prior,
             max_batches: self.max_batches,
             backend: match self.backend {
                 BackendArg::Flex => Backend::Flex,
