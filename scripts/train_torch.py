@@ -7,7 +7,9 @@ Two uses: a side-by-side training-throughput peer for BENCHMARKS.md (`--bench`),
 place to check that a training recipe learns at all, independently of Burn.
 
 Usage: python3 scripts/train_torch.py DATA [--epochs 12] [--batch 8] [--lr 3e-3]
-       [--channels 8,16,32,64] [--threads 2] [--bench STEPS]
+       [--channels 8,16,32,64] [--threads 2] [--prior 0.01]
+       python3 scripts/train_torch.py --bench STEPS --size 64 --batch 2 --channels 16,32,64,128,256
+       (random data, like lungseg-train/examples/train_throughput.rs)
 """
 import argparse
 import json
@@ -89,7 +91,7 @@ def lr_at(step, total, warmup, lr, min_lr):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("data")
+    ap.add_argument("data", nargs="?")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -102,6 +104,7 @@ def main():
     ap.add_argument("--prior", type=float, default=0.0,
                     help="initialise the head bias to logit(prior); 0 keeps PyTorch's init")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and exit")
+    ap.add_argument("--size", type=int, default=64, help="patch edge of --bench")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -110,27 +113,30 @@ def main():
     if a.prior > 0:
         with torch.no_grad():
             net.head.bias.fill_(math.log(a.prior / (1 - a.prior)))
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, eps=1e-8)
+    if a.bench:
+        shape = (a.batch, 1, a.size, a.size, a.size)
+        x = torch.rand(shape)
+        y = (torch.rand(shape) < 0.05).float()
+        net.train()
+        times = []
+        for i in range(a.bench + 1):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            loss, _ = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            if i > 0:  # the first step is warm-up
+                times.append(time.perf_counter() - t0)
+        med = sorted(times)[len(times) // 2]
+        print(f"pytorch {torch.__version__}: channels {ch}, {a.size}^3, batch {a.batch}: median "
+              f"{med:.3f} s/step = {a.batch / med:.3f} patches/s (threads: {a.threads})")
+        return
     xtr, ytr = load(a.data, "train")
     xva, yva = load(a.data, "val")
-    opt = torch.optim.Adam(net.parameters(), lr=a.lr, eps=1e-8)
     n = xtr.shape[0]
     per_epoch = math.ceil(n / a.batch)
     total, warm = a.epochs * per_epoch, a.warmup * per_epoch
-    if a.bench:
-        net.train()
-        idx = torch.arange(a.batch)
-        for i in range(a.bench + 2):
-            if i == 2:
-                t0 = time.perf_counter()
-            opt.zero_grad()
-            loss, _ = loss_fn(net(xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-        dt = time.perf_counter() - t0
-        print(json.dumps({"torch": torch.__version__, "threads": a.threads, "batch": a.batch,
-                          "patch": list(xtr.shape[2:]), "channels": ch, "steps": a.bench,
-                          "seconds": dt, "patches_per_s": a.bench * a.batch / dt}))
-        return
     g = torch.Generator().manual_seed(a.seed)
     step = 0
     for ep in range(1, a.epochs + 1):

@@ -308,6 +308,7 @@ pub fn evaluate(
         review_score: review.score.name().into(),
         review_threshold: review.threshold,
         metrics,
+        dice_nodules_ge_5mm: dice_large.mean_dice,
         figures: figs,
         notes,
     };

@@ -107,6 +107,7 @@ mod metrics_report {
             review_score: "mean_mutual_info".into(),
             review_threshold: 0.2,
             metrics: m,
+            dice_nodules_ge_5mm: None,
             figures: vec![FigureRef {
                 title: "Referral".into(),
                 path: "referral.png".into(),
@@ -127,6 +128,20 @@ mod metrics_report {
         let pooled = &v["metrics"]["overlap"]["pooled"];
         assert_ne!(pooled["dice"], pooled["iou"]);
         assert_eq!(v["quality_checks"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            v["quality_checks"][0]["name"],
+            "Dice, mean over nodule patches"
+        );
+        // With diameters known, the Dice bar is judged on nodules >= 5 mm only.
+        let sized = Report {
+            dice_nodules_ge_5mm: Some(0.85),
+            ..r.clone()
+        };
+        let q = &sized.quality_checks()[0];
+        assert!(
+            q.name.contains(">= 5 mm") && q.passed && q.value == Some(0.85),
+            "{q:?}"
+        );
         assert_eq!(v["metrics"]["patches"].as_array().unwrap().len(), 5);
         assert!(to_json_string(&r).unwrap().contains("\"auroc\""));
         let md = render_markdown(&r);

@@ -134,3 +134,31 @@ fn bad_data_gives_clear_errors() {
     let err = train(&tiny_options(tmp.path(), tmp.path())).unwrap_err();
     assert!(format!("{err:#}").contains("line 1"), "{err:#}");
 }
+
+/// A short `train` run learns to segment, not only to lower the loss: session 1's runs lowered
+/// the BCE while predicting background everywhere (hard Dice 0), which the loss test missed.
+#[test]
+fn short_training_learns_to_segment_spheres() {
+    let _rng = common::rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 24, 6, 21);
+    let out = tmp.path().join("run");
+    let mut config = common::tiny_config();
+    config.dropout.p = 0.0;
+    let summary = train(&TrainOptions {
+        config,
+        epochs: 16,
+        batch_size: 4,
+        lr: 1e-2,
+        min_lr: 1e-3,
+        augment: None,
+        ..tiny_options(&data, &out)
+    })
+    .unwrap();
+    assert!(
+        summary.best_val_dice > 0.8,
+        "validation Dice {:.3} after 96 steps",
+        summary.best_val_dice
+    );
+}
