@@ -27,6 +27,10 @@ pub trait DataReader {
 
 /// Refuses names that could leave the header's folder (absolute, `~`, `..` escaping) unless
 /// `allow_outside`; NUL bytes are always refused (no OS accepts them, and C APIs would truncate).
+///
+/// The rule guards against the header's *text* pointing elsewhere. Symbolic links inside the
+/// folder are followed, as ITK does: they are put there by whoever owns the folder (datasets
+/// are often symlink farms onto another disk), not by the untrusted header.
 pub fn check_name(name: &str, allow_outside: bool) -> Result<()> {
     if name.contains('\0') {
         return Err(Error::format(format!(
