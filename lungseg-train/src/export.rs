@@ -224,6 +224,7 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         "best_val_dice": state.best_val_dice,
         "batch_size": options.get("batch_size"),
         "lr": options.get("lr"),
+        "fg_prior": options.get("fg_prior"),
         "seed": state.seed,
         "checkpoint": dir.display().to_string(),
         "parameters": model.num_learnable_params(),

@@ -162,3 +162,26 @@ fn short_training_learns_to_segment_spheres() {
         summary.best_val_dice
     );
 }
+
+/// The best checkpoint is chosen by validation Dice, ties broken by the lower validation loss
+/// (session 1 exported epoch 1 because every epoch tied at Dice 0).
+#[test]
+fn best_epoch_breaks_dice_ties_by_loss() {
+    use lungseg_train::train::{is_better, Validation};
+    let v = |dice, loss| Validation {
+        loss,
+        dice,
+        dice_pooled: dice,
+    };
+    assert!(is_better(v(0.0, 1.0), -1.0, f64::INFINITY), "first epoch");
+    assert!(is_better(v(0.0, 0.9), 0.0, 1.0), "same Dice, lower loss");
+    assert!(!is_better(v(0.0, 1.1), 0.0, 1.0), "same Dice, higher loss");
+    assert!(
+        is_better(v(0.2, 5.0), 0.1, 0.5),
+        "higher Dice wins whatever the loss"
+    );
+    assert!(
+        !is_better(v(0.1, 0.1), 0.2, 0.5),
+        "lower Dice loses whatever the loss"
+    );
+}

@@ -25,10 +25,18 @@ pub struct TrainState {
     /// Optimiser steps taken.
     pub step: u64,
     pub best_val_dice: f64,
+    /// Validation loss of the best epoch: breaks ties in Dice (e.g. several epochs at 0 early
+    /// on), so that the best checkpoint is not simply the first. Absent in older checkpoints.
+    #[serde(default = "infinity")]
+    pub best_val_loss: f64,
     pub best_epoch: usize,
     pub epochs_since_best: usize,
     pub seed: u64,
     pub config: UNetConfig,
+}
+
+fn infinity() -> f64 {
+    f64::INFINITY
 }
 
 pub fn checkpoint_dir(run: &Path, epoch: usize) -> PathBuf {

@@ -86,6 +86,7 @@ pub struct TrainOptions {
     /// Burn's initialisation. Nodules fill ~1% of a patch: from a bias near 0 (p ≈ 0.5
     /// everywhere) Adam spends hundreds of steps, ~lr per step, only pushing the logits down to
     /// the background level, and a short run ends with no voxel above 0.5.
+    #[serde(default)]
     pub fg_prior: f64,
     /// Cap on batches per epoch (smoke tests, the demo); `None` uses every training patch.
     pub max_batches: Option<usize>,
@@ -316,6 +317,7 @@ fn start_or_resume(
                 epoch: 0,
                 step: 0,
                 best_val_dice: -1.0,
+                best_val_loss: f64::INFINITY,
                 best_epoch: 0,
                 epochs_since_best: 0,
                 seed: opts.seed,
@@ -325,6 +327,11 @@ fn start_or_resume(
             Ok((with_prior_bias(model, opts.fg_prior)?, optim, state))
         }
     }
+}
+
+/// Whether validation `v` beats the best so far: a higher Dice, or the same Dice with a lower loss.
+pub fn is_better(v: Validation, best_dice: f64, best_loss: f64) -> bool {
+    v.dice > best_dice || (v.dice == best_dice && v.loss < best_loss)
 }
 
 /// Sets the head's bias to `logit(prior)` (see [`TrainOptions::fg_prior`]); `prior = 0` leaves
@@ -490,9 +497,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         epoch_seconds.push(m.seconds);
 
         state.epoch = epoch;
-        let improved = val.dice > state.best_val_dice;
+        let improved = is_better(val, state.best_val_dice, state.best_val_loss);
         if improved {
             state.best_val_dice = val.dice;
+            state.best_val_loss = val.loss;
             state.best_epoch = epoch;
             state.epochs_since_best = 0;
             checkpoint::save(&checkpoint::best_dir(&opts.out), &model, None, &state)?;
