@@ -44,6 +44,14 @@ fn expected(config: &UNetConfig) -> BTreeMap<String, Vec<usize>> {
     m
 }
 
+/// Every tensor name in the file, with its shape.
+fn shapes(st: &SafeTensors) -> BTreeMap<String, Vec<usize>> {
+    st.tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec()))
+        .collect()
+}
+
 #[test]
 fn default_model_exports_every_name_and_shape() {
     let config = UNetConfig::default();
@@ -57,12 +65,7 @@ fn default_model_exports_every_name_and_shape() {
     )
     .unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let got: BTreeMap<String, Vec<usize>> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.shape().to_vec()))
-        .collect();
-    assert_eq!(got, expected(&config));
+    assert_eq!(shapes(&st), expected(&config));
     assert!(st.tensors().iter().all(|(_, t)| t.dtype() == Dtype::F32));
     // BN starts at γ = 1, running_var = 1.
     let g = st.tensor("enc.0.bn1.weight").unwrap();
@@ -117,12 +120,7 @@ fn trained_run_exports_with_metadata_and_f16() {
         assert_eq!(prov["epochs"], 1);
         assert!(prov["best_val_dice"].as_f64().is_some());
         assert!(prov["data"].as_str().unwrap().ends_with("data"));
-        let got: BTreeMap<String, Vec<usize>> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.shape().to_vec()))
-            .collect();
-        assert_eq!(got, expected(&config));
+        assert_eq!(shapes(&st), expected(&config));
         let conv = st.tensor("enc.0.conv1.weight").unwrap().dtype();
         let bn = st.tensor("enc.0.bn1.running_var").unwrap().dtype();
         match dtype {
