@@ -28,7 +28,7 @@ impl Geometry {
         origin: [f64; 3],
         direction: [[f64; 3]; 3],
     ) -> Result<Self> {
-        if dims.iter().any(|&d| d == 0) {
+        if dims.contains(&0) {
             return Err(Error::format(format!(
                 "DimSize {dims:?} has a zero dimension"
             )));

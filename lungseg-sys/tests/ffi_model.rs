@@ -201,7 +201,7 @@ fn bad_model_files_and_options() {
     use lungseg_status::*;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi_model");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut m = 1usize as *mut lungseg_model;
+    let mut m = std::ptr::dangling_mut::<lungseg_model>();
     let open_path = |p: &Path, o: *const lungseg_model_options, m: &mut *mut lungseg_model| {
         let c = CString::new(p.to_str().unwrap()).unwrap();
         unsafe { lungseg_model_open(c.as_ptr(), o, m) }

@@ -162,7 +162,7 @@ fn bad_arguments() {
     let path = write_scan(&dir);
     let v = open(&path);
     let w = [0.0f64; 3];
-    let mut out = 1usize as *mut lungseg_volume;
+    let mut out = std::ptr::dangling_mut::<lungseg_volume>();
     expect(
         unsafe { lungseg_volume_open(null(), &mut out) },
         LUNGSEG_INVALID_ARGUMENT,
@@ -290,7 +290,7 @@ fn bad_files() {
     };
     let base = "ObjectType = Image\nElementSpacing = 1 1 1\nElementType = MET_SHORT\n";
     expect(
-        open(&hdr("2d.mhd", &format!("NDims = 2\nDimSize = 4 4\nElementSpacing = 1 1\nElementType = MET_SHORT\nElementDataFile = x.raw\n")), &mut out),
+        open(&hdr("2d.mhd", "NDims = 2\nDimSize = 4 4\nElementSpacing = 1 1\nElementType = MET_SHORT\nElementDataFile = x.raw\n"), &mut out),
         LUNGSEG_UNSUPPORTED,
         "NDims",
     );

@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
@@ -114,11 +115,32 @@ pub fn from_safetensors(bytes: &[u8], device: &Device) -> Result<(UNet, UNetConf
     Ok((model, config))
 }
 
+/// Where [`named_grads`] reads gradients from.
+#[derive(Clone, Copy)]
+pub enum GradsRef<'a> {
+    /// What `backward()` returns.
+    Raw(&'a Gradients),
+    /// What the optimiser takes (e.g. summed over data-parallel shards).
+    Params(&'a GradientsParams),
+}
+
+impl<'a> From<&'a Gradients> for GradsRef<'a> {
+    fn from(g: &'a Gradients) -> Self {
+        GradsRef::Raw(g)
+    }
+}
+
+impl<'a> From<&'a GradientsParams> for GradsRef<'a> {
+    fn from(g: &'a GradientsParams) -> Self {
+        GradsRef::Params(g)
+    }
+}
+
 /// The gradient of every parameter of `model` that has one in `grads`, under its PyTorch name.
-pub fn named_grads(model: &UNet, grads: &Gradients) -> Vec<NamedTensor> {
+pub fn named_grads<'a>(model: &UNet, grads: impl Into<GradsRef<'a>>) -> Vec<NamedTensor> {
     struct Collect<'a> {
         path: Vec<String>,
-        grads: &'a Gradients,
+        grads: GradsRef<'a>,
         out: Vec<NamedTensor>,
     }
     impl ModuleVisitor for Collect<'_> {
@@ -129,7 +151,11 @@ pub fn named_grads(model: &UNet, grads: &Gradients) -> Vec<NamedTensor> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = param.val().grad(self.grads) {
+            let g = match self.grads {
+                GradsRef::Raw(g) => param.val().grad(g),
+                GradsRef::Params(g) => g.get::<D>(param.id),
+            };
+            if let Some(g) = g {
                 self.out.push(NamedTensor {
                     name: pytorch_name(&self.path),
                     shape: g.dims().to_vec(),
@@ -143,7 +169,7 @@ pub fn named_grads(model: &UNet, grads: &Gradients) -> Vec<NamedTensor> {
     }
     let mut c = Collect {
         path: Vec::new(),
-        grads,
+        grads: grads.into(),
         out: Vec::new(),
     };
     model.visit(&mut c);

@@ -190,7 +190,7 @@ fn prior_bias_sets_head_bias() {
         .unwrap()
         .val()
         .into_data()
-        .to_vec::<f32>()
+        .try_into_vec::<f32>()
         .unwrap();
     assert!((b[0] - (0.01f32 / 0.99).ln()).abs() < 1e-6, "{b:?}");
     assert!(with_prior_bias(common::tiny_config().init(&Device::flex()), 1.5).is_err());

@@ -139,6 +139,17 @@ fn bad_data_gives_clear_errors() {
 /// the BCE while predicting background everywhere (hard Dice 0), which the loss test missed.
 #[test]
 fn short_training_learns_to_segment_spheres() {
+    learns_spheres(1);
+}
+
+/// The same run with every batch split over two (CPU) replicas: per-shard BatchNorm and Dice
+/// change the trajectory, not whether it learns.
+#[test]
+fn short_data_parallel_training_learns_to_segment_spheres() {
+    learns_spheres(2);
+}
+
+fn learns_spheres(devices: usize) {
     let _rng = common::rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -153,12 +164,13 @@ fn short_training_learns_to_segment_spheres() {
         lr: 1e-2,
         min_lr: 1e-3,
         augment: None,
+        devices,
         ..tiny_options(&data, &out)
     })
     .unwrap();
     assert!(
         summary.best_val_dice > 0.8,
-        "validation Dice {:.3} after 96 steps",
+        "validation Dice {:.3} after 96 steps on {devices} device(s)",
         summary.best_val_dice
     );
 }

@@ -106,7 +106,7 @@ fn check_buffer(p: *const u8, len: usize, size: usize, align: usize, name: &str)
     if p.is_null() {
         return Err(Error::invalid(format!("{name} is NULL")));
     }
-    if (p as usize) % align != 0 {
+    if !(p as usize).is_multiple_of(align) {
         return Err(Error::invalid(format!(
             "{name} is not aligned to {align} bytes"
         )));

@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// `flex` (CPU) or `wgpu` (GPU; needs the `wgpu` cargo feature).
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendArg,
+    /// Split every batch over this many devices (data parallel; GPUs 0..n with wgpu). With
+    /// flex the replicas share the CPU: no speed-up, for testing the path.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
     /// No progress bars (per-epoch lines are still printed).
     #[arg(long)]
     pub no_progress: bool,
@@ -125,6 +129,7 @@ impl TrainArgs {
                 BackendArg::Flex => Backend::Flex,
                 BackendArg::Wgpu => Backend::Wgpu,
             },
+            devices: self.devices,
             progress: !self.no_progress,
         })
     }

@@ -9,6 +9,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod loss;
 pub mod metrics;
+pub mod parallel;
 pub mod rng;
 
 use std::fs;
@@ -29,6 +30,7 @@ use augment::{augment, AugmentConfig};
 use checkpoint::TrainState;
 use loss::{dice_bce, Overlap};
 use metrics::{EpochMetrics, MetricsLog};
+use parallel::DataParallel;
 use rng::Rng;
 
 /// Where tensors live. `Wgpu` exists with the `wgpu` cargo feature.
@@ -41,6 +43,9 @@ pub enum Backend {
     Wgpu,
 }
 
+#[cfg(not(feature = "wgpu"))]
+const NO_GPU: &str = "this build has no GPU backend: rebuild with `--features wgpu`";
+
 impl Backend {
     /// The plain (non-autodiff) device.
     pub fn device(self) -> Result<Device> {
@@ -49,7 +54,26 @@ impl Backend {
             #[cfg(feature = "wgpu")]
             Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
             #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => bail!("this build has no GPU backend: rebuild with `--features wgpu`"),
+            Backend::Wgpu => bail!(NO_GPU),
+        }
+    }
+
+    /// `n` plain devices for data-parallel training, the main one first: the GPUs `0..n` for
+    /// wgpu; for flex, `n` replicas of the one CPU device (same cores, so no speed-up: for
+    /// testing the data-parallel path).
+    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
+        ensure!(n >= 1, "--devices must be ≥ 1");
+        if n == 1 {
+            return Ok(vec![self.device()?]);
+        }
+        match self {
+            Backend::Flex => Ok(vec![Device::flex(); n]),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok((0..n)
+                .map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
+                .collect()),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => bail!(NO_GPU),
         }
     }
 }
@@ -91,6 +115,9 @@ pub struct TrainOptions {
     /// Cap on batches per epoch (smoke tests, the demo); `None` uses every training patch.
     pub max_batches: Option<usize>,
     pub backend: Backend,
+    /// Devices to split each batch over (data parallel, see [`parallel`]); 1 trains on one.
+    #[serde(default = "one")]
+    pub devices: usize,
     /// Draw progress bars (they also hide themselves when stderr is not a terminal).
     pub progress: bool,
 }
@@ -115,9 +142,14 @@ impl Default for TrainOptions {
             fg_prior: 0.01,
             max_batches: None,
             backend: Backend::Flex,
+            devices: 1,
             progress: true,
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What a finished run reports (also written to `<out>/summary.json`).
@@ -145,6 +177,8 @@ pub fn learning_rate(step: u64, total: u64, warmup: u64, lr: f64, min_lr: f64) -
 const STREAM_SHUFFLE: u64 = 1;
 const STREAM_AUGMENT: u64 = 2;
 const STREAM_DROPOUT: u64 = 3;
+/// Data parallel: shard `i` of step `s` draws its dropout masks from `(seed, s, this + i)`.
+const STREAM_SHARD_DROPOUT: u64 = 1000;
 
 /// A batch as host arrays: normalised images and 0/1 masks, `[B, 1, D, H, W]`.
 pub struct Batch {
@@ -154,6 +188,18 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Patches `start..end` of the batch.
+    pub fn slice(&self, start: usize, end: usize) -> Batch {
+        let per: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape;
+        shape[0] = end - start;
+        Batch {
+            shape,
+            image: self.image[start * per..end * per].to_vec(),
+            mask: self.mask[start * per..end * per].to_vec(),
+        }
+    }
+
     pub fn tensors(&self, device: &Device) -> (Tensor<5>, Tensor<5>) {
         let x = Tensor::from_data(TensorData::new(self.image.clone(), self.shape), device);
         let y = Tensor::from_data(TensorData::new(self.mask.clone(), self.shape), device);
@@ -396,6 +442,35 @@ fn train_step(
     Ok(model)
 }
 
+/// [`train_step`] with the batch split over `dp`'s devices; shard `i` seeds its dropout masks
+/// from `(seed, step, STREAM_SHARD_DROPOUT + i)`.
+fn train_step_parallel(
+    model: UNet,
+    optim: &mut ModuleOptimizer,
+    batch: &Batch,
+    lr: f64,
+    dp: &DataParallel,
+    seed: (u64, u64),
+    sums: &mut EpochTrain,
+) -> Result<UNet> {
+    let (seed, step) = seed;
+    let out = dp.step(&model, batch, |i| {
+        Rng::derive(seed, step, STREAM_SHARD_DROPOUT + i as u64).next_u64()
+    })?;
+    let model = optim.step(lr, model, out.grads);
+    let per: usize = batch.shape[1..].iter().product();
+    let mut start = 0;
+    for s in &out.shards {
+        sums.loss_sum += s.loss * s.n as f64;
+        sums.bce_sum += s.bce * s.n as f64;
+        sums.seen += s.n;
+        let mask = &batch.mask[start * per..(start + s.n) * per];
+        sums.overlap.add(Overlap::count(&s.logits, mask));
+        start += s.n;
+    }
+    Ok(model)
+}
+
 /// Runs (or resumes) training as `opts` says; returns the summary also written to
 /// `<out>/summary.json`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
@@ -423,8 +498,23 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    let device = opts.backend.device()?;
+    let devices = opts.backend.devices(opts.devices)?;
+    let device = devices[0].clone();
     let ad = device.clone().autodiff();
+    let dp = if devices.len() > 1 {
+        if opts.batch_size < devices.len() {
+            eprintln!(
+                "note: batch size {} < {} devices: some devices idle every step",
+                opts.batch_size,
+                devices.len()
+            );
+        }
+        Some(DataParallel::new(
+            devices.iter().map(|d| d.clone().autodiff()).collect(),
+        )?)
+    } else {
+        None
+    };
 
     let (mut model, mut optim, mut state) = start_or_resume(opts, &data, &train_idx, &ad)?;
     let config = state.config.clone();
@@ -471,7 +561,18 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             let aug = opts.augment.as_ref().map(|a| (a, &mut aug_rng));
             let batch = load_batch(&data, chunk, &config, aug)?;
             sums.lr = learning_rate(state.step, total_steps, warmup_steps, opts.lr, opts.min_lr);
-            model = train_step(model, &mut optim, &batch, sums.lr, &ad, &mut sums)?;
+            model = match &dp {
+                None => train_step(model, &mut optim, &batch, sums.lr, &ad, &mut sums)?,
+                Some(dp) => train_step_parallel(
+                    model,
+                    &mut optim,
+                    &batch,
+                    sums.lr,
+                    dp,
+                    (opts.seed, state.step),
+                    &mut sums,
+                )?,
+            };
             state.step += 1;
             bar.set_message(format!("loss {:.4}", sums.loss_sum / sums.seen as f64));
             bar.inc(1);
