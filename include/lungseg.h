@@ -175,11 +175,6 @@ typedef struct lungseg_patch_spec {
 extern "C" {
 #endif // __cplusplus
 
-// Copies the calling thread's last error message into `buf` (NUL-terminated, truncated to
-// `buf_len - 1` bytes) and returns the message's full length in bytes, without the NUL.
-// Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
-size_t lungseg_last_error(char *buf, size_t buf_len);
-
 // The library version as a static NUL-terminated string, e.g. `"0.1.0"`.
 const char *lungseg_version(void);
 
@@ -187,109 +182,6 @@ const char *lungseg_version(void);
 // `buf_len - 1` bytes) and returns the message's full length in bytes, without the NUL.
 // Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
 size_t lungseg_last_error(char *buf, size_t buf_len);
-
-// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
-// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
-enum lungseg_status lungseg_model_open(const char *path,
-                                       const struct lungseg_model_options *options,
-                                       struct lungseg_model **out);
-
-// Frees a model. NULL is a no-op. No prediction may be running on it.
-void lungseg_model_free(struct lungseg_model *model);
-
-// Describes what a model expects and where it runs.
-enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
-                                           struct lungseg_model_info *out);
-
-// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
-// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
-enum lungseg_status lungseg_predict(struct lungseg_model *model,
-                                    const float *patch_hu,
-                                    size_t len,
-                                    float *prob,
-                                    size_t prob_len);
-
-// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
-// (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
-// seed 0. The same seed gives bit-identical results on any thread count.
-enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
-                                                const float *patch_hu,
-                                                size_t len,
-                                                const struct lungseg_mc_options *opts,
-                                                struct lungseg_uncertainty *out);
-
-// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
-// `lungseg_predict_uncertainty` on it.
-enum lungseg_status lungseg_predict_uncertainty_at(struct lungseg_model *model,
-                                                   const struct lungseg_volume *volume,
-                                                   const double *center_world,
-                                                   const struct lungseg_mc_options *opts,
-                                                   struct lungseg_uncertainty *out);
-
-// A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
-const char *lungseg_status_name(int status);
-
-// Opens a MetaImage CT (`.mhd` + `.raw`/`.zraw`, or `.mha`) with default options.
-// On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
-enum lungseg_status lungseg_volume_open(const char *path,
-                                        struct lungseg_volume **out);
-
-// Like `lungseg_volume_open`, with options (NULL = defaults).
-enum lungseg_status lungseg_volume_open_ex(const char *path,
-                                           const struct lungseg_open_options *options,
-                                           struct lungseg_volume **out);
-
-// Frees a volume. NULL is a no-op.
-void lungseg_volume_free(struct lungseg_volume *volume);
-
-// Describes a volume's geometry and storage.
-enum lungseg_status lungseg_volume_get_info(const struct lungseg_volume *volume,
-                                            struct lungseg_volume_info *out);
-
-// Copies every voxel as float HU (x fastest, then y, then z) into `dst`, which must hold
-// exactly dims[0] * dims[1] * dims[2] floats. Fails for multi-channel volumes.
-enum lungseg_status lungseg_volume_copy_hu(const struct lungseg_volume *volume,
-                                           float *dst,
-                                           size_t dst_len);
-
-// Maps a world point (mm, LPS) to a continuous voxel index (x, y, z), as ITK's
-// `TransformPhysicalPointToContinuousIndex`. Points outside the scan are not an error.
-enum lungseg_status lungseg_world_to_voxel(const struct lungseg_volume *volume,
-                                           const double *world,
-                                           double *voxel);
-
-// Maps a continuous voxel index (x, y, z) to a world point (mm, LPS).
-enum lungseg_status lungseg_voxel_to_world(const struct lungseg_volume *volume,
-                                           const double *voxel,
-                                           double *world);
-
-// Resamples a HU patch centred on a world point (trilinear; patch axes are the world axes;
-// voxel size/2 of each axis sits on the centre). `spec` NULL = 64³ at 1 mm. `dst` holds
-// size[0] * size[1] * size[2] floats, x fastest then y then z.
-enum lungseg_status lungseg_volume_extract_patch(const struct lungseg_volume *volume,
-                                                 const double *center_world,
-                                                 const struct lungseg_patch_spec *spec,
-                                                 float *dst,
-                                                 size_t dst_len);
-
-// Maps HU to the model's input range, `clip((hu - lo) / (hi - lo), 0, 1)`. `dst` may be the
-// same buffer as `hu` (in place). NaN input is an error and leaves `dst` untouched.
-enum lungseg_status lungseg_normalize_hu(const float *hu,
-                                         size_t len,
-                                         float window_lo,
-                                         float window_hi,
-                                         float *dst);
-
-// Rasterises a nodule ball (`diameter_mm` at `nodule_world`) on the grid of the patch that
-// `lungseg_volume_extract_patch` cuts around `patch_center_world` with `spec` (NULL = default):
-// voxel = 1 when its centre lies within the radius. `*voxels_set` (may be NULL) gets the count.
-enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
-                                        const double *patch_center_world,
-                                        const double *nodule_world,
-                                        double diameter_mm,
-                                        uint8_t *dst,
-                                        size_t dst_len,
-                                        uint64_t *voxels_set);
 
 // Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 // On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).

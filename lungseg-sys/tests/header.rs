@@ -10,18 +10,11 @@ fn header_is_up_to_date() {
     let config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let mut generated = Vec::new();
-    // Only the ffi module is the C ABI; parse its files, not the whole crate.
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(crate_dir.join("src/ffi"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
-    sources.sort();
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    for s in &sources {
-        builder = builder.with_src(s);
-    }
-    builder
+    // Only the ffi module is the C ABI. cbindgen follows `mod` items from `ffi/mod.rs`, so that
+    // one file is the whole input (adding the submodules too declared everything twice).
+    cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src/ffi/mod.rs"))
         .generate()
         .expect("cbindgen failed")
         .write(&mut generated);
@@ -53,5 +46,52 @@ fn header_version_macros_match_cargo_toml() {
             .find(|l| l.starts_with(&format!("#define {name} ")))
             .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(line.split_whitespace().nth(2), Some(value), "{line}");
+    }
+}
+
+/// Every exported function is declared once: redeclarations are legal C, so no compiler catches
+/// a generator that emits the API twice (the header once did).
+#[test]
+fn header_declares_every_entry_point_exactly_once() {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let header = std::fs::read_to_string(crate_dir.join("../include/lungseg.h")).unwrap();
+    let mut exported = Vec::new();
+    for entry in std::fs::read_dir(crate_dir.join("src/ffi")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if l.trim() == "#[no_mangle]" {
+                let sig = lines.next().unwrap_or_default();
+                let name = sig
+                    .split("fn ")
+                    .nth(1)
+                    .and_then(|s| s.split('(').next())
+                    .unwrap_or_else(|| panic!("no function after #[no_mangle]: {sig}"));
+                exported.push(name.to_string());
+            }
+        }
+    }
+    assert!(exported.len() >= 19, "{exported:?}");
+    // Declaration lines only (comments mention functions too); `name(` after a space or `*`.
+    let code: Vec<&str> = header
+        .lines()
+        .filter(|l| {
+            !["//", "/*", "*"]
+                .iter()
+                .any(|c| l.trim_start().starts_with(c))
+        })
+        .collect();
+    for name in &exported {
+        let declared = code
+            .iter()
+            .filter(|l| {
+                l.match_indices(&format!("{name}("))
+                    .any(|(i, _)| i > 0 && matches!(l.as_bytes()[i - 1], b' ' | b'*'))
+            })
+            .count();
+        assert_eq!(
+            declared, 1,
+            "{name} is declared {declared} times in lungseg.h"
+        );
     }
 }

@@ -28,6 +28,8 @@ pub struct DemoOptions {
     pub channels: Vec<usize>,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Peak learning rate (Adam, cosine to `lr / 30`).
+    pub lr: f64,
     /// Channel-dropout p: 0.1 learns faster than the library default 0.2 within the demo's
     /// budget while still giving MC dropout something to sample.
     pub dropout: f64,
@@ -51,6 +53,7 @@ impl Default for DemoOptions {
             channels: vec![8, 16, 32, 64],
             epochs: 16,
             batch_size: 8,
+            lr: 3e-3,
             dropout: 0.1,
             augment: false,
             positives_per_nodule: 4,
@@ -161,8 +164,8 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         augment: o.augment.then(AugmentConfig::default),
         epochs: o.epochs,
         batch_size: o.batch_size,
-        lr: 3e-3,
-        min_lr: 1e-4,
+        lr: o.lr,
+        min_lr: o.lr / 30.0,
         patience: 0,
         checkpoint_every: o.epochs,
         seed: o.seed,

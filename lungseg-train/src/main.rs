@@ -54,6 +54,14 @@ enum Command {
         /// Channels per U-Net level, shallowest first.
         #[arg(long, value_delimiter = ',', default_value = "8,16,32,64")]
         channels: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        /// Peak learning rate (cosine decay to a thirtieth of it).
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        /// Channel-dropout probability (also what MC dropout samples).
+        #[arg(long, default_value_t = 0.1)]
+        dropout: f64,
         /// Train with augmentation (flips, axial 90° turns, intensity); off in the 10-minute
         /// demo, where it only slows learning.
         #[arg(long)]
@@ -319,6 +327,9 @@ fn main() -> ExitCode {
             test_scans,
             epochs,
             channels,
+            batch_size,
+            lr,
+            dropout,
             augment,
             seed,
             samples,
@@ -329,6 +340,9 @@ fn main() -> ExitCode {
             test_scans,
             epochs,
             channels,
+            batch_size,
+            lr,
+            dropout,
             augment,
             seed,
             mc_samples: samples,
