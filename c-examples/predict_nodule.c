@@ -4,7 +4,10 @@
  * whether a radiologist should look, then checks that four threads sharing one model handle
  * get bit-identical maps (POSIX threads, as a PACS worker pool would).
  *
- *   predict_nodule <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors>
+ * With an output folder it also writes the mean probability, the entropy and the mask
+ * (mean >= 0.5) as MetaImage placed on the scan, for a viewer to overlay (3D Slicer).
+ *
+ *   predict_nodule <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors> [out_dir]
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -68,8 +71,9 @@ int main(int argc, char **argv) {
     pthread_t tid[THREADS];
     int t, bad = 0;
 
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors>\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors> [out_dir]\n",
+                argv[0]);
         return 2;
     }
     for (i = 0; i < 3; i++) world[i] = strtod(argv[2 + i], NULL);
@@ -117,6 +121,35 @@ int main(int argc, char **argv) {
             bad = 1;
             break;
         }
+    }
+
+    if (argc == 7 && !bad) {
+        /* The maps on the grid the model saw: its patch size and spacing around `world`. */
+        lungseg_patch_spec spec;
+        unsigned char *mask = (unsigned char *)malloc(voxels);
+        char path[4096];
+        if (!mask) return 1;
+        memset(&spec, 0, sizeof spec);
+        spec.struct_size = sizeof spec;
+        for (i = 0; i < 3; i++) {
+            spec.size[i] = info.patch_size[i];
+            spec.spacing_mm[i] = info.spacing_mm[i];
+        }
+        for (i = 0; i < voxels; i++) mask[i] = mean[i] >= 0.5f;
+        snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
+        st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);
+        snprintf(path, sizeof path, "%s/entropy.mhd", argv[6]);
+        st = lungseg_write_patch_map(&spec, world, entropy, voxels, path, 0);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (entropy)", st);
+        snprintf(path, sizeof path, "%s/mask.mha", argv[6]);
+        st = lungseg_write_patch_mask(&spec, world, mask, voxels, path, LUNGSEG_WRITE_COMPRESS);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_mask", st);
+        snprintf(path, sizeof path, "%s/scan.mha", argv[6]);
+        st = lungseg_volume_write(vol, path, LUNGSEG_WRITE_COMPRESS);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_volume_write", st);
+        free(mask);
+        if (!bad) printf("wrote mean.mha, entropy.mhd, mask.mha and scan.mha to %s\n", argv[6]);
     }
 
     /* One model handle, many threads: same seed, bit-identical maps. */

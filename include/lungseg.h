@@ -23,6 +23,9 @@
 // `LUNGSEG_VERSION_PATCH`: checked against `Cargo.toml` by a test.
 #define LUNGSEG_VERSION_PATCH 0
 
+// Flag for the `flags` of the write calls: zlib-compress the voxels (`.zraw`, or inside `.mha`).
+#define LUNGSEG_WRITE_COMPRESS 1
+
 // Result of a lungseg call. `LUNGSEG_OK` is 0; anything else has a message in
 // `lungseg_last_error()` on the calling thread.
 typedef enum lungseg_status {
@@ -285,6 +288,33 @@ enum lungseg_status lungseg_sphere_mask(const struct lungseg_patch_spec *spec,
                                         uint8_t *dst,
                                         size_t dst_len,
                                         uint64_t *voxels_set);
+
+// Writes a volume as MetaImage: `path` ending in `.mhd` (plus `.raw`/`.zraw` beside it) or
+// `.mha` (one file). Files are written under a temporary name and renamed, so a failed write
+// leaves an earlier file of that name whole.
+enum lungseg_status lungseg_volume_write(const struct lungseg_volume *volume,
+                                         const char *path,
+                                         uint32_t flags);
+
+// Writes a float map on a patch's grid (e.g. `lungseg_uncertainty.mean` or `.entropy`) as
+// MetaImage `MET_FLOAT`, placed where `lungseg_volume_extract_patch` cut the patch around
+// `patch_center_world` with `spec` (NULL = default), so it overlays the CT in a viewer.
+// `data` holds size[0] * size[1] * size[2] floats, x fastest. `flags`: 0 or
+// `LUNGSEG_WRITE_COMPRESS`.
+enum lungseg_status lungseg_write_patch_map(const struct lungseg_patch_spec *spec,
+                                            const double *patch_center_world,
+                                            const float *data,
+                                            size_t len,
+                                            const char *path,
+                                            uint32_t flags);
+
+// As `lungseg_write_patch_map` for a 0/1 mask (e.g. mean probability ≥ 0.5), `MET_UCHAR`.
+enum lungseg_status lungseg_write_patch_mask(const struct lungseg_patch_spec *spec,
+                                             const double *patch_center_world,
+                                             const uint8_t *data,
+                                             size_t len,
+                                             const char *path,
+                                             uint32_t flags);
 
 #ifdef __cplusplus
 }  // extern "C"

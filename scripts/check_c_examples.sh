@@ -49,7 +49,8 @@ for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodul
   name=$(basename "$exe")
   case "$name" in
     scan_patch_*) args=("$SCAN" "$X" "$Y" "$Z") ;;
-    predict_nodule_*) args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}") ;;
+    predict_nodule_*) mkdir -p "$WORK/maps-$name"
+      args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}" "$WORK/maps-$name") ;;
     *) continue ;;
   esac
   if ! "$exe" "${args[@]}" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
@@ -65,6 +66,30 @@ for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodul
       diff <(grep -v '^bad input' "$WORK/$first.out") <(grep -v '^bad input' "$WORK/$name.out") >/dev/null \
         || { echo "FAIL $name differs from $first"; status=1; }
     fi
+  fi
+  if [[ $name == predict_nodule_* ]]; then
+    # The maps must read in SimpleITK, on the model's grid centred on the queried point, and
+    # the scan written back must be the scan.
+    python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" <<'PY' || { echo "FAIL $name: written maps"; status=1; continue; }
+import sys
+import SimpleITK as sitk, numpy as np
+d, scan = sys.argv[1], sys.argv[2]
+w = [float(v) for v in sys.argv[3:6]]
+mean = sitk.ReadImage(d + "/mean.mha")
+ent = sitk.ReadImage(d + "/entropy.mhd")
+mask = sitk.ReadImage(d + "/mask.mha")
+for im in (ent, mask):
+    assert im.GetSize() == mean.GetSize() and im.GetOrigin() == mean.GetOrigin(), im
+size, sp, o = mean.GetSize(), mean.GetSpacing(), mean.GetOrigin()
+for a in range(3):
+    assert abs(o[a] + (size[a] // 2) * sp[a] - w[a]) < 1e-6, (o, w)
+m = sitk.GetArrayFromImage(mean)
+assert m.min() >= 0 and m.max() <= 1
+assert (sitk.GetArrayFromImage(mask) == (m >= 0.5)).all()
+a, b = sitk.ReadImage(scan), sitk.ReadImage(d + "/scan.mha")
+assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).all()
+assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+PY
   fi
   echo "ok   $name"
 done

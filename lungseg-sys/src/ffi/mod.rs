@@ -15,12 +15,14 @@ mod error;
 mod model;
 mod status;
 mod volume;
+mod write;
 
 pub use error::*;
 pub use model::*;
 pub use status::*;
 pub(crate) use volume::path_arg;
 pub use volume::*;
+pub use write::*;
 
 use crate::error::{Error, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};

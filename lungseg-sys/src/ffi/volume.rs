@@ -60,7 +60,7 @@ pub struct lungseg_patch_spec {
 }
 
 const OPEN_OPTIONS_V1: usize = std::mem::size_of::<lungseg_open_options>();
-const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
+pub(crate) const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
 
 pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
     if p.is_null() {

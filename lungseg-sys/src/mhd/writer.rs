@@ -67,17 +67,41 @@ pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result
     };
     let header = header_text(volume, compressed.as_ref().map(|c| c.len()), &data_name);
 
-    let io = |p: &Path, e| Error::from_io(p.display(), e);
     if local {
-        let mut f = std::fs::File::create(path).map_err(|e| io(path, e))?;
-        f.write_all(header.as_bytes()).map_err(|e| io(path, e))?;
-        f.write_all(payload).map_err(|e| io(path, e))?;
+        write_replacing(path, &[header.as_bytes(), payload])
     } else {
-        let data_path = path.with_file_name(&data_name);
-        std::fs::write(&data_path, payload).map_err(|e| io(&data_path, e))?;
-        std::fs::write(path, header.as_bytes()).map_err(|e| io(path, e))?;
+        // Data first: a header never points at a data file that is not there yet.
+        write_replacing(&path.with_file_name(&data_name), &[payload])?;
+        write_replacing(path, &[header.as_bytes()])
     }
-    Ok(())
+}
+
+/// Writes `parts` to a temporary file beside `path` and renames it over `path`, so a failed
+/// write (full disk, bad folder) leaves any earlier file whole and no partial one behind.
+fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let io = |p: &Path, e| Error::from_io(p.display(), e);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{}: no file name", path.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    // Unique per process and call: two threads writing the same path never share a temp file.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp_name.push(format!(".{}-{call}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io(path, e))?;
+        for part in parts {
+            f.write_all(part).map_err(|e| io(path, e))?;
+        }
+        f.sync_all().map_err(|e| io(path, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The data must match the geometry and be stored in the element type's natural type.
