@@ -457,6 +457,13 @@ fn network_matches_cpu_engine_and_repeats_bit_identically() {
                 lungseg::model::ReviewScore::MeanMutualInfo => avg(got.sums[4]),
                 lungseg::model::ReviewScore::MeanEntropy => avg(got.sums[3]),
                 lungseg::model::ReviewScore::MeanVariance => avg(got.sums[5]),
+                // Not a kernel sum: from the GPU's mean map on the host.
+                lungseg::model::ReviewScore::VolumeDisagreement => {
+                    lungseg::mc::volume_disagreement(
+                        got.mean.iter().map(|&p| f64::from(p)).sum(),
+                        got.mean.iter().filter(|&&p| p >= 0.5).count() as u64,
+                    )
+                }
             };
             eprintln!(
                 "score gpu {score} cpu {} (threshold {})",

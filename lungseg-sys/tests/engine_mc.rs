@@ -211,3 +211,45 @@ fn single_level_and_odd_channel_networks_run() {
         assert_eq!(s.n_samples, 3);
     }
 }
+
+/// `volume_disagreement` from the file's `review` metadata, checked against the formula on the
+/// returned mean map; an unknown score name is refused with the list of supported ones.
+#[test]
+fn volume_disagreement_review_score() {
+    let side = sidecar("small");
+    let config = side["config"].to_string();
+    let ch: Vec<usize> = serde_json::from_value(side["config"]["channels"].clone()).unwrap();
+    let with_review = |review: &str| {
+        let mut meta = standard_meta(&config);
+        meta.push(("review", review.to_string()));
+        Model::from_bytes(&write_safetensors(&synth_tensors(&ch), &meta))
+    };
+    let m = with_review(r#"{"score":"volume_disagreement","threshold":0.05}"#).unwrap();
+    assert_eq!(m.review().score.name(), "volume_disagreement");
+    let input = read_f32("small.input.f32");
+    let opts = McOptions {
+        n_samples: 4,
+        seed: 7,
+        threads: 2,
+        review_threshold: None,
+    };
+    let (maps, s) = run(&m, &input, &opts);
+    let v = maps.iter().filter(|x| x[0] >= 0.5).count() as f64;
+    let sum: f64 = maps.iter().map(|x| f64::from(x[0])).sum();
+    let want = (sum - v).abs() / (v + 10.0);
+    assert!(
+        (f64::from(s.uncertainty_score) - want).abs() <= 1e-6 * want.max(1.0),
+        "score {} vs {want}",
+        s.uncertainty_score
+    );
+    assert!(want > 0.0);
+    assert_eq!(s.needs_review, s.uncertainty_score > 0.05);
+    assert_eq!(lungseg::mc::volume_disagreement(30.0, 20), 10.0 / 30.0);
+    assert_eq!(lungseg::mc::volume_disagreement(0.0, 0), 0.0);
+
+    let err = match with_review(r#"{"score":"max_entropy"}"#) {
+        Ok(_) => panic!("unknown review score accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("volume_disagreement"), "{err}");
+}

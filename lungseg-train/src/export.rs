@@ -41,7 +41,7 @@ pub enum ExportDtype {
 /// The `review` metadata JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Review {
-    /// `mean_mutual_info`, `mean_entropy` or `mean_variance`.
+    /// `mean_mutual_info`, `mean_entropy`, `mean_variance` or `volume_disagreement`.
     pub score: String,
     pub threshold: f64,
 }
@@ -311,7 +311,8 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
-    /// Patch score compared with the threshold: mean_mutual_info, mean_entropy or mean_variance.
+    /// Patch score compared with the threshold: mean_mutual_info, mean_entropy, mean_variance or
+    /// volume_disagreement.
     #[arg(long, default_value = "mean_mutual_info")]
     pub review_score: String,
     /// Review threshold (until `evaluate` calibrates one on the validation set).
@@ -330,9 +331,9 @@ impl ExportArgs {
         anyhow::ensure!(
             matches!(
                 self.review_score.as_str(),
-                "mean_mutual_info" | "mean_entropy" | "mean_variance"
+                "mean_mutual_info" | "mean_entropy" | "mean_variance" | "volume_disagreement"
             ),
-            "--review-score '{}' (expected mean_mutual_info, mean_entropy or mean_variance)",
+            "--review-score '{}' (expected mean_mutual_info, mean_entropy, mean_variance or volume_disagreement)",
             self.review_score
         );
         anyhow::ensure!(

@@ -229,6 +229,16 @@ pub fn predict_uncertainty(
     Ok(summarise(model, &ws.stats, opts, &mut maps))
 }
 
+/// Voxels added to the volume in [`volume_disagreement`]'s denominator: keeps the score finite
+/// and small for empty patches with faint probability mass.
+pub const VOLUME_DISAGREEMENT_SMOOTH: f64 = 10.0;
+
+/// [`ReviewScore::VolumeDisagreement`]: `|Σ mean − V| / (V + 10)`.
+pub fn volume_disagreement(sum_mean: f64, foreground_voxels: u64) -> f32 {
+    let v = foreground_voxels as f64;
+    ((sum_mean - v).abs() / (v + VOLUME_DISAGREEMENT_SMOOTH)) as f32
+}
+
 fn summarise(
     model: &Model,
     stats: &stats::Stats,
@@ -238,6 +248,7 @@ fn summarise(
     let cfg = model.config();
     let (mut fg, mut region) = (0u64, 0u64);
     let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
+    let mut expected_volume = 0f64;
     for i in 0..cfg.patch_voxels() {
         let v = stats.voxel(i);
         let put = |m: &mut Option<&mut [f32]>, x: f32| {
@@ -250,6 +261,7 @@ fn summarise(
         put(&mut maps.entropy, v.entropy);
         put(&mut maps.mutual_info, v.mutual_info);
         fg += u64::from(v.mean >= 0.5);
+        expected_volume += f64::from(v.mean);
         if v.any_foreground {
             region += 1;
             sp += f64::from(v.mean);
@@ -272,6 +284,7 @@ fn summarise(
         ReviewScore::MeanMutualInfo => avg(smi),
         ReviewScore::MeanEntropy => avg(sh),
         ReviewScore::MeanVariance => avg(svar),
+        ReviewScore::VolumeDisagreement => volume_disagreement(expected_volume, fg),
     };
     PatchSummary {
         foreground_voxels: fg,

@@ -242,6 +242,11 @@ pub enum ReviewScore {
     MeanEntropy,
     /// Mean variance of the probability over the same voxels.
     MeanVariance,
+    /// How much of the expected foreground volume lies on the other side of the 0.5 threshold:
+    /// `|Σ mean − V| / (V + 10)` over the whole patch, `V` = voxels with mean ≥ 0.5. Unlike the
+    /// region means it sees under-segmentation (probability mass just below 0.5 around a
+    /// confident core) and misses (mass with no voxel above 0.5); see docs/training.md.
+    VolumeDisagreement,
 }
 
 impl ReviewScore {
@@ -250,6 +255,7 @@ impl ReviewScore {
             ReviewScore::MeanMutualInfo => "mean_mutual_info",
             ReviewScore::MeanEntropy => "mean_entropy",
             ReviewScore::MeanVariance => "mean_variance",
+            ReviewScore::VolumeDisagreement => "volume_disagreement",
         }
     }
 }
@@ -286,9 +292,10 @@ impl ReviewConfig {
                 "mean_mutual_info" => ReviewScore::MeanMutualInfo,
                 "mean_entropy" => ReviewScore::MeanEntropy,
                 "mean_variance" => ReviewScore::MeanVariance,
+                "volume_disagreement" => ReviewScore::VolumeDisagreement,
                 other => {
                     return Err(Error::unsupported(format!(
-                        "review.score '{other}' (supported: mean_mutual_info, mean_entropy, mean_variance)"
+                        "review.score '{other}' (supported: mean_mutual_info, mean_entropy, mean_variance, volume_disagreement)"
                     )))
                 }
             };
