@@ -502,6 +502,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let device = devices[0].clone();
     let ad = device.clone().autodiff();
     let dp = if devices.len() > 1 {
+        if opts.backend == Backend::Flex {
+            eprintln!(
+                "note: flex has one CPU device; the {} replicas share its cores (tests the \
+                 data-parallel path, no speed-up)",
+                devices.len()
+            );
+        }
         if opts.batch_size < devices.len() {
             eprintln!(
                 "note: batch size {} < {} devices: some devices idle every step",
