@@ -24,9 +24,13 @@ use crate::train::checkpoint;
 pub const FORMAT: &str = "lungseg-unet3d";
 /// Metadata value of `format_version`.
 pub const FORMAT_VERSION: &str = "1";
-/// Review threshold used until `evaluate` calibrates one on the validation set: lungseg-sys's
-/// own default for `mean_mutual_info` (bits).
-pub const DEFAULT_REVIEW_THRESHOLD: f64 = 0.1;
+/// Patch score new model files carry. Not lungseg-sys's default for files without a `review`
+/// entry (`mean_mutual_info`): on three synthetic-data models it ranked bad patches better on 5
+/// of 6 splits (docs/training.md, "Patch-level referral").
+pub const DEFAULT_REVIEW_SCORE: &str = "volume_disagreement";
+/// Review threshold used until `calibrate` sets one on the validation set: a placeholder on
+/// `volume_disagreement`'s scale (calibrated values were 0.8–6 on synthetic data).
+pub const DEFAULT_REVIEW_THRESHOLD: f64 = 1.0;
 
 /// Storage type of the exported tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +53,7 @@ pub struct Review {
 impl Default for Review {
     fn default() -> Self {
         Review {
-            score: "mean_mutual_info".into(),
+            score: DEFAULT_REVIEW_SCORE.into(),
             threshold: DEFAULT_REVIEW_THRESHOLD,
         }
     }
@@ -313,7 +317,7 @@ pub struct ExportArgs {
     pub dtype: DtypeArg,
     /// Patch score compared with the threshold: mean_mutual_info, mean_entropy, mean_variance or
     /// volume_disagreement.
-    #[arg(long, default_value = "mean_mutual_info")]
+    #[arg(long, default_value = DEFAULT_REVIEW_SCORE)]
     pub review_score: String,
     /// Review threshold (until `evaluate` calibrates one on the validation set).
     #[arg(long, default_value_t = DEFAULT_REVIEW_THRESHOLD)]
