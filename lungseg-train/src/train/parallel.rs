@@ -155,10 +155,6 @@ impl DataParallel {
         })
     }
 
-    pub fn devices(&self) -> &[Device] {
-        &self.devices
-    }
-
     /// Forward and backward of `batch` split over the devices (shard `i` seeded by `seed(i)`);
     /// gradients summed on the first device.
     pub fn step(
