@@ -333,12 +333,10 @@ pub enum DtypeArg {
 impl ExportArgs {
     pub fn run(&self) -> Result<()> {
         anyhow::ensure!(
-            matches!(
-                self.review_score.as_str(),
-                "mean_mutual_info" | "mean_entropy" | "mean_variance" | "volume_disagreement"
-            ),
-            "--review-score '{}' (expected mean_mutual_info, mean_entropy, mean_variance or volume_disagreement)",
-            self.review_score
+            lungseg::model::ReviewScore::from_name(&self.review_score).is_some(),
+            "--review-score '{}' (expected one of {})",
+            self.review_score,
+            lungseg::model::ReviewScore::names()
         );
         anyhow::ensure!(
             self.review_threshold.is_finite(),

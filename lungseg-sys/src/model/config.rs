@@ -250,6 +250,24 @@ pub enum ReviewScore {
 }
 
 impl ReviewScore {
+    /// Every score, in the order error messages list them.
+    pub const ALL: [ReviewScore; 4] = [
+        ReviewScore::MeanMutualInfo,
+        ReviewScore::MeanEntropy,
+        ReviewScore::MeanVariance,
+        ReviewScore::VolumeDisagreement,
+    ];
+
+    /// The score called `name` in the model file's `review.score`.
+    pub fn from_name(name: &str) -> Option<ReviewScore> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// `"mean_mutual_info, mean_entropy, ..."`, for error messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ReviewScore::MeanMutualInfo => "mean_mutual_info",
@@ -288,17 +306,12 @@ impl ReviewConfig {
             .map_err(|e| Error::format(format!("metadata 'review' is not valid JSON: {e}")))?;
         let mut r = ReviewConfig::default();
         if let Some(s) = raw.score {
-            r.score = match s.as_str() {
-                "mean_mutual_info" => ReviewScore::MeanMutualInfo,
-                "mean_entropy" => ReviewScore::MeanEntropy,
-                "mean_variance" => ReviewScore::MeanVariance,
-                "volume_disagreement" => ReviewScore::VolumeDisagreement,
-                other => {
-                    return Err(Error::unsupported(format!(
-                        "review.score '{other}' (supported: mean_mutual_info, mean_entropy, mean_variance, volume_disagreement)"
-                    )))
-                }
-            };
+            r.score = ReviewScore::from_name(&s).ok_or_else(|| {
+                Error::unsupported(format!(
+                    "review.score '{s}' (supported: {})",
+                    ReviewScore::names()
+                ))
+            })?;
         }
         if let Some(t) = raw.threshold {
             if !t.is_finite() {

@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ use augment::{augment, AugmentConfig};
 use checkpoint::TrainState;
 use loss::{dice_bce, Overlap};
 use metrics::{EpochMetrics, MetricsLog};
-use parallel::DataParallel;
+use parallel::{DataParallel, ShardOutput};
 use rng::Rng;
 
 /// Where tensors live. `Wgpu` exists with the `wgpu` cargo feature.
@@ -413,7 +413,24 @@ struct EpochTrain {
     lr: f64,
 }
 
-/// One optimiser step on `batch`; adds its loss and overlap to `sums`.
+impl EpochTrain {
+    /// Adds the loss and overlap of `shards`, the consecutive parts of `batch`.
+    fn add(&mut self, batch: &Batch, shards: &[ShardOutput]) {
+        let per: usize = batch.shape[1..].iter().product();
+        let mut start = 0;
+        for s in shards {
+            self.loss_sum += s.loss * s.n as f64;
+            self.bce_sum += s.bce * s.n as f64;
+            self.seen += s.n;
+            let mask = &batch.mask[start * per..(start + s.n) * per];
+            self.overlap.add(Overlap::count(&s.logits, mask));
+            start += s.n;
+        }
+    }
+}
+
+/// One optimiser step on `batch` on one device (the backend's random source as seeded per
+/// epoch); adds its loss and overlap to `sums`.
 fn train_step(
     model: UNet,
     optim: &mut ModuleOptimizer,
@@ -422,24 +439,10 @@ fn train_step(
     ad: &Device,
     sums: &mut EpochTrain,
 ) -> Result<UNet> {
-    let (x, y) = batch.tensors(ad);
-    let logits = model.forward(x);
-    let loss = dice_bce(logits.clone(), y);
-    let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-    let model = optim.step(lr, model, grads);
-    let l = f64::from(loss.total.into_scalar::<f32>());
-    ensure!(l.is_finite(), "training diverged: loss = {l}");
-    let n = batch.shape[0];
-    sums.loss_sum += l * n as f64;
-    sums.bce_sum += f64::from(loss.bce.into_scalar::<f32>()) * n as f64;
-    sums.seen += n;
-    let logits = logits
-        .detach()
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    sums.overlap.add(Overlap::count(&logits, &batch.mask));
-    Ok(model)
+    let mut out = parallel::forward_backward(&model, ad, batch, 1.0, None)?;
+    let grads = std::mem::take(&mut out.grads);
+    sums.add(batch, std::slice::from_ref(&out));
+    Ok(optim.step(lr, model, grads))
 }
 
 /// [`train_step`] with the batch split over `dp`'s devices; shard `i` seeds its dropout masks
@@ -457,18 +460,8 @@ fn train_step_parallel(
     let out = dp.step(&model, batch, |i| {
         Rng::derive(seed, step, STREAM_SHARD_DROPOUT + i as u64).next_u64()
     })?;
-    let model = optim.step(lr, model, out.grads);
-    let per: usize = batch.shape[1..].iter().product();
-    let mut start = 0;
-    for s in &out.shards {
-        sums.loss_sum += s.loss * s.n as f64;
-        sums.bce_sum += s.bce * s.n as f64;
-        sums.seen += s.n;
-        let mask = &batch.mask[start * per..(start + s.n) * per];
-        sums.overlap.add(Overlap::count(&s.logits, mask));
-        start += s.n;
-    }
-    Ok(model)
+    sums.add(batch, &out.shards);
+    Ok(optim.step(lr, model, out.grads))
 }
 
 /// Runs (or resumes) training as `opts` says; returns the summary also written to

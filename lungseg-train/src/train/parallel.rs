@@ -47,9 +47,9 @@ pub struct ShardOutput {
     pub n: usize,
 }
 
-/// Forward and backward of `model` (forked onto `device`) on `shard`. With `seed`, the random
-/// source is seeded and the forward runs under [`FORWARD`], so dropout masks depend only on the
-/// seed.
+/// Forward and backward of `model` forked onto `device` (its own autodiff graph, as each worker
+/// needs) on `shard`. With `seed`, the random source is seeded and the forward runs under
+/// [`FORWARD`], so dropout masks depend only on the seed.
 pub fn shard_step(
     model: &UNet,
     device: &Device,
@@ -57,7 +57,18 @@ pub fn shard_step(
     weight: f64,
     seed: Option<u64>,
 ) -> Result<ShardOutput> {
-    let model = model.clone().fork(device);
+    forward_backward(&model.clone().fork(device), device, shard, weight, seed)
+}
+
+/// [`shard_step`] without the fork: `model` must live on `device` already. The single-device
+/// loop uses it directly (a fork, even onto the same device, changes the last bits of the run).
+pub fn forward_backward(
+    model: &UNet,
+    device: &Device,
+    shard: &Batch,
+    weight: f64,
+    seed: Option<u64>,
+) -> Result<ShardOutput> {
     let (x, y) = shard.tensors(device);
     let (logits, loss) = {
         let _guard = seed.map(|_| FORWARD.lock().unwrap_or_else(|e| e.into_inner()));
@@ -69,7 +80,7 @@ pub fn shard_step(
         (logits, loss)
     };
     let grads =
-        GradientsParams::from_grads(loss.total.clone().mul_scalar(weight).backward(), &model);
+        GradientsParams::from_grads(loss.total.clone().mul_scalar(weight).backward(), model);
     let l = f64::from(loss.total.into_scalar::<f32>());
     ensure!(l.is_finite(), "training diverged: loss = {l}");
     let logits = logits
