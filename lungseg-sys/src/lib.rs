@@ -9,6 +9,7 @@
 pub mod cuda;
 pub mod error;
 pub mod ffi;
+mod fsio;
 pub mod fuzzing;
 pub mod geometry;
 pub mod mc;

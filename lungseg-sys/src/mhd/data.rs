@@ -7,9 +7,10 @@
 
 use super::header::{format_pattern, DataFile, Header};
 use super::source::{DataReader, DataSource};
+use super::ReadOptions;
 use crate::error::{Error, Result};
 use crate::volume::{ElementType, PixelData};
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 
 /// One data file and the part of the output it fills.
 struct Chunk {
@@ -21,21 +22,23 @@ struct Chunk {
 }
 
 /// Reads and decodes all voxel data described by `header` (whose file is `header_name`).
-/// `samples` and `bytes` were checked against the limits by the caller.
+/// `samples` was checked against the limits by the caller; the data file count is checked
+/// here, before anything is allocated, and the files are named and opened one at a time.
 pub(crate) fn read_pixels(
     header: &Header,
     header_name: &str,
     source: &dyn DataSource,
     samples: usize,
-    max_bytes: u64,
+    opts: &ReadOptions,
 ) -> Result<PixelData> {
+    let count = data_file_count(header, opts)?;
     let width = header.element_type.size();
     let mut data = alloc_pixels(header.element_type, samples)?;
     let total = samples * width;
-    let chunks = chunks(header, header_name, total)?;
-    let single = chunks.len() == 1;
+    let single = count == 1;
     let out = bytes_mut(&mut data);
-    for chunk in chunks {
+    for i in 0..count {
+        let chunk = chunk(header, header_name, total, count, i);
         let mut reader = source.open(&chunk.name)?;
         let dst = &mut out[chunk.out.clone()];
         let ctx = || chunk.name.clone();
@@ -48,16 +51,23 @@ pub(crate) fn read_pixels(
             let start = region_start(header, &chunk, reader.len(), None)?;
             let len = reader.len() - start;
             // Generous for any number formatting, but bounded by the voxel count, not the file.
-            let cap = max_bytes.min((dst.len() / width) as u64 * 64 + 4096);
+            let cap = opts.max_bytes.min((dst.len() / width) as u64 * 64 + 4096);
             if len > cap {
                 return Err(Error::limit(format!(
                     "{}: {len} bytes of ASCII data exceed the limit of {cap}",
                     ctx()
                 )));
             }
-            let mut text = vec![0u8; len as usize];
-            reader.read_at(start, &mut text)?;
-            decode_ascii(&text, header.element_type, dst).map_err(|e| e.context(ctx()))?;
+            // Streamed: memory stays at one buffer however long the text is.
+            let text = BufReader::with_capacity(
+                1 << 16,
+                Region {
+                    reader: reader.as_mut(),
+                    pos: start,
+                    end: start + len,
+                },
+            );
+            decode_ascii(text, header.element_type, dst).map_err(|e| e.context(ctx()))?;
         } else if header.compressed_data {
             let size = if single {
                 header.compressed_data_size
@@ -96,58 +106,56 @@ pub(crate) fn read_pixels(
     Ok(data)
 }
 
-/// The data files and which output bytes each fills.
-fn chunks(header: &Header, header_name: &str, total: usize) -> Result<Vec<Chunk>> {
-    let one = |name: &str, local_offset| {
-        vec![Chunk {
-            name: name.to_string(),
-            local_offset,
-            out: 0..total,
-        }]
-    };
-    let split = |names: Vec<String>| -> Vec<Chunk> {
-        let each = total / names.len().max(1);
-        names
-            .into_iter()
-            .enumerate()
-            .map(|(i, name)| Chunk {
-                name,
-                local_offset: None,
-                out: i * each..(i + 1) * each,
-            })
-            .collect()
-    };
-    Ok(match &header.element_data_file {
-        DataFile::Local => one(header_name, Some(header.data_offset as u64)),
-        DataFile::Path(p) => one(p, None),
-        DataFile::List { files, .. } => split(files.clone()),
-        DataFile::Pattern {
-            pattern,
-            min,
-            max,
-            step,
-        } => {
-            let slices = *header.dim_size.last().unwrap_or(&1) as usize;
-            let mut names = Vec::new();
-            let mut i = *min;
-            while i <= *max {
-                if names.len() == slices {
-                    return Err(Error::format(format!(
-                        "ElementDataFile pattern {pattern} {min} {max} {step} names more than the {slices} slices of DimSize"
-                    )));
-                }
-                names.push(format_pattern(pattern, i));
-                i += step;
-            }
-            if names.len() != slices {
-                return Err(Error::format(format!(
-                    "ElementDataFile pattern {pattern} {min} {max} {step} names {} files, DimSize needs {slices}",
-                    names.len()
-                )));
-            }
-            split(names)
+/// How many data files `header` names, refused before any of them is named or opened when
+/// over `opts.max_data_files` (each costs an open and a name) or, for a pattern, when it does
+/// not match the slices of DimSize.
+fn data_file_count(header: &Header, opts: &ReadOptions) -> Result<usize> {
+    let count = header.data_file_count();
+    if let DataFile::Pattern {
+        pattern,
+        min,
+        max,
+        step,
+    } = &header.element_data_file
+    {
+        let slices = *header.dim_size.last().unwrap_or(&1);
+        if count > slices {
+            return Err(Error::format(format!(
+                "ElementDataFile pattern {pattern} {min} {max} {step} names more than the {slices} slices of DimSize"
+            )));
         }
-    })
+        if count != slices {
+            return Err(Error::format(format!(
+                "ElementDataFile pattern {pattern} {min} {max} {step} names {count} files, DimSize needs {slices}"
+            )));
+        }
+    }
+    match usize::try_from(count) {
+        Ok(n) if count <= opts.max_data_files => Ok(n),
+        _ => Err(Error::limit(format!(
+            "ElementDataFile names {count} data files, more than the limit of {} (max_data_files)",
+            opts.max_data_files
+        ))),
+    }
+}
+
+/// Data file `i` of `count` and the output bytes it fills, named only when it is read.
+fn chunk(header: &Header, header_name: &str, total: usize, count: usize, i: usize) -> Chunk {
+    let each = total / count.max(1);
+    let out = i * each..(i + 1) * each;
+    let (name, local_offset) = match &header.element_data_file {
+        DataFile::Local => (header_name.to_string(), Some(header.data_offset as u64)),
+        DataFile::Path(p) => (p.clone(), None),
+        DataFile::List { files, .. } => (files[i].clone(), None),
+        DataFile::Pattern {
+            pattern, min, step, ..
+        } => (format_pattern(pattern, min + i as i64 * step), None),
+    };
+    Chunk {
+        name,
+        local_offset,
+        out,
+    }
 }
 
 /// Where the data starts in a file of `file_len` bytes. `tail` is the data's byte count when
@@ -314,17 +322,64 @@ fn fill(mut decoder: impl Read, dst: &mut [u8], kind: &str) -> Result<()> {
     }
 }
 
+/// Longest ASCII value accepted: far more than any number formatting needs, so a file of
+/// non-blank bytes is refused at once instead of being collected.
+const MAX_ASCII_TOKEN: usize = 256;
+
+/// Whitespace-separated tokens from a stream, one bounded buffer at a time.
+struct Tokens<R> {
+    input: R,
+    token: Vec<u8>,
+}
+
+impl<R: BufRead> Tokens<R> {
+    /// The next token, `None` at end of input.
+    fn next(&mut self, index: usize) -> Result<Option<&[u8]>> {
+        self.token.clear();
+        loop {
+            let avail = self
+                .input
+                .fill_buf()
+                .map_err(|e| Error::io(e.to_string()))?;
+            if avail.is_empty() {
+                return Ok((!self.token.is_empty()).then_some(&self.token[..]));
+            }
+            let mut used = 0;
+            let mut done = false;
+            for &b in avail {
+                used += 1;
+                if !b.is_ascii_whitespace() {
+                    if self.token.len() == MAX_ASCII_TOKEN {
+                        return Err(Error::format(format!(
+                            "ASCII value {index} is longer than {MAX_ASCII_TOKEN} bytes"
+                        )));
+                    }
+                    self.token.push(b);
+                } else if !self.token.is_empty() {
+                    done = true;
+                    break;
+                }
+            }
+            self.input.consume(used);
+            if done {
+                return Ok(Some(&self.token[..]));
+            }
+        }
+    }
+}
+
 /// `BinaryData = False`: whitespace-separated numbers, converted like MetaIO (through a double,
 /// truncated for integer types) but out-of-range values are errors instead of wrapping.
-fn decode_ascii(text: &[u8], t: ElementType, dst: &mut [u8]) -> Result<()> {
+fn decode_ascii(text: impl BufRead, t: ElementType, dst: &mut [u8]) -> Result<()> {
     let width = t.size();
     let want = dst.len() / width;
-    let mut tokens = text
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|s| !s.is_empty());
+    let mut tokens = Tokens {
+        input: text,
+        token: Vec::with_capacity(MAX_ASCII_TOKEN),
+    };
     for (i, out) in dst.chunks_exact_mut(width).enumerate() {
         let tok = tokens
-            .next()
+            .next(i)?
             .ok_or_else(|| Error::format(format!("ASCII data has {i} values, expected {want}")))?;
         let s = std::str::from_utf8(tok).unwrap_or("");
         let bad = || {

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::volume::ElementType;
+use std::collections::HashMap;
 
 /// MetaIO refuses more axes than this; it also bounds the `n × n` matrix keys.
 pub const MAX_NDIMS: usize = 10;
@@ -102,6 +103,19 @@ impl Header {
             .unwrap_or_else(|| vec![1.0; self.ndims])
     }
 
+    /// How many data files `ElementDataFile` names (a pattern's range, whatever DimSize says).
+    pub fn data_file_count(&self) -> u64 {
+        match &self.element_data_file {
+            DataFile::Local | DataFile::Path(_) => 1,
+            DataFile::List { files, .. } => files.len() as u64,
+            // |min|, |max| < 2^40 and step > 0 (checked when parsed): no overflow.
+            DataFile::Pattern { min, max, step, .. } if max >= min => {
+                ((max - min) / step + 1) as u64
+            }
+            DataFile::Pattern { .. } => 0,
+        }
+    }
+
     /// Big-endian data? `BinaryDataByteOrderMSB` wins over `ElementByteOrderMSB`; default little.
     pub fn msb(&self) -> bool {
         self.binary_data_byte_order_msb
@@ -111,8 +125,15 @@ impl Header {
 }
 
 /// Parses a header. `bytes` may continue past the header (a whole `.mha`): parsing stops at the
-/// `ElementDataFile` line (after the `LIST` names).
+/// `ElementDataFile` line (after the `LIST` names). A `LIST` of more than
+/// [`super::DEFAULT_MAX_DATA_FILES`] files is refused.
 pub fn parse_header(bytes: &[u8]) -> Result<Header> {
+    parse_header_with(bytes, super::DEFAULT_MAX_DATA_FILES)
+}
+
+/// [`parse_header`], refusing (`Limit`) a `LIST` of more than `max_data_files` names before
+/// reading any of them.
+pub fn parse_header_with(bytes: &[u8], max_data_files: u64) -> Result<Header> {
     let mut p = Parser {
         lines: Lines {
             bytes,
@@ -120,6 +141,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
             line_no: 0,
         },
         fields: Fields::default(),
+        max_data_files,
     };
     p.run()
 }
@@ -149,6 +171,8 @@ struct Fields {
     element_number_of_channels: Option<usize>,
     element_type: Option<ElementType>,
     extra: Vec<(String, String)>,
+    /// Position of each key in `extra`: duplicates are found without a scan per key.
+    extra_index: HashMap<String, usize>,
 }
 
 /// Splits the input into lines (LF or CRLF), remembering byte positions and line numbers.
@@ -177,6 +201,7 @@ impl<'a> Lines<'a> {
 struct Parser<'a> {
     lines: Lines<'a>,
     fields: Fields,
+    max_data_files: u64,
 }
 
 /// Which numbers a list key holds and how many, relative to NDims.
@@ -327,11 +352,13 @@ impl<'a> Parser<'a> {
             }
             "ElementType" => f.element_type = Some(element_type(value)?),
             _ => {
-                let (key, value) = (key.to_string(), value.to_string());
                 // Duplicates: the last value wins but the first position is kept.
-                match f.extra.iter_mut().find(|(k, _)| *k == key) {
-                    Some(slot) => slot.1 = value,
-                    None => f.extra.push((key, value)),
+                match f.extra_index.get(key) {
+                    Some(&i) => f.extra[i].1 = value.to_string(),
+                    None => {
+                        f.extra_index.insert(key.to_string(), f.extra.len());
+                        f.extra.push((key.to_string(), value.to_string()));
+                    }
                 }
             }
         }
@@ -507,6 +534,12 @@ impl<'a> Parser<'a> {
         let count = count.ok_or_else(|| {
             Error::limit(format!("DimSize {dims:?} overflows the LIST file count"))
         })?;
+        if count > self.max_data_files {
+            return Err(Error::limit(format!(
+                "ElementDataFile = {value}: DimSize {dims:?} needs {count} data files, more than the limit of {} (max_data_files)",
+                self.max_data_files
+            )));
+        }
         let mut files = Vec::new();
         while (files.len() as u64) < count {
             let Some(raw) = self.lines.next_line() else {

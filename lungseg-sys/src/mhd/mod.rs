@@ -12,7 +12,7 @@ pub mod source;
 mod data;
 mod writer;
 
-pub use header::{parse_header, DataFile, Header};
+pub use header::{parse_header, parse_header_with, DataFile, Header};
 pub use source::{DataReader, DataSource, DiskSource, MemorySource};
 pub use writer::g17;
 
@@ -28,9 +28,16 @@ pub struct ReadOptions {
     pub max_voxels: u64,
     /// Refuse data (decompressed) larger than this many bytes.
     pub max_bytes: u64,
-    /// Allow absolute data file paths and `..` leaving the header's folder.
+    /// Allow absolute data file paths and `..` components (see [`source::check_name`] for the
+    /// symlink policy).
     pub allow_outside_paths: bool,
+    /// Refuse headers naming more data files than this (`LIST`, `%d` patterns), before any name
+    /// is built: each file costs a name and an open. Default [`DEFAULT_MAX_DATA_FILES`].
+    pub max_data_files: u64,
 }
+
+/// Default [`ReadOptions::max_data_files`]: far above one file per slice of any CT.
+pub const DEFAULT_MAX_DATA_FILES: u64 = 65536;
 
 impl Default for ReadOptions {
     fn default() -> Self {
@@ -39,6 +46,7 @@ impl Default for ReadOptions {
             max_voxels: 1024 * 1024 * 2000,
             max_bytes: 1024 * 1024 * 2000 * 8,
             allow_outside_paths: false,
+            max_data_files: DEFAULT_MAX_DATA_FILES,
         }
     }
 }
@@ -70,10 +78,10 @@ pub fn read(path: &Path, opts: &ReadOptions) -> Result<Volume> {
 /// Reads the header `header_name` and its data through `source` (disk, or memory for fuzzing).
 pub fn read_from(source: &dyn DataSource, header_name: &str, opts: &ReadOptions) -> Result<Volume> {
     let mut file = source.open(header_name)?;
-    let mut prefix = vec![0u8; file.len().min(MAX_HEADER_BYTES) as usize];
+    let mut prefix = crate::error::try_vec(file.len().min(MAX_HEADER_BYTES) as usize, "header")?;
     file.read_at(0, &mut prefix)?;
     drop(file);
-    let header = parse_header(&prefix)?;
+    let header = parse_header_with(&prefix, opts.max_data_files)?;
     if header.data_offset as u64 >= MAX_HEADER_BYTES && header.element_data_file == DataFile::Local
     {
         return Err(Error::format(format!(
@@ -88,7 +96,7 @@ pub fn read_from(source: &dyn DataSource, header_name: &str, opts: &ReadOptions)
     }
     let (samples, _) = check_limits(&header, opts)?;
     let geometry = geometry(&header)?;
-    let data = data::read_pixels(&header, header_name, source, samples, opts.max_bytes)?;
+    let data = data::read_pixels(&header, header_name, source, samples, opts)?;
     Ok(Volume {
         geometry,
         element_type: header.element_type,

@@ -25,12 +25,17 @@ pub trait DataReader {
     }
 }
 
-/// Refuses names that could leave the header's folder (absolute, `~`, `..` escaping) unless
-/// `allow_outside`; NUL bytes are always refused (no OS accepts them, and C APIs would truncate).
+/// Refuses names that could leave the header's folder (absolute, `~`, any `..` component)
+/// unless `allow_outside`; NUL bytes are always refused (no OS accepts them, and C APIs would
+/// truncate).
 ///
-/// The rule guards against the header's *text* pointing elsewhere. Symbolic links inside the
-/// folder are followed, as ITK does: they are put there by whoever owns the folder (datasets
-/// are often symlink farms onto another disk), not by the untrusted header.
+/// Symlink policy: the rule guards against the header's *text* pointing elsewhere. Symbolic
+/// links inside the folder are followed, as ITK does: they are put there by whoever owns the
+/// folder (datasets are often symlink farms onto another disk), not by the untrusted header.
+/// `..` is refused even when it would stay inside textually (`a/../x.raw`): the OS applies `..`
+/// to a link's *target*, so `link/../x.raw` would read beside wherever `link` points. With no
+/// `..` and no absolute path, the header can only name files below its folder, and only links
+/// the folder's owner placed there can lead elsewhere.
 pub fn check_name(name: &str, allow_outside: bool) -> Result<()> {
     if name.contains('\0') {
         return Err(Error::format(format!(
@@ -57,18 +62,10 @@ pub fn check_name(name: &str, allow_outside: bool) -> Result<()> {
     if b[0] == b'~' {
         return Err(refuse("starts with '~'"));
     }
-    let mut depth = 0i64;
-    for part in name.split(['/', '\\']) {
-        match part {
-            "" | "." => {}
-            ".." => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(refuse("leaves the header's folder through '..'"));
-                }
-            }
-            _ => depth += 1,
-        }
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Err(refuse(
+            "has a '..' component, which could leave the header's folder (through a symlink too)",
+        ));
     }
     Ok(())
 }
@@ -102,11 +99,7 @@ struct DiskReader {
 impl DataSource for DiskSource {
     fn open(&self, name: &str) -> Result<Box<dyn DataReader + '_>> {
         let path = self.resolve(name)?;
-        let file = File::open(&path).map_err(|e| Error::from_io(path.display(), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::from_io(path.display(), e))?
-            .len();
+        let (file, len) = crate::fsio::open_regular(&path)?;
         Ok(Box::new(DiskReader { file, len, path }))
     }
 }

@@ -80,18 +80,8 @@ pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result
 /// write (full disk, bad folder) leaves any earlier file whole and no partial one behind.
 fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let io = |p: &Path, e| Error::from_io(p.display(), e);
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: no file name", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    // Unique per process and call: two threads writing the same path never share a temp file.
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tmp_name.push(format!(".{}-{call}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let (tmp, mut f) = create_temp(path)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(path, e))?;
         for part in parts {
             f.write_all(part).map_err(|e| io(path, e))?;
         }
@@ -102,6 +92,42 @@ fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Names tried before giving up when temporary names are already taken.
+const TEMP_ATTEMPTS: u32 = 16;
+
+/// Creates `.name.PID-N.tmp` beside `path`, exclusively (`O_EXCL`): the name is predictable,
+/// so in a shared folder someone may have planted a file or symlink there, and opening it
+/// would write wherever the link points. A taken name is skipped, never opened.
+fn create_temp(path: &Path) -> Result<(std::path::PathBuf, std::fs::File)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{}: no file name", path.display())))?;
+    // Unique per process and call: two threads writing the same path never share a temp file.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut last = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}-{call}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(Error::from_io(path.display(), e)),
+        }
+    }
+    let e = last.expect("TEMP_ATTEMPTS > 0");
+    Err(Error::io(format!(
+        "{}: {TEMP_ATTEMPTS} temporary names beside it are already taken ({e})",
+        path.display()
+    )))
 }
 
 /// The data must match the geometry and be stored in the element type's natural type.
@@ -290,6 +316,31 @@ mod tests {
         ] {
             assert_eq!(g17(x), s, "{x:e}");
         }
+    }
+
+    /// Every temporary name this process could use is a planted symlink to a victim file: the
+    /// write must skip or refuse them, never write through one.
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_at_temp_names_are_not_followed() {
+        let dir = std::env::temp_dir().join(format!("lungseg-tmp-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let target = dir.join("out.raw");
+        for n in 0..4096 {
+            let link = dir.join(format!(".out.raw.{}-{n}.tmp", std::process::id()));
+            std::os::unix::fs::symlink(&victim, link).unwrap();
+        }
+        let r = write_replacing(&target, &[b"payload"]);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        match r {
+            Err(e) => assert!(e.message.contains("already taken"), "{e}"),
+            Ok(()) => assert_eq!(std::fs::read(&target).unwrap(), b"payload"),
+        }
+        assert!(std::fs::symlink_metadata(&victim).unwrap().is_file());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::Path;
 pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
 pub use load::{FORMAT, FORMAT_VERSION};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mc::WorkspacePool;
 
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
@@ -59,17 +59,10 @@ impl Model {
         })
     }
 
-    /// Reads and parses a model file.
+    /// Reads and parses a model file: regular files only (a FIFO or device is refused without
+    /// blocking), at most [`MAX_FILE_BYTES`].
     pub fn open(path: &Path) -> Result<Model> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::from_io(path.display(), e))?;
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(Error::limit(format!(
-                "{}: model file of {} bytes exceeds {MAX_FILE_BYTES}",
-                path.display(),
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::from_io(path.display(), e))?;
+        let bytes = crate::fsio::read_bounded(path, MAX_FILE_BYTES, "model file")?;
         Model::from_bytes(&bytes).map_err(|e| e.context(path.display()))
     }
 
