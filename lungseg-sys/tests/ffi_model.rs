@@ -368,3 +368,32 @@ fn bad_model_files_and_options() {
     );
     unsafe { lungseg_model_free(m) };
 }
+
+/// A FIFO or device as the model path is refused at once: a FIFO without a writer would block
+/// the open forever, `/dev/zero` would be read until memory runs out.
+#[cfg(unix)]
+#[test]
+fn fifo_and_device_model_paths_are_refused_without_blocking() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi_model_fifo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.fifo");
+    let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut m = null_mut();
+        let st = unsafe { lungseg_model_open(c.as_ptr(), null(), &mut m) };
+        let _ = tx.send((st, last_error(), m.is_null()));
+    });
+    let (st, msg, null_out) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("lungseg_model_open hung on a FIFO");
+    assert_eq!(st, lungseg_status::LUNGSEG_IO, "{msg}");
+    assert!(
+        msg.contains("not a regular file") && msg.contains("FIFO"),
+        "{msg}"
+    );
+    assert!(null_out);
+}

@@ -356,3 +356,31 @@ fn status_names() {
     assert_eq!(name(8), "LUNGSEG_PANIC");
     assert_eq!(name(-3), "LUNGSEG_UNKNOWN_STATUS");
 }
+
+/// `max_data_files` reaches the reader: 0 keeps the default, a smaller cap refuses a pattern
+/// naming more files before any is opened.
+#[test]
+fn max_data_files_option() {
+    let dir = scratch("max_data_files");
+    std::fs::write(
+        dir.join("p.mhd"),
+        "NDims = 3\nDimSize = 1 1 3\nElementType = MET_UCHAR\nElementDataFile = f%d.raw\n",
+    )
+    .unwrap();
+    for i in 1..=3u8 {
+        std::fs::write(dir.join(format!("f{i}.raw")), [i]).unwrap();
+    }
+    let path = cpath(&dir.join("p.mhd"));
+    let mut opts = lungseg_open_options {
+        struct_size: std::mem::size_of::<lungseg_open_options>() as u32,
+        ..Default::default()
+    };
+    let mut v = null_mut();
+    let st = unsafe { lungseg_volume_open_ex(path.as_ptr(), &opts, &mut v) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    unsafe { lungseg_volume_free(v) };
+    opts.max_data_files = 2;
+    let st = unsafe { lungseg_volume_open_ex(path.as_ptr(), &opts, &mut v) };
+    expect(st, lungseg_status::LUNGSEG_LIMIT, "max_data_files");
+    assert!(v.is_null());
+}

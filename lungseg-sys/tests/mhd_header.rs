@@ -472,3 +472,25 @@ fn patterns() {
     }
     assert!(p("100%%_%d.raw").is_ok());
 }
+
+/// ~1 MiB of unique unknown keys parses in linear time. Each key was once searched for
+/// linearly among the earlier ones (quadratic: many seconds for this input).
+#[test]
+fn a_megabyte_of_unique_keys_parses_quickly() {
+    let mut h = String::from("NDims = 3\nDimSize = 1 1 1\nElementType = MET_UCHAR\n");
+    let mut i = 0;
+    while h.len() < 1 << 20 {
+        h.push_str(&format!("Key{i} = v\n"));
+        i += 1;
+    }
+    h.push_str("ElementDataFile = d.raw\n");
+    let start = std::time::Instant::now();
+    let parsed = parse_header(h.as_bytes()).unwrap();
+    let took = start.elapsed();
+    assert_eq!(parsed.extra.len(), i);
+    assert_eq!(
+        parsed.extra[i - 1],
+        (format!("Key{}", i - 1), "v".to_string())
+    );
+    assert!(took.as_secs_f64() < 1.0, "{i} keys took {took:?}");
+}

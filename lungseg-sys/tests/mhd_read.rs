@@ -502,12 +502,11 @@ fn unsafe_paths_are_refused() {
             &[why, "allow_outside_paths"],
         );
     }
-    assert_eq!(
-        values(mem_read(
-            hdr("", "a/../d.raw").as_bytes(),
-            &[("a/../d.raw", &raw)]
-        )),
-        basic_values()
+    // `..` is refused even when it stays inside textually: on disk it applies to a symlink's target.
+    assert_err(
+        mem_read(hdr("", "a/../d.raw").as_bytes(), &[("a/../d.raw", &raw)]),
+        ErrorKind::Format,
+        &["'..'", "allow_outside_paths"],
     );
     let h = hdr("", "d\0.raw");
     assert_err(
@@ -768,4 +767,158 @@ fn writer_keeps_orientation_and_extra_keys() {
     let back = mhd::read(&dir.join("x.mhd"), &ReadOptions::default()).unwrap();
     assert_eq!(back.anatomical_orientation.as_deref(), Some("LPS"));
     assert_eq!(back.extra, vec![("Modality".into(), "MET_MOD_CT".into())]);
+}
+
+/// `link/../x.raw` with `link` pointing elsewhere: the OS resolves `..` against the link's
+/// target, so a textual depth check would let the header read beside the target.
+#[cfg(unix)]
+#[test]
+fn dot_dot_through_a_symlink_cannot_leave_the_folder() {
+    let dir = scratch("symlink_dotdot");
+    let secret = dir.join("secret");
+    std::fs::create_dir_all(secret.join("deep")).unwrap();
+    std::fs::write(secret.join("x.raw"), le_bytes(&basic_values())).unwrap();
+    let scan = dir.join("scan");
+    std::fs::create_dir_all(&scan).unwrap();
+    std::os::unix::fs::symlink(secret.join("deep"), scan.join("link")).unwrap();
+    let header = scan.join("h.mhd");
+    std::fs::write(&header, hdr("", "link/../x.raw")).unwrap();
+    assert_err(
+        mhd::read(&header, &ReadOptions::default()),
+        ErrorKind::Format,
+        &["link/../x.raw", "'..'", "allow_outside_paths"],
+    );
+    // A symlink farm (links placed by the folder's owner) is still followed.
+    std::os::unix::fs::symlink(secret.join("x.raw"), scan.join("d.raw")).unwrap();
+    std::fs::write(&header, BASIC).unwrap();
+    assert_eq!(
+        values(mhd::read(&header, &ReadOptions::default())),
+        basic_values()
+    );
+}
+
+/// A `%d` pattern over a million slices is refused before one name is built (each name
+/// costs memory and an open), not after a million names when the first file is missing.
+#[test]
+fn pattern_naming_too_many_files_is_a_limit() {
+    let h =
+        "NDims = 3\nDimSize = 1 1 1000000\nElementType = MET_UCHAR\nElementDataFile = f%d.raw\n";
+    assert_err(
+        mem_read(h.as_bytes(), &[]),
+        ErrorKind::Limit,
+        &["1000000 data files", "65536", "max_data_files"],
+    );
+    let h =
+        "NDims = 3\nDimSize = 1 1 2000000000\nElementType = MET_UCHAR\nElementDataFile = f%d.raw\n";
+    assert_err(
+        mem_read(h.as_bytes(), &[]),
+        ErrorKind::Limit,
+        &["2000000000 data files"],
+    );
+}
+
+/// `LIST` is checked against the cap from DimSize, before any name is read.
+#[test]
+fn list_naming_too_many_files_is_a_limit() {
+    let mut h = String::from(
+        "NDims = 3\nDimSize = 1 1 100000\nElementType = MET_UCHAR\nElementDataFile = LIST\n",
+    );
+    for i in 0..100000 {
+        h.push_str(&format!("s{i}.raw\n"));
+    }
+    assert_err(
+        mem_read(h.as_bytes(), &[]),
+        ErrorKind::Limit,
+        &["100000 data files", "max_data_files"],
+    );
+}
+
+/// The cap is an option; under it, names are built one at a time and the first missing
+/// file ends the read.
+#[test]
+fn max_data_files_is_settable_and_the_first_missing_file_fails() {
+    let h = "NDims = 3\nDimSize = 1 1 3\nElementType = MET_UCHAR\nElementDataFile = f%d.raw\n";
+    let opts = ReadOptions {
+        max_data_files: 2,
+        ..Default::default()
+    };
+    assert_err(
+        mem_read_opts(h.as_bytes(), &[], &opts),
+        ErrorKind::Limit,
+        &["3 data files", "limit of 2"],
+    );
+    let opts = ReadOptions {
+        max_data_files: 3,
+        ..Default::default()
+    };
+    assert_err(
+        mem_read_opts(h.as_bytes(), &[("f1.raw", &[7])], &opts),
+        ErrorKind::Io,
+        &["f2.raw"],
+    );
+    let v = mem_read_opts(
+        h.as_bytes(),
+        &[("f1.raw", &[7]), ("f2.raw", &[8]), ("f3.raw", &[9])],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(v.data, PixelData::U8(vec![7, 8, 9]));
+}
+
+/// ASCII data is streamed: a run of non-blank bytes is refused as soon as it is longer than
+/// any number, without collecting it (or the whole file) first.
+#[test]
+fn ascii_data_with_an_endless_token_is_refused() {
+    let h = "NDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\nBinaryData = False\nElementDataFile = a.txt\n";
+    let text = vec![b'7'; 300];
+    assert_err(
+        mem_read(h.as_bytes(), &[("a.txt", &text)]),
+        ErrorKind::Format,
+        &["a.txt", "longer than 256 bytes"],
+    );
+    let v = mem_read(h.as_bytes(), &[("a.txt", b" 1 2\n3\t4 5 6 7 8 9")]).unwrap();
+    assert_eq!(v.data, PixelData::U8(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+}
+
+/// Runs `f` on a thread and fails the test if it has not returned within 10 s (a FIFO opened
+/// for reading blocks until a writer appears; the stuck thread is left behind).
+#[cfg(unix)]
+fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("hung on a FIFO")
+}
+
+#[cfg(unix)]
+fn mkfifo(p: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// FIFOs (as the header or as a data file) and devices are refused without blocking.
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let dir = scratch("fifo");
+    mkfifo(&dir.join("h.mhd"));
+    let header = dir.join("h.mhd");
+    let r = within_10s(move || mhd::read(&header, &ReadOptions::default()));
+    assert_err(r, ErrorKind::Io, &["h.mhd", "not a regular file", "FIFO"]);
+
+    let sub = dir.join("data");
+    std::fs::create_dir_all(&sub).unwrap();
+    mkfifo(&sub.join("d.raw"));
+    std::fs::write(sub.join("h.mhd"), BASIC).unwrap();
+    let header = sub.join("h.mhd");
+    let r = within_10s(move || mhd::read(&header, &ReadOptions::default()));
+    assert_err(r, ErrorKind::Io, &["d.raw", "not a regular file"]);
+
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.mhd")).unwrap();
+    let header = dir.join("zero.mhd");
+    let r = within_10s(move || mhd::read(&header, &ReadOptions::default()));
+    assert_err(r, ErrorKind::Io, &["zero.mhd", "character device"]);
 }

@@ -37,12 +37,19 @@ pub struct lungseg_volume_info {
 pub struct lungseg_open_options {
     /// `sizeof(lungseg_open_options)`.
     pub struct_size: u32,
-    /// Non-zero: allow absolute data file paths and `..` leaving the header's folder.
+    /// Non-zero: allow absolute data file paths and `..` components in data file names.
+    /// Zero (default): the header may only name files below its own folder, and any `..`
+    /// is refused, even `a/../x.raw`, because the OS applies `..` to a symlink's target
+    /// (`link/../x.raw` would read beside wherever `link` points). Symlinks inside the folder
+    /// are followed: they were placed by the folder's owner (symlink farms), not by the header.
     pub allow_outside_paths: u32,
     /// Refuse volumes with more voxels than this (0 = default, 1024 × 1024 × 2000).
     pub max_voxels: u64,
     /// Refuse data larger than this many bytes after decompression (0 = default).
     pub max_bytes: u64,
+    /// Refuse headers naming more data files than this (`LIST`, `%d` patterns) before any is
+    /// opened (0 = default, 65536).
+    pub max_data_files: u64,
 }
 
 /// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
@@ -59,7 +66,8 @@ pub struct lungseg_patch_spec {
     pub outside_hu: f32,
 }
 
-const OPEN_OPTIONS_V1: usize = std::mem::size_of::<lungseg_open_options>();
+/// The first published `lungseg_open_options` (up to `max_bytes`): frozen, later fields are optional.
+const OPEN_OPTIONS_V1: usize = 24;
 pub(crate) const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
 
 pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
@@ -139,6 +147,9 @@ pub unsafe extern "C" fn lungseg_volume_open_ex(
             }
             if o.max_bytes != 0 {
                 opts.max_bytes = o.max_bytes;
+            }
+            if o.max_data_files != 0 {
+                opts.max_data_files = o.max_data_files;
             }
         }
         let volume = mhd::read(&path, &opts)?;
