@@ -211,7 +211,10 @@ pub fn cubin_for(
     if nvrtc {
         let ver = nvrtc_version()?;
         let path = cache_dir().map(|d| d.join(cache_key(k, arch, ver, driver)));
-        if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        let cached = path
+            .as_ref()
+            .and_then(|p| crate::fsio::read_bounded(p, MAX_CUBIN_BYTES, "cached kernel").ok());
+        if let Some(bytes) = cached {
             if !bytes.is_empty() {
                 return Ok(bytes);
             }
@@ -232,8 +235,12 @@ pub fn cubin_for(
     }
     let dir = prebuilt_dir().ok_or("no libnvrtc and LUNGSEG_CUDA_PREBUILT is not set")?;
     let p = dir.join(prebuilt_name(k, arch));
-    std::fs::read(&p).map_err(|e| format!("prebuilt kernel {}: {e}", p.display()))
+    crate::fsio::read_bounded(&p, MAX_CUBIN_BYTES, "prebuilt kernel")
+        .map_err(|e| format!("prebuilt kernel: {e}"))
 }
+
+/// Largest cubin read from the cache or the prebuilt folder (ours are well under 1 MiB).
+const MAX_CUBIN_BYTES: u64 = 64 << 20;
 
 #[cfg(test)]
 mod tests {
