@@ -3,31 +3,83 @@
 //! [`crate::mhd::fuzzing`].)
 #![doc(hidden)]
 
+use crate::error::try_vec;
 use crate::ffi::*;
 use crate::mc::{self, McOptions, UncertaintyMaps};
 use crate::model::Model;
 use std::ptr::{null, null_mut};
 
-/// Largest patch a fuzzed model may run a forward pass on (keeps each input fast).
-const MAX_FUZZ_VOXELS: usize = 16 * 16 * 16;
+/// Largest patch a fuzzed model also runs the (slower) Monte-Carlo pass on. The first,
+/// deterministic pass always runs: it allocates the workspace a caller's first prediction
+/// would, so a model whose workspace is too big for its host is found (under the fuzzer's
+/// memory cap), not skipped.
+const MAX_MC_VOXELS: usize = 16 * 16 * 16;
 
 /// `model_load`: any bytes either load into a model that can run, or give an error; never a
 /// panic, never an allocation the file did not pay for.
 pub fn model_load(data: &[u8]) {
-    let Ok(model) = Model::from_bytes(data) else {
+    if let Ok(model) = Model::from_bytes(data) {
+        run_model(&model);
+    }
+}
+
+/// Splits `model_config` inputs: the `config` JSON, then optionally bytes written over the
+/// start of the tensor data (weights, BN statistics: non-finite and extreme values).
+pub const WEIGHTS_MARKER: &[u8] = b"\n@@WEIGHTS\n";
+
+/// `model_config`: the valid model `model_bytes` with its `config` metadata replaced by the
+/// input (and optionally its first weight bytes overwritten): hostile patch sizes, channels,
+/// `bn_eps`, windows and dropout on real tensors, through the library's default limits.
+pub fn model_config(model_bytes: &[u8], data: &[u8]) {
+    let Some(bytes) = with_config(model_bytes, data) else {
         return;
     };
+    model_load(&bytes);
+}
+
+/// Rebuilds a safetensors file with `data`'s config (and weight bytes); `None` when the fixture
+/// itself does not parse.
+pub fn with_config(model_bytes: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    let (config, weights) = match data
+        .windows(WEIGHTS_MARKER.len())
+        .position(|w| w == WEIGHTS_MARKER)
+    {
+        Some(i) => (&data[..i], &data[i + WEIGHTS_MARKER.len()..]),
+        None => (data, &[][..]),
+    };
+    let n = u64::from_le_bytes(model_bytes.get(..8)?.try_into().ok()?) as usize;
+    let header = model_bytes.get(8..8usize.checked_add(n)?)?;
+    let mut json: serde_json::Value = serde_json::from_slice(header).ok()?;
+    json.get_mut("__metadata__")?.as_object_mut()?.insert(
+        "config".into(),
+        String::from_utf8_lossy(config).into_owned().into(),
+    );
+    let header = serde_json::to_vec(&json).ok()?;
+    let mut tensors = model_bytes[8 + n..].to_vec();
+    let k = weights.len().min(tensors.len());
+    tensors[..k].copy_from_slice(&weights[..k]);
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&tensors);
+    Some(out)
+}
+
+/// Runs a loaded model once deterministically (any patch size) and, on small patches, once
+/// with Monte-Carlo dropout; outputs must be probabilities.
+fn run_model(model: &Model) {
     let n = model.config().patch_voxels();
-    if n == 0 || n > MAX_FUZZ_VOXELS {
+    let (Ok(mut hu), Ok(mut prob)) = (try_vec(n, "hu"), try_vec(n, "prob")) else {
         return;
-    }
-    let hu = vec![-400.0f32; n];
-    let mut prob = vec![0.0f32; n];
-    if mc::predict(&model, &hu, &mut prob, 1).is_ok() {
+    };
+    hu.fill(-400.0f32);
+    if mc::predict(model, &hu, &mut prob, 1).is_ok() {
         assert!(
             prob.iter().all(|p| (0.0..=1.0).contains(p)),
             "probability out of [0, 1]"
         );
+    }
+    if n == 0 || n > MAX_MC_VOXELS {
+        return;
     }
     let mut mean = vec![0.0f32; n];
     let maps = UncertaintyMaps {
@@ -40,7 +92,7 @@ pub fn model_load(data: &[u8]) {
         threads: 1,
         review_threshold: None,
     };
-    let _ = mc::predict_uncertainty(&model, &hu, &opts, maps);
+    let _ = mc::predict_uncertainty(model, &hu, &opts, maps);
 }
 
 /// A little-endian reader over the fuzz input that yields zeros once exhausted.

@@ -1,24 +1,42 @@
-//! Replays every committed fuzz seed and saved crash input (MetaImage, model, C API targets)
-//! through the fuzz target bodies on stable, so CI catches regressions without a fuzzer. Seeds must also still parse/read
-//! successfully: a seed that errors out early no longer guides the fuzzer anywhere useful.
+//! Replays every committed fuzz seed and saved crash input (MetaImage, model, model config,
+//! C API targets) through the fuzz target bodies on stable, so CI catches regressions without a
+//! fuzzer. Seeds must also still parse/read successfully: a seed that errors out early no longer
+//! guides the fuzzer anywhere useful. Every folder must exist: a missing one (a renamed target,
+//! a typo) would otherwise replay nothing and pass.
 
 use lungseg::mhd::fuzzing;
 use std::path::{Path, PathBuf};
 
+/// The files of `fuzz/<kind>/<target>/` (a README.md excepted), sorted; panics when the
+/// folder does not exist.
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz")
         .join(kind)
         .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (every fuzz target needs it)", dir.display()));
     let mut files: Vec<PathBuf> = entries
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && p.file_name() != Some("README.md".as_ref()))
         .collect();
     files.sort();
     files
+}
+
+/// Every target in `fuzz/fuzz_targets/` has a seed folder and a regression folder.
+#[test]
+fn every_target_has_seed_and_regression_folders() {
+    let targets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets");
+    let mut n = 0;
+    for entry in std::fs::read_dir(targets).unwrap() {
+        let path = entry.unwrap().path();
+        let target = path.file_stem().unwrap().to_str().unwrap();
+        inputs("seeds", target);
+        inputs("regressions", target);
+        n += 1;
+    }
+    assert!(n >= 5, "only {n} fuzz targets found");
 }
 
 #[test]
@@ -97,5 +115,30 @@ fn c_api_seeds_and_regressions() {
     let model = model_bytes();
     for p in seeds.iter().chain(&inputs("regressions", "c_api")) {
         lungseg::fuzzing::c_api(&model, &std::fs::read(p).unwrap());
+    }
+}
+
+#[test]
+fn model_config_seeds_and_regressions() {
+    let seeds = inputs("seeds", "model_config");
+    assert!(
+        seeds.len() >= 5,
+        "fuzz/seeds/model_config has only {} seeds",
+        seeds.len()
+    );
+    let model = model_bytes();
+    let mut loaded = 0;
+    for p in &seeds {
+        let data = std::fs::read(p).unwrap();
+        lungseg::fuzzing::model_config(&model, &data);
+        let bytes = lungseg::fuzzing::with_config(&model, &data).unwrap();
+        loaded += lungseg::model::Model::from_bytes(&bytes).is_ok() as usize;
+    }
+    assert!(
+        loaded >= 4,
+        "seeds should mostly be loadable models, {loaded} loaded"
+    );
+    for p in inputs("regressions", "model_config") {
+        lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
     }
 }
