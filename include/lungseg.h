@@ -138,12 +138,19 @@ typedef struct lungseg_uncertainty {
 typedef struct lungseg_open_options {
   // `sizeof(lungseg_open_options)`.
   uint32_t struct_size;
-  // Non-zero: allow absolute data file paths and `..` leaving the header's folder.
+  // Non-zero: allow absolute data file paths and `..` components in data file names.
+  // Zero (default): the header may only name files below its own folder, and any `..`
+  // is refused, even `a/../x.raw`, because the OS applies `..` to a symlink's target
+  // (`link/../x.raw` would read beside wherever `link` points). Symlinks inside the folder
+  // are followed: they were placed by the folder's owner (symlink farms), not by the header.
   uint32_t allow_outside_paths;
   // Refuse volumes with more voxels than this (0 = default, 1024 × 1024 × 2000).
   uint64_t max_voxels;
   // Refuse data larger than this many bytes after decompression (0 = default).
   uint64_t max_bytes;
+  // Refuse headers naming more data files than this (`LIST`, `%d` patterns) before any is
+  // opened (0 = default, 65536).
+  uint64_t max_data_files;
 } lungseg_open_options;
 
 // Geometry and storage of a volume.
