@@ -207,6 +207,8 @@ size_t lungseg_last_error(char *buf, size_t buf_len);
 
 // Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 // On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+// Weights that are not finite after BatchNorm folding are `LUNGSEG_FORMAT`; a model whose
+// prediction workspace exceeds `max_workspace_bytes` is `LUNGSEG_LIMIT`.
 enum lungseg_status lungseg_model_open(const char *path,
                                        const struct lungseg_model_options *options,
                                        struct lungseg_model **out);

@@ -250,6 +250,8 @@ fn summary_to_c(s: &PatchSummary, threshold: f32) -> lungseg_patch_summary {
 
 /// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 /// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+/// Weights that are not finite after BatchNorm folding are `LUNGSEG_FORMAT`; a model whose
+/// prediction workspace exceeds `max_workspace_bytes` is `LUNGSEG_LIMIT`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_model_open(
     path: *const libc::c_char,

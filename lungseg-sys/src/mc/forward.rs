@@ -578,3 +578,42 @@ fn dropout_elements(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open-time figure is what a workspace really holds, buffer by buffer.
+    #[test]
+    fn workspace_bytes_are_what_is_allocated() {
+        for json in [
+            r#"{"channels":[3,5,7],"patch_size":[8,4,12]}"#,
+            r#"{"channels":[16,32,64,128,256],"patch_size":[64,64,64]}"#,
+            r#"{"channels":[5],"patch_size":[6,2,4],"dropout":{"kind":"element"}}"#,
+        ] {
+            let cfg = ModelConfig::from_json(json).unwrap();
+            let size = WorkspaceSize::of(&cfg).unwrap();
+            let ws = Workspace::new(&size).unwrap();
+            let all = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
+            let f32s = ws.input.len()
+                + ws.first.len()
+                + all(&ws.tmp)
+                + all(&ws.cat)
+                + all(&ws.pooled)
+                + ws.bott.len()
+                + ws.prob.len()
+                + ws.w_eff.len()
+                + all(&ws.masks);
+            let u32s = ws.ci.len() + ws.ident.len();
+            let stats = ws.prob.len() * super::super::stats::Stats::BYTES_PER_VOXEL;
+            assert_eq!((4 * (f32s + u32s) + stats) as u64, size.bytes(), "{json}");
+        }
+        // The default network at 64³: the "about 115 MB" of the docs.
+        let size = WorkspaceSize::of(&ModelConfig::default()).unwrap();
+        assert!(
+            (100e6..130e6).contains(&(size.bytes() as f64)),
+            "{}",
+            size.bytes()
+        );
+    }
+}
