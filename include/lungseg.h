@@ -53,8 +53,8 @@ typedef enum lungseg_status {
 // Concurrency model:
 // - Threads: the library runs one process-wide pool of at most (cores - 1) helper threads
 //   (named `lungseg-N`), shared by every model and calling thread and started on first need.
-//   A prediction splits each layer into `threads` fixed shares run by the calling thread and
-//   the pool; while another call uses the pool, a call runs its shares on its own thread.
+//   A prediction splits each layer into fixed shares run by the calling thread and the pool;
+//   while another call uses the pool, a call runs all its shares on its own thread.
 //   Results are bit-identical whatever the thread count or the load.
 // - Memory: each prediction running at the same time holds one scratch workspace of the
 //   model's size (about 115 MB for the default network at 64³, checked against
@@ -75,8 +75,8 @@ typedef struct lungseg_model_options {
   uint32_t struct_size;
   // A `lungseg_device` value.
   uint32_t device;
-  // Shares each layer of a prediction is split into (at most the core count run at once);
-  // 0 = the core count, resolved once here. Results do not depend on it.
+  // Threads one prediction splits each layer over (at most the core count are used);
+  // 0 = the core count, resolved once at open. Results do not depend on it.
   uint32_t threads;
   // Most scratch bytes one prediction may need; a model needing more (e.g. a huge
   // `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.

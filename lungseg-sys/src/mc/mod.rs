@@ -29,10 +29,10 @@ pub struct McOptions {
     pub n_samples: u32,
     /// Philox key of the dropout masks.
     pub seed: u64,
-    /// Shares each layer's work is split into, 0..=1024; 0 = the core count. The shares run on
-    /// the calling thread and the helpers of one process-wide pool of at most cores − 1
-    /// threads ([`max_pool_threads`]), shared by all callers: while another call uses the pool,
-    /// a call runs its shares on its own thread. Results do not depend on it.
+    /// Threads each layer's work is split over, 0..=1024 (at most the core count are used);
+    /// 0 = the core count. They are the calling thread and helpers of one process-wide pool of
+    /// at most cores − 1 threads ([`max_pool_threads`]) shared by all callers: while another
+    /// call uses the pool, a call runs its work on its own thread. Results do not depend on it.
     pub threads: usize,
     /// Overrides the model's review threshold.
     pub review_threshold: Option<f32>,

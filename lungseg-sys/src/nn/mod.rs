@@ -72,7 +72,8 @@ pub(crate) fn par_units<F>(
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let body = &mut out[first..first + n * len];
-    let t = threads.clamp(1, n.max(1));
+    // More shares than cores only queue up; the split never changes a value (see above).
+    let t = threads.clamp(1, n.max(1)).min(team::max_helpers() + 1);
     if t == 1 {
         for (u, c) in body.chunks_mut(len).enumerate() {
             f(u, c);
