@@ -49,19 +49,38 @@ typedef enum lungseg_status {
 } lungseg_status;
 
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
+//
+// Concurrency model:
+// - Threads: the library runs one process-wide pool of at most (cores - 1) helper threads
+//   (named `lungseg-N`), shared by every model and calling thread and started on first need.
+//   A prediction splits each layer into fixed shares run by the calling thread and the pool;
+//   while another call uses the pool, a call runs all its shares on its own thread.
+//   Results are bit-identical whatever the thread count or the load.
+// - Memory: each prediction running at the same time holds one scratch workspace of the
+//   model's size (about 115 MB for the default network at 64³, checked against
+//   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
+//   are freed when their call returns. After the first call, predictions do not allocate.
+// - fork(): a child process may predict with handles opened before the fork (the pool is
+//   re-created in the child), provided no other thread of the parent was inside a lungseg
+//   call at the moment of the fork.
 typedef struct lungseg_model lungseg_model;
 
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
 
-// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores).
+// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
+// workspace limit). See `lungseg_model` for threads and memory.
 typedef struct lungseg_model_options {
   // `sizeof(lungseg_model_options)`.
   uint32_t struct_size;
   // A `lungseg_device` value.
   uint32_t device;
-  // Worker threads per prediction; 0 = all cores.
+  // Threads one prediction splits each layer over (at most the core count are used);
+  // 0 = the core count, resolved once at open. Results do not depend on it.
   uint32_t threads;
+  // Most scratch bytes one prediction may need; a model needing more (e.g. a huge
+  // `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.
+  uint64_t max_workspace_bytes;
 } lungseg_model_options;
 
 // What a model expects and where it runs.
@@ -195,6 +214,8 @@ size_t lungseg_last_error(char *buf, size_t buf_len);
 
 // Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 // On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+// Weights that are not finite after BatchNorm folding are `LUNGSEG_FORMAT`; a model whose
+// prediction workspace exceeds `max_workspace_bytes` is `LUNGSEG_LIMIT`.
 enum lungseg_status lungseg_model_open(const char *path,
                                        const struct lungseg_model_options *options,
                                        struct lungseg_model **out);
@@ -208,6 +229,8 @@ enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
 
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
+// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
+// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
 enum lungseg_status lungseg_predict(struct lungseg_model *model,
                                     const float *patch_hu,
                                     size_t len,
@@ -216,7 +239,10 @@ enum lungseg_status lungseg_predict(struct lungseg_model *model,
 
 // Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
 // (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
-// seed 0. The same seed gives bit-identical results on any thread count.
+// seed 0. The same seed gives bit-identical results on any thread count. Maps must not
+// overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
+// HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
+// `LUNGSEG_FORMAT`, never a summary.
 enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
                                                 const float *patch_hu,
                                                 size_t len,

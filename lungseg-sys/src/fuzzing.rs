@@ -144,6 +144,7 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         struct_size: b.u32() % 64,
         device: b.u32() % 4,
         threads: b.u32() % 4,
+        max_workspace_bytes: 0,
     };
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;

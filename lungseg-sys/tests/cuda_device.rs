@@ -24,6 +24,7 @@ fn open(device: u32) -> (lungseg_status, *mut lungseg_model, String) {
         struct_size: std::mem::size_of::<lungseg_model_options>() as u32,
         device,
         threads: 1,
+        ..Default::default()
     };
     let mut m = null_mut();
     let st = unsafe { lungseg_model_open(path.as_ptr(), &opts, &mut m) };

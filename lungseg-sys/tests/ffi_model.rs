@@ -237,6 +237,7 @@ fn bad_model_files_and_options() {
         struct_size: sz,
         device: 2,
         threads: 0,
+        ..Default::default()
     };
     expect(
         open_path(&fixture(MODEL), &cuda, &mut m),
@@ -247,6 +248,7 @@ fn bad_model_files_and_options() {
         struct_size: sz,
         device: 7,
         threads: 0,
+        ..Default::default()
     };
     expect(
         open_path(&fixture(MODEL), &weird, &mut m),
@@ -257,6 +259,7 @@ fn bad_model_files_and_options() {
         struct_size: 3,
         device: 0,
         threads: 0,
+        ..Default::default()
     };
     expect(
         open_path(&fixture(MODEL), &small, &mut m),
@@ -267,6 +270,7 @@ fn bad_model_files_and_options() {
         struct_size: sz,
         device: 1,
         threads: 100_000,
+        ..Default::default()
     };
     expect(
         open_path(&fixture(MODEL), &threads, &mut m),

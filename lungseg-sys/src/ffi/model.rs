@@ -7,7 +7,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
-use crate::model::Model;
+use crate::model::{Model, ModelOptions};
 use crate::patch::{self, PatchSpec};
 
 /// Where inference runs. Values are ABI.
@@ -22,13 +22,28 @@ pub enum lungseg_device {
 }
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
+///
+/// Concurrency model:
+/// - Threads: the library runs one process-wide pool of at most (cores - 1) helper threads
+///   (named `lungseg-N`), shared by every model and calling thread and started on first need.
+///   A prediction splits each layer into fixed shares run by the calling thread and the pool;
+///   while another call uses the pool, a call runs all its shares on its own thread.
+///   Results are bit-identical whatever the thread count or the load.
+/// - Memory: each prediction running at the same time holds one scratch workspace of the
+///   model's size (about 115 MB for the default network at 64³, checked against
+///   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
+///   are freed when their call returns. After the first call, predictions do not allocate.
+/// - fork(): a child process may predict with handles opened before the fork (the pool is
+///   re-created in the child), provided no other thread of the parent was inside a lungseg
+///   call at the moment of the fork.
 pub struct lungseg_model {
     pub(crate) inner: Model,
     pub(crate) device: lungseg_device,
     pub(crate) threads: usize,
 }
 
-/// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores).
+/// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
+/// workspace limit). See `lungseg_model` for threads and memory.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_model_options {
@@ -36,8 +51,12 @@ pub struct lungseg_model_options {
     pub struct_size: u32,
     /// A `lungseg_device` value.
     pub device: u32,
-    /// Worker threads per prediction; 0 = all cores.
+    /// Threads one prediction splits each layer over (at most the core count are used);
+    /// 0 = the core count, resolved once at open. Results do not depend on it.
     pub threads: u32,
+    /// Most scratch bytes one prediction may need; a model needing more (e.g. a huge
+    /// `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.
+    pub max_workspace_bytes: u64,
 }
 
 /// What a model expects and where it runs.
@@ -231,6 +250,8 @@ fn summary_to_c(s: &PatchSummary, threshold: f32) -> lungseg_patch_summary {
 
 /// Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 /// On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
+/// Weights that are not finite after BatchNorm folding are `LUNGSEG_FORMAT`; a model whose
+/// prediction workspace exceeds `max_workspace_bytes` is `LUNGSEG_LIMIT`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_model_open(
     path: *const libc::c_char,
@@ -250,11 +271,15 @@ pub unsafe extern "C" fn lungseg_model_open(
                 mc::MAX_THREADS
             )));
         }
-        let model = Model::open(&path)?;
+        let threads = mc::resolve_threads(opts.threads as usize)?;
+        let limits = ModelOptions {
+            max_workspace_bytes: opts.max_workspace_bytes,
+        };
+        let model = Model::open_with(&path, &limits)?;
         *out = Box::into_raw(Box::new(lungseg_model {
             inner: model,
             device,
-            threads: opts.threads as usize,
+            threads,
         }));
         Ok(())
     })
@@ -308,6 +333,8 @@ pub unsafe extern "C" fn lungseg_model_get_info(
 
 /// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
+/// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
+/// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict(
     model: *mut lungseg_model,
@@ -318,6 +345,10 @@ pub unsafe extern "C" fn lungseg_predict(
 ) -> lungseg_status {
     guard(|| {
         let m = arg_ref(model.cast_const(), "model")?;
+        disjoint(&[
+            region("patch_hu", patch_hu, len),
+            region("prob", prob, prob_len),
+        ])?;
         let hu = arg_slice(patch_hu, len, "patch_hu")?;
         let prob = arg_slice_mut(prob, prob_len, "prob")?;
         if prob_len != len {
@@ -355,21 +386,36 @@ unsafe fn maps_from<'a>(
         entropy: map(out.entropy, "out->entropy")?,
         mutual_info: map(out.mutual_info, "out->mutual_info")?,
     };
-    // Distinct maps must not overlap: they are written concurrently.
-    let ptrs: Vec<usize> = [out.mean, out.variance, out.entropy, out.mutual_info]
-        .iter()
-        .filter(|p| !p.is_null())
-        .map(|p| *p as usize)
-        .collect();
-    let bytes = voxels * std::mem::size_of::<f32>();
-    for (i, a) in ptrs.iter().enumerate() {
-        for b in &ptrs[i + 1..] {
-            if a < &(b + bytes) && b < &(a + bytes) {
-                return Err(Error::invalid("output maps overlap"));
+    Ok(maps)
+}
+
+/// A named byte range of a caller's buffer (`None`: a NULL, unused buffer).
+type Region = Option<(&'static str, usize, usize)>;
+
+/// The range of `len` elements at `p`, from the raw pointer: checked before any reference to
+/// the memory exists (lengths too large for the address space are refused later).
+fn region<T>(name: &'static str, p: *const T, len: usize) -> Region {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
+    (!p.is_null()).then_some((name, p as usize, bytes))
+}
+
+/// Refuses buffers that overlap: an output written while an input is read, or two outputs,
+/// sharing memory would be undefined behaviour. Pairwise, without allocating.
+fn disjoint(regions: &[Region]) -> Result<()> {
+    for (i, a) in regions.iter().enumerate() {
+        for b in &regions[i + 1..] {
+            if let (Some((na, a0, al)), Some((nb, b0, bl))) = (a, b) {
+                if *al > 0
+                    && *bl > 0
+                    && *a0 < b0.saturating_add(*bl)
+                    && *b0 < a0.saturating_add(*al)
+                {
+                    return Err(Error::invalid(format!("{na} and {nb} overlap")));
+                }
             }
         }
     }
-    Ok(maps)
+    Ok(())
 }
 
 fn run_mc(
@@ -381,6 +427,14 @@ fn run_mc(
     let o = mc_options_from(m, unsafe { arg_options(opts, MC_OPTIONS_V1, "opts")? })?;
     let threshold = o.review_threshold.unwrap_or(m.inner.review().threshold);
     let voxels = m.inner.config().patch_voxels();
+    disjoint(&[
+        region("patch_hu", hu.as_ptr(), hu.len()),
+        region("out", &*out as *const lungseg_uncertainty, 1),
+        region("out->mean", out.mean, out.len),
+        region("out->variance", out.variance, out.len),
+        region("out->entropy", out.entropy, out.len),
+        region("out->mutual_info", out.mutual_info, out.len),
+    ])?;
     let summary = {
         let maps = unsafe { maps_from(out, voxels)? };
         mc::predict_uncertainty(&m.inner, hu, &o, maps)?
@@ -391,7 +445,10 @@ fn run_mc(
 
 /// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
 /// (any may be NULL) and the patch summary with `needs_review`. `opts` NULL = 20 samples,
-/// seed 0. The same seed gives bit-identical results on any thread count.
+/// seed 0. The same seed gives bit-identical results on any thread count. Maps must not
+/// overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
+/// HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
+/// `LUNGSEG_FORMAT`, never a summary.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
     model: *mut lungseg_model,
@@ -434,7 +491,13 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
             let mut hu = buf
                 .try_borrow_mut()
                 .map_err(|_| Error::invalid("re-entrant call"))?;
-            hu.resize(cfg.patch_voxels(), 0.0);
+            let n = cfg.patch_voxels();
+            if hu.len() != n {
+                hu.clear();
+                hu.try_reserve_exact(n)
+                    .map_err(|_| Error::oom(format!("cannot allocate a patch of {n} voxels")))?;
+                hu.resize(n, 0.0);
+            }
             patch::extract_hu(v, c, &spec, &mut hu)?;
             run_mc(m, &hu, opts, out)
         })

@@ -13,7 +13,7 @@
 //! decoder's conv2 write its first half. `tmp[l]` holds conv1 outputs, `pooled[l]` the pooled
 //! input of level `l`, `bott` the bottleneck output.
 
-use crate::error::{try_vec, Result};
+use crate::error::{try_vec, Error, Result};
 use crate::model::{DropoutKind, Model, ModelConfig, Net};
 use crate::nn::conv3::{conv3, Conv3Args};
 use crate::nn::head::head;
@@ -25,7 +25,7 @@ use crate::philox::DropoutStream;
 /// Below this many multiply-adds a layer runs on the calling thread only.
 const PAR_MIN_MACS: usize = 1 << 21;
 
-/// Scratch memory for one concurrent call, sized for one model.
+/// Scratch memory for one concurrent call, sized for one model by [`WorkspaceSize`].
 pub(crate) struct Workspace {
     grids: Vec<Grid>,
     input: Vec<f32>,
@@ -42,65 +42,154 @@ pub(crate) struct Workspace {
     pub stats: super::stats::Stats,
 }
 
-/// Dropout layer numbers (the counter's second word): execution order, two per block.
-pub(crate) fn enc_layer(l: usize, second: bool) -> u32 {
-    (2 * l + usize::from(second)) as u32
-}
-pub(crate) fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
-    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
+/// Element counts of every workspace buffer of a model, and their total in bytes: the one
+/// sizing that both the open-time limit and [`Workspace::new`] use, so they cannot disagree.
+/// Computed from the config alone, with checked arithmetic.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkspaceSize {
+    grids: Vec<Grid>,
+    input: usize,
+    first: usize,
+    tmp: Vec<usize>,
+    cat: Vec<usize>,
+    /// `pooled[0]` is unused (level 0 reads the input).
+    pooled: Vec<usize>,
+    bott: usize,
+    voxels: usize,
+    w_eff: usize,
+    channels: usize,
+    masks: Vec<usize>,
+    bytes: u64,
 }
 
-impl Workspace {
-    pub(crate) fn new(model: &Model) -> Result<Workspace> {
-        let cfg = model.config();
+fn mul(a: usize, b: usize) -> Option<usize> {
+    a.checked_mul(b)
+}
+
+impl WorkspaceSize {
+    /// `None` when a size overflows `usize`/`u64`.
+    pub(crate) fn of(cfg: &ModelConfig) -> Option<WorkspaceSize> {
         let ch = &cfg.channels;
         let levels = ch.len();
         let [px, py, pz] = cfg.patch_size;
         let grids: Vec<Grid> = (0..levels)
             .map(|l| Grid::new(pz >> l, py >> l, px >> l))
             .collect();
-        let pv = |l: usize| grids[l].padded_voxels();
-        let mut tmp = Vec::new();
-        let mut cat = Vec::new();
-        let mut pooled = vec![Vec::new()];
+        let padded = |g: &Grid| mul(mul(g.d + 2, g.h + 2)?, g.w + 2);
+        let pv = grids.iter().map(padded).collect::<Option<Vec<usize>>>()?;
+        let tmp = (0..levels)
+            .map(|l| mul(pv[l], ch[l]))
+            .collect::<Option<Vec<_>>>()?;
+        let cat = (0..levels.saturating_sub(1))
+            .map(|l| mul(pv[l], mul(2, ch[l])?))
+            .collect::<Option<Vec<_>>>()?;
+        let pooled = (0..levels)
+            .map(|l| {
+                if l == 0 {
+                    Some(0)
+                } else {
+                    mul(pv[l], ch[l - 1])
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        // The largest folded weight tensor: a 3³ conv `[27][cin][pad16(cout)]` or an up-conv
+        // `[cin][8][pad16(cout)]`; the head's is `ch[0]`.
+        let pad16 = |c: usize| c.div_ceil(16) * 16;
+        let mut w_eff = ch[0];
         for l in 0..levels {
-            tmp.push(try_vec(pv(l) * ch[l], "conv workspace")?);
+            let cin = if l == 0 { cfg.in_channels } else { ch[l - 1] };
+            w_eff = w_eff.max(mul(27, mul(ch[l].max(cin), pad16(ch[l]))?)?);
             if l + 1 < levels {
-                cat.push(try_vec(pv(l) * 2 * ch[l], "concat workspace")?);
-            }
-            if l > 0 {
-                pooled.push(try_vec(pv(l) * ch[l - 1], "pool workspace")?);
+                w_eff = w_eff.max(mul(27, mul(2 * ch[l], pad16(ch[l]))?)?);
+                w_eff = w_eff.max(mul(ch[l + 1], mul(8, pad16(ch[l]))?)?);
             }
         }
-        let net = &model.net;
-        let max_w = net
-            .enc
+        let channels = 2 * ch.iter().max().copied().unwrap_or(0);
+        let masks: Vec<usize> = (0..cfg.dropout_layers())
+            .map(|k| ch[layer_level(levels, k)])
+            .collect();
+        let voxels = cfg
+            .patch_size
             .iter()
-            .chain(&net.dec)
-            .flat_map(|b| [b.conv1.w.len(), b.conv2.w.len()])
-            .chain(net.up.iter().map(|u| u.w.len()))
-            .max()
-            .unwrap_or(0);
-        let max_c = ch.iter().max().copied().unwrap_or(0) * 2;
-        let nv = cfg.patch_voxels();
-        Ok(Workspace {
-            input: try_vec(pv(0), "input workspace")?,
-            first: try_vec(pv(0) * ch[0], "first-layer workspace")?,
-            bott: try_vec(pv(levels - 1) * ch[levels - 1], "bottleneck workspace")?,
-            prob: try_vec(nv, "probability workspace")?,
-            w_eff: try_vec(max_w, "weight workspace")?,
-            ci: try_vec(max_c, "channel list")?,
-            ident: (0..max_c as u32).collect(),
-            masks: (0..cfg.dropout_layers())
-                .map(|k| vec![1.0; ch[layer_level(levels, k)]])
-                .collect(),
-            stats: super::stats::Stats::new(nv)?,
+            .try_fold(1usize, |a, &n| a.checked_mul(n))?;
+        let mut s = WorkspaceSize {
+            input: pv[0],
+            first: mul(pv[0], ch[0])?,
+            bott: mul(pv[levels - 1], ch[levels - 1])?,
             grids,
             tmp,
             cat,
             pooled,
+            voxels,
+            w_eff,
+            channels,
+            masks,
+            bytes: 0,
+        };
+        s.bytes = s.total_bytes()?;
+        Some(s)
+    }
+
+    fn total_bytes(&self) -> Option<u64> {
+        let f32s = [self.input, self.first, self.bott, self.voxels, self.w_eff]
+            .into_iter()
+            .chain(self.tmp.iter().copied())
+            .chain(self.cat.iter().copied())
+            .chain(self.pooled.iter().copied())
+            .chain(self.masks.iter().copied())
+            .try_fold(0usize, usize::checked_add)?;
+        let words = f32s.checked_add(mul(2, self.channels)?)?;
+        let stats = mul(self.voxels, super::stats::Stats::BYTES_PER_VOXEL)?;
+        let total = mul(words, 4)?.checked_add(stats)?;
+        u64::try_from(total).ok()
+    }
+
+    /// Bytes one workspace holds.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Floats of the per-sample weight copy: at least the largest folded weight tensor.
+    pub(crate) fn weight_capacity(&self) -> usize {
+        self.w_eff
+    }
+}
+
+impl Workspace {
+    pub(crate) fn new(size: &WorkspaceSize) -> Result<Workspace> {
+        let vecs = |lens: &[usize], what: &str| -> Result<Vec<Vec<f32>>> {
+            lens.iter().map(|&n| try_vec(n, what)).collect()
+        };
+        let mut ident = try_vec::<u32>(size.channels, "channel list")?;
+        for (i, v) in ident.iter_mut().enumerate() {
+            *v = i as u32;
+        }
+        let mut masks = vecs(&size.masks, "dropout masks")?;
+        masks.iter_mut().for_each(|m| m.fill(1.0));
+        Ok(Workspace {
+            grids: size.grids.clone(),
+            input: try_vec(size.input, "input workspace")?,
+            first: try_vec(size.first, "first-layer workspace")?,
+            tmp: vecs(&size.tmp, "conv workspace")?,
+            cat: vecs(&size.cat, "concat workspace")?,
+            pooled: vecs(&size.pooled, "pool workspace")?,
+            bott: try_vec(size.bott, "bottleneck workspace")?,
+            prob: try_vec(size.voxels, "probability workspace")?,
+            w_eff: try_vec(size.w_eff, "weight workspace")?,
+            ci: try_vec(size.channels, "channel list")?,
+            ident,
+            masks,
+            stats: super::stats::Stats::new(size.voxels)?,
         })
     }
+}
+
+/// Dropout layer numbers (the counter's second word): execution order, two per block.
+pub(crate) fn enc_layer(l: usize, second: bool) -> u32 {
+    (2 * l + usize::from(second)) as u32
+}
+pub(crate) fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
+    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
 }
 
 /// The U-Net level whose channel count dropout layer `k` has.
@@ -163,8 +252,14 @@ pub(crate) struct SampleDrop {
     pub sample: u32,
 }
 
-/// Runs everything after [`prologue`] and leaves the probabilities in `ws.prob`.
-pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop>, threads: usize) {
+/// Runs everything after [`prologue`] and leaves the probabilities in `ws.prob`. Fails
+/// (`Format`: the weights overflow f32 on this patch) when a logit is not finite.
+pub(crate) fn forward(
+    model: &Model,
+    ws: &mut Workspace,
+    drop: Option<SampleDrop>,
+    threads: usize,
+) -> Result<()> {
     let cfg: &ModelConfig = model.config();
     let net: &Net = &model.net;
     let ch = &cfg.channels;
@@ -361,7 +456,14 @@ pub(crate) fn forward(model: &Model, ws: &mut Workspace, drop: Option<SampleDrop
     };
     let h = &net.head;
     let (w, cis) = effective(&h.w, 1, 1, &[(c0, mask(k))], w_eff, ci, ident);
-    head(src, g0, stride, cis, w, h.bias, prob);
+    if head(src, g0, stride, cis, w, h.bias, prob) {
+        Ok(())
+    } else {
+        Err(Error::format(
+            "the network's output is not finite for this patch (NaN or infinity: the model's \
+             weights overflow f32); no prediction",
+        ))
+    }
 }
 
 /// One 3³ conv layer (+folded BN, ReLU) whose input channels come in `parts` (count, mask).
@@ -475,4 +577,43 @@ fn dropout_elements(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open-time figure is what a workspace really holds, buffer by buffer.
+    #[test]
+    fn workspace_bytes_are_what_is_allocated() {
+        for json in [
+            r#"{"channels":[3,5,7],"patch_size":[8,4,12]}"#,
+            r#"{"channels":[16,32,64,128,256],"patch_size":[64,64,64]}"#,
+            r#"{"channels":[5],"patch_size":[6,2,4],"dropout":{"kind":"element"}}"#,
+        ] {
+            let cfg = ModelConfig::from_json(json).unwrap();
+            let size = WorkspaceSize::of(&cfg).unwrap();
+            let ws = Workspace::new(&size).unwrap();
+            let all = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
+            let f32s = ws.input.len()
+                + ws.first.len()
+                + all(&ws.tmp)
+                + all(&ws.cat)
+                + all(&ws.pooled)
+                + ws.bott.len()
+                + ws.prob.len()
+                + ws.w_eff.len()
+                + all(&ws.masks);
+            let u32s = ws.ci.len() + ws.ident.len();
+            let stats = ws.prob.len() * super::super::stats::Stats::BYTES_PER_VOXEL;
+            assert_eq!((4 * (f32s + u32s) + stats) as u64, size.bytes(), "{json}");
+        }
+        // The default network at 64³: the "about 115 MB" of the docs.
+        let size = WorkspaceSize::of(&ModelConfig::default()).unwrap();
+        assert!(
+            (100e6..130e6).contains(&(size.bytes() as f64)),
+            "{}",
+            size.bytes()
+        );
+    }
 }

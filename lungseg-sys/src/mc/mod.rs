@@ -14,6 +14,7 @@ pub use stats::{entropy_bits, voxel_stats, VoxelStats};
 
 use crate::error::{Error, Result};
 use crate::model::{Model, ReviewScore};
+pub(crate) use forward::WorkspaceSize;
 use forward::{forward, prologue, SampleDrop, Workspace};
 
 /// Most MC samples one call may ask for.
@@ -28,9 +29,10 @@ pub struct McOptions {
     pub n_samples: u32,
     /// Philox key of the dropout masks.
     pub seed: u64,
-    /// Worker threads, 0..=1024; 0 = all available cores. Each calling thread keeps its own
-    /// helpers (spawned on first use, reused afterwards); layers split work over z-planes, so
-    /// more threads than planes or cores only wastes threads. Results do not depend on it.
+    /// Threads each layer's work is split over, 0..=1024 (at most the core count are used);
+    /// 0 = the core count. They are the calling thread and helpers of one process-wide pool of
+    /// at most cores − 1 threads ([`max_pool_threads`]) shared by all callers: while another
+    /// call uses the pool, a call runs its work on its own thread. Results do not depend on it.
     pub threads: usize,
     /// Overrides the model's review threshold.
     pub review_threshold: Option<f32>,
@@ -83,9 +85,23 @@ pub struct PatchSummary {
     pub n_samples: u32,
 }
 
-/// Scratch workspaces of one model, one per concurrent call, reused across calls.
-#[derive(Default)]
+/// Idle workspaces a model keeps for reuse; more concurrent calls allocate their own, freed on
+/// return. Two keep a caller and an overlapping second call allocation-free.
+pub const MAX_IDLE_WORKSPACES: usize = 2;
+
+/// Scratch workspaces of one model, one per concurrent call; up to [`MAX_IDLE_WORKSPACES`]
+/// are kept between calls.
 pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
+
+impl WorkspacePool {
+    pub(crate) fn new() -> WorkspacePool {
+        WorkspacePool(Mutex::new(Vec::with_capacity(MAX_IDLE_WORKSPACES)))
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Workspace>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 struct Lease<'m> {
     model: &'m Model,
@@ -94,28 +110,22 @@ struct Lease<'m> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(ws) = self.ws.take() {
-            let mut pool = self
-                .model
-                .workspaces
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            pool.push(ws);
+        let Some(ws) = self.ws.take() else { return };
+        let mut idle = self.model.workspaces.idle();
+        if idle.len() < MAX_IDLE_WORKSPACES {
+            idle.push(ws);
+            return;
         }
+        drop(idle);
+        drop(ws);
     }
 }
 
 fn lease(model: &Model) -> Result<Lease<'_>> {
-    let cached = model
-        .workspaces
-        .0
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pop();
+    let cached = model.workspaces.idle().pop();
     let ws = match cached {
         Some(ws) => ws,
-        None => Workspace::new(model)?,
+        None => Workspace::new(&model.workspace)?,
     };
     Ok(Lease {
         model,
@@ -123,14 +133,21 @@ fn lease(model: &Model) -> Result<Lease<'_>> {
     })
 }
 
-fn resolve_threads(threads: usize) -> Result<usize> {
+/// The share count a call uses: `threads`, or the core count (read once per process) for 0.
+pub fn resolve_threads(threads: usize) -> Result<usize> {
     match threads {
-        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        0 => Ok(crate::nn::available_cores()),
         t if t > MAX_THREADS => Err(Error::invalid(format!(
             "threads = {t} exceeds {MAX_THREADS}"
         ))),
         t => Ok(t),
     }
+}
+
+/// Most helper threads the library runs in one process, whatever the number of calling
+/// threads and models: the core count minus one (see [`McOptions::threads`]).
+pub fn max_pool_threads() -> usize {
+    crate::nn::max_helpers()
 }
 
 fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
@@ -153,6 +170,11 @@ fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
 
 /// Deterministic forward pass (dropout off): writes the foreground probability of every voxel
 /// into `prob` (`patch_voxels` long, z-major).
+///
+/// Non-finite numbers are never a result: a patch holding NaN or ±infinity is refused up
+/// front (`InvalidArgument`, naming the voxel: a broken upstream, not an HU value to clip),
+/// and a non-finite network output (finite weights whose activations overflow f32) is a
+/// `Format` error. Allocation-free after the first call on a model (see [`MAX_IDLE_WORKSPACES`]).
 pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize) -> Result<()> {
     check_patch(model, patch_hu)?;
     if prob.len() != patch_hu.len() {
@@ -166,14 +188,15 @@ pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize
     let mut lease = lease(model)?;
     let ws = lease.ws.as_mut().expect("leased");
     prologue(model, ws, patch_hu, threads);
-    forward(model, ws, None, threads);
+    forward(model, ws, None, threads)?;
     prob.copy_from_slice(&ws.prob);
     Ok(())
 }
 
 /// Monte-Carlo dropout: `n_samples` forward passes with Philox dropout masks keyed by `seed`,
 /// per-voxel maps into the caller's buffers, and the patch summary. With p = 0 the mean map
-/// equals [`predict`] exactly.
+/// equals [`predict`] exactly. Non-finite inputs and outputs are errors as in [`predict`]
+/// (every sample's output is checked), so a summary never reads NaN as "certain".
 pub fn predict_uncertainty(
     model: &Model,
     patch_hu: &[f32],
@@ -222,7 +245,7 @@ pub fn predict_uncertainty(
                 sample,
             }),
             threads,
-        );
+        )?;
         let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
     }

@@ -35,6 +35,9 @@ pub struct VoxelStats {
 }
 
 impl Stats {
+    /// Heap bytes per voxel: `mean`, `m2`, `sum_h` and `any_fg`.
+    pub const BYTES_PER_VOXEL: usize = 3 * std::mem::size_of::<f64>() + std::mem::size_of::<bool>();
+
     pub fn new(voxels: usize) -> Result<Stats> {
         Ok(Stats {
             n: 0,

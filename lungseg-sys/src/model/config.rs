@@ -40,6 +40,7 @@ pub struct ModelConfig {
     /// Channels per U-Net level, shallowest first; the last is the bottleneck.
     pub channels: Vec<usize>,
     pub norm: Norm,
+    /// BatchNorm ε, finite and > 0 (also with `norm = none`, where it is unused).
     pub bn_eps: f64,
     pub dropout: Dropout,
     /// Patch size in voxels, (x, y, z); buffers are z-major with x fastest.
@@ -191,9 +192,10 @@ impl ModelConfig {
                 "config.dropout.p = {p} must be in [0, 1)"
             )));
         }
-        if !(self.bn_eps.is_finite() && self.bn_eps >= 0.0) {
+        // ε keeps √(σ² + ε) away from 0 when a channel's running variance is 0.
+        if !(self.bn_eps.is_finite() && self.bn_eps > 0.0) {
             return Err(Error::format(format!(
-                "config.bn_eps = {} must be finite and >= 0",
+                "config.bn_eps = {} must be finite and > 0",
                 self.bn_eps
             )));
         }
@@ -356,6 +358,8 @@ mod tests {
             r#"{"dropout":{"p":1.0}}"#,
             r#"{"hu_window":[400,-1000]}"#,
             r#"{"channels":[]}"#,
+            r#"{"bn_eps":0}"#,
+            r#"{"bn_eps":-1e-5}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -5,6 +5,12 @@
 //! BatchNorm is folded into the preceding convolution in f64:
 //! `w' = w·γ/√(σ²+ε)`, `b' = (b − μ)·γ/√(σ²+ε) + β`. Tensors the network does not use are an
 //! error, except PyTorch's `*.num_batches_tracked` counters.
+//!
+//! Numbers: every raw tensor and every folded weight and bias must be finite in f32 (a huge γ
+//! over a tiny σ² overflows), or the file is refused naming the tensors; a model that opens
+//! has finite weights everywhere. Sizes: the workspace a prediction will need is computed
+//! from the config (checked arithmetic) and compared with the caller's limit before any
+//! tensor is converted; every buffer sized by the file is allocated fallibly.
 
 use std::collections::HashSet;
 
@@ -13,6 +19,7 @@ use safetensors::{Dtype, SafeTensors};
 use super::config::{ModelConfig, Norm, ReviewConfig};
 use super::{Block, Conv3, Head, Net, UpConv};
 use crate::error::{try_vec, Error, Result};
+use crate::mc::WorkspaceSize;
 
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
@@ -25,9 +32,26 @@ pub(super) struct Loaded {
     pub provenance: String,
     pub net: Net,
     pub parameter_count: usize,
+    pub workspace: WorkspaceSize,
 }
 
-pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
+/// The workspace `config` needs, refused (`Limit`) above `limit` bytes.
+fn workspace_within(config: &ModelConfig, limit: u64) -> Result<WorkspaceSize> {
+    let too_big = |what: String| {
+        Error::limit(format!(
+            "config (patch_size {:?}, channels {:?}) needs {what} of scratch workspace per \
+             prediction, more than the limit of {limit} bytes (max_workspace_bytes)",
+            config.patch_size, config.channels
+        ))
+    };
+    let size = WorkspaceSize::of(config).ok_or_else(|| too_big("an overflowing size".into()))?;
+    if size.bytes() > limit {
+        return Err(too_big(format!("{} bytes", size.bytes())));
+    }
+    Ok(size)
+}
+
+pub(super) fn load(bytes: &[u8], max_workspace_bytes: u64) -> Result<Loaded> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
@@ -64,6 +88,7 @@ pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
         Some(s) => ReviewConfig::from_json(s)?,
         None => ReviewConfig::default(),
     };
+    let workspace = workspace_within(&config, max_workspace_bytes)?;
     let provenance = meta
         .get("provenance")
         .cloned()
@@ -106,13 +131,20 @@ pub(super) fn load(bytes: &[u8]) -> Result<Loaded> {
             extra.join(", ")
         )));
     }
+    let net = Net { enc, up, dec, head };
+    if net.max_weight_len() > workspace.weight_capacity() {
+        return Err(Error::format(
+            "internal: the workspace sizing disagrees with the loaded weights",
+        ));
+    }
     let parameter_count = r.params;
     Ok(Loaded {
         config,
         review,
         provenance,
-        net: Net { enc, up, dec, head },
+        net,
         parameter_count,
+        workspace,
     })
 }
 
@@ -203,17 +235,27 @@ impl Reader<'_, '_> {
         let (scale, shift) = self.bn(bn, cout, b.as_deref())?;
         let cp = pad16(cout);
         let mut wk = try_vec::<f32>(27 * cin * cp, conv)?;
+        let folded = |v: f64, what: &str, i: usize| -> Result<f32> {
+            let f = v as f32;
+            if f.is_finite() {
+                return Ok(f);
+            }
+            Err(Error::format(format!(
+                "'{conv}.{what}' folded with '{bn}' (γ/√(running_var + bn_eps)) is not finite \
+                 in f32 at output channel {i} ({v:e}): the BatchNorm statistics are unusable"
+            )))
+        };
         for co in 0..cout {
             for ci in 0..cin {
                 for t in 0..27 {
                     let v = f64::from(w[(co * cin + ci) * 27 + t]) * scale[co];
-                    wk[(t * cin + ci) * cp + co] = v as f32;
+                    wk[(t * cin + ci) * cp + co] = folded(v, "weight", co)?;
                 }
             }
         }
-        let mut bias = vec![0.0f32; cp];
+        let mut bias = try_vec::<f32>(cp, conv)?;
         for co in 0..cout {
-            bias[co] = shift[co] as f32;
+            bias[co] = folded(shift[co], "bias", co)?;
         }
         Ok(Conv3 { cout, w: wk, bias })
     }
@@ -226,8 +268,12 @@ impl Reader<'_, '_> {
         conv_bias: Option<&[f32]>,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let bias = |i: usize| conv_bias.map_or(0.0, |b| f64::from(b[i]));
+        let mut scale = try_vec::<f64>(c, bn)?;
+        let mut shift = try_vec::<f64>(c, bn)?;
         if self.cfg.norm == Norm::None {
-            return Ok((vec![1.0; c], (0..c).map(bias).collect()));
+            scale.fill(1.0);
+            shift.iter_mut().enumerate().for_each(|(i, s)| *s = bias(i));
+            return Ok((scale, shift));
         }
         let gamma = self.tensor(&format!("{bn}.weight"), &[c])?;
         let beta = self.tensor(&format!("{bn}.bias"), &[c])?;
@@ -235,8 +281,6 @@ impl Reader<'_, '_> {
         let var = self.tensor(&format!("{bn}.running_var"), &[c])?;
         self.params += 2 * c;
         let eps = self.cfg.bn_eps;
-        let mut scale = Vec::with_capacity(c);
-        let mut shift = Vec::with_capacity(c);
         for i in 0..c {
             let v = f64::from(var[i]) + eps;
             if v <= 0.0 {
@@ -246,8 +290,8 @@ impl Reader<'_, '_> {
                 )));
             }
             let s = f64::from(gamma[i]) / v.sqrt();
-            scale.push(s);
-            shift.push((bias(i) - f64::from(mean[i])) * s + f64::from(beta[i]));
+            scale[i] = s;
+            shift[i] = (bias(i) - f64::from(mean[i])) * s + f64::from(beta[i]);
         }
         Ok((scale, shift))
     }
@@ -267,7 +311,7 @@ impl Reader<'_, '_> {
                 }
             }
         }
-        let mut bias = vec![0.0f32; cp];
+        let mut bias = try_vec::<f32>(cp, name)?;
         if let Some(b) = b {
             bias[..cout].copy_from_slice(&b);
         }

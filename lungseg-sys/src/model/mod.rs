@@ -10,20 +10,43 @@ use std::path::Path;
 pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
 pub use load::{FORMAT, FORMAT_VERSION};
 
-use crate::error::Result;
-use crate::mc::WorkspacePool;
+use crate::error::{Error, Result};
+use crate::mc::{WorkspacePool, WorkspaceSize};
 
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
+/// Default of [`ModelOptions::max_workspace_bytes`]: 2 GiB, about 18× the default network's
+/// ~115 MB at a 64³ patch.
+pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 2 << 30;
+
+/// Limits applied when a model is opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Most bytes of scratch memory one prediction may need ([`Model::workspace_bytes`]);
+    /// a model needing more is refused at open (`Limit`). 0 = [`DEFAULT_MAX_WORKSPACE_BYTES`].
+    pub max_workspace_bytes: u64,
+}
+
+impl ModelOptions {
+    fn workspace_limit(&self) -> u64 {
+        match self.max_workspace_bytes {
+            0 => DEFAULT_MAX_WORKSPACE_BYTES,
+            n => n,
+        }
+    }
+}
+
 /// A loaded network. Immutable after load except for an internal pool of scratch
-/// workspaces, so one `Model` can serve many threads at once (`Send + Sync`).
+/// workspaces, so one `Model` can serve many threads at once (`Send + Sync`): each concurrent
+/// call holds one workspace of [`Model::workspace_bytes`].
 pub struct Model {
     config: ModelConfig,
     review: ReviewConfig,
     provenance: String,
     parameter_count: usize,
     pub(crate) net: Net,
+    pub(crate) workspace: WorkspaceSize,
     pub(crate) workspaces: WorkspacePool,
 }
 
@@ -47,23 +70,36 @@ impl Model {
     /// Parses a model file held in memory. Never panics, whatever the bytes: every failure
     /// is a `Format` (corrupt, truncated, wrong shapes, missing/extra tensors) or
     /// `Unsupported` (unknown format version, dtype, architecture option) error.
+    /// Default [`ModelOptions`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-        let l = load::load(bytes)?;
+        Self::from_bytes_with(bytes, &ModelOptions::default())
+    }
+
+    /// [`Model::from_bytes`] with explicit limits; a model whose workspace exceeds
+    /// `opts.max_workspace_bytes` is a `Limit` error, checked before any tensor is read.
+    pub fn from_bytes_with(bytes: &[u8], opts: &ModelOptions) -> Result<Model> {
+        let l = load::load(bytes, opts.workspace_limit())?;
         Ok(Model {
             config: l.config,
             review: l.review,
             provenance: l.provenance,
             parameter_count: l.parameter_count,
             net: l.net,
-            workspaces: WorkspacePool::default(),
+            workspace: l.workspace,
+            workspaces: WorkspacePool::new(),
         })
+    }
+
+    /// Reads and parses a model file with default [`ModelOptions`].
+    pub fn open(path: &Path) -> Result<Model> {
+        Self::open_with(path, &ModelOptions::default())
     }
 
     /// Reads and parses a model file: regular files only (a FIFO or device is refused without
     /// blocking), at most [`MAX_FILE_BYTES`].
-    pub fn open(path: &Path) -> Result<Model> {
+    pub fn open_with(path: &Path, opts: &ModelOptions) -> Result<Model> {
         let bytes = crate::fsio::read_bounded(path, MAX_FILE_BYTES, "model file")?;
-        Model::from_bytes(&bytes).map_err(|e| e.context(path.display()))
+        Model::from_bytes_with(&bytes, opts).map_err(|e| e.context(path.display()))
     }
 
     /// Architecture and input specification.
@@ -79,6 +115,12 @@ impl Model {
     /// The raw `provenance` JSON of the file (`{}` when absent).
     pub fn provenance(&self) -> &str {
         &self.provenance
+    }
+
+    /// Scratch bytes one prediction holds while it runs (one workspace per concurrent call;
+    /// up to [`crate::mc::MAX_IDLE_WORKSPACES`] stay allocated between calls).
+    pub fn workspace_bytes(&self) -> u64 {
+        self.workspace.bytes()
     }
 
     /// Learnable parameters as PyTorch counts them (conv/BN weights and biases; running
@@ -119,4 +161,18 @@ pub(crate) struct Net {
     pub up: Vec<UpConv>,
     pub dec: Vec<Block>,
     pub head: Head,
+}
+
+impl Net {
+    /// Floats of the largest weight tensor (what one sample's dropout-scaled copy may need).
+    pub(crate) fn max_weight_len(&self) -> usize {
+        self.enc
+            .iter()
+            .chain(&self.dec)
+            .flat_map(|b| [b.conv1.w.len(), b.conv2.w.len()])
+            .chain(self.up.iter().map(|u| u.w.len()))
+            .chain([self.head.w.len()])
+            .max()
+            .unwrap_or(0)
+    }
 }

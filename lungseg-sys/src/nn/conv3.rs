@@ -216,7 +216,8 @@ mod avx512 {
     unsafe fn finish(acc: __m512, b: __m512, relu: bool, out: *mut f32, lanes: usize) {
         let mut r = _mm512_add_ps(acc, b);
         if relu {
-            r = _mm512_max_ps(r, _mm512_setzero_ps());
+            // max(0, r) returns r when r is NaN: NaN must reach the output check.
+            r = _mm512_max_ps(_mm512_setzero_ps(), r);
         }
         _mm512_mask_storeu_ps(out, ((1u32 << lanes) - 1) as u16, r);
     }
@@ -255,7 +256,7 @@ mod portable {
     unsafe fn finish(acc: V, b: V, relu: bool, out: *mut f32, lanes: usize) {
         for l in 0..lanes {
             let r = acc[l] + b[l];
-            *out.add(l) = if relu { r.max(0.0) } else { r };
+            *out.add(l) = if relu { super::super::relu(r) } else { r };
         }
     }
 
@@ -296,7 +297,8 @@ pub fn reference(
                         }
                     }
                     let s = s as f32;
-                    out[((z * g.h + y) * g.w + x) * cout + co] = if relu { s.max(0.0) } else { s };
+                    out[((z * g.h + y) * g.w + x) * cout + co] =
+                        if relu { super::relu(s) } else { s };
                 }
             }
         }

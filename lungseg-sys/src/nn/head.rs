@@ -2,7 +2,8 @@
 
 use super::Grid;
 
-/// `prob[(z·h + y)·w + x] = σ(bias + Σ_j w[j] · in[voxel][ci[j]])`.
+/// `prob[(z·h + y)·w + x] = σ(bias + Σ_j w[j] · in[voxel][ci[j]])`. Returns whether every
+/// logit was finite: σ maps ±∞ to a confident 0 or 1, so overflow must be caught here.
 pub fn head(
     input: &[f32],
     g: Grid,
@@ -11,10 +12,11 @@ pub fn head(
     w: &[f32],
     bias: f32,
     prob: &mut [f32],
-) {
+) -> bool {
     assert!(input.len() >= g.padded_voxels() * in_stride && ci.len() == w.len());
     assert!(ci.iter().all(|&c| (c as usize) < in_stride) && prob.len() == g.voxels());
     let mut k = 0;
+    let mut finite = true;
     for z in 0..g.d {
         for y in 0..g.h {
             for x in 0..g.w {
@@ -23,11 +25,13 @@ pub fn head(
                 for (&c, &wv) in ci.iter().zip(w) {
                     s += src[c as usize] * wv;
                 }
+                finite &= s.is_finite();
                 prob[k] = sigmoid(s);
                 k += 1;
             }
         }
     }
+    finite
 }
 
 /// Logistic function, saturating cleanly for large |x|.

@@ -6,8 +6,9 @@
 //! the skip writer and the transposed conv fill in place. Kernels write only interior voxels,
 //! so halos stay zero and the 3³ convolution needs no boundary branches.
 //!
-//! Threads (a persistent per-caller team, see `team.rs`) split the output into contiguous z-planes; each output value is computed by
-//! exactly one thread in a fixed order, so results are bit-identical for any thread count.
+//! Parallel loops split the output into contiguous z-planes (shares fixed by index) and run on
+//! one bounded, process-wide team of helper threads (`team.rs`); each output value is computed
+//! by exactly one thread in a fixed order, so results are bit-identical for any thread count.
 //! Every kernel has a plain `reference` implementation used by the parity tests.
 
 pub mod conv3;
@@ -15,6 +16,8 @@ pub mod head;
 pub mod pool;
 mod team;
 pub mod upconv;
+
+pub use team::{available_cores, max_helpers};
 
 /// Interior size of an activation grid (the halo is implied).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +72,8 @@ pub(crate) fn par_units<F>(
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let body = &mut out[first..first + n * len];
-    let t = threads.clamp(1, n.max(1));
+    // More shares than cores only queue up; the split never changes a value (see above).
+    let t = threads.clamp(1, n.max(1)).min(team::max_helpers() + 1);
     if t == 1 {
         for (u, c) in body.chunks_mut(len).enumerate() {
             f(u, c);
@@ -89,6 +93,27 @@ pub(crate) fn par_units<F>(
         }
     };
     team::run(t, &job);
+}
+
+/// ReLU as `_mm512_max_ps(0, r)` computes it: NaN passes through (so a non-finite activation
+/// reaches the output check instead of becoming a confident 0), and `-0.0` stays `-0.0`.
+#[inline(always)]
+pub(crate) fn relu(r: f32) -> f32 {
+    if 0.0 > r {
+        0.0
+    } else {
+        r
+    }
+}
+
+/// `max(a, b)` that keeps a NaN from either side (`f32::max` drops it).
+#[inline(always)]
+pub(crate) fn max_keep_nan(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() {
+        b
+    } else {
+        a
+    }
 }
 
 /// Whether the AVX-512 kernels may run on this CPU (runtime detection, cached by std).

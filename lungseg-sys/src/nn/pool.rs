@@ -28,7 +28,7 @@ pub fn maxpool2(
                     let s =
                         g.index(2 * z + k / 4, 2 * y + k / 2 % 2, 2 * x + k % 2) * in_stride + off;
                     for (d, &v) in dst.iter_mut().zip(&input[s..s + c]) {
-                        *d = d.max(v);
+                        *d = super::max_keep_nan(*d, v);
                     }
                 }
             }
@@ -47,7 +47,7 @@ pub fn reference(input: &[f32], g: Grid, c: usize) -> Vec<f32> {
                     let (zz, yy, xx) = (2 * z + k / 4, 2 * y + k / 2 % 2, 2 * x + k % 2);
                     for ch in 0..c {
                         let o = &mut out[((z * og.h + y) * og.w + x) * c + ch];
-                        *o = o.max(input[((zz * g.h + yy) * g.w + xx) * c + ch]);
+                        *o = super::max_keep_nan(*o, input[((zz * g.h + yy) * g.w + xx) * c + ch]);
                     }
                 }
             }

@@ -3,6 +3,8 @@
 //! The world → continuous-index map is affine and the patch grid is regular, so the index of
 //! patch voxel `(i, j, k)` is `u0 + i·ux + j·uy + k·uz` with four constant vectors computed once;
 //! the inner loop does no matrix maths, no allocation, and the pixel type is dispatched once.
+//! The per-axis taps of axis-aligned scans live in a per-thread scratch buffer that grows to
+//! the largest patch seen, so repeated extractions allocate nothing.
 
 use super::{check_finite, PatchSpec};
 use crate::error::{Error, Result};
@@ -55,12 +57,43 @@ pub fn extract_hu(
     };
     let grid = Grid::new(g.dims);
     if map.is_separable() {
-        let taps = [0, 1, 2].map(|a| Taps::new(&grid, a, map.u0[a], map.step(a)[a], spec.size[a]));
-        with_pixels!(&volume.data, |s| resample_separable(s, &taps, spec, dst));
+        with_tap_scratch(spec.size.iter().sum(), |scratch| {
+            let (tx, rest) = scratch.split_at_mut(spec.size[0]);
+            let (ty, tz) = rest.split_at_mut(spec.size[1]);
+            fill_taps(tx, &grid, 0, map.u0[0], map.ux[0]);
+            fill_taps(ty, &grid, 1, map.u0[1], map.uy[1]);
+            fill_taps(tz, &grid, 2, map.u0[2], map.uz[2]);
+            let taps = [&*tx, &*ty, &*tz];
+            with_pixels!(&volume.data, |s| resample_separable(s, taps, spec, dst));
+        });
     } else {
         with_pixels!(&volume.data, |s| resample(s, &grid, &map, spec, dst));
     }
     Ok(())
+}
+
+thread_local! {
+    static TAPS: std::cell::RefCell<Vec<Tap>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` taps of this thread's scratch (a fresh buffer if it is in use).
+fn with_tap_scratch(len: usize, f: impl FnOnce(&mut [Tap])) {
+    let mut f = Some(f);
+    let _ = TAPS.try_with(|cell| {
+        let Ok(mut v) = cell.try_borrow_mut() else {
+            return;
+        };
+        if v.len() < len {
+            v.resize(len, Tap::default());
+        }
+        if let Some(f) = f.take() {
+            f(&mut v[..len]);
+        }
+    });
+    // Thread-local storage gone (thread exit) or borrowed: use a buffer of our own.
+    if let Some(f) = f {
+        f(&mut vec![Tap::default(); len]);
+    }
 }
 
 /// Continuous scan index of patch voxel (i, j, k) = u0 + i·ux + j·uy + k·uz.
@@ -83,66 +116,58 @@ impl Affine {
     }
 }
 
-/// Interpolation taps along one axis of a separable map, per patch index: the clamped lower
+/// Interpolation tap along one axis of a separable map, for one patch index: the clamped lower
 /// and upper neighbours (pre-multiplied by the scan stride), the weight of the upper one, and
 /// whether the sample is inside (`-0.5 <= u < n - 0.5`). The same arithmetic as [`sample`].
-struct Taps {
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    f: Vec<f32>,
-    inside: Vec<bool>,
+#[derive(Clone, Copy, Default)]
+struct Tap {
+    lo: usize,
+    hi: usize,
+    f: f32,
+    inside: bool,
 }
 
-impl Taps {
-    fn new(g: &Grid, a: usize, u0: f64, step: f64, len: usize) -> Self {
-        let stride = [1, g.stride_y, g.stride_z][a];
-        let n = g.dims[a] as isize;
-        let mut t = Taps {
-            lo: vec![0; len],
-            hi: vec![0; len],
-            f: vec![0.0; len],
-            inside: vec![false; len],
-        };
-        for i in 0..len {
-            let u = u0 + i as f64 * step;
-            if !(u >= -0.5 && u < g.end[a]) {
-                continue;
-            }
-            let fl = u.floor();
-            let b = fl as isize;
-            t.lo[i] = b.clamp(0, n - 1) as usize * stride;
-            t.hi[i] = (b + 1).clamp(0, n - 1) as usize * stride;
-            t.f[i] = (u - fl) as f32;
-            t.inside[i] = true;
+/// The taps of patch indices `0..taps.len()` along scan axis `a`.
+fn fill_taps(taps: &mut [Tap], g: &Grid, a: usize, u0: f64, step: f64) {
+    let stride = [1, g.stride_y, g.stride_z][a];
+    let n = g.dims[a] as isize;
+    for (i, t) in taps.iter_mut().enumerate() {
+        let u = u0 + i as f64 * step;
+        *t = Tap::default();
+        if !(u >= -0.5 && u < g.end[a]) {
+            continue;
         }
-        t
+        let fl = u.floor();
+        let b = fl as isize;
+        *t = Tap {
+            lo: b.clamp(0, n - 1) as usize * stride,
+            hi: (b + 1).clamp(0, n - 1) as usize * stride,
+            f: (u - fl) as f32,
+            inside: true,
+        };
     }
 }
 
 /// Axis-aligned scans: per-axis taps, so the inner loop is 8 loads and 7 lerps.
-fn resample_separable<T: Sample>(src: &[T], taps: &[Taps; 3], spec: &PatchSpec, dst: &mut [f32]) {
+fn resample_separable<T: Sample>(src: &[T], taps: [&[Tap]; 3], spec: &PatchSpec, dst: &mut [f32]) {
     let [tx, ty, tz] = taps;
     let [px, py, _] = spec.size;
     let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
     for (k, plane) in dst.chunks_exact_mut(px * py).enumerate() {
         for (j, row) in plane.chunks_exact_mut(px).enumerate() {
-            if !(tz.inside[k] && ty.inside[j]) {
+            let (y, z) = (ty[j], tz[k]);
+            if !(z.inside && y.inside) {
                 row.fill(spec.outside_hu);
                 continue;
             }
-            let (fy, fz) = (ty.f[j], tz.f[k]);
-            let rows = [
-                tz.lo[k] + ty.lo[j],
-                tz.lo[k] + ty.hi[j],
-                tz.hi[k] + ty.lo[j],
-                tz.hi[k] + ty.hi[j],
-            ];
-            for (i, d) in row.iter_mut().enumerate() {
-                if !tx.inside[i] {
+            let (fy, fz) = (y.f, z.f);
+            let rows = [z.lo + y.lo, z.lo + y.hi, z.hi + y.lo, z.hi + y.hi];
+            for (d, t) in row.iter_mut().zip(tx) {
+                if !t.inside {
                     *d = spec.outside_hu;
                     continue;
                 }
-                let (a, b, fx) = (tx.lo[i], tx.hi[i], tx.f[i]);
+                let (a, b, fx) = (t.lo, t.hi, t.f);
                 let x = |r: usize| lerp(src[r + a].to_f32(), src[r + b].to_f32(), fx);
                 *d = lerp(
                     lerp(x(rows[0]), x(rows[1]), fy),
