@@ -56,6 +56,8 @@ int main(int argc, char **argv) {
 
     st = lungseg_volume_open(argv[1], &vol);
     if (st != LUNGSEG_OK) return fail("lungseg_volume_open", st);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
     st = lungseg_volume_get_info(vol, &info);
     if (st != LUNGSEG_OK) return fail("lungseg_volume_get_info", st);
     printf("dims %lu %lu %lu\n", (unsigned long)info.dims[0], (unsigned long)info.dims[1],
@@ -64,7 +66,8 @@ int main(int argc, char **argv) {
     printf("origin %.6f %.6f %.6f\n", info.origin[0], info.origin[1], info.origin[2]);
     printf("direction");
     for (i = 0; i < 9; i++) printf(" %g", info.direction[i]);
-    printf("\nelement_type %u channels %u\n", info.element_type, info.channels);
+    printf("\nelement_type %u channels %u%s\n", info.element_type, info.channels,
+           info.element_type == LUNGSEG_MET_SHORT ? " (int16)" : "");
 
     for (i = 0; i < 3; i++) world[i] = strtod(argv[2 + i], NULL);
     st = lungseg_world_to_voxel(vol, world, voxel);

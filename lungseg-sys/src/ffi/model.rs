@@ -3,23 +3,13 @@
 
 use super::volume::lungseg_volume;
 use super::{
-    arg_mut, arg_options, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_status, path_arg,
+    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_device,
+    lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use crate::model::Model;
 use crate::patch::{self, PatchSpec};
-
-/// Where inference runs. Values are ABI.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum lungseg_device {
-    /// The GPU when one is usable, else the CPU.
-    LUNGSEG_DEVICE_AUTO = 0,
-    LUNGSEG_DEVICE_CPU = 1,
-    /// An NVIDIA GPU (builds with the `cuda` feature); `LUNGSEG_DEVICE` status when unusable.
-    LUNGSEG_DEVICE_CUDA = 2,
-}
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 pub struct lungseg_model {
@@ -30,7 +20,7 @@ pub struct lungseg_model {
 
 /// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_options {
     /// `sizeof(lungseg_model_options)`.
     pub struct_size: u32,
@@ -39,11 +29,14 @@ pub struct lungseg_model_options {
     /// Worker threads per prediction; 0 = all cores.
     pub threads: u32,
 }
+versioned!(lungseg_model_options, v1 = 12, v1_last = threads);
 
-/// What a model expects and where it runs.
+/// What a model expects and where it runs (an output struct: set `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_info {
+    /// `sizeof(lungseg_model_info)`; on return, the bytes the library filled.
+    pub struct_size: u32,
     /// Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
     pub patch_size: [u32; 3],
     /// Patch spacing in mm the model was trained at.
@@ -53,7 +46,7 @@ pub struct lungseg_model_info {
     /// U-Net levels and channels per level (first `levels` entries used).
     pub levels: u32,
     pub channels: [u32; 8],
-    /// MC dropout probability and kind (0 = channel, 1 = element).
+    /// MC dropout probability and kind (a `lungseg_dropout_kind` value).
     pub dropout_p: f32,
     pub dropout_kind: u32,
     /// The patch uncertainty score above which `needs_review` is set.
@@ -64,10 +57,11 @@ pub struct lungseg_model_info {
     /// NUL-terminated device name, e.g. the CPU or GPU model.
     pub device_name: [libc::c_char; 64],
 }
+versioned!(lungseg_model_info, v1 = 176, v1_last = device_name);
 
 /// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_mc_options {
     /// `sizeof(lungseg_mc_options)`.
     pub struct_size: u32,
@@ -79,8 +73,10 @@ pub struct lungseg_mc_options {
     pub override_review_threshold: u32,
     pub review_threshold: f32,
 }
+versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
-/// Per-patch summary of an MC prediction.
+/// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`, so new
+/// results are appended to `lungseg_uncertainty`, not here.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_patch_summary {
@@ -100,12 +96,16 @@ pub struct lungseg_patch_summary {
     /// The prediction is doubtful: send it to a radiologist.
     pub needs_review: bool,
 }
+const _: () = assert!(std::mem::size_of::<lungseg_patch_summary>() == 56);
 
 /// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
-/// hold `len` floats (the model's patch voxel count).
+/// hold `len` floats (the model's patch voxel count). The caller sets `struct_size`, the maps
+/// and `len`; the library fills `summary` (and, in later versions, fields appended after it).
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_uncertainty {
+    /// `sizeof(lungseg_uncertainty)`; on return, the bytes the library filled.
+    pub struct_size: u32,
     /// Mean probability over samples.
     pub mean: *mut f32,
     /// Population variance of the probability over samples.
@@ -117,9 +117,14 @@ pub struct lungseg_uncertainty {
     pub len: usize,
     pub summary: lungseg_patch_summary,
 }
-
-const MODEL_OPTIONS_V1: usize = std::mem::size_of::<lungseg_model_options>();
-const MC_OPTIONS_V1: usize = std::mem::size_of::<lungseg_mc_options>();
+// Only the maps and `len` are read from the caller: `summary` holds a `bool`, which a caller's
+// uninitialised bytes must never become.
+versioned!(
+    lungseg_uncertainty,
+    v1 = 104,
+    v1_last = summary,
+    input_end = std::mem::offset_of!(lungseg_uncertainty, summary)
+);
 
 /// The CPU's brand string (x86 CPUID), for `lungseg_model_info.device_name`.
 fn cpu_name() -> String {
@@ -149,14 +154,7 @@ fn cpu_name() -> String {
 }
 
 fn device_from(raw: u32) -> Result<lungseg_device> {
-    match raw {
-        0 => Ok(lungseg_device::LUNGSEG_DEVICE_AUTO),
-        1 => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
-        2 => Ok(lungseg_device::LUNGSEG_DEVICE_CUDA),
-        other => Err(Error::invalid(format!(
-            "device {other} is not a lungseg_device (0 AUTO, 1 CPU, 2 CUDA)"
-        ))),
-    }
+    lungseg_device::try_from(raw).map_err(|e| Error::from(e).context("options.device"))
 }
 
 /// Picks the device a model runs on. AUTO falls back to the CPU cleanly.
@@ -241,7 +239,7 @@ pub unsafe extern "C" fn lungseg_model_open(
         let out = arg_mut(out, "out")?;
         *out = std::ptr::null_mut();
         let path = path_arg(path, "path")?;
-        let opts = arg_options(options, MODEL_OPTIONS_V1, "options")?.unwrap_or_default();
+        let opts = arg_options(options, "options")?.unwrap_or_default();
         let device = select_device(device_from(opts.device)?)?;
         if opts.threads as usize > mc::MAX_THREADS {
             return Err(Error::invalid(format!(
@@ -276,7 +274,7 @@ pub unsafe extern "C" fn lungseg_model_get_info(
 ) -> lungseg_status {
     guard(|| {
         let m = arg_ref(model, "model")?;
-        let out = arg_mut(out, "out")?;
+        let out = arg_out(out, "out")?;
         let c = m.inner.config();
         let mut channels = [0u32; 8];
         for (d, s) in channels.iter_mut().zip(&c.channels) {
@@ -286,22 +284,20 @@ pub unsafe extern "C" fn lungseg_model_get_info(
         for (d, b) in name.iter_mut().zip(cpu_name().bytes().take(63)) {
             *d = b as libc::c_char;
         }
-        *out = lungseg_model_info {
+        out.write(&lungseg_model_info {
+            struct_size: 0,
             patch_size: c.patch_size.map(|v| v as u32),
             spacing_mm: c.spacing_mm,
             hu_window: [c.hu_window.0, c.hu_window.1],
             levels: c.channels.len() as u32,
             channels,
             dropout_p: c.dropout.p,
-            dropout_kind: match c.dropout.kind {
-                crate::model::DropoutKind::Channel => 0,
-                crate::model::DropoutKind::Element => 1,
-            },
+            dropout_kind: c.dropout.kind as u32,
             review_threshold: m.inner.review().threshold,
             parameter_count: m.inner.parameter_count() as u64,
             device: m.device as u32,
             device_name: name,
-        };
+        });
         Ok(())
     })
 }
@@ -310,14 +306,14 @@ pub unsafe extern "C" fn lungseg_model_get_info(
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     patch_hu: *const f32,
     len: usize,
     prob: *mut f32,
     prob_len: usize,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         let hu = arg_slice(patch_hu, len, "patch_hu")?;
         let prob = arg_slice_mut(prob, prob_len, "prob")?;
         if prob_len != len {
@@ -378,7 +374,7 @@ fn run_mc(
     opts: *const lungseg_mc_options,
     out: &mut lungseg_uncertainty,
 ) -> Result<()> {
-    let o = mc_options_from(m, unsafe { arg_options(opts, MC_OPTIONS_V1, "opts")? })?;
+    let o = mc_options_from(m, unsafe { arg_options(opts, "opts")? })?;
     let threshold = o.review_threshold.unwrap_or(m.inner.review().threshold);
     let voxels = m.inner.config().patch_voxels();
     let summary = {
@@ -394,17 +390,20 @@ fn run_mc(
 /// seed 0. The same seed gives bit-identical results on any thread count.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     patch_hu: *const f32,
     len: usize,
     opts: *const lungseg_mc_options,
     out: *mut lungseg_uncertainty,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         let hu = arg_slice(patch_hu, len, "patch_hu")?;
-        let out = arg_mut(out, "out")?;
-        run_mc(m, hu, opts, out)
+        let out = arg_out(out, "out")?;
+        let mut result = out.inputs();
+        run_mc(m, hu, opts, &mut result)?;
+        out.write(&result);
+        Ok(())
     })
 }
 
@@ -412,17 +411,18 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty(
 /// `lungseg_predict_uncertainty` on it.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     volume: *const lungseg_volume,
     center_world: *const f64,
     opts: *const lungseg_mc_options,
     out: *mut lungseg_uncertainty,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         let v = &arg_ref(volume, "volume")?.inner;
         let c = super::volume::world_arg(center_world, "center_world")?;
-        let out = arg_mut(out, "out")?;
+        let out = arg_out(out, "out")?;
+        let mut result = out.inputs();
         let cfg = m.inner.config();
         let spec = PatchSpec {
             size: cfg.patch_size,
@@ -436,8 +436,10 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
                 .map_err(|_| Error::invalid("re-entrant call"))?;
             hu.resize(cfg.patch_voxels(), 0.0);
             patch::extract_hu(v, c, &spec, &mut hu)?;
-            run_mc(m, &hu, opts, out)
-        })
+            run_mc(m, &hu, opts, &mut result)
+        })?;
+        out.write(&result);
+        Ok(())
     })
 }
 
