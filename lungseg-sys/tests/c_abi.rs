@@ -176,13 +176,16 @@ fn header_enums_are_the_library_enums() {
     assert_eq!(printed, want);
 }
 
-/// One struct of the ABI: its Rust size and, when versioned, its frozen V1.
+/// A field as a C compiler lays it out: name, offset, size.
+type Field = (&'static str, usize, usize);
+
+/// One struct of the ABI: its Rust size and, when versioned, its frozen V1 size and fields.
 struct Abi {
     size: usize,
-    v1: Option<(usize, &'static [(&'static str, usize, usize)])>,
+    v1: Option<(usize, &'static [Field])>,
 }
 
-fn versioned<T: Versioned>(v1_fields: &'static [(&'static str, usize, usize)]) -> Abi {
+fn versioned<T: Versioned>(v1_fields: &'static [Field]) -> Abi {
     Abi {
         size: size_of::<T>(),
         v1: Some((T::V1, v1_fields)),

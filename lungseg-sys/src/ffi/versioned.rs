@@ -367,8 +367,10 @@ mod tests {
     #[test]
     fn in_out_structs_read_only_their_inputs() {
         let u = GuardedTail::new(size_of::<lungseg_uncertainty>());
-        let mut v = lungseg_uncertainty::default();
-        v.len = 3;
+        let v = lungseg_uncertainty {
+            len: 3,
+            ..Default::default()
+        };
         u.put(&v, offset_of!(lungseg_uncertainty, summary), 0xAB);
         let out = unsafe { arg_out(u.ptr::<lungseg_uncertainty>(), "out") }.unwrap();
         let got = out.inputs();
@@ -424,9 +426,11 @@ mod tests {
         };
         opts.put(&o, lungseg_mc_options::V1, 0);
         let out = GuardedTail::new(lungseg_uncertainty::V1);
-        let mut u = lungseg_uncertainty::default();
-        u.mean = mean.as_mut_ptr();
-        u.len = voxels;
+        let u = lungseg_uncertainty {
+            mean: mean.as_mut_ptr(),
+            len: voxels,
+            ..Default::default()
+        };
         out.put(&u, lungseg_uncertainty::V1, 0);
         let st =
             unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), voxels, opts.ptr(), out.ptr()) };
