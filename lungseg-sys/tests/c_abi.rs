@@ -44,6 +44,10 @@ fn compile(src: &Path, exe: &Path, link: bool) {
     if link {
         cmd.arg(static_lib()).args(["-lpthread", "-ldl", "-lm"]);
     }
+    if cfg!(feature = "cuda") {
+        // A CUDA build may run on a GPU: the C side must not expect LUNGSEG_DEVICE then.
+        cmd.arg("-DLUNGSEG_WITH_CUDA");
+    }
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("the C compiler `{cc}` is needed for this test: {e}"));
