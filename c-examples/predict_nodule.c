@@ -50,7 +50,6 @@ static void *run_job(void *arg) {
     lungseg_mc_options o = mc_options();
     lungseg_uncertainty out;
     memset(&out, 0, sizeof out);
-    out.struct_size = sizeof out;
     out.mean = j->mean;
     out.len = j->voxels;
     j->status = lungseg_predict_uncertainty_at(j->model, j->volume, j->world, &o, &out);
@@ -81,8 +80,6 @@ int main(int argc, char **argv) {
 
     st = lungseg_model_open(argv[5], NULL, &model);
     if (st != LUNGSEG_OK) return fail("lungseg_model_open", st);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
     st = lungseg_model_get_info(model, &info);
     if (st != LUNGSEG_OK) return fail("lungseg_model_get_info", st);
     printf("model: patch %u x %u x %u at %.2f mm, %u levels, %lu parameters, dropout %.2f, "
@@ -101,7 +98,6 @@ int main(int argc, char **argv) {
     mi = (float *)malloc(voxels * sizeof(float));
     if (!mean || !variance || !entropy || !mi) return 1;
     memset(&out, 0, sizeof out);
-    out.struct_size = sizeof out;
     out.mean = mean;
     out.variance = variance;
     out.entropy = entropy;

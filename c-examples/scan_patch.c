@@ -56,8 +56,6 @@ int main(int argc, char **argv) {
 
     st = lungseg_volume_open(argv[1], &vol);
     if (st != LUNGSEG_OK) return fail("lungseg_volume_open", st);
-    memset(&info, 0, sizeof info);
-    info.struct_size = sizeof info;
     st = lungseg_volume_get_info(vol, &info);
     if (st != LUNGSEG_OK) return fail("lungseg_volume_get_info", st);
     printf("dims %lu %lu %lu\n", (unsigned long)info.dims[0], (unsigned long)info.dims[1],

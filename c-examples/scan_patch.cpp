@@ -45,7 +45,6 @@ int main(int argc, char **argv) try {
                 LUNGSEG_VERSION_MINOR, LUNGSEG_VERSION_PATCH);
     Volume vol = open_volume(argv[1]);
     lungseg_volume_info info{};
-    info.struct_size = sizeof info;
     check(lungseg_volume_get_info(vol.get(), &info), "lungseg_volume_get_info");
     std::printf("dims %lu %lu %lu\n", (unsigned long)info.dims[0], (unsigned long)info.dims[1],
                 (unsigned long)info.dims[2]);

@@ -6,16 +6,16 @@
  * lungseg_last_error() gives a readable message on the calling thread. Buffers are x-fastest,
  * then y, then z (PyTorch's [D,H,W]).
  *
- * Structs passed by pointer grow without breaking callers (docs/c-abi.md):
+ * Options structs grow without breaking callers (docs/c-abi.md):
  * - Each starts with uint32_t struct_size: set it to sizeof(the struct). Fields are only
  *   appended, and a field added later means "default" when it is 0: memset the struct to 0,
  *   set struct_size, then set the fields you need.
  * - struct_size below the struct's first published size is LUNGSEG_INVALID_ARGUMENT.
- * - Options (input) structs: the library reads only struct_size bytes; fields past them take
- *   their defaults. A larger struct from a newer header is accepted when the fields this library
- *   does not know are 0, else LUNGSEG_UNSUPPORTED.
- * - Output structs (lungseg_volume_info, lungseg_model_info, lungseg_uncertainty): the library
- *   writes at most struct_size bytes and sets struct_size to the number it filled.
+ * - The library reads only struct_size bytes; fields past them take their defaults. A larger
+ *   struct from a newer header is accepted when the fields this library does not know are 0,
+ *   else LUNGSEG_UNSUPPORTED.
+ * Output structs (lungseg_volume_info, lungseg_model_info, lungseg_uncertainty) keep their
+ * published layout forever; new results come in new structs through new entry points.
  * Enum-valued fields are uint32_t holding the values of the enums below. A handle passed as
  * const is only read: const calls on one handle may run on many threads at once.
  */
@@ -112,10 +112,8 @@ typedef struct lungseg_model_options {
   uint32_t threads;
 } lungseg_model_options;
 
-// What a model expects and where it runs (an output struct: set `struct_size`).
+// What a model expects and where it runs (an output struct, frozen at its published layout).
 typedef struct lungseg_model_info {
-  // `sizeof(lungseg_model_info)`; on return, the bytes the library filled.
-  uint32_t struct_size;
   // Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
   uint32_t patch_size[3];
   // Patch spacing in mm the model was trained at.
@@ -150,8 +148,7 @@ typedef struct lungseg_mc_options {
   float review_threshold;
 } lungseg_mc_options;
 
-// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`, so new
-// results are appended to `lungseg_uncertainty`, not here.
+// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 typedef struct lungseg_patch_summary {
   // Voxels with mean probability >= 0.5.
   uint64_t foreground_voxels;
@@ -170,12 +167,10 @@ typedef struct lungseg_patch_summary {
   bool needs_review;
 } lungseg_patch_summary;
 
-// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
-// hold `len` floats (the model's patch voxel count). The caller sets `struct_size`, the maps
-// and `len`; the library fills `summary` (and, in later versions, fields appended after it).
+// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
+// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
+// caller sets the maps and `len`; the library fills `summary`.
 typedef struct lungseg_uncertainty {
-  // `sizeof(lungseg_uncertainty)`; on return, the bytes the library filled.
-  uint32_t struct_size;
   // Mean probability over samples.
   float *mean;
   // Population variance of the probability over samples.
@@ -200,10 +195,8 @@ typedef struct lungseg_open_options {
   uint64_t max_bytes;
 } lungseg_open_options;
 
-// Geometry and storage of a volume (an output struct: set `struct_size`).
+// Geometry and storage of a volume (an output struct, frozen at its published layout).
 typedef struct lungseg_volume_info {
-  // `sizeof(lungseg_volume_info)`; on return, the bytes the library filled.
-  uint32_t struct_size;
   // Voxels per axis: x, y, z (x fastest in memory).
   uint64_t dims[3];
   // Voxel size in mm.

