@@ -27,7 +27,7 @@ static int fail(const char *what, lungseg_status st) {
 }
 
 struct job {
-    lungseg_model *model;
+    const lungseg_model *model; /* read-only: one handle serves every thread */
     const lungseg_volume *volume;
     const double *world;
     size_t voxels;

@@ -64,7 +64,8 @@ int main(int argc, char **argv) {
     printf("origin %.6f %.6f %.6f\n", info.origin[0], info.origin[1], info.origin[2]);
     printf("direction");
     for (i = 0; i < 9; i++) printf(" %g", info.direction[i]);
-    printf("\nelement_type %u channels %u\n", info.element_type, info.channels);
+    printf("\nelement_type %u channels %u%s\n", info.element_type, info.channels,
+           info.element_type == LUNGSEG_MET_SHORT ? " (int16)" : "");
 
     for (i = 0; i < 3; i++) world[i] = strtod(argv[2 + i], NULL);
     st = lungseg_world_to_voxel(vol, world, voxel);

@@ -52,7 +52,8 @@ int main(int argc, char **argv) try {
     std::printf("origin %.6f %.6f %.6f\n", info.origin[0], info.origin[1], info.origin[2]);
     std::printf("direction");
     for (double d : info.direction) std::printf(" %g", d);
-    std::printf("\nelement_type %u channels %u\n", info.element_type, info.channels);
+    std::printf("\nelement_type %u channels %u%s\n", info.element_type, info.channels,
+                info.element_type == LUNGSEG_MET_SHORT ? " (int16)" : "");
 
     std::array<double, 3> world{}, voxel{}, back{};
     for (int i = 0; i < 3; i++) world[i] = std::strtod(argv[2 + i], nullptr);

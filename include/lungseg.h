@@ -4,7 +4,20 @@
  *
  * Every function returns a lungseg_status (LUNGSEG_OK = 0) unless stated otherwise; on failure
  * lungseg_last_error() gives a readable message on the calling thread. Buffers are x-fastest,
- * then y, then z (PyTorch's [D,H,W]). Options structs start with struct_size = sizeof(struct).
+ * then y, then z (PyTorch's [D,H,W]).
+ *
+ * Options structs grow without breaking callers (docs/c-abi.md):
+ * - Each starts with uint32_t struct_size: set it to sizeof(the struct). Fields are only
+ *   appended, and a field added later means "default" when it is 0: memset the struct to 0,
+ *   set struct_size, then set the fields you need.
+ * - struct_size below the struct's first published size is LUNGSEG_INVALID_ARGUMENT.
+ * - The library reads only struct_size bytes; fields past them take their defaults. A larger
+ *   struct from a newer header is accepted when the fields this library does not know are 0,
+ *   else LUNGSEG_UNSUPPORTED.
+ * Output structs (lungseg_volume_info, lungseg_model_info, lungseg_uncertainty) keep their
+ * published layout forever; new results come in new structs through new entry points.
+ * Enum-valued fields are uint32_t holding the values of the enums below. A handle passed as
+ * const is only read: const calls on one handle may run on many threads at once.
  */
 
 #ifndef LUNGSEG_H
@@ -48,6 +61,41 @@ typedef enum lungseg_status {
   LUNGSEG_PANIC = 8,
 } lungseg_status;
 
+// Where inference runs (`lungseg_model_options.device`, `lungseg_model_info.device`).
+typedef enum lungseg_device {
+  // The GPU when one is usable, else the CPU.
+  LUNGSEG_DEVICE_AUTO = 0,
+  LUNGSEG_DEVICE_CPU = 1,
+  // An NVIDIA GPU (builds with the `cuda` feature); `LUNGSEG_DEVICE` status when unusable.
+  LUNGSEG_DEVICE_CUDA = 2,
+} lungseg_device;
+
+// Which units MC dropout zeroes (`lungseg_model_info.dropout_kind`).
+typedef enum lungseg_dropout_kind {
+  // Whole channels per sample (PyTorch `Dropout3d`).
+  LUNGSEG_DROPOUT_CHANNEL = 0,
+  // Single activations (PyTorch `Dropout`).
+  LUNGSEG_DROPOUT_ELEMENT = 1,
+} lungseg_dropout_kind;
+
+// The on-disk MetaIO element type of a volume (`lungseg_volume_info.element_type`): MetaIO's
+// own `MET_ValueEnumType` codes.
+typedef enum lungseg_element_type {
+  LUNGSEG_MET_CHAR = 2,
+  LUNGSEG_MET_UCHAR = 3,
+  LUNGSEG_MET_SHORT = 4,
+  LUNGSEG_MET_USHORT = 5,
+  LUNGSEG_MET_INT = 6,
+  LUNGSEG_MET_UINT = 7,
+  // 4 bytes, as MetaIO writes it (not the C `long`).
+  LUNGSEG_MET_LONG = 8,
+  LUNGSEG_MET_ULONG = 9,
+  LUNGSEG_MET_LONG_LONG = 10,
+  LUNGSEG_MET_ULONG_LONG = 11,
+  LUNGSEG_MET_FLOAT = 12,
+  LUNGSEG_MET_DOUBLE = 13,
+} lungseg_element_type;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -83,7 +131,7 @@ typedef struct lungseg_model_options {
   uint64_t max_workspace_bytes;
 } lungseg_model_options;
 
-// What a model expects and where it runs.
+// What a model expects and where it runs (an output struct, frozen at its published layout).
 typedef struct lungseg_model_info {
   // Patch size in voxels: x, y, z. Inputs hold size[0] * size[1] * size[2] floats.
   uint32_t patch_size[3];
@@ -94,7 +142,7 @@ typedef struct lungseg_model_info {
   // U-Net levels and channels per level (first `levels` entries used).
   uint32_t levels;
   uint32_t channels[8];
-  // MC dropout probability and kind (0 = channel, 1 = element).
+  // MC dropout probability and kind (a `lungseg_dropout_kind` value).
   float dropout_p;
   uint32_t dropout_kind;
   // The patch uncertainty score above which `needs_review` is set.
@@ -119,7 +167,7 @@ typedef struct lungseg_mc_options {
   float review_threshold;
 } lungseg_mc_options;
 
-// Per-patch summary of an MC prediction.
+// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 typedef struct lungseg_patch_summary {
   // Voxels with mean probability >= 0.5.
   uint64_t foreground_voxels;
@@ -138,8 +186,9 @@ typedef struct lungseg_patch_summary {
   bool needs_review;
 } lungseg_patch_summary;
 
-// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
-// hold `len` floats (the model's patch voxel count).
+// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
+// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
+// caller sets the maps and `len`; the library fills `summary`.
 typedef struct lungseg_uncertainty {
   // Mean probability over samples.
   float *mean;
@@ -172,7 +221,7 @@ typedef struct lungseg_open_options {
   uint64_t max_data_files;
 } lungseg_open_options;
 
-// Geometry and storage of a volume.
+// Geometry and storage of a volume (an output struct, frozen at its published layout).
 typedef struct lungseg_volume_info {
   // Voxels per axis: x, y, z (x fastest in memory).
   uint64_t dims[3];
@@ -182,7 +231,7 @@ typedef struct lungseg_volume_info {
   double origin[3];
   // Row-major `D[r][c]`: world = origin + D * (spacing * index).
   double direction[9];
-  // The on-disk MetaIO element type (`MET_SHORT` = 4, `MET_FLOAT` = 12, ...).
+  // The on-disk MetaIO element type (a `lungseg_element_type` value).
   uint32_t element_type;
   // Components per voxel (CT: 1).
   uint32_t channels;
@@ -231,7 +280,7 @@ enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 // `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
 // infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
-enum lungseg_status lungseg_predict(struct lungseg_model *model,
+enum lungseg_status lungseg_predict(const struct lungseg_model *model,
                                     const float *patch_hu,
                                     size_t len,
                                     float *prob,
@@ -243,7 +292,7 @@ enum lungseg_status lungseg_predict(struct lungseg_model *model,
 // overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
 // HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
 // `LUNGSEG_FORMAT`, never a summary.
-enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
+enum lungseg_status lungseg_predict_uncertainty(const struct lungseg_model *model,
                                                 const float *patch_hu,
                                                 size_t len,
                                                 const struct lungseg_mc_options *opts,
@@ -251,7 +300,7 @@ enum lungseg_status lungseg_predict_uncertainty(struct lungseg_model *model,
 
 // Cuts the model's patch (size, spacing) around a world point of `volume` and runs
 // `lungseg_predict_uncertainty` on it.
-enum lungseg_status lungseg_predict_uncertainty_at(struct lungseg_model *model,
+enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *model,
                                                    const struct lungseg_volume *volume,
                                                    const double *center_world,
                                                    const struct lungseg_mc_options *opts,

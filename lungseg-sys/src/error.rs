@@ -1,19 +1,22 @@
 //! One error type for the whole library. Its `kind` maps 1:1 onto the C status codes, so the
 //! FFI layer never has to guess which status a failure deserves.
 
+use crate::ffi::lungseg_status as Status;
 use std::fmt;
 
-/// What went wrong, coarse enough for a C caller to branch on.
+/// What went wrong, coarse enough for a C caller to branch on. Each kind's discriminant is
+/// the `lungseg_status` it is reported as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum ErrorKind {
-    InvalidArgument,
-    Io,
-    Format,
-    Unsupported,
-    Limit,
-    Device,
-    OutOfMemory,
-    Panic,
+    InvalidArgument = Status::LUNGSEG_INVALID_ARGUMENT as u32,
+    Io = Status::LUNGSEG_IO as u32,
+    Format = Status::LUNGSEG_FORMAT as u32,
+    Unsupported = Status::LUNGSEG_UNSUPPORTED as u32,
+    Limit = Status::LUNGSEG_LIMIT as u32,
+    Device = Status::LUNGSEG_DEVICE as u32,
+    OutOfMemory = Status::LUNGSEG_OUT_OF_MEMORY as u32,
+    Panic = Status::LUNGSEG_PANIC as u32,
 }
 
 /// An error with a message meant for a human reading a device log.

@@ -126,6 +126,28 @@ impl Bytes<'_> {
 /// `c_api`: drives the model and patch entry points with fuzzed sizes, options and values on
 /// `model_bytes` (a small valid model). Every call must return a status, never crash; buffers
 /// are always as long as the lengths claim (that part of the contract is the caller's).
+/// A versioned struct followed by room a caller built against a newer header would fill: the
+/// fuzzed `struct_size` (below 64) may claim more than the struct, which the library then reads.
+#[repr(C)]
+struct Grown<T> {
+    v: T,
+    newer_fields: [u8; 64],
+}
+
+impl<T> Grown<T> {
+    fn new(v: T) -> Self {
+        Grown {
+            v,
+            newer_fields: [0; 64],
+        }
+    }
+
+    /// Points at the whole allocation, so reading past `v` stays inside it.
+    fn ptr(&self) -> *const T {
+        (self as *const Self).cast()
+    }
+}
+
 pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     let Ok(model) = Model::from_bytes(model_bytes) else {
         return;
@@ -140,18 +162,18 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         return;
     }
     let cpath = std::ffi::CString::new(path.to_str().unwrap_or_default()).unwrap_or_default();
-    let mopts = lungseg_model_options {
+    let mopts = Grown::new(lungseg_model_options {
         struct_size: b.u32() % 64,
         device: b.u32() % 4,
         threads: b.u32() % 4,
         max_workspace_bytes: 0,
-    };
+    });
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;
     let st = unsafe {
         lungseg_model_open(
             cpath.as_ptr(),
-            if use_opts { &mopts } else { null() },
+            if use_opts { mopts.ptr() } else { null() },
             &mut m,
         )
     };
@@ -176,7 +198,7 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         n
     };
     let raw_samples = b.u32();
-    let opts = lungseg_mc_options {
+    let opts = Grown::new(lungseg_mc_options {
         struct_size: b.u32() % 64,
         // Mostly small valid counts (fast), sometimes anything (range checks).
         n_samples: if raw_samples & 0x8000_0000 != 0 {
@@ -187,18 +209,18 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         seed: b.u64(),
         override_review_threshold: b.u32() % 3,
         review_threshold: b.f32(),
-    };
+    });
     let plen = if sel & 0x40 != 0 {
         (b.u32() as usize) % cap
     } else {
         len
     };
-    let spec = lungseg_patch_spec {
+    let spec = Grown::new(lungseg_patch_spec {
         struct_size: b.u32() % 64,
         size: [b.u32() % 24, b.u32() % 24, b.u32() % 24],
         spacing_mm: [b.f64(), b.f64(), b.f64()],
         outside_hu: b.f32(),
-    };
+    });
     let centre = [b.f64(), b.f64(), b.f64()];
     let diameter = b.f64();
     let mlen = b.u32() as usize;
@@ -225,13 +247,9 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         entropy: ptrs[2],
         mutual_info: ptrs[3],
         len: out_len,
-        summary: Default::default(),
+        ..Default::default()
     };
-    let opts_ptr = if sel & 0x20 != 0 {
-        null()
-    } else {
-        &opts as *const _
-    };
+    let opts_ptr = if sel & 0x20 != 0 { null() } else { opts.ptr() };
     let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), len, opts_ptr, &mut out) };
     if st == lungseg_status::LUNGSEG_OK {
         let s = out.summary;
@@ -250,7 +268,7 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     let mlen = mlen % mask.len();
     let _ = unsafe {
         lungseg_sphere_mask(
-            &spec,
+            spec.ptr(),
             centre.as_ptr(),
             centre.as_ptr(),
             diameter,

@@ -2,25 +2,26 @@
 //! type they were stored in (an int16 CT stays int16: half the memory of f32 and no copy cost).
 
 use crate::error::{Error, Result};
+use crate::ffi::lungseg_element_type as Met;
 use crate::geometry::Geometry;
 
-/// MetaIO's `MET_ValueEnumType` codes for the numeric types; the numbers are part of the C ABI
-/// (`lungseg_volume_info.element_type`).
+/// The numeric MetaIO element types; the discriminants are the C ABI's `lungseg_element_type`
+/// (MetaIO's `MET_ValueEnumType` codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum ElementType {
-    Char = 2,
-    UChar = 3,
-    Short = 4,
-    UShort = 5,
-    Int = 6,
-    UInt = 7,
-    Long = 8,
-    ULong = 9,
-    LongLong = 10,
-    ULongLong = 11,
-    Float = 12,
-    Double = 13,
+    Char = Met::LUNGSEG_MET_CHAR as u32,
+    UChar = Met::LUNGSEG_MET_UCHAR as u32,
+    Short = Met::LUNGSEG_MET_SHORT as u32,
+    UShort = Met::LUNGSEG_MET_USHORT as u32,
+    Int = Met::LUNGSEG_MET_INT as u32,
+    UInt = Met::LUNGSEG_MET_UINT as u32,
+    Long = Met::LUNGSEG_MET_LONG as u32,
+    ULong = Met::LUNGSEG_MET_ULONG as u32,
+    LongLong = Met::LUNGSEG_MET_LONG_LONG as u32,
+    ULongLong = Met::LUNGSEG_MET_ULONG_LONG as u32,
+    Float = Met::LUNGSEG_MET_FLOAT as u32,
+    Double = Met::LUNGSEG_MET_DOUBLE as u32,
 }
 
 impl ElementType {

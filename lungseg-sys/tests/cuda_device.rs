@@ -62,7 +62,7 @@ fn without_a_gpu_cuda_is_a_device_error_and_auto_is_the_cpu() {
 
     let (st, m, msg) = open(lungseg_device::LUNGSEG_DEVICE_AUTO as u32);
     assert_eq!(st, LUNGSEG_OK, "{msg}");
-    let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
+    let mut info = lungseg_model_info::default();
     assert_eq!(unsafe { lungseg_model_get_info(m, &mut info) }, LUNGSEG_OK);
     assert_eq!(info.device, lungseg_device::LUNGSEG_DEVICE_CPU as u32);
     let n = info.patch_size.iter().product::<u32>() as usize;

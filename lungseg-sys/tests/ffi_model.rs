@@ -49,7 +49,7 @@ fn maps(n: usize) -> [Vec<f32>; 4] {
 fn info_and_results_match_the_rust_engine() {
     let m = open(None);
     let rust = Model::open(&fixture(MODEL)).unwrap();
-    let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
+    let mut info = lungseg_model_info::default();
     assert_eq!(
         unsafe { lungseg_model_get_info(m, &mut info) },
         lungseg_status::LUNGSEG_OK
@@ -87,7 +87,7 @@ fn info_and_results_match_the_rust_engine() {
         entropy: ent.as_mut_ptr(),
         mutual_info: mi.as_mut_ptr(),
         len: n,
-        summary: Default::default(),
+        ..Default::default()
     };
     let opts = lungseg_mc_options {
         struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,
@@ -133,7 +133,7 @@ fn info_and_results_match_the_rust_engine() {
         entropy: null_mut(),
         mutual_info: null_mut(),
         len: 0,
-        summary: Default::default(),
+        ..Default::default()
     };
     let o2 = lungseg_mc_options {
         override_review_threshold: 1,
@@ -169,7 +169,7 @@ fn one_handle_many_threads() {
             entropy: null_mut(),
             mutual_info: null_mut(),
             len: n,
-            summary: Default::default(),
+            ..Default::default()
         };
         let opts = lungseg_mc_options {
             struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,
@@ -253,7 +253,7 @@ fn bad_model_files_and_options() {
     expect(
         open_path(&fixture(MODEL), &weird, &mut m),
         LUNGSEG_INVALID_ARGUMENT,
-        "device 7",
+        "options.device: 7 is not a lungseg_device",
     );
     let small = lungseg_model_options {
         struct_size: 3,
@@ -310,7 +310,7 @@ fn bad_model_files_and_options() {
         entropy: null_mut(),
         mutual_info: null_mut(),
         len: n,
-        summary: Default::default(),
+        ..Default::default()
     };
     let sz = std::mem::size_of::<lungseg_mc_options>() as u32;
     for (samples, needle) in [(2000u32, "1024"), (0, "")] {

@@ -110,7 +110,7 @@ fn mc_dropout_at_a_synthetic_nodule_through_the_c_abi() {
             lungseg_status::LUNGSEG_OK
         );
     }
-    let mut info: lungseg_model_info = unsafe { std::mem::zeroed() };
+    let mut info = lungseg_model_info::default();
     unsafe { lungseg_model_get_info(m, &mut info) };
     let n = info
         .patch_size
@@ -124,7 +124,7 @@ fn mc_dropout_at_a_synthetic_nodule_through_the_c_abi() {
         entropy: null_mut(),
         mutual_info: null_mut(),
         len: n,
-        summary: Default::default(),
+        ..Default::default()
     };
     let opts = lungseg_mc_options {
         struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,

@@ -5,21 +5,30 @@
 //! - every entry point returns a [`lungseg_status`] with explicit values, checks every pointer
 //!   and length, and runs inside a panic boundary ([`guard`]), so nothing unwinds into C;
 //! - on failure a readable message is kept per thread ([`lungseg_last_error`]);
-//! - options structs start with `struct_size`, so they can grow without breaking callers.
+//! - options structs start with `struct_size` and can grow without breaking callers; output
+//!   structs are frozen at their published layout ([`versioned`]); every enum a caller passes or reads is in the header ([`enums`]);
+//! - handles a call only reads are `const`.
 #![allow(non_camel_case_types)]
 // The safety contract of every entry point is the C header's: valid pointers of the stated
 // lengths or NULL (which is checked); it is documented once there, not per function.
 #![allow(clippy::missing_safety_doc)]
 
+mod abi_enum;
+mod enums;
 mod error;
 mod model;
 mod status;
+pub(crate) mod versioned;
 mod volume;
 mod write;
 
+pub use abi_enum::UnknownValue;
+pub use enums::*;
 pub use error::*;
 pub use model::*;
 pub use status::*;
+pub(crate) use versioned::{arg_options, arg_out, frozen_output, versioned};
+pub use versioned::{FrozenOutput, Versioned};
 pub(crate) use volume::path_arg;
 pub use volume::*;
 pub use write::*;
@@ -120,26 +129,6 @@ fn check_buffer(p: *const u8, len: usize, size: usize, align: usize, name: &str)
         return Err(Error::invalid(format!("{name} length {len} is too large")));
     }
     Ok(())
-}
-
-/// Reads a caller's versioned options struct: `struct_size` must cover at least `min_size`
-/// (the first published layout); newer callers may pass larger structs.
-pub(crate) unsafe fn arg_options<T: Copy>(
-    p: *const T,
-    min_size: usize,
-    name: &str,
-) -> Result<Option<T>> {
-    if p.is_null() {
-        return Ok(None);
-    }
-    // Every options struct starts with `uint32_t struct_size`.
-    let size = *(p as *const u32) as usize;
-    if size < min_size {
-        return Err(Error::invalid(format!(
-            "{name}.struct_size is {size}, at least {min_size} expected (set it to sizeof(*{name}))"
-        )));
-    }
-    Ok(Some(*p))
 }
 
 #[cfg(test)]

@@ -1,25 +1,16 @@
 //! Models and predictions through the C ABI: open a model file, run the deterministic pass or
 //! Monte-Carlo dropout on a 64³ HU patch, get maps, a summary and the needs-review flag.
 
+use super::versioned::OutArg;
 use super::volume::lungseg_volume;
 use super::{
-    arg_mut, arg_options, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_status, path_arg,
+    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
+    lungseg_device, lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use crate::model::{Model, ModelOptions};
 use crate::patch::{self, PatchSpec};
-
-/// Where inference runs. Values are ABI.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum lungseg_device {
-    /// The GPU when one is usable, else the CPU.
-    LUNGSEG_DEVICE_AUTO = 0,
-    LUNGSEG_DEVICE_CPU = 1,
-    /// An NVIDIA GPU (builds with the `cuda` feature); `LUNGSEG_DEVICE` status when unusable.
-    LUNGSEG_DEVICE_CUDA = 2,
-}
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 ///
@@ -45,7 +36,7 @@ pub struct lungseg_model {
 /// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
 /// workspace limit). See `lungseg_model` for threads and memory.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_options {
     /// `sizeof(lungseg_model_options)`.
     pub struct_size: u32,
@@ -58,8 +49,9 @@ pub struct lungseg_model_options {
     /// `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.
     pub max_workspace_bytes: u64,
 }
+versioned!(lungseg_model_options, v1 = 12, v1_last = threads);
 
-/// What a model expects and where it runs.
+/// What a model expects and where it runs (an output struct, frozen at its published layout).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_info {
@@ -72,7 +64,7 @@ pub struct lungseg_model_info {
     /// U-Net levels and channels per level (first `levels` entries used).
     pub levels: u32,
     pub channels: [u32; 8],
-    /// MC dropout probability and kind (0 = channel, 1 = element).
+    /// MC dropout probability and kind (a `lungseg_dropout_kind` value).
     pub dropout_p: f32,
     pub dropout_kind: u32,
     /// The patch uncertainty score above which `needs_review` is set.
@@ -83,10 +75,11 @@ pub struct lungseg_model_info {
     /// NUL-terminated device name, e.g. the CPU or GPU model.
     pub device_name: [libc::c_char; 64],
 }
+frozen_output!(lungseg_model_info, size = 176);
 
 /// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_mc_options {
     /// `sizeof(lungseg_mc_options)`.
     pub struct_size: u32,
@@ -98,8 +91,9 @@ pub struct lungseg_mc_options {
     pub override_review_threshold: u32,
     pub review_threshold: f32,
 }
+versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
-/// Per-patch summary of an MC prediction.
+/// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_patch_summary {
@@ -119,11 +113,13 @@ pub struct lungseg_patch_summary {
     /// The prediction is doubtful: send it to a radiologist.
     pub needs_review: bool,
 }
+const _: () = assert!(std::mem::size_of::<lungseg_patch_summary>() == 56);
 
-/// Caller-owned outputs of `lungseg_predict_uncertainty`. Any map may be NULL; non-NULL maps
-/// hold `len` floats (the model's patch voxel count).
+/// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
+/// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
+/// caller sets the maps and `len`; the library fills `summary`.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_uncertainty {
     /// Mean probability over samples.
     pub mean: *mut f32,
@@ -136,9 +132,13 @@ pub struct lungseg_uncertainty {
     pub len: usize,
     pub summary: lungseg_patch_summary,
 }
-
-const MODEL_OPTIONS_V1: usize = std::mem::size_of::<lungseg_model_options>();
-const MC_OPTIONS_V1: usize = std::mem::size_of::<lungseg_mc_options>();
+// Only the maps and `len` are read from the caller: `summary` holds a `bool`, which a caller's
+// uninitialised bytes must never become.
+frozen_output!(
+    lungseg_uncertainty,
+    size = 96,
+    input_end = std::mem::offset_of!(lungseg_uncertainty, summary)
+);
 
 /// The CPU's brand string (x86 CPUID), for `lungseg_model_info.device_name`.
 fn cpu_name() -> String {
@@ -168,14 +168,7 @@ fn cpu_name() -> String {
 }
 
 fn device_from(raw: u32) -> Result<lungseg_device> {
-    match raw {
-        0 => Ok(lungseg_device::LUNGSEG_DEVICE_AUTO),
-        1 => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
-        2 => Ok(lungseg_device::LUNGSEG_DEVICE_CUDA),
-        other => Err(Error::invalid(format!(
-            "device {other} is not a lungseg_device (0 AUTO, 1 CPU, 2 CUDA)"
-        ))),
-    }
+    lungseg_device::try_from(raw).map_err(|e| Error::from(e).context("options.device"))
 }
 
 /// Picks the device a model runs on. AUTO falls back to the CPU cleanly.
@@ -262,7 +255,7 @@ pub unsafe extern "C" fn lungseg_model_open(
         let out = arg_mut(out, "out")?;
         *out = std::ptr::null_mut();
         let path = path_arg(path, "path")?;
-        let opts = arg_options(options, MODEL_OPTIONS_V1, "options")?.unwrap_or_default();
+        let opts = arg_options(options, "options")?.unwrap_or_default();
         let device = select_device(device_from(opts.device)?)?;
         if opts.threads as usize > mc::MAX_THREADS {
             return Err(Error::invalid(format!(
@@ -301,7 +294,7 @@ pub unsafe extern "C" fn lungseg_model_get_info(
 ) -> lungseg_status {
     guard(|| {
         let m = arg_ref(model, "model")?;
-        let out = arg_mut(out, "out")?;
+        let out = arg_out(out, "out")?;
         let c = m.inner.config();
         let mut channels = [0u32; 8];
         for (d, s) in channels.iter_mut().zip(&c.channels) {
@@ -311,22 +304,19 @@ pub unsafe extern "C" fn lungseg_model_get_info(
         for (d, b) in name.iter_mut().zip(cpu_name().bytes().take(63)) {
             *d = b as libc::c_char;
         }
-        *out = lungseg_model_info {
+        out.write(lungseg_model_info {
             patch_size: c.patch_size.map(|v| v as u32),
             spacing_mm: c.spacing_mm,
             hu_window: [c.hu_window.0, c.hu_window.1],
             levels: c.channels.len() as u32,
             channels,
             dropout_p: c.dropout.p,
-            dropout_kind: match c.dropout.kind {
-                crate::model::DropoutKind::Channel => 0,
-                crate::model::DropoutKind::Element => 1,
-            },
+            dropout_kind: c.dropout.kind as u32,
             review_threshold: m.inner.review().threshold,
             parameter_count: m.inner.parameter_count() as u64,
             device: m.device as u32,
             device_name: name,
-        };
+        });
         Ok(())
     })
 }
@@ -337,14 +327,14 @@ pub unsafe extern "C" fn lungseg_model_get_info(
 /// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     patch_hu: *const f32,
     len: usize,
     prob: *mut f32,
     prob_len: usize,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         disjoint(&[
             region("patch_hu", patch_hu, len),
             region("prob", prob, prob_len),
@@ -422,24 +412,26 @@ fn run_mc(
     m: &lungseg_model,
     hu: &[f32],
     opts: *const lungseg_mc_options,
-    out: &mut lungseg_uncertainty,
+    out: &OutArg<lungseg_uncertainty>,
 ) -> Result<()> {
-    let o = mc_options_from(m, unsafe { arg_options(opts, MC_OPTIONS_V1, "opts")? })?;
+    let o = mc_options_from(m, unsafe { arg_options(opts, "opts")? })?;
     let threshold = o.review_threshold.unwrap_or(m.inner.review().threshold);
     let voxels = m.inner.config().patch_voxels();
+    let mut result = out.inputs();
     disjoint(&[
         region("patch_hu", hu.as_ptr(), hu.len()),
-        region("out", &*out as *const lungseg_uncertainty, 1),
-        region("out->mean", out.mean, out.len),
-        region("out->variance", out.variance, out.len),
-        region("out->entropy", out.entropy, out.len),
-        region("out->mutual_info", out.mutual_info, out.len),
+        region("out", out.as_ptr(), 1),
+        region("out->mean", result.mean, result.len),
+        region("out->variance", result.variance, result.len),
+        region("out->entropy", result.entropy, result.len),
+        region("out->mutual_info", result.mutual_info, result.len),
     ])?;
     let summary = {
-        let maps = unsafe { maps_from(out, voxels)? };
+        let maps = unsafe { maps_from(&mut result, voxels)? };
         mc::predict_uncertainty(&m.inner, hu, &o, maps)?
     };
-    out.summary = summary_to_c(&summary, threshold);
+    result.summary = summary_to_c(&summary, threshold);
+    out.write(result);
     Ok(())
 }
 
@@ -451,17 +443,16 @@ fn run_mc(
 /// `LUNGSEG_FORMAT`, never a summary.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     patch_hu: *const f32,
     len: usize,
     opts: *const lungseg_mc_options,
     out: *mut lungseg_uncertainty,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         let hu = arg_slice(patch_hu, len, "patch_hu")?;
-        let out = arg_mut(out, "out")?;
-        run_mc(m, hu, opts, out)
+        run_mc(m, hu, opts, &arg_out(out, "out")?)
     })
 }
 
@@ -469,17 +460,17 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty(
 /// `lungseg_predict_uncertainty` on it.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
-    model: *mut lungseg_model,
+    model: *const lungseg_model,
     volume: *const lungseg_volume,
     center_world: *const f64,
     opts: *const lungseg_mc_options,
     out: *mut lungseg_uncertainty,
 ) -> lungseg_status {
     guard(|| {
-        let m = arg_ref(model.cast_const(), "model")?;
+        let m = arg_ref(model, "model")?;
         let v = &arg_ref(volume, "volume")?.inner;
         let c = super::volume::world_arg(center_world, "center_world")?;
-        let out = arg_mut(out, "out")?;
+        let out = arg_out(out, "out")?;
         let cfg = m.inner.config();
         let spec = PatchSpec {
             size: cfg.patch_size,
@@ -499,7 +490,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
                 hu.resize(n, 0.0);
             }
             patch::extract_hu(v, c, &spec, &mut hu)?;
-            run_mc(m, &hu, opts, out)
+            run_mc(m, &hu, opts, &out)
         })
     })
 }

@@ -1,5 +1,6 @@
 //! The status every entry point returns; the values are ABI and never change.
 
+use super::abi_enum::abi_enum;
 use crate::error::ErrorKind;
 
 /// Result of a lungseg call. `LUNGSEG_OK` is 0; anything else has a message in
@@ -26,18 +27,23 @@ pub enum lungseg_status {
     LUNGSEG_PANIC = 8,
 }
 
+abi_enum!(lungseg_status {
+    LUNGSEG_OK,
+    LUNGSEG_INVALID_ARGUMENT,
+    LUNGSEG_IO,
+    LUNGSEG_FORMAT,
+    LUNGSEG_UNSUPPORTED,
+    LUNGSEG_LIMIT,
+    LUNGSEG_DEVICE,
+    LUNGSEG_OUT_OF_MEMORY,
+    LUNGSEG_PANIC,
+});
+
 impl lungseg_status {
+    /// `ErrorKind`'s discriminants are status values, so this cannot fail; `LUNGSEG_PANIC`
+    /// keeps it total without a panic outside the boundary.
     pub(crate) fn from_kind(kind: ErrorKind) -> Self {
-        match kind {
-            ErrorKind::InvalidArgument => Self::LUNGSEG_INVALID_ARGUMENT,
-            ErrorKind::Io => Self::LUNGSEG_IO,
-            ErrorKind::Format => Self::LUNGSEG_FORMAT,
-            ErrorKind::Unsupported => Self::LUNGSEG_UNSUPPORTED,
-            ErrorKind::Limit => Self::LUNGSEG_LIMIT,
-            ErrorKind::Device => Self::LUNGSEG_DEVICE,
-            ErrorKind::OutOfMemory => Self::LUNGSEG_OUT_OF_MEMORY,
-            ErrorKind::Panic => Self::LUNGSEG_PANIC,
-        }
+        Self::try_from(kind as u32).unwrap_or(Self::LUNGSEG_PANIC)
     }
 }
 
@@ -45,17 +51,61 @@ impl lungseg_status {
 #[no_mangle]
 pub extern "C" fn lungseg_status_name(status: libc::c_int) -> *const libc::c_char {
     // Takes a plain int: a C caller may pass any value, and an out-of-range Rust enum is UB.
-    let s: &'static str = match status {
-        0 => "LUNGSEG_OK\0",
-        1 => "LUNGSEG_INVALID_ARGUMENT\0",
-        2 => "LUNGSEG_IO\0",
-        3 => "LUNGSEG_FORMAT\0",
-        4 => "LUNGSEG_UNSUPPORTED\0",
-        5 => "LUNGSEG_LIMIT\0",
-        6 => "LUNGSEG_DEVICE\0",
-        7 => "LUNGSEG_OUT_OF_MEMORY\0",
-        8 => "LUNGSEG_PANIC\0",
-        _ => "LUNGSEG_UNKNOWN_STATUS\0",
-    };
-    s.as_ptr().cast()
+    u32::try_from(status)
+        .ok()
+        .and_then(|s| lungseg_status::try_from(s).ok())
+        .map_or(c"LUNGSEG_UNKNOWN_STATUS".as_ptr(), lungseg_status::c_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    /// Every error kind becomes the status of the same name (`Io` → `LUNGSEG_IO`), and every
+    /// status but `LUNGSEG_OK` comes from exactly one kind.
+    #[test]
+    fn every_error_kind_has_the_status_of_its_name() {
+        let kinds = [
+            ErrorKind::InvalidArgument,
+            ErrorKind::Io,
+            ErrorKind::Format,
+            ErrorKind::Unsupported,
+            ErrorKind::Limit,
+            ErrorKind::Device,
+            ErrorKind::OutOfMemory,
+            ErrorKind::Panic,
+        ];
+        let mut seen: Vec<lungseg_status> = kinds
+            .iter()
+            .map(|&k| lungseg_status::from_kind(k))
+            .collect();
+        for (k, s) in kinds.iter().zip(&seen) {
+            let snake: String = format!("{k:?}")
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let sep = (i > 0 && c.is_uppercase()).then_some('_');
+                    sep.into_iter().chain(c.to_uppercase())
+                })
+                .collect();
+            assert_eq!(s.name(), format!("LUNGSEG_{snake}"), "{k:?}");
+        }
+        seen.push(lungseg_status::LUNGSEG_OK);
+        seen.sort_by_key(|s| *s as u32);
+        seen.dedup();
+        assert_eq!(seen, lungseg_status::ALL);
+    }
+
+    #[test]
+    fn status_names_for_any_int() {
+        for s in lungseg_status::ALL {
+            let n = unsafe { CStr::from_ptr(lungseg_status_name(*s as libc::c_int)) };
+            assert_eq!(n.to_str().unwrap(), s.name());
+        }
+        for bad in [-1, 9, libc::c_int::MAX, libc::c_int::MIN] {
+            let n = unsafe { CStr::from_ptr(lungseg_status_name(bad)) };
+            assert_eq!(n.to_str().unwrap(), "LUNGSEG_UNKNOWN_STATUS");
+        }
+    }
 }

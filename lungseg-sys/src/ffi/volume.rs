@@ -1,6 +1,9 @@
 //! CT volumes through the C ABI: open, describe, map world ↔ voxel, copy HU, cut patches.
 
-use super::{arg_mut, arg_options, arg_ref, arg_slice, arg_slice_mut, guard, lungseg_status};
+use super::{
+    arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
+    lungseg_status, versioned,
+};
 use crate::error::{Error, Result};
 use crate::mhd::{self, ReadOptions};
 use crate::patch::{self, HuWindow, PatchSpec};
@@ -13,9 +16,9 @@ pub struct lungseg_volume {
     pub(crate) inner: Volume,
 }
 
-/// Geometry and storage of a volume.
+/// Geometry and storage of a volume (an output struct, frozen at its published layout).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_volume_info {
     /// Voxels per axis: x, y, z (x fastest in memory).
     pub dims: [u64; 3],
@@ -25,15 +28,16 @@ pub struct lungseg_volume_info {
     pub origin: [f64; 3],
     /// Row-major `D[r][c]`: world = origin + D * (spacing * index).
     pub direction: [f64; 9],
-    /// The on-disk MetaIO element type (`MET_SHORT` = 4, `MET_FLOAT` = 12, ...).
+    /// The on-disk MetaIO element type (a `lungseg_element_type` value).
     pub element_type: u32,
     /// Components per voxel (CT: 1).
     pub channels: u32,
 }
+frozen_output!(lungseg_volume_info, size = 152);
 
 /// Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_open_options {
     /// `sizeof(lungseg_open_options)`.
     pub struct_size: u32,
@@ -51,10 +55,11 @@ pub struct lungseg_open_options {
     /// opened (0 = default, 65536).
     pub max_data_files: u64,
 }
+versioned!(lungseg_open_options, v1 = 24, v1_last = max_bytes);
 
 /// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct lungseg_patch_spec {
     /// `sizeof(lungseg_patch_spec)`.
     pub struct_size: u32,
@@ -65,10 +70,7 @@ pub struct lungseg_patch_spec {
     /// HU value used where the patch leaves the scan (NaN = default -1000).
     pub outside_hu: f32,
 }
-
-/// The first published `lungseg_open_options` (up to `max_bytes`): frozen, later fields are optional.
-const OPEN_OPTIONS_V1: usize = 24;
-pub(crate) const PATCH_SPEC_V1: usize = std::mem::size_of::<lungseg_patch_spec>();
+versioned!(lungseg_patch_spec, v1 = 48, v1_last = outside_hu);
 
 pub(crate) unsafe fn path_arg(p: *const libc::c_char, name: &str) -> Result<PathBuf> {
     if p.is_null() {
@@ -140,7 +142,7 @@ pub unsafe extern "C" fn lungseg_volume_open_ex(
         *out = std::ptr::null_mut();
         let path = path_arg(path, "path")?;
         let mut opts = ReadOptions::default();
-        if let Some(o) = arg_options(options, OPEN_OPTIONS_V1, "options")? {
+        if let Some(o) = arg_options(options, "options")? {
             opts.allow_outside_paths = o.allow_outside_paths != 0;
             if o.max_voxels != 0 {
                 opts.max_voxels = o.max_voxels;
@@ -174,16 +176,16 @@ pub unsafe extern "C" fn lungseg_volume_get_info(
 ) -> lungseg_status {
     guard(|| {
         let v = &arg_ref(volume, "volume")?.inner;
-        let out = arg_mut(out, "out")?;
+        let out = arg_out(out, "out")?;
         let g = &v.geometry;
-        *out = lungseg_volume_info {
+        out.write(lungseg_volume_info {
             dims: g.dims.map(|d| d as u64),
             spacing: g.spacing,
             origin: g.origin,
             direction: g.direction_row_major(),
             element_type: v.element_type as u32,
             channels: v.channels as u32,
-        };
+        });
         Ok(())
     })
 }
@@ -250,7 +252,7 @@ pub unsafe extern "C" fn lungseg_volume_extract_patch(
     guard(|| {
         let v = &arg_ref(volume, "volume")?.inner;
         let c = world_arg(center_world, "center_world")?;
-        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?);
+        let spec = patch_spec_from(arg_options(spec, "spec")?);
         let dst = arg_slice_mut(dst, dst_len, "dst")?;
         patch::extract_hu(v, c, &spec, dst)
     })
@@ -301,7 +303,7 @@ pub unsafe extern "C" fn lungseg_sphere_mask(
     voxels_set: *mut u64,
 ) -> lungseg_status {
     guard(|| {
-        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?);
+        let spec = patch_spec_from(arg_options(spec, "spec")?);
         let c = world_arg(patch_center_world, "patch_center_world")?;
         let n = world_arg(nodule_world, "nodule_world")?;
         let dst = arg_slice_mut(dst, dst_len, "dst")?;

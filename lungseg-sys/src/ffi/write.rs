@@ -1,7 +1,7 @@
 //! Writing MetaImage from C: a volume, or a patch-aligned map (probability, uncertainty, mask)
 //! placed in world space so a viewer (3D Slicer, ITK-SNAP) overlays it on the CT it came from.
 
-use super::volume::{patch_spec_from, world_arg, PATCH_SPEC_V1};
+use super::volume::{patch_spec_from, world_arg};
 use super::{arg_options, arg_ref, arg_slice, guard, lungseg_patch_spec, lungseg_status};
 use super::{lungseg_volume, path_arg};
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ unsafe fn write_patch<T: Copy>(
     flags: u32,
 ) -> lungseg_status {
     guard(|| {
-        let spec = patch_spec_from(arg_options(spec, PATCH_SPEC_V1, "spec")?);
+        let spec = patch_spec_from(arg_options(spec, "spec")?);
         let center = world_arg(patch_center_world, "patch_center_world")?;
         let data = arg_slice(data, len, "data")?;
         let path = path_arg(path, "path")?;

@@ -6,14 +6,16 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ffi::lungseg_dropout_kind;
 
-/// Which elements a dropout layer zeroes.
+/// Which elements a dropout layer zeroes; the discriminants are the C ABI's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum DropoutKind {
     /// Whole channels per sample (PyTorch `Dropout3d`).
-    Channel,
+    Channel = lungseg_dropout_kind::LUNGSEG_DROPOUT_CHANNEL as u32,
     /// Single activations (PyTorch `Dropout`).
-    Element,
+    Element = lungseg_dropout_kind::LUNGSEG_DROPOUT_ELEMENT as u32,
 }
 
 /// Dropout used by MC sampling; inverted scaling `1/(1-p)` on kept units.

@@ -10,7 +10,7 @@ use std::path::Path;
 pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
 pub use load::{FORMAT, FORMAT_VERSION};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mc::{WorkspacePool, WorkspaceSize};
 
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).

@@ -1,0 +1,167 @@
+//! The enums a C caller passes or reads in `uint32_t` fields. Values are ABI and never change;
+//! the library's own enums (`DropoutKind`, `ElementType`) take their discriminants from here.
+//! Fields hold them as `uint32_t` because a C caller may store any value there, and an
+//! out-of-range Rust enum is undefined behaviour.
+
+use super::abi_enum::abi_enum;
+
+/// Where inference runs (`lungseg_model_options.device`, `lungseg_model_info.device`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_device {
+    /// The GPU when one is usable, else the CPU.
+    LUNGSEG_DEVICE_AUTO = 0,
+    LUNGSEG_DEVICE_CPU = 1,
+    /// An NVIDIA GPU (builds with the `cuda` feature); `LUNGSEG_DEVICE` status when unusable.
+    LUNGSEG_DEVICE_CUDA = 2,
+}
+abi_enum!(lungseg_device {
+    LUNGSEG_DEVICE_AUTO,
+    LUNGSEG_DEVICE_CPU,
+    LUNGSEG_DEVICE_CUDA,
+});
+
+/// Which units MC dropout zeroes (`lungseg_model_info.dropout_kind`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_dropout_kind {
+    /// Whole channels per sample (PyTorch `Dropout3d`).
+    LUNGSEG_DROPOUT_CHANNEL = 0,
+    /// Single activations (PyTorch `Dropout`).
+    LUNGSEG_DROPOUT_ELEMENT = 1,
+}
+abi_enum!(lungseg_dropout_kind {
+    LUNGSEG_DROPOUT_CHANNEL,
+    LUNGSEG_DROPOUT_ELEMENT,
+});
+
+/// The on-disk MetaIO element type of a volume (`lungseg_volume_info.element_type`): MetaIO's
+/// own `MET_ValueEnumType` codes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_element_type {
+    LUNGSEG_MET_CHAR = 2,
+    LUNGSEG_MET_UCHAR = 3,
+    LUNGSEG_MET_SHORT = 4,
+    LUNGSEG_MET_USHORT = 5,
+    LUNGSEG_MET_INT = 6,
+    LUNGSEG_MET_UINT = 7,
+    /// 4 bytes, as MetaIO writes it (not the C `long`).
+    LUNGSEG_MET_LONG = 8,
+    LUNGSEG_MET_ULONG = 9,
+    LUNGSEG_MET_LONG_LONG = 10,
+    LUNGSEG_MET_ULONG_LONG = 11,
+    LUNGSEG_MET_FLOAT = 12,
+    LUNGSEG_MET_DOUBLE = 13,
+}
+abi_enum!(lungseg_element_type {
+    LUNGSEG_MET_CHAR,
+    LUNGSEG_MET_UCHAR,
+    LUNGSEG_MET_SHORT,
+    LUNGSEG_MET_USHORT,
+    LUNGSEG_MET_INT,
+    LUNGSEG_MET_UINT,
+    LUNGSEG_MET_LONG,
+    LUNGSEG_MET_ULONG,
+    LUNGSEG_MET_LONG_LONG,
+    LUNGSEG_MET_ULONG_LONG,
+    LUNGSEG_MET_FLOAT,
+    LUNGSEG_MET_DOUBLE,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::super::lungseg_status;
+    use super::*;
+    use std::collections::HashSet;
+    use std::ffi::CStr;
+
+    /// Every value of one ABI enum converts back to itself from its integer, its names are
+    /// unique, and the C name is the Rust name.
+    fn round_trips<T>(all: &[T], name: fn(T) -> &'static str, c_name: fn(T) -> *const libc::c_char)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + TryFrom<u32>,
+        u32: From<T>,
+    {
+        let mut names = HashSet::new();
+        let mut values = HashSet::new();
+        for &v in all {
+            let raw = u32::from(v);
+            assert_eq!(T::try_from(raw).ok(), Some(v));
+            assert!(names.insert(name(v)), "duplicate name {}", name(v));
+            assert!(values.insert(raw), "duplicate value {raw}");
+            let c = unsafe { CStr::from_ptr(c_name(v)) };
+            assert_eq!(c.to_str().unwrap(), name(v));
+            assert!(name(v).starts_with("LUNGSEG_"));
+        }
+        let max = values.iter().max().copied().unwrap_or(0);
+        for raw in [max + 1, u32::MAX] {
+            assert!(T::try_from(raw).is_err(), "{raw} accepted");
+        }
+    }
+
+    macro_rules! as_u32 {
+        ($($t:ty),+) => { $(impl From<$t> for u32 { fn from(v: $t) -> u32 { v as u32 } })+ };
+    }
+    as_u32!(
+        lungseg_status,
+        lungseg_device,
+        lungseg_dropout_kind,
+        lungseg_element_type
+    );
+
+    #[test]
+    fn every_abi_enum_round_trips_with_unique_names() {
+        round_trips(
+            lungseg_status::ALL,
+            lungseg_status::name,
+            lungseg_status::c_name,
+        );
+        round_trips(
+            lungseg_device::ALL,
+            lungseg_device::name,
+            lungseg_device::c_name,
+        );
+        round_trips(
+            lungseg_dropout_kind::ALL,
+            lungseg_dropout_kind::name,
+            lungseg_dropout_kind::c_name,
+        );
+        round_trips(
+            lungseg_element_type::ALL,
+            lungseg_element_type::name,
+            lungseg_element_type::c_name,
+        );
+        assert_eq!(lungseg_status::ALL.len(), 9);
+        assert_eq!(lungseg_element_type::ALL.len(), 12);
+    }
+
+    #[test]
+    fn an_unknown_value_names_the_enum_and_its_values() {
+        let e = crate::error::Error::from(lungseg_device::try_from(7).unwrap_err());
+        assert_eq!(
+            e.message,
+            "7 is not a lungseg_device (LUNGSEG_DEVICE_AUTO = 0, LUNGSEG_DEVICE_CPU = 1, \
+             LUNGSEG_DEVICE_CUDA = 2)"
+        );
+    }
+
+    /// The library's own enums carry the ABI values as discriminants: every variant converts.
+    #[test]
+    fn library_enums_map_onto_abi_values() {
+        use crate::model::DropoutKind;
+        use crate::volume::ElementType;
+        for k in [DropoutKind::Channel, DropoutKind::Element] {
+            let abi = lungseg_dropout_kind::try_from(k as u32).unwrap();
+            assert_eq!(
+                abi.name().trim_start_matches("LUNGSEG_DROPOUT_"),
+                format!("{k:?}").to_uppercase()
+            );
+        }
+        for t in ElementType::ALL {
+            let abi = lungseg_element_type::try_from(t as u32).unwrap();
+            assert_eq!(abi.name().trim_start_matches("LUNGSEG_"), t.met_name());
+        }
+        assert_eq!(ElementType::ALL.len(), lungseg_element_type::ALL.len());
+    }
+}

@@ -1,0 +1,143 @@
+/*
+ * Compiled by tests/c_abi.rs with -std=c99 -Wall -Wextra -Werror -pedantic against
+ * include/lungseg.h and linked with the library: every enum value a caller passes or reads,
+ * every options struct (struct_size = sizeof), every output struct, and the const handle calls.
+ *
+ *   abi_usage <model.safetensors> <scratch dir>
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lungseg.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            char msg_[512];                                                      \
+            lungseg_last_error(msg_, sizeof msg_);                               \
+            fprintf(stderr, "%s:%d: %s (last error: %s)\n", __FILE__, __LINE__, \
+                    #cond, msg_);                                                \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+#define NAME_IS(value) CHECK(strcmp(lungseg_status_name(value), #value) == 0)
+
+static void statuses(void) {
+    NAME_IS(LUNGSEG_OK);
+    NAME_IS(LUNGSEG_INVALID_ARGUMENT);
+    NAME_IS(LUNGSEG_IO);
+    NAME_IS(LUNGSEG_FORMAT);
+    NAME_IS(LUNGSEG_UNSUPPORTED);
+    NAME_IS(LUNGSEG_LIMIT);
+    NAME_IS(LUNGSEG_DEVICE);
+    NAME_IS(LUNGSEG_OUT_OF_MEMORY);
+    NAME_IS(LUNGSEG_PANIC);
+    CHECK(strcmp(lungseg_status_name(-1), "LUNGSEG_UNKNOWN_STATUS") == 0);
+}
+
+static int is_element_type(uint32_t t) {
+    switch ((lungseg_element_type)t) {
+    case LUNGSEG_MET_CHAR: case LUNGSEG_MET_UCHAR: case LUNGSEG_MET_SHORT:
+    case LUNGSEG_MET_USHORT: case LUNGSEG_MET_INT: case LUNGSEG_MET_UINT:
+    case LUNGSEG_MET_LONG: case LUNGSEG_MET_ULONG: case LUNGSEG_MET_LONG_LONG:
+    case LUNGSEG_MET_ULONG_LONG: case LUNGSEG_MET_FLOAT: case LUNGSEG_MET_DOUBLE:
+        return 1;
+    }
+    return 0;
+}
+
+/* Read-only calls through a const handle: must compile warning-free. */
+static void predict(const lungseg_model *model, const lungseg_model_info *info) {
+    size_t n = (size_t)info->patch_size[0] * info->patch_size[1] * info->patch_size[2], i;
+    float *hu = (float *)malloc(n * sizeof(float));
+    float *prob = (float *)malloc(n * sizeof(float));
+    lungseg_mc_options opts;
+    lungseg_uncertainty out;
+    double centre[3] = {0.0, 0.0, 0.0};
+    const lungseg_volume *none = NULL;
+    if (!hu || !prob) exit(1);
+    for (i = 0; i < n; i++) hu[i] = -500.0f;
+    CHECK(lungseg_predict(model, hu, n, prob, n) == LUNGSEG_OK);
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.n_samples = 2;
+    memset(&out, 0, sizeof out);
+    out.mean = prob;
+    out.len = n;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    CHECK(out.summary.n_samples == 2);
+    CHECK(lungseg_predict_uncertainty_at(model, none, centre, &opts, &out) ==
+          LUNGSEG_INVALID_ARGUMENT);
+    opts.struct_size = 4;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
+    free(hu);
+    free(prob);
+}
+
+static void model(const char *path) {
+    lungseg_model_options o;
+    lungseg_model_info info;
+    lungseg_model *m = NULL;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.device = LUNGSEG_DEVICE_CUDA;
+#ifndef LUNGSEG_WITH_CUDA
+    CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_DEVICE);
+#endif
+    o.device = LUNGSEG_DEVICE_AUTO;
+    CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_OK);
+    lungseg_model_free(m);
+    o.device = LUNGSEG_DEVICE_CPU;
+    o.threads = 1;
+    CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_OK);
+    if (!m) return;
+    CHECK(lungseg_model_get_info(m, &info) == LUNGSEG_OK);
+    CHECK(info.device == LUNGSEG_DEVICE_CPU);
+    CHECK(info.dropout_kind == LUNGSEG_DROPOUT_CHANNEL ||
+          info.dropout_kind == LUNGSEG_DROPOUT_ELEMENT);
+    CHECK(lungseg_model_get_info(m, NULL) == LUNGSEG_INVALID_ARGUMENT);
+    predict(m, &info);
+    lungseg_model_free(m);
+}
+
+static void volume(const char *dir) {
+    lungseg_patch_spec spec;
+    lungseg_open_options o;
+    lungseg_volume_info info;
+    lungseg_volume *v = NULL;
+    double centre[3] = {0.0, 0.0, 0.0};
+    unsigned char mask[4 * 4 * 4];
+    char path[4096];
+    memset(mask, 1, sizeof mask);
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    spec.size[0] = spec.size[1] = spec.size[2] = 4;
+    snprintf(path, sizeof path, "%s/mask.mha", dir);
+    CHECK(lungseg_write_patch_mask(&spec, centre, mask, sizeof mask, path,
+                                   LUNGSEG_WRITE_COMPRESS) == LUNGSEG_OK);
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    CHECK(lungseg_volume_open_ex(path, &o, &v) == LUNGSEG_OK);
+    if (!v) return;
+    CHECK(lungseg_volume_get_info(v, &info) == LUNGSEG_OK);
+    CHECK(info.element_type == LUNGSEG_MET_UCHAR && is_element_type(info.element_type));
+    CHECK(info.dims[0] == 4 && info.channels == 1);
+    lungseg_volume_free(v);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s <model.safetensors> <scratch dir>\n", argv[0]);
+        return 2;
+    }
+    statuses();
+    model(argv[1]);
+    volume(argv[2]);
+    if (failures) return 1;
+    printf("ok\n");
+    return 0;
+}
