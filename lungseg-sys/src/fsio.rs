@@ -105,3 +105,25 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
         "not a file"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn read_bounded_refuses_over_the_limit_and_non_files() {
+        let dir = std::env::temp_dir().join(format!("lungseg-fsio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ten");
+        std::fs::write(&f, b"0123456789").unwrap();
+        assert_eq!(read_bounded(&f, 10, "file").unwrap(), b"0123456789");
+        let e = read_bounded(&f, 9, "file").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Limit, "{e}");
+        assert!(e.message.contains("limit of 9"), "{e}");
+        let e = read_bounded(&dir, 100, "file").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io, "{e}");
+        assert!(e.message.contains("a directory"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -115,6 +115,12 @@ const ROWS: &[Row] = &[
         run: model_fifo,
     },
     Row {
+        name: "model_sparse_3gib",
+        input: "model file of 3 GiB (sparse)",
+        expect: lungseg_status::LUNGSEG_LIMIT,
+        run: model_sparse_3gib,
+    },
+    Row {
         name: "model_truncated",
         input: "model file cut in half",
         expect: lungseg_status::LUNGSEG_FORMAT,
@@ -282,6 +288,15 @@ fn model_dev_zero(_dir: &Path) -> lungseg_status {
 fn model_fifo(dir: &Path) -> lungseg_status {
     mkfifo(&dir.join("m.safetensors"));
     open_model(&dir.join("m.safetensors"))
+}
+
+fn model_sparse_3gib(dir: &Path) -> lungseg_status {
+    let path = dir.join("m.safetensors");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    open_model(&path)
 }
 
 fn model_truncated(dir: &Path) -> lungseg_status {
