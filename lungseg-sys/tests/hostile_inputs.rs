@@ -12,6 +12,7 @@
 //! a function that builds the input in a scratch folder and runs it.
 #![cfg(target_os = "linux")]
 
+mod common;
 mod ffi_common;
 
 use lungseg::ffi::*;
@@ -125,6 +126,30 @@ const ROWS: &[Row] = &[
         input: "model file cut in half",
         expect: lungseg_status::LUNGSEG_FORMAT,
         run: model_truncated,
+    },
+    Row {
+        name: "model_workspace_256",
+        input: "small model (channels 8…128, a few MB) with `patch_size` 256³",
+        expect: lungseg_status::LUNGSEG_LIMIT,
+        run: model_workspace_256,
+    },
+    Row {
+        name: "model_folded_overflow",
+        input: "model whose BN folds to infinite weights (γ = 3·10³⁸, running_var = 0)",
+        expect: lungseg_status::LUNGSEG_FORMAT,
+        run: model_folded_overflow,
+    },
+    Row {
+        name: "model_bn_eps_zero",
+        input: "model with `bn_eps = 0`",
+        expect: lungseg_status::LUNGSEG_FORMAT,
+        run: model_bn_eps_zero,
+    },
+    Row {
+        name: "predict_nan_patch",
+        input: "`lungseg_predict_uncertainty` on a patch holding one NaN HU value",
+        expect: lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        run: predict_nan_patch,
     },
 ];
 
@@ -306,6 +331,63 @@ fn model_truncated(dir: &Path) -> lungseg_status {
     let path = dir.join("m.safetensors");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     open_model(&path)
+}
+
+/// Writes a synthetic model (weights of `tests/common`) with `config` and opens it.
+fn open_synth_model(dir: &Path, tensors: &[common::RawTensor], config: &str) -> lungseg_status {
+    let path = dir.join("m.safetensors");
+    std::fs::write(
+        &path,
+        common::write_safetensors(tensors, &common::standard_meta(config)),
+    )
+    .unwrap();
+    open_model(&path)
+}
+
+fn model_workspace_256(dir: &Path) -> lungseg_status {
+    let cfg = r#"{"channels":[8,16,32,64,128],"patch_size":[256,256,256]}"#;
+    open_synth_model(dir, &common::synth_tensors(&[8, 16, 32, 64, 128]), cfg)
+}
+
+fn model_folded_overflow(dir: &Path) -> lungseg_status {
+    let mut t = common::synth_tensors(&[4, 8]);
+    for (name, v) in [
+        ("enc.1.bn2.weight", 3.0e38f32),
+        ("enc.1.bn2.running_var", 0.0),
+    ] {
+        let e = t.iter_mut().find(|t| t.name == name).unwrap();
+        *e = common::f32_tensor(name, &[8], &[v; 8]);
+    }
+    open_synth_model(dir, &t, r#"{"channels":[4,8],"patch_size":[8,8,8]}"#)
+}
+
+fn model_bn_eps_zero(dir: &Path) -> lungseg_status {
+    let cfg = r#"{"channels":[4,8],"patch_size":[8,8,8],"bn_eps":0}"#;
+    open_synth_model(dir, &common::synth_tensors(&[4, 8]), cfg)
+}
+
+fn predict_nan_patch(_dir: &Path) -> lungseg_status {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_f16_element.safetensors");
+    let mut m = null_mut();
+    let st = unsafe { lungseg_model_open(cpath(&fixture).as_ptr(), null(), &mut m) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK);
+    let mut info = lungseg_model_info::default();
+    assert_eq!(
+        unsafe { lungseg_model_get_info(m, &mut info) },
+        lungseg_status::LUNGSEG_OK
+    );
+    let n = info
+        .patch_size
+        .iter()
+        .map(|&s| s as usize)
+        .product::<usize>();
+    let mut hu = vec![-600.0f32; n];
+    hu[n / 2] = f32::NAN;
+    let mut out = lungseg_uncertainty::default();
+    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), n, null(), &mut out) };
+    unsafe { lungseg_model_free(m) };
+    st
 }
 
 // ---- child ---------------------------------------------------------------------------------
