@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test (README; .ci/run calls exactly this).
-# Installs what it needs: SimpleITK + numpy (outside oracle), cmake (C example build), cargo-fuzz.
+# Installs what it needs: SimpleITK + numpy (outside oracle), cmake (C example build), valgrind,
+# nightly miri (scripts/miri.sh), cargo-fuzz (scripts/fuzz.sh).
 # FUZZ_SECONDS (default 60) sets the time per fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,16 @@ if ! command -v cmake >/dev/null; then
   SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
 fi
+if ! command -v valgrind >/dev/null; then
+  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
 
 step "format"
 cargo fmt --all --check
+
+step "clippy (workspace, all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test (workspace)"
 cargo test --workspace --no-fail-fast
@@ -34,6 +42,12 @@ fi
 
 step "C and C++ examples (shared + static, make + cmake)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"
+
+step "C and C++ examples under AddressSanitizer+UBSan, and valgrind over the Rust code"
+scripts/check_c_sanitizers.sh "$CARGO_TARGET_DIR"
+
+step "miri: FFI argument helpers and the worker pool"
+scripts/miri.sh
 
 if [ -x scripts/fuzz.sh ]; then
   step "fuzz targets, ${FUZZ_SECONDS}s each"
