@@ -96,6 +96,15 @@ typedef enum lungseg_element_type {
   LUNGSEG_MET_DOUBLE = 13,
 } lungseg_element_type;
 
+// The sample type of pixels a host passes (`lungseg_volume_desc.pixel_type`). 0 is no type,
+// so a zeroed description is refused rather than read as some default.
+typedef enum lungseg_pixel_type {
+  LUNGSEG_PIXEL_INT16 = 1,
+  LUNGSEG_PIXEL_UINT16 = 2,
+  LUNGSEG_PIXEL_INT32 = 3,
+  LUNGSEG_PIXEL_FLOAT32 = 4,
+} lungseg_pixel_type;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -115,6 +124,35 @@ typedef struct lungseg_model lungseg_model;
 
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
+
+// Pixels in memory and where they sit in the world: the description for
+// `lungseg_volume_create` and `lungseg_volume_create_borrowed`. Zero fields take the defaults
+// where one is stated; `pixel_type`, `dims` and `spacing` have none.
+typedef struct lungseg_volume_desc {
+  // `sizeof(lungseg_volume_desc)`.
+  uint32_t struct_size;
+  // A `lungseg_pixel_type`: the stored sample type.
+  uint32_t pixel_type;
+  // Voxels per axis: x, y, z (x fastest in memory).
+  uint64_t dims[3];
+  // Voxel size in mm (finite, > 0).
+  double spacing[3];
+  // World position (mm, LPS) of voxel (0, 0, 0).
+  double origin[3];
+  // Row-major `D[r][c]` as in `lungseg_volume_info`: world = origin + D * (spacing * index).
+  // All zero = identity.
+  double direction[9];
+  // Bytes from the start of one row (y) to the next; 0 = packed (dims[0] samples).
+  uint64_t row_stride_bytes;
+  // Bytes from the start of one slice (z) to the next; 0 = packed (dims[1] rows).
+  uint64_t slice_stride_bytes;
+  // DICOM Rescale Slope: HU = slope * stored + intercept, in float (0 = 1).
+  double rescale_slope;
+  // DICOM Rescale Intercept (0 = none).
+  double rescale_intercept;
+  // Refuse volumes with more voxels than this (0 = default, as `lungseg_open_options`).
+  uint64_t max_voxels;
+} lungseg_volume_desc;
 
 // Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
 // workspace limit). See `lungseg_model` for threads and memory.
@@ -260,6 +298,30 @@ const char *lungseg_version(void);
 // `buf_len - 1` bytes) and returns the message's full length in bytes, without the NUL.
 // Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
 size_t lungseg_last_error(char *buf, size_t buf_len);
+
+// Makes a volume from pixels in memory, copying them (the caller may free `pixels` on
+// return). `pixels_len` is the buffer's size in bytes; it must cover every row the
+// description reaches, and `pixels` must be aligned to the sample size. Validated like a
+// file: zero dims, non-finite or non-positive spacing, non-finite origin, a non-finite or
+// singular direction, a bad pixel type, strides shorter than a row (a slice) or not a whole
+// number of samples, a short buffer, or a float pixel that is not finite (after the rescale)
+// are `LUNGSEG_INVALID_ARGUMENT`; more voxels than `max_voxels` is `LUNGSEG_LIMIT`. `out`
+// must not overlap `desc` or `pixels`. On failure `*out` is NULL. The stored type is kept
+// (`lungseg_volume_info.element_type`: `LUNGSEG_MET_SHORT` for int16 ...) and the rescale is
+// applied whenever HU are read; `lungseg_volume_write` writes HU as float when it is not the
+// identity.
+enum lungseg_status lungseg_volume_create(const struct lungseg_volume_desc *desc,
+                                          const void *pixels,
+                                          size_t pixels_len,
+                                          struct lungseg_volume **out);
+
+// As `lungseg_volume_create`, but the volume reads `pixels` in place: the caller keeps them
+// alive and unchanged until `lungseg_volume_free` of this volume (no copy, no allocation
+// proportional to the scan).
+enum lungseg_status lungseg_volume_create_borrowed(const struct lungseg_volume_desc *desc,
+                                                   const void *pixels,
+                                                   size_t pixels_len,
+                                                   struct lungseg_volume **out);
 
 // Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 // On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).

@@ -16,6 +16,7 @@
 mod abi_enum;
 mod enums;
 mod error;
+mod memory;
 mod model;
 mod status;
 pub(crate) mod versioned;
@@ -25,6 +26,7 @@ mod write;
 pub use abi_enum::UnknownValue;
 pub use enums::*;
 pub use error::*;
+pub use memory::*;
 pub use model::*;
 pub use status::*;
 pub(crate) use versioned::{arg_options, arg_out, frozen_output, versioned};

@@ -129,6 +129,59 @@ static void volume(const char *dir) {
     lungseg_volume_free(v);
 }
 
+/* A 5 x 4 x 3 int16 scan with padded rows (8 samples) and slices (5 rows), DICOM rescale
+ * 2 * stored - 1024: copied and borrowed give the same HU and patches. */
+static void memory_volume(void) {
+    enum { NX = 5, NY = 4, NZ = 3, ROW = 8, SLICE = ROW * 5 };
+    static int16_t px[SLICE * NZ];
+    float hu[NX * NY * NZ], hu2[NX * NY * NZ], patch[27], patch2[27];
+    lungseg_volume_desc d;
+    lungseg_patch_spec spec;
+    lungseg_volume_info info;
+    lungseg_volume *copied = NULL, *borrowed = NULL, *bad = (lungseg_volume *)&d;
+    double centre[3] = {2.0, 1.5, 1.0};
+    int i, j, k;
+    for (i = 0; i < SLICE * NZ; i++) px[i] = 32767; /* padding: never read */
+    for (k = 0; k < NZ; k++)
+        for (j = 0; j < NY; j++)
+            for (i = 0; i < NX; i++) px[k * SLICE + j * ROW + i] = (int16_t)(100 * k + 10 * j + i);
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.pixel_type = LUNGSEG_PIXEL_INT16;
+    d.dims[0] = NX; d.dims[1] = NY; d.dims[2] = NZ;
+    d.spacing[0] = d.spacing[1] = 0.5; d.spacing[2] = 2.0;
+    d.row_stride_bytes = ROW * sizeof px[0];
+    d.slice_stride_bytes = SLICE * sizeof px[0];
+    d.rescale_slope = 2.0;
+    d.rescale_intercept = -1024.0;
+    CHECK(lungseg_volume_create(&d, px, sizeof px, &copied) == LUNGSEG_OK);
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &borrowed) == LUNGSEG_OK);
+    if (!copied || !borrowed) return;
+    CHECK(lungseg_volume_get_info(borrowed, &info) == LUNGSEG_OK);
+    CHECK(info.element_type == LUNGSEG_MET_SHORT && info.direction[0] == 1.0 && info.dims[2] == NZ);
+    CHECK(lungseg_volume_copy_hu(copied, hu, NX * NY * NZ) == LUNGSEG_OK);
+    CHECK(lungseg_volume_copy_hu(borrowed, hu2, NX * NY * NZ) == LUNGSEG_OK);
+    CHECK(memcmp(hu, hu2, sizeof hu) == 0);
+    CHECK(hu[(2 * NY + 3) * NX + 4] == 2.0f * 234 - 1024.0f);
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    spec.size[0] = spec.size[1] = spec.size[2] = 3;
+    spec.spacing_mm[0] = spec.spacing_mm[1] = spec.spacing_mm[2] = 0.5;
+    CHECK(lungseg_volume_extract_patch(copied, centre, &spec, patch, 27) == LUNGSEG_OK);
+    CHECK(lungseg_volume_extract_patch(borrowed, centre, &spec, patch2, 27) == LUNGSEG_OK);
+    CHECK(memcmp(patch, patch2, sizeof patch) == 0);
+    /* Centre voxel (index 13) is voxel (4, 3, 0.5): halfway between 34 and 134 stored. */
+    CHECK(patch[13] == 2.0f * 84 - 1024.0f);
+    lungseg_volume_free(copied);
+    lungseg_volume_free(borrowed);
+    d.pixel_type = 0;
+    CHECK(lungseg_volume_create(&d, px, sizeof px, &bad) == LUNGSEG_INVALID_ARGUMENT && !bad);
+    d.pixel_type = LUNGSEG_PIXEL_UINT16;
+    d.row_stride_bytes = 3;
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &bad) == LUNGSEG_INVALID_ARGUMENT);
+    CHECK(LUNGSEG_PIXEL_INT32 == 3 && LUNGSEG_PIXEL_FLOAT32 == 4);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s <model.safetensors> <scratch dir>\n", argv[0]);
@@ -137,6 +190,7 @@ int main(int argc, char **argv) {
     statuses();
     model(argv[1]);
     volume(argv[2]);
+    memory_volume();
     if (failures) return 1;
     printf("ok\n");
     return 0;
