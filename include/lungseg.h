@@ -105,6 +105,14 @@ typedef enum lungseg_pixel_type {
   LUNGSEG_PIXEL_FLOAT32 = 4,
 } lungseg_pixel_type;
 
+// How `lungseg_scan_map` resamples and merges patches. 0 is no kind.
+typedef enum lungseg_scan_map_kind {
+  // Maps (probability, uncertainty): trilinear, weighted mean where patches overlap.
+  LUNGSEG_SCAN_MAP_MEAN = 1,
+  // Masks (0/1): nearest neighbour, maximum where patches overlap.
+  LUNGSEG_SCAN_MAP_MAX = 2,
+} lungseg_scan_map_kind;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -121,6 +129,9 @@ typedef enum lungseg_pixel_type {
 //   re-created in the child), provided no other thread of the parent was inside a lungseg
 //   call at the moment of the fork.
 typedef struct lungseg_model lungseg_model;
+
+// Patches being merged onto one scan's grid (see `lungseg_scan_map_new`).
+typedef struct lungseg_scan_map lungseg_scan_map;
 
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
@@ -240,6 +251,18 @@ typedef struct lungseg_uncertainty {
   struct lungseg_patch_summary summary;
 } lungseg_uncertainty;
 
+// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
+typedef struct lungseg_patch_spec {
+  // `sizeof(lungseg_patch_spec)`.
+  uint32_t struct_size;
+  // Patch size in voxels: x, y, z.
+  uint32_t size[3];
+  // Patch voxel spacing in mm: x, y, z.
+  double spacing_mm[3];
+  // HU value used where the patch leaves the scan (NaN = default -1000).
+  float outside_hu;
+} lungseg_patch_spec;
+
 // Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 typedef struct lungseg_open_options {
   // `sizeof(lungseg_open_options)`.
@@ -274,18 +297,6 @@ typedef struct lungseg_volume_info {
   // Components per voxel (CT: 1).
   uint32_t channels;
 } lungseg_volume_info;
-
-// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
-typedef struct lungseg_patch_spec {
-  // `sizeof(lungseg_patch_spec)`.
-  uint32_t struct_size;
-  // Patch size in voxels: x, y, z.
-  uint32_t size[3];
-  // Patch voxel spacing in mm: x, y, z.
-  double spacing_mm[3];
-  // HU value used where the patch leaves the scan (NaN = default -1000).
-  float outside_hu;
-} lungseg_patch_spec;
 
 #ifdef __cplusplus
 extern "C" {
@@ -367,6 +378,37 @@ enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *m
                                                    const double *center_world,
                                                    const struct lungseg_mc_options *opts,
                                                    struct lungseg_uncertainty *out);
+
+// Starts a map on `volume`'s grid (its geometry is copied: the map does not use `volume`
+// afterwards). `kind` is a `lungseg_scan_map_kind`: `LUNGSEG_SCAN_MAP_MEAN` for probability
+// or uncertainty maps (trilinear, as SimpleITK's `sitkLinear`; weighted mean where patches
+// overlap), `LUNGSEG_SCAN_MAP_MAX` for 0/1 masks (nearest neighbour; maximum where they
+// overlap). Free it with `lungseg_scan_map_free`; on failure `*out` is NULL.
+enum lungseg_status lungseg_scan_map_new(const struct lungseg_volume *volume,
+                                         uint32_t kind,
+                                         struct lungseg_scan_map **out);
+
+// Adds one patch: `values` (`len` finite floats, x fastest) on the grid that
+// `lungseg_volume_extract_patch` cuts around `center_world` with `spec` (NULL = default).
+// `weight` (finite, > 0) weighs it in the mean of `LUNGSEG_SCAN_MAP_MEAN`; `_MAX` ignores it.
+// The values are copied. A map holds at most 256 Mi patch values (`LUNGSEG_LIMIT`).
+enum lungseg_status lungseg_scan_map_add_patch(struct lungseg_scan_map *map,
+                                               const struct lungseg_patch_spec *spec,
+                                               const double *center_world,
+                                               const float *values,
+                                               size_t len,
+                                               float weight);
+
+// Writes the merged map into `dst`: `dst_len` = dims[0] * dims[1] * dims[2] of the scan
+// (`lungseg_volume_info`), x fastest then y then z. Each patch is resampled at the scan's voxel
+// centres, with the border rules of `lungseg_volume_extract_patch` (a point within half a
+// patch voxel of the patch's edge takes the edge value); a voxel no patch covers gets 0.
+enum lungseg_status lungseg_scan_map_read(const struct lungseg_scan_map *map,
+                                          float *dst,
+                                          size_t dst_len);
+
+// Frees a map. NULL is a no-op.
+void lungseg_scan_map_free(struct lungseg_scan_map *map);
 
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
 const char *lungseg_status_name(int status);

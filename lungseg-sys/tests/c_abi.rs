@@ -140,6 +140,14 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 v as u32
             }),
         ),
+        (
+            "lungseg_scan_map_kind",
+            values(
+                lungseg_scan_map_kind::ALL,
+                lungseg_scan_map_kind::name,
+                |v| v as u32,
+            ),
+        ),
     ])
 }
 

@@ -48,25 +48,33 @@ pub fn extract_hu(
         uy: step(1),
         uz: step(2),
     };
-    let grid = Grid::new(g.dims, &volume.layout);
+    resample_affine(volume, &map, spec, dst);
+    Ok(())
+}
+
+/// Trilinear samples of a checked scalar `volume` at the continuous indices
+/// `map.u0 + i·ux + j·uy + k·uz` for every `(i, j, k)` of `out.size`, into `dst` (z-major,
+/// x fastest); `out.outside_hu` where a point is outside (`out.spacing_mm` is unused: the map
+/// carries the geometry). The border rules are the module's.
+pub(crate) fn resample_affine(volume: &Volume, map: &Affine, out: &PatchSpec, dst: &mut [f32]) {
+    let grid = Grid::new(volume.geometry.dims, &volume.layout);
     if map.is_separable() {
-        with_tap_scratch(spec.size.iter().sum(), |scratch| {
-            let (tx, rest) = scratch.split_at_mut(spec.size[0]);
-            let (ty, tz) = rest.split_at_mut(spec.size[1]);
+        with_tap_scratch(out.size.iter().sum(), |scratch| {
+            let (tx, rest) = scratch.split_at_mut(out.size[0]);
+            let (ty, tz) = rest.split_at_mut(out.size[1]);
             fill_taps(tx, &grid, 0, map.u0[0], map.ux[0]);
             fill_taps(ty, &grid, 1, map.u0[1], map.uy[1]);
             fill_taps(tz, &grid, 2, map.u0[2], map.uz[2]);
             let taps = [&*tx, &*ty, &*tz];
             with_hu!(volume.layout.rescale, |r| with_pixels!(&volume.data, |s| {
-                resample_separable(Src { s, r }, taps, spec, dst)
+                resample_separable(Src { s, r }, taps, out, dst)
             }));
         });
     } else {
         with_hu!(volume.layout.rescale, |r| with_pixels!(&volume.data, |s| {
-            resample(Src { s, r }, &grid, &map, spec, dst)
+            resample(Src { s, r }, &grid, map, out, dst)
         }));
     }
-    Ok(())
 }
 
 thread_local! {
@@ -93,12 +101,12 @@ fn with_tap_scratch(len: usize, f: impl FnOnce(&mut [Tap])) {
     }
 }
 
-/// Continuous scan index of patch voxel (i, j, k) = u0 + i·ux + j·uy + k·uz.
-struct Affine {
-    u0: [f64; 3],
-    ux: [f64; 3],
-    uy: [f64; 3],
-    uz: [f64; 3],
+/// Continuous source index of output voxel (i, j, k) = u0 + i·ux + j·uy + k·uz.
+pub(crate) struct Affine {
+    pub(crate) u0: [f64; 3],
+    pub(crate) ux: [f64; 3],
+    pub(crate) uy: [f64; 3],
+    pub(crate) uz: [f64; 3],
 }
 
 impl Affine {

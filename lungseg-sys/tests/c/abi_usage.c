@@ -182,6 +182,53 @@ static void memory_volume(void) {
     CHECK(LUNGSEG_PIXEL_INT32 == 3 && LUNGSEG_PIXEL_FLOAT32 == 4);
 }
 
+/* Two 2 x 2 x 2 patches (1 mm) on a 6 x 4 x 4 scan at 1 mm, one voxel apart in x: the mean
+ * map is their weighted mean where both cover a voxel, the mask map their maximum. */
+static void scan_map(void) {
+    static const int16_t px[6 * 4 * 4] = {0};
+    float a[8], b[8], out[6 * 4 * 4];
+    double ca[3] = {2.0, 2.0, 2.0}, cb[3] = {3.0, 2.0, 2.0};
+    lungseg_volume_desc d;
+    lungseg_patch_spec spec;
+    lungseg_volume *v = NULL;
+    lungseg_scan_map *mean = NULL, *max = NULL;
+    const lungseg_scan_map *view;
+    int i;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.pixel_type = LUNGSEG_PIXEL_INT16;
+    d.dims[0] = 6; d.dims[1] = 4; d.dims[2] = 4;
+    d.spacing[0] = d.spacing[1] = d.spacing[2] = 1.0;
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &v) == LUNGSEG_OK);
+    if (!v) return;
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    spec.size[0] = spec.size[1] = spec.size[2] = 2;
+    for (i = 0; i < 8; i++) { a[i] = 0.25f; b[i] = (i % 2) ? 1.0f : 0.0f; }
+    CHECK(lungseg_scan_map_new(v, LUNGSEG_SCAN_MAP_MEAN, &mean) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_new(v, LUNGSEG_SCAN_MAP_MAX, &max) == LUNGSEG_OK);
+    if (!mean || !max) return;
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, ca, a, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, cb, a, 8, 3.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(max, &spec, ca, a, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(max, &spec, cb, b, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, ca, a, 7, 1.0f) == LUNGSEG_INVALID_ARGUMENT);
+    view = mean; /* reading takes a const handle */
+    CHECK(lungseg_scan_map_read(view, out, 6 * 4 * 4) == LUNGSEG_OK);
+    /* Patch a covers voxels x 1..2, y 1..2, z 1..2; patch b x 2..3. Both are 0.25. */
+    CHECK(out[(1 * 4 + 1) * 6 + 2] == 0.25f && out[(1 * 4 + 1) * 6 + 1] == 0.25f);
+    CHECK(out[0] == 0.0f && out[(1 * 4 + 1) * 6 + 5] == 0.0f);
+    CHECK(lungseg_scan_map_read(max, out, 6 * 4 * 4) == LUNGSEG_OK);
+    /* x = 2 is b's first voxel (0) and a's second (0.25): max 0.25; x = 3 is b's second (1). */
+    CHECK(out[(1 * 4 + 1) * 6 + 2] == 0.25f && out[(1 * 4 + 1) * 6 + 3] == 1.0f);
+    CHECK(lungseg_scan_map_read(max, out, 5) == LUNGSEG_INVALID_ARGUMENT);
+    CHECK(lungseg_scan_map_new(v, 0, &mean) == LUNGSEG_INVALID_ARGUMENT);
+    lungseg_scan_map_free(max);
+    lungseg_scan_map_free(NULL);
+    lungseg_volume_free(v);
+    lungseg_scan_map_free((lungseg_scan_map *)view);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s <model.safetensors> <scratch dir>\n", argv[0]);
@@ -191,6 +238,7 @@ int main(int argc, char **argv) {
     model(argv[1]);
     volume(argv[2]);
     memory_volume();
+    scan_map();
     if (failures) return 1;
     printf("ok\n");
     return 0;
