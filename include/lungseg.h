@@ -96,6 +96,23 @@ typedef enum lungseg_element_type {
   LUNGSEG_MET_DOUBLE = 13,
 } lungseg_element_type;
 
+// The sample type of pixels a host passes (`lungseg_volume_desc.pixel_type`). 0 is no type,
+// so a zeroed description is refused rather than read as some default.
+typedef enum lungseg_pixel_type {
+  LUNGSEG_PIXEL_INT16 = 1,
+  LUNGSEG_PIXEL_UINT16 = 2,
+  LUNGSEG_PIXEL_INT32 = 3,
+  LUNGSEG_PIXEL_FLOAT32 = 4,
+} lungseg_pixel_type;
+
+// How `lungseg_scan_map` resamples and merges patches. 0 is no kind.
+typedef enum lungseg_scan_map_kind {
+  // Maps (probability, uncertainty): trilinear, weighted mean where patches overlap.
+  LUNGSEG_SCAN_MAP_MEAN = 1,
+  // Masks (0/1): nearest neighbour, maximum where patches overlap.
+  LUNGSEG_SCAN_MAP_MAX = 2,
+} lungseg_scan_map_kind;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -113,8 +130,40 @@ typedef enum lungseg_element_type {
 //   call at the moment of the fork.
 typedef struct lungseg_model lungseg_model;
 
+// Patches being merged onto one scan's grid (see `lungseg_scan_map_new`).
+typedef struct lungseg_scan_map lungseg_scan_map;
+
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
+
+// Pixels in memory and where they sit in the world: the description for
+// `lungseg_volume_create` and `lungseg_volume_create_borrowed`. Zero fields take the defaults
+// where one is stated; `pixel_type`, `dims` and `spacing` have none.
+typedef struct lungseg_volume_desc {
+  // `sizeof(lungseg_volume_desc)`.
+  uint32_t struct_size;
+  // A `lungseg_pixel_type`: the stored sample type.
+  uint32_t pixel_type;
+  // Voxels per axis: x, y, z (x fastest in memory).
+  uint64_t dims[3];
+  // Voxel size in mm (finite, > 0).
+  double spacing[3];
+  // World position (mm, LPS) of voxel (0, 0, 0).
+  double origin[3];
+  // Row-major `D[r][c]` as in `lungseg_volume_info`: world = origin + D * (spacing * index).
+  // All zero = identity.
+  double direction[9];
+  // Bytes from the start of one row (y) to the next; 0 = packed (dims[0] samples).
+  uint64_t row_stride_bytes;
+  // Bytes from the start of one slice (z) to the next; 0 = packed (dims[1] rows).
+  uint64_t slice_stride_bytes;
+  // DICOM Rescale Slope: HU = slope * stored + intercept, in float (0 = 1).
+  double rescale_slope;
+  // DICOM Rescale Intercept (0 = none).
+  double rescale_intercept;
+  // Refuse volumes with more voxels than this (0 = default, as `lungseg_open_options`).
+  uint64_t max_voxels;
+} lungseg_volume_desc;
 
 // Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
 // workspace limit). See `lungseg_model` for threads and memory.
@@ -202,6 +251,18 @@ typedef struct lungseg_uncertainty {
   struct lungseg_patch_summary summary;
 } lungseg_uncertainty;
 
+// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
+typedef struct lungseg_patch_spec {
+  // `sizeof(lungseg_patch_spec)`.
+  uint32_t struct_size;
+  // Patch size in voxels: x, y, z.
+  uint32_t size[3];
+  // Patch voxel spacing in mm: x, y, z.
+  double spacing_mm[3];
+  // HU value used where the patch leaves the scan (NaN = default -1000).
+  float outside_hu;
+} lungseg_patch_spec;
+
 // Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 typedef struct lungseg_open_options {
   // `sizeof(lungseg_open_options)`.
@@ -237,18 +298,6 @@ typedef struct lungseg_volume_info {
   uint32_t channels;
 } lungseg_volume_info;
 
-// Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
-typedef struct lungseg_patch_spec {
-  // `sizeof(lungseg_patch_spec)`.
-  uint32_t struct_size;
-  // Patch size in voxels: x, y, z.
-  uint32_t size[3];
-  // Patch voxel spacing in mm: x, y, z.
-  double spacing_mm[3];
-  // HU value used where the patch leaves the scan (NaN = default -1000).
-  float outside_hu;
-} lungseg_patch_spec;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -260,6 +309,30 @@ const char *lungseg_version(void);
 // `buf_len - 1` bytes) and returns the message's full length in bytes, without the NUL.
 // Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
 size_t lungseg_last_error(char *buf, size_t buf_len);
+
+// Makes a volume from pixels in memory, copying them (the caller may free `pixels` on
+// return). `pixels_len` is the buffer's size in bytes; it must cover every row the
+// description reaches, and `pixels` must be aligned to the sample size. Validated like a
+// file: zero dims, non-finite or non-positive spacing, non-finite origin, a non-finite or
+// singular direction, a bad pixel type, strides shorter than a row (a slice) or not a whole
+// number of samples, a short buffer, or a float pixel that is not finite (after the rescale)
+// are `LUNGSEG_INVALID_ARGUMENT`; more voxels than `max_voxels` is `LUNGSEG_LIMIT`. `out`
+// must not overlap `desc` or `pixels`. On failure `*out` is NULL. The stored type is kept
+// (`lungseg_volume_info.element_type`: `LUNGSEG_MET_SHORT` for int16 ...) and the rescale is
+// applied whenever HU are read; `lungseg_volume_write` writes HU as float when it is not the
+// identity.
+enum lungseg_status lungseg_volume_create(const struct lungseg_volume_desc *desc,
+                                          const void *pixels,
+                                          size_t pixels_len,
+                                          struct lungseg_volume **out);
+
+// As `lungseg_volume_create`, but the volume reads `pixels` in place: the caller keeps them
+// alive and unchanged until `lungseg_volume_free` of this volume (no copy, no allocation
+// proportional to the scan).
+enum lungseg_status lungseg_volume_create_borrowed(const struct lungseg_volume_desc *desc,
+                                                   const void *pixels,
+                                                   size_t pixels_len,
+                                                   struct lungseg_volume **out);
 
 // Opens a model file (safetensors, `docs/model-format.md`). `options` NULL = defaults.
 // On failure `*out` is NULL and the message names the problem (tensor, shapes, metadata key).
@@ -305,6 +378,37 @@ enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *m
                                                    const double *center_world,
                                                    const struct lungseg_mc_options *opts,
                                                    struct lungseg_uncertainty *out);
+
+// Starts a map on `volume`'s grid (its geometry is copied: the map does not use `volume`
+// afterwards). `kind` is a `lungseg_scan_map_kind`: `LUNGSEG_SCAN_MAP_MEAN` for probability
+// or uncertainty maps (trilinear, as SimpleITK's `sitkLinear`; weighted mean where patches
+// overlap), `LUNGSEG_SCAN_MAP_MAX` for 0/1 masks (nearest neighbour; maximum where they
+// overlap). Free it with `lungseg_scan_map_free`; on failure `*out` is NULL.
+enum lungseg_status lungseg_scan_map_new(const struct lungseg_volume *volume,
+                                         uint32_t kind,
+                                         struct lungseg_scan_map **out);
+
+// Adds one patch: `values` (`len` finite floats, x fastest) on the grid that
+// `lungseg_volume_extract_patch` cuts around `center_world` with `spec` (NULL = default).
+// `weight` (finite, > 0) weighs it in the mean of `LUNGSEG_SCAN_MAP_MEAN`; `_MAX` ignores it.
+// The values are copied. A map holds at most 256 Mi patch values (`LUNGSEG_LIMIT`).
+enum lungseg_status lungseg_scan_map_add_patch(struct lungseg_scan_map *map,
+                                               const struct lungseg_patch_spec *spec,
+                                               const double *center_world,
+                                               const float *values,
+                                               size_t len,
+                                               float weight);
+
+// Writes the merged map into `dst`: `dst_len` = dims[0] * dims[1] * dims[2] of the scan
+// (`lungseg_volume_info`), x fastest then y then z. Each patch is resampled at the scan's voxel
+// centres, with the border rules of `lungseg_volume_extract_patch` (a point within half a
+// patch voxel of the patch's edge takes the edge value); a voxel no patch covers gets 0.
+enum lungseg_status lungseg_scan_map_read(const struct lungseg_scan_map *map,
+                                          float *dst,
+                                          size_t dst_len);
+
+// Frees a map. NULL is a no-op.
+void lungseg_scan_map_free(struct lungseg_scan_map *map);
 
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
 const char *lungseg_status_name(int status);

@@ -18,6 +18,7 @@ pub mod model;
 pub mod nn;
 pub mod patch;
 pub mod philox;
+pub mod scan_map;
 pub mod volume;
 
 pub use error::{Error, ErrorKind, Result};

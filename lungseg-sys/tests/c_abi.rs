@@ -134,6 +134,20 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 v as u32
             }),
         ),
+        (
+            "lungseg_pixel_type",
+            values(lungseg_pixel_type::ALL, lungseg_pixel_type::name, |v| {
+                v as u32
+            }),
+        ),
+        (
+            "lungseg_scan_map_kind",
+            values(
+                lungseg_scan_map_kind::ALL,
+                lungseg_scan_map_kind::name,
+                |v| v as u32,
+            ),
+        ),
     ])
 }
 
@@ -244,6 +258,22 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
                 ("size", 4, 12),
                 ("spacing_mm", 16, 24),
                 ("outside_hu", 40, 4),
+            ]),
+        ),
+        (
+            "lungseg_volume_desc",
+            versioned::<lungseg_volume_desc>(&[
+                ("struct_size", 0, 4),
+                ("pixel_type", 4, 4),
+                ("dims", 8, 24),
+                ("spacing", 32, 24),
+                ("origin", 56, 24),
+                ("direction", 80, 72),
+                ("row_stride_bytes", 152, 8),
+                ("slice_stride_bytes", 160, 8),
+                ("rescale_slope", 168, 8),
+                ("rescale_intercept", 176, 8),
+                ("max_voxels", 184, 8),
             ]),
         ),
         (

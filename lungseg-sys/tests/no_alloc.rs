@@ -197,6 +197,50 @@ fn main() {
             &mut failures,
         );
         unsafe { lungseg_volume_free(vol) };
+        // The same scan from memory: copied, and borrowed with padded rows/slices and a rescale.
+        let (nx, ny) = (dims[0], dims[1]);
+        let (row, slice) = (nx + 3, (nx + 3) * (ny + 2));
+        let mut padded = vec![0i16; slice * dims[2]];
+        for (r, src) in data.chunks_exact(nx).enumerate() {
+            let at = (r / ny) * slice + (r % ny) * row;
+            padded[at..at + nx].copy_from_slice(src);
+        }
+        let desc = lungseg_volume_desc {
+            pixel_type: lungseg_pixel_type::LUNGSEG_PIXEL_INT16 as u32,
+            dims: dims.map(|d| d as u64),
+            spacing: [0.8, 0.8, 1.5],
+            origin: [-10.0, -12.0, -20.0],
+            direction: std::array::from_fn(|i| dir[i / 3][i % 3]),
+            ..Default::default()
+        };
+        let strided = lungseg_volume_desc {
+            row_stride_bytes: row as u64 * 2,
+            slice_stride_bytes: slice as u64 * 2,
+            rescale_slope: 1.0,
+            rescale_intercept: -1024.0,
+            ..desc
+        };
+        for (how, d, px) in [
+            ("copied", desc, &data),
+            ("borrowed strided", strided, &padded),
+        ] {
+            let mut vol = null_mut();
+            let create = match how {
+                "copied" => lungseg_volume_create,
+                _ => lungseg_volume_create_borrowed,
+            };
+            ok(unsafe { create(&d, px.as_ptr().cast(), px.len() * 2, &mut vol) });
+            steady(
+                &format!("lungseg_predict_uncertainty_at ({name}, {how})"),
+                &mut || {
+                    ok(unsafe {
+                        lungseg_predict_uncertainty_at(m, vol, centre.as_ptr(), &opts, &mut out)
+                    })
+                },
+                &mut failures,
+            );
+            unsafe { lungseg_volume_free(vol) };
+        }
     }
     let _ = std::fs::remove_dir_all(&tmp);
     unsafe { lungseg_model_free(m) };

@@ -69,6 +69,58 @@ abi_enum!(lungseg_element_type {
     LUNGSEG_MET_DOUBLE,
 });
 
+/// The sample type of pixels a host passes (`lungseg_volume_desc.pixel_type`). 0 is no type,
+/// so a zeroed description is refused rather than read as some default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_pixel_type {
+    LUNGSEG_PIXEL_INT16 = 1,
+    LUNGSEG_PIXEL_UINT16 = 2,
+    LUNGSEG_PIXEL_INT32 = 3,
+    LUNGSEG_PIXEL_FLOAT32 = 4,
+}
+abi_enum!(lungseg_pixel_type {
+    LUNGSEG_PIXEL_INT16,
+    LUNGSEG_PIXEL_UINT16,
+    LUNGSEG_PIXEL_INT32,
+    LUNGSEG_PIXEL_FLOAT32,
+});
+
+/// How `lungseg_scan_map` resamples and merges patches. 0 is no kind.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_scan_map_kind {
+    /// Maps (probability, uncertainty): trilinear, weighted mean where patches overlap.
+    LUNGSEG_SCAN_MAP_MEAN = 1,
+    /// Masks (0/1): nearest neighbour, maximum where patches overlap.
+    LUNGSEG_SCAN_MAP_MAX = 2,
+}
+abi_enum!(lungseg_scan_map_kind {
+    LUNGSEG_SCAN_MAP_MEAN,
+    LUNGSEG_SCAN_MAP_MAX,
+});
+
+impl From<lungseg_scan_map_kind> for crate::scan_map::Merge {
+    fn from(k: lungseg_scan_map_kind) -> Self {
+        match k {
+            lungseg_scan_map_kind::LUNGSEG_SCAN_MAP_MEAN => Self::Mean,
+            lungseg_scan_map_kind::LUNGSEG_SCAN_MAP_MAX => Self::Max,
+        }
+    }
+}
+
+impl From<lungseg_pixel_type> for crate::volume::ElementType {
+    fn from(t: lungseg_pixel_type) -> Self {
+        use crate::volume::ElementType as E;
+        match t {
+            lungseg_pixel_type::LUNGSEG_PIXEL_INT16 => E::Short,
+            lungseg_pixel_type::LUNGSEG_PIXEL_UINT16 => E::UShort,
+            lungseg_pixel_type::LUNGSEG_PIXEL_INT32 => E::Int,
+            lungseg_pixel_type::LUNGSEG_PIXEL_FLOAT32 => E::Float,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::lungseg_status;
@@ -107,7 +159,9 @@ mod tests {
         lungseg_status,
         lungseg_device,
         lungseg_dropout_kind,
-        lungseg_element_type
+        lungseg_element_type,
+        lungseg_pixel_type,
+        lungseg_scan_map_kind
     );
 
     #[test]
@@ -132,6 +186,18 @@ mod tests {
             lungseg_element_type::name,
             lungseg_element_type::c_name,
         );
+        round_trips(
+            lungseg_pixel_type::ALL,
+            lungseg_pixel_type::name,
+            lungseg_pixel_type::c_name,
+        );
+        assert!(lungseg_pixel_type::try_from(0).is_err());
+        round_trips(
+            lungseg_scan_map_kind::ALL,
+            lungseg_scan_map_kind::name,
+            lungseg_scan_map_kind::c_name,
+        );
+        assert!(lungseg_scan_map_kind::try_from(0).is_err());
         assert_eq!(lungseg_status::ALL.len(), 9);
         assert_eq!(lungseg_element_type::ALL.len(), 12);
     }

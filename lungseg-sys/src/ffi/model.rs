@@ -380,18 +380,18 @@ unsafe fn maps_from<'a>(
 }
 
 /// A named byte range of a caller's buffer (`None`: a NULL, unused buffer).
-type Region = Option<(&'static str, usize, usize)>;
+pub(super) type Region = Option<(&'static str, usize, usize)>;
 
 /// The range of `len` elements at `p`, from the raw pointer: checked before any reference to
 /// the memory exists (lengths too large for the address space are refused later).
-fn region<T>(name: &'static str, p: *const T, len: usize) -> Region {
+pub(super) fn region<T>(name: &'static str, p: *const T, len: usize) -> Region {
     let bytes = len.saturating_mul(std::mem::size_of::<T>());
     (!p.is_null()).then_some((name, p as usize, bytes))
 }
 
 /// Refuses buffers that overlap: an output written while an input is read, or two outputs,
 /// sharing memory would be undefined behaviour. Pairwise, without allocating.
-fn disjoint(regions: &[Region]) -> Result<()> {
+pub(super) fn disjoint(regions: &[Region]) -> Result<()> {
     for (i, a) in regions.iter().enumerate() {
         for b in &regions[i + 1..] {
             if let (Some((na, a0, al)), Some((nb, b0, bl))) = (a, b) {

@@ -508,5 +508,6 @@ fn bytes_mut(data: &mut PixelData) -> &mut [u8] {
         PixelData::U64(v) => bytemuck::cast_slice_mut(v),
         PixelData::F32(v) => bytemuck::cast_slice_mut(v),
         PixelData::F64(v) => bytemuck::cast_slice_mut(v),
+        PixelData::Borrowed(_) => unreachable!("the reader fills samples it allocated"),
     }
 }

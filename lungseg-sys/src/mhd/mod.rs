@@ -18,7 +18,7 @@ pub use writer::g17;
 
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
-use crate::volume::Volume;
+use crate::volume::{Layout, Volume};
 use std::path::Path;
 
 /// Knobs for reading untrusted headers.
@@ -102,6 +102,7 @@ pub fn read_from(source: &dyn DataSource, header_name: &str, opts: &ReadOptions)
         element_type: header.element_type,
         channels: header.element_number_of_channels,
         data,
+        layout: Layout::packed(geometry.dims, header.element_number_of_channels),
         anatomical_orientation: header.anatomical_orientation,
         extra: header.extra,
     })

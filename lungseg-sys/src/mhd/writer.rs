@@ -52,6 +52,7 @@ pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result
             )))
         }
     };
+    let volume = &*volume.packed()?;
     check_storage(volume)?;
     let raw = volume.data.as_bytes();
     let compressed = opts.compress.then(|| compress(raw)).transpose()?;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::volume::Volume;
 
 pub use resample::extract_hu;
+pub(crate) use resample::{resample_affine, Affine};
 
 /// Largest patch edge accepted, in voxels: far beyond any model input, small enough that a
 /// typo (or an uninitialised C struct) is refused instead of allocating gigabytes.

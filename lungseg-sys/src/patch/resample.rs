@@ -8,8 +8,8 @@
 
 use super::{check_finite, PatchSpec};
 use crate::error::{Error, Result};
-use crate::volume::{Sample, Volume};
-use crate::with_pixels;
+use crate::volume::{Layout, Sample, ToHu, Volume};
+use crate::{with_hu, with_pixels};
 
 /// Trilinear HU patch around `center_world` into `dst` (`spec.size` voxels, z-major, x fastest).
 ///
@@ -32,15 +32,8 @@ pub fn extract_hu(
         )));
     }
     check_finite("patch centre", center_world)?;
+    volume.check_data()?;
     let g = &volume.geometry;
-    if volume.data.len() != g.voxel_count() {
-        return Err(Error::invalid(format!(
-            "volume data has {} samples but dims {:?} need {}",
-            volume.data.len(),
-            g.dims,
-            g.voxel_count()
-        )));
-    }
     let u0 = g.world_to_index(spec.voxel_world(center_world, [0, 0, 0]));
     // Index step per patch axis: the linear part of world_to_index applied to spacing · e_a.
     let step = |a: usize| -> [f64; 3] {
@@ -55,21 +48,33 @@ pub fn extract_hu(
         uy: step(1),
         uz: step(2),
     };
-    let grid = Grid::new(g.dims);
+    resample_affine(volume, &map, spec, dst);
+    Ok(())
+}
+
+/// Trilinear samples of a checked scalar `volume` at the continuous indices
+/// `map.u0 + i·ux + j·uy + k·uz` for every `(i, j, k)` of `out.size`, into `dst` (z-major,
+/// x fastest); `out.outside_hu` where a point is outside (`out.spacing_mm` is unused: the map
+/// carries the geometry). The border rules are the module's.
+pub(crate) fn resample_affine(volume: &Volume, map: &Affine, out: &PatchSpec, dst: &mut [f32]) {
+    let grid = Grid::new(volume.geometry.dims, &volume.layout);
     if map.is_separable() {
-        with_tap_scratch(spec.size.iter().sum(), |scratch| {
-            let (tx, rest) = scratch.split_at_mut(spec.size[0]);
-            let (ty, tz) = rest.split_at_mut(spec.size[1]);
+        with_tap_scratch(out.size.iter().sum(), |scratch| {
+            let (tx, rest) = scratch.split_at_mut(out.size[0]);
+            let (ty, tz) = rest.split_at_mut(out.size[1]);
             fill_taps(tx, &grid, 0, map.u0[0], map.ux[0]);
             fill_taps(ty, &grid, 1, map.u0[1], map.uy[1]);
             fill_taps(tz, &grid, 2, map.u0[2], map.uz[2]);
             let taps = [&*tx, &*ty, &*tz];
-            with_pixels!(&volume.data, |s| resample_separable(s, taps, spec, dst));
+            with_hu!(volume.layout.rescale, |r| with_pixels!(&volume.data, |s| {
+                resample_separable(Src { s, r }, taps, out, dst)
+            }));
         });
     } else {
-        with_pixels!(&volume.data, |s| resample(s, &grid, &map, spec, dst));
+        with_hu!(volume.layout.rescale, |r| with_pixels!(&volume.data, |s| {
+            resample(Src { s, r }, &grid, map, out, dst)
+        }));
     }
-    Ok(())
 }
 
 thread_local! {
@@ -96,12 +101,12 @@ fn with_tap_scratch(len: usize, f: impl FnOnce(&mut [Tap])) {
     }
 }
 
-/// Continuous scan index of patch voxel (i, j, k) = u0 + i·ux + j·uy + k·uz.
-struct Affine {
-    u0: [f64; 3],
-    ux: [f64; 3],
-    uy: [f64; 3],
-    uz: [f64; 3],
+/// Continuous source index of output voxel (i, j, k) = u0 + i·ux + j·uy + k·uz.
+pub(crate) struct Affine {
+    pub(crate) u0: [f64; 3],
+    pub(crate) ux: [f64; 3],
+    pub(crate) uy: [f64; 3],
+    pub(crate) uz: [f64; 3],
 }
 
 impl Affine {
@@ -149,7 +154,12 @@ fn fill_taps(taps: &mut [Tap], g: &Grid, a: usize, u0: f64, step: f64) {
 }
 
 /// Axis-aligned scans: per-axis taps, so the inner loop is 8 loads and 7 lerps.
-fn resample_separable<T: Sample>(src: &[T], taps: [&[Tap]; 3], spec: &PatchSpec, dst: &mut [f32]) {
+fn resample_separable<T: Sample, R: ToHu>(
+    src: Src<T, R>,
+    taps: [&[Tap]; 3],
+    spec: &PatchSpec,
+    dst: &mut [f32],
+) {
     let [tx, ty, tz] = taps;
     let [px, py, _] = spec.size;
     let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
@@ -168,7 +178,7 @@ fn resample_separable<T: Sample>(src: &[T], taps: [&[Tap]; 3], spec: &PatchSpec,
                     continue;
                 }
                 let (a, b, fx) = (t.lo, t.hi, t.f);
-                let x = |r: usize| lerp(src[r + a].to_f32(), src[r + b].to_f32(), fx);
+                let x = |r: usize| lerp(src.at(r + a), src.at(r + b), fx);
                 *d = lerp(
                     lerp(x(rows[0]), x(rows[1]), fy),
                     lerp(x(rows[2]), x(rows[3]), fy),
@@ -176,6 +186,27 @@ fn resample_separable<T: Sample>(src: &[T], taps: [&[Tap]; 3], spec: &PatchSpec,
                 );
             }
         }
+    }
+}
+
+/// The scan's samples and their rescale to HU.
+struct Src<'a, T, R> {
+    s: &'a [T],
+    r: R,
+}
+
+impl<T, R: Copy> Clone for Src<'_, T, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T, R: Copy> Copy for Src<'_, T, R> {}
+
+impl<T: Sample, R: ToHu> Src<'_, T, R> {
+    /// HU of sample `i` (bounds-checked: a rounding slip panics, never UB).
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        self.r.hu(self.s[i].to_f32())
     }
 }
 
@@ -191,18 +222,24 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(dims: [usize; 3]) -> Self {
+    fn new(dims: [usize; 3], layout: &Layout) -> Self {
         Grid {
             dims,
             last: dims.map(|n| (n - 1) as f64),
             end: dims.map(|n| n as f64 - 0.5),
-            stride_y: dims[0],
-            stride_z: dims[0] * dims[1],
+            stride_y: layout.row_stride,
+            stride_z: layout.slice_stride,
         }
     }
 }
 
-fn resample<T: Sample>(src: &[T], grid: &Grid, map: &Affine, spec: &PatchSpec, dst: &mut [f32]) {
+fn resample<T: Sample, R: ToHu>(
+    src: Src<T, R>,
+    grid: &Grid,
+    map: &Affine,
+    spec: &PatchSpec,
+    dst: &mut [f32],
+) {
     let [px, py, _] = spec.size;
     for (k, plane) in dst.chunks_exact_mut(px * py).enumerate() {
         for (j, row) in plane.chunks_exact_mut(px).enumerate() {
@@ -263,7 +300,7 @@ fn interior_run(g: &Grid, base: &[f64; 3], ux: &[f64; 3], len: usize) -> (usize,
 /// Interpolation for an index known to satisfy `0 <= u < n - 1`: truncation is floor, and the
 /// upper neighbours exist. (Indexing stays bounds-checked: a rounding slip panics, never UB.)
 #[inline(always)]
-fn interior<T: Sample>(src: &[T], g: &Grid, u: [f64; 3]) -> f32 {
+fn interior<T: Sample, R: ToHu>(src: Src<T, R>, g: &Grid, u: [f64; 3]) -> f32 {
     let x0 = [u[0] as usize, u[1] as usize, u[2] as usize];
     let f = [
         (u[0] - x0[0] as f64) as f32,
@@ -275,7 +312,7 @@ fn interior<T: Sample>(src: &[T], g: &Grid, u: [f64; 3]) -> f32 {
 }
 
 #[inline(always)]
-fn sample<T: Sample>(src: &[T], g: &Grid, u: [f64; 3], outside: f32) -> f32 {
+fn sample<T: Sample, R: ToHu>(src: Src<T, R>, g: &Grid, u: [f64; 3], outside: f32) -> f32 {
     if (0..3).all(|a| u[a] >= 0.0 && u[a] < g.last[a]) {
         return interior(src, g, u);
     }
@@ -309,14 +346,14 @@ fn sample<T: Sample>(src: &[T], g: &Grid, u: [f64; 3], outside: f32) -> f32 {
 
 /// Interpolates from the two x-neighbours `x` (at y, z offsets 0), offset by `dy[1]`/`dz[1]`.
 #[inline(always)]
-fn trilinear<T: Sample>(
-    src: &[T],
+fn trilinear<T: Sample, R: ToHu>(
+    src: Src<T, R>,
     x: [usize; 2],
     dy: [usize; 2],
     dz: [usize; 2],
     f: [f32; 3],
 ) -> f32 {
-    let v = |i: usize| src[i].to_f32();
+    let v = |i: usize| src.at(i);
     let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
     let row = |o: usize| lerp(v(x[0] + o), v(x[1] + o), f[0]);
     let plane = |o: usize| lerp(row(o + dy[0]), row(o + dy[1]), f[1]);
@@ -407,7 +444,17 @@ mod tests {
         let PixelData::F32(src) = &vol.data else {
             unreachable!()
         };
-        resample(src, &Grid::new(g.dims), &map, &spec, &mut general);
+        let src = Src {
+            s: &src[..],
+            r: crate::volume::Identity,
+        };
+        resample(
+            src,
+            &Grid::new(g.dims, &vol.layout),
+            &map,
+            &spec,
+            &mut general,
+        );
         assert_eq!(fast, general);
         assert!(fast.contains(&-1000.0) && fast.iter().any(|&v| v != -1000.0));
     }

@@ -129,6 +129,106 @@ static void volume(const char *dir) {
     lungseg_volume_free(v);
 }
 
+/* A 5 x 4 x 3 int16 scan with padded rows (8 samples) and slices (5 rows), DICOM rescale
+ * 2 * stored - 1024: copied and borrowed give the same HU and patches. */
+static void memory_volume(void) {
+    enum { NX = 5, NY = 4, NZ = 3, ROW = 8, SLICE = ROW * 5 };
+    static int16_t px[SLICE * NZ];
+    float hu[NX * NY * NZ], hu2[NX * NY * NZ], patch[27], patch2[27];
+    lungseg_volume_desc d;
+    lungseg_patch_spec spec;
+    lungseg_volume_info info;
+    lungseg_volume *copied = NULL, *borrowed = NULL, *bad = (lungseg_volume *)&d;
+    double centre[3] = {2.0, 1.5, 1.0};
+    int i, j, k;
+    for (i = 0; i < SLICE * NZ; i++) px[i] = 32767; /* padding: never read */
+    for (k = 0; k < NZ; k++)
+        for (j = 0; j < NY; j++)
+            for (i = 0; i < NX; i++) px[k * SLICE + j * ROW + i] = (int16_t)(100 * k + 10 * j + i);
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.pixel_type = LUNGSEG_PIXEL_INT16;
+    d.dims[0] = NX; d.dims[1] = NY; d.dims[2] = NZ;
+    d.spacing[0] = d.spacing[1] = 0.5; d.spacing[2] = 2.0;
+    d.row_stride_bytes = ROW * sizeof px[0];
+    d.slice_stride_bytes = SLICE * sizeof px[0];
+    d.rescale_slope = 2.0;
+    d.rescale_intercept = -1024.0;
+    CHECK(lungseg_volume_create(&d, px, sizeof px, &copied) == LUNGSEG_OK);
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &borrowed) == LUNGSEG_OK);
+    if (!copied || !borrowed) return;
+    CHECK(lungseg_volume_get_info(borrowed, &info) == LUNGSEG_OK);
+    CHECK(info.element_type == LUNGSEG_MET_SHORT && info.direction[0] == 1.0 && info.dims[2] == NZ);
+    CHECK(lungseg_volume_copy_hu(copied, hu, NX * NY * NZ) == LUNGSEG_OK);
+    CHECK(lungseg_volume_copy_hu(borrowed, hu2, NX * NY * NZ) == LUNGSEG_OK);
+    CHECK(memcmp(hu, hu2, sizeof hu) == 0);
+    CHECK(hu[(2 * NY + 3) * NX + 4] == 2.0f * 234 - 1024.0f);
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    spec.size[0] = spec.size[1] = spec.size[2] = 3;
+    spec.spacing_mm[0] = spec.spacing_mm[1] = spec.spacing_mm[2] = 0.5;
+    CHECK(lungseg_volume_extract_patch(copied, centre, &spec, patch, 27) == LUNGSEG_OK);
+    CHECK(lungseg_volume_extract_patch(borrowed, centre, &spec, patch2, 27) == LUNGSEG_OK);
+    CHECK(memcmp(patch, patch2, sizeof patch) == 0);
+    /* Centre voxel (index 13) is voxel (4, 3, 0.5): halfway between 34 and 134 stored. */
+    CHECK(patch[13] == 2.0f * 84 - 1024.0f);
+    lungseg_volume_free(copied);
+    lungseg_volume_free(borrowed);
+    d.pixel_type = 0;
+    CHECK(lungseg_volume_create(&d, px, sizeof px, &bad) == LUNGSEG_INVALID_ARGUMENT && !bad);
+    d.pixel_type = LUNGSEG_PIXEL_UINT16;
+    d.row_stride_bytes = 3;
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &bad) == LUNGSEG_INVALID_ARGUMENT);
+    CHECK(LUNGSEG_PIXEL_INT32 == 3 && LUNGSEG_PIXEL_FLOAT32 == 4);
+}
+
+/* Two 2 x 2 x 2 patches (1 mm) on a 6 x 4 x 4 scan at 1 mm, one voxel apart in x: the mean
+ * map is their weighted mean where both cover a voxel, the mask map their maximum. */
+static void scan_map(void) {
+    static const int16_t px[6 * 4 * 4] = {0};
+    float a[8], b[8], out[6 * 4 * 4];
+    double ca[3] = {2.0, 2.0, 2.0}, cb[3] = {3.0, 2.0, 2.0};
+    lungseg_volume_desc d;
+    lungseg_patch_spec spec;
+    lungseg_volume *v = NULL;
+    lungseg_scan_map *mean = NULL, *max = NULL;
+    const lungseg_scan_map *view;
+    int i;
+    memset(&d, 0, sizeof d);
+    d.struct_size = sizeof d;
+    d.pixel_type = LUNGSEG_PIXEL_INT16;
+    d.dims[0] = 6; d.dims[1] = 4; d.dims[2] = 4;
+    d.spacing[0] = d.spacing[1] = d.spacing[2] = 1.0;
+    CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &v) == LUNGSEG_OK);
+    if (!v) return;
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    spec.size[0] = spec.size[1] = spec.size[2] = 2;
+    for (i = 0; i < 8; i++) { a[i] = 0.25f; b[i] = (i % 2) ? 1.0f : 0.0f; }
+    CHECK(lungseg_scan_map_new(v, LUNGSEG_SCAN_MAP_MEAN, &mean) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_new(v, LUNGSEG_SCAN_MAP_MAX, &max) == LUNGSEG_OK);
+    if (!mean || !max) return;
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, ca, a, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, cb, a, 8, 3.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(max, &spec, ca, a, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(max, &spec, cb, b, 8, 1.0f) == LUNGSEG_OK);
+    CHECK(lungseg_scan_map_add_patch(mean, &spec, ca, a, 7, 1.0f) == LUNGSEG_INVALID_ARGUMENT);
+    view = mean; /* reading takes a const handle */
+    CHECK(lungseg_scan_map_read(view, out, 6 * 4 * 4) == LUNGSEG_OK);
+    /* Patch a covers voxels x 1..2, y 1..2, z 1..2; patch b x 2..3. Both are 0.25. */
+    CHECK(out[(1 * 4 + 1) * 6 + 2] == 0.25f && out[(1 * 4 + 1) * 6 + 1] == 0.25f);
+    CHECK(out[0] == 0.0f && out[(1 * 4 + 1) * 6 + 5] == 0.0f);
+    CHECK(lungseg_scan_map_read(max, out, 6 * 4 * 4) == LUNGSEG_OK);
+    /* x = 2 is b's first voxel (0) and a's second (0.25): max 0.25; x = 3 is b's second (1). */
+    CHECK(out[(1 * 4 + 1) * 6 + 2] == 0.25f && out[(1 * 4 + 1) * 6 + 3] == 1.0f);
+    CHECK(lungseg_scan_map_read(max, out, 5) == LUNGSEG_INVALID_ARGUMENT);
+    CHECK(lungseg_scan_map_new(v, 0, &mean) == LUNGSEG_INVALID_ARGUMENT);
+    lungseg_scan_map_free(max);
+    lungseg_scan_map_free(NULL);
+    lungseg_volume_free(v);
+    lungseg_scan_map_free((lungseg_scan_map *)view);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s <model.safetensors> <scratch dir>\n", argv[0]);
@@ -137,6 +237,8 @@ int main(int argc, char **argv) {
     statuses();
     model(argv[1]);
     volume(argv[2]);
+    memory_volume();
+    scan_map();
     if (failures) return 1;
     printf("ok\n");
     return 0;

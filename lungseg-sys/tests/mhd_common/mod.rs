@@ -173,6 +173,7 @@ pub fn sample_volume(t: ElementType, channels: usize, direction: [[f64; 3]; 3]) 
         element_type: t,
         channels,
         data: sample_data(t, 7 * 5 * 3 * channels),
+        layout: lungseg::volume::Layout::packed(dims, channels),
         anatomical_orientation: None,
         extra: Vec::new(),
     }

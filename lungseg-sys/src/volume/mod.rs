@@ -1,9 +1,17 @@
 //! An in-memory scalar image: its geometry, its on-disk element type and the voxels in the
 //! type they were stored in (an int16 CT stays int16: half the memory of f32 and no copy cost).
 
+mod borrowed;
+mod layout;
+pub mod memory;
+
 use crate::error::{Error, Result};
 use crate::ffi::lungseg_element_type as Met;
 use crate::geometry::Geometry;
+use std::borrow::Cow;
+
+pub use borrowed::{Borrowed, Lendable, RawSlice};
+pub use layout::{Identity, Layout, Rescale, ToHu};
 
 /// The numeric MetaIO element types; the discriminants are the C ABI's `lungseg_element_type`
 /// (MetaIO's `MET_ValueEnumType` codes).
@@ -74,8 +82,9 @@ impl ElementType {
     }
 }
 
-/// Voxel storage in the on-disk type, x fastest, channels interleaved.
-#[derive(Debug, Clone, PartialEq)]
+/// Voxel storage in the on-disk type, x fastest, channels interleaved (where each row and slice
+/// starts is the volume's [`Layout`]).
+#[derive(Debug, PartialEq)]
 pub enum PixelData {
     I8(Vec<i8>),
     U8(Vec<u8>),
@@ -87,16 +96,33 @@ pub enum PixelData {
     U64(Vec<u64>),
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// Samples the caller owns and keeps alive (`lungseg_volume_create_borrowed`).
+    Borrowed(Borrowed),
+}
+
+/// A clone owns its samples: a borrowed volume's clone copies them, so it may outlive the
+/// caller's buffer.
+impl Clone for PixelData {
+    fn clone(&self) -> Self {
+        crate::with_pixels!(self, |s| Sample::pixels(s.to_vec()))
+    }
 }
 
 /// A voxel type that can be read as an intensity.
 pub trait Sample: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
+    /// The owned storage variant for this type.
+    fn pixels(v: Vec<Self>) -> PixelData;
 }
 macro_rules! impl_sample {
-    ($($t:ty),*) => { $(impl Sample for $t { #[inline(always)] fn to_f32(self) -> f32 { self as f32 } })* };
+    ($($t:ty => $variant:ident),*) => { $(impl Sample for $t {
+        #[inline(always)]
+        fn to_f32(self) -> f32 { self as f32 }
+        fn pixels(v: Vec<Self>) -> PixelData { PixelData::$variant(v) }
+    })* };
 }
-impl_sample!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
+impl_sample!(i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32, u32 => U32, i64 => I64,
+    u64 => U64, f32 => F32, f64 => F64);
 
 /// Runs `$body` with `$s` bound to the typed slice, monomorphised per element type.
 #[macro_export]
@@ -143,6 +169,24 @@ macro_rules! with_pixels {
                 let $s = &v[..];
                 $body
             }
+            $crate::volume::PixelData::Borrowed(b) => match b {
+                $crate::volume::Borrowed::I16(r) => {
+                    let $s = r.as_slice();
+                    $body
+                }
+                $crate::volume::Borrowed::U16(r) => {
+                    let $s = r.as_slice();
+                    $body
+                }
+                $crate::volume::Borrowed::I32(r) => {
+                    let $s = r.as_slice();
+                    $body
+                }
+                $crate::volume::Borrowed::F32(r) => {
+                    let $s = r.as_slice();
+                    $body
+                }
+            },
         }
     };
 }
@@ -170,6 +214,7 @@ impl PixelData {
             PixelData::U64(_) => ElementType::ULongLong,
             PixelData::F32(_) => ElementType::Float,
             PixelData::F64(_) => ElementType::Double,
+            PixelData::Borrowed(b) => b.element_type(),
         }
     }
     /// Raw little-endian bytes of the samples (used by the writer).
@@ -186,6 +231,8 @@ pub struct Volume {
     pub element_type: ElementType,
     pub channels: usize,
     pub data: PixelData,
+    /// Where rows and slices start in `data`, and the rescale to HU (files: packed, none).
+    pub layout: Layout,
     /// `AnatomicalOrientation` as written (ITK ignores it on read; so do we, but keep it).
     pub anatomical_orientation: Option<String>,
     /// Header keys this library does not interpret, in file order (last value of duplicates).
@@ -193,24 +240,42 @@ pub struct Volume {
 }
 
 impl Volume {
-    /// A single-channel volume; checks the data length against the geometry.
+    /// A single-channel packed volume; checks the data length against the geometry.
     pub fn new(geometry: Geometry, data: PixelData) -> Result<Self> {
-        let n = geometry.voxel_count();
-        if data.len() != n {
-            return Err(Error::invalid(format!(
-                "data has {} samples but dims {:?} need {n}",
-                data.len(),
-                geometry.dims
-            )));
-        }
-        Ok(Volume {
+        Self::with_layout(geometry, data, Layout::packed(geometry.dims, 1))
+    }
+
+    /// A single-channel volume stored as `layout` says; checks the data length against it.
+    pub fn with_layout(geometry: Geometry, data: PixelData, layout: Layout) -> Result<Self> {
+        let v = Volume {
             element_type: data.element_type(),
             geometry,
             channels: 1,
             data,
+            layout,
             anatomical_orientation: None,
             extra: Vec::new(),
-        })
+        };
+        v.check_data()?;
+        Ok(v)
+    }
+
+    /// The storage holds exactly the samples the layout reaches.
+    pub fn check_data(&self) -> Result<()> {
+        let dims = self.geometry.dims;
+        let need = self.layout.span(dims, self.channels);
+        if need != Some(self.data.len()) {
+            return Err(Error::invalid(format!(
+                "volume data has {} samples but dims {dims:?} × {} channels with row/slice \
+                 strides {}/{} need {}",
+                self.data.len(),
+                self.channels,
+                self.layout.row_stride,
+                self.layout.slice_stride,
+                need.map_or("more than fit in memory".into(), |n| n.to_string())
+            )));
+        }
+        Ok(())
     }
 
     /// Fails with a clear message unless this is a one-channel image, as CT must be.
@@ -224,16 +289,17 @@ impl Volume {
         Ok(())
     }
 
-    /// Intensity at voxel (i, j, k), channel 0, x fastest.
+    /// Intensity (HU after the rescale) at voxel (i, j, k), channel 0.
     #[inline]
     pub fn value(&self, i: usize, j: usize, k: usize) -> f32 {
-        let [nx, ny, _] = self.geometry.dims;
-        self.data.get_f32(((k * ny + j) * nx + i) * self.channels)
+        let at = self.layout.row_start(j, k) + i * self.channels;
+        self.layout.rescale.apply(self.data.get_f32(at))
     }
 
-    /// Copies all voxels as f32 (x fastest) into `dst`, which must hold exactly `voxel_count`.
+    /// Copies all voxels as f32 HU (x fastest) into `dst`, which must hold exactly `voxel_count`.
     pub fn copy_f32(&self, dst: &mut [f32]) -> Result<()> {
         self.require_scalar()?;
+        self.check_data()?;
         if dst.len() != self.geometry.voxel_count() {
             return Err(Error::invalid(format!(
                 "destination holds {} floats, the volume has {} voxels",
@@ -241,11 +307,55 @@ impl Volume {
                 self.geometry.voxel_count()
             )));
         }
-        with_pixels!(&self.data, |s| {
-            for (d, v) in dst.iter_mut().zip(s.iter()) {
-                *d = v.to_f32();
-            }
-        });
+        crate::with_hu!(self.layout.rescale, |r| with_pixels!(&self.data, |s| {
+            self.for_rows(dst, |src_row, d| {
+                for (d, v) in d.iter_mut().zip(&s[src_row]) {
+                    *d = r.hu(v.to_f32());
+                }
+            })
+        }));
         Ok(())
+    }
+
+    /// Calls `f(source range, destination row)` for every row of a scalar volume, destination
+    /// packed.
+    fn for_rows<D>(&self, dst: &mut [D], mut f: impl FnMut(std::ops::Range<usize>, &mut [D])) {
+        let [nx, ny, _] = self.geometry.dims;
+        for (r, d) in dst.chunks_exact_mut(nx).enumerate() {
+            let start = self.layout.row_start(r % ny, r / ny);
+            f(start..start + nx, d);
+        }
+    }
+
+    /// The stored samples of a scalar volume, packed into storage of their own type.
+    fn packed_samples(&self) -> Result<PixelData> {
+        self.require_scalar()?;
+        self.check_data()?;
+        let n = self.geometry.voxel_count();
+        Ok(with_pixels!(&self.data, |s| {
+            let mut v = crate::error::try_vec(n, "packed volume")?;
+            self.for_rows(&mut v, |src, d| d.copy_from_slice(&s[src]));
+            Sample::pixels(v)
+        }))
+    }
+
+    /// This volume with packed, owned-or-borrowed storage and no rescale, as a file holds it:
+    /// itself when it already is, else a copy (HU as `MET_FLOAT` when a rescale applies).
+    pub fn packed(&self) -> Result<Cow<'_, Volume>> {
+        let dims = self.geometry.dims;
+        if self.layout.is_packed(dims, self.channels) && self.layout.rescale.is_identity() {
+            return Ok(Cow::Borrowed(self));
+        }
+        self.check_data()?;
+        self.require_scalar()?;
+        let n = self.geometry.voxel_count();
+        let data = if self.layout.rescale.is_identity() {
+            self.packed_samples()?
+        } else {
+            let mut v = crate::error::try_vec(n, "packed volume")?;
+            self.copy_f32(&mut v)?;
+            PixelData::F32(v)
+        };
+        Ok(Cow::Owned(Volume::new(self.geometry, data)?))
     }
 }
