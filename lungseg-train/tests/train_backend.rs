@@ -19,7 +19,10 @@ fn device_specs_parse_and_bad_ones_say_why() {
     assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
     for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "mps:0", ""] {
         let err = bad.parse::<DeviceSpec>().unwrap_err();
-        assert!(err.contains("cuda:N") || err.contains("index"), "{bad}: {err}");
+        assert!(
+            err.contains("cuda:N") || err.contains("index"),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -98,7 +101,10 @@ fn weights(out: &Path, epoch: usize) -> Vec<(String, Vec<f32>)> {
 
 /// Two seeded runs give bit-identical weights, and a run resumed from the epoch-2 checkpoint
 /// ends bit-identical to the uninterrupted one.
-fn reproducible_and_resumes_exactly(backend: Backend, options: impl Fn(TrainOptions) -> TrainOptions) {
+fn reproducible_and_resumes_exactly(
+    backend: Backend,
+    options: impl Fn(TrainOptions) -> TrainOptions,
+) {
     let _rng = common::rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -110,7 +116,10 @@ fn reproducible_and_resumes_exactly(backend: Backend, options: impl Fn(TrainOpti
     };
     let (a, b) = (run("a"), run("b"));
     let straight = weights(&a, 3);
-    assert!(straight == weights(&b, 3), "{backend:?}: two seeded runs differ");
+    assert!(
+        straight == weights(&b, 3),
+        "{backend:?}: two seeded runs differ"
+    );
 
     std::fs::remove_dir_all(checkpoint::checkpoint_dir(&a, 3)).unwrap();
     train(&TrainOptions {

@@ -82,7 +82,9 @@ impl Backend {
         match self {
             Backend::Flex => {
                 if let Some(s @ DeviceSpec::Cuda(_)) = spec {
-                    anyhow::bail!("--backend flex runs on the CPU only, not {s} (use --backend tch)");
+                    anyhow::bail!(
+                        "--backend flex runs on the CPU only, not {s} (use --backend tch)"
+                    );
                 }
                 Ok(vec![Device::flex(); n])
             }
