@@ -40,6 +40,13 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   scripts/nvrtc-check.sh
 fi
 
+if [ "${LUNGSEG_TEST_TCH:-1}" = 1 ]; then
+  # ~3 GB pip install (once) + a second build of the Burn stack; LUNGSEG_TEST_TCH=0 skips it.
+  step "lungseg-train on LibTorch (--features tch; installs torch 2.9.0 via scripts/torch_env.sh)"
+  ( source scripts/torch_env.sh
+    cargo test -p lungseg-train --features tch --no-fail-fast --test train_backend --test train_grad )
+fi
+
 step "C and C++ examples (shared + static, make + cmake)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"
 

@@ -119,18 +119,21 @@ def main():
         x = torch.rand(shape)
         y = (torch.rand(shape) < 0.05).float()
         net.train()
-        times = []
+        times, cpu = [], []
         for i in range(a.bench + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad()
             loss, _ = loss_fn(net(x), y)
             loss.backward()
             opt.step()
             if i > 0:  # the first step is warm-up
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
         med = sorted(times)[len(times) // 2]
+        cmed = sorted(cpu)[len(cpu) // 2]
         print(f"pytorch {torch.__version__}: channels {ch}, {a.size}^3, batch {a.batch}: median "
-              f"{med:.3f} s/step = {a.batch / med:.3f} patches/s (threads: {a.threads})")
+              f"{med:.3f} s/step = {a.batch / med:.3f} patches/s, cpu {cmed:.2f} s/step "
+              f"({cmed / med:.2f} cores busy; threads: {a.threads})")
         return
     xtr, ytr = load(a.data, "train")
     xva, yva = load(a.data, "val")

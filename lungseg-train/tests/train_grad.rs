@@ -40,6 +40,19 @@ fn rel_err(a: &[f32], b: &[f32], floor: f64) -> f64 {
 
 #[test]
 fn burn_training_step_matches_pytorch() {
+    step_matches_pytorch(Device::flex().autodiff());
+}
+
+/// The same step on LibTorch's CPU kernels (`--backend tch`).
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_training_step_matches_pytorch() {
+    use lungseg_train::train::{Backend, DeviceSpec};
+    let device = Backend::Tch.device(Some(DeviceSpec::Cpu)).unwrap();
+    step_matches_pytorch(device.autodiff());
+}
+
+fn step_matches_pytorch(ad: Device) {
     let st = SafeTensors::deserialize(FIXTURE).unwrap();
     let config = UNetConfig {
         channels: vec![3, 4, 6],
@@ -50,7 +63,6 @@ fn burn_training_step_matches_pytorch() {
         },
         ..UNetConfig::default()
     };
-    let ad = Device::flex().autodiff();
     let model = with_tensors(config.init(&ad), |name, _| {
         Ok(f32s(&st, &format!("param.{name}")).1)
     })

@@ -6,10 +6,12 @@
 
 pub mod args;
 pub mod augment;
+pub mod backend;
 pub mod checkpoint;
 pub mod loss;
 pub mod metrics;
 pub mod parallel;
+pub mod prefetch;
 pub mod rng;
 
 use std::fs;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
+pub use backend::{Backend, DeviceSpec};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
@@ -32,51 +35,6 @@ use loss::{dice_bce, Overlap};
 use metrics::{EpochMetrics, MetricsLog};
 use parallel::{DataParallel, ShardOutput};
 use rng::Rng;
-
-/// Where tensors live. `Wgpu` exists with the `wgpu` cargo feature.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Burn's pure-Rust CPU backend (rayon + gemm).
-    Flex,
-    /// A GPU through wgpu (Vulkan, Metal or DX12).
-    Wgpu,
-}
-
-#[cfg(not(feature = "wgpu"))]
-const NO_GPU: &str = "this build has no GPU backend: rebuild with `--features wgpu`";
-
-impl Backend {
-    /// The plain (non-autodiff) device.
-    pub fn device(self) -> Result<Device> {
-        match self {
-            Backend::Flex => Ok(Device::flex()),
-            #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
-            #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => bail!(NO_GPU),
-        }
-    }
-
-    /// `n` plain devices for data-parallel training, the main one first: the GPUs `0..n` for
-    /// wgpu; for flex, `n` replicas of the one CPU device (same cores, so no speed-up: for
-    /// testing the data-parallel path).
-    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
-        ensure!(n >= 1, "--devices must be ≥ 1");
-        if n == 1 {
-            return Ok(vec![self.device()?]);
-        }
-        match self {
-            Backend::Flex => Ok(vec![Device::flex(); n]),
-            #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok((0..n)
-                .map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
-                .collect()),
-            #[cfg(not(feature = "wgpu"))]
-            Backend::Wgpu => bail!(NO_GPU),
-        }
-    }
-}
 
 /// Everything `train` needs. `Default` is the documented long run on the default config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,9 +73,16 @@ pub struct TrainOptions {
     /// Cap on batches per epoch (smoke tests, the demo); `None` uses every training patch.
     pub max_batches: Option<usize>,
     pub backend: Backend,
+    /// The (first) device; `None` is the backend's default (see [`DeviceSpec`]).
+    #[serde(default)]
+    pub device: Option<DeviceSpec>,
     /// Devices to split each batch over (data parallel, see [`parallel`]); 1 trains on one.
     #[serde(default = "one")]
     pub devices: usize,
+    /// Batches read and augmented ahead on a loader thread (see [`prefetch`]); 0 reads each
+    /// batch on the training thread when it is needed.
+    #[serde(default = "two")]
+    pub prefetch: usize,
     /// Draw progress bars (they also hide themselves when stderr is not a terminal).
     pub progress: bool,
 }
@@ -142,7 +107,9 @@ impl Default for TrainOptions {
             fg_prior: 0.01,
             max_batches: None,
             backend: Backend::Flex,
+            device: None,
             devices: 1,
+            prefetch: 2,
             progress: true,
         }
     }
@@ -150,6 +117,10 @@ impl Default for TrainOptions {
 
 fn one() -> usize {
     1
+}
+
+fn two() -> usize {
+    2
 }
 
 /// What a finished run reports (also written to `<out>/summary.json`).
@@ -411,6 +382,8 @@ struct EpochTrain {
     seen: usize,
     overlap: Overlap,
     lr: f64,
+    /// Seconds the training thread waited for batches.
+    data_wait: f64,
 }
 
 impl EpochTrain {
@@ -464,6 +437,83 @@ fn train_step_parallel(
     Ok(optim.step(lr, model, out.grads))
 }
 
+/// What every epoch of a run shares.
+struct EpochRun<'a> {
+    opts: &'a TrainOptions,
+    data: &'a PatchDataset,
+    config: &'a UNetConfig,
+    ad: &'a Device,
+    dp: Option<&'a DataParallel>,
+    total_steps: u64,
+    warmup_steps: u64,
+    batches_per_epoch: usize,
+}
+
+/// The optimiser steps of `epoch` over the patches `order`, batches read ahead by the loader
+/// thread ([`prefetch`]); returns the model and the epoch's sums.
+fn train_epoch(
+    run: &EpochRun,
+    epoch: usize,
+    model: UNet,
+    optim: &mut ModuleOptimizer,
+    state: &mut TrainState,
+    order: &[usize],
+) -> Result<(UNet, EpochTrain)> {
+    let opts = run.opts;
+    let (data, config) = (run.data, run.config);
+    let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
+    let aug_rng = &mut aug_rng;
+    let batches = order
+        .chunks(opts.batch_size)
+        .take(run.batches_per_epoch)
+        .map(move |chunk| {
+            let aug = opts.augment.as_ref().map(|a| (a, &mut *aug_rng));
+            load_batch(data, chunk, config, aug)
+        });
+    let mut sums = EpochTrain::default();
+    let bar = progress_bar(
+        run.batches_per_epoch,
+        format!("epoch {epoch}/{}", opts.epochs),
+        opts.progress,
+    );
+    let model = prefetch::prefetched(opts.prefetch, batches, |batches| {
+        let mut model = model;
+        loop {
+            let wait = Instant::now();
+            let Some(batch) = batches.next() else {
+                break;
+            };
+            sums.data_wait += wait.elapsed().as_secs_f64();
+            let batch = batch?;
+            sums.lr = learning_rate(
+                state.step,
+                run.total_steps,
+                run.warmup_steps,
+                opts.lr,
+                opts.min_lr,
+            );
+            model = match run.dp {
+                None => train_step(model, optim, &batch, sums.lr, run.ad, &mut sums)?,
+                Some(dp) => train_step_parallel(
+                    model,
+                    optim,
+                    &batch,
+                    sums.lr,
+                    dp,
+                    (opts.seed, state.step),
+                    &mut sums,
+                )?,
+            };
+            state.step += 1;
+            bar.set_message(format!("loss {:.4}", sums.loss_sum / sums.seen as f64));
+            bar.inc(1);
+        }
+        Ok::<_, anyhow::Error>(model)
+    })??;
+    bar.finish_and_clear();
+    Ok((model, sums))
+}
+
 /// Runs (or resumes) training as `opts` says; returns the summary also written to
 /// `<out>/summary.json`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
@@ -491,13 +541,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
 
-    let devices = opts.backend.devices(opts.devices)?;
+    let devices = opts.backend.devices(opts.device, opts.devices)?;
     let device = devices[0].clone();
     let ad = device.clone().autodiff();
     let dp = if devices.len() > 1 {
-        if opts.backend == Backend::Flex {
+        if opts.backend.is_cpu(opts.device) {
             eprintln!(
-                "note: flex has one CPU device; the {} replicas share its cores (tests the \
+                "note: the {} replicas share the one CPU device's cores (tests the \
                  data-parallel path, no speed-up)",
                 devices.len()
             );
@@ -540,6 +590,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     };
     let total_steps = (opts.epochs * batches_per_epoch) as u64;
     let warmup_steps = (opts.warmup_epochs * batches_per_epoch) as u64;
+    let run = EpochRun {
+        opts,
+        data: &data,
+        config: &config,
+        ad: &ad,
+        dp: dp.as_ref(),
+        total_steps,
+        warmup_steps,
+        batches_per_epoch,
+    };
     let mut stopped_early = false;
     let mut final_train_loss = f64::NAN;
     let mut epoch_seconds = Vec::new();
@@ -548,36 +608,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let t0 = Instant::now();
         let mut order = train_idx.clone();
         Rng::derive(opts.seed, epoch as u64, STREAM_SHUFFLE).shuffle(&mut order);
-        let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
         ad.seed(Rng::derive(opts.seed, epoch as u64, STREAM_DROPOUT).next_u64());
-
-        let mut sums = EpochTrain::default();
-        let bar = progress_bar(
-            batches_per_epoch,
-            format!("epoch {epoch}/{}", opts.epochs),
-            opts.progress,
-        );
-        for chunk in order.chunks(opts.batch_size).take(batches_per_epoch) {
-            let aug = opts.augment.as_ref().map(|a| (a, &mut aug_rng));
-            let batch = load_batch(&data, chunk, &config, aug)?;
-            sums.lr = learning_rate(state.step, total_steps, warmup_steps, opts.lr, opts.min_lr);
-            model = match &dp {
-                None => train_step(model, &mut optim, &batch, sums.lr, &ad, &mut sums)?,
-                Some(dp) => train_step_parallel(
-                    model,
-                    &mut optim,
-                    &batch,
-                    sums.lr,
-                    dp,
-                    (opts.seed, state.step),
-                    &mut sums,
-                )?,
-            };
-            state.step += 1;
-            bar.set_message(format!("loss {:.4}", sums.loss_sum / sums.seen as f64));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let sums;
+        (model, sums) = train_epoch(&run, epoch, model, &mut optim, &mut state, &order)?;
         let train_seconds = t0.elapsed().as_secs_f64();
 
         let val = evaluate(&model, &data, &val_idx, &config, opts.batch_size, &device)?;
@@ -619,7 +652,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         }
         let mean_epoch = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
         eprintln!(
-            "epoch {epoch:>3}/{}: loss {:.4} (bce {:.4}) dice train {:.3} val {:.3} (pooled {:.3}) lr {:.2e} {:.1}s{}{}",
+            "epoch {epoch:>3}/{}: loss {:.4} (bce {:.4}) dice train {:.3} val {:.3} (pooled {:.3}) lr {:.2e} {:.1}s (data wait {:.2}s){}{}",
             opts.epochs,
             m.train_loss,
             m.train_bce,
@@ -628,6 +661,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
             m.val_dice_pooled,
             m.lr,
             m.seconds,
+            sums.data_wait,
             if improved { " *best*" } else { "" },
             if epoch < opts.epochs && !stopped_early {
                 format!(" | ETA {:.0}s", mean_epoch * (opts.epochs - epoch) as f64)
