@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
-  rustup toolchain install nightly --profile minimal --component miri,rust-src
-  rustup component add --toolchain nightly miri rust-src
+  # The machine's nightly first (no toolchain download); a fresh nightly only if that fails.
+  rustup component add --toolchain nightly miri rust-src ||
+    rustup toolchain install nightly --profile minimal --component miri,rust-src
 fi
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
 filters=("$@")
