@@ -71,19 +71,8 @@ fn an_early_return_stops_the_loader() {
 
 fn tiny_options(data: &Path, out: &Path, backend: Backend) -> TrainOptions {
     TrainOptions {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        config: common::tiny_config(),
-        epochs: 3,
-        batch_size: 2,
-        lr: 3e-3,
-        warmup_epochs: 1,
-        patience: 0,
-        checkpoint_every: 2,
-        seed: 5,
         backend,
-        progress: false,
-        ..TrainOptions::default()
+        ..common::tiny_train_options(data, out, 5)
     }
 }
 

@@ -41,20 +41,7 @@ fn ten_adam_steps_lower_the_loss_on_a_sphere() {
 }
 
 fn tiny_options(data: &std::path::Path, out: &std::path::Path) -> TrainOptions {
-    TrainOptions {
-        data: data.to_path_buf(),
-        out: out.to_path_buf(),
-        config: common::tiny_config(),
-        epochs: 3,
-        batch_size: 2,
-        lr: 3e-3,
-        warmup_epochs: 1,
-        patience: 0,
-        checkpoint_every: 2,
-        seed: 11,
-        progress: false,
-        ..TrainOptions::default()
-    }
+    common::tiny_train_options(data, out, 11)
 }
 
 #[test]

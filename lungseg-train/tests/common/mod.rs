@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use lungseg_train::dataset::{DatasetWriter, PatchRecord};
 use lungseg_train::model::{DropoutKind, DropoutSpec, UNetConfig};
 use lungseg_train::train::rng::Rng;
+use lungseg_train::train::TrainOptions;
 
 /// Burn's flex backend keeps one process-wide RNG (`Device::seed` sets it), so tests that
 /// check seeded reproducibility hold this lock to keep other tests' draws out of their stream.
@@ -81,4 +82,22 @@ pub fn write_dataset(dir: &Path, n: usize, n_train: usize, n_val: usize, seed: u
         w.add(rec, &hu, &mask).unwrap();
     }
     w.finish().unwrap();
+}
+
+/// A three-epoch run of [`tiny_config`] on `data` (checkpoints every 2 epochs), seeded.
+pub fn tiny_train_options(data: &Path, out: &Path, seed: u64) -> TrainOptions {
+    TrainOptions {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        config: tiny_config(),
+        epochs: 3,
+        batch_size: 2,
+        lr: 3e-3,
+        warmup_epochs: 1,
+        patience: 0,
+        checkpoint_every: 2,
+        seed,
+        progress: false,
+        ..TrainOptions::default()
+    }
 }
