@@ -5,8 +5,10 @@
 use crate::calibrate::{calibrate_review_threshold, set_review_threshold};
 use crate::evaluate::{evaluate, EvaluateOptions};
 use crate::export::{export, ExportDtype, ExportOptions, Review};
+use crate::metrics::Interval;
 use crate::model::{DropoutKind, DropoutSpec, UNetConfig};
 use crate::prepare::{prepare, PrepareConfig, SplitRule};
+use crate::report::Report;
 use crate::synth::{self, SynthConfig};
 use crate::train::augment::AugmentConfig;
 use crate::train::{train, TrainOptions};
@@ -232,10 +234,38 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     })
 }
 
-/// A few headline numbers from `report.json` for the terminal.
+/// The headline numbers of a `report.json` for the terminal.
 pub fn headline(report_json: &Path) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_json)?)?;
-    Ok(serde_json::to_string_pretty(
-        v.get("headline").unwrap_or(&v["metrics"]["overlap"]),
-    )?)
+    let text = std::fs::read_to_string(report_json)
+        .with_context(|| format!("cannot read {}", report_json.display()))?;
+    let r: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a lungseg report", report_json.display()))?;
+    let h = &r.metrics.headline;
+    let ci = |v: Option<Interval>, scale: f64| {
+        v.map_or("n/a".to_string(), |i| {
+            format!(
+                "{:.3} [{:.3}, {:.3}]",
+                i.estimate * scale,
+                i.lo * scale,
+                i.hi * scale
+            )
+        })
+    };
+    Ok(format!(
+        "mean Dice, {} nodule patches: {} (95 % CI by scan)\n\
+         false-positive volume on {} negatives: {} mm³\n\
+         ECE (ROI): {}\n\
+         review flag: {} of {} bad patches caught, {} of patches referred",
+        h.n_nodule_patches,
+        ci(h.dice_nodules, 1.0),
+        h.n_negative_patches,
+        ci(h.fp_volume_negatives_mm3, 1.0),
+        r.metrics
+            .calibration_roi
+            .ece
+            .map_or("n/a".into(), |e| format!("{e:.4}")),
+        ci(h.flag_catch_rate, 1.0),
+        h.n_bad,
+        ci(h.flag_referred_fraction, 1.0),
+    ))
 }

@@ -259,14 +259,16 @@ fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
     pb.finish_and_clear();
     let r = r?;
     let o = &r.report.metrics.overlap;
+    let h = &r.report.metrics.headline;
     let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
     println!(
-        "{} patches: pooled Dice {:.3} / IoU {:.3}; mean Dice on nodule patches {} (>= 5 mm: {}); ECE (ROI) {}",
+        "{} patches: pooled Dice {:.3} / IoU {:.3}; mean Dice on nodule patches {} (>= {} mm: {}); ECE (ROI) {}",
         r.report.metrics.n_patches,
         o.pooled.dice,
         o.pooled.iou,
-        f(o.mean_positive.dice),
-        f(r.dice_large_nodules.mean_dice),
+        f(h.dice_nodules.map(|i| i.estimate)),
+        h.min_diameter_mm,
+        f(h.dice_nodules_sized.map(|i| i.estimate)),
         f(r.report.metrics.calibration_roi.ece)
     );
     println!("report: {} ({:.1} s)", r.report_md.display(), r.seconds);
@@ -379,5 +381,6 @@ fn run_demo(o: demo::DemoOptions) -> anyhow::Result<()> {
     );
     println!("report:           {}", r.report_md.display());
     println!("                  {}", r.report_json.display());
+    println!("\n{}", demo::headline(&r.report_json)?);
     Ok(())
 }

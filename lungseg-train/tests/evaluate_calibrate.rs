@@ -2,6 +2,8 @@
 //! dataset: the threshold refers the requested fraction, the metadata rewrite round-trips,
 //! and evaluation writes every report file with sane values.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use lungseg::model::Model;
@@ -77,21 +79,30 @@ fn threshold_refers_the_requested_fraction() {
     let ds = PatchDataset::open(&data).unwrap();
     let mut scores = calibrate::score_split(&model, &ds, "val", 4, 1, || {}).unwrap();
     assert_eq!(scores.len(), 10);
-    for fraction in [0.0, 0.2, 0.5] {
+    scores.sort_by(|a, b| b.total_cmp(a));
+    for fraction in [0.0, 0.2, 0.5, 1.0] {
         let t = calibrate_review_threshold(&model_path, &data, "val", fraction, 4, 1).unwrap();
         let referred = scores.iter().filter(|&&s| s > t).count();
         let k = (fraction * 10.0).round() as usize;
-        scores.sort_by(|a, b| b.total_cmp(a));
-        // Exactly k unless ties straddle the cut (tied patches are never split).
-        if k == 0 || k == 10 || scores[k - 1] != scores[k] {
-            assert_eq!(
-                referred, k,
-                "fraction {fraction}, threshold {t}, scores {scores:?}"
-            );
+        // The documented rule: the top k lie strictly above the threshold, except that a tie
+        // straddling the cut stays below together, so exactly the scores above s_(k+1) are
+        // referred (all of them for k = n).
+        let expected = if k == scores.len() {
+            k
         } else {
-            assert!(referred <= k);
-        }
+            scores.iter().filter(|&&s| s > scores[k]).count()
+        };
+        assert_eq!(
+            referred, expected,
+            "fraction {fraction}, threshold {t}, scores {scores:?}"
+        );
+        assert!(referred <= k);
     }
+    // The fixture must exercise the untied case, or the rule above is never checked at k.
+    assert!(
+        [2, 5].iter().any(|&k| scores[k - 1] != scores[k]),
+        "every cut is tied: {scores:?}"
+    );
     let e = calibrate_review_threshold(&model_path, &data, "train", 0.1, 4, 1).unwrap_err();
     assert!(
         format!("{e:#}").contains("split 'train' has no patches"),
@@ -228,7 +239,6 @@ fn evaluate_writes_report_figures_and_volumes() {
         "figures",
         "notes",
         "quality_checks",
-        "dice_nodules_ge_5mm",
         "evaluation",
     ] {
         assert!(v.get(key).is_some(), "report.json lacks {key}");
@@ -247,16 +257,51 @@ fn evaluate_writes_report_figures_and_volumes() {
         "Dice {dice}, IoU {iou}"
     );
     assert_eq!(v["mc_samples"], 3);
-    assert_eq!(v["quality_checks"].as_array().unwrap().len(), 4);
+    assert_eq!(v["quality_checks"].as_array().unwrap().len(), 5);
     // Positives in test: i = 0, 2, 4 → diameters 3, 5, 7 mm; two are ≥ 5 mm.
-    assert_eq!(v["dice_nodules_ge_5mm"]["n"], 2);
+    common::assert_report_reads_back(&r.report_json, &r.report);
+    let back = &r.report;
+    let h = &back.metrics.headline;
+    assert_eq!((h.n_nodule_patches, h.n_negative_patches), (3, 3));
+    let sized: Vec<f64> = back
+        .metrics
+        .patches
+        .iter()
+        .filter(|p| p.nodule && p.diameter_mm.unwrap() >= 5.0)
+        .map(|p| p.overlap.dice)
+        .collect();
+    assert_eq!(sized.len(), 2);
+    assert_eq!(
+        h.dice_nodules_sized.unwrap().estimate,
+        (sized[0] + sized[1]) / 2.0
+    );
+    // The deterministic baseline is reported beside the MC measures.
+    let names: Vec<&str> = back
+        .metrics
+        .review_scores
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"det_mean_entropy") && names.contains(&"mc_mean_entropy"),
+        "{names:?}"
+    );
+    assert!(back
+        .metrics
+        .uncertainty(
+            lungseg_train::metrics::UncertaintyMeasure::DeterministicEntropy,
+            true
+        )
+        .is_some());
+    let headline = lungseg_train::demo::headline(&r.report_json).unwrap();
+    assert!(headline.contains("3 nodule patches"), "{headline}");
     assert_eq!(
         v["review_threshold"].as_f64().unwrap() as f32,
         Model::open(&model_path).unwrap().review().threshold
     );
     assert_eq!(v["figures"].as_array().unwrap().len(), 4 + panels);
     let md = std::fs::read_to_string(&r.report_md).unwrap();
-    assert!(md.contains("## Dice on nodules ≥ 5 mm"), "{md}");
+    assert!(md.contains("mean Dice, nodules ≥ 5 mm"), "{md}");
 
     // The Slicer volumes sit where the patch was cut, and hold the patch.
     let hu_path = r
@@ -287,6 +332,64 @@ fn evaluate_writes_report_figures_and_volumes() {
     let mut p = vec![0.0; hu.len()];
     prob.copy_f32(&mut p).unwrap();
     assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // Each map is the quantity its name says, not just something in range: the written mean
+    // equals an independent engine run with the patch's seed, and entropy / mutual
+    // information are computed here from that run (a swapped or mislabelled map fails).
+    let read = |suffix: &str| {
+        let v = lungseg::mhd::read(
+            &hu_path.with_file_name(format!("{id}_{suffix}.mhd")),
+            &Default::default(),
+        )
+        .unwrap();
+        let mut out = vec![0.0; hu.len()];
+        v.copy_f32(&mut out).unwrap();
+        out
+    };
+    let model = Model::open(&model_path).unwrap();
+    let n = hu.len();
+    let (mut mean, mut var, mut ent, mut mi) =
+        (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let opts = lungseg::mc::McOptions {
+        n_samples: 3,
+        seed: calibrate::patch_seed(4, &id),
+        threads: 1,
+        review_threshold: None,
+    };
+    lungseg::mc::predict_uncertainty(
+        &model,
+        &hu,
+        &opts,
+        lungseg::mc::UncertaintyMaps {
+            mean: Some(&mut mean),
+            variance: Some(&mut var),
+            entropy: Some(&mut ent),
+            mutual_info: Some(&mut mi),
+        },
+    )
+    .unwrap();
+    assert_eq!(p, mean, "prob map is not the MC mean");
+    let entropy = read("entropy");
+    for (i, (&h, &m)) in entropy.iter().zip(&mean).enumerate() {
+        let direct = lungseg::mc::entropy_bits(m);
+        assert!(
+            (h - direct).abs() <= 1e-6,
+            "voxel {i}: entropy {h}, H(mean) {direct}"
+        );
+    }
+    assert_eq!(
+        read("mi"),
+        mi,
+        "mi map is not the engine's mutual information"
+    );
+    assert!(
+        mi.iter().zip(&entropy).all(|(m, h)| *m <= *h + 1e-6),
+        "mutual information exceeds entropy"
+    );
+    assert!(
+        mean.iter().any(|&m| m > 0.05 && m < 0.95),
+        "fixture has no uncertain voxel: the entropy check is vacuous"
+    );
 }
 
 #[test]

@@ -1,10 +1,9 @@
 //! The streaming accumulator agrees with the direct, all-voxels-in-memory computations.
 
 mod metrics_accumulate {
-    use lungseg_train::metrics::morphology::dilate_cube;
     use lungseg_train::metrics::{
-        auroc_exact, CalibrationAccumulator, Confusion, EvalAccumulator, EvalConfig, EvalMetrics,
-        PatchInput, UncertaintyMeasure,
+        auroc_exact, Confusion, EvalAccumulator, EvalConfig, EvalMetrics, PatchInput,
+        UncertaintyMeasure,
     };
 
     const N: usize = 16;
@@ -59,7 +58,10 @@ mod metrics_accumulate {
             let rec = acc
                 .add_patch(&PatchInput {
                     id: &format!("p{k}"),
+                    scan: "scan",
                     dims: DIMS,
+                    voxel_mm3: 1.0,
+                    diameter_mm: None,
                     gt: &p.gt,
                     prob: &p.prob,
                     entropy: &p.ent,
@@ -67,6 +69,8 @@ mod metrics_accumulate {
                     variance: &p.var,
                     score,
                     needs_review: score > 0.02,
+                    det_prob: &p.prob,
+                    scores: &[],
                 })
                 .unwrap();
             assert_eq!(
@@ -86,6 +90,54 @@ mod metrics_accumulate {
         ]
     }
 
+    /// Voxels within Chebyshev distance `r` of a ground-truth voxel, or predicted foreground.
+    fn chebyshev_roi(gt: &[u8], prob: &[f32], r: i64) -> Vec<bool> {
+        let n = N as i64;
+        let at = |z: i64, y: i64, x: i64| ((z * n + y) * n + x) as usize;
+        let mut roi: Vec<bool> = prob.iter().map(|&q| q >= 0.5).collect();
+        for z in 0..n {
+            for y in 0..n {
+                for x in 0..n {
+                    let near = (-r..=r).any(|dz| {
+                        (-r..=r).any(|dy| {
+                            (-r..=r).any(|dx| {
+                                let (zz, yy, xx) = (z + dz, y + dy, x + dx);
+                                (0..n).contains(&zz)
+                                    && (0..n).contains(&yy)
+                                    && (0..n).contains(&xx)
+                                    && gt[at(zz, yy, xx)] != 0
+                            })
+                        })
+                    });
+                    roi[at(z, y, x)] |= near;
+                }
+            }
+        }
+        roi
+    }
+
+    /// ECE (foreground probability, equal-width bins, p = 1 in the last bin), Brier score and
+    /// bin counts of (probability, label) pairs.
+    fn direct_calibration(py: &[(f64, f64)], bins: usize) -> (f64, f64, Vec<u64>) {
+        let mut members: Vec<Vec<(f64, f64)>> = vec![vec![]; bins];
+        for &(p, y) in py {
+            members[((p * bins as f64) as usize).min(bins - 1)].push((p, y));
+        }
+        let n = py.len() as f64;
+        let ece = members
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                let k = b.len() as f64;
+                let conf = b.iter().map(|v| v.0).sum::<f64>() / k;
+                let freq = b.iter().map(|v| v.1).sum::<f64>() / k;
+                k / n * (freq - conf).abs()
+            })
+            .sum();
+        let brier = py.iter().map(|(p, y)| (p - y).powi(2)).sum::<f64>() / n;
+        (ece, brier, members.iter().map(|b| b.len() as u64).collect())
+    }
+
     #[test]
     fn streaming_matches_direct_computation() {
         let ps = patches();
@@ -95,26 +147,39 @@ mod metrics_accumulate {
         assert_eq!(m.patches[3].overlap.dice, 0.0); // missed nodule
         assert!(m.overlap.pooled.dice != m.overlap.pooled.iou);
 
-        // Direct: all voxels of all patches in memory.
+        // Direct: all voxels of all patches in memory, with the ROI (ground truth within a
+        // Chebyshev distance of 3 voxels, or predicted foreground) and the calibration
+        // formulas written out here rather than through the helpers under test.
         let (mut u, mut e, mut u_roi, mut e_roi) = (vec![], vec![], vec![], vec![]);
-        let mut cal = CalibrationAccumulator::new(15).unwrap();
+        let mut roi_py: Vec<(f64, f64)> = vec![];
         for p in &ps {
-            let mut roi = dilate_cube(&p.gt, DIMS, 3).unwrap();
-            for (r, &q) in roi.iter_mut().zip(&p.prob) {
-                *r |= u8::from(q >= 0.5);
-            }
-            cal.add_patch(&p.gt, &p.prob, Some(&roi)).unwrap();
+            let roi = chebyshev_roi(&p.gt, &p.prob, 3);
             for (i, &g) in p.gt.iter().enumerate() {
                 let err = (g != 0) != (p.prob[i] >= 0.5);
                 u.push(p.ent[i]);
                 e.push(err);
-                if roi[i] != 0 {
+                if roi[i] {
                     u_roi.push(p.ent[i]);
                     e_roi.push(err);
+                    roi_py.push((f64::from(p.prob[i]), f64::from(g != 0)));
                 }
             }
         }
-        assert_eq!(m.calibration_roi, cal.summary());
+        let (ece, brier, counts) = direct_calibration(&roi_py, 15);
+        let c = &m.calibration_roi;
+        assert_eq!(c.voxels as usize, roi_py.len());
+        assert!(
+            (c.ece.unwrap() - ece).abs() < 1e-9,
+            "ECE {:?} vs {ece}",
+            c.ece
+        );
+        assert!(
+            (c.brier.unwrap() - brier).abs() < 1e-9,
+            "Brier {:?} vs {brier}",
+            c.brier
+        );
+        assert_eq!(c.bins.iter().map(|b| b.count).collect::<Vec<_>>(), counts);
+        assert!(ece > 0.0 && counts.iter().filter(|&&n| n > 0).count() > 3);
         for (roi, uu, ee) in [(false, &u, &e), (true, &u_roi, &e_roi)] {
             let exact = auroc_exact(uu, ee).unwrap().unwrap();
             let s = m.uncertainty(UncertaintyMeasure::Entropy, roi).unwrap();
@@ -139,7 +204,7 @@ mod metrics_accumulate {
         assert_eq!(m.calibration_all.voxels as usize, 4 * N * N * N);
         assert_eq!(m.referral.as_ref().unwrap().points[0].n_retained, 4);
         assert_eq!(m.review.tp + m.review.fp + m.review.fn_ + m.review.tn, 4);
-        assert_eq!(m.histograms_roi.len(), 3);
+        assert_eq!(m.histograms_roi.len(), 4);
     }
 
     #[test]
@@ -164,7 +229,10 @@ mod metrics_accumulate {
         let short = &p.var[..10];
         let input = PatchInput {
             id: "bad",
+            scan: "scan",
             dims: DIMS,
+            voxel_mm3: 1.0,
+            diameter_mm: None,
             gt: &p.gt,
             prob: &p.prob,
             entropy: &p.ent,
@@ -172,6 +240,14 @@ mod metrics_accumulate {
             variance: short,
             score: 0.0,
             needs_review: false,
+            det_prob: &p.prob,
+            scores: &[],
+        };
+        assert!(acc.add_patch(&input).is_err());
+        let input = PatchInput {
+            variance: &p.var,
+            det_prob: short,
+            ..input
         };
         assert!(acc.add_patch(&input).is_err());
         assert!(EvalAccumulator::new(EvalConfig {

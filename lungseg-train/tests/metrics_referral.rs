@@ -92,10 +92,10 @@ mod metrics_referral {
 
     #[test]
     fn review_confusion_against_bad_patches() {
+        // Dice 0.3, 0.9, 0.4, 0.8, 0.5 against a 0.5 cut: bad, good, bad, good, good.
         let c = review_confusion(
-            &[0.3, 0.9, 0.4, 0.8, 0.5],
+            &[true, false, true, false, false],
             &[true, true, false, false, false],
-            0.5,
         )
         .unwrap();
         assert_eq!((c.tp, c.fp, c.fn_, c.tn), (1, 1, 1, 2));
@@ -104,7 +104,7 @@ mod metrics_referral {
         assert!(close(c.ppv.unwrap(), 0.5));
         assert!(close(c.npv.unwrap(), 2.0 / 3.0));
         assert!(close(c.referred_fraction, 0.4));
-        let none_bad = review_confusion(&[0.9], &[false], 0.5).unwrap();
+        let none_bad = review_confusion(&[false], &[false]).unwrap();
         assert_eq!((none_bad.sensitivity, none_bad.ppv), (None, None));
     }
 }

@@ -1,12 +1,15 @@
 //! report.json / report.md and every figure, from synthetic inputs.
 
+mod common;
+
 mod metrics_report {
     use std::path::{Path, PathBuf};
 
     use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
     use lungseg_train::report::figures::{self, EpochRow, PanelInput};
     use lungseg_train::report::{
-        render_markdown, to_json_string, write_json, write_markdown, FigureRef, Report,
+        render_markdown, to_json_string, write_json, write_markdown, EvaluationRun, FigureRef,
+        Report,
     };
     use plotters::prelude::*;
 
@@ -82,9 +85,17 @@ mod metrics_report {
             let mi: Vec<f32> = v.ent.iter().map(|e| e * 0.3).collect();
             let var: Vec<f32> = v.prob.iter().map(|p| p * (1.0 - p) * 0.4).collect();
             let score = s / 10.0;
+            let det: Vec<f32> = v
+                .prob
+                .iter()
+                .map(|p| if *p >= 0.5 { 0.9 } else { 0.1 })
+                .collect();
             acc.add_patch(&PatchInput {
                 id: &format!("patch-{k}"),
+                scan: &format!("scan-{}", k / 2),
                 dims: [N; 3],
+                voxel_mm3: 1.0,
+                diameter_mm: Some(2.0 * r as f64),
                 gt: &v.gt,
                 prob: &v.prob,
                 entropy: &v.ent,
@@ -92,6 +103,8 @@ mod metrics_report {
                 variance: &var,
                 score,
                 needs_review: score > 0.2,
+                det_prob: &det,
+                scores: &[("mc_review_score", score), ("det_constant", 0.5)],
             })
             .unwrap();
         }
@@ -107,7 +120,14 @@ mod metrics_report {
             review_score: "mean_mutual_info".into(),
             review_threshold: 0.2,
             metrics: m,
-            dice_nodules_ge_5mm: None,
+            evaluation: EvaluationRun {
+                split: "test".into(),
+                seed: 3,
+                patches: 5,
+                seconds: 1.5,
+                patches_per_second: 5.0 / 1.5,
+                slicer_volumes: vec!["slicer/patch-0_hu.mhd".into()],
+            },
             figures: vec![FigureRef {
                 title: "Referral".into(),
                 path: "referral.png".into(),
@@ -127,21 +147,22 @@ mod metrics_report {
                 .unwrap();
         let pooled = &v["metrics"]["overlap"]["pooled"];
         assert_ne!(pooled["dice"], pooled["iou"]);
-        assert_eq!(v["quality_checks"].as_array().unwrap().len(), 4);
+        assert_eq!(v["quality_checks"].as_array().unwrap().len(), 5);
         assert_eq!(
             v["quality_checks"][0]["name"],
-            "Dice, mean over nodule patches"
+            "Dice, mean over all nodule patches"
         );
-        // With diameters known, the Dice bar is judged on nodules >= 5 mm only.
-        let sized = Report {
-            dice_nodules_ge_5mm: Some(0.85),
-            ..r.clone()
-        };
-        let q = &sized.quality_checks()[0];
+        // report.json is the typed report, serialised once: it reads back into `Report`.
+        crate::common::assert_report_reads_back(&dir.join("report.json"), &r);
+        let h = &r.metrics.headline;
+        assert_eq!(h.n_nodule_patches, 5);
+        let d = h.dice_nodules.unwrap();
+        assert_eq!(d.groups, 3);
         assert!(
-            q.name.contains(">= 5 mm") && q.passed && q.value == Some(0.85),
-            "{q:?}"
+            d.lo <= d.estimate && d.estimate <= d.hi && d.lo < d.hi,
+            "{d:?}"
         );
+        assert_eq!(r.metrics.review_scores.len(), 2);
         assert_eq!(v["metrics"]["patches"].as_array().unwrap().len(), 5);
         assert!(to_json_string(&r).unwrap().contains("\"auroc\""));
         let md = render_markdown(&r);
@@ -152,6 +173,9 @@ mod metrics_report {
             "AUROC",
             "UEO",
             "## Referral",
+            "## Headline",
+            "## Review scores as detectors of bad patches",
+            "| det_constant |",
             "| flagged |",
             "![Referral](referral.png)",
         ] {
@@ -192,7 +216,8 @@ mod metrics_report {
         assert_eq!(check_png(&refp), (640, 480));
         let hist = dir.join("hist.png");
         figures::uncertainty_histograms(&hist, &m.histograms_roi, "Uncertainty (ROI)").unwrap();
-        assert_eq!(check_png(&hist), (1260, 400));
+        // One panel per measure: entropy, mutual information, variance, deterministic entropy.
+        assert_eq!(check_png(&hist), (4 * 420, 400));
 
         let csv = "epoch,loss,train_dice,val_dice,lr,seconds\n1,0.9,0.2,0.1,0.001,3.5\n2,0.6,0.5,0.4,0.001,3.4\n3,0.4,0.7,,0.0005,3.6\n";
         let rows = figures::parse_metrics_csv(csv).unwrap();

@@ -1,8 +1,9 @@
 //! Dice + BCE, the hard Dice metric and the learning-rate schedule against hand-computed values.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use lungseg_train::metrics::Confusion;
 use lungseg_train::train::learning_rate;
-use lungseg_train::train::loss::{dice_bce, Overlap};
+use lungseg_train::train::loss::dice_bce;
 
 fn t5(v: &[f32]) -> Tensor<5> {
     Tensor::from_data(
@@ -44,21 +45,28 @@ fn bce_is_finite_for_huge_logits() {
 
 #[test]
 fn hard_dice_counts() {
-    let o = Overlap::count(&[1.0, 1.0, -1.0, -1.0, 0.5], &[1.0, 0.0, 1.0, 0.0, 1.0]);
+    // Training validation counts through the metrics layer: logit >= 0 is p >= 0.5.
+    let o = Confusion::from_logits(
+        &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        &[1.0, 1.0, -1.0, -1.0, 0.5, 0.0],
+    )
+    .unwrap();
     assert_eq!(
         o,
-        Overlap {
+        Confusion {
             tp: 2,
-            pred: 3,
-            truth: 3
+            fp: 2,
+            fn_: 1,
+            tn: 1
         }
     );
-    assert!((o.dice() - 4.0 / 6.0).abs() < 1e-12);
+    assert!((o.dice() - 4.0 / 7.0).abs() < 1e-12);
     assert_eq!(
-        Overlap::count(&[-1.0], &[0.0]).dice(),
+        Confusion::from_logits(&[0.0], &[-1.0]).unwrap().dice(),
         1.0,
         "both empty is a perfect match"
     );
+    assert!(Confusion::from_logits(&[0.0], &[]).is_err());
 }
 
 #[test]

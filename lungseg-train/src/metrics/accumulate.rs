@@ -10,13 +10,20 @@
 //! `roi_dilation` voxels ∪ predicted foreground), where the clinically relevant
 //! uncertainty lives; the whole-patch numbers are inflated by easy background.
 
+use std::collections::BTreeMap;
+
+use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
+use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfig, Interval};
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
 use super::morphology::dilate_cube;
 use super::overlap::{summarize_overlap, Confusion, OverlapScores, OverlapSummary};
 use super::referral::{
     referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
+};
+use super::review_scores::{
+    evaluate_score, is_bad, ScoreEvaluation, DEFAULT_BAD_FP_MM3, DEFAULT_REFER_BUDGET,
 };
 use super::uncertainty::{
     HistogramDensity, ScoreHistogram, UncertaintyMeasure, UncertaintySummary, DEFAULT_HIST_BINS,
@@ -36,8 +43,15 @@ pub struct EvalConfig {
     pub hist_bins: usize,
     /// Coarse bins of the uncertainty histograms kept for the figures.
     pub figure_hist_bins: usize,
-    /// Patches with Dice below this are "bad" in the review confusion.
+    /// Nodule patches with Dice below this are bad (see [`super::review_scores::is_bad`]).
     pub bad_dice: f64,
+    /// Negative patches with a predicted foreground above this many mm³ are bad.
+    pub bad_fp_mm3: f64,
+    /// Fraction of patches referred when candidate review scores are compared.
+    pub refer_budget: f64,
+    /// The headline Dice is also stated for nodules at least this large (mm).
+    pub min_diameter_mm: f64,
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Default for EvalConfig {
@@ -49,6 +63,10 @@ impl Default for EvalConfig {
             hist_bins: DEFAULT_HIST_BINS,
             figure_hist_bins: 50,
             bad_dice: DEFAULT_BAD_DICE,
+            bad_fp_mm3: DEFAULT_BAD_FP_MM3,
+            refer_budget: DEFAULT_REFER_BUDGET,
+            min_diameter_mm: 5.0,
+            bootstrap: BootstrapConfig::default(),
         }
     }
 }
@@ -58,7 +76,13 @@ impl Default for EvalConfig {
 #[derive(Clone, Copy, Debug)]
 pub struct PatchInput<'a> {
     pub id: &'a str,
+    /// The scan the patch was cut from: the unit of bootstrap resampling.
+    pub scan: &'a str,
     pub dims: [usize; 3],
+    /// Volume of one voxel, mm³ (false-positive volumes).
+    pub voxel_mm3: f64,
+    /// Annotated nodule diameter, for nodule patches where known.
+    pub diameter_mm: Option<f64>,
     pub gt: &'a [u8],
     /// Mean MC-dropout foreground probability.
     pub prob: &'a [f32],
@@ -72,18 +96,51 @@ pub struct PatchInput<'a> {
     pub score: f32,
     /// The engine's flag: `score > threshold`.
     pub needs_review: bool,
+    /// Dropout-off probability: the deterministic baseline's map.
+    pub det_prob: &'a [f32],
+    /// Candidate review scores by name (MC summaries, structure-wise measures, baseline).
+    pub scores: &'a [(&'a str, f32)],
 }
 
 /// What is kept of one patch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatchRecord {
     pub id: String,
+    pub scan: String,
+    /// The ground truth has foreground.
+    pub nodule: bool,
+    pub diameter_mm: Option<f64>,
     pub confusion: Confusion,
     pub overlap: OverlapScores,
+    /// Predicted foreground outside the ground truth, mm³.
+    pub fp_volume_mm3: f64,
+    /// See [`super::review_scores::is_bad`].
+    pub bad: bool,
     pub score: f32,
     pub needs_review: bool,
     /// Mean predictive entropy over the patch (bits).
     pub mean_entropy: f64,
+    pub scores: BTreeMap<String, f32>,
+}
+
+/// The numbers a reader looks at first, each with its by-scan bootstrap interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Headline {
+    /// Mean Dice over every nodule patch.
+    pub dice_nodules: Option<Interval>,
+    pub iou_nodules: Option<Interval>,
+    /// Mean Dice over nodule patches with diameter ≥ `min_diameter_mm`.
+    pub dice_nodules_sized: Option<Interval>,
+    pub min_diameter_mm: f64,
+    pub n_nodule_patches: usize,
+    pub n_negative_patches: usize,
+    /// Mean false-positive volume on patches without nodule, mm³.
+    pub fp_volume_negatives_mm3: Option<Interval>,
+    pub n_bad: usize,
+    /// Share of bad patches the engine's review flag catches.
+    pub flag_catch_rate: Option<Interval>,
+    /// Share of all patches the flag refers.
+    pub flag_referred_fraction: Option<Interval>,
 }
 
 /// Every metric of an evaluation run.
@@ -101,6 +158,9 @@ pub struct EvalMetrics {
     /// `None` without patches.
     pub referral: Option<ReferralCurve>,
     pub review: ReviewConfusion,
+    pub headline: Headline,
+    /// Every candidate review score as a detector of bad patches, at `refer_budget`.
+    pub review_scores: Vec<ScoreEvaluation>,
     pub patches: Vec<PatchRecord>,
 }
 
@@ -160,21 +220,31 @@ impl EvalAccumulator {
         check_len("entropy map", n, p.entropy.len())?;
         check_len("mutual information map", n, p.mutual_info.len())?;
         check_len("variance map", n, p.variance.len())?;
+        check_len("deterministic probability map", n, p.det_prob.len())?;
         let t = self.config.fg_threshold;
         let confusion = Confusion::from_probs(p.gt, p.prob, t)?;
+        // One ROI for every measure (ground truth dilated, MC and dropout-off predictions),
+        // so the MC maps and the baseline are judged on the same voxels.
         let mut roi = dilate_cube(p.gt, p.dims, self.config.roi_dilation)?;
-        for (r, &q) in roi.iter_mut().zip(p.prob) {
-            *r |= u8::from(q >= t);
+        for ((r, &q), &d) in roi.iter_mut().zip(p.prob).zip(p.det_prob) {
+            *r |= u8::from(q >= t || d >= t);
         }
         self.calib_roi.add_patch(p.gt, p.prob, Some(&roi))?;
         self.calib_all.add_patch(p.gt, p.prob, None)?;
-        let maps = [p.entropy, p.mutual_info, p.variance];
-        for i in 0..n {
-            let error = (p.gt[i] != 0) != (p.prob[i] >= t);
-            for (m, map) in maps.iter().enumerate() {
-                self.hist_all[m].add(map[i], error);
-                if roi[i] != 0 {
-                    self.hist_roi[m].add(map[i], error);
+        for (i, &in_roi) in roi.iter().enumerate() {
+            let gt = p.gt[i] != 0;
+            let mc_error = gt != (p.prob[i] >= t);
+            let det_error = gt != (p.det_prob[i] >= t);
+            let values = [
+                (p.entropy[i], mc_error),
+                (p.mutual_info[i], mc_error),
+                (p.variance[i], mc_error),
+                (entropy_bits(p.det_prob[i]), det_error),
+            ];
+            for (m, &(v, error)) in values.iter().enumerate() {
+                self.hist_all[m].add(v, error);
+                if in_roi != 0 {
+                    self.hist_roi[m].add(v, error);
                 }
             }
         }
@@ -183,13 +253,29 @@ impl EvalAccumulator {
         } else {
             0.0
         };
+        let nodule = confusion.gt_voxels() > 0;
+        let overlap = confusion.scores();
+        let fp_volume_mm3 = confusion.fp as f64 * p.voxel_mm3;
+        let c = &self.config;
         self.patches.push(PatchRecord {
             id: p.id.to_string(),
+            scan: p.scan.to_string(),
+            nodule,
+            diameter_mm: p.diameter_mm,
             confusion,
-            overlap: confusion.scores(),
+            overlap,
+            fp_volume_mm3,
+            bad: is_bad(
+                nodule,
+                overlap.dice,
+                fp_volume_mm3,
+                c.bad_dice,
+                c.bad_fp_mm3,
+            ),
             score: p.score,
             needs_review: p.needs_review,
             mean_entropy,
+            scores: p.scores.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
         });
         Ok(self.patches.last().expect("just pushed"))
     }
@@ -204,6 +290,7 @@ impl EvalAccumulator {
         let dice: Vec<f64> = self.patches.iter().map(|p| p.overlap.dice).collect();
         let scores: Vec<f32> = self.patches.iter().map(|p| p.score).collect();
         let flags: Vec<bool> = self.patches.iter().map(|p| p.needs_review).collect();
+        let bad: Vec<bool> = self.patches.iter().map(|p| p.bad).collect();
         let summarize = |h: &[ScoreHistogram]| {
             UncertaintyMeasure::ALL
                 .iter()
@@ -229,8 +316,71 @@ impl EvalAccumulator {
             } else {
                 Some(referral_curve(&dice, &scores)?)
             },
-            review: review_confusion(&dice, &flags, self.config.bad_dice)?,
+            review: review_confusion(&bad, &flags)?,
+            headline: self.headline()?,
+            review_scores: self.review_scores()?,
             patches: self.patches.clone(),
         })
+    }
+
+    fn groups(&self) -> Vec<usize> {
+        group_ids(
+            &self
+                .patches
+                .iter()
+                .map(|p| p.scan.as_str())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn headline(&self) -> Result<Headline, MetricsError> {
+        let (ps, c) = (&self.patches, &self.config);
+        let group = self.groups();
+        let boot =
+            |stat: &dyn Fn(&[usize]) -> Option<f64>| bootstrap_by_group(&group, &c.bootstrap, stat);
+        let sized =
+            |i: usize| ps[i].nodule && ps[i].diameter_mm.is_some_and(|d| d >= c.min_diameter_mm);
+        let flagged_bad = |s: &[usize]| {
+            mean_where(
+                s,
+                |i| ps[i].bad,
+                |i| f64::from(u8::from(ps[i].needs_review)),
+            )
+        };
+        Ok(Headline {
+            dice_nodules: boot(&|s| mean_where(s, |i| ps[i].nodule, |i| ps[i].overlap.dice))?,
+            iou_nodules: boot(&|s| mean_where(s, |i| ps[i].nodule, |i| ps[i].overlap.iou))?,
+            dice_nodules_sized: boot(&|s| mean_where(s, sized, |i| ps[i].overlap.dice))?,
+            min_diameter_mm: c.min_diameter_mm,
+            n_nodule_patches: ps.iter().filter(|p| p.nodule).count(),
+            n_negative_patches: ps.iter().filter(|p| !p.nodule).count(),
+            fp_volume_negatives_mm3: boot(&|s| {
+                mean_where(s, |i| !ps[i].nodule, |i| ps[i].fp_volume_mm3)
+            })?,
+            n_bad: ps.iter().filter(|p| p.bad).count(),
+            flag_catch_rate: boot(&flagged_bad)?,
+            flag_referred_fraction: boot(&|s| {
+                mean_where(s, |_| true, |i| f64::from(u8::from(ps[i].needs_review)))
+            })?,
+        })
+    }
+
+    /// Each candidate score named by every patch, judged at the referral budget.
+    fn review_scores(&self) -> Result<Vec<ScoreEvaluation>, MetricsError> {
+        let Some(first) = self.patches.first() else {
+            return Ok(Vec::new());
+        };
+        let group = self.groups();
+        let bad: Vec<bool> = self.patches.iter().map(|p| p.bad).collect();
+        let c = &self.config;
+        first
+            .scores
+            .keys()
+            .filter(|k| self.patches.iter().all(|p| p.scores.contains_key(*k)))
+            .map(|k| {
+                let s: Vec<f32> = self.patches.iter().map(|p| p.scores[k]).collect();
+                evaluate_score(k, &s, &bad, &group, c.refer_budget, &c.bootstrap)
+            })
+            .collect()
     }
 }

@@ -11,19 +11,23 @@
 //!   bits (binary case, in `[0, 1]`), variance of the probability (in `[0, 0.25]`).
 
 pub mod accumulate;
+pub mod bootstrap;
 pub mod calibration;
 pub mod morphology;
 pub mod overlap;
 pub mod referral;
+pub mod review_scores;
 pub mod uncertainty;
 
-pub use accumulate::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput, PatchRecord};
+pub use accumulate::{EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord};
+pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use referral::{
     referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
     ReviewConfusion,
 };
+pub use review_scores::{is_bad, ScoreEvaluation};
 pub use uncertainty::{auroc_exact, Auroc, ScoreHistogram, UncertaintyMeasure};
 
 /// Probability at or above which a voxel counts as predicted foreground.

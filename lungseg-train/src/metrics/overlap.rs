@@ -53,6 +53,18 @@ impl Confusion {
         Ok(c)
     }
 
+    /// Counts from a 0/1 target (`>= 0.5` is foreground) and logits: a voxel is predicted
+    /// foreground when `sigmoid(logit) >= 0.5`, i.e. `logit >= 0`, the same rule as
+    /// [`super::DEFAULT_FG_THRESHOLD`] on probabilities (training-time validation uses this).
+    pub fn from_logits(target: &[f32], logits: &[f32]) -> Result<Self, MetricsError> {
+        check_len("logits", target.len(), logits.len())?;
+        let mut c = Confusion::default();
+        for (&t, &l) in target.iter().zip(logits) {
+            c.count(t >= 0.5, l >= 0.0);
+        }
+        Ok(c)
+    }
+
     #[inline]
     pub(crate) fn count(&mut self, gt: bool, pred: bool) {
         match (gt, pred) {

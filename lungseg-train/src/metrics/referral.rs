@@ -12,8 +12,9 @@
 //!   reads as an average retained Dice. A random referral order gives, in expectation,
 //!   the overall mean Dice at every fraction (`auc_random`); referring the worst patches
 //!   first gives the best achievable curve (`auc_oracle`);
-//! - needs-review confusion: a patch is *bad* when `d_i < bad_dice` (0.5 by default),
-//!   and the engine's `needs_review` flag is scored as a detector of bad patches.
+//! - needs-review confusion: the engine's `needs_review` flag scored as a detector of bad
+//!   patches ([`super::review_scores::is_bad`]: Dice < 0.5 on nodule patches, a false
+//!   positive larger than a 3 mm nodule on negatives, by default).
 
 use serde::{Deserialize, Serialize};
 
@@ -107,10 +108,9 @@ fn area(points: &[ReferralPoint], n: usize) -> f64 {
     a / end
 }
 
-/// The review flag scored against bad patches (`dice < bad_dice`).
+/// The review flag scored against bad patches.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReviewConfusion {
-    pub bad_dice: f64,
     /// Flagged and bad.
     pub tp: u64,
     /// Flagged but good.
@@ -132,16 +132,15 @@ pub struct ReviewConfusion {
     pub npv: Option<f64>,
 }
 
-/// Confusion of `needs_review` against `dice < bad_dice`.
+/// Confusion of `needs_review` against `bad`.
 pub fn review_confusion(
-    dice: &[f64],
+    bad: &[bool],
     needs_review: &[bool],
-    bad_dice: f64,
 ) -> Result<ReviewConfusion, MetricsError> {
-    check_len("review flags", dice.len(), needs_review.len())?;
+    check_len("review flags", bad.len(), needs_review.len())?;
     let (mut tp, mut fp, mut fn_, mut tn) = (0u64, 0u64, 0u64, 0u64);
-    for (&d, &r) in dice.iter().zip(needs_review) {
-        match (d < bad_dice, r) {
+    for (&b, &r) in bad.iter().zip(needs_review) {
+        match (b, r) {
             (true, true) => tp += 1,
             (false, true) => fp += 1,
             (true, false) => fn_ += 1,
@@ -149,9 +148,8 @@ pub fn review_confusion(
         }
     }
     let ratio = |a: u64, b: u64| (a + b > 0).then(|| a as f64 / (a + b) as f64);
-    let n = dice.len();
+    let n = bad.len();
     Ok(ReviewConfusion {
-        bad_dice,
         tp,
         fp,
         fn_,

@@ -38,15 +38,23 @@ pub enum UncertaintyMeasure {
     MutualInfo,
     /// Variance of the sampled probabilities, in `[0, 0.25]`.
     Variance,
+    /// The deterministic baseline: entropy of the dropout-off probability, bits, in `[0, 1]`,
+    /// judged against the errors of the dropout-off prediction. What MC dropout must beat.
+    DeterministicEntropy,
 }
 
 impl UncertaintyMeasure {
-    pub const ALL: [UncertaintyMeasure; 3] = [Self::Entropy, Self::MutualInfo, Self::Variance];
+    pub const ALL: [UncertaintyMeasure; 4] = [
+        Self::Entropy,
+        Self::MutualInfo,
+        Self::Variance,
+        Self::DeterministicEntropy,
+    ];
 
     /// The closed range the measure can take.
     pub fn range(self) -> (f32, f32) {
         match self {
-            Self::Entropy | Self::MutualInfo => (0.0, 1.0),
+            Self::Entropy | Self::MutualInfo | Self::DeterministicEntropy => (0.0, 1.0),
             Self::Variance => (0.0, 0.25),
         }
     }
@@ -56,6 +64,7 @@ impl UncertaintyMeasure {
             Self::Entropy => "entropy",
             Self::MutualInfo => "mutual_info",
             Self::Variance => "variance",
+            Self::DeterministicEntropy => "deterministic_entropy",
         }
     }
 
@@ -65,6 +74,7 @@ impl UncertaintyMeasure {
             Self::Entropy => "predictive entropy (bits)",
             Self::MutualInfo => "mutual information (bits)",
             Self::Variance => "variance of p",
+            Self::DeterministicEntropy => "entropy without dropout (bits)",
         }
     }
 }

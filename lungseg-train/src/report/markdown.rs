@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::Report;
+use crate::metrics::bootstrap::Interval;
 use crate::metrics::overlap::MeanOverlap;
 use crate::metrics::uncertainty::UncertaintySummary;
 
@@ -79,6 +80,9 @@ pub fn render_markdown(r: &Report) -> String {
             if q.passed { "pass" } else { "**not met**" }
         );
     }
+
+    headline_section(&mut s, r);
+    review_scores_section(&mut s, r);
 
     let o = &m.overlap;
     s.push_str("\n## Segmentation overlap\n\n");
@@ -192,10 +196,11 @@ pub fn render_markdown(r: &Report) -> String {
     let rv = &m.review;
     let _ = writeln!(
         s,
-        "\n## Needs-review flag against bad segmentations\n\nA patch is bad when its Dice < {}. {} of patches \
-         were flagged.\n\n| | bad | good |\n|---|---|---|\n| flagged | {} | {} |\n| not flagged | {} | {} |\n\n\
+        "\n## Needs-review flag against bad segmentations\n\nA patch is bad when it holds a nodule segmented \
+         with Dice < {}, or no nodule but a false positive above {:.1} mm³. {} of patches were flagged.\n\n| | bad | good |\n|---|---|---|\n| flagged | {} | {} |\n| not flagged | {} | {} |\n\n\
          Sensitivity (bad patches flagged) {}, specificity {}, PPV {}, NPV {}.",
-        rv.bad_dice,
+        c.bad_dice,
+        c.bad_fp_mm3,
         pct(Some(rv.referred_fraction)),
         rv.tp,
         rv.fp,
@@ -239,6 +244,101 @@ pub fn render_markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// `estimate [lo, hi]`, or n/a.
+fn ci(v: Option<Interval>, scale: f64, digits: usize) -> String {
+    v.map_or_else(
+        || "n/a".into(),
+        |i| {
+            format!(
+                "{:.d$} [{:.d$}, {:.d$}]",
+                i.estimate * scale,
+                i.lo * scale,
+                i.hi * scale,
+                d = digits
+            )
+        },
+    )
+}
+
+fn headline_section(s: &mut String, r: &Report) {
+    let h = &r.metrics.headline;
+    let b = &r.metrics.config.bootstrap;
+    let groups = [h.dice_nodules, h.fp_volume_negatives_mm3]
+        .iter()
+        .flatten()
+        .map(|i| i.groups)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "\n## Headline\n\nPoint estimates on all patches with {:.0} % percentile bootstrap intervals: {} \
+         resamples of the {groups} scans with replacement (patches of a scan move together).\n\n\
+         | quantity | value [{:.0} % CI] | patches |\n|---|---|---|",
+        b.level * 100.0,
+        b.resamples,
+        b.level * 100.0
+    );
+    let rows = [
+        (
+            "mean Dice, all nodule patches",
+            ci(h.dice_nodules, 1.0, 3),
+            h.n_nodule_patches,
+        ),
+        (
+            "mean IoU, all nodule patches",
+            ci(h.iou_nodules, 1.0, 3),
+            h.n_nodule_patches,
+        ),
+        (
+            &*format!("mean Dice, nodules ≥ {} mm", h.min_diameter_mm),
+            ci(h.dice_nodules_sized, 1.0, 3),
+            h.n_nodule_patches,
+        ),
+        (
+            "false-positive volume on negatives, mm³",
+            ci(h.fp_volume_negatives_mm3, 1.0, 1),
+            h.n_negative_patches,
+        ),
+        (
+            "bad patches flagged for review, %",
+            ci(h.flag_catch_rate, 100.0, 1),
+            h.n_bad,
+        ),
+        (
+            "patches flagged for review, %",
+            ci(h.flag_referred_fraction, 100.0, 1),
+            h.n_nodule_patches + h.n_negative_patches,
+        ),
+    ];
+    for (name, v, n) in rows {
+        let _ = writeln!(s, "| {name} | {v} | {n} |");
+    }
+}
+
+fn review_scores_section(s: &mut String, r: &Report) {
+    let list = &r.metrics.review_scores;
+    let Some(first) = list.first() else {
+        return;
+    };
+    let _ = writeln!(
+        s,
+        "\n## Review scores as detectors of bad patches\n\nEach candidate patch score, referring the \
+         top {:.0} % of patches by score. `mc_*`: MC-dropout summaries; `det_*`: the deterministic baseline \
+         (the same summaries of the dropout-off probability), which MC dropout must beat to be worth its \
+         cost. AUROC: a bad patch scores above a good one.\n\n| score | AUROC | bad caught [CI] |\n|---|---|---|",
+        first.budget * 100.0
+    );
+    for e in list {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            e.name,
+            f(e.auroc),
+            ci(e.catch_rate, 100.0, 1)
+        );
+    }
 }
 
 /// Writes `report.md` (or any path).

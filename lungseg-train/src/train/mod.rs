@@ -28,10 +28,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::PatchDataset;
+use crate::metrics::Confusion;
 use crate::model::{UNet, UNetConfig};
 use augment::{augment, AugmentConfig};
 use checkpoint::TrainState;
-use loss::{dice_bce, Overlap};
+use loss::dice_bce;
 use metrics::{EpochMetrics, MetricsLog};
 use parallel::{DataParallel, ShardOutput};
 use rng::Rng;
@@ -235,7 +236,7 @@ pub fn evaluate(
     let model = model.valid();
     let (mut loss_sum, mut n) = (0.0, 0usize);
     let (mut dice_sum, mut positives) = (0.0, 0usize);
-    let mut pooled = Overlap::default();
+    let mut pooled = Confusion::default();
     for chunk in idx.chunks(batch_size.max(1)) {
         let batch = load_batch(data, chunk, config, None)?;
         let (x, y) = batch.tensors(device);
@@ -249,9 +250,9 @@ pub fn evaluate(
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let per = logits.len() / chunk.len();
         for (l, t) in logits.chunks(per).zip(batch.mask.chunks(per)) {
-            let o = Overlap::count(l, t);
-            pooled.add(o);
-            if o.truth > 0 {
+            let o = confusion(t, l);
+            pooled.add(&o);
+            if o.gt_voxels() > 0 {
                 dice_sum += o.dice();
                 positives += 1;
             }
@@ -266,6 +267,11 @@ pub fn evaluate(
         },
         dice_pooled: pooled.dice(),
     })
+}
+
+/// Voxel counts of one patch's logits against its mask (the metrics layer's definition).
+fn confusion(mask: &[f32], logits: &[f32]) -> Confusion {
+    Confusion::from_logits(mask, logits).expect("logits and masks of one batch have equal sizes")
 }
 
 fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
@@ -380,7 +386,7 @@ struct EpochTrain {
     loss_sum: f64,
     bce_sum: f64,
     seen: usize,
-    overlap: Overlap,
+    overlap: Confusion,
     lr: f64,
     /// Seconds the training thread waited for batches.
     data_wait: f64,
@@ -396,7 +402,7 @@ impl EpochTrain {
             self.bce_sum += s.bce * s.n as f64;
             self.seen += s.n;
             let mask = &batch.mask[start * per..(start + s.n) * per];
-            self.overlap.add(Overlap::count(&s.logits, mask));
+            self.overlap.add(&confusion(mask, &s.logits));
             start += s.n;
         }
     }

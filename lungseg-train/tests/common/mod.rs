@@ -101,3 +101,47 @@ pub fn tiny_train_options(data: &Path, out: &Path, seed: u64) -> TrainOptions {
         ..TrainOptions::default()
     }
 }
+
+/// `report.json` reads back into a `Report` equal to `expected`, up to one rounding of each
+/// float (serde_json parses without its `float_roundtrip` feature, which is off here because it
+/// would rebuild Burn; values may differ in the last bit).
+pub fn assert_report_reads_back(path: &Path, expected: &lungseg_train::report::Report) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let back: lungseg_train::report::Report = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not a Report: {e}", path.display()));
+    let (a, b) = (
+        serde_json::to_value(&back).unwrap(),
+        serde_json::to_value(expected).unwrap(),
+    );
+    assert_json_close(&a, &b, "report");
+}
+
+fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value::{Array, Number, Object};
+    match (a, b) {
+        (Number(x), Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs()),
+                "{at}: {x} != {y}"
+            );
+        }
+        (Array(x), Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                assert_json_close(u, v, &format!("{at}[{i}]"));
+            }
+        }
+        (Object(x), Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}: keys"
+            );
+            for (k, u) in x {
+                assert_json_close(u, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
