@@ -114,6 +114,7 @@ fn main() {
             seed: 7,
             threads,
             review_threshold: None,
+            review_score: None,
         };
         steady(
             &format!("mc::predict_uncertainty threads={threads}"),

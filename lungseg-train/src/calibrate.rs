@@ -62,6 +62,7 @@ pub fn score_split(
                 seed: patch_seed(seed, &ds.records[i].id),
                 threads: 0,
                 review_threshold: None,
+                review_score: None,
             };
             let s = mc::predict_uncertainty(model, &p.hu, &opts, UncertaintyMaps::default())
                 .with_context(|| format!("patch {}", ds.records[i].id))?;

@@ -101,6 +101,7 @@ fn run_patch(
         seed: patch_seed(seed, &rec.id),
         threads: 0,
         review_threshold: None,
+        review_score: None,
     };
     let s = mc::predict_uncertainty(
         model,

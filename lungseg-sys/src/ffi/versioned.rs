@@ -122,6 +122,48 @@ pub(crate) unsafe fn arg_options<T: Versioned>(p: *const T, name: &str) -> Resul
     Ok(Some(v))
 }
 
+/// A caller's growable output struct (`struct_size` first, [`Versioned`]): the library writes
+/// `min(struct_size, its sizeof)` bytes and sets `struct_size` to that number, so a caller
+/// built against an older header gets the fields it knows and one built against a newer header
+/// learns which fields were filled.
+pub(crate) struct VersionedOut<T> {
+    p: *mut T,
+    size: usize,
+}
+
+/// Checks a growable output struct (NULL = not wanted): its `struct_size` must be at least V1
+/// (`LUNGSEG_INVALID_ARGUMENT` otherwise, before anything runs). Any alignment is accepted: the
+/// struct is written byte by byte.
+pub(crate) unsafe fn arg_versioned_out<T: Versioned>(
+    p: *mut T,
+    name: &str,
+) -> Result<Option<VersionedOut<T>>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let size = struct_size(p, name)?;
+    Ok(Some(VersionedOut { p, size }))
+}
+
+impl<T: Versioned> VersionedOut<T> {
+    /// The caller's bytes, for overlap checks: start and length.
+    pub(crate) fn bytes(&self) -> (*const u8, usize) {
+        (self.p.cast_const().cast(), self.size)
+    }
+
+    /// Writes the known prefix of `v` and sets `struct_size` to its length.
+    pub(crate) fn write(&self, v: T) {
+        let n = self.size.min(size_of::<T>());
+        // SAFETY: `arg_versioned_out` read `struct_size`: the caller holds `size >= n` bytes at
+        // `p`, and `v` is a plain `#[repr(C)]` value whose first `n` bytes are copied; the first
+        // field is the `u32 struct_size` (`versioned!` asserts it), written unaligned.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&v as *const T).cast::<u8>(), self.p.cast::<u8>(), n);
+            std::ptr::write_unaligned(self.p.cast::<u32>(), n as u32);
+        }
+    }
+}
+
 /// An output struct frozen at its published layout: written whole, and read back only in its
 /// first [`FrozenOutput::INPUT_END`] bytes (the inputs an in/out struct carries).
 ///
