@@ -21,7 +21,7 @@ use crate::patch::{self, PatchSpec};
 ///   while another call uses the pool, a call runs all its shares on its own thread.
 ///   Results are bit-identical whatever the thread count or the load.
 /// - Memory: each prediction running at the same time holds one scratch workspace of the
-///   model's size (about 115 MB for the default network at 64³, checked against
+///   model's size (about 150 MB for the default network at 64³, checked against
 ///   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
 ///   are freed when their call returns. After the first call, predictions do not allocate.
 /// - fork(): a child process may predict with handles opened before the fork (the pool is

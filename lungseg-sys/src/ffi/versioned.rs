@@ -519,6 +519,49 @@ mod tests {
         assert!(set > 0);
     }
 
+    /// A growable output struct of exactly V1 bytes before a guard page: written up to its end,
+    /// `struct_size` set to the bytes written; below V1 it is refused and left alone.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens a model and runs predictions: too slow for Miri")]
+    fn growable_outputs_are_written_within_struct_size() {
+        let m = model();
+        let voxels = unsafe {
+            let mut info = lungseg_model_info::default();
+            assert_eq!(
+                lungseg_model_get_info(m, &mut info),
+                lungseg_status::LUNGSEG_OK
+            );
+            info.patch_size
+                .iter()
+                .map(|&s| s as usize)
+                .product::<usize>()
+        };
+        let hu = vec![-400f32; voxels];
+        let run = |size: usize| {
+            let g = GuardedTail::new(size);
+            g.put(&lungseg_structure_measures::default(), 8, 0xEE);
+            let opts = lungseg_mc_options {
+                n_samples: 2,
+                structure_measures: g.ptr(),
+                ..Default::default()
+            };
+            let mut out = lungseg_uncertainty::default();
+            let st =
+                unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), voxels, &opts, &mut out) };
+            let got = unsafe { std::ptr::read_unaligned(g.ptr::<u32>()) };
+            (st, got, unsafe { *g.ptr::<u8>().add(size - 1) })
+        };
+        assert_eq!(lungseg_structure_measures::V1, 56);
+        let (st, size, _) = run(56);
+        assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
+        assert_eq!(size, 56);
+        let (st, size, last) = run(40);
+        assert_eq!(st, lungseg_status::LUNGSEG_INVALID_ARGUMENT);
+        assert_eq!((size, last), (40, 0xEE), "a refused struct is not written");
+        assert!(last_error_string().contains("struct_size is 40, at least 56"));
+        unsafe { lungseg_model_free(m) };
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "reads and writes files")]
     fn volume_entry_points_accept_v1_structs_at_the_end_of_a_page() {

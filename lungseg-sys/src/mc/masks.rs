@@ -204,7 +204,7 @@ mod tests {
             let m = SampleMasks::new(voxels, cap).unwrap();
             assert_eq!(SampleMasks::bytes(voxels, cap), Some(m.held_bytes()));
         }
-        assert_eq!(SampleMasks::bytes(usize::MAX, 2), None);
+        assert_eq!(SampleMasks::bytes(usize::MAX, 1024), None);
     }
 
     #[test]
@@ -221,5 +221,72 @@ mod tests {
         let s = m.measures();
         assert_eq!((s.intersection_voxels, s.union_voxels), (2, 3));
         assert_eq!(s.iou, 2.0 / 3.0);
+    }
+
+    /// Records `samples` (each one probability per voxel), marks `final_mask` and measures.
+    fn measure(samples: &[&[f32]], final_mask: &[usize]) -> StructureMeasures {
+        let mut m = SampleMasks::new(samples[0].len(), samples.len()).unwrap();
+        for p in samples {
+            m.record(p);
+        }
+        for &i in final_mask {
+            m.mark_final(i);
+        }
+        m.measures()
+    }
+
+    #[test]
+    fn every_sample_empty_is_agreement() {
+        let s = measure(&[&[0.1, 0.4, 0.0], &[0.0, 0.49, 0.2]], &[]);
+        assert_eq!((s.dice_agreement, s.iou, s.volume_cv), (1.0, 1.0, 0.0));
+        assert_eq!((s.empty_samples, s.union_voxels), (2, 0));
+    }
+
+    /// The case a naive "empty final mask = nothing to doubt" gets wrong.
+    #[test]
+    fn an_empty_final_mask_with_foreground_in_some_samples_is_not_sure() {
+        // Sample 0 sees two voxels, samples 1 and 2 see nothing; the mean stays below 0.5.
+        let s = measure(&[&[0.9, 0.8, 0.0], &[0.1, 0.0, 0.0], &[0.2, 0.1, 0.0]], &[]);
+        // Dice: sample 0 vs empty F is 0, the two empty samples agree with F (1 each).
+        assert_eq!(s.dice_agreement, (2.0f64 / 3.0) as f32);
+        assert_eq!(s.iou, 0.0);
+        // Volumes 2, 0, 0: mean 2/3, population std 2√2/3, so CV √2.
+        assert_eq!(s.volume_cv, 2f64.sqrt() as f32);
+        assert_eq!(
+            (s.empty_samples, s.intersection_voxels, s.union_voxels),
+            (2, 0, 2)
+        );
+    }
+
+    #[test]
+    fn a_final_mask_that_some_samples_miss() {
+        // F = {0}; sample 1 is empty: Dice 0; sample 0 equals F: Dice 1.
+        let s = measure(&[&[0.9, 0.0], &[0.3, 0.0]], &[0]);
+        assert_eq!(s.dice_agreement, 0.5);
+        assert_eq!((s.iou, s.volume_cv), (0.0, 1.0));
+    }
+
+    #[test]
+    fn identical_masks_agree_and_partial_overlap_does_not() {
+        let same = measure(&[&[0.9, 0.6, 0.0], &[0.7, 0.5, 0.1]], &[0, 1]);
+        assert_eq!(
+            (same.dice_agreement, same.iou, same.volume_cv),
+            (1.0, 1.0, 0.0)
+        );
+        // M_0 = {0, 1}, M_1 = {1, 2}, F = {1}: Dice 2·1/3 each; IoU 1/3; equal volumes.
+        let part = measure(&[&[0.9, 0.9, 0.0], &[0.0, 0.9, 0.9]], &[1]);
+        assert_eq!(part.dice_agreement, (2.0f64 / 3.0) as f32);
+        assert_eq!((part.iou, part.volume_cv), ((1.0f64 / 3.0) as f32, 0.0));
+    }
+
+    #[test]
+    fn reset_forgets_the_previous_call() {
+        let mut m = SampleMasks::new(3, 2).unwrap();
+        m.record(&[0.9, 0.9, 0.9]);
+        m.mark_final(0);
+        m.reset();
+        m.record(&[0.0, 0.0, 0.0]);
+        let s = m.measures();
+        assert_eq!((s.dice_agreement, s.iou, s.union_voxels), (1.0, 1.0, 0));
     }
 }
