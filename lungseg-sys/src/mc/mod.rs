@@ -275,7 +275,7 @@ pub fn review_choice(model: &Model, opts: &McOptions) -> Result<(ReviewScore, f3
         None if score == own.score => Ok((score, own.threshold)),
         None => Err(Error::invalid(format!(
             "review_score {} is not the model's ({}): its threshold {} does not apply; set \
-             the threshold for {} too",
+             a review_threshold for {}",
             score.name(),
             own.score.name(),
             own.threshold,
