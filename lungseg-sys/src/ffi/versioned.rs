@@ -13,9 +13,10 @@
 //! Output structs published without `struct_size` (`lungseg_volume_info`, `lungseg_model_info`,
 //! `lungseg_uncertainty`) are frozen at their published layout ([`frozen_output!`] asserts the
 //! size): old binaries allocate exactly that, so the library writes exactly that. New results
-//! come in new structs that start with `struct_size`, filled by new entry points that write at
-//! most `struct_size` bytes and set it to the number written (the rule of Linux's
-//! `sched_getattr`); the frozen structs are never extended.
+//! come in new structs that start with `struct_size` ([`VersionedOut`]), reached through new
+//! entry points or a pointer appended to an options struct, written up to `struct_size` bytes
+//! with `struct_size` set to the number written (the rule of Linux's `sched_getattr`); the
+//! frozen structs are never extended.
 
 use crate::error::{Error, Result};
 use std::mem::size_of;
