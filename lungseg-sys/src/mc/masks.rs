@@ -7,7 +7,7 @@
 //! thread count. Empty masks (see [`StructureMeasures`]) never read as agreement unless every
 //! sample is empty: a patch where some samples see a structure and others do not is uncertain.
 
-use crate::error::{try_vec, Result};
+use crate::error::{try_vec, zeroed_vec, Result};
 
 /// Voxels per bitset word.
 const BITS: usize = u64::BITS as usize;
@@ -85,11 +85,15 @@ impl SampleMasks {
         let rows = capacity
             .checked_mul(words)
             .ok_or_else(|| crate::error::Error::oom("sample masks overflow"))?;
+        // Fresh zero pages: only the rows of the samples a call asks for become resident.
+        let rows = zeroed_vec(rows).ok_or_else(|| {
+            crate::error::Error::oom(format!("cannot allocate {rows} words for sample masks"))
+        })?;
         Ok(SampleMasks {
             words,
             capacity,
             n: 0,
-            rows: try_vec(rows, "sample masks")?,
+            rows,
             union: try_vec(words, "sample masks")?,
             inter: try_vec(words, "sample masks")?,
             final_mask: try_vec(words, "sample masks")?,
