@@ -15,7 +15,9 @@
  *   struct from a newer header is accepted when the fields this library does not know are 0,
  *   else LUNGSEG_UNSUPPORTED.
  * Output structs (lungseg_volume_info, lungseg_model_info, lungseg_uncertainty) keep their
- * published layout forever; new results come in new structs through new entry points.
+ * published layout forever; new results come in new structs that start with struct_size
+ * (lungseg_structure_measures): the library writes at most struct_size bytes and sets it to
+ * the number written.
  * Enum-valued fields are uint32_t holding the values of the enums below. A handle passed as
  * const is only read: const calls on one handle may run on many threads at once.
  */
@@ -113,6 +115,28 @@ typedef enum lungseg_scan_map_kind {
   LUNGSEG_SCAN_MAP_MAX = 2,
 } lungseg_scan_map_kind;
 
+// The patch score compared with the review threshold (`lungseg_mc_options.review_score`,
+// `lungseg_structure_measures.review_score`). Every score grows with the uncertainty. A score
+// other than the model's needs the caller's threshold (`override_review_threshold`).
+typedef enum lungseg_review_score {
+  // The score the model file names (`review.score`), with its threshold.
+  LUNGSEG_REVIEW_MODEL_DEFAULT = 0,
+  // Mean mutual information (bits) over the voxels any sample calls foreground.
+  LUNGSEG_REVIEW_MEAN_MUTUAL_INFO = 1,
+  // Mean predictive entropy (bits) over those voxels.
+  LUNGSEG_REVIEW_MEAN_ENTROPY = 2,
+  // Mean variance of the probability over those voxels.
+  LUNGSEG_REVIEW_MEAN_VARIANCE = 3,
+  // |sum of mean probability - V| / (V + 10), V = voxels with mean >= 0.5.
+  LUNGSEG_REVIEW_VOLUME_DISAGREEMENT = 4,
+  // 1 - `lungseg_structure_measures.dice_agreement`.
+  LUNGSEG_REVIEW_DICE_DISAGREEMENT = 5,
+  // 1 - `lungseg_structure_measures.iou`.
+  LUNGSEG_REVIEW_IOU_DISAGREEMENT = 6,
+  // `lungseg_structure_measures.volume_cv`.
+  LUNGSEG_REVIEW_VOLUME_CV = 7,
+} lungseg_review_score;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -122,7 +146,7 @@ typedef enum lungseg_scan_map_kind {
 //   while another call uses the pool, a call runs all its shares on its own thread.
 //   Results are bit-identical whatever the thread count or the load.
 // - Memory: each prediction running at the same time holds one scratch workspace of the
-//   model's size (about 115 MB for the default network at 64³, checked against
+//   model's size (about 150 MB for the default network at 64³, checked against
 //   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
 //   are freed when their call returns. After the first call, predictions do not allocate.
 // - fork(): a child process may predict with handles opened before the fork (the pool is
@@ -203,6 +227,36 @@ typedef struct lungseg_model_info {
   char device_name[64];
 } lungseg_model_info;
 
+// Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
+// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
+// struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
+// writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
+//
+// Empty masks: Dice(M_s, F) is 1 when both are empty, 0 when one is; `iou` is 1 when every
+// sample is empty, 0 when samples are foreground but none in all; `volume_cv` is 0 when every
+// sample is empty. So (1, 1, 0) means the samples agree (all empty, or all identical); a patch
+// whose final mask is empty while some samples see a structure is never "sure".
+typedef struct lungseg_structure_measures {
+  // `sizeof(lungseg_structure_measures)`; on return, the bytes written.
+  uint32_t struct_size;
+  // The `lungseg_review_score` that `summary.uncertainty_score` is (never MODEL_DEFAULT).
+  uint32_t review_score;
+  // Mean over samples of Dice(M_s, F) = 2|M_s & F| / (|M_s| + |F|), in [0, 1].
+  float dice_agreement;
+  // |intersection of all M_s| / |union of all M_s|, in [0, 1].
+  float iou;
+  // Coefficient of variation of the sample volumes |M_s|: population std / mean.
+  float volume_cv;
+  // Samples whose mask is empty.
+  uint32_t empty_samples;
+  // Voxels every sample calls foreground, and voxels some sample does.
+  uint64_t intersection_voxels;
+  uint64_t union_voxels;
+  // Mean and population standard deviation of |M_s| over samples, in voxels.
+  double sample_voxels_mean;
+  double sample_voxels_std;
+} lungseg_structure_measures;
+
 // Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
 typedef struct lungseg_mc_options {
   // `sizeof(lungseg_mc_options)`.
@@ -214,6 +268,15 @@ typedef struct lungseg_mc_options {
   // Non-zero: use `review_threshold` instead of the model's.
   uint32_t override_review_threshold;
   float review_threshold;
+  // NULL, or where to write the structure-wise measures of the samples (its `struct_size`
+  // set by the caller; below its V1 size is `LUNGSEG_INVALID_ARGUMENT`). Written only when
+  // the prediction succeeds; must not overlap the other buffers of the call.
+  struct lungseg_structure_measures *structure_measures;
+  // A `lungseg_review_score`: the score in `summary.uncertainty_score` that is compared with
+  // the threshold. 0 = the model's. Another score than the model's needs
+  // `override_review_threshold` (`LUNGSEG_INVALID_ARGUMENT` otherwise): the model's
+  // threshold is calibrated for its own score.
+  uint32_t review_score;
 } lungseg_mc_options;
 
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.

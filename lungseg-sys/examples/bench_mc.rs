@@ -188,6 +188,7 @@ fn main() {
         seed: 1,
         threads,
         review_threshold: None,
+        review_score: None,
     };
     let mut summary = None;
     let (mc, mc_cpu) = time(&mut || {

@@ -75,6 +75,25 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `vec![0; n]` that gives `None` instead of aborting when the allocator says no. It uses
+/// `alloc_zeroed`, so large buffers come as fresh zero pages from the OS, resident only once
+/// written (no memset pass).
+pub(crate) fn zeroed_vec<T: bytemuck::Zeroable>(n: usize) -> Option<Vec<T>> {
+    if n == 0 || std::mem::size_of::<T>() == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    // SAFETY: `layout` has non-zero size; the pointer comes from the global allocator with
+    // `T`'s layout for exactly `n` elements, all bytes zero, which is a valid `T` (Zeroable).
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
+        if ptr.is_null() {
+            return None;
+        }
+        Some(Vec::from_raw_parts(ptr, n, n))
+    }
+}
+
 /// Allocates a zeroed `Vec` without aborting the process when the allocator says no.
 pub fn try_vec<T: Clone + Default>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();

@@ -91,6 +91,7 @@ fn run_model(model: &Model) {
         seed: 1,
         threads: 1,
         review_threshold: None,
+        review_score: None,
     };
     let _ = mc::predict_uncertainty(model, &hu, &opts, maps);
 }
@@ -198,6 +199,11 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         n
     };
     let raw_samples = b.u32();
+    let mut measures = lungseg_structure_measures {
+        struct_size: b.u32() % 80,
+        ..Default::default()
+    };
+    let want_measures = sel & 0x80 != 0;
     let opts = Grown::new(lungseg_mc_options {
         struct_size: b.u32() % 64,
         // Mostly small valid counts (fast), sometimes anything (range checks).
@@ -209,6 +215,12 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         seed: b.u64(),
         override_review_threshold: b.u32() % 3,
         review_threshold: b.f32(),
+        structure_measures: if want_measures {
+            &mut measures
+        } else {
+            null_mut()
+        },
+        review_score: b.u32() % 10,
     });
     let plen = if sel & 0x40 != 0 {
         (b.u32() as usize) % cap
@@ -255,6 +267,11 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         let s = out.summary;
         assert!(s.n_samples >= 1 && s.n_samples <= 1024);
         assert!((0.0..=1.0).contains(&s.mean_probability));
+        if want_measures {
+            let m = measures;
+            assert!(m.struct_size >= 56 && (0.0..=1.0).contains(&m.dice_agreement));
+            assert!((0.0..=1.0).contains(&m.iou) && m.volume_cv >= 0.0);
+        }
     } else {
         assert!(
             unsafe { lungseg_last_error(null_mut(), 0) } > 0,

@@ -148,6 +148,12 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 |v| v as u32,
             ),
         ),
+        (
+            "lungseg_review_score",
+            values(lungseg_review_score::ALL, lungseg_review_score::name, |v| {
+                v as u32
+            }),
+        ),
     ])
 }
 
@@ -312,6 +318,21 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
                 ("mutual_info", 24, 8),
                 ("len", 32, 8),
                 ("summary", 40, 56),
+            ]),
+        ),
+        (
+            "lungseg_structure_measures",
+            versioned::<lungseg_structure_measures>(&[
+                ("struct_size", 0, 4),
+                ("review_score", 4, 4),
+                ("dice_agreement", 8, 4),
+                ("iou", 12, 4),
+                ("volume_cv", 16, 4),
+                ("empty_samples", 20, 4),
+                ("intersection_voxels", 24, 8),
+                ("union_voxels", 32, 8),
+                ("sample_voxels_mean", 40, 8),
+                ("sample_voxels_std", 48, 8),
             ]),
         ),
         (

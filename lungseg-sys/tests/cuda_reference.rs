@@ -303,6 +303,7 @@ fn cpu_engine(
             seed,
             threads: 1,
             review_threshold: None,
+            review_score: None,
         },
         UncertaintyMaps {
             mean: Some(&mut a),

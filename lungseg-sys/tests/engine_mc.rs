@@ -29,6 +29,7 @@ fn same_seed_is_bit_identical_on_any_thread_count() {
         seed: 99,
         threads,
         review_threshold: None,
+        review_score: None,
     };
     let (m1, s1) = run(&m, &input, &opts(1));
     for t in [2, 3, 0] {
@@ -74,6 +75,7 @@ fn zero_dropout_equals_deterministic_pass_exactly() {
                 seed: 3,
                 threads: 2,
                 review_threshold: None,
+                review_score: None,
             },
         );
         for (v, p) in maps.iter().zip(&prob) {
@@ -130,6 +132,7 @@ fn summary_and_review_decision() {
         seed: 0x1234_5678_9ABC_DEF0,
         threads: 2,
         review_threshold: None,
+        review_score: None,
     };
     let (maps, s) = run(&m, &input, &opts);
     let fg = maps.iter().filter(|v| v[0] >= 0.5).count() as u64;
@@ -172,6 +175,7 @@ fn one_model_serves_many_threads() {
         seed: 5,
         threads: 1,
         review_threshold: None,
+        review_score: None,
     };
     let (want, _) = run(&m, &input, &opts);
     std::thread::scope(|s| {
@@ -205,6 +209,7 @@ fn single_level_and_odd_channel_networks_run() {
                 seed: 1,
                 threads: 2,
                 review_threshold: None,
+                review_score: None,
             },
         );
         assert!(maps.iter().all(|v| v.iter().all(|x| x.is_finite())));
@@ -232,6 +237,7 @@ fn volume_disagreement_review_score() {
         seed: 7,
         threads: 2,
         review_threshold: None,
+        review_score: None,
     };
     let (maps, s) = run(&m, &input, &opts);
     let v = maps.iter().filter(|x| x[0] >= 0.5).count() as f64;

@@ -27,6 +27,7 @@ fn check_mc(name: &str, model: &Model) {
         seed: side["seed"].as_u64().unwrap(),
         threads: 2,
         review_threshold: None,
+        review_score: None,
     };
     let maps = UncertaintyMaps {
         mean: Some(&mut mean),

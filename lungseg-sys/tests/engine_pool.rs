@@ -23,6 +23,7 @@ fn mc_mean(m: &Model, x: &[f32], threads: usize) -> Vec<f32> {
         seed: 11,
         threads,
         review_threshold: None,
+        review_score: None,
     };
     let maps = UncertaintyMaps {
         mean: Some(&mut mean),

@@ -15,6 +15,7 @@ fn small_fixture_summary() {
         seed: 2026,
         threads: 2,
         review_threshold: None,
+        review_score: None,
     };
     let s = predict_uncertainty(&m, &input, &opts, UncertaintyMaps::default()).unwrap();
     let text = format!(

@@ -106,6 +106,7 @@ fn info_and_results_match_the_rust_engine() {
             seed: 42,
             threads: 1,
             review_threshold: None,
+            review_score: None,
         },
         UncertaintyMaps {
             mean: Some(&mut m2),

@@ -151,6 +151,18 @@ const ROWS: &[Row] = &[
         expect: lungseg_status::LUNGSEG_INVALID_ARGUMENT,
         run: predict_nan_patch,
     },
+    Row {
+        name: "review_score_without_threshold",
+        input: "`lungseg_predict_uncertainty` with `review_score = LUNGSEG_REVIEW_VOLUME_CV` (not the model's score) and no caller threshold",
+        expect: lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        run: review_score_without_threshold,
+    },
+    Row {
+        name: "structure_measures_short",
+        input: "`lungseg_mc_options.structure_measures` with `struct_size = 8` (below its V1 of 56)",
+        expect: lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        run: structure_measures_short,
+    },
 ];
 
 // ---- inputs -------------------------------------------------------------------------------
@@ -367,6 +379,39 @@ fn model_bn_eps_zero(dir: &Path) -> lungseg_status {
 }
 
 fn predict_nan_patch(_dir: &Path) -> lungseg_status {
+    predict_fixture(null(), |h| {
+        let n = h.len();
+        h[n / 2] = f32::NAN;
+    })
+}
+
+/// A model that names `mean_mutual_info` asked for another score without a threshold for it.
+fn review_score_without_threshold(_dir: &Path) -> lungseg_status {
+    let opts = lungseg_mc_options {
+        review_score: lungseg_review_score::LUNGSEG_REVIEW_VOLUME_CV as u32,
+        ..Default::default()
+    };
+    predict_fixture(&opts, |_| {})
+}
+
+fn structure_measures_short(_dir: &Path) -> lungseg_status {
+    let mut measures = lungseg_structure_measures {
+        struct_size: 8,
+        ..Default::default()
+    };
+    let opts = lungseg_mc_options {
+        structure_measures: &mut measures,
+        ..Default::default()
+    };
+    predict_fixture(&opts, |_| {})
+}
+
+/// `lungseg_predict_uncertainty` with the element-dropout fixture on a -600 HU patch that
+/// `edit` may change.
+fn predict_fixture(
+    opts: *const lungseg_mc_options,
+    edit: impl FnOnce(&mut [f32]),
+) -> lungseg_status {
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small_f16_element.safetensors");
     let mut m = null_mut();
@@ -383,9 +428,9 @@ fn predict_nan_patch(_dir: &Path) -> lungseg_status {
         .map(|&s| s as usize)
         .product::<usize>();
     let mut hu = vec![-600.0f32; n];
-    hu[n / 2] = f32::NAN;
+    edit(&mut hu);
     let mut out = lungseg_uncertainty::default();
-    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), n, null(), &mut out) };
+    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), n, opts, &mut out) };
     unsafe { lungseg_model_free(m) };
     st
 }

@@ -113,7 +113,9 @@ fn main() {
             n_samples: 3,
             seed: 7,
             threads,
-            review_threshold: None,
+            // A structure-wise score: the sample masks are recorded and measured too.
+            review_threshold: Some(0.2),
+            review_score: Some(lungseg::model::ReviewScore::DiceDisagreement),
         };
         steady(
             &format!("mc::predict_uncertainty threads={threads}"),
@@ -154,11 +156,15 @@ fn main() {
         len: n,
         summary: Default::default(),
     };
+    let mut measures = lungseg_structure_measures::default();
     let opts = lungseg_mc_options {
         struct_size: std::mem::size_of::<lungseg_mc_options>() as u32,
         n_samples: 3,
         seed: 1,
-        ..Default::default()
+        override_review_threshold: 1,
+        review_threshold: 0.3,
+        structure_measures: &mut measures,
+        review_score: lungseg_review_score::LUNGSEG_REVIEW_VOLUME_CV as u32,
     };
     steady(
         "lungseg_predict_uncertainty",

@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
             seed: patch_seed(0, &rec.id),
             threads: 0,
             review_threshold: None,
+            review_score: None,
         };
         let maps = UncertaintyMaps {
             mean: Some(&mut mean),

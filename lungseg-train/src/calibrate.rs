@@ -9,40 +9,13 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
-use lungseg::model::Model;
+use lungseg::model::{Model, ReviewScore};
 
 use crate::dataset::PatchDataset;
-use crate::metrics::threshold_for_refer_fraction;
-use crate::prepare::split::uid_hash;
-
-/// The dropout seed of one patch: a hash of the run seed and the patch id, so a patch gets the
-/// same masks whichever other patches are evaluated (and re-running one patch reproduces it).
-pub fn patch_seed(seed: u64, id: &str) -> u64 {
-    uid_hash(id, seed)
-}
-
-/// Indices of `split`, after checking the split is non-empty and its patches fit the model.
-pub fn split_for_model(model: &Model, ds: &PatchDataset, split: &str) -> Result<Vec<usize>> {
-    let idx = ds.split(split);
-    ensure!(
-        !idx.is_empty(),
-        "{}: split '{split}' has no patches",
-        ds.root().display()
-    );
-    let [x, y, z] = model.config().patch_size;
-    for &i in &idx {
-        let r = &ds.records[i];
-        ensure!(
-            r.shape == [z, y, x],
-            "patch {} has shape {:?} (z,y,x), the model expects {:?}: prepare the data with \
-             --patch-size {x},{y},{z}",
-            r.id,
-            r.shape,
-            [z, y, x]
-        );
-    }
-    Ok(idx)
-}
+use crate::evaluate::score::score_patches;
+pub use crate::evaluate::score::{patch_seed, split_for_model};
+use crate::metrics::review_scores::best_score;
+use crate::metrics::{threshold_for_refer_fraction, EvalConfig, ScoreEvaluation};
 
 /// MC-dropout review scores (`PatchSummary::uncertainty_score`) of every patch of `split`.
 pub fn score_split(
@@ -62,6 +35,7 @@ pub fn score_split(
                 seed: patch_seed(seed, &ds.records[i].id),
                 threads: 0,
                 review_threshold: None,
+                review_score: None,
             };
             let s = mc::predict_uncertainty(model, &p.hu, &opts, UncertaintyMaps::default())
                 .with_context(|| format!("patch {}", ds.records[i].id))?;
@@ -74,41 +48,111 @@ pub fn score_split(
 /// Result of a calibration run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Calibration {
-    /// Name of the model's review score.
+    /// Name of the review score the threshold belongs to.
     pub score: String,
     pub threshold: f32,
     pub patches: usize,
     /// Patches with `score > threshold` (ties are never split, so this may be below the target).
     pub referred: usize,
     pub refer_fraction_requested: f64,
+    /// With `choose_score`: every candidate judged as a bad-patch detector on this split.
+    pub candidates: Vec<ScoreEvaluation>,
 }
 
-/// Scores the split and picks the threshold; `on_patch` is called after each patch.
+/// What to calibrate on.
+#[derive(Clone, Debug)]
+pub struct CalibrateOptions {
+    pub split: String,
+    pub refer_fraction: f64,
+    pub samples: u32,
+    pub seed: u64,
+    /// Also choose the review score: the engine score that catches the most bad patches of
+    /// this split at `eval.refer_budget` (validation data only; never the test split).
+    pub choose_score: bool,
+    /// Bad-patch definition and budget used when choosing.
+    pub eval: EvalConfig,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        CalibrateOptions {
+            split: "val".into(),
+            refer_fraction: 0.1,
+            samples: 20,
+            seed: 0,
+            choose_score: false,
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// Scores the split and picks the threshold (and, if asked, the score); `on_patch` is called
+/// after each patch.
 pub fn calibrate(
     model_path: &Path,
     dataset: &Path,
-    split: &str,
-    refer_fraction: f64,
-    samples: u32,
-    seed: u64,
-    on_patch: impl FnMut(),
+    opts: &CalibrateOptions,
+    mut on_patch: impl FnMut(),
 ) -> Result<Calibration> {
+    let f = opts.refer_fraction;
     ensure!(
-        (0.0..=1.0).contains(&refer_fraction),
-        "refer fraction {refer_fraction} must be in [0, 1]"
+        (0.0..=1.0).contains(&f),
+        "refer fraction {f} must be in [0, 1]"
     );
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
-    let scores = score_split(&model, &ds, split, samples, seed, on_patch)?;
-    let threshold = threshold_for_refer_fraction(&scores, refer_fraction)?
-        .context("no scores to calibrate on")?;
+    let (score, scores, candidates) = if opts.choose_score {
+        choose_score(&model, &ds, opts, &mut on_patch)?
+    } else {
+        let s = score_split(&model, &ds, &opts.split, opts.samples, opts.seed, on_patch)?;
+        (model.review().score, s, Vec::new())
+    };
+    let threshold =
+        threshold_for_refer_fraction(&scores, f)?.context("no scores to calibrate on")?;
     Ok(Calibration {
-        score: model.review().score.name().to_string(),
+        score: score.name().to_string(),
         threshold,
         patches: scores.len(),
         referred: scores.iter().filter(|&&s| s > threshold).count(),
-        refer_fraction_requested: refer_fraction,
+        refer_fraction_requested: f,
+        candidates,
     })
+}
+
+/// One pass of the split through [`score_patches`]; the engine score with the best catch
+/// rate ([`best_score`]; the deterministic baselines are reported, never chosen), its
+/// values per patch, and every candidate's record.
+fn choose_score(
+    model: &Model,
+    ds: &PatchDataset,
+    opts: &CalibrateOptions,
+    on_patch: &mut impl FnMut(),
+) -> Result<(ReviewScore, Vec<f32>, Vec<ScoreEvaluation>)> {
+    let idx = split_for_model(model, ds, &opts.split)?;
+    let scored = score_patches(
+        model,
+        ds,
+        &idx,
+        opts.samples,
+        opts.seed,
+        &opts.eval,
+        |_, _| on_patch(),
+    )?;
+    let candidates = scored.metrics.review_scores;
+    let selectable: Vec<ScoreEvaluation> = candidates
+        .iter()
+        .filter(|e| ReviewScore::from_name(&e.name).is_some())
+        .cloned()
+        .collect();
+    let best = best_score(&selectable).context("no candidate review score")?;
+    let score = ReviewScore::from_name(&best.name).expect("filtered to engine scores");
+    let values = scored
+        .metrics
+        .patches
+        .iter()
+        .map(|p| p.scores[&best.name])
+        .collect();
+    Ok((score, values, candidates))
 }
 
 /// The review threshold above which `refer_fraction` of the `split` patches of `dataset` are
@@ -121,24 +165,31 @@ pub fn calibrate_review_threshold(
     samples: u32,
     seed: u64,
 ) -> Result<f32> {
-    Ok(calibrate(
-        model_path.as_ref(),
-        dataset.as_ref(),
-        split,
+    let opts = CalibrateOptions {
+        split: split.into(),
         refer_fraction,
         samples,
         seed,
-        || {},
-    )?
-    .threshold)
+        ..CalibrateOptions::default()
+    };
+    Ok(calibrate(model_path.as_ref(), dataset.as_ref(), &opts, || {})?.threshold)
+}
+
+/// Rewrites the `review` metadata of a model file with `score` and `threshold` (see
+/// [`set_review_threshold`] for what is kept and how the file is replaced).
+pub fn set_review(model_path: impl AsRef<Path>, score: ReviewScore, threshold: f32) -> Result<()> {
+    rewrite_review(model_path.as_ref(), Some(score), threshold)
 }
 
 /// Rewrites the `review` metadata of a model file in place with `threshold`, keeping the score
 /// name, every other review key, all other metadata and every tensor byte for byte. Writes a
 /// temporary file next to it, checks that lungseg loads it, then renames it over the original.
 pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Result<()> {
+    rewrite_review(model_path.as_ref(), None, threshold)
+}
+
+fn rewrite_review(path: &Path, score: Option<ReviewScore>, threshold: f32) -> Result<()> {
     use safetensors::SafeTensors;
-    let path = model_path.as_ref();
     ensure!(
         threshold.is_finite(),
         "review threshold {threshold} is not finite"
@@ -159,9 +210,16 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
         },
         None => serde_json::Map::new(),
     };
-    review
-        .entry("score")
-        .or_insert_with(|| lungseg::model::ReviewConfig::default().score.name().into());
+    match score {
+        Some(s) => {
+            review.insert("score".into(), s.name().into());
+        }
+        None => {
+            review
+                .entry("score")
+                .or_insert_with(|| lungseg::model::ReviewConfig::default().score.name().into());
+        }
+    }
     review.insert("threshold".into(), serde_json::json!(threshold));
     meta.insert(
         "review".into(),
@@ -172,9 +230,9 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
     let model = Model::from_bytes(&out)
         .with_context(|| format!("{}: rewritten model does not load", path.display()))?;
     ensure!(
-        model.review().threshold == threshold,
-        "rewritten model reads threshold {} instead of {threshold}",
-        model.review().threshold
+        model.review().threshold == threshold && score.is_none_or(|s| model.review().score == s),
+        "rewritten model reads review {:?} instead of {score:?} / {threshold}",
+        model.review()
     );
     let name = path.file_name().context("model path has no file name")?;
     let tmp = path.with_file_name(format!(

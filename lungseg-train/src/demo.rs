@@ -2,7 +2,7 @@
 //! `export` → review-threshold calibration on the validation split → `evaluate` through
 //! lungseg-sys on held-out scans generated with another seed. Everything lands in one folder.
 
-use crate::calibrate::{calibrate_review_threshold, set_review_threshold};
+use crate::calibrate::{calibrate, set_review, CalibrateOptions};
 use crate::evaluate::{evaluate, EvaluateOptions};
 use crate::export::{export, ExportDtype, ExportOptions, Review};
 use crate::metrics::Interval;
@@ -73,6 +73,8 @@ pub struct DemoOutput {
     pub model: PathBuf,
     pub report_md: PathBuf,
     pub report_json: PathBuf,
+    /// The review score chosen on the validation split, and its threshold.
+    pub review_score: String,
     pub review_threshold: f32,
     pub best_val_dice: f64,
     pub seconds: f64,
@@ -193,15 +195,24 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         ),
         t0,
     );
-    let threshold = calibrate_review_threshold(
+    // The review score and its threshold are chosen on the validation split only.
+    let cal = calibrate(
         &model,
         &patches,
-        "val",
-        o.refer_fraction,
-        o.mc_samples,
-        o.seed,
+        &CalibrateOptions {
+            split: "val".into(),
+            refer_fraction: o.refer_fraction,
+            samples: o.mc_samples,
+            seed: o.seed,
+            choose_score: true,
+            ..CalibrateOptions::default()
+        },
+        || {},
     )?;
-    set_review_threshold(&model, threshold)?;
+    let score = lungseg::model::ReviewScore::from_name(&cal.score)
+        .with_context(|| format!("calibration chose an unknown score {}", cal.score))?;
+    let threshold = cal.threshold;
+    set_review(&model, score, threshold)?;
 
     step(
         &format!(
@@ -228,6 +239,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         model,
         report_md: ev.report_md,
         report_json: ev.report_json,
+        review_score: cal.score.clone(),
         review_threshold: threshold,
         best_val_dice: summary.best_val_dice,
         seconds: t0.elapsed().as_secs_f64(),

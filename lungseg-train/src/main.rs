@@ -128,7 +128,11 @@ struct CalibrateArgs {
     samples: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write the threshold into the model file's review metadata.
+    /// Also choose the review score: the engine score that catches the most bad patches of
+    /// this (validation) split when 15 % are referred.
+    #[arg(long)]
+    choose_score: bool,
+    /// Write the threshold (and a chosen score) into the model file's review metadata.
     #[arg(long)]
     write: bool,
 }
@@ -213,17 +217,29 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         .split(&a.split)
         .len();
     let pb = bar(n as u64, "patches");
-    let c = calibrate::calibrate(
-        &a.model,
-        &a.data,
-        &a.split,
-        a.refer_fraction,
-        a.samples,
-        a.seed,
-        || pb.inc(1),
-    );
+    let opts = calibrate::CalibrateOptions {
+        split: a.split.clone(),
+        refer_fraction: a.refer_fraction,
+        samples: a.samples,
+        seed: a.seed,
+        choose_score: a.choose_score,
+        ..Default::default()
+    };
+    let c = calibrate::calibrate(&a.model, &a.data, &opts, || pb.inc(1));
     pb.finish_and_clear();
     let c = c?;
+    for e in &c.candidates {
+        println!(
+            "  {:<24} AUROC {}  bad caught at {:.0} % referred: {}",
+            e.name,
+            e.auroc.map_or("n/a".into(), |v| format!("{v:.3}")),
+            e.budget * 100.0,
+            e.catch_rate.map_or("n/a".into(), |i| format!(
+                "{:.3} [{:.3}, {:.3}]",
+                i.estimate, i.lo, i.hi
+            ))
+        );
+    }
     println!(
         "review threshold {} ({}): refers {} of {} {} patches ({:.1}%, asked {:.1}%)",
         c.threshold,
@@ -235,8 +251,13 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         100.0 * c.refer_fraction_requested
     );
     if a.write {
-        calibrate::set_review_threshold(&a.model, c.threshold)?;
-        println!("wrote review threshold into {}", a.model.display());
+        let score = lungseg::model::ReviewScore::from_name(&c.score)
+            .ok_or_else(|| anyhow::anyhow!("unknown review score {}", c.score))?;
+        calibrate::set_review(&a.model, score, c.threshold)?;
+        println!(
+            "wrote review score and threshold into {}",
+            a.model.display()
+        );
     }
     Ok(())
 }
@@ -375,7 +396,8 @@ fn run_demo(o: demo::DemoOptions) -> anyhow::Result<()> {
         r.best_val_dice
     );
     println!(
-        "review threshold: {:.5} (refers {:.0}% of validation patches)",
+        "review rule:      {} > {:.5} (chosen on validation; refers {:.0}% of its patches)",
+        r.review_score,
         r.review_threshold,
         o.refer_fraction * 100.0
     );

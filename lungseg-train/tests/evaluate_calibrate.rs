@@ -111,6 +111,51 @@ fn threshold_refers_the_requested_fraction() {
 }
 
 #[test]
+fn calibration_chooses_the_score_on_validation_patches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let opts = calibrate::CalibrateOptions {
+        refer_fraction: 0.3,
+        samples: 4,
+        seed: 2,
+        choose_score: true,
+        ..Default::default()
+    };
+    let c = calibrate::calibrate(&model_path, &data, &opts, || {}).unwrap();
+    let names: Vec<&str> = c.candidates.iter().map(|e| e.name.as_str()).collect();
+    for k in lungseg::model::ReviewScore::ALL {
+        assert!(names.contains(&k.name()), "{names:?} lacks {}", k.name());
+    }
+    assert!(names.contains(&"det_mean_entropy"));
+    // The choice is the engine score with the highest catch rate (then AUROC), never a baseline.
+    let key = |e: &lungseg_train::metrics::ScoreEvaluation| {
+        (
+            e.catch_rate.map_or(-1.0, |c| c.estimate),
+            e.auroc.unwrap_or(-1.0),
+        )
+    };
+    let chosen = c.candidates.iter().find(|e| e.name == c.score).unwrap();
+    for e in c.candidates.iter().filter(|e| !e.name.starts_with("det_")) {
+        assert!(
+            key(e) <= key(chosen),
+            "{} beats the chosen {}",
+            e.name,
+            c.score
+        );
+    }
+    assert_eq!(c.patches, 10);
+    assert!(c.referred <= 3);
+    // Written into the model, the engine then flags by that score and threshold.
+    let score = lungseg::model::ReviewScore::from_name(&c.score).unwrap();
+    calibrate::set_review(&model_path, score, c.threshold).unwrap();
+    let m = Model::open(&model_path).unwrap();
+    assert_eq!(
+        (m.review().score, m.review().threshold),
+        (score, c.threshold)
+    );
+}
+
+#[test]
 fn set_review_threshold_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let path = fixture_model(tmp.path());
@@ -283,7 +328,7 @@ fn evaluate_writes_report_figures_and_volumes() {
         .map(|e| e.name.as_str())
         .collect();
     assert!(
-        names.contains(&"det_mean_entropy") && names.contains(&"mc_mean_entropy"),
+        names.contains(&"det_mean_entropy") && names.contains(&"dice_disagreement"),
         "{names:?}"
     );
     assert!(back
@@ -355,6 +400,7 @@ fn evaluate_writes_report_figures_and_volumes() {
         seed: calibrate::patch_seed(4, &id),
         threads: 1,
         review_threshold: None,
+        review_score: None,
     };
     lungseg::mc::predict_uncertainty(
         &model,

@@ -154,6 +154,7 @@ fn mc_dropout_at_a_synthetic_nodule_through_the_c_abi() {
             seed: 99,
             threads: 1,
             review_threshold: None,
+            review_score: None,
         },
         lungseg::mc::UncertaintyMaps {
             mean: Some(&mut mean2),

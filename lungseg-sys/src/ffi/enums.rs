@@ -100,6 +100,40 @@ abi_enum!(lungseg_scan_map_kind {
     LUNGSEG_SCAN_MAP_MAX,
 });
 
+/// The patch score compared with the review threshold (`lungseg_mc_options.review_score`,
+/// `lungseg_structure_measures.review_score`). Every score grows with the uncertainty. A score
+/// other than the model's needs the caller's threshold (`override_review_threshold`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_review_score {
+    /// The score the model file names (`review.score`), with its threshold.
+    LUNGSEG_REVIEW_MODEL_DEFAULT = 0,
+    /// Mean mutual information (bits) over the voxels any sample calls foreground.
+    LUNGSEG_REVIEW_MEAN_MUTUAL_INFO = 1,
+    /// Mean predictive entropy (bits) over those voxels.
+    LUNGSEG_REVIEW_MEAN_ENTROPY = 2,
+    /// Mean variance of the probability over those voxels.
+    LUNGSEG_REVIEW_MEAN_VARIANCE = 3,
+    /// |sum of mean probability - V| / (V + 10), V = voxels with mean >= 0.5.
+    LUNGSEG_REVIEW_VOLUME_DISAGREEMENT = 4,
+    /// 1 - `lungseg_structure_measures.dice_agreement`.
+    LUNGSEG_REVIEW_DICE_DISAGREEMENT = 5,
+    /// 1 - `lungseg_structure_measures.iou`.
+    LUNGSEG_REVIEW_IOU_DISAGREEMENT = 6,
+    /// `lungseg_structure_measures.volume_cv`.
+    LUNGSEG_REVIEW_VOLUME_CV = 7,
+}
+abi_enum!(lungseg_review_score {
+    LUNGSEG_REVIEW_MODEL_DEFAULT,
+    LUNGSEG_REVIEW_MEAN_MUTUAL_INFO,
+    LUNGSEG_REVIEW_MEAN_ENTROPY,
+    LUNGSEG_REVIEW_MEAN_VARIANCE,
+    LUNGSEG_REVIEW_VOLUME_DISAGREEMENT,
+    LUNGSEG_REVIEW_DICE_DISAGREEMENT,
+    LUNGSEG_REVIEW_IOU_DISAGREEMENT,
+    LUNGSEG_REVIEW_VOLUME_CV,
+});
+
 impl From<lungseg_scan_map_kind> for crate::scan_map::Merge {
     fn from(k: lungseg_scan_map_kind) -> Self {
         match k {
@@ -229,5 +263,26 @@ mod tests {
             assert_eq!(abi.name().trim_start_matches("LUNGSEG_"), t.met_name());
         }
         assert_eq!(ElementType::ALL.len(), lungseg_element_type::ALL.len());
+    }
+
+    as_u32!(lungseg_review_score);
+
+    /// The review scores round-trip, and each library score is the ABI value of its name.
+    #[test]
+    fn review_scores_round_trip_and_match_the_library_names() {
+        round_trips(
+            lungseg_review_score::ALL,
+            lungseg_review_score::name,
+            lungseg_review_score::c_name,
+        );
+        use crate::model::ReviewScore;
+        for s in ReviewScore::ALL {
+            let abi = lungseg_review_score::try_from(s as u32).unwrap();
+            assert_eq!(
+                abi.name().trim_start_matches("LUNGSEG_REVIEW_"),
+                s.name().to_uppercase()
+            );
+        }
+        assert_eq!(ReviewScore::ALL.len() + 1, lungseg_review_score::ALL.len());
     }
 }

@@ -1,15 +1,15 @@
 //! Models and predictions through the C ABI: open a model file, run the deterministic pass or
 //! Monte-Carlo dropout on a 64³ HU patch, get maps, a summary and the needs-review flag.
 
-use super::versioned::OutArg;
+use super::versioned::{arg_versioned_out, OutArg, VersionedOut};
 use super::volume::lungseg_volume;
 use super::{
     arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
-    lungseg_device, lungseg_status, path_arg, versioned,
+    lungseg_device, lungseg_review_score, lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
-use crate::model::{Model, ModelOptions};
+use crate::model::{Model, ModelOptions, ReviewScore};
 use crate::patch::{self, PatchSpec};
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
@@ -21,7 +21,7 @@ use crate::patch::{self, PatchSpec};
 ///   while another call uses the pool, a call runs all its shares on its own thread.
 ///   Results are bit-identical whatever the thread count or the load.
 /// - Memory: each prediction running at the same time holds one scratch workspace of the
-///   model's size (about 115 MB for the default network at 64³, checked against
+///   model's size (about 150 MB for the default network at 64³, checked against
 ///   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
 ///   are freed when their call returns. After the first call, predictions do not allocate.
 /// - fork(): a child process may predict with handles opened before the fork (the pool is
@@ -90,8 +90,54 @@ pub struct lungseg_mc_options {
     /// Non-zero: use `review_threshold` instead of the model's.
     pub override_review_threshold: u32,
     pub review_threshold: f32,
+    /// NULL, or where to write the structure-wise measures of the samples (its `struct_size`
+    /// set by the caller; below its V1 size is `LUNGSEG_INVALID_ARGUMENT`). Written only when
+    /// the prediction succeeds; must not overlap the other buffers of the call.
+    pub structure_measures: *mut lungseg_structure_measures,
+    /// A `lungseg_review_score`: the score in `summary.uncertainty_score` that is compared with
+    /// the threshold. 0 = the model's. Another score than the model's needs
+    /// `override_review_threshold` (`LUNGSEG_INVALID_ARGUMENT` otherwise): the model's
+    /// threshold is calibrated for its own score.
+    pub review_score: u32,
 }
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
+
+/// Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
+/// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
+/// struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
+/// writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
+///
+/// Empty masks: Dice(M_s, F) is 1 when both are empty, 0 when one is; `iou` is 1 when every
+/// sample is empty, 0 when samples are foreground but none in all; `volume_cv` is 0 when every
+/// sample is empty. So (1, 1, 0) means the samples agree (all empty, or all identical); a patch
+/// whose final mask is empty while some samples see a structure is never "sure".
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lungseg_structure_measures {
+    /// `sizeof(lungseg_structure_measures)`; on return, the bytes written.
+    pub struct_size: u32,
+    /// The `lungseg_review_score` that `summary.uncertainty_score` is (never MODEL_DEFAULT).
+    pub review_score: u32,
+    /// Mean over samples of Dice(M_s, F) = 2|M_s & F| / (|M_s| + |F|), in [0, 1].
+    pub dice_agreement: f32,
+    /// |intersection of all M_s| / |union of all M_s|, in [0, 1].
+    pub iou: f32,
+    /// Coefficient of variation of the sample volumes |M_s|: population std / mean.
+    pub volume_cv: f32,
+    /// Samples whose mask is empty.
+    pub empty_samples: u32,
+    /// Voxels every sample calls foreground, and voxels some sample does.
+    pub intersection_voxels: u64,
+    pub union_voxels: u64,
+    /// Mean and population standard deviation of |M_s| over samples, in voxels.
+    pub sample_voxels_mean: f64,
+    pub sample_voxels_std: f64,
+}
+versioned!(
+    lungseg_structure_measures,
+    v1 = 56,
+    v1_last = sample_voxels_std
+);
 
 /// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 #[repr(C)]
@@ -213,6 +259,7 @@ fn mc_options_from(model: &lungseg_model, opts: Option<lungseg_mc_options>) -> R
             o.n_samples = c.n_samples;
         }
         o.seed = c.seed;
+        o.review_score = review_score_from(c.review_score)?;
         if c.override_review_threshold != 0 {
             if !c.review_threshold.is_finite() {
                 return Err(Error::invalid(format!(
@@ -224,6 +271,39 @@ fn mc_options_from(model: &lungseg_model, opts: Option<lungseg_mc_options>) -> R
         }
     }
     Ok(o)
+}
+
+/// `lungseg_mc_options.review_score`: `None` for the model's.
+fn review_score_from(raw: u32) -> Result<Option<ReviewScore>> {
+    use lungseg_review_score as abi;
+    let v = lungseg_review_score::try_from(raw)
+        .map_err(|e| Error::from(e).context("opts.review_score"))?;
+    Ok(match v {
+        abi::LUNGSEG_REVIEW_MODEL_DEFAULT => None,
+        abi::LUNGSEG_REVIEW_MEAN_MUTUAL_INFO => Some(ReviewScore::MeanMutualInfo),
+        abi::LUNGSEG_REVIEW_MEAN_ENTROPY => Some(ReviewScore::MeanEntropy),
+        abi::LUNGSEG_REVIEW_MEAN_VARIANCE => Some(ReviewScore::MeanVariance),
+        abi::LUNGSEG_REVIEW_VOLUME_DISAGREEMENT => Some(ReviewScore::VolumeDisagreement),
+        abi::LUNGSEG_REVIEW_DICE_DISAGREEMENT => Some(ReviewScore::DiceDisagreement),
+        abi::LUNGSEG_REVIEW_IOU_DISAGREEMENT => Some(ReviewScore::IouDisagreement),
+        abi::LUNGSEG_REVIEW_VOLUME_CV => Some(ReviewScore::VolumeCv),
+    })
+}
+
+fn measures_to_c(s: &PatchSummary) -> lungseg_structure_measures {
+    let m = &s.structure;
+    lungseg_structure_measures {
+        struct_size: std::mem::size_of::<lungseg_structure_measures>() as u32,
+        review_score: s.review_score as u32,
+        dice_agreement: m.dice_agreement,
+        iou: m.iou,
+        volume_cv: m.volume_cv,
+        empty_samples: m.empty_samples,
+        intersection_voxels: m.intersection_voxels,
+        union_voxels: m.union_voxels,
+        sample_voxels_mean: m.sample_voxels_mean,
+        sample_voxels_std: m.sample_voxels_std,
+    }
 }
 
 fn summary_to_c(s: &PatchSummary, threshold: f32) -> lungseg_patch_summary {
@@ -414,10 +494,16 @@ fn run_mc(
     opts: *const lungseg_mc_options,
     out: &OutArg<lungseg_uncertainty>,
 ) -> Result<()> {
-    let o = mc_options_from(m, unsafe { arg_options(opts, "opts")? })?;
-    let threshold = o.review_threshold.unwrap_or(m.inner.review().threshold);
+    let c_opts = unsafe { arg_options(opts, "opts")? };
+    let o = mc_options_from(m, c_opts)?;
+    let (_, threshold) = mc::review_choice(&m.inner, &o)?;
+    let measures: Option<VersionedOut<lungseg_structure_measures>> = match c_opts {
+        Some(c) => unsafe { arg_versioned_out(c.structure_measures, "opts->structure_measures")? },
+        None => None,
+    };
     let voxels = m.inner.config().patch_voxels();
     let mut result = out.inputs();
+    let measures_bytes = measures.as_ref().map(VersionedOut::bytes);
     disjoint(&[
         region("patch_hu", hu.as_ptr(), hu.len()),
         region("out", out.as_ptr(), 1),
@@ -425,6 +511,7 @@ fn run_mc(
         region("out->variance", result.variance, result.len),
         region("out->entropy", result.entropy, result.len),
         region("out->mutual_info", result.mutual_info, result.len),
+        measures_bytes.and_then(|(p, n)| region("opts->structure_measures", p, n)),
     ])?;
     let summary = {
         let maps = unsafe { maps_from(&mut result, voxels)? };
@@ -432,6 +519,9 @@ fn run_mc(
     };
     result.summary = summary_to_c(&summary, threshold);
     out.write(result);
+    if let Some(w) = measures {
+        w.write(measures_to_c(&summary));
+    }
     Ok(())
 }
 

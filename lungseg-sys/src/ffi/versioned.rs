@@ -13,9 +13,10 @@
 //! Output structs published without `struct_size` (`lungseg_volume_info`, `lungseg_model_info`,
 //! `lungseg_uncertainty`) are frozen at their published layout ([`frozen_output!`] asserts the
 //! size): old binaries allocate exactly that, so the library writes exactly that. New results
-//! come in new structs that start with `struct_size`, filled by new entry points that write at
-//! most `struct_size` bytes and set it to the number written (the rule of Linux's
-//! `sched_getattr`); the frozen structs are never extended.
+//! come in new structs that start with `struct_size` ([`VersionedOut`]), reached through new
+//! entry points or a pointer appended to an options struct, written up to `struct_size` bytes
+//! with `struct_size` set to the number written (the rule of Linux's `sched_getattr`); the
+//! frozen structs are never extended.
 
 use crate::error::{Error, Result};
 use std::mem::size_of;
@@ -120,6 +121,48 @@ pub(crate) unsafe fn arg_options<T: Versioned>(p: *const T, name: &str) -> Resul
     let mut v = T::default();
     copy_in(p, known, &mut v);
     Ok(Some(v))
+}
+
+/// A caller's growable output struct (`struct_size` first, [`Versioned`]): the library writes
+/// `min(struct_size, its sizeof)` bytes and sets `struct_size` to that number, so a caller
+/// built against an older header gets the fields it knows and one built against a newer header
+/// learns which fields were filled.
+pub(crate) struct VersionedOut<T> {
+    p: *mut T,
+    size: usize,
+}
+
+/// Checks a growable output struct (NULL = not wanted): its `struct_size` must be at least V1
+/// (`LUNGSEG_INVALID_ARGUMENT` otherwise, before anything runs). Any alignment is accepted: the
+/// struct is written byte by byte.
+pub(crate) unsafe fn arg_versioned_out<T: Versioned>(
+    p: *mut T,
+    name: &str,
+) -> Result<Option<VersionedOut<T>>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let size = struct_size(p, name)?;
+    Ok(Some(VersionedOut { p, size }))
+}
+
+impl<T: Versioned> VersionedOut<T> {
+    /// The caller's bytes, for overlap checks: start and length.
+    pub(crate) fn bytes(&self) -> (*const u8, usize) {
+        (self.p.cast_const().cast(), self.size)
+    }
+
+    /// Writes the known prefix of `v` and sets `struct_size` to its length.
+    pub(crate) fn write(&self, v: T) {
+        let n = self.size.min(size_of::<T>());
+        // SAFETY: `arg_versioned_out` read `struct_size`: the caller holds `size >= n` bytes at
+        // `p`, and `v` is a plain `#[repr(C)]` value whose first `n` bytes are copied; the first
+        // field is the `u32 struct_size` (`versioned!` asserts it), written unaligned.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&v as *const T).cast::<u8>(), self.p.cast::<u8>(), n);
+            std::ptr::write_unaligned(self.p.cast::<u32>(), n as u32);
+        }
+    }
 }
 
 /// An output struct frozen at its published layout: written whole, and read back only in its
@@ -475,6 +518,49 @@ mod tests {
         };
         assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
         assert!(set > 0);
+    }
+
+    /// A growable output struct of exactly V1 bytes before a guard page: written up to its end,
+    /// `struct_size` set to the bytes written; below V1 it is refused and left alone.
+    #[test]
+    #[cfg_attr(miri, ignore = "opens a model and runs predictions: too slow for Miri")]
+    fn growable_outputs_are_written_within_struct_size() {
+        let m = model();
+        let voxels = unsafe {
+            let mut info = lungseg_model_info::default();
+            assert_eq!(
+                lungseg_model_get_info(m, &mut info),
+                lungseg_status::LUNGSEG_OK
+            );
+            info.patch_size
+                .iter()
+                .map(|&s| s as usize)
+                .product::<usize>()
+        };
+        let hu = vec![-400f32; voxels];
+        let run = |size: usize| {
+            let g = GuardedTail::new(size);
+            g.put(&lungseg_structure_measures::default(), 8, 0xEE);
+            let opts = lungseg_mc_options {
+                n_samples: 2,
+                structure_measures: g.ptr(),
+                ..Default::default()
+            };
+            let mut out = lungseg_uncertainty::default();
+            let st =
+                unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), voxels, &opts, &mut out) };
+            let got = unsafe { std::ptr::read_unaligned(g.ptr::<u32>()) };
+            (st, got, unsafe { *g.ptr::<u8>().add(size - 1) })
+        };
+        assert_eq!(lungseg_structure_measures::V1, 56);
+        let (st, size, _) = run(56);
+        assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error_string());
+        assert_eq!(size, 56);
+        let (st, size, last) = run(40);
+        assert_eq!(st, lungseg_status::LUNGSEG_INVALID_ARGUMENT);
+        assert_eq!((size, last), (40, 0xEE), "a refused struct is not written");
+        assert!(last_error_string().contains("struct_size is 40, at least 56"));
+        unsafe { lungseg_model_free(m) };
     }
 
     #[test]

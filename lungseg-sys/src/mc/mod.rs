@@ -6,10 +6,12 @@
 //! bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
 
 mod forward;
+pub mod masks;
 pub mod stats;
 
 use std::sync::Mutex;
 
+pub use masks::StructureMeasures;
 pub use stats::{entropy_bits, voxel_stats, VoxelStats};
 
 use crate::error::{Error, Result};
@@ -36,6 +38,10 @@ pub struct McOptions {
     pub threads: usize,
     /// Overrides the model's review threshold.
     pub review_threshold: Option<f32>,
+    /// The score compared with the threshold; `None` = the model's
+    /// ([`crate::model::ReviewConfig`]). Another score than the model's needs
+    /// `review_threshold`: the model's threshold belongs to its own score.
+    pub review_score: Option<ReviewScore>,
 }
 
 impl Default for McOptions {
@@ -45,6 +51,7 @@ impl Default for McOptions {
             seed: 0,
             threads: 0,
             review_threshold: None,
+            review_score: None,
         }
     }
 }
@@ -78,11 +85,42 @@ pub struct PatchSummary {
     pub mean_entropy: f32,
     /// Mean mutual information (bits) over those voxels.
     pub mean_mutual_info: f32,
-    /// The model's review score (see [`crate::model::ReviewConfig`]) for this patch.
+    /// The selected review score ([`McOptions::review_score`], else the model's) for this patch.
     pub uncertainty_score: f32,
+    /// Which score `uncertainty_score` is.
+    pub review_score: ReviewScore,
     /// `uncertainty_score > threshold` (the caller's override or the model's).
     pub needs_review: bool,
     pub n_samples: u32,
+    /// Structure-wise agreement of the sample masks (Roy et al. 2019).
+    pub structure: StructureMeasures,
+    /// Every review score of this patch, selected or not (for choosing one on validation data).
+    pub scores: ReviewScores,
+}
+
+/// The value of every [`ReviewScore`] for one patch; higher means less sure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReviewScores {
+    pub mean_mutual_info: f32,
+    pub mean_entropy: f32,
+    pub mean_variance: f32,
+    pub volume_disagreement: f32,
+    pub structure: StructureMeasures,
+}
+
+impl ReviewScores {
+    /// The one definition of each score.
+    pub fn get(&self, score: ReviewScore) -> f32 {
+        match score {
+            ReviewScore::MeanMutualInfo => self.mean_mutual_info,
+            ReviewScore::MeanEntropy => self.mean_entropy,
+            ReviewScore::MeanVariance => self.mean_variance,
+            ReviewScore::VolumeDisagreement => self.volume_disagreement,
+            ReviewScore::DiceDisagreement => 1.0 - self.structure.dice_agreement,
+            ReviewScore::IouDisagreement => 1.0 - self.structure.iou,
+            ReviewScore::VolumeCv => self.structure.volume_cv,
+        }
+    }
 }
 
 /// Idle workspaces a model keeps for reuse; more concurrent calls allocate their own, freed on
@@ -211,11 +249,7 @@ pub fn predict_uncertainty(
             opts.n_samples
         )));
     }
-    if let Some(t) = opts.review_threshold.filter(|t| !t.is_finite()) {
-        return Err(Error::invalid(format!(
-            "review_threshold = {t} is not finite"
-        )));
-    }
+    let review = review_choice(model, opts)?;
     for (name, m) in [
         ("mean", &maps.mean),
         ("variance", &maps.variance),
@@ -249,7 +283,60 @@ pub fn predict_uncertainty(
         let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
     }
-    Ok(summarise(model, &ws.stats, opts, &mut maps))
+    Ok(summarise(model, &mut ws.stats, review, &mut maps))
+}
+
+/// The score and threshold a call compares: the caller's, else the model's. A score other than
+/// the model's without a caller threshold is refused: a threshold is calibrated for one score,
+/// and comparing another score with it would flag (or clear) patches at random.
+pub fn review_choice(model: &Model, opts: &McOptions) -> Result<(ReviewScore, f32)> {
+    if let Some(t) = opts.review_threshold.filter(|t| !t.is_finite()) {
+        return Err(Error::invalid(format!(
+            "review_threshold = {t} is not finite"
+        )));
+    }
+    let own = model.review();
+    let score = opts.review_score.unwrap_or(own.score);
+    match opts.review_threshold {
+        Some(t) => Ok((score, t)),
+        None if score == own.score => Ok((score, own.threshold)),
+        None => Err(Error::invalid(format!(
+            "review_score {} is not the model's ({}): its threshold {} does not apply; set \
+             a review_threshold for {}",
+            score.name(),
+            own.score.name(),
+            own.threshold,
+            score.name()
+        ))),
+    }
+}
+
+/// The probability map of one MC sample: what sample `sample` of a [`predict_uncertainty`]
+/// call with `seed` folds in (the same dropout masks, bit for bit). For checking the MC
+/// reduction against per-sample maps and for inspecting single samples.
+pub fn predict_sample(
+    model: &Model,
+    patch_hu: &[f32],
+    seed: u64,
+    sample: u32,
+    prob: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    check_patch(model, patch_hu)?;
+    if prob.len() != patch_hu.len() {
+        return Err(Error::invalid(format!(
+            "prob has {} elements, expected {}",
+            prob.len(),
+            patch_hu.len()
+        )));
+    }
+    let threads = resolve_threads(threads)?;
+    let mut lease = lease(model)?;
+    let ws = lease.ws.as_mut().expect("leased");
+    prologue(model, ws, patch_hu, threads);
+    forward(model, ws, Some(SampleDrop { seed, sample }), threads)?;
+    prob.copy_from_slice(&ws.prob);
+    Ok(())
 }
 
 /// Voxels added to the volume in [`volume_disagreement`]'s denominator: keeps the score finite
@@ -264,8 +351,8 @@ pub fn volume_disagreement(sum_mean: f64, foreground_voxels: u64) -> f32 {
 
 fn summarise(
     model: &Model,
-    stats: &stats::Stats,
-    opts: &McOptions,
+    stats: &mut stats::Stats,
+    (review_score, threshold): (ReviewScore, f32),
     maps: &mut UncertaintyMaps<'_>,
 ) -> PatchSummary {
     let cfg = model.config();
@@ -283,7 +370,10 @@ fn summarise(
         put(&mut maps.variance, v.variance);
         put(&mut maps.entropy, v.entropy);
         put(&mut maps.mutual_info, v.mutual_info);
-        fg += u64::from(v.mean >= 0.5);
+        if v.mean >= 0.5 {
+            fg += 1;
+            stats.mark_final(i);
+        }
         expected_volume += f64::from(v.mean);
         if v.any_foreground {
             region += 1;
@@ -302,13 +392,15 @@ fn summarise(
     };
     let [sx, sy, sz] = cfg.spacing_mm;
     let volume = fg as f64 * sx * sy * sz;
-    let review = model.review();
-    let score = match review.score {
-        ReviewScore::MeanMutualInfo => avg(smi),
-        ReviewScore::MeanEntropy => avg(sh),
-        ReviewScore::MeanVariance => avg(svar),
-        ReviewScore::VolumeDisagreement => volume_disagreement(expected_volume, fg),
+    let structure = stats.structure();
+    let scores = ReviewScores {
+        mean_mutual_info: avg(smi),
+        mean_entropy: avg(sh),
+        mean_variance: avg(svar),
+        volume_disagreement: volume_disagreement(expected_volume, fg),
+        structure,
     };
+    let score = scores.get(review_score);
     PatchSummary {
         foreground_voxels: fg,
         volume_mm3: volume,
@@ -317,7 +409,10 @@ fn summarise(
         mean_entropy: avg(sh),
         mean_mutual_info: avg(smi),
         uncertainty_score: score,
-        needs_review: score > opts.review_threshold.unwrap_or(review.threshold),
+        review_score,
+        needs_review: score > threshold,
         n_samples: stats.samples(),
+        structure,
+        scores,
     }
 }

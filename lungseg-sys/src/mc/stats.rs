@@ -5,6 +5,7 @@
 //! information (p = 0 reproduces the deterministic pass bit for bit). Entropies are in bits,
 //! with `0·log 0 = 0` (no clamping needed).
 
+use super::masks::{SampleMasks, StructureMeasures};
 use crate::error::{try_vec, Result};
 
 /// Running sums for one patch.
@@ -13,7 +14,7 @@ pub(crate) struct Stats {
     mean: Vec<f64>,
     m2: Vec<f64>,
     sum_h: Vec<f64>,
-    any_fg: Vec<bool>,
+    masks: SampleMasks,
 }
 
 /// Binary entropy in bits of a probability, computed in f64.
@@ -35,16 +36,25 @@ pub struct VoxelStats {
 }
 
 impl Stats {
-    /// Heap bytes per voxel: `mean`, `m2`, `sum_h` and `any_fg`.
-    pub const BYTES_PER_VOXEL: usize = 3 * std::mem::size_of::<f64>() + std::mem::size_of::<bool>();
+    /// Heap bytes per voxel of the running sums `mean`, `m2` and `sum_h`.
+    const BYTES_PER_VOXEL: usize = 3 * std::mem::size_of::<f64>();
 
-    pub fn new(voxels: usize) -> Result<Stats> {
+    /// Heap bytes of statistics for `voxels` voxels and up to `samples` samples (the sample
+    /// masks included); `None` on overflow.
+    pub fn bytes(voxels: usize, samples: usize) -> Option<usize> {
+        voxels
+            .checked_mul(Self::BYTES_PER_VOXEL)?
+            .checked_add(SampleMasks::bytes(voxels, samples)?)
+    }
+
+    /// Statistics for `voxels` voxels and up to `samples` samples.
+    pub fn new(voxels: usize, samples: usize) -> Result<Stats> {
         Ok(Stats {
             n: 0,
             mean: try_vec(voxels, "MC statistics")?,
             m2: try_vec(voxels, "MC statistics")?,
             sum_h: try_vec(voxels, "MC statistics")?,
-            any_fg: try_vec(voxels, "MC statistics")?,
+            masks: SampleMasks::new(voxels, samples)?,
         })
     }
 
@@ -53,7 +63,7 @@ impl Stats {
         self.mean.fill(0.0);
         self.m2.fill(0.0);
         self.sum_h.fill(0.0);
-        self.any_fg.fill(false);
+        self.masks.reset();
     }
 
     /// Folds in the next sample's probabilities.
@@ -66,8 +76,18 @@ impl Stats {
             self.mean[i] += d / k;
             self.m2[i] += d * (x - self.mean[i]);
             self.sum_h[i] += f64::from(entropy_bits(p));
-            self.any_fg[i] |= p >= 0.5;
         }
+        self.masks.record(prob);
+    }
+
+    /// Puts voxel `i` into the final mask (mean ≥ 0.5) that [`Self::structure`] compares with.
+    pub fn mark_final(&mut self, i: usize) {
+        self.masks.mark_final(i);
+    }
+
+    /// The structure-wise measures of the samples so far against the marked final mask.
+    pub fn structure(&self) -> StructureMeasures {
+        self.masks.measures()
     }
 
     pub fn voxel(&self, i: usize) -> VoxelStats {
@@ -80,8 +100,14 @@ impl Stats {
             variance: (self.m2[i] / n).max(0.0) as f32,
             entropy,
             mutual_info: mi as f32,
-            any_foreground: self.any_fg[i],
+            any_foreground: self.masks.any(i),
         }
+    }
+
+    /// Heap bytes this holds, counted from its buffers (tests check [`Self::bytes`] with it).
+    #[cfg(test)]
+    pub fn held_bytes(&self) -> usize {
+        8 * (self.mean.len() + self.m2.len() + self.sum_h.len()) + self.masks.held_bytes()
     }
 
     pub fn samples(&self) -> u32 {
@@ -91,13 +117,7 @@ impl Stats {
 
 /// Statistics of one sample set given directly (tests, and a definition in code).
 pub fn voxel_stats(samples: &[f32]) -> VoxelStats {
-    let mut s = Stats {
-        n: 0,
-        mean: vec![0.0],
-        m2: vec![0.0],
-        sum_h: vec![0.0],
-        any_fg: vec![false],
-    };
+    let mut s = Stats::new(1, samples.len()).expect("one voxel's statistics");
     for &p in samples {
         s.add(&[p]);
     }

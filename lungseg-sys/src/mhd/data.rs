@@ -457,24 +457,12 @@ pub(crate) fn alloc_pixels(t: ElementType, n: usize) -> Result<PixelData> {
     })
 }
 
-/// `vec![0; n]` that reports OOM instead of aborting. It uses `alloc_zeroed`, so large buffers
-/// come as fresh zero pages from the OS (no memset pass before we overwrite them anyway).
+/// A zeroed buffer of `n` voxels as fresh pages ([`crate::error::zeroed_vec`]), reporting OOM.
 fn zeroed<T: bytemuck::Zeroable>(n: usize) -> Result<Vec<T>> {
-    let oom = || Error::oom(format!("cannot allocate {n} voxels"));
-    if n == 0 || std::mem::size_of::<T>() == 0 {
-        return Ok(Vec::new());
-    }
-    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| oom())?;
-    // SAFETY: `layout` has non-zero size; the pointer comes from the global allocator with
-    // `T`'s layout for exactly `n` elements, all bytes zero, which is a valid `T` (Zeroable).
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout) as *mut T;
-        if ptr.is_null() {
-            return Err(oom());
-        }
-        advise_huge_pages(ptr as *mut u8, layout.size());
-        Ok(Vec::from_raw_parts(ptr, n, n))
-    }
+    let mut v = crate::error::zeroed_vec::<T>(n)
+        .ok_or_else(|| Error::oom(format!("cannot allocate {n} voxels")))?;
+    advise_huge_pages(v.as_mut_ptr().cast(), std::mem::size_of_val(v.as_slice()));
+    Ok(v)
 }
 
 /// Asks Linux for transparent huge pages on a large, not yet touched buffer: filling a 150 MB

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::ffi::lungseg_dropout_kind;
+use crate::ffi::{lungseg_dropout_kind, lungseg_review_score as abi};
 
 /// Which elements a dropout layer zeroes; the discriminants are the C ABI's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,29 +237,41 @@ struct RawDropout {
     kind: Option<String>,
 }
 
-/// Which patch-level number is compared with the review threshold.
+/// Which patch-level number is compared with the review threshold: every score grows with
+/// the uncertainty (`needs_review = score > threshold`). The discriminants are the C ABI's
+/// `lungseg_review_score` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum ReviewScore {
     /// Mean mutual information (BALD, bits) over the voxels any sample calls foreground.
-    MeanMutualInfo,
+    MeanMutualInfo = abi::LUNGSEG_REVIEW_MEAN_MUTUAL_INFO as u32,
     /// Mean predictive entropy (bits) over the same voxels.
-    MeanEntropy,
+    MeanEntropy = abi::LUNGSEG_REVIEW_MEAN_ENTROPY as u32,
     /// Mean variance of the probability over the same voxels.
-    MeanVariance,
+    MeanVariance = abi::LUNGSEG_REVIEW_MEAN_VARIANCE as u32,
     /// How much of the expected foreground volume lies on the other side of the 0.5 threshold:
     /// `|Σ mean − V| / (V + 10)` over the whole patch, `V` = voxels with mean ≥ 0.5. Unlike the
     /// region means it sees under-segmentation (probability mass just below 0.5 around a
     /// confident core) and misses (mass with no voxel above 0.5); see docs/training.md.
-    VolumeDisagreement,
+    VolumeDisagreement = abi::LUNGSEG_REVIEW_VOLUME_DISAGREEMENT as u32,
+    /// `1 − dice_agreement` of [`crate::mc::StructureMeasures`] (Roy et al. 2019).
+    DiceDisagreement = abi::LUNGSEG_REVIEW_DICE_DISAGREEMENT as u32,
+    /// `1 − iou` of [`crate::mc::StructureMeasures`]: 1 − |∩ M_s| / |∪ M_s|.
+    IouDisagreement = abi::LUNGSEG_REVIEW_IOU_DISAGREEMENT as u32,
+    /// `volume_cv` of [`crate::mc::StructureMeasures`]: std / mean of the sample volumes.
+    VolumeCv = abi::LUNGSEG_REVIEW_VOLUME_CV as u32,
 }
 
 impl ReviewScore {
     /// Every score, in the order error messages list them.
-    pub const ALL: [ReviewScore; 4] = [
+    pub const ALL: [ReviewScore; 7] = [
         ReviewScore::MeanMutualInfo,
         ReviewScore::MeanEntropy,
         ReviewScore::MeanVariance,
         ReviewScore::VolumeDisagreement,
+        ReviewScore::DiceDisagreement,
+        ReviewScore::IouDisagreement,
+        ReviewScore::VolumeCv,
     ];
 
     /// The score called `name` in the model file's `review.score`.
@@ -278,6 +290,9 @@ impl ReviewScore {
             ReviewScore::MeanEntropy => "mean_entropy",
             ReviewScore::MeanVariance => "mean_variance",
             ReviewScore::VolumeDisagreement => "volume_disagreement",
+            ReviewScore::DiceDisagreement => "dice_disagreement",
+            ReviewScore::IouDisagreement => "iou_disagreement",
+            ReviewScore::VolumeCv => "volume_cv",
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::mc::{WorkspacePool, WorkspaceSize};
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
-/// Default of [`ModelOptions::max_workspace_bytes`]: 2 GiB, about 18× the default network's
-/// ~115 MB at a 64³ patch.
+/// Default of [`ModelOptions::max_workspace_bytes`]: 2 GiB, about 14× the default network's
+/// ~150 MB at a 64³ patch.
 pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 2 << 30;
 
 /// Limits applied when a model is opened.

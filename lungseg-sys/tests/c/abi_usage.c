@@ -5,6 +5,7 @@
  *
  *   abi_usage <model.safetensors> <scratch dir>
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,112 @@ static void predict(const lungseg_model *model, const lungseg_model_info *info) 
     free(prob);
 }
 
+/* The options struct as the 0.1.0 header declared it (V1, 24 bytes): an old binary's call. */
+typedef struct {
+    uint32_t struct_size;
+    uint32_t n_samples;
+    uint64_t seed;
+    uint32_t override_review_threshold;
+    float review_threshold;
+} mc_options_v1;
+
+static int is_review_score(uint32_t s) {
+    switch ((lungseg_review_score)s) {
+    case LUNGSEG_REVIEW_MODEL_DEFAULT: case LUNGSEG_REVIEW_MEAN_MUTUAL_INFO:
+    case LUNGSEG_REVIEW_MEAN_ENTROPY: case LUNGSEG_REVIEW_MEAN_VARIANCE:
+    case LUNGSEG_REVIEW_VOLUME_DISAGREEMENT: case LUNGSEG_REVIEW_DICE_DISAGREEMENT:
+    case LUNGSEG_REVIEW_IOU_DISAGREEMENT: case LUNGSEG_REVIEW_VOLUME_CV:
+        return 1;
+    }
+    return 0;
+}
+
+/* Structure-wise measures and the review score through the grown lungseg_mc_options. */
+static void structure(const lungseg_model *model, size_t n) {
+    float *hu = (float *)malloc(n * sizeof(float));
+    lungseg_mc_options opts;
+    mc_options_v1 old;
+    lungseg_structure_measures sm, big[2];
+    lungseg_uncertainty out;
+    size_t i;
+    if (!hu) exit(1);
+    for (i = 0; i < n; i++) hu[i] = (float)(i % 31) * 45.0f - 900.0f;
+    CHECK(offsetof(lungseg_mc_options, structure_measures) == sizeof(mc_options_v1));
+    memset(&out, 0, sizeof out);
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.n_samples = 6;
+    opts.seed = 3;
+    memset(&sm, 0xAB, sizeof sm);
+    sm.struct_size = sizeof sm;
+    opts.structure_measures = &sm;
+    opts.review_score = LUNGSEG_REVIEW_VOLUME_CV;
+    opts.override_review_threshold = 1;
+    opts.review_threshold = 0.5f;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    CHECK(sm.struct_size == sizeof sm);
+    CHECK(sm.review_score == LUNGSEG_REVIEW_VOLUME_CV && is_review_score(sm.review_score));
+    CHECK(out.summary.uncertainty_score == sm.volume_cv);
+    CHECK(out.summary.review_threshold == 0.5f);
+    CHECK(out.summary.needs_review == (sm.volume_cv > 0.5f));
+    CHECK(sm.dice_agreement >= 0.0f && sm.dice_agreement <= 1.0f);
+    CHECK(sm.iou >= 0.0f && sm.iou <= 1.0f && sm.intersection_voxels <= sm.union_voxels);
+    CHECK(sm.empty_samples <= 6 && sm.sample_voxels_std >= 0.0);
+
+    /* Another score than the model's without a threshold: refused, nothing written. */
+    opts.review_score = LUNGSEG_REVIEW_DICE_DISAGREEMENT;
+    opts.override_review_threshold = 0;
+    sm.struct_size = sizeof sm;
+    sm.review_score = 77;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
+    CHECK(sm.review_score == 77);
+    opts.review_score = 99;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
+
+    /* The model's own score: its threshold, reported as the score used. */
+    opts.review_score = LUNGSEG_REVIEW_MODEL_DEFAULT;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    CHECK(sm.review_score != LUNGSEG_REVIEW_MODEL_DEFAULT && is_review_score(sm.review_score));
+
+    /* A struct_size below the measures' V1 is refused before anything runs. */
+    sm.struct_size = 8;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
+    /* A newer caller's larger struct: the known bytes are written, struct_size says how many. */
+    memset(big, 0xCD, sizeof big);
+    big[0].struct_size = sizeof big;
+    opts.structure_measures = &big[0];
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    CHECK(big[0].struct_size == sizeof big[0] && big[1].struct_size == 0xCDCDCDCDu);
+    /* Overlapping the patch: refused (a valid struct_size there, so the overlap is why). */
+    {
+        uint32_t size = sizeof sm;
+        char msg[512];
+        memcpy(hu, &size, sizeof size);
+        opts.structure_measures = (lungseg_structure_measures *)(void *)hu;
+        CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
+        lungseg_last_error(msg, sizeof msg);
+        CHECK(strstr(msg, "overlap") != NULL);
+    }
+
+    /* An old binary: V1-sized options; the fields past them are neither read nor needed. */
+    memset(&old, 0, sizeof old);
+    old.struct_size = sizeof old;
+    old.n_samples = 3;
+    old.seed = 3;
+    memset(&out, 0, sizeof out);
+    CHECK(lungseg_predict_uncertainty(model, hu, n, (const lungseg_mc_options *)(const void *)&old,
+                                      &out) == LUNGSEG_OK);
+    CHECK(out.summary.n_samples == 3);
+    /* The same through the new struct with V1 size and garbage past it: never read. */
+    memset(&opts, 0xEE, sizeof opts);
+    opts.struct_size = sizeof old;
+    opts.n_samples = 3;
+    opts.seed = 3;
+    opts.override_review_threshold = 0;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    free(hu);
+}
+
 static void model(const char *path) {
     lungseg_model_options o;
     lungseg_model_info info;
@@ -101,6 +208,7 @@ static void model(const char *path) {
           info.dropout_kind == LUNGSEG_DROPOUT_ELEMENT);
     CHECK(lungseg_model_get_info(m, NULL) == LUNGSEG_INVALID_ARGUMENT);
     predict(m, &info);
+    structure(m, (size_t)info.patch_size[0] * info.patch_size[1] * info.patch_size[2]);
     lungseg_model_free(m);
 }
 

@@ -15,7 +15,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use lungseg::model::Model;
 
-use crate::calibrate::split_for_model;
 use crate::dataset::PatchDataset;
 use crate::metrics::EvalConfig;
 use crate::report::{self, EvaluationRun, Report};
@@ -70,7 +69,7 @@ pub fn evaluate(
     let t0 = Instant::now();
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
-    let idx = split_for_model(&model, &ds, &opts.split)?;
+    let idx = score::split_for_model(&model, &ds, &opts.split)?;
     let out = &opts.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut notes: Vec<String> = spacing_warning(&model, &ds, &idx).into_iter().collect();

@@ -1,13 +1,42 @@
 //! The scoring pass: every patch of a split through the shipped engine (MC dropout and the
 //! dropout-off baseline), streamed into [`EvalAccumulator`].
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
-use lungseg::model::Model;
+use lungseg::model::{Model, ReviewScore};
 
-use crate::calibrate::patch_seed;
 use crate::dataset::{Patch, PatchDataset, PatchRecord};
 use crate::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
+use crate::prepare::split::uid_hash;
+
+/// The dropout seed of one patch: a hash of the run seed and the patch id, so a patch gets the
+/// same masks whichever other patches are evaluated (and re-running one patch reproduces it).
+pub fn patch_seed(seed: u64, id: &str) -> u64 {
+    uid_hash(id, seed)
+}
+
+/// Indices of `split`, after checking the split is non-empty and its patches fit the model.
+pub fn split_for_model(model: &Model, ds: &PatchDataset, split: &str) -> Result<Vec<usize>> {
+    let idx = ds.split(split);
+    ensure!(
+        !idx.is_empty(),
+        "{}: split '{split}' has no patches",
+        ds.root().display()
+    );
+    let [x, y, z] = model.config().patch_size;
+    for &i in &idx {
+        let r = &ds.records[i];
+        ensure!(
+            r.shape == [z, y, x],
+            "patch {} has shape {:?} (z,y,x), the model expects {:?}: prepare the data with \
+             --patch-size {x},{y},{z}",
+            r.id,
+            r.shape,
+            [z, y, x]
+        );
+    }
+    Ok(idx)
+}
 
 /// The engine's maps of one patch.
 pub struct Maps {
@@ -40,6 +69,7 @@ pub fn run_patch(
         seed: patch_seed(seed, &rec.id),
         threads: 0,
         review_threshold: None,
+        review_score: None,
     };
     let s = mc::predict_uncertainty(
         model,
@@ -57,9 +87,9 @@ pub fn run_patch(
     Ok((s, m))
 }
 
-/// Candidate review scores of one patch: the engine's MC summaries and the deterministic
-/// baselines (the same summaries of the dropout-off probability, through the engine's own
-/// definitions).
+/// Candidate review scores of one patch: every score the engine can flag by (under its
+/// model-file name), and the deterministic baselines: the mean entropy over the dropout-off
+/// foreground and the volume disagreement of the dropout-off probability.
 pub fn candidate_scores(s: &PatchSummary, det: &[f32]) -> Vec<(&'static str, f32)> {
     let (mut fg, mut sum_p, mut sum_h) = (0u64, 0f64, 0f64);
     for &p in det {
@@ -74,17 +104,18 @@ pub fn candidate_scores(s: &PatchSummary, det: &[f32]) -> Vec<(&'static str, f32
     } else {
         0.0
     };
-    vec![
-        ("mc_review_score", s.uncertainty_score),
-        ("mc_mean_entropy", s.mean_entropy),
-        ("mc_mean_mutual_info", s.mean_mutual_info),
-        ("det_mean_entropy", det_entropy),
-        (
-            "det_volume_disagreement",
-            mc::volume_disagreement(sum_p, fg),
-        ),
-    ]
+    let mut out: Vec<(&'static str, f32)> = ReviewScore::ALL
+        .iter()
+        .map(|&k| (k.name(), s.scores.get(k)))
+        .collect();
+    out.push((DET_MEAN_ENTROPY, det_entropy));
+    out.push((DET_VOLUME_DISAGREEMENT, mc::volume_disagreement(sum_p, fg)));
+    out
 }
+
+/// Names of the deterministic baseline scores (not selectable in a model: no dropout).
+pub const DET_MEAN_ENTROPY: &str = "det_mean_entropy";
+pub const DET_VOLUME_DISAGREEMENT: &str = "det_volume_disagreement";
 
 /// What the scoring pass keeps: the metrics, and each patch's engine score (for choosing
 /// the patches shown).
