@@ -43,7 +43,7 @@ pub const SELFTEST: KernelSource = KernelSource {
 pub struct BuildOptions {
     /// The C++ compiler (`$CXX`, else `g++`).
     pub cxx: String,
-    /// AddressSanitizer + UBSan (every UB fatal).
+    /// AddressSanitizer + UBSan (every UB fatal); `LUNGSEG_EMU_SANITIZE=0` turns them off.
     pub sanitize: bool,
 }
 
@@ -51,7 +51,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             cxx: std::env::var("CXX").unwrap_or_else(|_| "g++".into()),
-            sanitize: true,
+            sanitize: std::env::var("LUNGSEG_EMU_SANITIZE").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -69,41 +69,71 @@ pub fn translation_unit(k: &KernelSource) -> Result<String, String> {
     Ok(tu)
 }
 
-/// Writes the sources into `dir` and compiles the emulator there; returns the executable.
-pub fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))
-    };
-    write("ls_emu.h", HEADER)?;
-    write("ls_emu_rt.h", RT_HEADER)?;
-    write("runtime.cpp", RUNTIME)?;
-    write("driver.cpp", DRIVER)?;
-    let mut sources = vec![dir.join("runtime.cpp"), dir.join("driver.cpp")];
-    for k in super::KERNELS.iter().chain(std::iter::once(&SELFTEST)) {
-        let name = format!("k_{}.cpp", k.name);
-        write(&name, &translation_unit(k)?)?;
-        sources.push(dir.join(name));
-    }
-    let exe = dir.join(if opts.sanitize { "ls_emu_asan" } else { "ls_emu" });
-    let mut cmd = Command::new(&opts.cxx);
-    cmd.args(["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-Wall", "-Werror"])
+/// The compiler command line (sources and output appended by [`build`]).
+fn compiler_args(opts: &BuildOptions) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-std=c++17",
+        "-O1",
+        "-g",
+        "-fno-omit-frame-pointer",
+        "-Wall",
+        "-Werror",
         // `#pragma unroll` is nvcc's; `threadIdx.x < step` (unsigned vs int) is how CUDA code
         // is written.
-        .args(["-Wno-unknown-pragmas", "-Wno-unused-function", "-Wno-sign-compare"])
-        .arg("-I")
-        .arg(dir)
-        .args(["-include", "ls_emu.h"]);
+        "-Wno-unknown-pragmas",
+        "-Wno-unused-function",
+        "-Wno-sign-compare",
+        "-include",
+        "ls_emu.h",
+    ]
+    .map(String::from)
+    .to_vec();
     if opts.sanitize {
-        cmd.args([
-            "-fsanitize=address,undefined,float-cast-overflow",
-            "-fno-sanitize-recover=all",
-        ]);
+        a.push("-fsanitize=address,undefined,float-cast-overflow".into());
+        a.push("-fno-sanitize-recover=all".into());
     }
-    let out = cmd
-        .args(&sources)
+    a
+}
+
+/// Writes the sources into `dir` and compiles the emulator there, unless an executable built
+/// from identical sources and options is already there; returns the executable.
+pub fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<(String, String)> = vec![
+        ("ls_emu.h".into(), HEADER.into()),
+        ("ls_emu_rt.h".into(), RT_HEADER.into()),
+        ("runtime.cpp".into(), RUNTIME.into()),
+        ("driver.cpp".into(), DRIVER.into()),
+    ];
+    for k in super::KERNELS.iter().chain(std::iter::once(&SELFTEST)) {
+        files.push((format!("k_{}.cpp", k.name), translation_unit(k)?));
+    }
+    let args = compiler_args(opts);
+    let mut parts: Vec<&[u8]> = vec![opts.cxx.as_bytes()];
+    parts.extend(args.iter().map(|a| a.as_bytes()));
+    for (name, text) in &files {
+        parts.push(name.as_bytes());
+        parts.push(text.as_bytes());
+    }
+    let hash = super::compile::fnv1a64(&parts);
+    let exe = dir.join(format!("ls_emu-{hash:016x}"));
+    if exe.is_file() {
+        return Ok(exe);
+    }
+    // Sources in a folder of this process's own: a concurrent build of the same sources
+    // writes elsewhere and renames an identical executable over this one.
+    let work = dir.join(format!("src-{hash:016x}-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    for (name, text) in &files {
+        std::fs::write(work.join(name), text).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let tmp = work.join("ls_emu");
+    let out = Command::new(&opts.cxx)
+        .args(&args)
+        .arg(format!("-I{}", work.display()))
+        .args(files.iter().filter(|(n, _)| n.ends_with(".cpp")).map(|(n, _)| work.join(n)))
         .arg("-o")
-        .arg(&exe)
+        .arg(&tmp)
         .output()
         .map_err(|e| format!("the C++ compiler `{}` is needed: {e}", opts.cxx))?;
     if !out.status.success() {
@@ -112,6 +142,8 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    std::fs::rename(&tmp, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+    let _ = std::fs::remove_dir_all(&work);
     Ok(exe)
 }
 

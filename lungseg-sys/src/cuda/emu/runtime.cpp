@@ -124,7 +124,9 @@ struct Fiber {
 #endif
 };
 
-constexpr size_t kStack = 256 * 1024;
+/* Kernel frames are small; ASan clears a target stack's shadow on every swapcontext, so a
+ * larger stack costs time on every switch. */
+constexpr size_t kStack = 64 * 1024;
 constexpr unsigned kMaxThreads = 1024;
 
 std::vector<Fiber> fibers;
@@ -206,26 +208,27 @@ const char *state_name(St s)
     return "?";
 }
 
-void exec_mma(std::vector<Fiber *> &lanes);
+void exec_mma(Fiber *const lanes[32]);
 
 /* Resolves what the blocked fibers wait for; false when nothing could be resolved. */
 bool resolve(unsigned nthreads)
 {
     bool progress = false;
     for (unsigned w = 0; w * 32 < nthreads; ++w) {
-        std::vector<Fiber *> lanes;
+        Fiber *lanes[32];
+        unsigned nl = 0;
         bool any = false, all = true;
         for (unsigned l = 32 * w; l < 32 * w + 32 && l < nthreads; ++l) {
             Fiber *f = by_linear[l];
-            lanes.push_back(f);
+            lanes[nl++] = f;
             any |= f->st == St::Coll;
             all &= f->st == St::Coll;
         }
         if (!any)
             continue;
-        if (lanes.size() != 32)
-            fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %zu threads",
-                 block_idx.x, block_idx.y, block_idx.z, w, lanes.size());
+        if (nl != 32)
+            fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %u threads",
+                 block_idx.x, block_idx.y, block_idx.z, w, nl);
         if (!all) {
             for (unsigned l = 0; l < 32; ++l)
                 if (lanes[l]->st != St::Coll)
@@ -245,7 +248,7 @@ bool resolve(unsigned nthreads)
                      (unsigned long long)a.seq, b.what, (unsigned long long)b.seq);
         }
         exec_mma(lanes);
-        for (auto *f : lanes)
+        for (Fiber *f : lanes)
             f->st = St::Ready;
         progress = true;
     }
@@ -368,7 +371,7 @@ void check_ops(const std::string &what, std::initializer_list<Operand> ops,
 const char *const kMma = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                          "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};";
 
-void exec_mma(std::vector<Fiber *> &lanes)
+void exec_mma(Fiber *const lanes[32])
 {
     double a[16][16], b[16][8], c[16][8];
     for (int l = 0; l < 32; ++l) {
@@ -415,28 +418,60 @@ void *dyn_shared()
     return dyn_mem;
 }
 
+namespace {
+
+enum class Insn { CvtF32F16, CvtF16F32, LdNc32, Mma };
+
+/* The instruction of a template; cached by the literal's address (one per asm statement). */
+Insn decode(const char *tmpl, std::string &t)
+{
+    static std::unordered_map<const char *, std::pair<Insn, std::string>> cache;
+    auto it = cache.find(tmpl);
+    if (it != cache.end()) {
+        t = it->second.second;
+        return it->second.first;
+    }
+    t = normalise(tmpl);
+    Insn k;
+    if (t == "cvt.f32.f16 %0, %1;")
+        k = Insn::CvtF32F16;
+    else if (t == "cvt.rn.f16.f32 %0, %1;")
+        k = Insn::CvtF16F32;
+    else if (t == "ld.global.nc.b32 %0, [%1];")
+        k = Insn::LdNc32;
+    else if (t == kMma)
+        k = Insn::Mma;
+    else
+        fail("unemulated inline PTX: \"%s\"", t.c_str());
+    cache.emplace(tmpl, std::make_pair(k, t));
+    return k;
+}
+
+} // namespace
+
 void ptx(const char *tmpl, std::initializer_list<Operand> ops)
 {
-    const std::string t = normalise(tmpl);
+    static std::string t;
+    const Insn k = decode(tmpl, t);
     const Operand *o = ops.begin();
-    if (t == "cvt.f32.f16 %0, %1;") {
+    if (k == Insn::CvtF32F16) {
         check_ops(t, ops, {{"=f", 4, true}, {"h", 2, false}});
         const float f = f16_to_f32((uint16_t)o[1].bits);
         std::memcpy(o[0].ptr, &f, 4);
-    } else if (t == "cvt.rn.f16.f32 %0, %1;") {
+    } else if (k == Insn::CvtF16F32) {
         check_ops(t, ops, {{"=h", 2, false}, {"f", 4, true}});
         float f;
         std::memcpy(&f, &o[1].bits, 4);
         const uint16_t h = f32_to_f16_rn(f);
         std::memcpy(o[0].ptr, &h, 2);
-    } else if (t == "ld.global.nc.b32 %0, [%1];") {
+    } else if (k == Insn::LdNc32) {
         check_ops(t, ops, {{"=r", 4, false}, {"l", 8, false}});
         const uintptr_t a = (uintptr_t)o[1].bits;
         if (a % 4)
             fail("ld.global.nc.b32 from misaligned address %#lx", (unsigned long)a);
         const uint32_t v = *reinterpret_cast<const uint32_t *>(a); /* ASan checks the bounds */
         std::memcpy(o[0].ptr, &v, 4);
-    } else if (t == kMma) {
+    } else {
         check_ops(t, ops,
                   {{"+f", 4, true}, {"+f", 4, true}, {"+f", 4, true}, {"+f", 4, true},
                    {"r", 4, false}, {"r", 4, false}, {"r", 4, false}, {"r", 4, false},
@@ -451,8 +486,6 @@ void ptx(const char *tmpl, std::initializer_list<Operand> ops)
         for (int i = 0; i < 6; ++i)
             p.in[i] = (uint32_t)o[4 + i].bits;
         block_wait(St::Coll);
-    } else {
-        fail("unemulated inline PTX: \"%s\"", t.c_str());
     }
 }
 
