@@ -73,9 +73,15 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 fn check(got: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(g.is_finite(), "{what}: element {i} not written (NaN poison)");
+        assert!(
+            g.is_finite(),
+            "{what}: element {i} not written (NaN poison)"
+        );
         let e = (g - w).abs() / (1.0 + w.abs());
-        assert!(e <= tol, "{what}: element {i}: emulated {g} vs reference {w}");
+        assert!(
+            e <= tol,
+            "{what}: element {i}: emulated {g} vs reference {w}"
+        );
     }
 }
 
@@ -158,12 +164,35 @@ fn conversion_cases() -> Vec<f32> {
         let mid = (f64::from(x) + f64::from(next)) / 2.0;
         for y in [x, mid as f32] {
             let bits = y.to_bits();
-            xs.extend([y, f32::from_bits(bits + 1), f32::from_bits(bits.wrapping_sub(1))]);
+            xs.extend([
+                y,
+                f32::from_bits(bits + 1),
+                f32::from_bits(bits.wrapping_sub(1)),
+            ]);
         }
     }
-    xs.extend([65504.0, 65519.0, 65520.0, 1e6, -1e6, f32::INFINITY, f32::NEG_INFINITY]);
-    xs.extend([f32::NAN, f32::from_bits(0x7f80_0001), f32::from_bits(0xffc0_1234)]);
-    xs.extend([0.0, -0.0, f32::MIN_POSITIVE, 1e-45, 2.9802322e-8, 2.9802326e-8]);
+    xs.extend([
+        65504.0,
+        65519.0,
+        65520.0,
+        1e6,
+        -1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
+    xs.extend([
+        f32::NAN,
+        f32::from_bits(0x7f80_0001),
+        f32::from_bits(0xffc0_1234),
+    ]);
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+        2.9802322e-8,
+        2.9802326e-8,
+    ]);
     let mut s = 0x1234_5678_9abc_def0u64;
     for _ in 0..200_000 {
         s ^= s << 13;
@@ -201,9 +230,19 @@ fn f16_conversion_matches_numpy() {
     let is_nan = |h: u16| h & 0x7c00 == 0x7c00 && h & 0x3ff != 0;
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
         if is_nan(w) {
-            assert_eq!(g, 0x7fff, "case {i} ({:e}): NaN must become canonical", xs[i]);
+            assert_eq!(
+                g, 0x7fff,
+                "case {i} ({:e}): NaN must become canonical",
+                xs[i]
+            );
         } else {
-            assert_eq!(g, w, "case {i}: {:e} (bits {:#010x})", xs[i], xs[i].to_bits());
+            assert_eq!(
+                g,
+                w,
+                "case {i}: {:e} (bits {:#010x})",
+                xs[i],
+                xs[i].to_bits()
+            );
         }
     }
 }
@@ -229,7 +268,11 @@ fn launch_error(launch: &Launch<usize>, out_bytes: usize) -> String {
 #[test]
 fn divergent_warp_collective_is_reported() {
     for active in [0, 16, 31] {
-        let launch = selftest_launch("emu_divergent_mma", 64, vec![KArg::Buf(0), KArg::I32(active)]);
+        let launch = selftest_launch(
+            "emu_divergent_mma",
+            64,
+            vec![KArg::Buf(0), KArg::I32(active)],
+        );
         if active == 0 {
             // No lane runs it: fine.
             let mut dev = device();
@@ -249,18 +292,32 @@ fn divergent_warp_collective_is_reported() {
 
 #[test]
 fn barrier_with_exited_threads_is_reported() {
-    let bad = selftest_launch("emu_exit_before_barrier", 64, vec![KArg::Buf(0), KArg::I32(40)]);
+    let bad = selftest_launch(
+        "emu_exit_before_barrier",
+        64,
+        vec![KArg::Buf(0), KArg::I32(40)],
+    );
     let e = launch_error(&bad, 64 * 4);
-    assert!(e.contains("__syncthreads reached by 40 threads while 24 have exited"), "{e}");
+    assert!(
+        e.contains("__syncthreads reached by 40 threads while 24 have exited"),
+        "{e}"
+    );
     let mut dev = device();
     let out = dev.poisoned(64 * 4).unwrap();
-    let ok = selftest_launch("emu_exit_before_barrier", 64, vec![KArg::Buf(0), KArg::I32(64)]);
+    let ok = selftest_launch(
+        "emu_exit_before_barrier",
+        64,
+        vec![KArg::Buf(0), KArg::I32(64)],
+    );
     dev.launch(&ok.map(|_| out), Order::Forward).unwrap();
 }
 
 #[test]
 fn unknown_ptx_and_bad_launches_are_reported() {
-    let e = launch_error(&selftest_launch("emu_unknown_ptx", 32, vec![KArg::Buf(0)]), 4);
+    let e = launch_error(
+        &selftest_launch("emu_unknown_ptx", 32, vec![KArg::Buf(0)]),
+        4,
+    );
     assert!(e.contains("unemulated inline PTX: \"bar.sync 0;\""), "{e}");
     let mut wrong_type = selftest_launch("emu_unknown_ptx", 32, vec![KArg::I32(0)]);
     assert!(launch_error(&wrong_type, 4).contains("needs 'p'"));
@@ -302,11 +359,8 @@ fn races_differ_between_thread_orders_and_barriers_fix_them() {
         ("emu_no_race", Order::Reverse),
     ] {
         let out = dev.poisoned(64 * 4).unwrap();
-        dev.launch(
-            &selftest_launch(func, 64, vec![KArg::Buf(out)]),
-            order,
-        )
-        .unwrap();
+        dev.launch(&selftest_launch(func, 64, vec![KArg::Buf(out)]), order)
+            .unwrap();
         outs.push(f32s(&dev.read(out).unwrap()));
     }
     assert_ne!(
@@ -370,7 +424,12 @@ fn conv_first_matches_reference() {
         });
         let inputs = [f32_bytes(&hu), f32_bytes(&w), f32_bytes(&bias)];
         let got = halves(&run_both(&mut dev, &inputs, &[v * cout * 2], &launch)[0]);
-        check(&got, &want, 1e-3, &format!("conv_first {dims:?} cout {cout}"));
+        check(
+            &got,
+            &want,
+            1e-3,
+            &format!("conv_first {dims:?} cout {cout}"),
+        );
     }
 }
 
@@ -378,7 +437,11 @@ fn conv_first_matches_reference() {
 fn dropout_expand_matches_reference() {
     let mut dev = device();
     let mut rng = Rng(12);
-    for &(s, v, c, kind) in &[(3usize, 315usize, 16usize, 2u32), (2, 77, 6, 1), (1, 64, 32, 0)] {
+    for &(s, v, c, kind) in &[
+        (3usize, 315usize, 16usize, 2u32),
+        (2, 77, 6, 1),
+        (1, 64, 32, 0),
+    ] {
         let input = rng.h(v * c, 2.0);
         let drop = match kind {
             0 => LsDrop::NONE,
@@ -394,7 +457,12 @@ fn dropout_expand_matches_reference() {
             drop,
         });
         let got = halves(&run_both(&mut dev, &[f16_bytes(&input)], &[s * v * c * 2], &launch)[0]);
-        check(&got, &want, 0.0, &format!("dropout_expand s {s} v {v} c {c}"));
+        check(
+            &got,
+            &want,
+            0.0,
+            &format!("dropout_expand s {s} v {v} c {c}"),
+        );
     }
 }
 
@@ -452,7 +520,12 @@ fn conv3_case(dev: &mut EmuDevice, rng: &mut Rng, case: Conv3Case) {
         relu: true,
         drop,
     });
-    let inputs = [f16_bytes(&a), f16_bytes(&b), f16_bytes(&w), f32_bytes(&bias)];
+    let inputs = [
+        f16_bytes(&a),
+        f16_bytes(&b),
+        f16_bytes(&w),
+        f32_bytes(&bias),
+    ];
     let got = halves(&run_both(dev, &inputs, &[s * v * cout * 2], &launch)[0]);
     // fp32 sums in another order, then one fp16 rounding: at most a unit or two in the last place.
     check(&got, &want, 2e-3, &format!("conv3 {case:?}"));
@@ -483,7 +556,11 @@ fn conv3_matches_reference_at_16_cubed() {
 fn maxpool_matches_reference_exactly() {
     let mut dev = device();
     let mut rng = Rng(15);
-    for &(s, dims, c) in &[(3usize, [6usize, 4, 10], 32usize), (2, [2, 6, 4], 6), (1, [16, 16, 16], 16)] {
+    for &(s, dims, c) in &[
+        (3usize, [6usize, 4, 10], 32usize),
+        (2, [2, 6, 4], 6),
+        (1, [16, 16, 16], 16),
+    ] {
         let v: usize = dims.iter().product();
         let input = rng.h(s * v * c, 3.0);
         let want = r::maxpool2(&input, s, dims, c);
@@ -525,7 +602,12 @@ fn upconv_matches_reference() {
         });
         let inputs = [f16_bytes(&input), f16_bytes(&w), f32_bytes(&bias)];
         let got = halves(&run_both(&mut dev, &inputs, &[want.len() * 2], &launch)[0]);
-        check(&got, &want, 2e-3, &format!("upconv cin {cin} cout {cout} {dims:?}"));
+        check(
+            &got,
+            &want,
+            2e-3,
+            &format!("upconv cin {cin} cout {cout} {dims:?}"),
+        );
     }
 }
 

@@ -240,7 +240,11 @@ pub fn upconv<B>(a: Up<B>) -> Launch<B> {
     ];
     Launch {
         func: "ls_upconv2",
-        grid: [blocks(a.s * d * h * w, MMA_BM), blocks(8 * a.cout, MMA_BN), 1],
+        grid: [
+            blocks(a.s * d * h * w, MMA_BM),
+            blocks(8 * a.cout, MMA_BN),
+            1,
+        ],
         block: [MMA_BM as u32, 1, 1],
         dyn_smem: 0,
         args,

@@ -56,7 +56,10 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
     let ups: Vec<ConvShape> = wts.ups.iter().map(shape).collect();
     let v: usize = plan.grids[0].iter().product();
     if r.patch_hu.len() != v {
-        return Err(format!("patch has {} voxels, the plan {v}", r.patch_hu.len()));
+        return Err(format!(
+            "patch has {} voxels, the plan {v}",
+            r.patch_hu.len()
+        ));
     }
     let mut slots: HashMap<Slot, BufId> = HashMap::new();
     for b in 0..plan.bufs.len() {
@@ -80,7 +83,10 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
     for k in 0..4 {
         slots.insert(Slot::Map(k), dev.poisoned(v * 4)?);
     }
-    slots.insert(Slot::Partials, dev.poisoned(head_finalize_blocks(v) * 6 * 8)?);
+    slots.insert(
+        Slot::Partials,
+        dev.poisoned(head_finalize_blocks(v) * 6 * 8)?,
+    );
 
     let launches = PlanLaunches {
         plan: &plan,
@@ -121,8 +127,7 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
     for id in slots.into_values() {
         dev.free(id)?;
     }
-    let [mean, variance, entropy, mutual_info]: [Vec<f32>; 4] =
-        maps.try_into().expect("four maps");
+    let [mean, variance, entropy, mutual_info]: [Vec<f32>; 4] = maps.try_into().expect("four maps");
     Ok(HeadOut {
         mean,
         variance,

@@ -131,7 +131,12 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf, String> {
     let out = Command::new(&opts.cxx)
         .args(&args)
         .arg(format!("-I{}", work.display()))
-        .args(files.iter().filter(|(n, _)| n.ends_with(".cpp")).map(|(n, _)| work.join(n)))
+        .args(
+            files
+                .iter()
+                .filter(|(n, _)| n.ends_with(".cpp"))
+                .map(|(n, _)| work.join(n)),
+        )
         .arg("-o")
         .arg(&tmp)
         .output()
@@ -203,7 +208,11 @@ impl EmuDevice {
     }
 
     fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match self.stdin.write_all(bytes).and_then(|()| self.stdin.flush()) {
+        match self
+            .stdin
+            .write_all(bytes)
+            .and_then(|()| self.stdin.flush())
+        {
             Ok(()) => Ok(()),
             Err(_) => Err(self.died()),
         }
@@ -318,7 +327,9 @@ impl EmuDevice {
         }
         self.send(&m)?;
         let r = self.recv(2 * xs.len())?;
-        Ok(r.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+        Ok(r.chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect())
     }
 
     /// The fragment-layout self-test (against ggml's table, see driver.cpp).

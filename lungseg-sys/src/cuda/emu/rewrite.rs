@@ -103,8 +103,8 @@ fn split_top(s: &str, sep: u8) -> Vec<&str> {
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => depth -= 1,
             c if c == sep && depth == 0 => {
-                let scope = sep == b':'
-                    && (b.get(i + 1) == Some(&b':') || (i > 0 && b[i - 1] == b':'));
+                let scope =
+                    sep == b':' && (b.get(i + 1) == Some(&b':') || (i > 0 && b[i - 1] == b':'));
                 if !scope {
                     parts.push(&s[start..i]);
                     start = i + 1;
@@ -128,7 +128,9 @@ fn operand(text: &str, output: bool) -> Result<String, String> {
     let (cons, rest) = t.split_at(end);
     let rest = rest.trim();
     if !(rest.starts_with('(') && rest.ends_with(')')) {
-        return Err(format!("asm operand `{t}` is not \"constraint\"(expression)"));
+        return Err(format!(
+            "asm operand `{t}` is not \"constraint\"(expression)"
+        ));
     }
     let f = if output { "out" } else { "in" };
     Ok(format!("::ls_emu::{f}({cons}, {rest})"))
@@ -187,7 +189,12 @@ fn rewrite_shared(src: &str) -> Result<String, String> {
         let pre = &src[last..at];
         let before = pre.trim_end();
         let is_extern = before.ends_with("extern")
-            && !is_ident(*before.as_bytes().get(before.len().wrapping_sub(7)).unwrap_or(&b' '));
+            && !is_ident(
+                *before
+                    .as_bytes()
+                    .get(before.len().wrapping_sub(7))
+                    .unwrap_or(&b' '),
+            );
         let head = decl.split('[').next().unwrap_or("").trim_end();
         let name_at = head
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

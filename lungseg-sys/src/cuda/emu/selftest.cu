@@ -1,5 +1,5 @@
-/* Kernels that check the emulator itself (tests/cuda_emu.rs): each is compiled exactly like
- * the production kernels (common.cuh first, same rewrite), so they also compile with NVRTC. */
+/* Kernels that check the emulator itself (tests/cuda_emu.rs), built exactly like the
+ * production kernels: common.cuh first, the same rewrite, the same registration. */
 
 /* One m16n8k16 through ls_mma16816 with fragments placed by ggml's get_i/get_j (ggml-cuda/
  * mma.cuh, see driver.cpp), not by the emulator's own tables: D = A·B + C must come out.
