@@ -43,8 +43,10 @@ fi
 
 if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   step "cuda feature builds without a CUDA toolkit"
-  cargo clippy -p lungseg-sys --features cuda --all-targets -- -D warnings
+  cargo clippy -p lungseg-sys --features cuda-emu --all-targets -- -D warnings
   cargo test -p lungseg-sys --features cuda --no-fail-fast
+  step "CUDA kernels executed on the CPU by the host emulator (ASan + UBSan)"
+  scripts/cuda-emu.sh
   step "CUDA kernels compile with NVRTC for sm_80 and sm_90, no register spills"
   scripts/nvrtc-check.sh
 fi

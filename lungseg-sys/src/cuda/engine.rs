@@ -341,7 +341,8 @@ pub struct ChunkDrop {
     pub sample0: u32,
 }
 
-fn layer_drop(d: Option<ChunkDrop>, layer: u32) -> LsDrop {
+/// The kernels' dropout argument for `layer` of a chunk (`None`: deterministic).
+pub fn layer_drop(d: Option<ChunkDrop>, layer: u32) -> LsDrop {
     d.map_or(LsDrop::NONE, |d| {
         LsDrop::new(d.seed, d.p, layer, d.element, d.sample0)
     })
@@ -477,6 +478,7 @@ pub use gpu::CudaEngine;
 
 mod gpu {
     use super::*;
+    use crate::cuda::launch::{head_finalize_blocks, ConvShape, KArg, Launch, PlanLaunches, Slot};
     use cudarc::driver::{
         CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
     };
@@ -494,13 +496,10 @@ mod gpu {
     struct DevConv {
         w: CudaSlice<f16>,
         b: CudaSlice<f32>,
-        cin: usize,
-        cout: usize,
     }
 
     struct Workspace {
-        /// `None` only while the buffer is being written by a launch.
-        bufs: Vec<Option<CudaSlice<f16>>>,
+        bufs: Vec<CudaSlice<f16>>,
         hu: CudaSlice<f32>,
         mean: CudaSlice<f32>,
         m2: CudaSlice<f32>,
@@ -521,6 +520,8 @@ mod gpu {
         first_b: CudaSlice<f32>,
         convs: Vec<DevConv>,
         ups: Vec<DevConv>,
+        conv_shapes: Vec<ConvShape>,
+        up_shapes: Vec<ConvShape>,
         head_w: CudaSlice<f32>,
         head_b: f32,
         chunk: usize,
@@ -529,6 +530,15 @@ mod gpu {
         element: bool,
         ws: Mutex<Workspace>,
         pub device_name: String,
+    }
+
+    fn shapes(w: &[ConvW]) -> Vec<ConvShape> {
+        w.iter()
+            .map(|c| ConvShape {
+                cin: c.cin,
+                cout: c.cout,
+            })
+            .collect()
     }
 
     fn dev<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> Error + '_ {
@@ -542,13 +552,6 @@ mod gpu {
         pub entropy: Vec<f32>,
         pub mutual_info: Vec<f32>,
         pub sums: [f64; 6],
-    }
-
-    const BM: usize = 128;
-    const BN: usize = 32;
-
-    fn grid1(n: usize, t: usize) -> u32 {
-        n.div_ceil(t) as u32
     }
 
     impl CudaEngine {
@@ -602,8 +605,6 @@ mod gpu {
                 Ok(DevConv {
                     w: stream.clone_htod(&up16(&c.w)).map_err(dev("upload"))?,
                     b: stream.clone_htod(&c.bias).map_err(dev("upload"))?,
-                    cin: c.cin,
-                    cout: c.cout,
                 })
             };
             let convs = wts.convs.iter().map(upload).collect::<Result<Vec<_>>>()?;
@@ -618,7 +619,6 @@ mod gpu {
                     .map(|b| {
                         stream
                             .alloc_zeros::<f16>(plan.buf_len(b, chunk))
-                            .map(Some)
                             .map_err(dev("alloc"))
                     })
                     .collect::<Result<Vec<_>>>()?,
@@ -634,7 +634,7 @@ mod gpu {
                     stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
                 ],
                 partials: stream
-                    .alloc_zeros::<f64>(v.div_ceil(256) * 6)
+                    .alloc_zeros::<f64>(head_finalize_blocks(v) * 6)
                     .map_err(dev("alloc"))?,
             };
             let cfg = model.config();
@@ -649,6 +649,8 @@ mod gpu {
                 plan,
                 convs,
                 ups,
+                conv_shapes: shapes(&wts.convs),
+                up_shapes: shapes(&wts.ups),
                 chunk,
                 hu_window: cfg.hu_window,
                 p: cfg.dropout.p,
@@ -683,8 +685,7 @@ mod gpu {
             let plan = &self.plan;
             st.memcpy_htod(patch_hu, &mut ws.hu)
                 .map_err(dev("upload patch"))?;
-            let [d0, h0, w0] = plan.grids[0];
-            let v0 = (d0 * h0 * w0) as u32;
+            let launches = self.launches();
             let mut done = 0u32;
             while done < n_samples {
                 let s = self.chunk.min((n_samples - done) as usize);
@@ -695,43 +696,13 @@ mod gpu {
                     sample0: done,
                 });
                 for op in &plan.ops {
-                    self.launch(ws, op, s, drop, done)?;
+                    if let Some(l) = launches.op(op, s, drop, done) {
+                        self.launch(ws, &l)?;
+                    }
                 }
-                let _ = v0;
                 done += s as u32;
             }
-            // Finalize.
-            let blocks = grid1(v0 as usize, 256);
-            let n = n_samples as i32;
-            {
-                let Workspace {
-                    mean,
-                    m2,
-                    sum_h,
-                    any_fg,
-                    maps,
-                    partials,
-                    ..
-                } = ws;
-                let [mm, vv, ee, ii] = maps;
-                let mut b = st.launch_builder(&self.k.head_fin);
-                b.arg(&*mean)
-                    .arg(&*m2)
-                    .arg(&*sum_h)
-                    .arg(&*any_fg)
-                    .arg(&n)
-                    .arg(&v0);
-                b.arg(mm).arg(vv).arg(ee).arg(ii).arg(partials);
-                // SAFETY: argument list matches ls_head_finalize; every buffer holds v0 voxels.
-                unsafe {
-                    b.launch(LaunchConfig {
-                        grid_dim: (blocks, 1, 1),
-                        block_dim: (256, 1, 1),
-                        shared_mem_bytes: 0,
-                    })
-                }
-                .map_err(dev("launch head_finalize"))?;
-            }
+            self.launch(ws, &launches.finalize(n_samples))?;
             let get = |x: &CudaSlice<f32>| st.clone_dtoh(x).map_err(dev("download"));
             let partials = st.clone_dtoh(&ws.partials).map_err(dev("download"))?;
             let mut sums = [0f64; 6];
@@ -749,196 +720,95 @@ mod gpu {
             })
         }
 
-        fn launch(
-            &self,
-            ws: &mut Workspace,
-            op: &Op,
-            s: usize,
-            drop: Option<ChunkDrop>,
-            n0: u32,
-        ) -> Result<()> {
-            let out_id = match *op {
-                Op::First { out }
-                | Op::Expand { out, .. }
-                | Op::Conv { out, .. }
-                | Op::Pool { out, .. }
-                | Op::Up { out, .. } => Some(out),
-                Op::Head { .. } => None,
-            };
-            if matches!(op, Op::First { .. }) && n0 > 0 {
-                return Ok(()); // shared by every sample: computed with the first chunk
+        fn launches(&self) -> PlanLaunches<'_> {
+            PlanLaunches {
+                plan: &self.plan,
+                convs: &self.conv_shapes,
+                ups: &self.up_shapes,
+                hu_window: self.hu_window,
+                head_bias: self.head_b,
             }
-            // The written buffer is taken out of the list so that inputs can be borrowed beside
-            // it (the plan never reads and writes one buffer in one launch).
-            let mut outbuf = out_id.and_then(|o| ws.bufs[o].take());
-            let r = self.launch_with(ws, op, s, drop, n0, outbuf.as_mut());
-            if let Some(o) = out_id {
-                ws.bufs[o] = outbuf;
-            }
-            r
         }
 
-        #[allow(clippy::too_many_lines)]
-        fn launch_with(
-            &self,
-            ws: &mut Workspace,
-            op: &Op,
-            s: usize,
-            drop: Option<ChunkDrop>,
-            n0: u32,
-            out: Option<&mut CudaSlice<f16>>,
-        ) -> Result<()> {
-            let st = &self.stream;
-            let plan = &self.plan;
-            let si = s as i32;
-            let cfg1 = |n: usize, t: usize| LaunchConfig {
-                grid_dim: (grid1(n, t), 1, 1),
-                block_dim: (t as u32, 1, 1),
-                shared_mem_bytes: 0,
+        /// Performs `l` on the stream, its buffers resolved in the workspace and weights.
+        fn launch(&self, ws: &Workspace, l: &Launch<Slot>) -> Result<()> {
+            let k = &self.k;
+            let f = match l.func {
+                "ls_conv_first" => &k.first,
+                "ls_dropout_expand" => &k.expand,
+                "ls_conv3" => &k.conv,
+                "ls_maxpool2" => &k.pool,
+                "ls_upconv2" => &k.up,
+                "ls_head_accumulate" => &k.head_acc,
+                "ls_head_finalize" => &k.head_fin,
+                other => return Err(Error::device(format!("internal: no kernel {other}"))),
             };
-            let Workspace {
-                bufs,
-                hu,
-                mean,
-                m2,
-                sum_h,
-                any_fg,
-                ..
-            } = ws;
-            let inp = |b: usize| -> Result<&CudaSlice<f16>> {
-                bufs[b]
-                    .as_ref()
-                    .ok_or_else(|| Error::device("internal: plan reads the buffer it writes"))
-            };
-            let need_out = || Error::device("internal: op without its output buffer");
-            match *op {
-                Op::First { out: o } => {
-                    let out = out.ok_or_else(need_out)?;
-                    let [d, h, w] = plan.grids[0];
-                    let (lo, hi) = self.hu_window;
-                    let cout = plan.bufs[o].c as i32;
-                    let (di, hi_, wi) = (d as i32, h as i32, w as i32);
-                    let mut b = st.launch_builder(&self.k.first);
-                    b.arg(&*hu)
-                        .arg(&lo)
-                        .arg(&hi)
-                        .arg(&self.first_w)
-                        .arg(&self.first_b);
-                    b.arg(out).arg(&cout).arg(&di).arg(&hi_).arg(&wi);
-                    // SAFETY: matches ls_conv_first; out holds d·h·w·cout halves.
-                    unsafe { b.launch(cfg1(d * h * w, 128)) }.map_err(dev("launch conv_first"))?;
-                }
-                Op::Expand { src, layer, .. } => {
-                    let out = out.ok_or_else(need_out)?;
-                    let [d, h, w] = plan.grids[0];
-                    let v = (d * h * w) as u32;
-                    let c = plan.bufs[src].c;
-                    let ci = c as i32;
-                    let ld = layer_drop(drop, layer);
-                    let mut b = st.launch_builder(&self.k.expand);
-                    b.arg(inp(src)?).arg(out).arg(&si).arg(&v).arg(&ci).arg(&ld);
-                    // SAFETY: matches ls_dropout_expand.
-                    unsafe { b.launch(cfg1(s * d * h * w * c / 2, 256)) }
-                        .map_err(dev("launch dropout_expand"))?;
-                }
-                Op::Conv {
-                    conv,
-                    src0,
-                    src1,
-                    level,
-                    layer,
-                    ..
-                } => {
-                    let out = out.ok_or_else(need_out)?;
-                    let c = &self.convs[conv];
-                    let [d, h, w] = plan.grids[level];
-                    let b0 = plan.bufs[src0];
-                    let ss0: u64 = if b0.shared {
-                        0
-                    } else {
-                        (d * h * w * b0.c) as u64
-                    };
-                    let c0 = b0.c as i32;
-                    let (c1, ss1) = src1.map_or((0i32, 0u64), |b| {
-                        let x = plan.bufs[b];
-                        (x.c as i32, (d * h * w * x.c) as u64)
-                    });
-                    debug_assert_eq!(c.cin, (c0 + c1) as usize);
-                    let ld = layer_drop(drop, layer);
-                    let cout = c.cout as i32;
-                    let (di, hi, wi, relu) = (d as i32, h as i32, w as i32, 1i32);
-                    let s0 = inp(src0)?;
-                    let s1 = match src1 {
-                        Some(b) => inp(b)?,
-                        None => s0,
-                    };
-                    let mut b = st.launch_builder(&self.k.conv);
-                    b.arg(s0).arg(&ss0).arg(&c0).arg(s1).arg(&ss1).arg(&c1);
-                    b.arg(&c.w).arg(&c.b).arg(out).arg(&cout);
-                    b.arg(&si).arg(&di).arg(&hi).arg(&wi).arg(&relu).arg(&ld);
-                    let cfg = LaunchConfig {
-                        grid_dim: (grid1(s * d * h * w, BM), grid1(c.cout, BN), 1),
-                        block_dim: (128, 1, 1),
-                        shared_mem_bytes: 0,
-                    };
-                    // SAFETY: matches ls_conv3; sizes from the plan.
-                    unsafe { b.launch(cfg) }.map_err(dev("launch conv3"))?;
-                }
-                Op::Pool { src, level_in, .. } => {
-                    let out = out.ok_or_else(need_out)?;
-                    let [d, h, w] = plan.grids[level_in];
-                    let c = plan.bufs[src].c;
-                    let (di, hi, wi, ci) = (d as i32, h as i32, w as i32, c as i32);
-                    let mut b = st.launch_builder(&self.k.pool);
-                    b.arg(inp(src)?)
-                        .arg(out)
-                        .arg(&si)
-                        .arg(&di)
-                        .arg(&hi)
-                        .arg(&wi)
-                        .arg(&ci);
-                    // SAFETY: matches ls_maxpool2 (one thread per output voxel and channel pair).
-                    unsafe { b.launch(cfg1(s * d * h * w * c / 16, 256)) }
-                        .map_err(dev("launch maxpool2"))?;
-                }
-                Op::Up {
-                    up, src, level_in, ..
-                } => {
-                    let out = out.ok_or_else(need_out)?;
-                    let u = &self.ups[up];
-                    let [d, h, w] = plan.grids[level_in];
-                    let (cin, cout) = (u.cin as i32, u.cout as i32);
-                    let (di, hi, wi) = (d as i32, h as i32, w as i32);
-                    let mut b = st.launch_builder(&self.k.up);
-                    b.arg(inp(src)?)
-                        .arg(&cin)
-                        .arg(&u.w)
-                        .arg(&u.b)
-                        .arg(out)
-                        .arg(&cout);
-                    b.arg(&si).arg(&di).arg(&hi).arg(&wi);
-                    let cfg = LaunchConfig {
-                        grid_dim: (grid1(s * d * h * w, BM), grid1(8 * u.cout, BN), 1),
-                        block_dim: (128, 1, 1),
-                        shared_mem_bytes: 0,
-                    };
-                    // SAFETY: matches ls_upconv2.
-                    unsafe { b.launch(cfg) }.map_err(dev("launch upconv2"))?;
-                }
-                Op::Head { src } => {
-                    let [d, h, w] = plan.grids[0];
-                    let v = (d * h * w) as u32;
-                    let c = plan.bufs[src].c as i32;
-                    let n0i = n0 as i32;
-                    let mut b = st.launch_builder(&self.k.head_acc);
-                    b.arg(inp(src)?).arg(&c).arg(&self.head_w).arg(&self.head_b);
-                    b.arg(&si).arg(&v).arg(&n0i);
-                    b.arg(mean).arg(m2).arg(sum_h).arg(any_fg);
-                    // SAFETY: matches ls_head_accumulate.
-                    unsafe { b.launch(cfg1(v as usize, 256)) }
-                        .map_err(dev("launch head_accumulate"))?;
+            let null: u64 = 0;
+            let mut b = self.stream.launch_builder(f);
+            for a in &l.args {
+                match a {
+                    KArg::Buf(slot) => self.push_buf(&mut b, ws, *slot)?,
+                    KArg::Null => {
+                        b.arg(&null);
+                    }
+                    KArg::I32(v) => {
+                        b.arg(v);
+                    }
+                    KArg::U32(v) => {
+                        b.arg(v);
+                    }
+                    KArg::U64(v) => {
+                        b.arg(v);
+                    }
+                    KArg::F32(v) => {
+                        b.arg(v);
+                    }
+                    KArg::Drop(v) => {
+                        b.arg(v);
+                    }
                 }
             }
+            let cfg = LaunchConfig {
+                grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+                block_dim: (l.block[0], l.block[1], l.block[2]),
+                shared_mem_bytes: l.dyn_smem,
+            };
+            // SAFETY: `launch::*` builds each argument list in its kernel's parameter order
+            // (the emulator checks every argument's type against the kernel's signature) and
+            // the plan sizes every buffer for the grid it launches.
+            unsafe { b.launch(cfg) }
+                .map(|_| ())
+                .map_err(|e| Error::device(format!("CUDA launch {}: {e:?}", l.func)))
+        }
+
+        fn push_buf<'a>(
+            &'a self,
+            b: &mut cudarc::driver::LaunchArgs<'a>,
+            ws: &'a Workspace,
+            slot: Slot,
+        ) -> Result<()> {
+            match slot {
+                Slot::Act(i) => {
+                    let x = ws.bufs.get(i).ok_or_else(|| {
+                        Error::device(format!("internal: no activation buffer {i}"))
+                    })?;
+                    b.arg(x)
+                }
+                Slot::Hu => b.arg(&ws.hu),
+                Slot::FirstW => b.arg(&self.first_w),
+                Slot::FirstB => b.arg(&self.first_b),
+                Slot::ConvW(i) => b.arg(&self.convs[i].w),
+                Slot::ConvB(i) => b.arg(&self.convs[i].b),
+                Slot::UpW(i) => b.arg(&self.ups[i].w),
+                Slot::UpB(i) => b.arg(&self.ups[i].b),
+                Slot::HeadW => b.arg(&self.head_w),
+                Slot::Mean => b.arg(&ws.mean),
+                Slot::M2 => b.arg(&ws.m2),
+                Slot::SumH => b.arg(&ws.sum_h),
+                Slot::AnyFg => b.arg(&ws.any_fg),
+                Slot::Map(k) => b.arg(&ws.maps[k]),
+                Slot::Partials => b.arg(&ws.partials),
+            };
             Ok(())
         }
     }

@@ -10,7 +10,10 @@
 //! - [`engine`]: weights and workspace on the device, the MC batch, the launches.
 
 pub mod compile;
+#[cfg(feature = "cuda-emu")]
+pub mod emu;
 pub mod engine;
+pub mod launch;
 pub mod probe;
 pub mod reference;
 

@@ -1,0 +1,138 @@
+//! The whole MC launch plan on the emulated device: what [`CudaEngine::run`] launches, from
+//! the same [`PlanLaunches`], with every workspace buffer NaN-poisoned instead of zeroed so a
+//! read of something no kernel wrote shows up in the result.
+//!
+//! [`CudaEngine::run`]: crate::cuda::engine::CudaEngine::run
+
+use std::collections::HashMap;
+
+use half::f16;
+
+use super::{BufId, EmuDevice, Order};
+use crate::cuda::engine::{ChunkDrop, GpuWeights, Plan};
+use crate::cuda::launch::{head_finalize_blocks, ConvShape, PlanLaunches, Slot};
+use crate::cuda::reference::HeadOut;
+use crate::model::{DropoutKind, Model};
+
+/// One MC call to emulate.
+#[derive(Clone, Copy, Debug)]
+pub struct EmuRun<'a> {
+    pub patch_hu: &'a [f32],
+    pub seed: u64,
+    pub n_samples: u32,
+    /// Samples per batch chunk (the workspace holds this many).
+    pub chunk: usize,
+    /// `false`: one deterministic pass.
+    pub dropout: bool,
+    pub order: Order,
+}
+
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Uploads the weights, runs every chunk and the finalize, reads the maps and summary sums.
+pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut, String> {
+    let plan = Plan::new(model);
+    let wts = GpuWeights::new(model);
+    let cfg = model.config();
+    let shape = |c: &crate::cuda::engine::ConvW| ConvShape {
+        cin: c.cin,
+        cout: c.cout,
+    };
+    let convs: Vec<ConvShape> = wts.convs.iter().map(shape).collect();
+    let ups: Vec<ConvShape> = wts.ups.iter().map(shape).collect();
+    let v: usize = plan.grids[0].iter().product();
+    if r.patch_hu.len() != v {
+        return Err(format!(
+            "patch has {} voxels, the plan {v}",
+            r.patch_hu.len()
+        ));
+    }
+    let mut slots: HashMap<Slot, BufId> = HashMap::new();
+    for b in 0..plan.bufs.len() {
+        slots.insert(Slot::Act(b), dev.poisoned(plan.buf_len(b, r.chunk) * 2)?);
+    }
+    slots.insert(Slot::Hu, dev.upload(&f32_bytes(r.patch_hu))?);
+    slots.insert(Slot::FirstW, dev.upload(&f32_bytes(&wts.first_w))?);
+    slots.insert(Slot::FirstB, dev.upload(&f32_bytes(&wts.first_b))?);
+    for (i, c) in wts.convs.iter().enumerate() {
+        slots.insert(Slot::ConvW(i), dev.upload(&f16_bytes(&c.w))?);
+        slots.insert(Slot::ConvB(i), dev.upload(&f32_bytes(&c.bias))?);
+    }
+    for (i, u) in wts.ups.iter().enumerate() {
+        slots.insert(Slot::UpW(i), dev.upload(&f16_bytes(&u.w))?);
+        slots.insert(Slot::UpB(i), dev.upload(&f32_bytes(&u.bias))?);
+    }
+    slots.insert(Slot::HeadW, dev.upload(&f32_bytes(&wts.head_w))?);
+    for s in [Slot::Mean, Slot::M2, Slot::SumH, Slot::AnyFg] {
+        slots.insert(s, dev.poisoned(v * 4)?);
+    }
+    for k in 0..4 {
+        slots.insert(Slot::Map(k), dev.poisoned(v * 4)?);
+    }
+    slots.insert(
+        Slot::Partials,
+        dev.poisoned(head_finalize_blocks(v) * 6 * 8)?,
+    );
+
+    let launches = PlanLaunches {
+        plan: &plan,
+        convs: &convs,
+        ups: &ups,
+        hu_window: cfg.hu_window,
+        head_bias: wts.head_b,
+    };
+    let element = cfg.dropout.kind == DropoutKind::Element;
+    let mut done = 0u32;
+    while done < r.n_samples {
+        let s = r.chunk.min((r.n_samples - done) as usize);
+        let drop = r.dropout.then_some(ChunkDrop {
+            seed: r.seed,
+            p: cfg.dropout.p,
+            element,
+            sample0: done,
+        });
+        for op in &plan.ops {
+            if let Some(l) = launches.op(op, s, drop, done) {
+                dev.launch(&l.map(|slot| slots[&slot]), r.order)?;
+            }
+        }
+        done += s as u32;
+    }
+    dev.launch(&launches.finalize(r.n_samples).map(|s| slots[&s]), r.order)?;
+    let mut maps = Vec::new();
+    for k in 0..4 {
+        maps.push(f32s(&dev.read(slots[&Slot::Map(k)])?));
+    }
+    let partials = dev.read(slots[&Slot::Partials])?;
+    let mut sums = [0f64; 6];
+    for row in partials.chunks_exact(48) {
+        for (k, s) in sums.iter_mut().enumerate() {
+            *s += f64::from_le_bytes(row[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        }
+    }
+    for id in slots.into_values() {
+        dev.free(id)?;
+    }
+    let [mean, variance, entropy, mutual_info]: [Vec<f32>; 4] = maps.try_into().expect("four maps");
+    Ok(HeadOut {
+        mean,
+        variance,
+        entropy,
+        mutual_info,
+        sums,
+    })
+}

@@ -1,0 +1,513 @@
+//! Every kernel launch as data: grid, block and the argument list in the kernel's parameter
+//! order, built by one function per kernel. [`super::engine::CudaEngine`] turns a [`Launch`]
+//! into a cudarc launch and the host emulator ([`super::emu`], feature `cuda-emu`) runs the same
+//! value, so the emulated tests check exactly what the GPU is given.
+//!
+//! `B` names buffers: the engine's [`Slot`]s, or an emulator buffer id in kernel tests.
+
+use super::engine::{layer_drop, ChunkDrop, Op, Plan};
+use super::reference::LsDrop;
+
+/// One kernel argument.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KArg<B> {
+    Buf(B),
+    /// A null pointer (optional outputs of `ls_head_finalize`).
+    Null,
+    I32(i32),
+    U32(u32),
+    U64(u64),
+    F32(f32),
+    Drop(LsDrop),
+}
+
+/// One kernel launch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch<B> {
+    pub func: &'static str,
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub dyn_smem: u32,
+    pub args: Vec<KArg<B>>,
+}
+
+impl<B: Copy> Launch<B> {
+    /// The same launch with its buffers renamed by `f`.
+    pub fn map<C>(&self, mut f: impl FnMut(B) -> C) -> Launch<C> {
+        let args = self
+            .args
+            .iter()
+            .map(|a| match *a {
+                KArg::Buf(b) => KArg::Buf(f(b)),
+                KArg::Null => KArg::Null,
+                KArg::I32(v) => KArg::I32(v),
+                KArg::U32(v) => KArg::U32(v),
+                KArg::U64(v) => KArg::U64(v),
+                KArg::F32(v) => KArg::F32(v),
+                KArg::Drop(v) => KArg::Drop(v),
+            })
+            .collect();
+        Launch {
+            func: self.func,
+            grid: self.grid,
+            block: self.block,
+            dyn_smem: self.dyn_smem,
+            args,
+        }
+    }
+}
+
+/// Rows of output voxels per block and output channels per block of the tensor-core kernels
+/// (`CONV_BM`/`CONV_BN` in conv3.cu, `UP_BM`/`UP_BN` in upconv.cu).
+pub const MMA_BM: usize = 128;
+pub const MMA_BN: usize = 32;
+
+fn blocks(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}
+
+fn linear<B>(func: &'static str, threads: usize, per_block: u32, args: Vec<KArg<B>>) -> Launch<B> {
+    Launch {
+        func,
+        grid: [blocks(threads, per_block as usize), 1, 1],
+        block: [per_block, 1, 1],
+        dyn_smem: 0,
+        args,
+    }
+}
+
+/// `ls_conv_first` (conv_first.cu).
+pub struct ConvFirst<B> {
+    pub hu: B,
+    pub window: (f32, f32),
+    pub w: B,
+    pub bias: B,
+    pub out: B,
+    pub cout: usize,
+    pub dims: [usize; 3],
+}
+
+pub fn conv_first<B>(a: ConvFirst<B>) -> Launch<B> {
+    let [d, h, w] = a.dims;
+    use KArg::*;
+    let args = vec![
+        Buf(a.hu),
+        F32(a.window.0),
+        F32(a.window.1),
+        Buf(a.w),
+        Buf(a.bias),
+        Buf(a.out),
+        I32(a.cout as i32),
+        I32(d as i32),
+        I32(h as i32),
+        I32(w as i32),
+    ];
+    linear("ls_conv_first", d * h * w, 128, args)
+}
+
+/// `ls_dropout_expand` (dropout.cu): `v` voxels of `c` channels into `s` samples.
+pub struct Expand<B> {
+    pub input: B,
+    pub out: B,
+    pub s: usize,
+    pub v: usize,
+    pub c: usize,
+    pub drop: LsDrop,
+}
+
+pub fn expand<B>(a: Expand<B>) -> Launch<B> {
+    use KArg::*;
+    let args = vec![
+        Buf(a.input),
+        Buf(a.out),
+        I32(a.s as i32),
+        U32(a.v as u32),
+        I32(a.c as i32),
+        Drop(a.drop),
+    ];
+    linear("ls_dropout_expand", a.s * a.v * a.c / 2, 256, args)
+}
+
+/// One input of `ls_conv3`: buffer, channels, batch stride in elements (0 = shared).
+#[derive(Clone, Copy)]
+pub struct ConvSrc<B> {
+    pub buf: B,
+    pub c: usize,
+    pub stride: u64,
+}
+
+/// `ls_conv3` (conv3.cu). Without `src1` the kernel gets `src0` again with 0 channels.
+pub struct Conv3<B> {
+    pub src0: ConvSrc<B>,
+    pub src1: Option<ConvSrc<B>>,
+    pub w: B,
+    pub bias: B,
+    pub out: B,
+    pub cout: usize,
+    pub s: usize,
+    pub dims: [usize; 3],
+    pub relu: bool,
+    pub drop: LsDrop,
+}
+
+pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
+    let [d, h, w] = a.dims;
+    let s1 = a.src1.unwrap_or(ConvSrc {
+        buf: a.src0.buf,
+        c: 0,
+        stride: 0,
+    });
+    use KArg::*;
+    let args = vec![
+        Buf(a.src0.buf),
+        U64(a.src0.stride),
+        I32(a.src0.c as i32),
+        Buf(s1.buf),
+        U64(s1.stride),
+        I32(s1.c as i32),
+        Buf(a.w),
+        Buf(a.bias),
+        Buf(a.out),
+        I32(a.cout as i32),
+        I32(a.s as i32),
+        I32(d as i32),
+        I32(h as i32),
+        I32(w as i32),
+        I32(i32::from(a.relu)),
+        Drop(a.drop),
+    ];
+    Launch {
+        func: "ls_conv3",
+        grid: [blocks(a.s * d * h * w, MMA_BM), blocks(a.cout, MMA_BN), 1],
+        block: [MMA_BM as u32, 1, 1],
+        dyn_smem: 0,
+        args,
+    }
+}
+
+/// `ls_maxpool2` (pool.cu): `dims` are the input's.
+pub struct Pool<B> {
+    pub input: B,
+    pub out: B,
+    pub s: usize,
+    pub dims: [usize; 3],
+    pub c: usize,
+}
+
+pub fn pool<B>(a: Pool<B>) -> Launch<B> {
+    let [d, h, w] = a.dims;
+    use KArg::*;
+    let args = vec![
+        Buf(a.input),
+        Buf(a.out),
+        I32(a.s as i32),
+        I32(d as i32),
+        I32(h as i32),
+        I32(w as i32),
+        I32(a.c as i32),
+    ];
+    // One thread per output voxel and channel pair.
+    let threads = a.s * (d / 2) * (h / 2) * (w / 2) * (a.c / 2);
+    linear("ls_maxpool2", threads, 256, args)
+}
+
+/// `ls_upconv2` (upconv.cu): `dims` are the input's.
+pub struct Up<B> {
+    pub input: B,
+    pub cin: usize,
+    pub w: B,
+    pub bias: B,
+    pub out: B,
+    pub cout: usize,
+    pub s: usize,
+    pub dims: [usize; 3],
+}
+
+pub fn upconv<B>(a: Up<B>) -> Launch<B> {
+    let [d, h, w] = a.dims;
+    use KArg::*;
+    let args = vec![
+        Buf(a.input),
+        I32(a.cin as i32),
+        Buf(a.w),
+        Buf(a.bias),
+        Buf(a.out),
+        I32(a.cout as i32),
+        I32(a.s as i32),
+        I32(d as i32),
+        I32(h as i32),
+        I32(w as i32),
+    ];
+    Launch {
+        func: "ls_upconv2",
+        grid: [
+            blocks(a.s * d * h * w, MMA_BM),
+            blocks(8 * a.cout, MMA_BN),
+            1,
+        ],
+        block: [MMA_BM as u32, 1, 1],
+        dyn_smem: 0,
+        args,
+    }
+}
+
+/// The per-voxel MC state of the head kernels.
+#[derive(Clone, Copy)]
+pub struct HeadState<B> {
+    pub mean: B,
+    pub m2: B,
+    pub sum_h: B,
+    pub any_fg: B,
+}
+
+/// `ls_head_accumulate` (head.cu): folds `s` samples into `state` after `n0` earlier ones.
+pub struct HeadAcc<B> {
+    pub x: B,
+    pub c: usize,
+    pub w: B,
+    pub bias: f32,
+    pub s: usize,
+    pub v: usize,
+    pub n0: u32,
+    pub state: HeadState<B>,
+}
+
+pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
+    use KArg::*;
+    let args = vec![
+        Buf(a.x),
+        I32(a.c as i32),
+        Buf(a.w),
+        F32(a.bias),
+        I32(a.s as i32),
+        U32(a.v as u32),
+        I32(a.n0 as i32),
+        Buf(a.state.mean),
+        Buf(a.state.m2),
+        Buf(a.state.sum_h),
+        Buf(a.state.any_fg),
+    ];
+    linear("ls_head_accumulate", a.v, 256, args)
+}
+
+/// `ls_head_finalize` (head.cu): `maps` = mean, variance, entropy, mutual information (each
+/// optional); `partials` gets 6 sums per block of 256 voxels.
+pub struct HeadFin<B> {
+    pub state: HeadState<B>,
+    pub n: u32,
+    pub v: usize,
+    pub maps: [Option<B>; 4],
+    pub partials: B,
+}
+
+pub fn head_finalize<B>(a: HeadFin<B>) -> Launch<B> {
+    use KArg::*;
+    let mut args = vec![
+        Buf(a.state.mean),
+        Buf(a.state.m2),
+        Buf(a.state.sum_h),
+        Buf(a.state.any_fg),
+        I32(a.n as i32),
+        U32(a.v as u32),
+    ];
+    args.extend(a.maps.into_iter().map(|m| m.map_or(Null, Buf)));
+    args.push(Buf(a.partials));
+    linear("ls_head_finalize", a.v, 256, args)
+}
+
+/// Blocks of `ls_head_finalize` for `v` voxels (rows of its partial sums).
+pub fn head_finalize_blocks(v: usize) -> usize {
+    v.div_ceil(256)
+}
+
+/// The buffers of [`CudaEngine`](super::engine::CudaEngine)'s workspace and weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `Plan::bufs[i]` (fp16 activations).
+    Act(usize),
+    /// The caller's HU patch (f32).
+    Hu,
+    FirstW,
+    FirstB,
+    ConvW(usize),
+    ConvB(usize),
+    UpW(usize),
+    UpB(usize),
+    HeadW,
+    Mean,
+    M2,
+    SumH,
+    AnyFg,
+    /// Output maps: mean, variance, entropy, mutual information (f32).
+    Map(usize),
+    /// `ls_head_finalize`'s per-block sums (f64).
+    Partials,
+}
+
+/// Shape of one conv or up-conv weight tensor.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShape {
+    pub cin: usize,
+    pub cout: usize,
+}
+
+/// What the launches of a [`Plan`] depend on besides the plan.
+pub struct PlanLaunches<'a> {
+    pub plan: &'a Plan,
+    pub convs: &'a [ConvShape],
+    pub ups: &'a [ConvShape],
+    pub hu_window: (f32, f32),
+    pub head_bias: f32,
+}
+
+const STATE: HeadState<Slot> = HeadState {
+    mean: Slot::Mean,
+    m2: Slot::M2,
+    sum_h: Slot::SumH,
+    any_fg: Slot::AnyFg,
+};
+
+impl PlanLaunches<'_> {
+    /// The launch of `op` for a chunk of `s` samples after `n0` earlier ones; `None` for the
+    /// shared first layer after the first chunk (it is computed once per call).
+    pub fn op(&self, op: &Op, s: usize, drop: Option<ChunkDrop>, n0: u32) -> Option<Launch<Slot>> {
+        let plan = self.plan;
+        let grid_of = |level: usize| plan.grids[level];
+        let v0 = grid_of(0).iter().product::<usize>();
+        Some(match *op {
+            Op::First { out } => {
+                if n0 > 0 {
+                    return None;
+                }
+                conv_first(ConvFirst {
+                    hu: Slot::Hu,
+                    window: self.hu_window,
+                    w: Slot::FirstW,
+                    bias: Slot::FirstB,
+                    out: Slot::Act(out),
+                    cout: plan.bufs[out].c,
+                    dims: grid_of(0),
+                })
+            }
+            Op::Expand { src, out, layer } => expand(Expand {
+                input: Slot::Act(src),
+                out: Slot::Act(out),
+                s,
+                v: v0,
+                c: plan.bufs[src].c,
+                drop: layer_drop(drop, layer),
+            }),
+            Op::Conv {
+                conv,
+                src0,
+                src1,
+                out,
+                level,
+                layer,
+            } => {
+                let dims = grid_of(level);
+                let vox = dims.iter().product::<usize>();
+                let src = |b: usize| {
+                    let x = plan.bufs[b];
+                    ConvSrc {
+                        buf: Slot::Act(b),
+                        c: x.c,
+                        stride: if x.shared { 0 } else { (vox * x.c) as u64 },
+                    }
+                };
+                conv3(Conv3 {
+                    src0: src(src0),
+                    src1: src1.map(src),
+                    w: Slot::ConvW(conv),
+                    bias: Slot::ConvB(conv),
+                    out: Slot::Act(out),
+                    cout: self.convs[conv].cout,
+                    s,
+                    dims,
+                    relu: true,
+                    drop: layer_drop(drop, layer),
+                })
+            }
+            Op::Pool { src, out, level_in } => pool(Pool {
+                input: Slot::Act(src),
+                out: Slot::Act(out),
+                s,
+                dims: grid_of(level_in),
+                c: plan.bufs[src].c,
+            }),
+            Op::Up {
+                up,
+                src,
+                out,
+                level_in,
+            } => upconv(Up {
+                input: Slot::Act(src),
+                cin: self.ups[up].cin,
+                w: Slot::UpW(up),
+                bias: Slot::UpB(up),
+                out: Slot::Act(out),
+                cout: self.ups[up].cout,
+                s,
+                dims: grid_of(level_in),
+            }),
+            Op::Head { src } => head_accumulate(HeadAcc {
+                x: Slot::Act(src),
+                c: plan.bufs[src].c,
+                w: Slot::HeadW,
+                bias: self.head_bias,
+                s,
+                v: v0,
+                n0,
+                state: STATE,
+            }),
+        })
+    }
+
+    /// `ls_head_finalize` after `n` samples, every map requested.
+    pub fn finalize(&self, n: u32) -> Launch<Slot> {
+        head_finalize(HeadFin {
+            state: STATE,
+            n,
+            v: self.plan.grids[0].iter().product(),
+            maps: [0, 1, 2, 3].map(|k| Some(Slot::Map(k))),
+            partials: Slot::Partials,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_cover_every_thread_the_kernels_index() {
+        let l = pool(Pool {
+            input: 0,
+            out: 1,
+            s: 3,
+            dims: [6, 4, 10],
+            c: 32,
+        });
+        // 3 · 3·2·5 voxels · 16 channel pairs = 1440 threads.
+        assert_eq!((l.grid, l.block), ([6, 1, 1], [256, 1, 1]));
+        let c = conv3(Conv3 {
+            src0: ConvSrc {
+                buf: 0,
+                c: 16,
+                stride: 0,
+            },
+            src1: None,
+            w: 1,
+            bias: 2,
+            out: 3,
+            cout: 48,
+            s: 2,
+            dims: [3, 4, 6],
+            relu: true,
+            drop: LsDrop::NONE,
+        });
+        assert_eq!((c.grid, c.block), ([2, 2, 1], [128, 1, 1]));
+        assert_eq!(c.args[3], KArg::Buf(0));
+        assert_eq!(c.args[5], KArg::I32(0));
+    }
+}

@@ -1,0 +1,746 @@
+//! The CUDA kernels executed on the CPU by the host emulator (`lungseg::cuda::emu`, docs/cuda.md
+//! "Emulator"; scripts/cuda-emu.sh): the very sources NVRTC compiles, built with g++ under
+//! AddressSanitizer + UBSan, launched with the engine's own launch descriptions
+//! (`lungseg::cuda::launch`) on NaN-poisoned outputs, each launch in forward and reverse thread
+//! order, against the CPU references. Also the emulator's own checks: fp16 conversion against
+//! numpy, the mma fragment layouts against ggml's, and that divergence, exited threads at a
+//! barrier, unknown PTX and out-of-bounds loads are reported, not run.
+#![cfg(feature = "cuda-emu")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use common::*;
+use half::f16;
+use lungseg::cuda::emu::engine::{run as run_plan, EmuRun};
+use lungseg::cuda::emu::{self, BufId, EmuDevice, Order};
+use lungseg::cuda::engine::run_reference;
+use lungseg::cuda::launch::{self as l, ConvSrc, HeadState, KArg, Launch};
+use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
+
+fn emulator() -> &'static PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cuda-emu");
+        emu::build(&dir, &emu::BuildOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn device() -> EmuDevice {
+    EmuDevice::spawn(emulator()).unwrap()
+}
+
+struct Rng(u64);
+impl Rng {
+    fn f(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
+    }
+    /// Values exactly representable in fp16, as stored activations and weights are.
+    fn h(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| round_f16(self.f() * scale)).collect()
+    }
+}
+
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+        .collect()
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn halves(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(2)
+        .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+        .collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Every element written (no NaN poison left) and within `tol` of the reference, relative to
+/// 1 + |reference|.
+fn check(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            g.is_finite(),
+            "{what}: element {i} not written (NaN poison)"
+        );
+        let e = (g - w).abs() / (1.0 + w.abs());
+        assert!(
+            e <= tol,
+            "{what}: element {i}: emulated {g} vs reference {w}"
+        );
+    }
+}
+
+/// Runs `launch` (buffers named by index into `inputs`; `outputs` more buffers of the given
+/// byte sizes, NaN-poisoned) in both thread orders; the two results must be bit-identical.
+/// Returns the outputs' bytes.
+fn run_both(
+    dev: &mut EmuDevice,
+    inputs: &[Vec<u8>],
+    outputs: &[usize],
+    launch: &Launch<usize>,
+) -> Vec<Vec<u8>> {
+    let mut results = Vec::new();
+    for order in [Order::Forward, Order::Reverse] {
+        let mut ids: Vec<BufId> = inputs.iter().map(|b| dev.upload(b).unwrap()).collect();
+        ids.extend(outputs.iter().map(|&n| dev.poisoned(n).unwrap()));
+        dev.launch(&launch.map(|i| ids[i]), order)
+            .unwrap_or_else(|e| panic!("{}: {e}", launch.func));
+        let outs: Vec<Vec<u8>> = ids[inputs.len()..]
+            .iter()
+            .map(|&id| dev.read(id).unwrap())
+            .collect();
+        for id in ids {
+            dev.free(id).unwrap();
+        }
+        results.push(outs);
+    }
+    assert!(
+        results[0] == results[1],
+        "{}: forward and reverse thread order differ (a race)",
+        launch.func
+    );
+    results.swap_remove(0)
+}
+
+// ------------------------------------------------------------------ the emulator itself
+
+#[test]
+fn fragment_layouts_match_ggml() {
+    device().layout_selftest().unwrap();
+}
+
+#[test]
+fn mma_with_fragments_placed_by_ggml_layout_multiplies() {
+    let mut dev = device();
+    let mut rng = Rng(77);
+    let a = rng.h(16 * 16, 2.0); // [16][16]
+    let b = rng.h(8 * 16, 2.0); // [n][k]
+    let c: Vec<f32> = (0..128).map(|_| rng.f()).collect();
+    let launch = Launch {
+        func: "emu_mma_ggml",
+        grid: [1, 1, 1],
+        block: [32, 1, 1],
+        dyn_smem: 0,
+        args: vec![KArg::Buf(0), KArg::Buf(1), KArg::Buf(2), KArg::Buf(3)],
+    };
+    let inputs = [f16_bytes(&a), f16_bytes(&b), f32_bytes(&c)];
+    let got = f32s(&run_both(&mut dev, &inputs, &[128 * 4], &launch)[0]);
+    for m in 0..16 {
+        for n in 0..8 {
+            let want = (0..16).fold(f64::from(c[m * 8 + n]), |s, k| {
+                s + f64::from(a[m * 16 + k]) * f64::from(b[n * 16 + k])
+            }) as f32;
+            assert_eq!(got[m * 8 + n], want, "D[{m}][{n}]");
+        }
+    }
+}
+
+/// f32 patterns around every fp16 value: the value, ±1 f32 ulp, the midpoints to both
+/// neighbours ±1 ulp, plus subnormal, overflow and NaN edges and random bits.
+fn conversion_cases() -> Vec<f32> {
+    let mut xs = Vec::new();
+    for h in 0..=u16::MAX {
+        let v = f16::from_bits(h);
+        if !v.is_finite() {
+            continue;
+        }
+        let x = v.to_f32();
+        let next = f16::from_bits(h.wrapping_add(1)).to_f32();
+        let mid = (f64::from(x) + f64::from(next)) / 2.0;
+        for y in [x, mid as f32] {
+            let bits = y.to_bits();
+            xs.extend([
+                y,
+                f32::from_bits(bits + 1),
+                f32::from_bits(bits.wrapping_sub(1)),
+            ]);
+        }
+    }
+    xs.extend([
+        65504.0,
+        65519.0,
+        65520.0,
+        1e6,
+        -1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
+    xs.extend([
+        f32::NAN,
+        f32::from_bits(0x7f80_0001),
+        f32::from_bits(0xffc0_1234),
+    ]);
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+        2.9802322e-8,
+        2.9802326e-8,
+    ]);
+    let mut s = 0x1234_5678_9abc_def0u64;
+    for _ in 0..200_000 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        xs.push(f32::from_bits((s >> 32) as u32));
+    }
+    xs
+}
+
+#[test]
+fn f16_conversion_matches_numpy() {
+    let xs = conversion_cases();
+    let got = device().f32_to_f16(&xs).unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (inp, out) = (dir.join("f16_cases.f32"), dir.join("f16_numpy.u16"));
+    std::fs::write(&inp, f32_bytes(&xs)).unwrap();
+    let script = "import sys, numpy as np\n\
+        x = np.fromfile(sys.argv[1], dtype='<f4')\n\
+        with np.errstate(over='ignore'):\n    h = x.astype(np.float16)\n\
+        h.view('<u2').tofile(sys.argv[2])\n";
+    let st = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&inp)
+        .arg(&out)
+        .status()
+        .expect("python3 with numpy is needed (scripts/test.sh installs it)");
+    assert!(st.success(), "numpy conversion failed");
+    let want: Vec<u16> = std::fs::read(&out)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    assert_eq!(want.len(), xs.len());
+    let is_nan = |h: u16| h & 0x7c00 == 0x7c00 && h & 0x3ff != 0;
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        if is_nan(w) {
+            assert_eq!(
+                g, 0x7fff,
+                "case {i} ({:e}): NaN must become canonical",
+                xs[i]
+            );
+        } else {
+            assert_eq!(
+                g,
+                w,
+                "case {i}: {:e} (bits {:#010x})",
+                xs[i],
+                xs[i].to_bits()
+            );
+        }
+    }
+}
+
+fn selftest_launch<B>(func: &'static str, threads: u32, args: Vec<KArg<B>>) -> Launch<B> {
+    Launch {
+        func,
+        grid: [1, 1, 1],
+        block: [threads, 1, 1],
+        dyn_smem: 0,
+        args,
+    }
+}
+
+/// The error of a launch that must fail.
+fn launch_error(launch: &Launch<usize>, out_bytes: usize) -> String {
+    let mut dev = device();
+    let out = dev.poisoned(out_bytes).unwrap();
+    dev.launch(&launch.map(|_| out), Order::Forward)
+        .expect_err("the emulator ran an invalid launch")
+}
+
+#[test]
+fn divergent_warp_collective_is_reported() {
+    for active in [0, 16, 31] {
+        let launch = selftest_launch(
+            "emu_divergent_mma",
+            64,
+            vec![KArg::Buf(0), KArg::I32(active)],
+        );
+        if active == 0 {
+            // No lane runs it: fine.
+            let mut dev = device();
+            let out = dev.poisoned(64 * 4).unwrap();
+            dev.launch(&launch.map(|_| out), Order::Forward).unwrap();
+            continue;
+        }
+        let e = launch_error(&launch, 64 * 4);
+        assert!(e.contains("divergent warp collective"), "{e}");
+    }
+    // All 32 lanes: a well-formed collective.
+    let mut dev = device();
+    let out = dev.poisoned(64 * 4).unwrap();
+    let ok = selftest_launch("emu_divergent_mma", 64, vec![KArg::Buf(0), KArg::I32(32)]);
+    dev.launch(&ok.map(|_| out), Order::Reverse).unwrap();
+}
+
+#[test]
+fn barrier_with_exited_threads_is_reported() {
+    let bad = selftest_launch(
+        "emu_exit_before_barrier",
+        64,
+        vec![KArg::Buf(0), KArg::I32(40)],
+    );
+    let e = launch_error(&bad, 64 * 4);
+    assert!(
+        e.contains("__syncthreads reached by 40 threads while 24 have exited"),
+        "{e}"
+    );
+    let mut dev = device();
+    let out = dev.poisoned(64 * 4).unwrap();
+    let ok = selftest_launch(
+        "emu_exit_before_barrier",
+        64,
+        vec![KArg::Buf(0), KArg::I32(64)],
+    );
+    dev.launch(&ok.map(|_| out), Order::Forward).unwrap();
+}
+
+#[test]
+fn unknown_ptx_and_bad_launches_are_reported() {
+    let e = launch_error(
+        &selftest_launch("emu_unknown_ptx", 32, vec![KArg::Buf(0)]),
+        4,
+    );
+    assert!(e.contains("unemulated inline PTX: \"bar.sync 0;\""), "{e}");
+    let mut wrong_type = selftest_launch("emu_unknown_ptx", 32, vec![KArg::I32(0)]);
+    assert!(launch_error(&wrong_type, 4).contains("needs 'p'"));
+    wrong_type.args.clear();
+    assert!(launch_error(&wrong_type, 4).contains("0 arguments sent, the kernel takes 1"));
+    let mut empty = selftest_launch("emu_unknown_ptx", 32, vec![KArg::Buf(0)]);
+    empty.grid = [0, 1, 1];
+    assert!(launch_error(&empty, 4).contains("invalid grid"));
+    empty.grid = [1, 1, 1];
+    empty.block = [1025, 1, 1];
+    assert!(launch_error(&empty, 4).contains("invalid block"));
+}
+
+#[test]
+fn out_of_bounds_load_is_stopped_by_asan() {
+    let mut dev = device();
+    let buf = dev.upload(&[0u8; 16]).unwrap();
+    let out = dev.poisoned(4).unwrap();
+    let load = |off| Launch {
+        func: "emu_load",
+        grid: [1, 1, 1],
+        block: [1, 1, 1],
+        dyn_smem: 0,
+        args: vec![KArg::Buf(buf), KArg::I32(off), KArg::Buf(out)],
+    };
+    dev.launch(&load(6), Order::Forward).unwrap(); // bytes 12..16: the last word
+    let e = dev.launch(&load(8), Order::Forward).unwrap_err();
+    assert!(e.contains("AddressSanitizer: heap-buffer-overflow"), "{e}");
+}
+
+#[test]
+fn races_differ_between_thread_orders_and_barriers_fix_them() {
+    let mut dev = device();
+    let mut outs = Vec::new();
+    for (func, order) in [
+        ("emu_race", Order::Forward),
+        ("emu_race", Order::Reverse),
+        ("emu_no_race", Order::Forward),
+        ("emu_no_race", Order::Reverse),
+    ] {
+        let out = dev.poisoned(64 * 4).unwrap();
+        dev.launch(&selftest_launch(func, 64, vec![KArg::Buf(out)]), order)
+            .unwrap();
+        outs.push(f32s(&dev.read(out).unwrap()));
+    }
+    assert_ne!(
+        outs[0].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        outs[1].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+    let want: Vec<f32> = (0..64u32).map(|t| (t ^ 1) as f32).collect();
+    assert_eq!(outs[2], want);
+    assert_eq!(outs[3], want);
+}
+
+#[test]
+fn dynamic_shared_memory_is_per_block_and_poisoned() {
+    let mut dev = device();
+    let (blocks, n) = (3u32, 64u32);
+    let run = |dev: &mut EmuDevice, unwritten: i32| {
+        let out = dev.poisoned((blocks * n) as usize * 4).unwrap();
+        let launch = Launch {
+            func: "emu_dyn_shared",
+            grid: [blocks, 1, 1],
+            block: [n, 1, 1],
+            dyn_smem: (n + 1) * 4,
+            args: vec![KArg::Buf(out), KArg::I32(unwritten)],
+        };
+        dev.launch(&launch, Order::Forward).unwrap();
+        f32s(&dev.read(out).unwrap())
+    };
+    let got = run(&mut dev, 0);
+    for b in 0..blocks {
+        for t in 0..n {
+            assert_eq!(got[(b * n + t) as usize], (b * n + n - 1 - t) as f32);
+        }
+    }
+    assert!(run(&mut dev, 1).iter().all(|x| x.is_nan()));
+}
+
+// ------------------------------------------------------------------ the kernels
+
+#[test]
+fn conv_first_matches_reference() {
+    let mut dev = device();
+    let mut rng = Rng(11);
+    for &(dims, cout) in &[([7usize, 9, 10], 16usize), ([5, 3, 4], 6), ([4, 4, 4], 64)] {
+        let v: usize = dims.iter().product();
+        let hu: Vec<f32> = (0..v).map(|_| rng.f() * 1200.0 - 300.0).collect();
+        let mut w = vec![0.0f32; 32 * cout];
+        for x in &mut w[..27 * cout] {
+            *x = rng.f() * 0.3;
+        }
+        let bias: Vec<f32> = (0..cout).map(|_| rng.f() * 0.2).collect();
+        let (lo, hi) = (-1000.0, 400.0);
+        let want = r::conv_first(&hu, lo, hi, &w, &bias, cout, dims);
+        let launch = l::conv_first(l::ConvFirst {
+            hu: 0,
+            window: (lo, hi),
+            w: 1,
+            bias: 2,
+            out: 3,
+            cout,
+            dims,
+        });
+        let inputs = [f32_bytes(&hu), f32_bytes(&w), f32_bytes(&bias)];
+        let got = halves(&run_both(&mut dev, &inputs, &[v * cout * 2], &launch)[0]);
+        check(
+            &got,
+            &want,
+            1e-3,
+            &format!("conv_first {dims:?} cout {cout}"),
+        );
+    }
+}
+
+#[test]
+fn dropout_expand_matches_reference() {
+    let mut dev = device();
+    let mut rng = Rng(12);
+    for &(s, v, c, kind) in &[
+        (3usize, 315usize, 16usize, 2u32),
+        (2, 77, 6, 1),
+        (1, 64, 32, 0),
+    ] {
+        let input = rng.h(v * c, 2.0);
+        let drop = match kind {
+            0 => LsDrop::NONE,
+            k => LsDrop::new(0xfeed_beef, 0.3, 0, k == 2, 5),
+        };
+        let want = r::dropout_expand(&input, s, v, c, &drop);
+        let launch = l::expand(l::Expand {
+            input: 0,
+            out: 1,
+            s,
+            v,
+            c,
+            drop,
+        });
+        let got = halves(&run_both(&mut dev, &[f16_bytes(&input)], &[s * v * c * 2], &launch)[0]);
+        check(
+            &got,
+            &want,
+            0.0,
+            &format!("dropout_expand s {s} v {v} c {c}"),
+        );
+    }
+}
+
+/// One conv3 case: (c0, c1, cout, S, dims, shared src0, dropout kind).
+type Conv3Case = (usize, usize, usize, usize, [usize; 3], bool, u32);
+
+fn conv3_case(dev: &mut EmuDevice, rng: &mut Rng, case: Conv3Case) {
+    let (c0, c1, cout, s, dims, shared, kind) = case;
+    let v: usize = dims.iter().product();
+    let cin = c0 + c1;
+    let a = rng.h(if shared { 1 } else { s } * v * c0, 1.0);
+    let b = rng.h(s * v * c1.max(1), 1.0);
+    let w = rng.h(cout * 27 * cin, 0.15);
+    let bias = rng.h(cout, 0.3);
+    let drop = match kind {
+        0 => LsDrop::NONE,
+        k => LsDrop::new(0x0123_4567_89ab_cdef, 0.3, 4, k == 2, 3),
+    };
+    let want = r::conv3(
+        Src {
+            data: &a,
+            c: c0,
+            shared,
+        },
+        (c1 > 0).then_some(Src {
+            data: &b,
+            c: c1,
+            shared: false,
+        }),
+        &w,
+        &bias,
+        cout,
+        s,
+        dims,
+        true,
+        &drop,
+    );
+    let launch = l::conv3(l::Conv3 {
+        src0: ConvSrc {
+            buf: 0,
+            c: c0,
+            stride: if shared { 0 } else { (v * c0) as u64 },
+        },
+        src1: (c1 > 0).then_some(ConvSrc {
+            buf: 1,
+            c: c1,
+            stride: (v * c1) as u64,
+        }),
+        w: 2,
+        bias: 3,
+        out: 4,
+        cout,
+        s,
+        dims,
+        relu: true,
+        drop,
+    });
+    let inputs = [
+        f16_bytes(&a),
+        f16_bytes(&b),
+        f16_bytes(&w),
+        f32_bytes(&bias),
+    ];
+    let got = halves(&run_both(dev, &inputs, &[s * v * cout * 2], &launch)[0]);
+    // fp32 sums in another order, then one fp16 rounding: at most a unit or two in the last place.
+    check(&got, &want, 2e-3, &format!("conv3 {case:?}"));
+}
+
+#[test]
+fn conv3_matches_reference_small_and_odd() {
+    let mut dev = device();
+    let mut rng = Rng(13);
+    for case in [
+        (16, 0, 16, 3, [5, 7, 9], true, 1),
+        (16, 16, 48, 2, [3, 4, 6], false, 2),
+        (16, 0, 8, 1, [1, 1, 3], false, 0),
+        (32, 16, 24, 1, [2, 3, 5], false, 2),
+    ] {
+        conv3_case(&mut dev, &mut rng, case);
+    }
+}
+
+#[test]
+fn conv3_matches_reference_at_16_cubed() {
+    let mut dev = device();
+    let mut rng = Rng(14);
+    conv3_case(&mut dev, &mut rng, (16, 16, 32, 2, [16, 16, 16], false, 2));
+}
+
+#[test]
+fn maxpool_matches_reference_exactly() {
+    let mut dev = device();
+    let mut rng = Rng(15);
+    for &(s, dims, c) in &[
+        (3usize, [6usize, 4, 10], 32usize),
+        (2, [2, 6, 4], 6),
+        (1, [16, 16, 16], 16),
+    ] {
+        let v: usize = dims.iter().product();
+        let input = rng.h(s * v * c, 3.0);
+        let want = r::maxpool2(&input, s, dims, c);
+        let launch = l::pool(l::Pool {
+            input: 0,
+            out: 1,
+            s,
+            dims,
+            c,
+        });
+        let got = halves(&run_both(&mut dev, &[f16_bytes(&input)], &[want.len() * 2], &launch)[0]);
+        check(&got, &want, 0.0, &format!("maxpool s {s} {dims:?} c {c}"));
+    }
+}
+
+#[test]
+fn upconv_matches_reference() {
+    let mut dev = device();
+    let mut rng = Rng(16);
+    for &(cin, cout, s, dims) in &[
+        (64usize, 32usize, 1usize, [3usize, 5, 2]),
+        (16, 6, 2, [3, 1, 5]),
+        (32, 16, 2, [8, 8, 8]),
+    ] {
+        let v: usize = dims.iter().product();
+        let input = rng.h(s * v * cin, 1.0);
+        let w = rng.h(8 * cout * cin, 0.2);
+        let bias = rng.h(cout, 0.3);
+        let want = r::upconv2(&input, cin, &w, &bias, cout, s, dims);
+        let launch = l::upconv(l::Up {
+            input: 0,
+            cin,
+            w: 1,
+            bias: 2,
+            out: 3,
+            cout,
+            s,
+            dims,
+        });
+        let inputs = [f16_bytes(&input), f16_bytes(&w), f32_bytes(&bias)];
+        let got = halves(&run_both(&mut dev, &inputs, &[want.len() * 2], &launch)[0]);
+        check(
+            &got,
+            &want,
+            2e-3,
+            &format!("upconv cin {cin} cout {cout} {dims:?}"),
+        );
+    }
+}
+
+#[test]
+fn head_kernels_match_reference_across_chunks() {
+    let mut dev = device();
+    let mut rng = Rng(17);
+    let (c, v) = (16usize, 315usize);
+    let w: Vec<f32> = (0..c).map(|_| rng.f()).collect();
+    let bias = 0.1f32;
+    let chunks = [2usize, 3, 1];
+    let mut st = r::HeadState::default();
+    let xs: Vec<Vec<f32>> = chunks.iter().map(|&s| rng.h(s * v * c, 2.0)).collect();
+    for (x, &s) in xs.iter().zip(&chunks) {
+        r::head_accumulate(x, c, &w, bias, s, &mut st);
+    }
+    let want = r::head_finalize(&st);
+    for order in [Order::Forward, Order::Reverse] {
+        let state = HeadState {
+            mean: dev.poisoned(v * 4).unwrap(),
+            m2: dev.poisoned(v * 4).unwrap(),
+            sum_h: dev.poisoned(v * 4).unwrap(),
+            any_fg: dev.poisoned(v * 4).unwrap(),
+        };
+        let wb = dev.upload(&f32_bytes(&w)).unwrap();
+        let mut n0 = 0u32;
+        for (x, &s) in xs.iter().zip(&chunks) {
+            let xb = dev.upload(&f16_bytes(x)).unwrap();
+            let launch = l::head_accumulate(l::HeadAcc {
+                x: xb,
+                c,
+                w: wb,
+                bias,
+                s,
+                v,
+                n0,
+                state,
+            });
+            dev.launch(&launch, order).unwrap();
+            n0 += s as u32;
+        }
+        let maps: Vec<BufId> = (0..3).map(|_| dev.poisoned(v * 4).unwrap()).collect();
+        let partials = dev.poisoned(l::head_finalize_blocks(v) * 48).unwrap();
+        // The entropy map is not requested (NULL): the kernel must skip it.
+        let launch = l::head_finalize(l::HeadFin {
+            state,
+            n: n0,
+            v,
+            maps: [Some(maps[0]), Some(maps[1]), None, Some(maps[2])],
+            partials,
+        });
+        dev.launch(&launch, order).unwrap();
+        let got: Vec<Vec<f32>> = maps.iter().map(|&m| f32s(&dev.read(m).unwrap())).collect();
+        check(&got[0], &want.mean, 1e-5, "mean");
+        check(&got[1], &want.variance, 1e-5, "variance");
+        check(&got[2], &want.mutual_info, 1e-4, "mutual information");
+        let p = dev.read(partials).unwrap();
+        for k in 0..6 {
+            let s: f64 = p
+                .chunks_exact(48)
+                .map(|row| f64::from_le_bytes(row[8 * k..8 * k + 8].try_into().unwrap()))
+                .sum();
+            assert!(
+                (s - want.sums[k]).abs() <= 1e-3 * (1.0 + want.sums[k].abs()),
+                "sum {k}: {s} vs {}",
+                want.sums[k]
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the whole plan
+
+fn plan_matches(cfg: &str, n: u32, chunk: usize) {
+    let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+    assert!(lungseg::cuda::engine::unsupported_reason(&m).is_none());
+    let mut rng = Rng(21);
+    let v = 16 * 16 * 16;
+    let input: Vec<f32> = (0..v).map(|_| rng.f() * 1000.0 - 200.0).collect();
+    let seed = 0x5151_7777;
+    let want = run_reference(&m, &input, seed, n, chunk, true);
+    let mut dev = device();
+    let got = run_plan(
+        &mut dev,
+        &m,
+        &EmuRun {
+            patch_hu: &input,
+            seed,
+            n_samples: n,
+            chunk,
+            dropout: true,
+            order: Order::Forward,
+        },
+    )
+    .unwrap();
+    for (name, g, w) in [
+        ("mean", &got.mean, &want.mean),
+        ("variance", &got.variance, &want.variance),
+        ("entropy", &got.entropy, &want.entropy),
+        ("mutual_info", &got.mutual_info, &want.mutual_info),
+    ] {
+        assert!(g.iter().all(|x| x.is_finite()), "{name}: unwritten voxels");
+        let max = max_abs_diff(g, w);
+        let mean = g
+            .iter()
+            .zip(w.iter())
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / g.len() as f64;
+        eprintln!("{name}: max {max:.2e} mean {mean:.2e}");
+        // The reference plan rounds the same tensors to fp16; only summation order differs.
+        assert!(max <= 1e-2 && mean <= 1e-4, "{name}: max {max} mean {mean}");
+    }
+    for k in 0..6 {
+        let (g, w) = (got.sums[k], want.sums[k]);
+        assert!((g - w).abs() <= 2.0 + 1e-2 * w.abs(), "sum {k}: {g} vs {w}");
+    }
+}
+
+#[test]
+fn mc_plan_matches_reference_plan_channel_dropout() {
+    plan_matches(
+        r#"{"channels":[16,32],"patch_size":[16,16,16],"dropout":{"p":0.25,"kind":"channel"}}"#,
+        3,
+        2,
+    );
+}
+
+#[test]
+fn mc_plan_matches_reference_plan_element_dropout() {
+    plan_matches(
+        r#"{"channels":[16,32],"patch_size":[16,16,16],"dropout":{"p":0.2,"kind":"element"}}"#,
+        3,
+        2,
+    );
+}
