@@ -44,7 +44,7 @@ REAL=liblungseg.so.$VERSION
 cargo build -p lungseg-sys --lib "${CARGO_PROFILE[@]}"
 BUILT=$TARGET/$PROFILE
 # lungseg-sys/build.rs sets the soname: a library without it would be recorded by path.
-readelf -d "$BUILT/liblungseg.so" | grep -q "Library soname: \[$SONAME\]" \
+grep -q "Library soname: \[$SONAME\]" <<<"$(readelf -d "$BUILT/liblungseg.so")" \
   || { echo "$BUILT/liblungseg.so lacks the soname $SONAME" >&2; exit 1; }
 
 LIB=$PREFIX/lib

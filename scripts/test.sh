@@ -15,18 +15,15 @@ step "setup"
 if ! python3 -c 'import SimpleITK, numpy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy
 fi
-if ! command -v cmake >/dev/null; then
-  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
-fi
-if ! command -v pkg-config >/dev/null; then
-  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pkg-config >/dev/null
-fi
-if ! command -v valgrind >/dev/null; then
-  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-fi
+# Installs a Debian package when its command is missing.
+need() { # <command> <package>
+  command -v "$1" >/dev/null && return
+  local sudo; sudo=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need cmake cmake
+need pkg-config pkg-config
+need valgrind valgrind
 
 step "format"
 cargo fmt --all --check
