@@ -43,7 +43,7 @@ REAL=liblungseg.so.$VERSION
 
 cargo build -p lungseg-sys --lib "${CARGO_PROFILE[@]}"
 BUILT=$TARGET/$PROFILE
-# lungseg-sys/build.rs sets the soname: a library without it would be recorded by path.
+# lungseg-sys/build.rs sets the soname; without it a program records the unversioned name.
 grep -q "Library soname: \[$SONAME\]" <<<"$(readelf -d "$BUILT/liblungseg.so")" \
   || { echo "$BUILT/liblungseg.so lacks the soname $SONAME" >&2; exit 1; }
 
