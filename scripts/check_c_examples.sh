@@ -114,5 +114,9 @@ PY
   echo "ok   $name"
 done
 [ -n "$first" ] || { echo "FAIL no example ran"; status=1; }
+# Both build systems build every variant of every program.
+for exe in "$WORK"/make/*; do
+  [ -x "$WORK/cmake/$(basename "$exe")" ] || { echo "FAIL cmake did not build $(basename "$exe")"; status=1; }
+done
 cat "$WORK/$first.out" 2>/dev/null | sed 's/^/     /' || true
 exit $status
