@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Builds the C/C++ examples against the shared and static library (Makefile and CMake), runs
-# them on a synthetic LUNA16-style scan and checks what they print against SimpleITK.
+# Installs lungseg into a temporary prefix (scripts/install.sh --release), checks what was
+# installed (soname, NEEDED, debug info kept apart), builds the C/C++ examples against that
+# prefix through pkg-config (Makefile) and find_package (CMake), shared and static, checks
+# what each executable links, runs them on a synthetic LUNA16-style scan and checks what they
+# print against SimpleITK.
 #   scripts/check_c_examples.sh <cargo target dir>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=${1:-${CARGO_TARGET_DIR:-target}}
 TARGET=$(cd "$TARGET" && pwd)
-LIBDIR=$TARGET/release
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+PREFIX=$WORK/prefix
+MODEL=${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}
 
-echo "== build lungseg (release) and lungseg-train (dev: the examples only need its synth)"
-cargo build --release -p lungseg-sys --target-dir "$TARGET"
+echo "== install lungseg (release) into $PREFIX"
+CARGO_TARGET_DIR=$TARGET scripts/install.sh --release --prefix "$PREFIX"
+scripts/check_install.sh "$PREFIX"
+SONAME=$(readelf -d "$PREFIX/lib/liblungseg.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+echo "== build lungseg-train (dev: the examples only need its synth)"
 cargo build -p lungseg-train --target-dir "$TARGET"
 echo "== synthetic scan"
 "$TARGET/debug/lungseg-train" synth --out "$WORK/data" --scans 2 --seed 11 >/dev/null
@@ -21,13 +28,11 @@ read -r X Y Z < <(awk -F, -v u="$UID_" 'NR>1 && $1==u {print $2, $3, $4; exit}' 
 if [ -z "${X:-}" ]; then X=0; Y=0; Z=0; fi
 echo "scan $SCAN at ($X, $Y, $Z)"
 
-echo "== make"
-make -s -C c-examples LIBDIR="$LIBDIR" BIN="$WORK/make" all
-if command -v cmake >/dev/null; then
-  echo "== cmake"
-  cmake -S c-examples -B "$WORK/cmake" -DLUNGSEG_LIBDIR="$LIBDIR" >/dev/null
-  cmake --build "$WORK/cmake" -j 2 >/dev/null
-fi
+echo "== make (pkg-config)"
+make -s -C c-examples PREFIX="$PREFIX" BIN="$WORK/make" all
+echo "== cmake (find_package)"
+cmake -S c-examples -B "$WORK/cmake" -DCMAKE_PREFIX_PATH="$PREFIX" >/dev/null
+cmake --build "$WORK/cmake" -j 2 >/dev/null
 
 # SimpleITK is the outside oracle for the geometry the examples print.
 python3 - "$SCAN" "$X" "$Y" "$Z" > "$WORK/expected.txt" <<'PY'
@@ -44,20 +49,35 @@ PY
 
 status=0
 first=""
-for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodule_*; do
+for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
   [ -x "$exe" ] && [ -f "$exe" ] || continue
-  name=$(basename "$exe")
-  case "$name" in
+  base=$(basename "$exe")
+  name=$(basename "$(dirname "$exe")")-$base
+  case "$base" in
     scan_patch_*) args=("$SCAN" "$X" "$Y" "$Z") ;;
     predict_nodule_*) mkdir -p "$WORK/maps-$name"
-      args=("$SCAN" "$X" "$Y" "$Z" "${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}" "$WORK/maps-$name") ;;
+      args=("$SCAN" "$X" "$Y" "$Z" "$MODEL" "$WORK/maps-$name") ;;
+    volume_uncertainty_*) args=("$MODEL") ;;
+    lungseg_hpp_test_*) args=() ;;
     *) continue ;;
+  esac
+  # Shared builds name the library by its soname; static builds do not need it at all.
+  needed=$(readelf -d "$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+  case "$name" in
+    *_shared) [[ " $needed " == *" $SONAME "* ]] \
+      || { echo "FAIL $name: NEEDED is '$needed', without $SONAME"; status=1; } ;;
+    *_static) [[ "$needed" != *liblungseg* ]] \
+      || { echo "FAIL $name: a static build NEEDs '$needed'"; status=1; } ;;
   esac
   if ! "$exe" "${args[@]}" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
     echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1; continue
   fi
   grep -q '^ok$' "$WORK/$name.out" || { echo "FAIL $name did not print ok"; status=1; }
-  if [[ $name == scan_patch_* ]]; then
+  if [[ $name == *_cpp20_* && $name == *lungseg_hpp_test* ]]; then
+    grep -q '^C++20 span overloads checked$' "$WORK/$name.out" \
+      || { echo "FAIL $name: the C++20 build did not check the span overloads"; status=1; }
+  fi
+  if [[ $name == *-scan_patch_* ]]; then
     while read -r line; do
       grep -qxF "$line" "$WORK/$name.out" || { echo "FAIL $name: missing '$line'"; cat "$WORK/$name.out"; status=1; }
     done < "$WORK/expected.txt"
@@ -67,7 +87,7 @@ for exe in "$WORK"/make/* "$WORK"/cmake/scan_patch_* "$WORK"/cmake/predict_nodul
         || { echo "FAIL $name differs from $first"; status=1; }
     fi
   fi
-  if [[ $name == predict_nodule_* ]]; then
+  if [[ $name == *-predict_nodule_* ]]; then
     # The maps must read in SimpleITK, on the model's grid centred on the queried point, and
     # the scan written back must be the scan.
     python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" <<'PY' || { echo "FAIL $name: written maps"; status=1; continue; }
@@ -94,5 +114,9 @@ PY
   echo "ok   $name"
 done
 [ -n "$first" ] || { echo "FAIL no example ran"; status=1; }
+# Both build systems build every variant of every program.
+for exe in "$WORK"/make/*; do
+  [ -x "$WORK/cmake/$(basename "$exe")" ] || { echo "FAIL cmake did not build $(basename "$exe")"; status=1; }
+done
 cat "$WORK/$first.out" 2>/dev/null | sed 's/^/     /' || true
 exit $status

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test (README; .ci/run calls exactly this).
-# Installs what it needs: SimpleITK + numpy (outside oracle), cmake (C example build), valgrind,
+# Installs what it needs: SimpleITK + numpy (outside oracle), cmake and pkg-config (C example
+# builds against an install prefix), valgrind,
 # nightly miri (scripts/miri.sh), cargo-fuzz (scripts/fuzz.sh).
 # FUZZ_SECONDS (default 60) sets the time per fuzz target.
 set -euo pipefail
@@ -14,14 +15,15 @@ step "setup"
 if ! python3 -c 'import SimpleITK, numpy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy
 fi
-if ! command -v cmake >/dev/null; then
-  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
-fi
-if ! command -v valgrind >/dev/null; then
-  SUDO=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
-fi
+# Installs a Debian package when its command is missing.
+need() { # <command> <package>
+  command -v "$1" >/dev/null && return
+  local sudo; sudo=$(command -v sudo >/dev/null && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need cmake cmake
+need pkg-config pkg-config
+need valgrind valgrind
 
 step "format"
 cargo fmt --all --check
@@ -51,7 +53,7 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   scripts/nvrtc-check.sh
 fi
 
-step "C and C++ examples (shared + static, make + cmake)"
+step "install into a prefix; C and C++ examples against it (shared + static, pkg-config + find_package)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"
 
 step "C and C++ examples under AddressSanitizer+UBSan, and valgrind over the Rust code"

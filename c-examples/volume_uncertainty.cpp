@@ -1,0 +1,121 @@
+// volume_uncertainty (C++17, lungseg.hpp): a host that already holds decoded pixels (a DICOM
+// series in a PACS) makes a volume from memory, asks for the MC-dropout uncertainty of the
+// model's patch around a point, and puts the mean probability back onto the scan's own grid.
+//
+//   volume_uncertainty <model.safetensors>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "lungseg.hpp"
+
+namespace {
+
+constexpr size_t NX = 48, NY = 40, NZ = 32;
+
+// A CT as a scanner stores it: int16 with the DICOM rescale, soft tissue ball in lung.
+std::vector<int16_t> synthetic_ct() {
+    std::vector<int16_t> ct(NX * NY * NZ);
+    for (size_t z = 0; z < NZ; z++)
+        for (size_t y = 0; y < NY; y++)
+            for (size_t x = 0; x < NX; x++) {
+                double dx = (double(x) - 24) * 0.7, dy = (double(y) - 20) * 0.7,
+                       dz = (double(z) - 16) * 1.25;
+                bool ball = dx * dx + dy * dy + dz * dz < 5.0 * 5.0;
+                ct[(z * NY + y) * NX + x] = int16_t((ball ? 40 : -850) + 1024);
+            }
+    return ct;
+}
+
+lungseg::Volume volume_from_memory(const std::vector<int16_t> &ct) {
+    auto desc = lungseg::options<lungseg_volume_desc>();
+    desc.pixel_type = LUNGSEG_PIXEL_INT16;
+    desc.dims[0] = NX, desc.dims[1] = NY, desc.dims[2] = NZ;
+    desc.spacing[0] = desc.spacing[1] = 0.7, desc.spacing[2] = 1.25;
+    desc.origin[0] = -20.0, desc.origin[1] = -15.0, desc.origin[2] = -30.0;
+    desc.rescale_slope = 1.0;
+    desc.rescale_intercept = -1024.0;
+    return lungseg::Volume::create(desc, ct.data(), ct.size() * sizeof(int16_t));
+}
+
+}  // namespace
+
+int main(int argc, char **argv) try {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s <model.safetensors>\n", argv[0]);
+        return 2;
+    }
+    auto model_opts = lungseg::options<lungseg_model_options>();
+    model_opts.device = LUNGSEG_DEVICE_CPU;
+    const lungseg::Model model = lungseg::Model::open(argv[1], model_opts);
+    const lungseg_model_info info = model.info();
+    std::printf("lungseg %s, model patch %u x %u x %u on %s\n", lungseg::version(),
+                info.patch_size[0], info.patch_size[1], info.patch_size[2], info.device_name);
+
+    const std::vector<int16_t> ct = synthetic_ct();
+    const lungseg::Volume volume = volume_from_memory(ct);
+    // The ball's centre, on a scan voxel so the map read back there is the patch's centre value.
+    const lungseg::Point3 center = volume.voxel_to_world({24, 20, 16});
+
+    const size_t voxels = size_t(info.patch_size[0]) * info.patch_size[1] * info.patch_size[2];
+    std::vector<float> mean(voxels), entropy(voxels);
+    lungseg::UncertaintyMaps maps;
+    maps.mean = mean.data();
+    maps.entropy = entropy.data();
+    maps.len = voxels;
+    auto mc = lungseg::options<lungseg_mc_options>();
+    mc.n_samples = 8;
+    mc.seed = 2026;
+    const lungseg_patch_summary s = model.predict_uncertainty_at(volume, center, maps, &mc);
+    std::printf("summary: %u samples, %lu foreground voxels, score %.5f vs %.5f -> %s\n",
+                s.n_samples, (unsigned long)s.foreground_voxels, s.uncertainty_score,
+                s.review_threshold, s.needs_review ? "NEEDS REVIEW" : "confident");
+
+    // The mean probability back on the scan's grid, on the patch grid the model saw.
+    auto spec = lungseg::options<lungseg_patch_spec>();
+    for (int a = 0; a < 3; a++) {
+        spec.size[a] = info.patch_size[a];
+        spec.spacing_mm[a] = info.spacing_mm[a];
+    }
+    lungseg::ScanMap map(volume, LUNGSEG_SCAN_MAP_MEAN);
+    map.add_patch(&spec, center, mean.data(), mean.size());
+    std::vector<float> on_scan(NX * NY * NZ);
+    static_cast<const lungseg::ScanMap &>(map).read(on_scan.data(), on_scan.size());
+
+    int bad = 0;
+    const float at_center = on_scan[(16 * NY + 20) * NX + 24];
+    const size_t patch_center = (info.patch_size[2] / 2 * info.patch_size[1] +
+                                 info.patch_size[1] / 2) * info.patch_size[0] +
+                                info.patch_size[0] / 2;
+    if (std::fabs(at_center - mean[patch_center]) > 1e-5f) {
+        std::fprintf(stderr, "scan map at the centre %g, patch centre %g\n", at_center,
+                     mean[patch_center]);
+        bad = 1;
+    }
+    size_t covered = 0;
+    for (float v : on_scan) {
+        if (!(v >= 0.0f && v <= 1.0f)) bad = 1;
+        covered += v != 0.0f;
+    }
+    if (on_scan[0] != 0.0f) bad = 1;  // the scan corner lies outside the patch
+    std::printf("scan map: centre %.4f, %lu of %lu voxels covered\n", at_center,
+                (unsigned long)covered, (unsigned long)on_scan.size());
+
+    // Bad input is an exception carrying the status and the library's message.
+    mc.n_samples = 5000;
+    try {
+        model.predict_uncertainty_at(volume, center, maps, &mc);
+        std::fprintf(stderr, "5000 samples were accepted\n");
+        bad = 1;
+    } catch (const lungseg::Error &e) {
+        if (e.status() != LUNGSEG_INVALID_ARGUMENT || e.message().empty()) bad = 1;
+        std::printf("bad input ok: %s\n", e.what());
+    }
+    if (bad) return 1;
+    std::printf("ok\n");
+    return 0;
+} catch (const std::exception &e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+}
