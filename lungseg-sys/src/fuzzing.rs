@@ -167,6 +167,7 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         device: b.u32() % 4,
         threads: b.u32() % 4,
         max_workspace_bytes: 0,
+        cpu_kernel: b.u32() % 6,
     });
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;

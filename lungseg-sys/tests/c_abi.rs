@@ -148,6 +148,12 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 |v| v as u32,
             ),
         ),
+        (
+            "lungseg_cpu_kernel",
+            values(lungseg_cpu_kernel::ALL, lungseg_cpu_kernel::name, |v| {
+                v as u32
+            }),
+        ),
     ])
 }
 
