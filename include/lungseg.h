@@ -224,8 +224,9 @@ typedef struct lungseg_model_info {
   // The device predictions actually run on (`lungseg_device`).
   uint32_t device;
   // NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
-  // first, e.g. `CPU (avx2): AMD EPYC 7763 64-Core Processor` (the same as
-  // `lungseg_model_get_cpu_kernel`); a long model name is cut to fit.
+  // first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
+  // `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
+  // cut to fit.
   char device_name[64];
 } lungseg_model_info;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test (README; .ci/run calls exactly this).
 # Installs what it needs: SimpleITK + numpy (outside oracle), cmake (C example build), valgrind,
-# nightly miri (scripts/miri.sh), cargo-fuzz (scripts/fuzz.sh).
+# nightly miri (scripts/miri.sh), cargo-fuzz (scripts/fuzz.sh), the aarch64 rustup target,
+# gcc-aarch64-linux-gnu and qemu-user (scripts/aarch64-check.sh).
 # FUZZ_SECONDS (default 60) sets the time per fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,9 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   step "CUDA kernels compile with NVRTC for sm_80 and sm_90, no register spills"
   scripts/nvrtc-check.sh
 fi
+
+step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
+scripts/aarch64-check.sh
 
 step "C and C++ examples (shared + static, make + cmake)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"

@@ -123,7 +123,11 @@ fn conv3_relu_keeps_nan() {
     w[13 * 16 + 1] = -1.0;
     let bias = vec![0.0; 16];
     for kernel in CpuKernel::available() {
-        for (x, want) in [(f32::NAN, [f32::NAN; 2]), (-2.0, [0.0, 2.0]), (3.0, [3.0, 0.0])] {
+        for (x, want) in [
+            (f32::NAN, [f32::NAN; 2]),
+            (-2.0, [0.0, 2.0]),
+            (3.0, [3.0, 0.0]),
+        ] {
             let input = pad(&[x], g, 1);
             let a = Conv3Args {
                 input: &input,
@@ -140,7 +144,10 @@ fn conv3_relu_keeps_nan() {
             conv3(&a, &mut out, 2, 0, 1);
             let got = unpad(&out, g, 2, 0, 2);
             for (o, e) in got.iter().zip(want) {
-                assert!(o == &e || (o.is_nan() && e.is_nan()), "{kernel:?} {x}: {got:?}");
+                assert!(
+                    o == &e || (o.is_nan() && e.is_nan()),
+                    "{kernel:?} {x}: {got:?}"
+                );
             }
         }
     }

@@ -24,10 +24,8 @@ fn check_forward(name: &str, model: &Model) -> Vec<f32> {
 /// agree bit for bit.
 fn on_every_kernel(open: impl Fn(Option<CpuKernel>) -> Model, check: impl Fn(&Model) -> Vec<f32>) {
     let mut fma: Option<Vec<f32>> = None;
-    let mut kernels = 0;
     for k in CpuKernel::available() {
         let prob = check(&open(Some(k)));
-        kernels += 1;
         if k == CpuKernel::Portable {
             continue;
         }
@@ -39,7 +37,7 @@ fn on_every_kernel(open: impl Fn(Option<CpuKernel>) -> Model, check: impl Fn(&Mo
             ),
         }
     }
-    assert!(kernels >= 1 + usize::from(CpuKernel::best() != CpuKernel::Portable));
+    assert!(fma.is_some() || CpuKernel::best() == CpuKernel::Portable);
 }
 
 fn check_mc(name: &str, model: &Model) {

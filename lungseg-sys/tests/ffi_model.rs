@@ -422,7 +422,10 @@ fn cpu_kernel_option_is_used_and_reported() {
         if !k.supported() {
             assert_eq!(st, lungseg_status::LUNGSEG_DEVICE, "{k:?}");
             let e = last_error();
-            assert!(e.contains(k.name()) && e.contains("cannot run on this CPU"), "{e}");
+            assert!(
+                e.contains(k.name()) && e.contains("cannot run on this CPU"),
+                "{e}"
+            );
             assert!(m.is_null());
             continue;
         }
@@ -457,7 +460,10 @@ fn cpu_kernel_option_is_used_and_reported() {
         .unwrap();
         let mut want = vec![0f32; n];
         mc::predict(&rust, &input, &mut want, 2).unwrap();
-        assert!(prob.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(prob
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
         unsafe { lungseg_model_free(m) };
     }
     let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
@@ -513,7 +519,10 @@ fn cpu_kernel_environment_variable() {
         return cpu_kernel_environment_child(&expects);
     }
     let mut cases = vec![
-        ("avx3".to_string(), "refused:LUNGSEG_INVALID_ARGUMENT".to_string()),
+        (
+            "avx3".to_string(),
+            "refused:LUNGSEG_INVALID_ARGUMENT".to_string(),
+        ),
         ("".to_string(), CpuKernel::best().name().to_string()),
         ("auto".to_string(), CpuKernel::best().name().to_string()),
     ];

@@ -77,8 +77,9 @@ pub struct lungseg_model_info {
     /// The device predictions actually run on (`lungseg_device`).
     pub device: u32,
     /// NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
-    /// first, e.g. `CPU (avx2): AMD EPYC 7763 64-Core Processor` (the same as
-    /// `lungseg_model_get_cpu_kernel`); a long model name is cut to fit.
+    /// first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
+    /// `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
+    /// cut to fit.
     pub device_name: [libc::c_char; 64],
 }
 frozen_output!(lungseg_model_info, size = 176);

@@ -72,7 +72,11 @@ pub fn conv3(
     assert_eq!(a.w.len(), 27 * nk * cp);
     assert_eq!(a.bias.len(), cp);
     assert!(out_off + a.cout <= out_stride && out.len() >= g.padded_voxels() * out_stride);
-    assert!(a.kernel.supported(), "{:?} kernel on a CPU without it", a.kernel);
+    assert!(
+        a.kernel.supported(),
+        "{:?} kernel on a CPU without it",
+        a.kernel
+    );
     let mut taps = [0usize; 27];
     for (t, tap) in taps.iter_mut().enumerate() {
         let (kz, ky, kx) = (t / 9, t / 3 % 3, t % 3);

@@ -33,15 +33,21 @@ pub fn upconv(a: &UpArgs<'_>, out: &mut [f32], out_stride: usize, out_off: usize
     assert!(a.ci.iter().all(|&c| (c as usize) < a.in_stride));
     assert!(a.w.len() == nk * 8 * cp && a.bias.len() == cp);
     assert!(out_off + a.cout <= out_stride && out.len() >= og.padded_voxels() * out_stride);
-    assert!(a.kernel.supported(), "{:?} kernel on a CPU without it", a.kernel);
+    assert!(
+        a.kernel.supported(),
+        "{:?} kernel on a CPU without it",
+        a.kernel
+    );
     let oplane = og.plane() * out_stride;
-    par_units(out, oplane, 2 * oplane, g.d, threads, |z, chunk| match a.kernel {
-        // SAFETY (both): the kernel's instructions exist on this CPU (asserted above).
-        #[cfg(target_arch = "x86_64")]
-        CpuKernel::Avx512 => unsafe { plane_avx512(a, z, chunk, out_stride, out_off) },
-        #[cfg(target_arch = "x86_64")]
-        CpuKernel::Avx2 => unsafe { plane_avx2(a, z, chunk, out_stride, out_off) },
-        _ => plane(a, z, chunk, out_stride, out_off),
+    par_units(out, oplane, 2 * oplane, g.d, threads, |z, chunk| {
+        match a.kernel {
+            // SAFETY (both): the kernel's instructions exist on this CPU (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            CpuKernel::Avx512 => unsafe { plane_avx512(a, z, chunk, out_stride, out_off) },
+            #[cfg(target_arch = "x86_64")]
+            CpuKernel::Avx2 => unsafe { plane_avx2(a, z, chunk, out_stride, out_off) },
+            _ => plane(a, z, chunk, out_stride, out_off),
+        }
     });
 }
 
@@ -59,7 +65,13 @@ unsafe fn plane_avx512(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn plane_avx2(a: &UpArgs<'_>, z: usize, chunk: &mut [f32], out_stride: usize, out_off: usize) {
+unsafe fn plane_avx2(
+    a: &UpArgs<'_>,
+    z: usize,
+    chunk: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+) {
     plane(a, z, chunk, out_stride, out_off);
 }
 
