@@ -137,6 +137,26 @@ typedef enum lungseg_review_score {
   LUNGSEG_REVIEW_VOLUME_CV = 7,
 } lungseg_review_score;
 
+// The instruction set the CPU kernels of a model run on (`lungseg_model_options.cpu_kernel`,
+// `lungseg_model_get_cpu_kernel`). Precedence: an explicit value in the options wins over the
+// `LUNGSEG_CPU_KERNEL` environment variable (`avx512`, `avx2`, `neon`, `portable` or `auto`),
+// which is read only for AUTO; an unknown variable value is `LUNGSEG_INVALID_ARGUMENT`, and
+// a kernel this CPU cannot run, asked for either way, is `LUNGSEG_DEVICE`, both at open.
+// The FMA kernels (AVX512, AVX2, NEON) give bit-identical results; PORTABLE may differ from
+// them in the last bits (within the parity tolerances).
+typedef enum lungseg_cpu_kernel {
+  // The environment variable if set, else the fastest kernel this CPU runs.
+  LUNGSEG_CPU_KERNEL_AUTO = 0,
+  // The build target's baseline instructions (SSE2 on x86-64, no FMA): every CPU.
+  LUNGSEG_CPU_KERNEL_PORTABLE = 1,
+  // x86-64 with AVX2 and FMA (8 lanes).
+  LUNGSEG_CPU_KERNEL_AVX2 = 2,
+  // x86-64 with AVX512F (16 lanes).
+  LUNGSEG_CPU_KERNEL_AVX512 = 3,
+  // aarch64 NEON (4 lanes).
+  LUNGSEG_CPU_KERNEL_NEON = 4,
+} lungseg_cpu_kernel;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -190,7 +210,7 @@ typedef struct lungseg_volume_desc {
 } lungseg_volume_desc;
 
 // Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
-// workspace limit). See `lungseg_model` for threads and memory.
+// workspace limit, AUTO CPU kernel). See `lungseg_model` for threads and memory.
 typedef struct lungseg_model_options {
   // `sizeof(lungseg_model_options)`.
   uint32_t struct_size;
@@ -202,6 +222,10 @@ typedef struct lungseg_model_options {
   // Most scratch bytes one prediction may need; a model needing more (e.g. a huge
   // `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.
   uint64_t max_workspace_bytes;
+  // A `lungseg_cpu_kernel` value: the instruction set CPU predictions run on. 0 = AUTO:
+  // the `LUNGSEG_CPU_KERNEL` environment variable if set, else the fastest this CPU runs.
+  // An explicit value here wins over the variable.
+  uint32_t cpu_kernel;
 } lungseg_model_options;
 
 // What a model expects and where it runs (an output struct, frozen at its published layout).
@@ -223,7 +247,10 @@ typedef struct lungseg_model_info {
   uint64_t parameter_count;
   // The device predictions actually run on (`lungseg_device`).
   uint32_t device;
-  // NUL-terminated device name, e.g. the CPU or GPU model.
+  // NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
+  // first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
+  // `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
+  // cut to fit.
   char device_name[64];
 } lungseg_model_info;
 
@@ -411,6 +438,10 @@ void lungseg_model_free(struct lungseg_model *model);
 // Describes what a model expects and where it runs.
 enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
                                            struct lungseg_model_info *out);
+
+// The CPU kernel `model`'s predictions run on, chosen at open: a `lungseg_cpu_kernel` value
+// other than AUTO, written to `*out`.
+enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *model, uint32_t *out);
 
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).

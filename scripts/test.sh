@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test (README; .ci/run calls exactly this).
 # Installs what it needs: SimpleITK + numpy (outside oracle), cmake and pkg-config (C example
-# builds against an install prefix), valgrind,
-# nightly miri (scripts/miri.sh), cargo-fuzz (scripts/fuzz.sh).
+# builds against an install prefix), valgrind, nightly miri (scripts/miri.sh), cargo-fuzz
+# (scripts/fuzz.sh), the aarch64 rustup target, gcc-aarch64-linux-gnu and qemu-user
+# (scripts/aarch64-check.sh).
 # FUZZ_SECONDS (default 60) sets the time per fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,9 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   step "CUDA kernels compile with NVRTC for sm_80 and sm_90, no register spills"
   scripts/nvrtc-check.sh
 fi
+
+step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
+scripts/aarch64-check.sh
 
 step "install into a prefix; C and C++ examples against it (shared + static, pkg-config + find_package)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"

@@ -1,7 +1,9 @@
-//! Times the 3³ conv kernel alone on the U-Net's level shapes (one thread unless `--threads`).
+//! Times the 3³ conv kernel alone on the U-Net's level shapes (one thread unless `--threads`;
+//! the CPU kernel `LUNGSEG_CPU_KERNEL` names, else the fastest).
 use std::time::Instant;
 
 use lungseg::nn::conv3::{conv3, Conv3Args};
+use lungseg::nn::cpu_kernel;
 use lungseg::nn::Grid;
 
 /// CPU seconds of the calling thread: robust to other load on the machine.
@@ -20,6 +22,8 @@ fn main() {
         .iter()
         .position(|a| a == "--threads")
         .map_or(1, |i| args[i + 1].parse().unwrap());
+    let kernel = cpu_kernel::select(None).unwrap();
+    println!("kernel: {}", kernel.name());
     for (s, cin, cout) in [
         (16usize, 16usize, 16usize),
         (64usize, 16usize, 16usize),
@@ -48,6 +52,7 @@ fn main() {
             bias: &bias,
             cout,
             relu: true,
+            kernel,
         };
         conv3(&a, &mut out, cout, 0, threads);
         let reps = 5;

@@ -163,11 +163,16 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         return;
     }
     let cpath = std::ffi::CString::new(path.to_str().unwrap_or_default()).unwrap_or_default();
+    let struct_size = b.u32() % 64;
+    // The kernel comes from the device word's high half, so the committed seeds keep their
+    // byte layout.
+    let device = b.u32();
     let mopts = Grown::new(lungseg_model_options {
-        struct_size: b.u32() % 64,
-        device: b.u32() % 4,
+        struct_size,
+        device: device % 4,
         threads: b.u32() % 4,
         max_workspace_bytes: 0,
+        cpu_kernel: (device >> 16) % 6,
     });
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;

@@ -154,6 +154,12 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 v as u32
             }),
         ),
+        (
+            "lungseg_cpu_kernel",
+            values(lungseg_cpu_kernel::ALL, lungseg_cpu_kernel::name, |v| {
+                v as u32
+            }),
+        ),
     ])
 }
 

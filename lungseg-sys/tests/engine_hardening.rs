@@ -135,6 +135,7 @@ fn oversized_workspace_is_refused_at_open_unless_allowed() {
     );
     let roomy = ModelOptions {
         max_workspace_bytes: 1 << 40,
+        ..ModelOptions::default()
     };
     let m = Model::from_bytes_with(&bytes, &roomy).unwrap();
     let need = m.workspace_bytes();
@@ -142,10 +143,12 @@ fn oversized_workspace_is_refused_at_open_unless_allowed() {
     // The limit is inclusive, and one byte less refuses.
     let exact = ModelOptions {
         max_workspace_bytes: need,
+        ..ModelOptions::default()
     };
     assert!(Model::from_bytes_with(&bytes, &exact).is_ok());
     let short = ModelOptions {
         max_workspace_bytes: need - 1,
+        ..ModelOptions::default()
     };
     assert_eq!(
         Model::from_bytes_with(&bytes, &short).unwrap_err().kind,

@@ -1,6 +1,8 @@
-//! Fast kernels against their plain reference implementations, on odd shapes.
+//! Fast kernels against their plain reference implementations, on odd shapes, on every CPU
+//! kernel this machine runs.
 
-use lungseg::nn::conv3::{conv3_with, reference as conv_ref, Conv3Args};
+use lungseg::nn::conv3::{conv3, reference as conv_ref, Conv3Args};
+use lungseg::nn::cpu_kernel::CpuKernel;
 use lungseg::nn::pool::{maxpool2, reference as pool_ref};
 use lungseg::nn::upconv::{reference as up_ref, upconv, UpArgs};
 use lungseg::nn::{pad, unpad, Grid};
@@ -67,38 +69,85 @@ fn conv3_matches_reference_on_odd_shapes() {
         let kw = kernel_w(&wt, nk, cout);
         let mut kb = bias.clone();
         kb.resize(cout.div_ceil(16) * 16, 0.0);
-        let a = Conv3Args {
-            input: &input,
-            grid: g,
-            in_stride: stride,
-            ci,
-            w: &kw,
-            bias: &kb,
-            cout,
-            relu: true,
-        };
-        let mut first: Option<Vec<f32>> = None;
-        for (avx, threads) in [(true, 1), (true, 3), (false, 1), (false, 2)] {
-            let mut out = vec![0.0; g.padded_voxels() * os];
-            conv3_with(&a, &mut out, os, oo, threads, avx);
-            close(
-                &unpad(&out, g, os, oo, cout),
-                &want,
-                1e-5,
-                &format!("conv {d}x{h}x{w} avx={avx} t={threads}"),
-            );
-            // the halo and the other channels stay untouched (zero)
-            let touched: f32 = unpad(&out, g, os, 0, os)
-                .iter()
-                .map(|v| v.abs())
-                .sum::<f32>();
-            let total: f32 = out.iter().map(|v| v.abs()).sum();
-            assert_eq!(touched, total, "writes outside the interior");
-            if avx {
+        // The FMA kernels round the same way: one result for all of them.
+        let mut fma_result: Option<Vec<f32>> = None;
+        for kernel in CpuKernel::available() {
+            let a = Conv3Args {
+                input: &input,
+                grid: g,
+                in_stride: stride,
+                ci,
+                w: &kw,
+                bias: &kb,
+                cout,
+                relu: true,
+                kernel,
+            };
+            let mut first: Option<Vec<f32>> = None;
+            for threads in [1, 2, 3] {
+                let mut out = vec![0.0; g.padded_voxels() * os];
+                conv3(&a, &mut out, os, oo, threads);
+                let what = format!("conv {d}x{h}x{w} {kernel:?} t={threads}");
+                close(&unpad(&out, g, os, oo, cout), &want, 1e-5, &what);
+                // the halo and the other channels stay untouched (zero)
+                let touched: f32 = unpad(&out, g, os, 0, os)
+                    .iter()
+                    .map(|v| v.abs())
+                    .sum::<f32>();
+                let total: f32 = out.iter().map(|v| v.abs()).sum();
+                assert_eq!(touched, total, "{what}: writes outside the interior");
                 match &first {
                     None => first = Some(out),
-                    Some(f) => assert_eq!(f, &out, "thread count changed the result"),
+                    Some(f) => assert_eq!(f, &out, "{what}: thread count changed the result"),
                 }
+            }
+            if kernel != CpuKernel::Portable {
+                let out = first.unwrap();
+                match &fma_result {
+                    None => fma_result = Some(out),
+                    Some(f) => assert_eq!(f, &out, "{kernel:?} differs from another FMA kernel"),
+                }
+            }
+        }
+    }
+}
+
+/// The fused ReLU lets NaN through on every kernel (a non-finite activation must reach the
+/// output check) and clamps negatives, also in a partial vector (2 of 16 channels).
+#[test]
+fn conv3_relu_keeps_nan() {
+    let g = Grid::new(1, 1, 1);
+    // Centre tap: channel 0 = x, channel 1 = -x.
+    let mut w = vec![0.0; 27 * 16];
+    w[13 * 16] = 1.0;
+    w[13 * 16 + 1] = -1.0;
+    let bias = vec![0.0; 16];
+    for kernel in CpuKernel::available() {
+        for (x, want) in [
+            (f32::NAN, [f32::NAN; 2]),
+            (-2.0, [0.0, 2.0]),
+            (3.0, [3.0, 0.0]),
+        ] {
+            let input = pad(&[x], g, 1);
+            let a = Conv3Args {
+                input: &input,
+                grid: g,
+                in_stride: 1,
+                ci: &[0],
+                w: &w,
+                bias: &bias,
+                cout: 2,
+                relu: true,
+                kernel,
+            };
+            let mut out = vec![0.0; g.padded_voxels() * 2];
+            conv3(&a, &mut out, 2, 0, 1);
+            let got = unpad(&out, g, 2, 0, 2);
+            for (o, e) in got.iter().zip(want) {
+                assert!(
+                    o == &e || (o.is_nan() && e.is_nan()),
+                    "{kernel:?} {x}: {got:?}"
+                );
             }
         }
     }
@@ -148,21 +197,31 @@ fn upconv_matches_reference() {
         kb.resize(cp, 0.0);
         let ci: Vec<u32> = (0..cin as u32).collect();
         let input = pad(&dense, g, cin);
-        let a = UpArgs {
-            input: &input,
-            grid: g,
-            in_stride: cin,
-            ci: &ci,
-            w: &kw,
-            bias: &kb,
-            cout,
-        };
         let og = g.double();
         let (os, oo) = (cout + 3, 2);
-        for threads in [1, 2] {
-            let mut out = vec![0.0; og.padded_voxels() * os];
-            upconv(&a, &mut out, os, oo, threads);
-            close(&unpad(&out, og, os, oo, cout), &want, 1e-5, "upconv");
+        // No kernel fuses the multiply-add here: all give the same bits.
+        let mut first: Option<Vec<f32>> = None;
+        for kernel in CpuKernel::available() {
+            let a = UpArgs {
+                input: &input,
+                grid: g,
+                in_stride: cin,
+                ci: &ci,
+                w: &kw,
+                bias: &kb,
+                cout,
+                kernel,
+            };
+            for threads in [1, 2] {
+                let mut out = vec![0.0; og.padded_voxels() * os];
+                upconv(&a, &mut out, os, oo, threads);
+                let what = format!("upconv {kernel:?} t={threads}");
+                close(&unpad(&out, og, os, oo, cout), &want, 1e-5, &what);
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert_eq!(f, &out, "{what} differs"),
+                }
+            }
         }
     }
 }

@@ -22,7 +22,12 @@ fn run(m: &Model, input: &[f32], opts: &McOptions) -> (Vec<[f32; 4]>, lungseg::m
 
 #[test]
 fn same_seed_is_bit_identical_on_any_thread_count() {
-    let m = fixture_model("small");
+    for k in lungseg::nn::cpu_kernel::CpuKernel::available() {
+        same_seed_is_bit_identical_on(&fixture_model_on("small", Some(k)));
+    }
+}
+
+fn same_seed_is_bit_identical_on(m: &Model) {
     let input = read_f32("small.input.f32");
     let opts = |threads| McOptions {
         n_samples: 6,
@@ -31,19 +36,20 @@ fn same_seed_is_bit_identical_on_any_thread_count() {
         review_threshold: None,
         review_score: None,
     };
-    let (m1, s1) = run(&m, &input, &opts(1));
+    let (m1, s1) = run(m, &input, &opts(1));
     for t in [2, 3, 0] {
-        let (mt, st) = run(&m, &input, &opts(t));
+        let (mt, st) = run(m, &input, &opts(t));
         assert!(
             m1.iter()
                 .zip(&mt)
                 .all(|(a, b)| a.map(f32::to_bits) == b.map(f32::to_bits)),
-            "threads {t}"
+            "threads {t} on {:?}",
+            m.kernel()
         );
         assert_eq!(s1, st);
     }
     let (m2, _) = run(
-        &m,
+        m,
         &input,
         &McOptions {
             seed: 100,

@@ -1,19 +1,43 @@
 //! Parity with the PyTorch oracle (`scripts/make_model_fixtures.py`): deterministic forward
-//! and MC maps with the documented Philox masks.
+//! and MC maps with the documented Philox masks, on every CPU kernel this machine runs.
 
 mod common;
 
 use common::*;
 use lungseg::mc::{predict, predict_uncertainty, McOptions, UncertaintyMaps};
-use lungseg::model::Model;
+use lungseg::model::{Model, ModelOptions};
+use lungseg::nn::cpu_kernel::CpuKernel;
 
-fn check_forward(name: &str, model: &Model) {
+/// Checks the deterministic pass against PyTorch; returns the probabilities.
+fn check_forward(name: &str, model: &Model) -> Vec<f32> {
     let input = read_f32(&format!("{name}.input.f32"));
     let golden = read_f32(&format!("{name}.prob.f32"));
     let mut prob = vec![0.0; input.len()];
     predict(model, &input, &mut prob, 2).unwrap();
     let err = max_abs_diff(&prob, &golden);
-    assert!(err <= 1e-4, "{name}: max abs error {err}");
+    let kernel = model.kernel();
+    assert!(err <= 1e-4, "{name} {kernel:?}: max abs error {err}");
+    prob
+}
+
+/// Runs `check` on the model opened on each kernel; the FMA kernels' forward passes must
+/// agree bit for bit.
+fn on_every_kernel(open: impl Fn(Option<CpuKernel>) -> Model, check: impl Fn(&Model) -> Vec<f32>) {
+    let mut fma: Option<Vec<f32>> = None;
+    for k in CpuKernel::available() {
+        let prob = check(&open(Some(k)));
+        if k == CpuKernel::Portable {
+            continue;
+        }
+        match &fma {
+            None => fma = Some(prob),
+            Some(f) => assert!(
+                f.iter().zip(&prob).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{k:?} differs from another FMA kernel"
+            ),
+        }
+    }
+    assert!(fma.is_some() || CpuKernel::best() == CpuKernel::Portable);
 }
 
 fn check_mc(name: &str, model: &Model) {
@@ -44,7 +68,8 @@ fn check_mc(name: &str, model: &Model) {
     ] {
         let want = read_f32(&format!("{name}.{k}.f32"));
         let err = max_abs_diff(got, &want);
-        assert!(err <= tol, "{name} {k}: max abs error {err}");
+        let kernel = model.kernel();
+        assert!(err <= tol, "{name} {k} {kernel:?}: max abs error {err}");
     }
     assert_eq!(
         s.foreground_voxels,
@@ -55,18 +80,32 @@ fn check_mc(name: &str, model: &Model) {
 
 #[test]
 fn small_channel_dropout_matches_pytorch() {
-    let m = fixture_model("small");
-    check_forward("small", &m);
-    check_mc("small", &m);
+    on_every_kernel(
+        |k| fixture_model_on("small", k),
+        |m| {
+            check_mc("small", m);
+            check_forward("small", m)
+        },
+    );
 }
 
 #[test]
 fn f16_file_written_by_python_element_dropout_matches_pytorch() {
-    let m = Model::open(&fixture("small_f16_element.safetensors")).unwrap();
+    let path = fixture("small_f16_element.safetensors");
+    let open = |k| {
+        let opts = ModelOptions {
+            cpu_kernel: k,
+            ..ModelOptions::default()
+        };
+        Model::open_with(&path, &opts).unwrap()
+    };
+    let m = open(None);
     assert_eq!(m.review().threshold, 0.05);
     assert!(m.provenance().contains("synthetic"));
-    check_forward("small_f16_element", &m);
-    check_mc("small_f16_element", &m);
+    on_every_kernel(open, |m| {
+        check_mc("small_f16_element", m);
+        check_forward("small_f16_element", m)
+    });
 }
 
 #[test]
@@ -74,5 +113,8 @@ fn default_model_matches_pytorch() {
     let m = fixture_model("default");
     let params = m.parameter_count();
     assert!((5_500_000..5_700_000).contains(&params), "{params}");
-    check_forward("default", &m);
+    on_every_kernel(
+        |k| fixture_model_on("default", k),
+        |m| check_forward("default", m),
+    );
 }

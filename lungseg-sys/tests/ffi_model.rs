@@ -402,3 +402,182 @@ fn fifo_and_device_model_paths_are_refused_without_blocking() {
     );
     assert!(null_out);
 }
+
+/// `options.cpu_kernel`: each kernel this CPU runs is used and reported (getter and
+/// `device_name`), with the Rust engine's results on that kernel; one it cannot run is
+/// `LUNGSEG_DEVICE`; an unknown value is refused; a caller from before the field gets AUTO.
+#[test]
+fn cpu_kernel_option_is_used_and_reported() {
+    use lungseg::model::ModelOptions;
+    use lungseg::nn::cpu_kernel::CpuKernel;
+    let input = read_f32("small_f16_element.input.f32");
+    let n = input.len();
+    for k in CpuKernel::ALL {
+        let opts = lungseg_model_options {
+            cpu_kernel: lungseg_cpu_kernel::from(k) as u32,
+            ..Default::default()
+        };
+        let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+        let mut m = null_mut();
+        let st = unsafe { lungseg_model_open(p.as_ptr(), &opts, &mut m) };
+        if !k.supported() {
+            assert_eq!(st, lungseg_status::LUNGSEG_DEVICE, "{k:?}");
+            let e = last_error();
+            assert!(
+                e.contains(k.name()) && e.contains("cannot run on this CPU"),
+                "{e}"
+            );
+            assert!(m.is_null());
+            continue;
+        }
+        assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+        let mut got = u32::MAX;
+        assert_eq!(
+            unsafe { lungseg_model_get_cpu_kernel(m, &mut got) },
+            lungseg_status::LUNGSEG_OK
+        );
+        assert_eq!(got, lungseg_cpu_kernel::from(k) as u32);
+        let mut info = lungseg_model_info::default();
+        assert_eq!(
+            unsafe { lungseg_model_get_info(m, &mut info) },
+            lungseg_status::LUNGSEG_OK
+        );
+        let name = unsafe { CStr::from_ptr(info.device_name.as_ptr()) }
+            .to_str()
+            .unwrap();
+        assert!(name.starts_with(&format!("CPU ({})", k.name())), "{name}");
+        let mut prob = vec![0f32; n];
+        assert_eq!(
+            unsafe { lungseg_predict(m, input.as_ptr(), n, prob.as_mut_ptr(), n) },
+            lungseg_status::LUNGSEG_OK
+        );
+        let rust = Model::open_with(
+            &fixture(MODEL),
+            &ModelOptions {
+                cpu_kernel: Some(k),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut want = vec![0f32; n];
+        mc::predict(&rust, &input, &mut want, 2).unwrap();
+        assert!(prob
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        unsafe { lungseg_model_free(m) };
+    }
+    let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+    let mut m = std::ptr::dangling_mut::<lungseg_model>();
+    let bad = lungseg_model_options {
+        cpu_kernel: 5,
+        ..Default::default()
+    };
+    expect(
+        unsafe { lungseg_model_open(p.as_ptr(), &bad, &mut m) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "options.cpu_kernel: 5 is not a lungseg_cpu_kernel",
+    );
+    assert!(m.is_null());
+    // A caller built before the field: its struct ends where `cpu_kernel` starts.
+    let old = lungseg_model_options {
+        struct_size: std::mem::offset_of!(lungseg_model_options, cpu_kernel) as u32,
+        cpu_kernel: 5,
+        ..Default::default()
+    };
+    let m = open(Some(&old));
+    let mut got = 0;
+    assert_eq!(
+        unsafe { lungseg_model_get_cpu_kernel(m, &mut got) },
+        lungseg_status::LUNGSEG_OK
+    );
+    let auto = lungseg::nn::cpu_kernel::select(None).unwrap();
+    assert_eq!(got, lungseg_cpu_kernel::from(auto) as u32);
+    expect(
+        unsafe { lungseg_model_get_cpu_kernel(null(), &mut got) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    expect(
+        unsafe { lungseg_model_get_cpu_kernel(m, null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    unsafe { lungseg_model_free(m) };
+}
+
+/// Set in the child processes of [`cpu_kernel_environment_variable`]: the kernel the child
+/// expects at open, or `refused:<status>`.
+const CHILD_EXPECTS: &str = "LUNGSEG_TEST_CPU_KERNEL_EXPECTS";
+
+/// `LUNGSEG_CPU_KERNEL` picks the kernel for AUTO and is checked at open; an explicit option
+/// wins over it. Each value runs in a child process of this test binary, so the variable
+/// never leaks into the other tests.
+#[test]
+fn cpu_kernel_environment_variable() {
+    use lungseg::nn::cpu_kernel::{CpuKernel, ENV};
+    if let Ok(expects) = std::env::var(CHILD_EXPECTS) {
+        return cpu_kernel_environment_child(&expects);
+    }
+    let mut cases = vec![
+        (
+            "avx3".to_string(),
+            "refused:LUNGSEG_INVALID_ARGUMENT".to_string(),
+        ),
+        ("".to_string(), CpuKernel::best().name().to_string()),
+        ("auto".to_string(), CpuKernel::best().name().to_string()),
+    ];
+    for k in CpuKernel::ALL {
+        let expects = if k.supported() {
+            k.name().to_string()
+        } else {
+            "refused:LUNGSEG_DEVICE".to_string()
+        };
+        cases.push((k.name().to_string(), expects));
+    }
+    for (value, expects) in cases {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cpu_kernel_environment_variable", "--nocapture"])
+            .env(ENV, &value)
+            .env(CHILD_EXPECTS, &expects)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{ENV}={value:?}: {log}");
+        assert!(log.contains("1 passed"), "{ENV}={value:?}: {log}");
+    }
+}
+
+fn cpu_kernel_environment_child(expects: &str) {
+    use lungseg::nn::cpu_kernel::ENV;
+    let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+    let mut m = null_mut();
+    let st = unsafe { lungseg_model_open(p.as_ptr(), null(), &mut m) };
+    if let Some(status) = expects.strip_prefix("refused:") {
+        assert_eq!(st.name(), status);
+        assert!(last_error().contains(ENV), "{}", last_error());
+    } else {
+        assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+        let mut info = lungseg_model_info::default();
+        assert_eq!(
+            unsafe { lungseg_model_get_info(m, &mut info) },
+            lungseg_status::LUNGSEG_OK
+        );
+        let name = unsafe { CStr::from_ptr(info.device_name.as_ptr()) }
+            .to_str()
+            .unwrap();
+        assert!(name.starts_with(&format!("CPU ({expects})")), "{name}");
+        unsafe { lungseg_model_free(m) };
+    }
+    // The explicit option wins over the variable, whatever its value.
+    let portable = lungseg_model_options {
+        cpu_kernel: lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_PORTABLE as u32,
+        ..Default::default()
+    };
+    let m = open(Some(&portable));
+    let mut got = 0;
+    unsafe { lungseg_model_get_cpu_kernel(m, &mut got) };
+    assert_eq!(got, lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_PORTABLE as u32);
+    unsafe { lungseg_model_free(m) };
+}

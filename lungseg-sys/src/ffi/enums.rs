@@ -21,6 +21,35 @@ abi_enum!(lungseg_device {
     LUNGSEG_DEVICE_CUDA,
 });
 
+/// The instruction set the CPU kernels of a model run on (`lungseg_model_options.cpu_kernel`,
+/// `lungseg_model_get_cpu_kernel`). Precedence: an explicit value in the options wins over the
+/// `LUNGSEG_CPU_KERNEL` environment variable (`avx512`, `avx2`, `neon`, `portable` or `auto`),
+/// which is read only for AUTO; an unknown variable value is `LUNGSEG_INVALID_ARGUMENT`, and
+/// a kernel this CPU cannot run, asked for either way, is `LUNGSEG_DEVICE`, both at open.
+/// The FMA kernels (AVX512, AVX2, NEON) give bit-identical results; PORTABLE may differ from
+/// them in the last bits (within the parity tolerances).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_cpu_kernel {
+    /// The environment variable if set, else the fastest kernel this CPU runs.
+    LUNGSEG_CPU_KERNEL_AUTO = 0,
+    /// The build target's baseline instructions (SSE2 on x86-64, no FMA): every CPU.
+    LUNGSEG_CPU_KERNEL_PORTABLE = 1,
+    /// x86-64 with AVX2 and FMA (8 lanes).
+    LUNGSEG_CPU_KERNEL_AVX2 = 2,
+    /// x86-64 with AVX512F (16 lanes).
+    LUNGSEG_CPU_KERNEL_AVX512 = 3,
+    /// aarch64 NEON (4 lanes).
+    LUNGSEG_CPU_KERNEL_NEON = 4,
+}
+abi_enum!(lungseg_cpu_kernel {
+    LUNGSEG_CPU_KERNEL_AUTO,
+    LUNGSEG_CPU_KERNEL_PORTABLE,
+    LUNGSEG_CPU_KERNEL_AVX2,
+    LUNGSEG_CPU_KERNEL_AVX512,
+    LUNGSEG_CPU_KERNEL_NEON,
+});
+
 /// Which units MC dropout zeroes (`lungseg_model_info.dropout_kind`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +172,32 @@ impl From<lungseg_scan_map_kind> for crate::scan_map::Merge {
     }
 }
 
+/// AUTO is `None`: [`crate::nn::cpu_kernel::select`] decides.
+impl From<lungseg_cpu_kernel> for Option<crate::nn::cpu_kernel::CpuKernel> {
+    fn from(k: lungseg_cpu_kernel) -> Self {
+        use crate::nn::cpu_kernel::CpuKernel as K;
+        match k {
+            lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_AUTO => None,
+            lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_PORTABLE => Some(K::Portable),
+            lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_AVX2 => Some(K::Avx2),
+            lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_AVX512 => Some(K::Avx512),
+            lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_NEON => Some(K::Neon),
+        }
+    }
+}
+
+impl From<crate::nn::cpu_kernel::CpuKernel> for lungseg_cpu_kernel {
+    fn from(k: crate::nn::cpu_kernel::CpuKernel) -> Self {
+        use crate::nn::cpu_kernel::CpuKernel as K;
+        match k {
+            K::Portable => Self::LUNGSEG_CPU_KERNEL_PORTABLE,
+            K::Avx2 => Self::LUNGSEG_CPU_KERNEL_AVX2,
+            K::Avx512 => Self::LUNGSEG_CPU_KERNEL_AVX512,
+            K::Neon => Self::LUNGSEG_CPU_KERNEL_NEON,
+        }
+    }
+}
+
 impl From<lungseg_pixel_type> for crate::volume::ElementType {
     fn from(t: lungseg_pixel_type) -> Self {
         use crate::volume::ElementType as E;
@@ -195,7 +250,8 @@ mod tests {
         lungseg_dropout_kind,
         lungseg_element_type,
         lungseg_pixel_type,
-        lungseg_scan_map_kind
+        lungseg_scan_map_kind,
+        lungseg_cpu_kernel
     );
 
     #[test]
@@ -232,6 +288,11 @@ mod tests {
             lungseg_scan_map_kind::c_name,
         );
         assert!(lungseg_scan_map_kind::try_from(0).is_err());
+        round_trips(
+            lungseg_cpu_kernel::ALL,
+            lungseg_cpu_kernel::name,
+            lungseg_cpu_kernel::c_name,
+        );
         assert_eq!(lungseg_status::ALL.len(), 9);
         assert_eq!(lungseg_element_type::ALL.len(), 12);
     }
@@ -263,6 +324,18 @@ mod tests {
             assert_eq!(abi.name().trim_start_matches("LUNGSEG_"), t.met_name());
         }
         assert_eq!(ElementType::ALL.len(), lungseg_element_type::ALL.len());
+        use crate::nn::cpu_kernel::CpuKernel;
+        for k in CpuKernel::ALL {
+            let abi = lungseg_cpu_kernel::from(k);
+            assert_eq!(Option::<CpuKernel>::from(abi), Some(k));
+            assert_eq!(
+                abi.name().trim_start_matches("LUNGSEG_CPU_KERNEL_"),
+                k.name().to_uppercase()
+            );
+        }
+        let auto = lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_AUTO;
+        assert_eq!(Option::<CpuKernel>::from(auto), None);
+        assert_eq!(CpuKernel::ALL.len() + 1, lungseg_cpu_kernel::ALL.len());
     }
 
     as_u32!(lungseg_review_score);

@@ -5,7 +5,7 @@ use super::versioned::{arg_versioned_out, OutArg, VersionedOut};
 use super::volume::lungseg_volume;
 use super::{
     arg_mut, arg_options, arg_out, arg_ref, arg_slice, arg_slice_mut, frozen_output, guard,
-    lungseg_device, lungseg_review_score, lungseg_status, path_arg, versioned,
+    lungseg_cpu_kernel, lungseg_device, lungseg_review_score, lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
@@ -34,7 +34,7 @@ pub struct lungseg_model {
 }
 
 /// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
-/// workspace limit). See `lungseg_model` for threads and memory.
+/// workspace limit, AUTO CPU kernel). See `lungseg_model` for threads and memory.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_options {
@@ -48,6 +48,10 @@ pub struct lungseg_model_options {
     /// Most scratch bytes one prediction may need; a model needing more (e.g. a huge
     /// `patch_size`) is refused with `LUNGSEG_LIMIT`. 0 = 2 GiB.
     pub max_workspace_bytes: u64,
+    /// A `lungseg_cpu_kernel` value: the instruction set CPU predictions run on. 0 = AUTO:
+    /// the `LUNGSEG_CPU_KERNEL` environment variable if set, else the fastest this CPU runs.
+    /// An explicit value here wins over the variable.
+    pub cpu_kernel: u32,
 }
 versioned!(lungseg_model_options, v1 = 12, v1_last = threads);
 
@@ -72,7 +76,10 @@ pub struct lungseg_model_info {
     pub parameter_count: u64,
     /// The device predictions actually run on (`lungseg_device`).
     pub device: u32,
-    /// NUL-terminated device name, e.g. the CPU or GPU model.
+    /// NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
+    /// first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
+    /// `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
+    /// cut to fit.
     pub device_name: [libc::c_char; 64],
 }
 frozen_output!(lungseg_model_info, size = 176);
@@ -186,8 +193,16 @@ frozen_output!(
     input_end = std::mem::offset_of!(lungseg_uncertainty, summary)
 );
 
-/// The CPU's brand string (x86 CPUID), for `lungseg_model_info.device_name`.
-fn cpu_name() -> String {
+/// `lungseg_model_info.device_name` of a CPU model: the kernel, then the CPU's brand.
+fn cpu_device_name(kernel: crate::nn::cpu_kernel::CpuKernel) -> String {
+    match cpu_brand() {
+        Some(brand) => format!("CPU ({}): {brand}", kernel.name()),
+        None => format!("CPU ({})", kernel.name()),
+    }
+}
+
+/// The CPU's brand string (x86 CPUID).
+fn cpu_brand() -> Option<String> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::__cpuid;
@@ -206,11 +221,17 @@ fn cpu_name() -> String {
                 .trim()
                 .to_string();
             if !s.is_empty() {
-                return format!("CPU: {s}");
+                return Some(s);
             }
         }
     }
-    "CPU".to_string()
+    None
+}
+
+fn cpu_kernel_from(raw: u32) -> Result<Option<crate::nn::cpu_kernel::CpuKernel>> {
+    lungseg_cpu_kernel::try_from(raw)
+        .map(Option::from)
+        .map_err(|e| Error::from(e).context("options.cpu_kernel"))
 }
 
 fn device_from(raw: u32) -> Result<lungseg_device> {
@@ -347,6 +368,7 @@ pub unsafe extern "C" fn lungseg_model_open(
         let threads = mc::resolve_threads(opts.threads as usize)?;
         let limits = ModelOptions {
             max_workspace_bytes: opts.max_workspace_bytes,
+            cpu_kernel: cpu_kernel_from(opts.cpu_kernel)?,
         };
         let model = Model::open_with(&path, &limits)?;
         *out = Box::into_raw(Box::new(lungseg_model {
@@ -381,7 +403,10 @@ pub unsafe extern "C" fn lungseg_model_get_info(
             *d = *s as u32;
         }
         let mut name = [0 as libc::c_char; 64];
-        for (d, b) in name.iter_mut().zip(cpu_name().bytes().take(63)) {
+        for (d, b) in name
+            .iter_mut()
+            .zip(cpu_device_name(m.inner.kernel()).bytes().take(63))
+        {
             *d = b as libc::c_char;
         }
         out.write(lungseg_model_info {
@@ -397,6 +422,21 @@ pub unsafe extern "C" fn lungseg_model_get_info(
             device: m.device as u32,
             device_name: name,
         });
+        Ok(())
+    })
+}
+
+/// The CPU kernel `model`'s predictions run on, chosen at open: a `lungseg_cpu_kernel` value
+/// other than AUTO, written to `*out`.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_cpu_kernel(
+    model: *const lungseg_model,
+    out: *mut u32,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = lungseg_cpu_kernel::from(m.inner.kernel()) as u32;
         Ok(())
     })
 }

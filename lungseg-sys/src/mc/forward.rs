@@ -16,6 +16,7 @@
 use crate::error::{try_vec, Error, Result};
 use crate::model::{DropoutKind, Model, ModelConfig, Net};
 use crate::nn::conv3::{conv3, Conv3Args};
+use crate::nn::cpu_kernel::CpuKernel;
 use crate::nn::head::head;
 use crate::nn::pool::maxpool2;
 use crate::nn::upconv::{upconv, UpArgs};
@@ -231,6 +232,7 @@ pub(crate) fn prologue(model: &Model, ws: &mut Workspace, patch_hu: &[f32], thre
         bias: &c.bias,
         cout: c.cout,
         relu: true,
+        kernel: model.kernel(),
     };
     conv3(
         &a,
@@ -330,6 +332,7 @@ pub(crate) fn forward(
         ci,
         ident,
         threads,
+        model.kernel(),
     );
     mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
 
@@ -359,6 +362,7 @@ pub(crate) fn forward(
             ci,
             ident,
             threads,
+            model.kernel(),
         );
         mask_elems(&mut tmp[l], None, g, cl, cl, enc_layer(l, false));
         let (out, stride) = if l + 1 < levels {
@@ -379,6 +383,7 @@ pub(crate) fn forward(
             ci,
             ident,
             threads,
+            model.kernel(),
         );
         mask_elems(out, None, g, stride, cl, enc_layer(l, true));
     }
@@ -411,6 +416,7 @@ pub(crate) fn forward(
             w,
             bias: &u.bias,
             cout: cl,
+            kernel: model.kernel(),
         };
         upconv(
             &a,
@@ -434,6 +440,7 @@ pub(crate) fn forward(
             ci,
             ident,
             threads,
+            model.kernel(),
         );
         mask_elems(&mut tmp[l], None, g, cl, cl, dec_layer(levels, l, false));
         conv_layer(
@@ -449,6 +456,7 @@ pub(crate) fn forward(
             ci,
             ident,
             threads,
+            model.kernel(),
         );
         mask_elems(&mut cat[l], None, g, 2 * cl, cl, dec_layer(levels, l, true));
     }
@@ -485,6 +493,7 @@ fn conv_layer(
     ci: &mut [u32],
     ident: &[u32],
     threads: usize,
+    kernel: CpuKernel,
 ) {
     let (w, cis) = effective(&c.w, 27, c.bias.len(), parts, w_eff, ci, ident);
     let a = Conv3Args {
@@ -496,6 +505,7 @@ fn conv_layer(
         bias: &c.bias,
         cout: c.cout,
         relu: true,
+        kernel,
     };
     conv3(
         &a,

@@ -12,6 +12,7 @@ pub use load::{FORMAT, FORMAT_VERSION};
 
 use crate::error::Result;
 use crate::mc::{WorkspacePool, WorkspaceSize};
+use crate::nn::cpu_kernel::{self, CpuKernel};
 
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
@@ -20,12 +21,15 @@ pub const MAX_FILE_BYTES: u64 = 2 << 30;
 /// ~150 MB at a 64³ patch.
 pub const DEFAULT_MAX_WORKSPACE_BYTES: u64 = 2 << 30;
 
-/// Limits applied when a model is opened.
+/// Limits and choices applied when a model is opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelOptions {
     /// Most bytes of scratch memory one prediction may need ([`Model::workspace_bytes`]);
     /// a model needing more is refused at open (`Limit`). 0 = [`DEFAULT_MAX_WORKSPACE_BYTES`].
     pub max_workspace_bytes: u64,
+    /// The CPU kernel to run; `None` = the `LUNGSEG_CPU_KERNEL` variable, else the fastest
+    /// ([`cpu_kernel::select`]). One this CPU cannot run is refused at open (`Device`).
+    pub cpu_kernel: Option<CpuKernel>,
 }
 
 impl ModelOptions {
@@ -48,6 +52,7 @@ pub struct Model {
     pub(crate) net: Net,
     pub(crate) workspace: WorkspaceSize,
     pub(crate) workspaces: WorkspacePool,
+    kernel: CpuKernel,
 }
 
 // One model serves many threads: keep it Send + Sync.
@@ -62,6 +67,7 @@ impl std::fmt::Debug for Model {
             .field("config", &self.config)
             .field("review", &self.review)
             .field("parameter_count", &self.parameter_count)
+            .field("kernel", &self.kernel)
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +84,7 @@ impl Model {
     /// [`Model::from_bytes`] with explicit limits; a model whose workspace exceeds
     /// `opts.max_workspace_bytes` is a `Limit` error, checked before any tensor is read.
     pub fn from_bytes_with(bytes: &[u8], opts: &ModelOptions) -> Result<Model> {
+        let kernel = cpu_kernel::select(opts.cpu_kernel)?;
         let l = load::load(bytes, opts.workspace_limit())?;
         Ok(Model {
             config: l.config,
@@ -87,6 +94,7 @@ impl Model {
             net: l.net,
             workspace: l.workspace,
             workspaces: WorkspacePool::new(),
+            kernel,
         })
     }
 
@@ -121,6 +129,11 @@ impl Model {
     /// up to [`crate::mc::MAX_IDLE_WORKSPACES`] stay allocated between calls).
     pub fn workspace_bytes(&self) -> u64 {
         self.workspace.bytes()
+    }
+
+    /// The CPU kernel predictions run on, fixed at open.
+    pub fn kernel(&self) -> CpuKernel {
+        self.kernel
     }
 
     /// Learnable parameters as PyTorch counts them (conv/BN weights and biases; running

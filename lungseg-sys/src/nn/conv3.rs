@@ -6,16 +6,29 @@
 //! tap `t = 9kz + 3ky + kx`; bias `[cp]`.
 //!
 //! Micro-kernel (direct convolution, no im2col): one output row segment of `XT` x-positions
-//! times `NV` 16-lane output-channel vectors lives in `XT·NV` accumulators; for every tap and
-//! input channel it loads `NV` weight vectors and, per position, broadcasts one input value and
-//! FMAs it into the `NV` accumulators. Tiles: `NV=1, XT=16` (16 channels), `NV=2, XT=8`,
-//! `NV=4, XT=4` (16 accumulators each, leaving registers for weights on AVX-512's 32 zmm);
-//! row tails use `XT=4` then `XT=1`. Common input strides (16..512) are compile-time constants. The same generic code is compiled for AVX-512
-//! (`std::arch` intrinsics, runtime detection) and as a portable `[f32; 16]` version that
-//! autovectorises; the two may differ in the last bit (FMA vs mul+add) but each is
-//! deterministic.
+//! times `NV` output-channel vectors lives in `XT·NV` accumulators; for every tap and input
+//! channel it loads `NV` weight vectors and, per position, broadcasts one input value and FMAs
+//! it into the `NV` accumulators. Output channels are handled in 16-channel blocks (the weight
+//! padding), each block being `16 / LANES` vectors. One generic source ([`kernels!`]) is
+//! compiled per instruction set with its own tiles, chosen so that accumulators, the `NV`
+//! weight vectors and a broadcast fit the register file without spilling:
+//!
+//! | kernel   | lanes | registers | tiles (blocks × XT)   | accumulators + weights + broadcast |
+//! |----------|-------|-----------|-----------------------|------------------------------------|
+//! | AVX-512  | 16    | 32 zmm    | 4×4, 2×8, 1×16        | 16 + 4 / 2 / 1 + 1 (≤ 21)          |
+//! | AVX2+FMA | 8     | 16 ymm    | 1×6 (NV = 2)          | 12 + 2 + 1 = 15                    |
+//! | NEON     | 4     | 32 q      | 1×6 (NV = 4)          | 24 + 4 + 1 = 29                    |
+//! | portable | 16    | baseline  | 4×4, 2×8, 1×16        | (autovectorised `[f32; 16]`)       |
+//!
+//! AVX2 has no room for a second block (24 accumulators or 4 weights + 3 positions = 17 > 16),
+//! so wide layers run block after block, re-broadcasting the inputs (8 loads per 12 FMAs,
+//! within two loads per cycle). Row tails use 4, 2 and 1 positions. Common input strides
+//! (16..512) are compile-time constants. The tiling never changes a value: every output is
+//! accumulated over taps, then input channels, in the same order. See [`super::cpu_kernel`]
+//! for which kernel runs and how the results of the kernels compare.
 
-use super::{has_avx512, par_units, Grid};
+use super::cpu_kernel::CpuKernel;
+use super::{par_units, Grid};
 
 /// One 3³ convolution call.
 pub struct Conv3Args<'a> {
@@ -31,6 +44,8 @@ pub struct Conv3Args<'a> {
     pub bias: &'a [f32],
     pub cout: usize,
     pub relu: bool,
+    /// The instruction set to run on; must be [`CpuKernel::supported`] (asserted).
+    pub kernel: CpuKernel,
 }
 
 struct Ctx<'a> {
@@ -49,20 +64,6 @@ pub fn conv3(
     out_off: usize,
     threads: usize,
 ) {
-    conv3_with(a, out, out_stride, out_off, threads, has_avx512());
-}
-
-/// [`conv3`] choosing the micro-kernel: `avx512 = false` runs the portable one (parity tests);
-/// `true` falls back to portable where AVX-512 is absent.
-#[doc(hidden)]
-pub fn conv3_with(
-    a: &Conv3Args<'_>,
-    out: &mut [f32],
-    out_stride: usize,
-    out_off: usize,
-    threads: usize,
-    avx512: bool,
-) {
     let g = a.grid;
     let cp = a.cout.div_ceil(16) * 16;
     let nk = a.ci.len();
@@ -71,6 +72,11 @@ pub fn conv3_with(
     assert_eq!(a.w.len(), 27 * nk * cp);
     assert_eq!(a.bias.len(), cp);
     assert!(out_off + a.cout <= out_stride && out.len() >= g.padded_voxels() * out_stride);
+    assert!(
+        a.kernel.supported(),
+        "{:?} kernel on a CPU without it",
+        a.kernel
+    );
     let mut taps = [0usize; 27];
     for (t, tap) in taps.iter_mut().enumerate() {
         let (kz, ky, kx) = (t / 9, t / 3 % 3, t % 3);
@@ -83,7 +89,6 @@ pub fn conv3_with(
         out_stride,
     };
     let plane = g.plane() * out_stride;
-    let avx = avx512 && has_avx512();
     par_units(out, plane, plane, g.d, threads, |z, chunk| {
         for y in 0..g.h {
             // Neighbourhood origin of output (z, y, 0) is padded input voxel (z, y, 0).
@@ -91,21 +96,39 @@ pub fn conv3_with(
             let o = ((y + 1) * (g.w + 2) + 1) * out_stride + out_off;
             let orow = &mut chunk[o..o + (g.w - 1) * out_stride + a.cout];
             // SAFETY: the asserts above bound every read (origin + taps + positions + ci) by
-            // the input length and every write by `orow`, whose length covers w voxels.
-            #[cfg(target_arch = "x86_64")]
-            if avx {
-                unsafe { avx512::row(&ctx, inp, orow.as_mut_ptr()) };
-                continue;
-            }
-            let _ = avx;
-            unsafe { portable::row(&ctx, inp, orow.as_mut_ptr()) };
+            // the input length and every write by `orow`, whose length covers w voxels; the
+            // kernel's instructions exist on this CPU (asserted above).
+            unsafe { row(&ctx, inp, orow.as_mut_ptr()) };
         }
     });
 }
 
-/// Generates the row driver and tile kernel for one vector type.
+/// One output row on the context's kernel.
+///
+/// # Safety
+/// See the call in [`conv3`].
+#[inline(always)]
+unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
+    match c.a.kernel {
+        #[cfg(target_arch = "x86_64")]
+        CpuKernel::Avx512 => avx512::row(c, inp, out),
+        #[cfg(target_arch = "x86_64")]
+        CpuKernel::Avx2 => avx2::row(c, inp, out),
+        #[cfg(target_arch = "aarch64")]
+        CpuKernel::Neon => neon::row(c, inp, out),
+        _ => portable::row(c, inp, out),
+    }
+}
+
+/// Generates the row driver and tile kernel for one vector type of `$lanes` floats. `$tiles`
+/// lists `(blocks, XT)` pairs, widest first, the last one block wide: a tile covers `blocks`
+/// 16-channel blocks (`NV = 16·blocks / lanes` vectors) at `XT` x-positions.
 macro_rules! kernels {
-    ($(#[$attr:meta])*, $vec:ty, $zero:expr, $load:path, $splat:path, $fma:path, $finish:path) => {
+    (
+        $(#[$attr:meta])*,
+        $vec:ty, $lanes:literal, $zero:expr, $load:path, $splat:path, $fma:path, $finish:path,
+        tiles: [$(($blocks:literal, $xt:literal)),+ $(,)?]
+    ) => {
         $(#[$attr])*
         pub(super) unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
             // A compile-time input stride turns the per-position offsets into immediate
@@ -123,41 +146,44 @@ macro_rules! kernels {
 
         $(#[$attr])*
         unsafe fn row_si<const SI: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32) {
-            let nv = c.cp / 16;
-            let mut v0 = 0;
-            while v0 < nv {
-                match nv - v0 {
-                    r if r >= 4 => {
-                        tiles::<4, 4, SI>(c, inp, out, v0);
-                        v0 += 4;
+            let nb = c.cp / 16;
+            let mut b0 = 0;
+            'blocks: while b0 < nb {
+                $(
+                    if nb - b0 >= $blocks {
+                        tiles::<{ 16 * $blocks / $lanes }, $xt, SI>(c, inp, out, b0);
+                        b0 += $blocks;
+                        continue 'blocks;
                     }
-                    r if r >= 2 => {
-                        tiles::<2, 8, SI>(c, inp, out, v0);
-                        v0 += 2;
-                    }
-                    _ => {
-                        tiles::<1, 16, SI>(c, inp, out, v0);
-                        v0 += 1;
-                    }
-                }
+                )+
+                unreachable!("the last tile is one block wide");
             }
         }
 
         $(#[$attr])*
-        unsafe fn tiles<const NV: usize, const XT: usize, const SI: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32, v0: usize) {
+        unsafe fn tiles<const NV: usize, const XT: usize, const SI: usize>(
+            c: &Ctx<'_>,
+            inp: usize,
+            out: *mut f32,
+            b0: usize,
+        ) {
             let w = c.a.grid.w;
             let (si, so) = (c.a.in_stride, c.out_stride);
             let mut x = 0;
             while x + XT <= w {
-                tile::<NV, XT, SI>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, XT, SI>(c, inp + x * si, out.add(x * so), b0);
                 x += XT;
             }
             while XT > 4 && x + 4 <= w {
-                tile::<NV, 4, SI>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, 4, SI>(c, inp + x * si, out.add(x * so), b0);
                 x += 4;
             }
+            while XT > 2 && x + 2 <= w {
+                tile::<NV, 2, SI>(c, inp + x * si, out.add(x * so), b0);
+                x += 2;
+            }
             while x < w {
-                tile::<NV, 1, SI>(c, inp + x * si, out.add(x * so), v0);
+                tile::<NV, 1, SI>(c, inp + x * si, out.add(x * so), b0);
                 x += 1;
             }
         }
@@ -167,7 +193,7 @@ macro_rules! kernels {
             c: &Ctx<'_>,
             inp: usize,
             out: *mut f32,
-            v0: usize,
+            b0: usize,
         ) {
             let a = c.a;
             let nk = a.ci.len();
@@ -176,13 +202,13 @@ macro_rules! kernels {
             let mut acc: [[$vec; NV]; XT] = [[$zero; NV]; XT];
             for t in 0..27 {
                 let p = src.add(c.taps[t]);
-                let wt = a.w.as_ptr().add(t * nk * c.cp + v0 * 16);
+                let wt = a.w.as_ptr().add(t * nk * c.cp + b0 * 16);
                 for j in 0..nk {
                     let ci = *a.ci.get_unchecked(j) as usize;
                     let wp = wt.add(j * c.cp);
                     let mut wv: [$vec; NV] = [$zero; NV];
                     for v in 0..NV {
-                        wv[v] = $load(wp.add(16 * v));
+                        wv[v] = $load(wp.add($lanes * v));
                     }
                     for i in 0..XT {
                         let xv = $splat(*p.add(i * si + ci));
@@ -193,8 +219,11 @@ macro_rules! kernels {
                 }
             }
             for v in 0..NV {
-                let ch = (v0 + v) * 16;
-                let lanes = (a.cout - ch).min(16);
+                let ch = b0 * 16 + v * $lanes;
+                if ch >= a.cout {
+                    break;
+                }
+                let lanes = (a.cout - ch).min($lanes);
                 let b = $load(a.bias.as_ptr().add(ch));
                 for i in 0..XT {
                     $finish(acc[i][v], b, a.relu, out.add(i * c.out_stride + ch), lanes);
@@ -225,12 +254,75 @@ mod avx512 {
     kernels!(
         #[inline]
         #[target_feature(enable = "avx512f")],
-        __m512,
-        _mm512_setzero_ps(),
-        _mm512_loadu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        finish
+        __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, finish,
+        tiles: [(4, 4), (2, 8), (1, 16)]
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Ctx;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn finish(acc: __m256, b: __m256, relu: bool, out: *mut f32, lanes: usize) {
+        let mut r = _mm256_add_ps(acc, b);
+        if relu {
+            // max(0, r) returns r when r is NaN: NaN must reach the output check.
+            r = _mm256_max_ps(_mm256_setzero_ps(), r);
+        }
+        if lanes == 8 {
+            _mm256_storeu_ps(out, r);
+        } else {
+            let mut all = [0.0f32; 8];
+            _mm256_storeu_ps(all.as_mut_ptr(), r);
+            std::ptr::copy_nonoverlapping(all.as_ptr(), out, lanes);
+        }
+    }
+
+    kernels!(
+        #[inline]
+        #[target_feature(enable = "avx2,fma")],
+        __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, finish,
+        tiles: [(1, 6)]
+    );
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::Ctx;
+    use std::arch::aarch64::*;
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn fma(x: float32x4_t, w: float32x4_t, acc: float32x4_t) -> float32x4_t {
+        vfmaq_f32(acc, x, w)
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn finish(acc: float32x4_t, b: float32x4_t, relu: bool, out: *mut f32, lanes: usize) {
+        let mut r = vaddq_f32(acc, b);
+        if relu {
+            // `r < 0 ? 0 : r`, not FMAX: NaN passes and -0.0 stays -0.0, as on x86.
+            let zero = vdupq_n_f32(0.0);
+            r = vbslq_f32(vcltq_f32(r, zero), zero, r);
+        }
+        if lanes == 4 {
+            vst1q_f32(out, r);
+        } else {
+            let mut all = [0.0f32; 4];
+            vst1q_f32(all.as_mut_ptr(), r);
+            std::ptr::copy_nonoverlapping(all.as_ptr(), out, lanes);
+        }
+    }
+
+    kernels!(
+        #[inline]
+        #[target_feature(enable = "neon")],
+        float32x4_t, 4, vdupq_n_f32(0.0), vld1q_f32, vdupq_n_f32, fma, finish,
+        tiles: [(1, 6)]
     );
 }
 
@@ -266,7 +358,11 @@ mod portable {
     }
 
     // No extra target feature: the baseline of the build target.
-    kernels!(#[inline(always)], V, [0.0; 16], load, splat, fma, finish);
+    kernels!(
+        #[inline(always)],
+        V, 16, [0.0; 16], load, splat, fma, finish,
+        tiles: [(4, 4), (2, 8), (1, 16)]
+    );
 }
 
 /// Plain reference: dense NDHWC input `[d][h][w][cin]`, PyTorch weights

@@ -10,8 +10,13 @@
 //! one bounded, process-wide team of helper threads (`team.rs`); each output value is computed
 //! by exactly one thread in a fixed order, so results are bit-identical for any thread count.
 //! Every kernel has a plain `reference` implementation used by the parity tests.
+//!
+//! The convolutions run on the instruction set a model chose at open ([`cpu_kernel`]). The
+//! max-pool and the 1×1 head stay baseline code: they are memory-bound, with a few
+//! operations per voxel and channel against the convolutions' 27 · channels.
 
 pub mod conv3;
+pub mod cpu_kernel;
 pub mod head;
 pub mod pool;
 mod team;
@@ -113,19 +118,6 @@ pub(crate) fn max_keep_nan(a: f32, b: f32) -> f32 {
         b
     } else {
         a
-    }
-}
-
-/// Whether the AVX-512 kernels may run on this CPU (runtime detection, cached by std).
-#[inline]
-pub fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

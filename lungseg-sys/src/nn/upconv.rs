@@ -1,12 +1,14 @@
 //! ConvTranspose3d, kernel 2, stride 2: every input voxel scatters an independent 2×2×2 block,
 //! i.e. a per-voxel `[nk] × [nk][8·cp]` product. About 2% of the network's FLOPs: plain code
-//! with 8 × 16-lane accumulators that autovectorises, compiled a second time with AVX-512
-//! enabled and picked at run time.
+//! with 8 × 16-lane accumulators that autovectorises, compiled once per x86 kernel (AVX-512,
+//! AVX2) and picked at run time; on aarch64 the baseline build already is NEON. No kernel
+//! fuses the multiply-add (Rust never contracts `a * b + c`), so all give the same bits.
 //!
 //! Layouts: input zero-halo NDHWC read at channel offsets `ci`; weights `[ci.len()][8][cp]`
 //! with `o = 4a + 2b + c` for output voxel `(2z+a, 2y+b, 2x+c)`, `cp = pad16(cout)`.
 
-use super::{has_avx512, par_units, Grid};
+use super::cpu_kernel::CpuKernel;
+use super::{par_units, Grid};
 
 pub struct UpArgs<'a> {
     pub input: &'a [f32],
@@ -17,6 +19,8 @@ pub struct UpArgs<'a> {
     pub w: &'a [f32],
     pub bias: &'a [f32],
     pub cout: usize,
+    /// The instruction set to run on; must be [`CpuKernel::supported`] (asserted).
+    pub kernel: CpuKernel,
 }
 
 /// Writes channels `[out_off, out_off + cout)` of the doubled zero-halo grid `out`.
@@ -29,23 +33,39 @@ pub fn upconv(a: &UpArgs<'_>, out: &mut [f32], out_stride: usize, out_off: usize
     assert!(a.ci.iter().all(|&c| (c as usize) < a.in_stride));
     assert!(a.w.len() == nk * 8 * cp && a.bias.len() == cp);
     assert!(out_off + a.cout <= out_stride && out.len() >= og.padded_voxels() * out_stride);
+    assert!(
+        a.kernel.supported(),
+        "{:?} kernel on a CPU without it",
+        a.kernel
+    );
     let oplane = og.plane() * out_stride;
-    let avx = has_avx512();
     par_units(out, oplane, 2 * oplane, g.d, threads, |z, chunk| {
-        #[cfg(target_arch = "x86_64")]
-        if avx {
-            // SAFETY: AVX-512 was detected at run time.
-            unsafe { plane_avx512(a, z, chunk, out_stride, out_off) };
-            return;
+        match a.kernel {
+            // SAFETY (both): the kernel's instructions exist on this CPU (asserted above).
+            #[cfg(target_arch = "x86_64")]
+            CpuKernel::Avx512 => unsafe { plane_avx512(a, z, chunk, out_stride, out_off) },
+            #[cfg(target_arch = "x86_64")]
+            CpuKernel::Avx2 => unsafe { plane_avx2(a, z, chunk, out_stride, out_off) },
+            _ => plane(a, z, chunk, out_stride, out_off),
         }
-        let _ = avx;
-        plane(a, z, chunk, out_stride, out_off);
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn plane_avx512(
+    a: &UpArgs<'_>,
+    z: usize,
+    chunk: &mut [f32],
+    out_stride: usize,
+    out_off: usize,
+) {
+    plane(a, z, chunk, out_stride, out_off);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_avx2(
     a: &UpArgs<'_>,
     z: usize,
     chunk: &mut [f32],

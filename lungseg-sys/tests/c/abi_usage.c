@@ -189,6 +189,7 @@ static void model(const char *path) {
     lungseg_model_options o;
     lungseg_model_info info;
     lungseg_model *m = NULL;
+    uint32_t kernel = LUNGSEG_CPU_KERNEL_AUTO;
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.device = LUNGSEG_DEVICE_CUDA;
@@ -198,10 +199,31 @@ static void model(const char *path) {
     o.device = LUNGSEG_DEVICE_AUTO;
     CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_OK);
     lungseg_model_free(m);
+    o.cpu_kernel = 99;
+    CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_INVALID_ARGUMENT);
+    o.cpu_kernel = LUNGSEG_CPU_KERNEL_PORTABLE;
     o.device = LUNGSEG_DEVICE_CPU;
     o.threads = 1;
     CHECK(lungseg_model_open(path, &o, &m) == LUNGSEG_OK);
     if (!m) return;
+    CHECK(lungseg_model_get_cpu_kernel(m, &kernel) == LUNGSEG_OK);
+    CHECK(kernel == LUNGSEG_CPU_KERNEL_PORTABLE);
+    CHECK(lungseg_model_get_cpu_kernel(m, NULL) == LUNGSEG_INVALID_ARGUMENT);
+    /* The FMA kernels: each either runs here or is refused as a device this CPU is not. */
+    {
+        lungseg_model *k = NULL;
+        uint32_t fma[3] = {LUNGSEG_CPU_KERNEL_AVX512, LUNGSEG_CPU_KERNEL_AVX2,
+                           LUNGSEG_CPU_KERNEL_NEON};
+        int i;
+        for (i = 0; i < 3; i++) {
+            enum lungseg_status st;
+            o.cpu_kernel = fma[i];
+            st = lungseg_model_open(path, &o, &k);
+            CHECK(st == LUNGSEG_OK || st == LUNGSEG_DEVICE);
+            lungseg_model_free(k);
+            k = NULL;
+        }
+    }
     CHECK(lungseg_model_get_info(m, &info) == LUNGSEG_OK);
     CHECK(info.device == LUNGSEG_DEVICE_CPU);
     CHECK(info.dropout_kind == LUNGSEG_DROPOUT_CHANNEL ||

@@ -183,9 +183,25 @@ pub fn synth_model_bytes(config: &str) -> Vec<u8> {
 
 /// The model of a fixture, from its sidecar's config.
 pub fn fixture_model(name: &str) -> lungseg::model::Model {
+    fixture_model_on(name, None)
+}
+
+/// [`fixture_model`] on a given CPU kernel (`None`: the default choice).
+pub fn fixture_model_on(
+    name: &str,
+    kernel: Option<lungseg::nn::cpu_kernel::CpuKernel>,
+) -> lungseg::model::Model {
     let side = sidecar(name);
     let bytes = synth_model_bytes(&side["config"].to_string());
-    lungseg::model::Model::from_bytes(&bytes).unwrap()
+    let opts = lungseg::model::ModelOptions {
+        cpu_kernel: kernel,
+        ..Default::default()
+    };
+    let m = lungseg::model::Model::from_bytes_with(&bytes, &opts).unwrap();
+    if let Some(k) = kernel {
+        assert_eq!(m.kernel(), k);
+    }
+    m
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
