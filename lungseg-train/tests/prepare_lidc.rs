@@ -418,8 +418,8 @@ fn prepare_with_lidc_xml_labels_patches_with_the_consensus_outline() {
         let (mut s, mut n) = ([0.0; 3], 0.0);
         for (v, _) in bits.iter().enumerate().filter(|(_, &x)| x) {
             let ijk = [v / (nj * nk), v / nk % nj, v % nk];
-            for a in 0..3 {
-                s[a] += (b.lo[a] + ijk[a] as i64) as f64;
+            for ((sa, lo), d) in s.iter_mut().zip(b.lo).zip(ijk) {
+                *sa += (lo + d as i64) as f64;
             }
             n += 1.0;
         }
@@ -615,4 +615,51 @@ fn excluded_findings_are_never_negatives() {
         format!("{e:#}").contains("annotations_excluded.csv line 2: diameter_mm is -2, must be >= 0 or -1"),
         "{e:#}"
     );
+}
+
+#[test]
+fn hostile_outlines_cost_one_error() {
+    // A "nodule" spanning a huge box.
+    let far = Outline {
+        reader: 0,
+        nodule_id: "wide".into(),
+        contours: vec![
+            Contour {
+                k: 0,
+                inclusion: true,
+                points: vec![[0, 0], [0, 5000], [5000, 0]],
+            },
+            Contour {
+                k: 900,
+                inclusion: true,
+                points: vec![[0, 0]],
+            },
+        ],
+    };
+    let e = consensus(&[&far], 0.5).unwrap_err().to_string();
+    assert!(e.contains("more than 16777216"), "{e}");
+    // Outlines with too many points to compare pairwise.
+    let many = |k: usize| Outline {
+        reader: 0,
+        nodule_id: "many".into(),
+        contours: vec![Contour {
+            k,
+            inclusion: true,
+            points: (0..40_000).map(|i| [i % 500, i / 500]).collect(),
+        }],
+    };
+    let e = cluster(&[many(0), many(1)], 1.0).unwrap_err().to_string();
+    assert!(e.contains("too many to cluster"), "{e}");
+    // A polygon with many vertices over a large box: too much fill work.
+    let spiky = Outline {
+        reader: 0,
+        nodule_id: "spiky".into(),
+        contours: vec![Contour {
+            k: 0,
+            inclusion: true,
+            points: (0..20_000).map(|i| [(i % 2) * 2000, i / 10]).collect(),
+        }],
+    };
+    let e = consensus(&[&spiky], 0.5).unwrap_err().to_string();
+    assert!(e.contains("too complex to fill"), "{e}");
 }

@@ -625,10 +625,9 @@ fn cut_scan(
     let volume = lungseg::mhd::read(&scan.path, &Default::default())?;
     volume.require_scalar()?;
     let labels = scan_labels(job, &volume.geometry, cfg)?;
-    let masks: Vec<&lidc::consensus::BoxMask> = labels.nodules.iter().map(|n| &n.mask).collect();
-    let outlines = (!masks.is_empty()).then_some(Outlines {
+    let outlines = (!labels.nodules.is_empty()).then_some(Outlines {
         geometry: &volume.geometry,
-        masks: &masks,
+        nodules: &labels.nodules,
     });
     let mut rng = ChaCha8Rng::seed_from_u64(split::uid_hash(&scan.seriesuid, cfg.seed));
     let mut sites =

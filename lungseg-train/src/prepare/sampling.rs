@@ -18,8 +18,8 @@ use rand::seq::SliceRandom;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use super::lidc::consensus::BoxMask;
 use super::lidc::label::paint_patch;
+use super::lidc::ScanNodule;
 use super::luna::{Annotation, Candidate};
 use lungseg::geometry::Geometry;
 
@@ -205,11 +205,11 @@ pub fn lung_point(volume: &Volume, rng: &mut ChaCha8Rng) -> Option<[f64; 3]> {
     })
 }
 
-/// Consensus masks on a scan grid (`prepare --lidc-xml`).
+/// Nodules with consensus masks on a scan grid (`prepare --lidc-xml`).
 #[derive(Clone, Copy)]
 pub struct Outlines<'a> {
     pub geometry: &'a Geometry,
-    pub masks: &'a [&'a BoxMask],
+    pub nodules: &'a [ScanNodule],
 }
 
 /// The label of a patch at `center`: the union of the balls of `spheres` and of `outlines`.
@@ -240,7 +240,13 @@ pub fn label_mask(
         }
     }
     if let Some(o) = outlines {
-        paint_patch(spec, center, o.geometry, o.masks, &mut mask)?;
+        let near: Vec<_> = o
+            .nodules
+            .iter()
+            .filter(|n| dist(center, n.center_world) <= half_diag + n.radius_mm)
+            .map(|n| &n.mask)
+            .collect();
+        paint_patch(spec, center, o.geometry, &near, &mut mask)?;
     }
     Ok(mask)
 }

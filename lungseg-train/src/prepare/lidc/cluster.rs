@@ -18,7 +18,7 @@ pub const MIN_TOL: f64 = 0.1;
 /// More reads than this in a cluster make pylidc shrink `tol`.
 pub const MAX_READS: usize = 4;
 /// Largest number of point pairs compared: bounds the work a hostile file can ask for.
-pub const MAX_PAIR_WORK: u64 = 400_000_000;
+pub const MAX_PAIR_WORK: u64 = 1_000_000_000;
 
 /// Clusters of `outlines` (indices into it), `tol` being pylidc's `slice_thickness`.
 pub fn cluster(outlines: &[Outline], tol: f64) -> Result<Vec<Vec<usize>>> {
@@ -27,7 +27,7 @@ pub fn cluster(outlines: &[Outline], tol: f64) -> Result<Vec<Vec<usize>>> {
     if n <= 1 {
         return Ok((0..n).map(|i| vec![i]).collect());
     }
-    let d = distances(outlines)?;
+    let d = distances(outlines, tol)?;
     let mut tol = tol;
     let mut labels = components(n, |a, b| d[a * n + b] <= tol);
     while count_per_label(&labels).iter().any(|&c| c > MAX_READS) {
@@ -49,14 +49,26 @@ pub fn cluster(outlines: &[Outline], tol: f64) -> Result<Vec<Vec<usize>>> {
     Ok(clusters)
 }
 
-/// The symmetric distance matrix (row-major, zero diagonal).
-fn distances(outlines: &[Outline]) -> Result<Vec<f64>> {
+/// The symmetric distance matrix (row-major, zero diagonal). Only comparisons with `tol` (or
+/// a smaller one) matter, so a pair whose point boxes are already farther apart than `tol` gets
+/// the box gap, a lower bound of its distance, instead of the point-by-point minimum.
+fn distances(outlines: &[Outline], tol: f64) -> Result<Vec<f64>> {
     let n = outlines.len();
     let pts: Vec<Vec<[i64; 3]>> = outlines.iter().map(|o| o.points().collect()).collect();
+    let boxes: Vec<([i64; 3], [i64; 3])> = pts.iter().map(|p| point_box(p)).collect();
+    let mut d = vec![0.0; n * n];
+    let mut exact = Vec::new();
     let mut work: u64 = 0;
     for a in 0..n {
         for b in a + 1..n {
-            work = work.saturating_add(pts[a].len() as u64 * pts[b].len() as u64);
+            let gap = box_gap(boxes[a], boxes[b]);
+            if gap > tol {
+                d[a * n + b] = gap;
+                d[b * n + a] = gap;
+            } else {
+                work = work.saturating_add(pts[a].len() as u64 * pts[b].len() as u64);
+                exact.push((a, b));
+            }
         }
     }
     ensure!(
@@ -64,15 +76,32 @@ fn distances(outlines: &[Outline]) -> Result<Vec<f64>> {
         "{n} outlines with {} points in all are too many to cluster ({work} point pairs, at most {MAX_PAIR_WORK})",
         pts.iter().map(Vec::len).sum::<usize>()
     );
-    let mut d = vec![0.0; n * n];
-    for a in 0..n {
-        for b in a + 1..n {
-            let v = min_distance(&pts[a], &pts[b]);
-            d[a * n + b] = v;
-            d[b * n + a] = v;
-        }
+    for (a, b) in exact {
+        let v = min_distance(&pts[a], &pts[b]);
+        d[a * n + b] = v;
+        d[b * n + a] = v;
     }
     Ok(d)
+}
+
+fn point_box(p: &[[i64; 3]]) -> ([i64; 3], [i64; 3]) {
+    p.iter().fold(([i64::MAX; 3], [i64::MIN; 3]), |(lo, hi), q| {
+        (
+            std::array::from_fn(|a| lo[a].min(q[a])),
+            std::array::from_fn(|a| hi[a].max(q[a])),
+        )
+    })
+}
+
+/// Euclidean gap between two boxes (0 when they overlap): no two points are closer.
+fn box_gap(a: ([i64; 3], [i64; 3]), b: ([i64; 3], [i64; 3])) -> f64 {
+    (0..3)
+        .map(|k| {
+            let g = (b.0[k] - a.1[k]).max(a.0[k] - b.1[k]).max(0) as f64;
+            g * g
+        })
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn min_distance(a: &[[i64; 3]], b: &[[i64; 3]]) -> f64 {

@@ -17,7 +17,7 @@ use super::outline::{Contour, Outline};
 /// Largest consensus box (voxels): a nodule is at most a few cm across.
 pub const MAX_BOX_VOXELS: u64 = 16 << 20;
 /// Largest polygon-test work for one read (box pixels × polygon edges, summed).
-pub const MAX_FILL_WORK: u64 = 400_000_000;
+pub const MAX_FILL_WORK: u64 = 2_000_000_000;
 
 /// An inclusive box `(i, j, k)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -163,7 +163,7 @@ pub struct ScanNodule {
     pub mask: BoxMask,
     /// World centre of the consensus mask (of the reads' points when the mask is empty).
     pub center_world: [f64; 3],
-    /// Half the box's largest extent (mm): how far the nodule reaches from its centre, at most.
+    /// The box's diagonal (mm): no voxel of the nodule is farther than this from its centre.
     pub radius_mm: f64,
     pub reads: usize,
 }
@@ -238,9 +238,10 @@ fn nodule(geometry: &Geometry, mask: BoxMask, reads: &[&Outline]) -> ScanNodule 
     let s = geometry.spacing;
     let [ni, nj, nk] = mask.bbox.shape();
     let radius_mm = [ni as f64 * s[1], nj as f64 * s[0], nk as f64 * s[2]]
-        .into_iter()
-        .fold(0.0, f64::max)
-        / 2.0;
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt();
     ScanNodule {
         mask,
         center_world,

@@ -82,8 +82,8 @@ impl Outline {
     pub fn centroid(&self) -> [f64; 3] {
         let mut s = [0i64; 3];
         for p in self.points() {
-            for a in 0..3 {
-                s[a] += p[a];
+            for (sa, pa) in s.iter_mut().zip(p) {
+                *sa += pa;
             }
         }
         let n = self.point_count().max(1) as f64;
