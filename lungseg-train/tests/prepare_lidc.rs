@@ -313,11 +313,11 @@ fn dot(i: i64, j: i64, k: usize) -> Outline {
 
 #[test]
 fn clusters_of_more_than_four_reads_shrink_the_tolerance() {
-    // Chain 0–1 (1.0), 1–2 (1.2), 2–3 (1.0), 3–4 (1.0): one cluster of 5 at tol 1.25; pylidc
-    // shrinks tol to 1.125, which cuts 1–2. Clusters sort by mean k.
-    let o = vec![dot(0, 10, 5), dot(0, 11, 5), dot(0, 11, 6), dot(0, 12, 6), dot(0, 13, 6)];
+    // Chain 0–1 (1), 1–2 (√2), 2–3 (1), 3–4 (1), other pairs ≥ 2: one cluster of 5 at tol
+    // 1.5; pylidc shrinks tol to 1.35, which cuts 1–2. Clusters sort by mean k.
+    let o = vec![dot(0, 0, 0), dot(0, 1, 0), dot(0, 2, 1), dot(0, 3, 1), dot(0, 4, 1)];
     // Without the shrink this would be one cluster of all five.
-    assert_eq!(cluster(&o, 1.25).unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
+    assert_eq!(cluster(&o, 1.5).unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
     assert_eq!(cluster(&o, 1.0).unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
     assert_eq!(
         cluster(&o, 0.5).unwrap(),
