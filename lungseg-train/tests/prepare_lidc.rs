@@ -40,7 +40,10 @@ fn geometry(e: &Value) -> Geometry {
 fn rle_decode(runs: &Value) -> Vec<bool> {
     let mut out = Vec::new();
     for (n, r) in runs.as_array().unwrap().iter().enumerate() {
-        out.extend(std::iter::repeat_n(n % 2 == 1, r.as_u64().unwrap() as usize));
+        out.extend(std::iter::repeat_n(
+            n % 2 == 1,
+            r.as_u64().unwrap() as usize,
+        ));
     }
     out
 }
@@ -92,7 +95,10 @@ fn parser_reads_the_fixture() {
     assert_eq!(hole.sop_uid, "1.3.6.1.4.1.14519.5.2.1.6279.6001.304");
     assert_eq!(f.sessions[1].nodules[0].rois[0].z, -96.26);
     let nn = &f.sessions[3].non_nodules;
-    assert_eq!((nn.len(), nn[0].point, nn[0].id.as_str()), (1, [20, 35], "nn-1"));
+    assert_eq!(
+        (nn.len(), nn[0].point, nn[0].id.as_str()),
+        (1, [20, 35], "nn-1")
+    );
     let annotations = f
         .sessions
         .iter()
@@ -130,7 +136,12 @@ fn parser_refuses_bad_and_hostile_input_with_one_clear_error() {
     assert!(xml::parse(ok.as_bytes(), &l).is_ok());
     // Without a namespace, and `nonNodule` reads.
     let plain = ok.replace(" xmlns=\"http://www.nih.gov\"", "");
-    assert_eq!(xml::parse(plain.as_bytes(), &l).unwrap().sessions[0].nodules.len(), 1);
+    assert_eq!(
+        xml::parse(plain.as_bytes(), &l).unwrap().sessions[0]
+            .nodules
+            .len(),
+        1
+    );
 
     let cases: Vec<(String, &str)> = vec![
         ("not xml at all".into(), "not well-formed XML"),
@@ -196,25 +207,36 @@ fn parser_refuses_bad_and_hostile_input_with_one_clear_error() {
         max_bytes: 100,
         ..l
     };
-    assert!(err(ok.as_bytes(), &small).1.contains("more than the 100 accepted"));
+    assert!(err(ok.as_bytes(), &small)
+        .1
+        .contains("more than the 100 accepted"));
     let nested = format!("{}{}", "<a>".repeat(50_000), "</a>".repeat(50_000));
     let few_nodes = Limits {
         max_nodes: 1000,
         ..l
     };
-    assert!(err(nested.as_bytes(), &few_nodes).1.contains("more than 1000 XML nodes"));
+    assert!(err(nested.as_bytes(), &few_nodes)
+        .1
+        .contains("more than 1000 XML nodes"));
     let many = doc(UID, &roi("1", "TRUE", &PT.repeat(11)));
     let per_roi = Limits {
         max_roi_points: 10,
         ..l
     };
-    assert!(err(many.as_bytes(), &per_roi).1.contains("a <roi> with more than 10 points"));
-    let two = doc(UID, &(roi("1", "TRUE", &PT.repeat(6)) + &roi("2", "TRUE", &PT.repeat(6))));
+    assert!(err(many.as_bytes(), &per_roi)
+        .1
+        .contains("a <roi> with more than 10 points"));
+    let two = doc(
+        UID,
+        &(roi("1", "TRUE", &PT.repeat(6)) + &roi("2", "TRUE", &PT.repeat(6))),
+    );
     let per_file = Limits {
         max_file_points: 10,
         ..l
     };
-    assert!(err(two.as_bytes(), &per_file).1.contains("more than 10 outline points in the file"));
+    assert!(err(two.as_bytes(), &per_file)
+        .1
+        .contains("more than 10 outline points in the file"));
     // Deep nesting within the node limit: an error or a parse, never a crash.
     let deep = format!("{}{}", "<a>".repeat(200_000), "</a>".repeat(200_000));
     assert!(xml::parse(deep.as_bytes(), &l).is_err());
@@ -249,10 +271,18 @@ fn slices_are_matched_by_z_within_the_tolerance() {
     assert_eq!(s.slice_of(-100.0 + 3.0 * 1.25), Some(3));
     assert_eq!(s.slice_of(-100.0 + 3.0 * 1.25 + 0.3), Some(3));
     assert_eq!(s.slice_of(-100.0 + 3.0 * 1.25 - 0.3), Some(3));
-    assert_eq!(s.slice_of(-100.0 + 3.0 * 1.25 + 0.32), None, "beyond 0.3125 mm");
+    assert_eq!(
+        s.slice_of(-100.0 + 3.0 * 1.25 + 0.32),
+        None,
+        "beyond 0.3125 mm"
+    );
     assert_eq!(s.slice_of(-100.0 - 0.2), Some(0));
     assert_eq!(s.slice_of(-100.0 + 9.0 * 1.25 + 0.2), Some(9));
-    assert_eq!(s.slice_of(-100.0 + 10.0 * 1.25), None, "past the last slice");
+    assert_eq!(
+        s.slice_of(-100.0 + 10.0 * 1.25),
+        None,
+        "past the last slice"
+    );
     // Slices stored head-first (z decreasing with k).
     let flipped = Geometry::new(
         [4, 4, 10],
@@ -315,7 +345,13 @@ fn dot(i: i64, j: i64, k: usize) -> Outline {
 fn clusters_of_more_than_four_reads_shrink_the_tolerance() {
     // Chain 0–1 (1), 1–2 (√2), 2–3 (1), 3–4 (1), other pairs ≥ 2: one cluster of 5 at tol
     // 1.5; pylidc shrinks tol to 1.35, which cuts 1–2. Clusters sort by mean k.
-    let o = vec![dot(0, 0, 0), dot(0, 1, 0), dot(0, 2, 1), dot(0, 3, 1), dot(0, 4, 1)];
+    let o = vec![
+        dot(0, 0, 0),
+        dot(0, 1, 0),
+        dot(0, 2, 1),
+        dot(0, 3, 1),
+        dot(0, 4, 1),
+    ];
     // Without the shrink this would be one cluster of all five.
     assert_eq!(cluster(&o, 1.5).unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
     assert_eq!(cluster(&o, 1.0).unwrap(), vec![vec![0, 1], vec![2, 3, 4]]);
@@ -368,16 +404,33 @@ fn consensus_matches_pylidc_voxel_for_voxel() {
             .map(|v| &outlines[v.as_u64().unwrap() as usize])
             .collect();
         let got = consensus(&members, 0.5).unwrap();
-        assert_eq!(got.mask.bbox, bbox(&c["bbox_ijk"]), "{:?}", c["annotations"]);
-        for (r, (mine, theirs)) in got.reads.iter().zip(c["masks_rle"].as_array().unwrap()).enumerate() {
+        assert_eq!(
+            got.mask.bbox,
+            bbox(&c["bbox_ijk"]),
+            "{:?}",
+            c["annotations"]
+        );
+        for (r, (mine, theirs)) in got
+            .reads
+            .iter()
+            .zip(c["masks_rle"].as_array().unwrap())
+            .enumerate()
+        {
             let theirs = rle_decode(theirs);
             assert_eq!(mine.len(), theirs.len());
             let diff = mine.iter().zip(&theirs).filter(|(a, b)| a != b).count();
-            assert_eq!(diff, 0, "read {r} of cluster {:?}: {diff} voxels differ", c["annotations"]);
+            assert_eq!(
+                diff, 0,
+                "read {r} of cluster {:?}: {diff} voxels differ",
+                c["annotations"]
+            );
         }
         let want = rle_decode(&c["consensus_rle"]);
         assert_eq!(got.mask.bits, want, "consensus of {:?}", c["annotations"]);
-        assert_eq!(got.mask.count() as u64, c["consensus_voxels"].as_u64().unwrap());
+        assert_eq!(
+            got.mask.count() as u64,
+            c["consensus_voxels"].as_u64().unwrap()
+        );
     }
 }
 
@@ -424,7 +477,11 @@ fn prepare_with_lidc_xml_labels_patches_with_the_consensus_outline() {
             n += 1.0;
         }
         // (x, y, z) = (j, i, k)
-        [(s[1] / n).round() as i64, (s[0] / n).round() as i64, (s[2] / n).round() as i64]
+        [
+            (s[1] / n).round() as i64,
+            (s[0] / n).round() as i64,
+            (s[2] / n).round() as i64,
+        ]
     };
     let mut csv = String::from("seriesuid,coordX,coordY,coordZ,diameter_mm\n");
     let mut centres = Vec::new();
@@ -457,12 +514,17 @@ fn prepare_with_lidc_xml_labels_patches_with_the_consensus_outline() {
     let l = s.lidc.as_ref().unwrap();
     assert_eq!((l.xml_files, l.not_ct_files, l.bad_files.len()), (3, 1, 1));
     assert!(
-        warnings.iter().any(|w| w.contains("broken.xml") && w.contains("not well-formed")),
+        warnings
+            .iter()
+            .any(|w| w.contains("broken.xml") && w.contains("not well-formed")),
         "{warnings:?}"
     );
     assert_eq!((l.scans_with_xml, l.scans_without_xml), (1, 0));
     assert_eq!((l.annotations_outlined, l.annotations_sphere), (2, 0));
-    assert_eq!((l.clusters_unmatched, l.point_findings, l.reads_skipped), (1, 2, 0));
+    assert_eq!(
+        (l.clusters_unmatched, l.point_findings, l.reads_skipped),
+        (1, 2, 0)
+    );
 
     let ds = PatchDataset::open(&out).unwrap();
     assert_eq!(ds.records.len(), 2);
@@ -497,12 +559,23 @@ fn prepare_with_lidc_xml_labels_patches_with_the_consensus_outline() {
         // Not the 6 mm sphere the annotation alone would give.
         let mut ball = vec![0u8; want.len()];
         let balls = lungseg::patch::sphere_mask(&cfg.spec(), cw, cw, 6.0, &mut ball).unwrap();
-        assert_ne!(mask, ball, "{}: the label is the sphere ({balls} voxels)", r.id);
+        assert_ne!(
+            mask, ball,
+            "{}: the label is the sphere ({balls} voxels)",
+            r.id
+        );
     }
 
     // Without --lidc-xml the same folder gives spheres.
     let out2 = tmp.path().join("ds-sphere");
-    let (s2, _) = run(&luna, &out2, &PrepareConfig { lidc_xml: None, ..cfg.clone() });
+    let (s2, _) = run(
+        &luna,
+        &out2,
+        &PrepareConfig {
+            lidc_xml: None,
+            ..cfg.clone()
+        },
+    );
     assert!(s2.lidc.is_none());
     let ds2 = PatchDataset::open(&out2).unwrap();
     assert_ne!(ds2.load(0).unwrap().mask, ds.load(0).unwrap().mask);
@@ -524,7 +597,11 @@ fn lidc_reads_that_miss_the_scan_are_skipped_and_reported() {
     // Reader 1's nodule A moved 0.5 mm off its slice: beyond 0.25 × 1.25 mm.
     let text = std::fs::read_to_string(fixture("lidc_fixture.xml"))
         .unwrap()
-        .replacen("<imageZposition>-96.260</imageZposition>", "<imageZposition>-95.760</imageZposition>", 1);
+        .replacen(
+            "<imageZposition>-96.260</imageZposition>",
+            "<imageZposition>-95.760</imageZposition>",
+            1,
+        );
     let xml_dir = tmp.path().join("xml");
     std::fs::create_dir_all(&xml_dir).unwrap();
     std::fs::write(xml_dir.join("a.xml"), text).unwrap();
@@ -539,14 +616,16 @@ fn lidc_reads_that_miss_the_scan_are_skipped_and_reported() {
     let l = s.lidc.unwrap();
     assert_eq!(l.reads_skipped, 1);
     assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("reader 1 nodule 'n-A'") && w.contains("imageZposition -95.76 is on no slice")),
+        warnings.iter().any(|w| w.contains("reader 1 nodule 'n-A'")
+            && w.contains("imageZposition -95.76 is on no slice")),
         "{warnings:?}"
     );
     // The annotation is far from every cluster: it keeps its sphere, and says so.
     assert_eq!((l.annotations_outlined, l.annotations_sphere), (0, 1));
-    assert!(warnings.iter().any(|w| w.contains("sphere label")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("sphere label")),
+        "{warnings:?}"
+    );
 }
 
 /// A scan of soft tissue (no random lung points) with class-0 candidates on a grid; some of
@@ -566,7 +645,10 @@ fn excluded_findings_are_never_negatives() {
     let mut cand = String::from("seriesuid,coordX,coordY,coordZ,class\n");
     let mut excl = String::from("seriesuid,coordX,coordY,coordZ,diameter_mm\n");
     let mut excluded = Vec::new();
-    for (n, (x, y)) in [(8, 8), (8, 56), (56, 8), (56, 56), (8, 32), (56, 32)].into_iter().enumerate() {
+    for (n, (x, y)) in [(8, 8), (8, 56), (56, 8), (56, 56), (8, 32), (56, 32)]
+        .into_iter()
+        .enumerate()
+    {
         cand += &format!("{uid},{x},{y},16,0\n");
         if n % 2 == 0 {
             excl += &format!("{uid},{x},{y},16,{}\n", if n == 0 { "-1" } else { "3.5" });
@@ -589,7 +671,9 @@ fn excluded_findings_are_never_negatives() {
             .filter(|r| r.label == 0)
             .filter(|r| {
                 let c = r.center_world.unwrap();
-                excluded.iter().any(|e| (0..3).map(|a| (e[a] - c[a]).powi(2)).sum::<f64>().sqrt() < 10.0)
+                excluded
+                    .iter()
+                    .any(|e| (0..3).map(|a| (e[a] - c[a]).powi(2)).sum::<f64>().sqrt() < 10.0)
             })
             .count()
     };
@@ -603,16 +687,27 @@ fn excluded_findings_are_never_negatives() {
     std::fs::write(at.join("annotations_excluded.csv"), &excl).unwrap();
     let (s, warnings) = run(&luna, &tmp.path().join("ds1"), &cfg);
     assert_eq!(s.excluded, 3);
-    assert_eq!(s.excluded_file.as_deref(), Some(at.join("annotations_excluded.csv").as_path()));
+    assert_eq!(
+        s.excluded_file.as_deref(),
+        Some(at.join("annotations_excluded.csv").as_path())
+    );
     assert_eq!(near_excluded(&tmp.path().join("ds1")), 0);
     assert_eq!(s.negatives(), 3, "only the 3 candidates not excluded");
     assert_eq!(s.positives(), 1);
-    assert!(warnings.iter().any(|w| w.contains("only 3 of 6 negatives")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("only 3 of 6 negatives")),
+        "{warnings:?}"
+    );
     // A negative diameter other than −1 is refused with its line.
-    std::fs::write(at.join("annotations_excluded.csv"), excl.replacen(",-1\n", ",-2\n", 1)).unwrap();
+    std::fs::write(
+        at.join("annotations_excluded.csv"),
+        excl.replacen(",-1\n", ",-2\n", 1),
+    )
+    .unwrap();
     let e = prepare::prepare(&luna, &tmp.path().join("ds2"), &cfg, |_| {}).unwrap_err();
     assert!(
-        format!("{e:#}").contains("annotations_excluded.csv line 2: diameter_mm is -2, must be >= 0 or -1"),
+        format!("{e:#}")
+            .contains("annotations_excluded.csv line 2: diameter_mm is -2, must be >= 0 or -1"),
         "{e:#}"
     );
 }

@@ -389,8 +389,10 @@ pub fn prepare(
 
     let folder = match &cfg.lidc_xml {
         Some(dir) => {
-            let wanted: HashMap<&str, ()> =
-                assigned.iter().map(|(s, _)| (s.seriesuid.as_str(), ())).collect();
+            let wanted: HashMap<&str, ()> = assigned
+                .iter()
+                .map(|(s, _)| (s.seriesuid.as_str(), ()))
+                .collect();
             let f = lidc::read_folder(dir, |uid| wanted.contains_key(uid), &Default::default())?;
             for b in f.bad.iter().chain(&f.duplicates) {
                 let msg = format!("--lidc-xml: {}: {}", b.path.display(), b.reason);
@@ -442,7 +444,11 @@ pub fn prepare(
                     l.add(&labels);
                 }
                 for msg in labels.warnings {
-                    warn(&mut summary, format!("{}: {msg}", scan.seriesuid), &mut on_event);
+                    warn(
+                        &mut summary,
+                        format!("{}: {msg}", scan.seriesuid),
+                        &mut on_event,
+                    );
                 }
                 let counts = summary.splits.get_mut(*split).expect("known split");
                 counts.scans += 1;
@@ -572,9 +578,12 @@ fn scan_labels<'a>(
     source.with_xml = true;
     let reads = lidc::scan_reads(file, geometry, cfg.lidc_z_tolerance)?;
     source.reads_skipped = reads.skipped.len();
-    source
-        .warnings
-        .extend(reads.skipped.iter().map(|r| format!("LIDC read skipped: {r}")));
+    source.warnings.extend(
+        reads
+            .skipped
+            .iter()
+            .map(|r| format!("LIDC read skipped: {r}")),
+    );
     source.points = reads.points.len();
     keep.extend(reads.points.iter().map(|&world| Keepout {
         world,
@@ -630,8 +639,13 @@ fn cut_scan(
         nodules: &labels.nodules,
     });
     let mut rng = ChaCha8Rng::seed_from_u64(split::uid_hash(&scan.seriesuid, cfg.seed));
-    let mut sites =
-        sampling::positives(job.ann, cfg.positives_per_nodule, cfg.jitter_mm, spec, &mut rng);
+    let mut sites = sampling::positives(
+        job.ann,
+        cfg.positives_per_nodule,
+        cfg.jitter_mm,
+        spec,
+        &mut rng,
+    );
     sites.extend(sampling::negatives(
         &volume,
         &labels.keep,

@@ -42,9 +42,8 @@ pub fn cluster(outlines: &[Outline], tol: f64) -> Result<Vec<Vec<usize>>> {
     for (i, &l) in labels.iter().enumerate() {
         clusters[l].push(i);
     }
-    let mean_k = |c: &Vec<usize>| {
-        c.iter().map(|&i| outlines[i].centroid()[2]).sum::<f64>() / c.len() as f64
-    };
+    let mean_k =
+        |c: &Vec<usize>| c.iter().map(|&i| outlines[i].centroid()[2]).sum::<f64>() / c.len() as f64;
     clusters.sort_by(|a, b| mean_k(a).total_cmp(&mean_k(b)));
     Ok(clusters)
 }
@@ -85,12 +84,13 @@ fn distances(outlines: &[Outline], tol: f64) -> Result<Vec<f64>> {
 }
 
 fn point_box(p: &[[i64; 3]]) -> ([i64; 3], [i64; 3]) {
-    p.iter().fold(([i64::MAX; 3], [i64::MIN; 3]), |(lo, hi), q| {
-        (
-            std::array::from_fn(|a| lo[a].min(q[a])),
-            std::array::from_fn(|a| hi[a].max(q[a])),
-        )
-    })
+    p.iter()
+        .fold(([i64::MAX; 3], [i64::MIN; 3]), |(lo, hi), q| {
+            (
+                std::array::from_fn(|a| lo[a].min(q[a])),
+                std::array::from_fn(|a| hi[a].max(q[a])),
+            )
+        })
 }
 
 /// Euclidean gap between two boxes (0 when they overlap): no two points are closer.

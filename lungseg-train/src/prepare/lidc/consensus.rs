@@ -71,10 +71,16 @@ impl BoxMask {
 pub fn outline_bbox(o: &Outline) -> Option<Bbox> {
     let mut it = o.points();
     let first = it.next()?;
-    Some(it.fold(Bbox { lo: first, hi: first }, |b, p| Bbox {
-        lo: std::array::from_fn(|a| b.lo[a].min(p[a])),
-        hi: std::array::from_fn(|a| b.hi[a].max(p[a])),
-    }))
+    Some(it.fold(
+        Bbox {
+            lo: first,
+            hi: first,
+        },
+        |b, p| Bbox {
+            lo: std::array::from_fn(|a| b.lo[a].min(p[a])),
+            hi: std::array::from_fn(|a| b.hi[a].max(p[a])),
+        },
+    ))
 }
 
 /// matplotlib's point-in-polygon rule (`_path.h`, `point_in_path_impl`: Haines' crossings

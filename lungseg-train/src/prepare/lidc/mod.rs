@@ -71,11 +71,7 @@ pub fn read_folder(
     wanted: impl Fn(&str) -> bool,
     limits: &Limits,
 ) -> Result<LidcFolder> {
-    ensure!(
-        root.is_dir(),
-        "--lidc-xml {}: not a folder",
-        root.display()
-    );
+    ensure!(root.is_dir(), "--lidc-xml {}: not a folder", root.display());
     let mut out = LidcFolder::default();
     for path in xml_files(root)? {
         out.xml_files += 1;
@@ -232,7 +228,8 @@ fn point_world(geometry: &Geometry, slices: &SliceIndex, z: f64, p: [u32; 2]) ->
 fn nodule(geometry: &Geometry, mask: BoxMask, reads: &[&Outline]) -> ScanNodule {
     let center_world = label::centroid_world(geometry, &mask).unwrap_or_else(|| {
         let c: Vec<[f64; 3]> = reads.iter().map(|r| r.centroid()).collect();
-        let m: [f64; 3] = std::array::from_fn(|a| c.iter().map(|v| v[a]).sum::<f64>() / c.len() as f64);
+        let m: [f64; 3] =
+            std::array::from_fn(|a| c.iter().map(|v| v[a]).sum::<f64>() / c.len() as f64);
         geometry.index_to_world([m[1], m[0], m[2]])
     });
     let s = geometry.spacing;

@@ -137,8 +137,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<LidcFile> {
             limits.max_bytes
         )));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| invalid(format!("not UTF-8 text ({e})")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8 text ({e})")))?;
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_nodes,
@@ -297,9 +296,8 @@ fn roi(node: Node<'_, '_>, limits: &Limits, budget: &mut usize) -> Result<Roi> {
 }
 
 fn non_nodule(node: Node<'_, '_>) -> Result<NonNodule> {
-    let locus = child(node, "locus").ok_or_else(|| {
-        invalid(format!("line {}: <nonNodule> has no <locus>", line(node)))
-    })?;
+    let locus = child(node, "locus")
+        .ok_or_else(|| invalid(format!("line {}: <nonNodule> has no <locus>", line(node))))?;
     Ok(NonNodule {
         id: text(node, "nonNoduleID")?.to_string(),
         z: number(node, "imageZposition")?,
