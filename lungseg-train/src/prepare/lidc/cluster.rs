@@ -127,9 +127,9 @@ fn components(n: usize, linked: impl Fn(usize, usize) -> bool) -> Vec<usize> {
         let mut stack = vec![start];
         label[start] = next;
         while let Some(v) = stack.pop() {
-            for w in 0..n {
-                if label[w] == usize::MAX && w != v && linked(v, w) {
-                    label[w] = next;
+            for (w, l) in label.iter_mut().enumerate() {
+                if *l == usize::MAX && w != v && linked(v, w) {
+                    *l = next;
                     stack.push(w);
                 }
             }
