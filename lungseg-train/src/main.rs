@@ -33,7 +33,8 @@ enum Command {
         #[command(flatten)]
         shape: Shape,
     },
-    /// LUNA16 folder (subset*/*.mhd, annotations.csv, candidates[_V2].csv) -> patch dataset.
+    /// LUNA16 folder (subset*/*.mhd, annotations.csv, candidates[_V2].csv,
+    /// annotations_excluded.csv) -> patch dataset; --lidc-xml for outline labels.
     Prepare(PrepareArgs),
     /// Calibrate a model's review threshold on a split (MC dropout through lungseg).
     Calibrate(CalibrateArgs),
@@ -112,6 +113,14 @@ struct PrepareArgs {
     /// Only the first N scans (by seriesuid).
     #[arg(long)]
     max_scans: Option<usize>,
+    /// Folder of LIDC-IDRI reader XML files (searched recursively): nodule labels from the
+    /// radiologists' 50 % consensus outlines instead of spheres (docs/prepare-evaluate.md).
+    #[arg(long)]
+    lidc_xml: Option<PathBuf>,
+    /// Largest distance of an outline's imageZposition from its slice, as a fraction of the
+    /// slice spacing.
+    #[arg(long, default_value_t = prepare::lidc::slices::DEFAULT_Z_TOLERANCE)]
+    lidc_z_tolerance: f64,
 }
 
 #[derive(Args)]
@@ -198,6 +207,8 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
         split,
         seed: a.seed,
         max_scans: a.max_scans,
+        lidc_xml: a.lidc_xml,
+        lidc_z_tolerance: a.lidc_z_tolerance,
     };
     let pb = bar(0, "scans");
     let summary = prepare::prepare(&a.luna, &a.out, &cfg, |e| match e {

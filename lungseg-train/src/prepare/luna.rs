@@ -1,5 +1,5 @@
-//! LUNA16's inputs: `annotations.csv`, `candidates.csv` / `candidates_V2.csv` and the
-//! `subset*/<seriesuid>.mhd` scans.
+//! LUNA16's inputs: `annotations.csv`, `annotations_excluded.csv`, `candidates.csv` /
+//! `candidates_V2.csv` and the `subset*/<seriesuid>.mhd` scans.
 //!
 //! Columns are found by header name (LUNA16's files and re-exports differ in column order and
 //! extra columns); every bad value is reported with file, line and column, because a silently
@@ -129,6 +129,29 @@ impl Table {
 
 /// Reads `annotations.csv` (`seriesuid,coordX,coordY,coordZ,diameter_mm`).
 pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>> {
+    read_nodules(path, false)
+}
+
+/// Reads LUNA16's `annotations_excluded.csv` (same columns): findings that are neither
+/// positives nor negatives (nodules < 3 mm, non-nodules, nodules fewer than 3 readers
+/// marked). Their `diameter_mm` is −1 where no size was given; it is read as 0.
+pub fn read_excluded(path: &Path) -> Result<Vec<Annotation>> {
+    read_nodules(path, true)
+}
+
+/// `annotations_excluded.csv` of a LUNA16 folder: at the top, or where LUNA16's evaluation
+/// script ships it.
+pub fn find_excluded(root: &Path) -> Option<PathBuf> {
+    [
+        "annotations_excluded.csv",
+        "evaluationScript/annotations/annotations_excluded.csv",
+    ]
+    .iter()
+    .map(|n| root.join(n))
+    .find(|p| p.is_file())
+}
+
+fn read_nodules(path: &Path, unsized_allowed: bool) -> Result<Vec<Annotation>> {
     let t = Table::read(path)?;
     let uid = t.column("seriesuid")?;
     let xyz = t.xyz()?;
@@ -136,11 +159,15 @@ pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>> {
     t.rows
         .iter()
         .map(|(line, row)| {
-            let diameter_mm = t.number(*line, row, d)?;
+            let mut diameter_mm = t.number(*line, row, d)?;
+            if unsized_allowed && diameter_mm == -1.0 {
+                diameter_mm = 0.0;
+            }
             if diameter_mm < 0.0 {
                 bail!(
-                    "{} line {line}: diameter_mm is {diameter_mm}, must be >= 0",
-                    t.name
+                    "{} line {line}: diameter_mm is {diameter_mm}, must be >= 0{}",
+                    t.name,
+                    if unsized_allowed { " or -1" } else { "" }
                 );
             }
             Ok(Annotation {

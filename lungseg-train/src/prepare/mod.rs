@@ -5,7 +5,9 @@
 //! reported and skipped; bad CSV input stops the run before any scan is read, with the file,
 //! line and column in the message. Everything random is seeded per scan from
 //! `(seed, seriesuid)`, so a scan's patches do not depend on which other scans exist.
+//! With `lidc_xml`, nodule labels are the LIDC-IDRI radiologists' consensus outlines ([`lidc`]).
 
+pub mod lidc;
 pub mod luna;
 pub mod sampling;
 pub mod split;
@@ -22,7 +24,7 @@ use serde::Serialize;
 
 use crate::dataset::{DatasetWriter, PatchRecord};
 use luna::{Annotation, Candidate, ScanFile};
-use sampling::{Site, Source};
+use sampling::{Keepout, Outlines, Site, Source};
 pub use split::SplitRule;
 
 /// File name of the run report written next to the manifest.
@@ -48,6 +50,11 @@ pub struct PrepareConfig {
     pub seed: u64,
     /// Process only the first N scans (by seriesuid), for quick runs.
     pub max_scans: Option<usize>,
+    /// Folder of LIDC-IDRI reader XML files: labels from the radiologists' outlines.
+    pub lidc_xml: Option<PathBuf>,
+    /// Largest distance of an outline's `imageZposition` from its slice, as a fraction of the
+    /// slice spacing.
+    pub lidc_z_tolerance: f64,
 }
 
 fn ser_rule<S: serde::Serializer>(r: &SplitRule, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -66,6 +73,8 @@ impl Default for PrepareConfig {
             split: SplitRule::default(),
             seed: 0,
             max_scans: None,
+            lidc_xml: None,
+            lidc_z_tolerance: lidc::slices::DEFAULT_Z_TOLERANCE,
         }
     }
 }
@@ -98,6 +107,11 @@ impl PrepareConfig {
             "--candidate-fraction {} must be in [0, 1]",
             self.candidate_fraction
         );
+        ensure!(
+            self.lidc_z_tolerance > 0.0 && self.lidc_z_tolerance <= 0.5,
+            "--lidc-z-tolerance {} must be in (0, 0.5]",
+            self.lidc_z_tolerance
+        );
         Ok(())
     }
 }
@@ -129,6 +143,31 @@ pub struct SkippedScan {
     pub reason: String,
 }
 
+/// What the LIDC reader files gave (`--lidc-xml`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LidcSummary {
+    pub xml_dir: PathBuf,
+    pub xml_files: usize,
+    /// Chest X-ray and other non-CT files, skipped.
+    pub not_ct_files: usize,
+    /// CT reads of series with no scan in this run.
+    pub other_series_files: usize,
+    pub bad_files: Vec<lidc::BadFile>,
+    pub duplicate_files: Vec<lidc::BadFile>,
+    /// Scans (read without error) with / without an XML file.
+    pub scans_with_xml: usize,
+    pub scans_without_xml: usize,
+    /// Annotations labelled by a consensus outline / by the sphere (no cluster matched).
+    pub annotations_outlined: usize,
+    pub annotations_sphere: usize,
+    /// Clusters no annotation took: kept clear of negatives, not labelled.
+    pub clusters_unmatched: usize,
+    /// Nodules < 3 mm and non-nodules: kept clear of negatives.
+    pub point_findings: usize,
+    /// Reads that could not be placed on their scan.
+    pub reads_skipped: usize,
+}
+
 /// What `prepare` did; written as `prepare_report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PrepareSummary {
@@ -149,6 +188,11 @@ pub struct PrepareSummary {
     pub unknown_seriesuids: Vec<String>,
     /// Scans that got fewer negatives than asked (no lung or candidates found).
     pub negative_shortfall: usize,
+    /// LUNA16's `annotations_excluded.csv`, when found: points kept clear of negatives.
+    pub excluded_file: Option<PathBuf>,
+    pub excluded: usize,
+    /// What `--lidc-xml` gave.
+    pub lidc: Option<LidcSummary>,
     pub splits: BTreeMap<String, SplitCounts>,
     pub warnings: Vec<String>,
     pub seconds: f64,
@@ -195,6 +239,35 @@ impl std::fmt::Display for PrepareSummary {
             self.annotations,
             self.unknown_annotations
         )?;
+        if let Some(p) = &self.excluded_file {
+            writeln!(
+                f,
+                "excluded findings: {} from {} (kept clear of negatives)",
+                self.excluded,
+                p.display()
+            )?;
+        }
+        if let Some(l) = &self.lidc {
+            writeln!(
+                f,
+                "LIDC: {} xml files ({} bad, {} not CT, {} other series); scans with xml {}, without {}",
+                l.xml_files,
+                l.bad_files.len(),
+                l.not_ct_files,
+                l.other_series_files,
+                l.scans_with_xml,
+                l.scans_without_xml
+            )?;
+            writeln!(
+                f,
+                "  labels: {} consensus outlines, {} spheres; {} clusters unmatched and {} point findings kept clear; {} reads skipped",
+                l.annotations_outlined,
+                l.annotations_sphere,
+                l.clusters_unmatched,
+                l.point_findings,
+                l.reads_skipped
+            )?;
+        }
         write!(
             f,
             "{:.1} s, {:.2} scans/s; dataset in {}",
@@ -221,6 +294,11 @@ pub fn prepare(
         Some(p) => luna::read_candidates(p)?,
         None => Vec::new(),
     };
+    let excluded_file = luna::find_excluded(input);
+    let excluded = match &excluded_file {
+        Some(p) => luna::read_excluded(p)?,
+        None => Vec::new(),
+    };
     let scans = luna::find_scans(input)?;
     ensure!(
         !scans.is_empty(),
@@ -241,6 +319,9 @@ pub fn prepare(
         unknown_annotations: 0,
         unknown_seriesuids: Vec::new(),
         negative_shortfall: 0,
+        excluded_file: excluded_file.clone(),
+        excluded: excluded.len(),
+        lidc: None,
         splits: split::SPLITS
             .iter()
             .map(|s| (s.to_string(), SplitCounts::default()))
@@ -262,6 +343,7 @@ pub fn prepare(
 
     let by_uid = group(&annotations, |a| &a.seriesuid);
     let cand_by_uid = group(&candidates, |c| &c.seriesuid);
+    let excl_by_uid = group(&excluded, |c| &c.seriesuid);
     let known: HashMap<&str, ()> = scans.iter().map(|s| (s.seriesuid.as_str(), ())).collect();
     for (uid, list) in &by_uid {
         if !known.contains_key(uid) {
@@ -305,6 +387,31 @@ pub fn prepare(
     let n_scans = assigned.len();
     let neg_quota = |i: usize| total_neg * (i + 1) / n_scans - total_neg * i / n_scans;
 
+    let folder = match &cfg.lidc_xml {
+        Some(dir) => {
+            let wanted: HashMap<&str, ()> = assigned
+                .iter()
+                .map(|(s, _)| (s.seriesuid.as_str(), ()))
+                .collect();
+            let f = lidc::read_folder(dir, |uid| wanted.contains_key(uid), &Default::default())?;
+            for b in f.bad.iter().chain(&f.duplicates) {
+                let msg = format!("--lidc-xml: {}: {}", b.path.display(), b.reason);
+                warn(&mut summary, msg, &mut on_event);
+            }
+            summary.lidc = Some(LidcSummary {
+                xml_dir: dir.clone(),
+                xml_files: f.xml_files,
+                not_ct_files: f.not_ct,
+                other_series_files: f.other_series,
+                bad_files: f.bad.clone(),
+                duplicate_files: f.duplicates.clone(),
+                ..Default::default()
+            });
+            Some(f)
+        }
+        None => None,
+    };
+
     let mut writer = DatasetWriter::create(output)?;
     on_event(Event::Start { scans: n_scans });
     for (i, (scan, split)) in assigned.iter().enumerate() {
@@ -316,8 +423,33 @@ pub fn prepare(
             .get(scan.seriesuid.as_str())
             .cloned()
             .unwrap_or_default();
-        match cut_scan(scan, &ann, &cand, neg_quota(i), cfg, &spec) {
-            Ok(cut) => {
+        let excl = excl_by_uid
+            .get(scan.seriesuid.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let job = ScanJob {
+            scan,
+            ann: &ann,
+            cand: &cand,
+            excluded: &excl,
+            lidc: folder
+                .as_ref()
+                .and_then(|f| f.series.get(&scan.seriesuid))
+                .map(|(_, file)| file),
+            n_neg: neg_quota(i),
+        };
+        match cut_scan(&job, cfg, &spec) {
+            Ok((cut, labels)) => {
+                if let Some(l) = summary.lidc.as_mut() {
+                    l.add(&labels);
+                }
+                for msg in labels.warnings {
+                    warn(
+                        &mut summary,
+                        format!("{}: {msg}", scan.seriesuid),
+                        &mut on_event,
+                    );
+                }
                 let counts = summary.splits.get_mut(*split).expect("known split");
                 counts.scans += 1;
                 let wanted = neg_quota(i);
@@ -374,31 +506,156 @@ fn group<'a, T>(items: &'a [T], key: impl Fn(&'a T) -> &'a str) -> HashMap<&'a s
 
 type Cut = (PatchRecord, Vec<f32>, Vec<u8>);
 
+/// One scan's inputs.
+struct ScanJob<'a> {
+    scan: &'a ScanFile,
+    ann: &'a [&'a Annotation],
+    cand: &'a [&'a Candidate],
+    excluded: &'a [&'a Annotation],
+    /// Its LIDC reads, with `--lidc-xml` and a file for its series.
+    lidc: Option<&'a lidc::xml::LidcFile>,
+    n_neg: usize,
+}
+
+/// Where a scan's labels came from.
+#[derive(Debug, Default)]
+struct LabelSource {
+    with_xml: bool,
+    without_xml: bool,
+    outlined: usize,
+    sphere: usize,
+    unmatched: usize,
+    points: usize,
+    reads_skipped: usize,
+    warnings: Vec<String>,
+}
+
+impl LidcSummary {
+    fn add(&mut self, l: &LabelSource) {
+        self.scans_with_xml += usize::from(l.with_xml);
+        self.scans_without_xml += usize::from(l.without_xml);
+        self.annotations_outlined += l.outlined;
+        self.annotations_sphere += l.sphere;
+        self.clusters_unmatched += l.unmatched;
+        self.point_findings += l.points;
+        self.reads_skipped += l.reads_skipped;
+    }
+}
+
+/// A scan's labels: annotations drawn as spheres, consensus masks, and the keepouts of
+/// negatives.
+struct ScanLabels<'a> {
+    spheres: Vec<&'a Annotation>,
+    nodules: Vec<lidc::ScanNodule>,
+    keep: Vec<Keepout>,
+    source: LabelSource,
+}
+
+/// Matches the scan's annotations to its LIDC clusters (when `--lidc-xml` was given).
+fn scan_labels<'a>(
+    job: &ScanJob<'a>,
+    geometry: &lungseg::Geometry,
+    cfg: &PrepareConfig,
+) -> Result<ScanLabels<'a>> {
+    let mut keep: Vec<Keepout> = job.ann.iter().map(|a| Keepout::of(a)).collect();
+    keep.extend(job.excluded.iter().map(|a| Keepout::of(a)));
+    let mut source = LabelSource::default();
+    let Some(file) = job.lidc else {
+        source.without_xml = cfg.lidc_xml.is_some();
+        if source.without_xml && !job.ann.is_empty() {
+            source.sphere = job.ann.len();
+            source
+                .warnings
+                .push("no LIDC XML for this series: its nodules keep sphere labels".into());
+        }
+        return Ok(ScanLabels {
+            spheres: job.ann.to_vec(),
+            nodules: Vec::new(),
+            keep,
+            source,
+        });
+    };
+    source.with_xml = true;
+    let reads = lidc::scan_reads(file, geometry, cfg.lidc_z_tolerance)?;
+    source.reads_skipped = reads.skipped.len();
+    source.warnings.extend(
+        reads
+            .skipped
+            .iter()
+            .map(|r| format!("LIDC read skipped: {r}")),
+    );
+    source.points = reads.points.len();
+    keep.extend(reads.points.iter().map(|&world| Keepout {
+        world,
+        radius_mm: 0.0,
+    }));
+    let pairs: Vec<([f64; 3], f64)> = job.ann.iter().map(|a| (a.world, a.diameter_mm)).collect();
+    let matched = lidc::match_annotations(&pairs, &reads.nodules);
+    let mut spheres = Vec::new();
+    for (a, m) in job.ann.iter().zip(&matched) {
+        if m.is_none() {
+            spheres.push(*a);
+            source.warnings.push(format!(
+                "annotations.csv line {}: no LIDC cluster within reach of its centre; sphere label",
+                a.line
+            ));
+        }
+    }
+    source.sphere = spheres.len();
+    source.outlined = job.ann.len() - spheres.len();
+    let mut nodules = Vec::new();
+    for (i, n) in reads.nodules.into_iter().enumerate() {
+        if matched.contains(&Some(i)) {
+            nodules.push(n);
+        } else {
+            source.unmatched += 1;
+            keep.push(Keepout {
+                world: n.center_world,
+                radius_mm: n.radius_mm,
+            });
+        }
+    }
+    Ok(ScanLabels {
+        spheres,
+        nodules,
+        keep,
+        source,
+    })
+}
+
 /// Reads one scan and cuts all its patches in memory (the split is filled in by the caller);
 /// any error leaves nothing written, so a damaged scan is skipped whole.
 fn cut_scan(
-    scan: &ScanFile,
-    ann: &[&Annotation],
-    cand: &[&Candidate],
-    n_neg: usize,
+    job: &ScanJob<'_>,
     cfg: &PrepareConfig,
     spec: &PatchSpec,
-) -> Result<Vec<Cut>> {
+) -> Result<(Vec<Cut>, LabelSource)> {
+    let scan = job.scan;
     let volume = lungseg::mhd::read(&scan.path, &Default::default())?;
     volume.require_scalar()?;
+    let labels = scan_labels(job, &volume.geometry, cfg)?;
+    let outlines = (!labels.nodules.is_empty()).then_some(Outlines {
+        geometry: &volume.geometry,
+        nodules: &labels.nodules,
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(split::uid_hash(&scan.seriesuid, cfg.seed));
-    let mut sites =
-        sampling::positives(ann, cfg.positives_per_nodule, cfg.jitter_mm, spec, &mut rng);
+    let mut sites = sampling::positives(
+        job.ann,
+        cfg.positives_per_nodule,
+        cfg.jitter_mm,
+        spec,
+        &mut rng,
+    );
     sites.extend(sampling::negatives(
         &volume,
-        ann,
-        cand,
-        n_neg,
+        &labels.keep,
+        job.cand,
+        job.n_neg,
         cfg.candidate_fraction,
         &mut rng,
     ));
     let mut counters: HashMap<char, usize> = HashMap::new();
-    sites
+    let cut = sites
         .iter()
         .map(|site: &Site| {
             let tag = site.source.tag();
@@ -406,7 +663,7 @@ fn cut_scan(
             let id = format!("{}_{tag}{:03}", scan.seriesuid, *n);
             *n += 1;
             let hu = patch::extract_patch(&volume, site.center, spec)?;
-            let mask = sampling::label_mask(spec, site.center, ann)?;
+            let mask = sampling::label_mask(spec, site.center, &labels.spheres, outlines)?;
             let (label, diameter_mm) = match site.source {
                 Source::Nodule { diameter_mm, .. } => (1, Some(diameter_mm)),
                 _ => (0, None),
@@ -429,5 +686,6 @@ fn cut_scan(
                 mask,
             ))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((cut, labels.source))
 }

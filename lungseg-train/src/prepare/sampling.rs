@@ -3,10 +3,12 @@
 //! - Positives: `positives_per_nodule` patches around each annotation, the centre moved by a
 //!   uniform jitter of up to `jitter_mm` per axis (capped so the nodule centre stays well inside
 //!   the patch), so the network does not learn "the nodule is always in the middle".
-//! - Negatives: class-0 candidates at least [`NEG_CLEARANCE_MM`] beyond every nodule's radius
-//!   (LUNA16's hard negatives: vessels, scars), and random lung points (see [`lung_point`]).
-//! - Labels: the union of the balls of every annotation of the scan, rasterised in world mm by
-//!   `lungseg::patch::sphere_mask` (so direction and anisotropic spacing are honoured), for
+//! - Negatives: class-0 candidates at least [`NEG_CLEARANCE_MM`] beyond every [`Keepout`]
+//!   (the nodules, LUNA16's excluded findings, LIDC findings no annotation took) — LUNA16's
+//!   hard negatives: vessels, scars — and random lung points (see [`lung_point`]).
+//! - Labels: the union of the balls of every annotation of the scan without an outline,
+//!   rasterised in world mm by `lungseg::patch::sphere_mask` (so direction and anisotropic
+//!   spacing are honoured), and of the LIDC consensus masks of the others (`lidc::label`), for
 //!   positives and negatives alike: a negative that happens to touch a nodule says so.
 
 use anyhow::Result;
@@ -16,7 +18,10 @@ use rand::seq::SliceRandom;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
+use super::lidc::label::paint_patch;
+use super::lidc::ScanNodule;
 use super::luna::{Annotation, Candidate};
+use lungseg::geometry::Geometry;
 
 /// A negative must be this far (mm) beyond a nodule's surface.
 pub const NEG_CLEARANCE_MM: f64 = 10.0;
@@ -65,9 +70,26 @@ fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
         .sqrt()
 }
 
-fn clear_of_nodules(p: [f64; 3], ann: &[&Annotation]) -> bool {
-    ann.iter()
-        .all(|a| dist(p, a.world) > a.diameter_mm / 2.0 + NEG_CLEARANCE_MM)
+/// A place negatives keep [`NEG_CLEARANCE_MM`] away from: within `radius_mm` of `world`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Keepout {
+    pub world: [f64; 3],
+    pub radius_mm: f64,
+}
+
+impl Keepout {
+    /// A nodule or finding of `diameter_mm` (0 for a point).
+    pub fn of(a: &Annotation) -> Keepout {
+        Keepout {
+            world: a.world,
+            radius_mm: a.diameter_mm.max(0.0) / 2.0,
+        }
+    }
+}
+
+fn clear_of(p: [f64; 3], keep: &[Keepout]) -> bool {
+    keep.iter()
+        .all(|k| dist(p, k.world) > k.radius_mm + NEG_CLEARANCE_MM)
 }
 
 /// Jittered positive centres for every annotation.
@@ -107,11 +129,11 @@ pub fn positives(
 }
 
 /// `n` negative centres: about `candidate_fraction` of them from class-0 candidates clear of
-/// nodules, the rest random lung points; either kind fills in when the other runs out.
+/// every keepout, the rest random lung points; either kind fills in when the other runs out.
 /// Returns fewer than `n` only when neither is available.
 pub fn negatives(
     volume: &Volume,
-    ann: &[&Annotation],
+    keep: &[Keepout],
     candidates: &[&Candidate],
     n: usize,
     candidate_fraction: f64,
@@ -119,7 +141,7 @@ pub fn negatives(
 ) -> Vec<Site> {
     let mut pool: Vec<[f64; 3]> = candidates
         .iter()
-        .filter(|c| c.class == 0 && clear_of_nodules(c.world, ann))
+        .filter(|c| c.class == 0 && clear_of(c.world, keep))
         .map(|c| c.world)
         .collect();
     pool.shuffle(rng);
@@ -136,7 +158,7 @@ pub fn negatives(
     while out.len() < n && tries < LUNG_TRIES * n {
         tries += 1;
         if let Some(center) = lung_point(volume, rng) {
-            if clear_of_nodules(center, ann) {
+            if clear_of(center, keep) {
                 out.push(Site {
                     center,
                     source: Source::Lung,
@@ -183,8 +205,20 @@ pub fn lung_point(volume: &Volume, rng: &mut ChaCha8Rng) -> Option<[f64; 3]> {
     })
 }
 
-/// The label of a patch at `center`: the union of every annotation's ball.
-pub fn label_mask(spec: &PatchSpec, center: [f64; 3], ann: &[&Annotation]) -> Result<Vec<u8>> {
+/// Nodules with consensus masks on a scan grid (`prepare --lidc-xml`).
+#[derive(Clone, Copy)]
+pub struct Outlines<'a> {
+    pub geometry: &'a Geometry,
+    pub nodules: &'a [ScanNodule],
+}
+
+/// The label of a patch at `center`: the union of the balls of `spheres` and of `outlines`.
+pub fn label_mask(
+    spec: &PatchSpec,
+    center: [f64; 3],
+    spheres: &[&Annotation],
+    outlines: Option<Outlines<'_>>,
+) -> Result<Vec<u8>> {
     let n = spec.len();
     let mut mask = vec![0u8; n];
     let mut ball = vec![0u8; n];
@@ -195,7 +229,7 @@ pub fn label_mask(spec: &PatchSpec, center: [f64; 3], ann: &[&Annotation]) -> Re
         .map(|(&s, sp)| (s as f64 * sp / 2.0 + sp).powi(2))
         .sum::<f64>()
         .sqrt();
-    for a in ann {
+    for a in spheres {
         if dist(center, a.world) > half_diag + a.diameter_mm / 2.0 {
             continue;
         }
@@ -204,6 +238,15 @@ pub fn label_mask(spec: &PatchSpec, center: [f64; 3], ann: &[&Annotation]) -> Re
                 *m |= *b;
             }
         }
+    }
+    if let Some(o) = outlines {
+        let near: Vec<_> = o
+            .nodules
+            .iter()
+            .filter(|n| dist(center, n.center_world) <= half_diag + n.radius_mm)
+            .map(|n| &n.mask)
+            .collect();
+        paint_patch(spec, center, o.geometry, &near, &mut mask)?;
     }
     Ok(mask)
 }
