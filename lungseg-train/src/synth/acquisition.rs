@@ -18,73 +18,82 @@ pub struct Block {
     pub data: Vec<f32>,
 }
 
-/// The render grid along z: `m` render slices per acquired slice, `margin` extra render slices
-/// below the first and above the last acquired one so the profile never runs off the object.
+/// The render grid along z and the slice-sensitivity profile that maps it onto the acquired
+/// slices. Render slice `f` is at `(f − margin)·step_mm` from the first acquired slice;
+/// `margin` extra render slices below the first and above the last acquired one keep the
+/// profile on the object.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ZSampling {
-    pub m: usize,
     pub step_mm: f64,
     pub margin: usize,
-    /// Normalised profile weights at render offsets `-margin..=margin`.
+    spacing_mm: f64,
+    /// Profile σ (mm), widened by the render slab itself (`h²/12`).
     sigma_mm: f64,
 }
 
 impl ZSampling {
-    /// Render step ≤ 1 mm and ≤ half the slice thickness (not below 0.5 mm), dividing the
-    /// spacing so every acquired slice centre is a render slice.
+    /// Render step: the spacing, at most 1 mm, and at most max(half the thickness, 0.8 mm).
     pub fn new(spacing_z: f64, thickness: f64) -> Self {
-        let target = (thickness / 2.0).clamp(0.5, 1.0);
-        let m = ((spacing_z / target).ceil() as usize).max(1);
-        let step_mm = spacing_z / m as f64;
+        let step_mm = spacing_z.min((thickness / 2.0).max(0.8)).min(1.0);
         // Slice-sensitivity profile: Gaussian whose FWHM is the nominal thickness.
-        let sigma_mm = thickness / (8f64.ln() * 2.0).sqrt();
-        let margin = ((3.0 * sigma_mm / step_mm).ceil() as usize).max(1);
+        let sigma = thickness / (8.0 * 2f64.ln()).sqrt();
+        let sigma_mm = (sigma * sigma + step_mm * step_mm / 12.0).sqrt();
+        let margin = (3.0 * sigma_mm / step_mm).ceil() as usize + 1;
         ZSampling {
-            m,
             step_mm,
             margin,
+            spacing_mm: spacing_z,
             sigma_mm,
         }
     }
 
     /// Render slices needed for `nz` acquired slices.
     pub fn render_slices(&self, nz: usize) -> usize {
-        (nz - 1) * self.m + 1 + 2 * self.margin
+        ((nz - 1) as f64 * self.spacing_mm / self.step_mm).ceil() as usize + 1 + 2 * self.margin
     }
 
-    fn weights(&self) -> Vec<f32> {
-        let r = self.margin as isize;
-        let w: Vec<f64> = (-r..=r)
-            .map(|j| {
-                let d = j as f64 * self.step_mm;
+    /// First render slice and normalised weights of acquired slice `k`.
+    fn taps(&self, k: usize) -> (usize, Vec<f32>) {
+        let c = k as f64 * self.spacing_mm / self.step_mm + self.margin as f64;
+        let reach = 3.0 * self.sigma_mm / self.step_mm;
+        let (f0, f1) = ((c - reach).ceil().max(0.0) as usize, (c + reach).floor() as usize);
+        let w: Vec<f64> = (f0..=f1)
+            .map(|f| {
+                let d = (f as f64 - c) * self.step_mm;
                 (-d * d / (2.0 * self.sigma_mm * self.sigma_mm)).exp()
             })
             .collect();
         let s: f64 = w.iter().sum();
-        w.iter().map(|v| (v / s) as f32).collect()
+        (f0, w.iter().map(|v| (v / s) as f32).collect())
     }
 
-    /// Applies the profile: render slices → `nz` acquired slices (render slice `k·m + margin`
-    /// is the centre of acquired slice `k`).
-    pub fn apply(&self, fine: &Block, nz: usize) -> Block {
+    /// Applies the profile: render slices `f0..` of `fine` → acquired slices `k0..k0 + nk`.
+    pub fn apply(&self, fine: &Block, f0: usize, k0: usize, nk: usize) -> Block {
         let [nx, ny, nf] = fine.dims;
-        debug_assert_eq!(nf, self.render_slices(nz));
         let plane = nx * ny;
-        let w = self.weights();
-        let mut data = vec![0f32; plane * nz];
+        let mut data = vec![0f32; plane * nk];
         par_chunks(&mut data, plane, |k, out| {
-            let first = k * self.m;
+            let (first, w) = self.taps(k0 + k);
             for (j, &wj) in w.iter().enumerate() {
-                let src = &fine.data[(first + j) * plane..(first + j + 1) * plane];
+                let f = first + j - f0;
+                assert!(f < nf, "render block too short for the slice profile");
+                let src = &fine.data[f * plane..(f + 1) * plane];
                 for (o, s) in out.iter_mut().zip(src) {
                     *o += wj * s;
                 }
             }
         });
         Block {
-            dims: [nx, ny, nz],
+            dims: [nx, ny, nk],
             data,
         }
+    }
+
+    /// Render slices acquired slices `k0..k1` read (half-open).
+    pub fn render_range(&self, k0: usize, k1: usize) -> (usize, usize) {
+        let (a, _) = self.taps(k0);
+        let (b, w) = self.taps(k1 - 1);
+        (a, b + w.len())
     }
 }
 
@@ -100,7 +109,7 @@ impl Psf {
     /// FWHM 1.1 mm (soft) or 0.7 mm (sharp, with overshoot at edges), on top of the render's
     /// one-voxel box.
     pub fn new(kernel: Kernel, pixel_mm: f64) -> Self {
-        let fwhm_to_sigma = 1.0 / (8f64.ln() * 2.0).sqrt();
+        let fwhm_to_sigma = 1.0 / (8.0 * 2f64.ln()).sqrt();
         match kernel {
             Kernel::Soft => Psf {
                 sigma_px: 1.1 * fwhm_to_sigma / pixel_mm,
@@ -309,25 +318,34 @@ mod tests {
 
     #[test]
     fn slice_profile_fwhm_is_the_slice_thickness() {
-        for (spacing, thickness) in [(1.0, 1.0), (1.25, 2.5), (2.5, 5.0), (0.8, 0.6), (2.0, 3.0)] {
-            let z = ZSampling::new(spacing, thickness);
-            assert!(z.step_mm <= 1.0 + 1e-9 && (spacing / z.step_mm - z.m as f64).abs() < 1e-9);
-            // Profile over a dense line of acquired slices: a thin plane at the render
-            // slice of acquired slice 20 seen by every acquired slice.
-            let nz = 41;
-            let nf = z.render_slices(nz);
-            let mut data = vec![0f32; nf];
-            data[20 * z.m + z.margin] = 1.0;
-            let out = z.apply(&Block { dims: [1, 1, nf], data }, nz);
-            let w: Vec<f32> = z.weights();
-            // The weights themselves, sampled at the render step, are the profile.
+        for thickness in [0.6, 1.0, 2.5, 5.0] {
+            // A fine spacing samples the profile finely: the render step follows it.
+            let z = ZSampling::new(0.05, thickness);
+            let (_, w) = z.taps(40);
             let fw = fwhm(&w) * z.step_mm;
             assert!(
-                (fw - thickness).abs() <= 0.12 * thickness + z.step_mm * 0.2,
-                "spacing {spacing} thickness {thickness}: FWHM {fw:.2} mm"
+                (fw - thickness).abs() <= 0.06 * thickness,
+                "thickness {thickness}: FWHM {fw:.3} mm"
             );
-            assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-            assert_eq!(out.data.iter().cloned().fold(0.0, f32::max), out.data[20]);
+        }
+        for (spacing, thickness) in [(1.0, 0.7), (1.25, 2.5), (2.5, 5.0), (2.5, 1.8)] {
+            let z = ZSampling::new(spacing, thickness);
+            assert!(z.step_mm <= 1.0 && z.step_mm <= spacing);
+            // A thin plane at acquired slice 5's centre: slice 5 sees most of it, the
+            // profile is normalised, and no acquired slice reads past the render grid.
+            let nz = 11;
+            let nf = z.render_slices(nz);
+            assert!(z.render_range(0, nz).1 <= nf);
+            let mut data = vec![1f32; nf];
+            let out = z.apply(&Block { dims: [1, 1, nf], data: data.clone() }, 0, 0, nz);
+            assert!(out.data.iter().all(|v| (v - 1.0).abs() < 1e-5), "{:?}", out.data);
+            data.iter_mut().for_each(|v| *v = 0.0);
+            let (first, w) = z.taps(5);
+            let peak = first + w.iter().enumerate().fold((0, 0f32), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+            data[peak] = 1.0;
+            let out = z.apply(&Block { dims: [1, 1, nf], data }, 0, 0, nz);
+            let max = out.data.iter().cloned().fold(0.0, f32::max);
+            assert_eq!(max, out.data[5], "spacing {spacing} thickness {thickness}: {:?}", out.data);
         }
     }
 

@@ -186,7 +186,8 @@ impl Anatomy {
         let h = ((x - hc[0]) / hr[0]).powi(2) + ((y - hc[1]) / hr[1]).powi(2);
         if z < htop && h < 1.0 {
             // Myocardium (40 HU) around the blood pool.
-            return if h > 0.6 { MUSCLE } else { self.blood } + 6.0 * self.tex(p);
+            let pool = if h > 0.6 { MUSCLE } else { self.blood };
+            return pool + 6.0 * self.tex(p);
         }
         let in_circle = |(c, r): ([f64; 2], f64)| (x - c[0]).powi(2) + (y - c[1]).powi(2) < r * r;
         if in_circle(self.aorta) || (in_circle(self.trunk()) && z < htop + 15.0) {
@@ -206,7 +207,7 @@ impl Anatomy {
         let mean_r = 0.5 * (self.ca + self.cb);
         let radial = (cav - 1.0) * mean_r;
         (y < 0.0 && x.abs() < 0.12 * self.ca && (2.0..12.0).contains(&radial))
-            .then_some(if radial < 3.5 || radial > 10.5 { self.cortex * 0.7 } else { MARROW })
+            .then_some(if (3.5..=10.5).contains(&radial) { MARROW } else { self.cortex * 0.7 })
     }
 
     /// Ribs: tilted hoops just outside the cavity, lower in front, absent at the sternum.
@@ -254,7 +255,6 @@ impl Anatomy {
             cb: self.cb,
             z_base: self.z_base,
             z_apex: self.z_apex,
-            med_half: self.med_half,
         }
     }
 
@@ -281,5 +281,4 @@ pub struct LungFrame {
     pub cb: f64,
     pub z_base: f64,
     pub z_apex: f64,
-    pub med_half: f64,
 }

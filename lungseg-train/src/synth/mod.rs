@@ -310,16 +310,18 @@ pub fn generate_scan(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Scan> {
 }
 
 /// Scans the object: profile, PSF, noise, field of view, int16, labels, annotations.
-fn acquire(o: Object, seed: u64, index: u64) -> Result<Scan> {
-    let plan = &o.plan;
+fn acquire(mut o: Object, seed: u64, index: u64) -> Result<Scan> {
+    let plan = o.plan.clone();
     let acq = plan.acquisition;
     let nz = plan.dims[2];
     let psf = Psf::new(acq.kernel, plan.spacing[0]);
     let mut acquired = o.z.apply(
         &Block {
             dims: o.canvas.dims,
-            data: o.canvas.hu.clone(),
+            data: std::mem::take(&mut o.canvas.hu),
         },
+        0,
+        0,
         nz,
     );
     psf.apply(&mut acquired, true);
@@ -347,7 +349,7 @@ fn acquire(o: Object, seed: u64, index: u64) -> Result<Scan> {
         &all,
         &o.scene.nodules,
         &annotations,
-        plan,
+        &plan,
     );
     Ok(Scan {
         seriesuid: plan.seriesuid.clone(),
@@ -389,8 +391,8 @@ fn label(o: &Object, psf: &Psf) -> (Vec<u8>, Vec<Annotation>) {
         if k0 >= k1 || x0 >= x1 || y0 >= y1 {
             continue;
         }
-        let f0 = k0 * o.z.m;
-        let nf = (k1 - k0 - 1) * o.z.m + 1 + 2 * o.z.margin;
+        let (f0, f1) = o.z.render_range(k0, k1);
+        let nf = f1 - f0;
         let (bx, by) = (x1 - x0, y1 - y0);
         let mut occ = Vec::with_capacity(bx * by * nf);
         for f in f0..f0 + nf {
@@ -407,6 +409,8 @@ fn label(o: &Object, psf: &Psf) -> (Vec<u8>, Vec<Annotation>) {
                 dims: [bx, by, nf],
                 data: occ,
             },
+            f0,
+            k0,
             k1 - k0,
         );
         psf.apply(&mut seen, false);

@@ -253,7 +253,7 @@ fn draw_diameter(rng: &mut impl rand::Rng, kind: NoduleKind, min_mm: f64) -> Opt
         _ => rng.random_range(20.0..50.0),
     };
     let min = match kind {
-        NoduleKind::Solid => 3.0,
+        NoduleKind::Solid => 3.0f64,
         NoduleKind::PartSolid => 6.0,
         NoduleKind::GroundGlass => 5.0,
     }
@@ -318,7 +318,8 @@ fn build(
             // Solid component(s): 25–70 % of the diameter, off-centre.
             for _ in 0..rng.random_range(1..=3) {
                 let cr = r * rng.random_range(0.25..0.6);
-                let off = random_unit(rng).map(|v| v * (r - cr) * rng.random_range(0.0..0.7));
+                let (u, t) = (random_unit(rng), rng.random_range(0.0..0.7));
+                let off = u.map(|v| v * (r - cr) * t);
                 inclusions.push(Inclusion {
                     center: std::array::from_fn(|i| center[i] + off[i]),
                     radius: cr,
@@ -340,7 +341,8 @@ fn build(
                 // Popcorn: scattered chunks.
                 _ => {
                     for _ in 0..rng.random_range(3..=6) {
-                        let off = random_unit(rng).map(|v| v * r * rng.random_range(0.0..0.6));
+                        let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+                        let off = u.map(|v| v * r * t);
                         inclusions.push(Inclusion {
                             center: std::array::from_fn(|i| center[i] + off[i]),
                             radius: r * rng.random_range(0.12..0.3),
@@ -353,7 +355,8 @@ fn build(
         NoduleKind::Solid if d >= 10.0 && rng.random_bool(0.1) => {
             cavitary = true;
             let wall = r * rng.random_range(0.25..0.5);
-            let off = random_unit(rng).map(|v| v * wall * rng.random_range(0.0..0.6));
+            let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+            let off = u.map(|v| v * wall * t);
             inclusions.push(Inclusion {
                 center: std::array::from_fn(|i| center[i] + off[i]),
                 radius: r - wall,
@@ -368,7 +371,8 @@ fn build(
                 let u = random_unit(rng);
                 let a = shape.surface_towards(u);
                 let len = (r * rng.random_range(0.4..1.2)).min(20.0);
-                let dir = normalize(std::array::from_fn(|i| u[i] + 0.3 * random_unit(rng)[i]));
+                let wobble = random_unit(rng);
+                let dir = normalize(std::array::from_fn(|i| u[i] + 0.3 * wobble[i]));
                 Segment {
                     a: std::array::from_fn(|i| a[i] - 0.5 * u[i]),
                     b: std::array::from_fn(|i| a[i] + len * dir[i]),
@@ -478,14 +482,21 @@ fn fits(n: &Nodule, env: &Surroundings) -> bool {
     }
     let r = n.shape.extent();
     let juxta = n.placement == Placement::Juxtapleural;
-    let reach = if juxta { 0.3 * r } else { r + 2.0 };
+    // Masses (> 24 mm) may abut the wall or mediastinum on a side, as real ones do.
+    let (reach, needed) = if juxta {
+        (0.3 * r, 18)
+    } else if r > 12.0 {
+        (0.75 * r, 20)
+    } else {
+        (r + 2.0, 26)
+    };
     let inside = (0..26)
         .filter(|&k| {
             let u = fibonacci_dir(k, 26);
             a.is_lung(std::array::from_fn(|i| c[i] + reach * u[i]))
         })
         .count();
-    if inside < if juxta { 18 } else { 26 } {
+    if inside < needed {
         return false;
     }
     let clear = |segs: &[Segment], margin: f64| {

@@ -152,7 +152,7 @@ impl ScanPlan {
 impl Acquisition {
     fn draw(rng: &mut impl rand::Rng, cfg: &SynthConfig, spacing_z: f64) -> Self {
         // Thickness ≥ spacing is overlapping reconstruction (the common case); below it, gaps.
-        let thickness_mm = (spacing_z * rng.random_range(0.7..2.0)).clamp(0.6, 5.0);
+        let thickness_mm = (spacing_z * rng.random_range(0.6..2.0)).clamp(0.6, 5.0);
         let kernel = if rng.random::<f64>() < 0.4 {
             Kernel::Sharp
         } else {
