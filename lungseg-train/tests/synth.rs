@@ -467,12 +467,16 @@ fn labels_match_the_painted_shapes_and_stay_in_the_chest() {
 
 #[test]
 fn nodule_tissue_stays_in_its_type_range_before_noise() {
+    // Adult-sized field of view: room for the large (cavitary) nodules.
     let cfg = SynthConfig {
-        max_nodules: 3,
+        spacing_xy_mm: (1.2, 1.5),
         ..small()
     };
     let mut seen = BTreeMap::new();
-    for index in 0..80 {
+    for index in 0..120 {
+        if seen.len() == 4 {
+            break;
+        }
         let drawn = synth::draw_nodules(&cfg, 17, index).unwrap();
         let wanted = drawn.iter().any(|n| {
             (n.kind != NoduleKind::Solid && !seen.contains_key(n.kind.name()))
