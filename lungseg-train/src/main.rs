@@ -361,7 +361,12 @@ fn main() -> ExitCode {
         Command::SynthFigures { out, seed } => {
             synth::figure::write_figures(&out, &synth::SynthConfig::default(), seed)
                 .map_err(anyhow::Error::from)
-                .map(|()| println!("wrote {}/synth-slices.png and synth-nodules.png", out.display()))
+                .map(|()| {
+                    println!(
+                        "wrote {}/synth-slices.png and synth-nodules.png",
+                        out.display()
+                    )
+                })
         }
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),

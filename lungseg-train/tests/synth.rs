@@ -6,8 +6,8 @@
 use lungseg::patch::{extract_hu, PatchSpec};
 use lungseg::volume::{PixelData, Volume};
 use lungseg_train::synth::{
-    self, generate_scan, Dose, Kernel, NoduleKind, ScanPlan, SynthConfig, FLIPPED,
-    GGN_HU, SOLID_HU, UID_PREFIX,
+    self, generate_scan, Dose, Kernel, NoduleKind, ScanPlan, SynthConfig, FLIPPED, GGN_HU,
+    SOLID_HU, UID_PREFIX,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -304,7 +304,10 @@ fn flipping_keeps_the_anatomy_and_labels_in_world_mm() {
     // Labels: mirrored arrays, same world positions.
     let plane = g.dims[0] * g.dims[1];
     let (lp, lf) = (labels(&plain.labels), labels(&flipped.labels));
-    assert!(lp.iter().any(|&v| v != 0), "seed 3 scan 0 must have a nodule");
+    assert!(
+        lp.iter().any(|&v| v != 0),
+        "seed 3 scan 0 must have a nodule"
+    );
     for (a, b) in lp.chunks_exact(plane).zip(lf.chunks_exact(plane)) {
         assert!(a.iter().eq(b.iter().rev()));
     }
@@ -314,7 +317,11 @@ fn flipping_keeps_the_anatomy_and_labels_in_world_mm() {
 fn label_at(labels: &Volume, world: [f64; 3]) -> Option<u8> {
     let g = &labels.geometry;
     let idx = g.world_to_index(world).map(|v| v.round());
-    if idx.iter().zip(g.dims).any(|(&v, n)| v < 0.0 || v >= n as f64) {
+    if idx
+        .iter()
+        .zip(g.dims)
+        .any(|(&v, n)| v < 0.0 || v >= n as f64)
+    {
         return None;
     }
     let [i, j, k] = idx.map(|v| v as usize);
@@ -348,7 +355,11 @@ fn annotations_are_the_centroid_and_equivalent_diameter_of_the_labels() {
             let id = row as u8 + 1;
             let (mut count, mut sum) = (0usize, [0f64; 3]);
             for (idx, _) in l.iter().enumerate().filter(|(_, &v)| v == id) {
-                let (i, j, k) = (idx % g.dims[0], (idx / g.dims[0]) % g.dims[1], idx / (g.dims[0] * g.dims[1]));
+                let (i, j, k) = (
+                    idx % g.dims[0],
+                    (idx / g.dims[0]) % g.dims[1],
+                    idx / (g.dims[0] * g.dims[1]),
+                );
                 let w = g.index_to_world([i as f64, j as f64, k as f64]);
                 count += 1;
                 for a in 0..3 {
@@ -383,7 +394,10 @@ fn annotations_are_the_centroid_and_equivalent_diameter_of_the_labels() {
                     })
                 })
             });
-            assert!(near, "{uid} row {row}: no label {id} at or next to {world:?}");
+            assert!(
+                near,
+                "{uid} row {row}: no label {id} at or next to {world:?}"
+            );
             checked += 1;
             flipped += (g.direction == FLIPPED) as usize;
         }
@@ -416,8 +430,11 @@ fn labels_match_the_painted_shapes_and_stay_in_the_chest() {
             let mut vol = 0.0;
             let cell: f64 = painted.spacing.iter().product();
             let idx_range = |axis: usize| {
-                let i0 = ((n.center[axis] - pad - lo[axis]) / painted.spacing[axis]).floor().max(0.0) as usize;
-                let i1 = (((n.center[axis] + pad - lo[axis]) / painted.spacing[axis]).ceil() as usize)
+                let i0 = ((n.center[axis] - pad - lo[axis]) / painted.spacing[axis])
+                    .floor()
+                    .max(0.0) as usize;
+                let i1 = (((n.center[axis] + pad - lo[axis]) / painted.spacing[axis]).ceil()
+                    as usize)
                     .min(painted.dims[axis]);
                 i0..i1
             };
@@ -445,7 +462,11 @@ fn labels_match_the_painted_shapes_and_stay_in_the_chest() {
             // Every labelled voxel is inside the body; most of each label is lung.
             let (mut inside, mut lung, mut total) = (0, 0, 0);
             for (idx, _) in l.iter().enumerate().filter(|(_, &v)| v == a.label) {
-                let (i, j, k) = (idx % g.dims[0], (idx / g.dims[0]) % g.dims[1], idx / (g.dims[0] * g.dims[1]));
+                let (i, j, k) = (
+                    idx % g.dims[0],
+                    (idx / g.dims[0]) % g.dims[1],
+                    idx / (g.dims[0] * g.dims[1]),
+                );
                 let w = g.index_to_world([i as f64, j as f64, k as f64]);
                 let p = std::array::from_fn(|q| w[q] - body[q]);
                 inside += painted.in_body(p) as usize;
@@ -462,7 +483,10 @@ fn labels_match_the_painted_shapes_and_stay_in_the_chest() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "only {checked} nodules checked; pick another seed");
+    assert!(
+        checked >= 5,
+        "only {checked} nodules checked; pick another seed"
+    );
 }
 
 #[test]
@@ -491,8 +515,12 @@ fn nodule_tissue_stays_in_its_type_range_before_noise() {
             let (lo_hu, hi_hu) = n.hu_range();
             let pad = n.extent() + 1.0;
             let range = |axis: usize| {
-                let i0 = ((n.center[axis] - pad - p.start[axis]) / p.spacing[axis]).floor().max(0.0) as usize;
-                let i1 = (((n.center[axis] + pad - p.start[axis]) / p.spacing[axis]).ceil() as usize).min(p.dims[axis]);
+                let i0 = ((n.center[axis] - pad - p.start[axis]) / p.spacing[axis])
+                    .floor()
+                    .max(0.0) as usize;
+                let i1 = (((n.center[axis] + pad - p.start[axis]) / p.spacing[axis]).ceil()
+                    as usize)
+                    .min(p.dims[axis]);
                 i0..i1
             };
             let mut full = 0;
@@ -503,7 +531,10 @@ fn nodule_tissue_stays_in_its_type_range_before_noise() {
                         let t = n.tissue_hu(q);
                         assert!((lo_hu..=hi_hu).contains(&t), "{:?}: tissue {t}", n.kind);
                         let in_inclusion = n.inclusions.iter().any(|c| {
-                            let d: f64 = (0..3).map(|a| (q[a] - c.center[a]).powi(2)).sum::<f64>().sqrt();
+                            let d: f64 = (0..3)
+                                .map(|a| (q[a] - c.center[a]).powi(2))
+                                .sum::<f64>()
+                                .sqrt();
                             d < c.radius + p.edge_mm
                         });
                         if n.coverage(q, p.edge_mm) < 1.0 || in_inclusion {
@@ -522,10 +553,16 @@ fn nodule_tissue_stays_in_its_type_range_before_noise() {
                     }
                 }
             }
-            assert!(full > 0 || n.nominal_diameter_mm < 6.0, "{:?}: no full voxel", n.kind);
+            assert!(
+                full > 0 || n.nominal_diameter_mm < 6.0,
+                "{:?}: no full voxel",
+                n.kind
+            );
             for c in &n.inclusions {
                 let idx = |q: [f64; 3]| {
-                    let v: [usize; 3] = std::array::from_fn(|a| ((q[a] - p.start[a]) / p.spacing[a]).round() as usize);
+                    let v: [usize; 3] = std::array::from_fn(|a| {
+                        ((q[a] - p.start[a]) / p.spacing[a]).round() as usize
+                    });
                     (v[2] * p.dims[1] + v[1]) * p.dims[0] + v[0]
                 };
                 if c.radius < 2.0 * p.spacing[2] || n.shape.inside_mm(c.center) < 2.0 * p.edge_mm {
@@ -539,7 +576,10 @@ fn nodule_tissue_stays_in_its_type_range_before_noise() {
                     assert!(hu >= 200.0, "calcification centre {hu} HU");
                     seen.insert("calcified", ());
                 } else {
-                    assert!(hu >= -50.0 && hu <= before.max(100.0), "solid component {hu} HU");
+                    assert!(
+                        hu >= -50.0 && hu <= before.max(100.0),
+                        "solid component {hu} HU"
+                    );
                 }
             }
             if n.kind != NoduleKind::Solid && full > 0 {
@@ -553,7 +593,10 @@ fn nodule_tissue_stays_in_its_type_range_before_noise() {
     assert_eq!(GGN_HU, (-800.0, -300.0));
     assert!(SOLID_HU.0 > -100.0 && SOLID_HU.1 < 150.0);
     for want in ["ground-glass", "part-solid", "calcified", "cavitary"] {
-        assert!(seen.contains_key(want), "no {want} nodule checked: {seen:?}");
+        assert!(
+            seen.contains_key(want),
+            "no {want} nodule checked: {seen:?}"
+        );
     }
 }
 
@@ -573,7 +616,11 @@ fn padding_only_outside_the_field_of_view_circle() {
         let scan = generate_scan(&cfg, 41, index).unwrap();
         let g = &scan.volume.geometry;
         let [nx, ny, _] = g.dims;
-        let (cx, cy, r) = ((nx as f64 - 1.0) / 2.0, (ny as f64 - 1.0) / 2.0, nx as f64 / 2.0);
+        let (cx, cy, r) = (
+            (nx as f64 - 1.0) / 2.0,
+            (ny as f64 - 1.0) / 2.0,
+            nx as f64 / 2.0,
+        );
         let v = voxels(&scan.volume);
         let (mut outside, mut padded) = (0, 0);
         for (idx, &hu) in v.iter().enumerate() {
@@ -613,7 +660,10 @@ fn nodule_kinds_have_their_hu_in_the_scan() {
                 .zip(l)
                 .filter(|(_, &id)| id == a.label)
                 .fold((0.0, 0usize), |(s, n), (&h, _)| (s + h as f64, n + 1));
-            means.entry(a.nodule.kind.name()).or_default().push(s / n as f64);
+            means
+                .entry(a.nodule.kind.name())
+                .or_default()
+                .push(s / n as f64);
         }
     }
     for (kind, m) in &means {
@@ -623,7 +673,11 @@ fn nodule_kinds_have_their_hu_in_the_scan() {
             "ground-glass" => (-820.0..-300.0).contains(&avg),
             _ => (-750.0..-100.0).contains(&avg),
         };
-        assert!(ok, "{kind}: mean label HU {avg:.0} over {} nodules", m.len());
+        assert!(
+            ok,
+            "{kind}: mean label HU {avg:.0} over {} nodules",
+            m.len()
+        );
     }
     assert!(means.contains_key("solid"), "{:?}", means.keys());
 }

@@ -56,7 +56,10 @@ impl ZSampling {
     fn taps(&self, k: usize) -> (usize, Vec<f32>) {
         let c = k as f64 * self.spacing_mm / self.step_mm + self.margin as f64;
         let reach = 3.0 * self.sigma_mm / self.step_mm;
-        let (f0, f1) = ((c - reach).ceil().max(0.0) as usize, (c + reach).floor() as usize);
+        let (f0, f1) = (
+            (c - reach).ceil().max(0.0) as usize,
+            (c + reach).floor() as usize,
+        );
         let w: Vec<f64> = (f0..=f1)
             .map(|f| {
                 let d = (f as f64 - c) * self.step_mm;
@@ -204,7 +207,14 @@ pub fn par_chunks<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut 
 
 /// Quantum noise, textured by the kernel: white noise through a low-pass (soft) or band-pass
 /// (sharp: ramp filter) in-plane filter, scaled to unit σ, independent between slices.
-fn noise_slice(k: usize, kernel: Kernel, pixel_mm: f64, seed: u64, nx: usize, ny: usize) -> Vec<f32> {
+fn noise_slice(
+    k: usize,
+    kernel: Kernel,
+    pixel_mm: f64,
+    seed: u64,
+    nx: usize,
+    ny: usize,
+) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(k as u64);
     let white: Vec<f32> = (0..nx * ny)
@@ -237,9 +247,13 @@ fn noise_slice(k: usize, kernel: Kernel, pixel_mm: f64, seed: u64, nx: usize, ny
             })
             .sum::<f32>()
     };
-    let var = dot(&t1, &t1).powi(2) - 2.0 * a * dot(&t1, &t2).powi(2) + a * a * dot(&t2, &t2).powi(2);
+    let var =
+        dot(&t1, &t1).powi(2) - 2.0 * a * dot(&t1, &t2).powi(2) + a * a * dot(&t2, &t2).powi(2);
     let scale = 1.0 / var.max(1e-12).sqrt();
-    b1.iter().zip(&b2).map(|(x, y)| (x - a * y) * scale).collect()
+    b1.iter()
+        .zip(&b2)
+        .map(|(x, y)| (x - a * y) * scale)
+        .collect()
 }
 
 /// The stored int16 slices: object + noise inside the field-of-view circle, the padding value
@@ -261,9 +275,8 @@ impl Store {
         let outside = fov_outside(nx, ny);
         par_chunks(&mut out, plane, |k, o| {
             let clean = &b.data[k * plane..(k + 1) * plane];
-            let noise = (sigma > 0.0).then(|| {
-                noise_slice(k, acq.kernel, self.pixel_mm, self.noise_seed, nx, ny)
-            });
+            let noise = (sigma > 0.0)
+                .then(|| noise_slice(k, acq.kernel, self.pixel_mm, self.noise_seed, nx, ny));
             for (idx, (o, &v)) in o.iter_mut().zip(clean).enumerate() {
                 let n = noise.as_ref().map_or(0.0, |n| sigma * n[idx]);
                 *o = match (outside[idx], acq.padding) {
@@ -297,10 +310,10 @@ mod tests {
 
     /// Full width at half maximum of a sampled profile (linear interpolation), in samples.
     fn fwhm(v: &[f32]) -> f64 {
-        let (peak_i, peak) = v
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
+        let (peak_i, peak) =
+            v.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
         let half = peak / 2.0;
         let cross = |range: Box<dyn Iterator<Item = usize>>, step: isize| {
             for i in range {
@@ -337,15 +350,43 @@ mod tests {
             let nf = z.render_slices(nz);
             assert!(z.render_range(0, nz).1 <= nf);
             let mut data = vec![1f32; nf];
-            let out = z.apply(&Block { dims: [1, 1, nf], data: data.clone() }, 0, 0, nz);
-            assert!(out.data.iter().all(|v| (v - 1.0).abs() < 1e-5), "{:?}", out.data);
+            let out = z.apply(
+                &Block {
+                    dims: [1, 1, nf],
+                    data: data.clone(),
+                },
+                0,
+                0,
+                nz,
+            );
+            assert!(
+                out.data.iter().all(|v| (v - 1.0).abs() < 1e-5),
+                "{:?}",
+                out.data
+            );
             data.iter_mut().for_each(|v| *v = 0.0);
             let (first, w) = z.taps(5);
-            let peak = first + w.iter().enumerate().fold((0, 0f32), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0;
+            let peak = first
+                + w.iter()
+                    .enumerate()
+                    .fold((0, 0f32), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                    .0;
             data[peak] = 1.0;
-            let out = z.apply(&Block { dims: [1, 1, nf], data }, 0, 0, nz);
+            let out = z.apply(
+                &Block {
+                    dims: [1, 1, nf],
+                    data,
+                },
+                0,
+                0,
+                nz,
+            );
             let max = out.data.iter().cloned().fold(0.0, f32::max);
-            assert_eq!(max, out.data[5], "spacing {spacing} thickness {thickness}: {:?}", out.data);
+            assert_eq!(
+                max, out.data[5],
+                "spacing {spacing} thickness {thickness}: {:?}",
+                out.data
+            );
         }
     }
 
@@ -372,7 +413,8 @@ mod tests {
         let lag1 = |v: &[f32]| {
             let m = v.iter().sum::<f32>() / v.len() as f32;
             let var = v.iter().map(|x| (x - m).powi(2)).sum::<f32>() / v.len() as f32;
-            let cov = v.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum::<f32>() / (v.len() - 1) as f32;
+            let cov =
+                v.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum::<f32>() / (v.len() - 1) as f32;
             (var.sqrt(), cov / var)
         };
         let (s_soft, r_soft) = lag1(&noise_slice(0, Kernel::Soft, pixel, 7, n, n));
@@ -380,7 +422,10 @@ mod tests {
         assert!((s_soft - 1.0).abs() < 0.1, "soft σ {s_soft}");
         assert!((s_sharp - 1.0).abs() < 0.1, "sharp σ {s_sharp}");
         // Soft noise is blotchy (neighbours correlated); sharp noise is fine-grained.
-        assert!(r_soft > 0.4 && r_sharp < r_soft - 0.2, "lag-1 {r_soft} vs {r_sharp}");
+        assert!(
+            r_soft > 0.4 && r_sharp < r_soft - 0.2,
+            "lag-1 {r_soft} vs {r_sharp}"
+        );
         assert_ne!(
             noise_slice(0, Kernel::Soft, pixel, 7, n, n),
             noise_slice(1, Kernel::Soft, pixel, 7, n, n)

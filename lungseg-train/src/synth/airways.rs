@@ -22,7 +22,11 @@ pub fn grow(rng: &mut impl rand::Rng, anatomy: &Anatomy, top_mm: f64) -> Airways
     let f = anatomy.lung_frame();
     let s = f.ca / 120.0; // 1 for an adult-sized cavity
     let hila = [anatomy.hilum(-1.0), anatomy.hilum(1.0)];
-    let carina = [0.0, f.lung_y + 0.12 * f.cb, hila[0][2] + rng.random_range(10.0..20.0)];
+    let carina = [
+        0.0,
+        f.lung_y + 0.12 * f.cb,
+        hila[0][2] + rng.random_range(10.0..20.0),
+    ];
     let trachea_r = s * rng.random_range(7.0..9.5);
     let mut central = vec![Segment {
         a: [carina[0], carina[1], top_mm + 10.0],

@@ -156,7 +156,9 @@ impl Anatomy {
         }
         let cav = ((x / self.ca).powi(2) + (y / self.cb).powi(2)).sqrt();
         if cav > 1.0 {
-            let wall = self.rib(x, y, z, cav).or_else(|| self.sternum(x, y, z, cav));
+            let wall = self
+                .rib(x, y, z, cav)
+                .or_else(|| self.sternum(x, y, z, cav));
             return (wall.unwrap_or(MUSCLE + 6.0 * self.tex(p)), false);
         }
         if let Some(bone) = self.vertebra(x, y, z) {
@@ -206,8 +208,13 @@ impl Anatomy {
     fn sternum(&self, x: f64, y: f64, _z: f64, cav: f64) -> Option<f32> {
         let mean_r = 0.5 * (self.ca + self.cb);
         let radial = (cav - 1.0) * mean_r;
-        (y < 0.0 && x.abs() < 0.12 * self.ca && (2.0..12.0).contains(&radial))
-            .then_some(if (3.5..=10.5).contains(&radial) { MARROW } else { self.cortex * 0.7 })
+        (y < 0.0 && x.abs() < 0.12 * self.ca && (2.0..12.0).contains(&radial)).then_some(
+            if (3.5..=10.5).contains(&radial) {
+                MARROW
+            } else {
+                self.cortex * 0.7
+            },
+        )
     }
 
     /// Ribs: tilted hoops just outside the cavity, lower in front, absent at the sternum.

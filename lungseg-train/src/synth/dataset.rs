@@ -54,7 +54,8 @@ pub fn write_dataset(
             &lungseg::mhd::WriteOptions { compress: false },
         )
         .map_err(|e| e.context(path.display()))?;
-        std::fs::create_dir_all(&labels_dir).map_err(|e| Error::from_io(labels_dir.display(), e))?;
+        std::fs::create_dir_all(&labels_dir)
+            .map_err(|e| Error::from_io(labels_dir.display(), e))?;
         let label_path = labels_dir.join(format!("{}.mhd", scan.seriesuid));
         lungseg::mhd::write(
             &label_path,

@@ -36,7 +36,11 @@ pub fn draw(rng: &mut impl rand::Rng, anatomy: &Anatomy) -> Distractors {
         for _ in 0..rng.random_range(30..200) {
             let p: [f64; 3] = std::array::from_fn(|i| rng.random_range(lo[i]..hi[i]));
             if p[2] > f.z_base + 0.4 * height && anatomy.is_lung(p) {
-                holes.push((p, rng.random_range(1.5..5.0), rng.random_range(-1000.0..-960.0)));
+                holes.push((
+                    p,
+                    rng.random_range(1.5..5.0),
+                    rng.random_range(-1000.0..-960.0),
+                ));
             }
         }
         // Paraseptal bullae along the pleura.

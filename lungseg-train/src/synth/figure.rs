@@ -51,9 +51,7 @@ fn draw(scan: &Scan, t: &Tile, rgb: &mut [u8], width: usize, x0: usize, y0: usiz
             let edge = l != 0
                 && [(1, 0), (0, 1), (-1, 0), (0, -1)].iter().any(|(dx, dy)| {
                     let (qx, qy) = (px as isize + dx, py as isize + dy);
-                    qx < 0
-                        || qy < 0
-                        || at(qx as usize, qy as usize).is_none_or(|j| lab[j] != l)
+                    qx < 0 || qy < 0 || at(qx as usize, qy as usize).is_none_or(|j| lab[j] != l)
                 });
             let c = if edge { [230, 30, 30] } else { [g, g, g] };
             rgb[o..o + 3].copy_from_slice(&c);
@@ -90,10 +88,16 @@ pub fn write_figures(dir: &Path, cfg: &SynthConfig, seed: u64) -> Result<()> {
         let tile = Tile {
             size: whole,
             mm_per_px: g.spacing[0] * g.dims[0] as f64 / whole as f64,
-            centre: [(g.dims[0] as f64 - 1.0) / 2.0, (g.dims[1] as f64 - 1.0) / 2.0],
+            centre: [
+                (g.dims[0] as f64 - 1.0) / 2.0,
+                (g.dims[1] as f64 - 1.0) / 2.0,
+            ],
             k: idx[2].round().clamp(0.0, (g.dims[2] - 1) as f64) as usize,
         };
-        let (x0, y0) = (gap + (t % cols) * (whole + gap), gap + (t / cols) * (whole + gap));
+        let (x0, y0) = (
+            gap + (t % cols) * (whole + gap),
+            gap + (t / cols) * (whole + gap),
+        );
         draw(s, &tile, &mut rgb, w, x0, y0)?;
     }
     let png = |name: &str, w: usize, h: usize, rgb: &[u8]| {
@@ -104,16 +108,23 @@ pub fn write_figures(dir: &Path, cfg: &SynthConfig, seed: u64) -> Result<()> {
     // Nodule gallery: 64 mm crops.
     let (w, h) = (pane(crop_cols, crop), pane(crop_rows, crop));
     let mut rgb = vec![255u8; w * h * 3];
-    let all = scans.iter().flat_map(|s| s.annotations.iter().map(move |a| (s, a)));
+    let all = scans
+        .iter()
+        .flat_map(|s| s.annotations.iter().map(move |a| (s, a)));
     for (t, (s, a)) in all.take(crop_cols * crop_rows).enumerate() {
         let idx = s.volume.geometry.world_to_index(a.world);
         let tile = Tile {
             size: crop,
             mm_per_px: (64f64).max(1.6 * a.nodule.diameter_mm) / crop as f64,
             centre: [idx[0], idx[1]],
-            k: idx[2].round().clamp(0.0, (s.volume.geometry.dims[2] - 1) as f64) as usize,
+            k: idx[2]
+                .round()
+                .clamp(0.0, (s.volume.geometry.dims[2] - 1) as f64) as usize,
         };
-        let (x0, y0) = (gap + (t % crop_cols) * (crop + gap), gap + (t / crop_cols) * (crop + gap));
+        let (x0, y0) = (
+            gap + (t % crop_cols) * (crop + gap),
+            gap + (t / crop_cols) * (crop + gap),
+        );
         draw(s, &tile, &mut rgb, w, x0, y0)?;
     }
     png("synth-nodules.png", w, h, &rgb)

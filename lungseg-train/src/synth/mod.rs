@@ -32,9 +32,7 @@ mod texture;
 mod vessels;
 
 pub use dataset::{read_annotations, write_dataset, DatasetSummary};
-pub use nodule::{
-    Inclusion, Nodule, NoduleKind, Placement, CALCIUM_HU, GGN_HU, SOLID_HU,
-};
+pub use nodule::{Inclusion, Nodule, NoduleKind, Placement, CALCIUM_HU, GGN_HU, SOLID_HU};
 pub use plan::{Acquisition, Dose, Kernel, ScanPlan};
 pub use shape::Margin;
 
@@ -426,7 +424,11 @@ fn label(o: &Object, psf: &Psf) -> (Vec<u8>, Vec<Annotation>) {
             }
             labels[idx] = id;
             count += 1;
-            let p = [c.coord(0, i), c.coord(1, j), plan.start()[2] + k as f64 * plan.spacing[2]];
+            let p = [
+                c.coord(0, i),
+                c.coord(1, j),
+                plan.start()[2] + k as f64 * plan.spacing[2],
+            ];
             for a in 0..3 {
                 sum[a] += p[a];
             }
@@ -485,7 +487,8 @@ fn candidates(
     plan: &ScanPlan,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
-    let centroid = |a: &Annotation| -> [f64; 3] { std::array::from_fn(|i| a.world[i] - plan.body[i]) };
+    let centroid =
+        |a: &Annotation| -> [f64; 3] { std::array::from_fn(|i| a.world[i] - plan.body[i]) };
     for a in annotations {
         let c = centroid(a);
         for _ in 0..rng.random_range(1..=3) {
@@ -535,4 +538,3 @@ fn candidates(
     }
     out
 }
-

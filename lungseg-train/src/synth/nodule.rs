@@ -430,7 +430,11 @@ fn position(
         Placement::Juxtapleural => {
             // March outwards (in-plane) to the first non-lung point, then sink the nodule
             // 10–40 % of its radius into the wall.
-            let side = if rng.random_bool(0.8) { p[0].signum() } else { -p[0].signum() };
+            let side = if rng.random_bool(0.8) {
+                p[0].signum()
+            } else {
+                -p[0].signum()
+            };
             let dir = normalize([
                 side * rng.random_range(0.3..1.0),
                 rng.random_range(-1.0..1.0),
@@ -460,8 +464,11 @@ fn position(
             Some((std::array::from_fn(|i| q[i] + dist * side[i]), None))
         }
         Placement::Perifissural => {
-            let candidates: Vec<&Fissure> =
-                env.fissures.iter().filter(|f| f.covers(p, env.fissures)).collect();
+            let candidates: Vec<&Fissure> = env
+                .fissures
+                .iter()
+                .filter(|f| f.covers(p, env.fissures))
+                .collect();
             let f = *candidates.first()?;
             let d = f.distance(p);
             let n = f.normal();
@@ -506,7 +513,12 @@ fn fits(n: &Nodule, env: &Surroundings) -> bool {
         })
     };
     let airways_ok = clear(env.airways, 1.0);
-    let thick: Vec<Segment> = env.vessels.iter().filter(|s| s.r0 >= 1.0).copied().collect();
+    let thick: Vec<Segment> = env
+        .vessels
+        .iter()
+        .filter(|s| s.r0 >= 1.0)
+        .copied()
+        .collect();
     let vessels_ok = n.placement == Placement::Juxtavascular || clear(&thick, 1.0);
     airways_ok && vessels_ok
 }

@@ -128,7 +128,9 @@ impl Shape {
     /// The surface point in direction `u` from the centre (for spicule roots).
     pub fn surface_towards(&self, u: [f64; 3]) -> [f64; 3] {
         let mut t = 0.0;
-        while t < self.extent() && self.inside_mm(std::array::from_fn(|i| self.center[i] + t * u[i])) > 0.0 {
+        while t < self.extent()
+            && self.inside_mm(std::array::from_fn(|i| self.center[i] + t * u[i])) > 0.0
+        {
             t += 0.2;
         }
         std::array::from_fn(|i| self.center[i] + t * u[i])

@@ -59,7 +59,10 @@ impl Segment {
         canvas.paint(stroke, |p| {
             let (d, t) = self.distance(p);
             let r = self.radius_at(t);
-            (soft_edge(r - d, edge) * (2.0 * r / edge).min(1.0) as f32, hu)
+            (
+                soft_edge(r - d, edge) * (2.0 * r / edge).min(1.0) as f32,
+                hu,
+            )
         });
     }
 }
@@ -79,7 +82,12 @@ pub struct TreeSpec {
 
 /// Grows one tree: each segment 5–9 radii long, then two children on opposite sides, the
 /// thinner one bending more; growth stops outside the lung.
-pub fn grow_tree(rng: &mut impl rand::Rng, anatomy: &Anatomy, spec: &TreeSpec, out: &mut Vec<Segment>) {
+pub fn grow_tree(
+    rng: &mut impl rand::Rng,
+    anatomy: &Anatomy,
+    spec: &TreeSpec,
+    out: &mut Vec<Segment>,
+) {
     let mut stack = vec![(spec.root, spec.dir, spec.radius, 0u32)];
     while let Some((start, dir, r, depth)) = stack.pop() {
         if out.len() >= MAX_SEGMENTS {
