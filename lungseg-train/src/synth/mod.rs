@@ -332,7 +332,7 @@ fn acquire(mut o: Object, seed: u64, index: u64) -> Result<Scan> {
     let data = store.quantize(&acquired);
     drop(acquired);
     let geometry = plan.geometry()?;
-    let volume = Volume::new(geometry.clone(), PixelData::I16(data))?;
+    let volume = Volume::new(geometry, PixelData::I16(data))?;
     let (mut labels, annotations) = label(&o, &psf);
     if plan.flipped {
         for s in labels.chunks_exact_mut(plan.dims[0] * plan.dims[1]) {

@@ -411,6 +411,9 @@ fn build(
     n
 }
 
+/// A direction to squash a shape along, and the factor.
+type Flatten = ([f64; 3], f64);
+
 /// A centre for this placement, and for perifissural nodules the fissure normal to flatten
 /// along.
 fn position(
@@ -418,7 +421,7 @@ fn position(
     env: &Surroundings,
     r: f64,
     placement: Placement,
-) -> Option<([f64; 3], Option<([f64; 3], f64)>)> {
+) -> Option<([f64; 3], Option<Flatten>)> {
     let a = env.anatomy;
     let (lo, hi) = a.lung_box();
     let p: [f64; 3] = std::array::from_fn(|i| rng.random_range(lo[i]..hi[i]));
