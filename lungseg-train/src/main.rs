@@ -19,7 +19,8 @@ enum Command {
     Train(lungseg_train::train::args::TrainArgs),
     /// Export a checkpoint to the safetensors model format lungseg loads.
     Export(lungseg_train::export::ExportArgs),
-    /// Write a synthetic LUNA16-like dataset (subsetN/*.mhd+.raw, annotations.csv, candidates.csv).
+    /// Write a synthetic LUNA16-like dataset (subsetN/*.mhd+.raw, annotations.csv, candidates.csv,
+    /// seg-nodules/*.mhd labels, synth_truth.csv).
     Synth {
         #[arg(long)]
         out: PathBuf,
@@ -32,6 +33,14 @@ enum Command {
         subset_size: Option<usize>,
         #[command(flatten)]
         shape: Shape,
+    },
+    /// Draw the figures of docs/synth.md (synth-slices.png, synth-nodules.png) from generated
+    /// scans.
+    SynthFigures {
+        #[arg(long, default_value = "docs/figures")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// LUNA16 folder (subset*/*.mhd, annotations.csv, candidates[_V2].csv,
     /// annotations_excluded.csv) -> patch dataset; --lidc-xml for outline labels.
@@ -383,6 +392,16 @@ fn main() -> ExitCode {
             synth: shape.config(),
             ..demo::DemoOptions::default()
         }),
+        Command::SynthFigures { out, seed } => {
+            synth::figure::write_figures(&out, &synth::SynthConfig::default(), seed)
+                .map_err(anyhow::Error::from)
+                .map(|()| {
+                    println!(
+                        "wrote {}/synth-slices.png and synth-nodules.png",
+                        out.display()
+                    )
+                })
+        }
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
         Command::Evaluate(a) => run_evaluate(a),

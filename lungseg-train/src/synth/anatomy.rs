@@ -1,7 +1,9 @@
-//! The chest, analytically: body ellipse with a fat layer and a muscular chest wall, ribs and a
-//! spine, a mediastinum with heart and aorta, and two lungs bounded by the rib cage, an apex and
-//! a diaphragm dome. Coordinates are the anatomy frame: mm from the body axis in x (patient left
-//! +) and y (posterior +), and mm above the lowest slice in z (LPS directions, like the world).
+//! The chest, analytically: body ellipse with a fat layer and a muscular chest wall, ribs, a
+//! sternum and a spine, a mediastinum of fat around the heart, aorta and pulmonary trunk, the
+//! liver under the diaphragm dome, and two lungs bounded by the rib cage, an apex and the
+//! dome. Coordinates are the anatomy frame: mm from the body axis in x (patient left +) and y
+//! (posterior +), and mm above the lowest slice in z (LPS directions, like the world).
+//! HU values and their sources: `docs/synth.md`.
 
 use super::texture::ValueNoise;
 use rand::RngExt;
@@ -9,9 +11,11 @@ use rand::RngExt;
 /// Nominal intensities (HU) before texture and noise.
 pub const AIR: f32 = -1000.0;
 pub const FAT: f32 = -100.0;
-pub const MUSCLE: f32 = 40.0;
-pub const SOFT: f32 = 35.0;
-pub const LUNG: f32 = -860.0;
+pub const MUSCLE: f32 = 45.0;
+pub const LIVER: f32 = 55.0;
+/// Unenhanced blood (haematocrit-dependent, 35–50 HU).
+pub const BLOOD: f32 = 40.0;
+pub const LUNG: f32 = -870.0;
 pub const MARROW: f32 = 250.0;
 
 /// One scan's chest: every size is drawn per scan, relative to the field of view.
@@ -39,12 +43,16 @@ pub struct Anatomy {
     rib_tilt: f64,
     rib_phase: f64,
     cortex: f32,
+    /// Blood pool HU (unenhanced, or opacified by contrast).
+    blood: f32,
     texture: ValueNoise,
+    /// Fine texture of the parenchyma (secondary lobules, sub-resolution vessels).
+    fine: ValueNoise,
 }
 
 impl Anatomy {
     /// `fov_mm`: in-plane field of view; `height_mm`: z extent of the scan.
-    pub fn random(rng: &mut impl rand::Rng, fov_mm: f64, height_mm: f64) -> Self {
+    pub fn random(rng: &mut impl rand::Rng, fov_mm: f64, height_mm: f64, contrast: bool) -> Self {
         let a = fov_mm * rng.random_range(0.40..0.46);
         let b = a * rng.random_range(0.66..0.76);
         let s = fov_mm / 340.0; // 1 for an adult-sized field of view
@@ -78,7 +86,13 @@ impl Anatomy {
             rib_tilt: rng.random_range(20.0..40.0),
             rib_phase: rng.random_range(0.0..30.0),
             cortex: rng.random_range(700.0..1000.0),
+            blood: if contrast {
+                rng.random_range(150.0..350.0)
+            } else {
+                rng.random_range(35.0..50.0)
+            },
             texture: ValueNoise::new(rng, [2.0 * a + 10.0, 2.0 * b + 10.0, height_mm + 10.0], 5.0),
+            fine: ValueNoise::new(rng, [2.0 * a + 10.0, 2.0 * b + 10.0, height_mm + 10.0], 2.0),
         }
     }
 
@@ -86,6 +100,16 @@ impl Anatomy {
     fn tex(&self, p: [f64; 3]) -> f32 {
         self.texture
             .at([p[0] + self.a + 5.0, p[1] + self.b + 5.0, p[2] + 5.0])
+    }
+
+    fn fine_tex(&self, p: [f64; 3]) -> f32 {
+        self.fine
+            .at([p[0] + self.a + 5.0, p[1] + self.b + 5.0, p[2] + 5.0])
+    }
+
+    /// Blood pool HU of this scan.
+    pub fn blood(&self) -> f32 {
+        self.blood
     }
 
     /// Squared normalised distance from a lung's own centre (0 at the centre, 1 at its rim).
@@ -132,20 +156,65 @@ impl Anatomy {
         }
         let cav = ((x / self.ca).powi(2) + (y / self.cb).powi(2)).sqrt();
         if cav > 1.0 {
-            return (
-                self.rib(x, y, z, cav).unwrap_or(MUSCLE + 6.0 * self.tex(p)),
-                false,
-            );
+            let wall = self
+                .rib(x, y, z, cav)
+                .or_else(|| self.sternum(x, y, z, cav));
+            return (wall.unwrap_or(MUSCLE + 6.0 * self.tex(p)), false);
         }
         if let Some(bone) = self.vertebra(x, y, z) {
             return (bone, false);
         }
         if self.is_lung(p) {
-            // Dependent (posterior) lung is denser.
-            let gradient = 40.0 * ((y / self.cb + 1.0) * 0.5).clamp(0.0, 1.0) as f32;
-            return (LUNG + gradient + 22.0 * self.tex(p), true);
+            // Dependent (posterior) lung is denser; the fine texture stands in for secondary
+            // lobules and vessels below the resolution.
+            let gradient = 50.0 * ((y / self.cb + 1.0) * 0.5).clamp(0.0, 1.0) as f32;
+            return (
+                LUNG + gradient + 10.0 * self.tex(p) + 12.0 * self.fine_tex(p),
+                true,
+            );
         }
-        (SOFT + 8.0 * self.tex(p), false)
+        (self.soft_tissue(p), false)
+    }
+
+    /// Inside the cavity but not lung: abdomen under the dome, else mediastinum (fat around
+    /// the heart, aorta and pulmonary trunk).
+    fn soft_tissue(&self, p: [f64; 3]) -> f32 {
+        let [x, y, z] = p;
+        let rho2 = self.lung_rho2(x, y).min(1.0);
+        if z < self.z_base + self.dome * (1.0 - rho2) {
+            return LIVER + 8.0 * self.tex(p);
+        }
+        let (hc, hr, htop) = self.heart;
+        let h = ((x - hc[0]) / hr[0]).powi(2) + ((y - hc[1]) / hr[1]).powi(2);
+        if z < htop && h < 1.0 {
+            // Myocardium (40 HU) around the blood pool.
+            let pool = if h > 0.6 { MUSCLE } else { self.blood };
+            return pool + 6.0 * self.tex(p);
+        }
+        let in_circle = |(c, r): ([f64; 2], f64)| (x - c[0]).powi(2) + (y - c[1]).powi(2) < r * r;
+        if in_circle(self.aorta) || (in_circle(self.trunk()) && z < htop + 15.0) {
+            return self.blood + 5.0 * self.tex(p);
+        }
+        FAT + 15.0 + 12.0 * self.tex(p)
+    }
+
+    /// Pulmonary trunk: in front of the aorta's root, left of the midline.
+    fn trunk(&self) -> ([f64; 2], f64) {
+        let (c, r) = self.aorta;
+        ([-c[0] * 0.3 + r, -self.cb * 0.2], r * 1.1)
+    }
+
+    /// Sternum: a flat bone at the front midline.
+    fn sternum(&self, x: f64, y: f64, _z: f64, cav: f64) -> Option<f32> {
+        let mean_r = 0.5 * (self.ca + self.cb);
+        let radial = (cav - 1.0) * mean_r;
+        (y < 0.0 && x.abs() < 0.12 * self.ca && (2.0..12.0).contains(&radial)).then_some(
+            if (3.5..=10.5).contains(&radial) {
+                MARROW
+            } else {
+                self.cortex * 0.7
+            },
+        )
     }
 
     /// Ribs: tilted hoops just outside the cavity, lower in front, absent at the sternum.
@@ -184,6 +253,23 @@ impl Anatomy {
         ]
     }
 
+    /// Each lung's centre |x| and y, the cavity semi-axes, and the z of base and apex.
+    pub fn lung_frame(&self) -> LungFrame {
+        LungFrame {
+            lung_x: self.lung_x,
+            lung_y: self.lung_y,
+            ca: self.ca,
+            cb: self.cb,
+            z_base: self.z_base,
+            z_apex: self.z_apex,
+        }
+    }
+
+    /// Inside the skin ellipse.
+    pub fn in_body(&self, p: [f64; 3]) -> bool {
+        (p[0] / self.a).powi(2) + (p[1] / self.b).powi(2) <= 1.0
+    }
+
     /// Box that holds both lungs, for rejection sampling.
     pub fn lung_box(&self) -> ([f64; 3], [f64; 3]) {
         (
@@ -191,4 +277,15 @@ impl Anatomy {
             [self.ca, self.cb, self.z_apex],
         )
     }
+}
+
+/// The measures other parts place things by (airways, fissures, distractors).
+#[derive(Debug, Clone, Copy)]
+pub struct LungFrame {
+    pub lung_x: f64,
+    pub lung_y: f64,
+    pub ca: f64,
+    pub cb: f64,
+    pub z_base: f64,
+    pub z_apex: f64,
 }

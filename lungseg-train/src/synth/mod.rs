@@ -1,36 +1,49 @@
-//! Synthetic LUNA16-like chest CT, so that every demo and test runs without downloads.
+//! Synthetic LUNA16-like chest CT, so that every demo and test runs without downloads, made
+//! realistic enough that a model trained on it meets real CT: see `docs/synth.md` for every
+//! feature, the HU and acquisition physics it follows, and a comparison with real scans.
 //!
 //! A dataset is laid out exactly like LUNA16: `subsetN/<seriesuid>.mhd` + `.raw` (MET_SHORT,
 //! written by `lungseg::mhd::write` in SimpleITK's key order), `annotations.csv`
-//! (`seriesuid,coordX,coordY,coordZ,diameter_mm`, world mm) and `candidates.csv`
-//! (`seriesuid,coordX,coordY,coordZ,class`). `synth_truth.csv` adds what LUNA16 does not say
-//! (nodule type, HU, juxtapleural). Everything is a pure function of (config, seed, scan index):
-//! each scan has its own ChaCha8 streams, so scan 3 is the same whether 5 or 500 are generated.
+//! (`seriesuid,coordX,coordY,coordZ,diameter_mm`, world mm: the centroid and equivalent
+//! diameter of each painted lesion) and `candidates.csv` (`seriesuid,coordX,coordY,coordZ,class`).
+//! What LUNA16 does not give is added beside it: `seg-nodules/<seriesuid>.mhd` (the painted
+//! lesion labels on the scan's grid, value = row of the scan's annotations + 1) and
+//! `synth_truth.csv` (type, margin, placement, protocol). Everything is a pure function of
+//! (config, seed, scan index): each scan has its own ChaCha8 streams, so scan 3 is the same
+//! whether 5 or 500 are generated.
 //!
-//! Defaults (see [`SynthConfig`]): 256×256 in-plane at 0.6–0.9 mm (a 15–23 cm field of view: a
-//! small chest, anatomy scaled to it, nodules and vessels in true mm), 160 mm in z at 1.0–2.5 mm
-//! (64–160 slices), Gaussian noise σ = 20 HU, a quarter of the scans with LUNA16's flipped
-//! direction `-1 0 0 0 -1 0 0 0 1` (origin moved so the anatomy stays where it is in world mm).
+//! A scan is made in two steps: the object (true HU on a render grid with the scan's in-plane
+//! spacing and ≤ 1 mm steps in z: anatomy, airways, fissures, vessels, distractors, nodules),
+//! then the acquisition (slice-sensitivity profile, kernel blur, correlated noise at the
+//! protocol's dose, circular field of view with padding, int16, flipped storage).
 
+mod acquisition;
+mod airways;
 mod anatomy;
 mod canvas;
+mod dataset;
+mod distractors;
+pub mod figure;
+mod fissures;
 mod nodule;
+mod plan;
+mod shape;
 mod texture;
 mod vessels;
 
-pub use nodule::{Nodule, NoduleKind};
+pub use dataset::{read_annotations, write_dataset, DatasetSummary};
+pub use nodule::{Inclusion, Nodule, NoduleKind, Placement, CALCIUM_HU, GGN_HU, SOLID_HU};
+pub use plan::{Acquisition, Dose, Kernel, ScanPlan};
+pub use shape::Margin;
 
+use acquisition::{Block, Psf, Store, ZSampling};
 use anatomy::Anatomy;
 use canvas::Canvas;
-use lungseg::geometry::{Geometry, IDENTITY};
 use lungseg::volume::{PixelData, Volume};
 use lungseg::{Error, Result};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 /// LUNA16's series UID root (LIDC-IDRI via TCIA).
 pub const UID_PREFIX: &str = "1.3.6.1.4.1.14519.5.2.1.6279.6001.";
@@ -50,6 +63,8 @@ pub struct SynthConfig {
     pub flip_fraction: f64,
     /// At most this many nodules per scan (0–3 drawn).
     pub max_nodules: usize,
+    /// Noise scale: 20 is each drawn protocol's nominal noise (dose, kernel, thickness:
+    /// [`Acquisition::noise_sigma`]), 0 none, 40 twice as much.
     pub noise_hu: f64,
 }
 
@@ -97,10 +112,15 @@ impl SynthConfig {
     }
 }
 
-/// A nodule as annotated: world mm, like LUNA16's `annotations.csv`, plus the synthetic truth.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A nodule as annotated: world mm, like LUNA16's `annotations.csv` (centroid and equivalent
+/// diameter of its label), plus the synthetic truth.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Annotation {
     pub world: [f64; 3],
+    /// Value of this nodule's voxels in [`Scan::labels`].
+    pub label: u8,
+    /// Labelled voxels.
+    pub voxels: usize,
     pub nodule: Nodule,
 }
 
@@ -116,7 +136,11 @@ pub struct Candidate {
 pub struct Scan {
     pub seriesuid: String,
     pub volume: Volume,
+    /// Lesion labels (u8) on the scan's grid and geometry: 0 background, `a.label` for
+    /// annotation `a`.
+    pub labels: Volume,
     pub flipped: bool,
+    pub acquisition: Acquisition,
     pub annotations: Vec<Annotation>,
     pub candidates: Vec<Candidate>,
 }
@@ -128,173 +152,328 @@ fn stream(seed: u64, index: u64, purpose: u64) -> ChaCha8Rng {
     rng
 }
 
-/// A scan's identity and geometry: the cheap first draws, before any voxel is drawn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScanPlan {
-    pub seriesuid: String,
-    pub dims: [usize; 3],
-    pub spacing: [f64; 3],
-    pub flipped: bool,
-    /// World position of voxel (0, 0, 0) of the unflipped grid.
-    pub origin_unflipped: [f64; 3],
-    /// World position of the anatomy frame's origin (body axis in x/y, lowest slice in z).
-    pub body: [f64; 3],
+/// Everything drawn for a scan's object, before any voxel is painted.
+struct Scene {
+    anatomy: Anatomy,
+    fissures: Vec<fissures::Fissure>,
+    vessels: vessels::Vessels,
+    airways: airways::Airways,
+    distractors: distractors::Distractors,
+    nodules: Vec<Nodule>,
 }
 
-impl ScanPlan {
-    /// Draws the plan of scan `index` (deterministic in config, seed and index).
-    pub fn draw(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Self> {
-        cfg.validate()?;
-        let mut rng = stream(seed, index, 0);
-        let seriesuid = format!(
-            "{UID_PREFIX}{}{}",
-            rng.random_range(1..=9u8),
-            (0..29)
-                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-                .collect::<String>()
-        );
-        let sxy = rng.random_range(cfg.spacing_xy_mm.0..=cfg.spacing_xy_mm.1);
-        let sz = rng.random_range(cfg.spacing_z_mm.0..=cfg.spacing_z_mm.1);
-        let nz = ((cfg.z_extent_mm / sz).round() as usize).max(2);
-        // A uniform draw (not `random_bool`, which may skip the RNG at p = 0 or 1) keeps the
-        // later draws, and so the anatomy, independent of the flip fraction.
-        let flipped = rng.random::<f64>() < cfg.flip_fraction;
-        let half = (cfg.dims_xy - 1) as f64 * sxy / 2.0;
-        let origin_unflipped = [
-            -half + rng.random_range(-15.0..15.0),
-            -half + rng.random_range(-15.0..15.0),
-            rng.random_range(-400.0..-100.0),
-        ];
-        let fov = cfg.dims_xy as f64 * sxy;
-        let body = [
-            origin_unflipped[0] + half + rng.random_range(-0.03..0.03) * fov,
-            origin_unflipped[1] + half + rng.random_range(-0.03..0.03) * fov,
-            origin_unflipped[2],
-        ];
-        Ok(ScanPlan {
-            seriesuid,
-            dims: [cfg.dims_xy, cfg.dims_xy, nz],
-            spacing: [sxy, sxy, sz],
-            flipped,
-            origin_unflipped,
-            body,
-        })
-    }
-
-    /// The stored geometry: flipped scans run x and y backwards from the far corner, so every
-    /// world point keeps its anatomy.
-    pub fn geometry(&self) -> Result<Geometry> {
-        let (origin, direction) = if self.flipped {
-            let o = self.origin_unflipped;
-            let far = |a: usize| o[a] + (self.dims[a] - 1) as f64 * self.spacing[a];
-            ([far(0), far(1), o[2]], FLIPPED)
-        } else {
-            (self.origin_unflipped, IDENTITY)
+impl Scene {
+    fn draw(cfg: &SynthConfig, plan: &ScanPlan, seed: u64, index: u64) -> Self {
+        let (dims, spacing) = (plan.dims, plan.spacing);
+        let acq = plan.acquisition;
+        let fov = dims[0] as f64 * spacing[0];
+        let height = (dims[2] - 1) as f64 * spacing[2];
+        let anatomy = Anatomy::random(&mut stream(seed, index, 1), fov, height, acq.contrast);
+        let mut rng = stream(seed, index, 2);
+        let fissures = fissures::draw(&mut rng, &anatomy);
+        let vessels = vessels::grow(&mut rng, &anatomy);
+        let airways = airways::grow(&mut rng, &anatomy, height);
+        let distractors = distractors::draw(&mut stream(seed, index, 6), &anatomy);
+        let all_vessels: Vec<vessels::Segment> = vessels.all().copied().collect();
+        let env = nodule::Surroundings {
+            anatomy: &anatomy,
+            vessels: &all_vessels,
+            airways: airways.trees(),
+            fissures: &fissures,
         };
-        Geometry::new(self.dims, self.spacing, origin, direction)
+        // A nodule much thinner than the slice would leave no label.
+        let nodules = nodule::place(
+            &mut stream(seed, index, 3),
+            &env,
+            cfg.max_nodules,
+            0.75 * acq.thickness_mm,
+        );
+        Scene {
+            anatomy,
+            fissures,
+            vessels,
+            airways,
+            distractors,
+            nodules,
+        }
+    }
+}
+
+/// The scanned object before acquisition: true HU on the render grid and what is in it.
+struct Object {
+    plan: ScanPlan,
+    scene: Scene,
+    z: ZSampling,
+    canvas: Canvas,
+}
+
+/// The object of a scan with its render grid exposed, for tests of what was painted before
+/// the scanner saw it.
+pub struct Painted {
+    pub plan: ScanPlan,
+    /// Render grid (anatomy frame: world = anatomy + `plan.body`), x fastest.
+    pub dims: [usize; 3],
+    pub spacing: [f64; 3],
+    pub start: [f64; 3],
+    /// True HU, and the same without the nodules painted.
+    pub hu: Vec<f32>,
+    pub without_nodules: Vec<f32>,
+    pub lung: Vec<bool>,
+    pub nodules: Vec<Nodule>,
+    /// Width (mm) of the anti-aliased edge the nodules were painted with.
+    pub edge_mm: f64,
+    anatomy: Anatomy,
+}
+
+impl Painted {
+    /// Anatomy-frame position of a render voxel.
+    pub fn point(&self, idx: [usize; 3]) -> [f64; 3] {
+        std::array::from_fn(|a| self.start[a] + idx[a] as f64 * self.spacing[a])
     }
 
-    fn to_world(&self, p: [f64; 3]) -> [f64; 3] {
-        std::array::from_fn(|i| p[i] + self.body[i])
+    /// Whether an anatomy-frame point is inside the skin / in a lung.
+    pub fn in_body(&self, p: [f64; 3]) -> bool {
+        self.anatomy.in_body(p)
     }
+
+    pub fn is_lung(&self, p: [f64; 3]) -> bool {
+        self.anatomy.is_lung(p)
+    }
+}
+
+/// Paints the scene on the render grid (nodules last, so `without` can keep the HU before
+/// them).
+fn build_object(plan: ScanPlan, scene: Scene, without: Option<&mut Vec<f32>>) -> Object {
+    let (dims, spacing) = (plan.dims, plan.spacing);
+    let z = ZSampling::new(spacing[2], plan.acquisition.thickness_mm);
+    let nz = z.render_slices(dims[2]);
+    let start = plan.start();
+    let render_start = [start[0], start[1], start[2] - z.margin as f64 * z.step_mm];
+    let mut canvas = render(
+        &scene.anatomy,
+        [dims[0], dims[1], nz],
+        [spacing[0], spacing[1], z.step_mm],
+        render_start,
+    );
+    scene.distractors.paint(&scene.anatomy, &mut canvas);
+    fissures::paint(&scene.fissures, &scene.anatomy, &mut canvas);
+    scene.airways.paint(&mut canvas);
+    scene.vessels.paint(&mut canvas, &scene.anatomy);
+    if let Some(w) = without {
+        *w = canvas.hu.clone();
+    }
+    for n in &scene.nodules {
+        n.paint(&mut canvas);
+    }
+    Object {
+        plan,
+        scene,
+        z,
+        canvas,
+    }
+}
+
+/// The nodules drawn for scan `index` (their nominal sizes: nothing is painted or labelled).
+pub fn draw_nodules(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Vec<Nodule>> {
+    let plan = ScanPlan::draw(cfg, seed, index)?;
+    Ok(Scene::draw(cfg, &plan, seed, index).nodules)
+}
+
+/// The painted object of scan `index`, before acquisition (for tests and figures).
+pub fn painted(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Painted> {
+    let plan = ScanPlan::draw(cfg, seed, index)?;
+    let scene = Scene::draw(cfg, &plan, seed, index);
+    let mut without = Vec::new();
+    let o = build_object(plan, scene, Some(&mut without));
+    let edge_mm = o.canvas.edge_mm();
+    Ok(Painted {
+        plan: o.plan,
+        dims: o.canvas.dims,
+        spacing: o.canvas.spacing,
+        start: o.canvas.start,
+        hu: o.canvas.hu,
+        without_nodules: without,
+        lung: o.canvas.lung,
+        nodules: o.scene.nodules,
+        edge_mm,
+        anatomy: o.scene.anatomy,
+    })
 }
 
 /// Generates scan `index` of the dataset with this seed (deterministic).
 pub fn generate_scan(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Scan> {
     let plan = ScanPlan::draw(cfg, seed, index)?;
-    let (dims, spacing) = (plan.dims, plan.spacing);
-    let fov = dims[0] as f64 * spacing[0];
-    let height = (dims[2] - 1) as f64 * spacing[2];
-    let anatomy = Anatomy::random(&mut stream(seed, index, 1), fov, height);
-    let start = std::array::from_fn(|i| plan.origin_unflipped[i] - plan.body[i]);
-    let mut canvas = render(&anatomy, dims, spacing, start);
-    let segments = vessels::grow(&mut stream(seed, index, 2), &anatomy);
-    for s in &segments {
-        s.paint(&mut canvas);
-    }
-    let nodules = nodule::place(
-        &mut stream(seed, index, 3),
-        &anatomy,
-        &segments,
-        cfg.max_nodules,
+    let scene = Scene::draw(cfg, &plan, seed, index);
+    acquire(build_object(plan, scene, None), seed, index)
+}
+
+/// Scans the object: profile, PSF, noise, field of view, int16, labels, annotations.
+fn acquire(mut o: Object, seed: u64, index: u64) -> Result<Scan> {
+    let plan = o.plan.clone();
+    let acq = plan.acquisition;
+    let nz = plan.dims[2];
+    let psf = Psf::new(acq.kernel, plan.spacing[0]);
+    let mut acquired = o.z.apply(
+        &Block {
+            dims: o.canvas.dims,
+            data: std::mem::take(&mut o.canvas.hu),
+        },
+        0,
+        0,
+        nz,
     );
-    for n in &nodules {
-        n.paint(&mut canvas);
-    }
-    let data = quantize(
-        &canvas,
-        cfg.noise_hu,
-        &mut stream(seed, index, 4),
-        plan.flipped,
-    );
-    let volume = Volume::new(plan.geometry()?, PixelData::I16(data))?;
-    let annotations = nodules
-        .iter()
-        .map(|n| Annotation {
-            world: plan.to_world(n.center),
-            nodule: *n,
-        })
-        .collect();
-    let candidates = candidates(&mut stream(seed, index, 5), &anatomy, &segments, &nodules)
-        .into_iter()
-        .map(|c| Candidate {
-            world: plan.to_world(c.world),
-            class: c.class,
-        })
-        .collect();
-    Ok(Scan {
-        seriesuid: plan.seriesuid,
-        volume,
+    psf.apply(&mut acquired, true);
+    let store = Store {
+        acquisition: acq,
+        pixel_mm: plan.spacing[0],
+        noise_seed: stream(seed, index, 4).random(),
         flipped: plan.flipped,
+    };
+    let data = store.quantize(&acquired);
+    drop(acquired);
+    let geometry = plan.geometry()?;
+    let volume = Volume::new(geometry, PixelData::I16(data))?;
+    let (mut labels, annotations) = label(&o, &psf);
+    if plan.flipped {
+        for s in labels.chunks_exact_mut(plan.dims[0] * plan.dims[1]) {
+            s.reverse();
+        }
+    }
+    let labels = Volume::new(geometry, PixelData::U8(labels))?;
+    let all: Vec<vessels::Segment> = o.scene.vessels.all().copied().collect();
+    let candidates = candidates(
+        &mut stream(seed, index, 5),
+        &o.scene.anatomy,
+        &all,
+        &o.scene.nodules,
+        &annotations,
+        &plan,
+    );
+    Ok(Scan {
+        seriesuid: plan.seriesuid.clone(),
+        volume,
+        labels,
+        flipped: plan.flipped,
+        acquisition: acq,
         annotations,
         candidates,
     })
 }
 
-/// Draws the analytic anatomy on the unflipped grid.
-fn render(anatomy: &Anatomy, dims: [usize; 3], spacing: [f64; 3], start: [f64; 3]) -> Canvas {
-    let n = dims.iter().product();
-    let mut c = Canvas {
-        dims,
-        spacing,
-        start,
-        hu: Vec::with_capacity(n),
-        lung: Vec::with_capacity(n),
-    };
-    for k in 0..dims[2] {
-        let z = c.coord(2, k);
-        for j in 0..dims[1] {
-            let y = c.coord(1, j);
-            for i in 0..dims[0] {
-                let (hu, lung) = anatomy.tissue([c.coord(0, i), y, z]);
-                c.hu.push(hu);
-                c.lung.push(lung);
+/// The label rule: a voxel belongs to a lesion when the lesion's occupancy, seen through the
+/// same slice profile and in-plane PSF as the HU (without the sharp kernel's overshoot), is at
+/// least one half. Returns the unflipped label grid and the annotations of the lesions that
+/// left at least one voxel (ids in order, from 1).
+fn label(o: &Object, psf: &Psf) -> (Vec<u8>, Vec<Annotation>) {
+    let plan = &o.plan;
+    let [nx, ny, nz] = plan.dims;
+    let c = &o.canvas;
+    let edge = c.edge_mm();
+    let mut labels = vec![0u8; nx * ny * nz];
+    let mut out = Vec::new();
+    let blur_mm = 3.0 * 1.1 + edge;
+    for n in &o.scene.nodules {
+        let id = out.len() as u8 + 1;
+        let reach = n.extent() + blur_mm;
+        // Acquired slices the lesion can reach through the profile, and the render slices
+        // they need.
+        let zr = reach + o.z.margin as f64 * o.z.step_mm;
+        let k_of = |z: f64| (z - plan.start()[2]) / plan.spacing[2];
+        let k0 = k_of(n.center[2] - zr).floor().max(0.0) as usize;
+        let k1 = (k_of(n.center[2] + zr).ceil() as usize + 1).min(nz);
+        let i_of = |a: usize, v: f64| (v - c.start[a]) / c.spacing[a];
+        let x0 = i_of(0, n.center[0] - reach).floor().max(0.0) as usize;
+        let x1 = (i_of(0, n.center[0] + reach).ceil() as usize + 1).min(nx);
+        let y0 = i_of(1, n.center[1] - reach).floor().max(0.0) as usize;
+        let y1 = (i_of(1, n.center[1] + reach).ceil() as usize + 1).min(ny);
+        if k0 >= k1 || x0 >= x1 || y0 >= y1 {
+            continue;
+        }
+        let (f0, f1) = o.z.render_range(k0, k1);
+        let nf = f1 - f0;
+        let (bx, by) = (x1 - x0, y1 - y0);
+        let mut occ = Vec::with_capacity(bx * by * nf);
+        for f in f0..f0 + nf {
+            let z = c.coord(2, f);
+            for j in y0..y1 {
+                let y = c.coord(1, j);
+                for i in x0..x1 {
+                    occ.push(n.coverage([c.coord(0, i), y, z], edge));
+                }
             }
         }
+        let mut seen = o.z.apply(
+            &Block {
+                dims: [bx, by, nf],
+                data: occ,
+            },
+            f0,
+            k0,
+            k1 - k0,
+        );
+        psf.apply(&mut seen, false);
+        let (mut count, mut sum) = (0usize, [0f64; 3]);
+        for (l, v) in seen.data.iter().enumerate() {
+            if *v < 0.5 {
+                continue;
+            }
+            let (i, j, k) = (l % bx + x0, (l / bx) % by + y0, l / (bx * by) + k0);
+            let idx = (k * ny + j) * nx + i;
+            if labels[idx] != 0 {
+                continue;
+            }
+            labels[idx] = id;
+            count += 1;
+            let p = [
+                c.coord(0, i),
+                c.coord(1, j),
+                plan.start()[2] + k as f64 * plan.spacing[2],
+            ];
+            for a in 0..3 {
+                sum[a] += p[a];
+            }
+        }
+        if count == 0 {
+            continue;
+        }
+        let voxel_mm3: f64 = plan.spacing.iter().product();
+        let mut nodule = n.clone();
+        nodule.diameter_mm = (6.0 * count as f64 * voxel_mm3 / std::f64::consts::PI).cbrt();
+        out.push(Annotation {
+            world: plan.to_world(sum.map(|s| s / count as f64)),
+            label: id,
+            voxels: count,
+            nodule,
+        });
     }
-    c
+    (labels, out)
 }
 
-/// Adds noise, rounds to int16 in CT's range, and stores flipped scans with x and y reversed
-/// (reversing a whole slice buffer reverses both).
-fn quantize(canvas: &Canvas, noise_hu: f64, rng: &mut ChaCha8Rng, flipped: bool) -> Vec<i16> {
-    let sigma = noise_hu as f32;
-    let mut out: Vec<i16> = canvas
-        .hu
-        .iter()
-        .map(|&v| {
-            (v + sigma * rng.sample::<f32, _>(StandardNormal))
-                .round()
-                .clamp(-1024.0, 3071.0) as i16
-        })
-        .collect();
-    if flipped {
-        let slice = canvas.dims[0] * canvas.dims[1];
-        for s in out.chunks_exact_mut(slice) {
-            s.reverse();
+/// Renders the analytic anatomy on the render grid, slices spread over the machine's cores
+/// (each voxel is a pure function of its position, so the result is the same on any machine).
+fn render(anatomy: &Anatomy, dims: [usize; 3], spacing: [f64; 3], start: [f64; 3]) -> Canvas {
+    let n: usize = dims.iter().product();
+    let mut c = Canvas::with_capacity(dims, spacing, start);
+    c.hu.resize(n, 0.0);
+    c.lung.resize(n, false);
+    let plane = dims[0] * dims[1];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let per = dims[2].div_ceil(threads).max(1) * plane;
+    let coord = |a: usize, i: usize| start[a] + i as f64 * spacing[a];
+    std::thread::scope(|s| {
+        for (t, (hu, lung)) in c.hu.chunks_mut(per).zip(c.lung.chunks_mut(per)).enumerate() {
+            s.spawn(move || {
+                for (l, (h, g)) in hu.iter_mut().zip(lung.iter_mut()).enumerate() {
+                    let idx = t * per + l;
+                    let (i, j, k) = (idx % dims[0], (idx / dims[0]) % dims[1], idx / plane);
+                    let (v, is_lung) = anatomy.tissue([coord(0, i), coord(1, j), coord(2, k)]);
+                    *h = v;
+                    *g = is_lung;
+                }
+            });
         }
-    }
-    out
+    });
+    c
 }
 
 /// LUNA16-style candidates (anatomy frame): 1–3 jittered hits per nodule, and false ones on
@@ -304,20 +483,30 @@ fn candidates(
     anatomy: &Anatomy,
     segments: &[vessels::Segment],
     nodules: &[Nodule],
+    annotations: &[Annotation],
+    plan: &ScanPlan,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
-    for n in nodules {
+    let centroid =
+        |a: &Annotation| -> [f64; 3] { std::array::from_fn(|i| a.world[i] - plan.body[i]) };
+    for a in annotations {
+        let c = centroid(a);
         for _ in 0..rng.random_range(1..=3) {
-            let j = 0.25 * n.diameter_mm;
-            let p = std::array::from_fn(|i| n.center[i] + rng.random_range(-j..=j) / 3f64.sqrt());
+            let j = 0.25 * a.nodule.diameter_mm;
+            let p = std::array::from_fn(|i| c[i] + rng.random_range(-j..=j) / 3f64.sqrt());
             out.push(Candidate { world: p, class: 1 });
         }
     }
+    // Clear of every drawn lesion (labelled or not) and of every label's sphere.
     let far_from_nodules = |p: [f64; 3]| {
-        nodules.iter().all(|n| {
-            let d = vessels::sub(p, n.center);
-            vessels::dot(d, d).sqrt() > n.diameter_mm / 2.0 + 5.0
-        })
+        let dist = |q: [f64; 3]| {
+            let d = vessels::sub(p, q);
+            vessels::dot(d, d).sqrt()
+        };
+        nodules.iter().all(|n| dist(n.center) > n.extent() + 5.0)
+            && annotations
+                .iter()
+                .all(|a| dist(centroid(a)) > a.nodule.diameter_mm / 2.0 + 5.0)
     };
     let (lo, hi) = anatomy.lung_box();
     let wanted = rng.random_range(40..80);
@@ -344,118 +533,8 @@ fn candidates(
         }
     }
     out.shuffle(rng);
+    for c in &mut out {
+        c.world = plan.to_world(c.world);
+    }
     out
-}
-
-/// What [`write_dataset`] produced.
-#[derive(Debug, Clone)]
-pub struct DatasetSummary {
-    pub root: PathBuf,
-    /// `(seriesuid, .mhd path, nodule count)` per scan, in generation order.
-    pub scans: Vec<(String, PathBuf, usize)>,
-    pub nodules: usize,
-    pub candidates: usize,
-}
-
-/// Writes `scans` scans into `root` in LUNA16's layout; `subset_size` scans per `subsetN`
-/// folder (`None`: all in `subset0`). `on_scan(i)` is called after each scan is written.
-pub fn write_dataset(
-    root: &Path,
-    cfg: &SynthConfig,
-    scans: usize,
-    seed: u64,
-    subset_size: Option<usize>,
-    mut on_scan: impl FnMut(usize),
-) -> Result<DatasetSummary> {
-    cfg.validate()?;
-    if subset_size == Some(0) {
-        return Err(Error::invalid("subset size must be at least 1"));
-    }
-    let mut annotations = String::from("seriesuid,coordX,coordY,coordZ,diameter_mm\n");
-    let mut candidates = String::from("seriesuid,coordX,coordY,coordZ,class\n");
-    let mut truth =
-        String::from("seriesuid,coordX,coordY,coordZ,diameter_mm,kind,hu,juxtapleural,flipped\n");
-    let mut summary = DatasetSummary {
-        root: root.to_path_buf(),
-        scans: Vec::new(),
-        nodules: 0,
-        candidates: 0,
-    };
-    for i in 0..scans {
-        let scan = generate_scan(cfg, seed, i as u64)?;
-        let dir = root.join(format!("subset{}", subset_size.map_or(0, |k| i / k)));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::from_io(dir.display(), e))?;
-        let path = dir.join(format!("{}.mhd", scan.seriesuid));
-        lungseg::mhd::write(
-            &path,
-            &scan.volume,
-            &lungseg::mhd::WriteOptions { compress: false },
-        )
-        .map_err(|e| e.context(path.display()))?;
-        let uid = &scan.seriesuid;
-        for a in &scan.annotations {
-            let [x, y, z] = a.world;
-            let n = &a.nodule;
-            let _ = writeln!(annotations, "{uid},{x},{y},{z},{}", n.diameter_mm);
-            let _ = writeln!(
-                truth,
-                "{uid},{x},{y},{z},{},{},{},{},{}",
-                n.diameter_mm,
-                n.kind.name(),
-                n.hu,
-                n.juxtapleural,
-                scan.flipped
-            );
-        }
-        for c in &scan.candidates {
-            let [x, y, z] = c.world;
-            let _ = writeln!(candidates, "{uid},{x},{y},{z},{}", c.class);
-        }
-        summary.nodules += scan.annotations.len();
-        summary.candidates += scan.candidates.len();
-        summary
-            .scans
-            .push((scan.seriesuid, path, scan.annotations.len()));
-        on_scan(i);
-    }
-    for (name, text) in [
-        ("annotations.csv", annotations),
-        ("candidates.csv", candidates),
-        ("synth_truth.csv", truth),
-    ] {
-        let p = root.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::from_io(p.display(), e))?;
-    }
-    Ok(summary)
-}
-
-/// Reads LUNA16's `annotations.csv` back: `(seriesuid, world mm, diameter mm)` per row.
-pub fn read_annotations(path: &Path) -> Result<Vec<(String, [f64; 3], f64)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::from_io(path.display(), e))?;
-    let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = || {
-            Error::format(format!(
-                "{}:{}: expected seriesuid,coordX,coordY,coordZ,diameter_mm",
-                path.display(),
-                n + 1
-            ))
-        };
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad());
-        }
-        let num = |s: &str| s.trim().parse::<f64>().map_err(|_| bad());
-        out.push((
-            f[0].to_string(),
-            [num(f[1])?, num(f[2])?, num(f[3])?],
-            num(f[4])?,
-        ));
-    }
-    Ok(out)
 }

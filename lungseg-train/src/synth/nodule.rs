@@ -1,9 +1,13 @@
-//! Nodules: solid, part-solid and ground-glass balls with soft edges, 3–30 mm (skewed small,
-//! like LUNA16's), some touching the pleura. Placed clear of the thick vessels so that the
-//! annotated diameter is what a reader would measure.
+//! Nodules and masses: solid, part-solid and ground-glass (Fleischner 2017 / Lung-RADS types),
+//! 3–50 mm, with smooth, lobulated, irregular or spiculated margins, some calcified (benign
+//! patterns) or cavitary; placed free in the lung, against the pleura, against a vessel, or on
+//! a fissure. HU ranges and their sources: `docs/synth.md`.
 
 use super::anatomy::Anatomy;
-use super::canvas::{soft_edge, Canvas, EDGE_MM};
+use super::canvas::{soft_edge, Canvas, Mode, Stroke};
+use super::fissures::Fissure;
+use super::shape::{random_unit, Margin, Shape};
+use super::texture::ValueNoise;
 use super::vessels::{dot, normalize, sub, Segment};
 use rand::RngExt;
 use rand_distr::{Distribution, LogNormal};
@@ -23,185 +27,524 @@ impl NoduleKind {
             NoduleKind::GroundGlass => "ground-glass",
         }
     }
-}
 
-/// A nodule in the anatomy frame (the scan converts `center` to world mm).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Nodule {
-    pub center: [f64; 3],
-    /// Diameter at the 50 % edge, the annotated size.
-    pub diameter_mm: f64,
-    pub kind: NoduleKind,
-    /// HU of the (outer) nodule tissue.
-    pub hu: f32,
-    /// Part-solid nodules: a solid core (offset from the centre, diameter, HU).
-    pub core: Option<([f64; 3], f64, f32)>,
-    pub juxtapleural: bool,
-}
-
-impl Nodule {
-    pub fn paint(&self, canvas: &mut Canvas) {
-        ball(canvas, self.center, self.diameter_mm / 2.0, self.hu);
-        if let Some((offset, d, hu)) = self.core {
-            let c = std::array::from_fn(|i| self.center[i] + offset[i]);
-            ball(canvas, c, d / 2.0, hu);
+    /// HU range of the nodule's own (outer) tissue, texture included, before blur and noise.
+    pub fn hu_range(self) -> (f32, f32) {
+        match self {
+            NoduleKind::Solid => SOLID_HU,
+            NoduleKind::PartSolid | NoduleKind::GroundGlass => GGN_HU,
         }
     }
 }
 
-fn ball(canvas: &mut Canvas, c: [f64; 3], r: f64, hu: f32) {
-    let pad = r + EDGE_MM;
-    let (lo, hi) = (c.map(|v| v - pad), c.map(|v| v + pad));
-    canvas.brighten(lo, hi, false, hu, |p| {
-        let d = sub(p, c);
-        soft_edge(r - dot(d, d).sqrt())
-    });
+/// Solid soft tissue of a nodule (unenhanced).
+pub const SOLID_HU: (f32, f32) = (-40.0, 90.0);
+/// Ground-glass attenuation: raised above the lung without hiding the vessels in it.
+pub const GGN_HU: (f32, f32) = (-800.0, -300.0);
+/// Calcium: above 200 HU is calcified (benign patterns), up to dense cortical-bone-like.
+pub const CALCIUM_HU: (f32, f32) = (200.0, 1000.0);
+
+/// Where the nodule sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Isolated,
+    /// Touching the costal or mediastinal pleura (part of it sunk into the wall).
+    Juxtapleural,
+    /// Touching a vessel of about its own density.
+    Juxtavascular,
+    /// On a fissure, flattened along it.
+    Perifissural,
 }
 
-/// Draws 0–3 nodules (25 % / 40 % / 20 % / 15 %), up to `max` of them.
-pub fn place(
-    rng: &mut impl rand::Rng,
-    anatomy: &Anatomy,
-    vessels: &[Segment],
-    max: usize,
-) -> Vec<Nodule> {
+impl Placement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Isolated => "isolated",
+            Placement::Juxtapleural => "juxtapleural",
+            Placement::Juxtavascular => "juxtavascular",
+            Placement::Perifissural => "perifissural",
+        }
+    }
+}
+
+/// Something inside a nodule: a solid component, calcium, or an air cavity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inclusion {
+    pub center: [f64; 3],
+    pub radius: f64,
+    pub hu: f32,
+}
+
+/// A nodule in the anatomy frame (the scan converts positions to world mm).
+#[derive(Debug, Clone)]
+pub struct Nodule {
+    /// Centre of the drawn shape.
+    pub center: [f64; 3],
+    /// Equivalent diameter of the label (what `annotations.csv` gives); the drawn nominal
+    /// diameter until the scan is labelled.
+    pub diameter_mm: f64,
+    /// Diameter the shape was drawn at (2 × base radius).
+    pub nominal_diameter_mm: f64,
+    pub kind: NoduleKind,
+    /// Mean HU of the (outer) nodule tissue.
+    pub hu: f32,
+    pub margin: Margin,
+    pub placement: Placement,
+    pub calcified: bool,
+    pub cavitary: bool,
+    pub shape: Shape,
+    pub spicules: Vec<Segment>,
+    pub inclusions: Vec<Inclusion>,
+    texture: ValueNoise,
+    texture_origin: [f64; 3],
+    texture_hu: f32,
+}
+
+impl PartialEq for Nodule {
+    fn eq(&self, o: &Self) -> bool {
+        self.center == o.center
+            && self.diameter_mm == o.diameter_mm
+            && self.kind == o.kind
+            && self.hu == o.hu
+            && self.shape == o.shape
+    }
+}
+
+impl Nodule {
+    pub fn juxtapleural(&self) -> bool {
+        self.placement == Placement::Juxtapleural
+    }
+
+    /// Radius (mm) around the centre that holds the nodule and its spicules.
+    pub fn extent(&self) -> f64 {
+        let spicule = self
+            .spicules
+            .iter()
+            .map(|s| {
+                let d = sub(s.b, self.center);
+                dot(d, d).sqrt() + s.r1
+            })
+            .fold(0.0, f64::max);
+        self.shape.extent().max(spicule)
+    }
+
+    /// Fraction of a voxel of width `edge` at `p` that the lesion occupies (cavity included:
+    /// readers outline a cavitary nodule by its outer wall).
+    pub fn coverage(&self, p: [f64; 3], edge: f64) -> f32 {
+        let body = soft_edge(self.shape.inside_mm(p), edge);
+        if body >= 1.0 {
+            return body;
+        }
+        self.spicules.iter().fold(body, |c, s| {
+            let (d, t) = s.distance(p);
+            let r = s.radius_at(t);
+            c.max(soft_edge(r - d, edge) * (2.0 * r / edge).min(1.0) as f32)
+        })
+    }
+
+    /// HU range of this nodule's own tissue: its kind's, or calcium for a diffusely
+    /// calcified one.
+    pub fn hu_range(&self) -> (f32, f32) {
+        if self.hu > SOLID_HU.1 {
+            CALCIUM_HU
+        } else {
+            self.kind.hu_range()
+        }
+    }
+
+    /// HU of the nodule's own tissue at `p` (texture included, within [`Self::hu_range`]).
+    pub fn tissue_hu(&self, p: [f64; 3]) -> f32 {
+        let (lo, hi) = self.hu_range();
+        let o = self.texture_origin;
+        let t = self.texture.at(std::array::from_fn(|i| p[i] - o[i]));
+        (self.hu + self.texture_hu * t).clamp(lo, hi)
+    }
+
+    pub fn paint(&self, canvas: &mut Canvas) {
+        let edge = canvas.edge_mm();
+        let pad = self.extent() + edge;
+        let (lo, hi) = (self.center.map(|v| v - pad), self.center.map(|v| v + pad));
+        let stroke = Stroke {
+            lo,
+            hi,
+            lung_only: false,
+            mode: Mode::Brighten,
+        };
+        canvas.paint(stroke, |p| {
+            let c = self.coverage(p, edge);
+            if c <= 0.0 {
+                return (0.0, 0.0);
+            }
+            (c, self.tissue_hu(p))
+        });
+        for inc in &self.inclusions {
+            let mode = if inc.hu < self.hu {
+                Mode::Darken
+            } else {
+                Mode::Brighten
+            };
+            let r = inc.radius + edge;
+            let stroke = Stroke {
+                lo: inc.center.map(|v| v - r),
+                hi: inc.center.map(|v| v + r),
+                lung_only: false,
+                mode,
+            };
+            canvas.paint(stroke, |p| {
+                let d = sub(p, inc.center);
+                let c = soft_edge(inc.radius - dot(d, d).sqrt(), edge)
+                    * soft_edge(self.shape.inside_mm(p), edge);
+                (c, inc.hu)
+            });
+        }
+    }
+}
+
+/// What the nodules must keep clear of or may lean on.
+pub struct Surroundings<'a> {
+    pub anatomy: &'a Anatomy,
+    pub vessels: &'a [Segment],
+    pub airways: &'a [Segment],
+    pub fissures: &'a [Fissure],
+}
+
+/// Draws 0–3 nodules (25 % / 40 % / 20 % / 15 %), up to `max` of them; `min_mm` is the
+/// smallest diameter drawn (a nodule much thinner than the slice would leave no label).
+pub fn place(rng: &mut impl rand::Rng, env: &Surroundings, max: usize, min_mm: f64) -> Vec<Nodule> {
     let u: f64 = rng.random();
     let wanted = [0.25, 0.65, 0.85, 1.0]
         .iter()
         .position(|&p| u < p)
         .unwrap_or(3)
         .min(max);
-    let sizes = LogNormal::new(6.5f64.ln(), 0.55).expect("valid log-normal");
     let mut out: Vec<Nodule> = Vec::new();
     for _ in 0..wanted {
         for _attempt in 0..400 {
-            let kind = match rng.random_range(0..20) {
-                0..=10 => NoduleKind::Solid,
-                11..=14 => NoduleKind::PartSolid,
-                _ => NoduleKind::GroundGlass,
-            };
-            // Subsolid nodules are rarely tiny; everything stays within LUNA16's 3–30 mm.
-            let min = if kind == NoduleKind::Solid { 3.0 } else { 5.0 };
-            let d = sizes.sample(rng);
-            if !(min..=30.0).contains(&d) {
-                continue; // redraw rather than clamp: no pile-up at the limits
-            }
-            let juxta = rng.random_bool(0.3);
-            let Some(center) = position(rng, anatomy, d / 2.0, juxta) else {
+            let Some(n) = attempt(rng, env, min_mm) else {
                 continue;
             };
-            let clear_of_others = out.iter().all(|n| {
-                let v = sub(n.center, center);
-                dot(v, v).sqrt() > (n.diameter_mm + d) / 2.0 + 6.0
+            let clear_of_others = out.iter().all(|o| {
+                let v = sub(o.center, n.center);
+                dot(v, v).sqrt() > o.extent() + n.extent() + 8.0
             });
-            // Thick vessels (≥ 1 mm radius) keep 2 mm away; thinner ones may touch.
-            let clear_of_vessels = vessels.iter().filter(|s| s.r0 >= 1.0).all(|s| {
-                let (dist, t) = s.distance(center);
-                dist > s.radius_at(t) + d / 2.0 + 2.0
-            });
-            if !(clear_of_others && clear_of_vessels) {
-                continue;
+            if clear_of_others {
+                out.push(n);
+                break;
             }
-            out.push(nodule(rng, center, d, kind, juxta));
-            break;
         }
     }
     out
 }
 
-fn nodule(
-    rng: &mut impl rand::Rng,
-    center: [f64; 3],
-    d: f64,
-    kind: NoduleKind,
-    juxtapleural: bool,
-) -> Nodule {
-    let (hu, core) = match kind {
-        NoduleKind::Solid => (rng.random_range(0.0..60.0f32), None),
-        NoduleKind::GroundGlass => (rng.random_range(-600.0..-300.0), None),
-        NoduleKind::PartSolid => {
-            let core_d = d * rng.random_range(0.3..0.6);
-            let room = (d - core_d) / 2.0 * 0.5;
-            let offset = [
-                rng.random_range(-room..=room),
-                rng.random_range(-room..=room),
-                rng.random_range(-room..=room),
-            ];
-            let core_hu = rng.random_range(0.0..60.0);
-            (
-                rng.random_range(-600.0..-350.0),
-                Some((offset, core_d, core_hu)),
-            )
-        }
-    };
-    Nodule {
-        center,
-        diameter_mm: d,
-        kind,
-        hu,
-        core,
-        juxtapleural,
+fn draw_kind(rng: &mut impl rand::Rng) -> NoduleKind {
+    match rng.random_range(0..20) {
+        0..=10 => NoduleKind::Solid,
+        11..=14 => NoduleKind::PartSolid,
+        _ => NoduleKind::GroundGlass,
     }
 }
 
-/// A centre inside a lung: at least 2 mm of lung around the ball, or (juxtapleural) pushed
-/// out to the lung edge so that about a fifth of its diameter sinks into the wall.
-fn position(
-    rng: &mut impl rand::Rng,
-    anatomy: &Anatomy,
-    r: f64,
-    juxtapleural: bool,
-) -> Option<[f64; 3]> {
-    let (lo, hi) = anatomy.lung_box();
-    let p: [f64; 3] = std::array::from_fn(|i| rng.random_range(lo[i]..hi[i]));
-    if !anatomy.is_lung(p) {
-        return None;
+/// Diameter (mm): mostly LUNA16-like small nodules, with a tail of large nodules and masses
+/// (> 30 mm) that real models tend to miss.
+fn draw_diameter(rng: &mut impl rand::Rng, kind: NoduleKind, min_mm: f64) -> Option<f64> {
+    let d = match rng.random_range(0..20) {
+        0..=10 => LogNormal::new(7f64.ln(), 0.5).expect("valid").sample(rng),
+        11..=16 => rng.random_range(10.0..30.0),
+        _ => rng.random_range(20.0..50.0),
+    };
+    let min = match kind {
+        NoduleKind::Solid => 3.0f64,
+        NoduleKind::PartSolid => 6.0,
+        NoduleKind::GroundGlass => 5.0,
     }
-    let center = if juxtapleural {
-        // March outwards (in-plane, away from the midline) to the first non-lung point.
-        let dir = normalize([
-            p[0].signum() * rng.random_range(0.3..1.0),
-            rng.random_range(-1.0..1.0),
-            0.0,
-        ]);
-        let mut t = 0.0;
-        while anatomy.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
-            t += 0.5;
-            if t > 400.0 {
-                return None;
+    .max(min_mm);
+    // Redraw rather than clamp: no pile-up at the limits.
+    (min..=50.0).contains(&d).then_some(d)
+}
+
+fn attempt(rng: &mut impl rand::Rng, env: &Surroundings, min_mm: f64) -> Option<Nodule> {
+    let kind = draw_kind(rng);
+    let placement = match rng.random_range(0..20) {
+        0..=7 => Placement::Isolated,
+        8..=12 => Placement::Juxtapleural,
+        13..=16 => Placement::Juxtavascular,
+        _ => Placement::Perifissural,
+    };
+    let mut d = draw_diameter(rng, kind, min_mm)?;
+    if placement == Placement::Perifissural {
+        // Perifissural nodules are small, solid, lentiform.
+        d = d.clamp(min_mm.max(3.0), 12.0);
+    }
+    let kind = if placement == Placement::Perifissural {
+        NoduleKind::Solid
+    } else {
+        kind
+    };
+    let r = d / 2.0;
+    let (center, flatten) = position(rng, env, r, placement)?;
+    let margin = match (placement, rng.random_range(0..10)) {
+        (Placement::Perifissural, _) => Margin::Smooth,
+        (_, 0..=2) => Margin::Smooth,
+        (_, 3..=5) => Margin::Lobulated,
+        (_, 6..=7) => Margin::Irregular,
+        _ => Margin::Spiculated,
+    };
+    let shape = Shape::random(rng, center, r, margin, flatten);
+    let n = build(rng, kind, shape, margin, placement, d);
+    fits(&n, env).then_some(n)
+}
+
+/// The nodule's tissue, texture, spicules and inclusions.
+fn build(
+    rng: &mut impl rand::Rng,
+    kind: NoduleKind,
+    shape: Shape,
+    margin: Margin,
+    placement: Placement,
+    d: f64,
+) -> Nodule {
+    let r = d / 2.0;
+    let center = shape.center;
+    let mut inclusions = Vec::new();
+    let (mut hu, texture_hu) = match kind {
+        NoduleKind::Solid => (rng.random_range(15.0..55.0f32), 12.0),
+        NoduleKind::GroundGlass => (rng.random_range(-720.0..-380.0), 55.0),
+        NoduleKind::PartSolid => (rng.random_range(-680.0..-400.0), 50.0),
+    };
+    let mut calcified = false;
+    let mut cavitary = false;
+    match kind {
+        NoduleKind::PartSolid => {
+            // Solid component(s): 25–70 % of the diameter, off-centre.
+            for _ in 0..rng.random_range(1..=3) {
+                let cr = r * rng.random_range(0.25..0.6);
+                let (u, t) = (random_unit(rng), rng.random_range(0.0..0.7));
+                let off = u.map(|v| v * (r - cr) * t);
+                inclusions.push(Inclusion {
+                    center: std::array::from_fn(|i| center[i] + off[i]),
+                    radius: cr,
+                    hu: rng.random_range(0.0..50.0),
+                });
             }
         }
-        let back = t - 0.6 * r;
-        if back < 0.0 {
-            return None;
+        NoduleKind::Solid if rng.random_bool(0.12) => {
+            calcified = true;
+            match rng.random_range(0..3) {
+                // Diffuse: the whole nodule is calcium-dense.
+                0 => hu = rng.random_range(250.0..600.0),
+                // Central nidus.
+                1 => inclusions.push(Inclusion {
+                    center,
+                    radius: r * rng.random_range(0.3..0.55),
+                    hu: rng.random_range(CALCIUM_HU.0 + 100.0..CALCIUM_HU.1),
+                }),
+                // Popcorn: scattered chunks.
+                _ => {
+                    for _ in 0..rng.random_range(3..=6) {
+                        let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+                        let off = u.map(|v| v * r * t);
+                        inclusions.push(Inclusion {
+                            center: std::array::from_fn(|i| center[i] + off[i]),
+                            radius: r * rng.random_range(0.12..0.3),
+                            hu: rng.random_range(400.0..CALCIUM_HU.1),
+                        });
+                    }
+                }
+            }
         }
-        std::array::from_fn(|i| p[i] + back * dir[i])
+        NoduleKind::Solid if d >= 10.0 && rng.random_bool(0.1) => {
+            cavitary = true;
+            let wall = r * rng.random_range(0.25..0.5);
+            let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+            let off = u.map(|v| v * wall * t);
+            inclusions.push(Inclusion {
+                center: std::array::from_fn(|i| center[i] + off[i]),
+                radius: r - wall,
+                hu: rng.random_range(-1000.0..-950.0),
+            });
+        }
+        _ => {}
+    }
+    let spicules = if margin == Margin::Spiculated {
+        (0..rng.random_range(6..=18))
+            .map(|_| {
+                let u = random_unit(rng);
+                let a = shape.surface_towards(u);
+                let len = (r * rng.random_range(0.4..1.2)).min(20.0);
+                let wobble = random_unit(rng);
+                let dir = normalize(std::array::from_fn(|i| u[i] + 0.3 * wobble[i]));
+                Segment {
+                    a: std::array::from_fn(|i| a[i] - 0.5 * u[i]),
+                    b: std::array::from_fn(|i| a[i] + len * dir[i]),
+                    r0: rng.random_range(0.4..0.9),
+                    r1: 0.15,
+                }
+            })
+            .collect()
     } else {
-        p
+        Vec::new()
     };
-    // The ball (all but the wall side of a juxtapleural one) must sit in lung.
-    let reach = if juxtapleural { 0.3 * r } else { r + 2.0 };
-    let s = std::f64::consts::FRAC_1_SQRT_2;
-    let dirs = [
-        [1.0, 0.0, 0.0],
-        [-1.0, 0.0, 0.0],
-        [0.0, 1.0, 0.0],
-        [0.0, -1.0, 0.0],
-        [0.0, 0.0, 1.0],
-        [0.0, 0.0, -1.0],
-        [s, s, 0.0],
-        [s, -s, 0.0],
-        [-s, s, 0.0],
-        [-s, -s, 0.0],
-    ];
-    let inside = dirs
-        .iter()
-        .filter(|d| anatomy.is_lung(std::array::from_fn(|i| center[i] + reach * d[i])))
+    let mut n = Nodule {
+        center,
+        diameter_mm: d,
+        nominal_diameter_mm: d,
+        kind,
+        hu,
+        margin,
+        placement,
+        calcified,
+        cavitary,
+        shape,
+        spicules,
+        inclusions,
+        texture: ValueNoise::new(rng, [1.0; 3], 1.5),
+        texture_origin: center,
+        texture_hu,
+    };
+    let half = n.extent() + 2.0;
+    n.texture = ValueNoise::new(rng, [2.0 * half; 3], 1.5);
+    n.texture_origin = center.map(|c| c - half);
+    if n.hu > SOLID_HU.1 {
+        // Diffuse calcification: mottled calcium.
+        n.texture_hu = 40.0;
+    }
+    n
+}
+
+/// A direction to squash a shape along, and the factor.
+type Flatten = ([f64; 3], f64);
+
+/// A centre for this placement, and for perifissural nodules the fissure normal to flatten
+/// along.
+fn position(
+    rng: &mut impl rand::Rng,
+    env: &Surroundings,
+    r: f64,
+    placement: Placement,
+) -> Option<([f64; 3], Option<Flatten>)> {
+    let a = env.anatomy;
+    let (lo, hi) = a.lung_box();
+    let p: [f64; 3] = std::array::from_fn(|i| rng.random_range(lo[i]..hi[i]));
+    if !a.is_lung(p) {
+        return None;
+    }
+    match placement {
+        Placement::Isolated => Some((p, None)),
+        Placement::Juxtapleural => {
+            // March outwards (in-plane) to the first non-lung point, then sink the nodule
+            // 10–40 % of its radius into the wall.
+            let side = if rng.random_bool(0.8) {
+                p[0].signum()
+            } else {
+                -p[0].signum()
+            };
+            let dir = normalize([
+                side * rng.random_range(0.3..1.0),
+                rng.random_range(-1.0..1.0),
+                rng.random_range(-0.3..0.3),
+            ]);
+            let mut t = 0.0;
+            while a.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
+                t += 0.5;
+                if t > 400.0 {
+                    return None;
+                }
+            }
+            let back = t - r * rng.random_range(0.6..0.9);
+            (back >= 0.0).then(|| (std::array::from_fn(|i| p[i] + back * dir[i]), None))
+        }
+        Placement::Juxtavascular => {
+            let thick: Vec<&Segment> = env.vessels.iter().filter(|s| s.r0 >= 1.0).collect();
+            if thick.is_empty() {
+                return None;
+            }
+            let s = thick[rng.random_range(0..thick.len())];
+            let t = rng.random_range(0.2..0.8);
+            let axis = normalize(sub(s.b, s.a));
+            let side = super::vessels::perpendicular(rng, axis);
+            let dist = s.radius_at(t) + r * rng.random_range(0.75..1.0);
+            let q = s.point_at(t);
+            Some((std::array::from_fn(|i| q[i] + dist * side[i]), None))
+        }
+        Placement::Perifissural => {
+            let candidates: Vec<&Fissure> = env
+                .fissures
+                .iter()
+                .filter(|f| f.covers(p, env.fissures))
+                .collect();
+            let f = *candidates.first()?;
+            let d = f.distance(p);
+            let n = f.normal();
+            let off = rng.random_range(-0.2..0.2) * r;
+            let c = std::array::from_fn(|i| p[i] - (d - off) * n[i]);
+            Some((c, Some((n, rng.random_range(0.5..0.75)))))
+        }
+    }
+}
+
+/// The nodule sits in lung (all but the wall side of a juxtapleural one), keeps out of the
+/// airways, and (unless juxtavascular) keeps 1 mm from the thick vessels.
+fn fits(n: &Nodule, env: &Surroundings) -> bool {
+    let a = env.anatomy;
+    let c = n.center;
+    if !a.is_lung(c) {
+        return false;
+    }
+    let r = n.shape.extent();
+    let juxta = n.placement == Placement::Juxtapleural;
+    // Masses (> 24 mm) may abut the wall or mediastinum on a side, as real ones do.
+    let (reach, needed) = if juxta {
+        (0.3 * r, 18)
+    } else if r > 12.0 {
+        (0.75 * r, 20)
+    } else {
+        (r + 2.0, 26)
+    };
+    let inside = (0..26)
+        .filter(|&k| {
+            let u = fibonacci_dir(k, 26);
+            a.is_lung(std::array::from_fn(|i| c[i] + reach * u[i]))
+        })
         .count();
-    let needed = if juxtapleural {
-        dirs.len() - 3
-    } else {
-        dirs.len()
+    if inside < needed {
+        return false;
+    }
+    let clear = |segs: &[Segment], margin: f64| {
+        segs.iter().all(|s| {
+            let (dist, t) = s.distance(c);
+            dist > s.radius_at(t) + r + margin
+        })
     };
-    (inside >= needed && anatomy.is_lung(center)).then_some(center)
+    let airways_ok = clear(env.airways, 1.0);
+    let thick: Vec<Segment> = env
+        .vessels
+        .iter()
+        .filter(|s| s.r0 >= 1.0)
+        .copied()
+        .collect();
+    let vessels_ok = n.placement == Placement::Juxtavascular || clear(&thick, 1.0);
+    airways_ok && vessels_ok
+}
+
+/// `n` roughly even directions on the sphere.
+fn fibonacci_dir(k: usize, n: usize) -> [f64; 3] {
+    let z = 1.0 - 2.0 * (k as f64 + 0.5) / n as f64;
+    let r = (1.0 - z * z).sqrt();
+    let phi = k as f64 * std::f64::consts::PI * (3.0 - 5f64.sqrt());
+    [r * phi.cos(), r * phi.sin(), z]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fibonacci_directions_are_unit_and_spread() {
+        let dirs: Vec<_> = (0..26).map(|k| fibonacci_dir(k, 26)).collect();
+        for d in &dirs {
+            assert!((dot(*d, *d) - 1.0).abs() < 1e-9);
+        }
+        let mean: [f64; 3] = std::array::from_fn(|i| dirs.iter().map(|d| d[i]).sum::<f64>() / 26.0);
+        assert!(dot(mean, mean).sqrt() < 0.1, "{mean:?}");
+    }
 }

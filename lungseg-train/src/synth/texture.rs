@@ -5,6 +5,7 @@ use rand::RngExt;
 use rand_distr::StandardNormal;
 
 /// Unit-variance-ish noise, correlated over about `cell_mm`.
+#[derive(Debug, Clone)]
 pub struct ValueNoise {
     dims: [usize; 3],
     cell_mm: f64,

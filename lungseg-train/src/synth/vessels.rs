@@ -1,14 +1,12 @@
-//! Pulmonary vessels: trees grown from each hilum, branching and thinning towards the
-//! periphery. A vessel seen end-on is a bright blob: the classic nodule look-alike that the
-//! false candidates point at.
+//! Pulmonary vessels: arterial trees grown from each hilum and venous trees from the lower
+//! hilum (towards the left atrium), branching and thinning towards the periphery (Murray-like
+//! radius ratios). A vessel seen end-on is a bright blob: the classic nodule look-alike that
+//! the false candidates point at. The same growth makes the bronchial tree (`airways`).
 
 use super::anatomy::Anatomy;
-use super::canvas::{soft_edge, Canvas, EDGE_MM};
+use super::canvas::{soft_edge, Canvas, Mode, Stroke};
 use rand::RngExt;
 
-/// Blood without contrast.
-pub const VESSEL_HU: f32 = 40.0;
-const MIN_RADIUS_MM: f64 = 0.3;
 const MAX_SEGMENTS: usize = 20_000;
 
 /// A tapered tube from `a` (radius `r0`) to `b` (radius `r1`), anatomy frame.
@@ -38,74 +36,151 @@ impl Segment {
         std::array::from_fn(|i| self.a[i] + t * (self.b[i] - self.a[i]))
     }
 
-    /// Paints the tube into the lungs; tubes thinner than the blur are fainter, as on CT.
-    pub fn paint(&self, canvas: &mut Canvas) {
-        let pad = self.r0.max(self.r1) + EDGE_MM;
-        let lo = std::array::from_fn(|i| self.a[i].min(self.b[i]) - pad);
-        let hi = std::array::from_fn(|i| self.a[i].max(self.b[i]) + pad);
-        canvas.brighten(lo, hi, true, VESSEL_HU, |p| {
+    /// Bounding box of the tube widened by `pad` mm.
+    pub fn bounds(&self, pad: f64) -> ([f64; 3], [f64; 3]) {
+        let pad = pad + self.r0.max(self.r1);
+        (
+            std::array::from_fn(|i| self.a[i].min(self.b[i]) - pad),
+            std::array::from_fn(|i| self.a[i].max(self.b[i]) + pad),
+        )
+    }
+
+    /// Paints the tube into the lungs at `hu`; tubes thinner than a voxel are fainter, as
+    /// partial volume makes them on CT.
+    pub fn paint(&self, canvas: &mut Canvas, hu: f32) {
+        let edge = canvas.edge_mm();
+        let (lo, hi) = self.bounds(edge);
+        let stroke = Stroke {
+            lo,
+            hi,
+            lung_only: true,
+            mode: Mode::Brighten,
+        };
+        canvas.paint(stroke, |p| {
             let (d, t) = self.distance(p);
             let r = self.radius_at(t);
-            soft_edge(r - d) * (2.0 * r / EDGE_MM).min(1.0) as f32
+            (
+                soft_edge(r - d, edge) * (2.0 * r / edge).min(1.0) as f32,
+                hu,
+            )
         });
     }
 }
 
-/// Grows 6–9 trees per lung from its hilum.
-pub fn grow(rng: &mut impl rand::Rng, anatomy: &Anatomy) -> Vec<Segment> {
-    let mut out = Vec::new();
-    for side in [-1.0, 1.0] {
-        let hilum = anatomy.hilum(side);
-        let roots = rng.random_range(6..=9);
-        let mut stack = Vec::new();
-        for r in 0..roots {
-            // Fan out: up, lateral, down, front and back.
-            let elev = -1.0 + 2.0 * (r as f64 + rng.random_range(0.2..0.8)) / roots as f64;
-            let dir = normalize([
-                side * rng.random_range(0.5..1.0),
-                rng.random_range(-0.6..0.6),
-                elev * 1.2,
-            ]);
-            stack.push((hilum, dir, rng.random_range(2.8..4.5), 0u32));
+/// Where a tree starts and how it grows.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeSpec {
+    pub root: [f64; 3],
+    pub dir: [f64; 3],
+    pub radius: f64,
+    /// Branches stop below this radius (mm).
+    pub min_radius: f64,
+    pub max_depth: u32,
+    /// Point the tree grows away from (its hilum).
+    pub away_from: [f64; 3],
+}
+
+/// Grows one tree: each segment 5–9 radii long, then two children on opposite sides, the
+/// thinner one bending more; growth stops outside the lung.
+pub fn grow_tree(
+    rng: &mut impl rand::Rng,
+    anatomy: &Anatomy,
+    spec: &TreeSpec,
+    out: &mut Vec<Segment>,
+) {
+    let mut stack = vec![(spec.root, spec.dir, spec.radius, 0u32)];
+    while let Some((start, dir, r, depth)) = stack.pop() {
+        if out.len() >= MAX_SEGMENTS {
+            break;
         }
-        while let Some((start, dir, r, depth)) = stack.pop() {
-            if out.len() >= MAX_SEGMENTS {
-                break;
-            }
-            let len = (r * rng.random_range(5.0..9.0f64)).max(3.0);
-            let end: [f64; 3] = std::array::from_fn(|i| start[i] + len * dir[i]);
-            let r_end = r * rng.random_range(0.9..0.98);
-            out.push(Segment {
-                a: start,
-                b: end,
-                r0: r,
-                r1: r_end,
-            });
-            if depth >= 12 || (depth >= 2 && !anatomy.is_lung(end)) {
+        let len = (r * rng.random_range(5.0..9.0f64)).max(3.0);
+        let end: [f64; 3] = std::array::from_fn(|i| start[i] + len * dir[i]);
+        let r_end = r * rng.random_range(0.9..0.98);
+        out.push(Segment {
+            a: start,
+            b: end,
+            r0: r,
+            r1: r_end,
+        });
+        if depth >= spec.max_depth || (depth >= 2 && !anatomy.is_lung(end)) {
+            continue;
+        }
+        let axis = perpendicular(rng, dir);
+        let outward = normalize(sub(end, spec.away_from));
+        for (scale, angle) in [
+            (rng.random_range(0.78..0.9), rng.random_range(0.2..0.5)),
+            (rng.random_range(0.62..0.8), -rng.random_range(0.45..0.9f64)),
+        ] {
+            let child_r = r_end * scale;
+            if child_r < spec.min_radius {
                 continue;
             }
-            // Two children on opposite sides of the parent, the thinner one bending more.
-            let axis = perpendicular(rng, dir);
-            let outward = normalize(sub(end, hilum));
-            for (scale, angle) in [
-                (rng.random_range(0.78..0.9), rng.random_range(0.2..0.5)),
-                (rng.random_range(0.62..0.8), -rng.random_range(0.45..0.9f64)),
-            ] {
-                let child_r = r_end * scale;
-                if child_r < MIN_RADIUS_MM {
-                    continue;
-                }
-                let (s, c) = angle.sin_cos();
-                let d: [f64; 3] =
-                    std::array::from_fn(|i| c * dir[i] + s * axis[i] + 0.25 * outward[i]);
-                stack.push((end, normalize(d), child_r, depth + 1));
+            let (s, c) = angle.sin_cos();
+            let d: [f64; 3] = std::array::from_fn(|i| c * dir[i] + s * axis[i] + 0.25 * outward[i]);
+            stack.push((end, normalize(d), child_r, depth + 1));
+        }
+    }
+}
+
+/// One scan's vessels: arteries and veins, each with its blood HU.
+pub struct Vessels {
+    pub arteries: Vec<Segment>,
+    pub veins: Vec<Segment>,
+}
+
+impl Vessels {
+    pub fn all(&self) -> impl Iterator<Item = &Segment> {
+        self.arteries.iter().chain(&self.veins)
+    }
+
+    pub fn paint(&self, canvas: &mut Canvas, anatomy: &Anatomy) {
+        // With contrast the arteries fill first; veins lag (by timing) at 60–80 % of it.
+        let blood = anatomy.blood();
+        let venous = super::anatomy::BLOOD + 0.7 * (blood - super::anatomy::BLOOD);
+        for s in &self.arteries {
+            s.paint(canvas, blood);
+        }
+        for s in &self.veins {
+            s.paint(canvas, venous);
+        }
+    }
+}
+
+/// Grows 5–8 arterial trees per lung from its hilum and 3–5 venous trees from below it.
+pub fn grow(rng: &mut impl rand::Rng, anatomy: &Anatomy) -> Vessels {
+    let mut arteries = Vec::new();
+    let mut veins = Vec::new();
+    for side in [-1.0, 1.0] {
+        let hilum = anatomy.hilum(side);
+        let below = [hilum[0], hilum[1] + 8.0, hilum[2] - 25.0];
+        for (origin, count, out, r) in [
+            (hilum, rng.random_range(5..=8), &mut arteries, (2.5, 4.5)),
+            (below, rng.random_range(3..=5), &mut veins, (2.5, 4.0)),
+        ] {
+            for k in 0..count {
+                // Fan out: up, lateral, down, front and back.
+                let elev = -1.0 + 2.0 * (k as f64 + rng.random_range(0.2..0.8)) / count as f64;
+                let dir = normalize([
+                    side * rng.random_range(0.5..1.0),
+                    rng.random_range(-0.6..0.6),
+                    elev * 1.2,
+                ]);
+                let spec = TreeSpec {
+                    root: origin,
+                    dir,
+                    radius: rng.random_range(r.0..r.1),
+                    min_radius: 0.3,
+                    max_depth: 12,
+                    away_from: origin,
+                };
+                grow_tree(rng, anatomy, &spec, out);
             }
         }
     }
-    out
+    Vessels { arteries, veins }
 }
 
-fn perpendicular(rng: &mut impl rand::Rng, d: [f64; 3]) -> [f64; 3] {
+pub fn perpendicular(rng: &mut impl rand::Rng, d: [f64; 3]) -> [f64; 3] {
     loop {
         let v = [
             rng.random_range(-1.0..1.0),
