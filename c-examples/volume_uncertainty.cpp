@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <vector>
 
 #include "lungseg.hpp"
@@ -64,13 +65,21 @@ int main(int argc, char **argv) try {
     maps.mean = mean.data();
     maps.entropy = entropy.data();
     maps.len = voxels;
+    if (model.cpu_kernel() == LUNGSEG_CPU_KERNEL_AUTO) throw std::runtime_error("kernel unresolved");
     auto mc = lungseg::options<lungseg_mc_options>();
     mc.n_samples = 8;
     mc.seed = 2026;
+    // The structure-wise measures of the sample masks (Roy et al. 2019) come back here.
+    auto structure = lungseg::options<lungseg_structure_measures>();
+    mc.structure_measures = &structure;
     const lungseg_patch_summary s = model.predict_uncertainty_at(volume, center, maps, &mc);
     std::printf("summary: %u samples, %lu foreground voxels, score %.5f vs %.5f -> %s\n",
                 s.n_samples, (unsigned long)s.foreground_voxels, s.uncertainty_score,
                 s.review_threshold, s.needs_review ? "NEEDS REVIEW" : "confident");
+    std::printf("sample masks: Dice agreement %.4f, IoU %.4f, volume CV %.4f\n",
+                structure.dice_agreement, structure.iou, structure.volume_cv);
+    if (!(structure.iou >= 0.0f && structure.iou <= 1.0f) || structure.struct_size == 0)
+        throw std::runtime_error("structure measures not written");
 
     // The mean probability back on the scan's grid, on the patch grid the model saw.
     auto spec = lungseg::options<lungseg_patch_spec>();

@@ -207,6 +207,12 @@ public:
         detail::check(lungseg_model_get_info(get(), &out), "lungseg_model_get_info");
         return out;
     }
+    // The CPU kernel predictions run on, chosen at open (never AUTO).
+    lungseg_cpu_kernel cpu_kernel() const {
+        uint32_t k = 0;
+        detail::check(lungseg_model_get_cpu_kernel(get(), &k), "lungseg_model_get_cpu_kernel");
+        return static_cast<lungseg_cpu_kernel>(k);
+    }
     // Deterministic prediction (dropout off) of one HU patch.
     void predict(const float *patch_hu, size_t len, float *prob, size_t prob_len) const {
         detail::check(lungseg_predict(get(), patch_hu, len, prob, prob_len), "lungseg_predict");

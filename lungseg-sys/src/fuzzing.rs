@@ -209,8 +209,9 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         ..Default::default()
     };
     let want_measures = sel & 0x80 != 0;
+    let opts_size = (b.u32() % 64) as usize;
     let opts = Grown::new(lungseg_mc_options {
-        struct_size: b.u32() % 64,
+        struct_size: opts_size as u32,
         // Mostly small valid counts (fast), sometimes anything (range checks).
         n_samples: if raw_samples & 0x8000_0000 != 0 {
             raw_samples & 0x7fff_ffff
@@ -272,7 +273,13 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         let s = out.summary;
         assert!(s.n_samples >= 1 && s.n_samples <= 1024);
         assert!((0.0..=1.0).contains(&s.mean_probability));
-        if want_measures {
+        // Written only when the options reach the pointer (NULL options or an older
+        // struct_size leave it out).
+        let reaches = !opts_ptr.is_null()
+            && opts_size
+                >= std::mem::offset_of!(lungseg_mc_options, structure_measures)
+                    + std::mem::size_of::<*mut lungseg_structure_measures>();
+        if want_measures && reaches {
             let m = measures;
             assert!(m.struct_size >= 56 && (0.0..=1.0).contains(&m.dice_agreement));
             assert!((0.0..=1.0).contains(&m.iou) && m.volume_cv >= 0.0);

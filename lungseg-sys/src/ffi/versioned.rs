@@ -108,6 +108,16 @@ pub(crate) unsafe fn arg_options<T: Versioned>(p: *const T, name: &str) -> Resul
         return Ok(None);
     }
     let size = struct_size(p, name)?;
+    // Every published sizeof is V1 or a multiple of the alignment; any other size below ours
+    // ends inside a field, and copying part of a pointer would make a wild one.
+    if size < size_of::<T>() && size != T::V1 && size % std::mem::align_of::<T>() != 0 {
+        return Err(Error::invalid(format!(
+            "{name}.struct_size is {size}: not the size of any version of {} (set it to \
+             sizeof({}))",
+            T::NAME,
+            T::NAME
+        )));
+    }
     let known = size.min(size_of::<T>());
     let tail = std::slice::from_raw_parts(p.cast::<u8>().add(known), size - known);
     if let Some(i) = tail.iter().position(|&b| b != 0) {
@@ -252,6 +262,41 @@ impl<T: FrozenOutput> OutArg<T> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    /// A `struct_size` that ends inside a field would copy part of it: half a pointer becomes
+    /// a wild pointer the library then writes through. Only V1 or a size on the struct's
+    /// alignment (every published sizeof is one) is accepted.
+    #[test]
+    fn a_struct_size_that_splits_a_field_is_refused() {
+        let mut measures = lungseg_structure_measures::default();
+        let ptr_at = std::mem::offset_of!(lungseg_mc_options, structure_measures);
+        let mut o = lungseg_mc_options {
+            structure_measures: &mut measures,
+            ..Default::default()
+        };
+        for size in [ptr_at + 1, ptr_at + 4, ptr_at + 7, ptr_at + 12] {
+            o.struct_size = size as u32;
+            let e = unsafe { arg_options(&o, "opts") }.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "size {size}");
+            assert!(e.message.contains("not the size of"), "{}", e.message);
+        }
+        for size in [
+            lungseg_mc_options::V1,
+            ptr_at + 8,
+            size_of::<lungseg_mc_options>(),
+        ] {
+            o.struct_size = size as u32;
+            let v = unsafe { arg_options(&o, "opts") }.unwrap().unwrap();
+            let whole = size >= ptr_at + 8;
+            assert_eq!(v.structure_measures.is_null(), !whole, "size {size}");
+        }
+        // V1 of an options struct that later grew a wider field keeps working (12 of 8-aligned).
+        let m = lungseg_model_options {
+            struct_size: lungseg_model_options::V1 as u32,
+            ..Default::default()
+        };
+        assert!(unsafe { arg_options(&m, "opts") }.unwrap().is_some());
+    }
     use crate::ffi::*;
     use std::ffi::CString;
     use std::mem::offset_of;
