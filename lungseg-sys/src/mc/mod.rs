@@ -214,6 +214,17 @@ fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
 /// and a non-finite network output (finite weights whose activations overflow f32) is a
 /// `Format` error. Allocation-free after the first call on a model (see [`MAX_IDLE_WORKSPACES`]).
 pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize) -> Result<()> {
+    single_pass(model, patch_hu, None, prob, threads)
+}
+
+/// One forward pass, with the dropout masks of `drop` (none: deterministic), into `prob`.
+fn single_pass(
+    model: &Model,
+    patch_hu: &[f32],
+    drop: Option<SampleDrop>,
+    prob: &mut [f32],
+    threads: usize,
+) -> Result<()> {
     check_patch(model, patch_hu)?;
     if prob.len() != patch_hu.len() {
         return Err(Error::invalid(format!(
@@ -226,7 +237,7 @@ pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize
     let mut lease = lease(model)?;
     let ws = lease.ws.as_mut().expect("leased");
     prologue(model, ws, patch_hu, threads);
-    forward(model, ws, None, threads)?;
+    forward(model, ws, drop, threads)?;
     prob.copy_from_slice(&ws.prob);
     Ok(())
 }
@@ -322,21 +333,13 @@ pub fn predict_sample(
     prob: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    check_patch(model, patch_hu)?;
-    if prob.len() != patch_hu.len() {
-        return Err(Error::invalid(format!(
-            "prob has {} elements, expected {}",
-            prob.len(),
-            patch_hu.len()
-        )));
-    }
-    let threads = resolve_threads(threads)?;
-    let mut lease = lease(model)?;
-    let ws = lease.ws.as_mut().expect("leased");
-    prologue(model, ws, patch_hu, threads);
-    forward(model, ws, Some(SampleDrop { seed, sample }), threads)?;
-    prob.copy_from_slice(&ws.prob);
-    Ok(())
+    single_pass(
+        model,
+        patch_hu,
+        Some(SampleDrop { seed, sample }),
+        prob,
+        threads,
+    )
 }
 
 /// Voxels added to the volume in [`volume_disagreement`]'s denominator: keeps the score finite
