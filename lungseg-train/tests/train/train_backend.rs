@@ -1,7 +1,7 @@
 //! Backend and device choice (`--backend`, `--device`), the batch loader thread (`--prefetch`),
 //! and seeded reproducibility + exact resume on each backend this build has.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -28,6 +28,7 @@ fn device_specs_parse_and_bad_ones_say_why() {
 
 #[test]
 fn flex_refuses_a_cuda_device_and_missing_backends_name_their_feature() {
+    let _rng = common::rng_lock();
     let err = Backend::Flex
         .device(Some(DeviceSpec::Cuda(0)))
         .unwrap_err()

@@ -2,7 +2,7 @@
 //! dataset: the threshold refers the requested fraction, the metadata rewrite round-trips,
 //! and evaluation writes every report file with sane values.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,13 +2,15 @@
 //! gradient (BatchNorm in training mode, no dropout) on the fixture made by
 //! `scripts/make_grad_fixture.py`.
 
+use crate::common;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use lungseg_train::import::{named_grads, with_tensors};
 use lungseg_train::model::{DropoutKind, DropoutSpec, UNetConfig};
 use lungseg_train::train::loss::dice_bce;
 use safetensors::SafeTensors;
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/grad_step.safetensors");
+const FIXTURE: &[u8] = include_bytes!("../fixtures/grad_step.safetensors");
 
 fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
     let t = st
@@ -40,6 +42,7 @@ fn rel_err(a: &[f32], b: &[f32], floor: f64) -> f64 {
 
 #[test]
 fn burn_training_step_matches_pytorch() {
+    let _rng = common::rng_lock();
     step_matches_pytorch(Device::flex().autodiff());
 }
 
@@ -47,6 +50,7 @@ fn burn_training_step_matches_pytorch() {
 #[cfg(feature = "tch")]
 #[test]
 fn libtorch_training_step_matches_pytorch() {
+    let _rng = common::rng_lock();
     use lungseg_train::train::{Backend, DeviceSpec};
     let device = Backend::Tch.device(Some(DeviceSpec::Cpu)).unwrap();
     step_matches_pytorch(device.autodiff());

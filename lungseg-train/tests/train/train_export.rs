@@ -1,6 +1,6 @@
 //! `export` writes the issue-3 safetensors file: PyTorch names and shapes, metadata.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -54,6 +54,7 @@ fn shapes(st: &SafeTensors) -> BTreeMap<String, Vec<usize>> {
 
 #[test]
 fn default_model_exports_every_name_and_shape() {
+    let _rng = common::rng_lock();
     let config = UNetConfig::default();
     let model = config.init(&Device::flex());
     let bytes = to_safetensors(
@@ -74,6 +75,7 @@ fn default_model_exports_every_name_and_shape() {
 
 #[test]
 fn trained_run_exports_with_metadata_and_f16() {
+    let _rng = common::rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::write_dataset(&data, 16, 2, 2, 4);
@@ -141,6 +143,7 @@ fn utc_dates() {
 /// its rounding), and refuses a file that is not a lungseg model.
 #[test]
 fn exported_model_imports_back() {
+    let _rng = common::rng_lock();
     use lungseg_train::export::named_tensors;
     use lungseg_train::import::from_safetensors;
     let config = common::tiny_config();
@@ -180,6 +183,7 @@ fn exported_model_imports_back() {
 /// predicts the background rate.
 #[test]
 fn prior_bias_sets_head_bias() {
+    let _rng = common::rng_lock();
     use lungseg_train::train::with_prior_bias;
     let model = common::tiny_config().init(&Device::flex());
     let model = with_prior_bias(model, 0.01).unwrap();

@@ -2,7 +2,7 @@
 //! gradients computed the ordinary way, BatchNorm statistics reach the main model, dropout masks
 //! do not depend on thread timing, and `train --devices 2` runs and reproduces itself.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::tensor::Device;

@@ -1,6 +1,6 @@
 //! Burn's eval-mode forward and lungseg-sys's forward on the exported file agree.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;

@@ -1,6 +1,6 @@
 //! The Burn U-Net: shared config JSON, parameter count, shapes, pooling and dropout.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -22,6 +22,7 @@ fn default_config_serialises_as_documented() {
 
 #[test]
 fn default_model_has_5_647_857_learnable_parameters() {
+    let _rng = common::rng_lock();
     let model = UNetConfig::default().init(&Device::flex());
     // Conv weights + biases, transposed-conv weights + biases, BN γ/β, head; the
     // 2 944 BatchNorm running statistics are buffers, not parameters.
@@ -32,6 +33,7 @@ fn default_model_has_5_647_857_learnable_parameters() {
 
 #[test]
 fn forward_keeps_the_spatial_shape() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let model = common::tiny_config().init(&device);
     let x = Tensor::<5>::random([2, 1, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
@@ -47,6 +49,7 @@ fn forward_keeps_the_spatial_shape() {
 
 #[test]
 fn max_pool_matches_a_naive_loop() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let (b, c, d, h, w) = (2, 3, 4, 6, 8);
     let x = Tensor::<5>::random([b, c, d, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -71,6 +74,7 @@ fn max_pool_matches_a_naive_loop() {
 
 #[test]
 fn eval_mode_is_deterministic_and_training_mode_drops() {
+    let _rng = common::rng_lock();
     let device = Device::flex();
     let config = UNetConfig {
         dropout: lungseg_train::model::DropoutSpec {
@@ -109,6 +113,7 @@ fn eval_mode_is_deterministic_and_training_mode_drops() {
 
 #[test]
 fn channel_dropout_drops_whole_channels() {
+    let _rng = common::rng_lock();
     let ad = Device::flex().autodiff();
     let drop = &common::tiny_config().init(&ad).enc[0].drop;
     let drop = lungseg_train::model::Dropout3d {

@@ -1,0 +1,17 @@
+//! Data, metrics and evaluation tests: one binary, so the Burn stack is linked once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod evaluate_calibrate;
+mod metrics_accumulate;
+mod metrics_bootstrap;
+mod metrics_calibration;
+mod metrics_overlap;
+mod metrics_referral;
+mod metrics_report;
+mod metrics_uncertainty;
+mod prepare_lidc;
+mod prepare_luna;
+mod synth;
+mod train_augment;

@@ -1,0 +1,257 @@
+//! The streaming accumulator agrees with the direct, all-voxels-in-memory computations.
+
+use lungseg_train::metrics::{
+    auroc_exact, Confusion, EvalAccumulator, EvalConfig, EvalMetrics, PatchInput,
+    UncertaintyMeasure,
+};
+
+const N: usize = 16;
+const DIMS: [usize; 3] = [N, N, N];
+
+struct Patch {
+    gt: Vec<u8>,
+    prob: Vec<f32>,
+    ent: Vec<f32>,
+    mi: Vec<f32>,
+    var: Vec<f32>,
+}
+
+fn bits(p: f32) -> f32 {
+    let h = |q: f32| if q <= 0.0 { 0.0 } else { -q * q.log2() };
+    (h(p) + h(1.0 - p)).clamp(0.0, 1.0)
+}
+
+/// Sphere of radius `r` (none if 0); the model's probability is a sigmoid of the
+/// distance to a sphere of radius `r_pred`, offset by `shift` voxels.
+fn patch(r: f32, r_pred: f32, shift: f32) -> Patch {
+    let c = N as f32 / 2.0;
+    let mut p = Patch {
+        gt: vec![],
+        prob: vec![],
+        ent: vec![],
+        mi: vec![],
+        var: vec![],
+    };
+    for i in 0..N * N * N {
+        let (z, y, x) = ((i / (N * N)) as f32, ((i / N) % N) as f32, (i % N) as f32);
+        let d = ((z - c).powi(2) + (y - c).powi(2) + (x - c - shift).powi(2)).sqrt();
+        let dg = ((z - c).powi(2) + (y - c).powi(2) + (x - c).powi(2)).sqrt();
+        p.gt.push(u8::from(r > 0.0 && dg <= r));
+        let q = if r_pred > 0.0 {
+            1.0 / (1.0 + (2.0 * (d - r_pred)).exp())
+        } else {
+            0.001
+        };
+        p.prob.push(q);
+        p.ent.push(bits(q));
+        p.mi.push(0.5 * bits(q));
+        p.var.push(q * (1.0 - q) * 0.5);
+    }
+    p
+}
+
+fn run(patches: &[Patch], cfg: EvalConfig) -> EvalMetrics {
+    let mut acc = EvalAccumulator::new(cfg).unwrap();
+    for (k, p) in patches.iter().enumerate() {
+        let score = p.ent.iter().sum::<f32>() / p.ent.len() as f32;
+        let rec = acc
+            .add_patch(&PatchInput {
+                id: &format!("p{k}"),
+                scan: "scan",
+                dims: DIMS,
+                voxel_mm3: 1.0,
+                diameter_mm: None,
+                gt: &p.gt,
+                prob: &p.prob,
+                entropy: &p.ent,
+                mutual_info: &p.mi,
+                variance: &p.var,
+                score,
+                needs_review: score > 0.02,
+                det_prob: &p.prob,
+                scores: &[],
+            })
+            .unwrap();
+        assert_eq!(
+            rec.confusion,
+            Confusion::from_probs(&p.gt, &p.prob, 0.5).unwrap()
+        );
+    }
+    acc.finish().unwrap()
+}
+
+fn patches() -> Vec<Patch> {
+    vec![
+        patch(4.0, 4.0, 0.0),
+        patch(3.0, 3.5, 1.5),
+        patch(0.0, 0.0, 0.0),
+        patch(2.0, 0.0, 0.0),
+    ]
+}
+
+/// Voxels within Chebyshev distance `r` of a ground-truth voxel, or predicted foreground.
+fn chebyshev_roi(gt: &[u8], prob: &[f32], r: i64) -> Vec<bool> {
+    let n = N as i64;
+    let at = |z: i64, y: i64, x: i64| ((z * n + y) * n + x) as usize;
+    let mut roi: Vec<bool> = prob.iter().map(|&q| q >= 0.5).collect();
+    for z in 0..n {
+        for y in 0..n {
+            for x in 0..n {
+                let near = (-r..=r).any(|dz| {
+                    (-r..=r).any(|dy| {
+                        (-r..=r).any(|dx| {
+                            let (zz, yy, xx) = (z + dz, y + dy, x + dx);
+                            (0..n).contains(&zz)
+                                && (0..n).contains(&yy)
+                                && (0..n).contains(&xx)
+                                && gt[at(zz, yy, xx)] != 0
+                        })
+                    })
+                });
+                roi[at(z, y, x)] |= near;
+            }
+        }
+    }
+    roi
+}
+
+/// ECE (foreground probability, equal-width bins, p = 1 in the last bin), Brier score and
+/// bin counts of (probability, label) pairs.
+fn direct_calibration(py: &[(f64, f64)], bins: usize) -> (f64, f64, Vec<u64>) {
+    let mut members: Vec<Vec<(f64, f64)>> = vec![vec![]; bins];
+    for &(p, y) in py {
+        members[((p * bins as f64) as usize).min(bins - 1)].push((p, y));
+    }
+    let n = py.len() as f64;
+    let ece = members
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let k = b.len() as f64;
+            let conf = b.iter().map(|v| v.0).sum::<f64>() / k;
+            let freq = b.iter().map(|v| v.1).sum::<f64>() / k;
+            k / n * (freq - conf).abs()
+        })
+        .sum();
+    let brier = py.iter().map(|(p, y)| (p - y).powi(2)).sum::<f64>() / n;
+    (ece, brier, members.iter().map(|b| b.len() as u64).collect())
+}
+
+#[test]
+fn streaming_matches_direct_computation() {
+    let ps = patches();
+    let m = run(&ps, EvalConfig::default());
+    assert_eq!(m.n_patches, 4);
+    assert_eq!(m.patches[2].overlap.dice, 1.0); // clean negative
+    assert_eq!(m.patches[3].overlap.dice, 0.0); // missed nodule
+    assert!(m.overlap.pooled.dice != m.overlap.pooled.iou);
+
+    // Direct: all voxels of all patches in memory, with the ROI (ground truth within a
+    // Chebyshev distance of 3 voxels, or predicted foreground) and the calibration
+    // formulas written out here rather than through the helpers under test.
+    let (mut u, mut e, mut u_roi, mut e_roi) = (vec![], vec![], vec![], vec![]);
+    let mut roi_py: Vec<(f64, f64)> = vec![];
+    for p in &ps {
+        let roi = chebyshev_roi(&p.gt, &p.prob, 3);
+        for (i, &g) in p.gt.iter().enumerate() {
+            let err = (g != 0) != (p.prob[i] >= 0.5);
+            u.push(p.ent[i]);
+            e.push(err);
+            if roi[i] {
+                u_roi.push(p.ent[i]);
+                e_roi.push(err);
+                roi_py.push((f64::from(p.prob[i]), f64::from(g != 0)));
+            }
+        }
+    }
+    let (ece, brier, counts) = direct_calibration(&roi_py, 15);
+    let c = &m.calibration_roi;
+    assert_eq!(c.voxels as usize, roi_py.len());
+    assert!(
+        (c.ece.unwrap() - ece).abs() < 1e-9,
+        "ECE {:?} vs {ece}",
+        c.ece
+    );
+    assert!(
+        (c.brier.unwrap() - brier).abs() < 1e-9,
+        "Brier {:?} vs {brier}",
+        c.brier
+    );
+    assert_eq!(c.bins.iter().map(|b| b.count).collect::<Vec<_>>(), counts);
+    assert!(ece > 0.0 && counts.iter().filter(|&&n| n > 0).count() > 3);
+    for (roi, uu, ee) in [(false, &u, &e), (true, &u_roi, &e_roi)] {
+        let exact = auroc_exact(uu, ee).unwrap().unwrap();
+        let s = m.uncertainty(UncertaintyMeasure::Entropy, roi).unwrap();
+        let a = s.auroc.unwrap();
+        assert!((a.value - exact.value).abs() <= a.max_abs_error + 1e-12);
+        assert!(
+            (a.value - exact.value).abs() < 1e-3,
+            "{roi}: {} vs {}",
+            a.value,
+            exact.value
+        );
+        assert_eq!(s.n_incorrect as usize, ee.iter().filter(|&&x| x).count());
+        let mean_err = uu
+            .iter()
+            .zip(ee.iter())
+            .filter(|p| *p.1)
+            .map(|p| f64::from(*p.0))
+            .sum::<f64>()
+            / s.n_incorrect as f64;
+        assert!((s.mean_incorrect.unwrap() - mean_err).abs() < 1e-9);
+    }
+    assert_eq!(m.calibration_all.voxels as usize, 4 * N * N * N);
+    assert_eq!(m.referral.as_ref().unwrap().points[0].n_retained, 4);
+    assert_eq!(m.review.tp + m.review.fp + m.review.fn_ + m.review.tn, 4);
+    assert_eq!(m.histograms_roi.len(), 4);
+}
+
+#[test]
+fn metrics_round_trip_through_json() {
+    let m = run(
+        &patches(),
+        EvalConfig {
+            hist_bins: 1024,
+            ..EvalConfig::default()
+        },
+    );
+    let text = serde_json::to_string(&m).unwrap();
+    let back: EvalMetrics = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.n_patches, m.n_patches);
+    assert_eq!(back.overlap, m.overlap);
+}
+
+#[test]
+fn wrong_sizes_are_rejected() {
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    let p = patch(3.0, 3.0, 0.0);
+    let short = &p.var[..10];
+    let input = PatchInput {
+        id: "bad",
+        scan: "scan",
+        dims: DIMS,
+        voxel_mm3: 1.0,
+        diameter_mm: None,
+        gt: &p.gt,
+        prob: &p.prob,
+        entropy: &p.ent,
+        mutual_info: &p.mi,
+        variance: short,
+        score: 0.0,
+        needs_review: false,
+        det_prob: &p.prob,
+        scores: &[],
+    };
+    assert!(acc.add_patch(&input).is_err());
+    let input = PatchInput {
+        variance: &p.var,
+        det_prob: short,
+        ..input
+    };
+    assert!(acc.add_patch(&input).is_err());
+    assert!(EvalAccumulator::new(EvalConfig {
+        calibration_bins: 0,
+        ..EvalConfig::default()
+    })
+    .is_err());
+}

@@ -1,0 +1,298 @@
+//! report.json / report.md and every figure, from synthetic inputs.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
+use lungseg_train::report::figures::{self, EpochRow, PanelInput};
+use lungseg_train::report::{
+    render_markdown, to_json_string, write_json, write_markdown, EvaluationRun, FigureRef, Report,
+};
+use plotters::prelude::*;
+
+const N: usize = 24;
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lungseg-metrics-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Checks the PNG signature, decodes it and returns (width, height, distinct colours > 2).
+fn check_png(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.len() > 1000,
+        "{} is only {} bytes",
+        path.display(),
+        bytes.len()
+    );
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = &buf[..info.buffer_size()];
+    let first = &px[..3];
+    assert!(
+        px.chunks(3).any(|c| c != first),
+        "{} is blank",
+        path.display()
+    );
+    (info.width, info.height)
+}
+
+struct Vol {
+    ct: Vec<f32>,
+    gt: Vec<u8>,
+    prob: Vec<f32>,
+    ent: Vec<f32>,
+}
+
+fn volume(r: f32, shift: f32) -> Vol {
+    let c = N as f32 / 2.0;
+    let mut v = Vol {
+        ct: vec![],
+        gt: vec![],
+        prob: vec![],
+        ent: vec![],
+    };
+    for i in 0..N * N * N {
+        let (z, y, x) = ((i / (N * N)) as f32, ((i / N) % N) as f32, (i % N) as f32);
+        let dg = ((z - c).powi(2) + (y - c).powi(2) + (x - c).powi(2)).sqrt();
+        let dp = ((z - c).powi(2) + (y - c).powi(2) + (x - c - shift).powi(2)).sqrt();
+        v.gt.push(u8::from(dg <= r));
+        v.ct.push(if dg <= r { 20.0 } else { -850.0 });
+        let p = 1.0 / (1.0 + (1.5 * (dp - r)).exp());
+        v.prob.push(p);
+        let h = |q: f32| if q <= 0.0 { 0.0 } else { -q * q.log2() };
+        v.ent.push((h(p) + h(1.0 - p)).clamp(0.0, 1.0));
+    }
+    v
+}
+
+fn metrics() -> EvalMetrics {
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    for (k, (r, s)) in [(5.0, 0.0), (4.0, 1.0), (3.0, 2.5), (6.0, 0.5), (2.0, 3.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let v = volume(r, s);
+        let mi: Vec<f32> = v.ent.iter().map(|e| e * 0.3).collect();
+        let var: Vec<f32> = v.prob.iter().map(|p| p * (1.0 - p) * 0.4).collect();
+        let score = s / 10.0;
+        let det: Vec<f32> = v
+            .prob
+            .iter()
+            .map(|p| if *p >= 0.5 { 0.9 } else { 0.1 })
+            .collect();
+        acc.add_patch(&PatchInput {
+            id: &format!("patch-{k}"),
+            scan: &format!("scan-{}", k / 2),
+            dims: [N; 3],
+            voxel_mm3: 1.0,
+            diameter_mm: Some(2.0 * r as f64),
+            gt: &v.gt,
+            prob: &v.prob,
+            entropy: &v.ent,
+            mutual_info: &mi,
+            variance: &var,
+            score,
+            needs_review: score > 0.2,
+            det_prob: &det,
+            scores: &[("mc_review_score", score), ("det_constant", 0.5)],
+        })
+        .unwrap();
+    }
+    acc.finish().unwrap()
+}
+
+fn report(m: EvalMetrics) -> Report {
+    Report {
+        title: "Test report".into(),
+        model: "synthetic.safetensors".into(),
+        dataset: "synthetic spheres".into(),
+        mc_samples: 20,
+        review_score: "mean_mutual_info".into(),
+        review_threshold: 0.2,
+        metrics: m,
+        evaluation: EvaluationRun {
+            split: "test".into(),
+            seed: 3,
+            patches: 5,
+            seconds: 1.5,
+            patches_per_second: 5.0 / 1.5,
+            slicer_volumes: vec!["slicer/patch-0_hu.mhd".into()],
+        },
+        figures: vec![FigureRef {
+            title: "Referral".into(),
+            path: "referral.png".into(),
+        }],
+        notes: vec!["unit test".into()],
+    }
+}
+
+#[test]
+fn json_and_markdown_reports() {
+    let r = report(metrics());
+    let dir = out_dir("report");
+    write_json(&r, &dir.join("report.json")).unwrap();
+    write_markdown(&r, &dir.join("report.md")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let pooled = &v["metrics"]["overlap"]["pooled"];
+    assert_ne!(pooled["dice"], pooled["iou"]);
+    assert_eq!(v["quality_checks"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        v["quality_checks"][0]["name"],
+        "Dice, mean over all nodule patches"
+    );
+    // report.json is the typed report, serialised once: it reads back into `Report`.
+    crate::common::assert_report_reads_back(&dir.join("report.json"), &r);
+    let h = &r.metrics.headline;
+    assert_eq!(h.n_nodule_patches, 5);
+    let d = h.dice_nodules.unwrap();
+    assert_eq!(d.groups, 3);
+    assert!(
+        d.lo <= d.estimate && d.estimate <= d.hi && d.lo < d.hi,
+        "{d:?}"
+    );
+    assert_eq!(r.metrics.review_scores.len(), 2);
+    assert_eq!(v["metrics"]["patches"].as_array().unwrap().len(), 5);
+    assert!(to_json_string(&r).unwrap().contains("\"auroc\""));
+    let md = render_markdown(&r);
+    for needle in [
+        "## Quality bar",
+        "| pooled |",
+        "ECE",
+        "AUROC",
+        "UEO",
+        "## Referral",
+        "## Headline",
+        "## Review scores as detectors of bad patches",
+        "| det_constant |",
+        "| flagged |",
+        "![Referral](referral.png)",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), md);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn embedded_font_renders_text_without_fontconfig() {
+    figures::ensure_font().unwrap();
+    let (w, h) = (200u32, 40u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.draw_text(
+            "Dice 0.81",
+            &("sans-serif", 24).into_font().color(&BLACK),
+            (5, 5),
+        )
+        .unwrap();
+        root.present().unwrap();
+    }
+    let dark = buf.chunks(3).filter(|c| c[0] < 128).count();
+    assert!(dark > 50, "text drew only {dark} dark pixels");
+}
+
+#[test]
+fn every_figure_writes_a_decodable_png() {
+    let m = metrics();
+    let dir = out_dir("figures");
+    let rel = dir.join("reliability.png");
+    figures::reliability_diagram(&rel, &m.calibration_roi, "Reliability (ROI)").unwrap();
+    assert_eq!(check_png(&rel), (640, 560));
+    let refp = dir.join("referral.png");
+    figures::referral_curve(&refp, m.referral.as_ref().unwrap()).unwrap();
+    assert_eq!(check_png(&refp), (640, 480));
+    let hist = dir.join("hist.png");
+    figures::uncertainty_histograms(&hist, &m.histograms_roi, "Uncertainty (ROI)").unwrap();
+    // One panel per measure: entropy, mutual information, variance, deterministic entropy.
+    assert_eq!(check_png(&hist), (4 * 420, 400));
+
+    let csv = "epoch,loss,train_dice,val_dice,lr,seconds\n1,0.9,0.2,0.1,0.001,3.5\n2,0.6,0.5,0.4,0.001,3.4\n3,0.4,0.7,,0.0005,3.6\n";
+    let rows = figures::parse_metrics_csv(csv).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[1],
+        EpochRow {
+            epoch: 2.0,
+            loss: 0.6,
+            train_dice: 0.5,
+            val_dice: 0.4,
+            lr: 0.001,
+            seconds: 3.4
+        }
+    );
+    assert!(rows[2].val_dice.is_nan());
+    std::fs::write(dir.join("metrics.csv"), csv).unwrap();
+    let tc = dir.join("training.png");
+    figures::training_curves_from_csv(&dir.join("metrics.csv"), &tc).unwrap();
+    assert_eq!(check_png(&tc), (1260, 400));
+    let one = figures::parse_metrics_csv(
+        "seconds,lr,val_dice,train_dice,loss,epoch\n1,0.1,0.5,0.5,1.0,0\n",
+    )
+    .unwrap();
+    figures::training_curves(&dir.join("one.png"), &one).unwrap();
+    check_png(&dir.join("one.png"));
+
+    let v = volume(5.0, 1.5);
+    let panel = dir.join("panel.png");
+    figures::sample_panel(
+        &panel,
+        &PanelInput {
+            title: "patch-1",
+            dims: [N; 3],
+            ct: &v.ct,
+            gt: &v.gt,
+            prob: &v.prob,
+            uncertainty: &v.ent,
+            unc_max: 1.0,
+            high_unc: 0.5,
+            fg_threshold: 0.5,
+            ct_window: (-1000.0, 400.0),
+            centre: None,
+        },
+    )
+    .unwrap();
+    let (w, h) = check_png(&panel);
+    assert!(w > 5 * 64 && h > 3 * 64, "{w}×{h}");
+    // LUNGSEG_KEEP_FIGURES=1 keeps the PNGs for a visual check.
+    if std::env::var_os("LUNGSEG_KEEP_FIGURES").is_none() {
+        std::fs::remove_dir_all(dir).ok();
+    } else {
+        eprintln!("figures kept in {}", dir.display());
+    }
+}
+
+#[test]
+fn bad_figure_inputs_give_clear_errors() {
+    let e = figures::parse_metrics_csv("epoch,loss\n1,2\n").unwrap_err();
+    assert!(e.to_string().contains("train_dice"), "{e}");
+    let e = figures::parse_metrics_csv("epoch,loss,train_dice,val_dice,lr,seconds\n1,x,0,0,0,0\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+    assert!(figures::training_curves(Path::new("/nonexistent/x.png"), &[]).is_err());
+    let v = volume(3.0, 0.0);
+    let short = &v.prob[..5];
+    let input = PanelInput {
+        title: "bad",
+        dims: [N; 3],
+        ct: &v.ct,
+        gt: &v.gt,
+        prob: short,
+        uncertainty: &v.ent,
+        unc_max: 1.0,
+        high_unc: 0.5,
+        fg_threshold: 0.5,
+        ct_window: (-1000.0, 400.0),
+        centre: None,
+    };
+    assert!(figures::sample_panel(Path::new("/tmp/never.png"), &input).is_err());
+}
