@@ -1,7 +1,5 @@
 //! report.json / report.md and every figure, from synthetic inputs.
 
-use crate::common;
-
 use std::path::{Path, PathBuf};
 
 use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
