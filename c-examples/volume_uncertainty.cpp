@@ -111,6 +111,29 @@ int main(int argc, char **argv) try {
     std::printf("scan map: centre %.4f, %lu of %lu voxels covered\n", at_center,
                 (unsigned long)covered, (unsigned long)on_scan.size());
 
+    // Candidate points in one batch call, with the host's logger: the first point gives the
+    // summary above, bit for bit.
+    auto run = lungseg::options<lungseg_run_options>();
+    int log_lines = 0;
+    run.log_level = LUNGSEG_LOG_INFO;
+    run.log = [](void *user, uint32_t level, const char *message) {
+        // One INFO line per point and one for the batch (WARN lines come when a patch
+        // reaches outside the scan, which depends on the model's patch size).
+        if (level == LUNGSEG_LOG_INFO) ++*static_cast<int *>(user);
+        std::printf("  log[%u] %s\n", level, message);
+    };
+    run.user = &log_lines;
+    mc.run = &run;
+    mc.structure_measures = nullptr;
+    const std::vector<lungseg::Point3> candidates = {center, volume.voxel_to_world({20, 20, 16})};
+    const auto batch = model.predict_uncertainty_batch(volume, candidates, &mc);
+    std::printf("batch: %zu points, first score %.5f, %d INFO log lines\n", batch.size(),
+                batch[0].uncertainty_score, log_lines);
+    if (batch.size() != 2 || batch[0].uncertainty_score != s.uncertainty_score ||
+        batch[0].foreground_voxels != s.foreground_voxels || log_lines != 3)
+        bad = 1;
+    mc.run = nullptr;
+
     // Bad input is an exception carrying the status and the library's message.
     mc.n_samples = 5000;
     try {

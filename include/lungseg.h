@@ -38,6 +38,9 @@
 // `LUNGSEG_VERSION_PATCH`: checked against `Cargo.toml` by a test.
 #define LUNGSEG_VERSION_PATCH 0
 
+// Most points one batch call takes.
+#define LUNGSEG_MAX_BATCH_POINTS (1 << 20)
+
 // Flag for the `flags` of the write calls: zlib-compress the voxels (`.zraw`, or inside `.mha`).
 #define LUNGSEG_WRITE_COMPRESS 1
 
@@ -61,6 +64,9 @@ typedef enum lungseg_status {
   LUNGSEG_OUT_OF_MEMORY = 7,
   // An internal error was caught at the boundary; the handle involved stays valid.
   LUNGSEG_PANIC = 8,
+  // The host cancelled the call (`lungseg_run_options.cancel`); no result was written for
+  // the work it stopped.
+  LUNGSEG_CANCELLED = 9,
 } lungseg_status;
 
 // Where inference runs (`lungseg_model_options.device`, `lungseg_model_info.device`).
@@ -157,6 +163,19 @@ typedef enum lungseg_cpu_kernel {
   LUNGSEG_CPU_KERNEL_NEON = 4,
 } lungseg_cpu_kernel;
 
+// How much a log message matters (`lungseg_run_options.log_level`, the `level` argument of
+// `lungseg_log_fn`). 0 is no level: `log_level` 0 means INFO.
+typedef enum lungseg_log_level {
+  // The call failed; the message is also `lungseg_last_error()`.
+  LUNGSEG_LOG_ERROR = 1,
+  // The call goes on, but its result deserves a look (e.g. a patch reaching outside the scan).
+  LUNGSEG_LOG_WARN = 2,
+  // One line per call: what ran and how long it took.
+  LUNGSEG_LOG_INFO = 3,
+  // Per-call settings (samples, seed, threads, CPU kernel).
+  LUNGSEG_LOG_DEBUG = 4,
+} lungseg_log_level;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -179,6 +198,122 @@ typedef struct lungseg_scan_map lungseg_scan_map;
 
 // An opened CT volume. Immutable: one handle may be read from many threads at once.
 typedef struct lungseg_volume lungseg_volume;
+
+// Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
+// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
+// struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
+// writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
+//
+// Empty masks: Dice(M_s, F) is 1 when both are empty, 0 when one is; `iou` is 1 when every
+// sample is empty, 0 when samples are foreground but none in all; `volume_cv` is 0 when every
+// sample is empty. So (1, 1, 0) means the samples agree (all empty, or all identical); a patch
+// whose final mask is empty while some samples see a structure is never "sure".
+typedef struct lungseg_structure_measures {
+  // `sizeof(lungseg_structure_measures)`; on return, the bytes written.
+  uint32_t struct_size;
+  // The `lungseg_review_score` that `summary.uncertainty_score` is (never MODEL_DEFAULT).
+  uint32_t review_score;
+  // Mean over samples of Dice(M_s, F) = 2|M_s & F| / (|M_s| + |F|), in [0, 1].
+  float dice_agreement;
+  // |intersection of all M_s| / |union of all M_s|, in [0, 1].
+  float iou;
+  // Coefficient of variation of the sample volumes |M_s|: population std / mean.
+  float volume_cv;
+  // Samples whose mask is empty.
+  uint32_t empty_samples;
+  // Voxels every sample calls foreground, and voxels some sample does.
+  uint64_t intersection_voxels;
+  uint64_t union_voxels;
+  // Mean and population standard deviation of |M_s| over samples, in voxels.
+  double sample_voxels_mean;
+  double sample_voxels_std;
+} lungseg_structure_measures;
+
+// Progress of a call: `done` of `total` forward passes (a batch counts all its points).
+typedef void (*lungseg_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+// A log message: `level` is a `lungseg_log_level`, `message` a NUL-terminated UTF-8 line
+// valid only during the callback.
+typedef void (*lungseg_log_fn)(void *user, uint32_t level, const char *message);
+
+// How the host follows and stops a call (`lungseg_mc_options.run`; NULL = no hooks).
+typedef struct lungseg_run_options {
+  // `sizeof(lungseg_run_options)`.
+  uint32_t struct_size;
+  // The most verbose `lungseg_log_level` delivered to `log`; 0 = INFO.
+  uint32_t log_level;
+  // NULL, or a 4-byte aligned flag the host sets non-zero from any thread to cancel (a C11
+  // `atomic_int` or C++ `std::atomic<int32_t>` stored to, e.g. `atomic_store(&flag, 1)`).
+  // Read before every MC sample and between the levels of each forward pass; the call then
+  // returns `LUNGSEG_CANCELLED`. Must stay valid until the call returns.
+  const int32_t *cancel;
+  // NULL, or called after every finished forward pass.
+  lungseg_progress_fn progress;
+  // NULL, or receives the call's log messages (ERROR repeats the failure's message).
+  lungseg_log_fn log;
+  // Passed to both callbacks as it is.
+  void *user;
+} lungseg_run_options;
+
+// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
+typedef struct lungseg_mc_options {
+  // `sizeof(lungseg_mc_options)`.
+  uint32_t struct_size;
+  // Monte-Carlo samples, 1..=1024 (0 = 20).
+  uint32_t n_samples;
+  // Seed of the dropout masks: the same seed gives bit-identical maps on any thread count.
+  uint64_t seed;
+  // Non-zero: use `review_threshold` instead of the model's.
+  uint32_t override_review_threshold;
+  float review_threshold;
+  // NULL, or where to write the structure-wise measures of the samples (its `struct_size`
+  // set by the caller; below its V1 size is `LUNGSEG_INVALID_ARGUMENT`). Written only when
+  // the prediction succeeds; must not overlap the other buffers of the call.
+  struct lungseg_structure_measures *structure_measures;
+  // A `lungseg_review_score`: the score in `summary.uncertainty_score` that is compared with
+  // the threshold. 0 = the model's. Another score than the model's needs
+  // `override_review_threshold` (`LUNGSEG_INVALID_ARGUMENT` otherwise): the model's
+  // threshold is calibrated for its own score.
+  uint32_t review_score;
+  // NULL, or the host's hooks into the call: cancel flag, progress and log callbacks
+  // (`lungseg_run_options`).
+  const struct lungseg_run_options *run;
+} lungseg_mc_options;
+
+// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
+typedef struct lungseg_patch_summary {
+  // Voxels with mean probability >= 0.5.
+  uint64_t foreground_voxels;
+  // Their volume in mm³ and the diameter of a sphere of that volume.
+  double volume_mm3;
+  double equivalent_diameter_mm;
+  // Means over the voxels any sample calls foreground (0 when there are none).
+  float mean_probability;
+  float mean_entropy;
+  float mean_mutual_info;
+  // The score compared with the review threshold.
+  float uncertainty_score;
+  float review_threshold;
+  uint32_t n_samples;
+  // The prediction is doubtful: send it to a radiologist.
+  bool needs_review;
+} lungseg_patch_summary;
+
+// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
+// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
+// caller sets the maps and `len`; the library fills `summary`.
+typedef struct lungseg_uncertainty {
+  // Mean probability over samples.
+  float *mean;
+  // Population variance of the probability over samples.
+  float *variance;
+  // Predictive entropy of the mean, in bits.
+  float *entropy;
+  // Mutual information (BALD) between prediction and weights, in bits.
+  float *mutual_info;
+  size_t len;
+  struct lungseg_patch_summary summary;
+} lungseg_uncertainty;
 
 // Pixels in memory and where they sit in the world: the description for
 // `lungseg_volume_create` and `lungseg_volume_create_borrowed`. Zero fields take the defaults
@@ -254,93 +389,6 @@ typedef struct lungseg_model_info {
   char device_name[64];
 } lungseg_model_info;
 
-// Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
-// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
-// struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
-// writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
-//
-// Empty masks: Dice(M_s, F) is 1 when both are empty, 0 when one is; `iou` is 1 when every
-// sample is empty, 0 when samples are foreground but none in all; `volume_cv` is 0 when every
-// sample is empty. So (1, 1, 0) means the samples agree (all empty, or all identical); a patch
-// whose final mask is empty while some samples see a structure is never "sure".
-typedef struct lungseg_structure_measures {
-  // `sizeof(lungseg_structure_measures)`; on return, the bytes written.
-  uint32_t struct_size;
-  // The `lungseg_review_score` that `summary.uncertainty_score` is (never MODEL_DEFAULT).
-  uint32_t review_score;
-  // Mean over samples of Dice(M_s, F) = 2|M_s & F| / (|M_s| + |F|), in [0, 1].
-  float dice_agreement;
-  // |intersection of all M_s| / |union of all M_s|, in [0, 1].
-  float iou;
-  // Coefficient of variation of the sample volumes |M_s|: population std / mean.
-  float volume_cv;
-  // Samples whose mask is empty.
-  uint32_t empty_samples;
-  // Voxels every sample calls foreground, and voxels some sample does.
-  uint64_t intersection_voxels;
-  uint64_t union_voxels;
-  // Mean and population standard deviation of |M_s| over samples, in voxels.
-  double sample_voxels_mean;
-  double sample_voxels_std;
-} lungseg_structure_measures;
-
-// Options for one MC-dropout prediction (NULL = 20 samples, seed 0).
-typedef struct lungseg_mc_options {
-  // `sizeof(lungseg_mc_options)`.
-  uint32_t struct_size;
-  // Monte-Carlo samples, 1..=1024 (0 = 20).
-  uint32_t n_samples;
-  // Seed of the dropout masks: the same seed gives bit-identical maps on any thread count.
-  uint64_t seed;
-  // Non-zero: use `review_threshold` instead of the model's.
-  uint32_t override_review_threshold;
-  float review_threshold;
-  // NULL, or where to write the structure-wise measures of the samples (its `struct_size`
-  // set by the caller; below its V1 size is `LUNGSEG_INVALID_ARGUMENT`). Written only when
-  // the prediction succeeds; must not overlap the other buffers of the call.
-  struct lungseg_structure_measures *structure_measures;
-  // A `lungseg_review_score`: the score in `summary.uncertainty_score` that is compared with
-  // the threshold. 0 = the model's. Another score than the model's needs
-  // `override_review_threshold` (`LUNGSEG_INVALID_ARGUMENT` otherwise): the model's
-  // threshold is calibrated for its own score.
-  uint32_t review_score;
-} lungseg_mc_options;
-
-// Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
-typedef struct lungseg_patch_summary {
-  // Voxels with mean probability >= 0.5.
-  uint64_t foreground_voxels;
-  // Their volume in mm³ and the diameter of a sphere of that volume.
-  double volume_mm3;
-  double equivalent_diameter_mm;
-  // Means over the voxels any sample calls foreground (0 when there are none).
-  float mean_probability;
-  float mean_entropy;
-  float mean_mutual_info;
-  // The score compared with the review threshold.
-  float uncertainty_score;
-  float review_threshold;
-  uint32_t n_samples;
-  // The prediction is doubtful: send it to a radiologist.
-  bool needs_review;
-} lungseg_patch_summary;
-
-// Caller-owned outputs of `lungseg_predict_uncertainty` (frozen at its published layout).
-// Any map may be NULL; non-NULL maps hold `len` floats (the model's patch voxel count). The
-// caller sets the maps and `len`; the library fills `summary`.
-typedef struct lungseg_uncertainty {
-  // Mean probability over samples.
-  float *mean;
-  // Population variance of the probability over samples.
-  float *variance;
-  // Predictive entropy of the mean, in bits.
-  float *entropy;
-  // Mutual information (BALD) between prediction and weights, in bits.
-  float *mutual_info;
-  size_t len;
-  struct lungseg_patch_summary summary;
-} lungseg_uncertainty;
-
 // Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
 typedef struct lungseg_patch_spec {
   // `sizeof(lungseg_patch_spec)`.
@@ -394,6 +442,25 @@ extern "C" {
 
 // The library version as a static NUL-terminated string, e.g. `"0.1.0"`.
 const char *lungseg_version(void);
+
+// MC dropout at `n_points` world points (x, y, z mm each, `centers_world` holds 3 × n_points
+// doubles) of one volume: `out[i]` as `lungseg_predict_uncertainty_at` fills it for point i
+// (its maps and `len` set by the caller, any map NULL). With `opts->structure_measures`
+// non-NULL it points to `n_points` structs, each with `struct_size` set to the same size,
+// which is also their stride. `opts->run` reports progress over the whole batch.
+//
+// Points run in order. `*n_done` (may be NULL) is set to the number of leading points whose
+// results were written: `n_points` on success; on failure or cancellation (`LUNGSEG_CANCELLED`)
+// fewer, and the message names the point that failed. Maps of different points may share
+// memory only if the caller wants later points to overwrite earlier ones; they must not
+// overlap `centers_world`, `out` or the measures.
+enum lungseg_status lungseg_predict_uncertainty_batch(const struct lungseg_model *model,
+                                                      const struct lungseg_volume *volume,
+                                                      const double *centers_world,
+                                                      size_t n_points,
+                                                      const struct lungseg_mc_options *opts,
+                                                      struct lungseg_uncertainty *out,
+                                                      size_t *n_done);
 
 // Copies the calling thread's last error message into `buf` (NUL-terminated, truncated to
 // `buf_len - 1` bytes) and returns the message's full length in bytes, without the NUL.
@@ -466,7 +533,8 @@ enum lungseg_status lungseg_predict_uncertainty(const struct lungseg_model *mode
                                                 struct lungseg_uncertainty *out);
 
 // Cuts the model's patch (size, spacing) around a world point of `volume` and runs
-// `lungseg_predict_uncertainty` on it.
+// `lungseg_predict_uncertainty` on it. A patch reaching outside the scan is filled with
+// -1000 HU there (and logged at WARN).
 enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *model,
                                                    const struct lungseg_volume *volume,
                                                    const double *center_world,

@@ -22,6 +22,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #if __cplusplus >= 202002L && __has_include(<span>)
 #include <span>
@@ -235,6 +236,26 @@ public:
             lungseg_predict_uncertainty_at(get(), volume.get(), center.data(), opts, &out),
             "lungseg_predict_uncertainty_at");
         return out.summary;
+    }
+
+    // MC dropout at many world points of `volume` in one call (summaries only; for maps or
+    // the partial results of a cancelled batch, call lungseg_predict_uncertainty_batch).
+    // `opts->run` may carry a cancel flag, progress and log callbacks (lungseg_run_options).
+    std::vector<lungseg_patch_summary>
+    predict_uncertainty_batch(const Volume &volume, const std::vector<Point3> &centers,
+                              const lungseg_mc_options *opts = nullptr) const {
+        std::vector<lungseg_uncertainty> out(centers.size());
+        size_t done = 0;
+        static_assert(sizeof(Point3) == 3 * sizeof(double), "Point3 is three packed doubles");
+        detail::check(lungseg_predict_uncertainty_batch(get(), volume.get(),
+                                                        centers.empty() ? nullptr
+                                                                        : centers[0].data(),
+                                                        centers.size(), opts, out.data(), &done),
+                      "lungseg_predict_uncertainty_batch");
+        std::vector<lungseg_patch_summary> summaries;
+        summaries.reserve(out.size());
+        for (const lungseg_uncertainty &u : out) summaries.push_back(u.summary);
+        return summaries;
     }
 
 #ifdef LUNGSEG_HPP_SPAN

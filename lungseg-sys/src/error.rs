@@ -17,6 +17,7 @@ pub enum ErrorKind {
     Device = Status::LUNGSEG_DEVICE as u32,
     OutOfMemory = Status::LUNGSEG_OUT_OF_MEMORY as u32,
     Panic = Status::LUNGSEG_PANIC as u32,
+    Cancelled = Status::LUNGSEG_CANCELLED as u32,
 }
 
 /// An error with a message meant for a human reading a device log.
@@ -55,6 +56,9 @@ impl Error {
     }
     pub fn oom(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::OutOfMemory, message)
+    }
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cancelled, message)
     }
     /// Wraps an `std::io::Error` with the path or context it happened on.
     pub fn from_io(context: impl fmt::Display, err: std::io::Error) -> Self {

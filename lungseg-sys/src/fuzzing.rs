@@ -210,6 +210,23 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     };
     let want_measures = sel & 0x80 != 0;
     let opts_size = (b.u32() % 64) as usize;
+    let score_word = b.u32();
+    // The run options come from the score word's high bits, so the committed seeds keep their
+    // byte layout.
+    let cancel_flag = i32::from(score_word >> 9 & 1 == 1);
+    let run = Grown::new(lungseg_run_options {
+        struct_size: if score_word >> 13 & 1 == 1 {
+            std::mem::size_of::<lungseg_run_options>() as u32
+        } else {
+            (score_word >> 16) % 64
+        },
+        log_level: (score_word >> 10) % 6,
+        cancel: &cancel_flag,
+        progress: Some(check_progress),
+        log: Some(check_log),
+        user: null_mut(),
+    });
+    let want_run = score_word >> 8 & 1 == 1;
     let opts = Grown::new(lungseg_mc_options {
         struct_size: opts_size as u32,
         // Mostly small valid counts (fast), sometimes anything (range checks).
@@ -226,7 +243,8 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         } else {
             null_mut()
         },
-        review_score: b.u32() % 10,
+        review_score: score_word % 10,
+        run: if want_run { run.ptr() } else { null() },
     });
     let plen = if sel & 0x40 != 0 {
         (b.u32() as usize) % cap
@@ -269,6 +287,15 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     };
     let opts_ptr = if sel & 0x20 != 0 { null() } else { opts.ptr() };
     let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), len, opts_ptr, &mut out) };
+    let reaches_run = !opts_ptr.is_null()
+        && opts_size >= std::mem::offset_of!(lungseg_mc_options, run) + size_of::<*const u8>();
+    if want_run && reaches_run && cancel_flag != 0 {
+        assert_ne!(
+            st,
+            lungseg_status::LUNGSEG_OK,
+            "a cancelled call gave a result"
+        );
+    }
     if st == lungseg_status::LUNGSEG_OK {
         let s = out.summary;
         assert!(s.n_samples >= 1 && s.n_samples <= 1024);
@@ -310,4 +337,20 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     let _ =
         unsafe { lungseg_normalize_hu(hu.as_ptr(), len, window.0, window.1, norm.as_mut_ptr()) };
     unsafe { lungseg_model_free(m) };
+}
+
+/// Progress never runs backwards past its total.
+unsafe extern "C" fn check_progress(_user: *mut std::ffi::c_void, done: u64, total: u64) {
+    assert!(done >= 1 && done <= total, "progress {done} of {total}");
+}
+
+/// Log lines are NUL-terminated UTF-8 at a known level.
+unsafe extern "C" fn check_log(
+    _user: *mut std::ffi::c_void,
+    level: u32,
+    message: *const libc::c_char,
+) {
+    assert!((1..=4).contains(&level), "log level {level}");
+    assert!(!message.is_null());
+    assert!(std::ffi::CStr::from_ptr(message).to_str().is_ok());
 }

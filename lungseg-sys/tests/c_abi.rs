@@ -33,9 +33,14 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Compiles C sources with the strict flags against the header; `link` adds the static library.
 fn compile(src: &Path, exe: &Path, link: bool) {
+    compile_std(src, exe, link, &CFLAGS)
+}
+
+/// [`compile`] with other flags (the C11 programs that use threads and atomics).
+fn compile_std(src: &Path, exe: &Path, link: bool, flags: &[&str]) {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let mut cmd = Command::new(&cc);
-    cmd.args(CFLAGS)
+    cmd.args(flags)
         .arg("-I")
         .arg(crate_dir().join("../include"))
         .arg(src)
@@ -160,6 +165,12 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 v as u32
             }),
         ),
+        (
+            "lungseg_log_level",
+            values(lungseg_log_level::ALL, lungseg_log_level::name, |v| {
+                v as u32
+            }),
+        ),
     ])
 }
 
@@ -252,6 +263,17 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
                 ("seed", 8, 8),
                 ("override_review_threshold", 16, 4),
                 ("review_threshold", 20, 4),
+            ]),
+        ),
+        (
+            "lungseg_run_options",
+            versioned::<lungseg_run_options>(&[
+                ("struct_size", 0, 4),
+                ("log_level", 4, 4),
+                ("cancel", 8, 8),
+                ("progress", 16, 8),
+                ("log", 24, 8),
+                ("user", 32, 8),
             ]),
         ),
         (
@@ -442,4 +464,28 @@ fn c99_program_uses_every_enum_and_struct_against_the_library() {
     let model = crate_dir().join("tests/fixtures/small_f16_element.safetensors");
     let out = run(&exe, &[&model, &dir]);
     assert_eq!(out, "ok\n");
+}
+
+/// A host's use of the run options from C11 with pthreads: a long call cancelled from another
+/// thread through an `atomic_int`, progress and log callbacks, and a batch of points.
+#[test]
+fn c11_program_cancels_from_another_thread_and_runs_a_batch() {
+    let dir = scratch("run_control");
+    let exe = dir.join("run_control");
+    let flags = [
+        "-std=c11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-pthread",
+    ];
+    compile_std(
+        &crate_dir().join("tests/c/run_control.c"),
+        &exe,
+        true,
+        &flags,
+    );
+    let model = crate_dir().join("tests/fixtures/small_f16_element.safetensors");
+    assert_eq!(run(&exe, &[&model]), "ok\n");
 }

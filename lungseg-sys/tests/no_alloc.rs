@@ -165,6 +165,7 @@ fn main() {
         review_threshold: 0.3,
         structure_measures: &mut measures,
         review_score: lungseg_review_score::LUNGSEG_REVIEW_VOLUME_CV as u32,
+        ..Default::default()
     };
     steady(
         "lungseg_predict_uncertainty",

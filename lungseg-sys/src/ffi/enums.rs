@@ -163,6 +163,39 @@ abi_enum!(lungseg_review_score {
     LUNGSEG_REVIEW_VOLUME_CV,
 });
 
+/// How much a log message matters (`lungseg_run_options.log_level`, the `level` argument of
+/// `lungseg_log_fn`). 0 is no level: `log_level` 0 means INFO.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_log_level {
+    /// The call failed; the message is also `lungseg_last_error()`.
+    LUNGSEG_LOG_ERROR = 1,
+    /// The call goes on, but its result deserves a look (e.g. a patch reaching outside the scan).
+    LUNGSEG_LOG_WARN = 2,
+    /// One line per call: what ran and how long it took.
+    LUNGSEG_LOG_INFO = 3,
+    /// Per-call settings (samples, seed, threads, CPU kernel).
+    LUNGSEG_LOG_DEBUG = 4,
+}
+abi_enum!(lungseg_log_level {
+    LUNGSEG_LOG_ERROR,
+    LUNGSEG_LOG_WARN,
+    LUNGSEG_LOG_INFO,
+    LUNGSEG_LOG_DEBUG,
+});
+
+impl From<lungseg_log_level> for crate::mc::control::LogLevel {
+    fn from(l: lungseg_log_level) -> Self {
+        use crate::mc::control::LogLevel as L;
+        match l {
+            lungseg_log_level::LUNGSEG_LOG_ERROR => L::Error,
+            lungseg_log_level::LUNGSEG_LOG_WARN => L::Warn,
+            lungseg_log_level::LUNGSEG_LOG_INFO => L::Info,
+            lungseg_log_level::LUNGSEG_LOG_DEBUG => L::Debug,
+        }
+    }
+}
+
 impl From<lungseg_scan_map_kind> for crate::scan_map::Merge {
     fn from(k: lungseg_scan_map_kind) -> Self {
         match k {
@@ -248,6 +281,7 @@ mod tests {
         lungseg_status,
         lungseg_device,
         lungseg_dropout_kind,
+        lungseg_log_level,
         lungseg_element_type,
         lungseg_pixel_type,
         lungseg_scan_map_kind,
@@ -293,7 +327,13 @@ mod tests {
             lungseg_cpu_kernel::name,
             lungseg_cpu_kernel::c_name,
         );
-        assert_eq!(lungseg_status::ALL.len(), 9);
+        round_trips(
+            lungseg_log_level::ALL,
+            lungseg_log_level::name,
+            lungseg_log_level::c_name,
+        );
+        assert!(lungseg_log_level::try_from(0).is_err());
+        assert_eq!(lungseg_status::ALL.len(), 10);
         assert_eq!(lungseg_element_type::ALL.len(), 12);
     }
 

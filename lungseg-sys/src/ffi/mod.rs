@@ -14,10 +14,12 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod abi_enum;
+mod batch;
 mod enums;
 mod error;
 mod memory;
 mod model;
+mod run;
 mod scan_map;
 mod status;
 pub(crate) mod versioned;
@@ -25,10 +27,12 @@ mod volume;
 mod write;
 
 pub use abi_enum::UnknownValue;
+pub use batch::*;
 pub use enums::*;
 pub use error::*;
 pub use memory::*;
 pub use model::*;
+pub use run::{lungseg_log_fn, lungseg_progress_fn, lungseg_run_options};
 pub use scan_map::*;
 pub use status::*;
 pub(crate) use versioned::{arg_options, arg_out, frozen_output, versioned};

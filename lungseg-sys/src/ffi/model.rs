@@ -1,6 +1,7 @@
 //! Models and predictions through the C ABI: open a model file, run the deterministic pass or
 //! Monte-Carlo dropout on a 64³ HU patch, get maps, a summary and the needs-review flag.
 
+use super::run::{log_failure, lungseg_run_options, Hooks};
 use super::versioned::{arg_versioned_out, OutArg, VersionedOut};
 use super::volume::lungseg_volume;
 use super::{
@@ -106,6 +107,9 @@ pub struct lungseg_mc_options {
     /// `override_review_threshold` (`LUNGSEG_INVALID_ARGUMENT` otherwise): the model's
     /// threshold is calibrated for its own score.
     pub review_score: u32,
+    /// NULL, or the host's hooks into the call: cancel flag, progress and log callbacks
+    /// (`lungseg_run_options`).
+    pub run: *const lungseg_run_options,
 }
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
@@ -528,23 +532,58 @@ pub(super) fn disjoint(regions: &[Region]) -> Result<()> {
     Ok(())
 }
 
-fn run_mc(
+/// A checked `lungseg_mc_options`: the engine's options, the threshold the summary reports,
+/// the structure-measures pointer and the host's hooks.
+pub(super) struct McCall {
+    pub(super) opts: McOptions,
+    pub(super) threshold: f32,
+    pub(super) measures: *mut lungseg_structure_measures,
+    pub(super) hooks: Hooks,
+}
+
+impl McCall {
+    pub(super) unsafe fn from_c(
+        m: &lungseg_model,
+        opts: *const lungseg_mc_options,
+    ) -> Result<Self> {
+        let c_opts = arg_options(opts, "opts")?;
+        let o = mc_options_from(m, c_opts)?;
+        let (_, threshold) = mc::review_choice(&m.inner, &o)?;
+        let c = c_opts.unwrap_or_default();
+        Ok(McCall {
+            opts: o,
+            threshold,
+            measures: c.structure_measures,
+            hooks: Hooks::from_c(c.run, "opts->run")?,
+        })
+    }
+}
+
+/// Where one patch's results go.
+pub(super) struct PatchOut<'a> {
+    pub(super) out: OutArg<lungseg_uncertainty>,
+    pub(super) measures: Option<VersionedOut<lungseg_structure_measures>>,
+    /// More caller buffers the maps must not overlap (a batch's arrays).
+    pub(super) extra: &'a [Region],
+}
+
+/// One patch through MC dropout into `dst`, with the call's hooks.
+pub(super) fn mc_patch(
     m: &lungseg_model,
     hu: &[f32],
-    opts: *const lungseg_mc_options,
-    out: &OutArg<lungseg_uncertainty>,
+    call: &McCall,
+    dst: PatchOut<'_>,
+    ctl: &mut mc::RunControl<'_>,
 ) -> Result<()> {
-    let c_opts = unsafe { arg_options(opts, "opts")? };
-    let o = mc_options_from(m, c_opts)?;
-    let (_, threshold) = mc::review_choice(&m.inner, &o)?;
-    let measures: Option<VersionedOut<lungseg_structure_measures>> = match c_opts {
-        Some(c) => unsafe { arg_versioned_out(c.structure_measures, "opts->structure_measures")? },
-        None => None,
-    };
+    let PatchOut {
+        out,
+        measures,
+        extra,
+    } = dst;
     let voxels = m.inner.config().patch_voxels();
     let mut result = out.inputs();
     let measures_bytes = measures.as_ref().map(VersionedOut::bytes);
-    disjoint(&[
+    let own = [
         region("patch_hu", hu.as_ptr(), hu.len()),
         region("out", out.as_ptr(), 1),
         region("out->mean", result.mean, result.len),
@@ -552,17 +591,43 @@ fn run_mc(
         region("out->entropy", result.entropy, result.len),
         region("out->mutual_info", result.mutual_info, result.len),
         measures_bytes.and_then(|(p, n)| region("opts->structure_measures", p, n)),
-    ])?;
+    ];
+    disjoint(&own)?;
+    // The maps (own[2..6]) against the batch's arrays; the point's own `out` and measures
+    // element lie inside those arrays by design.
+    for r in extra {
+        for o in &own[2..6] {
+            disjoint(&[*r, *o])?;
+        }
+    }
     let summary = {
         let maps = unsafe { maps_from(&mut result, voxels)? };
-        mc::predict_uncertainty(&m.inner, hu, &o, maps)?
+        mc::predict_uncertainty_with(&m.inner, hu, &call.opts, maps, ctl)?
     };
-    result.summary = summary_to_c(&summary, threshold);
+    result.summary = summary_to_c(&summary, call.threshold);
     out.write(result);
     if let Some(w) = measures {
         w.write(measures_to_c(&summary));
     }
     Ok(())
+}
+
+fn run_mc(
+    m: &lungseg_model,
+    hu: &[f32],
+    opts: *const lungseg_mc_options,
+    out: OutArg<lungseg_uncertainty>,
+) -> Result<()> {
+    let call = unsafe { McCall::from_c(m, opts)? };
+    let dst = PatchOut {
+        out,
+        measures: unsafe { arg_versioned_out(call.measures, "opts->structure_measures")? },
+        extra: &[],
+    };
+    call.hooks.control(|ctl| {
+        let r = mc_patch(m, hu, &call, dst, ctl);
+        log_failure(ctl, r)
+    })
 }
 
 /// Monte-Carlo dropout prediction on one HU patch: per-voxel maps into the caller's buffers
@@ -582,12 +647,13 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty(
     guard(|| {
         let m = arg_ref(model, "model")?;
         let hu = arg_slice(patch_hu, len, "patch_hu")?;
-        run_mc(m, hu, opts, &arg_out(out, "out")?)
+        run_mc(m, hu, opts, arg_out(out, "out")?)
     })
 }
 
 /// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
-/// `lungseg_predict_uncertainty` on it.
+/// `lungseg_predict_uncertainty` on it. A patch reaching outside the scan is filled with
+/// -1000 HU there (and logged at WARN).
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
     model: *const lungseg_model,
@@ -601,27 +667,68 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
         let v = &arg_ref(volume, "volume")?.inner;
         let c = super::volume::world_arg(center_world, "center_world")?;
         let out = arg_out(out, "out")?;
-        let cfg = m.inner.config();
-        let spec = PatchSpec {
-            size: cfg.patch_size,
-            spacing_mm: cfg.spacing_mm,
-            outside_hu: -1000.0,
+        let call = McCall::from_c(m, opts)?;
+        let dst = PatchOut {
+            out,
+            measures: arg_versioned_out(call.measures, "opts->structure_measures")?,
+            extra: &[],
         };
-        // The patch buffer is reused per thread: no heap allocation per call after the first.
-        PATCH_BUFFER.with(|buf| {
-            let mut hu = buf
-                .try_borrow_mut()
-                .map_err(|_| Error::invalid("re-entrant call"))?;
-            let n = cfg.patch_voxels();
-            if hu.len() != n {
-                hu.clear();
-                hu.try_reserve_exact(n)
-                    .map_err(|_| Error::oom(format!("cannot allocate a patch of {n} voxels")))?;
-                hu.resize(n, 0.0);
-            }
-            patch::extract_hu(v, c, &spec, &mut hu)?;
-            run_mc(m, &hu, opts, &out)
+        call.hooks.control(|ctl| {
+            let r = mc_at(m, v, c, &call, dst, ctl);
+            log_failure(ctl, r)
         })
+    })
+}
+
+/// The model's patch around world point `c` of `v` through [`mc_patch`].
+pub(super) fn mc_at(
+    m: &lungseg_model,
+    v: &crate::volume::Volume,
+    c: [f64; 3],
+    call: &McCall,
+    dst: PatchOut<'_>,
+    ctl: &mut mc::RunControl<'_>,
+) -> Result<()> {
+    let spec = patch_spec(m);
+    with_patch_buffer(spec.len(), |hu| {
+        patch::extract_hu(v, c, &spec, hu)?;
+        if ctl.logs(mc::LogLevel::Warn) && patch::reaches_outside(v, c, &spec) {
+            ctl.log(mc::LogLevel::Warn, || {
+                format!(
+                    "the patch around ({:.1}, {:.1}, {:.1}) mm reaches outside the scan; filled \
+                     with {} HU there",
+                    c[0], c[1], c[2], spec.outside_hu
+                )
+            });
+        }
+        mc_patch(m, hu, call, dst, ctl)
+    })
+}
+
+/// The model's patch: its size and spacing, air outside the scan.
+fn patch_spec(m: &lungseg_model) -> PatchSpec {
+    let cfg = m.inner.config();
+    PatchSpec {
+        size: cfg.patch_size,
+        spacing_mm: cfg.spacing_mm,
+        outside_hu: -1000.0,
+    }
+}
+
+/// Runs `f` on this thread's patch buffer of `n` floats: no heap allocation per call after
+/// the first.
+fn with_patch_buffer(n: usize, f: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<()> {
+    PATCH_BUFFER.with(|buf| {
+        let mut hu = buf
+            .try_borrow_mut()
+            .map_err(|_| Error::invalid("re-entrant call"))?;
+        if hu.len() != n {
+            hu.clear();
+            hu.try_reserve_exact(n)
+                .map_err(|_| Error::oom(format!("cannot allocate a patch of {n} voxels")))?;
+            hu.resize(n, 0.0);
+        }
+        f(&mut hu)
     })
 }
 

@@ -25,6 +25,9 @@ pub enum lungseg_status {
     LUNGSEG_OUT_OF_MEMORY = 7,
     /// An internal error was caught at the boundary; the handle involved stays valid.
     LUNGSEG_PANIC = 8,
+    /// The host cancelled the call (`lungseg_run_options.cancel`); no result was written for
+    /// the work it stopped.
+    LUNGSEG_CANCELLED = 9,
 }
 
 abi_enum!(lungseg_status {
@@ -37,6 +40,7 @@ abi_enum!(lungseg_status {
     LUNGSEG_DEVICE,
     LUNGSEG_OUT_OF_MEMORY,
     LUNGSEG_PANIC,
+    LUNGSEG_CANCELLED,
 });
 
 impl lungseg_status {
@@ -75,6 +79,7 @@ mod tests {
             ErrorKind::Device,
             ErrorKind::OutOfMemory,
             ErrorKind::Panic,
+            ErrorKind::Cancelled,
         ];
         let mut seen: Vec<lungseg_status> = kinds
             .iter()
@@ -103,7 +108,7 @@ mod tests {
             let n = unsafe { CStr::from_ptr(lungseg_status_name(*s as libc::c_int)) };
             assert_eq!(n.to_str().unwrap(), s.name());
         }
-        for bad in [-1, 9, libc::c_int::MAX, libc::c_int::MIN] {
+        for bad in [-1, 10, libc::c_int::MAX, libc::c_int::MIN] {
             let n = unsafe { CStr::from_ptr(lungseg_status_name(bad)) };
             assert_eq!(n.to_str().unwrap(), "LUNGSEG_UNKNOWN_STATUS");
         }

@@ -260,12 +260,22 @@ pub(crate) struct SampleDrop {
 
 /// Runs everything after [`prologue`] and leaves the probabilities in `ws.prob`. Fails
 /// (`Format`: the weights overflow f32 on this patch) when a logit is not finite.
+/// `stop` is asked before every level of the encoder and decoder; when it says yes the pass
+/// ends with a `Cancelled` error and the workspace holds no result.
 pub(crate) fn forward(
     model: &Model,
     ws: &mut Workspace,
     drop: Option<SampleDrop>,
     threads: usize,
+    stop: &dyn Fn() -> bool,
 ) -> Result<()> {
+    let check = || {
+        if stop() {
+            Err(Error::cancelled("forward pass stopped"))
+        } else {
+            Ok(())
+        }
+    };
     let cfg: &ModelConfig = model.config();
     let net: &Net = &model.net;
     let ch = &cfg.channels;
@@ -337,6 +347,7 @@ pub(crate) fn forward(
     mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
 
     for l in 1..levels {
+        check()?;
         let g = grids[l];
         let (cp, cl) = (ch[l - 1], ch[l]);
         maxpool2(
@@ -389,6 +400,7 @@ pub(crate) fn forward(
     }
 
     for l in (0..levels.saturating_sub(1)).rev() {
+        check()?;
         let g = grids[l];
         let (cl, cn) = (ch[l], ch[l + 1]);
         let (lo, hi) = cat.split_at_mut(l + 1);

@@ -5,16 +5,18 @@
 //! `[D, H, W]`); normalisation with the model's HU window happens inside. Results are
 //! bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
 
+pub mod control;
 mod forward;
 pub mod masks;
 pub mod stats;
 
 use std::sync::Mutex;
 
+pub use control::{LogLevel, Progress, RunControl};
 pub use masks::StructureMeasures;
 pub use stats::{entropy_bits, voxel_stats, VoxelStats};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Model, ReviewScore};
 pub(crate) use forward::WorkspaceSize;
 use forward::{forward, prologue, SampleDrop, Workspace};
@@ -237,7 +239,7 @@ fn single_pass(
     let mut lease = lease(model)?;
     let ws = lease.ws.as_mut().expect("leased");
     prologue(model, ws, patch_hu, threads);
-    forward(model, ws, drop, threads)?;
+    forward(model, ws, drop, threads, &|| false)?;
     prob.copy_from_slice(&ws.prob);
     Ok(())
 }
@@ -250,7 +252,20 @@ pub fn predict_uncertainty(
     model: &Model,
     patch_hu: &[f32],
     opts: &McOptions,
+    maps: UncertaintyMaps<'_>,
+) -> Result<PatchSummary> {
+    predict_uncertainty_with(model, patch_hu, opts, maps, &mut RunControl::default())
+}
+
+/// [`predict_uncertainty`] under the host's control: cancelled between samples and between the
+/// levels of each pass (`Cancelled`, nothing written), progress after every sample, and a log
+/// line per call (see [`control`]).
+pub fn predict_uncertainty_with(
+    model: &Model,
+    patch_hu: &[f32],
+    opts: &McOptions,
     mut maps: UncertaintyMaps<'_>,
+    ctl: &mut RunControl<'_>,
 ) -> Result<PatchSummary> {
     check_patch(model, patch_hu)?;
     let n = patch_hu.len();
@@ -277,24 +292,62 @@ pub fn predict_uncertainty(
         }
     }
     let threads = resolve_threads(opts.threads)?;
+    let started = std::time::Instant::now();
+    ctl.log(LogLevel::Debug, || {
+        format!(
+            "MC dropout: {} samples, seed {}, {threads} threads, CPU kernel {}",
+            opts.n_samples,
+            opts.seed,
+            model.kernel().name()
+        )
+    });
     let mut lease = lease(model)?;
     let ws = lease.ws.as_mut().expect("leased");
     prologue(model, ws, patch_hu, threads);
     ws.stats.reset();
+    ctl.begin_call(u64::from(opts.n_samples));
+    let cancel = ctl.cancel_check();
+    let stop = || cancel.is_some_and(|c| c());
     for sample in 0..opts.n_samples {
-        forward(
-            model,
-            ws,
-            Some(SampleDrop {
-                seed: opts.seed,
-                sample,
-            }),
-            threads,
-        )?;
+        let drop = Some(SampleDrop {
+            seed: opts.seed,
+            sample,
+        });
+        let pass = if stop() {
+            Err(Error::cancelled(""))
+        } else {
+            forward(model, ws, drop, threads, &stop)
+        };
+        match pass {
+            Err(e) if e.kind == ErrorKind::Cancelled => {
+                return Err(cancelled(ctl, sample, opts.n_samples))
+            }
+            r => r?,
+        }
         let Workspace { prob, stats, .. } = ws;
         stats.add(prob);
+        ctl.pass_done();
     }
-    Ok(summarise(model, &mut ws.stats, review, &mut maps))
+    let summary = summarise(model, &mut ws.stats, review, &mut maps);
+    ctl.log(LogLevel::Info, || {
+        format!(
+            "MC dropout: {} samples in {:.3} s; {} = {:.4}, needs_review = {}",
+            opts.n_samples,
+            started.elapsed().as_secs_f64(),
+            summary.review_score.name(),
+            summary.uncertainty_score,
+            summary.needs_review
+        )
+    });
+    Ok(summary)
+}
+
+fn cancelled(ctl: &RunControl<'_>, sample: u32, n: u32) -> Error {
+    let e = Error::cancelled(format!(
+        "cancelled by the host after {sample} of {n} MC samples; no result written"
+    ));
+    ctl.log(LogLevel::Info, || e.message.clone());
+    e
 }
 
 /// The score and threshold a call compares: the caller's, else the model's. A score other than

@@ -16,7 +16,7 @@ mod resample;
 use crate::error::{Error, Result};
 use crate::volume::Volume;
 
-pub use resample::extract_hu;
+pub use resample::{extract_hu, reaches_outside};
 pub(crate) use resample::{resample_affine, Affine};
 
 /// Largest patch edge accepted, in voxels: far beyond any model input, small enough that a

@@ -52,6 +52,19 @@ pub fn extract_hu(
     Ok(())
 }
 
+/// Whether part of the patch around `center_world` lies outside the scan, where [`extract_hu`]
+/// fills `spec.outside_hu`: the patch is a parallelepiped in index space, so its 8 corner
+/// voxels decide.
+pub fn reaches_outside(volume: &Volume, center_world: [f64; 3], spec: &PatchSpec) -> bool {
+    let g = &volume.geometry;
+    let last = spec.size.map(|n| n.saturating_sub(1));
+    (0..8).any(|corner: usize| {
+        let idx = std::array::from_fn(|a| if corner >> a & 1 == 1 { last[a] } else { 0 });
+        let u = g.world_to_index(spec.voxel_world(center_world, idx));
+        (0..3).any(|a| !(u[a] >= 0.0 && u[a] <= (g.dims[a] - 1) as f64))
+    })
+}
+
 /// Trilinear samples of a checked scalar `volume` at the continuous indices
 /// `map.u0 + i·ux + j·uy + k·uz` for every `(i, j, k)` of `out.size`, into `dst` (z-major,
 /// x fastest); `out.outside_hu` where a point is outside (`out.spacing_mm` is unused: the map

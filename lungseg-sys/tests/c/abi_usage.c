@@ -37,6 +37,7 @@ static void statuses(void) {
     NAME_IS(LUNGSEG_DEVICE);
     NAME_IS(LUNGSEG_OUT_OF_MEMORY);
     NAME_IS(LUNGSEG_PANIC);
+    NAME_IS(LUNGSEG_CANCELLED);
     CHECK(strcmp(lungseg_status_name(-1), "LUNGSEG_UNKNOWN_STATUS") == 0);
 }
 
