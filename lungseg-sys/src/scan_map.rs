@@ -12,7 +12,7 @@
 //! does the resampling: each patch touches only the scan voxels of its bounding box.
 
 use crate::error::{try_vec, Error, Result};
-use crate::geometry::{Geometry, IDENTITY};
+use crate::geometry::Geometry;
 use crate::patch::{resample_affine, Affine, PatchSpec};
 use crate::volume::{PixelData, Volume};
 
@@ -106,8 +106,7 @@ impl ScanMap {
                 self.values
             )));
         }
-        let origin = spec.voxel_world(center_world, [0, 0, 0]);
-        let grid = Geometry::new(spec.size, spec.spacing_mm, origin, IDENTITY)?;
+        let grid = spec.geometry(center_world)?;
         let mut copy = try_vec(n, "patch values")?;
         copy.copy_from_slice(values);
         self.patches

@@ -49,6 +49,9 @@ enum Command {
     Calibrate(CalibrateArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
+    /// Predict at candidate points of one scan (MetaImage or NIfTI): predictions.json with each
+    /// point's summary and review flag, maps around each point, maps on the scan's grid.
+    Predict(lungseg_train::predict::PredictArgs),
     /// The whole pipeline on synthetic CT in one command: synth → prepare → train → export →
     /// calibrate → evaluate (through lungseg-sys). Prints where the report is.
     Demo {
@@ -405,6 +408,7 @@ fn main() -> ExitCode {
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
         Command::Evaluate(a) => run_evaluate(a),
+        Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),
     };
@@ -434,5 +438,19 @@ fn run_demo(o: demo::DemoOptions) -> anyhow::Result<()> {
     println!("report:           {}", r.report_md.display());
     println!("                  {}", r.report_json.display());
     println!("\n{}", demo::headline(&r.report_json)?);
+    Ok(())
+}
+
+fn run_predict(a: &lungseg_train::predict::PredictArgs) -> anyhow::Result<()> {
+    let p = lungseg_train::predict::run(a)?;
+    let flagged = p.points.iter().filter(|r| r.summary.needs_review).count();
+    println!(
+        "{} points of {}: {flagged} need review ({} > {}); results in {}",
+        p.points.len(),
+        p.seriesuid,
+        p.review_score,
+        p.review_threshold,
+        a.out.join("predictions.json").display()
+    );
     Ok(())
 }

@@ -5,9 +5,7 @@ use super::volume::{patch_spec_from, world_arg};
 use super::{arg_options, arg_ref, arg_slice, guard, lungseg_patch_spec, lungseg_status};
 use super::{lungseg_volume, path_arg};
 use crate::error::{Error, Result};
-use crate::geometry::{Geometry, IDENTITY};
 use crate::mhd::{self, WriteOptions};
-use crate::patch::PatchSpec;
 use crate::volume::{PixelData, Volume};
 
 /// Flag for the `flags` of the write calls: zlib-compress the voxels (`.zraw`, or inside `.mha`).
@@ -26,16 +24,6 @@ fn write_options(flags: u32) -> Result<WriteOptions> {
 
 /// The geometry of the patch `lungseg_volume_extract_patch` cuts around `center` with `spec`:
 /// world-aligned axes, voxel (0, 0, 0) at the patch's first voxel centre.
-fn patch_geometry(spec: &PatchSpec, center: [f64; 3]) -> Result<Geometry> {
-    spec.validate()?;
-    Geometry::new(
-        spec.size,
-        spec.spacing_mm,
-        spec.voxel_world(center, [0, 0, 0]),
-        IDENTITY,
-    )
-}
-
 /// The body of the patch writers, for any pixel type `pixels` wraps.
 unsafe fn write_patch<T: Copy>(
     spec: *const lungseg_patch_spec,
@@ -52,7 +40,7 @@ unsafe fn write_patch<T: Copy>(
         let data = arg_slice(data, len, "data")?;
         let path = path_arg(path, "path")?;
         let opts = write_options(flags)?;
-        let geometry = patch_geometry(&spec, center)?;
+        let geometry = spec.geometry(center)?;
         if len != spec.len() {
             return Err(Error::invalid(format!(
                 "data holds {len} values, the patch has {} voxels",

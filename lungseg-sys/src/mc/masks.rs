@@ -26,7 +26,7 @@ const BITS: usize = u64::BITS as usize;
 /// identical. An empty final mask with foreground in some samples gives `dice_agreement < 1`,
 /// `iou = 0` and `volume_cv > 0`. One sample (`N = 1`) carries no spread: its measures are
 /// (1, 1, 0) like the region means' zero variance.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StructureMeasures {
     /// Mean over samples of `Dice(M_s, F) = 2|M_s ∩ F| / (|M_s| + |F|)`.
     pub dice_agreement: f32,

@@ -71,8 +71,9 @@ pub struct UncertaintyMaps<'a> {
     pub mutual_info: Option<&'a mut [f32]>,
 }
 
-/// Patch-level results of [`predict_uncertainty`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Patch-level results of [`predict_uncertainty`] (serialised with these field names by
+/// hosts that report them, e.g. `lungseg-train predict`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
     /// Voxels with mean probability ≥ 0.5.
     pub foreground_voxels: u64,
@@ -101,7 +102,7 @@ pub struct PatchSummary {
 }
 
 /// The value of every [`ReviewScore`] for one patch; higher means less sure.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ReviewScores {
     pub mean_mutual_info: f32,
     pub mean_entropy: f32,

@@ -262,6 +262,13 @@ pub enum ReviewScore {
     VolumeCv = abi::LUNGSEG_REVIEW_VOLUME_CV as u32,
 }
 
+/// Serialised by its model-file name (`"dice_disagreement"`), the one spelling.
+impl serde::Serialize for ReviewScore {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl ReviewScore {
     /// Every score, in the order error messages list them.
     pub const ALL: [ReviewScore; 7] = [

@@ -105,6 +105,17 @@ impl PatchSpec {
         let o = self.offset_mm(idx);
         std::array::from_fn(|a| center_world[a] + o[a])
     }
+    /// The patch grid around `center_world` as a volume geometry (identity direction, origin
+    /// at patch voxel 0): where a patch map lies in the world, for writing or resampling it.
+    pub fn geometry(&self, center_world: [f64; 3]) -> Result<crate::geometry::Geometry> {
+        self.validate()?;
+        crate::geometry::Geometry::new(
+            self.size,
+            self.spacing_mm,
+            self.voxel_world(center_world, [0, 0, 0]),
+            crate::geometry::IDENTITY,
+        )
+    }
 }
 
 /// Intensity window mapped to [0, 1] for the model: `clip((hu - lo) / (hi - lo), 0, 1)`.

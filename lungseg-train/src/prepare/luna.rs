@@ -206,6 +206,33 @@ pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>> {
         .collect()
 }
 
+/// A world point of a points file: LUNA16's `seriesuid,coordX,coordY,coordZ` columns (any
+/// others, such as `class` or `diameter_mm`, are ignored).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub seriesuid: String,
+    pub world: [f64; 3],
+    /// 1-based line in the file, for messages.
+    pub line: usize,
+}
+
+/// Reads the points of a candidates- or annotations-style CSV.
+pub fn read_points(path: &Path) -> Result<Vec<Point>> {
+    let t = Table::read(path)?;
+    let uid = t.column("seriesuid")?;
+    let xyz = t.xyz()?;
+    t.rows
+        .iter()
+        .map(|(line, row)| {
+            Ok(Point {
+                seriesuid: t.field(*line, row, uid)?.to_string(),
+                world: t.world(*line, row, xyz)?,
+                line: *line,
+            })
+        })
+        .collect()
+}
+
 /// The candidates file of a LUNA16 folder: `candidates_V2.csv` (also inside
 /// `candidates_V2/`, as LUNA16 ships it) is preferred over the older `candidates.csv`.
 pub fn find_candidates(root: &Path) -> Option<PathBuf> {

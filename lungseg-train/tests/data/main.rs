@@ -11,6 +11,7 @@ mod metrics_overlap;
 mod metrics_referral;
 mod metrics_report;
 mod metrics_uncertainty;
+mod predict;
 mod prepare_lidc;
 mod prepare_luna;
 mod synth;

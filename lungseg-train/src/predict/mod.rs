@@ -1,0 +1,271 @@
+//! `lungseg-train predict`: the command-line predictor. MC-dropout predictions at candidate
+//! points of one scan through lungseg-sys, as a host would run them: per-point results
+//! (summary, review flag, volume, diameter, structure measures) in `predictions.json`, the maps
+//! around each point, and the maps merged back onto the scan's own grid.
+//!
+//! Inputs: a MetaImage scan (`.mhd`/`.mha`) or a NIfTI file (`.nii`/`.nii.gz`); points from a
+//! CSV with LUNA16's columns and/or `--point x,y,z` (world mm, LPS).
+
+pub mod nifti;
+mod outputs;
+mod points;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use lungseg::mc::{self, McOptions, RunControl, UncertaintyMaps};
+use lungseg::model::Model;
+use lungseg::patch::{self, PatchSpec};
+use lungseg::scan_map::{Merge, ScanMap};
+use lungseg::volume::Volume;
+
+pub use outputs::{PointResult, Predictions};
+
+/// The default model's place in the repository (`models/README.md` says what it is).
+pub const DEFAULT_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../models/lungseg-default.safetensors"
+);
+
+/// File format of the written volumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// MetaImage (`.mhd` + `.zraw`), as LUNA16 and SimpleITK write it.
+    Mhd,
+    /// NIfTI-1 (`.nii.gz`), with qform and sform from the scan's LPS geometry.
+    Nifti,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// The scan: MetaImage (.mhd/.mha) or NIfTI (.nii/.nii.gz).
+    #[arg(long)]
+    pub scan: PathBuf,
+    /// Points: a CSV with LUNA16's columns (seriesuid,coordX,coordY,coordZ; others ignored).
+    /// Rows of other scans are skipped; the scan's seriesuid is its file name without the
+    /// extension unless --seriesuid names it.
+    #[arg(long)]
+    pub candidates: Option<PathBuf>,
+    #[arg(long)]
+    pub seriesuid: Option<String>,
+    /// A world point "x,y,z" in mm (LPS); may be repeated.
+    #[arg(long = "point", value_parser = points::parse_point)]
+    pub points: Vec<[f64; 3]>,
+    /// The model file; default: the shipped default model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// MC-dropout samples per point.
+    #[arg(long, default_value_t = 20)]
+    pub samples: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads per prediction (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    #[arg(long, value_enum, default_value_t = Format::Mhd)]
+    pub format: Format,
+    /// Skip the per-point maps (the scan-grid maps and the JSON are always written).
+    #[arg(long)]
+    pub no_patch_maps: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs the predictor; returns what `predictions.json` holds.
+pub fn run(args: &PredictArgs) -> Result<Predictions> {
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    let model = open_model(&model_path, args.model.is_none())?;
+    let volume = open_scan(&args.scan)?;
+    let uid = args
+        .seriesuid
+        .clone()
+        .unwrap_or_else(|| scan_uid(&args.scan));
+    let targets = points::gather(args.candidates.as_deref(), &uid, &args.points)?;
+    std::fs::create_dir_all(args.out.join("points"))
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let opts = McOptions {
+        n_samples: args.samples,
+        seed: args.seed,
+        threads: args.threads,
+        ..McOptions::default()
+    };
+    let (score, threshold) = mc::review_choice(&model, &opts)?;
+    let writer = outputs::Writer::new(&args.out, args.format, &volume);
+    let mut maps = ScanMaps::new(&volume);
+    let mut results = Vec::with_capacity(targets.len());
+    let bar = progress_bar(args.quiet, targets.len() as u64 * u64::from(args.samples));
+    let mut tick = |p: mc::Progress| bar.set_position(p.done);
+    let mut ctl = RunControl::default().with_progress(&mut tick);
+    ctl.expect(targets.len() as u64 * u64::from(args.samples));
+    let spec = model_patch(&model);
+    let mut work = PatchWork::new(spec.len());
+    for (i, t) in targets.iter().enumerate() {
+        let r = predict_point(&model, &volume, &spec, t.world, &opts, &mut work, &mut ctl)
+            .with_context(|| format!("point {i} ({})", t.origin))?;
+        let files = if args.no_patch_maps {
+            Default::default()
+        } else {
+            writer.patch_maps(i, &spec, t.world, &work)?
+        };
+        maps.add(&spec, t.world, &work)?;
+        let mut result = PointResult::new(i, t, &volume, r, threshold, files);
+        result.patch_reaches_outside = work.reaches_outside;
+        results.push(result);
+    }
+    bar.finish_and_clear();
+    let scan_files = writer.scan_maps(&maps)?;
+    let p = Predictions {
+        scan: args.scan.display().to_string(),
+        seriesuid: uid,
+        model: model_path.display().to_string(),
+        n_samples: args.samples,
+        seed: args.seed,
+        review_score: score.name().to_string(),
+        review_threshold: threshold,
+        scan_maps: scan_files,
+        points: results,
+    };
+    outputs::write_json(&args.out.join("predictions.json"), &p)?;
+    Ok(p)
+}
+
+fn open_model(path: &Path, is_default: bool) -> Result<Model> {
+    if is_default && !path.is_file() {
+        bail!(
+            "no default model at {}: this checkout ships none yet; pass --model <file> (e.g. \
+             the demo's runs/demo/model.safetensors)",
+            path.display()
+        );
+    }
+    Model::open(path).with_context(|| format!("model {}", path.display()))
+}
+
+fn open_scan(path: &Path) -> Result<Volume> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let v = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        nifti::read(path)?
+    } else {
+        lungseg::mhd::read(path, &Default::default())?
+    };
+    v.require_scalar()?;
+    Ok(v)
+}
+
+/// The seriesuid LUNA16 gives a scan: its file name without `.mhd`/`.mha`/`.nii(.gz)`.
+fn scan_uid(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    [".nii.gz", ".nii", ".mhd", ".mha"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext).map(str::to_string))
+        .unwrap_or(name)
+}
+
+/// The model's patch: its size and spacing, air outside the scan (as the C ABI cuts it).
+fn model_patch(model: &Model) -> PatchSpec {
+    let c = model.config();
+    PatchSpec {
+        size: c.patch_size,
+        spacing_mm: c.spacing_mm,
+        outside_hu: -1000.0,
+    }
+}
+
+/// One point's patch and maps, reused from point to point.
+pub(crate) struct PatchWork {
+    pub(crate) hu: Vec<f32>,
+    pub(crate) mean: Vec<f32>,
+    pub(crate) entropy: Vec<f32>,
+    pub(crate) mutual_info: Vec<f32>,
+    pub(crate) reaches_outside: bool,
+}
+
+impl PatchWork {
+    fn new(n: usize) -> Self {
+        PatchWork {
+            hu: vec![0.0; n],
+            mean: vec![0.0; n],
+            entropy: vec![0.0; n],
+            mutual_info: vec![0.0; n],
+            reaches_outside: false,
+        }
+    }
+
+    /// The final mask: mean probability ≥ 0.5, as the summary counts it.
+    pub(crate) fn mask(&self) -> Vec<f32> {
+        self.mean
+            .iter()
+            .map(|&p| if p >= 0.5 { 1.0 } else { 0.0 })
+            .collect()
+    }
+}
+
+fn predict_point(
+    model: &Model,
+    volume: &Volume,
+    spec: &PatchSpec,
+    world: [f64; 3],
+    opts: &McOptions,
+    work: &mut PatchWork,
+    ctl: &mut RunControl<'_>,
+) -> Result<mc::PatchSummary> {
+    patch::extract_hu(volume, world, spec, &mut work.hu)?;
+    work.reaches_outside = patch::reaches_outside(volume, world, spec);
+    let maps = UncertaintyMaps {
+        mean: Some(&mut work.mean),
+        variance: None,
+        entropy: Some(&mut work.entropy),
+        mutual_info: Some(&mut work.mutual_info),
+    };
+    Ok(mc::predict_uncertainty_with(
+        model, &work.hu, opts, maps, ctl,
+    )?)
+}
+
+/// The maps merged onto the scan's grid: probability and mutual information as weighted
+/// means where patches overlap, the mask as their maximum.
+pub(crate) struct ScanMaps {
+    pub(crate) probability: ScanMap,
+    pub(crate) mutual_info: ScanMap,
+    pub(crate) mask: ScanMap,
+}
+
+impl ScanMaps {
+    fn new(volume: &Volume) -> Self {
+        let g = volume.geometry;
+        ScanMaps {
+            probability: ScanMap::new(g, Merge::Mean),
+            mutual_info: ScanMap::new(g, Merge::Mean),
+            mask: ScanMap::new(g, Merge::Max),
+        }
+    }
+
+    fn add(&mut self, spec: &PatchSpec, world: [f64; 3], w: &PatchWork) -> Result<()> {
+        self.probability.add(spec, world, &w.mean, 1.0)?;
+        self.mutual_info.add(spec, world, &w.mutual_info, 1.0)?;
+        self.mask.add(spec, world, &w.mask(), 1.0)?;
+        Ok(())
+    }
+}
+
+fn progress_bar(quiet: bool, total: u64) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {pos}/{len} MC passes ({eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("predict");
+    bar
+}

@@ -1,0 +1,237 @@
+//! `predict`, the command-line predictor: points from a LUNA16-style CSV and `--point`, results
+//! equal to the engine's on the same patches, maps around each point and on the scan's grid,
+//! and NIfTI output whose geometry SimpleITK reads as the scan's (the outside oracle for the
+//! LPS → RAS qform/sform).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lungseg::geometry::Geometry;
+use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+use lungseg::patch::{extract_hu, PatchSpec};
+use lungseg::volume::{PixelData, Volume};
+use lungseg_train::predict::{self, Format, PredictArgs};
+
+fn model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lungseg-sys/tests/fixtures/small_f16_element.safetensors")
+}
+
+/// A 40×36×20 oblique, flipped scan at 0.8 × 0.8 × 2 mm with two bright blobs.
+fn write_scan(dir: &Path) -> (PathBuf, Volume) {
+    let (c, s) = (0.3f64.cos(), 0.3f64.sin());
+    let direction = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, -1.0]];
+    let g = Geometry::new(
+        [40, 36, 20],
+        [0.8, 0.8, 2.0],
+        [-12.0, -10.0, 25.0],
+        direction,
+    )
+    .unwrap();
+    let mut px = vec![-850i16; g.voxel_count()];
+    for (i, v) in px.iter_mut().enumerate() {
+        let (x, y, z) = (i % 40, i / 40 % 36, i / 1440);
+        let near = |cx: f64, cy: f64, cz: f64| {
+            let d = [
+                (x as f64 - cx) * 0.8,
+                (y as f64 - cy) * 0.8,
+                (z as f64 - cz) * 2.0,
+            ];
+            d.iter().map(|v| v * v).sum::<f64>() < 16.0
+        };
+        if near(15.0, 14.0, 8.0) || near(28.0, 22.0, 12.0) {
+            *v = 30;
+        }
+    }
+    let v = Volume::new(g, PixelData::I16(px)).unwrap();
+    let path = dir.join("1.2.3.scan.mhd");
+    lungseg::mhd::write(&path, &v, &Default::default()).unwrap();
+    (path, v)
+}
+
+fn args(scan: &Path, out: &Path) -> PredictArgs {
+    PredictArgs {
+        scan: scan.to_path_buf(),
+        candidates: None,
+        seriesuid: None,
+        points: Vec::new(),
+        model: Some(model_path()),
+        out: out.to_path_buf(),
+        samples: 4,
+        seed: 9,
+        threads: 1,
+        format: Format::Mhd,
+        no_patch_maps: false,
+        quiet: true,
+    }
+}
+
+#[test]
+fn predictions_are_the_engines_and_maps_land_on_both_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, volume) = write_scan(dir.path());
+    let p0 = volume.geometry.index_to_world([15.0, 14.0, 8.0]);
+    let p1 = volume.geometry.index_to_world([28.0, 22.0, 12.0]);
+    let csv = dir.path().join("candidates.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "seriesuid,coordX,coordY,coordZ,class\n1.2.3.scan,{},{},{},1\nother,0,0,0,0\n",
+            p0[0], p0[1], p0[2]
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut a = args(&scan, &out);
+    a.candidates = Some(csv);
+    a.points = vec![p1];
+    let p = predict::run(&a).unwrap();
+    assert_eq!(p.seriesuid, "1.2.3.scan");
+    assert_eq!(p.points.len(), 2, "the other scan's row is skipped");
+    assert!(p.points[0].origin.ends_with("candidates.csv line 2"));
+    assert_eq!(p.points[1].origin, "--point");
+
+    // Each point's result is the engine's on the same patch.
+    let model = Model::open(&model_path()).unwrap();
+    let c = model.config();
+    let spec = PatchSpec {
+        size: c.patch_size,
+        spacing_mm: c.spacing_mm,
+        outside_hu: -1000.0,
+    };
+    for (r, world) in p.points.iter().zip([p0, p1]) {
+        let mut hu = vec![0f32; spec.len()];
+        extract_hu(&volume, world, &spec, &mut hu).unwrap();
+        let mut mean = vec![0f32; spec.len()];
+        let opts = McOptions {
+            n_samples: 4,
+            seed: 9,
+            ..McOptions::default()
+        };
+        let maps = UncertaintyMaps {
+            mean: Some(&mut mean),
+            ..Default::default()
+        };
+        let s = mc::predict_uncertainty(&model, &hu, &opts, maps).unwrap();
+        assert_eq!(r.summary, s, "the engine's summary, bit for bit");
+        let file = out.join(&r.maps["mean"]);
+        let written = lungseg::mhd::read(&file, &Default::default()).unwrap();
+        let w: Vec<f32> = (0..mean.len()).map(|i| written.data.get_f32(i)).collect();
+        assert_eq!(w, mean, "{}", file.display());
+        let v = r.voxel;
+        assert!(v
+            .iter()
+            .zip(volume.geometry.world_to_index(world))
+            .all(|(a, b)| (a - b).abs() < 1e-9));
+    }
+
+    // The scan-grid maps have the scan's geometry.
+    for name in ["probability", "mutual_info", "mask"] {
+        let m = lungseg::mhd::read(&out.join(&p.scan_maps[name]), &Default::default()).unwrap();
+        assert_eq!(m.geometry, volume.geometry, "{name}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 2);
+    let first = &json["points"][0];
+    assert_eq!(first["needs_review"], p.points[0].summary.needs_review);
+    assert_eq!(first["review_score"], p.review_score.as_str());
+    assert!(first["structure"]["dice_agreement"].is_number());
+    assert_eq!(json["review_score"], p.review_score.as_str());
+}
+
+const SITK_GEOMETRY: &str = r#"
+import json, sys
+try:
+    import SimpleITK as sitk
+except ImportError as e:
+    sys.stderr.write("LUNGSEG_MISSING_PYTHON_DEPS %s\n" % e)
+    sys.exit(3)
+out = {}
+for name in sys.argv[1:]:
+    img = sitk.ReadImage(name)
+    out[name] = {"size": list(img.GetSize()), "origin": list(img.GetOrigin()),
+                 "spacing": list(img.GetSpacing()), "direction": list(img.GetDirection())}
+print(json.dumps(out))
+"#;
+
+/// SimpleITK reads the NIfTI maps with the scan's LPS geometry: the qform/sform are right.
+#[test]
+fn nifti_maps_have_the_scans_geometry_in_simpleitk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, volume) = write_scan(dir.path());
+    let out = dir.path().join("out");
+    let mut a = args(&scan, &out);
+    a.points = vec![volume.geometry.index_to_world([20.0, 18.0, 10.0])];
+    a.format = Format::Nifti;
+    let p = predict::run(&a).unwrap();
+    let nii = out.join(&p.scan_maps["probability"]);
+    let patch = out.join(&p.points[0].maps["mean"]);
+    assert!(nii.to_string_lossy().ends_with(".nii.gz"));
+    let run = Command::new("python3")
+        .arg("-c")
+        .arg(SITK_GEOMETRY)
+        .args([&scan, &nii, &patch])
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(
+        run.status.success(),
+        "this test needs python3 with SimpleITK (`pip install SimpleITK numpy`): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let get = |p: &Path, k: &str| -> Vec<f64> {
+        j[p.to_str().unwrap()][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    for k in ["size", "origin", "spacing", "direction"] {
+        let (want, got) = (get(&scan, k), get(&nii, k));
+        assert!(
+            want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-4),
+            "{k}: scan {want:?}, NIfTI {got:?}"
+        );
+    }
+    // The patch map: SimpleITK's geometry is the patch grid's.
+    let g = PatchSpec {
+        size: Model::open(&model_path()).unwrap().config().patch_size,
+        spacing_mm: Model::open(&model_path()).unwrap().config().spacing_mm,
+        outside_hu: -1000.0,
+    }
+    .geometry(a.points[0])
+    .unwrap();
+    let origin = get(&patch, "origin");
+    assert!(
+        origin
+            .iter()
+            .zip(g.origin)
+            .all(|(a, b)| (a - b).abs() < 1e-4),
+        "{origin:?}"
+    );
+    // Read back by lungseg's own NIfTI reader: the same voxels as the MetaImage route.
+    let back = predict::nifti::read(&nii).unwrap();
+    assert_eq!(back.geometry.dims, volume.geometry.dims);
+}
+
+#[test]
+fn missing_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, _) = write_scan(dir.path());
+    let out = dir.path().join("out");
+    let e = predict::run(&args(&scan, &out)).unwrap_err();
+    assert!(format!("{e:#}").contains("no points"), "{e:#}");
+    let mut a = args(&scan, &out);
+    a.points = vec![[0.0; 3]];
+    a.model = None;
+    if !Path::new(predict::DEFAULT_MODEL).exists() {
+        let e = predict::run(&a).unwrap_err();
+        assert!(format!("{e:#}").contains("pass --model"), "{e:#}");
+    }
+    let mut a = args(&dir.path().join("missing.mhd"), &out);
+    a.points = vec![[0.0; 3]];
+    assert!(predict::run(&a).is_err());
+}
