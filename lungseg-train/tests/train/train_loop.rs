@@ -126,7 +126,6 @@ fn bad_data_gives_clear_errors() {
 /// the BCE while predicting background everywhere (hard Dice 0), which the loss test missed.
 #[test]
 fn short_training_learns_to_segment_spheres() {
-    let _rng = common::rng_lock();
     learns_spheres(1);
 }
 
@@ -134,7 +133,6 @@ fn short_training_learns_to_segment_spheres() {
 /// change the trajectory, not whether it learns.
 #[test]
 fn short_data_parallel_training_learns_to_segment_spheres() {
-    let _rng = common::rng_lock();
     learns_spheres(2);
 }
 
