@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Real-CT smoke test: a model on the two chest CTs with lesion masks that pyradiomics 3.0.1
+ships (data/lung1_*, data/lung2_*; 5 mm slices, NRRD).
+
+    python3 scripts/real_ct_smoke.py --model M.safetensors [--out runs/real-ct-smoke]
+
+For each lesion (a connected component of a label mask) it calls the library through its C ABI
+(ctypes on liblungseg.so, as an integrator would): `lungseg_predict_uncertainty_at` at the
+lesion's centroid, MC dropout on the model's patch there; the lesion mask is resampled onto that
+patch grid (nearest neighbour, SimpleITK) and compared with the mean probability >= 0.5: Dice,
+volumes, the uncertainty score and whether the review flag fired. A smoke test, not an evaluation: two patients, and
+nothing may be chosen on them (no threshold, score, model or setting); it shows whether a model
+fails on real CT and whether the flag says so.
+
+Needs python3 with SimpleITK and numpy, network access to PyPI's files once (the sdist is
+fetched by its pinned URL and SHA-256 into the cache folder), and the built shared library
+(LUNGSEG_LIB, default target/release/liblungseg.so: `cargo build --release -p lungseg-sys`).
+"""
+import argparse
+import ctypes as C
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import urllib.request
+
+import numpy as np
+import SimpleITK as sitk
+
+SDIST = ("https://files.pythonhosted.org/packages/1b/35/"
+         "c7f7fb7affd302fd8107dcee6b6e7aaf3708b75ad69d5f9a3dfcadb73eaa/pyradiomics-3.0.1.tar.gz")
+SHA256 = "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5"
+CASES = ["lung1", "lung2"]
+
+
+def fetch(cache):
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, "pyradiomics-3.0.1.tar.gz")
+    if not os.path.exists(path):
+        urllib.request.urlretrieve(SDIST, path + ".part")
+        os.replace(path + ".part", path)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    if digest != SHA256:
+        sys.exit(f"{path}: SHA-256 {digest}, expected {SHA256}")
+    out = {}
+    with tarfile.open(path) as tar:
+        for case in CASES:
+            for kind in ("image", "label"):
+                name = f"pyradiomics-3.0.1/data/{case}_{kind}.nrrd"
+                dst = os.path.join(cache, f"{case}_{kind}.nrrd")
+                if not os.path.exists(dst):
+                    with tar.extractfile(name) as src, open(dst, "wb") as f:
+                        f.write(src.read())
+                out[(case, kind)] = dst
+    return out
+
+
+def lesions(label):
+    """(component id, centroid in world mm, equivalent diameter mm, voxels) per lesion."""
+    cc = sitk.ConnectedComponent(label > 0)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(cc)
+    found = []
+    for i in stats.GetLabels():
+        found.append((i, stats.GetCentroid(i), 2 * stats.GetEquivalentSphericalRadius(i),
+                      stats.GetNumberOfPixels(i)))
+    return cc, found
+
+
+def dice(a, b):
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else 2.0 * np.logical_and(a, b).sum() / s
+
+
+class Summary(C.Structure):  # lungseg_patch_summary (56 bytes)
+    _fields_ = [("foreground_voxels", C.c_uint64), ("volume_mm3", C.c_double),
+                ("equivalent_diameter_mm", C.c_double), ("mean_probability", C.c_float),
+                ("mean_entropy", C.c_float), ("mean_mutual_info", C.c_float),
+                ("uncertainty_score", C.c_float), ("review_threshold", C.c_float),
+                ("n_samples", C.c_uint32), ("needs_review", C.c_bool)]
+
+
+class Uncertainty(C.Structure):  # lungseg_uncertainty (96 bytes)
+    _fields_ = [("mean", C.POINTER(C.c_float)), ("variance", C.POINTER(C.c_float)),
+                ("entropy", C.POINTER(C.c_float)), ("mutual_info", C.POINTER(C.c_float)),
+                ("len", C.c_size_t), ("summary", Summary)]
+
+
+class McOptions(C.Structure):  # lungseg_mc_options V1 (24 bytes): samples and seed
+    _fields_ = [("struct_size", C.c_uint32), ("n_samples", C.c_uint32), ("seed", C.c_uint64),
+                ("override_review_threshold", C.c_uint32), ("review_threshold", C.c_float)]
+
+
+class ModelInfo(C.Structure):  # lungseg_model_info (176 bytes)
+    _fields_ = [("patch_size", C.c_uint32 * 3), ("spacing_mm", C.c_double * 3),
+                ("hu_window", C.c_float * 2), ("levels", C.c_uint32),
+                ("channels", C.c_uint32 * 8), ("dropout_p", C.c_float),
+                ("dropout_kind", C.c_uint32), ("review_threshold", C.c_float),
+                ("parameter_count", C.c_uint64), ("device", C.c_uint32),
+                ("device_name", C.c_char * 64)]
+
+
+assert (C.sizeof(Summary), C.sizeof(Uncertainty), C.sizeof(McOptions), C.sizeof(ModelInfo)) \
+    == (56, 96, 24, 176), "ctypes layouts differ from lungseg.h"
+
+
+class Lungseg:
+    """The few C ABI calls the smoke test needs; a failing call raises with the message."""
+
+    def __init__(self, path):
+        self.lib = C.CDLL(path)
+        self.lib.lungseg_last_error.restype = C.c_size_t
+
+    def check(self, status, call):
+        if status != 0:
+            buf = C.create_string_buffer(1024)
+            self.lib.lungseg_last_error(buf, C.sizeof(buf))
+            raise RuntimeError(f"{call}: status {status}: {buf.value.decode()}")
+
+    def open_model(self, path):
+        m = C.c_void_p()
+        self.check(self.lib.lungseg_model_open(path.encode(), None, C.byref(m)), "model_open")
+        info = ModelInfo()
+        self.check(self.lib.lungseg_model_get_info(m, C.byref(info)), "model_get_info")
+        return m, info
+
+    def open_volume(self, path):
+        v = C.c_void_p()
+        self.check(self.lib.lungseg_volume_open(path.encode(), C.byref(v)), "volume_open")
+        return v
+
+    def predict_at(self, model, volume, world, voxels, samples):
+        mean = (C.c_float * voxels)()
+        out = Uncertainty(mean=mean, len=voxels)
+        opts = McOptions(struct_size=C.sizeof(McOptions), n_samples=samples, seed=0)
+        centre = (C.c_double * 3)(*world)
+        self.check(self.lib.lungseg_predict_uncertainty_at(model, volume, centre, C.byref(opts),
+                                                           C.byref(out)), "predict_at")
+        return np.frombuffer(mean, dtype=np.float32).copy(), out.summary
+
+
+def patch_grid(info, centre):
+    """The model's patch around `centre` as an image (lungseg's patch grid: identity direction,
+    voxel i at centre + (i - size // 2) * spacing)."""
+    size = [int(n) for n in info.patch_size]
+    spacing = [float(s) for s in info.spacing_mm]
+    ref = sitk.Image(size, sitk.sitkUInt8)
+    ref.SetSpacing(spacing)
+    ref.SetOrigin([c - (n // 2) * s for c, n, s in zip(centre, size, spacing)])
+    return ref
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", default="runs/real-ct-smoke")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/lungseg/pyradiomics"))
+    ap.add_argument("--samples", type=int, default=20)
+    a = ap.parse_args()
+    lib = Lungseg(os.environ.get("LUNGSEG_LIB", "target/release/liblungseg.so"))
+    model, info = lib.open_model(a.model)
+    voxels = int(np.prod([int(n) for n in info.patch_size]))
+    files = fetch(a.cache)
+    os.makedirs(a.out, exist_ok=True)
+    rows = []
+    for case in CASES:
+        image = sitk.ReadImage(files[(case, "image")])
+        label = sitk.ReadImage(files[(case, "label")])
+        scan = os.path.join(a.out, f"{case}.mhd")
+        sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), scan)
+        volume = lib.open_volume(scan)
+        cc, found = lesions(label)
+        for comp, centroid, diameter, n in found:
+            mean, s = lib.predict_at(model, volume, centroid, voxels, a.samples)
+            truth = sitk.Resample(sitk.Cast(cc == comp, sitk.sitkUInt8),
+                                  patch_grid(info, centroid), sitk.Transform(),
+                                  sitk.sitkNearestNeighbor, 0)
+            truth = sitk.GetArrayFromImage(truth).reshape(-1) > 0  # z-major, x fastest
+            lesion_mm3 = float(n * np.prod(image.GetSpacing()))
+            rows.append({
+                "case": case, "lesion": comp, "centroid_mm": centroid,
+                "diameter_mm": diameter, "lesion_volume_mm3": lesion_mm3,
+                "lesion_share_in_patch": float(truth.sum() * np.prod(info.spacing_mm) / lesion_mm3),
+                "dice_in_patch": float(dice(mean >= 0.5, truth)),
+                "predicted_volume_mm3": s.volume_mm3,
+                "needs_review": bool(s.needs_review),
+                "uncertainty_score": s.uncertainty_score,
+                "review_threshold": s.review_threshold,
+            })
+        lib.lib.lungseg_volume_free(volume)
+    lib.lib.lungseg_model_free(model)
+    json.dump({"model": a.model, "lesions": rows}, open(os.path.join(a.out, "smoke.json"), "w"),
+              indent=2)
+    print("| case | lesion | diameter mm | share in patch | Dice | predicted / lesion mm³ | "
+          "review flag (score vs threshold) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        flag = "yes" if r["needs_review"] else "no"
+        print(f"| {r['case']} | {r['lesion']} | {r['diameter_mm']:.1f} | "
+              f"{r['lesion_share_in_patch']:.2f} | {r['dice_in_patch']:.3f} | "
+              f"{r['predicted_volume_mm3']:.0f} / {r['lesion_volume_mm3']:.0f} | {flag} "
+              f"({r['uncertainty_score']:.4f} vs {r['review_threshold']:.4f}) |")
+    failed = [r for r in rows if r["dice_in_patch"] < 0.5]
+    caught = [r for r in failed if r["needs_review"]]
+    print(f"\n{len(failed)} of {len(rows)} lesions segmented with Dice < 0.5; the review flag "
+          f"fired on {len(caught)} of them.")
+
+
+if __name__ == "__main__":
+    main()
