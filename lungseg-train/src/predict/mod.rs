@@ -49,7 +49,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub seriesuid: Option<String>,
     /// A world point "x,y,z" in mm (LPS); may be repeated.
-    #[arg(long = "point", value_parser = points::parse_point)]
+    #[arg(long = "point", value_parser = points::parse_point, allow_hyphen_values = true)]
     pub points: Vec<[f64; 3]>,
     /// The model file; default: the shipped default model.
     #[arg(long)]
@@ -268,4 +268,31 @@ fn progress_bar(quiet: bool, total: u64) -> indicatif::ProgressBar {
     }
     bar.set_message("predict");
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::PredictArgs,
+    }
+
+    /// LPS coordinates are often negative: `--point -21.5,...` is a value, not a flag.
+    #[test]
+    fn a_negative_point_is_a_value_not_a_flag() {
+        let c = Cli::try_parse_from([
+            "predict",
+            "--scan",
+            "s.mhd",
+            "--out",
+            "o",
+            "--point",
+            "-21.5,-120,-611",
+        ])
+        .unwrap();
+        assert_eq!(c.args.points, vec![[-21.5, -120.0, -611.0]]);
+    }
 }
