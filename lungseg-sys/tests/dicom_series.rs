@@ -306,8 +306,18 @@ fn declared_lengths_past_the_end_and_deep_nesting_are_refused_before_parsing() {
     assert!(e.message.contains("declares 4294967280 bytes"), "{e}");
     dicom::fuzzing::dicom_file(&huge);
 
-    // 40 nested undefined-length sequences before Pixel Data.
+    // A private OB element declaring 4 GB just before Pixel Data (dicom-rs would allocate and
+    // zero-fill it before finding the file too short).
     let start = find(&good, &[0xe0, 0x7f, 0x10, 0x00]);
+    let mut private = good[..start].to_vec();
+    private.extend_from_slice(&[0x29, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+    private.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    private.extend_from_slice(&good[start..]);
+    let e = dicom::header::read(&private).unwrap_err();
+    assert!(e.message.contains("(0029,1010) at byte"), "{e}");
+    assert!(e.message.contains("declares 4294967280 bytes"), "{e}");
+
+    // 40 nested undefined-length sequences before Pixel Data.
     let mut deep = good[..start].to_vec();
     for _ in 0..40 {
         deep.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'S', b'Q', 0, 0]);
