@@ -433,12 +433,12 @@ fn the_c_entry_point_opens_series_and_reports_refusals() {
     unsafe { lungseg_volume_free(v) };
 
     let broken = CString::new(fixtures().join("gantry_tilt").to_str().unwrap()).unwrap();
-    let mut v = 8usize as *mut lungseg_volume;
+    let mut v = std::ptr::dangling_mut::<lungseg_volume>();
     let st = unsafe { lungseg_volume_open_dicom(broken.as_ptr(), null(), &mut v) };
     expect(st, lungseg_status::LUNGSEG_UNSUPPORTED, "gantry tilt");
     assert!(v.is_null());
 
-    let mut v = 8usize as *mut lungseg_volume;
+    let mut v = std::ptr::dangling_mut::<lungseg_volume>();
     let st = unsafe { lungseg_volume_open_dicom(null(), null(), &mut v) };
     assert_eq!(st, lungseg_status::LUNGSEG_INVALID_ARGUMENT);
     assert!(v.is_null() && last_error().contains("dir is NULL"));

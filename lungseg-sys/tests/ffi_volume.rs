@@ -391,7 +391,7 @@ fn max_data_files_option() {
 #[test]
 fn open_dicom_without_the_feature_is_unsupported() {
     let dir = cpath(&scratch("no_dicom_feature"));
-    let mut v = 8usize as *mut lungseg_volume;
+    let mut v = std::ptr::dangling_mut::<lungseg_volume>();
     let st = unsafe { lungseg_volume_open_dicom(dir.as_ptr(), null(), &mut v) };
     expect(
         st,
