@@ -320,6 +320,20 @@ fn declared_lengths_past_the_end_and_deep_nesting_are_refused_before_parsing() {
     assert!(e.message.contains("(0029,1010) at byte"), "{e}");
     assert!(e.message.contains("declares 4294967280 bytes"), "{e}");
 
+    // Found by the fuzzer: BitsAllocated as `SL` of 2 bytes. dicom-rs read 0 items of 4 bytes
+    // and the next header 2 bytes early, as a `UN` of 4 GB, which it allocated.
+    let desync = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/dicom_file/sl_of_2_bytes_desyncs_dicom_rs"),
+    )
+    .unwrap();
+    let e = dicom::header::read(&desync).unwrap_err();
+    assert!(
+        e.message
+            .contains("(0028,0100) (SL) has 2 bytes, not a multiple of 4"),
+        "{e}"
+    );
+
     // 40 nested undefined-length sequences before Pixel Data.
     let mut deep = good[..start].to_vec();
     for _ in 0..40 {

@@ -70,7 +70,7 @@ pub fn stack(slices: Vec<Slice>) -> Result<Stack> {
     slices
         .sort_by(|a, b| dot(a.header.position, normal).total_cmp(&dot(b.header.position, normal)));
     check_steps(&slices, normal)?;
-    let geometry = geometry(&slices, normal)?;
+    let geometry = geometry(&slices)?;
     Ok(Stack { geometry, slices })
 }
 
@@ -191,14 +191,12 @@ fn check_steps(slices: &[Slice], normal: [f64; 3]) -> Result<()> {
 /// first two scaled to unit length), x along the rows, y along the columns, z along the normal;
 /// z spacing the first-to-last distance over the number of steps; origin the first slice's
 /// position. Each operation is the one that reproduces SimpleITK's numbers to the last bit.
-fn geometry(slices: &[Slice], normal: [f64; 3]) -> Result<Geometry> {
+fn geometry(slices: &[Slice]) -> Result<Geometry> {
     let first = &slices[0].header;
     let last = &slices[slices.len() - 1].header;
-    let col = [
-        first.orientation[3],
-        first.orientation[4],
-        first.orientation[5],
-    ];
+    let o = first.orientation;
+    let (row, col) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    let normal = normalized(cross(row, col));
     let row = normalized(cross(col, normal));
     let col = cross(normal, row);
     let direction = [
@@ -256,4 +254,128 @@ fn norm(a: [f64; 3]) -> f64 {
 
 fn normalized(a: [f64; 3]) -> [f64; 3] {
     scale(a, 1.0 / norm(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn slice(z: f64) -> Slice {
+        Slice {
+            path: PathBuf::from(format!("z{z}")),
+            header: SliceHeader {
+                rows: 2,
+                columns: 3,
+                pixel_spacing: [0.7, 0.6],
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                position: [0.0, 0.0, z],
+                bits_allocated: 16,
+                bits_stored: 16,
+                high_bit: 15,
+                pixel_representation: 1,
+                samples_per_pixel: 1,
+                photometric: "MONOCHROME2".into(),
+                frames: 1,
+                rescale: [1.0, -1024.0],
+                transfer_syntax: "1.2.840.10008.1.2.1".into(),
+                pixel_data: Some(0..12),
+            },
+            format: PixelFormat {
+                signed: true,
+                bits_stored: 16,
+            },
+        }
+    }
+
+    fn refused(slices: Vec<Slice>, kind: ErrorKind, words: &str) {
+        let e = stack(slices).unwrap_err();
+        assert_eq!(e.kind, kind, "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+
+    #[test]
+    fn sorted_along_the_normal_whatever_the_input_order() {
+        let s = stack(vec![slice(5.0), slice(-5.0), slice(0.0)]).unwrap();
+        let z: Vec<f64> = s.slices.iter().map(|s| s.header.position[2]).collect();
+        assert_eq!(z, [-5.0, 0.0, 5.0]);
+        assert_eq!(s.geometry.dims, [3, 2, 3]);
+        assert_eq!(s.geometry.spacing, [0.6, 0.7, 5.0]);
+        assert_eq!(s.geometry.origin, [0.0, 0.0, -5.0]);
+    }
+
+    #[test]
+    fn what_a_series_must_agree_on() {
+        refused(vec![slice(0.0)], ErrorKind::Unsupported, "at least 2");
+        let mut b = slice(1.0);
+        b.header.pixel_spacing = [0.7, 0.61];
+        refused(
+            vec![slice(0.0), b],
+            ErrorKind::Format,
+            "inconsistent PixelSpacing",
+        );
+        let mut b = slice(1.0);
+        b.header.orientation = [1.0, 0.0, 0.0, 0.0, 0.999, 0.0447];
+        refused(
+            vec![slice(0.0), b],
+            ErrorKind::Format,
+            "inconsistent ImageOrientation",
+        );
+        let mut b = slice(1.0);
+        b.header.rescale = [1.0, -1000.0];
+        refused(
+            vec![slice(0.0), b],
+            ErrorKind::Format,
+            "one rescale per volume",
+        );
+        let mut b = slice(1.0);
+        b.format.signed = false;
+        refused(vec![slice(0.0), b], ErrorKind::Format, "pixel format");
+        let bent = |z| {
+            let mut s = slice(z);
+            s.header.orientation = [1.0, 0.0, 0.0, 0.1, 1.0, 0.0];
+            s
+        };
+        refused(
+            vec![bent(0.0), bent(1.0)],
+            ErrorKind::Format,
+            "not a unit vector",
+        );
+        let skew = |z| {
+            let mut s = slice(z);
+            let c = std::f64::consts::FRAC_1_SQRT_2;
+            s.header.orientation = [1.0, 0.0, 0.0, c, c, 0.0];
+            s
+        };
+        refused(vec![skew(0.0), skew(1.0)], ErrorKind::Format, "orthogonal");
+    }
+
+    #[test]
+    fn steps_tolerate_one_percent_and_count_missing_slices() {
+        assert!(stack(vec![slice(0.0), slice(2.5), slice(5.02)]).is_ok());
+        refused(
+            vec![slice(0.0), slice(2.5), slice(5.1)],
+            ErrorKind::Format,
+            "uneven slice spacing",
+        );
+        refused(
+            vec![slice(0.0), slice(2.5), slice(10.0)],
+            ErrorKind::Format,
+            "2 missing between z2.5",
+        );
+        refused(
+            vec![slice(0.0), slice(0.0005), slice(1.0)],
+            ErrorKind::Format,
+            "duplicated position",
+        );
+        let mut tilted = slice(2.5);
+        tilted.header.position[1] = 0.02;
+        assert!(stack(vec![slice(0.0), tilted.clone()]).is_ok());
+        tilted.header.position[1] = 0.03;
+        refused(
+            vec![slice(0.0), tilted],
+            ErrorKind::Unsupported,
+            "gantry tilt",
+        );
+    }
 }

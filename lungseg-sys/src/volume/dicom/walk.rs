@@ -244,6 +244,7 @@ impl Walker<'_> {
                 let fragments = h.tag == PIXEL_DATA && h.len == UNDEFINED;
                 self.sequence(h.tag, h.len, end, fragments)?;
             } else {
+                whole_items(&h)?;
                 self.value(h.tag, h.len, end)?;
             }
         }
@@ -304,6 +305,28 @@ fn implicit_vr(tag: Tag) -> VR {
         .by_tag(tag)
         .map(|e| e.vr().relaxed())
         .unwrap_or(VR::UN)
+}
+
+/// Refuses a binary value whose length is not a whole number of its items: dicom-rs reads
+/// `length / item size` items and goes on from there, out of step with the file (a 2-byte
+/// `SL` made it read the next header 2 bytes early, as a 4 GB `UN`).
+fn whole_items(h: &Header) -> Result<()> {
+    use VR::*;
+    let size = match h.vr {
+        Some(SS | US | OW) => 2,
+        Some(AT | FL | OF | OL | SL | UL) => 4,
+        Some(FD | OD | OV | SV | UV) => 8,
+        _ => 1,
+    };
+    if h.len % size != 0 {
+        return Err(Error::format(format!(
+            "element {} ({}) has {} bytes, not a multiple of {size}",
+            h.tag,
+            h.vr.map_or("?", |v| v.to_string()),
+            h.len
+        )));
+    }
+    Ok(())
 }
 
 /// VRs with a 16-bit length field in explicit VR (PS3.5 7.1.2).
