@@ -82,7 +82,7 @@ pub fn walk(bytes: &[u8]) -> Result<Walk> {
         pixel_data: None,
         encapsulated: false,
     };
-    w.data_set(bytes.len(), Some(&mut found))?;
+    w.data_set(bytes.len(), Some(&mut found), false)?;
     Ok(found)
 }
 
@@ -211,8 +211,14 @@ impl Walker<'_> {
         })
     }
 
-    /// Elements up to `end` or an item delimiter; records top-level Pixel Data in `found`.
-    fn data_set(&mut self, end: usize, mut found: Option<&mut Walk>) -> Result<()> {
+    /// Elements up to `end` (the file's, or a defined-length item's) or, in an item of
+    /// undefined length, its delimiter; records top-level Pixel Data in `found`.
+    fn data_set(
+        &mut self,
+        end: usize,
+        mut found: Option<&mut Walk>,
+        delimited: bool,
+    ) -> Result<()> {
         while self.pos < end {
             let h = self.header(self.enc)?;
             if h.tag == ITEM_END {
@@ -220,7 +226,13 @@ impl Walker<'_> {
                     // dicom-rs skips a stray item delimiter at the top level.
                     continue;
                 }
-                return Ok(());
+                if delimited {
+                    return Ok(());
+                }
+                return Err(Error::format(format!(
+                    "item delimiter at byte {} inside an item of defined length",
+                    self.pos - 8
+                )));
             }
             if h.tag.0 == 0xFFFE {
                 return Err(Error::format(format!(
@@ -248,7 +260,7 @@ impl Walker<'_> {
                 self.value(h.tag, h.len, end)?;
             }
         }
-        Ok(())
+        overrun(self.pos, end)
     }
 
     /// Items of a sequence (or Pixel Data fragments) up to its delimiter or defined end.
@@ -266,6 +278,7 @@ impl Walker<'_> {
             self.pos = r.start;
             r.end
         };
+        let mut first = true;
         loop {
             if len != UNDEFINED && self.pos >= end {
                 break;
@@ -273,15 +286,22 @@ impl Walker<'_> {
             let h = self.header(self.enc)?;
             match h.tag {
                 SEQUENCE_END if len == UNDEFINED => break,
-                ITEM if fragments || h.len != UNDEFINED => {
-                    let item = self.value(h.tag, h.len, end)?;
-                    if !fragments {
-                        self.pos = item.start;
-                        self.data_set(item.end, None)?;
-                        self.pos = item.end;
+                ITEM if fragments => {
+                    // The first fragment is the offset table, which dicom-rs reads as u32s.
+                    if first && h.len % 4 != 0 {
+                        return Err(Error::format(format!(
+                            "Pixel Data offset table of {} bytes is not a multiple of 4",
+                            h.len
+                        )));
                     }
+                    self.value(h.tag, h.len, end)?;
                 }
-                ITEM => self.data_set(end, None)?,
+                ITEM if h.len != UNDEFINED => {
+                    let item = self.value(h.tag, h.len, end)?;
+                    self.pos = item.start;
+                    self.data_set(item.end, None, false)?;
+                }
+                ITEM => self.data_set(end, None, true)?,
                 other => {
                     return Err(Error::format(format!(
                         "sequence {tag} holds {other} at byte {} where an item was expected",
@@ -289,10 +309,25 @@ impl Walker<'_> {
                     )))
                 }
             }
+            first = false;
         }
         self.depth -= 1;
-        Ok(())
+        if len == UNDEFINED {
+            return Ok(());
+        }
+        overrun(self.pos, end)
     }
+}
+
+/// An element header that began inside an item or sequence of defined length but ended past
+/// it: dicom-rs would read on from there, out of step with the walk.
+fn overrun(pos: usize, end: usize) -> Result<()> {
+    if pos > end {
+        return Err(Error::format(format!(
+            "an element header runs past byte {end}, the end of its item or sequence"
+        )));
+    }
+    Ok(())
 }
 
 /// The VR dicom-rs gives an element in Implicit VR Little Endian: Pixel Data and overlay data
@@ -363,4 +398,123 @@ pub fn trimmed(b: &[u8]) -> String {
         .trim_end_matches(['\0', ' '])
         .trim_start()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An explicit VR element with a short length field.
+    fn short(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+        v.extend_from_slice(vr);
+        v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    /// An explicit VR element with a 32-bit length field.
+    fn long(group: u16, elem: u16, vr: &[u8; 2], len: u32, value: &[u8]) -> Vec<u8> {
+        let mut v = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+        v.extend_from_slice(vr);
+        v.extend_from_slice(&[0, 0]);
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    /// An item or delimiter (FFFE,`elem`): no VR.
+    fn item(elem: u16, len: u32, value: &[u8]) -> Vec<u8> {
+        let mut v = [0xFFFEu16.to_le_bytes(), elem.to_le_bytes()].concat();
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    /// A Part-10 file in Explicit VR Little Endian around `data_set`.
+    fn file(data_set: &[u8]) -> Vec<u8> {
+        let ts = short(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0");
+        let mut v = vec![0u8; PREAMBLE];
+        v.extend_from_slice(MAGIC);
+        v.extend(short(
+            0x0002,
+            0x0000,
+            b"UL",
+            &(ts.len() as u32).to_le_bytes(),
+        ));
+        v.extend(ts);
+        v.extend_from_slice(data_set);
+        v
+    }
+
+    fn refused(data_set: &[u8], words: &str) {
+        let e = walk(&file(data_set)).unwrap_err();
+        assert!(e.message.contains(words), "{e}");
+    }
+
+    #[test]
+    fn finds_the_transfer_syntax_and_pixel_data() {
+        let mut ds = short(0x0028, 0x0010, b"US", &[2, 0]);
+        ds.extend(long(0x7FE0, 0x0010, b"OW", 4, &[1, 2, 3, 4]));
+        let bytes = file(&ds);
+        let w = walk(&bytes).unwrap();
+        assert_eq!(w.transfer_syntax, "1.2.840.10008.1.2.1");
+        let px = w.pixel_data.unwrap();
+        assert_eq!(&bytes[px], &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn refuses_what_would_put_dicom_rs_out_of_step() {
+        refused(
+            &long(0x0029, 0x1010, b"OB", 100, &[0; 4]),
+            "declares 100 bytes",
+        );
+        refused(&short(0x0028, 0x0010, b"ZZ", &[2, 0]), "unknown VR");
+        refused(
+            &short(0x0028, 0x0010, b"US", &[2, 0, 0]),
+            "not a multiple of 2",
+        );
+        // An item of defined length that holds an item delimiter.
+        let mut inner = item(0xE00D, 0, &[]);
+        inner.extend(short(0x0008, 0x0060, b"CS", b"CT"));
+        let mut seq = item(0xE000, inner.len() as u32, &inner);
+        seq = long(0x0008, 0x1115, b"SQ", seq.len() as u32, &seq);
+        refused(&seq, "inside an item of defined length");
+        // An item of 4 bytes: the element header begun inside it ends past it.
+        let mut seq = item(0xE000, 4, &[0x08, 0x00, 0x60, 0x00]);
+        seq.extend(b"CS\x02\x00CT");
+        let seq = long(0x0008, 0x1115, b"SQ", 0xFFFF_FFFF, &seq);
+        refused(
+            &seq,
+            "element (0008,0060) at byte 200 declares 2 bytes, only 0 remain",
+        );
+        // Encapsulated fragments whose offset table is not whole u32s.
+        let mut frags = item(0xE000, 3, &[0; 3]);
+        frags.extend(item(0xE0DD, 0, &[]));
+        let mut nested = long(0x7FE0, 0x0010, b"OB", 0xFFFF_FFFF, &frags);
+        nested.extend(item(0xE00D, 0, &[]));
+        let icon = item(0xE000, 0xFFFF_FFFF, &nested);
+        let mut seq = long(0x0088, 0x0200, b"SQ", 0xFFFF_FFFF, &icon);
+        seq.extend(item(0xE0DD, 0, &[]));
+        refused(&seq, "offset table of 3 bytes");
+    }
+
+    #[test]
+    fn refuses_a_meta_group_without_its_length_and_unwalkable_syntaxes() {
+        let mut bytes = vec![0u8; PREAMBLE];
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend(short(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0"));
+        let e = walk(&bytes).unwrap_err();
+        assert!(e.message.contains("group length"), "{e}");
+        let big = file(&[]).into_iter().collect::<Vec<u8>>();
+        let at = big
+            .windows(19)
+            .position(|w| w == b"1.2.840.10008.1.2.1")
+            .unwrap();
+        let mut be = big.clone();
+        be[at + 18] = b'2';
+        let e = walk(&be).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Unsupported, "{e}");
+        assert!(e.message.contains("1.2.840.10008.1.2.2"), "{e}");
+    }
 }
