@@ -2,10 +2,8 @@
 //! samples, signed or unsigned, one per pixel, little endian.
 
 use super::header::SliceHeader;
+use super::walk::{DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE};
 use crate::error::{Error, Result};
-
-const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
-const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// How the stored samples of a slice are laid out: what a series must agree on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +136,8 @@ pub fn decode<T: Stored>(data: &[u8], f: PixelFormat, dst: &mut [T]) -> Result<(
 /// A name for the transfer syntaxes callers meet most.
 fn ts_name(uid: &str) -> &'static str {
     match uid {
-        "1.2.840.10008.1.2.2" => "Explicit VR Big Endian",
-        "1.2.840.10008.1.2.1.99" => "Deflated Explicit VR Little Endian",
+        EXPLICIT_BE => "Explicit VR Big Endian",
+        DEFLATED_LE => "Deflated Explicit VR Little Endian",
         "1.2.840.10008.1.2.5" => "RLE Lossless",
         "1.2.840.10008.1.2.4.50" => "JPEG Baseline",
         "1.2.840.10008.1.2.4.51" => "JPEG Extended",

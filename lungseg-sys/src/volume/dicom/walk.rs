@@ -51,13 +51,23 @@ pub struct Walk {
     pub encapsulated: bool,
 }
 
+/// Implicit VR Little Endian.
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+/// Explicit VR Big Endian (retired).
+pub const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+/// Deflated Explicit VR Little Endian.
+pub const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
+/// JPIP Referenced Deflate.
+const JPIP_DEFLATE: &str = "1.2.840.10008.1.2.4.95";
+
 /// The encoding of a transfer syntax's data set; `None` for those this reader cannot walk
 /// (big endian, deflated).
 pub fn encoding_of(ts: &str) -> Option<Encoding> {
     match ts {
-        "1.2.840.10008.1.2" => Some(Encoding::ImplicitLittle),
-        // Explicit VR Big Endian (retired) and the deflated syntaxes.
-        "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" | "1.2.840.10008.1.2.4.95" => None,
+        IMPLICIT_LE => Some(Encoding::ImplicitLittle),
+        EXPLICIT_BE | DEFLATED_LE | JPIP_DEFLATE => None,
         // Every other transfer syntax encodes the data set as Explicit VR Little Endian.
         _ => Some(Encoding::ExplicitLittle),
     }
