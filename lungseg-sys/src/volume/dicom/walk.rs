@@ -298,7 +298,7 @@ impl Walker<'_> {
                 SEQUENCE_END if len == UNDEFINED => break,
                 ITEM if fragments => {
                     // The first fragment is the offset table, which dicom-rs reads as u32s.
-                    if first && h.len % 4 != 0 {
+                    if first && !h.len.is_multiple_of(4) {
                         return Err(Error::format(format!(
                             "Pixel Data offset table of {} bytes is not a multiple of 4",
                             h.len
@@ -363,7 +363,7 @@ fn whole_items(h: &Header) -> Result<()> {
         Some(FD | OD | OV | SV | UV) => 8,
         _ => 1,
     };
-    if h.len % size != 0 {
+    if !h.len.is_multiple_of(size) {
         return Err(Error::format(format!(
             "element {} ({}) has {} bytes, not a multiple of {size}",
             h.tag,
