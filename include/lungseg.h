@@ -585,6 +585,16 @@ enum lungseg_status lungseg_volume_open_ex(const char *path,
                                            const struct lungseg_open_options *options,
                                            struct lungseg_volume **out);
 
+// Opens a CT series from a folder of DICOM files, one uncompressed slice per file
+// (docs/dicom.md): the series `series_uid` names (its SeriesInstanceUID), or with NULL the
+// folder's only CT series. Subfolders are not searched; files that are not DICOM are skipped.
+// Slices are sorted along the slice normal; tilted, unevenly spaced or incomplete series are
+// refused. A library built without the `dicom` feature returns `LUNGSEG_UNSUPPORTED`.
+// On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
+enum lungseg_status lungseg_volume_open_dicom(const char *dir,
+                                              const char *series_uid,
+                                              struct lungseg_volume **out);
+
 // Frees a volume. NULL is a no-op.
 void lungseg_volume_free(struct lungseg_volume *volume);
 

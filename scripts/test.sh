@@ -56,6 +56,10 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   scripts/nvrtc-check.sh
 fi
 
+step "dicom feature: DICOM series against the SimpleITK oracle, its C entry point and fuzz seeds"
+cargo clippy -p lungseg-sys --features dicom --all-targets -- -D warnings
+cargo test -p lungseg-sys --features dicom --test dicom_series --test c_abi --test fuzz_seeds
+
 step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
 scripts/aarch64-check.sh
 

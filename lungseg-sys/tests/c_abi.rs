@@ -4,7 +4,7 @@
 //! - Every struct's `sizeof` in C is the Rust `size_of`, and a versioned struct's first
 //!   `V1` bytes are exactly its frozen first layout (no field added into its tail padding).
 //! - `tests/c/abi_usage.c` uses every enum value, every options struct with `struct_size = sizeof`, the output structs, the
-//!   const handle calls, and runs against the library.
+//!   const handle calls, and runs against the library; `tests/c/dicom_open.c` opens DICOM series.
 
 use lungseg::ffi::*;
 use std::collections::BTreeMap;
@@ -52,6 +52,10 @@ fn compile_std(src: &Path, exe: &Path, link: bool, flags: &[&str]) {
     if cfg!(feature = "cuda") {
         // A CUDA build may run on a GPU: the C side must not expect LUNGSEG_DEVICE then.
         cmd.arg("-DLUNGSEG_WITH_CUDA");
+    }
+    if cfg!(feature = "dicom") {
+        // With the feature the DICOM entry point reads; without, it answers UNSUPPORTED.
+        cmd.arg("-DLUNGSEG_WITH_DICOM");
     }
     let out = cmd
         .output()
@@ -488,4 +492,15 @@ fn c11_program_cancels_from_another_thread_and_runs_a_batch() {
     );
     let model = crate_dir().join("tests/fixtures/small_f16_element.safetensors");
     assert_eq!(run(&exe, &[&model]), "ok\n");
+}
+
+/// `tests/c/dicom_open.c`: `lungseg_volume_open_dicom` reads the fixture series in a build with
+/// the `dicom` feature, and answers `LUNGSEG_UNSUPPORTED` with its reason in one without.
+#[test]
+fn c99_program_opens_a_dicom_series_or_says_why_not() {
+    let dir = scratch("dicom");
+    let exe = dir.join("dicom_open");
+    compile(&crate_dir().join("tests/c/dicom_open.c"), &exe, true);
+    let fixtures = crate_dir().join("tests/fixtures/dicom");
+    assert_eq!(run(&exe, &[&fixtures]), "ok\n");
 }

@@ -384,3 +384,21 @@ fn max_data_files_option() {
     expect(st, lungseg_status::LUNGSEG_LIMIT, "max_data_files");
     assert!(v.is_null());
 }
+
+/// The DICOM entry point exists in every build: without the `dicom` feature it checks its
+/// arguments, leaves `*out` NULL and says why it cannot read.
+#[cfg(not(feature = "dicom"))]
+#[test]
+fn open_dicom_without_the_feature_is_unsupported() {
+    let dir = cpath(&scratch("no_dicom_feature"));
+    let mut v = std::ptr::dangling_mut::<lungseg_volume>();
+    let st = unsafe { lungseg_volume_open_dicom(dir.as_ptr(), null(), &mut v) };
+    expect(
+        st,
+        lungseg_status::LUNGSEG_UNSUPPORTED,
+        "without the `dicom` feature",
+    );
+    assert!(v.is_null());
+    let st = unsafe { lungseg_volume_open_dicom(null(), null(), &mut v) };
+    expect(st, lungseg_status::LUNGSEG_INVALID_ARGUMENT, "dir is NULL");
+}

@@ -1,5 +1,5 @@
 //! Replays every committed fuzz seed and saved crash input (MetaImage, model, model config,
-//! C API targets) through the fuzz target bodies on stable, so CI catches regressions without a
+//! C API targets; DICOM in a build with the `dicom` feature) through the fuzz target bodies on stable, so CI catches regressions without a
 //! fuzzer. Seeds must also still parse/read successfully: a seed that errors out early no longer
 //! guides the fuzzer anywhere useful. Every folder must exist: a missing one (a renamed target,
 //! a typo) would otherwise replay nothing and pass.
@@ -140,5 +140,33 @@ fn model_config_seeds_and_regressions() {
     );
     for p in inputs("regressions", "model_config") {
         lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
+    }
+}
+
+/// `dicom_file` (feature `dicom`): seeds are one file of each fixture folder of
+/// tests/fixtures/dicom (copied by make_dicom_fixtures.py); each must still get through the
+/// walk and the header reader, and most must decode to pixels.
+#[cfg(feature = "dicom")]
+#[test]
+fn dicom_file_seeds_and_regressions() {
+    use lungseg::volume::dicom::{fuzzing, header, pixels};
+    let seeds = inputs("seeds", "dicom_file");
+    assert!(
+        seeds.len() >= 10,
+        "fuzz/seeds/dicom_file has only {} seeds",
+        seeds.len()
+    );
+    let mut decoded = 0;
+    for p in &seeds {
+        let data = std::fs::read(p).unwrap();
+        fuzzing::dicom_file(&data);
+        let file = header::read(&data).unwrap_or_else(|e| panic!("seed {}: {e}", p.display()));
+        decoded += file
+            .and_then(|f| f.slice.ok())
+            .is_some_and(|s| pixels::pixel_bytes(&s, &data).is_ok()) as usize;
+    }
+    assert!(decoded >= 8, "only {decoded} seeds decode to pixels");
+    for p in inputs("regressions", "dicom_file") {
+        fuzzing::dicom_file(&std::fs::read(p).unwrap());
     }
 }

@@ -160,6 +160,65 @@ pub unsafe extern "C" fn lungseg_volume_open_ex(
     })
 }
 
+/// Opens a CT series from a folder of DICOM files, one uncompressed slice per file
+/// (docs/dicom.md): the series `series_uid` names (its SeriesInstanceUID), or with NULL the
+/// folder's only CT series. Subfolders are not searched; files that are not DICOM are skipped.
+/// Slices are sorted along the slice normal; tilted, unevenly spaced or incomplete series are
+/// refused. A library built without the `dicom` feature returns `LUNGSEG_UNSUPPORTED`.
+/// On success `*out` owns the volume (free it with `lungseg_volume_free`); on failure `*out` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_volume_open_dicom(
+    dir: *const libc::c_char,
+    series_uid: *const libc::c_char,
+    out: *mut *mut lungseg_volume,
+) -> lungseg_status {
+    guard(|| {
+        let out = arg_mut(out, "out")?;
+        *out = std::ptr::null_mut();
+        let dir = path_arg(dir, "dir")?;
+        let uid = optional_text_arg(series_uid, "series_uid")?;
+        let volume = open_dicom(&dir, uid)?;
+        *out = Box::into_raw(Box::new(lungseg_volume { inner: volume }));
+        Ok(())
+    })
+}
+
+/// NULL, or a non-empty UTF-8 string.
+unsafe fn optional_text_arg(p: *const libc::c_char, name: &str) -> Result<Option<String>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let s = CStr::from_ptr(p)
+        .to_str()
+        .map_err(|_| Error::invalid(format!("{name} is not valid UTF-8")))?;
+    if s.is_empty() {
+        return Err(Error::invalid(format!(
+            "{name} is empty (NULL chooses the default)"
+        )));
+    }
+    Ok(Some(s.to_string()))
+}
+
+#[cfg(feature = "dicom")]
+fn open_dicom(dir: &std::path::Path, series_uid: Option<String>) -> Result<Volume> {
+    use crate::volume::dicom::{read_series, DicomOptions};
+    read_series(
+        dir,
+        &DicomOptions {
+            series_uid,
+            ..DicomOptions::default()
+        },
+    )
+}
+
+#[cfg(not(feature = "dicom"))]
+fn open_dicom(_dir: &std::path::Path, _series_uid: Option<String>) -> Result<Volume> {
+    Err(Error::unsupported(
+        "this lungseg library was built without the `dicom` feature: it cannot read DICOM \
+         (rebuild with `--features dicom`, or convert the series to MetaImage)",
+    ))
+}
+
 /// Frees a volume. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_volume_free(volume: *mut lungseg_volume) {

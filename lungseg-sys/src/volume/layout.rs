@@ -62,6 +62,26 @@ impl Rescale {
         *self == Self::IDENTITY
     }
 
+    /// `slope` and `intercept` in single precision; `None` unless both are finite, the slope is
+    /// non-zero and every stored value of `stored` maps to a finite float (float samples are
+    /// checked one by one where they are read).
+    pub fn checked(slope: f64, intercept: f64, stored: super::ElementType) -> Option<Rescale> {
+        use super::ElementType as E;
+        let r = Rescale {
+            slope: slope as f32,
+            intercept: intercept as f32,
+        };
+        let largest = match stored {
+            E::Short => -(i16::MIN as f32),
+            E::UShort => u16::MAX as f32,
+            E::Int => -(i32::MIN as f32),
+            _ => 0.0,
+        };
+        let bound = r.slope.abs() * largest + r.intercept.abs();
+        let ok = r.slope.is_finite() && r.slope != 0.0 && r.intercept.is_finite();
+        (ok && bound.is_finite()).then_some(r)
+    }
+
     /// The HU of one stored value; the identity returns it untouched (bit for bit: `-0.0 +
     /// 0.0` would not).
     #[inline]

@@ -1,7 +1,7 @@
 //! Volumes from pixels in a host's memory (decoded DICOM frames): described by the host,
 //! validated like a file's header, then copied or borrowed.
 
-use super::{ElementType, Layout, Lendable, PixelData, RawSlice, Rescale, Sample, Volume};
+use super::{ElementType, Layout, Lendable, PixelData, RawSlice, Rescale, Volume};
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
 use crate::volume::ToHu;
@@ -119,25 +119,13 @@ fn geometry(d: &MemoryDesc) -> Result<Geometry> {
 /// The rescale, refused when a stored value could map to a non-finite HU.
 fn rescale(d: &MemoryDesc) -> Result<Rescale> {
     let [slope, intercept] = d.rescale;
-    let r = Rescale {
-        slope: slope as f32,
-        intercept: intercept as f32,
-    };
-    let largest = match d.element_type {
-        ElementType::Short => i16::MIN.to_f32().abs(),
-        ElementType::UShort => u16::MAX.to_f32(),
-        ElementType::Int => i32::MIN.to_f32().abs(),
-        _ => 0.0,
-    };
-    let bound = r.slope.abs() * largest + r.intercept.abs();
-    if !(r.slope.is_finite() && r.slope != 0.0 && r.intercept.is_finite() && bound.is_finite()) {
-        return Err(Error::invalid(format!(
+    Rescale::checked(slope, intercept, d.element_type).ok_or_else(|| {
+        Error::invalid(format!(
             "desc.rescale_slope {slope} / rescale_intercept {intercept} must be finite, the \
              slope non-zero, and map every {} value to a finite float",
             d.element_type.met_name()
-        )));
-    }
-    Ok(r)
+        ))
+    })
 }
 
 /// Row and slice strides in samples, and the samples the buffer must hold; checks alignment,

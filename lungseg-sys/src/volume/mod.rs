@@ -2,6 +2,8 @@
 //! type they were stored in (an int16 CT stays int16: half the memory of f32 and no copy cost).
 
 mod borrowed;
+#[cfg(feature = "dicom")]
+pub mod dicom;
 mod layout;
 pub mod memory;
 
