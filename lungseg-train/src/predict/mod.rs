@@ -3,8 +3,9 @@
 //! (summary, review flag, volume, diameter, structure measures) in `predictions.json`, the maps
 //! around each point, and the maps merged back onto the scan's own grid.
 //!
-//! Inputs: a MetaImage scan (`.mhd`/`.mha`) or a NIfTI file (`.nii`/`.nii.gz`); points from a
-//! CSV with LUNA16's columns and/or `--point x,y,z` (world mm, LPS).
+//! Inputs: a MetaImage scan (`.mhd`/`.mha`), a NIfTI file (`.nii`/`.nii.gz`) or a folder of one
+//! DICOM CT series; points from a CSV with LUNA16's columns and/or `--point x,y,z` (world mm,
+//! LPS).
 
 pub mod nifti;
 mod outputs;
@@ -38,12 +39,13 @@ pub enum Format {
 
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    /// The scan: MetaImage (.mhd/.mha) or NIfTI (.nii/.nii.gz).
+    /// The scan: MetaImage (.mhd/.mha), NIfTI (.nii/.nii.gz), or a folder of DICOM files (its
+    /// one CT series, or the one --seriesuid names).
     #[arg(long)]
     pub scan: PathBuf,
     /// Points: a CSV with LUNA16's columns (seriesuid,coordX,coordY,coordZ; others ignored).
     /// Rows of other scans are skipped; the scan's seriesuid is its file name without the
-    /// extension unless --seriesuid names it.
+    /// extension unless --seriesuid names it (for a DICOM folder: its SeriesInstanceUID).
     #[arg(long)]
     pub candidates: Option<PathBuf>,
     #[arg(long)]
@@ -82,11 +84,17 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
     let model = open_model(&model_path, args.model.is_none())?;
-    let volume = open_scan(&args.scan)?;
-    let uid = args
-        .seriesuid
-        .clone()
-        .unwrap_or_else(|| scan_uid(&args.scan));
+    let volume = open_scan(&args.scan, args.seriesuid.as_deref())?;
+    let uid = match (&args.seriesuid, args.scan.is_dir()) {
+        (Some(uid), _) => uid.clone(),
+        (None, false) => scan_uid(&args.scan),
+        (None, true) if args.candidates.is_some() => bail!(
+            "{} is a DICOM folder: name its series with --seriesuid (the SeriesInstanceUID \
+             the candidates CSV uses)",
+            args.scan.display()
+        ),
+        (None, true) => String::new(),
+    };
     let targets = points::gather(args.candidates.as_deref(), &uid, &args.points)?;
     std::fs::create_dir_all(args.out.join("points"))
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -147,9 +155,15 @@ fn open_model(path: &Path, is_default: bool) -> Result<Model> {
     Model::open(path).with_context(|| format!("model {}", path.display()))
 }
 
-fn open_scan(path: &Path) -> Result<Volume> {
+fn open_scan(path: &Path, series_uid: Option<&str>) -> Result<Volume> {
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let v = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+    let v = if path.is_dir() {
+        let opts = lungseg::volume::dicom::DicomOptions {
+            series_uid: series_uid.map(str::to_string),
+            ..Default::default()
+        };
+        lungseg::volume::dicom::read_series(path, &opts)?
+    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         nifti::read(path)?
     } else {
         lungseg::mhd::read(path, &Default::default())?

@@ -235,3 +235,25 @@ fn missing_inputs_get_clear_errors() {
     a.points = vec![[0.0; 3]];
     assert!(predict::run(&a).is_err());
 }
+
+/// A DICOM folder is read as its CT series: the scan-grid maps get the series' geometry.
+#[test]
+fn a_dicom_folder_is_a_scan() {
+    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lungseg-sys/tests/fixtures/dicom/oblique_int16");
+    let want = lungseg::volume::dicom::read_series(&series, &Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut a = args(&series, &out);
+    a.points = vec![want.geometry.index_to_world([5.0, 4.0, 2.0])];
+    let p = predict::run(&a).unwrap();
+    let m =
+        lungseg::mhd::read(&out.join(&p.scan_maps["probability"]), &Default::default()).unwrap();
+    assert_eq!(m.geometry, want.geometry);
+    // With a CSV, the series must be named (LUNA16's seriesuid is the SeriesInstanceUID).
+    let csv = dir.path().join("c.csv");
+    std::fs::write(&csv, "seriesuid,coordX,coordY,coordZ\nx,0,0,0\n").unwrap();
+    a.candidates = Some(csv);
+    let e = predict::run(&a).unwrap_err();
+    assert!(format!("{e:#}").contains("--seriesuid"), "{e:#}");
+}
