@@ -6,8 +6,8 @@
 use super::frames::Frame;
 use super::source::Source;
 use super::values::{
-    at, code_sequence, decimals, item, new_uid, now_date_time, sequence, text, texts, ul, us,
-    Code, Item,
+    at, code_sequence, decimals, item, new_uid, now_date_time, sequence, text, texts, ul, us, Code,
+    Item,
 };
 use super::{Algorithm, Segment, SEGMENTATION_STORAGE};
 use dicom_core::value::PrimitiveValue;
@@ -128,7 +128,11 @@ fn general(c: &Content) -> Vec<InMemElement> {
         text(tags::SERIES_INSTANCE_UID, VR::UI, &c.ids.series),
         text(tags::SERIES_NUMBER, VR::IS, "1"),
         text(tags::INSTANCE_NUMBER, VR::IS, "1"),
-        text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &s.frame_of_reference_uid),
+        text(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            &s.frame_of_reference_uid,
+        ),
         text(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
         referenced_series(s),
     ]
@@ -155,7 +159,11 @@ fn referenced_series(s: &Source) -> InMemElement {
         .map(|sl| {
             item([
                 text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &sl.sop_class_uid),
-                text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sl.sop_instance_uid),
+                text(
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    &sl.sop_instance_uid,
+                ),
             ])
         })
         .collect();
@@ -231,7 +239,13 @@ fn segment_item(index: usize, s: &Segment) -> Item {
 
 /// Multi-frame Dimension: frames are indexed by segment, then by position.
 fn dimensions(c: &Content) -> Vec<InMemElement> {
-    let uid = || text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &c.ids.dimension_organization);
+    let uid = || {
+        text(
+            tags::DIMENSION_ORGANIZATION_UID,
+            VR::UI,
+            &c.ids.dimension_organization,
+        )
+    };
     let index = |pointer, group, label| {
         item([
             uid(),
@@ -287,8 +301,17 @@ fn frame_groups(c: &Content, f: &Frame) -> Item {
     let slice = &c.source.slices[f.slice];
     let source_image = item([
         text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &slice.sop_class_uid),
-        text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &slice.sop_instance_uid),
-        code_sequence(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, SOURCE_IMAGE_PURPOSE),
+        text(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            &slice.sop_instance_uid,
+        ),
+        code_sequence(
+            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+            SOURCE_IMAGE_PURPOSE,
+        ),
+        // The frame is on the source slice's grid, pixel for pixel.
+        text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
     ]);
     // Slices are at most the voxel count of a volume the reader accepts: far below u32::MAX.
     let position_index = u32::try_from(f.slice + 1).unwrap_or(u32::MAX);
@@ -309,11 +332,17 @@ fn frame_groups(c: &Content, f: &Frame) -> Item {
         ),
         sequence(
             tags::PLANE_POSITION_SEQUENCE,
-            vec![item([decimals(tags::IMAGE_POSITION_PATIENT, &slice.position)])],
+            vec![item([decimals(
+                tags::IMAGE_POSITION_PATIENT,
+                &slice.position,
+            )])],
         ),
         sequence(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            vec![item([us(tags::REFERENCED_SEGMENT_NUMBER, f.segment_number())])],
+            vec![item([us(
+                tags::REFERENCED_SEGMENT_NUMBER,
+                f.segment_number(),
+            )])],
         ),
     ])
 }

@@ -107,7 +107,13 @@ mod tests {
         let m = [0u8; 8];
         let segs = [seg(&m)];
         let frames = select(&segs, &source).unwrap();
-        assert_eq!(frames, vec![Frame { segment: 0, slice: 0 }]);
+        assert_eq!(
+            frames,
+            vec![Frame {
+                segment: 0,
+                slice: 0
+            }]
+        );
         assert_eq!(pack(&segs, &source, &frames).unwrap(), vec![0, 0]);
     }
 
@@ -117,7 +123,10 @@ mod tests {
         let m = vec![1u8; MAX_FRAMES + 1];
         let e = select(&[seg(&m)], &source).unwrap_err();
         assert_eq!(e.kind, crate::error::ErrorKind::Limit);
-        assert!(e.message.contains("more than 65535 non-empty frames"), "{e}");
+        assert!(
+            e.message.contains("more than 65535 non-empty frames"),
+            "{e}"
+        );
         let source = synthetic(1, 1, MAX_FRAMES);
         let m = vec![1u8; MAX_FRAMES];
         assert_eq!(select(&[seg(&m)], &source).unwrap().len(), MAX_FRAMES);

@@ -12,7 +12,9 @@ const ST_MAX_CHARS: usize = 1024;
 /// Number of segments, labels, descriptions and algorithm names and versions.
 pub fn check(segments: &[Segment]) -> Result<()> {
     if segments.is_empty() {
-        return Err(Error::invalid("no segment to write: a SEG needs at least one"));
+        return Err(Error::invalid(
+            "no segment to write: a SEG needs at least one",
+        ));
     }
     if segments.len() > MAX_SEGMENTS {
         return Err(Error::limit(format!(

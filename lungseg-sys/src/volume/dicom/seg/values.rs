@@ -98,7 +98,11 @@ pub fn text(tag: Tag, vr: VR, value: &str) -> InMemElement {
 }
 
 /// A multi-valued text element.
-pub fn texts<S: Into<String>>(tag: Tag, vr: VR, values: impl IntoIterator<Item = S>) -> InMemElement {
+pub fn texts<S: Into<String>>(
+    tag: Tag,
+    vr: VR,
+    values: impl IntoIterator<Item = S>,
+) -> InMemElement {
     let v: Vec<String> = values.into_iter().map(Into::into).collect();
     DataElement::new(tag, vr, PrimitiveValue::Strs(v.into()))
 }
@@ -113,12 +117,20 @@ pub fn us(tag: Tag, v: u16) -> InMemElement {
 }
 
 pub fn ul(tag: Tag, values: &[u32]) -> InMemElement {
-    DataElement::new(tag, VR::UL, PrimitiveValue::U32(values.iter().copied().collect()))
+    DataElement::new(
+        tag,
+        VR::UL,
+        PrimitiveValue::U32(values.iter().copied().collect()),
+    )
 }
 
 /// An attribute tag value (AT).
 pub fn at(tag: Tag, value: Tag) -> InMemElement {
-    DataElement::new(tag, VR::AT, PrimitiveValue::Tags([value].into_iter().collect()))
+    DataElement::new(
+        tag,
+        VR::AT,
+        PrimitiveValue::Tags([value].into_iter().collect()),
+    )
 }
 
 pub fn sequence(tag: Tag, items: Vec<Item>) -> InMemElement {
@@ -156,7 +168,16 @@ mod tests {
 
     #[test]
     fn ds_reads_back_as_the_same_number_when_it_can_and_fits_16_bytes() {
-        for v in [0.0, -0.5, 1.0 / 3.0, -125.0, 0.703125, -1.2345678901234e-5, 1e300, 97.123456789] {
+        for v in [
+            0.0,
+            -0.5,
+            1.0 / 3.0,
+            -125.0,
+            0.703125,
+            -1.2345678901234e-5,
+            1e300,
+            97.123456789,
+        ] {
             let s = ds(v);
             assert!(s.len() <= DS_MAX_BYTES, "{v}: {s}");
             let back: f64 = s.parse().unwrap();

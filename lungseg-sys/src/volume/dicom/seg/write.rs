@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use crate::mhd::writer::write_replacing;
 use dicom_dictionary_std::uids;
-use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::mem::InMemDicomObject;
+use dicom_object::meta::FileMetaTableBuilder;
 use std::path::Path;
 
 /// Encodes `obj` with its file meta information and writes it to `path`.
