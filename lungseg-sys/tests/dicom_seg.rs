@@ -121,7 +121,7 @@ fn oracle(dir: &Path, seg: &Path, series: &str, segments: &[Segment], frames: us
     );
     assert!(
         out.status.success() && text.trim() == "ok",
-        "{series}: the highdicom/pydicom oracle refused the SEG:\n{text}"
+        "{series}: the highdicom/pydicom oracle failed:\n{text}"
     );
 }
 
