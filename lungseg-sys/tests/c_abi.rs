@@ -346,6 +346,16 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
             ]),
         ),
         (
+            "lungseg_seg_segment",
+            versioned::<lungseg_seg_segment>(&[
+                ("struct_size", 0, 4),
+                ("mask", 8, 8),
+                ("mask_len", 16, 8),
+                ("label", 24, 8),
+                ("description", 32, 8),
+            ]),
+        ),
+        (
             "lungseg_patch_summary",
             Abi {
                 size: size_of::<lungseg_patch_summary>(),

@@ -27,7 +27,9 @@ pub struct lungseg_seg_segment {
 }
 versioned!(lungseg_seg_segment, v1 = 40, v1_last = description);
 
-/// A segment as the caller gave it, checked for pointers and UTF-8.
+/// A segment as the caller gave it, checked for pointers and UTF-8 (in every build, so that a
+/// build without the `dicom` feature refuses the same arguments).
+#[cfg_attr(not(feature = "dicom"), allow(dead_code))]
 struct SegmentArg<'a> {
     mask: &'a [u8],
     label: String,
