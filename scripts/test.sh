@@ -15,8 +15,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "setup"
-if ! python3 -c 'import SimpleITK, numpy' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy
+if ! python3 -c 'import SimpleITK, numpy, highdicom, pydicom' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy highdicom pydicom
 fi
 # Installs a Debian package when its command is missing.
 need() { # <command> <package>
@@ -56,9 +56,9 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
   scripts/nvrtc-check.sh
 fi
 
-step "dicom feature: DICOM series against the SimpleITK oracle, its C entry point and fuzz seeds"
+step "dicom feature: DICOM series against the SimpleITK oracle, DICOM SEG against highdicom, their C entry points and fuzz seeds"
 cargo clippy -p lungseg-sys --features dicom --all-targets -- -D warnings
-cargo test -p lungseg-sys --features dicom --test dicom_series --test c_abi --test fuzz_seeds
+cargo test -p lungseg-sys --features dicom --test dicom_series --test dicom_seg --test c_abi --test fuzz_seeds
 
 step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
 scripts/aarch64-check.sh

@@ -4,14 +4,14 @@
 
 mod ffi_common;
 
-use ffi_common::expect;
 use lungseg::ffi::*;
-use std::ffi::CString;
-use std::ptr::null;
 
 #[cfg(not(feature = "dicom"))]
 #[test]
 fn write_dicom_seg_without_the_feature_is_unsupported() {
+    use ffi_common::expect;
+    use std::ffi::CString;
+    use std::ptr::null;
     let mask = [1u8; 8];
     let label = CString::new("a").unwrap();
     let seg = lungseg_seg_segment {
