@@ -7,9 +7,9 @@ case.json: {"seg": path, "source_dir": path, "frames": n, "segments": [{"label",
 then z in the order of the slices along their normal)}]}.
 
 Reads the SEG with highdicom and pydicom, the source slices with pydicom, and checks the object
-against them: a valid binary SEG, its segments, each frame's position and source reference, and
-the decoded pixels of every segment (highdicom's decoder and an independent unpacking of the
-bits) against the masks. Prints "ok"; any difference raises.
+against them: a valid binary SEG, its segments, each frame's position and source reference, the
+decoded pixels of every segment (highdicom's decoder and an independent unpacking of the bits)
+against the masks, and highdicom's volume against the masks in world coordinates. Prints "ok"; any difference raises.
 """
 
 import json
@@ -138,6 +138,31 @@ def check_pixels(seg, order, want):
         assert np.array_equal(got[..., s], m), f"segment {s + 1}"
 
 
+def world_of_mask(m, by_uid, order):
+    """Each set voxel of a [z, y, x] mask at its world position, from the source slices alone."""
+    first = by_uid[order[0]]
+    iop = np.array([float(v) for v in first.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    z, y, x = np.nonzero(m)
+    ipp = np.array([[float(v) for v in by_uid[order[k]].ImagePositionPatient] for k in z]).reshape(-1, 3)
+    return ipp + np.outer(x * col_spacing, iop[:3]) + np.outer(y * row_spacing, iop[3:])
+
+
+def check_volume(seg, by_uid, order, want):
+    """highdicom's volume (its own geometry from the frames' positions and orientation) puts
+    every set voxel where the mask's voxel is in the world, and no other."""
+    vol = seg.get_volume(combine_segments=False)
+    assert vol.array.shape[-1] == len(want), vol.array.shape
+    for s, m in enumerate(want):
+        idx = np.argwhere(vol.array[..., s] > 0)
+        got = (vol.affine @ np.c_[idx, np.ones(len(idx))].T).T[:, :3]
+        exp = world_of_mask(m, by_uid, order)
+        assert len(got) == len(exp), f"segment {s + 1}: {len(got)} voxels, mask {len(exp)}"
+        if len(exp):
+            d = np.linalg.norm(got[:, None, :] - exp[None, :, :], axis=2)
+            assert d.min(axis=1).max() < 1e-4 and d.min(axis=0).max() < 1e-4, f"segment {s + 1}"
+
+
 def main():
     with open(sys.argv[1]) as f:
         case = json.load(f)
@@ -151,6 +176,7 @@ def main():
     want = masks(case, first.Rows, first.Columns, len(order))
     check_frames(ds, by_uid, order, want)
     check_pixels(seg, order, want)
+    check_volume(seg, by_uid, order, want)
     print("ok")
 
 
