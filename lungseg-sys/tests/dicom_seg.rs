@@ -84,6 +84,19 @@ fn segments<'a>(m: &'a [Vec<u8>; 2]) -> [Segment<'a>; 2] {
 
 /// Runs the oracle on `seg` and fails with its output unless it says "ok".
 fn oracle(dir: &Path, seg: &Path, series: &str, segments: &[Segment], frames: usize) {
+    oracle_on(dir, seg, &fixture(series), segments, frames, false)
+}
+
+/// The oracle on a SEG of the series in `source`; `stamped`: the source has the Patient/Study
+/// attributes `oracle.py --stamp` gives.
+fn oracle_on(
+    dir: &Path,
+    seg: &Path,
+    source: &Path,
+    segments: &[Segment],
+    frames: usize,
+    stamped: bool,
+) {
     let described: Vec<_> = segments
         .iter()
         .enumerate()
@@ -101,17 +114,30 @@ fn oracle(dir: &Path, seg: &Path, series: &str, segments: &[Segment], frames: us
         .collect();
     let case = json!({
         "seg": seg,
-        "source_dir": fixture(series),
+        "source_dir": source,
         "frames": frames,
+        "stamped": stamped,
         "segments": described,
     });
     let case_path = dir.join("case.json");
     std::fs::write(&case_path, case.to_string()).unwrap();
+    let text = python(&[case_path.as_os_str()]);
+    assert_eq!(
+        text.trim(),
+        "ok",
+        "{}: the highdicom/pydicom oracle failed:\n{text}",
+        source.display()
+    );
+}
+
+/// Runs oracle.py with `args` under `LUNGSEG_PYTHON` (default `python3`); fails with its
+/// output unless it exits 0, and returns that output.
+fn python(args: &[&std::ffi::OsStr]) -> String {
     let python = std::env::var("LUNGSEG_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dicom_seg/oracle.py");
     let out = Command::new(&python)
         .arg(&script)
-        .arg(&case_path)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python} (set LUNGSEG_PYTHON): {e}"));
     let text = format!(
@@ -119,10 +145,8 @@ fn oracle(dir: &Path, seg: &Path, series: &str, segments: &[Segment], frames: us
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success() && text.trim() == "ok",
-        "{series}: the highdicom/pydicom oracle failed:\n{text}"
-    );
+    assert!(out.status.success(), "oracle.py failed:\n{text}");
+    text
 }
 
 fn non_empty_frames(segments: &[Segment], per_slice: usize) -> usize {
@@ -156,6 +180,25 @@ fn seg_on_each_fixture_series_reads_back_in_highdicom() {
         assert!(frames < 2 * d[2], "{series}: empty frames are omitted");
         oracle(&dir, &out, series, &segs, frames);
     }
+}
+
+/// Patient and study attributes in Latin-1 (ISO_IR 100) reach the SEG, in UTF-8, unchanged.
+#[test]
+fn patient_and_study_attributes_are_copied_across_character_sets() {
+    let series = "axial_int16";
+    let dir = scratch("stamped");
+    let source = dir.join("series");
+    std::fs::create_dir(&source).unwrap();
+    for f in std::fs::read_dir(fixture(series)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, source.join(f.file_name().unwrap())).unwrap();
+    }
+    python(&["--stamp".as_ref(), source.as_os_str()]);
+    let m = masks(dims(series));
+    let segs = segments(&m);
+    let out = dir.join("seg.dcm");
+    let written = write_seg(&request(&source, &segs), &out).unwrap();
+    oracle_on(&dir, &out, &source, &segs, written.frames, true);
 }
 
 #[test]

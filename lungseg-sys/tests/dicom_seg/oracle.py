@@ -1,6 +1,8 @@
 """Outside oracle for lungseg's DICOM SEG writer (run by tests/dicom_seg.rs).
 
     python3 oracle.py case.json
+    python3 oracle.py --stamp folder   # sets Patient/Study attributes, in Latin-1
+
 
 case.json: {"seg": path, "source_dir": path, "frames": n, "segments": [{"label", "description",
 "algorithm_name", "algorithm_version", "mask": path of the raw mask (uint8, x fastest, then y,
@@ -163,7 +165,34 @@ def check_volume(seg, by_uid, order, want):
             assert d.min(axis=1).max() < 1e-4 and d.min(axis=0).max() < 1e-4, f"segment {s + 1}"
 
 
+PATIENT_STUDY = {
+    "SpecificCharacterSet": "ISO_IR 100",
+    "PatientName": "Müller^Jörg",
+    "PatientBirthDate": "19610203",
+    "PatientSex": "M",
+    "StudyDate": "20261129",
+    "StudyTime": "101500",
+    "ReferringPhysicianName": "Dr^Åsa",
+    "StudyID": "S42",
+    "AccessionNumber": "ACC-7",
+}
+
+
+def stamp(folder):
+    """Gives every file of `folder` the Patient/Study attributes above, in Latin-1 (ISO_IR 100),
+    so the SEG (UTF-8) must carry them across character sets."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        ds = pydicom.dcmread(path)
+        for kw, value in PATIENT_STUDY.items():
+            setattr(ds, kw, value)
+        ds.save_as(path)
+
+
 def main():
+    if sys.argv[1] == "--stamp":
+        stamp(sys.argv[2])
+        return
     with open(sys.argv[1]) as f:
         case = json.load(f)
     seg = hd.seg.segread(case["seg"])
@@ -171,6 +200,11 @@ def main():
     by_uid, order = source_slices(case["source_dir"])
     first = by_uid[order[0]]
     check_header(ds, first, case)
+    if case.get("stamped"):
+        assert ds.SpecificCharacterSet == "ISO_IR 192", ds.SpecificCharacterSet
+        for kw, value in PATIENT_STUDY.items():
+            if kw != "SpecificCharacterSet":
+                assert str(ds.get(kw)) == value, (kw, ds.get(kw), value)
     check_references(ds, by_uid, first.SeriesInstanceUID)
     check_segments(seg, case)
     want = masks(case, first.Rows, first.Columns, len(order))

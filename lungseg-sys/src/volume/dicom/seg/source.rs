@@ -2,6 +2,7 @@
 //! volume order, and the patient and study the SEG belongs to.
 
 use super::super::identity::{Identity, PatientStudy};
+use super::super::stack::Stack;
 use super::super::{open_stack, DicomOptions};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -48,39 +49,44 @@ impl Source {
 /// Reads the series' headers (no pixel) and checks that it says what a SEG must reference.
 pub fn read(dir: &Path, opts: &DicomOptions) -> Result<Source> {
     let stack = open_stack(dir, opts)?;
+    from_stack(&stack).map_err(|e| e.context(dir.display()))
+}
+
+/// The references of a sorted series, which must identify every slice uniquely and share one
+/// study and frame of reference.
+pub fn from_stack(stack: &Stack) -> Result<Source> {
     let first = &stack.slices[0];
     let ids = &first.header.identity;
-    let ctx = |e: Error| e.context(dir.display());
     for (what, value) in [
         ("StudyInstanceUID", &ids.study_instance_uid),
         ("SeriesInstanceUID", &ids.series_instance_uid),
         ("FrameOfReferenceUID", &ids.frame_of_reference_uid),
     ] {
         if value.is_empty() {
-            return Err(ctx(Error::format(format!(
+            return Err(Error::format(format!(
                 "{}: no {what}, which a SEG must reference",
                 first.path.display()
-            ))));
+            )));
         }
     }
     let mut seen = HashSet::new();
     let mut slices = Vec::with_capacity(stack.slices.len());
     for s in &stack.slices {
         let id = &s.header.identity;
-        same_study(ids, id).map_err(|e| ctx(e.context(s.path.display())))?;
+        same_study(ids, id).map_err(|e| e.context(s.path.display()))?;
         if id.sop_class_uid.is_empty() || id.sop_instance_uid.is_empty() {
-            return Err(ctx(Error::format(format!(
+            return Err(Error::format(format!(
                 "{}: no SOPClassUID or SOPInstanceUID, which a SEG frame must reference",
                 s.path.display()
-            ))));
+            )));
         }
         if !seen.insert(id.sop_instance_uid.as_str()) {
-            return Err(ctx(Error::format(format!(
+            return Err(Error::format(format!(
                 "{}: SOPInstanceUID {} is also another slice's: a SEG frame could not say \
                  which it lies on",
                 s.path.display(),
                 id.sop_instance_uid
-            ))));
+            )));
         }
         slices.push(SourceSlice {
             sop_class_uid: id.sop_class_uid.clone(),
@@ -146,5 +152,70 @@ pub fn synthetic(rows: u16, columns: u16, slices: usize) -> Source {
         study_instance_uid: "1.2".into(),
         frame_of_reference_uid: "1.2.4".into(),
         patient: PatientStudy::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// The axial fixture series, for its identities to be spoiled one at a time.
+    fn axial() -> Stack {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/axial_int16");
+        open_stack(&dir, &DicomOptions::default()).unwrap()
+    }
+
+    fn refused(stack: &Stack, words: &str) {
+        let e = from_stack(stack).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Format, "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+
+    #[test]
+    fn the_fixture_gives_every_slice_its_reference_in_volume_order() {
+        let stack = axial();
+        let src = from_stack(&stack).unwrap();
+        assert_eq!(src.slices.len(), stack.slices.len());
+        for (s, t) in src.slices.iter().zip(&stack.slices) {
+            assert_eq!(s.sop_instance_uid, t.header.identity.sop_instance_uid);
+            assert_eq!(s.position, t.header.position);
+        }
+        assert!(src
+            .slices
+            .iter()
+            .all(|s| s.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"));
+        assert_eq!(src.slice_spacing, stack.geometry.spacing[2]);
+    }
+
+    #[test]
+    fn slices_without_unique_references_are_refused() {
+        let mut stack = axial();
+        stack.slices[3].header.identity.sop_instance_uid.clear();
+        refused(&stack, "no SOPClassUID or SOPInstanceUID");
+        let mut stack = axial();
+        let uid = stack.slices[1].header.identity.sop_instance_uid.clone();
+        stack.slices[4].header.identity.sop_instance_uid = uid;
+        refused(&stack, "is also another slice's");
+    }
+
+    #[test]
+    fn a_series_without_study_or_frame_of_reference_is_refused() {
+        let mut stack = axial();
+        stack.slices[0]
+            .header
+            .identity
+            .frame_of_reference_uid
+            .clear();
+        refused(&stack, "no FrameOfReferenceUID");
+        let mut stack = axial();
+        stack.slices[2].header.identity.study_instance_uid = "1.2.3".into();
+        refused(
+            &stack,
+            "StudyInstanceUID \"1.2.3\" differs from the first slice's",
+        );
+        let mut stack = axial();
+        stack.slices[5].header.identity.frame_of_reference_uid = "1.2.3".into();
+        refused(&stack, "FrameOfReferenceUID \"1.2.3\" differs");
     }
 }
