@@ -76,15 +76,15 @@ pub struct Content<'a> {
     pub pixels: Vec<u8>,
 }
 
-/// The whole data set.
-pub fn build(c: &Content) -> InMemDicomObject {
+/// The whole data set (the Pixel Data moved in, not copied).
+pub fn build(c: Content) -> InMemDicomObject {
     let mut obj = InMemDicomObject::new_empty();
     let groups = [
-        general(c),
+        general(&c),
         patient_study(c.source),
-        image_pixel(c),
-        segmentation(c),
-        dimensions(c),
+        image_pixel(&c),
+        segmentation(&c),
+        dimensions(&c),
     ];
     for e in groups.into_iter().flatten() {
         obj.put(e);
@@ -95,12 +95,12 @@ pub fn build(c: &Content) -> InMemDicomObject {
     ));
     obj.put(sequence(
         tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
-        c.frames.iter().map(|f| frame_groups(c, f)).collect(),
+        c.frames.iter().map(|f| frame_groups(&c, f)).collect(),
     ));
     obj.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OB,
-        PrimitiveValue::U8(c.pixels.clone().into()),
+        PrimitiveValue::U8(c.pixels.into()),
     ));
     obj
 }

@@ -81,7 +81,7 @@ pub fn write_seg(req: &SegRequest, out: &Path) -> Result<Written> {
     let frames = frames::select(req.segments, &source)?;
     let pixels = frames::pack(req.segments, &source, &frames)?;
     let ids = dataset::NewIds::generate();
-    let obj = dataset::build(&dataset::Content {
+    let obj = dataset::build(dataset::Content {
         source: &source,
         segments: req.segments,
         frames: &frames,
