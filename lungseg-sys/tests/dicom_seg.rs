@@ -84,19 +84,30 @@ fn segments<'a>(m: &'a [Vec<u8>; 2]) -> [Segment<'a>; 2] {
 
 /// Runs the oracle on `seg` and fails with its output unless it says "ok".
 fn oracle(dir: &Path, seg: &Path, series: &str, segments: &[Segment], frames: usize) {
-    oracle_on(dir, seg, &fixture(series), segments, frames, false)
+    let source = fixture(series);
+    let case = Case {
+        source: &source,
+        series_uid: None,
+        stamped: false,
+    };
+    oracle_on(dir, seg, case, segments, frames)
 }
 
-/// The oracle on a SEG of the series in `source`; `stamped`: the source has the Patient/Study
-/// attributes `oracle.py --stamp` gives.
-fn oracle_on(
-    dir: &Path,
-    seg: &Path,
-    source: &Path,
-    segments: &[Segment],
-    frames: usize,
+/// The oracle on a SEG of the series in `source`: `series_uid` names it when the folder holds
+/// more than one; `stamped`: the source has the Patient/Study attributes `oracle.py --stamp`
+/// gives.
+struct Case<'a> {
+    source: &'a Path,
+    series_uid: Option<&'a str>,
     stamped: bool,
-) {
+}
+
+fn oracle_on(dir: &Path, seg: &Path, case: Case, segments: &[Segment], frames: usize) {
+    let Case {
+        source,
+        series_uid,
+        stamped,
+    } = case;
     let described: Vec<_> = segments
         .iter()
         .enumerate()
@@ -117,6 +128,7 @@ fn oracle_on(
         "source_dir": source,
         "frames": frames,
         "stamped": stamped,
+        "series_uid": series_uid,
         "segments": described,
     });
     let case_path = dir.join("case.json");
@@ -198,7 +210,51 @@ fn patient_and_study_attributes_are_copied_across_character_sets() {
     let segs = segments(&m);
     let out = dir.join("seg.dcm");
     let written = write_seg(&request(&source, &segs), &out).unwrap();
-    oracle_on(&dir, &out, &source, &segs, written.frames, true);
+    let case = Case {
+        source: &source,
+        series_uid: None,
+        stamped: true,
+    };
+    oracle_on(&dir, &out, case, &segs, written.frames);
+}
+
+/// In a folder of two CT series, the one named is the one referenced.
+#[test]
+fn the_named_series_of_a_folder_is_the_one_referenced() {
+    let source = fixture("two_ct");
+    let mut uids: Vec<String> = lungseg::volume::dicom::scan::list(&source, 100)
+        .unwrap()
+        .iter()
+        .filter_map(|p| lungseg::volume::dicom::scan::read(p, 1 << 20).unwrap())
+        .filter_map(|b| lungseg::volume::dicom::header::read(&b).unwrap())
+        .map(|h| h.series_uid)
+        .collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 2, "{uids:?}");
+    for (i, uid) in uids.iter().enumerate() {
+        let read = DicomOptions {
+            series_uid: Some(uid.clone()),
+            ..DicomOptions::default()
+        };
+        let d = read_series(&source, &read).unwrap().geometry.dims;
+        let m = masks(d);
+        let segs = segments(&m);
+        let dir = scratch(&format!("two_ct_{i}"));
+        let out = dir.join("seg.dcm");
+        let req = SegRequest {
+            series_dir: &source,
+            read,
+            segments: &segs,
+        };
+        let written = write_seg(&req, &out).unwrap();
+        let case = Case {
+            source: &source,
+            series_uid: Some(uid),
+            stamped: false,
+        };
+        oracle_on(&dir, &out, case, &segs, written.frames);
+    }
 }
 
 #[test]

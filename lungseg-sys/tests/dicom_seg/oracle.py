@@ -4,7 +4,8 @@
     python3 oracle.py --stamp folder   # sets Patient/Study attributes, in Latin-1
 
 
-case.json: {"seg": path, "source_dir": path, "frames": n, "segments": [{"label", "description",
+case.json: {"seg": path, "source_dir": path, "frames": n, "series_uid": the source series
+when the folder holds more than one, "segments": [{"label", "description",
 "algorithm_name", "algorithm_version", "mask": path of the raw mask (uint8, x fastest, then y,
 then z in the order of the slices along their normal)}]}.
 
@@ -32,12 +33,14 @@ except ImportError as e:  # the Rust test shows this and fails
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
-def source_slices(folder):
-    """The source slices by SOPInstanceUID, and their UIDs sorted along the slice normal."""
+def source_slices(folder, series_uid):
+    """The source slices (of the series `series_uid`, or of the folder's only series) by
+    SOPInstanceUID, and their UIDs sorted along the slice normal."""
     by_uid = {}
     for name in sorted(os.listdir(folder)):
         ds = pydicom.dcmread(os.path.join(folder, name))
-        by_uid[ds.SOPInstanceUID] = ds
+        if series_uid in (None, ds.SeriesInstanceUID):
+            by_uid[ds.SOPInstanceUID] = ds
     first = next(iter(by_uid.values()))
     iop = np.array([float(v) for v in first.ImageOrientationPatient])
     normal = np.cross(iop[:3], iop[3:])
@@ -197,7 +200,7 @@ def main():
         case = json.load(f)
     seg = hd.seg.segread(case["seg"])
     ds = pydicom.dcmread(case["seg"])
-    by_uid, order = source_slices(case["source_dir"])
+    by_uid, order = source_slices(case["source_dir"], case.get("series_uid"))
     first = by_uid[order[0]]
     check_header(ds, first, case)
     if case.get("stamped"):
