@@ -64,6 +64,7 @@ def check_header(ds, first, case):
                "PatientBirthDate", "PatientSex"):
         assert str(ds.get(kw, "")) == str(first.get(kw, "")), (kw, ds.get(kw), first.get(kw))
     assert ds.ContentLabel and ds.ContentCreatorName
+    assert "DimensionOrganizationType" not in ds, "3D claims one regularly spaced volume"
 
 
 def check_references(ds, by_uid, series_uid):

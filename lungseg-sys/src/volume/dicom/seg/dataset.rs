@@ -237,7 +237,9 @@ fn segment_item(index: usize, s: &Segment) -> Item {
     it
 }
 
-/// Multi-frame Dimension: frames are indexed by segment, then by position.
+/// Multi-frame Dimension: frames are indexed by segment, then by position. No Dimension
+/// Organization Type: "3D" would claim one regularly spaced volume, which several segments or
+/// omitted empty frames are not.
 fn dimensions(c: &Content) -> Vec<InMemElement> {
     let uid = || {
         text(
@@ -256,7 +258,6 @@ fn dimensions(c: &Content) -> Vec<InMemElement> {
     };
     vec![
         sequence(tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![item([uid()])]),
-        text(tags::DIMENSION_ORGANIZATION_TYPE, VR::CS, "3D"),
         sequence(
             tags::DIMENSION_INDEX_SEQUENCE,
             vec![
