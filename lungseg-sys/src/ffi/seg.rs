@@ -71,10 +71,9 @@ unsafe fn segments_arg<'a>(p: *const lungseg_seg_segment, n: usize) -> Result<Ve
             "n_segments is 0: a SEG needs at least one segment",
         ));
     }
-    if p.is_null() {
-        return Err(Error::invalid("segments is NULL"));
-    }
-    let stride = arg_options(p, "segments[0]")?.map_or(0, |s| s.struct_size as usize);
+    let stride = arg_options(p, "segments[0]")?
+        .ok_or_else(|| Error::invalid("segments is NULL"))?
+        .struct_size as usize;
     if n.checked_mul(stride)
         .is_none_or(|b| b > isize::MAX as usize)
     {
@@ -84,30 +83,40 @@ unsafe fn segments_arg<'a>(p: *const lungseg_seg_segment, n: usize) -> Result<Ve
     out.try_reserve_exact(n)
         .map_err(|_| Error::oom(format!("{n} segments")))?;
     for i in 0..n {
-        let name = format!("segments[{i}]");
-        let at = p.cast::<u8>().add(i * stride).cast::<lungseg_seg_segment>();
-        // Checked before the element is read: a larger size would read past the array.
-        let size = std::ptr::read_unaligned(at.cast::<u32>()) as usize;
-        if size != stride {
-            return Err(Error::invalid(format!(
-                "{name}.struct_size is {size}, segments[0].struct_size is {stride}: every \
-                 element is a sizeof(lungseg_seg_segment)"
-            )));
-        }
-        let Some(s) = arg_options(at, &name)? else {
-            unreachable!("a non-NULL pointer gives Some");
-        };
-        out.push(SegmentArg {
-            mask: arg_slice(s.mask, s.mask_len, &format!("{name}.mask"))?,
-            label: text(s.label, &format!("{name}.label"))?,
-            description: if s.description.is_null() {
-                String::new()
-            } else {
-                text(s.description, &format!("{name}.description"))?
-            },
-        });
+        out.push(segment_arg(
+            p.cast::<u8>().add(i * stride).cast(),
+            i,
+            stride,
+        )?);
     }
     Ok(out)
+}
+
+/// Element `i` of the caller's array, at `at`.
+unsafe fn segment_arg<'a>(
+    at: *const lungseg_seg_segment,
+    i: usize,
+    stride: usize,
+) -> Result<SegmentArg<'a>> {
+    let name = format!("segments[{i}]");
+    // Checked before the element is read: a larger size would read past the array.
+    let size = std::ptr::read_unaligned(at.cast::<u32>()) as usize;
+    if size != stride {
+        return Err(Error::invalid(format!(
+            "{name}.struct_size is {size}, segments[0].struct_size is {stride}: every element \
+             is a sizeof(lungseg_seg_segment)"
+        )));
+    }
+    let s = arg_options(at, &name)?.ok_or_else(|| Error::invalid(format!("{name} is NULL")))?;
+    Ok(SegmentArg {
+        mask: arg_slice(s.mask, s.mask_len, &format!("{name}.mask"))?,
+        label: text(s.label, &format!("{name}.label"))?,
+        description: if s.description.is_null() {
+            String::new()
+        } else {
+            text(s.description, &format!("{name}.description"))?
+        },
+    })
 }
 
 /// A UTF-8 string argument.
