@@ -26,6 +26,10 @@ impl Frame {
 /// one empty frame (a SEG without frames is not a valid image).
 pub fn select(segments: &[Segment], source: &Source) -> Result<Vec<Frame>> {
     let per_slice = source.voxels_per_slice();
+    if per_slice == 0 {
+        // A stack's geometry has no zero dimension; a hand-made `Source` may.
+        return Err(Error::invalid("the source has 0 rows or columns"));
+    }
     let mut frames = Vec::new();
     for (segment, s) in segments.iter().enumerate() {
         for (slice, plane) in s.mask.chunks_exact(per_slice).enumerate() {
@@ -115,6 +119,12 @@ mod tests {
             }]
         );
         assert_eq!(pack(&segs, &source, &frames).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn a_source_without_pixels_is_refused() {
+        let e = select(&[seg(&[])], &synthetic(0, 3, 2)).unwrap_err();
+        assert!(e.message.contains("0 rows or columns"), "{e}");
     }
 
     #[test]
