@@ -401,6 +401,23 @@ typedef struct lungseg_patch_spec {
   float outside_hu;
 } lungseg_patch_spec;
 
+// One segment for `lungseg_write_dicom_seg` (an input struct: set `struct_size` to
+// `sizeof(lungseg_seg_segment)`, the same in every element of the array).
+typedef struct lungseg_seg_segment {
+  // `sizeof(lungseg_seg_segment)`.
+  uint32_t struct_size;
+  // One byte per voxel of the series, 0 or 1, x fastest, then y, then z in the order
+  // `lungseg_volume_open_dicom` gives the series' slices.
+  const uint8_t *mask;
+  // Bytes in `mask`: the series' voxel count.
+  size_t mask_len;
+  // Segment Label, UTF-8: 1 to 64 characters, no backslash or control character.
+  const char *label;
+  // Segment Description, UTF-8, at most 1024 characters (e.g. the segment's uncertainty
+  // summary); NULL or empty: none.
+  const char *description;
+} lungseg_seg_segment;
+
 // Options for `lungseg_volume_open_ex`. Zero fields take the defaults.
 typedef struct lungseg_open_options {
   // `sizeof(lungseg_open_options)`.
@@ -571,6 +588,22 @@ enum lungseg_status lungseg_scan_map_read(const struct lungseg_scan_map *map,
 
 // Frees a map. NULL is a no-op.
 void lungseg_scan_map_free(struct lungseg_scan_map *map);
+
+// Writes a binary DICOM Segmentation object (Segmentation Storage, Part 10, explicit VR little
+// endian) at `out_path` for `n_segments` masks on the grid of a DICOM series: the series
+// `series_uid` names in the folder `series_dir`, or with NULL its only CT series, as
+// `lungseg_volume_open_dicom` reads it. One frame per segment and slice with any voxel set,
+// each referencing its source slice; the segments are "Nodule" (SCT 27925004) made by lungseg.
+// The file is written under a temporary name and renamed over `out_path`. Refused: no
+// segment, more than 65535 segments or non-empty frames, a mask of the wrong length or with a
+// byte other than 0 and 1, a label that is not a valid LO, a series that cannot be read or
+// lacks the UIDs a SEG references. A library built without the `dicom` feature returns
+// `LUNGSEG_UNSUPPORTED`.
+enum lungseg_status lungseg_write_dicom_seg(const char *series_dir,
+                                            const char *series_uid,
+                                            const struct lungseg_seg_segment *segments,
+                                            size_t n_segments,
+                                            const char *out_path);
 
 // A short constant name for a status (`"LUNGSEG_FORMAT"`), for logs. Never NULL.
 const char *lungseg_status_name(int status);

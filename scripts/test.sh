@@ -15,8 +15,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "setup"
-if ! python3 -c 'import SimpleITK, numpy' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy
+if ! python3 -c 'import SimpleITK, numpy, highdicom, pydicom' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check SimpleITK numpy highdicom pydicom
 fi
 # Installs a Debian package when its command is missing.
 need() { # <command> <package>
@@ -60,8 +60,9 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
 fi
 
 # lungseg-sys's `dicom` feature needs no step of its own: lungseg-train enables it, so the
-# workspace clippy and tests above build lungseg-sys with it (dicom_series, the dicom C test and
-# fuzz seeds included); the cuda step's `-p lungseg-sys` builds check the library without it.
+# workspace clippy and tests above build lungseg-sys with it (dicom_series, dicom_seg against
+# highdicom, the dicom C tests and fuzz seeds included); the cuda step's `-p lungseg-sys` builds
+# check the library without it.
 
 step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
 scripts/aarch64-check.sh

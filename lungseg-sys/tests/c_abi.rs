@@ -4,7 +4,8 @@
 //! - Every struct's `sizeof` in C is the Rust `size_of`, and a versioned struct's first
 //!   `V1` bytes are exactly its frozen first layout (no field added into its tail padding).
 //! - `tests/c/abi_usage.c` uses every enum value, every options struct with `struct_size = sizeof`, the output structs, the
-//!   const handle calls, and runs against the library; `tests/c/dicom_open.c` opens DICOM series.
+//!   const handle calls, and runs against the library; `tests/c/dicom_open.c` opens DICOM series,
+//!   `tests/c/dicom_seg.c` writes a DICOM SEG.
 
 use lungseg::ffi::*;
 use std::collections::BTreeMap;
@@ -368,6 +369,16 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
             ]),
         ),
         (
+            "lungseg_seg_segment",
+            versioned::<lungseg_seg_segment>(&[
+                ("struct_size", 0, 4),
+                ("mask", 8, 8),
+                ("mask_len", 16, 8),
+                ("label", 24, 8),
+                ("description", 32, 8),
+            ]),
+        ),
+        (
             "lungseg_patch_summary",
             Abi {
                 size: size_of::<lungseg_patch_summary>(),
@@ -503,4 +514,15 @@ fn c99_program_opens_a_dicom_series_or_says_why_not() {
     compile(&crate_dir().join("tests/c/dicom_open.c"), &exe, true);
     let fixtures = crate_dir().join("tests/fixtures/dicom");
     assert_eq!(run(&exe, &[&fixtures]), "ok\n");
+}
+
+/// `tests/c/dicom_seg.c`: `lungseg_write_dicom_seg` writes a SEG from C in a build with the
+/// `dicom` feature, and answers `LUNGSEG_UNSUPPORTED` with its reason in one without.
+#[test]
+fn c99_program_writes_a_dicom_seg_or_says_why_not() {
+    let dir = scratch("dicom_seg");
+    let exe = dir.join("dicom_seg");
+    compile(&crate_dir().join("tests/c/dicom_seg.c"), &exe, true);
+    let fixtures = crate_dir().join("tests/fixtures/dicom");
+    assert_eq!(run(&exe, &[&fixtures, &dir]), "ok\n");
 }

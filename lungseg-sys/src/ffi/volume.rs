@@ -184,7 +184,10 @@ pub unsafe extern "C" fn lungseg_volume_open_dicom(
 }
 
 /// NULL, or a non-empty UTF-8 string.
-unsafe fn optional_text_arg(p: *const libc::c_char, name: &str) -> Result<Option<String>> {
+pub(crate) unsafe fn optional_text_arg(
+    p: *const libc::c_char,
+    name: &str,
+) -> Result<Option<String>> {
     if p.is_null() {
         return Ok(None);
     }

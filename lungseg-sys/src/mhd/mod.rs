@@ -10,7 +10,7 @@ pub mod header;
 pub mod source;
 
 mod data;
-mod writer;
+pub(crate) mod writer;
 
 pub use header::{parse_header, parse_header_with, DataFile, Header};
 pub use source::{DataReader, DataSource, DiskSource, MemorySource};

@@ -79,7 +79,7 @@ pub(crate) fn write(path: &Path, volume: &Volume, opts: &WriteOptions) -> Result
 
 /// Writes `parts` to a temporary file beside `path` and renames it over `path`, so a failed
 /// write (full disk, bad folder) leaves any earlier file whole and no partial one behind.
-fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
+pub(crate) fn write_replacing(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let io = |p: &Path, e| Error::from_io(p.display(), e);
     let (tmp, mut f) = create_temp(path)?;
     let result = (|| {

@@ -3,6 +3,7 @@
 //! A file of another series only has to say its series, so an unreadable slice elsewhere in the
 //! folder (another modality, a compressed series) does not block the one asked for.
 
+use super::identity::{self, Identity};
 use super::walk::{self, Walk, PREAMBLE};
 use crate::error::{Error, Result};
 use dicom_core::header::HasLength;
@@ -47,6 +48,8 @@ pub struct SliceHeader {
     pub transfer_syntax: String,
     /// Where the Pixel Data value lies in the file's bytes (`None`: encapsulated).
     pub pixel_data: Option<Range<usize>>,
+    /// What identifies the slice, for derived objects (DICOM SEG); not needed to read it.
+    pub identity: Identity,
 }
 
 /// Reads the header of a Part-10 file; `Ok(None)` for DICOM files that belong to no series (a
@@ -124,13 +127,14 @@ fn slice(obj: &InMemDicomObject, found: Walk) -> Result<SliceHeader> {
         ],
         transfer_syntax: found.transfer_syntax,
         pixel_data: found.pixel_data,
+        identity: identity::read(obj),
     })
 }
 
 type Element = dicom_object::mem::InMemElement;
 
 /// A text value, trimmed; `None` when absent or empty.
-fn text(obj: &InMemDicomObject, tag: Tag) -> Result<Option<String>> {
+pub(super) fn text(obj: &InMemDicomObject, tag: Tag) -> Result<Option<String>> {
     let Some(e) = obj.get(tag) else {
         return Ok(None);
     };

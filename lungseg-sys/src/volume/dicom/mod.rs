@@ -5,11 +5,15 @@
 //! [`scan`] lists the folder, [`walk`] bounds each file's element structure before
 //! [`header`] reads it with dicom-rs, [`series`] picks the series, [`stack`] sorts the slices
 //! and derives the geometry, [`pixels`] decodes the samples. [`fuzzing`] holds the fuzz body.
+//! [`identity`] keeps what identifies each slice, for [`seg`], which writes DICOM SEG on the
+//! series' grid.
 
 pub mod fuzzing;
 pub mod header;
+pub mod identity;
 pub mod pixels;
 pub mod scan;
+pub mod seg;
 pub mod series;
 pub mod stack;
 pub mod walk;
@@ -55,6 +59,12 @@ impl Default for DicomOptions {
 
 /// Reads one series of the folder `dir` (not its subfolders).
 pub fn read_series(dir: &Path, opts: &DicomOptions) -> Result<Volume> {
+    assemble(&open_stack(dir, opts)?, opts)
+}
+
+/// The sorted slices and geometry of one series of the folder `dir`, within the limits of
+/// `opts`; no pixel is read.
+pub fn open_stack(dir: &Path, opts: &DicomOptions) -> Result<Stack> {
     let members = headers(dir, opts)?;
     if members.is_empty() {
         return Err(Error::format(format!(
@@ -70,7 +80,7 @@ pub fn read_series(dir: &Path, opts: &DicomOptions) -> Result<Volume> {
         .collect::<Result<Vec<Slice>>>()?;
     let stack = stack::stack(slices).map_err(|e| e.context(dir.display()))?;
     check_limits(&stack, opts)?;
-    assemble(&stack, opts)
+    Ok(stack)
 }
 
 /// The header of every DICOM image file of the folder.

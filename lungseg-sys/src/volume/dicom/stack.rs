@@ -280,6 +280,7 @@ mod tests {
                 rescale: [1.0, -1024.0],
                 transfer_syntax: "1.2.840.10008.1.2.1".into(),
                 pixel_data: Some(0..12),
+                identity: Default::default(),
             },
             format: PixelFormat {
                 signed: true,
