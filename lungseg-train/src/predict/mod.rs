@@ -10,6 +10,7 @@
 pub mod nifti;
 mod outputs;
 mod points;
+mod seg;
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,10 @@ pub struct PredictArgs {
     /// Skip the per-point maps (the scan-grid maps and the JSON are always written).
     #[arg(long)]
     pub no_patch_maps: bool,
+    /// Also write `segmentation.dcm`: a DICOM SEG on the source series (--scan a DICOM folder),
+    /// one segment per point with its review flag and uncertainty in the description.
+    #[arg(long)]
+    pub dicom_seg: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -96,6 +101,13 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         (None, true) => String::new(),
     };
     let targets = points::gather(args.candidates.as_deref(), &uid, &args.points)?;
+    if args.dicom_seg && !args.scan.is_dir() {
+        bail!("--dicom-seg needs --scan to be a DICOM series folder");
+    }
+    let mut seg_masks = match args.dicom_seg {
+        true => Some(seg::SegMasks::new(&volume, targets.len())?),
+        false => None,
+    };
     std::fs::create_dir_all(args.out.join("points"))
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let opts = McOptions {
@@ -123,12 +135,23 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
             writer.patch_maps(i, &spec, t.world, &work)?
         };
         maps.add(&spec, t.world, &work)?;
+        if let Some(m) = seg_masks.as_mut() {
+            m.add(&spec, t.world, &work)?;
+        }
         let mut result = PointResult::new(i, t, &volume, r, threshold, files);
         result.patch_reaches_outside = work.reaches_outside;
         results.push(result);
     }
     bar.finish_and_clear();
     let scan_files = writer.scan_maps(&maps)?;
+    let dicom_seg = match &seg_masks {
+        Some(m) => {
+            let path = args.out.join("segmentation.dcm");
+            m.write(&args.scan, args.seriesuid.as_deref(), &results, &path)?;
+            Some("segmentation.dcm".to_string())
+        }
+        None => None,
+    };
     let p = Predictions {
         scan: args.scan.display().to_string(),
         seriesuid: uid,
@@ -138,6 +161,7 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         review_score: score.name().to_string(),
         review_threshold: threshold,
         scan_maps: scan_files,
+        dicom_seg,
         points: results,
     };
     outputs::write_json(&args.out.join("predictions.json"), &p)?;

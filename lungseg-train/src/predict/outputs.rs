@@ -27,6 +27,8 @@ pub struct Predictions {
     pub review_threshold: f32,
     /// Map name → file, on the scan's grid.
     pub scan_maps: BTreeMap<String, String>,
+    /// The DICOM SEG file (`--dicom-seg`).
+    pub dicom_seg: Option<String>,
     pub points: Vec<PointResult>,
 }
 

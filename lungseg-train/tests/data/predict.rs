@@ -63,6 +63,7 @@ fn args(scan: &Path, out: &Path) -> PredictArgs {
         threads: 1,
         format: Format::Mhd,
         no_patch_maps: false,
+        dicom_seg: false,
         quiet: true,
     }
 }
@@ -256,4 +257,74 @@ fn a_dicom_folder_is_a_scan() {
     a.candidates = Some(csv);
     let e = predict::run(&a).unwrap_err();
     assert!(format!("{e:#}").contains("--seriesuid"), "{e:#}");
+}
+
+const READ_SEG: &str = r#"
+import json, sys
+try:
+    import highdicom as hd
+except ImportError as e:
+    sys.stderr.write("LUNGSEG_MISSING_PYTHON_DEPS %s\n" % e)
+    sys.exit(3)
+seg = hd.seg.segread(sys.argv[1])
+print(json.dumps({
+    "segments": [{"label": s.SegmentLabel, "description": s.SegmentDescription}
+                 for s in seg.SegmentSequence],
+    "series": seg.ReferencedSeriesSequence[0].SeriesInstanceUID,
+    "frames": int(seg.NumberOfFrames),
+}))
+"#;
+
+/// `--dicom-seg`: highdicom reads the SEG back with one segment per point, each described by
+/// the point's review flag and score.
+#[test]
+fn dicom_seg_has_a_segment_per_point() {
+    let series = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lungseg-sys/tests/fixtures/dicom/axial_int16");
+    let v = lungseg::volume::dicom::read_series(&series, &Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut a = args(&series, &out);
+    a.points = vec![
+        v.geometry.index_to_world([4.0, 4.0, 2.0]),
+        v.geometry.index_to_world([7.0, 5.0, 3.0]),
+    ];
+    a.dicom_seg = true;
+    let p = predict::run(&a).unwrap();
+    let file = out.join(p.dicom_seg.as_deref().unwrap());
+    let run = Command::new("python3")
+        .arg("-c")
+        .arg(READ_SEG)
+        .arg(&file)
+        .output()
+        .expect("python3 is needed for this test");
+    assert!(
+        run.status.success(),
+        "this test needs python3 with highdicom (`pip install highdicom pydicom`): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let segs = j["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 2);
+    for (s, r) in segs.iter().zip(&p.points) {
+        let d = s["description"].as_str().unwrap();
+        let flag = if r.summary.needs_review { "yes" } else { "no" };
+        assert!(d.starts_with(&format!("needs review: {flag};")), "{d}");
+        assert!(
+            d.contains(&format!(
+                "{} {:.4}",
+                p.review_score, r.summary.uncertainty_score
+            )),
+            "{d}"
+        );
+    }
+    assert_eq!(segs[1]["label"], "Nodule 2");
+
+    // Not a DICOM folder: refused before anything runs.
+    let (scan, _) = write_scan(dir.path());
+    let mut a = args(&scan, &out);
+    a.points = vec![[0.0; 3]];
+    a.dicom_seg = true;
+    let e = predict::run(&a).unwrap_err();
+    assert!(format!("{e:#}").contains("DICOM series folder"), "{e:#}");
 }
