@@ -60,6 +60,10 @@ pub struct TrainArgs {
     /// Train on the raw patches.
     #[arg(long)]
     pub no_augment: bool,
+    /// Train on random N³ crops of the patches ((N/patch)³ of the compute per step; validation
+    /// and the exported model keep the whole patch). N must be a multiple of 2^(levels-1).
+    #[arg(long, conflicts_with = "no_augment")]
+    pub crop: Option<usize>,
     /// Foreground prior the head's bias starts at (logit of it); 0 keeps Burn's initialisation.
     #[arg(long, default_value_t = 0.01)]
     pub fg_prior: f64,
@@ -131,7 +135,10 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             seed: self.seed,
             resume: self.resume,
-            augment: (!self.no_augment).then(AugmentConfig::default),
+            augment: (!self.no_augment).then(|| AugmentConfig {
+                crop: self.crop,
+                ..AugmentConfig::default()
+            }),
             fg_prior: self.fg_prior,
             max_batches: self.max_batches,
             backend: match self.backend {

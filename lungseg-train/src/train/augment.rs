@@ -1,13 +1,17 @@
 //! On-the-fly augmentation of one normalised patch and its mask.
 //!
-//! Geometric transforms (flips on z/y/x, 90° rotations in the axial y–x plane) are one index
+//! A random crop (optional) comes first: training on cubes smaller than the stored patch costs
+//! (crop/patch)³ of the compute per step and adds translations, while validation and inference
+//! keep the full patch (the U-Net is fully convolutional). Geometric transforms (flips on z/y/x, 90° rotations in the axial y–x plane) are one index
 //! map applied to image and mask alike, so they cannot drift apart; intensity changes
 //! (scale, shift, Gaussian noise) touch the image only.
+
+use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
 
 /// Augmentation strengths. `Default` is what `train` uses unless `--no-augment`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AugmentConfig {
     /// Flip each of z, y, x with probability 1/2.
     pub flips: bool,
@@ -19,6 +23,10 @@ pub struct AugmentConfig {
     pub shift: f32,
     /// Add N(0, σ²) per voxel with σ uniform in [0, noise_std].
     pub noise_std: f32,
+    /// Train on a random `crop`³ cube of each patch (offset uniform per axis); `None` keeps the
+    /// whole patch.
+    #[serde(default)]
+    pub crop: Option<usize>,
 }
 
 impl Default for AugmentConfig {
@@ -29,6 +37,7 @@ impl Default for AugmentConfig {
             scale: 0.1,
             shift: 0.05,
             noise_std: 0.03,
+            crop: None,
         }
     }
 }
@@ -91,7 +100,31 @@ impl Geometry {
     }
 }
 
-/// Augments a normalised image and its mask in place of copies; returns the new pair.
+/// The `edge`³ cube at `offset` (z, y, x) of a z-major, x-fastest volume of `shape`.
+pub fn crop<T: Copy>(src: &[T], shape: [usize; 3], offset: [usize; 3], edge: usize) -> Vec<T> {
+    let [d, h, w] = shape;
+    assert_eq!(src.len(), d * h * w, "volume length does not match its shape");
+    assert!(
+        (0..3).all(|a| offset[a] + edge <= shape[a]),
+        "crop {edge}³ at {offset:?} leaves the volume {shape:?}"
+    );
+    let mut out = Vec::with_capacity(edge * edge * edge);
+    for z in offset[0]..offset[0] + edge {
+        for y in offset[1]..offset[1] + edge {
+            let row = (z * h + y) * w + offset[2];
+            out.extend_from_slice(&src[row..row + edge]);
+        }
+    }
+    out
+}
+
+/// The shape a patch of `shape` has after augmentation with `cfg`.
+pub fn augmented_shape(cfg: &AugmentConfig, shape: [usize; 3]) -> [usize; 3] {
+    cfg.crop.map_or(shape, |c| [c; 3])
+}
+
+/// Augments a normalised image and its mask in place of copies; returns the new pair, of
+/// [`augmented_shape`].
 pub fn augment(
     image: &[f32],
     mask: &[u8],
@@ -99,9 +132,22 @@ pub fn augment(
     cfg: &AugmentConfig,
     rng: &mut Rng,
 ) -> (Vec<f32>, Vec<u8>) {
+    let (image, mask, shape) = match cfg.crop {
+        Some(edge) => {
+            assert!(
+                shape.iter().all(|&n| edge <= n),
+                "crop {edge}³ does not fit the patch {shape:?}"
+            );
+            let offset = shape.map(|n| rng.below(n - edge + 1));
+            let img = crop(image, shape, offset, edge);
+            let m = crop(mask, shape, offset, edge);
+            (img, m, [edge; 3])
+        }
+        None => (image.to_vec(), mask.to_vec(), shape),
+    };
     let g = Geometry::draw(cfg, shape, rng);
-    let mut img = g.apply(image, shape);
-    let mask = g.apply(mask, shape);
+    let mut img = g.apply(&image, shape);
+    let mask = g.apply(&mask, shape);
     let s = 1.0 + rng.range(-1.0, 1.0) as f32 * cfg.scale;
     let t = rng.range(-1.0, 1.0) as f32 * cfg.shift;
     let sigma = rng.uniform() as f32 * cfg.noise_std;

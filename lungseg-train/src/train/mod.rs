@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::PatchDataset;
 use crate::metrics::Confusion;
 use crate::model::{UNet, UNetConfig};
-use augment::{augment, AugmentConfig};
+use augment::{augment, augmented_shape, AugmentConfig};
 use checkpoint::TrainState;
 use loss::dice_bce;
 use metrics::{EpochMetrics, MetricsLog};
@@ -63,7 +63,7 @@ pub struct TrainOptions {
     /// Continue from the newest checkpoint in `out`.
     pub resume: bool,
     /// `None` trains on the raw patches.
-    #[serde(skip)]
+    #[serde(default)]
     pub augment: Option<AugmentConfig>,
     /// Start the head's bias at `logit(fg_prior)` (Lin et al., "Focal loss", 2017); `0` keeps
     /// Burn's initialisation. Nodules fill ~1% of a patch: from a bias near 0 (p ≈ 0.5
@@ -179,6 +179,25 @@ impl Batch {
     }
 }
 
+/// A training crop must fit the patch and halve evenly at every pooling of the U-Net.
+fn check_crop(aug: Option<&AugmentConfig>, config: &UNetConfig) -> Result<()> {
+    let Some(edge) = aug.and_then(|a| a.crop) else {
+        return Ok(());
+    };
+    let step = 1usize << (config.channels.len() - 1);
+    ensure!(
+        edge > 0 && edge.is_multiple_of(step),
+        "--crop {edge} must be a positive multiple of {step} (2^(levels-1) for {} levels)",
+        config.channels.len()
+    );
+    ensure!(
+        config.patch_size.iter().all(|&n| edge <= n),
+        "--crop {edge} is larger than the patches {:?}",
+        config.patch_size
+    );
+    Ok(())
+}
+
 /// Reads, normalises and (optionally) augments the patches `idx` into one batch.
 pub fn load_batch(
     data: &PatchDataset,
@@ -190,6 +209,9 @@ pub fn load_batch(
     let mut image = Vec::with_capacity(idx.len() * shape.iter().product::<usize>());
     let mut mask = Vec::with_capacity(image.capacity());
     let mut aug = aug;
+    let out_shape = aug
+        .as_ref()
+        .map_or(shape, |(cfg, _)| augmented_shape(cfg, shape));
     for &i in idx {
         let p = data.load(i)?;
         ensure!(
@@ -208,7 +230,7 @@ pub fn load_batch(
         mask.extend(m.iter().map(|&v| f32::from(v)));
     }
     Ok(Batch {
-        shape: [idx.len(), 1, shape[0], shape[1], shape[2]],
+        shape: [idx.len(), 1, out_shape[0], out_shape[1], out_shape[2]],
         image,
         mask,
     })
@@ -580,6 +602,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         "the data's patches are {patch:?} (z, y, x) but the model's patch_size is {:?} (x, y, z)",
         config.patch_size
     );
+    check_crop(opts.augment.as_ref(), &config)?;
     fs::write(
         opts.out.join("config.json"),
         serde_json::to_string(&config)?,

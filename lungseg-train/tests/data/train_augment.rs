@@ -1,6 +1,6 @@
 //! Augmentation keeps image and mask aligned, and its geometry is what it says.
 
-use lungseg_train::train::augment::{augment, AugmentConfig, Geometry};
+use lungseg_train::train::augment::{augment, augmented_shape, crop, AugmentConfig, Geometry};
 use lungseg_train::train::rng::Rng;
 
 const SHAPE: [usize; 3] = [4, 6, 6];
@@ -83,4 +83,48 @@ fn intensity_changes_touch_the_image_only_and_are_seeded() {
     assert_eq!(a, b, "same seed, same augmentation");
     assert_eq!(a.1.iter().map(|&v| v as usize).sum::<usize>(), 1);
     assert!(a.0.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn crop_takes_the_cube_at_its_offset() {
+    // Every voxel holds its own index, so the crop's values name where they came from.
+    let n: usize = SHAPE.iter().product();
+    let src: Vec<usize> = (0..n).collect();
+    let out = crop(&src, SHAPE, [1, 2, 3], 3);
+    assert_eq!(out.len(), 27);
+    for z in 0..3 {
+        for y in 0..3 {
+            for x in 0..3 {
+                assert_eq!(out[(z * 3 + y) * 3 + x], idx(1 + z, 2 + y, 3 + x));
+            }
+        }
+    }
+}
+
+#[test]
+fn random_crops_keep_image_and_mask_aligned_and_reach_every_offset() {
+    let cfg = AugmentConfig {
+        noise_std: 0.0,
+        shift: 0.0,
+        scale: 0.0,
+        flips: false,
+        rot90: false,
+        crop: Some(3),
+    };
+    assert_eq!(augmented_shape(&cfg, SHAPE), [3, 3, 3]);
+    let n: usize = SHAPE.iter().product();
+    let img: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mask: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let mut rng = Rng::new(3);
+    let mut corners = std::collections::HashSet::new();
+    for _ in 0..400 {
+        let (ci, cm) = augment(&img, &mask, SHAPE, &cfg, &mut rng);
+        assert_eq!(ci.len(), 27);
+        for (v, m) in ci.iter().zip(&cm) {
+            assert_eq!((*v as usize % 251) as u8, *m, "image and mask cropped alike");
+        }
+        corners.insert(ci[0] as usize);
+    }
+    // offsets 0..=1 in z (4 - 3), 0..=3 in y and x (6 - 3): 2 × 4 × 4 corners
+    assert_eq!(corners.len(), 32);
 }
