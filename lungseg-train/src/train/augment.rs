@@ -103,7 +103,11 @@ impl Geometry {
 /// The `edge`³ cube at `offset` (z, y, x) of a z-major, x-fastest volume of `shape`.
 pub fn crop<T: Copy>(src: &[T], shape: [usize; 3], offset: [usize; 3], edge: usize) -> Vec<T> {
     let [d, h, w] = shape;
-    assert_eq!(src.len(), d * h * w, "volume length does not match its shape");
+    assert_eq!(
+        src.len(),
+        d * h * w,
+        "volume length does not match its shape"
+    );
     assert!(
         (0..3).all(|a| offset[a] + edge <= shape[a]),
         "crop {edge}³ at {offset:?} leaves the volume {shape:?}"

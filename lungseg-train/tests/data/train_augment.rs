@@ -121,7 +121,11 @@ fn random_crops_keep_image_and_mask_aligned_and_reach_every_offset() {
         let (ci, cm) = augment(&img, &mask, SHAPE, &cfg, &mut rng);
         assert_eq!(ci.len(), 27);
         for (v, m) in ci.iter().zip(&cm) {
-            assert_eq!((*v as usize % 251) as u8, *m, "image and mask cropped alike");
+            assert_eq!(
+                (*v as usize % 251) as u8,
+                *m,
+                "image and mask cropped alike"
+            );
         }
         corners.insert(ci[0] as usize);
     }

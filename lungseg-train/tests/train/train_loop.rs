@@ -184,3 +184,44 @@ fn best_epoch_breaks_dice_ties_by_loss() {
         "lower Dice loses whatever the loss"
     );
 }
+
+#[test]
+fn crop_training_runs_on_crops_and_refuses_crops_the_net_cannot_pool() {
+    use lungseg_train::train::augment::AugmentConfig;
+    let _rng = common::rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 4, 2, 1);
+    let with_crop = |edge: usize, out: &str| TrainOptions {
+        augment: Some(AugmentConfig {
+            crop: Some(edge),
+            ..AugmentConfig::default()
+        }),
+        epochs: 1,
+        ..tiny_options(&data, &tmp.path().join(out))
+    };
+    // Two levels pool once: an odd crop cannot be halved.
+    let err = train(&with_crop(9, "odd")).unwrap_err();
+    assert!(format!("{err:#}").contains("--crop 9"), "{err:#}");
+    let err = train(&with_crop(18, "big")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("larger than the patches"),
+        "{err:#}"
+    );
+    // The batches the steps see are crops; without augmentation, whole patches.
+    let dataset = lungseg_train::dataset::PatchDataset::open(&data).unwrap();
+    let config = common::tiny_config();
+    let aug = with_crop(8, "unused").augment.unwrap();
+    let mut rng = Rng::new(1);
+    let batch =
+        lungseg_train::train::load_batch(&dataset, &[0, 1], &config, Some((&aug, &mut rng)))
+            .unwrap();
+    assert_eq!(batch.shape, [2, 1, 8, 8, 8]);
+    assert_eq!(batch.image.len(), 2 * 512);
+    let whole = lungseg_train::train::load_batch(&dataset, &[0, 1], &config, None).unwrap();
+    assert_eq!(whole.shape, [2, 1, 16, 16, 16]);
+    let summary = train(&with_crop(8, "ok")).unwrap();
+    assert_eq!(summary.epochs_run, 1);
+    let options = std::fs::read_to_string(tmp.path().join("ok/options.json")).unwrap();
+    assert!(options.contains("\"crop\": 8"), "{options}");
+}
