@@ -69,11 +69,6 @@ impl<'a> RunControl<'a> {
         self.cancel
     }
 
-    /// True when the host asked to stop.
-    pub fn cancelled(&self) -> bool {
-        self.cancel.is_some_and(|c| c())
-    }
-
     /// Announces the forward passes of a whole batch, so progress runs once from 0 to `total`
     /// across its calls.
     pub fn expect(&mut self, total: u64) {

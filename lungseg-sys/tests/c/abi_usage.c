@@ -12,18 +12,7 @@
 
 #include "lungseg.h"
 
-static int failures = 0;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            char msg_[512];                                                      \
-            lungseg_last_error(msg_, sizeof msg_);                               \
-            fprintf(stderr, "%s:%d: %s (last error: %s)\n", __FILE__, __LINE__, \
-                    #cond, msg_);                                                \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "check.h"
 
 #define NAME_IS(value) CHECK(strcmp(lungseg_status_name(value), #value) == 0)
 

@@ -14,18 +14,7 @@
 
 #define VOXELS (12 * 10 * 6)
 
-static int failures = 0;
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            char msg_[512];                                                      \
-            lungseg_last_error(msg_, sizeof msg_);                               \
-            fprintf(stderr, "%s:%d: %s (last error: %s)\n", __FILE__, __LINE__, \
-                    #cond, msg_);                                                \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
+#include "check.h"
 
 static int last_error_has(const char *needle) {
     char msg[1024];

@@ -223,6 +223,8 @@ pub(crate) struct PatchWork {
     pub(crate) mean: Vec<f32>,
     pub(crate) entropy: Vec<f32>,
     pub(crate) mutual_info: Vec<f32>,
+    /// The final mask, 0/1: mean probability ≥ 0.5, as the summary counts it.
+    pub(crate) mask: Vec<f32>,
     pub(crate) reaches_outside: bool,
 }
 
@@ -233,16 +235,15 @@ impl PatchWork {
             mean: vec![0.0; n],
             entropy: vec![0.0; n],
             mutual_info: vec![0.0; n],
+            mask: vec![0.0; n],
             reaches_outside: false,
         }
     }
 
-    /// The final mask: mean probability ≥ 0.5, as the summary counts it.
-    pub(crate) fn mask(&self) -> Vec<f32> {
-        self.mean
-            .iter()
-            .map(|&p| if p >= 0.5 { 1.0 } else { 0.0 })
-            .collect()
+    fn threshold_mask(&mut self) {
+        for (m, &p) in self.mask.iter_mut().zip(&self.mean) {
+            *m = if p >= 0.5 { 1.0 } else { 0.0 };
+        }
     }
 }
 
@@ -263,9 +264,9 @@ fn predict_point(
         entropy: Some(&mut work.entropy),
         mutual_info: Some(&mut work.mutual_info),
     };
-    Ok(mc::predict_uncertainty_with(
-        model, &work.hu, opts, maps, ctl,
-    )?)
+    let summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
+    work.threshold_mask();
+    Ok(summary)
 }
 
 /// The maps merged onto the scan's grid: probability and mutual information as weighted
@@ -289,7 +290,7 @@ impl ScanMaps {
     fn add(&mut self, spec: &PatchSpec, world: [f64; 3], w: &PatchWork) -> Result<()> {
         self.probability.add(spec, world, &w.mean, 1.0)?;
         self.mutual_info.add(spec, world, &w.mutual_info, 1.0)?;
-        self.mask.add(spec, world, &w.mask(), 1.0)?;
+        self.mask.add(spec, world, &w.mask, 1.0)?;
         Ok(())
     }
 }

@@ -111,7 +111,7 @@ impl<'a> Writer<'a> {
         w: &PatchWork,
     ) -> Result<BTreeMap<String, String>> {
         let g = spec.geometry(world)?;
-        let mask: Vec<u8> = w.mean.iter().map(|&p| u8::from(p >= 0.5)).collect();
+        let mask: Vec<u8> = w.mask.iter().map(|&m| u8::from(m > 0.0)).collect();
         let items = [
             ("mean", PixelData::F32(w.mean.clone())),
             ("entropy", PixelData::F32(w.entropy.clone())),

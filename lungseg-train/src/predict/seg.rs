@@ -42,7 +42,7 @@ impl SegMasks {
     /// The point's mask (mean probability ≥ 0.5) resampled onto the scan grid (nearest).
     pub(super) fn add(&mut self, spec: &PatchSpec, world: [f64; 3], w: &PatchWork) -> Result<()> {
         let mut map = ScanMap::new(self.scan, Merge::Max);
-        map.add(spec, world, &w.mask(), 1.0)?;
+        map.add(spec, world, &w.mask, 1.0)?;
         map.read(&mut self.scratch)?;
         self.masks
             .push(self.scratch.iter().map(|&v| u8::from(v >= 0.5)).collect());

@@ -4,10 +4,10 @@
 //! Instance Reference to the source series, and the Pixel Data.
 
 use super::frames::Frame;
-use super::source::Source;
+use super::source::{Source, SourceSlice};
 use super::values::{
-    at, code_sequence, decimals, item, new_uid, now_date_time, sequence, text, texts, ul, us, Code,
-    Item,
+    at, code_sequence, decimals, item, new_uid, now_date_time, sequence, single, text, texts, ul,
+    us, Code, Item,
 };
 use super::{Algorithm, Segment, SEGMENTATION_STORAGE};
 use dicom_core::value::PrimitiveValue;
@@ -151,28 +151,27 @@ fn patient_study(s: &Source) -> Vec<InMemElement> {
     out
 }
 
+/// Referenced SOP Class and Instance UIDs of one source slice.
+fn sop_reference(slice: &SourceSlice) -> [InMemElement; 2] {
+    [
+        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &slice.sop_class_uid),
+        text(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            &slice.sop_instance_uid,
+        ),
+    ]
+}
+
 /// Common Instance Reference: every slice of the source series.
 fn referenced_series(s: &Source) -> InMemElement {
-    let instances = s
-        .slices
-        .iter()
-        .map(|sl| {
-            item([
-                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &sl.sop_class_uid),
-                text(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &sl.sop_instance_uid,
-                ),
-            ])
-        })
-        .collect();
-    sequence(
+    let instances = s.slices.iter().map(|sl| item(sop_reference(sl))).collect();
+    single(
         tags::REFERENCED_SERIES_SEQUENCE,
-        vec![item([
+        [
             sequence(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
             text(tags::SERIES_INSTANCE_UID, VR::UI, &s.series_instance_uid),
-        ])],
+        ],
     )
 }
 
@@ -220,13 +219,13 @@ fn segment_item(index: usize, s: &Segment) -> Item {
         text(tags::SEGMENT_LABEL, VR::LO, s.label),
         text(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "AUTOMATIC"),
         text(tags::SEGMENT_ALGORITHM_NAME, VR::LO, s.algorithm.name),
-        sequence(
+        single(
             tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE,
-            vec![item([
+            [
                 code_sequence(tags::ALGORITHM_FAMILY_CODE_SEQUENCE, ALGORITHM_FAMILY),
                 text(tags::ALGORITHM_VERSION, VR::LO, s.algorithm.version),
                 text(tags::ALGORITHM_NAME, VR::LO, s.algorithm.name),
-            ])],
+            ],
         ),
         code_sequence(tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, CATEGORY),
         code_sequence(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, PROPERTY_TYPE),
@@ -257,7 +256,7 @@ fn dimensions(c: &Content) -> Vec<InMemElement> {
         ])
     };
     vec![
-        sequence(tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![item([uid()])]),
+        single(tags::DIMENSION_ORGANIZATION_SEQUENCE, [uid()]),
         sequence(
             tags::DIMENSION_INDEX_SEQUENCE,
             vec![
@@ -279,20 +278,17 @@ fn dimensions(c: &Content) -> Vec<InMemElement> {
 /// Pixel Measures and Plane Orientation, shared by every frame.
 fn shared_groups(s: &Source) -> Item {
     item([
-        sequence(
+        single(
             tags::PIXEL_MEASURES_SEQUENCE,
-            vec![item([
+            [
                 decimals(tags::SLICE_THICKNESS, &[s.slice_spacing]),
                 decimals(tags::SPACING_BETWEEN_SLICES, &[s.slice_spacing]),
                 decimals(tags::PIXEL_SPACING, &s.pixel_spacing),
-            ])],
+            ],
         ),
-        sequence(
+        single(
             tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![item([decimals(
-                tags::IMAGE_ORIENTATION_PATIENT,
-                &s.orientation,
-            )])],
+            [decimals(tags::IMAGE_ORIENTATION_PATIENT, &s.orientation)],
         ),
     ])
 }
@@ -300,50 +296,41 @@ fn shared_groups(s: &Source) -> Item {
 /// One frame's groups: its source slice, dimension index values, position and segment.
 fn frame_groups(c: &Content, f: &Frame) -> Item {
     let slice = &c.source.slices[f.slice];
-    let source_image = item([
-        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &slice.sop_class_uid),
-        text(
-            tags::REFERENCED_SOP_INSTANCE_UID,
-            VR::UI,
-            &slice.sop_instance_uid,
-        ),
+    let [class, instance] = sop_reference(slice);
+    let source_image = [
+        class,
+        instance,
         code_sequence(
             tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
             SOURCE_IMAGE_PURPOSE,
         ),
         // The frame is on the source slice's grid, pixel for pixel.
         text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
-    ]);
+    ];
     // Slices are at most the voxel count of a volume the reader accepts: far below u32::MAX.
     let position_index = u32::try_from(f.slice + 1).unwrap_or(u32::MAX);
     item([
-        sequence(
+        single(
             tags::DERIVATION_IMAGE_SEQUENCE,
-            vec![item([
-                sequence(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]),
+            [
+                single(tags::SOURCE_IMAGE_SEQUENCE, source_image),
                 code_sequence(tags::DERIVATION_CODE_SEQUENCE, DERIVATION),
-            ])],
+            ],
         ),
-        sequence(
+        single(
             tags::FRAME_CONTENT_SEQUENCE,
-            vec![item([ul(
+            [ul(
                 tags::DIMENSION_INDEX_VALUES,
                 &[u32::from(f.segment_number()), position_index],
-            )])],
+            )],
         ),
-        sequence(
+        single(
             tags::PLANE_POSITION_SEQUENCE,
-            vec![item([decimals(
-                tags::IMAGE_POSITION_PATIENT,
-                &slice.position,
-            )])],
+            [decimals(tags::IMAGE_POSITION_PATIENT, &slice.position)],
         ),
-        sequence(
+        single(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            vec![item([us(
-                tags::REFERENCED_SEGMENT_NUMBER,
-                f.segment_number(),
-            )])],
+            [us(tags::REFERENCED_SEGMENT_NUMBER, f.segment_number())],
         ),
     ])
 }

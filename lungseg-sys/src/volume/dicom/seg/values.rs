@@ -141,6 +141,11 @@ pub fn item(elements: impl IntoIterator<Item = InMemElement>) -> Item {
     InMemDicomObject::from_element_iter(elements)
 }
 
+/// A sequence of one item holding `elements` (most of a SEG's functional groups).
+pub fn single(tag: Tag, elements: impl IntoIterator<Item = InMemElement>) -> InMemElement {
+    sequence(tag, vec![item(elements)])
+}
+
 /// A coded concept: Code Value, Coding Scheme Designator, Code Meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Code {
@@ -152,13 +157,13 @@ pub struct Code {
 /// A code sequence of one item.
 pub fn code_sequence(tag: Tag, code: Code) -> InMemElement {
     use dicom_dictionary_std::tags;
-    sequence(
+    single(
         tag,
-        vec![item([
+        [
             text(tags::CODE_VALUE, VR::SH, code.value),
             text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, code.scheme),
             text(tags::CODE_MEANING, VR::LO, code.meaning),
-        ])],
+        ],
     )
 }
 
