@@ -9,7 +9,9 @@
 # Usage: scripts/bench_train.sh [STEPS] [ROUNDS]
 #   THREADS (default: nproc) threads for every peer; PROFILE (default release) cargo profile;
 #   X86V4=1 also builds and runs flex with its AVX-512 kernels (feature x86-v4; a second
-#   build of the Burn stack). Installs the pinned PyTorch (scripts/torch_env.sh), which is also
+#   build of the Burn stack). AB=1 also runs LibTorch through the stock burn-tch (the vendored
+#   crate built with LUNGSEG_TCH_STOCK=1: Burn's generic convolution and batch-norm gradients,
+#   vendor/burn-tch/LUNGSEG-PATCH.md), so the patch is measured against its absence in one run. Installs the pinned PyTorch (scripts/torch_env.sh), which is also
 #   the libtorch that `--backend tch` runs on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,9 @@ build() { # features, name of the copy
   [ "$PROFILE" = dev ] && dir=debug
   cp "$TARGET/$dir/examples/train_throughput" "$OUT/$2"
 }
+if [ "${AB:-0}" = 1 ]; then
+  LUNGSEG_TCH_STOCK=1 build tch burn-stock
+fi
 build tch burn
 [ "${X86V4:-0}" = 1 ] && build tch,x86-v4 burn-x86v4
 
@@ -44,6 +49,8 @@ for round in $(seq "$ROUNDS"); do
     [ -x "$OUT/burn-x86v4" ] && [ "${X86V4:-0}" = 1 ] && \
       "$OUT/burn-x86v4" "$1" "$2" "$STEPS" "$3" flex 2>/dev/null | sed 's/^burn Flex/burn Flex+x86-v4/'
     "$OUT/burn" "$1" "$2" "$STEPS" "$3" tch cpu 2>/dev/null
+    [ "${AB:-0}" = 1 ] && \
+      "$OUT/burn-stock" "$1" "$2" "$STEPS" "$3" tch cpu 2>/dev/null | sed 's/^burn \([A-Za-z]*\)/burn \1 (stock burn-tch)/'
     python scripts/train_torch.py --bench "$STEPS" --size "$1" --batch "$2" --channels "$3" \
       --threads "$THREADS" --dropout 0.2
   done

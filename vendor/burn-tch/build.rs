@@ -156,11 +156,12 @@ impl SystemInfo {
                     .flag(format!("-Wl,-rpath={}", self.libtorch_lib_dir.display()))
                     .flag("-std=c++17")
                     .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", self.cxx11_abi))
-                    .files(&[cuda_dependency, NATIVE_CONV_BACKWARD])
+                    .files([cuda_dependency].iter().chain(lungseg_native_ops()))
                     .compile("burn-tch");
-                // lungseg patch: the native convolution backward is compiled in.
-                println!("cargo:rerun-if-changed={NATIVE_CONV_BACKWARD}");
-                println!("cargo:rustc-cfg=native_conv_backward");
+                // lungseg patch: libtorch's native ops are compiled in.
+                if !lungseg_native_ops().is_empty() {
+                    println!("cargo:rustc-cfg=lungseg_native_ops");
+                }
             }
             Os::Windows => {
                 cc::Build::new()
@@ -210,11 +211,24 @@ fn check_out_dir() -> Option<PathBuf> {
     libtorch_dir.exists().then_some(libtorch_dir)
 }
 
-/// lungseg patch: libtorch's convolution backward, compiled where libtorch's headers are found.
-const NATIVE_CONV_BACKWARD: &str = "src/ops/conv_backward.cpp";
+/// lungseg patch: shims over libtorch ops that tch does not bind (convolution backward, batch
+/// norm backward), compiled where libtorch's headers are found. `LUNGSEG_TCH_STOCK=1` builds
+/// the published crate's behaviour instead (Burn's generic formulas), for A/B benchmarks.
+const LUNGSEG_NATIVE_OPS: [&str; 2] = ["src/ops/conv_backward.cpp", "src/ops/batch_norm.cpp"];
+
+fn lungseg_native_ops() -> &'static [&'static str] {
+    println!("cargo:rerun-if-env-changed=LUNGSEG_TCH_STOCK");
+    for f in LUNGSEG_NATIVE_OPS.iter().chain(&["src/ops/native_error.h"]) {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    match env::var("LUNGSEG_TCH_STOCK").as_deref() {
+        Ok("1") => &[],
+        _ => &LUNGSEG_NATIVE_OPS,
+    }
+}
 
 fn main() {
-    println!("cargo:rustc-check-cfg=cfg(native_conv_backward)");
+    println!("cargo:rustc-check-cfg=cfg(lungseg_native_ops)");
     let system_info = SystemInfo::new();
     let out_dir = env_var_rerun("OUT_DIR").expect("Failed to get out dir");
 

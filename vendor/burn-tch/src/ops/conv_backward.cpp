@@ -6,16 +6,11 @@
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 
-namespace {
-void copy_message(const char *what, char *err, size_t err_len) {
-    if (err_len == 0) return;
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-}
-}  // namespace
+#include "native_error.h"
+
+using lungseg_tch::copy_message;
 
 extern "C" {
 

@@ -1,7 +1,9 @@
 mod activation;
 mod base;
+#[cfg(lungseg_native_ops)]
+mod batch_norm;
 mod bool_tensor;
-#[cfg(native_conv_backward)]
+#[cfg(lungseg_native_ops)]
 mod conv_backward;
 mod int_tensor;
 mod module;

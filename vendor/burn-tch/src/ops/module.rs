@@ -1,6 +1,8 @@
 use crate::{IntoKind, LibTorch, TchTensor};
-#[cfg(native_conv_backward)]
+#[cfg(lungseg_native_ops)]
 use super::conv_backward::{Conv, Grad};
+#[cfg(lungseg_native_ops)]
+use burn_backend::ops::{BatchNormTrain, BatchNormTrainBackward};
 use burn_backend::{
     IntDType, TensorMetadata,
     ops::{
@@ -185,8 +187,34 @@ impl ModuleOps<Self> for LibTorch {
         TchTensor::new(tensor)
     }
 
+    // lungseg patch: libtorch's fused batch norm in training mode (LUNGSEG-PATCH.md).
+    #[cfg(lungseg_native_ops)]
+    fn batch_norm_train(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        epsilon: f64,
+    ) -> BatchNormTrain<Self> {
+        let (output, mean, variance) = super::batch_norm::forward(&x, &gamma, &beta, epsilon);
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    #[cfg(lungseg_native_ops)]
+    fn batch_norm_train_backward(
+        x: TchTensor,
+        gamma: TchTensor,
+        mean: TchTensor,
+        variance: TchTensor,
+        epsilon: f64,
+        output_grad: TchTensor,
+    ) -> BatchNormTrainBackward<Self> {
+        let (gx, gg, gb) =
+            super::batch_norm::backward(&x, &gamma, &mean, &variance, epsilon, &output_grad);
+        BatchNormTrainBackward::new(gx, gg, gb)
+    }
+
     // lungseg patch: libtorch's convolution backward (LUNGSEG-PATCH.md).
-    #[cfg(native_conv_backward)]
+    #[cfg(lungseg_native_ops)]
     fn conv3d_x_backward(
         x: TchTensor,
         weight: TchTensor,
@@ -197,7 +225,7 @@ impl ModuleOps<Self> for LibTorch {
         super::conv_backward::conv_backward(&output_grad, &x, &weight, &conv, Grad::Input)
     }
 
-    #[cfg(native_conv_backward)]
+    #[cfg(lungseg_native_ops)]
     fn conv3d_weight_backward(
         x: TchTensor,
         weight: TchTensor,
@@ -208,7 +236,7 @@ impl ModuleOps<Self> for LibTorch {
         super::conv_backward::conv_backward(&output_grad, &x, &weight, &conv, Grad::Weight)
     }
 
-    #[cfg(native_conv_backward)]
+    #[cfg(lungseg_native_ops)]
     fn conv_transpose3d_weight_backward(
         x: TchTensor,
         weight: TchTensor,
@@ -678,7 +706,7 @@ mod tests {
 
 /// lungseg patch: a forward convolution's geometry for libtorch's backward. Padding is the
 /// begin padding, as burn-tch's `conv3d` passes it to libtorch.
-#[cfg(native_conv_backward)]
+#[cfg(lungseg_native_ops)]
 fn native_conv(options: &ConvOptions<3>) -> Conv<3> {
     Conv {
         stride: options.stride,
