@@ -143,6 +143,42 @@ impl UNetConfig {
     }
 }
 
+/// Where training-mode dropout takes its keep masks from.
+///
+/// Layers are numbered in execution order as in docs/model-format.md (`2l`, `2l + 1` in
+/// encoder level `l`, then the decoder from the deepest level up), so a mask source can replay
+/// another framework's masks layer by layer (the PyTorch gradient fixture does).
+pub trait DropoutMasks {
+    /// The 0/1 keep mask of dropout `layer` for an activation of `shape`: `[b, c, 1, 1, 1]`
+    /// when `channel`, else `shape`; each unit kept with probability `keep`.
+    fn keep_mask(
+        &mut self,
+        layer: usize,
+        shape: [usize; 5],
+        keep: f64,
+        channel: bool,
+        device: &Device,
+    ) -> Tensor<5>;
+}
+
+/// Masks drawn from Burn's random number generator (what training uses).
+pub struct RandomMasks;
+
+impl DropoutMasks for RandomMasks {
+    fn keep_mask(
+        &mut self,
+        _layer: usize,
+        shape: [usize; 5],
+        keep: f64,
+        channel: bool,
+        device: &Device,
+    ) -> Tensor<5> {
+        let [b, c, ..] = shape;
+        let shape = if channel { [b, c, 1, 1, 1] } else { shape };
+        Tensor::random(shape, Distribution::Bernoulli(keep), device)
+    }
+}
+
 /// Dropout that can drop whole channels (Burn 0.22 has no `Dropout3d`).
 ///
 /// Active only in training mode on an autodiff device, like Burn's own `Dropout`.
@@ -162,17 +198,23 @@ impl Dropout3d {
         }
     }
 
+    /// Dropout with masks from Burn's generator.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward_with(x, 0, &mut RandomMasks)
+    }
+
+    /// Dropout as layer `layer`, with masks from `masks`.
+    pub fn forward_with(
+        &self,
+        x: Tensor<5>,
+        layer: usize,
+        masks: &mut dyn DropoutMasks,
+    ) -> Tensor<5> {
         if self.prob == 0.0 || !self.training.is_enabled() || !x.device().is_autodiff() {
             return x;
         }
         let keep = 1.0 - self.prob;
-        let mask = if self.channel {
-            let [b, c, ..] = x.dims();
-            Tensor::random([b, c, 1, 1, 1], Distribution::Bernoulli(keep), &x.device())
-        } else {
-            x.random_like(Distribution::Bernoulli(keep))
-        };
+        let mask = masks.keep_mask(layer, x.dims(), keep, self.channel, &x.device());
         x * mask.div_scalar(keep)
     }
 }
@@ -216,12 +258,12 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let x = self
-            .drop
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
-        self.drop
-            .forward(relu(self.bn2.forward(self.conv2.forward(x))))
+    /// The block with dropout layers `layer` and `layer + 1`.
+    fn forward(&self, x: Tensor<5>, layer: usize, masks: &mut dyn DropoutMasks) -> Tensor<5> {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = self.drop.forward_with(x, layer, masks);
+        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        self.drop.forward_with(x, layer + 1, masks)
     }
 }
 
@@ -236,23 +278,31 @@ pub struct UNet {
 impl UNet {
     /// Logits `[B, 1, D, H, W]` for normalised input `[B, C_in, D, H, W]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward_with(x, &mut RandomMasks)
+    }
+
+    /// [`forward`](Self::forward) with training-mode dropout masks from `masks`.
+    pub fn forward_with(&self, x: Tensor<5>, masks: &mut dyn DropoutMasks) -> Tensor<5> {
         let mut skips = Vec::with_capacity(self.enc.len());
         let mut x = x;
         for (l, block) in self.enc.iter().enumerate() {
             if l > 0 {
                 x = max_pool2(x);
             }
-            x = block.forward(x);
+            x = block.forward(x, 2 * l, masks);
             skips.push(x.clone());
         }
         skips.pop();
+        // Decoder layers continue the numbering from the deepest level up.
+        let mut layer = 2 * self.enc.len();
         for block in self.dec.iter().rev() {
             let up = block
                 .up
                 .as_ref()
                 .expect("decoder blocks have an up-convolution");
             let skip = skips.pop().expect("one skip per decoder level");
-            x = block.forward(Tensor::cat(vec![skip, up.forward(x)], 1));
+            x = block.forward(Tensor::cat(vec![skip, up.forward(x)], 1), layer, masks);
+            layer += 2;
         }
         self.head.forward(x)
     }
