@@ -11,7 +11,8 @@
 //! - `neon`: `fmla` on q, 4 lanes, 16 chains;
 //! - `portable`: a multiply then an add (the portable kernel has no FMA) on the build
 //!   target's baseline vectors: SSE2 `mulps` + `addps` on xmm (x86-64) or NEON `fmul` +
-//!   `fadd` (aarch64), 4 lanes, 12 chains; scalar f32 elsewhere.
+//!   `fadd` (aarch64), 4 lanes, 14 chains (a chain's latency is a multiply's plus an add's);
+//!   scalar f32 elsewhere.
 //!
 //! Chain counts cover latency × issue width of current cores (e.g. 4-cycle FMA on 2 pipes
 //! needs 8 in flight). Each lane's multiply-add counts 2 FLOPs. Every thread runs the same
@@ -40,25 +41,30 @@ fn peaks() -> Vec<Peak> {
 }
 
 fn peak(kernel: CpuKernel) -> Option<Peak> {
-    let (what, lanes, chains, run): (&str, u64, u64, Loop) = match kernel {
+    let (what, lanes, chains, run): (&str, u64, usize, Loop) = match kernel {
         #[cfg(target_arch = "x86_64")]
-        CpuKernel::Avx512 => ("vfmadd zmm", 16, 16, x86::avx512),
+        CpuKernel::Avx512 => ("vfmadd zmm", 16, x86::AVX512_CHAINS, x86::avx512),
         #[cfg(target_arch = "x86_64")]
-        CpuKernel::Avx2 => ("vfmadd ymm", 8, 12, x86::avx2),
+        CpuKernel::Avx2 => ("vfmadd ymm", 8, x86::AVX2_CHAINS, x86::avx2),
         #[cfg(target_arch = "x86_64")]
-        CpuKernel::Portable => ("mulps+addps xmm (SSE2)", 4, 12, x86::sse2),
+        CpuKernel::Portable => ("mulps+addps xmm (SSE2)", 4, x86::SSE2_CHAINS, x86::sse2),
         #[cfg(target_arch = "aarch64")]
-        CpuKernel::Neon => ("fmla q", 4, 16, arm::neon_fma),
+        CpuKernel::Neon => ("fmla q", 4, arm::FMA_CHAINS, arm::neon_fma),
         #[cfg(target_arch = "aarch64")]
-        CpuKernel::Portable => ("fmul+fadd q (NEON)", 4, 12, arm::neon_mul_add),
+        CpuKernel::Portable => (
+            "fmul+fadd q (NEON)",
+            4,
+            arm::MUL_ADD_CHAINS,
+            arm::neon_mul_add,
+        ),
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-        CpuKernel::Portable => ("scalar f32 mul+add", 1, 12, scalar),
+        CpuKernel::Portable => ("scalar f32 mul+add", 1, SCALAR_CHAINS, scalar),
         _ => return None,
     };
     Some(Peak {
         kernel,
         what,
-        flops_per_iter: 2 * lanes * chains,
+        flops_per_iter: 2 * lanes * chains as u64,
         run,
     })
 }
@@ -75,6 +81,10 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::hint::black_box;
 
+    pub const AVX512_CHAINS: usize = 16;
+    pub const AVX2_CHAINS: usize = 12;
+    pub const SSE2_CHAINS: usize = 14;
+
     pub fn avx512(iters: u64) -> f32 {
         assert!(is_x86_feature_detected!("avx512f"));
         // SAFETY: AVX512F checked above.
@@ -84,13 +94,15 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_chains(iters: u64) -> f32 {
         let (m, c) = (_mm512_set1_ps(black_box(M)), _mm512_set1_ps(black_box(C)));
-        let mut acc = [_mm512_set1_ps(black_box(X0)); 16];
+        let mut acc = [_mm512_set1_ps(black_box(X0)); AVX512_CHAINS];
         for _ in 0..iters {
             for a in acc.iter_mut() {
                 *a = _mm512_fmadd_ps(*a, m, c);
             }
         }
-        let s = acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
+        let s = acc
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a));
         _mm512_reduce_add_ps(s)
     }
 
@@ -103,13 +115,15 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_chains(iters: u64) -> f32 {
         let (m, c) = (_mm256_set1_ps(black_box(M)), _mm256_set1_ps(black_box(C)));
-        let mut acc = [_mm256_set1_ps(black_box(X0)); 12];
+        let mut acc = [_mm256_set1_ps(black_box(X0)); AVX2_CHAINS];
         for _ in 0..iters {
             for a in acc.iter_mut() {
                 *a = _mm256_fmadd_ps(*a, m, c);
             }
         }
-        let s = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+        let s = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
         let mut out = [0f32; 8];
         _mm256_storeu_ps(out.as_mut_ptr(), s);
         out.iter().sum()
@@ -123,7 +137,7 @@ mod x86 {
     #[target_feature(enable = "sse2")]
     unsafe fn sse2_chains(iters: u64) -> f32 {
         let (m, c) = (_mm_set1_ps(black_box(M)), _mm_set1_ps(black_box(C)));
-        let mut acc = [_mm_set1_ps(black_box(X0)); 12];
+        let mut acc = [_mm_set1_ps(black_box(X0)); SSE2_CHAINS];
         for _ in 0..iters {
             for a in acc.iter_mut() {
                 *a = _mm_add_ps(_mm_mul_ps(*a, m), c);
@@ -142,11 +156,14 @@ mod arm {
     use std::arch::aarch64::*;
     use std::hint::black_box;
 
+    pub const FMA_CHAINS: usize = 16;
+    pub const MUL_ADD_CHAINS: usize = 14;
+
     pub fn neon_fma(iters: u64) -> f32 {
         // SAFETY: NEON is part of the aarch64 baseline.
         unsafe {
             let (m, c) = (vdupq_n_f32(black_box(M)), vdupq_n_f32(black_box(C)));
-            let mut acc = [vdupq_n_f32(black_box(X0)); 16];
+            let mut acc = [vdupq_n_f32(black_box(X0)); FMA_CHAINS];
             for _ in 0..iters {
                 for a in acc.iter_mut() {
                     *a = vfmaq_f32(c, *a, m);
@@ -160,7 +177,7 @@ mod arm {
         // SAFETY: NEON is part of the aarch64 baseline.
         unsafe {
             let (m, c) = (vdupq_n_f32(black_box(M)), vdupq_n_f32(black_box(C)));
-            let mut acc = [vdupq_n_f32(black_box(X0)); 12];
+            let mut acc = [vdupq_n_f32(black_box(X0)); MUL_ADD_CHAINS];
             for _ in 0..iters {
                 for a in acc.iter_mut() {
                     *a = vaddq_f32(vmulq_f32(*a, m), c);
@@ -172,9 +189,12 @@ mod arm {
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const SCALAR_CHAINS: usize = 14;
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn scalar(iters: u64) -> f32 {
     let (m, c) = (std::hint::black_box(M), std::hint::black_box(C));
-    let mut acc = [std::hint::black_box(X0); 12];
+    let mut acc = [std::hint::black_box(X0); SCALAR_CHAINS];
     for _ in 0..iters {
         for a in acc.iter_mut() {
             *a = *a * m + c;
@@ -225,7 +245,10 @@ fn args() -> Args {
     let value = |name: &str| a.iter().position(|x| x == name).and_then(|i| a.get(i + 1));
     let threads = value("--threads").map_or(vec![1, 2], |v| {
         v.split(',')
-            .map(|t| t.parse().expect("--threads: a comma-separated list of counts"))
+            .map(|t| {
+                t.parse()
+                    .expect("--threads: a comma-separated list of counts")
+            })
             .collect()
     });
     assert!(threads.iter().all(|&t| t > 0), "--threads: counts ≥ 1");

@@ -11,6 +11,8 @@ fn the_default_net_is_the_documented_29_842_gflop() {
     let m = flops::forward_macs(&ModelConfig::default());
     assert_eq!(m.prologue, 64 * 64 * 64 * 27 * 16);
     assert_eq!(m.prologue + m.rest, 14_921_236_480);
+    let gflop = flops::forward_gflop(&ModelConfig::default());
+    assert!((gflop - 29.842_472_96).abs() < 1e-9, "{gflop}");
 }
 
 #[test]

@@ -63,7 +63,8 @@ fn pass_macs(cfg: &ModelConfig, kept: &dyn Fn(u32, usize) -> usize) -> PassMacs 
     let vox = |l: usize| -> u64 { cfg.patch_size.iter().map(|&n| (n >> l) as u64).product() };
     let live = |k: u32, c: usize| kept(k, c) as u64;
     let enc_k = |l: usize, second: bool| (2 * l + usize::from(second)) as u32;
-    let dec_k = |l: usize, second: bool| (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32;
+    let dec_k =
+        |l: usize, second: bool| (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32;
     let c0 = ch[0] as u64;
     let prologue = vox(0) * 27 * cfg.in_channels as u64 * c0;
     // enc.0.conv2
