@@ -239,8 +239,8 @@ def report(b, kernels, checks, meta):
       .format(N))
     w("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     top = kernels[0]
-    rows = [("ONNX Runtime, MC batch 20", "ort_det", "ort_mc_b20", "MLAS, its own dispatch", top),
-            ("ONNX Runtime, MC 20 × batch 1", "ort_det", "ort_mc_20x1", "MLAS, its own dispatch", top)]
+    rows = [("ONNX Runtime; MC batch 20", "ort_det", "ort_mc_b20", "MLAS, its own dispatch", top),
+            ("ONNX Runtime; MC 20 × batch 1", None, "ort_mc_20x1", "MLAS, its own dispatch", top)]
     for v in TORCH_VARIANTS:
         ch = checks.get(v)
         if ch:
@@ -254,6 +254,8 @@ def report(b, kernels, checks, meta):
         det, mc = b.med(d, "s"), b.med(m, "s")
         pt = b.med(f"peak_{path}_{T}", "gflops")
         rss = f"{fmt(b.med(d, 'peak_rss_mib'), 0)} / {fmt(b.med(m, 'peak_rss_mib'), 0)}"
+        if d is None:
+            det, rss = float("nan"), f"– / {fmt(b.med(m, 'peak_rss_mib'), 0)}"
         w(f"| {name} | {on} | {fmt(det, 3)} | {fmt(gf / det, 1)} | {fmt(mc, 2)} | {fmt(N * gf / mc, 1)} | "
           f"{fmt(100 * N * gf / mc / pt, 0)} % of {path} | {rss} |")
     w("")

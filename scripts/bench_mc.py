@@ -26,7 +26,6 @@ scripts/bench_kernels.py (it reuses this file's cases).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -40,7 +39,11 @@ P, N = 0.2, 20
 
 
 def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: that keeps the high-water mark of
+    the parent it was forked from (the parent that exported the ONNX files holds ~1 GiB)."""
+    with open("/proc/self/status") as f:
+        kb = next(l.split()[1] for l in f if l.startswith("VmHWM:"))
+    return int(kb) / 1024.0
 
 
 def build_torch(mc: bool):
@@ -212,7 +215,7 @@ def main():
         print(f"round {rnd}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in res.items()), file=sys.stderr, flush=True)
     med = {k: float(np.median(v)) for k, v in res.items() if v}
     print(json.dumps({"median_s": med, "runs": res, "peak_rss_mib": rss, "load_avg_1min": load,
-                      "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")},
+                      "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")},
                      indent=1))
 
 
