@@ -216,7 +216,7 @@ fn main() {
     let kernel = model.kernel().name();
     if json {
         println!(
-            "{{\"kernel\":\"{kernel}\",\"threads\":{threads},\"deterministic_s\":{det:.4},\"mc_s\":{mc:.4},\"samples\":{samples},\"deterministic_cpu_s\":{det_cpu:.4},\"mc_cpu_s\":{mc_cpu:.4},\"gflop_per_forward\":{gflop:.4},\"mc_gflop_executed\":{mc_executed:.4},\"gflops_det\":{gf_det:.1},\"gflops_mc_nominal\":{gf_mc:.1},\"gflops_mc_executed\":{gf_mc_exec:.1},\"peak_rss_mib\":{rss:.1}}}"
+            "{{\"kernel\":\"{kernel}\",\"threads\":{threads},\"deterministic_s\":{det:.4},\"mc_s\":{mc:.4},\"samples\":{samples},\"deterministic_cpu_s\":{det_cpu:.4},\"mc_cpu_s\":{mc_cpu:.4},\"gflop_per_forward\":{gflop:.6},\"mc_gflop_executed\":{mc_executed:.6},\"gflops_det\":{gf_det:.1},\"gflops_mc_nominal\":{gf_mc:.1},\"gflops_mc_executed\":{gf_mc_exec:.1},\"peak_rss_mib\":{rss:.1}}}"
         );
     } else {
         println!("kernel {kernel}, threads {threads}, {runs} runs after warm-up, medians");
