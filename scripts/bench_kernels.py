@@ -56,6 +56,8 @@ N = bench_mc.N
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TORCH_VARIANTS = {"torch": {}, "torch_avx2": AVX2_ENV}
 ORT_CASES = ["ort_det", "ort_mc_b20", "ort_mc_20x1"]
+# Below this share of its cores (CPU time ÷ wall × threads) a lungseg case was crowded out.
+QUIET_UTIL = 0.85
 
 
 def exe(name):
@@ -198,6 +200,10 @@ def report(b, kernels, checks, meta):
     w(f"- lungseg {meta['commit']}; ONNX Runtime {meta.get('onnxruntime', '–')}; PyTorch {meta.get('torch', '–')}; "
       f"wall time of the whole run {meta['elapsed_min']:.1f} min")
     w(f"- `python3 scripts/bench_kernels.py {' '.join(meta['argv'])}`")
+    util = min(b.med(f"lungseg_{k}", "mc_cpu_s") / (b.med(f"lungseg_{k}", "mc_s") * T) for k in kernels)
+    if util < QUIET_UTIL:
+        w(f"- **Not a quiet run**: a lungseg MC case got {util:.2f} of its {T} cores (CPU ÷ wall·{T}); "
+          "other work shared the machine, so times and ceilings are not the machine's.")
     w("")
     gf = b.med(f"lungseg_{kernels[0]}", "gflop_per_forward")
     ex = b.med(f"lungseg_{kernels[0]}", "mc_gflop_executed")
