@@ -12,18 +12,20 @@ Cases
   ort_mc_b20       ONNX Runtime, MC-20 as one batch of 20, live channel dropout
   ort_mc_20x1      ONNX Runtime, MC-20 as 20 runs of batch 1
   torch_mc_b20     PyTorch channels_last_3d, dropout modules in train mode (BN eval), batch 20
+  torch_det        PyTorch channels_last_3d, eval, batch 1 (child case only: scripts/bench_kernels.py)
 
 ORT traps (shared/notes/peer-benchmarks.md): its optimizer deletes Dropout nodes, so channel
 dropout is exported as explicit RandomUniformLike + compare + Mul, the session also disables
 EliminateDropout, and the script checks that two MC samples differ.
 
-Usage: python3 scripts/bench_mc.py [--rounds 5] [--out /tmp/lungseg-bench-engine]
+Usage: python3 scripts/bench_mc.py [--rounds 5] [--threads 2] [--out /tmp/lungseg-bench-engine]
        (build first: cargo build --release -p lungseg-sys --example bench_mc)
+Per kernel path, with an FMA ceiling, PyTorch restricted to AVX2 and a 32-point batch study:
+scripts/bench_kernels.py (it reuses this file's cases).
 """
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,7 +39,11 @@ P, N = 0.2, 20
 
 
 def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: that keeps the high-water mark of
+    the parent it was forked from (the parent that exported the ONNX files holds ~1 GiB)."""
+    with open("/proc/self/status") as f:
+        kb = next(l.split()[1] for l in f if l.startswith("VmHWM:"))
+    return int(kb) / 1024.0
 
 
 def build_torch(mc: bool):
@@ -87,12 +93,12 @@ def timed(fn, runs):
     return float(np.median(ts))
 
 
-def case_ort(kind, runs, out):
+def case_ort(kind, runs, out, threads=2):
     import onnxruntime as ort
 
     path = os.path.join(out, f"unet_{'det' if kind == 'ort_det' else 'mc'}.onnx")
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=["EliminateDropout"])
@@ -109,14 +115,27 @@ def case_ort(kind, runs, out):
     return timed(lambda: [sess.run(None, {"x": x1}) for _ in range(N)], runs)
 
 
-def case_torch(runs, out):
+def case_torch(runs, out, threads=2, mc=True):
     import torch
 
-    torch.set_num_threads(2)
-    m = build_torch(mc=True).to(memory_format=torch.channels_last_3d)
-    xb = torch.from_numpy(np.repeat(norm(patch(out)), N, axis=0)).to(memory_format=torch.channels_last_3d)
+    torch.set_num_threads(threads)
+    m = build_torch(mc=mc).to(memory_format=torch.channels_last_3d)
+    x = np.repeat(norm(patch(out)), N if mc else 1, axis=0)
+    xb = torch.from_numpy(x).to(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         return timed(lambda: m(xb), runs)
+
+
+def run_case(case, runs, out, threads):
+    """One child case: its median seconds, with what the peer ran on."""
+    if case.startswith("torch_"):
+        import torch
+
+        s = case_torch(runs, out, threads, mc=case == "torch_mc_b20")
+        return {"s": s, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    import onnxruntime
+
+    return {"s": case_ort(case, runs, out, threads), "onnxruntime": onnxruntime.__version__}
 
 
 def export(out):
@@ -145,16 +164,18 @@ def write_inputs(out):
     return model
 
 
-def run_child(case, runs, out):
-    r = subprocess.run([sys.executable, __file__, "--case", case, "--runs", str(runs), "--out", out],
-                       capture_output=True, text=True, check=True)
+def run_child(case, runs, out, threads=2, env=None):
+    r = subprocess.run([sys.executable, __file__, "--case", case, "--runs", str(runs), "--out", out,
+                        "--threads", str(threads)],
+                       capture_output=True, text=True, check=True, env=env)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_lungseg(runs, out, exe):
+def run_lungseg(runs, out, exe, threads=2, extra=(), env=None):
     r = subprocess.run([exe, os.path.join(out, "model.safetensors"), os.path.join(out, "patch.f32"),
-                        "--threads", "2", "--runs", str(runs), "--samples", str(N), "--json"],
-                       capture_output=True, text=True, check=True)
+                        "--threads", str(threads), "--runs", str(runs), "--samples", str(N), "--json",
+                        *extra],
+                       capture_output=True, text=True, check=True, env=env)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -162,6 +183,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=1, help="timed runs per case per round")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="/tmp/lungseg-bench-engine")
     ap.add_argument("--case")
     ap.add_argument("--skip", default="", help="comma-separated cases to skip")
@@ -170,8 +192,8 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.case:
-        s = case_torch(a.runs, a.out) if a.case == "torch_mc_b20" else case_ort(a.case, a.runs, a.out)
-        print(json.dumps({"case": a.case, "s": s, "peak_rss_mib": peak_rss_mib()}))
+        r = run_case(a.case, a.runs, a.out, a.threads)
+        print(json.dumps({"case": a.case, **r, "peak_rss_mib": peak_rss_mib()}))
         return
     write_inputs(a.out)
     export(a.out)
@@ -182,18 +204,18 @@ def main():
     load = []
     for rnd in range(a.rounds):
         load.append(os.getloadavg()[0])
-        l = run_lungseg(a.runs, a.out, a.exe)
+        l = run_lungseg(a.runs, a.out, a.exe, a.threads)
         res["lungseg_det"].append(l["deterministic_s"])
         res["lungseg_mc"].append(l["mc_s"])
         rss["lungseg_det"] = rss["lungseg_mc"] = l["peak_rss_mib"]
         for c in cases:
-            r = run_child(c, a.runs, a.out)
+            r = run_child(c, a.runs, a.out, a.threads)
             res[c].append(r["s"])
             rss[c] = max(rss.get(c, 0), r["peak_rss_mib"])
         print(f"round {rnd}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in res.items()), file=sys.stderr, flush=True)
     med = {k: float(np.median(v)) for k, v in res.items() if v}
     print(json.dumps({"median_s": med, "runs": res, "peak_rss_mib": rss, "load_avg_1min": load,
-                      "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")},
+                      "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" \t:")},
                      indent=1))
 
 

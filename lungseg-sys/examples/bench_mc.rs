@@ -1,18 +1,25 @@
 //! Times the CPU engine on one 64³ patch: deterministic pass and MC-20.
 //!
 //! `cargo run --release --example bench_mc -- [model.safetensors] [patch.f32] [--threads N]
-//! [--runs N] [--samples N] [--json]`. Without a model it builds the default architecture
-//! with pseudo-random weights; without a patch it uses a synthetic nodule. Prints medians
-//! after one warm-up, GFLOP/s against the nominal 29.842 GFLOP per forward, and peak RSS.
+//! [--runs N] [--samples N] [--warmup-samples N] [--json]`. Without a model it builds the
+//! default architecture with pseudo-random weights; without a patch it uses a synthetic
+//! nodule. Prints medians after one warm-up (the MC warm-up takes `--warmup-samples`, default
+//! all), GFLOP/s against the model's nominal FLOPs (`common/flops.rs`; 29.842 GFLOP per
+//! forward for the default net) and, for MC, against the FLOPs the engine executes, the CPU
+//! kernel the model runs on (`LUNGSEG_CPU_KERNEL` picks it), and peak RSS.
 
 use std::time::Instant;
+
+#[path = "common/flops.rs"]
+mod flops;
 
 use lungseg::mc::{predict, predict_uncertainty, McOptions, UncertaintyMaps};
 use lungseg::model::Model;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-const GFLOP_PER_FORWARD: f64 = 29.842;
+/// Flags followed by a value.
+const VALUE_FLAGS: [&str; 4] = ["--threads", "--runs", "--samples", "--warmup-samples"];
 
 fn synth_model() -> Vec<u8> {
     let ch = [16usize, 32, 64, 128, 256];
@@ -129,16 +136,13 @@ fn main() {
     let threads = flag("--threads", 2);
     let runs = flag("--runs", 5);
     let samples = flag("--samples", 20) as u32;
+    let warmup_samples = flag("--warmup-samples", samples as usize) as u32;
     let json = args.iter().any(|a| a == "--json");
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
         .filter(|(i, a)| {
-            !a.starts_with("--")
-                && (*i == 0
-                    || !args[i - 1].starts_with("--threads")
-                        && !args[i - 1].starts_with("--runs")
-                        && !args[i - 1].starts_with("--samples"))
+            !a.starts_with("--") && (*i == 0 || !VALUE_FLAGS.contains(&args[i - 1].as_str()))
         })
         .map(|(_, a)| a)
         .collect();
@@ -169,19 +173,20 @@ fn main() {
             .collect(),
     };
     let mut prob = vec![0.0; n];
-    // (median wall seconds, median CPU seconds) after one warm-up run.
-    let time = |f: &mut dyn FnMut()| {
-        f();
+    // (median wall seconds, median CPU seconds) of `runs` runs of `f(false)`, after the
+    // warm-up `f(true)`.
+    let time = |f: &mut dyn FnMut(bool)| {
+        f(true);
         let (w, c): (Vec<f64>, Vec<f64>) = (0..runs)
             .map(|_| {
                 let (t, c) = (Instant::now(), cpu_s());
-                f();
+                f(false);
                 (t.elapsed().as_secs_f64(), cpu_s() - c)
             })
             .unzip();
         (median(w), median(c))
     };
-    let (det, det_cpu) = time(&mut || predict(&model, &patch, &mut prob, threads).unwrap());
+    let (det, det_cpu) = time(&mut |_| predict(&model, &patch, &mut prob, threads).unwrap());
     let (mut mean, mut mi) = (vec![0.0; n], vec![0.0; n]);
     let opts = McOptions {
         n_samples: samples,
@@ -191,26 +196,33 @@ fn main() {
         review_score: None,
     };
     let mut summary = None;
-    let (mc, mc_cpu) = time(&mut || {
+    let (mc, mc_cpu) = time(&mut |warm_up| {
         let maps = UncertaintyMaps {
             mean: Some(&mut mean),
             mutual_info: Some(&mut mi),
             ..Default::default()
         };
-        summary = Some(predict_uncertainty(&model, &patch, &opts, maps).unwrap());
+        let n_samples = if warm_up { warmup_samples } else { samples };
+        let o = McOptions { n_samples, ..opts };
+        summary = Some(predict_uncertainty(&model, &patch, &o, maps).unwrap());
     });
     let rss = peak_rss_mib();
-    let gf_det = GFLOP_PER_FORWARD / det;
-    let gf_mc = GFLOP_PER_FORWARD * f64::from(samples) / mc;
+    let cfg = model.config();
+    let gflop = flops::forward_gflop(cfg);
+    let mc_executed = flops::mc_executed_gflop(cfg, opts.seed, samples);
+    let gf_det = gflop / det;
+    let gf_mc = gflop * f64::from(samples) / mc;
+    let gf_mc_exec = mc_executed / mc;
+    let kernel = model.kernel().name();
     if json {
         println!(
-            "{{\"threads\":{threads},\"deterministic_s\":{det:.4},\"mc_s\":{mc:.4},\"samples\":{samples},\"deterministic_cpu_s\":{det_cpu:.4},\"mc_cpu_s\":{mc_cpu:.4},\"gflops_det\":{gf_det:.1},\"gflops_mc_nominal\":{gf_mc:.1},\"peak_rss_mib\":{rss:.1}}}"
+            "{{\"kernel\":\"{kernel}\",\"threads\":{threads},\"deterministic_s\":{det:.4},\"mc_s\":{mc:.4},\"samples\":{samples},\"deterministic_cpu_s\":{det_cpu:.4},\"mc_cpu_s\":{mc_cpu:.4},\"gflop_per_forward\":{gflop:.6},\"mc_gflop_executed\":{mc_executed:.6},\"gflops_det\":{gf_det:.1},\"gflops_mc_nominal\":{gf_mc:.1},\"gflops_mc_executed\":{gf_mc_exec:.1},\"peak_rss_mib\":{rss:.1}}}"
         );
     } else {
-        println!("threads {threads}, {runs} runs after warm-up, medians");
+        println!("kernel {kernel}, threads {threads}, {runs} runs after warm-up, medians");
         println!("deterministic: {det:.4} s  ({gf_det:.1} GFLOP/s), CPU {det_cpu:.3} s");
         println!(
-            "MC-{samples}:         {mc:.4} s  ({gf_mc:.1} GFLOP/s nominal), CPU {mc_cpu:.3} s"
+            "MC-{samples}:         {mc:.4} s  ({gf_mc:.1} GFLOP/s nominal, {gf_mc_exec:.1} executed), CPU {mc_cpu:.3} s"
         );
         println!("peak RSS: {rss:.1} MiB");
         println!("summary: {:?}", summary.unwrap());
