@@ -71,8 +71,11 @@ template <class T> Operand in(const char *cons, const T &x)
 }
 
 /* Executes the inline-PTX statement `tmpl` (exact text) with its operands; aborts on anything
- * it does not emulate. Warp collectives (mma.sync) block the calling fiber until all 32 lanes of
- * its warp arrive at the same collective. */
+ * it does not emulate. Warp collectives (mma.sync, ldmatrix) block the calling fiber until all
+ * 32 lanes of its warp arrive at the same collective. cp.async is per thread and asynchronous:
+ * the destination is NaN-poisoned at issue and the data lands at the cp.async.wait_group that
+ * covers its group, so a read before the wait (or a refill of a buffer another warp still
+ * reads) sees NaN. Shared addresses (`cvta.to.shared`) exist for dynamic shared memory only. */
 void ptx(const char *tmpl, std::initializer_list<Operand> ops);
 
 void syncthreads();

@@ -35,6 +35,11 @@ pub const SELFTEST: KernelSource = KernelSource {
         "emu_dyn_shared",
         "emu_load",
         "emu_unknown_ptx",
+        "emu_ldmatrix",
+        "emu_ldsm_mma",
+        "emu_cp_async",
+        "emu_cp_async_bad",
+        "emu_divergent_ldmatrix",
     ],
 };
 
