@@ -740,6 +740,8 @@ fn conv3_matches_reference_small_and_odd() {
         (16, 16, 48, 2, [3, 4, 6], false, 2),
         (16, 0, 8, 1, [1, 1, 3], false, 0),
         (32, 16, 24, 1, [2, 3, 5], false, 2),
+        // Two n-blocks, 108 K groups (an even number of pipeline steps, 54).
+        (64, 0, 64, 1, [3, 5, 4], false, 1),
     ] {
         conv3_case(&mut dev, &mut rng, case);
     }

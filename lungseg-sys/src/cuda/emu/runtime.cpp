@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <string>
 #include <sys/mman.h>
@@ -246,53 +247,69 @@ const char *state_name(St s)
 void exec_mma(Fiber *const lanes[32]);
 void exec_ldsm(Fiber *const lanes[32]);
 
-/* Resolves what the blocked fibers wait for; false when nothing could be resolved. */
-bool resolve(unsigned nthreads)
+/* Executes warp w's collective when every lane of it waits at one; true if it did. Called when
+ * no lane of the warp can run, so a lane that is not at the collective never will be: that is
+ * divergence, reported. */
+bool resolve_warp(unsigned w, unsigned nthreads)
 {
-    bool progress = false;
-    for (unsigned w = 0; w * 32 < nthreads; ++w) {
-        Fiber *lanes[32];
-        unsigned nl = 0;
-        bool any = false, all = true;
-        for (unsigned l = 32 * w; l < 32 * w + 32 && l < nthreads; ++l) {
-            Fiber *f = by_linear[l];
-            lanes[nl++] = f;
-            any |= f->st == St::Coll;
-            all &= f->st == St::Coll;
-        }
-        if (!any)
-            continue;
-        if (nl != 32)
-            fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %u threads",
-                 block_idx.x, block_idx.y, block_idx.z, w, nl);
-        if (!all) {
-            for (unsigned l = 0; l < 32; ++l)
-                if (lanes[l]->st != St::Coll)
-                    fail("block (%u,%u,%u) warp %u: divergent warp collective: lane %u is %s "
-                         "while lane(s) wait at '%s'",
-                         block_idx.x, block_idx.y, block_idx.z, w, l,
-                         state_name(lanes[l]->st), lanes[0]->st == St::Coll
-                                                       ? lanes[0]->pend.what
-                                                       : "a collective");
-        }
-        for (unsigned l = 1; l < 32; ++l) {
-            const Pending &a = lanes[0]->pend, &b = lanes[l]->pend;
-            if (std::strcmp(a.what, b.what) != 0 || a.seq != b.seq)
-                fail("block (%u,%u,%u) warp %u: lanes 0 and %u meet at different collectives "
-                     "('%s' #%llu vs '%s' #%llu)",
-                     block_idx.x, block_idx.y, block_idx.z, w, l, a.what,
-                     (unsigned long long)a.seq, b.what, (unsigned long long)b.seq);
-        }
-        if (lanes[0]->pend.kind == Insn::Mma)
-            exec_mma(lanes);
-        else
-            exec_ldsm(lanes);
-        for (Fiber *f : lanes)
-            f->st = St::Ready;
-        progress = true;
+    Fiber *lanes[32];
+    unsigned nl = 0;
+    bool any = false, all = true;
+    for (unsigned l = 32 * w; l < 32 * w + 32 && l < nthreads; ++l) {
+        Fiber *f = by_linear[l];
+        lanes[nl++] = f;
+        any |= f->st == St::Coll;
+        all &= f->st == St::Coll;
     }
-    if (progress)
-        return true;
+    if (!any)
+        return false;
+    if (nl != 32)
+        fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %u threads",
+             block_idx.x, block_idx.y, block_idx.z, w, nl);
+    if (!all) {
+        for (unsigned l = 0; l < 32; ++l)
+            if (lanes[l]->st != St::Coll)
+                fail("block (%u,%u,%u) warp %u: divergent warp collective: lane %u is %s "
+                     "while lane(s) wait at '%s'",
+                     block_idx.x, block_idx.y, block_idx.z, w, l, state_name(lanes[l]->st),
+                     lanes[0]->st == St::Coll ? lanes[0]->pend.what : "a collective");
+    }
+    for (unsigned l = 1; l < 32; ++l) {
+        const Pending &a = lanes[0]->pend, &b = lanes[l]->pend;
+        if (std::strcmp(a.what, b.what) != 0 || a.seq != b.seq)
+            fail("block (%u,%u,%u) warp %u: lanes 0 and %u meet at different collectives "
+                 "('%s' #%llu vs '%s' #%llu)",
+                 block_idx.x, block_idx.y, block_idx.z, w, l, a.what,
+                 (unsigned long long)a.seq, b.what, (unsigned long long)b.seq);
+    }
+    if (lanes[0]->pend.kind == Insn::Mma)
+        exec_mma(lanes);
+    else
+        exec_ldsm(lanes);
+    for (Fiber *f : lanes)
+        f->st = St::Ready;
+    return true;
+}
+
+/* Runs warp w (its lanes in launch order) until none of them can go on without another warp:
+ * every lane exited or at __syncthreads. */
+void run_warp(unsigned w, unsigned nthreads, bool reverse)
+{
+    const unsigned lo = 32 * w, hi = std::min(lo + 32, nthreads);
+    for (;;) {
+        for (unsigned i = lo; i < hi; ++i) {
+            Fiber *f = by_linear[reverse ? lo + hi - 1 - i : i];
+            if (f->st == St::Ready)
+                run_fiber(*f);
+        }
+        if (!resolve_warp(w, nthreads))
+            return;
+    }
+}
+
+/* Every thread exited or waits at __syncthreads: releases the barrier; false when all exited. */
+bool release_barrier(unsigned nthreads)
+{
     unsigned at_barrier = 0, done = 0;
     for (auto &f : fibers) {
         at_barrier += f.st == St::Barrier;
@@ -310,6 +327,11 @@ bool resolve(unsigned nthreads)
     return true;
 }
 
+/* Scheduling: between two barriers each warp runs as far as it can before the next warp starts
+ * (warps in launch order, lanes in launch order, both reversed for Order::Reverse). That is a
+ * legal schedule, and the one furthest from lock-step: a warp reading shared data that another
+ * warp writes after the same barrier (a missing __syncthreads) reads it before it is written
+ * in one of the two orders. */
 void run_block(const LaunchCfg &cfg, unsigned nthreads)
 {
     ++block_serial;
@@ -332,24 +354,11 @@ void run_block(const LaunchCfg &cfg, unsigned nthreads)
         f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, fiber_main, 0);
     }
-    for (;;) {
-        bool ran = false;
-        for (auto &f : fibers) {
-            if (f.st == St::Ready) {
-                run_fiber(f);
-                ran = true;
-            }
-        }
-        if (ran)
-            continue;
-        bool all_done = true;
-        for (auto &f : fibers)
-            all_done &= f.st == St::Done;
-        if (all_done)
-            break;
-        if (!resolve(nthreads))
-            fail("internal: no fiber can run");
-    }
+    const unsigned nwarps = (nthreads + 31) / 32;
+    do {
+        for (unsigned i = 0; i < nwarps; ++i)
+            run_warp(cfg.reverse ? nwarps - 1 - i : i, nthreads, cfg.reverse);
+    } while (release_barrier(nthreads));
 }
 
 void block_wait(St st)
