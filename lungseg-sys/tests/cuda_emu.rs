@@ -492,6 +492,40 @@ fn ldmatrix_fragments_are_the_mma_operands_ggml_places() {
     }
 }
 
+/// `ls_swz` (common.cuh) keeps every chunk of a tile in place once (a permutation of each row's
+/// chunks) and spreads the 8 rows that one ldmatrix phase reads (8-aligned, one logical chunk)
+/// over 8 distinct 16-byte bank groups of the 128-byte bank line: no bank conflicts.
+#[test]
+fn swizzle_is_a_permutation_free_of_bank_conflicts() {
+    let mut dev = device();
+    let launch = one_block("emu_swz", 1, 0, vec![KArg::Buf(0)]);
+    let got = u32s(&run_both(&mut dev, &[], &[3 * 512 * 4], &launch)[0]);
+    for cpr in [2usize, 4, 8] {
+        let off = |r: usize, c: usize| got[(cpr / 4) * 512 + r * 8 + c] as usize;
+        for r in 0..64 {
+            let mut chunks: Vec<usize> = (0..cpr).map(|c| off(r, c) / 16).collect();
+            chunks.sort_unstable();
+            let want: Vec<usize> = (r * cpr..(r + 1) * cpr).collect();
+            assert_eq!(
+                chunks, want,
+                "cpr {cpr} row {r}: not a permutation of the row's chunks"
+            );
+        }
+        for r0 in (0..64).step_by(8) {
+            for c in 0..cpr {
+                let mut groups: Vec<usize> = (r0..r0 + 8).map(|r| off(r, c) / 16 % 8).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                assert_eq!(
+                    groups.len(),
+                    8,
+                    "cpr {cpr} rows {r0}.. chunk {c}: bank conflict"
+                );
+            }
+        }
+    }
+}
+
 fn cp_async_launch<B>(src: B, wait: i32, out: B) -> Launch<B> {
     one_block(
         "emu_cp_async",

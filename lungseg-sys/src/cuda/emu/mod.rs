@@ -41,6 +41,7 @@ pub const SELFTEST: KernelSource = KernelSource {
         "emu_cp_async",
         "emu_cp_async_bad",
         "emu_divergent_ldmatrix",
+        "emu_swz",
     ],
 };
 

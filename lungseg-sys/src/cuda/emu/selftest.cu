@@ -222,3 +222,13 @@ extern "C" __global__ void emu_divergent_ldmatrix(ls_u32 *d, int active)
         ls_ldsm_x1(r, ls_smem_addr(sm));
     d[threadIdx.x] = r[0];
 }
+
+/* ls_swz for cpr = 2, 4, 8 over 64 rows: out[(cpr/4)·512 + r·8 + c] (c < cpr), the byte offset
+ * of chunk c of row r. One thread. */
+extern "C" __global__ void emu_swz(ls_u32 *out)
+{
+    for (int cpr = 2; cpr <= 8; cpr *= 2)
+        for (int r = 0; r < 64; ++r)
+            for (int c = 0; c < cpr; ++c)
+                out[(cpr / 4) * 512 + r * 8 + c] = ls_swz(r, c, cpr);
+}

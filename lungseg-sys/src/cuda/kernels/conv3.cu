@@ -10,7 +10,9 @@
  *   w     [Cout][27][C0+C1] K contiguous, tap t = 9kz + 3ky + kx, BN folded
  *   bias  [Cout] f32
  *   out   [S][D][H][W][Cout] post-ReLU, post-dropout (the stored tensor is what consumers read)
- * Requirements (checked on the host): C0, C1 multiples of 16, Cout multiple of 8.
+ * Requirements (checked on the host): C0, C1 multiples of 16, Cout multiple of 8; src0, src1
+ * and w 16-byte aligned (each its own cudaMalloc), so that every 8-channel chunk is one
+ * aligned 16-byte cp.async.
  *
  * GEMM view: M = S·D·H·W output voxels, N = Cout, K = 27·(C0+C1). A[m][k] is the input value of
  * voxel m's neighbour at tap k / Cin, channel k % Cin (0 outside the volume): implicit im2col.
