@@ -19,7 +19,8 @@ pub mod reference;
 
 pub use probe::{probe, Probe};
 
-/// Prepended to every kernel source: Philox, fp16 helpers, the mma wrapper.
+/// Prepended to every kernel source: Philox, fp16 helpers, the mma, ldmatrix and cp.async
+/// wrappers, the shared-tile swizzle and the m16n8k16 fragment loaders.
 pub const COMMON_CUH: &str = include_str!("kernels/common.cuh");
 
 /// One `.cu` file and the `extern "C"` kernels it defines.
