@@ -12,8 +12,10 @@
  * OS thread, switched only at __syncthreads and warp collectives. Why fibers rather than OS
  * threads: scheduling is deterministic (a failure reproduces), a barrier or a warp collective
  * that cannot complete is *known* at once (every fiber is blocked) instead of guessed with a
- * timeout, and AddressSanitizer/UBSan see one thread. Intra-block races between barriers are
- * exposed by running every launch twice, threads in forward and reverse order, and comparing.
+ * timeout, and AddressSanitizer/UBSan see one thread. Between two barriers each warp runs as
+ * far as it can before the next warp starts (runtime.cpp, run_block), and intra-block races are
+ * exposed by running every launch twice, warps and threads in forward and reverse order, and
+ * comparing.
  *
  * This header is force-included (-include) before the kernel source; it includes every system
  * header first and only then defines __CUDACC__ (glibc headers look at that macro).
