@@ -397,6 +397,240 @@ fn dynamic_shared_memory_is_per_block_and_poisoned() {
     assert!(run(&mut dev, 1).iter().all(|x| x.is_nan()));
 }
 
+fn i32_bytes(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn u32s(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn f16_bits(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|&x| f16::from_f32(x).to_bits()).collect()
+}
+
+fn one_block<B>(func: &'static str, threads: u32, dyn_smem: u32, args: Vec<KArg<B>>) -> Launch<B> {
+    Launch {
+        func,
+        grid: [1, 1, 1],
+        block: [threads, 1, 1],
+        dyn_smem,
+        args,
+    }
+}
+
+#[test]
+fn ldmatrix_matches_the_ptx_definition() {
+    let mut dev = device();
+    let mut rng = Rng(31);
+    let rows = rng.h(32 * 8, 4.0);
+    let bits = f16_bits(&rows);
+    // Lane l addresses row sel[l]: a permutation, so each lane's address really is used.
+    let sel: Vec<i32> = (0..32).map(|l| (l * 13 + 5) % 32).collect();
+    for variant in 0..6 {
+        let (num, trans) = ([1usize, 2, 4][variant % 3], variant >= 3);
+        let launch = one_block(
+            "emu_ldmatrix",
+            32,
+            512,
+            vec![
+                KArg::Buf(0),
+                KArg::Buf(1),
+                KArg::I32(variant as i32),
+                KArg::Buf(2),
+            ],
+        );
+        let inputs = [f16_bytes(&rows), i32_bytes(&sel)];
+        let got = u32s(&run_both(&mut dev, &inputs, &[32 * 16], &launch)[0]);
+        // PTX ISA: lanes 8i..8i+7 give rows 0..7 of matrix i; lane l gets row l/4, elements
+        // 2(l%4), 2(l%4)+1 (transposed: column l/4, rows 2(l%4), 2(l%4)+1).
+        for lane in 0..32 {
+            let (g, t) = (lane / 4, lane % 4);
+            for i in 0..num {
+                let m = |r: usize, c: usize| u32::from(bits[sel[8 * i + r] as usize * 8 + c]);
+                let (lo, hi) = if trans {
+                    (m(2 * t, g), m(2 * t + 1, g))
+                } else {
+                    (m(g, 2 * t), m(g, 2 * t + 1))
+                };
+                assert_eq!(
+                    got[lane * 4 + i],
+                    lo | hi << 16,
+                    "variant {variant} lane {lane} register {i}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ldmatrix_fragments_are_the_mma_operands_ggml_places() {
+    let mut dev = device();
+    let mut rng = Rng(32);
+    let a = rng.h(16 * 16, 2.0);
+    let b = rng.h(16 * 16, 2.0); // [n][k]
+    let bt: Vec<f32> = (0..256).map(|i| b[(i % 16) * 16 + i / 16]).collect(); // [k][n]
+    let c: Vec<f32> = (0..256).map(|_| rng.f()).collect();
+    let launch = one_block("emu_ldsm_mma", 32, 1536, (0..6).map(KArg::Buf).collect());
+    let inputs = [f16_bytes(&a), f16_bytes(&b), f16_bytes(&bt), f32_bytes(&c)];
+    let outs = run_both(&mut dev, &inputs, &[256 * 4, 32 * 4], &launch);
+    let bad = u32s(&outs[1]);
+    assert!(
+        bad.iter().all(|&n| n == 0),
+        "ldmatrix fragments differ from ggml's: {bad:?}"
+    );
+    let d = f32s(&outs[0]);
+    for m in 0..16 {
+        for n in 0..16 {
+            let want = (0..16).fold(f64::from(c[m * 16 + n]), |s, k| {
+                s + f64::from(a[m * 16 + k]) * f64::from(b[n * 16 + k])
+            }) as f32;
+            assert_eq!(d[m * 16 + n], want, "D[{m}][{n}]");
+        }
+    }
+}
+
+/// `ls_swz` (common.cuh) keeps every chunk of a tile in place once (a permutation of each row's
+/// chunks) and spreads the 8 rows that one ldmatrix phase reads (8-aligned, one logical chunk)
+/// over 8 distinct 16-byte bank groups of the 128-byte bank line: no bank conflicts.
+#[test]
+fn swizzle_is_a_permutation_free_of_bank_conflicts() {
+    let mut dev = device();
+    let launch = one_block("emu_swz", 1, 0, vec![KArg::Buf(0)]);
+    let got = u32s(&run_both(&mut dev, &[], &[3 * 512 * 4], &launch)[0]);
+    for cpr in [2usize, 4, 8] {
+        let off = |r: usize, c: usize| got[(cpr / 4) * 512 + r * 8 + c] as usize;
+        for r in 0..64 {
+            let mut chunks: Vec<usize> = (0..cpr).map(|c| off(r, c) / 16).collect();
+            chunks.sort_unstable();
+            let want: Vec<usize> = (r * cpr..(r + 1) * cpr).collect();
+            assert_eq!(
+                chunks, want,
+                "cpr {cpr} row {r}: not a permutation of the row's chunks"
+            );
+        }
+        for r0 in (0..64).step_by(8) {
+            for c in 0..cpr {
+                let mut groups: Vec<usize> = (r0..r0 + 8).map(|r| off(r, c) / 16 % 8).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                assert_eq!(
+                    groups.len(),
+                    8,
+                    "cpr {cpr} rows {r0}.. chunk {c}: bank conflict"
+                );
+            }
+        }
+    }
+}
+
+fn cp_async_launch<B>(src: B, wait: i32, out: B) -> Launch<B> {
+    one_block(
+        "emu_cp_async",
+        64,
+        2048,
+        vec![KArg::Buf(src), KArg::I32(wait), KArg::Buf(out)],
+    )
+}
+
+#[test]
+fn cp_async_lands_at_its_wait_with_zero_fill() {
+    let mut dev = device();
+    let mut rng = Rng(33);
+    let src = rng.h(128 * 8, 3.0);
+    let bits = f16_bits(&src);
+    // Chunk q as thread q % 64 copied it: 16, 8 or 0 source bytes, zeros after.
+    let chunk = |q: usize| -> Vec<u32> {
+        let n = [8, 4, 0][(q % 64) % 3];
+        (0..4)
+            .map(|w| {
+                let h = |e: usize| if e < n { u32::from(bits[q * 8 + e]) } else { 0 };
+                h(2 * w) | h(2 * w + 1) << 16
+            })
+            .collect()
+    };
+    for wait in [0, 1] {
+        let got = u32s(
+            &run_both(
+                &mut dev,
+                &[f16_bytes(&src)],
+                &[64 * 32],
+                &cp_async_launch(0, wait, 1),
+            )[0],
+        );
+        for t in 0..64 {
+            assert_eq!(
+                got[t * 8..t * 8 + 4],
+                chunk(t ^ 1)[..],
+                "wait {wait} thread {t} group 1"
+            );
+            // The second group not waited for before the read: still undefined (NaN poison).
+            let second = if wait == 0 {
+                chunk(64 + (t ^ 1))
+            } else {
+                vec![u32::MAX; 4]
+            };
+            assert_eq!(
+                got[t * 8 + 4..t * 8 + 8],
+                second[..],
+                "wait {wait} thread {t} group 2"
+            );
+        }
+    }
+    let mut dev = device();
+    let s = dev.upload(&f16_bytes(&src)).unwrap();
+    let out = dev.poisoned(64 * 32).unwrap();
+    let e = dev
+        .launch(&cp_async_launch(s, 2, out), Order::Forward)
+        .unwrap_err();
+    assert!(e.contains("cp.async copies never waited for"), "{e}");
+}
+
+#[test]
+fn invalid_cp_async_and_divergent_ldmatrix_are_reported() {
+    for (which, msg) in [
+        (0, "shared address 0x1008 is not 16-byte aligned"),
+        (1, "is outside the 64 bytes of dynamic shared memory"),
+        (2, "global source"),
+        (3, "src-size 17"),
+    ] {
+        let mut dev = device();
+        let src = dev.upload(&[0u8; 64]).unwrap();
+        let l = one_block(
+            "emu_cp_async_bad",
+            32,
+            64,
+            vec![KArg::Buf(src), KArg::I32(which)],
+        );
+        let e = dev.launch(&l, Order::Forward).unwrap_err();
+        assert!(e.contains(msg), "case {which}: {e}");
+    }
+    for active in [1, 16, 31] {
+        let l = one_block(
+            "emu_divergent_ldmatrix",
+            64,
+            16,
+            vec![KArg::Buf(0), KArg::I32(active)],
+        );
+        let e = launch_error(&l, 64 * 4);
+        assert!(
+            e.contains("divergent warp collective") && e.contains("ldmatrix"),
+            "{e}"
+        );
+    }
+    let mut dev = device();
+    let out = dev.poisoned(64 * 4).unwrap();
+    let ok = one_block(
+        "emu_divergent_ldmatrix",
+        64,
+        16,
+        vec![KArg::Buf(out), KArg::I32(32)],
+    );
+    dev.launch(&ok, Order::Reverse).unwrap();
+}
+
 // ------------------------------------------------------------------ the kernels
 
 #[test]
@@ -540,6 +774,8 @@ fn conv3_matches_reference_small_and_odd() {
         (16, 16, 48, 2, [3, 4, 6], false, 2),
         (16, 0, 8, 1, [1, 1, 3], false, 0),
         (32, 16, 24, 1, [2, 3, 5], false, 2),
+        // Two n-blocks, 108 K groups (an even number of pipeline steps, 54).
+        (64, 0, 64, 1, [3, 5, 4], false, 1),
     ] {
         conv3_case(&mut dev, &mut rng, case);
     }

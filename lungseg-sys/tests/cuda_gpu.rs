@@ -15,6 +15,7 @@ use cudarc::driver::{
 };
 use half::f16;
 use lungseg::cuda::engine::CudaEngine;
+use lungseg::cuda::launch;
 use lungseg::cuda::probe::GpuInfo;
 use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
 use lungseg::cuda::{compile, probe, Probe, KERNELS};
@@ -169,13 +170,33 @@ fn conv3_kernel_matches_reference() {
             .arg(&wd)
             .arg(&relu)
             .arg(&drop);
-        unsafe {
-            l.launch(cfg(
-                ((s * v).div_ceil(128) as u32, cout.div_ceil(32) as u32),
-                128,
-            ))
-        }
-        .unwrap();
+        // Grid, block and shared memory as the engine launches them (the tile is a -D constant).
+        let shape = launch::conv3(launch::Conv3 {
+            src0: launch::ConvSrc {
+                buf: (),
+                c: c0,
+                stride: ss0,
+            },
+            src1: (c1 > 0).then_some(launch::ConvSrc {
+                buf: (),
+                c: c1,
+                stride: ss1,
+            }),
+            w: (),
+            bias: (),
+            out: (),
+            cout,
+            s,
+            dims,
+            relu: true,
+            drop,
+        });
+        let lc = LaunchConfig {
+            grid_dim: (shape.grid[0], shape.grid[1], shape.grid[2]),
+            block_dim: (shape.block[0], shape.block[1], shape.block[2]),
+            shared_mem_bytes: shape.dyn_smem,
+        };
+        unsafe { l.launch(lc) }.unwrap();
         let got = st.clone_dtoh(&out).unwrap();
         check(
             &got,

@@ -51,6 +51,7 @@ pub fn compile_kernel(k: &KernelSource, arch: u32, verbose: bool) -> Result<Comp
     let name = CString::new(format!("{}.cu", k.name)).expect("no NUL");
     let mut opts: Vec<String> = BASE_OPTIONS.iter().map(|s| s.to_string()).collect();
     opts.push(format!("--gpu-architecture=sm_{arch}"));
+    opts.extend(k.define_options());
     if verbose {
         opts.push("--ptxas-options=-v".into());
     }
@@ -196,6 +197,7 @@ pub fn cache_key(k: &KernelSource, arch: u32, nvrtc: (i32, i32), driver: i32) ->
         &nvrtc.1.to_le_bytes(),
         &driver.to_le_bytes(),
         BASE_OPTIONS.join(" ").as_bytes(),
+        k.define_options().join(" ").as_bytes(),
     ]);
     format!("{}.sm_{arch}.{h:016x}.cubin", k.name)
 }

@@ -57,10 +57,68 @@ impl<B: Copy> Launch<B> {
     }
 }
 
-/// Rows of output voxels per block and output channels per block of the tensor-core kernels
-/// (`CONV_BM`/`CONV_BN` in conv3.cu, `UP_BM`/`UP_BN` in upconv.cu).
+/// Rows of output voxels per block and output channels per block of `ls_upconv2`
+/// (`UP_BM`/`UP_BN` in upconv.cu).
 pub const MMA_BM: usize = 128;
 pub const MMA_BN: usize = 32;
+
+/// The tile shape of `ls_conv3` (conv3.cu's header explains each constant and the layouts).
+/// NVRTC and the emulator compile the kernel with these as `-D` constants ([`CONV3_DEFINES`]);
+/// [`conv3`] sizes the grid, block and dynamic shared memory from the same values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3Tile {
+    /// Warps per block, stacked along M.
+    pub warps: u32,
+    /// m16 tiles per warp (even).
+    pub wm: u32,
+    /// n8 tiles per warp (even).
+    pub wn: u32,
+    /// K groups of 16 per pipeline step.
+    pub kg: u32,
+    /// cp.async pipeline stages.
+    pub stages: u32,
+}
+
+impl Conv3Tile {
+    pub const fn threads(&self) -> u32 {
+        32 * self.warps
+    }
+    /// Output voxels per block.
+    pub const fn bm(&self) -> u32 {
+        16 * self.wm * self.warps
+    }
+    /// Output channels per block.
+    pub const fn bn(&self) -> u32 {
+        8 * self.wn
+    }
+    /// Dynamic shared memory: every stage holds A [BM][16·KG] and B [BN][16·KG] halves.
+    pub const fn smem_bytes(&self) -> u32 {
+        self.stages * (self.bm() + self.bn()) * 16 * self.kg * 2
+    }
+}
+
+/// 4 warps of 32×32 (128 voxels × 32 channels), K steps of 32, 3 stages: 30 KiB of shared
+/// memory, under the 48 KiB a launch gets without an opt-in.
+pub const CONV3_TILE: Conv3Tile = Conv3Tile {
+    warps: 4,
+    wm: 2,
+    wn: 4,
+    kg: 2,
+    stages: 3,
+};
+
+/// [`CONV3_TILE`] as the kernel's compile-time constants.
+pub const CONV3_DEFINES: &[(&str, u32)] = &[
+    ("CONV_WARPS", CONV3_TILE.warps),
+    ("CONV_WM", CONV3_TILE.wm),
+    ("CONV_WN", CONV3_TILE.wn),
+    ("CONV_KG", CONV3_TILE.kg),
+    ("CONV_STAGES", CONV3_TILE.stages),
+];
+
+/// Largest dynamic shared memory a launch gets without `cuFuncSetAttribute`.
+pub const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
+const _: () = assert!(CONV3_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
 
 fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
@@ -176,11 +234,16 @@ pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
         I32(i32::from(a.relu)),
         Drop(a.drop),
     ];
+    let t = CONV3_TILE;
     Launch {
         func: "ls_conv3",
-        grid: [blocks(a.s * d * h * w, MMA_BM), blocks(a.cout, MMA_BN), 1],
-        block: [MMA_BM as u32, 1, 1],
-        dyn_smem: 0,
+        grid: [
+            blocks(a.s * d * h * w, t.bm() as usize),
+            blocks(a.cout, t.bn() as usize),
+            1,
+        ],
+        block: [t.threads(), 1, 1],
+        dyn_smem: t.smem_bytes(),
         args,
     }
 }
@@ -507,6 +570,7 @@ mod tests {
             drop: LsDrop::NONE,
         });
         assert_eq!((c.grid, c.block), ([2, 2, 1], [128, 1, 1]));
+        assert_eq!(c.dyn_smem, 3 * (128 + 32) * 32 * 2);
         assert_eq!(c.args[3], KArg::Buf(0));
         assert_eq!(c.args[5], KArg::I32(0));
     }

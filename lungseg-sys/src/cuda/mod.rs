@@ -19,7 +19,8 @@ pub mod reference;
 
 pub use probe::{probe, Probe};
 
-/// Prepended to every kernel source: Philox, fp16 helpers, the mma wrapper.
+/// Prepended to every kernel source: Philox, fp16 helpers, the mma, ldmatrix and cp.async
+/// wrappers, the shared-tile swizzle and the m16n8k16 fragment loaders.
 pub const COMMON_CUH: &str = include_str!("kernels/common.cuh");
 
 /// One `.cu` file and the `extern "C"` kernels it defines.
@@ -28,6 +29,9 @@ pub struct KernelSource {
     pub name: &'static str,
     pub source: &'static str,
     pub functions: &'static [&'static str],
+    /// Compile-time constants (`-DNAME=VALUE`), e.g. tile shapes; their owner is the launch
+    /// code that sizes the grid and shared memory to match.
+    pub defines: &'static [(&'static str, u32)],
 }
 
 impl KernelSource {
@@ -38,6 +42,14 @@ impl KernelSource {
             self.name, self.source
         )
     }
+
+    /// [`Self::defines`] as compiler options.
+    pub fn define_options(&self) -> Vec<String> {
+        self.defines
+            .iter()
+            .map(|(k, v)| format!("-D{k}={v}"))
+            .collect()
+    }
 }
 
 /// Every kernel file of the backend; `scripts/nvrtc-check.sh` compiles each of them.
@@ -46,31 +58,37 @@ pub const KERNELS: &[KernelSource] = &[
         name: "conv_first",
         source: include_str!("kernels/conv_first.cu"),
         functions: &["ls_conv_first"],
+        defines: &[],
     },
     KernelSource {
         name: "conv3",
         source: include_str!("kernels/conv3.cu"),
         functions: &["ls_conv3"],
+        defines: launch::CONV3_DEFINES,
     },
     KernelSource {
         name: "dropout",
         source: include_str!("kernels/dropout.cu"),
         functions: &["ls_dropout_expand"],
+        defines: &[],
     },
     KernelSource {
         name: "pool",
         source: include_str!("kernels/pool.cu"),
         functions: &["ls_maxpool2"],
+        defines: &[],
     },
     KernelSource {
         name: "upconv",
         source: include_str!("kernels/upconv.cu"),
         functions: &["ls_upconv2"],
+        defines: &[],
     },
     KernelSource {
         name: "head",
         source: include_str!("kernels/head.cu"),
         functions: &["ls_head_accumulate", "ls_head_finalize"],
+        defines: &[],
     },
 ];
 

@@ -12,8 +12,10 @@
  * OS thread, switched only at __syncthreads and warp collectives. Why fibers rather than OS
  * threads: scheduling is deterministic (a failure reproduces), a barrier or a warp collective
  * that cannot complete is *known* at once (every fiber is blocked) instead of guessed with a
- * timeout, and AddressSanitizer/UBSan see one thread. Intra-block races between barriers are
- * exposed by running every launch twice, threads in forward and reverse order, and comparing.
+ * timeout, and AddressSanitizer/UBSan see one thread. Between two barriers each warp runs as
+ * far as it can before the next warp starts (runtime.cpp, run_block), and intra-block races are
+ * exposed by running every launch twice, warps and threads in forward and reverse order, and
+ * comparing.
  *
  * This header is force-included (-include) before the kernel source; it includes every system
  * header first and only then defines __CUDACC__ (glibc headers look at that macro).
@@ -71,8 +73,11 @@ template <class T> Operand in(const char *cons, const T &x)
 }
 
 /* Executes the inline-PTX statement `tmpl` (exact text) with its operands; aborts on anything
- * it does not emulate. Warp collectives (mma.sync) block the calling fiber until all 32 lanes of
- * its warp arrive at the same collective. */
+ * it does not emulate. Warp collectives (mma.sync, ldmatrix) block the calling fiber until all
+ * 32 lanes of its warp arrive at the same collective. cp.async is per thread and asynchronous:
+ * the destination is NaN-poisoned at issue and the data lands at the cp.async.wait_group that
+ * covers its group, so a read before the wait (or a refill of a buffer another warp still
+ * reads) sees NaN. Shared addresses (`cvta.to.shared`) exist for dynamic shared memory only. */
 void ptx(const char *tmpl, std::initializer_list<Operand> ops);
 
 void syncthreads();

@@ -26,6 +26,7 @@ const DRIVER: &str = include_str!("driver.cpp");
 pub const SELFTEST: KernelSource = KernelSource {
     name: "selftest",
     source: include_str!("selftest.cu"),
+    defines: &[],
     functions: &[
         "emu_mma_ggml",
         "emu_divergent_mma",
@@ -35,6 +36,12 @@ pub const SELFTEST: KernelSource = KernelSource {
         "emu_dyn_shared",
         "emu_load",
         "emu_unknown_ptx",
+        "emu_ldmatrix",
+        "emu_ldsm_mma",
+        "emu_cp_async",
+        "emu_cp_async_bad",
+        "emu_divergent_ldmatrix",
+        "emu_swz",
     ],
 };
 
@@ -56,11 +63,18 @@ impl Default for BuildOptions {
     }
 }
 
-/// The C++ translation unit for one kernel file: the NVRTC source, rewritten, then one
-/// registration line per kernel.
+/// The C++ translation unit for one kernel file: its `-D` constants, the NVRTC source,
+/// rewritten, then one registration line per kernel.
 pub fn translation_unit(k: &KernelSource) -> Result<String, String> {
     let src = rewrite::rewrite(&k.full_source()).map_err(|e| format!("{}: {e}", k.name))?;
-    let mut tu = format!("#line 1 \"common.cuh\"\n{src}\n#include \"ls_emu_rt.h\"\n");
+    let mut tu: String = k
+        .defines
+        .iter()
+        .map(|(name, v)| format!("#define {name} {v}\n"))
+        .collect();
+    tu.push_str(&format!(
+        "#line 1 \"common.cuh\"\n{src}\n#include \"ls_emu_rt.h\"\n"
+    ));
     for f in k.functions {
         tu.push_str(&format!(
             "static ::ls_emu::Registrar ls_emu_reg_{f}(\"{f}\", &{f});\n"

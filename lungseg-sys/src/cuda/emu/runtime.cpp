@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <deque>
 #include <string>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -103,12 +105,37 @@ namespace {
 
 enum class St { Ready, Barrier, Coll, Done };
 
+enum class Insn {
+    CvtF32F16,
+    CvtF16F32,
+    LdNc32,
+    Mma,
+    Cvta,
+    Ldsm,
+    CpAsync,
+    CpCommit,
+    CpWait,
+    CpWaitAll
+};
+
 /* Operands of one lane at a warp collective. */
 struct Pending {
     const char *what; /* normalised instruction text */
     uint64_t seq;     /* the lane's collective count: a lane that skipped one is caught */
-    uint32_t in[6];
-    float *acc[4];
+    Insn kind;
+    uint32_t in[6];   /* mma: a0..a3, b0, b1; ldmatrix: the row address */
+    float *acc[4];    /* mma: C in, D out */
+    uint32_t *out[4]; /* ldmatrix: the destination registers */
+    int num;          /* ldmatrix: matrices (1, 2, 4) */
+    bool trans;       /* ldmatrix .trans */
+};
+
+/* One cp.async of a thread: lands (src_bytes from src, zeros to 16) at the wait that covers
+ * its group, never earlier. */
+struct AsyncCopy {
+    uint32_t dst;
+    const unsigned char *src;
+    uint32_t src_bytes;
 };
 
 struct Fiber {
@@ -118,6 +145,8 @@ struct Fiber {
     unsigned linear;
     uint64_t colls;
     Pending pend;
+    std::vector<AsyncCopy> uncommitted;           /* cp.async since the last commit */
+    std::deque<std::vector<AsyncCopy>> in_flight; /* committed groups, oldest first */
     void *stack;
 #if LS_ASAN
     void *fake_stack;
@@ -178,6 +207,13 @@ void fiber_main()
     __sanitizer_finish_switch_fiber(nullptr, &sched_bottom, &sched_size);
 #endif
     (*body)();
+    size_t copies = cur->uncommitted.size();
+    for (const auto &g : cur->in_flight)
+        copies += g.size();
+    if (copies)
+        fail("block (%u,%u,%u) thread %u exited with %zu cp.async copies never waited for "
+             "(missing cp.async.wait_group)",
+             block_idx.x, block_idx.y, block_idx.z, cur->linear, copies);
     cur->st = St::Done;
     to_scheduler();
     fail("a finished fiber was resumed");
@@ -209,51 +245,71 @@ const char *state_name(St s)
 }
 
 void exec_mma(Fiber *const lanes[32]);
+void exec_ldsm(Fiber *const lanes[32]);
 
-/* Resolves what the blocked fibers wait for; false when nothing could be resolved. */
-bool resolve(unsigned nthreads)
+/* Executes warp w's collective when every lane of it waits at one; true if it did. Called when
+ * no lane of the warp can run, so a lane that is not at the collective never will be: that is
+ * divergence, reported. */
+bool resolve_warp(unsigned w, unsigned nthreads)
 {
-    bool progress = false;
-    for (unsigned w = 0; w * 32 < nthreads; ++w) {
-        Fiber *lanes[32];
-        unsigned nl = 0;
-        bool any = false, all = true;
-        for (unsigned l = 32 * w; l < 32 * w + 32 && l < nthreads; ++l) {
-            Fiber *f = by_linear[l];
-            lanes[nl++] = f;
-            any |= f->st == St::Coll;
-            all &= f->st == St::Coll;
-        }
-        if (!any)
-            continue;
-        if (nl != 32)
-            fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %u threads",
-                 block_idx.x, block_idx.y, block_idx.z, w, nl);
-        if (!all) {
-            for (unsigned l = 0; l < 32; ++l)
-                if (lanes[l]->st != St::Coll)
-                    fail("block (%u,%u,%u) warp %u: divergent warp collective: lane %u is %s "
-                         "while lane(s) wait at '%s'",
-                         block_idx.x, block_idx.y, block_idx.z, w, l,
-                         state_name(lanes[l]->st), lanes[0]->st == St::Coll
-                                                       ? lanes[0]->pend.what
-                                                       : "a collective");
-        }
-        for (unsigned l = 1; l < 32; ++l) {
-            const Pending &a = lanes[0]->pend, &b = lanes[l]->pend;
-            if (std::strcmp(a.what, b.what) != 0 || a.seq != b.seq)
-                fail("block (%u,%u,%u) warp %u: lanes 0 and %u meet at different collectives "
-                     "('%s' #%llu vs '%s' #%llu)",
-                     block_idx.x, block_idx.y, block_idx.z, w, l, a.what,
-                     (unsigned long long)a.seq, b.what, (unsigned long long)b.seq);
-        }
-        exec_mma(lanes);
-        for (Fiber *f : lanes)
-            f->st = St::Ready;
-        progress = true;
+    Fiber *lanes[32];
+    unsigned nl = 0;
+    bool any = false, all = true;
+    for (unsigned l = 32 * w; l < 32 * w + 32 && l < nthreads; ++l) {
+        Fiber *f = by_linear[l];
+        lanes[nl++] = f;
+        any |= f->st == St::Coll;
+        all &= f->st == St::Coll;
     }
-    if (progress)
-        return true;
+    if (!any)
+        return false;
+    if (nl != 32)
+        fail("block (%u,%u,%u) warp %u: a warp collective in a warp of %u threads",
+             block_idx.x, block_idx.y, block_idx.z, w, nl);
+    if (!all) {
+        for (unsigned l = 0; l < 32; ++l)
+            if (lanes[l]->st != St::Coll)
+                fail("block (%u,%u,%u) warp %u: divergent warp collective: lane %u is %s "
+                     "while lane(s) wait at '%s'",
+                     block_idx.x, block_idx.y, block_idx.z, w, l, state_name(lanes[l]->st),
+                     lanes[0]->st == St::Coll ? lanes[0]->pend.what : "a collective");
+    }
+    for (unsigned l = 1; l < 32; ++l) {
+        const Pending &a = lanes[0]->pend, &b = lanes[l]->pend;
+        if (std::strcmp(a.what, b.what) != 0 || a.seq != b.seq)
+            fail("block (%u,%u,%u) warp %u: lanes 0 and %u meet at different collectives "
+                 "('%s' #%llu vs '%s' #%llu)",
+                 block_idx.x, block_idx.y, block_idx.z, w, l, a.what,
+                 (unsigned long long)a.seq, b.what, (unsigned long long)b.seq);
+    }
+    if (lanes[0]->pend.kind == Insn::Mma)
+        exec_mma(lanes);
+    else
+        exec_ldsm(lanes);
+    for (Fiber *f : lanes)
+        f->st = St::Ready;
+    return true;
+}
+
+/* Runs warp w (its lanes in launch order) until none of them can go on without another warp:
+ * every lane exited or at __syncthreads. */
+void run_warp(unsigned w, unsigned nthreads, bool reverse)
+{
+    const unsigned lo = 32 * w, hi = std::min(lo + 32, nthreads);
+    for (;;) {
+        for (unsigned i = lo; i < hi; ++i) {
+            Fiber *f = by_linear[reverse ? lo + hi - 1 - i : i];
+            if (f->st == St::Ready)
+                run_fiber(*f);
+        }
+        if (!resolve_warp(w, nthreads))
+            return;
+    }
+}
+
+/* Every thread exited or waits at __syncthreads: releases the barrier; false when all exited. */
+bool release_barrier(unsigned nthreads)
+{
     unsigned at_barrier = 0, done = 0;
     for (auto &f : fibers) {
         at_barrier += f.st == St::Barrier;
@@ -271,10 +327,15 @@ bool resolve(unsigned nthreads)
     return true;
 }
 
+/* Scheduling: between two barriers each warp runs as far as it can before the next warp starts
+ * (warps in launch order, lanes in launch order, both reversed for Order::Reverse). That is a
+ * legal schedule, and the one furthest from lock-step: a warp reading shared data that another
+ * warp writes after the same barrier (a missing __syncthreads) reads it before it is written
+ * in one of the two orders. */
 void run_block(const LaunchCfg &cfg, unsigned nthreads)
 {
     ++block_serial;
-    if (dyn_mem && dyn_bytes)
+    if (dyn_bytes)
         std::memset(dyn_mem, 0xff, dyn_bytes);
     fibers.assign(nthreads, Fiber{});
     by_linear.assign(nthreads, nullptr);
@@ -293,24 +354,11 @@ void run_block(const LaunchCfg &cfg, unsigned nthreads)
         f.ctx.uc_link = nullptr;
         makecontext(&f.ctx, fiber_main, 0);
     }
-    for (;;) {
-        bool ran = false;
-        for (auto &f : fibers) {
-            if (f.st == St::Ready) {
-                run_fiber(f);
-                ran = true;
-            }
-        }
-        if (ran)
-            continue;
-        bool all_done = true;
-        for (auto &f : fibers)
-            all_done &= f.st == St::Done;
-        if (all_done)
-            break;
-        if (!resolve(nthreads))
-            fail("internal: no fiber can run");
-    }
+    const unsigned nwarps = (nthreads + 31) / 32;
+    do {
+        for (unsigned i = 0; i < nwarps; ++i)
+            run_warp(cfg.reverse ? nwarps - 1 - i : i, nthreads, cfg.reverse);
+    } while (release_barrier(nthreads));
 }
 
 void block_wait(St st)
@@ -398,6 +446,57 @@ void exec_mma(Fiber *const lanes[32])
     }
 }
 
+/* ---------------------------------------------------------------- shared-window addresses */
+
+/* Where the emulated shared window puts the launch's dynamic shared memory: not 0, so a tile
+ * offset used as an address by mistake lands outside it and is reported. */
+constexpr uint32_t kSharedBase = 0x1000;
+
+/* The bytes at shared address `addr`, which must hold `bytes` bytes inside this launch's
+ * dynamic shared memory and be aligned to `align`. */
+unsigned char *shared_at(uint32_t addr, uint32_t bytes, uint32_t align, const char *what)
+{
+    const uint64_t off = (uint64_t)addr - kSharedBase;
+    if (addr < kSharedBase || off + bytes > dyn_bytes)
+        fail("%s: shared address %#x (%u bytes) is outside the %zu bytes of dynamic shared "
+             "memory",
+             what, addr, bytes, dyn_bytes);
+    if (addr % align)
+        fail("%s: shared address %#x is not %u-byte aligned", what, addr, align);
+    return dyn_mem + off;
+}
+
+/* ldmatrix: lanes 8i..8i+7 address rows 0..7 of matrix i; lane l gets, per matrix, row l/4
+ * elements 2(l%4), 2(l%4)+1 (PTX ISA "Warp-level matrix load instruction: ldmatrix"), or with
+ * .trans the elements [2(l%4)][l/4] and [2(l%4)+1][l/4]. Addresses of lanes past 8·num are
+ * not used. */
+void exec_ldsm(Fiber *const lanes[32])
+{
+    const Pending &p0 = lanes[0]->pend;
+    uint16_t m[4][8][8];
+    for (int i = 0; i < p0.num; ++i)
+        for (int r = 0; r < 8; ++r)
+            std::memcpy(m[i][r], shared_at(lanes[8 * i + r]->pend.in[0], 16, 16, p0.what), 16);
+    for (int l = 0; l < 32; ++l) {
+        for (int i = 0; i < p0.num; ++i) {
+            const int g = l / 4, t = l % 4;
+            const uint16_t lo = p0.trans ? m[i][2 * t][g] : m[i][g][2 * t];
+            const uint16_t hi = p0.trans ? m[i][2 * t + 1][g] : m[i][g][2 * t + 1];
+            *lanes[l]->pend.out[i] = (uint32_t)lo | ((uint32_t)hi << 16);
+        }
+    }
+}
+
+/* Completes the copies of one group: the source is read now (ASan checks it). */
+void land(const std::vector<AsyncCopy> &group)
+{
+    for (const AsyncCopy &c : group) {
+        unsigned char *d = shared_at(c.dst, 16, 16, "cp.async");
+        std::memcpy(d, c.src, c.src_bytes);
+        std::memset(d + c.src_bytes, 0, 16 - c.src_bytes);
+    }
+}
+
 } // namespace
 
 void syncthreads() { block_wait(St::Barrier); }
@@ -420,72 +519,204 @@ void *dyn_shared()
 
 namespace {
 
-enum class Insn { CvtF32F16, CvtF16F32, LdNc32, Mma };
+struct Decoded {
+    Insn kind;
+    std::string text;
+    int num;    /* ldmatrix matrices */
+    bool trans; /* ldmatrix .trans */
+};
 
 /* The instruction of a template; cached by the literal's address (one per asm statement). */
-Insn decode(const char *tmpl, std::string &t)
+const Decoded &decode(const char *tmpl)
 {
-    static std::unordered_map<const char *, std::pair<Insn, std::string>> cache;
+    static std::unordered_map<const char *, Decoded> cache;
     auto it = cache.find(tmpl);
-    if (it != cache.end()) {
-        t = it->second.second;
-        return it->second.first;
-    }
-    t = normalise(tmpl);
-    Insn k;
+    if (it != cache.end())
+        return it->second;
+    Decoded d{Insn::Mma, normalise(tmpl), 0, false};
+    const std::string &t = d.text;
+    static const char *const ldsm[6] = {
+        "ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];",
+        "ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];",
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];",
+        "ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];",
+        "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];",
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];",
+    };
+    bool known = true;
     if (t == "cvt.f32.f16 %0, %1;")
-        k = Insn::CvtF32F16;
+        d.kind = Insn::CvtF32F16;
     else if (t == "cvt.rn.f16.f32 %0, %1;")
-        k = Insn::CvtF16F32;
+        d.kind = Insn::CvtF16F32;
     else if (t == "ld.global.nc.b32 %0, [%1];")
-        k = Insn::LdNc32;
+        d.kind = Insn::LdNc32;
     else if (t == kMma)
-        k = Insn::Mma;
+        d.kind = Insn::Mma;
+    else if (t == "{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }")
+        d.kind = Insn::Cvta;
+    else if (t == "cp.async.cg.shared.global [%0], [%1], 16, %2;" ||
+             t == "cp.async.ca.shared.global [%0], [%1], 16, %2;")
+        d.kind = Insn::CpAsync;
+    else if (t == "cp.async.commit_group;")
+        d.kind = Insn::CpCommit;
+    else if (t == "cp.async.wait_group %0;")
+        d.kind = Insn::CpWait;
+    else if (t == "cp.async.wait_all;")
+        d.kind = Insn::CpWaitAll;
     else
+        known = false;
+    for (int i = 0; i < 6 && !known; ++i) {
+        if (t == ldsm[i]) {
+            known = true;
+            d.kind = Insn::Ldsm;
+            d.num = 1 << (i % 3);
+            d.trans = i >= 3;
+        }
+    }
+    if (!known)
         fail("unemulated inline PTX: \"%s\"", t.c_str());
-    cache.emplace(tmpl, std::make_pair(k, t));
-    return k;
+    return cache.emplace(tmpl, std::move(d)).first->second;
+}
+
+Fiber &in_kernel(const std::string &what)
+{
+    if (!cur)
+        fail("'%s' outside a kernel", what.c_str());
+    return *cur;
+}
+
+void collective(Fiber &f, const Decoded &d)
+{
+    f.pend.what = d.text.c_str();
+    f.pend.kind = d.kind;
+    f.pend.seq = f.colls++;
+    block_wait(St::Coll);
+}
+
+void exec_ldsm_issue(const Decoded &d, std::initializer_list<Operand> ops)
+{
+    const Sig out{"=r", 4, false}, addr{"r", 4, false};
+    if (d.num == 1)
+        check_ops(d.text, ops, {out, addr});
+    else if (d.num == 2)
+        check_ops(d.text, ops, {out, out, addr});
+    else
+        check_ops(d.text, ops, {out, out, out, out, addr});
+    Fiber &f = in_kernel(d.text);
+    const Operand *o = ops.begin();
+    for (int i = 0; i < d.num; ++i)
+        f.pend.out[i] = static_cast<uint32_t *>(o[i].ptr);
+    f.pend.in[0] = (uint32_t)o[d.num].bits;
+    f.pend.num = d.num;
+    f.pend.trans = d.trans;
+    collective(f, d);
+}
+
+void cp_async_issue(const Decoded &d, std::initializer_list<Operand> ops)
+{
+    check_ops(d.text, ops, {{"r", 4, false}, {"l", 8, false}, {"r", 4, false}});
+    Fiber &f = in_kernel(d.text);
+    const Operand *o = ops.begin();
+    const uint32_t dst = (uint32_t)o[0].bits, n = (uint32_t)o[2].bits;
+    const uintptr_t src = (uintptr_t)o[1].bits;
+    if (n > 16)
+        fail("cp.async: src-size %u exceeds the 16-byte copy", n);
+    if (src % 16)
+        fail("cp.async: global source %#lx is not 16-byte aligned", (unsigned long)src);
+    /* Undefined until the wait: whoever reads it earlier reads NaN. */
+    std::memset(shared_at(dst, 16, 16, "cp.async"), 0xff, 16);
+    f.uncommitted.push_back(AsyncCopy{dst, reinterpret_cast<const unsigned char *>(src), n});
+}
+
+void cp_async_wait(Fiber &f, size_t keep)
+{
+    while (f.in_flight.size() > keep) {
+        land(f.in_flight.front());
+        f.in_flight.pop_front();
+    }
 }
 
 } // namespace
 
 void ptx(const char *tmpl, std::initializer_list<Operand> ops)
 {
-    static std::string t;
-    const Insn k = decode(tmpl, t);
+    const Decoded &d = decode(tmpl);
+    const std::string &t = d.text;
     const Operand *o = ops.begin();
-    if (k == Insn::CvtF32F16) {
+    switch (d.kind) {
+    case Insn::CvtF32F16: {
         check_ops(t, ops, {{"=f", 4, true}, {"h", 2, false}});
         const float f = f16_to_f32((uint16_t)o[1].bits);
         std::memcpy(o[0].ptr, &f, 4);
-    } else if (k == Insn::CvtF16F32) {
+        break;
+    }
+    case Insn::CvtF16F32: {
         check_ops(t, ops, {{"=h", 2, false}, {"f", 4, true}});
         float f;
         std::memcpy(&f, &o[1].bits, 4);
         const uint16_t h = f32_to_f16_rn(f);
         std::memcpy(o[0].ptr, &h, 2);
-    } else if (k == Insn::LdNc32) {
+        break;
+    }
+    case Insn::LdNc32: {
         check_ops(t, ops, {{"=r", 4, false}, {"l", 8, false}});
         const uintptr_t a = (uintptr_t)o[1].bits;
         if (a % 4)
             fail("ld.global.nc.b32 from misaligned address %#lx", (unsigned long)a);
         const uint32_t v = *reinterpret_cast<const uint32_t *>(a); /* ASan checks the bounds */
         std::memcpy(o[0].ptr, &v, 4);
-    } else {
+        break;
+    }
+    case Insn::Mma: {
         check_ops(t, ops,
                   {{"+f", 4, true}, {"+f", 4, true}, {"+f", 4, true}, {"+f", 4, true},
                    {"r", 4, false}, {"r", 4, false}, {"r", 4, false}, {"r", 4, false},
                    {"r", 4, false}, {"r", 4, false}});
-        if (!cur)
-            fail("mma.sync outside a kernel");
-        Pending &p = cur->pend;
-        p.what = kMma;
-        p.seq = cur->colls++;
+        Fiber &f = in_kernel(t);
         for (int i = 0; i < 4; ++i)
-            p.acc[i] = static_cast<float *>(o[i].ptr);
+            f.pend.acc[i] = static_cast<float *>(o[i].ptr);
         for (int i = 0; i < 6; ++i)
-            p.in[i] = (uint32_t)o[4 + i].bits;
-        block_wait(St::Coll);
+            f.pend.in[i] = (uint32_t)o[4 + i].bits;
+        collective(f, d);
+        break;
+    }
+    case Insn::Cvta: {
+        check_ops(t, ops, {{"=r", 4, false}, {"l", 8, false}});
+        const unsigned char *p = reinterpret_cast<const unsigned char *>((uintptr_t)o[1].bits);
+        if (!dyn_mem || p < dyn_mem || p > dyn_mem + dyn_bytes)
+            fail("cvta.to.shared of %p: not in this launch's dynamic shared memory (static "
+                 "__shared__ arrays have no emulated shared address)",
+                 static_cast<const void *>(p));
+        const uint32_t a = kSharedBase + (uint32_t)(p - dyn_mem);
+        std::memcpy(o[0].ptr, &a, 4);
+        break;
+    }
+    case Insn::Ldsm: exec_ldsm_issue(d, ops); break;
+    case Insn::CpAsync: cp_async_issue(d, ops); break;
+    case Insn::CpCommit: {
+        check_ops(t, ops, {});
+        Fiber &f = in_kernel(t);
+        f.in_flight.push_back(std::move(f.uncommitted));
+        f.uncommitted.clear();
+        break;
+    }
+    case Insn::CpWait: {
+        check_ops(t, ops, {{"n", 4, false}});
+        int n;
+        std::memcpy(&n, &o[0].bits, 4);
+        if (n < 0 || n > 7)
+            fail("cp.async.wait_group %d: N must be 0..7", n);
+        cp_async_wait(in_kernel(t), (size_t)n);
+        break;
+    }
+    case Insn::CpWaitAll: {
+        check_ops(t, ops, {});
+        Fiber &f = in_kernel(t);
+        f.in_flight.push_back(std::move(f.uncommitted));
+        f.uncommitted.clear();
+        cp_async_wait(f, 0);
+        break;
+    }
     }
 }
 
@@ -505,7 +736,11 @@ void launch(const LaunchCfg &cfg, const std::function<void()> &fn)
     block_dim = b;
     dyn_bytes = cfg.dyn_smem;
     /* Exactly dyn_smem bytes (none: a zero-size block), so ASan catches a read past it. */
-    dyn_mem = static_cast<unsigned char *>(std::malloc(dyn_bytes));
+    /* 16-byte aligned like a real shared window (ldmatrix rows, cp.async destinations). */
+    void *mem = nullptr;
+    if (posix_memalign(&mem, 16, dyn_bytes) != 0)
+        fail("allocating %zu bytes of dynamic shared memory failed", dyn_bytes);
+    dyn_mem = static_cast<unsigned char *>(mem);
     const unsigned long long nblocks = (unsigned long long)g.x * g.y * g.z;
     for (unsigned long long i = 0; i < nblocks; ++i) {
         const unsigned long long k = cfg.reverse ? nblocks - 1 - i : i;

@@ -123,6 +123,146 @@ LS_FN ls_u32 ls_ld32(const ls_half *p)
     asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(p));
     return v;
 }
+
+/* ------------------------------------------------------------ shared memory (sm_80+) */
+
+/* One 16-byte unit: the element type of dynamic shared memory, so that its base is 16-byte
+ * aligned as ldmatrix rows and cp.async destinations must be. */
+struct alignas(16) LsChunk16 {
+    ls_u32 w[4];
+};
+
+/* The 32-bit shared-window address of a generic pointer into shared memory (what the
+ * `.shared` forms of ldmatrix and cp.async take). */
+LS_FN ls_u32 ls_smem_addr(const void *p)
+{
+    ls_u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+/* ldmatrix (PTX ISA, "ldmatrix"): the warp loads 1, 2 or 4 8×8 matrices of b16; lanes
+ * 8i..8i+7 give the 16-byte-aligned addresses of rows 0..7 of matrix i, and lane l receives in
+ * register i row l/4, elements 2(l%4), 2(l%4)+1 of matrix i (lower element in the low half);
+ * `.trans` delivers the transposed matrix (elements [2(l%4)][l/4], [2(l%4)+1][l/4]). */
+LS_FN void ls_ldsm_x1(ls_u32 r[1], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];" : "=r"(r[0]) : "r"(addr));
+}
+
+LS_FN void ls_ldsm_x2(ls_u32 r[2], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+LS_FN void ls_ldsm_x4(ls_u32 r[4], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+LS_FN void ls_ldsm_x1_trans(ls_u32 r[1], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];"
+                 : "=r"(r[0]) : "r"(addr));
+}
+
+LS_FN void ls_ldsm_x2_trans(ls_u32 r[2], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
+LS_FN void ls_ldsm_x4_trans(ls_u32 r[4], ls_u32 addr)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+/* cp.async (PTX ISA, "cp.async"): 16 bytes global → shared, asynchronous; the first
+ * `src_bytes` (0..16) come from `src`, the rest is zero-filled (src_bytes = 0: a zero chunk,
+ * nothing read). Both addresses 16-byte aligned. The data is defined only after this thread's
+ * cp.async.wait_group that covers its group, and visible to other threads after a barrier
+ * following that wait. `.cg` bypasses L1 (streamed data), `.ca` caches in L1 (data other
+ * blocks' rows reuse). */
+LS_FN void ls_cp_async_cg(ls_u32 dst, const void *src, ls_u32 src_bytes)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 : : "r"(dst), "l"(src), "r"(src_bytes));
+}
+
+LS_FN void ls_cp_async_ca(ls_u32 dst, const void *src, ls_u32 src_bytes)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;"
+                 : : "r"(dst), "l"(src), "r"(src_bytes));
+}
+
+/* Closes the group of this thread's cp.async issued since the last commit (possibly empty). */
+LS_FN void ls_cp_async_commit()
+{
+    asm volatile("cp.async.commit_group;");
+}
+
+/* Waits until at most N of this thread's most recent groups are still in flight. */
+template <int N> LS_FN void ls_cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;" : : "n"(N));
+}
+
+/* ------------------------------------------------------------ tiles and fragments */
+
+/* Shared-memory tiles are rows of `cpr` 16-byte chunks (8 halves each, cpr ∈ {2, 4, 8}),
+ * XOR-swizzled: chunk c of row r is stored at chunk c ^ ((r·cpr/8) mod cpr). Eight consecutive
+ * rows (8-aligned) at one logical chunk then fill eight distinct 16-byte bank groups, so every
+ * ldmatrix phase (one 8×8 matrix) is free of bank conflicts. Byte offset within the tile: */
+LS_FN ls_u32 ls_swz(int r, int c, int cpr)
+{
+    return (ls_u32)(r * cpr + (c ^ ((r * cpr / 8) % cpr))) * 16u;
+}
+
+/* The m16n8k16 operands as registers (layouts at ls_mma16816). */
+struct LsFragA {
+    ls_u32 x[4];
+};
+struct LsFragB {
+    ls_u32 x[2];
+};
+struct LsAcc {
+    float x[4];
+};
+
+LS_FN void ls_mma(LsAcc &d, const LsFragA &a, const LsFragB &b)
+{
+    ls_mma16816(d.x, a.x, b.x[0], b.x[1]);
+}
+
+/* Row and column of accumulator element i (0..3) of `lane`. */
+LS_FN int ls_acc_row(int lane, int i) { return (lane >> 2) + (i >> 1) * 8; }
+LS_FN int ls_acc_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }
+
+/* The A fragment of the 16×16 block whose rows start at `row0` (a multiple of 8) and whose k
+ * starts at chunk `kc` of a swizzled [rows][k] tile at shared address `tile`: ldmatrix.x4 with
+ * lane l addressing row row0 + l%16, chunk kc + l/16, so matrices 0..3 are (rows 0-7, k 0-7),
+ * (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a[0..3]. */
+LS_FN void ls_load_a(LsFragA &a, ls_u32 tile, int row0, int kc, int cpr, int lane)
+{
+    ls_ldsm_x4(a.x, tile + ls_swz(row0 + (lane & 15), kc + (lane >> 4), cpr));
+}
+
+/* The B fragments of the two n-tiles n0..n0+7 and n0+8..n0+15 (n0 a multiple of 8), k from
+ * chunk kc, of a swizzled [n][k] tile (weights, k contiguous): ldmatrix.x4 with lane l
+ * addressing row n0 + l%8 + 8(l/16), chunk kc + (l/8)%2, so matrices 0..3 are b[0], b[1] of
+ * the first tile and b[0], b[1] of the second. */
+LS_FN void ls_load_b2(LsFragB &b0, LsFragB &b1, ls_u32 tile, int n0, int kc, int cpr, int lane)
+{
+    ls_u32 r[4];
+    ls_ldsm_x4(r, tile + ls_swz(n0 + (lane & 7) + ((lane >> 4) << 3), kc + ((lane >> 3) & 1), cpr));
+    b0.x[0] = r[0];
+    b0.x[1] = r[1];
+    b1.x[0] = r[2];
+    b1.x[1] = r[3];
+}
 #endif /* __CUDACC__ */
 
 #endif /* LUNGSEG_COMMON_CUH */

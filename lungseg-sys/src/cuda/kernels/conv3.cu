@@ -10,135 +10,257 @@
  *   w     [Cout][27][C0+C1] K contiguous, tap t = 9kz + 3ky + kx, BN folded
  *   bias  [Cout] f32
  *   out   [S][D][H][W][Cout] post-ReLU, post-dropout (the stored tensor is what consumers read)
- * Requirements (checked on the host): C0, C1 multiples of 16, Cout multiple of 8.
+ * Requirements (checked on the host): C0, C1 multiples of 16, Cout multiple of 8; src0, src1
+ * and w 16-byte aligned (each its own cudaMalloc), so that every 8-channel chunk is one
+ * aligned 16-byte cp.async.
  *
  * GEMM view: M = S·D·H·W output voxels, N = Cout, K = 27·(C0+C1). A[m][k] is the input value of
  * voxel m's neighbour at tap k / Cin, channel k % Cin (0 outside the volume): implicit im2col.
+ * K is walked in groups of 16 (one tap, 16 channels of one source: C0 and C1 are multiples of
+ * 16, so a group never straddles the two sources); group g = tap·Cin/16 + channel/16 is K
+ * 16g..16g+15, the same 16 halves of every weight row.
  *
- * Tiles: 128 threads = 4 warps stacked along M; warp tile 32 (M) × 32 (N) = 2 × 4 mma tiles of
- * m16n8k16 → 32 f32 accumulators per thread; block tile 128 × 32; grid (ceil(M/128),
- * ceil(Cout/32)). An n-tile past Cout (Cout = 16 layers) is skipped warp-uniformly.
- * Reasoning: at 64³ the layers have 16–64 channels, so N is small and M huge; tiling M deeply
- * and keeping N = 32 keeps accumulators at 32 registers (no spills at 128 threads, checked by
- * scripts/nvrtc-check.sh) while every A fragment serves 4 mma and every B fragment 2.
- * Fragments are loaded straight from global memory (ld.global.nc, 32-bit, the L1 catches the
- * 27-fold tap reuse); a shared-memory/ldmatrix/cp.async pipeline is the next step once a GPU
- * can measure it (docs/cuda.md, "Status").
+ * Tiles (NVRTC -D constants, owned by `CONV3_TILE` in lungseg-sys/src/cuda/launch.rs, which
+ * also sizes the launch; defaults in brackets):
+ *   CONV_WARPS [4]   warps per block, stacked along M; THREADS = 32·WARPS [128]
+ *   CONV_WM [2]      m16 tiles per warp (even)    → BM = 16·WM·WARPS [128] voxels per block
+ *   CONV_WN [4]      n8 tiles per warp (even)     → BN = 8·WN [32] output channels per block
+ *   CONV_KG [2]      K groups per pipeline step   → BK = 16·KG [32]
+ *   CONV_STAGES [3]  cp.async pipeline depth
+ *   grid (ceil(M/BM), ceil(Cout/BN)), dynamic shared memory STAGES·(BM + BN)·BK·2 bytes
+ *   [3 · 10 KiB = 30 KiB, under the 48 KiB that needs no opt-in].
+ * Shared memory, per stage: A [BM][BK] then B [BN][BK] (weights, K contiguous), rows of
+ * CPR = 2·KG 16-byte chunks, XOR-swizzled (ls_swz in common.cuh): cp.async writes whole
+ * chunks, ldmatrix.x4 reads 8 rows of one chunk per phase without bank conflicts.
+ * Loads per step: thread t owns A rows t + r·THREADS (r < BM/THREADS [1]) and issues 2·KG
+ * 16-byte cp.async.ca per row (src-size 0, i.e. zeros, for a neighbour outside the volume or
+ * past K), plus BN·CPR/THREADS [1] cp.async.cg of weights (zeros past Cout or K).
+ * Fragments per k16 per warp: WM [2] ldmatrix.x4 for A, WN/2 [2] for B, WM·WN [8] mma, so
+ * (WM + WN/2)/(WM·WN) [0.5] LDSM per HMMA and no other shared loads. Global traffic per block
+ * and k-step: (BM + BN)·BK·2 bytes [10 KiB] as 2·KG·BM/THREADS + BN·CPR/THREADS [5] 16-byte
+ * cp.async per thread; the only other global loads are the epilogue's 2·WN [8] bias values.
+ * Static SASS at the default tile (one k-step body: 16 HMMA, 8 LDSM; the 2-step prologue and
+ * the loop: 15 LDGSTS), checked by scripts/cuda-sass-check.sh for sm_80 and sm_90:
+ *   sass-design ls_conv3: HMMA>=16 LDSM/HMMA<=0.5 LDGSTS/HMMA<=0.9375 LDS=0 LDG<=8 LDL=0 STL=0
+ *   (LDS excludes the never-executed `@!PT LDS RZ, [RZ]` ptxas places before LDGSTS.)
+ * Pipeline: STAGES − 1 steps in flight; per step: wait for the oldest, one barrier (the data
+ * is visible and every warp is done with the buffer refilled next), issue the step
+ * STAGES − 1 ahead, compute. An n8 tile past Cout (Cout = 8, 16, 24) skips its mma,
+ * warp-uniformly; the inner loops are otherwise fully unrolled and branch-free.
+ * Reasoning: at 64³ the layers have 16–64 channels, so N is small and M huge; a deep M tile
+ * with N = 32 keeps 32 f32 accumulators per thread (no spills at 128 threads, checked by
+ * scripts/nvrtc-check.sh) while every A fragment serves WN mma and every B fragment WM.
  */
 
-#define CONV_WARPS 4
-#define CONV_BM (CONV_WARPS * 32)
-#define CONV_BN 32
+#if !defined(CONV_WARPS) || !defined(CONV_WM) || !defined(CONV_WN) || !defined(CONV_KG) || \
+    !defined(CONV_STAGES)
+#error "conv3.cu needs its tile constants (-DCONV_WARPS=... from CONV3_TILE in launch.rs)"
+#endif
 
-extern "C" __global__ void __launch_bounds__(CONV_WARPS * 32)
+#define CONV_THREADS (CONV_WARPS * 32)
+#define CONV_BM (CONV_WARPS * CONV_WM * 16)
+#define CONV_BN (CONV_WN * 8)
+#define CONV_CPR (CONV_KG * 2)
+#define CONV_A_BYTES (CONV_BM * CONV_CPR * 16)
+#define CONV_B_BYTES (CONV_BN * CONV_CPR * 16)
+#define CONV_STAGE_BYTES (CONV_A_BYTES + CONV_B_BYTES)
+#define CONV_ROWS (CONV_BM / CONV_THREADS)
+#define CONV_B_CHUNKS (CONV_BN * CONV_CPR / CONV_THREADS)
+
+static_assert(CONV_WM % 2 == 0 && CONV_WN % 2 == 0, "warp tile: even m16 and n8 counts");
+static_assert(CONV_CPR == 2 || CONV_CPR == 4 || CONV_CPR == 8, "ls_swz needs 2, 4 or 8 chunks");
+static_assert(CONV_B_CHUNKS >= 1 && CONV_B_CHUNKS * CONV_THREADS == CONV_BN * CONV_CPR,
+              "weight chunks must split evenly over the threads");
+static_assert(CONV_STAGES >= 2, "a pipeline needs two stages");
+
+/* One output voxel of the block as the A loader and the epilogue see it. */
+struct ConvVox {
+    ls_u32 s;
+    int z, y, x;
+    bool valid;
+};
+
+/* The voxel `off` rows after the block's first one, sample s0, voxel r0 (r0 < dhw): 32-bit
+ * steps only, since a 64-bit division is a subroutine call whose clobbers would spill the
+ * accumulators in the epilogue. */
+LS_FN ConvVox conv_vox(ls_u32 s0, ls_u32 r0, int off, int S, ls_u32 dhw, int H, int W)
+{
+    ConvVox v;
+    ls_u32 s = s0, r = r0 + (ls_u32)off;
+    while (r >= dhw) {
+        r -= dhw;
+        ++s;
+    }
+    v.valid = s < (ls_u32)S;
+    v.s = v.valid ? s : 0;
+    r = v.valid ? r : 0;
+    v.x = r % W;
+    v.y = (r / W) % H;
+    v.z = r / (W * H);
+    return v;
+}
+
+/* The kernel's arguments that the loaders need. */
+struct ConvIn {
+    const ls_half *src0, *src1, *w;
+    ls_u64 ss0, ss1;
+    int c0, c1, cout, D, H, W, groups, cin16, K;
+};
+
+/* The next K group to load: tap and 16-channel chunk (groups are loaded in order). */
+struct ConvCursor {
+    int g, tap, ch;
+};
+
+/* Issues the cp.async of pipeline step `step` into the stage at shared address `stage`. */
+LS_FN void conv_load(const ConvIn &p, ConvCursor &cur, const ConvVox (&rows)[CONV_ROWS],
+                     ls_u32 stage, int n_block, int tid)
+{
+#pragma unroll
+    for (int kg = 0; kg < CONV_KG; ++kg) {
+        const bool gvalid = cur.g < p.groups;
+        const int dz = cur.tap / 9 - 1, dy = cur.tap / 3 % 3 - 1, dx = cur.tap % 3 - 1;
+        const int c = cur.ch * 16;
+        const bool first = c < p.c0;
+#pragma unroll
+        for (int r = 0; r < CONV_ROWS; ++r) {
+            const ConvVox &v = rows[r];
+            const int z = v.z + dz, y = v.y + dy, x = v.x + dx;
+            const bool in = gvalid && v.valid && z >= 0 && z < p.D && y >= 0 && y < p.H &&
+                            x >= 0 && x < p.W;
+            const ls_u64 nb = in ? ((ls_u64)z * p.H + y) * p.W + x : 0;
+            const ls_half *src = !in ? p.src0
+                                 : first ? p.src0 + v.s * p.ss0 + nb * p.c0 + c
+                                         : p.src1 + v.s * p.ss1 + nb * p.c1 + (c - p.c0);
+            const int row = tid + r * CONV_THREADS;
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                ls_cp_async_ca(stage + ls_swz(row, 2 * kg + h, CONV_CPR), src + (in ? 8 * h : 0),
+                               in ? 16u : 0u);
+        }
+        if (++cur.ch == p.cin16) {
+            cur.ch = 0;
+            ++cur.tap;
+        }
+        ++cur.g;
+    }
+    const int g0 = cur.g - CONV_KG;
+    const ls_u32 btile = stage + CONV_A_BYTES;
+#pragma unroll
+    for (int i = 0; i < CONV_B_CHUNKS; ++i) {
+        const int q = tid + i * CONV_THREADS, n = q / CONV_CPR, cc = q % CONV_CPR;
+        const int g = g0 + cc / 2;
+        const bool in = n_block + n < p.cout && g < p.groups;
+        const ls_half *src = in ? p.w + (ls_u64)(n_block + n) * p.K + g * 16 + (cc % 2) * 8 : p.w;
+        ls_cp_async_cg(btile + ls_swz(n, cc, CONV_CPR), src, in ? 16u : 0u);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
 ls_conv3(const ls_half *__restrict__ src0, ls_u64 ss0, int c0,
          const ls_half *__restrict__ src1, ls_u64 ss1, int c1,
          const ls_half *__restrict__ w, const float *__restrict__ bias,
          ls_half *__restrict__ out, int cout,
          int S, int D, int H, int W, int relu, LsDrop drop)
 {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = lane >> 2, t = lane & 3;
+    extern __shared__ LsChunk16 conv_smem[];
+    const ls_u32 smem = ls_smem_addr(conv_smem);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const ls_u32 dhw = (ls_u32)D * H * W;
-    const ls_u64 M = (ls_u64)S * dhw;
     const int cin = c0 + c1;
-    const int K = 27 * cin;
-    const int n_base = blockIdx.y * CONV_BN;
-    const ls_u64 m_warp = (ls_u64)blockIdx.x * CONV_BM + warp * 32;
+    const ConvIn p = {src0, src1, w, ss0, ss1, c0, c1, cout, D, H, W, 27 * cin / 16, cin / 16,
+                      27 * cin};
+    const int nsteps = (p.groups + CONV_KG - 1) / CONV_KG;
+    const int n_block = blockIdx.y * CONV_BN;
+    const ls_u64 m_block = (ls_u64)blockIdx.x * CONV_BM;
+    const ls_u32 s0 = (ls_u32)(m_block / dhw), r0 = (ls_u32)(m_block % dhw);
 
-    /* The 4 output rows this thread loads A for: m_warp + i*16 + g + h*8 (i, h in 0..1). */
-    int rz[4], ry[4], rx[4];
-    ls_u32 rs[4];
-    bool rvalid[4];
+    ConvVox rows[CONV_ROWS];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        ls_u64 m = m_warp + (r >> 1) * 16 + (r & 1) * 8 + g;
-        rvalid[r] = m < M;
-        ls_u64 mm = rvalid[r] ? m : 0;
-        rs[r] = (ls_u32)(mm / dhw);
-        ls_u32 v = (ls_u32)(mm % dhw);
-        rx[r] = v % W;
-        ry[r] = (v / W) % H;
-        rz[r] = v / (W * H);
-    }
+    for (int r = 0; r < CONV_ROWS; ++r)
+        rows[r] = conv_vox(s0, r0, tid + r * CONV_THREADS, S, dhw, H, W);
 
-    float acc[2][4][4];
+    LsAcc acc[CONV_WM][CONV_WN];
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
+    for (int i = 0; i < CONV_WM; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < CONV_WN; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-                acc[i][j][e] = 0.0f;
+                acc[i][j].x[e] = 0.0f;
+    bool nvalid[CONV_WN];
+#pragma unroll
+    for (int j = 0; j < CONV_WN; ++j)
+        nvalid[j] = n_block + j * 8 < cout;
 
-    bool nvalid[4];
+    ConvCursor cur = {0, 0, 0};
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-        nvalid[j] = n_base + j * 8 < cout;
-
-    for (int tap = 0; tap < 27; ++tap) {
-        const int dz = tap / 9 - 1, dy = tap / 3 % 3 - 1, dx = tap % 3 - 1;
-        /* Neighbour voxel offsets (in voxels, within the sample), -1 = outside: zero. */
-        long long nb[4];
+    for (int st = 0; st < CONV_STAGES - 1; ++st) {
+        if (st < nsteps)
+            conv_load(p, cur, rows, smem + st * CONV_STAGE_BYTES, n_block, tid);
+        ls_cp_async_commit();
+    }
+    int st_read = 0, st_write = CONV_STAGES - 1;
+    for (int ks = 0; ks < nsteps; ++ks) {
+        ls_cp_async_wait<CONV_STAGES - 2>();
+        __syncthreads();
+        if (ks + CONV_STAGES - 1 < nsteps)
+            conv_load(p, cur, rows, smem + st_write * CONV_STAGE_BYTES, n_block, tid);
+        ls_cp_async_commit();
+        const ls_u32 atile = smem + st_read * CONV_STAGE_BYTES, btile = atile + CONV_A_BYTES;
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            int z = rz[r] + dz, y = ry[r] + dy, x = rx[r] + dx;
-            bool in = rvalid[r] && z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W;
-            nb[r] = in ? ((long long)z * H + y) * W + x : -1;
+        for (int kk = 0; kk < CONV_KG; ++kk) {
+            LsFragA fa[CONV_WM];
+            LsFragB fb[CONV_WN];
+#pragma unroll
+            for (int i = 0; i < CONV_WM; ++i)
+                ls_load_a(fa[i], atile, (warp * CONV_WM + i) * 16, 2 * kk, CONV_CPR, lane);
+#pragma unroll
+            for (int j = 0; j < CONV_WN; j += 2)
+                ls_load_b2(fb[j], fb[j + 1], btile, j * 8, 2 * kk, CONV_CPR, lane);
+#pragma unroll
+            for (int j = 0; j < CONV_WN; ++j)
+                if (nvalid[j])
+#pragma unroll
+                    for (int i = 0; i < CONV_WM; ++i)
+                        ls_mma(acc[i][j], fa[i], fb[j]);
         }
-        for (int kc = 0; kc < cin; kc += 16) {
-            const bool first = kc < c0;
-            const ls_half *src = first ? src0 : src1;
-            const ls_u64 ss = first ? ss0 : ss1;
-            const int cs = first ? c0 : c1;
-            const int ch = (first ? kc : kc - c0) + 2 * t;
-            ls_u32 a[2][4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-                ls_u32 lo = 0, hi = 0;
-                if (nb[r] >= 0) {
-                    const ls_half *p = src + rs[r] * ss + (ls_u64)nb[r] * cs + ch;
-                    lo = ls_ld32(p);
-                    hi = ls_ld32(p + 8);
-                }
-                a[r >> 1][(r & 1)] = lo;     /* rows g / g+8, k 2t..  */
-                a[r >> 1][(r & 1) + 2] = hi; /* rows g / g+8, k 2t+8.. */
-            }
-            const int k0 = tap * cin + kc + 2 * t;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                if (!nvalid[j])
-                    continue;
-                const ls_half *wp = w + (ls_u64)(n_base + j * 8 + g) * K + k0;
-                ls_u32 b0 = ls_ld32(wp), b1 = ls_ld32(wp + 8);
-                ls_mma16816(acc[0][j], a[0], b0, b1);
-                ls_mma16816(acc[1][j], a[1], b0, b1);
-            }
-        }
+        st_read = st_read == CONV_STAGES - 1 ? 0 : st_read + 1;
+        st_write = st_write == CONV_STAGES - 1 ? 0 : st_write + 1;
     }
 
-    /* Epilogue: bias, ReLU, dropout, fp16 pairs. */
+    /* Epilogue: bias, ReLU, dropout, fp16 pairs (accumulator rows r and r+8 of each m16). */
+    float bias2[CONV_WN][2];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        if (!nvalid[j])
-            continue;
-        const int n = n_base + j * 8 + 2 * t;
-        const float b0 = bias[n], b1 = bias[n + 1];
+    for (int j = 0; j < CONV_WN; ++j) {
+        const int n = n_block + j * 8 + ls_acc_col(lane, 0);
+        bias2[j][0] = nvalid[j] ? bias[n] : 0.0f;
+        bias2[j][1] = nvalid[j] ? bias[n + 1] : 0.0f;
+    }
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            if (!rvalid[r])
+    for (int i = 0; i < CONV_WM; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = (warp * CONV_WM + i) * 16 + ls_acc_row(lane, 2 * h);
+            const ConvVox v = conv_vox(s0, r0, row, S, dhw, H, W);
+            if (!v.valid)
                 continue;
-            const int i = r >> 1, h = r & 1;
-            float v0 = acc[i][j][2 * h] + b0, v1 = acc[i][j][2 * h + 1] + b1;
-            if (relu) {
-                v0 = fmaxf(v0, 0.0f);
-                v1 = fmaxf(v1, 0.0f);
+            const ls_u32 vox = ((ls_u32)v.z * H + v.y) * W + v.x;
+#pragma unroll
+            for (int j = 0; j < CONV_WN; ++j) {
+                if (!nvalid[j])
+                    continue;
+                const int n = n_block + j * 8 + ls_acc_col(lane, 2 * h);
+                float v0 = acc[i][j].x[2 * h] + bias2[j][0], v1 = acc[i][j].x[2 * h + 1] + bias2[j][1];
+                if (relu) {
+                    v0 = fmaxf(v0, 0.0f);
+                    v1 = fmaxf(v1, 0.0f);
+                }
+                v0 = ls_dropout(drop, v0, v.s, n, vox, dhw);
+                v1 = ls_dropout(drop, v1, v.s, n + 1, vox, dhw);
+                ls_u32 *o = (ls_u32 *)(out + ((ls_u64)v.s * dhw + vox) * cout + n);
+                *o = ls_pack2(v0, v1);
             }
-            const ls_u32 vox = ((ls_u32)rz[r] * H + ry[r]) * W + rx[r];
-            v0 = ls_dropout(drop, v0, rs[r], n, vox, dhw);
-            v1 = ls_dropout(drop, v1, rs[r], n + 1, vox, dhw);
-            ls_u32 *o = (ls_u32 *)(out + ((ls_u64)rs[r] * dhw + vox) * cout + n);
-            *o = ls_pack2(v0, v1);
         }
     }
 }
