@@ -55,8 +55,10 @@ if grep -q '^cuda *=' lungseg-sys/Cargo.toml; then
     --test cuda_reference --test cuda_philox_c --test c_abi --test ffi_model
   step "CUDA kernels executed on the CPU by the host emulator (ASan + UBSan)"
   scripts/cuda-emu.sh
-  step "CUDA kernels compile with NVRTC for sm_80 and sm_90, no register spills"
-  scripts/nvrtc-check.sh
+  step "CUDA kernels: NVRTC for sm_80 and sm_90, no register spills, SASS counts as designed"
+  # Runs scripts/nvrtc-check.sh (compile + spill check) and compares each tiled kernel's
+  # static SASS counts (HMMA, LDSM, LDGSTS, LDG, ...) with the design line in its .cu header.
+  scripts/cuda-sass-check.sh
 fi
 
 # lungseg-sys's `dicom` feature needs no step of its own: lungseg-train enables it, so the

@@ -9,6 +9,8 @@ use burn::module::{Flag, Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig3d};
 use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -331,13 +333,15 @@ impl UNet {
     }
 }
 
-/// MaxPool3d(2) by reshape + `max_dim`, keeping every tensor ≤ 5-D (Burn 0.22 has no 3-D pool).
+/// MaxPool3d(2) as a native 2-D pool over (h, w) and a `max_dim` over pairs of slices, keeping
+/// every tensor ≤ 5-D (Burn 0.22 has no 3-D pool). The 2-D pool runs in the backend's own
+/// kernel both ways (libtorch's `max_pool2d_with_indices` with `--backend tch`), which leaves one
+/// generic max-and-scatter on half the data instead of three.
 pub fn max_pool2(x: Tensor<5>) -> Tensor<5> {
     let [b, c, d, h, w] = x.dims();
     let (d2, h2, w2) = (d / 2, h / 2, w / 2);
-    x.reshape([b * c * d, h2, 2, w2, 2])
-        .max_dim(4)
-        .max_dim(2)
+    let planes = max_pool2d(x.reshape([b, c * d, h, w]), MaxPoolOptions::new([2, 2]));
+    planes
         .reshape([b * c, d2, 2, h2 * w2])
         .max_dim(2)
         .reshape([b, c, d2, h2, w2])
