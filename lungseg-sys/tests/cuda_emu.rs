@@ -348,6 +348,53 @@ fn out_of_bounds_load_is_stopped_by_asan() {
     assert!(e.contains("AddressSanitizer: heap-buffer-overflow"), "{e}");
 }
 
+/// Stores to fp16 saturate at ±65504 (inf included) and keep NaN, like the CPU reference.
+#[test]
+fn fp16_stores_saturate_and_keep_nan() {
+    let mut dev = device();
+    let vals = [
+        1e6f32,
+        -1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        65504.0,
+        65519.0,
+        1.5,
+        -0.0,
+        f32::NAN,
+    ];
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let input = dev.upload(&bytes).unwrap();
+    let out = dev.poisoned(vals.len() * 2).unwrap();
+    let n = vals.len() as i32;
+    let launch = selftest_launch(
+        "emu_f2h",
+        32,
+        vec![KArg::Buf(input), KArg::Buf(out), KArg::I32(n)],
+    );
+    dev.launch(&launch, Order::Forward).unwrap();
+    let got: Vec<f32> = dev
+        .read(out)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .collect();
+    let want = [
+        65504.0, -65504.0, 65504.0, -65504.0, 65504.0, 65504.0, 1.5, -0.0,
+    ];
+    assert_eq!(&got[..8], &want, "saturated stores");
+    assert!(got[8].is_nan(), "NaN must stay NaN");
+    for (v, g) in vals.iter().zip(&got) {
+        if !v.is_nan() {
+            assert_eq!(
+                lungseg::cuda::reference::round_f16(*v),
+                *g,
+                "reference of {v}"
+            );
+        }
+    }
+}
+
 #[test]
 fn races_differ_between_thread_orders_and_barriers_fix_them() {
     let mut dev = device();

@@ -414,3 +414,28 @@ fn plan_has_the_documented_dropout_layers_and_no_in_place_launch() {
         plan.workspace_bytes(20) >> 20
     );
 }
+
+/// A model whose BN-folded weights fp16 cannot hold is refused by the CUDA backend before any
+/// device work (the same check decides with or without a GPU), naming the layer; the same
+/// model unmodified is accepted (`reference_plan_matches_cpu_engine_gpu_shaped_model`).
+#[test]
+fn weights_beyond_fp16_are_refused_with_the_layer_named() {
+    let cfg =
+        r#"{"channels":[16,32,48],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
+    let mut tensors = common::synth_tensors(&[16, 32, 48]);
+    let t = tensors
+        .iter_mut()
+        .find(|t| t.name == "enc.1.conv2.weight")
+        .expect("tensor present");
+    // Element 0 of an f32 tensor: 1e9 folds far beyond fp16's ±65504 (BN scales are O(1)).
+    t.data[..4].copy_from_slice(&1e9f32.to_le_bytes());
+    let bytes = common::write_safetensors(&tensors, &common::standard_meta(cfg));
+    let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
+    let why = lungseg::cuda::engine::unsupported_reason(&m).expect("refused");
+    assert!(why.contains("enc.1.conv2") && why.contains("fp16"), "{why}");
+    let e = lungseg::cuda::engine::CudaEngine::new(&m)
+        .err()
+        .expect("refused");
+    assert_eq!(e.kind, lungseg::ErrorKind::Device);
+    assert!(e.message.contains("enc.1.conv2"), "{e}");
+}

@@ -462,6 +462,9 @@ pub fn run_reference(
 
 /// Why a model cannot run on the CUDA backend (layout requirements of the kernels), if so.
 pub fn unsupported_reason(model: &Model) -> Option<String> {
+    if let Some(why) = fp16_overflow(model) {
+        return Some(why);
+    }
     let ch = &model.config().channels;
     if let Some(c) = ch.iter().find(|&&c| c % 16 != 0) {
         return Some(format!(
@@ -472,6 +475,32 @@ pub fn unsupported_reason(model: &Model) -> Option<String> {
         return Some(format!("first-level channels {} exceed 64", ch[0]));
     }
     None
+}
+
+/// The first BN-folded weight that the kernels hold as fp16 but fp16 cannot (it would round to
+/// ±inf and turn whole activations into inf/NaN). The first layer and the head stay f32.
+fn fp16_overflow(model: &Model) -> Option<String> {
+    let net = &model.net;
+    let mut layers: Vec<(String, &[f32])> = Vec::new();
+    for (l, b) in net.enc.iter().enumerate() {
+        if l > 0 {
+            layers.push((format!("enc.{l}.conv1"), &b.conv1.w));
+        }
+        layers.push((format!("enc.{l}.conv2"), &b.conv2.w));
+    }
+    for (l, b) in net.dec.iter().enumerate() {
+        layers.push((format!("dec.{l}.conv1"), &b.conv1.w));
+        layers.push((format!("dec.{l}.conv2"), &b.conv2.w));
+    }
+    for (l, u) in net.up.iter().enumerate() {
+        layers.push((format!("dec.{l}.up"), &u.w));
+    }
+    layers.into_iter().find_map(|(name, w)| {
+        let v = w.iter().find(|&&v| !f16::from_f32(v).is_finite())?;
+        Some(format!(
+            "{name} has a BN-folded weight of {v:e}, beyond fp16's ±65504"
+        ))
+    })
 }
 
 pub use gpu::CudaEngine;
@@ -557,15 +586,16 @@ mod gpu {
     impl CudaEngine {
         /// Compiles (or loads cached) kernels, uploads the weights, allocates the workspace.
         pub fn new(model: &Model) -> Result<CudaEngine> {
-            let info = match super::super::probe() {
-                super::super::Probe::Usable(i) => i.clone(),
-                super::super::Probe::Unusable(why) => return Err(Error::device(why.clone())),
-            };
+            // The model first: its refusal does not depend on the machine.
             if let Some(why) = unsupported_reason(model) {
                 return Err(Error::device(format!(
                     "model not supported by the CUDA backend: {why}"
                 )));
             }
+            let info = match super::super::probe() {
+                super::super::Probe::Usable(i) => i.clone(),
+                super::super::Probe::Unusable(why) => return Err(Error::device(why.clone())),
+            };
             let ctx = CudaContext::new(0).map_err(dev("context"))?;
             let stream = ctx.default_stream();
             let mut funcs = std::collections::HashMap::new();

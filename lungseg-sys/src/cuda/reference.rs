@@ -14,7 +14,8 @@ use crate::philox::philox4x32_10;
 /// Rounds to the nearest fp16 (ties to even), as `cvt.rn.f16.f32`.
 #[inline]
 pub fn round_f16(x: f32) -> f32 {
-    f16::from_f32(x).to_f32()
+    // Saturating, as the kernels' ls_f2h (common.cuh): beyond ±65504 (inf included) is ±65504.
+    f16::from_f32(x.clamp(-65504.0, 65504.0)).to_f32()
 }
 
 /// The kernels' `LsDrop` (`kernels/common.cuh`), passed by value. `kind` 0 = none,

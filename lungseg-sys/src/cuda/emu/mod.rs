@@ -35,6 +35,7 @@ pub const SELFTEST: KernelSource = KernelSource {
         "emu_no_race",
         "emu_dyn_shared",
         "emu_load",
+        "emu_f2h",
         "emu_unknown_ptx",
         "emu_ldmatrix",
         "emu_ldsm_mma",

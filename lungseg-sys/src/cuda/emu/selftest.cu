@@ -79,6 +79,13 @@ extern "C" __global__ void emu_load(const ls_half *p, int off, ls_u32 *out)
     *out = ls_ld32(p + off);
 }
 
+/* ls_f2h of n floats (one thread each). */
+extern "C" __global__ void emu_f2h(const float *in, ls_half *out, int n)
+{
+    int i = threadIdx.x;
+    if (i < n) out[i] = ls_f2h(in[i]);
+}
+
 /* PTX the emulator does not know must stop it. */
 extern "C" __global__ void emu_unknown_ptx(float *d)
 {

@@ -65,8 +65,12 @@ LS_FN float ls_h2f(ls_half h)
     return f;
 }
 
+/* Saturating: a value beyond fp16's ±65504 (±inf included) is stored as ±65504, so one large
+ * activation cannot become inf and then NaN in the next layer's products; NaN stays NaN (both
+ * comparisons are false) and still reaches the host's output check. */
 LS_FN ls_half ls_f2h(float f)
 {
+    f = f > 65504.0f ? 65504.0f : (f < -65504.0f ? -65504.0f : f);
     ls_half h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
