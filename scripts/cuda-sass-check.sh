@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 NVDISASM_WHEEL=${NVDISASM_WHEEL:-nvidia-cuda-nvdisasm==13.5.37}
 SASS_TOOLS=${SASS_TOOLS:-$CARGO_TARGET_DIR/sass-tools}
-find_nvdisasm() { find "$SASS_TOOLS" -name nvdisasm -type f 2>/dev/null | head -n 1; }
+# Before the first install the folder is missing: find fails there, and pipefail would exit.
+find_nvdisasm() { { find "$SASS_TOOLS" -name nvdisasm -type f 2>/dev/null || true; } | head -n 1; }
 nvdisasm=$(find_nvdisasm)
 if [ -z "$nvdisasm" ]; then
   echo "installing $NVDISASM_WHEEL into $SASS_TOOLS"
