@@ -16,8 +16,8 @@ use common::*;
 use half::f16;
 use lungseg::cuda::emu::engine::{run as run_plan, EmuRun};
 use lungseg::cuda::emu::{self, BufId, EmuDevice, Order};
-use lungseg::cuda::engine::run_reference;
 use lungseg::cuda::launch::{self as l, ConvSrc, HeadState, KArg, Launch};
+use lungseg::cuda::plan::run_reference;
 use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
 
 fn emulator() -> &'static PathBuf {
@@ -966,7 +966,7 @@ fn head_kernels_match_reference_across_chunks() {
 
 fn plan_matches(cfg: &str, n: u32, chunk: usize) {
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
-    assert!(lungseg::cuda::engine::unsupported_reason(&m).is_none());
+    assert!(lungseg::cuda::weights::unsupported_reason(&m).is_none());
     let mut rng = Rng(21);
     let v = 16 * 16 * 16;
     let input: Vec<f32> = (0..v).map(|_| rng.f() * 1000.0 - 200.0).collect();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use lungseg::cuda::engine::{run_reference, Plan};
+use lungseg::cuda::plan::{run_reference, Plan};
 use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
 use lungseg::mc::{predict_uncertainty, McOptions, UncertaintyMaps};
 use lungseg::nn::{self, Grid};
@@ -370,7 +370,7 @@ fn reference_plan_matches_cpu_engine_gpu_shaped_model() {
     let cfg =
         r#"{"channels":[16,32,48],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
-    assert!(lungseg::cuda::engine::unsupported_reason(&m).is_none());
+    assert!(lungseg::cuda::weights::unsupported_reason(&m).is_none());
     let mut rng = Rng(5);
     let input: Vec<f32> = (0..512).map(|_| rng.f() * 1000.0 - 200.0).collect();
     plan_matches_cpu_engine(&m, &input, 7, 3, 2);
@@ -389,11 +389,11 @@ fn plan_has_the_documented_dropout_layers_and_no_in_place_launch() {
     let mut layers = Vec::new();
     for op in &plan.ops {
         match *op {
-            lungseg::cuda::engine::Op::Expand { src, out, layer } => {
+            lungseg::cuda::plan::Op::Expand { src, out, layer } => {
                 assert_ne!(src, out);
                 layers.push(layer);
             }
-            lungseg::cuda::engine::Op::Conv {
+            lungseg::cuda::plan::Op::Conv {
                 src0,
                 src1,
                 out,
@@ -431,7 +431,7 @@ fn weights_beyond_fp16_are_refused_with_the_layer_named() {
     t.data[..4].copy_from_slice(&1e9f32.to_le_bytes());
     let bytes = common::write_safetensors(&tensors, &common::standard_meta(cfg));
     let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
-    let why = lungseg::cuda::engine::unsupported_reason(&m).expect("refused");
+    let why = lungseg::cuda::weights::unsupported_reason(&m).expect("refused");
     assert!(why.contains("enc.1.conv2") && why.contains("fp16"), "{why}");
     let e = lungseg::cuda::engine::CudaEngine::new(&m)
         .err()

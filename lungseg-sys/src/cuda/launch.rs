@@ -5,7 +5,7 @@
 //!
 //! `B` names buffers: the engine's [`Slot`]s, or an emulator buffer id in kernel tests.
 
-use super::engine::{layer_drop, ChunkDrop, Op, Plan};
+use super::plan::{layer_drop, ChunkDrop, Op, Plan};
 use super::reference::LsDrop;
 
 /// One kernel argument.

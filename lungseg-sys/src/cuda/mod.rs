@@ -7,6 +7,9 @@
 //!   ptxas report (registers, spills), the cache and the prebuilt-binary fallback.
 //! - [`reference`]: a CPU reference for every kernel (f32 with fp16 rounding where the kernel
 //!   rounds); the GPU tests compare against these, and CPU tests check them against `nn`.
+//! - [`plan`]: the network as launches over buffers, and its CPU execution through the
+//!   references; [`weights`]: the weights in the kernels' layouts and the model requirements;
+//!   [`launch`]: each kernel's grid, shared memory and arguments, shared with the emulator.
 //! - [`engine`]: weights and workspace on the device, the MC batch, the launches.
 
 pub mod compile;
@@ -14,8 +17,10 @@ pub mod compile;
 pub mod emu;
 pub mod engine;
 pub mod launch;
+pub mod plan;
 pub mod probe;
 pub mod reference;
+pub mod weights;
 
 pub use probe::{probe, Probe};
 

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use half::f16;
 
 use super::{BufId, EmuDevice, Order};
-use crate::cuda::engine::{ChunkDrop, GpuWeights, Plan};
 use crate::cuda::launch::{head_finalize_blocks, ConvShape, PlanLaunches, Slot};
+use crate::cuda::plan::{ChunkDrop, Plan};
 use crate::cuda::reference::HeadOut;
+use crate::cuda::weights::GpuWeights;
 use crate::model::{DropoutKind, Model};
 
 /// One MC call to emulate.
@@ -48,7 +49,7 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
     let plan = Plan::new(model);
     let wts = GpuWeights::new(model);
     let cfg = model.config();
-    let shape = |c: &crate::cuda::engine::ConvW| ConvShape {
+    let shape = |c: &crate::cuda::weights::ConvW| ConvShape {
         cin: c.cin,
         cout: c.cout,
     };

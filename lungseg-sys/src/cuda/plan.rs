@@ -1,0 +1,356 @@
+//! The CUDA backend's network as data: [`Plan`] lists the kernel launches over named buffers,
+//! built from the model's configuration. It is pure Rust, so [`run_reference`] executes it on
+//! the CPU with the kernel references (tested against the CPU engine without a GPU), the
+//! emulator runs it through the real kernel sources, and `CudaEngine` runs it on the device.
+//!
+//! Storage differs from the CPU engine in one way: the GPU stores activations *after* dropout
+//! (the conv epilogue applies the mask and the `1/(1-p)` scale before the fp16 store), where
+//! the CPU engine stores them before and folds the mask into the consumer's weights. Both
+//! compute the same function; only rounding differs.
+//!
+//! MC structure: `ls_conv_first` (enc.0.conv1, before the first dropout) runs once per patch;
+//! `ls_dropout_expand` applies layer 0 per sample; everything after runs on all samples of a
+//! chunk as one batch (`S` = chunk size, chosen at open so that the workspace fits
+//! `engine::WORKSPACE_BUDGET`); `ls_head_accumulate` folds each chunk into per-voxel running
+//! statistics and `ls_head_finalize` writes the maps and per-block summary sums.
+
+use super::reference::{self as r, LsDrop, Src};
+use super::weights::GpuWeights;
+use crate::model::{DropoutKind, Model};
+
+/// Dropout layer numbers (`docs/model-format.md`): execution order, two per block.
+pub fn enc_layer(l: usize, second: bool) -> u32 {
+    (2 * l + usize::from(second)) as u32
+}
+
+/// See [`enc_layer`]; decoder level `l` of `levels`.
+pub fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
+    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
+}
+
+/// A buffer of the plan: `[S][grid][c]` fp16 (or one shared `[grid][c]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buf {
+    pub level: usize,
+    pub c: usize,
+    pub shared: bool,
+}
+
+/// One launch. Buffer operands index [`Plan::bufs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    First {
+        out: usize,
+    },
+    /// Dropout layer 0 on the shared first output, per sample.
+    Expand {
+        src: usize,
+        out: usize,
+        layer: u32,
+    },
+    /// `convs[conv]`, output dropped by `layer`.
+    Conv {
+        conv: usize,
+        src0: usize,
+        src1: Option<usize>,
+        out: usize,
+        level: usize,
+        layer: u32,
+    },
+    Pool {
+        src: usize,
+        out: usize,
+        level_in: usize,
+    },
+    Up {
+        up: usize,
+        src: usize,
+        out: usize,
+        level_in: usize,
+    },
+    Head {
+        src: usize,
+    },
+}
+
+/// The network as launches over buffers (see the module doc).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub grids: Vec<[usize; 3]>,
+    pub bufs: Vec<Buf>,
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    /// Buffers per level l: P (layer-0 input at level 0, then up / decoder output), Q (pooled
+    /// input, `C_{l-1}` channels), T (conv1 output), K (skip = encoder output), aliased where
+    /// lifetimes allow; plus the shared first-layer output.
+    pub fn new(model: &Model) -> Plan {
+        let cfg = model.config();
+        let ch = &cfg.channels;
+        let levels = ch.len();
+        let [px, py, pz] = cfg.patch_size;
+        let grids: Vec<[usize; 3]> = (0..levels).map(|l| [pz >> l, py >> l, px >> l]).collect();
+        let mut bufs = vec![Buf {
+            level: 0,
+            c: ch[0],
+            shared: true,
+        }];
+        let mut idx = |b: Buf| {
+            bufs.push(b);
+            bufs.len() - 1
+        };
+        let p: Vec<usize> = (0..levels)
+            .map(|l| {
+                idx(Buf {
+                    level: l,
+                    c: ch[l],
+                    shared: false,
+                })
+            })
+            .collect();
+        let t: Vec<usize> = (0..levels)
+            .map(|l| {
+                idx(Buf {
+                    level: l,
+                    c: ch[l],
+                    shared: false,
+                })
+            })
+            .collect();
+        let k: Vec<usize> = (0..levels)
+            .map(|l| {
+                idx(Buf {
+                    level: l,
+                    c: ch[l],
+                    shared: false,
+                })
+            })
+            .collect();
+        // Pooled inputs of levels 1.. (the previous level's channel count).
+        let q: Vec<usize> = (0..levels)
+            .map(|l| {
+                if l == 0 {
+                    return p[0]; // never used: level 0 is not pooled into
+                }
+                idx(Buf {
+                    level: l,
+                    c: ch[l.saturating_sub(1)],
+                    shared: false,
+                })
+            })
+            .collect();
+        let mut ops = vec![
+            Op::First { out: 0 },
+            Op::Expand {
+                src: 0,
+                out: p[0],
+                layer: enc_layer(0, false),
+            },
+            Op::Conv {
+                conv: 0,
+                src0: p[0],
+                src1: None,
+                out: k[0],
+                level: 0,
+                layer: enc_layer(0, true),
+            },
+        ];
+        let mut conv = 1;
+        for l in 1..levels {
+            ops.push(Op::Pool {
+                src: k[l - 1],
+                out: q[l],
+                level_in: l - 1,
+            });
+            ops.push(Op::Conv {
+                conv,
+                src0: q[l],
+                src1: None,
+                out: t[l],
+                level: l,
+                layer: enc_layer(l, false),
+            });
+            ops.push(Op::Conv {
+                conv: conv + 1,
+                src0: t[l],
+                src1: None,
+                out: k[l],
+                level: l,
+                layer: enc_layer(l, true),
+            });
+            conv += 2;
+        }
+        let mut last = k[levels - 1];
+        for l in (0..levels.saturating_sub(1)).rev() {
+            ops.push(Op::Up {
+                up: l,
+                src: last,
+                out: p[l],
+                level_in: l + 1,
+            });
+            ops.push(Op::Conv {
+                conv,
+                src0: k[l],
+                src1: Some(p[l]),
+                out: t[l],
+                level: l,
+                layer: dec_layer(levels, l, false),
+            });
+            ops.push(Op::Conv {
+                conv: conv + 1,
+                src0: t[l],
+                src1: None,
+                out: p[l],
+                level: l,
+                layer: dec_layer(levels, l, true),
+            });
+            conv += 2;
+            last = p[l];
+        }
+        ops.push(Op::Head { src: last });
+        Plan { grids, bufs, ops }
+    }
+
+    /// fp16 elements of buffer `b` for a batch of `s`.
+    pub fn buf_len(&self, b: usize, s: usize) -> usize {
+        let x = self.bufs[b];
+        let [d, h, w] = self.grids[x.level];
+        d * h * w * x.c * if x.shared { 1 } else { s }
+    }
+
+    /// Device bytes of the workspace for a batch of `s` (activations + head state + maps).
+    pub fn workspace_bytes(&self, s: usize) -> usize {
+        let act: usize = (0..self.bufs.len()).map(|b| self.buf_len(b, s) * 2).sum();
+        let [d, h, w] = self.grids[0];
+        act + d * h * w * 4 * 8
+    }
+}
+
+/// Dropout of one MC chunk: `None` = deterministic pass.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkDrop {
+    pub seed: u64,
+    pub p: f32,
+    pub element: bool,
+    pub sample0: u32,
+}
+
+/// The kernels' dropout argument for `layer` of a chunk (`None`: deterministic).
+pub fn layer_drop(d: Option<ChunkDrop>, layer: u32) -> LsDrop {
+    d.map_or(LsDrop::NONE, |d| {
+        LsDrop::new(d.seed, d.p, layer, d.element, d.sample0)
+    })
+}
+
+/// The whole network on the CPU through the kernel references: `n_samples` MC samples in
+/// chunks of `chunk` (`drop = false`: one deterministic sample). Returns the head output.
+pub fn run_reference(
+    model: &Model,
+    patch_hu: &[f32],
+    seed: u64,
+    n_samples: u32,
+    chunk: usize,
+    dropout: bool,
+) -> r::HeadOut {
+    let plan = Plan::new(model);
+    let wts = GpuWeights::new(model);
+    let cfg = model.config();
+    let element = cfg.dropout.kind == DropoutKind::Element;
+    let mut state = r::HeadState::default();
+    let mut done = 0u32;
+    while done < n_samples {
+        let s = chunk.min((n_samples - done) as usize);
+        let drop = dropout.then_some(ChunkDrop {
+            seed,
+            p: cfg.dropout.p,
+            element,
+            sample0: done,
+        });
+        let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
+        for op in &plan.ops {
+            match *op {
+                Op::First { out } => {
+                    bufs[out] = r::conv_first(
+                        patch_hu,
+                        cfg.hu_window.0,
+                        cfg.hu_window.1,
+                        &wts.first_w,
+                        &wts.first_b,
+                        plan.bufs[out].c,
+                        plan.grids[0],
+                    );
+                }
+                Op::Expand { src, out, layer } => {
+                    let [d, h, w] = plan.grids[0];
+                    bufs[out] = r::dropout_expand(
+                        &bufs[src],
+                        s,
+                        d * h * w,
+                        plan.bufs[src].c,
+                        &layer_drop(drop, layer),
+                    );
+                }
+                Op::Conv {
+                    conv,
+                    src0,
+                    src1,
+                    out,
+                    level,
+                    layer,
+                } => {
+                    let c = &wts.convs[conv];
+                    let mk = |b: usize| Src {
+                        data: &bufs[b],
+                        c: plan.bufs[b].c,
+                        shared: plan.bufs[b].shared,
+                    };
+                    let o = r::conv3(
+                        mk(src0),
+                        src1.map(mk),
+                        &c.w,
+                        &c.bias,
+                        c.cout,
+                        s,
+                        plan.grids[level],
+                        true,
+                        &layer_drop(drop, layer),
+                    );
+                    bufs[out] = o;
+                }
+                Op::Pool { src, out, level_in } => {
+                    bufs[out] = r::maxpool2(&bufs[src], s, plan.grids[level_in], plan.bufs[src].c);
+                }
+                Op::Up {
+                    up,
+                    src,
+                    out,
+                    level_in,
+                } => {
+                    let u = &wts.ups[up];
+                    bufs[out] = r::upconv2(
+                        &bufs[src],
+                        u.cin,
+                        &u.w,
+                        &u.bias,
+                        u.cout,
+                        s,
+                        plan.grids[level_in],
+                    );
+                }
+                Op::Head { src } => {
+                    r::head_accumulate(
+                        &bufs[src],
+                        plan.bufs[src].c,
+                        &wts.head_w,
+                        wts.head_b,
+                        s,
+                        &mut state,
+                    );
+                }
+            }
+        }
+        done += s as u32;
+    }
+    r::head_finalize(&state)
+}
