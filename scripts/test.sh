@@ -72,6 +72,11 @@ scripts/aarch64-check.sh
 step "install into a prefix; C and C++ examples against it (shared + static, pkg-config + find_package)"
 scripts/check_c_examples.sh "$CARGO_TARGET_DIR"
 
+if [ "$(uname -m)" = x86_64 ]; then
+  step "CPU kernels: no register spills in the AVX-512 and AVX2 FMA loops (the release build above)"
+  python3 scripts/cpu-spill-check.py "$CARGO_TARGET_DIR/release/liblungseg.so"
+fi
+
 step "C and C++ examples under AddressSanitizer+UBSan, and valgrind over the Rust code"
 scripts/check_c_sanitizers.sh "$CARGO_TARGET_DIR"
 
