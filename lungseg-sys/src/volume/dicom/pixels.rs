@@ -49,7 +49,8 @@ impl PixelFormat {
                 h.pixel_representation
             )));
         }
-        if !(1..=16).contains(&h.bits_stored) || h.high_bit + 1 != h.bits_stored {
+        // HighBit comes from the file: 65535 + 1 must not overflow.
+        if !(1..=16).contains(&h.bits_stored) || h.high_bit.checked_add(1) != Some(h.bits_stored) {
             return Err(Error::unsupported(format!(
                 "BitsStored = {}, HighBit = {}: HighBit must be BitsStored - 1, at most 15",
                 h.bits_stored, h.high_bit
@@ -151,6 +152,39 @@ fn ts_name(uid: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header(bits_stored: u16, high_bit: u16) -> SliceHeader {
+        SliceHeader {
+            rows: 2,
+            columns: 3,
+            pixel_spacing: [0.7, 0.6],
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            position: [0.0; 3],
+            bits_allocated: 16,
+            bits_stored,
+            high_bit,
+            pixel_representation: 1,
+            samples_per_pixel: 1,
+            photometric: "MONOCHROME2".into(),
+            frames: 1,
+            rescale: [1.0, -1024.0],
+            transfer_syntax: IMPLICIT_LE.into(),
+            pixel_data: Some(0..12),
+            identity: Default::default(),
+        }
+    }
+
+    /// Found by the `dicom_file` fuzz target (fuzz/regressions/dicom_file/
+    /// high_bit_65535_overflows_bits_check): HighBit 65535 overflowed `high_bit + 1`.
+    #[test]
+    fn any_high_bit_is_checked_without_overflow() {
+        for (bits, high) in [(16, u16::MAX), (0, u16::MAX), (16, 14), (12, 12)] {
+            let e = PixelFormat::of(&header(bits, high)).unwrap_err();
+            assert!(e.message.contains("HighBit"), "{e}");
+        }
+        assert!(PixelFormat::of(&header(12, 11)).is_ok());
+        assert!(PixelFormat::of(&header(16, 15)).is_ok());
+    }
 
     #[test]
     fn bits_above_bits_stored_are_masked_and_signs_extended() {
