@@ -31,3 +31,7 @@ cargo test "${test_args[@]}" --test engine_kernels
 # minutes under emulation), and MC determinism across thread counts.
 cargo test "${test_args[@]}" --test engine_parity -- small
 cargo test "${test_args[@]}" --test engine_mc -- same_seed
+# The NEON tile's register budget (conv3.rs): no vector register reaches the stack inside an
+# FMA loop of the release build (optimisation decides spills; the test builds above are dev).
+cargo build -p lungseg-sys --lib --release --target "$TARGET"
+python3 scripts/cpu-spill-check.py --arch aarch64 "$CARGO_TARGET_DIR/$TARGET/release/liblungseg.so"

@@ -1,41 +1,57 @@
 #!/usr/bin/env python3
-"""Static check of the x86 CPU kernels' hot loops: no register spills.
+"""Static check of the CPU kernels' hot loops: no register spills.
 
 The conv micro-kernels keep a tile of accumulators in vector registers (AVX-512: up to 16 zmm
-of 32; AVX2: 12 of 16 ymm; lungseg-sys/src/nn/conv3.rs states the budgets). A tile that does
+of 32; AVX2: 12 of 16 ymm; NEON: 24 of 32 q; lungseg-sys/src/nn/conv3.rs states the budgets). A tile that does
 not fit makes the compiler spill accumulators to the stack inside the FMA loop, which costs
 more than the whole tile gains and shows in no test. This script disassembles the release
 library (objdump), finds each kernel function's innermost loops that contain FMAs (a backward
 conditional branch and its target delimit a loop), and fails when such a loop touches a vector
-register through the stack (`(%rsp)`/`(%rbp)`), or when a function has no FMA loop at all (a
+register through the stack (x86 `(%rsp)`/`(%rbp)`, aarch64 `[sp]`/`[x29]`), or when a function has no FMA loop at all (a
 renamed or vanished kernel must not pass silently). Stack traffic outside the FMA loops (tile
 epilogues, partial-lane stores) is allowed.
 
-Usage: scripts/cpu-spill-check.py [target/release/liblungseg.so]
+Usage: scripts/cpu-spill-check.py [--arch x86_64|aarch64] [target/release/liblungseg.so]
+(aarch64: a cross-built library, disassembled with aarch64-linux-gnu-objdump)
 """
 import re
 import subprocess
 import sys
 
-# The 3³ conv micro-kernels, inlined into one function per ISA (the tile sizes are theirs).
-KERNELS = [
-    "lungseg::nn::conv3::avx512::row",
-    "lungseg::nn::conv3::avx2::row",
-]
 INSN = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
-BRANCH = re.compile(r"^j(?!mp)[a-z]+$")  # conditional jumps only
-STACK_VEC = re.compile(r"%[yz]mm\d+.*\((%rsp|%rbp)\)|\((%rsp|%rbp)\).*%[yz]mm\d+")
 
 
-def functions(lib):
+class Arch:
+    """What differs between instruction sets: the objdump, the kernels, the FMA mnemonic, the
+    conditional branches and what a vector register reached through the stack looks like."""
+
+    def __init__(self, objdump, kernels, fma, branch, stack_vec):
+        self.objdump, self.kernels, self.fma = objdump, kernels, fma
+        self.branch, self.stack_vec = re.compile(branch), re.compile(stack_vec)
+
+
+ARCHES = {
+    # The 3³ conv micro-kernels, inlined into one function per ISA (the tile sizes are theirs).
+    "x86_64": Arch("objdump",
+                   ["lungseg::nn::conv3::avx512::row", "lungseg::nn::conv3::avx2::row"],
+                   fma="vfmadd", branch=r"^j(?!mp)[a-z]+$",  # conditional jumps only
+                   stack_vec=r"%[yz]mm\d+.*\((%rsp|%rbp)\)|\((%rsp|%rbp)\).*%[yz]mm\d+"),
+    "aarch64": Arch("aarch64-linux-gnu-objdump", ["lungseg::nn::conv3::neon::row"],
+                    fma="fmla", branch=r"^(b\.[a-z]+|cbn?z|tbn?z)$",
+                    # q/d/s/v registers loaded from or stored to the stack or frame
+                    stack_vec=r"\b[qdsv]\d+\b.*\[(sp|x29)\b"),
+}
+
+
+def functions(arch, lib):
     """{name: [(addr, mnemonic, operands)]} for the kernels, from objdump."""
-    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", lib],
+    out = subprocess.run([arch.objdump, "-d", "--no-show-raw-insn", "-C", lib],
                          check=True, capture_output=True, text=True).stdout
     funcs, cur = {}, None
     for line in out.splitlines():
         m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
         if m:
-            cur = m.group(1) if m.group(1) in KERNELS else None
+            cur = m.group(1) if m.group(1) in arch.kernels else None
             if cur:
                 funcs[cur] = []
             continue
@@ -45,18 +61,18 @@ def functions(lib):
     return funcs
 
 
-def fma_loops(insns):
+def fma_loops(arch, insns):
     """Innermost loops (target..branch address ranges) that contain an FMA."""
     loops = []
     for addr, mnem, ops in insns:
-        if not BRANCH.match(mnem):
+        if not arch.branch.match(mnem):
             continue
-        t = re.match(r"([0-9a-f]+) <", ops)
+        t = re.search(r"\b([0-9a-f]+) <", ops)
         if not t or int(t.group(1), 16) >= addr:
             continue
         lo = int(t.group(1), 16)
         body = [i for i in insns if lo <= i[0] <= addr]
-        if any(m.startswith("vfmadd") for _, m, _ in body):
+        if any(m.startswith(arch.fma) for _, m, _ in body):
             loops.append((lo, addr, body))
     # innermost: no other FMA loop strictly inside
     return [l for l in loops
@@ -65,19 +81,26 @@ def fma_loops(insns):
 
 
 def main():
-    lib = sys.argv[1] if len(sys.argv) > 1 else "target/release/liblungseg.so"
-    funcs = functions(lib)
+    args = sys.argv[1:]
+    name = "x86_64"
+    if args[:1] == ["--arch"] and len(args) >= 2:
+        name, args = args[1], args[2:]
+    if name not in ARCHES:
+        sys.exit(f"unknown --arch {name}: one of {', '.join(ARCHES)}")
+    arch = ARCHES[name]
+    lib = args[0] if args else "target/release/liblungseg.so"
+    funcs = functions(arch, lib)
     failed = False
-    for name in KERNELS:
+    for name in arch.kernels:
         insns = funcs.get(name)
         if not insns:
             print(f"FAIL {name}: not found in {lib}")
             failed = True
             continue
-        loops = fma_loops(insns)
+        loops = fma_loops(arch, insns)
         spills = [(lo, a, m, o) for lo, _, body in loops for a, m, o in body
-                  if STACK_VEC.search(o)]
-        fmas = sum(1 for _, _, b in loops for _, m, _ in b if m.startswith("vfmadd"))
+                  if arch.stack_vec.search(o)]
+        fmas = sum(1 for _, _, b in loops for _, m, _ in b if m.startswith(arch.fma))
         if not loops:
             print(f"FAIL {name}: no FMA loop found")
             failed = True

@@ -66,7 +66,7 @@ fi
 # highdicom, the dicom C tests and fuzz seeds included); the cuda step's `-p lungseg-sys` builds
 # check the library without it.
 
-step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user"
+step "aarch64: the engine tests (NEON kernel) cross-built and run under qemu-user; NEON spill check"
 scripts/aarch64-check.sh
 
 step "install into a prefix; C and C++ examples against it (shared + static, pkg-config + find_package)"

@@ -20,9 +20,9 @@
 //! | NEON     | 4     | 32 q      | 1×6 (NV = 4)          | 24 + 4 + 1 = 29                    |
 //! | portable | 16    | baseline  | 4×4, 2×8, 1×16        | (autovectorised `[f32; 16]`)       |
 //!
-//! `scripts/cpu-spill-check.py` (CI) disassembles the release library and fails when an x86 FMA
-//! loop touches a vector register through the stack; a 2×6 AVX2 tile makes it fail. The NEON
-//! budget is checked by the table only (no release aarch64 build in CI).
+//! `scripts/cpu-spill-check.py` (CI) disassembles the release library (x86, and the aarch64
+//! cross build in `scripts/aarch64-check.sh`) and fails when an FMA loop touches a vector
+//! register through the stack; a 2×6 AVX2 tile and a 2×6 NEON tile make it fail.
 //!
 //! AVX2 has no room for a second block (24 accumulators or 4 weights + 3 positions = 17 > 16),
 //! so wide layers run block after block, re-broadcasting the inputs (8 loads per 12 FMAs,
