@@ -33,7 +33,8 @@ class Arch:
 ARCHES = {
     # The 3³ conv micro-kernels, inlined into one function per ISA (the tile sizes are theirs).
     "x86_64": Arch("objdump",
-                   ["lungseg::nn::conv3::avx512::row", "lungseg::nn::conv3::avx2::row"],
+                   ["lungseg::nn::conv3::avx512::row", "lungseg::nn::conv3::avx512::ymm::row",
+                    "lungseg::nn::conv3::avx2::row"],
                    fma="vfmadd", branch=r"^j(?!mp)[a-z]+$",  # conditional jumps only
                    stack_vec=r"%[yz]mm\d+.*\((%rsp|%rbp)\)|\((%rsp|%rbp)\).*%[yz]mm\d+"),
     "aarch64": Arch("aarch64-linux-gnu-objdump", ["lungseg::nn::conv3::neon::row"],

@@ -54,6 +54,8 @@ fn conv3_matches_reference_on_odd_shapes() {
         (4, 3, 33, 16, &[0, 1, 2, 3, 5, 8, 9, 15][..], 40, 40, 0),
         (2, 2, 9, 32, &[1, 31][..], 70, 80, 10),
         (6, 5, 4, 8, &[0, 1, 2, 3, 4, 5, 6, 7][..], 5, 5, 0),
+        // 8 channels into a concat-like buffer: the half-block path's 12-wide tiles and tails.
+        (3, 4, 29, 8, &[0, 2, 3, 4, 5, 7][..], 8, 16, 8),
     ] {
         let g = Grid::new(d, h, w);
         let nk = ci.len();

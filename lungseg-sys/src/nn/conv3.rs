@@ -20,6 +20,12 @@
 //! | NEON     | 4     | 32 q      | 1×6 (NV = 4)          | 24 + 4 + 1 = 29                    |
 //! | portable | 16    | baseline  | 4×4, 2×8, 1×16        | (autovectorised `[f32; 16]`)       |
 //!
+//! Layers with at most 8 output channels compute only the first half of their one padded block
+//! (AVX2: NV = 1 ymm × 6 positions, 6 accumulators + 1 weight + 6 broadcasts, as LLVM hoists
+//! them all; AVX-512: the same ymm code with AVX-512VL's 32 registers and embedded broadcasts,
+//! 12 positions; NEON: NV = 2 × 12, 24 + 2 + 1 = 27): a 16-wide block would spend half its FMAs on zero lanes, on the layers
+//! that hold half the work of an 8-channel first level. Same accumulation order, same values.
+//!
 //! `scripts/cpu-spill-check.py` (CI) disassembles the release library (x86, and the aarch64
 //! cross build in `scripts/aarch64-check.sh`) and fails when an FMA loop touches a vector
 //! register through the stack; a 2×6 AVX2 tile and a 2×6 NEON tile make it fail.
@@ -114,6 +120,10 @@ pub fn conv3(
 #[inline(always)]
 unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
     match c.a.kernel {
+        // Layers of at most 8 output channels (the default model's level 0) run on 8-lane ymm
+        // code: a zmm would carry 8 zero lanes.
+        #[cfg(target_arch = "x86_64")]
+        CpuKernel::Avx512 if c.a.cout <= 8 => avx512::ymm::row(c, inp, out),
         #[cfg(target_arch = "x86_64")]
         CpuKernel::Avx512 => avx512::row(c, inp, out),
         #[cfg(target_arch = "x86_64")]
@@ -132,9 +142,10 @@ macro_rules! kernels {
         $(#[$attr:meta])*,
         $vec:ty, $lanes:literal, $zero:expr, $load:path, $splat:path, $fma:path, $finish:path,
         tiles: [$(($blocks:literal, $xt:literal)),+ $(,)?]
+        $(, half: $hxt:literal)?
     ) => {
         $(#[$attr])*
-        pub(super) unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
+        pub(in crate::nn::conv3) unsafe fn row(c: &Ctx<'_>, inp: usize, out: *mut f32) {
             // A compile-time input stride turns the per-position offsets into immediate
             // displacements, freeing the general registers the tile would otherwise spill.
             match c.a.in_stride {
@@ -150,6 +161,14 @@ macro_rules! kernels {
 
         $(#[$attr])*
         unsafe fn row_si<const SI: usize>(c: &Ctx<'_>, inp: usize, out: *mut f32) {
+            $(
+                // At most 8 output channels: only the first half of the one padded block is
+                // computed (`8 / lanes` vectors at `$hxt` positions).
+                if c.a.cout <= 8 {
+                    tiles::<{ 8 / $lanes }, $hxt, SI>(c, inp, out, 0);
+                    return;
+                }
+            )?
             let nb = c.cp / 16;
             let mut b0 = 0;
             'blocks: while b0 < nb {
@@ -261,6 +280,24 @@ mod avx512 {
         __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, finish,
         tiles: [(4, 4), (2, 8), (1, 16)]
     );
+
+    /// Layers of at most 8 output channels: 8-lane ymm code with AVX-512VL's 32 registers,
+    /// where a broadcast folds into the FMA as an embedded-broadcast memory operand, so a
+    /// 12-position tile fits (the AVX2 code's 16 registers hold 6). Only the `half` tile runs.
+    pub(super) mod ymm {
+        use super::super::avx2::finish;
+        use super::super::Ctx;
+        use std::arch::x86_64::*;
+
+        kernels!(
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512vl")],
+            __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+            finish,
+            tiles: [(1, 6)],
+            half: 12
+        );
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -270,7 +307,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn finish(acc: __m256, b: __m256, relu: bool, out: *mut f32, lanes: usize) {
+    pub(super) unsafe fn finish(acc: __m256, b: __m256, relu: bool, out: *mut f32, lanes: usize) {
         let mut r = _mm256_add_ps(acc, b);
         if relu {
             // max(0, r) returns r when r is NaN: NaN must reach the output check.
@@ -289,7 +326,8 @@ mod avx2 {
         #[inline]
         #[target_feature(enable = "avx2,fma")],
         __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, finish,
-        tiles: [(1, 6)]
+        tiles: [(1, 6)],
+        half: 6
     );
 }
 
@@ -326,7 +364,8 @@ mod neon {
         #[inline]
         #[target_feature(enable = "neon")],
         float32x4_t, 4, vdupq_n_f32(0.0), vld1q_f32, vdupq_n_f32, fma, finish,
-        tiles: [(1, 6)]
+        tiles: [(1, 6)],
+        half: 12
     );
 }
 

@@ -61,7 +61,11 @@ impl CpuKernel {
     pub fn supported(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            CpuKernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            // Its layers of at most 8 output channels run on AVX-512VL ymm code (nn::conv3).
+            CpuKernel::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
             #[cfg(target_arch = "x86_64")]
             CpuKernel::Avx2 => {
                 std::arch::is_x86_feature_detected!("avx2")
