@@ -9,7 +9,7 @@ use half::f16;
 use super::plan::{ChunkDrop, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
-use crate::model::{DropoutKind, Model};
+use crate::model::{DropoutKind, Network};
 
 /// Device memory the per-model workspace may use (weights are separate and small).
 pub const WORKSPACE_BUDGET: usize = 768 << 20;
@@ -49,8 +49,8 @@ mod gpu {
         partials: CudaSlice<f64>,
     }
 
-    /// One model on device 0: weights uploaded once (fp16), workspace allocated once for
-    /// `chunk` samples; calls are serialised on one stream.
+    /// One model on one CUDA device: weights uploaded once (fp16), workspace allocated once
+    /// for `chunk` samples; calls are serialised on one stream.
     pub struct CudaEngine {
         ctx: Arc<CudaContext>,
         stream: Arc<CudaStream>,
@@ -95,19 +95,20 @@ mod gpu {
     }
 
     impl CudaEngine {
-        /// Compiles (or loads cached) kernels, uploads the weights, allocates the workspace.
-        pub fn new(model: &Model) -> Result<CudaEngine> {
+        /// Compiles (or loads cached) kernels, uploads the weights, allocates the workspace on
+        /// CUDA device `index`.
+        pub fn new(model: &Network, index: u32) -> Result<CudaEngine> {
             // The model first: its refusal does not depend on the machine.
             if let Some(why) = unsupported_reason(model) {
                 return Err(Error::device(format!(
                     "model not supported by the CUDA backend: {why}"
                 )));
             }
-            let info = match super::super::probe() {
-                super::super::Probe::Usable(i) => i.clone(),
-                super::super::Probe::Unusable(why) => return Err(Error::device(why.clone())),
+            let info = match super::super::probe::probe_device(index) {
+                super::super::Probe::Usable(i) => i,
+                super::super::Probe::Unusable(why) => return Err(Error::device(why)),
             };
-            let ctx = CudaContext::new(0).map_err(dev("context"))?;
+            let ctx = CudaContext::new(index as usize).map_err(dev("context"))?;
             let stream = ctx.default_stream();
             let mut funcs = std::collections::HashMap::new();
             for ks in super::super::KERNELS {
@@ -197,7 +198,7 @@ mod gpu {
                 p: cfg.dropout.p,
                 element: cfg.dropout.kind == DropoutKind::Element,
                 ws: Mutex::new(ws),
-                device_name: info.name,
+                device_name: format!("CUDA {index}: {}", info.name),
             })
         }
 
@@ -220,6 +221,20 @@ mod gpu {
             n_samples: u32,
             dropout: bool,
         ) -> Result<DeviceResult> {
+            self.run_from(patch_hu, seed, 0, n_samples, dropout)
+        }
+
+        /// [`Self::run`] over samples `sample0..sample0 + n_samples` of the seed's MC
+        /// sequence (the same dropout masks as those samples of a run from 0); with
+        /// `n_samples = 1` the mean map is that one sample's probability map.
+        pub fn run_from(
+            &self,
+            patch_hu: &[f32],
+            seed: u64,
+            sample0: u32,
+            n_samples: u32,
+            dropout: bool,
+        ) -> Result<DeviceResult> {
             let mut guard = self.ws.lock().unwrap_or_else(|e| e.into_inner());
             let ws = &mut *guard;
             let st = &self.stream;
@@ -234,7 +249,9 @@ mod gpu {
                     seed,
                     p: self.p,
                     element: self.element,
-                    sample0: done,
+                    sample0: sample0.checked_add(done).ok_or_else(|| {
+                        Error::invalid(format!("sample {sample0} + {done} overflows"))
+                    })?,
                 });
                 for op in &plan.ops {
                     if let Some(l) = launches.op(op, s, drop, done) {

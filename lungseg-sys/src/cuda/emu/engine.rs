@@ -13,7 +13,7 @@ use crate::cuda::launch::{head_finalize_blocks, ConvShape, PlanLaunches, Slot};
 use crate::cuda::plan::{ChunkDrop, Plan};
 use crate::cuda::reference::HeadOut;
 use crate::cuda::weights::GpuWeights;
-use crate::model::{DropoutKind, Model};
+use crate::model::{DropoutKind, Network};
 
 /// One MC call to emulate.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,8 @@ pub struct EmuRun<'a> {
     pub patch_hu: &'a [f32],
     pub seed: u64,
     pub n_samples: u32,
+    /// The first sample's index in the seed's MC sequence (0 for a whole call).
+    pub sample0: u32,
     /// Samples per batch chunk (the workspace holds this many).
     pub chunk: usize,
     /// `false`: one deterministic pass.
@@ -45,7 +47,7 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 }
 
 /// Uploads the weights, runs every chunk and the finalize, reads the maps and summary sums.
-pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut, String> {
+pub fn run(dev: &mut EmuDevice, model: &Network, r: &EmuRun<'_>) -> Result<HeadOut, String> {
     let plan = Plan::new(model);
     let wts = GpuWeights::new(model);
     let cfg = model.config();
@@ -104,7 +106,10 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
             seed: r.seed,
             p: cfg.dropout.p,
             element,
-            sample0: done,
+            sample0: r
+                .sample0
+                .checked_add(done)
+                .ok_or("the sample index overflows u32")?,
         });
         for op in &plan.ops {
             if let Some(l) = launches.op(op, s, drop, done) {
