@@ -8,6 +8,10 @@
 //! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
 //! [`model::Model`]; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
+// Lets unit tests share `tests/common` (which names the crate `lungseg`).
+#[cfg(test)]
+extern crate self as lungseg;
+
 pub(crate) mod backend;
 mod cpu;
 #[cfg(feature = "cuda")]

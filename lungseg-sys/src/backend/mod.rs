@@ -9,7 +9,7 @@
 //! open bounds how far the CPU's results may differ from the device's.
 
 #[cfg(feature = "cuda")]
-mod cuda;
+pub(crate) mod cuda;
 pub mod self_check;
 
 use std::sync::OnceLock;
@@ -44,7 +44,8 @@ pub struct DeviceReport {
 }
 
 /// Opens the accelerator at an index: `Err` says why there is none to use.
-pub(crate) type Opener = dyn Fn(&Network, u32) -> std::result::Result<Box<dyn Accelerator>, String>;
+pub(crate) type Opener<'a> =
+    dyn Fn(&Network, u32) -> std::result::Result<Box<dyn Accelerator>, String> + 'a;
 
 /// The engines of one model.
 pub(crate) enum Backend {
@@ -83,7 +84,7 @@ impl Backend {
         cpu: CpuEngine,
         device: Device,
         index: u32,
-        opener: &Opener,
+        opener: &Opener<'_>,
     ) -> Result<Backend> {
         let accel = match device {
             Device::Cpu => {

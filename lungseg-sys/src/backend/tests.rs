@@ -250,3 +250,75 @@ fn errors_that_are_not_the_device_s_do_not_count_as_faults() {
     assert_eq!(e.kind, ErrorKind::InvalidArgument);
     assert_eq!(m.device().device, Device::Cuda);
 }
+
+#[cfg(feature = "cuda")]
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+/// The CUDA plan's CPU reference (`cuda::plan::run_reference_from`: the kernels' arithmetic,
+/// fp16 storage and masks included) as the accelerator: what a GPU computes, through the
+/// same one-sample runs the CUDA engine serves `pass` with.
+#[cfg(feature = "cuda")]
+mod plan_reference {
+    use super::*;
+    use crate::cuda::plan::run_reference_from;
+
+    use super::common;
+
+    struct PlanReference(Model);
+
+    impl Accelerator for PlanReference {
+        fn name(&self) -> &str {
+            "CUDA plan reference"
+        }
+
+        fn pass(&self, patch_hu: &[f32], drop: Option<SampleDrop>, prob: &mut [f32]) -> Result<()> {
+            let key = drop.map_or((0, 0), |d| (d.seed, d.sample));
+            let r = run_reference_from(&self.0, patch_hu, key, 1, 1, drop.is_some());
+            super::super::cuda::one_sample_map(r.mean, prob)
+        }
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn the_gpu_plan_passes_the_self_check_and_serves_every_call() {
+        for cfg in [
+            r#"{"channels":[16,32],"patch_size":[12,10,8],"dropout":{"p":0.25,"kind":"channel"}}"#,
+            r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.3,"kind":"element"}}"#,
+        ] {
+            let bytes = common::synth_model_bytes(cfg);
+            let opener =
+                |_: &Network, _: u32| -> std::result::Result<Box<dyn Accelerator>, String> {
+                    Ok(Box::new(PlanReference(Model::from_bytes(&bytes).unwrap())))
+                };
+            let m = Model::from_bytes_on(&bytes, &opts(Device::Cuda), &opener).unwrap();
+            assert_eq!(m.device().device, Device::Cuda, "{cfg}");
+            let cpu = Model::from_bytes(&bytes).unwrap();
+            let (mean, s) = mc_mean(&m).unwrap();
+            let (want_mean, want) = mc_mean(&cpu).unwrap();
+            assert!(max_diff(&mean, &want_mean) <= 1e-2, "{cfg}");
+            assert_eq!(
+                (s.n_samples, s.needs_review),
+                (want.n_samples, want.needs_review)
+            );
+            // Each sample's masks are the CPU's for that sample: a run of one sample from
+            // `sample` keys its masks by `sample`, not by its place in the run.
+            let hu = patch(&m);
+            let (mut got, mut exp) = (vec![0f32; hu.len()], vec![0f32; hu.len()]);
+            for sample in [0, 1, 5] {
+                mc::predict_sample(&m, &hu, 9, sample, &mut got, 1).unwrap();
+                mc::predict_sample(&cpu, &hu, 9, sample, &mut exp, 1).unwrap();
+                assert!(max_diff(&got, &exp) <= 1e-2, "{cfg} sample {sample}");
+            }
+            mc::predict(&m, &hu, &mut got, 1).unwrap();
+            mc::predict(&cpu, &hu, &mut exp, 1).unwrap();
+            assert!(max_diff(&got, &exp) <= 1e-2, "{cfg}");
+        }
+    }
+}

@@ -102,7 +102,7 @@ impl Model {
     pub(crate) fn from_bytes_on(
         bytes: &[u8],
         opts: &ModelOptions,
-        opener: &Opener,
+        opener: &Opener<'_>,
     ) -> Result<Model> {
         let kernel = cpu_kernel::select(opts.cpu_kernel)?;
         let mut size = None;
