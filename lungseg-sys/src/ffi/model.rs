@@ -24,7 +24,11 @@ use crate::patch::{self, PatchSpec};
 /// - Memory: each prediction running at the same time holds one scratch workspace of the
 ///   model's size (about 150 MB for the default network at 64³, checked against
 ///   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
-///   are freed when their call returns. After the first call, predictions do not allocate.
+///   are freed when their call returns. After the first call, CPU predictions do not allocate
+///   (on a GPU, each MC call allocates its host-side statistics).
+/// - GPU: a model opened on a GPU serialises its predictions on one stream; a GPU error during
+///   a prediction is `LUNGSEG_DEVICE` for that call, and the model's later predictions run on
+///   the CPU (see `lungseg_model_options`).
 /// - fork(): a child process may predict with handles opened before the fork (the pool is
 ///   re-created in the child), provided no other thread of the parent was inside a lungseg
 ///   call at the moment of the fork.
@@ -475,7 +479,8 @@ pub unsafe extern "C" fn lungseg_model_get_cpu_kernel(
 /// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 /// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
-/// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
+/// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`; a
+/// GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict(
     model: *const lungseg_model,
@@ -662,7 +667,9 @@ fn run_mc(
 /// seed 0. The same seed gives bit-identical results on any thread count. Maps must not
 /// overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
 /// HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
-/// `LUNGSEG_FORMAT`, never a summary.
+/// `LUNGSEG_FORMAT`, never a summary; a GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
+/// On a GPU, results agree with the CPU's within the open-time self-check's bounds, not bit for
+/// bit.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
     model: *const lungseg_model,
