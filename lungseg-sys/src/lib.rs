@@ -8,9 +8,12 @@
 //! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
 //! [`model::Model`]; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
-// Lets unit tests share `tests/common` (which names the crate `lungseg`).
+// Unit tests share the integration tests' helpers, which name the crate `lungseg`.
 #[cfg(test)]
 extern crate self as lungseg;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 
 pub(crate) mod backend;
 mod cpu;

@@ -48,7 +48,7 @@ impl Accelerator for CudaEngine {
 }
 
 /// Copies a one-sample run's mean map (that sample's probabilities) into `prob`.
-pub(super) fn one_sample_map(mean: Vec<f32>, prob: &mut [f32]) -> Result<()> {
+pub(crate) fn one_sample_map(mean: Vec<f32>, prob: &mut [f32]) -> Result<()> {
     if mean.len() != prob.len() {
         return Err(Error::device(format!(
             "the device returned {} probabilities for a patch of {}",

@@ -251,10 +251,6 @@ fn errors_that_are_not_the_device_s_do_not_count_as_faults() {
     assert_eq!(m.device().device, Device::Cuda);
 }
 
-#[cfg(feature = "cuda")]
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
 /// The CUDA plan's CPU reference (`cuda::plan::run_reference_from`: the kernels' arithmetic,
 /// fp16 storage and masks included) as the accelerator: what a GPU computes, through the
 /// same one-sample runs the CUDA engine serves `pass` with.
@@ -263,7 +259,7 @@ mod plan_reference {
     use super::*;
     use crate::cuda::plan::run_reference_from;
 
-    use super::common;
+    use crate::test_common as common;
 
     struct PlanReference(Model);
 
