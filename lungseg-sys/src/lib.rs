@@ -3,8 +3,8 @@
 //! Layers, bottom up: [`mhd`] reads and writes MetaImage CT into a [`volume::Volume`] with
 //! [`geometry`]; [`patch`] resamples HU patches around world points; [`model`] loads the
 //! safetensors U-Net into an immutable [`model::Network`]; [`nn`] holds the CPU kernels and
-//! `cpu` the CPU engine over them; [`stats`] is the MC reduction; `predict` runs the forward
-//! pass and MC-dropout sampling with [`philox`] masks on an engine; [`backend`] chooses the
+//! `cpu` the CPU engine over them; `stats` is the MC reduction; `predict` runs the forward
+//! pass and MC-dropout sampling with [`philox`] masks on an engine; `backend` chooses the
 //! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
 //! [`model::Model`]; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 

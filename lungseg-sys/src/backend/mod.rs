@@ -20,14 +20,16 @@ use crate::model::Network;
 use crate::predict::route::Accelerator;
 use crate::predict::{Route, Target};
 
-/// Which device a model is asked to run on.
+/// Which device a model is asked to run on. The Rust default is the CPU (results bit-identical
+/// to every earlier version); the C ABI's default is AUTO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Device {
-    /// The GPU when one is usable and passes the self-check, else the CPU.
+    /// The GPU when one is usable (probe, kernel compile) and passes the one-patch self-check
+    /// against the CPU at open, else the CPU with a note ([`DeviceReport::note`]).
     Auto,
     #[default]
     Cpu,
-    /// The GPU, or a `Device` error at open saying why not.
+    /// The GPU under the same conditions as AUTO, or a `Device` error at open saying why not.
     Cuda,
 }
 

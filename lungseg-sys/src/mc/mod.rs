@@ -1,8 +1,8 @@
 //! Inference on a [`Model`]: the deterministic forward pass ([`predict`]) and Monte-Carlo
 //! dropout sampling with per-voxel uncertainty maps and a patch summary
 //! ([`predict_uncertainty`]), on the backend the model chose at open. The computation is in
-//! [`crate::predict`]; these entry points pick the engine and handle a device fault
-//! ([`crate::backend`]).
+//! `crate::predict`; these entry points pick the engine and handle a device fault
+//! (`crate::backend`).
 //!
 //! Patches are HU values at the model's patch size, z-major with x fastest (PyTorch's
 //! `[D, H, W]`); normalisation with the model's HU window happens inside. On the CPU, results

@@ -1,6 +1,6 @@
 //! The model file (`docs/model-format.md`): a safetensors U-Net with JSON metadata, loaded
 //! into an immutable [`Network`] (config and BN-folded weights), and the [`Model`] a caller
-//! holds: that network and the backend chosen for it at open ([`crate::backend`]).
+//! holds: that network and the backend chosen for it at open (`crate::backend`).
 
 pub mod config;
 mod load;
@@ -35,7 +35,7 @@ pub struct ModelOptions {
     /// The CPU kernel to run; `None` = the `LUNGSEG_CPU_KERNEL` variable, else the fastest
     /// ([`cpu_kernel::select`]). One this CPU cannot run is refused at open (`Device`).
     pub cpu_kernel: Option<CpuKernel>,
-    /// Where predictions run ([`Device::Cpu`] by default; see [`crate::backend`]).
+    /// Where predictions run ([`Device::Cpu`] by default; its docs say how each is chosen).
     pub device: Device,
     /// The GPU to use when `device` is not the CPU (a CUDA device ordinal); one that does not
     /// exist is a `Device` error for [`Device::Cuda`] and the CPU with a note for AUTO.

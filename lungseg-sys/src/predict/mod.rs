@@ -25,7 +25,7 @@ use crate::stats::Stats;
 /// Most threads one call may ask for.
 pub const MAX_THREADS: usize = 1024;
 
-/// Options of [`predict_uncertainty`].
+/// Options of [`crate::mc::predict_uncertainty`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct McOptions {
     /// Number of MC samples, 1..=1024.
@@ -70,7 +70,7 @@ pub struct UncertaintyMaps<'a> {
     pub mutual_info: Option<&'a mut [f32]>,
 }
 
-/// Patch-level results of [`predict_uncertainty`] (serialised with these field names by
+/// Patch-level results of [`crate::mc::predict_uncertainty`] (serialised with these field names by
 /// hosts that report them, e.g. `lungseg-train predict`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
