@@ -20,8 +20,8 @@ use crate::model::Network;
 use crate::predict::route::Accelerator;
 use crate::predict::{Route, Target};
 
-/// Which device a model is asked to run on. The Rust default is the CPU (results bit-identical
-/// to every earlier version); the C ABI's default is AUTO.
+/// Which device a model is asked to run on. The Rust default is the CPU, whose results are
+/// bit-reproducible on any machine running the same kernel; the C ABI's default is AUTO.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Device {
     /// The GPU when one is usable (probe, kernel compile) and passes the one-patch self-check
