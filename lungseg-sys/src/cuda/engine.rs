@@ -18,10 +18,23 @@ pub use gpu::CudaEngine;
 
 mod gpu {
     use super::*;
-    use crate::cuda::launch::{head_finalize_blocks, ConvShape, KArg, Launch, PlanLaunches, Slot};
-    use cudarc::driver::{
-        CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    use crate::cuda::launch::{
+        head_finalize_blocks, ConvShape, KArg, Launch, Params, PlanLaunches, Slot,
     };
+    use crate::cuda::params::MAX_PARAMS_BYTES;
+    use cudarc::driver::{
+        CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+        SyncOnDrop,
+    };
+
+    /// A kernel's parameter struct with its device addresses written in: the driver copies
+    /// the kernel's parameter size from it (at most [`MAX_PARAMS_BYTES`]).
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy)]
+    struct ParamBlock([u8; MAX_PARAMS_BYTES]);
+
+    // SAFETY: plain bytes, 8-aligned like every parameter struct.
+    unsafe impl cudarc::driver::DeviceRepr for ParamBlock {}
 
     struct Kernels {
         first: CudaFunction,
@@ -302,9 +315,23 @@ mod gpu {
                 other => return Err(Error::device(format!("internal: no kernel {other}"))),
             };
             let null: u64 = 0;
+            // The blocks and the address records live until the launch is scheduled.
+            let mut records = Vec::new();
+            let blocks = l
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    KArg::Params(p) => Some(self.param_block(ws, p, &mut records)),
+                    _ => None,
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut blocks = blocks.iter();
             let mut b = self.stream.launch_builder(f);
             for a in &l.args {
                 match a {
+                    KArg::Params(_) => {
+                        b.arg(blocks.next().expect("one block per parameter struct"));
+                    }
                     KArg::Buf(slot) => self.push_buf(&mut b, ws, *slot)?,
                     KArg::Null => {
                         b.arg(&null);
@@ -337,6 +364,67 @@ mod gpu {
             unsafe { b.launch(cfg) }
                 .map(|_| ())
                 .map_err(|e| Error::device(format!("CUDA launch {}: {e:?}", l.func)))
+        }
+
+        /// `p`'s bytes with the device address of each of its buffers written in.
+        fn param_block<'a>(
+            &'a self,
+            ws: &'a Workspace,
+            p: &Params<Slot>,
+            records: &mut Vec<SyncOnDrop<'a>>,
+        ) -> Result<ParamBlock> {
+            let mut block = ParamBlock([0; MAX_PARAMS_BYTES]);
+            let head = block.0.get_mut(..p.bytes.len()).ok_or_else(|| {
+                Error::device(format!("internal: {} parameter bytes", p.bytes.len()))
+            })?;
+            head.copy_from_slice(&p.bytes);
+            for &(offset, slot) in &p.ptrs {
+                let addr = match slot {
+                    Some(s) => {
+                        let (addr, record) = self.device_ptr(ws, s)?;
+                        records.push(record);
+                        addr
+                    }
+                    None => 0,
+                };
+                block
+                    .0
+                    .get_mut(offset..offset + 8)
+                    .ok_or_else(|| Error::device(format!("internal: pointer at {offset}")))?
+                    .copy_from_slice(&addr.to_le_bytes());
+            }
+            Ok(block)
+        }
+
+        /// The device address of `slot`, and the record that orders this stream after its
+        /// last write (dropped once the launch reading it is scheduled).
+        fn device_ptr<'a>(
+            &'a self,
+            ws: &'a Workspace,
+            slot: Slot,
+        ) -> Result<(u64, SyncOnDrop<'a>)> {
+            let st = &self.stream;
+            Ok(match slot {
+                Slot::Act(i) => ws
+                    .bufs
+                    .get(i)
+                    .ok_or_else(|| Error::device(format!("internal: no activation buffer {i}")))?
+                    .device_ptr(st),
+                Slot::Hu => ws.hu.device_ptr(st),
+                Slot::FirstW => self.first_w.device_ptr(st),
+                Slot::FirstB => self.first_b.device_ptr(st),
+                Slot::ConvW(i) => self.convs[i].w.device_ptr(st),
+                Slot::ConvB(i) => self.convs[i].b.device_ptr(st),
+                Slot::UpW(i) => self.ups[i].w.device_ptr(st),
+                Slot::UpB(i) => self.ups[i].b.device_ptr(st),
+                Slot::HeadW => self.head_w.device_ptr(st),
+                Slot::Mean => ws.mean.device_ptr(st),
+                Slot::M2 => ws.m2.device_ptr(st),
+                Slot::SumH => ws.sum_h.device_ptr(st),
+                Slot::AnyFg => ws.any_fg.device_ptr(st),
+                Slot::Map(k) => ws.maps[k].device_ptr(st),
+                Slot::Partials => ws.partials.device_ptr(st),
+            })
         }
 
         fn push_buf<'a>(
