@@ -98,7 +98,9 @@ struct LsDrop {
  * launch code passes that struct's size and field offsets as LSP_* constants, and the kernel
  * file checks its C struct against them, so a layout that drifts fails to compile: the size
  * everywhere, the offsets in the emulator's g++ build (NVRTC has no constant offsetof; both
- * lay the struct out by the same C rules, 8-byte pointers included). */
+ * lay the struct out by the same C rules, 8-byte pointers included). Kernels declare the struct
+ * `__grid_constant__`, which keeps it in the parameter bank instead of a per-thread copy
+ * (ptxas spills such a copy in ls_head_accumulate). */
 #define LS_SIZE(T, P) static_assert(sizeof(T) == LSP_##P##_SIZE, #T ": size differs from Rust")
 #ifdef __CUDACC_RTC__
 #define LS_AT(T, f, P, rf) static_assert(true, "")
