@@ -70,8 +70,8 @@ pub struct UncertaintyMaps<'a> {
     pub mutual_info: Option<&'a mut [f32]>,
 }
 
-/// Patch-level results of [`crate::mc::predict_uncertainty`] (serialised with these field names by
-/// hosts that report them, e.g. `lungseg-train predict`).
+/// Patch-level results of [`crate::mc::predict_uncertainty`] (serialised with these field names
+/// by hosts that report them, e.g. `lungseg-train predict`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
     /// Voxels with mean probability ≥ 0.5.

@@ -106,7 +106,8 @@ struct LsDrop {
 #define LS_AT(T, f, P, rf) static_assert(true, "")
 #else
 #define LS_AT(T, f, P, rf)                                                                   \
-    static_assert(__builtin_offsetof(T, f) == LSP_##P##_##rf, #T "." #f ": offset differs from Rust")
+    static_assert(__builtin_offsetof(T, f) == LSP_##P##_##rf,                                 \
+                  #T "." #f ": offset differs from Rust")
 #endif
 
 /* Apply dropout to value v of (batch entry s, channel c, voxel vox of dhw). */

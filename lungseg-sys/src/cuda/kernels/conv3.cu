@@ -194,8 +194,8 @@ ls_conv3(__grid_constant__ const LsConv3Args args)
     ls_half *__restrict__ out = args.out;
     const ls_u64 ss0 = args.ss0, ss1 = args.ss1;
     const LsDrop drop = args.drop;
-    const int c0 = args.c0, c1 = args.c1, cout = args.cout, S = args.S, D = args.D, H = args.H, W = args.W,
-              relu = args.relu;
+    const int c0 = args.c0, c1 = args.c1, cout = args.cout;
+    const int S = args.S, D = args.D, H = args.H, W = args.W, relu = args.relu;
     extern __shared__ LsChunk16 conv_smem[];
     const ls_u32 smem = ls_smem_addr(conv_smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
