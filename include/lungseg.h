@@ -187,7 +187,11 @@ typedef enum lungseg_log_level {
 // - Memory: each prediction running at the same time holds one scratch workspace of the
 //   model's size (about 150 MB for the default network at 64³, checked against
 //   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
-//   are freed when their call returns. After the first call, predictions do not allocate.
+//   are freed when their call returns. After the first call, CPU predictions do not allocate
+//   (on a GPU, each MC call allocates its host-side statistics).
+// - GPU: a model opened on a GPU serialises its predictions on one stream; a GPU error during
+//   a prediction is `LUNGSEG_DEVICE` for that call, and the model's later predictions run on
+//   the CPU (see `lungseg_model_options`).
 // - fork(): a child process may predict with handles opened before the fork (the pool is
 //   re-created in the child), provided no other thread of the parent was inside a lungseg
 //   call at the moment of the fork.
@@ -344,8 +348,17 @@ typedef struct lungseg_volume_desc {
   uint64_t max_voxels;
 } lungseg_volume_desc;
 
-// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
+// Options for `lungseg_model_open` (NULL = defaults: AUTO device, GPU 0, all cores, 2 GiB
 // workspace limit, AUTO CPU kernel). See `lungseg_model` for threads and memory.
+//
+// Devices: CPU runs on the CPU. CUDA runs on GPU `device_index` or fails at open with
+// `LUNGSEG_DEVICE` saying why (no driver, no such device, a model the GPU kernels do not
+// support, a kernel compile failure, or a failed self-check: one MC prediction of a synthetic
+// patch on GPU and CPU must agree within 1e-2 max / 1e-3 mean probability and in its review
+// decision). AUTO takes the GPU when all of that passes, else the CPU;
+// `lungseg_model_get_device_note` says why. A GPU error during a prediction fails that call
+// with `LUNGSEG_DEVICE`, and the model's later predictions run on the CPU
+// (`lungseg_model_get_info` then names the CPU, the note the fault).
 typedef struct lungseg_model_options {
   // `sizeof(lungseg_model_options)`.
   uint32_t struct_size;
@@ -361,6 +374,13 @@ typedef struct lungseg_model_options {
   // the `LUNGSEG_CPU_KERNEL` environment variable if set, else the fastest this CPU runs.
   // An explicit value here wins over the variable.
   uint32_t cpu_kernel;
+  // Ignored: the tail padding of the layout before `device_index`, which its callers may
+  // leave uninitialised.
+  uint32_t reserved0;
+  // The CUDA device ordinal AUTO and CUDA use (0 = the first GPU). A `struct_size` that ends
+  // before it means 0. An index with no device is `LUNGSEG_DEVICE` for CUDA and the CPU for
+  // AUTO.
+  uint32_t device_index;
 } lungseg_model_options;
 
 // What a model expects and where it runs (an output struct, frozen at its published layout).
@@ -380,12 +400,13 @@ typedef struct lungseg_model_info {
   // The patch uncertainty score above which `needs_review` is set.
   float review_threshold;
   uint64_t parameter_count;
-  // The device predictions actually run on (`lungseg_device`).
+  // The device predictions actually run on now (`lungseg_device`: CPU or CUDA): CPU when
+  // AUTO found no usable GPU or the GPU faulted (`lungseg_model_get_device_note` says why).
   uint32_t device;
   // NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
   // first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
-  // `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
-  // cut to fit.
+  // `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; on a GPU it is
+  // `CUDA <index>: <GPU model>`. A long name is cut to fit.
   char device_name[64];
 } lungseg_model_info;
 
@@ -523,6 +544,14 @@ void lungseg_model_free(struct lungseg_model *model);
 enum lungseg_status lungseg_model_get_info(const struct lungseg_model *model,
                                            struct lungseg_model_info *out);
 
+// Why `model` does not run on a GPU although it might: the reason AUTO chose the CPU at open
+// (no driver, no device at `device_index`, an unsupported model, a compile or self-check
+// failure, or a build without CUDA), or the GPU fault after which it runs on the CPU. Copied
+// as `lungseg_last_error` copies (NUL-terminated, cut to `buf_len - 1` bytes); returns the
+// note's full length, 0 when there is none (the CPU was asked for, or the GPU is in use) or
+// `model` is NULL.
+size_t lungseg_model_get_device_note(const struct lungseg_model *model, char *buf, size_t buf_len);
+
 // The CPU kernel `model`'s predictions run on, chosen at open: a `lungseg_cpu_kernel` value
 // other than AUTO, written to `*out`.
 enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *model, uint32_t *out);
@@ -530,7 +559,8 @@ enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *mod
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 // `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
-// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
+// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`; a
+// GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
 enum lungseg_status lungseg_predict(const struct lungseg_model *model,
                                     const float *patch_hu,
                                     size_t len,
@@ -542,7 +572,9 @@ enum lungseg_status lungseg_predict(const struct lungseg_model *model,
 // seed 0. The same seed gives bit-identical results on any thread count. Maps must not
 // overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
 // HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
-// `LUNGSEG_FORMAT`, never a summary.
+// `LUNGSEG_FORMAT`, never a summary; a GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
+// On a GPU, results agree with the CPU's within the open-time self-check's bounds, not bit for
+// bit.
 enum lungseg_status lungseg_predict_uncertainty(const struct lungseg_model *model,
                                                 const float *patch_hu,
                                                 size_t len,

@@ -47,7 +47,7 @@ fn main() {
     };
     let t = Instant::now();
     let free0 = free();
-    let eng = match CudaEngine::new(&model) {
+    let eng = match CudaEngine::new(&model, 0) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("cuda_bench: {e}");

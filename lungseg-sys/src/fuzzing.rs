@@ -173,6 +173,8 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         threads: b.u32() % 4,
         max_workspace_bytes: 0,
         cpu_kernel: (device >> 16) % 6,
+        reserved0: 0,
+        device_index: (device >> 8) % 2,
     });
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;

@@ -2,9 +2,21 @@
 //!
 //! Layers, bottom up: [`mhd`] reads and writes MetaImage CT into a [`volume::Volume`] with
 //! [`geometry`]; [`patch`] resamples HU patches around world points; [`model`] loads the
-//! safetensors U-Net; [`nn`] holds the CPU kernels; [`mc`] runs the forward pass and MC-dropout
-//! sampling with [`philox`] masks; [`ffi`] is the stable C ABI (`include/lungseg.h`).
+//! safetensors U-Net into an immutable [`model::Network`]; [`nn`] holds the CPU kernels and
+//! `cpu` the CPU engine over them; `stats` is the MC reduction; `predict` runs the forward
+//! pass and MC-dropout sampling with [`philox`] masks on an engine; `backend` chooses the
+//! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
+//! [`model::Model`]; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
+// Unit tests share the integration tests' helpers, which name the crate `lungseg`.
+#[cfg(test)]
+extern crate self as lungseg;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
+pub(crate) mod backend;
+mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod error;
@@ -18,7 +30,9 @@ pub mod model;
 pub mod nn;
 pub mod patch;
 pub mod philox;
+pub(crate) mod predict;
 pub mod scan_map;
+pub(crate) mod stats;
 pub mod volume;
 
 pub use error::{Error, ErrorKind, Result};

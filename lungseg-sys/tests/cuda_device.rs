@@ -56,7 +56,7 @@ fn without_a_gpu_cuda_is_a_device_error_and_auto_is_the_cpu() {
     assert_eq!(st, LUNGSEG_DEVICE, "{msg}");
     assert!(m.is_null());
     assert!(
-        msg.contains("CUDA was requested") && msg.contains(&why),
+        msg.contains("CUDA device 0 was requested") && msg.contains(&why),
         "{msg}"
     );
 
@@ -65,6 +65,13 @@ fn without_a_gpu_cuda_is_a_device_error_and_auto_is_the_cpu() {
     let mut info = lungseg_model_info::default();
     assert_eq!(unsafe { lungseg_model_get_info(m, &mut info) }, LUNGSEG_OK);
     assert_eq!(info.device, lungseg_device::LUNGSEG_DEVICE_CPU as u32);
+    let mut note = vec![0 as libc::c_char; 2048];
+    unsafe { lungseg_model_get_device_note(m, note.as_mut_ptr(), note.len()) };
+    let note = unsafe { CStr::from_ptr(note.as_ptr()) }.to_string_lossy();
+    assert!(
+        note.starts_with("AUTO chose the CPU: CUDA device 0: ") && note.contains(&why),
+        "{note}"
+    );
     let n = info.patch_size.iter().product::<u32>() as usize;
     let input = vec![-500.0f32; n];
     let mut prob = vec![0.0f32; n];
@@ -89,7 +96,7 @@ fn engine_refuses_cleanly_without_a_gpu() {
     ))
     .unwrap();
     let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
-    let e = lungseg::cuda::engine::CudaEngine::new(&m)
+    let e = lungseg::cuda::engine::CudaEngine::new(&m, 0)
         .err()
         .expect("no GPU here");
     assert_eq!(e.kind, lungseg::ErrorKind::Device);

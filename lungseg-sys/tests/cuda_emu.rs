@@ -980,6 +980,7 @@ fn plan_matches(cfg: &str, n: u32, chunk: usize) {
             patch_hu: &input,
             seed,
             n_samples: n,
+            sample0: 0,
             chunk,
             dropout: true,
             order: Order::Forward,

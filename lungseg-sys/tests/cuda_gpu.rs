@@ -410,7 +410,7 @@ fn network_matches_cpu_engine_and_repeats_bit_identically() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let eng = CudaEngine::new(&m).unwrap();
+    let eng = CudaEngine::new(&m, 0).unwrap();
     eprintln!("device {}, chunk {}", eng.device_name, eng.chunk());
     let n_samples = 6;
     let seed = 0xC0FFEE;

@@ -433,7 +433,7 @@ fn weights_beyond_fp16_are_refused_with_the_layer_named() {
     let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
     let why = lungseg::cuda::weights::unsupported_reason(&m).expect("refused");
     assert!(why.contains("enc.1.conv2") && why.contains("fp16"), "{why}");
-    let e = lungseg::cuda::engine::CudaEngine::new(&m)
+    let e = lungseg::cuda::engine::CudaEngine::new(&m, 0)
         .err()
         .expect("refused");
     assert_eq!(e.kind, lungseg::ErrorKind::Device);

@@ -581,3 +581,101 @@ fn cpu_kernel_environment_child(expects: &str) {
     assert_eq!(got, lungseg_cpu_kernel::LUNGSEG_CPU_KERNEL_PORTABLE as u32);
     unsafe { lungseg_model_free(m) };
 }
+
+fn device_note(m: *const lungseg_model) -> String {
+    let n = unsafe { lungseg_model_get_device_note(m, std::ptr::null_mut(), 0) };
+    let mut buf = vec![0 as std::ffi::c_char; n + 1];
+    assert_eq!(
+        unsafe { lungseg_model_get_device_note(m, buf.as_mut_ptr(), buf.len()) },
+        n
+    );
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn info_of(m: *const lungseg_model) -> lungseg_model_info {
+    let mut info = lungseg_model_info::default();
+    assert_eq!(
+        unsafe { lungseg_model_get_info(m, &mut info) },
+        lungseg_status::LUNGSEG_OK
+    );
+    info
+}
+
+/// `device_index` reaches the device choice; a caller of the layout before it (its 32 bytes,
+/// garbage in the tail padding that became `reserved0`) gets device 0; AUTO on the CPU says
+/// why in the device note. The test machine may or may not have a usable GPU: with one, an
+/// index the driver lacks is still an error, and index 0 opens on it.
+#[test]
+fn device_index_old_callers_and_the_auto_note() {
+    use lungseg_device::*;
+    let p = CString::new(fixture(MODEL).to_str().unwrap()).unwrap();
+    let full = lungseg_model_options {
+        struct_size: std::mem::size_of::<lungseg_model_options>() as u32,
+        device: LUNGSEG_DEVICE_CUDA as u32,
+        device_index: 4097,
+        ..Default::default()
+    };
+    let mut m = null_mut();
+    expect(
+        unsafe { lungseg_model_open(p.as_ptr(), &full, &mut m) },
+        lungseg_status::LUNGSEG_DEVICE,
+        "CUDA device 4097 was requested but cannot be used",
+    );
+    assert!(m.is_null());
+
+    let old = lungseg_model_options {
+        struct_size: std::mem::offset_of!(lungseg_model_options, device_index) as u32,
+        reserved0: 0xdead_beef,
+        ..full
+    };
+    assert_eq!(old.struct_size, 32);
+    let st = unsafe { lungseg_model_open(p.as_ptr(), &old, &mut m) };
+    if st == lungseg_status::LUNGSEG_OK {
+        let info = info_of(m);
+        let name = unsafe { CStr::from_ptr(info.device_name.as_ptr()) };
+        assert!(name.to_str().unwrap().starts_with("CUDA 0:"), "{name:?}");
+        unsafe { lungseg_model_free(m) };
+    } else {
+        expect(
+            st,
+            lungseg_status::LUNGSEG_DEVICE,
+            "CUDA device 0 was requested",
+        );
+    }
+
+    let auto = lungseg_model_options {
+        device: LUNGSEG_DEVICE_AUTO as u32,
+        ..full
+    };
+    let m = open(Some(&auto));
+    assert_eq!(info_of(m).device, LUNGSEG_DEVICE_CPU as u32);
+    let note = device_note(m);
+    assert!(
+        note.starts_with("AUTO chose the CPU: CUDA device 4097"),
+        "{note}"
+    );
+    // Cut to the buffer, NUL-terminated, the full length returned.
+    let mut small = [1 as std::ffi::c_char; 5];
+    let n = unsafe { lungseg_model_get_device_note(m, small.as_mut_ptr(), small.len()) };
+    assert_eq!(n, note.len());
+    assert_eq!(
+        unsafe { CStr::from_ptr(small.as_ptr()) }.to_bytes(),
+        b"AUTO"
+    );
+    unsafe { lungseg_model_free(m) };
+
+    let cpu = lungseg_model_options {
+        device: LUNGSEG_DEVICE_CPU as u32,
+        ..full
+    };
+    let m = open(Some(&cpu));
+    assert_eq!(device_note(m), "");
+    unsafe { lungseg_model_free(m) };
+    assert_eq!(
+        unsafe { lungseg_model_get_device_note(null(), null_mut(), 0) },
+        0
+    );
+}

@@ -9,7 +9,7 @@ use half::f16;
 use super::plan::{ChunkDrop, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
-use crate::model::{DropoutKind, Model};
+use crate::model::{DropoutKind, Network};
 
 /// Device memory the per-model workspace may use (weights are separate and small).
 pub const WORKSPACE_BUDGET: usize = 768 << 20;
@@ -18,10 +18,23 @@ pub use gpu::CudaEngine;
 
 mod gpu {
     use super::*;
-    use crate::cuda::launch::{head_finalize_blocks, ConvShape, KArg, Launch, PlanLaunches, Slot};
-    use cudarc::driver::{
-        CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    use crate::cuda::launch::{
+        head_finalize_blocks, ConvShape, KArg, Launch, Params, PlanLaunches, Slot,
     };
+    use crate::cuda::params::MAX_PARAMS_BYTES;
+    use cudarc::driver::{
+        CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+        SyncOnDrop,
+    };
+
+    /// A kernel's parameter struct with its device addresses written in: the driver copies
+    /// the kernel's parameter size from it (at most [`MAX_PARAMS_BYTES`]).
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy)]
+    struct ParamBlock([u8; MAX_PARAMS_BYTES]);
+
+    // SAFETY: plain bytes, 8-aligned like every parameter struct.
+    unsafe impl cudarc::driver::DeviceRepr for ParamBlock {}
 
     struct Kernels {
         first: CudaFunction,
@@ -49,8 +62,8 @@ mod gpu {
         partials: CudaSlice<f64>,
     }
 
-    /// One model on device 0: weights uploaded once (fp16), workspace allocated once for
-    /// `chunk` samples; calls are serialised on one stream.
+    /// One model on one CUDA device: weights uploaded once (fp16), workspace allocated once
+    /// for `chunk` samples; calls are serialised on one stream.
     pub struct CudaEngine {
         ctx: Arc<CudaContext>,
         stream: Arc<CudaStream>,
@@ -95,19 +108,20 @@ mod gpu {
     }
 
     impl CudaEngine {
-        /// Compiles (or loads cached) kernels, uploads the weights, allocates the workspace.
-        pub fn new(model: &Model) -> Result<CudaEngine> {
+        /// Compiles (or loads cached) kernels, uploads the weights, allocates the workspace on
+        /// CUDA device `index`.
+        pub fn new(model: &Network, index: u32) -> Result<CudaEngine> {
             // The model first: its refusal does not depend on the machine.
             if let Some(why) = unsupported_reason(model) {
                 return Err(Error::device(format!(
                     "model not supported by the CUDA backend: {why}"
                 )));
             }
-            let info = match super::super::probe() {
-                super::super::Probe::Usable(i) => i.clone(),
-                super::super::Probe::Unusable(why) => return Err(Error::device(why.clone())),
+            let info = match super::super::probe::probe_device(index) {
+                super::super::Probe::Usable(i) => i,
+                super::super::Probe::Unusable(why) => return Err(Error::device(why)),
             };
-            let ctx = CudaContext::new(0).map_err(dev("context"))?;
+            let ctx = CudaContext::new(index as usize).map_err(dev("context"))?;
             let stream = ctx.default_stream();
             let mut funcs = std::collections::HashMap::new();
             for ks in super::super::KERNELS {
@@ -197,7 +211,7 @@ mod gpu {
                 p: cfg.dropout.p,
                 element: cfg.dropout.kind == DropoutKind::Element,
                 ws: Mutex::new(ws),
-                device_name: info.name,
+                device_name: format!("CUDA {index}: {}", info.name),
             })
         }
 
@@ -220,6 +234,20 @@ mod gpu {
             n_samples: u32,
             dropout: bool,
         ) -> Result<DeviceResult> {
+            self.run_from(patch_hu, seed, 0, n_samples, dropout)
+        }
+
+        /// [`Self::run`] over samples `sample0..sample0 + n_samples` of the seed's MC
+        /// sequence (the same dropout masks as those samples of a run from 0); with
+        /// `n_samples = 1` the mean map is that one sample's probability map.
+        pub fn run_from(
+            &self,
+            patch_hu: &[f32],
+            seed: u64,
+            sample0: u32,
+            n_samples: u32,
+            dropout: bool,
+        ) -> Result<DeviceResult> {
             let mut guard = self.ws.lock().unwrap_or_else(|e| e.into_inner());
             let ws = &mut *guard;
             let st = &self.stream;
@@ -234,7 +262,9 @@ mod gpu {
                     seed,
                     p: self.p,
                     element: self.element,
-                    sample0: done,
+                    sample0: sample0.checked_add(done).ok_or_else(|| {
+                        Error::invalid(format!("sample {sample0} + {done} overflows"))
+                    })?,
                 });
                 for op in &plan.ops {
                     if let Some(l) = launches.op(op, s, drop, done) {
@@ -285,9 +315,23 @@ mod gpu {
                 other => return Err(Error::device(format!("internal: no kernel {other}"))),
             };
             let null: u64 = 0;
+            // The blocks and the address records live until the launch is scheduled.
+            let mut records = Vec::new();
+            let blocks = l
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    KArg::Params(p) => Some(self.param_block(ws, p, &mut records)),
+                    _ => None,
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut blocks = blocks.iter();
             let mut b = self.stream.launch_builder(f);
             for a in &l.args {
                 match a {
+                    KArg::Params(_) => {
+                        b.arg(blocks.next().expect("one block per parameter struct"));
+                    }
                     KArg::Buf(slot) => self.push_buf(&mut b, ws, *slot)?,
                     KArg::Null => {
                         b.arg(&null);
@@ -320,6 +364,67 @@ mod gpu {
             unsafe { b.launch(cfg) }
                 .map(|_| ())
                 .map_err(|e| Error::device(format!("CUDA launch {}: {e:?}", l.func)))
+        }
+
+        /// `p`'s bytes with the device address of each of its buffers written in.
+        fn param_block<'a>(
+            &'a self,
+            ws: &'a Workspace,
+            p: &Params<Slot>,
+            records: &mut Vec<SyncOnDrop<'a>>,
+        ) -> Result<ParamBlock> {
+            let mut block = ParamBlock([0; MAX_PARAMS_BYTES]);
+            let head = block.0.get_mut(..p.bytes.len()).ok_or_else(|| {
+                Error::device(format!("internal: {} parameter bytes", p.bytes.len()))
+            })?;
+            head.copy_from_slice(&p.bytes);
+            for &(offset, slot) in &p.ptrs {
+                let addr = match slot {
+                    Some(s) => {
+                        let (addr, record) = self.device_ptr(ws, s)?;
+                        records.push(record);
+                        addr
+                    }
+                    None => 0,
+                };
+                block
+                    .0
+                    .get_mut(offset..offset + 8)
+                    .ok_or_else(|| Error::device(format!("internal: pointer at {offset}")))?
+                    .copy_from_slice(&addr.to_le_bytes());
+            }
+            Ok(block)
+        }
+
+        /// The device address of `slot`, and the record that orders this stream after its
+        /// last write (dropped once the launch reading it is scheduled).
+        fn device_ptr<'a>(
+            &'a self,
+            ws: &'a Workspace,
+            slot: Slot,
+        ) -> Result<(u64, SyncOnDrop<'a>)> {
+            let st = &self.stream;
+            Ok(match slot {
+                Slot::Act(i) => ws
+                    .bufs
+                    .get(i)
+                    .ok_or_else(|| Error::device(format!("internal: no activation buffer {i}")))?
+                    .device_ptr(st),
+                Slot::Hu => ws.hu.device_ptr(st),
+                Slot::FirstW => self.first_w.device_ptr(st),
+                Slot::FirstB => self.first_b.device_ptr(st),
+                Slot::ConvW(i) => self.convs[i].w.device_ptr(st),
+                Slot::ConvB(i) => self.convs[i].b.device_ptr(st),
+                Slot::UpW(i) => self.ups[i].w.device_ptr(st),
+                Slot::UpB(i) => self.ups[i].b.device_ptr(st),
+                Slot::HeadW => self.head_w.device_ptr(st),
+                Slot::Mean => ws.mean.device_ptr(st),
+                Slot::M2 => ws.m2.device_ptr(st),
+                Slot::SumH => ws.sum_h.device_ptr(st),
+                Slot::AnyFg => ws.any_fg.device_ptr(st),
+                Slot::Map(k) => ws.maps[k].device_ptr(st),
+                Slot::Partials => ws.partials.device_ptr(st),
+            })
         }
 
         fn push_buf<'a>(

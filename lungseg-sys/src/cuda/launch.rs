@@ -1,16 +1,47 @@
 //! Every kernel launch as data: grid, block and the argument list in the kernel's parameter
-//! order, built by one function per kernel. [`super::engine::CudaEngine`] turns a [`Launch`]
-//! into a cudarc launch and the host emulator ([`super::emu`], feature `cuda-emu`) runs the same
-//! value, so the emulated tests check exactly what the GPU is given.
+//! order, built by one typed function per kernel. Each network kernel takes one by-value
+//! parameter struct ([`super::params`], mirrored in its `.cu`): its launcher fills the struct
+//! and names the buffers its pointer fields get ([`Params`]). [`super::engine::CudaEngine`]
+//! turns a [`Launch`] into a cudarc launch and the host emulator ([`super::emu`], feature
+//! `cuda-emu`) runs the same value, so the emulated tests check exactly what the GPU is given.
 //!
 //! `B` names buffers: the engine's [`Slot`]s, or an emulator buffer id in kernel tests.
 
+use std::mem::offset_of;
+
+use super::params::{Conv3Args, ExpandArgs, FirstArgs, HeadAccArgs, HeadFinArgs, PoolArgs, UpArgs};
 use super::plan::{layer_drop, ChunkDrop, Op, Plan};
 use super::reference::LsDrop;
 
-/// One kernel argument.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A kernel's parameter struct as bytes, and the buffer each pointer field points to (`None`:
+/// a null pointer). Whoever launches it writes the buffers' addresses at those offsets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params<B> {
+    pub bytes: Vec<u8>,
+    pub ptrs: Vec<(usize, Option<B>)>,
+}
+
+impl<B> Params<B> {
+    /// `args` with its pointer fields still 0.
+    fn new<T: bytemuck::Pod>(args: &T) -> Params<B> {
+        Params {
+            bytes: bytemuck::bytes_of(args).to_vec(),
+            ptrs: Vec::new(),
+        }
+    }
+
+    /// The pointer field at `offset` points to `buf`.
+    fn at(mut self, offset: usize, buf: impl Into<Option<B>>) -> Params<B> {
+        self.ptrs.push((offset, buf.into()));
+        self
+    }
+}
+
+/// One kernel argument: a network kernel's parameter struct, or (the emulator's self-test
+/// kernels) one scalar or pointer.
+#[derive(Clone, Debug, PartialEq)]
 pub enum KArg<B> {
+    Params(Params<B>),
     Buf(B),
     /// A null pointer (optional outputs of `ls_head_finalize`).
     Null,
@@ -38,6 +69,10 @@ impl<B: Copy> Launch<B> {
             .args
             .iter()
             .map(|a| match *a {
+                KArg::Params(ref p) => KArg::Params(Params {
+                    bytes: p.bytes.clone(),
+                    ptrs: p.ptrs.iter().map(|&(o, b)| (o, b.map(&mut f))).collect(),
+                }),
                 KArg::Buf(b) => KArg::Buf(f(b)),
                 KArg::Null => KArg::Null,
                 KArg::I32(v) => KArg::I32(v),
@@ -124,13 +159,13 @@ fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
 }
 
-fn linear<B>(func: &'static str, threads: usize, per_block: u32, args: Vec<KArg<B>>) -> Launch<B> {
+fn linear<B>(func: &'static str, threads: usize, per_block: u32, params: Params<B>) -> Launch<B> {
     Launch {
         func,
         grid: [blocks(threads, per_block as usize), 1, 1],
         block: [per_block, 1, 1],
         dyn_smem: 0,
-        args,
+        args: vec![KArg::Params(params)],
     }
 }
 
@@ -147,20 +182,21 @@ pub struct ConvFirst<B> {
 
 pub fn conv_first<B>(a: ConvFirst<B>) -> Launch<B> {
     let [d, h, w] = a.dims;
-    use KArg::*;
-    let args = vec![
-        Buf(a.hu),
-        F32(a.window.0),
-        F32(a.window.1),
-        Buf(a.w),
-        Buf(a.bias),
-        Buf(a.out),
-        I32(a.cout as i32),
-        I32(d as i32),
-        I32(h as i32),
-        I32(w as i32),
-    ];
-    linear("ls_conv_first", d * h * w, 128, args)
+    let p = FirstArgs {
+        lo: a.window.0,
+        hi: a.window.1,
+        cout: a.cout as i32,
+        d: d as i32,
+        h: h as i32,
+        wd: w as i32,
+        ..FirstArgs::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(FirstArgs, hu), a.hu)
+        .at(offset_of!(FirstArgs, w), a.w)
+        .at(offset_of!(FirstArgs, bias), a.bias)
+        .at(offset_of!(FirstArgs, out), a.out);
+    linear("ls_conv_first", d * h * w, 128, params)
 }
 
 /// `ls_dropout_expand` (dropout.cu): `v` voxels of `c` channels into `s` samples.
@@ -174,16 +210,17 @@ pub struct Expand<B> {
 }
 
 pub fn expand<B>(a: Expand<B>) -> Launch<B> {
-    use KArg::*;
-    let args = vec![
-        Buf(a.input),
-        Buf(a.out),
-        I32(a.s as i32),
-        U32(a.v as u32),
-        I32(a.c as i32),
-        Drop(a.drop),
-    ];
-    linear("ls_dropout_expand", a.s * a.v * a.c / 2, 256, args)
+    let p = ExpandArgs {
+        drop: a.drop,
+        s: a.s as i32,
+        v: a.v as u32,
+        c: a.c as i32,
+        ..ExpandArgs::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(ExpandArgs, input), a.input)
+        .at(offset_of!(ExpandArgs, out), a.out);
+    linear("ls_dropout_expand", a.s * a.v * a.c / 2, 256, params)
 }
 
 /// One input of `ls_conv3`: buffer, channels, batch stride in elements (0 = shared).
@@ -215,25 +252,26 @@ pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
         c: 0,
         stride: 0,
     });
-    use KArg::*;
-    let args = vec![
-        Buf(a.src0.buf),
-        U64(a.src0.stride),
-        I32(a.src0.c as i32),
-        Buf(s1.buf),
-        U64(s1.stride),
-        I32(s1.c as i32),
-        Buf(a.w),
-        Buf(a.bias),
-        Buf(a.out),
-        I32(a.cout as i32),
-        I32(a.s as i32),
-        I32(d as i32),
-        I32(h as i32),
-        I32(w as i32),
-        I32(i32::from(a.relu)),
-        Drop(a.drop),
-    ];
+    let p = Conv3Args {
+        ss0: a.src0.stride,
+        ss1: s1.stride,
+        drop: a.drop,
+        c0: a.src0.c as i32,
+        c1: s1.c as i32,
+        cout: a.cout as i32,
+        s: a.s as i32,
+        d: d as i32,
+        h: h as i32,
+        wd: w as i32,
+        relu: i32::from(a.relu),
+        ..Conv3Args::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(Conv3Args, src0), a.src0.buf)
+        .at(offset_of!(Conv3Args, src1), s1.buf)
+        .at(offset_of!(Conv3Args, w), a.w)
+        .at(offset_of!(Conv3Args, bias), a.bias)
+        .at(offset_of!(Conv3Args, out), a.out);
     let t = CONV3_TILE;
     Launch {
         func: "ls_conv3",
@@ -244,7 +282,7 @@ pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
         ],
         block: [t.threads(), 1, 1],
         dyn_smem: t.smem_bytes(),
-        args,
+        args: vec![KArg::Params(params)],
     }
 }
 
@@ -259,19 +297,20 @@ pub struct Pool<B> {
 
 pub fn pool<B>(a: Pool<B>) -> Launch<B> {
     let [d, h, w] = a.dims;
-    use KArg::*;
-    let args = vec![
-        Buf(a.input),
-        Buf(a.out),
-        I32(a.s as i32),
-        I32(d as i32),
-        I32(h as i32),
-        I32(w as i32),
-        I32(a.c as i32),
-    ];
+    let p = PoolArgs {
+        s: a.s as i32,
+        d: d as i32,
+        h: h as i32,
+        wd: w as i32,
+        c: a.c as i32,
+        ..PoolArgs::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(PoolArgs, input), a.input)
+        .at(offset_of!(PoolArgs, out), a.out);
     // One thread per output voxel and channel pair.
     let threads = a.s * (d / 2) * (h / 2) * (w / 2) * (a.c / 2);
-    linear("ls_maxpool2", threads, 256, args)
+    linear("ls_maxpool2", threads, 256, params)
 }
 
 /// `ls_upconv2` (upconv.cu): `dims` are the input's.
@@ -288,19 +327,20 @@ pub struct Up<B> {
 
 pub fn upconv<B>(a: Up<B>) -> Launch<B> {
     let [d, h, w] = a.dims;
-    use KArg::*;
-    let args = vec![
-        Buf(a.input),
-        I32(a.cin as i32),
-        Buf(a.w),
-        Buf(a.bias),
-        Buf(a.out),
-        I32(a.cout as i32),
-        I32(a.s as i32),
-        I32(d as i32),
-        I32(h as i32),
-        I32(w as i32),
-    ];
+    let p = UpArgs {
+        cin: a.cin as i32,
+        cout: a.cout as i32,
+        s: a.s as i32,
+        d: d as i32,
+        h: h as i32,
+        wd: w as i32,
+        ..UpArgs::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(UpArgs, input), a.input)
+        .at(offset_of!(UpArgs, w), a.w)
+        .at(offset_of!(UpArgs, bias), a.bias)
+        .at(offset_of!(UpArgs, out), a.out);
     Launch {
         func: "ls_upconv2",
         grid: [
@@ -310,7 +350,7 @@ pub fn upconv<B>(a: Up<B>) -> Launch<B> {
         ],
         block: [MMA_BM as u32, 1, 1],
         dyn_smem: 0,
-        args,
+        args: vec![KArg::Params(params)],
     }
 }
 
@@ -336,21 +376,22 @@ pub struct HeadAcc<B> {
 }
 
 pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
-    use KArg::*;
-    let args = vec![
-        Buf(a.x),
-        I32(a.c as i32),
-        Buf(a.w),
-        F32(a.bias),
-        I32(a.s as i32),
-        U32(a.v as u32),
-        I32(a.n0 as i32),
-        Buf(a.state.mean),
-        Buf(a.state.m2),
-        Buf(a.state.sum_h),
-        Buf(a.state.any_fg),
-    ];
-    linear("ls_head_accumulate", a.v, 256, args)
+    let p = HeadAccArgs {
+        bias: a.bias,
+        c: a.c as i32,
+        s: a.s as i32,
+        v: a.v as u32,
+        n0: a.n0 as i32,
+        ..HeadAccArgs::default()
+    };
+    let params = Params::new(&p)
+        .at(offset_of!(HeadAccArgs, x), a.x)
+        .at(offset_of!(HeadAccArgs, w), a.w)
+        .at(offset_of!(HeadAccArgs, mean), a.state.mean)
+        .at(offset_of!(HeadAccArgs, m2), a.state.m2)
+        .at(offset_of!(HeadAccArgs, sum_h), a.state.sum_h)
+        .at(offset_of!(HeadAccArgs, any_fg), a.state.any_fg);
+    linear("ls_head_accumulate", a.v, 256, params)
 }
 
 /// `ls_head_finalize` (head.cu): `maps` = mean, variance, entropy, mutual information (each
@@ -364,18 +405,23 @@ pub struct HeadFin<B> {
 }
 
 pub fn head_finalize<B>(a: HeadFin<B>) -> Launch<B> {
-    use KArg::*;
-    let mut args = vec![
-        Buf(a.state.mean),
-        Buf(a.state.m2),
-        Buf(a.state.sum_h),
-        Buf(a.state.any_fg),
-        I32(a.n as i32),
-        U32(a.v as u32),
-    ];
-    args.extend(a.maps.into_iter().map(|m| m.map_or(Null, Buf)));
-    args.push(Buf(a.partials));
-    linear("ls_head_finalize", a.v, 256, args)
+    let p = HeadFinArgs {
+        n: a.n as i32,
+        v: a.v as u32,
+        ..HeadFinArgs::default()
+    };
+    let [mean, var, ent, mi] = a.maps;
+    let params = Params::new(&p)
+        .at(offset_of!(HeadFinArgs, mean), a.state.mean)
+        .at(offset_of!(HeadFinArgs, m2), a.state.m2)
+        .at(offset_of!(HeadFinArgs, sum_h), a.state.sum_h)
+        .at(offset_of!(HeadFinArgs, any_fg), a.state.any_fg)
+        .at(offset_of!(HeadFinArgs, out_mean), mean)
+        .at(offset_of!(HeadFinArgs, out_var), var)
+        .at(offset_of!(HeadFinArgs, out_ent), ent)
+        .at(offset_of!(HeadFinArgs, out_mi), mi)
+        .at(offset_of!(HeadFinArgs, partials), a.partials);
+    linear("ls_head_finalize", a.v, 256, params)
 }
 
 /// Blocks of `ls_head_finalize` for `v` voxels (rows of its partial sums).
@@ -571,7 +617,12 @@ mod tests {
         });
         assert_eq!((c.grid, c.block), ([2, 2, 1], [128, 1, 1]));
         assert_eq!(c.dyn_smem, 3 * (128 + 32) * 32 * 2);
-        assert_eq!(c.args[3], KArg::Buf(0));
-        assert_eq!(c.args[5], KArg::I32(0));
+        // Without src1 the kernel gets src0 again, with 0 channels.
+        let KArg::Params(p) = &c.args[0] else {
+            panic!("{:?}", c.args)
+        };
+        assert!(p.ptrs.contains(&(offset_of!(Conv3Args, src1), Some(0))));
+        let c1 = offset_of!(Conv3Args, c1);
+        assert_eq!(p.bytes[c1..c1 + 4], 0i32.to_le_bytes());
     }
 }

@@ -17,6 +17,7 @@ pub mod compile;
 pub mod emu;
 pub mod engine;
 pub mod launch;
+pub mod params;
 pub mod plan;
 pub mod probe;
 pub mod reference;
@@ -37,6 +38,9 @@ pub struct KernelSource {
     /// Compile-time constants (`-DNAME=VALUE`), e.g. tile shapes; their owner is the launch
     /// code that sizes the grid and shared memory to match.
     pub defines: &'static [(&'static str, u32)],
+    /// The layout of the kernels' parameter structs ([`params`]) as more constants, which the
+    /// source checks its C structs against.
+    pub layout: &'static [(&'static str, u32)],
 }
 
 impl KernelSource {
@@ -48,10 +52,14 @@ impl KernelSource {
         )
     }
 
-    /// [`Self::defines`] as compiler options.
+    /// [`Self::defines`] and [`Self::layout`]: every compile-time constant.
+    pub fn all_defines(&self) -> impl Iterator<Item = &(&'static str, u32)> {
+        self.defines.iter().chain(self.layout)
+    }
+
+    /// [`Self::all_defines`] as compiler options.
     pub fn define_options(&self) -> Vec<String> {
-        self.defines
-            .iter()
+        self.all_defines()
             .map(|(k, v)| format!("-D{k}={v}"))
             .collect()
     }
@@ -64,36 +72,42 @@ pub const KERNELS: &[KernelSource] = &[
         source: include_str!("kernels/conv_first.cu"),
         functions: &["ls_conv_first"],
         defines: &[],
+        layout: params::FIRST_LAYOUT,
     },
     KernelSource {
         name: "conv3",
         source: include_str!("kernels/conv3.cu"),
         functions: &["ls_conv3"],
         defines: launch::CONV3_DEFINES,
+        layout: params::CONV3_LAYOUT,
     },
     KernelSource {
         name: "dropout",
         source: include_str!("kernels/dropout.cu"),
         functions: &["ls_dropout_expand"],
         defines: &[],
+        layout: params::EXPAND_LAYOUT,
     },
     KernelSource {
         name: "pool",
         source: include_str!("kernels/pool.cu"),
         functions: &["ls_maxpool2"],
         defines: &[],
+        layout: params::POOL_LAYOUT,
     },
     KernelSource {
         name: "upconv",
         source: include_str!("kernels/upconv.cu"),
         functions: &["ls_upconv2"],
         defines: &[],
+        layout: params::UP_LAYOUT,
     },
     KernelSource {
         name: "head",
         source: include_str!("kernels/head.cu"),
         functions: &["ls_head_accumulate", "ls_head_finalize"],
         defines: &[],
+        layout: params::HEAD_LAYOUT,
     },
 ];
 

@@ -16,7 +16,7 @@
 
 use super::reference::{self as r, LsDrop, Src};
 use super::weights::GpuWeights;
-use crate::model::{DropoutKind, Model};
+use crate::model::{DropoutKind, Network};
 
 /// Dropout layer numbers (`docs/model-format.md`): execution order, two per block.
 pub fn enc_layer(l: usize, second: bool) -> u32 {
@@ -85,7 +85,7 @@ impl Plan {
     /// Buffers per level l: P (layer-0 input at level 0, then up / decoder output), Q (pooled
     /// input, `C_{l-1}` channels), T (conv1 output), K (skip = encoder output), aliased where
     /// lifetimes allow; plus the shared first-layer output.
-    pub fn new(model: &Model) -> Plan {
+    pub fn new(model: &Network) -> Plan {
         let cfg = model.config();
         let ch = &cfg.channels;
         let levels = ch.len();
@@ -246,9 +246,22 @@ pub fn layer_drop(d: Option<ChunkDrop>, layer: u32) -> LsDrop {
 /// The whole network on the CPU through the kernel references: `n_samples` MC samples in
 /// chunks of `chunk` (`drop = false`: one deterministic sample). Returns the head output.
 pub fn run_reference(
-    model: &Model,
+    model: &Network,
     patch_hu: &[f32],
     seed: u64,
+    n_samples: u32,
+    chunk: usize,
+    dropout: bool,
+) -> r::HeadOut {
+    run_reference_from(model, patch_hu, (seed, 0), n_samples, chunk, dropout)
+}
+
+/// [`run_reference`] over samples `sample0..sample0 + n_samples` of the seed's MC sequence,
+/// `(seed, sample0)` being its key.
+pub fn run_reference_from(
+    model: &Network,
+    patch_hu: &[f32],
+    (seed, sample0): (u64, u32),
     n_samples: u32,
     chunk: usize,
     dropout: bool,
@@ -265,7 +278,7 @@ pub fn run_reference(
             seed,
             p: cfg.dropout.p,
             element,
-            sample0: done,
+            sample0: sample0.saturating_add(done),
         });
         let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
         for op in &plan.ops {

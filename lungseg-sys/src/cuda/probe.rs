@@ -12,13 +12,13 @@ pub const MIN_COMPUTE: (i32, i32) = (8, 0);
 /// What [`probe`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
-    /// Device 0 can run the backend.
+    /// The device can run the backend.
     Usable(GpuInfo),
     /// Why not, for the `LUNGSEG_DEVICE` message ("no libcuda ...", "no CUDA device ...").
     Unusable(String),
 }
 
-/// Device 0 as the driver describes it.
+/// A CUDA device as the driver describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuInfo {
     pub name: String,
@@ -48,13 +48,22 @@ pub fn libnvrtc_present() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
-/// The cached answer for this process.
+/// The cached answer for device 0 in this process.
 pub fn probe() -> &'static Probe {
     static P: OnceLock<Probe> = OnceLock::new();
-    P.get_or_init(probe_uncached)
+    P.get_or_init(|| probe_uncached(0))
 }
 
-fn probe_uncached() -> Probe {
+/// The answer for CUDA device `index` (0: [`probe`]'s cached one); an index the driver does not
+/// have is `Unusable`, naming how many it has.
+pub fn probe_device(index: u32) -> Probe {
+    match index {
+        0 => probe().clone(),
+        i => probe_uncached(i),
+    }
+}
+
+fn probe_uncached(index: u32) -> Probe {
     if !libcuda_present() {
         return Probe::Unusable(
             "no libcuda: the NVIDIA driver library (libcuda.so.1) is not installed or not on \
@@ -63,7 +72,7 @@ fn probe_uncached() -> Probe {
         );
     }
     let nvrtc = libnvrtc_present();
-    match std::panic::catch_unwind(|| device_info(nvrtc)) {
+    match std::panic::catch_unwind(|| device_info(nvrtc, index)) {
         Ok(Ok(info)) => {
             if !nvrtc && !super::compile::prebuilt_available(info.compute) {
                 return Probe::Unusable(format!(
@@ -80,14 +89,21 @@ fn probe_uncached() -> Probe {
     }
 }
 
-fn device_info(nvrtc: bool) -> Result<GpuInfo, String> {
+fn device_info(nvrtc: bool, index: u32) -> Result<GpuInfo, String> {
     use cudarc::driver::{result, sys};
     result::init().map_err(|e| format!("cuInit failed ({e:?}): the driver cannot start"))?;
     let n = result::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e:?}"))?;
     if n < 1 {
         return Err("no CUDA device: libcuda loads but the driver reports no GPU".into());
     }
-    let dev = result::device::get(0).map_err(|e| format!("cuDeviceGet(0) failed: {e:?}"))?;
+    if i64::from(index) >= i64::from(n) {
+        return Err(format!(
+            "no CUDA device {index}: the driver reports {n} GPU(s), numbered from 0"
+        ));
+    }
+    let ordinal = index as i32;
+    let dev = result::device::get(ordinal)
+        .map_err(|e| format!("cuDeviceGet({ordinal}) failed: {e:?}"))?;
     let attr = |a| unsafe { result::device::get_attribute(dev, a) };
     let major = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
         .map_err(|e| format!("compute capability query failed: {e:?}"))?;

@@ -21,7 +21,7 @@ pub fn round_f16(x: f32) -> f32 {
 /// The kernels' `LsDrop` (`kernels/common.cuh`), passed by value. `kind` 0 = none,
 /// 1 = channel, 2 = element.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct LsDrop {
     pub seed: u64,
     pub threshold: u64,

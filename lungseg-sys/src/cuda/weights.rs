@@ -4,7 +4,7 @@
 use half::f16;
 
 use super::reference as r;
-use crate::model::Model;
+use crate::model::Network;
 
 /// Weights in the kernels' layouts, fp16 values held as f32 (exactly representable) so the
 /// CPU references and the upload share one copy.
@@ -47,7 +47,7 @@ fn conv_w(c: &crate::model::Conv3) -> ConvW {
 }
 
 impl GpuWeights {
-    pub fn new(model: &Model) -> GpuWeights {
+    pub fn new(model: &Network) -> GpuWeights {
         let net = &model.net;
         let c0 = &net.enc[0].conv1;
         let cp = c0.bias.len();
@@ -103,7 +103,7 @@ impl GpuWeights {
 }
 
 /// Why a model cannot run on the CUDA backend (layout requirements of the kernels), if so.
-pub fn unsupported_reason(model: &Model) -> Option<String> {
+pub fn unsupported_reason(model: &Network) -> Option<String> {
     if let Some(why) = fp16_overflow(model) {
         return Some(why);
     }
@@ -121,7 +121,7 @@ pub fn unsupported_reason(model: &Model) -> Option<String> {
 
 /// The first BN-folded weight that the kernels hold as fp16 but fp16 cannot (it would round to
 /// ±inf and turn whole activations into inf/NaN). The first layer and the head stay f32.
-fn fp16_overflow(model: &Model) -> Option<String> {
+fn fp16_overflow(model: &Network) -> Option<String> {
     let net = &model.net;
     let mut layers: Vec<(String, &[f32])> = Vec::new();
     for (l, b) in net.enc.iter().enumerate() {

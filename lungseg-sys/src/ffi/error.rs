@@ -26,21 +26,22 @@ pub(crate) fn last_error_string() -> String {
 /// Pass `buf = NULL, buf_len = 0` to ask for the length. Returns 0 when there is no message.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_last_error(buf: *mut libc::c_char, buf_len: usize) -> usize {
-    std::panic::catch_unwind(|| {
-        LAST_ERROR.with(|e| {
-            let e = e.borrow();
-            let bytes = e.as_bytes();
-            if !buf.is_null() && buf_len > 0 {
-                // Truncate on a UTF-8 boundary so the copy stays valid text.
-                let mut n = bytes.len().min(buf_len - 1);
-                while n > 0 && !e.is_char_boundary(n) {
-                    n -= 1;
-                }
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
-                *buf.add(n) = 0;
-            }
-            bytes.len()
-        })
-    })
-    .unwrap_or(0)
+    std::panic::catch_unwind(|| LAST_ERROR.with(|e| copy_c_string(&e.borrow(), buf, buf_len)))
+        .unwrap_or(0)
+}
+
+/// Copies `text` into `buf` as `lungseg_last_error` does (NUL-terminated, truncated on a UTF-8
+/// boundary to `buf_len - 1` bytes; nothing for `buf = NULL` or `buf_len = 0`) and returns its
+/// full length in bytes.
+pub(crate) unsafe fn copy_c_string(text: &str, buf: *mut libc::c_char, buf_len: usize) -> usize {
+    let bytes = text.as_bytes();
+    if !buf.is_null() && buf_len > 0 {
+        let mut n = bytes.len().min(buf_len - 1);
+        while n > 0 && !text.is_char_boundary(n) {
+            n -= 1;
+        }
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
+        *buf.add(n) = 0;
+    }
+    bytes.len()
 }

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
-use crate::model::{Model, ModelOptions, ReviewScore};
+use crate::model::{Device, Model, ModelOptions, ReviewScore};
 use crate::patch::{self, PatchSpec};
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
@@ -24,18 +24,30 @@ use crate::patch::{self, PatchSpec};
 /// - Memory: each prediction running at the same time holds one scratch workspace of the
 ///   model's size (about 150 MB for the default network at 64³, checked against
 ///   `max_workspace_bytes` at open); up to 2 stay allocated per model between calls, more
-///   are freed when their call returns. After the first call, predictions do not allocate.
+///   are freed when their call returns. After the first call, CPU predictions do not allocate
+///   (on a GPU, each MC call allocates its host-side statistics).
+/// - GPU: a model opened on a GPU serialises its predictions on one stream; a GPU error during
+///   a prediction is `LUNGSEG_DEVICE` for that call, and the model's later predictions run on
+///   the CPU (see `lungseg_model_options`).
 /// - fork(): a child process may predict with handles opened before the fork (the pool is
 ///   re-created in the child), provided no other thread of the parent was inside a lungseg
 ///   call at the moment of the fork.
 pub struct lungseg_model {
     pub(crate) inner: Model,
-    pub(crate) device: lungseg_device,
     pub(crate) threads: usize,
 }
 
-/// Options for `lungseg_model_open` (NULL = defaults: AUTO device, all cores, 2 GiB
+/// Options for `lungseg_model_open` (NULL = defaults: AUTO device, GPU 0, all cores, 2 GiB
 /// workspace limit, AUTO CPU kernel). See `lungseg_model` for threads and memory.
+///
+/// Devices: CPU runs on the CPU. CUDA runs on GPU `device_index` or fails at open with
+/// `LUNGSEG_DEVICE` saying why (no driver, no such device, a model the GPU kernels do not
+/// support, a kernel compile failure, or a failed self-check: one MC prediction of a synthetic
+/// patch on GPU and CPU must agree within 1e-2 max / 1e-3 mean probability and in its review
+/// decision). AUTO takes the GPU when all of that passes, else the CPU;
+/// `lungseg_model_get_device_note` says why. A GPU error during a prediction fails that call
+/// with `LUNGSEG_DEVICE`, and the model's later predictions run on the CPU
+/// (`lungseg_model_get_info` then names the CPU, the note the fault).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lungseg_model_options {
@@ -53,6 +65,13 @@ pub struct lungseg_model_options {
     /// the `LUNGSEG_CPU_KERNEL` environment variable if set, else the fastest this CPU runs.
     /// An explicit value here wins over the variable.
     pub cpu_kernel: u32,
+    /// Ignored: the tail padding of the layout before `device_index`, which its callers may
+    /// leave uninitialised.
+    pub reserved0: u32,
+    /// The CUDA device ordinal AUTO and CUDA use (0 = the first GPU). A `struct_size` that ends
+    /// before it means 0. An index with no device is `LUNGSEG_DEVICE` for CUDA and the CPU for
+    /// AUTO.
+    pub device_index: u32,
 }
 versioned!(lungseg_model_options, v1 = 12, v1_last = threads);
 
@@ -75,12 +94,13 @@ pub struct lungseg_model_info {
     /// The patch uncertainty score above which `needs_review` is set.
     pub review_threshold: f32,
     pub parameter_count: u64,
-    /// The device predictions actually run on (`lungseg_device`).
+    /// The device predictions actually run on now (`lungseg_device`: CPU or CUDA): CPU when
+    /// AUTO found no usable GPU or the GPU faulted (`lungseg_model_get_device_note` says why).
     pub device: u32,
     /// NUL-terminated device name, e.g. the CPU or GPU model. On the CPU it names the kernel
     /// first, as `CPU (<kernel>): <CPU model>` with the `LUNGSEG_CPU_KERNEL` name of
-    /// `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; a long model name is
-    /// cut to fit.
+    /// `lungseg_model_get_cpu_kernel`'s value, e.g. `CPU (avx2): ...`; on a GPU it is
+    /// `CUDA <index>: <GPU model>`. A long name is cut to fit.
     pub device_name: [libc::c_char; 64],
 }
 frozen_output!(lungseg_model_info, size = 176);
@@ -242,35 +262,19 @@ fn device_from(raw: u32) -> Result<lungseg_device> {
     lungseg_device::try_from(raw).map_err(|e| Error::from(e).context("options.device"))
 }
 
-/// Picks the device a model runs on. AUTO falls back to the CPU cleanly.
-#[cfg(not(feature = "cuda"))]
-fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
-    match requested {
-        lungseg_device::LUNGSEG_DEVICE_CUDA => Err(Error::device(
-            "CUDA was requested but this build has no CUDA backend (built without the `cuda` \
-             feature); use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
-        )),
-        _ => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+fn device_of(d: lungseg_device) -> Device {
+    match d {
+        lungseg_device::LUNGSEG_DEVICE_AUTO => Device::Auto,
+        lungseg_device::LUNGSEG_DEVICE_CPU => Device::Cpu,
+        lungseg_device::LUNGSEG_DEVICE_CUDA => Device::Cuda,
     }
 }
 
-/// Picks the device a model runs on. The CUDA engine (`crate::cuda`) is built and its kernels
-/// compile, but it is not yet wired into `lungseg_predict*` and has never run on a GPU; until it
-/// is, AUTO honestly reports and uses the CPU, and an explicit CUDA request is a
-/// `LUNGSEG_DEVICE` error saying why (what is missing, or that the engine is not wired yet).
-#[cfg(feature = "cuda")]
-fn select_device(requested: lungseg_device) -> Result<lungseg_device> {
-    use crate::cuda::Probe;
-    match (requested, crate::cuda::probe()) {
-        (lungseg_device::LUNGSEG_DEVICE_CUDA, Probe::Usable(_)) => Err(Error::device(
-            "CUDA was requested and a GPU is usable, but the CUDA engine is not wired into \
-             predictions yet in this version; use LUNGSEG_DEVICE_AUTO or LUNGSEG_DEVICE_CPU",
-        )),
-        (lungseg_device::LUNGSEG_DEVICE_CUDA, Probe::Unusable(why)) => Err(Error::device(format!(
-            "CUDA was requested but no usable GPU was found: {why}; use LUNGSEG_DEVICE_AUTO or \
-             LUNGSEG_DEVICE_CPU"
-        ))),
-        _ => Ok(lungseg_device::LUNGSEG_DEVICE_CPU),
+fn device_to_c(d: Device) -> lungseg_device {
+    match d {
+        Device::Auto => lungseg_device::LUNGSEG_DEVICE_AUTO,
+        Device::Cpu => lungseg_device::LUNGSEG_DEVICE_CPU,
+        Device::Cuda => lungseg_device::LUNGSEG_DEVICE_CUDA,
     }
 }
 
@@ -361,7 +365,7 @@ pub unsafe extern "C" fn lungseg_model_open(
         *out = std::ptr::null_mut();
         let path = path_arg(path, "path")?;
         let opts = arg_options(options, "options")?.unwrap_or_default();
-        let device = select_device(device_from(opts.device)?)?;
+        let device = device_of(device_from(opts.device)?);
         if opts.threads as usize > mc::MAX_THREADS {
             return Err(Error::invalid(format!(
                 "threads = {} exceeds {}",
@@ -373,11 +377,12 @@ pub unsafe extern "C" fn lungseg_model_open(
         let limits = ModelOptions {
             max_workspace_bytes: opts.max_workspace_bytes,
             cpu_kernel: cpu_kernel_from(opts.cpu_kernel)?,
+            device,
+            device_index: opts.device_index,
         };
         let model = Model::open_with(&path, &limits)?;
         *out = Box::into_raw(Box::new(lungseg_model {
             inner: model,
-            device,
             threads,
         }));
         Ok(())
@@ -388,7 +393,10 @@ pub unsafe extern "C" fn lungseg_model_open(
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_model_free(model: *mut lungseg_model) {
     if !model.is_null() {
-        let _ = std::panic::catch_unwind(|| drop(Box::from_raw(model)));
+        // Dropping touches only the model's own memory (and its device context): a panic
+        // there leaves nothing half-updated that the caller could observe.
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(model))));
     }
 }
 
@@ -406,11 +414,13 @@ pub unsafe extern "C" fn lungseg_model_get_info(
         for (d, s) in channels.iter_mut().zip(&c.channels) {
             *d = *s as u32;
         }
+        let report = m.inner.device();
+        let device_name = match report.device {
+            Device::Cuda => report.name,
+            _ => cpu_device_name(m.inner.kernel()),
+        };
         let mut name = [0 as libc::c_char; 64];
-        for (d, b) in name
-            .iter_mut()
-            .zip(cpu_device_name(m.inner.kernel()).bytes().take(63))
-        {
+        for (d, b) in name.iter_mut().zip(device_name.bytes().take(63)) {
             *d = b as libc::c_char;
         }
         out.write(lungseg_model_info {
@@ -423,11 +433,32 @@ pub unsafe extern "C" fn lungseg_model_get_info(
             dropout_kind: c.dropout.kind as u32,
             review_threshold: m.inner.review().threshold,
             parameter_count: m.inner.parameter_count() as u64,
-            device: m.device as u32,
+            device: device_to_c(report.device) as u32,
             device_name: name,
         });
         Ok(())
     })
+}
+
+/// Why `model` does not run on a GPU although it might: the reason AUTO chose the CPU at open
+/// (no driver, no device at `device_index`, an unsupported model, a compile or self-check
+/// failure, or a build without CUDA), or the GPU fault after which it runs on the CPU. Copied
+/// as `lungseg_last_error` copies (NUL-terminated, cut to `buf_len - 1` bytes); returns the
+/// note's full length, 0 when there is none (the CPU was asked for, or the GPU is in use) or
+/// `model` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_device_note(
+    model: *const lungseg_model,
+    buf: *mut libc::c_char,
+    buf_len: usize,
+) -> usize {
+    // Reads the model only: nothing is left half-updated by a panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let Some(m) = model.as_ref() else { return 0 };
+        let note = m.inner.device().note.unwrap_or_default();
+        super::error::copy_c_string(&note, buf, buf_len)
+    }))
+    .unwrap_or(0)
 }
 
 /// The CPU kernel `model`'s predictions run on, chosen at open: a `lungseg_cpu_kernel` value
@@ -448,7 +479,8 @@ pub unsafe extern "C" fn lungseg_model_get_cpu_kernel(
 /// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 /// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
-/// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`.
+/// infinite HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output `LUNGSEG_FORMAT`; a
+/// GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict(
     model: *const lungseg_model,
@@ -635,7 +667,9 @@ fn run_mc(
 /// seed 0. The same seed gives bit-identical results on any thread count. Maps must not
 /// overlap each other, `patch_hu` or `*out` (`LUNGSEG_INVALID_ARGUMENT`). Non-finite input
 /// HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
-/// `LUNGSEG_FORMAT`, never a summary.
+/// `LUNGSEG_FORMAT`, never a summary; a GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
+/// On a GPU, results agree with the CPU's within the open-time self-check's bounds, not bit for
+/// bit.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
     model: *const lungseg_model,

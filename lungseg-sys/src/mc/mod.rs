@@ -1,213 +1,24 @@
-//! Inference: the deterministic forward pass ([`predict`]) and Monte-Carlo dropout sampling
-//! with per-voxel uncertainty maps and a patch summary ([`predict_uncertainty`]).
+//! Inference on a [`Model`]: the deterministic forward pass ([`predict`]) and Monte-Carlo
+//! dropout sampling with per-voxel uncertainty maps and a patch summary
+//! ([`predict_uncertainty`]), on the backend the model chose at open. The computation is in
+//! `crate::predict`; these entry points pick the engine and handle a device fault
+//! (`crate::backend`).
 //!
 //! Patches are HU values at the model's patch size, z-major with x fastest (PyTorch's
-//! `[D, H, W]`); normalisation with the model's HU window happens inside. Results are
-//! bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
+//! `[D, H, W]`); normalisation with the model's HU window happens inside. On the CPU, results
+//! are bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
 
-pub mod control;
-mod forward;
-pub mod masks;
-pub mod stats;
+pub use crate::predict::control;
+pub use crate::predict::{
+    entropy_bits, max_pool_threads, resolve_threads, review_choice, volume_disagreement,
+    voxel_stats, LogLevel, McOptions, PatchSummary, Progress, ReviewScores, RunControl,
+    StructureMeasures, UncertaintyMaps, VoxelStats, MAX_IDLE_WORKSPACES, MAX_SAMPLES, MAX_THREADS,
+    VOLUME_DISAGREEMENT_SMOOTH,
+};
 
-use std::sync::Mutex;
-
-pub use control::{LogLevel, Progress, RunControl};
-pub use masks::StructureMeasures;
-pub use stats::{entropy_bits, voxel_stats, VoxelStats};
-
-use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Model, ReviewScore};
-pub(crate) use forward::WorkspaceSize;
-use forward::{forward, prologue, SampleDrop, Workspace};
-
-/// Most MC samples one call may ask for.
-pub const MAX_SAMPLES: u32 = 1024;
-/// Most threads one call may ask for.
-pub const MAX_THREADS: usize = 1024;
-
-/// Options of [`predict_uncertainty`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct McOptions {
-    /// Number of MC samples, 1..=1024.
-    pub n_samples: u32,
-    /// Philox key of the dropout masks.
-    pub seed: u64,
-    /// Threads each layer's work is split over, 0..=1024 (at most the core count are used);
-    /// 0 = the core count. They are the calling thread and helpers of one process-wide pool of
-    /// at most cores − 1 threads ([`max_pool_threads`]) shared by all callers: while another
-    /// call uses the pool, a call runs its work on its own thread. Results do not depend on it.
-    pub threads: usize,
-    /// Overrides the model's review threshold.
-    pub review_threshold: Option<f32>,
-    /// The score compared with the threshold; `None` = the model's
-    /// ([`crate::model::ReviewConfig`]). Another score than the model's needs
-    /// `review_threshold`: the model's threshold belongs to its own score.
-    pub review_score: Option<ReviewScore>,
-}
-
-impl Default for McOptions {
-    fn default() -> Self {
-        McOptions {
-            n_samples: 20,
-            seed: 0,
-            threads: 0,
-            review_threshold: None,
-            review_score: None,
-        }
-    }
-}
-
-/// Caller-owned per-voxel output maps (each `patch_voxels` long, z-major); `None` = not wanted.
-#[derive(Debug, Default)]
-pub struct UncertaintyMaps<'a> {
-    /// Mean probability across samples.
-    pub mean: Option<&'a mut [f32]>,
-    /// Population variance of the probability across samples.
-    pub variance: Option<&'a mut [f32]>,
-    /// Predictive entropy `H(mean)` in bits.
-    pub entropy: Option<&'a mut [f32]>,
-    /// Mutual information (BALD) `H(mean) − mean_s H(p_s)` in bits.
-    pub mutual_info: Option<&'a mut [f32]>,
-}
-
-/// Patch-level results of [`predict_uncertainty`] (serialised with these field names by
-/// hosts that report them, e.g. `lungseg-train predict`).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct PatchSummary {
-    /// Voxels with mean probability ≥ 0.5.
-    pub foreground_voxels: u64,
-    /// `foreground_voxels` × voxel volume at the model's spacing.
-    pub volume_mm3: f64,
-    /// Diameter of the sphere with that volume.
-    pub equivalent_diameter_mm: f64,
-    /// Mean of the mean probability over the voxels any sample calls foreground (p ≥ 0.5);
-    /// 0 when there are none (likewise the next two).
-    pub mean_probability: f32,
-    /// Mean predictive entropy (bits) over those voxels.
-    pub mean_entropy: f32,
-    /// Mean mutual information (bits) over those voxels.
-    pub mean_mutual_info: f32,
-    /// The selected review score ([`McOptions::review_score`], else the model's) for this patch.
-    pub uncertainty_score: f32,
-    /// Which score `uncertainty_score` is.
-    pub review_score: ReviewScore,
-    /// `uncertainty_score > threshold` (the caller's override or the model's).
-    pub needs_review: bool,
-    pub n_samples: u32,
-    /// Structure-wise agreement of the sample masks (Roy et al. 2019).
-    pub structure: StructureMeasures,
-    /// Every review score of this patch, selected or not (for choosing one on validation data).
-    pub scores: ReviewScores,
-}
-
-/// The value of every [`ReviewScore`] for one patch; higher means less sure.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct ReviewScores {
-    pub mean_mutual_info: f32,
-    pub mean_entropy: f32,
-    pub mean_variance: f32,
-    pub volume_disagreement: f32,
-    pub structure: StructureMeasures,
-}
-
-impl ReviewScores {
-    /// The one definition of each score.
-    pub fn get(&self, score: ReviewScore) -> f32 {
-        match score {
-            ReviewScore::MeanMutualInfo => self.mean_mutual_info,
-            ReviewScore::MeanEntropy => self.mean_entropy,
-            ReviewScore::MeanVariance => self.mean_variance,
-            ReviewScore::VolumeDisagreement => self.volume_disagreement,
-            ReviewScore::DiceDisagreement => 1.0 - self.structure.dice_agreement,
-            ReviewScore::IouDisagreement => 1.0 - self.structure.iou,
-            ReviewScore::VolumeCv => self.structure.volume_cv,
-        }
-    }
-}
-
-/// Idle workspaces a model keeps for reuse; more concurrent calls allocate their own, freed on
-/// return. Two keep a caller and an overlapping second call allocation-free.
-pub const MAX_IDLE_WORKSPACES: usize = 2;
-
-/// Scratch workspaces of one model, one per concurrent call; up to [`MAX_IDLE_WORKSPACES`]
-/// are kept between calls.
-pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
-
-impl WorkspacePool {
-    pub(crate) fn new() -> WorkspacePool {
-        WorkspacePool(Mutex::new(Vec::with_capacity(MAX_IDLE_WORKSPACES)))
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Workspace>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-struct Lease<'m> {
-    model: &'m Model,
-    ws: Option<Workspace>,
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let Some(ws) = self.ws.take() else { return };
-        let mut idle = self.model.workspaces.idle();
-        if idle.len() < MAX_IDLE_WORKSPACES {
-            idle.push(ws);
-            return;
-        }
-        drop(idle);
-        drop(ws);
-    }
-}
-
-fn lease(model: &Model) -> Result<Lease<'_>> {
-    let cached = model.workspaces.idle().pop();
-    let ws = match cached {
-        Some(ws) => ws,
-        None => Workspace::new(&model.workspace)?,
-    };
-    Ok(Lease {
-        model,
-        ws: Some(ws),
-    })
-}
-
-/// The share count a call uses: `threads`, or the core count (read once per process) for 0.
-pub fn resolve_threads(threads: usize) -> Result<usize> {
-    match threads {
-        0 => Ok(crate::nn::available_cores()),
-        t if t > MAX_THREADS => Err(Error::invalid(format!(
-            "threads = {t} exceeds {MAX_THREADS}"
-        ))),
-        t => Ok(t),
-    }
-}
-
-/// Most helper threads the library runs in one process, whatever the number of calling
-/// threads and models: the core count minus one (see [`McOptions::threads`]).
-pub fn max_pool_threads() -> usize {
-    crate::nn::max_helpers()
-}
-
-fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
-    let n = model.config().patch_voxels();
-    if patch_hu.len() != n {
-        return Err(Error::invalid(format!(
-            "patch has {} voxels, the model expects {n} ({:?} x,y,z)",
-            patch_hu.len(),
-            model.config().patch_size
-        )));
-    }
-    if let Some(i) = patch_hu.iter().position(|v| !v.is_finite()) {
-        return Err(Error::invalid(format!(
-            "patch voxel {i} is {} (NaN/Inf not allowed)",
-            patch_hu[i]
-        )));
-    }
-    Ok(())
-}
+use crate::error::Result;
+use crate::model::Model;
+use crate::predict;
 
 /// Deterministic forward pass (dropout off): writes the foreground probability of every voxel
 /// into `prob` (`patch_voxels` long, z-major).
@@ -215,34 +26,12 @@ fn check_patch(model: &Model, patch_hu: &[f32]) -> Result<()> {
 /// Non-finite numbers are never a result: a patch holding NaN or ±infinity is refused up
 /// front (`InvalidArgument`, naming the voxel: a broken upstream, not an HU value to clip),
 /// and a non-finite network output (finite weights whose activations overflow f32) is a
-/// `Format` error. Allocation-free after the first call on a model (see [`MAX_IDLE_WORKSPACES`]).
+/// `Format` error. On the CPU, allocation-free after the first call on a model (see
+/// [`MAX_IDLE_WORKSPACES`]).
 pub fn predict(model: &Model, patch_hu: &[f32], prob: &mut [f32], threads: usize) -> Result<()> {
-    single_pass(model, patch_hu, None, prob, threads)
-}
-
-/// One forward pass, with the dropout masks of `drop` (none: deterministic), into `prob`.
-fn single_pass(
-    model: &Model,
-    patch_hu: &[f32],
-    drop: Option<SampleDrop>,
-    prob: &mut [f32],
-    threads: usize,
-) -> Result<()> {
-    check_patch(model, patch_hu)?;
-    if prob.len() != patch_hu.len() {
-        return Err(Error::invalid(format!(
-            "prob has {} elements, expected {}",
-            prob.len(),
-            patch_hu.len()
-        )));
-    }
-    let threads = resolve_threads(threads)?;
-    let mut lease = lease(model)?;
-    let ws = lease.ws.as_mut().expect("leased");
-    prologue(model, ws, patch_hu, threads);
-    forward(model, ws, drop, threads, &|| false)?;
-    prob.copy_from_slice(&ws.prob);
-    Ok(())
+    model
+        .backend()
+        .run(model, |t| predict::predict(t, patch_hu, prob, threads))
 }
 
 /// Monte-Carlo dropout: `n_samples` forward passes with Philox dropout masks keyed by `seed`,
@@ -258,127 +47,24 @@ pub fn predict_uncertainty(
     predict_uncertainty_with(model, patch_hu, opts, maps, &mut RunControl::default())
 }
 
-/// [`predict_uncertainty`] under the host's control: cancelled between samples and between the
-/// levels of each pass (`Cancelled`, nothing written), progress after every sample, and a log
-/// line per call (see [`control`]).
+/// [`predict_uncertainty`] under the host's control: cancelled between samples and (on the
+/// CPU) between the levels of each pass (`Cancelled`, nothing written), progress after every
+/// sample, and a log line per call (see [`control`]).
 pub fn predict_uncertainty_with(
     model: &Model,
     patch_hu: &[f32],
     opts: &McOptions,
-    mut maps: UncertaintyMaps<'_>,
+    maps: UncertaintyMaps<'_>,
     ctl: &mut RunControl<'_>,
 ) -> Result<PatchSummary> {
-    check_patch(model, patch_hu)?;
-    let n = patch_hu.len();
-    if opts.n_samples == 0 || opts.n_samples > MAX_SAMPLES {
-        return Err(Error::invalid(format!(
-            "n_samples = {} must be in 1..={MAX_SAMPLES}",
-            opts.n_samples
-        )));
-    }
-    let review = review_choice(model, opts)?;
-    for (name, m) in [
-        ("mean", &maps.mean),
-        ("variance", &maps.variance),
-        ("entropy", &maps.entropy),
-        ("mutual_info", &maps.mutual_info),
-    ] {
-        if let Some(m) = m {
-            if m.len() != n {
-                return Err(Error::invalid(format!(
-                    "{name} map has {} elements, expected {n}",
-                    m.len()
-                )));
-            }
-        }
-    }
-    let threads = resolve_threads(opts.threads)?;
-    let started = std::time::Instant::now();
-    ctl.log(LogLevel::Debug, || {
-        format!(
-            "MC dropout: {} samples, seed {}, {threads} threads, CPU kernel {}",
-            opts.n_samples,
-            opts.seed,
-            model.kernel().name()
-        )
-    });
-    let mut lease = lease(model)?;
-    let ws = lease.ws.as_mut().expect("leased");
-    prologue(model, ws, patch_hu, threads);
-    ws.stats.reset();
-    ctl.begin_call(u64::from(opts.n_samples));
-    let cancel = ctl.cancel_check();
-    let stop = || cancel.is_some_and(|c| c());
-    for sample in 0..opts.n_samples {
-        let drop = Some(SampleDrop {
-            seed: opts.seed,
-            sample,
-        });
-        let pass = if stop() {
-            Err(Error::cancelled(""))
-        } else {
-            forward(model, ws, drop, threads, &stop)
-        };
-        match pass {
-            Err(e) if e.kind == ErrorKind::Cancelled => {
-                return Err(cancelled(ctl, sample, opts.n_samples))
-            }
-            r => r?,
-        }
-        let Workspace { prob, stats, .. } = ws;
-        stats.add(prob);
-        ctl.pass_done();
-    }
-    let summary = summarise(model, &mut ws.stats, review, &mut maps);
-    ctl.log(LogLevel::Info, || {
-        format!(
-            "MC dropout: {} samples in {:.3} s; {} = {:.4}, needs_review = {}",
-            opts.n_samples,
-            started.elapsed().as_secs_f64(),
-            summary.review_score.name(),
-            summary.uncertainty_score,
-            summary.needs_review
-        )
-    });
-    Ok(summary)
-}
-
-fn cancelled(ctl: &RunControl<'_>, sample: u32, n: u32) -> Error {
-    let e = Error::cancelled(format!(
-        "cancelled by the host after {sample} of {n} MC samples; no result written"
-    ));
-    ctl.log(LogLevel::Info, || e.message.clone());
-    e
-}
-
-/// The score and threshold a call compares: the caller's, else the model's. A score other than
-/// the model's without a caller threshold is refused: a threshold is calibrated for one score,
-/// and comparing another score with it would flag (or clear) patches at random.
-pub fn review_choice(model: &Model, opts: &McOptions) -> Result<(ReviewScore, f32)> {
-    if let Some(t) = opts.review_threshold.filter(|t| !t.is_finite()) {
-        return Err(Error::invalid(format!(
-            "review_threshold = {t} is not finite"
-        )));
-    }
-    let own = model.review();
-    let score = opts.review_score.unwrap_or(own.score);
-    match opts.review_threshold {
-        Some(t) => Ok((score, t)),
-        None if score == own.score => Ok((score, own.threshold)),
-        None => Err(Error::invalid(format!(
-            "review_score {} is not the model's ({}): its threshold {} does not apply; set \
-             a review_threshold for {}",
-            score.name(),
-            own.score.name(),
-            own.threshold,
-            score.name()
-        ))),
-    }
+    model.backend().run(model, |t| {
+        predict::predict_uncertainty_with(t, patch_hu, opts, maps, ctl)
+    })
 }
 
 /// The probability map of one MC sample: what sample `sample` of a [`predict_uncertainty`]
-/// call with `seed` folds in (the same dropout masks, bit for bit). For checking the MC
-/// reduction against per-sample maps and for inspecting single samples.
+/// call with `seed` folds in (the same dropout masks, bit for bit on the same engine). For
+/// checking the MC reduction against per-sample maps and for inspecting single samples.
 pub fn predict_sample(
     model: &Model,
     patch_hu: &[f32],
@@ -387,89 +73,7 @@ pub fn predict_sample(
     prob: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    single_pass(
-        model,
-        patch_hu,
-        Some(SampleDrop { seed, sample }),
-        prob,
-        threads,
-    )
-}
-
-/// Voxels added to the volume in [`volume_disagreement`]'s denominator: keeps the score finite
-/// and small for empty patches with faint probability mass.
-pub const VOLUME_DISAGREEMENT_SMOOTH: f64 = 10.0;
-
-/// [`ReviewScore::VolumeDisagreement`]: `|Σ mean − V| / (V + 10)`.
-pub fn volume_disagreement(sum_mean: f64, foreground_voxels: u64) -> f32 {
-    let v = foreground_voxels as f64;
-    ((sum_mean - v).abs() / (v + VOLUME_DISAGREEMENT_SMOOTH)) as f32
-}
-
-fn summarise(
-    model: &Model,
-    stats: &mut stats::Stats,
-    (review_score, threshold): (ReviewScore, f32),
-    maps: &mut UncertaintyMaps<'_>,
-) -> PatchSummary {
-    let cfg = model.config();
-    let (mut fg, mut region) = (0u64, 0u64);
-    let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
-    let mut expected_volume = 0f64;
-    for i in 0..cfg.patch_voxels() {
-        let v = stats.voxel(i);
-        let put = |m: &mut Option<&mut [f32]>, x: f32| {
-            if let Some(m) = m {
-                m[i] = x;
-            }
-        };
-        put(&mut maps.mean, v.mean);
-        put(&mut maps.variance, v.variance);
-        put(&mut maps.entropy, v.entropy);
-        put(&mut maps.mutual_info, v.mutual_info);
-        if v.mean >= 0.5 {
-            fg += 1;
-            stats.mark_final(i);
-        }
-        expected_volume += f64::from(v.mean);
-        if v.any_foreground {
-            region += 1;
-            sp += f64::from(v.mean);
-            sh += f64::from(v.entropy);
-            smi += f64::from(v.mutual_info);
-            svar += f64::from(v.variance);
-        }
-    }
-    let avg = |s: f64| {
-        if region > 0 {
-            (s / region as f64) as f32
-        } else {
-            0.0
-        }
-    };
-    let [sx, sy, sz] = cfg.spacing_mm;
-    let volume = fg as f64 * sx * sy * sz;
-    let structure = stats.structure();
-    let scores = ReviewScores {
-        mean_mutual_info: avg(smi),
-        mean_entropy: avg(sh),
-        mean_variance: avg(svar),
-        volume_disagreement: volume_disagreement(expected_volume, fg),
-        structure,
-    };
-    let score = scores.get(review_score);
-    PatchSummary {
-        foreground_voxels: fg,
-        volume_mm3: volume,
-        equivalent_diameter_mm: (6.0 * volume / std::f64::consts::PI).cbrt(),
-        mean_probability: avg(sp),
-        mean_entropy: avg(sh),
-        mean_mutual_info: avg(smi),
-        uncertainty_score: score,
-        review_score,
-        needs_review: score > threshold,
-        n_samples: stats.samples(),
-        structure,
-        scores,
-    }
+    model.backend().run(model, |t| {
+        predict::predict_sample(t, patch_hu, seed, sample, prob, threads)
+    })
 }

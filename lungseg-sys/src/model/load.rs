@@ -8,50 +8,28 @@
 //!
 //! Numbers: every raw tensor and every folded weight and bias must be finite in f32 (a huge γ
 //! over a tiny σ² overflows), or the file is refused naming the tensors; a model that opens
-//! has finite weights everywhere. Sizes: the workspace a prediction will need is computed
-//! from the config (checked arithmetic) and compared with the caller's limit before any
-//! tensor is converted; every buffer sized by the file is allocated fallibly.
+//! has finite weights everywhere. Sizes: the caller's check of the config (e.g. the CPU
+//! workspace a prediction will need against its limit) runs before any tensor is converted;
+//! every buffer sized by the file is allocated fallibly.
 
 use std::collections::HashSet;
 
 use safetensors::{Dtype, SafeTensors};
 
 use super::config::{ModelConfig, Norm, ReviewConfig};
-use super::{Block, Conv3, Head, Net, UpConv};
+use super::network::{Block, Conv3, Head, Net, Network, UpConv};
 use crate::error::{try_vec, Error, Result};
-use crate::mc::WorkspaceSize;
 
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
 /// The only `format_version` this reader understands.
 pub const FORMAT_VERSION: &str = "1";
 
-pub(super) struct Loaded {
-    pub config: ModelConfig,
-    pub review: ReviewConfig,
-    pub provenance: String,
-    pub net: Net,
-    pub parameter_count: usize,
-    pub workspace: WorkspaceSize,
-}
-
-/// The workspace `config` needs, refused (`Limit`) above `limit` bytes.
-fn workspace_within(config: &ModelConfig, limit: u64) -> Result<WorkspaceSize> {
-    let too_big = |what: String| {
-        Error::limit(format!(
-            "config (patch_size {:?}, channels {:?}) needs {what} of scratch workspace per \
-             prediction, more than the limit of {limit} bytes (max_workspace_bytes)",
-            config.patch_size, config.channels
-        ))
-    };
-    let size = WorkspaceSize::of(config).ok_or_else(|| too_big("an overflowing size".into()))?;
-    if size.bytes() > limit {
-        return Err(too_big(format!("{} bytes", size.bytes())));
-    }
-    Ok(size)
-}
-
-pub(super) fn load(bytes: &[u8], max_workspace_bytes: u64) -> Result<Loaded> {
+/// Parses `bytes`; `precheck` sees the config before any tensor is read and may refuse it.
+pub(super) fn load(
+    bytes: &[u8],
+    precheck: &mut dyn FnMut(&ModelConfig) -> Result<()>,
+) -> Result<Network> {
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
@@ -88,7 +66,7 @@ pub(super) fn load(bytes: &[u8], max_workspace_bytes: u64) -> Result<Loaded> {
         Some(s) => ReviewConfig::from_json(s)?,
         None => ReviewConfig::default(),
     };
-    let workspace = workspace_within(&config, max_workspace_bytes)?;
+    precheck(&config)?;
     let provenance = meta
         .get("provenance")
         .cloned()
@@ -132,19 +110,13 @@ pub(super) fn load(bytes: &[u8], max_workspace_bytes: u64) -> Result<Loaded> {
         )));
     }
     let net = Net { enc, up, dec, head };
-    if net.max_weight_len() > workspace.weight_capacity() {
-        return Err(Error::format(
-            "internal: the workspace sizing disagrees with the loaded weights",
-        ));
-    }
     let parameter_count = r.params;
-    Ok(Loaded {
+    Ok(Network {
         config,
         review,
         provenance,
         net,
         parameter_count,
-        workspace,
     })
 }
 

@@ -1,17 +1,22 @@
 //! The model file (`docs/model-format.md`): a safetensors U-Net with JSON metadata, loaded
-//! into an immutable [`Model`] whose weights are BN-folded and laid out for the [`crate::nn`]
-//! kernels.
+//! into an immutable [`Network`] (config and BN-folded weights), and the [`Model`] a caller
+//! holds: that network and the backend chosen for it at open (`crate::backend`).
 
 pub mod config;
 mod load;
+mod network;
 
 use std::path::Path;
 
 pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
 pub use load::{FORMAT, FORMAT_VERSION};
+pub use network::Network;
+pub(crate) use network::{Conv3, Net};
 
+use crate::backend::{Backend, Opener};
+pub use crate::backend::{Device, DeviceReport};
+use crate::cpu::{self, CpuEngine};
 use crate::error::Result;
-use crate::mc::{WorkspacePool, WorkspaceSize};
 use crate::nn::cpu_kernel::{self, CpuKernel};
 
 /// Largest model file accepted by [`Model::open`] (the default network is ~22 MB in F32).
@@ -30,6 +35,11 @@ pub struct ModelOptions {
     /// The CPU kernel to run; `None` = the `LUNGSEG_CPU_KERNEL` variable, else the fastest
     /// ([`cpu_kernel::select`]). One this CPU cannot run is refused at open (`Device`).
     pub cpu_kernel: Option<CpuKernel>,
+    /// Where predictions run ([`Device::Cpu`] by default; its docs say how each is chosen).
+    pub device: Device,
+    /// The GPU to use when `device` is not the CPU (a CUDA device ordinal); one that does not
+    /// exist is a `Device` error for [`Device::Cuda`] and the CPU with a note for AUTO.
+    pub device_index: u32,
 }
 
 impl ModelOptions {
@@ -41,18 +51,13 @@ impl ModelOptions {
     }
 }
 
-/// A loaded network. Immutable after load except for an internal pool of scratch
-/// workspaces, so one `Model` can serve many threads at once (`Send + Sync`): each concurrent
-/// call holds one workspace of [`Model::workspace_bytes`].
+/// A loaded network and the engines its predictions run on. Immutable after open except for
+/// the CPU engine's pool of scratch workspaces (and a device's fault flag), so one `Model` can
+/// serve many threads at once (`Send + Sync`): each concurrent CPU call holds one workspace of
+/// [`Model::workspace_bytes`]. Dereferences to its [`Network`] (config, review, provenance).
 pub struct Model {
-    config: ModelConfig,
-    review: ReviewConfig,
-    provenance: String,
-    parameter_count: usize,
-    pub(crate) net: Net,
-    pub(crate) workspace: WorkspaceSize,
-    pub(crate) workspaces: WorkspacePool,
-    kernel: CpuKernel,
+    network: Network,
+    backend: Backend,
 }
 
 // One model serves many threads: keep it Send + Sync.
@@ -64,11 +69,17 @@ const _: fn() = || {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
-            .field("config", &self.config)
-            .field("review", &self.review)
-            .field("parameter_count", &self.parameter_count)
-            .field("kernel", &self.kernel)
-            .finish_non_exhaustive()
+            .field("network", &self.network)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Model {
+    type Target = Network;
+
+    fn deref(&self) -> &Network {
+        &self.network
     }
 }
 
@@ -81,21 +92,28 @@ impl Model {
         Self::from_bytes_with(bytes, &ModelOptions::default())
     }
 
-    /// [`Model::from_bytes`] with explicit limits; a model whose workspace exceeds
+    /// [`Model::from_bytes`] with explicit limits and device; a model whose workspace exceeds
     /// `opts.max_workspace_bytes` is a `Limit` error, checked before any tensor is read.
     pub fn from_bytes_with(bytes: &[u8], opts: &ModelOptions) -> Result<Model> {
+        Self::from_bytes_on(bytes, opts, &crate::backend::open_accelerator)
+    }
+
+    /// [`Model::from_bytes_with`] with the accelerator from `opener`.
+    pub(crate) fn from_bytes_on(
+        bytes: &[u8],
+        opts: &ModelOptions,
+        opener: &Opener<'_>,
+    ) -> Result<Model> {
         let kernel = cpu_kernel::select(opts.cpu_kernel)?;
-        let l = load::load(bytes, opts.workspace_limit())?;
-        Ok(Model {
-            config: l.config,
-            review: l.review,
-            provenance: l.provenance,
-            parameter_count: l.parameter_count,
-            net: l.net,
-            workspace: l.workspace,
-            workspaces: WorkspacePool::new(),
-            kernel,
-        })
+        let mut size = None;
+        let network = load::load(bytes, &mut |cfg| {
+            size = Some(cpu::workspace_within(cfg, opts.workspace_limit())?);
+            Ok(())
+        })?;
+        let size = size.expect("load checks the config first");
+        let cpu = CpuEngine::new(&network, kernel, size)?;
+        let backend = Backend::open(&network, cpu, opts.device, opts.device_index, opener)?;
+        Ok(Model { network, backend })
     }
 
     /// Reads and parses a model file with default [`ModelOptions`].
@@ -110,82 +128,28 @@ impl Model {
         Model::from_bytes_with(&bytes, opts).map_err(|e| e.context(path.display()))
     }
 
-    /// Architecture and input specification.
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
+    /// The immutable network.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
-    /// Which patch score flags a case for review, and its threshold.
-    pub fn review(&self) -> &ReviewConfig {
-        &self.review
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
-    /// The raw `provenance` JSON of the file (`{}` when absent).
-    pub fn provenance(&self) -> &str {
-        &self.provenance
-    }
-
-    /// Scratch bytes one prediction holds while it runs (one workspace per concurrent call;
-    /// up to [`crate::mc::MAX_IDLE_WORKSPACES`] stay allocated between calls).
+    /// Scratch bytes one CPU prediction holds while it runs (one workspace per concurrent
+    /// call; up to [`crate::mc::MAX_IDLE_WORKSPACES`] stay allocated between calls).
     pub fn workspace_bytes(&self) -> u64 {
-        self.workspace.bytes()
+        self.backend.cpu().workspace_bytes()
     }
 
-    /// The CPU kernel predictions run on, fixed at open.
+    /// The CPU kernel CPU predictions run on (also after a device fault), fixed at open.
     pub fn kernel(&self) -> CpuKernel {
-        self.kernel
+        self.backend.cpu().kernel()
     }
 
-    /// Learnable parameters as PyTorch counts them (conv/BN weights and biases; running
-    /// statistics excluded).
-    pub fn parameter_count(&self) -> usize {
-        self.parameter_count
-    }
-}
-
-/// 3³ convolution with BN folded in. `w` is `[27][cin][pad16(cout)]` (tap `9kz + 3ky + kx`),
-/// `bias` is `[pad16(cout)]`; padding lanes are zero.
-pub(crate) struct Conv3 {
-    pub cout: usize,
-    pub w: Vec<f32>,
-    pub bias: Vec<f32>,
-}
-
-/// Transposed conv k2 s2: `w` is `[cin][8][pad16(cout)]`, `bias` `[pad16(cout)]`.
-pub(crate) struct UpConv {
-    pub w: Vec<f32>,
-    pub bias: Vec<f32>,
-}
-
-/// 1×1×1 conv to one logit.
-pub(crate) struct Head {
-    pub w: Vec<f32>,
-    pub bias: f32,
-}
-
-pub(crate) struct Block {
-    pub conv1: Conv3,
-    pub conv2: Conv3,
-}
-
-/// `enc[l]` for every level (the last is the bottleneck); `up[l]`/`dec[l]` produce level `l`.
-pub(crate) struct Net {
-    pub enc: Vec<Block>,
-    pub up: Vec<UpConv>,
-    pub dec: Vec<Block>,
-    pub head: Head,
-}
-
-impl Net {
-    /// Floats of the largest weight tensor (what one sample's dropout-scaled copy may need).
-    pub(crate) fn max_weight_len(&self) -> usize {
-        self.enc
-            .iter()
-            .chain(&self.dec)
-            .flat_map(|b| [b.conv1.w.len(), b.conv2.w.len()])
-            .chain(self.up.iter().map(|u| u.w.len()))
-            .chain([self.head.w.len()])
-            .max()
-            .unwrap_or(0)
+    /// The device predictions run on now, and why not a GPU where that applies.
+    pub fn device(&self) -> DeviceReport {
+        self.backend.report()
     }
 }

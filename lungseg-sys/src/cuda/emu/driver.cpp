@@ -5,7 +5,9 @@
  *   'R' id:u32                            read → bytes:u64 data
  *   'L' name:str grid:3×u32 block:3×u32 dyn:u32 reverse:u8 n:u16 args  launch → 0:u8
  *        arg: 'p' id:u32 (0xffffffff = NULL) off:u64 | 'i' i32 | 'u' u32 | 'q' u64 | 'f' f32 |
- *             's' len:u16 bytes
+ *             's' len:u16 bytes |
+ *             'r' len:u16 bytes n:u16 n×(at:u32 id:u32): a struct whose 8 bytes at `at` are set
+ *                 to buffer `id`'s address (0xffffffff = NULL), then passed as 's'
  *   'C' n:u64 n×f32                       cvt.rn.f16.f32 of each → n×u16
  *   'T'                                   fragment-layout self-test → 0:u8
  *   'Q'                                   quit
@@ -128,6 +130,20 @@ void cmd_launch()
             a.bytes.resize(rd<uint16_t>());
             read_exact(a.bytes.data(), a.bytes.size());
             break;
+        case 'r': {
+            a.tag = 's';
+            a.bytes.resize(rd<uint16_t>());
+            read_exact(a.bytes.data(), a.bytes.size());
+            const uint16_t ptrs = rd<uint16_t>();
+            for (uint16_t k = 0; k < ptrs; ++k) {
+                const uint32_t at = rd<uint32_t>(), id = rd<uint32_t>();
+                if ((uint64_t)at + 8 > a.bytes.size())
+                    fail("pointer field at %u past a %zu-byte struct", at, a.bytes.size());
+                const uint64_t addr = id == 0xffffffffu ? 0 : (uint64_t)(uintptr_t)buffer(id).p;
+                std::memcpy(a.bytes.data() + at, &addr, 8);
+            }
+            break;
+        }
         default: fail("unknown argument tag '%c'", a.tag);
         }
     }

@@ -13,7 +13,7 @@ use crate::cuda::launch::{head_finalize_blocks, ConvShape, PlanLaunches, Slot};
 use crate::cuda::plan::{ChunkDrop, Plan};
 use crate::cuda::reference::HeadOut;
 use crate::cuda::weights::GpuWeights;
-use crate::model::{DropoutKind, Model};
+use crate::model::{DropoutKind, Network};
 
 /// One MC call to emulate.
 #[derive(Clone, Copy, Debug)]
@@ -21,6 +21,8 @@ pub struct EmuRun<'a> {
     pub patch_hu: &'a [f32],
     pub seed: u64,
     pub n_samples: u32,
+    /// The first sample's index in the seed's MC sequence (0 for a whole call).
+    pub sample0: u32,
     /// Samples per batch chunk (the workspace holds this many).
     pub chunk: usize,
     /// `false`: one deterministic pass.
@@ -45,7 +47,7 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 }
 
 /// Uploads the weights, runs every chunk and the finalize, reads the maps and summary sums.
-pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut, String> {
+pub fn run(dev: &mut EmuDevice, model: &Network, r: &EmuRun<'_>) -> Result<HeadOut, String> {
     let plan = Plan::new(model);
     let wts = GpuWeights::new(model);
     let cfg = model.config();
@@ -104,7 +106,10 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
             seed: r.seed,
             p: cfg.dropout.p,
             element,
-            sample0: done,
+            sample0: r
+                .sample0
+                .checked_add(done)
+                .ok_or("the sample index overflows u32")?,
         });
         for op in &plan.ops {
             if let Some(l) = launches.op(op, s, drop, done) {
@@ -136,4 +141,105 @@ pub fn run(dev: &mut EmuDevice, model: &Model, r: &EmuRun<'_>) -> Result<HeadOut
         mutual_info,
         sums,
     })
+}
+
+/// The kernel sources, emulated, as the backend's accelerator: the launches of one-sample runs
+/// that the CUDA engine's `pass` makes, through the self-check at open and the prediction
+/// calls.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::cpu::SampleDrop;
+    use crate::error::{Error, Result};
+    use crate::mc::{self, McOptions, UncertaintyMaps};
+    use crate::model::{Device, Model, ModelOptions};
+    use crate::predict::route::Accelerator;
+    use crate::test_common as common;
+
+    struct Emulated {
+        dev: Mutex<EmuDevice>,
+        model: Model,
+    }
+
+    impl Accelerator for Emulated {
+        fn name(&self) -> &str {
+            "emulated CUDA"
+        }
+
+        fn pass(&self, patch_hu: &[f32], drop: Option<SampleDrop>, prob: &mut [f32]) -> Result<()> {
+            let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
+            let (seed, sample0) = drop.map_or((0, 0), |d| (d.seed, d.sample));
+            let r = EmuRun {
+                patch_hu,
+                seed,
+                n_samples: 1,
+                sample0,
+                chunk: 1,
+                dropout: drop.is_some(),
+                order: super::super::Order::Forward,
+            };
+            let out = run(&mut dev, &self.model, &r).map_err(Error::device)?;
+            crate::backend::cuda::one_sample_map(out.mean, prob)
+        }
+    }
+
+    /// `$CARGO_TARGET_DIR/tmp/cuda-emu`, where `tests/cuda_emu.rs` builds the same emulator.
+    fn emulator() -> std::path::PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).unwrap().join("tmp/cuda-emu");
+        super::super::build(&target, &super::super::BuildOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn mc_mean(m: &Model, hu: &[f32]) -> (Vec<f32>, mc::PatchSummary) {
+        let mut mean = vec![0f32; hu.len()];
+        let o = McOptions {
+            n_samples: 3,
+            seed: 77,
+            threads: 1,
+            ..McOptions::default()
+        };
+        let maps = UncertaintyMaps {
+            mean: Some(&mut mean),
+            ..UncertaintyMaps::default()
+        };
+        let s = mc::predict_uncertainty(m, hu, &o, maps).unwrap();
+        (mean, s)
+    }
+
+    #[test]
+    fn the_emulated_kernels_pass_the_self_check_and_serve_the_backend() {
+        let cfg =
+            r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
+        let bytes = common::synth_model_bytes(cfg);
+        let exe = emulator();
+        let opener = |_: &Network, _: u32| -> std::result::Result<Box<dyn Accelerator>, String> {
+            Ok(Box::new(Emulated {
+                dev: Mutex::new(EmuDevice::spawn(&exe)?),
+                model: Model::from_bytes(&bytes).map_err(|e| e.to_string())?,
+            }))
+        };
+        let opts = ModelOptions {
+            device: Device::Cuda,
+            ..ModelOptions::default()
+        };
+        let m = Model::from_bytes_on(&bytes, &opts, &opener).unwrap();
+        let r = m.device();
+        assert_eq!((r.device, r.name.as_str()), (Device::Cuda, "emulated CUDA"));
+        let cpu = Model::from_bytes(&bytes).unwrap();
+        let hu: Vec<f32> = (0..512)
+            .map(|i| ((i * 37) % 1400) as f32 - 1000.0)
+            .collect();
+        let (mean, s) = mc_mean(&m, &hu);
+        let (want_mean, want) = mc_mean(&cpu, &hu);
+        let diff = mean
+            .iter()
+            .zip(&want_mean)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff <= 1e-2, "{diff}");
+        assert_eq!((s.n_samples, s.needs_review), (3, want.needs_review));
+    }
 }

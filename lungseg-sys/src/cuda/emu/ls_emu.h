@@ -101,6 +101,7 @@ void *dyn_shared();
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(n)
+#define __grid_constant__
 
 /* Everything system-side is included above: from here on the kernel source sees CUDA. */
 #define __CUDACC__ 1

@@ -27,6 +27,7 @@ pub const SELFTEST: KernelSource = KernelSource {
     name: "selftest",
     source: include_str!("selftest.cu"),
     defines: &[],
+    layout: &[],
     functions: &[
         "emu_mma_ggml",
         "emu_divergent_mma",
@@ -69,8 +70,7 @@ impl Default for BuildOptions {
 pub fn translation_unit(k: &KernelSource) -> Result<String, String> {
     let src = rewrite::rewrite(&k.full_source()).map_err(|e| format!("{}: {e}", k.name))?;
     let mut tu: String = k
-        .defines
-        .iter()
+        .all_defines()
         .map(|(name, v)| format!("#define {name} {v}\n"))
         .collect();
     tu.push_str(&format!(
@@ -165,6 +165,72 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<PathBuf, String> {
     std::fs::rename(&tmp, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(exe)
+}
+
+/// Compiles `k`'s translation unit alone (syntax and `static_assert`s only, no code): whether
+/// its sources build against its constants, e.g. its parameter structs against their Rust
+/// layout. `dir` receives the sources.
+pub fn check_compiles(dir: &Path, k: &KernelSource, opts: &BuildOptions) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in [("ls_emu.h", HEADER), ("ls_emu_rt.h", RT_HEADER)] {
+        std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let file = dir.join(format!("k_{}.cpp", k.name));
+    std::fs::write(&file, translation_unit(k)?).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = Command::new(&opts.cxx)
+        .args(compiler_args(&BuildOptions {
+            sanitize: false,
+            ..opts.clone()
+        }))
+        .arg(format!("-I{}", dir.display()))
+        .arg("-fsyntax-only")
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("the C++ compiler `{}` is needed: {e}", opts.cxx))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> KernelSource {
+        *crate::cuda::KERNELS
+            .iter()
+            .find(|k| k.name == "pool")
+            .expect("pool.cu")
+    }
+
+    /// With one constant of its layout moved, `LsPoolArgs` no longer compiles: the C struct is
+    /// checked field by field against the Rust one.
+    #[test]
+    fn a_parameter_struct_that_drifts_from_rust_does_not_compile() {
+        let dir = std::env::temp_dir().join(format!("lungseg-layout-{}", std::process::id()));
+        let opts = BuildOptions::default();
+        check_compiles(&dir, &pool(), &opts).unwrap();
+        for (name, moved_by) in [("LSP_POOL_d", 4), ("LSP_POOL_SIZE", 8), ("LSP_POOL_out", 0)] {
+            let layout: Vec<(&'static str, u32)> = pool()
+                .layout
+                .iter()
+                .map(|&(n, v)| match n == name {
+                    true if moved_by == 0 => (n, 0),
+                    true => (n, v + moved_by),
+                    false => (n, v),
+                })
+                .collect();
+            let drifted = KernelSource {
+                layout: Box::leak(layout.into_boxed_slice()),
+                ..pool()
+            };
+            let why = check_compiles(&dir, &drifted, &opts).unwrap_err();
+            assert!(why.contains("differs from Rust"), "{name}: {why}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// A buffer on the emulated device.
@@ -291,6 +357,16 @@ impl EmuDevice {
         m.extend((l.args.len() as u16).to_le_bytes());
         for a in &l.args {
             match *a {
+                KArg::Params(ref p) => {
+                    m.push(b'r');
+                    m.extend((p.bytes.len() as u16).to_le_bytes());
+                    m.extend(&p.bytes);
+                    m.extend((p.ptrs.len() as u16).to_le_bytes());
+                    for &(offset, buf) in &p.ptrs {
+                        m.extend((offset as u32).to_le_bytes());
+                        m.extend(buf.map_or(u32::MAX, |b| b.0).to_le_bytes());
+                    }
+                }
                 KArg::Buf(b) => {
                     m.push(b'p');
                     m.extend(b.0.to_le_bytes());

@@ -94,6 +94,22 @@ struct LsDrop {
     ls_u32 sample0;   /* MC sample number of batch entry 0 (chunking) */
 };
 
+/* Each network kernel takes one by-value struct mirroring its Rust twin in `cuda::params`; the
+ * launch code passes that struct's size and field offsets as LSP_* constants, and the kernel
+ * file checks its C struct against them, so a layout that drifts fails to compile: the size
+ * everywhere, the offsets in the emulator's g++ build (NVRTC has no constant offsetof; both
+ * lay the struct out by the same C rules, 8-byte pointers included). Kernels declare the struct
+ * `__grid_constant__`, which keeps it in the parameter bank instead of a per-thread copy
+ * (ptxas spills such a copy in ls_head_accumulate). */
+#define LS_SIZE(T, P) static_assert(sizeof(T) == LSP_##P##_SIZE, #T ": size differs from Rust")
+#ifdef __CUDACC_RTC__
+#define LS_AT(T, f, P, rf) static_assert(true, "")
+#else
+#define LS_AT(T, f, P, rf)                                                                   \
+    static_assert(__builtin_offsetof(T, f) == LSP_##P##_##rf,                                 \
+                  #T "." #f ": offset differs from Rust")
+#endif
+
 /* Apply dropout to value v of (batch entry s, channel c, voxel vox of dhw). */
 LS_FN float ls_dropout(const LsDrop &d, float v, ls_u32 s, ls_u32 c, ls_u32 vox, ls_u32 dhw)
 {

@@ -156,13 +156,46 @@ LS_FN void conv_load(const ConvIn &p, ConvCursor &cur, const ConvVox (&rows)[CON
     }
 }
 
+struct LsConv3Args {
+    const ls_half *src0;
+    const ls_half *src1;
+    const ls_half *w;
+    const float *bias;
+    ls_half *out;
+    ls_u64 ss0, ss1;
+    LsDrop drop;
+    int c0, c1, cout, S, D, H, W, relu;
+};
+LS_SIZE(LsConv3Args, CONV3);
+LS_AT(LsConv3Args, src0, CONV3, src0);
+LS_AT(LsConv3Args, src1, CONV3, src1);
+LS_AT(LsConv3Args, w, CONV3, w);
+LS_AT(LsConv3Args, bias, CONV3, bias);
+LS_AT(LsConv3Args, out, CONV3, out);
+LS_AT(LsConv3Args, ss0, CONV3, ss0);
+LS_AT(LsConv3Args, ss1, CONV3, ss1);
+LS_AT(LsConv3Args, drop, CONV3, drop);
+LS_AT(LsConv3Args, c0, CONV3, c0);
+LS_AT(LsConv3Args, c1, CONV3, c1);
+LS_AT(LsConv3Args, cout, CONV3, cout);
+LS_AT(LsConv3Args, S, CONV3, s);
+LS_AT(LsConv3Args, D, CONV3, d);
+LS_AT(LsConv3Args, H, CONV3, h);
+LS_AT(LsConv3Args, W, CONV3, wd);
+LS_AT(LsConv3Args, relu, CONV3, relu);
+
 extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-ls_conv3(const ls_half *__restrict__ src0, ls_u64 ss0, int c0,
-         const ls_half *__restrict__ src1, ls_u64 ss1, int c1,
-         const ls_half *__restrict__ w, const float *__restrict__ bias,
-         ls_half *__restrict__ out, int cout,
-         int S, int D, int H, int W, int relu, LsDrop drop)
+ls_conv3(__grid_constant__ const LsConv3Args args)
 {
+    const ls_half *__restrict__ src0 = args.src0;
+    const ls_half *__restrict__ src1 = args.src1;
+    const ls_half *__restrict__ w = args.w;
+    const float *__restrict__ bias = args.bias;
+    ls_half *__restrict__ out = args.out;
+    const ls_u64 ss0 = args.ss0, ss1 = args.ss1;
+    const LsDrop drop = args.drop;
+    const int c0 = args.c0, c1 = args.c1, cout = args.cout;
+    const int S = args.S, D = args.D, H = args.H, W = args.W, relu = args.relu;
     extern __shared__ LsChunk16 conv_smem[];
     const ls_u32 smem = ls_smem_addr(conv_smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

@@ -17,11 +17,35 @@
 #define FIRST_THREADS 128
 #define FIRST_MAX_COUT 64
 
+struct LsFirstArgs {
+    const float *hu;
+    const float *w;
+    const float *bias;
+    ls_half *out;
+    float lo, hi;
+    int cout, D, H, W;
+};
+LS_SIZE(LsFirstArgs, FIRST);
+LS_AT(LsFirstArgs, hu, FIRST, hu);
+LS_AT(LsFirstArgs, w, FIRST, w);
+LS_AT(LsFirstArgs, bias, FIRST, bias);
+LS_AT(LsFirstArgs, out, FIRST, out);
+LS_AT(LsFirstArgs, lo, FIRST, lo);
+LS_AT(LsFirstArgs, hi, FIRST, hi);
+LS_AT(LsFirstArgs, cout, FIRST, cout);
+LS_AT(LsFirstArgs, D, FIRST, d);
+LS_AT(LsFirstArgs, H, FIRST, h);
+LS_AT(LsFirstArgs, W, FIRST, wd);
+
 extern "C" __global__ void __launch_bounds__(FIRST_THREADS)
-ls_conv_first(const float *__restrict__ hu, float lo, float hi,
-              const float *__restrict__ w, const float *__restrict__ bias,
-              ls_half *__restrict__ out, int cout, int D, int H, int W)
+ls_conv_first(__grid_constant__ const LsFirstArgs args)
 {
+    const float *__restrict__ hu = args.hu;
+    const float *__restrict__ w = args.w;
+    const float *__restrict__ bias = args.bias;
+    ls_half *__restrict__ out = args.out;
+    const float lo = args.lo, hi = args.hi;
+    const int cout = args.cout, D = args.D, H = args.H, W = args.W;
     __shared__ float sw[32 * FIRST_MAX_COUT];
     for (int i = threadIdx.x; i < 32 * cout; i += blockDim.x)
         sw[i] = w[i];

@@ -9,10 +9,30 @@
  * the next conv is possible but would recompute each Philox word 27 times (once per tap).
  */
 
+struct LsExpandArgs {
+    const ls_half *in;
+    ls_half *out;
+    LsDrop drop;
+    int S;
+    ls_u32 V;
+    int C, pad;
+};
+LS_SIZE(LsExpandArgs, EXPAND);
+LS_AT(LsExpandArgs, in, EXPAND, input);
+LS_AT(LsExpandArgs, out, EXPAND, out);
+LS_AT(LsExpandArgs, drop, EXPAND, drop);
+LS_AT(LsExpandArgs, S, EXPAND, s);
+LS_AT(LsExpandArgs, V, EXPAND, v);
+LS_AT(LsExpandArgs, C, EXPAND, c);
+
 extern "C" __global__ void __launch_bounds__(256)
-ls_dropout_expand(const ls_half *__restrict__ in, ls_half *__restrict__ out, int S, ls_u32 V,
-                  int C, LsDrop drop)
+ls_dropout_expand(__grid_constant__ const LsExpandArgs args)
 {
+    const ls_half *__restrict__ in = args.in;
+    ls_half *__restrict__ out = args.out;
+    const LsDrop drop = args.drop;
+    const int S = args.S, C = args.C;
+    const ls_u32 V = args.V;
     const int cp = C / 2;
     const ls_u64 total = (ls_u64)S * V * cp;
     const ls_u64 i = (ls_u64)blockIdx.x * blockDim.x + threadIdx.x;

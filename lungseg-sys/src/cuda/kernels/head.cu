@@ -28,12 +28,69 @@ LS_FN float ls_entropy_bits(float p)
     return h;
 }
 
+struct LsHeadAccArgs {
+    const ls_half *x;
+    const float *w;
+    float *mean;
+    float *m2;
+    float *sum_h;
+    ls_u32 *any_fg;
+    float bias;
+    int C, S;
+    ls_u32 V;
+    int n0, pad;
+};
+LS_SIZE(LsHeadAccArgs, HEADACC);
+LS_AT(LsHeadAccArgs, x, HEADACC, x);
+LS_AT(LsHeadAccArgs, w, HEADACC, w);
+LS_AT(LsHeadAccArgs, mean, HEADACC, mean);
+LS_AT(LsHeadAccArgs, m2, HEADACC, m2);
+LS_AT(LsHeadAccArgs, sum_h, HEADACC, sum_h);
+LS_AT(LsHeadAccArgs, any_fg, HEADACC, any_fg);
+LS_AT(LsHeadAccArgs, bias, HEADACC, bias);
+LS_AT(LsHeadAccArgs, C, HEADACC, c);
+LS_AT(LsHeadAccArgs, S, HEADACC, s);
+LS_AT(LsHeadAccArgs, V, HEADACC, v);
+LS_AT(LsHeadAccArgs, n0, HEADACC, n0);
+
+struct LsHeadFinArgs {
+    const float *mean;
+    const float *m2;
+    const float *sum_h;
+    const ls_u32 *any_fg;
+    float *out_mean;
+    float *out_var;
+    float *out_ent;
+    float *out_mi;
+    double *partials;
+    int n;
+    ls_u32 V;
+};
+LS_SIZE(LsHeadFinArgs, HEADFIN);
+LS_AT(LsHeadFinArgs, mean, HEADFIN, mean);
+LS_AT(LsHeadFinArgs, m2, HEADFIN, m2);
+LS_AT(LsHeadFinArgs, sum_h, HEADFIN, sum_h);
+LS_AT(LsHeadFinArgs, any_fg, HEADFIN, any_fg);
+LS_AT(LsHeadFinArgs, out_mean, HEADFIN, out_mean);
+LS_AT(LsHeadFinArgs, out_var, HEADFIN, out_var);
+LS_AT(LsHeadFinArgs, out_ent, HEADFIN, out_ent);
+LS_AT(LsHeadFinArgs, out_mi, HEADFIN, out_mi);
+LS_AT(LsHeadFinArgs, partials, HEADFIN, partials);
+LS_AT(LsHeadFinArgs, n, HEADFIN, n);
+LS_AT(LsHeadFinArgs, V, HEADFIN, v);
+
 extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
-ls_head_accumulate(const ls_half *__restrict__ x, int C, const float *__restrict__ w,
-                   float bias, int S, ls_u32 V, int n0, float *__restrict__ mean,
-                   float *__restrict__ m2, float *__restrict__ sum_h,
-                   ls_u32 *__restrict__ any_fg)
+ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
 {
+    const ls_half *__restrict__ x = args.x;
+    const float *__restrict__ w = args.w;
+    float *__restrict__ mean = args.mean;
+    float *__restrict__ m2 = args.m2;
+    float *__restrict__ sum_h = args.sum_h;
+    ls_u32 *__restrict__ any_fg = args.any_fg;
+    const float bias = args.bias;
+    const int C = args.C, S = args.S, n0 = args.n0;
+    const ls_u32 V = args.V;
     __shared__ float sw[HEAD_MAX_C];
     for (int i = threadIdx.x; i < C; i += blockDim.x)
         sw[i] = w[i];
@@ -66,11 +123,17 @@ ls_head_accumulate(const ls_half *__restrict__ x, int C, const float *__restrict
 }
 
 extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
-ls_head_finalize(const float *__restrict__ mean, const float *__restrict__ m2,
-                 const float *__restrict__ sum_h, const ls_u32 *__restrict__ any_fg, int n,
-                 ls_u32 V, float *out_mean, float *out_var, float *out_ent, float *out_mi,
-                 double *__restrict__ partials)
+ls_head_finalize(__grid_constant__ const LsHeadFinArgs args)
 {
+    const float *__restrict__ mean = args.mean;
+    const float *__restrict__ m2 = args.m2;
+    const float *__restrict__ sum_h = args.sum_h;
+    const ls_u32 *__restrict__ any_fg = args.any_fg;
+    float *out_mean = args.out_mean, *out_var = args.out_var, *out_ent = args.out_ent,
+          *out_mi = args.out_mi;
+    double *__restrict__ partials = args.partials;
+    const int n = args.n;
+    const ls_u32 V = args.V;
     __shared__ double red[6][HEAD_THREADS];
     const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
     double acc[6] = {0, 0, 0, 0, 0, 0};

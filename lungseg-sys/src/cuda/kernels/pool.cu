@@ -8,10 +8,26 @@
  * beyond what fmaxf does.
  */
 
+struct LsPoolArgs {
+    const ls_half *in;
+    ls_half *out;
+    int S, D, H, W, C, pad;
+};
+LS_SIZE(LsPoolArgs, POOL);
+LS_AT(LsPoolArgs, in, POOL, input);
+LS_AT(LsPoolArgs, out, POOL, out);
+LS_AT(LsPoolArgs, S, POOL, s);
+LS_AT(LsPoolArgs, D, POOL, d);
+LS_AT(LsPoolArgs, H, POOL, h);
+LS_AT(LsPoolArgs, W, POOL, wd);
+LS_AT(LsPoolArgs, C, POOL, c);
+
 extern "C" __global__ void __launch_bounds__(256)
-ls_maxpool2(const ls_half *__restrict__ in, ls_half *__restrict__ out, int S, int D, int H,
-            int W, int C)
+ls_maxpool2(__grid_constant__ const LsPoolArgs args)
 {
+    const ls_half *__restrict__ in = args.in;
+    ls_half *__restrict__ out = args.out;
+    const int S = args.S, D = args.D, H = args.H, W = args.W, C = args.C;
     const int od = D / 2, oh = H / 2, ow = W / 2, cp = C / 2;
     const ls_u64 total = (ls_u64)S * od * oh * ow * cp;
     const ls_u64 i = (ls_u64)blockIdx.x * blockDim.x + threadIdx.x;

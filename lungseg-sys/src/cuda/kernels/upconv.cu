@@ -16,11 +16,33 @@
 #define UP_BM (UP_WARPS * 32)
 #define UP_BN 32
 
+struct LsUpArgs {
+    const ls_half *in;
+    const ls_half *w;
+    const float *bias;
+    ls_half *out;
+    int cin, cout, S, d, h, wd;
+};
+LS_SIZE(LsUpArgs, UP);
+LS_AT(LsUpArgs, in, UP, input);
+LS_AT(LsUpArgs, w, UP, w);
+LS_AT(LsUpArgs, bias, UP, bias);
+LS_AT(LsUpArgs, out, UP, out);
+LS_AT(LsUpArgs, cin, UP, cin);
+LS_AT(LsUpArgs, cout, UP, cout);
+LS_AT(LsUpArgs, S, UP, s);
+LS_AT(LsUpArgs, d, UP, d);
+LS_AT(LsUpArgs, h, UP, h);
+LS_AT(LsUpArgs, wd, UP, wd);
+
 extern "C" __global__ void __launch_bounds__(UP_WARPS * 32)
-ls_upconv2(const ls_half *__restrict__ in, int cin, const ls_half *__restrict__ w,
-           const float *__restrict__ bias, ls_half *__restrict__ out, int cout,
-           int S, int d, int h, int wd)
+ls_upconv2(__grid_constant__ const LsUpArgs args)
 {
+    const ls_half *__restrict__ in = args.in;
+    const ls_half *__restrict__ w = args.w;
+    const float *__restrict__ bias = args.bias;
+    ls_half *__restrict__ out = args.out;
+    const int cin = args.cin, cout = args.cout, S = args.S, d = args.d, h = args.h, wd = args.wd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const ls_u64 M = (ls_u64)S * d * h * wd;

@@ -13,8 +13,9 @@
 //! decoder's conv2 write its first half. `tmp[l]` holds conv1 outputs, `pooled[l]` the pooled
 //! input of level `l`, `bott` the bottleneck output.
 
+use super::Pass;
 use crate::error::{try_vec, Error, Result};
-use crate::model::{DropoutKind, Model, ModelConfig, Net};
+use crate::model::{DropoutKind, ModelConfig, Net};
 use crate::nn::conv3::{conv3, Conv3Args};
 use crate::nn::cpu_kernel::CpuKernel;
 use crate::nn::head::head;
@@ -25,7 +26,7 @@ use crate::philox::DropoutStream;
 
 /// Sample masks a workspace holds: one per sample a call may ask for, so that any call runs
 /// in the preallocated workspace.
-const MASK_SAMPLES: usize = super::MAX_SAMPLES as usize;
+const MASK_SAMPLES: usize = crate::stats::MAX_SAMPLES as usize;
 
 /// Below this many multiply-adds a layer runs on the calling thread only.
 const PAR_MIN_MACS: usize = 1 << 21;
@@ -44,7 +45,7 @@ pub(crate) struct Workspace {
     ci: Vec<u32>,
     ident: Vec<u32>,
     masks: Vec<Vec<f32>>,
-    pub stats: super::stats::Stats,
+    pub stats: crate::stats::Stats,
 }
 
 /// Element counts of every workspace buffer of a model, and their total in bytes: the one
@@ -144,7 +145,7 @@ impl WorkspaceSize {
             .chain(self.masks.iter().copied())
             .try_fold(0usize, usize::checked_add)?;
         let words = f32s.checked_add(mul(2, self.channels)?)?;
-        let stats = super::stats::Stats::bytes(self.voxels, MASK_SAMPLES)?;
+        let stats = crate::stats::Stats::bytes(self.voxels, MASK_SAMPLES)?;
         let total = mul(words, 4)?.checked_add(stats)?;
         u64::try_from(total).ok()
     }
@@ -184,7 +185,7 @@ impl Workspace {
             ci: try_vec(size.channels, "channel list")?,
             ident,
             masks,
-            stats: super::stats::Stats::new(size.voxels, MASK_SAMPLES)?,
+            stats: crate::stats::Stats::new(size.voxels, MASK_SAMPLES)?,
         })
     }
 }
@@ -208,7 +209,7 @@ fn layer_level(levels: usize, k: usize) -> usize {
 
 /// Normalises the HU patch into the input buffer and runs `enc.0.conv1` (+BN+ReLU), the part
 /// of the network before the first dropout.
-pub(crate) fn prologue(model: &Model, ws: &mut Workspace, patch_hu: &[f32], threads: usize) {
+pub(crate) fn prologue(model: &Pass<'_>, ws: &mut Workspace, patch_hu: &[f32], threads: usize) {
     let cfg = model.config();
     let g = ws.grids[0];
     let (lo, hi) = cfg.hu_window;
@@ -222,7 +223,7 @@ pub(crate) fn prologue(model: &Model, ws: &mut Workspace, patch_hu: &[f32], thre
             k += g.w;
         }
     }
-    let c = &model.net.enc[0].conv1;
+    let c = &model.weights().enc[0].conv1;
     let a = Conv3Args {
         input: &ws.input,
         grid: g,
@@ -263,7 +264,7 @@ pub(crate) struct SampleDrop {
 /// `stop` is asked before every level of the encoder and decoder; when it says yes the pass
 /// ends with a `Cancelled` error and the workspace holds no result.
 pub(crate) fn forward(
-    model: &Model,
+    model: &Pass<'_>,
     ws: &mut Workspace,
     drop: Option<SampleDrop>,
     threads: usize,
@@ -277,7 +278,7 @@ pub(crate) fn forward(
         }
     };
     let cfg: &ModelConfig = model.config();
-    let net: &Net = &model.net;
+    let net: &Net = model.weights();
     let ch = &cfg.channels;
     let levels = ch.len();
     let p = cfg.dropout.p;

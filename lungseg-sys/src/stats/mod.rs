@@ -1,12 +1,18 @@
-//! Per-voxel statistics across MC samples and the patch summary.
+//! Per-voxel statistics across MC samples, and the sample masks behind the structure-wise
+//! measures: the reduction every backend's samples are folded through.
 //!
 //! Samples are folded in sample order with Welford's update in f64, so the result does not
 //! depend on thread count, and identical samples give exactly zero variance and mutual
 //! information (p = 0 reproduces the deterministic pass bit for bit). Entropies are in bits,
 //! with `0·log 0 = 0` (no clamping needed).
 
-use super::masks::{SampleMasks, StructureMeasures};
+pub mod masks;
+
 use crate::error::{try_vec, Result};
+use masks::{SampleMasks, StructureMeasures};
+
+/// Most MC samples one call may ask for (the per-sample masks are sized for it).
+pub const MAX_SAMPLES: u32 = 1024;
 
 /// Running sums for one patch.
 pub(crate) struct Stats {

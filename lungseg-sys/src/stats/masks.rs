@@ -13,7 +13,7 @@ use crate::error::{try_vec, zeroed_vec, Result};
 const BITS: usize = u64::BITS as usize;
 
 /// Structure-wise measures of one MC prediction over its `N` sample masks `M_s` and the final
-/// mask `F` (the voxels [`super::PatchSummary::foreground_voxels`] counts).
+/// mask `F` (the voxels [`crate::mc::PatchSummary::foreground_voxels`] counts).
 ///
 /// Empty masks:
 /// - `Dice(M_s, F)` is 1 when both are empty (the sample agrees that nothing is there) and 0

@@ -1,0 +1,320 @@
+//! The backend's choices and its fault state machine, with stand-in accelerators: a CPU twin
+//! (the CPU engine behind the `Accelerator` seam, optionally biased or failing after some
+//! passes), so every path runs without a GPU.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::cpu::SampleDrop;
+use crate::mc::{self, McOptions, UncertaintyMaps};
+use crate::model::{Model, ModelOptions};
+
+const MODEL: &[u8] = include_bytes!("../../tests/fixtures/small_f16_element.safetensors");
+
+/// Runs passes on a CPU-only copy of the model: the CPU's results, through the device route.
+struct Twin {
+    cpu: Model,
+    /// Added to every probability (a device that disagrees).
+    bias: f32,
+    /// Passes after which every pass fails with a `Device` error (a faulted context).
+    fail_after: usize,
+    /// A pass returning NaN (the weights overflowing on the device).
+    nan: bool,
+    passes: Arc<AtomicUsize>,
+}
+
+impl Accelerator for Twin {
+    fn name(&self) -> &str {
+        "twin GPU"
+    }
+
+    fn pass(&self, patch_hu: &[f32], drop: Option<SampleDrop>, prob: &mut [f32]) -> Result<()> {
+        if self.passes.fetch_add(1, Ordering::SeqCst) >= self.fail_after {
+            return Err(Error::device("CUDA_ERROR_ILLEGAL_ADDRESS (injected)"));
+        }
+        match drop {
+            None => mc::predict(&self.cpu, patch_hu, prob, 1)?,
+            Some(d) => mc::predict_sample(&self.cpu, patch_hu, d.seed, d.sample, prob, 1)?,
+        }
+        for p in prob.iter_mut() {
+            *p = if self.nan { f32::NAN } else { *p + self.bias };
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TwinSpec {
+    bias: f32,
+    fail_after: usize,
+    nan: bool,
+}
+
+const EXACT: TwinSpec = TwinSpec {
+    bias: 0.0,
+    fail_after: usize::MAX,
+    nan: false,
+};
+
+fn opts(device: Device) -> ModelOptions {
+    ModelOptions {
+        device,
+        device_index: 3,
+        ..ModelOptions::default()
+    }
+}
+
+/// Opens the model on `device` with a twin of `spec` as its accelerator; the twin's pass count.
+fn open_twin(device: Device, spec: TwinSpec) -> (Result<Model>, Arc<AtomicUsize>) {
+    let passes = Arc::new(AtomicUsize::new(0));
+    let count = passes.clone();
+    let opener =
+        move |_: &Network, index: u32| -> std::result::Result<Box<dyn Accelerator>, String> {
+            assert_eq!(index, 3, "the caller's device index reaches the opener");
+            Ok(Box::new(Twin {
+                cpu: Model::from_bytes(MODEL).unwrap(),
+                bias: spec.bias,
+                fail_after: spec.fail_after,
+                nan: spec.nan,
+                passes: count.clone(),
+            }))
+        };
+    (Model::from_bytes_on(MODEL, &opts(device), &opener), passes)
+}
+
+fn no_gpu(_: &Network, _: u32) -> std::result::Result<Box<dyn Accelerator>, String> {
+    Err("no libcuda here".into())
+}
+
+fn patch(m: &Model) -> Vec<f32> {
+    self_check::synthetic_patch(m.config()).unwrap()
+}
+
+fn mc_mean(m: &Model) -> Result<(Vec<f32>, crate::mc::PatchSummary)> {
+    let hu = patch(m);
+    let mut mean = vec![0f32; hu.len()];
+    let o = McOptions {
+        n_samples: 3,
+        seed: 11,
+        threads: 1,
+        ..McOptions::default()
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..UncertaintyMaps::default()
+    };
+    let s = mc::predict_uncertainty(m, &hu, &o, maps)?;
+    Ok((mean, s))
+}
+
+#[test]
+fn the_cpu_asked_for_never_opens_a_device() {
+    let opener = |_: &Network, _: u32| -> std::result::Result<Box<dyn Accelerator>, String> {
+        panic!("the CPU was asked for")
+    };
+    let m = Model::from_bytes_on(MODEL, &opts(Device::Cpu), &opener).unwrap();
+    let r = m.device();
+    assert_eq!((r.device, r.note), (Device::Cpu, None));
+}
+
+#[test]
+fn auto_without_a_device_runs_on_the_cpu_and_says_why() {
+    let m = Model::from_bytes_on(MODEL, &opts(Device::Auto), &no_gpu).unwrap();
+    let r = m.device();
+    assert_eq!(r.device, Device::Cpu);
+    let note = r.note.unwrap();
+    assert!(
+        note.contains("AUTO chose the CPU") && note.contains("CUDA device 3"),
+        "{note}"
+    );
+    assert!(note.contains("no libcuda here"), "{note}");
+    mc_mean(&m).unwrap();
+}
+
+#[test]
+fn cuda_without_a_device_fails_at_open_saying_why() {
+    let e = Model::from_bytes_on(MODEL, &opts(Device::Cuda), &no_gpu).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Device);
+    assert!(
+        e.message.contains("CUDA device 3") && e.message.contains("no libcuda here"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_device_that_passes_the_self_check_runs_every_prediction() {
+    let cpu = Model::from_bytes(MODEL).unwrap();
+    for device in [Device::Auto, Device::Cuda] {
+        let (m, passes) = open_twin(device, EXACT);
+        let m = m.unwrap();
+        let r = m.device();
+        assert_eq!(
+            (r.device, r.name.as_str(), r.note),
+            (Device::Cuda, "twin GPU", None)
+        );
+        let at_open = passes.load(Ordering::SeqCst);
+        assert_eq!(
+            at_open, 2,
+            "the self-check's MC prediction ran on the device"
+        );
+        // The MC summary and maps: the CPU's, bit for bit (the twin's passes are the CPU's
+        // and the host reduction is the CPU's), every sample run on the device.
+        let (mean, s) = mc_mean(&m).unwrap();
+        let (want_mean, want) = mc_mean(&cpu).unwrap();
+        assert_eq!(passes.load(Ordering::SeqCst), at_open + 3);
+        assert_eq!(s, want);
+        assert_eq!(mean, want_mean);
+        // The deterministic pass and one sample.
+        let hu = patch(&m);
+        let (mut got, mut exp) = (vec![0f32; hu.len()], vec![0f32; hu.len()]);
+        mc::predict(&m, &hu, &mut got, 1).unwrap();
+        mc::predict(&cpu, &hu, &mut exp, 1).unwrap();
+        assert_eq!(got, exp);
+        mc::predict_sample(&m, &hu, 5, 2, &mut got, 1).unwrap();
+        mc::predict_sample(&cpu, &hu, 5, 2, &mut exp, 1).unwrap();
+        assert_eq!(got, exp);
+        assert_eq!(passes.load(Ordering::SeqCst), at_open + 5);
+    }
+}
+
+#[test]
+fn a_device_that_fails_the_self_check_is_not_used() {
+    let biased = TwinSpec {
+        bias: 0.02,
+        ..EXACT
+    };
+    let (m, _) = open_twin(Device::Auto, biased);
+    let r = m.unwrap().device();
+    assert_eq!(r.device, Device::Cpu);
+    let note = r.note.unwrap();
+    assert!(
+        note.contains("self-check on twin GPU") && note.contains("differs"),
+        "{note}"
+    );
+    let e = open_twin(Device::Cuda, biased).0.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Device);
+    assert!(e.message.contains("self-check"), "{e}");
+    // A device failing during the check is refused the same way.
+    let failing = TwinSpec {
+        fail_after: 1,
+        ..EXACT
+    };
+    let e = open_twin(Device::Cuda, failing).0.unwrap_err();
+    assert!(e.message.contains("ILLEGAL_ADDRESS"), "{e}");
+}
+
+#[test]
+fn a_device_fault_fails_the_call_and_later_calls_run_on_the_cpu() {
+    let cpu = Model::from_bytes(MODEL).unwrap();
+    // The self-check takes 2 passes; the 4th pass faults (the second sample of the next call).
+    let (m, passes) = open_twin(
+        Device::Auto,
+        TwinSpec {
+            fail_after: 3,
+            ..EXACT
+        },
+    );
+    let m = m.unwrap();
+    assert_eq!(m.device().device, Device::Cuda);
+    let e = mc_mean(&m).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Device);
+    assert!(
+        e.message.contains("faulted") && e.message.contains("run on the CPU"),
+        "{e}"
+    );
+    let r = m.device();
+    assert_eq!(r.device, Device::Cpu);
+    assert!(r.note.unwrap().contains("ILLEGAL_ADDRESS"));
+    let after = passes.load(Ordering::SeqCst);
+    // Later calls: the CPU's results, and the device is not asked again.
+    assert_eq!(mc_mean(&m).unwrap(), mc_mean(&cpu).unwrap());
+    let hu = patch(&m);
+    let mut prob = vec![0f32; hu.len()];
+    mc::predict(&m, &hu, &mut prob, 1).unwrap();
+    assert_eq!(passes.load(Ordering::SeqCst), after);
+}
+
+#[test]
+fn errors_that_are_not_the_device_s_do_not_count_as_faults() {
+    // The self-check's CPU side is fine, the device returns NaN: refused at open (Format from
+    // the device pass is a self-check failure, not a usable device).
+    let nan = TwinSpec { nan: true, ..EXACT };
+    let (m, _) = open_twin(Device::Auto, nan);
+    assert_eq!(m.unwrap().device().device, Device::Cpu);
+    // A bad argument on a healthy device fails the call only.
+    let (m, _) = open_twin(Device::Auto, EXACT);
+    let m = m.unwrap();
+    let mut prob = vec![0f32; 3];
+    let e = mc::predict(&m, &[0.0; 3], &mut prob, 1).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert_eq!(m.device().device, Device::Cuda);
+}
+
+/// The CUDA plan's CPU reference (`cuda::plan::run_reference_from`: the kernels' arithmetic,
+/// fp16 storage and masks included) as the accelerator: what a GPU computes, through the
+/// same one-sample runs the CUDA engine serves `pass` with.
+#[cfg(feature = "cuda")]
+mod plan_reference {
+    use super::*;
+    use crate::cuda::plan::run_reference_from;
+
+    use crate::test_common as common;
+
+    struct PlanReference(Model);
+
+    impl Accelerator for PlanReference {
+        fn name(&self) -> &str {
+            "CUDA plan reference"
+        }
+
+        fn pass(&self, patch_hu: &[f32], drop: Option<SampleDrop>, prob: &mut [f32]) -> Result<()> {
+            let key = drop.map_or((0, 0), |d| (d.seed, d.sample));
+            let r = run_reference_from(&self.0, patch_hu, key, 1, 1, drop.is_some());
+            super::super::cuda::one_sample_map(r.mean, prob)
+        }
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn the_gpu_plan_passes_the_self_check_and_serves_every_call() {
+        for cfg in [
+            r#"{"channels":[16,32],"patch_size":[12,10,8],"dropout":{"p":0.25,"kind":"channel"}}"#,
+            r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.3,"kind":"element"}}"#,
+        ] {
+            let bytes = common::synth_model_bytes(cfg);
+            let opener =
+                |_: &Network, _: u32| -> std::result::Result<Box<dyn Accelerator>, String> {
+                    Ok(Box::new(PlanReference(Model::from_bytes(&bytes).unwrap())))
+                };
+            let m = Model::from_bytes_on(&bytes, &opts(Device::Cuda), &opener).unwrap();
+            assert_eq!(m.device().device, Device::Cuda, "{cfg}");
+            let cpu = Model::from_bytes(&bytes).unwrap();
+            let (mean, s) = mc_mean(&m).unwrap();
+            let (want_mean, want) = mc_mean(&cpu).unwrap();
+            assert!(max_diff(&mean, &want_mean) <= 1e-2, "{cfg}");
+            assert_eq!(
+                (s.n_samples, s.needs_review),
+                (want.n_samples, want.needs_review)
+            );
+            // Each sample's masks are the CPU's for that sample: a run of one sample from
+            // `sample` keys its masks by `sample`, not by its place in the run.
+            let hu = patch(&m);
+            let (mut got, mut exp) = (vec![0f32; hu.len()], vec![0f32; hu.len()]);
+            for sample in [0, 1, 5] {
+                mc::predict_sample(&m, &hu, 9, sample, &mut got, 1).unwrap();
+                mc::predict_sample(&cpu, &hu, 9, sample, &mut exp, 1).unwrap();
+                assert!(max_diff(&got, &exp) <= 1e-2, "{cfg} sample {sample}");
+            }
+            mc::predict(&m, &hu, &mut got, 1).unwrap();
+            mc::predict(&cpu, &hu, &mut exp, 1).unwrap();
+            assert!(max_diff(&got, &exp) <= 1e-2, "{cfg}");
+        }
+    }
+}
