@@ -7,7 +7,10 @@
  * With an output folder it also writes the mean probability, the entropy and the mask
  * (mean >= 0.5) as MetaImage placed on the scan, for a viewer to overlay (3D Slicer).
  *
- *   predict_nodule <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors> [out_dir]
+ *   predict_nodule <scan.mhd> <x_mm> <y_mm> <z_mm> [model.safetensors|-] [out_dir]
+ *
+ * Without a model (or with "-") it uses the default model installed with the library
+ * (LUNGSEG_DEFAULT_MODEL, from pkg-config or CMake).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -18,6 +21,10 @@
 #include "lungseg.h"
 
 #define THREADS 4
+
+#ifndef LUNGSEG_DEFAULT_MODEL
+#error "build with -DLUNGSEG_DEFAULT_MODEL=\"<prefix>/share/lungseg/lungseg-default.safetensors\""
+#endif
 
 static int fail(const char *what, lungseg_status st) {
     char msg[512];
@@ -70,15 +77,18 @@ int main(int argc, char **argv) {
     struct job jobs[THREADS];
     pthread_t tid[THREADS];
     int t, bad = 0;
+    const char *model_path;
 
-    if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: %s <scan.mhd> <x_mm> <y_mm> <z_mm> <model.safetensors> [out_dir]\n",
+    if (argc < 5 || argc > 7) {
+        fprintf(stderr, "usage: %s <scan.mhd> <x_mm> <y_mm> <z_mm> [model.safetensors|-] [out_dir]\n",
                 argv[0]);
         return 2;
     }
+    model_path = argc >= 6 && strcmp(argv[5], "-") != 0 ? argv[5] : LUNGSEG_DEFAULT_MODEL;
     for (i = 0; i < 3; i++) world[i] = strtod(argv[2 + i], NULL);
 
-    st = lungseg_model_open(argv[5], NULL, &model);
+    printf("model file: %s\n", model_path);
+    st = lungseg_model_open(model_path, NULL, &model);
     if (st != LUNGSEG_OK) return fail("lungseg_model_open", st);
     st = lungseg_model_get_info(model, &info);
     if (st != LUNGSEG_OK) return fail("lungseg_model_get_info", st);

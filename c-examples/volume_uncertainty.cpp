@@ -2,7 +2,7 @@
 // series in a PACS) makes a volume from memory, asks for the MC-dropout uncertainty of the
 // model's patch around a point, and puts the mean probability back onto the scan's own grid.
 //
-//   volume_uncertainty <model.safetensors>
+//   volume_uncertainty [model.safetensors]   (default: the installed default model)
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -10,6 +10,10 @@
 #include <vector>
 
 #include "lungseg.hpp"
+
+#ifndef LUNGSEG_DEFAULT_MODEL
+#error "build with -DLUNGSEG_DEFAULT_MODEL=\"<prefix>/share/lungseg/lungseg-default.safetensors\""
+#endif
 
 namespace {
 
@@ -43,13 +47,14 @@ lungseg::Volume volume_from_memory(const std::vector<int16_t> &ct) {
 }  // namespace
 
 int main(int argc, char **argv) try {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s <model.safetensors>\n", argv[0]);
+    if (argc > 2) {
+        std::fprintf(stderr, "usage: %s [model.safetensors]\n", argv[0]);
         return 2;
     }
+    const char *model_path = argc == 2 ? argv[1] : LUNGSEG_DEFAULT_MODEL;
     auto model_opts = lungseg::options<lungseg_model_options>();
     model_opts.device = LUNGSEG_DEVICE_CPU;
-    const lungseg::Model model = lungseg::Model::open(argv[1], model_opts);
+    const lungseg::Model model = lungseg::Model::open(model_path, model_opts);
     const lungseg_model_info info = model.info();
     std::printf("lungseg %s, model patch %u x %u x %u on %s\n", lungseg::version(),
                 info.patch_size[0], info.patch_size[1], info.patch_size[2], info.device_name);
@@ -107,7 +112,12 @@ int main(int argc, char **argv) try {
         if (!(v >= 0.0f && v <= 1.0f)) bad = 1;
         covered += v != 0.0f;
     }
-    if (on_scan[0] != 0.0f) bad = 1;  // the scan corner lies outside the patch
+    // A scan corner outside the patch the model saw gets no value on the scan grid.
+    const lungseg::Point3 corner = volume.voxel_to_world({0, 0, 0});
+    bool outside = false;
+    for (int a = 0; a < 3; a++)
+        outside |= std::fabs(corner[a] - center[a]) > 0.5 * info.patch_size[a] * info.spacing_mm[a];
+    if (outside && on_scan[0] != 0.0f) bad = 1;
     std::printf("scan map: centre %.4f, %lu of %lu voxels covered\n", at_center,
                 (unsigned long)covered, (unsigned long)on_scan.size());
 

@@ -12,7 +12,8 @@ TARGET=$(cd "$TARGET" && pwd)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 PREFIX=$WORK/prefix
-MODEL=${LUNGSEG_EXAMPLE_MODEL:-$PWD/lungseg-sys/tests/fixtures/small_f16_element.safetensors}
+# The examples run the installed default model unless LUNGSEG_EXAMPLE_MODEL names another.
+MODEL=${LUNGSEG_EXAMPLE_MODEL:-}
 
 echo "== install lungseg (release) into $PREFIX"
 CARGO_TARGET_DIR=$TARGET scripts/install.sh --release --prefix "$PREFIX"
@@ -56,8 +57,8 @@ for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
   case "$base" in
     scan_patch_*) args=("$SCAN" "$X" "$Y" "$Z") ;;
     predict_nodule_*) mkdir -p "$WORK/maps-$name"
-      args=("$SCAN" "$X" "$Y" "$Z" "$MODEL" "$WORK/maps-$name") ;;
-    volume_uncertainty_*) args=("$MODEL") ;;
+      args=("$SCAN" "$X" "$Y" "$Z" "${MODEL:--}" "$WORK/maps-$name") ;;
+    volume_uncertainty_*) args=(${MODEL:+"$MODEL"}) ;;
     lungseg_hpp_test_*) args=() ;;
     *) continue ;;
   esac
@@ -73,6 +74,12 @@ for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
     echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1; continue
   fi
   grep -q '^ok$' "$WORK/$name.out" || { echo "FAIL $name did not print ok"; status=1; }
+  if [[ $name == *-predict_nodule_* && -z $MODEL ]]; then
+    # The compiled-in default is the model installed under the prefix.
+    opened=$(sed -n 's/^model file: //p' "$WORK/$name.out")
+    [ -n "$opened" ] && [ "$(realpath "$opened")" = "$(realpath "$PREFIX/share/lungseg/lungseg-default.safetensors")" ] \
+      || { echo "FAIL $name opened '$opened', not the installed default model"; status=1; }
+  fi
   if [[ $name == *_cpp20_* && $name == *lungseg_hpp_test* ]]; then
     grep -q '^C++20 span overloads checked$' "$WORK/$name.out" \
       || { echo "FAIL $name: the C++20 build did not check the span overloads"; status=1; }

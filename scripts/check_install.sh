@@ -57,6 +57,11 @@ pc=$(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --modversion lungseg)
 grep -qx "set(PACKAGE_VERSION \"$VERSION\")" "$LIB/cmake/lungseg/lungsegConfigVersion.cmake" \
   || fail "lungsegConfigVersion.cmake does not say $VERSION"
 
+# The default model is installed, byte for byte, where pkg-config points.
+model=$(PKG_CONFIG_PATH=$LIB/pkgconfig pkg-config --variable=default_model lungseg)
+cmp -s "$model" models/lungseg-default.safetensors \
+  || fail "pkg-config's default_model ($model) is not models/lungseg-default.safetensors"
+
 # The .pc files find the prefix from their own place: a moved copy links and runs, shared
 # (through its rpath) and static.
 moved=$(mktemp -d)

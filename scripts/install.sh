@@ -7,6 +7,8 @@
 #   include/lungseg.h, include/lungseg.hpp
 #   lib/pkgconfig/lungseg.pc, lungseg-static.pc
 #   lib/cmake/lungseg/lungsegConfig.cmake, lungsegConfigVersion.cmake
+#   share/lungseg/lungseg-default.safetensors   the default model (models/), with its README
+#                                               and evaluation report
 # The .pc and CMake files come from packaging/*.in with the version of lungseg-sys/Cargo.toml;
 # they locate the prefix relative to themselves, so the tree can be moved as a whole.
 #   scripts/install.sh --prefix DIR [--release]
@@ -63,6 +65,11 @@ objcopy --strip-debug "$BUILT/liblungseg.a" "$LIB/liblungseg.a.tmp"
 mv -f "$LIB/liblungseg.a.tmp" "$LIB/liblungseg.a"
 
 install -m 0644 include/lungseg.h include/lungseg.hpp "$PREFIX/include/"
+# The default model beside the library: hosts and the examples find it through
+# pkg-config --variable=default_model lungseg, or lungseg_DEFAULT_MODEL in CMake.
+mkdir -p "$PREFIX/share/lungseg"
+install -m 0644 models/lungseg-default.safetensors models/README.md "$PREFIX/share/lungseg/"
+install -m 0644 models/lungseg-default-report/report.md "$PREFIX/share/lungseg/lungseg-default.report.md"
 
 fill() { # <template> <destination>
   sed -e "s|@VERSION@|$VERSION|g" -e "s|@SOVERSION@|$SOVERSION|g" \

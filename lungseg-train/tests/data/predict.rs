@@ -228,7 +228,16 @@ fn missing_inputs_get_clear_errors() {
     let mut a = args(&scan, &out);
     a.points = vec![[0.0; 3]];
     a.model = None;
-    if !Path::new(predict::DEFAULT_MODEL).exists() {
+    if Path::new(predict::DEFAULT_MODEL).exists() {
+        // Without --model the shipped default model runs.
+        let p = predict::run(&a).unwrap();
+        assert!(
+            p.model.ends_with("lungseg-default.safetensors"),
+            "{}",
+            p.model
+        );
+        assert_eq!(p.points.len(), 1);
+    } else {
         let e = predict::run(&a).unwrap_err();
         assert!(format!("{e:#}").contains("pass --model"), "{e:#}");
     }
