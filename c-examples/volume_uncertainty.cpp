@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "lungseg.hpp"
@@ -56,6 +57,17 @@ int main(int argc, char **argv) try {
     model_opts.device = LUNGSEG_DEVICE_CPU;
     const lungseg::Model model = lungseg::Model::open(model_path, model_opts);
     const lungseg_model_info info = model.info();
+    if (!model.device_note().empty()) throw std::runtime_error("a device note for a CPU model");
+    {
+        // AUTO says why it did not take a GPU exactly when it runs on the CPU.
+        auto auto_opts = lungseg::options<lungseg_model_options>();
+        auto_opts.device = LUNGSEG_DEVICE_AUTO;
+        const lungseg::Model on_auto = lungseg::Model::open(model_path, auto_opts);
+        const std::string note = on_auto.device_note();
+        std::printf("AUTO: %s\n", note.empty() ? on_auto.info().device_name : note.c_str());
+        if ((on_auto.info().device == LUNGSEG_DEVICE_CPU) == note.empty())
+            throw std::runtime_error("AUTO's device and its note disagree");
+    }
     std::printf("lungseg %s, model patch %u x %u x %u on %s\n", lungseg::version(),
                 info.patch_size[0], info.patch_size[1], info.patch_size[2], info.device_name);
 

@@ -208,6 +208,13 @@ public:
         detail::check(lungseg_model_get_info(get(), &out), "lungseg_model_get_info");
         return out;
     }
+    // Why predictions do not run on a GPU although they might (AUTO found none usable, or the
+    // GPU faulted during a prediction); empty when the CPU was asked for or a GPU is in use.
+    std::string device_note() const {
+        std::vector<char> buf(lungseg_model_get_device_note(get(), nullptr, 0) + 1);
+        lungseg_model_get_device_note(get(), buf.data(), buf.size());
+        return std::string(buf.data());
+    }
     // The CPU kernel predictions run on, chosen at open (never AUTO).
     lungseg_cpu_kernel cpu_kernel() const {
         uint32_t k = 0;
