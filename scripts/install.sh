@@ -69,7 +69,9 @@ install -m 0644 include/lungseg.h include/lungseg.hpp "$PREFIX/include/"
 # pkg-config --variable=default_model lungseg, or lungseg_DEFAULT_MODEL in CMake.
 mkdir -p "$PREFIX/share/lungseg"
 install -m 0644 models/lungseg-default.safetensors models/README.md "$PREFIX/share/lungseg/"
-install -m 0644 models/lungseg-default-report/report.md "$PREFIX/share/lungseg/lungseg-default.report.md"
+# Where models/README.md links it (its figures stay in the source tree).
+mkdir -p "$PREFIX/share/lungseg/lungseg-default-report"
+install -m 0644 models/lungseg-default-report/report.md "$PREFIX/share/lungseg/lungseg-default-report/"
 
 fill() { # <template> <destination>
   sed -e "s|@VERSION@|$VERSION|g" -e "s|@SOVERSION@|$SOVERSION|g" \
