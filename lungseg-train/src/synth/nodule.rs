@@ -210,6 +210,11 @@ pub struct Surroundings<'a> {
 
 /// Draws 0–3 nodules (25 % / 40 % / 20 % / 15 %), up to `max` of them; `min_mm` is the
 /// smallest diameter drawn (a nodule much thinner than the slice would leave no label).
+///
+/// Kind and size are drawn once per nodule and kept while a place is searched for: redrawing
+/// them on every failed placement would favour whatever fits easily, and the scans would hold
+/// almost no large nodules or masses (they did: 6 % above 20 mm instead of ~25 %). Only a size
+/// that finds no place in [`TRIES_PER_SIZE`] tries shrinks, by 10 %.
 pub fn place(rng: &mut impl rand::Rng, env: &Surroundings, max: usize, min_mm: f64) -> Vec<Nodule> {
     let u: f64 = rng.random();
     let wanted = [0.25, 0.65, 0.85, 1.0]
@@ -219,8 +224,14 @@ pub fn place(rng: &mut impl rand::Rng, env: &Surroundings, max: usize, min_mm: f
         .min(max);
     let mut out: Vec<Nodule> = Vec::new();
     for _ in 0..wanted {
-        for _attempt in 0..400 {
-            let Some(n) = attempt(rng, env, min_mm) else {
+        let Some((kind, mut d)) = draw_kind_and_size(rng, min_mm) else {
+            continue;
+        };
+        for attempt_no in 0..PLACEMENT_TRIES {
+            if attempt_no > 0 && attempt_no % TRIES_PER_SIZE == 0 {
+                d = (0.9 * d).max(min_size(kind, min_mm));
+            }
+            let Some(n) = attempt(rng, env, kind, d, min_mm) else {
                 continue;
             };
             let clear_of_others = out.iter().all(|o| {
@@ -234,6 +245,18 @@ pub fn place(rng: &mut impl rand::Rng, env: &Surroundings, max: usize, min_mm: f
         }
     }
     out
+}
+
+/// Placement tries per nodule, and per size before the size shrinks.
+const PLACEMENT_TRIES: usize = 600;
+const TRIES_PER_SIZE: usize = 60;
+
+/// A nodule's kind and diameter; `None` when no diameter in range came in a few draws.
+fn draw_kind_and_size(rng: &mut impl rand::Rng, min_mm: f64) -> Option<(NoduleKind, f64)> {
+    let kind = draw_kind(rng);
+    (0..64)
+        .find_map(|_| draw_diameter(rng, kind, min_mm))
+        .map(|d| (kind, d))
 }
 
 fn draw_kind(rng: &mut impl rand::Rng) -> NoduleKind {
@@ -252,25 +275,34 @@ fn draw_diameter(rng: &mut impl rand::Rng, kind: NoduleKind, min_mm: f64) -> Opt
         11..=16 => rng.random_range(10.0..30.0),
         _ => rng.random_range(20.0..50.0),
     };
-    let min = match kind {
+    // Redraw rather than clamp: no pile-up at the limits.
+    (min_size(kind, min_mm)..=50.0).contains(&d).then_some(d)
+}
+
+/// The smallest diameter (mm) of a kind: a part-solid nodule needs room for its solid part.
+fn min_size(kind: NoduleKind, min_mm: f64) -> f64 {
+    match kind {
         NoduleKind::Solid => 3.0f64,
         NoduleKind::PartSolid => 6.0,
         NoduleKind::GroundGlass => 5.0,
     }
-    .max(min_mm);
-    // Redraw rather than clamp: no pile-up at the limits.
-    (min..=50.0).contains(&d).then_some(d)
+    .max(min_mm)
 }
 
-fn attempt(rng: &mut impl rand::Rng, env: &Surroundings, min_mm: f64) -> Option<Nodule> {
-    let kind = draw_kind(rng);
+fn attempt(
+    rng: &mut impl rand::Rng,
+    env: &Surroundings,
+    kind: NoduleKind,
+    d: f64,
+    min_mm: f64,
+) -> Option<Nodule> {
     let placement = match rng.random_range(0..20) {
         0..=7 => Placement::Isolated,
         8..=12 => Placement::Juxtapleural,
         13..=16 => Placement::Juxtavascular,
         _ => Placement::Perifissural,
     };
-    let mut d = draw_diameter(rng, kind, min_mm)?;
+    let mut d = d;
     if placement == Placement::Perifissural {
         // Perifissural nodules are small, solid, lentiform.
         d = d.clamp(min_mm.max(3.0), 12.0);
@@ -484,6 +516,9 @@ fn position(
 
 /// The nodule sits in lung (all but the wall side of a juxtapleural one), keeps out of the
 /// airways, and (unless juxtavascular) keeps 1 mm from the thick vessels.
+/// Extent (mm) above which a nodule counts as a mass for placement (~24 mm across).
+const MASS_RADIUS_MM: f64 = 12.0;
+
 fn fits(n: &Nodule, env: &Surroundings) -> bool {
     let a = env.anatomy;
     let c = n.center;
@@ -495,7 +530,7 @@ fn fits(n: &Nodule, env: &Surroundings) -> bool {
     // Masses (> 24 mm) may abut the wall or mediastinum on a side, as real ones do.
     let (reach, needed) = if juxta {
         (0.3 * r, 18)
-    } else if r > 12.0 {
+    } else if r > MASS_RADIUS_MM {
         (0.75 * r, 20)
     } else {
         (r + 2.0, 26)
@@ -522,7 +557,10 @@ fn fits(n: &Nodule, env: &Surroundings) -> bool {
         .filter(|s| s.r0 >= 1.0)
         .copied()
         .collect();
-    let vessels_ok = n.placement == Placement::Juxtavascular || clear(&thick, 1.0);
+    // Masses encase the vessels they grow around (they are painted over them); smaller
+    // nodules keep clear unless placed against one.
+    let vessels_ok =
+        n.placement == Placement::Juxtavascular || r > MASS_RADIUS_MM || clear(&thick, 1.0);
     airways_ok && vessels_ok
 }
 

@@ -263,6 +263,38 @@ fn nodule_draws_cover_types_sizes_shapes_and_placements() {
     }
 }
 
+/// Placed nodules follow the drawn size distribution (`synth::nodule::draw_diameter`: about
+/// 30 % above 20 mm and 10 % above 30 mm before perifissural ones are clamped to 12 mm): large
+/// nodules and masses must not be lost to placement (a mass cannot keep clear of every vessel;
+/// real ones encase them), or a model trained on the scans never sees one.
+#[test]
+fn placed_nodules_keep_the_drawn_share_of_large_nodules_and_masses() {
+    // The default model's field of view (scripts/train-default-model.sh).
+    let cfg = SynthConfig {
+        dims_xy: 288,
+        z_extent_mm: 220.0,
+        ..Default::default()
+    };
+    let d: Vec<f64> = (0..60)
+        .flat_map(|i| synth::draw_nodules(&cfg, 21, i).unwrap())
+        .map(|n| n.nominal_diameter_mm)
+        .collect();
+    let share = |lo: f64| d.iter().filter(|&&x| x > lo).count() as f64 / d.len() as f64;
+    assert!(d.len() >= 60, "{} nodules in 60 scans", d.len());
+    assert!(
+        share(20.0) >= 0.18,
+        "{:.3} of {} above 20 mm",
+        share(20.0),
+        d.len()
+    );
+    assert!(
+        share(30.0) >= 0.05,
+        "{:.3} of {} above 30 mm",
+        share(30.0),
+        d.len()
+    );
+}
+
 #[test]
 fn flipping_keeps_the_anatomy_and_labels_in_world_mm() {
     let cfg = small();
