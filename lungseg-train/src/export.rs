@@ -229,6 +229,8 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         "batch_size": options.get("batch_size"),
         "lr": options.get("lr"),
         "fg_prior": options.get("fg_prior"),
+        "init": options.get("init"),
+        "init_provenance": options.get("init").and_then(|p| p.as_str()).and_then(init_provenance),
         "seed": state.seed,
         "checkpoint": dir.display().to_string(),
         "parameters": model.num_learnable_params(),
@@ -243,6 +245,15 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
     std::fs::write(&opts.out, bytes)
         .with_context(|| format!("cannot write {}", opts.out.display()))?;
     Ok(provenance)
+}
+
+/// The provenance of the model a fine-tuned run started from (`train --init`), so that the
+/// chain of runs stays in the file; `None` when that file is gone or has none.
+fn init_provenance(path: &str) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(path).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    let text = meta.metadata().as_ref()?.get("provenance")?.clone();
+    serde_json::from_str(&text).ok()
 }
 
 /// A JSON file of the run folder, or `null` when it is missing or unreadable (provenance is

@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// Continue from the newest checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Start from an exported model's weights (fine-tuning) instead of a random
+    /// initialisation; its config must match this run's. A resumed run ignores it.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Train on the raw patches.
     #[arg(long)]
     pub no_augment: bool,
@@ -135,6 +139,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             seed: self.seed,
             resume: self.resume,
+            init: self.init.clone(),
             augment: (!self.no_augment).then(|| AugmentConfig {
                 crop: self.crop,
                 ..AugmentConfig::default()

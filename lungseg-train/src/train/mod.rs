@@ -62,6 +62,11 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Continue from the newest checkpoint in `out`.
     pub resume: bool,
+    /// Start a fresh run from this exported model's weights (fine-tuning; its config must be
+    /// the run's) instead of a random initialisation. Ignored when resuming (the checkpoint
+    /// holds the weights).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// `None` trains on the raw patches.
     #[serde(default)]
     pub augment: Option<AugmentConfig>,
@@ -104,6 +109,7 @@ impl Default for TrainOptions {
             checkpoint_every: 5,
             seed: 0,
             resume: false,
+            init: None,
             augment: Some(AugmentConfig::default()),
             fg_prior: 0.01,
             max_batches: None,
@@ -368,10 +374,31 @@ fn start_or_resume(
                 seed: opts.seed,
                 config,
             };
-            let model = state.config.init(ad);
-            Ok((with_prior_bias(model, opts.fg_prior)?, optim, state))
+            let model = match &opts.init {
+                Some(path) => init_from(path, &state.config, ad)?,
+                None => with_prior_bias(state.config.init(ad), opts.fg_prior)?,
+            };
+            Ok((model, optim, state))
         }
     }
+}
+
+/// The weights of the exported model at `path`, whose config must be `config` (architecture,
+/// dropout, HU window, and the data's patch geometry): fine-tuning must not silently change
+/// the network it continues.
+fn init_from(path: &Path, config: &UNetConfig, ad: &Device) -> Result<UNet> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("--init: cannot read {}", path.display()))?;
+    let (model, file_config) = crate::import::from_safetensors(&bytes, ad)
+        .with_context(|| format!("--init: {}", path.display()))?;
+    ensure!(
+        file_config == *config,
+        "--init: {} holds a different network or data geometry than this run:\n  file: {}\n  run:  {}",
+        path.display(),
+        serde_json::to_string(&file_config)?,
+        serde_json::to_string(config)?
+    );
+    Ok(model)
 }
 
 /// Whether validation `v` beats the best so far: a higher Dice, or the same Dice with a lower loss.

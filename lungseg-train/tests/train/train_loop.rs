@@ -225,3 +225,95 @@ fn crop_training_runs_on_crops_and_refuses_crops_the_net_cannot_pool() {
     let options = std::fs::read_to_string(tmp.path().join("ok/options.json")).unwrap();
     assert!(options.contains("\"crop\": 8"), "{options}");
 }
+
+/// `--init` starts a fresh run from an exported model: at a vanishing learning rate the
+/// fine-tuned run keeps the file's weights (BatchNorm running statistics aside, which training
+/// passes update at any rate), while a random start differs; a file of another network is
+/// refused with both configs named.
+#[test]
+fn init_starts_from_an_exported_model_and_refuses_another_network() {
+    use lungseg_train::export::{export, named_tensors, ExportDtype, ExportOptions, Review};
+    use lungseg_train::import::from_safetensors;
+    let _rng = common::rng_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 16, 4, 2, 1);
+    let first = tmp.path().join("first");
+    train(&tiny_options(&data, &first)).unwrap();
+    let exported = |run: &std::path::Path, name: &str| {
+        let out = tmp.path().join(name);
+        export(&ExportOptions {
+            run: run.to_path_buf(),
+            checkpoint: None,
+            out: out.clone(),
+            dtype: ExportDtype::F32,
+            review: Review {
+                score: "mean_mutual_info".into(),
+                threshold: 0.5,
+            },
+        })
+        .unwrap();
+        out
+    };
+    let weights = |file: &std::path::Path| {
+        let (model, _) = from_safetensors(&std::fs::read(file).unwrap(), &Device::flex()).unwrap();
+        named_tensors(&model)
+            .into_iter()
+            .filter(|t| !t.name.contains("running_") && !t.name.contains("num_batches"))
+            .collect::<Vec<_>>()
+    };
+    let start = exported(&first, "first.safetensors");
+    let still = |init: Option<std::path::PathBuf>, out: &str| {
+        let out = tmp.path().join(out);
+        train(&TrainOptions {
+            init,
+            epochs: 1,
+            lr: 1e-12,
+            min_lr: 1e-12,
+            seed: 99,
+            ..tiny_options(&data, &out)
+        })
+        .unwrap();
+        let name = format!("{}.safetensors", out.display());
+        exported(&out, &name)
+    };
+    let (a, fine, fresh) = (
+        weights(&start),
+        weights(&still(Some(start.clone()), "fine")),
+        weights(&still(None, "fresh")),
+    );
+    let max_diff = |x: &[lungseg_train::export::NamedTensor]| {
+        a.iter()
+            .zip(x)
+            .flat_map(|(p, q)| {
+                assert_eq!(p.name, q.name);
+                p.data.iter().zip(&q.data).map(|(u, v)| (u - v).abs())
+            })
+            .fold(0f32, f32::max)
+    };
+    assert!(
+        max_diff(&fine) < 1e-6,
+        "fine-tuned run moved: {}",
+        max_diff(&fine)
+    );
+    assert!(
+        max_diff(&fresh) > 1e-2,
+        "a random start equals the file: {}",
+        max_diff(&fresh)
+    );
+
+    let err = train(&TrainOptions {
+        init: Some(start),
+        config: lungseg_train::model::UNetConfig {
+            channels: vec![4, 8, 16],
+            ..common::tiny_config()
+        },
+        ..tiny_options(&data, &tmp.path().join("other"))
+    })
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("different network") && msg.contains("[4,8,16]"),
+        "{msg}"
+    );
+}
