@@ -309,6 +309,13 @@ pub(crate) fn forward(
     }
     let masks: &Vec<Vec<f32>> = masks;
     let mask = |k: u32| chan.then(|| &masks[k as usize][..]);
+    let mut layers = Layers {
+        w_eff,
+        ci,
+        ident,
+        threads,
+        kernel: model.kernel(),
+    };
     let mask_elems =
         |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
             if let Some(d) = elem {
@@ -330,20 +337,16 @@ pub(crate) fn forward(
     } else {
         (&mut *bott, c0)
     };
-    conv_layer(
+    layers.conv(
         &net.enc[0].conv2,
-        input0,
-        g0,
-        c0,
-        &[(c0, mask(enc_layer(0, false)))],
+        LayerIn {
+            data: input0,
+            grid: g0,
+            stride: c0,
+            parts: &[(c0, mask(enc_layer(0, false)))],
+        },
         out0.0,
         out0.1,
-        0,
-        w_eff,
-        ci,
-        ident,
-        threads,
-        model.kernel(),
     );
     mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
 
@@ -361,20 +364,16 @@ pub(crate) fn forward(
             par(threads, g.voxels() * cp * 8),
         );
         let b = &net.enc[l];
-        conv_layer(
+        layers.conv(
             &b.conv1,
-            &pooled[l],
-            g,
-            cp,
-            &[(cp, mask(enc_layer(l - 1, true)))],
+            LayerIn {
+                data: &pooled[l],
+                grid: g,
+                stride: cp,
+                parts: &[(cp, mask(enc_layer(l - 1, true)))],
+            },
             &mut tmp[l],
             cl,
-            0,
-            w_eff,
-            ci,
-            ident,
-            threads,
-            model.kernel(),
         );
         mask_elems(&mut tmp[l], None, g, cl, cl, enc_layer(l, false));
         let (out, stride) = if l + 1 < levels {
@@ -382,20 +381,16 @@ pub(crate) fn forward(
         } else {
             (&mut *bott, cl)
         };
-        conv_layer(
+        layers.conv(
             &b.conv2,
-            &tmp[l],
-            g,
-            cl,
-            &[(cl, mask(enc_layer(l, false)))],
+            LayerIn {
+                data: &tmp[l],
+                grid: g,
+                stride: cl,
+                parts: &[(cl, mask(enc_layer(l, false)))],
+            },
             out,
             stride,
-            0,
-            w_eff,
-            ci,
-            ident,
-            threads,
-            model.kernel(),
         );
         mask_elems(out, None, g, stride, cl, enc_layer(l, true));
     }
@@ -412,15 +407,7 @@ pub(crate) fn forward(
             (&hi[0], 2 * cn, dec_layer(levels, l + 1, true))
         };
         let u = &net.up[l];
-        let (w, cis) = effective(
-            &u.w,
-            1,
-            8 * u.bias.len(),
-            &[(cn, mask(src_layer))],
-            w_eff,
-            ci,
-            ident,
-        );
+        let (w, cis) = layers.effective(&u.w, 1, 8 * u.bias.len(), &[(cn, mask(src_layer))]);
         let a = UpArgs {
             input: src,
             grid: grids[l + 1],
@@ -440,36 +427,28 @@ pub(crate) fn forward(
         );
         let b = &net.dec[l];
         let parts = [(cl, mask(enc_layer(l, true))), (cl, None)];
-        conv_layer(
+        layers.conv(
             &b.conv1,
-            &cat[l],
-            g,
-            2 * cl,
-            &parts,
+            LayerIn {
+                data: &cat[l],
+                grid: g,
+                stride: 2 * cl,
+                parts: &parts,
+            },
             &mut tmp[l],
             cl,
-            0,
-            w_eff,
-            ci,
-            ident,
-            threads,
-            model.kernel(),
         );
         mask_elems(&mut tmp[l], None, g, cl, cl, dec_layer(levels, l, false));
-        conv_layer(
+        layers.conv(
             &b.conv2,
-            &tmp[l],
-            g,
-            cl,
-            &[(cl, mask(dec_layer(levels, l, false)))],
+            LayerIn {
+                data: &tmp[l],
+                grid: g,
+                stride: cl,
+                parts: &[(cl, mask(dec_layer(levels, l, false)))],
+            },
             &mut cat[l],
             2 * cl,
-            0,
-            w_eff,
-            ci,
-            ident,
-            threads,
-            model.kernel(),
         );
         mask_elems(&mut cat[l], None, g, 2 * cl, cl, dec_layer(levels, l, true));
     }
@@ -480,7 +459,7 @@ pub(crate) fn forward(
         (bott, c0, enc_layer(0, true))
     };
     let h = &net.head;
-    let (w, cis) = effective(&h.w, 1, 1, &[(c0, mask(k))], w_eff, ci, ident);
+    let (w, cis) = layers.effective(&h.w, 1, 1, &[(c0, mask(k))]);
     if head(src, g0, stride, cis, w, h.bias, prob) {
         Ok(())
     } else {
@@ -491,42 +470,61 @@ pub(crate) fn forward(
     }
 }
 
-/// One 3³ conv layer (+folded BN, ReLU) whose input channels come in `parts` (count, mask).
-#[allow(clippy::too_many_arguments)]
-fn conv_layer(
-    c: &crate::model::Conv3,
-    input: &[f32],
-    g: Grid,
-    in_stride: usize,
-    parts: &[(usize, Option<&[f32]>)],
-    out: &mut [f32],
-    out_stride: usize,
-    out_off: usize,
-    w_eff: &mut [f32],
-    ci: &mut [u32],
-    ident: &[u32],
+/// What every layer of one pass shares: the per-sample weight scratch (masked input channels
+/// folded into the weights) and the call's threads and kernel.
+struct Layers<'a> {
+    w_eff: &'a mut [f32],
+    ci: &'a mut [u32],
+    ident: &'a [u32],
     threads: usize,
     kernel: CpuKernel,
-) {
-    let (w, cis) = effective(&c.w, 27, c.bias.len(), parts, w_eff, ci, ident);
-    let a = Conv3Args {
-        input,
-        grid: g,
-        in_stride,
-        ci: cis,
-        w,
-        bias: &c.bias,
-        cout: c.cout,
-        relu: true,
-        kernel,
-    };
-    conv3(
-        &a,
-        out,
-        out_stride,
-        out_off,
-        par(threads, g.voxels() * 27 * cis.len() * c.cout),
-    );
+}
+
+/// A layer's input: `grid` voxels of `stride` floats whose channels come in `parts`
+/// (count, dropout mask).
+struct LayerIn<'a, 'm> {
+    data: &'a [f32],
+    grid: Grid,
+    stride: usize,
+    parts: &'a [(usize, Option<&'m [f32]>)],
+}
+
+impl Layers<'_> {
+    /// [`effective`] with this pass's scratch.
+    fn effective<'s>(
+        &'s mut self,
+        w: &'s [f32],
+        taps: usize,
+        row: usize,
+        parts: &[(usize, Option<&[f32]>)],
+    ) -> (&'s [f32], &'s [u32]) {
+        effective(w, taps, row, parts, self.w_eff, self.ci, self.ident)
+    }
+
+    /// One 3³ conv layer (+folded BN, ReLU) into `out` (`out_stride` floats per voxel).
+    fn conv(
+        &mut self,
+        c: &crate::model::Conv3,
+        input: LayerIn<'_, '_>,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        let (threads, kernel) = (self.threads, self.kernel);
+        let (w, cis) = self.effective(&c.w, 27, c.bias.len(), input.parts);
+        let macs = input.grid.voxels() * 27 * cis.len() * c.cout;
+        let a = Conv3Args {
+            input: input.data,
+            grid: input.grid,
+            in_stride: input.stride,
+            ci: cis,
+            w,
+            bias: &c.bias,
+            cout: c.cout,
+            relu: true,
+            kernel,
+        };
+        conv3(&a, out, out_stride, 0, par(threads, macs));
+    }
 }
 
 /// The weights `[taps][cin][row]` and channel list a consumer uses this sample: the model's
