@@ -58,6 +58,8 @@ pub fn dice(overlap: u64, a: u64, b: u64) -> f64 {
 /// The sample masks of one call, for up to `capacity` samples, plus their running union and
 /// intersection and the final mask.
 pub(crate) struct SampleMasks {
+    /// Read by [`Self::record_bits`] only (a device's rows: the CUDA backend).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     voxels: usize,
     words: usize,
     capacity: usize,
@@ -145,6 +147,7 @@ impl SampleMasks {
     /// word `i / 64` = voxel `i`), as a device computes it: the same update as [`Self::record`].
     /// A row of another length, bits set past the last voxel, or more rows than `capacity` are
     /// a `Device` error (the only source of such rows is a device), and record nothing.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub fn record_bits(&mut self, row: &[u64]) -> Result<()> {
         if self.n >= self.capacity {
             return Err(Error::device(format!(
@@ -175,6 +178,7 @@ impl SampleMasks {
     }
 
     /// Samples recorded since the last reset.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub fn samples(&self) -> usize {
         self.n
     }

@@ -89,6 +89,7 @@ impl Stats {
     /// Records the next sample's foreground mask as a device computed it (see
     /// [`SampleMasks::record_bits`]); its probabilities reach the sums through
     /// [`Self::load_state`].
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub fn record_mask_bits(&mut self, row: &[u64]) -> Result<()> {
         self.masks.record_bits(row)
     }
@@ -98,6 +99,7 @@ impl Stats {
     /// the samples whose masks [`Self::record_mask_bits`] recorded, so that the summary is the
     /// one code that the CPU's sums go through. Lengths other than the voxel count, or `n` other
     /// than the masks recorded, are a `Device` error.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub fn load_state(&mut self, mean: &[f32], m2: &[f32], sum_h: &[f32], n: u32) -> Result<()> {
         let voxels = self.mean.len();
         if [mean.len(), m2.len(), sum_h.len()] != [voxels; 3] {

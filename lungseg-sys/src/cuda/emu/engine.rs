@@ -446,7 +446,6 @@ mod tests {
         let mut progress = |p: mc::Progress| seen.borrow_mut().push((p.done, p.total));
         let mut ctl = RunControl::default().with_progress(&mut progress);
         mc::predict_uncertainty_with(&m, &hu, &o, UncertaintyMaps::default(), &mut ctl).unwrap();
-        drop(ctl);
         assert_eq!(seen.take(), [(2, 5), (4, 5), (5, 5)]);
         // Cancelled once the first chunk is reported: the second chunk never runs.
         let cancel = || !seen.borrow().is_empty();
@@ -458,7 +457,6 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Cancelled);
         assert!(e.message.contains("after 2 of 5"), "{e}");
-        drop(ctl);
         assert_eq!(seen.take(), [(2, 5)]);
         assert_eq!(m.device().device, Device::Cuda, "a cancel is not a fault");
     }
