@@ -248,10 +248,12 @@ typedef struct lungseg_run_options {
   uint32_t log_level;
   // NULL, or a 4-byte aligned flag the host sets non-zero from any thread to cancel (a C11
   // `atomic_int` or C++ `std::atomic<int32_t>` stored to, e.g. `atomic_store(&flag, 1)`).
-  // Read before every MC sample and between the levels of each forward pass; the call then
-  // returns `LUNGSEG_CANCELLED`. Must stay valid until the call returns.
+  // Read before every MC sample and between the levels of each forward pass (on a GPU:
+  // before each batch chunk of samples); the call then returns `LUNGSEG_CANCELLED`. Must
+  // stay valid until the call returns.
   const int32_t *cancel;
-  // NULL, or called after every finished forward pass.
+  // NULL, or called after every finished forward pass (on a GPU: once after each batch
+  // chunk, `done` counting its passes).
   lungseg_progress_fn progress;
   // NULL, or receives the call's log messages (ERROR repeats the failure's message).
   lungseg_log_fn log;

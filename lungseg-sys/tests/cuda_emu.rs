@@ -894,19 +894,27 @@ fn upconv_matches_reference() {
     }
 }
 
+/// The head kernels against their reference over chunks of 2, 3 and 1 samples at an odd voxel
+/// count (275: neither a multiple of 32 nor of 64), the sample masks included: every word of
+/// each row written (the buffer is NaN-poisoned), the reference's bits, padding bits 0. The
+/// reverse-order run passes no mask buffer (NULL: skipped).
 #[test]
 fn head_kernels_match_reference_across_chunks() {
     let mut dev = device();
     let mut rng = Rng(17);
-    let (c, v) = (16usize, 315usize);
+    let (c, v) = (16usize, 275usize);
+    let words = l::head_mask_words(v);
+    assert_eq!(words, 10);
     let w: Vec<f32> = (0..c).map(|_| rng.f()).collect();
     let bias = 0.1f32;
     let chunks = [2usize, 3, 1];
     let mut st = r::HeadState::default();
     let xs: Vec<Vec<f32>> = chunks.iter().map(|&s| rng.h(s * v * c, 2.0)).collect();
-    for (x, &s) in xs.iter().zip(&chunks) {
-        r::head_accumulate(x, c, &w, bias, s, &mut st);
-    }
+    let want_masks: Vec<Vec<u32>> = xs
+        .iter()
+        .zip(&chunks)
+        .map(|(x, &s)| r::head_accumulate(x, c, &w, bias, s, &mut st))
+        .collect();
     let want = r::head_finalize(&st);
     for order in [Order::Forward, Order::Reverse] {
         let state = HeadState {
@@ -917,8 +925,9 @@ fn head_kernels_match_reference_across_chunks() {
         };
         let wb = dev.upload(&f32_bytes(&w)).unwrap();
         let mut n0 = 0u32;
-        for (x, &s) in xs.iter().zip(&chunks) {
+        for ((x, &s), want_rows) in xs.iter().zip(&chunks).zip(&want_masks) {
             let xb = dev.upload(&f16_bytes(x)).unwrap();
+            let masks = (order == Order::Forward).then(|| dev.poisoned(s * words * 4).unwrap());
             let launch = l::head_accumulate(l::HeadAcc {
                 x: xb,
                 c,
@@ -928,8 +937,18 @@ fn head_kernels_match_reference_across_chunks() {
                 v,
                 n0,
                 state,
+                masks,
             });
             dev.launch(&launch, order).unwrap();
+            if let Some(m) = masks {
+                let got = u32s(&dev.read(m).unwrap());
+                assert_eq!(&got, want_rows, "masks of the chunk after {n0} samples");
+                for row in got.chunks_exact(words) {
+                    // Word 8 holds voxels 256..288 (19 of them real); word 9 is all padding.
+                    assert_eq!((row[9], row[8] >> (v % 32)), (0, 0));
+                    assert_ne!(row[8], 0, "the bits of voxels 256..275");
+                }
+            }
             n0 += s as u32;
         }
         let maps: Vec<BufId> = (0..3).map(|_| dev.poisoned(v * 4).unwrap()).collect();

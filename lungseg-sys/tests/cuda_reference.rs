@@ -287,6 +287,50 @@ fn head_reference_matches_cpu_statistics_across_chunks() {
     assert_eq!(out.sums[1] as usize, region);
 }
 
+/// The reference head's mask rows are the bits `p >= 0.5` of its own probabilities (each
+/// sample's, from a one-sample fold: its mean), for a chunk after earlier samples, at an odd
+/// voxel count (70: a partial u64 word, so words 2 and 3 hold 6 voxels and padding), p = 0.5
+/// included.
+#[test]
+fn head_reference_masks_are_the_bits_of_its_probabilities() {
+    let mut rng = Rng(29);
+    let (c, v) = (8, 70);
+    let words = lungseg::cuda::launch::head_mask_words(v);
+    assert_eq!(words, 4);
+    let w = rng.h(c, 0.8);
+    let bias = 0.0;
+    let first = rng.h(2 * v * c, 1.0);
+    let mut chunk = rng.h(3 * v * c, 1.0);
+    // Voxel 3 of every sample has logit 0: p = 0.5 exactly, which is foreground.
+    for s in 0..3 {
+        chunk[(s * v + 3) * c..][..c].fill(0.0);
+    }
+    let mut st = r::HeadState::default();
+    r::head_accumulate(&first, c, &w, bias, 2, &mut st);
+    let rows = r::head_accumulate(&chunk, c, &w, bias, 3, &mut st);
+    assert_eq!(rows.len(), 3 * words);
+    let mut ones = 0;
+    for (s, row) in rows.chunks_exact(words).enumerate() {
+        let mut alone = r::HeadState::default();
+        r::head_accumulate(
+            &chunk[s * v * c..(s + 1) * v * c],
+            c,
+            &w,
+            bias,
+            1,
+            &mut alone,
+        );
+        for i in 0..words * 32 {
+            let bit = row[i / 32] >> (i % 32) & 1 == 1;
+            let want = i < v && alone.mean[i] >= 0.5;
+            assert_eq!(bit, want, "sample {s} voxel {i}");
+            assert!(i != 3 || (alone.mean[i] == 0.5 && bit));
+            ones += usize::from(bit);
+        }
+    }
+    assert!(ones > 0 && ones < 3 * v, "{ones}");
+}
+
 fn cpu_engine(
     model: &lungseg::model::Model,
     input: &[f32],

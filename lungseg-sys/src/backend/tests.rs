@@ -318,3 +318,58 @@ mod plan_reference {
         }
     }
 }
+
+/// A device whose chunked reduction comes back holding a non-finite sum at one voxel (a NaN
+/// probability folded in on the device): the call fails with `Format`, naming the voxel, and
+/// never returns the statistics as a result.
+#[test]
+fn a_device_reduction_that_is_not_finite_is_a_format_error() {
+    use crate::predict::route::{device_mc, McJob, SampleHook};
+    use crate::stats::Stats;
+
+    struct NanState {
+        /// Which of mean, m2, sum_h holds the NaN.
+        which: usize,
+    }
+    impl Accelerator for NanState {
+        fn name(&self) -> &str {
+            "NaN GPU"
+        }
+        fn pass(&self, _: &[f32], _: Option<SampleDrop>, _: &mut [f32]) -> Result<()> {
+            unreachable!("the reduction runs on the device")
+        }
+        fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
+            let v = job.patch_hu.len();
+            hook.before(0)?;
+            for _ in 0..job.n_samples {
+                stats.record_mask_bits(&vec![0u64; v.div_ceil(64)])?;
+            }
+            hook.done(job.n_samples);
+            let mut state = [vec![0.25f32; v], vec![0.0; v], vec![1.0; v]];
+            state[self.which][70] = f32::NAN;
+            stats.load_state(&state[0], &state[1], &state[2], job.n_samples)
+        }
+    }
+    struct Quiet;
+    impl SampleHook for Quiet {
+        fn before(&mut self, _: u32) -> Result<()> {
+            Ok(())
+        }
+        fn done(&mut self, _: u32) {}
+    }
+    let hu = vec![0f32; 100];
+    for which in 0..3 {
+        let mut stats = Stats::new(hu.len(), 2).unwrap();
+        let job = McJob {
+            patch_hu: &hu,
+            seed: 1,
+            n_samples: 2,
+        };
+        let e = device_mc(&NanState { which }, job, &mut Quiet, &mut stats).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Format, "{e}");
+        assert!(
+            e.message.contains("voxel 70") && e.message.contains("NaN GPU"),
+            "{e}"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use half::f16;
 
-use super::plan::{ChunkDrop, Plan};
+use super::plan::{ChunkDrop, ChunkHook, McState, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
 use crate::model::{DropoutKind, Network};
@@ -19,7 +19,7 @@ pub use gpu::CudaEngine;
 mod gpu {
     use super::*;
     use crate::cuda::launch::{
-        head_finalize_blocks, ConvShape, KArg, Launch, Params, PlanLaunches, Slot,
+        head_finalize_blocks, head_mask_words, ConvShape, KArg, Launch, Params, PlanLaunches, Slot,
     };
     use crate::cuda::params::MAX_PARAMS_BYTES;
     use cudarc::driver::{
@@ -58,6 +58,8 @@ mod gpu {
         m2: CudaSlice<f32>,
         sum_h: CudaSlice<f32>,
         any_fg: CudaSlice<u32>,
+        /// `chunk` rows of the chunk's sample masks.
+        masks: CudaSlice<u32>,
         maps: [CudaSlice<f32>; 4],
         partials: CudaSlice<f64>,
     }
@@ -96,6 +98,15 @@ mod gpu {
 
     fn dev<E: std::fmt::Debug>(what: &str) -> impl FnOnce(E) -> Error + '_ {
         move |e| Error::device(format!("CUDA {what}: {e:?}"))
+    }
+
+    /// Which samples one device run covers.
+    #[derive(Clone, Copy)]
+    struct Span {
+        seed: u64,
+        sample0: u32,
+        n_samples: u32,
+        dropout: bool,
     }
 
     /// The per-voxel maps and summary sums of one call.
@@ -182,6 +193,9 @@ mod gpu {
                 m2: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
                 sum_h: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
                 any_fg: stream.alloc_zeros::<u32>(v).map_err(dev("alloc"))?,
+                masks: stream
+                    .alloc_zeros::<u32>(chunk * head_mask_words(v))
+                    .map_err(dev("alloc"))?,
                 maps: [
                     stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
                     stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
@@ -251,29 +265,14 @@ mod gpu {
             let mut guard = self.ws.lock().unwrap_or_else(|e| e.into_inner());
             let ws = &mut *guard;
             let st = &self.stream;
-            let plan = &self.plan;
-            st.memcpy_htod(patch_hu, &mut ws.hu)
-                .map_err(dev("upload patch"))?;
-            let launches = self.launches();
-            let mut done = 0u32;
-            while done < n_samples {
-                let s = self.chunk.min((n_samples - done) as usize);
-                let drop = dropout.then_some(ChunkDrop {
-                    seed,
-                    p: self.p,
-                    element: self.element,
-                    sample0: sample0.checked_add(done).ok_or_else(|| {
-                        Error::invalid(format!("sample {sample0} + {done} overflows"))
-                    })?,
-                });
-                for op in &plan.ops {
-                    if let Some(l) = launches.op(op, s, drop, done) {
-                        self.launch(ws, &l)?;
-                    }
-                }
-                done += s as u32;
-            }
-            self.launch(ws, &launches.finalize(n_samples))?;
+            let span = Span {
+                seed,
+                sample0,
+                n_samples,
+                dropout,
+            };
+            self.run_chunks(ws, patch_hu, span, None)?;
+            self.launch(ws, &self.launches().finalize(n_samples))?;
             let get = |x: &CudaSlice<f32>| st.clone_dtoh(x).map_err(dev("download"));
             let partials = st.clone_dtoh(&ws.partials).map_err(dev("download"))?;
             let mut sums = [0f64; 6];
@@ -289,6 +288,80 @@ mod gpu {
                 mutual_info: get(&ws.maps[3])?,
                 sums,
             })
+        }
+
+        /// MC samples `0..n_samples` of `seed` in chunks of [`Self::chunk`], for a summary on
+        /// the host: `hook` is asked before each chunk and gets its sample masks after it
+        /// (downloaded then, so the device waits for the host once per chunk); returns the
+        /// running statistics (no finalize: the host computes the maps from them).
+        pub fn run_mc(
+            &self,
+            patch_hu: &[f32],
+            seed: u64,
+            n_samples: u32,
+            hook: &mut dyn ChunkHook,
+        ) -> Result<McState> {
+            let mut guard = self.ws.lock().unwrap_or_else(|e| e.into_inner());
+            let ws = &mut *guard;
+            let span = Span {
+                seed,
+                sample0: 0,
+                n_samples,
+                dropout: true,
+            };
+            self.run_chunks(ws, patch_hu, span, Some(hook))?;
+            let get = |x: &CudaSlice<f32>| self.stream.clone_dtoh(x).map_err(dev("download"));
+            Ok(McState {
+                n: n_samples,
+                mean: get(&ws.mean)?,
+                m2: get(&ws.m2)?,
+                sum_h: get(&ws.sum_h)?,
+            })
+        }
+
+        /// Uploads the patch and runs `span`'s samples chunk by chunk through the plan, into
+        /// the head's running state; with a `hook`, asks it before each chunk and hands it the
+        /// chunk's masks after.
+        fn run_chunks(
+            &self,
+            ws: &mut Workspace,
+            patch_hu: &[f32],
+            span: Span,
+            mut hook: Option<&mut dyn ChunkHook>,
+        ) -> Result<()> {
+            let st = &self.stream;
+            st.memcpy_htod(patch_hu, &mut ws.hu)
+                .map_err(dev("upload patch"))?;
+            let launches = self.launches();
+            let words = head_mask_words(patch_hu.len());
+            let mut done = 0u32;
+            while done < span.n_samples {
+                let s = self.chunk.min((span.n_samples - done) as usize);
+                if let Some(h) = hook.as_deref_mut() {
+                    h.before(done, s as u32)?;
+                }
+                let drop = span.dropout.then_some(ChunkDrop {
+                    seed: span.seed,
+                    p: self.p,
+                    element: self.element,
+                    sample0: span.sample0.checked_add(done).ok_or_else(|| {
+                        Error::invalid(format!("sample {} + {done} overflows", span.sample0))
+                    })?,
+                });
+                for op in &self.plan.ops {
+                    if let Some(l) = launches.op(op, s, drop, done) {
+                        self.launch(ws, &l)?;
+                    }
+                }
+                if let Some(h) = hook.as_deref_mut() {
+                    let rows = st
+                        .clone_dtoh(&ws.masks.slice(..s * words))
+                        .map_err(dev("download masks"))?;
+                    h.masks(&rows)?;
+                }
+                done += s as u32;
+            }
+            Ok(())
         }
 
         fn launches(&self) -> PlanLaunches<'_> {
@@ -422,6 +495,7 @@ mod gpu {
                 Slot::M2 => ws.m2.device_ptr(st),
                 Slot::SumH => ws.sum_h.device_ptr(st),
                 Slot::AnyFg => ws.any_fg.device_ptr(st),
+                Slot::Masks => ws.masks.device_ptr(st),
                 Slot::Map(k) => ws.maps[k].device_ptr(st),
                 Slot::Partials => ws.partials.device_ptr(st),
             })
@@ -452,6 +526,7 @@ mod gpu {
                 Slot::M2 => b.arg(&ws.m2),
                 Slot::SumH => b.arg(&ws.sum_h),
                 Slot::AnyFg => b.arg(&ws.any_fg),
+                Slot::Masks => b.arg(&ws.masks),
                 Slot::Map(k) => b.arg(&ws.maps[k]),
                 Slot::Partials => b.arg(&ws.partials),
             };

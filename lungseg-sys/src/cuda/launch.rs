@@ -363,7 +363,22 @@ pub struct HeadState<B> {
     pub any_fg: B,
 }
 
-/// `ls_head_accumulate` (head.cu): folds `s` samples into `state` after `n0` earlier ones.
+/// Threads per block of both head kernels (head.cu gets it as a constant, [`HEAD_DEFINES`]): a
+/// multiple of 64, so that each block composes whole u64 words of the sample masks.
+pub const HEAD_THREADS: u32 = 256;
+const _: () = assert!(HEAD_THREADS.is_multiple_of(64) && HEAD_THREADS <= 1024);
+
+/// [`HEAD_THREADS`] as the head kernels' compile-time constant.
+pub const HEAD_DEFINES: &[(&str, u32)] = &[("HEAD_THREADS", HEAD_THREADS)];
+
+/// u32 words of one sample's mask row from `ls_head_accumulate` for `v` voxels: bit `i % 32`
+/// of word `i / 32` is voxel `i`, rounded up to whole u64 words (pairs, little-endian).
+pub fn head_mask_words(v: usize) -> usize {
+    2 * v.div_ceil(64)
+}
+
+/// `ls_head_accumulate` (head.cu): folds `s` samples into `state` after `n0` earlier ones;
+/// `masks` (optional) gets the chunk's `s` mask rows of [`head_mask_words`]`(v)` u32 words.
 pub struct HeadAcc<B> {
     pub x: B,
     pub c: usize,
@@ -373,6 +388,7 @@ pub struct HeadAcc<B> {
     pub v: usize,
     pub n0: u32,
     pub state: HeadState<B>,
+    pub masks: Option<B>,
 }
 
 pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
@@ -382,6 +398,7 @@ pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
         s: a.s as i32,
         v: a.v as u32,
         n0: a.n0 as i32,
+        mask_words: head_mask_words(a.v) as u32,
         ..HeadAccArgs::default()
     };
     let params = Params::new(&p)
@@ -390,12 +407,13 @@ pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
         .at(offset_of!(HeadAccArgs, mean), a.state.mean)
         .at(offset_of!(HeadAccArgs, m2), a.state.m2)
         .at(offset_of!(HeadAccArgs, sum_h), a.state.sum_h)
-        .at(offset_of!(HeadAccArgs, any_fg), a.state.any_fg);
-    linear("ls_head_accumulate", a.v, 256, params)
+        .at(offset_of!(HeadAccArgs, any_fg), a.state.any_fg)
+        .at(offset_of!(HeadAccArgs, masks), a.masks);
+    linear("ls_head_accumulate", a.v, HEAD_THREADS, params)
 }
 
 /// `ls_head_finalize` (head.cu): `maps` = mean, variance, entropy, mutual information (each
-/// optional); `partials` gets 6 sums per block of 256 voxels.
+/// optional); `partials` gets 6 sums per block of [`HEAD_THREADS`] voxels.
 pub struct HeadFin<B> {
     pub state: HeadState<B>,
     pub n: u32,
@@ -421,12 +439,12 @@ pub fn head_finalize<B>(a: HeadFin<B>) -> Launch<B> {
         .at(offset_of!(HeadFinArgs, out_ent), ent)
         .at(offset_of!(HeadFinArgs, out_mi), mi)
         .at(offset_of!(HeadFinArgs, partials), a.partials);
-    linear("ls_head_finalize", a.v, 256, params)
+    linear("ls_head_finalize", a.v, HEAD_THREADS, params)
 }
 
 /// Blocks of `ls_head_finalize` for `v` voxels (rows of its partial sums).
 pub fn head_finalize_blocks(v: usize) -> usize {
-    v.div_ceil(256)
+    v.div_ceil(HEAD_THREADS as usize)
 }
 
 /// The buffers of [`CudaEngine`](super::engine::CudaEngine)'s workspace and weights.
@@ -447,6 +465,8 @@ pub enum Slot {
     M2,
     SumH,
     AnyFg,
+    /// The chunk's per-sample mask rows of `ls_head_accumulate` (u32).
+    Masks,
     /// Output maps: mean, variance, entropy, mutual information (f32).
     Map(usize),
     /// `ls_head_finalize`'s per-block sums (f64).
@@ -568,6 +588,7 @@ impl PlanLaunches<'_> {
                 v: v0,
                 n0,
                 state: STATE,
+                masks: Some(Slot::Masks),
             }),
         })
     }

@@ -106,7 +106,7 @@ pub const KERNELS: &[KernelSource] = &[
         name: "head",
         source: include_str!("kernels/head.cu"),
         functions: &["ls_head_accumulate", "ls_head_finalize"],
-        defines: &[],
+        defines: launch::HEAD_DEFINES,
         layout: params::HEAD_LAYOUT,
     },
 ];

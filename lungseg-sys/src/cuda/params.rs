@@ -106,6 +106,10 @@ pub struct HeadAccArgs {
     pub v: u32,
     pub n0: i32,
     pub pad: i32,
+    /// The chunk's per-sample mask rows (0: not wanted), `mask_words` u32 words each.
+    pub masks: u64,
+    pub mask_words: u32,
+    pub pad2: i32,
 }
 
 /// `ls_head_finalize` (head.cu, `LsHeadFinArgs`); a zero map pointer skips that map.
@@ -184,6 +188,14 @@ pub const HEAD_LAYOUT: &[(&str, u32)] = &[
     (
         "LSP_HEADACC_n0",
         std::mem::offset_of!(HeadAccArgs, n0) as u32,
+    ),
+    (
+        "LSP_HEADACC_masks",
+        std::mem::offset_of!(HeadAccArgs, masks) as u32,
+    ),
+    (
+        "LSP_HEADACC_mask_words",
+        std::mem::offset_of!(HeadAccArgs, mask_words) as u32,
     ),
     (
         "LSP_HEADFIN_SIZE",
@@ -286,5 +298,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Conv3Args>(), 120);
         assert_eq!(std::mem::offset_of!(Conv3Args, drop), 56);
         assert_eq!(std::mem::offset_of!(Conv3Args, relu), 116);
+        // The mask fields follow head.cu's first 72 bytes.
+        assert_eq!(std::mem::size_of::<HeadAccArgs>(), 88);
+        assert_eq!(std::mem::offset_of!(HeadAccArgs, masks), 72);
     }
 }

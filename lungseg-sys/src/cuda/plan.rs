@@ -12,10 +12,15 @@
 //! `ls_dropout_expand` applies layer 0 per sample; everything after runs on all samples of a
 //! chunk as one batch (`S` = chunk size, chosen at open so that the workspace fits
 //! `engine::WORKSPACE_BUDGET`); `ls_head_accumulate` folds each chunk into per-voxel running
-//! statistics and `ls_head_finalize` writes the maps and per-block summary sums.
+//! statistics and writes the chunk's per-sample masks, and `ls_head_finalize` writes the maps
+//! and per-block summary sums. An MC prediction ([`ChunkHook`], [`McState`]) takes the masks
+//! after each chunk and the running statistics at the end, and skips the finalize: the host
+//! summarises them (`backend::cuda`).
 
+use super::launch::head_mask_words;
 use super::reference::{self as r, LsDrop, Src};
 use super::weights::GpuWeights;
+use crate::error::Result;
 use crate::model::{DropoutKind, Network};
 
 /// Dropout layer numbers (`docs/model-format.md`): execution order, two per block.
@@ -219,12 +224,33 @@ impl Plan {
         d * h * w * x.c * if x.shared { 1 } else { s }
     }
 
-    /// Device bytes of the workspace for a batch of `s` (activations + head state + maps).
+    /// Device bytes of the workspace for a batch of `s` (activations + head state + maps +
+    /// the chunk's sample masks).
     pub fn workspace_bytes(&self, s: usize) -> usize {
         let act: usize = (0..self.bufs.len()).map(|b| self.buf_len(b, s) * 2).sum();
         let [d, h, w] = self.grids[0];
-        act + d * h * w * 4 * 8
+        let v = d * h * w;
+        act + v * 4 * 8 + s * head_mask_words(v) * 4
     }
+}
+
+/// Where an MC run on the device (or the emulator) reports between its chunks.
+pub trait ChunkHook {
+    /// Before the chunk of samples `first..first + count`: an error stops the run there.
+    fn before(&mut self, first: u32, count: u32) -> Result<()>;
+    /// That chunk's per-sample masks as `ls_head_accumulate` wrote them: `count` rows of
+    /// [`head_mask_words`]`(V)` u32 words, in sample order.
+    fn masks(&mut self, rows: &[u32]) -> Result<()>;
+}
+
+/// The per-voxel running statistics `ls_head_accumulate` leaves after `n` samples (f32, as the
+/// device holds them; `m2` and `sum_h` are sums, not yet divided by `n`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct McState {
+    pub n: u32,
+    pub mean: Vec<f32>,
+    pub m2: Vec<f32>,
+    pub sum_h: Vec<f32>,
 }
 
 /// Dropout of one MC chunk: `None` = deterministic pass.

@@ -9,6 +9,7 @@
 
 use half::f16;
 
+use super::launch::head_mask_words;
 use crate::philox::philox4x32_10;
 
 /// Rounds to the nearest fp16 (ties to even), as `cvt.rn.f16.f32`.
@@ -302,9 +303,20 @@ pub fn entropy_bits_f32(p: f32) -> f32 {
     h
 }
 
-/// `ls_head_accumulate`: folds `S` samples of `x` `[S][V][C]` into `st`.
-pub fn head_accumulate(x: &[f32], c: usize, w: &[f32], bias: f32, s: usize, st: &mut HeadState) {
+/// `ls_head_accumulate`: folds `S` samples of `x` `[S][V][C]` into `st`; returns the chunk's
+/// mask rows (`S` rows of [`head_mask_words`]`(V)` u32 words, bit `i % 32` of word `i / 32` set
+/// where sample `p_i ≥ 0.5`).
+pub fn head_accumulate(
+    x: &[f32],
+    c: usize,
+    w: &[f32],
+    bias: f32,
+    s: usize,
+    st: &mut HeadState,
+) -> Vec<u32> {
     let v = x.len() / (s * c);
+    let words = head_mask_words(v);
+    let mut masks = vec![0u32; s * words];
     if st.n == 0 {
         *st = HeadState {
             n: 0,
@@ -325,9 +337,11 @@ pub fn head_accumulate(x: &[f32], c: usize, w: &[f32], bias: f32, s: usize, st: 
             st.m2[i] += d * (p - st.mean[i]);
             st.sum_h[i] += entropy_bits_f32(p);
             st.any_fg[i] |= u32::from(p >= 0.5);
+            masks[b * words + i / 32] |= u32::from(p >= 0.5) << (i % 32);
         }
     }
     st.n += s as u32;
+    masks
 }
 
 /// Maps and summary sums of `ls_head_finalize`.

@@ -31,10 +31,12 @@ pub struct lungseg_run_options {
     pub log_level: u32,
     /// NULL, or a 4-byte aligned flag the host sets non-zero from any thread to cancel (a C11
     /// `atomic_int` or C++ `std::atomic<int32_t>` stored to, e.g. `atomic_store(&flag, 1)`).
-    /// Read before every MC sample and between the levels of each forward pass; the call then
-    /// returns `LUNGSEG_CANCELLED`. Must stay valid until the call returns.
+    /// Read before every MC sample and between the levels of each forward pass (on a GPU:
+    /// before each batch chunk of samples); the call then returns `LUNGSEG_CANCELLED`. Must
+    /// stay valid until the call returns.
     pub cancel: *const i32,
-    /// NULL, or called after every finished forward pass.
+    /// NULL, or called after every finished forward pass (on a GPU: once after each batch
+    /// chunk, `done` counting its passes).
     pub progress: lungseg_progress_fn,
     /// NULL, or receives the call's log messages (ERROR repeats the failure's message).
     pub log: lungseg_log_fn,

@@ -49,7 +49,8 @@ pub fn predict_uncertainty(
 
 /// [`predict_uncertainty`] under the host's control: cancelled between samples and (on the
 /// CPU) between the levels of each pass (`Cancelled`, nothing written), progress after every
-/// sample, and a log line per call (see [`control`]).
+/// sample, and a log line per call (see [`control`]). On a device running its samples in batch
+/// chunks, cancellation and progress happen per chunk.
 pub fn predict_uncertainty_with(
     model: &Model,
     patch_hu: &[f32],

@@ -2,9 +2,12 @@
 //! log sink, all called on the thread that made the call (never on a pool thread), so a host
 //! callback needs no locking of its own.
 //!
-//! Cancellation is checked before every sample and between the levels of each forward pass, so
-//! a cancelled call returns within one level's work; it writes no maps or summary for the patch
-//! it stopped in. Progress counts forward passes: `done` of `total`, once per finished sample.
+//! On the CPU, cancellation is checked before every sample and between the levels of each
+//! forward pass, so a cancelled call returns within one level's work; it writes no maps or
+//! summary for the patch it stopped in. Progress counts forward passes: `done` of `total`, once
+//! per finished sample. On a device that runs its samples in batch chunks (CUDA), both happen
+//! per chunk: cancellation is checked before each chunk (a cancelled call returns within one
+//! chunk's work) and progress is reported once after each, counting its samples.
 
 use crate::ffi::lungseg_log_level;
 
@@ -86,7 +89,12 @@ impl<'a> RunControl<'a> {
 
     /// Counts a finished forward pass and reports it.
     pub(crate) fn pass_done(&mut self) {
-        self.done += 1;
+        self.passes_done(1);
+    }
+
+    /// Counts `k` forward passes finished together (a device's batch) and reports them once.
+    pub(crate) fn passes_done(&mut self, k: u64) {
+        self.done += k;
         let p = Progress {
             done: self.done,
             total: self.total.max(self.done),

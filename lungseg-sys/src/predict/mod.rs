@@ -231,7 +231,8 @@ pub(crate) fn predict_uncertainty(
 
 /// [`predict_uncertainty`] under the host's control: cancelled between samples and (on the
 /// CPU) between the levels of each pass (`Cancelled`, nothing written), progress after every
-/// sample, and a log line per call (see [`control`]).
+/// sample, and a log line per call (see [`control`]). On a device running its samples in batch
+/// chunks, cancellation and progress happen per chunk.
 pub(crate) fn predict_uncertainty_with(
     t: Target<'_>,
     patch_hu: &[f32],
@@ -289,15 +290,24 @@ pub(crate) fn predict_uncertainty_with(
             summarise(t.network, &mut ws.stats, review, &mut maps)
         }
         Route::Device(dev) => {
-            // The device runs the passes; the reduction and the summary are this host's, the
-            // same code as on the CPU (docs/cuda.md, "Computed on the host").
-            let mut prob = crate::error::try_vec::<f32>(n, "sample probabilities")?;
+            // The device reduces the samples (its sums and per-sample masks, or the host's
+            // reduction of its passes); the summary is the CPU's code (docs/cuda.md,
+            // "Computed on the device and on the host").
             let mut stats = Stats::new(n, opts.n_samples as usize)?;
-            run_samples(opts, ctl, |drop, _| {
-                route::device_pass(dev, patch_hu, Some(drop), &mut prob)?;
-                stats.add(&prob);
-                Ok(())
-            })?;
+            let job = route::McJob {
+                patch_hu,
+                seed: opts.seed,
+                n_samples: opts.n_samples,
+            };
+            ctl.begin_call(u64::from(opts.n_samples));
+            let mut hook = HostHook { ctl, done: 0 };
+            match route::device_mc(dev, job, &mut hook, &mut stats) {
+                Err(e) if e.kind == ErrorKind::Cancelled => {
+                    let done = hook.done;
+                    return Err(cancelled(ctl, done, opts.n_samples));
+                }
+                r => r?,
+            }
             summarise(t.network, &mut stats, review, &mut maps)
         }
     };
@@ -343,6 +353,29 @@ fn run_samples(
         ctl.pass_done();
     }
     Ok(())
+}
+
+/// The host's cancel check and progress report between the sample groups of a device
+/// ([`route::SampleHook`]): cancellation is asked before each group, progress reported after
+/// each (once per group, counting its samples).
+struct HostHook<'c, 'a> {
+    ctl: &'c mut RunControl<'a>,
+    /// Samples folded in so far.
+    done: u32,
+}
+
+impl route::SampleHook for HostHook<'_, '_> {
+    fn before(&mut self, _first: u32) -> Result<()> {
+        match self.ctl.cancel_check() {
+            Some(c) if c() => Err(Error::cancelled("")),
+            _ => Ok(()),
+        }
+    }
+
+    fn done(&mut self, count: u32) {
+        self.done += count;
+        self.ctl.passes_done(u64::from(count));
+    }
 }
 
 fn cancelled(ctl: &RunControl<'_>, sample: u32, n: u32) -> Error {

@@ -2,7 +2,8 @@
 //! CUDA engine, or a stand-in in tests) behind [`Accelerator`].
 
 use crate::cpu::{CpuEngine, SampleDrop};
-use crate::error::{Error, Result};
+use crate::error::{try_vec, Error, Result};
+use crate::stats::Stats;
 
 /// A device that runs whole forward passes. Every error it returns is a device failure
 /// (`Device`): the caller has checked the patch and buffers, so anything else going wrong is
@@ -14,6 +15,47 @@ pub(crate) trait Accelerator: Send + Sync {
     /// One forward pass of `patch_hu` (the model's patch size, finite) with the dropout masks
     /// of `drop` (none: deterministic), its probabilities into `prob` (as long as the patch).
     fn pass(&self, patch_hu: &[f32], drop: Option<SampleDrop>, prob: &mut [f32]) -> Result<()>;
+
+    /// Samples `0..job.n_samples` of the MC call `job`, reduced into `stats` (fresh, sized for
+    /// the patch and the samples): the per-voxel sums and every sample's mask, in sample order.
+    /// `hook` is asked before each group of samples the device runs at once (its error, e.g.
+    /// `Cancelled`, stops the call) and told after each how many it folded in. This default
+    /// runs one [`Self::pass`] per sample (a group of one, its output checked as
+    /// [`device_pass`] does) and folds it with [`Stats::add`]; a device that reduces on its own
+    /// overrides it (the CUDA engine: one group per batch chunk).
+    fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
+        let mut prob = try_vec::<f32>(job.patch_hu.len(), "sample probabilities")?;
+        for sample in 0..job.n_samples {
+            hook.before(sample)?;
+            let drop = SampleDrop {
+                seed: job.seed,
+                sample,
+            };
+            self.pass(job.patch_hu, Some(drop), &mut prob)?;
+            finite_output(&prob, self.name())?;
+            stats.add(&prob);
+            hook.done(1);
+        }
+        Ok(())
+    }
+}
+
+/// One MC call as a device runs it.
+#[derive(Clone, Copy)]
+pub(crate) struct McJob<'a> {
+    /// The model's patch size, finite.
+    pub patch_hu: &'a [f32],
+    pub seed: u64,
+    /// 1..=[`crate::stats::MAX_SAMPLES`].
+    pub n_samples: u32,
+}
+
+/// The host's say between the groups of samples of [`Accelerator::mc`].
+pub(crate) trait SampleHook {
+    /// Before the group that starts at sample `first`: an error stops the call.
+    fn before(&mut self, first: u32) -> Result<()>;
+    /// `count` more samples are folded into the statistics.
+    fn done(&mut self, count: u32);
 }
 
 /// The engine one call's passes run on.
@@ -42,12 +84,35 @@ pub(crate) fn device_pass(
     prob: &mut [f32],
 ) -> Result<()> {
     dev.pass(patch_hu, drop, prob)?;
+    finite_output(prob, dev.name())
+}
+
+/// [`Accelerator::mc`] on `dev`, its reduction checked as [`device_pass`] checks a pass: sums
+/// that are not finite (a NaN probability folded in on the device) are a `Format` error.
+pub(crate) fn device_mc(
+    dev: &dyn Accelerator,
+    job: McJob<'_>,
+    hook: &mut dyn SampleHook,
+    stats: &mut Stats,
+) -> Result<()> {
+    dev.mc(job, hook, stats)?;
+    match stats.first_non_finite() {
+        None => Ok(()),
+        Some(i) => Err(Error::format(format!(
+            "the MC statistics at voxel {i} are not finite on {}: the weights overflow on this \
+             patch",
+            dev.name()
+        ))),
+    }
+}
+
+/// A non-finite probability of `device`'s output is a `Format` error.
+fn finite_output(prob: &[f32], device: &str) -> Result<()> {
     match prob.iter().position(|p| !p.is_finite()) {
         None => Ok(()),
         Some(i) => Err(Error::format(format!(
-            "the network output at voxel {i} is {} on {}: the weights overflow on this patch",
-            prob[i],
-            dev.name()
+            "the network output at voxel {i} is {} on {device}: the weights overflow on this patch",
+            prob[i]
         ))),
     }
 }

@@ -7,7 +7,7 @@
 //! thread count. Empty masks (see [`StructureMeasures`]) never read as agreement unless every
 //! sample is empty: a patch where some samples see a structure and others do not is uncertain.
 
-use crate::error::{try_vec, zeroed_vec, Result};
+use crate::error::{try_vec, zeroed_vec, Error, Result};
 
 /// Voxels per bitset word.
 const BITS: usize = u64::BITS as usize;
@@ -58,6 +58,9 @@ pub fn dice(overlap: u64, a: u64, b: u64) -> f64 {
 /// The sample masks of one call, for up to `capacity` samples, plus their running union and
 /// intersection and the final mask.
 pub(crate) struct SampleMasks {
+    /// Read by [`Self::record_bits`] only (a device's rows: the CUDA backend).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    voxels: usize,
     words: usize,
     capacity: usize,
     n: usize,
@@ -90,6 +93,7 @@ impl SampleMasks {
             crate::error::Error::oom(format!("cannot allocate {rows} words for sample masks"))
         })?;
         Ok(SampleMasks {
+            voxels,
             words,
             capacity,
             n: 0,
@@ -115,19 +119,68 @@ impl SampleMasks {
         assert!(self.n < self.capacity, "more samples than mask rows");
         let s = self.n;
         let row = &mut self.rows[s * self.words..(s + 1) * self.words];
-        let mut volume = 0u64;
         for (w, chunk) in prob.chunks(BITS).enumerate() {
-            let bits = chunk
+            row[w] = chunk
                 .iter()
                 .enumerate()
                 .fold(0u64, |acc, (b, &p)| acc | (u64::from(p >= 0.5) << b));
-            row[w] = bits;
+        }
+        self.fold_row();
+    }
+
+    /// Folds the row of the next sample, written in place, into the union, the intersection
+    /// and the volumes, and counts the sample.
+    fn fold_row(&mut self) {
+        let s = self.n;
+        let row = &self.rows[s * self.words..(s + 1) * self.words];
+        let mut volume = 0u64;
+        for (w, &bits) in row.iter().enumerate() {
             volume += u64::from(bits.count_ones());
             self.union[w] |= bits;
             self.inter[w] = if s == 0 { bits } else { self.inter[w] & bits };
         }
         self.volumes[s] = volume;
         self.n += 1;
+    }
+
+    /// Records the next sample's mask given as a bitset row (`words` u64 words, bit `i % 64` of
+    /// word `i / 64` = voxel `i`), as a device computes it: the same update as [`Self::record`].
+    /// A row of another length, bits set past the last voxel, or more rows than `capacity` are
+    /// a `Device` error (the only source of such rows is a device), and record nothing.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn record_bits(&mut self, row: &[u64]) -> Result<()> {
+        if self.n >= self.capacity {
+            return Err(Error::device(format!(
+                "the device returned more than {} sample masks",
+                self.capacity
+            )));
+        }
+        if row.len() != self.words {
+            return Err(Error::device(format!(
+                "the device returned a mask row of {} words for {} words of voxels",
+                row.len(),
+                self.words
+            )));
+        }
+        let tail = self.voxels % BITS;
+        if let (Some(&last), true) = (row.last(), tail != 0) {
+            if last >> tail != 0 {
+                return Err(Error::device(format!(
+                    "the device's mask row sets bits past voxel {}",
+                    self.voxels - 1
+                )));
+            }
+        }
+        let s = self.n;
+        self.rows[s * self.words..(s + 1) * self.words].copy_from_slice(row);
+        self.fold_row();
+        Ok(())
+    }
+
+    /// Samples recorded since the last reset.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn samples(&self) -> usize {
+        self.n
     }
 
     /// Heap bytes this holds, counted from its buffers.
@@ -281,6 +334,55 @@ mod tests {
         let part = measure(&[&[0.9, 0.9, 0.0], &[0.0, 0.9, 0.9]], &[1]);
         assert_eq!(part.dice_agreement, (2.0f64 / 3.0) as f32);
         assert_eq!((part.iou, part.volume_cv), ((1.0f64 / 3.0) as f32, 0.0));
+    }
+
+    /// A device's bit rows (70 voxels: a partial last word) fold exactly as the probabilities
+    /// they were computed from; a malformed row is refused and records nothing.
+    #[test]
+    fn bit_rows_record_what_their_probabilities_record() {
+        let probs: Vec<Vec<f32>> = (0..3)
+            .map(|s| {
+                (0..70)
+                    .map(|i| ((i * 7 + s * 13) % 10) as f32 / 9.0)
+                    .collect()
+            })
+            .collect();
+        let (mut by_prob, mut by_bits) = (
+            SampleMasks::new(70, 3).unwrap(),
+            SampleMasks::new(70, 3).unwrap(),
+        );
+        for p in &probs {
+            by_prob.record(p);
+            let mut row = [0u64; 2];
+            for (i, &x) in p.iter().enumerate() {
+                row[i / 64] |= u64::from(x >= 0.5) << (i % 64);
+            }
+            by_bits.record_bits(&row).unwrap();
+        }
+        for m in [&mut by_prob, &mut by_bits] {
+            for i in [0, 5, 64, 69] {
+                m.mark_final(i);
+            }
+        }
+        let want = by_prob.measures();
+        assert!(want.union_voxels > want.intersection_voxels && want.empty_samples == 0);
+        assert_eq!(by_bits.measures(), want);
+        assert!((0..70).all(|i| by_bits.any(i) == by_prob.any(i)));
+
+        let mut m = SampleMasks::new(70, 1).unwrap();
+        for (row, why) in [
+            (&[0u64][..], "a mask row of 1 words"),
+            (&[0, 1 << 6], "bits past voxel 69"),
+        ] {
+            let e = m.record_bits(row).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::Device);
+            assert!(e.message.contains(why), "{e}");
+        }
+        assert_eq!(m.samples(), 0);
+        m.record_bits(&[1, 1 << 5]).unwrap();
+        let e = m.record_bits(&[1, 0]).unwrap_err();
+        assert!(e.message.contains("more than 1 sample masks"), "{e}");
+        assert_eq!(m.measures().union_voxels, 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 pub mod masks;
 
-use crate::error::{try_vec, Result};
+use crate::error::{try_vec, Error, Result};
 use masks::{SampleMasks, StructureMeasures};
 
 /// Most MC samples one call may ask for (the per-sample masks are sized for it).
@@ -86,6 +86,55 @@ impl Stats {
         self.masks.record(prob);
     }
 
+    /// Records the next sample's foreground mask as a device computed it (see
+    /// [`SampleMasks::record_bits`]); its probabilities reach the sums through
+    /// [`Self::load_state`].
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn record_mask_bits(&mut self, row: &[u64]) -> Result<()> {
+        self.masks.record_bits(row)
+    }
+
+    /// Takes the per-voxel running sums of `n` samples computed elsewhere (a device's head
+    /// kernel, Welford in f32: mean, m2, sum of H(p_s) in bits) in place of [`Self::add`]'s, for
+    /// the samples whose masks [`Self::record_mask_bits`] recorded, so that the summary is the
+    /// one code that the CPU's sums go through. Lengths other than the voxel count, or `n` other
+    /// than the masks recorded, are a `Device` error.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn load_state(&mut self, mean: &[f32], m2: &[f32], sum_h: &[f32], n: u32) -> Result<()> {
+        let voxels = self.mean.len();
+        if [mean.len(), m2.len(), sum_h.len()] != [voxels; 3] {
+            return Err(Error::device(format!(
+                "the device returned MC state of {}, {} and {} voxels for {voxels}",
+                mean.len(),
+                m2.len(),
+                sum_h.len()
+            )));
+        }
+        if n as usize != self.masks.samples() {
+            return Err(Error::device(format!(
+                "the device folded {n} samples but returned {} sample masks",
+                self.masks.samples()
+            )));
+        }
+        let widen = |dst: &mut [f64], src: &[f32]| {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = f64::from(x);
+            }
+        };
+        widen(&mut self.mean, mean);
+        widen(&mut self.m2, m2);
+        widen(&mut self.sum_h, sum_h);
+        self.n = n;
+        Ok(())
+    }
+
+    /// The first voxel whose running sums are not finite (a NaN probability folded in).
+    pub fn first_non_finite(&self) -> Option<usize> {
+        (0..self.mean.len()).find(|&i| {
+            !(self.mean[i].is_finite() && self.m2[i].is_finite() && self.sum_h[i].is_finite())
+        })
+    }
+
     /// Puts voxel `i` into the final mask (mean ≥ 0.5) that [`Self::structure`] compares with.
     pub fn mark_final(&mut self, i: usize) {
         self.masks.mark_final(i);
@@ -128,4 +177,50 @@ pub fn voxel_stats(samples: &[f32]) -> VoxelStats {
         s.add(&[p]);
     }
     s.voxel(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums loaded from a device (f32) give the voxel statistics that folding the same samples
+    /// on the host gives, to f32 precision; state that does not fit the call is refused.
+    #[test]
+    fn loaded_state_reads_as_the_folded_samples() {
+        let samples = [[0.9f32, 0.2, 0.5], [0.7, 0.1, 0.4], [0.95, 0.3, 0.45]];
+        let mut host = Stats::new(3, 3).unwrap();
+        let mut dev = Stats::new(3, 3).unwrap();
+        let (mut mean, mut m2, mut sum_h) = ([0f32; 3], [0f32; 3], [0f32; 3]);
+        for (s, p) in samples.iter().enumerate() {
+            host.add(p);
+            let mut row = 0u64;
+            for (i, &x) in p.iter().enumerate() {
+                let k = (s + 1) as f32;
+                let d = x - mean[i];
+                mean[i] += d / k;
+                m2[i] += d * (x - mean[i]);
+                sum_h[i] += entropy_bits(x);
+                row |= u64::from(x >= 0.5) << i;
+            }
+            dev.record_mask_bits(&[row]).unwrap();
+        }
+        dev.load_state(&mean, &m2, &sum_h, 3).unwrap();
+        assert_eq!(dev.samples(), 3);
+        assert_eq!(dev.first_non_finite(), None);
+        for i in 0..3 {
+            let (a, b) = (dev.voxel(i), host.voxel(i));
+            assert!((a.mean - b.mean).abs() < 1e-6, "{a:?} {b:?}");
+            assert!((a.variance - b.variance).abs() < 1e-6, "{a:?} {b:?}");
+            assert!((a.mutual_info - b.mutual_info).abs() < 1e-5, "{a:?} {b:?}");
+            assert_eq!(a.any_foreground, b.any_foreground);
+        }
+        assert_eq!(dev.structure(), host.structure());
+        let e = dev.load_state(&mean, &m2, &sum_h, 2).unwrap_err();
+        assert!(e.message.contains("folded 2 samples but returned 3"), "{e}");
+        let e = dev.load_state(&mean[..2], &m2, &sum_h, 3).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Device);
+        let nan = [0.5, f32::NAN, 0.5];
+        dev.load_state(&mean, &m2, &nan, 3).unwrap();
+        assert_eq!(dev.first_non_finite(), Some(1));
+    }
 }

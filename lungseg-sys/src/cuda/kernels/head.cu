@@ -5,17 +5,26 @@
  *   f32, bias f32. For each voxel it folds the chunk's S samples into running per-voxel state
  *   (sample order, Welford in f32): mean, m2, sum of H(p_s) (bits), any-foreground flag.
  *   `n0` = samples already folded in (batches may be chunked to bound memory).
+ *   Optional (`masks` NULL = skip): each sample's foreground mask `p >= 0.5` as a bitset, row s
+ *   of the chunk at masks + s * mask_words, voxel v at bit (v % 32) of 32-bit word v / 32.
+ *   `mask_words` is even (2 * ceil(V / 64)), so consecutive word pairs are the little-endian
+ *   u64 words of the host's sample masks and a row is a whole u64 row; every word of a row is
+ *   written (the grid's ceil(V / HEAD_THREADS) blocks of HEAD_THREADS / 32 words each cover
+ *   them, HEAD_THREADS being a multiple of 64), bits past voxel V - 1 as 0. The bits are
+ *   staged in shared memory and composed into words after a barrier (no warp ballot), so
+ *   every thread of a block, in range or not, runs the sample loop to its barriers.
  * ls_head_finalize: maps (mean, population variance, entropy H(mean), mutual information
  *   max(H(mean) − sum_h/n, 0)), each optional (NULL = skip), plus one row of 6 f64 partial sums
  *   per block for the summary: [foreground voxels (mean ≥ 0.5), uncertain-region voxels (any
  *   sample ≥ 0.5), Σ mean, Σ entropy, Σ MI, Σ variance over the region]. The host adds the
  *   rows in block order: deterministic, no atomics.
- * Tiles: one thread per voxel, 256 threads; the C ≤ 64 weights sit in shared memory. Memory
- * bound: reads C halves per voxel per sample once.
+ * Tiles: one thread per voxel, HEAD_THREADS per block; the C ≤ 64 weights sit in shared
+ * memory. Memory bound: reads C halves per voxel per sample once.
  */
 
-#define HEAD_THREADS 256
+/* HEAD_THREADS, the block size of both kernels, is a -D constant (launch.rs, HEAD_DEFINES). */
 #define HEAD_MAX_C 64
+static_assert(HEAD_THREADS % 64 == 0, "a block composes whole u64 mask words");
 
 LS_FN float ls_entropy_bits(float p)
 {
@@ -39,6 +48,9 @@ struct LsHeadAccArgs {
     int C, S;
     ls_u32 V;
     int n0, pad;
+    ls_u32 *masks;
+    ls_u32 mask_words;
+    int pad2;
 };
 LS_SIZE(LsHeadAccArgs, HEADACC);
 LS_AT(LsHeadAccArgs, x, HEADACC, x);
@@ -52,6 +64,8 @@ LS_AT(LsHeadAccArgs, C, HEADACC, c);
 LS_AT(LsHeadAccArgs, S, HEADACC, s);
 LS_AT(LsHeadAccArgs, V, HEADACC, v);
 LS_AT(LsHeadAccArgs, n0, HEADACC, n0);
+LS_AT(LsHeadAccArgs, masks, HEADACC, masks);
+LS_AT(LsHeadAccArgs, mask_words, HEADACC, mask_words);
 
 struct LsHeadFinArgs {
     const float *mean;
@@ -88,38 +102,65 @@ ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
     float *__restrict__ m2 = args.m2;
     float *__restrict__ sum_h = args.sum_h;
     ls_u32 *__restrict__ any_fg = args.any_fg;
+    ls_u32 *__restrict__ masks = args.masks;
+    const ls_u32 mask_words = args.mask_words;
     const float bias = args.bias;
     const int C = args.C, S = args.S, n0 = args.n0;
     const ls_u32 V = args.V;
     __shared__ float sw[HEAD_MAX_C];
+    __shared__ ls_u32 sbit[HEAD_THREADS];
     for (int i = threadIdx.x; i < C; i += blockDim.x)
         sw[i] = w[i];
     __syncthreads();
     const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
-    if (v >= V)
-        return;
-    float mu = n0 ? mean[v] : 0.0f, q = n0 ? m2[v] : 0.0f, sh = n0 ? sum_h[v] : 0.0f;
-    ls_u32 fg = n0 ? any_fg[v] : 0u;
-    for (int s = 0; s < S; ++s) {
-        const ls_u32 *px = (const ls_u32 *)(x + ((ls_u64)s * V + v) * C);
-        float logit = bias;
-        for (int c = 0; c < C; c += 2) {
-            ls_u32 pair = px[c / 2];
-            logit = fmaf(ls_h2f((ls_half)(pair & 0xffff)), sw[c], logit);
-            logit = fmaf(ls_h2f((ls_half)(pair >> 16)), sw[c + 1], logit);
-        }
-        const float p = 1.0f / (1.0f + expf(-logit));
-        const float k = (float)(n0 + s + 1);
-        const float d = p - mu;
-        mu += d / k;
-        q += d * (p - mu);
-        sh += ls_entropy_bits(p);
-        fg |= p >= 0.5f;
+    const bool live = v < V;
+    float mu = 0.0f, q = 0.0f, sh = 0.0f;
+    ls_u32 fg = 0u;
+    if (live && n0) {
+        mu = mean[v];
+        q = m2[v];
+        sh = sum_h[v];
+        fg = any_fg[v];
     }
-    mean[v] = mu;
-    m2[v] = q;
-    sum_h[v] = sh;
-    any_fg[v] = fg;
+    for (int s = 0; s < S; ++s) {
+        float p = 0.0f;
+        if (live) {
+            const ls_u32 *px = (const ls_u32 *)(x + ((ls_u64)s * V + v) * C);
+            float logit = bias;
+            for (int c = 0; c < C; c += 2) {
+                ls_u32 pair = px[c / 2];
+                logit = fmaf(ls_h2f((ls_half)(pair & 0xffff)), sw[c], logit);
+                logit = fmaf(ls_h2f((ls_half)(pair >> 16)), sw[c + 1], logit);
+            }
+            p = 1.0f / (1.0f + expf(-logit));
+            const float k = (float)(n0 + s + 1);
+            const float d = p - mu;
+            mu += d / k;
+            q += d * (p - mu);
+            sh += ls_entropy_bits(p);
+            fg |= p >= 0.5f;
+        }
+        if (masks) {
+            sbit[threadIdx.x] = live && p >= 0.5f;
+            __syncthreads();
+            /* Thread t composes word t of the block's HEAD_THREADS / 32 words. */
+            const ls_u32 word = blockIdx.x * (HEAD_THREADS / 32) + threadIdx.x;
+            if (threadIdx.x < HEAD_THREADS / 32 && word < mask_words) {
+                ls_u32 bits = 0u;
+                for (int b = 0; b < 32; ++b)
+                    bits |= (sbit[threadIdx.x * 32 + b] & 1u) << b;
+                masks[(ls_u64)s * mask_words + word] = bits;
+            }
+            /* sbit is refilled for the next sample only after every word is composed. */
+            __syncthreads();
+        }
+    }
+    if (live) {
+        mean[v] = mu;
+        m2[v] = q;
+        sum_h[v] = sh;
+        any_fg[v] = fg;
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
