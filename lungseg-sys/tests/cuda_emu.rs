@@ -8,17 +8,18 @@
 #![cfg(feature = "cuda-emu")]
 
 mod common;
+mod cuda_cases;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use common::*;
+use cuda_cases::{self as cases, f16_bytes, f32_bytes, f32s, u32s, KernelDevice, Rng};
 use half::f16;
 use lungseg::cuda::emu::engine::{run as run_plan, EmuRun};
 use lungseg::cuda::emu::{self, BufId, EmuDevice, Order};
-use lungseg::cuda::launch::{self as l, ConvSrc, HeadState, KArg, Launch};
+use lungseg::cuda::launch::{KArg, Launch};
 use lungseg::cuda::plan::run_reference;
-use lungseg::cuda::reference::{self as r, round_f16, LsDrop, Src};
 
 fn emulator() -> &'static PathBuf {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
@@ -30,59 +31,6 @@ fn emulator() -> &'static PathBuf {
 
 fn device() -> EmuDevice {
     EmuDevice::spawn(emulator()).unwrap()
-}
-
-struct Rng(u64);
-impl Rng {
-    fn f(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
-    }
-    /// Values exactly representable in fp16, as stored activations and weights are.
-    fn h(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| round_f16(self.f() * scale)).collect()
-    }
-}
-
-fn f16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter()
-        .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
-        .collect()
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn halves(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(2)
-        .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-        .collect()
-}
-
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// Every element written (no NaN poison left) and within `tol` of the reference, relative to
-/// 1 + |reference|.
-fn check(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g.is_finite(),
-            "{what}: element {i} not written (NaN poison)"
-        );
-        let e = (g - w).abs() / (1.0 + w.abs());
-        assert!(
-            e <= tol,
-            "{what}: element {i}: emulated {g} vs reference {w}"
-        );
-    }
 }
 
 /// Runs `launch` (buffers named by index into `inputs`; `outputs` more buffers of the given
@@ -448,12 +396,6 @@ fn i32_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn u32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 fn f16_bits(v: &[f32]) -> Vec<u16> {
     v.iter().map(|&x| f16::from_f32(x).to_bits()).collect()
 }
@@ -680,305 +622,95 @@ fn invalid_cp_async_and_divergent_ldmatrix_are_reported() {
 
 // ------------------------------------------------------------------ the kernels
 
+/// The emulator as a [`KernelDevice`]: each launch in `order`, and [`KernelDevice::run`] in
+/// both thread orders, which must agree bit for bit.
+struct Emu {
+    dev: EmuDevice,
+    order: Order,
+}
+
+fn emu() -> Emu {
+    Emu {
+        dev: device(),
+        order: Order::Forward,
+    }
+}
+
+impl KernelDevice for Emu {
+    type Buf = BufId;
+
+    fn upload(&mut self, bytes: &[u8]) -> BufId {
+        self.dev.upload(bytes).unwrap()
+    }
+
+    fn poisoned(&mut self, len: usize) -> BufId {
+        self.dev.poisoned(len).unwrap()
+    }
+
+    fn launch(&mut self, launch: &Launch<BufId>) {
+        self.dev
+            .launch(launch, self.order)
+            .unwrap_or_else(|e| panic!("{}: {e}", launch.func));
+    }
+
+    fn read(&mut self, buf: BufId) -> Vec<u8> {
+        self.dev.read(buf).unwrap()
+    }
+
+    fn run(
+        &mut self,
+        inputs: &[Vec<u8>],
+        outputs: &[usize],
+        launch: &Launch<usize>,
+    ) -> Vec<Vec<u8>> {
+        run_both(&mut self.dev, inputs, outputs, launch)
+    }
+}
+
 #[test]
 fn conv_first_matches_reference() {
-    let mut dev = device();
-    let mut rng = Rng(11);
-    for &(dims, cout) in &[([7usize, 9, 10], 16usize), ([5, 3, 4], 6), ([4, 4, 4], 64)] {
-        let v: usize = dims.iter().product();
-        let hu: Vec<f32> = (0..v).map(|_| rng.f() * 1200.0 - 300.0).collect();
-        let mut w = vec![0.0f32; 32 * cout];
-        for x in &mut w[..27 * cout] {
-            *x = rng.f() * 0.3;
-        }
-        let bias: Vec<f32> = (0..cout).map(|_| rng.f() * 0.2).collect();
-        let (lo, hi) = (-1000.0, 400.0);
-        let want = r::conv_first(&hu, lo, hi, &w, &bias, cout, dims);
-        let launch = l::conv_first(l::ConvFirst {
-            hu: 0,
-            window: (lo, hi),
-            w: 1,
-            bias: 2,
-            out: 3,
-            cout,
-            dims,
-        });
-        let inputs = [f32_bytes(&hu), f32_bytes(&w), f32_bytes(&bias)];
-        let got = halves(&run_both(&mut dev, &inputs, &[v * cout * 2], &launch)[0]);
-        check(
-            &got,
-            &want,
-            1e-3,
-            &format!("conv_first {dims:?} cout {cout}"),
-        );
-    }
+    cases::conv_first(&mut emu());
 }
 
 #[test]
 fn dropout_expand_matches_reference() {
-    let mut dev = device();
-    let mut rng = Rng(12);
-    for &(s, v, c, kind) in &[
-        (3usize, 315usize, 16usize, 2u32),
-        (2, 77, 6, 1),
-        (1, 64, 32, 0),
-    ] {
-        let input = rng.h(v * c, 2.0);
-        let drop = match kind {
-            0 => LsDrop::NONE,
-            k => LsDrop::new(0xfeed_beef, 0.3, 0, k == 2, 5),
-        };
-        let want = r::dropout_expand(&input, s, v, c, &drop);
-        let launch = l::expand(l::Expand {
-            input: 0,
-            out: 1,
-            s,
-            v,
-            c,
-            drop,
-        });
-        let got = halves(&run_both(&mut dev, &[f16_bytes(&input)], &[s * v * c * 2], &launch)[0]);
-        check(
-            &got,
-            &want,
-            0.0,
-            &format!("dropout_expand s {s} v {v} c {c}"),
-        );
-    }
-}
-
-/// One conv3 case: (c0, c1, cout, S, dims, shared src0, dropout kind).
-type Conv3Case = (usize, usize, usize, usize, [usize; 3], bool, u32);
-
-fn conv3_case(dev: &mut EmuDevice, rng: &mut Rng, case: Conv3Case) {
-    let (c0, c1, cout, s, dims, shared, kind) = case;
-    let v: usize = dims.iter().product();
-    let cin = c0 + c1;
-    let a = rng.h(if shared { 1 } else { s } * v * c0, 1.0);
-    let b = rng.h(s * v * c1.max(1), 1.0);
-    let w = rng.h(cout * 27 * cin, 0.15);
-    let bias = rng.h(cout, 0.3);
-    let drop = match kind {
-        0 => LsDrop::NONE,
-        k => LsDrop::new(0x0123_4567_89ab_cdef, 0.3, 4, k == 2, 3),
-    };
-    let want = r::conv3(
-        Src {
-            data: &a,
-            c: c0,
-            shared,
-        },
-        (c1 > 0).then_some(Src {
-            data: &b,
-            c: c1,
-            shared: false,
-        }),
-        &w,
-        &bias,
-        cout,
-        s,
-        dims,
-        true,
-        &drop,
-    );
-    let launch = l::conv3(l::Conv3 {
-        src0: ConvSrc {
-            buf: 0,
-            c: c0,
-            stride: if shared { 0 } else { (v * c0) as u64 },
-        },
-        src1: (c1 > 0).then_some(ConvSrc {
-            buf: 1,
-            c: c1,
-            stride: (v * c1) as u64,
-        }),
-        w: 2,
-        bias: 3,
-        out: 4,
-        cout,
-        s,
-        dims,
-        relu: true,
-        drop,
-    });
-    let inputs = [
-        f16_bytes(&a),
-        f16_bytes(&b),
-        f16_bytes(&w),
-        f32_bytes(&bias),
-    ];
-    let got = halves(&run_both(dev, &inputs, &[s * v * cout * 2], &launch)[0]);
-    // fp32 sums in another order, then one fp16 rounding: at most a unit or two in the last place.
-    check(&got, &want, 2e-3, &format!("conv3 {case:?}"));
+    cases::dropout_expand(&mut emu());
 }
 
 #[test]
 fn conv3_matches_reference_small_and_odd() {
-    let mut dev = device();
-    let mut rng = Rng(13);
-    for case in [
-        (16, 0, 16, 3, [5, 7, 9], true, 1),
-        (16, 16, 48, 2, [3, 4, 6], false, 2),
-        (16, 0, 8, 1, [1, 1, 3], false, 0),
-        (32, 16, 24, 1, [2, 3, 5], false, 2),
-        // Two n-blocks, 108 K groups (an even number of pipeline steps, 54).
-        (64, 0, 64, 1, [3, 5, 4], false, 1),
-    ] {
-        conv3_case(&mut dev, &mut rng, case);
+    let (mut dev, mut rng) = (emu(), Rng(13));
+    for case in cases::CONV3_SMALL_AND_ODD {
+        cases::conv3(&mut dev, &mut rng, case);
     }
 }
 
 #[test]
 fn conv3_matches_reference_at_16_cubed() {
-    let mut dev = device();
-    let mut rng = Rng(14);
-    conv3_case(&mut dev, &mut rng, (16, 16, 32, 2, [16, 16, 16], false, 2));
+    cases::conv3(
+        &mut emu(),
+        &mut Rng(14),
+        (16, 16, 32, 2, [16, 16, 16], false, 2),
+    );
 }
 
 #[test]
 fn maxpool_matches_reference_exactly() {
-    let mut dev = device();
-    let mut rng = Rng(15);
-    for &(s, dims, c) in &[
-        (3usize, [6usize, 4, 10], 32usize),
-        (2, [2, 6, 4], 6),
-        (1, [16, 16, 16], 16),
-    ] {
-        let v: usize = dims.iter().product();
-        let input = rng.h(s * v * c, 3.0);
-        let want = r::maxpool2(&input, s, dims, c);
-        let launch = l::pool(l::Pool {
-            input: 0,
-            out: 1,
-            s,
-            dims,
-            c,
-        });
-        let got = halves(&run_both(&mut dev, &[f16_bytes(&input)], &[want.len() * 2], &launch)[0]);
-        check(&got, &want, 0.0, &format!("maxpool s {s} {dims:?} c {c}"));
-    }
+    cases::maxpool(&mut emu());
 }
 
 #[test]
 fn upconv_matches_reference() {
-    let mut dev = device();
-    let mut rng = Rng(16);
-    for &(cin, cout, s, dims) in &[
-        (64usize, 32usize, 1usize, [3usize, 5, 2]),
-        (16, 6, 2, [3, 1, 5]),
-        (32, 16, 2, [8, 8, 8]),
-    ] {
-        let v: usize = dims.iter().product();
-        let input = rng.h(s * v * cin, 1.0);
-        let w = rng.h(8 * cout * cin, 0.2);
-        let bias = rng.h(cout, 0.3);
-        let want = r::upconv2(&input, cin, &w, &bias, cout, s, dims);
-        let launch = l::upconv(l::Up {
-            input: 0,
-            cin,
-            w: 1,
-            bias: 2,
-            out: 3,
-            cout,
-            s,
-            dims,
-        });
-        let inputs = [f16_bytes(&input), f16_bytes(&w), f32_bytes(&bias)];
-        let got = halves(&run_both(&mut dev, &inputs, &[want.len() * 2], &launch)[0]);
-        check(
-            &got,
-            &want,
-            2e-3,
-            &format!("upconv cin {cin} cout {cout} {dims:?}"),
-        );
-    }
+    cases::upconv(&mut emu());
 }
 
-/// The head kernels against their reference over chunks of 2, 3 and 1 samples at an odd voxel
-/// count (275: neither a multiple of 32 nor of 64), the sample masks included: every word of
-/// each row written (the buffer is NaN-poisoned), the reference's bits, padding bits 0. The
-/// reverse-order run passes no mask buffer (NULL: skipped).
+/// With the sample masks in forward thread order, without them (NULL) in reverse order.
 #[test]
 fn head_kernels_match_reference_across_chunks() {
-    let mut dev = device();
-    let mut rng = Rng(17);
-    let (c, v) = (16usize, 275usize);
-    let words = l::head_mask_words(v);
-    assert_eq!(words, 10);
-    let w: Vec<f32> = (0..c).map(|_| rng.f()).collect();
-    let bias = 0.1f32;
-    let chunks = [2usize, 3, 1];
-    let mut st = r::HeadState::default();
-    let xs: Vec<Vec<f32>> = chunks.iter().map(|&s| rng.h(s * v * c, 2.0)).collect();
-    let want_masks: Vec<Vec<u32>> = xs
-        .iter()
-        .zip(&chunks)
-        .map(|(x, &s)| r::head_accumulate(x, c, &w, bias, s, &mut st))
-        .collect();
-    let want = r::head_finalize(&st);
-    for order in [Order::Forward, Order::Reverse] {
-        let state = HeadState {
-            mean: dev.poisoned(v * 4).unwrap(),
-            m2: dev.poisoned(v * 4).unwrap(),
-            sum_h: dev.poisoned(v * 4).unwrap(),
-            any_fg: dev.poisoned(v * 4).unwrap(),
-        };
-        let wb = dev.upload(&f32_bytes(&w)).unwrap();
-        let mut n0 = 0u32;
-        for ((x, &s), want_rows) in xs.iter().zip(&chunks).zip(&want_masks) {
-            let xb = dev.upload(&f16_bytes(x)).unwrap();
-            let masks = (order == Order::Forward).then(|| dev.poisoned(s * words * 4).unwrap());
-            let launch = l::head_accumulate(l::HeadAcc {
-                x: xb,
-                c,
-                w: wb,
-                bias,
-                s,
-                v,
-                n0,
-                state,
-                masks,
-            });
-            dev.launch(&launch, order).unwrap();
-            if let Some(m) = masks {
-                let got = u32s(&dev.read(m).unwrap());
-                assert_eq!(&got, want_rows, "masks of the chunk after {n0} samples");
-                for row in got.chunks_exact(words) {
-                    // Word 8 holds voxels 256..288 (19 of them real); word 9 is all padding.
-                    assert_eq!((row[9], row[8] >> (v % 32)), (0, 0));
-                    assert_ne!(row[8], 0, "the bits of voxels 256..275");
-                }
-            }
-            n0 += s as u32;
-        }
-        let maps: Vec<BufId> = (0..3).map(|_| dev.poisoned(v * 4).unwrap()).collect();
-        let partials = dev.poisoned(l::head_finalize_blocks(v) * 48).unwrap();
-        // The entropy map is not requested (NULL): the kernel must skip it.
-        let launch = l::head_finalize(l::HeadFin {
-            state,
-            n: n0,
-            v,
-            maps: [Some(maps[0]), Some(maps[1]), None, Some(maps[2])],
-            partials,
-        });
-        dev.launch(&launch, order).unwrap();
-        let got: Vec<Vec<f32>> = maps.iter().map(|&m| f32s(&dev.read(m).unwrap())).collect();
-        check(&got[0], &want.mean, 1e-5, "mean");
-        check(&got[1], &want.variance, 1e-5, "variance");
-        check(&got[2], &want.mutual_info, 1e-4, "mutual information");
-        let p = dev.read(partials).unwrap();
-        for k in 0..6 {
-            let s: f64 = p
-                .chunks_exact(48)
-                .map(|row| f64::from_le_bytes(row[8 * k..8 * k + 8].try_into().unwrap()))
-                .sum();
-            assert!(
-                (s - want.sums[k]).abs() <= 1e-3 * (1.0 + want.sums[k].abs()),
-                "sum {k}: {s} vs {}",
-                want.sums[k]
-            );
-        }
-    }
+    let mut dev = emu();
+    cases::head(&mut dev, true);
+    dev.order = Order::Reverse;
+    cases::head(&mut dev, false);
 }
 
 // ------------------------------------------------------------------ the whole plan

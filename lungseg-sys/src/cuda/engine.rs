@@ -6,15 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use half::f16;
 
+use super::memory::Footprint;
 use super::plan::{ChunkDrop, ChunkHook, McState, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
 use crate::model::{DropoutKind, Network};
 
-/// Device memory the per-model workspace may use (weights are separate and small).
-pub const WORKSPACE_BUDGET: usize = 768 << 20;
-
-pub use gpu::CudaEngine;
+pub use gpu::{launch_resolved, CudaEngine};
 
 mod gpu {
     use super::*;
@@ -175,9 +173,12 @@ mod gpu {
             };
             let convs = wts.convs.iter().map(upload).collect::<Result<Vec<_>>>()?;
             let ups = wts.ups.iter().map(upload).collect::<Result<Vec<_>>>()?;
-            let per_sample = plan.workspace_bytes(2) - plan.workspace_bytes(1);
-            let fixed = plan.workspace_bytes(1) - per_sample;
-            let chunk = ((WORKSPACE_BUDGET.saturating_sub(fixed)) / per_sample.max(1)).clamp(1, 32);
+            // The budget first, before anything is allocated: a model that cannot run one
+            // sample is refused with the sizes (AUTO then stays on the CPU).
+            let (free, _) = ctx.mem_get_info().map_err(dev("memory info"))?;
+            let chunk = Footprint::of(&plan, &wts)
+                .chunk(free)
+                .map_err(Error::device)?;
             let [d, h, w] = plan.grids[0];
             let v = d * h * w;
             let ws = Workspace {
@@ -387,86 +388,7 @@ mod gpu {
                 "ls_head_finalize" => &k.head_fin,
                 other => return Err(Error::device(format!("internal: no kernel {other}"))),
             };
-            let null: u64 = 0;
-            // The blocks and the address records live until the launch is scheduled.
-            let mut records = Vec::new();
-            let blocks = l
-                .args
-                .iter()
-                .filter_map(|a| match a {
-                    KArg::Params(p) => Some(self.param_block(ws, p, &mut records)),
-                    _ => None,
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut blocks = blocks.iter();
-            let mut b = self.stream.launch_builder(f);
-            for a in &l.args {
-                match a {
-                    KArg::Params(_) => {
-                        b.arg(blocks.next().expect("one block per parameter struct"));
-                    }
-                    KArg::Buf(slot) => self.push_buf(&mut b, ws, *slot)?,
-                    KArg::Null => {
-                        b.arg(&null);
-                    }
-                    KArg::I32(v) => {
-                        b.arg(v);
-                    }
-                    KArg::U32(v) => {
-                        b.arg(v);
-                    }
-                    KArg::U64(v) => {
-                        b.arg(v);
-                    }
-                    KArg::F32(v) => {
-                        b.arg(v);
-                    }
-                    KArg::Drop(v) => {
-                        b.arg(v);
-                    }
-                }
-            }
-            let cfg = LaunchConfig {
-                grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-                block_dim: (l.block[0], l.block[1], l.block[2]),
-                shared_mem_bytes: l.dyn_smem,
-            };
-            // SAFETY: `launch::*` builds each argument list in its kernel's parameter order
-            // (the emulator checks every argument's type against the kernel's signature) and
-            // the plan sizes every buffer for the grid it launches.
-            unsafe { b.launch(cfg) }
-                .map(|_| ())
-                .map_err(|e| Error::device(format!("CUDA launch {}: {e:?}", l.func)))
-        }
-
-        /// `p`'s bytes with the device address of each of its buffers written in.
-        fn param_block<'a>(
-            &'a self,
-            ws: &'a Workspace,
-            p: &Params<Slot>,
-            records: &mut Vec<SyncOnDrop<'a>>,
-        ) -> Result<ParamBlock> {
-            let mut block = ParamBlock([0; MAX_PARAMS_BYTES]);
-            let head = block.0.get_mut(..p.bytes.len()).ok_or_else(|| {
-                Error::device(format!("internal: {} parameter bytes", p.bytes.len()))
-            })?;
-            head.copy_from_slice(&p.bytes);
-            for &(offset, slot) in &p.ptrs {
-                let addr = match slot {
-                    Some(s) => {
-                        let (addr, record) = self.device_ptr(ws, s)?;
-                        records.push(record);
-                        addr
-                    }
-                    None => 0,
-                };
-                block
-                    .0
-                    .get_mut(offset..offset + 8)
-                    .ok_or_else(|| Error::device(format!("internal: pointer at {offset}")))?
-                    .copy_from_slice(&addr.to_le_bytes());
-            }
-            Ok(block)
+            launch_resolved(&self.stream, f, l, |slot| self.device_ptr(ws, slot))
         }
 
         /// The device address of `slot`, and the record that orders this stream after its
@@ -500,37 +422,98 @@ mod gpu {
                 Slot::Partials => ws.partials.device_ptr(st),
             })
         }
+    }
 
-        fn push_buf<'a>(
-            &'a self,
-            b: &mut cudarc::driver::LaunchArgs<'a>,
-            ws: &'a Workspace,
-            slot: Slot,
-        ) -> Result<()> {
-            match slot {
-                Slot::Act(i) => {
-                    let x = ws.bufs.get(i).ok_or_else(|| {
-                        Error::device(format!("internal: no activation buffer {i}"))
-                    })?;
-                    b.arg(x)
+    /// Performs `l` with `f` on `stream`, each buffer's device address given by `addr` with the
+    /// record that orders the stream after the buffer's last use (held until the launch is
+    /// scheduled). Parameter structs get the addresses written in at their pointer fields.
+    /// The engine resolves its slots with it; GPU tests that own their buffers resolve theirs.
+    pub fn launch_resolved<'a, B: Copy>(
+        stream: &Arc<CudaStream>,
+        f: &CudaFunction,
+        l: &Launch<B>,
+        mut addr: impl FnMut(B) -> Result<(u64, SyncOnDrop<'a>)>,
+    ) -> Result<()> {
+        let mut records = Vec::new();
+        let mut resolve = |b: Option<B>| -> Result<u64> {
+            match b {
+                Some(b) => {
+                    let (a, record) = addr(b)?;
+                    records.push(record);
+                    Ok(a)
                 }
-                Slot::Hu => b.arg(&ws.hu),
-                Slot::FirstW => b.arg(&self.first_w),
-                Slot::FirstB => b.arg(&self.first_b),
-                Slot::ConvW(i) => b.arg(&self.convs[i].w),
-                Slot::ConvB(i) => b.arg(&self.convs[i].b),
-                Slot::UpW(i) => b.arg(&self.ups[i].w),
-                Slot::UpB(i) => b.arg(&self.ups[i].b),
-                Slot::HeadW => b.arg(&self.head_w),
-                Slot::Mean => b.arg(&ws.mean),
-                Slot::M2 => b.arg(&ws.m2),
-                Slot::SumH => b.arg(&ws.sum_h),
-                Slot::AnyFg => b.arg(&ws.any_fg),
-                Slot::Masks => b.arg(&ws.masks),
-                Slot::Map(k) => b.arg(&ws.maps[k]),
-                Slot::Partials => b.arg(&ws.partials),
-            };
-            Ok(())
+                None => Ok(0),
+            }
+        };
+        // Every argument's value first: the builder borrows them until the launch.
+        let mut values = Vec::with_capacity(l.args.len());
+        for a in &l.args {
+            values.push(match a {
+                KArg::Params(p) => ArgValue::Block(param_block(p, &mut resolve)?),
+                KArg::Buf(b) => ArgValue::U64(resolve(Some(*b))?),
+                KArg::Null => ArgValue::U64(0),
+                KArg::I32(v) => ArgValue::I32(*v),
+                KArg::U32(v) => ArgValue::U32(*v),
+                KArg::U64(v) => ArgValue::U64(*v),
+                KArg::F32(v) => ArgValue::F32(*v),
+                KArg::Drop(v) => ArgValue::Drop(*v),
+            });
         }
+        let mut b = stream.launch_builder(f);
+        for v in &values {
+            match v {
+                ArgValue::Block(x) => b.arg(x),
+                ArgValue::U64(x) => b.arg(x),
+                ArgValue::I32(x) => b.arg(x),
+                ArgValue::U32(x) => b.arg(x),
+                ArgValue::F32(x) => b.arg(x),
+                ArgValue::Drop(x) => b.arg(x),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+            block_dim: (l.block[0], l.block[1], l.block[2]),
+            shared_mem_bytes: l.dyn_smem,
+        };
+        // SAFETY: `launch::*` builds each argument list in its kernel's parameter order
+        // (the emulator checks every argument's type against the kernel's signature) and the
+        // caller sizes every buffer for the grid it launches.
+        let launched = unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| Error::device(format!("CUDA launch {}: {e:?}", l.func)));
+        drop(records);
+        launched
+    }
+
+    /// A kernel argument by value.
+    enum ArgValue {
+        Block(ParamBlock),
+        U64(u64),
+        I32(i32),
+        U32(u32),
+        F32(f32),
+        Drop(crate::cuda::reference::LsDrop),
+    }
+
+    /// `p`'s bytes with the device address of each of its buffers written in.
+    fn param_block<B: Copy>(
+        p: &Params<B>,
+        resolve: &mut impl FnMut(Option<B>) -> Result<u64>,
+    ) -> Result<ParamBlock> {
+        let mut block = ParamBlock([0; MAX_PARAMS_BYTES]);
+        let head = block
+            .0
+            .get_mut(..p.bytes.len())
+            .ok_or_else(|| Error::device(format!("internal: {} parameter bytes", p.bytes.len())))?;
+        head.copy_from_slice(&p.bytes);
+        for &(offset, buf) in &p.ptrs {
+            let addr = resolve(buf)?;
+            block
+                .0
+                .get_mut(offset..offset + 8)
+                .ok_or_else(|| Error::device(format!("internal: pointer at {offset}")))?
+                .copy_from_slice(&addr.to_le_bytes());
+        }
+        Ok(block)
     }
 }

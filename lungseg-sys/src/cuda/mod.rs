@@ -10,6 +10,7 @@
 //! - [`plan`]: the network as launches over buffers, and its CPU execution through the
 //!   references; [`weights`]: the weights in the kernels' layouts and the model requirements;
 //!   [`launch`]: each kernel's grid, shared memory and arguments, shared with the emulator.
+//! - [`memory`]: the model's device memory and the MC chunk size within the budget.
 //! - [`engine`]: weights and workspace on the device, the MC batch, the launches.
 
 pub mod compile;
@@ -17,6 +18,7 @@ pub mod compile;
 pub mod emu;
 pub mod engine;
 pub mod launch;
+pub mod memory;
 pub mod params;
 pub mod plan;
 pub mod probe;

@@ -47,6 +47,17 @@ fn conv_w(c: &crate::model::Conv3) -> ConvW {
 }
 
 impl GpuWeights {
+    /// Device bytes once uploaded: conv and up-conv weights as fp16, everything else f32.
+    pub fn device_bytes(&self) -> usize {
+        let convs: usize = self
+            .convs
+            .iter()
+            .chain(&self.ups)
+            .map(|c| 2 * c.w.len() + 4 * c.bias.len())
+            .sum();
+        convs + 4 * (self.first_w.len() + self.first_b.len() + self.head_w.len())
+    }
+
     pub fn new(model: &Network) -> GpuWeights {
         let net = &model.net;
         let c0 = &net.enc[0].conv1;
