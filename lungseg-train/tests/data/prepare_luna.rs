@@ -142,13 +142,24 @@ fn counts_splits_labels_and_determinism() {
             assert!(!fg.is_empty(), "positive {} has an empty mask", r.id);
             let d = r.diameter_mm.unwrap();
             // The nodule this patch was cut around is within the jitter of the centre, and the
-            // mask voxel nearest it is set.
+            // mask voxel nearest it is set. Diameters are compared to 1e-9: the manifest's went
+            // through serde_json, which may round the last bit (no `float_roundtrip` here).
             let a = by_uid[r.seriesuid.as_str()]
                 .iter()
                 .find(|a| {
-                    a.diameter_mm == d && (0..3).all(|k| (a.world[k] - c[k]).abs() <= 3.0 + 1e-9)
+                    (a.diameter_mm - d).abs() <= 1e-9 * d
+                        && (0..3).all(|k| (a.world[k] - c[k]).abs() <= 3.0 + 1e-9)
                 })
-                .unwrap_or_else(|| panic!("{}: no annotation within the jitter", r.id));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: no annotation within the jitter: centre {c:?} d {d} of {:?}",
+                        r.id,
+                        by_uid[r.seriesuid.as_str()]
+                            .iter()
+                            .map(|a| (a.world, a.diameter_mm))
+                            .collect::<Vec<_>>()
+                    )
+                });
             let idx: Vec<usize> = (0..3)
                 .map(|k| (a.world[k] - c[k] + 8.0).round() as usize)
                 .collect();
