@@ -54,6 +54,17 @@ if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
   rm -rf "$RUN/luna"
 fi
 
+# 40 scans of `seed` cut into $RUN/patches-<name> like the test split (one positive per
+# nodule, as many negatives), all in the split that `fractions` names.
+held_out() {
+  local name=$1 seed=$2 fractions=$3
+  run "$BIN" synth --out "$RUN/luna-$name" --scans 40 --seed "$seed" --dims-xy 288 --z-mm 220
+  run "$BIN" prepare --luna "$RUN/luna-$name" --out "$RUN/patches-$name" --patch-size 64 \
+    --spacing-mm 1 --jitter-mm 8 --positives-per-nodule 1 --neg-ratio 1 --split "$fractions" \
+    --seed "$seed"
+  rm -rf "$RUN/luna-$name"
+}
+
 resume=()
 compgen -G "$RUN/train/checkpoints/*" >/dev/null && resume=(--resume)
 init=()
@@ -72,11 +83,7 @@ if ! [ -f "$MODEL" ]; then
   # Calibration scans are prepared like the test scans (one positive per nodule): the score
   # distribution, and so the referral rate of a threshold, depends on that mix.
   if ! [ -f "$RUN/patches-calib/manifest.jsonl" ]; then
-    run "$BIN" synth --out "$RUN/luna-calib" --scans 40 --seed "$CALIB_SEED" --dims-xy 288 --z-mm 220
-    run "$BIN" prepare --luna "$RUN/luna-calib" --out "$RUN/patches-calib" --patch-size 64 \
-      --spacing-mm 1 --jitter-mm 8 --positives-per-nodule 1 --neg-ratio 1 --split 0,1,0 \
-      --seed "$CALIB_SEED"
-    rm -rf "$RUN/luna-calib"
+    held_out calib "$CALIB_SEED" 0,1,0
   fi
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
@@ -85,11 +92,7 @@ fi
 
 if ! [ -f "$RUN/report/report.json" ]; then
   if ! [ -f "$RUN/patches-test/manifest.jsonl" ]; then
-    run "$BIN" synth --out "$RUN/luna-test" --scans 40 --seed "$TEST_SEED" --dims-xy 288 --z-mm 220
-    run "$BIN" prepare --luna "$RUN/luna-test" --out "$RUN/patches-test" --patch-size 64 \
-      --spacing-mm 1 --jitter-mm 8 --positives-per-nodule 1 --neg-ratio 1 --split 0,0,1 \
-      --seed "$TEST_SEED"
-    rm -rf "$RUN/luna-test"
+    held_out test "$TEST_SEED" 0,0,1
   fi
   run "$BIN" evaluate --model "$MODEL" --data "$RUN/patches-test" --split test --samples 20 \
     --seed "$TEST_SEED" --out "$RUN/report" --training-metrics "$RUN/train/metrics.csv"
