@@ -167,6 +167,11 @@ class UNet3D(nn.Module):
         return torch.sigmoid(self.head(x))
 
 
+def layer_level(levels, k):
+    """The U-Net level of dropout layer k (docs/model-format.md)."""
+    return k // 2 if k < 2 * levels else levels - 2 - (k - 2 * levels) // 2
+
+
 def entropy_bits(p):
     p = np.clip(p, 0.0, 1.0)
     xlx = lambda x: np.where(x > 0, x * np.log2(np.where(x > 0, x, 1.0)), 0.0)
@@ -191,8 +196,11 @@ def make(name, cfg, dtype, input_hu, seed=None, n_samples=0, commit_model=False)
         prob.astype("<f4").tofile(os.path.join(OUT, f"{name}.input.f32".replace("input", "prob")))
         if n_samples:
             p, kind = cfg["dropout"]["p"], cfg["dropout"]["kind"]
+            levels = cfg["dropout"].get("levels", range(len(ch)))
             def drop_for(s):
                 def d(layer, t):
+                    if layer_level(len(ch), layer) not in levels:
+                        return t
                     m = dropout_mask(seed, s, layer, tuple(t.shape[1:]), p, kind)
                     return t * torch.from_numpy(m)[None] / (1.0 - float(np.float32(p)))
                 return d
@@ -208,7 +216,8 @@ def make(name, cfg, dtype, input_hu, seed=None, n_samples=0, commit_model=False)
     input_hu.astype("<f4").tofile(os.path.join(OUT, f"{name}.input.f32"))
     if commit_model:
         tensors["enc.0.bn1.num_batches_tracked"] = np.array(7, dtype=np.int64)
-        meta = {"format": "lungseg-unet3d", "format_version": "1", "config": json.dumps(cfg),
+        version = "2" if "levels" in cfg.get("dropout", {}) else "1"
+        meta = {"format": "lungseg-unet3d", "format_version": version, "config": json.dumps(cfg),
                 "review": json.dumps({"score": "mean_mutual_info", "threshold": 0.05}),
                 "provenance": json.dumps({"data": "synthetic", "note": "test fixture"})}
         save_file(tensors, os.path.join(OUT, f"{name}.safetensors"), metadata=meta)
@@ -235,6 +244,14 @@ def main():
     elem = {"channels": [8, 16], "patch_size": [16, 12, 8], "dropout": {"p": 0.3, "kind": "element"},
             "hu_window": [-1200.0, 600.0], "bn_eps": 1e-3}
     make("small_f16_element", elem, "F16", nodule(8, 12, 16, 3.0, 2), seed=42, n_samples=3, commit_model=True)
+    # Dropout in some levels only (format_version 2): channel in the deeper two, element in
+    # a non-contiguous pair.
+    levels = {"channels": [4, 8, 16], "patch_size": [16, 16, 16],
+              "dropout": {"p": 0.3, "kind": "channel", "levels": [1, 2]}}
+    make("small_levels", levels, "F32", nodule(16, 16, 16, 4.5, 4), seed=0xC0FFEE, n_samples=4)
+    elem_levels = {"channels": [4, 8, 16], "patch_size": [16, 12, 8],
+                   "dropout": {"p": 0.25, "kind": "element", "levels": [0, 2]}}
+    make("small_element_levels", elem_levels, "F32", nodule(8, 12, 16, 3.0, 5), seed=7, n_samples=3)
     if "--no-default" not in sys.argv:
         make("default", {"channels": [16, 32, 64, 128, 256], "patch_size": [64, 64, 64]}, "F32",
              nodule(64, 64, 64, 9.0, 3))

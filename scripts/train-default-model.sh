@@ -26,6 +26,11 @@ if [ -n "${INIT:-}" ]; then LR=${LR:-1e-3} WARMUP=${WARMUP:-1}; else LR=${LR:-2e
 # keep 64³.
 CROP=${CROP:-48}
 CHANNELS=${CHANNELS:-8,16,32,64,128}
+# Dropout only in the levels at 1/4 resolution and below (Bayesian SegNet's "central"
+# placement): with 8 and 16 channels at the two finest levels, dropping whole channels there
+# kept the network from fitting (training Dice ~0.5) and cost the MC mean ~0.05 Dice against
+# the dropout-off pass on the calibration scans. Empty: every level.
+DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
 INIT=${INIT:-}
 SEED=1000        # training + validation scans, initialisation, order, dropout
 CALIB_SEED=1500  # calibration scans: the review score and threshold are chosen on them
@@ -69,9 +74,11 @@ resume=()
 compgen -G "$RUN/train/checkpoints/*" >/dev/null && resume=(--resume)
 init=()
 [ -n "$INIT" ] && init=(--init "$INIT")
+levels=()
+[ -n "$DROPOUT_LEVELS" ] && levels=(--dropout-levels "$DROPOUT_LEVELS")
 if ! [ -f "$RUN/train/done" ]; then
   run "$BIN" train --data "$RUN/patches" --out "$RUN/train" --backend tch \
-    --channels "$CHANNELS" --dropout 0.2 --dropout-kind channel \
+    --channels "$CHANNELS" --dropout 0.2 --dropout-kind channel "${levels[@]}" \
     --epochs "$EPOCHS" --crop "$CROP" --batch-size 4 --lr "$LR" --min-lr 2e-5 --warmup-epochs "$WARMUP" \
     --patience 0 --checkpoint-every 1 --seed "$SEED" --no-progress "${resume[@]}" "${init[@]}"
   touch "$RUN/train/done"
@@ -90,6 +97,9 @@ if ! [ -f "$MODEL" ]; then
   mv "$MODEL.tmp" "$MODEL"
 fi
 
+# TEST=0 stops here, so that candidate models are compared on the calibration scans before
+# any of them meets the test scans.
+if [ "${TEST:-1}" = 0 ]; then echo "model: $MODEL (not tested: TEST=0)" >&2; exit 0; fi
 if ! [ -f "$RUN/report/report.json" ]; then
   if ! [ -f "$RUN/patches-test/manifest.jsonl" ]; then
     held_out test "$TEST_SEED" 0,0,1

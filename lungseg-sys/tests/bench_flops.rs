@@ -26,10 +26,8 @@ fn mc_executes_the_prologue_once_and_skips_dropped_channels() {
     let all = flops::mc_executed_gflop(&cfg, 1, 20);
     assert!((all - (once + 20.0 * per_pass)).abs() < 1e-6, "{all}");
     // Element dropout skips nothing either.
-    cfg.dropout = lungseg::model::Dropout {
-        p: 0.2,
-        kind: DropoutKind::Element,
-    };
+    cfg.dropout.p = 0.2;
+    cfg.dropout.kind = DropoutKind::Element;
     assert!((flops::mc_executed_gflop(&cfg, 1, 20) - all).abs() < 1e-6);
     // Channel dropout at p = 0.2: between the layers' (1 − p) share and the whole pass.
     cfg.dropout.kind = DropoutKind::Channel;

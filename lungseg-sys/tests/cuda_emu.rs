@@ -779,3 +779,12 @@ fn mc_plan_matches_reference_plan_element_dropout() {
         2,
     );
 }
+
+#[test]
+fn mc_plan_matches_reference_plan_dropout_in_some_levels() {
+    plan_matches(
+        r#"{"channels":[16,32],"patch_size":[16,16,16],"dropout":{"p":0.25,"kind":"channel","levels":[1]}}"#,
+        3,
+        2,
+    );
+}

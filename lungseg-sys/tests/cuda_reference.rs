@@ -409,6 +409,15 @@ fn reference_plan_matches_cpu_engine_element_dropout() {
 }
 
 #[test]
+fn reference_plan_matches_cpu_engine_dropout_in_some_levels() {
+    for (name, seed) in [("small_levels", 3), ("small_element_levels", 11)] {
+        let m = fixture_model(name);
+        let input = read_f32(&format!("{name}.input.f32"));
+        plan_matches_cpu_engine(&m, &input, seed, 4, 3);
+    }
+}
+
+#[test]
 fn reference_plan_matches_cpu_engine_gpu_shaped_model() {
     // Channels that the CUDA kernels accept (multiples of 16), three levels.
     let cfg =

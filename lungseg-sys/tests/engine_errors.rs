@@ -134,12 +134,41 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "2".into()),
+            ("format_version", "3".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '2'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '3'"),
+        "{e}"
+    );
+    // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
+    // would ignore them and sample another network), a version-2 file opens, and a level the
+    // network lacks is refused.
+    let levels = r#"{"channels":[4,8],"patch_size":[8,8,8],"dropout":{"levels":[1]}}"#;
+    let meta = |version: &str, config: &str| {
+        vec![
+            ("format", "lungseg-unet3d".to_string()),
+            ("format_version", version.to_string()),
+            ("config", config.to_string()),
+        ]
+    };
+    let e = load_err(&t, &meta("1", levels));
+    assert!(
+        e.kind == ErrorKind::Format && e.message.contains("format_version '2'"),
+        "{e}"
+    );
+    let bytes = write_safetensors(&t, &meta("2", levels));
+    let m = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(m.config().dropout.levels, lungseg::model::LevelSet(0b10));
+    let bytes = write_safetensors(&t, &meta("2", SMALL));
+    Model::from_bytes(&bytes).unwrap();
+    let e = load_err(
+        &t,
+        &meta("2", r#"{"channels":[4,8],"patch_size":[8,8,8],"dropout":{"levels":[2]}}"#),
+    );
+    assert!(
+        e.kind == ErrorKind::Format && e.message.contains("dropout.levels [2]"),
         "{e}"
     );
     let e = load_err(

@@ -90,6 +90,19 @@ fn small_channel_dropout_matches_pytorch() {
 }
 
 #[test]
+fn dropout_in_some_levels_only_matches_pytorch() {
+    for name in ["small_levels", "small_element_levels"] {
+        on_every_kernel(
+            |k| fixture_model_on(name, k),
+            |m| {
+                check_mc(name, m);
+                check_forward(name, m)
+            },
+        );
+    }
+}
+
+#[test]
 fn f16_file_written_by_python_element_dropout_matches_pytorch() {
     let path = fixture("small_f16_element.safetensors");
     let open = |k| {

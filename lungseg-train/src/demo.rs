@@ -159,6 +159,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
             channels: o.channels.clone(),
             dropout: DropoutSpec {
                 p: o.dropout,
+                levels: None,
                 kind: DropoutKind::Channel,
             },
             ..UNetConfig::default()

@@ -20,10 +20,17 @@ use serde_json::json;
 use crate::model::{UNet, UNetConfig};
 use crate::train::checkpoint;
 
-/// Metadata value of `format`.
-pub const FORMAT: &str = "lungseg-unet3d";
-/// Metadata value of `format_version`.
-pub const FORMAT_VERSION: &str = "1";
+pub use lungseg::model::FORMAT;
+
+/// Metadata value of `format_version`: 1 unless the file needs version 2 (dropout in some
+/// levels only), so that older readers keep opening every file they can read correctly.
+pub fn format_version(config: &UNetConfig) -> &'static str {
+    if config.dropout.levels.is_some() {
+        lungseg::model::FORMAT_VERSION
+    } else {
+        lungseg::model::FORMAT_VERSION_V1
+    }
+}
 /// Patch score new model files carry. Not lungseg-sys's default for files without a `review`
 /// entry (`mean_mutual_info`): on three synthetic-data models it ranked bad patches better on 5
 /// of 6 splits (docs/training.md, "Patch-level referral").
@@ -185,7 +192,7 @@ pub fn to_safetensors(
         .collect();
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
-        ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        ("format_version".to_string(), format_version(config).to_string()),
         ("config".to_string(), serde_json::to_string(config)?),
         ("review".to_string(), serde_json::to_string(review)?),
         ("provenance".to_string(), serde_json::to_string(provenance)?),

@@ -25,10 +25,24 @@ pub enum DropoutKind {
 }
 
 /// The `dropout` object of the config.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DropoutSpec {
     pub p: f64,
     pub kind: DropoutKind,
+    /// U-Net levels whose blocks (encoder and decoder) apply dropout; absent: every level.
+    /// Files that name levels are `format_version` 2 (docs/model-format.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<usize>>,
+}
+
+impl DropoutSpec {
+    /// The dropout probability of the blocks of U-Net level `level`.
+    pub fn p_at(&self, level: usize) -> f64 {
+        match &self.levels {
+            Some(levels) if !levels.contains(&level) => 0.0,
+            _ => self.p,
+        }
+    }
 }
 
 /// The `config` metadata JSON of a model file (issue 3), field for field.
@@ -64,6 +78,7 @@ impl Default for UNetConfig {
             dropout: DropoutSpec {
                 p: 0.2,
                 kind: DropoutKind::Channel,
+                levels: None,
             },
             upsample: "conv_transpose".into(),
             patch_size: [64, 64, 64],
@@ -101,6 +116,13 @@ impl UNetConfig {
             "config.dropout.p = {} must be in [0, 1)",
             self.dropout.p
         );
+        if let Some(levels) = &self.dropout.levels {
+            anyhow::ensure!(
+                levels.iter().all(|&l| l < self.channels.len()),
+                "config.dropout.levels {levels:?}: the network has levels 0..{}",
+                self.channels.len()
+            );
+        }
         anyhow::ensure!(self.bn_eps > 0.0, "config.bn_eps must be positive");
         let div = 1usize << (self.channels.len() - 1);
         anyhow::ensure!(
@@ -125,11 +147,11 @@ impl UNetConfig {
     /// Builds a freshly initialised network on `device`.
     pub fn init(&self, device: &Device) -> UNet {
         let ch = &self.channels;
-        let drop = || Dropout3d::new(self.dropout);
+        let drop = |l| Dropout3d::new(&self.dropout, l);
         let enc = (0..ch.len())
             .map(|l| {
                 let cin = if l == 0 { self.in_channels } else { ch[l - 1] };
-                Block::new(None, cin, ch[l], self.bn_eps, drop(), device)
+                Block::new(None, cin, ch[l], self.bn_eps, drop(l), device)
             })
             .collect();
         let dec = (0..ch.len() - 1)
@@ -137,7 +159,7 @@ impl UNetConfig {
                 let up = ConvTranspose3dConfig::new([ch[l + 1], ch[l]], [2, 2, 2])
                     .with_stride([2, 2, 2])
                     .init(device);
-                Block::new(Some(up), 2 * ch[l], ch[l], self.bn_eps, drop(), device)
+                Block::new(Some(up), 2 * ch[l], ch[l], self.bn_eps, drop(l), device)
             })
             .collect();
         let head = Conv3dConfig::new([ch[0], self.out_channels], [1, 1, 1]).init(device);
@@ -192,9 +214,10 @@ pub struct Dropout3d {
 }
 
 impl Dropout3d {
-    fn new(spec: DropoutSpec) -> Self {
+    /// The dropout of the blocks of U-Net level `level`.
+    pub fn new(spec: &DropoutSpec, level: usize) -> Self {
         Dropout3d {
-            prob: spec.p,
+            prob: spec.p_at(level),
             channel: spec.kind == DropoutKind::Channel,
             training: Param::from_bool(true),
         }
@@ -278,6 +301,18 @@ pub struct UNet {
 }
 
 impl UNet {
+    /// The same weights with the dropout of `spec` (dropout has no weights, so a model can be
+    /// fine-tuned with dropout in other levels than it was trained with).
+    pub fn with_dropout(mut self, spec: &DropoutSpec) -> Self {
+        for (l, b) in self.enc.iter_mut().enumerate() {
+            b.drop = Dropout3d::new(spec, l);
+        }
+        for (l, b) in self.dec.iter_mut().enumerate() {
+            b.drop = Dropout3d::new(spec, l);
+        }
+        self
+    }
+
     /// Logits `[B, 1, D, H, W]` for normalised input `[B, C_in, D, H, W]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         self.forward_with(x, &mut RandomMasks)

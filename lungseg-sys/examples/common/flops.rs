@@ -12,6 +12,7 @@
 //! (docs/model-format.md, "Dropout layers and masks"; the layer numbers `k` are the ones
 //! documented there). Element dropout skips nothing.
 
+use lungseg::model::dropout::{dec_layer, enc_layer};
 use lungseg::model::{DropoutKind, ModelConfig};
 use lungseg::philox::DropoutStream;
 
@@ -35,15 +36,14 @@ pub fn forward_gflop(cfg: &ModelConfig) -> f64 {
 
 /// GFLOP the engine executes for one MC call of `samples` samples keyed by `seed`.
 pub fn mc_executed_gflop(cfg: &ModelConfig, seed: u64, samples: u32) -> f64 {
-    let p = cfg.dropout.p;
     let chan = cfg.dropout.kind == DropoutKind::Channel;
     let mut macs = forward_macs(cfg).prologue;
     for s in 0..samples {
         let kept = |k: u32, c: usize| {
-            if !chan {
+            if !chan || !cfg.layer_drops(k) {
                 return c;
             }
-            let d = DropoutStream::new(seed, s, k, p);
+            let d = DropoutStream::new(seed, s, k, cfg.layer_p(k));
             (0..c as u64).filter(|&i| d.keep(i)).count()
         };
         macs += pass_macs(cfg, &kept).rest;
@@ -62,9 +62,8 @@ fn pass_macs(cfg: &ModelConfig, kept: &dyn Fn(u32, usize) -> usize) -> PassMacs 
     let levels = ch.len();
     let vox = |l: usize| -> u64 { cfg.patch_size.iter().map(|&n| (n >> l) as u64).product() };
     let live = |k: u32, c: usize| kept(k, c) as u64;
-    let enc_k = |l: usize, second: bool| (2 * l + usize::from(second)) as u32;
-    let dec_k =
-        |l: usize, second: bool| (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32;
+    let enc_k = enc_layer;
+    let dec_k = |l: usize, second: bool| dec_layer(levels, l, second);
     let c0 = ch[0] as u64;
     let prologue = vox(0) * 27 * cfg.in_channels as u64 * c0;
     // enc.0.conv2

@@ -15,6 +15,7 @@
 
 use super::Pass;
 use crate::error::{try_vec, Error, Result};
+use crate::model::dropout::{dec_layer, enc_layer, layer_level};
 use crate::model::{DropoutKind, ModelConfig, Net};
 use crate::nn::conv3::{conv3, Conv3Args};
 use crate::nn::cpu_kernel::CpuKernel;
@@ -190,23 +191,6 @@ impl Workspace {
     }
 }
 
-/// Dropout layer numbers (the counter's second word): execution order, two per block.
-pub(crate) fn enc_layer(l: usize, second: bool) -> u32 {
-    (2 * l + usize::from(second)) as u32
-}
-pub(crate) fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
-    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
-}
-
-/// The U-Net level whose channel count dropout layer `k` has.
-fn layer_level(levels: usize, k: usize) -> usize {
-    if k < 2 * levels {
-        k / 2
-    } else {
-        levels - 2 - (k - 2 * levels) / 2
-    }
-}
-
 /// Normalises the HU patch into the input buffer and runs `enc.0.conv1` (+BN+ReLU), the part
 /// of the network before the first dropout.
 pub(crate) fn prologue(model: &Pass<'_>, ws: &mut Workspace, patch_hu: &[f32], threads: usize) {
@@ -281,8 +265,6 @@ pub(crate) fn forward(
     let net: &Net = model.weights();
     let ch = &cfg.channels;
     let levels = ch.len();
-    let p = cfg.dropout.p;
-    let scale = 1.0 / (1.0 - p);
     let chan = drop.is_some() && cfg.dropout.kind == DropoutKind::Channel;
     let elem = drop.filter(|_| cfg.dropout.kind == DropoutKind::Element);
     let Workspace {
@@ -299,16 +281,20 @@ pub(crate) fn forward(
         masks,
         ..
     } = ws;
+    // Layers whose level has no dropout (p = 0) get no mask: their consumers run the
+    // deterministic path.
+    let drops = |k: u32| cfg.layer_drops(k);
     if let (true, Some(d)) = (chan, drop) {
-        for (k, m) in masks.iter_mut().enumerate() {
-            let s = DropoutStream::new(d.seed, d.sample, k as u32, p);
+        for (k, m) in masks.iter_mut().enumerate().filter(|(k, _)| drops(*k as u32)) {
+            let p = cfg.layer_p(k as u32);
+            let (s, scale) = (DropoutStream::new(d.seed, d.sample, k as u32, p), 1.0 / (1.0 - p));
             for (c, v) in m.iter_mut().enumerate() {
                 *v = if s.keep(c as u64) { scale } else { 0.0 };
             }
         }
     }
     let masks: &Vec<Vec<f32>> = masks;
-    let mask = |k: u32| chan.then(|| &masks[k as usize][..]);
+    let mask = |k: u32| (chan && drops(k)).then(|| &masks[k as usize][..]);
     let mut layers = Layers {
         w_eff,
         ci,
@@ -318,9 +304,10 @@ pub(crate) fn forward(
     };
     let mask_elems =
         |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
-            if let Some(d) = elem {
+            if let Some(d) = elem.filter(|_| drops(k)) {
+                let p = cfg.layer_p(k);
                 let s = DropoutStream::new(d.seed, d.sample, k, p);
-                dropout_elements(buf, src, g, stride, c, &s, scale, threads);
+                dropout_elements(buf, src, g, stride, c, &s, 1.0 / (1.0 - p), threads);
             }
         };
 
@@ -328,7 +315,7 @@ pub(crate) fn forward(
     let g0 = grids[0];
     let c0 = ch[0];
     let mut input0: &[f32] = first;
-    if elem.is_some() {
+    if elem.is_some() && drops(enc_layer(0, false)) {
         mask_elems(&mut tmp[0], Some(first), g0, c0, c0, enc_layer(0, false));
         input0 = &tmp[0];
     }

@@ -10,7 +10,7 @@ use super::memory::Footprint;
 use super::plan::{ChunkDrop, ChunkHook, McState, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
-use crate::model::{DropoutKind, Network};
+use crate::model::{ModelConfig, Network};
 
 pub use gpu::{launch_resolved, CudaEngine};
 
@@ -79,8 +79,8 @@ mod gpu {
         head_b: f32,
         chunk: usize,
         hu_window: (f32, f32),
-        p: f32,
-        element: bool,
+        /// The model's config (dropout: p, kind, levels).
+        config: ModelConfig,
         ws: Mutex<Workspace>,
         pub device_name: String,
     }
@@ -223,8 +223,7 @@ mod gpu {
                 up_shapes: shapes(&wts.ups),
                 chunk,
                 hu_window: cfg.hu_window,
-                p: cfg.dropout.p,
-                element: cfg.dropout.kind == DropoutKind::Element,
+                config: cfg.clone(),
                 ws: Mutex::new(ws),
                 device_name: format!("CUDA {index}: {}", info.name),
             })
@@ -341,14 +340,12 @@ mod gpu {
                 if let Some(h) = hook.as_deref_mut() {
                     h.before(done, s as u32)?;
                 }
-                let drop = span.dropout.then_some(ChunkDrop {
-                    seed: span.seed,
-                    p: self.p,
-                    element: self.element,
-                    sample0: span.sample0.checked_add(done).ok_or_else(|| {
-                        Error::invalid(format!("sample {} + {done} overflows", span.sample0))
-                    })?,
-                });
+                let sample0 = span.sample0.checked_add(done).ok_or_else(|| {
+                    Error::invalid(format!("sample {} + {done} overflows", span.sample0))
+                })?;
+                let drop = span
+                    .dropout
+                    .then(|| ChunkDrop::new(&self.config, span.seed, sample0));
                 for op in &self.plan.ops {
                     if let Some(l) = launches.op(op, s, drop, done) {
                         self.launch(ws, &l)?;

@@ -22,17 +22,9 @@ use super::launch::head_mask_words;
 use super::reference::{self as r, LsDrop, Src};
 use super::weights::GpuWeights;
 use crate::error::Result;
-use crate::model::{DropoutKind, Network};
-
-/// Dropout layer numbers (`docs/model-format.md`): execution order, two per block.
-pub fn enc_layer(l: usize, second: bool) -> u32 {
-    (2 * l + usize::from(second)) as u32
-}
-
-/// See [`enc_layer`]; decoder level `l` of `levels`.
-pub fn dec_layer(levels: usize, l: usize, second: bool) -> u32 {
-    (2 * levels + 2 * (levels - 2 - l) + usize::from(second)) as u32
-}
+pub use crate::model::dropout::{dec_layer, enc_layer};
+use crate::model::dropout::{layer_level, LevelSet};
+use crate::model::{DropoutKind, ModelConfig, Network};
 
 /// A buffer of the plan: `[S][grid][c]` fp16 (or one shared `[grid][c]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,13 +253,32 @@ pub struct ChunkDrop {
     pub p: f32,
     pub element: bool,
     pub sample0: u32,
+    /// The levels that drop, of a `net_levels`-level network.
+    pub levels: LevelSet,
+    pub net_levels: usize,
 }
 
-/// The kernels' dropout argument for `layer` of a chunk (`None`: deterministic).
+impl ChunkDrop {
+    /// The dropout of `cfg` for the chunk starting at MC sample `sample0` of `seed`.
+    pub fn new(cfg: &ModelConfig, seed: u64, sample0: u32) -> ChunkDrop {
+        ChunkDrop {
+            seed,
+            p: cfg.dropout.p,
+            element: cfg.dropout.kind == DropoutKind::Element,
+            sample0,
+            levels: cfg.dropout.levels,
+            net_levels: cfg.levels(),
+        }
+    }
+}
+
+/// The kernels' dropout argument for `layer` of a chunk (`None`, or a level without dropout:
+/// deterministic).
 pub fn layer_drop(d: Option<ChunkDrop>, layer: u32) -> LsDrop {
-    d.map_or(LsDrop::NONE, |d| {
-        LsDrop::new(d.seed, d.p, layer, d.element, d.sample0)
-    })
+    d.filter(|d| d.levels.contains(layer_level(d.net_levels, layer as usize)))
+        .map_or(LsDrop::NONE, |d| {
+            LsDrop::new(d.seed, d.p, layer, d.element, d.sample0)
+        })
 }
 
 /// The whole network on the CPU through the kernel references: `n_samples` MC samples in
@@ -296,17 +307,11 @@ pub fn run_reference_from(
     let plan = Plan::new(model);
     let wts = GpuWeights::new(model);
     let cfg = model.config();
-    let element = cfg.dropout.kind == DropoutKind::Element;
     let mut state = r::HeadState::default();
     let mut done = 0u32;
     while done < n_samples {
         let s = chunk.min((n_samples - done) as usize);
-        let drop = dropout.then_some(ChunkDrop {
-            seed,
-            p: cfg.dropout.p,
-            element,
-            sample0: sample0.saturating_add(done),
-        });
+        let drop = dropout.then(|| ChunkDrop::new(cfg, seed, sample0.saturating_add(done)));
         let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
         for op in &plan.ops {
             match *op {

@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+use super::dropout::LevelSet;
 use crate::error::{Error, Result};
 use crate::ffi::{lungseg_dropout_kind, lungseg_review_score as abi};
 
@@ -23,6 +24,8 @@ pub enum DropoutKind {
 pub struct Dropout {
     pub p: f32,
     pub kind: DropoutKind,
+    /// The levels whose blocks drop (`dropout.levels`, format_version 2; default: all).
+    pub levels: LevelSet,
 }
 
 /// Normalisation inside each conv block.
@@ -64,6 +67,7 @@ impl Default for ModelConfig {
             dropout: Dropout {
                 p: 0.2,
                 kind: DropoutKind::Channel,
+                levels: LevelSet::ALL,
             },
             patch_size: [64, 64, 64],
             spacing_mm: [1.0, 1.0, 1.0],
@@ -81,11 +85,6 @@ impl ModelConfig {
     /// Number of U-Net levels (encoder blocks including the bottleneck).
     pub fn levels(&self) -> usize {
         self.channels.len()
-    }
-
-    /// Dropout layers in one forward pass: two per block, encoder and decoder.
-    pub fn dropout_layers(&self) -> usize {
-        4 * self.levels() - 2
     }
 
     /// Parses the `config` metadata JSON and checks it.
@@ -130,6 +129,9 @@ impl ModelConfig {
                         )))
                     }
                 };
+            }
+            if let Some(levels) = d.levels {
+                cfg.dropout.levels = dropout_levels(&levels, cfg.channels.len())?;
             }
         }
         if let Some(u) = raw.upsample {
@@ -235,6 +237,17 @@ struct RawConfig {
 struct RawDropout {
     p: Option<f64>,
     kind: Option<String>,
+    levels: Option<Vec<usize>>,
+}
+
+/// `dropout.levels` of a `levels`-level network: each listed level must exist.
+fn dropout_levels(list: &[usize], levels: usize) -> Result<LevelSet> {
+    match LevelSet::from_levels(list) {
+        Some(set) if list.iter().all(|&l| l < levels) => Ok(set),
+        _ => Err(Error::format(format!(
+            "config.dropout.levels {list:?}: the network has levels 0..{levels}"
+        ))),
+    }
 }
 
 /// Which patch-level number is compared with the review threshold: every score grows with
@@ -361,7 +374,8 @@ mod tests {
             c.dropout,
             Dropout {
                 p: 0.2,
-                kind: DropoutKind::Channel
+                kind: DropoutKind::Channel,
+                levels: LevelSet::ALL,
             }
         );
         assert_eq!(c.hu_window, (-1000.0, 400.0));

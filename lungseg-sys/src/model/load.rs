@@ -17,13 +17,17 @@ use std::collections::HashSet;
 use safetensors::{Dtype, SafeTensors};
 
 use super::config::{ModelConfig, Norm, ReviewConfig};
+use super::dropout::LevelSet;
 use super::network::{Block, Conv3, Head, Net, Network, UpConv};
 use crate::error::{try_vec, Error, Result};
 
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
-/// The only `format_version` this reader understands.
-pub const FORMAT_VERSION: &str = "1";
+/// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`.
+pub const FORMAT_VERSION: &str = "2";
+/// Version 1, which writers keep for files that use nothing of version 2, so that older
+/// readers open them.
+pub const FORMAT_VERSION_V1: &str = "1";
 
 /// Parses `bytes`; `precheck` sees the config before any tensor is read and may refuse it.
 pub(super) fn load(
@@ -49,19 +53,27 @@ pub(super) fn load(
             )))
         }
     }
-    match meta.get("format_version").map(String::as_str) {
-        Some(FORMAT_VERSION) => {}
+    let version = match meta.get("format_version").map(String::as_str) {
+        Some(v @ (FORMAT_VERSION_V1 | FORMAT_VERSION)) => v,
         Some(other) => {
             return Err(Error::unsupported(format!(
-                "model format_version '{other}' (this reader supports '{FORMAT_VERSION}')"
+                "model format_version '{other}' (this reader supports '{FORMAT_VERSION_V1}' \
+                 and '{FORMAT_VERSION}')"
             )))
         }
         None => return Err(Error::format("metadata key 'format_version' is missing")),
-    }
+    };
     let config = match meta.get("config") {
         Some(s) => ModelConfig::from_json(s)?,
         None => ModelConfig::default(),
     };
+    // A version-1 reader ignores `dropout.levels` and would drop everywhere: such a file
+    // must say version 2 so that old readers refuse it instead of sampling another network.
+    if version == FORMAT_VERSION_V1 && config.dropout.levels != LevelSet::ALL {
+        return Err(Error::format(
+            "config.dropout.levels needs format_version '2' (the file says '1')",
+        ));
+    }
     let review = match meta.get("review") {
         Some(s) => ReviewConfig::from_json(s)?,
         None => ReviewConfig::default(),

@@ -3,13 +3,15 @@
 //! holds: that network and the backend chosen for it at open (`crate::backend`).
 
 pub mod config;
+pub mod dropout;
 mod load;
 mod network;
 
 use std::path::Path;
 
 pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
-pub use load::{FORMAT, FORMAT_VERSION};
+pub use dropout::LevelSet;
+pub use load::{FORMAT, FORMAT_VERSION, FORMAT_VERSION_V1};
 pub use network::Network;
 pub(crate) use network::{Conv3, Net};
 

@@ -156,10 +156,13 @@ pub fn write_safetensors(tensors: &[RawTensor], meta: &[(&str, String)]) -> Vec<
     out
 }
 
+/// The metadata of a model file with `config`: format_version 2 where the config lists
+/// dropout levels (which version 1 lacks), else 1.
 pub fn standard_meta(config: &str) -> Vec<(&'static str, String)> {
+    let version = if config.contains("\"levels\"") { "2" } else { "1" };
     vec![
         ("format", "lungseg-unet3d".into()),
-        ("format_version", "1".into()),
+        ("format_version", version.into()),
         ("config", config.into()),
     ]
 }

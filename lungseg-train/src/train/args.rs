@@ -81,6 +81,10 @@ pub struct TrainArgs {
     pub dropout: f64,
     #[arg(long, value_enum, default_value = "channel")]
     pub dropout_kind: DropoutKindArg,
+    /// U-Net levels (0 = full resolution) whose blocks apply dropout, e.g. `2,3,4`; default:
+    /// every level. Levels without dropout are deterministic in every MC sample.
+    #[arg(long, value_delimiter = ',')]
+    pub dropout_levels: Option<Vec<usize>>,
     /// HU window lo,hi of the input normalisation.
     #[arg(
         long,
@@ -124,6 +128,7 @@ impl TrainArgs {
             DropoutKindArg::Channel => DropoutKind::Channel,
             DropoutKindArg::Element => DropoutKind::Element,
         };
+        config.dropout.levels = self.dropout_levels.clone();
         config.hu_window = [self.hu_window[0], self.hu_window[1]];
         Ok(TrainOptions {
             data: self.data.clone(),

@@ -383,22 +383,26 @@ fn start_or_resume(
     }
 }
 
-/// The weights of the exported model at `path`, whose config must be `config` (architecture,
-/// dropout, HU window, and the data's patch geometry): fine-tuning must not silently change
-/// the network it continues.
+/// The weights of the exported model at `path`, whose network must be `config`'s
+/// (architecture, HU window, and the data's patch geometry): fine-tuning must not silently
+/// change the network it continues. Dropout may differ (it has no weights): the run's applies.
 fn init_from(path: &Path, config: &UNetConfig, ad: &Device) -> Result<UNet> {
     let bytes =
         std::fs::read(path).with_context(|| format!("--init: cannot read {}", path.display()))?;
     let (model, file_config) = crate::import::from_safetensors(&bytes, ad)
         .with_context(|| format!("--init: {}", path.display()))?;
+    let same_network = UNetConfig {
+        dropout: config.dropout.clone(),
+        ..file_config.clone()
+    } == *config;
     ensure!(
-        file_config == *config,
+        same_network,
         "--init: {} holds a different network or data geometry than this run:\n  file: {}\n  run:  {}",
         path.display(),
         serde_json::to_string(&file_config)?,
         serde_json::to_string(config)?
     );
-    Ok(model)
+    Ok(model.with_dropout(&config.dropout))
 }
 
 /// Whether validation `v` beats the best so far: a higher Dice, or the same Dice with a lower loss.

@@ -24,6 +24,7 @@ pub fn tiny_config() -> UNetConfig {
         dropout: DropoutSpec {
             p: 0.1,
             kind: DropoutKind::Channel,
+            levels: None,
         },
         ..UNetConfig::default()
     }

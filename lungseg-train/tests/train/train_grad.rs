@@ -113,6 +113,7 @@ fn step_matches_pytorch(ad: Device, fixture: &[u8], dropout: Option<DropoutKind>
         dropout: DropoutSpec {
             p: if dropout.is_some() { 0.2 } else { 0.0 },
             kind: dropout.unwrap_or(DropoutKind::Channel),
+            levels: None,
         },
         ..UNetConfig::default()
     };

@@ -303,7 +303,7 @@ fn init_starts_from_an_exported_model_and_refuses_another_network() {
     );
 
     let err = train(&TrainOptions {
-        init: Some(start),
+        init: Some(start.clone()),
         config: lungseg_train::model::UNetConfig {
             channels: vec![4, 8, 16],
             ..common::tiny_config()
@@ -316,4 +316,29 @@ fn init_starts_from_an_exported_model_and_refuses_another_network() {
         msg.contains("different network") && msg.contains("[4,8,16]"),
         "{msg}"
     );
+
+    // Dropout has no weights: a run may move it to other levels. Its export names the levels,
+    // is format_version 2, and the engine opens it with them.
+    let mut config = common::tiny_config();
+    config.dropout.levels = Some(vec![1]);
+    let moved = tmp.path().join("moved");
+    train(&TrainOptions {
+        init: Some(start.clone()),
+        config,
+        epochs: 1,
+        ..tiny_options(&data, &moved)
+    })
+    .unwrap();
+    let file = exported(&moved, "moved.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["format_version"], "2");
+    assert!(meta["config"].contains(r#""levels":[1]"#), "{}", meta["config"]);
+    let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
+    assert_eq!(m.config().dropout.levels, lungseg::model::LevelSet(0b10));
+    // Without levels the file stays version 1, which older readers open.
+    let bytes = std::fs::read(&start).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(header.metadata().as_ref().unwrap()["format_version"], "1");
 }

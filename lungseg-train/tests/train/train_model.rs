@@ -140,3 +140,29 @@ fn channel_dropout_drops_whole_channels() {
     }
     assert!(kept > 0 && dropped > 0);
 }
+
+/// `dropout.levels` sets each block's dropout: p in the listed levels (encoder and decoder),
+/// 0 elsewhere; `with_dropout` moves it on an existing network.
+#[test]
+fn dropout_levels_set_each_blocks_probability() {
+    let device = Device::flex();
+    let mut config = UNetConfig {
+        channels: vec![2, 3, 4],
+        patch_size: [8, 8, 8],
+        ..UNetConfig::default()
+    };
+    config.dropout.levels = Some(vec![1, 2]);
+    config.validate().unwrap();
+    let net = config.init(&device);
+    let probs = |n: &lungseg_train::model::UNet| {
+        let enc: Vec<f64> = n.enc.iter().map(|b| b.drop.prob).collect();
+        let dec: Vec<f64> = n.dec.iter().map(|b| b.drop.prob).collect();
+        (enc, dec)
+    };
+    assert_eq!(probs(&net), (vec![0.0, 0.2, 0.2], vec![0.0, 0.2]));
+    let all = net.with_dropout(&UNetConfig::default().dropout);
+    assert_eq!(probs(&all), (vec![0.2; 3], vec![0.2; 2]));
+    config.dropout.levels = Some(vec![3]);
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("dropout.levels [3]"), "{err}");
+}

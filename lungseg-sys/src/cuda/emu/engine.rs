@@ -16,7 +16,7 @@ use crate::cuda::plan::{ChunkDrop, ChunkHook, McState, Plan};
 use crate::cuda::reference::HeadOut;
 use crate::cuda::weights::GpuWeights;
 use crate::error::{Error, Result as LsResult};
-use crate::model::{DropoutKind, Network};
+use crate::model::Network;
 
 /// One MC call to emulate.
 #[derive(Clone, Copy, Debug)]
@@ -137,7 +137,6 @@ impl Loaded {
     ) -> LsResult<()> {
         let cfg = model.config();
         let launches = self.launches(model);
-        let element = cfg.dropout.kind == DropoutKind::Element;
         let words = head_mask_words(r.patch_hu.len());
         let mut done = 0u32;
         while done < r.n_samples {
@@ -145,15 +144,11 @@ impl Loaded {
             if let Some(h) = hook.as_deref_mut() {
                 h.before(done, s as u32)?;
             }
-            let drop = r.dropout.then_some(ChunkDrop {
-                seed: r.seed,
-                p: cfg.dropout.p,
-                element,
-                sample0: r
-                    .sample0
-                    .checked_add(done)
-                    .ok_or_else(|| Error::invalid("the sample index overflows u32"))?,
-            });
+            let sample0 = r
+                .sample0
+                .checked_add(done)
+                .ok_or_else(|| Error::invalid("the sample index overflows u32"))?;
+            let drop = r.dropout.then(|| ChunkDrop::new(cfg, r.seed, sample0));
             for op in &self.plan.ops {
                 if let Some(l) = launches.op(op, s, drop, done) {
                     dev.launch(&l.map(|slot| self.slots[&slot]), r.order)
