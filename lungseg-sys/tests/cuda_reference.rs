@@ -415,6 +415,14 @@ fn reference_plan_matches_cpu_engine_dropout_in_some_levels() {
         let input = read_f32(&format!("{name}.input.f32"));
         plan_matches_cpu_engine(&m, &input, seed, 4, 3);
     }
+    // Dropout in the bottleneck only: the CPU engine computes the whole encoder above it once
+    // per patch and keeps its skips across the samples.
+    let cfg = r#"{"channels":[4,8,8,12],"patch_size":[16,16,16],"dropout":{"p":0.3,"kind":"channel","levels":[3]}}"#;
+    let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+    assert_eq!(m.config().shared_levels(), 3);
+    let mut rng = Rng(9);
+    let input: Vec<f32> = (0..4096).map(|_| rng.f() * 1000.0 - 200.0).collect();
+    plan_matches_cpu_engine(&m, &input, 5, 4, 4);
 }
 
 #[test]

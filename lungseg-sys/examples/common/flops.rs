@@ -7,7 +7,8 @@
 //!
 //! Two counts for MC dropout: *nominal* = samples × one forward pass (the work of a peer that
 //! multiplies by a mask), and *executed* = what the engine runs: `enc.0.conv1` (before the
-//! first dropout) once per call, and per sample every consumer of a channel-dropout tensor over
+//! first dropout) and the encoder levels without dropout above the first level with it once
+//! per call, and per sample every consumer of a channel-dropout tensor over
 //! its kept input channels only, read from the same Philox masks
 //! (docs/model-format.md, "Dropout layers and masks"; the layer numbers `k` are the ones
 //! documented there). Element dropout skips nothing.
@@ -16,7 +17,8 @@ use lungseg::model::dropout::{dec_layer, enc_layer};
 use lungseg::model::{DropoutKind, ModelConfig};
 use lungseg::philox::DropoutStream;
 
-/// Multiply-adds of one pass: the part before the first dropout, and everything after it.
+/// Multiply-adds of one pass: the part every MC sample shares (`enc.0.conv1`, and the encoder
+/// levels before the first level with dropout: `ModelConfig::shared_levels`), and the rest.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PassMacs {
     pub prologue: u64,
@@ -65,13 +67,18 @@ fn pass_macs(cfg: &ModelConfig, kept: &dyn Fn(u32, usize) -> usize) -> PassMacs 
     let enc_k = enc_layer;
     let dec_k = |l: usize, second: bool| dec_layer(levels, l, second);
     let c0 = ch[0] as u64;
-    let prologue = vox(0) * 27 * cfg.in_channels as u64 * c0;
+    let mut prologue = vox(0) * 27 * cfg.in_channels as u64 * c0;
+    let mut rest = 0;
+    // Encoder levels before the first one with dropout run once per call, in the prologue.
+    let shared = cfg.shared_levels();
     // enc.0.conv2
-    let mut rest = vox(0) * 27 * live(enc_k(0, false), ch[0]) * c0;
+    let enc0 = vox(0) * 27 * live(enc_k(0, false), ch[0]) * c0;
+    *(if shared > 0 { &mut prologue } else { &mut rest }) += enc0;
     for l in 1..levels {
         let c = ch[l] as u64;
-        rest += vox(l) * 27 * live(enc_k(l - 1, true), ch[l - 1]) * c;
-        rest += vox(l) * 27 * live(enc_k(l, false), ch[l]) * c;
+        let block = vox(l) * 27 * live(enc_k(l - 1, true), ch[l - 1]) * c
+            + vox(l) * 27 * live(enc_k(l, false), ch[l]) * c;
+        *(if l < shared { &mut prologue } else { &mut rest }) += block;
     }
     for l in (0..levels.saturating_sub(1)).rev() {
         let c = ch[l] as u64;

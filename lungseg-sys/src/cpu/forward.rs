@@ -39,6 +39,7 @@ pub(crate) struct Workspace {
     first: Vec<f32>,
     tmp: Vec<Vec<f32>>,
     cat: Vec<Vec<f32>>,
+    dec_out: Vec<Vec<f32>>,
     pooled: Vec<Vec<f32>>,
     bott: Vec<f32>,
     pub prob: Vec<f32>,
@@ -59,6 +60,9 @@ pub(crate) struct WorkspaceSize {
     first: usize,
     tmp: Vec<usize>,
     cat: Vec<usize>,
+    /// Decoder outputs of the levels whose encoder every sample shares (their skips in
+    /// `cat` must survive the samples).
+    dec_out: Vec<usize>,
     /// `pooled[0]` is unused (level 0 reads the input).
     pooled: Vec<usize>,
     bott: usize,
@@ -89,6 +93,9 @@ impl WorkspaceSize {
             .collect::<Option<Vec<_>>>()?;
         let cat = (0..levels.saturating_sub(1))
             .map(|l| mul(pv[l], mul(2, ch[l])?))
+            .collect::<Option<Vec<_>>>()?;
+        let dec_out = (0..cfg.shared_levels())
+            .map(|l| mul(pv[l], ch[l]))
             .collect::<Option<Vec<_>>>()?;
         let pooled = (0..levels)
             .map(|l| {
@@ -126,6 +133,7 @@ impl WorkspaceSize {
             grids,
             tmp,
             cat,
+            dec_out,
             pooled,
             voxels,
             w_eff,
@@ -142,6 +150,7 @@ impl WorkspaceSize {
             .into_iter()
             .chain(self.tmp.iter().copied())
             .chain(self.cat.iter().copied())
+            .chain(self.dec_out.iter().copied())
             .chain(self.pooled.iter().copied())
             .chain(self.masks.iter().copied())
             .try_fold(0usize, usize::checked_add)?;
@@ -179,6 +188,7 @@ impl Workspace {
             first: try_vec(size.first, "first-layer workspace")?,
             tmp: vecs(&size.tmp, "conv workspace")?,
             cat: vecs(&size.cat, "concat workspace")?,
+            dec_out: vecs(&size.dec_out, "decoder workspace")?,
             pooled: vecs(&size.pooled, "pool workspace")?,
             bott: try_vec(size.bott, "bottleneck workspace")?,
             prob: try_vec(size.voxels, "probability workspace")?,
@@ -191,8 +201,10 @@ impl Workspace {
     }
 }
 
-/// Normalises the HU patch into the input buffer and runs `enc.0.conv1` (+BN+ReLU), the part
-/// of the network before the first dropout.
+/// Normalises the HU patch into the input buffer and runs the part of the network that every
+/// MC sample shares: `enc.0.conv1` (+BN+ReLU), before the first dropout layer, and the whole
+/// encoder levels `0..shared_levels()` when the model has no dropout there (their outputs
+/// stay in `cat[l]`; the decoder of those levels writes `dec_out[l]` instead).
 pub(crate) fn prologue(model: &Pass<'_>, ws: &mut Workspace, patch_hu: &[f32], threads: usize) {
     let cfg = model.config();
     let g = ws.grids[0];
@@ -226,6 +238,11 @@ pub(crate) fn prologue(model: &Pass<'_>, ws: &mut Workspace, patch_hu: &[f32], t
         0,
         par(threads, g.voxels() * 27 * c.cout),
     );
+    let shared = cfg.shared_levels();
+    if shared > 0 {
+        let mut pass = PassParts::new(model, ws, None, threads);
+        pass.encoder(0..shared);
+    }
 }
 
 fn par(threads: usize, macs: usize) -> usize {
@@ -261,199 +278,315 @@ pub(crate) fn forward(
             Ok(())
         }
     };
-    let cfg: &ModelConfig = model.config();
-    let net: &Net = model.weights();
-    let ch = &cfg.channels;
-    let levels = ch.len();
-    let chan = drop.is_some() && cfg.dropout.kind == DropoutKind::Channel;
-    let elem = drop.filter(|_| cfg.dropout.kind == DropoutKind::Element);
-    let Workspace {
-        grids,
-        first,
-        tmp,
-        cat,
-        pooled,
-        bott,
-        prob,
-        w_eff,
-        ci,
-        ident,
-        masks,
-        ..
-    } = ws;
-    // Layers whose level has no dropout (p = 0) get no mask: their consumers run the
-    // deterministic path.
-    let drops = |k: u32| cfg.layer_drops(k);
-    if let (true, Some(d)) = (chan, drop) {
-        for (k, m) in masks.iter_mut().enumerate().filter(|(k, _)| drops(*k as u32)) {
-            let p = cfg.layer_p(k as u32);
-            let (s, scale) = (DropoutStream::new(d.seed, d.sample, k as u32, p), 1.0 / (1.0 - p));
-            for (c, v) in m.iter_mut().enumerate() {
-                *v = if s.keep(c as u64) { scale } else { 0.0 };
+    let levels = model.config().levels();
+    let shared = model.config().shared_levels();
+    let mut pass = PassParts::new(model, ws, drop, threads);
+    for l in shared..levels {
+        check()?;
+        pass.encoder(l..l + 1);
+    }
+    for l in (0..levels.saturating_sub(1)).rev() {
+        check()?;
+        pass.decoder(l);
+    }
+    pass.head()
+}
+
+/// Where decoder level `l`'s output lives, with its stride and dropout layer: the skip half
+/// of `cat[l]`, or `dec_out[l]` where the skip is shared by every sample (and must survive).
+fn dec_output<'a>(
+    cfg: &ModelConfig,
+    cat: &'a [Vec<f32>],
+    dec_out: &'a [Vec<f32>],
+    l: usize,
+) -> (&'a [f32], usize, u32) {
+    let cl = cfg.channels[l];
+    let k = dec_layer(cfg.levels(), l, true);
+    if l < dec_out.len() {
+        (&dec_out[l], cl, k)
+    } else {
+        (&cat[l], 2 * cl, k)
+    }
+}
+
+/// One pass over a workspace: its buffers, this sample's dropout, and the layer runner.
+struct PassParts<'w, 'p> {
+    cfg: &'p ModelConfig,
+    net: &'p Net,
+    grids: &'w [Grid],
+    first: &'w [f32],
+    tmp: &'w mut [Vec<f32>],
+    cat: &'w mut [Vec<f32>],
+    dec_out: &'w mut [Vec<f32>],
+    pooled: &'w mut [Vec<f32>],
+    bott: &'w mut Vec<f32>,
+    prob: &'w mut [f32],
+    masks: &'w [Vec<f32>],
+    chan: bool,
+    elem: Option<SampleDrop>,
+    layers: Layers<'w>,
+}
+
+impl<'w, 'p> PassParts<'w, 'p> {
+    /// Splits `ws` for one pass and draws this sample's channel masks (layers whose level has
+    /// no dropout get none: their consumers run the deterministic path).
+    fn new(
+        model: &'p Pass<'_>,
+        ws: &'w mut Workspace,
+        drop: Option<SampleDrop>,
+        threads: usize,
+    ) -> Self {
+        let cfg: &ModelConfig = model.config();
+        let chan = drop.is_some() && cfg.dropout.kind == DropoutKind::Channel;
+        let elem = drop.filter(|_| cfg.dropout.kind == DropoutKind::Element);
+        let Workspace {
+            grids,
+            first,
+            tmp,
+            cat,
+            dec_out,
+            pooled,
+            bott,
+            prob,
+            w_eff,
+            ci,
+            ident,
+            masks,
+            ..
+        } = ws;
+        if let (true, Some(d)) = (chan, drop) {
+            for (k, m) in masks.iter_mut().enumerate() {
+                let k = k as u32;
+                if !cfg.layer_drops(k) {
+                    continue;
+                }
+                let p = cfg.layer_p(k);
+                let (s, scale) = (DropoutStream::new(d.seed, d.sample, k, p), 1.0 / (1.0 - p));
+                for (c, v) in m.iter_mut().enumerate() {
+                    *v = if s.keep(c as u64) { scale } else { 0.0 };
+                }
+            }
+        }
+        PassParts {
+            cfg,
+            net: model.weights(),
+            grids,
+            first,
+            tmp,
+            cat,
+            dec_out,
+            pooled,
+            bott,
+            prob,
+            masks,
+            chan,
+            elem,
+            layers: Layers {
+                w_eff,
+                ci,
+                ident,
+                threads,
+                kernel: model.kernel(),
+            },
+        }
+    }
+
+    /// The channel mask dropout layer `k` applies this sample, if any.
+    fn mask(&self, k: u32) -> Option<&'w [f32]> {
+        let masks: &'w [Vec<f32>] = self.masks;
+        (self.chan && self.cfg.layer_drops(k)).then(|| &masks[k as usize][..])
+    }
+
+    /// Element dropout of layer `k` on channels `[0, c)` of `buf` (from `src` if given).
+    fn mask_elems(&self, buf: &mut [f32], src: Option<&[f32]>, at: (Grid, usize, usize), k: u32) {
+        let (g, stride, c) = at;
+        if let Some(d) = self.elem.filter(|_| self.cfg.layer_drops(k)) {
+            let p = self.cfg.layer_p(k);
+            let s = DropoutStream::new(d.seed, d.sample, k, p);
+            let threads = self.layers.threads;
+            dropout_elements(buf, src, g, stride, c, &s, 1.0 / (1.0 - p), threads);
+        }
+    }
+
+    /// Encoder blocks `range`: conv1 (level 0: from the prologue's `first`), conv2 into the
+    /// skip half of `cat[l]` (the bottleneck into `bott`).
+    fn encoder(&mut self, range: std::ops::Range<usize>) {
+        let levels = self.cfg.levels();
+        for l in range {
+            let g = self.grids[l];
+            let cl = self.cfg.channels[l];
+            let input: &[f32] = if l == 0 {
+                let k = enc_layer(0, false);
+                if self.elem.is_some() && self.cfg.layer_drops(k) {
+                    let mut t0 = std::mem::take(&mut self.tmp[0]);
+                    self.mask_elems(&mut t0, Some(self.first), (g, cl, cl), k);
+                    self.tmp[0] = t0;
+                    &self.tmp[0]
+                } else {
+                    self.first
+                }
+            } else {
+                self.pool_and_conv1(l);
+                &self.tmp[l]
+            };
+            let parts = [(cl, self.mask(enc_layer(l, false)))];
+            let conv = &self.net.enc[l].conv2;
+            let (out, stride) = if l + 1 < levels {
+                (&mut self.cat[l], 2 * cl)
+            } else {
+                (&mut *self.bott, cl)
+            };
+            self.layers.conv(
+                conv,
+                LayerIn {
+                    data: input,
+                    grid: g,
+                    stride: cl,
+                    parts: &parts,
+                },
+                out,
+                stride,
+            );
+            let mut o = std::mem::take(out);
+            self.mask_elems(&mut o, None, (g, stride, cl), enc_layer(l, true));
+            if l + 1 < levels {
+                self.cat[l] = o;
+            } else {
+                *self.bott = o;
             }
         }
     }
-    let masks: &Vec<Vec<f32>> = masks;
-    let mask = |k: u32| (chan && drops(k)).then(|| &masks[k as usize][..]);
-    let mut layers = Layers {
-        w_eff,
-        ci,
-        ident,
-        threads,
-        kernel: model.kernel(),
-    };
-    let mask_elems =
-        |buf: &mut [f32], src: Option<&[f32]>, g: Grid, stride: usize, c: usize, k: u32| {
-            if let Some(d) = elem.filter(|_| drops(k)) {
-                let p = cfg.layer_p(k);
-                let s = DropoutStream::new(d.seed, d.sample, k, p);
-                dropout_elements(buf, src, g, stride, c, &s, 1.0 / (1.0 - p), threads);
-            }
-        };
 
-    // Level 0 conv2 reads `first` (shared by all samples) through dropout layer 0.
-    let g0 = grids[0];
-    let c0 = ch[0];
-    let mut input0: &[f32] = first;
-    if elem.is_some() && drops(enc_layer(0, false)) {
-        mask_elems(&mut tmp[0], Some(first), g0, c0, c0, enc_layer(0, false));
-        input0 = &tmp[0];
-    }
-    let out0: (&mut Vec<f32>, usize) = if levels > 1 {
-        (&mut cat[0], 2 * c0)
-    } else {
-        (&mut *bott, c0)
-    };
-    layers.conv(
-        &net.enc[0].conv2,
-        LayerIn {
-            data: input0,
-            grid: g0,
-            stride: c0,
-            parts: &[(c0, mask(enc_layer(0, false)))],
-        },
-        out0.0,
-        out0.1,
-    );
-    mask_elems(out0.0, None, g0, out0.1, c0, enc_layer(0, true));
-
-    for l in 1..levels {
-        check()?;
-        let g = grids[l];
-        let (cp, cl) = (ch[l - 1], ch[l]);
+    /// Encoder level `l ≥ 1`: max-pool of the level above's skip, conv1 into `tmp[l]`.
+    fn pool_and_conv1(&mut self, l: usize) {
+        let g = self.grids[l];
+        let (cp, cl) = (self.cfg.channels[l - 1], self.cfg.channels[l]);
+        let threads = self.layers.threads;
         maxpool2(
-            &cat[l - 1],
-            grids[l - 1],
+            &self.cat[l - 1],
+            self.grids[l - 1],
             2 * cp,
             0,
             cp,
-            &mut pooled[l],
+            &mut self.pooled[l],
             par(threads, g.voxels() * cp * 8),
         );
-        let b = &net.enc[l];
-        layers.conv(
-            &b.conv1,
+        let parts = [(cp, self.mask(enc_layer(l - 1, true)))];
+        self.layers.conv(
+            &self.net.enc[l].conv1,
             LayerIn {
-                data: &pooled[l],
+                data: &self.pooled[l],
                 grid: g,
                 stride: cp,
-                parts: &[(cp, mask(enc_layer(l - 1, true)))],
+                parts: &parts,
             },
-            &mut tmp[l],
+            &mut self.tmp[l],
             cl,
         );
-        mask_elems(&mut tmp[l], None, g, cl, cl, enc_layer(l, false));
-        let (out, stride) = if l + 1 < levels {
-            (&mut cat[l], 2 * cl)
-        } else {
-            (&mut *bott, cl)
-        };
-        layers.conv(
-            &b.conv2,
-            LayerIn {
-                data: &tmp[l],
-                grid: g,
-                stride: cl,
-                parts: &[(cl, mask(enc_layer(l, false)))],
-            },
-            out,
-            stride,
-        );
-        mask_elems(out, None, g, stride, cl, enc_layer(l, true));
+        let mut t = std::mem::take(&mut self.tmp[l]);
+        self.mask_elems(&mut t, None, (g, cl, cl), enc_layer(l, false));
+        self.tmp[l] = t;
     }
 
-    for l in (0..levels.saturating_sub(1)).rev() {
-        check()?;
-        let g = grids[l];
-        let (cl, cn) = (ch[l], ch[l + 1]);
-        let (lo, hi) = cat.split_at_mut(l + 1);
-        let dst = &mut lo[l];
-        let (src, src_stride, src_layer): (&[f32], usize, u32) = if l + 2 == levels {
-            (bott, cn, enc_layer(l + 1, true))
-        } else {
-            (&hi[0], 2 * cn, dec_layer(levels, l + 1, true))
-        };
-        let u = &net.up[l];
-        let (w, cis) = layers.effective(&u.w, 1, 8 * u.bias.len(), &[(cn, mask(src_layer))]);
-        let a = UpArgs {
-            input: src,
-            grid: grids[l + 1],
-            in_stride: src_stride,
-            ci: cis,
-            w,
-            bias: &u.bias,
-            cout: cl,
-            kernel: model.kernel(),
-        };
-        upconv(
-            &a,
-            dst,
-            2 * cl,
-            cl,
-            par(threads, grids[l + 1].voxels() * cn * 8 * cl),
-        );
-        let b = &net.dec[l];
-        let parts = [(cl, mask(enc_layer(l, true))), (cl, None)];
-        layers.conv(
-            &b.conv1,
+    /// Decoder level `l`: up-convolution of the level below into the second half of
+    /// `cat[l]`, conv1 over `[skip | up]`, conv2.
+    fn decoder(&mut self, l: usize) {
+        let levels = self.cfg.levels();
+        let g = self.grids[l];
+        let (cl, cn) = (self.cfg.channels[l], self.cfg.channels[l + 1]);
+        let threads = self.layers.threads;
+        let kernel = self.layers.kernel;
+        {
+            let mut dst = std::mem::take(&mut self.cat[l]);
+            let (src, src_stride, src_layer): (&[f32], usize, u32) = if l + 2 == levels {
+                (&self.bott[..], cn, enc_layer(l + 1, true))
+            } else {
+                dec_output(self.cfg, self.cat, self.dec_out, l + 1)
+            };
+            let m = self.mask(src_layer);
+            let u = &self.net.up[l];
+            let (w, cis) = self.layers.effective(&u.w, 1, 8 * u.bias.len(), &[(cn, m)]);
+            let a = UpArgs {
+                input: src,
+                grid: self.grids[l + 1],
+                in_stride: src_stride,
+                ci: cis,
+                w,
+                bias: &u.bias,
+                cout: cl,
+                kernel,
+            };
+            upconv(
+                &a,
+                &mut dst,
+                2 * cl,
+                cl,
+                par(threads, self.grids[l + 1].voxels() * cn * 8 * cl),
+            );
+            self.cat[l] = dst;
+        }
+        let parts = [(cl, self.mask(enc_layer(l, true))), (cl, None)];
+        self.layers.conv(
+            &self.net.dec[l].conv1,
             LayerIn {
-                data: &cat[l],
+                data: &self.cat[l],
                 grid: g,
                 stride: 2 * cl,
                 parts: &parts,
             },
-            &mut tmp[l],
+            &mut self.tmp[l],
             cl,
         );
-        mask_elems(&mut tmp[l], None, g, cl, cl, dec_layer(levels, l, false));
-        layers.conv(
-            &b.conv2,
+        let mut t = std::mem::take(&mut self.tmp[l]);
+        self.mask_elems(&mut t, None, (g, cl, cl), dec_layer(levels, l, false));
+        let parts = [(cl, self.mask(dec_layer(levels, l, false)))];
+        let shared = l < self.dec_out.len();
+        let mut out = if shared {
+            std::mem::take(&mut self.dec_out[l])
+        } else {
+            std::mem::take(&mut self.cat[l])
+        };
+        let stride = if shared { cl } else { 2 * cl };
+        self.layers.conv(
+            &self.net.dec[l].conv2,
             LayerIn {
-                data: &tmp[l],
+                data: &t,
                 grid: g,
                 stride: cl,
-                parts: &[(cl, mask(dec_layer(levels, l, false)))],
+                parts: &parts,
             },
-            &mut cat[l],
-            2 * cl,
+            &mut out,
+            stride,
         );
-        mask_elems(&mut cat[l], None, g, 2 * cl, cl, dec_layer(levels, l, true));
+        self.tmp[l] = t;
+        self.mask_elems(&mut out, None, (g, stride, cl), dec_layer(levels, l, true));
+        if shared {
+            self.dec_out[l] = out;
+        } else {
+            self.cat[l] = out;
+        }
     }
 
-    let (src, stride, k): (&[f32], usize, u32) = if levels > 1 {
-        (&cat[0], 2 * c0, dec_layer(levels, 0, true))
-    } else {
-        (bott, c0, enc_layer(0, true))
-    };
-    let h = &net.head;
-    let (w, cis) = layers.effective(&h.w, 1, 1, &[(c0, mask(k))]);
-    if head(src, g0, stride, cis, w, h.bias, prob) {
-        Ok(())
-    } else {
-        Err(Error::format(
-            "the network's output is not finite for this patch (NaN or infinity: the model's \
-             weights overflow f32); no prediction",
-        ))
+    /// The 1×1×1 head and sigmoid into `prob`.
+    fn head(&mut self) -> Result<()> {
+        let levels = self.cfg.levels();
+        let c0 = self.cfg.channels[0];
+        let (src, stride, k): (&[f32], usize, u32) = if levels > 1 {
+            dec_output(self.cfg, self.cat, self.dec_out, 0)
+        } else {
+            (&self.bott[..], c0, enc_layer(0, true))
+        };
+        let m = self.mask(k);
+        let h = &self.net.head;
+        let (w, cis) = self.layers.effective(&h.w, 1, 1, &[(c0, m)]);
+        if head(src, self.grids[0], stride, cis, w, h.bias, self.prob) {
+            Ok(())
+        } else {
+            Err(Error::format(
+                "the network's output is not finite for this patch (NaN or infinity: the \
+                 model's weights overflow f32); no prediction",
+            ))
+        }
     }
 }
 

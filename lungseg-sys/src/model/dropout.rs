@@ -61,6 +61,13 @@ impl ModelConfig {
         }
     }
 
+    /// Leading U-Net levels without dropout, at most `levels − 1`: their encoder blocks give
+    /// every MC sample the same output, so the CPU engine computes them once per patch.
+    pub fn shared_levels(&self) -> usize {
+        let drops = |l: usize| self.dropout.p > 0.0 && self.dropout.levels.contains(l);
+        (0..self.levels() - 1).take_while(|&l| !drops(l)).count()
+    }
+
     /// Whether layer `k` drops anything (p > 0 at its level).
     pub fn layer_drops(&self, k: u32) -> bool {
         self.layer_p(k) > 0.0
