@@ -141,6 +141,22 @@ pub struct Headline {
     pub flag_catch_rate: Option<Interval>,
     /// Share of all patches the flag refers.
     pub flag_referred_fraction: Option<Interval>,
+    /// Mean Dice of the nodule patches by the nodule's diameter ([`SIZE_BINS_MM`]).
+    #[serde(default)]
+    pub dice_by_size: Vec<SizeRow>,
+}
+
+/// Lower edges (mm) of the nodule-size bins of [`Headline::dice_by_size`]; the last is open.
+pub const SIZE_BINS_MM: [f64; 5] = [0.0, 6.0, 10.0, 20.0, 30.0];
+
+/// Mean Dice over the nodule patches of one size bin, `lo_mm ≤ diameter < hi_mm`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SizeRow {
+    pub lo_mm: f64,
+    /// `None`: no upper edge.
+    pub hi_mm: Option<f64>,
+    pub patches: usize,
+    pub dice: Option<Interval>,
 }
 
 /// Every metric of an evaluation run.
@@ -362,7 +378,34 @@ impl EvalAccumulator {
             flag_referred_fraction: boot(&|s| {
                 mean_where(s, |_| true, |i| f64::from(u8::from(ps[i].needs_review)))
             })?,
+            dice_by_size: self.dice_by_size(&group)?,
         })
+    }
+
+    /// [`Headline::dice_by_size`]: nodule patches with a known diameter, binned.
+    fn dice_by_size(&self, group: &[usize]) -> Result<Vec<SizeRow>, MetricsError> {
+        let (ps, c) = (&self.patches, &self.config);
+        SIZE_BINS_MM
+            .iter()
+            .enumerate()
+            .map(|(b, &lo_mm)| {
+                let hi_mm = SIZE_BINS_MM.get(b + 1).copied();
+                let inside = |i: usize| {
+                    ps[i].nodule
+                        && ps[i]
+                            .diameter_mm
+                            .is_some_and(|d| d >= lo_mm && hi_mm.is_none_or(|h| d < h))
+                };
+                let stat = |s: &[usize]| mean_where(s, inside, |i| ps[i].overlap.dice);
+                let dice = bootstrap_by_group(group, &c.bootstrap, &stat)?;
+                Ok(SizeRow {
+                    lo_mm,
+                    hi_mm,
+                    patches: (0..ps.len()).filter(|&i| inside(i)).count(),
+                    dice,
+                })
+            })
+            .collect()
     }
 
     /// Each candidate score named by every patch, judged at the referral budget.

@@ -19,7 +19,10 @@ pub mod referral;
 pub mod review_scores;
 pub mod uncertainty;
 
-pub use accumulate::{EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord};
+pub use accumulate::{
+    EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord, SizeRow,
+    SIZE_BINS_MM,
+};
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};

@@ -315,6 +315,21 @@ fn headline_section(s: &mut String, r: &Report) {
     for (name, v, n) in rows {
         let _ = writeln!(s, "| {name} | {v} | {n} |");
     }
+    if h.dice_by_size.iter().any(|r| r.patches > 0) {
+        let _ = writeln!(
+            s,
+            "\nMean Dice of the nodule patches by the nodule's equivalent diameter (same \
+             intervals):\n\n| diameter | mean Dice [{:.0} % CI] | patches |\n|---|---|---|",
+            b.level * 100.0
+        );
+        for r in &h.dice_by_size {
+            let range = match r.hi_mm {
+                Some(hi) => format!("{} – {hi} mm", r.lo_mm),
+                None => format!("≥ {} mm", r.lo_mm),
+            };
+            let _ = writeln!(s, "| {range} | {} | {} |", ci(r.dice, 1.0, 3), r.patches);
+        }
+    }
 }
 
 fn review_scores_section(s: &mut String, r: &Report) {

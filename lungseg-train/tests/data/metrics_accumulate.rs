@@ -255,3 +255,61 @@ fn wrong_sizes_are_rejected() {
     })
     .is_err());
 }
+
+/// `dice_by_size` bins the nodule patches by diameter (lower edge inclusive), leaves out
+/// patches without a nodule or a diameter, and averages each bin's Dice.
+#[test]
+fn dice_by_size_bins_nodule_patches_by_diameter() {
+    let cases: [(Patch, Option<f64>); 6] = [
+        (patch(4.0, 4.0, 0.0), Some(8.0)),
+        (patch(2.0, 0.0, 0.0), Some(4.0)),
+        (patch(3.0, 3.5, 1.5), Some(20.0)),
+        (patch(3.0, 3.0, 1.0), Some(29.9)),
+        (patch(4.0, 3.0, 0.0), Some(35.0)),
+        (patch(0.0, 0.0, 0.0), None),
+    ];
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    let mut dice = Vec::new();
+    for (k, (p, diameter_mm)) in cases.iter().enumerate() {
+        let rec = acc
+            .add_patch(&PatchInput {
+                id: &format!("p{k}"),
+                scan: &format!("scan{}", k % 3),
+                dims: DIMS,
+                voxel_mm3: 1.0,
+                diameter_mm: *diameter_mm,
+                gt: &p.gt,
+                prob: &p.prob,
+                entropy: &p.ent,
+                mutual_info: &p.mi,
+                variance: &p.var,
+                score: 0.0,
+                needs_review: false,
+                det_prob: &p.prob,
+                scores: &[],
+            })
+            .unwrap();
+        dice.push(rec.overlap.dice);
+    }
+    let rows = acc.finish().unwrap().headline.dice_by_size;
+    let edges: Vec<(f64, Option<f64>)> = rows.iter().map(|r| (r.lo_mm, r.hi_mm)).collect();
+    assert_eq!(
+        edges,
+        [
+            (0.0, Some(6.0)),
+            (6.0, Some(10.0)),
+            (10.0, Some(20.0)),
+            (20.0, Some(30.0)),
+            (30.0, None)
+        ]
+    );
+    let n: Vec<usize> = rows.iter().map(|r| r.patches).collect();
+    assert_eq!(n, [1, 1, 0, 2, 1]);
+    let est = |b: usize| rows[b].dice.map(|i| i.estimate);
+    assert_eq!(est(0), Some(dice[1]));
+    assert_eq!(est(1), Some(dice[0]));
+    assert_eq!(est(2), None);
+    assert!((est(3).unwrap() - (dice[2] + dice[3]) / 2.0).abs() < 1e-12);
+    assert_eq!(est(4), Some(dice[4]));
+    assert!(dice[2] != dice[3] && dice[0] > 0.9 && dice[1] == 0.0);
+}
