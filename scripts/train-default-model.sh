@@ -51,11 +51,15 @@ fi
 mkdir -p "$RUN"
 
 # Data: 288² in-plane voxels and 220 mm of z place adult-sized fields of view, so masses up
-# to ~50 mm occur (docs/synth.md); the scans are deleted once their patches are cut.
+# to ~50 mm occur (docs/synth.md); the scans are deleted once their patches are cut. Labels
+# are the painted lesion shapes (`--label-masks`, the analogue of LIDC outlines), for
+# training and for every evaluation: Dice against a sphere of the equivalent diameter would
+# measure the sphere, not the nodule.
 if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
   run "$BIN" synth --out "$RUN/luna" --scans 160 --seed "$SEED" --dims-xy 288 --z-mm 220
   run "$BIN" prepare --luna "$RUN/luna" --out "$RUN/patches" --patch-size 64 --spacing-mm 1 \
-    --jitter-mm 8 --positives-per-nodule 4 --neg-ratio 1 --split 0.85,0.15,0 --seed "$SEED"
+    --jitter-mm 8 --positives-per-nodule 4 --neg-ratio 1 --split 0.85,0.15,0 --seed "$SEED" \
+    --label-masks "$RUN/luna/seg-nodules"
   rm -rf "$RUN/luna"
 fi
 
@@ -66,7 +70,7 @@ held_out() {
   run "$BIN" synth --out "$RUN/luna-$name" --scans 40 --seed "$seed" --dims-xy 288 --z-mm 220
   run "$BIN" prepare --luna "$RUN/luna-$name" --out "$RUN/patches-$name" --patch-size 64 \
     --spacing-mm 1 --jitter-mm 8 --positives-per-nodule 1 --neg-ratio 1 --split "$fractions" \
-    --seed "$seed"
+    --seed "$seed" --label-masks "$RUN/luna-$name/seg-nodules"
   rm -rf "$RUN/luna-$name"
 }
 

@@ -129,6 +129,11 @@ struct PrepareArgs {
     /// radiologists' 50 % consensus outlines instead of spheres (docs/prepare-evaluate.md).
     #[arg(long)]
     lidc_xml: Option<PathBuf>,
+    /// Folder of label volumes <seriesuid>.mhd on the scans' grids, value = the annotation's
+    /// row among its scan's rows + 1 (synth writes them to seg-nodules/): nodule labels are
+    /// these shapes instead of spheres.
+    #[arg(long, conflicts_with = "lidc_xml")]
+    label_masks: Option<PathBuf>,
     /// Largest distance of an outline's imageZposition from its slice, as a fraction of the
     /// slice spacing.
     #[arg(long, default_value_t = prepare::lidc::slices::DEFAULT_Z_TOLERANCE)]
@@ -220,6 +225,7 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
         seed: a.seed,
         max_scans: a.max_scans,
         lidc_xml: a.lidc_xml,
+        label_masks: a.label_masks,
         lidc_z_tolerance: a.lidc_z_tolerance,
     };
     let pb = bar(0, "scans");

@@ -5,10 +5,13 @@
 //! reported and skipped; bad CSV input stops the run before any scan is read, with the file,
 //! line and column in the message. Everything random is seeded per scan from
 //! `(seed, seriesuid)`, so a scan's patches do not depend on which other scans exist.
-//! With `lidc_xml`, nodule labels are the LIDC-IDRI radiologists' consensus outlines ([`lidc`]).
+//! With `lidc_xml`, nodule labels are the LIDC-IDRI radiologists' consensus outlines ([`lidc`]);
+//! with `label_masks`, the shapes of label volumes on the scans' grids ([`masks`], e.g. the
+//! painted lesions of synthetic scans).
 
 pub mod lidc;
 pub mod luna;
+pub mod masks;
 pub mod sampling;
 pub mod split;
 
@@ -52,6 +55,9 @@ pub struct PrepareConfig {
     pub max_scans: Option<usize>,
     /// Folder of LIDC-IDRI reader XML files: labels from the radiologists' outlines.
     pub lidc_xml: Option<PathBuf>,
+    /// Folder of label volumes `<seriesuid>.mhd` (value = annotation row + 1, as synth's
+    /// `seg-nodules/`): each nodule labelled by its own shape ([`masks`]).
+    pub label_masks: Option<PathBuf>,
     /// Largest distance of an outline's `imageZposition` from its slice, as a fraction of the
     /// slice spacing.
     pub lidc_z_tolerance: f64,
@@ -74,6 +80,7 @@ impl Default for PrepareConfig {
             seed: 0,
             max_scans: None,
             lidc_xml: None,
+            label_masks: None,
             lidc_z_tolerance: lidc::slices::DEFAULT_Z_TOLERANCE,
         }
     }
@@ -106,6 +113,10 @@ impl PrepareConfig {
             (0.0..=1.0).contains(&self.candidate_fraction),
             "--candidate-fraction {} must be in [0, 1]",
             self.candidate_fraction
+        );
+        ensure!(
+            self.lidc_xml.is_none() || self.label_masks.is_none(),
+            "--lidc-xml and --label-masks are two sources of the same labels: give one"
         );
         ensure!(
             self.lidc_z_tolerance > 0.0 && self.lidc_z_tolerance <= 0.5,
@@ -560,6 +571,32 @@ fn scan_labels<'a>(
     let mut keep: Vec<Keepout> = job.ann.iter().map(|a| Keepout::of(a)).collect();
     keep.extend(job.excluded.iter().map(|a| Keepout::of(a)));
     let mut source = LabelSource::default();
+    if let Some(dir) = &cfg.label_masks {
+        let path = dir.join(format!("{}.mhd", job.scan.seriesuid));
+        let masks = masks::scan_masks(&path, geometry, job.ann.len())?;
+        let (mut spheres, mut nodules) = (Vec::new(), Vec::new());
+        for (a, m) in job.ann.iter().zip(masks) {
+            match m {
+                Some(n) => nodules.push(n),
+                None => {
+                    spheres.push(*a);
+                    source.warnings.push(format!(
+                        "annotations.csv line {}: no voxel of {} has its label; sphere label",
+                        a.line,
+                        path.display()
+                    ));
+                }
+            }
+        }
+        source.sphere = spheres.len();
+        source.outlined = nodules.len();
+        return Ok(ScanLabels {
+            spheres,
+            nodules,
+            keep,
+            source,
+        });
+    }
     let Some(file) = job.lidc else {
         source.without_xml = cfg.lidc_xml.is_some();
         if source.without_xml && !job.ann.is_empty() {

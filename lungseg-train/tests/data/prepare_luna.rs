@@ -415,3 +415,69 @@ fn empty_folder_and_missing_annotations() {
     );
     assert!(e.contains("no subset*/<seriesuid>.mhd"), "{e}");
 }
+
+/// `--label-masks` labels every patch voxel by the label volume at its nearest scan voxel (all
+/// nodules of the scan), not by spheres: the same sites get other labels than without it; a
+/// label volume off its scan's grid or with a value no annotation has skips that scan.
+#[test]
+fn label_masks_label_each_nodule_by_its_painted_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 4, None);
+    let seg = input.join("seg-nodules");
+    let c = PrepareConfig {
+        label_masks: Some(seg.clone()),
+        patch_size: [24, 24, 24],
+        ..cfg()
+    };
+    let (painted, spheres) = (tmp.path().join("painted"), tmp.path().join("spheres"));
+    let (s, warnings) = run(&input, &painted, &c).unwrap();
+    assert!(s.scans_skipped.is_empty() && warnings.is_empty(), "{warnings:?}");
+    run(&input, &spheres, &PrepareConfig { label_masks: None, ..c.clone() }).unwrap();
+    let (a, b) = (PatchDataset::open(&painted).unwrap(), PatchDataset::open(&spheres).unwrap());
+    assert_eq!(a.records.len(), b.records.len());
+    let spec = c.spec();
+    let (mut differ, mut nodule_voxels) = (0, 0);
+    for (i, r) in a.records.iter().enumerate() {
+        assert_eq!(r.id, b.records[i].id);
+        let mask = a.load(i).unwrap().mask;
+        let vol = lungseg::mhd::read(&seg.join(format!("{}.mhd", r.seriesuid)), &Default::default())
+            .unwrap();
+        let g = vol.geometry;
+        let mut want = vec![0u8; mask.len()];
+        for (v, w) in want.iter_mut().enumerate() {
+            let (x, y, z) = (v % 24, v / 24 % 24, v / 576);
+            let idx = g.world_to_index(spec.voxel_world(r.center_world.unwrap(), [x, y, z]));
+            let [i, j, k] = idx.map(|c| c.round());
+            if [i, j, k].iter().zip(g.dims).all(|(&c, n)| c >= 0.0 && c < n as f64) {
+                *w = u8::from(vol.value(i as usize, j as usize, k as usize) > 0.0);
+            }
+        }
+        assert_eq!(mask, want, "{}", r.id);
+        nodule_voxels += mask.iter().filter(|&&m| m == 1).count();
+        differ += usize::from(mask != b.load(i).unwrap().mask);
+    }
+    assert!(nodule_voxels > 0 && differ > 0, "{nodule_voxels} {differ}");
+
+    // A label volume with a value beyond the scan's annotations, and one on another grid.
+    let uids: Vec<String> = luna::find_scans(&input)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.seriesuid)
+        .collect();
+    let path = seg.join(format!("{}.mhd", uids[0]));
+    let mut v = lungseg::mhd::read(&path, &Default::default()).unwrap();
+    v.data = lungseg::volume::PixelData::U8(vec![200; v.geometry.dims.iter().product()]);
+    lungseg::mhd::write(&path, &v, &Default::default()).unwrap();
+    let path = seg.join(format!("{}.mhd", uids[1]));
+    let mut v = lungseg::mhd::read(&path, &Default::default()).unwrap();
+    v.geometry.origin[0] += 1.0;
+    lungseg::mhd::write(&path, &v, &Default::default()).unwrap();
+    let (s, _) = run(&input, &tmp.path().join("bad"), &c).unwrap();
+    let reasons: HashMap<&str, &str> = s
+        .scans_skipped
+        .iter()
+        .map(|k| (k.seriesuid.as_str(), k.reason.as_str()))
+        .collect();
+    assert!(reasons[uids[0].as_str()].contains("value 200"), "{reasons:?}");
+    assert!(reasons[uids[1].as_str()].contains("grid"), "{reasons:?}");
+}

@@ -232,18 +232,36 @@ fn nodule(geometry: &Geometry, mask: BoxMask, reads: &[&Outline]) -> ScanNodule 
             std::array::from_fn(|a| c.iter().map(|v| v[a]).sum::<f64>() / c.len() as f64);
         geometry.index_to_world([m[1], m[0], m[2]])
     });
+    ScanNodule {
+        radius_mm: box_diagonal_mm(geometry, &mask.bbox),
+        mask,
+        center_world,
+        reads: reads.len(),
+    }
+}
+
+/// The diagonal (mm) of a mask's box: no voxel of it is farther from any other.
+fn box_diagonal_mm(geometry: &Geometry, bbox: &consensus::Bbox) -> f64 {
     let s = geometry.spacing;
-    let [ni, nj, nk] = mask.bbox.shape();
-    let radius_mm = [ni as f64 * s[1], nj as f64 * s[0], nk as f64 * s[2]]
+    let [ni, nj, nk] = bbox.shape();
+    [ni as f64 * s[1], nj as f64 * s[0], nk as f64 * s[2]]
         .iter()
         .map(|v| v * v)
         .sum::<f64>()
-        .sqrt();
-    ScanNodule {
-        mask,
-        center_world,
-        radius_mm,
-        reads: reads.len(),
+        .sqrt()
+}
+
+impl ScanNodule {
+    /// A nodule labelled by `mask` alone (no reads): centred on its centroid; `None` when the
+    /// mask is empty.
+    pub fn from_mask(geometry: &Geometry, mask: BoxMask) -> Option<ScanNodule> {
+        let center_world = label::centroid_world(geometry, &mask)?;
+        Some(ScanNodule {
+            radius_mm: box_diagonal_mm(geometry, &mask.bbox),
+            mask,
+            center_world,
+            reads: 0,
+        })
     }
 }
 
