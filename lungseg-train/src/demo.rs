@@ -114,7 +114,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     synth::write_dataset(&luna_test, &o.synth, o.test_scans, o.seed + 1, None, |_| {})?;
 
     step(
-        "preparing patches (HU at 1 mm, sphere labels, split by scan)",
+        "preparing patches (HU at 1 mm, painted lesion labels, split by scan)",
         t0,
     );
     let patches = out.join("patches");
@@ -127,6 +127,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         neg_ratio: 1.0,
         split: SplitRule::Fractions([0.8, 0.2, 0.0]),
         seed: o.seed,
+        label_masks: Some(luna.join("seg-nodules")),
         ..PrepareConfig::default()
     };
     let s = prepare(&luna, &patches, &pc, |_| {})?;
@@ -137,6 +138,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     );
     pc.split = SplitRule::Fractions([0.0, 0.0, 1.0]);
     pc.positives_per_nodule = 1;
+    pc.label_masks = Some(luna_test.join("seg-nodules"));
     let s = prepare(&luna_test, &patches_test, &pc, |_| {})?;
     eprintln!(
         "         test: {} positives, {} negatives",
