@@ -1,21 +1,18 @@
-//! One forward pass of the U-Net over a patch, with or without dropout masks, on reusable
-//! workspace buffers.
+//! One forward pass of the U-Net over a patch, with or without dropout masks, on a reusable
+//! [`Workspace`].
 //!
 //! MC structure: `enc.0.conv1` (+BN+ReLU) comes before the first dropout, so it is computed
-//! once per patch into `first`. Activations are stored *before* dropout; with channel dropout
-//! a tensor's mask travels to its consumers, which skip dropped input channels and fold the
-//! `1/(1-p)` scale into a per-sample copy of their weights (`effective`). This holds through
-//! max-pooling (a positive per-channel scale commutes with max) and through the transposed
-//! conv. Element dropout is applied in place on the stored tensor instead.
-//!
-//! Buffers per level `l` (grid `g_l`, channels `C_l`): `cat[l]` (stride `2C_l`) holds
-//! `[skip | up]` so the decoder's concat costs nothing; the encoder's conv2 and later the
-//! decoder's conv2 write its first half. `tmp[l]` holds conv1 outputs, `pooled[l]` the pooled
-//! input of level `l`, `bott` the bottleneck output.
+//! once per patch into `first`, and so are the whole encoder levels above the first level with
+//! dropout (`ModelConfig::shared_levels`). Activations are stored *before* dropout; with
+//! channel dropout a tensor's mask travels to its consumers, which skip dropped input channels
+//! and fold the `1/(1-p)` scale into a per-sample copy of their weights (`effective`). This
+//! holds through max-pooling (a positive per-channel scale commutes with max) and through the
+//! transposed conv. Element dropout is applied in place on the stored tensor instead.
 
+use super::workspace::Workspace;
 use super::Pass;
-use crate::error::{try_vec, Error, Result};
-use crate::model::dropout::{dec_layer, enc_layer, layer_level};
+use crate::error::{Error, Result};
+use crate::model::dropout::{dec_layer, enc_layer};
 use crate::model::{DropoutKind, ModelConfig, Net};
 use crate::nn::conv3::{conv3, Conv3Args};
 use crate::nn::cpu_kernel::CpuKernel;
@@ -24,182 +21,6 @@ use crate::nn::pool::maxpool2;
 use crate::nn::upconv::{upconv, UpArgs};
 use crate::nn::Grid;
 use crate::philox::DropoutStream;
-
-/// Sample masks a workspace holds: one per sample a call may ask for, so that any call runs
-/// in the preallocated workspace.
-const MASK_SAMPLES: usize = crate::stats::MAX_SAMPLES as usize;
-
-/// Below this many multiply-adds a layer runs on the calling thread only.
-const PAR_MIN_MACS: usize = 1 << 21;
-
-/// Scratch memory for one concurrent call, sized for one model by [`WorkspaceSize`].
-pub(crate) struct Workspace {
-    grids: Vec<Grid>,
-    input: Vec<f32>,
-    first: Vec<f32>,
-    tmp: Vec<Vec<f32>>,
-    cat: Vec<Vec<f32>>,
-    dec_out: Vec<Vec<f32>>,
-    pooled: Vec<Vec<f32>>,
-    bott: Vec<f32>,
-    pub prob: Vec<f32>,
-    w_eff: Vec<f32>,
-    ci: Vec<u32>,
-    ident: Vec<u32>,
-    masks: Vec<Vec<f32>>,
-    pub stats: crate::stats::Stats,
-}
-
-/// Element counts of every workspace buffer of a model, and their total in bytes: the one
-/// sizing that both the open-time limit and [`Workspace::new`] use, so they cannot disagree.
-/// Computed from the config alone, with checked arithmetic.
-#[derive(Clone, Debug)]
-pub(crate) struct WorkspaceSize {
-    grids: Vec<Grid>,
-    input: usize,
-    first: usize,
-    tmp: Vec<usize>,
-    cat: Vec<usize>,
-    /// Decoder outputs of the levels whose encoder every sample shares (their skips in
-    /// `cat` must survive the samples).
-    dec_out: Vec<usize>,
-    /// `pooled[0]` is unused (level 0 reads the input).
-    pooled: Vec<usize>,
-    bott: usize,
-    voxels: usize,
-    w_eff: usize,
-    channels: usize,
-    masks: Vec<usize>,
-    bytes: u64,
-}
-
-fn mul(a: usize, b: usize) -> Option<usize> {
-    a.checked_mul(b)
-}
-
-impl WorkspaceSize {
-    /// `None` when a size overflows `usize`/`u64`.
-    pub(crate) fn of(cfg: &ModelConfig) -> Option<WorkspaceSize> {
-        let ch = &cfg.channels;
-        let levels = ch.len();
-        let [px, py, pz] = cfg.patch_size;
-        let grids: Vec<Grid> = (0..levels)
-            .map(|l| Grid::new(pz >> l, py >> l, px >> l))
-            .collect();
-        let padded = |g: &Grid| mul(mul(g.d + 2, g.h + 2)?, g.w + 2);
-        let pv = grids.iter().map(padded).collect::<Option<Vec<usize>>>()?;
-        let tmp = (0..levels)
-            .map(|l| mul(pv[l], ch[l]))
-            .collect::<Option<Vec<_>>>()?;
-        let cat = (0..levels.saturating_sub(1))
-            .map(|l| mul(pv[l], mul(2, ch[l])?))
-            .collect::<Option<Vec<_>>>()?;
-        let dec_out = (0..cfg.shared_levels())
-            .map(|l| mul(pv[l], ch[l]))
-            .collect::<Option<Vec<_>>>()?;
-        let pooled = (0..levels)
-            .map(|l| {
-                if l == 0 {
-                    Some(0)
-                } else {
-                    mul(pv[l], ch[l - 1])
-                }
-            })
-            .collect::<Option<Vec<_>>>()?;
-        // The largest folded weight tensor: a 3³ conv `[27][cin][pad16(cout)]` or an up-conv
-        // `[cin][8][pad16(cout)]`; the head's is `ch[0]`.
-        let pad16 = |c: usize| c.div_ceil(16) * 16;
-        let mut w_eff = ch[0];
-        for l in 0..levels {
-            let cin = if l == 0 { cfg.in_channels } else { ch[l - 1] };
-            w_eff = w_eff.max(mul(27, mul(ch[l].max(cin), pad16(ch[l]))?)?);
-            if l + 1 < levels {
-                w_eff = w_eff.max(mul(27, mul(2 * ch[l], pad16(ch[l]))?)?);
-                w_eff = w_eff.max(mul(ch[l + 1], mul(8, pad16(ch[l]))?)?);
-            }
-        }
-        let channels = 2 * ch.iter().max().copied().unwrap_or(0);
-        let masks: Vec<usize> = (0..cfg.dropout_layers())
-            .map(|k| ch[layer_level(levels, k)])
-            .collect();
-        let voxels = cfg
-            .patch_size
-            .iter()
-            .try_fold(1usize, |a, &n| a.checked_mul(n))?;
-        let mut s = WorkspaceSize {
-            input: pv[0],
-            first: mul(pv[0], ch[0])?,
-            bott: mul(pv[levels - 1], ch[levels - 1])?,
-            grids,
-            tmp,
-            cat,
-            dec_out,
-            pooled,
-            voxels,
-            w_eff,
-            channels,
-            masks,
-            bytes: 0,
-        };
-        s.bytes = s.total_bytes()?;
-        Some(s)
-    }
-
-    fn total_bytes(&self) -> Option<u64> {
-        let f32s = [self.input, self.first, self.bott, self.voxels, self.w_eff]
-            .into_iter()
-            .chain(self.tmp.iter().copied())
-            .chain(self.cat.iter().copied())
-            .chain(self.dec_out.iter().copied())
-            .chain(self.pooled.iter().copied())
-            .chain(self.masks.iter().copied())
-            .try_fold(0usize, usize::checked_add)?;
-        let words = f32s.checked_add(mul(2, self.channels)?)?;
-        let stats = crate::stats::Stats::bytes(self.voxels, MASK_SAMPLES)?;
-        let total = mul(words, 4)?.checked_add(stats)?;
-        u64::try_from(total).ok()
-    }
-
-    /// Bytes one workspace holds.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Floats of the per-sample weight copy: at least the largest folded weight tensor.
-    pub(crate) fn weight_capacity(&self) -> usize {
-        self.w_eff
-    }
-}
-
-impl Workspace {
-    pub(crate) fn new(size: &WorkspaceSize) -> Result<Workspace> {
-        let vecs = |lens: &[usize], what: &str| -> Result<Vec<Vec<f32>>> {
-            lens.iter().map(|&n| try_vec(n, what)).collect()
-        };
-        let mut ident = try_vec::<u32>(size.channels, "channel list")?;
-        for (i, v) in ident.iter_mut().enumerate() {
-            *v = i as u32;
-        }
-        let mut masks = vecs(&size.masks, "dropout masks")?;
-        masks.iter_mut().for_each(|m| m.fill(1.0));
-        Ok(Workspace {
-            grids: size.grids.clone(),
-            input: try_vec(size.input, "input workspace")?,
-            first: try_vec(size.first, "first-layer workspace")?,
-            tmp: vecs(&size.tmp, "conv workspace")?,
-            cat: vecs(&size.cat, "concat workspace")?,
-            dec_out: vecs(&size.dec_out, "decoder workspace")?,
-            pooled: vecs(&size.pooled, "pool workspace")?,
-            bott: try_vec(size.bott, "bottleneck workspace")?,
-            prob: try_vec(size.voxels, "probability workspace")?,
-            w_eff: try_vec(size.w_eff, "weight workspace")?,
-            ci: try_vec(size.channels, "channel list")?,
-            ident,
-            masks,
-            stats: crate::stats::Stats::new(size.voxels, MASK_SAMPLES)?,
-        })
-    }
-}
 
 /// Normalises the HU patch into the input buffer and runs the part of the network that every
 /// MC sample shares: `enc.0.conv1` (+BN+ReLU), before the first dropout layer, and the whole
@@ -244,6 +65,9 @@ pub(crate) fn prologue(model: &Pass<'_>, ws: &mut Workspace, patch_hu: &[f32], t
         pass.encoder(0..shared);
     }
 }
+
+/// Below this many multiply-adds a layer runs on the calling thread only.
+const PAR_MIN_MACS: usize = 1 << 21;
 
 fn par(threads: usize, macs: usize) -> usize {
     if macs < PAR_MIN_MACS {
@@ -722,43 +546,4 @@ fn dropout_elements(
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The open-time figure is what a workspace really holds, buffer by buffer.
-    #[test]
-    fn workspace_bytes_are_what_is_allocated() {
-        for json in [
-            r#"{"channels":[3,5,7],"patch_size":[8,4,12]}"#,
-            r#"{"channels":[16,32,64,128,256],"patch_size":[64,64,64]}"#,
-            r#"{"channels":[5],"patch_size":[6,2,4],"dropout":{"kind":"element"}}"#,
-        ] {
-            let cfg = ModelConfig::from_json(json).unwrap();
-            let size = WorkspaceSize::of(&cfg).unwrap();
-            let ws = Workspace::new(&size).unwrap();
-            let all = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
-            let f32s = ws.input.len()
-                + ws.first.len()
-                + all(&ws.tmp)
-                + all(&ws.cat)
-                + all(&ws.pooled)
-                + ws.bott.len()
-                + ws.prob.len()
-                + ws.w_eff.len()
-                + all(&ws.masks);
-            let u32s = ws.ci.len() + ws.ident.len();
-            let stats = ws.stats.held_bytes();
-            assert_eq!((4 * (f32s + u32s) + stats) as u64, size.bytes(), "{json}");
-        }
-        // The default network at 64³: the "about 150 MB" of the docs.
-        let size = WorkspaceSize::of(&ModelConfig::default()).unwrap();
-        assert!(
-            (135e6..165e6).contains(&(size.bytes() as f64)),
-            "{}",
-            size.bytes()
-        );
-    }
 }

@@ -3,10 +3,12 @@
 //! kernels. The weights are the network's own (the CPU kernels read its layout as it is).
 
 mod forward;
+mod workspace;
 
 use std::sync::Mutex;
 
-pub(crate) use forward::{forward, prologue, SampleDrop, Workspace, WorkspaceSize};
+pub(crate) use forward::{forward, prologue, SampleDrop};
+pub(crate) use workspace::{Workspace, WorkspaceSize};
 
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Net, Network};
