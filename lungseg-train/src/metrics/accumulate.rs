@@ -133,6 +133,9 @@ pub struct Headline {
     pub dice_nodules_sized: Option<Interval>,
     pub min_diameter_mm: f64,
     pub n_nodule_patches: usize,
+    /// Nodule patches with diameter ≥ `min_diameter_mm` (those of `dice_nodules_sized`).
+    #[serde(default)]
+    pub n_sized_patches: usize,
     pub n_negative_patches: usize,
     /// Mean false-positive volume on patches without nodule, mm³.
     pub fp_volume_negatives_mm3: Option<Interval>,
@@ -369,6 +372,7 @@ impl EvalAccumulator {
             dice_nodules_sized: boot(&|s| mean_where(s, sized, |i| ps[i].overlap.dice))?,
             min_diameter_mm: c.min_diameter_mm,
             n_nodule_patches: ps.iter().filter(|p| p.nodule).count(),
+            n_sized_patches: (0..ps.len()).filter(|&i| sized(i)).count(),
             n_negative_patches: ps.iter().filter(|p| !p.nodule).count(),
             fp_volume_negatives_mm3: boot(&|s| {
                 mean_where(s, |i| !ps[i].nodule, |i| ps[i].fp_volume_mm3)

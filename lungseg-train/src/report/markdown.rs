@@ -294,7 +294,7 @@ fn headline_section(s: &mut String, r: &Report) {
         (
             &*format!("mean Dice, nodules ≥ {} mm", h.min_diameter_mm),
             ci(h.dice_nodules_sized, 1.0, 3),
-            h.n_nodule_patches,
+            h.n_sized_patches,
         ),
         (
             "false-positive volume on negatives, mm³",

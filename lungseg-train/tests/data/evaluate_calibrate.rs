@@ -315,7 +315,7 @@ fn evaluate_writes_report_figures_and_volumes() {
         .filter(|p| p.nodule && p.diameter_mm.unwrap() >= 5.0)
         .map(|p| p.overlap.dice)
         .collect();
-    assert_eq!(sized.len(), 2);
+    assert_eq!((sized.len(), h.n_sized_patches), (2, 2));
     assert_eq!(
         h.dice_nodules_sized.unwrap().estimate,
         (sized[0] + sized[1]) / 2.0
