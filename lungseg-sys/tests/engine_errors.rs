@@ -165,7 +165,10 @@ fn metadata_problems() {
     Model::from_bytes(&bytes).unwrap();
     let e = load_err(
         &t,
-        &meta("2", r#"{"channels":[4,8],"patch_size":[8,8,8],"dropout":{"levels":[2]}}"#),
+        &meta(
+            "2",
+            r#"{"channels":[4,8],"patch_size":[8,8,8],"dropout":{"levels":[2]}}"#,
+        ),
     );
     assert!(
         e.kind == ErrorKind::Format && e.message.contains("dropout.levels [2]"),

@@ -192,7 +192,10 @@ pub fn to_safetensors(
         .collect();
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
-        ("format_version".to_string(), format_version(config).to_string()),
+        (
+            "format_version".to_string(),
+            format_version(config).to_string(),
+        ),
         ("config".to_string(), serde_json::to_string(config)?),
         ("review".to_string(), serde_json::to_string(review)?),
         ("provenance".to_string(), serde_json::to_string(provenance)?),

@@ -54,7 +54,11 @@ impl ModelConfig {
 
     /// The dropout probability of layer `k`: 0 where its level has no dropout.
     pub fn layer_p(&self, k: u32) -> f32 {
-        if self.dropout.levels.contains(layer_level(self.levels(), k as usize)) {
+        if self
+            .dropout
+            .levels
+            .contains(layer_level(self.levels(), k as usize))
+        {
             self.dropout.p
         } else {
             0.0
@@ -102,7 +106,9 @@ mod tests {
             r#"{"channels":[4,8,16],"patch_size":[8,8,8],"dropout":{"p":0.3,"levels":[1,2]}}"#,
         )
         .unwrap();
-        let p: Vec<f32> = (0..cfg.dropout_layers() as u32).map(|k| cfg.layer_p(k)).collect();
+        let p: Vec<f32> = (0..cfg.dropout_layers() as u32)
+            .map(|k| cfg.layer_p(k))
+            .collect();
         // enc 0, enc 1, enc 2 (bottleneck), dec 1, dec 0.
         assert_eq!(p, [0.0, 0.0, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.0, 0.0]);
         let all = ModelConfig::from_json(r#"{"channels":[4,8],"patch_size":[8,8,8]}"#).unwrap();

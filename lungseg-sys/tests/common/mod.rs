@@ -159,7 +159,11 @@ pub fn write_safetensors(tensors: &[RawTensor], meta: &[(&str, String)]) -> Vec<
 /// The metadata of a model file with `config`: format_version 2 where the config lists
 /// dropout levels (which version 1 lacks), else 1.
 pub fn standard_meta(config: &str) -> Vec<(&'static str, String)> {
-    let version = if config.contains("\"levels\"") { "2" } else { "1" };
+    let version = if config.contains("\"levels\"") {
+        "2"
+    } else {
+        "1"
+    };
     vec![
         ("format", "lungseg-unet3d".into()),
         ("format_version", version.into()),

@@ -18,7 +18,11 @@ const GEOMETRY_TOLERANCE: f64 = 1e-4;
 /// The nodules of a label volume, one per annotation row (`None`: no voxel has its value).
 /// The volume must be on the scan's grid (`geometry`), hold integers, and use no value above
 /// `rows` (a value without a row would be a nodule nobody annotated).
-pub fn scan_masks(path: &Path, geometry: &Geometry, rows: usize) -> Result<Vec<Option<ScanNodule>>> {
+pub fn scan_masks(
+    path: &Path,
+    geometry: &Geometry,
+    rows: usize,
+) -> Result<Vec<Option<ScanNodule>>> {
     let volume = lungseg::mhd::read(path, &Default::default())
         .with_context(|| format!("label volume {}", path.display()))?;
     volume.require_scalar()?;
@@ -76,8 +80,17 @@ pub fn scan_masks(path: &Path, geometry: &Geometry, rows: usize) -> Result<Vec<O
 }
 
 fn same_grid(a: &Geometry, b: &Geometry) -> Result<()> {
-    ensure!(a.dims == b.dims, "dims {:?} vs the scan's {:?}", a.dims, b.dims);
-    let close = |x: &[f64], y: &[f64]| x.iter().zip(y).all(|(p, q)| (p - q).abs() <= GEOMETRY_TOLERANCE);
+    ensure!(
+        a.dims == b.dims,
+        "dims {:?} vs the scan's {:?}",
+        a.dims,
+        b.dims
+    );
+    let close = |x: &[f64], y: &[f64]| {
+        x.iter()
+            .zip(y)
+            .all(|(p, q)| (p - q).abs() <= GEOMETRY_TOLERANCE)
+    };
     ensure!(
         close(&a.spacing, &b.spacing) && close(&a.origin, &b.origin),
         "spacing {:?} / origin {:?} vs the scan's {:?} / {:?}",

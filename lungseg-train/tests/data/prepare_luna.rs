@@ -431,24 +431,45 @@ fn label_masks_label_each_nodule_by_its_painted_shape() {
     };
     let (painted, spheres) = (tmp.path().join("painted"), tmp.path().join("spheres"));
     let (s, warnings) = run(&input, &painted, &c).unwrap();
-    assert!(s.scans_skipped.is_empty() && warnings.is_empty(), "{warnings:?}");
-    run(&input, &spheres, &PrepareConfig { label_masks: None, ..c.clone() }).unwrap();
-    let (a, b) = (PatchDataset::open(&painted).unwrap(), PatchDataset::open(&spheres).unwrap());
+    assert!(
+        s.scans_skipped.is_empty() && warnings.is_empty(),
+        "{warnings:?}"
+    );
+    run(
+        &input,
+        &spheres,
+        &PrepareConfig {
+            label_masks: None,
+            ..c.clone()
+        },
+    )
+    .unwrap();
+    let (a, b) = (
+        PatchDataset::open(&painted).unwrap(),
+        PatchDataset::open(&spheres).unwrap(),
+    );
     assert_eq!(a.records.len(), b.records.len());
     let spec = c.spec();
     let (mut differ, mut nodule_voxels) = (0, 0);
     for (i, r) in a.records.iter().enumerate() {
         assert_eq!(r.id, b.records[i].id);
         let mask = a.load(i).unwrap().mask;
-        let vol = lungseg::mhd::read(&seg.join(format!("{}.mhd", r.seriesuid)), &Default::default())
-            .unwrap();
+        let vol = lungseg::mhd::read(
+            &seg.join(format!("{}.mhd", r.seriesuid)),
+            &Default::default(),
+        )
+        .unwrap();
         let g = vol.geometry;
         let mut want = vec![0u8; mask.len()];
         for (v, w) in want.iter_mut().enumerate() {
             let (x, y, z) = (v % 24, v / 24 % 24, v / 576);
             let idx = g.world_to_index(spec.voxel_world(r.center_world.unwrap(), [x, y, z]));
             let [i, j, k] = idx.map(|c| c.round());
-            if [i, j, k].iter().zip(g.dims).all(|(&c, n)| c >= 0.0 && c < n as f64) {
+            if [i, j, k]
+                .iter()
+                .zip(g.dims)
+                .all(|(&c, n)| c >= 0.0 && c < n as f64)
+            {
                 *w = u8::from(vol.value(i as usize, j as usize, k as usize) > 0.0);
             }
         }
@@ -478,6 +499,9 @@ fn label_masks_label_each_nodule_by_its_painted_shape() {
         .iter()
         .map(|k| (k.seriesuid.as_str(), k.reason.as_str()))
         .collect();
-    assert!(reasons[uids[0].as_str()].contains("value 200"), "{reasons:?}");
+    assert!(
+        reasons[uids[0].as_str()].contains("value 200"),
+        "{reasons:?}"
+    );
     assert!(reasons[uids[1].as_str()].contains("grid"), "{reasons:?}");
 }

@@ -334,7 +334,11 @@ fn init_starts_from_an_exported_model_and_refuses_another_network() {
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let meta = header.metadata().clone().unwrap();
     assert_eq!(meta["format_version"], "2");
-    assert!(meta["config"].contains(r#""levels":[1]"#), "{}", meta["config"]);
+    assert!(
+        meta["config"].contains(r#""levels":[1]"#),
+        "{}",
+        meta["config"]
+    );
     let m = lungseg::model::Model::from_bytes(&bytes).unwrap();
     assert_eq!(m.config().dropout.levels, lungseg::model::LevelSet(0b10));
     // Without levels the file stays version 1, which older readers open.
