@@ -401,7 +401,7 @@ impl EvalAccumulator {
                             .is_some_and(|d| d >= lo_mm && hi_mm.is_none_or(|h| d < h))
                 };
                 let stat = |s: &[usize]| mean_where(s, inside, |i| ps[i].overlap.dice);
-                let dice = bootstrap_by_group(group, &c.bootstrap, &stat)?;
+                let dice = bootstrap_by_group(group, &c.bootstrap, stat)?;
                 Ok(SizeRow {
                     lo_mm,
                     hi_mm,
