@@ -47,6 +47,9 @@ enum Command {
     Prepare(PrepareArgs),
     /// Calibrate a model's review threshold on a split (MC dropout through lungseg).
     Calibrate(CalibrateArgs),
+    /// Fit Platt scaling of the MC samples on a split's ROI voxels and fold it into the
+    /// model's head (run before `calibrate`: the review scores change with it).
+    CalibrateProbability(CalibrateProbabilityArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
     /// Predict at candidate points of one scan (MetaImage or NIfTI): predictions.json with each
@@ -159,6 +162,23 @@ struct CalibrateArgs {
     #[arg(long)]
     choose_score: bool,
     /// Write the threshold (and a chosen score) into the model file's review metadata.
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(Args)]
+struct CalibrateProbabilityArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "val")]
+    split: String,
+    #[arg(long, default_value_t = 20)]
+    samples: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the calibrated head (and the fit, under provenance) into the model file.
     #[arg(long)]
     write: bool,
 }
@@ -291,6 +311,43 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> {
+    use lungseg_train::calibrate::probability;
+    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
+        .split(&a.split)
+        .len();
+    let opts = probability::ProbabilityOptions {
+        split: a.split.clone(),
+        samples: a.samples,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let pb = bar(n as u64, "patches");
+    let c = probability::fit_probability(&a.model, &a.data, &opts, || pb.inc(1));
+    pb.finish_and_clear();
+    let c = c?;
+    println!(
+        "Platt map a = {:.4}, b = {:.4} ({} iterations) on {} ROI voxels of {} {} patches \
+         ({} samples beyond the probe's range)",
+        c.fit.map.a,
+        c.fit.map.b,
+        c.fit.iterations,
+        c.roi_voxels,
+        c.patches,
+        a.split,
+        c.saturated_samples
+    );
+    println!(
+        "NLL {:.4} -> {:.4}; ECE (ROI) {:.4} -> {:.4}",
+        c.fit.nll_before, c.fit.nll_after, c.ece_roi_before, c.ece_roi_after
+    );
+    if a.write {
+        probability::write_calibration(&a.model, &c)?;
+        println!("wrote the calibrated head into {}", a.model.display());
+    }
+    Ok(())
+}
+
 fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
     let out = a.out.unwrap_or_else(|| a.model.with_file_name("report"));
     let opts = evaluate::EvaluateOptions {
@@ -413,6 +470,7 @@ fn main() -> ExitCode {
         }
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
+        Command::CalibrateProbability(a) => run_calibrate_probability(a),
         Command::Evaluate(a) => run_evaluate(a),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),

@@ -30,6 +30,27 @@ use super::uncertainty::{
 };
 use super::{check_len, MetricsError, DEFAULT_FG_THRESHOLD};
 
+/// The region of interest of one patch: ground truth dilated by `roi_dilation` voxels ∪ the
+/// MC prediction ∪ the dropout-off prediction (both at `fg_threshold`). One ROI for every
+/// measure, so the MC maps and the baseline are judged on the same voxels, and probability
+/// calibration is fitted on the voxels its ECE is reported on.
+pub fn roi_mask(
+    gt: &[u8],
+    prob: &[f32],
+    det_prob: &[f32],
+    dims: [usize; 3],
+    config: &EvalConfig,
+) -> Result<Vec<u8>, MetricsError> {
+    check_len("probability map", gt.len(), prob.len())?;
+    check_len("deterministic probability map", gt.len(), det_prob.len())?;
+    let t = config.fg_threshold;
+    let mut roi = dilate_cube(gt, dims, config.roi_dilation)?;
+    for ((r, &q), &d) in roi.iter_mut().zip(prob).zip(det_prob) {
+        *r |= u8::from(q >= t || d >= t);
+    }
+    Ok(roi)
+}
+
 /// Parameters of the evaluation; all are written into the report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalConfig {
@@ -242,12 +263,7 @@ impl EvalAccumulator {
         check_len("deterministic probability map", n, p.det_prob.len())?;
         let t = self.config.fg_threshold;
         let confusion = Confusion::from_probs(p.gt, p.prob, t)?;
-        // One ROI for every measure (ground truth dilated, MC and dropout-off predictions),
-        // so the MC maps and the baseline are judged on the same voxels.
-        let mut roi = dilate_cube(p.gt, p.dims, self.config.roi_dilation)?;
-        for ((r, &q), &d) in roi.iter_mut().zip(p.prob).zip(p.det_prob) {
-            *r |= u8::from(q >= t || d >= t);
-        }
+        let roi = roi_mask(p.gt, p.prob, p.det_prob, p.dims, &self.config)?;
         self.calib_roi.add_patch(p.gt, p.prob, Some(&roi))?;
         self.calib_all.add_patch(p.gt, p.prob, None)?;
         for (i, &in_roi) in roi.iter().enumerate() {

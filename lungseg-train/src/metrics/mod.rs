@@ -20,7 +20,7 @@ pub mod review_scores;
 pub mod uncertainty;
 
 pub use accumulate::{
-    EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord, SizeRow,
+    roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord, SizeRow,
     SIZE_BINS_MM,
 };
 pub use bootstrap::{BootstrapConfig, Interval};

@@ -13,7 +13,7 @@ use lungseg_train::evaluate::{self, EvaluateOptions};
 use safetensors::SafeTensors;
 
 /// The engine's small F16 model: patch 16×12×8 (x, y, z), element dropout.
-fn fixture_model(dir: &Path) -> PathBuf {
+pub(crate) fn fixture_model(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../lungseg-sys/tests/fixtures/small_f16_element.safetensors");
     let dst = dir.join("model.safetensors");
@@ -24,7 +24,7 @@ fn fixture_model(dir: &Path) -> PathBuf {
 const SHAPE: [usize; 3] = [8, 12, 16]; // z, y, x
 
 /// Lung-like background with a soft-tissue ball (positives) of varying size and position.
-fn dataset(dir: &Path) -> PathBuf {
+pub(crate) fn dataset(dir: &Path) -> PathBuf {
     let root = dir.join("ds");
     let mut w = DatasetWriter::create(&root).unwrap();
     let [d, h, wd] = SHAPE;

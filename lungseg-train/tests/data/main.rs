@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod calibrate_probability;
 mod evaluate_calibrate;
 mod metrics_accumulate;
 mod metrics_bootstrap;

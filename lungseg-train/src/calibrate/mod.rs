@@ -1,13 +1,18 @@
-//! `calibrate`: the review threshold of a model, chosen on held-out patches so that a given
-//! fraction of cases is referred to a radiologist, and written into the model file.
+//! Calibration of an exported model on held-out patches, written into the model file: the
+//! review threshold (here), chosen so that a given fraction of cases is referred to a
+//! radiologist, and the probabilities themselves ([`probability`]: Platt scaling of the MC
+//! samples, folded into the head).
 //!
 //! Scores come from the shipped engine (`lungseg::mc`), not from the training framework, so
 //! the threshold is calibrated on exactly the numbers device software will compare with it.
 
-use std::collections::HashMap;
+pub mod model_file;
+pub mod platt;
+pub mod probability;
+
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::{Model, ReviewScore};
 
@@ -16,6 +21,7 @@ use crate::evaluate::score::score_patches;
 pub use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::best_score;
 use crate::metrics::{threshold_for_refer_fraction, EvalConfig, ScoreEvaluation};
+use model_file::{replace_file, ModelFile};
 
 /// MC-dropout review scores (`PatchSummary::uncertainty_score`) of every patch of `split`.
 pub fn score_split(
@@ -189,27 +195,14 @@ pub fn set_review_threshold(model_path: impl AsRef<Path>, threshold: f32) -> Res
 }
 
 fn rewrite_review(path: &Path, score: Option<ReviewScore>, threshold: f32) -> Result<()> {
-    use safetensors::SafeTensors;
     ensure!(
         threshold.is_finite(),
         "review threshold {threshold} is not finite"
     );
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let mut meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
-    let mut review = match meta.get("review") {
-        Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => bail!(
-                "{}: metadata 'review' is not a JSON object: {s}",
-                path.display()
-            ),
-        },
-        None => serde_json::Map::new(),
-    };
+    let mut file = ModelFile::read(path)?;
+    let mut review = file
+        .json_object("review")
+        .with_context(|| path.display().to_string())?;
     match score {
         Some(s) => {
             review.insert("score".into(), s.name().into());
@@ -221,28 +214,14 @@ fn rewrite_review(path: &Path, score: Option<ReviewScore>, threshold: f32) -> Re
         }
     }
     review.insert("threshold".into(), serde_json::json!(threshold));
-    meta.insert(
-        "review".into(),
-        serde_json::Value::Object(review).to_string(),
-    );
-    let out = safetensors::serialize(st.tensors(), Some(meta))
-        .with_context(|| format!("{}: cannot re-serialise", path.display()))?;
-    let model = Model::from_bytes(&out)
-        .with_context(|| format!("{}: rewritten model does not load", path.display()))?;
+    file.set_json_object("review", review);
+    let (out, model) = file
+        .to_bytes()
+        .with_context(|| path.display().to_string())?;
     ensure!(
         model.review().threshold == threshold && score.is_none_or(|s| model.review().score == s),
         "rewritten model reads review {:?} instead of {score:?} / {threshold}",
         model.review()
     );
-    let name = path.file_name().context("model path has no file name")?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::anyhow!("cannot replace {}: {e}", path.display())
-    })
+    replace_file(path, &out)
 }

@@ -1,0 +1,233 @@
+//! Probability calibration of a model file: the MC samples of held-out patches through the
+//! shipped engine, a [`Platt`] map fitted on their ROI voxels, and the map folded into the
+//! 1×1×1 head so that device software gets calibrated samples with no engine change.
+//!
+//! The voxels are those the evaluation reports ECE on ([`roi_mask`]): the whole-patch
+//! numbers are dominated by easy background that any map leaves at p ≈ 0.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use lungseg::mc;
+use lungseg::model::Model;
+use safetensors::Dtype;
+
+use super::model_file::{replace_file, ModelFile, RawTensor};
+use super::platt::{fit, logit, Platt, PlattFit, SampleLogits};
+use crate::dataset::PatchDataset;
+use crate::evaluate::score::{patch_seed, split_for_model};
+use crate::metrics::{roi_mask, CalibrationAccumulator, EvalConfig};
+
+/// What to fit on.
+#[derive(Clone, Debug)]
+pub struct ProbabilityOptions {
+    pub split: String,
+    pub samples: u32,
+    pub seed: u64,
+    /// ROI and ECE bins (as in the evaluation).
+    pub eval: EvalConfig,
+}
+
+impl Default for ProbabilityOptions {
+    fn default() -> Self {
+        ProbabilityOptions {
+            split: "val".into(),
+            samples: 20,
+            seed: 0,
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// The provenance key the fit is recorded under; its presence marks a calibrated model.
+pub const PROVENANCE_KEY: &str = "probability_calibration";
+
+/// A fitted calibration and how it changed the calibration voxels.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProbabilityCalibration {
+    pub method: &'static str,
+    #[serde(flatten)]
+    pub fit: PlattFit,
+    pub data: String,
+    pub split: String,
+    pub seed: u64,
+    pub samples: u32,
+    pub patches: usize,
+    pub roi_voxels: usize,
+    /// Samples whose logit is beyond the probe's range (clamped; see [`PROBE_SCALE`]).
+    pub saturated_samples: usize,
+    pub ece_roi_before: f64,
+    pub ece_roi_after: f64,
+}
+
+/// The head of the probe model computes `σ(z / PROBE_SCALE)`: the engine writes f32
+/// probabilities, which round to exactly 1 from `z ≈ 16.6` on, while the head's logits of an
+/// over-confident network reach far beyond (13 % of the default model's ROI samples). The
+/// probe's probabilities stay inside f32's resolution up to `|z| ≈ 16.6 · PROBE_SCALE`, and
+/// their logits times the scale are the network's (the dropout masks do not depend on the
+/// head, and `σ(z / s) ≥ 0.5` exactly when `σ(z) ≥ 0.5`).
+pub const PROBE_SCALE: f64 = 16.0;
+
+/// The model of `file` with `z ↦ a·z + b` folded into its head, written in F32 so that the
+/// product is not rounded to the file's half precision.
+pub fn scale_head(file: &mut ModelFile, map: Platt) -> Result<()> {
+    let Platt { a, b } = map;
+    let w = file
+        .tensor("head.weight")
+        .context("model has no head.weight")?
+        .clone();
+    let scaled: Vec<f32> = w
+        .to_f32()?
+        .iter()
+        .map(|&x| (a * f64::from(x)) as f32)
+        .collect();
+    let bias = match file.tensor("head.bias") {
+        Some(t) => {
+            let v = t.to_f32()?;
+            ensure!(
+                v.len() == 1,
+                "head.bias holds {} values, expected 1",
+                v.len()
+            );
+            v[0]
+        }
+        None => 0.0,
+    };
+    let new_bias = (a * f64::from(bias) + b) as f32;
+    file.set_tensor(
+        "head.weight",
+        RawTensor::from_f32(Dtype::F32, w.shape, &scaled)?,
+    );
+    file.set_tensor(
+        "head.bias",
+        RawTensor::from_f32(Dtype::F32, vec![1], &[new_bias])?,
+    );
+    Ok(())
+}
+
+/// The probe of `file` (see [`PROBE_SCALE`]).
+pub fn logit_probe(file: &ModelFile) -> Result<Model> {
+    let mut probe = file.clone();
+    scale_head(
+        &mut probe,
+        Platt {
+            a: 1.0 / PROBE_SCALE,
+            b: 0.0,
+        },
+    )?;
+    Ok(probe.to_bytes()?.1)
+}
+
+/// The network's logit from a probe probability.
+fn probe_logit(p: f32) -> f32 {
+    (PROBE_SCALE * f64::from(logit(p))) as f32
+}
+
+fn sigmoid(z: f32) -> f32 {
+    (1.0 / (1.0 + (-f64::from(z)).exp())) as f32
+}
+
+/// The MC sample logits of every ROI voxel of the split's patches, from the `probe` model
+/// ([`logit_probe`]) with the dropout masks of `predict_uncertainty` under the evaluation's
+/// per-patch seed; `on_patch` after each. Also returns the patch count and how many samples
+/// saturated even in the probe.
+pub fn collect_roi_logits(
+    probe: &Model,
+    ds: &PatchDataset,
+    opts: &ProbabilityOptions,
+    mut on_patch: impl FnMut(),
+) -> Result<(SampleLogits, usize, usize)> {
+    ensure!(opts.samples > 0, "probability calibration needs MC samples");
+    let idx = split_for_model(probe, ds, &opts.split)?;
+    let s = opts.samples as usize;
+    let mut out = SampleLogits::new(s);
+    let mut saturated = 0;
+    for &i in &idx {
+        let rec = &ds.records[i];
+        let patch = ds.load(i)?;
+        let n = patch.hu.len();
+        let seed = patch_seed(opts.seed, &rec.id);
+        let mut z = vec![0f32; n * s];
+        for (k, zk) in z.chunks_exact_mut(n).enumerate() {
+            mc::predict_sample(probe, &patch.hu, seed, k as u32, zk, 0)
+                .with_context(|| format!("patch {}", rec.id))?;
+            saturated += zk.iter().filter(|&&p| p <= 0.0 || p >= 1.0).count();
+            zk.iter_mut().for_each(|p| *p = probe_logit(*p));
+        }
+        let mean: Vec<f32> = (0..n)
+            .map(|v| (0..s).map(|k| sigmoid(z[k * n + v])).sum::<f32>() / s as f32)
+            .collect();
+        let mut det = vec![0f32; n];
+        mc::predict(probe, &patch.hu, &mut det, 0).with_context(|| format!("patch {}", rec.id))?;
+        det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
+        let roi = roi_mask(&patch.mask, &mean, &det, rec.shape, &opts.eval)
+            .map_err(anyhow::Error::msg)?;
+        for v in (0..n).filter(|&v| roi[v] != 0) {
+            out.push(patch.mask[v] != 0, (0..s).map(|k| z[k * n + v]));
+        }
+        on_patch();
+    }
+    Ok((out, idx.len(), saturated))
+}
+
+/// ECE of the calibrated MC mean over the collected voxels.
+pub fn ece(data: &SampleLogits, map: Platt, bins: usize) -> Result<f64> {
+    let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
+    for (z, &y) in data.logits.chunks_exact(data.samples).zip(&data.labels) {
+        acc.add(map.mean_prob(z) as f32, y != 0);
+    }
+    acc.summary().ece.context("no voxels to calibrate on")
+}
+
+/// Collects the split through the probe of the model file at `model_path`, fits the map and
+/// states its effect; the file is not changed.
+pub fn fit_probability(
+    model_path: &Path,
+    dataset: &Path,
+    opts: &ProbabilityOptions,
+    on_patch: impl FnMut(),
+) -> Result<ProbabilityCalibration> {
+    let file = ModelFile::read(model_path)?;
+    let probe = logit_probe(&file).with_context(|| model_path.display().to_string())?;
+    let ds = PatchDataset::open(dataset)?;
+    let (data, patches, saturated_samples) = collect_roi_logits(&probe, &ds, opts, on_patch)?;
+    let fit = fit(&data)?;
+    let bins = opts.eval.calibration_bins;
+    Ok(ProbabilityCalibration {
+        method: "platt_per_sample_head",
+        ece_roi_before: ece(&data, Platt::IDENTITY, bins)?,
+        ece_roi_after: ece(&data, fit.map, bins)?,
+        fit,
+        data: dataset.display().to_string(),
+        split: opts.split.clone(),
+        seed: opts.seed,
+        samples: opts.samples,
+        patches,
+        roi_voxels: data.voxels(),
+        saturated_samples,
+    })
+}
+
+/// Folds `cal`'s map into the head of the model file `file` and records it in the
+/// provenance. Refuses a model that is calibrated already (fit on the plain export).
+pub fn apply(file: &mut ModelFile, cal: &ProbabilityCalibration) -> Result<()> {
+    let mut provenance = file.json_object("provenance")?;
+    if provenance.contains_key(PROVENANCE_KEY) {
+        bail!("the model is probability-calibrated already; calibrate the uncalibrated export");
+    }
+    scale_head(file, cal.fit.map)?;
+    provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(cal)?);
+    file.set_json_object("provenance", provenance);
+    Ok(())
+}
+
+/// [`apply`] to the file at `path`, replaced in place after the result loads.
+pub fn write_calibration(path: &Path, cal: &ProbabilityCalibration) -> Result<Model> {
+    let mut file = ModelFile::read(path)?;
+    apply(&mut file, cal).with_context(|| path.display().to_string())?;
+    let (bytes, model) = file
+        .to_bytes()
+        .with_context(|| path.display().to_string())?;
+    replace_file(path, &bytes)?;
+    Ok(model)
+}

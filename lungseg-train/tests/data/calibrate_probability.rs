@@ -1,0 +1,277 @@
+//! `calibrate-probability`: the Platt fit recovers a map it did not see, the collected sample
+//! logits are the engine's own samples, and folding the map into the head calibrates every
+//! sample the engine draws.
+
+use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+use lungseg_train::calibrate::model_file::ModelFile;
+use lungseg_train::calibrate::platt::{self, logit, nll, Platt, SampleLogits};
+use lungseg_train::calibrate::probability::{
+    self, apply, collect_roi_logits, fit_probability, logit_probe, ProbabilityCalibration,
+    ProbabilityOptions, PROVENANCE_KEY,
+};
+use lungseg_train::calibrate::score_split;
+use lungseg_train::dataset::PatchDataset;
+use lungseg_train::evaluate::score::patch_seed;
+use lungseg_train::metrics::{roi_mask, EvalConfig};
+
+use super::evaluate_calibrate::{dataset, fixture_model};
+
+/// splitmix64 in [0, 1): the test's data must not depend on another crate's RNG stream.
+struct Uniform(u64);
+
+impl Uniform {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Voxels whose labels are drawn from the MC mean under `truth`: an over-confident,
+/// shifted network as the default model is.
+fn synthetic(truth: Platt, voxels: usize, samples: usize, seed: u64) -> SampleLogits {
+    let mut u = Uniform(seed);
+    let mut data = SampleLogits::new(samples);
+    for _ in 0..voxels {
+        let centre = (u.next() - 0.5) * 16.0;
+        let zs: Vec<f32> = (0..samples)
+            .map(|_| (centre + (u.next() - 0.5) * 4.0) as f32)
+            .collect();
+        let y = u.next() < truth.mean_prob(&zs);
+        data.push(y, zs);
+    }
+    data
+}
+
+#[test]
+fn platt_fit_recovers_the_map_the_labels_were_drawn_from() {
+    let truth = Platt { a: 0.45, b: -1.3 };
+    let data = synthetic(truth, 60_000, 6, 11);
+    let f = platt::fit(&data).unwrap();
+    assert!(
+        (f.map.a - truth.a).abs() < 0.03 && (f.map.b - truth.b).abs() < 0.08,
+        "fitted {:?}, drawn from {truth:?}",
+        f.map
+    );
+    assert!(f.nll_after < f.nll_before, "{f:?}");
+    assert!((f.nll_after - nll(&data, f.map)).abs() < 1e-12);
+    // The optimum: no nearby map explains the labels better.
+    for (da, db) in [(0.01, 0.0), (-0.01, 0.0), (0.0, 0.02), (0.0, -0.02)] {
+        let near = Platt {
+            a: f.map.a + da,
+            b: f.map.b + db,
+        };
+        assert!(nll(&data, near) > f.nll_after, "{near:?} beats {:?}", f.map);
+    }
+    // Labels drawn from calibrated samples: the fit stays near the identity.
+    let calibrated = synthetic(Platt::IDENTITY, 60_000, 6, 12);
+    let g = platt::fit(&calibrated).unwrap();
+    assert!(
+        (g.map.a - 1.0).abs() < 0.05 && g.map.b.abs() < 0.08,
+        "{:?}",
+        g.map
+    );
+}
+
+#[test]
+fn platt_fit_refuses_data_without_both_classes() {
+    let mut data = SampleLogits::new(2);
+    for z in [-2.0, 0.7, 3.0] {
+        data.push(false, [z, z]);
+    }
+    let e = platt::fit(&data).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("foreground and background"),
+        "{e:#}"
+    );
+    assert!(platt::fit(&SampleLogits::new(3)).is_err());
+}
+
+#[test]
+fn logit_inverts_the_sigmoid_and_clamps_saturated_probabilities() {
+    for z in [-12.0f32, -3.5, 0.0, 0.25, 7.0] {
+        let p = sigmoid(f64::from(z)) as f32;
+        assert!((logit(p) - z).abs() < 1e-3 * z.abs().max(1.0), "{z}");
+    }
+    assert!((logit(1.0) - 16.635).abs() < 0.01);
+    assert!((logit(0.0) + 16.635).abs() < 0.01);
+}
+
+fn options() -> ProbabilityOptions {
+    ProbabilityOptions {
+        split: "val".into(),
+        samples: 4,
+        seed: 9,
+        eval: EvalConfig::default(),
+    }
+}
+
+#[test]
+fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let model = Model::open(&model_path).unwrap();
+    let probe = logit_probe(&ModelFile::read(&model_path).unwrap()).unwrap();
+    let ds = PatchDataset::open(&data).unwrap();
+    let opts = options();
+    let (got, patches, saturated) = collect_roi_logits(&probe, &ds, &opts, || {}).unwrap();
+    assert_eq!((patches, saturated), (10, 0));
+    // Walk the patches as device software would: predict_uncertainty's mean and the
+    // evaluation's ROI, voxel for voxel in the collected order.
+    let mut offset = 0;
+    for &i in &ds.split("val") {
+        let patch = ds.load(i).unwrap();
+        let n = patch.hu.len();
+        let (mut mean, mut det) = (vec![0f32; n], vec![0f32; n]);
+        let o = McOptions {
+            n_samples: opts.samples,
+            seed: patch_seed(opts.seed, &ds.records[i].id),
+            threads: 0,
+            review_threshold: None,
+            review_score: None,
+        };
+        let maps = UncertaintyMaps {
+            mean: Some(&mut mean),
+            ..Default::default()
+        };
+        mc::predict_uncertainty(&model, &patch.hu, &o, maps).unwrap();
+        mc::predict(&model, &patch.hu, &mut det, 0).unwrap();
+        let roi = roi_mask(&patch.mask, &mean, &det, ds.records[i].shape, &opts.eval).unwrap();
+        for v in (0..n).filter(|&v| roi[v] != 0) {
+            let zs = &got.logits[offset * 4..(offset + 1) * 4];
+            let m = Platt::IDENTITY.mean_prob(zs);
+            assert!(
+                (m - f64::from(mean[v])).abs() < 1e-5,
+                "patch {i} voxel {v}: samples give {m}, the engine's mean {}",
+                mean[v]
+            );
+            assert_eq!(got.labels[offset], patch.mask[v]);
+            offset += 1;
+        }
+    }
+    assert_eq!(offset, got.voxels());
+    assert!(got.labels.contains(&1) && got.labels.contains(&0));
+}
+
+fn calibration(a: f64, b: f64) -> ProbabilityCalibration {
+    ProbabilityCalibration {
+        method: "platt_per_sample_head",
+        fit: platt::PlattFit {
+            map: Platt { a, b },
+            nll_before: 0.5,
+            nll_after: 0.4,
+            iterations: 3,
+        },
+        data: "test".into(),
+        split: "val".into(),
+        seed: 0,
+        samples: 4,
+        patches: 1,
+        roi_voxels: 1,
+        saturated_samples: 0,
+        ece_roi_before: 0.2,
+        ece_roi_after: 0.1,
+    }
+}
+
+#[test]
+fn folded_head_calibrates_every_sample_and_is_recorded_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let ds = PatchDataset::open(&data).unwrap();
+    let patch = ds.load(ds.split("val")[0]).unwrap();
+    let before = Model::open(&model_path).unwrap();
+    let cal = calibration(0.5, -0.7);
+    let after = probability::write_calibration(&model_path, &cal).unwrap();
+    let n = patch.hu.len();
+    let (mut p0, mut p1) = (vec![0f32; n], vec![0f32; n]);
+    let mut worst = 0f64;
+    for sample in 0..3 {
+        mc::predict_sample(&before, &patch.hu, 5, sample, &mut p0, 0).unwrap();
+        mc::predict_sample(&after, &patch.hu, 5, sample, &mut p1, 0).unwrap();
+        for (&a, &b) in p0.iter().zip(&p1) {
+            let expected = sigmoid(0.5 * f64::from(logit(a)) - 0.7);
+            worst = worst.max((expected - f64::from(b)).abs());
+        }
+    }
+    // The calibrated head is F32; logit() of the f32 probabilities limits the comparison.
+    assert!(
+        worst < 1e-5,
+        "calibrated samples differ from σ(a·z + b) by {worst}"
+    );
+    let file = ModelFile::read(&model_path).unwrap();
+    let provenance = file.json_object("provenance").unwrap();
+    assert_eq!(provenance[PROVENANCE_KEY]["a"], 0.5);
+    assert_eq!(provenance[PROVENANCE_KEY]["b"], -0.7);
+    let mut again = file.clone();
+    let e = apply(&mut again, &cal).unwrap_err();
+    assert!(format!("{e:#}").contains("calibrated already"), "{e:#}");
+    // The review metadata and every other tensor survive.
+    let orig = tmp.path().join("orig");
+    std::fs::create_dir_all(&orig).unwrap();
+    let original = ModelFile::read(&fixture_model(&orig)).unwrap();
+    for (name, t) in &original.tensors {
+        if !name.starts_with("head.") {
+            assert_eq!(file.tensor(name), Some(t), "{name}");
+        }
+    }
+    assert_eq!(file.metadata.get("review"), original.metadata.get("review"));
+    assert_eq!(file.metadata.get("config"), original.metadata.get("config"));
+}
+
+#[test]
+fn fitting_on_the_split_lowers_its_loss_and_changes_the_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let model = Model::open(&model_path).unwrap();
+    let c = fit_probability(&model_path, &data, &options(), || {}).unwrap();
+    assert_eq!(c.patches, 10);
+    assert!(c.fit.nll_after < c.fit.nll_before, "{c:?}");
+    assert!(c.fit.map != Platt::IDENTITY);
+    let ds = PatchDataset::open(&data).unwrap();
+    let s0 = score_split(&model, &ds, "val", 4, 1, || {}).unwrap();
+    drop(model);
+    let m1 = probability::write_calibration(&model_path, &c).unwrap();
+    let s1 = score_split(&m1, &ds, "val", 4, 1, || {}).unwrap();
+    assert_ne!(
+        s0, s1,
+        "review scores must be recalibrated after the probabilities"
+    );
+}
+
+#[test]
+fn the_probe_recovers_logits_beyond_f32_saturation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let ds = PatchDataset::open(&data).unwrap();
+    let patch = ds.load(ds.split("val")[0]).unwrap();
+    let file = ModelFile::read(&model_path).unwrap();
+    let mut steep = file.clone();
+    probability::scale_head(&mut steep, Platt { a: 40.0, b: 0.0 }).unwrap();
+    let (probe, steep_probe) = (logit_probe(&file).unwrap(), logit_probe(&steep).unwrap());
+    let n = patch.hu.len();
+    let (mut p, mut q) = (vec![0f32; n], vec![0f32; n]);
+    mc::predict_sample(&probe, &patch.hu, 3, 1, &mut p, 0).unwrap();
+    mc::predict_sample(&steep_probe, &patch.hu, 3, 1, &mut q, 0).unwrap();
+    let z = |p: f32| probability::PROBE_SCALE * f64::from(logit(p));
+    let mut beyond = 0;
+    for (&a, &b) in p.iter().zip(&q) {
+        let (za, zb) = (z(a), z(b));
+        beyond += usize::from(zb.abs() > 17.0);
+        assert!(
+            (zb - 40.0 * za).abs() <= 1e-3 * zb.abs().max(1.0),
+            "logit {zb} of the steep head, expected 40 × {za}"
+        );
+    }
+    assert!(
+        beyond > n / 10,
+        "only {beyond} of {n} logits test saturation"
+    );
+}
