@@ -443,6 +443,51 @@ fn reference_plan_matches_cpu_engine_gpu_shaped_model() {
 }
 
 #[test]
+fn plan_computes_the_dropout_free_encoder_levels_once() {
+    use lungseg::cuda::plan::Op;
+    let every = r#"{"channels":[16,32,64,128,256]}"#;
+    let some =
+        r#"{"channels":[16,32,64,128,256],"dropout":{"p":0.2,"kind":"channel","levels":[2,3,4]}}"#;
+    let me = lungseg::model::Model::from_bytes(&synth_model_bytes(every)).unwrap();
+    let ms = lungseg::model::Model::from_bytes(&synth_model_bytes(some)).unwrap();
+    let (pe, ps) = (Plan::new(&me), Plan::new(&ms));
+    // Dropout everywhere: only the first layer's convolution is shared (layer 0 drops it).
+    let once = |p: &Plan| p.ops.iter().filter(|o| p.runs_once(o)).count();
+    assert_eq!(once(&pe), 1);
+    // Levels 0 and 1 without dropout: conv_first, enc.0.conv2, pool, enc.1 (two convs) and
+    // the pool into level 2 run once, first in the plan; no per-sample expansion of layer 0.
+    assert_eq!(once(&ps), 6);
+    assert!(ps.ops[..6].iter().all(|o| ps.runs_once(o)));
+    assert!(!ps.ops.iter().any(|o| matches!(o, Op::Expand { .. })));
+    for op in &ps.ops {
+        if let Op::Conv {
+            src0,
+            src1,
+            out,
+            layer,
+            ..
+        } = *op
+        {
+            let level = lungseg::model::dropout::layer_level(5, layer as usize);
+            // A shared output never comes from a layer with dropout, and a per-sample input
+            // never feeds a shared output.
+            if ps.bufs[out].shared {
+                assert!(level < 2, "layer {layer}");
+                assert!(ps.bufs[src0].shared && src1.is_none());
+            }
+        }
+    }
+    // The decoder reads the shared skips of levels 0 and 1 (batch stride 0).
+    let shared_skips = ps
+        .ops
+        .iter()
+        .filter(|o| matches!(**o, Op::Conv { src0, src1: Some(_), .. } if ps.bufs[src0].shared))
+        .count();
+    assert_eq!(shared_skips, 2);
+    assert!(ps.workspace_bytes(20) < pe.workspace_bytes(20));
+}
+
+#[test]
 fn plan_has_the_documented_dropout_layers_and_no_in_place_launch() {
     let cfg = r#"{"channels":[16,32,64,128,256]}"#;
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();

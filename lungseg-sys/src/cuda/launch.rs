@@ -497,27 +497,31 @@ const STATE: HeadState<Slot> = HeadState {
 };
 
 impl PlanLaunches<'_> {
-    /// The launch of `op` for a chunk of `s` samples after `n0` earlier ones; `None` for the
-    /// shared first layer after the first chunk (it is computed once per call).
+    /// The launch of `op` for a chunk of `s` samples after `n0` earlier ones; `None` for an op
+    /// writing a shared buffer after the first chunk (see [`Plan::runs_once`]).
     pub fn op(&self, op: &Op, s: usize, drop: Option<ChunkDrop>, n0: u32) -> Option<Launch<Slot>> {
         let plan = self.plan;
         let grid_of = |level: usize| plan.grids[level];
         let v0 = grid_of(0).iter().product::<usize>();
-        Some(match *op {
-            Op::First { out } => {
-                if n0 > 0 {
-                    return None;
-                }
-                conv_first(ConvFirst {
-                    hu: Slot::Hu,
-                    window: self.hu_window,
-                    w: Slot::FirstW,
-                    bias: Slot::FirstB,
-                    out: Slot::Act(out),
-                    cout: plan.bufs[out].c,
-                    dims: grid_of(0),
-                })
+        // Shared buffers are written once per MC call, by the first chunk, as one sample.
+        let (s, drop) = if plan.runs_once(op) {
+            if n0 > 0 {
+                return None;
             }
+            (1, None)
+        } else {
+            (s, drop)
+        };
+        Some(match *op {
+            Op::First { out } => conv_first(ConvFirst {
+                hu: Slot::Hu,
+                window: self.hu_window,
+                w: Slot::FirstW,
+                bias: Slot::FirstB,
+                out: Slot::Act(out),
+                cout: plan.bufs[out].c,
+                dims: grid_of(0),
+            }),
             Op::Expand { src, out, layer } => expand(Expand {
                 input: Slot::Act(src),
                 out: Slot::Act(out),

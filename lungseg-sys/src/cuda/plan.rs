@@ -83,10 +83,17 @@ impl Plan {
     /// Buffers per level l: P (layer-0 input at level 0, then up / decoder output), Q (pooled
     /// input, `C_{l-1}` channels), T (conv1 output), K (skip = encoder output), aliased where
     /// lifetimes allow; plus the shared first-layer output.
+    ///
+    /// The encoder levels before the first level with dropout (`ModelConfig::shared_levels`,
+    /// the prefix the CPU engine's prologue shares) compute the same values for every sample:
+    /// their buffers are shared (`[grid][c]`), their launches run once per MC call with a
+    /// batch of one ([`Plan::runs_once`]), and the decoder reads their skips with batch
+    /// stride 0. Every other buffer holds one tensor per sample.
     pub fn new(model: &Network) -> Plan {
         let cfg = model.config();
         let ch = &cfg.channels;
         let levels = ch.len();
+        let shared = cfg.shared_levels();
         let [px, py, pz] = cfg.patch_size;
         let grids: Vec<[usize; 3]> = (0..levels).map(|l| [pz >> l, py >> l, px >> l]).collect();
         let mut bufs = vec![Buf {
@@ -94,66 +101,53 @@ impl Plan {
             c: ch[0],
             shared: true,
         }];
-        let mut idx = |b: Buf| {
-            bufs.push(b);
+        let mut idx = |level: usize, c: usize, shared: bool| {
+            bufs.push(Buf { level, c, shared });
             bufs.len() - 1
         };
-        let p: Vec<usize> = (0..levels)
+        let is_shared = |l: usize| l < shared;
+        let p: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
+        let t: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
+        let k: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], is_shared(l))).collect();
+        // The encoder's conv1 output of a shared level is shared; the decoder's is not.
+        let t_enc: Vec<usize> = (0..levels)
             .map(|l| {
-                idx(Buf {
-                    level: l,
-                    c: ch[l],
-                    shared: false,
-                })
+                if is_shared(l) {
+                    idx(l, ch[l], true)
+                } else {
+                    t[l]
+                }
             })
             .collect();
-        let t: Vec<usize> = (0..levels)
-            .map(|l| {
-                idx(Buf {
-                    level: l,
-                    c: ch[l],
-                    shared: false,
-                })
-            })
-            .collect();
-        let k: Vec<usize> = (0..levels)
-            .map(|l| {
-                idx(Buf {
-                    level: l,
-                    c: ch[l],
-                    shared: false,
-                })
-            })
-            .collect();
-        // Pooled inputs of levels 1.. (the previous level's channel count).
+        // Pooled inputs of levels 1.. (the previous level's channel count), shared when the
+        // level pooled from is.
         let q: Vec<usize> = (0..levels)
             .map(|l| {
                 if l == 0 {
                     return p[0]; // never used: level 0 is not pooled into
                 }
-                idx(Buf {
-                    level: l,
-                    c: ch[l.saturating_sub(1)],
-                    shared: false,
-                })
+                idx(l, ch[l - 1], is_shared(l - 1))
             })
             .collect();
-        let mut ops = vec![
-            Op::First { out: 0 },
-            Op::Expand {
+        let mut ops = vec![Op::First { out: 0 }];
+        let first_in = if is_shared(0) {
+            0
+        } else {
+            ops.push(Op::Expand {
                 src: 0,
                 out: p[0],
                 layer: enc_layer(0, false),
-            },
-            Op::Conv {
-                conv: 0,
-                src0: p[0],
-                src1: None,
-                out: k[0],
-                level: 0,
-                layer: enc_layer(0, true),
-            },
-        ];
+            });
+            p[0]
+        };
+        ops.push(Op::Conv {
+            conv: 0,
+            src0: first_in,
+            src1: None,
+            out: k[0],
+            level: 0,
+            layer: enc_layer(0, true),
+        });
         let mut conv = 1;
         for l in 1..levels {
             ops.push(Op::Pool {
@@ -165,13 +159,13 @@ impl Plan {
                 conv,
                 src0: q[l],
                 src1: None,
-                out: t[l],
+                out: t_enc[l],
                 level: l,
                 layer: enc_layer(l, false),
             });
             ops.push(Op::Conv {
                 conv: conv + 1,
-                src0: t[l],
+                src0: t_enc[l],
                 src1: None,
                 out: k[l],
                 level: l,
@@ -208,6 +202,20 @@ impl Plan {
         }
         ops.push(Op::Head { src: last });
         Plan { grids, bufs, ops }
+    }
+
+    /// Whether `op` writes a shared buffer: it runs once per MC call (with the first chunk),
+    /// with a batch of one and no dropout.
+    pub fn runs_once(&self, op: &Op) -> bool {
+        let out = match *op {
+            Op::First { out }
+            | Op::Expand { out, .. }
+            | Op::Conv { out, .. }
+            | Op::Pool { out, .. }
+            | Op::Up { out, .. } => out,
+            Op::Head { .. } => return false,
+        };
+        self.bufs[out].shared
     }
 
     /// fp16 elements of buffer `b` for a batch of `s`.
@@ -309,11 +317,20 @@ pub fn run_reference_from(
     let cfg = model.config();
     let mut state = r::HeadState::default();
     let mut done = 0u32;
+    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
     while done < n_samples {
-        let s = chunk.min((n_samples - done) as usize);
-        let drop = dropout.then(|| ChunkDrop::new(cfg, seed, sample0.saturating_add(done)));
-        let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
+        let chunk_s = chunk.min((n_samples - done) as usize);
+        let chunk_drop = dropout.then(|| ChunkDrop::new(cfg, seed, sample0.saturating_add(done)));
         for op in &plan.ops {
+            let once = plan.runs_once(op);
+            if once && done > 0 {
+                continue;
+            }
+            let (s, drop) = if once {
+                (1, None)
+            } else {
+                (chunk_s, chunk_drop)
+            };
             match *op {
                 Op::First { out } => {
                     bufs[out] = r::conv_first(
@@ -395,7 +412,7 @@ pub fn run_reference_from(
                 }
             }
         }
-        done += s as u32;
+        done += chunk_s as u32;
     }
     r::head_finalize(&state)
 }
