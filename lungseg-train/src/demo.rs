@@ -194,7 +194,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     })?;
 
     step(
-        "calibrating the probabilities (Platt scaling of the MC samples, validation ROI)",
+        "calibrating the probabilities (temperature scaling of the MC samples, validation ROI)",
         t0,
     );
     let fitted = fit_probability(

@@ -47,8 +47,8 @@ enum Command {
     Prepare(PrepareArgs),
     /// Calibrate a model's review threshold on a split (MC dropout through lungseg).
     Calibrate(CalibrateArgs),
-    /// Fit Platt scaling of the MC samples on a split's ROI voxels and fold it into the
-    /// model's head (run before `calibrate`: the review scores change with it).
+    /// Fit temperature (or Platt) scaling of the MC samples on a split's ROI voxels and fold it
+    /// into the model's head (run before `calibrate`: the review scores change with it).
     CalibrateProbability(CalibrateProbabilityArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
@@ -178,6 +178,10 @@ struct CalibrateProbabilityArgs {
     samples: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// `temperature` (scale every sample's logit: the samples' 0.5 boundaries, and so their
+    /// masks, stay) or `platt` (scale and shift: also moves the boundary).
+    #[arg(long, default_value = "temperature")]
+    map: String,
     /// Write the calibrated head (and the fit, under provenance) into the model file.
     #[arg(long)]
     write: bool,
@@ -316,10 +320,13 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
     let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
         .split(&a.split)
         .len();
+    let kind = lungseg_train::calibrate::platt::MapKind::from_name(&a.map)
+        .ok_or_else(|| anyhow::anyhow!("--map {}: expected 'platt' or 'temperature'", a.map))?;
     let opts = probability::ProbabilityOptions {
         split: a.split.clone(),
         samples: a.samples,
         seed: a.seed,
+        kind,
         ..Default::default()
     };
     let pb = bar(n as u64, "patches");
@@ -327,8 +334,9 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
     pb.finish_and_clear();
     let c = c?;
     println!(
-        "Platt map a = {:.4}, b = {:.4} ({} iterations) on {} ROI voxels of {} {} patches \
+        "{:?} map a = {:.4}, b = {:.4} ({} iterations) on {} ROI voxels of {} {} patches \
          ({} samples beyond the probe's range)",
+        c.fit.kind,
         c.fit.map.a,
         c.fit.map.b,
         c.fit.iterations,

@@ -1,7 +1,7 @@
 //! Calibration of an exported model on held-out patches, written into the model file: the
 //! review threshold (here), chosen so that a given fraction of cases is referred to a
-//! radiologist, and the probabilities themselves ([`probability`]: Platt scaling of the MC
-//! samples, folded into the head).
+//! radiologist, and the probabilities themselves ([`probability`]: temperature or Platt
+//! scaling of the MC samples, folded into the head).
 //!
 //! Scores come from the shipped engine (`lungseg::mc`), not from the training framework, so
 //! the threshold is calibrated on exactly the numbers device software will compare with it.

@@ -1,5 +1,5 @@
-//! Platt scaling of Monte-Carlo samples: `p_s' = σ(a·z_s + b)` for every sample's logit
-//! `z_s`, with `(a, b)` minimising the negative log-likelihood of the MC mean
+//! Platt (and temperature) scaling of Monte-Carlo samples: `p_s' = σ(a·z_s + b)` for every
+//! sample's logit `z_s`, with `(a, b)` minimising the negative log-likelihood of the MC mean
 //! `m = (1/S) Σ_s p_s'` against the labels of held-out voxels.
 //!
 //! Scaling each sample (not the mean) keeps every MC measure consistent: variance, entropy,
@@ -164,6 +164,7 @@ fn newton_step(g: [f64; 2], h: [f64; 3]) -> Option<[f64; 2]> {
 /// What a fit found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PlattFit {
+    pub kind: MapKind,
     #[serde(flatten)]
     pub map: Platt,
     pub nll_before: f64,
@@ -176,9 +177,47 @@ pub struct PlattFit {
 pub const A_RANGE: (f64, f64) = (0.02, 50.0);
 pub const B_RANGE: (f64, f64) = (-30.0, 30.0);
 
-/// Fits `(a, b)` from the identity. Refuses data without both classes (the optimum is then
+/// Which parameters a fit may move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapKind {
+    /// `a` only (`b = 0`, Guo et al. 2017): every sample keeps its own 0.5 boundary, so the
+    /// samples' masks, and with them the structure-wise measures, do not change.
+    Temperature,
+    /// `a` and `b`: also moves the boundary.
+    Platt,
+}
+
+impl MapKind {
+    pub fn from_name(name: &str) -> Option<MapKind> {
+        match name {
+            "temperature" => Some(MapKind::Temperature),
+            "platt" => Some(MapKind::Platt),
+            _ => None,
+        }
+    }
+}
+
+/// The step of one Newton iteration for `kind` (the free parameters only).
+fn step(kind: MapKind, g: [f64; 2], exact: [f64; 3], gauss_newton: [f64; 3]) -> [f64; 2] {
+    match kind {
+        MapKind::Platt => newton_step(g, exact)
+            .or_else(|| newton_step(g, gauss_newton))
+            .unwrap_or([-g[0], -g[1]]),
+        MapKind::Temperature => {
+            let h = if exact[0] > 0.0 {
+                exact[0]
+            } else {
+                gauss_newton[0]
+            };
+            [if h > 0.0 { -g[0] / h } else { -g[0] }, 0.0]
+        }
+    }
+}
+
+/// Fits the map from the identity. Refuses data without both classes (the optimum is then
 /// at infinity) and a fit that leaves the bounds.
-pub fn fit(data: &SampleLogits) -> Result<PlattFit> {
+pub fn fit(data: &SampleLogits, kind: MapKind) -> Result<PlattFit> {
     ensure!(data.samples > 0, "no MC samples to calibrate");
     ensure!(
         data.logits.len() == data.voxels() * data.samples,
@@ -201,9 +240,7 @@ pub fn fit(data: &SampleLogits) -> Result<PlattFit> {
     for it in 1..=100 {
         iterations = it;
         let (g, [exact, gauss_newton]) = derivatives(data, map);
-        let d = newton_step(g, exact)
-            .or_else(|| newton_step(g, gauss_newton))
-            .unwrap_or([-g[0], -g[1]]);
+        let d = step(kind, g, exact, gauss_newton);
         let slope = g[0] * d[0] + g[1] * d[1];
         let mut t = 1.0;
         let mut accepted = None;
@@ -237,6 +274,7 @@ pub fn fit(data: &SampleLogits) -> Result<PlattFit> {
         );
     }
     Ok(PlattFit {
+        kind,
         map,
         nll_before,
         nll_after: loss,

@@ -13,7 +13,7 @@ use lungseg::model::Model;
 use safetensors::Dtype;
 
 use super::model_file::{replace_file, ModelFile, RawTensor};
-use super::platt::{fit, logit, Platt, PlattFit, SampleLogits};
+use super::platt::{fit, logit, MapKind, Platt, PlattFit, SampleLogits};
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::{roi_mask, CalibrationAccumulator, EvalConfig};
@@ -24,6 +24,7 @@ pub struct ProbabilityOptions {
     pub split: String,
     pub samples: u32,
     pub seed: u64,
+    pub kind: MapKind,
     /// ROI and ECE bins (as in the evaluation).
     pub eval: EvalConfig,
 }
@@ -34,6 +35,7 @@ impl Default for ProbabilityOptions {
             split: "val".into(),
             samples: 20,
             seed: 0,
+            kind: MapKind::Temperature,
             eval: EvalConfig::default(),
         }
     }
@@ -45,6 +47,8 @@ pub const PROVENANCE_KEY: &str = "probability_calibration";
 /// A fitted calibration and how it changed the calibration voxels.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ProbabilityCalibration {
+    /// The map family (`σ(a·z + b)` per sample, folded into the head); `kind` says which
+    /// parameters were free.
     pub method: &'static str,
     #[serde(flatten)]
     pub fit: PlattFit,
@@ -191,7 +195,7 @@ pub fn fit_probability(
     let probe = logit_probe(&file).with_context(|| model_path.display().to_string())?;
     let ds = PatchDataset::open(dataset)?;
     let (data, patches, saturated_samples) = collect_roi_logits(&probe, &ds, opts, on_patch)?;
-    let fit = fit(&data)?;
+    let fit = fit(&data, opts.kind)?;
     let bins = opts.eval.calibration_bins;
     Ok(ProbabilityCalibration {
         method: "platt_per_sample_head",

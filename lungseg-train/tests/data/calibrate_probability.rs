@@ -5,7 +5,7 @@
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::model_file::ModelFile;
-use lungseg_train::calibrate::platt::{self, logit, nll, Platt, SampleLogits};
+use lungseg_train::calibrate::platt::{self, logit, nll, MapKind, Platt, SampleLogits};
 use lungseg_train::calibrate::probability::{
     self, apply, collect_roi_logits, fit_probability, logit_probe, ProbabilityCalibration,
     ProbabilityOptions, PROVENANCE_KEY,
@@ -54,7 +54,7 @@ fn synthetic(truth: Platt, voxels: usize, samples: usize, seed: u64) -> SampleLo
 fn platt_fit_recovers_the_map_the_labels_were_drawn_from() {
     let truth = Platt { a: 0.45, b: -1.3 };
     let data = synthetic(truth, 60_000, 6, 11);
-    let f = platt::fit(&data).unwrap();
+    let f = platt::fit(&data, MapKind::Platt).unwrap();
     assert!(
         (f.map.a - truth.a).abs() < 0.03 && (f.map.b - truth.b).abs() < 0.08,
         "fitted {:?}, drawn from {truth:?}",
@@ -72,7 +72,7 @@ fn platt_fit_recovers_the_map_the_labels_were_drawn_from() {
     }
     // Labels drawn from calibrated samples: the fit stays near the identity.
     let calibrated = synthetic(Platt::IDENTITY, 60_000, 6, 12);
-    let g = platt::fit(&calibrated).unwrap();
+    let g = platt::fit(&calibrated, MapKind::Platt).unwrap();
     assert!(
         (g.map.a - 1.0).abs() < 0.05 && g.map.b.abs() < 0.08,
         "{:?}",
@@ -81,17 +81,32 @@ fn platt_fit_recovers_the_map_the_labels_were_drawn_from() {
 }
 
 #[test]
+fn temperature_fit_keeps_the_boundary_and_finds_the_scale() {
+    // Labels drawn under b = 0: the temperature fit recovers a; under b ≠ 0 it cannot move b
+    // and fits worse than Platt scaling on the same voxels.
+    let data = synthetic(Platt { a: 0.3, b: 0.0 }, 60_000, 6, 21);
+    let t = platt::fit(&data, MapKind::Temperature).unwrap();
+    assert_eq!(t.map.b, 0.0);
+    assert!((t.map.a - 0.3).abs() < 0.02, "{:?}", t.map);
+    let shifted = synthetic(Platt { a: 0.3, b: -1.0 }, 60_000, 6, 22);
+    let t = platt::fit(&shifted, MapKind::Temperature).unwrap();
+    let p = platt::fit(&shifted, MapKind::Platt).unwrap();
+    assert_eq!(t.map.b, 0.0);
+    assert!(p.nll_after < t.nll_after - 1e-3, "{p:?} vs {t:?}");
+}
+
+#[test]
 fn platt_fit_refuses_data_without_both_classes() {
     let mut data = SampleLogits::new(2);
     for z in [-2.0, 0.7, 3.0] {
         data.push(false, [z, z]);
     }
-    let e = platt::fit(&data).unwrap_err();
+    let e = platt::fit(&data, MapKind::Platt).unwrap_err();
     assert!(
         format!("{e:#}").contains("foreground and background"),
         "{e:#}"
     );
-    assert!(platt::fit(&SampleLogits::new(3)).is_err());
+    assert!(platt::fit(&SampleLogits::new(3), MapKind::Temperature).is_err());
 }
 
 #[test]
@@ -109,6 +124,7 @@ fn options() -> ProbabilityOptions {
         split: "val".into(),
         samples: 4,
         seed: 9,
+        kind: MapKind::Platt,
         eval: EvalConfig::default(),
     }
 }
@@ -164,6 +180,7 @@ fn calibration(a: f64, b: f64) -> ProbabilityCalibration {
     ProbabilityCalibration {
         method: "platt_per_sample_head",
         fit: platt::PlattFit {
+            kind: MapKind::Platt,
             map: Platt { a, b },
             nll_before: 0.5,
             nll_after: 0.4,
