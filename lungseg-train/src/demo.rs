@@ -1,9 +1,7 @@
 //! The one-command demo: synthetic LUNA16-like CT → `prepare` → `train` (a small config) →
-//! `export` → probability and review-threshold calibration on the validation split →
-//! `evaluate` through lungseg-sys on held-out scans generated with another seed. Everything
-//! lands in one folder.
+//! `export` → review-threshold calibration on the validation split → `evaluate` through
+//! lungseg-sys on held-out scans generated with another seed. Everything lands in one folder.
 
-use crate::calibrate::probability::{fit_probability, write_calibration, ProbabilityOptions};
 use crate::calibrate::{calibrate, set_review, CalibrateOptions};
 use crate::evaluate::{evaluate, EvaluateOptions};
 use crate::export::{export, ExportDtype, ExportOptions, Review};
@@ -192,23 +190,6 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         dtype: ExportDtype::F32,
         review: Review::default(),
     })?;
-
-    step(
-        "calibrating the probabilities (temperature scaling of the MC samples, validation ROI)",
-        t0,
-    );
-    let fitted = fit_probability(
-        &model,
-        &patches,
-        &ProbabilityOptions {
-            split: "val".into(),
-            samples: o.mc_samples,
-            seed: o.seed,
-            ..ProbabilityOptions::default()
-        },
-        || {},
-    )?;
-    write_calibration(&model, &fitted)?;
 
     step(
         &format!(

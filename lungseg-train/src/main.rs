@@ -346,8 +346,16 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
         c.saturated_samples
     );
     println!(
-        "NLL {:.4} -> {:.4}; ECE (ROI) {:.4} -> {:.4}",
-        c.fit.nll_before, c.fit.nll_after, c.ece_roi_before, c.ece_roi_after
+        "NLL {:.4} -> {:.4}; ECE (ROI) {:.4} -> {:.4}; whole patch (estimate): ECE {:.4} -> \
+         {:.4}, Brier {:.4} -> {:.4}",
+        c.fit.nll_before,
+        c.fit.nll_after,
+        c.ece_roi_before,
+        c.ece_roi_after,
+        c.ece_patch_before,
+        c.ece_patch_after,
+        c.brier_patch_before,
+        c.brier_patch_after
     );
     if a.write {
         probability::write_calibration(&a.model, &c)?;

@@ -16,7 +16,7 @@ use super::model_file::{replace_file, ModelFile, RawTensor};
 use super::platt::{fit, logit, MapKind, Platt, PlattFit, SampleLogits};
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
-use crate::metrics::{roi_mask, CalibrationAccumulator, EvalConfig};
+use crate::metrics::{roi_mask, CalibrationAccumulator, CalibrationSummary, EvalConfig};
 
 /// What to fit on.
 #[derive(Clone, Debug)]
@@ -62,6 +62,28 @@ pub struct ProbabilityCalibration {
     pub saturated_samples: usize,
     pub ece_roi_before: f64,
     pub ece_roi_after: f64,
+    /// Whole-patch ECE and Brier, estimated from the ROI voxels and every
+    /// [`OUTSIDE_STRIDE`]-th voxel outside it (weighted by the stride): a map fitted on the ROI
+    /// also moves the easy background, where the network is right and confident.
+    pub ece_patch_before: f64,
+    pub ece_patch_after: f64,
+    pub brier_patch_before: f64,
+    pub brier_patch_after: f64,
+}
+
+/// Voxels outside the ROI kept for the whole-patch estimate: every 64th (by index).
+pub const OUTSIDE_STRIDE: usize = 64;
+
+/// What one pass over the split collects.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    /// Every ROI voxel (the fit's data).
+    pub roi: SampleLogits,
+    /// Every [`OUTSIDE_STRIDE`]-th voxel outside the ROI.
+    pub outside: SampleLogits,
+    pub patches: usize,
+    /// Samples whose logit is beyond the probe's range (clamped; see [`PROBE_SCALE`]).
+    pub saturated: usize,
 }
 
 /// The head of the probe model computes `σ(z / PROBE_SCALE)`: the engine writes f32
@@ -131,21 +153,24 @@ fn sigmoid(z: f32) -> f32 {
     (1.0 / (1.0 + (-f64::from(z)).exp())) as f32
 }
 
-/// The MC sample logits of every ROI voxel of the split's patches, from the `probe` model
+/// The MC sample logits of the split's patches ([`Collected`]), from the `probe` model
 /// ([`logit_probe`]) with the dropout masks of `predict_uncertainty` under the evaluation's
-/// per-patch seed; `on_patch` after each. Also returns the patch count and how many samples
-/// saturated even in the probe.
-pub fn collect_roi_logits(
+/// per-patch seed; `on_patch` after each.
+pub fn collect_logits(
     probe: &Model,
     ds: &PatchDataset,
     opts: &ProbabilityOptions,
     mut on_patch: impl FnMut(),
-) -> Result<(SampleLogits, usize, usize)> {
+) -> Result<Collected> {
     ensure!(opts.samples > 0, "probability calibration needs MC samples");
     let idx = split_for_model(probe, ds, &opts.split)?;
     let s = opts.samples as usize;
-    let mut out = SampleLogits::new(s);
-    let mut saturated = 0;
+    let mut out = Collected {
+        roi: SampleLogits::new(s),
+        outside: SampleLogits::new(s),
+        patches: idx.len(),
+        saturated: 0,
+    };
     for &i in &idx {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
@@ -155,7 +180,7 @@ pub fn collect_roi_logits(
         for (k, zk) in z.chunks_exact_mut(n).enumerate() {
             mc::predict_sample(probe, &patch.hu, seed, k as u32, zk, 0)
                 .with_context(|| format!("patch {}", rec.id))?;
-            saturated += zk.iter().filter(|&&p| p <= 0.0 || p >= 1.0).count();
+            out.saturated += zk.iter().filter(|&&p| p <= 0.0 || p >= 1.0).count();
             zk.iter_mut().for_each(|p| *p = probe_logit(*p));
         }
         let mean: Vec<f32> = (0..n)
@@ -166,21 +191,52 @@ pub fn collect_roi_logits(
         det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
         let roi = roi_mask(&patch.mask, &mean, &det, rec.shape, &opts.eval)
             .map_err(anyhow::Error::msg)?;
-        for v in (0..n).filter(|&v| roi[v] != 0) {
-            out.push(patch.mask[v] != 0, (0..s).map(|k| z[k * n + v]));
+        for v in 0..n {
+            let dst = if roi[v] != 0 {
+                &mut out.roi
+            } else if v % OUTSIDE_STRIDE == 0 {
+                &mut out.outside
+            } else {
+                continue;
+            };
+            dst.push(patch.mask[v] != 0, (0..s).map(|k| z[k * n + v]));
         }
         on_patch();
     }
-    Ok((out, idx.len(), saturated))
+    Ok(out)
+}
+
+/// The calibrated MC means of `parts` (each voxel standing for `weight` voxels) in one
+/// calibration accumulator.
+fn accumulate(
+    parts: &[(&SampleLogits, u64)],
+    map: Platt,
+    bins: usize,
+) -> Result<CalibrationSummary> {
+    let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
+    for (data, weight) in parts {
+        for (z, &y) in data.logits.chunks_exact(data.samples).zip(&data.labels) {
+            acc.add_n(map.mean_prob(z) as f32, y != 0, *weight);
+        }
+    }
+    Ok(acc.summary())
 }
 
 /// ECE of the calibrated MC mean over the collected voxels.
 pub fn ece(data: &SampleLogits, map: Platt, bins: usize) -> Result<f64> {
-    let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
-    for (z, &y) in data.logits.chunks_exact(data.samples).zip(&data.labels) {
-        acc.add(map.mean_prob(z) as f32, y != 0);
-    }
-    acc.summary().ece.context("no voxels to calibrate on")
+    accumulate(&[(data, 1)], map, bins)?
+        .ece
+        .context("no voxels to calibrate on")
+}
+
+/// Whole-patch (ECE, Brier) of the calibrated MC mean, estimated from `c`.
+pub fn patch_calibration(c: &Collected, map: Platt, bins: usize) -> Result<(f64, f64)> {
+    let parts = [(&c.roi, 1), (&c.outside, OUTSIDE_STRIDE as u64)];
+    let s = accumulate(&parts, map, bins)?;
+    Ok((
+        s.ece.context("no voxels to calibrate on")?,
+        s.brier.context("no voxels to calibrate on")?,
+    ))
 }
 
 /// Collects the split through the probe of the model file at `model_path`, fits the map and
@@ -194,21 +250,28 @@ pub fn fit_probability(
     let file = ModelFile::read(model_path)?;
     let probe = logit_probe(&file).with_context(|| model_path.display().to_string())?;
     let ds = PatchDataset::open(dataset)?;
-    let (data, patches, saturated_samples) = collect_roi_logits(&probe, &ds, opts, on_patch)?;
-    let fit = fit(&data, opts.kind)?;
+    let c = collect_logits(&probe, &ds, opts, on_patch)?;
+    let data = &c.roi;
+    let fit = fit(data, opts.kind)?;
     let bins = opts.eval.calibration_bins;
+    let (ece_patch_before, brier_patch_before) = patch_calibration(&c, Platt::IDENTITY, bins)?;
+    let (ece_patch_after, brier_patch_after) = patch_calibration(&c, fit.map, bins)?;
     Ok(ProbabilityCalibration {
         method: "platt_per_sample_head",
-        ece_roi_before: ece(&data, Platt::IDENTITY, bins)?,
-        ece_roi_after: ece(&data, fit.map, bins)?,
+        ece_roi_before: ece(data, Platt::IDENTITY, bins)?,
+        ece_roi_after: ece(data, fit.map, bins)?,
+        ece_patch_before,
+        ece_patch_after,
+        brier_patch_before,
+        brier_patch_after,
         fit,
         data: dataset.display().to_string(),
         split: opts.split.clone(),
         seed: opts.seed,
         samples: opts.samples,
-        patches,
+        patches: c.patches,
         roi_voxels: data.voxels(),
-        saturated_samples,
+        saturated_samples: c.saturated,
     })
 }
 

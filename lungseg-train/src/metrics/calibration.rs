@@ -84,6 +84,18 @@ impl CalibrationAccumulator {
         self.sum_sq += (p - y) * (p - y);
     }
 
+    /// Adds `n` voxels of probability `p` and label `y` (a subsample standing for `n`).
+    pub fn add_n(&mut self, p: f32, y: bool, n: u64) {
+        let p = f64::from(p).clamp(0.0, 1.0);
+        let nb = self.count.len();
+        let b = ((p * nb as f64) as usize).min(nb - 1);
+        let y = f64::from(u8::from(y));
+        self.count[b] += n;
+        self.sum_p[b] += n as f64 * p;
+        self.sum_y[b] += n as f64 * y;
+        self.sum_sq += n as f64 * (p - y) * (p - y);
+    }
+
     /// Adds every voxel of a patch whose `roi` is non-zero (all voxels when `roi` is `None`).
     pub fn add_patch(
         &mut self,

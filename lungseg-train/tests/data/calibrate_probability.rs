@@ -7,8 +7,8 @@ use lungseg::model::Model;
 use lungseg_train::calibrate::model_file::ModelFile;
 use lungseg_train::calibrate::platt::{self, logit, nll, MapKind, Platt, SampleLogits};
 use lungseg_train::calibrate::probability::{
-    self, apply, collect_roi_logits, fit_probability, logit_probe, ProbabilityCalibration,
-    ProbabilityOptions, PROVENANCE_KEY,
+    self, apply, collect_logits, fit_probability, logit_probe, ProbabilityCalibration,
+    ProbabilityOptions, OUTSIDE_STRIDE, PROVENANCE_KEY,
 };
 use lungseg_train::calibrate::score_split;
 use lungseg_train::dataset::PatchDataset;
@@ -137,8 +137,10 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
     let probe = logit_probe(&ModelFile::read(&model_path).unwrap()).unwrap();
     let ds = PatchDataset::open(&data).unwrap();
     let opts = options();
-    let (got, patches, saturated) = collect_roi_logits(&probe, &ds, &opts, || {}).unwrap();
-    assert_eq!((patches, saturated), (10, 0));
+    let c = collect_logits(&probe, &ds, &opts, || {}).unwrap();
+    assert_eq!((c.patches, c.saturated), (10, 0));
+    let got = &c.roi;
+    let mut outside = 0;
     // Walk the patches as device software would: predict_uncertainty's mean and the
     // evaluation's ROI, voxel for voxel in the collected order.
     let mut offset = 0;
@@ -160,6 +162,12 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
         mc::predict_uncertainty(&model, &patch.hu, &o, maps).unwrap();
         mc::predict(&model, &patch.hu, &mut det, 0).unwrap();
         let roi = roi_mask(&patch.mask, &mean, &det, ds.records[i].shape, &opts.eval).unwrap();
+        for v in (0..n).filter(|&v| roi[v] == 0 && v % OUTSIDE_STRIDE == 0) {
+            let zs = &c.outside.logits[outside * 4..(outside + 1) * 4];
+            assert!((Platt::IDENTITY.mean_prob(zs) - f64::from(mean[v])).abs() < 1e-5);
+            assert_eq!(c.outside.labels[outside], patch.mask[v]);
+            outside += 1;
+        }
         for v in (0..n).filter(|&v| roi[v] != 0) {
             let zs = &got.logits[offset * 4..(offset + 1) * 4];
             let m = Platt::IDENTITY.mean_prob(zs);
@@ -173,6 +181,8 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
         }
     }
     assert_eq!(offset, got.voxels());
+    assert_eq!(outside, c.outside.voxels());
+    assert!(outside > 0);
     assert!(got.labels.contains(&1) && got.labels.contains(&0));
 }
 
@@ -195,6 +205,10 @@ fn calibration(a: f64, b: f64) -> ProbabilityCalibration {
         saturated_samples: 0,
         ece_roi_before: 0.2,
         ece_roi_after: 0.1,
+        ece_patch_before: 0.01,
+        ece_patch_after: 0.02,
+        brier_patch_before: 0.01,
+        brier_patch_after: 0.02,
     }
 }
 
@@ -252,6 +266,7 @@ fn fitting_on_the_split_lowers_its_loss_and_changes_the_scores() {
     assert_eq!(c.patches, 10);
     assert!(c.fit.nll_after < c.fit.nll_before, "{c:?}");
     assert!(c.fit.map != Platt::IDENTITY);
+    assert!(c.ece_roi_after < c.ece_roi_before, "{c:?}");
     let ds = PatchDataset::open(&data).unwrap();
     let s0 = score_split(&model, &ds, "val", 4, 1, || {}).unwrap();
     drop(model);
@@ -290,5 +305,39 @@ fn the_probe_recovers_logits_beyond_f32_saturation() {
     assert!(
         beyond > n / 10,
         "only {beyond} of {n} logits test saturation"
+    );
+}
+
+#[test]
+fn whole_patch_estimate_weights_each_outside_voxel_by_the_stride() {
+    use lungseg_train::calibrate::probability::{patch_calibration, Collected};
+    use lungseg_train::metrics::CalibrationAccumulator;
+    let mut c = Collected {
+        roi: SampleLogits::new(2),
+        outside: SampleLogits::new(2),
+        ..Collected::default()
+    };
+    c.roi.push(true, [2.0, 1.0]);
+    c.roi.push(false, [0.5, -0.5]);
+    c.outside.push(false, [-3.0, -2.0]);
+    c.outside.push(true, [-1.0, -1.5]);
+    let map = Platt { a: 0.5, b: 0.25 };
+    let (ece, brier) = patch_calibration(&c, map, 15).unwrap();
+    // The same voxels written out: each outside voxel OUTSIDE_STRIDE times.
+    let mut acc = CalibrationAccumulator::new(15).unwrap();
+    for (z, &y) in c.roi.logits.chunks_exact(2).zip(&c.roi.labels) {
+        acc.add(map.mean_prob(z) as f32, y != 0);
+    }
+    for (z, &y) in c.outside.logits.chunks_exact(2).zip(&c.outside.labels) {
+        for _ in 0..OUTSIDE_STRIDE {
+            acc.add(map.mean_prob(z) as f32, y != 0);
+        }
+    }
+    let s = acc.summary();
+    assert!((ece - s.ece.unwrap()).abs() < 1e-12, "{ece} vs {:?}", s.ece);
+    assert!(
+        (brier - s.brier.unwrap()).abs() < 1e-12,
+        "{brier} vs {:?}",
+        s.brier
     );
 }
