@@ -182,6 +182,9 @@ struct CalibrateProbabilityArgs {
     /// masks, stay) or `platt` (scale and shift: also moves the boundary).
     #[arg(long, default_value = "temperature")]
     map: String,
+    /// Voxels the fit sees: `patch` (the ROI and a weighted subsample of the rest) or `roi`.
+    #[arg(long, default_value = "patch")]
+    region: String,
     /// Write the calibrated head (and the fit, under provenance) into the model file.
     #[arg(long)]
     write: bool,
@@ -322,11 +325,14 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
         .len();
     let kind = lungseg_train::calibrate::platt::MapKind::from_name(&a.map)
         .ok_or_else(|| anyhow::anyhow!("--map {}: expected 'platt' or 'temperature'", a.map))?;
+    let region = probability::FitRegion::from_name(&a.region)
+        .ok_or_else(|| anyhow::anyhow!("--region {}: expected 'patch' or 'roi'", a.region))?;
     let opts = probability::ProbabilityOptions {
         split: a.split.clone(),
         samples: a.samples,
         seed: a.seed,
         kind,
+        region,
         ..Default::default()
     };
     let pb = bar(n as u64, "patches");
@@ -334,12 +340,13 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
     pb.finish_and_clear();
     let c = c?;
     println!(
-        "{:?} map a = {:.4}, b = {:.4} ({} iterations) on {} ROI voxels of {} {} patches \
-         ({} samples beyond the probe's range)",
+        "{:?} map a = {:.4}, b = {:.4} ({} iterations; fitted on the {:?}) on {} ROI voxels of \
+         {} {} patches ({} samples beyond the probe's range)",
         c.fit.kind,
         c.fit.map.a,
         c.fit.map.b,
         c.fit.iterations,
+        c.region,
         c.roi_voxels,
         c.patches,
         a.split,

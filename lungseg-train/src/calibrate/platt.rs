@@ -16,19 +16,29 @@
 use anyhow::{bail, ensure, Result};
 
 /// Logits of the MC samples of labelled voxels, voxel-major: the samples of voxel `v` are
-/// `logits[v * samples .. (v + 1) * samples]`.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// `logits[v * samples .. (v + 1) * samples]`. Each voxel stands for `weight` voxels (a
+/// subsample of a larger region).
+#[derive(Clone, Debug, PartialEq)]
 pub struct SampleLogits {
     pub samples: usize,
+    pub weight: f64,
     pub logits: Vec<f32>,
     pub labels: Vec<u8>,
+}
+
+impl Default for SampleLogits {
+    fn default() -> Self {
+        SampleLogits::new(0)
+    }
 }
 
 impl SampleLogits {
     pub fn new(samples: usize) -> Self {
         SampleLogits {
             samples,
-            ..Default::default()
+            weight: 1.0,
+            logits: Vec::new(),
+            labels: Vec::new(),
         }
     }
 
@@ -86,29 +96,57 @@ impl Platt {
 /// Clamp for `ln m`: a voxel the map calls certain and wrong costs a large but finite loss.
 const M_EPS: f64 = 1e-12;
 
-/// Mean negative log-likelihood of the labels under the calibrated MC mean.
-pub fn nll(data: &SampleLogits, map: Platt) -> f64 {
-    let n = data.voxels();
-    if n == 0 {
-        return 0.0;
-    }
-    let total: f64 = (0..n)
-        .map(|v| {
-            let (z, y) = data.voxel(v);
-            let m = map.mean_prob(z).clamp(M_EPS, 1.0 - M_EPS);
-            if y {
-                -m.ln()
-            } else {
-                -(1.0 - m).ln()
-            }
-        })
-        .sum();
-    total / n as f64
+/// Total weight of the voxels of `sets`.
+fn total_weight(sets: &[&SampleLogits]) -> f64 {
+    sets.iter().map(|d| d.weight * d.voxels() as f64).sum()
 }
 
-/// Gradient and Hessian of the mean NLL in `(a, b)`.
-fn derivatives(data: &SampleLogits, map: Platt) -> ([f64; 2], [[f64; 3]; 2]) {
+/// Weighted mean negative log-likelihood of the labels under the calibrated MC mean.
+pub fn nll(sets: &[&SampleLogits], map: Platt) -> f64 {
+    let w = total_weight(sets);
+    if w <= 0.0 {
+        return 0.0;
+    }
+    let mut total = 0.0;
+    for data in sets {
+        let sum: f64 = (0..data.voxels())
+            .map(|v| {
+                let (z, y) = data.voxel(v);
+                let m = map.mean_prob(z).clamp(M_EPS, 1.0 - M_EPS);
+                if y {
+                    -m.ln()
+                } else {
+                    -(1.0 - m).ln()
+                }
+            })
+            .sum();
+        total += data.weight * sum;
+    }
+    total / w
+}
+
+/// Gradient and Hessian of the weighted mean NLL in `(a, b)`.
+fn derivatives(sets: &[&SampleLogits], map: Platt) -> ([f64; 2], [[f64; 3]; 2]) {
     // hess[0] = exact [haa, hab, hbb]; hess[1] = its Gauss-Newton part.
+    let (mut g, mut h, mut gn) = ([0.0; 2], [0.0; 3], [0.0; 3]);
+    for data in sets {
+        let (dg, dh, dgn) = set_derivatives(data, map);
+        for i in 0..3 {
+            h[i] += data.weight * dh[i];
+            gn[i] += data.weight * dgn[i];
+        }
+        for i in 0..2 {
+            g[i] += data.weight * dg[i];
+        }
+    }
+    let n = total_weight(sets).max(f64::MIN_POSITIVE);
+    let exact = [0, 1, 2].map(|i| (gn[i] + h[i]) / n);
+    let gauss_newton = gn.map(|x| x / n);
+    (g.map(|x| x / n), [exact, gauss_newton])
+}
+
+/// Unweighted sums over one set: gradient, second-derivative part, Gauss-Newton part.
+fn set_derivatives(data: &SampleLogits, map: Platt) -> ([f64; 2], [f64; 3], [f64; 3]) {
     let (mut g, mut h, mut gn) = ([0.0; 2], [0.0; 3], [0.0; 3]);
     let s = data.samples as f64;
     for v in 0..data.voxels() {
@@ -144,10 +182,7 @@ fn derivatives(data: &SampleLogits, map: Platt) -> ([f64; 2], [[f64; 3]; 2]) {
         h[1] += l1 * mab;
         h[2] += l1 * mbb;
     }
-    let n = data.voxels().max(1) as f64;
-    let exact = [0, 1, 2].map(|i| (gn[i] + h[i]) / n);
-    let gauss_newton = gn.map(|x| x / n);
-    (g.map(|x| x / n), [exact, gauss_newton])
+    (g, h, gn)
 }
 
 /// Solves the 2×2 system `H d = -g` when `H` is positive definite.
@@ -215,24 +250,33 @@ fn step(kind: MapKind, g: [f64; 2], exact: [f64; 3], gauss_newton: [f64; 3]) -> 
     }
 }
 
-/// Fits the map from the identity. Refuses data without both classes (the optimum is then
-/// at infinity) and a fit that leaves the bounds.
-pub fn fit(data: &SampleLogits, kind: MapKind) -> Result<PlattFit> {
-    ensure!(data.samples > 0, "no MC samples to calibrate");
+/// Fits the map from the identity on the weighted voxels of `sets`. Refuses data without
+/// both classes (the optimum is then at infinity) and a fit that leaves the bounds.
+pub fn fit(sets: &[&SampleLogits], kind: MapKind) -> Result<PlattFit> {
+    let (mut voxels, mut positives) = (0, 0);
+    for data in sets {
+        ensure!(data.samples > 0, "no MC samples to calibrate");
+        ensure!(
+            data.weight.is_finite() && data.weight > 0.0,
+            "voxel weight {} must be positive",
+            data.weight
+        );
+        ensure!(
+            data.logits.len() == data.voxels() * data.samples,
+            "{} logits for {} voxels of {} samples",
+            data.logits.len(),
+            data.voxels(),
+            data.samples
+        );
+        voxels += data.voxels();
+        positives += data.labels.iter().filter(|&&y| y != 0).count();
+    }
     ensure!(
-        data.logits.len() == data.voxels() * data.samples,
-        "{} logits for {} voxels of {} samples",
-        data.logits.len(),
-        data.voxels(),
-        data.samples
+        positives > 0 && positives < voxels,
+        "probability calibration needs foreground and background voxels ({positives} of \
+         {voxels} are foreground)"
     );
-    let positives = data.labels.iter().filter(|&&y| y != 0).count();
-    ensure!(
-        positives > 0 && positives < data.voxels(),
-        "probability calibration needs foreground and background voxels ({positives} of {} \
-         are foreground)",
-        data.voxels()
-    );
+    let data = sets;
     let nll_before = nll(data, Platt::IDENTITY);
     let mut map = Platt::IDENTITY;
     let mut loss = nll_before;

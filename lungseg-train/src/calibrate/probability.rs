@@ -25,6 +25,7 @@ pub struct ProbabilityOptions {
     pub samples: u32,
     pub seed: u64,
     pub kind: MapKind,
+    pub region: FitRegion,
     /// ROI and ECE bins (as in the evaluation).
     pub eval: EvalConfig,
 }
@@ -36,7 +37,30 @@ impl Default for ProbabilityOptions {
             samples: 20,
             seed: 0,
             kind: MapKind::Temperature,
+            region: FitRegion::Patch,
             eval: EvalConfig::default(),
+        }
+    }
+}
+
+/// The voxels whose likelihood the fit maximises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitRegion {
+    /// The ROI only: where the ROI ECE is measured, but a map that fits there alone moves the
+    /// confidently right background too.
+    Roi,
+    /// The whole patch: the ROI and every [`OUTSIDE_STRIDE`]-th voxel outside it, weighted by
+    /// the stride.
+    Patch,
+}
+
+impl FitRegion {
+    pub fn from_name(name: &str) -> Option<FitRegion> {
+        match name {
+            "roi" => Some(FitRegion::Roi),
+            "patch" => Some(FitRegion::Patch),
+            _ => None,
         }
     }
 }
@@ -50,6 +74,7 @@ pub struct ProbabilityCalibration {
     /// The map family (`σ(a·z + b)` per sample, folded into the head); `kind` says which
     /// parameters were free.
     pub method: &'static str,
+    pub region: FitRegion,
     #[serde(flatten)]
     pub fit: PlattFit,
     pub data: String,
@@ -71,15 +96,17 @@ pub struct ProbabilityCalibration {
     pub brier_patch_after: f64,
 }
 
-/// Voxels outside the ROI kept for the whole-patch estimate: every 64th (by index).
-pub const OUTSIDE_STRIDE: usize = 64;
+/// Voxels outside the ROI kept for the whole-patch estimate: every 67th (by index). A prime:
+/// with a power-of-two stride, a power-of-two patch would be sampled on one face only
+/// (`v % 64 == 0` is `x == 0` in a 64³ patch).
+pub const OUTSIDE_STRIDE: usize = 67;
 
 /// What one pass over the split collects.
 #[derive(Clone, Debug, Default)]
 pub struct Collected {
     /// Every ROI voxel (the fit's data).
     pub roi: SampleLogits,
-    /// Every [`OUTSIDE_STRIDE`]-th voxel outside the ROI.
+    /// Every [`OUTSIDE_STRIDE`]-th voxel outside the ROI, each of weight [`OUTSIDE_STRIDE`].
     pub outside: SampleLogits,
     pub patches: usize,
     /// Samples whose logit is beyond the probe's range (clamped; see [`PROBE_SCALE`]).
@@ -167,7 +194,10 @@ pub fn collect_logits(
     let s = opts.samples as usize;
     let mut out = Collected {
         roi: SampleLogits::new(s),
-        outside: SampleLogits::new(s),
+        outside: SampleLogits {
+            weight: OUTSIDE_STRIDE as f64,
+            ..SampleLogits::new(s)
+        },
         patches: idx.len(),
         saturated: 0,
     };
@@ -206,17 +236,14 @@ pub fn collect_logits(
     Ok(out)
 }
 
-/// The calibrated MC means of `parts` (each voxel standing for `weight` voxels) in one
-/// calibration accumulator.
-fn accumulate(
-    parts: &[(&SampleLogits, u64)],
-    map: Platt,
-    bins: usize,
-) -> Result<CalibrationSummary> {
+/// The calibrated MC means of `sets` (each voxel counted `weight` times, a whole number) in
+/// one calibration accumulator.
+fn accumulate(sets: &[&SampleLogits], map: Platt, bins: usize) -> Result<CalibrationSummary> {
     let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
-    for (data, weight) in parts {
+    for data in sets {
+        let n = data.weight.round() as u64;
         for (z, &y) in data.logits.chunks_exact(data.samples).zip(&data.labels) {
-            acc.add_n(map.mean_prob(z) as f32, y != 0, *weight);
+            acc.add_n(map.mean_prob(z) as f32, y != 0, n);
         }
     }
     Ok(acc.summary())
@@ -224,15 +251,14 @@ fn accumulate(
 
 /// ECE of the calibrated MC mean over the collected voxels.
 pub fn ece(data: &SampleLogits, map: Platt, bins: usize) -> Result<f64> {
-    accumulate(&[(data, 1)], map, bins)?
+    accumulate(&[data], map, bins)?
         .ece
         .context("no voxels to calibrate on")
 }
 
 /// Whole-patch (ECE, Brier) of the calibrated MC mean, estimated from `c`.
 pub fn patch_calibration(c: &Collected, map: Platt, bins: usize) -> Result<(f64, f64)> {
-    let parts = [(&c.roi, 1), (&c.outside, OUTSIDE_STRIDE as u64)];
-    let s = accumulate(&parts, map, bins)?;
+    let s = accumulate(&[&c.roi, &c.outside], map, bins)?;
     Ok((
         s.ece.context("no voxels to calibrate on")?,
         s.brier.context("no voxels to calibrate on")?,
@@ -252,12 +278,16 @@ pub fn fit_probability(
     let ds = PatchDataset::open(dataset)?;
     let c = collect_logits(&probe, &ds, opts, on_patch)?;
     let data = &c.roi;
-    let fit = fit(data, opts.kind)?;
+    let fit = match opts.region {
+        FitRegion::Roi => fit(&[data], opts.kind)?,
+        FitRegion::Patch => fit(&[data, &c.outside], opts.kind)?,
+    };
     let bins = opts.eval.calibration_bins;
     let (ece_patch_before, brier_patch_before) = patch_calibration(&c, Platt::IDENTITY, bins)?;
     let (ece_patch_after, brier_patch_after) = patch_calibration(&c, fit.map, bins)?;
     Ok(ProbabilityCalibration {
         method: "platt_per_sample_head",
+        region: opts.region,
         ece_roi_before: ece(data, Platt::IDENTITY, bins)?,
         ece_roi_after: ece(data, fit.map, bins)?,
         ece_patch_before,

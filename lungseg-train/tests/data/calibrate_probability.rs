@@ -54,25 +54,29 @@ fn synthetic(truth: Platt, voxels: usize, samples: usize, seed: u64) -> SampleLo
 fn platt_fit_recovers_the_map_the_labels_were_drawn_from() {
     let truth = Platt { a: 0.45, b: -1.3 };
     let data = synthetic(truth, 60_000, 6, 11);
-    let f = platt::fit(&data, MapKind::Platt).unwrap();
+    let f = platt::fit(&[&data], MapKind::Platt).unwrap();
     assert!(
         (f.map.a - truth.a).abs() < 0.03 && (f.map.b - truth.b).abs() < 0.08,
         "fitted {:?}, drawn from {truth:?}",
         f.map
     );
     assert!(f.nll_after < f.nll_before, "{f:?}");
-    assert!((f.nll_after - nll(&data, f.map)).abs() < 1e-12);
+    assert!((f.nll_after - nll(&[&data], f.map)).abs() < 1e-12);
     // The optimum: no nearby map explains the labels better.
     for (da, db) in [(0.01, 0.0), (-0.01, 0.0), (0.0, 0.02), (0.0, -0.02)] {
         let near = Platt {
             a: f.map.a + da,
             b: f.map.b + db,
         };
-        assert!(nll(&data, near) > f.nll_after, "{near:?} beats {:?}", f.map);
+        assert!(
+            nll(&[&data], near) > f.nll_after,
+            "{near:?} beats {:?}",
+            f.map
+        );
     }
     // Labels drawn from calibrated samples: the fit stays near the identity.
     let calibrated = synthetic(Platt::IDENTITY, 60_000, 6, 12);
-    let g = platt::fit(&calibrated, MapKind::Platt).unwrap();
+    let g = platt::fit(&[&calibrated], MapKind::Platt).unwrap();
     assert!(
         (g.map.a - 1.0).abs() < 0.05 && g.map.b.abs() < 0.08,
         "{:?}",
@@ -85,12 +89,12 @@ fn temperature_fit_keeps_the_boundary_and_finds_the_scale() {
     // Labels drawn under b = 0: the temperature fit recovers a; under b ≠ 0 it cannot move b
     // and fits worse than Platt scaling on the same voxels.
     let data = synthetic(Platt { a: 0.3, b: 0.0 }, 60_000, 6, 21);
-    let t = platt::fit(&data, MapKind::Temperature).unwrap();
+    let t = platt::fit(&[&data], MapKind::Temperature).unwrap();
     assert_eq!(t.map.b, 0.0);
     assert!((t.map.a - 0.3).abs() < 0.02, "{:?}", t.map);
     let shifted = synthetic(Platt { a: 0.3, b: -1.0 }, 60_000, 6, 22);
-    let t = platt::fit(&shifted, MapKind::Temperature).unwrap();
-    let p = platt::fit(&shifted, MapKind::Platt).unwrap();
+    let t = platt::fit(&[&shifted], MapKind::Temperature).unwrap();
+    let p = platt::fit(&[&shifted], MapKind::Platt).unwrap();
     assert_eq!(t.map.b, 0.0);
     assert!(p.nll_after < t.nll_after - 1e-3, "{p:?} vs {t:?}");
 }
@@ -101,12 +105,12 @@ fn platt_fit_refuses_data_without_both_classes() {
     for z in [-2.0, 0.7, 3.0] {
         data.push(false, [z, z]);
     }
-    let e = platt::fit(&data, MapKind::Platt).unwrap_err();
+    let e = platt::fit(&[&data], MapKind::Platt).unwrap_err();
     assert!(
         format!("{e:#}").contains("foreground and background"),
         "{e:#}"
     );
-    assert!(platt::fit(&SampleLogits::new(3), MapKind::Temperature).is_err());
+    assert!(platt::fit(&[&SampleLogits::new(3)], MapKind::Temperature).is_err());
 }
 
 #[test]
@@ -125,6 +129,7 @@ fn options() -> ProbabilityOptions {
         samples: 4,
         seed: 9,
         kind: MapKind::Platt,
+        region: probability::FitRegion::Roi,
         eval: EvalConfig::default(),
     }
 }
@@ -189,6 +194,7 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
 fn calibration(a: f64, b: f64) -> ProbabilityCalibration {
     ProbabilityCalibration {
         method: "platt_per_sample_head",
+        region: probability::FitRegion::Roi,
         fit: platt::PlattFit {
             kind: MapKind::Platt,
             map: Platt { a, b },
@@ -314,7 +320,10 @@ fn whole_patch_estimate_weights_each_outside_voxel_by_the_stride() {
     use lungseg_train::metrics::CalibrationAccumulator;
     let mut c = Collected {
         roi: SampleLogits::new(2),
-        outside: SampleLogits::new(2),
+        outside: SampleLogits {
+            weight: OUTSIDE_STRIDE as f64,
+            ..SampleLogits::new(2)
+        },
         ..Collected::default()
     };
     c.roi.push(true, [2.0, 1.0]);
@@ -340,4 +349,48 @@ fn whole_patch_estimate_weights_each_outside_voxel_by_the_stride() {
         "{brier} vs {:?}",
         s.brier
     );
+}
+
+#[test]
+fn a_weighted_voxel_counts_as_that_many_copies() {
+    let data = synthetic(Platt { a: 0.5, b: -0.5 }, 4000, 3, 31);
+    // The second half written out 4 times, against the same half with weight 4.
+    let half = data.voxels() / 2;
+    let split = |from: usize, to: usize| {
+        let mut d = SampleLogits::new(3);
+        for v in from..to {
+            d.push(
+                data.labels[v] != 0,
+                data.logits[v * 3..(v + 1) * 3].iter().copied(),
+            );
+        }
+        d
+    };
+    let first = split(0, half);
+    let mut copies = split(0, half);
+    let second = split(half, data.voxels());
+    for _ in 0..4 {
+        for v in 0..second.voxels() {
+            copies.push(
+                second.labels[v] != 0,
+                second.logits[v * 3..(v + 1) * 3].iter().copied(),
+            );
+        }
+    }
+    let weighted = SampleLogits {
+        weight: 4.0,
+        ..second
+    };
+    let a = platt::fit(&[&first, &weighted], MapKind::Platt).unwrap();
+    let b = platt::fit(&[&copies], MapKind::Platt).unwrap();
+    assert!(
+        (a.map.a - b.map.a).abs() < 1e-6 && (a.map.b - b.map.b).abs() < 1e-6,
+        "{a:?} {b:?}"
+    );
+    assert!((a.nll_after - b.nll_after).abs() < 1e-9);
+    let zero = SampleLogits {
+        weight: 0.0,
+        ..SampleLogits::new(3)
+    };
+    assert!(platt::fit(&[&first, &zero], MapKind::Platt).is_err());
 }
