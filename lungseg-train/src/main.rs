@@ -185,9 +185,12 @@ struct CalibrateProbabilityArgs {
     /// Voxels the fit sees: `patch` (the ROI and a weighted subsample of the rest) or `roi`.
     #[arg(long, default_value = "patch")]
     region: String,
-    /// Write the calibrated head (and the fit, under provenance) into the model file.
+    /// Write the calibrated head (and the fit, under provenance) into the model file; refused
+    /// when the map worsens the whole-patch ECE or Brier, unless --force.
     #[arg(long)]
     write: bool,
+    #[arg(long, requires = "write")]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -365,6 +368,7 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
         c.brier_patch_after
     );
     if a.write {
+        probability::check_whole_patch(&c, a.force)?;
         probability::write_calibration(&a.model, &c)?;
         println!("wrote the calibrated head into {}", a.model.display());
     }

@@ -318,6 +318,29 @@ pub fn apply(file: &mut ModelFile, cal: &ProbabilityCalibration) -> Result<()> {
     Ok(())
 }
 
+/// How much a map may worsen the whole-patch ECE (absolute) before [`check_whole_patch`]
+/// refuses it: the subsample's estimate is good to ~0.001 on 100 patches of 64³.
+pub const WHOLE_PATCH_ECE_SLACK: f64 = 0.005;
+
+/// Refuses a map that improves the region it was fitted on but worsens the whole patch (a map
+/// fitted on the ROI lifts the confidently right background: every voxel then looks
+/// uncertain). `force` writes it anyway.
+pub fn check_whole_patch(cal: &ProbabilityCalibration, force: bool) -> Result<()> {
+    let worse_ece = cal.ece_patch_after > cal.ece_patch_before + WHOLE_PATCH_ECE_SLACK;
+    let worse_brier = cal.brier_patch_after > cal.brier_patch_before;
+    if force || !(worse_ece || worse_brier) {
+        return Ok(());
+    }
+    bail!(
+        "the map worsens the whole patch (ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4}): not \
+         written (fit on --region patch, or force it)",
+        cal.ece_patch_before,
+        cal.ece_patch_after,
+        cal.brier_patch_before,
+        cal.brier_patch_after
+    )
+}
+
 /// [`apply`] to the file at `path`, replaced in place after the result loads.
 pub fn write_calibration(path: &Path, cal: &ProbabilityCalibration) -> Result<Model> {
     let mut file = ModelFile::read(path)?;

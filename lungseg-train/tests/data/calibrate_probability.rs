@@ -394,3 +394,24 @@ fn a_weighted_voxel_counts_as_that_many_copies() {
     };
     assert!(platt::fit(&[&first, &zero], MapKind::Platt).is_err());
 }
+
+#[test]
+fn a_map_that_worsens_the_whole_patch_is_not_written_unless_forced() {
+    use lungseg_train::calibrate::probability::{check_whole_patch, WHOLE_PATCH_ECE_SLACK};
+    let mut c = calibration(0.2, 0.0);
+    (c.ece_patch_before, c.brier_patch_before) = (0.008, 0.007);
+    // The ROI-fitted temperature of the default model: whole-patch ECE 0.008 -> 0.092.
+    (c.ece_patch_after, c.brier_patch_after) = (0.092, 0.016);
+    let e = check_whole_patch(&c, false).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("worsens the whole patch"),
+        "{e:#}"
+    );
+    check_whole_patch(&c, true).unwrap();
+    // Within the estimate's slack and a better Brier: written.
+    (c.ece_patch_after, c.brier_patch_after) = (0.008 + WHOLE_PATCH_ECE_SLACK * 0.9, 0.0069);
+    check_whole_patch(&c, false).unwrap();
+    // A worse Brier alone refuses it.
+    c.brier_patch_after = 0.0071;
+    assert!(check_whole_patch(&c, false).is_err());
+}
