@@ -8,11 +8,12 @@
 //! the CPU engine stores them before and folds the mask into the consumer's weights. Both
 //! compute the same function; only rounding differs.
 //!
-//! MC structure: `ls_conv_first` (enc.0.conv1, before the first dropout) runs once per patch;
-//! `ls_dropout_expand` applies layer 0 per sample; everything after runs on all samples of a
-//! chunk as one batch (`S` = chunk size, chosen at open by
-//! `memory::Footprint::chunk`: weights and workspace within `memory::DEVICE_BUDGET` and the
-//! device's free memory); `ls_head_accumulate` folds each chunk into per-voxel running
+//! MC structure: `ls_conv_first` (enc.0.conv1, before the first dropout) runs once per patch,
+//! and so do the encoder levels before the first level with dropout ([`Plan::runs_once`]: shared
+//! buffers, a batch of one); `ls_dropout_expand` applies layer 0 per sample when level 0 has
+//! dropout; everything after runs on all samples of a chunk as one batch (`S` = chunk size,
+//! chosen at open by `memory::Footprint::chunk`: weights and workspace within
+//! `memory::DEVICE_BUDGET` and the device's free memory); `ls_head_accumulate` folds each chunk into per-voxel running
 //! statistics and writes the chunk's per-sample masks, and `ls_head_finalize` writes the maps
 //! and per-block summary sums. An MC prediction ([`ChunkHook`], [`McState`]) takes the masks
 //! after each chunk and the running statistics at the end, and skips the finalize: the host
