@@ -13,11 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use safetensors::{Dtype, View};
+use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::model::{UNet, UNetConfig};
+use crate::model_file::RawTensor;
 use crate::train::checkpoint;
 
 pub use lungseg::model::FORMAT;
@@ -125,28 +126,6 @@ pub fn named_tensors(model: &UNet) -> Vec<NamedTensor> {
     c.out
 }
 
-/// A tensor's bytes in the chosen dtype, for `safetensors::serialize`.
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl View for &Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
 fn is_batch_norm(name: &str) -> bool {
     name.split('.')
         .rev()
@@ -162,34 +141,14 @@ pub fn to_safetensors(
     provenance: &serde_json::Value,
     dtype: ExportDtype,
 ) -> Result<Vec<u8>> {
-    let raws: Vec<(String, Raw)> = named_tensors(model)
+    let raws: Vec<(String, RawTensor)> = named_tensors(model)
         .into_iter()
         .map(|t| {
             let half = dtype == ExportDtype::F16 && !is_batch_norm(&t.name);
-            let (dtype, bytes) = if half {
-                (
-                    Dtype::F16,
-                    t.data
-                        .iter()
-                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                        .collect(),
-                )
-            } else {
-                (
-                    Dtype::F32,
-                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                )
-            };
-            (
-                t.name,
-                Raw {
-                    dtype,
-                    shape: t.shape,
-                    bytes,
-                },
-            )
+            let dtype = if half { Dtype::F16 } else { Dtype::F32 };
+            Ok((t.name, RawTensor::from_f32(dtype, t.shape, &t.data)?))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         (

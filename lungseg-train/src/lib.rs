@@ -11,6 +11,7 @@ pub mod export;
 pub mod import;
 pub mod metrics;
 pub mod model;
+pub mod model_file;
 pub mod predict;
 pub mod prepare;
 pub mod report;

@@ -6,7 +6,6 @@
 //! Scores come from the shipped engine (`lungseg::mc`), not from the training framework, so
 //! the threshold is calibrated on exactly the numbers device software will compare with it.
 
-pub mod model_file;
 pub mod platt;
 pub mod probability;
 
@@ -21,7 +20,7 @@ use crate::evaluate::score::score_patches;
 pub use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::best_score;
 use crate::metrics::{threshold_for_refer_fraction, EvalConfig, ScoreEvaluation};
-use model_file::{replace_file, ModelFile};
+use crate::model_file::{replace_file, ModelFile};
 
 /// MC-dropout review scores (`PatchSummary::uncertainty_score`) of every patch of `split`.
 pub fn score_split(

@@ -276,14 +276,13 @@ pub fn fit(sets: &[&SampleLogits], kind: MapKind) -> Result<PlattFit> {
         "probability calibration needs foreground and background voxels ({positives} of \
          {voxels} are foreground)"
     );
-    let data = sets;
-    let nll_before = nll(data, Platt::IDENTITY);
+    let nll_before = nll(sets, Platt::IDENTITY);
     let mut map = Platt::IDENTITY;
     let mut loss = nll_before;
     let mut iterations = 0;
     for it in 1..=100 {
         iterations = it;
-        let (g, [exact, gauss_newton]) = derivatives(data, map);
+        let (g, [exact, gauss_newton]) = derivatives(sets, map);
         let d = step(kind, g, exact, gauss_newton);
         let slope = g[0] * d[0] + g[1] * d[1];
         let mut t = 1.0;
@@ -293,7 +292,7 @@ pub fn fit(sets: &[&SampleLogits], kind: MapKind) -> Result<PlattFit> {
                 a: (map.a + t * d[0]).clamp(A_RANGE.0, A_RANGE.1),
                 b: (map.b + t * d[1]).clamp(B_RANGE.0, B_RANGE.1),
             };
-            let l = nll(data, cand);
+            let l = nll(sets, cand);
             if l <= loss + 1e-4 * t * slope.min(0.0) {
                 accepted = Some((cand, l));
                 break;

@@ -12,11 +12,11 @@ use lungseg::mc;
 use lungseg::model::Model;
 use safetensors::Dtype;
 
-use super::model_file::{replace_file, ModelFile, RawTensor};
 use super::platt::{fit, logit, MapKind, Platt, PlattFit, SampleLogits};
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::{roi_mask, CalibrationAccumulator, CalibrationSummary, EvalConfig};
+use crate::model_file::{replace_file, ModelFile, RawTensor};
 
 /// What to fit on.
 #[derive(Clone, Debug)]

@@ -4,7 +4,6 @@
 
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::Model;
-use lungseg_train::calibrate::model_file::ModelFile;
 use lungseg_train::calibrate::platt::{self, logit, nll, MapKind, Platt, SampleLogits};
 use lungseg_train::calibrate::probability::{
     self, apply, collect_logits, fit_probability, logit_probe, ProbabilityCalibration,
@@ -14,6 +13,7 @@ use lungseg_train::calibrate::score_split;
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
 use lungseg_train::metrics::{roi_mask, EvalConfig};
+use lungseg_train::model_file::ModelFile;
 
 use super::evaluate_calibrate::{dataset, fixture_model};
 

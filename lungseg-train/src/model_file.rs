@@ -1,6 +1,7 @@
-//! Editing a model file after export: its metadata and single tensors change, everything
-//! else is kept byte for byte, and the result must load in lungseg before it replaces the
-//! original (written next to it, then renamed over it).
+//! A model file's tensors and metadata in memory: written by `export`, edited after it
+//! (calibration changes metadata and single tensors, everything else kept byte for byte; the
+//! result must load in lungseg before it replaces the original, written next to it and renamed
+//! over it).
 
 use std::collections::HashMap;
 use std::path::Path;
