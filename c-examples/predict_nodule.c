@@ -5,7 +5,8 @@
  * get bit-identical maps (POSIX threads, as a PACS worker pool would).
  *
  * With an output folder it also writes the mean probability, the entropy and the mask
- * (mean >= 0.5) as MetaImage placed on the scan, for a viewer to overlay (3D Slicer).
+ * (mean >= the model's mask threshold) as MetaImage placed on the scan, for a viewer to
+ * overlay (3D Slicer).
  *
  *   predict_nodule <scan.mhd> <x_mm> <y_mm> <z_mm> [model.safetensors|-] [out_dir]
  *
@@ -138,6 +139,7 @@ int main(int argc, char **argv) {
         lungseg_patch_spec spec;
         unsigned char *mask = (unsigned char *)malloc(voxels);
         char path[4096];
+        float mask_threshold = 0.5f;
         if (!mask) return 1;
         memset(&spec, 0, sizeof spec);
         spec.struct_size = sizeof spec;
@@ -145,7 +147,9 @@ int main(int argc, char **argv) {
             spec.size[i] = info.patch_size[i];
             spec.spacing_mm[i] = info.spacing_mm[i];
         }
-        for (i = 0; i < voxels; i++) mask[i] = mean[i] >= 0.5f;
+        st = lungseg_model_get_mask_threshold(model, &mask_threshold);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_mask_threshold", st);
+        for (i = 0; i < voxels; i++) mask[i] = mean[i] >= mask_threshold;
         snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
         st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);

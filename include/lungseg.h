@@ -133,7 +133,8 @@ typedef enum lungseg_review_score {
   LUNGSEG_REVIEW_MEAN_ENTROPY = 2,
   // Mean variance of the probability over those voxels.
   LUNGSEG_REVIEW_MEAN_VARIANCE = 3,
-  // |sum of mean probability - V| / (V + 10), V = voxels with mean >= 0.5.
+  // |sum of mean probability - V| / (V + 10), V = voxels with mean >= the model's
+  // mask threshold (`lungseg_model_get_mask_threshold`).
   LUNGSEG_REVIEW_VOLUME_DISAGREEMENT = 4,
   // 1 - `lungseg_structure_measures.dice_agreement`.
   LUNGSEG_REVIEW_DICE_DISAGREEMENT = 5,
@@ -204,7 +205,8 @@ typedef struct lungseg_scan_map lungseg_scan_map;
 typedef struct lungseg_volume lungseg_volume;
 
 // Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
-// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
+// sample masks M_s = {p_s >= t} and the final mask F = {mean >= t}, t the model's mask
+// threshold (`lungseg_model_get_mask_threshold`). A growable output
 // struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
 // writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
 //
@@ -288,7 +290,7 @@ typedef struct lungseg_mc_options {
 
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 typedef struct lungseg_patch_summary {
-  // Voxels with mean probability >= 0.5.
+  // Voxels with mean probability >= the model's mask threshold.
   uint64_t foreground_voxels;
   // Their volume in mm³ and the diameter of a sphere of that volume.
   double volume_mm3;
@@ -558,6 +560,14 @@ size_t lungseg_model_get_device_note(const struct lungseg_model *model, char *bu
 // other than AUTO, written to `*out`.
 enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *model, uint32_t *out);
 
+// The probability at or above which `model` calls a voxel foreground (`config.mask_threshold`
+// of the model file; 0.5 unless the file names another), written to `*out`: the final mask is
+// {mean >= t}, each MC sample's mask {p_s >= t}, and `foreground_voxels`, the volume and the
+// masks the library writes all use it. A model whose probabilities are calibrated keeps its
+// trained boundary this way; software that thresholds the probability maps itself must use
+// this value, not 0.5.
+enum lungseg_status lungseg_model_get_mask_threshold(const struct lungseg_model *model, float *out);
+
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 // `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
@@ -733,7 +743,8 @@ enum lungseg_status lungseg_write_patch_map(const struct lungseg_patch_spec *spe
                                             const char *path,
                                             uint32_t flags);
 
-// As `lungseg_write_patch_map` for a 0/1 mask (e.g. mean probability ≥ 0.5), `MET_UCHAR`.
+// As `lungseg_write_patch_map` for a 0/1 mask (e.g. mean probability ≥
+// `lungseg_model_get_mask_threshold`), `MET_UCHAR`.
 enum lungseg_status lungseg_write_patch_mask(const struct lungseg_patch_spec *spec,
                                              const double *patch_center_world,
                                              const uint8_t *data,

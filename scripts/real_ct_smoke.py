@@ -7,7 +7,7 @@ ships (data/lung1_*, data/lung2_*; 5 mm slices, NRRD).
 For each lesion (a connected component of a label mask) it calls the library through its C ABI
 (ctypes on liblungseg.so, as an integrator would): `lungseg_predict_uncertainty_at` at the
 lesion's centroid, MC dropout on the model's patch there; the lesion mask is resampled onto that
-patch grid (nearest neighbour, SimpleITK) and compared with the mean probability >= 0.5: Dice,
+patch grid (nearest neighbour, SimpleITK) and compared with the mask (mean probability >= the model's mask threshold): Dice,
 volumes, the uncertainty score and whether the review flag fired. A smoke test, not an evaluation: two patients, and
 nothing may be chosen on them (no threshold, score, model or setting); it shows whether a model
 fails on real CT and whether the flag says so.
@@ -123,7 +123,10 @@ class Lungseg:
         self.check(self.lib.lungseg_model_open(path.encode(), None, C.byref(m)), "model_open")
         info = ModelInfo()
         self.check(self.lib.lungseg_model_get_info(m, C.byref(info)), "model_get_info")
-        return m, info
+        t = C.c_float()
+        self.check(self.lib.lungseg_model_get_mask_threshold(m, C.byref(t)),
+                   "model_get_mask_threshold")
+        return m, info, t.value
 
     def open_volume(self, path):
         v = C.c_void_p()
@@ -159,7 +162,7 @@ def main():
     ap.add_argument("--samples", type=int, default=20)
     a = ap.parse_args()
     lib = Lungseg(os.environ.get("LUNGSEG_LIB", "target/release/liblungseg.so"))
-    model, info = lib.open_model(a.model)
+    model, info, mask_threshold = lib.open_model(a.model)
     voxels = int(np.prod([int(n) for n in info.patch_size]))
     files = fetch(a.cache)
     os.makedirs(a.out, exist_ok=True)
@@ -182,7 +185,7 @@ def main():
                 "case": case, "lesion": comp, "centroid_mm": centroid,
                 "diameter_mm": diameter, "lesion_volume_mm3": lesion_mm3,
                 "lesion_share_in_patch": float(truth.sum() * np.prod(info.spacing_mm) / lesion_mm3),
-                "dice_in_patch": float(dice(mean >= 0.5, truth)),
+                "dice_in_patch": float(dice(mean >= mask_threshold, truth)),
                 "predicted_volume_mm3": s.volume_mm3,
                 "needs_review": bool(s.needs_review),
                 "uncertainty_score": s.uncertainty_score,

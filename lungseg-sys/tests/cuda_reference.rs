@@ -266,9 +266,9 @@ fn head_reference_matches_cpu_statistics_across_chunks() {
     let bias = 0.1;
     // Two chunks (4 + 3 samples) as the engine folds them.
     let mut st = r::HeadState::default();
-    r::head_accumulate(&x[..4 * v * c], c, &w, bias, 4, &mut st);
-    r::head_accumulate(&x[4 * v * c..], c, &w, bias, 3, &mut st);
-    let out = r::head_finalize(&st);
+    r::head_accumulate(&x[..4 * v * c], c, &w, bias, 0.5, 4, &mut st);
+    r::head_accumulate(&x[4 * v * c..], c, &w, bias, 0.5, 3, &mut st);
+    let out = r::head_finalize(&st, 0.5);
     let mut region = 0;
     for i in 0..v {
         let ps: Vec<f32> = (0..n)
@@ -306,8 +306,8 @@ fn head_reference_masks_are_the_bits_of_its_probabilities() {
         chunk[(s * v + 3) * c..][..c].fill(0.0);
     }
     let mut st = r::HeadState::default();
-    r::head_accumulate(&first, c, &w, bias, 2, &mut st);
-    let rows = r::head_accumulate(&chunk, c, &w, bias, 3, &mut st);
+    r::head_accumulate(&first, c, &w, bias, 0.5, 2, &mut st);
+    let rows = r::head_accumulate(&chunk, c, &w, bias, 0.5, 3, &mut st);
     assert_eq!(rows.len(), 3 * words);
     let mut ones = 0;
     for (s, row) in rows.chunks_exact(words).enumerate() {
@@ -317,6 +317,7 @@ fn head_reference_masks_are_the_bits_of_its_probabilities() {
             c,
             &w,
             bias,
+            0.5,
             1,
             &mut alone,
         );

@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "3".into()),
+            ("format_version", "4".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '3'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '4'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -172,6 +172,27 @@ fn metadata_problems() {
     );
     assert!(
         e.kind == ErrorKind::Format && e.message.contains("dropout.levels [2]"),
+        "{e}"
+    );
+    // A mask threshold other than 0.5 is version 3 (an older reader would draw the masks at
+    // 0.5); 0.5 itself needs nothing newer than the rest of the file.
+    let at = |t: &str| format!(r#"{{"channels":[4,8],"patch_size":[8,8,8],"mask_threshold":{t}}}"#);
+    for old in ["1", "2"] {
+        let e = load_err(&t, &meta(old, &at("0.094")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("mask_threshold")
+                && e.message.contains("format_version '3'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("3", &at("0.094")))).unwrap();
+    assert_eq!(m.config().mask_threshold, 0.094);
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("1", &at("0.5")))).unwrap();
+    assert_eq!(m.config().mask_threshold, 0.5);
+    let e = load_err(&t, &meta("3", &at("1.0")));
+    assert!(
+        e.kind == ErrorKind::Format && e.message.contains("mask_threshold"),
         "{e}"
     );
     let e = load_err(

@@ -1,6 +1,7 @@
 //! Structure-wise MC measures (Dice agreement, IoU, volume CV): the reduction's bitsets against
 //! a direct computation from each sample's probability map (`predict_sample`, the same dropout
-//! masks), the review score selection, and the refusal of a score without its threshold.
+//! masks) at the model's mask threshold, the review score selection, and the refusal of a score
+//! without its threshold.
 
 mod common;
 
@@ -18,16 +19,19 @@ struct Direct {
     union: u64,
     empty: u32,
     volumes: Vec<u64>,
+    /// `|F|`, the final mask.
+    final_voxels: u64,
 }
 
 fn direct(m: &Model, input: &[f32], opts: &McOptions) -> Direct {
     let n = input.len();
+    let t = m.config().mask_threshold;
     let mut masks: Vec<Vec<bool>> = Vec::new();
     let mut sum = vec![0f64; n];
     for s in 0..opts.n_samples {
         let mut p = vec![0f32; n];
         predict_sample(m, input, opts.seed, s, &mut p, 1).unwrap();
-        masks.push(p.iter().map(|&x| x >= 0.5).collect());
+        masks.push(p.iter().map(|&x| x >= t).collect());
         for (a, &x) in sum.iter_mut().zip(&p) {
             *a += f64::from(x);
         }
@@ -51,7 +55,7 @@ fn direct(m: &Model, input: &[f32], opts: &McOptions) -> Direct {
             "voxel {i}: the samples are the MC samples"
         );
     }
-    let f: Vec<bool> = mean.iter().map(|&x| x >= 0.5).collect();
+    let f: Vec<bool> = mean.iter().map(|&x| x >= t).collect();
     let size = |v: &[bool]| v.iter().filter(|&&b| b).count() as u64;
     let fsize = size(&f);
     let mut dice = 0.0;
@@ -87,6 +91,7 @@ fn direct(m: &Model, input: &[f32], opts: &McOptions) -> Direct {
         union,
         empty: volumes.iter().filter(|&&v| v == 0).count() as u32,
         volumes,
+        final_voxels: fsize,
     }
 }
 
@@ -100,9 +105,15 @@ fn summary(m: &Model, input: &[f32], opts: &McOptions) -> PatchSummary {
 
 /// An element-dropout network at p = 0.5 on the small fixture's input: samples disagree.
 fn uncertain_model() -> Model {
-    let cfg =
-        r#"{"channels":[4,8,16],"patch_size":[16,16,16],"dropout":{"p":0.5,"kind":"element"}}"#;
-    Model::from_bytes(&synth_model_bytes(cfg)).unwrap()
+    uncertain_model_at(0.5)
+}
+
+/// [`uncertain_model`] with the mask threshold `t` (`config.mask_threshold`).
+fn uncertain_model_at(t: f32) -> Model {
+    let cfg = format!(
+        r#"{{"channels":[4,8,16],"patch_size":[16,16,16],"dropout":{{"p":0.5,"kind":"element"}},"mask_threshold":{t}}}"#
+    );
+    Model::from_bytes(&synth_model_bytes(&cfg)).unwrap()
 }
 
 #[test]
@@ -112,6 +123,7 @@ fn measures_equal_a_direct_computation_from_the_sample_masks() {
     for (name, m) in [
         ("small", fixture_model("small")),
         ("p=0.5", uncertain_model()),
+        ("p=0.5, mask threshold 0.3", uncertain_model_at(0.3)),
     ] {
         for (seed, n_samples) in [(7u64, 1u32), (11, 6), (0xDEAD_BEEF, 13)] {
             let opts = McOptions {
@@ -120,9 +132,11 @@ fn measures_equal_a_direct_computation_from_the_sample_masks() {
                 threads: 2,
                 ..McOptions::default()
             };
-            let s = summary(&m, &input, &opts).structure;
+            let full = summary(&m, &input, &opts);
+            let s = full.structure;
             let d = direct(&m, &input, &opts);
             let what = format!("{name} seed {seed} n {n_samples}: {s:?}");
+            assert_eq!(full.foreground_voxels, d.final_voxels, "{what}");
             assert_eq!(
                 (s.intersection_voxels, s.union_voxels),
                 (d.intersection, d.union),
@@ -153,6 +167,49 @@ fn measures_equal_a_direct_computation_from_the_sample_masks() {
     assert!(
         nontrivial >= 2,
         "no patch where the samples disagree: the test would prove little"
+    );
+}
+
+/// The same network with a lower mask threshold calls more voxels foreground, in the final mask
+/// and in the samples, and reports the same probabilities: the threshold moves the masks only.
+#[test]
+fn the_mask_threshold_moves_the_masks_not_the_probabilities() {
+    let input = read_f32("small.input.f32");
+    let opts = McOptions {
+        n_samples: 8,
+        seed: 3,
+        threads: 2,
+        ..McOptions::default()
+    };
+    let run = |m: &Model| {
+        let mut mean = vec![0f32; input.len()];
+        let s = predict_uncertainty(
+            m,
+            &input,
+            &opts,
+            UncertaintyMaps {
+                mean: Some(&mut mean),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (s, mean)
+    };
+    let (at_half, mean_half) = run(&uncertain_model());
+    let (at_03, mean_03) = run(&uncertain_model_at(0.3));
+    assert_eq!(mean_half, mean_03);
+    let count = |t: f32| mean_half.iter().filter(|&&p| p >= t).count() as u64;
+    assert_eq!(at_half.foreground_voxels, count(0.5));
+    assert_eq!(at_03.foreground_voxels, count(0.3));
+    assert!(
+        count(0.3) > count(0.5),
+        "no voxel between 0.3 and 0.5: vacuous"
+    );
+    assert!(
+        at_03.structure.sample_voxels_mean > at_half.structure.sample_voxels_mean,
+        "{:?} vs {:?}",
+        at_03.structure,
+        at_half.structure
     );
 }
 

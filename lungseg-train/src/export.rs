@@ -23,14 +23,12 @@ use crate::train::checkpoint;
 
 pub use lungseg::model::FORMAT;
 
-/// Metadata value of `format_version`: 1 unless the file needs version 2 (dropout in some
-/// levels only), so that older readers keep opening every file they can read correctly.
-pub fn format_version(config: &UNetConfig) -> &'static str {
-    if config.dropout.levels.is_some() {
-        lungseg::model::FORMAT_VERSION
-    } else {
-        lungseg::model::FORMAT_VERSION_V1
-    }
+/// Metadata value of `format_version`: the oldest version whose readers understand the
+/// config (lungseg-sys's [`lungseg::model::required_format_version`]), so that older readers
+/// keep opening every file they can read correctly.
+pub fn format_version(config: &UNetConfig) -> Result<&'static str> {
+    let cfg = lungseg::model::ModelConfig::from_json(&serde_json::to_string(config)?)?;
+    Ok(lungseg::model::required_format_version(&cfg))
 }
 /// Patch score new model files carry. Not lungseg-sys's default for files without a `review`
 /// entry (`mean_mutual_info`): on three synthetic-data models it ranked bad patches better on 5
@@ -153,7 +151,7 @@ pub fn to_safetensors(
         ("format".to_string(), FORMAT.to_string()),
         (
             "format_version".to_string(),
-            format_version(config).to_string(),
+            format_version(config)?.to_string(),
         ),
         ("config".to_string(), serde_json::to_string(config)?),
         ("review".to_string(), serde_json::to_string(review)?),

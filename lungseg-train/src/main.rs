@@ -178,8 +178,8 @@ struct CalibrateProbabilityArgs {
     samples: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// `temperature` (scale every sample's logit: the samples' 0.5 boundaries, and so their
-    /// masks, stay) or `platt` (scale and shift: also moves the boundary).
+    /// `temperature` (scale every sample's logit) or `platt` (scale and shift). Either way
+    /// `--write` moves the model's mask threshold with the map, so each sample's mask stays.
     #[arg(long, default_value = "temperature")]
     map: String,
     /// Voxels the fit sees: `patch` (the ROI and a weighted subsample of the rest) or `roi`.

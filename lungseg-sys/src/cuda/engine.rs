@@ -369,6 +369,7 @@ mod gpu {
                 ups: &self.up_shapes,
                 hu_window: self.hu_window,
                 head_bias: self.head_b,
+                mask_t: self.config.mask_threshold,
             }
         }
 

@@ -387,6 +387,8 @@ pub struct HeadAcc<B> {
     pub s: usize,
     pub v: usize,
     pub n0: u32,
+    /// The model's mask threshold.
+    pub mask_t: f32,
     pub state: HeadState<B>,
     pub masks: Option<B>,
 }
@@ -398,6 +400,7 @@ pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
         s: a.s as i32,
         v: a.v as u32,
         n0: a.n0 as i32,
+        mask_t: a.mask_t,
         mask_words: head_mask_words(a.v) as u32,
         ..HeadAccArgs::default()
     };
@@ -418,6 +421,8 @@ pub struct HeadFin<B> {
     pub state: HeadState<B>,
     pub n: u32,
     pub v: usize,
+    /// The model's mask threshold.
+    pub mask_t: f32,
     pub maps: [Option<B>; 4],
     pub partials: B,
 }
@@ -426,6 +431,7 @@ pub fn head_finalize<B>(a: HeadFin<B>) -> Launch<B> {
     let p = HeadFinArgs {
         n: a.n as i32,
         v: a.v as u32,
+        mask_t: a.mask_t,
         ..HeadFinArgs::default()
     };
     let [mean, var, ent, mi] = a.maps;
@@ -487,6 +493,8 @@ pub struct PlanLaunches<'a> {
     pub ups: &'a [ConvShape],
     pub hu_window: (f32, f32),
     pub head_bias: f32,
+    /// The model's mask threshold (`config.mask_threshold`).
+    pub mask_t: f32,
 }
 
 const STATE: HeadState<Slot> = HeadState {
@@ -591,6 +599,7 @@ impl PlanLaunches<'_> {
                 s,
                 v: v0,
                 n0,
+                mask_t: self.mask_t,
                 state: STATE,
                 masks: Some(Slot::Masks),
             }),
@@ -603,6 +612,7 @@ impl PlanLaunches<'_> {
             state: STATE,
             n,
             v: self.plan.grids[0].iter().product(),
+            mask_t: self.mask_t,
             maps: [0, 1, 2, 3].map(|k| Some(Slot::Map(k))),
             partials: Slot::Partials,
         })

@@ -105,7 +105,8 @@ pub struct HeadAccArgs {
     pub s: i32,
     pub v: u32,
     pub n0: i32,
-    pub pad: i32,
+    /// The model's mask threshold: a sample's voxel is foreground at `p ≥ mask_t`.
+    pub mask_t: f32,
     /// The chunk's per-sample mask rows (0: not wanted), `mask_words` u32 words each.
     pub masks: u64,
     pub mask_words: u32,
@@ -127,6 +128,9 @@ pub struct HeadFinArgs {
     pub partials: u64,
     pub n: i32,
     pub v: u32,
+    /// The model's mask threshold (the final mask is `mean ≥ mask_t`).
+    pub mask_t: f32,
+    pub pad: i32,
 }
 
 /// `(name, value)` compile-time constants: `LSP_<P>_SIZE` and `LSP_<P>_<field>` (offset).
@@ -190,6 +194,10 @@ pub const HEAD_LAYOUT: &[(&str, u32)] = &[
         std::mem::offset_of!(HeadAccArgs, n0) as u32,
     ),
     (
+        "LSP_HEADACC_mask_t",
+        std::mem::offset_of!(HeadAccArgs, mask_t) as u32,
+    ),
+    (
         "LSP_HEADACC_masks",
         std::mem::offset_of!(HeadAccArgs, masks) as u32,
     ),
@@ -239,6 +247,10 @@ pub const HEAD_LAYOUT: &[(&str, u32)] = &[
     ),
     ("LSP_HEADFIN_n", std::mem::offset_of!(HeadFinArgs, n) as u32),
     ("LSP_HEADFIN_v", std::mem::offset_of!(HeadFinArgs, v) as u32),
+    (
+        "LSP_HEADFIN_mask_t",
+        std::mem::offset_of!(HeadFinArgs, mask_t) as u32,
+    ),
 ];
 
 /// The largest parameter struct (what the engine's parameter block must hold).

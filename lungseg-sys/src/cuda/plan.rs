@@ -407,6 +407,7 @@ pub fn run_reference_from(
                         plan.bufs[src].c,
                         &wts.head_w,
                         wts.head_b,
+                        cfg.mask_threshold,
                         s,
                         &mut state,
                     );
@@ -415,5 +416,5 @@ pub fn run_reference_from(
         }
         done += chunk_s as u32;
     }
-    r::head_finalize(&state)
+    r::head_finalize(&state, cfg.mask_threshold)
 }

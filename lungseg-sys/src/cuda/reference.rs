@@ -305,12 +305,13 @@ pub fn entropy_bits_f32(p: f32) -> f32 {
 
 /// `ls_head_accumulate`: folds `S` samples of `x` `[S][V][C]` into `st`; returns the chunk's
 /// mask rows (`S` rows of [`head_mask_words`]`(V)` u32 words, bit `i % 32` of word `i / 32` set
-/// where sample `p_i ≥ 0.5`).
+/// where sample `p_i ≥ mask_t`, the model's mask threshold).
 pub fn head_accumulate(
     x: &[f32],
     c: usize,
     w: &[f32],
     bias: f32,
+    mask_t: f32,
     s: usize,
     st: &mut HeadState,
 ) -> Vec<u32> {
@@ -336,8 +337,8 @@ pub fn head_accumulate(
             st.mean[i] += d / k;
             st.m2[i] += d * (p - st.mean[i]);
             st.sum_h[i] += entropy_bits_f32(p);
-            st.any_fg[i] |= u32::from(p >= 0.5);
-            masks[b * words + i / 32] |= u32::from(p >= 0.5) << (i % 32);
+            st.any_fg[i] |= u32::from(p >= mask_t);
+            masks[b * words + i / 32] |= u32::from(p >= mask_t) << (i % 32);
         }
     }
     st.n += s as u32;
@@ -355,8 +356,8 @@ pub struct HeadOut {
     pub sums: [f64; 6],
 }
 
-/// `ls_head_finalize`.
-pub fn head_finalize(st: &HeadState) -> HeadOut {
+/// `ls_head_finalize` (`mask_t`: the model's mask threshold).
+pub fn head_finalize(st: &HeadState, mask_t: f32) -> HeadOut {
     let n = st.n.max(1) as f32;
     let mut o = HeadOut::default();
     for i in 0..st.mean.len() {
@@ -368,7 +369,7 @@ pub fn head_finalize(st: &HeadState) -> HeadOut {
         o.variance.push(var);
         o.entropy.push(h);
         o.mutual_info.push(mi);
-        o.sums[0] += f64::from(u8::from(mu >= 0.5));
+        o.sums[0] += f64::from(u8::from(mu >= mask_t));
         if st.any_fg[i] != 0 {
             o.sums[1] += 1.0;
             o.sums[2] += f64::from(mu);

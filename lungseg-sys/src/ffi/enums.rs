@@ -143,7 +143,8 @@ pub enum lungseg_review_score {
     LUNGSEG_REVIEW_MEAN_ENTROPY = 2,
     /// Mean variance of the probability over those voxels.
     LUNGSEG_REVIEW_MEAN_VARIANCE = 3,
-    /// |sum of mean probability - V| / (V + 10), V = voxels with mean >= 0.5.
+    /// |sum of mean probability - V| / (V + 10), V = voxels with mean >= the model's
+    /// mask threshold (`lungseg_model_get_mask_threshold`).
     LUNGSEG_REVIEW_VOLUME_DISAGREEMENT = 4,
     /// 1 - `lungseg_structure_measures.dice_agreement`.
     LUNGSEG_REVIEW_DICE_DISAGREEMENT = 5,

@@ -134,7 +134,8 @@ pub struct lungseg_mc_options {
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
 /// Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT"), over the
-/// sample masks M_s = {p_s >= 0.5} and the final mask F = {mean >= 0.5}. A growable output
+/// sample masks M_s = {p_s >= t} and the final mask F = {mean >= t}, t the model's mask
+/// threshold (`lungseg_model_get_mask_threshold`). A growable output
 /// struct: the caller sets `struct_size` to `sizeof(lungseg_structure_measures)`; the library
 /// writes min(struct_size, its sizeof) bytes and sets `struct_size` to that number.
 ///
@@ -174,7 +175,7 @@ versioned!(
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_patch_summary {
-    /// Voxels with mean probability >= 0.5.
+    /// Voxels with mean probability >= the model's mask threshold.
     pub foreground_voxels: u64,
     /// Their volume in mm³ and the diameter of a sphere of that volume.
     pub volume_mm3: f64,
@@ -472,6 +473,25 @@ pub unsafe extern "C" fn lungseg_model_get_cpu_kernel(
         let m = arg_ref(model, "model")?;
         let out = arg_mut(out, "out")?;
         *out = lungseg_cpu_kernel::from(m.inner.kernel()) as u32;
+        Ok(())
+    })
+}
+
+/// The probability at or above which `model` calls a voxel foreground (`config.mask_threshold`
+/// of the model file; 0.5 unless the file names another), written to `*out`: the final mask is
+/// {mean >= t}, each MC sample's mask {p_s >= t}, and `foreground_voxels`, the volume and the
+/// masks the library writes all use it. A model whose probabilities are calibrated keeps its
+/// trained boundary this way; software that thresholds the probability maps itself must use
+/// this value, not 0.5.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_mask_threshold(
+    model: *const lungseg_model,
+    out: *mut f32,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = m.inner.config().mask_threshold;
         Ok(())
     })
 }

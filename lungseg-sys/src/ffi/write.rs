@@ -94,7 +94,8 @@ pub unsafe extern "C" fn lungseg_write_patch_map(
     )
 }
 
-/// As `lungseg_write_patch_map` for a 0/1 mask (e.g. mean probability ≥ 0.5), `MET_UCHAR`.
+/// As `lungseg_write_patch_map` for a 0/1 mask (e.g. mean probability ≥
+/// `lungseg_model_get_mask_threshold`), `MET_UCHAR`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_write_patch_mask(
     spec: *const lungseg_patch_spec,

@@ -54,6 +54,11 @@ pub struct ModelConfig {
     pub spacing_mm: [f64; 3],
     /// HU window (lo, hi); input is `clip((HU - lo) / (hi - lo), 0, 1)`.
     pub hu_window: (f32, f32),
+    /// A voxel is foreground when its probability is at least this (`mask_threshold`, format
+    /// version 3; default 0.5): the mean for the final mask, each sample's for the sample
+    /// masks. A probability-calibrated model keeps its trained segmentation boundary by moving
+    /// this with the calibration map instead of thresholding calibrated probabilities at 0.5.
+    pub mask_threshold: f32,
 }
 
 impl Default for ModelConfig {
@@ -72,9 +77,13 @@ impl Default for ModelConfig {
             patch_size: [64, 64, 64],
             spacing_mm: [1.0, 1.0, 1.0],
             hu_window: (-1000.0, 400.0),
+            mask_threshold: DEFAULT_MASK_THRESHOLD,
         }
     }
 }
+
+/// The mask threshold of a model that does not name one.
+pub const DEFAULT_MASK_THRESHOLD: f32 = 0.5;
 
 impl ModelConfig {
     /// Voxels in one patch.
@@ -150,6 +159,9 @@ impl ModelConfig {
         if let Some([lo, hi]) = raw.hu_window {
             cfg.hu_window = (lo as f32, hi as f32);
         }
+        if let Some(t) = raw.mask_threshold {
+            cfg.mask_threshold = t as f32;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -215,6 +227,13 @@ impl ModelConfig {
                 "config.hu_window [{lo}, {hi}] must be finite with hi > lo"
             )));
         }
+        // 0 would call every voxel foreground and 1 none but exact ones: no segmentation.
+        let t = self.mask_threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return Err(Error::format(format!(
+                "config.mask_threshold = {t} must be in (0, 1)"
+            )));
+        }
         Ok(())
     }
 }
@@ -231,6 +250,7 @@ struct RawConfig {
     patch_size: Option<[usize; 3]>,
     spacing_mm: Option<[f64; 3]>,
     hu_window: Option<[f64; 2]>,
+    mask_threshold: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +399,9 @@ mod tests {
             }
         );
         assert_eq!(c.hu_window, (-1000.0, 400.0));
+        assert_eq!(c.mask_threshold, 0.5);
+        let c = ModelConfig::from_json(r#"{"mask_threshold":0.094}"#).unwrap();
+        assert_eq!(c.mask_threshold, 0.094);
         assert_eq!(
             ModelConfig::from_json("{}").unwrap(),
             ModelConfig::default()
@@ -398,6 +421,9 @@ mod tests {
             r#"{"channels":[]}"#,
             r#"{"bn_eps":0}"#,
             r#"{"bn_eps":-1e-5}"#,
+            r#"{"mask_threshold":0}"#,
+            r#"{"mask_threshold":1}"#,
+            r#"{"mask_threshold":-0.2}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -16,18 +16,45 @@ use std::collections::HashSet;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::config::{ModelConfig, Norm, ReviewConfig};
+use super::config::{ModelConfig, Norm, ReviewConfig, DEFAULT_MASK_THRESHOLD};
 use super::dropout::LevelSet;
 use super::network::{Block, Conv3, Head, Net, Network, UpConv};
 use crate::error::{try_vec, Error, Result};
 
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
-/// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`.
-pub const FORMAT_VERSION: &str = "2";
-/// Version 1, which writers keep for files that use nothing of version 2, so that older
-/// readers open them.
+/// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
+/// adds `config.mask_threshold`.
+pub const FORMAT_VERSION: &str = "3";
+/// Version 2 (`config.dropout.levels`).
+pub const FORMAT_VERSION_V2: &str = "2";
+/// Version 1, which writers keep for files that use nothing newer, so that older readers
+/// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
+/// Every version this reader opens, oldest first.
+const VERSIONS: [&str; 3] = [FORMAT_VERSION_V1, FORMAT_VERSION_V2, FORMAT_VERSION];
+
+/// The oldest `format_version` whose readers understand everything `config` uses: an older
+/// reader ignores the newer keys and would compute another thing (sample another network,
+/// draw masks at another threshold), so a file must say at least this for such readers to
+/// refuse it. Writers use this; the reader refuses files that claim less.
+pub fn required_format_version(config: &ModelConfig) -> &'static str {
+    if config.mask_threshold != DEFAULT_MASK_THRESHOLD {
+        FORMAT_VERSION
+    } else if config.dropout.levels != LevelSet::ALL {
+        FORMAT_VERSION_V2
+    } else {
+        FORMAT_VERSION_V1
+    }
+}
+
+/// Position of a version in [`VERSIONS`].
+fn version_rank(v: &str) -> usize {
+    VERSIONS
+        .iter()
+        .position(|&k| k == v)
+        .expect("a known version")
+}
 
 /// Parses `bytes`; `precheck` sees the config before any tensor is read and may refuse it.
 pub(super) fn load(
@@ -54,11 +81,11 @@ pub(super) fn load(
         }
     }
     let version = match meta.get("format_version").map(String::as_str) {
-        Some(v @ (FORMAT_VERSION_V1 | FORMAT_VERSION)) => v,
+        Some(v) if VERSIONS.contains(&v) => v,
         Some(other) => {
             return Err(Error::unsupported(format!(
-                "model format_version '{other}' (this reader supports '{FORMAT_VERSION_V1}' \
-                 and '{FORMAT_VERSION}')"
+                "model format_version '{other}' (this reader supports {})",
+                VERSIONS.map(|v| format!("'{v}'")).join(", ")
             )))
         }
         None => return Err(Error::format("metadata key 'format_version' is missing")),
@@ -67,12 +94,16 @@ pub(super) fn load(
         Some(s) => ModelConfig::from_json(s)?,
         None => ModelConfig::default(),
     };
-    // A version-1 reader ignores `dropout.levels` and would drop everywhere: such a file
-    // must say version 2 so that old readers refuse it instead of sampling another network.
-    if version == FORMAT_VERSION_V1 && config.dropout.levels != LevelSet::ALL {
-        return Err(Error::format(
-            "config.dropout.levels needs format_version '2' (the file says '1')",
-        ));
+    let needed = required_format_version(&config);
+    if version_rank(version) < version_rank(needed) {
+        let what = if needed == FORMAT_VERSION {
+            "config.mask_threshold other than 0.5"
+        } else {
+            "config.dropout.levels"
+        };
+        return Err(Error::format(format!(
+            "{what} needs format_version '{needed}' (the file says '{version}')"
+        )));
     }
     let review = match meta.get("review") {
         Some(s) => ReviewConfig::from_json(s)?,

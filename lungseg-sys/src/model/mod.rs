@@ -9,9 +9,13 @@ mod network;
 
 use std::path::Path;
 
-pub use config::{Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore};
+pub use config::{
+    Dropout, DropoutKind, ModelConfig, Norm, ReviewConfig, ReviewScore, DEFAULT_MASK_THRESHOLD,
+};
 pub use dropout::LevelSet;
-pub use load::{FORMAT, FORMAT_VERSION, FORMAT_VERSION_V1};
+pub use load::{
+    required_format_version, FORMAT, FORMAT_VERSION, FORMAT_VERSION_V1, FORMAT_VERSION_V2,
+};
 pub use network::Network;
 pub(crate) use network::{Conv3, Net};
 

@@ -74,14 +74,15 @@ pub struct UncertaintyMaps<'a> {
 /// by hosts that report them, e.g. `lungseg-train predict`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
-    /// Voxels with mean probability ≥ 0.5.
+    /// Voxels with mean probability ≥ the model's mask threshold (`config.mask_threshold`,
+    /// 0.5 unless the model names another).
     pub foreground_voxels: u64,
     /// `foreground_voxels` × voxel volume at the model's spacing.
     pub volume_mm3: f64,
     /// Diameter of the sphere with that volume.
     pub equivalent_diameter_mm: f64,
-    /// Mean of the mean probability over the voxels any sample calls foreground (p ≥ 0.5);
-    /// 0 when there are none (likewise the next two).
+    /// Mean of the mean probability over the voxels any sample calls foreground (p ≥ the
+    /// mask threshold); 0 when there are none (likewise the next two).
     pub mean_probability: f32,
     /// Mean predictive entropy (bits) over those voxels.
     pub mean_entropy: f32,
@@ -280,7 +281,7 @@ pub(crate) fn predict_uncertainty_with(
             let ws = lease.ws();
             let pass = cpu.pass(t.network);
             prologue(&pass, ws, patch_hu, threads);
-            ws.stats.reset();
+            ws.stats.reset(t.network.config().mask_threshold);
             run_samples(opts, ctl, |drop, stop| {
                 forward(&pass, ws, Some(drop), threads, stop)?;
                 let Workspace { prob, stats, .. } = &mut *ws;
@@ -294,6 +295,7 @@ pub(crate) fn predict_uncertainty_with(
             // reduction of its passes); the summary is the CPU's code (docs/cuda.md,
             // "Computed on the device and on the host").
             let mut stats = Stats::new(n, opts.n_samples as usize)?;
+            stats.reset(t.network.config().mask_threshold);
             let job = route::McJob {
                 patch_hu,
                 seed: opts.seed,
@@ -462,7 +464,7 @@ fn summarise(
         put(&mut maps.variance, v.variance);
         put(&mut maps.entropy, v.entropy);
         put(&mut maps.mutual_info, v.mutual_info);
-        if v.mean >= 0.5 {
+        if v.mean >= cfg.mask_threshold {
             fg += 1;
             stats.mark_final(i);
         }

@@ -1,7 +1,8 @@
 //! Structure-wise agreement of the MC samples (Roy et al. 2019, "Bayesian QuickNAT",
-//! NeuroImage 186): each sample's foreground mask `M_s = {p_s ≥ 0.5}` is kept as a bitset
-//! (one bit per voxel, no probabilities), so that once the final mask `F = {mean ≥ 0.5}` is
-//! known the per-sample Dice against it can be counted.
+//! NeuroImage 186): each sample's foreground mask `M_s = {p_s ≥ t}` is kept as a bitset
+//! (one bit per voxel, no probabilities), so that once the final mask `F = {mean ≥ t}` is
+//! known the per-sample Dice against it can be counted (`t`: the model's mask threshold,
+//! `config.mask_threshold`, 0.5 unless the model names another).
 //!
 //! Everything is integer counting folded in sample order, so the measures do not depend on the
 //! thread count. Empty masks (see [`StructureMeasures`]) never read as agreement unless every
@@ -113,9 +114,9 @@ impl SampleMasks {
         self.final_mask.fill(0);
     }
 
-    /// Records the next sample's mask `p ≥ 0.5`. Panics past `capacity` samples (callers
-    /// bound the sample count first).
-    pub fn record(&mut self, prob: &[f32]) {
+    /// Records the next sample's mask `p ≥ threshold`. Panics past `capacity` samples
+    /// (callers bound the sample count first).
+    pub fn record(&mut self, prob: &[f32], threshold: f32) {
         assert!(self.n < self.capacity, "more samples than mask rows");
         let s = self.n;
         let row = &mut self.rows[s * self.words..(s + 1) * self.words];
@@ -123,7 +124,7 @@ impl SampleMasks {
             row[w] = chunk
                 .iter()
                 .enumerate()
-                .fold(0u64, |acc, (b, &p)| acc | (u64::from(p >= 0.5) << b));
+                .fold(0u64, |acc, (b, &p)| acc | (u64::from(p >= threshold) << b));
         }
         self.fold_row();
     }
@@ -271,9 +272,9 @@ mod tests {
         p[0] = 0.5;
         p[64] = 0.9;
         p[69] = 0.7;
-        m.record(&p);
+        m.record(&p, 0.5);
         p[0] = 0.49;
-        m.record(&p);
+        m.record(&p, 0.5);
         assert!(m.any(0) && m.any(64) && m.any(69) && !m.any(1) && !m.any(68));
         let s = m.measures();
         assert_eq!((s.intersection_voxels, s.union_voxels), (2, 3));
@@ -284,7 +285,7 @@ mod tests {
     fn measure(samples: &[&[f32]], final_mask: &[usize]) -> StructureMeasures {
         let mut m = SampleMasks::new(samples[0].len(), samples.len()).unwrap();
         for p in samples {
-            m.record(p);
+            m.record(p, 0.5);
         }
         for &i in final_mask {
             m.mark_final(i);
@@ -352,7 +353,7 @@ mod tests {
             SampleMasks::new(70, 3).unwrap(),
         );
         for p in &probs {
-            by_prob.record(p);
+            by_prob.record(p, 0.5);
             let mut row = [0u64; 2];
             for (i, &x) in p.iter().enumerate() {
                 row[i / 64] |= u64::from(x >= 0.5) << (i % 64);
@@ -388,10 +389,10 @@ mod tests {
     #[test]
     fn reset_forgets_the_previous_call() {
         let mut m = SampleMasks::new(3, 2).unwrap();
-        m.record(&[0.9, 0.9, 0.9]);
+        m.record(&[0.9, 0.9, 0.9], 0.5);
         m.mark_final(0);
         m.reset();
-        m.record(&[0.0, 0.0, 0.0]);
+        m.record(&[0.0, 0.0, 0.0], 0.5);
         let s = m.measures();
         assert_eq!((s.dice_agreement, s.iou, s.union_voxels), (1.0, 1.0, 0));
     }

@@ -17,6 +17,8 @@ pub const MAX_SAMPLES: u32 = 1024;
 /// Running sums for one patch.
 pub(crate) struct Stats {
     n: u32,
+    /// The model's mask threshold: a sample calls a voxel foreground at `p ≥ mask_threshold`.
+    mask_threshold: f32,
     mean: Vec<f64>,
     m2: Vec<f64>,
     sum_h: Vec<f64>,
@@ -37,7 +39,7 @@ pub struct VoxelStats {
     pub variance: f32,
     pub entropy: f32,
     pub mutual_info: f32,
-    /// Some sample has p ≥ 0.5 here.
+    /// Some sample has p ≥ the mask threshold here.
     pub any_foreground: bool,
 }
 
@@ -57,6 +59,7 @@ impl Stats {
     pub fn new(voxels: usize, samples: usize) -> Result<Stats> {
         Ok(Stats {
             n: 0,
+            mask_threshold: crate::model::DEFAULT_MASK_THRESHOLD,
             mean: try_vec(voxels, "MC statistics")?,
             m2: try_vec(voxels, "MC statistics")?,
             sum_h: try_vec(voxels, "MC statistics")?,
@@ -64,8 +67,11 @@ impl Stats {
         })
     }
 
-    pub fn reset(&mut self) {
+    /// Forgets the samples; the next ones are masked at `p ≥ mask_threshold` (the model's
+    /// `config.mask_threshold`; every call starts here).
+    pub fn reset(&mut self, mask_threshold: f32) {
         self.n = 0;
+        self.mask_threshold = mask_threshold;
         self.mean.fill(0.0);
         self.m2.fill(0.0);
         self.sum_h.fill(0.0);
@@ -83,7 +89,7 @@ impl Stats {
             self.m2[i] += d * (x - self.mean[i]);
             self.sum_h[i] += f64::from(entropy_bits(p));
         }
-        self.masks.record(prob);
+        self.masks.record(prob, self.mask_threshold);
     }
 
     /// Records the next sample's foreground mask as a device computed it (see
@@ -135,7 +141,8 @@ impl Stats {
         })
     }
 
-    /// Puts voxel `i` into the final mask (mean ≥ 0.5) that [`Self::structure`] compares with.
+    /// Puts voxel `i` into the final mask (mean ≥ the mask threshold) that [`Self::structure`]
+    /// compares with.
     pub fn mark_final(&mut self, i: usize) {
         self.masks.mark_final(i);
     }
@@ -173,6 +180,7 @@ impl Stats {
 /// Statistics of one sample set given directly (tests, and a definition in code).
 pub fn voxel_stats(samples: &[f32]) -> VoxelStats {
     let mut s = Stats::new(1, samples.len()).expect("one voxel's statistics");
+    s.reset(crate::model::DEFAULT_MASK_THRESHOLD);
     for &p in samples {
         s.add(&[p]);
     }

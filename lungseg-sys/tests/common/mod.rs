@@ -156,14 +156,12 @@ pub fn write_safetensors(tensors: &[RawTensor], meta: &[(&str, String)]) -> Vec<
     out
 }
 
-/// The metadata of a model file with `config`: format_version 2 where the config lists
-/// dropout levels (which version 1 lacks), else 1.
+/// The metadata of a model file with `config`: the oldest format_version that holds it
+/// (the library's own rule, `required_format_version`), and the config.
 pub fn standard_meta(config: &str) -> Vec<(&'static str, String)> {
-    let version = if config.contains("\"levels\"") {
-        "2"
-    } else {
-        "1"
-    };
+    let version = lungseg::model::ModelConfig::from_json(config)
+        .map(|c| lungseg::model::required_format_version(&c))
+        .unwrap_or(lungseg::model::FORMAT_VERSION_V1);
     vec![
         ("format", "lungseg-unet3d".into()),
         ("format_version", version.into()),

@@ -289,10 +289,14 @@ pub fn upconv<D: KernelDevice>(dev: &mut D) {
 
 /// The head kernels against their reference over chunks of 2, 3 and 1 samples at an odd voxel
 /// count (275: neither a multiple of 32 nor of 64). With `masks`, the sample masks too: every
-/// word of each row written (the buffer is poisoned), the reference's bits, padding bits 0;
+/// word of each row written (the buffer is poisoned), the reference's bits at a mask threshold
+/// other than 0.5, padding bits 0;
 /// without, no mask buffer is passed (NULL: the kernel must skip them). The finalize kernel
 /// skips the entropy map it is not given.
 pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
+    // Not 0.5: a kernel that ignores the model's mask threshold disagrees on the masks, the
+    // region and the foreground count.
+    const MASK_T: f32 = 0.35;
     let mut rng = Rng(17);
     let (c, v) = (16usize, 275usize);
     let words = l::head_mask_words(v);
@@ -305,9 +309,9 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
     let want_masks: Vec<Vec<u32>> = xs
         .iter()
         .zip(&chunks)
-        .map(|(x, &s)| r::head_accumulate(x, c, &w, bias, s, &mut st))
+        .map(|(x, &s)| r::head_accumulate(x, c, &w, bias, MASK_T, s, &mut st))
         .collect();
-    let want = r::head_finalize(&st);
+    let want = r::head_finalize(&st, MASK_T);
     let state = HeadState {
         mean: dev.poisoned(v * 4),
         m2: dev.poisoned(v * 4),
@@ -327,6 +331,7 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
             s,
             v,
             n0,
+            mask_t: MASK_T,
             state,
             masks: mask_buf,
         });
@@ -348,6 +353,7 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
         state,
         n: n0,
         v,
+        mask_t: MASK_T,
         maps: [Some(maps[0]), Some(maps[1]), None, Some(maps[2])],
         partials,
     });

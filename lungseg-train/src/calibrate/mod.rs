@@ -140,7 +140,7 @@ fn choose_score(
         &idx,
         opts.samples,
         opts.seed,
-        &opts.eval,
+        &opts.eval.for_model(model),
         |_, _| on_patch(),
     )?;
     let candidates = scored.metrics.review_scores;

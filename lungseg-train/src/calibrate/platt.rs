@@ -83,6 +83,11 @@ pub struct Platt {
 impl Platt {
     pub const IDENTITY: Platt = Platt { a: 1.0, b: 0.0 };
 
+    /// The calibrated probability of a sample whose uncalibrated probability is `p` (0 < p < 1).
+    pub fn map_probability(&self, p: f64) -> f64 {
+        sigmoid(self.a * (p / (1.0 - p)).ln() + self.b)
+    }
+
     /// The calibrated MC mean of one voxel's sample logits.
     pub fn mean_prob(&self, logits: &[f32]) -> f64 {
         let sum: f64 = logits

@@ -201,6 +201,8 @@ pub fn collect_logits(
         patches: idx.len(),
         saturated: 0,
     };
+    // The probe keeps the model's config, so its mask threshold is the model's.
+    let eval = opts.eval.for_model(probe);
     for &i in &idx {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
@@ -219,8 +221,8 @@ pub fn collect_logits(
         let mut det = vec![0f32; n];
         mc::predict(probe, &patch.hu, &mut det, 0).with_context(|| format!("patch {}", rec.id))?;
         det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
-        let roi = roi_mask(&patch.mask, &mean, &det, rec.shape, &opts.eval)
-            .map_err(anyhow::Error::msg)?;
+        let roi =
+            roi_mask(&patch.mask, &mean, &det, rec.shape, &eval).map_err(anyhow::Error::msg)?;
         for v in 0..n {
             let dst = if roi[v] != 0 {
                 &mut out.roi
@@ -305,16 +307,48 @@ pub fn fit_probability(
     })
 }
 
-/// Folds `cal`'s map into the head of the model file `file` and records it in the
-/// provenance. Refuses a model that is calibrated already (fit on the plain export).
+/// Folds `cal`'s map into the head of the model file `file`, moves the mask threshold with it
+/// ([`keep_boundary`]) and records the fit in the provenance. Refuses a model that is
+/// calibrated already (fit on the plain export).
 pub fn apply(file: &mut ModelFile, cal: &ProbabilityCalibration) -> Result<()> {
     let mut provenance = file.json_object("provenance")?;
     if provenance.contains_key(PROVENANCE_KEY) {
         bail!("the model is probability-calibrated already; calibrate the uncalibrated export");
     }
     scale_head(file, cal.fit.map)?;
+    keep_boundary(file, cal.fit.map)?;
     provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(cal)?);
     file.set_json_object("provenance", provenance);
+    Ok(())
+}
+
+/// Sets the file's `config.mask_threshold` to the image of its threshold under `map`, and its
+/// `format_version` to what that needs: each sample's mask `σ(a·z + b) ≥ map(t)` is
+/// `σ(z) ≥ t` (the map is increasing), so calibration changes the probabilities and not the
+/// segmentation the network was trained and evaluated for (a map with `b < 0` would otherwise
+/// shrink every mask; the final mask, a mean of mapped samples, moves only slightly).
+pub fn keep_boundary(file: &mut ModelFile, map: Platt) -> Result<()> {
+    ensure!(
+        map.a > 0.0 && map.a.is_finite() && map.b.is_finite(),
+        "calibration map a = {}, b = {} is not increasing",
+        map.a,
+        map.b
+    );
+    let config_json = file.metadata.get("config").map_or("{}", String::as_str);
+    let old = lungseg::model::ModelConfig::from_json(config_json)?;
+    let t = map.map_probability(f64::from(old.mask_threshold));
+    ensure!(
+        t > 0.0 && t < 1.0 && (t as f32) > 0.0 && (t as f32) < 1.0,
+        "the mapped mask threshold {t} is not a probability inside (0, 1)"
+    );
+    let mut config = file.json_object("config")?;
+    config.insert("mask_threshold".into(), serde_json::json!(t as f32));
+    file.set_json_object("config", config);
+    let new = lungseg::model::ModelConfig::from_json(&file.metadata["config"])?;
+    file.metadata.insert(
+        "format_version".into(),
+        lungseg::model::required_format_version(&new).into(),
+    );
     Ok(())
 }
 

@@ -70,19 +70,12 @@ pub fn evaluate(
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
     let idx = score::split_for_model(&model, &ds, &opts.split)?;
+    let eval = opts.eval.for_model(&model);
     let out = &opts.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut notes: Vec<String> = spacing_warning(&model, &ds, &idx).into_iter().collect();
 
-    let scored = score::score_patches(
-        &model,
-        &ds,
-        &idx,
-        opts.samples,
-        opts.seed,
-        &opts.eval,
-        on_patch,
-    )?;
+    let scored = score::score_patches(&model, &ds, &idx, opts.samples, opts.seed, &eval, on_patch)?;
     let pass_seconds = t0.elapsed().as_secs_f64();
 
     let csv = opts.training_metrics.clone().or_else(|| {
@@ -96,7 +89,7 @@ pub fn evaluate(
         out,
         samples: opts.samples,
         seed: opts.seed,
-        fg_threshold: opts.eval.fg_threshold,
+        fg_threshold: eval.fg_threshold,
     };
     let volumes = shown::show_patches(&model, &run, &chosen, &mut figs)?;
     notes.extend(figs.notes);

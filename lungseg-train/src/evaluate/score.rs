@@ -89,12 +89,17 @@ pub fn run_patch(
 
 /// Candidate review scores of one patch: every score the engine can flag by (under its
 /// model-file name), and the deterministic baselines: the mean entropy over the dropout-off
-/// foreground and the volume disagreement of the dropout-off probability.
-pub fn candidate_scores(s: &PatchSummary, det: &[f32]) -> Vec<(&'static str, f32)> {
+/// foreground (`p ≥ fg_threshold`, the model's mask threshold) and the volume disagreement of
+/// the dropout-off probability.
+pub fn candidate_scores(
+    s: &PatchSummary,
+    det: &[f32],
+    fg_threshold: f32,
+) -> Vec<(&'static str, f32)> {
     let (mut fg, mut sum_p, mut sum_h) = (0u64, 0f64, 0f64);
     for &p in det {
         sum_p += f64::from(p);
-        if p >= 0.5 {
+        if p >= fg_threshold {
             fg += 1;
             sum_h += f64::from(mc::entropy_bits(p));
         }
@@ -142,7 +147,7 @@ pub fn score_patches(
         let patch = ds.load(i)?;
         let (s, m) = run_patch(model, rec, &patch, samples, seed)?;
         let [sx, sy, sz] = rec.spacing_mm.unwrap_or(model_spacing);
-        let candidates = candidate_scores(&s, &m.det);
+        let candidates = candidate_scores(&s, &m.det, eval.fg_threshold);
         acc.add_patch(&PatchInput {
             id: &rec.id,
             scan: &rec.seriesuid,

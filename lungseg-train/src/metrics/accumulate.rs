@@ -54,7 +54,8 @@ pub fn roi_mask(
 /// Parameters of the evaluation; all are written into the report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalConfig {
-    /// A voxel is predicted foreground when `p >= fg_threshold`.
+    /// A voxel is predicted foreground when `p >= fg_threshold`. The commands that evaluate a
+    /// model set it to the model's mask threshold ([`EvalConfig::for_model`]).
     pub fg_threshold: f32,
     /// Radius (voxels, cube structuring element) of the ground-truth dilation in the ROI.
     pub roi_dilation: usize,
@@ -73,6 +74,17 @@ pub struct EvalConfig {
     /// The headline Dice is also stated for nodules at least this large (mm).
     pub min_diameter_mm: f64,
     pub bootstrap: BootstrapConfig,
+}
+
+impl EvalConfig {
+    /// This configuration with `fg_threshold` = the model's mask threshold
+    /// (`config.mask_threshold`): a model is scored on the masks the library gives for it.
+    pub fn for_model(&self, model: &lungseg::model::Model) -> EvalConfig {
+        EvalConfig {
+            fg_threshold: model.config().mask_threshold,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for EvalConfig {

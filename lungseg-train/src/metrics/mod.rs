@@ -5,7 +5,7 @@
 //! Conventions shared by all modules:
 //! - masks are `u8`, any non-zero value is foreground;
 //! - a voxel is *predicted* foreground when its mean MC probability `p >= fg_threshold`
-//!   (0.5 by default, [`DEFAULT_FG_THRESHOLD`]);
+//!   (the model's mask threshold; 0.5 by default, [`DEFAULT_FG_THRESHOLD`]);
 //! - a voxel is an *error* when the prediction differs from the ground truth;
 //! - uncertainty maps are in their natural units: entropy and mutual information in
 //!   bits (binary case, in `[0, 1]`), variance of the probability (in `[0, 0.25]`).
@@ -33,8 +33,9 @@ pub use referral::{
 pub use review_scores::{is_bad, ScoreEvaluation};
 pub use uncertainty::{auroc_exact, Auroc, ScoreHistogram, UncertaintyMeasure};
 
-/// Probability at or above which a voxel counts as predicted foreground.
-pub const DEFAULT_FG_THRESHOLD: f32 = 0.5;
+/// Probability at or above which a voxel counts as predicted foreground, for a model that does
+/// not name its own mask threshold (lungseg-sys owns the value).
+pub const DEFAULT_FG_THRESHOLD: f32 = lungseg::model::DEFAULT_MASK_THRESHOLD;
 
 /// Errors from metric inputs that do not fit together.
 #[derive(Debug, Clone, PartialEq)]

@@ -240,9 +240,10 @@ impl PatchWork {
         }
     }
 
-    fn threshold_mask(&mut self) {
+    /// The mask the library's summary counts: mean probability ≥ the model's mask threshold.
+    fn threshold_mask(&mut self, mask_threshold: f32) {
         for (m, &p) in self.mask.iter_mut().zip(&self.mean) {
-            *m = if p >= 0.5 { 1.0 } else { 0.0 };
+            *m = if p >= mask_threshold { 1.0 } else { 0.0 };
         }
     }
 }
@@ -265,7 +266,7 @@ fn predict_point(
         mutual_info: Some(&mut work.mutual_info),
     };
     let summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
-    work.threshold_mask();
+    work.threshold_mask(model.config().mask_threshold);
     Ok(summary)
 }
 

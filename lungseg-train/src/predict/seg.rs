@@ -39,7 +39,8 @@ impl SegMasks {
         })
     }
 
-    /// The point's mask (mean probability ≥ 0.5) resampled onto the scan grid (nearest).
+    /// The point's mask (mean probability ≥ the model's mask threshold) resampled onto the
+    /// scan grid (nearest; the 0/1 values merged by maximum, so ≥ 0.5 is 1).
     pub(super) fn add(&mut self, spec: &PatchSpec, world: [f64; 3], w: &PatchWork) -> Result<()> {
         let mut map = ScanMap::new(self.scan, Merge::Max);
         map.add(spec, world, &w.mask, 1.0)?;

@@ -230,14 +230,26 @@ fn folded_head_calibrates_every_sample_and_is_recorded_once() {
     let n = patch.hu.len();
     let (mut p0, mut p1) = (vec![0f32; n], vec![0f32; n]);
     let mut worst = 0f64;
+    // The mask threshold moves with the map: σ(0.5·z − 0.7) ≥ σ(−0.7) exactly when z ≥ 0.
+    let t = after.config().mask_threshold;
+    assert_eq!(t, sigmoid(-0.7) as f32);
+    let (mut fg, mut flipped) = (0usize, 0usize);
     for sample in 0..3 {
         mc::predict_sample(&before, &patch.hu, 5, sample, &mut p0, 0).unwrap();
         mc::predict_sample(&after, &patch.hu, 5, sample, &mut p1, 0).unwrap();
         for (&a, &b) in p0.iter().zip(&p1) {
             let expected = sigmoid(0.5 * f64::from(logit(a)) - 0.7);
             worst = worst.max((expected - f64::from(b)).abs());
+            fg += usize::from(a >= 0.5);
+            flipped += usize::from((a >= 0.5) != (b >= t));
         }
     }
+    // Rounding of the folded head may move a voxel whose logit is within f32 noise of 0.
+    assert!(fg > 100, "{fg} foreground sample voxels: vacuous");
+    assert!(
+        flipped * 1000 <= fg,
+        "{flipped} of {fg} sample-mask voxels moved"
+    );
     // The calibrated head is F32; logit() of the f32 probabilities limits the comparison.
     assert!(
         worst < 1e-5,
@@ -260,7 +272,11 @@ fn folded_head_calibrates_every_sample_and_is_recorded_once() {
         }
     }
     assert_eq!(file.metadata.get("review"), original.metadata.get("review"));
-    assert_eq!(file.metadata.get("config"), original.metadata.get("config"));
+    // The config gains the mask threshold (format version 3, which older readers refuse).
+    let mut config = file.json_object("config").unwrap();
+    assert_eq!(config.remove("mask_threshold"), Some(serde_json::json!(t)));
+    assert_eq!(config, original.json_object("config").unwrap());
+    assert_eq!(file.metadata["format_version"], "3");
 }
 
 #[test]

@@ -123,6 +123,7 @@ impl Loaded {
             ups: &self.ups,
             hu_window: model.config().hu_window,
             head_bias: self.head_b,
+            mask_t: model.config().mask_threshold,
         }
     }
 
@@ -310,9 +311,9 @@ mod tests {
 
     const CFG: &str =
         r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
-    /// Dropout mild enough that some voxels are foreground in every sample.
-    const CFG_MILD: &str =
-        r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.05,"kind":"element"}}"#;
+    /// Dropout mild enough that some voxels are foreground in every sample, and a mask
+    /// threshold other than 0.5, which the device's masks must follow.
+    const CFG_MILD: &str = r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.05,"kind":"element"},"mask_threshold":0.4}"#;
 
     /// The model of `cfg` on the emulated kernels (chunks of `chunk` samples), and on the CPU.
     fn open(cfg: &str, chunk: usize) -> (Model, Model) {
@@ -377,6 +378,7 @@ mod tests {
     #[test]
     fn an_mc_call_in_chunks_matches_the_cpu_and_the_masks_of_its_sample_maps() {
         let (m, cpu) = open(CFG_MILD, 3);
+        let t = m.config().mask_threshold;
         let hu = patch();
         let n = 7;
         let (mean, s) = mc_mean(&m, &hu, n);
@@ -392,9 +394,9 @@ mod tests {
         let mut prob = vec![0f32; hu.len()];
         for sample in 0..n {
             mc::predict_sample(&m, &hu, 77, sample, &mut prob, 1).unwrap();
-            masks.record(&prob);
+            masks.record(&prob, t);
         }
-        for (i, _) in mean.iter().enumerate().filter(|(_, &p)| p >= 0.5) {
+        for (i, _) in mean.iter().enumerate().filter(|(_, &p)| p >= t) {
             masks.mark_final(i);
         }
         let (got, exp) = (s.structure, masks.measures());
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(got.dice_agreement, exp.dice_agreement);
         assert_eq!(
             s.foreground_voxels,
-            mean.iter().filter(|&&p| p >= 0.5).count() as u64
+            mean.iter().filter(|&&p| p >= t).count() as u64
         );
         // And the CPU's measures, from its own probabilities, are close.
         let cpu_s = want.structure;

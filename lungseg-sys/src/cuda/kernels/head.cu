@@ -5,7 +5,9 @@
  *   f32, bias f32. For each voxel it folds the chunk's S samples into running per-voxel state
  *   (sample order, Welford in f32): mean, m2, sum of H(p_s) (bits), any-foreground flag.
  *   `n0` = samples already folded in (batches may be chunked to bound memory).
- *   Optional (`masks` NULL = skip): each sample's foreground mask `p >= 0.5` as a bitset, row s
+ *   `mask_t` is the model's mask threshold (config.mask_threshold; 0.5 unless the model names
+ *   another): a sample calls a voxel foreground at p >= mask_t.
+ *   Optional (`masks` NULL = skip): each sample's foreground mask `p >= mask_t` as a bitset, row s
  *   of the chunk at masks + s * mask_words, voxel v at bit (v % 32) of 32-bit word v / 32.
  *   `mask_words` is even (2 * ceil(V / 64)), so consecutive word pairs are the little-endian
  *   u64 words of the host's sample masks and a row is a whole u64 row; every word of a row is
@@ -15,8 +17,8 @@
  *   every thread of a block, in range or not, runs the sample loop to its barriers.
  * ls_head_finalize: maps (mean, population variance, entropy H(mean), mutual information
  *   max(H(mean) − sum_h/n, 0)), each optional (NULL = skip), plus one row of 6 f64 partial sums
- *   per block for the summary: [foreground voxels (mean ≥ 0.5), uncertain-region voxels (any
- *   sample ≥ 0.5), Σ mean, Σ entropy, Σ MI, Σ variance over the region]. The host adds the
+ *   per block for the summary: [foreground voxels (mean ≥ mask_t), uncertain-region voxels (any
+ *   sample ≥ mask_t), Σ mean, Σ entropy, Σ MI, Σ variance over the region]. The host adds the
  *   rows in block order: deterministic, no atomics.
  * Tiles: one thread per voxel, HEAD_THREADS per block; the C ≤ 64 weights sit in shared
  * memory. Memory bound: reads C halves per voxel per sample once.
@@ -47,7 +49,8 @@ struct LsHeadAccArgs {
     float bias;
     int C, S;
     ls_u32 V;
-    int n0, pad;
+    int n0;
+    float mask_t;
     ls_u32 *masks;
     ls_u32 mask_words;
     int pad2;
@@ -64,6 +67,7 @@ LS_AT(LsHeadAccArgs, C, HEADACC, c);
 LS_AT(LsHeadAccArgs, S, HEADACC, s);
 LS_AT(LsHeadAccArgs, V, HEADACC, v);
 LS_AT(LsHeadAccArgs, n0, HEADACC, n0);
+LS_AT(LsHeadAccArgs, mask_t, HEADACC, mask_t);
 LS_AT(LsHeadAccArgs, masks, HEADACC, masks);
 LS_AT(LsHeadAccArgs, mask_words, HEADACC, mask_words);
 
@@ -79,6 +83,8 @@ struct LsHeadFinArgs {
     double *partials;
     int n;
     ls_u32 V;
+    float mask_t;
+    int pad;
 };
 LS_SIZE(LsHeadFinArgs, HEADFIN);
 LS_AT(LsHeadFinArgs, mean, HEADFIN, mean);
@@ -92,6 +98,7 @@ LS_AT(LsHeadFinArgs, out_mi, HEADFIN, out_mi);
 LS_AT(LsHeadFinArgs, partials, HEADFIN, partials);
 LS_AT(LsHeadFinArgs, n, HEADFIN, n);
 LS_AT(LsHeadFinArgs, V, HEADFIN, v);
+LS_AT(LsHeadFinArgs, mask_t, HEADFIN, mask_t);
 
 extern "C" __global__ void __launch_bounds__(HEAD_THREADS)
 ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
@@ -104,7 +111,7 @@ ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
     ls_u32 *__restrict__ any_fg = args.any_fg;
     ls_u32 *__restrict__ masks = args.masks;
     const ls_u32 mask_words = args.mask_words;
-    const float bias = args.bias;
+    const float bias = args.bias, mask_t = args.mask_t;
     const int C = args.C, S = args.S, n0 = args.n0;
     const ls_u32 V = args.V;
     __shared__ float sw[HEAD_MAX_C];
@@ -138,10 +145,10 @@ ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
             mu += d / k;
             q += d * (p - mu);
             sh += ls_entropy_bits(p);
-            fg |= p >= 0.5f;
+            fg |= p >= mask_t;
         }
         if (masks) {
-            sbit[threadIdx.x] = live && p >= 0.5f;
+            sbit[threadIdx.x] = live && p >= mask_t;
             __syncthreads();
             /* Thread t composes word t of the block's HEAD_THREADS / 32 words. */
             const ls_u32 word = blockIdx.x * (HEAD_THREADS / 32) + threadIdx.x;
@@ -175,6 +182,7 @@ ls_head_finalize(__grid_constant__ const LsHeadFinArgs args)
     double *__restrict__ partials = args.partials;
     const int n = args.n;
     const ls_u32 V = args.V;
+    const float mask_t = args.mask_t;
     __shared__ double red[6][HEAD_THREADS];
     const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
     double acc[6] = {0, 0, 0, 0, 0, 0};
@@ -187,7 +195,7 @@ ls_head_finalize(__grid_constant__ const LsHeadFinArgs args)
         if (out_var) out_var[v] = var;
         if (out_ent) out_ent[v] = h;
         if (out_mi) out_mi[v] = mi;
-        acc[0] = mu >= 0.5f ? 1.0 : 0.0;
+        acc[0] = mu >= mask_t ? 1.0 : 0.0;
         if (any_fg[v]) {
             acc[1] = 1.0;
             acc[2] = mu;
