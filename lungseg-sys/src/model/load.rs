@@ -241,7 +241,23 @@ impl Reader<'_, '_> {
         for co in 0..cout {
             bias[co] = folded(shift[co], "bias", co)?;
         }
-        Ok(Conv3 { cout, w: wk, bias })
+        let wino = if crate::nn::winograd::pays(cin, cout) {
+            let u = crate::nn::winograd::weights(&wk, cin, cp).ok_or_else(|| {
+                Error::format(format!(
+                    "'{conv}.weight' folded with '{bn}' is not finite in f32 after the \
+                     Winograd transform (G g Gᵀ): the weights are too large"
+                ))
+            })?;
+            Some(u)
+        } else {
+            None
+        };
+        Ok(Conv3 {
+            cout,
+            w: wk,
+            bias,
+            wino,
+        })
     }
 
     /// Per-channel (scale, shift) that replace conv bias + BN in eval mode.
