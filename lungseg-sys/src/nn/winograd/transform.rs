@@ -139,15 +139,20 @@ macro_rules! tile_transforms {
         $(#[$attr])*
         unsafe fn input(c: &Ctx<'_>, src: *const f32, j0: usize, v: *mut f32, pstride: usize) {
             let n = (c.rows - j0).min(16);
-            let mut d: [L; 64] = [[$zero; 16 / $lanes]; 64];
+            // Uninitialised: zeroing 4 KiB per call would cost more than a tenth of the layer.
+            let mut d = [std::mem::MaybeUninit::<L>::uninit(); 64];
             for zy in 0..16 {
                 let mut g = [[$zero; 16 / $lanes]; 4];
                 for (x, gx) in g.iter_mut().enumerate() {
                     *gx = gather(src.add(c.vox[4 * zy + x]), j0, n);
                 }
                 let r = bt([&g[0], &g[1], &g[2], &g[3]]);
-                d[4 * zy..4 * zy + 4].copy_from_slice(&r);
+                for (x, rx) in r.into_iter().enumerate() {
+                    d[4 * zy + x].write(rx);
+                }
             }
+            // SAFETY: the loop above wrote all 64 entries (4·zy + x for zy < 16, x < 4).
+            let d = &mut *(&mut d as *mut [std::mem::MaybeUninit<L>; 64] as *mut [L; 64]);
             for z in 0..4 {
                 for x in 0..4 {
                     let b = 16 * z + x;
@@ -192,24 +197,30 @@ macro_rules! tile_transforms {
             lanes: usize,
             out: *mut f32,
         ) {
-            let mut x: [L; 32] = [[$zero; 16 / $lanes]; 32]; // [z 4][y 4][x 2]
+            // Uninitialised, as in `input`. x: [z 4][y 4][x 2], y: [z 4][y 2][x 2].
+            let mut x = [std::mem::MaybeUninit::<L>::uninit(); 32];
             for zy in 0..16 {
                 let mut g = [[$zero; 16 / $lanes]; 4];
                 for (i, gi) in g.iter_mut().enumerate() {
                     *gi = ld(m.add((4 * zy + i) * pstride));
                 }
                 let r = at([&g[0], &g[1], &g[2], &g[3]]);
-                x[2 * zy..2 * zy + 2].copy_from_slice(&r);
+                x[2 * zy].write(r[0]);
+                x[2 * zy + 1].write(r[1]);
             }
-            let mut y: [L; 16] = [[$zero; 16 / $lanes]; 16]; // [z 4][y 2][x 2]
+            // SAFETY: the loop above wrote all 32 entries (2·zy and 2·zy + 1 for zy < 16).
+            let x = &*(&x as *const [std::mem::MaybeUninit<L>; 32] as *const [L; 32]);
+            let mut y = [std::mem::MaybeUninit::<L>::uninit(); 16];
             for z in 0..4 {
                 for i in 0..2 {
                     let b = 8 * z + i;
                     let r = at([&x[b], &x[b + 2], &x[b + 4], &x[b + 6]]);
-                    y[4 * z + i] = r[0];
-                    y[4 * z + 2 + i] = r[1];
+                    y[4 * z + i].write(r[0]);
+                    y[4 * z + 2 + i].write(r[1]);
                 }
             }
+            // SAFETY: the loop above wrote all 16 entries (4z + i and 4z + 2 + i, z < 4, i < 2).
+            let y = &*(&y as *const [std::mem::MaybeUninit<L>; 16] as *const [L; 16]);
             let bias = ld(bias);
             for yx in 0..4 {
                 let r = at([&y[yx], &y[4 + yx], &y[8 + yx], &y[12 + yx]]);
