@@ -15,12 +15,12 @@ macro_rules! kernels {
     (
         $(#[$attr:meta])*,
         $vec:ty, $lanes:literal, $zero:expr, $load:path, $store:path, $splat:path, $fma:path,
-        $add:path, $sub:path, $mul:path, $relu:path,
+        $add:path, $sub:path, $mul:path, $relu:path, $prefetch:path,
         tiles: [$(($blocks:literal, $xt:literal)),+ $(,)?]
     ) => {
         tile_transforms!(
             $(#[$attr])*,
-            $vec, $lanes, $zero, $load, $store, $add, $sub, $mul, $relu
+            $vec, $lanes, $zero, $load, $store, $add, $sub, $mul, $relu, $prefetch
         );
 
         /// Tiles `t0..t0 + n` of tile z-pair `u`: `out` is the pair's first output plane,
@@ -156,6 +156,18 @@ macro_rules! kernels {
     };
 }
 
+/// A hint to load the cache line at `p` into L1 (any address: it is never dereferenced).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn x86_prefetch(p: *const f32) {
+    // SAFETY: a prefetch never faults, whatever the address (SSE, in x86-64's baseline).
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
+}
+
+/// No prefetch where std has no stable intrinsic for it (aarch64) or no target is assumed.
+#[inline(always)]
+fn no_prefetch(_: *const f32) {}
+
 #[cfg(target_arch = "x86_64")]
 #[clippy::msrv = "1.89"]
 pub(super) mod avx512 {
@@ -173,7 +185,7 @@ pub(super) mod avx512 {
         #[inline]
         #[target_feature(enable = "avx512f")],
         __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
-        _mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, relu,
+        _mm512_fmadd_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, relu, super::x86_prefetch,
         tiles: [(4, 4), (2, 8), (1, 16)]
     );
 }
@@ -194,7 +206,7 @@ pub(super) mod avx2 {
         #[inline]
         #[target_feature(enable = "avx2,fma")],
         __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
-        _mm256_fmadd_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, relu,
+        _mm256_fmadd_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, relu, super::x86_prefetch,
         tiles: [(1, 6)]
     );
 }
@@ -222,7 +234,7 @@ pub(super) mod neon {
         #[inline]
         #[target_feature(enable = "neon")],
         float32x4_t, 4, vdupq_n_f32(0.0), vld1q_f32, vst1q_f32, vdupq_n_f32, fma,
-        vaddq_f32, vsubq_f32, vmulq_f32, relu,
+        vaddq_f32, vsubq_f32, vmulq_f32, relu, super::no_prefetch,
         tiles: [(1, 6)]
     );
 }
@@ -287,7 +299,7 @@ pub(super) mod portable {
     // No extra target feature: the baseline of the build target.
     kernels!(
         #[inline(always)],
-        V, 16, [0.0; 16], load, store, splat, fma, vadd, vsub, vmul, relu,
+        V, 16, [0.0; 16], load, store, splat, fma, vadd, vsub, vmul, relu, super::no_prefetch,
         tiles: [(4, 4), (2, 8), (1, 16)]
     );
 }

@@ -60,6 +60,10 @@ fn transform_g(g: &[f64; 27]) -> [f64; 64] {
     u
 }
 
+/// How many tiles ahead along x the input transform asks for its lines: a tile's 16 lines
+/// sit in 4 planes and 4 rows, more streams than the hardware prefetchers follow.
+pub(super) const PREFETCH_TILES: usize = 4;
+
 /// Generates the tile transforms `input` and `output` for one vector type of `$lanes` floats,
 /// on groups of 16 channels (`16 / $lanes` vectors), with the instruction set's own vector
 /// additions: lane-wise, so every vector width computes the same values.
@@ -67,7 +71,7 @@ macro_rules! tile_transforms {
     (
         $(#[$attr:meta])*,
         $vec:ty, $lanes:literal, $zero:expr, $load:path, $store:path,
-        $add:path, $sub:path, $mul:path, $relu:path
+        $add:path, $sub:path, $mul:path, $relu:path, $prefetch:path
     ) => {
         /// 16 channels of one position.
         type L = [$vec; 16 / $lanes];
@@ -141,7 +145,13 @@ macro_rules! tile_transforms {
             let n = (c.rows - j0).min(16);
             // Uninitialised: zeroing 4 KiB per call would cost more than a tenth of the layer.
             let mut d = [std::mem::MaybeUninit::<L>::uninit(); 64];
+            let ahead = crate::nn::winograd::transform::PREFETCH_TILES * 2 * c.a.in_stride + j0;
             for zy in 0..16 {
+                // This line's voxels of the tile `PREFETCH_TILES` further along x (past the
+                // row's end: a harmless hint, never dereferenced).
+                let p = src.wrapping_add(c.vox[4 * zy] + ahead);
+                $prefetch(p);
+                $prefetch(p.wrapping_add(c.a.in_stride));
                 let mut g = [[$zero; 16 / $lanes]; 4];
                 for (x, gx) in g.iter_mut().enumerate() {
                     *gx = gather(src.add(c.vox[4 * zy + x]), j0, n);
