@@ -60,7 +60,8 @@ fn main() {
         };
         let flop = 2.0 * (g.voxels() * 27 * cin * cout) as f64;
         let direct = time(|| conv3(&a, &mut out, cout, 0, threads));
-        let u = weights(&w, cin, cp).unwrap();
+        let mut u = vec![0.0; 64 * cin * cp];
+        assert!(weights(&w, cin, cp, &mut u));
         let mut scratch = vec![0.0; threads * scratch_floats(cin, cout)];
         let wa = WinoArgs {
             input: &input,

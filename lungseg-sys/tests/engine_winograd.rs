@@ -135,7 +135,8 @@ fn check_case(k: &Case, r: &mut Rng) {
     let input = pad(&dense_all, g, k.stride);
     let mut kb = bias.clone();
     kb.resize(cp, 0.0);
-    let u = weights(&kernel_w(&wt, k.rows, cout), k.rows, cp).unwrap();
+    let mut u = vec![0.0; 64 * k.rows * cp];
+    assert!(weights(&kernel_w(&wt, k.rows, cout), k.rows, cp, &mut u));
     let direct_w = kernel_w(&wj, nk, cout);
     // Blocks for 2 threads: the 3-thread runs must fall back to 2 (same values).
     let mut scratch = vec![0.0; 2 * scratch_floats(k.rows, cout)];

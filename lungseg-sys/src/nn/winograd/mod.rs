@@ -25,16 +25,18 @@
 //! 2³ output voxels; a parallel unit is one z-pair of tiles (two output planes), cut into
 //! blocks of at most `T` tiles (x fastest, then y). Per block and thread the scratch holds
 //! `V [64][T][ks]` (`ks` = the tile stride: the power of two ≥ max(16, rows)) and
-//! `M [64][T][cp]`, each position padded by one cache line; `T` keeps both within [`BLOCK_FLOATS`] (an L2-sized share) where at least
-//! [`MIN_TILES`] fit. The batched GEMMs run on the register tiles of [`super::conv3`] (one tap,
-//! `ks` as the input stride), see `gemm.rs`.
+//! `M [64][T][cp]`, each position padded by one cache line; `T` keeps both within
+//! [`BLOCK_FLOATS`] (an L2-sized share) where at least [`MIN_TILES`] fit. The batched GEMMs
+//! run on the register tiles of [`super::conv3`] (one tap, `ks` as the input stride), see
+//! `gemm.rs`.
 //!
 //! Every output is one tile's transform of `M`, and `M[p]` accumulates over `k` in order with
 //! one FMA per step on the FMA kernels, so the AVX-512, AVX2 and NEON kernels give
 //! bit-identical results (the transforms are lane-wise additions, identical at any vector
 //! width), and a tile is computed by one thread whatever the block or thread split. The
-//! values differ from the direct convolution's by rounding (the transforms add up to 64 terms
-//! more per output): see `tests/engine_winograd.rs` for the bound.
+//! values differ from the direct convolution's by rounding (the transformed inputs and
+//! products are sums rounded once more per axis): see `tests/engine_winograd.rs` for the
+//! bound.
 
 #[macro_use]
 mod transform;
@@ -120,7 +122,7 @@ pub fn scratch_floats(rows: usize, cout: usize) -> usize {
 
 /// Whether a layer of `cin` input and `cout` output channels runs on Winograd in the engine:
 /// with few channels the transforms cost more than the multiply-adds they save (measured in
-/// BENCHMARKS.md, "Winograd F(2,3)").
+/// BENCHMARKS.md, "Winograd F(2×2×2, 3×3×3) for the 3³ convolutions").
 pub fn pays(cin: usize, cout: usize) -> bool {
     cin >= 16 && cout >= 16
 }

@@ -4,24 +4,24 @@
 //! fixed order, so every vector width computes the same values.
 
 /// `U = G g Gᵀ` along x, y, z of kernel-layout weights `w` `[27][rows][cp]` (tap
-/// `9kz + 3ky + kx`), as `[64][rows][cp]` (position `16z + 4y + x`); computed in f64 and
-/// rounded once. `None` when a transformed weight is not finite in f32.
-pub fn weights(w: &[f32], rows: usize, cp: usize) -> Option<Vec<f32>> {
+/// `9kz + 3ky + kx`) into `u` `[64][rows][cp]` (position `16z + 4y + x`); computed in f64 and
+/// rounded once. False when a transformed weight is not finite in f32.
+pub fn weights(w: &[f32], rows: usize, cp: usize, u: &mut [f32]) -> bool {
     assert_eq!(w.len(), 27 * rows * cp);
-    let mut u = vec![0.0f32; 64 * rows * cp];
+    assert_eq!(u.len(), 64 * rows * cp);
     for r in 0..rows {
         for co in 0..cp {
             let g: [f64; 27] = std::array::from_fn(|t| f64::from(w[(t * rows + r) * cp + co]));
             for (p, v) in transform_g(&g).into_iter().enumerate() {
                 let f = v as f32;
                 if !f.is_finite() {
-                    return None;
+                    return false;
                 }
                 u[(p * rows + r) * cp + co] = f;
             }
         }
     }
-    Some(u)
+    true
 }
 
 /// `G` on one axis: `[g0, (g0 + g1 + g2)/2, (g0 − g1 + g2)/2, g2]`.
