@@ -10,9 +10,12 @@
 use super::Ctx;
 
 /// Generates `block` and its GEMM for one vector type of `$lanes` floats; `$tiles` lists
-/// `(blocks, XT)` pairs, widest first, the last one block wide.
+/// `(blocks, XT)` pairs, widest first, the last one block wide. `block` gets the attributes
+/// `$battr` (never inlined: one named function per instruction set, which the spill check
+/// finds), everything it calls `$attr`.
 macro_rules! kernels {
     (
+        block: [$(#[$battr:meta])*],
         $(#[$attr:meta])*,
         $vec:ty, $lanes:literal, $zero:expr, $load:path, $store:path, $splat:path, $fma:path,
         $add:path, $sub:path, $mul:path, $relu:path, $prefetch:path,
@@ -25,7 +28,7 @@ macro_rules! kernels {
 
         /// Tiles `t0..t0 + n` of tile z-pair `u`: `out` is the pair's first output plane,
         /// `scr` the thread's scratch (`V` then `M`).
-        $(#[$attr])*
+        $(#[$battr])*
         pub(in crate::nn::winograd) unsafe fn block(
             c: &Ctx<'_>,
             u: usize,
@@ -182,6 +185,7 @@ pub(super) mod avx512 {
     }
 
     kernels!(
+        block: [#[inline(never)] #[target_feature(enable = "avx512f")]],
         #[inline]
         #[target_feature(enable = "avx512f")],
         __m512, 16, _mm512_setzero_ps(), _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
@@ -203,6 +207,7 @@ pub(super) mod avx2 {
     }
 
     kernels!(
+        block: [#[inline(never)] #[target_feature(enable = "avx2,fma")]],
         #[inline]
         #[target_feature(enable = "avx2,fma")],
         __m256, 8, _mm256_setzero_ps(), _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
@@ -231,6 +236,7 @@ pub(super) mod neon {
     }
 
     kernels!(
+        block: [#[inline(never)] #[target_feature(enable = "neon")]],
         #[inline]
         #[target_feature(enable = "neon")],
         float32x4_t, 4, vdupq_n_f32(0.0), vld1q_f32, vst1q_f32, vdupq_n_f32, fma,
@@ -298,6 +304,7 @@ pub(super) mod portable {
 
     // No extra target feature: the baseline of the build target.
     kernels!(
+        block: [#[inline(never)]],
         #[inline(always)],
         V, 16, [0.0; 16], load, store, splat, fma, vadd, vsub, vmul, relu, super::no_prefetch,
         tiles: [(4, 4), (2, 8), (1, 16)]
