@@ -27,11 +27,13 @@ test_args=(-p lungseg-sys --target "$TARGET" --no-fail-fast)
 cargo test "${test_args[@]}" --lib -- nn::
 # Kernels against their references on odd shapes, all kernels bit-identical across threads.
 cargo test "${test_args[@]}" --test engine_kernels
+# Winograd against the direct convolution and the f64 reference, FMA kernels bit-identical.
+cargo test "${test_args[@]}" --test engine_winograd
 # The small PyTorch fixtures on every kernel (the default network is left to native runs:
 # minutes under emulation), and MC determinism across thread counts.
 cargo test "${test_args[@]}" --test engine_parity -- small
 cargo test "${test_args[@]}" --test engine_mc -- same_seed
-# The NEON tile's register budget (conv3.rs): no vector register reaches the stack inside an
-# FMA loop of the release build (optimisation decides spills; the test builds above are dev).
+# The NEON tiles' register budget (conv3.rs, winograd/gemm.rs): no vector register reaches the
+# stack inside an FMA loop of the release build (optimisation decides spills; the test builds above are dev).
 cargo build -p lungseg-sys --lib --release --target "$TARGET"
 python3 scripts/cpu-spill-check.py --arch aarch64 "$CARGO_TARGET_DIR/$TARGET/release/liblungseg.so"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Static check of the CPU kernels' hot loops: no register spills.
 
-The conv micro-kernels keep a tile of accumulators in vector registers (AVX-512: up to 16 zmm
-of 32; AVX2: 12 of 16 ymm; NEON: 24 of 32 q; lungseg-sys/src/nn/conv3.rs states the budgets). A tile that does
+The conv micro-kernels (direct: nn/conv3.rs; Winograd GEMMs: nn/winograd/gemm.rs) keep a tile of
+accumulators in vector registers (AVX-512: up to 16 zmm of 32; AVX2: 12 of 16 ymm; NEON: 24 of
+32 q; lungseg-sys/src/nn/conv3.rs states the budgets). A tile that does
 not fit makes the compiler spill accumulators to the stack inside the FMA loop, which costs
 more than the whole tile gains and shows in no test. This script disassembles the release
 library (objdump), finds each kernel function's innermost loops that contain FMAs (a backward
@@ -31,13 +32,17 @@ class Arch:
 
 
 ARCHES = {
-    # The 3³ conv micro-kernels, inlined into one function per ISA (the tile sizes are theirs).
+    # The 3³ conv micro-kernels, inlined into one function per ISA (the tile sizes are theirs),
+    # and the Winograd GEMMs, inlined into the block function of each ISA.
     "x86_64": Arch("objdump",
                    ["lungseg::nn::conv3::avx512::row", "lungseg::nn::conv3::avx512::ymm::row",
-                    "lungseg::nn::conv3::avx2::row"],
+                    "lungseg::nn::conv3::avx2::row",
+                    "lungseg::nn::winograd::gemm::avx512::block",
+                    "lungseg::nn::winograd::gemm::avx2::block"],
                    fma="vfmadd", branch=r"^j(?!mp)[a-z]+$",  # conditional jumps only
                    stack_vec=r"%[yz]mm\d+.*\((%rsp|%rbp)\)|\((%rsp|%rbp)\).*%[yz]mm\d+"),
-    "aarch64": Arch("aarch64-linux-gnu-objdump", ["lungseg::nn::conv3::neon::row"],
+    "aarch64": Arch("aarch64-linux-gnu-objdump",
+                    ["lungseg::nn::conv3::neon::row", "lungseg::nn::winograd::gemm::neon::block"],
                     fma="fmla", branch=r"^(b\.[a-z]+|cbn?z|tbn?z)$",
                     # q/d/s/v registers loaded from or stored to the stack or frame
                     stack_vec=r"\b[qdsv]\d+\b.*\[(sp|x29)\b"),

@@ -1,9 +1,12 @@
-//! Times the 3³ conv kernel alone on the U-Net's level shapes (one thread unless `--threads`;
-//! the CPU kernel `LUNGSEG_CPU_KERNEL` names, else the fastest).
+//! Times the 3³ conv kernels alone on the U-Net's level shapes, direct and Winograd F(2,3)
+//! (one thread unless `--threads`; the CPU kernel `LUNGSEG_CPU_KERNEL` names, else the
+//! fastest). GFLOP/s count the direct convolution's multiply-adds for both: Winograd's is an
+//! equivalent rate, not executed operations.
 use std::time::Instant;
 
 use lungseg::nn::conv3::{conv3, Conv3Args};
 use lungseg::nn::cpu_kernel;
+use lungseg::nn::winograd::{scratch_floats, weights, winograd, WinoArgs};
 use lungseg::nn::Grid;
 
 /// CPU seconds of the calling thread: robust to other load on the machine.
@@ -25,6 +28,7 @@ fn main() {
     let kernel = cpu_kernel::select(None).unwrap();
     println!("kernel: {}", kernel.name());
     for (s, cin, cout) in [
+        (64usize, 8usize, 16usize),
         (16usize, 16usize, 16usize),
         (64usize, 16usize, 16usize),
         (64, 32, 16),
@@ -54,21 +58,51 @@ fn main() {
             relu: true,
             kernel,
         };
-        conv3(&a, &mut out, cout, 0, threads);
-        let reps = 5;
-        let t = Instant::now();
-        let c0 = cpu_s();
-        for _ in 0..reps {
-            conv3(&a, &mut out, cout, 0, threads);
-        }
-        let dt = t.elapsed().as_secs_f64() / reps as f64;
-        let dc = (cpu_s() - c0) / reps as f64;
         let flop = 2.0 * (g.voxels() * 27 * cin * cout) as f64;
+        let direct = time(|| conv3(&a, &mut out, cout, 0, threads));
+        let mut u = vec![0.0; 64 * cin * cp];
+        assert!(weights(&w, cin, cp, &mut u));
+        let mut scratch = vec![0.0; threads * scratch_floats(cin, cout)];
+        let wa = WinoArgs {
+            input: &input,
+            grid: g,
+            in_stride: cin,
+            c0: 0,
+            keep: &ci,
+            scale: None,
+            u: &u,
+            bias: &bias,
+            cout,
+            relu: true,
+            kernel,
+        };
+        let wino = time(|| winograd(&wa, &mut out, cout, 0, threads, &mut scratch));
+        let rate = |t: (f64, f64)| (flop / t.0 / 1e9, flop / t.1 / 1e9);
+        let (dr, wr) = (rate(direct), rate(wino));
         println!(
-            "{s}^3 {cin}->{cout}: {:.2} ms  {:.1} GFLOP/s wall, {:.1} GFLOP/s per CPU-second (1 thread)",
-            dt * 1e3,
-            flop / dt / 1e9,
-            flop / dc / 1e9
+            "{s}^3 {cin}->{cout}: direct {:.2} ms {:.1} GFLOP/s wall {:.1} per CPU-s; \
+             winograd {:.2} ms {:.1} wall {:.1} per CPU-s (equivalent); CPU ratio {:.2}",
+            direct.0 * 1e3,
+            dr.0,
+            dr.1,
+            wino.0 * 1e3,
+            wr.0,
+            wr.1,
+            wino.1 / direct.1
         );
     }
+}
+
+/// Median of 5 timed calls after one warm-up: (wall s, calling thread's CPU s).
+fn time(mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut runs: Vec<(f64, f64)> = (0..5)
+        .map(|_| {
+            let (t, c0) = (Instant::now(), cpu_s());
+            f();
+            (t.elapsed().as_secs_f64(), cpu_s() - c0)
+        })
+        .collect();
+    runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    runs[2]
 }

@@ -5,8 +5,10 @@
 //! once per patch into `first`, and so are the whole encoder levels above the first level with
 //! dropout (`ModelConfig::shared_levels`). Activations are stored *before* dropout; with
 //! channel dropout a tensor's mask travels to its consumers, which skip dropped input channels
-//! and fold the `1/(1-p)` scale into a per-sample copy of their weights (`effective`). This
-//! holds through max-pooling (a positive per-channel scale commutes with max) and through the
+//! and apply the `1/(1-p)` scale: the direct and transposed convolutions through a per-sample
+//! copy of their weights with the scale folded in (`effective`), the Winograd convolutions by
+//! summing over the kept channels of the model's transformed weights with the scale multiplied
+//! into their transformed input (`kept`), without a copy. This holds through max-pooling (a positive per-channel scale commutes with max) and through the
 //! transposed conv. Element dropout is applied in place on the stored tensor instead.
 
 use super::workspace::Workspace;
@@ -19,6 +21,7 @@ use crate::nn::cpu_kernel::CpuKernel;
 use crate::nn::head::head;
 use crate::nn::pool::maxpool2;
 use crate::nn::upconv::{upconv, UpArgs};
+use crate::nn::winograd::{self, winograd, WinoArgs};
 use crate::nn::Grid;
 use crate::philox::DropoutStream;
 
@@ -174,7 +177,9 @@ impl<'w, 'p> PassParts<'w, 'p> {
             prob,
             w_eff,
             ci,
+            scale,
             ident,
+            wino,
             masks,
             ..
         } = ws;
@@ -208,7 +213,9 @@ impl<'w, 'p> PassParts<'w, 'p> {
             layers: Layers {
                 w_eff,
                 ci,
+                scale,
                 ident,
+                wino,
                 threads,
                 kernel: model.kernel(),
             },
@@ -415,11 +422,14 @@ impl<'w, 'p> PassParts<'w, 'p> {
 }
 
 /// What every layer of one pass shares: the per-sample weight scratch (masked input channels
-/// folded into the weights) and the call's threads and kernel.
+/// folded into the weights), the kept-channel list and scales, the Winograd scratch, and the
+/// call's threads and kernel.
 struct Layers<'a> {
     w_eff: &'a mut [f32],
     ci: &'a mut [u32],
+    scale: &'a mut [f32],
     ident: &'a [u32],
+    wino: &'a mut [f32],
     threads: usize,
     kernel: CpuKernel,
 }
@@ -442,7 +452,15 @@ impl Layers<'_> {
         row: usize,
         parts: &[(usize, Option<&[f32]>)],
     ) -> (&'s [f32], &'s [u32]) {
-        effective(w, taps, row, parts, self.w_eff, self.ci, self.ident)
+        effective(
+            w,
+            taps,
+            row,
+            parts,
+            self.w_eff,
+            (self.ci, self.scale),
+            self.ident,
+        )
     }
 
     /// One 3³ conv layer (+folded BN, ReLU) into `out` (`out_stride` floats per voxel).
@@ -454,6 +472,26 @@ impl Layers<'_> {
         out_stride: usize,
     ) {
         let (threads, kernel) = (self.threads, self.kernel);
+        if let (Some(u), true) = (&c.wino, winograd::fits(input.grid)) {
+            let (keep, scale) = kept(input.parts, (self.ci, self.scale), self.ident);
+            // Nominal multiply-adds (the direct convolution's) decide the threads, as below.
+            let macs = input.grid.voxels() * 27 * keep.len() * c.cout;
+            let a = WinoArgs {
+                input: input.data,
+                grid: input.grid,
+                in_stride: input.stride,
+                c0: 0,
+                keep,
+                scale,
+                u,
+                bias: &c.bias,
+                cout: c.cout,
+                relu: true,
+                kernel,
+            };
+            winograd(&a, out, out_stride, 0, par(threads, macs), self.wino);
+            return;
+        }
         let (w, cis) = self.effective(&c.w, 27, c.bias.len(), input.parts);
         let macs = input.grid.voxels() * 27 * cis.len() * c.cout;
         let a = Conv3Args {
@@ -471,6 +509,35 @@ impl Layers<'_> {
     }
 }
 
+/// The input channels a consumer reads this sample and their dropout scales: every channel
+/// (`ident`) with no scale when nothing is masked, else the kept channels (listed into
+/// `lists.0`) and every channel's scale (into `lists.1`, 0 where dropped). A channel's number
+/// is its weight row.
+fn kept<'a>(
+    parts: &[(usize, Option<&[f32]>)],
+    lists: (&'a mut [u32], &'a mut [f32]),
+    ident: &'a [u32],
+) -> (&'a [u32], Option<&'a [f32]>) {
+    let cin: usize = parts.iter().map(|p| p.0).sum();
+    if parts.iter().all(|p| p.1.is_none()) {
+        return (&ident[..cin], None);
+    }
+    let (ci, scale) = lists;
+    let mut nk = 0;
+    let mut o = 0;
+    for &(n, m) in parts {
+        for c in 0..n {
+            scale[o + c] = m.map_or(1.0, |m| m[c]);
+            if scale[o + c] != 0.0 {
+                ci[nk] = (o + c) as u32;
+                nk += 1;
+            }
+        }
+        o += n;
+    }
+    (&ci[..nk], Some(&scale[..cin]))
+}
+
 /// The weights `[taps][cin][row]` and channel list a consumer uses this sample: the model's
 /// own when nothing is masked, else the kept input channels with their scale folded in.
 fn effective<'a>(
@@ -479,39 +546,25 @@ fn effective<'a>(
     row: usize,
     parts: &[(usize, Option<&[f32]>)],
     w_eff: &'a mut [f32],
-    ci: &'a mut [u32],
+    lists: (&'a mut [u32], &'a mut [f32]),
     ident: &'a [u32],
 ) -> (&'a [f32], &'a [u32]) {
     let cin: usize = parts.iter().map(|p| p.0).sum();
-    if parts.iter().all(|p| p.1.is_none()) {
+    let (ci, Some(scale)) = kept(parts, lists, ident) else {
         return (w, &ident[..cin]);
-    }
-    let scale_of = |c: usize| {
-        let mut o = 0;
-        for &(n, m) in parts {
-            if c < o + n {
-                return m.map_or(1.0, |m| m[c - o]);
-            }
-            o += n;
-        }
-        1.0
     };
-    let nk = (0..cin).filter(|&c| scale_of(c) != 0.0).fold(0, |j, c| {
-        ci[j] = c as u32;
-        j + 1
-    });
+    let nk = ci.len();
     for t in 0..taps {
-        for j in 0..nk {
-            let c = ci[j] as usize;
-            let s = scale_of(c);
-            let src = &w[(t * cin + c) * row..][..row];
+        for (j, &c) in ci.iter().enumerate() {
+            let s = scale[c as usize];
+            let src = &w[(t * cin + c as usize) * row..][..row];
             let dst = &mut w_eff[(t * nk + j) * row..][..row];
             for (d, &v) in dst.iter_mut().zip(src) {
                 *d = v * s;
             }
         }
     }
-    (&w_eff[..taps * nk * row], &ci[..nk])
+    (&w_eff[..taps * nk * row], ci)
 }
 
 /// Element dropout on channels `[0, c)` of a zero-halo tensor: `dst = mask · scale · src`

@@ -7,7 +7,8 @@
 //! sample (`ModelConfig::shared_levels`), the skip must survive the samples and the decoder
 //! writes `dec_out[l]` (stride `C_l`) instead. `tmp[l]` holds conv1 outputs, `pooled[l]` the
 //! pooled input of level `l`, `bott` the bottleneck output, `first` the output of
-//! `enc.0.conv1` (computed once per patch).
+//! `enc.0.conv1` (computed once per patch), `wino` the Winograd convolutions' per-thread
+//! blocks (`nn::winograd::MAX_THREADS` of them).
 
 use crate::error::{try_vec, Result};
 use crate::model::dropout::layer_level;
@@ -31,7 +32,9 @@ pub(crate) struct Workspace {
     pub prob: Vec<f32>,
     pub(super) w_eff: Vec<f32>,
     pub(super) ci: Vec<u32>,
+    pub(super) scale: Vec<f32>,
     pub(super) ident: Vec<u32>,
+    pub(super) wino: Vec<f32>,
     pub(super) masks: Vec<Vec<f32>>,
     pub stats: crate::stats::Stats,
 }
@@ -54,6 +57,8 @@ pub(crate) struct WorkspaceSize {
     bott: usize,
     voxels: usize,
     w_eff: usize,
+    /// Winograd scratch: `nn::winograd::MAX_THREADS` per-thread blocks.
+    wino: usize,
     channels: usize,
     masks: Vec<usize>,
     bytes: u64,
@@ -105,6 +110,10 @@ impl WorkspaceSize {
             }
         }
         let channels = 2 * ch.iter().max().copied().unwrap_or(0);
+        let wino = mul(
+            wino_per_thread(cfg, &grids),
+            crate::nn::winograd::MAX_THREADS,
+        )?;
         let masks: Vec<usize> = (0..cfg.dropout_layers())
             .map(|k| ch[layer_level(levels, k)])
             .collect();
@@ -123,6 +132,7 @@ impl WorkspaceSize {
             pooled,
             voxels,
             w_eff,
+            wino,
             channels,
             masks,
             bytes: 0,
@@ -134,6 +144,7 @@ impl WorkspaceSize {
     fn total_bytes(&self) -> Option<u64> {
         let f32s = [self.input, self.first, self.bott, self.voxels, self.w_eff]
             .into_iter()
+            .chain([self.wino, self.channels])
             .chain(self.tmp.iter().copied())
             .chain(self.cat.iter().copied())
             .chain(self.dec_out.iter().copied())
@@ -155,6 +166,30 @@ impl WorkspaceSize {
     pub(crate) fn weight_capacity(&self) -> usize {
         self.w_eff
     }
+}
+
+/// Winograd scratch floats of one thread: the largest block of the 3³ convolutions that run
+/// on Winograd (`crate::nn::winograd::pays` on a grid it [`fits`](crate::nn::winograd::fits)),
+/// 0 when none does. Channel counts are at most 4096 (the config check): nothing overflows.
+fn wino_per_thread(cfg: &ModelConfig, grids: &[Grid]) -> usize {
+    use crate::nn::winograd::{fits, pays, scratch_floats};
+    let ch = &cfg.channels;
+    let levels = ch.len();
+    let mut most = 0;
+    for (l, &g) in grids.iter().enumerate() {
+        let cin = if l == 0 { cfg.in_channels } else { ch[l - 1] };
+        let decoder = l + 1 < levels;
+        let layers = [(cin, true), (ch[l], true), (2 * ch[l], decoder)];
+        for (i, o) in layers
+            .into_iter()
+            .filter_map(|(i, on)| on.then_some((i, ch[l])))
+        {
+            if fits(g) && pays(i, o) {
+                most = most.max(scratch_floats(i, o));
+            }
+        }
+    }
+    most
 }
 
 impl Workspace {
@@ -180,7 +215,9 @@ impl Workspace {
             prob: try_vec(size.voxels, "probability workspace")?,
             w_eff: try_vec(size.w_eff, "weight workspace")?,
             ci: try_vec(size.channels, "channel list")?,
+            scale: try_vec(size.channels, "channel scales")?,
             ident,
+            wino: try_vec(size.wino, "Winograd workspace")?,
             masks,
             stats: crate::stats::Stats::new(size.voxels, MASK_SAMPLES)?,
         })
@@ -214,6 +251,8 @@ mod tests {
                 + ws.bott.len()
                 + ws.prob.len()
                 + ws.w_eff.len()
+                + ws.wino.len()
+                + ws.scale.len()
                 + all(&ws.masks);
             let u32s = ws.ci.len() + ws.ident.len();
             let stats = ws.stats.held_bytes();

@@ -272,7 +272,17 @@ impl Reader<'_, '_> {
         for co in 0..cout {
             bias[co] = folded(shift[co], "bias", co)?;
         }
-        Ok(Conv3 { cout, w: wk, bias })
+        let wino = if crate::nn::winograd::pays(cin, cout) {
+            Some(winograd_weights(&wk, cin, cp, conv, bn)?)
+        } else {
+            None
+        };
+        Ok(Conv3 {
+            cout,
+            w: wk,
+            bias,
+            wino,
+        })
     }
 
     /// Per-channel (scale, shift) that replace conv bias + BN in eval mode.
@@ -348,4 +358,16 @@ fn convert(data: &[u8], size: usize, out: &mut [f32], f: impl Fn(&[u8]) -> f32) 
     for (o, b) in out.iter_mut().zip(data.chunks_exact(size)) {
         *o = f(b);
     }
+}
+
+/// The Winograd-transformed weights `[64][cin][cp]` of a folded 3³ conv `wk` (`nn::winograd`).
+fn winograd_weights(wk: &[f32], cin: usize, cp: usize, conv: &str, bn: &str) -> Result<Vec<f32>> {
+    let mut u = try_vec::<f32>(64 * cin * cp, conv)?;
+    if crate::nn::winograd::weights(wk, cin, cp, &mut u) {
+        return Ok(u);
+    }
+    Err(Error::format(format!(
+        "'{conv}.weight' folded with '{bn}' is not finite in f32 after the Winograd transform \
+         (G g Gᵀ): the weights are too large"
+    )))
 }

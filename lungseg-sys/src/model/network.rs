@@ -48,11 +48,14 @@ impl Network {
 }
 
 /// 3³ convolution with BN folded in. `w` is `[27][cin][pad16(cout)]` (tap `9kz + 3ky + kx`),
-/// `bias` is `[pad16(cout)]`; padding lanes are zero.
+/// `bias` is `[pad16(cout)]`; padding lanes are zero. `wino` holds the Winograd-transformed
+/// weights `[64][cin][pad16(cout)]` (`crate::nn::winograd::weights`) of the layers where
+/// `crate::nn::winograd::pays`.
 pub(crate) struct Conv3 {
     pub cout: usize,
     pub w: Vec<f32>,
     pub bias: Vec<f32>,
+    pub wino: Option<Vec<f32>>,
 }
 
 /// Transposed conv k2 s2: `w` is `[cin][8][pad16(cout)]`, `bias` `[pad16(cout)]`.

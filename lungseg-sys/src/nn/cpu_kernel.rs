@@ -1,7 +1,7 @@
 //! Which instruction set the CPU kernels run on, chosen once per model when it is opened.
 //!
-//! The 3³ convolution and the transposed convolution are one generic source compiled several
-//! times: for AVX-512, for AVX2 + FMA, for aarch64 NEON, and for the build target's baseline
+//! The 3³ convolutions (direct and Winograd) and the transposed convolution are one generic
+//! source each, compiled several times: for AVX-512, for AVX2 + FMA, for aarch64 NEON, and for the build target's baseline
 //! (the portable kernel, for every other CPU). [`select`] is the one place that picks among
 //! them: an explicit request (`lungseg_model_options.cpu_kernel`) wins, else the
 //! [`ENV`] environment variable, else the fastest kernel this CPU runs (detected once per

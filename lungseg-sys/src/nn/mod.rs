@@ -21,6 +21,7 @@ pub mod head;
 pub mod pool;
 mod team;
 pub mod upconv;
+pub mod winograd;
 
 pub use team::{available_cores, max_helpers};
 
@@ -64,6 +65,17 @@ impl Grid {
     }
 }
 
+/// Most shares a parallel loop splits into: one per helper thread and one for the caller.
+fn max_shares() -> usize {
+    team::max_helpers() + 1
+}
+
+/// Shares a loop of `n` units on `threads` threads splits into.
+fn shares(n: usize, threads: usize) -> usize {
+    // More shares than cores only queue up; the split never changes a value (see above).
+    threads.clamp(1, n.max(1)).min(max_shares())
+}
+
 /// Runs `f(u, chunk)` for units `u in 0..n`, where unit `u` owns
 /// `out[first + u·len ..][..len]`, on up to `threads` threads (contiguous ranges of units).
 pub(crate) fn par_units<F>(
@@ -76,12 +88,48 @@ pub(crate) fn par_units<F>(
 ) where
     F: Fn(usize, &mut [f32]) + Sync,
 {
+    par_shares(out, (first, len, n), threads, |_, u, c| f(u, c));
+}
+
+/// [`par_units`] where each share also gets `per` floats of its own from `scratch`
+/// (`f(u, chunk, scratch_of_share)`), which must hold `per` floats for every share that runs:
+/// `threads · per` is always enough.
+pub(crate) fn par_units_scratch<F>(
+    out: &mut [f32],
+    units: (usize, usize, usize),
+    threads: usize,
+    scratch: (&mut [f32], usize),
+    f: F,
+) where
+    F: Fn(usize, &mut [f32], &mut [f32]) + Sync,
+{
+    let (scratch, per) = scratch;
+    let t = shares(units.2, threads);
+    assert!(
+        scratch.len() >= t * per,
+        "scratch for {t} shares of {per} floats"
+    );
+    let base = scratch.as_mut_ptr() as usize;
+    par_shares(out, units, threads, |k, u, c| {
+        // SAFETY: share k < t owns floats [k·per, (k+1)·per) of `scratch` (asserted to hold
+        // t·per), disjoint from every other share's; `scratch` stays mutably borrowed until
+        // `par_shares` returns.
+        let mine = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(k * per), per) };
+        f(u, c, mine)
+    });
+}
+
+/// The split behind [`par_units`]: `f(share, u, chunk)`, with `share < shares(n, threads)`.
+fn par_shares<F>(out: &mut [f32], units: (usize, usize, usize), threads: usize, f: F)
+where
+    F: Fn(usize, usize, &mut [f32]) + Sync,
+{
+    let (first, len, n) = units;
     let body = &mut out[first..first + n * len];
-    // More shares than cores only queue up; the split never changes a value (see above).
-    let t = threads.clamp(1, n.max(1)).min(team::max_helpers() + 1);
+    let t = shares(n, threads);
     if t == 1 {
         for (u, c) in body.chunks_mut(len).enumerate() {
-            f(u, c);
+            f(0, u, c);
         }
         return;
     }
@@ -94,7 +142,7 @@ pub(crate) fn par_units<F>(
             std::slice::from_raw_parts_mut((base as *mut f32).add(u0 * len), (u1 - u0) * len)
         };
         for (i, c) in mine.chunks_mut(len).enumerate() {
-            f(u0 + i, c);
+            f(k, u0 + i, c);
         }
     };
     team::run(t, &job);
