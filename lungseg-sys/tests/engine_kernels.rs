@@ -1,24 +1,15 @@
 //! Fast kernels against their plain reference implementations, on odd shapes, on every CPU
 //! kernel this machine runs.
 
+mod common;
+
+use common::Rng;
+
 use lungseg::nn::conv3::{conv3, reference as conv_ref, Conv3Args};
 use lungseg::nn::cpu_kernel::CpuKernel;
 use lungseg::nn::pool::{maxpool2, reference as pool_ref};
 use lungseg::nn::upconv::{reference as up_ref, upconv, UpArgs};
 use lungseg::nn::{pad, unpad, Grid};
-
-struct Rng(u64);
-impl Rng {
-    fn f(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-}
 
 fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len());

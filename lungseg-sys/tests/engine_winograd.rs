@@ -3,23 +3,14 @@
 //! kept-channel lists that skip channels with dropout scales, outputs into a wider buffer,
 //! ReLU on and off, several blocks per unit.
 
+mod common;
+
+use common::Rng;
+
 use lungseg::nn::conv3::{conv3, reference as conv_ref, Conv3Args};
 use lungseg::nn::cpu_kernel::CpuKernel;
 use lungseg::nn::winograd::{scratch_floats, weights, winograd, WinoArgs};
 use lungseg::nn::{pad, unpad, Grid};
-
-struct Rng(u64);
-impl Rng {
-    fn f(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / 16_777_216.0) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-}
 
 /// Kernel-layout weights `[27][rows][cp]` from PyTorch `[cout][rows][27]`.
 fn kernel_w(w: &[f32], rows: usize, cout: usize) -> Vec<f32> {

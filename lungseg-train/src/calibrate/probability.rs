@@ -344,7 +344,10 @@ pub fn keep_boundary(file: &mut ModelFile, map: Platt) -> Result<()> {
     let mut config = file.json_object("config")?;
     config.insert("mask_threshold".into(), serde_json::json!(t as f32));
     file.set_json_object("config", config);
-    let new = lungseg::model::ModelConfig::from_json(&file.metadata["config"])?;
+    let new = lungseg::model::ModelConfig {
+        mask_threshold: t as f32,
+        ..old
+    };
     file.metadata.insert(
         "format_version".into(),
         lungseg::model::required_format_version(&new).into(),
