@@ -32,13 +32,13 @@ CHANNELS=${CHANNELS:-8,16,32,64,128}
 # the dropout-off pass on the calibration scans. Empty: every level.
 DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
 INIT=${INIT:-}
-SEED=1000        # training + validation scans, initialisation, order, dropout
+SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
 CALIB_SEED=1500  # calibration scans: the review score and threshold are chosen on them
 # Test scans: drawn once, after every choice above. 2000 tested the first shipped model; its
 # result showed the old calibration split (validation: 4 jittered positives per nodule) refers
 # far fewer test patches than it did validation ones, which led to CALIB_SEED: so the model
 # made with that choice is tested on scans of a seed no choice has seen.
-TEST_SEED=3000
+TEST_SEED=${TEST_SEED:-3000}
 NICE=${NICE:-15}
 run() { echo "+ $*" >&2; nice -n "$NICE" "$@"; }
 
@@ -98,6 +98,10 @@ if ! [ -f "$MODEL" ]; then
   fi
   # No `calibrate-probability`: fitted on these scans' ROI, temperature or Platt scaling lowers
   # the ROI ECE but lifts the whole-patch ECE many-fold (docs/prepare-evaluate.md).
+  # The mask threshold first: the structure-wise review scores are computed on sample masks
+  # cut at it.
+  run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
+    --split val --samples 20 --seed "$CALIB_SEED" --write
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"

@@ -50,6 +50,10 @@ enum Command {
     /// Fit temperature (or Platt) scaling of the MC samples on a split's ROI voxels and fold it
     /// into the model's head (run before `calibrate`: the review scores change with it).
     CalibrateProbability(CalibrateProbabilityArgs),
+    /// Choose the model's mask threshold on a (validation) split: the candidate with the best
+    /// mean Dice over nodule patches that adds no bad negative patch (run before `calibrate`:
+    /// the structure-wise review scores depend on it).
+    CalibrateMaskThreshold(CalibrateMaskThresholdArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
     /// Predict at candidate points of one scan (MetaImage or NIfTI): predictions.json with each
@@ -194,6 +198,26 @@ struct CalibrateProbabilityArgs {
 }
 
 #[derive(Args)]
+struct CalibrateMaskThresholdArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "val")]
+    split: String,
+    #[arg(long, default_value_t = 20)]
+    samples: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Candidate thresholds (default 0.10, 0.15, …, 0.90); the model's own is always judged.
+    #[arg(long, value_delimiter = ',')]
+    candidates: Option<Vec<f32>>,
+    /// Write the chosen threshold (and the table, under provenance) into the model file.
+    #[arg(long)]
+    write: bool,
+}
+
+#[derive(Args)]
 struct EvaluateArgs {
     #[arg(long)]
     model: PathBuf,
@@ -315,6 +339,50 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         calibrate::set_review(&a.model, score, c.threshold)?;
         println!(
             "wrote review score and threshold into {}",
+            a.model.display()
+        );
+    }
+    Ok(())
+}
+
+fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result<()> {
+    use lungseg_train::calibrate::mask_threshold as mt;
+    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
+        .split(&a.split)
+        .len();
+    let opts = mt::MaskThresholdOptions {
+        split: a.split.clone(),
+        samples: a.samples,
+        seed: a.seed,
+        candidates: a.candidates.unwrap_or_else(mt::default_candidates),
+        ..Default::default()
+    };
+    let pb = bar(n as u64, "patches");
+    let c = mt::choose_mask_threshold(&a.model, &a.data, &opts, || pb.inc(1));
+    pb.finish_and_clear();
+    let c = c?;
+    println!(
+        "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
+        c.nodule_patches, c.negative_patches, a.split, c.bad_fp_mm3
+    );
+    println!("threshold  mean Dice  bad negatives  mean FP mm³");
+    for r in &c.rows {
+        let mark = match (r.threshold == c.chosen, r.threshold == c.previous) {
+            (true, true) => "  chosen, current",
+            (true, false) => "  chosen",
+            (false, true) => "  current",
+            _ => "",
+        };
+        println!(
+            "{:>9.3}  {:>9.4}  {:>13}  {:>11.1}{mark}",
+            r.threshold, r.mean_dice, r.bad_negatives, r.mean_fp_mm3
+        );
+    }
+    if a.write {
+        mt::write_mask_threshold(&a.model, &c)?;
+        println!(
+            "wrote mask threshold {} into {}",
+            c.chosen,
             a.model.display()
         );
     }
@@ -498,6 +566,7 @@ fn main() -> ExitCode {
         Command::Prepare(a) => run_prepare(a),
         Command::Calibrate(a) => run_calibrate(a),
         Command::CalibrateProbability(a) => run_calibrate_probability(a),
+        Command::CalibrateMaskThreshold(a) => run_calibrate_mask_threshold(a),
         Command::Evaluate(a) => run_evaluate(a),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),

@@ -341,18 +341,7 @@ pub fn keep_boundary(file: &mut ModelFile, map: Platt) -> Result<()> {
         t > 0.0 && t < 1.0 && (t as f32) > 0.0 && (t as f32) < 1.0,
         "the mapped mask threshold {t} is not a probability inside (0, 1)"
     );
-    let mut config = file.json_object("config")?;
-    config.insert("mask_threshold".into(), serde_json::json!(t as f32));
-    file.set_json_object("config", config);
-    let new = lungseg::model::ModelConfig {
-        mask_threshold: t as f32,
-        ..old
-    };
-    file.metadata.insert(
-        "format_version".into(),
-        lungseg::model::required_format_version(&new).into(),
-    );
-    Ok(())
+    super::mask_threshold::set_mask_threshold(file, t as f32)
 }
 
 /// How much a map may worsen the whole-patch ECE (absolute) before [`check_whole_patch`]

@@ -1,0 +1,190 @@
+//! `calibrate-mask-threshold`: the table is the overlap of the engine's own MC mean at each
+//! candidate (checked against a direct count), the rule picks the best mean Dice without adding
+//! bad negatives, and writing changes the threshold and nothing else.
+
+use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+use lungseg_train::calibrate::mask_threshold::{
+    choose, choose_mask_threshold, write_mask_threshold, MaskThresholdOptions, ThresholdRow,
+    PROVENANCE_KEY,
+};
+use lungseg_train::dataset::PatchDataset;
+use lungseg_train::evaluate::score::patch_seed;
+use lungseg_train::model_file::ModelFile;
+
+use super::evaluate_calibrate::{dataset, fixture_model};
+
+fn row(threshold: f32, mean_dice: f64, bad_negatives: usize) -> ThresholdRow {
+    ThresholdRow {
+        threshold,
+        mean_dice,
+        bad_negatives,
+        mean_fp_mm3: 0.0,
+    }
+}
+
+#[test]
+fn the_rule_takes_the_best_dice_that_adds_no_bad_negative() {
+    let rows = [
+        row(0.2, 0.80, 3), // best Dice, but two more false alarms than the current cut
+        row(0.3, 0.70, 1),
+        row(0.35, 0.7015, 1), // a tie with 0.3 (within 0.002): the nearer one to 0.5 wins
+        row(0.5, 0.60, 1),
+        row(0.7, 0.50, 0),
+    ];
+    assert_eq!(choose(&rows, &rows[3]), Some(0.35));
+    // Without the constraint's victims the best Dice wins outright.
+    assert_eq!(choose(&rows[1..], &rows[3]), Some(0.35));
+    assert_eq!(
+        choose(&[row(0.2, 0.80, 1), rows[3].clone()], &rows[3]),
+        Some(0.2)
+    );
+    // Moving up is allowed too, and the current cut is kept when nothing beats it.
+    assert_eq!(
+        choose(&[row(0.5, 0.6, 2), row(0.6, 0.65, 0)], &row(0.5, 0.6, 2)),
+        Some(0.6)
+    );
+    assert_eq!(
+        choose(&[row(0.4, 0.6, 0), row(0.5, 0.6, 0)], &row(0.5, 0.6, 0)),
+        Some(0.5)
+    );
+}
+
+/// Dice of `mean >= t` against `gt` (1 when both are empty) and the predicted voxels.
+fn direct(gt: &[u8], mean: &[f32], t: f32) -> (f64, u64, u64) {
+    let (mut tp, mut fp, mut fneg) = (0u64, 0u64, 0u64);
+    for (&g, &p) in gt.iter().zip(mean) {
+        match (g != 0, p >= t) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fneg += 1,
+            _ => {}
+        }
+    }
+    let denom = 2 * tp + fp + fneg;
+    let dice = if denom == 0 {
+        1.0
+    } else {
+        2.0 * tp as f64 / denom as f64
+    };
+    (dice, fp, tp + fneg)
+}
+
+#[test]
+fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(dir.path());
+    let ds_path = dataset(dir.path());
+    let opts = MaskThresholdOptions {
+        samples: 4,
+        seed: 9,
+        candidates: vec![0.2, 0.45, 0.7],
+        ..Default::default()
+    };
+    let mut seen = 0;
+    let c = choose_mask_threshold(&model_path, &ds_path, &opts, || seen += 1).unwrap();
+    let model = Model::open(&model_path).unwrap();
+    let current = model.config().mask_threshold;
+    assert_eq!(c.previous, current);
+    let thresholds: Vec<f32> = c.rows.iter().map(|r| r.threshold).collect();
+    assert_eq!(
+        thresholds,
+        vec![0.2, 0.45, current, 0.7],
+        "the current cut is judged too"
+    );
+
+    let ds = PatchDataset::open(&ds_path).unwrap();
+    let idx = ds.split("val");
+    assert_eq!(seen, idx.len());
+    let voxel_mm3: f64 = model.config().spacing_mm.iter().product();
+    for r in &c.rows {
+        let (mut dice, mut fp, mut bad, mut nodules, mut negatives) = (0.0, 0.0, 0, 0, 0);
+        for &i in &idx {
+            let p = ds.load(i).unwrap();
+            let mut mean = vec![0.0f32; p.hu.len()];
+            let o = McOptions {
+                n_samples: 4,
+                seed: patch_seed(9, &ds.records[i].id),
+                threads: 1,
+                review_threshold: None,
+                review_score: None,
+            };
+            let maps = UncertaintyMaps {
+                mean: Some(&mut mean),
+                ..UncertaintyMaps::default()
+            };
+            mc::predict_uncertainty(&model, &p.hu, &o, maps).unwrap();
+            let (d, f, gt_voxels) = direct(&p.mask, &mean, r.threshold);
+            if gt_voxels > 0 {
+                nodules += 1;
+                dice += d;
+            } else {
+                negatives += 1;
+                fp += f as f64 * voxel_mm3;
+                bad += usize::from(f as f64 * voxel_mm3 > opts.eval.bad_fp_mm3);
+            }
+        }
+        assert_eq!((c.nodule_patches, c.negative_patches), (nodules, negatives));
+        assert!((r.mean_dice - dice / nodules as f64).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r.mean_fp_mm3 - fp / negatives as f64).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert_eq!(r.bad_negatives, bad, "{r:?}");
+    }
+    let current_row = c.rows.iter().find(|r| r.threshold == current).unwrap();
+    assert_eq!(Some(c.chosen), choose(&c.rows, current_row));
+}
+
+#[test]
+fn writing_changes_the_threshold_and_keeps_every_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(dir.path());
+    let ds_path = dataset(dir.path());
+    let before = ModelFile::read(&model_path).unwrap();
+    let opts = MaskThresholdOptions {
+        samples: 2,
+        candidates: vec![0.3],
+        ..Default::default()
+    };
+    let mut c = choose_mask_threshold(&model_path, &ds_path, &opts, || {}).unwrap();
+    c.chosen = 0.3;
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().mask_threshold, 0.3);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(after.metadata["format_version"], "3");
+    let provenance = after.json_object("provenance").unwrap();
+    assert_eq!(
+        provenance[PROVENANCE_KEY]["chosen"],
+        serde_json::json!(0.3f32)
+    );
+    assert_eq!(before.tensors.len(), after.tensors.len());
+    for (name, t) in &before.tensors {
+        assert_eq!(Some(t), after.tensor(name), "{name}");
+    }
+    // The engine masks at the written threshold.
+    let ds = PatchDataset::open(&ds_path).unwrap();
+    let p = ds.load(ds.split("val")[0]).unwrap();
+    let mut mean = vec![0.0f32; p.hu.len()];
+    let o = McOptions {
+        n_samples: 2,
+        seed: 1,
+        threads: 1,
+        review_threshold: None,
+        review_score: None,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..UncertaintyMaps::default()
+    };
+    let s = mc::predict_uncertainty(&model, &p.hu, &o, maps).unwrap();
+    let above = mean.iter().filter(|&&v| v >= 0.3).count() as u64;
+    assert_eq!(s.foreground_voxels, above);
+    // A threshold outside (0, 1) is refused before anything is written.
+    c.chosen = 1.0;
+    assert!(write_mask_threshold(&model_path, &c).is_err());
+    assert_eq!(
+        Model::open(&model_path).unwrap().config().mask_threshold,
+        0.3
+    );
+}
