@@ -92,16 +92,12 @@ impl<B: Copy> Launch<B> {
     }
 }
 
-/// Rows of output voxels per block and output channels per block of `ls_upconv2`
-/// (`UP_BM`/`UP_BN` in upconv.cu).
-pub const MMA_BM: usize = 128;
-pub const MMA_BN: usize = 32;
-
-/// The tile shape of `ls_conv3` (conv3.cu's header explains each constant and the layouts).
-/// NVRTC and the emulator compile the kernel with these as `-D` constants ([`CONV3_DEFINES`]);
-/// [`conv3`] sizes the grid, block and dynamic shared memory from the same values.
+/// The tile shape of a tensor-core GEMM kernel, `ls_conv3` or `ls_upconv2` (their `.cu`
+/// headers explain each constant and the layouts). NVRTC and the emulator compile the kernel
+/// with these as `-D` constants ([`CONV3_DEFINES`], [`UPCONV_DEFINES`]); the launchers size
+/// the grid, block and dynamic shared memory from the same values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv3Tile {
+pub struct MmaTile {
     /// Warps per block, stacked along M.
     pub warps: u32,
     /// m16 tiles per warp (even).
@@ -114,7 +110,7 @@ pub struct Conv3Tile {
     pub stages: u32,
 }
 
-impl Conv3Tile {
+impl MmaTile {
     pub const fn threads(&self) -> u32 {
         32 * self.warps
     }
@@ -134,7 +130,7 @@ impl Conv3Tile {
 
 /// 4 warps of 32×32 (128 voxels × 32 channels), K steps of 32, 3 stages: 30 KiB of shared
 /// memory, under the 48 KiB a launch gets without an opt-in.
-pub const CONV3_TILE: Conv3Tile = Conv3Tile {
+pub const CONV3_TILE: MmaTile = MmaTile {
     warps: 4,
     wm: 2,
     wn: 4,
@@ -151,9 +147,23 @@ pub const CONV3_DEFINES: &[(&str, u32)] = &[
     ("CONV_STAGES", CONV3_TILE.stages),
 ];
 
+/// The tile of `ls_upconv2`: conv3's (a dense GEMM of the same operand layouts), so one shape
+/// is tuned and checked.
+pub const UPCONV_TILE: MmaTile = CONV3_TILE;
+
+/// [`UPCONV_TILE`] as the kernel's compile-time constants.
+pub const UPCONV_DEFINES: &[(&str, u32)] = &[
+    ("UP_WARPS", UPCONV_TILE.warps),
+    ("UP_WM", UPCONV_TILE.wm),
+    ("UP_WN", UPCONV_TILE.wn),
+    ("UP_KG", UPCONV_TILE.kg),
+    ("UP_STAGES", UPCONV_TILE.stages),
+];
+
 /// Largest dynamic shared memory a launch gets without `cuFuncSetAttribute`.
 pub const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
 const _: () = assert!(CONV3_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
+const _: () = assert!(UPCONV_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
 
 fn blocks(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
@@ -341,15 +351,16 @@ pub fn upconv<B>(a: Up<B>) -> Launch<B> {
         .at(offset_of!(UpArgs, w), a.w)
         .at(offset_of!(UpArgs, bias), a.bias)
         .at(offset_of!(UpArgs, out), a.out);
+    let t = UPCONV_TILE;
     Launch {
         func: "ls_upconv2",
         grid: [
-            blocks(a.s * d * h * w, MMA_BM),
-            blocks(8 * a.cout, MMA_BN),
+            blocks(a.s * d * h * w, t.bm() as usize),
+            blocks(8 * a.cout, t.bn() as usize),
             1,
         ],
-        block: [MMA_BM as u32, 1, 1],
-        dyn_smem: 0,
+        block: [t.threads(), 1, 1],
+        dyn_smem: t.smem_bytes(),
         args: vec![KArg::Params(params)],
     }
 }

@@ -101,7 +101,7 @@ pub const KERNELS: &[KernelSource] = &[
         name: "upconv",
         source: include_str!("kernels/upconv.cu"),
         functions: &["ls_upconv2"],
-        defines: &[],
+        defines: launch::UPCONV_DEFINES,
         layout: params::UP_LAYOUT,
     },
     KernelSource {

@@ -260,6 +260,12 @@ pub fn upconv<D: KernelDevice>(dev: &mut D) {
         (64usize, 32usize, 1usize, [3usize, 5, 2]),
         (16, 6, 2, [3, 1, 5]),
         (32, 16, 2, [8, 8, 8]),
+        // K = 48: a pipeline step half past K (zero-filled); N = 80: a block half past N;
+        // M = 105: one partial block.
+        (48, 10, 1, [5, 7, 3]),
+        // Four K steps through the three-stage pipeline; 2 × 343 voxels: blocks straddle the
+        // samples.
+        (128, 8, 2, [7, 7, 7]),
     ] {
         let v: usize = dims.iter().product();
         let input = rng.h(s * v * cin, 1.0);
