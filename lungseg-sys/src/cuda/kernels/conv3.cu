@@ -39,9 +39,15 @@
  * (WM + WN/2)/(WM·WN) [0.5] LDSM per HMMA and no other shared loads. Global traffic per block
  * and k-step: (BM + BN)·BK·2 bytes [10 KiB] as 2·KG·BM/THREADS + BN·CPR/THREADS [5] 16-byte
  * cp.async per thread; the only other global loads are the epilogue's 2·WN [8] bias values.
+ * Epilogue: the finished pairs go into a [BM][BN] fp16 tile in the (then free) pipeline
+ * memory, rows of CCPR = BN/8 [4] swizzled chunks (conflict-free: a warp's pair stores cover
+ * 8 consecutive rows at one chunk), and each thread writes BM·CCPR/THREADS [4] whole 16-byte
+ * chunks (one voxel's 8 channels) to global: 4 STG.128 per thread instead of 2·WM·WN [16]
+ * 32-bit stores, every store a full 32-byte sector pair of one voxel's row.
  * Static SASS at the default tile (one k-step body: 16 HMMA, 8 LDSM; the 2-step prologue and
- * the loop: 15 LDGSTS), checked by scripts/cuda-sass-check.sh for sm_80 and sm_90:
- *   sass-design ls_conv3: HMMA>=16 LDSM/HMMA<=0.5 LDGSTS/HMMA<=0.9375 LDS=0 LDG<=8 LDL=0 STL=0
+ * the loop: 15 LDGSTS; the epilogue's 4 LDS.128 and 4 STG), checked by
+ * scripts/cuda-sass-check.sh for sm_80 and sm_90:
+ *   sass-design ls_conv3: HMMA>=16 LDSM/HMMA<=0.5 LDGSTS/HMMA<=0.9375 LDS<=4 STS<=16 STG<=4 LDG<=8 LDL=0 STL=0
  *   (LDS excludes the never-executed `@!PT LDS RZ, [RZ]` ptxas places before LDGSTS.)
  * Pipeline: STAGES − 1 steps in flight; per step: wait for the oldest, one barrier (the data
  * is visible and every warp is done with the buffer refilled next), issue the step
@@ -66,12 +72,19 @@
 #define CONV_STAGE_BYTES (CONV_A_BYTES + CONV_B_BYTES)
 #define CONV_ROWS (CONV_BM / CONV_THREADS)
 #define CONV_B_CHUNKS (CONV_BN * CONV_CPR / CONV_THREADS)
+#define CONV_CCPR CONV_WN /* 16-byte chunks per row of the output tile: BN/8 */
+#define CONV_C_CHUNKS (CONV_BM * CONV_CCPR / CONV_THREADS)
 
 static_assert(CONV_WM % 2 == 0 && CONV_WN % 2 == 0, "warp tile: even m16 and n8 counts");
 static_assert(CONV_CPR == 2 || CONV_CPR == 4 || CONV_CPR == 8, "ls_swz needs 2, 4 or 8 chunks");
 static_assert(CONV_B_CHUNKS >= 1 && CONV_B_CHUNKS * CONV_THREADS == CONV_BN * CONV_CPR,
               "weight chunks must split evenly over the threads");
 static_assert(CONV_STAGES >= 2, "a pipeline needs two stages");
+static_assert(CONV_CCPR == 2 || CONV_CCPR == 4 || CONV_CCPR == 8, "output tile rows: 2, 4 or 8 chunks");
+static_assert(CONV_C_CHUNKS >= 1 && CONV_C_CHUNKS * CONV_THREADS == CONV_BM * CONV_CCPR,
+              "output chunks must split evenly over the threads");
+static_assert(CONV_BM * CONV_BN * 2 <= CONV_STAGES * CONV_STAGE_BYTES,
+              "the output tile reuses the pipeline's shared memory");
 
 /* One output voxel of the block as the A loader and the epilogue see it. */
 struct ConvVox {
@@ -262,7 +275,13 @@ ls_conv3(__grid_constant__ const LsConv3Args args)
         st_write = st_write == CONV_STAGES - 1 ? 0 : st_write + 1;
     }
 
-    /* Epilogue: bias, ReLU, dropout, fp16 pairs (accumulator rows r and r+8 of each m16). */
+    /* Epilogue: bias, ReLU and dropout per accumulator pair (rows r and r+8 of each m16) into
+     * the block's [BM][BN] fp16 tile in shared memory, then whole 16-byte chunks to global. */
+    ls_cp_async_wait<0>();
+    /* Every warp done with the stages the tile overlays. At the default tile each warp's tile
+     * rows cover only its own A rows of stage 0, so the emulator cannot see this barrier go
+     * missing; a tile with BN ≠ 16·BK reaches rows or weights that other warps read. */
+    __syncthreads();
     float bias2[CONV_WN][2];
 #pragma unroll
     for (int j = 0; j < CONV_WN; ++j) {
@@ -276,13 +295,9 @@ ls_conv3(__grid_constant__ const LsConv3Args args)
         for (int h = 0; h < 2; ++h) {
             const int row = (warp * CONV_WM + i) * 16 + ls_acc_row(lane, 2 * h);
             const ConvVox v = conv_vox(s0, r0, row, S, dhw, H, W);
-            if (!v.valid)
-                continue;
             const ls_u32 vox = ((ls_u32)v.z * H + v.y) * W + v.x;
 #pragma unroll
             for (int j = 0; j < CONV_WN; ++j) {
-                if (!nvalid[j])
-                    continue;
                 const int n = n_block + j * 8 + ls_acc_col(lane, 2 * h);
                 float v0 = acc[i][j].x[2 * h] + bias2[j][0], v1 = acc[i][j].x[2 * h + 1] + bias2[j][1];
                 if (relu) {
@@ -291,9 +306,20 @@ ls_conv3(__grid_constant__ const LsConv3Args args)
                 }
                 v0 = ls_dropout(drop, v0, v.s, n, vox, dhw);
                 v1 = ls_dropout(drop, v1, v.s, n + 1, vox, dhw);
-                ls_u32 *o = (ls_u32 *)(out + ((ls_u64)v.s * dhw + vox) * cout + n);
-                *o = ls_pack2(v0, v1);
+                conv_smem[ls_swz(row, j, CONV_CCPR) / 16].w[lane & 3] = ls_pack2(v0, v1);
             }
         }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < CONV_C_CHUNKS; ++i) {
+        const int q = tid + i * CONV_THREADS, row = q / CONV_CCPR, cc = q % CONV_CCPR;
+        const ConvVox v = conv_vox(s0, r0, row, S, dhw, H, W);
+        const int n = n_block + cc * 8;
+        if (!v.valid || n >= cout)
+            continue;
+        const ls_u32 vox = ((ls_u32)v.z * H + v.y) * W + v.x;
+        *(LsChunk16 *)(out + ((ls_u64)v.s * dhw + vox) * cout + n) =
+            conv_smem[ls_swz(row, cc, CONV_CCPR) / 16];
     }
 }
