@@ -280,7 +280,7 @@ ls_conv3(__grid_constant__ const LsConv3Args args)
     ls_cp_async_wait<0>();
     /* Every warp done with the stages the tile overlays. At the default tile each warp's tile
      * rows cover only its own A rows of stage 0, so the emulator cannot see this barrier go
-     * missing; a tile with BN ≠ 16·BK reaches rows or weights that other warps read. */
+     * missing; a tile with BN ≠ BK reaches rows or weights that other warps read. */
     __syncthreads();
     float bias2[CONV_WN][2];
 #pragma unroll
