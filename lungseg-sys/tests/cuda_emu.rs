@@ -788,3 +788,14 @@ fn mc_plan_matches_reference_plan_dropout_in_some_levels() {
         2,
     );
 }
+
+/// The default model's shape: 8 channels at level 0, stored as 16 (zero channels), level 0
+/// without dropout (computed once per call).
+#[test]
+fn mc_plan_matches_reference_plan_eight_channel_level() {
+    plan_matches(
+        r#"{"channels":[8,16],"patch_size":[16,16,16],"dropout":{"p":0.2,"kind":"channel","levels":[1]}}"#,
+        3,
+        2,
+    );
+}

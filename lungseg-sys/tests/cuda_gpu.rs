@@ -135,8 +135,20 @@ fn head_kernels_match_reference_with_and_without_masks() {
 /// Default architecture, formula weights, a 64³ patch: GPU engine vs CPU engine, same masks.
 #[test]
 fn network_matches_cpu_engine_and_repeats_bit_identically() {
+    network_matches_cpu_engine(r#"{"channels":[16,32,64,128,256]}"#);
+}
+
+/// The shipped default model's architecture: 8 channels at level 0 (stored as 16 zero-padded
+/// channels on the device), dropout in levels 2–4 only.
+#[test]
+fn shipped_architecture_matches_cpu_engine() {
+    network_matches_cpu_engine(
+        r#"{"channels":[8,16,32,64,128],"dropout":{"p":0.2,"kind":"channel","levels":[2,3,4]}}"#,
+    );
+}
+
+fn network_matches_cpu_engine(cfg: &str) {
     let Some(_) = gpu() else { return };
-    let cfg = r#"{"channels":[16,32,64,128,256]}"#;
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
     // The GPU machine has a copy of the fixtures in $LUNGSEG_FIXTURES (scripts/gpu-check.sh).
     let dir = std::env::var("LUNGSEG_FIXTURES")

@@ -443,6 +443,60 @@ fn reference_plan_matches_cpu_engine_gpu_shaped_model() {
     assert!(max_abs_diff(&det.mean, &prob) <= 1e-2);
 }
 
+/// Channel counts that are not multiples of 16 (the default model's 8 at level 0; 12 and 24
+/// here) run on the CUDA kernels as stored channels padded with zeros: the layouts put each
+/// source's channels at its stored offset, zeros elsewhere, and the whole plan still matches
+/// the CPU engine (both decoder sources padded: skip columns 0..12, upsampled 16..28).
+#[test]
+fn channels_off_the_tensor_core_grid_are_padded_with_zeros() {
+    use lungseg::cuda::weights::{stored_channels, unsupported_reason, GpuWeights};
+    for ch in ["[8,16,32,64,128]", "[4,8,16]", "[12,24]"] {
+        let cfg = format!(r#"{{"channels":{ch},"patch_size":[16,16,16]}}"#);
+        let m = lungseg::model::Model::from_bytes(&synth_model_bytes(&cfg)).unwrap();
+        assert_eq!(unsupported_reason(&m), None, "{ch}");
+    }
+    assert_eq!(
+        [4, 8, 12, 16, 24, 64].map(stored_channels),
+        [16, 16, 16, 16, 32, 64]
+    );
+    let cfg = r#"{"channels":[12,24],"patch_size":[8,8,8],"dropout":{"p":0.25,"kind":"channel"}}"#;
+    let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
+    let w = GpuWeights::new(&m);
+    assert_eq!(w.first_w.len(), 32 * 16);
+    assert_eq!((w.first_b.len(), w.head_w.len()), (16, 16));
+    assert!(w.first_b[12..]
+        .iter()
+        .chain(&w.head_w[12..])
+        .all(|&v| v == 0.0));
+    assert!(w.head_w[..12].iter().any(|&v| v != 0.0));
+    // enc.0.conv2, enc.1.conv1, enc.1.conv2, dec.0.conv1, dec.0.conv2; up[0]: 24 -> 12.
+    let shapes: Vec<(usize, usize)> = w.convs.iter().map(|c| (c.cin, c.cout)).collect();
+    assert_eq!(shapes, [(16, 16), (16, 32), (32, 32), (32, 16), (16, 16)]);
+    assert_eq!((w.ups[0].cin, w.ups[0].cout), (32, 16));
+    let dec1 = &w.convs[3];
+    for co in 0..16 {
+        for t in 0..27 {
+            let row = &dec1.w[(co * 27 + t) * 32..][..32];
+            let pad = |k: usize| (12..16).contains(&k) || k >= 28 || co >= 12;
+            assert!(row.iter().enumerate().all(|(k, &v)| !pad(k) || v == 0.0));
+            if co < 12 {
+                assert!(row[..12].iter().chain(&row[16..28]).any(|&v| v != 0.0));
+            }
+        }
+    }
+    assert!(dec1.bias[12..].iter().all(|&v| v == 0.0));
+    let up = &w.ups[0];
+    for (i, &v) in up.w.iter().enumerate() {
+        let (ci, co) = (i % 32, i / 32 % 16);
+        assert!(ci < 24 && co < 12 || v == 0.0, "up weight {i}");
+    }
+    let plan = Plan::new(&m);
+    assert!(plan.bufs.iter().all(|b| b.c % 16 == 0));
+    let mut rng = Rng(3);
+    let input: Vec<f32> = (0..512).map(|_| rng.f() * 1000.0 - 200.0).collect();
+    plan_matches_cpu_engine(&m, &input, 17, 4, 3);
+}
+
 #[test]
 fn plan_computes_the_dropout_free_encoder_levels_once() {
     use lungseg::cuda::plan::Op;

@@ -21,7 +21,7 @@
 
 use super::launch::head_mask_words;
 use super::reference::{self as r, LsDrop, Src};
-use super::weights::GpuWeights;
+use super::weights::{stored_channels, GpuWeights};
 use crate::error::Result;
 pub use crate::model::dropout::{dec_layer, enc_layer};
 use crate::model::dropout::{layer_level, LevelSet};
@@ -92,7 +92,8 @@ impl Plan {
     /// stride 0. Every other buffer holds one tensor per sample.
     pub fn new(model: &Network) -> Plan {
         let cfg = model.config();
-        let ch = &cfg.channels;
+        // Buffers hold the stored channel counts (zero channels up to a multiple of 16).
+        let ch: Vec<usize> = cfg.channels.iter().map(|&c| stored_channels(c)).collect();
         let levels = ch.len();
         let shared = cfg.shared_levels();
         let [px, py, pz] = cfg.patch_size;
