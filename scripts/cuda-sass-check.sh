@@ -33,8 +33,14 @@ for cu in lungseg-sys/src/cuda/kernels/*.cu; do
   grep -q "sass-design " "$cu" || continue
   k=$(basename "$cu" .cu)
   for arch in 80 90; do
+    # Every compilation of the file: `K` and its variants `K_*` (conv3_narrow: conv3.cu with
+    # another tile), one listing whose design lines name their functions.
     sass="$work/$k.sm_$arch.sass"
-    "$nvdisasm" -c "$work/cubin/$k.sm_$arch.cubin" >"$sass" 2>"$work/$k.sm_$arch.nvdisasm.log"
+    : >"$sass"
+    for cubin in "$work/cubin/$k.sm_$arch.cubin" "$work/cubin/${k}"_*.sm_"$arch".cubin; do
+      [ -e "$cubin" ] || continue
+      "$nvdisasm" -c "$cubin" >>"$sass" 2>>"$work/$k.sm_$arch.nvdisasm.log"
+    done
     python3 - "$cu" "$sass" "sm_$arch" <<'PY' || failed=1
 import re, sys
 cu, sass, arch = sys.argv[1:]

@@ -21,8 +21,8 @@ mod gpu {
     };
     use crate::cuda::params::MAX_PARAMS_BYTES;
     use cudarc::driver::{
-        CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
-        SyncOnDrop,
+        CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
+        PushKernelArg, SyncOnDrop,
     };
 
     /// A kernel's parameter struct with its device addresses written in: the driver copies
@@ -38,6 +38,7 @@ mod gpu {
         first: CudaFunction,
         expand: CudaFunction,
         conv: CudaFunction,
+        conv_narrow: CudaFunction,
         pool: CudaFunction,
         up: CudaFunction,
         head_acc: CudaFunction,
@@ -60,6 +61,25 @@ mod gpu {
         masks: CudaSlice<u32>,
         maps: [CudaSlice<f32>; 4],
         partials: CudaSlice<f64>,
+        /// Page-locked staging for what an MC call downloads (the chunk's mask rows after each
+        /// chunk; mean, m2 and Σ H at the end): the DMA reads it directly, where a pageable
+        /// destination costs the driver a bounce copy.
+        staged: Staging,
+    }
+
+    struct Staging {
+        masks: PinnedHostSlice<u32>,
+        state: [PinnedHostSlice<f32>; 3],
+    }
+
+    /// `len` page-locked elements for downloads. Not cudarc's `alloc_pinned`, whose
+    /// write-combined memory is fast for the device to read and slow for the CPU to read.
+    fn pinned<T: cudarc::driver::DeviceRepr>(
+        ctx: &Arc<CudaContext>,
+        len: usize,
+    ) -> Result<PinnedHostSlice<T>> {
+        // SAFETY: every read of the staging follows a download that wrote those elements.
+        unsafe { ctx.alloc_pinned_with_flags::<T>(len, 0) }.map_err(dev("pinned alloc"))
     }
 
     /// One model on one CUDA device: weights uploaded once (fp16), workspace allocated once
@@ -131,7 +151,9 @@ mod gpu {
                 super::super::Probe::Unusable(why) => return Err(Error::device(why)),
             };
             let ctx = CudaContext::new(index as usize).map_err(dev("context"))?;
-            let stream = ctx.default_stream();
+            // A stream of the model's own, non-blocking: the integrator's work on the legacy
+            // default stream neither waits for ours nor makes ours wait.
+            let stream = ctx.new_stream().map_err(dev("stream"))?;
             let mut funcs = std::collections::HashMap::new();
             for ks in super::super::KERNELS {
                 let cubin = super::super::compile::cubin_for(
@@ -157,6 +179,7 @@ mod gpu {
                 first: take("ls_conv_first")?,
                 expand: take("ls_dropout_expand")?,
                 conv: take("ls_conv3")?,
+                conv_narrow: take("ls_conv3_narrow")?,
                 pool: take("ls_maxpool2")?,
                 up: take("ls_upconv2")?,
                 head_acc: take("ls_head_accumulate")?,
@@ -206,6 +229,10 @@ mod gpu {
                 partials: stream
                     .alloc_zeros::<f64>(head_finalize_blocks(v) * 6)
                     .map_err(dev("alloc"))?,
+                staged: Staging {
+                    masks: pinned(&ctx, chunk * head_mask_words(v))?,
+                    state: [pinned(&ctx, v)?, pinned(&ctx, v)?, pinned(&ctx, v)?],
+                },
             };
             let cfg = model.config();
             Ok(CudaEngine {
@@ -310,12 +337,20 @@ mod gpu {
                 dropout: true,
             };
             self.run_chunks(ws, patch_hu, span, Some(hook))?;
-            let get = |x: &CudaSlice<f32>| self.stream.clone_dtoh(x).map_err(dev("download"));
+            let st = &self.stream;
+            let [mean, m2, sum_h] = &mut ws.staged.state;
+            for (src, dst) in [(&ws.mean, &mut *mean), (&ws.m2, m2), (&ws.sum_h, sum_h)] {
+                st.memcpy_dtoh(src, dst).map_err(dev("download"))?;
+            }
+            let get = |x: &PinnedHostSlice<f32>| -> Result<Vec<f32>> {
+                Ok(x.as_slice().map_err(dev("download"))?.to_vec())
+            };
+            let [mean, m2, sum_h] = &ws.staged.state;
             Ok(McState {
                 n: n_samples,
-                mean: get(&ws.mean)?,
-                m2: get(&ws.m2)?,
-                sum_h: get(&ws.sum_h)?,
+                mean: get(mean)?,
+                m2: get(m2)?,
+                sum_h: get(sum_h)?,
             })
         }
 
@@ -352,10 +387,11 @@ mod gpu {
                     }
                 }
                 if let Some(h) = hook.as_deref_mut() {
-                    let rows = st
-                        .clone_dtoh(&ws.masks.slice(..s * words))
+                    let rows = &mut ws.staged.masks;
+                    st.memcpy_dtoh(&ws.masks.slice(..s * words), rows)
                         .map_err(dev("download masks"))?;
-                    h.masks(&rows)?;
+                    let rows = rows.as_slice().map_err(dev("download masks"))?;
+                    h.masks(&rows[..s * words])?;
                 }
                 done += s as u32;
             }
@@ -380,6 +416,7 @@ mod gpu {
                 "ls_conv_first" => &k.first,
                 "ls_dropout_expand" => &k.expand,
                 "ls_conv3" => &k.conv,
+                "ls_conv3_narrow" => &k.conv_narrow,
                 "ls_maxpool2" => &k.pool,
                 "ls_upconv2" => &k.up,
                 "ls_head_accumulate" => &k.head_acc,

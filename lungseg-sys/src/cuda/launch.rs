@@ -138,14 +138,66 @@ pub const CONV3_TILE: MmaTile = MmaTile {
     stages: 3,
 };
 
-/// [`CONV3_TILE`] as the kernel's compile-time constants.
-pub const CONV3_DEFINES: &[(&str, u32)] = &[
-    ("CONV_WARPS", CONV3_TILE.warps),
-    ("CONV_WM", CONV3_TILE.wm),
-    ("CONV_WN", CONV3_TILE.wn),
-    ("CONV_KG", CONV3_TILE.kg),
-    ("CONV_STAGES", CONV3_TILE.stages),
-];
+/// One warp of 32×32 (32 voxels × 32 channels), otherwise [`CONV3_TILE`]: 4× the blocks of the
+/// wide tile for the deep levels (at 64³ and 20 samples, level 4 is M = 1280 voxels: 40 wide
+/// blocks for 132 SMs, 160 narrow ones), 12 KiB of shared memory, so many blocks share an SM.
+pub const CONV3_NARROW_TILE: MmaTile = MmaTile {
+    warps: 1,
+    ..CONV3_TILE
+};
+
+/// A layer's grid of wide blocks below this uses [`CONV3_NARROW`]: two waves of a 132-SM card
+/// (H100/H200; an A100 has 108). Unmeasured: a first GPU run should tune it
+/// (`docs/cuda.md`, "What remains").
+pub const CONV3_NARROW_BELOW: usize = 264;
+
+/// One compiled entry point of conv3.cu: its function and the tile it was compiled with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3Kernel {
+    pub func: &'static str,
+    pub tile: MmaTile,
+}
+
+/// `ls_conv3`, the wide tile.
+pub const CONV3_WIDE: Conv3Kernel = Conv3Kernel {
+    func: "ls_conv3",
+    tile: CONV3_TILE,
+};
+
+/// `ls_conv3_narrow`, the narrow tile.
+pub const CONV3_NARROW: Conv3Kernel = Conv3Kernel {
+    func: "ls_conv3_narrow",
+    tile: CONV3_NARROW_TILE,
+};
+
+/// The entry point for a layer of `m` output voxels (all samples) and `cout` channels: the wide
+/// tile unless its grid has fewer than [`CONV3_NARROW_BELOW`] blocks.
+pub fn conv3_kernel_for(m: usize, cout: usize) -> Conv3Kernel {
+    let t = CONV3_TILE;
+    let wide_blocks = m.div_ceil(t.bm() as usize) * cout.div_ceil(t.bn() as usize);
+    if wide_blocks < CONV3_NARROW_BELOW {
+        CONV3_NARROW
+    } else {
+        CONV3_WIDE
+    }
+}
+
+const fn conv3_defines(t: MmaTile, narrow: u32) -> [(&'static str, u32); 6] {
+    [
+        ("CONV_WARPS", t.warps),
+        ("CONV_WM", t.wm),
+        ("CONV_WN", t.wn),
+        ("CONV_KG", t.kg),
+        ("CONV_STAGES", t.stages),
+        ("CONV_NARROW", narrow),
+    ]
+}
+
+/// [`CONV3_WIDE`]'s compile-time constants.
+pub const CONV3_DEFINES: &[(&str, u32)] = &conv3_defines(CONV3_TILE, 0);
+
+/// [`CONV3_NARROW`]'s compile-time constants.
+pub const CONV3_NARROW_DEFINES: &[(&str, u32)] = &conv3_defines(CONV3_NARROW_TILE, 1);
 
 /// The tile of `ls_upconv2`: conv3's (a dense GEMM of the same operand layouts), so one shape
 /// is tuned and checked.
@@ -163,6 +215,7 @@ pub const UPCONV_DEFINES: &[(&str, u32)] = &[
 /// Largest dynamic shared memory a launch gets without `cuFuncSetAttribute`.
 pub const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
 const _: () = assert!(CONV3_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
+const _: () = assert!(CONV3_NARROW_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
 const _: () = assert!(UPCONV_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
 
 fn blocks(n: usize, per: usize) -> u32 {
@@ -255,7 +308,14 @@ pub struct Conv3<B> {
     pub drop: LsDrop,
 }
 
+/// `ls_conv3` or `ls_conv3_narrow`, as [`conv3_kernel_for`] picks for the layer.
 pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
+    let k = conv3_kernel_for(a.s * a.dims.iter().product::<usize>(), a.cout);
+    conv3_with(a, k)
+}
+
+/// The conv3 launch on entry point `k` (tests run both on one layer).
+pub fn conv3_with<B: Copy>(a: Conv3<B>, k: Conv3Kernel) -> Launch<B> {
     let [d, h, w] = a.dims;
     let s1 = a.src1.unwrap_or(ConvSrc {
         buf: a.src0.buf,
@@ -282,9 +342,9 @@ pub fn conv3<B: Copy>(a: Conv3<B>) -> Launch<B> {
         .at(offset_of!(Conv3Args, w), a.w)
         .at(offset_of!(Conv3Args, bias), a.bias)
         .at(offset_of!(Conv3Args, out), a.out);
-    let t = CONV3_TILE;
+    let t = k.tile;
     Launch {
-        func: "ls_conv3",
+        func: k.func,
         grid: [
             blocks(a.s * d * h * w, t.bm() as usize),
             blocks(a.cout, t.bn() as usize),
@@ -634,18 +694,9 @@ impl PlanLaunches<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn grids_cover_every_thread_the_kernels_index() {
-        let l = pool(Pool {
-            input: 0,
-            out: 1,
-            s: 3,
-            dims: [6, 4, 10],
-            c: 32,
-        });
-        // 3 · 3·2·5 voxels · 16 channel pairs = 1440 threads.
-        assert_eq!((l.grid, l.block), ([6, 1, 1], [256, 1, 1]));
-        let c = conv3(Conv3 {
+    /// 2 samples of 3×4×6 voxels, 16 → 48 channels, one source.
+    fn small_layer() -> Conv3<usize> {
+        Conv3 {
             src0: ConvSrc {
                 buf: 0,
                 c: 16,
@@ -660,7 +711,21 @@ mod tests {
             dims: [3, 4, 6],
             relu: true,
             drop: LsDrop::NONE,
+        }
+    }
+
+    #[test]
+    fn grids_cover_every_thread_the_kernels_index() {
+        let l = pool(Pool {
+            input: 0,
+            out: 1,
+            s: 3,
+            dims: [6, 4, 10],
+            c: 32,
         });
+        // 3 · 3·2·5 voxels · 16 channel pairs = 1440 threads.
+        assert_eq!((l.grid, l.block), ([6, 1, 1], [256, 1, 1]));
+        let c = conv3_with(small_layer(), CONV3_WIDE);
         assert_eq!((c.grid, c.block), ([2, 2, 1], [128, 1, 1]));
         assert_eq!(c.dyn_smem, 3 * (128 + 32) * 32 * 2);
         // Without src1 the kernel gets src0 again, with 0 channels.
@@ -670,5 +735,31 @@ mod tests {
         assert!(p.ptrs.contains(&(offset_of!(Conv3Args, src1), Some(0))));
         let c1 = offset_of!(Conv3Args, c1);
         assert_eq!(p.bytes[c1..c1 + 4], 0i32.to_le_bytes());
+        assert_eq!(c.func, "ls_conv3");
+        // The narrow entry point on the same layer: 32 voxels × 32 channels per one-warp block.
+        let n = conv3_with(small_layer(), CONV3_NARROW);
+        assert_eq!(
+            (n.func, n.grid, n.block),
+            ("ls_conv3_narrow", [5, 2, 1], [32, 1, 1])
+        );
+        assert_eq!(n.dyn_smem, 3 * (32 + 32) * 32 * 2);
+    }
+
+    #[test]
+    fn deep_levels_get_the_narrow_tile() {
+        // 64³ patch, 20 samples: level 0 (64³, 16 stored channels) wide; level 3 (8³, 64
+        // channels: 80 × 2 wide blocks) and level 4 (4³, 128 channels: 10 × 4) narrow.
+        assert_eq!(conv3_kernel_for(20 * 64 * 64 * 64, 16), CONV3_WIDE);
+        assert_eq!(conv3_kernel_for(20 * 8 * 8 * 8, 64), CONV3_NARROW);
+        assert_eq!(conv3_kernel_for(20 * 4 * 4 * 4, 128), CONV3_NARROW);
+        // The floor itself: exactly CONV3_NARROW_BELOW wide blocks stay wide, one fewer not.
+        let bm = CONV3_TILE.bm() as usize;
+        assert_eq!(conv3_kernel_for(CONV3_NARROW_BELOW * bm, 32), CONV3_WIDE);
+        assert_eq!(
+            conv3_kernel_for((CONV3_NARROW_BELOW - 1) * bm, 32),
+            CONV3_NARROW
+        );
+        // Every layer of the narrow tile fits the shared memory of a default launch.
+        assert!(CONV3_NARROW_TILE.smem_bytes() <= DEFAULT_SMEM_LIMIT);
     }
 }

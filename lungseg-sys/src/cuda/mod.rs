@@ -84,6 +84,13 @@ pub const KERNELS: &[KernelSource] = &[
         layout: params::CONV3_LAYOUT,
     },
     KernelSource {
+        name: "conv3_narrow",
+        source: include_str!("kernels/conv3.cu"),
+        functions: &["ls_conv3_narrow"],
+        defines: launch::CONV3_NARROW_DEFINES,
+        layout: params::CONV3_LAYOUT,
+    },
+    KernelSource {
         name: "dropout",
         source: include_str!("kernels/dropout.cu"),
         functions: &["ls_dropout_expand"],

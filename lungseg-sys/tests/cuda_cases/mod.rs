@@ -201,7 +201,7 @@ pub fn conv3<D: KernelDevice>(dev: &mut D, rng: &mut Rng, case: Conv3Case) {
         true,
         &drop,
     );
-    let launch = l::conv3(l::Conv3 {
+    let args = || l::Conv3 {
         src0: ConvSrc {
             buf: 0,
             c: c0,
@@ -220,16 +220,20 @@ pub fn conv3<D: KernelDevice>(dev: &mut D, rng: &mut Rng, case: Conv3Case) {
         dims,
         relu: true,
         drop,
-    });
+    };
     let inputs = [
         f16_bytes(&a),
         f16_bytes(&b),
         f16_bytes(&w),
         f32_bytes(&bias),
     ];
-    let got = halves(&dev.run(&inputs, &[s * v * cout * 2], &launch)[0]);
-    // fp32 sums in another order, then one fp16 rounding: at most a unit or two in the last place.
-    check(&got, &want, 2e-3, &format!("conv3 {case:?}"));
+    // Both entry points of conv3.cu on every case: the launcher picks one by grid size.
+    for k in [l::CONV3_WIDE, l::CONV3_NARROW] {
+        let launch = l::conv3_with(args(), k);
+        let got = halves(&dev.run(&inputs, &[s * v * cout * 2], &launch)[0]);
+        // fp32 sums in another order, then one fp16 rounding: a unit or two in the last place.
+        check(&got, &want, 2e-3, &format!("{} {case:?}", k.func));
+    }
 }
 
 pub fn maxpool<D: KernelDevice>(dev: &mut D) {

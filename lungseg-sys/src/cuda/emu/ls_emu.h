@@ -99,7 +99,11 @@ void *dyn_shared();
 #define __syncthreads() ::ls_emu::syncthreads()
 #define __global__
 #define __device__
-#define __forceinline__ inline
+/* Internal linkage: a kernel file compiled twice with other tile constants (conv3.cu as
+ * ls_conv3 and ls_conv3_narrow) defines the same helper names with different bodies, and
+ * external inline functions would be merged by the linker, so one entry point would run the
+ * other's tile. NVRTC compiles each file as its own module, where the question does not arise. */
+#define __forceinline__ static inline
 #define __launch_bounds__(n)
 #define __grid_constant__
 

@@ -49,6 +49,9 @@
  * scripts/cuda-sass-check.sh for sm_80 and sm_90:
  *   sass-design ls_conv3: HMMA>=16 LDSM/HMMA<=0.5 LDGSTS/HMMA<=0.9375 LDS<=4 STS<=16 STG<=4 LDG<=8 LDL=0 STL=0
  *   (LDS excludes the never-executed `@!PT LDS RZ, [RZ]` ptxas places before LDGSTS.)
+ * The narrow tile (CONV_NARROW, one warp: BM = 32) has the same fragment work per warp; its one
+ * thread loads 1 A row (4 chunks) and 4 weight chunks per step, 24 LDGSTS in the 3 steps:
+ *   sass-design ls_conv3_narrow: HMMA>=16 LDSM/HMMA<=0.5 LDGSTS/HMMA<=1.5 LDS<=4 STS<=16 STG<=4 LDG<=8 LDL=0 STL=0
  * Pipeline: STAGES − 1 steps in flight; per step: wait for the oldest, one barrier (the data
  * is visible and every warp is done with the buffer refilled next), issue the step
  * STAGES − 1 ahead, compute. An n8 tile past Cout (Cout = 8, 16, 24) skips its mma,
@@ -59,8 +62,17 @@
  */
 
 #if !defined(CONV_WARPS) || !defined(CONV_WM) || !defined(CONV_WN) || !defined(CONV_KG) || \
-    !defined(CONV_STAGES)
+    !defined(CONV_STAGES) || !defined(CONV_NARROW)
 #error "conv3.cu needs its tile constants (-DCONV_WARPS=... from CONV3_TILE in launch.rs)"
+#endif
+
+/* Two compilations of this file, two entry points (launch.rs, `Conv3Kernel`): the wide tile
+ * above as `ls_conv3`, and with CONV_NARROW = 1 a tile of fewer voxels per block as
+ * `ls_conv3_narrow`, for the deep levels whose M gives the wide tile too few blocks. */
+#if CONV_NARROW
+#define CONV_FN ls_conv3_narrow
+#else
+#define CONV_FN ls_conv3
 #endif
 
 #define CONV_THREADS (CONV_WARPS * 32)
@@ -198,7 +210,7 @@ LS_AT(LsConv3Args, W, CONV3, wd);
 LS_AT(LsConv3Args, relu, CONV3, relu);
 
 extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-ls_conv3(__grid_constant__ const LsConv3Args args)
+CONV_FN(__grid_constant__ const LsConv3Args args)
 {
     const ls_half *__restrict__ src0 = args.src0;
     const ls_half *__restrict__ src1 = args.src1;
