@@ -17,7 +17,9 @@ pub use load::{
     required_format_version, FORMAT, FORMAT_VERSION, FORMAT_VERSION_V1, FORMAT_VERSION_V2,
 };
 pub use network::Network;
-pub(crate) use network::{Conv3, Net, UpConv};
+#[cfg(feature = "cuda")]
+pub(crate) use network::UpConv;
+pub(crate) use network::{Conv3, Net};
 
 use crate::backend::{Backend, Opener};
 pub use crate::backend::{Device, DeviceReport};
