@@ -147,20 +147,38 @@ struct PrepareArgs {
     lidc_z_tolerance: f64,
 }
 
+/// The model, the patch split it runs MC dropout on, and the MC draw: what every calibration
+/// command reads.
 #[derive(Args)]
-struct CalibrateArgs {
+struct McSplitArgs {
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]
     data: PathBuf,
     #[arg(long, default_value = "val")]
     split: String,
-    #[arg(long, default_value_t = 0.1)]
-    refer_fraction: f64,
     #[arg(long, default_value_t = 20)]
     samples: u32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+impl McSplitArgs {
+    /// A progress bar over the split's patches.
+    fn progress(&self) -> anyhow::Result<ProgressBar> {
+        let n = lungseg_train::dataset::PatchDataset::open(&self.data)?
+            .split(&self.split)
+            .len();
+        Ok(bar(n as u64, "patches"))
+    }
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    #[command(flatten)]
+    on: McSplitArgs,
+    #[arg(long, default_value_t = 0.1)]
+    refer_fraction: f64,
     /// Also choose the review score: the engine score that catches the most bad patches of
     /// this (validation) split when 15 % are referred.
     #[arg(long)]
@@ -172,16 +190,8 @@ struct CalibrateArgs {
 
 #[derive(Args)]
 struct CalibrateProbabilityArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "val")]
-    split: String,
-    #[arg(long, default_value_t = 20)]
-    samples: u32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    on: McSplitArgs,
     /// `temperature` (scale every sample's logit) or `platt` (scale and shift). Either way
     /// `--write` moves the model's mask threshold with the map, so each sample's mask stays.
     #[arg(long, default_value = "temperature")]
@@ -199,16 +209,8 @@ struct CalibrateProbabilityArgs {
 
 #[derive(Args)]
 struct CalibrateMaskThresholdArgs {
-    #[arg(long)]
-    model: PathBuf,
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "val")]
-    split: String,
-    #[arg(long, default_value_t = 20)]
-    samples: u32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    on: McSplitArgs,
     /// Candidate thresholds (default 0.10, 0.15, …, 0.90); the model's own is always judged.
     #[arg(long, value_delimiter = ',')]
     candidates: Option<Vec<f32>>,
@@ -296,19 +298,16 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
 }
 
 fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
-    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
-        .split(&a.split)
-        .len();
-    let pb = bar(n as u64, "patches");
+    let pb = a.on.progress()?;
     let opts = calibrate::CalibrateOptions {
-        split: a.split.clone(),
+        split: a.on.split.clone(),
         refer_fraction: a.refer_fraction,
-        samples: a.samples,
-        seed: a.seed,
+        samples: a.on.samples,
+        seed: a.on.seed,
         choose_score: a.choose_score,
         ..Default::default()
     };
-    let c = calibrate::calibrate(&a.model, &a.data, &opts, || pb.inc(1));
+    let c = calibrate::calibrate(&a.on.model, &a.on.data, &opts, || pb.inc(1));
     pb.finish_and_clear();
     let c = c?;
     for e in &c.candidates {
@@ -329,17 +328,17 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         c.score,
         c.referred,
         c.patches,
-        a.split,
+        a.on.split,
         100.0 * c.referred as f64 / c.patches.max(1) as f64,
         100.0 * c.refer_fraction_requested
     );
     if a.write {
         let score = lungseg::model::ReviewScore::from_name(&c.score)
             .ok_or_else(|| anyhow::anyhow!("unknown review score {}", c.score))?;
-        calibrate::set_review(&a.model, score, c.threshold)?;
+        calibrate::set_review(&a.on.model, score, c.threshold)?;
         println!(
             "wrote review score and threshold into {}",
-            a.model.display()
+            a.on.model.display()
         );
     }
     Ok(())
@@ -347,23 +346,20 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
 
 fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result<()> {
     use lungseg_train::calibrate::mask_threshold as mt;
-    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
-        .split(&a.split)
-        .len();
     let opts = mt::MaskThresholdOptions {
-        split: a.split.clone(),
-        samples: a.samples,
-        seed: a.seed,
+        split: a.on.split.clone(),
+        samples: a.on.samples,
+        seed: a.on.seed,
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
         ..Default::default()
     };
-    let pb = bar(n as u64, "patches");
-    let c = mt::choose_mask_threshold(&a.model, &a.data, &opts, || pb.inc(1));
+    let pb = a.on.progress()?;
+    let c = mt::choose_mask_threshold(&a.on.model, &a.on.data, &opts, || pb.inc(1));
     pb.finish_and_clear();
     let c = c?;
     println!(
         "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
-        c.nodule_patches, c.negative_patches, a.split, c.bad_fp_mm3
+        c.nodule_patches, c.negative_patches, a.on.split, c.bad_fp_mm3
     );
     println!("threshold  mean Dice  bad negatives  mean FP mm³");
     for r in &c.rows {
@@ -379,11 +375,11 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         );
     }
     if a.write {
-        mt::write_mask_threshold(&a.model, &c)?;
+        mt::write_mask_threshold(&a.on.model, &c)?;
         println!(
             "wrote mask threshold {} into {}",
             c.chosen,
-            a.model.display()
+            a.on.model.display()
         );
     }
     Ok(())
@@ -391,23 +387,20 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
 
 fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> {
     use lungseg_train::calibrate::probability;
-    let n = lungseg_train::dataset::PatchDataset::open(&a.data)?
-        .split(&a.split)
-        .len();
     let kind = lungseg_train::calibrate::platt::MapKind::from_name(&a.map)
         .ok_or_else(|| anyhow::anyhow!("--map {}: expected 'platt' or 'temperature'", a.map))?;
     let region = probability::FitRegion::from_name(&a.region)
         .ok_or_else(|| anyhow::anyhow!("--region {}: expected 'patch' or 'roi'", a.region))?;
     let opts = probability::ProbabilityOptions {
-        split: a.split.clone(),
-        samples: a.samples,
-        seed: a.seed,
+        split: a.on.split.clone(),
+        samples: a.on.samples,
+        seed: a.on.seed,
         kind,
         region,
         ..Default::default()
     };
-    let pb = bar(n as u64, "patches");
-    let c = probability::fit_probability(&a.model, &a.data, &opts, || pb.inc(1));
+    let pb = a.on.progress()?;
+    let c = probability::fit_probability(&a.on.model, &a.on.data, &opts, || pb.inc(1));
     pb.finish_and_clear();
     let c = c?;
     println!(
@@ -420,7 +413,7 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
         c.region,
         c.roi_voxels,
         c.patches,
-        a.split,
+        a.on.split,
         c.saturated_samples
     );
     println!(
@@ -437,8 +430,8 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
     );
     if a.write {
         probability::check_whole_patch(&c, a.force)?;
-        probability::write_calibration(&a.model, &c)?;
-        println!("wrote the calibrated head into {}", a.model.display());
+        probability::write_calibration(&a.on.model, &c)?;
+        println!("wrote the calibrated head into {}", a.on.model.display());
     }
     Ok(())
 }

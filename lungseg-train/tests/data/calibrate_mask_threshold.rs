@@ -2,7 +2,7 @@
 //! candidate (checked against a direct count), the rule picks the best mean Dice without adding
 //! bad negatives, and writing changes the threshold and nothing else.
 
-use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
     choose, choose_mask_threshold, write_mask_threshold, MaskThresholdOptions, ThresholdRow,
@@ -13,6 +13,24 @@ use lungseg_train::evaluate::score::patch_seed;
 use lungseg_train::model_file::ModelFile;
 
 use super::evaluate_calibrate::{dataset, fixture_model};
+
+/// The engine's MC mean map of `hu` (one thread) and its summary.
+fn mc_mean(model: &Model, hu: &[f32], n_samples: u32, seed: u64) -> (Vec<f32>, PatchSummary) {
+    let mut mean = vec![0.0f32; hu.len()];
+    let o = McOptions {
+        n_samples,
+        seed,
+        threads: 1,
+        review_threshold: None,
+        review_score: None,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..UncertaintyMaps::default()
+    };
+    let s = mc::predict_uncertainty(model, hu, &o, maps).unwrap();
+    (mean, s)
+}
 
 fn row(threshold: f32, mean_dice: f64, bad_negatives: usize) -> ThresholdRow {
     ThresholdRow {
@@ -101,19 +119,7 @@ fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
         let (mut dice, mut fp, mut bad, mut nodules, mut negatives) = (0.0, 0.0, 0, 0, 0);
         for &i in &idx {
             let p = ds.load(i).unwrap();
-            let mut mean = vec![0.0f32; p.hu.len()];
-            let o = McOptions {
-                n_samples: 4,
-                seed: patch_seed(9, &ds.records[i].id),
-                threads: 1,
-                review_threshold: None,
-                review_score: None,
-            };
-            let maps = UncertaintyMaps {
-                mean: Some(&mut mean),
-                ..UncertaintyMaps::default()
-            };
-            mc::predict_uncertainty(&model, &p.hu, &o, maps).unwrap();
+            let (mean, _) = mc_mean(&model, &p.hu, 4, patch_seed(9, &ds.records[i].id));
             let (d, f, gt_voxels) = direct(&p.mask, &mean, r.threshold);
             if gt_voxels > 0 {
                 nodules += 1;
@@ -165,19 +171,7 @@ fn writing_changes_the_threshold_and_keeps_every_tensor() {
     // The engine masks at the written threshold.
     let ds = PatchDataset::open(&ds_path).unwrap();
     let p = ds.load(ds.split("val")[0]).unwrap();
-    let mut mean = vec![0.0f32; p.hu.len()];
-    let o = McOptions {
-        n_samples: 2,
-        seed: 1,
-        threads: 1,
-        review_threshold: None,
-        review_score: None,
-    };
-    let maps = UncertaintyMaps {
-        mean: Some(&mut mean),
-        ..UncertaintyMaps::default()
-    };
-    let s = mc::predict_uncertainty(&model, &p.hu, &o, maps).unwrap();
+    let (mean, s) = mc_mean(&model, &p.hu, 2, 1);
     let above = mean.iter().filter(|&&v| v >= 0.3).count() as u64;
     assert_eq!(s.foreground_voxels, above);
     // A threshold outside (0, 1) is refused before anything is written.

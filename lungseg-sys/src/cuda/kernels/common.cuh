@@ -283,6 +283,30 @@ LS_FN void ls_load_b2(LsFragB &b0, LsFragB &b1, ls_u32 tile, int n0, int kc, int
     b1.x[0] = r[2];
     b1.x[1] = r[3];
 }
+
+/* One k16 step of a warp's WM × WN tile of m16n8k16 mma (WN even) from the swizzled A and B
+ * tiles: WM A fragments of rows a_row0 + 16i, WN/2 paired B loads, then every mma of the n8
+ * columns whose `nvalid` is set (warp-uniform), each A fragment serving WN mma and each B
+ * fragment WM. The main loops of ls_conv3 and ls_upconv2. */
+template <int WM, int WN>
+LS_FN void ls_warp_mma_k16(LsAcc (&acc)[WM][WN], ls_u32 atile, ls_u32 btile, int a_row0, int kc,
+                           int cpr, const bool (&nvalid)[WN], int lane)
+{
+    LsFragA fa[WM];
+    LsFragB fb[WN];
+#pragma unroll
+    for (int i = 0; i < WM; ++i)
+        ls_load_a(fa[i], atile, a_row0 + i * 16, kc, cpr, lane);
+#pragma unroll
+    for (int j = 0; j < WN; j += 2)
+        ls_load_b2(fb[j], fb[j + 1], btile, j * 8, kc, cpr, lane);
+#pragma unroll
+    for (int j = 0; j < WN; ++j)
+        if (nvalid[j])
+#pragma unroll
+            for (int i = 0; i < WM; ++i)
+                ls_mma(acc[i][j], fa[i], fb[j]);
+}
 #endif /* __CUDACC__ */
 
 #endif /* LUNGSEG_COMMON_CUH */

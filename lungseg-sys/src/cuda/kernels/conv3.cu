@@ -267,22 +267,8 @@ CONV_FN(__grid_constant__ const LsConv3Args args)
         ls_cp_async_commit();
         const ls_u32 atile = smem + st_read * CONV_STAGE_BYTES, btile = atile + CONV_A_BYTES;
 #pragma unroll
-        for (int kk = 0; kk < CONV_KG; ++kk) {
-            LsFragA fa[CONV_WM];
-            LsFragB fb[CONV_WN];
-#pragma unroll
-            for (int i = 0; i < CONV_WM; ++i)
-                ls_load_a(fa[i], atile, (warp * CONV_WM + i) * 16, 2 * kk, CONV_CPR, lane);
-#pragma unroll
-            for (int j = 0; j < CONV_WN; j += 2)
-                ls_load_b2(fb[j], fb[j + 1], btile, j * 8, 2 * kk, CONV_CPR, lane);
-#pragma unroll
-            for (int j = 0; j < CONV_WN; ++j)
-                if (nvalid[j])
-#pragma unroll
-                    for (int i = 0; i < CONV_WM; ++i)
-                        ls_mma(acc[i][j], fa[i], fb[j]);
-        }
+        for (int kk = 0; kk < CONV_KG; ++kk)
+            ls_warp_mma_k16(acc, atile, btile, warp * CONV_WM * 16, 2 * kk, CONV_CPR, nvalid, lane);
         st_read = st_read == CONV_STAGES - 1 ? 0 : st_read + 1;
         st_write = st_write == CONV_STAGES - 1 ? 0 : st_write + 1;
     }

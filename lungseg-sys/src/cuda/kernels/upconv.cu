@@ -145,22 +145,8 @@ ls_upconv2(__grid_constant__ const LsUpArgs args)
         ls_cp_async_commit();
         const ls_u32 atile = smem + st_read * UP_STAGE_BYTES, btile = atile + UP_A_BYTES;
 #pragma unroll
-        for (int kk = 0; kk < UP_KG; ++kk) {
-            LsFragA fa[UP_WM];
-            LsFragB fb[UP_WN];
-#pragma unroll
-            for (int i = 0; i < UP_WM; ++i)
-                ls_load_a(fa[i], atile, (warp * UP_WM + i) * 16, 2 * kk, UP_CPR, lane);
-#pragma unroll
-            for (int j = 0; j < UP_WN; j += 2)
-                ls_load_b2(fb[j], fb[j + 1], btile, j * 8, 2 * kk, UP_CPR, lane);
-#pragma unroll
-            for (int j = 0; j < UP_WN; ++j)
-                if (nvalid[j])
-#pragma unroll
-                    for (int i = 0; i < UP_WM; ++i)
-                        ls_mma(acc[i][j], fa[i], fb[j]);
-        }
+        for (int kk = 0; kk < UP_KG; ++kk)
+            ls_warp_mma_k16(acc, atile, btile, warp * UP_WM * 16, 2 * kk, UP_CPR, nvalid, lane);
         st_read = st_read == UP_STAGES - 1 ? 0 : st_read + 1;
         st_write = st_write == UP_STAGES - 1 ? 0 : st_write + 1;
     }
