@@ -568,6 +568,14 @@ enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *mod
 // this value, not 0.5.
 enum lungseg_status lungseg_model_get_mask_threshold(const struct lungseg_model *model, float *out);
 
+// How many mirrored orientations `model`'s MC samples cycle through (`config.test_time_flips`
+// of the model file: 1, 2, 4 or 8; 1 unless the file names another), written to `*out`. Sample
+// s of n sees the patch mirrored by flip floor(s * flips / n) (bit 0 mirrors x, bit 1 y, bit 2
+// z) and its probabilities are mirrored back before they are averaged, so the uncertainty
+// covers the orientation as well as the dropout masks; the deterministic pass never flips.
+enum lungseg_status lungseg_model_get_test_time_flips(const struct lungseg_model *model,
+                                                      uint32_t *out);
+
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 // `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
@@ -586,7 +594,8 @@ enum lungseg_status lungseg_predict(const struct lungseg_model *model,
 // HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
 // `LUNGSEG_FORMAT`, never a summary; a GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
 // On a GPU, results agree with the CPU's within the open-time self-check's bounds, not bit for
-// bit.
+// bit. A model with test-time flips (`lungseg_model_get_test_time_flips`) runs each sample on
+// the mirrored patch and mirrors its probabilities back.
 enum lungseg_status lungseg_predict_uncertainty(const struct lungseg_model *model,
                                                 const float *patch_hu,
                                                 size_t len,

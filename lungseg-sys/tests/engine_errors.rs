@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "4".into()),
+            ("format_version", "5".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '4'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '5'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -195,6 +195,30 @@ fn metadata_problems() {
         e.kind == ErrorKind::Format && e.message.contains("mask_threshold"),
         "{e}"
     );
+    // Test-time flips other than 1 are version 4 (an older reader would sample without them
+    // and its review threshold would belong to other samples); only 1, 2, 4 and 8 exist.
+    let flips =
+        |f: &str| format!(r#"{{"channels":[4,8],"patch_size":[8,8,8],"test_time_flips":{f}}}"#);
+    for old in ["1", "2", "3"] {
+        let e = load_err(&t, &meta(old, &flips("8")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("test_time_flips")
+                && e.message.contains("format_version '4'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("4", &flips("8")))).unwrap();
+    assert_eq!(m.config().test_time_flips, 8);
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("1", &flips("1")))).unwrap();
+    assert_eq!(m.config().test_time_flips, 1);
+    for bad in ["0", "3", "16", "-1", "4294967297"] {
+        let e = load_err(&t, &meta("4", &flips(bad)));
+        assert!(
+            e.kind == ErrorKind::Format && e.message.contains("test_time_flips"),
+            "{bad}: {e}"
+        );
+    }
     let e = load_err(
         &t,
         &[

@@ -7,7 +7,9 @@ mod common;
 
 use common::*;
 use lungseg::error::ErrorKind;
-use lungseg::mc::{predict_sample, predict_uncertainty, McOptions, PatchSummary, UncertaintyMaps};
+use lungseg::mc::{
+    predict_sample, predict_uncertainty, McOptions, PatchSummary, SampleId, UncertaintyMaps,
+};
 use lungseg::model::{Model, ReviewScore};
 
 /// The measures recomputed from stored per-sample masks, written out plainly (no bitsets).
@@ -30,7 +32,12 @@ fn direct(m: &Model, input: &[f32], opts: &McOptions) -> Direct {
     let mut sum = vec![0f64; n];
     for s in 0..opts.n_samples {
         let mut p = vec![0f32; n];
-        predict_sample(m, input, opts.seed, s, &mut p, 1).unwrap();
+        let id = SampleId {
+            seed: opts.seed,
+            sample: s,
+            n_samples: opts.n_samples,
+        };
+        predict_sample(m, input, id, &mut p, 1).unwrap();
         masks.push(p.iter().map(|&x| x >= t).collect());
         for (a, &x) in sum.iter_mut().zip(&p) {
             *a += f64::from(x);

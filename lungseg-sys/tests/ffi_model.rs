@@ -680,6 +680,28 @@ fn device_index_old_callers_and_the_auto_note() {
     );
 }
 
+/// The test model with `config[key] = value`, saved as `format_version` and opened through
+/// the C ABI.
+fn open_with_config(key: &str, value: serde_json::Value, version: &str) -> *mut lungseg_model {
+    let bytes = std::fs::read(fixture(MODEL)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    cfg[key] = value;
+    meta.insert("config".into(), cfg.to_string());
+    meta.insert("format_version".into(), version.into());
+    let out = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    let path = std::env::temp_dir().join(format!("lungseg-{key}-{}.st", std::process::id()));
+    std::fs::write(&path, out).unwrap();
+    let p = CString::new(path.to_str().unwrap()).unwrap();
+    let mut m = null_mut();
+    let st = unsafe { lungseg_model_open(p.as_ptr(), null(), &mut m) };
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    m
+}
+
 /// `lungseg_model_get_mask_threshold` gives the model file's `config.mask_threshold` (0.5 when
 /// the file names none), and the summary's foreground count uses it.
 #[test]
@@ -704,26 +726,43 @@ fn mask_threshold_accessor() {
     unsafe { lungseg_model_free(m) };
 
     // The same file with `mask_threshold` 0.25 (format version 3).
-    let bytes = std::fs::read(fixture(MODEL)).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
-    cfg["mask_threshold"] = serde_json::json!(0.25);
-    meta.insert("config".into(), cfg.to_string());
-    meta.insert("format_version".into(), "3".into());
-    let out = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
-    let path = std::env::temp_dir().join(format!("lungseg-mask-t-{}.st", std::process::id()));
-    std::fs::write(&path, out).unwrap();
-    let p = CString::new(path.to_str().unwrap()).unwrap();
-    let mut m = null_mut();
-    let st = unsafe { lungseg_model_open(p.as_ptr(), null(), &mut m) };
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    let m = open_with_config("mask_threshold", serde_json::json!(0.25), "3");
     assert_eq!(
         unsafe { lungseg_model_get_mask_threshold(m, &mut t) },
         lungseg_status::LUNGSEG_OK
     );
     assert_eq!(t, 0.25);
+    unsafe { lungseg_model_free(m) };
+}
+
+/// `lungseg_model_get_test_time_flips` gives the model file's `config.test_time_flips` (1 when
+/// the file names none).
+#[test]
+fn test_time_flips_accessor() {
+    let m = open(None);
+    let mut f = 0u32;
+    assert_eq!(
+        unsafe { lungseg_model_get_test_time_flips(m, &mut f) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(f, 1);
+    expect(
+        unsafe { lungseg_model_get_test_time_flips(null(), &mut f) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    expect(
+        unsafe { lungseg_model_get_test_time_flips(m, null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    unsafe { lungseg_model_free(m) };
+
+    let m = open_with_config("test_time_flips", serde_json::json!(4), "4");
+    assert_eq!(
+        unsafe { lungseg_model_get_test_time_flips(m, &mut f) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(f, 4);
     unsafe { lungseg_model_free(m) };
 }

@@ -214,7 +214,12 @@ struct CalibrateMaskThresholdArgs {
     /// Candidate thresholds (default 0.10, 0.15, …, 0.90); the model's own is always judged.
     #[arg(long, value_delimiter = ',')]
     candidates: Option<Vec<f32>>,
-    /// Write the chosen threshold (and the table, under provenance) into the model file.
+    /// Candidate test-time flips of the MC samples (1, 2, 4, 8), judged with every threshold;
+    /// the model's own is always judged (default: only it).
+    #[arg(long, value_delimiter = ',')]
+    test_time_flips: Vec<u32>,
+    /// Write the chosen threshold and flips (and the table, under provenance) into the model
+    /// file.
     #[arg(long)]
     write: bool,
 }
@@ -351,6 +356,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         samples: a.on.samples,
         seed: a.on.seed,
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
+        flips: a.test_time_flips.clone(),
         ..Default::default()
     };
     let pb = a.on.progress()?;
@@ -361,24 +367,29 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
         c.nodule_patches, c.negative_patches, a.on.split, c.bad_fp_mm3
     );
-    println!("threshold  mean Dice  bad negatives  mean FP mm³");
+    println!("flips  threshold  mean Dice  bad negatives  mean FP mm³");
     for r in &c.rows {
-        let mark = match (r.threshold == c.chosen, r.threshold == c.previous) {
+        let is = |f: u32, t: f32| r.test_time_flips == f && r.threshold == t;
+        let mark = match (
+            is(c.chosen_flips, c.chosen),
+            is(c.previous_flips, c.previous),
+        ) {
             (true, true) => "  chosen, current",
             (true, false) => "  chosen",
             (false, true) => "  current",
             _ => "",
         };
         println!(
-            "{:>9.3}  {:>9.4}  {:>13}  {:>11.1}{mark}",
-            r.threshold, r.mean_dice, r.bad_negatives, r.mean_fp_mm3
+            "{:>5}  {:>9.3}  {:>9.4}  {:>13}  {:>11.1}{mark}",
+            r.test_time_flips, r.threshold, r.mean_dice, r.bad_negatives, r.mean_fp_mm3
         );
     }
     if a.write {
         mt::write_mask_threshold(&a.on.model, &c)?;
         println!(
-            "wrote mask threshold {} into {}",
+            "wrote mask threshold {} and test-time flips {} into {}",
             c.chosen,
+            c.chosen_flips,
             a.on.model.display()
         );
     }

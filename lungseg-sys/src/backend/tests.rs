@@ -24,6 +24,20 @@ struct Twin {
     passes: Arc<AtomicUsize>,
 }
 
+fn sample_id(seed: u64, sample: u32, n_samples: u32) -> mc::SampleId {
+    mc::SampleId {
+        seed,
+        sample,
+        n_samples,
+    }
+}
+
+/// Without test-time flips (the twin's models), any call length names the sample's dropout
+/// masks alone.
+fn unflipped(d: SampleDrop) -> mc::SampleId {
+    sample_id(d.seed, d.sample, d.sample + 1)
+}
+
 impl Accelerator for Twin {
     fn name(&self) -> &str {
         "twin GPU"
@@ -35,7 +49,12 @@ impl Accelerator for Twin {
         }
         match drop {
             None => mc::predict(&self.cpu, patch_hu, prob, 1)?,
-            Some(d) => mc::predict_sample(&self.cpu, patch_hu, d.seed, d.sample, prob, 1)?,
+            // An accelerator's pass never flips (`mc_by_passes` mirrors around it): the
+            // sample as the last of a call of its own length is one without a flip here.
+            Some(d) => {
+                assert_eq!(self.cpu.config().test_time_flips, 1);
+                mc::predict_sample(&self.cpu, patch_hu, unflipped(d), prob, 1)?
+            }
         }
         for p in prob.iter_mut() {
             *p = if self.nan { f32::NAN } else { *p + self.bias };
@@ -67,6 +86,11 @@ fn opts(device: Device) -> ModelOptions {
 
 /// Opens the model on `device` with a twin of `spec` as its accelerator; the twin's pass count.
 fn open_twin(device: Device, spec: TwinSpec) -> (Result<Model>, Arc<AtomicUsize>) {
+    open_twin_of(MODEL, device, spec)
+}
+
+/// [`open_twin`] for the model file `bytes`; the twin runs [`MODEL`]'s passes.
+fn open_twin_of(bytes: &[u8], device: Device, spec: TwinSpec) -> (Result<Model>, Arc<AtomicUsize>) {
     let passes = Arc::new(AtomicUsize::new(0));
     let count = passes.clone();
     let opener =
@@ -80,7 +104,40 @@ fn open_twin(device: Device, spec: TwinSpec) -> (Result<Model>, Arc<AtomicUsize>
                 passes: count.clone(),
             }))
         };
-    (Model::from_bytes_on(MODEL, &opts(device), &opener), passes)
+    (Model::from_bytes_on(bytes, &opts(device), &opener), passes)
+}
+
+/// [`MODEL`] with `config.test_time_flips` = `flips` (and the format version it needs).
+fn with_flips(flips: u32) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(MODEL).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(MODEL).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    cfg["test_time_flips"] = flips.into();
+    meta.insert("config".into(), cfg.to_string());
+    meta.insert("format_version".into(), crate::model::FORMAT_VERSION.into());
+    safetensors::serialize(st.tensors(), Some(meta)).unwrap()
+}
+
+/// A flipping model on a device that reduces on the host: each pass runs on the mirrored
+/// patch and is mirrored back, so the result is the CPU's flipping MC, bit for bit.
+#[test]
+fn a_flipping_model_on_a_device_mirrors_around_each_pass() {
+    let bytes = with_flips(8);
+    let cpu = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(cpu.config().test_time_flips, 8);
+    let (m, passes) = open_twin_of(&bytes, Device::Cuda, EXACT);
+    let m = m.unwrap();
+    let at_open = passes.load(Ordering::SeqCst);
+    let (mean, s) = mc_mean(&m).unwrap();
+    let (want_mean, want) = mc_mean(&cpu).unwrap();
+    assert_eq!(passes.load(Ordering::SeqCst), at_open + 3);
+    assert_eq!((s, &mean), (want, &want_mean));
+    let (plain_mean, _) = mc_mean(&Model::from_bytes(MODEL).unwrap()).unwrap();
+    assert_ne!(
+        mean, plain_mean,
+        "the flips changed nothing: the test proves little"
+    );
 }
 
 fn no_gpu(_: &Network, _: u32) -> std::result::Result<Box<dyn Accelerator>, String> {
@@ -171,8 +228,8 @@ fn a_device_that_passes_the_self_check_runs_every_prediction() {
         mc::predict(&m, &hu, &mut got, 1).unwrap();
         mc::predict(&cpu, &hu, &mut exp, 1).unwrap();
         assert_eq!(got, exp);
-        mc::predict_sample(&m, &hu, 5, 2, &mut got, 1).unwrap();
-        mc::predict_sample(&cpu, &hu, 5, 2, &mut exp, 1).unwrap();
+        mc::predict_sample(&m, &hu, sample_id(5, 2, 3), &mut got, 1).unwrap();
+        mc::predict_sample(&cpu, &hu, sample_id(5, 2, 3), &mut exp, 1).unwrap();
         assert_eq!(got, exp);
         assert_eq!(passes.load(Ordering::SeqCst), at_open + 5);
     }
@@ -308,8 +365,8 @@ mod plan_reference {
             let hu = patch(&m);
             let (mut got, mut exp) = (vec![0f32; hu.len()], vec![0f32; hu.len()]);
             for sample in [0, 1, 5] {
-                mc::predict_sample(&m, &hu, 9, sample, &mut got, 1).unwrap();
-                mc::predict_sample(&cpu, &hu, 9, sample, &mut exp, 1).unwrap();
+                mc::predict_sample(&m, &hu, sample_id(9, sample, 6), &mut got, 1).unwrap();
+                mc::predict_sample(&cpu, &hu, sample_id(9, sample, 6), &mut exp, 1).unwrap();
                 assert!(max_diff(&got, &exp) <= 1e-2, "{cfg} sample {sample}");
             }
             mc::predict(&m, &hu, &mut got, 1).unwrap();
@@ -364,6 +421,8 @@ fn a_device_reduction_that_is_not_finite_is_a_format_error() {
             patch_hu: &hu,
             seed: 1,
             n_samples: 2,
+            flips: 1,
+            patch_size: [100, 1, 1],
         };
         let e = device_mc(&NanState { which }, job, &mut Quiet, &mut stats).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Format, "{e}");

@@ -30,6 +30,10 @@ pub(crate) struct Workspace {
     pub(super) pooled: Vec<Vec<f32>>,
     pub(super) bott: Vec<f32>,
     pub prob: Vec<f32>,
+    /// The mirrored patch and the mirrored-back probabilities of a test-time flip (empty
+    /// when the model has `test_time_flips` 1).
+    pub flip_in: Vec<f32>,
+    pub flip_out: Vec<f32>,
     pub(super) w_eff: Vec<f32>,
     pub(super) ci: Vec<u32>,
     pub(super) scale: Vec<f32>,
@@ -56,6 +60,8 @@ pub(crate) struct WorkspaceSize {
     pooled: Vec<usize>,
     bott: usize,
     voxels: usize,
+    /// Length of each test-time flip buffer: the patch, or 0 without flips.
+    flipped: usize,
     w_eff: usize,
     /// Winograd scratch: `nn::winograd::MAX_THREADS` per-thread blocks.
     wino: usize,
@@ -131,6 +137,7 @@ impl WorkspaceSize {
             dec_out,
             pooled,
             voxels,
+            flipped: if cfg.test_time_flips > 1 { voxels } else { 0 },
             w_eff,
             wino,
             channels,
@@ -144,7 +151,7 @@ impl WorkspaceSize {
     fn total_bytes(&self) -> Option<u64> {
         let f32s = [self.input, self.first, self.bott, self.voxels, self.w_eff]
             .into_iter()
-            .chain([self.wino, self.channels])
+            .chain([self.wino, self.channels, self.flipped, self.flipped])
             .chain(self.tmp.iter().copied())
             .chain(self.cat.iter().copied())
             .chain(self.dec_out.iter().copied())
@@ -213,6 +220,8 @@ impl Workspace {
             pooled: vecs(&size.pooled, "pool workspace")?,
             bott: try_vec(size.bott, "bottleneck workspace")?,
             prob: try_vec(size.voxels, "probability workspace")?,
+            flip_in: try_vec(size.flipped, "flipped patch")?,
+            flip_out: try_vec(size.flipped, "flipped probabilities")?,
             w_eff: try_vec(size.w_eff, "weight workspace")?,
             ci: try_vec(size.channels, "channel list")?,
             scale: try_vec(size.channels, "channel scales")?,
@@ -236,6 +245,7 @@ mod tests {
             r#"{"channels":[16,32,64,128,256],"patch_size":[64,64,64]}"#,
             r#"{"channels":[5],"patch_size":[6,2,4],"dropout":{"kind":"element"}}"#,
             r#"{"channels":[3,5,7],"patch_size":[8,4,12],"dropout":{"levels":[2]}}"#,
+            r#"{"channels":[3,5],"patch_size":[8,4,12],"test_time_flips":4}"#,
         ] {
             let cfg = ModelConfig::from_json(json).unwrap();
             assert_eq!(cfg.shared_levels() > 0, json.contains("levels"));
@@ -250,6 +260,8 @@ mod tests {
                 + all(&ws.pooled)
                 + ws.bott.len()
                 + ws.prob.len()
+                + ws.flip_in.len()
+                + ws.flip_out.len()
                 + ws.w_eff.len()
                 + ws.wino.len()
                 + ws.scale.len()

@@ -496,6 +496,24 @@ pub unsafe extern "C" fn lungseg_model_get_mask_threshold(
     })
 }
 
+/// How many mirrored orientations `model`'s MC samples cycle through (`config.test_time_flips`
+/// of the model file: 1, 2, 4 or 8; 1 unless the file names another), written to `*out`. Sample
+/// s of n sees the patch mirrored by flip floor(s * flips / n) (bit 0 mirrors x, bit 1 y, bit 2
+/// z) and its probabilities are mirrored back before they are averaged, so the uncertainty
+/// covers the orientation as well as the dropout masks; the deterministic pass never flips.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_test_time_flips(
+    model: *const lungseg_model,
+    out: *mut u32,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = m.inner.config().test_time_flips;
+        Ok(())
+    })
+}
+
 /// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 /// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or
@@ -689,7 +707,8 @@ fn run_mc(
 /// HU is `LUNGSEG_INVALID_ARGUMENT`; a non-finite network output in any sample is
 /// `LUNGSEG_FORMAT`, never a summary; a GPU error `LUNGSEG_DEVICE` (later calls run on the CPU).
 /// On a GPU, results agree with the CPU's within the open-time self-check's bounds, not bit for
-/// bit.
+/// bit. A model with test-time flips (`lungseg_model_get_test_time_flips`) runs each sample on
+/// the mirrored patch and mirrors its probabilities back.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty(
     model: *const lungseg_model,

@@ -11,9 +11,9 @@
 pub use crate::predict::control;
 pub use crate::predict::{
     entropy_bits, max_pool_threads, resolve_threads, review_choice, volume_disagreement,
-    voxel_stats, LogLevel, McOptions, PatchSummary, Progress, ReviewScores, RunControl,
-    StructureMeasures, UncertaintyMaps, VoxelStats, MAX_IDLE_WORKSPACES, MAX_SAMPLES, MAX_THREADS,
-    VOLUME_DISAGREEMENT_SMOOTH,
+    voxel_stats, Flip, LogLevel, McOptions, PatchSummary, Progress, ReviewScores, RunControl,
+    SampleId, StructureMeasures, UncertaintyMaps, VoxelStats, MAX_IDLE_WORKSPACES, MAX_SAMPLES,
+    MAX_THREADS, VOLUME_DISAGREEMENT_SMOOTH,
 };
 
 use crate::error::Result;
@@ -63,18 +63,18 @@ pub fn predict_uncertainty_with(
     })
 }
 
-/// The probability map of one MC sample: what sample `sample` of a [`predict_uncertainty`]
-/// call with `seed` folds in (the same dropout masks, bit for bit on the same engine). For
-/// checking the MC reduction against per-sample maps and for inspecting single samples.
+/// The probability map of one MC sample: what sample `id.sample` of a [`predict_uncertainty`]
+/// call with `id.seed` and `id.n_samples` folds in (the same dropout masks and test-time flip,
+/// bit for bit on the same engine). For checking the MC reduction against per-sample maps and
+/// for inspecting single samples.
 pub fn predict_sample(
     model: &Model,
     patch_hu: &[f32],
-    seed: u64,
-    sample: u32,
+    id: SampleId,
     prob: &mut [f32],
     threads: usize,
 ) -> Result<()> {
     model.backend().run(model, |t| {
-        predict::predict_sample(t, patch_hu, seed, sample, prob, threads)
+        predict::predict_sample(t, patch_hu, id, prob, threads)
     })
 }

@@ -59,6 +59,10 @@ pub struct ModelConfig {
     /// masks. A probability-calibrated model keeps its trained segmentation boundary by moving
     /// this with the calibration map instead of thresholding calibrated probabilities at 0.5.
     pub mask_threshold: f32,
+    /// Orientations the MC samples cycle through (`test_time_flips`, format version 4; 1, 2, 4
+    /// or 8; default 1): each sample sees the patch mirrored by its flip and is mirrored back
+    /// (`crate::predict::flips`). Deterministic passes never flip.
+    pub test_time_flips: u32,
 }
 
 impl Default for ModelConfig {
@@ -78,6 +82,7 @@ impl Default for ModelConfig {
             spacing_mm: [1.0, 1.0, 1.0],
             hu_window: (-1000.0, 400.0),
             mask_threshold: DEFAULT_MASK_THRESHOLD,
+            test_time_flips: 1,
         }
     }
 }
@@ -162,6 +167,14 @@ impl ModelConfig {
         if let Some(t) = raw.mask_threshold {
             cfg.mask_threshold = t as f32;
         }
+        if let Some(f) = raw.test_time_flips {
+            cfg.test_time_flips = crate::predict::flips::ALLOWED_FLIPS
+                .into_iter()
+                .find(|&a| f64::from(a) == f)
+                .ok_or_else(|| {
+                    Error::format(format!("config.test_time_flips = {f} must be 1, 2, 4 or 8"))
+                })?;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -234,6 +247,12 @@ impl ModelConfig {
                 "config.mask_threshold = {t} must be in (0, 1)"
             )));
         }
+        let f = self.test_time_flips;
+        if !crate::predict::flips::ALLOWED_FLIPS.contains(&f) {
+            return Err(Error::format(format!(
+                "config.test_time_flips = {f} must be 1, 2, 4 or 8"
+            )));
+        }
         Ok(())
     }
 }
@@ -251,6 +270,7 @@ struct RawConfig {
     spacing_mm: Option<[f64; 3]>,
     hu_window: Option<[f64; 2]>,
     mask_threshold: Option<f64>,
+    test_time_flips: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -24,23 +24,32 @@ use crate::error::{try_vec, Error, Result};
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
 /// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
-/// adds `config.mask_threshold`.
-pub const FORMAT_VERSION: &str = "3";
+/// adds `config.mask_threshold`, 4 `config.test_time_flips`.
+pub const FORMAT_VERSION: &str = "4";
+/// Version 3 (`config.mask_threshold`).
+pub const FORMAT_VERSION_V3: &str = "3";
 /// Version 2 (`config.dropout.levels`).
 pub const FORMAT_VERSION_V2: &str = "2";
 /// Version 1, which writers keep for files that use nothing newer, so that older readers
 /// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
 /// Every version this reader opens, oldest first.
-const VERSIONS: [&str; 3] = [FORMAT_VERSION_V1, FORMAT_VERSION_V2, FORMAT_VERSION];
+const VERSIONS: [&str; 4] = [
+    FORMAT_VERSION_V1,
+    FORMAT_VERSION_V2,
+    FORMAT_VERSION_V3,
+    FORMAT_VERSION,
+];
 
 /// The oldest `format_version` whose readers understand everything `config` uses: an older
 /// reader ignores the newer keys and would compute another thing (sample another network,
 /// draw masks at another threshold), so a file must say at least this for such readers to
 /// refuse it. Writers use this; the reader refuses files that claim less.
 pub fn required_format_version(config: &ModelConfig) -> &'static str {
-    if config.mask_threshold != DEFAULT_MASK_THRESHOLD {
+    if config.test_time_flips != 1 {
         FORMAT_VERSION
+    } else if config.mask_threshold != DEFAULT_MASK_THRESHOLD {
+        FORMAT_VERSION_V3
     } else if config.dropout.levels != LevelSet::ALL {
         FORMAT_VERSION_V2
     } else {
@@ -97,6 +106,8 @@ pub(super) fn load(
     let needed = required_format_version(&config);
     if version_rank(version) < version_rank(needed) {
         let what = if needed == FORMAT_VERSION {
+            "config.test_time_flips other than 1"
+        } else if needed == FORMAT_VERSION_V3 {
             "config.mask_threshold other than 0.5"
         } else {
             "config.dropout.levels"

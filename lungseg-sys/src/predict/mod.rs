@@ -10,11 +10,13 @@
 //! result structure is the same whatever runs the passes.
 
 pub mod control;
+pub mod flips;
 pub mod route;
 
 pub use crate::stats::masks::StructureMeasures;
 pub use crate::stats::{entropy_bits, voxel_stats, VoxelStats, MAX_SAMPLES};
 pub use control::{LogLevel, Progress, RunControl};
+pub use flips::Flip;
 pub(crate) use route::Route;
 
 use crate::cpu::{forward, prologue, SampleDrop, Workspace};
@@ -186,6 +188,18 @@ pub(crate) fn predict(
     single_pass(t, patch_hu, None, prob, threads)
 }
 
+/// `prob` is as long as the patch.
+fn check_prob(prob: &[f32], patch_hu: &[f32]) -> Result<()> {
+    if prob.len() != patch_hu.len() {
+        return Err(Error::invalid(format!(
+            "prob has {} elements, expected {}",
+            prob.len(),
+            patch_hu.len()
+        )));
+    }
+    Ok(())
+}
+
 /// One forward pass, with the dropout masks of `drop` (none: deterministic), into `prob`.
 fn single_pass(
     t: Target<'_>,
@@ -195,13 +209,7 @@ fn single_pass(
     threads: usize,
 ) -> Result<()> {
     check_patch(t.network, patch_hu)?;
-    if prob.len() != patch_hu.len() {
-        return Err(Error::invalid(format!(
-            "prob has {} elements, expected {}",
-            prob.len(),
-            patch_hu.len()
-        )));
-    }
+    check_prob(prob, patch_hu)?;
     let threads = resolve_threads(threads)?;
     match t.route {
         Route::Cpu(cpu) => {
@@ -215,6 +223,25 @@ fn single_pass(
         }
         Route::Device(dev) => route::device_pass(dev, patch_hu, drop, prob),
     }
+}
+
+/// [`prologue`] of `patch_hu` mirrored by `flip`, through the workspace's flip buffer.
+fn flipped_prologue(
+    pass: &crate::cpu::Pass<'_>,
+    ws: &mut Workspace,
+    patch_hu: &[f32],
+    flip: Flip,
+    threads: usize,
+) {
+    if flip.is_none() {
+        prologue(pass, ws, patch_hu, threads);
+        return;
+    }
+    // Taken out so that the prologue can borrow the workspace; no allocation.
+    let mut input = std::mem::take(&mut ws.flip_in);
+    flip.apply(pass.config().patch_size, patch_hu, &mut input);
+    prologue(pass, ws, &input, threads);
+    ws.flip_in = input;
 }
 
 /// Monte-Carlo dropout: `n_samples` forward passes with Philox dropout masks keyed by `seed`,
@@ -280,12 +307,29 @@ pub(crate) fn predict_uncertainty_with(
             let mut lease = cpu.lease()?;
             let ws = lease.ws();
             let pass = cpu.pass(t.network);
-            prologue(&pass, ws, patch_hu, threads);
-            ws.stats.reset(t.network.config().mask_threshold);
+            let cfg = t.network.config();
+            ws.stats.reset(cfg.mask_threshold);
+            // The shared part of the network runs again only when the flip changes.
+            let mut oriented = None;
             run_samples(opts, ctl, |drop, stop| {
+                let flip = Flip::of_sample(drop.sample, opts.n_samples, cfg.test_time_flips);
+                if oriented != Some(flip) {
+                    flipped_prologue(&pass, ws, patch_hu, flip, threads);
+                    oriented = Some(flip);
+                }
                 forward(&pass, ws, Some(drop), threads, stop)?;
-                let Workspace { prob, stats, .. } = &mut *ws;
-                stats.add(prob);
+                let Workspace {
+                    prob,
+                    flip_out,
+                    stats,
+                    ..
+                } = &mut *ws;
+                if flip.is_none() {
+                    stats.add(prob);
+                } else {
+                    flip.apply(cfg.patch_size, prob, flip_out);
+                    stats.add(flip_out);
+                }
                 Ok(())
             })?;
             summarise(t.network, &mut ws.stats, review, &mut maps)
@@ -300,6 +344,8 @@ pub(crate) fn predict_uncertainty_with(
                 patch_hu,
                 seed: opts.seed,
                 n_samples: opts.n_samples,
+                flips: t.network.config().test_time_flips,
+                patch_size: t.network.config().patch_size,
             };
             ctl.begin_call(u64::from(opts.n_samples));
             let mut hook = HostHook { ctl, done: 0 };
@@ -413,24 +459,50 @@ pub fn review_choice(network: &Network, opts: &McOptions) -> Result<(ReviewScore
     }
 }
 
-/// The probability map of one MC sample: what sample `sample` of a [`predict_uncertainty`]
-/// call with `seed` folds in (the same dropout masks, bit for bit). For checking the MC
-/// reduction against per-sample maps and for inspecting single samples.
+/// One sample of an MC call: which call (its seed and sample count) and which sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleId {
+    pub seed: u64,
+    /// `0..n_samples`.
+    pub sample: u32,
+    /// The call's sample count: with test-time flips, which flip a sample gets depends on it.
+    pub n_samples: u32,
+}
+
+/// The probability map of one MC sample: what sample `id.sample` of a [`predict_uncertainty`]
+/// call with `id.seed` and `id.n_samples` folds in (the same dropout masks and test-time flip,
+/// bit for bit). For checking the MC reduction against per-sample maps and for inspecting
+/// single samples.
 pub(crate) fn predict_sample(
     t: Target<'_>,
     patch_hu: &[f32],
-    seed: u64,
-    sample: u32,
+    id: SampleId,
     prob: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    single_pass(
-        t,
-        patch_hu,
-        Some(SampleDrop { seed, sample }),
-        prob,
-        threads,
-    )
+    if id.n_samples == 0 || id.n_samples > MAX_SAMPLES || id.sample >= id.n_samples {
+        return Err(Error::invalid(format!(
+            "sample {} of {} is not a sample of an MC call (1..={MAX_SAMPLES} samples)",
+            id.sample, id.n_samples
+        )));
+    }
+    let drop = Some(SampleDrop {
+        seed: id.seed,
+        sample: id.sample,
+    });
+    let cfg = t.network.config();
+    let flip = Flip::of_sample(id.sample, id.n_samples, cfg.test_time_flips);
+    if flip.is_none() {
+        return single_pass(t, patch_hu, drop, prob, threads);
+    }
+    check_patch(t.network, patch_hu)?;
+    check_prob(prob, patch_hu)?;
+    let mut input = crate::error::try_vec::<f32>(patch_hu.len(), "flipped patch")?;
+    flip.apply(cfg.patch_size, patch_hu, &mut input);
+    let mut out = crate::error::try_vec::<f32>(patch_hu.len(), "flipped probabilities")?;
+    single_pass(t, &input, drop, &mut out, threads)?;
+    flip.apply(cfg.patch_size, &out, prob);
+    Ok(())
 }
 
 /// Voxels added to the volume in [`volume_disagreement`]'s denominator: keeps the score finite

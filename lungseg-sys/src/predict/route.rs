@@ -1,6 +1,7 @@
 //! Where a prediction's forward passes run: the model's CPU engine, or an accelerator (the
 //! CUDA engine, or a stand-in in tests) behind [`Accelerator`].
 
+use super::flips::Flip;
 use crate::cpu::{CpuEngine, SampleDrop};
 use crate::error::{try_vec, Error, Result};
 use crate::stats::Stats;
@@ -19,25 +20,49 @@ pub(crate) trait Accelerator: Send + Sync {
     /// Samples `0..job.n_samples` of the MC call `job`, reduced into `stats` (fresh, sized for
     /// the patch and the samples): the per-voxel sums and every sample's mask, in sample order.
     /// `hook` is asked before each group of samples the device runs at once (its error, e.g.
-    /// `Cancelled`, stops the call) and told after each how many it folded in. This default
-    /// runs one [`Self::pass`] per sample (a group of one, its output checked as
-    /// [`device_pass`] does) and folds it with [`Stats::add`]; a device that reduces on its own
-    /// overrides it (the CUDA engine: one group per batch chunk).
+    /// `Cancelled`, stops the call) and told after each how many it folded in. This default is
+    /// [`mc_by_passes`]; a device that reduces on its own overrides it (the CUDA engine: one
+    /// group per batch chunk).
     fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
-        let mut prob = try_vec::<f32>(job.patch_hu.len(), "sample probabilities")?;
-        for sample in 0..job.n_samples {
-            hook.before(sample)?;
-            let drop = SampleDrop {
-                seed: job.seed,
-                sample,
-            };
-            self.pass(job.patch_hu, Some(drop), &mut prob)?;
-            finite_output(&prob, self.name())?;
-            stats.add(&prob);
-            hook.done(1);
-        }
-        Ok(())
+        mc_by_passes(self, job, hook, stats)
     }
+}
+
+/// [`Accelerator::mc`] as one [`Accelerator::pass`] per sample (a group of one, its output
+/// checked as [`device_pass`] does), each on the patch mirrored by the sample's test-time flip
+/// and mirrored back (`crate::predict::flips`), folded in with [`Stats::add`].
+pub(crate) fn mc_by_passes<A: Accelerator + ?Sized>(
+    dev: &A,
+    job: McJob<'_>,
+    hook: &mut dyn SampleHook,
+    stats: &mut Stats,
+) -> Result<()> {
+    let n = job.patch_hu.len();
+    let mut prob = try_vec::<f32>(n, "sample probabilities")?;
+    let flipping = job.flips > 1;
+    let mut input = try_vec::<f32>(if flipping { n } else { 0 }, "flipped patch")?;
+    let mut back = try_vec::<f32>(if flipping { n } else { 0 }, "flipped probabilities")?;
+    for sample in 0..job.n_samples {
+        hook.before(sample)?;
+        let drop = SampleDrop {
+            seed: job.seed,
+            sample,
+        };
+        let flip = Flip::of_sample(sample, job.n_samples, job.flips);
+        if flip.is_none() {
+            dev.pass(job.patch_hu, Some(drop), &mut prob)?;
+            finite_output(&prob, dev.name())?;
+            stats.add(&prob);
+        } else {
+            flip.apply(job.patch_size, job.patch_hu, &mut input);
+            dev.pass(&input, Some(drop), &mut prob)?;
+            finite_output(&prob, dev.name())?;
+            flip.apply(job.patch_size, &prob, &mut back);
+            stats.add(&back);
+        }
+        hook.done(1);
+    }
+    Ok(())
 }
 
 /// One MC call as a device runs it.
@@ -48,6 +73,10 @@ pub(crate) struct McJob<'a> {
     pub seed: u64,
     /// 1..=[`crate::stats::MAX_SAMPLES`].
     pub n_samples: u32,
+    /// The model's `test_time_flips` (1, 2, 4 or 8).
+    pub flips: u32,
+    /// The model's patch size (x, y, z), which the flips mirror.
+    pub patch_size: [usize; 3],
 }
 
 /// The host's say between the groups of samples of [`Accelerator::mc`].

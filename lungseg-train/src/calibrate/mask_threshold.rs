@@ -1,16 +1,20 @@
-//! The model's mask threshold (`config.mask_threshold`) chosen on calibration patches.
+//! The model's mask threshold (`config.mask_threshold`) chosen on calibration patches, and
+//! with it, when candidates are given, the test-time flips of its MC samples
+//! (`config.test_time_flips`: how many mirrored orientations the samples cycle through).
 //!
 //! The threshold the network was trained for (0.5: BCE + soft Dice) is not the one that
 //! segments its MC mean best: averaging dropout samples spreads a small nodule's probability
 //! over its border, so a 0.5 cut can shrink or lose it. One MC pass over the split gives each
-//! patch's mean map (the probabilities do not depend on the threshold); every candidate is then
-//! judged on those maps by the evaluation's own overlap and bad-patch definitions:
+//! patch's mean map (the probabilities do not depend on the threshold; one pass per flips
+//! candidate, since the flips do change them); every (flips, threshold) pair is then judged on
+//! those maps by the evaluation's own overlap and bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
 //! - constraint: no more bad negative patches (false-positive volume above
-//!   `EvalConfig::bad_fp_mm3`) than at the model's current threshold, so a lower cut cannot buy
-//!   Dice with false alarms the review flag would then have to catch;
-//! - ties (mean Dice within [`DICE_TIE`]) go to the candidate nearest the current threshold.
+//!   `EvalConfig::bad_fp_mm3`) than at the model's current flips and threshold, so a lower cut
+//!   cannot buy Dice with false alarms the review flag would then have to catch;
+//! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
+//!   threshold nearest the current one.
 //!
 //! Validation data only: the calibration scans, never the test split.
 
@@ -45,6 +49,9 @@ pub struct MaskThresholdOptions {
     pub samples: u32,
     pub seed: u64,
     pub candidates: Vec<f32>,
+    /// Candidate `test_time_flips` (1, 2, 4, 8); the model's own is always judged, so empty
+    /// keeps it.
+    pub flips: Vec<u32>,
     /// Bad-patch definition (`bad_fp_mm3`); its `fg_threshold` is ignored.
     pub eval: EvalConfig,
 }
@@ -56,14 +63,16 @@ impl Default for MaskThresholdOptions {
             samples: 20,
             seed: 0,
             candidates: default_candidates(),
+            flips: Vec::new(),
             eval: EvalConfig::default(),
         }
     }
 }
 
-/// One candidate threshold judged on the split.
+/// One candidate (flips, threshold) judged on the split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThresholdRow {
+    pub test_time_flips: u32,
     pub threshold: f32,
     /// Mean Dice over the nodule patches.
     pub mean_dice: f64,
@@ -78,6 +87,8 @@ pub struct ThresholdRow {
 pub struct MaskThresholdChoice {
     pub previous: f32,
     pub chosen: f32,
+    pub previous_flips: u32,
+    pub chosen_flips: u32,
     pub nodule_patches: usize,
     pub negative_patches: usize,
     pub bad_fp_mm3: f64,
@@ -90,6 +101,7 @@ pub struct MaskThresholdChoice {
 
 /// Per-patch overlap of every candidate, accumulated over the split.
 struct Tally {
+    flips: u32,
     candidates: Vec<f32>,
     bad_fp_mm3: f64,
     dice_sum: Vec<f64>,
@@ -100,9 +112,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(candidates: &[f32], bad_fp_mm3: f64) -> Self {
+    fn new(flips: u32, candidates: &[f32], bad_fp_mm3: f64) -> Self {
         let n = candidates.len();
         Tally {
+            flips,
             candidates: candidates.to_vec(),
             bad_fp_mm3,
             dice_sum: vec![0.0; n],
@@ -137,6 +150,7 @@ impl Tally {
         let mean = |s: f64, n: usize| if n > 0 { s / n as f64 } else { 0.0 };
         (0..self.candidates.len())
             .map(|k| ThresholdRow {
+                test_time_flips: self.flips,
                 threshold: self.candidates[k],
                 mean_dice: mean(self.dice_sum[k], self.nodules),
                 bad_negatives: self.bad_neg[k],
@@ -147,8 +161,9 @@ impl Tally {
 }
 
 /// The rule of the module doc on the judged candidates; `current` is the row of the model's
-/// threshold (the constraint's reference). `None` when no row satisfies the constraint.
-pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<f32> {
+/// flips and threshold (the constraint's reference). The chosen (flips, threshold); `None`
+/// when no row satisfies the constraint.
+pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32)> {
     let allowed: Vec<&ThresholdRow> = rows
         .iter()
         .filter(|r| r.bad_negatives <= current.bad_negatives)
@@ -161,15 +176,21 @@ pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<f32> {
         .iter()
         .filter(|r| r.mean_dice >= best - DICE_TIE)
         .min_by(|a, b| {
-            let da = (a.threshold - current.threshold).abs();
-            let db = (b.threshold - current.threshold).abs();
-            da.total_cmp(&db)
+            let key = |r: &ThresholdRow| {
+                (
+                    r.test_time_flips != current.test_time_flips,
+                    (r.threshold - current.threshold).abs(),
+                )
+            };
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
         })
-        .map(|r| r.threshold)
+        .map(|r| (r.test_time_flips, r.threshold))
 }
 
-/// One MC pass over `split` of `dataset` and the choice among `opts.candidates` (the model's
-/// current threshold is always judged too); `on_patch` after each patch.
+/// One MC pass over `split` of `dataset` per flips candidate and the choice among
+/// `opts.flips` × `opts.candidates` (the model's current flips and threshold are always judged
+/// too); `on_patch` after each patch.
 pub fn choose_mask_threshold(
     model_path: &Path,
     dataset: &Path,
@@ -186,50 +207,53 @@ pub fn choose_mask_threshold(
     let ds = PatchDataset::open(dataset)?;
     let idx = split_for_model(&model, &ds, &opts.split)?;
     let previous = model.config().mask_threshold;
+    let previous_flips = model.config().test_time_flips;
     let mut candidates = opts.candidates.clone();
     if !candidates.contains(&previous) {
         candidates.push(previous);
     }
     candidates.sort_by(f32::total_cmp);
-    let mut tally = Tally::new(&candidates, opts.eval.bad_fp_mm3);
+    let mut flips = opts.flips.clone();
+    flips.push(previous_flips);
+    flips.sort_unstable();
+    flips.dedup();
+    let mut variants = Vec::with_capacity(flips.len());
+    for &f in &flips {
+        let m = if f == previous_flips {
+            Model::open(model_path)?
+        } else {
+            with_flips(model_path, f).with_context(|| format!("test_time_flips {f}"))?
+        };
+        variants.push((m, Tally::new(f, &candidates, opts.eval.bad_fp_mm3)));
+    }
     let spacing = model.config().spacing_mm;
     for &i in &idx {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
-        let mut mean = vec![0.0f32; patch.hu.len()];
-        let mc_opts = McOptions {
-            n_samples: opts.samples,
-            seed: patch_seed(opts.seed, &rec.id),
-            threads: 0,
-            review_threshold: None,
-            review_score: None,
-        };
-        let maps = UncertaintyMaps {
-            mean: Some(&mut mean),
-            ..UncertaintyMaps::default()
-        };
-        mc::predict_uncertainty(&model, &patch.hu, &mc_opts, maps)
-            .with_context(|| format!("patch {}", rec.id))?;
         let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
-        tally.add(&patch.mask, &mean, sx * sy * sz)?;
+        for (m, tally) in &mut variants {
+            let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
+                .with_context(|| format!("patch {}", rec.id))?;
+            tally.add(&patch.mask, &mean, sx * sy * sz)?;
+        }
         on_patch();
     }
-    ensure!(
-        tally.nodules > 0,
-        "split '{}' has no nodule patches",
-        opts.split
-    );
-    let rows = tally.rows();
+    let (nodules, negatives) = (variants[0].1.nodules, variants[0].1.negatives);
+    ensure!(nodules > 0, "split '{}' has no nodule patches", opts.split);
+    let rows: Vec<ThresholdRow> = variants.iter().flat_map(|(_, t)| t.rows()).collect();
     let current = rows
         .iter()
-        .find(|r| r.threshold == previous)
-        .expect("the current threshold is a candidate");
-    let chosen = choose(&rows, current).expect("the current threshold satisfies the constraint");
+        .find(|r| r.threshold == previous && r.test_time_flips == previous_flips)
+        .expect("the current setting is a candidate");
+    let (chosen_flips, chosen) =
+        choose(&rows, current).expect("the current setting satisfies the constraint");
     Ok(MaskThresholdChoice {
         previous,
         chosen,
-        nodule_patches: tally.nodules,
-        negative_patches: tally.negatives,
+        previous_flips,
+        chosen_flips,
+        nodule_patches: nodules,
+        negative_patches: negatives,
         bad_fp_mm3: opts.eval.bad_fp_mm3,
         data: dataset.display().to_string(),
         split: opts.split.clone(),
@@ -239,23 +263,47 @@ pub fn choose_mask_threshold(
     })
 }
 
-/// Writes `choice.chosen` as the model file's `config.mask_threshold` (with the
-/// `format_version` it needs) and records the choice in the provenance; every tensor is kept
-/// byte for byte. The file is replaced after the result loads with the new threshold.
+/// The MC mean map of one patch.
+fn mc_mean(model: &Model, hu: &[f32], samples: u32, seed: u64) -> Result<Vec<f32>> {
+    let mut mean = vec![0.0f32; hu.len()];
+    let mc_opts = McOptions {
+        n_samples: samples,
+        seed,
+        threads: 0,
+        review_threshold: None,
+        review_score: None,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..UncertaintyMaps::default()
+    };
+    mc::predict_uncertainty(model, hu, &mc_opts, maps)?;
+    Ok(mean)
+}
+
+/// Writes `choice.chosen` and `choice.chosen_flips` as the model file's
+/// `config.mask_threshold` and `config.test_time_flips` (with the `format_version` they need)
+/// and records the choice in the provenance; every tensor is kept byte for byte. The file is
+/// replaced after the result loads with the new settings.
 pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result<Model> {
     let mut file = ModelFile::read(path)?;
     set_mask_threshold(&mut file, choice.chosen).with_context(|| path.display().to_string())?;
+    set_test_time_flips(&mut file, choice.chosen_flips)
+        .with_context(|| path.display().to_string())?;
     let mut provenance = file.json_object("provenance")?;
     provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(choice)?);
     file.set_json_object("provenance", provenance);
     let (bytes, model) = file
         .to_bytes()
         .with_context(|| path.display().to_string())?;
+    let cfg = model.config();
     ensure!(
-        model.config().mask_threshold == choice.chosen,
-        "rewritten model reads mask threshold {} instead of {}",
-        model.config().mask_threshold,
-        choice.chosen
+        (cfg.mask_threshold, cfg.test_time_flips) == (choice.chosen, choice.chosen_flips),
+        "rewritten model reads mask threshold {} and {} flips instead of {} and {}",
+        cfg.mask_threshold,
+        cfg.test_time_flips,
+        choice.chosen,
+        choice.chosen_flips
     );
     replace_file(path, &bytes)?;
     Ok(model)
@@ -268,18 +316,32 @@ pub fn set_mask_threshold(file: &mut ModelFile, t: f32) -> Result<()> {
         t > 0.0 && t < 1.0,
         "mask threshold {t} is not a probability inside (0, 1)"
     );
-    let config_json = file.metadata.get("config").map_or("{}", String::as_str);
-    let old = ModelConfig::from_json(config_json)?;
+    set_config_key(file, "mask_threshold", serde_json::json!(t))
+}
+
+/// Sets `config.test_time_flips` of `file` to `flips` (1, 2, 4 or 8) and its `format_version`
+/// to what the new config needs.
+pub fn set_test_time_flips(file: &mut ModelFile, flips: u32) -> Result<()> {
+    set_config_key(file, "test_time_flips", serde_json::json!(flips))
+}
+
+/// Sets one `config` key and the `format_version` the resulting config needs; the config is
+/// checked by the library's own parser.
+fn set_config_key(file: &mut ModelFile, key: &str, value: serde_json::Value) -> Result<()> {
     let mut config = file.json_object("config")?;
-    config.insert("mask_threshold".into(), serde_json::json!(t));
+    config.insert(key.into(), value);
+    let new = ModelConfig::from_json(&serde_json::Value::Object(config.clone()).to_string())?;
     file.set_json_object("config", config);
-    let new = ModelConfig {
-        mask_threshold: t,
-        ..old
-    };
     file.metadata.insert(
         "format_version".into(),
         lungseg::model::required_format_version(&new).into(),
     );
     Ok(())
+}
+
+/// `path`'s model with `config.test_time_flips` = `flips`, in memory.
+fn with_flips(path: &Path, flips: u32) -> Result<Model> {
+    let mut file = ModelFile::read(path)?;
+    set_test_time_flips(&mut file, flips)?;
+    Ok(file.to_bytes()?.1)
 }

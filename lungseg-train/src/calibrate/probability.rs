@@ -210,7 +210,12 @@ pub fn collect_logits(
         let seed = patch_seed(opts.seed, &rec.id);
         let mut z = vec![0f32; n * s];
         for (k, zk) in z.chunks_exact_mut(n).enumerate() {
-            mc::predict_sample(probe, &patch.hu, seed, k as u32, zk, 0)
+            let id = mc::SampleId {
+                seed,
+                sample: k as u32,
+                n_samples: s as u32,
+            };
+            mc::predict_sample(probe, &patch.hu, id, zk, 0)
                 .with_context(|| format!("patch {}", rec.id))?;
             out.saturated += zk.iter().filter(|&&p| p <= 0.0 || p >= 1.0).count();
             zk.iter_mut().for_each(|p| *p = probe_logit(*p));

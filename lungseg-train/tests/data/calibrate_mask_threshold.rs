@@ -33,7 +33,12 @@ fn mc_mean(model: &Model, hu: &[f32], n_samples: u32, seed: u64) -> (Vec<f32>, P
 }
 
 fn row(threshold: f32, mean_dice: f64, bad_negatives: usize) -> ThresholdRow {
+    flips_row(1, threshold, mean_dice, bad_negatives)
+}
+
+fn flips_row(flips: u32, threshold: f32, mean_dice: f64, bad_negatives: usize) -> ThresholdRow {
     ThresholdRow {
+        test_time_flips: flips,
         threshold,
         mean_dice,
         bad_negatives,
@@ -50,22 +55,45 @@ fn the_rule_takes_the_best_dice_that_adds_no_bad_negative() {
         row(0.5, 0.60, 1),
         row(0.7, 0.50, 0),
     ];
-    assert_eq!(choose(&rows, &rows[3]), Some(0.35));
+    assert_eq!(choose(&rows, &rows[3]), Some((1, 0.35)));
     // Without the constraint's victims the best Dice wins outright.
-    assert_eq!(choose(&rows[1..], &rows[3]), Some(0.35));
+    assert_eq!(choose(&rows[1..], &rows[3]), Some((1, 0.35)));
     assert_eq!(
         choose(&[row(0.2, 0.80, 1), rows[3].clone()], &rows[3]),
-        Some(0.2)
+        Some((1, 0.2))
     );
     // Moving up is allowed too, and the current cut is kept when nothing beats it.
     assert_eq!(
         choose(&[row(0.5, 0.6, 2), row(0.6, 0.65, 0)], &row(0.5, 0.6, 2)),
-        Some(0.6)
+        Some((1, 0.6))
     );
     assert_eq!(
         choose(&[row(0.4, 0.6, 0), row(0.5, 0.6, 0)], &row(0.5, 0.6, 0)),
-        Some(0.5)
+        Some((1, 0.5))
     );
+}
+
+#[test]
+fn flips_are_chosen_with_the_threshold_under_the_same_rule() {
+    let current = flips_row(1, 0.5, 0.70, 2);
+    // More flips win on Dice when they add no bad negative ...
+    let rows = [
+        current.clone(),
+        flips_row(8, 0.5, 0.72, 1),
+        flips_row(8, 0.4, 0.73, 3),
+    ];
+    assert_eq!(choose(&rows, &current), Some((8, 0.5)));
+    // ... a tie keeps the current flips even at another threshold ...
+    let rows = [
+        current.clone(),
+        flips_row(1, 0.45, 0.7105, 2),
+        flips_row(8, 0.5, 0.711, 0),
+    ];
+    assert_eq!(choose(&rows, &current), Some((1, 0.45)));
+    // ... and the reference is the current flips' row, not the best of the current threshold.
+    let eight = flips_row(8, 0.5, 0.60, 0);
+    let rows = [eight.clone(), flips_row(1, 0.5, 0.65, 1)];
+    assert_eq!(choose(&rows, &eight), Some((8, 0.5)));
 }
 
 /// Dice of `mean >= t` against `gt` (1 when both are empty) and the predicted voxels.
@@ -139,7 +167,10 @@ fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
         assert_eq!(r.bad_negatives, bad, "{r:?}");
     }
     let current_row = c.rows.iter().find(|r| r.threshold == current).unwrap();
-    assert_eq!(Some(c.chosen), choose(&c.rows, current_row));
+    assert_eq!(
+        Some((c.chosen_flips, c.chosen)),
+        choose(&c.rows, current_row)
+    );
 }
 
 #[test]
@@ -180,5 +211,64 @@ fn writing_changes_the_threshold_and_keeps_every_tensor() {
     assert_eq!(
         Model::open(&model_path).unwrap().config().mask_threshold,
         0.3
+    );
+}
+
+/// Flips candidates: each is judged on the MC mean of the model with those flips (checked
+/// against a model whose config was edited by hand), and writing stores them (version 4).
+#[test]
+fn flips_candidates_are_judged_on_their_own_samples_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(dir.path());
+    let ds_path = dataset(dir.path());
+    let opts = MaskThresholdOptions {
+        samples: 4,
+        seed: 9,
+        candidates: vec![0.45],
+        flips: vec![8],
+        ..Default::default()
+    };
+    let mut c = choose_mask_threshold(&model_path, &ds_path, &opts, || {}).unwrap();
+    assert_eq!(c.previous_flips, 1);
+    let keys: Vec<(u32, f32)> = c
+        .rows
+        .iter()
+        .map(|r| (r.test_time_flips, r.threshold))
+        .collect();
+    assert_eq!(keys, vec![(1, 0.45), (1, 0.5), (8, 0.45), (8, 0.5)]);
+
+    let mut file = ModelFile::read(&model_path).unwrap();
+    let mut cfg = file.json_object("config").unwrap();
+    cfg.insert("test_time_flips".into(), serde_json::json!(8));
+    file.set_json_object("config", cfg);
+    file.metadata.insert("format_version".into(), "4".into());
+    let (_, flipping) = file.to_bytes().unwrap();
+    let ds = PatchDataset::open(&ds_path).unwrap();
+    let (mut dice, mut nodules) = (0.0, 0);
+    for &i in &ds.split("val") {
+        let p = ds.load(i).unwrap();
+        let (mean, _) = mc_mean(&flipping, &p.hu, 4, patch_seed(9, &ds.records[i].id));
+        let (d, _, gt_voxels) = direct(&p.mask, &mean, 0.45);
+        if gt_voxels > 0 {
+            nodules += 1;
+            dice += d;
+        }
+    }
+    assert!((c.rows[2].mean_dice - dice / nodules as f64).abs() < 1e-12);
+    assert_ne!(
+        c.rows[2].mean_dice, c.rows[0].mean_dice,
+        "the flips changed nothing: the check proves little"
+    );
+
+    c.chosen_flips = 8;
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().test_time_flips, 8);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(after.metadata["format_version"], "4");
+    c.chosen_flips = 3;
+    assert!(write_mask_threshold(&model_path, &c).is_err());
+    assert_eq!(
+        Model::open(&model_path).unwrap().config().test_time_flips,
+        8
     );
 }

@@ -235,8 +235,8 @@ fn folded_head_calibrates_every_sample_and_is_recorded_once() {
     assert_eq!(t, sigmoid(-0.7) as f32);
     let (mut fg, mut flipped) = (0usize, 0usize);
     for sample in 0..3 {
-        mc::predict_sample(&before, &patch.hu, 5, sample, &mut p0, 0).unwrap();
-        mc::predict_sample(&after, &patch.hu, 5, sample, &mut p1, 0).unwrap();
+        mc::predict_sample(&before, &patch.hu, sample_id(5, sample, 3), &mut p0, 0).unwrap();
+        mc::predict_sample(&after, &patch.hu, sample_id(5, sample, 3), &mut p1, 0).unwrap();
         for (&a, &b) in p0.iter().zip(&p1) {
             let expected = sigmoid(0.5 * f64::from(logit(a)) - 0.7);
             worst = worst.max((expected - f64::from(b)).abs());
@@ -312,8 +312,8 @@ fn the_probe_recovers_logits_beyond_f32_saturation() {
     let (probe, steep_probe) = (logit_probe(&file).unwrap(), logit_probe(&steep).unwrap());
     let n = patch.hu.len();
     let (mut p, mut q) = (vec![0f32; n], vec![0f32; n]);
-    mc::predict_sample(&probe, &patch.hu, 3, 1, &mut p, 0).unwrap();
-    mc::predict_sample(&steep_probe, &patch.hu, 3, 1, &mut q, 0).unwrap();
+    mc::predict_sample(&probe, &patch.hu, sample_id(3, 1, 2), &mut p, 0).unwrap();
+    mc::predict_sample(&steep_probe, &patch.hu, sample_id(3, 1, 2), &mut q, 0).unwrap();
     let z = |p: f32| probability::PROBE_SCALE * f64::from(logit(p));
     let mut beyond = 0;
     for (&a, &b) in p.iter().zip(&q) {
@@ -430,4 +430,12 @@ fn a_map_that_worsens_the_whole_patch_is_not_written_unless_forced() {
     // A worse Brier alone refuses it.
     c.brier_patch_after = 0.0071;
     assert!(check_whole_patch(&c, false).is_err());
+}
+
+fn sample_id(seed: u64, sample: u32, n_samples: u32) -> mc::SampleId {
+    mc::SampleId {
+        seed,
+        sample,
+        n_samples,
+    }
 }

@@ -281,6 +281,9 @@ mod tests {
 
         /// As `CudaEngine`'s: chunks of `chunk` samples, the host folding their masks.
         fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
+            if job.flips > 1 {
+                return crate::predict::route::mc_by_passes(self, job, hook, stats);
+            }
             let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
             let r = EmuRun {
                 patch_hu: job.patch_hu,
@@ -393,7 +396,18 @@ mod tests {
         let mut masks = SampleMasks::new(hu.len(), n as usize).unwrap();
         let mut prob = vec![0f32; hu.len()];
         for sample in 0..n {
-            mc::predict_sample(&m, &hu, 77, sample, &mut prob, 1).unwrap();
+            mc::predict_sample(
+                &m,
+                &hu,
+                mc::SampleId {
+                    seed: 77,
+                    sample,
+                    n_samples: n,
+                },
+                &mut prob,
+                1,
+            )
+            .unwrap();
             masks.record(&prob, t);
         }
         for (i, _) in mean.iter().enumerate().filter(|(_, &p)| p >= t) {
