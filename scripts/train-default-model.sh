@@ -98,10 +98,10 @@ if ! [ -f "$MODEL" ]; then
   fi
   # No `calibrate-probability`: fitted on these scans' ROI, temperature or Platt scaling lowers
   # the ROI ECE but lifts the whole-patch ECE many-fold (docs/prepare-evaluate.md).
-  # The mask threshold first: the structure-wise review scores are computed on sample masks
-  # cut at it.
+  # The mask threshold and the test-time flips first: the structure-wise review scores are
+  # computed on sample masks cut at it, from samples the flips shape.
   run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
-    --split val --samples 20 --seed "$CALIB_SEED" --write
+    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips 1,2,4,8 --write
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"
