@@ -734,6 +734,7 @@ fn plan_matches(cfg: &str, n: u32, chunk: usize) {
             sample0: 0,
             chunk,
             dropout: true,
+            flips: 1,
             order: Order::Forward,
         },
     )

@@ -13,7 +13,7 @@ use crate::cuda::probe::{probe_device, Probe};
 use crate::cuda::weights::unsupported_reason;
 use crate::error::{try_vec, Error, Result};
 use crate::model::Network;
-use crate::predict::route::{mc_by_passes, Accelerator, McJob, SampleHook};
+use crate::predict::route::{Accelerator, McJob, SampleHook};
 use crate::stats::Stats;
 
 /// The CUDA engine on device `index` for `network`, or why not: every reason known before
@@ -50,14 +50,10 @@ impl Accelerator for CudaEngine {
         one_sample_map(r.mean, prob)
     }
 
-    /// Chunks of [`CudaEngine::chunk`] samples per device run; cancellation is asked before
-    /// each chunk and progress reported after each. A model with test-time flips runs one
-    /// pass per sample instead (the batch shares one input patch and the head kernel folds
-    /// every sample at its own voxel, so mirrored samples cannot share a chunk yet).
+    /// Chunks of at most [`CudaEngine::chunk`] samples per device run, cut where the model's
+    /// test-time flip changes; cancellation is asked before each chunk and progress reported
+    /// after each.
     fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
-        if job.flips > 1 {
-            return mc_by_passes(self, job, hook, stats);
-        }
         mc_in_chunks(job, hook, stats, |fold| {
             self.run_mc(job.patch_hu, job.seed, job.n_samples, fold)
         })

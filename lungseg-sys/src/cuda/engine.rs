@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use half::f16;
 
 use super::memory::Footprint;
-use super::plan::{ChunkDrop, ChunkHook, McState, Plan};
+use super::plan::{chunk_schedule, mirror_patch, ChunkDrop, ChunkHook, McState, Plan};
 use super::weights::{unsupported_reason, ConvW, GpuWeights};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
@@ -125,6 +125,8 @@ mod gpu {
         sample0: u32,
         n_samples: u32,
         dropout: bool,
+        /// The model's `test_time_flips` for a whole MC call; 1 for single passes.
+        flips: u32,
     }
 
     /// The per-voxel maps and summary sums of one call.
@@ -297,6 +299,7 @@ mod gpu {
                 sample0,
                 n_samples,
                 dropout,
+                flips: 1,
             };
             self.run_chunks(ws, patch_hu, span, None)?;
             self.launch(ws, &self.launches().finalize(n_samples))?;
@@ -317,10 +320,11 @@ mod gpu {
             })
         }
 
-        /// MC samples `0..n_samples` of `seed` in chunks of [`Self::chunk`], for a summary on
-        /// the host: `hook` is asked before each chunk and gets its sample masks after it
-        /// (downloaded then, so the device waits for the host once per chunk); returns the
-        /// running statistics (no finalize: the host computes the maps from them).
+        /// MC samples `0..n_samples` of `seed` in chunks of at most [`Self::chunk`], cut where
+        /// the model's test-time flip changes, for a summary on the host: `hook` is asked before
+        /// each chunk and gets its sample masks after it (downloaded then, so the device waits
+        /// for the host once per chunk); returns the running statistics (no finalize: the host
+        /// computes the maps from them).
         pub fn run_mc(
             &self,
             patch_hu: &[f32],
@@ -335,6 +339,7 @@ mod gpu {
                 sample0: 0,
                 n_samples,
                 dropout: true,
+                flips: self.config.test_time_flips,
             };
             self.run_chunks(ws, patch_hu, span, Some(hook))?;
             let st = &self.stream;
@@ -354,9 +359,9 @@ mod gpu {
             })
         }
 
-        /// Uploads the patch and runs `span`'s samples chunk by chunk through the plan, into
-        /// the head's running state; with a `hook`, asks it before each chunk and hands it the
-        /// chunk's masks after.
+        /// Runs `span`'s samples chunk by chunk through the plan, into the head's running
+        /// state, uploading the patch (mirrored by the flip) before each flip's first chunk;
+        /// with a `hook`, asks it before each chunk and hands it the chunk's masks after.
         fn run_chunks(
             &self,
             ws: &mut Workspace,
@@ -365,13 +370,17 @@ mod gpu {
             mut hook: Option<&mut dyn ChunkHook>,
         ) -> Result<()> {
             let st = &self.stream;
-            st.memcpy_htod(patch_hu, &mut ws.hu)
-                .map_err(dev("upload patch"))?;
             let launches = self.launches();
             let words = head_mask_words(patch_hu.len());
-            let mut done = 0u32;
-            while done < span.n_samples {
-                let s = self.chunk.min((span.n_samples - done) as usize);
+            let mut mirrored = Vec::new();
+            for chunk in chunk_schedule(span.n_samples, self.chunk, span.flips) {
+                let (done, s) = (chunk.done, chunk.s);
+                if chunk.fresh {
+                    let hu =
+                        mirror_patch(patch_hu, chunk.flip, self.config.patch_size, &mut mirrored)?;
+                    st.memcpy_htod(hu, &mut ws.hu)
+                        .map_err(dev("upload patch"))?;
+                }
                 if let Some(h) = hook.as_deref_mut() {
                     h.before(done, s as u32)?;
                 }
@@ -382,7 +391,7 @@ mod gpu {
                     .dropout
                     .then(|| ChunkDrop::new(&self.config, span.seed, sample0));
                 for op in &self.plan.ops {
-                    if let Some(l) = launches.op(op, s, drop, done) {
+                    if let Some(l) = launches.op(op, &chunk, drop) {
                         self.launch(ws, &l)?;
                     }
                 }
@@ -393,7 +402,6 @@ mod gpu {
                     let rows = rows.as_slice().map_err(dev("download masks"))?;
                     h.masks(&rows[..s * words])?;
                 }
-                done += s as u32;
             }
             Ok(())
         }

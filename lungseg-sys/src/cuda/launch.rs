@@ -10,8 +10,9 @@
 use std::mem::offset_of;
 
 use super::params::{Conv3Args, ExpandArgs, FirstArgs, HeadAccArgs, HeadFinArgs, PoolArgs, UpArgs};
-use super::plan::{layer_drop, ChunkDrop, Op, Plan};
+use super::plan::{layer_drop, Chunk, ChunkDrop, Op, Plan};
 use super::reference::LsDrop;
+use crate::predict::Flip;
 
 /// A kernel's parameter struct as bytes, and the buffer each pointer field points to (`None`:
 /// a null pointer). Whoever launches it writes the buffers' addresses at those offsets.
@@ -462,10 +463,18 @@ pub struct HeadAcc<B> {
     pub mask_t: f32,
     pub state: HeadState<B>,
     pub masks: Option<B>,
+    /// The chunk's test-time flip and the grid (d, h, w) it mirrors: the samples' output is
+    /// read at each state voxel's mirror image.
+    pub flip: Flip,
+    pub dims: [usize; 3],
 }
 
 pub fn head_accumulate<B>(a: HeadAcc<B>) -> Launch<B> {
+    let [_, h, w] = a.dims;
     let p = HeadAccArgs {
+        flip: a.flip.bits(),
+        nx: w as u32,
+        ny: h as u32,
         bias: a.bias,
         c: a.c as i32,
         s: a.s as i32,
@@ -578,18 +587,20 @@ const STATE: HeadState<Slot> = HeadState {
 impl PlanLaunches<'_> {
     /// The launch of `op` for a chunk of `s` samples after `n0` earlier ones; `None` for an op
     /// writing a shared buffer after the first chunk (see [`Plan::runs_once`]).
-    pub fn op(&self, op: &Op, s: usize, drop: Option<ChunkDrop>, n0: u32) -> Option<Launch<Slot>> {
+    pub fn op(&self, op: &Op, chunk: &Chunk, drop: Option<ChunkDrop>) -> Option<Launch<Slot>> {
         let plan = self.plan;
         let grid_of = |level: usize| plan.grids[level];
         let v0 = grid_of(0).iter().product::<usize>();
-        // Shared buffers are written once per MC call, by the first chunk, as one sample.
+        let n0 = chunk.done;
+        // Shared buffers are written once per flip of an MC call, by its first chunk, as one
+        // sample.
         let (s, drop) = if plan.runs_once(op) {
-            if n0 > 0 {
+            if !chunk.fresh {
                 return None;
             }
             (1, None)
         } else {
-            (s, drop)
+            (chunk.s, drop)
         };
         Some(match *op {
             Op::First { out } => conv_first(ConvFirst {
@@ -673,6 +684,8 @@ impl PlanLaunches<'_> {
                 mask_t: self.mask_t,
                 state: STATE,
                 masks: Some(Slot::Masks),
+                flip: chunk.flip,
+                dims: grid_of(0),
             }),
         })
     }

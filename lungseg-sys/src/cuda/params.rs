@@ -110,7 +110,12 @@ pub struct HeadAccArgs {
     /// The chunk's per-sample mask rows (0: not wanted), `mask_words` u32 words each.
     pub masks: u64,
     pub mask_words: u32,
-    pub pad2: i32,
+    /// The chunk's test-time flip (bit 0 x, bit 1 y, bit 2 z; 0: none): voxel `v` of the
+    /// state reads the samples' output at its mirror image on the `nx × ny × (v / (nx·ny))`
+    /// grid.
+    pub flip: u32,
+    pub nx: u32,
+    pub ny: u32,
 }
 
 /// `ls_head_finalize` (head.cu, `LsHeadFinArgs`); a zero map pointer skips that map.
@@ -204,6 +209,18 @@ pub const HEAD_LAYOUT: &[(&str, u32)] = &[
     (
         "LSP_HEADACC_mask_words",
         std::mem::offset_of!(HeadAccArgs, mask_words) as u32,
+    ),
+    (
+        "LSP_HEADACC_flip",
+        std::mem::offset_of!(HeadAccArgs, flip) as u32,
+    ),
+    (
+        "LSP_HEADACC_nx",
+        std::mem::offset_of!(HeadAccArgs, nx) as u32,
+    ),
+    (
+        "LSP_HEADACC_ny",
+        std::mem::offset_of!(HeadAccArgs, ny) as u32,
     ),
     (
         "LSP_HEADFIN_SIZE",
@@ -310,8 +327,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<Conv3Args>(), 120);
         assert_eq!(std::mem::offset_of!(Conv3Args, drop), 56);
         assert_eq!(std::mem::offset_of!(Conv3Args, relu), 116);
-        // The mask fields follow head.cu's first 72 bytes.
-        assert_eq!(std::mem::size_of::<HeadAccArgs>(), 88);
+        // The mask fields follow head.cu's first 72 bytes, the flip fields them.
+        assert_eq!(std::mem::size_of::<HeadAccArgs>(), 96);
         assert_eq!(std::mem::offset_of!(HeadAccArgs, masks), 72);
+        assert_eq!(std::mem::offset_of!(HeadAccArgs, flip), 84);
     }
 }

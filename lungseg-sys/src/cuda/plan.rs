@@ -26,6 +26,7 @@ use crate::error::Result;
 pub use crate::model::dropout::{dec_layer, enc_layer};
 use crate::model::dropout::{layer_level, LevelSet};
 use crate::model::{DropoutKind, ModelConfig, Network};
+use crate::predict::Flip;
 
 /// A buffer of the plan: `[S][grid][c]` fp16 (or one shared `[grid][c]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,6 +257,61 @@ pub struct McState {
     pub sum_h: Vec<f32>,
 }
 
+/// One batch chunk of an MC call: samples `done..done + s`, all of one test-time flip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub done: u32,
+    pub s: usize,
+    pub flip: Flip,
+    /// The first chunk of its flip: the (mirrored) patch is uploaded and the ops every sample
+    /// shares run, once, before it.
+    pub fresh: bool,
+}
+
+/// The chunks of an MC call of `n_samples` with at most `chunk` samples each, cut where the
+/// test-time flip changes (`flips`: the model's `test_time_flips`; 1 for single passes,
+/// which never flip).
+pub fn chunk_schedule(n_samples: u32, chunk: usize, flips: u32) -> Vec<Chunk> {
+    let chunk = chunk.max(1);
+    let flip = |i: u32| Flip::of_sample(i, n_samples, flips);
+    let mut out = Vec::new();
+    let mut done = 0u32;
+    while done < n_samples {
+        let f = flip(done);
+        let fresh = done == 0 || flip(done - 1) != f;
+        let mut end = done + 1;
+        while end < n_samples && end - done < chunk as u32 && flip(end) == f {
+            end += 1;
+        }
+        out.push(Chunk {
+            done,
+            s: (end - done) as usize,
+            flip: f,
+            fresh,
+        });
+        done = end;
+    }
+    out
+}
+
+/// `patch_hu` as the network sees it under `flip`: itself, or its mirror image in `buf`
+/// (`size` = the model's patch size, x, y, z).
+pub fn mirror_patch<'a>(
+    patch_hu: &'a [f32],
+    flip: Flip,
+    size: [usize; 3],
+    buf: &'a mut Vec<f32>,
+) -> Result<&'a [f32]> {
+    if flip.is_none() {
+        return Ok(patch_hu);
+    }
+    if buf.len() != patch_hu.len() {
+        *buf = crate::error::try_vec(patch_hu.len(), "mirrored patch")?;
+    }
+    flip.apply(size, patch_hu, buf);
+    Ok(buf)
+}
+
 /// Dropout of one MC chunk: `None` = deterministic pass.
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkDrop {
@@ -418,4 +474,38 @@ pub fn run_reference_from(
         done += chunk_s as u32;
     }
     r::head_finalize(&state, cfg.mask_threshold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_cut_where_the_flip_changes() {
+        let got: Vec<(u32, usize, u32, bool)> = chunk_schedule(7, 3, 4)
+            .iter()
+            .map(|c| (c.done, c.s, c.flip.bits(), c.fresh))
+            .collect();
+        // Flips of samples 0..7 of a 4-flip model: 0 0 1 1 2 2 3.
+        assert_eq!(
+            got,
+            [
+                (0, 2, 0, true),
+                (2, 2, 1, true),
+                (4, 2, 2, true),
+                (6, 1, 3, true)
+            ]
+        );
+        let got: Vec<(u32, usize, bool)> = chunk_schedule(10, 4, 1)
+            .iter()
+            .map(|c| (c.done, c.s, c.fresh))
+            .collect();
+        assert_eq!(got, [(0, 4, true), (4, 4, false), (8, 2, false)]);
+        let got: Vec<(u32, usize, bool)> = chunk_schedule(20, 2, 2)
+            .iter()
+            .map(|c| (c.done, c.s, c.fresh))
+            .collect();
+        assert_eq!(got[4..6], [(8, 2, false), (10, 2, true)]);
+        assert!(chunk_schedule(0, 4, 8).is_empty());
+    }
 }

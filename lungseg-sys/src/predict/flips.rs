@@ -39,6 +39,11 @@ impl Flip {
         self.0 == 0
     }
 
+    /// The mirrored axes as the CUDA head kernel takes them (bit 0 x, bit 1 y, bit 2 z).
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+
     /// `dst[v] = src[mirror(v)]` on a z-major grid of `size` (x, y, z) voxels. A flip is its
     /// own inverse: the same call maps a mirrored output back.
     pub fn apply(self, size: [usize; 3], src: &[f32], dst: &mut [f32]) {

@@ -298,7 +298,9 @@ pub fn upconv<D: KernelDevice>(dev: &mut D) {
 }
 
 /// The head kernels against their reference over chunks of 2, 3 and 1 samples at an odd voxel
-/// count (275: neither a multiple of 32 nor of 64). With `masks`, the sample masks too: every
+/// count (275 = 11 × 5 × 5: neither a multiple of 32 nor of 64), the chunks under test-time
+/// flips none, xy and yz (the reference mirrors each sample's output back before folding it,
+/// the kernel reads it mirrored). With `masks`, the sample masks too: every
 /// word of each row written (the buffer is poisoned), the reference's bits at a mask threshold
 /// other than 0.5, padding bits 0;
 /// without, no mask buffer is passed (NULL: the kernel must skip them). The finalize kernel
@@ -314,12 +316,19 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
     let w: Vec<f32> = (0..c).map(|_| rng.f()).collect();
     let bias = 0.1f32;
     let chunks = [2usize, 3, 1];
+    let dims = [11usize, 5, 5];
+    // Flip k of an 8-flip model (bit 0 x, bit 1 y, bit 2 z).
+    let flips = [0u32, 3, 6].map(|k| lungseg::mc::Flip::of_sample(k, 8, 8));
     let mut st = r::HeadState::default();
     let xs: Vec<Vec<f32>> = chunks.iter().map(|&s| rng.h(s * v * c, 2.0)).collect();
     let want_masks: Vec<Vec<u32>> = xs
         .iter()
         .zip(&chunks)
-        .map(|(x, &s)| r::head_accumulate(x, c, &w, bias, MASK_T, s, &mut st))
+        .zip(&flips)
+        .map(|((x, &s), f)| {
+            let back = mirrored_samples(x, c, dims, f.bits());
+            r::head_accumulate(&back, c, &w, bias, MASK_T, s, &mut st)
+        })
         .collect();
     let want = r::head_finalize(&st, MASK_T);
     let state = HeadState {
@@ -330,7 +339,7 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
     };
     let wb = dev.upload(&f32_bytes(&w));
     let mut n0 = 0u32;
-    for ((x, &s), want_rows) in xs.iter().zip(&chunks).zip(&want_masks) {
+    for (((x, &s), want_rows), &flip) in xs.iter().zip(&chunks).zip(&want_masks).zip(&flips) {
         let xb = dev.upload(&f16_bytes(x));
         let mask_buf = masks.then(|| dev.poisoned(s * words * 4));
         let launch = l::head_accumulate(l::HeadAcc {
@@ -344,6 +353,8 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
             mask_t: MASK_T,
             state,
             masks: mask_buf,
+            flip,
+            dims,
         });
         dev.launch(&launch);
         if let Some(m) = mask_buf {
@@ -384,4 +395,24 @@ pub fn head<D: KernelDevice>(dev: &mut D, masks: bool) {
             want.sums[k]
         );
     }
+}
+
+/// `[S][V][C]` samples with each sample's voxel grid (d, h, w; x fastest) mirrored along x
+/// (bit 0 of `flip`), y (bit 1) and z (bit 2), channels kept together.
+fn mirrored_samples(x: &[f32], c: usize, [d, h, w]: [usize; 3], flip: u32) -> Vec<f32> {
+    let v = d * h * w;
+    let m = |i: usize, n: usize, bit: u32| if flip & bit != 0 { n - 1 - i } else { i };
+    let mut out = vec![0.0; x.len()];
+    for (o, src) in out.chunks_exact_mut(v * c).zip(x.chunks_exact(v * c)) {
+        for z in 0..d {
+            for y in 0..h {
+                for xi in 0..w {
+                    let to = (z * h + y) * w + xi;
+                    let from = (m(z, d, 4) * h + m(y, h, 2)) * w + m(xi, w, 1);
+                    o[to * c..][..c].copy_from_slice(&src[from * c..][..c]);
+                }
+            }
+        }
+    }
+    out
 }

@@ -12,11 +12,12 @@ use half::f16;
 
 use super::{BufId, EmuDevice, Order};
 use crate::cuda::launch::{head_finalize_blocks, head_mask_words, ConvShape, PlanLaunches, Slot};
-use crate::cuda::plan::{ChunkDrop, ChunkHook, McState, Plan};
+use crate::cuda::plan::{chunk_schedule, mirror_patch, ChunkDrop, ChunkHook, McState, Plan};
 use crate::cuda::reference::HeadOut;
 use crate::cuda::weights::GpuWeights;
 use crate::error::{Error, Result as LsResult};
 use crate::model::Network;
+use crate::predict::Flip;
 
 /// One MC call to emulate.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +31,8 @@ pub struct EmuRun<'a> {
     pub chunk: usize,
     /// `false`: one deterministic pass.
     pub dropout: bool,
+    /// The model's `test_time_flips` for a whole MC call; 1 for single passes.
+    pub flips: u32,
     pub order: Order,
 }
 
@@ -127,21 +130,30 @@ impl Loaded {
         }
     }
 
-    /// Runs `r`'s samples chunk by chunk as `CudaEngine`'s `run_chunks` does: with a `hook`,
-    /// asking it before each chunk and handing it the chunk's masks after.
+    /// Runs `r`'s samples chunk by chunk as `CudaEngine`'s `run_chunks` does (the patch,
+    /// mirrored by the flip, written before each flip's first chunk): with a `hook`, asking
+    /// it before each chunk and handing it the chunk's masks after.
     fn chunks(
-        &self,
+        &mut self,
         dev: &mut EmuDevice,
         model: &Network,
         r: &EmuRun<'_>,
         mut hook: Option<&mut dyn ChunkHook>,
     ) -> LsResult<()> {
         let cfg = model.config();
-        let launches = self.launches(model);
         let words = head_mask_words(r.patch_hu.len());
-        let mut done = 0u32;
-        while done < r.n_samples {
-            let s = r.chunk.min((r.n_samples - done) as usize);
+        let mut mirrored = Vec::new();
+        // `new` uploaded the patch as it is.
+        let mut uploaded = Flip::NONE;
+        for chunk in chunk_schedule(r.n_samples, r.chunk, r.flips) {
+            let (done, s) = (chunk.done, chunk.s);
+            if chunk.fresh && chunk.flip != uploaded {
+                let hu = mirror_patch(r.patch_hu, chunk.flip, cfg.patch_size, &mut mirrored)?;
+                let id = dev.upload(&f32_bytes(hu)).map_err(Error::device)?;
+                let old = self.slots.insert(Slot::Hu, id).expect("the patch slot");
+                dev.free(old).map_err(Error::device)?;
+                uploaded = chunk.flip;
+            }
             if let Some(h) = hook.as_deref_mut() {
                 h.before(done, s as u32)?;
             }
@@ -150,8 +162,9 @@ impl Loaded {
                 .checked_add(done)
                 .ok_or_else(|| Error::invalid("the sample index overflows u32"))?;
             let drop = r.dropout.then(|| ChunkDrop::new(cfg, r.seed, sample0));
+            let launches = self.launches(model);
             for op in &self.plan.ops {
-                if let Some(l) = launches.op(op, s, drop, done) {
+                if let Some(l) = launches.op(op, &chunk, drop) {
                     dev.launch(&l.map(|slot| self.slots[&slot]), r.order)
                         .map_err(Error::device)?;
                 }
@@ -160,7 +173,6 @@ impl Loaded {
                 let rows = u32s(&dev.read(self.slots[&Slot::Masks]).map_err(Error::device)?);
                 h.masks(&rows[..s * words])?;
             }
-            done += s as u32;
         }
         Ok(())
     }
@@ -179,7 +191,7 @@ impl Loaded {
 
 /// Uploads the weights, runs every chunk and the finalize, reads the maps and summary sums.
 pub fn run(dev: &mut EmuDevice, model: &Network, r: &EmuRun<'_>) -> Result<HeadOut, String> {
-    let loaded = Loaded::new(dev, model, r)?;
+    let mut loaded = Loaded::new(dev, model, r)?;
     loaded.chunks(dev, model, r, None).map_err(|e| e.message)?;
     let slots = &loaded.slots;
     let launches = loaded.launches(model);
@@ -215,7 +227,7 @@ pub fn run_mc(
     r: &EmuRun<'_>,
     hook: &mut dyn ChunkHook,
 ) -> LsResult<McState> {
-    let loaded = Loaded::new(dev, model, r).map_err(Error::device)?;
+    let mut loaded = Loaded::new(dev, model, r).map_err(Error::device)?;
     loaded.chunks(dev, model, r, Some(hook))?;
     let state = McState {
         n: r.n_samples,
@@ -274,6 +286,7 @@ mod tests {
                 sample0,
                 chunk: 1,
                 dropout: drop.is_some(),
+                flips: 1,
                 order: super::super::Order::Forward,
             })?;
             crate::backend::cuda::one_sample_map(out.mean, prob)
@@ -281,9 +294,6 @@ mod tests {
 
         /// As `CudaEngine`'s: chunks of `chunk` samples, the host folding their masks.
         fn mc(&self, job: McJob<'_>, hook: &mut dyn SampleHook, stats: &mut Stats) -> Result<()> {
-            if job.flips > 1 {
-                return crate::predict::route::mc_by_passes(self, job, hook, stats);
-            }
             let mut dev = self.dev.lock().unwrap_or_else(|e| e.into_inner());
             let r = EmuRun {
                 patch_hu: job.patch_hu,
@@ -292,6 +302,7 @@ mod tests {
                 sample0: 0,
                 chunk: self.chunk,
                 dropout: true,
+                flips: job.flips,
                 order: super::super::Order::Forward,
             };
             crate::backend::cuda::mc_in_chunks(job, hook, stats, |fold| {
@@ -375,12 +386,27 @@ mod tests {
         assert_eq!((s.n_samples, s.needs_review), (3, want.needs_review));
     }
 
+    /// [`CFG_MILD`] with 4 test-time flips.
+    const CFG_MILD_FLIPS: &str = r#"{"channels":[16,32],"patch_size":[8,8,8],"dropout":{"p":0.05,"kind":"element"},"mask_threshold":0.4,"test_time_flips":4}"#;
+
     /// 7 samples in chunks of 3 (two whole chunks and a tail of one): the summary is the CPU
     /// engine's within the self-check's bounds, and the structure measures are those of the
     /// masks of the device's own per-sample maps (one-sample runs, folded on the host).
     #[test]
     fn an_mc_call_in_chunks_matches_the_cpu_and_the_masks_of_its_sample_maps() {
-        let (m, cpu) = open(CFG_MILD, 3);
+        chunked_mc_matches(CFG_MILD);
+    }
+
+    /// The same with test-time flips: the chunks are cut at each flip (samples 0..7 of 4
+    /// flips: 2, 2, 2, 1), the patch uploaded mirrored and the head reading each sample
+    /// mirrored back; the per-sample maps are mirrored on the host around one-sample runs.
+    #[test]
+    fn a_flipping_mc_call_in_chunks_matches_the_cpu_and_the_masks_of_its_sample_maps() {
+        chunked_mc_matches(CFG_MILD_FLIPS);
+    }
+
+    fn chunked_mc_matches(cfg: &str) {
+        let (m, cpu) = open(cfg, 3);
         let t = m.config().mask_threshold;
         let hu = patch();
         let n = 7;

@@ -9,6 +9,9 @@
  *   another): a sample calls a voxel foreground at p >= mask_t.
  *   Optional (`masks` NULL = skip): each sample's foreground mask `p >= mask_t` as a bitset, row s
  *   of the chunk at masks + s * mask_words, voxel v at bit (v % 32) of 32-bit word v / 32.
+ *   `flip` (bit 0 x, bit 1 y, bit 2 z; 0 none) is the chunk's test-time flip: the network saw
+ *   the patch mirrored, so state voxel v (x fastest on an nx × ny × V/(nx·ny) grid) reads the
+ *   samples' output at its mirror image — the maps and masks stay on the patient's grid.
  *   `mask_words` is even (2 * ceil(V / 64)), so consecutive word pairs are the little-endian
  *   u64 words of the host's sample masks and a row is a whole u64 row; every word of a row is
  *   written (the grid's ceil(V / HEAD_THREADS) blocks of HEAD_THREADS / 32 words each cover
@@ -39,6 +42,23 @@ LS_FN float ls_entropy_bits(float p)
     return h;
 }
 
+/* The voxel whose mirror image under `flip` is v, on an nx × ny × V/(nx·ny) grid (x fastest);
+ * a mirror is its own inverse. */
+LS_FN ls_u32 ls_mirror_voxel(ls_u32 v, ls_u32 flip, ls_u32 nx, ls_u32 ny, ls_u32 V)
+{
+    if (!flip)
+        return v;
+    const ls_u32 plane = nx * ny, nz = V / plane;
+    ls_u32 xi = v % nx, yi = (v / nx) % ny, zi = v / plane;
+    if (flip & 1u)
+        xi = nx - 1u - xi;
+    if (flip & 2u)
+        yi = ny - 1u - yi;
+    if (flip & 4u)
+        zi = nz - 1u - zi;
+    return (zi * ny + yi) * nx + xi;
+}
+
 struct LsHeadAccArgs {
     const ls_half *x;
     const float *w;
@@ -53,7 +73,9 @@ struct LsHeadAccArgs {
     float mask_t;
     ls_u32 *masks;
     ls_u32 mask_words;
-    int pad2;
+    ls_u32 flip;
+    ls_u32 nx;
+    ls_u32 ny;
 };
 LS_SIZE(LsHeadAccArgs, HEADACC);
 LS_AT(LsHeadAccArgs, x, HEADACC, x);
@@ -70,6 +92,9 @@ LS_AT(LsHeadAccArgs, n0, HEADACC, n0);
 LS_AT(LsHeadAccArgs, mask_t, HEADACC, mask_t);
 LS_AT(LsHeadAccArgs, masks, HEADACC, masks);
 LS_AT(LsHeadAccArgs, mask_words, HEADACC, mask_words);
+LS_AT(LsHeadAccArgs, flip, HEADACC, flip);
+LS_AT(LsHeadAccArgs, nx, HEADACC, nx);
+LS_AT(LsHeadAccArgs, ny, HEADACC, ny);
 
 struct LsHeadFinArgs {
     const float *mean;
@@ -121,6 +146,7 @@ ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
     __syncthreads();
     const ls_u32 v = blockIdx.x * blockDim.x + threadIdx.x;
     const bool live = v < V;
+    const ls_u32 src = live ? ls_mirror_voxel(v, args.flip, args.nx, args.ny, V) : v;
     float mu = 0.0f, q = 0.0f, sh = 0.0f;
     ls_u32 fg = 0u;
     if (live && n0) {
@@ -132,7 +158,7 @@ ls_head_accumulate(__grid_constant__ const LsHeadAccArgs args)
     for (int s = 0; s < S; ++s) {
         float p = 0.0f;
         if (live) {
-            const ls_u32 *px = (const ls_u32 *)(x + ((ls_u64)s * V + v) * C);
+            const ls_u32 *px = (const ls_u32 *)(x + ((ls_u64)s * V + src) * C);
             float logit = bias;
             for (int c = 0; c < C; c += 2) {
                 ls_u32 pair = px[c / 2];
