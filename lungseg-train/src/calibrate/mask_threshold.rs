@@ -14,7 +14,8 @@
 //!   `EvalConfig::bad_fp_mm3`) than at the model's current flips and threshold, so a lower cut
 //!   cannot buy Dice with false alarms the review flag would then have to catch;
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
-//!   threshold nearest the current one.
+//!   threshold nearest the current one, then to fewer flips (fewer reruns of the shared
+//!   encoder, larger batches on a GPU).
 //!
 //! Validation data only: the calibration scans, never the test split.
 
@@ -180,10 +181,13 @@ pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32
                 (
                     r.test_time_flips != current.test_time_flips,
                     (r.threshold - current.threshold).abs(),
+                    r.test_time_flips,
                 )
             };
             let (ka, kb) = (key(a), key(b));
-            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+            ka.0.cmp(&kb.0)
+                .then(ka.1.total_cmp(&kb.1))
+                .then(ka.2.cmp(&kb.2))
         })
         .map(|r| (r.test_time_flips, r.threshold))
 }

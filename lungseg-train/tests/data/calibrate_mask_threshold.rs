@@ -90,6 +90,13 @@ fn flips_are_chosen_with_the_threshold_under_the_same_rule() {
         flips_row(8, 0.5, 0.711, 0),
     ];
     assert_eq!(choose(&rows, &current), Some((1, 0.45)));
+    // ... fewer flips win a tie at the same threshold, listed in any order ...
+    let rows = [
+        current.clone(),
+        flips_row(8, 0.5, 0.7215, 2),
+        flips_row(4, 0.5, 0.7205, 1),
+    ];
+    assert_eq!(choose(&rows, &current), Some((4, 0.5)));
     // ... and the reference is the current flips' row, not the best of the current threshold.
     let eight = flips_row(8, 0.5, 0.60, 0);
     let rows = [eight.clone(), flips_row(1, 0.5, 0.65, 1)];
