@@ -31,6 +31,9 @@ CHANNELS=${CHANNELS:-8,16,32,64,128}
 # kept the network from fitting (training Dice ~0.5) and cost the MC mean ~0.05 Dice against
 # the dropout-off pass on the calibration scans. Empty: every level.
 DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
+# The loss's soft Dice term: `pooled` over the batch (stages 1–5), or `per-patch` (each patch
+# with foreground counts once, as in the evaluation's mean Dice over nodule patches).
+DICE=${DICE:-pooled}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
 CALIB_SEED=1500  # calibration scans: the review score and threshold are chosen on them
@@ -84,7 +87,8 @@ if ! [ -f "$RUN/train/done" ]; then
   run "$BIN" train --data "$RUN/patches" --out "$RUN/train" --backend tch \
     --channels "$CHANNELS" --dropout 0.2 --dropout-kind channel "${levels[@]}" \
     --epochs "$EPOCHS" --crop "$CROP" --batch-size 4 --lr "$LR" --min-lr 2e-5 --warmup-epochs "$WARMUP" \
-    --patience 0 --checkpoint-every 1 --seed "$SEED" --no-progress "${resume[@]}" "${init[@]}"
+    --patience 0 --checkpoint-every 1 --seed "$SEED" --dice "$DICE" --no-progress "${resume[@]}" \
+    "${init[@]}"
   touch "$RUN/train/done"
 fi
 

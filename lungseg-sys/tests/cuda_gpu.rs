@@ -147,6 +147,52 @@ fn shipped_architecture_matches_cpu_engine() {
     );
 }
 
+/// The shipped architecture with 4 test-time flips, through the backend as device software
+/// opens it: the chunks cut at each flip, the patch uploaded mirrored, the head reading each
+/// sample mirrored back. The CPU engine's MC mean within the self-check's bounds.
+#[test]
+fn flipping_model_matches_cpu_engine_through_the_backend() {
+    let Some(_) = gpu() else { return };
+    let cfg = r#"{"channels":[8,16,32,64,128],"dropout":{"p":0.2,"kind":"channel","levels":[2,3,4]},"test_time_flips":4}"#;
+    let bytes = synth_model_bytes(cfg);
+    let cpu = lungseg::model::Model::from_bytes(&bytes).unwrap();
+    let opts = lungseg::model::ModelOptions {
+        device: lungseg::model::Device::Cuda,
+        ..Default::default()
+    };
+    let gpu_model = lungseg::model::Model::from_bytes_with(&bytes, &opts).unwrap();
+    assert_eq!(gpu_model.device().device, lungseg::model::Device::Cuda);
+    let dir = std::env::var("LUNGSEG_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into());
+    let input: Vec<f32> = std::fs::read(format!("{dir}/default.input.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let mean_of = |m: &lungseg::model::Model| {
+        let mut mean = vec![0f32; input.len()];
+        let o = lungseg::mc::McOptions {
+            n_samples: 20,
+            seed: 5,
+            threads: 0,
+            review_threshold: None,
+            review_score: None,
+        };
+        let maps = lungseg::mc::UncertaintyMaps {
+            mean: Some(&mut mean),
+            ..Default::default()
+        };
+        let s = lungseg::mc::predict_uncertainty(m, &input, &o, maps).unwrap();
+        (mean, s.needs_review)
+    };
+    let (got, got_review) = mean_of(&gpu_model);
+    let (want, want_review) = mean_of(&cpu);
+    let max = max_abs_diff(&got, &want);
+    eprintln!("4 flips: probability max abs {max:.2e}");
+    assert!(max <= 1e-2, "max {max}");
+    assert_eq!(got_review, want_review);
+}
+
 fn network_matches_cpu_engine(cfg: &str) {
     let Some(_) = gpu() else { return };
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();

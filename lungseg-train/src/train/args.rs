@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use super::augment::AugmentConfig;
+use super::loss::DiceLoss;
 use super::{train, Backend, DeviceSpec, TrainOptions};
 use crate::model::{DropoutKind, UNetConfig};
 
@@ -111,6 +112,10 @@ pub struct TrainArgs {
     /// No progress bars (per-epoch lines are still printed).
     #[arg(long)]
     pub no_progress: bool,
+    /// The soft Dice term of the loss: `pooled` over the batch, or `per-patch` (the mean over
+    /// the patches with foreground, so a small nodule weighs as much as a mass).
+    #[arg(long, value_enum, default_value_t = DiceLoss::Pooled)]
+    pub dice: DiceLoss,
 }
 
 impl TrainArgs {
@@ -160,6 +165,7 @@ impl TrainArgs {
             devices: self.devices,
             prefetch: self.prefetch,
             progress: !self.no_progress,
+            dice: self.dice,
         })
     }
 

@@ -32,7 +32,7 @@ use crate::metrics::Confusion;
 use crate::model::{UNet, UNetConfig};
 use augment::{augment, augmented_shape, AugmentConfig};
 use checkpoint::TrainState;
-use loss::dice_bce;
+use loss::{dice_bce, DiceLoss};
 use metrics::{EpochMetrics, MetricsLog};
 use parallel::{DataParallel, ShardOutput};
 use rng::Rng;
@@ -91,6 +91,10 @@ pub struct TrainOptions {
     pub prefetch: usize,
     /// Draw progress bars (they also hide themselves when stderr is not a terminal).
     pub progress: bool,
+    /// The loss's soft Dice term: pooled over the batch or per patch ([`DiceLoss`]). The
+    /// validation loss is always the pooled one, so runs stay comparable.
+    #[serde(default)]
+    pub dice: DiceLoss,
 }
 
 impl Default for TrainOptions {
@@ -118,6 +122,7 @@ impl Default for TrainOptions {
             devices: 1,
             prefetch: 2,
             progress: true,
+            dice: DiceLoss::Pooled,
         }
     }
 }
@@ -470,8 +475,9 @@ fn train_step(
     lr: f64,
     ad: &Device,
     sums: &mut EpochTrain,
+    dice: DiceLoss,
 ) -> Result<UNet> {
-    let mut out = parallel::forward_backward(&model, ad, batch, 1.0, None)?;
+    let mut out = parallel::forward_backward(&model, ad, batch, 1.0, None, dice)?;
     let grads = std::mem::take(&mut out.grads);
     sums.add(batch, std::slice::from_ref(&out));
     Ok(optim.step(lr, model, grads))
@@ -552,7 +558,15 @@ fn train_epoch(
                 opts.min_lr,
             );
             model = match run.dp {
-                None => train_step(model, optim, &batch, sums.lr, run.ad, &mut sums)?,
+                None => train_step(
+                    model,
+                    optim,
+                    &batch,
+                    sums.lr,
+                    run.ad,
+                    &mut sums,
+                    run.opts.dice,
+                )?,
                 Some(dp) => train_step_parallel(
                     model,
                     optim,
@@ -618,9 +632,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
                 devices.len()
             );
         }
-        Some(DataParallel::new(
-            devices.iter().map(|d| d.clone().autodiff()).collect(),
-        )?)
+        Some(
+            DataParallel::new(devices.iter().map(|d| d.clone().autodiff()).collect())?
+                .with_dice(opts.dice),
+        )
     } else {
         None
     };

@@ -28,7 +28,7 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 
-use super::loss::dice_bce;
+use super::loss::{dice_bce_with, DiceLoss};
 use super::Batch;
 use crate::model::UNet;
 
@@ -56,8 +56,16 @@ pub fn shard_step(
     shard: &Batch,
     weight: f64,
     seed: Option<u64>,
+    dice: DiceLoss,
 ) -> Result<ShardOutput> {
-    forward_backward(&model.clone().fork(device), device, shard, weight, seed)
+    forward_backward(
+        &model.clone().fork(device),
+        device,
+        shard,
+        weight,
+        seed,
+        dice,
+    )
 }
 
 /// [`shard_step`] without the fork: `model` must live on `device` already. The single-device
@@ -68,6 +76,7 @@ pub fn forward_backward(
     shard: &Batch,
     weight: f64,
     seed: Option<u64>,
+    dice: DiceLoss,
 ) -> Result<ShardOutput> {
     let (x, y) = shard.tensors(device);
     let (logits, loss) = {
@@ -76,7 +85,7 @@ pub fn forward_backward(
             device.seed(s);
         }
         let logits = model.forward(x);
-        let loss = dice_bce(logits.clone(), y);
+        let loss = dice_bce_with(logits.clone(), y, dice);
         (logits, loss)
     };
     let grads =
@@ -114,6 +123,7 @@ struct Job {
     shard: Batch,
     weight: f64,
     seed: u64,
+    dice: DiceLoss,
 }
 
 type Reply = (usize, std::result::Result<ShardOutput, String>);
@@ -121,6 +131,8 @@ type Reply = (usize, std::result::Result<ShardOutput, String>);
 /// One persistent worker thread per device.
 pub struct DataParallel {
     devices: Vec<Device>,
+    /// The loss's Dice term on every shard ([`DataParallel::with_dice`]; pooled by default).
+    dice: DiceLoss,
     senders: Vec<Sender<Job>>,
     replies: Receiver<Reply>,
     threads: Vec<JoinHandle<()>>,
@@ -142,7 +154,14 @@ impl DataParallel {
                 .spawn(move || {
                     for job in rx {
                         let out = catch_unwind(AssertUnwindSafe(|| {
-                            shard_step(&job.model, &device, &job.shard, job.weight, Some(job.seed))
+                            shard_step(
+                                &job.model,
+                                &device,
+                                &job.shard,
+                                job.weight,
+                                Some(job.seed),
+                                job.dice,
+                            )
                         }));
                         let out = match out {
                             Ok(Ok(o)) => Ok(o),
@@ -160,10 +179,18 @@ impl DataParallel {
         }
         Ok(DataParallel {
             devices,
+            dice: DiceLoss::default(),
             senders,
             replies,
             threads,
         })
+    }
+
+    /// Shards compute their loss with `dice` (each shard's own per-patch mean for
+    /// [`DiceLoss::PerPatch`], weighted by its share of the batch).
+    pub fn with_dice(mut self, dice: DiceLoss) -> Self {
+        self.dice = dice;
+        self
     }
 
     /// Forward and backward of `batch` split over the devices (shard `i` seeded by `seed(i)`);
@@ -183,6 +210,7 @@ impl DataParallel {
                 shard: batch.slice(start, start + size),
                 weight: size as f64 / n as f64,
                 seed: seed(i),
+                dice: self.dice,
             };
             start += size;
             self.senders[i]

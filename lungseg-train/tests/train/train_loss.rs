@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use lungseg_train::metrics::Confusion;
 use lungseg_train::train::learning_rate;
-use lungseg_train::train::loss::dice_bce;
+use lungseg_train::train::loss::{dice_bce, dice_bce_with, DiceLoss};
 
 fn t5(v: &[f32]) -> Tensor<5> {
     Tensor::from_data(
@@ -28,6 +28,55 @@ fn dice_bce_matches_hand_computed_values() {
     close(loss.bce, bce);
     close(loss.dice, dice);
     close(loss.total, bce + dice);
+}
+
+/// `b` patches of 1×1×2×2 voxels.
+fn batch(v: &[f32], b: usize) -> Tensor<5> {
+    Tensor::from_data(
+        TensorData::new(v.to_vec(), [b, 1, 1, 2, 2]),
+        &Device::flex(),
+    )
+}
+
+fn dice_term(logits: &[f32], target: &[f32], b: usize, kind: DiceLoss) -> f64 {
+    let l = dice_bce_with(batch(logits, b), batch(target, b), kind);
+    f64::from(l.dice.into_scalar::<f32>())
+}
+
+#[test]
+fn per_patch_dice_averages_the_patches_with_foreground() {
+    let ln3 = 3f32.ln();
+    // Patch A: σ = 0.5, 0.75, 0.25, 0.5 against 1, 1, 0, 0: soft Dice (2·1.25 + 1) / (4 + 1) = 0.7.
+    let a = ([0.0, ln3, -ln3, 0.0], [1.0, 1.0, 0.0, 0.0]);
+    // Patch B: σ = 0.5 everywhere, empty target.
+    let b = ([0.0; 4], [0.0; 4]);
+    // Patch C: σ = 0.5 everywhere against one voxel: (2·0.5 + 1) / (2 + 1 + 1) = 0.5.
+    let c = ([0.0; 4], [1.0, 0.0, 0.0, 0.0]);
+    let cat = |ps: &[([f32; 4], [f32; 4])]| {
+        let l: Vec<f32> = ps.iter().flat_map(|p| p.0).collect();
+        let t: Vec<f32> = ps.iter().flat_map(|p| p.1).collect();
+        (l, t)
+    };
+    let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    // The empty patch does not count per patch; pooled, its probabilities join the
+    // denominator: (2·1.25 + 1) / (2 + 2 + 2 + 1) = 0.5.
+    let (l, t) = cat(&[a, b]);
+    close(dice_term(&l, &t, 2, DiceLoss::PerPatch), 1.0 - 0.7);
+    close(dice_term(&l, &t, 2, DiceLoss::Pooled), 1.0 - 0.5);
+    // Two lesions count once each: mean of 0.3 and 0.5; pooled they are one ratio,
+    // (2·1.75 + 1) / (6 + 3 + 1) = 0.45.
+    let (l, t) = cat(&[a, b, c]);
+    close(dice_term(&l, &t, 3, DiceLoss::PerPatch), (0.3 + 0.5) / 2.0);
+    close(dice_term(&l, &t, 3, DiceLoss::Pooled), 1.0 - 0.45);
+    // No foreground in the batch: no Dice term (BCE alone), not a division by zero.
+    let (l, t) = cat(&[b, b]);
+    close(dice_term(&l, &t, 2, DiceLoss::PerPatch), 0.0);
+    // One patch: both forms are the same ratio.
+    let (l, t) = cat(&[a]);
+    close(
+        dice_term(&l, &t, 1, DiceLoss::PerPatch),
+        dice_term(&l, &t, 1, DiceLoss::Pooled),
+    );
 }
 
 #[test]
