@@ -147,6 +147,18 @@ fn shipped_architecture_matches_cpu_engine() {
     );
 }
 
+/// The 64³ fixture patch. The GPU machine has a copy of the fixtures in $LUNGSEG_FIXTURES
+/// (scripts/gpu-check.sh).
+fn default_input() -> Vec<f32> {
+    let dir = std::env::var("LUNGSEG_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into());
+    std::fs::read(format!("{dir}/default.input.f32"))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 /// The shipped architecture with 4 test-time flips, through the backend as device software
 /// opens it: the chunks cut at each flip, the patch uploaded mirrored, the head reading each
 /// sample mirrored back. The CPU engine's MC mean within the self-check's bounds.
@@ -162,13 +174,7 @@ fn flipping_model_matches_cpu_engine_through_the_backend() {
     };
     let gpu_model = lungseg::model::Model::from_bytes_with(&bytes, &opts).unwrap();
     assert_eq!(gpu_model.device().device, lungseg::model::Device::Cuda);
-    let dir = std::env::var("LUNGSEG_FIXTURES")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into());
-    let input: Vec<f32> = std::fs::read(format!("{dir}/default.input.f32"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let input = default_input();
     let mean_of = |m: &lungseg::model::Model| {
         let mut mean = vec![0f32; input.len()];
         let o = lungseg::mc::McOptions {
@@ -196,14 +202,7 @@ fn flipping_model_matches_cpu_engine_through_the_backend() {
 fn network_matches_cpu_engine(cfg: &str) {
     let Some(_) = gpu() else { return };
     let m = lungseg::model::Model::from_bytes(&synth_model_bytes(cfg)).unwrap();
-    // The GPU machine has a copy of the fixtures in $LUNGSEG_FIXTURES (scripts/gpu-check.sh).
-    let dir = std::env::var("LUNGSEG_FIXTURES")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures").into());
-    let input: Vec<f32> = std::fs::read(format!("{dir}/default.input.f32"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let input = default_input();
     let eng = CudaEngine::new(&m, 0).unwrap();
     eprintln!("device {}, chunk {}", eng.device_name, eng.chunk());
     let n_samples = 6;
