@@ -98,6 +98,13 @@ int main(int argc, char **argv) {
            info.patch_size[0], info.patch_size[1], info.patch_size[2], info.spacing_mm[0],
            info.levels, (unsigned long)info.parameter_count, info.dropout_p, info.review_threshold);
     printf("device: %s\n", info.device_name);
+    {
+        uint32_t flips = 0;
+        st = lungseg_model_get_test_time_flips(model, &flips);
+        if (st != LUNGSEG_OK) return fail("lungseg_model_get_test_time_flips", st);
+        printf("MC samples: each sees one of %u mirrored orientations of the patch\n",
+               (unsigned)flips);
+    }
     voxels = (size_t)info.patch_size[0] * info.patch_size[1] * info.patch_size[2];
 
     st = lungseg_volume_open(argv[1], &vol);
