@@ -103,9 +103,13 @@ if ! [ -f "$MODEL" ]; then
   # No `calibrate-probability`: fitted on these scans' ROI, temperature or Platt scaling lowers
   # the ROI ECE but lifts the whole-patch ECE many-fold (docs/prepare-evaluate.md).
   # The mask threshold and the test-time flips first: the structure-wise review scores are
-  # computed on sample masks cut at it, from samples the flips shape.
+  # computed on sample masks cut at it, from samples the flips shape. MAX_BAD_NEGATIVES bounds
+  # the bad negative patches the choice may allow (e.g. the shipped model's count on these
+  # scans, for a candidate meant to replace it); unset: the fresh export's own count.
+  bound=()
+  [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
   run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
-    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips 1,2,4,8 --write
+    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips 1,2,4,8 "${bound[@]}" --write
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"

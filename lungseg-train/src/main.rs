@@ -218,6 +218,10 @@ struct CalibrateMaskThresholdArgs {
     /// the model's own is always judged (default: only it).
     #[arg(long, value_delimiter = ',')]
     test_time_flips: Vec<u32>,
+    /// Allow at most this many bad negative patches (default: as many as at the model's
+    /// current setting), e.g. the shipped model's count when this model is to replace it.
+    #[arg(long)]
+    max_bad_negatives: Option<usize>,
     /// Write the chosen threshold and flips (and the table, under provenance) into the model
     /// file.
     #[arg(long)]
@@ -357,6 +361,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         seed: a.on.seed,
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
         flips: a.test_time_flips.clone(),
+        max_bad_negatives: a.max_bad_negatives,
         ..Default::default()
     };
     let pb = a.on.progress()?;

@@ -12,7 +12,9 @@
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
 //! - constraint: no more bad negative patches (false-positive volume above
 //!   `EvalConfig::bad_fp_mm3`) than at the model's current flips and threshold, so a lower cut
-//!   cannot buy Dice with false alarms the review flag would then have to catch;
+//!   cannot buy Dice with false alarms the review flag would then have to catch — or, with
+//!   `max_bad_negatives`, than that number (e.g. the shipped model's count, when the model is
+//!   a candidate to replace it: its own current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
 //!   threshold nearest the current one, then to fewer flips (fewer reruns of the shared
 //!   encoder, larger batches on a GPU).
@@ -53,6 +55,9 @@ pub struct MaskThresholdOptions {
     /// Candidate `test_time_flips` (1, 2, 4, 8); the model's own is always judged, so empty
     /// keeps it.
     pub flips: Vec<u32>,
+    /// The constraint's bound on bad negatives; `None`: the count at the model's current
+    /// setting.
+    pub max_bad_negatives: Option<usize>,
     /// Bad-patch definition (`bad_fp_mm3`); its `fg_threshold` is ignored.
     pub eval: EvalConfig,
 }
@@ -65,6 +70,7 @@ impl Default for MaskThresholdOptions {
             seed: 0,
             candidates: default_candidates(),
             flips: Vec::new(),
+            max_bad_negatives: None,
             eval: EvalConfig::default(),
         }
     }
@@ -165,10 +171,17 @@ impl Tally {
 /// flips and threshold (the constraint's reference). The chosen (flips, threshold); `None`
 /// when no row satisfies the constraint.
 pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32)> {
-    let allowed: Vec<&ThresholdRow> = rows
-        .iter()
-        .filter(|r| r.bad_negatives <= current.bad_negatives)
-        .collect();
+    choose_within(rows, current, current.bad_negatives)
+}
+
+/// [`choose`] with the constraint `bad_negatives ≤ max_bad` instead of the current row's
+/// count (`current` still breaks ties).
+pub fn choose_within(
+    rows: &[ThresholdRow],
+    current: &ThresholdRow,
+    max_bad: usize,
+) -> Option<(u32, f32)> {
+    let allowed: Vec<&ThresholdRow> = rows.iter().filter(|r| r.bad_negatives <= max_bad).collect();
     let best = allowed
         .iter()
         .map(|r| r.mean_dice)
@@ -249,8 +262,11 @@ pub fn choose_mask_threshold(
         .iter()
         .find(|r| r.threshold == previous && r.test_time_flips == previous_flips)
         .expect("the current setting is a candidate");
-    let (chosen_flips, chosen) =
-        choose(&rows, current).expect("the current setting satisfies the constraint");
+    let (chosen_flips, chosen) = match opts.max_bad_negatives {
+        None => choose(&rows, current).expect("the current setting satisfies the constraint"),
+        Some(max) => choose_within(&rows, current, max)
+            .with_context(|| format!("no candidate has at most {max} bad negative patches"))?,
+    };
     Ok(MaskThresholdChoice {
         previous,
         chosen,

@@ -5,8 +5,8 @@
 use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
-    choose, choose_mask_threshold, write_mask_threshold, MaskThresholdOptions, ThresholdRow,
-    PROVENANCE_KEY,
+    choose, choose_mask_threshold, choose_within, write_mask_threshold, MaskThresholdOptions,
+    ThresholdRow, PROVENANCE_KEY,
 };
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
@@ -101,6 +101,22 @@ fn flips_are_chosen_with_the_threshold_under_the_same_rule() {
     let eight = flips_row(8, 0.5, 0.60, 0);
     let rows = [eight.clone(), flips_row(1, 0.5, 0.65, 1)];
     assert_eq!(choose(&rows, &eight), Some((8, 0.5)));
+}
+
+/// A bound on bad negatives other than the current row's: rows above it are out, the current
+/// row included, and the rest is the same rule.
+#[test]
+fn a_given_bad_negative_bound_replaces_the_current_rows() {
+    let current = flips_row(1, 0.5, 0.736, 13);
+    let rows = [
+        current.clone(),
+        flips_row(8, 0.45, 0.759, 7),
+        flips_row(8, 0.8, 0.721, 4),
+        flips_row(4, 0.9, 0.691, 4),
+    ];
+    assert_eq!(choose(&rows, &current), Some((8, 0.45)));
+    assert_eq!(choose_within(&rows, &current, 4), Some((8, 0.8)));
+    assert_eq!(choose_within(&rows, &current, 3), None);
 }
 
 /// Dice of `mean >= t` against `gt` (1 when both are empty) and the predicted voxels.
