@@ -2,7 +2,7 @@
 //! dropout-off baseline), streamed into [`EvalAccumulator`].
 
 use anyhow::{ensure, Context, Result};
-use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
+use lungseg::mc::{self, Flip, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::{Model, ReviewScore};
 
 use crate::dataset::{Patch, PatchDataset, PatchRecord};
@@ -44,11 +44,12 @@ pub struct Maps {
     pub variance: Vec<f32>,
     pub entropy: Vec<f32>,
     pub mutual_info: Vec<f32>,
-    /// The dropout-off probability (deterministic baseline).
+    /// The dropout-off probability under the model's test-time flips (deterministic
+    /// baseline, [`deterministic`]).
     pub det: Vec<f32>,
 }
 
-/// MC dropout on one patch with its reproducible seed, and the deterministic pass.
+/// MC dropout on one patch with its reproducible seed, and the deterministic baseline.
 pub fn run_patch(
     model: &Model,
     rec: &PatchRecord,
@@ -83,13 +84,41 @@ pub fn run_patch(
         },
     )
     .with_context(|| format!("patch {}", rec.id))?;
-    mc::predict(model, &patch.hu, &mut m.det, 0).with_context(|| format!("patch {}", rec.id))?;
+    deterministic(model, &patch.hu, &mut m.det).with_context(|| format!("patch {}", rec.id))?;
     Ok((s, m))
 }
 
+/// The deterministic baseline of MC dropout: the model's inference with dropout off and
+/// everything else as the MC call does it, i.e. the mean of the dropout-off probabilities of
+/// the patch under each of the model's test-time flips, mirrored back (the plain pass when
+/// `test_time_flips` is 1). Without the flips the comparison would credit MC dropout with
+/// what the test-time augmentation does.
+pub fn deterministic(model: &Model, hu: &[f32], out: &mut [f32]) -> Result<()> {
+    let cfg = model.config();
+    let flips = cfg.test_time_flips;
+    if flips <= 1 {
+        return Ok(mc::predict(model, hu, out, 0)?);
+    }
+    let n = hu.len();
+    let (mut input, mut prob, mut back) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    out.fill(0.0);
+    for f in 0..flips {
+        let flip = Flip::of_sample(f, flips, flips);
+        flip.apply(cfg.patch_size, hu, &mut input);
+        mc::predict(model, &input, &mut prob, 0)?;
+        flip.apply(cfg.patch_size, &prob, &mut back);
+        for (o, b) in out.iter_mut().zip(&back) {
+            *o += b;
+        }
+    }
+    let scale = 1.0 / flips as f32;
+    out.iter_mut().for_each(|o| *o *= scale);
+    Ok(())
+}
+
 /// Candidate review scores of one patch: every score the engine can flag by (under its
-/// model-file name), and the deterministic baselines: the mean entropy over the dropout-off
-/// foreground (`p ≥ fg_threshold`, the model's mask threshold) and the volume disagreement of
+/// model-file name), and the deterministic baselines ([`deterministic`]): the mean entropy
+/// over the dropout-off foreground (`p ≥ fg_threshold`, the model's mask threshold) and the volume disagreement of
 /// the dropout-off probability.
 pub fn candidate_scores(
     s: &PatchSummary,

@@ -342,7 +342,7 @@ fn review_scores_section(s: &mut String, r: &Report) {
         "\n## Review scores as detectors of bad patches\n\nEach candidate patch score, referring the \
          top {:.0} % of patches by score. Engine scores under their model-file names (MC dropout; the \
          `*_disagreement` and `volume_cv` ones structure-wise, Roy et al. 2019); `det_*`: the deterministic \
-         baseline (summaries of the dropout-off probability), which MC dropout must beat to be worth its \
+         baseline (summaries of the dropout-off probability, under the model's test-time flips), which MC dropout must beat to be worth its \
          cost. AUROC: a bad patch scores above a good one.\n\n| score | AUROC | bad caught [CI] |\n|---|---|---|",
         first.budget * 100.0
     );

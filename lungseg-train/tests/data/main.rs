@@ -5,6 +5,7 @@ mod common;
 
 mod calibrate_mask_threshold;
 mod calibrate_probability;
+mod evaluate_baseline;
 mod evaluate_calibrate;
 mod metrics_accumulate;
 mod metrics_bootstrap;
