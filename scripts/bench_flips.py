@@ -76,7 +76,7 @@ def main() -> None:
     med = {k: {key: statistics.median(x[key] for x in rows[k])
                for key in ("mc_s", "mc_cpu_s", "peak_rss_mib")} for k in FLIPS}
     base = med[FLIPS[0]]
-    print(f"kernel {rows[1][0]['kernel']}, threads {a.threads}, {a.rounds} rounds × {a.runs} runs")
+    print(f"kernel {rows[FLIPS[0]][0]['kernel']}, threads {a.threads}, {a.rounds} rounds × {a.runs} runs")
     print("| test-time flips | MC-20 wall | MC-20 CPU time | ratio to no flips (CPU; wall) | peak RSS |")
     print("|---|---|---|---|---|")
     for k in FLIPS:

@@ -118,8 +118,8 @@ pub fn deterministic(model: &Model, hu: &[f32], out: &mut [f32]) -> Result<()> {
 
 /// Candidate review scores of one patch: every score the engine can flag by (under its
 /// model-file name), and the deterministic baselines ([`deterministic`]): the mean entropy
-/// over the dropout-off foreground (`p ≥ fg_threshold`, the model's mask threshold) and the volume disagreement of
-/// the dropout-off probability.
+/// over the dropout-off foreground (`p ≥ fg_threshold`, the model's mask threshold) and the
+/// volume disagreement of the dropout-off probability.
 pub fn candidate_scores(
     s: &PatchSummary,
     det: &[f32],
