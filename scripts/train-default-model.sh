@@ -32,7 +32,9 @@ CHANNELS=${CHANNELS:-8,16,32,64,128}
 # the dropout-off pass on the calibration scans. Empty: every level.
 DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
 # The loss's soft Dice term: `pooled` over the batch (stages 1–5), or `per-patch` (each patch
-# with foreground counts once, as in the evaluation's mean Dice over nodule patches).
+# with foreground counts once, as in the evaluation's mean Dice over nodule patches), or
+# `per-patch-fp` (per-patch, and each patch without foreground charged for its soft predicted
+# volume, so blobs on negative patches cost as much as misses; `train::loss::DiceLoss`).
 DICE=${DICE:-pooled}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout

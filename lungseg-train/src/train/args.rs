@@ -113,7 +113,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_progress: bool,
     /// The soft Dice term of the loss: `pooled` over the batch, or `per-patch` (the mean over
-    /// the patches with foreground, so a small nodule weighs as much as a mass).
+    /// the patches with foreground, so a small nodule weighs as much as a mass), or
+    /// `per-patch-fp` (per-patch, and patches without foreground charged for their soft
+    /// predicted volume).
     #[arg(long, value_enum, default_value_t = DiceLoss::Pooled)]
     pub dice: DiceLoss,
 }

@@ -91,8 +91,9 @@ pub struct TrainOptions {
     pub prefetch: usize,
     /// Draw progress bars (they also hide themselves when stderr is not a terminal).
     pub progress: bool,
-    /// The loss's soft Dice term: pooled over the batch or per patch ([`DiceLoss`]). The
-    /// validation loss is always the pooled one, so runs stay comparable.
+    /// The loss's soft Dice term: pooled over the batch, per patch, or per patch with negative
+    /// patches charged for their predicted volume ([`DiceLoss`]). The validation loss is
+    /// always the pooled one, so runs stay comparable.
     #[serde(default)]
     pub dice: DiceLoss,
 }

@@ -128,3 +128,47 @@ fn schedule_warms_up_then_decays_by_cosine() {
     assert!((lr(110) - 1e-5).abs() < 1e-12);
     assert!((1..110).all(|s| s <= 10 || lr(s) <= lr(s - 1)));
 }
+
+#[test]
+fn per_patch_fp_charges_the_blob_on_a_negative_patch() {
+    use lungseg_train::train::loss::NEGATIVE_FP_SCALE_VOXELS as V0;
+    let ln3 = 3f32.ln();
+    // Patch A: soft Dice 0.7 as above, so 1 − 0.7 = 0.3.
+    let a = ([0.0, ln3, -ln3, 0.0], [1.0, 1.0, 0.0, 0.0]);
+    // Patch B: σ = 0.5 everywhere, empty target: S = 2.
+    let b = ([0.0; 4], [0.0; 4]);
+    // Patch E: σ = 0.75 everywhere, empty target: a larger blob, S = 3.
+    let e = ([ln3; 4], [0.0; 4]);
+    let cat = |ps: &[([f32; 4], [f32; 4])]| {
+        let l: Vec<f32> = ps.iter().flat_map(|p| p.0).collect();
+        let t: Vec<f32> = ps.iter().flat_map(|p| p.1).collect();
+        (l, t)
+    };
+    let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    let (l, t) = cat(&[a, b]);
+    close(
+        dice_term(&l, &t, 2, DiceLoss::PerPatchFp),
+        (0.3 + 2.0 / (2.0 + V0)) / 2.0,
+    );
+    // The larger blob costs more; the per-patch Dice does not see either.
+    let (l2, t2) = cat(&[a, e]);
+    close(
+        dice_term(&l2, &t2, 2, DiceLoss::PerPatchFp),
+        (0.3 + 3.0 / (3.0 + V0)) / 2.0,
+    );
+    close(dice_term(&l2, &t2, 2, DiceLoss::PerPatch), 0.3);
+    // A blob of V₀ voxels costs its patch what a nodule at soft Dice 0.5 costs.
+    assert!((V0 - std::f64::consts::PI / 6.0 * 27.0).abs() < 1e-12);
+    // Only negatives: the mean of their fractions.
+    let (l3, t3) = cat(&[b, e]);
+    close(
+        dice_term(&l3, &t3, 2, DiceLoss::PerPatchFp),
+        (2.0 / (2.0 + V0) + 3.0 / (3.0 + V0)) / 2.0,
+    );
+    // Only positives: the per-patch Dice.
+    let (l4, t4) = cat(&[a, a]);
+    close(
+        dice_term(&l4, &t4, 2, DiceLoss::PerPatchFp),
+        dice_term(&l4, &t4, 2, DiceLoss::PerPatch),
+    );
+}
