@@ -4,7 +4,7 @@
 # f16 export -> review score and threshold chosen on calibration scans prepared like the test
 # scans -> evaluation on scans of a fresh seed that nothing was chosen on.
 #
-#   [INIT=model.safetensors] scripts/train-default-model.sh [run dir, default runs/default-model]
+#   [INIT=model.safetensors] [BASELINE=model.safetensors] scripts/train-default-model.sh [run dir, default runs/default-model]
 #
 # INIT fine-tunes an exported model of the same network (`train --init`) instead of starting
 # from a random initialisation; the exported file records the chain (provenance "init" and
@@ -34,7 +34,7 @@ DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
 # The loss's soft Dice term: `pooled` over the batch (stages 1–5), or `per-patch` (each patch
 # with foreground counts once, as in the evaluation's mean Dice over nodule patches), or
 # `per-patch-fp` (per-patch, and each patch without foreground charged for its soft predicted
-# volume, so blobs on negative patches cost as much as misses; `train::loss::DiceLoss`).
+# volume, so a blob on a negative patch costs up to what a miss costs; `train::loss::DiceLoss`).
 DICE=${DICE:-pooled}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
@@ -115,6 +115,22 @@ if ! [ -f "$MODEL" ]; then
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"
+fi
+
+# BASELINE=<the shipped model> makes replacing it a mechanical rule: both models are evaluated
+# on the calibration scans and the candidate goes on only if its paired mean-Dice gain over
+# the baseline there has a by-scan 95 % interval above 0 (`compare-reports --require-gain`;
+# a gain of one or two hundredths on ~60 nodules is within the noise, docs/training.md).
+if [ -n "${BASELINE:-}" ] && ! [ -f "$RUN/compare-calib.txt" ]; then
+  for who in candidate baseline; do
+    model=$MODEL
+    [ "$who" = baseline ] && model=$BASELINE
+    [ -f "$RUN/calib-$who/report.json" ] || run "$BIN" evaluate --model "$model" \
+      --data "$RUN/patches-calib" --split val --samples 20 --seed "$CALIB_SEED" --out "$RUN/calib-$who"
+  done
+  run "$BIN" compare-reports --candidate "$RUN/calib-candidate" --baseline "$RUN/calib-baseline" \
+    --require-gain | tee "$RUN/compare-calib.txt.tmp"
+  mv "$RUN/compare-calib.txt.tmp" "$RUN/compare-calib.txt"
 fi
 
 # TEST=0 stops here, so that candidate models are compared on the calibration scans before

@@ -56,6 +56,9 @@ enum Command {
     CalibrateMaskThreshold(CalibrateMaskThresholdArgs),
     /// Evaluate a model on a split: report.json, report.md, figures, .mhd volumes.
     Evaluate(EvaluateArgs),
+    /// Compare a candidate's evaluation report with a baseline's on the same patches: the
+    /// paired Dice difference with its by-scan bootstrap interval.
+    CompareReports(lungseg_train::report::compare::CompareArgs),
     /// Predict at candidate points of one scan (MetaImage or NIfTI): predictions.json with each
     /// point's summary and review flag, maps around each point, maps on the scan's grid.
     Predict(lungseg_train::predict::PredictArgs),
@@ -577,6 +580,7 @@ fn main() -> ExitCode {
         Command::CalibrateProbability(a) => run_calibrate_probability(a),
         Command::CalibrateMaskThreshold(a) => run_calibrate_mask_threshold(a),
         Command::Evaluate(a) => run_evaluate(a),
+        Command::CompareReports(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),

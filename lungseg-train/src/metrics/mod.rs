@@ -15,6 +15,7 @@ pub mod bootstrap;
 pub mod calibration;
 pub mod morphology;
 pub mod overlap;
+pub mod paired;
 pub mod referral;
 pub mod review_scores;
 pub mod uncertainty;
@@ -26,6 +27,7 @@ pub use accumulate::{
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
+pub use paired::{paired_dice, PairedDice};
 pub use referral::{
     referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
     ReviewConfusion,

@@ -1,6 +1,7 @@
 //! The evaluation report: `report.json` (machine-readable, every number), `report.md`
 //! (radiologist- and engineer-facing, with definitions) and PNG figures.
 
+pub mod compare;
 pub mod figures;
 pub mod json;
 pub mod markdown;

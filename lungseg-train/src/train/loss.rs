@@ -31,7 +31,8 @@ pub enum DiceLoss {
     /// The mean over every patch of the batch: `1 − softDice` on a patch with foreground, as
     /// [`DiceLoss::PerPatch`], and the soft false-positive fraction `S / (S + V₀)` on a patch
     /// without (`S` = Σσ, `V₀` = [`NEGATIVE_FP_SCALE_VOXELS`]), so that a blob on a negative
-    /// patch costs as much as a missed nodule, which the per-patch Dice alone never charges.
+    /// patch costs up to what a missed nodule costs, which the per-patch Dice never charges.
+    /// Trades missed small nodules for the fewer blobs (docs/training.md, stage 8).
     PerPatchFp,
 }
 

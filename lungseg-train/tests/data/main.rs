@@ -11,6 +11,7 @@ mod metrics_accumulate;
 mod metrics_bootstrap;
 mod metrics_calibration;
 mod metrics_overlap;
+mod metrics_paired;
 mod metrics_referral;
 mod metrics_report;
 mod metrics_uncertainty;

@@ -294,3 +294,45 @@ fn bad_figure_inputs_give_clear_errors() {
     };
     assert!(figures::sample_panel(Path::new("/tmp/never.png"), &input).is_err());
 }
+
+#[test]
+fn compare_reports_reads_two_reports_and_requires_a_gain() {
+    use lungseg_train::report::compare::{read_report, CompareArgs};
+    let dir = out_dir("compare");
+    let base = report(metrics());
+    let mut better = base.clone();
+    for p in better.metrics.patches.iter_mut().filter(|p| p.nodule) {
+        p.overlap.dice = (p.overlap.dice + 0.1).min(1.0);
+    }
+    let (b_dir, c_dir) = (dir.join("baseline"), dir.join("candidate"));
+    for (d, r) in [(&b_dir, &base), (&c_dir, &better)] {
+        std::fs::create_dir_all(d).unwrap();
+        write_json(r, &d.join("report.json")).unwrap();
+    }
+    // A folder or its report.json, read back as written (to the JSON's float precision).
+    for (path, want) in [(b_dir.clone(), &base), (c_dir.join("report.json"), &better)] {
+        let got = read_report(&path).unwrap();
+        assert_eq!(got.metrics.patches.len(), want.metrics.patches.len());
+        for (g, w) in got.metrics.patches.iter().zip(&want.metrics.patches) {
+            assert_eq!(g.id, w.id);
+            assert!((g.overlap.dice - w.overlap.dice).abs() < 1e-12);
+        }
+    }
+    assert!(read_report(&dir).is_err(), "a folder without report.json");
+    let args = |candidate: &Path, baseline: &Path| CompareArgs {
+        candidate: candidate.to_path_buf(),
+        baseline: baseline.to_path_buf(),
+        require_gain: true,
+    };
+    // A model against itself gains nothing: the rule refuses it.
+    assert!(args(&b_dir, &b_dir).run().is_err());
+    // No nodule patch lost Dice and every scan has one that gained, so every resample of
+    // scans shows a gain: the interval lies above 0.
+    let pairs = || better.metrics.patches.iter().zip(&base.metrics.patches);
+    assert!(pairs().all(|(c, b)| c.overlap.dice >= b.overlap.dice));
+    for scan in ["scan-0", "scan-1", "scan-2"] {
+        assert!(pairs().any(|(c, b)| c.scan == scan && c.overlap.dice > b.overlap.dice));
+    }
+    args(&c_dir, &b_dir).run().unwrap();
+    assert!(args(&b_dir, &c_dir).run().is_err());
+}
