@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::bootstrap::{bootstrap_by_group, group_ids, BootstrapConfig, Interval};
+use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfig, Interval};
 use super::{MetricsError, PatchRecord};
 
 /// Mean Dice over the nodule patches of each model, and their paired difference
@@ -29,22 +29,16 @@ pub fn paired_dice(
 ) -> Result<PairedDice, MetricsError> {
     let pairs = match_patches(candidate, baseline)?;
     let nodules: Vec<_> = pairs.iter().filter(|(c, _)| c.nodule).collect();
-    let diff: Vec<f64> = nodules
-        .iter()
-        .map(|(c, b)| c.overlap.dice - b.overlap.dice)
-        .collect();
     let scans: Vec<&str> = nodules.iter().map(|(c, _)| c.scan.as_str()).collect();
-    let mean = |xs: &mut dyn Iterator<Item = f64>| {
-        let (sum, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-        (n > 0).then(|| sum / n as f64)
-    };
+    let dice = |i: usize| (nodules[i].0.overlap.dice, nodules[i].1.overlap.dice);
+    let all: Vec<usize> = (0..nodules.len()).collect();
     let difference = bootstrap_by_group(&group_ids(&scans), cfg, |idx| {
-        mean(&mut idx.iter().map(|&i| diff[i]))
+        mean_where(idx, |_| true, |i| dice(i).0 - dice(i).1)
     })?
     .ok_or_else(|| MetricsError::InvalidParameter("no nodule patch to compare".into()))?;
     Ok(PairedDice {
-        candidate: mean(&mut nodules.iter().map(|(c, _)| c.overlap.dice)).unwrap_or(0.0),
-        baseline: mean(&mut nodules.iter().map(|(_, b)| b.overlap.dice)).unwrap_or(0.0),
+        candidate: mean_where(&all, |_| true, |i| dice(i).0).unwrap_or(0.0),
+        baseline: mean_where(&all, |_| true, |i| dice(i).1).unwrap_or(0.0),
         difference,
         nodule_patches: nodules.len(),
     })

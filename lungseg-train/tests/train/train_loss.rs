@@ -38,44 +38,50 @@ fn batch(v: &[f32], b: usize) -> Tensor<5> {
     )
 }
 
-fn dice_term(logits: &[f32], target: &[f32], b: usize, kind: DiceLoss) -> f64 {
-    let l = dice_bce_with(batch(logits, b), batch(target, b), kind);
-    f64::from(l.dice.into_scalar::<f32>())
+/// One 1×1×2×2 patch: logits and target.
+type Patch = ([f32; 4], [f32; 4]);
+
+/// The Dice term of the loss on the batch of `patches`.
+fn dice_term(patches: &[Patch], kind: DiceLoss) -> f64 {
+    let l: Vec<f32> = patches.iter().flat_map(|p| p.0).collect();
+    let t: Vec<f32> = patches.iter().flat_map(|p| p.1).collect();
+    let b = patches.len();
+    let loss = dice_bce_with(batch(&l, b), batch(&t, b), kind);
+    f64::from(loss.dice.into_scalar::<f32>())
 }
+
+fn close(got: f64, want: f64) {
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+}
+
+/// σ = 0.5, 0.75, 0.25, 0.5 against 1, 1, 0, 0: soft Dice (2·1.25 + 1) / (4 + 1) = 0.7.
+fn patch_a() -> Patch {
+    let ln3 = 3f32.ln();
+    ([0.0, ln3, -ln3, 0.0], [1.0, 1.0, 0.0, 0.0])
+}
+
+/// σ = 0.5 everywhere, empty target: Σσ = 2.
+const PATCH_B: Patch = ([0.0; 4], [0.0; 4]);
 
 #[test]
 fn per_patch_dice_averages_the_patches_with_foreground() {
-    let ln3 = 3f32.ln();
-    // Patch A: σ = 0.5, 0.75, 0.25, 0.5 against 1, 1, 0, 0: soft Dice (2·1.25 + 1) / (4 + 1) = 0.7.
-    let a = ([0.0, ln3, -ln3, 0.0], [1.0, 1.0, 0.0, 0.0]);
-    // Patch B: σ = 0.5 everywhere, empty target.
-    let b = ([0.0; 4], [0.0; 4]);
+    let (a, b) = (patch_a(), PATCH_B);
     // Patch C: σ = 0.5 everywhere against one voxel: (2·0.5 + 1) / (2 + 1 + 1) = 0.5.
     let c = ([0.0; 4], [1.0, 0.0, 0.0, 0.0]);
-    let cat = |ps: &[([f32; 4], [f32; 4])]| {
-        let l: Vec<f32> = ps.iter().flat_map(|p| p.0).collect();
-        let t: Vec<f32> = ps.iter().flat_map(|p| p.1).collect();
-        (l, t)
-    };
-    let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     // The empty patch does not count per patch; pooled, its probabilities join the
     // denominator: (2·1.25 + 1) / (2 + 2 + 2 + 1) = 0.5.
-    let (l, t) = cat(&[a, b]);
-    close(dice_term(&l, &t, 2, DiceLoss::PerPatch), 1.0 - 0.7);
-    close(dice_term(&l, &t, 2, DiceLoss::Pooled), 1.0 - 0.5);
+    close(dice_term(&[a, b], DiceLoss::PerPatch), 1.0 - 0.7);
+    close(dice_term(&[a, b], DiceLoss::Pooled), 1.0 - 0.5);
     // Two lesions count once each: mean of 0.3 and 0.5; pooled they are one ratio,
     // (2·1.75 + 1) / (6 + 3 + 1) = 0.45.
-    let (l, t) = cat(&[a, b, c]);
-    close(dice_term(&l, &t, 3, DiceLoss::PerPatch), (0.3 + 0.5) / 2.0);
-    close(dice_term(&l, &t, 3, DiceLoss::Pooled), 1.0 - 0.45);
+    close(dice_term(&[a, b, c], DiceLoss::PerPatch), (0.3 + 0.5) / 2.0);
+    close(dice_term(&[a, b, c], DiceLoss::Pooled), 1.0 - 0.45);
     // No foreground in the batch: no Dice term (BCE alone), not a division by zero.
-    let (l, t) = cat(&[b, b]);
-    close(dice_term(&l, &t, 2, DiceLoss::PerPatch), 0.0);
+    close(dice_term(&[b, b], DiceLoss::PerPatch), 0.0);
     // One patch: both forms are the same ratio.
-    let (l, t) = cat(&[a]);
     close(
-        dice_term(&l, &t, 1, DiceLoss::PerPatch),
-        dice_term(&l, &t, 1, DiceLoss::Pooled),
+        dice_term(&[a], DiceLoss::PerPatch),
+        dice_term(&[a], DiceLoss::Pooled),
     );
 }
 
@@ -132,43 +138,30 @@ fn schedule_warms_up_then_decays_by_cosine() {
 #[test]
 fn per_patch_fp_charges_the_blob_on_a_negative_patch() {
     use lungseg_train::train::loss::NEGATIVE_FP_SCALE_VOXELS as V0;
-    let ln3 = 3f32.ln();
-    // Patch A: soft Dice 0.7 as above, so 1 − 0.7 = 0.3.
-    let a = ([0.0, ln3, -ln3, 0.0], [1.0, 1.0, 0.0, 0.0]);
-    // Patch B: σ = 0.5 everywhere, empty target: S = 2.
-    let b = ([0.0; 4], [0.0; 4]);
+    // Patch A: 1 − 0.7 = 0.3; patch B: S = 2.
+    let (a, b) = (patch_a(), PATCH_B);
     // Patch E: σ = 0.75 everywhere, empty target: a larger blob, S = 3.
-    let e = ([ln3; 4], [0.0; 4]);
-    let cat = |ps: &[([f32; 4], [f32; 4])]| {
-        let l: Vec<f32> = ps.iter().flat_map(|p| p.0).collect();
-        let t: Vec<f32> = ps.iter().flat_map(|p| p.1).collect();
-        (l, t)
-    };
-    let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    let (l, t) = cat(&[a, b]);
+    let e = ([3f32.ln(); 4], [0.0; 4]);
     close(
-        dice_term(&l, &t, 2, DiceLoss::PerPatchFp),
+        dice_term(&[a, b], DiceLoss::PerPatchFp),
         (0.3 + 2.0 / (2.0 + V0)) / 2.0,
     );
     // The larger blob costs more; the per-patch Dice does not see either.
-    let (l2, t2) = cat(&[a, e]);
     close(
-        dice_term(&l2, &t2, 2, DiceLoss::PerPatchFp),
+        dice_term(&[a, e], DiceLoss::PerPatchFp),
         (0.3 + 3.0 / (3.0 + V0)) / 2.0,
     );
-    close(dice_term(&l2, &t2, 2, DiceLoss::PerPatch), 0.3);
+    close(dice_term(&[a, e], DiceLoss::PerPatch), 0.3);
     // A blob of V₀ voxels costs its patch what a nodule at soft Dice 0.5 costs.
     assert!((V0 - std::f64::consts::PI / 6.0 * 27.0).abs() < 1e-12);
     // Only negatives: the mean of their fractions.
-    let (l3, t3) = cat(&[b, e]);
     close(
-        dice_term(&l3, &t3, 2, DiceLoss::PerPatchFp),
+        dice_term(&[b, e], DiceLoss::PerPatchFp),
         (2.0 / (2.0 + V0) + 3.0 / (3.0 + V0)) / 2.0,
     );
     // Only positives: the per-patch Dice.
-    let (l4, t4) = cat(&[a, a]);
     close(
-        dice_term(&l4, &t4, 2, DiceLoss::PerPatchFp),
-        dice_term(&l4, &t4, 2, DiceLoss::PerPatch),
+        dice_term(&[a, a], DiceLoss::PerPatchFp),
+        dice_term(&[a, a], DiceLoss::PerPatch),
     );
 }
