@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::is_bad;
-use crate::metrics::{Confusion, EvalConfig};
+use crate::metrics::{Confusion, EvalConfig, PatchClass};
 use crate::model_file::{replace_file, ModelFile};
 
 /// Mean-Dice differences below this count as ties.
@@ -133,8 +133,9 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, gt: &[u8], mean: &[f32], voxel_mm3: f64) -> Result<()> {
-        let nodule = gt.iter().any(|&g| g != 0);
+    /// One nodule or negative patch ([`PatchClass::Partial`] ones are in no statistic).
+    fn add(&mut self, class: PatchClass, gt: &[u8], mean: &[f32], voxel_mm3: f64) -> Result<()> {
+        let nodule = class == PatchClass::Nodule;
         if nodule {
             self.nodules += 1;
         } else {
@@ -147,7 +148,7 @@ impl Tally {
             } else {
                 let fp = c.fp as f64 * voxel_mm3;
                 self.fp_sum[k] += fp;
-                self.bad_neg[k] += usize::from(is_bad(false, c.dice(), fp, 0.0, self.bad_fp_mm3));
+                self.bad_neg[k] += usize::from(is_bad(class, c.dice(), fp, 0.0, self.bad_fp_mm3));
             }
         }
         Ok(())
@@ -248,10 +249,15 @@ pub fn choose_mask_threshold(
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
         let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
+        let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
+        if class == PatchClass::Partial {
+            on_patch();
+            continue;
+        }
         for (m, tally) in &mut variants {
             let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
                 .with_context(|| format!("patch {}", rec.id))?;
-            tally.add(&patch.mask, &mean, sx * sy * sz)?;
+            tally.add(class, &patch.mask, &mean, sx * sy * sz)?;
         }
         on_patch();
     }
@@ -364,4 +370,8 @@ fn with_flips(path: &Path, flips: u32) -> Result<Model> {
     let mut file = ModelFile::read(path)?;
     set_test_time_flips(&mut file, flips)?;
     Ok(file.to_bytes()?.1)
+}
+
+fn foreground_voxels(mask: &[u8]) -> u64 {
+    mask.iter().filter(|&&v| v != 0).count() as u64
 }

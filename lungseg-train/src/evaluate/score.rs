@@ -182,6 +182,7 @@ pub fn score_patches(
             scan: &rec.seriesuid,
             dims: rec.shape,
             voxel_mm3: sx * sy * sz,
+            centred_on_nodule: rec.label == 1,
             diameter_mm: rec.diameter_mm,
             gt: &patch.mask,
             prob: &m.mean,

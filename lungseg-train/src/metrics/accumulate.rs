@@ -19,6 +19,7 @@ use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfi
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
 use super::morphology::dilate_cube;
 use super::overlap::{summarize_overlap, Confusion, OverlapScores, OverlapSummary};
+use super::patch_class::PatchClass;
 use super::referral::{
     referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
 };
@@ -114,6 +115,9 @@ pub struct PatchInput<'a> {
     pub dims: [usize; 3],
     /// Volume of one voxel, mm³ (false-positive volumes).
     pub voxel_mm3: f64,
+    /// The patch was cut around an annotated nodule (the dataset's `label` 1); with the ground
+    /// truth, this gives its [`PatchClass`].
+    pub centred_on_nodule: bool,
     /// Annotated nodule diameter, for nodule patches where known.
     pub diameter_mm: Option<f64>,
     pub gt: &'a [u8],
@@ -140,8 +144,7 @@ pub struct PatchInput<'a> {
 pub struct PatchRecord {
     pub id: String,
     pub scan: String,
-    /// The ground truth has foreground.
-    pub nodule: bool,
+    pub class: PatchClass,
     pub diameter_mm: Option<f64>,
     pub confusion: Confusion,
     pub overlap: OverlapScores,
@@ -159,7 +162,7 @@ pub struct PatchRecord {
 /// The numbers a reader looks at first, each with its by-scan bootstrap interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Headline {
-    /// Mean Dice over every nodule patch.
+    /// Mean Dice over every nodule patch ([`PatchClass::Nodule`]).
     pub dice_nodules: Option<Interval>,
     pub iou_nodules: Option<Interval>,
     /// Mean Dice over nodule patches with diameter ≥ `min_diameter_mm`.
@@ -170,8 +173,15 @@ pub struct Headline {
     #[serde(default)]
     pub n_sized_patches: usize,
     pub n_negative_patches: usize,
-    /// Mean false-positive volume on patches without nodule, mm³.
+    /// Mean false-positive volume on patches without nodule ([`PatchClass::Negative`]), mm³.
     pub fp_volume_negatives_mm3: Option<Interval>,
+    /// Patches cut elsewhere that hold part of a nodule ([`PatchClass::Partial`]): in none of
+    /// the statistics above, reported here.
+    #[serde(default)]
+    pub n_partial_patches: usize,
+    /// Mean Dice over the [`PatchClass::Partial`] patches.
+    #[serde(default)]
+    pub dice_partial: Option<Interval>,
     pub n_bad: usize,
     /// Share of bad patches the engine's review flag catches.
     pub flag_catch_rate: Option<Interval>,
@@ -300,25 +310,19 @@ impl EvalAccumulator {
         } else {
             0.0
         };
-        let nodule = confusion.gt_voxels() > 0;
+        let class = PatchClass::of(p.centred_on_nodule, confusion.gt_voxels());
         let overlap = confusion.scores();
         let fp_volume_mm3 = confusion.fp as f64 * p.voxel_mm3;
         let c = &self.config;
         self.patches.push(PatchRecord {
             id: p.id.to_string(),
             scan: p.scan.to_string(),
-            nodule,
+            class,
             diameter_mm: p.diameter_mm,
             confusion,
             overlap,
             fp_volume_mm3,
-            bad: is_bad(
-                nodule,
-                overlap.dice,
-                fp_volume_mm3,
-                c.bad_dice,
-                c.bad_fp_mm3,
-            ),
+            bad: is_bad(class, overlap.dice, fp_volume_mm3, c.bad_dice, c.bad_fp_mm3),
             score: p.score,
             needs_review: p.needs_review,
             mean_entropy,
@@ -385,8 +389,13 @@ impl EvalAccumulator {
         let group = self.groups();
         let boot =
             |stat: &dyn Fn(&[usize]) -> Option<f64>| bootstrap_by_group(&group, &c.bootstrap, stat);
+        let is = |i: usize, class: PatchClass| ps[i].class == class;
+        let nodule = |i: usize| is(i, PatchClass::Nodule);
+        let negative = |i: usize| is(i, PatchClass::Negative);
+        let partial = |i: usize| is(i, PatchClass::Partial);
+        let count = |f: &dyn Fn(usize) -> bool| (0..ps.len()).filter(|&i| f(i)).count();
         let sized =
-            |i: usize| ps[i].nodule && ps[i].diameter_mm.is_some_and(|d| d >= c.min_diameter_mm);
+            |i: usize| nodule(i) && ps[i].diameter_mm.is_some_and(|d| d >= c.min_diameter_mm);
         let flagged_bad = |s: &[usize]| {
             mean_where(
                 s,
@@ -395,16 +404,16 @@ impl EvalAccumulator {
             )
         };
         Ok(Headline {
-            dice_nodules: boot(&|s| mean_where(s, |i| ps[i].nodule, |i| ps[i].overlap.dice))?,
-            iou_nodules: boot(&|s| mean_where(s, |i| ps[i].nodule, |i| ps[i].overlap.iou))?,
+            dice_nodules: boot(&|s| mean_where(s, nodule, |i| ps[i].overlap.dice))?,
+            iou_nodules: boot(&|s| mean_where(s, nodule, |i| ps[i].overlap.iou))?,
             dice_nodules_sized: boot(&|s| mean_where(s, sized, |i| ps[i].overlap.dice))?,
             min_diameter_mm: c.min_diameter_mm,
-            n_nodule_patches: ps.iter().filter(|p| p.nodule).count(),
-            n_sized_patches: (0..ps.len()).filter(|&i| sized(i)).count(),
-            n_negative_patches: ps.iter().filter(|p| !p.nodule).count(),
-            fp_volume_negatives_mm3: boot(&|s| {
-                mean_where(s, |i| !ps[i].nodule, |i| ps[i].fp_volume_mm3)
-            })?,
+            n_nodule_patches: count(&nodule),
+            n_sized_patches: count(&sized),
+            n_negative_patches: count(&negative),
+            fp_volume_negatives_mm3: boot(&|s| mean_where(s, negative, |i| ps[i].fp_volume_mm3))?,
+            n_partial_patches: count(&partial),
+            dice_partial: boot(&|s| mean_where(s, partial, |i| ps[i].overlap.dice))?,
             n_bad: ps.iter().filter(|p| p.bad).count(),
             flag_catch_rate: boot(&flagged_bad)?,
             flag_referred_fraction: boot(&|s| {
@@ -423,7 +432,7 @@ impl EvalAccumulator {
             .map(|(b, &lo_mm)| {
                 let hi_mm = SIZE_BINS_MM.get(b + 1).copied();
                 let inside = |i: usize| {
-                    ps[i].nodule
+                    ps[i].class == PatchClass::Nodule
                         && ps[i]
                             .diameter_mm
                             .is_some_and(|d| d >= lo_mm && hi_mm.is_none_or(|h| d < h))

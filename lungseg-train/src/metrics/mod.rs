@@ -16,6 +16,7 @@ pub mod calibration;
 pub mod morphology;
 pub mod overlap;
 pub mod paired;
+pub mod patch_class;
 pub mod referral;
 pub mod review_scores;
 pub mod uncertainty;
@@ -28,6 +29,7 @@ pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use paired::{paired_dice, PairedDice};
+pub use patch_class::PatchClass;
 pub use referral::{
     referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
     ReviewConfusion,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfig, Interval};
+use super::patch_class::PatchClass;
 use super::{MetricsError, PatchRecord};
 
 /// Mean Dice over the nodule patches of each model, and their paired difference
@@ -21,14 +22,17 @@ pub struct PairedDice {
 }
 
 /// The paired difference of mean Dice over nodule patches. Both lists must hold the same
-/// patches (by id, each of the same scan and with the same nodule status), in any order.
+/// patches (by id, each of the same scan and [`PatchClass`]), in any order.
 pub fn paired_dice(
     candidate: &[PatchRecord],
     baseline: &[PatchRecord],
     cfg: &BootstrapConfig,
 ) -> Result<PairedDice, MetricsError> {
     let pairs = match_patches(candidate, baseline)?;
-    let nodules: Vec<_> = pairs.iter().filter(|(c, _)| c.nodule).collect();
+    let nodules: Vec<_> = pairs
+        .iter()
+        .filter(|(c, _)| c.class == PatchClass::Nodule)
+        .collect();
     let scans: Vec<&str> = nodules.iter().map(|(c, _)| c.scan.as_str()).collect();
     let dice = |i: usize| (nodules[i].0.overlap.dice, nodules[i].1.overlap.dice);
     let all: Vec<usize> = (0..nodules.len()).collect();
@@ -64,7 +68,7 @@ fn match_patches<'a>(
             let b = by_id
                 .get(c.id.as_str())
                 .ok_or_else(|| mismatch(format!("patch {} only in the candidate", c.id)))?;
-            if b.scan != c.scan || b.nodule != c.nodule {
+            if b.scan != c.scan || b.class != c.class {
                 return Err(mismatch(format!("patch {} is not the same patch", c.id)));
             }
             Ok((c, *b))

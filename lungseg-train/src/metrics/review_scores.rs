@@ -1,8 +1,8 @@
 //! Candidate review scores judged as detectors of bad patches.
 //!
-//! A patch is *bad* when its segmentation would mislead: a nodule patch (ground truth not
-//! empty) with Dice < `bad_dice`, or a negative patch whose predicted foreground exceeds
-//! `bad_fp_mm3` (see [`is_bad`]). Each candidate score (the engine's MC summaries, the
+//! A patch is *bad* when its segmentation would mislead: a nodule patch
+//! ([`PatchClass::Nodule`]) with Dice < `bad_dice`, or a negative patch whose predicted
+//! foreground exceeds `bad_fp_mm3` (see [`is_bad`]). Each candidate score (the engine's MC summaries, the
 //! structure-wise measures, and the deterministic baseline: the entropy of the dropout-off
 //! probability) is judged by
 //! - `auroc`: probability that a bad patch scores above a good one (ties count ½);
@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap_by_group, BootstrapConfig, Interval};
+use super::patch_class::PatchClass;
 use super::uncertainty::auroc_exact;
 use super::{check_len, MetricsError};
 
@@ -27,12 +28,19 @@ pub const DEFAULT_REFER_BUDGET: f64 = 0.15;
 pub const DEFAULT_BAD_FP_MM3: f64 = std::f64::consts::PI / 6.0 * 27.0;
 
 /// A patch is bad: a nodule segmented with Dice < `bad_dice`, or a false-positive volume above
-/// `bad_fp_mm3` on a patch without nodule.
-pub fn is_bad(nodule: bool, dice: f64, fp_volume_mm3: f64, bad_dice: f64, bad_fp_mm3: f64) -> bool {
-    if nodule {
-        dice < bad_dice
-    } else {
-        fp_volume_mm3 > bad_fp_mm3
+/// `bad_fp_mm3` on a patch without nodule. A [`PatchClass::Partial`] patch is never bad: the
+/// nodule it clips is judged on its own patch.
+pub fn is_bad(
+    class: PatchClass,
+    dice: f64,
+    fp_volume_mm3: f64,
+    bad_dice: f64,
+    bad_fp_mm3: f64,
+) -> bool {
+    match class {
+        PatchClass::Nodule => dice < bad_dice,
+        PatchClass::Negative => fp_volume_mm3 > bad_fp_mm3,
+        PatchClass::Partial => false,
     }
 }
 

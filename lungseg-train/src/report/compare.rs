@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::Report;
-use crate::metrics::{paired_dice, BootstrapConfig, PairedDice};
+use crate::metrics::{paired_dice, BootstrapConfig, PairedDice, PatchClass};
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
@@ -57,10 +57,15 @@ pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
         r.metrics
             .patches
             .iter()
-            .filter(|p| !p.nodule && p.bad)
+            .filter(|p| p.class == PatchClass::Negative && p.bad)
             .count()
     };
-    let negatives = c.metrics.patches.iter().filter(|p| !p.nodule).count();
+    let negatives = c
+        .metrics
+        .patches
+        .iter()
+        .filter(|p| p.class == PatchClass::Negative)
+        .count();
     let ece = |r: &Report| {
         r.metrics
             .calibration_roi

@@ -196,8 +196,9 @@ pub fn render_markdown(r: &Report) -> String {
     let rv = &m.review;
     let _ = writeln!(
         s,
-        "\n## Needs-review flag against bad segmentations\n\nA patch is bad when it holds a nodule segmented \
-         with Dice < {}, or no nodule but a false positive above {:.1} mm³. {} of patches were flagged.\n\n| | bad | good |\n|---|---|---|\n| flagged | {} | {} |\n| not flagged | {} | {} |\n\n\
+        "\n## Needs-review flag against bad segmentations\n\nA patch is bad when it is cut around a nodule \
+         segmented with Dice < {}, or holds no nodule but a false positive above {:.1} mm³ (a patch cut \
+         elsewhere that holds part of a nodule is neither: that nodule is judged on its own patch). {} of patches were flagged.\n\n| | bad | good |\n|---|---|---|\n| flagged | {} | {} |\n| not flagged | {} | {} |\n\n\
          Sensitivity (bad patches flagged) {}, specificity {}, PPV {}, NPV {}.",
         c.bad_dice,
         c.bad_fp_mm3,
@@ -309,7 +310,12 @@ fn headline_section(s: &mut String, r: &Report) {
         (
             "patches flagged for review, %",
             ci(h.flag_referred_fraction, 100.0, 1),
-            h.n_nodule_patches + h.n_negative_patches,
+            h.n_nodule_patches + h.n_negative_patches + h.n_partial_patches,
+        ),
+        (
+            "mean Dice, patches cut elsewhere holding part of a nodule (in no row above)",
+            ci(h.dice_partial, 1.0, 3),
+            h.n_partial_patches,
         ),
     ];
     for (name, v, n) in rows {

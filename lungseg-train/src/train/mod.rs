@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::PatchDataset;
-use crate::metrics::Confusion;
+use crate::metrics::{Confusion, PatchClass};
 use crate::model::{UNet, UNetConfig};
 use augment::{augment, augmented_shape, AugmentConfig};
 use checkpoint::TrainState;
@@ -252,7 +252,8 @@ pub fn load_batch(
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Validation {
     pub loss: f64,
-    /// Mean hard Dice over patches with a non-empty mask (pooled Dice if there are none).
+    /// Mean hard Dice over the nodule patches ([`PatchClass::Nodule`]; pooled Dice if there are
+    /// none).
     pub dice: f64,
     /// Hard Dice pooled over all voxels.
     pub dice_pooled: f64,
@@ -283,10 +284,10 @@ pub fn evaluate(
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let per = logits.len() / chunk.len();
-        for (l, t) in logits.chunks(per).zip(batch.mask.chunks(per)) {
+        for ((l, t), &i) in logits.chunks(per).zip(batch.mask.chunks(per)).zip(chunk) {
             let o = confusion(t, l);
             pooled.add(&o);
-            if o.gt_voxels() > 0 {
+            if PatchClass::of(data.records[i].label == 1, o.gt_voxels()) == PatchClass::Nodule {
                 dice_sum += o.dice();
                 positives += 1;
             }

@@ -10,6 +10,7 @@ use lungseg::model::Model;
 use lungseg_train::calibrate::{self, calibrate_review_threshold, set_review_threshold};
 use lungseg_train::dataset::{DatasetWriter, PatchDataset, PatchRecord};
 use lungseg_train::evaluate::{self, EvaluateOptions};
+use lungseg_train::metrics::PatchClass;
 use safetensors::SafeTensors;
 
 /// The engine's small F16 model: patch 16×12×8 (x, y, z), element dropout.
@@ -312,7 +313,7 @@ fn evaluate_writes_report_figures_and_volumes() {
         .metrics
         .patches
         .iter()
-        .filter(|p| p.nodule && p.diameter_mm.unwrap() >= 5.0)
+        .filter(|p| p.class == PatchClass::Nodule && p.diameter_mm.unwrap() >= 5.0)
         .map(|p| p.overlap.dice)
         .collect();
     assert_eq!((sized.len(), h.n_sized_patches), (2, 2));

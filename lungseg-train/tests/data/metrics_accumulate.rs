@@ -1,7 +1,7 @@
 //! The streaming accumulator agrees with the direct, all-voxels-in-memory computations.
 
 use lungseg_train::metrics::{
-    auroc_exact, Confusion, EvalAccumulator, EvalConfig, EvalMetrics, PatchInput,
+    auroc_exact, Confusion, EvalAccumulator, EvalConfig, EvalMetrics, PatchClass, PatchInput,
     UncertaintyMeasure,
 };
 
@@ -50,27 +50,34 @@ fn patch(r: f32, r_pred: f32, shift: f32) -> Patch {
     p
 }
 
+/// The accumulator's input for `p`: 1 mm³ voxels, no diameter, the mean entropy as score
+/// (flagged above 0.02), the MC map as the deterministic one.
+fn input<'a>(p: &'a Patch, id: &'a str, scan: &'a str, centred_on_nodule: bool) -> PatchInput<'a> {
+    let score = p.ent.iter().sum::<f32>() / p.ent.len() as f32;
+    PatchInput {
+        id,
+        scan,
+        dims: DIMS,
+        voxel_mm3: 1.0,
+        centred_on_nodule,
+        diameter_mm: None,
+        gt: &p.gt,
+        prob: &p.prob,
+        entropy: &p.ent,
+        mutual_info: &p.mi,
+        variance: &p.var,
+        score,
+        needs_review: score > 0.02,
+        det_prob: &p.prob,
+        scores: &[],
+    }
+}
+
 fn run(patches: &[Patch], cfg: EvalConfig) -> EvalMetrics {
     let mut acc = EvalAccumulator::new(cfg).unwrap();
     for (k, p) in patches.iter().enumerate() {
-        let score = p.ent.iter().sum::<f32>() / p.ent.len() as f32;
         let rec = acc
-            .add_patch(&PatchInput {
-                id: &format!("p{k}"),
-                scan: "scan",
-                dims: DIMS,
-                voxel_mm3: 1.0,
-                diameter_mm: None,
-                gt: &p.gt,
-                prob: &p.prob,
-                entropy: &p.ent,
-                mutual_info: &p.mi,
-                variance: &p.var,
-                score,
-                needs_review: score > 0.02,
-                det_prob: &p.prob,
-                scores: &[],
-            })
+            .add_patch(&input(p, &format!("p{k}"), "scan", true))
             .unwrap();
         assert_eq!(
             rec.confusion,
@@ -231,6 +238,7 @@ fn wrong_sizes_are_rejected() {
         scan: "scan",
         dims: DIMS,
         voxel_mm3: 1.0,
+        centred_on_nodule: true,
         diameter_mm: None,
         gt: &p.gt,
         prob: &p.prob,
@@ -277,6 +285,7 @@ fn dice_by_size_bins_nodule_patches_by_diameter() {
                 scan: &format!("scan{}", k % 3),
                 dims: DIMS,
                 voxel_mm3: 1.0,
+                centred_on_nodule: true,
                 diameter_mm: *diameter_mm,
                 gt: &p.gt,
                 prob: &p.prob,
@@ -312,4 +321,64 @@ fn dice_by_size_bins_nodule_patches_by_diameter() {
     assert!((est(3).unwrap() - (dice[2] + dice[3]) / 2.0).abs() < 1e-12);
     assert_eq!(est(4), Some(dice[4]));
     assert!(dice[2] != dice[3] && dice[0] > 0.9 && dice[1] == 0.0);
+}
+
+/// A patch cut away from any nodule whose ground truth clips one (a sliver the model misses)
+/// is neither a missed nodule nor a negative with a false positive: it is kept out of the
+/// nodule Dice, the negatives' false-positive volume and the bad patches, and counted apart.
+/// Counted as a nodule patch, it would pull the mean Dice from 0.9+ towards 0.5 here.
+#[test]
+fn partial_patches_are_in_no_nodule_or_negative_statistic() {
+    let (nodule, negative, sliver) = (
+        patch(4.0, 4.0, 0.0),
+        patch(0.0, 2.0, 0.0),
+        patch(2.0, 0.0, 0.0),
+    );
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    let classes: Vec<PatchClass> = [
+        ("nodule", &nodule, true),
+        ("negative", &negative, false),
+        ("sliver", &sliver, false),
+    ]
+    .iter()
+    .map(|&(id, p, centred)| acc.add_patch(&input(p, id, id, centred)).unwrap().class)
+    .collect();
+    assert_eq!(
+        classes,
+        [
+            PatchClass::Nodule,
+            PatchClass::Negative,
+            PatchClass::Partial
+        ]
+    );
+    let m = acc.finish().unwrap();
+    let h = &m.headline;
+    let dice_of = |id: &str| m.patches.iter().find(|p| p.id == id).unwrap().overlap.dice;
+    let fp_of = |id: &str| m.patches.iter().find(|p| p.id == id).unwrap().fp_volume_mm3;
+    assert!(dice_of("nodule") > 0.9 && dice_of("sliver") == 0.0);
+    assert!(fp_of("negative") > 14.2);
+    assert_eq!(
+        (
+            h.n_nodule_patches,
+            h.n_negative_patches,
+            h.n_partial_patches
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(h.dice_nodules.unwrap().estimate, dice_of("nodule"));
+    assert_eq!(
+        h.fp_volume_negatives_mm3.unwrap().estimate,
+        fp_of("negative")
+    );
+    assert_eq!(h.dice_partial.unwrap().estimate, 0.0);
+    // The negative's false positive is bad; the missed sliver is not.
+    let bad: Vec<&str> = m
+        .patches
+        .iter()
+        .filter(|p| p.bad)
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(bad, ["negative"]);
+    assert_eq!(h.n_bad, 1);
+    assert_eq!(m.review.tp + m.review.fn_, 1);
 }

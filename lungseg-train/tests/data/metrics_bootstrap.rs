@@ -6,6 +6,7 @@ use lungseg_train::metrics::bootstrap::{
 use lungseg_train::metrics::review_scores::{
     best_score, evaluate_score, is_bad, referred_at_budget, DEFAULT_BAD_FP_MM3,
 };
+use lungseg_train::metrics::PatchClass;
 
 fn mean_of(values: &[f64]) -> impl Fn(&[usize]) -> Option<f64> + '_ {
     move |s: &[usize]| mean_where(s, |_| true, |i| values[i])
@@ -107,13 +108,24 @@ fn quantile_is_numpys_linear_one() {
 
 #[test]
 fn bad_patches_are_defined_per_kind() {
-    assert!(is_bad(true, 0.49, 1e6, 0.5, DEFAULT_BAD_FP_MM3));
-    assert!(!is_bad(true, 0.5, 1e6, 0.5, DEFAULT_BAD_FP_MM3));
+    use PatchClass::{Negative, Nodule, Partial};
+    assert!(is_bad(Nodule, 0.49, 1e6, 0.5, DEFAULT_BAD_FP_MM3));
+    assert!(!is_bad(Nodule, 0.5, 1e6, 0.5, DEFAULT_BAD_FP_MM3));
     // A negative patch is judged by its false-positive volume, not by Dice (which is 0 as
     // soon as one voxel is predicted).
-    assert!(!is_bad(false, 0.0, 14.0, 0.5, DEFAULT_BAD_FP_MM3));
-    assert!(is_bad(false, 0.0, 14.2, 0.5, DEFAULT_BAD_FP_MM3));
+    assert!(!is_bad(Negative, 0.0, 14.0, 0.5, DEFAULT_BAD_FP_MM3));
+    assert!(is_bad(Negative, 0.0, 14.2, 0.5, DEFAULT_BAD_FP_MM3));
     assert!((DEFAULT_BAD_FP_MM3 - 14.137).abs() < 1e-3);
+    // A patch cut elsewhere holding part of a nodule is judged on neither.
+    assert!(!is_bad(Partial, 0.0, 1e6, 0.5, DEFAULT_BAD_FP_MM3));
+}
+
+#[test]
+fn patch_class_needs_both_the_cut_and_the_ground_truth() {
+    assert_eq!(PatchClass::of(true, 1), PatchClass::Nodule);
+    assert_eq!(PatchClass::of(false, 1), PatchClass::Partial);
+    assert_eq!(PatchClass::of(true, 0), PatchClass::Negative);
+    assert_eq!(PatchClass::of(false, 0), PatchClass::Negative);
 }
 
 #[test]

@@ -2,13 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use lungseg_train::metrics::{paired_dice, BootstrapConfig, Confusion, OverlapScores, PatchRecord};
+use lungseg_train::metrics::{
+    paired_dice, BootstrapConfig, Confusion, OverlapScores, PatchClass, PatchRecord,
+};
 
 fn patch(id: &str, scan: &str, nodule: bool, dice: f64) -> PatchRecord {
     PatchRecord {
         id: id.into(),
         scan: scan.into(),
-        nodule,
+        class: if nodule {
+            PatchClass::Nodule
+        } else {
+            PatchClass::Negative
+        },
         diameter_mm: nodule.then_some(8.0),
         confusion: Confusion::default(),
         overlap: OverlapScores {
@@ -42,17 +48,27 @@ fn baseline() -> Vec<PatchRecord> {
     v
 }
 
+/// The patches of `b`, each with its Dice raised by `gain(patch)`.
+fn with_gain(b: &[PatchRecord], gain: impl Fn(&PatchRecord) -> f64) -> Vec<PatchRecord> {
+    b.iter()
+        .map(|p| {
+            let nodule = p.class == PatchClass::Nodule;
+            patch(&p.id, &p.scan, nodule, p.overlap.dice + gain(p))
+        })
+        .collect()
+}
+
 #[test]
 fn a_constant_gain_has_a_zero_width_interval() {
     let b = baseline();
     // Every nodule patch 0.05 better; the negative patch's Dice does not count.
-    let mut c: Vec<PatchRecord> = b
-        .iter()
-        .map(|p| {
-            let gain = if p.nodule { 0.05 } else { 1.0 };
-            patch(&p.id, &p.scan, p.nodule, p.overlap.dice + gain)
-        })
-        .collect();
+    let mut c = with_gain(&b, |p| {
+        if p.class == PatchClass::Nodule {
+            0.05
+        } else {
+            1.0
+        }
+    });
     c.reverse(); // order does not matter: patches are matched by id
     let r = paired_dice(&c, &b, &BootstrapConfig::default()).unwrap();
     assert_eq!(r.nodule_patches, 20);
@@ -73,13 +89,13 @@ fn a_constant_gain_has_a_zero_width_interval() {
 fn a_gain_on_one_scan_only_is_not_significant() {
     let b = baseline();
     // Scan s3's two patches gain 0.5 each, nothing else changes: mean gain 1.0 / 20.
-    let c: Vec<PatchRecord> = b
-        .iter()
-        .map(|p| {
-            let gain = if p.scan == "s3" && p.nodule { 0.5 } else { 0.0 };
-            patch(&p.id, &p.scan, p.nodule, p.overlap.dice + gain)
-        })
-        .collect();
+    let c = with_gain(&b, |p| {
+        if p.scan == "s3" && p.class == PatchClass::Nodule {
+            0.5
+        } else {
+            0.0
+        }
+    });
     let d = paired_dice(&c, &b, &BootstrapConfig::default())
         .unwrap()
         .difference;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
+use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchClass, PatchInput};
 use lungseg_train::report::figures::{self, EpochRow, PanelInput};
 use lungseg_train::report::{
     render_markdown, to_json_string, write_json, write_markdown, EvaluationRun, FigureRef, Report,
@@ -91,6 +91,7 @@ fn metrics() -> EvalMetrics {
             scan: &format!("scan-{}", k / 2),
             dims: [N; 3],
             voxel_mm3: 1.0,
+            centred_on_nodule: true,
             diameter_mm: Some(2.0 * r as f64),
             gt: &v.gt,
             prob: &v.prob,
@@ -301,7 +302,12 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
     let dir = out_dir("compare");
     let base = report(metrics());
     let mut better = base.clone();
-    for p in better.metrics.patches.iter_mut().filter(|p| p.nodule) {
+    for p in better
+        .metrics
+        .patches
+        .iter_mut()
+        .filter(|p| p.class == PatchClass::Nodule)
+    {
         p.overlap.dice = (p.overlap.dice + 0.1).min(1.0);
     }
     let (b_dir, c_dir) = (dir.join("baseline"), dir.join("candidate"));
