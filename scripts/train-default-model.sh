@@ -36,6 +36,11 @@ DROPOUT_LEVELS=${DROPOUT_LEVELS-2,3,4}
 # `per-patch-fp` (per-patch, and each patch without foreground charged for its soft predicted
 # volume, so a blob on a negative patch costs up to what a miss costs; `train::loss::DiceLoss`).
 DICE=${DICE:-pooled}
+# Share of the training negatives cut on the lung's border with chest wall, diaphragm and
+# mediastinum (`prepare --border-fraction`), where the network's large false positives sit
+# (diaphragm domes, heart borders). Training data only: calibration and test patches are
+# prepared as before, so their numbers stay comparable.
+BORDER_FRACTION=${BORDER_FRACTION:-0}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
 CALIB_SEED=1500  # calibration scans: the review score and threshold are chosen on them
@@ -63,8 +68,8 @@ mkdir -p "$RUN"
 if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
   run "$BIN" synth --out "$RUN/luna" --scans 160 --seed "$SEED" --dims-xy 288 --z-mm 220
   run "$BIN" prepare --luna "$RUN/luna" --out "$RUN/patches" --patch-size 64 --spacing-mm 1 \
-    --jitter-mm 8 --positives-per-nodule 4 --neg-ratio 1 --split 0.85,0.15,0 --seed "$SEED" \
-    --label-masks "$RUN/luna/seg-nodules"
+    --jitter-mm 8 --positives-per-nodule 4 --neg-ratio 1 --border-fraction "$BORDER_FRACTION" \
+    --split 0.85,0.15,0 --seed "$SEED" --label-masks "$RUN/luna/seg-nodules"
   rm -rf "$RUN/luna"
 fi
 

@@ -124,6 +124,10 @@ struct PrepareArgs {
     /// Share of negatives from class-0 candidates (rest: random lung points).
     #[arg(long, default_value_t = 0.5)]
     candidate_fraction: f64,
+    /// Share of negatives on the lung's border with chest wall, diaphragm and mediastinum
+    /// (taken first; --candidate-fraction splits the rest).
+    #[arg(long, default_value_t = 0.0)]
+    border_fraction: f64,
     /// train,val,test fractions of scans.
     #[arg(long, default_value = "0.7,0.15,0.15")]
     split: String,
@@ -289,6 +293,7 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
         positives_per_nodule: a.positives_per_nodule,
         neg_ratio: a.neg_ratio,
         candidate_fraction: a.candidate_fraction,
+        border_fraction: a.border_fraction,
         split,
         seed: a.seed,
         max_scans: a.max_scans,

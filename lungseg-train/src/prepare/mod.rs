@@ -48,6 +48,10 @@ pub struct PrepareConfig {
     pub neg_ratio: f64,
     /// Share of negatives taken from class-0 candidates; the rest are random lung points.
     pub candidate_fraction: f64,
+    /// Share of negatives cut on the lung's border (`sampling::border_point`: chest wall,
+    /// diaphragm, mediastinum), taken before `candidate_fraction` splits the rest. 0 keeps the
+    /// sampling (and so every dataset of a seed) as it is without the option.
+    pub border_fraction: f64,
     #[serde(serialize_with = "ser_rule")]
     pub split: SplitRule,
     pub seed: u64,
@@ -76,6 +80,7 @@ impl Default for PrepareConfig {
             positives_per_nodule: 1,
             neg_ratio: 2.0,
             candidate_fraction: 0.5,
+            border_fraction: 0.0,
             split: SplitRule::default(),
             seed: 0,
             max_scans: None,
@@ -113,6 +118,11 @@ impl PrepareConfig {
             (0.0..=1.0).contains(&self.candidate_fraction),
             "--candidate-fraction {} must be in [0, 1]",
             self.candidate_fraction
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.border_fraction),
+            "--border-fraction {} must be in [0, 1]",
+            self.border_fraction
         );
         ensure!(
             self.lidc_xml.is_none() || self.label_masks.is_none(),
@@ -683,12 +693,19 @@ fn cut_scan(
         spec,
         &mut rng,
     );
+    let n_border = (job.n_neg as f64 * cfg.border_fraction).round() as usize;
     sites.extend(sampling::negatives(
         &volume,
         &labels.keep,
         job.cand,
-        job.n_neg,
+        job.n_neg - n_border,
         cfg.candidate_fraction,
+        &mut rng,
+    ));
+    sites.extend(sampling::border_negatives(
+        &volume,
+        &labels.keep,
+        n_border,
         &mut rng,
     ));
     let mut counters: HashMap<char, usize> = HashMap::new();

@@ -5,7 +5,10 @@
 //!   the patch), so the network does not learn "the nodule is always in the middle".
 //! - Negatives: class-0 candidates at least [`NEG_CLEARANCE_MM`] beyond every [`Keepout`]
 //!   (the nodules, LUNA16's excluded findings, LIDC findings no annotation took) — LUNA16's
-//!   hard negatives: vessels, scars — and random lung points (see [`lung_point`]).
+//!   hard negatives: vessels, scars — random lung points (see [`lung_point`]) and, when asked
+//!   for, points on the lung's border with thick tissue (see [`border_point`]): the chest wall,
+//!   the diaphragm dome, the heart and mediastinum, whose round cross-sections and
+//!   partial-volume crescents a network calls nodules unless it has been shown them.
 //! - Labels: the union of the balls of every annotation of the scan without an outline,
 //!   rasterised in world mm by `lungseg::patch::sphere_mask` (so direction and anisotropic
 //!   spacing are honoured), and of the LIDC consensus masks of the others (`lidc::label`), for
@@ -32,6 +35,14 @@ pub const LUNG_HU: (f32, f32) = (-950.0, -700.0);
 pub const BODY_HU: f32 = -300.0;
 /// Random voxels tried per lung point wanted before giving up.
 const LUNG_TRIES: usize = 400;
+/// Longest walk (mm) from a lung point to the border of [`border_point`].
+pub const BORDER_WALK_MM: usize = 80;
+/// Tissue along the walk counts as the border only after this many mm of it: vessels (a few mm
+/// across) are crossed, chest wall, diaphragm and mediastinum are not.
+pub const BORDER_TISSUE_MM: usize = 6;
+/// ... and only where a 5 mm cube centred 3 mm beyond the border is at least this share tissue:
+/// a walk that runs along a vessel finds a long run of tissue but no wall.
+const BORDER_WALL_SHARE: f64 = 0.9;
 
 /// Why a patch was cut.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,6 +53,8 @@ pub enum Source {
     Candidate,
     /// At a random lung point.
     Lung,
+    /// On the lung's border ([`border_point`]).
+    Border,
 }
 
 impl Source {
@@ -51,6 +64,7 @@ impl Source {
             Source::Nodule { .. } => 'p',
             Source::Candidate => 'c',
             Source::Lung => 'r',
+            Source::Border => 'b',
         }
     }
 }
@@ -175,6 +189,86 @@ pub fn negatives(
         });
     }
     out
+}
+
+/// `n` negative centres on the lung's border ([`border_point`]) clear of every keepout; fewer
+/// when the scan has no such border (a phantom, a crop inside the lung).
+pub fn border_negatives(
+    volume: &Volume,
+    keep: &[Keepout],
+    n: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Site> {
+    let mut out = Vec::with_capacity(n);
+    let mut tries = 0;
+    while out.len() < n && tries < LUNG_TRIES * n {
+        tries += 1;
+        if let Some(center) = border_point(volume, rng).filter(|&c| clear_of(c, keep)) {
+            out.push(Site {
+                center,
+                source: Source::Border,
+            });
+        }
+    }
+    out
+}
+
+/// A point where the lung meets thick tissue: from a random lung point ([`lung_point`]) along
+/// a random direction (uniform on the sphere, 1 mm steps in world mm, nearest voxel) to the
+/// first of [`BORDER_TISSUE_MM`] consecutive mm above [`BODY_HU`]. `None` when the walk leaves
+/// the scan, finds no such run within [`BORDER_WALK_MM`], or the run is no wall (see
+/// [`BORDER_WALL_SHARE`]: a walk along a vessel, or one grazing a curved wall).
+pub fn border_point(volume: &Volume, rng: &mut ChaCha8Rng) -> Option<[f64; 3]> {
+    let start = lung_point(volume, rng)?;
+    let z: f64 = rng.random_range(-1.0..=1.0);
+    let phi: f64 = rng.random_range(0.0..std::f64::consts::TAU);
+    let r = (1.0 - z * z).sqrt();
+    let dir = [r * phi.cos(), r * phi.sin(), z];
+    let at = |mm: usize| -> [f64; 3] { std::array::from_fn(|i| start[i] + dir[i] * mm as f64) };
+    let mut run_start = None;
+    for mm in 1..=BORDER_WALK_MM {
+        if tissue_at(volume, at(mm))? {
+            let first = *run_start.get_or_insert(mm);
+            if mm + 1 - first >= BORDER_TISSUE_MM {
+                let wall = tissue_share_around(volume, at(first + 3)) >= BORDER_WALL_SHARE;
+                return wall.then(|| at(first));
+            }
+        } else {
+            run_start = None;
+        }
+    }
+    None
+}
+
+/// Whether the voxel nearest `p` (world mm) is above [`BODY_HU`]; `None` outside the scan.
+fn tissue_at(volume: &Volume, p: [f64; 3]) -> Option<bool> {
+    let dims = volume.geometry.dims;
+    let idx = volume.geometry.world_to_index(p).map(f64::round);
+    if !(0..3).all(|a| idx[a] >= 0.0 && idx[a] < dims[a] as f64) {
+        return None;
+    }
+    let [i, j, k] = idx.map(|x| x as usize);
+    Some(volume.value(i, j, k) > BODY_HU)
+}
+
+/// Share of tissue ([`tissue_at`]) on a 5 × 5 × 5 grid of 1 mm steps around `p`; points outside
+/// the scan count as not tissue.
+fn tissue_share_around(volume: &Volume, p: [f64; 3]) -> f64 {
+    let steps = -2..=2i32;
+    let mut tissue = 0usize;
+    for dz in steps.clone() {
+        for dy in steps.clone() {
+            for dx in steps.clone() {
+                let q = [
+                    p[0] + f64::from(dx),
+                    p[1] + f64::from(dy),
+                    p[2] + f64::from(dz),
+                ];
+                tissue += usize::from(tissue_at(volume, q) == Some(true));
+            }
+        }
+    }
+    tissue as f64 / 125.0
 }
 
 /// One random voxel, accepted as lung when its HU is in [`LUNG_HU`] and it is enclosed by the

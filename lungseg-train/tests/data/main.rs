@@ -18,5 +18,6 @@ mod metrics_uncertainty;
 mod predict;
 mod prepare_lidc;
 mod prepare_luna;
+mod prepare_sampling;
 mod synth;
 mod train_augment;

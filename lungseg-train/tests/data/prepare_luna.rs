@@ -193,6 +193,57 @@ fn counts_splits_labels_and_determinism() {
     assert_eq!(rep["splits"]["train"]["scans"], 5);
 }
 
+/// `--border-fraction` cuts that share of each scan's negatives on the lung's border, all
+/// clear of nodules, without touching the positives; the other negatives are cut as before.
+#[test]
+fn border_negatives_take_their_share_of_the_negatives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 4, None);
+    let plain = tmp.path().join("plain");
+    let border = tmp.path().join("border");
+    let (s0, _) = run(&input, &plain, &cfg()).unwrap();
+    let c = PrepareConfig {
+        border_fraction: 0.5,
+        ..cfg()
+    };
+    let (s1, _) = run(&input, &border, &c).unwrap();
+    assert_eq!(s1.positives(), s0.positives());
+    let tags = |dir: &Path| -> BTreeMap<char, usize> {
+        let ds = PatchDataset::open(dir).unwrap();
+        ds.records.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.id.chars().rev().nth(3).unwrap()).or_default() += 1;
+            m
+        })
+    };
+    let (t0, t1) = (tags(&plain), tags(&border));
+    assert_eq!(t0.get(&'b'), None);
+    let b = t1[&'b'];
+    assert!(
+        b * 2 >= s1.negatives() - 4 && b * 2 <= s1.negatives() + 4,
+        "{b} border negatives of {}",
+        s1.negatives()
+    );
+    assert_eq!(t1[&'p'], t0[&'p']);
+    let ds = PatchDataset::open(&border).unwrap();
+    for (i, r) in ds
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.id.contains("_b"))
+    {
+        let p = ds.load(i).unwrap();
+        assert_eq!((r.label, p.mask[(8 * 16 + 8) * 16 + 8]), (0, 0), "{}", r.id);
+        // On the border: the patch holds both lung and thick tissue.
+        let lung = p.hu.iter().filter(|&&h| h < -700.0).count();
+        let tissue = p.hu.iter().filter(|&&h| h > -300.0).count();
+        assert!(
+            lung > 100 && tissue > 100,
+            "{}: {lung} lung, {tissue} tissue voxels",
+            r.id
+        );
+    }
+}
+
 #[test]
 fn unjittered_positive_masks_are_centred() {
     let tmp = tempfile::tempdir().unwrap();
