@@ -10,9 +10,10 @@ use lungseg_train::calibrate::mask_threshold::{
 };
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
+use lungseg_train::metrics::PatchClass;
 use lungseg_train::model_file::ModelFile;
 
-use super::evaluate_calibrate::{dataset, fixture_model};
+use super::evaluate_calibrate::{dataset, dataset_with, fixture_model};
 
 /// The engine's MC mean map of `hu` (one thread) and its summary.
 fn mc_mean(model: &Model, hu: &[f32], n_samples: u32, seed: u64) -> (Vec<f32>, PatchSummary) {
@@ -143,7 +144,7 @@ fn direct(gt: &[u8], mean: &[f32], t: f32) -> (f64, u64, u64) {
 fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
     let dir = tempfile::tempdir().unwrap();
     let model_path = fixture_model(dir.path());
-    let ds_path = dataset(dir.path());
+    let ds_path = dataset_with(dir.path(), true);
     let opts = MaskThresholdOptions {
         samples: 4,
         seed: 9,
@@ -165,6 +166,8 @@ fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
     let ds = PatchDataset::open(&ds_path).unwrap();
     let idx = ds.split("val");
     assert_eq!(seen, idx.len());
+    // The partial patch is in neither count.
+    assert_eq!(c.nodule_patches + c.negative_patches, idx.len() - 1);
     let voxel_mm3: f64 = model.config().spacing_mm.iter().product();
     for r in &c.rows {
         let (mut dice, mut fp, mut bad, mut nodules, mut negatives) = (0.0, 0.0, 0, 0, 0);
@@ -172,7 +175,11 @@ fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
             let p = ds.load(i).unwrap();
             let (mean, _) = mc_mean(&model, &p.hu, 4, patch_seed(9, &ds.records[i].id));
             let (d, f, gt_voxels) = direct(&p.mask, &mean, r.threshold);
-            if gt_voxels > 0 {
+            let class = PatchClass::of(ds.records[i].label == 1, gt_voxels);
+            if class == PatchClass::Partial {
+                continue;
+            }
+            if class == PatchClass::Nodule {
                 nodules += 1;
                 dice += d;
             } else {

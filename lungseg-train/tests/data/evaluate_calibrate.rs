@@ -26,6 +26,12 @@ const SHAPE: [usize; 3] = [8, 12, 16]; // z, y, x
 
 /// Lung-like background with a soft-tissue ball (positives) of varying size and position.
 pub(crate) fn dataset(dir: &Path) -> PathBuf {
+    dataset_with(dir, false)
+}
+
+/// [`dataset`]; with `partial`, the validation negative `val01` holds a nodule in its ground
+/// truth although it was not cut around one (a [`PatchClass::Partial`] patch).
+pub(crate) fn dataset_with(dir: &Path, partial: bool) -> PathBuf {
     let root = dir.join("ds");
     let mut w = DatasetWriter::create(&root).unwrap();
     let [d, h, wd] = SHAPE;
@@ -47,7 +53,8 @@ pub(crate) fn dataset(dir: &Path) -> PathBuf {
                         let r2 = (x as f64 - c[0]).powi(2)
                             + (y as f64 - c[1]).powi(2)
                             + (z as f64 - c[2]).powi(2);
-                        let inside = label == 1 && r2 <= (diameter / 2.0).powi(2);
+                        let clipped = partial && split == "val" && i == 1;
+                        let inside = (label == 1 || clipped) && r2 <= (diameter / 2.0).powi(2);
                         hu.push(if inside { 40.0 } else { -850.0 } + noise);
                         mask.push(u8::from(inside));
                     }
