@@ -337,7 +337,11 @@ impl EvalAccumulator {
 
     /// All metrics of the patches added so far.
     pub fn finish(&self) -> Result<EvalMetrics, MetricsError> {
-        let confusions: Vec<Confusion> = self.patches.iter().map(|p| p.confusion).collect();
+        let confusions: Vec<(Confusion, PatchClass)> = self
+            .patches
+            .iter()
+            .map(|p| (p.confusion, p.class))
+            .collect();
         let dice: Vec<f64> = self.patches.iter().map(|p| p.overlap.dice).collect();
         let scores: Vec<f32> = self.patches.iter().map(|p| p.score).collect();
         let flags: Vec<bool> = self.patches.iter().map(|p| p.needs_review).collect();

@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::patch_class::PatchClass;
 use super::{check_len, MetricsError};
 
 /// Voxel confusion counts of a binary segmentation.
@@ -167,7 +168,7 @@ pub struct OverlapSummary {
     pub pooled_counts: Confusion,
     /// Mean over all patches (negative patches included, with the empty-mask convention).
     pub mean_all: MeanOverlap,
-    /// Mean over patches whose ground truth contains a nodule.
+    /// Mean over the nodule patches ([`PatchClass::Nodule`]).
     pub mean_positive: MeanOverlap,
 }
 
@@ -199,16 +200,21 @@ fn mean_of<'a>(patches: impl Iterator<Item = &'a Confusion>) -> MeanOverlap {
     }
 }
 
-/// Pooled and mean-of-patches overlap from per-patch confusion counts.
-pub fn summarize_overlap(per_patch: &[Confusion]) -> OverlapSummary {
+/// Pooled and mean-of-patches overlap from per-patch confusion counts and classes.
+pub fn summarize_overlap(per_patch: &[(Confusion, PatchClass)]) -> OverlapSummary {
     let mut pooled = Confusion::default();
-    for c in per_patch {
+    for (c, _) in per_patch {
         pooled.add(c);
     }
     OverlapSummary {
         pooled: pooled.scores(),
         pooled_counts: pooled,
-        mean_all: mean_of(per_patch.iter()),
-        mean_positive: mean_of(per_patch.iter().filter(|c| c.gt_voxels() > 0)),
+        mean_all: mean_of(per_patch.iter().map(|(c, _)| c)),
+        mean_positive: mean_of(
+            per_patch
+                .iter()
+                .filter(|(_, k)| *k == PatchClass::Nodule)
+                .map(|(c, _)| c),
+        ),
     }
 }

@@ -2,6 +2,7 @@
 
 use lungseg_train::metrics::morphology::dilate_cube;
 use lungseg_train::metrics::overlap::summarize_overlap;
+use lungseg_train::metrics::PatchClass;
 use lungseg_train::metrics::{Confusion, MetricsError};
 
 fn close(a: f64, b: f64) -> bool {
@@ -97,18 +98,31 @@ fn pooled_differs_from_mean_of_patches() {
         fn_: 0,
         tn: 100,
     };
-    let s = summarize_overlap(&[big, small, neg]);
-    assert!(close(s.pooled.dice, 180.0 / 210.0));
-    assert!(close(s.pooled.iou, 90.0 / 120.0));
+    // `clipped` holds part of a nodule but was cut elsewhere: in the mean over all patches,
+    // not in the nodule patches' mean.
+    let clipped = small;
+    let s = summarize_overlap(&[
+        (big, PatchClass::Nodule),
+        (small, PatchClass::Nodule),
+        (neg, PatchClass::Negative),
+        (clipped, PatchClass::Partial),
+    ]);
+    // Pooled: every patch, the clipped one's 10 missed voxels too.
+    assert!(close(s.pooled.dice, 180.0 / 220.0));
+    assert!(close(s.pooled.iou, 90.0 / 130.0));
     assert!(close(s.mean_positive.dice.unwrap(), (0.9 + 0.0) / 2.0));
-    assert!(close(s.mean_all.dice.unwrap(), (0.9 + 0.0 + 1.0) / 3.0));
+    assert!(close(
+        s.mean_all.dice.unwrap(),
+        (0.9 + 0.0 + 1.0 + 0.0) / 4.0
+    ));
+    assert_eq!(s.mean_positive.n, 2);
     assert_eq!(
         (
             s.mean_all.n,
             s.mean_all.n_sensitivity,
             s.mean_all.n_precision
         ),
-        (3, 2, 1)
+        (4, 3, 1)
     );
     assert!(close(s.mean_all.precision.unwrap(), 0.9));
     assert!(close(s.mean_positive.iou.unwrap(), (90.0 / 110.0) / 2.0));
