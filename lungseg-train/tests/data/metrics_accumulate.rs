@@ -234,21 +234,8 @@ fn wrong_sizes_are_rejected() {
     let p = patch(3.0, 3.0, 0.0);
     let short = &p.var[..10];
     let input = PatchInput {
-        id: "bad",
-        scan: "scan",
-        dims: DIMS,
-        voxel_mm3: 1.0,
-        centred_on_nodule: true,
-        diameter_mm: None,
-        gt: &p.gt,
-        prob: &p.prob,
-        entropy: &p.ent,
-        mutual_info: &p.mi,
         variance: short,
-        score: 0.0,
-        needs_review: false,
-        det_prob: &p.prob,
-        scores: &[],
+        ..input(&p, "bad", "scan", true)
     };
     assert!(acc.add_patch(&input).is_err());
     let input = PatchInput {
@@ -281,21 +268,8 @@ fn dice_by_size_bins_nodule_patches_by_diameter() {
     for (k, (p, diameter_mm)) in cases.iter().enumerate() {
         let rec = acc
             .add_patch(&PatchInput {
-                id: &format!("p{k}"),
-                scan: &format!("scan{}", k % 3),
-                dims: DIMS,
-                voxel_mm3: 1.0,
-                centred_on_nodule: true,
                 diameter_mm: *diameter_mm,
-                gt: &p.gt,
-                prob: &p.prob,
-                entropy: &p.ent,
-                mutual_info: &p.mi,
-                variance: &p.var,
-                score: 0.0,
-                needs_review: false,
-                det_prob: &p.prob,
-                scores: &[],
+                ..input(p, &format!("p{k}"), &format!("scan{}", k % 3), true)
             })
             .unwrap();
         dice.push(rec.overlap.dice);
