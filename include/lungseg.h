@@ -142,6 +142,9 @@ typedef enum lungseg_review_score {
   LUNGSEG_REVIEW_IOU_DISAGREEMENT = 6,
   // `lungseg_structure_measures.volume_cv`.
   LUNGSEG_REVIEW_VOLUME_CV = 7,
+  // Mean predictive entropy (bits) over the final mask (mean >= the model's mask
+  // threshold): how sure the model is of the voxels it returns; 0 for an empty mask.
+  LUNGSEG_REVIEW_MASK_MEAN_ENTROPY = 8,
 } lungseg_review_score;
 
 // The instruction set the CPU kernels of a model run on (`lungseg_model_options.cpu_kernel`,

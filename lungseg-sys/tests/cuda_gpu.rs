@@ -279,6 +279,18 @@ fn network_matches_cpu_engine(cfg: &str) {
                         got.mean.iter().filter(|&&p| p >= 0.5).count() as u64,
                     )
                 }
+                lungseg::model::ReviewScore::MaskMeanEntropy => {
+                    let fg: Vec<f32> = got.mean.iter().copied().filter(|&p| p >= 0.5).collect();
+                    let h: f64 = fg
+                        .iter()
+                        .map(|&p| f64::from(lungseg::mc::entropy_bits(p)))
+                        .sum();
+                    if fg.is_empty() {
+                        0.0
+                    } else {
+                        (h / fg.len() as f64) as f32
+                    }
+                }
                 // The structure scores need the sample masks of `run_mc`: the MC call through
                 // the backend (cuda_device.rs) compares those; this synthetic model names none.
                 other @ (lungseg::model::ReviewScore::DiceDisagreement

@@ -262,6 +262,8 @@ fn the_selected_score_is_compared_with_the_caller_threshold() {
             ReviewScore::DiceDisagreement => 1.0 - st.dice_agreement,
             ReviewScore::IouDisagreement => 1.0 - st.iou,
             ReviewScore::VolumeCv => st.volume_cv,
+            // Checked against its maps in mask_mean_entropy_is_the_entropy_over_the_final_mask.
+            ReviewScore::MaskMeanEntropy => model_default.scores.mask_mean_entropy,
             // Checked against their formulas in engine_mc.rs; here: reported as selected.
             ReviewScore::MeanVariance | ReviewScore::VolumeDisagreement => s.uncertainty_score,
         };
@@ -328,4 +330,40 @@ fn a_model_file_names_a_structure_score() {
         assert_eq!(s.review_score, score);
         assert_eq!(s.needs_review, s.uncertainty_score > 0.125);
     }
+}
+
+/// `mask_mean_entropy` against the call's own maps: the mean of the entropy map over the
+/// voxels whose mean reaches the model's mask threshold, not over the samples' union that
+/// `mean_entropy` averages.
+#[test]
+fn mask_mean_entropy_is_the_entropy_over_the_final_mask() {
+    let m = uncertain_model();
+    let input = read_f32("small.input.f32");
+    let n = input.len();
+    let (mut mean, mut entropy) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let opts = McOptions {
+        n_samples: 8,
+        seed: 11,
+        threads: 1,
+        ..McOptions::default()
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        entropy: Some(&mut entropy),
+        ..UncertaintyMaps::default()
+    };
+    let s = predict_uncertainty(&m, &input, &opts, maps).unwrap();
+    let inside: Vec<f64> = (0..n)
+        .filter(|&i| mean[i] >= 0.5)
+        .map(|i| f64::from(entropy[i]))
+        .collect();
+    assert!(
+        !inside.is_empty() && inside.len() < n,
+        "vacuous mask: {} of {n}",
+        inside.len()
+    );
+    let want = (inside.iter().sum::<f64>() / inside.len() as f64) as f32;
+    assert_eq!(s.scores.mask_mean_entropy, want);
+    assert_eq!(s.scores.get(ReviewScore::MaskMeanEntropy), want);
+    assert_ne!(want, s.mean_entropy, "the two regions coincide: vacuous");
 }

@@ -152,6 +152,9 @@ pub enum lungseg_review_score {
     LUNGSEG_REVIEW_IOU_DISAGREEMENT = 6,
     /// `lungseg_structure_measures.volume_cv`.
     LUNGSEG_REVIEW_VOLUME_CV = 7,
+    /// Mean predictive entropy (bits) over the final mask (mean >= the model's mask
+    /// threshold): how sure the model is of the voxels it returns; 0 for an empty mask.
+    LUNGSEG_REVIEW_MASK_MEAN_ENTROPY = 8,
 }
 abi_enum!(lungseg_review_score {
     LUNGSEG_REVIEW_MODEL_DEFAULT,
@@ -162,6 +165,7 @@ abi_enum!(lungseg_review_score {
     LUNGSEG_REVIEW_DICE_DISAGREEMENT,
     LUNGSEG_REVIEW_IOU_DISAGREEMENT,
     LUNGSEG_REVIEW_VOLUME_CV,
+    LUNGSEG_REVIEW_MASK_MEAN_ENTROPY,
 });
 
 /// How much a log message matters (`lungseg_run_options.log_level`, the `level` argument of

@@ -317,6 +317,7 @@ fn review_score_from(raw: u32) -> Result<Option<ReviewScore>> {
         abi::LUNGSEG_REVIEW_DICE_DISAGREEMENT => Some(ReviewScore::DiceDisagreement),
         abi::LUNGSEG_REVIEW_IOU_DISAGREEMENT => Some(ReviewScore::IouDisagreement),
         abi::LUNGSEG_REVIEW_VOLUME_CV => Some(ReviewScore::VolumeCv),
+        abi::LUNGSEG_REVIEW_MASK_MEAN_ENTROPY => Some(ReviewScore::MaskMeanEntropy),
     })
 }
 

@@ -313,6 +313,11 @@ pub enum ReviewScore {
     IouDisagreement = abi::LUNGSEG_REVIEW_IOU_DISAGREEMENT as u32,
     /// `volume_cv` of [`crate::mc::StructureMeasures`]: std / mean of the sample volumes.
     VolumeCv = abi::LUNGSEG_REVIEW_VOLUME_CV as u32,
+    /// Mean predictive entropy (bits) over the final mask (mean ≥ the mask threshold), 0 when
+    /// it is empty. The region scores above average over every voxel *any* sample calls
+    /// foreground, where one sample's speck outweighs a confident mask; this one asks how
+    /// sure the model is of what it returns (the deterministic baseline's region).
+    MaskMeanEntropy = abi::LUNGSEG_REVIEW_MASK_MEAN_ENTROPY as u32,
 }
 
 /// Serialised by its model-file name (`"dice_disagreement"`), the one spelling.
@@ -324,7 +329,7 @@ impl serde::Serialize for ReviewScore {
 
 impl ReviewScore {
     /// Every score, in the order error messages list them.
-    pub const ALL: [ReviewScore; 7] = [
+    pub const ALL: [ReviewScore; 8] = [
         ReviewScore::MeanMutualInfo,
         ReviewScore::MeanEntropy,
         ReviewScore::MeanVariance,
@@ -332,6 +337,7 @@ impl ReviewScore {
         ReviewScore::DiceDisagreement,
         ReviewScore::IouDisagreement,
         ReviewScore::VolumeCv,
+        ReviewScore::MaskMeanEntropy,
     ];
 
     /// The score called `name` in the model file's `review.score`.
@@ -353,6 +359,7 @@ impl ReviewScore {
             ReviewScore::DiceDisagreement => "dice_disagreement",
             ReviewScore::IouDisagreement => "iou_disagreement",
             ReviewScore::VolumeCv => "volume_cv",
+            ReviewScore::MaskMeanEntropy => "mask_mean_entropy",
         }
     }
 }

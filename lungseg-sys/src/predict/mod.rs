@@ -110,6 +110,8 @@ pub struct ReviewScores {
     pub mean_entropy: f32,
     pub mean_variance: f32,
     pub volume_disagreement: f32,
+    /// Mean predictive entropy over the final mask ([`ReviewScore::MaskMeanEntropy`]).
+    pub mask_mean_entropy: f32,
     pub structure: StructureMeasures,
 }
 
@@ -124,6 +126,7 @@ impl ReviewScores {
             ReviewScore::DiceDisagreement => 1.0 - self.structure.dice_agreement,
             ReviewScore::IouDisagreement => 1.0 - self.structure.iou,
             ReviewScore::VolumeCv => self.structure.volume_cv,
+            ReviewScore::MaskMeanEntropy => self.mask_mean_entropy,
         }
     }
 }
@@ -525,6 +528,7 @@ fn summarise(
     let (mut fg, mut region) = (0u64, 0u64);
     let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
     let mut expected_volume = 0f64;
+    let mut mask_entropy = 0f64;
     for i in 0..cfg.patch_voxels() {
         let v = stats.voxel(i);
         let put = |m: &mut Option<&mut [f32]>, x: f32| {
@@ -538,6 +542,7 @@ fn summarise(
         put(&mut maps.mutual_info, v.mutual_info);
         if v.mean >= cfg.mask_threshold {
             fg += 1;
+            mask_entropy += f64::from(v.entropy);
             stats.mark_final(i);
         }
         expected_volume += f64::from(v.mean);
@@ -564,6 +569,11 @@ fn summarise(
         mean_entropy: avg(sh),
         mean_variance: avg(svar),
         volume_disagreement: volume_disagreement(expected_volume, fg),
+        mask_mean_entropy: if fg > 0 {
+            (mask_entropy / fg as f64) as f32
+        } else {
+            0.0
+        },
         structure,
     };
     let score = scores.get(review_score);
