@@ -59,6 +59,9 @@ enum Command {
     /// Compare a candidate's evaluation report with a baseline's on the same patches: the
     /// paired Dice difference with its by-scan bootstrap interval.
     CompareReports(lungseg_train::report::compare::CompareArgs),
+    /// Hard-negative mining: a pool dataset with many negatives -> a dataset whose training
+    /// negatives are partly those a model paints the most false positives on.
+    MineNegatives(lungseg_train::prepare::mine::MineArgs),
     /// Predict at candidate points of one scan (MetaImage or NIfTI): predictions.json with each
     /// point's summary and review flag, maps around each point, maps on the scan's grid.
     Predict(lungseg_train::predict::PredictArgs),
@@ -586,6 +589,7 @@ fn main() -> ExitCode {
         Command::CalibrateMaskThreshold(a) => run_calibrate_mask_threshold(a),
         Command::Evaluate(a) => run_evaluate(a),
         Command::CompareReports(a) => a.run(),
+        Command::MineNegatives(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),

@@ -12,6 +12,7 @@
 pub mod lidc;
 pub mod luna;
 pub mod masks;
+pub mod mine;
 pub mod sampling;
 pub mod split;
 

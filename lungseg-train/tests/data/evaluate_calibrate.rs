@@ -24,6 +24,15 @@ pub(crate) fn fixture_model(dir: &Path) -> PathBuf {
 
 const SHAPE: [usize; 3] = [8, 12, 16]; // z, y, x
 
+/// The next value of a 64-bit LCG in `k`, as ±30 HU of noise: reproducible patches without
+/// an RNG crate.
+pub(crate) fn noise(k: &mut u64) -> f32 {
+    *k = k
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*k >> 40) as f32 / 16_777_216.0 - 0.5) * 60.0
+}
+
 /// Lung-like background with a soft-tissue ball (positives) of varying size and position.
 pub(crate) fn dataset(dir: &Path) -> PathBuf {
     dataset_with(dir, false)
@@ -46,10 +55,7 @@ pub(crate) fn dataset_with(dir: &Path, partial: bool) -> PathBuf {
             for z in 0..d {
                 for y in 0..h {
                     for x in 0..wd {
-                        k = k
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        let noise = ((k >> 40) as f32 / 16_777_216.0 - 0.5) * 60.0;
+                        let noise = noise(&mut k);
                         let r2 = (x as f64 - c[0]).powi(2)
                             + (y as f64 - c[1]).powi(2)
                             + (z as f64 - c[2]).powi(2);

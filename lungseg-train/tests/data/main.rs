@@ -18,6 +18,7 @@ mod metrics_uncertainty;
 mod predict;
 mod prepare_lidc;
 mod prepare_luna;
+mod prepare_mine;
 mod prepare_sampling;
 mod synth;
 mod train_augment;
