@@ -60,6 +60,11 @@ impl Default for MineConfig {
 }
 
 impl MineConfig {
+    /// A negative with this false-positive volume may be taken as hard.
+    pub fn is_hard(&self, fp_mm3: f64) -> bool {
+        fp_mm3 >= self.min_fp_mm3 && fp_mm3 > 0.0
+    }
+
     fn validate(&self) -> Result<()> {
         ensure!(
             self.neg_ratio.is_finite() && self.neg_ratio >= 0.0,
@@ -102,10 +107,7 @@ pub struct Selection {
 /// pool order), then a seeded uniform draw from the rest.
 pub fn select(negatives: &[Charged], n_keep: usize, cfg: &MineConfig) -> Selection {
     let n_keep = n_keep.min(negatives.len());
-    let mut by_fp: Vec<&Charged> = negatives
-        .iter()
-        .filter(|c| c.fp_mm3 >= cfg.min_fp_mm3 && c.fp_mm3 > 0.0)
-        .collect();
+    let mut by_fp: Vec<&Charged> = negatives.iter().filter(|c| cfg.is_hard(c.fp_mm3)).collect();
     by_fp.sort_by(|a, b| b.fp_mm3.total_cmp(&a.fp_mm3).then(a.index.cmp(&b.index)));
     let n_hard = ((cfg.hard_fraction * n_keep as f64).round() as usize).min(by_fp.len());
     let hard: Vec<usize> = by_fp[..n_hard].iter().map(|c| c.index).collect();
@@ -180,7 +182,27 @@ pub fn mine_negatives(
         kept.extend(thinned(&ds, split, cfg));
     }
     write_dataset(&ds, out, &kept_records(&ds, &kept))?;
-    let summary = summarise(model_path, pool, cfg, positives, &charged, &sel, &ds);
+    let summary = MineSummary {
+        model: model_path.to_path_buf(),
+        pool: pool.to_path_buf(),
+        config: cfg.clone(),
+        train_positives: positives,
+        pool_negatives: charged.len(),
+        pool_negatives_hard: charged.iter().filter(|c| cfg.is_hard(c.fp_mm3)).count(),
+        kept_hard: sel.hard.len(),
+        kept_random: sel.random.len(),
+        pool_mean_fp_mm3: mean(charged.iter().map(|c| c.fp_mm3)),
+        kept_mean_fp_mm3: mean(
+            charged
+                .iter()
+                .filter(|c| kept.contains(&c.index))
+                .map(|c| c.fp_mm3),
+        ),
+        charged: charged
+            .iter()
+            .map(|c| (ds.records[c.index].id.clone(), c.fp_mm3))
+            .collect(),
+    };
     let json = serde_json::to_vec_pretty(&summary)?;
     fs::write(out.join(REPORT), json).with_context(|| format!("writing {REPORT}"))?;
     Ok(summary)
@@ -257,47 +279,13 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn summarise(
-    model: &Path,
-    pool: &Path,
-    cfg: &MineConfig,
-    positives: usize,
-    charged: &[Charged],
-    sel: &Selection,
-    ds: &PatchDataset,
-) -> MineSummary {
-    let mean = |v: &mut dyn Iterator<Item = f64>| {
-        let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-        if n == 0 {
-            0.0
-        } else {
-            s / n as f64
-        }
-    };
-    let fp_of = |i: &usize| {
-        charged
-            .iter()
-            .find(|c| c.index == *i)
-            .map_or(0.0, |c| c.fp_mm3)
-    };
-    MineSummary {
-        model: model.to_path_buf(),
-        pool: pool.to_path_buf(),
-        config: cfg.clone(),
-        train_positives: positives,
-        pool_negatives: charged.len(),
-        pool_negatives_hard: charged
-            .iter()
-            .filter(|c| c.fp_mm3 >= cfg.min_fp_mm3 && c.fp_mm3 > 0.0)
-            .count(),
-        kept_hard: sel.hard.len(),
-        kept_random: sel.random.len(),
-        pool_mean_fp_mm3: mean(&mut charged.iter().map(|c| c.fp_mm3)),
-        kept_mean_fp_mm3: mean(&mut sel.hard.iter().chain(&sel.random).map(fp_of)),
-        charged: charged
-            .iter()
-            .map(|c| (ds.records[c.index].id.clone(), c.fp_mm3))
-            .collect(),
+/// Mean of `v`, 0 when empty.
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        s / n as f64
     }
 }
 

@@ -172,6 +172,16 @@ fn mining_keeps_every_other_patch_and_the_negatives_the_model_gets_most_wrong() 
         .filter(|id| ["val0", "val2", "val3", "val5"].contains(id));
     assert_eq!(val_negatives.count(), 3, "{ids:?}");
     assert_eq!(ids.len(), 4 + 6 + 2 + 3);
+    let kept_fp: Vec<f64> = expected
+        .iter()
+        .filter(|(id, _)| ids.contains(&id.as_str()))
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(kept_fp.len(), 6);
+    assert!((s.kept_mean_fp_mm3 - kept_fp.iter().sum::<f64>() / 6.0).abs() < 1e-9);
+    let pool_fp = expected.iter().map(|e| e.1).sum::<f64>() / expected.len() as f64;
+    assert!((s.pool_mean_fp_mm3 - pool_fp).abs() < 1e-9);
+    assert_eq!(s.pool_negatives_hard, painted);
     expected.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (id, fp) in &expected[..3] {
         assert!(
