@@ -1,4 +1,5 @@
-//! `lungseg-train`: synthetic data now; LUNA16 preparation, training and export later.
+//! `lungseg-train`: the command line of the training harness (synth, prepare, mine-negatives,
+//! train, export, calibrate, evaluate, compare-reports, predict, demo).
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
