@@ -157,6 +157,8 @@ int main(int argc, char **argv) {
         st = lungseg_model_get_mask_threshold(model, &mask_threshold);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_mask_threshold", st);
         for (i = 0; i < voxels; i++) mask[i] = mean[i] >= mask_threshold;
+        /* %.9g round-trips a float: a reader can redo the mask exactly. */
+        printf("mask threshold: %.9g\n", mask_threshold);
         snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
         st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);
