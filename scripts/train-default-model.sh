@@ -135,11 +135,13 @@ if ! [ -f "$MODEL" ]; then
   # No `calibrate-probability`: fitted on these scans' ROI, temperature or Platt scaling lowers
   # the ROI ECE but lifts the whole-patch ECE many-fold (docs/prepare-evaluate.md).
   # The mask threshold and the test-time flips first: the structure-wise review scores are
-  # computed on sample masks cut at it, from samples the flips shape. MAX_BAD_NEGATIVES bounds
-  # the bad negative patches the choice may allow (e.g. the shipped model's count on these
-  # scans, for a candidate meant to replace it); unset: the fresh export's own count.
+  # computed on sample masks cut at it, from samples the flips shape. MAX_BAD_NEGATIVES and
+  # MAX_MEAN_FP_MM3 bound the bad negative patches and the mean false-positive volume on the
+  # negatives the choice may allow (e.g. the shipped model's on these scans, for a candidate
+  # meant to replace it); unset: the fresh export's own at its current setting.
   bound=()
-  [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
+  [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound+=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
+  [ -n "${MAX_MEAN_FP_MM3:-}" ] && bound+=(--max-mean-fp-mm3 "$MAX_MEAN_FP_MM3")
   run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
     --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips 1,2,4,8 "${bound[@]}" --write
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
@@ -149,7 +151,8 @@ fi
 
 # BASELINE=<the shipped model> makes replacing it a mechanical rule: both models are evaluated
 # on the calibration scans and the candidate goes on only if its paired mean-Dice gain over
-# the baseline there has a by-scan 95 % interval above 0 (`compare-reports --require-gain`;
+# the baseline there has a by-scan 95 % interval above 0 and its negatives cost no more (bad
+# patches, mean false-positive volume) (`compare-reports --require-gain`;
 # a gain of one or two hundredths on ~60 nodules is within the noise, docs/training.md).
 if [ -n "${BASELINE:-}" ] && ! [ -f "$RUN/compare-calib.txt" ]; then
   for who in candidate baseline; do

@@ -233,6 +233,10 @@ struct CalibrateMaskThresholdArgs {
     /// current setting), e.g. the shipped model's count when this model is to replace it.
     #[arg(long)]
     max_bad_negatives: Option<usize>,
+    /// Allow at most this mean false-positive volume over the negative patches, mm³
+    /// (default: the mean at the model's current setting).
+    #[arg(long)]
+    max_mean_fp_mm3: Option<f64>,
     /// Write the chosen threshold and flips (and the table, under provenance) into the model
     /// file.
     #[arg(long)]
@@ -374,6 +378,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
         flips: a.test_time_flips.clone(),
         max_bad_negatives: a.max_bad_negatives,
+        max_mean_fp_mm3: a.max_mean_fp_mm3,
         ..Default::default()
     };
     let pb = a.on.progress()?;

@@ -10,11 +10,13 @@
 //! those maps by the evaluation's own overlap and bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
-//! - constraint: no more bad negative patches (false-positive volume above
-//!   `EvalConfig::bad_fp_mm3`) than at the model's current flips and threshold, so a lower cut
-//!   cannot buy Dice with false alarms the review flag would then have to catch — or, with
-//!   `max_bad_negatives`, than that number (e.g. the shipped model's count, when the model is
-//!   a candidate to replace it: its own current setting is then no reference);
+//! - constraint ([`NegativeBound`]): no more bad negative patches (false-positive volume above
+//!   `EvalConfig::bad_fp_mm3`) and no larger mean false-positive volume over the negative
+//!   patches than at the model's current flips and threshold, so a lower cut cannot buy Dice
+//!   with false alarms the review flag would then have to catch — the count alone does not see
+//!   a negative's blob growing — or, with `max_bad_negatives` / `max_mean_fp_mm3`, than those
+//!   numbers (e.g. the shipped model's, when the model is a candidate to replace it: its own
+//!   current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
 //!   threshold nearest the current one, then to fewer flips (fewer reruns of the shared
 //!   encoder, larger batches on a GPU).
@@ -58,6 +60,9 @@ pub struct MaskThresholdOptions {
     /// The constraint's bound on bad negatives; `None`: the count at the model's current
     /// setting.
     pub max_bad_negatives: Option<usize>,
+    /// The constraint's bound on the mean false-positive volume over the negative patches,
+    /// mm³; `None`: the mean at the model's current setting.
+    pub max_mean_fp_mm3: Option<f64>,
     /// Bad-patch definition (`bad_fp_mm3`); its `fg_threshold` is ignored.
     pub eval: EvalConfig,
 }
@@ -71,6 +76,7 @@ impl Default for MaskThresholdOptions {
             candidates: default_candidates(),
             flips: Vec::new(),
             max_bad_negatives: None,
+            max_mean_fp_mm3: None,
             eval: EvalConfig::default(),
         }
     }
@@ -168,21 +174,42 @@ impl Tally {
     }
 }
 
+/// What a chosen setting may cost on the negative patches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NegativeBound {
+    pub bad_negatives: usize,
+    pub mean_fp_mm3: f64,
+}
+
+impl NegativeBound {
+    /// The costs of `row`'s setting.
+    pub fn of(row: &ThresholdRow) -> Self {
+        NegativeBound {
+            bad_negatives: row.bad_negatives,
+            mean_fp_mm3: row.mean_fp_mm3,
+        }
+    }
+
+    pub fn allows(&self, row: &ThresholdRow) -> bool {
+        row.bad_negatives <= self.bad_negatives && row.mean_fp_mm3 <= self.mean_fp_mm3
+    }
+}
+
 /// The rule of the module doc on the judged candidates; `current` is the row of the model's
 /// flips and threshold (the constraint's reference). The chosen (flips, threshold); `None`
 /// when no row satisfies the constraint.
 pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32)> {
-    choose_within(rows, current, current.bad_negatives)
+    choose_within(rows, current, NegativeBound::of(current))
 }
 
-/// [`choose`] with the constraint `bad_negatives ≤ max_bad` instead of the current row's
-/// count (`current` still breaks ties).
+/// [`choose`] with the constraint `bound` instead of the current row's costs (`current`
+/// still breaks ties).
 pub fn choose_within(
     rows: &[ThresholdRow],
     current: &ThresholdRow,
-    max_bad: usize,
+    bound: NegativeBound,
 ) -> Option<(u32, f32)> {
-    let allowed: Vec<&ThresholdRow> = rows.iter().filter(|r| r.bad_negatives <= max_bad).collect();
+    let allowed: Vec<&ThresholdRow> = rows.iter().filter(|r| bound.allows(r)).collect();
     let best = allowed
         .iter()
         .map(|r| r.mean_dice)
@@ -268,11 +295,17 @@ pub fn choose_mask_threshold(
         .iter()
         .find(|r| r.threshold == previous && r.test_time_flips == previous_flips)
         .expect("the current setting is a candidate");
-    let (chosen_flips, chosen) = match opts.max_bad_negatives {
-        None => choose(&rows, current).expect("the current setting satisfies the constraint"),
-        Some(max) => choose_within(&rows, current, max)
-            .with_context(|| format!("no candidate has at most {max} bad negative patches"))?,
+    let bound = NegativeBound {
+        bad_negatives: opts.max_bad_negatives.unwrap_or(current.bad_negatives),
+        mean_fp_mm3: opts.max_mean_fp_mm3.unwrap_or(current.mean_fp_mm3),
     };
+    let (chosen_flips, chosen) = choose_within(&rows, current, bound).with_context(|| {
+        format!(
+            "no candidate has at most {} bad negative patches and a mean false-positive \
+             volume of at most {} mm³",
+            bound.bad_negatives, bound.mean_fp_mm3
+        )
+    })?;
     Ok(MaskThresholdChoice {
         previous,
         chosen,

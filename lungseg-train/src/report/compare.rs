@@ -1,7 +1,9 @@
 //! `compare-reports`: a candidate model against a baseline from two evaluation reports of the
-//! same patches (paired Dice difference with its by-scan interval, bad negatives, ROI ECE).
-//! `--require-gain` turns it into the rule a candidate must pass before it replaces the
-//! shipped model: the interval of the paired gain must lie above 0.
+//! same patches (paired Dice difference with its by-scan interval, bad negatives, mean
+//! false-positive volume on negatives, ROI ECE). `--require-gain` turns it into the rule a
+//! candidate must pass before it replaces the shipped model: the interval of the paired gain
+//! must lie above 0, with no more bad negative patches and no larger mean false-positive
+//! volume over the negatives than the baseline.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +20,8 @@ pub struct CompareArgs {
     /// The baseline's report.json (or folder), evaluated on the same patches.
     #[arg(long)]
     pub baseline: PathBuf,
-    /// Fail (exit status 1) unless the paired gain's interval lies above 0.
+    /// Fail (exit status 1) unless the paired gain's interval lies above 0 and the negatives
+    /// cost no more (bad patches, mean false-positive volume).
     #[arg(long)]
     pub require_gain: bool,
 }
@@ -43,29 +46,58 @@ impl CompareArgs {
             &BootstrapConfig::default(),
         )?;
         println!("{}", describe(&c, &b, &paired));
-        if self.require_gain && paired.difference.lo <= 0.0 {
+        if !self.require_gain {
+            return Ok(());
+        }
+        if paired.difference.lo <= 0.0 {
             bail!("no paired gain: the interval of the difference reaches down to or below 0");
         }
+        let (nc, nb) = (NegativeCost::of(&c), NegativeCost::of(&b));
+        if nc.bad > nb.bad || nc.mean_fp_mm3 > nb.mean_fp_mm3 {
+            bail!(
+                "the negatives cost more: {} bad patches and {:.1} mm³ of false positives on \
+                 average, against {} and {:.1}",
+                nc.bad,
+                nc.mean_fp_mm3,
+                nb.bad,
+                nb.mean_fp_mm3
+            );
+        }
         Ok(())
+    }
+}
+
+/// What a model's false positives cost over a report's negative patches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NegativeCost {
+    pub negatives: usize,
+    pub bad: usize,
+    /// Mean false-positive volume over the negative patches, mm³ (0 without negatives).
+    pub mean_fp_mm3: f64,
+}
+
+impl NegativeCost {
+    pub fn of(r: &Report) -> Self {
+        let negatives: Vec<_> = r
+            .metrics
+            .patches
+            .iter()
+            .filter(|p| p.class == PatchClass::Negative)
+            .collect();
+        let n = negatives.len();
+        let fp: f64 = negatives.iter().map(|p| p.fp_volume_mm3).sum();
+        NegativeCost {
+            negatives: n,
+            bad: negatives.iter().filter(|p| p.bad).count(),
+            mean_fp_mm3: if n > 0 { fp / n as f64 } else { 0.0 },
+        }
     }
 }
 
 /// The comparison as the lines `compare-reports` prints.
 pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
     let d = &p.difference;
-    let bad_negatives = |r: &Report| {
-        r.metrics
-            .patches
-            .iter()
-            .filter(|p| p.class == PatchClass::Negative && p.bad)
-            .count()
-    };
-    let negatives = c
-        .metrics
-        .patches
-        .iter()
-        .filter(|p| p.class == PatchClass::Negative)
-        .count();
+    let (nc, nb) = (NegativeCost::of(c), NegativeCost::of(b));
     let ece = |r: &Report| {
         r.metrics
             .calibration_roi
@@ -75,7 +107,8 @@ pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
     format!(
         "nodule patches: {}; mean Dice candidate {:.3}, baseline {:.3}\n\
          paired difference (candidate - baseline): {:+.3} [{:+.3}, {:+.3}] ({:.0} %, {} resamples of {} scans)\n\
-         bad negative patches (of {negatives}): candidate {}, baseline {}\n\
+         bad negative patches (of {}): candidate {}, baseline {}\n\
+         mean false-positive volume on negatives: candidate {:.1} mm³, baseline {:.1} mm³\n\
          ECE (ROI): candidate {}, baseline {}",
         p.nodule_patches,
         p.candidate,
@@ -86,8 +119,11 @@ pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
         d.level * 100.0,
         d.resamples,
         d.groups,
-        bad_negatives(c),
-        bad_negatives(b),
+        nc.negatives,
+        nc.bad,
+        nb.bad,
+        nc.mean_fp_mm3,
+        nb.mean_fp_mm3,
         ece(c),
         ece(b),
     )

@@ -1,12 +1,12 @@
 //! `calibrate-mask-threshold`: the table is the overlap of the engine's own MC mean at each
 //! candidate (checked against a direct count), the rule picks the best mean Dice without adding
-//! bad negatives, and writing changes the threshold and nothing else.
+//! bad negatives or false-positive volume, and writing changes the threshold and nothing else.
 
 use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
     choose, choose_mask_threshold, choose_within, write_mask_threshold, MaskThresholdOptions,
-    ThresholdRow, PROVENANCE_KEY,
+    NegativeBound, ThresholdRow, PROVENANCE_KEY,
 };
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
@@ -116,8 +116,39 @@ fn a_given_bad_negative_bound_replaces_the_current_rows() {
         flips_row(4, 0.9, 0.691, 4),
     ];
     assert_eq!(choose(&rows, &current), Some((8, 0.45)));
-    assert_eq!(choose_within(&rows, &current, 4), Some((8, 0.8)));
-    assert_eq!(choose_within(&rows, &current, 3), None);
+    let bound = |bad_negatives| NegativeBound {
+        bad_negatives,
+        mean_fp_mm3: 0.0,
+    };
+    assert_eq!(choose_within(&rows, &current, bound(4)), Some((8, 0.8)));
+    assert_eq!(choose_within(&rows, &current, bound(3)), None);
+}
+
+/// The mean false-positive volume is bounded too: a lower cut that keeps the count of bad
+/// negatives but grows their blobs is out (as 4 flips at 0.35 against 8 at 0.5 on the shipped
+/// model's calibration scans: 8 bad negatives each, 287 against 214 mm³).
+#[test]
+fn a_larger_false_positive_volume_is_out_even_with_no_more_bad_negatives() {
+    let fp_row = |flips, t, dice, bad, fp| ThresholdRow {
+        mean_fp_mm3: fp,
+        ..flips_row(flips, t, dice, bad)
+    };
+    let current = fp_row(8, 0.5, 0.751, 8, 214.3);
+    let rows = [
+        current.clone(),
+        fp_row(4, 0.35, 0.759, 8, 287.2),
+        fp_row(4, 0.5, 0.750, 8, 251.0),
+        fp_row(8, 0.55, 0.748, 7, 190.0),
+    ];
+    assert_eq!(choose(&rows, &current), Some((8, 0.5)));
+    // A bound given explicitly lets the larger volume in.
+    let lax = NegativeBound {
+        bad_negatives: 8,
+        mean_fp_mm3: 300.0,
+    };
+    assert_eq!(choose_within(&rows, &current, lax), Some((4, 0.35)));
+    // Equal volume is allowed: the current row always satisfies its own bound.
+    assert!(NegativeBound::of(&current).allows(&current));
 }
 
 /// Dice of `mean >= t` against `gt` (1 when both are empty) and the predicted voxels.

@@ -300,7 +300,14 @@ fn bad_figure_inputs_give_clear_errors() {
 fn compare_reports_reads_two_reports_and_requires_a_gain() {
     use lungseg_train::report::compare::{read_report, CompareArgs};
     let dir = out_dir("compare");
-    let base = report(metrics());
+    let mut base = report(metrics());
+    // One negative patch per report, with a false-positive speck under the bad-patch volume.
+    let mut negative = base.metrics.patches[0].clone();
+    negative.id = "negative-0".into();
+    negative.class = PatchClass::Negative;
+    negative.fp_volume_mm3 = 10.0;
+    negative.bad = false;
+    base.metrics.patches.push(negative);
     let mut better = base.clone();
     for p in better
         .metrics
@@ -341,4 +348,24 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
     }
     args(&c_dir, &b_dir).run().unwrap();
     assert!(args(&b_dir, &c_dir).run().is_err());
+    // The same gain with the negative's speck grown, or turned into a bad patch, is refused.
+    let worse_negative = |fp: f64, bad: bool, name: &str| {
+        let mut r = better.clone();
+        let n = r.metrics.patches.last_mut().unwrap();
+        (n.fp_volume_mm3, n.bad) = (fp, bad);
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        write_json(&r, &d.join("report.json")).unwrap();
+        d
+    };
+    let e = args(&worse_negative(12.0, false, "blobby"), &b_dir)
+        .run()
+        .unwrap_err();
+    assert!(e.to_string().contains("negatives cost more"), "{e}");
+    assert!(args(&worse_negative(10.0, true, "bad"), &b_dir)
+        .run()
+        .is_err());
+    args(&worse_negative(8.0, false, "cleaner"), &b_dir)
+        .run()
+        .unwrap();
 }
