@@ -10,12 +10,11 @@
 //! those maps by the evaluation's own overlap and bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
-//! - constraint ([`NegativeBound`]): no more bad negative patches (false-positive volume above
-//!   `EvalConfig::bad_fp_mm3`) and no larger mean false-positive volume over the negative
-//!   patches than at the model's current flips and threshold, so a lower cut cannot buy Dice
-//!   with false alarms the review flag would then have to catch — the count alone does not see
-//!   a negative's blob growing — or, with `max_bad_negatives` / `max_mean_fp_mm3`, than those
-//!   numbers (e.g. the shipped model's, when the model is a candidate to replace it: its own
+//! - constraint ([`NegativeCost::within`]): no more bad negative patches (false-positive
+//!   volume above `EvalConfig::bad_fp_mm3`) and no larger mean false-positive volume over the
+//!   negative patches than at the model's current flips and threshold, so a lower cut cannot
+//!   buy Dice with false alarms the review flag would then have to catch — or, with
+//!   `max_bad_negatives` / `max_mean_fp_mm3`, than those numbers (e.g. the shipped model's, when the model is a candidate to replace it: its own
 //!   current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
 //!   threshold nearest the current one, then to fewer flips (fewer reruns of the shared
@@ -33,7 +32,7 @@ use serde::Serialize;
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::is_bad;
-use crate::metrics::{Confusion, EvalConfig, PatchClass};
+use crate::metrics::{Confusion, EvalConfig, NegativeCost, PatchClass};
 use crate::model_file::{replace_file, ModelFile};
 
 /// Mean-Dice differences below this count as ties.
@@ -93,6 +92,15 @@ pub struct ThresholdRow {
     pub bad_negatives: usize,
     /// Mean false-positive volume over the negative patches, mm³.
     pub mean_fp_mm3: f64,
+}
+
+impl ThresholdRow {
+    pub fn negative_cost(&self) -> NegativeCost {
+        NegativeCost {
+            bad: self.bad_negatives,
+            mean_fp_mm3: self.mean_fp_mm3,
+        }
+    }
 }
 
 /// The result, recorded in the model's provenance when written.
@@ -174,32 +182,11 @@ impl Tally {
     }
 }
 
-/// What a chosen setting may cost on the negative patches.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NegativeBound {
-    pub bad_negatives: usize,
-    pub mean_fp_mm3: f64,
-}
-
-impl NegativeBound {
-    /// The costs of `row`'s setting.
-    pub fn of(row: &ThresholdRow) -> Self {
-        NegativeBound {
-            bad_negatives: row.bad_negatives,
-            mean_fp_mm3: row.mean_fp_mm3,
-        }
-    }
-
-    pub fn allows(&self, row: &ThresholdRow) -> bool {
-        row.bad_negatives <= self.bad_negatives && row.mean_fp_mm3 <= self.mean_fp_mm3
-    }
-}
-
 /// The rule of the module doc on the judged candidates; `current` is the row of the model's
 /// flips and threshold (the constraint's reference). The chosen (flips, threshold); `None`
 /// when no row satisfies the constraint.
 pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32)> {
-    choose_within(rows, current, NegativeBound::of(current))
+    choose_within(rows, current, current.negative_cost())
 }
 
 /// [`choose`] with the constraint `bound` instead of the current row's costs (`current`
@@ -207,9 +194,12 @@ pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32
 pub fn choose_within(
     rows: &[ThresholdRow],
     current: &ThresholdRow,
-    bound: NegativeBound,
+    bound: NegativeCost,
 ) -> Option<(u32, f32)> {
-    let allowed: Vec<&ThresholdRow> = rows.iter().filter(|r| bound.allows(r)).collect();
+    let allowed: Vec<&ThresholdRow> = rows
+        .iter()
+        .filter(|r| r.negative_cost().within(&bound))
+        .collect();
     let best = allowed
         .iter()
         .map(|r| r.mean_dice)
@@ -295,15 +285,15 @@ pub fn choose_mask_threshold(
         .iter()
         .find(|r| r.threshold == previous && r.test_time_flips == previous_flips)
         .expect("the current setting is a candidate");
-    let bound = NegativeBound {
-        bad_negatives: opts.max_bad_negatives.unwrap_or(current.bad_negatives),
+    let bound = NegativeCost {
+        bad: opts.max_bad_negatives.unwrap_or(current.bad_negatives),
         mean_fp_mm3: opts.max_mean_fp_mm3.unwrap_or(current.mean_fp_mm3),
     };
     let (chosen_flips, chosen) = choose_within(&rows, current, bound).with_context(|| {
         format!(
             "no candidate has at most {} bad negative patches and a mean false-positive \
              volume of at most {} mm³",
-            bound.bad_negatives, bound.mean_fp_mm3
+            bound.bad, bound.mean_fp_mm3
         )
     })?;
     Ok(MaskThresholdChoice {

@@ -14,6 +14,7 @@ pub mod accumulate;
 pub mod bootstrap;
 pub mod calibration;
 pub mod morphology;
+pub mod negative_cost;
 pub mod overlap;
 pub mod paired;
 pub mod patch_class;
@@ -27,6 +28,7 @@ pub use accumulate::{
 };
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
+pub use negative_cost::NegativeCost;
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use paired::{paired_dice, PairedDice};
 pub use patch_class::PatchClass;

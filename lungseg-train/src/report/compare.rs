@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::Report;
-use crate::metrics::{paired_dice, BootstrapConfig, PairedDice, PatchClass};
+use crate::metrics::{
+    paired_dice, BootstrapConfig, NegativeCost, PairedDice, PatchClass, PatchRecord,
+};
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
@@ -52,8 +54,8 @@ impl CompareArgs {
         if paired.difference.lo <= 0.0 {
             bail!("no paired gain: the interval of the difference reaches down to or below 0");
         }
-        let (nc, nb) = (NegativeCost::of(&c), NegativeCost::of(&b));
-        if nc.bad > nb.bad || nc.mean_fp_mm3 > nb.mean_fp_mm3 {
+        let (nc, nb) = (negative_cost(&c), negative_cost(&b));
+        if !nc.within(&nb) {
             bail!(
                 "the negatives cost more: {} bad patches and {:.1} mm³ of false positives on \
                  average, against {} and {:.1}",
@@ -67,37 +69,22 @@ impl CompareArgs {
     }
 }
 
-/// What a model's false positives cost over a report's negative patches.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct NegativeCost {
-    pub negatives: usize,
-    pub bad: usize,
-    /// Mean false-positive volume over the negative patches, mm³ (0 without negatives).
-    pub mean_fp_mm3: f64,
+/// The cost of a report's negative patches.
+pub fn negative_cost(r: &Report) -> NegativeCost {
+    NegativeCost::of_patches(negatives(r).map(|p| (p.fp_volume_mm3, p.bad)))
 }
 
-impl NegativeCost {
-    pub fn of(r: &Report) -> Self {
-        let negatives: Vec<_> = r
-            .metrics
-            .patches
-            .iter()
-            .filter(|p| p.class == PatchClass::Negative)
-            .collect();
-        let n = negatives.len();
-        let fp: f64 = negatives.iter().map(|p| p.fp_volume_mm3).sum();
-        NegativeCost {
-            negatives: n,
-            bad: negatives.iter().filter(|p| p.bad).count(),
-            mean_fp_mm3: if n > 0 { fp / n as f64 } else { 0.0 },
-        }
-    }
+fn negatives(r: &Report) -> impl Iterator<Item = &PatchRecord> {
+    r.metrics
+        .patches
+        .iter()
+        .filter(|p| p.class == PatchClass::Negative)
 }
 
 /// The comparison as the lines `compare-reports` prints.
 pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
     let d = &p.difference;
-    let (nc, nb) = (NegativeCost::of(c), NegativeCost::of(b));
+    let (nc, nb) = (negative_cost(c), negative_cost(b));
     let ece = |r: &Report| {
         r.metrics
             .calibration_roi
@@ -119,7 +106,7 @@ pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
         d.level * 100.0,
         d.resamples,
         d.groups,
-        nc.negatives,
+        negatives(c).count(),
         nc.bad,
         nb.bad,
         nc.mean_fp_mm3,

@@ -6,11 +6,11 @@ use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
     choose, choose_mask_threshold, choose_within, write_mask_threshold, MaskThresholdOptions,
-    NegativeBound, ThresholdRow, PROVENANCE_KEY,
+    ThresholdRow, PROVENANCE_KEY,
 };
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
-use lungseg_train::metrics::PatchClass;
+use lungseg_train::metrics::{NegativeCost, PatchClass};
 use lungseg_train::model_file::ModelFile;
 
 use super::evaluate_calibrate::{dataset, dataset_with, fixture_model};
@@ -116,8 +116,8 @@ fn a_given_bad_negative_bound_replaces_the_current_rows() {
         flips_row(4, 0.9, 0.691, 4),
     ];
     assert_eq!(choose(&rows, &current), Some((8, 0.45)));
-    let bound = |bad_negatives| NegativeBound {
-        bad_negatives,
+    let bound = |bad| NegativeCost {
+        bad,
         mean_fp_mm3: 0.0,
     };
     assert_eq!(choose_within(&rows, &current, bound(4)), Some((8, 0.8)));
@@ -142,13 +142,13 @@ fn a_larger_false_positive_volume_is_out_even_with_no_more_bad_negatives() {
     ];
     assert_eq!(choose(&rows, &current), Some((8, 0.5)));
     // A bound given explicitly lets the larger volume in.
-    let lax = NegativeBound {
-        bad_negatives: 8,
+    let lax = NegativeCost {
+        bad: 8,
         mean_fp_mm3: 300.0,
     };
     assert_eq!(choose_within(&rows, &current, lax), Some((4, 0.35)));
     // Equal volume is allowed: the current row always satisfies its own bound.
-    assert!(NegativeBound::of(&current).allows(&current));
+    assert!(current.negative_cost().within(&current.negative_cost()));
 }
 
 /// Dice of `mean >= t` against `gt` (1 when both are empty) and the predicted voxels.

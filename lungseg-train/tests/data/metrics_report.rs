@@ -369,3 +369,21 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
         .run()
         .unwrap();
 }
+
+#[test]
+fn negative_cost_counts_bad_patches_and_averages_the_volume_over_every_negative() {
+    use lungseg_train::metrics::NegativeCost;
+    let c = NegativeCost::of_patches([(0.0, false), (30.0, true), (6.0, false)]);
+    assert_eq!(c.bad, 1);
+    assert!((c.mean_fp_mm3 - 12.0).abs() < 1e-12, "{c:?}");
+    assert_eq!(NegativeCost::of_patches([]).mean_fp_mm3, 0.0);
+    // Either measure alone breaks the bound.
+    let more_bad = NegativeCost { bad: 2, ..c };
+    let more_fp = NegativeCost {
+        mean_fp_mm3: 12.5,
+        ..c
+    };
+    assert!(c.within(&c));
+    assert!(!more_bad.within(&c) && !more_fp.within(&c));
+    assert!(c.within(&more_bad) && c.within(&more_fp));
+}
