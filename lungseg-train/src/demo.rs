@@ -87,22 +87,8 @@ fn step(name: &str, t0: Instant) {
 /// Runs the whole pipeline; `out` is wiped of earlier demo outputs first.
 pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     let t0 = Instant::now();
-    let out = &o.out;
-    for sub in [
-        "luna",
-        "luna-test",
-        "patches",
-        "patches-test",
-        "run",
-        "report",
-    ] {
-        let p = out.join(sub);
-        if p.exists() {
-            std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
-        }
-    }
-    let luna = out.join("luna");
-    let luna_test = out.join("luna-test");
+    let dirs = Folders::under(&o.out);
+    dirs.clear()?;
     step(
         &format!(
             "synthesising {} + {} LUNA16-like scans",
@@ -110,41 +96,21 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         ),
         t0,
     );
-    synth::write_dataset(&luna, &o.synth, o.scans, o.seed, None, |_| {})?;
-    synth::write_dataset(&luna_test, &o.synth, o.test_scans, o.seed + 1, None, |_| {})?;
+    synth::write_dataset(&dirs.luna, &o.synth, o.scans, o.seed, None, |_| {})?;
+    synth::write_dataset(
+        &dirs.luna_test,
+        &o.synth,
+        o.test_scans,
+        o.seed + 1,
+        None,
+        |_| {},
+    )?;
 
     step(
         "preparing patches (HU at 1 mm, painted lesion labels, split by scan)",
         t0,
     );
-    let patches = out.join("patches");
-    let patches_test = out.join("patches-test");
-    let mut pc = PrepareConfig {
-        patch_size: [o.patch; 3],
-        spacing_mm: [1.0; 3],
-        jitter_mm: (o.patch as f64 / 8.0).max(1.0),
-        positives_per_nodule: o.positives_per_nodule,
-        neg_ratio: 1.0,
-        split: SplitRule::Fractions([0.8, 0.2, 0.0]),
-        seed: o.seed,
-        label_masks: Some(luna.join("seg-nodules")),
-        ..PrepareConfig::default()
-    };
-    let s = prepare(&luna, &patches, &pc, |_| {})?;
-    eprintln!(
-        "         train/val: {} positives, {} negatives",
-        s.positives(),
-        s.negatives()
-    );
-    pc.split = SplitRule::Fractions([0.0, 0.0, 1.0]);
-    pc.positives_per_nodule = 1;
-    pc.label_masks = Some(luna_test.join("seg-nodules"));
-    let s = prepare(&luna_test, &patches_test, &pc, |_| {})?;
-    eprintln!(
-        "         test: {} positives, {} negatives",
-        s.positives(),
-        s.negatives()
-    );
+    prepare_patches(o, &dirs)?;
 
     step(
         &format!(
@@ -153,10 +119,137 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         ),
         t0,
     );
-    let run_dir = out.join("run");
-    let topts = TrainOptions {
-        data: patches.clone(),
-        out: run_dir.clone(),
+    let summary = train(&train_options(o, &dirs))?;
+
+    step("exporting the best checkpoint to safetensors", t0);
+    export(&ExportOptions {
+        run: dirs.run.clone(),
+        checkpoint: None,
+        out: dirs.model.clone(),
+        dtype: ExportDtype::F32,
+        review: Review::default(),
+    })?;
+
+    step(
+        &format!(
+            "calibrating the review threshold (refer {:.0}% of validation patches)",
+            o.refer_fraction * 100.0
+        ),
+        t0,
+    );
+    let (review_score, review_threshold) = calibrate_review(o, &dirs)?;
+
+    step(
+        &format!(
+            "evaluating on held-out scans through lungseg-sys (MC-{})",
+            o.mc_samples
+        ),
+        t0,
+    );
+    let ev = evaluate(
+        &dirs.model,
+        &dirs.patches_test,
+        &EvaluateOptions {
+            split: "test".into(),
+            samples: o.mc_samples,
+            seed: o.seed,
+            out: dirs.report.clone(),
+            training_metrics: Some(dirs.run.join("metrics.csv")),
+            ..EvaluateOptions::default()
+        },
+        |_, _| {},
+    )?;
+    step("done", t0);
+    Ok(DemoOutput {
+        model: dirs.model,
+        report_md: ev.report_md,
+        report_json: ev.report_json,
+        review_score,
+        review_threshold,
+        best_val_dice: summary.best_val_dice,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// The demo's folders and files under `--out`.
+struct Folders {
+    luna: PathBuf,
+    luna_test: PathBuf,
+    patches: PathBuf,
+    patches_test: PathBuf,
+    run: PathBuf,
+    report: PathBuf,
+    model: PathBuf,
+}
+
+impl Folders {
+    fn under(out: &Path) -> Self {
+        Folders {
+            luna: out.join("luna"),
+            luna_test: out.join("luna-test"),
+            patches: out.join("patches"),
+            patches_test: out.join("patches-test"),
+            run: out.join("run"),
+            report: out.join("report"),
+            model: out.join("model.safetensors"),
+        }
+    }
+
+    /// Removes what an earlier demo left in the folders (the model file is overwritten).
+    fn clear(&self) -> Result<()> {
+        for p in [
+            &self.luna,
+            &self.luna_test,
+            &self.patches,
+            &self.patches_test,
+            &self.run,
+            &self.report,
+        ] {
+            if p.exists() {
+                std::fs::remove_dir_all(p)
+                    .with_context(|| format!("cannot clear {}", p.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Training/validation patches from the training scans, test patches (one positive per
+/// nodule) from the test scans.
+fn prepare_patches(o: &DemoOptions, dirs: &Folders) -> Result<()> {
+    let mut pc = PrepareConfig {
+        patch_size: [o.patch; 3],
+        spacing_mm: [1.0; 3],
+        jitter_mm: (o.patch as f64 / 8.0).max(1.0),
+        positives_per_nodule: o.positives_per_nodule,
+        neg_ratio: 1.0,
+        split: SplitRule::Fractions([0.8, 0.2, 0.0]),
+        seed: o.seed,
+        label_masks: Some(dirs.luna.join("seg-nodules")),
+        ..PrepareConfig::default()
+    };
+    let s = prepare(&dirs.luna, &dirs.patches, &pc, |_| {})?;
+    eprintln!(
+        "         train/val: {} positives, {} negatives",
+        s.positives(),
+        s.negatives()
+    );
+    pc.split = SplitRule::Fractions([0.0, 0.0, 1.0]);
+    pc.positives_per_nodule = 1;
+    pc.label_masks = Some(dirs.luna_test.join("seg-nodules"));
+    let s = prepare(&dirs.luna_test, &dirs.patches_test, &pc, |_| {})?;
+    eprintln!(
+        "         test: {} positives, {} negatives",
+        s.positives(),
+        s.negatives()
+    );
+    Ok(())
+}
+
+fn train_options(o: &DemoOptions, dirs: &Folders) -> TrainOptions {
+    TrainOptions {
+        data: dirs.patches.clone(),
+        out: dirs.run.clone(),
         config: UNetConfig {
             channels: o.channels.clone(),
             dropout: DropoutSpec {
@@ -178,30 +271,15 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         seed: o.seed,
         progress: o.progress,
         ..TrainOptions::default()
-    };
-    let summary = train(&topts)?;
+    }
+}
 
-    step("exporting the best checkpoint to safetensors", t0);
-    let model = out.join("model.safetensors");
-    export(&ExportOptions {
-        run: run_dir.clone(),
-        checkpoint: None,
-        out: model.clone(),
-        dtype: ExportDtype::F32,
-        review: Review::default(),
-    })?;
-
-    step(
-        &format!(
-            "calibrating the review threshold (refer {:.0}% of validation patches)",
-            o.refer_fraction * 100.0
-        ),
-        t0,
-    );
-    // The review score and its threshold are chosen on the validation split only.
+/// Chooses the review score and its threshold on the validation split only, and writes them
+/// into the model file.
+fn calibrate_review(o: &DemoOptions, dirs: &Folders) -> Result<(String, f32)> {
     let cal = calibrate(
-        &model,
-        &patches,
+        &dirs.model,
+        &dirs.patches,
         &CalibrateOptions {
             split: "val".into(),
             refer_fraction: o.refer_fraction,
@@ -214,39 +292,8 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
     )?;
     let score = lungseg::model::ReviewScore::from_name(&cal.score)
         .with_context(|| format!("calibration chose an unknown score {}", cal.score))?;
-    let threshold = cal.threshold;
-    set_review(&model, score, threshold)?;
-
-    step(
-        &format!(
-            "evaluating on held-out scans through lungseg-sys (MC-{})",
-            o.mc_samples
-        ),
-        t0,
-    );
-    let ev = evaluate(
-        &model,
-        &patches_test,
-        &EvaluateOptions {
-            split: "test".into(),
-            samples: o.mc_samples,
-            seed: o.seed,
-            out: out.join("report"),
-            training_metrics: Some(run_dir.join("metrics.csv")),
-            ..EvaluateOptions::default()
-        },
-        |_, _| {},
-    )?;
-    step("done", t0);
-    Ok(DemoOutput {
-        model,
-        report_md: ev.report_md,
-        report_json: ev.report_json,
-        review_score: cal.score.clone(),
-        review_threshold: threshold,
-        best_val_dice: summary.best_val_dice,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    set_review(&dirs.model, score, cal.threshold)?;
+    Ok((cal.score, cal.threshold))
 }
 
 /// The headline numbers of a `report.json` for the terminal.

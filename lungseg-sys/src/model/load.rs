@@ -76,6 +76,31 @@ pub(super) fn load(
         .map_err(|e| Error::format(format!("not a valid safetensors file: {e}")))?;
     let empty = Default::default();
     let meta = header.metadata().as_ref().unwrap_or(&empty);
+    let version = format_version(meta)?;
+    let config = config_of(meta, version)?;
+    let review = match meta.get("review") {
+        Some(s) => ReviewConfig::from_json(s)?,
+        None => ReviewConfig::default(),
+    };
+    precheck(&config)?;
+    let provenance = meta
+        .get("provenance")
+        .cloned()
+        .unwrap_or_else(|| "{}".to_string());
+    let (net, parameter_count) = read_net(&st, &config)?;
+    Ok(Network {
+        config,
+        review,
+        provenance,
+        net,
+        parameter_count,
+    })
+}
+
+type Metadata = std::collections::HashMap<String, String>;
+
+/// The file's `format_version`, once its `format` is this reader's.
+fn format_version(meta: &Metadata) -> Result<&'static str> {
     match meta.get("format").map(String::as_str) {
         Some(FORMAT) => {}
         Some(other) => {
@@ -89,16 +114,20 @@ pub(super) fn load(
             )))
         }
     }
-    let version = match meta.get("format_version").map(String::as_str) {
-        Some(v) if VERSIONS.contains(&v) => v,
-        Some(other) => {
-            return Err(Error::unsupported(format!(
-                "model format_version '{other}' (this reader supports {})",
+    match meta.get("format_version").map(String::as_str) {
+        Some(v) => VERSIONS.iter().copied().find(|&k| k == v).ok_or_else(|| {
+            Error::unsupported(format!(
+                "model format_version '{v}' (this reader supports {})",
                 VERSIONS.map(|v| format!("'{v}'")).join(", ")
-            )))
-        }
-        None => return Err(Error::format("metadata key 'format_version' is missing")),
-    };
+            ))
+        }),
+        None => Err(Error::format("metadata key 'format_version' is missing")),
+    }
+}
+
+/// The model config (the defaults without one), refused when it uses something newer than
+/// the file's `version`.
+fn config_of(meta: &Metadata, version: &str) -> Result<ModelConfig> {
     let config = match meta.get("config") {
         Some(s) => ModelConfig::from_json(s)?,
         None => ModelConfig::default(),
@@ -116,21 +145,17 @@ pub(super) fn load(
             "{what} needs format_version '{needed}' (the file says '{version}')"
         )));
     }
-    let review = match meta.get("review") {
-        Some(s) => ReviewConfig::from_json(s)?,
-        None => ReviewConfig::default(),
-    };
-    precheck(&config)?;
-    let provenance = meta
-        .get("provenance")
-        .cloned()
-        .unwrap_or_else(|| "{}".to_string());
+    Ok(config)
+}
 
+/// Every layer of the U-Net `config` describes, and the parameter count; a tensor the network
+/// does not use is an error.
+fn read_net(st: &SafeTensors<'_>, config: &ModelConfig) -> Result<(Net, usize)> {
     let mut r = Reader {
-        st: &st,
+        st,
         used: HashSet::new(),
         params: 0,
-        cfg: &config,
+        cfg: config,
     };
     let ch = &config.channels;
     let levels = ch.len();
@@ -163,15 +188,7 @@ pub(super) fn load(
             extra.join(", ")
         )));
     }
-    let net = Net { enc, up, dec, head };
-    let parameter_count = r.params;
-    Ok(Network {
-        config,
-        review,
-        provenance,
-        net,
-        parameter_count,
-    })
+    Ok((Net { enc, up, dec, head }, r.params))
 }
 
 struct Reader<'a, 'b> {

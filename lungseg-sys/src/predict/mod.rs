@@ -271,7 +271,63 @@ pub(crate) fn predict_uncertainty_with(
     mut maps: UncertaintyMaps<'_>,
     ctl: &mut RunControl<'_>,
 ) -> Result<PatchSummary> {
-    check_patch(t.network, patch_hu)?;
+    let review = check_mc_call(t.network, patch_hu, opts, &maps)?;
+    let call = McCall {
+        patch_hu,
+        opts,
+        threads: resolve_threads(opts.threads)?,
+    };
+    let started = std::time::Instant::now();
+    ctl.log(LogLevel::Debug, || {
+        format!(
+            "MC dropout: {} samples, seed {}, {} threads, {}",
+            opts.n_samples,
+            opts.seed,
+            call.threads,
+            t.route.describe()
+        )
+    });
+    let summary = match t.route {
+        Route::Cpu(cpu) => {
+            let mut lease = cpu.lease()?;
+            let ws = lease.ws();
+            samples_on_cpu(cpu, t.network, &call, ws, ctl)?;
+            summarise(t.network, &mut ws.stats, review, &mut maps)
+        }
+        Route::Device(dev) => {
+            let mut stats = samples_on_device(dev, t.network, &call, ctl)?;
+            summarise(t.network, &mut stats, review, &mut maps)
+        }
+    };
+    ctl.log(LogLevel::Info, || {
+        format!(
+            "MC dropout: {} samples in {:.3} s; {} = {:.4}, needs_review = {}",
+            opts.n_samples,
+            started.elapsed().as_secs_f64(),
+            summary.review_score.name(),
+            summary.uncertainty_score,
+            summary.needs_review
+        )
+    });
+    Ok(summary)
+}
+
+/// One MC call's input and how it runs.
+struct McCall<'a> {
+    patch_hu: &'a [f32],
+    opts: &'a McOptions,
+    threads: usize,
+}
+
+/// Checks a call before any work: the patch, the sample count, the review choice and the
+/// size of every map the caller passed; returns the review score and threshold.
+fn check_mc_call(
+    network: &Network,
+    patch_hu: &[f32],
+    opts: &McOptions,
+    maps: &UncertaintyMaps<'_>,
+) -> Result<(ReviewScore, f32)> {
+    check_patch(network, patch_hu)?;
     let n = patch_hu.len();
     if opts.n_samples == 0 || opts.n_samples > MAX_SAMPLES {
         return Err(Error::invalid(format!(
@@ -279,7 +335,7 @@ pub(crate) fn predict_uncertainty_with(
             opts.n_samples
         )));
     }
-    let review = review_choice(t.network, opts)?;
+    let review = review_choice(network, opts)?;
     for (name, m) in [
         ("mean", &maps.mean),
         ("variance", &maps.variance),
@@ -295,84 +351,75 @@ pub(crate) fn predict_uncertainty_with(
             }
         }
     }
-    let threads = resolve_threads(opts.threads)?;
-    let started = std::time::Instant::now();
-    ctl.log(LogLevel::Debug, || {
-        format!(
-            "MC dropout: {} samples, seed {}, {threads} threads, {}",
-            opts.n_samples,
-            opts.seed,
-            t.route.describe()
-        )
-    });
-    let summary = match t.route {
-        Route::Cpu(cpu) => {
-            let mut lease = cpu.lease()?;
-            let ws = lease.ws();
-            let pass = cpu.pass(t.network);
-            let cfg = t.network.config();
-            ws.stats.reset(cfg.mask_threshold);
-            // The shared part of the network runs again only when the flip changes.
-            let mut oriented = None;
-            run_samples(opts, ctl, |drop, stop| {
-                let flip = Flip::of_sample(drop.sample, opts.n_samples, cfg.test_time_flips);
-                if oriented != Some(flip) {
-                    flipped_prologue(&pass, ws, patch_hu, flip, threads);
-                    oriented = Some(flip);
-                }
-                forward(&pass, ws, Some(drop), threads, stop)?;
-                let Workspace {
-                    prob,
-                    flip_out,
-                    stats,
-                    ..
-                } = &mut *ws;
-                if flip.is_none() {
-                    stats.add(prob);
-                } else {
-                    flip.apply(cfg.patch_size, prob, flip_out);
-                    stats.add(flip_out);
-                }
-                Ok(())
-            })?;
-            summarise(t.network, &mut ws.stats, review, &mut maps)
+    Ok(review)
+}
+
+/// The samples on the CPU engine, reduced into the workspace's statistics.
+fn samples_on_cpu(
+    cpu: &crate::cpu::CpuEngine,
+    network: &Network,
+    call: &McCall<'_>,
+    ws: &mut Workspace,
+    ctl: &mut RunControl<'_>,
+) -> Result<()> {
+    let (opts, threads) = (call.opts, call.threads);
+    let pass = cpu.pass(network);
+    let cfg = network.config();
+    ws.stats.reset(cfg.mask_threshold);
+    // The shared part of the network runs again only when the flip changes.
+    let mut oriented = None;
+    run_samples(opts, ctl, |drop, stop| {
+        let flip = Flip::of_sample(drop.sample, opts.n_samples, cfg.test_time_flips);
+        if oriented != Some(flip) {
+            flipped_prologue(&pass, ws, call.patch_hu, flip, threads);
+            oriented = Some(flip);
         }
-        Route::Device(dev) => {
-            // The device reduces the samples (its sums and per-sample masks, or the host's
-            // reduction of its passes); the summary is the CPU's code (docs/cuda.md,
-            // "Computed on the device and on the host").
-            let mut stats = Stats::new(n, opts.n_samples as usize)?;
-            stats.reset(t.network.config().mask_threshold);
-            let job = route::McJob {
-                patch_hu,
-                seed: opts.seed,
-                n_samples: opts.n_samples,
-                flips: t.network.config().test_time_flips,
-                patch_size: t.network.config().patch_size,
-            };
-            ctl.begin_call(u64::from(opts.n_samples));
-            let mut hook = HostHook { ctl, done: 0 };
-            match route::device_mc(dev, job, &mut hook, &mut stats) {
-                Err(e) if e.kind == ErrorKind::Cancelled => {
-                    let done = hook.done;
-                    return Err(cancelled(ctl, done, opts.n_samples));
-                }
-                r => r?,
-            }
-            summarise(t.network, &mut stats, review, &mut maps)
+        forward(&pass, ws, Some(drop), threads, stop)?;
+        let Workspace {
+            prob,
+            flip_out,
+            stats,
+            ..
+        } = &mut *ws;
+        if flip.is_none() {
+            stats.add(prob);
+        } else {
+            flip.apply(cfg.patch_size, prob, flip_out);
+            stats.add(flip_out);
         }
+        Ok(())
+    })
+}
+
+/// The samples on an accelerator: the device reduces them (its sums and per-sample masks, or
+/// the host's reduction of its passes); the summary is the CPU's code (docs/cuda.md,
+/// "Computed on the device and on the host").
+fn samples_on_device(
+    dev: &dyn route::Accelerator,
+    network: &Network,
+    call: &McCall<'_>,
+    ctl: &mut RunControl<'_>,
+) -> Result<Stats> {
+    let opts = call.opts;
+    let cfg = network.config();
+    let mut stats = Stats::new(call.patch_hu.len(), opts.n_samples as usize)?;
+    stats.reset(cfg.mask_threshold);
+    let job = route::McJob {
+        patch_hu: call.patch_hu,
+        seed: opts.seed,
+        n_samples: opts.n_samples,
+        flips: cfg.test_time_flips,
+        patch_size: cfg.patch_size,
     };
-    ctl.log(LogLevel::Info, || {
-        format!(
-            "MC dropout: {} samples in {:.3} s; {} = {:.4}, needs_review = {}",
-            opts.n_samples,
-            started.elapsed().as_secs_f64(),
-            summary.review_score.name(),
-            summary.uncertainty_score,
-            summary.needs_review
-        )
-    });
-    Ok(summary)
+    ctl.begin_call(u64::from(opts.n_samples));
+    let mut hook = HostHook { ctl, done: 0 };
+    match route::device_mc(dev, job, &mut hook, &mut stats) {
+        Err(e) if e.kind == ErrorKind::Cancelled => {
+            let done = hook.done;
+            Err(cancelled(ctl, done, opts.n_samples))
+        }
+        r => r.map(|()| stats),
+    }
 }
 
 /// Runs `sample_pass` for every MC sample in order, asking the host's cancel check before each

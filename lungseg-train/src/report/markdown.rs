@@ -51,9 +51,29 @@ fn uncertainty_rows(out: &mut String, region: &str, list: &[UncertaintySummary])
 
 /// The Markdown report.
 pub fn render_markdown(r: &Report) -> String {
-    let m = &r.metrics;
-    let c = &m.config;
     let mut s = String::new();
+    for section in [
+        header_section,
+        quality_section,
+        headline_section,
+        review_scores_section,
+        overlap_section,
+        calibration_section,
+        uncertainty_section,
+        referral_section,
+        review_flag_section,
+        worst_patches_section,
+        figures_and_notes_section,
+    ] {
+        section(&mut s, r);
+    }
+    s
+}
+
+/// Title, model, data and the rules the report applies.
+fn header_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
+    let c = &r.metrics.config;
     let _ = writeln!(s, "# {}\n", r.title);
     let _ = writeln!(s, "- Model: {}", r.model);
     let _ = writeln!(s, "- Data: {} ({} patches)", r.dataset, m.n_patches);
@@ -68,7 +88,10 @@ pub fn render_markdown(r: &Report) -> String {
         "- A voxel is predicted nodule when its mean probability p ≥ {}.\n",
         c.fg_threshold
     );
+}
 
+/// The issue's quality bar, check by check.
+fn quality_section(s: &mut String, r: &Report) {
     s.push_str("## Quality bar\n\n| check | target | value | result |\n|---|---|---|---|\n");
     for q in r.quality_checks() {
         let _ = writeln!(
@@ -80,10 +103,11 @@ pub fn render_markdown(r: &Report) -> String {
             if q.passed { "pass" } else { "**not met**" }
         );
     }
+}
 
-    headline_section(&mut s, r);
-    review_scores_section(&mut s, r);
-
+/// Dice, IoU, sensitivity and precision, pooled and per patch.
+fn overlap_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
     let o = &m.overlap;
     s.push_str("\n## Segmentation overlap\n\n");
     s.push_str(
@@ -115,7 +139,12 @@ pub fn render_markdown(r: &Report) -> String {
             mo.n_sensitivity, mo.n_precision, mo.n
         );
     }
+}
 
+/// ECE and Brier score, in the ROI and over all voxels.
+fn calibration_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
+    let c = &r.metrics.config;
     s.push_str("\n## Calibration\n\n");
     let _ = writeln!(
         s,
@@ -138,7 +167,12 @@ pub fn render_markdown(r: &Report) -> String {
             cal.voxels
         );
     }
+}
 
+/// How much more uncertain the error voxels are.
+fn uncertainty_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
+    let c = &r.metrics.config;
     s.push_str("\n## Uncertainty versus error\n\n");
     let _ = writeln!(
         s,
@@ -153,9 +187,13 @@ pub fn render_markdown(r: &Report) -> String {
         "| region | measure | mean (correct) | mean (error) | ratio | error voxels | AUROC | UEO (max) |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
-    uncertainty_rows(&mut s, "ROI", &m.uncertainty_roi);
-    uncertainty_rows(&mut s, "all voxels", &m.uncertainty_all);
+    uncertainty_rows(s, "ROI", &m.uncertainty_roi);
+    uncertainty_rows(s, "all voxels", &m.uncertainty_all);
+}
 
+/// The referral curve: retained mean Dice by fraction referred.
+fn referral_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
     s.push_str("\n## Referral\n\n");
     if let Some(rc) = &m.referral {
         s.push_str(
@@ -192,7 +230,12 @@ pub fn render_markdown(r: &Report) -> String {
     } else {
         s.push_str("No patches.\n");
     }
+}
 
+/// The needs-review flag against the bad patches.
+fn review_flag_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
+    let c = &r.metrics.config;
     let rv = &m.review;
     let _ = writeln!(
         s,
@@ -212,7 +255,11 @@ pub fn render_markdown(r: &Report) -> String {
         pct(rv.ppv),
         pct(rv.npv)
     );
+}
 
+/// The ten patches with the lowest Dice.
+fn worst_patches_section(s: &mut String, r: &Report) {
+    let m = &r.metrics;
     let mut worst: Vec<_> = m.patches.iter().collect();
     worst.sort_by(|a, b| a.overlap.dice.total_cmp(&b.overlap.dice));
     if !worst.is_empty() {
@@ -231,7 +278,10 @@ pub fn render_markdown(r: &Report) -> String {
             );
         }
     }
+}
 
+/// Figure links and notes.
+fn figures_and_notes_section(s: &mut String, r: &Report) {
     if !r.figures.is_empty() {
         s.push_str("\n## Figures\n\n");
         for fig in &r.figures {
@@ -244,7 +294,6 @@ pub fn render_markdown(r: &Report) -> String {
             let _ = writeln!(s, "- {n}");
         }
     }
-    s
 }
 
 /// `estimate [lo, hi]`, or n/a.

@@ -7,35 +7,42 @@
 pub mod args;
 pub mod augment;
 pub mod backend;
+mod batch;
 pub mod checkpoint;
+mod epoch;
 pub mod loss;
 pub mod metrics;
 pub mod parallel;
 pub mod prefetch;
 pub mod rng;
+mod start;
+mod validate;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
-pub use backend::{Backend, DeviceSpec};
-use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::{ensure, Context, Result};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+pub use backend::{Backend, DeviceSpec};
+pub use batch::{load_batch, Batch};
+pub use start::with_prior_bias;
+pub use validate::{evaluate, is_better, Validation};
+
 use crate::dataset::PatchDataset;
-use crate::metrics::{Confusion, PatchClass};
 use crate::model::{UNet, UNetConfig};
-use augment::{augment, augmented_shape, AugmentConfig};
+use augment::AugmentConfig;
+use batch::check_crop;
+use burn::optim::ModuleOptimizer;
 use checkpoint::TrainState;
-use loss::{dice_bce, DiceLoss};
+use epoch::{train_epoch, EpochRun, EpochTrain};
+use loss::DiceLoss;
 use metrics::{EpochMetrics, MetricsLog};
-use parallel::{DataParallel, ShardOutput};
+use parallel::DataParallel;
 use rng::Rng;
+use start::start_or_resume;
 
 /// Everything `train` needs. `Default` is the documented long run on the default config.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,523 +171,42 @@ const STREAM_DROPOUT: u64 = 3;
 /// Data parallel: shard `i` of step `s` draws its dropout masks from `(seed, s, this + i)`.
 const STREAM_SHARD_DROPOUT: u64 = 1000;
 
-/// A batch as host arrays: normalised images and 0/1 masks, `[B, 1, D, H, W]`.
-pub struct Batch {
-    pub shape: [usize; 5],
-    pub image: Vec<f32>,
-    pub mask: Vec<f32>,
-}
-
-impl Batch {
-    /// Patches `start..end` of the batch.
-    pub fn slice(&self, start: usize, end: usize) -> Batch {
-        let per: usize = self.shape[1..].iter().product();
-        let mut shape = self.shape;
-        shape[0] = end - start;
-        Batch {
-            shape,
-            image: self.image[start * per..end * per].to_vec(),
-            mask: self.mask[start * per..end * per].to_vec(),
-        }
-    }
-
-    pub fn tensors(&self, device: &Device) -> (Tensor<5>, Tensor<5>) {
-        let x = Tensor::from_data(TensorData::new(self.image.clone(), self.shape), device);
-        let y = Tensor::from_data(TensorData::new(self.mask.clone(), self.shape), device);
-        (x, y)
-    }
-}
-
-/// A training crop must fit the patch and halve evenly at every pooling of the U-Net.
-fn check_crop(aug: Option<&AugmentConfig>, config: &UNetConfig) -> Result<()> {
-    let Some(edge) = aug.and_then(|a| a.crop) else {
-        return Ok(());
-    };
-    let step = 1usize << (config.channels.len() - 1);
-    ensure!(
-        edge > 0 && edge.is_multiple_of(step),
-        "--crop {edge} must be a positive multiple of {step} (2^(levels-1) for {} levels)",
-        config.channels.len()
-    );
-    ensure!(
-        config.patch_size.iter().all(|&n| edge <= n),
-        "--crop {edge} is larger than the patches {:?}",
-        config.patch_size
-    );
-    Ok(())
-}
-
-/// Reads, normalises and (optionally) augments the patches `idx` into one batch.
-pub fn load_batch(
-    data: &PatchDataset,
-    idx: &[usize],
-    config: &UNetConfig,
-    aug: Option<(&AugmentConfig, &mut Rng)>,
-) -> Result<Batch> {
-    let shape = data.records[idx[0]].shape;
-    let mut image = Vec::with_capacity(idx.len() * shape.iter().product::<usize>());
-    let mut mask = Vec::with_capacity(image.capacity());
-    let mut aug = aug;
-    let out_shape = aug
-        .as_ref()
-        .map_or(shape, |(cfg, _)| augmented_shape(cfg, shape));
-    for &i in idx {
-        let p = data.load(i)?;
-        ensure!(
-            p.shape == shape,
-            "patch {} has shape {:?}, the batch {:?}",
-            data.records[i].id,
-            p.shape,
-            shape
-        );
-        let img: Vec<f32> = p.hu.iter().map(|&h| config.normalize_hu(h)).collect();
-        let (img, m) = match aug.as_mut() {
-            Some((cfg, rng)) => augment(&img, &p.mask, shape, cfg, rng),
-            None => (img, p.mask),
-        };
-        image.extend_from_slice(&img);
-        mask.extend(m.iter().map(|&v| f32::from(v)));
-    }
-    Ok(Batch {
-        shape: [idx.len(), 1, out_shape[0], out_shape[1], out_shape[2]],
-        image,
-        mask,
-    })
-}
-
-/// Validation numbers (eval mode: running BN statistics, no dropout, no augmentation).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Validation {
-    pub loss: f64,
-    /// Mean hard Dice over the nodule patches ([`PatchClass::Nodule`]; pooled Dice if there are
-    /// none).
-    pub dice: f64,
-    /// Hard Dice pooled over all voxels.
-    pub dice_pooled: f64,
-}
-
-/// Runs `model` in eval mode over the patches `idx`.
-pub fn evaluate(
-    model: &UNet,
-    data: &PatchDataset,
-    idx: &[usize],
-    config: &UNetConfig,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Validation> {
-    let model = model.valid();
-    let (mut loss_sum, mut n) = (0.0, 0usize);
-    let (mut dice_sum, mut positives) = (0.0, 0usize);
-    let mut pooled = Confusion::default();
-    for chunk in idx.chunks(batch_size.max(1)) {
-        let batch = load_batch(data, chunk, config, None)?;
-        let (x, y) = batch.tensors(device);
-        let logits = model.forward(x);
-        let loss = dice_bce(logits.clone(), y).total.into_scalar::<f32>();
-        loss_sum += f64::from(loss) * chunk.len() as f64;
-        n += chunk.len();
-        let logits = logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let per = logits.len() / chunk.len();
-        for ((l, t), &i) in logits.chunks(per).zip(batch.mask.chunks(per)).zip(chunk) {
-            let o = confusion(t, l);
-            pooled.add(&o);
-            if PatchClass::of(data.records[i].label == 1, o.gt_voxels()) == PatchClass::Nodule {
-                dice_sum += o.dice();
-                positives += 1;
-            }
-        }
-    }
-    Ok(Validation {
-        loss: loss_sum / n.max(1) as f64,
-        dice: if positives > 0 {
-            dice_sum / positives as f64
-        } else {
-            pooled.dice()
-        },
-        dice_pooled: pooled.dice(),
-    })
-}
-
-/// Voxel counts of one patch's logits against its mask (the metrics layer's definition).
-fn confusion(mask: &[f32], logits: &[f32]) -> Confusion {
-    Confusion::from_logits(mask, logits).expect("logits and masks of one batch have equal sizes")
-}
-
-fn optimizer(opts: &TrainOptions) -> ModuleOptimizer {
-    let mut cfg = AdamConfig::new().with_epsilon(1e-8);
-    if opts.weight_decay > 0.0 {
-        cfg = cfg.with_weight_decay(Some(WeightDecayConfig::new(opts.weight_decay as f32)));
-    }
-    cfg.init()
-}
-
-fn progress_bar(len: usize, prefix: String, enabled: bool) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64).with_prefix(prefix);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar
-}
-
-/// A fresh model and state, or the newest checkpoint's model, optimiser and state.
-fn start_or_resume(
-    opts: &TrainOptions,
-    data: &PatchDataset,
-    train_idx: &[usize],
-    ad: &Device,
-) -> Result<(UNet, ModuleOptimizer, TrainState)> {
-    let optim = optimizer(opts);
-    match checkpoint::latest(&opts.out)? {
-        Some((epoch, dir)) if opts.resume => {
-            let state = checkpoint::load_state(&dir)?;
-            let wanted = UNetConfig {
-                patch_size: state.config.patch_size,
-                spacing_mm: state.config.spacing_mm,
-                ..opts.config.clone()
-            };
-            if wanted != state.config {
-                eprintln!(
-                    "note: resuming with the checkpoint's model config, not the command line's"
-                );
-            }
-            let model = checkpoint::load_model(&dir, &state.config, ad)?;
-            let optim = checkpoint::load_optim(&dir, optim)?;
-            eprintln!("resuming from {} (epoch {epoch})", dir.display());
-            Ok((model, optim, state))
-        }
-        None if opts.resume => bail!(
-            "--resume: no checkpoint in {}",
-            opts.out.join("checkpoints").display()
-        ),
-        _ => {
-            // The patch geometry comes from the data; the config stores it (x, y, z).
-            let first = &data.records[train_idx[0]];
-            let mut config = opts.config.clone();
-            config.patch_size = [first.shape[2], first.shape[1], first.shape[0]];
-            if let Some(s) = first.spacing_mm {
-                config.spacing_mm = s;
-            }
-            config.validate()?;
-            ad.seed(opts.seed);
-            let state = TrainState {
-                epoch: 0,
-                step: 0,
-                best_val_dice: -1.0,
-                best_val_loss: f64::INFINITY,
-                best_epoch: 0,
-                epochs_since_best: 0,
-                seed: opts.seed,
-                config,
-            };
-            let model = match &opts.init {
-                Some(path) => init_from(path, &state.config, ad)?,
-                None => with_prior_bias(state.config.init(ad), opts.fg_prior)?,
-            };
-            Ok((model, optim, state))
-        }
-    }
-}
-
-/// The weights of the exported model at `path`, whose network must be `config`'s
-/// (architecture, HU window, and the data's patch geometry): fine-tuning must not silently
-/// change the network it continues. Dropout may differ (it has no weights): the run's applies.
-fn init_from(path: &Path, config: &UNetConfig, ad: &Device) -> Result<UNet> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("--init: cannot read {}", path.display()))?;
-    let (model, file_config) = crate::import::from_safetensors(&bytes, ad)
-        .with_context(|| format!("--init: {}", path.display()))?;
-    let same_network = UNetConfig {
-        dropout: config.dropout.clone(),
-        ..file_config.clone()
-    } == *config;
-    ensure!(
-        same_network,
-        "--init: {} holds a different network or data geometry than this run:\n  file: {}\n  run:  {}",
-        path.display(),
-        serde_json::to_string(&file_config)?,
-        serde_json::to_string(config)?
-    );
-    Ok(model.with_dropout(&config.dropout))
-}
-
-/// Whether validation `v` beats the best so far: a higher Dice, or the same Dice with a lower loss.
-pub fn is_better(v: Validation, best_dice: f64, best_loss: f64) -> bool {
-    v.dice > best_dice || (v.dice == best_dice && v.loss < best_loss)
-}
-
-/// Sets the head's bias to `logit(prior)` (see [`TrainOptions::fg_prior`]); `prior = 0` leaves
-/// the model as it is.
-pub fn with_prior_bias(mut model: UNet, prior: f64) -> Result<UNet> {
-    if prior == 0.0 {
-        return Ok(model);
-    }
-    ensure!(
-        prior > 0.0 && prior < 1.0,
-        "--fg-prior {prior} must be in (0, 1), or 0 to keep the default initialisation"
-    );
-    let logit = (prior / (1.0 - prior)).ln();
-    model.head.bias = model.head.bias.map(|b| {
-        b.map(|t| {
-            let grad = t.is_require_grad();
-            t.zeros_like()
-                .add_scalar(logit)
-                .detach()
-                .set_require_grad(grad)
-        })
-    });
-    Ok(model)
-}
-
-/// Sums over one epoch's training batches.
-#[derive(Default)]
-struct EpochTrain {
-    loss_sum: f64,
-    bce_sum: f64,
-    seen: usize,
-    overlap: Confusion,
-    lr: f64,
-    /// Seconds the training thread waited for batches.
-    data_wait: f64,
-}
-
-impl EpochTrain {
-    /// Adds the loss and overlap of `shards`, the consecutive parts of `batch`.
-    fn add(&mut self, batch: &Batch, shards: &[ShardOutput]) {
-        let per: usize = batch.shape[1..].iter().product();
-        let mut start = 0;
-        for s in shards {
-            self.loss_sum += s.loss * s.n as f64;
-            self.bce_sum += s.bce * s.n as f64;
-            self.seen += s.n;
-            let mask = &batch.mask[start * per..(start + s.n) * per];
-            self.overlap.add(&confusion(mask, &s.logits));
-            start += s.n;
-        }
-    }
-}
-
-/// One optimiser step on `batch` on one device (the backend's random source as seeded per
-/// epoch); adds its loss and overlap to `sums`.
-fn train_step(
-    model: UNet,
-    optim: &mut ModuleOptimizer,
-    batch: &Batch,
-    lr: f64,
-    ad: &Device,
-    sums: &mut EpochTrain,
-    dice: DiceLoss,
-) -> Result<UNet> {
-    let mut out = parallel::forward_backward(&model, ad, batch, 1.0, None, dice)?;
-    let grads = std::mem::take(&mut out.grads);
-    sums.add(batch, std::slice::from_ref(&out));
-    Ok(optim.step(lr, model, grads))
-}
-
-/// [`train_step`] with the batch split over `dp`'s devices; shard `i` seeds its dropout masks
-/// from `(seed, step, STREAM_SHARD_DROPOUT + i)`.
-fn train_step_parallel(
-    model: UNet,
-    optim: &mut ModuleOptimizer,
-    batch: &Batch,
-    lr: f64,
-    dp: &DataParallel,
-    seed: (u64, u64),
-    sums: &mut EpochTrain,
-) -> Result<UNet> {
-    let (seed, step) = seed;
-    let out = dp.step(&model, batch, |i| {
-        Rng::derive(seed, step, STREAM_SHARD_DROPOUT + i as u64).next_u64()
-    })?;
-    sums.add(batch, &out.shards);
-    Ok(optim.step(lr, model, out.grads))
-}
-
-/// What every epoch of a run shares.
-struct EpochRun<'a> {
-    opts: &'a TrainOptions,
-    data: &'a PatchDataset,
-    config: &'a UNetConfig,
-    ad: &'a Device,
-    dp: Option<&'a DataParallel>,
-    total_steps: u64,
-    warmup_steps: u64,
-    batches_per_epoch: usize,
-}
-
-/// The optimiser steps of `epoch` over the patches `order`, batches read ahead by the loader
-/// thread ([`prefetch`]); returns the model and the epoch's sums.
-fn train_epoch(
-    run: &EpochRun,
-    epoch: usize,
-    model: UNet,
-    optim: &mut ModuleOptimizer,
-    state: &mut TrainState,
-    order: &[usize],
-) -> Result<(UNet, EpochTrain)> {
-    let opts = run.opts;
-    let (data, config) = (run.data, run.config);
-    let mut aug_rng = Rng::derive(opts.seed, epoch as u64, STREAM_AUGMENT);
-    let aug_rng = &mut aug_rng;
-    let batches = order
-        .chunks(opts.batch_size)
-        .take(run.batches_per_epoch)
-        .map(move |chunk| {
-            let aug = opts.augment.as_ref().map(|a| (a, &mut *aug_rng));
-            load_batch(data, chunk, config, aug)
-        });
-    let mut sums = EpochTrain::default();
-    let bar = progress_bar(
-        run.batches_per_epoch,
-        format!("epoch {epoch}/{}", opts.epochs),
-        opts.progress,
-    );
-    let model = prefetch::prefetched(opts.prefetch, batches, |batches| {
-        let mut model = model;
-        loop {
-            let wait = Instant::now();
-            let Some(batch) = batches.next() else {
-                break;
-            };
-            sums.data_wait += wait.elapsed().as_secs_f64();
-            let batch = batch?;
-            sums.lr = learning_rate(
-                state.step,
-                run.total_steps,
-                run.warmup_steps,
-                opts.lr,
-                opts.min_lr,
-            );
-            model = match run.dp {
-                None => train_step(
-                    model,
-                    optim,
-                    &batch,
-                    sums.lr,
-                    run.ad,
-                    &mut sums,
-                    run.opts.dice,
-                )?,
-                Some(dp) => train_step_parallel(
-                    model,
-                    optim,
-                    &batch,
-                    sums.lr,
-                    dp,
-                    (opts.seed, state.step),
-                    &mut sums,
-                )?,
-            };
-            state.step += 1;
-            bar.set_message(format!("loss {:.4}", sums.loss_sum / sums.seen as f64));
-            bar.inc(1);
-        }
-        Ok::<_, anyhow::Error>(model)
-    })??;
-    bar.finish_and_clear();
-    Ok((model, sums))
-}
-
 /// Runs (or resumes) training as `opts` says; returns the summary also written to
 /// `<out>/summary.json`.
 pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
     let started = Instant::now();
-    ensure!(opts.batch_size >= 1, "--batch-size must be ≥ 1");
-    ensure!(opts.epochs >= 1, "--epochs must be ≥ 1");
-    ensure!(opts.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1");
-    ensure!(
-        opts.lr > 0.0 && opts.min_lr >= 0.0,
-        "learning rates must be positive"
-    );
-    let data = PatchDataset::open(&opts.data)?;
-    let train_idx = data.split("train");
-    let val_idx = data.split("val");
-    ensure!(
-        !train_idx.is_empty(),
-        "{}: no patches with split 'train'",
-        opts.data.display()
-    );
-    ensure!(
-        !val_idx.is_empty(),
-        "{}: no patches with split 'val' (needed for early stopping)",
-        opts.data.display()
-    );
+    check_options(opts)?;
+    let (data, train_idx, val_idx) = open_splits(&opts.data)?;
     fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
 
     let devices = opts.backend.devices(opts.device, opts.devices)?;
     let device = devices[0].clone();
     let ad = device.clone().autodiff();
-    let dp = if devices.len() > 1 {
-        if opts.backend.is_cpu(opts.device) {
-            eprintln!(
-                "note: the {} replicas share the one CPU device's cores (tests the \
-                 data-parallel path, no speed-up)",
-                devices.len()
-            );
-        }
-        if opts.batch_size < devices.len() {
-            eprintln!(
-                "note: batch size {} < {} devices: some devices idle every step",
-                opts.batch_size,
-                devices.len()
-            );
-        }
-        Some(
-            DataParallel::new(devices.iter().map(|d| d.clone().autodiff()).collect())?
-                .with_dice(opts.dice),
-        )
-    } else {
-        None
-    };
-
+    let dp = data_parallel(opts, &devices)?;
     let (mut model, mut optim, mut state) = start_or_resume(opts, &data, &train_idx, &ad)?;
     let config = state.config.clone();
-    let patch = data.records[train_idx[0]].shape;
-    ensure!(
-        [patch[2], patch[1], patch[0]] == config.patch_size,
-        "the data's patches are {patch:?} (z, y, x) but the model's patch_size is {:?} (x, y, z)",
-        config.patch_size
-    );
-    check_crop(opts.augment.as_ref(), &config)?;
-    fs::write(
-        opts.out.join("config.json"),
-        serde_json::to_string(&config)?,
-    )?;
-    fs::write(
-        opts.out.join("options.json"),
-        serde_json::to_string_pretty(opts)?,
-    )?;
+    check_patches(&data, &train_idx, &config, opts.augment.as_ref())?;
+    write_run_files(opts, &config)?;
     let log = MetricsLog::open(&opts.out, state.epoch)?;
 
     let batches_per_epoch = {
         let n = train_idx.len().div_ceil(opts.batch_size);
         opts.max_batches.map_or(n, |m| n.min(m.max(1)))
     };
-    let total_steps = (opts.epochs * batches_per_epoch) as u64;
-    let warmup_steps = (opts.warmup_epochs * batches_per_epoch) as u64;
     let run = EpochRun {
         opts,
         data: &data,
         config: &config,
         ad: &ad,
         dp: dp.as_ref(),
-        total_steps,
-        warmup_steps,
+        total_steps: (opts.epochs * batches_per_epoch) as u64,
+        warmup_steps: (opts.warmup_epochs * batches_per_epoch) as u64,
         batches_per_epoch,
     };
     let mut stopped_early = false;
     let mut final_train_loss = f64::NAN;
     let mut epoch_seconds = Vec::new();
-
     for epoch in state.epoch + 1..=opts.epochs {
         let t0 = Instant::now();
         let mut order = train_idx.clone();
@@ -689,63 +215,17 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         let sums;
         (model, sums) = train_epoch(&run, epoch, model, &mut optim, &mut state, &order)?;
         let train_seconds = t0.elapsed().as_secs_f64();
-
         let val = evaluate(&model, &data, &val_idx, &config, opts.batch_size, &device)?;
-        let m = EpochMetrics {
-            epoch,
-            train_loss: sums.loss_sum / sums.seen as f64,
-            train_bce: sums.bce_sum / sums.seen as f64,
-            train_dice: sums.overlap.dice(),
-            val_loss: val.loss,
-            val_dice: val.dice,
-            val_dice_pooled: val.dice_pooled,
-            lr: sums.lr,
-            seconds: t0.elapsed().as_secs_f64(),
-            patches_per_s: sums.seen as f64 / train_seconds,
-        };
+        let m = epoch_metrics(epoch, &sums, val, t0.elapsed().as_secs_f64(), train_seconds);
         final_train_loss = m.train_loss;
         log.append(&m)?;
         epoch_seconds.push(m.seconds);
-
-        state.epoch = epoch;
-        let improved = is_better(val, state.best_val_dice, state.best_val_loss);
-        if improved {
-            state.best_val_dice = val.dice;
-            state.best_val_loss = val.loss;
-            state.best_epoch = epoch;
-            state.epochs_since_best = 0;
-            checkpoint::save(&checkpoint::best_dir(&opts.out), &model, None, &state)?;
-        } else {
-            state.epochs_since_best += 1;
-        }
-        stopped_early = opts.patience > 0 && state.epochs_since_best >= opts.patience;
-        if epoch % opts.checkpoint_every == 0 || epoch == opts.epochs || stopped_early {
-            checkpoint::save(
-                &checkpoint::checkpoint_dir(&opts.out, epoch),
-                &model,
-                Some(&optim),
-                &state,
-            )?;
-        }
+        let improved;
+        (improved, stopped_early) = end_epoch(opts, &mut state, val, &model, &optim)?;
         let mean_epoch = epoch_seconds.iter().sum::<f64>() / epoch_seconds.len() as f64;
-        eprintln!(
-            "epoch {epoch:>3}/{}: loss {:.4} (bce {:.4}) dice train {:.3} val {:.3} (pooled {:.3}) lr {:.2e} {:.1}s (data wait {:.2}s){}{}",
-            opts.epochs,
-            m.train_loss,
-            m.train_bce,
-            m.train_dice,
-            m.val_dice,
-            m.val_dice_pooled,
-            m.lr,
-            m.seconds,
-            sums.data_wait,
-            if improved { " *best*" } else { "" },
-            if epoch < opts.epochs && !stopped_early {
-                format!(" | ETA {:.0}s", mean_epoch * (opts.epochs - epoch) as f64)
-            } else {
-                String::new()
-            },
-        );
+        let eta = (epoch < opts.epochs && !stopped_early)
+            .then(|| mean_epoch * (opts.epochs - epoch) as f64);
+        print_epoch(opts, &m, sums.data_wait, improved, eta);
         if stopped_early {
             eprintln!(
                 "early stop: no better validation Dice for {} epochs",
@@ -768,6 +248,162 @@ pub fn train(opts: &TrainOptions) -> Result<TrainSummary> {
         serde_json::to_string_pretty(&summary)?,
     )?;
     Ok(summary)
+}
+
+fn check_options(opts: &TrainOptions) -> Result<()> {
+    ensure!(opts.batch_size >= 1, "--batch-size must be ≥ 1");
+    ensure!(opts.epochs >= 1, "--epochs must be ≥ 1");
+    ensure!(opts.checkpoint_every >= 1, "--checkpoint-every must be ≥ 1");
+    ensure!(
+        opts.lr > 0.0 && opts.min_lr >= 0.0,
+        "learning rates must be positive"
+    );
+    Ok(())
+}
+
+/// The dataset and its training and validation patches (both must exist).
+fn open_splits(path: &Path) -> Result<(PatchDataset, Vec<usize>, Vec<usize>)> {
+    let data = PatchDataset::open(path)?;
+    let train_idx = data.split("train");
+    let val_idx = data.split("val");
+    ensure!(
+        !train_idx.is_empty(),
+        "{}: no patches with split 'train'",
+        path.display()
+    );
+    ensure!(
+        !val_idx.is_empty(),
+        "{}: no patches with split 'val' (needed for early stopping)",
+        path.display()
+    );
+    Ok((data, train_idx, val_idx))
+}
+
+/// The data-parallel replicas when there is more than one device.
+fn data_parallel(opts: &TrainOptions, devices: &[Device]) -> Result<Option<DataParallel>> {
+    if devices.len() < 2 {
+        return Ok(None);
+    }
+    if opts.backend.is_cpu(opts.device) {
+        eprintln!(
+            "note: the {} replicas share the one CPU device's cores (tests the \
+             data-parallel path, no speed-up)",
+            devices.len()
+        );
+    }
+    if opts.batch_size < devices.len() {
+        eprintln!(
+            "note: batch size {} < {} devices: some devices idle every step",
+            opts.batch_size,
+            devices.len()
+        );
+    }
+    let replicas = devices.iter().map(|d| d.clone().autodiff()).collect();
+    Ok(Some(DataParallel::new(replicas)?.with_dice(opts.dice)))
+}
+
+/// The data's patches must be the model's, and the training crop must fit them.
+fn check_patches(
+    data: &PatchDataset,
+    train_idx: &[usize],
+    config: &UNetConfig,
+    augment: Option<&AugmentConfig>,
+) -> Result<()> {
+    let patch = data.records[train_idx[0]].shape;
+    ensure!(
+        [patch[2], patch[1], patch[0]] == config.patch_size,
+        "the data's patches are {patch:?} (z, y, x) but the model's patch_size is {:?} (x, y, z)",
+        config.patch_size
+    );
+    check_crop(augment, config)
+}
+
+/// `config.json` and `options.json` in the run folder.
+fn write_run_files(opts: &TrainOptions, config: &UNetConfig) -> Result<()> {
+    fs::write(opts.out.join("config.json"), serde_json::to_string(config)?)?;
+    fs::write(
+        opts.out.join("options.json"),
+        serde_json::to_string_pretty(opts)?,
+    )?;
+    Ok(())
+}
+
+fn epoch_metrics(
+    epoch: usize,
+    sums: &EpochTrain,
+    val: Validation,
+    seconds: f64,
+    train_seconds: f64,
+) -> EpochMetrics {
+    EpochMetrics {
+        epoch,
+        train_loss: sums.loss_sum / sums.seen as f64,
+        train_bce: sums.bce_sum / sums.seen as f64,
+        train_dice: sums.overlap.dice(),
+        val_loss: val.loss,
+        val_dice: val.dice,
+        val_dice_pooled: val.dice_pooled,
+        lr: sums.lr,
+        seconds,
+        patches_per_s: sums.seen as f64 / train_seconds,
+    }
+}
+
+/// Records the finished epoch in `state`, saves the best model and the checkpoints; returns
+/// whether the epoch was the best so far and whether early stopping ends the run.
+fn end_epoch(
+    opts: &TrainOptions,
+    state: &mut TrainState,
+    val: Validation,
+    model: &UNet,
+    optim: &ModuleOptimizer,
+) -> Result<(bool, bool)> {
+    let epoch = state.epoch + 1;
+    state.epoch = epoch;
+    let improved = is_better(val, state.best_val_dice, state.best_val_loss);
+    if improved {
+        state.best_val_dice = val.dice;
+        state.best_val_loss = val.loss;
+        state.best_epoch = epoch;
+        state.epochs_since_best = 0;
+        checkpoint::save(&checkpoint::best_dir(&opts.out), model, None, state)?;
+    } else {
+        state.epochs_since_best += 1;
+    }
+    let stopped_early = opts.patience > 0 && state.epochs_since_best >= opts.patience;
+    if epoch.is_multiple_of(opts.checkpoint_every) || epoch == opts.epochs || stopped_early {
+        checkpoint::save(
+            &checkpoint::checkpoint_dir(&opts.out, epoch),
+            model,
+            Some(optim),
+            state,
+        )?;
+    }
+    Ok((improved, stopped_early))
+}
+
+fn print_epoch(
+    opts: &TrainOptions,
+    m: &EpochMetrics,
+    data_wait: f64,
+    best: bool,
+    eta: Option<f64>,
+) {
+    eprintln!(
+        "epoch {:>3}/{}: loss {:.4} (bce {:.4}) dice train {:.3} val {:.3} (pooled {:.3}) lr {:.2e} {:.1}s (data wait {:.2}s){}{}",
+        m.epoch,
+        opts.epochs,
+        m.train_loss,
+        m.train_bce,
+        m.train_dice,
+        m.val_dice,
+        m.val_dice_pooled,
+        m.lr,
+        m.seconds,
+        data_wait,
+        if best { " *best*" } else { "" },
+        eta.map_or(String::new(), |s| format!(" | ETA {s:.0}s")),
+    );
 }
 
 /// The run folder's model config (`config.json`).
