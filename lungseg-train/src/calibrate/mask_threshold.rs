@@ -230,7 +230,7 @@ pub fn choose_mask_threshold(
     model_path: &Path,
     dataset: &Path,
     opts: &MaskThresholdOptions,
-    mut on_patch: impl FnMut(),
+    on_patch: impl FnMut(),
 ) -> Result<MaskThresholdChoice> {
     for &t in &opts.candidates {
         ensure!(
@@ -243,15 +243,8 @@ pub fn choose_mask_threshold(
     let idx = split_for_model(&model, &ds, &opts.split)?;
     let previous = model.config().mask_threshold;
     let previous_flips = model.config().test_time_flips;
-    let mut candidates = opts.candidates.clone();
-    if !candidates.contains(&previous) {
-        candidates.push(previous);
-    }
-    candidates.sort_by(f32::total_cmp);
-    let mut flips = opts.flips.clone();
-    flips.push(previous_flips);
-    flips.sort_unstable();
-    flips.dedup();
+    let candidates = with_current(&opts.candidates, previous, f32::total_cmp);
+    let flips = with_current(&opts.flips, previous_flips, u32::cmp);
     let mut variants = Vec::with_capacity(flips.len());
     for &f in &flips {
         let m = if f == previous_flips {
@@ -262,22 +255,7 @@ pub fn choose_mask_threshold(
         variants.push((m, Tally::new(f, &candidates, opts.eval.bad_fp_mm3)));
     }
     let spacing = model.config().spacing_mm;
-    for &i in &idx {
-        let rec = &ds.records[i];
-        let patch = ds.load(i)?;
-        let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
-        let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
-        if class == PatchClass::Partial {
-            on_patch();
-            continue;
-        }
-        for (m, tally) in &mut variants {
-            let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
-                .with_context(|| format!("patch {}", rec.id))?;
-            tally.add(class, &patch.mask, &mean, sx * sy * sz)?;
-        }
-        on_patch();
-    }
+    tally_patches(&ds, &idx, spacing, opts, &mut variants, on_patch)?;
     let (nodules, negatives) = (variants[0].1.nodules, variants[0].1.negatives);
     ensure!(nodules > 0, "split '{}' has no nodule patches", opts.split);
     let rows: Vec<ThresholdRow> = variants.iter().flat_map(|(_, t)| t.rows()).collect();
@@ -310,6 +288,46 @@ pub fn choose_mask_threshold(
         seed: opts.seed,
         rows,
     })
+}
+
+/// The candidates with the model's current value among them, sorted, each once.
+fn with_current<T: Copy + PartialEq>(
+    candidates: &[T],
+    current: T,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
+    let mut all = candidates.to_vec();
+    all.push(current);
+    all.sort_by(order);
+    all.dedup();
+    all
+}
+
+/// Every nodule and negative patch of `idx` through every variant (partial patches are
+/// skipped: `metrics::PatchClass`).
+fn tally_patches(
+    ds: &PatchDataset,
+    idx: &[usize],
+    spacing: [f64; 3],
+    opts: &MaskThresholdOptions,
+    variants: &mut [(Model, Tally)],
+    mut on_patch: impl FnMut(),
+) -> Result<()> {
+    for &i in idx {
+        let rec = &ds.records[i];
+        let patch = ds.load(i)?;
+        let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
+        let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
+        if class != PatchClass::Partial {
+            for (m, tally) in variants.iter_mut() {
+                let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
+                    .with_context(|| format!("patch {}", rec.id))?;
+                tally.add(class, &patch.mask, &mean, sx * sy * sz)?;
+            }
+        }
+        on_patch();
+    }
+    Ok(())
 }
 
 /// The MC mean map of one patch.
