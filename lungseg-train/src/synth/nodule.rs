@@ -326,7 +326,8 @@ fn attempt(
     fits(&n, env).then_some(n)
 }
 
-/// The nodule's tissue, texture, spicules and inclusions.
+/// The nodule's tissue, texture, spicules and inclusions (random draws in this order: tissue
+/// HU, inclusions, spicules, texture; a seed's scans depend on it).
 fn build(
     rng: &mut impl rand::Rng,
     kind: NoduleKind,
@@ -335,84 +336,15 @@ fn build(
     placement: Placement,
     d: f64,
 ) -> Nodule {
-    let r = d / 2.0;
     let center = shape.center;
-    let mut inclusions = Vec::new();
-    let (mut hu, texture_hu) = match kind {
+    let (hu, texture_hu) = match kind {
         NoduleKind::Solid => (rng.random_range(15.0..55.0f32), 12.0),
         NoduleKind::GroundGlass => (rng.random_range(-720.0..-380.0), 55.0),
         NoduleKind::PartSolid => (rng.random_range(-680.0..-400.0), 50.0),
     };
-    let mut calcified = false;
-    let mut cavitary = false;
-    match kind {
-        NoduleKind::PartSolid => {
-            // Solid component(s): 25–70 % of the diameter, off-centre.
-            for _ in 0..rng.random_range(1..=3) {
-                let cr = r * rng.random_range(0.25..0.6);
-                let (u, t) = (random_unit(rng), rng.random_range(0.0..0.7));
-                let off = u.map(|v| v * (r - cr) * t);
-                inclusions.push(Inclusion {
-                    center: std::array::from_fn(|i| center[i] + off[i]),
-                    radius: cr,
-                    hu: rng.random_range(0.0..50.0),
-                });
-            }
-        }
-        NoduleKind::Solid if rng.random_bool(0.12) => {
-            calcified = true;
-            match rng.random_range(0..3) {
-                // Diffuse: the whole nodule is calcium-dense.
-                0 => hu = rng.random_range(250.0..600.0),
-                // Central nidus.
-                1 => inclusions.push(Inclusion {
-                    center,
-                    radius: r * rng.random_range(0.3..0.55),
-                    hu: rng.random_range(CALCIUM_HU.0 + 100.0..CALCIUM_HU.1),
-                }),
-                // Popcorn: scattered chunks.
-                _ => {
-                    for _ in 0..rng.random_range(3..=6) {
-                        let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
-                        let off = u.map(|v| v * r * t);
-                        inclusions.push(Inclusion {
-                            center: std::array::from_fn(|i| center[i] + off[i]),
-                            radius: r * rng.random_range(0.12..0.3),
-                            hu: rng.random_range(400.0..CALCIUM_HU.1),
-                        });
-                    }
-                }
-            }
-        }
-        NoduleKind::Solid if d >= 10.0 && rng.random_bool(0.1) => {
-            cavitary = true;
-            let wall = r * rng.random_range(0.25..0.5);
-            let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
-            let off = u.map(|v| v * wall * t);
-            inclusions.push(Inclusion {
-                center: std::array::from_fn(|i| center[i] + off[i]),
-                radius: r - wall,
-                hu: rng.random_range(-1000.0..-950.0),
-            });
-        }
-        _ => {}
-    }
+    let inside = Inside::draw(rng, kind, center, d, hu);
     let spicules = if margin == Margin::Spiculated {
-        (0..rng.random_range(6..=18))
-            .map(|_| {
-                let u = random_unit(rng);
-                let a = shape.surface_towards(u);
-                let len = (r * rng.random_range(0.4..1.2)).min(20.0);
-                let wobble = random_unit(rng);
-                let dir = normalize(std::array::from_fn(|i| u[i] + 0.3 * wobble[i]));
-                Segment {
-                    a: std::array::from_fn(|i| a[i] - 0.5 * u[i]),
-                    b: std::array::from_fn(|i| a[i] + len * dir[i]),
-                    r0: rng.random_range(0.4..0.9),
-                    r1: 0.15,
-                }
-            })
-            .collect()
+        spicules(rng, &shape, d / 2.0)
     } else {
         Vec::new()
     };
@@ -421,14 +353,14 @@ fn build(
         diameter_mm: d,
         nominal_diameter_mm: d,
         kind,
-        hu,
+        hu: inside.hu,
         margin,
         placement,
-        calcified,
-        cavitary,
+        calcified: inside.calcified,
+        cavitary: inside.cavitary,
         shape,
         spicules,
-        inclusions,
+        inclusions: inside.inclusions,
         texture: ValueNoise::new(rng, [1.0; 3], 1.5),
         texture_origin: center,
         texture_hu,
@@ -441,6 +373,105 @@ fn build(
         n.texture_hu = 40.0;
     }
     n
+}
+
+/// What lies inside a nodule: solid components of a part-solid one, calcium (diffuse, central
+/// nidus or popcorn) or a cavity in some solid ones.
+struct Inside {
+    /// The tissue HU, raised for diffuse calcification.
+    hu: f32,
+    inclusions: Vec<Inclusion>,
+    calcified: bool,
+    cavitary: bool,
+}
+
+impl Inside {
+    fn draw(rng: &mut impl rand::Rng, kind: NoduleKind, center: [f64; 3], d: f64, hu: f32) -> Self {
+        let r = d / 2.0;
+        let mut inside = Inside {
+            hu,
+            inclusions: Vec::new(),
+            calcified: false,
+            cavitary: false,
+        };
+        match kind {
+            NoduleKind::PartSolid => {
+                // Solid component(s): 25–70 % of the diameter, off-centre.
+                for _ in 0..rng.random_range(1..=3) {
+                    let cr = r * rng.random_range(0.25..0.6);
+                    let (u, t) = (random_unit(rng), rng.random_range(0.0..0.7));
+                    let off = u.map(|v| v * (r - cr) * t);
+                    inside.inclusions.push(Inclusion {
+                        center: std::array::from_fn(|i| center[i] + off[i]),
+                        radius: cr,
+                        hu: rng.random_range(0.0..50.0),
+                    });
+                }
+            }
+            NoduleKind::Solid if rng.random_bool(0.12) => {
+                inside.calcified = true;
+                inside.calcify(rng, center, r);
+            }
+            NoduleKind::Solid if d >= 10.0 && rng.random_bool(0.1) => {
+                inside.cavitary = true;
+                let wall = r * rng.random_range(0.25..0.5);
+                let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+                let off = u.map(|v| v * wall * t);
+                inside.inclusions.push(Inclusion {
+                    center: std::array::from_fn(|i| center[i] + off[i]),
+                    radius: r - wall,
+                    hu: rng.random_range(-1000.0..-950.0),
+                });
+            }
+            _ => {}
+        }
+        inside
+    }
+
+    /// One of the three calcification patterns.
+    fn calcify(&mut self, rng: &mut impl rand::Rng, center: [f64; 3], r: f64) {
+        match rng.random_range(0..3) {
+            // Diffuse: the whole nodule is calcium-dense.
+            0 => self.hu = rng.random_range(250.0..600.0),
+            // Central nidus.
+            1 => self.inclusions.push(Inclusion {
+                center,
+                radius: r * rng.random_range(0.3..0.55),
+                hu: rng.random_range(CALCIUM_HU.0 + 100.0..CALCIUM_HU.1),
+            }),
+            // Popcorn: scattered chunks.
+            _ => {
+                for _ in 0..rng.random_range(3..=6) {
+                    let (u, t) = (random_unit(rng), rng.random_range(0.0..0.6));
+                    let off = u.map(|v| v * r * t);
+                    self.inclusions.push(Inclusion {
+                        center: std::array::from_fn(|i| center[i] + off[i]),
+                        radius: r * rng.random_range(0.12..0.3),
+                        hu: rng.random_range(400.0..CALCIUM_HU.1),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// 6–18 spicules from the surface of `shape` outwards, each up to 20 mm.
+fn spicules(rng: &mut impl rand::Rng, shape: &Shape, r: f64) -> Vec<Segment> {
+    (0..rng.random_range(6..=18))
+        .map(|_| {
+            let u = random_unit(rng);
+            let a = shape.surface_towards(u);
+            let len = (r * rng.random_range(0.4..1.2)).min(20.0);
+            let wobble = random_unit(rng);
+            let dir = normalize(std::array::from_fn(|i| u[i] + 0.3 * wobble[i]));
+            Segment {
+                a: std::array::from_fn(|i| a[i] - 0.5 * u[i]),
+                b: std::array::from_fn(|i| a[i] + len * dir[i]),
+                r0: rng.random_range(0.4..0.9),
+                r1: 0.15,
+            }
+        })
+        .collect()
 }
 
 /// A direction to squash a shape along, and the factor.
