@@ -126,8 +126,8 @@ struct Tally {
     candidates: Vec<f32>,
     bad_fp_mm3: f64,
     dice_sum: Vec<f64>,
-    fp_sum: Vec<f64>,
-    bad_neg: Vec<usize>,
+    /// Per candidate, each negative patch's (false-positive volume in mm³, bad).
+    negative: Vec<Vec<(f64, bool)>>,
     nodules: usize,
     negatives: usize,
 }
@@ -140,8 +140,7 @@ impl Tally {
             candidates: candidates.to_vec(),
             bad_fp_mm3,
             dice_sum: vec![0.0; n],
-            fp_sum: vec![0.0; n],
-            bad_neg: vec![0; n],
+            negative: vec![Vec::new(); n],
             nodules: 0,
             negatives: 0,
         }
@@ -161,22 +160,28 @@ impl Tally {
                 self.dice_sum[k] += c.dice();
             } else {
                 let fp = c.fp as f64 * voxel_mm3;
-                self.fp_sum[k] += fp;
-                self.bad_neg[k] += usize::from(is_bad(class, c.dice(), fp, 0.0, self.bad_fp_mm3));
+                let bad = is_bad(class, c.dice(), fp, 0.0, self.bad_fp_mm3);
+                self.negative[k].push((fp, bad));
             }
         }
         Ok(())
     }
 
     fn rows(&self) -> Vec<ThresholdRow> {
-        let mean = |s: f64, n: usize| if n > 0 { s / n as f64 } else { 0.0 };
         (0..self.candidates.len())
-            .map(|k| ThresholdRow {
-                test_time_flips: self.flips,
-                threshold: self.candidates[k],
-                mean_dice: mean(self.dice_sum[k], self.nodules),
-                bad_negatives: self.bad_neg[k],
-                mean_fp_mm3: mean(self.fp_sum[k], self.negatives),
+            .map(|k| {
+                let cost = NegativeCost::of_patches(self.negative[k].iter().copied());
+                ThresholdRow {
+                    test_time_flips: self.flips,
+                    threshold: self.candidates[k],
+                    mean_dice: if self.nodules > 0 {
+                        self.dice_sum[k] / self.nodules as f64
+                    } else {
+                        0.0
+                    },
+                    bad_negatives: cost.bad,
+                    mean_fp_mm3: cost.mean_fp_mm3,
+                }
             })
             .collect()
     }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,6 @@ use crate::dataset::PatchDataset;
 use crate::model::{UNet, UNetConfig};
 use augment::AugmentConfig;
 use batch::check_crop;
-use burn::optim::ModuleOptimizer;
 use checkpoint::TrainState;
 use epoch::{train_epoch, EpochRun, EpochTrain};
 use loss::DiceLoss;
