@@ -120,6 +120,19 @@ fn boundary(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
 /// uncertainty heatmap, overlay: CT with ground-truth contour in green, prediction contour
 /// in red and voxels with uncertainty ≥ `high_unc` tinted magenta).
 pub fn sample_panel(path: &Path, p: &PanelInput<'_>) -> Result<(), FigureError> {
+    check_input(p)?;
+    ensure_font()?;
+    let centre = panel_centre(p);
+    let mut canvas = Canvas::new(p.dims);
+    for view in 0..3 {
+        paint_view(&mut canvas, p, view, centre);
+    }
+    let (w, h) = (canvas.w, canvas.h);
+    label(&mut canvas, p, centre)?;
+    write_png(path, w, h, &canvas.buf)
+}
+
+fn check_input(p: &PanelInput<'_>) -> Result<(), FigureError> {
     let n: usize = p.dims.iter().product();
     let bad = |e: crate::metrics::MetricsError| FigureError(e.to_string());
     check_len("CT", n, p.ct.len()).map_err(bad)?;
@@ -129,106 +142,135 @@ pub fn sample_panel(path: &Path, p: &PanelInput<'_>) -> Result<(), FigureError> 
     if n == 0 {
         return Err(FigureError("empty patch".into()));
     }
-    ensure_font()?;
+    Ok(())
+}
+
+/// [`PanelInput::centre`], else the ground truth's centroid, else the prediction's, else the
+/// patch centre; clamped into the patch.
+fn panel_centre(p: &PanelInput<'_>) -> [usize; 3] {
     let centre = p
         .centre
         .or_else(|| centroid(p.gt.iter().map(|&g| g != 0), p.dims))
         .or_else(|| centroid(p.prob.iter().map(|&q| q >= p.fg_threshold), p.dims))
         .unwrap_or(p.dims.map(|d| d / 2));
-    let centre = [0, 1, 2].map(|k| centre[k].min(p.dims[k] - 1));
-    let maxdim = *p.dims.iter().max().expect("3 dims") as u32;
-    let scale = (192 / maxdim).max(1);
-    let cell = maxdim * scale + GAP;
-    let (w, h) = (LEFT + 5 * cell, TOP + 3 * cell + BOTTOM);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
+    [0, 1, 2].map(|k| centre[k].min(p.dims[k] - 1))
+}
+
+/// The RGB image: 5 columns × 3 rows of square cells, each slice pixel drawn `scale` wide.
+struct Canvas {
+    w: u32,
+    h: u32,
+    scale: u32,
+    cell: u32,
+    buf: Vec<u8>,
+}
+
+impl Canvas {
+    fn new(dims: [usize; 3]) -> Canvas {
+        let maxdim = *dims.iter().max().expect("3 dims") as u32;
+        let scale = (192 / maxdim).max(1);
+        let cell = maxdim * scale + GAP;
+        let (w, h) = (LEFT + 5 * cell, TOP + 3 * cell + BOTTOM);
+        Canvas {
+            w,
+            h,
+            scale,
+            cell,
+            buf: vec![255u8; (w * h * 3) as usize],
+        }
+    }
+
+    /// Pixel `(x, y)` of the slice in column `col`, row `row`.
+    fn put(&mut self, (col, row): (u32, u32), (x, y): (u32, u32), c: [u8; 3]) {
+        let (x0, y0) = (
+            LEFT + col * self.cell + x * self.scale,
+            TOP + row * self.cell + y * self.scale,
+        );
+        for dy in 0..self.scale {
+            for dx in 0..self.scale {
+                let o = (((y0 + dy) * self.w + x0 + dx) * 3) as usize;
+                self.buf[o..o + 3].copy_from_slice(&c);
+            }
+        }
+    }
+}
+
+/// One row of the panel: the five columns of slice `view` through `centre`.
+fn paint_view(canvas: &mut Canvas, p: &PanelInput<'_>, view: usize, centre: [usize; 3]) {
+    let (sw, sh, ids) = slice(view, p.dims, centre);
+    let gt: Vec<bool> = ids.iter().map(|&i| p.gt[i] != 0).collect();
+    let pred: Vec<bool> = ids.iter().map(|&i| p.prob[i] >= p.fg_threshold).collect();
+    let (gt_edge, pred_edge) = (boundary(&gt, sw, sh), boundary(&pred, sw, sh));
     let (lo, hi) = p.ct_window;
-    for view in 0..3 {
-        let (sw, sh, ids) = slice(view, p.dims, centre);
-        let gt: Vec<bool> = ids.iter().map(|&i| p.gt[i] != 0).collect();
-        let pred: Vec<bool> = ids.iter().map(|&i| p.prob[i] >= p.fg_threshold).collect();
-        let (gt_edge, pred_edge) = (boundary(&gt, sw, sh), boundary(&pred, sw, sh));
-        for (k, &i) in ids.iter().enumerate() {
-            let ct = gray(f64::from((p.ct[i] - lo) / (hi - lo)));
-            let u = p.uncertainty[i];
-            let mut over = ct;
-            if u >= p.high_unc {
-                over = blend(over, [255, 0, 255], 0.5);
-            }
-            if gt_edge[k] {
-                over = [0, 220, 0];
-            }
-            if pred_edge[k] {
-                over = if gt_edge[k] {
-                    [255, 220, 0]
-                } else {
-                    [255, 0, 0]
-                };
-            }
-            let colours = [
-                ct,
-                gray(f64::from(u8::from(gt[k]))),
-                gray(f64::from(p.prob[i])),
-                hot(f64::from(u / p.unc_max.max(f32::MIN_POSITIVE))),
-                over,
-            ];
-            let (x, y) = ((k % sw) as u32, (k / sw) as u32);
-            for (col, c) in colours.iter().enumerate() {
-                let (x0, y0) = (
-                    LEFT + col as u32 * cell + x * scale,
-                    TOP + view as u32 * cell + y * scale,
-                );
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let o = (((y0 + dy) * w + x0 + dx) * 3) as usize;
-                        buf[o..o + 3].copy_from_slice(c);
-                    }
-                }
-            }
+    for (k, &i) in ids.iter().enumerate() {
+        let ct = gray(f64::from((p.ct[i] - lo) / (hi - lo)));
+        let u = p.uncertainty[i];
+        let colours = [
+            ct,
+            gray(f64::from(u8::from(gt[k]))),
+            gray(f64::from(p.prob[i])),
+            hot(f64::from(u / p.unc_max.max(f32::MIN_POSITIVE))),
+            overlay(ct, u >= p.high_unc, gt_edge[k], pred_edge[k]),
+        ];
+        let xy = ((k % sw) as u32, (k / sw) as u32);
+        for (col, &c) in colours.iter().enumerate() {
+            canvas.put((col as u32, view as u32), xy, c);
         }
     }
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let text = |s: &str, x: u32, y: u32, size: u32| {
-            root.draw_text(
-                s,
-                &("sans-serif", size).into_font().color(&BLACK),
-                (x as i32, y as i32),
-            )
-        };
-        text(p.title, 8, 6, 18)?;
-        for (col, name) in [
-            "CT",
-            "ground truth",
-            "probability",
-            "uncertainty",
-            "overlay",
-        ]
-        .iter()
-        .enumerate()
-        {
-            text(name, LEFT + col as u32 * cell, TOP - 22, 14)?;
-        }
-        let [cz, cy, cx] = centre;
-        for (row, name) in [
-            format!("axial z={cz}"),
-            format!("coronal y={cy}"),
-            format!("sagittal x={cx}"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            text(name, 6, TOP + row as u32 * cell + cell / 2 - 8, 13)?;
-        }
-        text(
-            &format!(
-                "overlay: green = ground truth, red = prediction (p >= {}), yellow = both, magenta = uncertainty >= {}; heatmap 0..{}",
-                p.fg_threshold, p.high_unc, p.unc_max
-            ),
-            8,
-            h - BOTTOM + 8,
-            12,
-        )?;
-        root.present()?;
+}
+
+/// The overlay column's pixel: CT, tinted magenta where uncertain, then the contours on top
+/// (green ground truth, red prediction, yellow where they coincide).
+fn overlay(ct: [u8; 3], uncertain: bool, gt_edge: bool, pred_edge: bool) -> [u8; 3] {
+    match (gt_edge, pred_edge) {
+        (true, true) => [255, 220, 0],
+        (false, true) => [255, 0, 0],
+        (true, false) => [0, 220, 0],
+        (false, false) if uncertain => blend(ct, [255, 0, 255], 0.5),
+        (false, false) => ct,
     }
-    write_png(path, w, h, &buf)
+}
+
+/// Title, column and row names and the legend.
+fn label(canvas: &mut Canvas, p: &PanelInput<'_>, centre: [usize; 3]) -> Result<(), FigureError> {
+    let (w, h, cell) = (canvas.w, canvas.h, canvas.cell);
+    let root = BitMapBackend::with_buffer(&mut canvas.buf, (w, h)).into_drawing_area();
+    let text = |s: &str, x: u32, y: u32, size: u32| {
+        root.draw_text(
+            s,
+            &("sans-serif", size).into_font().color(&BLACK),
+            (x as i32, y as i32),
+        )
+    };
+    text(p.title, 8, 6, 18)?;
+    let columns = [
+        "CT",
+        "ground truth",
+        "probability",
+        "uncertainty",
+        "overlay",
+    ];
+    for (col, name) in columns.iter().enumerate() {
+        text(name, LEFT + col as u32 * cell, TOP - 22, 14)?;
+    }
+    let [cz, cy, cx] = centre;
+    let rows = [
+        format!("axial z={cz}"),
+        format!("coronal y={cy}"),
+        format!("sagittal x={cx}"),
+    ];
+    for (row, name) in rows.iter().enumerate() {
+        text(name, 6, TOP + row as u32 * cell + cell / 2 - 8, 13)?;
+    }
+    text(
+        &format!(
+            "overlay: green = ground truth, red = prediction (p >= {}), yellow = both, magenta = uncertainty >= {}; heatmap 0..{}",
+            p.fg_threshold, p.high_unc, p.unc_max
+        ),
+        8,
+        h - BOTTOM + 8,
+        12,
+    )?;
+    root.present()?;
+    Ok(())
 }
