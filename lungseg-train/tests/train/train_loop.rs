@@ -122,7 +122,7 @@ fn bad_data_gives_clear_errors() {
     assert!(format!("{err:#}").contains("line 1"), "{err:#}");
 }
 
-/// A short `train` run learns to segment, not only to lower the loss: session 1's runs lowered
+/// A short `train` run learns to segment, not only to lower the loss: a run can lower
 /// the BCE while predicting background everywhere (hard Dice 0), which the loss test missed.
 #[test]
 fn short_training_learns_to_segment_spheres() {
@@ -163,7 +163,7 @@ fn learns_spheres(devices: usize) {
 }
 
 /// The best checkpoint is chosen by validation Dice, ties broken by the lower validation loss
-/// (session 1 exported epoch 1 because every epoch tied at Dice 0).
+/// (otherwise a run whose epochs all tie at Dice 0 exports epoch 1).
 #[test]
 fn best_epoch_breaks_dice_ties_by_loss() {
     use lungseg_train::train::{is_better, Validation};
