@@ -128,9 +128,13 @@ int main(int argc, char **argv) {
            out.summary.volume_mm3, out.summary.equivalent_diameter_mm);
     printf("summary: mean probability %.4f, mean entropy %.4f bits, mean MI %.4f bits\n",
            out.summary.mean_probability, out.summary.mean_entropy, out.summary.mean_mutual_info);
+    /* The point was asked for as a nodule: an empty mask means the model did not segment one
+     * there, which no uncertainty score flags (docs/c-abi.md, "An empty mask"). */
     printf("summary: uncertainty score %.5f vs threshold %.5f -> %s\n", out.summary.uncertainty_score,
            out.summary.review_threshold,
-           out.summary.needs_review ? "NEEDS REVIEW by a radiologist" : "confident");
+           out.summary.foreground_voxels == 0 ? "NOT SEGMENTED at this point: NEEDS REVIEW"
+           : out.summary.needs_review        ? "NEEDS REVIEW by a radiologist"
+                                             : "confident");
     for (i = 0; i < voxels; i++) {
         if (!(mean[i] >= 0.0f && mean[i] <= 1.0f) || !(variance[i] >= 0.0f) ||
             !(entropy[i] >= 0.0f && entropy[i] <= 1.0001f) || !(mi[i] >= -1e-6f && mi[i] <= entropy[i] + 1e-5f)) {

@@ -307,6 +307,8 @@ typedef struct lungseg_patch_summary {
   float review_threshold;
   uint32_t n_samples;
   // The prediction is doubtful: send it to a radiologist.
+  // An empty mask (`foreground_voxels` 0) is seldom flagged (`MASK_MEAN_ENTROPY` is 0 on it);
+  // at a point marked as a nodule, treat it as not segmented (docs/c-abi.md, "An empty mask").
   bool needs_review;
 } lungseg_patch_summary;
 

@@ -189,6 +189,8 @@ pub struct lungseg_patch_summary {
     pub review_threshold: f32,
     pub n_samples: u32,
     /// The prediction is doubtful: send it to a radiologist.
+    /// An empty mask (`foreground_voxels` 0) is seldom flagged (`MASK_MEAN_ENTROPY` is 0 on it);
+    /// at a point marked as a nodule, treat it as not segmented (docs/c-abi.md, "An empty mask").
     pub needs_review: bool,
 }
 const _: () = assert!(std::mem::size_of::<lungseg_patch_summary>() == 56);
