@@ -4,6 +4,7 @@
 //! evaluation through lungseg-sys ([`evaluate`], [`metrics`], [`report`]) and the demo ([`demo`]).
 
 pub mod calibrate;
+pub mod components;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;

@@ -1,0 +1,176 @@
+//! Would keeping only the mask components near the requested point
+//! (`lungseg_train::components::keep_near_centre`) pay on held-out patches, and at which mask
+//! threshold? A study on calibration patches (never a test seed: it informs a choice).
+//!
+//! `cargo run --release -p lungseg-train --example centre_filter_study -- MODEL DATASET SPLIT SEED`
+//!
+//! Runs MC dropout on every patch of the split as `evaluate` does (the model's samples,
+//! flips and seeds), then for each mask threshold and centre radius prints the mean Dice over
+//! the nodule patches (all, < 6 mm, 6–10 mm, ≥ 10 mm) and the negatives' cost (bad patches,
+//! mean false-positive volume), from the one metrics layer.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use lungseg::mc::{self, McOptions, UncertaintyMaps};
+use lungseg::model::Model;
+use lungseg_train::calibrate::{patch_seed, split_for_model};
+use lungseg_train::components::keep_near_centre;
+use lungseg_train::dataset::PatchDataset;
+use lungseg_train::metrics::review_scores::DEFAULT_BAD_FP_MM3;
+use lungseg_train::metrics::{is_bad, Confusion, NegativeCost, PatchClass};
+
+const THRESHOLDS: [f32; 7] = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
+/// Centre radii in mm; `None` keeps every component (the engine's mask as it is).
+const RADII: [Option<f64>; 6] = [
+    None,
+    Some(4.0),
+    Some(8.0),
+    Some(12.0),
+    Some(16.0),
+    Some(24.0),
+];
+const SIZE_EDGES_MM: [f64; 2] = [6.0, 10.0];
+
+/// One patch's outcome under one (threshold, radius) setting.
+#[derive(Clone, Copy)]
+struct Outcome {
+    dice: f64,
+    fp_mm3: f64,
+}
+
+struct PatchInfo {
+    class: PatchClass,
+    diameter_mm: Option<f64>,
+    /// Indexed `[threshold][radius]`.
+    outcomes: Vec<Vec<Outcome>>,
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model, data, split, seed] = args.as_slice() else {
+        anyhow::bail!("usage: centre_filter_study MODEL DATASET SPLIT SEED");
+    };
+    let seed: u64 = seed.parse().context("SEED")?;
+    let model = Model::open(Path::new(model))?;
+    let ds = PatchDataset::open(Path::new(data))?;
+    let idx = split_for_model(&model, &ds, split)?;
+    let mut patches = Vec::with_capacity(idx.len());
+    for (k, &i) in idx.iter().enumerate() {
+        patches.push(study_patch(&model, &ds, i, seed)?);
+        if (k + 1) % 50 == 0 {
+            eprintln!("{} of {} patches", k + 1, idx.len());
+        }
+    }
+    print_table(&patches);
+    Ok(())
+}
+
+fn study_patch(model: &Model, ds: &PatchDataset, i: usize, seed: u64) -> Result<PatchInfo> {
+    let rec = &ds.records[i];
+    let patch = ds.load(i)?;
+    let mut mean = vec![0f32; patch.hu.len()];
+    let opts = McOptions {
+        n_samples: 20,
+        seed: patch_seed(seed, &rec.id),
+        threads: 0,
+        review_threshold: None,
+        review_score: None,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut mean),
+        ..UncertaintyMaps::default()
+    };
+    mc::predict_uncertainty(model, &patch.hu, &opts, maps)?;
+    let spacing = model.config().spacing_mm;
+    let voxel_mm3: f64 = spacing.iter().product();
+    let gt_voxels = patch.mask.iter().filter(|&&m| m != 0).count() as u64;
+    let class = PatchClass::of(rec.label == 1, gt_voxels);
+    let mut outcomes = Vec::with_capacity(THRESHOLDS.len());
+    for &t in &THRESHOLDS {
+        let mut row = Vec::with_capacity(RADII.len());
+        for &radius in &RADII {
+            let mut pred: Vec<bool> = mean.iter().map(|&p| p >= t).collect();
+            if let Some(r) = radius {
+                keep_near_centre(&mut pred, patch.shape, spacing, r)?;
+            }
+            let pred: Vec<u8> = pred.into_iter().map(u8::from).collect();
+            let c = Confusion::from_masks(&patch.mask, &pred)?;
+            row.push(Outcome {
+                dice: c.dice(),
+                fp_mm3: c.fp as f64 * voxel_mm3,
+            });
+        }
+        outcomes.push(row);
+    }
+    Ok(PatchInfo {
+        class,
+        diameter_mm: rec.diameter_mm,
+        outcomes,
+    })
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n > 0 {
+        s / n as f64
+    } else {
+        f64::NAN
+    }
+}
+
+fn print_table(patches: &[PatchInfo]) {
+    let nodules: Vec<&PatchInfo> = patches
+        .iter()
+        .filter(|p| p.class == PatchClass::Nodule)
+        .collect();
+    let bin = |p: &PatchInfo| {
+        let d = p.diameter_mm.unwrap_or(f64::NAN);
+        SIZE_EDGES_MM.iter().filter(|&&e| d >= e).count()
+    };
+    println!(
+        "{} nodule patches (< 6 mm: {}, 6-10 mm: {}, >= 10 mm: {}), {} negatives",
+        nodules.len(),
+        nodules.iter().filter(|p| bin(p) == 0).count(),
+        nodules.iter().filter(|p| bin(p) == 1).count(),
+        nodules.iter().filter(|p| bin(p) == 2).count(),
+        patches
+            .iter()
+            .filter(|p| p.class == PatchClass::Negative)
+            .count()
+    );
+    println!("| threshold | centre radius | mean Dice | < 6 mm | 6-10 mm | >= 10 mm | bad negatives | mean FP mm³ |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (ti, t) in THRESHOLDS.iter().enumerate() {
+        for (ri, r) in RADII.iter().enumerate() {
+            let dice_of = |keep: &dyn Fn(&PatchInfo) -> bool| {
+                mean(
+                    nodules
+                        .iter()
+                        .filter(|p| keep(p))
+                        .map(|p| p.outcomes[ti][ri].dice),
+                )
+            };
+            let cost = NegativeCost::of_patches(
+                patches
+                    .iter()
+                    .filter(|p| p.class == PatchClass::Negative)
+                    .map(|p| {
+                        let o = p.outcomes[ti][ri];
+                        let bad = is_bad(p.class, o.dice, o.fp_mm3, 0.5, DEFAULT_BAD_FP_MM3);
+                        (o.fp_mm3, bad)
+                    }),
+            );
+            println!(
+                "| {t} | {} | {:.4} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+                r.map_or("none".into(), |r| format!("{r} mm")),
+                dice_of(&|_| true),
+                dice_of(&|p| bin(p) == 0),
+                dice_of(&|p| bin(p) == 1),
+                dice_of(&|p| bin(p) == 2),
+                cost.bad,
+                cost.mean_fp_mm3
+            );
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The lesion at the requested point: of a patch mask, keep the 26-connected components that
+//! come within `radius_mm` of the patch centre and drop the rest (vessels, the diaphragm,
+//! another nodule elsewhere in the patch). A post-processing candidate, studied on
+//! calibration patches by `examples/centre_filter_study.rs` and not adopted (docs/training.md,
+//! "Keeping the component at the point"); the engine's mask is every voxel at or above the
+//! mask threshold.
+//!
+//! The centre is the point the caller asked about: voxel `size / 2` on each axis (the patch
+//! grid convention of `lungseg::patch`). A component is kept whole when any of its voxels lies within
+//! the radius, measured between voxel centres in mm with the patch's spacing; so a mass that
+//! reaches the centre keeps its far edge, and a speck beside the point is kept too.
+
+use anyhow::{bail, Result};
+
+/// Keeps in `mask` (z-major, x fastest, `dims_zyx` voxels) only the 26-connected components
+/// with a voxel within `radius_mm` of the patch centre; returns the voxels kept. `spacing_xyz`
+/// in mm. Fails on a mask of the wrong length, a non-finite or negative radius, or a
+/// non-positive spacing.
+pub fn keep_near_centre(
+    mask: &mut [bool],
+    dims_zyx: [usize; 3],
+    spacing_xyz: [f64; 3],
+    radius_mm: f64,
+) -> Result<u64> {
+    check(mask.len(), dims_zyx, spacing_xyz, radius_mm)?;
+    let grid = Grid { dims: dims_zyx };
+    let mut stack: Vec<usize> = (0..mask.len())
+        .filter(|&i| mask[i] && grid.within(i, spacing_xyz, radius_mm))
+        .collect();
+    let mut kept = vec![false; mask.len()];
+    for &i in &stack {
+        kept[i] = true;
+    }
+    while let Some(i) = stack.pop() {
+        grid.neighbours(i, |j| {
+            if mask[j] && !kept[j] {
+                kept[j] = true;
+                stack.push(j);
+            }
+        });
+    }
+    let mut n = 0u64;
+    for (m, k) in mask.iter_mut().zip(&kept) {
+        *m = *k;
+        n += u64::from(*k);
+    }
+    Ok(n)
+}
+
+fn check(len: usize, dims: [usize; 3], spacing: [f64; 3], radius_mm: f64) -> Result<()> {
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(len) {
+        bail!("mask holds {len} voxels, the patch {dims:?} (z, y, x) has {n:?}");
+    }
+    if !(radius_mm.is_finite() && radius_mm >= 0.0) {
+        bail!("centre radius {radius_mm} mm must be finite and >= 0");
+    }
+    if !spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
+        bail!("spacing {spacing:?} mm must be finite and > 0");
+    }
+    Ok(())
+}
+
+/// Index arithmetic of a z-major patch.
+struct Grid {
+    dims: [usize; 3],
+}
+
+impl Grid {
+    fn zyx(&self, i: usize) -> [usize; 3] {
+        let [_, ny, nx] = self.dims;
+        [i / (ny * nx), (i / nx) % ny, i % nx]
+    }
+
+    /// Voxel `i` lies within `radius_mm` of the centre voxel.
+    fn within(&self, i: usize, [sx, sy, sz]: [f64; 3], radius_mm: f64) -> bool {
+        let spacing_zyx = [sz, sy, sx];
+        let d2: f64 = (0..3)
+            .map(|a| {
+                let off = self.zyx(i)[a] as f64 - (self.dims[a] / 2) as f64;
+                (off * spacing_zyx[a]).powi(2)
+            })
+            .sum();
+        d2 <= radius_mm * radius_mm
+    }
+
+    /// Calls `f` with each of the (up to 26) neighbours of voxel `i` inside the patch.
+    fn neighbours(&self, i: usize, mut f: impl FnMut(usize)) {
+        let [z, y, x] = self.zyx(i);
+        let [nz, ny, nx] = self.dims;
+        let range = |c: usize, n: usize| c.saturating_sub(1)..=(c + 1).min(n - 1);
+        for zz in range(z, nz) {
+            for yy in range(y, ny) {
+                for xx in range(x, nx) {
+                    let j = (zz * ny + yy) * nx + xx;
+                    if j != i {
+                        f(j);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: [usize; 3] = [9, 9, 9];
+    const ONE: [f64; 3] = [1.0, 1.0, 1.0];
+
+    fn at(z: usize, y: usize, x: usize) -> usize {
+        (z * 9 + y) * 9 + x
+    }
+
+    fn mask(on: &[usize]) -> Vec<bool> {
+        let mut m = vec![false; 729];
+        for &i in on {
+            m[i] = true;
+        }
+        m
+    }
+
+    #[test]
+    fn a_blob_away_from_the_point_goes_and_the_one_at_it_stays_whole() {
+        // Centre blob reaching out to x = 7 (beyond the 1 mm radius), a far speck at a corner.
+        let centre: Vec<usize> = (4..8).map(|x| at(4, 4, x)).collect();
+        let mut m = mask(&[centre.as_slice(), &[at(0, 0, 0)]].concat());
+        assert_eq!(keep_near_centre(&mut m, D, ONE, 1.0).unwrap(), 4);
+        assert!(centre.iter().all(|&i| m[i]));
+        assert!(!m[at(0, 0, 0)]);
+    }
+
+    #[test]
+    fn components_join_through_corners() {
+        // A diagonal chain from the centre to a corner is one 26-connected component.
+        let chain: Vec<usize> = (0..5)
+            .map(|k| at(4 + k.min(4), 4 + k.min(4), 4 + k.min(4)))
+            .collect();
+        let mut m = mask(&chain);
+        assert_eq!(keep_near_centre(&mut m, D, ONE, 0.0).unwrap(), 5);
+    }
+
+    #[test]
+    fn the_radius_is_in_mm_with_the_axis_spacing() {
+        // A speck 3 voxels from the centre along z: 3 mm at 1 mm, 6 mm at 2 mm slices.
+        let speck = [at(1, 4, 4)];
+        let mut m = mask(&speck);
+        assert_eq!(keep_near_centre(&mut m, D, ONE, 3.0).unwrap(), 1);
+        let mut m = mask(&speck);
+        assert_eq!(
+            keep_near_centre(&mut m, D, [1.0, 1.0, 2.0], 5.0).unwrap(),
+            0
+        );
+        let mut m = mask(&speck);
+        assert_eq!(
+            keep_near_centre(&mut m, D, [1.0, 1.0, 2.0], 6.0).unwrap(),
+            1
+        );
+        // Along x the slice spacing does not count.
+        let mut m = mask(&[at(4, 4, 1)]);
+        assert_eq!(
+            keep_near_centre(&mut m, D, [1.0, 1.0, 2.0], 3.0).unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_centre_of_an_even_patch_is_voxel_size_over_2() {
+        // 4³: the centre is voxel (2, 2, 2); radius 0 keeps only a component holding it.
+        let idx = |z: usize, y: usize, x: usize| (z * 4 + y) * 4 + x;
+        let mut m = vec![false; 64];
+        m[idx(1, 1, 1)] = true;
+        assert_eq!(keep_near_centre(&mut m, [4; 3], ONE, 0.0).unwrap(), 0);
+        m[idx(2, 2, 2)] = true;
+        m[idx(1, 1, 1)] = true;
+        assert_eq!(keep_near_centre(&mut m, [4; 3], ONE, 0.0).unwrap(), 2);
+    }
+
+    #[test]
+    fn an_empty_mask_stays_empty_and_bad_arguments_are_refused() {
+        let mut m = vec![false; 729];
+        assert_eq!(keep_near_centre(&mut m, D, ONE, 5.0).unwrap(), 0);
+        assert!(keep_near_centre(&mut m[..10], D, ONE, 5.0).is_err());
+        assert!(keep_near_centre(&mut m, D, ONE, f64::NAN).is_err());
+        assert!(keep_near_centre(&mut m, D, ONE, -1.0).is_err());
+        assert!(keep_near_centre(&mut m, D, [1.0, 0.0, 1.0], 5.0).is_err());
+        assert!(keep_near_centre(&mut [], [usize::MAX, 2, 1], ONE, 5.0).is_err());
+    }
+}
