@@ -124,9 +124,6 @@ impl Bytes<'_> {
     }
 }
 
-/// `c_api`: drives the model and patch entry points with fuzzed sizes, options and values on
-/// `model_bytes` (a small valid model). Every call must return a status, never crash; buffers
-/// are always as long as the lengths claim (that part of the contract is the caller's).
 /// A versioned struct followed by room a caller built against a newer header would fill: the
 /// fuzzed `struct_size` (below 64) may claim more than the struct, which the library then reads.
 #[repr(C)]
@@ -149,20 +146,53 @@ impl<T> Grown<T> {
     }
 }
 
+/// `c_api`: drives the model and patch entry points with fuzzed sizes, options and values on
+/// `model_bytes` (a small valid model). Every call must return a status, never crash; buffers
+/// are always as long as the lengths claim (that part of the contract is the caller's).
+///
+/// The input is read in a fixed order (model options, the MC call, the patch spec, then HU
+/// values from what is left), so the committed seeds keep their meaning.
 pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     let Ok(model) = Model::from_bytes(model_bytes) else {
         return;
     };
     let n = model.config().patch_voxels();
     drop(model);
+    let Some(cpath) = model_path(model_bytes) else {
+        return;
+    };
     let mut b = Bytes(data);
+    let Some(m) = open_model(&cpath, &mut b) else {
+        return;
+    };
+    // Scalars first (so short inputs still steer every option), HU from what is left.
+    let cap = n + 8;
+    let call = McChoice::read(&mut b, n, cap);
+    let spec = SpecChoice::read(&mut b);
+    let hu: Vec<f32> = (0..cap)
+        .map(|_| if b.0.len() >= 4 { b.f32() } else { -500.0 })
+        .collect();
+    check_mc(m, &call, &hu, cap);
+    let mut prob = vec![0f32; cap];
+    let _ = unsafe { lungseg_predict(m, hu.as_ptr(), call.len, prob.as_mut_ptr(), call.plen) };
+    check_spec_calls(&spec, &hu, call.len);
+    unsafe { lungseg_model_free(m) };
+}
+
+/// The model written once per process where `lungseg_model_open` can read it.
+fn model_path(model_bytes: &[u8]) -> Option<std::ffi::CString> {
     let dir = std::env::temp_dir().join(format!("lungseg-fuzz-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("model.safetensors");
     if !path.exists() && std::fs::write(&path, model_bytes).is_err() {
-        return;
+        return None;
     }
-    let cpath = std::ffi::CString::new(path.to_str().unwrap_or_default()).unwrap_or_default();
+    Some(std::ffi::CString::new(path.to_str().unwrap_or_default()).unwrap_or_default())
+}
+
+/// Opens the model with fuzzed options; `None` (after checking the failure's contract) when
+/// the open fails.
+fn open_model(cpath: &std::ffi::CStr, b: &mut Bytes<'_>) -> Option<*mut lungseg_model> {
     let struct_size = b.u32() % 64;
     // The kernel comes from the device word's high half, so the committed seeds keep their
     // byte layout.
@@ -178,95 +208,151 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     });
     let mut m = null_mut();
     let use_opts = b.u8() & 1 == 1;
-    let st = unsafe {
-        lungseg_model_open(
-            cpath.as_ptr(),
-            if use_opts { mopts.ptr() } else { null() },
-            &mut m,
-        )
-    };
-    if st != lungseg_status::LUNGSEG_OK {
-        assert!(m.is_null());
-        assert!(
-            unsafe { lungseg_last_error(null_mut(), 0) } > 0,
-            "failure without a message"
-        );
-        return;
+    let opts = if use_opts { mopts.ptr() } else { null() };
+    let st = unsafe { lungseg_model_open(cpath.as_ptr(), opts, &mut m) };
+    if st == lungseg_status::LUNGSEG_OK {
+        return Some(m);
     }
-    // Scalars first (so short inputs still steer every option), HU from what is left.
-    let cap = n + 8;
-    let len = match b.u8() % 4 {
-        1 => (b.u32() as usize) % cap,
-        _ => n,
-    };
-    let sel = b.u8();
-    let out_len = if sel & 0x10 != 0 {
-        (b.u32() as usize) % cap
-    } else {
-        n
-    };
-    let raw_samples = b.u32();
+    assert!(m.is_null());
+    assert_failure_has_message();
+    None
+}
+
+fn assert_failure_has_message() {
+    assert!(
+        unsafe { lungseg_last_error(null_mut(), 0) } > 0,
+        "failure without a message"
+    );
+}
+
+/// The fuzzed MC call: buffer lengths, which outputs and options are passed, and their values.
+struct McChoice {
+    /// HU values passed (mostly the model's patch voxel count).
+    len: usize,
+    /// Bits 0–3: which maps are passed; 0x10: a fuzzed map length; 0x20: NULL options;
+    /// 0x40: a fuzzed `lungseg_predict` length; 0x80: ask for the structure measures.
+    sel: u8,
+    out_len: usize,
+    raw_samples: u32,
+    measures_size: u32,
+    opts_size: u32,
+    /// Low bits: the review score; bits 8–13: the run hooks (see [`McChoice::run_options`]);
+    /// high half: the run options' `struct_size`.
+    score_word: u32,
+    seed: u64,
+    override_review_threshold: u32,
+    review_threshold: f32,
+    plen: usize,
+}
+
+impl McChoice {
+    fn read(b: &mut Bytes<'_>, n: usize, cap: usize) -> McChoice {
+        let len = match b.u8() % 4 {
+            1 => (b.u32() as usize) % cap,
+            _ => n,
+        };
+        let sel = b.u8();
+        let out_len = if sel & 0x10 != 0 {
+            (b.u32() as usize) % cap
+        } else {
+            n
+        };
+        let (raw_samples, measures_size) = (b.u32(), b.u32() % 80);
+        let (opts_size, score_word) = (b.u32() % 64, b.u32());
+        let (seed, override_review_threshold, review_threshold) = (b.u64(), b.u32() % 3, b.f32());
+        let plen = if sel & 0x40 != 0 {
+            (b.u32() as usize) % cap
+        } else {
+            len
+        };
+        McChoice {
+            len,
+            sel,
+            out_len,
+            raw_samples,
+            measures_size,
+            opts_size,
+            score_word,
+            seed,
+            override_review_threshold,
+            review_threshold,
+            plen,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.score_word >> 9 & 1 == 1
+    }
+
+    fn want_run(&self) -> bool {
+        self.score_word >> 8 & 1 == 1
+    }
+
+    fn want_measures(&self) -> bool {
+        self.sel & 0x80 != 0
+    }
+
+    /// The run options come from the score word's high bits, so the committed seeds keep
+    /// their byte layout.
+    fn run_options(&self, cancel: &i32) -> Grown<lungseg_run_options> {
+        let w = self.score_word;
+        Grown::new(lungseg_run_options {
+            struct_size: if w >> 13 & 1 == 1 {
+                std::mem::size_of::<lungseg_run_options>() as u32
+            } else {
+                (w >> 16) % 64
+            },
+            log_level: (w >> 10) % 6,
+            cancel,
+            progress: Some(check_progress),
+            log: Some(check_log),
+            user: null_mut(),
+        })
+    }
+
+    fn options(
+        &self,
+        measures: *mut lungseg_structure_measures,
+        run: *const lungseg_run_options,
+    ) -> Grown<lungseg_mc_options> {
+        let raw = self.raw_samples;
+        Grown::new(lungseg_mc_options {
+            struct_size: self.opts_size,
+            // Mostly small valid counts (fast), sometimes anything (range checks).
+            n_samples: if raw & 0x8000_0000 != 0 {
+                raw & 0x7fff_ffff
+            } else {
+                raw % 5
+            },
+            seed: self.seed,
+            override_review_threshold: self.override_review_threshold,
+            review_threshold: self.review_threshold,
+            structure_measures: if self.want_measures() {
+                measures
+            } else {
+                null_mut()
+            },
+            review_score: self.score_word % 10,
+            run: if self.want_run() { run } else { null() },
+        })
+    }
+
+    /// The options struct is passed and its `struct_size` covers `field` (at `offset`).
+    fn reaches(&self, offset: usize) -> bool {
+        self.sel & 0x20 == 0 && self.opts_size as usize >= offset + size_of::<*const u8>()
+    }
+}
+
+/// `lungseg_predict_uncertainty` with the fuzzed call; checks what a result or a failure
+/// promises.
+fn check_mc(m: *mut lungseg_model, call: &McChoice, hu: &[f32], cap: usize) {
     let mut measures = lungseg_structure_measures {
-        struct_size: b.u32() % 80,
+        struct_size: call.measures_size,
         ..Default::default()
     };
-    let want_measures = sel & 0x80 != 0;
-    let opts_size = (b.u32() % 64) as usize;
-    let score_word = b.u32();
-    // The run options come from the score word's high bits, so the committed seeds keep their
-    // byte layout.
-    let cancel_flag = i32::from(score_word >> 9 & 1 == 1);
-    let run = Grown::new(lungseg_run_options {
-        struct_size: if score_word >> 13 & 1 == 1 {
-            std::mem::size_of::<lungseg_run_options>() as u32
-        } else {
-            (score_word >> 16) % 64
-        },
-        log_level: (score_word >> 10) % 6,
-        cancel: &cancel_flag,
-        progress: Some(check_progress),
-        log: Some(check_log),
-        user: null_mut(),
-    });
-    let want_run = score_word >> 8 & 1 == 1;
-    let opts = Grown::new(lungseg_mc_options {
-        struct_size: opts_size as u32,
-        // Mostly small valid counts (fast), sometimes anything (range checks).
-        n_samples: if raw_samples & 0x8000_0000 != 0 {
-            raw_samples & 0x7fff_ffff
-        } else {
-            raw_samples % 5
-        },
-        seed: b.u64(),
-        override_review_threshold: b.u32() % 3,
-        review_threshold: b.f32(),
-        structure_measures: if want_measures {
-            &mut measures
-        } else {
-            null_mut()
-        },
-        review_score: score_word % 10,
-        run: if want_run { run.ptr() } else { null() },
-    });
-    let plen = if sel & 0x40 != 0 {
-        (b.u32() as usize) % cap
-    } else {
-        len
-    };
-    let spec = Grown::new(lungseg_patch_spec {
-        struct_size: b.u32() % 64,
-        size: [b.u32() % 24, b.u32() % 24, b.u32() % 24],
-        spacing_mm: [b.f64(), b.f64(), b.f64()],
-        outside_hu: b.f32(),
-    });
-    let centre = [b.f64(), b.f64(), b.f64()];
-    let diameter = b.f64();
-    let mlen = b.u32() as usize;
-    let window = (b.f32(), b.f32());
-    let hu: Vec<f32> = (0..cap)
-        .map(|_| if b.0.len() >= 4 { b.f32() } else { -500.0 })
-        .collect();
-
+    let cancel_flag = i32::from(call.cancelled());
+    let run = call.run_options(&cancel_flag);
+    let opts = call.options(&mut measures, run.ptr());
     let mut maps = [
         vec![0f32; cap],
         vec![0f32; cap],
@@ -275,7 +361,7 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
     ];
     let mut ptrs = [null_mut(); 4];
     for (i, (p, m)) in ptrs.iter_mut().zip(maps.iter_mut()).enumerate() {
-        if sel & (1 << i) != 0 {
+        if call.sel & (1 << i) != 0 {
             *p = m.as_mut_ptr();
         }
     }
@@ -284,61 +370,85 @@ pub fn c_api(model_bytes: &[u8], data: &[u8]) {
         variance: ptrs[1],
         entropy: ptrs[2],
         mutual_info: ptrs[3],
-        len: out_len,
+        len: call.out_len,
         ..Default::default()
     };
-    let opts_ptr = if sel & 0x20 != 0 { null() } else { opts.ptr() };
-    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), len, opts_ptr, &mut out) };
-    let reaches_run = !opts_ptr.is_null()
-        && opts_size >= std::mem::offset_of!(lungseg_mc_options, run) + size_of::<*const u8>();
-    if want_run && reaches_run && cancel_flag != 0 {
+    let opts_ptr = if call.sel & 0x20 != 0 {
+        null()
+    } else {
+        opts.ptr()
+    };
+    let st = unsafe { lungseg_predict_uncertainty(m, hu.as_ptr(), call.len, opts_ptr, &mut out) };
+    let reaches_run = call.reaches(std::mem::offset_of!(lungseg_mc_options, run));
+    if call.want_run() && reaches_run && call.cancelled() {
         assert_ne!(
             st,
             lungseg_status::LUNGSEG_OK,
             "a cancelled call gave a result"
         );
     }
-    if st == lungseg_status::LUNGSEG_OK {
-        let s = out.summary;
-        assert!(s.n_samples >= 1 && s.n_samples <= 1024);
-        assert!((0.0..=1.0).contains(&s.mean_probability));
-        // Written only when the options reach the pointer (NULL options or an older
-        // struct_size leave it out).
-        let reaches = !opts_ptr.is_null()
-            && opts_size
-                >= std::mem::offset_of!(lungseg_mc_options, structure_measures)
-                    + std::mem::size_of::<*mut lungseg_structure_measures>();
-        if want_measures && reaches {
-            let m = measures;
-            assert!(m.struct_size >= 56 && (0.0..=1.0).contains(&m.dice_agreement));
-            assert!((0.0..=1.0).contains(&m.iou) && m.volume_cv >= 0.0);
-        }
-    } else {
-        assert!(
-            unsafe { lungseg_last_error(null_mut(), 0) } > 0,
-            "failure without a message"
-        );
+    if st != lungseg_status::LUNGSEG_OK {
+        assert_failure_has_message();
+        return;
     }
-    let mut prob = vec![0f32; cap];
-    let _ = unsafe { lungseg_predict(m, hu.as_ptr(), len, prob.as_mut_ptr(), plen) };
-    // Patch-spec parsing and masks with fuzzed specs.
+    let s = out.summary;
+    assert!(s.n_samples >= 1 && s.n_samples <= 1024);
+    assert!((0.0..=1.0).contains(&s.mean_probability));
+    // Written only when the options reach the pointer (NULL options or an older struct_size
+    // leave it out).
+    let reaches = call.reaches(std::mem::offset_of!(lungseg_mc_options, structure_measures));
+    if call.want_measures() && reaches {
+        let m = measures;
+        assert!(m.struct_size >= 56 && (0.0..=1.0).contains(&m.dice_agreement));
+        assert!((0.0..=1.0).contains(&m.iou) && m.volume_cv >= 0.0);
+    }
+}
+
+/// The fuzzed patch spec and the arguments of the sphere-mask and normalisation calls.
+struct SpecChoice {
+    spec: Grown<lungseg_patch_spec>,
+    centre: [f64; 3],
+    diameter: f64,
+    mask_len: usize,
+    window: (f32, f32),
+}
+
+impl SpecChoice {
+    fn read(b: &mut Bytes<'_>) -> SpecChoice {
+        let spec = Grown::new(lungseg_patch_spec {
+            struct_size: b.u32() % 64,
+            size: [b.u32() % 24, b.u32() % 24, b.u32() % 24],
+            spacing_mm: [b.f64(), b.f64(), b.f64()],
+            outside_hu: b.f32(),
+        });
+        SpecChoice {
+            spec,
+            centre: [b.f64(), b.f64(), b.f64()],
+            diameter: b.f64(),
+            mask_len: b.u32() as usize,
+            window: (b.f32(), b.f32()),
+        }
+    }
+}
+
+/// Patch-spec parsing and masks with fuzzed specs, and HU normalisation with a fuzzed window.
+fn check_spec_calls(c: &SpecChoice, hu: &[f32], len: usize) {
     let mut mask = vec![0u8; 24 * 24 * 24];
-    let mlen = mlen % mask.len();
+    let mask_len = c.mask_len % mask.len();
     let _ = unsafe {
         lungseg_sphere_mask(
-            spec.ptr(),
-            centre.as_ptr(),
-            centre.as_ptr(),
-            diameter,
+            c.spec.ptr(),
+            c.centre.as_ptr(),
+            c.centre.as_ptr(),
+            c.diameter,
             mask.as_mut_ptr(),
-            mlen,
+            mask_len,
             null_mut(),
         )
     };
-    let mut norm = hu.clone();
-    let _ =
-        unsafe { lungseg_normalize_hu(hu.as_ptr(), len, window.0, window.1, norm.as_mut_ptr()) };
-    unsafe { lungseg_model_free(m) };
+    let mut norm = hu.to_vec();
+    let (lo, hi) = c.window;
+    let _ = unsafe { lungseg_normalize_hu(hu.as_ptr(), len, lo, hi, norm.as_mut_ptr()) };
 }
 
 /// Progress never runs backwards past its total.
