@@ -175,6 +175,56 @@ struct Fields {
     extra_index: HashMap<String, usize>,
 }
 
+impl Fields {
+    /// NDims may have changed after a list was read: every list must fit the final NDims.
+    fn check_list_lengths(&self, ndims: usize, dim_len: usize) -> Result<()> {
+        let lists = [
+            ("DimSize", Some(dim_len), ndims),
+            (
+                "ElementSpacing",
+                self.element_spacing.as_ref().map(Vec::len),
+                ndims,
+            ),
+            (
+                "ElementSize",
+                self.element_size.as_ref().map(Vec::len),
+                ndims,
+            ),
+            ("Offset", self.offset.as_ref().map(Vec::len), ndims),
+            ("Position", self.position.as_ref().map(Vec::len), ndims),
+            ("Origin", self.origin.as_ref().map(Vec::len), ndims),
+            (
+                "CenterOfRotation",
+                self.center_of_rotation.as_ref().map(Vec::len),
+                ndims,
+            ),
+            (
+                "TransformMatrix",
+                self.transform_matrix.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
+            (
+                "Rotation",
+                self.rotation.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
+            (
+                "Orientation",
+                self.orientation.as_ref().map(Vec::len),
+                ndims * ndims,
+            ),
+        ];
+        for (key, len, want) in lists {
+            if let Some(len) = len.filter(|&l| l != want) {
+                return Err(Error::format(format!(
+                    "{key} has {len} values but the final NDims = {ndims} needs {want}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Splits the input into lines (LF or CRLF), remembering byte positions and line numbers.
 struct Lines<'a> {
     bytes: &'a [u8],
@@ -416,70 +466,19 @@ impl<'a> Parser<'a> {
 
     /// Validates what is required and reads what follows `ElementDataFile` (LIST names).
     fn finish(&mut self, value: &str) -> Result<Header> {
-        let f = std::mem::take(&mut self.fields);
+        let mut f = std::mem::take(&mut self.fields);
         let ndims = f
             .ndims
             .ok_or_else(|| Error::format("MetaImage header has no NDims"))?;
         let dim_size = f
             .dim_size
+            .take()
             .ok_or_else(|| Error::format("MetaImage header has no DimSize"))?;
         let element_type = f
             .element_type
             .ok_or_else(|| Error::format("MetaImage header has no ElementType"))?;
-        // NDims may have changed after a list was read: every list must fit the final NDims.
-        let lists = [
-            ("DimSize", Some(dim_size.len()), ndims),
-            (
-                "ElementSpacing",
-                f.element_spacing.as_ref().map(Vec::len),
-                ndims,
-            ),
-            ("ElementSize", f.element_size.as_ref().map(Vec::len), ndims),
-            ("Offset", f.offset.as_ref().map(Vec::len), ndims),
-            ("Position", f.position.as_ref().map(Vec::len), ndims),
-            ("Origin", f.origin.as_ref().map(Vec::len), ndims),
-            (
-                "CenterOfRotation",
-                f.center_of_rotation.as_ref().map(Vec::len),
-                ndims,
-            ),
-            (
-                "TransformMatrix",
-                f.transform_matrix.as_ref().map(Vec::len),
-                ndims * ndims,
-            ),
-            ("Rotation", f.rotation.as_ref().map(Vec::len), ndims * ndims),
-            (
-                "Orientation",
-                f.orientation.as_ref().map(Vec::len),
-                ndims * ndims,
-            ),
-        ];
-        for (key, len, want) in lists {
-            if let Some(len) = len.filter(|&l| l != want) {
-                return Err(Error::format(format!(
-                    "{key} has {len} values but the final NDims = {ndims} needs {want}"
-                )));
-            }
-        }
-        if value.is_empty() {
-            return Err(Error::format("ElementDataFile is empty"));
-        }
-        if value.len() > MAX_NAME_LEN {
-            return Err(Error::format(format!(
-                "ElementDataFile is {} bytes long (at most {MAX_NAME_LEN})",
-                value.len()
-            )));
-        }
-        let element_data_file = if matches!(value, "LOCAL" | "Local" | "local") {
-            DataFile::Local
-        } else if value.starts_with("LIST") {
-            self.list_files(value, ndims, &dim_size)?
-        } else if value.contains('%') {
-            pattern(value, &dim_size)?
-        } else {
-            DataFile::Path(value.to_string())
-        };
+        f.check_list_lengths(ndims, dim_size.len())?;
+        let element_data_file = self.element_data_file(value, ndims, &dim_size)?;
         let data_offset = if element_data_file == DataFile::Local {
             self.lines.pos
         } else {
@@ -510,6 +509,34 @@ impl<'a> Parser<'a> {
             element_data_file,
             data_offset,
             extra: f.extra,
+        })
+    }
+
+    /// The `ElementDataFile` value (the header's last key): `LOCAL`, a `LIST`, a `%d` pattern or
+    /// one file name.
+    fn element_data_file(
+        &mut self,
+        value: &str,
+        ndims: usize,
+        dim_size: &[u64],
+    ) -> Result<DataFile> {
+        if value.is_empty() {
+            return Err(Error::format("ElementDataFile is empty"));
+        }
+        if value.len() > MAX_NAME_LEN {
+            return Err(Error::format(format!(
+                "ElementDataFile is {} bytes long (at most {MAX_NAME_LEN})",
+                value.len()
+            )));
+        }
+        Ok(if matches!(value, "LOCAL" | "Local" | "local") {
+            DataFile::Local
+        } else if value.starts_with("LIST") {
+            self.list_files(value, ndims, dim_size)?
+        } else if value.contains('%') {
+            pattern(value, dim_size)?
+        } else {
+            DataFile::Path(value.to_string())
         })
     }
 
