@@ -370,17 +370,22 @@ pub fn run_reference_from(
     chunk: usize,
     dropout: bool,
 ) -> r::HeadOut {
-    let plan = Plan::new(model);
-    let wts = GpuWeights::new(model);
-    let cfg = model.config();
+    let run = ReferenceRun {
+        plan: Plan::new(model),
+        wts: GpuWeights::new(model),
+        cfg: model.config(),
+        patch_hu,
+    };
     let mut state = r::HeadState::default();
     let mut done = 0u32;
-    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); plan.bufs.len()];
+    let mut bufs: Vec<Vec<f32>> = vec![Vec::new(); run.plan.bufs.len()];
     while done < n_samples {
         let chunk_s = chunk.min((n_samples - done) as usize);
+        let cfg = run.cfg;
         let chunk_drop = dropout.then(|| ChunkDrop::new(cfg, seed, sample0.saturating_add(done)));
-        for op in &plan.ops {
-            let once = plan.runs_once(op);
+        for op in &run.plan.ops {
+            // Ops before the first dropout run once, for the first chunk, on one sample.
+            let once = run.plan.runs_once(op);
             if once && done > 0 {
                 continue;
             }
@@ -389,91 +394,114 @@ pub fn run_reference_from(
             } else {
                 (chunk_s, chunk_drop)
             };
-            match *op {
-                Op::First { out } => {
-                    bufs[out] = r::conv_first(
-                        patch_hu,
-                        cfg.hu_window.0,
-                        cfg.hu_window.1,
-                        &wts.first_w,
-                        &wts.first_b,
-                        plan.bufs[out].c,
-                        plan.grids[0],
-                    );
-                }
-                Op::Expand { src, out, layer } => {
-                    let [d, h, w] = plan.grids[0];
-                    bufs[out] = r::dropout_expand(
-                        &bufs[src],
-                        s,
-                        d * h * w,
-                        plan.bufs[src].c,
-                        &layer_drop(drop, layer),
-                    );
-                }
-                Op::Conv {
-                    conv,
-                    src0,
-                    src1,
-                    out,
-                    level,
-                    layer,
-                } => {
-                    let c = &wts.convs[conv];
-                    let mk = |b: usize| Src {
-                        data: &bufs[b],
-                        c: plan.bufs[b].c,
-                        shared: plan.bufs[b].shared,
-                    };
-                    let o = r::conv3(
-                        mk(src0),
-                        src1.map(mk),
-                        &c.w,
-                        &c.bias,
-                        c.cout,
-                        s,
-                        plan.grids[level],
-                        true,
-                        &layer_drop(drop, layer),
-                    );
-                    bufs[out] = o;
-                }
-                Op::Pool { src, out, level_in } => {
-                    bufs[out] = r::maxpool2(&bufs[src], s, plan.grids[level_in], plan.bufs[src].c);
-                }
-                Op::Up {
-                    up,
-                    src,
-                    out,
-                    level_in,
-                } => {
-                    let u = &wts.ups[up];
-                    bufs[out] = r::upconv2(
-                        &bufs[src],
-                        u.cin,
-                        &u.w,
-                        &u.bias,
-                        u.cout,
-                        s,
-                        plan.grids[level_in],
-                    );
-                }
-                Op::Head { src } => {
-                    r::head_accumulate(
-                        &bufs[src],
-                        plan.bufs[src].c,
-                        &wts.head_w,
-                        wts.head_b,
-                        cfg.mask_threshold,
-                        s,
-                        &mut state,
-                    );
-                }
-            }
+            run.op(op, &mut bufs, (s, drop), &mut state);
         }
         done += chunk_s as u32;
     }
-    r::head_finalize(&state, cfg.mask_threshold)
+    r::head_finalize(&state, run.cfg.mask_threshold)
+}
+
+/// What [`run_reference_from`] runs each op of its plan with.
+struct ReferenceRun<'a> {
+    plan: Plan,
+    wts: GpuWeights,
+    cfg: &'a ModelConfig,
+    patch_hu: &'a [f32],
+}
+
+impl ReferenceRun<'_> {
+    /// One op on `s` samples with the chunk's dropout `drop`: its output buffer replaces
+    /// `bufs[out]`, or the head folds its samples into `state`.
+    fn op(
+        &self,
+        op: &Op,
+        bufs: &mut [Vec<f32>],
+        (s, drop): (usize, Option<ChunkDrop>),
+        state: &mut r::HeadState,
+    ) {
+        let (plan, wts, cfg) = (&self.plan, &self.wts, self.cfg);
+        match *op {
+            Op::First { out } => {
+                bufs[out] = r::conv_first(
+                    self.patch_hu,
+                    cfg.hu_window.0,
+                    cfg.hu_window.1,
+                    &wts.first_w,
+                    &wts.first_b,
+                    plan.bufs[out].c,
+                    plan.grids[0],
+                );
+            }
+            Op::Expand { src, out, layer } => {
+                let [d, h, w] = plan.grids[0];
+                bufs[out] = r::dropout_expand(
+                    &bufs[src],
+                    s,
+                    d * h * w,
+                    plan.bufs[src].c,
+                    &layer_drop(drop, layer),
+                );
+            }
+            Op::Conv {
+                conv,
+                src0,
+                src1,
+                out,
+                level,
+                layer,
+            } => {
+                let c = &wts.convs[conv];
+                let mk = |b: usize| Src {
+                    data: &bufs[b],
+                    c: plan.bufs[b].c,
+                    shared: plan.bufs[b].shared,
+                };
+                let o = r::conv3(
+                    mk(src0),
+                    src1.map(mk),
+                    &c.w,
+                    &c.bias,
+                    c.cout,
+                    s,
+                    plan.grids[level],
+                    true,
+                    &layer_drop(drop, layer),
+                );
+                bufs[out] = o;
+            }
+            Op::Pool { src, out, level_in } => {
+                bufs[out] = r::maxpool2(&bufs[src], s, plan.grids[level_in], plan.bufs[src].c);
+            }
+            Op::Up {
+                up,
+                src,
+                out,
+                level_in,
+            } => {
+                let u = &wts.ups[up];
+                bufs[out] = r::upconv2(
+                    &bufs[src],
+                    u.cin,
+                    &u.w,
+                    &u.bias,
+                    u.cout,
+                    s,
+                    plan.grids[level_in],
+                );
+            }
+            Op::Head { src } => {
+                r::head_accumulate(
+                    &bufs[src],
+                    plan.bufs[src].c,
+                    &wts.head_w,
+                    wts.head_b,
+                    cfg.mask_threshold,
+                    s,
+                    state,
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
