@@ -95,115 +95,11 @@ impl Plan {
         let cfg = model.config();
         // Buffers hold the stored channel counts (zero channels up to a multiple of 16).
         let ch: Vec<usize> = cfg.channels.iter().map(|&c| stored_channels(c)).collect();
-        let levels = ch.len();
-        let shared = cfg.shared_levels();
         let [px, py, pz] = cfg.patch_size;
-        let grids: Vec<[usize; 3]> = (0..levels).map(|l| [pz >> l, py >> l, px >> l]).collect();
-        let mut bufs = vec![Buf {
-            level: 0,
-            c: ch[0],
-            shared: true,
-        }];
-        let mut idx = |level: usize, c: usize, shared: bool| {
-            bufs.push(Buf { level, c, shared });
-            bufs.len() - 1
-        };
-        let is_shared = |l: usize| l < shared;
-        let p: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
-        let t: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
-        let k: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], is_shared(l))).collect();
-        // The encoder's conv1 output of a shared level is shared; the decoder's is not.
-        let t_enc: Vec<usize> = (0..levels)
-            .map(|l| {
-                if is_shared(l) {
-                    idx(l, ch[l], true)
-                } else {
-                    t[l]
-                }
-            })
-            .collect();
-        // Pooled inputs of levels 1.. (the previous level's channel count), shared when the
-        // level pooled from is.
-        let q: Vec<usize> = (0..levels)
-            .map(|l| {
-                if l == 0 {
-                    return p[0]; // never used: level 0 is not pooled into
-                }
-                idx(l, ch[l - 1], is_shared(l - 1))
-            })
-            .collect();
-        let mut ops = vec![Op::First { out: 0 }];
-        let first_in = if is_shared(0) {
-            0
-        } else {
-            ops.push(Op::Expand {
-                src: 0,
-                out: p[0],
-                layer: enc_layer(0, false),
-            });
-            p[0]
-        };
-        ops.push(Op::Conv {
-            conv: 0,
-            src0: first_in,
-            src1: None,
-            out: k[0],
-            level: 0,
-            layer: enc_layer(0, true),
-        });
-        let mut conv = 1;
-        for l in 1..levels {
-            ops.push(Op::Pool {
-                src: k[l - 1],
-                out: q[l],
-                level_in: l - 1,
-            });
-            ops.push(Op::Conv {
-                conv,
-                src0: q[l],
-                src1: None,
-                out: t_enc[l],
-                level: l,
-                layer: enc_layer(l, false),
-            });
-            ops.push(Op::Conv {
-                conv: conv + 1,
-                src0: t_enc[l],
-                src1: None,
-                out: k[l],
-                level: l,
-                layer: enc_layer(l, true),
-            });
-            conv += 2;
-        }
-        let mut last = k[levels - 1];
-        for l in (0..levels.saturating_sub(1)).rev() {
-            ops.push(Op::Up {
-                up: l,
-                src: last,
-                out: p[l],
-                level_in: l + 1,
-            });
-            ops.push(Op::Conv {
-                conv,
-                src0: k[l],
-                src1: Some(p[l]),
-                out: t[l],
-                level: l,
-                layer: dec_layer(levels, l, false),
-            });
-            ops.push(Op::Conv {
-                conv: conv + 1,
-                src0: t[l],
-                src1: None,
-                out: p[l],
-                level: l,
-                layer: dec_layer(levels, l, true),
-            });
-            conv += 2;
-            last = p[l];
-        }
-        ops.push(Op::Head { src: last });
+        let grids: Vec<[usize; 3]> = (0..ch.len()).map(|l| [pz >> l, py >> l, px >> l]).collect();
+        let (bufs, ids) = BufIds::allocate(&ch, cfg.shared_levels());
+        let mut ops = ids.encoder_ops();
+        ids.decoder_ops(&mut ops);
         Plan { grids, bufs, ops }
     }
 
@@ -310,6 +206,159 @@ pub fn mirror_patch<'a>(
     }
     flip.apply(size, patch_hu, buf);
     Ok(buf)
+}
+
+/// The buffers of a plan by role, one per level: `p` (the dropout-expanded input at level 0,
+/// then the decoder's upsampled input and output), `t` (the decoder's first conv), `k` (the
+/// encoder's output, kept for the skip), `t_enc` (the encoder's first conv) and `q` (the
+/// pooled input of levels 1..).
+struct BufIds {
+    p: Vec<usize>,
+    t: Vec<usize>,
+    k: Vec<usize>,
+    t_enc: Vec<usize>,
+    q: Vec<usize>,
+    /// Levels before the first level with dropout: their encoder buffers are shared.
+    shared: usize,
+}
+
+impl BufIds {
+    /// Buffer 0 is the first conv's output (shared); the rest in the order the fields list.
+    fn allocate(ch: &[usize], shared: usize) -> (Vec<Buf>, BufIds) {
+        let levels = ch.len();
+        let mut bufs = vec![Buf {
+            level: 0,
+            c: ch[0],
+            shared: true,
+        }];
+        let mut idx = |level: usize, c: usize, shared: bool| {
+            bufs.push(Buf { level, c, shared });
+            bufs.len() - 1
+        };
+        let is_shared = |l: usize| l < shared;
+        let p: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
+        let t: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], false)).collect();
+        let k: Vec<usize> = (0..levels).map(|l| idx(l, ch[l], is_shared(l))).collect();
+        // The encoder's conv1 output of a shared level is shared; the decoder's is not.
+        let t_enc: Vec<usize> = (0..levels)
+            .map(|l| {
+                if is_shared(l) {
+                    idx(l, ch[l], true)
+                } else {
+                    t[l]
+                }
+            })
+            .collect();
+        // Pooled inputs of levels 1.. (the previous level's channel count), shared when the
+        // level pooled from is.
+        let q: Vec<usize> = (0..levels)
+            .map(|l| {
+                if l == 0 {
+                    return p[0]; // never used: level 0 is not pooled into
+                }
+                idx(l, ch[l - 1], is_shared(l - 1))
+            })
+            .collect();
+        let ids = BufIds {
+            p,
+            t,
+            k,
+            t_enc,
+            q,
+            shared,
+        };
+        (bufs, ids)
+    }
+
+    fn levels(&self) -> usize {
+        self.k.len()
+    }
+
+    /// First conv, optional dropout expansion, level 0's second conv, then pool and two
+    /// convs per deeper level; conv weights are numbered in this order.
+    fn encoder_ops(&self) -> Vec<Op> {
+        let (p, k, q, t_enc) = (&self.p, &self.k, &self.q, &self.t_enc);
+        let mut ops = vec![Op::First { out: 0 }];
+        let first_in = if self.shared > 0 {
+            0
+        } else {
+            ops.push(Op::Expand {
+                src: 0,
+                out: p[0],
+                layer: enc_layer(0, false),
+            });
+            p[0]
+        };
+        ops.push(Op::Conv {
+            conv: 0,
+            src0: first_in,
+            src1: None,
+            out: k[0],
+            level: 0,
+            layer: enc_layer(0, true),
+        });
+        for l in 1..self.levels() {
+            let conv = 2 * l - 1;
+            ops.push(Op::Pool {
+                src: k[l - 1],
+                out: q[l],
+                level_in: l - 1,
+            });
+            ops.push(Op::Conv {
+                conv,
+                src0: q[l],
+                src1: None,
+                out: t_enc[l],
+                level: l,
+                layer: enc_layer(l, false),
+            });
+            ops.push(Op::Conv {
+                conv: conv + 1,
+                src0: t_enc[l],
+                src1: None,
+                out: k[l],
+                level: l,
+                layer: enc_layer(l, true),
+            });
+        }
+        ops
+    }
+
+    /// Per level from the second deepest up: upsample, conv over (skip, upsampled), conv;
+    /// then the head.
+    fn decoder_ops(&self, ops: &mut Vec<Op>) {
+        let (p, t, k) = (&self.p, &self.t, &self.k);
+        let levels = self.levels();
+        let mut conv = 2 * levels - 1;
+        let mut last = k[levels - 1];
+        for l in (0..levels.saturating_sub(1)).rev() {
+            ops.push(Op::Up {
+                up: l,
+                src: last,
+                out: p[l],
+                level_in: l + 1,
+            });
+            ops.push(Op::Conv {
+                conv,
+                src0: k[l],
+                src1: Some(p[l]),
+                out: t[l],
+                level: l,
+                layer: dec_layer(levels, l, false),
+            });
+            ops.push(Op::Conv {
+                conv: conv + 1,
+                src0: t[l],
+                src1: None,
+                out: p[l],
+                level: l,
+                layer: dec_layer(levels, l, true),
+            });
+            conv += 2;
+            last = p[l];
+        }
+        ops.push(Op::Head { src: last });
+    }
 }
 
 /// Dropout of one MC chunk: `None` = deterministic pass.
