@@ -72,6 +72,94 @@ mod gpu {
         state: [PinnedHostSlice<f32>; 3],
     }
 
+    impl Kernels {
+        /// Every kernel of [`super::super::KERNELS`], compiled for this device (or taken from
+        /// the cubin cache) and loaded into `ctx`.
+        fn load(ctx: &Arc<CudaContext>, info: &super::super::probe::GpuInfo) -> Result<Kernels> {
+            let mut funcs = std::collections::HashMap::new();
+            for ks in super::super::KERNELS {
+                let cubin = super::super::compile::cubin_for(
+                    ks,
+                    info.compute,
+                    info.driver_version,
+                    info.nvrtc,
+                )
+                .map_err(Error::device)?;
+                let module = ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+                    .map_err(dev("module load"))?;
+                for f in ks.functions {
+                    funcs.insert(*f, module.load_function(f).map_err(dev("load function"))?);
+                }
+            }
+            let mut take = |n: &str| {
+                funcs
+                    .remove(n)
+                    .ok_or_else(|| Error::device(format!("kernel {n} missing")))
+            };
+            Ok(Kernels {
+                first: take("ls_conv_first")?,
+                expand: take("ls_dropout_expand")?,
+                conv: take("ls_conv3")?,
+                conv_narrow: take("ls_conv3_narrow")?,
+                pool: take("ls_maxpool2")?,
+                up: take("ls_upconv2")?,
+                head_acc: take("ls_head_accumulate")?,
+                head_fin: take("ls_head_finalize")?,
+            })
+        }
+    }
+
+    impl DevConv {
+        /// Weights in fp16, bias in f32.
+        fn upload(stream: &Arc<CudaStream>, c: &ConvW) -> Result<DevConv> {
+            let w16: Vec<f16> = c.w.iter().map(|&x| f16::from_f32(x)).collect();
+            Ok(DevConv {
+                w: stream.clone_htod(&w16).map_err(dev("upload"))?,
+                b: stream.clone_htod(&c.bias).map_err(dev("upload"))?,
+            })
+        }
+    }
+
+    impl Workspace {
+        /// Every device buffer and staging area of `plan` for `chunk` samples, zeroed.
+        fn alloc(
+            ctx: &Arc<CudaContext>,
+            stream: &Arc<CudaStream>,
+            plan: &Plan,
+            chunk: usize,
+        ) -> Result<Workspace> {
+            let [d, h, w] = plan.grids[0];
+            let v = d * h * w;
+            let f32s = |n: usize| stream.alloc_zeros::<f32>(n).map_err(dev("alloc"));
+            Ok(Workspace {
+                bufs: (0..plan.bufs.len())
+                    .map(|b| {
+                        stream
+                            .alloc_zeros::<f16>(plan.buf_len(b, chunk))
+                            .map_err(dev("alloc"))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                hu: f32s(v)?,
+                mean: f32s(v)?,
+                m2: f32s(v)?,
+                sum_h: f32s(v)?,
+                any_fg: stream.alloc_zeros::<u32>(v).map_err(dev("alloc"))?,
+                masks: stream
+                    .alloc_zeros::<u32>(chunk * head_mask_words(v))
+                    .map_err(dev("alloc"))?,
+                maps: [f32s(v)?, f32s(v)?, f32s(v)?, f32s(v)?],
+                partials: stream
+                    .alloc_zeros::<f64>(head_finalize_blocks(v) * 6)
+                    .map_err(dev("alloc"))?,
+                staged: Staging {
+                    masks: pinned(ctx, chunk * head_mask_words(v))?,
+                    state: [pinned(ctx, v)?, pinned(ctx, v)?, pinned(ctx, v)?],
+                },
+            })
+        }
+    }
+
     /// `len` page-locked elements for downloads. Not cudarc's `alloc_pinned`, whose
     /// write-combined memory is fast for the device to read and slow for the CPU to read.
     fn pinned<T: cudarc::driver::DeviceRepr>(
@@ -156,46 +244,10 @@ mod gpu {
             // A stream of the model's own, non-blocking: the integrator's work on the legacy
             // default stream neither waits for ours nor makes ours wait.
             let stream = ctx.new_stream().map_err(dev("stream"))?;
-            let mut funcs = std::collections::HashMap::new();
-            for ks in super::super::KERNELS {
-                let cubin = super::super::compile::cubin_for(
-                    ks,
-                    info.compute,
-                    info.driver_version,
-                    info.nvrtc,
-                )
-                .map_err(Error::device)?;
-                let module = ctx
-                    .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
-                    .map_err(dev("module load"))?;
-                for f in ks.functions {
-                    funcs.insert(*f, module.load_function(f).map_err(dev("load function"))?);
-                }
-            }
-            let mut take = |n: &str| {
-                funcs
-                    .remove(n)
-                    .ok_or_else(|| Error::device(format!("kernel {n} missing")))
-            };
-            let k = Kernels {
-                first: take("ls_conv_first")?,
-                expand: take("ls_dropout_expand")?,
-                conv: take("ls_conv3")?,
-                conv_narrow: take("ls_conv3_narrow")?,
-                pool: take("ls_maxpool2")?,
-                up: take("ls_upconv2")?,
-                head_acc: take("ls_head_accumulate")?,
-                head_fin: take("ls_head_finalize")?,
-            };
+            let k = Kernels::load(&ctx, &info)?;
             let plan = Plan::new(model);
             let wts = GpuWeights::new(model);
-            let up16 = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
-            let upload = |c: &ConvW| -> Result<DevConv> {
-                Ok(DevConv {
-                    w: stream.clone_htod(&up16(&c.w)).map_err(dev("upload"))?,
-                    b: stream.clone_htod(&c.bias).map_err(dev("upload"))?,
-                })
-            };
+            let upload = |c: &ConvW| DevConv::upload(&stream, c);
             let convs = wts.convs.iter().map(upload).collect::<Result<Vec<_>>>()?;
             let ups = wts.ups.iter().map(upload).collect::<Result<Vec<_>>>()?;
             // The budget first, before anything is allocated: a model that cannot run one
@@ -204,38 +256,7 @@ mod gpu {
             let chunk = Footprint::of(&plan, &wts)
                 .chunk(free)
                 .map_err(Error::device)?;
-            let [d, h, w] = plan.grids[0];
-            let v = d * h * w;
-            let ws = Workspace {
-                bufs: (0..plan.bufs.len())
-                    .map(|b| {
-                        stream
-                            .alloc_zeros::<f16>(plan.buf_len(b, chunk))
-                            .map_err(dev("alloc"))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-                hu: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                mean: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                m2: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                sum_h: stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                any_fg: stream.alloc_zeros::<u32>(v).map_err(dev("alloc"))?,
-                masks: stream
-                    .alloc_zeros::<u32>(chunk * head_mask_words(v))
-                    .map_err(dev("alloc"))?,
-                maps: [
-                    stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                    stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                    stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                    stream.alloc_zeros::<f32>(v).map_err(dev("alloc"))?,
-                ],
-                partials: stream
-                    .alloc_zeros::<f64>(head_finalize_blocks(v) * 6)
-                    .map_err(dev("alloc"))?,
-                staged: Staging {
-                    masks: pinned(&ctx, chunk * head_mask_words(v))?,
-                    state: [pinned(&ctx, v)?, pinned(&ctx, v)?, pinned(&ctx, v)?],
-                },
-            };
+            let ws = Workspace::alloc(&ctx, &stream, &plan, chunk)?;
             let cfg = model.config();
             Ok(CudaEngine {
                 first_w: stream.clone_htod(&wts.first_w).map_err(dev("upload"))?,
