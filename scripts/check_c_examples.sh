@@ -120,10 +120,30 @@ a, b = sitk.ReadImage(scan), sitk.ReadImage(d + "/scan.mha")
 assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).all()
 assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
 PY
+    # The verdict follows the mask it wrote: an empty mask at the asked-for nodule is "not
+    # segmented" (docs/c-abi.md, "An empty mask"), whatever the review flag says.
+    empty=$(python3 -c 'import sys, SimpleITK as s; print(int(s.GetArrayFromImage(s.ReadImage(sys.argv[1])).sum() == 0))' "$WORK/maps-$name/mask.mha")
+    said=0
+    grep -q 'NOT SEGMENTED' "$WORK/$name.out" && said=1
+    if [ "$empty" != "$said" ]; then
+      echo "FAIL $name: verdict does not follow the written mask (empty = $empty)"; status=1
+    fi
   fi
   echo "ok   $name"
 done
 [ -n "$first" ] || { echo "FAIL no example ran"; status=1; }
+# Asked at a point in the air outside the body (the scan's first voxel: a corner of the field of
+# view), the model segments nothing and the example must say so.
+if [ -x "$WORK/make/predict_nodule_c_shared" ]; then
+  read -r CX CY CZ < <(python3 -c 'import sys, SimpleITK as s; print(*s.ReadImage(sys.argv[1]).GetOrigin())' "$SCAN")
+  mkdir -p "$WORK/maps-air"
+  if "$WORK/make/predict_nodule_c_shared" "$SCAN" "$CX" "$CY" "$CZ" "${MODEL:--}" "$WORK/maps-air" > "$WORK/air.out" 2>&1; then
+    grep -q 'foreground voxels 0,' "$WORK/air.out" && grep -q 'NOT SEGMENTED' "$WORK/air.out" \
+      || { echo "FAIL predict_nodule at an air corner: expected an empty mask called NOT SEGMENTED"; grep summary "$WORK/air.out"; status=1; }
+  else
+    echo "FAIL predict_nodule at an air corner exited non-zero"; cat "$WORK/air.out"; status=1
+  fi
+fi
 # Both build systems build every variant of every program.
 for exe in "$WORK"/make/*; do
   [ -x "$WORK/cmake/$(basename "$exe")" ] || { echo "FAIL cmake did not build $(basename "$exe")"; status=1; }
