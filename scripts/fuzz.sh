@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in fuzz/fuzz_targets/ for N seconds each (default 60), starting
 # from fuzz/seeds/<target>/ with the dictionary fuzz/<target>.dict or fuzz/<prefix>.dict
-# (mhd_volume -> mhd.dict, lidc_xml -> lidc.dict, dicom_file -> dicom.dict). Crash inputs are copied to
-# fuzz/regressions/<target>/ (replayed on stable by the test suite: lungseg-sys/tests/fuzz_seeds.rs,
-# and lungseg-train/tests/prepare_lidc.rs for lidc_xml) and make the script fail.
+# (mhd_volume -> mhd.dict, lidc_xml -> lidc.dict, luna_csv -> luna.dict, dicom_file -> dicom.dict).
+# Crash inputs are copied to fuzz/regressions/<target>/ (replayed on stable by the test suite:
+# lungseg-sys/tests/fuzz_seeds.rs, lungseg-train/tests/data/prepare_lidc.rs for lidc_xml and
+# lungseg-train/tests/data/prepare_luna.rs for luna_csv) and make the script fail.
 #
 # Targets: mhd_header, mhd_volume, model_load, model_config, c_api, dicom_file (lungseg-sys, the
-# last with its `dicom` feature) and lidc_xml (lungseg-train's LIDC reader-XML parser, compiled on
-# its own by path).
+# last with its `dicom` feature), lidc_xml and luna_csv (lungseg-train's LIDC reader-XML parser
+# and LUNA16 table reader, each compiled on its own by path).
 #
 # Usage: scripts/fuzz.sh [seconds] [target...]
 set -euo pipefail

@@ -37,7 +37,13 @@ pub struct ScanFile {
     pub subset: Option<u32>,
 }
 
-/// A CSV file split into a header-indexed table of rows (no quoting: LUNA16 has none).
+/// Largest CSV read: LUNA16's largest file (`candidates_V2.csv`, 754 975 rows) is ~60 MB; a
+/// file many times that is not a LUNA16 table and is refused before it is read.
+pub const MAX_CSV_BYTES: u64 = 512 << 20;
+
+/// A CSV file split into a header-indexed table of rows: RFC 4180 through the `csv` crate
+/// (quoted fields, as spreadsheet and pandas re-exports may write them), fields trimmed, a
+/// UTF-8 byte-order mark and blank lines skipped.
 struct Table {
     name: String,
     columns: Vec<String>,
@@ -47,27 +53,44 @@ struct Table {
 
 impl Table {
     fn read(path: &Path) -> Result<Table> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into(),
         );
-        let mut lines = text
-            .trim_start_matches('\u{feff}')
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        let Some((_, header)) = lines.next() else {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if size > MAX_CSV_BYTES {
+            bail!("{name}: {size} bytes, more than the {MAX_CSV_BYTES} a LUNA16 table may have");
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Table::parse(name, &bytes)
+    }
+
+    fn parse(name: String, bytes: &[u8]) -> Result<Table> {
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(bytes);
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if record.iter().all(str::is_empty) {
+                continue;
+            }
+            let start = record.position().map_or(0, |p| p.byte() as usize);
+            rows.push((
+                line_at(bytes, start),
+                record.iter().map(str::to_string).collect(),
+            ));
+        }
+        if rows.is_empty() {
             bail!("{name}: the file is empty (expected a header line)");
-        };
-        let split = |l: &str| {
-            l.split(',')
-                .map(|f| f.trim().to_string())
-                .collect::<Vec<_>>()
-        };
-        let columns = split(header);
-        let rows = lines.map(|(i, l)| (i + 1, split(l))).collect();
+        }
+        let (_, columns) = rows.remove(0);
         Ok(Table {
             name,
             columns,
@@ -127,6 +150,18 @@ impl Table {
     }
 }
 
+/// The 1-based line of the record starting at byte `start`. Counted here rather than taken
+/// from `csv::Position::line`, which after a CRLF line end gives the line before: a record's
+/// start may sit on the `\n` of the previous line's end, so line ends there are skipped.
+fn line_at(bytes: &[u8], start: usize) -> usize {
+    let start = start.min(bytes.len());
+    let first = bytes[start..]
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .map_or(bytes.len(), |k| start + k);
+    1 + bytes[..first].iter().filter(|&&b| b == b'\n').count()
+}
+
 /// Reads `annotations.csv` (`seriesuid,coordX,coordY,coordZ,diameter_mm`).
 pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>> {
     read_nodules(path, false)
@@ -152,7 +187,10 @@ pub fn find_excluded(root: &Path) -> Option<PathBuf> {
 }
 
 fn read_nodules(path: &Path, unsized_allowed: bool) -> Result<Vec<Annotation>> {
-    let t = Table::read(path)?;
+    nodules_of(&Table::read(path)?, unsized_allowed)
+}
+
+fn nodules_of(t: &Table, unsized_allowed: bool) -> Result<Vec<Annotation>> {
     let uid = t.column("seriesuid")?;
     let xyz = t.xyz()?;
     let d = t.column("diameter_mm")?;
@@ -182,7 +220,10 @@ fn read_nodules(path: &Path, unsized_allowed: bool) -> Result<Vec<Annotation>> {
 
 /// Reads `candidates.csv` / `candidates_V2.csv` (`seriesuid,coordX,coordY,coordZ,class`).
 pub fn read_candidates(path: &Path) -> Result<Vec<Candidate>> {
-    let t = Table::read(path)?;
+    candidates_of(&Table::read(path)?)
+}
+
+fn candidates_of(t: &Table) -> Result<Vec<Candidate>> {
     let uid = t.column("seriesuid")?;
     let xyz = t.xyz()?;
     let c = t.column("class")?;
@@ -218,7 +259,10 @@ pub struct Point {
 
 /// Reads the points of a candidates- or annotations-style CSV.
 pub fn read_points(path: &Path) -> Result<Vec<Point>> {
-    let t = Table::read(path)?;
+    points_of(&Table::read(path)?)
+}
+
+fn points_of(t: &Table) -> Result<Vec<Point>> {
     let uid = t.column("seriesuid")?;
     let xyz = t.xyz()?;
     t.rows
@@ -293,4 +337,26 @@ pub fn find_scans(root: &Path) -> Result<Vec<ScanFile>> {
         }
     }
     Ok(scans.into_values().collect())
+}
+
+/// The fuzz target body (`fuzz/fuzz_targets/luna_csv.rs`): any bytes read as each LUNA16 table
+/// give rows or one error; rows hold a seriesuid, finite coordinates and a size >= 0.
+pub fn fuzz_one(data: &[u8]) {
+    let Ok(t) = Table::parse("fuzz.csv".into(), data) else {
+        return;
+    };
+    for unsized_allowed in [false, true] {
+        for a in nodules_of(&t, unsized_allowed).unwrap_or_default() {
+            assert!(!a.seriesuid.is_empty() && a.line >= 1);
+            assert!(a.world.iter().all(|v| v.is_finite()));
+            assert!(a.diameter_mm.is_finite() && a.diameter_mm >= 0.0);
+        }
+    }
+    for c in candidates_of(&t).unwrap_or_default() {
+        assert!(!c.seriesuid.is_empty() && c.class <= 1);
+        assert!(c.world.iter().all(|v| v.is_finite()));
+    }
+    for p in points_of(&t).unwrap_or_default() {
+        assert!(!p.seriesuid.is_empty() && p.world.iter().all(|v| v.is_finite()));
+    }
 }

@@ -556,3 +556,64 @@ fn label_masks_label_each_nodule_by_its_painted_shape() {
     );
     assert!(reasons[uids[1].as_str()].contains("grid"), "{reasons:?}");
 }
+
+/// A re-export that quotes every field, ends lines with CRLF, starts with a byte-order mark
+/// and ends with a blank line (as spreadsheets and pandas may write it) reads exactly like
+/// LUNA16's plain file. A comma splitter keeps the quotes: the seriesuid then names no scan and
+/// `"1.0"` is not a number.
+#[test]
+fn quoted_crlf_csv_reads_like_the_plain_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 2, None);
+    let plain = std::fs::read_to_string(input.join("annotations.csv")).unwrap();
+    let quoted: String = plain
+        .lines()
+        .map(|l| {
+            let fields: Vec<String> = l.split(',').map(|f| format!("\"{f}\"")).collect();
+            fields.join(",") + "\r\n"
+        })
+        .collect();
+    let quoted_path = tmp.path().join("quoted.csv");
+    std::fs::write(&quoted_path, format!("\u{feff}{quoted}\r\n")).unwrap();
+    let want = luna::read_annotations(&input.join("annotations.csv")).unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(luna::read_annotations(&quoted_path).unwrap(), want);
+}
+
+/// A table far larger than any LUNA16 file is refused from its size, before it is read (a
+/// sparse file: nothing is written).
+#[test]
+fn a_csv_over_the_size_limit_is_refused_before_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("annotations.csv");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(luna::MAX_CSV_BYTES + 1).unwrap();
+    let e = format!("{:#}", luna::read_annotations(&p).unwrap_err());
+    assert!(
+        e.contains("annotations.csv") && e.contains("more than the"),
+        "{e}"
+    );
+}
+
+/// Every committed `luna_csv` fuzz seed and saved finding runs through the fuzz target's body;
+/// the seeds are real tables, so most of them must read as annotations or candidates.
+#[test]
+fn luna_csv_fuzz_seeds_and_regressions_replay() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let (mut n, mut read) = (0, 0);
+    for kind in ["seeds", "regressions"] {
+        let dir = root.join(kind).join("luna_csv");
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() == "README.md" {
+                continue;
+            }
+            luna::fuzz_one(&std::fs::read(&p).unwrap());
+            n += 1;
+            let ok = luna::read_excluded(&p).is_ok() || luna::read_candidates(&p).is_ok();
+            read += usize::from(kind == "seeds" && ok);
+        }
+    }
+    assert!(n >= 5, "only {n} luna_csv fuzz inputs");
+    assert!(read >= 5, "seeds should read as LUNA16 tables, {read} did");
+}
