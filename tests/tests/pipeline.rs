@@ -4,6 +4,7 @@
 
 use lungseg::ffi::*;
 use lungseg::patch::{self, PatchSpec};
+use lungseg_train::prepare::luna;
 use lungseg_train::synth::{self, SynthConfig};
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,17 @@ fn r(v: f64, d: i32) -> f64 {
 /// Scans with at least one nodule, as (uid, mhd path, nodule centre, diameter).
 fn nodules(dir: &Path) -> Vec<(String, PathBuf, [f64; 3], f64)> {
     let s = synth::write_dataset(dir, &small(), 4, 2024, None, |_| {}).unwrap();
-    let ann = synth::read_annotations(&dir.join("annotations.csv")).unwrap();
+    let ann = luna::read_annotations(&dir.join("annotations.csv")).unwrap();
     ann.into_iter()
-        .map(|(uid, c, d)| {
-            let path = s.scans.iter().find(|x| x.0 == uid).unwrap().1.clone();
-            (uid, path, c, d)
+        .map(|a| {
+            let path = s
+                .scans
+                .iter()
+                .find(|x| x.0 == a.seriesuid)
+                .unwrap()
+                .1
+                .clone();
+            (a.seriesuid, path, a.world, a.diameter_mm)
         })
         .collect()
 }

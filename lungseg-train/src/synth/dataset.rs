@@ -91,37 +91,6 @@ pub fn write_dataset(
     Ok(summary)
 }
 
-/// Reads LUNA16's `annotations.csv` back: `(seriesuid, world mm, diameter mm)` per row.
-pub fn read_annotations(path: &Path) -> Result<Vec<(String, [f64; 3], f64)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::from_io(path.display(), e))?;
-    let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = || {
-            Error::format(format!(
-                "{}:{}: expected seriesuid,coordX,coordY,coordZ,diameter_mm",
-                path.display(),
-                n + 1
-            ))
-        };
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad());
-        }
-        let num = |s: &str| s.trim().parse::<f64>().map_err(|_| bad());
-        out.push((
-            f[0].to_string(),
-            [num(f[1])?, num(f[2])?, num(f[3])?],
-            num(f[4])?,
-        ));
-    }
-    Ok(out)
-}
-
 const TRUTH_HEADER: &str = "seriesuid,label,coordX,coordY,coordZ,diameter_mm,nominal_diameter_mm,\
 kind,margin,placement,calcified,cavitary,hu,flipped,thickness_mm,kernel,dose,noise_sigma_hu,\
 padding,contrast\n";

@@ -31,7 +31,7 @@ mod shape;
 mod texture;
 mod vessels;
 
-pub use dataset::{read_annotations, write_dataset, DatasetSummary};
+pub use dataset::{write_dataset, DatasetSummary};
 pub use nodule::{Inclusion, Nodule, NoduleKind, Placement, CALCIUM_HU, GGN_HU, SOLID_HU};
 pub use plan::{Acquisition, Dose, Kernel, ScanPlan};
 pub use shape::Margin;

@@ -5,6 +5,7 @@
 
 use lungseg::patch::{extract_hu, PatchSpec};
 use lungseg::volume::{PixelData, Volume};
+use lungseg_train::prepare::luna;
 use lungseg_train::synth::{
     self, generate_scan, Dose, Kernel, NoduleKind, ScanPlan, SynthConfig, FLIPPED, GGN_HU,
     SOLID_HU, UID_PREFIX,
@@ -369,7 +370,7 @@ fn annotations_are_the_centroid_and_equivalent_diameter_of_the_labels() {
     };
     let (scans, seed) = (8, 21);
     let summary = synth::write_dataset(dir.path(), &cfg, scans, seed, None, |_| {}).unwrap();
-    let rows = synth::read_annotations(&dir.path().join("annotations.csv")).unwrap();
+    let rows = luna::read_annotations(&dir.path().join("annotations.csv")).unwrap();
     let (mut checked, mut flipped, mut centre_hits) = (0, 0, 0);
     for (uid, mhd, n) in &summary.scans {
         let vol = lungseg::mhd::read(mhd, &Default::default()).unwrap();
@@ -377,13 +378,14 @@ fn annotations_are_the_centroid_and_equivalent_diameter_of_the_labels() {
         let lab = lungseg::mhd::read(&lab_path, &Default::default()).unwrap();
         assert_eq!(lab.geometry, vol.geometry);
         let g = &lab.geometry;
-        let mine: Vec<_> = rows.iter().filter(|r| &r.0 == uid).collect();
+        let mine: Vec<_> = rows.iter().filter(|r| &r.seriesuid == uid).collect();
         assert_eq!(mine.len(), *n);
         let l = labels(&lab);
         let ids: BTreeSet<u8> = l.iter().copied().filter(|&v| v != 0).collect();
         assert_eq!(ids, (1..=*n as u8).collect(), "{uid}: label ids vs rows");
         let voxel_mm3: f64 = g.spacing.iter().product();
-        for (row, (_, world, d)) in mine.iter().enumerate() {
+        for (row, a) in mine.iter().enumerate() {
+            let (world, d) = (&a.world, &a.diameter_mm);
             let id = row as u8 + 1;
             let (mut count, mut sum) = (0usize, [0f64; 3]);
             for (idx, _) in l.iter().enumerate().filter(|(_, &v)| v == id) {
