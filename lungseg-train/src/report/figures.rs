@@ -265,20 +265,25 @@ pub struct EpochRow {
 }
 
 /// Parses `metrics.csv` with header `epoch,loss,train_dice,val_dice,lr,seconds` (any
-/// column order, extra columns ignored; an empty field reads as NaN and is not drawn).
+/// column order, extra columns ignored; an empty field reads as NaN and is not drawn). Read
+/// with the `csv` crate; messages name the file's line.
 pub fn parse_metrics_csv(text: &str) -> Result<Vec<EpochRow>, FigureError> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| err("metrics.csv is empty"))?
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| err(format!("metrics.csv: {e}")))?
+        .clone();
+    if header.iter().all(str::is_empty) {
+        return Err(err("metrics.csv is empty"));
+    }
     let col = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| {
+        header.iter().position(|h| h == name).ok_or_else(|| {
             err(format!(
                 "metrics.csv has no '{name}' column (header: {})",
-                header.join(",")
+                header.iter().collect::<Vec<_>>().join(",")
             ))
         })
     };
@@ -290,28 +295,31 @@ pub fn parse_metrics_csv(text: &str) -> Result<Vec<EpochRow>, FigureError> {
         col("lr")?,
         col("seconds")?,
     ];
-    lines
-        .enumerate()
-        .map(|(i, line)| {
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let v = |k: usize| -> Result<f64, FigureError> {
-                match fields.get(idx[k]) {
-                    None | Some(&"") => Ok(f64::NAN),
-                    Some(s) => s
-                        .parse()
-                        .map_err(|_| err(format!("metrics.csv line {}: bad number '{s}'", i + 2))),
-                }
-            };
-            Ok(EpochRow {
-                epoch: v(0)?,
-                loss: v(1)?,
-                train_dice: v(2)?,
-                val_dice: v(3)?,
-                lr: v(4)?,
-                seconds: v(5)?,
-            })
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| err(format!("metrics.csv: {e}")))?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let v = |k: usize| -> Result<f64, FigureError> {
+            match record.get(idx[k]) {
+                None | Some("") => Ok(f64::NAN),
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| err(format!("metrics.csv line {line}: bad number '{s}'"))),
+            }
+        };
+        rows.push(EpochRow {
+            epoch: v(0)?,
+            loss: v(1)?,
+            train_dice: v(2)?,
+            val_dice: v(3)?,
+            lr: v(4)?,
+            seconds: v(5)?,
+        });
+    }
+    Ok(rows)
 }
 
 fn finite_range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
