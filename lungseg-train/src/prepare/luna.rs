@@ -76,6 +76,7 @@ impl Table {
             .trim(csv::Trim::All)
             .from_reader(bytes);
         let mut rows = Vec::new();
+        let mut lines = LineCounter::default();
         for record in reader.records() {
             let record = record.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             if record.iter().all(str::is_empty) {
@@ -83,7 +84,7 @@ impl Table {
             }
             let start = record.position().map_or(0, |p| p.byte() as usize);
             rows.push((
-                line_at(bytes, start),
+                lines.line_at(bytes, start),
                 record.iter().map(str::to_string).collect(),
             ));
         }
@@ -150,16 +151,32 @@ impl Table {
     }
 }
 
-/// The 1-based line of the record starting at byte `start`. Counted here rather than taken
-/// from `csv::Position::line`, which after a CRLF line end gives the line before: a record's
-/// start may sit on the `\n` of the previous line's end, so line ends there are skipped.
-fn line_at(bytes: &[u8], start: usize) -> usize {
-    let start = start.min(bytes.len());
-    let first = bytes[start..]
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .map_or(bytes.len(), |k| start + k);
-    1 + bytes[..first].iter().filter(|&&b| b == b'\n').count()
+/// 1-based line numbers of records met in file order, counted from the bytes rather than
+/// taken from `csv::Position::line`, which after a CRLF line end gives the line before.
+#[derive(Default)]
+struct LineCounter {
+    /// Bytes before `pos` hold `newlines` line ends.
+    pos: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    /// The line of the record starting at byte `start` (at or after the previous one's). A
+    /// record's start may sit on the `\n` of the previous line's end, so line ends there are
+    /// skipped. Counts each byte once over the whole file.
+    fn line_at(&mut self, bytes: &[u8], start: usize) -> usize {
+        let start = start.clamp(self.pos, bytes.len());
+        let first = bytes[start..]
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .map_or(bytes.len(), |k| start + k);
+        self.newlines += bytes[self.pos..first]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.pos = first;
+        1 + self.newlines
+    }
 }
 
 /// Reads `annotations.csv` (`seriesuid,coordX,coordY,coordZ,diameter_mm`).
