@@ -12,11 +12,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::Model;
+use lungseg_train::calibrate::mask_threshold::mc_mean;
 use lungseg_train::calibrate::{patch_seed, split_for_model};
 use lungseg_train::components::keep_near_centre;
 use lungseg_train::dataset::PatchDataset;
+use lungseg_train::metrics::referral::DEFAULT_BAD_DICE;
 use lungseg_train::metrics::review_scores::DEFAULT_BAD_FP_MM3;
 use lungseg_train::metrics::{is_bad, Confusion, NegativeCost, PatchClass};
 
@@ -69,19 +70,7 @@ fn main() -> Result<()> {
 fn study_patch(model: &Model, ds: &PatchDataset, i: usize, seed: u64) -> Result<PatchInfo> {
     let rec = &ds.records[i];
     let patch = ds.load(i)?;
-    let mut mean = vec![0f32; patch.hu.len()];
-    let opts = McOptions {
-        n_samples: 20,
-        seed: patch_seed(seed, &rec.id),
-        threads: 0,
-        review_threshold: None,
-        review_score: None,
-    };
-    let maps = UncertaintyMaps {
-        mean: Some(&mut mean),
-        ..UncertaintyMaps::default()
-    };
-    mc::predict_uncertainty(model, &patch.hu, &opts, maps)?;
+    let mean = mc_mean(model, &patch.hu, 20, patch_seed(seed, &rec.id))?;
     let spacing = model.config().spacing_mm;
     let voxel_mm3: f64 = spacing.iter().product();
     let gt_voxels = patch.mask.iter().filter(|&&m| m != 0).count() as u64;
@@ -157,7 +146,13 @@ fn print_table(patches: &[PatchInfo]) {
                     .filter(|p| p.class == PatchClass::Negative)
                     .map(|p| {
                         let o = p.outcomes[ti][ri];
-                        let bad = is_bad(p.class, o.dice, o.fp_mm3, 0.5, DEFAULT_BAD_FP_MM3);
+                        let bad = is_bad(
+                            p.class,
+                            o.dice,
+                            o.fp_mm3,
+                            DEFAULT_BAD_DICE,
+                            DEFAULT_BAD_FP_MM3,
+                        );
                         (o.fp_mm3, bad)
                     }),
             );

@@ -335,8 +335,9 @@ fn tally_patches(
     Ok(())
 }
 
-/// The MC mean map of one patch.
-fn mc_mean(model: &Model, hu: &[f32], samples: u32, seed: u64) -> Result<Vec<f32>> {
+/// The MC mean map of one patch: `samples` samples with `seed` (a patch's seed is
+/// [`crate::evaluate::score::patch_seed`]), the model's flips.
+pub fn mc_mean(model: &Model, hu: &[f32], samples: u32, seed: u64) -> Result<Vec<f32>> {
     let mut mean = vec![0.0f32; hu.len()];
     let mc_opts = McOptions {
         n_samples: samples,
