@@ -151,6 +151,8 @@ int main(int argc, char **argv) {
         unsigned char *mask = (unsigned char *)malloc(voxels);
         char path[4096];
         float mask_threshold = 0.5f;
+        double min_component_mm3 = 0.0;
+        uint64_t mask_voxels = 0;
         if (!mask) return 1;
         memset(&spec, 0, sizeof spec);
         spec.struct_size = sizeof spec;
@@ -160,9 +162,19 @@ int main(int argc, char **argv) {
         }
         st = lungseg_model_get_mask_threshold(model, &mask_threshold);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_mask_threshold", st);
-        for (i = 0; i < voxels; i++) mask[i] = mean[i] >= mask_threshold;
-        /* %.9g round-trips a float: a reader can redo the mask exactly. */
+        st = lungseg_model_get_min_component_mm3(model, &min_component_mm3);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_min_component_mm3", st);
+        /* The library's own mask: the threshold, then components below the minimum dropped. */
+        st = lungseg_final_mask(model, mean, voxels, mask, &mask_voxels);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_final_mask", st);
+        if (st == LUNGSEG_OK && mask_voxels != out.summary.foreground_voxels) {
+            fprintf(stderr, "final mask has %lu voxels, the summary %lu\n",
+                    (unsigned long)mask_voxels, (unsigned long)out.summary.foreground_voxels);
+            bad = 1;
+        }
+        /* %.9g round-trips a float, %.17g a double: a reader can redo the mask exactly. */
         printf("mask threshold: %.9g\n", mask_threshold);
+        printf("minimum component: %.17g mm3\n", min_component_mm3);
         snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
         st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);

@@ -293,7 +293,8 @@ typedef struct lungseg_mc_options {
 
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 typedef struct lungseg_patch_summary {
-  // Voxels with mean probability >= the model's mask threshold.
+  // Voxels of the final mask: mean probability >= the model's mask threshold, in
+  // components of at least its minimum volume (`lungseg_final_mask` gives the mask).
   uint64_t foreground_voxels;
   // Their volume in mm³ and the diameter of a sphere of that volume.
   double volume_mm3;
@@ -567,8 +568,9 @@ enum lungseg_status lungseg_model_get_cpu_kernel(const struct lungseg_model *mod
 
 // The probability at or above which `model` calls a voxel foreground (`config.mask_threshold`
 // of the model file; 0.5 unless the file names another), written to `*out`: the final mask is
-// {mean >= t}, each MC sample's mask {p_s >= t}, and `foreground_voxels`, the volume and the
-// masks the library writes all use it. A model whose probabilities are calibrated keeps its
+// {mean >= t} without its components below `lungseg_model_get_min_component_mm3`
+// (`lungseg_final_mask`), each MC sample's mask {p_s >= t}, and `foreground_voxels` and the
+// volume use it. A model whose probabilities are calibrated keeps its
 // trained boundary this way; software that thresholds the probability maps itself must use
 // this value, not 0.5.
 enum lungseg_status lungseg_model_get_mask_threshold(const struct lungseg_model *model, float *out);
@@ -580,6 +582,24 @@ enum lungseg_status lungseg_model_get_mask_threshold(const struct lungseg_model 
 // covers the orientation as well as the dropout masks; the deterministic pass never flips.
 enum lungseg_status lungseg_model_get_test_time_flips(const struct lungseg_model *model,
                                                       uint32_t *out);
+
+// The smallest mask component `model` keeps, in mm³ (`config.min_component_mm3` of the model
+// file; 0 unless the file names another), written to `*out`: the final mask drops its
+// 26-connected components of smaller volume. Software that builds the mask from the mean map
+// itself should call `lungseg_final_mask`, which applies it.
+enum lungseg_status lungseg_model_get_min_component_mm3(const struct lungseg_model *model,
+                                                        double *out);
+
+// The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
+// is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`) and its
+// 26-connected component has at least `lungseg_model_get_min_component_mm3` mm³, else 0.
+// `mean` and `mask` hold `len` elements, the model's patch voxel count (z-major, x fastest),
+// and must not overlap; `*foreground_voxels` (may be NULL) gets the mask's voxel count.
+enum lungseg_status lungseg_final_mask(const struct lungseg_model *model,
+                                       const float *mean,
+                                       size_t len,
+                                       uint8_t *mask,
+                                       uint64_t *foreground_voxels);
 
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).

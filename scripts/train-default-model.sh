@@ -139,7 +139,10 @@ if ! [ -f "$MODEL" ]; then
   # MAX_MEAN_FP_MM3 bound the bad negative patches and the mean false-positive volume on the
   # negatives the choice may allow (e.g. the shipped model's on these scans, for a candidate
   # meant to replace it); unset: the fresh export's own at its current setting.
+  # MIN_COMPONENTS_MM3 (e.g. 0,8,16,32,64) adds candidate minimum mask components: the final
+  # mask then drops 26-connected components below the chosen volume (`lungseg::mask`).
   bound=()
+  [ -n "${MIN_COMPONENTS_MM3:-}" ] && bound+=(--min-components-mm3 "$MIN_COMPONENTS_MM3")
   [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound+=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
   [ -n "${MAX_MEAN_FP_MM3:-}" ] && bound+=(--max-mean-fp-mm3 "$MAX_MEAN_FP_MM3")
   run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \

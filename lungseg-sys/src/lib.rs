@@ -24,6 +24,7 @@ pub mod ffi;
 mod fsio;
 pub mod fuzzing;
 pub mod geometry;
+pub mod mask;
 pub mod mc;
 pub mod mhd;
 pub mod model;

@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "5".into()),
+            ("format_version", "6".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '5'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '6'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -216,6 +216,30 @@ fn metadata_problems() {
         let e = load_err(&t, &meta("4", &flips(bad)));
         assert!(
             e.kind == ErrorKind::Format && e.message.contains("test_time_flips"),
+            "{bad}: {e}"
+        );
+    }
+    // A minimum mask component is version 5 (an older reader would return the specks the
+    // file's calibration dropped); it cannot exceed the patch's volume (512 mm³ here).
+    let min_c =
+        |v: &str| format!(r#"{{"channels":[4,8],"patch_size":[8,8,8],"min_component_mm3":{v}}}"#);
+    for old in ["1", "2", "3", "4"] {
+        let e = load_err(&t, &meta(old, &min_c("16")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("min_component_mm3")
+                && e.message.contains("format_version '5'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("5", &min_c("16")))).unwrap();
+    assert_eq!(m.config().min_component_mm3, 16.0);
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("1", &min_c("0")))).unwrap();
+    assert_eq!(m.config().min_component_mm3, 0.0);
+    for bad in ["-1", "512.5", "1e308"] {
+        let e = load_err(&t, &meta("5", &min_c(bad)));
+        assert!(
+            e.kind == ErrorKind::Format && e.message.contains("min_component_mm3"),
             "{bad}: {e}"
         );
     }

@@ -766,3 +766,118 @@ fn test_time_flips_accessor() {
     assert_eq!(f, 4);
     unsafe { lungseg_model_free(m) };
 }
+
+/// The mean map of one MC call on the test patch through the C ABI, and its summary.
+fn mean_and_summary(m: *mut lungseg_model) -> (Vec<f32>, lungseg_patch_summary) {
+    let input = read_f32("small_f16_element.input.f32");
+    let n = input.len();
+    let mut mean = vec![f32::NAN; n];
+    let mut out = lungseg_uncertainty {
+        mean: mean.as_mut_ptr(),
+        len: n,
+        ..Default::default()
+    };
+    let st = unsafe { lungseg_predict_uncertainty(m, input.as_ptr(), n, null(), &mut out) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    (mean, out.summary)
+}
+
+/// `lungseg_final_mask` gives the mask that `summary.foreground_voxels` counts: the mean at the
+/// model's threshold without the 26-connected components below `min_component_mm3`
+/// (`lungseg_model_get_min_component_mm3`, 0 when the file names none).
+#[test]
+fn final_mask_drops_the_components_the_model_names() {
+    let plain = open(None);
+    let mut v = f64::NAN;
+    assert_eq!(
+        unsafe { lungseg_model_get_min_component_mm3(plain, &mut v) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(v, 0.0);
+    let (mean, summary) = mean_and_summary(plain);
+    let n = mean.len();
+    let rust = Model::open(&fixture(MODEL)).unwrap();
+    let c = rust.config();
+    let [x, y, z] = c.patch_size;
+    let voxel_mm3: f64 = c.spacing_mm.iter().product();
+    let cut: Vec<u8> = mean
+        .iter()
+        .map(|&p| u8::from(p >= c.mask_threshold))
+        .collect();
+    let cut_voxels: u64 = cut.iter().map(|&b| u64::from(b)).sum();
+    assert_eq!(summary.foreground_voxels, cut_voxels, "no minimum: the cut");
+    // The smallest component of the cut, plus one voxel, as the minimum: it must go.
+    let mut sizes = Vec::new();
+    lungseg::mask::Grid::new(n, [z, y, x])
+        .unwrap()
+        .components_where(
+            |i| cut[i] != 0,
+            |comp| {
+                sizes.push(comp.len());
+                false
+            },
+        )
+        .unwrap();
+    assert!(
+        sizes.len() >= 2,
+        "the test patch's mask has {sizes:?} components"
+    );
+    let min_mm3 = (*sizes.iter().min().unwrap() + 1) as f64 * voxel_mm3;
+    let mut by_hand = cut.clone();
+    lungseg::mask::drop_small_components(&mut by_hand, [z, y, x], voxel_mm3, min_mm3).unwrap();
+
+    let m = open_with_config("min_component_mm3", serde_json::json!(min_mm3), "5");
+    assert_eq!(
+        unsafe { lungseg_model_get_min_component_mm3(m, &mut v) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(v, min_mm3);
+    let (mean_min, summary_min) = mean_and_summary(m);
+    assert_eq!(mean_min, mean, "the minimum does not change the maps");
+    let mut mask = vec![7u8; n];
+    let mut count = u64::MAX;
+    let st = unsafe { lungseg_final_mask(m, mean.as_ptr(), n, mask.as_mut_ptr(), &mut count) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    assert_eq!(mask, by_hand);
+    assert_eq!(count, summary_min.foreground_voxels);
+    assert!(count < cut_voxels);
+
+    expect(
+        unsafe { lungseg_final_mask(m, mean.as_ptr(), n - 1, mask.as_mut_ptr(), null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "voxels",
+    );
+    expect(
+        unsafe { lungseg_final_mask(m, null(), n, mask.as_mut_ptr(), null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "mean",
+    );
+    expect(
+        unsafe { lungseg_final_mask(null(), mean.as_ptr(), n, mask.as_mut_ptr(), null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    let mut shared = mean.clone();
+    expect(
+        unsafe {
+            lungseg_final_mask(
+                m,
+                shared.as_ptr(),
+                n,
+                shared.as_mut_ptr().cast(),
+                null_mut(),
+            )
+        },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "overlap",
+    );
+    expect(
+        unsafe { lungseg_model_get_min_component_mm3(m, null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    unsafe {
+        lungseg_model_free(m);
+        lungseg_model_free(plain);
+    }
+}

@@ -8,9 +8,9 @@ use lungseg::geometry::{Geometry, IDENTITY};
 use lungseg::patch::{extract_patch, sphere_mask, PatchSpec};
 use lungseg::volume::{PixelData, Volume};
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+
+mod common;
 
 const ORACLE: &str = r#"
 import json, sys
@@ -56,29 +56,11 @@ json.dump(out, sys.stdout)
 
 /// Runs the oracle with a JSON request; fails loudly if python3/SimpleITK/numpy are missing.
 fn oracle(request: Value) -> Value {
-    const HINT: &str =
-        "these tests need python3 with SimpleITK and numpy: run `pip install SimpleITK numpy`";
-    let mut child = Command::new("python3")
-        .args(["-c", ORACLE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {HINT}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("LUNGSEG_MISSING_PYTHON_DEPS"),
-        "{stderr}\n{HINT}"
-    );
-    assert!(out.status.success(), "SimpleITK oracle failed: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+    common::python_oracle(
+        ORACLE,
+        &request,
+        "these tests need python3 with SimpleITK and numpy: run `pip install SimpleITK numpy`",
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -2,8 +2,8 @@
 //! come within `radius_mm` of the patch centre and drop the rest (vessels, the diaphragm,
 //! another nodule elsewhere in the patch). A post-processing candidate, studied on
 //! calibration patches by `examples/centre_filter_study.rs` and not adopted (docs/training.md,
-//! "Keeping the component at the point"); the engine's mask is every voxel at or above the
-//! mask threshold.
+//! "Keeping the component at the point"); the engine's mask is `lungseg::mask::final_mask`,
+//! whose 26-connected labelling this reuses.
 //!
 //! The centre is the point the caller asked about: voxel `size / 2` on each axis (the patch
 //! grid convention of `lungseg::patch`). A component is kept whole when any of its voxels lies within
@@ -11,6 +11,7 @@
 //! reaches the centre keeps its far edge, and a speck beside the point is kept too.
 
 use anyhow::{bail, Result};
+use lungseg::mask::Grid;
 
 /// Keeps in `mask` (z-major, x fastest, `dims_zyx` voxels) only the 26-connected components
 /// with a voxel within `radius_mm` of the patch centre; returns the voxels kept. `spacing_xyz`
@@ -22,84 +23,32 @@ pub fn keep_near_centre(
     spacing_xyz: [f64; 3],
     radius_mm: f64,
 ) -> Result<u64> {
-    check(mask.len(), dims_zyx, spacing_xyz, radius_mm)?;
-    let grid = Grid { dims: dims_zyx };
-    let mut stack: Vec<usize> = (0..mask.len())
-        .filter(|&i| mask[i] && grid.within(i, spacing_xyz, radius_mm))
-        .collect();
-    let mut kept = vec![false; mask.len()];
-    for &i in &stack {
-        kept[i] = true;
-    }
-    while let Some(i) = stack.pop() {
-        grid.neighbours(i, |j| {
-            if mask[j] && !kept[j] {
-                kept[j] = true;
-                stack.push(j);
-            }
-        });
-    }
-    let mut n = 0u64;
-    for (m, k) in mask.iter_mut().zip(&kept) {
-        *m = *k;
-        n += u64::from(*k);
-    }
-    Ok(n)
-}
-
-fn check(len: usize, dims: [usize; 3], spacing: [f64; 3], radius_mm: f64) -> Result<()> {
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if n != Some(len) {
-        bail!("mask holds {len} voxels, the patch {dims:?} (z, y, x) has {n:?}");
-    }
+    let grid = Grid::new(mask.len(), dims_zyx)?;
     if !(radius_mm.is_finite() && radius_mm >= 0.0) {
         bail!("centre radius {radius_mm} mm must be finite and >= 0");
     }
-    if !spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
-        bail!("spacing {spacing:?} mm must be finite and > 0");
+    if !spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
+        bail!("spacing {spacing_xyz:?} mm must be finite and > 0");
     }
-    Ok(())
+    let near = |i: u32| within(grid.zyx(i as usize), dims_zyx, spacing_xyz, radius_mm);
+    let kept = grid.components_where(|i| mask[i], |c| c.iter().any(|&i| near(i)))?;
+    mask.fill(false);
+    for &i in &kept {
+        mask[i as usize] = true;
+    }
+    Ok(kept.len() as u64)
 }
 
-/// Index arithmetic of a z-major patch.
-struct Grid {
-    dims: [usize; 3],
-}
-
-impl Grid {
-    fn zyx(&self, i: usize) -> [usize; 3] {
-        let [_, ny, nx] = self.dims;
-        [i / (ny * nx), (i / nx) % ny, i % nx]
-    }
-
-    /// Voxel `i` lies within `radius_mm` of the centre voxel.
-    fn within(&self, i: usize, [sx, sy, sz]: [f64; 3], radius_mm: f64) -> bool {
-        let spacing_zyx = [sz, sy, sx];
-        let d2: f64 = (0..3)
-            .map(|a| {
-                let off = self.zyx(i)[a] as f64 - (self.dims[a] / 2) as f64;
-                (off * spacing_zyx[a]).powi(2)
-            })
-            .sum();
-        d2 <= radius_mm * radius_mm
-    }
-
-    /// Calls `f` with each of the (up to 26) neighbours of voxel `i` inside the patch.
-    fn neighbours(&self, i: usize, mut f: impl FnMut(usize)) {
-        let [z, y, x] = self.zyx(i);
-        let [nz, ny, nx] = self.dims;
-        let range = |c: usize, n: usize| c.saturating_sub(1)..=(c + 1).min(n - 1);
-        for zz in range(z, nz) {
-            for yy in range(y, ny) {
-                for xx in range(x, nx) {
-                    let j = (zz * ny + yy) * nx + xx;
-                    if j != i {
-                        f(j);
-                    }
-                }
-            }
-        }
-    }
+/// Voxel `zyx` lies within `radius_mm` of the centre voxel (`dims / 2` on each axis).
+fn within(zyx: [usize; 3], dims: [usize; 3], [sx, sy, sz]: [f64; 3], radius_mm: f64) -> bool {
+    let spacing_zyx = [sz, sy, sx];
+    let d2: f64 = (0..3)
+        .map(|a| {
+            let off = zyx[a] as f64 - (dims[a] / 2) as f64;
+            (off * spacing_zyx[a]).powi(2)
+        })
+        .sum();
+    d2 <= radius_mm * radius_mm
 }
 
 #[cfg(test)]

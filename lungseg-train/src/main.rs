@@ -229,6 +229,11 @@ struct CalibrateMaskThresholdArgs {
     /// the model's own is always judged (default: only it).
     #[arg(long, value_delimiter = ',')]
     test_time_flips: Vec<u32>,
+    /// Candidate minimum mask components in mm³ (`config.min_component_mm3`: smaller
+    /// 26-connected components are dropped), judged with every threshold; the model's own is
+    /// always judged (default: only it).
+    #[arg(long, value_delimiter = ',')]
+    min_components_mm3: Vec<f64>,
     /// Allow at most this many bad negative patches (default: as many as at the model's
     /// current setting), e.g. the shipped model's count when this model is to replace it.
     #[arg(long)]
@@ -377,6 +382,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         seed: a.on.seed,
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
         flips: a.test_time_flips.clone(),
+        min_components_mm3: a.min_components_mm3.clone(),
         max_bad_negatives: a.max_bad_negatives,
         max_mean_fp_mm3: a.max_mean_fp_mm3,
         ..Default::default()
@@ -389,29 +395,31 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
         c.nodule_patches, c.negative_patches, a.on.split, c.bad_fp_mm3
     );
-    println!("flips  threshold  mean Dice  bad negatives  mean FP mm³");
+    println!("flips  threshold  min mm³  mean Dice  bad negatives  mean FP mm³");
     for r in &c.rows {
-        let is = |f: u32, t: f32| r.test_time_flips == f && r.threshold == t;
-        let mark = match (
-            is(c.chosen_flips, c.chosen),
-            is(c.previous_flips, c.previous),
-        ) {
+        let mark = match (c.chosen_setting().is(r), c.previous_setting().is(r)) {
             (true, true) => "  chosen, current",
             (true, false) => "  chosen",
             (false, true) => "  current",
             _ => "",
         };
         println!(
-            "{:>5}  {:>9.3}  {:>9.4}  {:>13}  {:>11.1}{mark}",
-            r.test_time_flips, r.threshold, r.mean_dice, r.bad_negatives, r.mean_fp_mm3
+            "{:>5}  {:>9.3}  {:>7}  {:>9.4}  {:>13}  {:>11.1}{mark}",
+            r.test_time_flips,
+            r.threshold,
+            r.min_component_mm3,
+            r.mean_dice,
+            r.bad_negatives,
+            r.mean_fp_mm3
         );
     }
     if a.write {
         mt::write_mask_threshold(&a.on.model, &c)?;
         println!(
-            "wrote mask threshold {} and test-time flips {} into {}",
+            "wrote mask threshold {}, test-time flips {} and minimum component {} mm³ into {}",
             c.chosen,
             c.chosen_flips,
+            c.chosen_min_component_mm3,
             a.on.model.display()
         );
     }

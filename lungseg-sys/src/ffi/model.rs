@@ -175,7 +175,8 @@ versioned!(
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct lungseg_patch_summary {
-    /// Voxels with mean probability >= the model's mask threshold.
+    /// Voxels of the final mask: mean probability >= the model's mask threshold, in
+    /// components of at least its minimum volume (`lungseg_final_mask` gives the mask).
     pub foreground_voxels: u64,
     /// Their volume in mm³ and the diameter of a sphere of that volume.
     pub volume_mm3: f64,
@@ -482,8 +483,9 @@ pub unsafe extern "C" fn lungseg_model_get_cpu_kernel(
 
 /// The probability at or above which `model` calls a voxel foreground (`config.mask_threshold`
 /// of the model file; 0.5 unless the file names another), written to `*out`: the final mask is
-/// {mean >= t}, each MC sample's mask {p_s >= t}, and `foreground_voxels`, the volume and the
-/// masks the library writes all use it. A model whose probabilities are calibrated keeps its
+/// {mean >= t} without its components below `lungseg_model_get_min_component_mm3`
+/// (`lungseg_final_mask`), each MC sample's mask {p_s >= t}, and `foreground_voxels` and the
+/// volume use it. A model whose probabilities are calibrated keeps its
 /// trained boundary this way; software that thresholds the probability maps itself must use
 /// this value, not 0.5.
 #[no_mangle]
@@ -513,6 +515,52 @@ pub unsafe extern "C" fn lungseg_model_get_test_time_flips(
         let m = arg_ref(model, "model")?;
         let out = arg_mut(out, "out")?;
         *out = m.inner.config().test_time_flips;
+        Ok(())
+    })
+}
+
+/// The smallest mask component `model` keeps, in mm³ (`config.min_component_mm3` of the model
+/// file; 0 unless the file names another), written to `*out`: the final mask drops its
+/// 26-connected components of smaller volume. Software that builds the mask from the mean map
+/// itself should call `lungseg_final_mask`, which applies it.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_min_component_mm3(
+    model: *const lungseg_model,
+    out: *mut f64,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = m.inner.config().min_component_mm3;
+        Ok(())
+    })
+}
+
+/// The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
+/// is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`) and its
+/// 26-connected component has at least `lungseg_model_get_min_component_mm3` mm³, else 0.
+/// `mean` and `mask` hold `len` elements, the model's patch voxel count (z-major, x fastest),
+/// and must not overlap; `*foreground_voxels` (may be NULL) gets the mask's voxel count.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_final_mask(
+    model: *const lungseg_model,
+    mean: *const f32,
+    len: usize,
+    mask: *mut u8,
+    foreground_voxels: *mut u64,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let src = arg_slice(mean, len, "mean")?;
+        let dst = arg_slice_mut(mask, len, "mask")?;
+        let (a, b) = (src.as_ptr() as usize, dst.as_ptr() as usize);
+        if a < b + len && b < a + len * std::mem::size_of::<f32>() {
+            return Err(Error::invalid("mean and mask overlap"));
+        }
+        let count = crate::mask::final_mask(m.inner.config(), src, dst)?;
+        if let Some(out) = foreground_voxels.as_mut() {
+            *out = count;
+        }
         Ok(())
     })
 }

@@ -63,6 +63,10 @@ pub struct ModelConfig {
     /// or 8; default 1): each sample sees the patch mirrored by its flip and is mirrored back
     /// (`crate::predict::flips`). Deterministic passes never flip.
     pub test_time_flips: u32,
+    /// The final mask drops its 26-connected components smaller than this many mm³
+    /// (`min_component_mm3`, format version 5; default 0: keeps every one); `crate::mask`.
+    /// Sample masks are not filtered: the structure-wise measures compare them with it.
+    pub min_component_mm3: f64,
 }
 
 impl Default for ModelConfig {
@@ -83,6 +87,7 @@ impl Default for ModelConfig {
             hu_window: (-1000.0, 400.0),
             mask_threshold: DEFAULT_MASK_THRESHOLD,
             test_time_flips: 1,
+            min_component_mm3: 0.0,
         }
     }
 }
@@ -175,6 +180,9 @@ impl ModelConfig {
                     Error::format(format!("config.test_time_flips = {f} must be 1, 2, 4 or 8"))
                 })?;
         }
+        if let Some(v) = raw.min_component_mm3 {
+            cfg.min_component_mm3 = v;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -253,6 +261,14 @@ impl ModelConfig {
                 "config.test_time_flips = {f} must be 1, 2, 4 or 8"
             )));
         }
+        // Above the patch's own volume every mask would come back empty.
+        let v = self.min_component_mm3;
+        let patch_mm3 = self.patch_voxels() as f64 * self.spacing_mm.iter().product::<f64>();
+        if !(v.is_finite() && v >= 0.0 && v <= patch_mm3) {
+            return Err(Error::format(format!(
+                "config.min_component_mm3 = {v} must be in [0, {patch_mm3}] (the patch's volume)"
+            )));
+        }
         Ok(())
     }
 }
@@ -271,6 +287,7 @@ struct RawConfig {
     hu_window: Option<[f64; 2]>,
     mask_threshold: Option<f64>,
     test_time_flips: Option<f64>,
+    min_component_mm3: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +446,9 @@ mod tests {
         assert_eq!(c.mask_threshold, 0.5);
         let c = ModelConfig::from_json(r#"{"mask_threshold":0.094}"#).unwrap();
         assert_eq!(c.mask_threshold, 0.094);
+        assert_eq!(c.min_component_mm3, 0.0);
+        let c = ModelConfig::from_json(r#"{"min_component_mm3":16}"#).unwrap();
+        assert_eq!(c.min_component_mm3, 16.0);
         assert_eq!(
             ModelConfig::from_json("{}").unwrap(),
             ModelConfig::default()
@@ -451,6 +471,8 @@ mod tests {
             r#"{"mask_threshold":0}"#,
             r#"{"mask_threshold":1}"#,
             r#"{"mask_threshold":-0.2}"#,
+            r#"{"min_component_mm3":-1}"#,
+            r#"{"channels":[4],"patch_size":[4,4,4],"min_component_mm3":64.5}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -24,8 +24,10 @@ use crate::error::{try_vec, Error, Result};
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
 /// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
-/// adds `config.mask_threshold`, 4 `config.test_time_flips`.
-pub const FORMAT_VERSION: &str = "4";
+/// adds `config.mask_threshold`, 4 `config.test_time_flips`, 5 `config.min_component_mm3`.
+pub const FORMAT_VERSION: &str = "5";
+/// Version 4 (`config.test_time_flips`).
+pub const FORMAT_VERSION_V4: &str = "4";
 /// Version 3 (`config.mask_threshold`).
 pub const FORMAT_VERSION_V3: &str = "3";
 /// Version 2 (`config.dropout.levels`).
@@ -34,10 +36,11 @@ pub const FORMAT_VERSION_V2: &str = "2";
 /// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
 /// Every version this reader opens, oldest first.
-const VERSIONS: [&str; 4] = [
+const VERSIONS: [&str; 5] = [
     FORMAT_VERSION_V1,
     FORMAT_VERSION_V2,
     FORMAT_VERSION_V3,
+    FORMAT_VERSION_V4,
     FORMAT_VERSION,
 ];
 
@@ -46,8 +49,10 @@ const VERSIONS: [&str; 4] = [
 /// draw masks at another threshold), so a file must say at least this for such readers to
 /// refuse it. Writers use this; the reader refuses files that claim less.
 pub fn required_format_version(config: &ModelConfig) -> &'static str {
-    if config.test_time_flips != 1 {
+    if config.min_component_mm3 != 0.0 {
         FORMAT_VERSION
+    } else if config.test_time_flips != 1 {
+        FORMAT_VERSION_V4
     } else if config.mask_threshold != DEFAULT_MASK_THRESHOLD {
         FORMAT_VERSION_V3
     } else if config.dropout.levels != LevelSet::ALL {
@@ -135,6 +140,8 @@ fn config_of(meta: &Metadata, version: &str) -> Result<ModelConfig> {
     let needed = required_format_version(&config);
     if version_rank(version) < version_rank(needed) {
         let what = if needed == FORMAT_VERSION {
+            "config.min_component_mm3 other than 0"
+        } else if needed == FORMAT_VERSION_V4 {
             "config.test_time_flips other than 1"
         } else if needed == FORMAT_VERSION_V3 {
             "config.mask_threshold other than 0.5"

@@ -76,8 +76,9 @@ pub struct UncertaintyMaps<'a> {
 /// by hosts that report them, e.g. `lungseg-train predict`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
-    /// Voxels with mean probability ≥ the model's mask threshold (`config.mask_threshold`,
-    /// 0.5 unless the model names another).
+    /// Voxels of the final mask (`crate::mask::final_mask`): mean probability ≥ the model's
+    /// mask threshold (`config.mask_threshold`, 0.5 unless the model names another), in
+    /// 26-connected components of at least `config.min_component_mm3`.
     pub foreground_voxels: u64,
     /// `foreground_voxels` × voxel volume at the model's spacing.
     pub volume_mm3: f64,
@@ -292,11 +293,11 @@ pub(crate) fn predict_uncertainty_with(
             let mut lease = cpu.lease()?;
             let ws = lease.ws();
             samples_on_cpu(cpu, t.network, &call, ws, ctl)?;
-            summarise(t.network, &mut ws.stats, review, &mut maps)
+            summarise(t.network, &mut ws.stats, review, &mut maps)?
         }
         Route::Device(dev) => {
             let mut stats = samples_on_device(dev, t.network, &call, ctl)?;
-            summarise(t.network, &mut stats, review, &mut maps)
+            summarise(t.network, &mut stats, review, &mut maps)?
         }
     };
     ctl.log(LogLevel::Info, || {
@@ -565,18 +566,19 @@ pub fn volume_disagreement(sum_mean: f64, foreground_voxels: u64) -> f32 {
     ((sum_mean - v).abs() / (v + VOLUME_DISAGREEMENT_SMOOTH)) as f32
 }
 
+/// Fills the caller's maps, builds the final mask (`crate::mask`) and the patch summary.
 fn summarise(
     network: &Network,
     stats: &mut Stats,
     (review_score, threshold): (ReviewScore, f32),
     maps: &mut UncertaintyMaps<'_>,
-) -> PatchSummary {
+) -> Result<PatchSummary> {
     let cfg = network.config();
-    let (mut fg, mut region) = (0u64, 0u64);
+    let mut mean = crate::error::try_vec::<f32>(cfg.patch_voxels(), "mean map")?;
+    let mut region = 0u64;
     let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
     let mut expected_volume = 0f64;
-    let mut mask_entropy = 0f64;
-    for i in 0..cfg.patch_voxels() {
+    for (i, m) in mean.iter_mut().enumerate() {
         let v = stats.voxel(i);
         let put = |m: &mut Option<&mut [f32]>, x: f32| {
             if let Some(m) = m {
@@ -587,11 +589,7 @@ fn summarise(
         put(&mut maps.variance, v.variance);
         put(&mut maps.entropy, v.entropy);
         put(&mut maps.mutual_info, v.mutual_info);
-        if v.mean >= cfg.mask_threshold {
-            fg += 1;
-            mask_entropy += f64::from(v.entropy);
-            stats.mark_final(i);
-        }
+        *m = v.mean;
         expected_volume += f64::from(v.mean);
         if v.any_foreground {
             region += 1;
@@ -600,6 +598,13 @@ fn summarise(
             smi += f64::from(v.mutual_info);
             svar += f64::from(v.variance);
         }
+    }
+    let mut mask = crate::error::try_vec::<u8>(cfg.patch_voxels(), "final mask")?;
+    let fg = crate::mask::final_mask(cfg, &mean, &mut mask)?;
+    let mut mask_entropy = 0f64;
+    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m != 0) {
+        mask_entropy += f64::from(crate::stats::entropy_bits(mean[i]));
+        stats.mark_final(i);
     }
     let avg = |s: f64| {
         if region > 0 {
@@ -624,7 +629,7 @@ fn summarise(
         structure,
     };
     let score = scores.get(review_score);
-    PatchSummary {
+    Ok(PatchSummary {
         foreground_voxels: fg,
         volume_mm3: volume,
         equivalent_diameter_mm: (6.0 * volume / std::f64::consts::PI).cbrt(),
@@ -637,5 +642,5 @@ fn summarise(
         n_samples: stats.samples(),
         structure,
         scores,
-    }
+    })
 }

@@ -232,3 +232,32 @@ impl Rng {
         (0..n).map(|_| self.f()).collect()
     }
 }
+
+/// Runs a python3 oracle `script` with the JSON `request` on stdin and returns its JSON
+/// stdout. The script exits with `LUNGSEG_MISSING_PYTHON_DEPS` on stderr when an import
+/// fails; the test then fails (never skips) with `hint`, the packages to install.
+pub fn python_oracle(script: &str, request: &serde_json::Value, hint: &str) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {hint}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("LUNGSEG_MISSING_PYTHON_DEPS"),
+        "{stderr}\n{hint}"
+    );
+    assert!(out.status.success(), "python oracle failed: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
+}

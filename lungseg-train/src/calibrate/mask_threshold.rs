@@ -1,13 +1,14 @@
 //! The model's mask threshold (`config.mask_threshold`) chosen on calibration patches, and
 //! with it, when candidates are given, the test-time flips of its MC samples
-//! (`config.test_time_flips`: how many mirrored orientations the samples cycle through).
+//! (`config.test_time_flips`: how many mirrored orientations the samples cycle through) and
+//! the smallest mask component kept (`config.min_component_mm3`, `lungseg::mask`).
 //!
 //! The threshold the network was trained for (0.5: BCE + soft Dice) is not the one that
 //! segments its MC mean best: averaging dropout samples spreads a small nodule's probability
 //! over its border, so a 0.5 cut can shrink or lose it. One MC pass over the split gives each
 //! patch's mean map (the probabilities do not depend on the threshold; one pass per flips
-//! candidate, since the flips do change them); every (flips, threshold) pair is then judged on
-//! those maps by the evaluation's own overlap and bad-patch definitions:
+//! candidate, since the flips do change them); every (flips, threshold, minimum component)
+//! is then judged on those maps by the evaluation's own overlap and bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
 //! - constraint ([`NegativeCost::within`]): no more bad negative patches (false-positive
@@ -17,8 +18,8 @@
 //!   `max_bad_negatives` / `max_mean_fp_mm3`, than those numbers (e.g. the shipped model's, when the model is a candidate to replace it: its own
 //!   current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
-//!   threshold nearest the current one, then to fewer flips (fewer reruns of the shared
-//!   encoder, larger batches on a GPU).
+//!   threshold nearest the current one, then to the minimum component nearest the current
+//!   one, then to fewer flips (fewer reruns of the shared encoder, larger batches on a GPU).
 //!
 //! Validation data only: the calibration scans, never the test split.
 
@@ -34,6 +35,7 @@ use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::is_bad;
 use crate::metrics::{Confusion, EvalConfig, NegativeCost, PatchClass};
 use crate::model_file::{replace_file, ModelFile};
+use lungseg::mask::Grid;
 
 /// Mean-Dice differences below this count as ties.
 pub const DICE_TIE: f64 = 0.002;
@@ -56,6 +58,9 @@ pub struct MaskThresholdOptions {
     /// Candidate `test_time_flips` (1, 2, 4, 8); the model's own is always judged, so empty
     /// keeps it.
     pub flips: Vec<u32>,
+    /// Candidate `min_component_mm3` (mm³, ≥ 0); the model's own is always judged, so empty
+    /// keeps it.
+    pub min_components_mm3: Vec<f64>,
     /// The constraint's bound on bad negatives; `None`: the count at the model's current
     /// setting.
     pub max_bad_negatives: Option<usize>,
@@ -74,6 +79,7 @@ impl Default for MaskThresholdOptions {
             seed: 0,
             candidates: default_candidates(),
             flips: Vec::new(),
+            min_components_mm3: Vec::new(),
             max_bad_negatives: None,
             max_mean_fp_mm3: None,
             eval: EvalConfig::default(),
@@ -81,11 +87,12 @@ impl Default for MaskThresholdOptions {
     }
 }
 
-/// One candidate (flips, threshold) judged on the split.
+/// One candidate (flips, threshold, minimum component) judged on the split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThresholdRow {
     pub test_time_flips: u32,
     pub threshold: f32,
+    pub min_component_mm3: f64,
     /// Mean Dice over the nodule patches.
     pub mean_dice: f64,
     /// Negative patches whose false-positive volume exceeds the bad-patch limit.
@@ -110,6 +117,8 @@ pub struct MaskThresholdChoice {
     pub chosen: f32,
     pub previous_flips: u32,
     pub chosen_flips: u32,
+    pub previous_min_component_mm3: f64,
+    pub chosen_min_component_mm3: f64,
     pub nodule_patches: usize,
     pub negative_patches: usize,
     pub bad_fp_mm3: f64,
@@ -120,24 +129,51 @@ pub struct MaskThresholdChoice {
     pub rows: Vec<ThresholdRow>,
 }
 
-/// Per-patch overlap of every candidate, accumulated over the split.
+/// One candidate cut of the mean map: threshold and minimum component.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cut {
+    pub threshold: f32,
+    pub min_component_mm3: f64,
+}
+
+impl MaskThresholdChoice {
+    /// The setting the model had.
+    pub fn previous_setting(&self) -> Setting {
+        Setting {
+            test_time_flips: self.previous_flips,
+            threshold: self.previous,
+            min_component_mm3: self.previous_min_component_mm3,
+        }
+    }
+
+    /// The setting chosen.
+    pub fn chosen_setting(&self) -> Setting {
+        Setting {
+            test_time_flips: self.chosen_flips,
+            threshold: self.chosen,
+            min_component_mm3: self.chosen_min_component_mm3,
+        }
+    }
+}
+
+/// Per-patch overlap of every candidate cut, accumulated over the split.
 struct Tally {
     flips: u32,
-    candidates: Vec<f32>,
+    cuts: Vec<Cut>,
     bad_fp_mm3: f64,
     dice_sum: Vec<f64>,
-    /// Per candidate, each negative patch's (false-positive volume in mm³, bad).
+    /// Per cut, each negative patch's (false-positive volume in mm³, bad).
     negative: Vec<Vec<(f64, bool)>>,
     nodules: usize,
     negatives: usize,
 }
 
 impl Tally {
-    fn new(flips: u32, candidates: &[f32], bad_fp_mm3: f64) -> Self {
-        let n = candidates.len();
+    fn new(flips: u32, cuts: &[Cut], bad_fp_mm3: f64) -> Self {
+        let n = cuts.len();
         Tally {
             flips,
-            candidates: candidates.to_vec(),
+            cuts: cuts.to_vec(),
             bad_fp_mm3,
             dice_sum: vec![0.0; n],
             negative: vec![Vec::new(); n],
@@ -147,19 +183,25 @@ impl Tally {
     }
 
     /// One nodule or negative patch ([`PatchClass::Partial`] ones are in no statistic).
-    fn add(&mut self, class: PatchClass, gt: &[u8], mean: &[f32], voxel_mm3: f64) -> Result<()> {
+    fn add(&mut self, class: PatchClass, gt: &[u8], mean: &[f32], shape: PatchShape) -> Result<()> {
         let nodule = class == PatchClass::Nodule;
         if nodule {
             self.nodules += 1;
         } else {
             self.negatives += 1;
         }
-        for (k, &t) in self.candidates.iter().enumerate() {
-            let c = Confusion::from_probs(gt, mean, t).map_err(anyhow::Error::msg)?;
+        let mut components: Option<(f32, Vec<ComponentOverlap>)> = None;
+        for (k, cut) in self.cuts.iter().enumerate() {
+            if components.as_ref().map(|c| c.0) != Some(cut.threshold) {
+                let c = component_overlaps(gt, mean, cut.threshold, shape.dims)?;
+                components = Some((cut.threshold, c));
+            }
+            let (_, comps) = components.as_ref().expect("set above");
+            let c = confusion_of_kept(gt, comps, shape.voxel_mm3, cut.min_component_mm3);
             if nodule {
                 self.dice_sum[k] += c.dice();
             } else {
-                let fp = c.fp as f64 * voxel_mm3;
+                let fp = c.fp as f64 * shape.voxel_mm3;
                 let bad = is_bad(class, c.dice(), fp, 0.0, self.bad_fp_mm3);
                 self.negative[k].push((fp, bad));
             }
@@ -168,12 +210,13 @@ impl Tally {
     }
 
     fn rows(&self) -> Vec<ThresholdRow> {
-        (0..self.candidates.len())
+        (0..self.cuts.len())
             .map(|k| {
                 let cost = NegativeCost::of_patches(self.negative[k].iter().copied());
                 ThresholdRow {
                     test_time_flips: self.flips,
-                    threshold: self.candidates[k],
+                    threshold: self.cuts[k].threshold,
+                    min_component_mm3: self.cuts[k].min_component_mm3,
                     mean_dice: if self.nodules > 0 {
                         self.dice_sum[k] / self.nodules as f64
                     } else {
@@ -187,10 +230,95 @@ impl Tally {
     }
 }
 
+/// A patch's grid (z, y, x) and voxel volume.
+#[derive(Clone, Copy, Debug)]
+struct PatchShape {
+    dims: [usize; 3],
+    voxel_mm3: f64,
+}
+
+/// One 26-connected component of a thresholded map: its voxels, and those inside the truth.
+#[derive(Clone, Copy, Debug)]
+struct ComponentOverlap {
+    voxels: u64,
+    in_truth: u64,
+}
+
+/// The components of `mean >= threshold` (`lungseg::mask`'s labelling) with their overlap.
+fn component_overlaps(
+    gt: &[u8],
+    mean: &[f32],
+    threshold: f32,
+    dims: [usize; 3],
+) -> Result<Vec<ComponentOverlap>> {
+    ensure!(gt.len() == mean.len(), "mask and mean map differ in length");
+    let grid = Grid::new(mean.len(), dims)?;
+    let mut out = Vec::new();
+    grid.components_where(
+        |i| mean[i] >= threshold,
+        |c| {
+            out.push(ComponentOverlap {
+                voxels: c.len() as u64,
+                in_truth: c.iter().filter(|&&i| gt[i as usize] != 0).count() as u64,
+            });
+            false
+        },
+    )?;
+    Ok(out)
+}
+
+/// The confusion of the mask that keeps the components of at least `min_mm3`: what
+/// `lungseg::mask::drop_small_components` leaves, counted without redrawing it.
+fn confusion_of_kept(
+    gt: &[u8],
+    comps: &[ComponentOverlap],
+    voxel_mm3: f64,
+    min_mm3: f64,
+) -> Confusion {
+    let (mut tp, mut pred) = (0u64, 0u64);
+    for c in comps
+        .iter()
+        .filter(|c| c.voxels as f64 * voxel_mm3 >= min_mm3)
+    {
+        tp += c.in_truth;
+        pred += c.voxels;
+    }
+    let truth = foreground_voxels(gt);
+    Confusion {
+        tp,
+        fp: pred - tp,
+        fn_: truth - tp,
+        tn: gt.len() as u64 - truth - (pred - tp),
+    }
+}
+
+/// A model's mask setting: test-time flips, threshold and minimum component.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Setting {
+    pub test_time_flips: u32,
+    pub threshold: f32,
+    pub min_component_mm3: f64,
+}
+
+impl Setting {
+    fn of(r: &ThresholdRow) -> Setting {
+        Setting {
+            test_time_flips: r.test_time_flips,
+            threshold: r.threshold,
+            min_component_mm3: r.min_component_mm3,
+        }
+    }
+
+    /// `r` is this setting's row.
+    pub fn is(&self, r: &ThresholdRow) -> bool {
+        Setting::of(r) == *self
+    }
+}
+
 /// The rule of the module doc on the judged candidates; `current` is the row of the model's
 /// flips and threshold (the constraint's reference). The chosen (flips, threshold); `None`
 /// when no row satisfies the constraint.
-pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<(u32, f32)> {
+pub fn choose(rows: &[ThresholdRow], current: &ThresholdRow) -> Option<Setting> {
     choose_within(rows, current, current.negative_cost())
 }
 
@@ -200,7 +328,7 @@ pub fn choose_within(
     rows: &[ThresholdRow],
     current: &ThresholdRow,
     bound: NegativeCost,
-) -> Option<(u32, f32)> {
+) -> Option<Setting> {
     let allowed: Vec<&ThresholdRow> = rows
         .iter()
         .filter(|r| r.negative_cost().within(&bound))
@@ -217,15 +345,17 @@ pub fn choose_within(
                 (
                     r.test_time_flips != current.test_time_flips,
                     (r.threshold - current.threshold).abs(),
+                    (r.min_component_mm3 - current.min_component_mm3).abs(),
                     r.test_time_flips,
                 )
             };
             let (ka, kb) = (key(a), key(b));
             ka.0.cmp(&kb.0)
                 .then(ka.1.total_cmp(&kb.1))
-                .then(ka.2.cmp(&kb.2))
+                .then(ka.2.total_cmp(&kb.2))
+                .then(ka.3.cmp(&kb.3))
         })
-        .map(|r| (r.test_time_flips, r.threshold))
+        .map(|r| Setting::of(r))
 }
 
 /// One MC pass over `split` of `dataset` per flips candidate and the choice among
@@ -243,12 +373,36 @@ pub fn choose_mask_threshold(
             "candidate mask threshold {t} is not in (0, 1)"
         );
     }
+    for &v in &opts.min_components_mm3 {
+        ensure!(
+            v.is_finite() && v >= 0.0,
+            "candidate minimum component {v} mm³ is not finite and >= 0"
+        );
+    }
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
     let idx = split_for_model(&model, &ds, &opts.split)?;
-    let previous = model.config().mask_threshold;
-    let previous_flips = model.config().test_time_flips;
-    let candidates = with_current(&opts.candidates, previous, f32::total_cmp);
+    let previous = Setting {
+        test_time_flips: model.config().test_time_flips,
+        threshold: model.config().mask_threshold,
+        min_component_mm3: model.config().min_component_mm3,
+    };
+    let previous_flips = previous.test_time_flips;
+    let thresholds = with_current(&opts.candidates, previous.threshold, f32::total_cmp);
+    let mins = with_current(
+        &opts.min_components_mm3,
+        previous.min_component_mm3,
+        f64::total_cmp,
+    );
+    let cuts: Vec<Cut> = thresholds
+        .iter()
+        .flat_map(|&threshold| {
+            mins.iter().map(move |&min_component_mm3| Cut {
+                threshold,
+                min_component_mm3,
+            })
+        })
+        .collect();
     let flips = with_current(&opts.flips, previous_flips, u32::cmp);
     let mut variants = Vec::with_capacity(flips.len());
     for &f in &flips {
@@ -257,7 +411,7 @@ pub fn choose_mask_threshold(
         } else {
             with_flips(model_path, f).with_context(|| format!("test_time_flips {f}"))?
         };
-        variants.push((m, Tally::new(f, &candidates, opts.eval.bad_fp_mm3)));
+        variants.push((m, Tally::new(f, &cuts, opts.eval.bad_fp_mm3)));
     }
     let spacing = model.config().spacing_mm;
     tally_patches(&ds, &idx, spacing, opts, &mut variants, on_patch)?;
@@ -266,13 +420,13 @@ pub fn choose_mask_threshold(
     let rows: Vec<ThresholdRow> = variants.iter().flat_map(|(_, t)| t.rows()).collect();
     let current = rows
         .iter()
-        .find(|r| r.threshold == previous && r.test_time_flips == previous_flips)
+        .find(|r| previous.is(r))
         .expect("the current setting is a candidate");
     let bound = NegativeCost {
         bad: opts.max_bad_negatives.unwrap_or(current.bad_negatives),
         mean_fp_mm3: opts.max_mean_fp_mm3.unwrap_or(current.mean_fp_mm3),
     };
-    let (chosen_flips, chosen) = choose_within(&rows, current, bound).with_context(|| {
+    let chosen = choose_within(&rows, current, bound).with_context(|| {
         format!(
             "no candidate has at most {} bad negative patches and a mean false-positive \
              volume of at most {} mm³",
@@ -280,10 +434,12 @@ pub fn choose_mask_threshold(
         )
     })?;
     Ok(MaskThresholdChoice {
-        previous,
-        chosen,
+        previous: previous.threshold,
+        chosen: chosen.threshold,
         previous_flips,
-        chosen_flips,
+        chosen_flips: chosen.test_time_flips,
+        previous_min_component_mm3: previous.min_component_mm3,
+        chosen_min_component_mm3: chosen.min_component_mm3,
         nodule_patches: nodules,
         negative_patches: negatives,
         bad_fp_mm3: opts.eval.bad_fp_mm3,
@@ -322,12 +478,16 @@ fn tally_patches(
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
         let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
+        let shape = PatchShape {
+            dims: rec.shape,
+            voxel_mm3: sx * sy * sz,
+        };
         let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
         if class != PatchClass::Partial {
             for (m, tally) in variants.iter_mut() {
                 let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
                     .with_context(|| format!("patch {}", rec.id))?;
-                tally.add(class, &patch.mask, &mean, sx * sy * sz)?;
+                tally.add(class, &patch.mask, &mean, shape)?;
             }
         }
         on_patch();
@@ -354,14 +514,16 @@ pub fn mc_mean(model: &Model, hu: &[f32], samples: u32, seed: u64) -> Result<Vec
     Ok(mean)
 }
 
-/// Writes `choice.chosen` and `choice.chosen_flips` as the model file's
-/// `config.mask_threshold` and `config.test_time_flips` (with the `format_version` they need)
+/// Writes the chosen setting as the model file's `config.mask_threshold`,
+/// `config.test_time_flips` and `config.min_component_mm3` (with the `format_version` they need)
 /// and records the choice in the provenance; every tensor is kept byte for byte. The file is
 /// replaced after the result loads with the new settings.
 pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result<Model> {
     let mut file = ModelFile::read(path)?;
     set_mask_threshold(&mut file, choice.chosen).with_context(|| path.display().to_string())?;
     set_test_time_flips(&mut file, choice.chosen_flips)
+        .with_context(|| path.display().to_string())?;
+    set_min_component(&mut file, choice.chosen_min_component_mm3)
         .with_context(|| path.display().to_string())?;
     let mut provenance = file.json_object("provenance")?;
     provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(choice)?);
@@ -370,13 +532,15 @@ pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result
         .to_bytes()
         .with_context(|| path.display().to_string())?;
     let cfg = model.config();
+    let read = Setting {
+        test_time_flips: cfg.test_time_flips,
+        threshold: cfg.mask_threshold,
+        min_component_mm3: cfg.min_component_mm3,
+    };
     ensure!(
-        (cfg.mask_threshold, cfg.test_time_flips) == (choice.chosen, choice.chosen_flips),
-        "rewritten model reads mask threshold {} and {} flips instead of {} and {}",
-        cfg.mask_threshold,
-        cfg.test_time_flips,
-        choice.chosen,
-        choice.chosen_flips
+        read == choice.chosen_setting(),
+        "rewritten model reads {read:?} instead of {:?}",
+        choice.chosen_setting()
     );
     replace_file(path, &bytes)?;
     Ok(model)
@@ -396,6 +560,13 @@ pub fn set_mask_threshold(file: &mut ModelFile, t: f32) -> Result<()> {
 /// to what the new config needs.
 pub fn set_test_time_flips(file: &mut ModelFile, flips: u32) -> Result<()> {
     set_config_key(file, "test_time_flips", serde_json::json!(flips))
+}
+
+/// Sets `config.min_component_mm3` of `file` to `mm3` and its `format_version` to what the new
+/// config needs (0 keeps an older `format_version`: older readers ignore the key and draw the
+/// same masks).
+pub fn set_min_component(file: &mut ModelFile, mm3: f64) -> Result<()> {
+    set_config_key(file, "min_component_mm3", serde_json::json!(mm3))
 }
 
 /// Sets one `config` key and the `format_version` the resulting config needs; the config is

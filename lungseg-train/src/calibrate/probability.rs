@@ -15,7 +15,9 @@ use safetensors::Dtype;
 use super::platt::{fit, logit, MapKind, Platt, PlattFit, SampleLogits};
 use crate::dataset::PatchDataset;
 use crate::evaluate::score::{patch_seed, split_for_model};
-use crate::metrics::{roi_mask, CalibrationAccumulator, CalibrationSummary, EvalConfig};
+use crate::metrics::{
+    predicted_mask, roi_mask, CalibrationAccumulator, CalibrationSummary, EvalConfig,
+};
 use crate::model_file::{replace_file, ModelFile, RawTensor};
 
 /// What to fit on.
@@ -226,8 +228,15 @@ pub fn collect_logits(
         let mut det = vec![0f32; n];
         mc::predict(probe, &patch.hu, &mut det, 0).with_context(|| format!("patch {}", rec.id))?;
         det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
+        let voxel_mm3 = rec
+            .spacing_mm
+            .unwrap_or(probe.config().spacing_mm)
+            .iter()
+            .product();
+        let pred =
+            predicted_mask(&mean, rec.shape, voxel_mm3, &eval).map_err(anyhow::Error::msg)?;
         let roi =
-            roi_mask(&patch.mask, &mean, &det, rec.shape, &eval).map_err(anyhow::Error::msg)?;
+            roi_mask(&patch.mask, &pred, &det, rec.shape, &eval).map_err(anyhow::Error::msg)?;
         for v in 0..n {
             let dst = if roi[v] != 0 {
                 &mut out.roi

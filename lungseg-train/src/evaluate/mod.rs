@@ -89,7 +89,7 @@ pub fn evaluate(
         out,
         samples: opts.samples,
         seed: opts.seed,
-        fg_threshold: eval.fg_threshold,
+        eval: &eval,
     };
     let volumes = shown::show_patches(&model, &run, &chosen, &mut figs)?;
     notes.extend(figs.notes);

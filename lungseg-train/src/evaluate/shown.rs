@@ -10,7 +10,7 @@ use lungseg::volume::{PixelData, Volume};
 
 use super::score::{run_patch, Maps};
 use crate::dataset::{Patch, PatchDataset, PatchRecord};
-use crate::metrics::EvalMetrics;
+use crate::metrics::{predicted_mask, EvalConfig, EvalMetrics};
 use crate::report::{figures, FigureRef};
 
 /// Figures written so far, and why any could not be written.
@@ -109,7 +109,8 @@ pub struct ShowRun<'a> {
     pub out: &'a Path,
     pub samples: u32,
     pub seed: u64,
-    pub fg_threshold: f32,
+    /// The evaluation's mask rule (`metrics::predicted_mask`).
+    pub eval: &'a EvalConfig,
 }
 
 /// Re-runs the shown patches (their seeds reproduce the scoring pass), writes a panel each
@@ -126,6 +127,13 @@ pub fn show_patches(
         let rec = &run.ds.records[i];
         let patch = run.ds.load(i)?;
         let (s, m) = run_patch(model, rec, &patch, run.samples, run.seed)?;
+        let voxel_mm3 = rec
+            .spacing_mm
+            .unwrap_or(model.config().spacing_mm)
+            .iter()
+            .product();
+        let pred =
+            predicted_mask(&m.mean, rec.shape, voxel_mm3, run.eval).map_err(anyhow::Error::msg)?;
         let title = format!(
             "{} ({why}{}, score {:.3}{})",
             rec.id,
@@ -147,7 +155,7 @@ pub fn show_patches(
                     uncertainty: &m.entropy,
                     unc_max: 1.0,
                     high_unc: 0.5,
-                    fg_threshold: run.fg_threshold,
+                    pred: &pred,
                     ct_window: (-1000.0, 400.0),
                     centre: None,
                 },

@@ -31,23 +31,41 @@ use super::uncertainty::{
 };
 use super::{check_len, MetricsError, DEFAULT_FG_THRESHOLD};
 
+/// The predicted mask of one patch: `p >= fg_threshold`, then the 26-connected components
+/// below `min_component_mm3` dropped (`lungseg::mask`, the library's final mask when the
+/// configuration is [`EvalConfig::for_model`]'s).
+pub fn predicted_mask(
+    prob: &[f32],
+    dims: [usize; 3],
+    voxel_mm3: f64,
+    config: &EvalConfig,
+) -> Result<Vec<u8>, MetricsError> {
+    let mut mask: Vec<u8> = prob
+        .iter()
+        .map(|&p| u8::from(p >= config.fg_threshold))
+        .collect();
+    lungseg::mask::drop_small_components(&mut mask, dims, voxel_mm3, config.min_component_mm3)
+        .map_err(|e| MetricsError::InvalidParameter(e.message))?;
+    Ok(mask)
+}
+
 /// The region of interest of one patch: ground truth dilated by `roi_dilation` voxels ∪ the
-/// MC prediction ∪ the dropout-off prediction (both at `fg_threshold`). One ROI for every
-/// measure, so the MC maps and the baseline are judged on the same voxels, and probability
-/// calibration is fitted on the voxels its ECE is reported on.
+/// MC prediction (`pred`, [`predicted_mask`]) ∪ the dropout-off prediction (at
+/// `fg_threshold`). One ROI for every measure, so the MC maps and the baseline are judged on
+/// the same voxels, and probability calibration is fitted on the voxels its ECE is reported on.
 pub fn roi_mask(
     gt: &[u8],
-    prob: &[f32],
+    pred: &[u8],
     det_prob: &[f32],
     dims: [usize; 3],
     config: &EvalConfig,
 ) -> Result<Vec<u8>, MetricsError> {
-    check_len("probability map", gt.len(), prob.len())?;
+    check_len("predicted mask", gt.len(), pred.len())?;
     check_len("deterministic probability map", gt.len(), det_prob.len())?;
     let t = config.fg_threshold;
     let mut roi = dilate_cube(gt, dims, config.roi_dilation)?;
-    for ((r, &q), &d) in roi.iter_mut().zip(prob).zip(det_prob) {
-        *r |= u8::from(q >= t || d >= t);
+    for ((r, &q), &d) in roi.iter_mut().zip(pred).zip(det_prob) {
+        *r |= u8::from(q != 0 || d >= t);
     }
     Ok(roi)
 }
@@ -58,6 +76,10 @@ pub struct EvalConfig {
     /// A voxel is predicted foreground when `p >= fg_threshold`. The commands that evaluate a
     /// model set it to the model's mask threshold ([`EvalConfig::for_model`]).
     pub fg_threshold: f32,
+    /// The predicted mask drops its 26-connected components below this many mm³ (the model's
+    /// `config.min_component_mm3`; 0 keeps them all).
+    #[serde(default)]
+    pub min_component_mm3: f64,
     /// Radius (voxels, cube structuring element) of the ground-truth dilation in the ROI.
     pub roi_dilation: usize,
     /// Equal-width probability bins for ECE and the reliability diagram.
@@ -78,11 +100,13 @@ pub struct EvalConfig {
 }
 
 impl EvalConfig {
-    /// This configuration with `fg_threshold` = the model's mask threshold
-    /// (`config.mask_threshold`): a model is scored on the masks the library gives for it.
+    /// This configuration with `fg_threshold` and `min_component_mm3` = the model's
+    /// (`config.mask_threshold`, `config.min_component_mm3`): a model is scored on the masks
+    /// the library gives for it.
     pub fn for_model(&self, model: &lungseg::model::Model) -> EvalConfig {
         EvalConfig {
             fg_threshold: model.config().mask_threshold,
+            min_component_mm3: model.config().min_component_mm3,
             ..self.clone()
         }
     }
@@ -92,6 +116,7 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             fg_threshold: DEFAULT_FG_THRESHOLD,
+            min_component_mm3: 0.0,
             roi_dilation: 3,
             calibration_bins: DEFAULT_BINS,
             hist_bins: DEFAULT_HIST_BINS,
@@ -284,13 +309,14 @@ impl EvalAccumulator {
         check_len("variance map", n, p.variance.len())?;
         check_len("deterministic probability map", n, p.det_prob.len())?;
         let t = self.config.fg_threshold;
-        let confusion = Confusion::from_probs(p.gt, p.prob, t)?;
-        let roi = roi_mask(p.gt, p.prob, p.det_prob, p.dims, &self.config)?;
+        let pred = predicted_mask(p.prob, p.dims, p.voxel_mm3, &self.config)?;
+        let confusion = Confusion::from_masks(p.gt, &pred)?;
+        let roi = roi_mask(p.gt, &pred, p.det_prob, p.dims, &self.config)?;
         self.calib_roi.add_patch(p.gt, p.prob, Some(&roi))?;
         self.calib_all.add_patch(p.gt, p.prob, None)?;
         for (i, &in_roi) in roi.iter().enumerate() {
             let gt = p.gt[i] != 0;
-            let mc_error = gt != (p.prob[i] >= t);
+            let mc_error = gt != (pred[i] != 0);
             let det_error = gt != (p.det_prob[i] >= t);
             let values = [
                 (p.entropy[i], mc_error),

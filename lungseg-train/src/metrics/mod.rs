@@ -5,7 +5,9 @@
 //! Conventions shared by all modules:
 //! - masks are `u8`, any non-zero value is foreground;
 //! - a voxel is *predicted* foreground when its mean MC probability `p >= fg_threshold`
-//!   (the model's mask threshold; 0.5 by default, [`DEFAULT_FG_THRESHOLD`]);
+//!   (the model's mask threshold; 0.5 by default, [`DEFAULT_FG_THRESHOLD`]) and its
+//!   26-connected component holds at least `min_component_mm3` (the model's; 0 by default):
+//!   [`predicted_mask`], the library's final mask;
 //! - a voxel is an *error* when the prediction differs from the ground truth;
 //! - uncertainty maps are in their natural units: entropy and mutual information in
 //!   bits (binary case, in `[0, 1]`), variance of the probability (in `[0, 0.25]`).
@@ -23,8 +25,8 @@ pub mod review_scores;
 pub mod uncertainty;
 
 pub use accumulate::{
-    roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput, PatchRecord, SizeRow,
-    SIZE_BINS_MM,
+    predicted_mask, roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput,
+    PatchRecord, SizeRow, SIZE_BINS_MM,
 };
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};

@@ -240,11 +240,14 @@ impl PatchWork {
         }
     }
 
-    /// The mask the library's summary counts: mean probability ≥ the model's mask threshold.
-    fn threshold_mask(&mut self, mask_threshold: f32) {
-        for (m, &p) in self.mask.iter_mut().zip(&self.mean) {
-            *m = if p >= mask_threshold { 1.0 } else { 0.0 };
+    /// The mask the library's summary counts (`lungseg::mask::final_mask`).
+    fn final_mask(&mut self, config: &lungseg::model::ModelConfig) -> Result<()> {
+        let mut mask = vec![0u8; self.mean.len()];
+        lungseg::mask::final_mask(config, &self.mean, &mut mask)?;
+        for (m, &b) in self.mask.iter_mut().zip(&mask) {
+            *m = f32::from(b);
         }
+        Ok(())
     }
 }
 
@@ -266,7 +269,7 @@ fn predict_point(
         mutual_info: Some(&mut work.mutual_info),
     };
     let summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
-    work.threshold_mask(model.config().mask_threshold);
+    work.final_mask(model.config())?;
     Ok(summary)
 }
 

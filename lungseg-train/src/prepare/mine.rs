@@ -208,19 +208,20 @@ pub fn mine_negatives(
     Ok(summary)
 }
 
-/// Voxels of the network's plain dropout-off mask (the model's mask threshold) outside the
-/// patch's ground truth, in mm³.
+/// Voxels of the network's plain dropout-off mask (the model's final mask of that map,
+/// `lungseg::mask::final_mask`) outside the patch's ground truth, in mm³.
 fn false_positive_mm3(model: &Model, ds: &PatchDataset, i: usize) -> Result<f64> {
     let rec = &ds.records[i];
     let patch = ds.load(i)?;
     let mut prob = vec![0.0f32; patch.hu.len()];
     lungseg::mc::predict(model, &patch.hu, &mut prob, 0)
         .with_context(|| format!("patch {}", rec.id))?;
-    let t = model.config().mask_threshold;
-    let fp = prob
+    let mut pred = vec![0u8; prob.len()];
+    lungseg::mask::final_mask(model.config(), &prob, &mut pred)?;
+    let fp = pred
         .iter()
         .zip(&patch.mask)
-        .filter(|&(&p, &g)| p >= t && g == 0)
+        .filter(|&(&p, &g)| p != 0 && g == 0)
         .count();
     let [sx, sy, sz] = rec.spacing_mm.unwrap_or(model.config().spacing_mm);
     Ok(fp as f64 * sx * sy * sz)

@@ -83,11 +83,20 @@ fn header_section(s: &mut String, r: &Report) {
         "- Review rule: a patch is flagged when `{} > {}`",
         r.review_score, r.review_threshold
     );
-    let _ = writeln!(
-        s,
-        "- A voxel is predicted nodule when its mean probability p ≥ {}.\n",
-        c.fg_threshold
-    );
+    let _ = if c.min_component_mm3 > 0.0 {
+        writeln!(
+            s,
+            "- A voxel is predicted nodule when its mean probability p ≥ {} and its \
+             26-connected component holds at least {} mm³.\n",
+            c.fg_threshold, c.min_component_mm3
+        )
+    } else {
+        writeln!(
+            s,
+            "- A voxel is predicted nodule when its mean probability p ≥ {}.\n",
+            c.fg_threshold
+        )
+    };
 }
 
 /// The issue's quality bar, check by check.

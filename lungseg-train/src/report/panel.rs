@@ -22,7 +22,9 @@ pub struct PanelInput<'a> {
     pub unc_max: f32,
     /// Voxels with uncertainty ≥ this are marked in the overlay.
     pub high_unc: f32,
-    pub fg_threshold: f32,
+    /// The predicted mask (0/1): the library's final mask of `prob`
+    /// (`metrics::predicted_mask`).
+    pub pred: &'a [u8],
     /// Display window (HU), e.g. lung window `(-1000, 400)`.
     pub ct_window: (f32, f32),
     /// Slice centre `[z, y, x]`; `None` = centroid of the ground truth, else of the
@@ -138,6 +140,7 @@ fn check_input(p: &PanelInput<'_>) -> Result<(), FigureError> {
     check_len("CT", n, p.ct.len()).map_err(bad)?;
     check_len("ground truth", n, p.gt.len()).map_err(bad)?;
     check_len("probability", n, p.prob.len()).map_err(bad)?;
+    check_len("predicted mask", n, p.pred.len()).map_err(bad)?;
     check_len("uncertainty", n, p.uncertainty.len()).map_err(bad)?;
     if n == 0 {
         return Err(FigureError("empty patch".into()));
@@ -151,7 +154,7 @@ fn panel_centre(p: &PanelInput<'_>) -> [usize; 3] {
     let centre = p
         .centre
         .or_else(|| centroid(p.gt.iter().map(|&g| g != 0), p.dims))
-        .or_else(|| centroid(p.prob.iter().map(|&q| q >= p.fg_threshold), p.dims))
+        .or_else(|| centroid(p.pred.iter().map(|&q| q != 0), p.dims))
         .unwrap_or(p.dims.map(|d| d / 2));
     [0, 1, 2].map(|k| centre[k].min(p.dims[k] - 1))
 }
@@ -199,7 +202,7 @@ impl Canvas {
 fn paint_view(canvas: &mut Canvas, p: &PanelInput<'_>, view: usize, centre: [usize; 3]) {
     let (sw, sh, ids) = slice(view, p.dims, centre);
     let gt: Vec<bool> = ids.iter().map(|&i| p.gt[i] != 0).collect();
-    let pred: Vec<bool> = ids.iter().map(|&i| p.prob[i] >= p.fg_threshold).collect();
+    let pred: Vec<bool> = ids.iter().map(|&i| p.pred[i] != 0).collect();
     let (gt_edge, pred_edge) = (boundary(&gt, sw, sh), boundary(&pred, sw, sh));
     let (lo, hi) = p.ct_window;
     for (k, &i) in ids.iter().enumerate() {
@@ -264,8 +267,8 @@ fn label(canvas: &mut Canvas, p: &PanelInput<'_>, centre: [usize; 3]) -> Result<
     }
     text(
         &format!(
-            "overlay: green = ground truth, red = prediction (p >= {}), yellow = both, magenta = uncertainty >= {}; heatmap 0..{}",
-            p.fg_threshold, p.high_unc, p.unc_max
+            "overlay: green = ground truth, red = prediction (the returned mask), yellow = both, magenta = uncertainty >= {}; heatmap 0..{}",
+            p.high_unc, p.unc_max
         ),
         8,
         h - BOTTOM + 8,

@@ -6,7 +6,7 @@ use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
     choose, choose_mask_threshold, choose_within, write_mask_threshold, MaskThresholdOptions,
-    ThresholdRow, PROVENANCE_KEY,
+    Setting, ThresholdRow, PROVENANCE_KEY,
 };
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
@@ -41,9 +41,19 @@ fn flips_row(flips: u32, threshold: f32, mean_dice: f64, bad_negatives: usize) -
     ThresholdRow {
         test_time_flips: flips,
         threshold,
+        min_component_mm3: 0.0,
         mean_dice,
         bad_negatives,
         mean_fp_mm3: 0.0,
+    }
+}
+
+/// The setting of `flips` and `threshold` without a minimum component.
+fn set(test_time_flips: u32, threshold: f32) -> Setting {
+    Setting {
+        test_time_flips,
+        threshold,
+        min_component_mm3: 0.0,
     }
 }
 
@@ -56,21 +66,21 @@ fn the_rule_takes_the_best_dice_that_adds_no_bad_negative() {
         row(0.5, 0.60, 1),
         row(0.7, 0.50, 0),
     ];
-    assert_eq!(choose(&rows, &rows[3]), Some((1, 0.35)));
+    assert_eq!(choose(&rows, &rows[3]), Some(set(1, 0.35)));
     // Without the constraint's victims the best Dice wins outright.
-    assert_eq!(choose(&rows[1..], &rows[3]), Some((1, 0.35)));
+    assert_eq!(choose(&rows[1..], &rows[3]), Some(set(1, 0.35)));
     assert_eq!(
         choose(&[row(0.2, 0.80, 1), rows[3].clone()], &rows[3]),
-        Some((1, 0.2))
+        Some(set(1, 0.2))
     );
     // Moving up is allowed too, and the current cut is kept when nothing beats it.
     assert_eq!(
         choose(&[row(0.5, 0.6, 2), row(0.6, 0.65, 0)], &row(0.5, 0.6, 2)),
-        Some((1, 0.6))
+        Some(set(1, 0.6))
     );
     assert_eq!(
         choose(&[row(0.4, 0.6, 0), row(0.5, 0.6, 0)], &row(0.5, 0.6, 0)),
-        Some((1, 0.5))
+        Some(set(1, 0.5))
     );
 }
 
@@ -83,25 +93,25 @@ fn flips_are_chosen_with_the_threshold_under_the_same_rule() {
         flips_row(8, 0.5, 0.72, 1),
         flips_row(8, 0.4, 0.73, 3),
     ];
-    assert_eq!(choose(&rows, &current), Some((8, 0.5)));
+    assert_eq!(choose(&rows, &current), Some(set(8, 0.5)));
     // ... a tie keeps the current flips even at another threshold ...
     let rows = [
         current.clone(),
         flips_row(1, 0.45, 0.7105, 2),
         flips_row(8, 0.5, 0.711, 0),
     ];
-    assert_eq!(choose(&rows, &current), Some((1, 0.45)));
+    assert_eq!(choose(&rows, &current), Some(set(1, 0.45)));
     // ... fewer flips win a tie at the same threshold, listed in any order ...
     let rows = [
         current.clone(),
         flips_row(8, 0.5, 0.7215, 2),
         flips_row(4, 0.5, 0.7205, 1),
     ];
-    assert_eq!(choose(&rows, &current), Some((4, 0.5)));
+    assert_eq!(choose(&rows, &current), Some(set(4, 0.5)));
     // ... and the reference is the current flips' row, not the best of the current threshold.
     let eight = flips_row(8, 0.5, 0.60, 0);
     let rows = [eight.clone(), flips_row(1, 0.5, 0.65, 1)];
-    assert_eq!(choose(&rows, &eight), Some((8, 0.5)));
+    assert_eq!(choose(&rows, &eight), Some(set(8, 0.5)));
 }
 
 /// A bound on bad negatives other than the current row's: rows above it are out, the current
@@ -115,12 +125,12 @@ fn a_given_bad_negative_bound_replaces_the_current_rows() {
         flips_row(8, 0.8, 0.721, 4),
         flips_row(4, 0.9, 0.691, 4),
     ];
-    assert_eq!(choose(&rows, &current), Some((8, 0.45)));
+    assert_eq!(choose(&rows, &current), Some(set(8, 0.45)));
     let bound = |bad| NegativeCost {
         bad,
         mean_fp_mm3: 0.0,
     };
-    assert_eq!(choose_within(&rows, &current, bound(4)), Some((8, 0.8)));
+    assert_eq!(choose_within(&rows, &current, bound(4)), Some(set(8, 0.8)));
     assert_eq!(choose_within(&rows, &current, bound(3)), None);
 }
 
@@ -140,13 +150,13 @@ fn a_larger_false_positive_volume_is_out_even_with_no_more_bad_negatives() {
         fp_row(4, 0.5, 0.750, 8, 251.0),
         fp_row(8, 0.55, 0.748, 7, 190.0),
     ];
-    assert_eq!(choose(&rows, &current), Some((8, 0.5)));
+    assert_eq!(choose(&rows, &current), Some(set(8, 0.5)));
     // A bound given explicitly lets the larger volume in.
     let lax = NegativeCost {
         bad: 8,
         mean_fp_mm3: 300.0,
     };
-    assert_eq!(choose_within(&rows, &current, lax), Some((4, 0.35)));
+    assert_eq!(choose_within(&rows, &current, lax), Some(set(4, 0.35)));
     // Equal volume is allowed: the current row always satisfies its own bound.
     assert!(current.negative_cost().within(&current.negative_cost()));
 }
@@ -228,10 +238,7 @@ fn the_table_is_the_overlap_of_the_engines_mean_at_each_candidate() {
         assert_eq!(r.bad_negatives, bad, "{r:?}");
     }
     let current_row = c.rows.iter().find(|r| r.threshold == current).unwrap();
-    assert_eq!(
-        Some((c.chosen_flips, c.chosen)),
-        choose(&c.rows, current_row)
-    );
+    assert_eq!(Some(c.chosen_setting()), choose(&c.rows, current_row));
 }
 
 #[test]
@@ -332,4 +339,83 @@ fn flips_candidates_are_judged_on_their_own_samples_and_written() {
         Model::open(&model_path).unwrap().config().test_time_flips,
         8
     );
+}
+
+/// Minimum-component candidates: each row is the overlap of the engine's mean at the threshold
+/// with the components below the minimum dropped (checked against `lungseg::mask` on the
+/// drawn mask), ties keep the current minimum, and writing stores it (version 5) so that the
+/// engine's summary counts the filtered mask.
+#[test]
+fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(dir.path());
+    let ds_path = dataset_with(dir.path(), true);
+    let opts = MaskThresholdOptions {
+        samples: 4,
+        seed: 9,
+        candidates: vec![0.3],
+        min_components_mm3: vec![3.0, 40.0],
+        ..Default::default()
+    };
+    let mut c = choose_mask_threshold(&model_path, &ds_path, &opts, || {}).unwrap();
+    assert_eq!(c.previous_min_component_mm3, 0.0);
+    let model = Model::open(&model_path).unwrap();
+    let ds = PatchDataset::open(&ds_path).unwrap();
+    let spacing = model.config().spacing_mm;
+    let voxel_mm3: f64 = spacing.iter().product();
+    let mut moved = false;
+    for r in &c.rows {
+        let (mut dice, mut fp, mut nodules, mut negatives) = (0.0, 0.0, 0, 0);
+        for &i in &ds.split("val") {
+            let rec = &ds.records[i];
+            let p = ds.load(i).unwrap();
+            let (mean, _) = mc_mean(&model, &p.hu, 4, patch_seed(9, &rec.id));
+            let mut pred: Vec<u8> = mean.iter().map(|&v| u8::from(v >= r.threshold)).collect();
+            lungseg::mask::drop_small_components(
+                &mut pred,
+                rec.shape,
+                voxel_mm3,
+                r.min_component_mm3,
+            )
+            .unwrap();
+            let pred_f: Vec<f32> = pred.iter().map(|&b| f32::from(b)).collect();
+            let (d, f, gt_voxels) = direct(&p.mask, &pred_f, 0.5);
+            match PatchClass::of(rec.label == 1, gt_voxels) {
+                PatchClass::Nodule => {
+                    nodules += 1;
+                    dice += d;
+                }
+                PatchClass::Negative => {
+                    negatives += 1;
+                    fp += f as f64 * voxel_mm3;
+                }
+                PatchClass::Partial => {}
+            }
+        }
+        assert!((r.mean_dice - dice / nodules as f64).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r.mean_fp_mm3 - fp / negatives as f64).abs() < 1e-9,
+            "{r:?}"
+        );
+        let unfiltered = c
+            .rows
+            .iter()
+            .find(|u| u.threshold == r.threshold && u.min_component_mm3 == 0.0)
+            .unwrap();
+        moved |= r.mean_fp_mm3 != unfiltered.mean_fp_mm3;
+    }
+    assert!(moved, "no minimum changed a row: the check proves little");
+
+    c.chosen_min_component_mm3 = 3.0;
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().min_component_mm3, 3.0);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(after.metadata["format_version"], "5");
+    let p = ds.load(ds.split("val")[0]).unwrap();
+    let (mean, s) = mc_mean(&model, &p.hu, 2, 1);
+    let mut pred = vec![0u8; mean.len()];
+    let n = lungseg::mask::final_mask(model.config(), &mean, &mut pred).unwrap();
+    assert_eq!(s.foreground_voxels, n);
+    c.chosen_min_component_mm3 = -1.0;
+    assert!(write_mask_threshold(&model_path, &c).is_err());
 }

@@ -12,7 +12,7 @@ use lungseg_train::calibrate::probability::{
 use lungseg_train::calibrate::score_split;
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::patch_seed;
-use lungseg_train::metrics::{roi_mask, EvalConfig};
+use lungseg_train::metrics::{predicted_mask, roi_mask, EvalConfig};
 use lungseg_train::model_file::ModelFile;
 
 use super::evaluate_calibrate::{dataset, fixture_model};
@@ -166,7 +166,17 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
         };
         mc::predict_uncertainty(&model, &patch.hu, &o, maps).unwrap();
         mc::predict(&model, &patch.hu, &mut det, 0).unwrap();
-        let roi = roi_mask(&patch.mask, &mean, &det, ds.records[i].shape, &opts.eval).unwrap();
+        let spacing = ds.records[i]
+            .spacing_mm
+            .unwrap_or(model.config().spacing_mm);
+        let pred = predicted_mask(
+            &mean,
+            ds.records[i].shape,
+            spacing.iter().product(),
+            &opts.eval,
+        )
+        .unwrap();
+        let roi = roi_mask(&patch.mask, &pred, &det, ds.records[i].shape, &opts.eval).unwrap();
         for v in (0..n).filter(|&v| roi[v] == 0 && v % OUTSIDE_STRIDE == 0) {
             let zs = &c.outside.logits[outside * 4..(outside + 1) * 4];
             assert!((Platt::IDENTITY.mean_prob(zs) - f64::from(mean[v])).abs() < 1e-5);

@@ -242,6 +242,7 @@ fn every_figure_writes_a_decodable_png() {
     check_png(&dir.join("one.png"));
 
     let v = volume(5.0, 1.5);
+    let pred: Vec<u8> = v.prob.iter().map(|&p| u8::from(p >= 0.5)).collect();
     let panel = dir.join("panel.png");
     figures::sample_panel(
         &panel,
@@ -254,7 +255,7 @@ fn every_figure_writes_a_decodable_png() {
             uncertainty: &v.ent,
             unc_max: 1.0,
             high_unc: 0.5,
-            fg_threshold: 0.5,
+            pred: &pred,
             ct_window: (-1000.0, 400.0),
             centre: None,
         },
@@ -280,6 +281,7 @@ fn bad_figure_inputs_give_clear_errors() {
     assert!(figures::training_curves(Path::new("/nonexistent/x.png"), &[]).is_err());
     let v = volume(3.0, 0.0);
     let short = &v.prob[..5];
+    let pred = vec![0u8; v.prob.len()];
     let input = PanelInput {
         title: "bad",
         dims: [N; 3],
@@ -289,7 +291,7 @@ fn bad_figure_inputs_give_clear_errors() {
         uncertainty: &v.ent,
         unc_max: 1.0,
         high_unc: 0.5,
-        fg_threshold: 0.5,
+        pred: &pred,
         ct_window: (-1000.0, 400.0),
         centre: None,
     };
