@@ -29,7 +29,9 @@ pub const WEIGHTS_MARKER: &[u8] = b"\n@@WEIGHTS\n";
 
 /// `model_config`: the valid model `model_bytes` with its `config` metadata replaced by the
 /// input (and optionally its first weight bytes overwritten): hostile patch sizes, channels,
-/// `bn_eps`, windows and dropout on real tensors, through the library's default limits.
+/// `bn_eps`, windows, dropout, mask threshold, flips and minimum components on real tensors,
+/// through the library's default limits. The file says the newest `format_version`, so that
+/// every key is read (`model_load` fuzzes the version checks).
 pub fn model_config(model_bytes: &[u8], data: &[u8]) {
     let Some(bytes) = with_config(model_bytes, data) else {
         return;
@@ -50,10 +52,12 @@ pub fn with_config(model_bytes: &[u8], data: &[u8]) -> Option<Vec<u8>> {
     let n = u64::from_le_bytes(model_bytes.get(..8)?.try_into().ok()?) as usize;
     let header = model_bytes.get(8..8usize.checked_add(n)?)?;
     let mut json: serde_json::Value = serde_json::from_slice(header).ok()?;
-    json.get_mut("__metadata__")?.as_object_mut()?.insert(
+    let meta = json.get_mut("__metadata__")?.as_object_mut()?;
+    meta.insert(
         "config".into(),
         String::from_utf8_lossy(config).into_owned().into(),
     );
+    meta.insert("format_version".into(), crate::model::FORMAT_VERSION.into());
     let header = serde_json::to_vec(&json).ok()?;
     let mut tensors = model_bytes[8 + n..].to_vec();
     let k = weights.len().min(tensors.len());
