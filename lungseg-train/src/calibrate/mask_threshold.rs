@@ -367,18 +367,7 @@ pub fn choose_mask_threshold(
     opts: &MaskThresholdOptions,
     on_patch: impl FnMut(),
 ) -> Result<MaskThresholdChoice> {
-    for &t in &opts.candidates {
-        ensure!(
-            t > 0.0 && t < 1.0,
-            "candidate mask threshold {t} is not in (0, 1)"
-        );
-    }
-    for &v in &opts.min_components_mm3 {
-        ensure!(
-            v.is_finite() && v >= 0.0,
-            "candidate minimum component {v} mm³ is not finite and >= 0"
-        );
-    }
+    check_candidates(opts)?;
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
     let idx = split_for_model(&model, &ds, &opts.split)?;
@@ -388,21 +377,7 @@ pub fn choose_mask_threshold(
         min_component_mm3: model.config().min_component_mm3,
     };
     let previous_flips = previous.test_time_flips;
-    let thresholds = with_current(&opts.candidates, previous.threshold, f32::total_cmp);
-    let mins = with_current(
-        &opts.min_components_mm3,
-        previous.min_component_mm3,
-        f64::total_cmp,
-    );
-    let cuts: Vec<Cut> = thresholds
-        .iter()
-        .flat_map(|&threshold| {
-            mins.iter().map(move |&min_component_mm3| Cut {
-                threshold,
-                min_component_mm3,
-            })
-        })
-        .collect();
+    let cuts = candidate_cuts(opts, previous);
     let flips = with_current(&opts.flips, previous_flips, u32::cmp);
     let mut variants = Vec::with_capacity(flips.len());
     for &f in &flips {
@@ -449,6 +424,42 @@ pub fn choose_mask_threshold(
         seed: opts.seed,
         rows,
     })
+}
+
+fn check_candidates(opts: &MaskThresholdOptions) -> Result<()> {
+    for &t in &opts.candidates {
+        ensure!(
+            t > 0.0 && t < 1.0,
+            "candidate mask threshold {t} is not in (0, 1)"
+        );
+    }
+    for &v in &opts.min_components_mm3 {
+        ensure!(
+            v.is_finite() && v >= 0.0,
+            "candidate minimum component {v} mm³ is not finite and >= 0"
+        );
+    }
+    Ok(())
+}
+
+/// Every (threshold, minimum component) of the options and the model's own, threshold-major
+/// (a threshold's components are labelled once for all its minimums).
+fn candidate_cuts(opts: &MaskThresholdOptions, previous: Setting) -> Vec<Cut> {
+    let thresholds = with_current(&opts.candidates, previous.threshold, f32::total_cmp);
+    let mins = with_current(
+        &opts.min_components_mm3,
+        previous.min_component_mm3,
+        f64::total_cmp,
+    );
+    thresholds
+        .iter()
+        .flat_map(|&threshold| {
+            mins.iter().map(move |&min_component_mm3| Cut {
+                threshold,
+                min_component_mm3,
+            })
+        })
+        .collect()
 }
 
 /// The candidates with the model's current value among them, sorted, each once.
