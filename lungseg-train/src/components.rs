@@ -1,7 +1,7 @@
 //! The lesion at the requested point: of a patch mask, keep the 26-connected components that
 //! come within `radius_mm` of the patch centre and drop the rest (vessels, the diaphragm,
 //! another nodule elsewhere in the patch). A post-processing candidate, studied on
-//! calibration patches by `examples/centre_filter_study.rs` and not adopted (docs/training.md,
+//! calibration patches by `examples/mask_filter_study.rs` and not adopted (docs/training.md,
 //! "Keeping the component at the point"); the engine's mask is `lungseg::mask::final_mask`,
 //! whose 26-connected labelling this reuses.
 //!
@@ -37,6 +37,35 @@ pub fn keep_near_centre(
         mask[i as usize] = true;
     }
     Ok(kept.len() as u64)
+}
+
+/// Drops from `mask` the 26-connected components smaller than `min_mm3` that come no nearer
+/// than `radius_mm` to the patch centre: specks away from the requested point go, a small
+/// nodule at it stays. Returns the voxels kept; the same checks as [`keep_near_centre`].
+pub fn drop_small_away_from_centre(
+    mask: &mut [bool],
+    dims_zyx: [usize; 3],
+    spacing_xyz: [f64; 3],
+    min_mm3: f64,
+    radius_mm: f64,
+) -> Result<u64> {
+    let grid = Grid::new(mask.len(), dims_zyx)?;
+    if !(radius_mm.is_finite() && radius_mm >= 0.0 && min_mm3.is_finite() && min_mm3 >= 0.0) {
+        bail!("radius {radius_mm} mm and minimum {min_mm3} mm³ must be finite and >= 0");
+    }
+    if !spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
+        bail!("spacing {spacing_xyz:?} mm must be finite and > 0");
+    }
+    let voxel_mm3: f64 = spacing_xyz.iter().product();
+    let near = |i: u32| within(grid.zyx(i as usize), dims_zyx, spacing_xyz, radius_mm);
+    let dropped = grid.components_where(
+        |i| mask[i],
+        |c| (c.len() as f64 * voxel_mm3) < min_mm3 && !c.iter().any(|&i| near(i)),
+    )?;
+    for &i in &dropped {
+        mask[i as usize] = false;
+    }
+    Ok(mask.iter().filter(|&&m| m).count() as u64)
 }
 
 /// Voxel `zyx` lies within `radius_mm` of the centre voxel (`dims / 2` on each axis).
@@ -124,6 +153,33 @@ mod tests {
         m[idx(2, 2, 2)] = true;
         m[idx(1, 1, 1)] = true;
         assert_eq!(keep_near_centre(&mut m, [4; 3], ONE, 0.0).unwrap(), 2);
+    }
+
+    #[test]
+    fn small_specks_away_from_the_point_go_and_a_small_blob_at_it_stays() {
+        // A 2-voxel blob at the centre, a 2-voxel speck at a corner, a 5-voxel bar far away.
+        let centre = [at(4, 4, 4), at(4, 4, 5)];
+        let speck = [at(0, 0, 0), at(0, 0, 1)];
+        let bar: Vec<usize> = (0..5).map(|x| at(8, 8, x)).collect();
+        let mut m = mask(&[centre.as_slice(), &speck, &bar].concat());
+        assert_eq!(
+            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 2.0).unwrap(),
+            7
+        );
+        assert!(centre.iter().chain(&bar).all(|&i| m[i]));
+        assert!(!m[speck[0]] && !m[speck[1]]);
+        // A small blob 2 voxels off the centre stays within 2 mm and goes within 1 mm.
+        let off = [at(4, 4, 6), at(4, 4, 7)];
+        let mut m = mask(&off);
+        assert_eq!(
+            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 2.0).unwrap(),
+            2
+        );
+        assert_eq!(
+            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 1.0).unwrap(),
+            0
+        );
+        assert!(drop_small_away_from_centre(&mut m, D, ONE, -1.0, 2.0).is_err());
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Would keeping only the mask components near the requested point
-//! (`lungseg_train::components::keep_near_centre`) pay on held-out patches, and at which mask
-//! threshold? A study on calibration patches (never a test seed: it informs a choice).
+//! Would a post-processing of the mask pay on held-out patches, and at which mask threshold?
+//! Keeping only the components near the requested point
+//! (`lungseg_train::components::keep_near_centre`), or dropping the small components that lie
+//! away from it (`drop_small_away_from_centre`). A study on calibration patches (never a test
+//! seed: it informs a choice).
 //!
-//! `cargo run --release -p lungseg-train --example centre_filter_study -- MODEL DATASET SPLIT SEED`
+//! `cargo run --release -p lungseg-train --example mask_filter_study -- MODEL DATASET SPLIT SEED`
 //!
 //! Runs MC dropout on every patch of the split as `evaluate` does (the model's samples,
-//! flips and seeds), then for each mask threshold and centre radius prints the mean Dice over
-//! the nodule patches (all, < 6 mm, 6–10 mm, ≥ 10 mm) and the negatives' cost (bad patches,
-//! mean false-positive volume), from the one metrics layer.
+//! flips and seeds), then for each mask threshold and filter prints the mean Dice over the
+//! nodule patches (all, < 6 mm, 6–10 mm, ≥ 10 mm) and the negatives' cost (bad patches, mean
+//! false-positive volume), from the one metrics layer. The threshold cuts the mean map itself:
+//! the model's own `min_component_mm3` is not applied.
 
 use std::path::Path;
 
@@ -15,22 +18,73 @@ use anyhow::{Context, Result};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::mc_mean;
 use lungseg_train::calibrate::{patch_seed, split_for_model};
-use lungseg_train::components::keep_near_centre;
+use lungseg_train::components::{drop_small_away_from_centre, keep_near_centre};
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::metrics::referral::DEFAULT_BAD_DICE;
 use lungseg_train::metrics::review_scores::DEFAULT_BAD_FP_MM3;
 use lungseg_train::metrics::{is_bad, Confusion, NegativeCost, PatchClass};
 
-const THRESHOLDS: [f32; 7] = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5];
-/// Centre radii in mm; `None` keeps every component (the engine's mask as it is).
-const RADII: [Option<f64>; 6] = [
+const THRESHOLDS: [f32; 11] = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7];
+/// A post-processing of the thresholded mask.
+#[derive(Clone, Copy)]
+enum Filter {
+    /// Every component.
     None,
-    Some(4.0),
-    Some(8.0),
-    Some(12.0),
-    Some(16.0),
-    Some(24.0),
+    /// The components within this many mm of the centre.
+    NearCentre(f64),
+    /// Without the components below `min_mm3` that stay `radius_mm` away from the centre.
+    SmallAway { min_mm3: f64, radius_mm: f64 },
+}
+
+const FILTERS: [Filter; 10] = [
+    Filter::None,
+    Filter::NearCentre(4.0),
+    Filter::NearCentre(8.0),
+    Filter::NearCentre(12.0),
+    Filter::NearCentre(16.0),
+    Filter::NearCentre(24.0),
+    Filter::SmallAway {
+        min_mm3: 32.0,
+        radius_mm: 12.0,
+    },
+    Filter::SmallAway {
+        min_mm3: 64.0,
+        radius_mm: 12.0,
+    },
+    Filter::SmallAway {
+        min_mm3: 64.0,
+        radius_mm: 8.0,
+    },
+    Filter::SmallAway {
+        min_mm3: 256.0,
+        radius_mm: 12.0,
+    },
 ];
+
+impl Filter {
+    fn apply(self, pred: &mut [bool], dims: [usize; 3], spacing: [f64; 3]) -> Result<()> {
+        match self {
+            Filter::None => {}
+            Filter::NearCentre(r) => {
+                keep_near_centre(pred, dims, spacing, r)?;
+            }
+            Filter::SmallAway { min_mm3, radius_mm } => {
+                drop_small_away_from_centre(pred, dims, spacing, min_mm3, radius_mm)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn name(self) -> String {
+        match self {
+            Filter::None => "none".into(),
+            Filter::NearCentre(r) => format!("within {r} mm"),
+            Filter::SmallAway { min_mm3, radius_mm } => {
+                format!("< {min_mm3} mm³ beyond {radius_mm} mm dropped")
+            }
+        }
+    }
+}
 const SIZE_EDGES_MM: [f64; 2] = [6.0, 10.0];
 
 /// One patch's outcome under one (threshold, radius) setting.
@@ -43,14 +97,14 @@ struct Outcome {
 struct PatchInfo {
     class: PatchClass,
     diameter_mm: Option<f64>,
-    /// Indexed `[threshold][radius]`.
+    /// Indexed `[threshold][filter]`.
     outcomes: Vec<Vec<Outcome>>,
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model, data, split, seed] = args.as_slice() else {
-        anyhow::bail!("usage: centre_filter_study MODEL DATASET SPLIT SEED");
+        anyhow::bail!("usage: mask_filter_study MODEL DATASET SPLIT SEED");
     };
     let seed: u64 = seed.parse().context("SEED")?;
     let model = Model::open(Path::new(model))?;
@@ -77,12 +131,10 @@ fn study_patch(model: &Model, ds: &PatchDataset, i: usize, seed: u64) -> Result<
     let class = PatchClass::of(rec.label == 1, gt_voxels);
     let mut outcomes = Vec::with_capacity(THRESHOLDS.len());
     for &t in &THRESHOLDS {
-        let mut row = Vec::with_capacity(RADII.len());
-        for &radius in &RADII {
+        let mut row = Vec::with_capacity(FILTERS.len());
+        for filter in FILTERS {
             let mut pred: Vec<bool> = mean.iter().map(|&p| p >= t).collect();
-            if let Some(r) = radius {
-                keep_near_centre(&mut pred, patch.shape, spacing, r)?;
-            }
+            filter.apply(&mut pred, patch.shape, spacing)?;
             let pred: Vec<u8> = pred.into_iter().map(u8::from).collect();
             let c = Confusion::from_masks(&patch.mask, &pred)?;
             row.push(Outcome {
@@ -128,10 +180,10 @@ fn print_table(patches: &[PatchInfo]) {
             .filter(|p| p.class == PatchClass::Negative)
             .count()
     );
-    println!("| threshold | centre radius | mean Dice | < 6 mm | 6-10 mm | >= 10 mm | bad negatives | mean FP mm³ |");
+    println!("| threshold | filter | mean Dice | < 6 mm | 6-10 mm | >= 10 mm | bad negatives | mean FP mm³ |");
     println!("|---|---|---|---|---|---|---|---|");
     for (ti, t) in THRESHOLDS.iter().enumerate() {
-        for (ri, r) in RADII.iter().enumerate() {
+        for (ri, filter) in FILTERS.iter().enumerate() {
             let dice_of = |keep: &dyn Fn(&PatchInfo) -> bool| {
                 mean(
                     nodules
@@ -158,7 +210,7 @@ fn print_table(patches: &[PatchInfo]) {
             );
             println!(
                 "| {t} | {} | {:.4} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
-                r.map_or("none".into(), |r| format!("{r} mm")),
+                filter.name(),
                 dice_of(&|_| true),
                 dice_of(&|p| bin(p) == 0),
                 dice_of(&|p| bin(p) == 1),
