@@ -20,6 +20,22 @@ use crate::model::ModelConfig;
 /// its voxel count. Fails when a buffer's length is not the patch's voxel count or the
 /// scratch of the component pass cannot be allocated.
 pub fn final_mask(cfg: &ModelConfig, mean: &[f32], out: &mut [u8]) -> Result<u64> {
+    let mut scratch = ComponentScratch::new(if cfg.min_component_mm3 > 0.0 {
+        cfg.patch_voxels()
+    } else {
+        0
+    })?;
+    final_mask_with(cfg, mean, out, &mut scratch)
+}
+
+/// [`final_mask`] with the component pass's buffers given (allocation-free when `scratch` holds
+/// the patch's voxel count, as the MC reduction's does).
+pub fn final_mask_with(
+    cfg: &ModelConfig,
+    mean: &[f32],
+    out: &mut [u8],
+    scratch: &mut ComponentScratch,
+) -> Result<u64> {
     let n = cfg.patch_voxels();
     if mean.len() != n || out.len() != n {
         return Err(Error::invalid(format!(
@@ -33,7 +49,7 @@ pub fn final_mask(cfg: &ModelConfig, mean: &[f32], out: &mut [u8]) -> Result<u64
     }
     let [x, y, z] = cfg.patch_size;
     let voxel_mm3 = cfg.spacing_mm.iter().product();
-    drop_small_components(out, [z, y, x], voxel_mm3, cfg.min_component_mm3)
+    drop_small_components_with(out, [z, y, x], voxel_mm3, cfg.min_component_mm3, scratch)
 }
 
 /// Clears in `mask` (0/1) the 26-connected components whose volume (voxels × `voxel_mm3`) is
@@ -43,6 +59,18 @@ pub fn drop_small_components(
     dims_zyx: [usize; 3],
     voxel_mm3: f64,
     min_mm3: f64,
+) -> Result<u64> {
+    let mut scratch = ComponentScratch::new(if min_mm3 > 0.0 { mask.len() } else { 0 })?;
+    drop_small_components_with(mask, dims_zyx, voxel_mm3, min_mm3, &mut scratch)
+}
+
+/// [`drop_small_components`] with the component pass's buffers given.
+pub fn drop_small_components_with(
+    mask: &mut [u8],
+    dims_zyx: [usize; 3],
+    voxel_mm3: f64,
+    min_mm3: f64,
+    scratch: &mut ComponentScratch,
 ) -> Result<u64> {
     let grid = Grid::new(mask.len(), dims_zyx)?;
     if !(voxel_mm3.is_finite() && voxel_mm3 > 0.0) {
@@ -56,14 +84,52 @@ pub fn drop_small_components(
         )));
     }
     if min_mm3 > 0.0 {
-        let keep = |c: &[u32]| c.len() as f64 * voxel_mm3 >= min_mm3;
-        let is_fg = |i: usize| mask[i] != 0;
-        let dropped = grid.components_where(is_fg, |c| !keep(c))?;
-        for i in dropped {
-            mask[i as usize] = 0;
+        let small = |c: &[u32]| (c.len() as f64 * voxel_mm3) < min_mm3;
+        grid.mark_components(|i| mask[i] != 0, scratch, small)?;
+        for (m, &state) in mask.iter_mut().zip(&scratch.state) {
+            if state == SELECTED {
+                *m = 0;
+            }
         }
     }
     Ok(mask.iter().map(|&m| u64::from(m != 0)).sum())
+}
+
+/// What [`Grid::mark_components`] left at a voxel.
+const UNSEEN: u8 = 0;
+const PASSED: u8 = 1;
+const SELECTED: u8 = 2;
+
+/// The buffers of a component pass, allocated once for a patch size (the MC reduction keeps
+/// one, so that a steady-state prediction allocates nothing).
+#[derive(Debug, Default)]
+pub struct ComponentScratch {
+    /// Per voxel: unseen, in a component passed over, or in a selected one.
+    state: Vec<u8>,
+    /// The component being filled, which is also its breadth-first queue.
+    members: Vec<u32>,
+}
+
+impl ComponentScratch {
+    /// Buffers for patches of up to `voxels` voxels.
+    pub fn new(voxels: usize) -> Result<ComponentScratch> {
+        let mut members = Vec::new();
+        members
+            .try_reserve_exact(voxels)
+            .map_err(|_| Error::oom(format!("cannot allocate {voxels} component indices")))?;
+        Ok(ComponentScratch {
+            state: try_vec(voxels, "component labels")?,
+            members,
+        })
+    }
+
+    /// Heap bytes per voxel of the buffers.
+    pub const BYTES_PER_VOXEL: usize = 1 + std::mem::size_of::<u32>();
+
+    /// Heap bytes held.
+    pub fn held_bytes(&self) -> usize {
+        self.state.capacity() + self.members.capacity() * std::mem::size_of::<u32>()
+    }
 }
 
 /// Index arithmetic and connectivity of a z-major patch.
@@ -98,41 +164,58 @@ impl Grid {
         [i / (ny * nx), (i / nx) % ny, i % nx]
     }
 
-    /// The voxels of every 26-connected component of `{i : is_fg(i)}` for which `select`
-    /// holds, in one list (components in the order of their first voxel).
-    pub fn components_where(
+    /// Marks in `scratch` the voxels of every 26-connected component of `{i : is_fg(i)}` for
+    /// which `select` holds. Allocation-free when `scratch` holds this grid's voxel count.
+    pub fn mark_components(
         &self,
         is_fg: impl Fn(usize) -> bool,
+        scratch: &mut ComponentScratch,
         mut select: impl FnMut(&[u32]) -> bool,
-    ) -> Result<Vec<u32>> {
-        let mut seen = try_vec::<bool>(self.len, "component labels")?;
-        // Breadth-first: `members[start..]` is the component being filled and its queue.
-        let mut members: Vec<u32> = Vec::new();
-        let mut selected: Vec<u32> = Vec::new();
+    ) -> Result<()> {
+        if scratch.state.len() < self.len {
+            *scratch = ComponentScratch::new(self.len)?;
+        }
+        let ComponentScratch { state, members } = scratch;
+        state[..self.len].fill(UNSEEN);
         for seed in 0..self.len {
-            if seen[seed] || !is_fg(seed) {
+            if state[seed] != UNSEEN || !is_fg(seed) {
                 continue;
             }
-            seen[seed] = true;
-            let start = members.len();
+            state[seed] = PASSED;
+            members.clear();
             members.push(seed as u32);
-            let mut head = start;
+            let mut head = 0;
             while head < members.len() {
                 let i = members[head] as usize;
                 head += 1;
                 self.neighbours(i, |j| {
-                    if !seen[j] && is_fg(j) {
-                        seen[j] = true;
+                    if state[j] == UNSEEN && is_fg(j) {
+                        state[j] = PASSED;
                         members.push(j as u32);
                     }
                 });
             }
-            if select(&members[start..]) {
-                selected.extend_from_slice(&members[start..]);
+            if select(members) {
+                for &i in members.iter() {
+                    state[i as usize] = SELECTED;
+                }
             }
-            members.truncate(start);
         }
-        Ok(selected)
+        Ok(())
+    }
+
+    /// The voxels of every 26-connected component of `{i : is_fg(i)}` for which `select`
+    /// holds, in voxel order.
+    pub fn components_where(
+        &self,
+        is_fg: impl Fn(usize) -> bool,
+        select: impl FnMut(&[u32]) -> bool,
+    ) -> Result<Vec<u32>> {
+        let mut scratch = ComponentScratch::new(self.len)?;
+        self.mark_components(is_fg, &mut scratch, select)?;
+        Ok((0..self.len as u32)
+            .filter(|&i| scratch.state[i as usize] == SELECTED)
+            .collect())
     }
 
     /// Calls `f` with each of the (up to 26) neighbours of voxel `i` inside the patch.

@@ -88,9 +88,9 @@ fn library_threads() -> usize {
 
 fn main() {
     // Large enough that layers run in parallel (the pool's helpers are exercised), with
-    // element dropout so that the per-sample masking runs too.
-    let cfg =
-        r#"{"channels":[4,8,16],"patch_size":[32,32,32],"dropout":{"p":0.2,"kind":"element"}}"#;
+    // element dropout so that the per-sample masking runs too, and a minimum mask component
+    // so that the final mask's component pass runs in every MC call.
+    let cfg = r#"{"channels":[4,8,16],"patch_size":[32,32,32],"dropout":{"p":0.2,"kind":"element"},"min_component_mm3":4}"#;
     let tmp = std::env::temp_dir().join(format!("lungseg-no-alloc-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let file = tmp.join("model.safetensors");

@@ -574,11 +574,10 @@ fn summarise(
     maps: &mut UncertaintyMaps<'_>,
 ) -> Result<PatchSummary> {
     let cfg = network.config();
-    let mut mean = crate::error::try_vec::<f32>(cfg.patch_voxels(), "mean map")?;
     let mut region = 0u64;
     let (mut sp, mut sh, mut smi, mut svar) = (0f64, 0f64, 0f64, 0f64);
     let mut expected_volume = 0f64;
-    for (i, m) in mean.iter_mut().enumerate() {
+    for i in 0..cfg.patch_voxels() {
         let v = stats.voxel(i);
         let put = |m: &mut Option<&mut [f32]>, x: f32| {
             if let Some(m) = m {
@@ -589,7 +588,6 @@ fn summarise(
         put(&mut maps.variance, v.variance);
         put(&mut maps.entropy, v.entropy);
         put(&mut maps.mutual_info, v.mutual_info);
-        *m = v.mean;
         expected_volume += f64::from(v.mean);
         if v.any_foreground {
             region += 1;
@@ -599,13 +597,7 @@ fn summarise(
             svar += f64::from(v.variance);
         }
     }
-    let mut mask = crate::error::try_vec::<u8>(cfg.patch_voxels(), "final mask")?;
-    let fg = crate::mask::final_mask(cfg, &mean, &mut mask)?;
-    let mut mask_entropy = 0f64;
-    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m != 0) {
-        mask_entropy += f64::from(crate::stats::entropy_bits(mean[i]));
-        stats.mark_final(i);
-    }
+    let (fg, mask_entropy) = stats.finish_mask(cfg)?;
     let avg = |s: f64| {
         if region > 0 {
             (s / region as f64) as f32

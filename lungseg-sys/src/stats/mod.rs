@@ -9,6 +9,8 @@
 pub mod masks;
 
 use crate::error::{try_vec, Error, Result};
+use crate::mask::ComponentScratch;
+use crate::model::ModelConfig;
 use masks::{SampleMasks, StructureMeasures};
 
 /// Most MC samples one call may ask for (the per-sample masks are sized for it).
@@ -23,6 +25,11 @@ pub(crate) struct Stats {
     m2: Vec<f64>,
     sum_h: Vec<f64>,
     masks: SampleMasks,
+    /// The mean in f32 as the maps hold it, the final mask cut from it, and its component
+    /// pass's buffers: kept here so that a steady-state call allocates nothing.
+    mean_f32: Vec<f32>,
+    final_mask: Vec<u8>,
+    components: ComponentScratch,
 }
 
 /// Binary entropy in bits of a probability, computed in f64.
@@ -44,8 +51,12 @@ pub struct VoxelStats {
 }
 
 impl Stats {
-    /// Heap bytes per voxel of the running sums `mean`, `m2` and `sum_h`.
-    const BYTES_PER_VOXEL: usize = 3 * std::mem::size_of::<f64>();
+    /// Heap bytes per voxel of the running sums `mean`, `m2` and `sum_h`, the f32 mean, the
+    /// final mask and its component pass.
+    const BYTES_PER_VOXEL: usize = 3 * std::mem::size_of::<f64>()
+        + std::mem::size_of::<f32>()
+        + 1
+        + ComponentScratch::BYTES_PER_VOXEL;
 
     /// Heap bytes of statistics for `voxels` voxels and up to `samples` samples (the sample
     /// masks included); `None` on overflow.
@@ -64,6 +75,9 @@ impl Stats {
             m2: try_vec(voxels, "MC statistics")?,
             sum_h: try_vec(voxels, "MC statistics")?,
             masks: SampleMasks::new(voxels, samples)?,
+            mean_f32: try_vec(voxels, "MC statistics")?,
+            final_mask: try_vec(voxels, "final mask")?,
+            components: ComponentScratch::new(voxels)?,
         })
     }
 
@@ -141,10 +155,28 @@ impl Stats {
         })
     }
 
-    /// Puts voxel `i` into the final mask (mean ≥ the mask threshold) that [`Self::structure`]
-    /// compares with.
-    pub fn mark_final(&mut self, i: usize) {
-        self.masks.mark_final(i);
+    /// Cuts the final mask of the current mean (`crate::mask::final_mask` with `cfg`'s
+    /// threshold and minimum component), marks it for [`Self::structure`], and returns its
+    /// voxel count and the sum of the predictive entropy over it. `cfg` must be the model of
+    /// the patch these statistics were made for.
+    pub fn finish_mask(&mut self, cfg: &ModelConfig) -> Result<(u64, f64)> {
+        for (m, &x) in self.mean_f32.iter_mut().zip(&self.mean) {
+            *m = x as f32;
+        }
+        let fg = crate::mask::final_mask_with(
+            cfg,
+            &self.mean_f32,
+            &mut self.final_mask,
+            &mut self.components,
+        )?;
+        let mut entropy = 0f64;
+        for (i, &m) in self.final_mask.iter().enumerate() {
+            if m != 0 {
+                entropy += f64::from(entropy_bits(self.mean_f32[i]));
+                self.masks.mark_final(i);
+            }
+        }
+        Ok((fg, entropy))
     }
 
     /// The structure-wise measures of the samples so far against the marked final mask.
@@ -169,7 +201,11 @@ impl Stats {
     /// Heap bytes this holds, counted from its buffers (tests check [`Self::bytes`] with it).
     #[cfg(test)]
     pub fn held_bytes(&self) -> usize {
-        8 * (self.mean.len() + self.m2.len() + self.sum_h.len()) + self.masks.held_bytes()
+        8 * (self.mean.len() + self.m2.len() + self.sum_h.len())
+            + self.masks.held_bytes()
+            + 4 * self.mean_f32.len()
+            + self.final_mask.len()
+            + self.components.held_bytes()
     }
 
     pub fn samples(&self) -> u32 {
