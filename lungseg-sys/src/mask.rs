@@ -7,8 +7,9 @@
 //! Why a minimum size: averaging dropout samples leaves specks of a few voxels where single
 //! samples fired (a vessel bifurcation, the edge of the diaphragm); on a patch without a
 //! nodule each one is a false positive, and a speck just over the evaluation's bad-negative
-//! volume costs what a missed nodule does. Dropping components below the volume of the
-//! smallest nodule worth reporting removes them and nothing else a reader would measure.
+//! volume costs what a missed nodule does. The price is the nodules of that size: a size rule
+//! alone cannot tell them from specks (docs/training.md, stage 12), so the shipped model keeps
+//! every component.
 //!
 //! Patches are z-major with x fastest (`dims_zyx`); a component's volume is its voxel count
 //! times the volume of one voxel.
