@@ -46,6 +46,11 @@ impl PatchRecord {
     pub fn voxels(&self) -> usize {
         self.shape.iter().product()
     }
+
+    /// Volume of one voxel in mm³: the patch's spacing, else `model_spacing` (the model's).
+    pub fn voxel_mm3(&self, model_spacing: [f64; 3]) -> f64 {
+        self.spacing_mm.unwrap_or(model_spacing).iter().product()
+    }
 }
 
 /// One patch in memory: HU and mask, z-major with x fastest.

@@ -488,10 +488,9 @@ fn tally_patches(
     for &i in idx {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
-        let [sx, sy, sz] = rec.spacing_mm.unwrap_or(spacing);
         let shape = PatchShape {
             dims: rec.shape,
-            voxel_mm3: sx * sy * sz,
+            voxel_mm3: rec.voxel_mm3(spacing),
         };
         let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
         if class != PatchClass::Partial {

@@ -228,11 +228,7 @@ pub fn collect_logits(
         let mut det = vec![0f32; n];
         mc::predict(probe, &patch.hu, &mut det, 0).with_context(|| format!("patch {}", rec.id))?;
         det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
-        let voxel_mm3 = rec
-            .spacing_mm
-            .unwrap_or(probe.config().spacing_mm)
-            .iter()
-            .product();
+        let voxel_mm3 = rec.voxel_mm3(probe.config().spacing_mm);
         let pred =
             predicted_mask(&mean, rec.shape, voxel_mm3, &eval).map_err(anyhow::Error::msg)?;
         let roi =

@@ -175,13 +175,12 @@ pub fn score_patches(
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
         let (s, m) = run_patch(model, rec, &patch, samples, seed)?;
-        let [sx, sy, sz] = rec.spacing_mm.unwrap_or(model_spacing);
         let candidates = candidate_scores(&s, &m.det, eval.fg_threshold);
         acc.add_patch(&PatchInput {
             id: &rec.id,
             scan: &rec.seriesuid,
             dims: rec.shape,
-            voxel_mm3: sx * sy * sz,
+            voxel_mm3: rec.voxel_mm3(model_spacing),
             centred_on_nodule: rec.label == 1,
             diameter_mm: rec.diameter_mm,
             gt: &patch.mask,
