@@ -152,6 +152,7 @@ int main(int argc, char **argv) {
         char path[4096];
         float mask_threshold = 0.5f;
         double min_component_mm3 = 0.0;
+        double spare_radius_mm = 0.0;
         uint64_t mask_voxels = 0;
         if (!mask) return 1;
         memset(&spec, 0, sizeof spec);
@@ -164,7 +165,10 @@ int main(int argc, char **argv) {
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_mask_threshold", st);
         st = lungseg_model_get_min_component_mm3(model, &min_component_mm3);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_min_component_mm3", st);
-        /* The library's own mask: the threshold, then components below the minimum dropped. */
+        st = lungseg_model_get_min_component_spare_radius_mm(model, &spare_radius_mm);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_min_component_spare_radius_mm", st);
+        /* The library's own mask: the threshold, then components below the minimum dropped
+         * unless they come closer than the spare radius to the asked-for point. */
         st = lungseg_final_mask(model, mean, voxels, mask, &mask_voxels);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_final_mask", st);
         if (st == LUNGSEG_OK && mask_voxels != out.summary.foreground_voxels) {
@@ -175,6 +179,7 @@ int main(int argc, char **argv) {
         /* %.9g round-trips a float, %.17g a double: a reader can redo the mask exactly. */
         printf("mask threshold: %.9g\n", mask_threshold);
         printf("minimum component: %.17g mm3\n", min_component_mm3);
+        printf("component spare radius: %.17g mm\n", spare_radius_mm);
         snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
         st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);

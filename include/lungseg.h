@@ -294,7 +294,8 @@ typedef struct lungseg_mc_options {
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
 typedef struct lungseg_patch_summary {
   // Voxels of the final mask: mean probability >= the model's mask threshold, in
-  // components of at least its minimum volume (`lungseg_final_mask` gives the mask).
+  // components of at least its minimum volume or near the patch centre
+  // (`lungseg_final_mask` gives the mask).
   uint64_t foreground_voxels;
   // Their volume in mm³ and the diameter of a sphere of that volume.
   double volume_mm3;
@@ -590,9 +591,19 @@ enum lungseg_status lungseg_model_get_test_time_flips(const struct lungseg_model
 enum lungseg_status lungseg_model_get_min_component_mm3(const struct lungseg_model *model,
                                                         double *out);
 
+// The radius around the patch centre within which `model` keeps small mask components, in
+// mm (`config.min_component_spare_radius_mm` of the model file; 0 unless the file names
+// another), written to `*out`: a component below the minimum volume
+// (`lungseg_model_get_min_component_mm3`) is kept when one of its voxels is closer than this
+// to the centre voxel (index size / 2 on each axis, the point `lungseg_predict_uncertainty_at`
+// was asked about), distances between voxel centres at the model's spacing.
+enum lungseg_status lungseg_model_get_min_component_spare_radius_mm(const struct lungseg_model *model,
+                                                                    double *out);
+
 // The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
 // is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`) and its
-// 26-connected component has at least `lungseg_model_get_min_component_mm3` mm³, else 0.
+// 26-connected component has at least `lungseg_model_get_min_component_mm3` mm³ or comes
+// closer than `lungseg_model_get_min_component_spare_radius_mm` to the patch centre, else 0.
 // `mean` and `mask` hold `len` elements, the model's patch voxel count (z-major, x fastest),
 // and must not overlap; `*foreground_voxels` (may be NULL) gets the mask's voxel count.
 enum lungseg_status lungseg_final_mask(const struct lungseg_model *model,

@@ -98,10 +98,12 @@ for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
     # The maps must read in SimpleITK, on the model's grid centred on the queried point, and
     # the scan written back must be the scan.
     # The mask is the mean at the model's own threshold with the components below its minimum
-    # dropped, both printed by the example; SimpleITK's connected components redo it.
+    # dropped unless a voxel of theirs is closer than the spare radius to the queried point,
+    # all printed by the example; SimpleITK's connected components and physical points redo it.
     threshold=$(sed -n 's/^mask threshold: //p' "$WORK/$name.out")
     min_mm3=$(sed -n 's/^minimum component: \(.*\) mm3$/\1/p' "$WORK/$name.out")
-    python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" "$threshold" "$min_mm3" <<'PY' || { echo "FAIL $name: written maps"; status=1; continue; }
+    radius=$(sed -n 's/^component spare radius: \(.*\) mm$/\1/p' "$WORK/$name.out")
+    python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" "$threshold" "$min_mm3" "$radius" <<'PY' || { echo "FAIL $name: written maps"; status=1; continue; }
 import sys
 import SimpleITK as sitk, numpy as np
 d, scan = sys.argv[1], sys.argv[2]
@@ -118,10 +120,17 @@ for a in range(3):
 m = sitk.GetArrayFromImage(mean)
 assert m.min() >= 0 and m.max() <= 1
 cut = sitk.GetImageFromArray((m >= t).astype(np.uint8))
+cut.CopyInformation(mean)
 cc = sitk.GetArrayFromImage(sitk.ConnectedComponent(cut, True))
 sizes = np.bincount(cc.ravel())
 voxel_mm3 = sp[0] * sp[1] * sp[2]
 keep = sizes * voxel_mm3 >= float(sys.argv[7])
+r = float(sys.argv[8])
+centre = np.array(mean.TransformIndexToPhysicalPoint([s // 2 for s in size]))
+for label in [k for k in range(1, len(sizes)) if r > 0 and not keep[k]]:
+    zyx = np.argwhere(cc == label)
+    pts = np.array([mean.TransformIndexToPhysicalPoint((int(x), int(y), int(z))) for z, y, x in zyx])
+    keep[label] = (((pts - centre) ** 2).sum(axis=1) < r * r).any()
 keep[0] = False
 assert (sitk.GetArrayFromImage(mask) == keep[cc]).all()
 a, b = sitk.ReadImage(scan), sitk.ReadImage(d + "/scan.mha")

@@ -1,27 +1,134 @@
 //! The final mask of a prediction, the one definition every consumer uses: voxels whose mean
-//! probability is at least `config.mask_threshold`, then the 26-connected components smaller
-//! than `config.min_component_mm3` dropped (MONAI's `RemoveSmallObjects`; 0 keeps them all).
-//! The patch summary counts it, `lungseg_final_mask` hands it to C callers, and the training
-//! crate scores and calibrates with it.
+//! probability is at least `config.mask_threshold`, then the small 26-connected components
+//! dropped ([`SmallComponents`]: smaller than `config.min_component_mm3` and no voxel closer
+//! than `config.min_component_spare_radius_mm` to the patch centre; 0 keeps them all). The
+//! patch summary counts it, `lungseg_final_mask` hands it to C callers, and the training crate
+//! scores and calibrates with it.
 //!
 //! Why a minimum size: averaging dropout samples leaves specks of a few voxels where single
 //! samples fired (a vessel bifurcation, the edge of the diaphragm); on a patch without a
 //! nodule each one is a false positive, and a speck just over the evaluation's bad-negative
-//! volume costs what a missed nodule does. The price is the nodules of that size: a size rule
-//! alone cannot tell them from specks (docs/training.md, stage 12), so the shipped model keeps
-//! every component.
+//! volume costs what a missed nodule does. A size rule alone cannot tell such specks from the
+//! smallest nodules (docs/training.md, stage 12). Why the spare radius: a patch is cut around
+//! the point the caller asks about (`lungseg_predict_uncertainty_at`), so a small component at
+//! that point is the nodule asked about and one far from it is not; the radius keeps the
+//! first and lets the minimum take the second.
 //!
 //! Patches are z-major with x fastest (`dims_zyx`); a component's volume is its voxel count
-//! times the volume of one voxel.
+//! times the volume of one voxel; distances are between voxel centres in mm, from the centre
+//! voxel (`size / 2` on each axis, `crate::patch`'s convention).
 
 use crate::error::{try_vec, Error, Result};
 use crate::model::ModelConfig;
+
+/// A patch's voxel grid: dimensions (z, y, x) and spacing (x, y, z) in mm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PatchGrid {
+    pub dims_zyx: [usize; 3],
+    pub spacing_xyz: [f64; 3],
+}
+
+impl PatchGrid {
+    /// The grid of `cfg`'s patches.
+    pub fn of(cfg: &ModelConfig) -> PatchGrid {
+        let [x, y, z] = cfg.patch_size;
+        PatchGrid {
+            dims_zyx: [z, y, x],
+            spacing_xyz: cfg.spacing_mm,
+        }
+    }
+
+    /// Volume of one voxel, mm³.
+    pub fn voxel_mm3(&self) -> f64 {
+        self.spacing_xyz.iter().product()
+    }
+
+    /// Squared distance in mm² from the centre of voxel `zyx` to the centre of the patch's
+    /// centre voxel (`dims / 2` on each axis).
+    pub fn centre_distance_mm2(&self, zyx: [usize; 3]) -> f64 {
+        let [sx, sy, sz] = self.spacing_xyz;
+        let spacing_zyx = [sz, sy, sx];
+        (0..3)
+            .map(|a| {
+                let off = zyx[a] as f64 - (self.dims_zyx[a] / 2) as f64;
+                (off * spacing_zyx[a]).powi(2)
+            })
+            .sum()
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(Error::invalid(format!(
+                "spacing {:?} mm must be finite and > 0",
+                self.spacing_xyz
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which 26-connected components the final mask drops: those smaller than `min_mm3` none of
+/// whose voxels is closer than `spare_radius_mm` to the patch centre. `min_mm3` 0 drops none;
+/// `spare_radius_mm` 0 spares none.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SmallComponents {
+    pub min_mm3: f64,
+    pub spare_radius_mm: f64,
+}
+
+impl SmallComponents {
+    /// The rule of `cfg` (`min_component_mm3`, `min_component_spare_radius_mm`).
+    pub fn of(cfg: &ModelConfig) -> SmallComponents {
+        SmallComponents {
+            min_mm3: cfg.min_component_mm3,
+            spare_radius_mm: cfg.min_component_spare_radius_mm,
+        }
+    }
+
+    /// Whether the rule drops anything at all.
+    pub fn is_active(&self) -> bool {
+        self.min_mm3 > 0.0
+    }
+
+    /// Whether a component of `volume_mm3` whose nearest voxel lies `nearest_mm2` (squared mm)
+    /// from the patch centre is dropped: the one definition, also used by the training crate's
+    /// calibration, which counts components without redrawing masks.
+    pub fn drops(&self, volume_mm3: f64, nearest_mm2: f64) -> bool {
+        volume_mm3 < self.min_mm3 && nearest_mm2 >= self.spare_radius_mm * self.spare_radius_mm
+    }
+
+    /// The same rule with the radius set to 0 where it changes nothing (no minimum), so that
+    /// equal masks have equal rules.
+    pub fn canonical(self) -> SmallComponents {
+        if self.is_active() {
+            self
+        } else {
+            SmallComponents::default()
+        }
+    }
+
+    /// Both finite and ≥ 0.
+    pub fn check(&self) -> Result<()> {
+        let (v, r) = (self.min_mm3, self.spare_radius_mm);
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(Error::invalid(format!(
+                "minimum component volume {v} mm³ must be finite and >= 0"
+            )));
+        }
+        if !(r.is_finite() && r >= 0.0) {
+            return Err(Error::invalid(format!(
+                "component spare radius {r} mm must be finite and >= 0"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Writes the final mask of `mean` (one patch of `cfg`'s model) into `out` as 0/1 and returns
 /// its voxel count. Fails when a buffer's length is not the patch's voxel count or the
 /// scratch of the component pass cannot be allocated.
 pub fn final_mask(cfg: &ModelConfig, mean: &[f32], out: &mut [u8]) -> Result<u64> {
-    let mut scratch = ComponentScratch::new(if cfg.min_component_mm3 > 0.0 {
+    let mut scratch = ComponentScratch::new(if SmallComponents::of(cfg).is_active() {
         cfg.patch_voxels()
     } else {
         0
@@ -48,45 +155,44 @@ pub fn final_mask_with(
     for (m, &p) in out.iter_mut().zip(mean) {
         *m = u8::from(p >= cfg.mask_threshold);
     }
-    let [x, y, z] = cfg.patch_size;
-    let voxel_mm3 = cfg.spacing_mm.iter().product();
-    drop_small_components_with(out, [z, y, x], voxel_mm3, cfg.min_component_mm3, scratch)
+    drop_small_components_with(out, PatchGrid::of(cfg), SmallComponents::of(cfg), scratch)
 }
 
-/// Clears in `mask` (0/1) the 26-connected components whose volume (voxels × `voxel_mm3`) is
-/// below `min_mm3`; returns the voxels left. `min_mm3` 0 leaves the mask as it is.
+/// Clears in `mask` (0/1, on `grid`) the 26-connected components `rule` drops; returns the
+/// voxels left.
 pub fn drop_small_components(
     mask: &mut [u8],
-    dims_zyx: [usize; 3],
-    voxel_mm3: f64,
-    min_mm3: f64,
+    grid: PatchGrid,
+    rule: SmallComponents,
 ) -> Result<u64> {
-    let mut scratch = ComponentScratch::new(if min_mm3 > 0.0 { mask.len() } else { 0 })?;
-    drop_small_components_with(mask, dims_zyx, voxel_mm3, min_mm3, &mut scratch)
+    let mut scratch = ComponentScratch::new(if rule.is_active() { mask.len() } else { 0 })?;
+    drop_small_components_with(mask, grid, rule, &mut scratch)
 }
 
 /// [`drop_small_components`] with the component pass's buffers given.
 pub fn drop_small_components_with(
     mask: &mut [u8],
-    dims_zyx: [usize; 3],
-    voxel_mm3: f64,
-    min_mm3: f64,
+    grid: PatchGrid,
+    rule: SmallComponents,
     scratch: &mut ComponentScratch,
 ) -> Result<u64> {
-    let grid = Grid::new(mask.len(), dims_zyx)?;
-    if !(voxel_mm3.is_finite() && voxel_mm3 > 0.0) {
-        return Err(Error::invalid(format!(
-            "voxel volume {voxel_mm3} mm³ must be finite and > 0"
-        )));
-    }
-    if !(min_mm3.is_finite() && min_mm3 >= 0.0) {
-        return Err(Error::invalid(format!(
-            "minimum component volume {min_mm3} mm³ must be finite and >= 0"
-        )));
-    }
-    if min_mm3 > 0.0 {
-        let small = |c: &[u32]| (c.len() as f64 * voxel_mm3) < min_mm3;
-        grid.mark_components(|i| mask[i] != 0, scratch, small)?;
+    let labels = Grid::new(mask.len(), grid.dims_zyx)?;
+    grid.check()?;
+    rule.check()?;
+    if rule.is_active() {
+        let voxel_mm3 = grid.voxel_mm3();
+        let dropped = |c: &[u32]| {
+            let volume = c.len() as f64 * voxel_mm3;
+            if volume >= rule.min_mm3 {
+                return false;
+            }
+            let nearest = c
+                .iter()
+                .map(|&i| grid.centre_distance_mm2(labels.zyx(i as usize)))
+                .fold(f64::INFINITY, f64::min);
+            rule.drops(volume, nearest)
+        };
+        labels.mark_components(|i| mask[i] != 0, scratch, dropped)?;
         for (m, &state) in mask.iter_mut().zip(&scratch.state) {
             if state == SELECTED {
                 *m = 0;
@@ -242,7 +348,19 @@ mod tests {
     use super::*;
 
     const D: [usize; 3] = [6, 7, 8];
-    const ONE: f64 = 1.0;
+    const ONE: [f64; 3] = [1.0, 1.0, 1.0];
+
+    fn drop_below(m: &mut [u8], dims: [usize; 3], spacing: [f64; 3], min_mm3: f64) -> Result<u64> {
+        let grid = PatchGrid {
+            dims_zyx: dims,
+            spacing_xyz: spacing,
+        };
+        let rule = SmallComponents {
+            min_mm3,
+            spare_radius_mm: 0.0,
+        };
+        drop_small_components(m, grid, rule)
+    }
 
     fn at(z: usize, y: usize, x: usize) -> usize {
         (z * 7 + y) * 8 + x
@@ -320,11 +438,11 @@ mod tests {
         let bar = [at(4, 5, 4), at(4, 5, 5), at(4, 5, 6)];
         let speck = [at(5, 0, 7)];
         let mut m = mask(&[cube.as_slice(), &bar, &speck].concat());
-        assert_eq!(drop_small_components(&mut m, D, ONE, 3.0).unwrap(), 11);
+        assert_eq!(drop_below(&mut m, D, ONE, 3.0).unwrap(), 11);
         assert!(bar.iter().all(|&i| m[i] == 1) && m[speck[0]] == 0);
-        assert_eq!(drop_small_components(&mut m, D, ONE, 3.5).unwrap(), 8);
+        assert_eq!(drop_below(&mut m, D, ONE, 3.5).unwrap(), 8);
         assert!(cube.iter().all(|&i| m[i] == 1));
-        assert_eq!(drop_small_components(&mut m, D, ONE, 0.0).unwrap(), 8);
+        assert_eq!(drop_below(&mut m, D, ONE, 0.0).unwrap(), 8);
     }
 
     #[test]
@@ -332,15 +450,15 @@ mod tests {
         // 3 voxels of 0.5 mm³ (0.5 × 0.5 × 2 mm) are 1.5 mm³.
         let bar = [at(1, 1, 1), at(1, 1, 2), at(1, 1, 3)];
         let mut m = mask(&bar);
-        assert_eq!(drop_small_components(&mut m, D, 0.5, 1.5).unwrap(), 3);
-        assert_eq!(drop_small_components(&mut m, D, 0.5, 1.6).unwrap(), 0);
+        assert_eq!(drop_below(&mut m, D, [0.5, 0.5, 2.0], 1.5).unwrap(), 3);
+        assert_eq!(drop_below(&mut m, D, [0.5, 0.5, 2.0], 1.6).unwrap(), 0);
     }
 
     #[test]
     fn diagonal_neighbours_join() {
         let chain = [at(0, 0, 0), at(1, 1, 1), at(2, 2, 2)];
         let mut m = mask(&chain);
-        assert_eq!(drop_small_components(&mut m, D, ONE, 3.0).unwrap(), 3);
+        assert_eq!(drop_below(&mut m, D, ONE, 3.0).unwrap(), 3);
     }
 
     #[test]
@@ -365,14 +483,72 @@ mod tests {
         assert!(final_mask(&cfg, &mean, &mut out[1..]).is_err());
     }
 
+    fn spare(m: &mut [u8], spacing: [f64; 3], min_mm3: f64, radius: f64) -> Result<u64> {
+        let grid = PatchGrid {
+            dims_zyx: D,
+            spacing_xyz: spacing,
+        };
+        let rule = SmallComponents {
+            min_mm3,
+            spare_radius_mm: radius,
+        };
+        drop_small_components(m, grid, rule)
+    }
+
+    #[test]
+    fn small_components_near_the_centre_are_spared() {
+        // The centre voxel of a 6×7×8 (z, y, x) patch is (3, 3, 4). A pair of voxels 2 mm from
+        // it along x (nearest voxel (3, 3, 6)) and a single voxel 3 mm away along z.
+        let pair = [at(3, 3, 6), at(3, 3, 7)];
+        let far = at(0, 3, 4);
+        let m0 = mask(&[pair.as_slice(), &[far]].concat());
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, ONE, 4.0, 0.0).unwrap(), 0);
+        // Strictly closer than the radius: 2 mm is not closer than 2 mm.
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, ONE, 4.0, 2.0).unwrap(), 0);
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, ONE, 4.0, 2.01).unwrap(), 2);
+        assert!(pair.iter().all(|&i| m[i] == 1) && m[far] == 0);
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, ONE, 4.0, 3.01).unwrap(), 3);
+        // Distances are in mm: with 0.5 mm in x the pair's nearest voxel is 1 mm away, and
+        // with 2 mm in z the single voxel is 6 mm away.
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, [0.5, 1.0, 2.0], 2.5, 1.01).unwrap(), 2);
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, [1.0, 1.0, 2.0], 2.5, 5.99).unwrap(), 2);
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, [1.0, 1.0, 2.0], 2.5, 6.01).unwrap(), 3);
+        // Without a minimum the radius changes nothing.
+        let mut m = m0.clone();
+        assert_eq!(spare(&mut m, ONE, 0.0, 0.0).unwrap(), 3);
+        assert!(spare(&mut m, ONE, 1.0, -1.0).is_err());
+        assert!(spare(&mut m, ONE, 1.0, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_rule_without_minimum_is_canonically_empty() {
+        let r = SmallComponents {
+            min_mm3: 0.0,
+            spare_radius_mm: 8.0,
+        };
+        assert_eq!(r.canonical(), SmallComponents::default());
+        let r = SmallComponents {
+            min_mm3: 1.0,
+            spare_radius_mm: 8.0,
+        };
+        assert_eq!(r.canonical(), r);
+    }
+
     #[test]
     fn bad_arguments_are_refused() {
         let mut m = mask(&[]);
-        assert!(drop_small_components(&mut m, D, ONE, f64::NAN).is_err());
-        assert!(drop_small_components(&mut m, D, ONE, -1.0).is_err());
-        assert!(drop_small_components(&mut m, D, 0.0, 1.0).is_err());
-        assert!(drop_small_components(&mut m, D, f64::INFINITY, 1.0).is_err());
-        assert!(drop_small_components(&mut m[1..], D, ONE, 1.0).is_err());
-        assert!(drop_small_components(&mut [], [usize::MAX, 2, 1], ONE, 1.0).is_err());
+        assert!(drop_below(&mut m, D, ONE, f64::NAN).is_err());
+        assert!(drop_below(&mut m, D, ONE, -1.0).is_err());
+        assert!(drop_below(&mut m, D, [1.0, 0.0, 1.0], 1.0).is_err());
+        assert!(drop_below(&mut m, D, [f64::INFINITY, 1.0, 1.0], 1.0).is_err());
+        assert!(drop_below(&mut m[1..], D, ONE, 1.0).is_err());
+        assert!(drop_below(&mut [], [usize::MAX, 2, 1], ONE, 1.0).is_err());
     }
 }

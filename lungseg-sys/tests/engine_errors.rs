@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "6".into()),
+            ("format_version", "7".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '6'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '7'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -240,6 +240,34 @@ fn metadata_problems() {
         let e = load_err(&t, &meta("5", &min_c(bad)));
         assert!(
             e.kind == ErrorKind::Format && e.message.contains("min_component_mm3"),
+            "{bad}: {e}"
+        );
+    }
+    // A spare radius with a minimum is version 6 (an older reader would drop the small nodule
+    // at the point); without a minimum it changes no mask and needs nothing. It cannot exceed
+    // the patch's diagonal (√192 ≈ 13.9 mm here).
+    let spare = |min: &str, r: &str| {
+        format!(
+            r#"{{"channels":[4,8],"patch_size":[8,8,8],"min_component_mm3":{min},"min_component_spare_radius_mm":{r}}}"#
+        )
+    };
+    for old in ["1", "2", "3", "4", "5"] {
+        let e = load_err(&t, &meta(old, &spare("16", "3")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("min_component_spare_radius_mm")
+                && e.message.contains("format_version '6'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("6", &spare("16", "3")))).unwrap();
+    assert_eq!(m.config().min_component_spare_radius_mm, 3.0);
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("1", &spare("0", "3")))).unwrap();
+    assert_eq!(m.config().min_component_spare_radius_mm, 3.0);
+    for bad in ["-1", "14", "1e308"] {
+        let e = load_err(&t, &meta("6", &spare("16", bad)));
+        assert!(
+            e.kind == ErrorKind::Format && e.message.contains("min_component_spare_radius_mm"),
             "{bad}: {e}"
         );
     }

@@ -683,16 +683,24 @@ fn device_index_old_callers_and_the_auto_note() {
 /// The test model with `config[key] = value`, saved as `format_version` and opened through
 /// the C ABI.
 fn open_with_config(key: &str, value: serde_json::Value, version: &str) -> *mut lungseg_model {
+    open_with_configs(&[(key, value)], version)
+}
+
+/// The test model with the config `keys` set, as a file of `version`.
+fn open_with_configs(keys: &[(&str, serde_json::Value)], version: &str) -> *mut lungseg_model {
     let bytes = std::fs::read(fixture(MODEL)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let mut meta = header.metadata().clone().unwrap();
     let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
-    cfg[key] = value;
+    for (key, value) in keys {
+        cfg[*key] = value.clone();
+    }
     meta.insert("config".into(), cfg.to_string());
     meta.insert("format_version".into(), version.into());
     let out = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
-    let path = std::env::temp_dir().join(format!("lungseg-{key}-{}.st", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("lungseg-{}-{}.st", keys[0].0, std::process::id()));
     std::fs::write(&path, out).unwrap();
     let p = CString::new(path.to_str().unwrap()).unwrap();
     let mut m = null_mut();
@@ -782,6 +790,100 @@ fn mean_and_summary(m: *mut lungseg_model) -> (Vec<f32>, lungseg_patch_summary) 
     (mean, out.summary)
 }
 
+/// With a spare radius, `lungseg_final_mask` and the summary keep a small component that comes
+/// closer than it to the patch centre: a minimum above every component of the test patch's
+/// mask and a radius between the nearest and the next-nearest component's distance (computed
+/// here by hand, voxel centres from voxel size / 2 at the model's spacing) keep exactly the
+/// nearest component.
+#[test]
+fn final_mask_spares_small_components_near_the_centre() {
+    let plain = open(None);
+    let mut v = f64::NAN;
+    assert_eq!(
+        unsafe { lungseg_model_get_min_component_spare_radius_mm(plain, &mut v) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(v, 0.0);
+    let (mean, _) = mean_and_summary(plain);
+    let n = mean.len();
+    let rust = Model::open(&fixture(MODEL)).unwrap();
+    let c = rust.config();
+    let [x, y, z] = c.patch_size;
+    let [sx, sy, sz] = c.spacing_mm;
+    let cut: Vec<u8> = mean
+        .iter()
+        .map(|&p| u8::from(p >= c.mask_threshold))
+        .collect();
+    let distance = |i: usize| {
+        let (k, j, l) = (i / (y * x), (i / x) % y, i % x);
+        let d = [
+            (k as f64 - (z / 2) as f64) * sz,
+            (j as f64 - (y / 2) as f64) * sy,
+            (l as f64 - (x / 2) as f64) * sx,
+        ];
+        d.iter().map(|v| v * v).sum::<f64>().sqrt()
+    };
+    let mut comps: Vec<(f64, Vec<u32>)> = Vec::new();
+    lungseg::mask::Grid::new(n, [z, y, x])
+        .unwrap()
+        .components_where(
+            |i| cut[i] != 0,
+            |comp| {
+                let near = comp
+                    .iter()
+                    .map(|&i| distance(i as usize))
+                    .fold(f64::INFINITY, f64::min);
+                comps.push((near, comp.to_vec()));
+                false
+            },
+        )
+        .unwrap();
+    comps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(
+        comps.len() >= 2 && comps[1].0 > comps[0].0 + 0.1,
+        "the test patch's components lie at {:?} mm",
+        comps.iter().map(|c| c.0).collect::<Vec<_>>()
+    );
+    let voxel_mm3: f64 = c.spacing_mm.iter().product();
+    let largest = comps.iter().map(|c| c.1.len()).max().unwrap();
+    let min_mm3 = (largest + 1) as f64 * voxel_mm3;
+    let radius = (comps[0].0 + comps[1].0) / 2.0;
+    let mut expected = vec![0u8; n];
+    for &i in &comps[0].1 {
+        expected[i as usize] = 1;
+    }
+    let m = open_with_configs(
+        &[
+            ("min_component_mm3", serde_json::json!(min_mm3)),
+            ("min_component_spare_radius_mm", serde_json::json!(radius)),
+        ],
+        "6",
+    );
+    assert_eq!(
+        unsafe { lungseg_model_get_min_component_spare_radius_mm(m, &mut v) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(v, radius);
+    let (mean_spared, summary) = mean_and_summary(m);
+    assert_eq!(mean_spared, mean, "the rule does not change the maps");
+    let mut mask = vec![7u8; n];
+    let mut count = u64::MAX;
+    let st = unsafe { lungseg_final_mask(m, mean.as_ptr(), n, mask.as_mut_ptr(), &mut count) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    assert_eq!(mask, expected);
+    assert_eq!(count, comps[0].1.len() as u64);
+    assert_eq!(count, summary.foreground_voxels);
+    expect(
+        unsafe { lungseg_model_get_min_component_spare_radius_mm(m, null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    unsafe {
+        lungseg_model_free(m);
+        lungseg_model_free(plain);
+    }
+}
+
 /// `lungseg_final_mask` gives the mask that `summary.foreground_voxels` counts: the mean at the
 /// model's threshold without the 26-connected components below `min_component_mm3`
 /// (`lungseg_model_get_min_component_mm3`, 0 when the file names none).
@@ -824,7 +926,12 @@ fn final_mask_drops_the_components_the_model_names() {
     );
     let min_mm3 = (*sizes.iter().min().unwrap() + 1) as f64 * voxel_mm3;
     let mut by_hand = cut.clone();
-    lungseg::mask::drop_small_components(&mut by_hand, [z, y, x], voxel_mm3, min_mm3).unwrap();
+    let rule = lungseg::mask::SmallComponents {
+        min_mm3,
+        spare_radius_mm: 0.0,
+    };
+    lungseg::mask::drop_small_components(&mut by_hand, lungseg::mask::PatchGrid::of(c), rule)
+        .unwrap();
 
     let m = open_with_config("min_component_mm3", serde_json::json!(min_mm3), "5");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Would a post-processing of the mask pay on held-out patches, and at which mask threshold?
 //! Keeping only the components near the requested point
-//! (`lungseg_train::components::keep_near_centre`), or dropping the small components that lie
-//! away from it (`drop_small_away_from_centre`). A study on calibration patches (never a test
+//! (`lungseg_train::components::keep_near_centre`), or dropping the small components that
+//! come no closer than a radius to it (the engine's `lungseg::mask::SmallComponents`). A study on calibration patches (never a test
 //! seed: it informs a choice).
 //!
 //! `cargo run --release -p lungseg-train --example mask_filter_study -- MODEL DATASET SPLIT SEED`
@@ -15,10 +15,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use lungseg::mask::{drop_small_components, PatchGrid, SmallComponents};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::mc_mean;
 use lungseg_train::calibrate::{patch_seed, split_for_model};
-use lungseg_train::components::{drop_small_away_from_centre, keep_near_centre};
+use lungseg_train::components::keep_near_centre;
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::metrics::referral::DEFAULT_BAD_DICE;
 use lungseg_train::metrics::review_scores::DEFAULT_BAD_FP_MM3;
@@ -32,7 +33,8 @@ enum Filter {
     None,
     /// The components within this many mm of the centre.
     NearCentre(f64),
-    /// Without the components below `min_mm3` that stay `radius_mm` away from the centre.
+    /// Without the components below `min_mm3` that come no closer than `radius_mm` to the
+    /// centre (the engine's rule).
     SmallAway { min_mm3: f64, radius_mm: f64 },
 }
 
@@ -69,7 +71,19 @@ impl Filter {
                 keep_near_centre(pred, dims, spacing, r)?;
             }
             Filter::SmallAway { min_mm3, radius_mm } => {
-                drop_small_away_from_centre(pred, dims, spacing, min_mm3, radius_mm)?;
+                let mut m: Vec<u8> = pred.iter().map(|&b| u8::from(b)).collect();
+                let grid = PatchGrid {
+                    dims_zyx: dims,
+                    spacing_xyz: spacing,
+                };
+                let rule = SmallComponents {
+                    min_mm3,
+                    spare_radius_mm: radius_mm,
+                };
+                drop_small_components(&mut m, grid, rule)?;
+                for (p, &v) in pred.iter_mut().zip(&m) {
+                    *p = v != 0;
+                }
             }
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! another nodule elsewhere in the patch). A post-processing candidate, studied on
 //! calibration patches by `examples/mask_filter_study.rs` and not adopted (docs/training.md,
 //! "Keeping the component at the point"); the engine's mask is `lungseg::mask::final_mask`,
-//! whose 26-connected labelling this reuses.
+//! whose 26-connected labelling and centre distance this reuses (the engine's own rule
+//! spares small components near the centre instead: `lungseg::mask::SmallComponents`).
 //!
 //! The centre is the point the caller asked about: voxel `size / 2` on each axis (the patch
 //! grid convention of `lungseg::patch`). A component is kept whole when any of its voxels lies within
@@ -11,7 +12,7 @@
 //! reaches the centre keeps its far edge, and a speck beside the point is kept too.
 
 use anyhow::{bail, Result};
-use lungseg::mask::Grid;
+use lungseg::mask::{Grid, PatchGrid};
 
 /// Keeps in `mask` (z-major, x fastest, `dims_zyx` voxels) only the 26-connected components
 /// with a voxel within `radius_mm` of the patch centre; returns the voxels kept. `spacing_xyz`
@@ -39,45 +40,13 @@ pub fn keep_near_centre(
     Ok(kept.len() as u64)
 }
 
-/// Drops from `mask` the 26-connected components smaller than `min_mm3` that come no nearer
-/// than `radius_mm` to the patch centre: specks away from the requested point go, a small
-/// nodule at it stays. Returns the voxels kept; the same checks as [`keep_near_centre`].
-pub fn drop_small_away_from_centre(
-    mask: &mut [bool],
-    dims_zyx: [usize; 3],
-    spacing_xyz: [f64; 3],
-    min_mm3: f64,
-    radius_mm: f64,
-) -> Result<u64> {
-    let grid = Grid::new(mask.len(), dims_zyx)?;
-    if !(radius_mm.is_finite() && radius_mm >= 0.0 && min_mm3.is_finite() && min_mm3 >= 0.0) {
-        bail!("radius {radius_mm} mm and minimum {min_mm3} mm³ must be finite and >= 0");
-    }
-    if !spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
-        bail!("spacing {spacing_xyz:?} mm must be finite and > 0");
-    }
-    let voxel_mm3: f64 = spacing_xyz.iter().product();
-    let near = |i: u32| within(grid.zyx(i as usize), dims_zyx, spacing_xyz, radius_mm);
-    let dropped = grid.components_where(
-        |i| mask[i],
-        |c| (c.len() as f64 * voxel_mm3) < min_mm3 && !c.iter().any(|&i| near(i)),
-    )?;
-    for &i in &dropped {
-        mask[i as usize] = false;
-    }
-    Ok(mask.iter().filter(|&&m| m).count() as u64)
-}
-
 /// Voxel `zyx` lies within `radius_mm` of the centre voxel (`dims / 2` on each axis).
-fn within(zyx: [usize; 3], dims: [usize; 3], [sx, sy, sz]: [f64; 3], radius_mm: f64) -> bool {
-    let spacing_zyx = [sz, sy, sx];
-    let d2: f64 = (0..3)
-        .map(|a| {
-            let off = zyx[a] as f64 - (dims[a] / 2) as f64;
-            (off * spacing_zyx[a]).powi(2)
-        })
-        .sum();
-    d2 <= radius_mm * radius_mm
+fn within(zyx: [usize; 3], dims: [usize; 3], spacing: [f64; 3], radius_mm: f64) -> bool {
+    let grid = PatchGrid {
+        dims_zyx: dims,
+        spacing_xyz: spacing,
+    };
+    grid.centre_distance_mm2(zyx) <= radius_mm * radius_mm
 }
 
 #[cfg(test)]
@@ -153,33 +122,6 @@ mod tests {
         m[idx(2, 2, 2)] = true;
         m[idx(1, 1, 1)] = true;
         assert_eq!(keep_near_centre(&mut m, [4; 3], ONE, 0.0).unwrap(), 2);
-    }
-
-    #[test]
-    fn small_specks_away_from_the_point_go_and_a_small_blob_at_it_stays() {
-        // A 2-voxel blob at the centre, a 2-voxel speck at a corner, a 5-voxel bar far away.
-        let centre = [at(4, 4, 4), at(4, 4, 5)];
-        let speck = [at(0, 0, 0), at(0, 0, 1)];
-        let bar: Vec<usize> = (0..5).map(|x| at(8, 8, x)).collect();
-        let mut m = mask(&[centre.as_slice(), &speck, &bar].concat());
-        assert_eq!(
-            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 2.0).unwrap(),
-            7
-        );
-        assert!(centre.iter().chain(&bar).all(|&i| m[i]));
-        assert!(!m[speck[0]] && !m[speck[1]]);
-        // A small blob 2 voxels off the centre stays within 2 mm and goes within 1 mm.
-        let off = [at(4, 4, 6), at(4, 4, 7)];
-        let mut m = mask(&off);
-        assert_eq!(
-            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 2.0).unwrap(),
-            2
-        );
-        assert_eq!(
-            drop_small_away_from_centre(&mut m, D, ONE, 3.0, 1.0).unwrap(),
-            0
-        );
-        assert!(drop_small_away_from_centre(&mut m, D, ONE, -1.0, 2.0).is_err());
     }
 
     #[test]

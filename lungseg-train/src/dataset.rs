@@ -47,9 +47,17 @@ impl PatchRecord {
         self.shape.iter().product()
     }
 
-    /// Volume of one voxel in mm³: the patch's spacing, else `model_spacing` (the model's).
+    /// The patch's voxel grid: its shape, and its spacing, else `model_spacing` (the model's).
+    pub fn grid(&self, model_spacing: [f64; 3]) -> lungseg::mask::PatchGrid {
+        lungseg::mask::PatchGrid {
+            dims_zyx: self.shape,
+            spacing_xyz: self.spacing_mm.unwrap_or(model_spacing),
+        }
+    }
+
+    /// Volume of one voxel in mm³ (of [`Self::grid`]).
     pub fn voxel_mm3(&self, model_spacing: [f64; 3]) -> f64 {
-        self.spacing_mm.unwrap_or(model_spacing).iter().product()
+        self.grid(model_spacing).voxel_mm3()
     }
 }
 

@@ -234,6 +234,11 @@ struct CalibrateMaskThresholdArgs {
     /// always judged (default: only it).
     #[arg(long, value_delimiter = ',')]
     min_components_mm3: Vec<f64>,
+    /// Candidate spare radii in mm (`config.min_component_spare_radius_mm`: a component
+    /// below the minimum is kept when it comes closer than this to the patch centre), judged
+    /// with every non-zero minimum; the model's own is always judged (default: only it).
+    #[arg(long, value_delimiter = ',')]
+    spare_radii_mm: Vec<f64>,
     /// Allow at most this many bad negative patches (default: as many as at the model's
     /// current setting), e.g. the shipped model's count when this model is to replace it.
     #[arg(long)]
@@ -383,6 +388,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         candidates: a.candidates.unwrap_or_else(mt::default_candidates),
         flips: a.test_time_flips.clone(),
         min_components_mm3: a.min_components_mm3.clone(),
+        spare_radii_mm: a.spare_radii_mm.clone(),
         max_bad_negatives: a.max_bad_negatives,
         max_mean_fp_mm3: a.max_mean_fp_mm3,
         ..Default::default()
@@ -395,7 +401,7 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
         c.nodule_patches, c.negative_patches, a.on.split, c.bad_fp_mm3
     );
-    println!("flips  threshold  min mm³  mean Dice  bad negatives  mean FP mm³");
+    println!("flips  threshold  min mm³  spare mm  mean Dice  bad negatives  mean FP mm³");
     for r in &c.rows {
         let mark = match (c.chosen_setting().is(r), c.previous_setting().is(r)) {
             (true, true) => "  chosen, current",
@@ -404,10 +410,11 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
             _ => "",
         };
         println!(
-            "{:>5}  {:>9.3}  {:>7}  {:>9.4}  {:>13}  {:>11.1}{mark}",
+            "{:>5}  {:>9.3}  {:>7}  {:>8}  {:>9.4}  {:>13}  {:>11.1}{mark}",
             r.test_time_flips,
             r.threshold,
             r.min_component_mm3,
+            r.min_component_spare_radius_mm,
             r.mean_dice,
             r.bad_negatives,
             r.mean_fp_mm3
@@ -416,10 +423,12 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
     if a.write {
         mt::write_mask_threshold(&a.on.model, &c)?;
         println!(
-            "wrote mask threshold {}, test-time flips {} and minimum component {} mm³ into {}",
+            "wrote mask threshold {}, test-time flips {}, minimum component {} mm³ and spare \
+             radius {} mm into {}",
             c.chosen,
             c.chosen_flips,
             c.chosen_min_component_mm3,
+            c.chosen_min_component_spare_radius_mm,
             a.on.model.display()
         );
     }

@@ -67,6 +67,11 @@ pub struct ModelConfig {
     /// (`min_component_mm3`, format version 5; default 0: keeps every one); `crate::mask`.
     /// Sample masks are not filtered: the structure-wise measures compare them with it.
     pub min_component_mm3: f64,
+    /// Components smaller than `min_component_mm3` are kept when a voxel of theirs is closer
+    /// than this many mm to the patch centre, the point the caller asked about
+    /// (`min_component_spare_radius_mm`, format version 6; default 0: spares none);
+    /// `crate::mask::SmallComponents`.
+    pub min_component_spare_radius_mm: f64,
 }
 
 impl Default for ModelConfig {
@@ -88,6 +93,7 @@ impl Default for ModelConfig {
             mask_threshold: DEFAULT_MASK_THRESHOLD,
             test_time_flips: 1,
             min_component_mm3: 0.0,
+            min_component_spare_radius_mm: 0.0,
         }
     }
 }
@@ -183,6 +189,9 @@ impl ModelConfig {
         if let Some(v) = raw.min_component_mm3 {
             cfg.min_component_mm3 = v;
         }
+        if let Some(v) = raw.min_component_spare_radius_mm {
+            cfg.min_component_spare_radius_mm = v;
+        }
         cfg.check()?;
         Ok(cfg)
     }
@@ -269,6 +278,20 @@ impl ModelConfig {
                 "config.min_component_mm3 = {v} must be in [0, {patch_mm3}] (the patch's volume)"
             )));
         }
+        // Beyond the patch's diagonal every component would be spared.
+        let r = self.min_component_spare_radius_mm;
+        let diagonal_mm = self
+            .patch_size
+            .iter()
+            .zip(&self.spacing_mm)
+            .map(|(&n, s)| (n as f64 * s).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if !(r.is_finite() && r >= 0.0 && r <= diagonal_mm) {
+            return Err(Error::format(format!(
+                "config.min_component_spare_radius_mm = {r} must be in [0, {diagonal_mm}] (the patch's diagonal)"
+            )));
+        }
         Ok(())
     }
 }
@@ -288,6 +311,7 @@ struct RawConfig {
     mask_threshold: Option<f64>,
     test_time_flips: Option<f64>,
     min_component_mm3: Option<f64>,
+    min_component_spare_radius_mm: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -449,6 +473,9 @@ mod tests {
         assert_eq!(c.min_component_mm3, 0.0);
         let c = ModelConfig::from_json(r#"{"min_component_mm3":16}"#).unwrap();
         assert_eq!(c.min_component_mm3, 16.0);
+        assert_eq!(c.min_component_spare_radius_mm, 0.0);
+        let c = ModelConfig::from_json(r#"{"min_component_spare_radius_mm":12}"#).unwrap();
+        assert_eq!(c.min_component_spare_radius_mm, 12.0);
         assert_eq!(
             ModelConfig::from_json("{}").unwrap(),
             ModelConfig::default()
@@ -473,6 +500,8 @@ mod tests {
             r#"{"mask_threshold":-0.2}"#,
             r#"{"min_component_mm3":-1}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_mm3":64.5}"#,
+            r#"{"min_component_spare_radius_mm":-1}"#,
+            r#"{"channels":[4],"patch_size":[4,4,4],"min_component_spare_radius_mm":7}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -24,8 +24,11 @@ use crate::error::{try_vec, Error, Result};
 /// Metadata value of `format`.
 pub const FORMAT: &str = "lungseg-unet3d";
 /// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
-/// adds `config.mask_threshold`, 4 `config.test_time_flips`, 5 `config.min_component_mm3`.
-pub const FORMAT_VERSION: &str = "5";
+/// adds `config.mask_threshold`, 4 `config.test_time_flips`, 5 `config.min_component_mm3`, 6
+/// `config.min_component_spare_radius_mm`.
+pub const FORMAT_VERSION: &str = "6";
+/// Version 5 (`config.min_component_mm3`).
+pub const FORMAT_VERSION_V5: &str = "5";
 /// Version 4 (`config.test_time_flips`).
 pub const FORMAT_VERSION_V4: &str = "4";
 /// Version 3 (`config.mask_threshold`).
@@ -36,21 +39,26 @@ pub const FORMAT_VERSION_V2: &str = "2";
 /// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
 /// Every version this reader opens, oldest first.
-const VERSIONS: [&str; 5] = [
+const VERSIONS: [&str; 6] = [
     FORMAT_VERSION_V1,
     FORMAT_VERSION_V2,
     FORMAT_VERSION_V3,
     FORMAT_VERSION_V4,
+    FORMAT_VERSION_V5,
     FORMAT_VERSION,
 ];
 
 /// The oldest `format_version` whose readers understand everything `config` uses: an older
 /// reader ignores the newer keys and would compute another thing (sample another network,
 /// draw masks at another threshold), so a file must say at least this for such readers to
-/// refuse it. Writers use this; the reader refuses files that claim less.
+/// refuse it. A key that changes nothing (a spare radius without a minimum) needs nothing.
+/// Writers use this; the reader refuses files that claim less.
 pub fn required_format_version(config: &ModelConfig) -> &'static str {
-    if config.min_component_mm3 != 0.0 {
+    let small = crate::mask::SmallComponents::of(config).canonical();
+    if small.spare_radius_mm != 0.0 {
         FORMAT_VERSION
+    } else if small.min_mm3 != 0.0 {
+        FORMAT_VERSION_V5
     } else if config.test_time_flips != 1 {
         FORMAT_VERSION_V4
     } else if config.mask_threshold != DEFAULT_MASK_THRESHOLD {
@@ -140,6 +148,8 @@ fn config_of(meta: &Metadata, version: &str) -> Result<ModelConfig> {
     let needed = required_format_version(&config);
     if version_rank(version) < version_rank(needed) {
         let what = if needed == FORMAT_VERSION {
+            "config.min_component_spare_radius_mm other than 0 (with a minimum component)"
+        } else if needed == FORMAT_VERSION_V5 {
             "config.min_component_mm3 other than 0"
         } else if needed == FORMAT_VERSION_V4 {
             "config.test_time_flips other than 1"

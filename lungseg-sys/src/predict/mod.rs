@@ -78,7 +78,8 @@ pub struct UncertaintyMaps<'a> {
 pub struct PatchSummary {
     /// Voxels of the final mask (`crate::mask::final_mask`): mean probability ≥ the model's
     /// mask threshold (`config.mask_threshold`, 0.5 unless the model names another), in
-    /// 26-connected components of at least `config.min_component_mm3`.
+    /// 26-connected components of at least `config.min_component_mm3` or near the patch
+    /// centre (`config.min_component_spare_radius_mm`).
     pub foreground_voxels: u64,
     /// `foreground_voxels` × voxel volume at the model's spacing.
     pub volume_mm3: f64,

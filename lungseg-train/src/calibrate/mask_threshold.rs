@@ -1,14 +1,15 @@
 //! The model's mask threshold (`config.mask_threshold`) chosen on calibration patches, and
 //! with it, when candidates are given, the test-time flips of its MC samples
 //! (`config.test_time_flips`: how many mirrored orientations the samples cycle through) and
-//! the smallest mask component kept (`config.min_component_mm3`, `lungseg::mask`).
+//! the small-component rule of the final mask (`config.min_component_mm3` and
+//! `config.min_component_spare_radius_mm`, `lungseg::mask::SmallComponents`).
 //!
 //! The threshold the network was trained for (0.5: BCE + soft Dice) is not the one that
 //! segments its MC mean best: averaging dropout samples spreads a small nodule's probability
 //! over its border, so a 0.5 cut can shrink or lose it. One MC pass over the split gives each
 //! patch's mean map (the probabilities do not depend on the threshold; one pass per flips
-//! candidate, since the flips do change them); every (flips, threshold, minimum component)
-//! is then judged on those maps by the evaluation's own overlap and bad-patch definitions:
+//! candidate, since the flips do change them); every (flips, threshold, minimum component,
+//! spare radius) is then judged on those maps by the evaluation's own overlap and bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
 //! - constraint ([`NegativeCost::within`]): no more bad negative patches (false-positive
@@ -19,7 +20,7 @@
 //!   current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
 //!   threshold nearest the current one, then to the minimum component nearest the current
-//!   one, then to fewer flips (fewer reruns of the shared encoder, larger batches on a GPU).
+//!   one, then to the spare radius nearest the current one, then to fewer flips (fewer reruns of the shared encoder, larger batches on a GPU).
 //!
 //! Validation data only: the calibration scans, never the test split.
 
@@ -35,7 +36,7 @@ use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::is_bad;
 use crate::metrics::{Confusion, EvalConfig, NegativeCost, PatchClass};
 use crate::model_file::{replace_file, ModelFile};
-use lungseg::mask::Grid;
+use lungseg::mask::{Grid, PatchGrid, SmallComponents};
 
 /// Mean-Dice differences below this count as ties.
 pub const DICE_TIE: f64 = 0.002;
@@ -61,6 +62,9 @@ pub struct MaskThresholdOptions {
     /// Candidate `min_component_mm3` (mm³, ≥ 0); the model's own is always judged, so empty
     /// keeps it.
     pub min_components_mm3: Vec<f64>,
+    /// Candidate `min_component_spare_radius_mm` (mm, ≥ 0), judged with every non-zero
+    /// minimum; the model's own is always judged, so empty keeps it.
+    pub spare_radii_mm: Vec<f64>,
     /// The constraint's bound on bad negatives; `None`: the count at the model's current
     /// setting.
     pub max_bad_negatives: Option<usize>,
@@ -80,6 +84,7 @@ impl Default for MaskThresholdOptions {
             candidates: default_candidates(),
             flips: Vec::new(),
             min_components_mm3: Vec::new(),
+            spare_radii_mm: Vec::new(),
             max_bad_negatives: None,
             max_mean_fp_mm3: None,
             eval: EvalConfig::default(),
@@ -87,12 +92,13 @@ impl Default for MaskThresholdOptions {
     }
 }
 
-/// One candidate (flips, threshold, minimum component) judged on the split.
+/// One candidate (flips, threshold, minimum component, spare radius) judged on the split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThresholdRow {
     pub test_time_flips: u32,
     pub threshold: f32,
     pub min_component_mm3: f64,
+    pub min_component_spare_radius_mm: f64,
     /// Mean Dice over the nodule patches.
     pub mean_dice: f64,
     /// Negative patches whose false-positive volume exceeds the bad-patch limit.
@@ -119,6 +125,8 @@ pub struct MaskThresholdChoice {
     pub chosen_flips: u32,
     pub previous_min_component_mm3: f64,
     pub chosen_min_component_mm3: f64,
+    pub previous_min_component_spare_radius_mm: f64,
+    pub chosen_min_component_spare_radius_mm: f64,
     pub nodule_patches: usize,
     pub negative_patches: usize,
     pub bad_fp_mm3: f64,
@@ -129,11 +137,11 @@ pub struct MaskThresholdChoice {
     pub rows: Vec<ThresholdRow>,
 }
 
-/// One candidate cut of the mean map: threshold and minimum component.
+/// One candidate cut of the mean map: threshold and small-component rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cut {
     pub threshold: f32,
-    pub min_component_mm3: f64,
+    pub small: SmallComponents,
 }
 
 impl MaskThresholdChoice {
@@ -143,6 +151,7 @@ impl MaskThresholdChoice {
             test_time_flips: self.previous_flips,
             threshold: self.previous,
             min_component_mm3: self.previous_min_component_mm3,
+            spare_radius_mm: self.previous_min_component_spare_radius_mm,
         }
     }
 
@@ -152,6 +161,7 @@ impl MaskThresholdChoice {
             test_time_flips: self.chosen_flips,
             threshold: self.chosen,
             min_component_mm3: self.chosen_min_component_mm3,
+            spare_radius_mm: self.chosen_min_component_spare_radius_mm,
         }
     }
 }
@@ -183,7 +193,7 @@ impl Tally {
     }
 
     /// One nodule or negative patch ([`PatchClass::Partial`] ones are in no statistic).
-    fn add(&mut self, class: PatchClass, gt: &[u8], mean: &[f32], shape: PatchShape) -> Result<()> {
+    fn add(&mut self, class: PatchClass, gt: &[u8], mean: &[f32], grid: PatchGrid) -> Result<()> {
         let nodule = class == PatchClass::Nodule;
         if nodule {
             self.nodules += 1;
@@ -193,15 +203,15 @@ impl Tally {
         let mut components: Option<(f32, Vec<ComponentOverlap>)> = None;
         for (k, cut) in self.cuts.iter().enumerate() {
             if components.as_ref().map(|c| c.0) != Some(cut.threshold) {
-                let c = component_overlaps(gt, mean, cut.threshold, shape.dims)?;
+                let c = component_overlaps(gt, mean, cut.threshold, grid)?;
                 components = Some((cut.threshold, c));
             }
             let (_, comps) = components.as_ref().expect("set above");
-            let c = confusion_of_kept(gt, comps, shape.voxel_mm3, cut.min_component_mm3);
+            let c = confusion_of_kept(gt, comps, grid.voxel_mm3(), cut.small);
             if nodule {
                 self.dice_sum[k] += c.dice();
             } else {
-                let fp = c.fp as f64 * shape.voxel_mm3;
+                let fp = c.fp as f64 * grid.voxel_mm3();
                 let bad = is_bad(class, c.dice(), fp, 0.0, self.bad_fp_mm3);
                 self.negative[k].push((fp, bad));
             }
@@ -216,7 +226,8 @@ impl Tally {
                 ThresholdRow {
                     test_time_flips: self.flips,
                     threshold: self.cuts[k].threshold,
-                    min_component_mm3: self.cuts[k].min_component_mm3,
+                    min_component_mm3: self.cuts[k].small.min_mm3,
+                    min_component_spare_radius_mm: self.cuts[k].small.spare_radius_mm,
                     mean_dice: if self.nodules > 0 {
                         self.dice_sum[k] / self.nodules as f64
                     } else {
@@ -230,18 +241,13 @@ impl Tally {
     }
 }
 
-/// A patch's grid (z, y, x) and voxel volume.
-#[derive(Clone, Copy, Debug)]
-struct PatchShape {
-    dims: [usize; 3],
-    voxel_mm3: f64,
-}
-
-/// One 26-connected component of a thresholded map: its voxels, and those inside the truth.
+/// One 26-connected component of a thresholded map: its voxels, those inside the truth, and
+/// the squared distance (mm²) of its voxel nearest to the patch centre.
 #[derive(Clone, Copy, Debug)]
 struct ComponentOverlap {
     voxels: u64,
     in_truth: u64,
+    nearest_mm2: f64,
 }
 
 /// The components of `mean >= threshold` (`lungseg::mask`'s labelling) with their overlap.
@@ -249,17 +255,21 @@ fn component_overlaps(
     gt: &[u8],
     mean: &[f32],
     threshold: f32,
-    dims: [usize; 3],
+    grid: PatchGrid,
 ) -> Result<Vec<ComponentOverlap>> {
     ensure!(gt.len() == mean.len(), "mask and mean map differ in length");
-    let grid = Grid::new(mean.len(), dims)?;
+    let labels = Grid::new(mean.len(), grid.dims_zyx)?;
     let mut out = Vec::new();
-    grid.components_where(
+    labels.components_where(
         |i| mean[i] >= threshold,
         |c| {
             out.push(ComponentOverlap {
                 voxels: c.len() as u64,
                 in_truth: c.iter().filter(|&&i| gt[i as usize] != 0).count() as u64,
+                nearest_mm2: c
+                    .iter()
+                    .map(|&i| grid.centre_distance_mm2(labels.zyx(i as usize)))
+                    .fold(f64::INFINITY, f64::min),
             });
             false
         },
@@ -267,18 +277,18 @@ fn component_overlaps(
     Ok(out)
 }
 
-/// The confusion of the mask that keeps the components of at least `min_mm3`: what
+/// The confusion of the mask that keeps the components `rule` keeps: what
 /// `lungseg::mask::drop_small_components` leaves, counted without redrawing it.
 fn confusion_of_kept(
     gt: &[u8],
     comps: &[ComponentOverlap],
     voxel_mm3: f64,
-    min_mm3: f64,
+    rule: SmallComponents,
 ) -> Confusion {
     let (mut tp, mut pred) = (0u64, 0u64);
     for c in comps
         .iter()
-        .filter(|c| c.voxels as f64 * voxel_mm3 >= min_mm3)
+        .filter(|c| !rule.drops(c.voxels as f64 * voxel_mm3, c.nearest_mm2))
     {
         tp += c.in_truth;
         pred += c.voxels;
@@ -292,12 +302,13 @@ fn confusion_of_kept(
     }
 }
 
-/// A model's mask setting: test-time flips, threshold and minimum component.
+/// A model's mask setting: test-time flips, threshold, minimum component and spare radius.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Setting {
     pub test_time_flips: u32,
     pub threshold: f32,
     pub min_component_mm3: f64,
+    pub spare_radius_mm: f64,
 }
 
 impl Setting {
@@ -306,6 +317,26 @@ impl Setting {
             test_time_flips: r.test_time_flips,
             threshold: r.threshold,
             min_component_mm3: r.min_component_mm3,
+            spare_radius_mm: r.min_component_spare_radius_mm,
+        }
+    }
+
+    /// `config`'s setting, its small-component rule canonical (no radius without a minimum,
+    /// `SmallComponents::canonical`), as the candidate rows hold it.
+    pub fn of_config(config: &ModelConfig) -> Setting {
+        let small = SmallComponents::of(config).canonical();
+        Setting {
+            test_time_flips: config.test_time_flips,
+            threshold: config.mask_threshold,
+            min_component_mm3: small.min_mm3,
+            spare_radius_mm: small.spare_radius_mm,
+        }
+    }
+
+    fn small(&self) -> SmallComponents {
+        SmallComponents {
+            min_mm3: self.min_component_mm3,
+            spare_radius_mm: self.spare_radius_mm,
         }
     }
 
@@ -346,6 +377,7 @@ pub fn choose_within(
                     r.test_time_flips != current.test_time_flips,
                     (r.threshold - current.threshold).abs(),
                     (r.min_component_mm3 - current.min_component_mm3).abs(),
+                    (r.min_component_spare_radius_mm - current.min_component_spare_radius_mm).abs(),
                     r.test_time_flips,
                 )
             };
@@ -353,7 +385,8 @@ pub fn choose_within(
             ka.0.cmp(&kb.0)
                 .then(ka.1.total_cmp(&kb.1))
                 .then(ka.2.total_cmp(&kb.2))
-                .then(ka.3.cmp(&kb.3))
+                .then(ka.3.total_cmp(&kb.3))
+                .then(ka.4.cmp(&kb.4))
         })
         .map(|r| Setting::of(r))
 }
@@ -371,11 +404,7 @@ pub fn choose_mask_threshold(
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
     let idx = split_for_model(&model, &ds, &opts.split)?;
-    let previous = Setting {
-        test_time_flips: model.config().test_time_flips,
-        threshold: model.config().mask_threshold,
-        min_component_mm3: model.config().min_component_mm3,
-    };
+    let previous = Setting::of_config(model.config());
     let previous_flips = previous.test_time_flips;
     let cuts = candidate_cuts(opts, previous);
     let flips = with_current(&opts.flips, previous_flips, u32::cmp);
@@ -415,6 +444,8 @@ pub fn choose_mask_threshold(
         chosen_flips: chosen.test_time_flips,
         previous_min_component_mm3: previous.min_component_mm3,
         chosen_min_component_mm3: chosen.min_component_mm3,
+        previous_min_component_spare_radius_mm: previous.spare_radius_mm,
+        chosen_min_component_spare_radius_mm: chosen.spare_radius_mm,
         nodule_patches: nodules,
         negative_patches: negatives,
         bad_fp_mm3: opts.eval.bad_fp_mm3,
@@ -439,11 +470,18 @@ fn check_candidates(opts: &MaskThresholdOptions) -> Result<()> {
             "candidate minimum component {v} mm³ is not finite and >= 0"
         );
     }
+    for &r in &opts.spare_radii_mm {
+        ensure!(
+            r.is_finite() && r >= 0.0,
+            "candidate spare radius {r} mm is not finite and >= 0"
+        );
+    }
     Ok(())
 }
 
-/// Every (threshold, minimum component) of the options and the model's own, threshold-major
-/// (a threshold's components are labelled once for all its minimums).
+/// Every (threshold, minimum component, spare radius) of the options and the model's own,
+/// threshold-major (a threshold's components are labelled once for all its rules); a minimum
+/// of 0 only with radius 0 (the radius changes nothing there).
 fn candidate_cuts(opts: &MaskThresholdOptions, previous: Setting) -> Vec<Cut> {
     let thresholds = with_current(&opts.candidates, previous.threshold, f32::total_cmp);
     let mins = with_current(
@@ -451,14 +489,24 @@ fn candidate_cuts(opts: &MaskThresholdOptions, previous: Setting) -> Vec<Cut> {
         previous.min_component_mm3,
         f64::total_cmp,
     );
-    thresholds
+    let radii = with_current(
+        &opts.spare_radii_mm,
+        previous.spare_radius_mm,
+        f64::total_cmp,
+    );
+    let rules: Vec<SmallComponents> = mins
         .iter()
-        .flat_map(|&threshold| {
-            mins.iter().map(move |&min_component_mm3| Cut {
-                threshold,
-                min_component_mm3,
+        .flat_map(|&min_mm3| {
+            let radii: &[f64] = if min_mm3 > 0.0 { &radii } else { &[0.0] };
+            radii.iter().map(move |&spare_radius_mm| SmallComponents {
+                min_mm3,
+                spare_radius_mm,
             })
         })
+        .collect();
+    thresholds
+        .iter()
+        .flat_map(|&threshold| rules.iter().map(move |&small| Cut { threshold, small }))
         .collect()
 }
 
@@ -488,16 +536,13 @@ fn tally_patches(
     for &i in idx {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
-        let shape = PatchShape {
-            dims: rec.shape,
-            voxel_mm3: rec.voxel_mm3(spacing),
-        };
+        let grid = rec.grid(spacing);
         let class = PatchClass::of(rec.label == 1, foreground_voxels(&patch.mask));
         if class != PatchClass::Partial {
             for (m, tally) in variants.iter_mut() {
                 let mean = mc_mean(m, &patch.hu, opts.samples, patch_seed(opts.seed, &rec.id))
                     .with_context(|| format!("patch {}", rec.id))?;
-                tally.add(class, &patch.mask, &mean, shape)?;
+                tally.add(class, &patch.mask, &mean, grid)?;
             }
         }
         on_patch();
@@ -525,7 +570,8 @@ pub fn mc_mean(model: &Model, hu: &[f32], samples: u32, seed: u64) -> Result<Vec
 }
 
 /// Writes the chosen setting as the model file's `config.mask_threshold`,
-/// `config.test_time_flips` and `config.min_component_mm3` (with the `format_version` they need)
+/// `config.test_time_flips`, `config.min_component_mm3` and
+/// `config.min_component_spare_radius_mm` (with the `format_version` they need)
 /// and records the choice in the provenance; every tensor is kept byte for byte. The file is
 /// replaced after the result loads with the new settings.
 pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result<Model> {
@@ -533,7 +579,7 @@ pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result
     set_mask_threshold(&mut file, choice.chosen).with_context(|| path.display().to_string())?;
     set_test_time_flips(&mut file, choice.chosen_flips)
         .with_context(|| path.display().to_string())?;
-    set_min_component(&mut file, choice.chosen_min_component_mm3)
+    set_small_components(&mut file, choice.chosen_setting().small())
         .with_context(|| path.display().to_string())?;
     let mut provenance = file.json_object("provenance")?;
     provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(choice)?);
@@ -541,12 +587,7 @@ pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result
     let (bytes, model) = file
         .to_bytes()
         .with_context(|| path.display().to_string())?;
-    let cfg = model.config();
-    let read = Setting {
-        test_time_flips: cfg.test_time_flips,
-        threshold: cfg.mask_threshold,
-        min_component_mm3: cfg.min_component_mm3,
-    };
+    let read = Setting::of_config(model.config());
     ensure!(
         read == choice.chosen_setting(),
         "rewritten model reads {read:?} instead of {:?}",
@@ -572,11 +613,16 @@ pub fn set_test_time_flips(file: &mut ModelFile, flips: u32) -> Result<()> {
     set_config_key(file, "test_time_flips", serde_json::json!(flips))
 }
 
-/// Sets `config.min_component_mm3` of `file` to `mm3` and its `format_version` to what the new
-/// config needs (0 keeps an older `format_version`: older readers ignore the key and draw the
-/// same masks).
-pub fn set_min_component(file: &mut ModelFile, mm3: f64) -> Result<()> {
-    set_config_key(file, "min_component_mm3", serde_json::json!(mm3))
+/// Sets `config.min_component_mm3` and `config.min_component_spare_radius_mm` of `file` to
+/// `rule`'s and its `format_version` to what the new config needs (a rule that drops nothing
+/// keeps an older `format_version`: older readers ignore the keys and draw the same masks).
+pub fn set_small_components(file: &mut ModelFile, rule: SmallComponents) -> Result<()> {
+    set_config_key(file, "min_component_mm3", serde_json::json!(rule.min_mm3))?;
+    set_config_key(
+        file,
+        "min_component_spare_radius_mm",
+        serde_json::json!(rule.spare_radius_mm),
+    )
 }
 
 /// Sets one `config` key and the `format_version` the resulting config needs; the config is

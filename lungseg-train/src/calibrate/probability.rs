@@ -228,9 +228,8 @@ pub fn collect_logits(
         let mut det = vec![0f32; n];
         mc::predict(probe, &patch.hu, &mut det, 0).with_context(|| format!("patch {}", rec.id))?;
         det.iter_mut().for_each(|p| *p = sigmoid(probe_logit(*p)));
-        let voxel_mm3 = rec.voxel_mm3(probe.config().spacing_mm);
-        let pred =
-            predicted_mask(&mean, rec.shape, voxel_mm3, &eval).map_err(anyhow::Error::msg)?;
+        let grid = rec.grid(probe.config().spacing_mm);
+        let pred = predicted_mask(&mean, grid, &eval).map_err(anyhow::Error::msg)?;
         let roi =
             roi_mask(&patch.mask, &pred, &det, rec.shape, &eval).map_err(anyhow::Error::msg)?;
         for v in 0..n {

@@ -180,7 +180,7 @@ pub fn score_patches(
             id: &rec.id,
             scan: &rec.seriesuid,
             dims: rec.shape,
-            voxel_mm3: rec.voxel_mm3(model_spacing),
+            spacing_mm: rec.grid(model_spacing).spacing_xyz,
             centred_on_nodule: rec.label == 1,
             diameter_mm: rec.diameter_mm,
             gt: &patch.mask,

@@ -127,9 +127,8 @@ pub fn show_patches(
         let rec = &run.ds.records[i];
         let patch = run.ds.load(i)?;
         let (s, m) = run_patch(model, rec, &patch, run.samples, run.seed)?;
-        let voxel_mm3 = rec.voxel_mm3(model.config().spacing_mm);
-        let pred =
-            predicted_mask(&m.mean, rec.shape, voxel_mm3, run.eval).map_err(anyhow::Error::msg)?;
+        let grid = rec.grid(model.config().spacing_mm);
+        let pred = predicted_mask(&m.mean, grid, run.eval).map_err(anyhow::Error::msg)?;
         let title = format!(
             "{} ({why}{}, score {:.3}{})",
             rec.id,

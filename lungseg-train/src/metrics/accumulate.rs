@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use lungseg::mask::{PatchGrid, SmallComponents};
 use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
@@ -31,20 +32,19 @@ use super::uncertainty::{
 };
 use super::{check_len, MetricsError, DEFAULT_FG_THRESHOLD};
 
-/// The predicted mask of one patch: `p >= fg_threshold`, then the 26-connected components
-/// below `min_component_mm3` dropped (`lungseg::mask`, the library's final mask when the
-/// configuration is [`EvalConfig::for_model`]'s).
+/// The predicted mask of one patch: `p >= fg_threshold`, then the small 26-connected
+/// components dropped ([`EvalConfig::small_components`]; `lungseg::mask`, the library's final
+/// mask when the configuration is [`EvalConfig::for_model`]'s).
 pub fn predicted_mask(
     prob: &[f32],
-    dims: [usize; 3],
-    voxel_mm3: f64,
+    grid: PatchGrid,
     config: &EvalConfig,
 ) -> Result<Vec<u8>, MetricsError> {
     let mut mask: Vec<u8> = prob
         .iter()
         .map(|&p| u8::from(p >= config.fg_threshold))
         .collect();
-    lungseg::mask::drop_small_components(&mut mask, dims, voxel_mm3, config.min_component_mm3)
+    lungseg::mask::drop_small_components(&mut mask, grid, config.small_components())
         .map_err(|e| MetricsError::InvalidParameter(e.message))?;
     Ok(mask)
 }
@@ -80,6 +80,10 @@ pub struct EvalConfig {
     /// `config.min_component_mm3`; 0 keeps them all).
     #[serde(default)]
     pub min_component_mm3: f64,
+    /// ... unless a voxel of theirs is closer than this many mm to the patch centre (the
+    /// model's `config.min_component_spare_radius_mm`; 0 spares none).
+    #[serde(default)]
+    pub min_component_spare_radius_mm: f64,
     /// Radius (voxels, cube structuring element) of the ground-truth dilation in the ROI.
     pub roi_dilation: usize,
     /// Equal-width probability bins for ECE and the reliability diagram.
@@ -107,7 +111,16 @@ impl EvalConfig {
         EvalConfig {
             fg_threshold: model.config().mask_threshold,
             min_component_mm3: model.config().min_component_mm3,
+            min_component_spare_radius_mm: model.config().min_component_spare_radius_mm,
             ..self.clone()
+        }
+    }
+
+    /// The components the predicted mask drops.
+    pub fn small_components(&self) -> SmallComponents {
+        SmallComponents {
+            min_mm3: self.min_component_mm3,
+            spare_radius_mm: self.min_component_spare_radius_mm,
         }
     }
 }
@@ -117,6 +130,7 @@ impl Default for EvalConfig {
         EvalConfig {
             fg_threshold: DEFAULT_FG_THRESHOLD,
             min_component_mm3: 0.0,
+            min_component_spare_radius_mm: 0.0,
             roi_dilation: 3,
             calibration_bins: DEFAULT_BINS,
             hist_bins: DEFAULT_HIST_BINS,
@@ -138,8 +152,9 @@ pub struct PatchInput<'a> {
     /// The scan the patch was cut from: the unit of bootstrap resampling.
     pub scan: &'a str,
     pub dims: [usize; 3],
-    /// Volume of one voxel, mm³ (false-positive volumes).
-    pub voxel_mm3: f64,
+    /// Voxel spacing (x, y, z) in mm: false-positive volumes, and the distances of the
+    /// predicted mask's component rule.
+    pub spacing_mm: [f64; 3],
     /// The patch was cut around an annotated nodule (the dataset's `label` 1); with the ground
     /// truth, this gives its [`PatchClass`].
     pub centred_on_nodule: bool,
@@ -309,7 +324,11 @@ impl EvalAccumulator {
         check_len("variance map", n, p.variance.len())?;
         check_len("deterministic probability map", n, p.det_prob.len())?;
         let t = self.config.fg_threshold;
-        let pred = predicted_mask(p.prob, p.dims, p.voxel_mm3, &self.config)?;
+        let grid = PatchGrid {
+            dims_zyx: p.dims,
+            spacing_xyz: p.spacing_mm,
+        };
+        let pred = predicted_mask(p.prob, grid, &self.config)?;
         let confusion = Confusion::from_masks(p.gt, &pred)?;
         let roi = roi_mask(p.gt, &pred, p.det_prob, p.dims, &self.config)?;
         self.calib_roi.add_patch(p.gt, p.prob, Some(&roi))?;
@@ -338,7 +357,7 @@ impl EvalAccumulator {
         };
         let class = PatchClass::of(p.centred_on_nodule, confusion.gt_voxels());
         let overlap = confusion.scores();
-        let fp_volume_mm3 = confusion.fp as f64 * p.voxel_mm3;
+        let fp_volume_mm3 = confusion.fp as f64 * grid.voxel_mm3();
         let c = &self.config;
         self.patches.push(PatchRecord {
             id: p.id.to_string(),

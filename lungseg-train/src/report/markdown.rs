@@ -83,12 +83,21 @@ fn header_section(s: &mut String, r: &Report) {
         "- Review rule: a patch is flagged when `{} > {}`",
         r.review_score, r.review_threshold
     );
-    let _ = if c.min_component_mm3 > 0.0 {
+    let small = c.small_components().canonical();
+    let _ = if small.spare_radius_mm > 0.0 {
+        writeln!(
+            s,
+            "- A voxel is predicted nodule when its mean probability p ≥ {} and its \
+             26-connected component holds at least {} mm³ or comes closer than {} mm to the \
+             patch centre.\n",
+            c.fg_threshold, small.min_mm3, small.spare_radius_mm
+        )
+    } else if small.min_mm3 > 0.0 {
         writeln!(
             s,
             "- A voxel is predicted nodule when its mean probability p ≥ {} and its \
              26-connected component holds at least {} mm³.\n",
-            c.fg_threshold, c.min_component_mm3
+            c.fg_threshold, small.min_mm3
         )
     } else {
         writeln!(

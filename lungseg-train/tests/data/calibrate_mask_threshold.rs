@@ -42,6 +42,7 @@ fn flips_row(flips: u32, threshold: f32, mean_dice: f64, bad_negatives: usize) -
         test_time_flips: flips,
         threshold,
         min_component_mm3: 0.0,
+        min_component_spare_radius_mm: 0.0,
         mean_dice,
         bad_negatives,
         mean_fp_mm3: 0.0,
@@ -54,6 +55,7 @@ fn set(test_time_flips: u32, threshold: f32) -> Setting {
         test_time_flips,
         threshold,
         min_component_mm3: 0.0,
+        spare_radius_mm: 0.0,
     }
 }
 
@@ -341,10 +343,10 @@ fn flips_candidates_are_judged_on_their_own_samples_and_written() {
     );
 }
 
-/// Minimum-component candidates: each row is the overlap of the engine's mean at the threshold
-/// with the components below the minimum dropped (checked against `lungseg::mask` on the
-/// drawn mask), ties keep the current minimum, and writing stores it (version 5) so that the
-/// engine's summary counts the filtered mask.
+/// Minimum-component and spare-radius candidates: each row is the overlap of the engine's mean
+/// at the threshold with the components its rule drops removed (checked against
+/// `lungseg::mask` on the drawn mask), and writing stores the rule (version 5 for a minimum,
+/// 6 with a radius) so that the engine's summary counts the filtered mask.
 #[test]
 fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,6 +357,7 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
         seed: 9,
         candidates: vec![0.3],
         min_components_mm3: vec![3.0, 40.0],
+        spare_radii_mm: vec![3.0, 9.0],
         ..Default::default()
     };
     let mut c = choose_mask_threshold(&model_path, &ds_path, &opts, || {}).unwrap();
@@ -363,7 +366,9 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
     let ds = PatchDataset::open(&ds_path).unwrap();
     let spacing = model.config().spacing_mm;
     let voxel_mm3: f64 = spacing.iter().product();
-    let mut moved = false;
+    // Every minimum with every radius, and no minimum only without one.
+    assert_eq!(c.rows.len(), 1 + 2 * 3);
+    let (mut moved, mut spared) = (false, false);
     for r in &c.rows {
         let (mut dice, mut fp, mut nodules, mut negatives) = (0.0, 0.0, 0, 0);
         for &i in &ds.split("val") {
@@ -371,13 +376,11 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
             let p = ds.load(i).unwrap();
             let (mean, _) = mc_mean(&model, &p.hu, 4, patch_seed(9, &rec.id));
             let mut pred: Vec<u8> = mean.iter().map(|&v| u8::from(v >= r.threshold)).collect();
-            lungseg::mask::drop_small_components(
-                &mut pred,
-                rec.shape,
-                voxel_mm3,
-                r.min_component_mm3,
-            )
-            .unwrap();
+            let rule = lungseg::mask::SmallComponents {
+                min_mm3: r.min_component_mm3,
+                spare_radius_mm: r.min_component_spare_radius_mm,
+            };
+            lungseg::mask::drop_small_components(&mut pred, rec.grid(spacing), rule).unwrap();
             let pred_f: Vec<f32> = pred.iter().map(|&b| f32::from(b)).collect();
             let (d, f, gt_voxels) = direct(&p.mask, &pred_f, 0.5);
             match PatchClass::of(rec.label == 1, gt_voxels) {
@@ -403,14 +406,30 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
             .find(|u| u.threshold == r.threshold && u.min_component_mm3 == 0.0)
             .unwrap();
         moved |= r.mean_fp_mm3 != unfiltered.mean_fp_mm3;
+        let unspared = c
+            .rows
+            .iter()
+            .find(|u| {
+                u.threshold == r.threshold
+                    && u.min_component_mm3 == r.min_component_mm3
+                    && u.min_component_spare_radius_mm == 0.0
+            })
+            .unwrap();
+        spared |= (r.mean_fp_mm3, r.mean_dice) != (unspared.mean_fp_mm3, unspared.mean_dice);
     }
     assert!(moved, "no minimum changed a row: the check proves little");
+    assert!(spared, "no radius changed a row: the check proves little");
 
     c.chosen_min_component_mm3 = 3.0;
     let model = write_mask_threshold(&model_path, &c).unwrap();
     assert_eq!(model.config().min_component_mm3, 3.0);
     let after = ModelFile::read(&model_path).unwrap();
     assert_eq!(after.metadata["format_version"], "5");
+    c.chosen_min_component_spare_radius_mm = 9.0;
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().min_component_spare_radius_mm, 9.0);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(after.metadata["format_version"], "6");
     let p = ds.load(ds.split("val")[0]).unwrap();
     let (mean, s) = mc_mean(&model, &p.hu, 2, 1);
     let mut pred = vec![0u8; mean.len()];

@@ -166,16 +166,8 @@ fn collected_logits_are_the_engine_samples_of_the_roi_voxels() {
         };
         mc::predict_uncertainty(&model, &patch.hu, &o, maps).unwrap();
         mc::predict(&model, &patch.hu, &mut det, 0).unwrap();
-        let spacing = ds.records[i]
-            .spacing_mm
-            .unwrap_or(model.config().spacing_mm);
-        let pred = predicted_mask(
-            &mean,
-            ds.records[i].shape,
-            spacing.iter().product(),
-            &opts.eval,
-        )
-        .unwrap();
+        let grid = ds.records[i].grid(model.config().spacing_mm);
+        let pred = predicted_mask(&mean, grid, &opts.eval).unwrap();
         let roi = roi_mask(&patch.mask, &pred, &det, ds.records[i].shape, &opts.eval).unwrap();
         for v in (0..n).filter(|&v| roi[v] == 0 && v % OUTSIDE_STRIDE == 0) {
             let zs = &c.outside.logits[outside * 4..(outside + 1) * 4];

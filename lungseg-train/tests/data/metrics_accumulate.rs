@@ -58,7 +58,7 @@ fn input<'a>(p: &'a Patch, id: &'a str, scan: &'a str, centred_on_nodule: bool) 
         id,
         scan,
         dims: DIMS,
-        voxel_mm3: 1.0,
+        spacing_mm: [1.0; 3],
         centred_on_nodule,
         diameter_mm: None,
         gt: &p.gt,

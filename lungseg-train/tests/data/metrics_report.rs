@@ -90,7 +90,7 @@ fn metrics() -> EvalMetrics {
             id: &format!("patch-{k}"),
             scan: &format!("scan-{}", k / 2),
             dims: [N; 3],
-            voxel_mm3: 1.0,
+            spacing_mm: [1.0; 3],
             centred_on_nodule: true,
             diameter_mm: Some(2.0 * r as f64),
             gt: &v.gt,
