@@ -140,13 +140,16 @@ if ! [ -f "$MODEL" ]; then
   # negatives the choice may allow (e.g. the shipped model's on these scans, for a candidate
   # meant to replace it); unset: the fresh export's own at its current setting.
   # MIN_COMPONENTS_MM3 (e.g. 0,8,16,32,64) adds candidate minimum mask components: the final
-  # mask then drops 26-connected components below the chosen volume (`lungseg::mask`).
+  # mask then drops 26-connected components below the chosen volume (`lungseg::mask`);
+  # SPARE_RADII_MM (e.g. 8,12) candidate radii around the patch centre within which such
+  # components are kept. CALIB_FLIPS: the test-time flips judged (the export's own, 1, always is).
   bound=()
   [ -n "${MIN_COMPONENTS_MM3:-}" ] && bound+=(--min-components-mm3 "$MIN_COMPONENTS_MM3")
+  [ -n "${SPARE_RADII_MM:-}" ] && bound+=(--spare-radii-mm "$SPARE_RADII_MM")
   [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound+=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
   [ -n "${MAX_MEAN_FP_MM3:-}" ] && bound+=(--max-mean-fp-mm3 "$MAX_MEAN_FP_MM3")
   run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
-    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips 1,2,4,8 "${bound[@]}" --write
+    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips "${CALIB_FLIPS:-1,2,4,8}" "${bound[@]}" --write
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"
