@@ -93,6 +93,17 @@ int main(int argc, char **argv) try {
     std::printf("summary: %u samples, %lu foreground voxels, score %.5f vs %.5f -> %s\n",
                 s.n_samples, (unsigned long)s.foreground_voxels, s.uncertainty_score,
                 s.review_threshold, s.needs_review ? "NEEDS REVIEW" : "confident");
+    // The mask the summary counts: the mean at the model's threshold without the small
+    // components its rule drops.
+    const std::vector<uint8_t> mask = model.final_mask(mean);
+    uint64_t mask_voxels = 0;
+    for (uint8_t m : mask) mask_voxels += m;
+    std::printf("final mask: threshold %.3f, %lu voxels (minimum component %g mm3, spared "
+                "within %g mm; %u flips)\n",
+                model.mask_threshold(), (unsigned long)mask_voxels, model.min_component_mm3(),
+                model.min_component_spare_radius_mm(), model.test_time_flips());
+    if (mask_voxels != s.foreground_voxels)
+        throw std::runtime_error("final mask and summary differ");
     std::printf("sample masks: Dice agreement %.4f, IoU %.4f, volume CV %.4f\n",
                 structure.dice_agreement, structure.iou, structure.volume_cv);
     if (!(structure.iou >= 0.0f && structure.iou <= 1.0f) || structure.struct_size == 0)

@@ -221,6 +221,42 @@ public:
         detail::check(lungseg_model_get_cpu_kernel(get(), &k), "lungseg_model_get_cpu_kernel");
         return static_cast<lungseg_cpu_kernel>(k);
     }
+    // The probability at or above which the model calls a voxel foreground.
+    float mask_threshold() const {
+        float t = 0.0f;
+        detail::check(lungseg_model_get_mask_threshold(get(), &t),
+                      "lungseg_model_get_mask_threshold");
+        return t;
+    }
+    // How many mirrored orientations the MC samples cycle through (1, 2, 4 or 8).
+    uint32_t test_time_flips() const {
+        uint32_t f = 0;
+        detail::check(lungseg_model_get_test_time_flips(get(), &f),
+                      "lungseg_model_get_test_time_flips");
+        return f;
+    }
+    // The final mask drops 26-connected components below this volume (mm3) ...
+    double min_component_mm3() const {
+        double v = 0.0;
+        detail::check(lungseg_model_get_min_component_mm3(get(), &v),
+                      "lungseg_model_get_min_component_mm3");
+        return v;
+    }
+    // ... unless one of their voxels is closer than this (mm) to the patch centre.
+    double min_component_spare_radius_mm() const {
+        double r = 0.0;
+        detail::check(lungseg_model_get_min_component_spare_radius_mm(get(), &r),
+                      "lungseg_model_get_min_component_spare_radius_mm");
+        return r;
+    }
+    // The final mask of a mean map (0/1 per voxel), the one summary.foreground_voxels counts.
+    std::vector<uint8_t> final_mask(const std::vector<float> &mean) const {
+        std::vector<uint8_t> mask(mean.size());
+        detail::check(
+            lungseg_final_mask(get(), mean.data(), mean.size(), mask.data(), nullptr),
+            "lungseg_final_mask");
+        return mask;
+    }
     // Deterministic prediction (dropout off) of one HU patch.
     void predict(const float *patch_hu, size_t len, float *prob, size_t prob_len) const {
         detail::check(lungseg_predict(get(), patch_hu, len, prob, prob_len), "lungseg_predict");
