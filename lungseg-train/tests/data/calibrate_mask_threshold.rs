@@ -366,8 +366,9 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
     let ds = PatchDataset::open(&ds_path).unwrap();
     let spacing = model.config().spacing_mm;
     let voxel_mm3: f64 = spacing.iter().product();
-    // Every minimum with every radius, and no minimum only without one.
-    assert_eq!(c.rows.len(), 1 + 2 * 3);
+    // At the candidate threshold and the model's own (0.5): every minimum with every radius
+    // (the model's own, 0, among them), and no minimum only without one.
+    assert_eq!(c.rows.len(), 2 * (1 + 2 * 3));
     let (mut moved, mut spared) = (false, false);
     for r in &c.rows {
         let (mut dice, mut fp, mut nodules, mut negatives) = (0.0, 0.0, 0, 0);
