@@ -56,6 +56,15 @@ impl PatchGrid {
             .sum()
     }
 
+    /// The squared distance (mm²) of `component`'s voxel nearest to the patch centre (indices
+    /// on `labels`, this grid's labelling): what [`SmallComponents::drops`] takes.
+    pub fn nearest_centre_mm2(&self, labels: &Grid, component: &[u32]) -> f64 {
+        component
+            .iter()
+            .map(|&i| self.centre_distance_mm2(labels.zyx(i as usize)))
+            .fold(f64::INFINITY, f64::min)
+    }
+
     fn check(&self) -> Result<()> {
         if !self.spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
             return Err(Error::invalid(format!(
@@ -186,11 +195,7 @@ pub fn drop_small_components_with(
             if volume >= rule.min_mm3 {
                 return false;
             }
-            let nearest = c
-                .iter()
-                .map(|&i| grid.centre_distance_mm2(labels.zyx(i as usize)))
-                .fold(f64::INFINITY, f64::min);
-            rule.drops(volume, nearest)
+            rule.drops(volume, grid.nearest_centre_mm2(&labels, c))
         };
         labels.mark_components(|i| mask[i] != 0, scratch, dropped)?;
         for (m, &state) in mask.iter_mut().zip(&scratch.state) {

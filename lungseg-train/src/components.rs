@@ -31,22 +31,17 @@ pub fn keep_near_centre(
     if !spacing_xyz.iter().all(|s| s.is_finite() && *s > 0.0) {
         bail!("spacing {spacing_xyz:?} mm must be finite and > 0");
     }
-    let near = |i: u32| within(grid.zyx(i as usize), dims_zyx, spacing_xyz, radius_mm);
+    let patch = PatchGrid {
+        dims_zyx,
+        spacing_xyz,
+    };
+    let near = |i: u32| patch.centre_distance_mm2(grid.zyx(i as usize)) <= radius_mm * radius_mm;
     let kept = grid.components_where(|i| mask[i], |c| c.iter().any(|&i| near(i)))?;
     mask.fill(false);
     for &i in &kept {
         mask[i as usize] = true;
     }
     Ok(kept.len() as u64)
-}
-
-/// Voxel `zyx` lies within `radius_mm` of the centre voxel (`dims / 2` on each axis).
-fn within(zyx: [usize; 3], dims: [usize; 3], spacing: [f64; 3], radius_mm: f64) -> bool {
-    let grid = PatchGrid {
-        dims_zyx: dims,
-        spacing_xyz: spacing,
-    };
-    grid.centre_distance_mm2(zyx) <= radius_mm * radius_mm
 }
 
 #[cfg(test)]
