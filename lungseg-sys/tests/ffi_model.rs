@@ -699,8 +699,15 @@ fn open_with_configs(keys: &[(&str, serde_json::Value)], version: &str) -> *mut 
     meta.insert("config".into(), cfg.to_string());
     meta.insert("format_version".into(), version.into());
     let out = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
-    let path =
-        std::env::temp_dir().join(format!("lungseg-{}-{}.st", keys[0].0, std::process::id()));
+    // One file per call: tests run in parallel threads of one process, and two of them may set
+    // the same first key (a shared name let one remove the other's file before it was opened).
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "lungseg-{}-{}-{call}.st",
+        keys[0].0,
+        std::process::id()
+    ));
     std::fs::write(&path, out).unwrap();
     let p = CString::new(path.to_str().unwrap()).unwrap();
     let mut m = null_mut();
