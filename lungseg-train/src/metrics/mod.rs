@@ -6,13 +6,15 @@
 //! - masks are `u8`, any non-zero value is foreground;
 //! - a voxel is *predicted* foreground when its mean MC probability `p >= fg_threshold`
 //!   (the model's mask threshold; 0.5 by default, [`DEFAULT_FG_THRESHOLD`]) and its
-//!   26-connected component holds at least `min_component_mm3` (the model's; 0 by default):
+//!   26-connected component holds at least `min_component_mm3` or comes closer than
+//!   `min_component_spare_radius_mm` to the patch centre (the model's; 0 and 0 by default):
 //!   [`predicted_mask`], the library's final mask;
 //! - a voxel is an *error* when the prediction differs from the ground truth;
 //! - uncertainty maps are in their natural units: entropy and mutual information in
 //!   bits (binary case, in `[0, 1]`), variance of the probability (in `[0, 0.25]`).
 
 pub mod accumulate;
+pub mod bad_kinds;
 pub mod bootstrap;
 pub mod calibration;
 pub mod morphology;
@@ -28,6 +30,7 @@ pub use accumulate::{
     predicted_mask, roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput,
     PatchRecord, SizeRow, SIZE_BINS_MM,
 };
+pub use bad_kinds::{bad_kinds, BadKind, BadKindRow};
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
 pub use negative_cost::NegativeCost;

@@ -8,6 +8,7 @@ use super::Report;
 use crate::metrics::bootstrap::Interval;
 use crate::metrics::overlap::MeanOverlap;
 use crate::metrics::uncertainty::UncertaintySummary;
+use crate::metrics::{bad_kinds, PatchRecord};
 
 fn f(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |x| format!("{x:.4}"))
@@ -273,6 +274,26 @@ fn review_flag_section(s: &mut String, r: &Report) {
         pct(rv.ppv),
         pct(rv.npv)
     );
+    bad_kinds_table(s, &m.patches);
+}
+
+/// The bad patches by kind: a nodule with nothing segmented leaves a mask score nothing to read.
+fn bad_kinds_table(s: &mut String, patches: &[PatchRecord]) {
+    s.push_str(
+        "\nThe bad patches by kind (a nodule with nothing segmented has no mask for a review score \
+         to read: to a mask score it looks like a correct empty negative):\n\n\
+         | kind | bad | flagged | not flagged |\n|---|---|---|---|\n",
+    );
+    for row in bad_kinds(patches) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            row.kind.label(),
+            row.flagged + row.not_flagged,
+            row.flagged,
+            row.not_flagged
+        );
+    }
 }
 
 /// The ten patches with the lowest Dice.

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lungseg_train::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchClass, PatchInput};
+use lungseg_train::metrics::{
+    bad_kinds, EvalAccumulator, EvalConfig, EvalMetrics, PatchClass, PatchInput,
+};
 use lungseg_train::report::figures::{self, EpochRow, PanelInput};
 use lungseg_train::report::{
     render_markdown, to_json_string, write_json, write_markdown, EvaluationRun, FigureRef, Report,
@@ -176,6 +178,24 @@ fn json_and_markdown_reports() {
         "![Referral](referral.png)",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle}");
+    }
+    // The bad patches by kind: one row per kind, together every bad patch.
+    let rows = bad_kinds(&r.metrics.patches);
+    let bad: usize = rows.iter().map(|k| k.flagged + k.not_flagged).sum();
+    assert_eq!(bad, r.metrics.headline.n_bad);
+    assert!(
+        bad > 0,
+        "the fixture must hold bad patches for the table to be checked"
+    );
+    for k in &rows {
+        let line = format!(
+            "| {} | {} | {} | {} |",
+            k.kind.label(),
+            k.flagged + k.not_flagged,
+            k.flagged,
+            k.not_flagged
+        );
+        assert!(md.contains(&line), "report.md lacks {line}");
     }
     assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), md);
     std::fs::remove_dir_all(dir).ok();
