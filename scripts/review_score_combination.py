@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Would a combination of the engine's review scores catch more bad patches than one score?
-And can any score see the nodules a model misses with an empty mask?
+And can any score see the nodules a model misses with an empty mask, and would a second rule
+for empty masks (their own score and threshold) catch more within the budget?
 
     python3 scripts/review_score_combination.py REPORT.json
 
@@ -46,6 +47,53 @@ def fit(x, y, lam=1.0):
     return lambda xs: np.c_[np.ones(len(xs)), (xs - mu) / sd] @ w
 
 
+def auroc(pos, neg):
+    """P(a positive scores above a negative), ties counted half."""
+    pos, neg = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
+def best_two_part(first, second, empty, bad, k):
+    """Thresholds (t1, t2) flagging `first > t1` on non-empty masks and `second > t2` on empty
+    ones that catch the most bad patches with at most k flagged (fewest flagged on a tie)."""
+    best = (-1, 0, (np.inf, np.inf))
+    for t1 in np.r_[np.unique(first[~empty]), np.inf]:
+        f1 = (first > t1) & ~empty
+        for t2 in np.r_[np.unique(second[empty]), np.inf]:
+            f = f1 | ((second > t2) & empty)
+            if f.sum() <= k and ((f & bad).sum(), -f.sum()) > best[:2]:
+                best = ((f & bad).sum(), -f.sum(), (t1, t2))
+    return best[2]
+
+
+def two_part(patches, bad, group, n_scans, budget, first='mask_mean_entropy'):
+    """A non-empty mask is flagged by `first`, an empty one by each engine score in turn:
+    in-sample best thresholds at the budget and scan-grouped 5-fold cross-validation."""
+    empty = np.array([mask_voxels(p) == 0 for p in patches])
+    a = np.array([p['scores'][first] for p in patches])
+    k = min(len(patches), int(np.ceil(budget * len(patches) - 1e-9)))
+    print(f"two-part rule: {first} on non-empty masks, a second score on empty ones "
+          f"(at most {k} of {len(patches)} flagged)")
+    for name in ENGINE:
+        b = np.array([p['scores'][name] for p in patches])
+        t1, t2 = best_two_part(a, b, empty, bad, k)
+        flags = np.where(empty, b > t2, a > t1)
+        rng = np.random.default_rng(0)
+        cv = []
+        for _ in range(5):
+            fold = rng.permutation(n_scans) % 5
+            out = np.zeros(len(patches), bool)
+            for f in range(5):
+                held = fold[group] == f
+                kk = int(np.floor(k * (~held).sum() / len(patches)))
+                u1, u2 = best_two_part(a[~held], b[~held], empty[~held], bad[~held], kk)
+                out[held] = np.where(empty[held], b[held] > u2, a[held] > u1)
+            cv.append((out & bad).sum() / bad.sum())
+        print(f"  {name:20s} in-sample {(flags & bad).sum() / bad.sum():.3f} "
+              f"(empty masks flagged: {(flags & empty).sum()}); cross-validated "
+              f"{np.mean(cv):.3f} ({min(cv):.3f}–{max(cv):.3f})")
+
+
 def main(path):
     report = json.load(open(path))['metrics']
     patches, budget = report['patches'], report['config']['refer_budget']
@@ -75,10 +123,13 @@ def main(path):
     negatives = [p for p in empty if p['class'] == 'negative']
     print(f"empty masks: {len(empty)} ({len(missed)} nodule patches, {len(negatives)} negatives)")
     print("  missed nodules (mm):", sorted(round(p['diameter_mm'], 1) for p in missed))
-    for k in ['volume_disagreement', 'mean_entropy', 'dice_disagreement']:
+    for k in ENGINE:
         q = np.quantile([p['scores'][k] for p in negatives], [0.5, 0.9])
-        m = sorted(round(p['scores'][k], 3) for p in missed)
-        print(f"  {k}: missed {m}; empty negatives median {q[0]:.3f}, 90th pct {q[1]:.3f}")
+        m = [p['scores'][k] for p in missed]
+        print(f"  {k}: missed {sorted(round(v, 3) for v in m)}; empty negatives median "
+              f"{q[0]:.3f}, 90th pct {q[1]:.3f}; AUROC "
+              f"{auroc(m, [p['scores'][k] for p in negatives]):.2f}")
+    two_part(patches, bad, group, len(scans), budget)
 
 
 if __name__ == '__main__':
