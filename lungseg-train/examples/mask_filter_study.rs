@@ -1,8 +1,10 @@
 //! Would a post-processing of the mask pay on held-out patches, and at which mask threshold?
 //! Keeping only the components near the requested point
-//! (`lungseg_train::components::keep_near_centre`), or dropping the small components that
-//! come no closer than a radius to it (the engine's `lungseg::mask::SmallComponents`). A study on calibration patches (never a test
-//! seed: it informs a choice).
+//! (`lungseg_train::components::keep_near_centre`), dropping the small components that
+//! come no closer than a radius to it (the engine's `lungseg::mask::SmallComponents`), or,
+//! on top of that, a lower threshold at the point (the components of `mean >= low` that reach
+//! within a radius of the centre join the mask: a small nodule the mean sees only faintly).
+//! A study on calibration patches (never a test seed: it informs a choice).
 //!
 //! `cargo run --release -p lungseg-train --example mask_filter_study -- MODEL DATASET SPLIT SEED`
 //!
@@ -36,9 +38,12 @@ enum Filter {
     /// Without the components below `min_mm3` that come no closer than `radius_mm` to the
     /// centre (the engine's rule).
     SmallAway { min_mm3: f64, radius_mm: f64 },
+    /// `SmallAway` (256 mm³, 12 mm, the shipped model's), joined by the components of
+    /// `mean >= low` with a voxel within `radius_mm` of the centre.
+    LowAtPoint { low: f32, radius_mm: f64 },
 }
 
-const FILTERS: [Filter; 10] = [
+const FILTERS: [Filter; 16] = [
     Filter::None,
     Filter::NearCentre(4.0),
     Filter::NearCentre(8.0),
@@ -61,12 +66,55 @@ const FILTERS: [Filter; 10] = [
         min_mm3: 256.0,
         radius_mm: 12.0,
     },
+    Filter::LowAtPoint {
+        low: 0.2,
+        radius_mm: 10.0,
+    },
+    Filter::LowAtPoint {
+        low: 0.3,
+        radius_mm: 10.0,
+    },
+    Filter::LowAtPoint {
+        low: 0.4,
+        radius_mm: 10.0,
+    },
+    Filter::LowAtPoint {
+        low: 0.2,
+        radius_mm: 6.0,
+    },
+    Filter::LowAtPoint {
+        low: 0.3,
+        radius_mm: 6.0,
+    },
+    Filter::LowAtPoint {
+        low: 0.4,
+        radius_mm: 6.0,
+    },
 ];
 
 impl Filter {
-    fn apply(self, pred: &mut [bool], dims: [usize; 3], spacing: [f64; 3]) -> Result<()> {
+    /// Filters `pred` (the mean cut at the row's threshold) of the mean map `mean`.
+    fn apply(
+        self,
+        pred: &mut [bool],
+        mean: &[f32],
+        dims: [usize; 3],
+        spacing: [f64; 3],
+    ) -> Result<()> {
         match self {
             Filter::None => {}
+            Filter::LowAtPoint { low, radius_mm } => {
+                let shipped = Filter::SmallAway {
+                    min_mm3: 256.0,
+                    radius_mm: 12.0,
+                };
+                shipped.apply(pred, mean, dims, spacing)?;
+                let mut faint: Vec<bool> = mean.iter().map(|&p| p >= low).collect();
+                keep_near_centre(&mut faint, dims, spacing, radius_mm)?;
+                for (p, f) in pred.iter_mut().zip(faint) {
+                    *p |= f;
+                }
+            }
             Filter::NearCentre(r) => {
                 keep_near_centre(pred, dims, spacing, r)?;
             }
@@ -95,6 +143,9 @@ impl Filter {
             Filter::NearCentre(r) => format!("within {r} mm"),
             Filter::SmallAway { min_mm3, radius_mm } => {
                 format!("< {min_mm3} mm³ beyond {radius_mm} mm dropped")
+            }
+            Filter::LowAtPoint { low, radius_mm } => {
+                format!("< 256 mm³ beyond 12 mm dropped; p >= {low} within {radius_mm} mm joins")
             }
         }
     }
@@ -148,7 +199,7 @@ fn study_patch(model: &Model, ds: &PatchDataset, i: usize, seed: u64) -> Result<
         let mut row = Vec::with_capacity(FILTERS.len());
         for filter in FILTERS {
             let mut pred: Vec<bool> = mean.iter().map(|&p| p >= t).collect();
-            filter.apply(&mut pred, patch.shape, spacing)?;
+            filter.apply(&mut pred, &mean, patch.shape, spacing)?;
             let pred: Vec<u8> = pred.into_iter().map(u8::from).collect();
             let c = Confusion::from_masks(&patch.mask, &pred)?;
             row.push(Outcome {
