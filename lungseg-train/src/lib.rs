@@ -18,3 +18,4 @@ pub mod prepare;
 pub mod report;
 pub mod synth;
 pub mod train;
+pub mod widen;

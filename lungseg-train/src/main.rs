@@ -60,6 +60,9 @@ enum Command {
     /// Compare a candidate's evaluation report with a baseline's on the same patches: the
     /// paired Dice difference with its by-scan bootstrap interval.
     CompareReports(lungseg_train::report::compare::CompareArgs),
+    /// A model's network with more channels per level that computes the same function
+    /// (Net2WiderNet): the start of a wider network's fine-tuning (`train --init`).
+    Widen(lungseg_train::widen::WidenArgs),
     /// Hard-negative mining: a pool dataset with many negatives -> a dataset whose training
     /// negatives are partly those a model paints the most false positives on.
     MineNegatives(lungseg_train::prepare::mine::MineArgs),
@@ -613,6 +616,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => run_evaluate(a),
         Command::CompareReports(a) => a.run(),
         Command::MineNegatives(a) => a.run(),
+        Command::Widen(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),

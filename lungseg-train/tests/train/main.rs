@@ -13,3 +13,4 @@ mod train_loss;
 mod train_model;
 mod train_parallel;
 mod train_parity;
+mod widen;
