@@ -26,6 +26,8 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::Dtype;
 use serde_json::json;
 
+use lungseg::model::{ModelConfig, Norm};
+
 use crate::model_file::{replace_file, ModelFile, RawTensor};
 
 /// Where each channel of a widened group comes from, and the share of the original's outgoing
@@ -166,16 +168,112 @@ impl Layer<'_> {
     }
 }
 
+/// The channel maps of every layer output (module docs: `a_l`, `s_l`, `u_l`, `d_l`, `o_l`).
+struct Groups {
+    a: Vec<ChannelMap>,
+    s: Vec<ChannelMap>,
+    u: Vec<ChannelMap>,
+    d: Vec<ChannelMap>,
+    o: Vec<ChannelMap>,
+    /// `concat[l]`: the input of `dec.l.conv1`, concat(`s_l`, `u_l`).
+    concat: Vec<ChannelMap>,
+    input: ChannelMap,
+    output: ChannelMap,
+}
+
+impl Groups {
+    fn draw(config: &ModelConfig, channels: &[usize], seed: u64) -> Self {
+        let old = &config.channels;
+        let levels = old.len();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut draw = |l: usize| ChannelMap::draw(old[l], channels[l], &mut rng);
+        let a: Vec<ChannelMap> = (0..levels).map(&mut draw).collect();
+        let s: Vec<ChannelMap> = (0..levels).map(&mut draw).collect();
+        let u: Vec<ChannelMap> = (0..levels - 1).map(&mut draw).collect();
+        let d = (0..levels - 1).map(&mut draw).collect();
+        let o = (0..levels - 1).map(&mut draw).collect();
+        let concat = (0..levels - 1).map(|l| s[l].concat(&u[l])).collect();
+        Groups {
+            a,
+            s,
+            u,
+            d,
+            o,
+            concat,
+            input: ChannelMap::identity(config.in_channels),
+            output: ChannelMap::identity(config.out_channels),
+        }
+    }
+
+    /// The output of level `l`'s last block: what `dec.{l-1}.up` (or the head) reads.
+    fn level_output(&self, l: usize) -> &ChannelMap {
+        if l + 1 == self.s.len() {
+            &self.s[l]
+        } else {
+            &self.o[l]
+        }
+    }
+
+    /// Every layer of the network with its input and output maps.
+    fn layers(&self, batch_norm: bool) -> Vec<Layer<'_>> {
+        let bn = |p: String| batch_norm.then_some(p);
+        let mut layers = Vec::new();
+        for l in 0..self.s.len() {
+            let prev = if l == 0 { &self.input } else { &self.s[l - 1] };
+            let (a, s) = (&self.a[l], &self.s[l]);
+            layers.push(conv(
+                format!("enc.{l}.conv1"),
+                bn(format!("enc.{l}.bn1")),
+                prev,
+                a,
+            ));
+            layers.push(conv(
+                format!("enc.{l}.conv2"),
+                bn(format!("enc.{l}.bn2")),
+                a,
+                s,
+            ));
+        }
+        for l in 0..self.u.len() {
+            layers.push(Layer {
+                prefix: format!("dec.{l}.up"),
+                bn: None,
+                input: self.level_output(l + 1),
+                output: &self.u[l],
+                in_axis: 0,
+            });
+            let (c, d, o) = (&self.concat[l], &self.d[l], &self.o[l]);
+            layers.push(conv(
+                format!("dec.{l}.conv1"),
+                bn(format!("dec.{l}.bn1")),
+                c,
+                d,
+            ));
+            layers.push(conv(
+                format!("dec.{l}.conv2"),
+                bn(format!("dec.{l}.bn2")),
+                d,
+                o,
+            ));
+        }
+        layers.push(conv(
+            "head".into(),
+            None,
+            self.level_output(0),
+            &self.output,
+        ));
+        layers
+    }
+}
+
 /// `file` with the channels of `channels` (as many levels, none fewer than before), drawn from
 /// `seed`. Every tensor is written in F32 (the shares are not representable in F16); the
 /// config's `channels` changes and the provenance records the widening; everything else,
 /// including the calibrated settings, is kept: the widened network computes what the old one did.
 pub fn widen(file: &ModelFile, channels: &[usize], seed: u64) -> Result<ModelFile> {
-    let mut config = file.json_object("config")?;
-    let parsed = lungseg::model::ModelConfig::from_json(
-        file.metadata.get("config").map_or("{}", String::as_str),
-    )?;
-    let old = parsed.channels.clone();
+    let (_, model) = file.to_bytes().context("the model to widen")?;
+    let config = model.network().config();
+    let old = &config.channels;
     ensure!(
         channels.len() == old.len(),
         "--channels has {} levels; the model has {} ({old:?})",
@@ -185,72 +283,22 @@ pub fn widen(file: &ModelFile, channels: &[usize], seed: u64) -> Result<ModelFil
     if let Some(l) = (0..old.len()).find(|&l| channels[l] < old[l]) {
         bail!("--channels {channels:?} narrows level {l} (the model has {old:?}); widen only");
     }
-    let bn = |p: &str| (parsed.norm == lungseg::model::Norm::Batch).then(|| p.to_string());
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let levels = old.len();
-    let mut draw = |l: usize| ChannelMap::draw(old[l], channels[l], &mut rng);
-    let a: Vec<ChannelMap> = (0..levels).map(&mut draw).collect();
-    let s: Vec<ChannelMap> = (0..levels).map(&mut draw).collect();
-    let u: Vec<ChannelMap> = (0..levels - 1).map(&mut draw).collect();
-    let d: Vec<ChannelMap> = (0..levels - 1).map(&mut draw).collect();
-    let o: Vec<ChannelMap> = (0..levels - 1).map(&mut draw).collect();
-    let input = ChannelMap::identity(parsed.in_channels);
-    let output_of = |l: usize| if l + 1 == levels { &s[l] } else { &o[l] };
-    let concat: Vec<ChannelMap> = (0..levels - 1).map(|l| s[l].concat(&u[l])).collect();
-
-    let mut layers = Vec::new();
-    for l in 0..levels {
-        let prev = if l == 0 { &input } else { &s[l - 1] };
-        layers.push(conv(
-            format!("enc.{l}.conv1"),
-            bn(&format!("enc.{l}.bn1")),
-            prev,
-            &a[l],
-        ));
-        layers.push(conv(
-            format!("enc.{l}.conv2"),
-            bn(&format!("enc.{l}.bn2")),
-            &a[l],
-            &s[l],
-        ));
-    }
-    for l in 0..levels - 1 {
-        layers.push(Layer {
-            prefix: format!("dec.{l}.up"),
-            bn: None,
-            input: output_of(l + 1),
-            output: &u[l],
-            in_axis: 0,
-        });
-        layers.push(conv(
-            format!("dec.{l}.conv1"),
-            bn(&format!("dec.{l}.bn1")),
-            &concat[l],
-            &d[l],
-        ));
-        layers.push(conv(
-            format!("dec.{l}.conv2"),
-            bn(&format!("dec.{l}.bn2")),
-            &d[l],
-            &o[l],
-        ));
-    }
-    let head_out = ChannelMap::identity(parsed.out_channels);
-    layers.push(conv("head".into(), None, output_of(0), &head_out));
-
+    let groups = Groups::draw(config, channels, seed);
     let mut out = ModelFile {
         metadata: file.metadata.clone(),
         tensors: Vec::new(),
     };
-    for layer in &layers {
+    for layer in groups.layers(config.norm == Norm::Batch) {
         layer.apply(file, &mut out)?;
     }
-    config.insert("channels".into(), json!(channels));
-    out.set_json_object("config", config);
+    let mut meta = file.json_object("config")?;
+    meta.insert("channels".into(), json!(channels));
+    out.set_json_object("config", meta);
     let mut provenance = file.json_object("provenance")?;
     provenance.insert(
         "widened".into(),
-        json!({"from_channels": old, "to_channels": channels, "seed": seed, "method": "Net2WiderNet, random shares"}),
+        json!({"from_channels": old, "to_channels": channels, "seed": seed,
+               "method": "Net2WiderNet, random shares"}),
     );
     out.set_json_object("provenance", provenance);
     Ok(out)
