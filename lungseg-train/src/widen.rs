@@ -266,6 +266,26 @@ impl Groups {
     }
 }
 
+/// How many values the tensors of a U-Net with `channels` hold (weights, biases and BatchNorm
+/// vectors; 1 output channel), counted before anything of that size is allocated.
+pub fn tensor_values(in_channels: usize, channels: &[usize]) -> u128 {
+    let c: Vec<u128> = channels.iter().map(|&c| c as u128).collect();
+    let block = |cin: u128, c: u128| 27 * (cin * c + c * c) + 10 * c;
+    let mut total = c[0] + 1; // head weight and bias
+    for l in 0..c.len() {
+        let cin = if l == 0 {
+            in_channels as u128
+        } else {
+            c[l - 1]
+        };
+        total += block(cin, c[l]);
+    }
+    for l in 0..c.len() - 1 {
+        total += 8 * c[l + 1] * c[l] + c[l] + block(2 * c[l], c[l]);
+    }
+    total
+}
+
 /// `file` with the channels of `channels` (as many levels, none fewer than before), drawn from
 /// `seed`. Every tensor is written in F32 (the shares are not representable in F16); the
 /// config's `channels` changes and the provenance records the widening; everything else,
@@ -283,6 +303,12 @@ pub fn widen(file: &ModelFile, channels: &[usize], seed: u64) -> Result<ModelFil
     if let Some(l) = (0..old.len()).find(|&l| channels[l] < old[l]) {
         bail!("--channels {channels:?} narrows level {l} (the model has {old:?}); widen only");
     }
+    let bytes = 4 * tensor_values(config.in_channels, channels);
+    ensure!(
+        bytes <= u128::from(lungseg::model::MAX_FILE_BYTES),
+        "--channels {channels:?} would need {bytes} bytes of F32 tensors; lungseg opens model files up to {} bytes",
+        lungseg::model::MAX_FILE_BYTES
+    );
     let groups = Groups::draw(config, channels, seed);
     let mut out = ModelFile {
         metadata: file.metadata.clone(),

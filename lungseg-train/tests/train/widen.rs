@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use lungseg_train::export::{to_safetensors, ExportDtype, Review};
 use lungseg_train::model::UNetConfig;
 use lungseg_train::model_file::{ModelFile, RawTensor};
-use lungseg_train::widen::widen;
+use lungseg_train::widen::{tensor_values, widen};
 use safetensors::Dtype;
 
 /// The next value of a 64-bit LCG in `k`, uniform in [-1, 1).
@@ -110,6 +110,13 @@ fn widened_random_net_computes_the_same_probabilities() {
     let diff = max_abs_diff(&before, &after);
     assert!(diff < 2e-5, "widened net differs by {diff}");
 
+    // The size check counts what is written.
+    let values: usize = wide
+        .tensors
+        .iter()
+        .map(|(_, t)| t.shape.iter().product::<usize>())
+        .sum();
+    assert_eq!(tensor_values(1, &[6, 8, 12]), values as u128);
     // The network did change: shapes, and another seed draws other copies.
     assert_eq!(tensor(&wide, "dec.1.conv1.weight").1, vec![8, 16, 3, 3, 3]);
     assert_eq!(tensor(&wide, "dec.1.up.weight").1, vec![12, 8, 2, 2, 2]);
@@ -211,6 +218,9 @@ fn narrowing_or_another_depth_is_refused() {
     assert!(err.contains("narrows level 1"), "{err}");
     let err = widen(&narrow, &[3, 5], 0).unwrap_err().to_string();
     assert!(err.contains("levels"), "{err}");
+    // A size no model file holds is refused before anything of it is allocated.
+    let err = widen(&narrow, &[3, 5, 1 << 40], 0).unwrap_err().to_string();
+    assert!(err.contains("lungseg opens model files up to"), "{err}");
     // Widening to the same channels is the identity.
     let same = widen(&narrow, &[3, 5, 7], 9).unwrap();
     for (name, t) in &narrow.tensors {
