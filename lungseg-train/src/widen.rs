@@ -33,19 +33,19 @@ use crate::model_file::{replace_file, ModelFile, RawTensor};
 /// Where each channel of a widened group comes from, and the share of the original's outgoing
 /// weights it takes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ChannelMap {
+struct ChannelMap {
     /// The number of channels before widening.
-    pub old: usize,
+    old: usize,
     /// `source[i]`: the old channel that new channel `i` copies (`source[i] = i` for `i < C`).
-    pub source: Vec<usize>,
+    source: Vec<usize>,
     /// `share[i]`: the fraction of `source[i]`'s input weights in the consuming layer that
     /// channel `i` takes; the shares of one old channel's copies sum to 1.
-    pub share: Vec<f32>,
+    share: Vec<f32>,
 }
 
 impl ChannelMap {
     /// The unchanged group of `n` channels.
-    pub fn identity(n: usize) -> Self {
+    fn identity(n: usize) -> Self {
         ChannelMap {
             old: n,
             source: (0..n).collect(),
@@ -55,7 +55,7 @@ impl ChannelMap {
 
     /// `old` channels widened to `new`: copies of uniformly drawn channels, each copy's share
     /// proportional to a draw from [1, 3), so that none is near 0 (a pair's lie in (0.25, 0.75)).
-    pub fn draw(old: usize, new: usize, rng: &mut ChaCha8Rng) -> Self {
+    fn draw(old: usize, new: usize, rng: &mut ChaCha8Rng) -> Self {
         let mut source: Vec<usize> = (0..old).collect();
         source.extend((old..new).map(|_| rng.random_range(0..old)));
         let raw: Vec<f32> = source.iter().map(|_| rng.random_range(1.0..3.0)).collect();
@@ -88,7 +88,7 @@ impl ChannelMap {
 
 /// `values` of `shape` with axis `axis` rebuilt by `map`: entry `i` along it is the old entry
 /// `map.source[i]`, times `map.share[i]` when `split` (an input axis) and as is otherwise.
-pub fn remap_axis(
+fn remap_axis(
     values: &[f32],
     shape: &[usize],
     axis: usize,

@@ -135,9 +135,9 @@ fn new_channels_are_copies_whose_outgoing_weights_split_the_original() {
     let _rng = common::rng_lock();
     let narrow = random_model(vec![3, 5, 7]);
     let wide = widen(&narrow, &[6, 8, 12], 5).unwrap();
+    // enc.0.conv1 produces a_0 (3 → 6 channels) from the one input channel: every new row is
+    // an old row, the first three unchanged, and its BatchNorm entries come along.
     let k = 27; // 3×3×3 taps
-                // enc.0.conv1 produces a_0 (3 → 6 channels) from the one input channel: every new row is
-                // an old row, the first three unchanged, and its BatchNorm entries come along.
     let (rows_old, _) = tensor(&narrow, "enc.0.conv1.weight");
     let (rows_new, _) = tensor(&wide, "enc.0.conv1.weight");
     let (gamma_old, _) = tensor(&narrow, "enc.0.bn1.weight");
