@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Recalibration maps of the MC mean by distance band from the returned mask, cross-fitted by scan.
+
+Input: the JSON that `cargo run -p lungseg-train --example band_calibration_study` writes (per
+scan, per distance band from the final mask, a 100-bin histogram of voxel count, summed
+probability and foreground count, for the whole patch and for the ROI). For each way of fitting
+a map it prints the ECE (15 equal-width bins, as `metrics::calibration`) of the ROI and of the
+whole patch:
+
+- in-sample (fitted and judged on every scan: the best case, as `calibration_map_bound.py`);
+- cross-fitted (the scans split at random into K folds; each fold judged with the map fitted
+  on the others; the judged histograms pooled; repeated over several random splits, since a
+  few scans with large lesions hold much of the ROI): what a fresh scan would see.
+
+Maps: `none`; `p only` (one isotonic map of p over all voxels, bands pooled); `by band` (one
+isotonic map per band, fitted on all voxels of the band: what an engine could apply, since it
+knows the band and not the ROI); each also fitted on the ROI's voxels only. The masks do not change: only the probabilities do.
+
+    python3 scripts/band_calibration_study.py hist.json [--folds 2,5] [--repeats 10]
+"""
+import argparse
+import json
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def load(path):
+    scans = json.load(open(path))
+    def arr(region, key):
+        return np.array([s[region][key] for s in scans], dtype=np.float64)  # [scan, band, bin]
+    return {r: {k: arr(r, k) for k in ("n", "sum_p", "pos")} for r in ("whole", "roi")}
+
+
+def pav(y, w):
+    """Weighted isotonic (non-decreasing) regression by pool-adjacent-violators."""
+    blocks = []  # [value, weight, length]
+    for yi, wi in zip(y, w):
+        blocks.append([yi, wi, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, l2 = blocks.pop()
+            v1, w1, l1 = blocks.pop()
+            ww = w1 + w2
+            blocks.append([(v1 * w1 + v2 * w2) / ww if ww > 0 else v1, ww, l1 + l2])
+    return np.concatenate([[v] * l for v, _, l in blocks])
+
+
+def fit_isotonic(n, pos, sum_p):
+    """Isotonic map over the fine bins; empty bins keep their centre's value after the fit."""
+    centre = (np.arange(n.size) + 0.5) / n.size
+    has = n > 0
+    if not has.any():
+        return centre
+    fitted = pav(pos[has] / n[has], n[has])
+    out = np.interp(centre, centre[has], fitted)
+    return out
+
+
+def fit(h, scans, how):
+    """A map [band, bin] -> probability, fitted on `scans` (whole-patch voxels, or the ROI's
+    for the `(ROI-fitted)` variant: the labels are known offline, the ROI is not at inference)."""
+    region = "roi" if how.endswith("(ROI-fitted)") else "whole"
+    how = how.replace(" (ROI-fitted)", "")
+    n, pos, sp = (h[region][k][scans].sum(axis=0) for k in ("n", "pos", "sum_p"))
+    bands, bins = n.shape
+    if how == "none":
+        return None
+    if how == "p only":
+        m = fit_isotonic(n.sum(0), pos.sum(0), sp.sum(0))
+        return np.tile(m, (bands, 1))
+    if how == "by band":
+        return np.stack([fit_isotonic(n[b], pos[b], sp[b]) for b in range(bands)])
+    raise ValueError(how)
+
+
+def judged(h, region, scans, m):
+    """15-bin (count, summed confidence, positives) of `region` on `scans` under map `m`."""
+    n, pos, sp = (h[region][k][scans].sum(axis=0) for k in ("n", "pos", "sum_p"))
+    cnt, conf, ys = (np.zeros(ECE_BINS) for _ in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = sp / n if m is None else m
+    for b in range(n.shape[0]):
+        for k in range(n.shape[1]):
+            if n[b, k] == 0:
+                continue
+            j = min(int(p[b, k] * ECE_BINS), ECE_BINS - 1)
+            cnt[j] += n[b, k]
+            conf[j] += sp[b, k] if m is None else n[b, k] * m[b, k]
+            ys[j] += pos[b, k]
+    return cnt, conf, ys
+
+
+def ece(parts):
+    cnt, conf, ys = (sum(p[i] for p in parts) for i in range(3))
+    has = cnt > 0
+    return float(np.sum(np.abs(ys[has] - conf[has])) / cnt.sum())
+
+
+def grouped(h, groups):
+    """The histograms with the bands merged into `groups` (lists of band indices)."""
+    return {r: {k: np.stack([a[:, g, :].sum(axis=1) for g in groups], axis=1)
+                for k, a in h[r].items()} for r in h}
+
+
+# (name, map, band groups): the study's six bands, and three (in the mask, 1-3 voxels out, further).
+MAPS = [
+    ("none", "none", None),
+    ("p only", "p only", None),
+    ("p only, ROI-fitted", "p only (ROI-fitted)", None),
+    ("by band (6)", "by band", None),
+    ("by band (in / 1-3 / >= 4)", "by band", [[0], [1, 2, 3], [4, 5]]),
+    ("by band (6), ROI-fitted", "by band (ROI-fitted)", None),
+]
+
+
+def cross_fitted(h, how, k, rng):
+    """ROI and whole-patch ECE with each of k random scan folds judged by the others' map."""
+    n_scans = h["whole"]["n"].shape[0]
+    every = np.arange(n_scans)
+    fold = np.empty(n_scans, dtype=int)
+    fold[rng.permutation(n_scans)] = every % k
+    parts = {"roi": [], "whole": []}
+    for f in range(k):
+        m = fit(h, every[fold != f], how)
+        for region in parts:
+            parts[region].append(judged(h, region, every[fold == f], m))
+    return ece(parts["roi"]), ece(parts["whole"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("hist")
+    ap.add_argument("--folds", default="2,5")
+    ap.add_argument("--repeats", type=int, default=10, help="random fold assignments per K")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    h = load(a.hist)
+    n_scans = h["whole"]["n"].shape[0]
+    every = np.arange(n_scans)
+    print(f"{n_scans} scans; ROI voxels by band (0 = in the mask, 1, 2, 3, 4-6, >= 7):",
+          h["roi"]["n"].sum(axis=(0, 2)).astype(int).tolist())
+    folds = [int(k) for k in a.folds.split(",")]
+    print("| map | in-sample ROI / whole | "
+          + " | ".join(f"{k}-fold ROI: mean [min, max] / whole (max)" for k in folds) + " |")
+    print("|---" * (2 + len(folds)) + "|")
+    for name, how, groups in MAPS:
+        hh = h if groups is None else grouped(h, groups)
+        m = fit(hh, every, how)
+        row = [f"{ece([judged(hh, 'roi', every, m)]):.3f} / {ece([judged(hh, 'whole', every, m)]):.4f}"]
+        for k in folds:
+            rng = np.random.default_rng(a.seed)
+            runs = np.array([cross_fitted(hh, how, k, rng) for _ in range(a.repeats)])
+            roi, whole = runs[:, 0], runs[:, 1]
+            row.append(f"{roi.mean():.3f} [{roi.min():.3f}, {roi.max():.3f}] / {whole.max():.4f}")
+        print(f"| {name} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
