@@ -23,6 +23,8 @@ import json
 
 import numpy as np
 
+from calibration_map_bound import isotonic
+
 ECE_BINS = 15
 
 
@@ -33,26 +35,13 @@ def load(path):
     return {r: {k: arr(r, k) for k in ("n", "sum_p", "pos")} for r in ("whole", "roi")}
 
 
-def pav(y, w):
-    """Weighted isotonic (non-decreasing) regression by pool-adjacent-violators."""
-    blocks = []  # [value, weight, length]
-    for yi, wi in zip(y, w):
-        blocks.append([yi, wi, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            v2, w2, l2 = blocks.pop()
-            v1, w1, l1 = blocks.pop()
-            ww = w1 + w2
-            blocks.append([(v1 * w1 + v2 * w2) / ww if ww > 0 else v1, ww, l1 + l2])
-    return np.concatenate([[v] * l for v, _, l in blocks])
-
-
 def fit_isotonic(n, pos, sum_p):
     """Isotonic map over the fine bins; empty bins keep their centre's value after the fit."""
     centre = (np.arange(n.size) + 0.5) / n.size
     has = n > 0
     if not has.any():
         return centre
-    fitted = pav(pos[has] / n[has], n[has])
+    fitted = isotonic(pos[has] / n[has], n[has])
     out = np.interp(centre, centre[has], fitted)
     return out
 
