@@ -104,6 +104,16 @@ int main(int argc, char **argv) try {
                 model.min_component_spare_radius_mm(), model.test_time_flips());
     if (mask_voxels != s.foreground_voxels)
         throw std::runtime_error("final mask and summary differ");
+    // The probability a voxel is nodule, where the model carries a map calibrated on held-out
+    // scans (the mean itself where it does not).
+    const std::vector<float> calibrated = model.calibrated_probability(mean);
+    double in_mask = 0.0;
+    for (size_t i = 0; i < mask.size(); i++) in_mask += mask[i] ? calibrated[i] : 0.0;
+    std::printf("calibrated probability (%s): mean %.4f inside the mask\n",
+                model.has_probability_map() ? "probability map" : "no map: the MC mean",
+                mask_voxels ? in_mask / mask_voxels : 0.0);
+    if (!model.has_probability_map() && calibrated != mean)
+        throw std::runtime_error("no probability map, yet the probabilities changed");
     std::printf("sample masks: Dice agreement %.4f, IoU %.4f, volume CV %.4f\n",
                 structure.dice_agreement, structure.iou, structure.volume_cv);
     if (!(structure.iou >= 0.0f && structure.iou <= 1.0f) || structure.struct_size == 0)

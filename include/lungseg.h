@@ -612,6 +612,25 @@ enum lungseg_status lungseg_final_mask(const struct lungseg_model *model,
                                        uint8_t *mask,
                                        uint64_t *foreground_voxels);
 
+// Whether `model`'s file carries a probability map (`config.probability_map`): `*out` = 1 if
+// so, else 0. Without one, `lungseg_calibrated_probability` returns the mean unchanged.
+enum lungseg_status lungseg_model_has_probability_map(const struct lungseg_model *model,
+                                                      uint8_t *out);
+
+// Calibrated foreground probabilities of a mean map: `out[i]` is `mean[i]` through the
+// model's probability map for voxel i's distance from the final mask of that mean (the mask
+// `lungseg_final_mask` gives; Chebyshev distance in voxels, one monotone map of the mean per
+// distance band; `config.probability_map` of the model file), or `mean[i]` itself when the
+// model has none (`lungseg_model_has_probability_map`). The MC mean says how often the
+// dropout samples call a voxel nodule; this says how often such a voxel is nodule, as
+// measured on the model's calibration scans. Masks and scores stay those of the mean. `mean`
+// and `out` hold `len` elements, the model's patch voxel count (z-major, x fastest), and must
+// not overlap.
+enum lungseg_status lungseg_calibrated_probability(const struct lungseg_model *model,
+                                                   const float *mean,
+                                                   size_t len,
+                                                   float *out);
+
 // Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 // `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 // `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or

@@ -257,6 +257,21 @@ public:
             "lungseg_final_mask");
         return mask;
     }
+    // Whether the model file carries a probability map (calibrated_probability maps the mean).
+    bool has_probability_map() const {
+        uint8_t has = 0;
+        detail::check(lungseg_model_has_probability_map(get(), &has),
+                      "lungseg_model_has_probability_map");
+        return has != 0;
+    }
+    // Calibrated probabilities of a mean map (the mean itself without a probability map).
+    std::vector<float> calibrated_probability(const std::vector<float> &mean) const {
+        std::vector<float> out(mean.size());
+        detail::check(
+            lungseg_calibrated_probability(get(), mean.data(), mean.size(), out.data()),
+            "lungseg_calibrated_probability");
+        return out;
+    }
     // Deterministic prediction (dropout off) of one HU patch.
     void predict(const float *patch_hu, size_t len, float *prob, size_t prob_len) const {
         detail::check(lungseg_predict(get(), patch_hu, len, prob, prob_len), "lungseg_predict");

@@ -6,7 +6,8 @@
 //! `cpu` the CPU engine over them; `stats` is the MC reduction; `predict` runs the forward
 //! pass and MC-dropout sampling with [`philox`] masks on an engine; `backend` chooses the
 //! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
-//! [`model::Model`]; [`ffi`] is the stable C ABI (`include/lungseg.h`).
+//! [`model::Model`]; [`mask`] cuts the final mask and [`probability_map`] calibrates the
+//! mean by distance from it; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
 // Unit tests share the integration tests' helpers, which name the crate `lungseg`.
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub mod nn;
 pub mod patch;
 pub mod philox;
 pub(crate) mod predict;
+pub mod probability_map;
 pub mod scan_map;
 pub(crate) mod stats;
 pub mod volume;

@@ -995,3 +995,104 @@ fn final_mask_drops_the_components_the_model_names() {
         lungseg_model_free(plain);
     }
 }
+
+/// `lungseg_calibrated_probability`: the mean unchanged without a map; with one, each voxel's
+/// mean through the map of its Chebyshev distance band from `lungseg_final_mask`'s mask,
+/// recomputed here by brute force. A file of version 1 carries the map: it changes nothing an
+/// older reader gives.
+#[test]
+fn calibrated_probability_maps_the_mean_by_distance_from_the_mask() {
+    let plain = open(None);
+    let mut has = 7u8;
+    assert_eq!(
+        unsafe { lungseg_model_has_probability_map(plain, &mut has) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(has, 0);
+    let (mean, _) = mean_and_summary(plain);
+    let n = mean.len();
+    let mut out = vec![f32::NAN; n];
+    let st = unsafe { lungseg_calibrated_probability(plain, mean.as_ptr(), n, out.as_mut_ptr()) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    assert_eq!(out, mean, "no map: the mean itself");
+
+    let (edges, knots) = ([0u32, 1, 3], [0.0f32, 0.25, 0.5, 1.0]);
+    let values = [
+        [0.05f32, 0.2, 0.5, 0.9],
+        [0.0, 0.1, 0.3, 0.6],
+        [0.0, 0.05, 0.1, 0.4],
+        [0.0, 0.0, 0.02, 0.2],
+    ];
+    let map = serde_json::json!({"band_max_voxels": edges, "knots": knots, "values": values});
+    let m = open_with_config("probability_map", map, "1");
+    assert_eq!(
+        unsafe { lungseg_model_has_probability_map(m, &mut has) },
+        lungseg_status::LUNGSEG_OK
+    );
+    assert_eq!(has, 1);
+    let (mean_map, _) = mean_and_summary(m);
+    assert_eq!(mean_map, mean, "the map does not change the MC mean");
+    let mut mask = vec![0u8; n];
+    let st = unsafe { lungseg_final_mask(m, mean.as_ptr(), n, mask.as_mut_ptr(), null_mut()) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    let set: Vec<usize> = (0..n).filter(|&i| mask[i] != 0).collect();
+    assert!(
+        !set.is_empty() && set.len() < n / 2,
+        "{} mask voxels",
+        set.len()
+    );
+    let [x, y, _] = Model::open(&fixture(MODEL)).unwrap().config().patch_size;
+    let at = |i: usize| [i / (x * y), (i / x) % y, i % x];
+    let st = unsafe { lungseg_calibrated_probability(m, mean.as_ptr(), n, out.as_mut_ptr()) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    let mut bands_seen = [0usize; 4];
+    for i in 0..n {
+        let dist = set
+            .iter()
+            .map(|&j| (0..3).map(|k| at(i)[k].abs_diff(at(j)[k])).max().unwrap())
+            .min()
+            .unwrap() as u32;
+        let band = edges.iter().position(|&e| dist <= e).unwrap_or(edges.len());
+        bands_seen[band] += 1;
+        let p = mean[i];
+        let k = knots
+            .iter()
+            .rposition(|&kn| kn <= p)
+            .unwrap()
+            .min(knots.len() - 2);
+        let t = ((p - knots[k]) / (knots[k + 1] - knots[k])).min(1.0);
+        let want = values[band][k] + t * (values[band][k + 1] - values[band][k]);
+        assert!(
+            (out[i] - want).abs() < 1e-6,
+            "voxel {i}: {} vs {want}",
+            out[i]
+        );
+    }
+    assert!(bands_seen.iter().all(|&c| c > 0), "{bands_seen:?}");
+
+    expect(
+        unsafe { lungseg_calibrated_probability(m, mean.as_ptr(), n - 1, out.as_mut_ptr()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "voxels",
+    );
+    expect(
+        unsafe { lungseg_calibrated_probability(m, null(), n, out.as_mut_ptr()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "mean",
+    );
+    let mut shared = mean.clone();
+    expect(
+        unsafe { lungseg_calibrated_probability(m, shared.as_ptr(), n, shared.as_mut_ptr()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "overlap",
+    );
+    expect(
+        unsafe { lungseg_model_has_probability_map(null(), &mut has) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    unsafe {
+        lungseg_model_free(m);
+        lungseg_model_free(plain);
+    }
+}

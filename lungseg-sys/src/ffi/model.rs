@@ -586,6 +586,46 @@ pub unsafe extern "C" fn lungseg_final_mask(
     })
 }
 
+/// Whether `model`'s file carries a probability map (`config.probability_map`): `*out` = 1 if
+/// so, else 0. Without one, `lungseg_calibrated_probability` returns the mean unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_has_probability_map(
+    model: *const lungseg_model,
+    out: *mut u8,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = u8::from(m.inner.config().probability_map.is_some());
+        Ok(())
+    })
+}
+
+/// Calibrated foreground probabilities of a mean map: `out[i]` is `mean[i]` through the
+/// model's probability map for voxel i's distance from the final mask of that mean (the mask
+/// `lungseg_final_mask` gives; Chebyshev distance in voxels, one monotone map of the mean per
+/// distance band; `config.probability_map` of the model file), or `mean[i]` itself when the
+/// model has none (`lungseg_model_has_probability_map`). The MC mean says how often the
+/// dropout samples call a voxel nodule; this says how often such a voxel is nodule, as
+/// measured on the model's calibration scans. Masks and scores stay those of the mean. `mean`
+/// and `out` hold `len` elements, the model's patch voxel count (z-major, x fastest), and must
+/// not overlap.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_calibrated_probability(
+    model: *const lungseg_model,
+    mean: *const f32,
+    len: usize,
+    out: *mut f32,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        disjoint(&[region("mean", mean, len), region("out", out, len)])?;
+        let src = arg_slice(mean, len, "mean")?;
+        let dst = arg_slice_mut(out, len, "out")?;
+        crate::probability_map::calibrated_probability(m.inner.config(), src, dst)
+    })
+}
+
 /// Deterministic prediction (dropout off): `prob[i]` = foreground probability of voxel i.
 /// `patch_hu` holds HU at the model's patch size and spacing (`len` = its voxel count).
 /// `prob` must not overlap `patch_hu` (`LUNGSEG_INVALID_ARGUMENT`). A patch with NaN or

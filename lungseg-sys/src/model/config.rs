@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::dropout::LevelSet;
 use crate::error::{Error, Result};
 use crate::ffi::{lungseg_dropout_kind, lungseg_review_score as abi};
+use crate::probability_map::ProbabilityMap;
 
 /// Which elements a dropout layer zeroes; the discriminants are the C ABI's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,11 @@ pub struct ModelConfig {
     /// (`min_component_spare_radius_mm`, format version 6; default 0: spares none);
     /// `crate::mask::SmallComponents`.
     pub min_component_spare_radius_mm: f64,
+    /// Calibrated probabilities by distance band from the final mask (`probability_map`;
+    /// default none: the mean is the probability); `crate::probability_map`. It changes no
+    /// output an older reader gives (the mean, the masks, the scores), so it needs no newer
+    /// `format_version`.
+    pub probability_map: Option<ProbabilityMap>,
 }
 
 impl Default for ModelConfig {
@@ -94,6 +100,7 @@ impl Default for ModelConfig {
             test_time_flips: 1,
             min_component_mm3: 0.0,
             min_component_spare_radius_mm: 0.0,
+            probability_map: None,
         }
     }
 }
@@ -192,6 +199,7 @@ impl ModelConfig {
         if let Some(v) = raw.min_component_spare_radius_mm {
             cfg.min_component_spare_radius_mm = v;
         }
+        cfg.probability_map = raw.probability_map;
         cfg.check()?;
         Ok(cfg)
     }
@@ -292,6 +300,9 @@ impl ModelConfig {
                 "config.min_component_spare_radius_mm = {r} must be in [0, {diagonal_mm}] (the patch's diagonal)"
             )));
         }
+        if let Some(map) = &self.probability_map {
+            map.check()?;
+        }
         Ok(())
     }
 }
@@ -312,6 +323,7 @@ struct RawConfig {
     test_time_flips: Option<f64>,
     min_component_mm3: Option<f64>,
     min_component_spare_radius_mm: Option<f64>,
+    probability_map: Option<ProbabilityMap>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +488,13 @@ mod tests {
         assert_eq!(c.min_component_spare_radius_mm, 0.0);
         let c = ModelConfig::from_json(r#"{"min_component_spare_radius_mm":12}"#).unwrap();
         assert_eq!(c.min_component_spare_radius_mm, 12.0);
+        assert_eq!(c.probability_map, None);
+        let c = ModelConfig::from_json(
+            r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9],[0,0.5]]}}"#,
+        )
+        .unwrap();
+        let map = c.probability_map.unwrap();
+        assert_eq!((map.bands(), map.map(1, 0.5)), (2, 0.25));
         assert_eq!(
             ModelConfig::from_json("{}").unwrap(),
             ModelConfig::default()
@@ -502,6 +521,9 @@ mod tests {
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_mm3":64.5}"#,
             r#"{"min_component_spare_radius_mm":-1}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_spare_radius_mm":7}"#,
+            r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.9,0.1],[0,0.5]]}}"#,
+            r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9]]}}"#,
+            r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1]}}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }
