@@ -206,11 +206,14 @@ struct CalibrateArgs {
 struct CalibrateProbabilityArgs {
     #[command(flatten)]
     on: McSplitArgs,
-    /// `temperature` (scale every sample's logit) or `platt` (scale and shift). Either way
+    /// `temperature` (scale every sample's logit) or `platt` (scale and shift): either way
     /// `--write` moves the model's mask threshold with the map, so each sample's mask stays.
+    /// `mask-distance`: one isotonic map of the MC mean per distance band from the final mask
+    /// (`config.probability_map`, fitted on every voxel; masks, samples and scores unchanged).
     #[arg(long, default_value = "temperature")]
     map: String,
-    /// Voxels the fit sees: `patch` (the ROI and a weighted subsample of the rest) or `roi`.
+    /// Voxels the fit sees: `patch` (the ROI and a weighted subsample of the rest) or `roi`
+    /// (`temperature` and `platt` only).
     #[arg(long, default_value = "patch")]
     region: String,
     /// Write the calibrated head (and the fit, under provenance) into the model file; refused
@@ -440,6 +443,9 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
 
 fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> {
     use lungseg_train::calibrate::probability;
+    if a.map == "mask-distance" {
+        return run_mask_distance(a);
+    }
     let kind = lungseg_train::calibrate::platt::MapKind::from_name(&a.map)
         .ok_or_else(|| anyhow::anyhow!("--map {}: expected 'platt' or 'temperature'", a.map))?;
     let region = probability::FitRegion::from_name(&a.region)
@@ -485,6 +491,38 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
         probability::check_whole_patch(&c, a.force)?;
         probability::write_calibration(&a.on.model, &c)?;
         println!("wrote the calibrated head into {}", a.on.model.display());
+    }
+    Ok(())
+}
+
+fn run_mask_distance(a: CalibrateProbabilityArgs) -> anyhow::Result<()> {
+    use lungseg_train::calibrate::mask_distance::{self, MaskDistanceOptions};
+    let opts = MaskDistanceOptions {
+        split: a.on.split.clone(),
+        samples: a.on.samples,
+        seed: a.on.seed,
+        eval: Default::default(),
+    };
+    let pb = a.on.progress()?;
+    let f = mask_distance::fit_mask_distance(&a.on.model, &a.on.data, &opts, || pb.inc(1));
+    pb.finish_and_clear();
+    let f = f?;
+    let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    println!(
+        "probability map by distance from the mask ({} bands, {} knots) on {} {} patches \
+         (in-sample): ECE (ROI) {} -> {}; whole patch {} -> {}",
+        f.map.bands(),
+        f.map.knots.len(),
+        f.patches,
+        a.on.split,
+        show(f.ece_roi_before),
+        show(f.ece_roi_after),
+        show(f.ece_patch_before),
+        show(f.ece_patch_after)
+    );
+    if a.write {
+        mask_distance::write_mask_distance(&a.on.model, &f)?;
+        println!("wrote config.probability_map into {}", a.on.model.display());
     }
     Ok(())
 }

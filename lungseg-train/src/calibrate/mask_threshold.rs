@@ -624,7 +624,11 @@ pub fn set_small_components(file: &mut ModelFile, rule: SmallComponents) -> Resu
 
 /// Sets one `config` key and the `format_version` the resulting config needs; the config is
 /// checked by the library's own parser.
-fn set_config_key(file: &mut ModelFile, key: &str, value: serde_json::Value) -> Result<()> {
+pub(crate) fn set_config_key(
+    file: &mut ModelFile,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<()> {
     let mut config = file.json_object("config")?;
     config.insert(key.into(), value);
     let new = ModelConfig::from_json(&serde_json::Value::Object(config.clone()).to_string())?;

@@ -6,6 +6,7 @@
 //! Scores come from the shipped engine (`lungseg::mc`), not from the training framework, so
 //! the threshold is calibrated on exactly the numbers device software will compare with it.
 
+pub mod mask_distance;
 pub mod mask_threshold;
 pub mod platt;
 pub mod probability;

@@ -116,6 +116,17 @@ pub fn deterministic(model: &Model, hu: &[f32], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// The library's calibrated probabilities of `mean` (`lungseg_calibrated_probability`), where
+/// the model has a probability map.
+pub fn calibrated_probability(model: &Model, mean: &[f32]) -> Result<Option<Vec<f32>>> {
+    if model.config().probability_map.is_none() {
+        return Ok(None);
+    }
+    let mut out = vec![0.0; mean.len()];
+    lungseg::probability_map::calibrated_probability(model.config(), mean, &mut out)?;
+    Ok(Some(out))
+}
+
 /// Candidate review scores of one patch: every score the engine can flag by (under its
 /// model-file name), and the deterministic baselines ([`deterministic`]): the mean entropy
 /// over the dropout-off foreground (`p ≥ fg_threshold`, the model's mask threshold) and the
@@ -175,6 +186,7 @@ pub fn score_patches(
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
         let (s, m) = run_patch(model, rec, &patch, samples, seed)?;
+        let calibrated = calibrated_probability(model, &m.mean)?;
         let candidates = candidate_scores(&s, &m.det, eval.fg_threshold);
         acc.add_patch(&PatchInput {
             id: &rec.id,
@@ -185,6 +197,7 @@ pub fn score_patches(
             diameter_mm: rec.diameter_mm,
             gt: &patch.mask,
             prob: &m.mean,
+            calibrated: calibrated.as_deref(),
             entropy: &m.entropy,
             mutual_info: &m.mutual_info,
             variance: &m.variance,

@@ -163,6 +163,9 @@ pub struct PatchInput<'a> {
     pub gt: &'a [u8],
     /// Mean MC-dropout foreground probability.
     pub prob: &'a [f32],
+    /// The calibrated probability where the model has a probability map
+    /// (`lungseg::probability_map`): what calibration is measured on; the masks stay `prob`'s.
+    pub calibrated: Option<&'a [f32]>,
     /// Predictive entropy, bits.
     pub entropy: &'a [f32],
     /// Mutual information (BALD), bits.
@@ -251,8 +254,15 @@ pub struct EvalMetrics {
     pub config: EvalConfig,
     pub n_patches: usize,
     pub overlap: OverlapSummary,
+    /// Calibration of the probabilities the library reports: the calibrated ones where the
+    /// model has a probability map ([`PatchInput::calibrated`]), else the MC mean.
     pub calibration_roi: CalibrationSummary,
     pub calibration_all: CalibrationSummary,
+    /// The MC mean's own calibration, where a probability map replaced it above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_roi_mean: Option<CalibrationSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_all_mean: Option<CalibrationSummary>,
     pub uncertainty_roi: Vec<UncertaintySummary>,
     pub uncertainty_all: Vec<UncertaintySummary>,
     /// Normalised correct/incorrect histograms inside the ROI, per measure.
@@ -289,6 +299,8 @@ pub struct EvalAccumulator {
     patches: Vec<PatchRecord>,
     calib_roi: CalibrationAccumulator,
     calib_all: CalibrationAccumulator,
+    /// The MC mean's, kept apart once a patch came with calibrated probabilities.
+    calib_mean: Option<(CalibrationAccumulator, CalibrationAccumulator)>,
     hist_roi: Vec<ScoreHistogram>,
     hist_all: Vec<ScoreHistogram>,
 }
@@ -307,6 +319,7 @@ impl EvalAccumulator {
         Ok(EvalAccumulator {
             calib_roi: CalibrationAccumulator::new(config.calibration_bins)?,
             calib_all: CalibrationAccumulator::new(config.calibration_bins)?,
+            calib_mean: None,
             hist_roi: hists()?,
             hist_all: hists()?,
             patches: Vec::new(),
@@ -331,8 +344,7 @@ impl EvalAccumulator {
         let pred = predicted_mask(p.prob, grid, &self.config)?;
         let confusion = Confusion::from_masks(p.gt, &pred)?;
         let roi = roi_mask(p.gt, &pred, p.det_prob, p.dims, &self.config)?;
-        self.calib_roi.add_patch(p.gt, p.prob, Some(&roi))?;
-        self.calib_all.add_patch(p.gt, p.prob, None)?;
+        self.add_calibration(p, &roi)?;
         for (i, &in_roi) in roi.iter().enumerate() {
             let gt = p.gt[i] != 0;
             let mc_error = gt != (pred[i] != 0);
@@ -380,6 +392,36 @@ impl EvalAccumulator {
         &self.patches
     }
 
+    /// The reported probability's calibration, and the mean's apart when they differ. Every
+    /// patch of a run must come with calibrated probabilities or none.
+    fn add_calibration(&mut self, p: &PatchInput<'_>, roi: &[u8]) -> Result<(), MetricsError> {
+        let first = self.patches.is_empty();
+        if !first && p.calibrated.is_some() != self.calib_mean.is_some() {
+            return Err(MetricsError::InvalidParameter(
+                "some patches come with calibrated probabilities and some without".into(),
+            ));
+        }
+        let reported = match p.calibrated {
+            Some(c) => {
+                check_len("calibrated probability map", p.gt.len(), c.len())?;
+                let bins = self.config.calibration_bins;
+                let (mean_roi, mean_all) = match &mut self.calib_mean {
+                    Some(m) => m,
+                    None => self.calib_mean.insert((
+                        CalibrationAccumulator::new(bins)?,
+                        CalibrationAccumulator::new(bins)?,
+                    )),
+                };
+                mean_roi.add_patch(p.gt, p.prob, Some(roi))?;
+                mean_all.add_patch(p.gt, p.prob, None)?;
+                c
+            }
+            None => p.prob,
+        };
+        self.calib_roi.add_patch(p.gt, reported, Some(roi))?;
+        self.calib_all.add_patch(p.gt, reported, None)
+    }
+
     /// All metrics of the patches added so far.
     pub fn finish(&self) -> Result<EvalMetrics, MetricsError> {
         let confusions: Vec<(Confusion, PatchClass)> = self
@@ -404,6 +446,8 @@ impl EvalAccumulator {
             overlap: summarize_overlap(&confusions),
             calibration_roi: self.calib_roi.summary(),
             calibration_all: self.calib_all.summary(),
+            calibration_roi_mean: self.calib_mean.as_ref().map(|m| m.0.summary()),
+            calibration_all_mean: self.calib_mean.as_ref().map(|m| m.1.summary()),
             uncertainty_roi: summarize(&self.hist_roi),
             uncertainty_all: summarize(&self.hist_all),
             histograms_roi: UncertaintyMeasure::ALL

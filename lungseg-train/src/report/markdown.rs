@@ -173,11 +173,19 @@ fn calibration_section(s: &mut String, r: &Report) {
          dominated by easy background.\n",
         c.calibration_bins, c.roi_dilation
     );
-    s.push_str("| region | ECE | Brier | voxels |\n|---|---|---|---|\n");
-    for (name, cal) in [
+    let mut rows = vec![
         ("ROI", &m.calibration_roi),
         ("all voxels", &m.calibration_all),
-    ] {
+    ];
+    if let (Some(roi), Some(all)) = (&m.calibration_roi_mean, &m.calibration_all_mean) {
+        s.push_str(
+            "The model has a probability map (`config.probability_map`): the first two rows are \
+             its calibrated probabilities, the last two the MC mean it maps.\n\n",
+        );
+        rows.extend([("ROI, MC mean", roi), ("all voxels, MC mean", all)]);
+    }
+    s.push_str("| region | ECE | Brier | voxels |\n|---|---|---|---|\n");
+    for (name, cal) in rows {
         let _ = writeln!(
             s,
             "| {name} | {} | {} | {} |",

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod calibrate_mask_distance;
 mod calibrate_mask_threshold;
 mod calibrate_probability;
 mod evaluate_baseline;

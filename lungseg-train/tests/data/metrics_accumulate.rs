@@ -63,6 +63,7 @@ fn input<'a>(p: &'a Patch, id: &'a str, scan: &'a str, centred_on_nodule: bool) 
         diameter_mm: None,
         gt: &p.gt,
         prob: &p.prob,
+        calibrated: None,
         entropy: &p.ent,
         mutual_info: &p.mi,
         variance: &p.var,
@@ -355,4 +356,68 @@ fn partial_patches_are_in_no_nodule_or_negative_statistic() {
     assert_eq!(bad, ["negative"]);
     assert_eq!(h.n_bad, 1);
     assert_eq!(m.review.tp + m.review.fn_, 1);
+}
+
+/// With calibrated probabilities, calibration is measured on them (over the same ROI, which
+/// the mean's mask draws) and the mean's own calibration is kept apart; the masks, and so the
+/// overlap, stay the mean's. Mixing patches with and without is refused.
+#[test]
+fn calibrated_probabilities_are_what_calibration_measures() {
+    let ps = patches();
+    // A map that halves every probability: anything but the identity.
+    let halved: Vec<Vec<f32>> = ps
+        .iter()
+        .map(|p| p.prob.iter().map(|q| q * 0.5).collect())
+        .collect();
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    for (k, p) in ps.iter().enumerate() {
+        let id = format!("p{k}");
+        let input = PatchInput {
+            calibrated: Some(&halved[k]),
+            ..input(p, &id, "scan", true)
+        };
+        acc.add_patch(&input).unwrap();
+    }
+    let m = acc.finish().unwrap();
+    let plain = run(&ps, EvalConfig::default());
+    assert_eq!(m.overlap, plain.overlap, "masks are the mean's");
+    assert_eq!(
+        m.calibration_roi_mean.as_ref(),
+        Some(&plain.calibration_roi)
+    );
+    assert_eq!(
+        m.calibration_all_mean.as_ref(),
+        Some(&plain.calibration_all)
+    );
+    assert_eq!(plain.calibration_roi_mean, None);
+    let mut roi_py: Vec<(f64, f64)> = vec![];
+    for (p, h) in ps.iter().zip(&halved) {
+        let roi = chebyshev_roi(&p.gt, &p.prob, 3);
+        for (i, &g) in p.gt.iter().enumerate() {
+            if roi[i] {
+                roi_py.push((f64::from(h[i]), f64::from(g != 0)));
+            }
+        }
+    }
+    let (ece, _, _) = direct_calibration(&roi_py, 15);
+    let got = m.calibration_roi.ece.unwrap();
+    assert!((got - ece).abs() < 1e-9, "ECE {got} vs {ece}");
+    assert!((got - plain.calibration_roi.ece.unwrap()).abs() > 1e-3);
+    let json = serde_json::to_string(&m).unwrap();
+    let back: EvalMetrics = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.calibration_roi_mean.map(|c| c.voxels),
+        Some(plain.calibration_roi.voxels)
+    );
+    assert!(!serde_json::to_string(&plain)
+        .unwrap()
+        .contains("calibration_roi_mean"));
+
+    let mut mixed = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    mixed.add_patch(&input(&ps[0], "a", "scan", true)).unwrap();
+    let with = PatchInput {
+        calibrated: Some(&halved[1]),
+        ..input(&ps[1], "b", "scan", true)
+    };
+    assert!(mixed.add_patch(&with).is_err());
 }
