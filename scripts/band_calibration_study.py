@@ -32,7 +32,9 @@ def load(path):
     scans = json.load(open(path))
     def arr(region, key):
         return np.array([s[region][key] for s in scans], dtype=np.float64)  # [scan, band, bin]
-    return {r: {k: arr(r, k) for k in ("n", "sum_p", "pos")} for r in ("whole", "roi")}
+    # `BandHistogram`'s fields under the short names used below.
+    keys = {"n": "voxels", "pos": "foreground", "sum_p": "sum_p"}
+    return {r: {k: arr(r, v) for k, v in keys.items()} for r in ("whole", "roi")}
 
 
 def fit_isotonic(n, pos, sum_p):

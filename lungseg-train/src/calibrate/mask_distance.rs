@@ -29,7 +29,7 @@ pub const FINE_BINS: usize = 100;
 pub const PROVENANCE_KEY: &str = "probability_map";
 
 /// Voxel count, foreground count and summed mean probability per (band, probability bin).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BandHistogram {
     pub band_max_voxels: Vec<u32>,
     /// `[band][bin]`.
