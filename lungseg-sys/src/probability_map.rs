@@ -127,14 +127,30 @@ impl ProbabilityMap {
         if let Some(p) = mean.iter().find(|p| !p.is_finite()) {
             return Err(Error::invalid(format!("mean holds {p}")));
         }
-        let cap = self.band_max_voxels.last().map_or(0, |&e| e + 1);
-        let dist = chebyshev_distance(mask, dims_zyx, cap)?;
-        for ((o, &p), &d) in out.iter_mut().zip(mean).zip(&dist) {
-            let band = self.band_max_voxels.partition_point(|&e| e < u32::from(d));
-            *o = self.map(band, p);
+        let band = bands(&self.band_max_voxels, mask, dims_zyx)?;
+        for ((o, &p), &b) in out.iter_mut().zip(mean).zip(&band) {
+            *o = self.map(usize::from(b), p);
         }
         Ok(())
     }
+}
+
+/// Each voxel's band from the final mask `mask` (`dims_zyx`): the first `band_max_voxels`
+/// entry at least its Chebyshev distance to the mask, or `band_max_voxels.len()` beyond the
+/// last (module docs). The one definition the engine and the fitting share.
+pub fn bands(band_max_voxels: &[u32], mask: &[u8], dims_zyx: [usize; 3]) -> Result<Vec<u8>> {
+    if band_max_voxels.len() >= MAX_BANDS || band_max_voxels.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::invalid(format!(
+            "band edges {band_max_voxels:?}: at most {} increasing values",
+            MAX_BANDS - 1
+        )));
+    }
+    let cap = band_max_voxels.last().map_or(0, |&e| e + 1);
+    let dist = chebyshev_distance(mask, dims_zyx, cap)?;
+    Ok(dist
+        .iter()
+        .map(|&d| band_max_voxels.partition_point(|&e| e < u32::from(d)) as u8)
+        .collect())
 }
 
 /// `out` = the calibrated probabilities of `mean` under `cfg`'s map, the bands measured from

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use lungseg::model::Model;
-use lungseg::probability_map::{chebyshev_distance, ProbabilityMap};
+use lungseg::probability_map::ProbabilityMap;
 use serde::Serialize;
 
 use super::mask_threshold::set_config_key;
@@ -58,8 +58,8 @@ impl BandHistogram {
     }
 
     /// ECE (`bins` equal-width bins) of these voxels with each bin's voxels at its mean
-    /// probability mapped by `map` (the identity when `None`): the map is linear within a
-    /// fine bin, so this is the ECE of the mapped voxels up to the spread inside a bin.
+    /// probability mapped by `map` (the identity when `None`): the ECE of the mapped voxels up
+    /// to how far the map bends inside a 0.01-wide bin.
     pub fn ece(&self, map: Option<&ProbabilityMap>, bins: usize) -> Result<Option<f64>> {
         let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
         for band in 0..self.voxels.len() {
@@ -83,14 +83,11 @@ impl BandHistogram {
         ((f64::from(p) * FINE_BINS as f64) as usize).min(FINE_BINS - 1)
     }
 
-    /// Each voxel's band from `mask` (the final mask of `mean`), as the engine measures it.
+    /// Each voxel's band from `mask` (the final mask of `mean`): the engine's
+    /// (`lungseg::probability_map::bands`).
     pub fn bands(&self, mask: &[u8], dims_zyx: [usize; 3]) -> Result<Vec<usize>> {
-        let cap = self.band_max_voxels.last().map_or(0, |&e| e + 1);
-        let dist = chebyshev_distance(mask, dims_zyx, cap)?;
-        Ok(dist
-            .iter()
-            .map(|&d| self.band_max_voxels.partition_point(|&e| e < u32::from(d)))
-            .collect())
+        let b = lungseg::probability_map::bands(&self.band_max_voxels, mask, dims_zyx)?;
+        Ok(b.into_iter().map(usize::from).collect())
     }
 
     /// Adds every voxel of one patch: its mean, final mask and ground truth.
