@@ -95,7 +95,9 @@ impl ModelFile {
         let st = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
         let (_, header) = SafeTensors::read_metadata(bytes).context("not a safetensors file")?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        let tensors = st
+        // By name: safetensors lists a file's tensors in hash-map order, which changes from one
+        // process to the next, and whatever walks or rewrites them must not.
+        let mut tensors: Vec<(String, RawTensor)> = st
             .tensors()
             .into_iter()
             .map(|(name, v)| {
@@ -107,6 +109,7 @@ impl ModelFile {
                 (name, t)
             })
             .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(ModelFile { metadata, tensors })
     }
 

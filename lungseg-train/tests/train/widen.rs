@@ -99,6 +99,7 @@ fn widened_random_net_computes_the_same_probabilities() {
     let before = probabilities(&narrow, &hu);
     // Not a vacuous comparison: the random net's probabilities are spread, not saturated.
     let open = before.iter().filter(|p| (0.02..0.98).contains(*p)).count();
+    eprintln!("{open} of {} unsaturated", before.len());
     assert!(
         open > before.len() / 4,
         "{open} of {} unsaturated",
