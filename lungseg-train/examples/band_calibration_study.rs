@@ -12,14 +12,14 @@
 //! does, and writes per scan and per distance band (`calibrate::mask_distance`'s: Chebyshev
 //! voxels from the mask, 0 inside, 1, 2, 3, 4–6, ≥ 7 or no mask) a `BandHistogram` over 100
 //! probability bins (voxel count, foreground count, summed probability) for the whole patch
-//! and for the ROI.
+//! and for the ROI (`RegionHistograms`).
 //! `scripts/band_calibration_study.py` fits the maps by scan-level cross-fitting and scores them.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use lungseg::model::Model;
-use lungseg_train::calibrate::mask_distance::{BandHistogram, BAND_MAX_VOXELS};
+use lungseg_train::calibrate::mask_distance::{RegionHistograms, BAND_MAX_VOXELS};
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
 use lungseg_train::metrics::{predicted_mask, roi_mask, EvalConfig};
@@ -28,8 +28,8 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct ScanHist {
     scan: String,
-    whole: BandHistogram,
-    roi: BandHistogram,
+    #[serde(flatten)]
+    hist: RegionHistograms,
 }
 
 fn main() -> Result<()> {
@@ -42,7 +42,6 @@ fn main() -> Result<()> {
     let ds = PatchDataset::open(Path::new(data))?;
     let idx = split_for_model(&model, &ds, split)?;
     let eval = EvalConfig::default().for_model(&model);
-    let banding = BandHistogram::new(&BAND_MAX_VOXELS);
     let mut scans: Vec<ScanHist> = Vec::new();
     for (k, &i) in idx.iter().enumerate() {
         let rec = &ds.records[i];
@@ -52,26 +51,19 @@ fn main() -> Result<()> {
         let pred = predicted_mask(&m.mean, grid, &eval).map_err(anyhow::Error::msg)?;
         let roi =
             roi_mask(&patch.mask, &pred, &m.det, rec.shape, &eval).map_err(anyhow::Error::msg)?;
-        let band = banding.bands(&pred, rec.shape)?;
         let pos = match scans.iter().position(|s| s.scan == rec.seriesuid) {
             Some(p) => p,
             None => {
                 scans.push(ScanHist {
                     scan: rec.seriesuid.clone(),
-                    whole: BandHistogram::new(&BAND_MAX_VOXELS),
-                    roi: BandHistogram::new(&BAND_MAX_VOXELS),
+                    hist: RegionHistograms::new(&BAND_MAX_VOXELS),
                 });
                 scans.len() - 1
             }
         };
-        let s = &mut scans[pos];
-        for v in 0..m.mean.len() {
-            let y = patch.mask[v] != 0;
-            s.whole.add(band[v], m.mean[v], y);
-            if roi[v] != 0 {
-                s.roi.add(band[v], m.mean[v], y);
-            }
-        }
+        scans[pos]
+            .hist
+            .add_patch(&m.mean, &pred, &patch.mask, &roi, rec.shape)?;
         if (k + 1) % 50 == 0 {
             eprintln!("{} of {} patches", k + 1, idx.len());
         }

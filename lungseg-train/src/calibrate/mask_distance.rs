@@ -90,24 +90,6 @@ impl BandHistogram {
         Ok(b.into_iter().map(usize::from).collect())
     }
 
-    /// Adds every voxel of one patch: its mean, final mask and ground truth.
-    pub fn add_patch(
-        &mut self,
-        mean: &[f32],
-        mask: &[u8],
-        gt: &[u8],
-        dims_zyx: [usize; 3],
-    ) -> Result<()> {
-        ensure!(
-            mean.len() == gt.len() && mask.len() == gt.len(),
-            "mean, mask and ground truth differ in length"
-        );
-        for ((band, &p), &y) in self.bands(mask, dims_zyx)?.into_iter().zip(mean).zip(gt) {
-            self.add(band, p, y != 0);
-        }
-        Ok(())
-    }
-
     /// One isotonic map per band through the bins' centres: the observed foreground frequency
     /// of the non-empty bins made non-decreasing (pool adjacent violators, weighted by voxel
     /// count), empty bins interpolated between their neighbours.
@@ -156,6 +138,47 @@ impl BandHistogram {
                 v.clamp(0.0, 1.0) as f32
             })
             .collect()
+    }
+}
+
+/// The whole patch's and the ROI's histograms, filled together (one band pass per patch).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegionHistograms {
+    pub whole: BandHistogram,
+    pub roi: BandHistogram,
+}
+
+impl RegionHistograms {
+    pub fn new(band_max_voxels: &[u32]) -> RegionHistograms {
+        RegionHistograms {
+            whole: BandHistogram::new(band_max_voxels),
+            roi: BandHistogram::new(band_max_voxels),
+        }
+    }
+
+    /// Adds every voxel of one patch (`dims_zyx`): its mean, final mask `pred`, ground truth
+    /// and ROI (`metrics::roi_mask`).
+    pub fn add_patch(
+        &mut self,
+        mean: &[f32],
+        pred: &[u8],
+        gt: &[u8],
+        roi: &[u8],
+        dims_zyx: [usize; 3],
+    ) -> Result<()> {
+        ensure!(
+            mean.len() == gt.len() && pred.len() == gt.len() && roi.len() == gt.len(),
+            "mean, mask, ground truth and ROI differ in length"
+        );
+        let bands = self.whole.bands(pred, dims_zyx)?;
+        for (v, &band) in bands.iter().enumerate() {
+            let (p, y) = (mean[v], gt[v] != 0);
+            self.whole.add(band, p, y);
+            if roi[v] != 0 {
+                self.roi.add(band, p, y);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -227,9 +250,9 @@ pub fn fit_mask_distance(
     let ds = PatchDataset::open(data)?;
     let idx = split_for_model(&model, &ds, &opts.split)?;
     let eval = opts.eval.for_model(&model);
-    let mut hist = BandHistogram::new(&BAND_MAX_VOXELS);
-    // The ROI's and the whole patch's voxels by (band, bin), kept to judge the fitted map.
-    let mut roi_hist = BandHistogram::new(&BAND_MAX_VOXELS);
+    // The ROI's and the whole patch's voxels by (band, bin), the latter fitted, both kept to
+    // judge the fitted map.
+    let mut hist = RegionHistograms::new(&BAND_MAX_VOXELS);
     let (mut roi_before, mut all_before) = (
         CalibrationAccumulator::new(eval.calibration_bins).map_err(anyhow::Error::msg)?,
         CalibrationAccumulator::new(eval.calibration_bins).map_err(anyhow::Error::msg)?,
@@ -248,26 +271,19 @@ pub fn fit_mask_distance(
         all_before
             .add_patch(&patch.mask, &m.mean, None)
             .map_err(anyhow::Error::msg)?;
-        let bands = hist.bands(&pred, rec.shape)?;
-        for (v, &band) in bands.iter().enumerate() {
-            let (p, y) = (m.mean[v], patch.mask[v] != 0);
-            hist.add(band, p, y);
-            if roi[v] != 0 {
-                roi_hist.add(band, p, y);
-            }
-        }
+        hist.add_patch(&m.mean, &pred, &patch.mask, &roi, rec.shape)?;
         on_patch();
     }
-    let map = hist.fit()?;
+    let map = hist.whole.fit()?;
     Ok(MaskDistanceFit {
         split: opts.split.clone(),
         samples: opts.samples,
         seed: opts.seed,
         patches: idx.len(),
         ece_roi_before: roi_before.summary().ece,
-        ece_roi_after: roi_hist.ece(Some(&map), eval.calibration_bins)?,
+        ece_roi_after: hist.roi.ece(Some(&map), eval.calibration_bins)?,
         ece_patch_before: all_before.summary().ece,
-        ece_patch_after: hist.ece(Some(&map), eval.calibration_bins)?,
+        ece_patch_after: hist.whole.ece(Some(&map), eval.calibration_bins)?,
         map,
     })
 }
