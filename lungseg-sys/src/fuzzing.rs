@@ -69,7 +69,7 @@ pub fn with_config(model_bytes: &[u8], data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Runs a loaded model once deterministically (any patch size) and, on small patches, once
-/// with Monte-Carlo dropout; outputs must be probabilities.
+/// with Monte-Carlo dropout and the model's probability map; outputs must be probabilities.
 fn run_model(model: &Model) {
     let n = model.config().patch_voxels();
     let (Ok(mut hu), Ok(mut prob)) = (try_vec(n, "hu"), try_vec(n, "prob")) else {
@@ -97,7 +97,18 @@ fn run_model(model: &Model) {
         review_threshold: None,
         review_score: None,
     };
-    let _ = mc::predict_uncertainty(model, &hu, &opts, maps);
+    if mc::predict_uncertainty(model, &hu, &opts, maps).is_err() {
+        return;
+    }
+    let mut calibrated = vec![0.0f32; n];
+    if crate::probability_map::calibrated_probability(model.config(), &mean, &mut calibrated)
+        .is_ok()
+    {
+        assert!(
+            calibrated.iter().all(|p| (0.0..=1.0).contains(p)),
+            "calibrated probability out of [0, 1]"
+        );
+    }
 }
 
 /// A little-endian reader over the fuzz input that yields zeros once exhausted.

@@ -127,17 +127,22 @@ fn model_config_seeds_and_regressions() {
         seeds.len()
     );
     let model = model_bytes();
-    let mut loaded = 0;
+    let (mut loaded, mut with_map) = (0, 0);
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         lungseg::fuzzing::model_config(&model, &data);
         let bytes = lungseg::fuzzing::with_config(&model, &data).unwrap();
-        loaded += lungseg::model::Model::from_bytes(&bytes).is_ok() as usize;
+        if let Ok(m) = lungseg::model::Model::from_bytes(&bytes) {
+            loaded += 1;
+            with_map += m.config().probability_map.is_some() as usize;
+        }
     }
     assert!(
         loaded >= 4,
         "seeds should mostly be loadable models, {loaded} loaded"
     );
+    // The fuzzer reaches the map's checks and `calibrated_probability` from a loading model.
+    assert!(with_map >= 1, "no loadable seed has a probability map");
     for p in inputs("regressions", "model_config") {
         lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
     }
