@@ -132,8 +132,9 @@ if ! [ -f "$MODEL" ]; then
   if ! [ -f "$RUN/patches-calib/manifest.jsonl" ]; then
     held_out calib "$CALIB_SEED" 0,1,0 "$CALIB_SCANS"
   fi
-  # No `calibrate-probability`: fitted on these scans' ROI, temperature or Platt scaling lowers
-  # the ROI ECE but lifts the whole-patch ECE many-fold (docs/prepare-evaluate.md).
+  # No temperature or Platt scaling (`calibrate-probability --map temperature|platt`): fitted on
+  # these scans' ROI, either lowers the ROI ECE but lifts the whole-patch ECE many-fold
+  # (docs/prepare-evaluate.md). The map by distance from the mask comes after the comparison.
   # The mask threshold and the test-time flips first: the structure-wise review scores are
   # computed on sample masks cut at it, from samples the flips shape. MAX_BAD_NEGATIVES and
   # MAX_MEAN_FP_MM3 bound the bad negative patches and the mean false-positive volume on the
@@ -170,6 +171,18 @@ if [ -n "${BASELINE:-}" ] && ! [ -f "$RUN/compare-calib.txt" ]; then
   run "$BIN" compare-reports --candidate "$RUN/calib-candidate" --baseline "$RUN/calib-baseline" \
     --require-gain | tee "$RUN/compare-calib.txt.tmp"
   mv "$RUN/compare-calib.txt.tmp" "$RUN/compare-calib.txt"
+fi
+
+# The probability map by distance from the final mask (`calibrate-probability --map
+# mask-distance`, `config.probability_map`), fitted on every voxel of the calibration scans
+# once the mask settings are final. It changes no mask, score or flag, so the comparison
+# above measures the same model with or without it; the test measures the calibrated
+# probabilities' ECE next to the MC mean's. The fit's printout is kept beside the model.
+if ! [ -f "$RUN/probability-map.txt" ]; then
+  run "$BIN" calibrate-probability --model "$MODEL" --data "$RUN/patches-calib" --split val \
+    --samples 20 --seed "$CALIB_SEED" --map mask-distance --write > "$RUN/probability-map.txt.tmp"
+  cat "$RUN/probability-map.txt.tmp"
+  mv "$RUN/probability-map.txt.tmp" "$RUN/probability-map.txt"
 fi
 
 # TEST=0 stops here, so that candidate models are compared on the calibration scans before
