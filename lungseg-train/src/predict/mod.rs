@@ -1,7 +1,9 @@
 //! `lungseg-train predict`: the command-line predictor. MC-dropout predictions at candidate
 //! points of one scan through lungseg-sys, as a host would run them: per-point results
 //! (summary, review flag, volume, diameter, structure measures) in `predictions.json`, the maps
-//! around each point, and the maps merged back onto the scan's own grid.
+//! around each point, and the maps merged back onto the scan's own grid. The probability map
+//! is the model's calibrated probability (`lungseg::probability_map`) when its file has a
+//! map, the MC mean otherwise.
 //!
 //! Inputs: a MetaImage scan (`.mhd`/`.mha`), a NIfTI file (`.nii`/`.nii.gz`) or a folder of one
 //! DICOM CT series; points from a CSV with LUNA16's columns and/or `--point x,y,z` (world mm,
@@ -117,8 +119,9 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         ..McOptions::default()
     };
     let (score, threshold) = mc::review_choice(&model, &opts)?;
+    let calibrated = model.config().probability_map.is_some();
     let writer = outputs::Writer::new(&args.out, args.format, &volume);
-    let mut maps = ScanMaps::new(&volume);
+    let mut maps = ScanMaps::new(&volume, calibrated);
     let mut results = Vec::with_capacity(targets.len());
     let bar = progress_bar(args.quiet, targets.len() as u64 * u64::from(args.samples));
     let mut tick = |p: mc::Progress| bar.set_position(p.done);
@@ -132,7 +135,7 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         let files = if args.no_patch_maps {
             Default::default()
         } else {
-            writer.patch_maps(i, &spec, t.world, &work)?
+            writer.patch_maps(i, &spec, t.world, &work, calibrated)?
         };
         maps.add(&spec, t.world, &work)?;
         if let Some(m) = seg_masks.as_mut() {
@@ -160,6 +163,7 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         seed: args.seed,
         review_score: score.name().to_string(),
         review_threshold: threshold,
+        probability_map: calibrated,
         scan_maps: scan_files,
         dicom_seg,
         points: results,
@@ -221,6 +225,8 @@ fn model_patch(model: &Model) -> PatchSpec {
 pub(crate) struct PatchWork {
     pub(crate) hu: Vec<f32>,
     pub(crate) mean: Vec<f32>,
+    /// The mean through the model's probability map (a copy of the mean without one).
+    pub(crate) probability: Vec<f32>,
     pub(crate) entropy: Vec<f32>,
     pub(crate) mutual_info: Vec<f32>,
     /// The final mask, 0/1: mean probability ≥ 0.5, as the summary counts it.
@@ -233,6 +239,7 @@ impl PatchWork {
         PatchWork {
             hu: vec![0.0; n],
             mean: vec![0.0; n],
+            probability: vec![0.0; n],
             entropy: vec![0.0; n],
             mutual_info: vec![0.0; n],
             mask: vec![0.0; n],
@@ -270,29 +277,40 @@ fn predict_point(
     };
     let summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
     work.final_mask(model.config())?;
+    lungseg::probability_map::calibrated_probability(
+        model.config(),
+        &work.mean,
+        &mut work.probability,
+    )?;
     Ok(summary)
 }
 
-/// The maps merged onto the scan's grid: probability and mutual information as weighted
-/// means where patches overlap, the mask as their maximum.
+/// The maps merged onto the scan's grid: probability (calibrated when the model has a map)
+/// and mutual information as weighted means where patches overlap, the mask as their maximum,
+/// and the MC mean apart when the probability is calibrated.
 pub(crate) struct ScanMaps {
     pub(crate) probability: ScanMap,
+    pub(crate) mean: Option<ScanMap>,
     pub(crate) mutual_info: ScanMap,
     pub(crate) mask: ScanMap,
 }
 
 impl ScanMaps {
-    fn new(volume: &Volume) -> Self {
+    fn new(volume: &Volume, calibrated: bool) -> Self {
         let g = volume.geometry;
         ScanMaps {
             probability: ScanMap::new(g, Merge::Mean),
+            mean: calibrated.then(|| ScanMap::new(g, Merge::Mean)),
             mutual_info: ScanMap::new(g, Merge::Mean),
             mask: ScanMap::new(g, Merge::Max),
         }
     }
 
     fn add(&mut self, spec: &PatchSpec, world: [f64; 3], w: &PatchWork) -> Result<()> {
-        self.probability.add(spec, world, &w.mean, 1.0)?;
+        self.probability.add(spec, world, &w.probability, 1.0)?;
+        if let Some(mean) = self.mean.as_mut() {
+            mean.add(spec, world, &w.mean, 1.0)?;
+        }
         self.mutual_info.add(spec, world, &w.mutual_info, 1.0)?;
         self.mask.add(spec, world, &w.mask, 1.0)?;
         Ok(())

@@ -25,6 +25,10 @@ pub struct Predictions {
     /// The score compared with the threshold, and the threshold.
     pub review_score: String,
     pub review_threshold: f32,
+    /// The model has a probability map: `probability` maps are its calibrated probabilities
+    /// (`lungseg_calibrated_probability`) and `mean` maps the MC mean; without one the
+    /// scan's `probability` is the MC mean.
+    pub probability_map: bool,
     /// Map name → file, on the scan's grid.
     pub scan_maps: BTreeMap<String, String>,
     /// The DICOM SEG file (`--dicom-seg`).
@@ -102,22 +106,27 @@ impl<'a> Writer<'a> {
         Ok(rel.display().to_string())
     }
 
-    /// `points/<i>_{mean,entropy,mutual_info,mask}` on the patch's grid.
+    /// `points/<i>_{mean,entropy,mutual_info,mask}` on the patch's grid, and
+    /// `points/<i>_probability` when the model's probability map calibrates the mean.
     pub(super) fn patch_maps(
         &self,
         i: usize,
         spec: &PatchSpec,
         world: [f64; 3],
         w: &PatchWork,
+        calibrated: bool,
     ) -> Result<BTreeMap<String, String>> {
         let g = spec.geometry(world)?;
         let mask: Vec<u8> = w.mask.iter().map(|&m| u8::from(m > 0.0)).collect();
-        let items = [
+        let mut items = vec![
             ("mean", PixelData::F32(w.mean.clone())),
             ("entropy", PixelData::F32(w.entropy.clone())),
             ("mutual_info", PixelData::F32(w.mutual_info.clone())),
             ("mask", PixelData::U8(mask)),
         ];
+        if calibrated {
+            items.push(("probability", PixelData::F32(w.probability.clone())));
+        }
         let mut files = BTreeMap::new();
         for (name, data) in items {
             let file = self.write(&format!("points/{i}_{name}"), &Volume::new(g, data)?)?;
@@ -126,16 +135,21 @@ impl<'a> Writer<'a> {
         Ok(files)
     }
 
-    /// `scan_{probability,mutual_info,mask}` on the scan's grid (0 where no patch reaches).
+    /// `scan_{probability,mutual_info,mask}` on the scan's grid (0 where no patch reaches), and
+    /// `scan_mean` when the probability is calibrated.
     pub(super) fn scan_maps(&self, maps: &ScanMaps) -> Result<BTreeMap<String, String>> {
         let g = self.scan.geometry;
         let n = g.voxel_count();
         let mut files = BTreeMap::new();
-        for (name, map) in [
+        let mut items = vec![
             ("probability", &maps.probability),
             ("mutual_info", &maps.mutual_info),
             ("mask", &maps.mask),
-        ] {
+        ];
+        if let Some(mean) = &maps.mean {
+            items.push(("mean", mean));
+        }
+        for (name, map) in items {
             let mut values = lungseg::error::try_vec::<f32>(n, "scan map")?;
             map.read(&mut values)?;
             let data = if name == "mask" {

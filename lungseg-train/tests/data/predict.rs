@@ -337,3 +337,77 @@ fn dicom_seg_has_a_segment_per_point() {
     let e = predict::run(&a).unwrap_err();
     assert!(format!("{e:#}").contains("DICOM series folder"), "{e:#}");
 }
+
+/// `path`'s model with a probability map: inside the mask 0.5 + p/2, outside p/4.
+fn with_probability_map(path: &Path, out: &Path) {
+    use lungseg_train::model_file::{replace_file, ModelFile};
+    let mut file = ModelFile::read(path).unwrap();
+    let mut config = file.json_object("config").unwrap();
+    config.insert(
+        "probability_map".into(),
+        serde_json::json!({"band_max_voxels": [0], "knots": [0, 1], "values": [[0.5, 1], [0, 0.25]]}),
+    );
+    file.set_json_object("config", config);
+    replace_file(out, &file.to_bytes().unwrap().0).unwrap();
+}
+
+/// With a probability map the patch's and the scan's `probability` are the calibrated
+/// probabilities (the library's `calibrated_probability` of the point's mean) and the MC mean
+/// is written apart; without one there is no second map.
+#[test]
+fn probability_maps_are_calibrated_when_the_model_has_a_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, volume) = write_scan(dir.path());
+    let world = volume.geometry.index_to_world([15.0, 14.0, 8.0]);
+    let plain = predict::run(&{
+        let mut a = args(&scan, &dir.path().join("plain"));
+        a.points = vec![world];
+        a
+    })
+    .unwrap();
+    assert!(!plain.probability_map);
+    assert!(!plain.scan_maps.contains_key("mean"));
+    assert!(!plain.points[0].maps.contains_key("probability"));
+
+    let mapped = dir.path().join("mapped.safetensors");
+    with_probability_map(&model_path(), &mapped);
+    let out = dir.path().join("out");
+    let mut a = args(&scan, &out);
+    a.points = vec![world];
+    a.model = Some(mapped.clone());
+    let p = predict::run(&a).unwrap();
+    assert!(p.probability_map);
+    assert_eq!(
+        p.points[0].summary, plain.points[0].summary,
+        "the map changes no summary"
+    );
+    let read = |rel: &str| -> Vec<f32> {
+        let v = lungseg::mhd::read(&out.join(rel), &Default::default()).unwrap();
+        (0..v.geometry.voxel_count())
+            .map(|i| v.data.get_f32(i))
+            .collect()
+    };
+    let mean = read(&p.points[0].maps["mean"]);
+    let mut want = vec![0f32; mean.len()];
+    let model = Model::open(&mapped).unwrap();
+    lungseg::probability_map::calibrated_probability(model.config(), &mean, &mut want).unwrap();
+    assert_eq!(read(&p.points[0].maps["probability"]), want);
+    assert_ne!(
+        want, mean,
+        "the map must change the patch for this test to mean anything"
+    );
+
+    // On the scan: `mean` is the unmapped run's probability, `probability` differs from it.
+    let scan_mean = read(&p.scan_maps["mean"]);
+    let plain_out = dir.path().join("plain");
+    let plain_prob = lungseg::mhd::read(
+        &plain_out.join(&plain.scan_maps["probability"]),
+        &Default::default(),
+    )
+    .unwrap();
+    let plain_prob: Vec<f32> = (0..scan_mean.len())
+        .map(|i| plain_prob.data.get_f32(i))
+        .collect();
+    assert_eq!(scan_mean, plain_prob);
+    assert_ne!(read(&p.scan_maps["probability"]), scan_mean);
+}
