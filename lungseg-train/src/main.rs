@@ -570,15 +570,32 @@ struct Shape {
     /// Scan length along z in mm.
     #[arg(long, default_value_t = synth::SynthConfig::default().z_extent_mm)]
     z_mm: f64,
+    /// Range "lo,hi" (mm) the slice spacing is drawn from; the slice thickness follows it
+    /// (0.6–2× the spacing, within 0.6–5 mm). Default: the generator's (LUNA16's ≤ 2.5 mm).
+    #[arg(long, value_parser = parse_range_mm)]
+    spacing_z_mm: Option<(f64, f64)>,
 }
 
 impl Shape {
     fn config(&self) -> synth::SynthConfig {
+        let d = synth::SynthConfig::default();
         synth::SynthConfig {
             dims_xy: self.dims_xy,
             z_extent_mm: self.z_mm,
-            ..Default::default()
+            spacing_z_mm: self.spacing_z_mm.unwrap_or(d.spacing_z_mm),
+            ..d
         }
+    }
+}
+
+/// "lo,hi": two numbers; the generator checks the range itself.
+fn parse_range_mm(s: &str) -> Result<(f64, f64), String> {
+    match s.split(',').map(str::trim).collect::<Vec<_>>()[..] {
+        [lo, hi] => Ok((
+            lo.parse().map_err(|e| format!("{lo}: {e}"))?,
+            hi.parse().map_err(|e| format!("{hi}: {e}"))?,
+        )),
+        _ => Err(format!("{s}: expected \"lo,hi\" in mm")),
     }
 }
 

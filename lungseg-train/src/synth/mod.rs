@@ -68,6 +68,9 @@ pub struct SynthConfig {
     pub noise_hu: f64,
 }
 
+/// Widest slice spacing the generator draws (mm).
+pub const MAX_SPACING_Z_MM: f64 = 5.0;
+
 impl Default for SynthConfig {
     fn default() -> Self {
         SynthConfig {
@@ -102,6 +105,13 @@ impl SynthConfig {
             return Err(Error::invalid(
                 "spacing ranges must be finite, positive and ordered",
             ));
+        }
+        // Clinical CT reconstructs slices 0.5–5 mm apart; the slice profile stops at 5 mm.
+        if self.spacing_z_mm.0 < 0.3 || self.spacing_z_mm.1 > MAX_SPACING_Z_MM {
+            return Err(Error::invalid(format!(
+                "slice spacing range {:?} mm must lie within 0.3..={MAX_SPACING_Z_MM}",
+                self.spacing_z_mm
+            )));
         }
         if !(0.0..=1.0).contains(&self.flip_fraction) || !(0.0..=500.0).contains(&self.noise_hu) {
             return Err(Error::invalid(

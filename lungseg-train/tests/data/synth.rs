@@ -206,6 +206,41 @@ fn plans_cover_the_documented_ranges() {
     assert_eq!(ScanPlan::draw(&cfg, 5, 3).unwrap(), plans[3]);
 }
 
+/// Thick-slice protocols (clinical 5 mm reconstructions): the spacing range is honoured, the
+/// thickness follows it, and a scan renders with its nodules; spacings beyond 5 mm or
+/// unordered ranges are refused.
+#[test]
+fn thick_slice_plans_follow_the_spacing_range() {
+    let cfg = SynthConfig {
+        spacing_z_mm: (4.5, 5.0),
+        ..small()
+    };
+    for i in 0..50 {
+        let p = ScanPlan::draw(&cfg, 8, i).unwrap();
+        assert!((4.5..=5.0).contains(&p.spacing[2]), "{:?}", p.spacing);
+        let t = p.acquisition.thickness_mm;
+        assert!(
+            (2.7..=5.0).contains(&t),
+            "thickness {t} for spacing {}",
+            p.spacing[2]
+        );
+    }
+    let scan = generate_scan(&cfg, 8, 0).unwrap();
+    assert!((4.5..=5.0).contains(&scan.volume.geometry.spacing[2]));
+    assert!(
+        scan.volume.geometry.dims[2] <= 26,
+        "{:?}",
+        scan.volume.geometry.dims
+    );
+    for bad in [(4.0, 6.0), (0.1, 1.0), (3.0, 2.0)] {
+        let cfg = SynthConfig {
+            spacing_z_mm: bad,
+            ..small()
+        };
+        assert!(ScanPlan::draw(&cfg, 8, 0).is_err(), "{bad:?} accepted");
+    }
+}
+
 #[test]
 fn nodule_draws_cover_types_sizes_shapes_and_placements() {
     // An adult-sized field of view (256 × 1.2–1.5 mm), so that masses have room.
