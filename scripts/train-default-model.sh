@@ -125,8 +125,15 @@ if ! [ -f "$RUN/train/done" ]; then
 fi
 
 MODEL=$RUN/lungseg-default.safetensors
+# The export and its calibrations are separate steps too: each MC pass over the calibration
+# scans takes an hour or more for the wide network on this CPU, so an interrupted run resumes
+# at the step it was in (`$MODEL.tmp`: exported; `$RUN/mask-threshold.done`: its mask
+# settings written).
 if ! [ -f "$MODEL" ]; then
-  run "$BIN" export --run "$RUN/train" --out "$MODEL.tmp" --dtype f16
+  if ! [ -f "$MODEL.tmp" ]; then
+    run "$BIN" export --run "$RUN/train" --out "$MODEL.export" --dtype f16
+    mv "$MODEL.export" "$MODEL.tmp"
+  fi
   # Calibration scans are prepared like the test scans (one positive per nodule): the score
   # distribution, and so the referral rate of a threshold, depends on that mix.
   if ! [ -f "$RUN/patches-calib/manifest.jsonl" ]; then
@@ -149,8 +156,11 @@ if ! [ -f "$MODEL" ]; then
   [ -n "${SPARE_RADII_MM:-}" ] && bound+=(--spare-radii-mm "$SPARE_RADII_MM")
   [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound+=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
   [ -n "${MAX_MEAN_FP_MM3:-}" ] && bound+=(--max-mean-fp-mm3 "$MAX_MEAN_FP_MM3")
-  run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
-    --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips "${CALIB_FLIPS:-1,2,4,8}" "${bound[@]}" --write
+  if ! [ -f "$RUN/mask-threshold.done" ]; then
+    run "$BIN" calibrate-mask-threshold --model "$MODEL.tmp" --data "$RUN/patches-calib" \
+      --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips "${CALIB_FLIPS:-1,2,4,8}" "${bound[@]}" --write
+    touch "$RUN/mask-threshold.done"
+  fi
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
     --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
   mv "$MODEL.tmp" "$MODEL"

@@ -209,8 +209,8 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(&opts.out, bytes)
-        .with_context(|| format!("cannot write {}", opts.out.display()))?;
+    // A temporary file and a rename: an interrupted export leaves no half model behind.
+    crate::model_file::replace_file(&opts.out, &bytes)?;
     Ok(provenance)
 }
 
