@@ -161,8 +161,15 @@ if ! [ -f "$MODEL" ]; then
       --split val --samples 20 --seed "$CALIB_SEED" --test-time-flips "${CALIB_FLIPS:-1,2,4,8}" "${bound[@]}" --write
     touch "$RUN/mask-threshold.done"
   fi
+  # The candidate's evaluation on the calibration scans (the comparison's, below) scores every
+  # review-score candidate of every patch; `calibrate --from-report` chooses from it rather
+  # than in an MC pass of its own (the same choice: same file, patches, samples and seed). Its
+  # report's flag counts are those of the export's default review, not of the chosen one.
+  [ -f "$RUN/calib-candidate/report.json" ] || run "$BIN" evaluate --model "$MODEL.tmp" \
+    --data "$RUN/patches-calib" --split val --samples 20 --seed "$CALIB_SEED" --out "$RUN/calib-candidate"
   run "$BIN" calibrate --model "$MODEL.tmp" --data "$RUN/patches-calib" --split val \
-    --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score --write
+    --refer-fraction 0.1 --samples 20 --seed "$CALIB_SEED" --choose-score \
+    --from-report "$RUN/calib-candidate" --write
   mv "$MODEL.tmp" "$MODEL"
 fi
 

@@ -197,6 +197,10 @@ struct CalibrateArgs {
     /// this (validation) split when 15 % are referred.
     #[arg(long)]
     choose_score: bool,
+    /// The patches' scores from this `evaluate` report (folder or report.json) of the same
+    /// model file, split, --samples and --seed, instead of an MC pass (refused otherwise).
+    #[arg(long)]
+    from_report: Option<PathBuf>,
     /// Write the threshold (and a chosen score) into the model file's review metadata.
     #[arg(long)]
     write: bool,
@@ -346,6 +350,7 @@ fn run_calibrate(a: CalibrateArgs) -> anyhow::Result<()> {
         samples: a.on.samples,
         seed: a.on.seed,
         choose_score: a.choose_score,
+        from_report: a.from_report.clone(),
         ..Default::default()
     };
     let c = calibrate::calibrate(&a.on.model, &a.on.data, &opts, || pb.inc(1));

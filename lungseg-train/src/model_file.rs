@@ -151,6 +151,29 @@ impl ModelFile {
             .insert(key.into(), serde_json::Value::Object(value).to_string());
     }
 
+    /// SHA-256 (hex) of what the file's patch scores depend on: every tensor (name, dtype,
+    /// shape, bytes) and the `config` metadata without `probability_map` (which changes no
+    /// mask or score). The review choice, provenance and format version are left out, so a
+    /// report of this model stays the model's after `calibrate` writes its review.
+    pub fn scoring_fingerprint(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, t) in &self.tensors {
+            h.update(format!(
+                "{name}\0{:?}\0{:?}\0{}\0",
+                t.dtype,
+                t.shape,
+                t.bytes.len()
+            ));
+            h.update(&t.bytes);
+        }
+        let mut config = self.json_object("config")?;
+        config.remove("probability_map");
+        // serde_json's maps are ordered by key: the text is canonical.
+        h.update(serde_json::Value::Object(config).to_string());
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The file's bytes, checked to load in lungseg.
     pub fn to_bytes(&self) -> Result<(Vec<u8>, Model)> {
         let out = safetensors::serialize(

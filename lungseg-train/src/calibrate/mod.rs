@@ -11,7 +11,7 @@ pub mod mask_threshold;
 pub mod platt;
 pub mod probability;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use lungseg::mc::{self, McOptions, UncertaintyMaps};
@@ -21,7 +21,7 @@ use crate::dataset::PatchDataset;
 use crate::evaluate::score::score_patches;
 pub use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::best_score;
-use crate::metrics::{threshold_for_refer_fraction, EvalConfig, ScoreEvaluation};
+use crate::metrics::{threshold_for_refer_fraction, EvalConfig, EvalMetrics, ScoreEvaluation};
 use crate::model_file::{replace_file, ModelFile};
 
 /// MC-dropout review scores (`PatchSummary::uncertainty_score`) of every patch of `split`.
@@ -78,6 +78,11 @@ pub struct CalibrateOptions {
     pub choose_score: bool,
     /// Bad-patch definition and budget used when choosing.
     pub eval: EvalConfig,
+    /// Take the patches' scores from this `evaluate` report (its folder or `report.json`)
+    /// instead of an MC pass of its own: the report must be of the same model
+    /// (`scoring_fingerprint`), split, samples, seed and evaluation settings, so the choice
+    /// is the one the pass would make.
+    pub from_report: Option<PathBuf>,
 }
 
 impl Default for CalibrateOptions {
@@ -89,6 +94,7 @@ impl Default for CalibrateOptions {
             seed: 0,
             choose_score: false,
             eval: EvalConfig::default(),
+            from_report: None,
         }
     }
 }
@@ -108,7 +114,17 @@ pub fn calibrate(
     );
     let model = Model::open(model_path)?;
     let ds = PatchDataset::open(dataset)?;
-    let (score, scores, candidates) = if opts.choose_score {
+    let (score, scores, candidates) = if let Some(dir) = &opts.from_report {
+        let metrics = report_metrics(model_path, &model, &ds, dir, opts)?;
+        match opts.choose_score {
+            true => choose_from(metrics)?,
+            false => {
+                let name = model.review().score.name();
+                let values = metrics.patches.iter().map(|p| p.scores[name]).collect();
+                (model.review().score, values, Vec::new())
+            }
+        }
+    } else if opts.choose_score {
         choose_score(&model, &ds, opts, &mut on_patch)?
     } else {
         let s = score_split(&model, &ds, &opts.split, opts.samples, opts.seed, on_patch)?;
@@ -145,7 +161,12 @@ fn choose_score(
         &opts.eval.for_model(model),
         |_, _| on_patch(),
     )?;
-    let candidates = scored.metrics.review_scores;
+    choose_from(scored.metrics)
+}
+
+/// The choice of [`choose_score`] from a scoring pass's metrics.
+fn choose_from(metrics: EvalMetrics) -> Result<(ReviewScore, Vec<f32>, Vec<ScoreEvaluation>)> {
+    let candidates = metrics.review_scores;
     let selectable: Vec<ScoreEvaluation> = candidates
         .iter()
         .filter(|e| ReviewScore::from_name(&e.name).is_some())
@@ -153,13 +174,58 @@ fn choose_score(
         .collect();
     let best = best_score(&selectable).context("no candidate review score")?;
     let score = ReviewScore::from_name(&best.name).expect("filtered to engine scores");
-    let values = scored
-        .metrics
+    let values = metrics
         .patches
         .iter()
         .map(|p| p.scores[&best.name])
         .collect();
     Ok((score, values, candidates))
+}
+
+/// The metrics of the `evaluate` report in `dir`, refused unless it scored this model file on
+/// the patches of `ds`'s split with the samples, seed and evaluation settings of `opts`.
+fn report_metrics(
+    model_path: &Path,
+    model: &Model,
+    ds: &PatchDataset,
+    dir: &Path,
+    opts: &CalibrateOptions,
+) -> Result<EvalMetrics> {
+    let r = crate::report::compare::read_report(dir)?;
+    let fingerprint = ModelFile::read(model_path)?.scoring_fingerprint()?;
+    let run = &r.evaluation;
+    let what = dir.display();
+    ensure!(
+        run.scored_model.as_deref() == Some(fingerprint.as_str()),
+        "{what} scored another model (or one without a fingerprint): its weights or mask \
+         settings differ from {}",
+        model_path.display()
+    );
+    ensure!(
+        (run.split.as_str(), r.mc_samples, run.seed)
+            == (opts.split.as_str(), opts.samples, opts.seed),
+        "{what} scored split {:?} with {} samples and seed {}, not {:?}, {} and {}",
+        run.split,
+        r.mc_samples,
+        run.seed,
+        opts.split,
+        opts.samples,
+        opts.seed
+    );
+    ensure!(
+        r.metrics.config == opts.eval.for_model(model),
+        "{what} used other evaluation settings (bad-patch definition, budget)"
+    );
+    let ids = split_for_model(model, ds, &opts.split)?
+        .into_iter()
+        .map(|i| ds.records[i].id.as_str());
+    ensure!(
+        r.metrics.patches.iter().map(|p| p.id.as_str()).eq(ids),
+        "{what} scored other patches than the {} split of {}",
+        opts.split,
+        ds.root().display()
+    );
+    Ok(r.metrics)
 }
 
 /// The review threshold above which `refer_fraction` of the `split` patches of `dataset` are

@@ -68,6 +68,7 @@ pub fn evaluate(
 ) -> Result<EvaluateOutput> {
     let t0 = Instant::now();
     let model = Model::open(model_path)?;
+    let scored_model = crate::model_file::ModelFile::read(model_path)?.scoring_fingerprint()?;
     let ds = PatchDataset::open(dataset)?;
     let idx = score::split_for_model(&model, &ds, &opts.split)?;
     let eval = opts.eval.for_model(&model);
@@ -124,6 +125,7 @@ pub fn evaluate(
                 .iter()
                 .map(|p| p.strip_prefix(out).unwrap_or(p).display().to_string())
                 .collect(),
+            scored_model: Some(scored_model),
         },
         figures: figs.list,
         notes,

@@ -55,6 +55,10 @@ pub struct EvaluationRun {
     pub patches_per_second: f64,
     /// `.mhd` volumes for 3D Slicer, relative to the report's folder.
     pub slicer_volumes: Vec<String>,
+    /// `ModelFile::scoring_fingerprint` of the evaluated file: `calibrate --from-report`
+    /// takes the report's scores only for the model they came from.
+    #[serde(default)]
+    pub scored_model: Option<String>,
 }
 
 /// The quality bar, judged on the stricter region-of-interest numbers.

@@ -169,6 +169,87 @@ fn calibration_chooses_the_score_on_validation_patches() {
     );
 }
 
+/// `calibrate --from-report` makes the choice the MC pass makes, from an `evaluate` report of
+/// the same model file, patches, samples and seed; it still does after the review is written
+/// (the fingerprint leaves the review out) and refuses a report of other mask settings or
+/// another seed.
+#[test]
+fn calibration_from_an_evaluate_report_is_the_passes_choice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let opts = calibrate::CalibrateOptions {
+        refer_fraction: 0.3,
+        samples: 4,
+        seed: 2,
+        choose_score: true,
+        ..Default::default()
+    };
+    let out = tmp.path().join("report");
+    let eval = EvaluateOptions {
+        split: "val".into(),
+        samples: 4,
+        seed: 2,
+        out: out.clone(),
+        samples_shown: 0,
+        ..Default::default()
+    };
+    evaluate::evaluate(&model_path, &data, &eval, |_, _| {}).unwrap();
+    let from = calibrate::CalibrateOptions {
+        from_report: Some(out.clone()),
+        ..opts.clone()
+    };
+    let pass = calibrate::calibrate(&model_path, &data, &opts, || {}).unwrap();
+    let mut calls = 0;
+    let read = calibrate::calibrate(&model_path, &data, &from, || calls += 1).unwrap();
+    assert_eq!(read, pass);
+    assert_eq!(calls, 0, "no MC pass");
+    let plain = calibrate::CalibrateOptions {
+        choose_score: false,
+        ..from.clone()
+    };
+    let kept = calibrate::calibrate(&model_path, &data, &plain, || {}).unwrap();
+    let pass_kept = calibrate::calibrate(
+        &model_path,
+        &data,
+        &calibrate::CalibrateOptions {
+            choose_score: false,
+            ..opts.clone()
+        },
+        || {},
+    )
+    .unwrap();
+    assert_eq!(
+        kept, pass_kept,
+        "the model's own score, read from the report"
+    );
+
+    let score = lungseg::model::ReviewScore::from_name(&pass.score).unwrap();
+    calibrate::set_review(&model_path, score, pass.threshold).unwrap();
+    assert_eq!(
+        calibrate::calibrate(&model_path, &data, &from, || {}).unwrap(),
+        pass
+    );
+
+    let other_seed = calibrate::CalibrateOptions {
+        seed: 3,
+        ..from.clone()
+    };
+    let e = calibrate::calibrate(&model_path, &data, &other_seed, || {}).unwrap_err();
+    assert!(e.to_string().contains("seed"), "{e:#}");
+    // Other mask settings (format version 3 for a threshold other than 0.5).
+    let mut file = lungseg_train::model_file::ModelFile::read(&model_path).unwrap();
+    let mut config = file.json_object("config").unwrap();
+    config.insert("mask_threshold".into(), serde_json::json!(0.4));
+    file.set_json_object("config", config);
+    let version: u32 = file.metadata["format_version"].parse().unwrap();
+    file.metadata
+        .insert("format_version".into(), version.max(3).to_string());
+    let (bytes, _) = file.to_bytes().unwrap();
+    lungseg_train::model_file::replace_file(&model_path, &bytes).unwrap();
+    let e = calibrate::calibrate(&model_path, &data, &from, || {}).unwrap_err();
+    assert!(e.to_string().contains("another model"), "{e:#}");
+}
+
 #[test]
 fn set_review_threshold_round_trips() {
     let tmp = tempfile::tempdir().unwrap();

@@ -127,6 +127,7 @@ fn report(m: EvalMetrics) -> Report {
             seconds: 1.5,
             patches_per_second: 5.0 / 1.5,
             slicer_volumes: vec!["slicer/patch-0_hu.mhd".into()],
+            scored_model: Some("0123abcd".into()),
         },
         figures: vec![FigureRef {
             title: "Referral".into(),
