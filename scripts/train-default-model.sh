@@ -75,6 +75,11 @@ mkdir -p "$RUN"
 # MINE_POOL_RATIO negatives per positive into a pool, the model's dropout-off pass charges
 # each training negative its false-positive volume, and the training set keeps one negative
 # per positive, HARD_FRACTION of them the most wrong ones (docs/training.md).
+# SPACING_Z_MM=lo,hi draws the training scans' slices that far apart (`synth --spacing-z-mm`;
+# unset: the generator's 1-2.5 mm), TEST_SPACING_Z_MM the test scans'; the calibration scans
+# keep the default so that candidates stay comparable on them (docs/training.md, "Thick slices").
+spacing=()
+[ -n "${SPACING_Z_MM:-}" ] && spacing=(--spacing-z-mm "$SPACING_Z_MM")
 MINE_FROM=${MINE_FROM:-}
 MINE_POOL_RATIO=${MINE_POOL_RATIO:-4}
 HARD_FRACTION=${HARD_FRACTION:-0.5}
@@ -83,7 +88,7 @@ if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
   neg_ratio=1
   if [ -n "$MINE_FROM" ]; then pool=$RUN/patches-pool neg_ratio=$MINE_POOL_RATIO; fi
   if ! [ -f "$pool/manifest.jsonl" ]; then
-    run "$BIN" synth --out "$RUN/luna" --scans 160 --seed "$SEED" --dims-xy 288 --z-mm 220
+    run "$BIN" synth --out "$RUN/luna" --scans 160 --seed "$SEED" --dims-xy 288 --z-mm 220 "${spacing[@]}"
     run "$BIN" prepare --luna "$RUN/luna" --out "$pool" --patch-size 64 --spacing-mm 1 \
       --jitter-mm 8 --positives-per-nodule 4 --neg-ratio "$neg_ratio" \
       --border-fraction "$BORDER_FRACTION" --split 0.85,0.15,0 --seed "$SEED" \
@@ -99,10 +104,12 @@ if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
 fi
 
 # `scans` scans of `seed` cut into $RUN/patches-<name> like the test split (one positive per
-# nodule, as many negatives), all in the split that `fractions` names.
+# nodule, as many negatives), all in the split that `fractions` names; further arguments go to
+# `synth`.
 held_out() {
   local name=$1 seed=$2 fractions=$3 scans=$4
-  run "$BIN" synth --out "$RUN/luna-$name" --scans "$scans" --seed "$seed" --dims-xy 288 --z-mm 220
+  shift 4
+  run "$BIN" synth --out "$RUN/luna-$name" --scans "$scans" --seed "$seed" --dims-xy 288 --z-mm 220 "$@"
   run "$BIN" prepare --luna "$RUN/luna-$name" --out "$RUN/patches-$name" --patch-size 64 \
     --spacing-mm 1 --jitter-mm 8 --positives-per-nodule 1 --neg-ratio 1 --split "$fractions" \
     --seed "$seed" --label-masks "$RUN/luna-$name/seg-nodules"
@@ -207,7 +214,9 @@ fi
 if [ "${TEST:-1}" = 0 ]; then echo "model: $MODEL (not tested: TEST=0)" >&2; exit 0; fi
 if ! [ -f "$RUN/report/report.json" ]; then
   if ! [ -f "$RUN/patches-test/manifest.jsonl" ]; then
-    held_out test "$TEST_SEED" 0,0,1 "$TEST_SCANS"
+    test_spacing=()
+    [ -n "${TEST_SPACING_Z_MM:-}" ] && test_spacing=(--spacing-z-mm "$TEST_SPACING_Z_MM")
+    held_out test "$TEST_SEED" 0,0,1 "$TEST_SCANS" "${test_spacing[@]}"
   fi
   run "$BIN" evaluate --model "$MODEL" --data "$RUN/patches-test" --split test --samples 20 \
     --seed "$TEST_SEED" --out "$RUN/report" --training-metrics "$RUN/train/metrics.csv"
