@@ -3,7 +3,9 @@
 //! false-positive volume on negatives, ROI ECE). `--require-gain` turns it into the rule a
 //! candidate must pass before it replaces the shipped model: the interval of the paired gain
 //! must lie above 0, with no more bad negative patches and no larger mean false-positive
-//! volume over the negatives than the baseline.
+//! volume over the negatives than the baseline. `--max-loss D` is the non-inferiority form
+//! for scans a candidate is not meant to improve: the interval must lie above −D, the
+//! negatives the same.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,10 @@ pub struct CompareArgs {
     /// cost no more (bad patches, mean false-positive volume).
     #[arg(long)]
     pub require_gain: bool,
+    /// Fail (exit status 1) unless the paired difference's interval lies above −D (mean Dice
+    /// lost at most D) and the negatives cost no more.
+    #[arg(long, value_name = "D", conflicts_with = "require_gain")]
+    pub max_loss: Option<f64>,
 }
 
 /// Reads a report written by `evaluate`.
@@ -48,11 +54,19 @@ impl CompareArgs {
             &BootstrapConfig::default(),
         )?;
         println!("{}", describe(&c, &b, &paired));
-        if !self.require_gain {
-            return Ok(());
-        }
-        if paired.difference.lo <= 0.0 {
-            bail!("no paired gain: the interval of the difference reaches down to or below 0");
+        let floor = match (self.require_gain, self.max_loss) {
+            (true, _) => 0.0,
+            (false, Some(d)) if d.is_finite() && (0.0..1.0).contains(&d) => -d,
+            (false, Some(d)) => bail!("--max-loss {d}: expected a Dice difference in [0, 1)"),
+            (false, None) => return Ok(()),
+        };
+        if paired.difference.lo <= floor {
+            bail!(
+                "the interval of the paired difference reaches down to {:+.3}, not above {floor:+.3} \
+                 ({})",
+                paired.difference.lo,
+                if self.require_gain { "no paired gain" } else { "more than --max-loss lost" }
+            );
         }
         let (nc, nb) = (negative_cost(&c), negative_cost(&b));
         if !nc.within(&nb) {

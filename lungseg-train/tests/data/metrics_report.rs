@@ -360,6 +360,7 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
         candidate: candidate.to_path_buf(),
         baseline: baseline.to_path_buf(),
         require_gain: true,
+        max_loss: None,
     };
     // A model against itself gains nothing: the rule refuses it.
     assert!(args(&b_dir, &b_dir).run().is_err());
@@ -392,6 +393,31 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
     args(&worse_negative(8.0, false, "cleaner"), &b_dir)
         .run()
         .unwrap();
+
+    // Non-inferiority: the baseline, judged against the better model, loses up to 0.1 on each
+    // nodule patch, so a margin of 0.01 refuses it and 0.15 lets it pass; a model against
+    // itself passes a small margin; the negatives rule holds as well.
+    let no_loss = |candidate: &Path, baseline: &Path, d: f64| CompareArgs {
+        candidate: candidate.to_path_buf(),
+        baseline: baseline.to_path_buf(),
+        require_gain: false,
+        max_loss: Some(d),
+    };
+    let lost = pairs()
+        .map(|(c, b)| c.overlap.dice - b.overlap.dice)
+        .fold(0.0, f64::max);
+    assert!(lost <= 0.1 + 1e-12);
+    let e = no_loss(&b_dir, &c_dir, 0.01).run().unwrap_err();
+    assert!(e.to_string().contains("--max-loss"), "{e}");
+    no_loss(&b_dir, &c_dir, 0.15).run().unwrap();
+    no_loss(&b_dir, &b_dir, 0.01).run().unwrap();
+    assert!(no_loss(&worse_negative(10.0, true, "bad2"), &b_dir, 0.15)
+        .run()
+        .is_err());
+    assert!(
+        no_loss(&b_dir, &b_dir, 1.5).run().is_err(),
+        "margin out of range"
+    );
 }
 
 #[test]
