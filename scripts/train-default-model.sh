@@ -197,21 +197,23 @@ if [ -n "${BASELINE:-}" ] && ! [ -f "$RUN/compare-calib.txt" ]; then
   mv "$RUN/compare-calib.txt.tmp" "$RUN/compare-calib.txt"
 fi
 
+# TEST=0 stops here, so that candidate models are compared on the calibration scans before
+# any of them meets the test scans.
+if [ "${TEST:-1}" = 0 ]; then echo "model: $MODEL (not tested: TEST=0)" >&2; exit 0; fi
+
 # The probability map by distance from the final mask (`calibrate-probability --map
 # mask-distance`, `config.probability_map`), fitted on every voxel of the calibration scans
-# once the mask settings are final. It changes no mask, score or flag, so the comparison
-# above measures the same model with or without it; the test measures the calibrated
-# probabilities' ECE next to the MC mean's. The fit's printout is kept beside the model.
+# once the mask settings are final, and only on the way to the test (a candidate that the
+# comparison stops never pays for the pass). It changes no mask, score or flag, so the
+# comparison above measures the same model with or without it; the test measures the
+# calibrated probabilities' ECE next to the MC mean's. The fit's printout is kept beside the
+# model.
 if ! [ -f "$RUN/probability-map.txt" ]; then
   run "$BIN" calibrate-probability --model "$MODEL" --data "$RUN/patches-calib" --split val \
     --samples 20 --seed "$CALIB_SEED" --map mask-distance --write > "$RUN/probability-map.txt.tmp"
   cat "$RUN/probability-map.txt.tmp"
   mv "$RUN/probability-map.txt.tmp" "$RUN/probability-map.txt"
 fi
-
-# TEST=0 stops here, so that candidate models are compared on the calibration scans before
-# any of them meets the test scans.
-if [ "${TEST:-1}" = 0 ]; then echo "model: $MODEL (not tested: TEST=0)" >&2; exit 0; fi
 if ! [ -f "$RUN/report/report.json" ]; then
   if ! [ -f "$RUN/patches-test/manifest.jsonl" ]; then
     test_spacing=()
