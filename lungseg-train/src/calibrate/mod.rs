@@ -119,8 +119,7 @@ pub fn calibrate(
         match opts.choose_score {
             true => choose_from(metrics)?,
             false => {
-                let name = model.review().score.name();
-                let values = metrics.patches.iter().map(|p| p.scores[name]).collect();
+                let values = score_values(&metrics, model.review().score.name());
                 (model.review().score, values, Vec::new())
             }
         }
@@ -166,20 +165,21 @@ fn choose_score(
 
 /// The choice of [`choose_score`] from a scoring pass's metrics.
 fn choose_from(metrics: EvalMetrics) -> Result<(ReviewScore, Vec<f32>, Vec<ScoreEvaluation>)> {
-    let candidates = metrics.review_scores;
-    let selectable: Vec<ScoreEvaluation> = candidates
+    let selectable: Vec<ScoreEvaluation> = metrics
+        .review_scores
         .iter()
         .filter(|e| ReviewScore::from_name(&e.name).is_some())
         .cloned()
         .collect();
     let best = best_score(&selectable).context("no candidate review score")?;
     let score = ReviewScore::from_name(&best.name).expect("filtered to engine scores");
-    let values = metrics
-        .patches
-        .iter()
-        .map(|p| p.scores[&best.name])
-        .collect();
-    Ok((score, values, candidates))
+    let values = score_values(&metrics, &best.name);
+    Ok((score, values, metrics.review_scores))
+}
+
+/// The score `name` of every patch of a scoring pass, in patch order.
+fn score_values(metrics: &EvalMetrics, name: &str) -> Vec<f32> {
+    metrics.patches.iter().map(|p| p.scores[name]).collect()
 }
 
 /// The metrics of the `evaluate` report in `dir`, refused unless it scored this model file on

@@ -124,17 +124,22 @@ fn threshold_refers_the_requested_fraction() {
     );
 }
 
-#[test]
-fn calibration_chooses_the_score_on_validation_patches() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
-    let opts = calibrate::CalibrateOptions {
+/// Review-score choice on the fixture's validation patches: 4 samples, seed 2, 30 % referred.
+fn choosing_options() -> calibrate::CalibrateOptions {
+    calibrate::CalibrateOptions {
         refer_fraction: 0.3,
         samples: 4,
         seed: 2,
         choose_score: true,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn calibration_chooses_the_score_on_validation_patches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let opts = choosing_options();
     let c = calibrate::calibrate(&model_path, &data, &opts, || {}).unwrap();
     let names: Vec<&str> = c.candidates.iter().map(|e| e.name.as_str()).collect();
     for k in lungseg::model::ReviewScore::ALL {
@@ -177,13 +182,7 @@ fn calibration_chooses_the_score_on_validation_patches() {
 fn calibration_from_an_evaluate_report_is_the_passes_choice() {
     let tmp = tempfile::tempdir().unwrap();
     let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
-    let opts = calibrate::CalibrateOptions {
-        refer_fraction: 0.3,
-        samples: 4,
-        seed: 2,
-        choose_score: true,
-        ..Default::default()
-    };
+    let opts = choosing_options();
     let out = tmp.path().join("report");
     let eval = EvaluateOptions {
         split: "val".into(),
