@@ -600,10 +600,28 @@ enum lungseg_status lungseg_model_get_min_component_mm3(const struct lungseg_mod
 enum lungseg_status lungseg_model_get_min_component_spare_radius_mm(const struct lungseg_model *model,
                                                                     double *out);
 
+// The lower threshold of the lesion at the requested point (`config.point_mask_threshold` of
+// the model file; 0 unless the file names another), written to `*out`: the final mask adds
+// the 26-connected components of `mean >= ` this that come closer than
+// `lungseg_model_get_point_radius_mm` to the patch centre. It adds nothing when the radius
+// is 0 or this is not below the mask threshold.
+enum lungseg_status lungseg_model_get_point_mask_threshold(const struct lungseg_model *model,
+                                                           float *out);
+
+// The radius around the patch centre of the lesion at the requested point, in mm
+// (`config.point_radius_mm` of the model file; 0 unless the file names another: the final
+// mask adds no point components), written to `*out`; see
+// `lungseg_model_get_point_mask_threshold`.
+enum lungseg_status lungseg_model_get_point_radius_mm(const struct lungseg_model *model,
+                                                      double *out);
+
 // The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
-// is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`) and its
-// 26-connected component has at least `lungseg_model_get_min_component_mm3` mm³ or comes
-// closer than `lungseg_model_get_min_component_spare_radius_mm` to the patch centre, else 0.
+// is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`), or when it
+// lies in a 26-connected component of `mean >= lungseg_model_get_point_mask_threshold` that
+// comes closer than `lungseg_model_get_point_radius_mm` to the patch centre; then the
+// 26-connected components of that mask below `lungseg_model_get_min_component_mm3` mm³ that
+// come no closer than `lungseg_model_get_min_component_spare_radius_mm` to the centre are
+// cleared.
 // `mean` and `mask` hold `len` elements, the model's patch voxel count (z-major, x fastest),
 // and must not overlap; `*foreground_voxels` (may be NULL) gets the mask's voxel count.
 enum lungseg_status lungseg_final_mask(const struct lungseg_model *model,

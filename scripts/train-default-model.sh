@@ -157,10 +157,14 @@ if ! [ -f "$MODEL" ]; then
   # MIN_COMPONENTS_MM3 (e.g. 0,8,16,32,64) adds candidate minimum mask components: the final
   # mask then drops 26-connected components below the chosen volume (`lungseg::mask`);
   # SPARE_RADII_MM (e.g. 8,12) candidate radii around the patch centre within which such
-  # components are kept. CALIB_FLIPS: the test-time flips judged (the export's own, 1, always is).
+  # components are kept. POINT_THRESHOLDS (e.g. 0.2,0.3) with POINT_RADII_MM (e.g. 4,8) add
+  # candidate point rules: the mean's components at or above the lower threshold that come
+  # that close to the patch centre join the mask. CALIB_FLIPS: the test-time flips judged (the
+  # export's own, 1, always is).
   bound=()
   [ -n "${MIN_COMPONENTS_MM3:-}" ] && bound+=(--min-components-mm3 "$MIN_COMPONENTS_MM3")
   [ -n "${SPARE_RADII_MM:-}" ] && bound+=(--spare-radii-mm "$SPARE_RADII_MM")
+  [ -n "${POINT_THRESHOLDS:-}" ] && bound+=(--point-thresholds "$POINT_THRESHOLDS" --point-radii-mm "$POINT_RADII_MM")
   [ -n "${MAX_BAD_NEGATIVES:-}" ] && bound+=(--max-bad-negatives "$MAX_BAD_NEGATIVES")
   [ -n "${MAX_MEAN_FP_MM3:-}" ] && bound+=(--max-mean-fp-mm3 "$MAX_MEAN_FP_MM3")
   if ! [ -f "$RUN/mask-threshold.done" ]; then

@@ -1,7 +1,10 @@
 //! The final mask of a prediction, the one definition every consumer uses: voxels whose mean
-//! probability is at least `config.mask_threshold`, then the small 26-connected components
-//! dropped ([`SmallComponents`]: smaller than `config.min_component_mm3` and no voxel closer
-//! than `config.min_component_spare_radius_mm` to the patch centre; 0 keeps them all). The
+//! probability is at least `config.mask_threshold`, with the lesion at the requested point
+//! cut lower ([`PointRule`]: the 26-connected components of `mean >=
+//! config.point_mask_threshold` that come closer than `config.point_radius_mm` to the patch
+//! centre; radius 0 adds none), then the small 26-connected components dropped
+//! ([`SmallComponents`]: smaller than `config.min_component_mm3` and no voxel closer than
+//! `config.min_component_spare_radius_mm` to the patch centre; 0 keeps them all). The
 //! patch summary counts it, `lungseg_final_mask` hands it to C callers, and the training crate
 //! scores and calibrates with it.
 //!
@@ -12,7 +15,10 @@
 //! smallest nodules (docs/training.md, stage 12). Why the spare radius: a patch is cut around
 //! the point the caller asks about (`lungseg_predict_uncertainty_at`), so a small component at
 //! that point is the nodule asked about and one far from it is not; the radius keeps the
-//! first and lets the minimum take the second.
+//! first and lets the minimum take the second. Why a lower threshold at the point: the same
+//! prior, used the other way; a small nodule whose dropout samples disagree leaves a mean
+//! below the threshold at the point, which the point rule keeps while a faint blob elsewhere
+//! still needs the full threshold (docs/training.md, stage 16).
 //!
 //! Patches are z-major with x fastest (`dims_zyx`); a component's volume is its voxel count
 //! times the volume of one voxel; distances are between voxel centres in mm, from the centre
@@ -133,11 +139,138 @@ impl SmallComponents {
     }
 }
 
+/// The lesion at the requested point cut lower: the 26-connected components of
+/// `mean >= threshold` with a voxel closer than `radius_mm` to the patch centre join the mask
+/// (hysteresis seeded at the point). Active only with a radius above 0 and a threshold below
+/// the mask threshold it accompanies: otherwise every such voxel is in the mask already.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PointRule {
+    pub threshold: f32,
+    pub radius_mm: f64,
+}
+
+impl PointRule {
+    /// The rule of `cfg` (`point_mask_threshold`, `point_radius_mm`).
+    pub fn of(cfg: &ModelConfig) -> PointRule {
+        PointRule {
+            threshold: cfg.point_mask_threshold,
+            radius_mm: cfg.point_radius_mm,
+        }
+    }
+
+    /// Whether the rule adds anything to a mask cut at `mask_threshold`.
+    pub fn is_active(&self, mask_threshold: f32) -> bool {
+        self.radius_mm > 0.0 && self.threshold < mask_threshold
+    }
+
+    /// The same rule as the default where it changes nothing, so that equal masks have equal
+    /// rules.
+    pub fn canonical(self, mask_threshold: f32) -> PointRule {
+        if self.is_active(mask_threshold) {
+            self
+        } else {
+            PointRule::default()
+        }
+    }
+
+    /// Threshold in [0, 1], radius finite and ≥ 0.
+    pub fn check(&self) -> Result<()> {
+        let (t, r) = (self.threshold, self.radius_mm);
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::invalid(format!(
+                "point mask threshold {t} must be in [0, 1]"
+            )));
+        }
+        if !(r.is_finite() && r >= 0.0) {
+            return Err(Error::invalid(format!(
+                "point radius {r} mm must be finite and >= 0"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The whole rule of a final mask: threshold, the lesion at the point, small components.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaskRule {
+    pub threshold: f32,
+    pub point: PointRule,
+    pub small: SmallComponents,
+}
+
+impl MaskRule {
+    /// The rule of `cfg`.
+    pub fn of(cfg: &ModelConfig) -> MaskRule {
+        MaskRule {
+            threshold: cfg.mask_threshold,
+            point: PointRule::of(cfg),
+            small: SmallComponents::of(cfg),
+        }
+    }
+
+    /// Whether the rule needs the component pass's buffers.
+    fn labels_components(&self) -> bool {
+        self.small.is_active() || self.point.is_active(self.threshold)
+    }
+
+    /// Writes the mask of `mean` on `grid` under this rule into `out` as 0/1 and returns its
+    /// voxel count: `mean >= threshold`, with the point's components of `mean >=
+    /// point.threshold` added, then the small components dropped.
+    pub fn apply(
+        &self,
+        mean: &[f32],
+        grid: PatchGrid,
+        out: &mut [u8],
+        scratch: &mut ComponentScratch,
+    ) -> Result<u64> {
+        self.point.check()?;
+        self.cut(mean, grid, out, scratch)?;
+        drop_small_components_with(out, grid, self.small, scratch)
+    }
+
+    /// The mask before the small-component rule: the threshold and the point's components.
+    pub fn cut(
+        &self,
+        mean: &[f32],
+        grid: PatchGrid,
+        out: &mut [u8],
+        scratch: &mut ComponentScratch,
+    ) -> Result<()> {
+        if mean.len() != out.len() {
+            return Err(Error::invalid(format!(
+                "mean map of {} and mask of {} voxels",
+                mean.len(),
+                out.len()
+            )));
+        }
+        for (m, &p) in out.iter_mut().zip(mean) {
+            *m = u8::from(p >= self.threshold);
+        }
+        if !self.point.is_active(self.threshold) {
+            return Ok(());
+        }
+        let labels = Grid::new(mean.len(), grid.dims_zyx)?;
+        grid.check()?;
+        let (t, r2) = (self.point.threshold, self.point.radius_mm.powi(2));
+        labels.mark_components(
+            |i| mean[i] >= t,
+            scratch,
+            |c| grid.nearest_centre_mm2(&labels, c) < r2,
+        )?;
+        for (m, &state) in out.iter_mut().zip(&scratch.state) {
+            if state == SELECTED {
+                *m = 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes the final mask of `mean` (one patch of `cfg`'s model) into `out` as 0/1 and returns
 /// its voxel count. Fails when a buffer's length is not the patch's voxel count or the
 /// scratch of the component pass cannot be allocated.
 pub fn final_mask(cfg: &ModelConfig, mean: &[f32], out: &mut [u8]) -> Result<u64> {
-    let mut scratch = ComponentScratch::new(if SmallComponents::of(cfg).is_active() {
+    let mut scratch = ComponentScratch::new(if MaskRule::of(cfg).labels_components() {
         cfg.patch_voxels()
     } else {
         0
@@ -161,10 +294,7 @@ pub fn final_mask_with(
             out.len()
         )));
     }
-    for (m, &p) in out.iter_mut().zip(mean) {
-        *m = u8::from(p >= cfg.mask_threshold);
-    }
-    drop_small_components_with(out, PatchGrid::of(cfg), SmallComponents::of(cfg), scratch)
+    MaskRule::of(cfg).apply(mean, PatchGrid::of(cfg), out, scratch)
 }
 
 /// Clears in `mask` (0/1, on `grid`) the 26-connected components `rule` drops; returns the
@@ -530,6 +660,117 @@ mod tests {
         assert_eq!(spare(&mut m, ONE, 0.0, 0.0).unwrap(), 3);
         assert!(spare(&mut m, ONE, 1.0, -1.0).is_err());
         assert!(spare(&mut m, ONE, 1.0, f64::NAN).is_err());
+    }
+
+    fn point_rule(
+        mean: &[f32],
+        threshold: f32,
+        point: PointRule,
+        small: SmallComponents,
+    ) -> Vec<u8> {
+        let grid = PatchGrid {
+            dims_zyx: D,
+            spacing_xyz: ONE,
+        };
+        let rule = MaskRule {
+            threshold,
+            point,
+            small,
+        };
+        let mut out = vec![7u8; mean.len()];
+        let mut scratch = ComponentScratch::new(mean.len()).unwrap();
+        let n = rule.apply(mean, grid, &mut out, &mut scratch).unwrap();
+        assert_eq!(n, out.iter().map(|&m| u64::from(m)).sum::<u64>());
+        out
+    }
+
+    #[test]
+    fn the_point_rule_adds_the_faint_component_at_the_point_only() {
+        // Centre voxel (3, 3, 4). A faint bar through the point with one bright voxel, a
+        // faint bar at the patch's corner, and a bright voxel elsewhere.
+        let mut mean = vec![0.0f32; 6 * 7 * 8];
+        let near = [at(3, 3, 3), at(3, 3, 4), at(3, 3, 5)];
+        let far = [at(0, 0, 0), at(0, 0, 1)];
+        for &i in near.iter().chain(&far) {
+            mean[i] = 0.3;
+        }
+        mean[at(3, 3, 5)] = 0.9;
+        mean[at(5, 6, 7)] = 0.8;
+        let on = |m: &[u8], set: &[usize]| set.iter().all(|&i| m[i] == 1);
+        let none = SmallComponents::default();
+        let plain = point_rule(&mean, 0.5, PointRule::default(), none);
+        assert_eq!(plain.iter().map(|&m| u32::from(m)).sum::<u32>(), 2);
+        let rule = PointRule {
+            threshold: 0.25,
+            radius_mm: 1.0,
+        };
+        let m = point_rule(&mean, 0.5, rule, none);
+        assert!(on(&m, &near) && m[at(5, 6, 7)] == 1);
+        assert!(far.iter().all(|&i| m[i] == 0));
+        assert_eq!(m.iter().map(|&v| u32::from(v)).sum::<u32>(), 4);
+        // The faint voxels stay out above their value, and at or below the mask threshold the
+        // rule adds nothing.
+        for t in [0.35, 0.5, 0.6] {
+            let point = PointRule {
+                threshold: t,
+                ..rule
+            };
+            assert_eq!(point_rule(&mean, 0.5, point, none), plain, "{t}");
+        }
+        // Strictly closer than the radius: a bar 1 mm beside the point is not closer than 1 mm.
+        let mut side = vec![0.0f32; mean.len()];
+        side[at(3, 4, 4)] = 0.3;
+        side[at(3, 5, 4)] = 0.3;
+        assert_eq!(point_rule(&side, 0.5, rule, none).iter().sum::<u8>(), 0);
+        let wider = PointRule {
+            radius_mm: 1.01,
+            ..rule
+        };
+        assert_eq!(point_rule(&side, 0.5, wider, none).iter().sum::<u8>(), 2);
+        // The small-component rule applies to what the point added.
+        let small = SmallComponents {
+            min_mm3: 4.0,
+            spare_radius_mm: 0.0,
+        };
+        let m = point_rule(&mean, 0.5, rule, small);
+        assert_eq!(m.iter().map(|&v| u32::from(v)).sum::<u32>(), 0);
+        let spared = SmallComponents {
+            spare_radius_mm: 1.0,
+            ..small
+        };
+        let m = point_rule(&mean, 0.5, rule, spared);
+        assert!(on(&m, &near) && m[at(5, 6, 7)] == 0);
+    }
+
+    #[test]
+    fn a_point_rule_that_adds_nothing_is_canonically_empty() {
+        let r = PointRule {
+            threshold: 0.3,
+            radius_mm: 8.0,
+        };
+        assert_eq!(r.canonical(0.5), r);
+        assert_eq!(r.canonical(0.3), PointRule::default());
+        let r0 = PointRule {
+            radius_mm: 0.0,
+            ..r
+        };
+        assert_eq!(r0.canonical(0.5), PointRule::default());
+        for bad in [
+            PointRule {
+                threshold: -0.1,
+                ..r
+            },
+            PointRule {
+                threshold: f32::NAN,
+                ..r
+            },
+            PointRule {
+                radius_mm: f64::INFINITY,
+                ..r
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "7".into()),
+            ("format_version", "8".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '7'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '8'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -268,6 +268,36 @@ fn metadata_problems() {
         let e = load_err(&t, &meta("6", &spare("16", bad)));
         assert!(
             e.kind == ErrorKind::Format && e.message.contains("min_component_spare_radius_mm"),
+            "{bad}: {e}"
+        );
+    }
+    // A point rule that adds anything (radius above 0, threshold below the mask threshold) is
+    // version 7 (an older reader would return the mask without the lesion at the point);
+    // one that adds nothing needs nothing. Its radius cannot exceed the patch's diagonal.
+    let point = |t: &str, r: &str| {
+        format!(
+            r#"{{"channels":[4,8],"patch_size":[8,8,8],"mask_threshold":0.5,"point_mask_threshold":{t},"point_radius_mm":{r}}}"#
+        )
+    };
+    for old in ["1", "2", "3", "4", "5", "6"] {
+        let e = load_err(&t, &meta(old, &point("0.3", "4")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("point_mask_threshold")
+                && e.message.contains("format_version '7'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("7", &point("0.3", "4")))).unwrap();
+    assert_eq!(m.config().point_mask_threshold, 0.3);
+    assert_eq!(m.config().point_radius_mm, 4.0);
+    for inactive in [point("0.3", "0"), point("0.5", "4"), point("0.7", "4")] {
+        assert!(Model::from_bytes(&write_safetensors(&t, &meta("1", &inactive))).is_ok());
+    }
+    for bad in [point("0.3", "14"), point("1.2", "4"), point("0.3", "-1")] {
+        let e = load_err(&t, &meta("7", &bad));
+        assert!(
+            e.kind == ErrorKind::Format && e.message.contains("point_"),
             "{bad}: {e}"
         );
     }

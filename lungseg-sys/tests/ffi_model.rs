@@ -891,6 +891,117 @@ fn final_mask_spares_small_components_near_the_centre() {
     }
 }
 
+/// With a point rule, `lungseg_final_mask` and the summary add the components of the mean at
+/// the lower threshold that come closer than the radius to the patch centre: checked against a
+/// region grown here by hand from the voxels near the centre.
+#[test]
+fn final_mask_cuts_the_lesion_at_the_point_lower() {
+    let plain = open(None);
+    let (mut t, mut r) = (f32::NAN, f64::NAN);
+    unsafe {
+        assert_eq!(
+            lungseg_model_get_point_mask_threshold(plain, &mut t),
+            lungseg_status::LUNGSEG_OK
+        );
+        assert_eq!(
+            lungseg_model_get_point_radius_mm(plain, &mut r),
+            lungseg_status::LUNGSEG_OK
+        );
+    }
+    assert_eq!((t, r), (0.0, 0.0));
+    let (mean, plain_summary) = mean_and_summary(plain);
+    let rust = Model::open(&fixture(MODEL)).unwrap();
+    let c = rust.config();
+    let [x, y, z] = c.patch_size;
+    let [sx, sy, sz] = c.spacing_mm;
+    let (tp, radius) = (0.05f32, 3.0f64);
+    let idx = |k: usize, j: usize, l: usize| (k * y + j) * x + l;
+    let mut grown = vec![false; mean.len()];
+    for k in 0..z {
+        for j in 0..y {
+            for l in 0..x {
+                let d2 = ((k as f64 - (z / 2) as f64) * sz).powi(2)
+                    + ((j as f64 - (y / 2) as f64) * sy).powi(2)
+                    + ((l as f64 - (x / 2) as f64) * sx).powi(2);
+                grown[idx(k, j, l)] = mean[idx(k, j, l)] >= tp && d2 < radius * radius;
+            }
+        }
+    }
+    let near = |c: usize, n: usize| c.saturating_sub(1)..=(c + 1).min(n - 1);
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for k in 0..z {
+            for j in 0..y {
+                for l in 0..x {
+                    let i = idx(k, j, l);
+                    if grown[i] || mean[i] < tp {
+                        continue;
+                    }
+                    if near(k, z)
+                        .any(|a| near(j, y).any(|b| near(l, x).any(|e| grown[idx(a, b, e)])))
+                    {
+                        grown[i] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    let expected: Vec<u8> = mean
+        .iter()
+        .zip(&grown)
+        .map(|(&p, &g)| u8::from(p >= c.mask_threshold || g))
+        .collect();
+    let expected_count = expected.iter().map(|&v| u64::from(v)).sum::<u64>();
+    assert!(
+        expected_count > plain_summary.foreground_voxels,
+        "the rule adds nothing to the test patch: the check proves little"
+    );
+    let m = open_with_configs(
+        &[
+            ("point_mask_threshold", serde_json::json!(tp)),
+            ("point_radius_mm", serde_json::json!(radius)),
+        ],
+        "7",
+    );
+    unsafe {
+        assert_eq!(
+            lungseg_model_get_point_mask_threshold(m, &mut t),
+            lungseg_status::LUNGSEG_OK
+        );
+        assert_eq!(
+            lungseg_model_get_point_radius_mm(m, &mut r),
+            lungseg_status::LUNGSEG_OK
+        );
+    }
+    assert_eq!((t, r), (tp, radius));
+    let (mean_point, summary) = mean_and_summary(m);
+    assert_eq!(mean_point, mean, "the rule does not change the maps");
+    let mut mask = vec![7u8; mean.len()];
+    let mut count = u64::MAX;
+    let st =
+        unsafe { lungseg_final_mask(m, mean.as_ptr(), mean.len(), mask.as_mut_ptr(), &mut count) };
+    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+    assert_eq!(mask, expected);
+    assert_eq!(count, expected_count);
+    assert_eq!(count, summary.foreground_voxels);
+    expect(
+        unsafe { lungseg_model_get_point_radius_mm(m, null_mut()) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    expect(
+        unsafe { lungseg_model_get_point_mask_threshold(null(), &mut t) },
+        lungseg_status::LUNGSEG_INVALID_ARGUMENT,
+        "model is NULL",
+    );
+    unsafe {
+        lungseg_model_free(m);
+        lungseg_model_free(plain);
+    }
+}
+
 /// `lungseg_final_mask` gives the mask that `summary.foreground_voxels` counts: the mean at the
 /// model's threshold without the 26-connected components below `min_component_mm3`
 /// (`lungseg_model_get_min_component_mm3`, 0 when the file names none).

@@ -249,6 +249,16 @@ struct CalibrateMaskThresholdArgs {
     /// with every non-zero minimum; the model's own is always judged (default: only it).
     #[arg(long, value_delimiter = ',')]
     spare_radii_mm: Vec<f64>,
+    /// Candidate lower thresholds of the lesion at the requested point
+    /// (`config.point_mask_threshold`: the 26-connected components of the mean at or above it
+    /// that come closer than the point radius to the patch centre join the mask), each judged
+    /// with every point radius and every mask threshold above it; none and the model's own
+    /// are always judged (default: only they). Needs `--point-radii-mm`.
+    #[arg(long, value_delimiter = ',', requires = "point_radii_mm")]
+    point_thresholds: Vec<f32>,
+    /// Candidate point radii in mm (`config.point_radius_mm`, > 0) of the point rules.
+    #[arg(long, value_delimiter = ',', requires = "point_thresholds")]
+    point_radii_mm: Vec<f64>,
     /// Allow at most this many bad negative patches (default: as many as at the model's
     /// current setting), e.g. the shipped model's count when this model is to replace it.
     #[arg(long)]
@@ -400,6 +410,8 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         flips: a.test_time_flips.clone(),
         min_components_mm3: a.min_components_mm3.clone(),
         spare_radii_mm: a.spare_radii_mm.clone(),
+        point_thresholds: a.point_thresholds.clone(),
+        point_radii_mm: a.point_radii_mm.clone(),
         max_bad_negatives: a.max_bad_negatives,
         max_mean_fp_mm3: a.max_mean_fp_mm3,
         ..Default::default()
@@ -412,7 +424,9 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
         "{} nodule and {} negative {} patches; bad negative: FP volume > {} mm³",
         c.nodule_patches, c.negative_patches, a.on.split, c.bad_fp_mm3
     );
-    println!("flips  threshold  min mm³  spare mm  mean Dice  bad negatives  mean FP mm³");
+    println!(
+        "flips  threshold  point t  point mm  min mm³  spare mm  mean Dice  bad negatives  mean FP mm³"
+    );
     for r in &c.rows {
         let mark = match (c.chosen_setting().is(r), c.previous_setting().is(r)) {
             (true, true) => "  chosen, current",
@@ -421,9 +435,11 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
             _ => "",
         };
         println!(
-            "{:>5}  {:>9.3}  {:>7}  {:>8}  {:>9.4}  {:>13}  {:>11.1}{mark}",
+            "{:>5}  {:>9.3}  {:>7.3}  {:>8}  {:>7}  {:>8}  {:>9.4}  {:>13}  {:>11.1}{mark}",
             r.test_time_flips,
             r.threshold,
+            r.point_mask_threshold,
+            r.point_radius_mm,
             r.min_component_mm3,
             r.min_component_spare_radius_mm,
             r.mean_dice,
@@ -434,10 +450,12 @@ fn run_calibrate_mask_threshold(a: CalibrateMaskThresholdArgs) -> anyhow::Result
     if a.write {
         mt::write_mask_threshold(&a.on.model, &c)?;
         println!(
-            "wrote mask threshold {}, test-time flips {}, minimum component {} mm³ and spare \
-             radius {} mm into {}",
+            "wrote mask threshold {}, test-time flips {}, point rule {} within {} mm, minimum \
+             component {} mm³ and spare radius {} mm into {}",
             c.chosen,
             c.chosen_flips,
+            c.chosen_point_mask_threshold,
+            c.chosen_point_radius_mm,
             c.chosen_min_component_mm3,
             c.chosen_min_component_spare_radius_mm,
             a.on.model.display()

@@ -73,6 +73,12 @@ pub struct ModelConfig {
     /// (`min_component_spare_radius_mm`, format version 6; default 0: spares none);
     /// `crate::mask::SmallComponents`.
     pub min_component_spare_radius_mm: f64,
+    /// The final mask adds the 26-connected components of `mean >= point_mask_threshold` with
+    /// a voxel closer than `point_radius_mm` to the patch centre (format version 7; default
+    /// radius 0: adds none); `crate::mask::PointRule`. Sample masks stay cut at
+    /// `mask_threshold`.
+    pub point_mask_threshold: f32,
+    pub point_radius_mm: f64,
     /// Calibrated probabilities by distance band from the final mask (`probability_map`;
     /// default none: the mean is the probability); `crate::probability_map`. It changes no
     /// output an older reader gives (the mean, the masks, the scores), so it needs no newer
@@ -100,6 +106,8 @@ impl Default for ModelConfig {
             test_time_flips: 1,
             min_component_mm3: 0.0,
             min_component_spare_radius_mm: 0.0,
+            point_mask_threshold: 0.0,
+            point_radius_mm: 0.0,
             probability_map: None,
         }
     }
@@ -198,6 +206,12 @@ impl ModelConfig {
         }
         if let Some(v) = raw.min_component_spare_radius_mm {
             cfg.min_component_spare_radius_mm = v;
+        }
+        if let Some(t) = raw.point_mask_threshold {
+            cfg.point_mask_threshold = t as f32;
+        }
+        if let Some(v) = raw.point_radius_mm {
+            cfg.point_radius_mm = v;
         }
         cfg.probability_map = raw.probability_map;
         cfg.check()?;
@@ -300,6 +314,12 @@ impl ModelConfig {
                 "config.min_component_spare_radius_mm = {r} must be in [0, {diagonal_mm}] (the patch's diagonal)"
             )));
         }
+        let (t, r) = (self.point_mask_threshold, self.point_radius_mm);
+        if !((0.0..=1.0).contains(&t) && r.is_finite() && r >= 0.0 && r <= diagonal_mm) {
+            return Err(Error::format(format!(
+                "config.point_mask_threshold = {t} must be in [0, 1] and config.point_radius_mm = {r} in [0, {diagonal_mm}] (the patch's diagonal)"
+            )));
+        }
         if let Some(map) = &self.probability_map {
             map.check()?;
         }
@@ -323,6 +343,8 @@ struct RawConfig {
     test_time_flips: Option<f64>,
     min_component_mm3: Option<f64>,
     min_component_spare_radius_mm: Option<f64>,
+    point_mask_threshold: Option<f64>,
+    point_radius_mm: Option<f64>,
     probability_map: Option<ProbabilityMap>,
 }
 
@@ -488,6 +510,10 @@ mod tests {
         assert_eq!(c.min_component_spare_radius_mm, 0.0);
         let c = ModelConfig::from_json(r#"{"min_component_spare_radius_mm":12}"#).unwrap();
         assert_eq!(c.min_component_spare_radius_mm, 12.0);
+        assert_eq!((c.point_mask_threshold, c.point_radius_mm), (0.0, 0.0));
+        let c =
+            ModelConfig::from_json(r#"{"point_mask_threshold":0.3,"point_radius_mm":8}"#).unwrap();
+        assert_eq!((c.point_mask_threshold, c.point_radius_mm), (0.3, 8.0));
         assert_eq!(c.probability_map, None);
         let c = ModelConfig::from_json(
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9],[0,0.5]]}}"#,
@@ -520,6 +546,10 @@ mod tests {
             r#"{"min_component_mm3":-1}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_mm3":64.5}"#,
             r#"{"min_component_spare_radius_mm":-1}"#,
+            r#"{"point_mask_threshold":1.5,"point_radius_mm":8}"#,
+            r#"{"point_mask_threshold":-0.1}"#,
+            r#"{"point_radius_mm":-1}"#,
+            r#"{"channels":[4],"patch_size":[4,4,4],"point_radius_mm":7}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_spare_radius_mm":7}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.9,0.1],[0,0.5]]}}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9]]}}"#,

@@ -25,8 +25,11 @@ use crate::error::{try_vec, Error, Result};
 pub const FORMAT: &str = "lungseg-unet3d";
 /// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
 /// adds `config.mask_threshold`, 4 `config.test_time_flips`, 5 `config.min_component_mm3`, 6
-/// `config.min_component_spare_radius_mm`.
-pub const FORMAT_VERSION: &str = "6";
+/// `config.min_component_spare_radius_mm`, 7 `config.point_mask_threshold` and
+/// `config.point_radius_mm`.
+pub const FORMAT_VERSION: &str = "7";
+/// Version 6 (`config.min_component_spare_radius_mm`).
+pub const FORMAT_VERSION_V6: &str = "6";
 /// Version 5 (`config.min_component_mm3`).
 pub const FORMAT_VERSION_V5: &str = "5";
 /// Version 4 (`config.test_time_flips`).
@@ -39,12 +42,13 @@ pub const FORMAT_VERSION_V2: &str = "2";
 /// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
 /// Every version this reader opens, oldest first.
-const VERSIONS: [&str; 6] = [
+const VERSIONS: [&str; 7] = [
     FORMAT_VERSION_V1,
     FORMAT_VERSION_V2,
     FORMAT_VERSION_V3,
     FORMAT_VERSION_V4,
     FORMAT_VERSION_V5,
+    FORMAT_VERSION_V6,
     FORMAT_VERSION,
 ];
 
@@ -55,8 +59,11 @@ const VERSIONS: [&str; 6] = [
 /// Writers use this; the reader refuses files that claim less.
 pub fn required_format_version(config: &ModelConfig) -> &'static str {
     let small = crate::mask::SmallComponents::of(config).canonical();
-    if small.spare_radius_mm != 0.0 {
+    let point = crate::mask::PointRule::of(config).canonical(config.mask_threshold);
+    if point != crate::mask::PointRule::default() {
         FORMAT_VERSION
+    } else if small.spare_radius_mm != 0.0 {
+        FORMAT_VERSION_V6
     } else if small.min_mm3 != 0.0 {
         FORMAT_VERSION_V5
     } else if config.test_time_flips != 1 {
@@ -148,6 +155,8 @@ fn config_of(meta: &Metadata, version: &str) -> Result<ModelConfig> {
     let needed = required_format_version(&config);
     if version_rank(version) < version_rank(needed) {
         let what = if needed == FORMAT_VERSION {
+            "config.point_mask_threshold below the mask threshold with config.point_radius_mm other than 0"
+        } else if needed == FORMAT_VERSION_V6 {
             "config.min_component_spare_radius_mm other than 0 (with a minimum component)"
         } else if needed == FORMAT_VERSION_V5 {
             "config.min_component_mm3 other than 0"

@@ -2,14 +2,17 @@
 //! with it, when candidates are given, the test-time flips of its MC samples
 //! (`config.test_time_flips`: how many mirrored orientations the samples cycle through) and
 //! the small-component rule of the final mask (`config.min_component_mm3` and
-//! `config.min_component_spare_radius_mm`, `lungseg::mask::SmallComponents`).
+//! `config.min_component_spare_radius_mm`, `lungseg::mask::SmallComponents`) and the lower
+//! threshold of the lesion at the point (`config.point_mask_threshold` and
+//! `config.point_radius_mm`, `lungseg::mask::PointRule`).
 //!
 //! The threshold the network was trained for (0.5: BCE + soft Dice) is not the one that
 //! segments its MC mean best: averaging dropout samples spreads a small nodule's probability
 //! over its border, so a 0.5 cut can shrink or lose it. One MC pass over the split gives each
 //! patch's mean map (the probabilities do not depend on the threshold; one pass per flips
-//! candidate, since the flips do change them); every (flips, threshold, minimum component,
-//! spare radius) is then judged on those maps by the evaluation's own overlap and bad-patch definitions:
+//! candidate, since the flips do change them); every (flips, threshold, point rule, minimum
+//! component, spare radius) is then judged on those maps by the evaluation's own overlap and
+//! bad-patch definitions:
 //!
 //! - objective: mean Dice over the nodule patches (the headline of the evaluation);
 //! - constraint ([`NegativeCost::within`]): no more bad negative patches (false-positive
@@ -19,8 +22,11 @@
 //!   `max_bad_negatives` / `max_mean_fp_mm3`, than those numbers (e.g. the shipped model's, when the model is a candidate to replace it: its own
 //!   current setting is then no reference);
 //! - ties (mean Dice within [`DICE_TIE`]) go to the model's current flips, then to the
-//!   threshold nearest the current one, then to the minimum component nearest the current
-//!   one, then to the spare radius nearest the current one, then to fewer flips (fewer reruns of the shared encoder, larger batches on a GPU).
+//!   model's current point rule (a new one must gain more than a tie), then to the threshold
+//!   nearest the current one, then to the minimum component nearest the current one, then to
+//!   the spare radius nearest the current one, then to fewer flips (fewer reruns of the
+//!   shared encoder, larger batches on a GPU), then to the point rule with the higher
+//!   threshold and the smaller radius.
 //!
 //! Validation data only: the calibration scans, never the test split.
 
@@ -36,7 +42,7 @@ use crate::evaluate::score::{patch_seed, split_for_model};
 use crate::metrics::review_scores::is_bad;
 use crate::metrics::{Confusion, EvalConfig, NegativeCost, PatchClass};
 use crate::model_file::{replace_file, ModelFile};
-use lungseg::mask::{Grid, PatchGrid, SmallComponents};
+use lungseg::mask::{ComponentScratch, Grid, MaskRule, PatchGrid, PointRule, SmallComponents};
 
 /// Mean-Dice differences below this count as ties.
 pub const DICE_TIE: f64 = 0.002;
@@ -65,6 +71,11 @@ pub struct MaskThresholdOptions {
     /// Candidate `min_component_spare_radius_mm` (mm, ≥ 0), judged with every non-zero
     /// minimum; the model's own is always judged, so empty keeps it.
     pub spare_radii_mm: Vec<f64>,
+    /// Candidate `point_mask_threshold` (in [0, 1]), each judged with every candidate radius
+    /// and every mask threshold above it; the model's own rule and no rule are always judged.
+    pub point_thresholds: Vec<f32>,
+    /// Candidate `point_radius_mm` (mm, > 0) of the point rules.
+    pub point_radii_mm: Vec<f64>,
     /// The constraint's bound on bad negatives; `None`: the count at the model's current
     /// setting.
     pub max_bad_negatives: Option<usize>,
@@ -85,6 +96,8 @@ impl Default for MaskThresholdOptions {
             flips: Vec::new(),
             min_components_mm3: Vec::new(),
             spare_radii_mm: Vec::new(),
+            point_thresholds: Vec::new(),
+            point_radii_mm: Vec::new(),
             max_bad_negatives: None,
             max_mean_fp_mm3: None,
             eval: EvalConfig::default(),
@@ -92,13 +105,17 @@ impl Default for MaskThresholdOptions {
     }
 }
 
-/// One candidate (flips, threshold, minimum component, spare radius) judged on the split.
+/// One candidate (flips, threshold, point rule, minimum component, spare radius) judged on
+/// the split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThresholdRow {
     pub test_time_flips: u32,
     pub threshold: f32,
     pub min_component_mm3: f64,
     pub min_component_spare_radius_mm: f64,
+    /// The point rule (both 0: none; canonical, `PointRule::canonical`).
+    pub point_mask_threshold: f32,
+    pub point_radius_mm: f64,
     /// Mean Dice over the nodule patches.
     pub mean_dice: f64,
     /// Negative patches whose false-positive volume exceeds the bad-patch limit.
@@ -127,6 +144,10 @@ pub struct MaskThresholdChoice {
     pub chosen_min_component_mm3: f64,
     pub previous_min_component_spare_radius_mm: f64,
     pub chosen_min_component_spare_radius_mm: f64,
+    pub previous_point_mask_threshold: f32,
+    pub chosen_point_mask_threshold: f32,
+    pub previous_point_radius_mm: f64,
+    pub chosen_point_radius_mm: f64,
     pub nodule_patches: usize,
     pub negative_patches: usize,
     pub bad_fp_mm3: f64,
@@ -137,11 +158,24 @@ pub struct MaskThresholdChoice {
     pub rows: Vec<ThresholdRow>,
 }
 
-/// One candidate cut of the mean map: threshold and small-component rule.
+/// One candidate cut of the mean map: threshold, point rule and small-component rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cut {
     pub threshold: f32,
+    pub point: PointRule,
     pub small: SmallComponents,
+}
+
+impl Cut {
+    /// The mask before the small-component rule, whose components are labelled once for all
+    /// the small rules of a (threshold, point rule).
+    fn labelling(&self) -> MaskRule {
+        MaskRule {
+            threshold: self.threshold,
+            point: self.point,
+            small: SmallComponents::default(),
+        }
+    }
 }
 
 impl MaskThresholdChoice {
@@ -152,6 +186,10 @@ impl MaskThresholdChoice {
             threshold: self.previous,
             min_component_mm3: self.previous_min_component_mm3,
             spare_radius_mm: self.previous_min_component_spare_radius_mm,
+            point: PointRule {
+                threshold: self.previous_point_mask_threshold,
+                radius_mm: self.previous_point_radius_mm,
+            },
         }
     }
 
@@ -162,6 +200,10 @@ impl MaskThresholdChoice {
             threshold: self.chosen,
             min_component_mm3: self.chosen_min_component_mm3,
             spare_radius_mm: self.chosen_min_component_spare_radius_mm,
+            point: PointRule {
+                threshold: self.chosen_point_mask_threshold,
+                radius_mm: self.chosen_point_radius_mm,
+            },
         }
     }
 }
@@ -200,11 +242,15 @@ impl Tally {
         } else {
             self.negatives += 1;
         }
-        let mut components: Option<(f32, Vec<ComponentOverlap>)> = None;
+        let mut components: Option<(MaskRule, Vec<ComponentOverlap>)> = None;
+        let mut cut_mask = vec![0u8; mean.len()];
+        let mut scratch = ComponentScratch::new(mean.len())?;
         for (k, cut) in self.cuts.iter().enumerate() {
-            if components.as_ref().map(|c| c.0) != Some(cut.threshold) {
-                let c = component_overlaps(gt, mean, cut.threshold, grid)?;
-                components = Some((cut.threshold, c));
+            let labelling = cut.labelling();
+            if components.as_ref().map(|c| c.0) != Some(labelling) {
+                labelling.cut(mean, grid, &mut cut_mask, &mut scratch)?;
+                let c = component_overlaps(gt, &cut_mask, grid)?;
+                components = Some((labelling, c));
             }
             let (_, comps) = components.as_ref().expect("set above");
             let c = confusion_of_kept(gt, comps, grid.voxel_mm3(), cut.small);
@@ -228,6 +274,8 @@ impl Tally {
                     threshold: self.cuts[k].threshold,
                     min_component_mm3: self.cuts[k].small.min_mm3,
                     min_component_spare_radius_mm: self.cuts[k].small.spare_radius_mm,
+                    point_mask_threshold: self.cuts[k].point.threshold,
+                    point_radius_mm: self.cuts[k].point.radius_mm,
                     mean_dice: if self.nodules > 0 {
                         self.dice_sum[k] / self.nodules as f64
                     } else {
@@ -250,18 +298,13 @@ struct ComponentOverlap {
     nearest_mm2: f64,
 }
 
-/// The components of `mean >= threshold` (`lungseg::mask`'s labelling) with their overlap.
-fn component_overlaps(
-    gt: &[u8],
-    mean: &[f32],
-    threshold: f32,
-    grid: PatchGrid,
-) -> Result<Vec<ComponentOverlap>> {
-    ensure!(gt.len() == mean.len(), "mask and mean map differ in length");
-    let labels = Grid::new(mean.len(), grid.dims_zyx)?;
+/// The components of `cut` (0/1; `lungseg::mask`'s labelling) with their overlap.
+fn component_overlaps(gt: &[u8], cut: &[u8], grid: PatchGrid) -> Result<Vec<ComponentOverlap>> {
+    ensure!(gt.len() == cut.len(), "mask and mean map differ in length");
+    let labels = Grid::new(cut.len(), grid.dims_zyx)?;
     let mut out = Vec::new();
     labels.components_where(
-        |i| mean[i] >= threshold,
+        |i| cut[i] != 0,
         |c| {
             out.push(ComponentOverlap {
                 voxels: c.len() as u64,
@@ -299,13 +342,15 @@ fn confusion_of_kept(
     }
 }
 
-/// A model's mask setting: test-time flips, threshold, minimum component and spare radius.
+/// A model's mask setting: test-time flips, threshold, minimum component, spare radius and
+/// point rule (canonical: `PointRule::canonical`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Setting {
     pub test_time_flips: u32,
     pub threshold: f32,
     pub min_component_mm3: f64,
     pub spare_radius_mm: f64,
+    pub point: PointRule,
 }
 
 impl Setting {
@@ -315,6 +360,10 @@ impl Setting {
             threshold: r.threshold,
             min_component_mm3: r.min_component_mm3,
             spare_radius_mm: r.min_component_spare_radius_mm,
+            point: PointRule {
+                threshold: r.point_mask_threshold,
+                radius_mm: r.point_radius_mm,
+            },
         }
     }
 
@@ -327,6 +376,7 @@ impl Setting {
             threshold: config.mask_threshold,
             min_component_mm3: small.min_mm3,
             spare_radius_mm: small.spare_radius_mm,
+            point: PointRule::of(config).canonical(config.mask_threshold),
         }
     }
 
@@ -369,21 +419,28 @@ pub fn choose_within(
         .iter()
         .filter(|r| r.mean_dice >= best - DICE_TIE)
         .min_by(|a, b| {
+            let point_of = |r: &ThresholdRow| (r.point_mask_threshold, r.point_radius_mm);
             let key = |r: &ThresholdRow| {
                 (
                     r.test_time_flips != current.test_time_flips,
+                    point_of(r) != point_of(current),
                     (r.threshold - current.threshold).abs(),
                     (r.min_component_mm3 - current.min_component_mm3).abs(),
                     (r.min_component_spare_radius_mm - current.min_component_spare_radius_mm).abs(),
                     r.test_time_flips,
+                    -r.point_mask_threshold,
+                    r.point_radius_mm,
                 )
             };
             let (ka, kb) = (key(a), key(b));
             ka.0.cmp(&kb.0)
-                .then(ka.1.total_cmp(&kb.1))
+                .then(ka.1.cmp(&kb.1))
                 .then(ka.2.total_cmp(&kb.2))
                 .then(ka.3.total_cmp(&kb.3))
-                .then(ka.4.cmp(&kb.4))
+                .then(ka.4.total_cmp(&kb.4))
+                .then(ka.5.cmp(&kb.5))
+                .then(ka.6.total_cmp(&kb.6))
+                .then(ka.7.total_cmp(&kb.7))
         })
         .map(|r| Setting::of(r))
 }
@@ -443,6 +500,10 @@ pub fn choose_mask_threshold(
         chosen_min_component_mm3: chosen.min_component_mm3,
         previous_min_component_spare_radius_mm: previous.spare_radius_mm,
         chosen_min_component_spare_radius_mm: chosen.spare_radius_mm,
+        previous_point_mask_threshold: previous.point.threshold,
+        chosen_point_mask_threshold: chosen.point.threshold,
+        previous_point_radius_mm: previous.point.radius_mm,
+        chosen_point_radius_mm: chosen.point.radius_mm,
         nodule_patches: nodules,
         negative_patches: negatives,
         bad_fp_mm3: opts.eval.bad_fp_mm3,
@@ -473,12 +534,29 @@ fn check_candidates(opts: &MaskThresholdOptions) -> Result<()> {
             "candidate spare radius {r} mm is not finite and >= 0"
         );
     }
+    for &t in &opts.point_thresholds {
+        ensure!(
+            (0.0..=1.0).contains(&t),
+            "candidate point mask threshold {t} is not in [0, 1]"
+        );
+    }
+    for &r in &opts.point_radii_mm {
+        ensure!(
+            r.is_finite() && r > 0.0,
+            "candidate point radius {r} mm is not finite and > 0"
+        );
+    }
+    ensure!(
+        opts.point_thresholds.is_empty() == opts.point_radii_mm.is_empty(),
+        "point thresholds and point radii go together"
+    );
     Ok(())
 }
 
-/// Every (threshold, minimum component, spare radius) of the options and the model's own,
-/// threshold-major (a threshold's components are labelled once for all its rules); a minimum
-/// of 0 only with radius 0 (the radius changes nothing there).
+/// Every (threshold, point rule, minimum component, spare radius) of the options and the
+/// model's own, (threshold, point rule)-major (their components are labelled once for all
+/// the small rules); a minimum of 0 only with radius 0 (the radius changes nothing there),
+/// and with each threshold only the point rules that add something to it, and none.
 fn candidate_cuts(opts: &MaskThresholdOptions, previous: Setting) -> Vec<Cut> {
     let thresholds = with_current(&opts.candidates, previous.threshold, f32::total_cmp);
     let mins = with_current(
@@ -501,10 +579,33 @@ fn candidate_cuts(opts: &MaskThresholdOptions, previous: Setting) -> Vec<Cut> {
             })
         })
         .collect();
-    thresholds
-        .iter()
-        .flat_map(|&threshold| rules.iter().map(move |&small| Cut { threshold, small }))
-        .collect()
+    let mut points = vec![PointRule::default(), previous.point];
+    for &threshold in &opts.point_thresholds {
+        for &radius_mm in &opts.point_radii_mm {
+            points.push(PointRule {
+                threshold,
+                radius_mm,
+            });
+        }
+    }
+    let mut cuts = Vec::new();
+    for &threshold in &thresholds {
+        let mut here: Vec<PointRule> = points.iter().map(|p| p.canonical(threshold)).collect();
+        here.sort_by(|a, b| {
+            a.threshold
+                .total_cmp(&b.threshold)
+                .then(a.radius_mm.total_cmp(&b.radius_mm))
+        });
+        here.dedup();
+        for &point in &here {
+            cuts.extend(rules.iter().map(|&small| Cut {
+                threshold,
+                point,
+                small,
+            }));
+        }
+    }
+    cuts
 }
 
 /// The candidates with the model's current value among them, sorted, each once.
@@ -578,6 +679,8 @@ pub fn write_mask_threshold(path: &Path, choice: &MaskThresholdChoice) -> Result
         .with_context(|| path.display().to_string())?;
     set_small_components(&mut file, choice.chosen_setting().small())
         .with_context(|| path.display().to_string())?;
+    set_point_rule(&mut file, choice.chosen_setting().point)
+        .with_context(|| path.display().to_string())?;
     let mut provenance = file.json_object("provenance")?;
     provenance.insert(PROVENANCE_KEY.into(), serde_json::to_value(choice)?);
     file.set_json_object("provenance", provenance);
@@ -622,6 +725,24 @@ pub fn set_small_components(file: &mut ModelFile, rule: SmallComponents) -> Resu
     )
 }
 
+/// Sets `config.point_mask_threshold` and `config.point_radius_mm` of `file` to `rule`'s, or
+/// removes them when `rule` is none (canonical, both 0), and its `format_version` to what the
+/// new config needs: a file without a point rule stays as an older writer made it.
+pub fn set_point_rule(file: &mut ModelFile, rule: PointRule) -> Result<()> {
+    if rule == PointRule::default() {
+        let mut config = file.json_object("config")?;
+        config.remove("point_mask_threshold");
+        config.remove("point_radius_mm");
+        return set_config(file, config);
+    }
+    set_config_key(
+        file,
+        "point_mask_threshold",
+        serde_json::json!(rule.threshold),
+    )?;
+    set_config_key(file, "point_radius_mm", serde_json::json!(rule.radius_mm))
+}
+
 /// Sets one `config` key and the `format_version` the resulting config needs; the config is
 /// checked by the library's own parser.
 pub(crate) fn set_config_key(
@@ -631,6 +752,15 @@ pub(crate) fn set_config_key(
 ) -> Result<()> {
     let mut config = file.json_object("config")?;
     config.insert(key.into(), value);
+    set_config(file, config)
+}
+
+/// Replaces `config` and sets the `format_version` it needs, once the library's own parser
+/// accepts it.
+fn set_config(
+    file: &mut ModelFile,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let new = ModelConfig::from_json(&serde_json::Value::Object(config.clone()).to_string())?;
     file.set_json_object("config", config);
     file.metadata.insert(

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use lungseg::mask::{PatchGrid, SmallComponents};
+use lungseg::mask::{ComponentScratch, MaskRule, PatchGrid, PointRule, SmallComponents};
 use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
@@ -32,20 +32,22 @@ use super::uncertainty::{
 };
 use super::{check_len, MetricsError, DEFAULT_FG_THRESHOLD};
 
-/// The predicted mask of one patch: `p >= fg_threshold`, then the small 26-connected
-/// components dropped ([`EvalConfig::small_components`]; `lungseg::mask`, the library's final
-/// mask when the configuration is [`EvalConfig::for_model`]'s).
+/// The predicted mask of one patch: `p >= fg_threshold` with the lesion at the point cut at
+/// `point_mask_threshold`, then the small 26-connected components dropped
+/// ([`EvalConfig::mask_rule`]; `lungseg::mask`, the library's final mask when the
+/// configuration is [`EvalConfig::for_model`]'s).
 pub fn predicted_mask(
     prob: &[f32],
     grid: PatchGrid,
     config: &EvalConfig,
 ) -> Result<Vec<u8>, MetricsError> {
-    let mut mask: Vec<u8> = prob
-        .iter()
-        .map(|&p| u8::from(p >= config.fg_threshold))
-        .collect();
-    lungseg::mask::drop_small_components(&mut mask, grid, config.small_components())
-        .map_err(|e| MetricsError::InvalidParameter(e.message))?;
+    let invalid = |e: lungseg::error::Error| MetricsError::InvalidParameter(e.message);
+    let mut mask = vec![0u8; prob.len()];
+    let mut scratch = ComponentScratch::new(prob.len()).map_err(invalid)?;
+    config
+        .mask_rule()
+        .apply(prob, grid, &mut mask, &mut scratch)
+        .map_err(invalid)?;
     Ok(mask)
 }
 
@@ -84,6 +86,13 @@ pub struct EvalConfig {
     /// model's `config.min_component_spare_radius_mm`; 0 spares none).
     #[serde(default)]
     pub min_component_spare_radius_mm: f64,
+    /// The components of `p >= point_mask_threshold` closer than `point_radius_mm` to the
+    /// patch centre join the predicted mask (the model's `config.point_mask_threshold` and
+    /// `config.point_radius_mm`; radius 0 adds none).
+    #[serde(default)]
+    pub point_mask_threshold: f32,
+    #[serde(default)]
+    pub point_radius_mm: f64,
     /// Radius (voxels, cube structuring element) of the ground-truth dilation in the ROI.
     pub roi_dilation: usize,
     /// Equal-width probability bins for ECE and the reliability diagram.
@@ -112,7 +121,26 @@ impl EvalConfig {
             fg_threshold: model.config().mask_threshold,
             min_component_mm3: model.config().min_component_mm3,
             min_component_spare_radius_mm: model.config().min_component_spare_radius_mm,
+            point_mask_threshold: model.config().point_mask_threshold,
+            point_radius_mm: model.config().point_radius_mm,
             ..self.clone()
+        }
+    }
+
+    /// The lesion at the point the predicted mask cuts lower.
+    pub fn point_rule(&self) -> PointRule {
+        PointRule {
+            threshold: self.point_mask_threshold,
+            radius_mm: self.point_radius_mm,
+        }
+    }
+
+    /// The whole rule of the predicted mask.
+    pub fn mask_rule(&self) -> MaskRule {
+        MaskRule {
+            threshold: self.fg_threshold,
+            point: self.point_rule(),
+            small: self.small_components(),
         }
     }
 
@@ -131,6 +159,8 @@ impl Default for EvalConfig {
             fg_threshold: DEFAULT_FG_THRESHOLD,
             min_component_mm3: 0.0,
             min_component_spare_radius_mm: 0.0,
+            point_mask_threshold: 0.0,
+            point_radius_mm: 0.0,
             roi_dilation: 3,
             calibration_bins: DEFAULT_BINS,
             hist_bins: DEFAULT_HIST_BINS,

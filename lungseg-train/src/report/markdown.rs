@@ -84,6 +84,16 @@ fn header_section(s: &mut String, r: &Report) {
         "- Review rule: a patch is flagged when `{} > {}`",
         r.review_score, r.review_threshold
     );
+    let point = c.point_rule().canonical(c.fg_threshold);
+    if point.is_active(c.fg_threshold) {
+        let _ = writeln!(
+            s,
+            "- The lesion at the requested point is cut lower: the 26-connected components of \
+             p ≥ {} that come closer than {} mm to the patch centre are predicted nodule too \
+             (then the component rule below applies).",
+            point.threshold, point.radius_mm
+        );
+    }
     let small = c.small_components().canonical();
     let _ = if small.spare_radius_mm > 0.0 {
         writeln!(

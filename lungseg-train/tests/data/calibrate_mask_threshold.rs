@@ -2,6 +2,7 @@
 //! candidate (checked against a direct count), the rule picks the best mean Dice without adding
 //! bad negatives or false-positive volume, and writing changes the threshold and nothing else.
 
+use lungseg::mask::PointRule;
 use lungseg::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg_train::calibrate::mask_threshold::{
@@ -43,6 +44,8 @@ fn flips_row(flips: u32, threshold: f32, mean_dice: f64, bad_negatives: usize) -
         threshold,
         min_component_mm3: 0.0,
         min_component_spare_radius_mm: 0.0,
+        point_mask_threshold: 0.0,
+        point_radius_mm: 0.0,
         mean_dice,
         bad_negatives,
         mean_fp_mm3: 0.0,
@@ -56,6 +59,7 @@ fn set(test_time_flips: u32, threshold: f32) -> Setting {
         threshold,
         min_component_mm3: 0.0,
         spare_radius_mm: 0.0,
+        point: PointRule::default(),
     }
 }
 
@@ -364,43 +368,16 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
     assert_eq!(c.previous_min_component_mm3, 0.0);
     let model = Model::open(&model_path).unwrap();
     let ds = PatchDataset::open(&ds_path).unwrap();
-    let spacing = model.config().spacing_mm;
-    let voxel_mm3: f64 = spacing.iter().product();
     // At the candidate threshold and the model's own (0.5): every minimum with every radius
     // (the model's own, 0, among them), and no minimum only without one.
     assert_eq!(c.rows.len(), 2 * (1 + 2 * 3));
     let (mut moved, mut spared) = (false, false);
     for r in &c.rows {
-        let (mut dice, mut fp, mut nodules, mut negatives) = (0.0, 0.0, 0, 0);
-        for &i in &ds.split("val") {
-            let rec = &ds.records[i];
-            let p = ds.load(i).unwrap();
-            let (mean, _) = mc_mean(&model, &p.hu, 4, patch_seed(9, &rec.id));
-            let mut pred: Vec<u8> = mean.iter().map(|&v| u8::from(v >= r.threshold)).collect();
-            let rule = lungseg::mask::SmallComponents {
-                min_mm3: r.min_component_mm3,
-                spare_radius_mm: r.min_component_spare_radius_mm,
-            };
-            lungseg::mask::drop_small_components(&mut pred, rec.grid(spacing), rule).unwrap();
-            let pred_f: Vec<f32> = pred.iter().map(|&b| f32::from(b)).collect();
-            let (d, f, gt_voxels) = direct(&p.mask, &pred_f, 0.5);
-            match PatchClass::of(rec.label == 1, gt_voxels) {
-                PatchClass::Nodule => {
-                    nodules += 1;
-                    dice += d;
-                }
-                PatchClass::Negative => {
-                    negatives += 1;
-                    fp += f as f64 * voxel_mm3;
-                }
-                PatchClass::Partial => {}
-            }
-        }
-        assert!((r.mean_dice - dice / nodules as f64).abs() < 1e-12, "{r:?}");
-        assert!(
-            (r.mean_fp_mm3 - fp / negatives as f64).abs() < 1e-9,
-            "{r:?}"
-        );
+        let (dice, fp) = direct_row(&model, &ds, r, |mean, _| {
+            mean.iter().map(|&v| u8::from(v >= r.threshold)).collect()
+        });
+        assert!((r.mean_dice - dice).abs() < 1e-12, "{r:?}");
+        assert!((r.mean_fp_mm3 - fp).abs() < 1e-9, "{r:?}");
         let unfiltered = c
             .rows
             .iter()
@@ -438,4 +415,223 @@ fn minimum_components_are_judged_on_the_filtered_masks_and_written() {
     assert_eq!(s.foreground_voxels, n);
     c.chosen_min_component_mm3 = -1.0;
     assert!(write_mask_threshold(&model_path, &c).is_err());
+}
+
+/// A row's mean Dice over the nodule patches and mean false-positive volume over the negative
+/// ones of the validation split, computed directly: `cut` draws the mask before the row's
+/// small-component rule (applied here by `lungseg::mask`), from the MC mean of 4 samples, seed 9.
+fn direct_row(
+    model: &Model,
+    ds: &PatchDataset,
+    r: &ThresholdRow,
+    cut: impl Fn(&[f32], lungseg::mask::PatchGrid) -> Vec<u8>,
+) -> (f64, f64) {
+    let spacing = model.config().spacing_mm;
+    let voxel_mm3: f64 = spacing.iter().product();
+    let (mut dice, mut fp, mut nodules, mut negatives) = (0.0, 0.0, 0, 0);
+    for &i in &ds.split("val") {
+        let rec = &ds.records[i];
+        let p = ds.load(i).unwrap();
+        let (mean, _) = mc_mean(model, &p.hu, 4, patch_seed(9, &rec.id));
+        let grid = rec.grid(spacing);
+        let mut pred = cut(&mean, grid);
+        let rule = lungseg::mask::SmallComponents {
+            min_mm3: r.min_component_mm3,
+            spare_radius_mm: r.min_component_spare_radius_mm,
+        };
+        lungseg::mask::drop_small_components(&mut pred, grid, rule).unwrap();
+        let pred_f: Vec<f32> = pred.iter().map(|&b| f32::from(b)).collect();
+        let (d, f, gt_voxels) = direct(&p.mask, &pred_f, 0.5);
+        match PatchClass::of(rec.label == 1, gt_voxels) {
+            PatchClass::Nodule => {
+                nodules += 1;
+                dice += d;
+            }
+            PatchClass::Negative => {
+                negatives += 1;
+                fp += f as f64 * voxel_mm3;
+            }
+            PatchClass::Partial => {}
+        }
+    }
+    (dice / nodules as f64, fp / negatives as f64)
+}
+
+/// The point rule's mask by a direct computation: from the voxels of `mean >= tp` closer than
+/// `radius` mm to the patch centre, grown through 26-neighbours of `mean >= tp` until nothing
+/// changes, joined to `mean >= t`.
+fn point_mask_directly(
+    mean: &[f32],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    t: f32,
+    tp: f32,
+    radius: f64,
+) -> Vec<u8> {
+    let [nz, ny, nx] = dims;
+    let idx = |z: usize, y: usize, x: usize| (z * ny + y) * nx + x;
+    let mut grown = vec![false; mean.len()];
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let d2 = ((z as f64 - (nz / 2) as f64) * spacing[2]).powi(2)
+                    + ((y as f64 - (ny / 2) as f64) * spacing[1]).powi(2)
+                    + ((x as f64 - (nx / 2) as f64) * spacing[0]).powi(2);
+                let i = idx(z, y, x);
+                grown[i] = mean[i] >= tp && d2 < radius * radius;
+            }
+        }
+    }
+    loop {
+        let mut changed = false;
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let i = idx(z, y, x);
+                    if grown[i] || mean[i] < tp {
+                        continue;
+                    }
+                    let near = |c: usize, n: usize| c.saturating_sub(1)..=(c + 1).min(n - 1);
+                    let touches = near(z, nz).any(|zz| {
+                        near(y, ny).any(|yy| near(x, nx).any(|xx| grown[idx(zz, yy, xx)]))
+                    });
+                    if touches {
+                        grown[i] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    mean.iter()
+        .zip(&grown)
+        .map(|(&p, &g)| u8::from(p >= t || g))
+        .collect()
+}
+
+/// Point-rule candidates: each row is the overlap of the mask with the point's components of
+/// the lower threshold added (checked against a direct region growing), judged with the small
+/// rules; a point threshold at or above a mask threshold is not a candidate there; writing
+/// stores the rule (version 7) so that the engine's summary counts that mask, and writing no
+/// rule removes the keys again.
+#[test]
+fn point_rules_are_judged_on_the_grown_masks_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_path = fixture_model(dir.path());
+    let ds_path = dataset_with(dir.path(), true);
+    let opts = MaskThresholdOptions {
+        samples: 4,
+        seed: 9,
+        candidates: vec![0.3],
+        min_components_mm3: vec![3.0],
+        spare_radii_mm: vec![2.0],
+        point_thresholds: vec![0.1, 0.4],
+        point_radii_mm: vec![2.0, 6.0],
+        ..Default::default()
+    };
+    let mut c = choose_mask_threshold(&model_path, &ds_path, &opts, || {}).unwrap();
+    let model = Model::open(&model_path).unwrap();
+    let ds = PatchDataset::open(&ds_path).unwrap();
+    let spacing = model.config().spacing_mm;
+    // Small rules: none, and 3 mm³ with radius 0 (the model's) and 2 mm. Point rules: none,
+    // and at 0.3 the two radii of 0.1; at 0.5 both thresholds with both radii.
+    assert_eq!(c.rows.len(), 3 * (1 + 2) + 3 * (1 + 4));
+    assert!(!c
+        .rows
+        .iter()
+        .any(|r| r.point_radius_mm > 0.0 && r.point_mask_threshold >= r.threshold));
+    let mut moved = false;
+    for r in &c.rows {
+        let (dice, fp) = direct_row(&model, &ds, r, |mean, grid| {
+            if r.point_radius_mm > 0.0 {
+                let (t, tp, radius) = (r.threshold, r.point_mask_threshold, r.point_radius_mm);
+                point_mask_directly(mean, grid.dims_zyx, spacing, t, tp, radius)
+            } else {
+                mean.iter().map(|&v| u8::from(v >= r.threshold)).collect()
+            }
+        });
+        assert!((r.mean_dice - dice).abs() < 1e-12, "{r:?}");
+        assert!((r.mean_fp_mm3 - fp).abs() < 1e-9, "{r:?}");
+        let plain = c
+            .rows
+            .iter()
+            .find(|u| {
+                u.threshold == r.threshold
+                    && u.point_radius_mm == 0.0
+                    && u.min_component_mm3 == r.min_component_mm3
+                    && u.min_component_spare_radius_mm == r.min_component_spare_radius_mm
+            })
+            .unwrap();
+        moved |= (r.mean_fp_mm3, r.mean_dice) != (plain.mean_fp_mm3, plain.mean_dice);
+    }
+    assert!(
+        moved,
+        "no point rule changed a row: the check proves little"
+    );
+
+    (c.chosen_point_mask_threshold, c.chosen_point_radius_mm) = (0.1, 6.0);
+    (
+        c.chosen_min_component_mm3,
+        c.chosen_min_component_spare_radius_mm,
+    ) = (0.0, 0.0);
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().point_mask_threshold, 0.1);
+    assert_eq!(model.config().point_radius_mm, 6.0);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(after.metadata["format_version"], "7");
+    let first = ds.split("val")[0];
+    let p = ds.load(first).unwrap();
+    let (mean, s) = mc_mean(&model, &p.hu, 2, 1);
+    let mut pred = vec![0u8; mean.len()];
+    let n = lungseg::mask::final_mask(model.config(), &mean, &mut pred).unwrap();
+    assert_eq!(s.foreground_voxels, n);
+    let dims = ds.records[first].grid(spacing).dims_zyx;
+    let direct_mask = point_mask_directly(&mean, dims, spacing, c.chosen, 0.1, 6.0);
+    assert_eq!(n, direct_mask.iter().map(|&v| u64::from(v)).sum::<u64>());
+
+    (c.chosen_point_mask_threshold, c.chosen_point_radius_mm) = (0.0, 0.0);
+    let model = write_mask_threshold(&model_path, &c).unwrap();
+    assert_eq!(model.config().point_radius_mm, 0.0);
+    let after = ModelFile::read(&model_path).unwrap();
+    assert!(!after
+        .json_object("config")
+        .unwrap()
+        .contains_key("point_radius_mm"));
+    assert_ne!(after.metadata["format_version"], "7");
+    c.chosen_point_radius_mm = -1.0;
+    c.chosen_point_mask_threshold = 0.1;
+    assert!(write_mask_threshold(&model_path, &c).is_err());
+}
+
+/// A point rule the model does not have must gain more than a tie: within `DICE_TIE` the
+/// current rule stays, beyond it the point rule is chosen; among tied point rules the higher
+/// threshold and then the smaller radius win.
+#[test]
+fn a_new_point_rule_must_gain_more_than_a_tie() {
+    let point_row = |t: f32, pt: f32, r: f64, dice: f64| ThresholdRow {
+        point_mask_threshold: pt,
+        point_radius_mm: r,
+        ..flips_row(8, t, dice, 1)
+    };
+    let with_point = |t: f32, pt: f32, r: f64| Setting {
+        point: PointRule {
+            threshold: pt,
+            radius_mm: r,
+        },
+        ..set(8, t)
+    };
+    let current = point_row(0.6, 0.0, 0.0, 0.750);
+    let tied = [current.clone(), point_row(0.6, 0.3, 8.0, 0.7515)];
+    assert_eq!(choose(&tied, &current), Some(set(8, 0.6)));
+    let rows = [
+        current.clone(),
+        point_row(0.6, 0.3, 8.0, 0.760),
+        point_row(0.6, 0.4, 8.0, 0.7595),
+        point_row(0.6, 0.4, 4.0, 0.7590),
+        point_row(0.6, 0.2, 4.0, 0.7500),
+    ];
+    assert_eq!(choose(&rows, &current), Some(with_point(0.6, 0.4, 4.0)));
 }
