@@ -77,7 +77,8 @@ pub struct UncertaintyMaps<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PatchSummary {
     /// Voxels of the final mask (`crate::mask::final_mask`): mean probability ≥ the model's
-    /// mask threshold (`config.mask_threshold`, 0.5 unless the model names another), in
+    /// mask threshold (`config.mask_threshold`, 0.5 unless the model names another) or in the
+    /// lesion at the point (`config.point_mask_threshold`, `config.point_radius_mm`), in
     /// 26-connected components of at least `config.min_component_mm3` or near the patch
     /// centre (`config.min_component_spare_radius_mm`).
     pub foreground_voxels: u64,
