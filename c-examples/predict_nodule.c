@@ -153,6 +153,8 @@ int main(int argc, char **argv) {
         float mask_threshold = 0.5f;
         double min_component_mm3 = 0.0;
         double spare_radius_mm = 0.0;
+        float point_threshold = 0.0f;
+        double point_radius_mm = 0.0;
         uint64_t mask_voxels = 0;
         if (!mask) return 1;
         memset(&spec, 0, sizeof spec);
@@ -167,8 +169,13 @@ int main(int argc, char **argv) {
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_min_component_mm3", st);
         st = lungseg_model_get_min_component_spare_radius_mm(model, &spare_radius_mm);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_min_component_spare_radius_mm", st);
-        /* The library's own mask: the threshold, then components below the minimum dropped
-         * unless they come closer than the spare radius to the asked-for point. */
+        st = lungseg_model_get_point_mask_threshold(model, &point_threshold);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_point_mask_threshold", st);
+        st = lungseg_model_get_point_radius_mm(model, &point_radius_mm);
+        if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_point_radius_mm", st);
+        /* The library's own mask: the threshold (with the components of the point's lower
+         * threshold that reach the asked-for point), then components below the minimum
+         * dropped unless they come closer than the spare radius to that point. */
         st = lungseg_final_mask(model, mean, voxels, mask, &mask_voxels);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_final_mask", st);
         if (st == LUNGSEG_OK && mask_voxels != out.summary.foreground_voxels) {
@@ -180,6 +187,8 @@ int main(int argc, char **argv) {
         printf("mask threshold: %.9g\n", mask_threshold);
         printf("minimum component: %.17g mm3\n", min_component_mm3);
         printf("component spare radius: %.17g mm\n", spare_radius_mm);
+        printf("point threshold: %.9g\n", point_threshold);
+        printf("point radius: %.17g mm\n", point_radius_mm);
         snprintf(path, sizeof path, "%s/mean.mha", argv[6]);
         st = lungseg_write_patch_map(&spec, world, mean, voxels, path, LUNGSEG_WRITE_COMPRESS);
         if (st != LUNGSEG_OK) bad |= fail("lungseg_write_patch_map (mean)", st);

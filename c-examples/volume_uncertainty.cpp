@@ -99,9 +99,10 @@ int main(int argc, char **argv) try {
     uint64_t mask_voxels = 0;
     for (uint8_t m : mask) mask_voxels += m;
     std::printf("final mask: threshold %.3f, %lu voxels (minimum component %g mm3, spared "
-                "within %g mm; %u flips)\n",
+                "within %g mm; point rule %.3f within %g mm; %u flips)\n",
                 model.mask_threshold(), (unsigned long)mask_voxels, model.min_component_mm3(),
-                model.min_component_spare_radius_mm(), model.test_time_flips());
+                model.min_component_spare_radius_mm(), model.point_mask_threshold(),
+                model.point_radius_mm(), model.test_time_flips());
     if (mask_voxels != s.foreground_voxels)
         throw std::runtime_error("final mask and summary differ");
     // The probability a voxel is nodule, where the model carries a map calibrated on held-out

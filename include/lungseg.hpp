@@ -249,6 +249,20 @@ public:
                       "lungseg_model_get_min_component_spare_radius_mm");
         return r;
     }
+    // The lesion at the requested point is cut at this lower threshold ...
+    float point_mask_threshold() const {
+        float t = 0.0f;
+        detail::check(lungseg_model_get_point_mask_threshold(get(), &t),
+                      "lungseg_model_get_point_mask_threshold");
+        return t;
+    }
+    // ... when its component comes closer than this (mm) to the patch centre (0: no rule).
+    double point_radius_mm() const {
+        double r = 0.0;
+        detail::check(lungseg_model_get_point_radius_mm(get(), &r),
+                      "lungseg_model_get_point_radius_mm");
+        return r;
+    }
     // The final mask of a mean map (0/1 per voxel), the one summary.foreground_voxels counts.
     std::vector<uint8_t> final_mask(const std::vector<float> &mean) const {
         std::vector<uint8_t> mask(mean.size());

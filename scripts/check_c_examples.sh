@@ -48,6 +48,76 @@ v = img.TransformPhysicalPointToContinuousIndex(w)
 print("world %.3f %.3f %.3f -> voxel %.4f %.4f %.4f" % (w[0], w[1], w[2], v[0], v[1], v[2]))
 PY
 
+# Checks what predict_nodule build <name> wrote to $WORK/maps-<name>; sets status=1 on a failure.
+check_predict_maps() {
+  local name=$1 threshold min_mm3 radius point_t point_r empty said
+  # The maps must read in SimpleITK, on the model's grid centred on the queried point, and
+  # the scan written back must be the scan.
+  # The mask is the mean at the model's own threshold, with the components of the mean at
+  # the point threshold that come closer than the point radius to the queried point added,
+  # then the components below its minimum dropped unless a voxel of theirs is closer than
+  # the spare radius to that point, all printed by the example; SimpleITK's connected
+  # components and physical points redo it.
+  threshold=$(sed -n 's/^mask threshold: //p' "$WORK/$name.out")
+  min_mm3=$(sed -n 's/^minimum component: \(.*\) mm3$/\1/p' "$WORK/$name.out")
+  radius=$(sed -n 's/^component spare radius: \(.*\) mm$/\1/p' "$WORK/$name.out")
+  point_t=$(sed -n 's/^point threshold: //p' "$WORK/$name.out")
+  point_r=$(sed -n 's/^point radius: \(.*\) mm$/\1/p' "$WORK/$name.out")
+  python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" "$threshold" "$min_mm3" "$radius" "$point_t" "$point_r" <<'PY' || { echo "FAIL $name: written maps"; status=1; return; }
+import sys
+import SimpleITK as sitk, numpy as np
+d, scan = sys.argv[1], sys.argv[2]
+w = [float(v) for v in sys.argv[3:6]]
+t = np.float32(float(sys.argv[6]))
+mean = sitk.ReadImage(d + "/mean.mha")
+ent = sitk.ReadImage(d + "/entropy.mhd")
+mask = sitk.ReadImage(d + "/mask.mha")
+for im in (ent, mask):
+    assert im.GetSize() == mean.GetSize() and im.GetOrigin() == mean.GetOrigin(), im
+size, sp, o = mean.GetSize(), mean.GetSpacing(), mean.GetOrigin()
+for a in range(3):
+    assert abs(o[a] + (size[a] // 2) * sp[a] - w[a]) < 1e-6, (o, w)
+m = sitk.GetArrayFromImage(mean)
+assert m.min() >= 0 and m.max() <= 1
+centre = np.array(mean.TransformIndexToPhysicalPoint([s // 2 for s in size]))
+def components(on):
+    im = sitk.GetImageFromArray(on.astype(np.uint8))
+    im.CopyInformation(mean)
+    return sitk.GetArrayFromImage(sitk.ConnectedComponent(im, True))
+def near(cc, label, radius):
+    zyx = np.argwhere(cc == label)
+    pts = np.array([mean.TransformIndexToPhysicalPoint((int(x), int(y), int(z))) for z, y, x in zyx])
+    return (((pts - centre) ** 2).sum(axis=1) < radius * radius).any()
+on = m >= t
+pt, pr = np.float32(float(sys.argv[9])), float(sys.argv[10])
+if pr > 0 and pt < t:
+    low = components(m >= pt)
+    for label in range(1, low.max() + 1):
+        if near(low, label, pr):
+            on |= low == label
+cc = components(on)
+sizes = np.bincount(cc.ravel())
+voxel_mm3 = sp[0] * sp[1] * sp[2]
+keep = sizes * voxel_mm3 >= float(sys.argv[7])
+r = float(sys.argv[8])
+for label in [k for k in range(1, len(sizes)) if r > 0 and not keep[k]]:
+    keep[label] = near(cc, label, r)
+keep[0] = False
+assert (sitk.GetArrayFromImage(mask) == keep[cc]).all()
+a, b = sitk.ReadImage(scan), sitk.ReadImage(d + "/scan.mha")
+assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).all()
+assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+PY
+  # The verdict follows the mask it wrote: an empty mask at the asked-for nodule is "not
+  # segmented" (docs/c-abi.md, "An empty mask"), whatever the review flag says.
+  empty=$(python3 -c 'import sys, SimpleITK as s; print(int(s.GetArrayFromImage(s.ReadImage(sys.argv[1])).sum() == 0))' "$WORK/maps-$name/mask.mha")
+  said=0
+  grep -q 'NOT SEGMENTED' "$WORK/$name.out" && said=1
+  if [ "$empty" != "$said" ]; then
+    echo "FAIL $name: verdict does not follow the written mask (empty = $empty)"; status=1
+  fi
+}
+
 status=0
 first=""
 for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
@@ -95,56 +165,7 @@ for exe in "$WORK"/make/* "$WORK"/cmake/*_shared "$WORK"/cmake/*_static; do
     fi
   fi
   if [[ $name == *-predict_nodule_* ]]; then
-    # The maps must read in SimpleITK, on the model's grid centred on the queried point, and
-    # the scan written back must be the scan.
-    # The mask is the mean at the model's own threshold with the components below its minimum
-    # dropped unless a voxel of theirs is closer than the spare radius to the queried point,
-    # all printed by the example; SimpleITK's connected components and physical points redo it.
-    threshold=$(sed -n 's/^mask threshold: //p' "$WORK/$name.out")
-    min_mm3=$(sed -n 's/^minimum component: \(.*\) mm3$/\1/p' "$WORK/$name.out")
-    radius=$(sed -n 's/^component spare radius: \(.*\) mm$/\1/p' "$WORK/$name.out")
-    python3 - "$WORK/maps-$name" "$SCAN" "$X" "$Y" "$Z" "$threshold" "$min_mm3" "$radius" <<'PY' || { echo "FAIL $name: written maps"; status=1; continue; }
-import sys
-import SimpleITK as sitk, numpy as np
-d, scan = sys.argv[1], sys.argv[2]
-w = [float(v) for v in sys.argv[3:6]]
-t = np.float32(float(sys.argv[6]))
-mean = sitk.ReadImage(d + "/mean.mha")
-ent = sitk.ReadImage(d + "/entropy.mhd")
-mask = sitk.ReadImage(d + "/mask.mha")
-for im in (ent, mask):
-    assert im.GetSize() == mean.GetSize() and im.GetOrigin() == mean.GetOrigin(), im
-size, sp, o = mean.GetSize(), mean.GetSpacing(), mean.GetOrigin()
-for a in range(3):
-    assert abs(o[a] + (size[a] // 2) * sp[a] - w[a]) < 1e-6, (o, w)
-m = sitk.GetArrayFromImage(mean)
-assert m.min() >= 0 and m.max() <= 1
-cut = sitk.GetImageFromArray((m >= t).astype(np.uint8))
-cut.CopyInformation(mean)
-cc = sitk.GetArrayFromImage(sitk.ConnectedComponent(cut, True))
-sizes = np.bincount(cc.ravel())
-voxel_mm3 = sp[0] * sp[1] * sp[2]
-keep = sizes * voxel_mm3 >= float(sys.argv[7])
-r = float(sys.argv[8])
-centre = np.array(mean.TransformIndexToPhysicalPoint([s // 2 for s in size]))
-for label in [k for k in range(1, len(sizes)) if r > 0 and not keep[k]]:
-    zyx = np.argwhere(cc == label)
-    pts = np.array([mean.TransformIndexToPhysicalPoint((int(x), int(y), int(z))) for z, y, x in zyx])
-    keep[label] = (((pts - centre) ** 2).sum(axis=1) < r * r).any()
-keep[0] = False
-assert (sitk.GetArrayFromImage(mask) == keep[cc]).all()
-a, b = sitk.ReadImage(scan), sitk.ReadImage(d + "/scan.mha")
-assert (sitk.GetArrayFromImage(a) == sitk.GetArrayFromImage(b)).all()
-assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
-PY
-    # The verdict follows the mask it wrote: an empty mask at the asked-for nodule is "not
-    # segmented" (docs/c-abi.md, "An empty mask"), whatever the review flag says.
-    empty=$(python3 -c 'import sys, SimpleITK as s; print(int(s.GetArrayFromImage(s.ReadImage(sys.argv[1])).sum() == 0))' "$WORK/maps-$name/mask.mha")
-    said=0
-    grep -q 'NOT SEGMENTED' "$WORK/$name.out" && said=1
-    if [ "$empty" != "$said" ]; then
-      echo "FAIL $name: verdict does not follow the written mask (empty = $empty)"; status=1
-    fi
+    check_predict_maps "$name"
   fi
   echo "ok   $name"
 done
@@ -159,6 +180,41 @@ if [ -x "$WORK/make/predict_nodule_c_shared" ]; then
       || { echo "FAIL predict_nodule at an air corner: expected an empty mask called NOT SEGMENTED"; grep summary "$WORK/air.out"; status=1; }
   else
     echo "FAIL predict_nodule at an air corner exited non-zero"; cat "$WORK/air.out"; status=1
+  fi
+fi
+# A model whose file carries a point rule (the default model's weights and settings with the
+# lesion at the point cut at 0.3 within 8 mm, format version 7): the example prints the rule,
+# SimpleITK redoes the mask, and the rule must add voxels to the default model's mask here, so
+# that the oracle's point branch is exercised.
+plain=$WORK/make-predict_nodule_c_shared.out
+if [ -x "$WORK/make/predict_nodule_c_shared" ] && [ -f "$plain" ]; then
+  DEFAULT=${MODEL:-$PREFIX/share/lungseg/lungseg-default.safetensors}
+  python3 - "$DEFAULT" "$WORK/point.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+meta = header["__metadata__"]
+config = json.loads(meta["config"])
+config.update(point_mask_threshold=0.3, point_radius_mm=8.0)
+meta["config"] = json.dumps(config)
+meta["format_version"] = "7"
+text = json.dumps(header).encode()
+text += b" " * (-len(text) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+PY
+  name=make-predict_nodule_c_shared-point
+  mkdir -p "$WORK/maps-$name"
+  if "$WORK/make/predict_nodule_c_shared" "$SCAN" "$X" "$Y" "$Z" "$WORK/point.safetensors" "$WORK/maps-$name" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
+    grep -qx 'point threshold: 0.300000012' "$WORK/$name.out" && grep -qx 'point radius: 8 mm' "$WORK/$name.out" \
+      || { echo "FAIL $name: the point rule is not printed"; status=1; }
+    check_predict_maps "$name"
+    count() { sed -n 's/.*foreground voxels \([0-9]*\),.*/\1/p' "$1" | head -1; }
+    [ "$(count "$WORK/$name.out")" -gt "$(count "$plain")" ] \
+      || { echo "FAIL $name: the point rule added no voxel ($(count "$plain") -> $(count "$WORK/$name.out"))"; status=1; }
+    echo "ok   $name"
+  else
+    echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1
   fi
 fi
 # Both build systems build every variant of every program.
