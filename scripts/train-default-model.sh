@@ -138,7 +138,8 @@ MODEL=$RUN/lungseg-default.safetensors
 # settings written).
 if ! [ -f "$MODEL" ]; then
   if ! [ -f "$MODEL.tmp" ]; then
-    run "$BIN" export --run "$RUN/train" --out "$MODEL.export" --dtype f16
+    run "$BIN" export --run "$RUN/train" --out "$MODEL.export" --dtype f16 \
+      --test-time-flips "${EXPORT_FLIPS:-1}"
     mv "$MODEL.export" "$MODEL.tmp"
   fi
   # Calibration scans are prepared like the test scans (one positive per nodule): the score
@@ -159,8 +160,9 @@ if ! [ -f "$MODEL" ]; then
   # SPARE_RADII_MM (e.g. 8,12) candidate radii around the patch centre within which such
   # components are kept. POINT_THRESHOLDS (e.g. 0.2,0.3) with POINT_RADII_MM (e.g. 4,8) add
   # candidate point rules: the mean's components at or above the lower threshold that come
-  # that close to the patch centre join the mask. CALIB_FLIPS: the test-time flips judged (the
-  # export's own, 1, always is).
+  # that close to the patch centre join the mask. CALIB_FLIPS: the test-time flips judged; the
+  # export's own (EXPORT_FLIPS, default 1) always is, at one MC pass per flips value, so
+  # EXPORT_FLIPS=8 CALIB_FLIPS=8 costs one pass where CALIB_FLIPS=8 alone costs two.
   bound=()
   [ -n "${MIN_COMPONENTS_MM3:-}" ] && bound+=(--min-components-mm3 "$MIN_COMPONENTS_MM3")
   [ -n "${SPARE_RADII_MM:-}" ] && bound+=(--spare-radii-mm "$SPARE_RADII_MM")

@@ -128,6 +128,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         out: dirs.model.clone(),
         dtype: ExportDtype::F32,
         review: Review::default(),
+        test_time_flips: 1,
     })?;
 
     step(

@@ -171,6 +171,10 @@ pub struct ExportOptions {
     pub out: PathBuf,
     pub dtype: ExportDtype,
     pub review: Review,
+    /// `config.test_time_flips` of the file (1, 2, 4 or 8; 1 is the format's default): a model
+    /// whose flips are to be chosen among candidates that exclude 1 is exported with one of
+    /// them, so that the choice does not pay an MC pass for a setting nobody asked about.
+    pub test_time_flips: u32,
 }
 
 /// Loads the run's checkpoint and writes the model file; returns the provenance written.
@@ -204,7 +208,12 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         "date": utc_now(),
         "git_commit": git_commit(),
     });
-    let bytes = to_safetensors(&model, &state.config, &opts.review, &provenance, opts.dtype)?;
+    let mut bytes = to_safetensors(&model, &state.config, &opts.review, &provenance, opts.dtype)?;
+    if opts.test_time_flips != 1 {
+        let mut file = crate::model_file::ModelFile::parse(&bytes)?;
+        crate::calibrate::mask_threshold::set_test_time_flips(&mut file, opts.test_time_flips)?;
+        bytes = file.to_bytes()?.0;
+    }
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -300,6 +309,9 @@ pub struct ExportArgs {
     /// Review threshold (until `evaluate` calibrates one on the validation set).
     #[arg(long, default_value_t = DEFAULT_REVIEW_THRESHOLD)]
     pub review_threshold: f64,
+    /// Test-time flips of the MC samples written into the file (1, 2, 4 or 8).
+    #[arg(long, default_value_t = 1)]
+    pub test_time_flips: u32,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -332,6 +344,7 @@ impl ExportArgs {
                 score: self.review_score.clone(),
                 threshold: self.review_threshold,
             },
+            test_time_flips: self.test_time_flips,
         };
         let prov = export(&opts)?;
         println!(

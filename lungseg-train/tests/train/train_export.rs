@@ -102,6 +102,7 @@ fn trained_run_exports_with_metadata_and_f16() {
             out: out.clone(),
             dtype,
             review,
+            test_time_flips: 1,
         })
         .unwrap();
         let bytes = std::fs::read(&out).unwrap();
@@ -130,6 +131,22 @@ fn trained_run_exports_with_metadata_and_f16() {
             ExportDtype::F16 => assert_eq!((conv, bn), (Dtype::F16, Dtype::F32)),
         }
     }
+    // Flips other than 1 are written with the format version they need; others are refused.
+    let flipped = tmp.path().join("model-flips.safetensors");
+    let with_flips = |test_time_flips| ExportOptions {
+        run: run.clone(),
+        checkpoint: None,
+        out: flipped.clone(),
+        dtype: ExportDtype::F16,
+        review: Review::default(),
+        test_time_flips,
+    };
+    export(&with_flips(8)).unwrap();
+    let m = lungseg::model::Model::open(&flipped).unwrap();
+    assert_eq!(m.config().test_time_flips, 8);
+    let (_, header) = SafeTensors::read_metadata(&std::fs::read(&flipped).unwrap()).unwrap();
+    assert_eq!(header.metadata().clone().unwrap()["format_version"], "4");
+    assert!(export(&with_flips(3)).is_err());
 }
 
 #[test]

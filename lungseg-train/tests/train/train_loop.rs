@@ -251,6 +251,7 @@ fn init_starts_from_an_exported_model_and_refuses_another_network() {
                 score: "mean_mutual_info".into(),
                 threshold: 0.5,
             },
+            test_time_flips: 1,
         })
         .unwrap();
         out
