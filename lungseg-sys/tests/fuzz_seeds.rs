@@ -127,7 +127,7 @@ fn model_config_seeds_and_regressions() {
         seeds.len()
     );
     let model = model_bytes();
-    let (mut loaded, mut with_map) = (0, 0);
+    let (mut loaded, mut with_map, mut with_point) = (0, 0, 0);
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         lungseg::fuzzing::model_config(&model, &data);
@@ -135,6 +135,8 @@ fn model_config_seeds_and_regressions() {
         if let Ok(m) = lungseg::model::Model::from_bytes(&bytes) {
             loaded += 1;
             with_map += m.config().probability_map.is_some() as usize;
+            let c = m.config();
+            with_point += lungseg::mask::PointRule::of(c).is_active(c.mask_threshold) as usize;
         }
     }
     assert!(
@@ -143,6 +145,8 @@ fn model_config_seeds_and_regressions() {
     );
     // The fuzzer reaches the map's checks and `calibrated_probability` from a loading model.
     assert!(with_map >= 1, "no loadable seed has a probability map");
+    // ... and the final mask's point rule, through the summary and that map.
+    assert!(with_point >= 1, "no loadable seed has a point rule");
     for p in inputs("regressions", "model_config") {
         lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
     }
