@@ -208,11 +208,6 @@ impl MaskRule {
         }
     }
 
-    /// Whether the rule needs the component pass's buffers.
-    fn labels_components(&self) -> bool {
-        self.small.is_active() || self.point.is_active(self.threshold)
-    }
-
     /// Writes the mask of `mean` on `grid` under this rule into `out` as 0/1 and returns its
     /// voxel count: `mean >= threshold`, with the point's components of `mean >=
     /// point.threshold` added, then the small components dropped.
@@ -270,11 +265,8 @@ impl MaskRule {
 /// its voxel count. Fails when a buffer's length is not the patch's voxel count or the
 /// scratch of the component pass cannot be allocated.
 pub fn final_mask(cfg: &ModelConfig, mean: &[f32], out: &mut [u8]) -> Result<u64> {
-    let mut scratch = ComponentScratch::new(if MaskRule::of(cfg).labels_components() {
-        cfg.patch_voxels()
-    } else {
-        0
-    })?;
+    // Empty: a component pass grows it to the patch when the rule has one.
+    let mut scratch = ComponentScratch::default();
     final_mask_with(cfg, mean, out, &mut scratch)
 }
 

@@ -43,7 +43,8 @@ pub fn predicted_mask(
 ) -> Result<Vec<u8>, MetricsError> {
     let invalid = |e: lungseg::error::Error| MetricsError::InvalidParameter(e.message);
     let mut mask = vec![0u8; prob.len()];
-    let mut scratch = ComponentScratch::new(prob.len()).map_err(invalid)?;
+    // Empty: a component pass grows it to the patch when the rule has one.
+    let mut scratch = ComponentScratch::default();
     config
         .mask_rule()
         .apply(prob, grid, &mut mask, &mut scratch)

@@ -84,7 +84,7 @@ fn header_section(s: &mut String, r: &Report) {
         "- Review rule: a patch is flagged when `{} > {}`",
         r.review_score, r.review_threshold
     );
-    let point = c.point_rule().canonical(c.fg_threshold);
+    let point = c.point_rule();
     if point.is_active(c.fg_threshold) {
         let _ = writeln!(
             s,
