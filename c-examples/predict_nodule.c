@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
     struct job jobs[THREADS];
     pthread_t tid[THREADS];
     int t, bad = 0;
+    bool admitted = true;
     const char *model_path;
 
     if (argc < 5 || argc > 7) {
@@ -109,6 +110,20 @@ int main(int argc, char **argv) {
 
     st = lungseg_volume_open(argv[1], &vol);
     if (st != LUNGSEG_OK) return fail("lungseg_volume_open", st);
+    {
+        /* A scan coarser than the model was trained on (e.g. 5 mm slices) is outside its
+         * intended use: every patch of it comes back with needs_review set. */
+        double max_spacing = 0.0;
+        st = lungseg_model_get_max_scan_spacing_mm(model, &max_spacing);
+        if (st != LUNGSEG_OK) return fail("lungseg_model_get_max_scan_spacing_mm", st);
+        st = lungseg_model_admits_volume(model, vol, &admitted);
+        if (st != LUNGSEG_OK) return fail("lungseg_model_admits_volume", st);
+        if (max_spacing > 0.0)
+            printf("intended use: scans up to %.17g mm voxel spacing; this scan: %s\n", max_spacing,
+                   admitted ? "within" : "COARSER, every patch needs review");
+        else
+            printf("intended use: any voxel spacing\n");
+    }
 
     mean = (float *)malloc(voxels * sizeof(float));
     variance = (float *)malloc(voxels * sizeof(float));
@@ -133,8 +148,13 @@ int main(int argc, char **argv) {
     printf("summary: uncertainty score %.5f vs threshold %.5f -> %s\n", out.summary.uncertainty_score,
            out.summary.review_threshold,
            out.summary.foreground_voxels == 0 ? "NOT SEGMENTED at this point: NEEDS REVIEW"
+           : !admitted ? "NEEDS REVIEW by a radiologist (scan outside the model's intended use)"
            : out.summary.needs_review        ? "NEEDS REVIEW by a radiologist"
                                              : "confident");
+    if (!admitted && !out.summary.needs_review) {
+        fprintf(stderr, "a scan outside the intended use came back without needs_review\n");
+        bad = 1;
+    }
     for (i = 0; i < voxels; i++) {
         if (!(mean[i] >= 0.0f && mean[i] <= 1.0f) || !(variance[i] >= 0.0f) ||
             !(entropy[i] >= 0.0f && entropy[i] <= 1.0001f) || !(mi[i] >= -1e-6f && mi[i] <= entropy[i] + 1e-5f)) {

@@ -89,6 +89,14 @@ int main(int argc, char **argv) try {
     // The structure-wise measures of the sample masks (Roy et al. 2019) come back here.
     auto structure = lungseg::options<lungseg_structure_measures>();
     mc.structure_measures = &structure;
+    // 1.25 mm slices: within any model's intended use that names one (the default's 2.5 mm).
+    const double max_spacing = model.max_scan_spacing_mm();
+    std::printf("intended use: %s\n", max_spacing > 0.0
+                                           ? (model.admits(volume) ? "this scan is within it"
+                                                                   : "this scan is COARSER")
+                                           : "any voxel spacing");
+    if (max_spacing >= 1.25 && !model.admits(volume))
+        throw std::runtime_error("a scan within the model's spacing limit was not admitted");
     const lungseg_patch_summary s = model.predict_uncertainty_at(volume, center, maps, &mc);
     std::printf("summary: %u samples, %lu foreground voxels, score %.5f vs %.5f -> %s\n",
                 s.n_samples, (unsigned long)s.foreground_voxels, s.uncertainty_score,

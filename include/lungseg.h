@@ -615,6 +615,24 @@ enum lungseg_status lungseg_model_get_point_mask_threshold(const struct lungseg_
 enum lungseg_status lungseg_model_get_point_radius_mm(const struct lungseg_model *model,
                                                       double *out);
 
+// The coarsest voxel spacing, in mm along any axis, of the scans `model` is meant for
+// (`config.max_scan_spacing_mm` of the model file; 0 unless the file names one: any scan),
+// written to `*out`. The range the model was trained and tested on: on coarser scans (e.g.
+// 5 mm slices for a model trained on 1–2.5 mm) its masks degrade while its uncertainty need
+// not grow, so every patch predicted at a point of such a scan sets `needs_review`
+// (`lungseg_model_admits_volume`).
+enum lungseg_status lungseg_model_get_max_scan_spacing_mm(const struct lungseg_model *model,
+                                                          double *out);
+
+// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing
+// coarser than `lungseg_model_get_max_scan_spacing_mm` (by more than 0.001 mm, header
+// rounding), or the model names no limit. When false, `lungseg_predict_uncertainty_at` and
+// the batch set `needs_review` on every patch of it whatever the score; a host that cuts
+// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once.
+enum lungseg_status lungseg_model_admits_volume(const struct lungseg_model *model,
+                                                const struct lungseg_volume *volume,
+                                                bool *out);
+
 // The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
 // is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`), or when it
 // lies in a 26-connected component of `mean >= lungseg_model_get_point_mask_threshold` that
@@ -677,7 +695,9 @@ enum lungseg_status lungseg_predict_uncertainty(const struct lungseg_model *mode
 
 // Cuts the model's patch (size, spacing) around a world point of `volume` and runs
 // `lungseg_predict_uncertainty` on it. A patch reaching outside the scan is filled with
-// -1000 HU there (and logged at WARN).
+// -1000 HU there (and logged at WARN). A volume the model is not meant for
+// (`lungseg_model_admits_volume` false: coarser than `lungseg_model_get_max_scan_spacing_mm`)
+// sets `needs_review` whatever the score (and logs at WARN).
 enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *model,
                                                    const struct lungseg_volume *volume,
                                                    const double *center_world,

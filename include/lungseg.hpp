@@ -263,6 +263,20 @@ public:
                       "lungseg_model_get_point_radius_mm");
         return r;
     }
+    // The coarsest voxel spacing (mm, any axis) of the scans the model is meant for (0: any).
+    double max_scan_spacing_mm() const {
+        double v = 0.0;
+        detail::check(lungseg_model_get_max_scan_spacing_mm(get(), &v),
+                      "lungseg_model_get_max_scan_spacing_mm");
+        return v;
+    }
+    // Whether `volume` is within that: if not, every patch of it comes back needing review.
+    bool admits(const Volume &volume) const {
+        bool ok = false;
+        detail::check(lungseg_model_admits_volume(get(), volume.get(), &ok),
+                      "lungseg_model_admits_volume");
+        return ok;
+    }
     // The final mask of a mean map (0/1 per voxel), the one summary.foreground_voxels counts.
     std::vector<uint8_t> final_mask(const std::vector<float> &mean) const {
         std::vector<uint8_t> mask(mean.size());

@@ -182,27 +182,33 @@ if [ -x "$WORK/make/predict_nodule_c_shared" ]; then
     echo "FAIL predict_nodule at an air corner exited non-zero"; cat "$WORK/air.out"; status=1
   fi
 fi
-# A model whose file carries a point rule (the default model's weights and settings with the
-# lesion at the point cut at 0.3 within 8 mm, format version 7): the example prints the rule,
-# SimpleITK redoes the mask, and the rule must add voxels to the default model's mask here, so
-# that the oracle's point branch is exercised.
-plain=$WORK/make-predict_nodule_c_shared.out
-if [ -x "$WORK/make/predict_nodule_c_shared" ] && [ -f "$plain" ]; then
-  DEFAULT=${MODEL:-$PREFIX/share/lungseg/lungseg-default.safetensors}
-  python3 - "$DEFAULT" "$WORK/point.safetensors" <<'PY'
+# with_config <model> <out> <format version> <JSON>: a copy of <model> whose config has the
+# JSON's keys set, saying at least <format version> (the keys' version, or the file's newer one).
+with_config() {
+  python3 - "$@" <<'PY'
 import json, struct, sys
-raw = open(sys.argv[1], "rb").read()
+src, dst, version, keys = sys.argv[1:5]
+raw = open(src, "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
 header = json.loads(raw[8:8 + n])
 meta = header["__metadata__"]
 config = json.loads(meta["config"])
-config.update(point_mask_threshold=0.3, point_radius_mm=8.0)
+config.update(json.loads(keys))
 meta["config"] = json.dumps(config)
-meta["format_version"] = "7"
+meta["format_version"] = str(max(int(meta["format_version"]), int(version)))
 text = json.dumps(header).encode()
 text += b" " * (-len(text) % 8)
-open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+open(dst, "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
 PY
+}
+# A model whose file carries a point rule (the default model's weights and settings with the
+# lesion at the point cut at 0.3 within 8 mm): the example prints the rule, SimpleITK redoes the
+# mask, and the rule must add voxels to the default model's mask here, so
+# that the oracle's point branch is exercised.
+plain=$WORK/make-predict_nodule_c_shared.out
+if [ -x "$WORK/make/predict_nodule_c_shared" ] && [ -f "$plain" ]; then
+  DEFAULT=${MODEL:-$PREFIX/share/lungseg/lungseg-default.safetensors}
+  with_config "$DEFAULT" "$WORK/point.safetensors" 7 '{"point_mask_threshold": 0.3, "point_radius_mm": 8.0}'
   name=make-predict_nodule_c_shared-point
   mkdir -p "$WORK/maps-$name"
   if "$WORK/make/predict_nodule_c_shared" "$SCAN" "$X" "$Y" "$Z" "$WORK/point.safetensors" "$WORK/maps-$name" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
@@ -212,6 +218,24 @@ PY
     count() { sed -n 's/.*foreground voxels \([0-9]*\),.*/\1/p' "$1" | head -1; }
     [ "$(count "$WORK/$name.out")" -gt "$(count "$plain")" ] \
       || { echo "FAIL $name: the point rule added no voxel ($(count "$plain") -> $(count "$WORK/$name.out"))"; status=1; }
+    echo "ok   $name"
+  else
+    echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1
+  fi
+fi
+# A model meant for scans no coarser than 0.5 mm (the default model with
+# `max_scan_spacing_mm` 0.5) on the test scan, which is coarser: the example
+# must report the scan outside the intended use and the patch flagged for review.
+if [ -x "$WORK/make/predict_nodule_c_shared" ]; then
+  DEFAULT=${MODEL:-$PREFIX/share/lungseg/lungseg-default.safetensors}
+  with_config "$DEFAULT" "$WORK/limit.safetensors" 8 '{"max_scan_spacing_mm": 0.5}'
+  name=make-predict_nodule_c_shared-limit
+  if "$WORK/make/predict_nodule_c_shared" "$SCAN" "$X" "$Y" "$Z" "$WORK/limit.safetensors" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
+    grep -q '^intended use: scans up to 0.5 mm voxel spacing; this scan: COARSER' "$WORK/$name.out" \
+      && grep -q "NEEDS REVIEW .*intended use" "$WORK/$name.out" \
+      || { echo "FAIL $name: the coarse scan is not reported and flagged"; grep -E 'intended|summary' "$WORK/$name.out"; status=1; }
+    grep -q '^intended use: ' "$plain" \
+      || { echo "FAIL make-predict_nodule_c_shared: the intended use is not printed"; status=1; }
     echo "ok   $name"
   else
     echo "FAIL $name exited non-zero"; cat "$WORK/$name.err"; status=1

@@ -10,7 +10,8 @@ lesion's centroid, MC dropout on the model's patch there; the lesion mask is res
 patch grid (nearest neighbour, SimpleITK) and compared with the library's final mask
 (`lungseg_final_mask`: mean probability >= the model's mask threshold, small components away
 from the point dropped as the model file says): Dice,
-volumes, the uncertainty score and whether the review flag fired. A smoke test, not an evaluation: two patients, and
+volumes, whether the scan is within the model's intended use (`lungseg_model_admits_volume`), the
+uncertainty score and whether the review flag fired. A smoke test, not an evaluation: two patients, and
 nothing may be chosen on them (no threshold, score, model or setting); it shows whether a model
 fails on real CT and whether the flag says so.
 
@@ -135,6 +136,13 @@ class Lungseg:
         self.check(self.lib.lungseg_volume_open(path.encode(), C.byref(v)), "volume_open")
         return v
 
+    def admits(self, model, volume):
+        """Whether the scan is within the model's intended use (its scan-spacing limit)."""
+        ok = C.c_bool()
+        self.check(self.lib.lungseg_model_admits_volume(model, volume, C.byref(ok)),
+                   "model_admits_volume")
+        return ok.value
+
     def predict_at(self, model, volume, world, voxels, samples):
         mean = (C.c_float * voxels)()
         out = Uncertainty(mean=mean, len=voxels)
@@ -183,6 +191,7 @@ def main():
         scan = os.path.join(a.out, f"{case}.mhd")
         sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), scan)
         volume = lib.open_volume(scan)
+        admitted = lib.admits(model, volume)
         cc, found = lesions(label)
         for comp, centroid, diameter, n in found:
             mean, s = lib.predict_at(model, volume, centroid, voxels, a.samples)
@@ -200,6 +209,10 @@ def main():
                 # loss of the weights from one of the filter.
                 "dice_threshold_only": float(dice(mean >= mask_threshold, truth)),
                 "predicted_volume_mm3": s.volume_mm3,
+                "scan_spacing_mm": list(image.GetSpacing()),
+                # False: the scan is coarser than the model is meant for, and every patch of
+                # it needs review whatever its score.
+                "scan_admitted": admitted,
                 "needs_review": bool(s.needs_review),
                 "uncertainty_score": s.uncertainty_score,
                 "review_threshold": s.review_threshold,
@@ -209,13 +222,14 @@ def main():
     json.dump({"model": a.model, "lesions": rows}, open(os.path.join(a.out, "smoke.json"), "w"),
               indent=2)
     print("| case | lesion | diameter mm | share in patch | Dice | predicted / lesion mm³ | "
-          "review flag (score vs threshold) |")
-    print("|---|---|---|---|---|---|---|")
+          "scan within intended use | review flag (score vs threshold) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         flag = "yes" if r["needs_review"] else "no"
+        within = "yes" if r["scan_admitted"] else "no (slices %.1f mm)" % max(r["scan_spacing_mm"])
         print(f"| {r['case']} | {r['lesion']} | {r['diameter_mm']:.1f} | "
               f"{r['lesion_share_in_patch']:.2f} | {r['dice_in_patch']:.3f} | "
-              f"{r['predicted_volume_mm3']:.0f} / {r['lesion_volume_mm3']:.0f} | {flag} "
+              f"{r['predicted_volume_mm3']:.0f} / {r['lesion_volume_mm3']:.0f} | {within} | {flag} "
               f"({r['uncertainty_score']:.4f} vs {r['review_threshold']:.4f}) |")
     failed = [r for r in rows if r["dice_in_patch"] < 0.5]
     caught = [r for r in failed if r["needs_review"]]

@@ -80,6 +80,11 @@ mkdir -p "$RUN"
 # keep the default so that candidates stay comparable on them (docs/training.md, "Thick slices").
 spacing=()
 [ -n "${SPACING_Z_MM:-}" ] && spacing=(--spacing-z-mm "$SPACING_Z_MM")
+# The exported model is meant for scans no coarser than its training scans (`export
+# --max-scan-spacing-mm`, `lungseg::intended_use`): the upper end of SPACING_Z_MM, else the
+# generator's default 2.5 mm (`SynthConfig::default`); patches of coarser scans are flagged.
+MAX_SCAN_SPACING_MM=${MAX_SCAN_SPACING_MM:-${SPACING_Z_MM:+${SPACING_Z_MM#*,}}}
+MAX_SCAN_SPACING_MM=${MAX_SCAN_SPACING_MM:-2.5}
 MINE_FROM=${MINE_FROM:-}
 MINE_POOL_RATIO=${MINE_POOL_RATIO:-4}
 HARD_FRACTION=${HARD_FRACTION:-0.5}
@@ -139,7 +144,7 @@ MODEL=$RUN/lungseg-default.safetensors
 if ! [ -f "$MODEL" ]; then
   if ! [ -f "$MODEL.tmp" ]; then
     run "$BIN" export --run "$RUN/train" --out "$MODEL.export" --dtype f16 \
-      --test-time-flips "${EXPORT_FLIPS:-1}"
+      --test-time-flips "${EXPORT_FLIPS:-1}" --max-scan-spacing-mm "$MAX_SCAN_SPACING_MM"
     mv "$MODEL.export" "$MODEL.tmp"
   fi
   # Calibration scans are prepared like the test scans (one positive per nodule): the score

@@ -7,7 +7,7 @@
 //! pass and MC-dropout sampling with [`philox`] masks on an engine; `backend` chooses the
 //! engine at open (CPU, or the `cuda` GPU engine); [`mc`] is the inference entry point on a
 //! [`model::Model`]; [`mask`] cuts the final mask and [`probability_map`] calibrates the
-//! mean by distance from it; [`ffi`] is the stable C ABI (`include/lungseg.h`).
+//! mean by distance from it; [`intended_use`] flags patches of scans the model is not meant for; [`ffi`] is the stable C ABI (`include/lungseg.h`).
 
 // Unit tests share the integration tests' helpers, which name the crate `lungseg`.
 #[cfg(test)]
@@ -25,6 +25,7 @@ pub mod ffi;
 mod fsio;
 pub mod fuzzing;
 pub mod geometry;
+pub mod intended_use;
 pub mod mask;
 pub mod mc;
 pub mod mhd;

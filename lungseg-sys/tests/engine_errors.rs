@@ -134,12 +134,12 @@ fn metadata_problems() {
         &t,
         &[
             ("format", "lungseg-unet3d".into()),
-            ("format_version", "8".into()),
+            ("format_version", "9".into()),
             cfg.clone(),
         ],
     );
     assert!(
-        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '8'"),
+        e.kind == ErrorKind::Unsupported && e.message.contains("format_version '9'"),
         "{e}"
     );
     // Dropout levels are version 2: a version-1 file naming them is refused (an old reader
@@ -298,6 +298,29 @@ fn metadata_problems() {
         let e = load_err(&t, &meta("7", &bad));
         assert!(
             e.kind == ErrorKind::Format && e.message.contains("point_"),
+            "{bad}: {e}"
+        );
+    }
+    // A spacing limit is version 8 (an older reader would leave a thick-slice scan's patches
+    // unflagged); 0 (any scan) needs nothing.
+    let limit =
+        |v: &str| format!(r#"{{"channels":[4,8],"patch_size":[8,8,8],"max_scan_spacing_mm":{v}}}"#);
+    for old in ["1", "2", "3", "4", "5", "6", "7"] {
+        let e = load_err(&t, &meta(old, &limit("2.5")));
+        assert!(
+            e.kind == ErrorKind::Format
+                && e.message.contains("max_scan_spacing_mm")
+                && e.message.contains("format_version '8'"),
+            "{e}"
+        );
+    }
+    let m = Model::from_bytes(&write_safetensors(&t, &meta("8", &limit("2.5")))).unwrap();
+    assert_eq!(m.config().max_scan_spacing_mm, 2.5);
+    assert!(Model::from_bytes(&write_safetensors(&t, &meta("1", &limit("0")))).is_ok());
+    for bad in ["-1", "1e308", "150"] {
+        let e = load_err(&t, &meta("8", &limit(bad)));
+        assert!(
+            e.kind == ErrorKind::Format && e.message.contains("max_scan_spacing_mm"),
             "{bad}: {e}"
         );
     }

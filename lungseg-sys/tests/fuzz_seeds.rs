@@ -127,7 +127,7 @@ fn model_config_seeds_and_regressions() {
         seeds.len()
     );
     let model = model_bytes();
-    let (mut loaded, mut with_map, mut with_point) = (0, 0, 0);
+    let (mut loaded, mut with_map, mut with_point, mut with_limit) = (0, 0, 0, 0);
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         lungseg::fuzzing::model_config(&model, &data);
@@ -137,6 +137,7 @@ fn model_config_seeds_and_regressions() {
             with_map += m.config().probability_map.is_some() as usize;
             let c = m.config();
             with_point += lungseg::mask::PointRule::of(c).is_active(c.mask_threshold) as usize;
+            with_limit += (c.max_scan_spacing_mm > 0.0) as usize;
         }
     }
     assert!(
@@ -147,6 +148,8 @@ fn model_config_seeds_and_regressions() {
     assert!(with_map >= 1, "no loadable seed has a probability map");
     // ... and the final mask's point rule, through the summary and that map.
     assert!(with_point >= 1, "no loadable seed has a point rule");
+    // ... and the scan-spacing limit's parse and checks.
+    assert!(with_limit >= 1, "no loadable seed has a scan-spacing limit");
     for p in inputs("regressions", "model_config") {
         lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
     }

@@ -129,6 +129,7 @@ pub fn run(o: &DemoOptions) -> Result<DemoOutput> {
         dtype: ExportDtype::F32,
         review: Review::default(),
         test_time_flips: 1,
+        max_scan_spacing_mm: o.synth.max_spacing_mm(),
     })?;
 
     step(

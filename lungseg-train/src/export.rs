@@ -175,6 +175,9 @@ pub struct ExportOptions {
     /// whose flips are to be chosen among candidates that exclude 1 is exported with one of
     /// them, so that the choice does not pay an MC pass for a setting nobody asked about.
     pub test_time_flips: u32,
+    /// `config.max_scan_spacing_mm` of the file (0: any scan): the coarsest scan spacing the
+    /// training data held (`crate::intended_use`).
+    pub max_scan_spacing_mm: f64,
 }
 
 /// Loads the run's checkpoint and writes the model file; returns the provenance written.
@@ -209,9 +212,10 @@ pub fn export(opts: &ExportOptions) -> Result<serde_json::Value> {
         "git_commit": git_commit(),
     });
     let mut bytes = to_safetensors(&model, &state.config, &opts.review, &provenance, opts.dtype)?;
-    if opts.test_time_flips != 1 {
+    if opts.test_time_flips != 1 || opts.max_scan_spacing_mm != 0.0 {
         let mut file = crate::model_file::ModelFile::parse(&bytes)?;
         crate::calibrate::mask_threshold::set_test_time_flips(&mut file, opts.test_time_flips)?;
+        crate::intended_use::set_max_scan_spacing(&mut file, opts.max_scan_spacing_mm)?;
         bytes = file.to_bytes()?.0;
     }
     if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -312,6 +316,11 @@ pub struct ExportArgs {
     /// Test-time flips of the MC samples written into the file (1, 2, 4 or 8).
     #[arg(long, default_value_t = 1)]
     pub test_time_flips: u32,
+    /// The coarsest voxel spacing (mm, any axis) of the scans the model is meant for, written
+    /// into the file (0: any): the training scans' range. Patches of coarser scans are
+    /// flagged for review.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_scan_spacing_mm: f64,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -345,6 +354,7 @@ impl ExportArgs {
                 threshold: self.review_threshold,
             },
             test_time_flips: self.test_time_flips,
+            max_scan_spacing_mm: self.max_scan_spacing_mm,
         };
         let prov = export(&opts)?;
         println!(

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod export;
 pub mod import;
+pub mod intended_use;
 pub mod metrics;
 pub mod model;
 pub mod model_file;

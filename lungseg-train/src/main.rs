@@ -63,6 +63,9 @@ enum Command {
     /// A model's network with more channels per level that computes the same function
     /// (Net2WiderNet): the start of a wider network's fine-tuning (`train --init`).
     Widen(lungseg_train::widen::WidenArgs),
+    /// Write the coarsest scan spacing a model file is meant for into it (patches of coarser
+    /// scans are flagged for review), with the reason in its provenance.
+    SetIntendedUse(lungseg_train::intended_use::SetIntendedUseArgs),
     /// Hard-negative mining: a pool dataset with many negatives -> a dataset whose training
     /// negatives are partly those a model paints the most false positives on.
     MineNegatives(lungseg_train::prepare::mine::MineArgs),
@@ -695,6 +698,7 @@ fn main() -> ExitCode {
         Command::CompareReports(a) => a.run(),
         Command::MineNegatives(a) => a.run(),
         Command::Widen(a) => a.run(),
+        Command::SetIntendedUse(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),
@@ -731,6 +735,13 @@ fn run_demo(o: demo::DemoOptions) -> anyhow::Result<()> {
 fn run_predict(a: &lungseg_train::predict::PredictArgs) -> anyhow::Result<()> {
     let p = lungseg_train::predict::run(a)?;
     let flagged = p.points.iter().filter(|r| r.summary.needs_review).count();
+    if !p.scan_admitted {
+        println!(
+            "the scan is coarser than the {} mm voxel spacing the model is meant for: every \
+             point needs review",
+            p.max_scan_spacing_mm
+        );
+    }
     println!(
         "{} points of {}: {flagged} need review ({} > {}); results in {}",
         p.points.len(),

@@ -2,7 +2,7 @@
 //! whole thread pool (sample-level parallelism inside a point), with one patch buffer, one
 //! progress count over the batch and one cancel flag.
 
-use super::model::{disjoint, mc_at, region, McCall, PatchOut, Region};
+use super::model::{disjoint, mc_at, region, warn_intended_use, McCall, PatchOut, Region};
 use super::run::log_failure;
 use super::versioned::{arg_out, arg_versioned_out, VersionedOut};
 use super::{
@@ -61,6 +61,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
         disjoint(&arrays)?;
         call.hooks.control(|ctl| {
             ctl.expect(n_points as u64 * u64::from(call.opts.n_samples));
+            warn_intended_use(m, v, ctl);
             let started = std::time::Instant::now();
             let mut flagged = 0usize;
             for i in 0..n_points {
@@ -69,6 +70,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
                     out: arg_out(out.add(i), "out")?,
                     measures: measures.get(i)?,
                     extra: &arrays,
+                    scan_spacing: None,
                 };
                 let r = check_center(c).and_then(|()| mc_at(m, v, c, &call, dst, ctl));
                 log_failure(

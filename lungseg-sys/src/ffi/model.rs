@@ -9,6 +9,7 @@ use super::{
     lungseg_cpu_kernel, lungseg_device, lungseg_review_score, lungseg_status, path_arg, versioned,
 };
 use crate::error::{Error, Result};
+use crate::intended_use::IntendedUse;
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use crate::model::{Device, Model, ModelOptions, ReviewScore};
 use crate::patch::{self, PatchSpec};
@@ -591,6 +592,45 @@ pub unsafe extern "C" fn lungseg_model_get_point_radius_mm(
     })
 }
 
+/// The coarsest voxel spacing, in mm along any axis, of the scans `model` is meant for
+/// (`config.max_scan_spacing_mm` of the model file; 0 unless the file names one: any scan),
+/// written to `*out`. The range the model was trained and tested on: on coarser scans (e.g.
+/// 5 mm slices for a model trained on 1–2.5 mm) its masks degrade while its uncertainty need
+/// not grow, so every patch predicted at a point of such a scan sets `needs_review`
+/// (`lungseg_model_admits_volume`).
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_get_max_scan_spacing_mm(
+    model: *const lungseg_model,
+    out: *mut f64,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let out = arg_mut(out, "out")?;
+        *out = m.inner.config().max_scan_spacing_mm;
+        Ok(())
+    })
+}
+
+/// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing
+/// coarser than `lungseg_model_get_max_scan_spacing_mm` (by more than 0.001 mm, header
+/// rounding), or the model names no limit. When false, `lungseg_predict_uncertainty_at` and
+/// the batch set `needs_review` on every patch of it whatever the score; a host that cuts
+/// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_model_admits_volume(
+    model: *const lungseg_model,
+    volume: *const lungseg_volume,
+    out: *mut bool,
+) -> lungseg_status {
+    guard(|| {
+        let m = arg_ref(model, "model")?;
+        let v = &arg_ref(volume, "volume")?.inner;
+        let out = arg_mut(out, "out")?;
+        *out = IntendedUse::of(m.inner.config()).admits(v.geometry.spacing);
+        Ok(())
+    })
+}
+
 /// The final mask of a mean probability map, as `summary.foreground_voxels` counts it: voxel i
 /// is 1 when `mean[i] >= ` the mask threshold (`lungseg_model_get_mask_threshold`), or when it
 /// lies in a 26-connected component of `mean >= lungseg_model_get_point_mask_threshold` that
@@ -785,6 +825,10 @@ pub(super) struct PatchOut<'a> {
     pub(super) measures: Option<VersionedOut<lungseg_structure_measures>>,
     /// More caller buffers the maps must not overlap (a batch's arrays).
     pub(super) extra: &'a [Region],
+    /// The voxel spacing of the scan the patch was cut from, when the call knows it: the
+    /// summary is flagged when the model is not meant for such a scan
+    /// (`crate::intended_use`).
+    pub(super) scan_spacing: Option<[f64; 3]>,
 }
 
 /// One patch through MC dropout into `dst`, with the call's hooks.
@@ -799,6 +843,7 @@ pub(super) fn mc_patch(
         out,
         measures,
         extra,
+        scan_spacing,
     } = dst;
     let voxels = m.inner.config().patch_voxels();
     let mut result = out.inputs();
@@ -820,10 +865,13 @@ pub(super) fn mc_patch(
             disjoint(&[*r, *o])?;
         }
     }
-    let summary = {
+    let mut summary = {
         let maps = unsafe { maps_from(&mut result, voxels)? };
         mc::predict_uncertainty_with(&m.inner, hu, &call.opts, maps, ctl)?
     };
+    if let Some(spacing) = scan_spacing {
+        IntendedUse::of(m.inner.config()).apply(spacing, &mut summary);
+    }
     result.summary = summary_to_c(&summary, call.threshold);
     out.write(result);
     if let Some(w) = measures {
@@ -843,6 +891,7 @@ fn run_mc(
         out,
         measures: unsafe { arg_versioned_out(call.measures, "opts->structure_measures")? },
         extra: &[],
+        scan_spacing: None,
     };
     call.hooks.control(|ctl| {
         let r = mc_patch(m, hu, &call, dst, ctl);
@@ -876,7 +925,9 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty(
 
 /// Cuts the model's patch (size, spacing) around a world point of `volume` and runs
 /// `lungseg_predict_uncertainty` on it. A patch reaching outside the scan is filled with
-/// -1000 HU there (and logged at WARN).
+/// -1000 HU there (and logged at WARN). A volume the model is not meant for
+/// (`lungseg_model_admits_volume` false: coarser than `lungseg_model_get_max_scan_spacing_mm`)
+/// sets `needs_review` whatever the score (and logs at WARN).
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
     model: *const lungseg_model,
@@ -895,15 +946,31 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
             out,
             measures: arg_versioned_out(call.measures, "opts->structure_measures")?,
             extra: &[],
+            scan_spacing: None,
         };
         call.hooks.control(|ctl| {
+            warn_intended_use(m, v, ctl);
             let r = mc_at(m, v, c, &call, dst, ctl);
             log_failure(ctl, r)
         })
     })
 }
 
-/// The model's patch around world point `c` of `v` through [`mc_patch`].
+/// Logs at WARN, once per call, that `v` is outside the model's intended use.
+pub(super) fn warn_intended_use(
+    m: &lungseg_model,
+    v: &crate::volume::Volume,
+    ctl: &mc::RunControl<'_>,
+) {
+    let spacing = v.geometry.spacing;
+    let intended = IntendedUse::of(m.inner.config());
+    if !intended.admits(spacing) {
+        ctl.log(mc::LogLevel::Warn, || intended.describe(spacing));
+    }
+}
+
+/// The model's patch around world point `c` of `v` through [`mc_patch`], flagged when `v` is
+/// outside the model's intended use.
 pub(super) fn mc_at(
     m: &lungseg_model,
     v: &crate::volume::Volume,
@@ -912,6 +979,10 @@ pub(super) fn mc_at(
     dst: PatchOut<'_>,
     ctl: &mut mc::RunControl<'_>,
 ) -> Result<()> {
+    let dst = PatchOut {
+        scan_spacing: Some(v.geometry.spacing),
+        ..dst
+    };
     let spec = patch_spec(m);
     with_patch_buffer(spec.len(), |hu| {
         patch::extract_hu(v, c, &spec, hu)?;

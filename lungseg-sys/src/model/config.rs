@@ -79,6 +79,10 @@ pub struct ModelConfig {
     /// `mask_threshold`.
     pub point_mask_threshold: f32,
     pub point_radius_mm: f64,
+    /// The coarsest voxel spacing (mm, any axis) of the scans the model is meant for
+    /// (`max_scan_spacing_mm`, format version 8; default 0: any); a patch at a point of a
+    /// coarser scan is flagged for review whatever its score (`crate::intended_use`).
+    pub max_scan_spacing_mm: f64,
     /// Calibrated probabilities by distance band from the final mask (`probability_map`;
     /// default none: the mean is the probability); `crate::probability_map`. It changes no
     /// output an older reader gives (the mean, the masks, the scores), so it needs no newer
@@ -108,6 +112,7 @@ impl Default for ModelConfig {
             min_component_spare_radius_mm: 0.0,
             point_mask_threshold: 0.0,
             point_radius_mm: 0.0,
+            max_scan_spacing_mm: 0.0,
             probability_map: None,
         }
     }
@@ -212,6 +217,9 @@ impl ModelConfig {
         }
         if let Some(v) = raw.point_radius_mm {
             cfg.point_radius_mm = v;
+        }
+        if let Some(v) = raw.max_scan_spacing_mm {
+            cfg.max_scan_spacing_mm = v;
         }
         cfg.probability_map = raw.probability_map;
         cfg.check()?;
@@ -320,6 +328,13 @@ impl ModelConfig {
                 "config.point_mask_threshold = {t} must be in [0, 1] and config.point_radius_mm = {r} in [0, {diagonal_mm}] (the patch's diagonal)"
             )));
         }
+        // Coarser than 100 mm is no CT; 0 admits every scan.
+        let v = self.max_scan_spacing_mm;
+        if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+            return Err(Error::format(format!(
+                "config.max_scan_spacing_mm = {v} must be in [0, 100] (0: any scan)"
+            )));
+        }
         if let Some(map) = &self.probability_map {
             map.check()?;
         }
@@ -345,6 +360,7 @@ struct RawConfig {
     min_component_spare_radius_mm: Option<f64>,
     point_mask_threshold: Option<f64>,
     point_radius_mm: Option<f64>,
+    max_scan_spacing_mm: Option<f64>,
     probability_map: Option<ProbabilityMap>,
 }
 
@@ -514,6 +530,9 @@ mod tests {
         let c =
             ModelConfig::from_json(r#"{"point_mask_threshold":0.3,"point_radius_mm":8}"#).unwrap();
         assert_eq!((c.point_mask_threshold, c.point_radius_mm), (0.3, 8.0));
+        assert_eq!(c.max_scan_spacing_mm, 0.0);
+        let c = ModelConfig::from_json(r#"{"max_scan_spacing_mm":2.5}"#).unwrap();
+        assert_eq!(c.max_scan_spacing_mm, 2.5);
         assert_eq!(c.probability_map, None);
         let c = ModelConfig::from_json(
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9],[0,0.5]]}}"#,
@@ -551,6 +570,8 @@ mod tests {
             r#"{"point_radius_mm":-1}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"point_radius_mm":7}"#,
             r#"{"channels":[4],"patch_size":[4,4,4],"min_component_spare_radius_mm":7}"#,
+            r#"{"max_scan_spacing_mm":-1}"#,
+            r#"{"max_scan_spacing_mm":101}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.9,0.1],[0,0.5]]}}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9]]}}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1]}}"#,

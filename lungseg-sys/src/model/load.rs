@@ -26,8 +26,10 @@ pub const FORMAT: &str = "lungseg-unet3d";
 /// The newest `format_version` this reader understands: 2 adds `config.dropout.levels`, 3
 /// adds `config.mask_threshold`, 4 `config.test_time_flips`, 5 `config.min_component_mm3`, 6
 /// `config.min_component_spare_radius_mm`, 7 `config.point_mask_threshold` and
-/// `config.point_radius_mm`.
-pub const FORMAT_VERSION: &str = "7";
+/// `config.point_radius_mm`, 8 `config.max_scan_spacing_mm`.
+pub const FORMAT_VERSION: &str = "8";
+/// Version 7 (`config.point_mask_threshold`, `config.point_radius_mm`).
+pub const FORMAT_VERSION_V7: &str = "7";
 /// Version 6 (`config.min_component_spare_radius_mm`).
 pub const FORMAT_VERSION_V6: &str = "6";
 /// Version 5 (`config.min_component_mm3`).
@@ -42,13 +44,14 @@ pub const FORMAT_VERSION_V2: &str = "2";
 /// open them.
 pub const FORMAT_VERSION_V1: &str = "1";
 /// Every version this reader opens, oldest first.
-const VERSIONS: [&str; 7] = [
+const VERSIONS: [&str; 8] = [
     FORMAT_VERSION_V1,
     FORMAT_VERSION_V2,
     FORMAT_VERSION_V3,
     FORMAT_VERSION_V4,
     FORMAT_VERSION_V5,
     FORMAT_VERSION_V6,
+    FORMAT_VERSION_V7,
     FORMAT_VERSION,
 ];
 
@@ -60,8 +63,10 @@ const VERSIONS: [&str; 7] = [
 pub fn required_format_version(config: &ModelConfig) -> &'static str {
     let small = crate::mask::SmallComponents::of(config).canonical();
     let point = crate::mask::PointRule::of(config).canonical(config.mask_threshold);
-    if point != crate::mask::PointRule::default() {
+    if config.max_scan_spacing_mm != 0.0 {
         FORMAT_VERSION
+    } else if point != crate::mask::PointRule::default() {
+        FORMAT_VERSION_V7
     } else if small.spare_radius_mm != 0.0 {
         FORMAT_VERSION_V6
     } else if small.min_mm3 != 0.0 {
@@ -155,6 +160,8 @@ fn config_of(meta: &Metadata, version: &str) -> Result<ModelConfig> {
     let needed = required_format_version(&config);
     if version_rank(version) < version_rank(needed) {
         let what = if needed == FORMAT_VERSION {
+            "config.max_scan_spacing_mm other than 0"
+        } else if needed == FORMAT_VERSION_V7 {
             "config.point_mask_threshold below the mask threshold with config.point_radius_mm other than 0"
         } else if needed == FORMAT_VERSION_V6 {
             "config.min_component_spare_radius_mm other than 0 (with a minimum component)"

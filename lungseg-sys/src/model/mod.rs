@@ -15,7 +15,7 @@ pub use config::{
 pub use dropout::LevelSet;
 pub use load::{
     required_format_version, FORMAT, FORMAT_VERSION, FORMAT_VERSION_V1, FORMAT_VERSION_V2,
-    FORMAT_VERSION_V3, FORMAT_VERSION_V4, FORMAT_VERSION_V5, FORMAT_VERSION_V6,
+    FORMAT_VERSION_V3, FORMAT_VERSION_V4, FORMAT_VERSION_V5, FORMAT_VERSION_V6, FORMAT_VERSION_V7,
 };
 pub use network::Network;
 #[cfg(feature = "cuda")]

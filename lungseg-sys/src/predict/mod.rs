@@ -97,8 +97,13 @@ pub struct PatchSummary {
     pub uncertainty_score: f32,
     /// Which score `uncertainty_score` is.
     pub review_score: ReviewScore,
-    /// `uncertainty_score > threshold` (the caller's override or the model's).
+    /// `uncertainty_score > threshold` (the caller's override or the model's), or the scan is
+    /// outside the model's intended use.
     pub needs_review: bool,
+    /// The patch's scan is coarser than the model is meant for
+    /// ([`crate::intended_use::IntendedUse`]): `needs_review` whatever the score. Set only by
+    /// calls that know the scan; false for a patch passed from memory.
+    pub outside_intended_use: bool,
     pub n_samples: u32,
     /// Structure-wise agreement of the sample masks (Roy et al. 2019).
     pub structure: StructureMeasures,
@@ -633,6 +638,7 @@ fn summarise(
         uncertainty_score: score,
         review_score,
         needs_review: score > threshold,
+        outside_intended_use: false,
         n_samples: stats.samples(),
         structure,
         scores,

@@ -755,6 +755,14 @@ pub(crate) fn set_config_key(
     set_config(file, config)
 }
 
+/// Removes one `config` key (its default applies) and sets the `format_version` the
+/// resulting config needs.
+pub(crate) fn remove_config_key(file: &mut ModelFile, key: &str) -> Result<()> {
+    let mut config = file.json_object("config")?;
+    config.remove(key);
+    set_config(file, config)
+}
+
 /// Replaces `config` and sets the `format_version` it needs, once the library's own parser
 /// accepts it.
 fn set_config(

@@ -17,6 +17,7 @@ mod seg;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use lungseg::intended_use::IntendedUse;
 use lungseg::mc::{self, McOptions, RunControl, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg::patch::{self, PatchSpec};
@@ -164,6 +165,8 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         review_score: score.name().to_string(),
         review_threshold: threshold,
         probability_map: calibrated,
+        max_scan_spacing_mm: model.config().max_scan_spacing_mm,
+        scan_admitted: IntendedUse::of(model.config()).admits(volume.geometry.spacing),
         scan_maps: scan_files,
         dicom_seg,
         points: results,
@@ -275,7 +278,8 @@ fn predict_point(
         entropy: Some(&mut work.entropy),
         mutual_info: Some(&mut work.mutual_info),
     };
-    let summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
+    let mut summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
+    IntendedUse::of(model.config()).apply(volume.geometry.spacing, &mut summary);
     work.final_mask(model.config())?;
     lungseg::probability_map::calibrated_probability(
         model.config(),

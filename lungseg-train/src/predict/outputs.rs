@@ -29,6 +29,10 @@ pub struct Predictions {
     /// (`lungseg_calibrated_probability`) and `mean` maps the MC mean; without one the
     /// scan's `probability` is the MC mean.
     pub probability_map: bool,
+    /// The coarsest scan spacing the model is meant for (mm; 0: any) and whether this scan is
+    /// within it; outside it every point needs review (`lungseg::intended_use`).
+    pub max_scan_spacing_mm: f64,
+    pub scan_admitted: bool,
     /// Map name → file, on the scan's grid.
     pub scan_maps: BTreeMap<String, String>,
     /// The DICOM SEG file (`--dicom-seg`).

@@ -86,6 +86,12 @@ impl Default for SynthConfig {
 }
 
 impl SynthConfig {
+    /// The coarsest voxel spacing (mm, any axis) of the scans this config draws: a model
+    /// trained on them is meant for scans up to it (`lungseg::intended_use`).
+    pub fn max_spacing_mm(&self) -> f64 {
+        self.spacing_xy_mm.1.max(self.spacing_z_mm.1)
+    }
+
     fn validate(&self) -> Result<()> {
         let range_ok =
             |(lo, hi): (f64, f64)| lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi;

@@ -411,3 +411,81 @@ fn probability_maps_are_calibrated_when_the_model_has_a_map() {
     assert_eq!(scan_mean, plain_prob);
     assert_ne!(read(&p.scan_maps["probability"]), scan_mean);
 }
+
+/// `set-intended-use` writes the limit, its version and its reason; `predict` on a scan coarser
+/// than the limit (2 mm slices against 1.5 mm) flags every point and changes nothing else, at
+/// the limit it changes nothing, and 0 takes the key out again.
+#[test]
+fn a_scan_coarser_than_the_models_limit_needs_review_everywhere() {
+    use lungseg_train::intended_use::SetIntendedUseArgs;
+    use lungseg_train::model_file::ModelFile;
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, volume) = write_scan(dir.path());
+    let points = vec![
+        volume.geometry.index_to_world([15.0, 14.0, 8.0]),
+        volume.geometry.index_to_world([28.0, 22.0, 12.0]),
+    ];
+    let run = |model: &Path, name: &str| {
+        let mut a = args(&scan, &dir.path().join(name));
+        a.points = points.clone();
+        a.model = Some(model.to_path_buf());
+        predict::run(&a).unwrap()
+    };
+    let plain = run(&model_path(), "plain");
+    assert!(plain.scan_admitted && plain.max_scan_spacing_mm == 0.0);
+    let limited = dir.path().join("limited.safetensors");
+    std::fs::copy(model_path(), &limited).unwrap();
+    let set = |mm: f64| {
+        SetIntendedUseArgs {
+            model: limited.clone(),
+            max_scan_spacing_mm: mm,
+            basis: "test scans 0.8-2 mm".into(),
+        }
+        .run()
+        .unwrap();
+        ModelFile::read(&limited).unwrap()
+    };
+    let file = set(1.5);
+    assert_eq!(file.metadata["format_version"], "8");
+    let provenance = file.json_object("provenance").unwrap();
+    assert_eq!(provenance["intended_use"]["max_scan_spacing_mm"], 1.5);
+    assert_eq!(provenance["intended_use"]["basis"], "test scans 0.8-2 mm");
+    let p = run(&limited, "coarse");
+    assert!(!p.scan_admitted);
+    assert_eq!(p.max_scan_spacing_mm, 1.5);
+    for (got, want) in p.points.iter().zip(&plain.points) {
+        assert!(got.summary.needs_review && got.summary.outside_intended_use);
+        let mut same = got.summary;
+        (same.needs_review, same.outside_intended_use) =
+            (want.summary.needs_review, want.summary.outside_intended_use);
+        assert_eq!(same, want.summary, "only the flag changes");
+    }
+    assert!(
+        plain.points.iter().any(|r| !r.summary.needs_review),
+        "some point is unflagged without the limit, or the test shows nothing"
+    );
+    set(2.0);
+    let p = run(&limited, "at-limit");
+    assert!(p.scan_admitted);
+    for (got, want) in p.points.iter().zip(&plain.points) {
+        assert_eq!(got.summary, want.summary);
+    }
+    let file = set(0.0);
+    assert!(!file
+        .json_object("config")
+        .unwrap()
+        .contains_key("max_scan_spacing_mm"));
+    let original = ModelFile::read(&model_path()).unwrap();
+    assert_eq!(
+        file.metadata["format_version"],
+        original.metadata["format_version"]
+    );
+    let e = SetIntendedUseArgs {
+        model: limited.clone(),
+        max_scan_spacing_mm: 1.5,
+        basis: " ".into(),
+    }
+    .run()
+    .unwrap_err();
+    assert!(e.to_string().contains("--basis"), "{e}");
+}

@@ -103,6 +103,7 @@ fn trained_run_exports_with_metadata_and_f16() {
             dtype,
             review,
             test_time_flips: 1,
+            max_scan_spacing_mm: 0.0,
         })
         .unwrap();
         let bytes = std::fs::read(&out).unwrap();
@@ -133,20 +134,31 @@ fn trained_run_exports_with_metadata_and_f16() {
     }
     // Flips other than 1 are written with the format version they need; others are refused.
     let flipped = tmp.path().join("model-flips.safetensors");
-    let with_flips = |test_time_flips| ExportOptions {
+    let with = |test_time_flips, max_scan_spacing_mm| ExportOptions {
         run: run.clone(),
         checkpoint: None,
         out: flipped.clone(),
         dtype: ExportDtype::F16,
         review: Review::default(),
         test_time_flips,
+        max_scan_spacing_mm,
     };
-    export(&with_flips(8)).unwrap();
+    let version = || {
+        let (_, header) = SafeTensors::read_metadata(&std::fs::read(&flipped).unwrap()).unwrap();
+        header.metadata().clone().unwrap()["format_version"].clone()
+    };
+    export(&with(8, 0.0)).unwrap();
     let m = lungseg::model::Model::open(&flipped).unwrap();
     assert_eq!(m.config().test_time_flips, 8);
-    let (_, header) = SafeTensors::read_metadata(&std::fs::read(&flipped).unwrap()).unwrap();
-    assert_eq!(header.metadata().clone().unwrap()["format_version"], "4");
-    assert!(export(&with_flips(3)).is_err());
+    assert_eq!(m.config().max_scan_spacing_mm, 0.0);
+    assert_eq!(version(), "4");
+    assert!(export(&with(3, 0.0)).is_err());
+    // A spacing limit is written with version 8; a negative one is refused.
+    export(&with(1, 2.5)).unwrap();
+    let m = lungseg::model::Model::open(&flipped).unwrap();
+    assert_eq!(m.config().max_scan_spacing_mm, 2.5);
+    assert_eq!(version(), "8");
+    assert!(export(&with(1, -1.0)).is_err());
 }
 
 #[test]

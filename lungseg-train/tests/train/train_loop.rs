@@ -252,6 +252,7 @@ fn init_starts_from_an_exported_model_and_refuses_another_network() {
                 threshold: 0.5,
             },
             test_time_flips: 1,
+            max_scan_spacing_mm: 0.0,
         })
         .unwrap();
         out
