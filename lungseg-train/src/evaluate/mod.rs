@@ -75,6 +75,7 @@ pub fn evaluate(
     let out = &opts.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut notes: Vec<String> = spacing_warning(&model, &ds, &idx).into_iter().collect();
+    notes.extend(intended_use_note(&model, &ds, &idx));
 
     let scored = score::score_patches(&model, &ds, &idx, opts.samples, opts.seed, &eval, on_patch)?;
     let pass_seconds = t0.elapsed().as_secs_f64();
@@ -145,6 +146,28 @@ pub fn evaluate(
 }
 
 /// A warning when a patch was resampled to another spacing than the model's.
+/// How many patches come from scans outside the model's intended use (flagged whatever their
+/// score, `score::run_patch`), when any do.
+fn intended_use_note(model: &Model, ds: &PatchDataset, idx: &[usize]) -> Option<String> {
+    let intended = lungseg::intended_use::IntendedUse::of(model.config());
+    let outside = idx
+        .iter()
+        .filter(|&&i| {
+            ds.records[i]
+                .scan_spacing_mm
+                .is_some_and(|s| !intended.admits(s))
+        })
+        .count();
+    (outside > 0).then(|| {
+        format!(
+            "{outside} of {} patches come from scans coarser than the {} mm the model is meant \
+             for (config.max_scan_spacing_mm): flagged for review whatever their score",
+            idx.len(),
+            intended.max_spacing_mm
+        )
+    })
+}
+
 fn spacing_warning(model: &Model, ds: &PatchDataset, idx: &[usize]) -> Option<String> {
     let cfg_spacing = model.config().spacing_mm;
     let r = idx.iter().map(|&i| &ds.records[i]).find(|r| {

@@ -2,6 +2,7 @@
 //! dropout-off baseline), streamed into [`EvalAccumulator`].
 
 use anyhow::{ensure, Context, Result};
+use lungseg::intended_use::IntendedUse;
 use lungseg::mc::{self, Flip, McOptions, PatchSummary, UncertaintyMaps};
 use lungseg::model::{Model, ReviewScore};
 
@@ -49,7 +50,9 @@ pub struct Maps {
     pub det: Vec<f32>,
 }
 
-/// MC dropout on one patch with its reproducible seed, and the deterministic baseline.
+/// MC dropout on one patch with its reproducible seed, and the deterministic baseline. The
+/// summary is flagged as the library flags a point of the patch's scan when that scan is
+/// outside the model's intended use (`PatchRecord::scan_spacing_mm`).
 pub fn run_patch(
     model: &Model,
     rec: &PatchRecord,
@@ -72,7 +75,7 @@ pub fn run_patch(
         review_threshold: None,
         review_score: None,
     };
-    let s = mc::predict_uncertainty(
+    let mut s = mc::predict_uncertainty(
         model,
         &patch.hu,
         &opts,
@@ -84,6 +87,9 @@ pub fn run_patch(
         },
     )
     .with_context(|| format!("patch {}", rec.id))?;
+    if let Some(spacing) = rec.scan_spacing_mm {
+        IntendedUse::of(model.config()).apply(spacing, &mut s);
+    }
     deterministic(model, &patch.hu, &mut m.det).with_context(|| format!("patch {}", rec.id))?;
     Ok((s, m))
 }

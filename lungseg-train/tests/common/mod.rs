@@ -79,6 +79,7 @@ pub fn write_dataset(dir: &Path, n: usize, n_train: usize, n_val: usize, seed: u
             diameter_mm: positive.then_some(2.0 * radius),
             spacing_mm: None,
             center_world: None,
+            scan_spacing_mm: None,
         };
         w.add(rec, &hu, &mask).unwrap();
     }

@@ -77,6 +77,7 @@ pub(crate) fn dataset_with(dir: &Path, partial: bool) -> PathBuf {
                 diameter_mm: (label == 1).then_some(diameter),
                 spacing_mm: Some([1.0; 3]),
                 center_world: Some([10.0 * i as f64, -20.0, -100.5]),
+                scan_spacing_mm: None,
             };
             w.add(rec, &hu, &mask).unwrap();
         }
@@ -549,6 +550,7 @@ fn evaluate_refuses_patches_of_another_size() {
         diameter_mm: None,
         spacing_mm: None,
         center_world: None,
+        scan_spacing_mm: None,
     };
     w.add(rec, &vec![-800.0; 4096], &[0; 4096]).unwrap();
     w.finish().unwrap();
@@ -563,5 +565,84 @@ fn evaluate_refuses_patches_of_another_size() {
     assert!(
         e.contains("the model expects [8, 12, 16]") && e.contains("--patch-size 16,12,8"),
         "{e}"
+    );
+}
+
+/// Patches whose manifest gives their scan's spacing are flagged as the library flags a point
+/// of that scan: with the model's limit below the spacing, every patch of the coarse scans
+/// needs review and nothing else changes; patches without a spacing, and scans within the
+/// limit, keep the score's decision.
+#[test]
+fn evaluation_flags_the_patches_of_scans_outside_the_intended_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    // The first scan of each split 5 mm apart, the next 1 mm, the rest without a spacing.
+    let manifest = data.join("manifest.jsonl");
+    let mut ds = PatchDataset::open(&data).unwrap();
+    for r in &mut ds.records {
+        r.scan_spacing_mm = match r.seriesuid.rsplit('.').next() {
+            Some("0") => Some([0.7, 0.7, 5.0]),
+            Some("1") => Some([0.7, 0.7, 1.0]),
+            _ => None,
+        };
+    }
+    let lines: Vec<String> = ds
+        .records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let run = |model: &Path, name: &str| {
+        let opts = EvaluateOptions {
+            split: "val".into(),
+            samples: 3,
+            seed: 4,
+            out: tmp.path().join(name),
+            samples_shown: 0,
+            ..Default::default()
+        };
+        evaluate::evaluate(model, &data, &opts, |_, _| {})
+            .unwrap()
+            .report
+    };
+    let plain_report = run(&model_path, "plain");
+    let plain = plain_report.metrics.patches.clone();
+    let limited = tmp.path().join("limited.safetensors");
+    std::fs::copy(&model_path, &limited).unwrap();
+    let mut file = lungseg_train::model_file::ModelFile::read(&limited).unwrap();
+    lungseg_train::intended_use::set_max_scan_spacing(&mut file, 2.5).unwrap();
+    lungseg_train::model_file::replace_file(&limited, &file.to_bytes().unwrap().0).unwrap();
+    let got_report = run(&limited, "limited");
+    let noted = |r: &lungseg_train::report::Report| {
+        r.notes
+            .iter()
+            .any(|n| n.contains("coarser than the 2.5 mm"))
+    };
+    assert!(noted(&got_report) && !noted(&plain_report));
+    let got = got_report.metrics.patches;
+    let spacing: std::collections::HashMap<_, _> = ds
+        .records
+        .iter()
+        .map(|r| (r.id.clone(), r.scan_spacing_mm))
+        .collect();
+    let mut coarse = 0;
+    for (g, p) in got.iter().zip(&plain) {
+        assert_eq!((&g.id, g.score, g.overlap), (&p.id, p.score, p.overlap));
+        if spacing[&g.id].is_some_and(|s| s[2] > 2.5) {
+            coarse += 1;
+            assert!(g.needs_review, "{}", g.id);
+        } else {
+            assert_eq!(g.needs_review, p.needs_review, "{}", g.id);
+        }
+    }
+    assert!(
+        coarse > 0,
+        "no patch of a coarse scan: the test shows nothing"
+    );
+    assert!(
+        plain
+            .iter()
+            .any(|p| !p.needs_review && spacing[&p.id].is_some_and(|s| s[2] > 2.5)),
+        "every coarse patch is flagged by its score alone: the test shows nothing"
     );
 }

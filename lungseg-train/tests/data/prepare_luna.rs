@@ -117,7 +117,24 @@ fn counts_splits_labels_and_determinism() {
     let ds = PatchDataset::open(&out).unwrap();
     assert_eq!(ds.records.len(), s.positives() + s.negatives());
     let mut split_of: HashMap<&str, &str> = HashMap::new();
+    let mut spacing_of: HashMap<&str, [f64; 3]> = HashMap::new();
     for r in &ds.records {
+        // Each patch carries its scan's voxel spacing (what the model's intended use is
+        // judged on), as the scan's header gives it.
+        let want = *spacing_of.entry(&r.seriesuid).or_insert_with(|| {
+            let path = scan_path(&input, &r.seriesuid);
+            lungseg::mhd::read(&path, &Default::default())
+                .unwrap()
+                .geometry
+                .spacing
+        });
+        // To 1e-12: the manifest's went through serde_json (see the diameters below).
+        let got = r.scan_spacing_mm.expect("a scan spacing");
+        assert!(
+            got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{}: {got:?} against {want:?}",
+            r.id
+        );
         let prev = split_of.insert(&r.seriesuid, &r.split);
         assert!(
             prev.is_none_or(|p| p == r.split),

@@ -102,6 +102,7 @@ fn pool(dir: &Path) -> PathBuf {
             diameter_mm: None,
             spacing_mm: Some([1.0, 1.0, 2.0]),
             center_world: None,
+            scan_spacing_mm: None,
         };
         w.add(rec, &hu, &mask).unwrap();
     };
