@@ -89,7 +89,7 @@ int main(int argc, char **argv) try {
     // The structure-wise measures of the sample masks (Roy et al. 2019) come back here.
     auto structure = lungseg::options<lungseg_structure_measures>();
     mc.structure_measures = &structure;
-    // 1.25 mm slices: within any model's intended use that names one (the default's 2.5 mm).
+    // 1.25 mm slices: within any model's intended use that names one (the default's 5 mm).
     const double max_spacing = model.max_scan_spacing_mm();
     std::printf("intended use: %s\n", max_spacing > 0.0
                                            ? (model.admits(volume) ? "this scan is within it"
