@@ -34,8 +34,11 @@ std::vector<int16_t> synthetic_ct() {
     return ct;
 }
 
-lungseg::Volume volume_from_memory(const std::vector<int16_t> &ct) {
+// A host that decoded DICOM passes its Slice Thickness (0018,0050) too: a slice thicker than
+// the step between slices makes the scan that coarse for the model's intended use.
+lungseg::Volume volume_from_memory(const std::vector<int16_t> &ct, double slice_thickness_mm) {
     auto desc = lungseg::options<lungseg_volume_desc>();
+    desc.slice_thickness_mm = slice_thickness_mm;
     desc.pixel_type = LUNGSEG_PIXEL_INT16;
     desc.dims[0] = NX, desc.dims[1] = NY, desc.dims[2] = NZ;
     desc.spacing[0] = desc.spacing[1] = 0.7, desc.spacing[2] = 1.25;
@@ -72,7 +75,8 @@ int main(int argc, char **argv) try {
                 info.patch_size[0], info.patch_size[1], info.patch_size[2], info.device_name);
 
     const std::vector<int16_t> ct = synthetic_ct();
-    const lungseg::Volume volume = volume_from_memory(ct);
+    const lungseg::Volume volume = volume_from_memory(ct, 1.25);
+    if (volume.slice_thickness_mm() != 1.25) throw std::runtime_error("slice thickness lost");
     // The ball's centre, on a scan voxel so the map read back there is the patch's centre value.
     const lungseg::Point3 center = volume.voxel_to_world({24, 20, 16});
 
@@ -97,6 +101,9 @@ int main(int argc, char **argv) try {
                                            : "any voxel spacing");
     if (max_spacing >= 1.25 && !model.admits(volume))
         throw std::runtime_error("a scan within the model's spacing limit was not admitted");
+    // The same pixels reconstructed thicker than the limit (overlapping slices, same spacing).
+    if (max_spacing > 0.0 && model.admits(volume_from_memory(ct, 2.0 * max_spacing)))
+        throw std::runtime_error("slices twice the limit thick were admitted");
     const lungseg_patch_summary s = model.predict_uncertainty_at(volume, center, maps, &mc);
     std::printf("summary: %u samples, %lu foreground voxels, score %.5f vs %.5f -> %s\n",
                 s.n_samples, (unsigned long)s.foreground_voxels, s.uncertainty_score,

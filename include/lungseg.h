@@ -289,6 +289,13 @@ typedef struct lungseg_mc_options {
   // NULL, or the host's hooks into the call: cancel flag, progress and log callbacks
   // (`lungseg_run_options`).
   const struct lungseg_run_options *run;
+  // V4: the resolution of the scan the patch comes from, mm per axis (x, y, z): its voxel
+  // spacing, along z its slice thickness where that is coarser. All 0 = not stated; else
+  // each finite and > 0. A patch passed from memory (`lungseg_predict_uncertainty`) then
+  // gets `needs_review` when the model is not meant for such a scan, as a point of a volume
+  // does (`lungseg_model_admits_volume`); the point and batch calls judge their volume's own
+  // resolution and this one, and flag if either is too coarse.
+  double scan_resolution_mm[3];
 } lungseg_mc_options;
 
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
@@ -357,6 +364,11 @@ typedef struct lungseg_volume_desc {
   double rescale_intercept;
   // Refuse volumes with more voxels than this (0 = default, as `lungseg_open_options`).
   uint64_t max_voxels;
+  // V2: the reconstructed slice thickness along z in mm, as DICOM Slice Thickness (0018,0050)
+  // states it (0 = not stated; else finite and > 0). A slice thicker than the z spacing
+  // (overlapping reconstruction) makes the scan as coarse as its thickness for the model's
+  // intended use (`lungseg_model_admits_volume`).
+  double slice_thickness_mm;
 } lungseg_volume_desc;
 
 // Options for `lungseg_model_open` (NULL = defaults: AUTO device, GPU 0, all cores, 2 GiB
@@ -624,11 +636,13 @@ enum lungseg_status lungseg_model_get_point_radius_mm(const struct lungseg_model
 enum lungseg_status lungseg_model_get_max_scan_spacing_mm(const struct lungseg_model *model,
                                                           double *out);
 
-// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing
+// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing, and no
+// slice thickness where the volume states one (`lungseg_volume_get_slice_thickness`),
 // coarser than `lungseg_model_get_max_scan_spacing_mm` (by more than 0.001 mm, header
 // rounding), or the model names no limit. When false, `lungseg_predict_uncertainty_at` and
 // the batch set `needs_review` on every patch of it whatever the score; a host that cuts
-// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once.
+// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once, or
+// states its resolution in `lungseg_mc_options.scan_resolution_mm`.
 enum lungseg_status lungseg_model_admits_volume(const struct lungseg_model *model,
                                                 const struct lungseg_volume *volume,
                                                 bool *out);
@@ -780,6 +794,13 @@ void lungseg_volume_free(struct lungseg_volume *volume);
 // Describes a volume's geometry and storage.
 enum lungseg_status lungseg_volume_get_info(const struct lungseg_volume *volume,
                                             struct lungseg_volume_info *out);
+
+// The volume's reconstructed slice thickness along z in mm, written to `*out_mm`: DICOM Slice
+// Thickness (0018,0050) of a series (its thickest slice), or `lungseg_volume_desc`'s
+// `slice_thickness_mm`; 0 when the source states none (MetaImage never does). A thickness
+// above the z spacing makes the scan that coarse for `lungseg_model_admits_volume`.
+enum lungseg_status lungseg_volume_get_slice_thickness(const struct lungseg_volume *volume,
+                                                       double *out_mm);
 
 // Copies every voxel as float HU (x fastest, then y, then z) into `dst`, which must hold
 // exactly dims[0] * dims[1] * dims[2] floats. Fails for multi-channel volumes.

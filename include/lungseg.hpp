@@ -159,6 +159,14 @@ public:
         detail::check(lungseg_volume_get_info(get(), &out), "lungseg_volume_get_info");
         return out;
     }
+    // The reconstructed slice thickness along z in mm (DICOM Slice Thickness, or the
+    // description's); 0 when the source states none.
+    double slice_thickness_mm() const {
+        double t = 0.0;
+        detail::check(lungseg_volume_get_slice_thickness(get(), &t),
+                      "lungseg_volume_get_slice_thickness");
+        return t;
+    }
     void copy_hu(float *dst, size_t dst_len) const {
         detail::check(lungseg_volume_copy_hu(get(), dst, dst_len), "lungseg_volume_copy_hu");
     }
@@ -270,7 +278,8 @@ public:
                       "lungseg_model_get_max_scan_spacing_mm");
         return v;
     }
-    // Whether `volume` is within that: if not, every patch of it comes back needing review.
+    // Whether `volume` is within that (its spacing, and its slice thickness where stated): if
+    // not, every patch of it comes back needing review.
     bool admits(const Volume &volume) const {
         bool ok = false;
         detail::check(lungseg_model_admits_volume(get(), volume.get(), &ok),

@@ -274,6 +274,11 @@ impl McChoice {
         };
         let (raw_samples, measures_size) = (b.u32(), b.u32() % 80);
         let (opts_size, score_word) = (b.u32() % 64, b.u32());
+        // 63 (no version's size) stands for the whole struct, so the newest fields are reached.
+        let opts_size = match opts_size {
+            63 => size_of::<lungseg_mc_options>() as u32,
+            s => s,
+        };
         let (seed, override_review_threshold, review_threshold) = (b.u64(), b.u32() % 3, b.f32());
         let plen = if sel & 0x40 != 0 {
             (b.u32() as usize) % cap
@@ -349,7 +354,18 @@ impl McChoice {
             },
             review_score: self.score_word % 10,
             run: if self.want_run() { run } else { null() },
+            scan_resolution_mm: self.scan_resolution(),
         })
+    }
+
+    /// From the seed's top bits: not stated, a thick scan, a thin one, or an invalid one.
+    fn scan_resolution(&self) -> [f64; 3] {
+        match self.seed >> 62 {
+            0 => [0.0; 3],
+            1 => [0.7, 0.7, 5.0],
+            2 => [1.0; 3],
+            _ => [f64::NAN, 1.0, -2.0],
+        }
     }
 
     /// The options struct is passed and its `struct_size` covers `field` (at `offset`).

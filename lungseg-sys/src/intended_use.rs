@@ -4,11 +4,15 @@
 //! does not send such a scan to a radiologist. Cleared nodule tools state the slice thickness
 //! they accept for the same reason. A model file names the coarsest voxel spacing it is meant
 //! for (`config.max_scan_spacing_mm`, format version 8); a patch predicted at a point of a
-//! scan coarser than that along any axis is flagged for review whatever its score.
+//! scan coarser than that along any axis is flagged for review whatever its score. What is
+//! judged is the scan's resolution (`Volume::resolution_mm`): its spacing, or along the slice
+//! axis its slice thickness where the source states a coarser one, because a 5 mm
+//! reconstruction stored every 2.5 mm blurs a small nodule as a 5 mm one does.
 //!
 //! Only calls that know the scan apply it (a point of a volume: `lungseg_predict_uncertainty_at`,
-//! the batch, `lungseg-train predict`); a patch passed from memory has no scan spacing, and its
-//! host checks the scan once with `lungseg_model_admits_volume`.
+//! the batch, `lungseg-train predict`); a patch passed from memory has no scan, so its host
+//! states the scan's resolution (`lungseg_mc_options.scan_resolution_mm`) or checks the scan
+//! once with `lungseg_model_admits_volume`.
 
 use crate::mc::PatchSummary;
 use crate::model::ModelConfig;
@@ -31,29 +35,31 @@ impl IntendedUse {
         }
     }
 
-    /// Whether a scan of voxel `spacing` (mm, per index axis) is one the model is meant for:
-    /// no axis coarser than the limit (by more than [`SPACING_TOLERANCE_MM`]).
-    pub fn admits(&self, spacing: [f64; 3]) -> bool {
+    /// Whether a scan of `resolution` (mm per index axis: `Volume::resolution_mm`, or the
+    /// voxel spacing where no thickness is known) is one the model is meant for: no axis
+    /// coarser than the limit (by more than [`SPACING_TOLERANCE_MM`]).
+    pub fn admits(&self, resolution: [f64; 3]) -> bool {
         self.max_spacing_mm == 0.0
-            || spacing
+            || resolution
                 .iter()
                 .all(|&s| s <= self.max_spacing_mm + SPACING_TOLERANCE_MM)
     }
 
-    /// Flags `summary` for review when its scan (`spacing`) is outside the intended use.
-    pub fn apply(&self, spacing: [f64; 3], summary: &mut PatchSummary) {
-        if !self.admits(spacing) {
+    /// Flags `summary` for review when its scan (`resolution`) is outside the intended use.
+    pub fn apply(&self, resolution: [f64; 3], summary: &mut PatchSummary) {
+        if !self.admits(resolution) {
             summary.outside_intended_use = true;
             summary.needs_review = true;
         }
     }
 
-    /// Why a scan of `spacing` is outside the intended use, for logs and messages.
-    pub fn describe(&self, spacing: [f64; 3]) -> String {
+    /// Why a scan of `resolution` is outside the intended use, for logs and messages.
+    pub fn describe(&self, resolution: [f64; 3]) -> String {
         format!(
-            "the scan's voxel spacing ({:.3}, {:.3}, {:.3}) mm is coarser than the {:.3} mm the \
-             model is meant for (config.max_scan_spacing_mm): every patch is flagged for review",
-            spacing[0], spacing[1], spacing[2], self.max_spacing_mm
+            "the scan's resolution ({:.3}, {:.3}, {:.3}) mm (voxel spacing, or the slice \
+             thickness where coarser) is coarser than the {:.3} mm the model is meant for \
+             (config.max_scan_spacing_mm): every patch is flagged for review",
+            resolution[0], resolution[1], resolution[2], self.max_spacing_mm
         )
     }
 }

@@ -63,6 +63,11 @@ fn assert_matches(name: &str, v: &Volume, exp: &Value) {
     assert_close(name, "origin", &g.origin, &floats(&exp["origin"]));
     let direction = g.direction_row_major();
     assert_close(name, "direction", &direction, &floats(&exp["direction"]));
+    assert_eq!(
+        v.slice_thickness_mm,
+        exp["slice_thickness_mm"].as_f64(),
+        "{name}: slice thickness (GDCM's 0018|0050, thickest slice)"
+    );
     let mut hu = vec![0f32; g.voxel_count()];
     v.copy_f32(&mut hu).unwrap();
     let want = floats(&exp["hu"]);
@@ -204,7 +209,42 @@ const BROKEN: &[(&str, ErrorKind, &[&str])] = &[
         ErrorKind::Format,
         &["no DICOM image", "subfolders are not searched"],
     ),
+    (
+        "negative_thickness",
+        ErrorKind::Format,
+        &[
+            "SliceThickness (0018,0050) = \"-5\" is not a valid value",
+            "IM",
+        ],
+    ),
 ];
+
+/// 5 mm slices every 2.5 mm: the spacing is the step, the resolution along z the thickness,
+/// and through the C ABI the thickness reads back.
+#[test]
+fn an_overlapping_reconstruction_resolves_its_thickness() {
+    let v = open("thick_overlapping", None).unwrap();
+    assert_eq!(v.geometry.spacing[2], 2.5);
+    assert_eq!(v.slice_thickness_mm, Some(5.0));
+    assert_eq!(v.resolution_mm(), [0.6, 0.7, 5.0]);
+    let none = open("no_thickness", None).unwrap();
+    assert_eq!(none.slice_thickness_mm, None);
+    assert_eq!(none.resolution_mm(), none.geometry.spacing);
+
+    for (folder, want) in [("thick_overlapping", 5.0), ("no_thickness", 0.0)] {
+        let dir = CString::new(fixtures().join(folder).to_str().unwrap()).unwrap();
+        let mut v = null_mut();
+        let st = unsafe { lungseg_volume_open_dicom(dir.as_ptr(), null(), &mut v) };
+        assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
+        let mut t = f64::NAN;
+        assert_eq!(
+            unsafe { lungseg_volume_get_slice_thickness(v, &mut t) },
+            lungseg_status::LUNGSEG_OK
+        );
+        assert_eq!(t, want, "{folder}");
+        unsafe { lungseg_volume_free(v) };
+    }
+}
 
 #[test]
 fn broken_series_are_refused_with_the_reason() {

@@ -40,9 +40,11 @@ pub struct PatchRecord {
     /// Patch centre in world coordinates (mm, x y z).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub center_world: Option<[f64; 3]>,
-    /// Voxel spacing (mm, x y z) of the scan the patch was cut from: whether the scan is one
-    /// the model is meant for (`lungseg::intended_use`) is judged on it, as the library judges
-    /// a point of that scan. None (datasets written without it): not judged.
+    /// Resolution (mm, x y z) of the scan the patch was cut from (`Volume::resolution_mm`: the
+    /// voxel spacing, along z the slice thickness where the scan states a coarser one):
+    /// whether the scan is one the model is meant for (`lungseg::intended_use`) is judged on
+    /// it, as the library judges a point of that scan. None (datasets written without it): not
+    /// judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_spacing_mm: Option<[f64; 3]>,
 }

@@ -737,8 +737,8 @@ fn run_predict(a: &lungseg_train::predict::PredictArgs) -> anyhow::Result<()> {
     let flagged = p.points.iter().filter(|r| r.summary.needs_review).count();
     if !p.scan_admitted {
         println!(
-            "the scan is coarser than the {} mm voxel spacing the model is meant for: every \
-             point needs review",
+            "the scan is coarser than the {} mm the model is meant for (voxel spacing, or slice \
+             thickness where stated): every point needs review",
             p.max_scan_spacing_mm
         );
     }

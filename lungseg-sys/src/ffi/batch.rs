@@ -61,7 +61,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
         disjoint(&arrays)?;
         call.hooks.control(|ctl| {
             ctl.expect(n_points as u64 * u64::from(call.opts.n_samples));
-            warn_intended_use(m, v, ctl);
+            warn_intended_use(m, call.resolution_with(Some(v.resolution_mm())), ctl);
             let started = std::time::Instant::now();
             let mut flagged = 0usize;
             for i in 0..n_points {
@@ -70,7 +70,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
                     out: arg_out(out.add(i), "out")?,
                     measures: measures.get(i)?,
                     extra: &arrays,
-                    scan_spacing: None,
+                    scan_resolution: None,
                 };
                 let r = check_center(c).and_then(|()| mc_at(m, v, c, &call, dst, ctl));
                 log_failure(

@@ -37,6 +37,11 @@ pub struct lungseg_volume_desc {
     pub rescale_intercept: f64,
     /// Refuse volumes with more voxels than this (0 = default, as `lungseg_open_options`).
     pub max_voxels: u64,
+    /// V2: the reconstructed slice thickness along z in mm, as DICOM Slice Thickness (0018,0050)
+    /// states it (0 = not stated; else finite and > 0). A slice thicker than the z spacing
+    /// (overlapping reconstruction) makes the scan as coarse as its thickness for the model's
+    /// intended use (`lungseg_model_admits_volume`).
+    pub slice_thickness_mm: f64,
 }
 versioned!(lungseg_volume_desc, v1 = 192, v1_last = max_voxels);
 
@@ -68,6 +73,7 @@ fn desc_from(d: &lungseg_volume_desc) -> Result<MemoryDesc> {
             0 => crate::mhd::ReadOptions::default().max_voxels,
             n => n,
         },
+        slice_thickness_mm: (d.slice_thickness_mm != 0.0).then_some(d.slice_thickness_mm),
     })
 }
 

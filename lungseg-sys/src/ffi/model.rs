@@ -131,6 +131,13 @@ pub struct lungseg_mc_options {
     /// NULL, or the host's hooks into the call: cancel flag, progress and log callbacks
     /// (`lungseg_run_options`).
     pub run: *const lungseg_run_options,
+    /// V4: the resolution of the scan the patch comes from, mm per axis (x, y, z): its voxel
+    /// spacing, along z its slice thickness where that is coarser. All 0 = not stated; else
+    /// each finite and > 0. A patch passed from memory (`lungseg_predict_uncertainty`) then
+    /// gets `needs_review` when the model is not meant for such a scan, as a point of a volume
+    /// does (`lungseg_model_admits_volume`); the point and batch calls judge their volume's own
+    /// resolution and this one, and flag if either is too coarse.
+    pub scan_resolution_mm: [f64; 3],
 }
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
@@ -611,11 +618,13 @@ pub unsafe extern "C" fn lungseg_model_get_max_scan_spacing_mm(
     })
 }
 
-/// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing
+/// Whether `volume` is a scan `model` is meant for, written to `*out`: no voxel spacing, and no
+/// slice thickness where the volume states one (`lungseg_volume_get_slice_thickness`),
 /// coarser than `lungseg_model_get_max_scan_spacing_mm` (by more than 0.001 mm, header
 /// rounding), or the model names no limit. When false, `lungseg_predict_uncertainty_at` and
 /// the batch set `needs_review` on every patch of it whatever the score; a host that cuts
-/// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once.
+/// patches itself and calls `lungseg_predict_uncertainty` checks the scan here, once, or
+/// states its resolution in `lungseg_mc_options.scan_resolution_mm`.
 #[no_mangle]
 pub unsafe extern "C" fn lungseg_model_admits_volume(
     model: *const lungseg_model,
@@ -626,7 +635,7 @@ pub unsafe extern "C" fn lungseg_model_admits_volume(
         let m = arg_ref(model, "model")?;
         let v = &arg_ref(volume, "volume")?.inner;
         let out = arg_mut(out, "out")?;
-        *out = IntendedUse::of(m.inner.config()).admits(v.geometry.spacing);
+        *out = IntendedUse::of(m.inner.config()).admits(v.resolution_mm());
         Ok(())
     })
 }
@@ -799,6 +808,8 @@ pub(super) struct McCall {
     pub(super) threshold: f32,
     pub(super) measures: *mut lungseg_structure_measures,
     pub(super) hooks: Hooks,
+    /// `opts->scan_resolution_mm`, when stated.
+    pub(super) scan_resolution: Option<[f64; 3]>,
 }
 
 impl McCall {
@@ -815,8 +826,31 @@ impl McCall {
             threshold,
             measures: c.structure_measures,
             hooks: Hooks::from_c(c.run, "opts->run")?,
+            scan_resolution: scan_resolution_from(c.scan_resolution_mm)?,
         })
     }
+
+    /// The resolution the call judges the scan by: the caller's and `volume`'s (a volume's
+    /// own), axis by axis the coarser; `None` when neither is known.
+    pub(super) fn resolution_with(&self, volume: Option<[f64; 3]>) -> Option<[f64; 3]> {
+        match (self.scan_resolution, volume) {
+            (Some(a), Some(b)) => Some(std::array::from_fn(|i| a[i].max(b[i]))),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// `lungseg_mc_options.scan_resolution_mm`: all 0 is not stated.
+fn scan_resolution_from(r: [f64; 3]) -> Result<Option<[f64; 3]>> {
+    if r == [0.0; 3] {
+        return Ok(None);
+    }
+    if r.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+        return Err(Error::invalid(format!(
+            "opts.scan_resolution_mm {r:?} must be all 0 (not stated) or each finite and > 0"
+        )));
+    }
+    Ok(Some(r))
 }
 
 /// Where one patch's results go.
@@ -825,10 +859,10 @@ pub(super) struct PatchOut<'a> {
     pub(super) measures: Option<VersionedOut<lungseg_structure_measures>>,
     /// More caller buffers the maps must not overlap (a batch's arrays).
     pub(super) extra: &'a [Region],
-    /// The voxel spacing of the scan the patch was cut from, when the call knows it: the
-    /// summary is flagged when the model is not meant for such a scan
+    /// The resolution of the scan the patch was cut from (`Volume::resolution_mm`), when the
+    /// call knows it: the summary is flagged when the model is not meant for such a scan
     /// (`crate::intended_use`).
-    pub(super) scan_spacing: Option<[f64; 3]>,
+    pub(super) scan_resolution: Option<[f64; 3]>,
 }
 
 /// One patch through MC dropout into `dst`, with the call's hooks.
@@ -843,7 +877,7 @@ pub(super) fn mc_patch(
         out,
         measures,
         extra,
-        scan_spacing,
+        scan_resolution,
     } = dst;
     let voxels = m.inner.config().patch_voxels();
     let mut result = out.inputs();
@@ -869,8 +903,8 @@ pub(super) fn mc_patch(
         let maps = unsafe { maps_from(&mut result, voxels)? };
         mc::predict_uncertainty_with(&m.inner, hu, &call.opts, maps, ctl)?
     };
-    if let Some(spacing) = scan_spacing {
-        IntendedUse::of(m.inner.config()).apply(spacing, &mut summary);
+    if let Some(resolution) = scan_resolution {
+        IntendedUse::of(m.inner.config()).apply(resolution, &mut summary);
     }
     result.summary = summary_to_c(&summary, call.threshold);
     out.write(result);
@@ -891,9 +925,10 @@ fn run_mc(
         out,
         measures: unsafe { arg_versioned_out(call.measures, "opts->structure_measures")? },
         extra: &[],
-        scan_spacing: None,
+        scan_resolution: call.scan_resolution,
     };
     call.hooks.control(|ctl| {
+        warn_intended_use(m, call.scan_resolution, ctl);
         let r = mc_patch(m, hu, &call, dst, ctl);
         log_failure(ctl, r)
     })
@@ -946,26 +981,26 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
             out,
             measures: arg_versioned_out(call.measures, "opts->structure_measures")?,
             extra: &[],
-            scan_spacing: None,
+            scan_resolution: None,
         };
         call.hooks.control(|ctl| {
-            warn_intended_use(m, v, ctl);
+            warn_intended_use(m, call.resolution_with(Some(v.resolution_mm())), ctl);
             let r = mc_at(m, v, c, &call, dst, ctl);
             log_failure(ctl, r)
         })
     })
 }
 
-/// Logs at WARN, once per call, that `v` is outside the model's intended use.
+/// Logs at WARN, once per call, that a scan of `resolution` is outside the model's intended
+/// use (nothing when the resolution is not known).
 pub(super) fn warn_intended_use(
     m: &lungseg_model,
-    v: &crate::volume::Volume,
+    resolution: Option<[f64; 3]>,
     ctl: &mc::RunControl<'_>,
 ) {
-    let spacing = v.geometry.spacing;
     let intended = IntendedUse::of(m.inner.config());
-    if !intended.admits(spacing) {
-        ctl.log(mc::LogLevel::Warn, || intended.describe(spacing));
+    if let Some(r) = resolution.filter(|&r| !intended.admits(r)) {
+        ctl.log(mc::LogLevel::Warn, || intended.describe(r));
     }
 }
 
@@ -980,7 +1015,7 @@ pub(super) fn mc_at(
     ctl: &mut mc::RunControl<'_>,
 ) -> Result<()> {
     let dst = PatchOut {
-        scan_spacing: Some(v.geometry.spacing),
+        scan_resolution: call.resolution_with(Some(v.resolution_mm())),
         ..dst
     };
     let spec = patch_spec(m);

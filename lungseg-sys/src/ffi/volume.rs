@@ -252,6 +252,23 @@ pub unsafe extern "C" fn lungseg_volume_get_info(
     })
 }
 
+/// The volume's reconstructed slice thickness along z in mm, written to `*out_mm`: DICOM Slice
+/// Thickness (0018,0050) of a series (its thickest slice), or `lungseg_volume_desc`'s
+/// `slice_thickness_mm`; 0 when the source states none (MetaImage never does). A thickness
+/// above the z spacing makes the scan that coarse for `lungseg_model_admits_volume`.
+#[no_mangle]
+pub unsafe extern "C" fn lungseg_volume_get_slice_thickness(
+    volume: *const lungseg_volume,
+    out_mm: *mut f64,
+) -> lungseg_status {
+    guard(|| {
+        let v = &arg_ref(volume, "volume")?.inner;
+        let out = arg_mut(out_mm, "out_mm")?;
+        *out = v.slice_thickness_mm.unwrap_or(0.0);
+        Ok(())
+    })
+}
+
 /// Copies every voxel as float HU (x fastest, then y, then z) into `dst`, which must hold
 /// exactly dims[0] * dims[1] * dims[2] floats. Fails for multi-channel volumes.
 #[no_mangle]

@@ -105,6 +105,7 @@ pub fn read_from(source: &dyn DataSource, header_name: &str, opts: &ReadOptions)
         layout: Layout::packed(geometry.dims, header.element_number_of_channels),
         anatomical_orientation: header.anatomical_orientation,
         extra: header.extra,
+        slice_thickness_mm: None,
     })
 }
 

@@ -102,7 +102,8 @@ pub struct PatchSummary {
     pub needs_review: bool,
     /// The patch's scan is coarser than the model is meant for
     /// ([`crate::intended_use::IntendedUse`]): `needs_review` whatever the score. Set only by
-    /// calls that know the scan; false for a patch passed from memory.
+    /// calls that know the scan (a point of a volume, or a patch whose caller states the
+    /// scan's resolution); false otherwise.
     pub outside_intended_use: bool,
     pub n_samples: u32,
     /// Structure-wise agreement of the sample masks (Roy et al. 2019).

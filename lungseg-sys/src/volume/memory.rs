@@ -23,6 +23,9 @@ pub struct MemoryDesc {
     pub rescale: [f64; 2],
     /// Refuse more voxels than this.
     pub max_voxels: u64,
+    /// The reconstructed slice thickness along z (mm; [`Volume::slice_thickness_mm`]), if the
+    /// host states one: finite and > 0.
+    pub slice_thickness_mm: Option<f64>,
 }
 
 /// The host's buffer: its address and length in bytes (nothing is read before it is checked).
@@ -41,6 +44,7 @@ pub unsafe fn copy(desc: &MemoryDesc, px: HostPixels) -> Result<Volume> {
     let lent = borrow(desc, px)?;
     let mut v = Volume::new(lent.geometry, lent.packed_samples()?)?;
     v.layout.rescale = lent.layout.rescale;
+    v.slice_thickness_mm = lent.slice_thickness_mm;
     Ok(v)
 }
 
@@ -50,6 +54,7 @@ pub unsafe fn copy(desc: &MemoryDesc, px: HostPixels) -> Result<Volume> {
 /// `px.len` bytes at `px.ptr` stay readable and unchanged until the volume is dropped.
 pub unsafe fn borrow(desc: &MemoryDesc, px: HostPixels) -> Result<Volume> {
     let geometry = geometry(desc)?;
+    let thickness = slice_thickness(desc)?;
     let rescale = rescale(desc)?;
     let (layout, span) = layout(desc, &geometry, px, rescale)?;
     let data = match desc.element_type {
@@ -64,7 +69,8 @@ pub unsafe fn borrow(desc: &MemoryDesc, px: HostPixels) -> Result<Volume> {
             )))
         }
     };
-    let v = Volume::with_layout(geometry, data, layout)?;
+    let mut v = Volume::with_layout(geometry, data, layout)?;
+    v.slice_thickness_mm = thickness;
     reject_non_finite(&v)?;
     Ok(v)
 }
@@ -114,6 +120,15 @@ fn geometry(d: &MemoryDesc) -> Result<Geometry> {
             e.message.trim_start_matches("direction matrix ")
         ))
     })
+}
+
+fn slice_thickness(d: &MemoryDesc) -> Result<Option<f64>> {
+    match d.slice_thickness_mm {
+        Some(t) if !t.is_finite() || t <= 0.0 => Err(Error::invalid(format!(
+            "desc.slice_thickness_mm {t} must be finite and positive (0: not stated)"
+        ))),
+        t => Ok(t),
+    }
 }
 
 /// The rescale, refused when a stored value could map to a non-finite HU.

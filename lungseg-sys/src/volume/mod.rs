@@ -239,6 +239,12 @@ pub struct Volume {
     pub anatomical_orientation: Option<String>,
     /// Header keys this library does not interpret, in file order (last value of duplicates).
     pub extra: Vec<(String, String)>,
+    /// The reconstructed slice thickness (mm) along index axis 2, where the source states one
+    /// (DICOM SliceThickness (0018,0050), the thickest slice of the series; a host's
+    /// `lungseg_volume_desc.slice_thickness_mm`). MetaImage has no such key. A slice can be
+    /// thicker than the step between slices (a 5 mm reconstruction every 2.5 mm): the scan then
+    /// resolves no more along that axis than its thickness ([`Volume::resolution_mm`]).
+    pub slice_thickness_mm: Option<f64>,
 }
 
 impl Volume {
@@ -257,6 +263,7 @@ impl Volume {
             layout,
             anatomical_orientation: None,
             extra: Vec::new(),
+            slice_thickness_mm: None,
         };
         v.check_data()?;
         Ok(v)
@@ -278,6 +285,14 @@ impl Volume {
             )));
         }
         Ok(())
+    }
+
+    /// The finest detail the scan resolves per index axis (mm): the voxel spacing, or along
+    /// axis 2 the slice thickness where that is coarser. What a model's intended use judges
+    /// (`crate::intended_use`): overlapping thick slices are as coarse as their thickness.
+    pub fn resolution_mm(&self) -> [f64; 3] {
+        let [x, y, z] = self.geometry.spacing;
+        [x, y, self.slice_thickness_mm.map_or(z, |t| z.max(t))]
     }
 
     /// Fails with a clear message unless this is a one-channel image, as CT must be.

@@ -173,6 +173,15 @@ static void structure(const lungseg_model *model, size_t n) {
     opts.seed = 3;
     opts.override_review_threshold = 0;
     CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    /* The scan's resolution stated for a patch from memory: all 0 or each > 0. */
+    memset(&opts, 0, sizeof opts);
+    opts.struct_size = sizeof opts;
+    opts.n_samples = 2;
+    opts.scan_resolution_mm[0] = opts.scan_resolution_mm[1] = 0.7;
+    opts.scan_resolution_mm[2] = 1.25;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_OK);
+    opts.scan_resolution_mm[2] = -1.0;
+    CHECK(lungseg_predict_uncertainty(model, hu, n, &opts, &out) == LUNGSEG_INVALID_ARGUMENT);
     free(hu);
 }
 
@@ -275,9 +284,17 @@ static void memory_volume(void) {
     d.slice_stride_bytes = SLICE * sizeof px[0];
     d.rescale_slope = 2.0;
     d.rescale_intercept = -1024.0;
+    d.slice_thickness_mm = 3.0; /* 3 mm slices every 2 mm */
     CHECK(lungseg_volume_create(&d, px, sizeof px, &copied) == LUNGSEG_OK);
+    d.struct_size = 192; /* a caller built before slice_thickness_mm: not read */
     CHECK(lungseg_volume_create_borrowed(&d, px, sizeof px, &borrowed) == LUNGSEG_OK);
+    d.struct_size = sizeof d;
     if (!copied || !borrowed) return;
+    {
+        double t = -1.0;
+        CHECK(lungseg_volume_get_slice_thickness(copied, &t) == LUNGSEG_OK && t == 3.0);
+        CHECK(lungseg_volume_get_slice_thickness(borrowed, &t) == LUNGSEG_OK && t == 0.0);
+    }
     CHECK(lungseg_volume_get_info(borrowed, &info) == LUNGSEG_OK);
     CHECK(info.element_type == LUNGSEG_MET_SHORT && info.direction[0] == 1.0 && info.dims[2] == NZ);
     CHECK(lungseg_volume_copy_hu(copied, hu, NX * NY * NZ) == LUNGSEG_OK);

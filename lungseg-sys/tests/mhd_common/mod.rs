@@ -176,6 +176,7 @@ pub fn sample_volume(t: ElementType, channels: usize, direction: [[f64; 3]; 3]) 
         layout: lungseg::volume::Layout::packed(dims, channels),
         anatomical_orientation: None,
         extra: Vec::new(),
+        slice_thickness_mm: None,
     }
 }
 

@@ -166,7 +166,7 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         review_threshold: threshold,
         probability_map: calibrated,
         max_scan_spacing_mm: model.config().max_scan_spacing_mm,
-        scan_admitted: IntendedUse::of(model.config()).admits(volume.geometry.spacing),
+        scan_admitted: IntendedUse::of(model.config()).admits(volume.resolution_mm()),
         scan_maps: scan_files,
         dicom_seg,
         points: results,
@@ -279,7 +279,7 @@ fn predict_point(
         mutual_info: Some(&mut work.mutual_info),
     };
     let mut summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
-    IntendedUse::of(model.config()).apply(volume.geometry.spacing, &mut summary);
+    IntendedUse::of(model.config()).apply(volume.resolution_mm(), &mut summary);
     work.final_mask(model.config())?;
     lungseg::probability_map::calibrated_probability(
         model.config(),

@@ -256,7 +256,7 @@ pub(super) fn cut_scan(
                     diameter_mm,
                     spacing_mm: Some(spec.spacing_mm),
                     center_world: Some(site.center),
-                    scan_spacing_mm: Some(volume.geometry.spacing),
+                    scan_spacing_mm: Some(volume.resolution_mm()),
                 },
                 hu,
                 mask,

@@ -45,6 +45,9 @@ pub struct SliceHeader {
     pub frames: i64,
     /// Rescale Slope and Intercept (1 and 0 when absent).
     pub rescale: [f64; 2],
+    /// Slice Thickness (0018,0050) in mm; `None` when absent, empty or 0 (a type 2 element:
+    /// "unknown"). A negative or non-finite value is refused.
+    pub slice_thickness: Option<f64>,
     pub transfer_syntax: String,
     /// Where the Pixel Data value lies in the file's bytes (`None`: encapsulated).
     pub pixel_data: Option<Range<usize>>,
@@ -125,6 +128,8 @@ fn slice(obj: &InMemDicomObject, found: Walk) -> Result<SliceHeader> {
             optional(obj, tags::RESCALE_SLOPE, "RescaleSlope", float)?.unwrap_or(1.0),
             optional(obj, tags::RESCALE_INTERCEPT, "RescaleIntercept", float)?.unwrap_or(0.0),
         ],
+        slice_thickness: optional(obj, tags::SLICE_THICKNESS, "SliceThickness", thickness)?
+            .filter(|&t| t > 0.0),
         transfer_syntax: found.transfer_syntax,
         pixel_data: found.pixel_data,
         identity: identity::read(obj),
@@ -192,6 +197,11 @@ fn float(e: &Element) -> Option<f64> {
     match floats::<1>(e)? {
         [x] => Some(x),
     }
+}
+
+/// One finite number, not negative.
+fn thickness(e: &Element) -> Option<f64> {
+    float(e).filter(|&t| t >= 0.0)
 }
 
 /// Exactly `N` finite numbers.

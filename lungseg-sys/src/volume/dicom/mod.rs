@@ -146,7 +146,19 @@ fn assemble(stack: &Stack, opts: &DicomOptions) -> Result<Volume> {
     };
     let mut layout = Layout::packed(stack.geometry.dims, 1);
     layout.rescale = rescale;
-    Volume::with_layout(stack.geometry, data, layout)
+    let mut volume = Volume::with_layout(stack.geometry, data, layout)?;
+    volume.slice_thickness_mm = slice_thickness(stack);
+    Ok(volume)
+}
+
+/// The thickest slice the series states (a series may mix reconstructions; the coarsest one
+/// bounds what the volume resolves); `None` when no slice states one.
+fn slice_thickness(stack: &Stack) -> Option<f64> {
+    stack
+        .slices
+        .iter()
+        .filter_map(|s| s.header.slice_thickness)
+        .reduce(f64::max)
 }
 
 fn samples<T: Stored + Clone + Default>(stack: &Stack, opts: &DicomOptions) -> Result<Vec<T>> {

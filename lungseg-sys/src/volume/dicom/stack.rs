@@ -278,6 +278,7 @@ mod tests {
                 photometric: "MONOCHROME2".into(),
                 frames: 1,
                 rescale: [1.0, -1024.0],
+                slice_thickness: None,
                 transfer_syntax: "1.2.840.10008.1.2.1".into(),
                 pixel_data: Some(0..12),
                 identity: Default::default(),
