@@ -737,8 +737,11 @@ fn run_predict(a: &lungseg_train::predict::PredictArgs) -> anyhow::Result<()> {
     let flagged = p.points.iter().filter(|r| r.summary.needs_review).count();
     if !p.scan_admitted {
         println!(
-            "the scan is coarser than the {} mm the model is meant for (voxel spacing, or slice \
-             thickness where stated): every point needs review",
+            "the scan ({:.2} x {:.2} x {:.2} mm: voxel spacing, or slice thickness where stated) \
+             is coarser than the {} mm the model is meant for: every point needs review",
+            p.scan_resolution_mm[0],
+            p.scan_resolution_mm[1],
+            p.scan_resolution_mm[2],
             p.max_scan_spacing_mm
         );
     }

@@ -166,6 +166,7 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         review_threshold: threshold,
         probability_map: calibrated,
         max_scan_spacing_mm: model.config().max_scan_spacing_mm,
+        scan_resolution_mm: volume.resolution_mm(),
         scan_admitted: IntendedUse::of(model.config()).admits(volume.resolution_mm()),
         scan_maps: scan_files,
         dicom_seg,

@@ -29,9 +29,12 @@ pub struct Predictions {
     /// (`lungseg_calibrated_probability`) and `mean` maps the MC mean; without one the
     /// scan's `probability` is the MC mean.
     pub probability_map: bool,
-    /// The coarsest scan spacing the model is meant for (mm; 0: any) and whether this scan is
-    /// within it; outside it every point needs review (`lungseg::intended_use`).
+    /// The coarsest scan spacing the model is meant for (mm; 0: any), the scan's resolution
+    /// judged against it (mm per axis x, y, z: its spacing, along z its slice thickness where
+    /// the scan states a coarser one; `Volume::resolution_mm`) and whether the scan is within
+    /// it; outside it every point needs review (`lungseg::intended_use`).
     pub max_scan_spacing_mm: f64,
+    pub scan_resolution_mm: [f64; 3],
     pub scan_admitted: bool,
     /// Map name → file, on the scan's grid.
     pub scan_maps: BTreeMap<String, String>,

@@ -433,6 +433,10 @@ fn a_scan_coarser_than_the_models_limit_needs_review_everywhere() {
     };
     let plain = run(&model_path(), "plain");
     assert!(plain.scan_admitted && plain.max_scan_spacing_mm == 0.0);
+    assert_eq!(
+        plain.scan_resolution_mm, volume.geometry.spacing,
+        "MetaImage: no thickness"
+    );
     let limited = dir.path().join("limited.safetensors");
     std::fs::copy(model_path(), &limited).unwrap();
     let set = |mm: f64| {
