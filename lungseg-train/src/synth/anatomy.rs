@@ -125,9 +125,7 @@ impl Anatomy {
             return false;
         }
         let rho2 = self.lung_rho2(x, y);
-        if z < self.z_base + self.dome * (1.0 - rho2).max(0.0)
-            || z > self.z_apex - (self.z_apex - self.z_base) * 0.35 * rho2
-        {
+        if self.under_dome(p) || z > self.z_apex - (self.z_apex - self.z_base) * 0.35 * rho2 {
             return false;
         }
         // Mediastinum: wider in front (y < 0) where the heart and great vessels sit.
@@ -180,8 +178,7 @@ impl Anatomy {
     /// the heart, aorta and pulmonary trunk).
     fn soft_tissue(&self, p: [f64; 3]) -> f32 {
         let [x, y, z] = p;
-        let rho2 = self.lung_rho2(x, y).min(1.0);
-        if z < self.z_base + self.dome * (1.0 - rho2) {
+        if self.under_dome(p) {
             return LIVER + 8.0 * self.tex(p);
         }
         let (hc, hr, htop) = self.heart;
@@ -263,6 +260,12 @@ impl Anatomy {
             z_base: self.z_base,
             z_apex: self.z_apex,
         }
+    }
+
+    /// Below the diaphragm dome (the abdomen: liver), whatever else is there in x and y.
+    pub fn under_dome(&self, p: [f64; 3]) -> bool {
+        let rho2 = self.lung_rho2(p[0], p[1]);
+        p[2] < self.z_base + self.dome * (1.0 - rho2).max(0.0)
     }
 
     /// Inside the skin ellipse.

@@ -48,8 +48,8 @@ pub const CALCIUM_HU: (f32, f32) = (200.0, 1000.0);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     Isolated,
-    /// Touching the costal or mediastinal pleura (part of it sunk into the wall).
-    Juxtapleural,
+    /// Touching the pleura (part of it sunk into the wall behind it).
+    Juxtapleural(Pleura),
     /// Touching a vessel of about its own density.
     Juxtavascular,
     /// On a fissure, flattened along it.
@@ -60,12 +60,26 @@ impl Placement {
     pub fn name(self) -> &'static str {
         match self {
             Placement::Isolated => "isolated",
-            Placement::Juxtapleural => "juxtapleural",
+            Placement::Juxtapleural(Pleura::CostalOrMediastinal) => "juxtapleural",
+            Placement::Juxtapleural(Pleura::Diaphragmatic) => "juxtapleural-diaphragmatic",
             Placement::Juxtavascular => "juxtavascular",
             Placement::Perifissural => "perifissural",
         }
     }
 }
+
+/// The pleura a juxtapleural nodule touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pleura {
+    /// The rib cage or the mediastinum: reached marching sideways from a lung point.
+    CostalOrMediastinal,
+    /// The diaphragm dome under a lower lobe: reached marching down.
+    Diaphragmatic,
+}
+
+/// Share of juxtapleural nodules on the diaphragmatic pleura, about that surface's share of
+/// each lung's pleura (the rest is costal and mediastinal).
+const DIAPHRAGMATIC_SHARE: f64 = 0.2;
 
 /// Something inside a nodule: a solid component, calcium, or an air cavity.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,7 +126,7 @@ impl PartialEq for Nodule {
 
 impl Nodule {
     pub fn juxtapleural(&self) -> bool {
-        self.placement == Placement::Juxtapleural
+        matches!(self.placement, Placement::Juxtapleural(_))
     }
 
     /// Radius (mm) around the centre that holds the nodule and its spicules.
@@ -298,7 +312,11 @@ fn attempt(
 ) -> Option<Nodule> {
     let placement = match rng.random_range(0..20) {
         0..=7 => Placement::Isolated,
-        8..=12 => Placement::Juxtapleural,
+        8..=12 => Placement::Juxtapleural(if rng.random_bool(DIAPHRAGMATIC_SHARE) {
+            Pleura::Diaphragmatic
+        } else {
+            Pleura::CostalOrMediastinal
+        }),
         13..=16 => Placement::Juxtavascular,
         _ => Placement::Perifissural,
     };
@@ -493,25 +511,15 @@ fn position(
     }
     match placement {
         Placement::Isolated => Some((p, None)),
-        Placement::Juxtapleural => {
-            // March outwards (in-plane) to the first non-lung point, then sink the nodule
-            // 10–40 % of its radius into the wall.
-            let side = if rng.random_bool(0.8) {
-                p[0].signum()
-            } else {
-                -p[0].signum()
-            };
-            let dir = normalize([
-                side * rng.random_range(0.3..1.0),
-                rng.random_range(-1.0..1.0),
-                rng.random_range(-0.3..0.3),
-            ]);
-            let mut t = 0.0;
-            while a.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
-                t += 0.5;
-                if t > 400.0 {
-                    return None;
-                }
+        Placement::Juxtapleural(pleura) => {
+            // March to the first non-lung point, then sink the nodule 10–40 % of its radius
+            // into the wall.
+            let dir = wall_direction(rng, p, pleura);
+            let t = distance_to_wall(a, p, dir)?;
+            // Marching down can meet the heart or the rib cage first: that is another pleura.
+            let wall = std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i]);
+            if pleura == Pleura::Diaphragmatic && !a.under_dome(wall) {
+                return None;
             }
             let back = t - r * rng.random_range(0.6..0.9);
             (back >= 0.0).then(|| (std::array::from_fn(|i| p[i] + back * dir[i]), None))
@@ -545,6 +553,43 @@ fn position(
     }
 }
 
+/// Where to march from the lung point `p` to meet `pleura`: sideways, mostly towards the rib
+/// cage on the point's own side (else across to the mediastinum), or down to the dome.
+fn wall_direction(rng: &mut impl rand::Rng, p: [f64; 3], pleura: Pleura) -> [f64; 3] {
+    match pleura {
+        Pleura::CostalOrMediastinal => {
+            let side = if rng.random_bool(0.8) {
+                p[0].signum()
+            } else {
+                -p[0].signum()
+            };
+            normalize([
+                side * rng.random_range(0.3..1.0),
+                rng.random_range(-1.0..1.0),
+                rng.random_range(-0.3..0.3),
+            ])
+        }
+        Pleura::Diaphragmatic => normalize([
+            rng.random_range(-0.35..0.35),
+            rng.random_range(-0.35..0.35),
+            -1.0,
+        ]),
+    }
+}
+
+/// Distance (mm, in 0.5 mm steps) from the lung point `p` along `dir` to the first point that
+/// is not lung; `None` beyond 400 mm.
+fn distance_to_wall(a: &Anatomy, p: [f64; 3], dir: [f64; 3]) -> Option<f64> {
+    let mut t = 0.0;
+    while a.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
+        t += 0.5;
+        if t > 400.0 {
+            return None;
+        }
+    }
+    Some(t)
+}
+
 /// The nodule sits in lung (all but the wall side of a juxtapleural one), keeps out of the
 /// airways, and (unless juxtavascular) keeps 1 mm from the thick vessels.
 /// Extent (mm) above which a nodule counts as a mass for placement (~24 mm across).
@@ -557,7 +602,7 @@ fn fits(n: &Nodule, env: &Surroundings) -> bool {
         return false;
     }
     let r = n.shape.extent();
-    let juxta = n.placement == Placement::Juxtapleural;
+    let juxta = n.juxtapleural();
     // Masses (> 24 mm) may abut the wall or mediastinum on a side, as real ones do.
     let (reach, needed) = if juxta {
         (0.3 * r, 18)
@@ -606,6 +651,44 @@ fn fibonacci_dir(k: usize, n: usize) -> [f64; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Share of juxtapleural centres (radius 6 mm) with a point under the diaphragm dome
+    /// within 1.2 radii, over 300 placements in an adult-sized chest.
+    fn share_on_the_dome(pleura: Pleura) -> f64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let a = Anatomy::random(&mut rng, 340.0, 220.0, false);
+        let env = Surroundings {
+            anatomy: &a,
+            vessels: &[],
+            airways: &[],
+            fissures: &[],
+        };
+        let r = 6.0;
+        let mut on_dome = 0;
+        let mut placed = 0;
+        while placed < 300 {
+            let Some((c, _)) = position(&mut rng, &env, r, Placement::Juxtapleural(pleura)) else {
+                continue;
+            };
+            placed += 1;
+            let touches = (0..26).any(|k| {
+                let u = fibonacci_dir(k, 26);
+                a.under_dome(std::array::from_fn(|i| c[i] + 1.2 * r * u[i]))
+            });
+            on_dome += usize::from(touches);
+        }
+        on_dome as f64 / placed as f64
+    }
+
+    #[test]
+    fn diaphragmatic_nodules_sit_on_the_dome_and_the_others_rarely_do() {
+        let dome = share_on_the_dome(Pleura::Diaphragmatic);
+        let side = share_on_the_dome(Pleura::CostalOrMediastinal);
+        assert!(dome > 0.95, "diaphragmatic: {dome}");
+        assert!(side < 0.25, "costal or mediastinal: {side}");
+    }
 
     #[test]
     fn fibonacci_directions_are_unit_and_spread() {
