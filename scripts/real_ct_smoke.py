@@ -208,6 +208,11 @@ def main():
                 # The mean cut at the threshold alone, before the component filter: tells a
                 # loss of the weights from one of the filter.
                 "dice_threshold_only": float(dice(mean >= mask_threshold, truth)),
+                # How sure the model is over the lesion itself: a low mean with a high Dice
+                # at a lower cut is a threshold's loss, a low mean everywhere a miss.
+                "lesion_mean_probability": float(mean[truth].mean()) if truth.any() else 0.0,
+                "lesion_share_at": {f"{t:g}": float((mean[truth] >= t).mean()) if truth.any()
+                                    else 0.0 for t in (0.3, 0.5, mask_threshold)},
                 "predicted_volume_mm3": s.volume_mm3,
                 "scan_spacing_mm": list(image.GetSpacing()),
                 # False: the scan is coarser than the model is meant for, and every patch of
