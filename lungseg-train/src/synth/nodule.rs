@@ -668,7 +668,10 @@ mod tests {
         let r = 6.0;
         let mut on_dome = 0;
         let mut placed = 0;
-        while placed < 300 {
+        for _ in 0..100_000 {
+            if placed == 300 {
+                break;
+            }
             let Some((c, _)) = position(&mut rng, &env, r, Placement::Juxtapleural(pleura)) else {
                 continue;
             };
@@ -679,6 +682,10 @@ mod tests {
             });
             on_dome += usize::from(touches);
         }
+        assert_eq!(
+            placed, 300,
+            "{pleura:?}: too few placements in 100000 tries"
+        );
         on_dome as f64 / placed as f64
     }
 
