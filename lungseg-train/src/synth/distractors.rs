@@ -232,7 +232,7 @@ impl Consolidation {
             wedge,
             hu: rng.random_range(-80.0..40.0),
             margin: ValueNoise::new(rng, extent, 8.0),
-            patches: ValueNoise::new(rng, extent, 4.0),
+            patches: ValueNoise::new(rng, extent, 10.0),
             origin: lo,
         })
     }
@@ -247,14 +247,16 @@ impl Consolidation {
     }
 
     /// Coverage and target HU at a point: consolidation inside, fading into ground glass over
-    /// the margin, and patchy (up to a third of the density lost in places), as lobular
+    /// the margin, and patchy (up to a fifth of the density lost in places), as lobular
     /// filling is.
     fn coverage(&self, q: [f64; 3]) -> (f32, f32) {
         let edge = soft_edge(self.inside_mm(q), CONSOLIDATION_EDGE_MM);
         if edge == 0.0 {
             return (0.0, 0.0);
         }
-        let patchy = (self.patches.at(sub(q, self.origin)).abs() * 0.35).min(0.35);
+        // The positive lobe only, and mild: value noise's lattice shows as squares at larger
+        // amplitudes, and `abs()` would draw ridges along its zero set.
+        let patchy = (self.patches.at(sub(q, self.origin)).max(0.0) * 0.15).min(0.2);
         (edge * (1.0 - patchy), self.hu)
     }
 
