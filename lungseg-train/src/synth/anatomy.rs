@@ -268,6 +268,20 @@ impl Anatomy {
         p[2] < self.z_base + self.dome * (1.0 - rho2).max(0.0)
     }
 
+    /// Distance (mm, in 0.5 mm steps) from the lung point `p` along the unit vector `dir` to
+    /// the first point that is not lung: the pleura met that way (rib cage, mediastinum,
+    /// heart or diaphragm). `None` if the march finds no end within 400 mm.
+    pub fn lung_depth_along(&self, p: [f64; 3], dir: [f64; 3]) -> Option<f64> {
+        let mut t = 0.0;
+        while self.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
+            t += 0.5;
+            if t > 400.0 {
+                return None;
+            }
+        }
+        Some(t)
+    }
+
     /// Inside the skin ellipse.
     pub fn in_body(&self, p: [f64; 3]) -> bool {
         (p[0] / self.a).powi(2) + (p[1] / self.b).powi(2) <= 1.0

@@ -2,7 +2,7 @@
 //! gallery of nodule crops, in the lung window, the label outlined in red. Drawn straight into
 //! RGB (no text: the doc says what each tile is), written as PNG.
 
-use super::{generate_scan, Scan, SynthConfig};
+use super::{consolidation_points, generate_scan, Scan, SynthConfig};
 use crate::report::figures::write_png;
 use lungseg::volume::PixelData;
 use lungseg::{Error, Result};
@@ -61,7 +61,8 @@ fn draw(scan: &Scan, t: &Tile, rgb: &mut [u8], width: usize, x0: usize, y0: usiz
 }
 
 /// Writes `synth-slices.png` (whole axial slices through the first nodule of the first scans
-/// that have one) and `synth-nodules.png` (64 mm crops around nodules) into `dir`.
+/// that have one), `synth-nodules.png` (64 mm crops around nodules) and
+/// `synth-consolidation.png` (whole axial slices through consolidated segments) into `dir`.
 pub fn write_figures(dir: &Path, cfg: &SynthConfig, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::from_io(dir.display(), e))?;
     let (cols, whole) = (4usize, 320usize);
@@ -127,5 +128,44 @@ pub fn write_figures(dir: &Path, cfg: &SynthConfig, seed: u64) -> Result<()> {
         );
         draw(s, &tile, &mut rgb, w, x0, y0)?;
     }
-    png("synth-nodules.png", w, h, &rgb)
+    png("synth-nodules.png", w, h, &rgb)?;
+    consolidation_figure(dir, cfg, seed, cols, whole)
+}
+
+/// Whole axial slices through the middle of the first `cols` consolidated segments.
+fn consolidation_figure(
+    dir: &Path,
+    cfg: &SynthConfig,
+    seed: u64,
+    cols: usize,
+    whole: usize,
+) -> Result<()> {
+    let gap = 4;
+    let (w, h) = (cols * whole + (cols + 1) * gap, whole + 2 * gap);
+    let mut rgb = vec![255u8; w * h * 3];
+    let mut drawn = 0;
+    for i in 0..400u64 {
+        if drawn == cols {
+            break;
+        }
+        let Some(&point) = consolidation_points(cfg, seed, i)?.first() else {
+            continue;
+        };
+        let s = generate_scan(cfg, seed, i)?;
+        let g = &s.volume.geometry;
+        let idx = g.world_to_index(point);
+        let tile = Tile {
+            size: whole,
+            mm_per_px: g.spacing[0] * g.dims[0] as f64 / whole as f64,
+            centre: [
+                (g.dims[0] as f64 - 1.0) / 2.0,
+                (g.dims[1] as f64 - 1.0) / 2.0,
+            ],
+            k: idx[2].round().clamp(0.0, (g.dims[2] - 1) as f64) as usize,
+        };
+        draw(&s, &tile, &mut rgb, w, gap + drawn * (whole + gap), gap)?;
+        drawn += 1;
+    }
+    let p = dir.join("synth-consolidation.png");
+    write_png(&p, w as u32, h as u32, &rgb).map_err(|e| Error::invalid(e.to_string()))
 }

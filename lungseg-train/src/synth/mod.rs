@@ -295,6 +295,17 @@ pub fn draw_nodules(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Vec<Nodu
     Ok(Scene::draw(cfg, &plan, seed, index).nodules)
 }
 
+/// World points (mm) halfway through the consolidated segments of scan `index` (for figures).
+pub fn consolidation_points(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Vec<[f64; 3]>> {
+    let plan = ScanPlan::draw(cfg, seed, index)?;
+    let scene = Scene::draw(cfg, &plan, seed, index);
+    let middles = scene.distractors.consolidations().iter().map(|c| {
+        let m = c.wedge.middle();
+        std::array::from_fn(|i| m[i] + plan.body[i])
+    });
+    Ok(middles.collect())
+}
+
 /// The painted object of scan `index`, before acquisition (for tests and figures).
 pub fn painted(cfg: &SynthConfig, seed: u64, index: u64) -> Result<Painted> {
     let plan = ScanPlan::draw(cfg, seed, index)?;

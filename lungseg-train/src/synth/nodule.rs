@@ -515,7 +515,7 @@ fn position(
             // March to the first non-lung point, then sink the nodule 10–40 % of its radius
             // into the wall.
             let dir = wall_direction(rng, p, pleura);
-            let t = distance_to_wall(a, p, dir)?;
+            let t = a.lung_depth_along(p, dir)?;
             // Marching down can meet the heart or the rib cage first: that is another pleura.
             let wall = std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i]);
             if pleura == Pleura::Diaphragmatic && !a.under_dome(wall) {
@@ -577,24 +577,11 @@ fn wall_direction(rng: &mut impl rand::Rng, p: [f64; 3], pleura: Pleura) -> [f64
     }
 }
 
-/// Distance (mm, in 0.5 mm steps) from the lung point `p` along `dir` to the first point that
-/// is not lung; `None` beyond 400 mm.
-fn distance_to_wall(a: &Anatomy, p: [f64; 3], dir: [f64; 3]) -> Option<f64> {
-    let mut t = 0.0;
-    while a.is_lung(std::array::from_fn(|i| p[i] + (t + 0.5) * dir[i])) {
-        t += 0.5;
-        if t > 400.0 {
-            return None;
-        }
-    }
-    Some(t)
-}
-
-/// The nodule sits in lung (all but the wall side of a juxtapleural one), keeps out of the
-/// airways, and (unless juxtavascular) keeps 1 mm from the thick vessels.
 /// Extent (mm) above which a nodule counts as a mass for placement (~24 mm across).
 const MASS_RADIUS_MM: f64 = 12.0;
 
+/// The nodule sits in lung (all but the wall side of a juxtapleural one), keeps out of the
+/// airways, and (unless juxtavascular) keeps 1 mm from the thick vessels.
 fn fits(n: &Nodule, env: &Surroundings) -> bool {
     let a = env.anatomy;
     let c = n.center;
