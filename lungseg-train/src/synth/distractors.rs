@@ -242,7 +242,10 @@ impl Consolidation {
 
     /// Signed distance (mm, > 0 inside) to the wobbling surface, before the lung clips it.
     pub fn inside_mm(&self, q: [f64; 3]) -> f64 {
-        let wobble = MARGIN_WOBBLE_MM * f64::from(self.margin.at(sub(q, self.origin)));
+        // Clamped to the 3 units `PAD_MM` leaves room for: the lattice's Gaussian values pass 3
+        // now and then, and the box would cut the margin off there.
+        let units = f64::from(self.margin.at(sub(q, self.origin))).clamp(-3.0, 3.0);
+        let wobble = MARGIN_WOBBLE_MM * units;
         self.wedge.inside_mm(q) + wobble
     }
 
