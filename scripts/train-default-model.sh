@@ -41,6 +41,10 @@ DICE=${DICE:-pooled}
 # (diaphragm domes, heart borders). Training data only: calibration and test patches are
 # prepared as before, so their numbers stay comparable.
 BORDER_FRACTION=${BORDER_FRACTION:-0}
+# The checkpoint exported: `best` (validation Dice per patch, on ~24 scans whose Dice swings by
+# several hundredths between epochs) or `last` (the end of the cosine schedule); stages 20,
+# 21 and 21e8 in docs/training.md.
+EXPORT_EPOCH=${EXPORT_EPOCH:-best}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
 CALIB_SEED=1500  # calibration scans: the review score and threshold are chosen on them
@@ -143,7 +147,13 @@ MODEL=$RUN/lungseg-default.safetensors
 # settings written).
 if ! [ -f "$MODEL" ]; then
   if ! [ -f "$MODEL.tmp" ]; then
-    run "$BIN" export --run "$RUN/train" --out "$MODEL.export" --dtype f16 \
+    checkpoint=()
+    case "$EXPORT_EPOCH" in
+      best) ;;
+      last) checkpoint=(--checkpoint "$RUN/train/checkpoints/epoch-$(printf %04d "$EPOCHS")") ;;
+      *) echo "EXPORT_EPOCH must be best or last, not $EXPORT_EPOCH" >&2; exit 2 ;;
+    esac
+    run "$BIN" export --run "$RUN/train" "${checkpoint[@]}" --out "$MODEL.export" --dtype f16 \
       --test-time-flips "${EXPORT_FLIPS:-1}" --max-scan-spacing-mm "$MAX_SCAN_SPACING_MM"
     mv "$MODEL.export" "$MODEL.tmp"
   fi
