@@ -19,6 +19,23 @@ struct Tile {
     k: usize,
 }
 
+impl Tile {
+    /// The whole axial slice of `scan` through the world point `p`, in `size` pixels.
+    fn whole_slice(scan: &Scan, size: usize, p: [f64; 3]) -> Self {
+        let g = &scan.volume.geometry;
+        let idx = g.world_to_index(p);
+        Tile {
+            size,
+            mm_per_px: g.spacing[0] * g.dims[0] as f64 / size as f64,
+            centre: [
+                (g.dims[0] as f64 - 1.0) / 2.0,
+                (g.dims[1] as f64 - 1.0) / 2.0,
+            ],
+            k: idx[2].round().clamp(0.0, (g.dims[2] - 1) as f64) as usize,
+        }
+    }
+}
+
 fn slices(scan: &Scan) -> Result<(&[i16], &[u8])> {
     match (&scan.volume.data, &scan.labels.data) {
         (PixelData::I16(v), PixelData::U8(l)) => Ok((v, l)),
@@ -84,17 +101,7 @@ pub fn write_figures(dir: &Path, cfg: &SynthConfig, seed: u64) -> Result<()> {
     let mut rgb = vec![255u8; w * h * 3];
     let with_nodule: Vec<&Scan> = scans.iter().filter(|s| !s.annotations.is_empty()).collect();
     for (t, s) in with_nodule.iter().take(2 * cols).enumerate() {
-        let g = &s.volume.geometry;
-        let idx = g.world_to_index(s.annotations[0].world);
-        let tile = Tile {
-            size: whole,
-            mm_per_px: g.spacing[0] * g.dims[0] as f64 / whole as f64,
-            centre: [
-                (g.dims[0] as f64 - 1.0) / 2.0,
-                (g.dims[1] as f64 - 1.0) / 2.0,
-            ],
-            k: idx[2].round().clamp(0.0, (g.dims[2] - 1) as f64) as usize,
-        };
+        let tile = Tile::whole_slice(s, whole, s.annotations[0].world);
         let (x0, y0) = (
             gap + (t % cols) * (whole + gap),
             gap + (t / cols) * (whole + gap),
@@ -152,17 +159,7 @@ fn consolidation_figure(
             continue;
         };
         let s = generate_scan(cfg, seed, i)?;
-        let g = &s.volume.geometry;
-        let idx = g.world_to_index(point);
-        let tile = Tile {
-            size: whole,
-            mm_per_px: g.spacing[0] * g.dims[0] as f64 / whole as f64,
-            centre: [
-                (g.dims[0] as f64 - 1.0) / 2.0,
-                (g.dims[1] as f64 - 1.0) / 2.0,
-            ],
-            k: idx[2].round().clamp(0.0, (g.dims[2] - 1) as f64) as usize,
-        };
+        let tile = Tile::whole_slice(&s, whole, point);
         draw(&s, &tile, &mut rgb, w, gap + drawn * (whole + gap), gap)?;
         drawn += 1;
     }
