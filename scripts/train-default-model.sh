@@ -41,6 +41,9 @@ DICE=${DICE:-pooled}
 # (diaphragm domes, heart borders). Training data only: calibration and test patches are
 # prepared as before, so their numbers stay comparable.
 BORDER_FRACTION=${BORDER_FRACTION:-0}
+# D:K: training nodules below D mm cut into K jittered positives instead of 4
+# (`prepare --small-nodule-positives`); empty: 4 for every nodule. Training data only.
+SMALL_POSITIVES=${SMALL_POSITIVES:-}
 # The checkpoint exported: `best` (validation Dice per patch, on ~24 scans whose Dice swings by
 # several hundredths between epochs) or `last` (the end of the cosine schedule); stages 20,
 # 21 and 21e8 in docs/training.md.
@@ -96,12 +99,14 @@ if ! [ -f "$RUN/patches/manifest.jsonl" ]; then
   pool=$RUN/patches
   neg_ratio=1
   if [ -n "$MINE_FROM" ]; then pool=$RUN/patches-pool neg_ratio=$MINE_POOL_RATIO; fi
+  small=()
+  if [ -n "$SMALL_POSITIVES" ]; then small=(--small-nodule-positives "$SMALL_POSITIVES"); fi
   if ! [ -f "$pool/manifest.jsonl" ]; then
     run "$BIN" synth --out "$RUN/luna" --scans 160 --seed "$SEED" --dims-xy 288 --z-mm 220 "${spacing[@]}"
     run "$BIN" prepare --luna "$RUN/luna" --out "$pool" --patch-size 64 --spacing-mm 1 \
       --jitter-mm 8 --positives-per-nodule 4 --neg-ratio "$neg_ratio" \
       --border-fraction "$BORDER_FRACTION" --split 0.85,0.15,0 --seed "$SEED" \
-      --label-masks "$RUN/luna/seg-nodules"
+      --label-masks "$RUN/luna/seg-nodules" "${small[@]}"
     rm -rf "$RUN/luna"
   fi
   if [ -n "$MINE_FROM" ]; then

@@ -128,6 +128,10 @@ struct PrepareArgs {
     jitter_mm: f64,
     #[arg(long, default_value_t = 1)]
     positives_per_nodule: usize,
+    /// D:K: nodules whose annotated diameter is below D mm get K positives instead of
+    /// --positives-per-nodule (negatives follow the positives through --neg-ratio).
+    #[arg(long)]
+    small_nodule_positives: Option<prepare::SmallNodulePositives>,
     /// Negatives per positive (over the dataset).
     #[arg(long, default_value_t = 2.0)]
     neg_ratio: f64,
@@ -332,6 +336,7 @@ fn run_prepare(a: PrepareArgs) -> anyhow::Result<()> {
         spacing_mm: a.spacing_mm,
         jitter_mm: a.jitter_mm,
         positives_per_nodule: a.positives_per_nodule,
+        small_nodule_positives: a.small_nodule_positives,
         neg_ratio: a.neg_ratio,
         candidate_fraction: a.candidate_fraction,
         border_fraction: a.border_fraction,

@@ -17,6 +17,9 @@ pub struct PrepareConfig {
     /// Largest random shift (mm, per axis) of a positive patch centre from its nodule.
     pub jitter_mm: f64,
     pub positives_per_nodule: usize,
+    /// More positives for the small nodules: a nodule below `below_mm` gets `per_nodule`
+    /// patches instead of `positives_per_nodule`.
+    pub small_nodule_positives: Option<SmallNodulePositives>,
     /// Negatives per positive, over the whole dataset (spread evenly over the scans, so
     /// nodule-free scans contribute negatives too).
     pub neg_ratio: f64,
@@ -41,6 +44,40 @@ pub struct PrepareConfig {
     pub lidc_z_tolerance: f64,
 }
 
+/// Positives per nodule below a size (`--small-nodule-positives D:K`). A per-patch loss weighs
+/// every positive patch alike, so the small nodules, where the Dice is lost, get as much of the
+/// training signal as a mass only when they are cut more often.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SmallNodulePositives {
+    /// Annotated diameter (mm) below which a nodule counts as small.
+    pub below_mm: f64,
+    pub per_nodule: usize,
+}
+
+impl std::str::FromStr for SmallNodulePositives {
+    type Err = anyhow::Error;
+
+    /// `D:K`: nodules below D mm get K positives.
+    fn from_str(s: &str) -> Result<Self> {
+        let (d, k) = s
+            .split_once(':')
+            .with_context(|| format!("{s:?} is not DIAMETER_MM:POSITIVES"))?;
+        let below_mm: f64 = d
+            .trim()
+            .parse()
+            .with_context(|| format!("diameter {d:?}"))?;
+        let per_nodule: usize = k.trim().parse().with_context(|| format!("count {k:?}"))?;
+        ensure!(
+            below_mm.is_finite() && below_mm > 0.0,
+            "small-nodule diameter {below_mm} must be finite and > 0"
+        );
+        Ok(SmallNodulePositives {
+            below_mm,
+            per_nodule,
+        })
+    }
+}
+
 fn ser_rule<S: serde::Serializer>(r: &SplitRule, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{r:?}"))
 }
@@ -52,6 +89,7 @@ impl Default for PrepareConfig {
             spacing_mm: [1.0; 3],
             jitter_mm: 8.0,
             positives_per_nodule: 1,
+            small_nodule_positives: None,
             neg_ratio: 2.0,
             candidate_fraction: 0.5,
             border_fraction: 0.0,
@@ -66,6 +104,14 @@ impl Default for PrepareConfig {
 }
 
 impl PrepareConfig {
+    /// Positive patches cut around a nodule of this annotated diameter.
+    pub fn positives_for(&self, diameter_mm: f64) -> usize {
+        match self.small_nodule_positives {
+            Some(small) if diameter_mm < small.below_mm => small.per_nodule,
+            _ => self.positives_per_nodule,
+        }
+    }
+
     pub fn spec(&self) -> PatchSpec {
         PatchSpec {
             size: self.patch_size,

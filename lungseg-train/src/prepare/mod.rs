@@ -29,7 +29,7 @@ use crate::dataset::DatasetWriter;
 use luna::{Annotation, Candidate, ScanFile};
 use scan::{cut_scan, Cut, LabelSource, ScanJob};
 
-pub use config::PrepareConfig;
+pub use config::{PrepareConfig, SmallNodulePositives};
 pub use split::SplitRule;
 pub use summary::{Event, LidcSummary, PrepareSummary, SkippedScan, SplitCounts};
 
@@ -196,9 +196,8 @@ impl NegativeQuota {
     ) -> Self {
         let positives: usize = assigned
             .iter()
-            .map(|(s, _)| {
-                annotations.get(s.seriesuid.as_str()).map_or(0, Vec::len) * cfg.positives_per_nodule
-            })
+            .flat_map(|(s, _)| annotations.get(s.seriesuid.as_str()).into_iter().flatten())
+            .map(|a| cfg.positives_for(a.diameter_mm))
             .sum();
         NegativeQuota {
             total: (positives as f64 * cfg.neg_ratio).round() as usize,

@@ -1,6 +1,6 @@
 //! Where patches are cut in one scan, and their labels.
 //!
-//! - Positives: `positives_per_nodule` patches around each annotation, the centre moved by a
+//! - Positives: `per_nodule(diameter)` patches around each annotation, the centre moved by a
 //!   uniform jitter of up to `jitter_mm` per axis (capped so the nodule centre stays well inside
 //!   the patch), so the network does not learn "the nodule is always in the middle".
 //! - Negatives: class-0 candidates at least [`NEG_CLEARANCE_MM`] beyond every [`Keepout`]
@@ -106,22 +106,22 @@ fn clear_of(p: [f64; 3], keep: &[Keepout]) -> bool {
         .all(|k| dist(p, k.world) > k.radius_mm + NEG_CLEARANCE_MM)
 }
 
-/// Jittered positive centres for every annotation.
+/// Jittered positive centres for every annotation, `per_nodule(diameter_mm)` of each.
 pub fn positives(
     ann: &[&Annotation],
-    per_nodule: usize,
+    per_nodule: impl Fn(f64) -> usize,
     jitter_mm: f64,
     spec: &PatchSpec,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Site> {
-    let mut out = Vec::with_capacity(ann.len() * per_nodule);
+    let mut out = Vec::new();
     for (index, a) in ann.iter().enumerate() {
         // Keep the nodule centre at least 2 voxels inside the patch on every axis.
         let cap: [f64; 3] = std::array::from_fn(|k| {
             let half = (spec.size[k] / 2) as f64 * spec.spacing_mm[k];
             jitter_mm.min(half - 2.0 * spec.spacing_mm[k]).max(0.0)
         });
-        for _ in 0..per_nodule {
+        for _ in 0..per_nodule(a.diameter_mm) {
             let center = std::array::from_fn(|k| {
                 let j = if cap[k] > 0.0 {
                     rng.random_range(-cap[k]..=cap[k])

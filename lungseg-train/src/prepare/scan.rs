@@ -209,7 +209,7 @@ pub(super) fn cut_scan(
     let mut rng = ChaCha8Rng::seed_from_u64(split::uid_hash(&scan.seriesuid, cfg.seed));
     let mut sites = sampling::positives(
         job.ann,
-        cfg.positives_per_nodule,
+        |d| cfg.positives_for(d),
         cfg.jitter_mm,
         spec,
         &mut rng,

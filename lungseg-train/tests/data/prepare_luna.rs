@@ -634,3 +634,66 @@ fn luna_csv_fuzz_seeds_and_regressions_replay() {
     assert!(n >= 5, "only {n} luna_csv fuzz inputs");
     assert!(read >= 5, "seeds should read as LUNA16 tables, {read} did");
 }
+
+/// `--small-nodule-positives D:K` cuts K positives around each nodule below D mm and
+/// `--positives-per-nodule` around the others; the negatives follow the positives' total
+/// through `--neg-ratio`.
+#[test]
+fn small_nodules_get_their_own_positive_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = luna(tmp.path(), 4, None);
+    let (plain, small) = (tmp.path().join("plain"), tmp.path().join("small"));
+    let (s0, _) = run(&input, &plain, &cfg()).unwrap();
+    // Per nodule (scan, diameter) the number of positives cut around it.
+    let per_nodule = |dir: &Path| -> BTreeMap<(String, u64), usize> {
+        let ds = PatchDataset::open(dir).unwrap();
+        ds.records
+            .iter()
+            .filter(|r| r.label == 1)
+            .fold(BTreeMap::new(), |mut m, r| {
+                let d = r.diameter_mm.unwrap();
+                *m.entry((r.seriesuid.clone(), d.to_bits())).or_default() += 1;
+                m
+            })
+    };
+    let before = per_nodule(&plain);
+    let mut diameters: Vec<f64> = before.keys().map(|k| f64::from_bits(k.1)).collect();
+    diameters.sort_by(f64::total_cmp);
+    // A cut between two drawn sizes, so that both kinds occur.
+    let below_mm = diameters[diameters.len() / 2];
+    assert!(diameters[0] < below_mm, "{diameters:?}");
+    let c = PrepareConfig {
+        small_nodule_positives: Some(prepare::SmallNodulePositives {
+            below_mm,
+            per_nodule: 5,
+        }),
+        ..cfg()
+    };
+    let (s1, _) = run(&input, &small, &c).unwrap();
+    let after = per_nodule(&small);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for ((uid, bits), n) in &after {
+        let d = f64::from_bits(*bits);
+        let want = if d < below_mm { 5 } else { 2 };
+        assert_eq!(*n, want, "{uid}: {d} mm nodule");
+    }
+    let n_small = diameters.iter().filter(|&&d| d < below_mm).count();
+    assert_eq!(s1.positives(), s0.positives() + 3 * n_small);
+    let ratio = s1.negatives() as f64 / s1.positives() as f64;
+    assert!((ratio - 2.0).abs() < 0.1, "{} negatives", s1.negatives());
+}
+
+#[test]
+fn small_nodule_positives_parse_as_diameter_and_count() {
+    let p: prepare::SmallNodulePositives = "10:8".parse().unwrap();
+    assert_eq!((p.below_mm, p.per_nodule), (10.0, 8));
+    for bad in ["10", "x:8", "10:-1", "0:4", "nan:4", "10:"] {
+        assert!(
+            bad.parse::<prepare::SmallNodulePositives>().is_err(),
+            "{bad:?} accepted"
+        );
+    }
+}
