@@ -233,6 +233,11 @@ struct CalibrateProbabilityArgs {
     write: bool,
     #[arg(long, requires = "write")]
     force: bool,
+    /// `mask-distance` on a model that carries a map already: fit anyway (the fit reads the
+    /// MC mean, which the map does not touch) and let --write replace the map, keeping the
+    /// old one under `provenance.probability_map_replaced`.
+    #[arg(long)]
+    replace: bool,
 }
 
 #[derive(Args)]
@@ -477,6 +482,7 @@ fn run_calibrate_probability(a: CalibrateProbabilityArgs) -> anyhow::Result<()> 
     if a.map == "mask-distance" {
         return run_mask_distance(a);
     }
+    anyhow::ensure!(!a.replace, "--replace is for --map mask-distance");
     let kind = lungseg_train::calibrate::platt::MapKind::from_name(&a.map)
         .ok_or_else(|| anyhow::anyhow!("--map {}: expected 'platt' or 'temperature'", a.map))?;
     let region = probability::FitRegion::from_name(&a.region)
@@ -533,6 +539,7 @@ fn run_mask_distance(a: CalibrateProbabilityArgs) -> anyhow::Result<()> {
         samples: a.on.samples,
         seed: a.on.seed,
         eval: Default::default(),
+        replace: a.replace,
     };
     let pb = a.on.progress()?;
     let f = mask_distance::fit_mask_distance(&a.on.model, &a.on.data, &opts, || pb.inc(1));

@@ -214,6 +214,10 @@ pub struct MaskDistanceOptions {
     pub seed: u64,
     /// ROI and ECE bins (as in the evaluation).
     pub eval: EvalConfig,
+    /// Fit a model that carries a map already, to replace it (a site refitting the map on
+    /// its own scans, or on scans of a newer generator). The fit reads the MC mean, which the
+    /// map does not touch, so it is the fit of the model without its map.
+    pub replace: bool,
 }
 
 /// A fitted map and its effect on the voxels it was fitted on (in-sample: a fresh split
@@ -243,8 +247,8 @@ pub fn fit_mask_distance(
 ) -> Result<MaskDistanceFit> {
     let model = Model::open(model_path).with_context(|| model_path.display().to_string())?;
     ensure!(
-        model.config().probability_map.is_none(),
-        "{} has a probability map already: fit the model without one",
+        opts.replace || model.config().probability_map.is_none(),
+        "{} has a probability map already: fit the model without one, or replace its map",
         model_path.display()
     );
     let ds = PatchDataset::open(data)?;
@@ -288,10 +292,16 @@ pub fn fit_mask_distance(
     })
 }
 
+/// Where `write_mask_distance` keeps the fits of the maps it replaced, oldest first.
+pub const REPLACED_PROVENANCE_KEY: &str = "probability_map_replaced";
+
 /// Writes the fitted map as the model file's `config.probability_map` and the fit under
-/// `provenance.probability_map`; every tensor is kept byte for byte.
+/// `provenance.probability_map`; every tensor is kept byte for byte. A map the file carries
+/// already is replaced, its fit appended to `provenance.probability_map_replaced`, so the
+/// file tells which map it shipped with before.
 pub fn write_mask_distance(path: &Path, fit: &MaskDistanceFit) -> Result<Model> {
     let mut file = ModelFile::read(path)?;
+    keep_replaced_fit(&mut file)?;
     set_config_key(
         &mut file,
         "probability_map",
@@ -310,4 +320,27 @@ pub fn write_mask_distance(path: &Path, fit: &MaskDistanceFit) -> Result<Model> 
     );
     replace_file(path, &bytes)?;
     Ok(model)
+}
+
+/// Moves the provenance of the file's current map, if it has one, to the end of
+/// [`REPLACED_PROVENANCE_KEY`], with the map itself (the provenance holds only the fit).
+fn keep_replaced_fit(file: &mut ModelFile) -> Result<()> {
+    let Some(old_map) = file.json_object("config")?.remove("probability_map") else {
+        return Ok(());
+    };
+    let mut provenance = file.json_object("provenance")?;
+    let mut old = match provenance.remove(PROVENANCE_KEY) {
+        Some(serde_json::Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    old.insert("map".into(), old_map);
+    let list = provenance
+        .entry(REPLACED_PROVENANCE_KEY)
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    let serde_json::Value::Array(list) = list else {
+        anyhow::bail!("provenance.{REPLACED_PROVENANCE_KEY} is not a list");
+    };
+    list.push(serde_json::Value::Object(old));
+    file.set_json_object("provenance", provenance);
+    Ok(())
 }

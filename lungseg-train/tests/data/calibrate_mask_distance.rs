@@ -8,6 +8,7 @@ use lungseg_train::calibrate::mask_distance::{
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{score_patches, split_for_model};
 use lungseg_train::metrics::EvalConfig;
+use lungseg_train::model_file::ModelFile;
 
 use super::evaluate_calibrate::{dataset, fixture_model};
 
@@ -73,6 +74,7 @@ fn a_fitted_map_is_written_and_applied_by_the_engine_band_for_band() {
         samples: 4,
         seed: 1,
         eval: EvalConfig::default(),
+        replace: false,
     };
     let mut seen = 0;
     let fit = fit_mask_distance(&model_path, &data, &opts, || seen += 1).unwrap();
@@ -117,5 +119,47 @@ fn a_fitted_map_is_written_and_applied_by_the_engine_band_for_band() {
     assert!(
         all < mean_all.unwrap(),
         "in-sample the map calibrates: {all} vs {mean_all:?}"
+    );
+}
+
+#[test]
+fn a_map_is_replaced_only_when_asked_and_the_replaced_fit_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model_path, data) = (fixture_model(tmp.path()), dataset(tmp.path()));
+    let opts = |seed, replace| MaskDistanceOptions {
+        split: "val".into(),
+        samples: 4,
+        seed,
+        eval: EvalConfig::default(),
+        replace,
+    };
+    let first = fit_mask_distance(&model_path, &data, &opts(1, false), || {}).unwrap();
+    write_mask_distance(&model_path, &first).unwrap();
+    let before = ModelFile::read(&model_path).unwrap();
+
+    // The fit reads the MC mean, which the map leaves alone: the same seed refits the same map.
+    let same = fit_mask_distance(&model_path, &data, &opts(1, true), || {}).unwrap();
+    assert_eq!(same.map, first.map);
+    assert_eq!(same.ece_roi_before, first.ece_roi_before);
+
+    let second = fit_mask_distance(&model_path, &data, &opts(2, true), || {}).unwrap();
+    assert_ne!(second.map, first.map, "other MC samples fit another map");
+    let model = write_mask_distance(&model_path, &second).unwrap();
+    assert_eq!(model.config().probability_map.as_ref(), Some(&second.map));
+
+    let after = ModelFile::read(&model_path).unwrap();
+    assert_eq!(
+        after.scoring_fingerprint().unwrap(),
+        before.scoring_fingerprint().unwrap(),
+        "masks and scores are those of the same model"
+    );
+    let prov = after.json_object("provenance").unwrap();
+    assert_eq!(prov["probability_map"]["seed"], 2);
+    let replaced = prov["probability_map_replaced"].as_array().unwrap();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0]["seed"], 1);
+    assert_eq!(
+        replaced[0]["map"],
+        before.json_object("config").unwrap()["probability_map"]
     );
 }
