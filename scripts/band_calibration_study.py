@@ -16,7 +16,12 @@ Maps: `none`; `p only` (one isotonic map of p over all voxels, bands pooled); `b
 isotonic map per band, fitted on all voxels of the band: what an engine could apply, since it
 knows the band and not the ROI); each also fitted on the ROI's voxels only. The masks do not change: only the probabilities do.
 
-    python3 scripts/band_calibration_study.py hist.json [--folds 2,5] [--repeats 10]
+With `--rings N` the histogram's bands are (mask band, ring around the requested point) pairs,
+band `b * N + r` (the example's `RINGS_MM` argument with N - 1 radii), and the maps are by mask
+band alone (rings pooled), by mask band and ring, and by ring only where the mask is 4 or more
+voxels away (where a missed nodule lies).
+
+    python3 scripts/band_calibration_study.py hist.json [--folds 2,5] [--repeats 10] [--rings N]
 """
 import argparse
 import json
@@ -105,6 +110,19 @@ MAPS = [
 ]
 
 
+def ring_maps(rings):
+    """MAPS for histograms whose band b * rings + r is mask band b (of 6), ring r."""
+    def by_mask_band(bands):
+        return [[b * rings + r for r in range(rings)] for b in bands]
+    far_split = by_mask_band(range(4)) + [[b * rings + r] for b in (4, 5) for r in range(rings)]
+    return [
+        ("none", "none", None),
+        ("by band (6)", "by band", by_mask_band(range(6))),
+        (f"by band (6) x ring ({rings})", "by band", None),
+        (f"by band (6), ring ({rings}) where >= 4 voxels out", "by band", far_split),
+    ]
+
+
 def cross_fitted(h, how, k, rng):
     """ROI and whole-patch ECE with each of k random scan folds judged by the others' map."""
     n_scans = h["whole"]["n"].shape[0]
@@ -125,17 +143,19 @@ def main():
     ap.add_argument("--folds", default="2,5")
     ap.add_argument("--repeats", type=int, default=10, help="random fold assignments per K")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rings", type=int, default=1, help="rings per mask band in the histogram")
     a = ap.parse_args()
     h = load(a.hist)
     n_scans = h["whole"]["n"].shape[0]
     every = np.arange(n_scans)
-    print(f"{n_scans} scans; ROI voxels by band (0 = in the mask, 1, 2, 3, 4-6, >= 7):",
+    print(f"{n_scans} scans; ROI voxels by band (0 = in the mask, 1, 2, 3, 4-6, >= 7"
+          + (f"; x {a.rings} rings" if a.rings > 1 else "") + "):",
           h["roi"]["n"].sum(axis=(0, 2)).astype(int).tolist())
     folds = [int(k) for k in a.folds.split(",")]
     print("| map | in-sample ROI / whole | "
           + " | ".join(f"{k}-fold ROI: mean [min, max] / whole (max)" for k in folds) + " |")
     print("|---" * (2 + len(folds)) + "|")
-    for name, how, groups in MAPS:
+    for name, how, groups in (MAPS if a.rings == 1 else ring_maps(a.rings)):
         hh = h if groups is None else grouped(h, groups)
         m = fit(hh, every, how)
         row = [f"{ece([judged(hh, 'roi', every, m)]):.3f} / {ece([judged(hh, 'whole', every, m)]):.4f}"]

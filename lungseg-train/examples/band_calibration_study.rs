@@ -14,6 +14,13 @@
 //! probability bins (voxel count, foreground count, summed probability) for the whole patch
 //! and for the ROI (`RegionHistograms`).
 //! `scripts/band_calibration_study.py` fits the maps by scan-level cross-fitting and scores them.
+//!
+//! `RINGS_MM` (optional, e.g. `4,8,12,16`) also splits each band by the voxel's distance from
+//! the patch centre, the requested point (`PatchGrid::centre_distance_mm2`: ≤ 4, ≤ 8, ..., and
+//! beyond the last): the histogram's band `b · rings + r` is mask band `b`, ring `r`
+//! (`band_calibration_study.py --rings N`). Why: where the mask is empty or far, a voxel near
+//! the point asked about is nodule far more often than one at the patch's edge (a missed
+//! nodule), which a map by mask distance alone cannot tell apart.
 
 use std::path::Path;
 
@@ -34,10 +41,19 @@ struct ScanHist {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [model, data, split, seed] = args.as_slice() else {
-        anyhow::bail!("usage: band_calibration_study MODEL DATASET SPLIT SEED");
+    let (model, data, split, seed, rings_mm) = match args.as_slice() {
+        [m, d, s, e] => (m, d, s, e, Vec::new()),
+        [m, d, s, e, r] => (m, d, s, e, parse_rings(r)?),
+        _ => anyhow::bail!("usage: band_calibration_study MODEL DATASET SPLIT SEED [RINGS_MM]"),
     };
     let seed: u64 = seed.parse().context("SEED")?;
+    let rings = rings_mm.len() + 1;
+    // One histogram band per (mask band, ring); the edges only set the count.
+    let edges: Vec<u32> = if rings == 1 {
+        BAND_MAX_VOXELS.to_vec()
+    } else {
+        (0..((BAND_MAX_VOXELS.len() + 1) * rings - 1) as u32).collect()
+    };
     let model = Model::open(Path::new(model))?;
     let ds = PatchDataset::open(Path::new(data))?;
     let idx = split_for_model(&model, &ds, split)?;
@@ -56,18 +72,49 @@ fn main() -> Result<()> {
             None => {
                 scans.push(ScanHist {
                     scan: rec.seriesuid.clone(),
-                    hist: RegionHistograms::new(&BAND_MAX_VOXELS),
+                    hist: RegionHistograms::new(&edges),
                 });
                 scans.len() - 1
             }
         };
-        scans[pos]
-            .hist
-            .add_patch(&m.mean, &pred, &patch.mask, &roi, rec.shape)?;
+        let hist = &mut scans[pos].hist;
+        if rings == 1 {
+            hist.add_patch(&m.mean, &pred, &patch.mask, &roi, rec.shape)?;
+        } else {
+            let bands = lungseg::probability_map::bands(&BAND_MAX_VOXELS, &pred, rec.shape)?;
+            for (v, &b) in bands.iter().enumerate() {
+                let zyx = [
+                    v / (rec.shape[1] * rec.shape[2]),
+                    (v / rec.shape[2]) % rec.shape[1],
+                    v % rec.shape[2],
+                ];
+                let d = grid.centre_distance_mm2(zyx).sqrt();
+                let ring = rings_mm.partition_point(|&r| r < d);
+                let band = usize::from(b) * rings + ring;
+                let (p, y) = (m.mean[v], patch.mask[v] != 0);
+                hist.whole.add(band, p, y);
+                if roi[v] != 0 {
+                    hist.roi.add(band, p, y);
+                }
+            }
+        }
         if (k + 1) % 50 == 0 {
             eprintln!("{} of {} patches", k + 1, idx.len());
         }
     }
     serde_json::to_writer(std::io::stdout(), &scans)?;
     Ok(())
+}
+
+/// `4,8,12` → increasing radii in mm.
+fn parse_rings(s: &str) -> Result<Vec<f64>> {
+    let r: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>().context("RINGS_MM"))
+        .collect::<Result<_>>()?;
+    anyhow::ensure!(
+        r.windows(2).all(|w| w[0] < w[1]) && r.iter().all(|&x| x > 0.0),
+        "RINGS_MM must increase from above 0"
+    );
+    Ok(r)
 }

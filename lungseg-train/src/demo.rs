@@ -324,10 +324,7 @@ pub fn headline(report_json: &Path) -> Result<String> {
         ci(h.dice_nodules, 1.0),
         h.n_negative_patches,
         ci(h.fp_volume_negatives_mm3, 1.0),
-        r.metrics
-            .calibration_roi
-            .ece
-            .map_or("n/a".into(), |e| format!("{e:.4}")),
+        ci(h.ece_roi, 1.0),
         ci(h.flag_catch_rate, 1.0),
         h.n_bad,
         ci(h.flag_referred_fraction, 1.0),

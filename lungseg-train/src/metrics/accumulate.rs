@@ -264,6 +264,15 @@ pub struct Headline {
     /// Mean Dice of the nodule patches by the nodule's diameter ([`SIZE_BINS_MM`]).
     #[serde(default)]
     pub dice_by_size: Vec<SizeRow>,
+    /// ECE in the ROI of the reported probabilities (`EvalMetrics::calibration_roi`), the
+    /// bins' sums resampled by scan: a few scans with large, partly missed lesions hold much
+    /// of the ROI's voxels, so the ECE moves between test sets far more than its voxel count
+    /// suggests.
+    #[serde(default)]
+    pub ece_roi: Option<Interval>,
+    /// The same for the MC mean, where a probability map gave the reported probabilities.
+    #[serde(default)]
+    pub ece_roi_mean: Option<Interval>,
 }
 
 /// Lower edges (mm) of the nodule-size bins of [`Headline::dice_by_size`]; the last is open.
@@ -332,6 +341,9 @@ pub struct EvalAccumulator {
     calib_all: CalibrationAccumulator,
     /// The MC mean's, kept apart once a patch came with calibrated probabilities.
     calib_mean: Option<(CalibrationAccumulator, CalibrationAccumulator)>,
+    /// Each patch's ROI calibration sums (reported probability, and the mean's where they
+    /// differ), for the by-scan interval of the ECE.
+    patch_calib_roi: Vec<(CalibrationAccumulator, Option<CalibrationAccumulator>)>,
     hist_roi: Vec<ScoreHistogram>,
     hist_all: Vec<ScoreHistogram>,
 }
@@ -351,6 +363,7 @@ impl EvalAccumulator {
             calib_roi: CalibrationAccumulator::new(config.calibration_bins)?,
             calib_all: CalibrationAccumulator::new(config.calibration_bins)?,
             calib_mean: None,
+            patch_calib_roi: Vec::new(),
             hist_roi: hists()?,
             hist_all: hists()?,
             patches: Vec::new(),
@@ -432,10 +445,10 @@ impl EvalAccumulator {
                 "some patches come with calibrated probabilities and some without".into(),
             ));
         }
-        let reported = match p.calibrated {
+        let bins = self.config.calibration_bins;
+        let (reported, patch_mean_roi) = match p.calibrated {
             Some(c) => {
                 check_len("calibrated probability map", p.gt.len(), c.len())?;
-                let bins = self.config.calibration_bins;
                 let (mean_roi, mean_all) = match &mut self.calib_mean {
                     Some(m) => m,
                     None => self.calib_mean.insert((
@@ -445,12 +458,38 @@ impl EvalAccumulator {
                 };
                 mean_roi.add_patch(p.gt, p.prob, Some(roi))?;
                 mean_all.add_patch(p.gt, p.prob, None)?;
-                c
+                let mut patch_roi = CalibrationAccumulator::new(bins)?;
+                patch_roi.add_patch(p.gt, p.prob, Some(roi))?;
+                (c, Some(patch_roi))
             }
-            None => p.prob,
+            None => (p.prob, None),
         };
+        // The totals are summed voxel by voxel, in the order of the calibration fit's own sums
+        // (it compares with them exactly); the per-patch sums only feed the interval.
+        let mut patch_roi = CalibrationAccumulator::new(bins)?;
+        patch_roi.add_patch(p.gt, reported, Some(roi))?;
+        self.patch_calib_roi.push((patch_roi, patch_mean_roi));
         self.calib_roi.add_patch(p.gt, reported, Some(roi))?;
         self.calib_all.add_patch(p.gt, reported, None)
+    }
+
+    /// By-scan interval of the ROI ECE from the per-patch sums `of` picks.
+    fn ece_interval<'a>(
+        &'a self,
+        group: &[usize],
+        of: impl Fn(usize) -> Option<&'a CalibrationAccumulator>,
+    ) -> Result<Option<Interval>, MetricsError> {
+        if (0..self.patch_calib_roi.len()).any(|i| of(i).is_none()) {
+            return Ok(None);
+        }
+        let bins = self.config.calibration_bins;
+        bootstrap_by_group(group, &self.config.bootstrap, |s| {
+            let mut acc = CalibrationAccumulator::new(bins).ok()?;
+            for &i in s {
+                acc.merge(of(i)?).ok()?;
+            }
+            acc.ece()
+        })
     }
 
     /// All metrics of the patches added so far.
@@ -544,6 +583,8 @@ impl EvalAccumulator {
                 mean_where(s, |_| true, |i| f64::from(u8::from(ps[i].needs_review)))
             })?,
             dice_by_size: self.dice_by_size(&group)?,
+            ece_roi: self.ece_interval(&group, |i| Some(&self.patch_calib_roi[i].0))?,
+            ece_roi_mean: self.ece_interval(&group, |i| self.patch_calib_roi[i].1.as_ref())?,
         })
     }
 

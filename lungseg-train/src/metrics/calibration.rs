@@ -130,6 +130,20 @@ impl CalibrationAccumulator {
         Ok(())
     }
 
+    /// The ECE of [`Self::summary`] without the reliability bins (`None` when empty).
+    pub fn ece(&self) -> Option<f64> {
+        let total: u64 = self.count.iter().sum();
+        (total > 0).then(|| {
+            (0..self.count.len())
+                .filter(|&b| self.count[b] > 0)
+                .map(|b| {
+                    let n = self.count[b] as f64;
+                    n / total as f64 * (self.sum_y[b] / n - self.sum_p[b] / n).abs()
+                })
+                .sum()
+        })
+    }
+
     pub fn summary(&self) -> CalibrationSummary {
         let nb = self.count.len();
         let total: u64 = self.count.iter().sum();

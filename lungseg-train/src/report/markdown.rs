@@ -423,9 +423,26 @@ fn headline_section(s: &mut String, r: &Report) {
             ci(h.dice_partial, 1.0, 3),
             h.n_partial_patches,
         ),
+        (
+            if h.ece_roi_mean.is_some() {
+                "ECE (ROI), calibrated probabilities"
+            } else {
+                "ECE (ROI)"
+            },
+            ci(h.ece_roi, 1.0, 3),
+            r.metrics.n_patches,
+        ),
     ];
     for (name, v, n) in rows {
         let _ = writeln!(s, "| {name} | {v} | {n} |");
+    }
+    if h.ece_roi_mean.is_some() {
+        let _ = writeln!(
+            s,
+            "| ECE (ROI), MC mean | {} | {} |",
+            ci(h.ece_roi_mean, 1.0, 3),
+            r.metrics.n_patches
+        );
     }
     if h.dice_by_size.iter().any(|r| r.patches > 0) {
         let _ = writeln!(

@@ -358,27 +358,40 @@ fn partial_patches_are_in_no_nodule_or_negative_statistic() {
     assert_eq!(m.review.tp + m.review.fn_, 1);
 }
 
+/// A map that halves every probability: anything but the identity.
+fn halved(ps: &[Patch]) -> Vec<Vec<f32>> {
+    ps.iter()
+        .map(|p| p.prob.iter().map(|q| q * 0.5).collect())
+        .collect()
+}
+
+/// The metrics of `ps` with `halved` as their calibrated probabilities; `at(k)` gives patch
+/// `k`'s scan and whether it is cut around a nodule.
+fn run_halved(
+    ps: &[Patch],
+    halved: &[Vec<f32>],
+    at: impl Fn(usize) -> (&'static str, bool),
+) -> EvalMetrics {
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    for (k, p) in ps.iter().enumerate() {
+        let (id, (scan, centred)) = (format!("p{k}"), at(k));
+        let with = PatchInput {
+            calibrated: Some(&halved[k]),
+            ..input(p, &id, scan, centred)
+        };
+        acc.add_patch(&with).unwrap();
+    }
+    acc.finish().unwrap()
+}
+
 /// With calibrated probabilities, calibration is measured on them (over the same ROI, which
 /// the mean's mask draws) and the mean's own calibration is kept apart; the masks, and so the
 /// overlap, stay the mean's. Mixing patches with and without is refused.
 #[test]
 fn calibrated_probabilities_are_what_calibration_measures() {
     let ps = patches();
-    // A map that halves every probability: anything but the identity.
-    let halved: Vec<Vec<f32>> = ps
-        .iter()
-        .map(|p| p.prob.iter().map(|q| q * 0.5).collect())
-        .collect();
-    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
-    for (k, p) in ps.iter().enumerate() {
-        let id = format!("p{k}");
-        let input = PatchInput {
-            calibrated: Some(&halved[k]),
-            ..input(p, &id, "scan", true)
-        };
-        acc.add_patch(&input).unwrap();
-    }
-    let m = acc.finish().unwrap();
+    let halved = halved(&ps);
+    let m = run_halved(&ps, &halved, |_| ("scan", true));
     let plain = run(&ps, EvalConfig::default());
     assert_eq!(m.overlap, plain.overlap, "masks are the mean's");
     assert_eq!(
@@ -420,4 +433,52 @@ fn calibrated_probabilities_are_what_calibration_measures() {
         ..input(&ps[1], "b", "scan", true)
     };
     assert!(mixed.add_patch(&with).is_err());
+}
+
+/// The ROI ECE's interval resamples scans. With two scans A and B every resample is AA, AB or
+/// BB (each drawn about 25, 50 and 25 % of the time), so the percentile interval runs from
+/// the least to the largest of ECE(A), ECE(A ∪ B) and ECE(B), computed here directly from the
+/// voxels. The mean's interval is kept apart once a map gives the reported probabilities.
+#[test]
+fn roi_ece_interval_resamples_scans() {
+    let ps = patches();
+    let scans = ["a", "a", "b", "b"];
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    for (k, p) in ps.iter().enumerate() {
+        acc.add_patch(&input(p, &format!("p{k}"), scans[k], k < 2))
+            .unwrap();
+    }
+    let m = acc.finish().unwrap();
+    let roi_py = |which: &[usize]| {
+        let mut v: Vec<(f64, f64)> = vec![];
+        for &k in which {
+            let p = &ps[k];
+            let roi = chebyshev_roi(&p.gt, &p.prob, 3);
+            for (i, &g) in p.gt.iter().enumerate() {
+                if roi[i] {
+                    v.push((f64::from(p.prob[i]), f64::from(g != 0)));
+                }
+            }
+        }
+        direct_calibration(&v, 15).0
+    };
+    let (a, b, ab) = (roi_py(&[0, 1]), roi_py(&[2, 3]), roi_py(&[0, 1, 2, 3]));
+    let i = m.headline.ece_roi.expect("an interval");
+    let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+    assert!(close(i.estimate, ab), "{i:?} vs {ab}");
+    assert!(close(i.lo, a.min(b).min(ab)), "{i:?}: {a} {ab} {b}");
+    assert!(close(i.hi, a.max(b).max(ab)), "{i:?}: {a} {ab} {b}");
+    assert!(i.hi - i.lo > 0.01, "the two scans differ: {a} vs {b}");
+    assert_eq!((i.groups, i.resamples), (2, 2000));
+    assert_eq!(m.headline.ece_roi_mean, None, "no map, no second row");
+
+    // With a map, the reported interval is the map's and the mean's is the plain one.
+    let mapped = run_halved(&ps, &halved(&ps), |k| (scans[k], k < 2));
+    assert_eq!(mapped.headline.ece_roi_mean, Some(i));
+    let reported = mapped.headline.ece_roi.unwrap();
+    assert!(close(
+        reported.estimate,
+        mapped.calibration_roi.ece.unwrap()
+    ));
+    assert!((reported.estimate - i.estimate).abs() > 1e-3);
 }
