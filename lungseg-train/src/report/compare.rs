@@ -99,11 +99,12 @@ fn negatives(r: &Report) -> impl Iterator<Item = &PatchRecord> {
 pub fn describe(c: &Report, b: &Report, p: &PairedDice) -> String {
     let d = &p.difference;
     let (nc, nb) = (negative_cost(c), negative_cost(b));
-    let ece = |r: &Report| {
-        r.metrics
-            .calibration_roi
-            .ece
-            .map_or("n/a".into(), |e| format!("{e:.3}"))
+    // With its by-scan interval where the report has one (the two sets of scans are the
+    // same, but the intervals are not paired: they show how much one set can tell).
+    let ece = |r: &Report| match (r.metrics.headline.ece_roi, r.metrics.calibration_roi.ece) {
+        (Some(i), _) => format!("{:.3} [{:.3}, {:.3}]", i.estimate, i.lo, i.hi),
+        (None, Some(e)) => format!("{e:.3}"),
+        (None, None) => "n/a".into(),
     };
     format!(
         "nodule patches: {}; mean Dice candidate {:.3}, baseline {:.3}\n\

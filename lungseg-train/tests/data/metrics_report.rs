@@ -373,6 +373,17 @@ fn compare_reports_reads_two_reports_and_requires_a_gain() {
     }
     args(&c_dir, &b_dir).run().unwrap();
     assert!(args(&b_dir, &c_dir).run().is_err());
+    // The printout gives each side's ROI ECE with its by-scan interval.
+    let paired = lungseg_train::metrics::paired_dice(
+        &better.metrics.patches,
+        &base.metrics.patches,
+        &Default::default(),
+    )
+    .unwrap();
+    let text = lungseg_train::report::compare::describe(&better, &base, &paired);
+    let i = base.metrics.headline.ece_roi.expect("an ECE interval");
+    let shown = format!("baseline {:.3} [{:.3}, {:.3}]", i.estimate, i.lo, i.hi);
+    assert!(text.contains(&shown), "{text}");
     // The same gain with the negative's speck grown, or turned into a bad patch, is refused.
     let worse_negative = |fp: f64, bad: bool, name: &str| {
         let mut r = better.clone();
