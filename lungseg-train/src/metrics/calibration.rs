@@ -130,7 +130,8 @@ impl CalibrationAccumulator {
         Ok(())
     }
 
-    /// The ECE of [`Self::summary`] without the reliability bins (`None` when empty).
+    /// ECE (module docs) of the voxels added, `None` when there are none; [`Self::summary`]
+    /// reports it with the reliability bins.
     pub fn ece(&self) -> Option<f64> {
         let total: u64 = self.count.iter().sum();
         (total > 0).then(|| {
@@ -147,14 +148,12 @@ impl CalibrationAccumulator {
     pub fn summary(&self) -> CalibrationSummary {
         let nb = self.count.len();
         let total: u64 = self.count.iter().sum();
-        let mut ece = 0.0;
         let bins = (0..nb)
             .map(|b| {
                 let n = self.count[b];
                 let (mean_prob, observed_freq) = if n > 0 {
                     let conf = self.sum_p[b] / n as f64;
                     let freq = self.sum_y[b] / n as f64;
-                    ece += n as f64 / total as f64 * (freq - conf).abs();
                     (Some(conf), Some(freq))
                 } else {
                     (None, None)
@@ -169,7 +168,7 @@ impl CalibrationAccumulator {
             })
             .collect();
         CalibrationSummary {
-            ece: (total > 0).then_some(ece),
+            ece: self.ece(),
             brier: (total > 0).then(|| self.sum_sq / total as f64),
             voxels: total,
             bins,
