@@ -81,22 +81,17 @@ fn main() -> Result<()> {
         if rings == 1 {
             hist.add_patch(&m.mean, &pred, &patch.mask, &roi, rec.shape)?;
         } else {
-            let bands = lungseg::probability_map::bands(&BAND_MAX_VOXELS, &pred, rec.shape)?;
-            for (v, &b) in bands.iter().enumerate() {
-                let zyx = [
-                    v / (rec.shape[1] * rec.shape[2]),
-                    (v / rec.shape[2]) % rec.shape[1],
-                    v % rec.shape[2],
-                ];
-                let d = grid.centre_distance_mm2(zyx).sqrt();
-                let ring = rings_mm.partition_point(|&r| r < d);
-                let band = usize::from(b) * rings + ring;
-                let (p, y) = (m.mean[v], patch.mask[v] != 0);
-                hist.whole.add(band, p, y);
-                if roi[v] != 0 {
-                    hist.roi.add(band, p, y);
-                }
-            }
+            let index = lungseg::mask::Grid::new(pred.len(), rec.shape)?;
+            let bands: Vec<usize> =
+                lungseg::probability_map::bands(&BAND_MAX_VOXELS, &pred, rec.shape)?
+                    .iter()
+                    .enumerate()
+                    .map(|(v, &b)| {
+                        let d = grid.centre_distance_mm2(index.zyx(v)).sqrt();
+                        usize::from(b) * rings + rings_mm.partition_point(|&r| r < d)
+                    })
+                    .collect();
+            hist.add_voxels(&bands, &m.mean, &patch.mask, &roi)?;
         }
         if (k + 1) % 50 == 0 {
             eprintln!("{} of {} patches", k + 1, idx.len());

@@ -167,10 +167,26 @@ impl RegionHistograms {
         dims_zyx: [usize; 3],
     ) -> Result<()> {
         ensure!(
-            mean.len() == gt.len() && pred.len() == gt.len() && roi.len() == gt.len(),
-            "mean, mask, ground truth and ROI differ in length"
+            pred.len() == gt.len(),
+            "mask and ground truth differ in length"
         );
         let bands = self.whole.bands(pred, dims_zyx)?;
+        self.add_voxels(&bands, mean, gt, roi)
+    }
+
+    /// Adds every voxel `v` of one patch to histogram band `bands[v]` (a study's own banding;
+    /// [`Self::add_patch`] uses the engine's).
+    pub fn add_voxels(
+        &mut self,
+        bands: &[usize],
+        mean: &[f32],
+        gt: &[u8],
+        roi: &[u8],
+    ) -> Result<()> {
+        ensure!(
+            mean.len() == gt.len() && bands.len() == gt.len() && roi.len() == gt.len(),
+            "mean, bands, ground truth and ROI differ in length"
+        );
         for (v, &band) in bands.iter().enumerate() {
             let (p, y) = (mean[v], gt[v] != 0);
             self.whole.add(band, p, y);
