@@ -246,7 +246,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 }
 
 /// `git rev-parse HEAD` of the working directory, if git and a repository are there.
-fn git_commit() -> Option<String> {
+pub fn git_commit() -> Option<String> {
     let out = Command::new("git")
         .args(["rev-parse", "HEAD"])
         .output()

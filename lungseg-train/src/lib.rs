@@ -3,6 +3,7 @@
 //! training ([`train`]) and export ([`export`]), review-threshold calibration ([`calibrate`]),
 //! evaluation through lungseg-sys ([`evaluate`], [`metrics`], [`report`]) and the demo ([`demo`]).
 
+pub mod average;
 pub mod calibrate;
 pub mod components;
 pub mod dataset;

@@ -63,6 +63,9 @@ enum Command {
     /// A model's network with more channels per level that computes the same function
     /// (Net2WiderNet): the start of a wider network's fine-tuning (`train --init`).
     Widen(lungseg_train::widen::WidenArgs),
+    /// The weighted mean of the weights of model files of one network (a model soup, or a
+    /// model and its fine-tuned descendant): a candidate to calibrate and judge like a trained one.
+    Average(lungseg_train::average::AverageArgs),
     /// Write the coarsest scan spacing a model file is meant for into it (patches of coarser
     /// scans are flagged for review), with the reason in its provenance.
     SetIntendedUse(lungseg_train::intended_use::SetIntendedUseArgs),
@@ -710,6 +713,7 @@ fn main() -> ExitCode {
         Command::CompareReports(a) => a.run(),
         Command::MineNegatives(a) => a.run(),
         Command::Widen(a) => a.run(),
+        Command::Average(a) => a.run(),
         Command::SetIntendedUse(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),

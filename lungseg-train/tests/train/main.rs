@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod average;
 mod demo_pipeline;
 mod train_backend;
 mod train_export;

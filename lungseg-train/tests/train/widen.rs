@@ -13,7 +13,7 @@ use lungseg_train::widen::{tensor_values, widen};
 use safetensors::Dtype;
 
 /// The next value of a 64-bit LCG in `k`, uniform in [-1, 1).
-fn uniform(k: &mut u64) -> f32 {
+pub fn uniform(k: &mut u64) -> f32 {
     *k = k
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -23,7 +23,7 @@ fn uniform(k: &mut u64) -> f32 {
 /// A model of `channels` (16³ patches) whose tensors are all random: weights scaled by their
 /// fan-in so activations stay O(1), BatchNorm with non-trivial statistics (a fresh
 /// initialisation has γ = 1, μ = 0, σ² = 1, which would not test their remapping).
-fn random_model(channels: Vec<usize>) -> ModelFile {
+pub fn random_model(channels: Vec<usize>) -> ModelFile {
     let config = UNetConfig {
         channels,
         ..common::tiny_config()
