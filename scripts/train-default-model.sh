@@ -46,7 +46,7 @@ BORDER_FRACTION=${BORDER_FRACTION:-0}
 SMALL_POSITIVES=${SMALL_POSITIVES:-}
 # The checkpoint exported: `best` (validation Dice per patch, on ~24 scans whose Dice swings by
 # several hundredths between epochs) or `last` (the end of the cosine schedule); stages 20,
-# 21 and 21e8 in docs/training.md.
+# 21 and 21e8 in docs/model-stages.md.
 EXPORT_EPOCH=${EXPORT_EPOCH:-best}
 INIT=${INIT:-}
 SEED=${SEED:-1000}  # training + validation scans, initialisation, order, dropout
@@ -81,10 +81,10 @@ mkdir -p "$RUN"
 # MINE_FROM=<model> mines hard negatives (`mine-negatives`): the scans are cut with
 # MINE_POOL_RATIO negatives per positive into a pool, the model's dropout-off pass charges
 # each training negative its false-positive volume, and the training set keeps one negative
-# per positive, HARD_FRACTION of them the most wrong ones (docs/training.md).
+# per positive, HARD_FRACTION of them the most wrong ones (docs/model-stages.md).
 # SPACING_Z_MM=lo,hi draws the training scans' slices that far apart (`synth --spacing-z-mm`;
 # unset: the generator's 1-2.5 mm), TEST_SPACING_Z_MM the test scans'; the calibration scans
-# keep the default so that candidates stay comparable on them (docs/training.md, "Thick slices").
+# keep the default so that candidates stay comparable on them (docs/model-stages.md, "Thick slices").
 spacing=()
 [ -n "${SPACING_Z_MM:-}" ] && spacing=(--spacing-z-mm "$SPACING_Z_MM")
 # The exported model is meant for scans no coarser than its training scans (`export
@@ -210,7 +210,7 @@ fi
 # on the calibration scans and the candidate goes on only if its paired mean-Dice gain over
 # the baseline there has a by-scan 95 % interval above 0 and its negatives cost no more (bad
 # patches, mean false-positive volume) (`compare-reports --require-gain`;
-# a gain of one or two hundredths on ~60 nodules is within the noise, docs/training.md).
+# a gain of one or two hundredths on ~60 nodules is within the noise, docs/model-stages.md).
 if [ -n "${BASELINE:-}" ] && ! [ -f "$RUN/compare-calib.txt" ]; then
   for who in candidate baseline; do
     model=$MODEL

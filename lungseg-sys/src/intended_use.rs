@@ -1,5 +1,5 @@
 //! The scans a model is meant for. A model trained on thin-slice CT has not seen what a 5 mm
-//! slice does to a small nodule or to a vessel cut obliquely (docs/training.md, "Thick
+//! slice does to a small nodule or to a vessel cut obliquely (docs/model-stages.md, "Thick
 //! slices"): its masks degrade there while its uncertainty need not grow, so its score alone
 //! does not send such a scan to a radiologist. Cleared nodule tools state the slice thickness
 //! they accept for the same reason. A model file names the coarsest voxel spacing it is meant

@@ -12,13 +12,13 @@
 //! samples fired (a vessel bifurcation, the edge of the diaphragm); on a patch without a
 //! nodule each one is a false positive, and a speck just over the evaluation's bad-negative
 //! volume costs what a missed nodule does. A size rule alone cannot tell such specks from the
-//! smallest nodules (docs/training.md, stage 12). Why the spare radius: a patch is cut around
+//! smallest nodules (docs/model-stages.md, stage 12). Why the spare radius: a patch is cut around
 //! the point the caller asks about (`lungseg_predict_uncertainty_at`), so a small component at
 //! that point is the nodule asked about and one far from it is not; the radius keeps the
 //! first and lets the minimum take the second. Why a lower threshold at the point: the same
 //! prior, used the other way; a small nodule whose dropout samples disagree leaves a mean
 //! below the threshold at the point, which the point rule keeps while a faint blob elsewhere
-//! still needs the full threshold (docs/training.md, stage 16).
+//! still needs the full threshold (docs/model-stages.md, stage 16).
 //!
 //! Patches are z-major with x fastest (`dims_zyx`); a component's volume is its voxel count
 //! times the volume of one voxel; distances are between voxel centres in mm, from the centre

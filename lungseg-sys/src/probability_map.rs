@@ -5,7 +5,7 @@
 //! the background. Near the boundary of a lesion a voxel at p = 0.05 is nodule far more often
 //! than a background voxel at p = 0.05, so a monotone map of p fitted where the ROI ECE is
 //! measured lifts the background, and one fitted on the whole patch leaves the lesion's margin
-//! miscalibrated (docs/training.md, "A map that also knows the distance to the mask"). The
+//! miscalibrated (docs/model-stages.md, "A map that also knows the distance to the mask"). The
 //! distance to the final mask is known at inference and tells the two apart: each voxel's
 //! band is the first `band_max_voxels` entry at least its Chebyshev distance (voxels, the
 //! maximum over the axes of the index difference) to the nearest mask voxel, 0 inside the

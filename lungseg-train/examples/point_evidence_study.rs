@@ -1,6 +1,6 @@
 //! Can the review flag catch a nodule the final mask misses entirely? Every score built from
 //! the returned mask or the sample masks is 0 when no sample calls a voxel foreground, as on a
-//! correct empty negative, so those misses cap the flag's catch rate (docs/training.md). The
+//! correct empty negative, so those misses cap the flag's catch rate (docs/model-stages.md). The
 //! requested point is known at inference, and the MC mean below the mask threshold is not
 //! always 0 there. A study on calibration patches (never a test seed: it informs a choice).
 //!

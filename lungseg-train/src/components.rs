@@ -1,7 +1,7 @@
 //! The lesion at the requested point: of a patch mask, keep the 26-connected components that
 //! come within `radius_mm` of the patch centre and drop the rest (vessels, the diaphragm,
 //! another nodule elsewhere in the patch). A post-processing candidate, studied on
-//! calibration patches by `examples/mask_filter_study.rs` and not adopted (docs/training.md,
+//! calibration patches by `examples/mask_filter_study.rs` and not adopted (docs/model-stages.md,
 //! "Keeping the component at the point"); the engine's mask is `lungseg::mask::final_mask`,
 //! whose 26-connected labelling and centre distance this reuses (the engine's own rule
 //! spares small components near the centre instead: `lungseg::mask::SmallComponents`).

@@ -12,7 +12,7 @@
 //! ratio at random, never by the model.
 //!
 //! Random negatives alone rarely show the network its confident blobs (a diaphragm dome cut
-//! as a 20 mm nodule, a crescent along the heart: docs/training.md): the hard share puts them
+//! as a 20 mm nodule, a crescent along the heart: docs/model-stages.md): the hard share puts them
 //! in every epoch. Patch files are hard-linked from the pool (copied where a link fails), so
 //! the output is a self-contained dataset folder without a second copy on the same disk.
 

@@ -32,7 +32,7 @@ pub enum DiceLoss {
     /// [`DiceLoss::PerPatch`], and the soft false-positive fraction `S / (S + V₀)` on a patch
     /// without (`S` = Σσ, `V₀` = [`NEGATIVE_FP_SCALE_VOXELS`]), so that a blob on a negative
     /// patch costs up to what a missed nodule costs, which the per-patch Dice never charges.
-    /// It trades missed small nodules for fewer blobs (docs/training.md, stage 8).
+    /// It trades missed small nodules for fewer blobs (docs/model-stages.md, stage 8).
     PerPatchFp,
 }
 
