@@ -19,24 +19,10 @@ use anyhow::{Context, Result};
 use lungseg::model::Model;
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
-use lungseg_train::metrics::{predicted_mask, EvalConfig};
+use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
 
 /// Mask thresholds every variant is cut at.
 const THRESHOLDS: [f32; 4] = [0.45, 0.5, 0.55, 0.6];
-
-/// True positives, false positives and false negatives of `pred` against `gt`.
-fn confusion(pred: &[u8], gt: &[u8]) -> [u64; 3] {
-    let mut c = [0u64; 3];
-    for (&p, &g) in pred.iter().zip(gt) {
-        match (p != 0, g != 0) {
-            (true, true) => c[0] += 1,
-            (true, false) => c[1] += 1,
-            (false, true) => c[2] += 1,
-            (false, false) => {}
-        }
-    }
-    c
-}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,13 +51,16 @@ fn main() -> Result<()> {
                     ..rule.clone()
                 };
                 let pred = predicted_mask(mean, grid, &cut).map_err(anyhow::Error::msg)?;
-                let [tp, fp, fn_] = confusion(&pred, &patch.mask);
+                let c = Confusion::from_masks(&patch.mask, &pred).map_err(anyhow::Error::msg)?;
                 println!(
-                    "{},{},{},{gt_voxels},{},{variant},{t},{tp},{fp},{fn_}",
+                    "{},{},{},{gt_voxels},{},{variant},{t},{},{},{}",
                     rec.id,
                     rec.seriesuid,
                     rec.label == 1,
-                    grid.voxel_mm3()
+                    grid.voxel_mm3(),
+                    c.tp,
+                    c.fp,
+                    c.fn_
                 );
             }
         }
