@@ -4,7 +4,7 @@
 //! the models lie in one basin of the loss, where the average of their weights tends to keep
 //! what each learnt; models trained from different random starts do not (their channels are
 //! not aligned), which no check here can see: whether an average pays is for the calibration
-//! scans to show, as for any candidate (docs/training.md).
+//! scans to show, as for any candidate (docs/model-stages.md).
 //!
 //! Every tensor is averaged in f64 and written in the first model's dtype of it, BatchNorm
 //! running statistics included (the mean of the members' statistics, not re-estimated on data:
