@@ -8,50 +8,9 @@ interval (2000 resamples, as compare-reports).
 
 usage: scripts/ensemble_study.py e.csv [A's threshold, default 0.55]
 """
-import csv
-import math
-import random
 import sys
-from collections import defaultdict
 
-BAD_FP_MM3 = 4.0 / 3.0 * math.pi * 1.5**3  # a 3 mm ball: review_scores::DEFAULT_BAD_FP_MM3
-
-
-def load(path):
-    rows = defaultdict(dict)  # (variant, threshold) -> id -> row
-    for r in csv.DictReader(open(path)):
-        tp, fp, fn = int(r["tp"]), int(r["fp"]), int(r["fn"])
-        gt = int(r["gt_voxels"])
-        centred = r["centred_on_nodule"] == "true"
-        cls = "negative" if gt == 0 else ("nodule" if centred else "partial")
-        dice = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-        rows[(r["variant"], float(r["threshold"]))][r["id"]] = {
-            "scan": r["scan"], "class": cls, "dice": dice,
-            "fp_mm3": fp * float(r["voxel_mm3"]),
-        }
-    return rows
-
-
-def summary(patches):
-    nod = [p["dice"] for p in patches.values() if p["class"] == "nodule"]
-    neg = [p["fp_mm3"] for p in patches.values() if p["class"] == "negative"]
-    return (sum(nod) / len(nod), sum(f > BAD_FP_MM3 for f in neg), sum(neg) / len(neg), len(nod))
-
-
-def paired(cand, base, resamples=2000, seed=0):
-    by_scan = defaultdict(list)
-    for i, p in base.items():
-        if p["class"] == "nodule":
-            by_scan[p["scan"]].append(cand[i]["dice"] - p["dice"])
-    scans = list(by_scan)
-    est = sum(sum(v) for v in by_scan.values()) / sum(len(v) for v in by_scan.values())
-    rng = random.Random(seed)
-    stats = []
-    for _ in range(resamples):
-        pick = [by_scan[rng.choice(scans)] for _ in scans]
-        stats.append(sum(sum(v) for v in pick) / sum(len(v) for v in pick))
-    stats.sort()
-    return est, stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1], len(scans)
+from study_csv import load, paired, summary
 
 
 def main():
