@@ -37,36 +37,12 @@ use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
 
 /// Mask thresholds every variant is cut at.
 const THRESHOLDS: [f32; 4] = [0.5, 0.55, 0.6, 0.7];
-/// Cascade bounds: equivalent diameters (mm) of the coarse mask below which the fine pass runs
-/// (infinite: always).
-const CASCADE_MM: [f64; 2] = [8.0, f64::INFINITY];
-/// Coarse support a merged component needs: a voxel where the coarse mean reaches it (0: none).
-const GATES: [f32; 4] = [0.0, 0.1, 0.2, 0.3];
+/// Thresholds the fine mean is cut at.
+const FINE_THRESHOLDS: [f32; 5] = [0.55, 0.6, 0.7, 0.8, 0.9];
+/// Coarse support a fine component needs: a voxel where the coarse mean reaches it (0: none).
+const GATES: [f32; 5] = [0.0, 0.2, 0.3, 0.4, 0.55];
 /// MC samples per pass, as `evaluate`.
 const SAMPLES: u32 = 20;
-
-/// How the fine mean joins the coarse one inside the central region.
-#[derive(Clone, Copy)]
-enum Merge {
-    Zoom,
-    Max,
-}
-
-impl Merge {
-    const ALL: [Merge; 2] = [Merge::Zoom, Merge::Max];
-    fn name(self) -> &'static str {
-        match self {
-            Merge::Zoom => "zoom",
-            Merge::Max => "max",
-        }
-    }
-    fn apply(self, coarse: f32, fine: f32) -> f32 {
-        match self {
-            Merge::Zoom => fine,
-            Merge::Max => coarse.max(fine),
-        }
-    }
-}
 
 /// The fine cube's mean on the coarse grid where it covers it: `None` outside the central region.
 /// Both cubes have `n` voxels per axis and the same centre voxel `n / 2`; fine voxel
@@ -100,11 +76,13 @@ fn fine_on_coarse(fine: &[f32], n: usize) -> Vec<Option<f32>> {
     out
 }
 
-fn merged(coarse: &[f32], fine: &[Option<f32>], merge: Merge) -> Vec<f32> {
+/// The coarse mean with the fine one, scaled by `scale`, where that is larger: cut at a
+/// threshold `t`, the union of the coarse mask at `t` and the fine mask at `t / scale`.
+fn union_mean(coarse: &[f32], fine: &[Option<f32>], scale: f32) -> Vec<f32> {
     coarse
         .iter()
         .zip(fine)
-        .map(|(&c, f)| f.map_or(c, |f| merge.apply(c, f)))
+        .map(|(&c, f)| f.map_or(c, |f| c.max(f * scale)))
         .collect()
 }
 
@@ -221,32 +199,20 @@ fn score(args: &[String]) -> Result<()> {
         let fine = read_f32(&means.join(format!("{}.fine.f32", rec.id)), n * n * n)?;
         let on_coarse = fine_on_coarse(&fine, n);
         let grid = rec.grid(model.config().spacing_mm);
-        let own = predicted_mask(&base, grid, &rule).map_err(anyhow::Error::msg)?;
-        let central_mm3 = own
-            .iter()
-            .zip(&on_coarse)
-            .filter(|(&m, f)| m != 0 && f.is_some())
-            .count() as f64
-            * grid.voxel_mm3();
-        let coarse_diameter = (6.0 * central_mm3 / std::f64::consts::PI).cbrt();
-        let mut variants = vec![("base".to_string(), base.clone(), 0.0)];
-        for merge in Merge::ALL {
-            let m = merged(&base, &on_coarse, merge);
-            for d in CASCADE_MM {
-                let pick = if coarse_diameter < d { &m } else { &base };
+        let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
+        for t in THRESHOLDS {
+            let cut = EvalConfig {
+                fg_threshold: t,
+                ..rule.clone()
+            };
+            let mut variants = vec![("base".to_string(), base.clone(), 0.0)];
+            for tf in FINE_THRESHOLDS {
                 for gate in GATES {
-                    let name = format!("{}-d{d}-g{gate}", merge.name());
-                    variants.push((name, pick.clone(), gate));
+                    let mean = union_mean(&base, &on_coarse, t / tf);
+                    variants.push((format!("union-t{tf}-g{gate}"), mean, gate));
                 }
             }
-        }
-        let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
-        for (variant, mean, gate) in &variants {
-            for t in THRESHOLDS {
-                let cut = EvalConfig {
-                    fg_threshold: t,
-                    ..rule.clone()
-                };
+            for (variant, mean, gate) in &variants {
                 let pred = gated_mask(mean, &base, grid, &cut, *gate)?;
                 let c = Confusion::from_masks(&patch.mask, &pred).map_err(anyhow::Error::msg)?;
                 println!(
