@@ -36,6 +36,7 @@ pub mod philox;
 pub(crate) mod predict;
 pub mod probability_map;
 pub mod scan_map;
+pub mod second_look;
 pub(crate) mod stats;
 pub mod volume;
 

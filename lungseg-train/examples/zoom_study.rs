@@ -3,7 +3,7 @@
 //! and a 4 mm nodule is 4 voxels across on the model's 1 mm grid. The network is fully
 //! convolutional, so the same weights can read the point's neighbourhood at 0.5 mm, where the
 //! nodule looks twice its size, and their mean can be brought back to the 1 mm grid.
-//! A study on calibration patches (never a test seed: it informs a choice).
+//! Run on calibration patches to choose a setting, on a test seed only to test the one chosen.
 //!
 //! ```text
 //! cargo run --release -p lungseg-train --example zoom_study -- dump MODEL COARSE FINE SPLIT SEED MEANS
@@ -13,24 +13,23 @@
 //! COARSE and FINE are `prepare` outputs of the same scans and seed at the model's spacing and
 //! at half of it (the same points: `prepare`'s draws do not depend on the spacing; each pair is
 //! checked). `dump` writes each patch's MC mean at both (`evaluate`'s samples and seeds) to
-//! MEANS, the slow part; `score` reads them back. The fine mean is averaged onto the coarse
-//! voxels it covers (the central 31³, weights ¼ ½ ¼ per axis: the fine grid has a voxel on
-//! every coarse centre and one halfway between). Variants, each cut by the model's mask rule
-//! (threshold, components) at thresholds 0.5–0.7 and scored against the coarse label:
+//! MEANS, the slow part; `score` reads them back and cuts masks, scored against the coarse
+//! label with the model's component rule at first-look thresholds 0.5–0.7:
 //! - `base`: the coarse mean alone;
-//! - `zoom-d<D>-g<G>`, `max-d<D>-g<G>`: inside the central region the fine mean replaces the
-//!   coarse one, or the larger of the two is kept; only where the coarse mask (at the model's
-//!   own rule) holds less than a ball of `D` mm there (a cascade the engine could run, paying
-//!   for the second pass only when the first found nothing or something small; `inf`: always),
-//!   and only the mask components holding a voxel where the coarse mean reaches `G`.
+//! - `union-t<T>-g<G>`: `lungseg::second_look::joined_mask`, the coarse mask joined by the
+//!   components of the fine mean (on the coarse grid) at threshold `T` in which the coarse mean
+//!   reaches `G` (0: all).
+//!
+//! The first variants studied (the fine mean replacing the coarse one in the central region, or
+//! the larger of the two, with or without a cascade) are in this file's history (5136003).
 //!
 //! One CSV row per patch, variant and threshold (`scripts/zoom_study.py` scores them by scan).
 
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use lungseg::mask::{Grid, PatchGrid};
 use lungseg::model::Model;
+use lungseg::second_look::{joined_mask, onto_first_grid, SecondLook};
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
 use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
@@ -43,48 +42,6 @@ const FINE_THRESHOLDS: [f32; 5] = [0.55, 0.6, 0.7, 0.8, 0.9];
 const GATES: [f32; 5] = [0.0, 0.2, 0.3, 0.4, 0.55];
 /// MC samples per pass, as `evaluate`.
 const SAMPLES: u32 = 20;
-
-/// The fine cube's mean on the coarse grid where it covers it: `None` outside the central region.
-/// Both cubes have `n` voxels per axis and the same centre voxel `n / 2`; fine voxel
-/// `2 i - n / 2` lies on coarse voxel `i`'s centre, its neighbours half a coarse voxel away.
-fn fine_on_coarse(fine: &[f32], n: usize) -> Vec<Option<f32>> {
-    const W: [(isize, f32); 3] = [(-1, 0.25), (0, 0.5), (1, 0.25)];
-    let h = (n / 2) as isize;
-    let centre_of = |i: usize| 2 * i as isize - h;
-    let inside = |i: usize| centre_of(i) >= 1 && centre_of(i) + 1 < n as isize;
-    let mut out = vec![None; n * n * n];
-    for z in (0..n).filter(|&z| inside(z)) {
-        for y in (0..n).filter(|&y| inside(y)) {
-            for x in (0..n).filter(|&x| inside(x)) {
-                let mut s = 0.0;
-                for (dz, wz) in W {
-                    for (dy, wy) in W {
-                        for (dx, wx) in W {
-                            let [fz, fy, fx] = [
-                                (centre_of(z) + dz) as usize,
-                                (centre_of(y) + dy) as usize,
-                                (centre_of(x) + dx) as usize,
-                            ];
-                            s += wz * wy * wx * fine[(fz * n + fy) * n + fx];
-                        }
-                    }
-                }
-                out[(z * n + y) * n + x] = Some(s);
-            }
-        }
-    }
-    out
-}
-
-/// The coarse mean with the fine one, scaled by `scale`, where that is larger: cut at a
-/// threshold `t`, the union of the coarse mask at `t` and the fine mask at `t / scale`.
-fn union_mean(coarse: &[f32], fine: &[Option<f32>], scale: f32) -> Vec<f32> {
-    coarse
-        .iter()
-        .zip(fine)
-        .map(|(&c, f)| f.map_or(c, |f| c.max(f * scale)))
-        .collect()
-}
 
 fn write_f32(path: &Path, v: &[f32]) -> Result<()> {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -154,30 +111,6 @@ fn dump(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The mask of `mean` by `rule`, keeping only the components that hold a voxel where the
-/// coarse mean reaches `gate` (0: every component).
-fn gated_mask(
-    mean: &[f32],
-    coarse: &[f32],
-    grid: PatchGrid,
-    rule: &EvalConfig,
-    gate: f32,
-) -> Result<Vec<u8>> {
-    let mut mask = predicted_mask(mean, grid, rule).map_err(anyhow::Error::msg)?;
-    if gate > 0.0 {
-        let g = Grid::new(mask.len(), grid.dims_zyx)?;
-        let kept = g.components_where(
-            |i| mask[i] != 0,
-            |c| c.iter().any(|&i| coarse[i as usize] >= gate),
-        )?;
-        mask.fill(0);
-        for i in kept {
-            mask[i as usize] = 1;
-        }
-    }
-    Ok(mask)
-}
-
 /// One CSV row per patch, variant and threshold from `dump`'s means.
 fn score(args: &[String]) -> Result<()> {
     let [model, coarse, split, means] = args else {
@@ -197,24 +130,32 @@ fn score(args: &[String]) -> Result<()> {
         let n = rec.shape[0];
         let base = read_f32(&means.join(format!("{}.coarse.f32", rec.id)), n * n * n)?;
         let fine = read_f32(&means.join(format!("{}.fine.f32", rec.id)), n * n * n)?;
-        let on_coarse = fine_on_coarse(&fine, n);
         let grid = rec.grid(model.config().spacing_mm);
+        let on_first = onto_first_grid(&fine, grid.dims_zyx)?;
         let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
         for t in THRESHOLDS {
             let cut = EvalConfig {
                 fg_threshold: t,
                 ..rule.clone()
             };
-            let mut variants = vec![("base".to_string(), base.clone(), 0.0)];
-            for tf in FINE_THRESHOLDS {
-                for gate in GATES {
-                    let mean = union_mean(&base, &on_coarse, t / tf);
-                    variants.push((format!("union-t{tf}-g{gate}"), mean, gate));
+            let mut variants = vec![(
+                "base".to_string(),
+                predicted_mask(&base, grid, &cut).map_err(anyhow::Error::msg)?,
+            )];
+            for threshold in FINE_THRESHOLDS {
+                for support in GATES {
+                    let look = SecondLook {
+                        first_threshold: t,
+                        threshold,
+                        support,
+                    };
+                    let mut pred = vec![0u8; base.len()];
+                    joined_mask(&base, &on_first, grid, cut.mask_rule(), look, &mut pred)?;
+                    variants.push((format!("union-t{threshold}-g{support}"), pred));
                 }
             }
-            for (variant, mean, gate) in &variants {
-                let pred = gated_mask(mean, &base, grid, &cut, *gate)?;
-                let c = Confusion::from_masks(&patch.mask, &pred).map_err(anyhow::Error::msg)?;
+            for (variant, pred) in &variants {
+                let c = Confusion::from_masks(&patch.mask, pred).map_err(anyhow::Error::msg)?;
                 println!(
                     "{},{},{},{},{gt_voxels},{},{variant},{t},{},{},{}",
                     rec.id,
@@ -238,32 +179,5 @@ fn main() -> Result<()> {
         Some("dump") => dump(&args[1..]),
         Some("score") => score(&args[1..]),
         _ => bail!("usage: zoom_study dump|score ..."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_constant_fine_cube_lands_unchanged_on_the_central_coarse_voxels() {
-        let n = 8;
-        let out = fine_on_coarse(&vec![0.7; n * n * n], n);
-        // Coarse voxel i is covered when fine voxels 2i - 5 ..= 2i - 3 exist: i = 3..=5.
-        let covered: Vec<usize> = (0..n)
-            .filter(|&i| out[(i * n + i) * n + i].is_some())
-            .collect();
-        assert_eq!(covered, vec![3, 4, 5]);
-        assert!(out.iter().flatten().all(|&v| (v - 0.7).abs() < 1e-6));
-    }
-
-    #[test]
-    fn a_fine_voxel_on_a_coarse_centre_weighs_an_eighth() {
-        let n = 8;
-        let mut fine = vec![0.0; n * n * n];
-        fine[(4 * n + 4) * n + 4] = 1.0; // coarse voxel 4's centre: 2 * 4 - 4
-        let out = fine_on_coarse(&fine, n);
-        assert_eq!(out[(4 * n + 4) * n + 4], Some(0.125));
-        assert_eq!(out[(3 * n + 4) * n + 4], Some(0.0));
     }
 }
