@@ -6,9 +6,11 @@
 //! cut across look like nodules too. So the second look only reshapes or completes what the
 //! first saw: a component of its mask joins the final mask when the first look's mean reaches
 //! [`SecondLook::support`] somewhere inside it, and the first look's mask is then cut higher
-//! ([`SecondLook::first_threshold`]) to pay for the false positives that remain. The study that
-//! chose it, on calibration scans, and its test are in docs/model-stages.md ("A second look at
-//! half the spacing").
+//! ([`SecondLook::first_threshold`]) to pay for the false positives that remain. On slices
+//! far apart (4.5–5 mm) the half-spacing grid is interpolation and the second look loses Dice.
+//! The studies, on calibration scans, and the tests are in docs/model-stages.md ("A second look
+//! at half the spacing"); the engine's predictions do not use it, since no setting has passed
+//! its test.
 //!
 //! Grids: both patches have the same dimensions (z, y, x; x fastest) and centre voxel
 //! (`dims / 2` on each axis, `crate::patch`'s convention), the second's spacing half the
