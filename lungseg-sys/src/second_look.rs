@@ -9,8 +9,7 @@
 //! ([`SecondLook::first_threshold`]) to pay for the false positives that remain. On slices
 //! far apart (4.5–5 mm) the half-spacing grid is interpolation and the second look loses Dice.
 //! The studies, on calibration scans, and the tests are in docs/model-stages.md ("A second look
-//! at half the spacing"); the engine's predictions do not use it, since no setting has passed
-//! its test.
+//! at half the spacing"); the engine's predictions do not run a second look.
 //!
 //! Grids: both patches have the same dimensions (z, y, x; x fastest) and centre voxel
 //! (`dims / 2` on each axis, `crate::patch`'s convention), the second's spacing half the
