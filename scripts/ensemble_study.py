@@ -10,7 +10,7 @@ usage: scripts/ensemble_study.py e.csv [A's threshold, default 0.55]
 """
 import sys
 
-from study_csv import load, paired, summary
+from study_csv import load, print_paired, summary
 
 
 def main():
@@ -20,13 +20,7 @@ def main():
     for (v, t), patches in sorted(rows.items()):
         d, bad, fp, n = summary(patches)
         print(f"{v:7s}  {t:9.2f}  {d:9.4f}  {bad:13d}  {fp:11.1f}")
-    base = rows[("a20", t0)]
-    print(f"\npaired mean-Dice difference from a20 at {t0} ({summary(base)[3]} nodule patches):")
-    for (v, t), patches in sorted(rows.items()):
-        if v == "a20" and t == t0:
-            continue
-        est, lo, hi, n = paired(patches, base)
-        print(f"  {v:4s} at {t:.2f}: {est:+.4f} [{lo:+.4f}, {hi:+.4f}] ({n} scans)")
+    print_paired(rows, "a20", t0, 4)
 
 
 if __name__ == "__main__":

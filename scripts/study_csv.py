@@ -64,3 +64,15 @@ def paired(cand, base, resamples=2000, seed=0):
         stats.append(sum(sum(v) for v in pick) / sum(len(v) for v in pick))
     stats.sort()
     return est, stats[int(0.025 * resamples)], stats[int(0.975 * resamples) - 1], len(scans)
+
+
+def print_paired(rows, base_variant, t0, width):
+    """Every other (variant, threshold)'s paired difference from `base_variant` at `t0`."""
+    base = rows[(base_variant, t0)]
+    print(f"\npaired mean-Dice difference from {base_variant} at {t0} "
+          f"({summary(base)[3]} nodule patches):")
+    for (v, t), patches in sorted(rows.items()):
+        if v == base_variant and t == t0:
+            continue
+        est, lo, hi, n = paired(patches, base)
+        print(f"  {v:{width}s} at {t:.2f}: {est:+.4f} [{lo:+.4f}, {hi:+.4f}] ({n} scans)")

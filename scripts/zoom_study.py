@@ -9,7 +9,7 @@ usage: scripts/zoom_study.py z.csv [the model's threshold, default 0.55]
 """
 import sys
 
-from study_csv import SIZE_CLASSES, by_size, load, paired, summary
+from study_csv import SIZE_CLASSES, by_size, load, print_paired, summary
 
 
 def fmt(x):
@@ -25,13 +25,7 @@ def main():
         d, bad, fp, _ = summary(patches)
         print(f"{v:10s} {t:9.2f}  {d:9.4f}  {bad:7d}  {fp:6.1f}   "
               + " ".join(fmt(x) for x in by_size(patches)))
-    base = rows[("base", t0)]
-    print(f"\npaired mean-Dice difference from base at {t0} ({summary(base)[3]} nodule patches):")
-    for (v, t), patches in sorted(rows.items()):
-        if v == "base" and t == t0:
-            continue
-        est, lo, hi, n = paired(patches, base)
-        print(f"  {v:10s} at {t:.2f}: {est:+.4f} [{lo:+.4f}, {hi:+.4f}] ({n} scans)")
+    print_paired(rows, "base", t0, 10)
 
 
 if __name__ == "__main__":
