@@ -65,6 +65,55 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
+/* The mask the call counts, written by the call itself (lungseg_mc_options V5): a model with a
+ * second look joins a look at half its spacing there (thin scans); without one, the mask is
+ * lungseg_final_mask of the mean (`library_mask`). Prints what made it; 1 on a mismatch. */
+static int check_call_mask(const lungseg_model *model, const lungseg_volume *vol,
+                           const double *world, size_t voxels, const unsigned char *library_mask,
+                           uint64_t summary_voxels) {
+    lungseg_mc_options o = mc_options();
+    lungseg_second_look look;
+    lungseg_uncertainty out;
+    uint32_t source = 0;
+    uint64_t on = 0;
+    size_t i;
+    int bad = 0;
+    lungseg_status st;
+    unsigned char *mask = (unsigned char *)malloc(voxels);
+    if (!mask) return 1;
+    memset(&look, 0, sizeof look);
+    look.struct_size = sizeof look;
+    st = lungseg_model_get_second_look(model, &look);
+    if (st != LUNGSEG_OK) bad |= fail("lungseg_model_get_second_look", st);
+    memset(&out, 0, sizeof out);
+    o.final_mask = mask;
+    o.final_mask_len = voxels;
+    o.mask_source = &source;
+    st = lungseg_predict_uncertainty_at(model, vol, world, &o, &out);
+    if (st != LUNGSEG_OK) {
+        free(mask);
+        return bad | fail("lungseg_predict_uncertainty_at (final mask)", st);
+    }
+    for (i = 0; i < voxels; i++) on += mask[i];
+    printf("final mask from the call: %lu voxels (%s)\n", (unsigned long)on,
+           source == LUNGSEG_MASK_JOINED            ? "joined with the second look"
+           : source == LUNGSEG_MASK_FIRST_LOOK_ONLY ? "second look: nothing to join"
+           : source == LUNGSEG_MASK_SCAN_TOO_COARSE ? "scan too coarse for the second look"
+                                                    : "the model's mask");
+    if (on != out.summary.foreground_voxels) {
+        fprintf(stderr, "the call's mask has %lu voxels, its summary %lu\n", (unsigned long)on,
+                (unsigned long)out.summary.foreground_voxels);
+        bad = 1;
+    }
+    if (!look.present && (source != LUNGSEG_MASK_MODEL || on != summary_voxels ||
+                          memcmp(mask, library_mask, voxels) != 0)) {
+        fprintf(stderr, "without a second look the call's mask is not lungseg_final_mask's\n");
+        bad = 1;
+    }
+    free(mask);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     lungseg_model *model = NULL;
     lungseg_volume *vol = NULL;
@@ -203,6 +252,8 @@ int main(int argc, char **argv) {
                     (unsigned long)mask_voxels, (unsigned long)out.summary.foreground_voxels);
             bad = 1;
         }
+        if (st == LUNGSEG_OK)
+            bad |= check_call_mask(model, vol, world, voxels, mask, out.summary.foreground_voxels);
         /* %.9g round-trips a float, %.17g a double: a reader can redo the mask exactly. */
         printf("mask threshold: %.9g\n", mask_threshold);
         printf("minimum component: %.17g mm3\n", min_component_mm3);

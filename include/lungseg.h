@@ -180,6 +180,23 @@ typedef enum lungseg_log_level {
   LUNGSEG_LOG_DEBUG = 4,
 } lungseg_log_level;
 
+// How a point's final mask was made (`lungseg_mc_options.mask_source`). 0 is not written.
+typedef enum lungseg_mask_source {
+  // The model's mask of the mean (`lungseg_final_mask`): the model has no second look.
+  LUNGSEG_MASK_MODEL = 1,
+  // The model's mask: a patch passed from memory has no scan to look at again.
+  LUNGSEG_MASK_NO_SCAN = 2,
+  // The model's mask: the scan is coarser than the second look's limit
+  // (`lungseg_model_get_second_look`).
+  LUNGSEG_MASK_SCAN_TOO_COARSE = 3,
+  // The second look applies, but the mean reaches its support nowhere the second look
+  // covers: the mean cut at the second look's first threshold; no second pass ran.
+  LUNGSEG_MASK_FIRST_LOOK_ONLY = 4,
+  // The mean cut at the second look's first threshold, joined with the supported
+  // components of the second look's mean.
+  LUNGSEG_MASK_JOINED = 5,
+} lungseg_mask_source;
+
 // A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 //
 // Concurrency model:
@@ -296,6 +313,20 @@ typedef struct lungseg_mc_options {
   // does (`lungseg_model_admits_volume`); the point and batch calls judge their volume's own
   // resolution and this one, and flag if either is too coarse.
   double scan_resolution_mm[3];
+  // V5: NULL, or `final_mask_len` bytes that receive the call's final mask, 0/1 on the
+  // model's patch grid (z-major, x fastest); in a batch one mask per point, point i's at
+  // offset i × the patch's voxel count. Point calls (`lungseg_predict_uncertainty_at`, the
+  // batch) then also run the model's second look (`lungseg_model_get_second_look`) where
+  // it applies, and `summary.foreground_voxels`, `volume_mm3` and `equivalent_diameter_mm`
+  // describe this mask; the maps, the other measures and the review score stay the
+  // model's patch's. Without a second look (or with a patch from memory) the mask is
+  // `lungseg_final_mask` of the mean. Must not overlap the call's other buffers.
+  uint8_t *final_mask;
+  // V5: the length of `final_mask`: the patch's voxel count (a batch: times `n_points`).
+  size_t final_mask_len;
+  // V5: NULL, or where each mask's `lungseg_mask_source` goes (a batch: `n_points` of them);
+  // needs `final_mask`.
+  uint32_t *mask_source;
 } lungseg_mc_options;
 
 // Per-patch summary of an MC prediction. Frozen: it sits inside `lungseg_uncertainty`.
@@ -433,6 +464,25 @@ typedef struct lungseg_model_info {
   char device_name[64];
 } lungseg_model_info;
 
+// A model's second look at half its spacing around the requested point
+// (`lungseg_model_get_second_look`; docs/model-format.md, `second_look`).
+typedef struct lungseg_second_look {
+  // `sizeof(lungseg_second_look)`; on return, the bytes written.
+  uint32_t struct_size;
+  // 1 when the model has a second look (the fields below are then set), 0 when not.
+  uint32_t present;
+  // The coarsest scan resolution (mm along any axis: voxel spacing, or slice thickness where
+  // coarser) the second look runs on.
+  double max_scan_spacing_mm;
+  // The mask threshold of the model's mean when the second look runs.
+  float first_threshold;
+  // The mask threshold of the second look's mean.
+  float threshold;
+  // A component of the joined mask is kept when the model's mean reaches this in one of
+  // its voxels.
+  float support;
+} lungseg_second_look;
+
 // Which patch to cut. Zero fields take the defaults (64³ voxels, 1 mm, -1000 HU outside).
 typedef struct lungseg_patch_spec {
   // `sizeof(lungseg_patch_spec)`.
@@ -508,7 +558,10 @@ const char *lungseg_version(void);
 // doubles) of one volume: `out[i]` as `lungseg_predict_uncertainty_at` fills it for point i
 // (its maps and `len` set by the caller, any map NULL). With `opts->structure_measures`
 // non-NULL it points to `n_points` structs, each with `struct_size` set to the same size,
-// which is also their stride. `opts->run` reports progress over the whole batch.
+// which is also their stride. With `opts->final_mask` non-NULL it holds one mask per point
+// (`final_mask_len` = `n_points` × the patch's voxel count) and `opts->mask_source` (may be
+// NULL) `n_points` sources. `opts->run` reports progress over the whole batch (a second look
+// adds its passes to the total when it runs).
 //
 // Points run in order. `*n_done` (may be NULL) is set to the number of leading points whose
 // results were written: `n_points` on success; on failure or cancellation (`LUNGSEG_CANCELLED`)
@@ -717,6 +770,12 @@ enum lungseg_status lungseg_predict_uncertainty_at(const struct lungseg_model *m
                                                    const double *center_world,
                                                    const struct lungseg_mc_options *opts,
                                                    struct lungseg_uncertainty *out);
+
+// The second look of `model` into `*out` (its `struct_size` set by the caller): `present` 0
+// when the model has none. Calls that ask for the final mask
+// (`lungseg_mc_options.final_mask`) at a point of a scan run it where it applies.
+enum lungseg_status lungseg_model_get_second_look(const struct lungseg_model *model,
+                                                  struct lungseg_second_look *out);
 
 // Starts a map on `volume`'s grid (its geometry is copied: the map does not use `volume`
 // afterwards). `kind` is a `lungseg_scan_map_kind`: `LUNGSEG_SCAN_MAP_MEAN` for probability

@@ -252,7 +252,8 @@ struct McChoice {
     measures_size: u32,
     opts_size: u32,
     /// Low bits: the review score; bits 8–13: the run hooks (see [`McChoice::run_options`]);
-    /// high half: the run options' `struct_size`.
+    /// bit 14: a final mask (`out_len` bytes), bit 15: its source; high half: the run
+    /// options' `struct_size`.
     score_word: u32,
     seed: u64,
     override_review_threshold: u32,
@@ -312,6 +313,14 @@ impl McChoice {
         self.sel & 0x80 != 0
     }
 
+    fn want_mask(&self) -> bool {
+        self.score_word >> 14 & 1 == 1
+    }
+
+    fn want_mask_source(&self) -> bool {
+        self.score_word >> 15 & 1 == 1
+    }
+
     /// The run options come from the score word's high bits, so the committed seeds keep
     /// their byte layout.
     fn run_options(&self, cancel: &i32) -> Grown<lungseg_run_options> {
@@ -334,6 +343,7 @@ impl McChoice {
         &self,
         measures: *mut lungseg_structure_measures,
         run: *const lungseg_run_options,
+        mask: (*mut u8, *mut u32),
     ) -> Grown<lungseg_mc_options> {
         let raw = self.raw_samples;
         Grown::new(lungseg_mc_options {
@@ -355,6 +365,13 @@ impl McChoice {
             review_score: self.score_word % 10,
             run: if self.want_run() { run } else { null() },
             scan_resolution_mm: self.scan_resolution(),
+            final_mask: if self.want_mask() { mask.0 } else { null_mut() },
+            final_mask_len: self.out_len,
+            mask_source: if self.want_mask_source() {
+                mask.1
+            } else {
+                null_mut()
+            },
         })
     }
 
@@ -383,7 +400,9 @@ fn check_mc(m: *mut lungseg_model, call: &McChoice, hu: &[f32], cap: usize) {
     };
     let cancel_flag = i32::from(call.cancelled());
     let run = call.run_options(&cancel_flag);
-    let opts = call.options(&mut measures, run.ptr());
+    let mut mask = vec![7u8; cap];
+    let mut source = 0u32;
+    let opts = call.options(&mut measures, run.ptr(), (mask.as_mut_ptr(), &mut source));
     let mut maps = [
         vec![0f32; cap],
         vec![0f32; cap],
@@ -432,6 +451,22 @@ fn check_mc(m: *mut lungseg_model, call: &McChoice, hu: &[f32], cap: usize) {
         let m = measures;
         assert!(m.struct_size >= 56 && (0.0..=1.0).contains(&m.dice_agreement));
         assert!((0.0..=1.0).contains(&m.iou) && m.volume_cv >= 0.0);
+    }
+    if call.want_mask() && call.reaches(std::mem::offset_of!(lungseg_mc_options, final_mask)) {
+        let mask = &mask[..call.out_len];
+        assert!(mask.iter().all(|&b| b <= 1), "a mask byte other than 0/1");
+        let on = mask.iter().filter(|&&b| b == 1).count() as u64;
+        assert_eq!(on, s.foreground_voxels, "the summary counts another mask");
+        if call.want_mask_source()
+            && call.reaches(std::mem::offset_of!(lungseg_mc_options, mask_source))
+        {
+            // A patch from memory has no scan to look at again.
+            let known = [
+                lungseg_mask_source::LUNGSEG_MASK_MODEL as u32,
+                lungseg_mask_source::LUNGSEG_MASK_NO_SCAN as u32,
+            ];
+            assert!(known.contains(&source), "mask source {source}");
+        }
     }
 }
 

@@ -8,8 +8,11 @@
 //! [`SecondLook::support`] somewhere inside it, and the first look's mask is then cut higher
 //! ([`SecondLook::first_threshold`]) to pay for the false positives that remain. On slices
 //! far apart (4.5–5 mm) the half-spacing grid is interpolation and the second look loses Dice.
-//! The studies, on calibration scans, and the tests are in docs/model-stages.md ("A second look
-//! at half the spacing"); the engine's predictions do not run a second look.
+//! So a model names the coarsest scan resolution its second look runs on
+//! ([`SecondLook::max_scan_spacing_mm`]). The studies, on calibration scans, and the tests are in
+//! docs/model-stages.md ("A second look at half the spacing"). A model file carries its setting
+//! as `config.second_look` (docs/model-format.md); calls at a point of a scan that ask for the
+//! final mask run it (`crate::mc::point`).
 //!
 //! Grids: both patches have the same dimensions (z, y, x; x fastest) and centre voxel
 //! (`dims / 2` on each axis, `crate::patch`'s convention), the second's spacing half the
@@ -23,8 +26,8 @@ use std::ops::Range;
 use crate::error::{try_vec, Error, Result};
 use crate::mask::{ComponentScratch, Grid, MaskRule, PatchGrid};
 
-/// The thresholds of a second look.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The setting of a second look: its thresholds and the scans it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
 pub struct SecondLook {
     /// Mask threshold of the first look's mean when a second look runs (the model's
     /// `mask_threshold` applies without one).
@@ -34,10 +37,28 @@ pub struct SecondLook {
     /// A component of the joined mask is kept only if the first look's mean reaches this in
     /// one of its voxels (0: every component).
     pub support: f32,
+    /// The coarsest scan resolution (mm along any axis: voxel spacing, or slice thickness
+    /// where coarser, `Volume::resolution_mm`) the second look runs on; on a coarser scan the
+    /// model's mask applies. In (0, 100].
+    pub max_scan_spacing_mm: f64,
 }
 
 impl SecondLook {
-    /// Fails unless both thresholds are in (0, 1] and the support in [0, 1].
+    /// Whether the second look runs on a scan of `resolution` (mm per axis): no axis coarser
+    /// than [`SecondLook::max_scan_spacing_mm`] (by more than header rounding,
+    /// `crate::intended_use::SPACING_TOLERANCE_MM`).
+    pub fn runs_on(&self, resolution: [f64; 3]) -> bool {
+        let limit = self.max_scan_spacing_mm + crate::intended_use::SPACING_TOLERANCE_MM;
+        resolution.iter().all(|&s| s <= limit)
+    }
+
+    /// The second look's voxel spacing: half the first's.
+    pub fn spacing_mm(first_spacing_mm: [f64; 3]) -> [f64; 3] {
+        first_spacing_mm.map(|s| s / 2.0)
+    }
+
+    /// Fails unless both thresholds are in (0, 1], the support in [0, 1] and the scan limit in
+    /// (0, 100] mm.
     pub fn check(&self) -> Result<()> {
         let t = |v: f32| v > 0.0 && v <= 1.0;
         if !(t(self.first_threshold) && t(self.threshold)) {
@@ -50,6 +71,12 @@ impl SecondLook {
             return Err(Error::invalid(format!(
                 "second look support {} must be in [0, 1]",
                 self.support
+            )));
+        }
+        let v = self.max_scan_spacing_mm;
+        if !(v.is_finite() && v > 0.0 && v <= 100.0) {
+            return Err(Error::invalid(format!(
+                "second look max_scan_spacing_mm {v} must be in (0, 100]"
             )));
         }
         Ok(())
@@ -198,6 +225,7 @@ mod tests {
         first_threshold: 0.7,
         threshold: 0.5,
         support: 0.3,
+        max_scan_spacing_mm: 2.5,
     };
 
     #[test]
@@ -290,12 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn runs_on_scans_no_coarser_than_its_limit() {
+        assert!(LOOK.runs_on([0.7, 0.7, 2.5]));
+        assert!(LOOK.runs_on([0.7, 0.7, 2.5005])); // header rounding
+        assert!(!LOOK.runs_on([0.7, 0.7, 2.502]));
+        assert!(!LOOK.runs_on([3.0, 0.7, 1.0]));
+    }
+
+    #[test]
     fn bad_thresholds_and_lengths_are_refused() {
         let look = SecondLook {
             threshold: 0.0,
             ..LOOK
         };
         assert!(look.check().is_err());
+        for v in [0.0, -1.0, 101.0, f64::NAN] {
+            let look = SecondLook {
+                max_scan_spacing_mm: v,
+                ..LOOK
+            };
+            assert!(look.check().is_err(), "{v}");
+        }
         let mut out = vec![0u8; 10];
         assert!(joined_mask(
             &[0.0; 10],

@@ -176,6 +176,12 @@ fn rust_enums() -> BTreeMap<&'static str, Vec<(&'static str, u32)>> {
                 v as u32
             }),
         ),
+        (
+            "lungseg_mask_source",
+            values(lungseg_mask_source::ALL, lungseg_mask_source::name, |v| {
+                v as u32
+            }),
+        ),
     ])
 }
 
@@ -376,6 +382,17 @@ fn rust_structs() -> BTreeMap<&'static str, Abi> {
                 ("mask_len", 16, 8),
                 ("label", 24, 8),
                 ("description", 32, 8),
+            ]),
+        ),
+        (
+            "lungseg_second_look",
+            versioned::<lungseg_second_look>(&[
+                ("struct_size", 0, 4),
+                ("present", 4, 4),
+                ("max_scan_spacing_mm", 8, 8),
+                ("first_threshold", 16, 4),
+                ("threshold", 20, 4),
+                ("support", 24, 4),
             ]),
         ),
         (

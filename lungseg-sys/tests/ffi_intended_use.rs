@@ -5,10 +5,9 @@
 
 mod ffi_common;
 
-use ffi_common::{expect, last_error};
+use ffi_common::{expect, last_error, open_fixture_with};
 use lungseg::ffi::*;
-use std::ffi::{c_void, CStr, CString};
-use std::path::Path;
+use std::ffi::{c_void, CStr};
 use std::ptr::{null, null_mut};
 
 const MODEL: &str = "small_f16_element.safetensors";
@@ -16,37 +15,14 @@ const MODEL: &str = "small_f16_element.safetensors";
 /// The test model, with `config.max_scan_spacing_mm` set to `limit` when given (format version
 /// 8), else the fixture as it is.
 fn open_model(limit: Option<f64>) -> *mut lungseg_model {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(MODEL);
-    let bytes = std::fs::read(&fixture).unwrap();
-    let bytes = match limit {
-        None => bytes,
-        Some(v) => {
-            let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-            let mut meta = header.metadata().clone().unwrap();
-            let mut cfg: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
-            cfg["max_scan_spacing_mm"] = serde_json::json!(v);
-            meta.insert("config".into(), cfg.to_string());
-            meta.insert("format_version".into(), "8".into());
-            safetensors::serialize(st.tensors(), Some(meta)).unwrap()
-        }
-    };
-    // One file per call: the tests run in parallel threads of one process.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!(
-        "lungseg-intended-use-{}-{call}.st",
-        std::process::id()
-    ));
-    std::fs::write(&path, bytes).unwrap();
-    let p = CString::new(path.to_str().unwrap()).unwrap();
-    let mut m = null_mut();
-    let st = unsafe { lungseg_model_open(p.as_ptr(), null(), &mut m) };
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(st, lungseg_status::LUNGSEG_OK, "{}", last_error());
-    m
+    match limit {
+        None => open_fixture_with(MODEL, |_| {}, None),
+        Some(v) => open_fixture_with(
+            MODEL,
+            |c| c["max_scan_spacing_mm"] = serde_json::json!(v),
+            Some("8"),
+        ),
+    }
 }
 
 /// A 24³ int16 scan of `spacing` with a bright blob at its centre, from memory; its world

@@ -148,6 +148,8 @@ fn score(args: &[String]) -> Result<()> {
                         first_threshold: t,
                         threshold,
                         support,
+                        // The study scores every patch; which scans to skip is its result.
+                        max_scan_spacing_mm: 100.0,
                     };
                     let mut pred = vec![0u8; base.len()];
                     joined_mask(&base, &on_first, grid, cut.mask_rule(), look, &mut pred)?;

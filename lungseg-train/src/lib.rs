@@ -18,6 +18,7 @@ pub mod model_file;
 pub mod predict;
 pub mod prepare;
 pub mod report;
+pub mod second_look;
 pub mod synth;
 pub mod train;
 pub mod widen;

@@ -69,6 +69,9 @@ enum Command {
     /// Write the coarsest scan spacing a model file is meant for into it (patches of coarser
     /// scans are flagged for review), with the reason in its provenance.
     SetIntendedUse(lungseg_train::intended_use::SetIntendedUseArgs),
+    /// Writes a model's second look at half its spacing (`config.second_look`), chosen and
+    /// tested elsewhere, with that basis in the provenance.
+    SetSecondLook(lungseg_train::second_look::SetSecondLookArgs),
     /// Hard-negative mining: a pool dataset with many negatives -> a dataset whose training
     /// negatives are partly those a model paints the most false positives on.
     MineNegatives(lungseg_train::prepare::mine::MineArgs),
@@ -306,6 +309,10 @@ struct EvaluateArgs {
     /// Training metrics.csv for the training curves (default: metrics.csv next to the model).
     #[arg(long)]
     training_metrics: Option<PathBuf>,
+    /// `prepare` output of the same scans at half the model's spacing: the scored masks then
+    /// include the model's second look (`config.second_look`) where it applies.
+    #[arg(long)]
+    second_look_patches: Option<PathBuf>,
 }
 
 /// `N` (all axes) or `X,Y,Z`.
@@ -576,6 +583,7 @@ fn run_evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         out,
         training_metrics: a.training_metrics,
+        second_look_patches: a.second_look_patches,
         ..Default::default()
     };
     let pb = bar(0, "patches");
@@ -715,6 +723,7 @@ fn main() -> ExitCode {
         Command::Widen(a) => a.run(),
         Command::Average(a) => a.run(),
         Command::SetIntendedUse(a) => a.run(),
+        Command::SetSecondLook(a) => a.run(),
         Command::Predict(a) => run_predict(&a),
         Command::Train(a) => a.run(),
         Command::Export(a) => a.run(),

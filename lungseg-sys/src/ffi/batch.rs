@@ -19,7 +19,10 @@ pub const LUNGSEG_MAX_BATCH_POINTS: usize = 1 << 20;
 /// doubles) of one volume: `out[i]` as `lungseg_predict_uncertainty_at` fills it for point i
 /// (its maps and `len` set by the caller, any map NULL). With `opts->structure_measures`
 /// non-NULL it points to `n_points` structs, each with `struct_size` set to the same size,
-/// which is also their stride. `opts->run` reports progress over the whole batch.
+/// which is also their stride. With `opts->final_mask` non-NULL it holds one mask per point
+/// (`final_mask_len` = `n_points` × the patch's voxel count) and `opts->mask_source` (may be
+/// NULL) `n_points` sources. `opts->run` reports progress over the whole batch (a second look
+/// adds its passes to the total when it runs).
 ///
 /// Points run in order. `*n_done` (may be NULL) is set to the number of leading points whose
 /// results were written: `n_points` on success; on failure or cancellation (`LUNGSEG_CANCELLED`)
@@ -52,11 +55,16 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
         // Checked as a whole here; each element is reached through `arg_out` below.
         arg_slice(out.cast_const(), n_points, "out")?;
         let call = McCall::from_c(m, opts)?;
+        let voxels = m.inner.config().patch_voxels();
+        call.masks.check(n_points, voxels)?;
         let measures = Measures::from_c(call.measures, n_points)?;
+        let [mask_array, source_array] = call.masks.regions(n_points);
         let arrays = [
             region("centers_world", centers.as_ptr(), centers.len()),
             region("out", out.cast_const(), n_points),
             measures.region(),
+            mask_array,
+            source_array,
         ];
         disjoint(&arrays)?;
         call.hooks.control(|ctl| {
@@ -71,6 +79,7 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_batch(
                     measures: measures.get(i)?,
                     extra: &arrays,
                     scan_resolution: None,
+                    mask: call.masks.point(i, voxels)?,
                 };
                 let r = check_center(c).and_then(|()| mc_at(m, v, c, &call, dst, ctl));
                 log_failure(

@@ -404,3 +404,29 @@ mod tests {
         assert_eq!(ReviewScore::ALL.len() + 1, lungseg_review_score::ALL.len());
     }
 }
+
+/// How a point's final mask was made (`lungseg_mc_options.mask_source`). 0 is not written.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lungseg_mask_source {
+    /// The model's mask of the mean (`lungseg_final_mask`): the model has no second look.
+    LUNGSEG_MASK_MODEL = 1,
+    /// The model's mask: a patch passed from memory has no scan to look at again.
+    LUNGSEG_MASK_NO_SCAN = 2,
+    /// The model's mask: the scan is coarser than the second look's limit
+    /// (`lungseg_model_get_second_look`).
+    LUNGSEG_MASK_SCAN_TOO_COARSE = 3,
+    /// The second look applies, but the mean reaches its support nowhere the second look
+    /// covers: the mean cut at the second look's first threshold; no second pass ran.
+    LUNGSEG_MASK_FIRST_LOOK_ONLY = 4,
+    /// The mean cut at the second look's first threshold, joined with the supported
+    /// components of the second look's mean.
+    LUNGSEG_MASK_JOINED = 5,
+}
+abi_enum!(lungseg_mask_source {
+    LUNGSEG_MASK_MODEL,
+    LUNGSEG_MASK_NO_SCAN,
+    LUNGSEG_MASK_SCAN_TOO_COARSE,
+    LUNGSEG_MASK_FIRST_LOOK_ONLY,
+    LUNGSEG_MASK_JOINED,
+});

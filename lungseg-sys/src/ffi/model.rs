@@ -1,6 +1,7 @@
 //! Models and predictions through the C ABI: open a model file, run the deterministic pass or
 //! Monte-Carlo dropout on a 64³ HU patch, get maps, a summary and the needs-review flag.
 
+use super::point_mask::{MaskArgs, MaskOut};
 use super::run::{log_failure, lungseg_run_options, Hooks};
 use super::versioned::{arg_versioned_out, OutArg, VersionedOut};
 use super::volume::lungseg_volume;
@@ -10,9 +11,11 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::intended_use::IntendedUse;
+use crate::mc::point::{Point, Scan};
 use crate::mc::{self, McOptions, PatchSummary, UncertaintyMaps};
 use crate::model::{Device, Model, ModelOptions, ReviewScore};
 use crate::patch::{self, PatchSpec};
+use crate::second_look::SecondLook;
 
 /// A loaded model. Thread-safe: one handle may serve predictions from many threads at once.
 ///
@@ -138,6 +141,20 @@ pub struct lungseg_mc_options {
     /// does (`lungseg_model_admits_volume`); the point and batch calls judge their volume's own
     /// resolution and this one, and flag if either is too coarse.
     pub scan_resolution_mm: [f64; 3],
+    /// V5: NULL, or `final_mask_len` bytes that receive the call's final mask, 0/1 on the
+    /// model's patch grid (z-major, x fastest); in a batch one mask per point, point i's at
+    /// offset i × the patch's voxel count. Point calls (`lungseg_predict_uncertainty_at`, the
+    /// batch) then also run the model's second look (`lungseg_model_get_second_look`) where
+    /// it applies, and `summary.foreground_voxels`, `volume_mm3` and `equivalent_diameter_mm`
+    /// describe this mask; the maps, the other measures and the review score stay the
+    /// model's patch's. Without a second look (or with a patch from memory) the mask is
+    /// `lungseg_final_mask` of the mean. Must not overlap the call's other buffers.
+    pub final_mask: *mut u8,
+    /// V5: the length of `final_mask`: the patch's voxel count (a batch: times `n_points`).
+    pub final_mask_len: usize,
+    /// V5: NULL, or where each mask's `lungseg_mask_source` goes (a batch: `n_points` of them);
+    /// needs `final_mask`.
+    pub mask_source: *mut u32,
 }
 versioned!(lungseg_mc_options, v1 = 24, v1_last = review_threshold);
 
@@ -810,6 +827,8 @@ pub(super) struct McCall {
     pub(super) hooks: Hooks,
     /// `opts->scan_resolution_mm`, when stated.
     pub(super) scan_resolution: Option<[f64; 3]>,
+    /// `opts->final_mask` and `opts->mask_source`.
+    pub(super) masks: MaskArgs,
 }
 
 impl McCall {
@@ -827,6 +846,7 @@ impl McCall {
             measures: c.structure_measures,
             hooks: Hooks::from_c(c.run, "opts->run")?,
             scan_resolution: scan_resolution_from(c.scan_resolution_mm)?,
+            masks: MaskArgs::from_c(&c)?,
         })
     }
 
@@ -863,12 +883,15 @@ pub(super) struct PatchOut<'a> {
     /// call knows it: the summary is flagged when the model is not meant for such a scan
     /// (`crate::intended_use`).
     pub(super) scan_resolution: Option<[f64; 3]>,
+    /// The point's final mask, when the caller wants it.
+    pub(super) mask: Option<MaskOut<'a>>,
 }
 
-/// One patch through MC dropout into `dst`, with the call's hooks.
+/// One patch through MC dropout into `dst`, with the call's hooks; `scan` is the patch's scan
+/// for a second look (`None`: a patch from memory).
 pub(super) fn mc_patch(
     m: &lungseg_model,
-    hu: &[f32],
+    point: Point<'_>,
     call: &McCall,
     dst: PatchOut<'_>,
     ctl: &mut mc::RunControl<'_>,
@@ -878,7 +901,10 @@ pub(super) fn mc_patch(
         measures,
         extra,
         scan_resolution,
+        mut mask,
     } = dst;
+    let hu = point.patch_hu;
+    let mask_regions = mask.as_ref().map_or([None, None], MaskOut::regions);
     let voxels = m.inner.config().patch_voxels();
     let mut result = out.inputs();
     let measures_bytes = measures.as_ref().map(VersionedOut::bytes);
@@ -890,10 +916,12 @@ pub(super) fn mc_patch(
         region("out->entropy", result.entropy, result.len),
         region("out->mutual_info", result.mutual_info, result.len),
         measures_bytes.and_then(|(p, n)| region("opts->structure_measures", p, n)),
+        mask_regions[0],
+        mask_regions[1],
     ];
     disjoint(&own)?;
-    // The maps (own[2..6]) against the batch's arrays; the point's own `out` and measures
-    // element lie inside those arrays by design.
+    // The maps (own[2..6]) against the batch's arrays; the point's own `out`, measures and
+    // mask elements lie inside those arrays by design.
     for r in extra {
         for o in &own[2..6] {
             disjoint(&[*r, *o])?;
@@ -901,7 +929,15 @@ pub(super) fn mc_patch(
     }
     let mut summary = {
         let maps = unsafe { maps_from(&mut result, voxels)? };
-        mc::predict_uncertainty_with(&m.inner, hu, &call.opts, maps, ctl)?
+        match mask.as_mut() {
+            None => mc::predict_uncertainty_with(&m.inner, hu, &call.opts, maps, ctl)?,
+            Some(dst) => {
+                let (summary, source) =
+                    mc::point::predict_point(&m.inner, point, &call.opts, maps, dst.mask, ctl)?;
+                dst.write_source(source);
+                summary
+            }
+        }
     };
     if let Some(resolution) = scan_resolution {
         IntendedUse::of(m.inner.config()).apply(resolution, &mut summary);
@@ -921,15 +957,21 @@ fn run_mc(
     out: OutArg<lungseg_uncertainty>,
 ) -> Result<()> {
     let call = unsafe { McCall::from_c(m, opts)? };
+    call.masks.check(1, m.inner.config().patch_voxels())?;
     let dst = PatchOut {
         out,
         measures: unsafe { arg_versioned_out(call.measures, "opts->structure_measures")? },
         extra: &[],
         scan_resolution: call.scan_resolution,
+        mask: unsafe { call.masks.point(0, m.inner.config().patch_voxels())? },
+    };
+    let point = Point {
+        patch_hu: hu,
+        scan: None,
     };
     call.hooks.control(|ctl| {
         warn_intended_use(m, call.scan_resolution, ctl);
-        let r = mc_patch(m, hu, &call, dst, ctl);
+        let r = mc_patch(m, point, &call, dst, ctl);
         log_failure(ctl, r)
     })
 }
@@ -977,11 +1019,13 @@ pub unsafe extern "C" fn lungseg_predict_uncertainty_at(
         let c = super::volume::world_arg(center_world, "center_world")?;
         let out = arg_out(out, "out")?;
         let call = McCall::from_c(m, opts)?;
+        call.masks.check(1, m.inner.config().patch_voxels())?;
         let dst = PatchOut {
             out,
             measures: arg_versioned_out(call.measures, "opts->structure_measures")?,
             extra: &[],
             scan_resolution: None,
+            mask: call.masks.point(0, m.inner.config().patch_voxels())?,
         };
         call.hooks.control(|ctl| {
             warn_intended_use(m, call.resolution_with(Some(v.resolution_mm())), ctl);
@@ -1014,11 +1058,17 @@ pub(super) fn mc_at(
     dst: PatchOut<'_>,
     ctl: &mut mc::RunControl<'_>,
 ) -> Result<()> {
+    let resolution_mm = call.resolution_with(Some(v.resolution_mm()));
     let dst = PatchOut {
-        scan_resolution: call.resolution_with(Some(v.resolution_mm())),
+        scan_resolution: resolution_mm,
         ..dst
     };
     let spec = patch_spec(m);
+    let second_spec = PatchSpec {
+        spacing_mm: SecondLook::spacing_mm(spec.spacing_mm),
+        ..spec
+    };
+    let mut second_patch = |hu: &mut [f32]| patch::extract_hu(v, c, &second_spec, hu);
     with_patch_buffer(spec.len(), |hu| {
         patch::extract_hu(v, c, &spec, hu)?;
         if ctl.logs(mc::LogLevel::Warn) && patch::reaches_outside(v, c, &spec) {
@@ -1030,7 +1080,14 @@ pub(super) fn mc_at(
                 )
             });
         }
-        mc_patch(m, hu, call, dst, ctl)
+        let point = Point {
+            patch_hu: hu,
+            scan: resolution_mm.map(|resolution_mm| Scan {
+                resolution_mm,
+                second_patch: &mut second_patch,
+            }),
+        };
+        mc_patch(m, point, call, dst, ctl)
     })
 }
 

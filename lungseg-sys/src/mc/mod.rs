@@ -8,6 +8,8 @@
 //! `[D, H, W]`); normalisation with the model's HU window happens inside. On the CPU, results
 //! are bit-identical for any `threads` and a pure function of (model, patch, seed, n_samples).
 
+pub mod point;
+
 pub use crate::predict::control;
 pub use crate::predict::{
     entropy_bits, max_pool_threads, resolve_threads, review_choice, volume_disagreement,

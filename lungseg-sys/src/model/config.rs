@@ -9,6 +9,7 @@ use super::dropout::LevelSet;
 use crate::error::{Error, Result};
 use crate::ffi::{lungseg_dropout_kind, lungseg_review_score as abi};
 use crate::probability_map::ProbabilityMap;
+use crate::second_look::SecondLook;
 
 /// Which elements a dropout layer zeroes; the discriminants are the C ABI's values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +89,12 @@ pub struct ModelConfig {
     /// output an older reader gives (the mean, the masks, the scores), so it needs no newer
     /// `format_version`.
     pub probability_map: Option<ProbabilityMap>,
+    /// A second look at half the spacing around the requested point, joined to the mask
+    /// (`second_look`; default none); `crate::second_look`. It runs only in calls that ask for
+    /// the final mask of a point of a scan, and changes no output an older reader gives (an
+    /// older reader gives the model's own mask, the one this model is validated with alone), so
+    /// it needs no newer `format_version`.
+    pub second_look: Option<SecondLook>,
 }
 
 impl Default for ModelConfig {
@@ -114,6 +121,7 @@ impl Default for ModelConfig {
             point_radius_mm: 0.0,
             max_scan_spacing_mm: 0.0,
             probability_map: None,
+            second_look: None,
         }
     }
 }
@@ -222,6 +230,7 @@ impl ModelConfig {
             cfg.max_scan_spacing_mm = v;
         }
         cfg.probability_map = raw.probability_map;
+        cfg.second_look = raw.second_look;
         cfg.check()?;
         Ok(cfg)
     }
@@ -338,6 +347,17 @@ impl ModelConfig {
         if let Some(map) = &self.probability_map {
             map.check()?;
         }
+        if let Some(look) = &self.second_look {
+            look.check()
+                .map_err(|e| Error::format(format!("config.second_look: {}", e.message)))?;
+            // The second grid lands on the first only with a few voxels per axis.
+            if self.patch_size.iter().any(|&n| n < 4) {
+                return Err(Error::format(format!(
+                    "config.second_look needs a patch of at least 4 voxels per axis, not {:?}",
+                    self.patch_size
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -362,6 +382,7 @@ struct RawConfig {
     point_radius_mm: Option<f64>,
     max_scan_spacing_mm: Option<f64>,
     probability_map: Option<ProbabilityMap>,
+    second_look: Option<SecondLook>,
 }
 
 #[derive(Deserialize)]
@@ -534,6 +555,20 @@ mod tests {
         let c = ModelConfig::from_json(r#"{"max_scan_spacing_mm":2.5}"#).unwrap();
         assert_eq!(c.max_scan_spacing_mm, 2.5);
         assert_eq!(c.probability_map, None);
+        assert_eq!(c.second_look, None);
+        let c = ModelConfig::from_json(
+            r#"{"second_look":{"first_threshold":0.7,"threshold":0.6,"support":0.55,"max_scan_spacing_mm":2.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.second_look,
+            Some(SecondLook {
+                first_threshold: 0.7,
+                threshold: 0.6,
+                support: 0.55,
+                max_scan_spacing_mm: 2.5
+            })
+        );
         let c = ModelConfig::from_json(
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9],[0,0.5]]}}"#,
         )
@@ -575,6 +610,12 @@ mod tests {
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.9,0.1],[0,0.5]]}}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1],"values":[[0.1,0.9]]}}"#,
             r#"{"probability_map":{"band_max_voxels":[0],"knots":[0,1]}}"#,
+            r#"{"second_look":{"first_threshold":0.7,"threshold":0.6,"support":0.55}}"#,
+            r#"{"second_look":{"first_threshold":0,"threshold":0.6,"support":0.55,"max_scan_spacing_mm":2.5}}"#,
+            r#"{"second_look":{"first_threshold":0.7,"threshold":1.5,"support":0.55,"max_scan_spacing_mm":2.5}}"#,
+            r#"{"second_look":{"first_threshold":0.7,"threshold":0.6,"support":-1,"max_scan_spacing_mm":2.5}}"#,
+            r#"{"second_look":{"first_threshold":0.7,"threshold":0.6,"support":0.5,"max_scan_spacing_mm":0}}"#,
+            r#"{"channels":[1],"patch_size":[2,2,2],"second_look":{"first_threshold":0.7,"threshold":0.6,"support":0.5,"max_scan_spacing_mm":2}}"#,
         ] {
             assert!(ModelConfig::from_json(bad).is_err(), "{bad}");
         }

@@ -87,6 +87,11 @@ impl<'a> RunControl<'a> {
         }
     }
 
+    /// Adds `passes` to the total: work the call decided on after it began (a second look).
+    pub(crate) fn expect_more(&mut self, passes: u64) {
+        self.total = self.total.max(self.done) + passes;
+    }
+
     /// Counts a finished forward pass and reports it.
     pub(crate) fn pass_done(&mut self) {
         self.passes_done(1);

@@ -613,8 +613,7 @@ fn summarise(
             0.0
         }
     };
-    let [sx, sy, sz] = cfg.spacing_mm;
-    let volume = fg as f64 * sx * sy * sz;
+    let (volume, diameter) = mask_size(cfg, fg);
     let structure = stats.structure();
     let scores = ReviewScores {
         mean_mutual_info: avg(smi),
@@ -632,7 +631,7 @@ fn summarise(
     Ok(PatchSummary {
         foreground_voxels: fg,
         volume_mm3: volume,
-        equivalent_diameter_mm: (6.0 * volume / std::f64::consts::PI).cbrt(),
+        equivalent_diameter_mm: diameter,
         mean_probability: avg(sp),
         mean_entropy: avg(sh),
         mean_mutual_info: avg(smi),
@@ -644,4 +643,12 @@ fn summarise(
         structure,
         scores,
     })
+}
+
+/// The volume (mm³) of a mask of `voxels` voxels at the model's spacing, and the diameter of
+/// the sphere of that volume: the summary's `volume_mm3` and `equivalent_diameter_mm`.
+pub(crate) fn mask_size(cfg: &crate::model::ModelConfig, voxels: u64) -> (f64, f64) {
+    let [sx, sy, sz] = cfg.spacing_mm;
+    let volume = voxels as f64 * sx * sy * sz;
+    (volume, (6.0 * volume / std::f64::consts::PI).cbrt())
 }

@@ -18,8 +18,8 @@ use lungseg::mc::{self, McOptions, UncertaintyMaps};
 use lungseg::model::{Model, ReviewScore};
 
 use crate::dataset::PatchDataset;
-use crate::evaluate::score::score_patches;
 pub use crate::evaluate::score::{patch_seed, split_for_model};
+use crate::evaluate::score::{score_patches, ScoreRun};
 use crate::metrics::review_scores::best_score;
 use crate::metrics::{threshold_for_refer_fraction, EvalConfig, EvalMetrics, ScoreEvaluation};
 use crate::model_file::{replace_file, ModelFile};
@@ -151,15 +151,14 @@ fn choose_score(
     on_patch: &mut impl FnMut(),
 ) -> Result<(ReviewScore, Vec<f32>, Vec<ScoreEvaluation>)> {
     let idx = split_for_model(model, ds, &opts.split)?;
-    let scored = score_patches(
-        model,
-        ds,
-        &idx,
-        opts.samples,
-        opts.seed,
-        &opts.eval.for_model(model),
-        |_, _| on_patch(),
-    )?;
+    let eval = opts.eval.for_model(model);
+    let run = ScoreRun {
+        samples: opts.samples,
+        seed: opts.seed,
+        eval: &eval,
+        second_look: None,
+    };
+    let scored = score_patches(model, ds, &idx, run, |_, _| on_patch())?;
     choose_from(scored.metrics)
 }
 

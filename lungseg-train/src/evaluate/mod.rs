@@ -7,12 +7,15 @@
 //! dropout seed being a function of (seed, patch id)), and writing the typed [`Report`] once.
 
 pub mod score;
+pub mod second_look;
 pub mod shown;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use lungseg::mc::point::MaskSource;
 use lungseg::model::Model;
 
 use crate::dataset::PatchDataset;
@@ -32,6 +35,9 @@ pub struct EvaluateOptions {
     /// Patches shown (panels + `.mhd`) per selection: the N largest nodules, the N most uncertain.
     pub samples_shown: usize,
     pub eval: EvalConfig,
+    /// A `prepare` output of the same scans at half the model's spacing: the final masks
+    /// then include the model's second look (`config.second_look`) where it applies.
+    pub second_look_patches: Option<PathBuf>,
 }
 
 impl Default for EvaluateOptions {
@@ -44,6 +50,7 @@ impl Default for EvaluateOptions {
             training_metrics: None,
             samples_shown: 3,
             eval: EvalConfig::default(),
+            second_look_patches: None,
         }
     }
 }
@@ -77,7 +84,19 @@ pub fn evaluate(
     let mut notes: Vec<String> = spacing_warning(&model, &ds, &idx).into_iter().collect();
     notes.extend(intended_use_note(&model, &ds, &idx));
 
-    let scored = score::score_patches(&model, &ds, &idx, opts.samples, opts.seed, &eval, on_patch)?;
+    let second_look = opts
+        .second_look_patches
+        .as_deref()
+        .map(|d| score::SecondLookPatches::open(d, model.config().spacing_mm))
+        .transpose()?;
+    let run = score::ScoreRun {
+        samples: opts.samples,
+        seed: opts.seed,
+        eval: &eval,
+        second_look: second_look.as_ref(),
+    };
+    let scored = score::score_patches(&model, &ds, &idx, run, on_patch)?;
+    notes.extend(mask_source_note(&scored.mask_sources));
     let pass_seconds = t0.elapsed().as_secs_f64();
 
     let csv = opts.training_metrics.clone().or_else(|| {
@@ -145,7 +164,18 @@ pub fn evaluate(
     })
 }
 
-/// A warning when a patch was resampled to another spacing than the model's.
+/// How the scored masks were made, when any came from a second look's decision.
+fn mask_source_note(sources: &BTreeMap<MaskSource, usize>) -> Option<String> {
+    if sources.keys().all(|&s| s == MaskSource::ModelMask) {
+        return None;
+    }
+    let parts: Vec<String> = sources
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.name()))
+        .collect();
+    Some(format!("final masks: {}", parts.join(", ")))
+}
+
 /// How many patches come from scans outside the model's intended use (flagged whatever their
 /// score, `score::run_patch`), when any do.
 fn intended_use_note(model: &Model, ds: &PatchDataset, idx: &[usize]) -> Option<String> {
@@ -168,6 +198,7 @@ fn intended_use_note(model: &Model, ds: &PatchDataset, idx: &[usize]) -> Option<
     })
 }
 
+/// A warning when a patch was resampled to another spacing than the model's.
 fn spacing_warning(model: &Model, ds: &PatchDataset, idx: &[usize]) -> Option<String> {
     let cfg_spacing = model.config().spacing_mm;
     let r = idx.iter().map(|&i| &ds.records[i]).find(|r| {

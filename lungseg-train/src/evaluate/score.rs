@@ -1,14 +1,19 @@
 //! The scoring pass: every patch of a split through the shipped engine (MC dropout and the
 //! dropout-off baseline), streamed into [`EvalAccumulator`].
 
+use std::collections::BTreeMap;
+
 use anyhow::{ensure, Context, Result};
 use lungseg::intended_use::IntendedUse;
-use lungseg::mc::{self, Flip, McOptions, PatchSummary, UncertaintyMaps};
+use lungseg::mc::point::{predict_point, MaskSource, Point, Scan};
+use lungseg::mc::{self, Flip, McOptions, PatchSummary, RunControl, UncertaintyMaps};
 use lungseg::model::{Model, ReviewScore};
 
 use crate::dataset::{Patch, PatchDataset, PatchRecord};
 use crate::metrics::{EvalAccumulator, EvalConfig, EvalMetrics, PatchInput};
 use crate::prepare::split::uid_hash;
+
+pub use super::second_look::SecondLookPatches;
 
 /// The dropout seed of one patch: a hash of the run seed and the patch id, so a patch gets the
 /// same masks whichever other patches are evaluated (and re-running one patch reproduces it).
@@ -60,6 +65,50 @@ pub fn run_patch(
     samples: u32,
     seed: u64,
 ) -> Result<(PatchSummary, Maps)> {
+    let r = run_point(
+        model,
+        PointCase {
+            rec,
+            patch,
+            second: None,
+        },
+        samples,
+        seed,
+    )?;
+    Ok((r.summary, r.maps))
+}
+
+/// One evaluated point: its patch and, for a second look, its half-spacing twins.
+#[derive(Clone, Copy)]
+pub struct PointCase<'a> {
+    pub rec: &'a PatchRecord,
+    pub patch: &'a Patch,
+    pub second: Option<&'a SecondLookPatches>,
+}
+
+/// What the engine gives for one point.
+pub struct PointRun {
+    pub summary: PatchSummary,
+    pub maps: Maps,
+    /// The final mask (`lungseg::mc::point`) and how it was made.
+    pub mask: Vec<u8>,
+    pub source: MaskSource,
+}
+
+impl PointRun {
+    /// Whether the second look decided the mask (joined, or the first look cut at its own
+    /// threshold); otherwise the mask is the model's rule on the mean, which the evaluation's
+    /// own rule (`EvalConfig`, possibly another threshold under study) cuts instead.
+    pub fn second_look_made(&self) -> bool {
+        matches!(self.source, MaskSource::Joined | MaskSource::FirstLookOnly)
+    }
+}
+
+/// [`run_patch`] with the engine's final mask of the point: the second look runs where the
+/// model has one, the patch's scan is known and thin enough and `case.second` holds the twins;
+/// otherwise the mask is the model's.
+pub fn run_point(model: &Model, case: PointCase<'_>, samples: u32, seed: u64) -> Result<PointRun> {
+    let PointCase { rec, patch, second } = case;
     let n = patch.hu.len();
     let mut m = Maps {
         mean: vec![0.0; n],
@@ -75,23 +124,52 @@ pub fn run_patch(
         review_threshold: None,
         review_score: None,
     };
-    let mut s = mc::predict_uncertainty(
+    let mut second_patch = |hu: &mut [f32]| -> lungseg::Result<()> {
+        let twin = second
+            .map(|t| t.hu_for(rec))
+            .transpose()
+            .map_err(|e| lungseg::Error::io(format!("{e:#}")))?;
+        let twin = twin.ok_or_else(|| lungseg::Error::invalid("no second look's patch"))?;
+        hu.copy_from_slice(&twin);
+        Ok(())
+    };
+    let scan = match (second, rec.scan_spacing_mm) {
+        (Some(_), Some(resolution_mm)) => Some(Scan {
+            resolution_mm,
+            second_patch: &mut second_patch,
+        }),
+        _ => None,
+    };
+    let point = Point {
+        patch_hu: &patch.hu,
+        scan,
+    };
+    let maps = UncertaintyMaps {
+        mean: Some(&mut m.mean),
+        variance: Some(&mut m.variance),
+        entropy: Some(&mut m.entropy),
+        mutual_info: Some(&mut m.mutual_info),
+    };
+    let mut mask = vec![0u8; n];
+    let (mut s, source) = predict_point(
         model,
-        &patch.hu,
+        point,
         &opts,
-        UncertaintyMaps {
-            mean: Some(&mut m.mean),
-            variance: Some(&mut m.variance),
-            entropy: Some(&mut m.entropy),
-            mutual_info: Some(&mut m.mutual_info),
-        },
+        maps,
+        &mut mask,
+        &mut RunControl::default(),
     )
     .with_context(|| format!("patch {}", rec.id))?;
     if let Some(spacing) = rec.scan_spacing_mm {
         IntendedUse::of(model.config()).apply(spacing, &mut s);
     }
     deterministic(model, &patch.hu, &mut m.det).with_context(|| format!("patch {}", rec.id))?;
-    Ok((s, m))
+    Ok(PointRun {
+        summary: s,
+        maps: m,
+        mask,
+        source,
+    })
 }
 
 /// The deterministic baseline of MC dropout: the model's inference with dropout off and
@@ -168,30 +246,52 @@ pub fn candidate_scores(
 pub const DET_MEAN_ENTROPY: &str = "det_mean_entropy";
 pub const DET_VOLUME_DISAGREEMENT: &str = "det_volume_disagreement";
 
-/// What the scoring pass keeps: the metrics, and each patch's engine score (for choosing
-/// the patches shown).
+/// What the scoring pass keeps: the metrics, each patch's engine score (for choosing the
+/// patches shown), and how many final masks each [`MaskSource`] made.
 pub struct Scored {
     pub metrics: EvalMetrics,
     pub scores: Vec<f32>,
+    pub mask_sources: BTreeMap<MaskSource, usize>,
 }
 
-/// Scores the patches `idx` of `ds`; `on_patch(done, total)` after each.
+/// How a scoring pass runs the engine.
+#[derive(Clone, Copy)]
+pub struct ScoreRun<'a> {
+    /// MC-dropout samples per patch.
+    pub samples: u32,
+    pub seed: u64,
+    pub eval: &'a EvalConfig,
+    /// The half-spacing twins of the patches, for a model's second look (`None`: the model's
+    /// mask).
+    pub second_look: Option<&'a SecondLookPatches>,
+}
+
+/// Scores the patches `idx` of `ds`; `on_patch(done, total)` after each. Where a second look
+/// decides a mask ([`PointRun::second_look_made`]), that mask is scored.
 pub fn score_patches(
     model: &Model,
     ds: &PatchDataset,
     idx: &[usize],
-    samples: u32,
-    seed: u64,
-    eval: &EvalConfig,
+    run: ScoreRun<'_>,
     mut on_patch: impl FnMut(usize, usize),
 ) -> Result<Scored> {
+    let eval = run.eval;
     let mut acc = EvalAccumulator::new(eval.clone()).map_err(anyhow::Error::msg)?;
     let mut scores = Vec::with_capacity(idx.len());
+    let mut mask_sources = BTreeMap::new();
     let model_spacing = model.config().spacing_mm;
     for (done, &i) in idx.iter().enumerate() {
         let rec = &ds.records[i];
         let patch = ds.load(i)?;
-        let (s, m) = run_patch(model, rec, &patch, samples, seed)?;
+        let case = PointCase {
+            rec,
+            patch: &patch,
+            second: run.second_look,
+        };
+        let point = run_point(model, case, run.samples, run.seed)?;
+        *mask_sources.entry(point.source).or_insert(0) += 1;
+        let made = point.second_look_made();
+        let (s, m) = (point.summary, point.maps);
         let calibrated = calibrated_probability(model, &m.mean)?;
         let candidates = candidate_scores(&s, &m.det, eval.fg_threshold);
         acc.add_patch(&PatchInput {
@@ -203,6 +303,7 @@ pub fn score_patches(
             diameter_mm: rec.diameter_mm,
             gt: &patch.mask,
             prob: &m.mean,
+            mask: made.then_some(&point.mask[..]),
             calibrated: calibrated.as_deref(),
             entropy: &m.entropy,
             mutual_info: &m.mutual_info,
@@ -219,5 +320,6 @@ pub fn score_patches(
     Ok(Scored {
         metrics: acc.finish().map_err(anyhow::Error::msg)?,
         scores,
+        mask_sources,
     })
 }

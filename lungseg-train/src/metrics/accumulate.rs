@@ -194,6 +194,9 @@ pub struct PatchInput<'a> {
     pub gt: &'a [u8],
     /// Mean MC-dropout foreground probability.
     pub prob: &'a [f32],
+    /// The engine's final mask where it made it (`lungseg::mc::point`, a second look
+    /// included); `None`: [`predicted_mask`] of `prob`.
+    pub mask: Option<&'a [u8]>,
     /// The calibrated probability where the model has a probability map
     /// (`lungseg::probability_map`): what calibration is measured on; the masks stay `prob`'s.
     pub calibrated: Option<&'a [f32]>,
@@ -385,7 +388,13 @@ impl EvalAccumulator {
             dims_zyx: p.dims,
             spacing_xyz: p.spacing_mm,
         };
-        let pred = predicted_mask(p.prob, grid, &self.config)?;
+        let pred = match p.mask {
+            Some(m) => {
+                check_len("final mask", n, m.len())?;
+                m.to_vec()
+            }
+            None => predicted_mask(p.prob, grid, &self.config)?,
+        };
         let confusion = Confusion::from_masks(p.gt, &pred)?;
         let roi = roi_mask(p.gt, &pred, p.det_prob, p.dims, &self.config)?;
         self.add_calibration(p, &roi)?;

@@ -18,10 +18,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use lungseg::intended_use::IntendedUse;
+use lungseg::mc::point::{MaskSource, Point, Scan};
 use lungseg::mc::{self, McOptions, RunControl, UncertaintyMaps};
 use lungseg::model::Model;
 use lungseg::patch::{self, PatchSpec};
 use lungseg::scan_map::{Merge, ScanMap};
+use lungseg::second_look::SecondLook;
 use lungseg::volume::Volume;
 
 pub use outputs::{PointResult, Predictions};
@@ -142,8 +144,9 @@ pub fn run(args: &PredictArgs) -> Result<Predictions> {
         if let Some(m) = seg_masks.as_mut() {
             m.add(&spec, t.world, &work)?;
         }
-        let mut result = PointResult::new(i, t, &volume, r, threshold, files);
+        let mut result = PointResult::new(i, t, &volume, r.0, threshold, files);
         result.patch_reaches_outside = work.reaches_outside;
+        result.mask_source = r.1;
         results.push(result);
     }
     bar.finish_and_clear();
@@ -233,7 +236,8 @@ pub(crate) struct PatchWork {
     pub(crate) probability: Vec<f32>,
     pub(crate) entropy: Vec<f32>,
     pub(crate) mutual_info: Vec<f32>,
-    /// The final mask, 0/1: mean probability ≥ 0.5, as the summary counts it.
+    /// The final mask, 0/1, as the summary counts it (`lungseg::mc::point`: the model's mask,
+    /// joined with its second look where that runs).
     pub(crate) mask: Vec<f32>,
     pub(crate) reaches_outside: bool,
 }
@@ -251,17 +255,17 @@ impl PatchWork {
         }
     }
 
-    /// The mask the library's summary counts (`lungseg::mask::final_mask`).
-    fn final_mask(&mut self, config: &lungseg::model::ModelConfig) -> Result<()> {
-        let mut mask = vec![0u8; self.mean.len()];
-        lungseg::mask::final_mask(config, &self.mean, &mut mask)?;
-        for (m, &b) in self.mask.iter_mut().zip(&mask) {
+    /// Keeps `mask` (0/1 bytes) as the patch's final mask.
+    fn set_mask(&mut self, mask: &[u8]) {
+        for (m, &b) in self.mask.iter_mut().zip(mask) {
             *m = f32::from(b);
         }
-        Ok(())
     }
 }
 
+/// One point through the library as `lungseg_predict_uncertainty_at` with a final mask runs
+/// it: MC dropout on the model's patch, the second look where the model has one and the scan
+/// is thin enough, the intended-use flag.
 fn predict_point(
     model: &Model,
     volume: &Volume,
@@ -270,24 +274,37 @@ fn predict_point(
     opts: &McOptions,
     work: &mut PatchWork,
     ctl: &mut RunControl<'_>,
-) -> Result<mc::PatchSummary> {
+) -> Result<(mc::PatchSummary, MaskSource)> {
     patch::extract_hu(volume, world, spec, &mut work.hu)?;
     work.reaches_outside = patch::reaches_outside(volume, world, spec);
+    let second_spec = PatchSpec {
+        spacing_mm: SecondLook::spacing_mm(spec.spacing_mm),
+        ..*spec
+    };
+    let mut second_patch = |hu: &mut [f32]| patch::extract_hu(volume, world, &second_spec, hu);
+    let point = Point {
+        patch_hu: &work.hu,
+        scan: Some(Scan {
+            resolution_mm: volume.resolution_mm(),
+            second_patch: &mut second_patch,
+        }),
+    };
     let maps = UncertaintyMaps {
         mean: Some(&mut work.mean),
         variance: None,
         entropy: Some(&mut work.entropy),
         mutual_info: Some(&mut work.mutual_info),
     };
-    let mut summary = mc::predict_uncertainty_with(model, &work.hu, opts, maps, ctl)?;
+    let mut mask = vec![0u8; work.hu.len()];
+    let (mut summary, source) = mc::point::predict_point(model, point, opts, maps, &mut mask, ctl)?;
     IntendedUse::of(model.config()).apply(volume.resolution_mm(), &mut summary);
-    work.final_mask(model.config())?;
+    work.set_mask(&mask);
     lungseg::probability_map::calibrated_probability(
         model.config(),
         &work.mean,
         &mut work.probability,
     )?;
-    Ok(summary)
+    Ok((summary, source))
 }
 
 /// The maps merged onto the scan's grid: probability (calibrated when the model has a map)

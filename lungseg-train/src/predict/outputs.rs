@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use lungseg::mc::point::MaskSource;
 use lungseg::mc::PatchSummary;
 use lungseg::mhd::WriteOptions;
 use lungseg::patch::PatchSpec;
@@ -55,6 +56,9 @@ pub struct PointResult {
     /// Part of the patch lies outside the scan (filled with -1000 HU there).
     pub patch_reaches_outside: bool,
     pub review_threshold: f32,
+    /// How the final mask (`foreground_voxels`, `volume_mm3`, the mask maps) was made: the
+    /// model's mask, or joined with its second look (`lungseg::mc::point::MaskSource`).
+    pub mask_source: MaskSource,
     #[serde(flatten)]
     pub summary: PatchSummary,
     /// Map name → file, on the patch's grid.
@@ -77,6 +81,7 @@ impl PointResult {
             voxel: volume.geometry.world_to_index(t.world),
             patch_reaches_outside: false,
             review_threshold: threshold,
+            mask_source: MaskSource::ModelMask,
             summary,
             maps,
         }

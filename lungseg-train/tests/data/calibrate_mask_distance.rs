@@ -6,7 +6,7 @@ use lungseg_train::calibrate::mask_distance::{
     fit_mask_distance, isotonic, write_mask_distance, BandHistogram, MaskDistanceOptions,
 };
 use lungseg_train::dataset::PatchDataset;
-use lungseg_train::evaluate::score::{score_patches, split_for_model};
+use lungseg_train::evaluate::score::{score_patches, split_for_model, ScoreRun};
 use lungseg_train::metrics::EvalConfig;
 use lungseg_train::model_file::ModelFile;
 
@@ -95,7 +95,13 @@ fn a_fitted_map_is_written_and_applied_by_the_engine_band_for_band() {
     let ds = PatchDataset::open(&data).unwrap();
     let idx = split_for_model(&reread, &ds, "val").unwrap();
     let eval = EvalConfig::default().for_model(&reread);
-    let m = score_patches(&reread, &ds, &idx, 4, 1, &eval, |_, _| {})
+    let run = ScoreRun {
+        samples: 4,
+        seed: 1,
+        eval: &eval,
+        second_look: None,
+    };
+    let m = score_patches(&reread, &ds, &idx, run, |_, _| {})
         .unwrap()
         .metrics;
     let mean_roi = m.calibration_roi_mean.as_ref().unwrap().ece;

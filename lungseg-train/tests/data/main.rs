@@ -8,6 +8,7 @@ mod calibrate_mask_threshold;
 mod calibrate_probability;
 mod evaluate_baseline;
 mod evaluate_calibrate;
+mod evaluate_second_look;
 mod metrics_accumulate;
 mod metrics_bootstrap;
 mod metrics_calibration;

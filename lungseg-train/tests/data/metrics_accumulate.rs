@@ -63,6 +63,7 @@ fn input<'a>(p: &'a Patch, id: &'a str, scan: &'a str, centred_on_nodule: bool) 
         diameter_mm: None,
         gt: &p.gt,
         prob: &p.prob,
+        mask: None,
         calibrated: None,
         entropy: &p.ent,
         mutual_info: &p.mi,
@@ -481,4 +482,30 @@ fn roi_ece_interval_resamples_scans() {
         mapped.calibration_roi.ece.unwrap()
     ));
     assert!((reported.estimate - i.estimate).abs() > 1e-3);
+}
+
+/// The engine's final mask, when given, is the mask scored (a second look's), not a cut of
+/// the mean; a mask of the wrong length is refused.
+#[test]
+fn a_given_final_mask_is_what_is_scored() {
+    let p = patch(4.0, 3.0, 0.0);
+    let mut acc = EvalAccumulator::new(EvalConfig::default()).unwrap();
+    let cut = acc
+        .add_patch(&input(&p, "cut", "scan", true))
+        .unwrap()
+        .confusion;
+    assert_eq!(cut, Confusion::from_probs(&p.gt, &p.prob, 0.5).unwrap());
+    assert!(cut.fn_ > 0, "the mean's cut misses part of the nodule");
+    let given = PatchInput {
+        mask: Some(&p.gt),
+        ..input(&p, "given", "scan", true)
+    };
+    let rec = acc.add_patch(&given).unwrap().confusion;
+    assert_eq!((rec.fp, rec.fn_), (0, 0));
+    assert_eq!(rec, Confusion::from_masks(&p.gt, &p.gt).unwrap());
+    let short = PatchInput {
+        mask: Some(&p.gt[1..]),
+        ..input(&p, "short", "scan", true)
+    };
+    assert!(acc.add_patch(&short).is_err());
 }

@@ -97,6 +97,7 @@ fn metrics() -> EvalMetrics {
             diameter_mm: Some(2.0 * r as f64),
             gt: &v.gt,
             prob: &v.prob,
+            mask: None,
             calibrated: None,
             entropy: &v.ent,
             mutual_info: &mi,

@@ -50,6 +50,22 @@ fn write_scan(dir: &Path) -> (PathBuf, Volume) {
     (path, v)
 }
 
+/// The centres of [`write_scan`]'s two blobs, in world mm.
+fn blob_points(volume: &Volume) -> Vec<[f64; 3]> {
+    vec![
+        volume.geometry.index_to_world([15.0, 14.0, 8.0]),
+        volume.geometry.index_to_world([28.0, 22.0, 12.0]),
+    ]
+}
+
+/// The predictor on `scan` at `points` with `model`, into `out`.
+fn predict_at(scan: &Path, out: &Path, points: &[[f64; 3]], model: &Path) -> predict::Predictions {
+    let mut a = args(scan, out);
+    a.points = points.to_vec();
+    a.model = Some(model.to_path_buf());
+    predict::run(&a).unwrap()
+}
+
 fn args(scan: &Path, out: &Path) -> PredictArgs {
     PredictArgs {
         scan: scan.to_path_buf(),
@@ -421,16 +437,8 @@ fn a_scan_coarser_than_the_models_limit_needs_review_everywhere() {
     use lungseg_train::model_file::ModelFile;
     let dir = tempfile::tempdir().unwrap();
     let (scan, volume) = write_scan(dir.path());
-    let points = vec![
-        volume.geometry.index_to_world([15.0, 14.0, 8.0]),
-        volume.geometry.index_to_world([28.0, 22.0, 12.0]),
-    ];
-    let run = |model: &Path, name: &str| {
-        let mut a = args(&scan, &dir.path().join(name));
-        a.points = points.clone();
-        a.model = Some(model.to_path_buf());
-        predict::run(&a).unwrap()
-    };
+    let points = blob_points(&volume);
+    let run = |model: &Path, name: &str| predict_at(&scan, &dir.path().join(name), &points, model);
     let plain = run(&model_path(), "plain");
     assert!(plain.scan_admitted && plain.max_scan_spacing_mm == 0.0);
     assert_eq!(
@@ -492,4 +500,153 @@ fn a_scan_coarser_than_the_models_limit_needs_review_everywhere() {
     .run()
     .unwrap_err();
     assert!(e.to_string().contains("--basis"), "{e}");
+}
+
+/// `path`'s model with the second look `set-second-look` writes (support 0: every second-look
+/// component joins, so the mask changes).
+fn with_second_look(path: &Path, out: &Path) {
+    use lungseg_train::second_look::SetSecondLookArgs;
+    std::fs::copy(path, out).unwrap();
+    SetSecondLookArgs {
+        model: out.to_path_buf(),
+        first_threshold: 0.55,
+        threshold: 0.5,
+        support: 0.0,
+        max_scan_spacing_mm: 2.5,
+        basis: "test".into(),
+        remove: false,
+    }
+    .run()
+    .unwrap();
+}
+
+/// With a second look the predictor's masks and volumes are the library's point call's with a
+/// final mask (`lungseg_predict_uncertainty_at`), and differ from the model's own mask.
+#[test]
+fn the_predictor_runs_the_models_second_look_as_the_c_abi_does() {
+    use lungseg::ffi::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (scan, volume) = write_scan(dir.path());
+    let looked = dir.path().join("looked.safetensors");
+    with_second_look(&model_path(), &looked);
+    let file = lungseg_train::model_file::ModelFile::read(&looked).unwrap();
+    let provenance = file.json_object("provenance").unwrap();
+    assert_eq!(
+        provenance["second_look"]["setting"]["first_threshold"],
+        0.55
+    );
+    let points = blob_points(&volume);
+    let run = |model: &Path, name: &str| predict_at(&scan, &dir.path().join(name), &points, model);
+    let plain = run(&model_path(), "plain");
+    let p = run(&looked, "looked");
+    let c_model = {
+        let path = std::ffi::CString::new(looked.to_str().unwrap()).unwrap();
+        let mut m = std::ptr::null_mut();
+        assert_eq!(
+            unsafe { lungseg_model_open(path.as_ptr(), std::ptr::null(), &mut m) },
+            lungseg_status::LUNGSEG_OK
+        );
+        m
+    };
+    let path = std::ffi::CString::new(scan.to_str().unwrap()).unwrap();
+    let mut v = std::ptr::null_mut();
+    assert_eq!(
+        unsafe { lungseg_volume_open(path.as_ptr(), &mut v) },
+        lungseg_status::LUNGSEG_OK
+    );
+    let n = Model::open(&looked).unwrap().config().patch_voxels();
+    let mut changed = false;
+    for ((r, base), world) in p.points.iter().zip(&plain.points).zip(&points) {
+        assert_eq!(r.mask_source, lungseg::mc::point::MaskSource::Joined);
+        assert_eq!(base.mask_source, lungseg::mc::point::MaskSource::ModelMask);
+        let (mut mask, mut source) = (vec![0u8; n], 0u32);
+        let opts = lungseg_mc_options {
+            n_samples: 4,
+            seed: 9,
+            final_mask: mask.as_mut_ptr(),
+            final_mask_len: n,
+            mask_source: &mut source,
+            ..Default::default()
+        };
+        let mut out = lungseg_uncertainty::default();
+        let st =
+            unsafe { lungseg_predict_uncertainty_at(c_model, v, world.as_ptr(), &opts, &mut out) };
+        assert_eq!(st, lungseg_status::LUNGSEG_OK);
+        assert_eq!(source, lungseg_mask_source::LUNGSEG_MASK_JOINED as u32);
+        assert_eq!(r.summary.foreground_voxels, out.summary.foreground_voxels);
+        assert_eq!(r.summary.volume_mm3, out.summary.volume_mm3);
+        let written = lungseg::mhd::read(
+            &dir.path().join("looked").join(&r.maps["mask"]),
+            &Default::default(),
+        )
+        .unwrap();
+        let w: Vec<u8> = (0..n).map(|i| written.data.get_f32(i) as u8).collect();
+        assert_eq!(w, mask, "the mask map is the call's final mask");
+        assert_eq!(r.summary.uncertainty_score, base.summary.uncertainty_score);
+        changed |= r.summary.foreground_voxels != base.summary.foreground_voxels;
+    }
+    assert!(
+        changed,
+        "the second look changes some mask, or the test shows nothing"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("looked/predictions.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["points"][0]["mask_source"], "joined");
+    unsafe {
+        lungseg_model_free(c_model);
+        lungseg_volume_free(v);
+    }
+}
+
+#[test]
+fn set_second_look_refuses_bad_settings_and_removes_its_key() {
+    use lungseg_train::second_look::SetSecondLookArgs;
+    let dir = tempfile::tempdir().unwrap();
+    let looked = dir.path().join("looked.safetensors");
+    with_second_look(&model_path(), &looked);
+    let base = SetSecondLookArgs {
+        model: looked.clone(),
+        first_threshold: 0.7,
+        threshold: 0.7,
+        support: 0.55,
+        max_scan_spacing_mm: 2.5,
+        basis: "calibration".into(),
+        remove: false,
+    };
+    for bad in [
+        SetSecondLookArgs {
+            threshold: 1.5,
+            ..base.clone()
+        },
+        SetSecondLookArgs {
+            max_scan_spacing_mm: 0.0,
+            ..base.clone()
+        },
+        SetSecondLookArgs {
+            basis: " ".into(),
+            ..base.clone()
+        },
+    ] {
+        assert!(bad.run().is_err(), "{bad:?}");
+    }
+    base.run().unwrap();
+    let look = Model::open(&looked).unwrap().config().second_look.unwrap();
+    assert_eq!((look.first_threshold, look.support), (0.7, 0.55));
+    SetSecondLookArgs {
+        remove: true,
+        ..base
+    }
+    .run()
+    .unwrap();
+    assert_eq!(Model::open(&looked).unwrap().config().second_look, None);
+    let file = lungseg_train::model_file::ModelFile::read(&looked).unwrap();
+    assert!(!file
+        .json_object("provenance")
+        .unwrap()
+        .contains_key("second_look"));
+    assert!(!file
+        .json_object("config")
+        .unwrap()
+        .contains_key("second_look"));
 }
