@@ -7,9 +7,10 @@ ships (data/lung1_*, data/lung2_*; 5 mm slices, NRRD).
 For each lesion (a connected component of a label mask) it calls the library through its C ABI
 (ctypes on liblungseg.so, as an integrator would): `lungseg_predict_uncertainty_at` at the
 lesion's centroid, MC dropout on the model's patch there; the lesion mask is resampled onto that
-patch grid (nearest neighbour, SimpleITK) and compared with the library's final mask
-(`lungseg_final_mask`: mean probability >= the model's mask threshold, small components away
-from the point dropped as the model file says): Dice,
+patch grid (nearest neighbour, SimpleITK) and compared with the final mask the call writes
+(`lungseg_mc_options.final_mask`: the model's mask of the mean, mean probability >= its mask
+threshold with small components away from the point dropped, joined with its second look where
+the model has one and the scan is thin enough; `mask_source` says which): Dice,
 volumes, whether the scan is within the model's intended use (`lungseg_model_admits_volume`), the
 uncertainty score and whether the review flag fired. A smoke test, not an evaluation: two patients, and
 nothing may be chosen on them (no threshold, score, model or setting); it shows whether a model
@@ -90,9 +91,18 @@ class Uncertainty(C.Structure):  # lungseg_uncertainty (96 bytes)
                 ("len", C.c_size_t), ("summary", Summary)]
 
 
-class McOptions(C.Structure):  # lungseg_mc_options V1 (24 bytes): samples and seed
+class McOptions(C.Structure):  # lungseg_mc_options V5 (96 bytes)
     _fields_ = [("struct_size", C.c_uint32), ("n_samples", C.c_uint32), ("seed", C.c_uint64),
-                ("override_review_threshold", C.c_uint32), ("review_threshold", C.c_float)]
+                ("override_review_threshold", C.c_uint32), ("review_threshold", C.c_float),
+                ("structure_measures", C.c_void_p), ("review_score", C.c_uint32),
+                ("run", C.c_void_p), ("scan_resolution_mm", C.c_double * 3),
+                ("final_mask", C.POINTER(C.c_uint8)), ("final_mask_len", C.c_size_t),
+                ("mask_source", C.POINTER(C.c_uint32))]
+
+
+# lungseg_mask_source: how the call's final mask was made.
+MASK_SOURCES = {1: "model mask", 2: "no scan", 3: "scan too coarse", 4: "first look only",
+                5: "joined"}
 
 
 class ModelInfo(C.Structure):  # lungseg_model_info (176 bytes)
@@ -105,7 +115,7 @@ class ModelInfo(C.Structure):  # lungseg_model_info (176 bytes)
 
 
 assert (C.sizeof(Summary), C.sizeof(Uncertainty), C.sizeof(McOptions), C.sizeof(ModelInfo)) \
-    == (56, 96, 24, 176), "ctypes layouts differ from lungseg.h"
+    == (56, 96, 96, 176), "ctypes layouts differ from lungseg.h"
 
 
 class Lungseg:
@@ -144,13 +154,19 @@ class Lungseg:
         return ok.value
 
     def predict_at(self, model, volume, world, voxels, samples):
+        """The mean map, the summary, the call's final mask (the model's second look included
+        where it runs) and how that mask was made."""
         mean = (C.c_float * voxels)()
+        mask = (C.c_uint8 * voxels)()
+        source = C.c_uint32()
         out = Uncertainty(mean=mean, len=voxels)
-        opts = McOptions(struct_size=C.sizeof(McOptions), n_samples=samples, seed=0)
+        opts = McOptions(struct_size=C.sizeof(McOptions), n_samples=samples, seed=0,
+                         final_mask=mask, final_mask_len=voxels, mask_source=C.pointer(source))
         centre = (C.c_double * 3)(*world)
         self.check(self.lib.lungseg_predict_uncertainty_at(model, volume, centre, C.byref(opts),
                                                            C.byref(out)), "predict_at")
-        return np.frombuffer(mean, dtype=np.float32).copy(), out.summary
+        return (np.frombuffer(mean, dtype=np.float32).copy(), out.summary,
+                np.frombuffer(mask, dtype=np.uint8).astype(bool), MASK_SOURCES[source.value])
 
     def final_mask(self, model, mean):
         """The mask the library returns for `mean` (threshold and component filter of the model)."""
@@ -194,7 +210,7 @@ def main():
         admitted = lib.admits(model, volume)
         cc, found = lesions(label)
         for comp, centroid, diameter, n in found:
-            mean, s = lib.predict_at(model, volume, centroid, voxels, a.samples)
+            mean, s, mask, source = lib.predict_at(model, volume, centroid, voxels, a.samples)
             truth = sitk.Resample(sitk.Cast(cc == comp, sitk.sitkUInt8),
                                   patch_grid(info, centroid), sitk.Transform(),
                                   sitk.sitkNearestNeighbor, 0)
@@ -204,7 +220,10 @@ def main():
                 "case": case, "lesion": comp, "centroid_mm": centroid,
                 "diameter_mm": diameter, "lesion_volume_mm3": lesion_mm3,
                 "lesion_share_in_patch": float(truth.sum() * np.prod(info.spacing_mm) / lesion_mm3),
-                "dice_in_patch": float(dice(lib.final_mask(model, mean), truth)),
+                "dice_in_patch": float(dice(mask, truth)),
+                "mask_source": source,
+                # The model's own mask of the mean, without a second look.
+                "dice_model_mask": float(dice(lib.final_mask(model, mean), truth)),
                 # The mean cut at the threshold alone, before the component filter: tells a
                 # loss of the weights from one of the filter.
                 "dice_threshold_only": float(dice(mean >= mask_threshold, truth)),

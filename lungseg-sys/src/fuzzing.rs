@@ -109,6 +109,31 @@ fn run_model(model: &Model) {
             "calibrated probability out of [0, 1]"
         );
     }
+    run_point(model, &hu, &opts);
+}
+
+/// A point of a thin scan with its final mask, so a model's second look (when it has one) runs
+/// on a half-spacing patch of its own; the mask must be 0/1 and counted by the summary.
+fn run_point(model: &Model, hu: &[f32], opts: &McOptions) {
+    let mut mask = vec![0u8; hu.len()];
+    let mut second_patch = |p: &mut [f32]| {
+        p.fill(-300.0);
+        Ok(())
+    };
+    let point = mc::point::Point {
+        patch_hu: hu,
+        scan: Some(mc::point::Scan {
+            resolution_mm: [0.7, 0.7, 1.0],
+            second_patch: &mut second_patch,
+        }),
+    };
+    let ctl = &mut mc::RunControl::default();
+    let maps = UncertaintyMaps::default();
+    if let Ok((s, _)) = mc::point::predict_point(model, point, opts, maps, &mut mask, ctl) {
+        assert!(mask.iter().all(|&b| b <= 1), "a mask byte other than 0/1");
+        let on = mask.iter().filter(|&&b| b == 1).count() as u64;
+        assert_eq!(on, s.foreground_voxels, "the summary counts another mask");
+    }
 }
 
 /// A little-endian reader over the fuzz input that yields zeros once exhausted.

@@ -128,6 +128,7 @@ fn model_config_seeds_and_regressions() {
     );
     let model = model_bytes();
     let (mut loaded, mut with_map, mut with_point, mut with_limit) = (0, 0, 0, 0);
+    let mut with_second_look = 0;
     for p in &seeds {
         let data = std::fs::read(p).unwrap();
         lungseg::fuzzing::model_config(&model, &data);
@@ -138,6 +139,7 @@ fn model_config_seeds_and_regressions() {
             let c = m.config();
             with_point += lungseg::mask::PointRule::of(c).is_active(c.mask_threshold) as usize;
             with_limit += (c.max_scan_spacing_mm > 0.0) as usize;
+            with_second_look += c.second_look.is_some() as usize;
         }
     }
     assert!(
@@ -150,6 +152,8 @@ fn model_config_seeds_and_regressions() {
     assert!(with_point >= 1, "no loadable seed has a point rule");
     // ... and the scan-spacing limit's parse and checks.
     assert!(with_limit >= 1, "no loadable seed has a scan-spacing limit");
+    // ... and the second look's parse, checks and join.
+    assert!(with_second_look >= 1, "no loadable seed has a second look");
     for p in inputs("regressions", "model_config") {
         lungseg::fuzzing::model_config(&model, &std::fs::read(p).unwrap());
     }
