@@ -111,6 +111,7 @@ pub fn evaluate(
         samples: opts.samples,
         seed: opts.seed,
         eval: &eval,
+        second_look: second_look.as_ref(),
     };
     let volumes = shown::show_patches(&model, &run, &chosen, &mut figs)?;
     notes.extend(figs.notes);

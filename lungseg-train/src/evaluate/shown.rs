@@ -8,7 +8,7 @@ use lungseg::geometry::{Geometry, IDENTITY};
 use lungseg::model::Model;
 use lungseg::volume::{PixelData, Volume};
 
-use super::score::{run_patch, Maps};
+use super::score::{run_point, Maps, PointCase, SecondLookPatches};
 use crate::dataset::{Patch, PatchDataset, PatchRecord};
 use crate::metrics::{predicted_mask, EvalConfig, EvalMetrics};
 use crate::report::{figures, FigureRef};
@@ -111,10 +111,13 @@ pub struct ShowRun<'a> {
     pub seed: u64,
     /// The evaluation's mask rule (`metrics::predicted_mask`).
     pub eval: &'a EvalConfig,
+    /// The second look's patches, as the scoring pass had them.
+    pub second_look: Option<&'a SecondLookPatches>,
 }
 
-/// Re-runs the shown patches (their seeds reproduce the scoring pass), writes a panel each
-/// into `figs` and their volumes under `out/slicer`; returns the volume paths.
+/// Re-runs the shown patches (their seeds reproduce the scoring pass, the mask drawn is the one
+/// scored, a second look's included), writes a panel each into `figs` and their volumes under
+/// `out/slicer`; returns the volume paths.
 pub fn show_patches(
     model: &Model,
     run: &ShowRun<'_>,
@@ -126,9 +129,19 @@ pub fn show_patches(
     for &(i, why) in shown {
         let rec = &run.ds.records[i];
         let patch = run.ds.load(i)?;
-        let (s, m) = run_patch(model, rec, &patch, run.samples, run.seed)?;
-        let grid = rec.grid(model.config().spacing_mm);
-        let pred = predicted_mask(&m.mean, grid, run.eval).map_err(anyhow::Error::msg)?;
+        let case = PointCase {
+            rec,
+            patch: &patch,
+            second: run.second_look,
+        };
+        let point = run_point(model, case, run.samples, run.seed)?;
+        let pred = if point.second_look_made() {
+            point.mask.clone()
+        } else {
+            let grid = rec.grid(model.config().spacing_mm);
+            predicted_mask(&point.maps.mean, grid, run.eval).map_err(anyhow::Error::msg)?
+        };
+        let (s, m) = (point.summary, point.maps);
         let title = format!(
             "{} ({why}{}, score {:.3}{})",
             rec.id,

@@ -116,7 +116,8 @@ fn options(out: PathBuf, twins: Option<PathBuf>) -> EvaluateOptions {
         samples: SAMPLES,
         seed: SEED,
         out,
-        samples_shown: 0,
+        // One shown patch each way: the panels re-run the points with the twins.
+        samples_shown: 1,
         second_look_patches: twins,
         ..EvaluateOptions::default()
     }
