@@ -79,7 +79,7 @@ impl SetSecondLookArgs {
         file.set_json_object("provenance", provenance);
         let (bytes, _) = file.to_bytes()?;
         replace_file(&self.model, &bytes)?;
-        // The file must open with the setting it now holds.
+        // The file must open with the setting written.
         lungseg::model::Model::open(&self.model)?;
         eprintln!("{}: second look written", self.model.display());
         Ok(())
