@@ -120,6 +120,21 @@ int main(int argc, char **argv) try {
                 model.point_radius_mm(), model.test_time_flips());
     if (mask_voxels != s.foreground_voxels)
         throw std::runtime_error("final mask and summary differ");
+    // The mask as the call returns it: with the model's second look where it runs (1.25 mm
+    // slices are thin enough for the default model's), else the same mask as above.
+    lungseg_mc_options mc_mask = mc;
+    mc_mask.structure_measures = nullptr;
+    const lungseg::Model::PointMask pm = model.predict_final_mask_at(volume, center, maps, mc_mask);
+    uint64_t pm_voxels = 0;
+    for (uint8_t m : pm.mask) pm_voxels += m;
+    std::printf("final mask from the call: %lu voxels (%s)\n", (unsigned long)pm_voxels,
+                pm.source == LUNGSEG_MASK_JOINED            ? "joined with the second look"
+                : pm.source == LUNGSEG_MASK_FIRST_LOOK_ONLY ? "second look: nothing to join"
+                                                            : "the model's mask");
+    if (pm_voxels != pm.summary.foreground_voxels)
+        throw std::runtime_error("the call's mask and its summary differ");
+    if (pm.source == LUNGSEG_MASK_MODEL && pm.mask != mask)
+        throw std::runtime_error("without a second look the call's mask is not lungseg_final_mask's");
     // The probability a voxel is nodule, where the model carries a map calibrated on held-out
     // scans (the mean itself where it does not).
     const std::vector<float> calibrated = model.calibrated_probability(mean);

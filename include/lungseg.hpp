@@ -333,6 +333,33 @@ public:
         return out.summary;
     }
 
+    // What predict_final_mask_at returns: the summary (its mask size is the mask's), the final
+    // mask (0/1 on the model's patch grid) and how it was made (a lungseg_mask_source).
+    struct PointMask {
+        lungseg_patch_summary summary;
+        std::vector<uint8_t> mask;
+        uint32_t source;
+    };
+    // As predict_uncertainty_at, also returning the final mask the call writes
+    // (lungseg_mc_options V5): the model's mask, joined with its second look where the model
+    // has one and the scan is thin enough. `opts` is copied; its mask fields are set here.
+    PointMask predict_final_mask_at(const Volume &volume, const Point3 &center,
+                                    const UncertaintyMaps &maps,
+                                    lungseg_mc_options opts = options<lungseg_mc_options>()) const {
+        const lungseg_model_info i = info();
+        PointMask r{};
+        r.mask.resize(size_t(i.patch_size[0]) * i.patch_size[1] * i.patch_size[2]);
+        opts.final_mask = r.mask.data();
+        opts.final_mask_len = r.mask.size();
+        opts.mask_source = &r.source;
+        lungseg_uncertainty out = to_c(maps);
+        detail::check(
+            lungseg_predict_uncertainty_at(get(), volume.get(), center.data(), &opts, &out),
+            "lungseg_predict_uncertainty_at");
+        r.summary = out.summary;
+        return r;
+    }
+
     // MC dropout at many world points of `volume` in one call (summaries only; for maps or
     // the partial results of a cancelled batch, call lungseg_predict_uncertainty_batch).
     // `opts->run` may carry a cancel flag, progress and log callbacks (lungseg_run_options).
