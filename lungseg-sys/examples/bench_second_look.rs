@@ -102,10 +102,7 @@ impl Bench {
         let t = Instant::now();
         let (volume, point) = (&self.volume, self.point);
         extract_hu(volume, point, &self.spec, &mut self.hu).unwrap();
-        let second_spec = PatchSpec {
-            spacing_mm: SecondLook::spacing_mm(self.spec.spacing_mm),
-            ..self.spec
-        };
+        let second_spec = SecondLook::patch_spec(&self.spec);
         let mut second = |p: &mut [f32]| extract_hu(volume, point, &second_spec, p);
         let point = Point {
             patch_hu: &self.hu,

@@ -25,6 +25,7 @@ use std::ops::Range;
 
 use crate::error::{try_vec, Error, Result};
 use crate::mask::{ComponentScratch, Grid, MaskRule, PatchGrid};
+use crate::patch::PatchSpec;
 
 /// The setting of a second look: its thresholds and the scans it runs on.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
@@ -55,6 +56,14 @@ impl SecondLook {
     /// The second look's voxel spacing: half the first's.
     pub fn spacing_mm(first_spacing_mm: [f64; 3]) -> [f64; 3] {
         first_spacing_mm.map(|s| s / 2.0)
+    }
+
+    /// The second look's patch: the first's size and outside value at half its spacing.
+    pub fn patch_spec(first: &PatchSpec) -> PatchSpec {
+        PatchSpec {
+            spacing_mm: Self::spacing_mm(first.spacing_mm),
+            ..*first
+        }
     }
 
     /// Fails unless both thresholds are in (0, 1], the support in [0, 1] and the scan limit in

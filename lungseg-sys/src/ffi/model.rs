@@ -887,8 +887,8 @@ pub(super) struct PatchOut<'a> {
     pub(super) mask: Option<MaskOut<'a>>,
 }
 
-/// One patch through MC dropout into `dst`, with the call's hooks; `scan` is the patch's scan
-/// for a second look (`None`: a patch from memory).
+/// One patch through MC dropout into `dst`, with the call's hooks; `point.scan` is the patch's
+/// scan for a second look (`None`: a patch from memory).
 pub(super) fn mc_patch(
     m: &lungseg_model,
     point: Point<'_>,
@@ -1064,10 +1064,7 @@ pub(super) fn mc_at(
         ..dst
     };
     let spec = patch_spec(m);
-    let second_spec = PatchSpec {
-        spacing_mm: SecondLook::spacing_mm(spec.spacing_mm),
-        ..spec
-    };
+    let second_spec = SecondLook::patch_spec(&spec);
     let mut second_patch = |hu: &mut [f32]| patch::extract_hu(v, c, &second_spec, hu);
     with_patch_buffer(spec.len(), |hu| {
         patch::extract_hu(v, c, &spec, hu)?;

@@ -277,10 +277,7 @@ fn predict_point(
 ) -> Result<(mc::PatchSummary, MaskSource)> {
     patch::extract_hu(volume, world, spec, &mut work.hu)?;
     work.reaches_outside = patch::reaches_outside(volume, world, spec);
-    let second_spec = PatchSpec {
-        spacing_mm: SecondLook::spacing_mm(spec.spacing_mm),
-        ..*spec
-    };
+    let second_spec = SecondLook::patch_spec(spec);
     let mut second_patch = |hu: &mut [f32]| patch::extract_hu(volume, world, &second_spec, hu);
     let point = Point {
         patch_hu: &work.hu,
