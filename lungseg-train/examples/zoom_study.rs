@@ -8,6 +8,8 @@
 //! ```text
 //! cargo run --release -p lungseg-train --example zoom_study -- dump MODEL COARSE FINE SPLIT SEED MEANS
 //! cargo run --release -p lungseg-train --example zoom_study -- score MODEL COARSE SPLIT MEANS > z.csv
+//! cargo run --release -p lungseg-train --example zoom_study -- wide MODEL COARSE SPLIT MEANS WIDE > w.csv
+//! cargo run --release -p lungseg-train --example zoom_study -- looks MODEL COARSE SPLIT MEANS > l.csv
 //! ```
 //!
 //! COARSE and FINE are `prepare` outputs of the same scans and seed at the model's spacing and
@@ -24,12 +26,17 @@
 //! the larger of the two, with or without a cascade) are in this file's history (5136003).
 //!
 //! One CSV row per patch, variant and threshold (`scripts/zoom_study.py` scores them by scan).
+//!
+//! Two later studies of the shipped second look read the same dumps: `wide` joins the engine's
+//! final mask with a look at *twice* the spacing (WIDE: `dump` with 2 mm patches as FINE; the
+//! masses the 64 mm patch cuts off), `looks` gives the two looks' disagreement per patch as a
+//! review-score candidate (`scripts/look_disagreement_study.py`). docs/model-stages.md has both.
 
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use lungseg::model::Model;
-use lungseg::second_look::{joined_mask, onto_first_grid, SecondLook};
+use lungseg::second_look::{can_change, joined_mask, onto_first_grid, SecondLook};
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
 use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
@@ -98,11 +105,16 @@ fn dump(args: &[String]) -> Result<()> {
             "{}: cubes only",
             rec.id
         );
-        let base = run_patch(&model, rec, &cds.load(i)?, SAMPLES, seed)?.1.mean;
+        // A coarse mean already in `out` (the same patch, seed and samples) is kept: a
+        // second spacing can then be dumped beside a first without running it again.
+        let coarse_path = out.join(format!("{}.coarse.f32", rec.id));
+        if !coarse_path.exists() {
+            let base = run_patch(&model, rec, &cds.load(i)?, SAMPLES, seed)?.1.mean;
+            write_f32(&coarse_path, &base)?;
+        }
         let fine_mean = run_patch(&model, frec, &fds.load(j)?, SAMPLES, seed)?
             .1
             .mean;
-        write_f32(&out.join(format!("{}.coarse.f32", rec.id)), &base)?;
         write_f32(&out.join(format!("{}.fine.f32", rec.id)), &fine_mean)?;
         if (k + 1) % 25 == 0 {
             eprintln!("{} of {} patches", k + 1, idx.len());
@@ -175,11 +187,193 @@ fn score(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Wide-look thresholds, supports and least component volumes (mm³: none, a 20 mm ball, a
+/// 30 mm ball) of the `wide` variants.
+const WIDE_THRESHOLDS: [f32; 3] = [0.5, 0.6, 0.7];
+const WIDE_SUPPORTS: [f32; 2] = [0.55, 0.3];
+const WIDE_MIN_MM3: [f64; 3] = [0.0, 4188.8, 14137.2];
+
+/// A mean at twice the first grid's spacing (same dims and centre voxel) on the first grid,
+/// trilinear: first voxel `i` lies at wide coordinate `(i − c) / 2 + c`, `c = dims / 2`.
+fn wide_onto_first(wide: &[f32], dims: [usize; 3]) -> Vec<f32> {
+    let axis = |i: usize, n: usize| {
+        let u = (i as f64 - (n / 2) as f64) / 2.0 + (n / 2) as f64;
+        let k = (u.floor() as usize).min(n - 1);
+        (k, (k + 1).min(n - 1), (u - k as f64) as f32)
+    };
+    let [nz, ny, nx] = dims;
+    let at = |z: usize, y: usize, x: usize| wide[(z * ny + y) * nx + x];
+    let mut out = Vec::with_capacity(wide.len());
+    for z in 0..nz {
+        let (z0, z1, wz) = axis(z, nz);
+        for y in 0..ny {
+            let (y0, y1, wy) = axis(y, ny);
+            for x in 0..nx {
+                let (x0, x1, wx) = axis(x, nx);
+                let lerp = |a: f32, b: f32, w: f32| a + (b - a) * w;
+                let plane = |z: usize| {
+                    lerp(
+                        lerp(at(z, y0, x0), at(z, y0, x1), wx),
+                        lerp(at(z, y1, x0), at(z, y1, x1), wx),
+                        wy,
+                    )
+                };
+                out.push(lerp(plane(z0), plane(z1), wz));
+            }
+        }
+    }
+    out
+}
+
+/// One CSV row per patch and variant: `current` (the engine's final mask: with the second look
+/// on scans it runs on, the model's own mask on coarser ones) and `wide-T<T>-G<G>-V<V>`, the current mask joined by the components of a look at twice the
+/// spacing (WIDE's `<id>.fine.f32`, `dump` with the 2 mm patches) at threshold `T` in which the
+/// first mean reaches `G` and that hold at least `V` mm³ of the patch.
+fn wide(args: &[String]) -> Result<()> {
+    let [model, coarse, split, means, wide] = args else {
+        bail!("usage: zoom_study wide MODEL COARSE SPLIT MEANS WIDE_MEANS");
+    };
+    let model = Model::open(Path::new(model))?;
+    let look = model
+        .config()
+        .second_look
+        .context("the model has no second look")?;
+    let cds = PatchDataset::open(Path::new(coarse))?;
+    let idx = split_for_model(&model, &cds, split)?;
+    let rule = EvalConfig::default().for_model(&model);
+    println!(
+        "id,scan,centred_on_nodule,diameter_mm,gt_voxels,voxel_mm3,variant,threshold,tp,fp,fn"
+    );
+    for &i in &idx {
+        let rec = &cds.records[i];
+        let patch = cds.load(i)?;
+        let n = rec.shape[0];
+        let read = |dir: &str, kind: &str| {
+            read_f32(
+                &Path::new(dir).join(format!("{}.{kind}.f32", rec.id)),
+                n * n * n,
+            )
+        };
+        let (base, wide_mean) = (read(means, "coarse")?, read(wide, "fine")?);
+        let grid = rec.grid(model.config().spacing_mm);
+        // The engine's final mask: the second look joined on scans it runs on, the model's
+        // own mask on coarser ones (and where the manifest does not say).
+        let runs = rec.scan_spacing_mm.is_some_and(|s| look.runs_on(s));
+        let current = if runs {
+            let mut joined = vec![0u8; base.len()];
+            let on_first = onto_first_grid(&read(means, "fine")?, grid.dims_zyx)?;
+            joined_mask(&base, &on_first, grid, rule.mask_rule(), look, &mut joined)?;
+            joined
+        } else {
+            predicted_mask(&base, grid, &rule).map_err(anyhow::Error::msg)?
+        };
+        let wide_first = wide_onto_first(&wide_mean, grid.dims_zyx);
+        let cells = lungseg::mask::Grid::new(base.len(), grid.dims_zyx)?;
+        let mut variants = vec![("current".to_string(), current.clone())];
+        for t in WIDE_THRESHOLDS {
+            for g in WIDE_SUPPORTS {
+                for v in WIDE_MIN_MM3 {
+                    let kept = cells.components_where(
+                        |i| wide_first[i] >= t,
+                        |c| {
+                            c.len() as f64 * grid.voxel_mm3() >= v
+                                && c.iter().any(|&i| base[i as usize] >= g)
+                        },
+                    )?;
+                    let mut pred = current.clone();
+                    for k in kept {
+                        pred[k as usize] = 1;
+                    }
+                    variants.push((format!("wide-T{t}-G{g}-V{v}"), pred));
+                }
+            }
+        }
+        let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
+        for (variant, pred) in &variants {
+            let c = Confusion::from_masks(&patch.mask, pred).map_err(anyhow::Error::msg)?;
+            println!(
+                "{},{},{},{},{gt_voxels},{},{variant},{},{},{},{}",
+                rec.id,
+                rec.seriesuid,
+                rec.label == 1,
+                rec.diameter_mm.unwrap_or(0.0),
+                grid.voxel_mm3(),
+                if runs {
+                    look.first_threshold
+                } else {
+                    rule.fg_threshold
+                },
+                c.tp,
+                c.fp,
+                c.fn_
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mask voxels (first-grid mm³) at which the looks' disagreement counts in full in
+/// `looks`' weighted disagreement: below it the disagreement is scaled by the masks' size, so
+/// one look's speck does not count as a whole disagreement.
+const LOOKS_FULL_VOXELS: f64 = 50.0;
+
+/// One CSV row per patch: how much the two looks' masks disagree on the voxels both see
+/// (`1 − Dice` of the first mean at the second look's first threshold and the second mean at
+/// its threshold, 0 where both are empty; `weighted` scales it by the masks' voxels up to
+/// [`LOOKS_FULL_VOXELS`]) and whether the engine runs the second look there
+/// (`lungseg::second_look::can_change`). Review-score candidates for
+/// `scripts/look_disagreement_study.py`.
+fn looks(args: &[String]) -> Result<()> {
+    let [model, coarse, split, means] = args else {
+        bail!("usage: zoom_study looks MODEL COARSE SPLIT MEANS");
+    };
+    let model = Model::open(Path::new(model))?;
+    let look = model
+        .config()
+        .second_look
+        .context("the model has no second look")?;
+    let cds = PatchDataset::open(Path::new(coarse))?;
+    let idx = split_for_model(&model, &cds, split)?;
+    println!("id,first_voxels,second_voxels,both_voxels,disagreement,weighted,engine_runs");
+    for &i in &idx {
+        let rec = &cds.records[i];
+        let n = rec.shape[0];
+        let read = |kind: &str| {
+            read_f32(
+                &Path::new(means).join(format!("{}.{kind}.f32", rec.id)),
+                n * n * n,
+            )
+        };
+        let (base, fine) = (read("coarse")?, read("fine")?);
+        let dims = rec.grid(model.config().spacing_mm).dims_zyx;
+        let on_first = onto_first_grid(&fine, dims)?;
+        let (mut a, mut b, mut both) = (0u64, 0u64, 0u64);
+        for (&c, s) in base.iter().zip(&on_first) {
+            let Some(s) = s else { continue };
+            let (in_a, in_b) = (c >= look.first_threshold, *s >= look.threshold);
+            a += u64::from(in_a);
+            b += u64::from(in_b);
+            both += u64::from(in_a && in_b);
+        }
+        let disagreement = if a + b == 0 {
+            0.0
+        } else {
+            1.0 - 2.0 * both as f64 / (a + b) as f64
+        };
+        let weighted = disagreement * ((a + b) as f64 / LOOKS_FULL_VOXELS).min(1.0);
+        let runs = can_change(&base, dims, look.support)?;
+        println!("{},{a},{b},{both},{disagreement},{weighted},{runs}", rec.id);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("dump") => dump(&args[1..]),
         Some("score") => score(&args[1..]),
-        _ => bail!("usage: zoom_study dump|score ..."),
+        Some("wide") => wide(&args[1..]),
+        Some("looks") => looks(&args[1..]),
+        _ => bail!("usage: zoom_study dump|score|wide|looks ..."),
     }
 }
