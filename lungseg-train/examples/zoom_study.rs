@@ -225,21 +225,46 @@ fn wide_onto_first(wide: &[f32], dims: [usize; 3]) -> Vec<f32> {
     out
 }
 
+/// A model with a second look and the patches of a split at its spacing.
+struct Shipped {
+    model: Model,
+    look: SecondLook,
+    cds: PatchDataset,
+    idx: Vec<usize>,
+}
+
+impl Shipped {
+    fn open(model: &str, coarse: &str, split: &str) -> Result<Shipped> {
+        let model = Model::open(Path::new(model))?;
+        let look = model
+            .config()
+            .second_look
+            .context("the model has no second look")?;
+        let cds = PatchDataset::open(Path::new(coarse))?;
+        let idx = split_for_model(&model, &cds, split)?;
+        Ok(Shipped {
+            model,
+            look,
+            cds,
+            idx,
+        })
+    }
+}
+
 /// One CSV row per patch and variant: `current` (the engine's final mask: with the second look
-/// on scans it runs on, the model's own mask on coarser ones) and `wide-T<T>-G<G>-V<V>`, the current mask joined by the components of a look at twice the
-/// spacing (WIDE's `<id>.fine.f32`, `dump` with the 2 mm patches) at threshold `T` in which the
+/// on scans it runs on, the model's own mask on coarser ones) and `wide-T<T>-G<G>-V<V>`, the
+/// current mask joined by the components of a look at twice the spacing (WIDE's `<id>.fine.f32`, `dump` with the 2 mm patches) at threshold `T` in which the
 /// first mean reaches `G` and that hold at least `V` mm³ of the patch.
 fn wide(args: &[String]) -> Result<()> {
     let [model, coarse, split, means, wide] = args else {
         bail!("usage: zoom_study wide MODEL COARSE SPLIT MEANS WIDE_MEANS");
     };
-    let model = Model::open(Path::new(model))?;
-    let look = model
-        .config()
-        .second_look
-        .context("the model has no second look")?;
-    let cds = PatchDataset::open(Path::new(coarse))?;
-    let idx = split_for_model(&model, &cds, split)?;
+    let Shipped {
+        model,
+        look,
+        cds,
+        idx,
+    } = Shipped::open(model, coarse, split)?;
     let rule = EvalConfig::default().for_model(&model);
     println!(
         "id,scan,centred_on_nodule,diameter_mm,gt_voxels,voxel_mm3,variant,threshold,tp,fp,fn"
@@ -327,13 +352,12 @@ fn looks(args: &[String]) -> Result<()> {
     let [model, coarse, split, means] = args else {
         bail!("usage: zoom_study looks MODEL COARSE SPLIT MEANS");
     };
-    let model = Model::open(Path::new(model))?;
-    let look = model
-        .config()
-        .second_look
-        .context("the model has no second look")?;
-    let cds = PatchDataset::open(Path::new(coarse))?;
-    let idx = split_for_model(&model, &cds, split)?;
+    let Shipped {
+        model,
+        look,
+        cds,
+        idx,
+    } = Shipped::open(model, coarse, split)?;
     println!("id,first_voxels,second_voxels,both_voxels,disagreement,weighted,engine_runs");
     for &i in &idx {
         let rec = &cds.records[i];
