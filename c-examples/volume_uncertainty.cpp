@@ -208,6 +208,14 @@ int main(int argc, char **argv) try {
         bad = 1;
     mc.run = nullptr;
 
+    // The final masks of a batch are the single calls' (the same seed draws the same samples).
+    const auto masks = model.predict_final_masks_batch(volume, {center}, mc_mask);
+    std::printf("batch final mask: %zu points, source %u\n", masks.size(),
+                masks.empty() ? 0u : masks[0].source);
+    if (masks.size() != 1 || masks[0].mask != pm.mask || masks[0].source != pm.source ||
+        masks[0].summary.foreground_voxels != pm.summary.foreground_voxels)
+        bad = 1;
+
     // Bad input is an exception carrying the status and the library's message.
     mc.n_samples = 5000;
     try {

@@ -380,6 +380,35 @@ public:
         return summaries;
     }
 
+    // As predict_final_mask_at at many world points of `volume` in one call (summaries, final
+    // masks and their sources; lungseg_mc_options V5 on the batch). `opts` is copied; its
+    // mask fields are set here.
+    std::vector<PointMask>
+    predict_final_masks_batch(const Volume &volume, const std::vector<Point3> &centers,
+                              lungseg_mc_options opts = options<lungseg_mc_options>()) const {
+        const lungseg_model_info i = info();
+        const size_t voxels = size_t(i.patch_size[0]) * i.patch_size[1] * i.patch_size[2];
+        std::vector<uint8_t> masks(voxels * centers.size());
+        std::vector<uint32_t> sources(centers.size());
+        opts.final_mask = masks.empty() ? nullptr : masks.data();
+        opts.final_mask_len = masks.size();
+        opts.mask_source = sources.empty() ? nullptr : sources.data();
+        std::vector<lungseg_uncertainty> out(centers.size());
+        size_t done = 0;
+        detail::check(lungseg_predict_uncertainty_batch(get(), volume.get(),
+                                                        centers.empty() ? nullptr
+                                                                        : centers[0].data(),
+                                                        centers.size(), &opts, out.data(), &done),
+                      "lungseg_predict_uncertainty_batch");
+        std::vector<PointMask> r(centers.size());
+        for (size_t k = 0; k < centers.size(); k++) {
+            r[k].summary = out[k].summary;
+            r[k].mask.assign(masks.begin() + k * voxels, masks.begin() + (k + 1) * voxels);
+            r[k].source = sources[k];
+        }
+        return r;
+    }
+
 #ifdef LUNGSEG_HPP_SPAN
     void predict(std::span<const float> patch_hu, std::span<float> prob) const {
         predict(patch_hu.data(), patch_hu.size(), prob.data(), prob.size());

@@ -39,6 +39,7 @@ pub mod scan_map;
 pub mod second_look;
 pub(crate) mod stats;
 pub mod volume;
+pub mod wide_look;
 
 pub use error::{Error, ErrorKind, Result};
 pub use geometry::Geometry;

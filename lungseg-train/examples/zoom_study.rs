@@ -37,6 +37,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use lungseg::model::Model;
 use lungseg::second_look::{can_change, joined_mask, onto_first_grid, SecondLook};
+use lungseg::wide_look::{self, WideLook};
 use lungseg_train::dataset::PatchDataset;
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
 use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
@@ -193,38 +194,6 @@ const WIDE_THRESHOLDS: [f32; 3] = [0.5, 0.6, 0.7];
 const WIDE_SUPPORTS: [f32; 2] = [0.55, 0.3];
 const WIDE_MIN_MM3: [f64; 3] = [0.0, 4188.8, 14137.2];
 
-/// A mean at twice the first grid's spacing (same dims and centre voxel) on the first grid,
-/// trilinear: first voxel `i` lies at wide coordinate `(i − c) / 2 + c`, `c = dims / 2`.
-fn wide_onto_first(wide: &[f32], dims: [usize; 3]) -> Vec<f32> {
-    let axis = |i: usize, n: usize| {
-        let u = (i as f64 - (n / 2) as f64) / 2.0 + (n / 2) as f64;
-        let k = (u.floor() as usize).min(n - 1);
-        (k, (k + 1).min(n - 1), (u - k as f64) as f32)
-    };
-    let [nz, ny, nx] = dims;
-    let at = |z: usize, y: usize, x: usize| wide[(z * ny + y) * nx + x];
-    let mut out = Vec::with_capacity(wide.len());
-    for z in 0..nz {
-        let (z0, z1, wz) = axis(z, nz);
-        for y in 0..ny {
-            let (y0, y1, wy) = axis(y, ny);
-            for x in 0..nx {
-                let (x0, x1, wx) = axis(x, nx);
-                let lerp = |a: f32, b: f32, w: f32| a + (b - a) * w;
-                let plane = |z: usize| {
-                    lerp(
-                        lerp(at(z, y0, x0), at(z, y0, x1), wx),
-                        lerp(at(z, y1, x0), at(z, y1, x1), wx),
-                        wy,
-                    )
-                };
-                out.push(lerp(plane(z0), plane(z1), wz));
-            }
-        }
-    }
-    out
-}
-
 /// A model with a second look and the patches of a split at its spacing.
 struct Shipped {
     model: Model,
@@ -292,24 +261,22 @@ fn wide(args: &[String]) -> Result<()> {
         } else {
             predicted_mask(&base, grid, &rule).map_err(anyhow::Error::msg)?
         };
-        let wide_first = wide_onto_first(&wide_mean, grid.dims_zyx);
-        let cells = lungseg::mask::Grid::new(base.len(), grid.dims_zyx)?;
+        let wide_first = wide_look::onto_first_grid(&wide_mean, grid.dims_zyx)?;
         let mut variants = vec![("current".to_string(), current.clone())];
-        for t in WIDE_THRESHOLDS {
-            for g in WIDE_SUPPORTS {
-                for v in WIDE_MIN_MM3 {
-                    let kept = cells.components_where(
-                        |i| wide_first[i] >= t,
-                        |c| {
-                            c.len() as f64 * grid.voxel_mm3() >= v
-                                && c.iter().any(|&i| base[i as usize] >= g)
-                        },
-                    )?;
+        for threshold in WIDE_THRESHOLDS {
+            for support in WIDE_SUPPORTS {
+                for min_component_mm3 in WIDE_MIN_MM3 {
+                    let look = WideLook {
+                        threshold,
+                        support,
+                        min_component_mm3,
+                    };
                     let mut pred = current.clone();
-                    for k in kept {
-                        pred[k as usize] = 1;
-                    }
-                    variants.push((format!("wide-T{t}-G{g}-V{v}"), pred));
+                    wide_look::join(&base, &wide_first, grid, look, &mut pred)?;
+                    variants.push((
+                        format!("wide-T{threshold}-G{support}-V{min_component_mm3}"),
+                        pred,
+                    ));
                 }
             }
         }
