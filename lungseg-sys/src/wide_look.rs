@@ -83,7 +83,7 @@ fn wide_coordinate(i: usize, n: usize) -> (usize, usize, f32) {
 /// The wide look's mean on the first grid, trilinear between the wide voxels around each
 /// first-look voxel's centre.
 pub fn onto_first_grid(wide: &[f32], dims_zyx: [usize; 3]) -> Result<Vec<f32>> {
-    check_len(wide.len(), dims_zyx)?;
+    Grid::new(wide.len(), dims_zyx)?;
     let [nz, ny, nx] = dims_zyx;
     let at = |z: usize, y: usize, x: usize| wide[(z * ny + y) * nx + x];
     let lerp = |a: f32, b: f32, w: f32| a + (b - a) * w;
@@ -120,11 +120,12 @@ pub fn join(
     mask: &mut [u8],
 ) -> Result<u64> {
     look.check()?;
-    for len in [first.len(), wide_on_first.len(), mask.len()] {
-        check_len(len, grid.dims_zyx)?;
+    let cells = Grid::new(first.len(), grid.dims_zyx)?;
+    for len in [wide_on_first.len(), mask.len()] {
+        Grid::new(len, grid.dims_zyx)?;
     }
     let voxel_mm3 = grid.voxel_mm3();
-    let kept = Grid::new(first.len(), grid.dims_zyx)?.components_where(
+    let kept = cells.components_where(
         |i| wide_on_first[i] >= look.threshold,
         |c| {
             c.len() as f64 * voxel_mm3 >= look.min_component_mm3
@@ -135,16 +136,6 @@ pub fn join(
         mask[i as usize] = 1;
     }
     Ok(mask.iter().map(|&m| u64::from(m != 0)).sum())
-}
-
-fn check_len(len: usize, dims_zyx: [usize; 3]) -> Result<()> {
-    let n = dims_zyx.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if n != Some(len) || len == 0 {
-        return Err(Error::invalid(format!(
-            "a map of {len} voxels on a {dims_zyx:?} grid"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
