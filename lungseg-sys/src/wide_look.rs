@@ -7,8 +7,8 @@
 //! the patch: a mass, not a blob the coarse grid makes of a small nodule or a vessel) and the
 //! first look's mean reaches [`WideLook::support`] in it (it extends what the first look saw).
 //! The study that chose it, on calibration scans, and its test are in docs/model-stages.md ("A
-//! wide look at twice the spacing"). Not yet a model-file setting: the engine's point calls do
-//! not run it.
+//! wide look at twice the spacing"). No model-file setting carries it, so the engine's point
+//! calls do not run it.
 //!
 //! Grids: both patches have the same dimensions (z, y, x; x fastest) and centre voxel
 //! (`dims / 2` on each axis, `crate::patch`'s convention), the wide look's spacing twice the
