@@ -90,23 +90,6 @@ fn fill(args: &[String]) -> Result<(Model, Histograms, usize)> {
     Ok((model, h, eval.calibration_bins))
 }
 
-/// Adds every voxel of `h` at its bin's mean probability mapped by `map`.
-fn add_mapped(acc: &mut CalibrationAccumulator, h: &BandHistogram, map: Option<&ProbabilityMap>) {
-    for band in 0..h.voxels.len() {
-        for b in 0..h.voxels[band].len() {
-            let n = h.voxels[band][b];
-            if n == 0 {
-                continue;
-            }
-            let p = (h.sum_p[band][b] / n as f64) as f32;
-            let p = map.map_or(p, |m| m.map(band, p));
-            let pos = h.foreground[band][b];
-            acc.add_n(p, true, pos);
-            acc.add_n(p, false, n - pos);
-        }
-    }
-}
-
 /// ROI ECE of both folds, each mapped by its own map.
 fn roi_ece(
     h: &[RegionHistograms; 2],
@@ -115,7 +98,7 @@ fn roi_ece(
 ) -> Result<f64> {
     let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
     for (hist, map) in h.iter().zip(maps) {
-        add_mapped(&mut acc, &hist.roi, map);
+        hist.roi.add_mapped(&mut acc, map);
     }
     acc.summary().ece.context("no voxels in the ROI")
 }

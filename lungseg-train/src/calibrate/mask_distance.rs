@@ -62,6 +62,14 @@ impl BandHistogram {
     /// to how far the map bends inside a 0.01-wide bin.
     pub fn ece(&self, map: Option<&ProbabilityMap>, bins: usize) -> Result<Option<f64>> {
         let mut acc = CalibrationAccumulator::new(bins).map_err(anyhow::Error::msg)?;
+        self.add_mapped(&mut acc, map);
+        Ok(acc.summary().ece)
+    }
+
+    /// Adds these voxels to `acc`, each bin's voxels at its mean probability mapped by `map`
+    /// (the identity when `None`); several histograms, each under its own map, can then be
+    /// judged together.
+    pub fn add_mapped(&self, acc: &mut CalibrationAccumulator, map: Option<&ProbabilityMap>) {
         for band in 0..self.voxels.len() {
             for b in 0..FINE_BINS {
                 let n = self.voxels[band][b];
@@ -75,7 +83,6 @@ impl BandHistogram {
                 acc.add_n(p, false, n - pos);
             }
         }
-        Ok(acc.summary().ece)
     }
 
     /// The fine bin of probability `p`.
