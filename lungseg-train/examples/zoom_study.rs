@@ -38,7 +38,7 @@ use anyhow::{bail, ensure, Context, Result};
 use lungseg::model::Model;
 use lungseg::second_look::{can_change, joined_mask, onto_first_grid, SecondLook};
 use lungseg::wide_look::{self, WideLook};
-use lungseg_train::dataset::PatchDataset;
+use lungseg_train::dataset::{PatchDataset, PatchRecord};
 use lungseg_train::evaluate::score::{run_patch, split_for_model};
 use lungseg_train::metrics::{predicted_mask, Confusion, EvalConfig};
 
@@ -68,6 +68,41 @@ fn read_f32(path: &Path, n: usize) -> Result<Vec<f32>> {
     Ok(b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// `dump`'s mean of `kind` (`coarse` or `fine`) for `rec` in `dir`.
+fn read_mean(dir: &str, rec: &PatchRecord, kind: &str) -> Result<Vec<f32>> {
+    let n = rec.shape.iter().product();
+    read_f32(&Path::new(dir).join(format!("{}.{kind}.f32", rec.id)), n)
+}
+
+/// The columns of `score`'s and `wide`'s rows.
+const CONFUSION_HEADER: &str =
+    "id,scan,centred_on_nodule,diameter_mm,gt_voxels,voxel_mm3,variant,threshold,tp,fp,fn";
+
+/// One row per variant: its mask's confusion against `gt`, the patch cut at `threshold`.
+fn print_confusions(
+    rec: &PatchRecord,
+    gt: &[u8],
+    voxel_mm3: f64,
+    threshold: f32,
+    variants: &[(String, Vec<u8>)],
+) -> Result<()> {
+    let gt_voxels = gt.iter().filter(|&&v| v != 0).count();
+    for (variant, pred) in variants {
+        let c = Confusion::from_masks(gt, pred).map_err(anyhow::Error::msg)?;
+        println!(
+            "{},{},{},{},{gt_voxels},{voxel_mm3},{variant},{threshold},{},{},{}",
+            rec.id,
+            rec.seriesuid,
+            rec.label == 1,
+            rec.diameter_mm.unwrap_or(0.0),
+            c.tp,
+            c.fp,
+            c.fn_
+        );
+    }
+    Ok(())
 }
 
 /// The MC means of every patch at both spacings, written to `out` (`<id>.coarse.f32`,
@@ -131,21 +166,18 @@ fn score(args: &[String]) -> Result<()> {
     };
     let model = Model::open(Path::new(model))?;
     let cds = PatchDataset::open(Path::new(coarse))?;
-    let means = Path::new(means);
     let idx = split_for_model(&model, &cds, split)?;
     let rule = EvalConfig::default().for_model(&model);
-    println!(
-        "id,scan,centred_on_nodule,diameter_mm,gt_voxels,voxel_mm3,variant,threshold,tp,fp,fn"
-    );
+    println!("{CONFUSION_HEADER}");
     for &i in &idx {
         let rec = &cds.records[i];
         let patch = cds.load(i)?;
-        let n = rec.shape[0];
-        let base = read_f32(&means.join(format!("{}.coarse.f32", rec.id)), n * n * n)?;
-        let fine = read_f32(&means.join(format!("{}.fine.f32", rec.id)), n * n * n)?;
+        let (base, fine) = (
+            read_mean(means, rec, "coarse")?,
+            read_mean(means, rec, "fine")?,
+        );
         let grid = rec.grid(model.config().spacing_mm);
         let on_first = onto_first_grid(&fine, grid.dims_zyx)?;
-        let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
         for t in THRESHOLDS {
             let cut = EvalConfig {
                 fg_threshold: t,
@@ -169,20 +201,7 @@ fn score(args: &[String]) -> Result<()> {
                     variants.push((format!("union-t{threshold}-g{support}"), pred));
                 }
             }
-            for (variant, pred) in &variants {
-                let c = Confusion::from_masks(&patch.mask, pred).map_err(anyhow::Error::msg)?;
-                println!(
-                    "{},{},{},{},{gt_voxels},{},{variant},{t},{},{},{}",
-                    rec.id,
-                    rec.seriesuid,
-                    rec.label == 1,
-                    rec.diameter_mm.unwrap_or(0.0),
-                    grid.voxel_mm3(),
-                    c.tp,
-                    c.fp,
-                    c.fn_
-                );
-            }
+            print_confusions(rec, &patch.mask, grid.voxel_mm3(), t, &variants)?;
         }
     }
     Ok(())
@@ -235,27 +254,21 @@ fn wide(args: &[String]) -> Result<()> {
         idx,
     } = Shipped::open(model, coarse, split)?;
     let rule = EvalConfig::default().for_model(&model);
-    println!(
-        "id,scan,centred_on_nodule,diameter_mm,gt_voxels,voxel_mm3,variant,threshold,tp,fp,fn"
-    );
+    println!("{CONFUSION_HEADER}");
     for &i in &idx {
         let rec = &cds.records[i];
         let patch = cds.load(i)?;
-        let n = rec.shape[0];
-        let read = |dir: &str, kind: &str| {
-            read_f32(
-                &Path::new(dir).join(format!("{}.{kind}.f32", rec.id)),
-                n * n * n,
-            )
-        };
-        let (base, wide_mean) = (read(means, "coarse")?, read(wide, "fine")?);
+        let (base, wide_mean) = (
+            read_mean(means, rec, "coarse")?,
+            read_mean(wide, rec, "fine")?,
+        );
         let grid = rec.grid(model.config().spacing_mm);
         // The engine's final mask: the second look joined on scans it runs on, the model's
         // own mask on coarser ones (and where the manifest does not say).
         let runs = rec.scan_spacing_mm.is_some_and(|s| look.runs_on(s));
         let current = if runs {
             let mut joined = vec![0u8; base.len()];
-            let on_first = onto_first_grid(&read(means, "fine")?, grid.dims_zyx)?;
+            let on_first = onto_first_grid(&read_mean(means, rec, "fine")?, grid.dims_zyx)?;
             joined_mask(&base, &on_first, grid, rule.mask_rule(), look, &mut joined)?;
             joined
         } else {
@@ -280,26 +293,12 @@ fn wide(args: &[String]) -> Result<()> {
                 }
             }
         }
-        let gt_voxels = patch.mask.iter().filter(|&&v| v != 0).count();
-        for (variant, pred) in &variants {
-            let c = Confusion::from_masks(&patch.mask, pred).map_err(anyhow::Error::msg)?;
-            println!(
-                "{},{},{},{},{gt_voxels},{},{variant},{},{},{},{}",
-                rec.id,
-                rec.seriesuid,
-                rec.label == 1,
-                rec.diameter_mm.unwrap_or(0.0),
-                grid.voxel_mm3(),
-                if runs {
-                    look.first_threshold
-                } else {
-                    rule.fg_threshold
-                },
-                c.tp,
-                c.fp,
-                c.fn_
-            );
-        }
+        let threshold = if runs {
+            look.first_threshold
+        } else {
+            rule.fg_threshold
+        };
+        print_confusions(rec, &patch.mask, grid.voxel_mm3(), threshold, &variants)?;
     }
     Ok(())
 }
@@ -328,14 +327,10 @@ fn looks(args: &[String]) -> Result<()> {
     println!("id,first_voxels,second_voxels,both_voxels,disagreement,weighted,engine_runs");
     for &i in &idx {
         let rec = &cds.records[i];
-        let n = rec.shape[0];
-        let read = |kind: &str| {
-            read_f32(
-                &Path::new(means).join(format!("{}.{kind}.f32", rec.id)),
-                n * n * n,
-            )
-        };
-        let (base, fine) = (read("coarse")?, read("fine")?);
+        let (base, fine) = (
+            read_mean(means, rec, "coarse")?,
+            read_mean(means, rec, "fine")?,
+        );
         let dims = rec.grid(model.config().spacing_mm).dims_zyx;
         let on_first = onto_first_grid(&fine, dims)?;
         let (mut a, mut b, mut both) = (0u64, 0u64, 0u64);
