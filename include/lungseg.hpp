@@ -366,14 +366,7 @@ public:
     std::vector<lungseg_patch_summary>
     predict_uncertainty_batch(const Volume &volume, const std::vector<Point3> &centers,
                               const lungseg_mc_options *opts = nullptr) const {
-        std::vector<lungseg_uncertainty> out(centers.size());
-        size_t done = 0;
-        static_assert(sizeof(Point3) == 3 * sizeof(double), "Point3 is three packed doubles");
-        detail::check(lungseg_predict_uncertainty_batch(get(), volume.get(),
-                                                        centers.empty() ? nullptr
-                                                                        : centers[0].data(),
-                                                        centers.size(), opts, out.data(), &done),
-                      "lungseg_predict_uncertainty_batch");
+        const std::vector<lungseg_uncertainty> out = batch(volume, centers, opts);
         std::vector<lungseg_patch_summary> summaries;
         summaries.reserve(out.size());
         for (const lungseg_uncertainty &u : out) summaries.push_back(u.summary);
@@ -393,13 +386,7 @@ public:
         opts.final_mask = masks.empty() ? nullptr : masks.data();
         opts.final_mask_len = masks.size();
         opts.mask_source = sources.empty() ? nullptr : sources.data();
-        std::vector<lungseg_uncertainty> out(centers.size());
-        size_t done = 0;
-        detail::check(lungseg_predict_uncertainty_batch(get(), volume.get(),
-                                                        centers.empty() ? nullptr
-                                                                        : centers[0].data(),
-                                                        centers.size(), &opts, out.data(), &done),
-                      "lungseg_predict_uncertainty_batch");
+        const std::vector<lungseg_uncertainty> out = batch(volume, centers, &opts);
         std::vector<PointMask> r(centers.size());
         for (size_t k = 0; k < centers.size(); k++) {
             r[k].summary = out[k].summary;
@@ -421,6 +408,20 @@ public:
 #endif
 
 private:
+    // lungseg_predict_uncertainty_batch at `centers`, one result per point.
+    std::vector<lungseg_uncertainty> batch(const Volume &volume,
+                                           const std::vector<Point3> &centers,
+                                           const lungseg_mc_options *opts) const {
+        std::vector<lungseg_uncertainty> out(centers.size());
+        size_t done = 0;
+        static_assert(sizeof(Point3) == 3 * sizeof(double), "Point3 is three packed doubles");
+        detail::check(lungseg_predict_uncertainty_batch(get(), volume.get(),
+                                                        centers.empty() ? nullptr
+                                                                        : centers[0].data(),
+                                                        centers.size(), opts, out.data(), &done),
+                      "lungseg_predict_uncertainty_batch");
+        return out;
+    }
     static Model open_raw(const char *path, const lungseg_model_options *opts) {
         lungseg_model *raw = nullptr;
         detail::check(lungseg_model_open(path, opts, &raw), "lungseg_model_open");
