@@ -1,5 +1,5 @@
 //! `lungseg-train`: the command line of the training harness (synth, prepare, mine-negatives,
-//! train, export, calibrate, evaluate, compare-reports, predict, demo).
+//! train, export, calibrate, evaluate, compare-reports, pool-reports, predict, demo).
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,6 +60,9 @@ enum Command {
     /// Compare a candidate's evaluation report with a baseline's on the same patches: the
     /// paired Dice difference with its by-scan bootstrap interval.
     CompareReports(lungseg_train::report::compare::CompareArgs),
+    /// One model's evaluation reports on several sets of scans (fresh seeds) pooled into one
+    /// headline: mean Dice, false positives, the flag and each review score, by-scan intervals.
+    PoolReports(lungseg_train::report::pool::PoolArgs),
     /// A model's network with more channels per level that computes the same function
     /// (Net2WiderNet): the start of a wider network's fine-tuning (`train --init`).
     Widen(lungseg_train::widen::WidenArgs),
@@ -719,6 +722,7 @@ fn main() -> ExitCode {
         Command::CalibrateMaskThreshold(a) => run_calibrate_mask_threshold(a),
         Command::Evaluate(a) => run_evaluate(a),
         Command::CompareReports(a) => a.run(),
+        Command::PoolReports(a) => a.run(),
         Command::MineNegatives(a) => a.run(),
         Command::Widen(a) => a.run(),
         Command::Average(a) => a.run(),

@@ -16,17 +16,16 @@ use lungseg::mask::{ComponentScratch, MaskRule, PatchGrid, PointRule, SmallCompo
 use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
-use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfig, Interval};
+use super::bootstrap::{bootstrap_by_group, BootstrapConfig, Interval};
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
+use super::headline::{records_headline, records_review_scores, scan_groups};
 use super::morphology::dilate_cube;
 use super::overlap::{summarize_overlap, Confusion, OverlapScores, OverlapSummary};
 use super::patch_class::PatchClass;
 use super::referral::{
     referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
 };
-use super::review_scores::{
-    evaluate_score, is_bad, ScoreEvaluation, DEFAULT_BAD_FP_MM3, DEFAULT_REFER_BUDGET,
-};
+use super::review_scores::{is_bad, ScoreEvaluation, DEFAULT_BAD_FP_MM3, DEFAULT_REFER_BUDGET};
 use super::uncertainty::{
     HistogramDensity, ScoreHistogram, UncertaintyMeasure, UncertaintySummary, DEFAULT_HIST_BINS,
 };
@@ -541,104 +540,17 @@ impl EvalAccumulator {
             },
             review: review_confusion(&bad, &flags)?,
             headline: self.headline()?,
-            review_scores: self.review_scores()?,
+            review_scores: records_review_scores(&self.patches, &self.config)?,
             patches: self.patches.clone(),
         })
     }
 
-    fn groups(&self) -> Vec<usize> {
-        group_ids(
-            &self
-                .patches
-                .iter()
-                .map(|p| p.scan.as_str())
-                .collect::<Vec<_>>(),
-        )
-    }
-
     fn headline(&self) -> Result<Headline, MetricsError> {
-        let (ps, c) = (&self.patches, &self.config);
-        let group = self.groups();
-        let boot =
-            |stat: &dyn Fn(&[usize]) -> Option<f64>| bootstrap_by_group(&group, &c.bootstrap, stat);
-        let is = |i: usize, class: PatchClass| ps[i].class == class;
-        let nodule = |i: usize| is(i, PatchClass::Nodule);
-        let negative = |i: usize| is(i, PatchClass::Negative);
-        let partial = |i: usize| is(i, PatchClass::Partial);
-        let count = |f: &dyn Fn(usize) -> bool| (0..ps.len()).filter(|&i| f(i)).count();
-        let sized =
-            |i: usize| nodule(i) && ps[i].diameter_mm.is_some_and(|d| d >= c.min_diameter_mm);
-        let flagged_bad = |s: &[usize]| {
-            mean_where(
-                s,
-                |i| ps[i].bad,
-                |i| f64::from(u8::from(ps[i].needs_review)),
-            )
-        };
+        let group = scan_groups(&self.patches);
         Ok(Headline {
-            dice_nodules: boot(&|s| mean_where(s, nodule, |i| ps[i].overlap.dice))?,
-            iou_nodules: boot(&|s| mean_where(s, nodule, |i| ps[i].overlap.iou))?,
-            dice_nodules_sized: boot(&|s| mean_where(s, sized, |i| ps[i].overlap.dice))?,
-            min_diameter_mm: c.min_diameter_mm,
-            n_nodule_patches: count(&nodule),
-            n_sized_patches: count(&sized),
-            n_negative_patches: count(&negative),
-            fp_volume_negatives_mm3: boot(&|s| mean_where(s, negative, |i| ps[i].fp_volume_mm3))?,
-            n_partial_patches: count(&partial),
-            dice_partial: boot(&|s| mean_where(s, partial, |i| ps[i].overlap.dice))?,
-            n_bad: ps.iter().filter(|p| p.bad).count(),
-            flag_catch_rate: boot(&flagged_bad)?,
-            flag_referred_fraction: boot(&|s| {
-                mean_where(s, |_| true, |i| f64::from(u8::from(ps[i].needs_review)))
-            })?,
-            dice_by_size: self.dice_by_size(&group)?,
             ece_roi: self.ece_interval(&group, |i| Some(&self.patch_calib_roi[i].0))?,
             ece_roi_mean: self.ece_interval(&group, |i| self.patch_calib_roi[i].1.as_ref())?,
+            ..records_headline(&self.patches, &self.config)?
         })
-    }
-
-    /// [`Headline::dice_by_size`]: nodule patches with a known diameter, binned.
-    fn dice_by_size(&self, group: &[usize]) -> Result<Vec<SizeRow>, MetricsError> {
-        let (ps, c) = (&self.patches, &self.config);
-        SIZE_BINS_MM
-            .iter()
-            .enumerate()
-            .map(|(b, &lo_mm)| {
-                let hi_mm = SIZE_BINS_MM.get(b + 1).copied();
-                let inside = |i: usize| {
-                    ps[i].class == PatchClass::Nodule
-                        && ps[i]
-                            .diameter_mm
-                            .is_some_and(|d| d >= lo_mm && hi_mm.is_none_or(|h| d < h))
-                };
-                let stat = |s: &[usize]| mean_where(s, inside, |i| ps[i].overlap.dice);
-                let dice = bootstrap_by_group(group, &c.bootstrap, stat)?;
-                Ok(SizeRow {
-                    lo_mm,
-                    hi_mm,
-                    patches: (0..ps.len()).filter(|&i| inside(i)).count(),
-                    dice,
-                })
-            })
-            .collect()
-    }
-
-    /// Each candidate score named by every patch, judged at the referral budget.
-    fn review_scores(&self) -> Result<Vec<ScoreEvaluation>, MetricsError> {
-        let Some(first) = self.patches.first() else {
-            return Ok(Vec::new());
-        };
-        let group = self.groups();
-        let bad: Vec<bool> = self.patches.iter().map(|p| p.bad).collect();
-        let c = &self.config;
-        first
-            .scores
-            .keys()
-            .filter(|k| self.patches.iter().all(|p| p.scores.contains_key(*k)))
-            .map(|k| {
-                let s: Vec<f32> = self.patches.iter().map(|p| p.scores[k]).collect();
-                evaluate_score(k, &s, &bad, &group, c.refer_budget, &c.bootstrap)
-            })
-            .collect()
     }
 }

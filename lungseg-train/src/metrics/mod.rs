@@ -17,6 +17,7 @@ pub mod accumulate;
 pub mod bad_kinds;
 pub mod bootstrap;
 pub mod calibration;
+pub mod headline;
 pub mod morphology;
 pub mod negative_cost;
 pub mod overlap;
@@ -33,6 +34,7 @@ pub use accumulate::{
 pub use bad_kinds::{bad_kinds, BadKind, BadKindRow};
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
+pub use headline::{records_headline, records_review_scores, scan_groups};
 pub use negative_cost::NegativeCost;
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use paired::{paired_dice, PairedDice};

@@ -6,6 +6,7 @@ pub mod figures;
 pub mod json;
 pub mod markdown;
 mod panel;
+pub mod pool;
 
 use serde::{Deserialize, Serialize};
 

@@ -449,3 +449,58 @@ fn negative_cost_counts_bad_patches_and_averages_the_volume_over_every_negative(
     assert!(!more_bad.within(&c) && !more_fp.within(&c));
     assert!(c.within(&more_bad) && c.within(&more_fp));
 }
+
+#[test]
+fn pool_reports_keeps_each_reports_scans_apart_and_refuses_other_rules() {
+    use lungseg_train::metrics::{Headline, PatchClass};
+    use lungseg_train::report::pool::{describe, pool};
+    let one = report(metrics());
+    // One report pooled alone is the report's own headline (its ROI ECE aside: pooling cannot
+    // recompute it), so `evaluate` and `pool-reports` share their statistics.
+    let alone = pool(std::slice::from_ref(&one)).unwrap();
+    assert_eq!(
+        alone.headline,
+        Headline {
+            ece_roi: None,
+            ece_roi_mean: None,
+            ..one.metrics.headline.clone()
+        }
+    );
+    assert_eq!(alone.review_scores, one.metrics.review_scores);
+
+    // A second set whose scans carry the same names but other Dice: twice the scans to
+    // resample, and the mean over every nodule patch of both.
+    let mut other = one.clone();
+    for p in &mut other.metrics.patches {
+        p.overlap.dice *= 0.5;
+    }
+    let both = pool(&[one.clone(), other.clone()]).unwrap();
+    let dice: Vec<f64> = [&one, &other]
+        .iter()
+        .flat_map(|r| &r.metrics.patches)
+        .filter(|p| p.class == PatchClass::Nodule)
+        .map(|p| p.overlap.dice)
+        .collect();
+    let d = both.headline.dice_nodules.unwrap();
+    assert!((d.estimate - dice.iter().sum::<f64>() / dice.len() as f64).abs() < 1e-12);
+    let single = one.metrics.headline.dice_nodules.unwrap();
+    assert_eq!(d.groups, 2 * single.groups);
+    assert_eq!(both.headline.n_nodule_patches, dice.len());
+    let text = describe(&both);
+    assert!(text.starts_with("2 reports, 6 scans"), "{text}");
+    let i = one.metrics.headline.ece_roi.unwrap();
+    let ece = format!(
+        "ECE (ROI) synthetic spheres: {:.3} [{:.3}, {:.3}]",
+        i.estimate, i.lo, i.hi
+    );
+    assert_eq!(text.matches(&ece).count(), 2, "{text}");
+
+    // Flags and bad patches must mean the same in every report.
+    let mut stricter = one.clone();
+    stricter.review_threshold = 0.1;
+    let e = pool(&[one.clone(), stricter]).unwrap_err();
+    assert!(e.to_string().contains("different review rules"), "{e}");
+    let mut redefined = one.clone();
+    redefined.metrics.config.bad_dice = 0.3;
+    assert!(pool(&[one, redefined]).is_err());
+}
