@@ -10,18 +10,18 @@
 //! `roi_dilation` voxels ∪ predicted foreground), where the clinically relevant
 //! uncertainty lives; the whole-patch numbers are inflated by easy background.
 
-use std::collections::BTreeMap;
-
 use lungseg::mask::{ComponentScratch, MaskRule, PatchGrid, PointRule, SmallComponents};
 use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap_by_group, BootstrapConfig, Interval};
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
-use super::headline::{records_headline, records_review_scores, scan_groups};
 use super::morphology::dilate_cube;
-use super::overlap::{summarize_overlap, Confusion, OverlapScores, OverlapSummary};
+use super::overlap::{summarize_overlap, Confusion, OverlapSummary};
 use super::patch_class::PatchClass;
+use super::records::{
+    records_headline, records_review_scores, scan_groups, Headline, PatchRecord, RecordStats,
+};
 use super::referral::{
     referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
 };
@@ -153,6 +153,17 @@ impl EvalConfig {
     }
 }
 
+impl EvalConfig {
+    /// The definitions the statistics of the per-patch records use.
+    pub fn record_stats(&self) -> RecordStats {
+        RecordStats {
+            bootstrap: self.bootstrap,
+            min_diameter_mm: self.min_diameter_mm,
+            refer_budget: self.refer_budget,
+        }
+    }
+}
+
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
@@ -213,81 +224,6 @@ pub struct PatchInput<'a> {
     pub det_prob: &'a [f32],
     /// Candidate review scores by name (MC summaries, structure-wise measures, baseline).
     pub scores: &'a [(&'a str, f32)],
-}
-
-/// What is kept of one patch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PatchRecord {
-    pub id: String,
-    pub scan: String,
-    pub class: PatchClass,
-    pub diameter_mm: Option<f64>,
-    pub confusion: Confusion,
-    pub overlap: OverlapScores,
-    /// Predicted foreground outside the ground truth, mm³.
-    pub fp_volume_mm3: f64,
-    /// See [`super::review_scores::is_bad`].
-    pub bad: bool,
-    pub score: f32,
-    pub needs_review: bool,
-    /// Mean predictive entropy over the patch (bits).
-    pub mean_entropy: f64,
-    pub scores: BTreeMap<String, f32>,
-}
-
-/// The numbers a reader looks at first, each with its by-scan bootstrap interval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Headline {
-    /// Mean Dice over every nodule patch ([`PatchClass::Nodule`]).
-    pub dice_nodules: Option<Interval>,
-    pub iou_nodules: Option<Interval>,
-    /// Mean Dice over nodule patches with diameter ≥ `min_diameter_mm`.
-    pub dice_nodules_sized: Option<Interval>,
-    pub min_diameter_mm: f64,
-    pub n_nodule_patches: usize,
-    /// Nodule patches with diameter ≥ `min_diameter_mm` (those of `dice_nodules_sized`).
-    #[serde(default)]
-    pub n_sized_patches: usize,
-    pub n_negative_patches: usize,
-    /// Mean false-positive volume on patches without nodule ([`PatchClass::Negative`]), mm³.
-    pub fp_volume_negatives_mm3: Option<Interval>,
-    /// Patches cut elsewhere that hold part of a nodule ([`PatchClass::Partial`]): in none of
-    /// the statistics above, reported here.
-    #[serde(default)]
-    pub n_partial_patches: usize,
-    /// Mean Dice over the [`PatchClass::Partial`] patches.
-    #[serde(default)]
-    pub dice_partial: Option<Interval>,
-    pub n_bad: usize,
-    /// Share of bad patches the engine's review flag catches.
-    pub flag_catch_rate: Option<Interval>,
-    /// Share of all patches the flag refers.
-    pub flag_referred_fraction: Option<Interval>,
-    /// Mean Dice of the nodule patches by the nodule's diameter ([`SIZE_BINS_MM`]).
-    #[serde(default)]
-    pub dice_by_size: Vec<SizeRow>,
-    /// ECE in the ROI of the reported probabilities (`EvalMetrics::calibration_roi`), the
-    /// bins' sums resampled by scan: a few scans with large, partly missed lesions hold much
-    /// of the ROI's voxels, so the ECE moves between test sets far more than its voxel count
-    /// suggests.
-    #[serde(default)]
-    pub ece_roi: Option<Interval>,
-    /// The same for the MC mean, where a probability map gave the reported probabilities.
-    #[serde(default)]
-    pub ece_roi_mean: Option<Interval>,
-}
-
-/// Lower edges (mm) of the nodule-size bins of [`Headline::dice_by_size`]; the last is open.
-pub const SIZE_BINS_MM: [f64; 5] = [0.0, 6.0, 10.0, 20.0, 30.0];
-
-/// Mean Dice over the nodule patches of one size bin, `lo_mm ≤ diameter < hi_mm`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SizeRow {
-    pub lo_mm: f64,
-    /// `None`: no upper edge.
-    pub hi_mm: Option<f64>,
-    pub patches: usize,
-    pub dice: Option<Interval>,
 }
 
 /// Every metric of an evaluation run.
@@ -540,7 +476,7 @@ impl EvalAccumulator {
             },
             review: review_confusion(&bad, &flags)?,
             headline: self.headline()?,
-            review_scores: records_review_scores(&self.patches, &self.config)?,
+            review_scores: records_review_scores(&self.patches, &self.config.record_stats())?,
             patches: self.patches.clone(),
         })
     }
@@ -550,7 +486,7 @@ impl EvalAccumulator {
         Ok(Headline {
             ece_roi: self.ece_interval(&group, |i| Some(&self.patch_calib_roi[i].0))?,
             ece_roi_mean: self.ece_interval(&group, |i| self.patch_calib_roi[i].1.as_ref())?,
-            ..records_headline(&self.patches, &self.config)?
+            ..records_headline(&self.patches, &self.config.record_stats())?
         })
     }
 }

@@ -17,28 +17,30 @@ pub mod accumulate;
 pub mod bad_kinds;
 pub mod bootstrap;
 pub mod calibration;
-pub mod headline;
 pub mod morphology;
 pub mod negative_cost;
 pub mod overlap;
 pub mod paired;
 pub mod patch_class;
+pub mod records;
 pub mod referral;
 pub mod review_scores;
 pub mod uncertainty;
 
 pub use accumulate::{
-    predicted_mask, roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, Headline, PatchInput,
-    PatchRecord, SizeRow, SIZE_BINS_MM,
+    predicted_mask, roi_mask, EvalAccumulator, EvalConfig, EvalMetrics, PatchInput,
 };
 pub use bad_kinds::{bad_kinds, BadKind, BadKindRow};
 pub use bootstrap::{BootstrapConfig, Interval};
 pub use calibration::{CalibrationAccumulator, CalibrationSummary, ReliabilityBin};
-pub use headline::{records_headline, records_review_scores, scan_groups};
 pub use negative_cost::NegativeCost;
 pub use overlap::{Confusion, MeanOverlap, OverlapScores, OverlapSummary};
 pub use paired::{paired_dice, PairedDice};
 pub use patch_class::PatchClass;
+pub use records::{
+    records_headline, records_review_scores, scan_groups, Headline, PatchRecord, RecordStats,
+    SizeRow, SIZE_BINS_MM,
+};
 pub use referral::{
     referral_curve, review_confusion, threshold_for_refer_fraction, ReferralCurve, ReferralPoint,
     ReviewConfusion,

@@ -70,10 +70,10 @@ pub fn pool(reports: &[Report]) -> Result<Pooled> {
             })
         })
         .collect();
-    let config: &EvalConfig = &first.metrics.config;
+    let stats = first.metrics.config.record_stats();
     Ok(Pooled {
-        headline: records_headline(&patches, config)?,
-        review_scores: records_review_scores(&patches, config)?,
+        headline: records_headline(&patches, &stats)?,
+        review_scores: records_review_scores(&patches, &stats)?,
         parts: reports
             .iter()
             .map(|r| PoolPart {
