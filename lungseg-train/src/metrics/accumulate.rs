@@ -14,14 +14,12 @@ use lungseg::mask::{ComponentScratch, MaskRule, PatchGrid, PointRule, SmallCompo
 use lungseg::mc::entropy_bits;
 use serde::{Deserialize, Serialize};
 
-use super::bootstrap::{bootstrap_by_group, BootstrapConfig, Interval};
+use super::bootstrap::BootstrapConfig;
 use super::calibration::{CalibrationAccumulator, CalibrationSummary, DEFAULT_BINS};
 use super::morphology::dilate_cube;
 use super::overlap::{summarize_overlap, Confusion, OverlapSummary};
 use super::patch_class::PatchClass;
-use super::records::{
-    records_headline, records_review_scores, scan_groups, Headline, PatchRecord, RecordStats,
-};
+use super::records::{records_headline, records_review_scores, Headline, PatchRecord, RecordStats};
 use super::referral::{
     referral_curve, review_confusion, ReferralCurve, ReviewConfusion, DEFAULT_BAD_DICE,
 };
@@ -279,9 +277,6 @@ pub struct EvalAccumulator {
     calib_all: CalibrationAccumulator,
     /// The MC mean's, kept apart once a patch came with calibrated probabilities.
     calib_mean: Option<(CalibrationAccumulator, CalibrationAccumulator)>,
-    /// Each patch's ROI calibration sums (reported probability, and the mean's where they
-    /// differ), for the by-scan interval of the ECE.
-    patch_calib_roi: Vec<(CalibrationAccumulator, Option<CalibrationAccumulator>)>,
     hist_roi: Vec<ScoreHistogram>,
     hist_all: Vec<ScoreHistogram>,
 }
@@ -301,7 +296,6 @@ impl EvalAccumulator {
             calib_roi: CalibrationAccumulator::new(config.calibration_bins)?,
             calib_all: CalibrationAccumulator::new(config.calibration_bins)?,
             calib_mean: None,
-            patch_calib_roi: Vec::new(),
             hist_roi: hists()?,
             hist_all: hists()?,
             patches: Vec::new(),
@@ -332,7 +326,7 @@ impl EvalAccumulator {
         };
         let confusion = Confusion::from_masks(p.gt, &pred)?;
         let roi = roi_mask(p.gt, &pred, p.det_prob, p.dims, &self.config)?;
-        self.add_calibration(p, &roi)?;
+        let (calibration_roi, calibration_roi_mean) = self.add_calibration(p, &roi)?;
         for (i, &in_roi) in roi.iter().enumerate() {
             let gt = p.gt[i] != 0;
             let mc_error = gt != (pred[i] != 0);
@@ -372,6 +366,8 @@ impl EvalAccumulator {
             needs_review: p.needs_review,
             mean_entropy,
             scores: p.scores.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+            calibration_roi: Some(calibration_roi),
+            calibration_roi_mean,
         });
         Ok(self.patches.last().expect("just pushed"))
     }
@@ -380,9 +376,14 @@ impl EvalAccumulator {
         &self.patches
     }
 
-    /// The reported probability's calibration, and the mean's apart when they differ. Every
-    /// patch of a run must come with calibrated probabilities or none.
-    fn add_calibration(&mut self, p: &PatchInput<'_>, roi: &[u8]) -> Result<(), MetricsError> {
+    /// The reported probability's calibration, and the mean's apart when they differ, added
+    /// to the run's totals; returns the patch's own ROI sums of both. Every patch of a run
+    /// must come with calibrated probabilities or none.
+    fn add_calibration(
+        &mut self,
+        p: &PatchInput<'_>,
+        roi: &[u8],
+    ) -> Result<(CalibrationAccumulator, Option<CalibrationAccumulator>), MetricsError> {
         let first = self.patches.is_empty();
         if !first && p.calibrated.is_some() != self.calib_mean.is_some() {
             return Err(MetricsError::InvalidParameter(
@@ -412,28 +413,9 @@ impl EvalAccumulator {
         // (it compares with them exactly); the per-patch sums only feed the interval.
         let mut patch_roi = CalibrationAccumulator::new(bins)?;
         patch_roi.add_patch(p.gt, reported, Some(roi))?;
-        self.patch_calib_roi.push((patch_roi, patch_mean_roi));
         self.calib_roi.add_patch(p.gt, reported, Some(roi))?;
-        self.calib_all.add_patch(p.gt, reported, None)
-    }
-
-    /// By-scan interval of the ROI ECE from the per-patch sums `of` picks.
-    fn ece_interval<'a>(
-        &'a self,
-        group: &[usize],
-        of: impl Fn(usize) -> Option<&'a CalibrationAccumulator>,
-    ) -> Result<Option<Interval>, MetricsError> {
-        if (0..self.patch_calib_roi.len()).any(|i| of(i).is_none()) {
-            return Ok(None);
-        }
-        let bins = self.config.calibration_bins;
-        bootstrap_by_group(group, &self.config.bootstrap, |s| {
-            let mut acc = CalibrationAccumulator::new(bins).ok()?;
-            for &i in s {
-                acc.merge(of(i)?).ok()?;
-            }
-            acc.ece()
-        })
+        self.calib_all.add_patch(p.gt, reported, None)?;
+        Ok((patch_roi, patch_mean_roi))
     }
 
     /// All metrics of the patches added so far.
@@ -475,18 +457,9 @@ impl EvalAccumulator {
                 Some(referral_curve(&dice, &scores)?)
             },
             review: review_confusion(&bad, &flags)?,
-            headline: self.headline()?,
+            headline: records_headline(&self.patches, &self.config.record_stats())?,
             review_scores: records_review_scores(&self.patches, &self.config.record_stats())?,
             patches: self.patches.clone(),
-        })
-    }
-
-    fn headline(&self) -> Result<Headline, MetricsError> {
-        let group = scan_groups(&self.patches);
-        Ok(Headline {
-            ece_roi: self.ece_interval(&group, |i| Some(&self.patch_calib_roi[i].0))?,
-            ece_roi_mean: self.ece_interval(&group, |i| self.patch_calib_roi[i].1.as_ref())?,
-            ..records_headline(&self.patches, &self.config.record_stats())?
         })
     }
 }

@@ -109,6 +109,8 @@ mod tests {
             needs_review: flagged,
             mean_entropy: 0.0,
             scores: Default::default(),
+            calibration_roi: None,
+            calibration_roi_mean: None,
         }
     }
 

@@ -24,13 +24,57 @@ use super::MetricsError;
 /// Default number of equal-width probability bins.
 pub const DEFAULT_BINS: usize = 15;
 
-/// Streaming sums for ECE, the reliability diagram and the Brier score.
-#[derive(Clone, Debug)]
+/// Streaming sums for ECE, the reliability diagram and the Brier score. Serialised as its
+/// sums (a report keeps each patch's, so that reports pool); a deserialised one is checked
+/// to have as many sums as bins, at least one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CalibrationSums", into = "CalibrationSums")]
 pub struct CalibrationAccumulator {
     count: Vec<u64>,
     sum_p: Vec<f64>,
     sum_y: Vec<f64>,
     sum_sq: f64,
+}
+
+/// The serialised form of [`CalibrationAccumulator`], unchecked.
+#[derive(Clone, Serialize, Deserialize)]
+struct CalibrationSums {
+    count: Vec<u64>,
+    sum_p: Vec<f64>,
+    sum_y: Vec<f64>,
+    sum_sq: f64,
+}
+
+impl TryFrom<CalibrationSums> for CalibrationAccumulator {
+    type Error = String;
+
+    fn try_from(s: CalibrationSums) -> Result<Self, String> {
+        let n = s.count.len();
+        if n == 0 || s.sum_p.len() != n || s.sum_y.len() != n {
+            return Err(format!(
+                "calibration sums of {n}, {} and {} bins: expected the same number, at least one",
+                s.sum_p.len(),
+                s.sum_y.len()
+            ));
+        }
+        Ok(CalibrationAccumulator {
+            count: s.count,
+            sum_p: s.sum_p,
+            sum_y: s.sum_y,
+            sum_sq: s.sum_sq,
+        })
+    }
+}
+
+impl From<CalibrationAccumulator> for CalibrationSums {
+    fn from(a: CalibrationAccumulator) -> Self {
+        CalibrationSums {
+            count: a.count,
+            sum_p: a.sum_p,
+            sum_y: a.sum_y,
+            sum_sq: a.sum_sq,
+        }
+    }
 }
 
 /// One bin of the reliability diagram.
@@ -68,6 +112,11 @@ impl CalibrationAccumulator {
             sum_y: vec![0.0; bins],
             sum_sq: 0.0,
         })
+    }
+
+    /// Number of probability bins.
+    pub fn bins(&self) -> usize {
+        self.count.len()
     }
 
     /// Adds one voxel. `p` is clamped to `[0, 1]`; callers pass finite probabilities

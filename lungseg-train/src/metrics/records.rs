@@ -1,14 +1,15 @@
 //! What an evaluation keeps of each patch ([`PatchRecord`]) and the statistics that need
 //! nothing else: the headline's means and rates with their by-scan intervals, and each review
 //! score judged at the referral budget. `evaluate` computes them from its accumulator,
-//! `pool-reports` from the records of several reports; the ROI ECE needs the per-patch
-//! calibration sums only the accumulator holds, so it is not among them.
+//! `pool-reports` from the records of several reports (the ROI ECE where every record keeps
+//! its calibration sums).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{bootstrap_by_group, group_ids, mean_where, BootstrapConfig, Interval};
+use super::calibration::CalibrationAccumulator;
 use super::overlap::{Confusion, OverlapScores};
 use super::patch_class::PatchClass;
 use super::review_scores::{evaluate_score, ScoreEvaluation};
@@ -32,6 +33,13 @@ pub struct PatchRecord {
     /// Mean predictive entropy over the patch (bits).
     pub mean_entropy: f64,
     pub scores: BTreeMap<String, f32>,
+    /// The patch's calibration sums of the reported probabilities in the ROI (the by-scan
+    /// interval of the ROI ECE merges them; absent from reports written without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_roi: Option<CalibrationAccumulator>,
+    /// The same for the MC mean, where a probability map gave the reported probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_roi_mean: Option<CalibrationAccumulator>,
 }
 
 /// The numbers a reader looks at first, each with its by-scan bootstrap interval.
@@ -104,7 +112,8 @@ pub fn scan_groups(ps: &[PatchRecord]) -> Vec<usize> {
     group_ids(&ps.iter().map(|p| p.scan.as_str()).collect::<Vec<_>>())
 }
 
-/// [`Headline`] of the records, its ROI ECE intervals `None`.
+/// [`Headline`] of the records (its ROI ECE intervals `None` unless every record keeps its
+/// calibration sums).
 pub fn records_headline(ps: &[PatchRecord], c: &RecordStats) -> Result<Headline, MetricsError> {
     let group = scan_groups(ps);
     let boot =
@@ -139,8 +148,36 @@ pub fn records_headline(ps: &[PatchRecord], c: &RecordStats) -> Result<Headline,
             mean_where(s, |_| true, |i| f64::from(u8::from(ps[i].needs_review)))
         })?,
         dice_by_size: dice_by_size(ps, c, &group)?,
-        ece_roi: None,
-        ece_roi_mean: None,
+        ece_roi: ece_interval(ps, c, &group, |p| p.calibration_roi.as_ref())?,
+        ece_roi_mean: ece_interval(ps, c, &group, |p| p.calibration_roi_mean.as_ref())?,
+    })
+}
+
+/// By-scan interval of the ROI ECE from the per-patch sums `of` picks: each resample's
+/// patches' bins summed, then its ECE. `None` when a record lacks them.
+fn ece_interval(
+    ps: &[PatchRecord],
+    c: &RecordStats,
+    group: &[usize],
+    of: impl Fn(&PatchRecord) -> Option<&CalibrationAccumulator>,
+) -> Result<Option<Interval>, MetricsError> {
+    let Some(sums) = ps.iter().map(&of).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let Some(bins) = sums.first().map(|s| s.bins()) else {
+        return Ok(None);
+    };
+    if sums.iter().any(|s| s.bins() != bins) {
+        return Err(MetricsError::InvalidParameter(
+            "patches with calibration sums of different bins".into(),
+        ));
+    }
+    bootstrap_by_group(group, &c.bootstrap, |s| {
+        let mut acc = CalibrationAccumulator::new(bins).ok()?;
+        for &i in s {
+            acc.merge(sums[i]).ok()?;
+        }
+        acc.ece()
     })
 }
 

@@ -1,8 +1,9 @@
 //! `pool-reports`: one model's evaluation reports on several independent sets of scans (fresh
 //! seeds), pooled into one headline. Each report's scans stay distinct (a scan id is
 //! qualified by its report), so the by-scan intervals resample every scan of every set. The
-//! reports must share the review rule and the metrics' definitions; the ROI ECE needs the
-//! per-patch calibration sums a report does not keep, so it is listed per report, not pooled.
+//! reports must share the review rule and the metrics' definitions. The ROI ECE pools from
+//! the patches' calibration sums where every report keeps them (reports written before
+//! `PatchRecord::calibration_roi` do not: then only each report's own is listed).
 
 use std::path::PathBuf;
 
@@ -178,6 +179,11 @@ pub fn describe(p: &Pooled) -> String {
             e.auroc.map_or("n/a".into(), |a| format!("{a:.3}")),
         );
     }
+    s += &format!(
+        "ECE (ROI), pooled: {}; of the MC mean: {}\n",
+        value(h.ece_roi),
+        value(h.ece_roi_mean)
+    );
     for part in &p.parts {
         s += &format!(
             "ECE (ROI) {}: {} (model {})\n",

@@ -63,3 +63,22 @@ fn no_voxels_gives_none() {
     assert_eq!(ece(&[], &[], 10).unwrap(), None);
     assert!(CalibrationAccumulator::new(0).is_err());
 }
+
+#[test]
+fn calibration_sums_round_trip_through_json_and_inconsistent_ones_are_refused() {
+    let mut acc = CalibrationAccumulator::new(4).unwrap();
+    for (p, y) in [(0.1, false), (0.3, true), (0.9, true), (0.95, false)] {
+        acc.add(p, y);
+    }
+    let text = serde_json::to_string(&acc).unwrap();
+    let back: CalibrationAccumulator = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, acc);
+    assert_eq!(back.ece(), acc.ece());
+    for bad in [
+        r#"{"count":[1,2],"sum_p":[0.1],"sum_y":[0.0,1.0],"sum_sq":0.5}"#,
+        r#"{"count":[],"sum_p":[],"sum_y":[],"sum_sq":0.0}"#,
+    ] {
+        let e = serde_json::from_str::<CalibrationAccumulator>(bad).unwrap_err();
+        assert!(e.to_string().contains("calibration sums"), "{e}");
+    }
+}

@@ -29,6 +29,8 @@ fn patch(id: &str, scan: &str, nodule: bool, dice: f64) -> PatchRecord {
         needs_review: false,
         mean_entropy: 0.0,
         scores: BTreeMap::new(),
+        calibration_roi: None,
+        calibration_roi_mean: None,
     }
 }
 

@@ -452,21 +452,37 @@ fn negative_cost_counts_bad_patches_and_averages_the_volume_over_every_negative(
 
 #[test]
 fn pool_reports_keeps_each_reports_scans_apart_and_refuses_other_rules() {
-    use lungseg_train::metrics::{Headline, PatchClass};
+    use lungseg_train::metrics::PatchClass;
     use lungseg_train::report::pool::{describe, pool};
     let one = report(metrics());
-    // One report pooled alone is the report's own headline (its ROI ECE aside: pooling cannot
-    // recompute it), so `evaluate` and `pool-reports` share their statistics.
+    // One report pooled alone is the report's own headline, read back from its JSON too, so
+    // `evaluate` and `pool-reports` share their statistics (the ROI ECE from the patches'
+    // calibration sums included).
+    let dir = out_dir("pool");
+    write_json(&one, &dir.join("report.json")).unwrap();
+    let read = lungseg_train::report::compare::read_report(&dir).unwrap();
     let alone = pool(std::slice::from_ref(&one)).unwrap();
-    assert_eq!(
-        alone.headline,
-        Headline {
-            ece_roi: None,
-            ece_roi_mean: None,
-            ..one.metrics.headline.clone()
-        }
-    );
+    assert_eq!(alone.headline, one.metrics.headline);
     assert_eq!(alone.review_scores, one.metrics.review_scores);
+    // Read back, to the JSON's float precision.
+    let (h, r) = (&one.metrics.headline, pool(&[read]).unwrap().headline);
+    for (want, got) in [(h.dice_nodules, r.dice_nodules), (h.ece_roi, r.ece_roi)] {
+        let (want, got) = (want.unwrap(), got.unwrap());
+        assert!(
+            (want.estimate - got.estimate).abs() < 1e-9,
+            "{want:?} {got:?}"
+        );
+        assert!((want.lo - got.lo).abs() < 1e-9 && (want.hi - got.hi).abs() < 1e-9);
+    }
+    // Without the sums (reports written before them) the pooled ECE is unknown.
+    let mut bare = one.clone();
+    for p in &mut bare.metrics.patches {
+        p.calibration_roi = None;
+    }
+    assert_eq!(
+        pool(std::slice::from_ref(&bare)).unwrap().headline.ece_roi,
+        None
+    );
 
     // A second set whose scans carry the same names but other Dice: twice the scans to
     // resample, and the mean over every nodule patch of both.
@@ -486,6 +502,13 @@ fn pool_reports_keeps_each_reports_scans_apart_and_refuses_other_rules() {
     let single = one.metrics.headline.dice_nodules.unwrap();
     assert_eq!(d.groups, 2 * single.groups);
     assert_eq!(both.headline.n_nodule_patches, dice.len());
+    // The pooled ROI ECE is that of every patch's sums merged.
+    let mut merged = lungseg_train::metrics::CalibrationAccumulator::new(15).unwrap();
+    for p in one.metrics.patches.iter().chain(&other.metrics.patches) {
+        merged.merge(p.calibration_roi.as_ref().unwrap()).unwrap();
+    }
+    let e = both.headline.ece_roi.unwrap().estimate;
+    assert!((e - merged.ece().unwrap()).abs() < 1e-12, "{e}");
     let text = describe(&both);
     assert!(text.starts_with("2 reports, 6 scans"), "{text}");
     let i = one.metrics.headline.ece_roi.unwrap();
