@@ -103,12 +103,15 @@ fn check_same_rules(a: &Report, b: &Report) -> Result<()> {
             c.bootstrap,
             c.min_diameter_mm,
             c.refer_budget,
-            c.bad_dice,
-            c.bad_fp_mm3,
+            (c.bad_dice, c.bad_fp_mm3),
+            (c.roi_dilation, c.calibration_bins),
         )
     };
     if key(ca) != key(cb) {
-        bail!("the reports define their statistics differently (bootstrap, bad patch or budget)");
+        bail!(
+            "the reports define their statistics differently (bootstrap, budget, bad patch, \
+             ROI or calibration bins)"
+        );
     }
     Ok(())
 }

@@ -525,5 +525,13 @@ fn pool_reports_keeps_each_reports_scans_apart_and_refuses_other_rules() {
     assert!(e.to_string().contains("different review rules"), "{e}");
     let mut redefined = one.clone();
     redefined.metrics.config.bad_dice = 0.3;
-    assert!(pool(&[one, redefined]).is_err());
+    assert!(pool(&[one.clone(), redefined]).is_err());
+    let mut wider_roi = one.clone();
+    wider_roi.metrics.config.roi_dilation += 1;
+    let e = pool(&[one, wider_roi]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("define their statistics differently"),
+        "{e}"
+    );
 }
